@@ -1,0 +1,82 @@
+//! Command-line interface: one file per subcommand turning flags into a checked config.
+
+pub mod server;
+pub mod token;
+pub mod version;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "orc", version, about = "A small, all-in-one Kubernetes-compatible orchestrator")]
+pub struct Cli {
+    /// Log level or filter (trace, debug, info, warn, error, or a RUST_LOG-style filter).
+    #[arg(long, global = true, env = "ORC_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (API server, scheduler, controllers) and an embedded agent.
+    Server(server::ServerArgs),
+    /// Run a worker node that joins a server.
+    Agent(AgentArgs),
+    /// Print the join token of the server in --data-dir.
+    Token(token::TokenArgs),
+    /// Manage container images (air-gapped import).
+    Images(ImagesArgs),
+    /// Preflight checks: kernel, cgroups, nftables, containerd, ports.
+    Check,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// URL of the server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, env = "ORC_JOIN")]
+    pub join: String,
+    /// Join token printed by `orc token` on the server.
+    #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]
+    pub data_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Import an OCI or docker-archive image tarball into containerd.
+    Import { file: std::path::PathBuf },
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` wins over `--log-level`.
+pub fn init_tracing(level: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Token(args) => token::run(args),
+        Command::Version => {
+            version::run();
+            Ok(())
+        }
+        Command::Agent(_) => anyhow::bail!("orc agent is not available in this build yet"),
+        Command::Images(_) => anyhow::bail!("orc images is not available in this build yet"),
+        Command::Check => anyhow::bail!("orc check is not available in this build yet"),
+    }
+}
