@@ -1,14 +1,7 @@
 //! orc: one binary that is either the control plane (`orc server`) or a worker (`orc agent`).
 
-mod agent;
-mod api;
-mod apiserver;
-mod cli;
-mod controllers;
-mod store;
-mod tls;
-
 use clap::Parser;
+use orc::cli;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
