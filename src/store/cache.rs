@@ -257,6 +257,7 @@ mod tests {
         Event {
             kind: EventType::Added,
             kv: make_kv(key, json!({"metadata": {"name": key}}), rev, rev),
+            prev: None,
         }
     }
 

@@ -53,6 +53,8 @@ impl EventType {
 pub struct Event {
     pub kind: EventType,
     pub kv: KeyValue,
+    /// The previous state for `Modified` events, when known.
+    pub prev: Option<KeyValue>,
 }
 
 impl Event {

@@ -164,7 +164,11 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
             }
         };
         if rev > compacted {
-            history.push(Event { kind, kv });
+            history.push(Event {
+                kind,
+                kv,
+                prev: None,
+            });
         }
     }
     let cache = Cache::new(objects.into_values().collect(), history, revision, compacted);
@@ -223,7 +227,7 @@ impl Writer {
                         Err(StoreError::AlreadyExists { key })
                     } else {
                         let kv = make_kv(&key, value, next, next);
-                        Ok((kv, EventType::Added))
+                        Ok((kv, EventType::Added, None))
                     }
                 }
                 Op::Update {
@@ -242,6 +246,7 @@ impl Writer {
                     Some(cur) => Ok((
                         make_kv(&key, value, cur.create_revision, next),
                         EventType::Modified,
+                        Some(cur),
                     )),
                 },
                 Op::Delete { key, expected } => match current(&overlay, &self.cache, &key) {
@@ -256,11 +261,12 @@ impl Writer {
                     Some(cur) => Ok((
                         make_kv(&key, (*cur.value).clone(), cur.create_revision, next),
                         EventType::Deleted,
+                        None,
                     )),
                 },
             };
             match outcome {
-                Ok((kv, kind)) => {
+                Ok((kv, kind, prev)) => {
                     next += 1;
                     overlay.insert(
                         kv.key.to_string(),
@@ -277,6 +283,7 @@ impl Writer {
                     events.push(Event {
                         kind,
                         kv: kv.clone(),
+                        prev,
                     });
                     outcomes.push((reply, Ok(kv)));
                 }

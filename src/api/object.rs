@@ -1,0 +1,204 @@
+//! Helpers on API objects held as JSON: metadata access, decoding checks, comparisons.
+
+use serde_json::{Map, Value};
+
+/// `metadata.<field>` as a string.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+pub fn name(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or("")
+}
+
+pub fn namespace(obj: &Value) -> Option<&str> {
+    meta_str(obj, "namespace").filter(|s| !s.is_empty())
+}
+
+pub fn uid(obj: &Value) -> Option<&str> {
+    meta_str(obj, "uid")
+}
+
+pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata")?.get("labels")?.as_object()
+}
+
+/// The mutable `metadata` map, created if missing.
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    obj["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+/// `metadata.finalizers`.
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn is_deleting(obj: &Value) -> bool {
+    meta_str(obj, "deletionTimestamp").is_some()
+}
+
+/// RFC 3339 timestamp with second precision, as Kubernetes writes `metav1.Time`.
+pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Parses a resourceVersion string; empty means "none".
+pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
+    if rv.is_empty() {
+        return Ok(None);
+    }
+    rv.parse::<u64>()
+        .map(Some)
+        .map_err(|_| format!("invalid resource version: {rv}"))
+}
+
+/// Upstream accepts plain numbers where a `Quantity` is expected (`cpu: 1`); the typed
+/// decoder only takes strings, so numbers under quantity maps are turned into strings.
+pub fn normalize_quantities(value: &mut Value) {
+    const QUANTITY_MAPS: &[&str] = &["limits", "requests", "capacity", "allocatable", "overhead"];
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if QUANTITY_MAPS.contains(&k.as_str()) {
+                    if let Value::Object(q) = v {
+                        for qv in q.values_mut() {
+                            if let Value::Number(n) = qv {
+                                *qv = Value::String(n.to_string());
+                            }
+                        }
+                    }
+                } else if k == "sizeLimit" || k == "storage" {
+                    if let Value::Number(n) = v {
+                        *v = Value::String(n.to_string());
+                    }
+                } else {
+                    normalize_quantities(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_quantities),
+        _ => {}
+    }
+}
+
+/// Paths (like `spec.foo` or `spec.containers[0].bogus`) of fields present in `original`
+/// but dropped by decoding into the typed form, i.e. fields the schema does not declare.
+pub fn unknown_fields(original: &Value, typed: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    collect_unknown(original, typed, String::new(), &mut out);
+    out
+}
+
+fn collect_unknown(original: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+    match (original, typed) {
+        (Value::Object(o), Value::Object(t)) => {
+            for (k, v) in o {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match t.get(k) {
+                    Some(tv) => collect_unknown(v, tv, child, out),
+                    None if !v.is_null() && !is_empty_container(v) => out.push(child),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(t)) => {
+            for (i, (ov, tv)) in o.iter().zip(t.iter()).enumerate() {
+                collect_unknown(ov, tv, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_empty_container(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether two versions of an object are the same apart from bookkeeping fields
+/// (resourceVersion, managedFields), so that an update can be skipped.
+pub fn same_content(a: &Value, b: &Value) -> bool {
+    strip_bookkeeping(a) == strip_bookkeeping(b)
+}
+
+fn strip_bookkeeping(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("managedFields");
+    }
+    v
+}
+
+/// Everything but `metadata` and `status`: what `metadata.generation` tracks.
+pub fn spec_part(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("metadata");
+        obj.remove("status");
+        obj.remove("apiVersion");
+        obj.remove("kind");
+    }
+    v
+}
+
+/// A random suffix for `generateName`, from the same alphabet upstream uses.
+pub fn random_suffix(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_path() {
+        let original = json!({"spec": {"containers": [{"name": "a", "bogus": 1}], "extra": "x", "nothing": null}});
+        let typed = json!({"spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(
+            unknown_fields(&original, &typed),
+            vec!["spec.containers[0].bogus", "spec.extra"]
+        );
+    }
+
+    #[test]
+    fn numeric_quantities_become_strings() {
+        let mut v = json!({"resources": {"limits": {"cpu": 1, "memory": "1Gi"}}, "x": {"requests": {"cpu": 0.5}}});
+        normalize_quantities(&mut v);
+        assert_eq!(v["resources"]["limits"]["cpu"], "1");
+        assert_eq!(v["x"]["requests"]["cpu"], "0.5");
+    }
+
+    #[test]
+    fn same_content_ignores_resource_version() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "1"}, "data": {"k": "v"}});
+        let b = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "data": {"k": "v"}});
+        assert!(same_content(&a, &b));
+        let c = json!({"metadata": {"name": "a"}, "data": {"k": "w"}});
+        assert!(!same_content(&a, &c));
+    }
+}

@@ -1,0 +1,327 @@
+//! The resource types orc serves: names, scope, verbs and how to type-check each kind.
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+/// Decodes a JSON object into the kind's typed form and back, dropping unknown fields.
+pub type Roundtrip = fn(&Value) -> Result<Value, serde_json::Error>;
+
+/// One served resource (e.g. `pods` in core/v1).
+#[derive(Debug)]
+pub struct ResourceDef {
+    /// API group; empty for the core (legacy) group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources: `status`, `scale`, `binding`, `log`, `exec`, `finalize`.
+    pub subresources: &'static [&'static str],
+    pub roundtrip: Roundtrip,
+}
+
+impl ResourceDef {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources.contains(&name)
+    }
+
+    /// Whether `status` is a separate subresource (the main endpoint ignores status).
+    pub fn has_status(&self) -> bool {
+        self.has_subresource("status")
+    }
+
+    /// Datastore key prefix for all objects of this resource.
+    pub fn prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/{group}/{}/", self.plural)
+    }
+
+    /// Datastore key prefix for a namespace (or all objects when `namespace` is None).
+    pub fn list_prefix(&self, namespace: Option<&str>) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("{}{ns}/", self.prefix()),
+            _ => self.prefix(),
+        }
+    }
+
+    /// Datastore key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("{}{ns}/{name}", self.prefix()),
+            _ => format!("{}{name}", self.prefix()),
+        }
+    }
+
+    /// Verbs on the main resource, as discovery reports them.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        match self.kind {
+            "Binding" => &["create"],
+            _ => &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
+        }
+    }
+}
+
+fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
+    let typed: T = T::deserialize(v)?;
+    serde_json::to_value(typed)
+}
+
+use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+/// Every resource orc serves.
+pub static RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: NONE,
+        subresources: &["status", "finalize"],
+        roundtrip: roundtrip::<core::Namespace>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: ALL,
+        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
+        roundtrip: roundtrip::<core::Pod>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Binding",
+        plural: "bindings",
+        singular: "binding",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<core::Binding>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "ReplicationController",
+        plural: "replicationcontrollers",
+        singular: "replicationcontroller",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: ALL,
+        subresources: &["status", "scale"],
+        roundtrip: roundtrip::<core::ReplicationController>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: ALL,
+        subresources: &["status"],
+        roundtrip: roundtrip::<core::Service>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<core::Endpoints>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: NONE,
+        subresources: &["status"],
+        roundtrip: roundtrip::<core::Node>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<core::Event>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        singular: "configmap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<core::ConfigMap>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<core::Secret>,
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<core::ServiceAccount>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: ALL,
+        subresources: &["status", "scale"],
+        roundtrip: roundtrip::<apps::Deployment>,
+    },
+    ResourceDef {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: ALL,
+        subresources: &["status", "scale"],
+        roundtrip: roundtrip::<apps::ReplicaSet>,
+    },
+    ResourceDef {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<coordination::Lease>,
+    },
+];
+
+/// The resource served at `group`/`version` under `plural`.
+pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource of a kind in an apiVersion (`v1`, `apps/v1`).
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+/// The API groups served, with their versions, in discovery order.
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES {
+        if !r.group.is_empty() && !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_separate_namespaces_and_scopes() {
+        let pods = by_plural("", "v1", "pods").unwrap();
+        assert_eq!(pods.key(Some("default"), "a"), "/core/pods/default/a");
+        assert_eq!(pods.list_prefix(Some("default")), "/core/pods/default/");
+        assert_eq!(pods.list_prefix(None), "/core/pods/");
+        let nodes = by_plural("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(Some("ignored"), "n1"), "/core/nodes/n1");
+        let deploy = by_kind("apps/v1", "Deployment").unwrap();
+        assert_eq!(deploy.key(Some("x"), "web"), "/apps/deployments/x/web");
+    }
+
+    #[test]
+    fn roundtrip_drops_unknown_fields_and_rejects_wrong_types() {
+        let pods = by_plural("", "v1", "pods").unwrap();
+        let out = (pods.roundtrip)(&json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "bogus": 1},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap();
+        assert!(out["metadata"].get("bogus").is_none());
+        assert_eq!(out["spec"]["containers"][0]["image"], "busybox");
+        let bad = (pods.roundtrip)(&json!({"metadata": {"name": 5}}));
+        assert!(bad.is_err());
+    }
+}

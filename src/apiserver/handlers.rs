@@ -1,0 +1,492 @@
+//! HTTP request handling: authenticate, route, authorize, then call the registry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{header, Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::auth::{self, User};
+use super::registry::{DeleteOptions, FieldValidation, WriteOptions, Written};
+use super::request::{self, Query};
+use super::response::{self, Body};
+use super::router::{self, ResourceRoute, Route};
+use super::{discovery, watch, ApiContext};
+use crate::api::object;
+use crate::api::patch::PatchType;
+use crate::api::resources::{self, ResourceDef};
+use crate::api::selector::{self, FieldSelector, LabelSelector};
+use crate::api::status::{self, ApiError};
+use crate::store::KeyValue;
+
+/// Entry point for every HTTP request.
+pub async fn handle(
+    ctx: Arc<ApiContext>,
+    cert_user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let user = cert_user.or_else(|| bearer_user(&ctx, &req));
+    let resp = match dispatch(&ctx, user.as_ref(), req).await {
+        Ok(resp) => resp,
+        Err(e) => response::error(&e),
+    };
+    tracing::debug!(
+        %method,
+        %path,
+        user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+        status = resp.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+fn bearer_user(ctx: &ApiContext, req: &Request<Incoming>) -> Option<User> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    ctx.tokens.authenticate(token)
+}
+
+fn header_str<'a>(req: &'a Request<Incoming>, name: header::HeaderName) -> &'a str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn dispatch(
+    ctx: &ApiContext,
+    user: Option<&User>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let route = router::parse(req.uri().path());
+    match &route {
+        Some(Route::Version) => return Ok(response::json(200, &discovery::version())),
+        Some(Route::Health) => return Ok(response::text(200, "ok")),
+        Some(Route::CaCerts) => return Ok(response::text(200, ctx.ca_pem.clone())),
+        _ => {}
+    }
+    let user = user.ok_or_else(ApiError::unauthorized)?;
+    let route = route.ok_or_else(ApiError::no_route)?;
+    let accept = header_str(&req, header::ACCEPT).to_string();
+    if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            req.method()
+        )));
+    }
+    match route {
+        Route::CoreVersions if discovery::wants_aggregated(&accept) => {
+            Ok(aggregated(discovery::aggregated(true)))
+        }
+        Route::CoreVersions => Ok(response::json(
+            200,
+            &discovery::core_versions(&ctx.advertise),
+        )),
+        Route::Groups if discovery::wants_aggregated(&accept) => {
+            Ok(aggregated(discovery::aggregated(false)))
+        }
+        Route::Groups => Ok(response::json(200, &discovery::groups())),
+        Route::Group(g) => discovery::group(&g)
+            .map(|v| response::json(200, &v))
+            .ok_or_else(ApiError::no_route),
+        Route::ResourceList { group, version } => Ok(response::json(
+            200,
+            &discovery::resource_list(&group, &version),
+        )),
+        Route::OpenApi(_) => Err(ApiError::no_route()),
+        Route::Resource(r) => resource(ctx, user, r, req).await,
+        Route::Version | Route::Health | Route::CaCerts => unreachable!("answered above"),
+    }
+}
+
+fn aggregated(v: Value) -> Response<Body> {
+    let mut resp = response::json(200, &v);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    resp
+}
+
+fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
+    match *method {
+        Method::GET if r.name.is_none() && (query.flag("watch") || r.watch_path) => "watch",
+        Method::GET if r.name.is_none() => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if r.name.is_none() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+}
+
+async fn resource(
+    ctx: &ApiContext,
+    user: &User,
+    r: ResourceRoute,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let query = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let verb = verb_of(&method, &r, &query);
+    auth::authorize(
+        user,
+        &auth::Action {
+            verb,
+            def: r.def,
+            namespace: r.namespace.as_deref(),
+            name: r.name.as_deref(),
+            subresource: r.subresource.as_deref(),
+        },
+    )?;
+    let def = r.def;
+    let ns = r.namespace.as_deref();
+    let content_type = header_str(&req, header::CONTENT_TYPE).to_string();
+    let content_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let opts = WriteOptions {
+        dry_run: query.dry_run()?,
+        field_validation: FieldValidation::parse(query.str("fieldValidation"))?,
+    };
+    let sub = r.subresource.as_deref();
+    match (verb, r.name.as_deref(), sub) {
+        ("list", None, None) => list(ctx, def, ns, &query),
+        ("watch", None, None) => watch(ctx, def, ns, &query),
+        ("get", Some(name), None | Some("status")) => {
+            let kv = ctx.registry.get(def, ns, name)?;
+            Ok(response::raw_json(200, kv.raw.clone()))
+        }
+        ("get", Some(name), Some("scale")) => {
+            let kv = ctx.registry.get(def, ns, name)?;
+            Ok(response::json(200, &ctx.registry.scale_of(def, &kv.value)))
+        }
+        ("get", Some(name), Some("log" | "exec" | "attach" | "portforward")) => {
+            let kv = ctx.registry.get(def, ns, name)?;
+            if kv.value["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "pod {name} does not have a host assigned"
+                )));
+            }
+            Err(ApiError::unavailable(
+                "the kubelet of this pod's node cannot be reached through the API server",
+            ))
+        }
+        ("create", None, None) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode_body(&content_type, &body)?;
+            if def.kind == "Binding" {
+                let pod = object::name(&obj).to_string();
+                let ns = ns.unwrap_or("default");
+                ctx.registry.bind_pod(ns, &pod, &obj, &opts).await?;
+                return Ok(response::json(201, &status::success_status(def, &pod, None)));
+            }
+            let w = ctx.registry.create(def, ns, obj, &opts).await?;
+            Ok(written(201, w))
+        }
+        ("create", Some(name), Some("binding")) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode_body(&content_type, &body)?;
+            let ns = ns.unwrap_or("default");
+            ctx.registry.bind_pod(ns, name, &obj, &opts).await?;
+            let bindings = resources::by_plural("", "v1", "bindings").expect("served");
+            Ok(response::json(201, &status::success_status(bindings, name, None)))
+        }
+        ("update", Some(name), None | Some("status")) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode_body(&content_type, &body)?;
+            let w = ctx.registry.update(def, ns, name, obj, sub, &opts).await?;
+            Ok(written(200, w))
+        }
+        ("update", Some(name), Some("finalize")) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode_body(&content_type, &body)?;
+            let finalizers = obj["spec"]["finalizers"].clone();
+            let w = ctx
+                .registry
+                .modify(def, ns, name, None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    cur["spec"]["finalizers"] = finalizers.clone();
+                    Ok(cur)
+                })
+                .await?;
+            Ok(written(200, w))
+        }
+        ("update", Some(name), Some("scale")) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let scale = request::decode_body(&content_type, &body)?;
+            let w = ctx
+                .registry
+                .update_scale(def, ns, name, &scale, &opts)
+                .await?;
+            Ok(response::json(200, &ctx.registry.scale_of(def, &w.kv.value)))
+        }
+        ("patch", Some(name), None | Some("status")) => {
+            let patch_type = patch_type(&content_type)?;
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let w = ctx
+                .registry
+                .patch(def, ns, name, patch_type, &body, sub, &opts)
+                .await?;
+            Ok(written(200, w))
+        }
+        ("patch", Some(name), Some("scale")) => {
+            let patch_type = patch_type(&content_type)?;
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let current = ctx.registry.get(def, ns, name)?;
+            let scale = ctx.registry.scale_of(def, &current.value);
+            let patched = crate::api::patch::apply_patch("Scale", &scale, &body, patch_type)
+                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+            let w = ctx
+                .registry
+                .update_scale(def, ns, name, &patched, &opts)
+                .await?;
+            Ok(response::json(200, &ctx.registry.scale_of(def, &w.kv.value)))
+        }
+        ("delete", Some(name), None) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let dopts = delete_options(&query, &body, opts.dry_run)?;
+            let w = ctx.registry.delete(def, ns, name, &dopts).await?;
+            let code = if w.deleted { 200 } else { 202 };
+            Ok(written(code, w))
+        }
+        ("deletecollection", None, None) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let dopts = delete_options(&query, &body, opts.dry_run)?;
+            delete_collection(ctx, def, ns, &query, &dopts).await
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            status::resource_name(def)
+        ))),
+    }
+}
+
+fn written(code: u16, w: Written) -> Response<Body> {
+    response::with_warnings(response::raw_json(code, w.kv.raw.clone()), &w.warnings)
+}
+
+fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
+    PatchType::from_content_type(content_type).ok_or_else(|| {
+        ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+        ))
+    })
+}
+
+fn delete_options(query: &Query, body: &[u8], dry_run: bool) -> Result<DeleteOptions, ApiError> {
+    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions body: {e}")))?
+    };
+    let mut propagation = from_body["propagationPolicy"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| query.get("propagationPolicy").map(str::to_string));
+    let orphan = from_body["orphanDependents"]
+        .as_bool()
+        .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+    if propagation.is_none() && orphan == Some(true) {
+        propagation = Some("Orphan".into());
+    }
+    let body_dry_run = from_body["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        dry_run: dry_run || body_dry_run,
+        grace_period: from_body["gracePeriodSeconds"]
+            .as_i64()
+            .or(query.int("gracePeriodSeconds")?),
+        propagation,
+        precondition_uid: from_body["preconditions"]["uid"]
+            .as_str()
+            .map(str::to_string),
+        precondition_rv: from_body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
+    })
+}
+
+/// Label and field selectors of a list/watch request, as one predicate.
+fn selectors(def: &ResourceDef, query: &Query) -> Result<watch::Predicate, ApiError> {
+    let labels = LabelSelector::parse(query.str("labelSelector"))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(query.str("fieldSelector"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    selector::check_supported(def.kind, &fields)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Arc::new(move |obj: &Value| {
+        labels.matches(object::labels(obj)) && fields.matches(obj)
+    }))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    start: String,
+}
+
+fn list(
+    ctx: &ApiContext,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let predicate = selectors(def, query)?;
+    let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
+    let start_after = match query.get("continue").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(token) => {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+                .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
+            let t: ContinueToken = serde_json::from_slice(&bytes)
+                .map_err(|_| ApiError::bad_request("continue key is not valid"))?;
+            let prefix = def.list_prefix(ns);
+            if !t.start.starts_with(&prefix) {
+                return Err(ApiError::bad_request("continue key is not valid"));
+            }
+            Some(t.start)
+        }
+    };
+    let rv_match = query.str("resourceVersionMatch");
+    if let Some(rv) = object::parse_resource_version(query.str("resourceVersion"))
+        .map_err(ApiError::bad_request)?
+    {
+        if rv_match == "Exact" && rv != ctx.registry.revision() {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                ctx.registry.revision()
+            )));
+        }
+    }
+    let filter = |kv: &KeyValue| predicate(&kv.value);
+    let page = ctx
+        .registry
+        .list(def, ns, start_after.as_deref(), limit, &filter);
+    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(last) = &page.continue_after {
+        let token = serde_json::to_vec(&ContinueToken {
+            rv: page.revision,
+            start: last.clone(),
+        })
+        .unwrap_or_default();
+        meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
+        meta["remainingItemCount"] = json!(page.remaining);
+    }
+    let head = json!({
+        "kind": format!("{}List", def.kind),
+        "apiVersion": def.api_version(),
+        "metadata": meta,
+    });
+    let head = serde_json::to_vec(&head).unwrap_or_default();
+    let size: usize = page.items.iter().map(|kv| kv.raw.len() + 1).sum();
+    let mut out = BytesMut::with_capacity(head.len() + size + 16);
+    // `{...metadata}` → `{...metadata,"items":[...]}`
+    out.put_slice(&head[..head.len() - 1]);
+    out.put_slice(b",\"items\":[");
+    for (i, kv) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&kv.raw);
+    }
+    out.put_slice(b"]}");
+    Ok(response::raw_json(200, out.freeze()))
+}
+
+fn watch(
+    ctx: &ApiContext,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let predicate = selectors(def, query)?;
+    let timeout = query
+        .int("timeoutSeconds")?
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64))
+        .unwrap_or(watch::DEFAULT_WATCH_TIMEOUT);
+    let send_initial = query.get("sendInitialEvents") == Some("true");
+    let rv = object::parse_resource_version(query.str("resourceVersion"))
+        .map_err(ApiError::bad_request)?;
+    let request = watch::WatchRequest {
+        def,
+        predicate,
+        encoder: Arc::new(|kv: &KeyValue| kv.raw.clone()),
+        bookmarks: query.flag("allowWatchBookmarks"),
+        initial_events_end: send_initial,
+        timeout,
+        content_type: "application/json",
+    };
+    let prefix = def.list_prefix(ns);
+    let store = &ctx.registry.store;
+    match rv {
+        Some(rv) if rv != 0 && !send_initial => match store.watch(&prefix, rv) {
+            Ok(w) => Ok(watch::stream(request, Vec::new(), w)),
+            Err(crate::store::StoreError::Compacted { requested, oldest }) => Ok(
+                watch::error_stream(&ApiError::gone(format!(
+                    "too old resource version: {requested} ({oldest})"
+                ))),
+            ),
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        },
+        _ => {
+            let (items, _rev, w) = store.snapshot_and_watch(&prefix);
+            Ok(watch::stream(request, items, w))
+        }
+    }
+}
+
+async fn delete_collection(
+    ctx: &ApiContext,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    query: &Query,
+    dopts: &DeleteOptions,
+) -> Result<Response<Body>, ApiError> {
+    let predicate = selectors(def, query)?;
+    let filter = |kv: &KeyValue| predicate(&kv.value);
+    let page = ctx.registry.list(def, ns, None, 0, &filter);
+    let mut out = BytesMut::new();
+    let mut first = true;
+    for kv in page.items {
+        let name = object::name(&kv.value).to_string();
+        let ns = object::namespace(&kv.value).map(str::to_string);
+        match ctx.registry.delete(def, ns.as_deref(), &name, dopts).await {
+            Ok(w) => {
+                if !first {
+                    out.put_u8(b',');
+                }
+                first = false;
+                out.put_slice(&w.kv.raw);
+            }
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
+        def.kind,
+        def.api_version(),
+        ctx.registry.revision()
+    );
+    let mut body = BytesMut::from(head.as_bytes());
+    body.put_slice(&out);
+    body.put_slice(b"]}");
+    Ok(response::raw_json(200, Bytes::from(body)))
+}

@@ -1,0 +1,125 @@
+//! Reading requests: query parameters, bodies (JSON or YAML) with a size limit.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::api::status::ApiError;
+
+/// Largest request body accepted, as upstream (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Query parameters (last value wins).
+#[derive(Debug, Default, Clone)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn str(&self, key: &str) -> &str {
+        self.get(key).unwrap_or("")
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true") | Some("1") | Some(""))
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}"))
+            }),
+        }
+    }
+
+    /// `dryRun=All` (anything else non-empty is refused, as upstream).
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other}; supported values: All"
+            ))),
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than `MAX_BODY_BYTES`.
+pub async fn read_body(body: Incoming, content_length: Option<u64>) -> Result<Bytes, ApiError> {
+    if content_length.is_some_and(|l| l > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(MAX_BODY_BYTES))
+        }
+        Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
+    }
+}
+
+/// Decodes a JSON or YAML request body into a JSON value.
+pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let v: serde_yaml::Value = serde_yaml::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?;
+            serde_json::to_value(v)
+                .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+        }
+        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
+            "the protobuf content type is not supported by this server; use application/json",
+        )),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_decode_from_json_and_yaml_and_refuse_garbage() {
+        let v = decode_body("application/json", br#"{"a":1}"#).unwrap();
+        assert_eq!(v["a"], 1);
+        let v = decode_body("application/yaml", b"a: 1\nb: [x]\n").unwrap();
+        assert_eq!(v["b"][0], "x");
+        assert_eq!(decode_body("application/json", b"{nope").unwrap_err().code, 400);
+        assert_eq!(decode_body("application/json", b"  ").unwrap_err().code, 400);
+        assert_eq!(decode_body("text/html", b"<p>").unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn query_parameters() {
+        let q = Query::parse(Some("watch=1&labelSelector=app%3Dweb&limit=5&dryRun=All"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.str("labelSelector"), "app=web");
+        assert_eq!(q.int("limit").unwrap(), Some(5));
+        assert!(q.dry_run().unwrap());
+        assert!(Query::parse(Some("dryRun=Some")).dry_run().is_err());
+        assert!(Query::parse(Some("limit=x")).int("limit").is_err());
+    }
+}
