@@ -362,7 +362,12 @@ fn load_admin(tls_dir: &Path, ca: &Ca) -> Result<Option<(String, String)>> {
         .client_verifier(false)?
         .verify_client_cert(&certs[0], &[], until)
     {
-        warn!(path = %cert_path.display(), %error, "admin certificate does not verify against the ca for the next {} days, issuing a new one", RENEW_BEFORE.as_secs() / DAY.as_secs());
+        warn!(
+            path = %cert_path.display(),
+            %error,
+            renew_before_days = RENEW_BEFORE.as_secs() / DAY.as_secs(),
+            "admin certificate does not verify against the ca long enough, issuing a new one"
+        );
         return Ok(None);
     }
     let key_matches = KeyPair::from_pem(&key_pem).is_ok_and(|key| {
@@ -439,17 +444,15 @@ fn serving_sans(requested: &[String]) -> Result<Vec<SanType>> {
     for name in names {
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => {
-                let invalid = |source| Error::InvalidSan {
+            Err(_) if is_dns_name(name) => {
+                SanType::DnsName(name.try_into().map_err(|_| Error::InvalidSan {
                     name: name.to_owned(),
-                    source,
-                };
-                if name.is_empty() || name.contains(char::is_whitespace) {
-                    return Err(invalid(rcgen::Error::InvalidAsn1String(
-                        rcgen::InvalidAsn1String::Ia5String(name.to_owned()),
-                    )));
-                }
-                SanType::DnsName(name.try_into().map_err(invalid)?)
+                })?)
+            }
+            Err(_) => {
+                return Err(Error::InvalidSan {
+                    name: name.to_owned(),
+                })
             }
         };
         if !sans.contains(&san) {
@@ -457,6 +460,17 @@ fn serving_sans(requested: &[String]) -> Result<Vec<SanType>> {
         }
     }
     Ok(sans)
+}
+
+/// Letters, digits, `-`, `_`, `.` and wildcard `*`; no empty labels.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*'))
+        })
 }
 
 fn generate_key(what: &'static str) -> Result<KeyPair> {
@@ -681,9 +695,11 @@ mod tests {
     #[test]
     fn invalid_san_is_named_in_the_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Pki::load_or_create(dir.path(), &sans(&["bad name"])).unwrap_err();
-        assert!(matches!(err, Error::InvalidSan { .. }), "{err:?}");
-        assert!(err.to_string().contains("bad name"), "{err}");
+        for bad in ["bad name", "", "a..b", "https://x"] {
+            let err = Pki::load_or_create(dir.path(), &sans(&[bad])).unwrap_err();
+            assert!(matches!(err, Error::InvalidSan { .. }), "{err:?}");
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
     }
 
     #[test]
@@ -717,6 +733,12 @@ mod tests {
         assert_ne!(second.ca_cert_pem(), first.ca_cert_pem());
         assert_ne!(second.admin_cert_pem(), first.admin_cert_pem());
         assert_eq!(read(dir.path(), ADMIN_CERT_FILE), second.admin_cert_pem());
+    }
+
+    #[test]
+    fn pki_can_be_shared_between_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Pki>();
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub enum Error {
     )]
     UnsupportedCaSubject { path: PathBuf },
     #[error("invalid tls san {name:?}: not an ip address or a dns name")]
-    InvalidSan { name: String, source: rcgen::Error },
+    InvalidSan { name: String },
     #[error("a certificate common name must not be empty")]
     EmptyCommonName,
     #[error("client certificate for {common_name:?} asks for {count} organizations: at most 2 are supported")]
