@@ -23,6 +23,12 @@ pub struct ResourceDef {
     pub roundtrip: Roundtrip,
 }
 
+impl PartialEq for ResourceDef {
+    fn eq(&self, other: &ResourceDef) -> bool {
+        self.group == other.group && self.version == other.version && self.plural == other.plural
+    }
+}
+
 impl ResourceDef {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {

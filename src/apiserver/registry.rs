@@ -480,6 +480,10 @@ impl Registry {
         // a pending grace period) deletes it.
         let finished = object::is_deleting(&new)
             && object::finalizers(&new).is_empty()
+            && (def.kind != "Namespace"
+                || new["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty()))
             && new["metadata"]["deletionGracePeriodSeconds"]
                 .as_i64()
                 .unwrap_or(0)

@@ -75,6 +75,7 @@ pub fn error_stream(e: &ApiError) -> Response<Body> {
 
 /// Streams `initial` (as ADDED) then the watcher's events, filtered by the predicate.
 pub fn stream(req: WatchRequest, initial: Vec<KeyValue>, mut watcher: Watcher) -> Response<Body> {
+    let content_type = req.content_type;
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(STREAM_BUFFER);
     tokio::spawn(async move {
         let send = |b: Bytes| {
@@ -126,7 +127,7 @@ pub fn stream(req: WatchRequest, initial: Vec<KeyValue>, mut watcher: Watcher) -
     let mut resp = Response::new(body);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(req.content_type),
+        HeaderValue::from_static(content_type),
     );
     resp
 }

@@ -1,13 +1,343 @@
-//! `orc server`: flags → server config, then run the control plane.
+//! `orc server`: flags → a checked server config, then run the control plane.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[derive(Debug, clap::Args)]
+use anyhow::{bail, Context};
+use ipnet::Ipv4Net;
+
+use crate::apiserver::allocator::{Allocators, NODE_PORT_RANGE};
+use crate::apiserver::registry::Registry;
+use crate::apiserver::{self, auth::TokenAuthenticator, ApiContext};
+use crate::controllers;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::tls;
+
+/// Default kubeconfig path, as `--write-kubeconfig` documents.
+pub const DEFAULT_KUBECONFIG: &str = "/etc/orc/orc.yaml";
+/// How often history older than the previous tick is compacted.
+const COMPACT_INTERVAL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
+    /// Directory for the datastore, certificates and the join token.
     #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]
     pub data_dir: PathBuf,
+    /// Address the HTTPS API listens on.
+    #[arg(long, env = "ORC_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Port of the HTTPS API.
+    #[arg(long, env = "ORC_HTTPS_PORT", default_value_t = 6443)]
+    pub https_port: u16,
+    /// Where to write the admin kubeconfig (mode 0600).
+    #[arg(long, env = "ORC_WRITE_KUBECONFIG", default_value = DEFAULT_KUBECONFIG)]
+    pub write_kubeconfig: PathBuf,
+    /// Do not run the embedded agent (control plane only).
+    #[arg(long, env = "ORC_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    /// Name of this node (defaults to the hostname).
+    #[arg(long, env = "ORC_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Pod network; each node gets a /24 of it.
+    #[arg(long, env = "ORC_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: Ipv4Net,
+    /// Service ClusterIP range.
+    #[arg(long, env = "ORC_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: Ipv4Net,
+    /// ClusterIP of the cluster DNS service.
+    #[arg(long, env = "ORC_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: Ipv4Addr,
+    /// Cluster domain for DNS names.
+    #[arg(long, env = "ORC_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Datastore: sqlite://PATH (default: <data-dir>/server/db/state.db).
+    #[arg(long, env = "ORC_DATASTORE_ENDPOINT")]
+    pub datastore_endpoint: Option<String>,
+    /// Extra names or IPs for the serving certificate.
+    #[arg(long = "tls-san", env = "ORC_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Join token secret (generated on first start when absent).
+    #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// NodePort range, as LOW-HIGH.
+    #[arg(long, env = "ORC_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    pub service_node_port_range: String,
 }
 
-pub fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+/// The checked configuration `orc server` runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub db_path: PathBuf,
+    pub service_cidr: Ipv4Net,
+    pub cluster_cidr: Ipv4Net,
+    pub node_ports: (u16, u16),
+    pub tls_sans: Vec<String>,
+    pub token: Option<String>,
+    pub advertise_ip: IpAddr,
+}
+
+impl ServerArgs {
+    /// Checks the flags and derives the paths and addresses the server uses.
+    pub fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let db_path = match self.datastore_endpoint.as_deref() {
+            None | Some("") => self.data_dir.join("server/db/state.db"),
+            Some(ep) if ep.starts_with("sqlite://") => PathBuf::from(&ep["sqlite://".len()..]),
+            Some(ep) if ep.starts_with("etcd://") => bail!(
+                "--datastore-endpoint {ep}: the etcd datastore is not available in this build; use sqlite:// or omit the flag"
+            ),
+            Some(ep) => bail!(
+                "--datastore-endpoint {ep}: unsupported scheme; use sqlite://PATH or etcd://HOST:PORT"
+            ),
+        };
+        let node_ports = parse_port_range(&self.service_node_port_range)?;
+        if self.service_cidr.prefix_len() > 28 {
+            bail!(
+                "--service-cidr {} is too small: use a /28 or larger",
+                self.service_cidr
+            );
+        }
+        if self.cluster_cidr.prefix_len() > 24 {
+            bail!(
+                "--cluster-cidr {} is too small: each node needs a /24",
+                self.cluster_cidr
+            );
+        }
+        if self.service_cidr.contains(&self.cluster_cidr.network())
+            || self.cluster_cidr.contains(&self.service_cidr.network())
+        {
+            bail!(
+                "--service-cidr {} overlaps --cluster-cidr {}: choose separate ranges",
+                self.service_cidr,
+                self.cluster_cidr
+            );
+        }
+        let advertise_ip = if self.bind_address.is_unspecified() {
+            primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        } else {
+            self.bind_address
+        };
+        let mut sans = vec![hostname(), advertise_ip.to_string()];
+        if !self.bind_address.is_unspecified() {
+            sans.push(self.bind_address.to_string());
+        }
+        let kubernetes_ip = Ipv4Addr::from(u32::from(self.service_cidr.network()) + 1);
+        sans.push(kubernetes_ip.to_string());
+        sans.extend(self.tls_san.iter().filter(|s| !s.is_empty()).cloned());
+        sans.retain(|s| !s.is_empty());
+        Ok(ServerConfig {
+            data_dir: self.data_dir.clone(),
+            listen: SocketAddr::new(self.bind_address, self.https_port),
+            kubeconfig: self.write_kubeconfig,
+            db_path,
+            service_cidr: self.service_cidr,
+            cluster_cidr: self.cluster_cidr,
+            node_ports,
+            tls_sans: sans,
+            token: self.token,
+            advertise_ip,
+        })
+    }
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let parsed = s
+        .split_once('-')
+        .and_then(|(lo, hi)| Some((lo.trim().parse::<u16>().ok()?, hi.trim().parse::<u16>().ok()?)));
+    match parsed {
+        Some((lo, hi)) if lo > 0 && lo <= hi => Ok((lo, hi)),
+        _ => bail!(
+            "--service-node-port-range {s}: expected LOW-HIGH, e.g. {}-{}",
+            NODE_PORT_RANGE.0,
+            NODE_PORT_RANGE.1
+        ),
+    }
+}
+
+/// This machine's hostname (lowercased, as node names are).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The source address of the default route (a UDP connect sends no packet).
+pub fn primary_ip() -> Option<IpAddr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("orc-server")
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let server_dir = config.data_dir.join("server");
+    if let Some(parent) = config.db_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("create datastore directory {}", parent.display()))?;
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.db_path)
+            .with_context(|| format!("open datastore {}", config.db_path.display()))?,
+    );
+    let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
+        .context("set up the cluster CA and certificates")?;
+    let token = tls::load_or_create_token(
+        &server_dir.join("token"),
+        pki.ca_cert_pem(),
+        config.token.as_deref(),
+    )
+    .context("set up the join token")?;
+    let server_url = format!("https://{}:{}", kubeconfig_host(&config), config.listen.port());
+    let kubeconfig = tls::admin_kubeconfig(
+        &server_url,
+        pki.ca_cert_pem(),
+        pki.admin_cert_pem(),
+        pki.admin_key_pem(),
+    );
+    tls::write_private_file(&config.kubeconfig, kubeconfig.as_bytes()).with_context(|| {
+        format!(
+            "write kubeconfig {} (choose another path with --write-kubeconfig)",
+            config.kubeconfig.display()
+        )
+    })?;
+
+    let allocators = Allocators::new(config.service_cidr, config.node_ports);
+    let registry = Arc::new(Registry::new(store.clone(), allocators));
+    controllers::bootstrap::run(
+        &registry,
+        &controllers::bootstrap::Bootstrap {
+            advertise_ip: config.advertise_ip,
+            https_port: config.listen.port(),
+        },
+    )
+    .await
+    .context("create the system namespaces and the kubernetes Service")?;
+
+    let ctx = Arc::new(ApiContext {
+        registry: registry.clone(),
+        ca_pem: pki.ca_cert_pem().to_string(),
+        advertise: format!("{}:{}", config.advertise_ip, config.listen.port()),
+        tokens: TokenAuthenticator::default(),
+    });
+    let listener = apiserver::bind(config.listen).await?;
+    let tls_config = pki.server_config().context("build the TLS server config")?;
+    let mut controllers = controllers::start(registry.clone());
+    tokio::spawn(compact_periodically(store.clone()));
+    let api = tokio::spawn(apiserver::serve(listener, tls_config, ctx));
+
+    tracing::info!(
+        listen = %config.listen,
+        kubeconfig = %config.kubeconfig.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "orc server is ready"
+    );
+    eprintln!(
+        "orc server is ready: export KUBECONFIG={}\nJoin another machine with: orc agent --join {server_url} --token $(cat {})",
+        config.kubeconfig.display(),
+        server_dir.join("token").display()
+    );
+    drop(token);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    api.abort();
+    controllers.abort_all();
+    Ok(())
+}
+
+fn kubeconfig_host(config: &ServerConfig) -> String {
+    if config.listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match config.listen.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    }
+}
+
+/// Every interval, compacts history up to the revision seen at the previous tick
+/// (so watches can resume for at least one interval). Idle servers write nothing.
+async fn compact_periodically(store: Arc<dyn Store>) {
+    let mut previous = store.revision();
+    let mut ticker = tokio::time::interval(COMPACT_INTERVAL);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let current = store.revision();
+        if let Err(e) = store.compact(previous).await {
+            tracing::warn!(error = %e, "compaction failed");
+        }
+        previous = current;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<ServerConfig> {
+        let mut argv = vec!["orc"];
+        argv.extend_from_slice(args);
+        Wrapper::try_parse_from(argv)?.args.into_config()
+    }
+
+    #[test]
+    fn defaults_derive_paths_from_the_data_dir() {
+        let c = config(&["--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(c.db_path, PathBuf::from("/tmp/x/server/db/state.db"));
+        assert_eq!(c.listen.port(), 6443);
+        assert_eq!(c.node_ports, (30000, 32767));
+        assert!(c.tls_sans.contains(&"10.43.0.1".to_string()));
+    }
+
+    #[test]
+    fn bad_flags_give_actionable_errors() {
+        let e = config(&["--datastore-endpoint", "mysql://x"]).unwrap_err();
+        assert!(e.to_string().contains("unsupported scheme"), "{e}");
+        let e = config(&["--service-cidr", "10.42.0.0/16"]).unwrap_err();
+        assert!(e.to_string().contains("overlaps"), "{e}");
+        let e = config(&["--service-node-port-range", "9-1"]).unwrap_err();
+        assert!(e.to_string().contains("LOW-HIGH"), "{e}");
+        let c = config(&["--datastore-endpoint", "sqlite:///tmp/a.db"]).unwrap();
+        assert_eq!(c.db_path, PathBuf::from("/tmp/a.db"));
+    }
 }

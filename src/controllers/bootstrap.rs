@@ -1,0 +1,73 @@
+//! Objects every cluster has: the system namespaces and the `kubernetes` Service.
+
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use crate::api::resources;
+use crate::api::status::ApiError;
+use crate::apiserver::registry::{Registry, WriteOptions, SYSTEM_NAMESPACES};
+
+pub struct Bootstrap {
+    /// Address agents and pods reach the API server at.
+    pub advertise_ip: IpAddr,
+    pub https_port: u16,
+}
+
+fn ignore_exists(r: Result<impl Sized, ApiError>) -> Result<(), ApiError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates what is missing (idempotent: run at every start).
+pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
+    let opts = WriteOptions::default();
+    let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
+    for ns in SYSTEM_NAMESPACES {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        ignore_exists(registry.create(namespaces, None, body, &opts).await)?;
+    }
+    let services = resources::by_plural("", "v1", "services").expect("served");
+    let ip = registry.allocators.first_ip().to_string();
+    if registry.get(services, Some("default"), "kubernetes").is_err() {
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": ip, "type": "ClusterIP", "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": b.https_port}]},
+        });
+        ignore_exists(registry.create(services, Some("default"), svc, &opts).await)?;
+    }
+    let endpoints = resources::by_plural("", "v1", "endpoints").expect("served");
+    let subsets = json!([{
+        "addresses": [{"ip": b.advertise_ip.to_string()}],
+        "ports": [{"name": "https", "port": b.https_port, "protocol": "TCP"}],
+    }]);
+    match registry.get(endpoints, Some("default"), "kubernetes") {
+        Ok(kv) if kv.value["subsets"] == subsets => {}
+        Ok(_) => {
+            let subsets = subsets.clone();
+            registry
+                .modify(endpoints, Some("default"), "kubernetes", None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    cur["subsets"] = subsets.clone();
+                    Ok(cur)
+                })
+                .await?;
+        }
+        Err(_) => {
+            let ep = json!({
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": subsets,
+            });
+            ignore_exists(registry.create(endpoints, Some("default"), ep, &opts).await)?;
+        }
+    }
+    Ok(())
+}
