@@ -131,14 +131,12 @@ pub fn apply_patch(
         PatchType::StrategicMerge => {
             let patch = match decode_json(patch_body)? {
                 Value::Object(map) => map,
-                other => {
-                    return Err(PatchError::Decode {
-                        message: format!(
-                            "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                            json_type_name(&other)
-                        ),
-                    })
-                }
+                other => return Err(PatchError::Decode {
+                    message: format!(
+                        "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                        json_type_name(&other)
+                    ),
+                }),
             };
             strategic_merge_patch(kind, original, patch)
         }
@@ -240,5 +238,730 @@ fn json_type_name(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn strategic(kind: &str, original: Value, patch: Value) -> Value {
+        apply_patch(
+            kind,
+            &original,
+            patch.to_string().as_bytes(),
+            PatchType::StrategicMerge,
+        )
+        .expect("strategic merge patch applies")
+    }
+
+    fn strategic_err(kind: &str, original: Value, patch: Value) -> PatchError {
+        apply_patch(
+            kind,
+            &original,
+            patch.to_string().as_bytes(),
+            PatchType::StrategicMerge,
+        )
+        .expect_err("strategic merge patch must fail")
+    }
+
+    fn json_patch_of(original: &Value, ops: Value) -> Result<Value, PatchError> {
+        apply_patch("Pod", original, ops.to_string().as_bytes(), PatchType::Json)
+    }
+
+    fn deployment(containers: Value) -> Value {
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": containers}
+                }
+            }
+        })
+    }
+
+    fn containers_of(obj: &Value) -> &Value {
+        &obj["spec"]["template"]["spec"]["containers"]
+    }
+
+    // --- content types -------------------------------------------------------------
+
+    #[test]
+    fn content_types_map_to_patch_types_ignoring_parameters() {
+        assert_eq!(
+            PatchType::from_content_type("application/merge-patch+json"),
+            Some(PatchType::Merge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/json-patch+json; charset=utf-8"),
+            Some(PatchType::Json)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/strategic-merge-patch+json"),
+            Some(PatchType::StrategicMerge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml;charset=utf-8"),
+            Some(PatchType::Apply)
+        );
+        assert_eq!(PatchType::from_content_type("application/json"), None);
+        assert_eq!(PatchType::from_content_type(""), None);
+        for t in [
+            PatchType::Merge,
+            PatchType::Json,
+            PatchType::StrategicMerge,
+            PatchType::Apply,
+        ] {
+            assert_eq!(PatchType::from_content_type(t.content_type()), Some(t));
+        }
+    }
+
+    #[test]
+    fn server_side_apply_is_unsupported_with_415() {
+        let err = apply_patch("Pod", &json!({}), b"kind: Pod", PatchType::Apply).unwrap_err();
+        assert!(matches!(err, PatchError::Unsupported { .. }));
+        assert_eq!(err.status_code(), 415);
+    }
+
+    // --- JSON merge patch ------------------------------------------------------------
+
+    #[test]
+    fn merge_patch_follows_rfc7386_examples() {
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a": "b"}), json!(["c"]), json!(["c"])),
+            (json!({"a": "foo"}), json!(null), json!(null)),
+            (json!({"a": "foo"}), json!("bar"), json!("bar")),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!([1, 2]),
+                json!({"a": "b", "c": null}),
+                json!({"a": "b"}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
+        ];
+        for (target, patch, want) in cases {
+            assert_eq!(merge_patch(&target, &patch), want, "patch {patch}");
+        }
+    }
+
+    #[test]
+    fn kubectl_label_overwrite_merges_labels() {
+        let pod = json!({"metadata": {"name": "p", "labels": {"app": "web", "tier": "a"}}});
+        let body = br#"{"metadata":{"labels":{"tier":"b"}}}"#;
+        let out = apply_patch("Pod", &pod, body, PatchType::Merge).unwrap();
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"app": "web", "tier": "b"})
+        );
+
+        // `kubectl label pod p app-`
+        let body = br#"{"metadata":{"labels":{"app":null}}}"#;
+        let out = apply_patch("Pod", &out, body, PatchType::Merge).unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"tier": "b"}));
+    }
+
+    #[test]
+    fn merge_patch_replaces_lists_even_with_merge_keys() {
+        let dep = deployment(json!([{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]));
+        let body = br#"{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"z"}]}}}}"#;
+        let out = apply_patch("Deployment", &dep, body, PatchType::Merge).unwrap();
+        assert_eq!(containers_of(&out), &json!([{"name": "a", "image": "z"}]));
+    }
+
+    #[test]
+    fn merge_patch_with_invalid_json_is_bad_request() {
+        let err = apply_patch("Pod", &json!({}), b"{not json", PatchType::Merge).unwrap_err();
+        assert!(matches!(err, PatchError::Decode { .. }));
+        assert_eq!(err.status_code(), 400);
+    }
+
+    // --- JSON patch ------------------------------------------------------------------
+
+    #[test]
+    fn json_patch_add_replace_remove() {
+        let pod = json!({"metadata": {"name": "p", "labels": {"a": "1"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let out = json_patch_of(
+            &pod,
+            json!([
+                {"op": "add", "path": "/metadata/labels/b", "value": "2"},
+                {"op": "replace", "path": "/spec/containers/0/image", "value": "nginx"},
+                {"op": "remove", "path": "/metadata/labels/a"},
+                {"op": "add", "path": "/spec/containers/-", "value": {"name": "d", "image": "x"}},
+                {"op": "test", "path": "/metadata/name", "value": "p"},
+                {"op": "copy", "from": "/metadata/name", "path": "/metadata/generateName"},
+                {"op": "move", "from": "/metadata/generateName", "path": "/metadata/annotations"}
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"name": "p", "labels": {"b": "2"}, "annotations": "p"},
+                   "spec": {"containers": [{"name": "c", "image": "nginx"},
+                                           {"name": "d", "image": "x"}]}})
+        );
+    }
+
+    #[test]
+    fn json_patch_failed_test_is_unprocessable_and_applies_nothing() {
+        let pod = json!({"metadata": {"name": "p", "resourceVersion": "5"}});
+        let err = json_patch_of(
+            &pod,
+            json!([
+                {"op": "add", "path": "/metadata/labels", "value": {"a": "b"}},
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "4"}
+            ]),
+        )
+        .unwrap_err();
+        let PatchError::JsonPatchFailed {
+            operation,
+            op,
+            ref path,
+            failure,
+            ..
+        } = err
+        else {
+            panic!("unexpected error {err:?}");
+        };
+        assert_eq!(
+            (operation, op, path.as_str()),
+            (1, "test", "/metadata/resourceVersion")
+        );
+        assert_eq!(failure, JsonPatchFailure::TestFailed);
+        assert_eq!(err.status_code(), 422);
+        assert_eq!(
+            err.to_string(),
+            "testing value /metadata/resourceVersion failed: test failed"
+        );
+    }
+
+    #[test]
+    fn json_patch_on_missing_path_is_unprocessable() {
+        let pod = json!({"metadata": {"name": "p"}});
+        for ops in [
+            json!([{"op": "remove", "path": "/metadata/labels/a"}]),
+            json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]),
+            json!([{"op": "add", "path": "/spec/containers/0/image", "value": "x"}]),
+        ] {
+            let err = json_patch_of(&pod, ops.clone()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    PatchError::JsonPatchFailed {
+                        failure: JsonPatchFailure::InvalidPath,
+                        ..
+                    }
+                ),
+                "{ops}: {err:?}"
+            );
+            assert_eq!(err.status_code(), 422);
+        }
+        let err = json_patch_of(
+            &pod,
+            json!([{"op": "move", "from": "/nope", "path": "/metadata/x"}]),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            PatchError::JsonPatchFailed {
+                failure: JsonPatchFailure::InvalidFrom,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn json_patch_that_is_not_a_list_of_operations_is_bad_request() {
+        for body in [
+            json!({"op": "add"}),
+            json!([{"op": "frobnicate", "path": "/a"}]),
+            json!([{"op": "add", "path": "/a"}]),
+        ] {
+            let err = json_patch_of(&json!({}), body.clone()).unwrap_err();
+            assert!(matches!(err, PatchError::JsonPatchDecode { .. }), "{body}");
+            assert_eq!(err.status_code(), 400);
+        }
+    }
+
+    // --- strategic merge patch: what kubectl sends -------------------------------------
+
+    #[test]
+    fn kubectl_set_image_updates_one_container_and_keeps_order() {
+        let dep = deployment(json!([
+            {"name": "web", "image": "nginx:1.24", "ports": [{"containerPort": 80}]},
+            {"name": "sidecar", "image": "busybox"}
+        ]));
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "web"}, {"name": "sidecar"}],
+            "containers": [{"image": "nginx:1.25", "name": "web"}]
+        }}}});
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(
+            containers_of(&out),
+            &json!([
+                {"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80}]},
+                {"name": "sidecar", "image": "busybox"}
+            ])
+        );
+        assert_eq!(out["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn kubectl_apply_three_way_patch_removes_field_and_container() {
+        let dep = deployment(json!([
+            {"name": "app", "image": "app:1", "args": ["--verbose"],
+             "env": [{"name": "A", "value": "1"}]},
+            {"name": "sidecar", "image": "proxy:1"}
+        ]));
+        let patch = json!({
+            "metadata": {"annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Deployment\"}\n"
+            }},
+            "spec": {"template": {"spec": {
+                "$setElementOrder/containers": [{"name": "app"}],
+                "containers": [
+                    {"args": null, "name": "app"},
+                    {"$patch": "delete", "name": "sidecar"}
+                ]
+            }}}
+        });
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(
+            containers_of(&out),
+            &json!([{"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]}])
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+            "{\"kind\":\"Deployment\"}\n"
+        );
+        assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+    }
+
+    #[test]
+    fn kubectl_set_env_adds_env_var_by_name() {
+        let pod = json!({"spec": {"containers": [
+            {"name": "app", "image": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+        ]}});
+        let patch = json!({"spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{
+                "$setElementOrder/env": [{"name": "A"}, {"name": "B"}, {"name": "C"}],
+                "env": [{"name": "B", "value": "two"}, {"name": "C", "value": "3"}],
+                "name": "app"
+            }]
+        }});
+        let out = strategic("Pod", pod, patch);
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([
+                {"name": "A", "value": "1"},
+                {"name": "B", "value": "two"},
+                {"name": "C", "value": "3"}
+            ])
+        );
+    }
+
+    #[test]
+    fn env_var_value_from_replaces_value_with_null() {
+        let pod = json!({"spec": {"containers": [
+            {"name": "app", "env": [{"name": "A", "value": "1"}]}
+        ]}});
+        let patch = json!({"spec": {"containers": [{"name": "app", "env": [
+            {"name": "A", "value": null,
+             "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a"}}}
+        ]}]}});
+        let out = strategic("Pod", pod, patch);
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a"}}}])
+        );
+    }
+
+    #[test]
+    fn service_port_changes_by_port_key() {
+        let svc = json!({"kind": "Service", "spec": {
+            "selector": {"app": "web"},
+            "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80},
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}
+            ]
+        }});
+        let patch = json!({"spec": {
+            "$setElementOrder/ports": [{"port": 80}, {"port": 443}],
+            "ports": [{"port": 80, "targetPort": 8080}]
+        }});
+        let out = strategic("Service", svc, patch);
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([
+                {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080},
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}
+            ])
+        );
+        assert_eq!(out["spec"]["selector"], json!({"app": "web"}));
+    }
+
+    #[test]
+    fn container_port_merges_by_container_port() {
+        let pod = json!({"spec": {"containers": [{"name": "c", "ports": [
+            {"containerPort": 80, "protocol": "TCP"}
+        ]}]}});
+        let patch = json!({"spec": {"containers": [{"name": "c", "ports": [
+            {"containerPort": 80, "name": "http"},
+            {"containerPort": 9090, "name": "metrics"}
+        ]}]}});
+        let out = strategic("Pod", pod, patch);
+        assert_eq!(
+            out["spec"]["containers"][0]["ports"],
+            json!([
+                {"containerPort": 80, "protocol": "TCP", "name": "http"},
+                {"containerPort": 9090, "name": "metrics"}
+            ])
+        );
+    }
+
+    #[test]
+    fn new_item_without_set_element_order_goes_before_server_only_items() {
+        // Upstream (kubectl patch docs, "patch-demo-ctr-2"): the added container comes first.
+        let dep = deployment(json!([{"name": "patch-demo-ctr", "image": "nginx"}]));
+        let patch = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "patch-demo-ctr-2", "image": "redis"}
+        ]}}}});
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(
+            containers_of(&out),
+            &json!([
+                {"name": "patch-demo-ctr-2", "image": "redis"},
+                {"name": "patch-demo-ctr", "image": "nginx"}
+            ])
+        );
+    }
+
+    #[test]
+    fn set_element_order_appends_new_item_at_its_position() {
+        let dep = deployment(json!([{"name": "a"}, {"name": "b"}]));
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+            "containers": [{"name": "c", "image": "x"}]
+        }}}});
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(
+            containers_of(&out),
+            &json!([{"name": "a"}, {"name": "b"}, {"name": "c", "image": "x"}])
+        );
+    }
+
+    #[test]
+    fn set_element_order_alone_reorders_the_live_list() {
+        let dep = deployment(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}]));
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}]
+        }}}});
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(
+            containers_of(&out),
+            &json!([{"name": "c"}, {"name": "a"}, {"name": "b"}])
+        );
+    }
+
+    #[test]
+    fn set_element_order_that_contradicts_the_patch_list_is_bad_request() {
+        let dep = deployment(json!([{"name": "a"}, {"name": "b"}]));
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+            "containers": [{"name": "b", "image": "1"}, {"name": "a", "image": "2"}]
+        }}}});
+        let err = strategic_err("Deployment", dep, patch);
+        assert!(matches!(err, PatchError::BadDirective { .. }), "{err:?}");
+        assert_eq!(err.status_code(), 400);
+    }
+
+    #[test]
+    fn kubectl_apply_switching_volume_source_clears_the_old_one_with_retain_keys() {
+        let dep = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "a"}],
+            "volumes": [
+                {"name": "data", "emptyDir": {}},
+                {"name": "cache", "emptyDir": {"medium": "Memory"}}
+            ]
+        }}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/volumes": [{"name": "data"}, {"name": "cache"}],
+            "volumes": [{
+                "$retainKeys": ["configMap", "name"],
+                "configMap": {"name": "cm"},
+                "name": "data"
+            }]
+        }}}});
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["volumes"],
+            json!([
+                {"name": "data", "configMap": {"name": "cm"}},
+                {"name": "cache", "emptyDir": {"medium": "Memory"}}
+            ])
+        );
+    }
+
+    #[test]
+    fn kubectl_apply_switching_deployment_strategy_to_recreate() {
+        let dep = json!({"spec": {"strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}
+        }}});
+        let patch = json!({"spec": {"strategy": {
+            "$retainKeys": ["type"],
+            "rollingUpdate": null,
+            "type": "Recreate"
+        }}});
+        let out = strategic("Deployment", dep, patch);
+        assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
+
+    #[test]
+    fn retain_keys_must_list_every_key_the_patch_sets() {
+        let dep = json!({"spec": {"strategy": {"type": "RollingUpdate"}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
+        let err = strategic_err("Deployment", dep, patch);
+        assert_eq!(err.to_string(), "invalid patch format of retainKeys");
+        assert_eq!(err.status_code(), 400);
+    }
+
+    #[test]
+    fn finalizers_union_and_delete_from_primitive_list() {
+        let pod = json!({"metadata": {"name": "p", "finalizers": ["a", "b"]}});
+        let out = strategic(
+            "Pod",
+            pod.clone(),
+            json!({"metadata": {"finalizers": ["b", "c"]}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
+
+        // What kubectl apply sends when a finalizer is dropped from the config.
+        let out = strategic(
+            "Pod",
+            pod,
+            json!({"metadata": {
+                "$deleteFromPrimitiveList/finalizers": ["a"],
+                "$setElementOrder/finalizers": ["b"]
+            }}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
+    }
+
+    #[test]
+    fn finalizers_on_a_config_map_merge_too() {
+        let cm = json!({"metadata": {"finalizers": ["x"]}, "data": {"a": "1"}});
+        let out = strategic(
+            "ConfigMap",
+            cm,
+            json!({"metadata": {"finalizers": ["y"]}, "data": {"b": "2"}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["y", "x"]));
+        assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
+    }
+
+    #[test]
+    fn owner_references_merge_by_uid() {
+        let rs = json!({"metadata": {"ownerReferences": [
+            {"uid": "1", "kind": "Deployment", "name": "d", "controller": true}
+        ]}});
+        let patch = json!({"metadata": {"ownerReferences": [
+            {"uid": "1", "blockOwnerDeletion": true},
+            {"uid": "2", "kind": "Foo", "name": "f"}
+        ]}});
+        let out = strategic("ReplicaSet", rs, patch);
+        assert_eq!(
+            out["metadata"]["ownerReferences"],
+            json!([
+                {"uid": "1", "kind": "Deployment", "name": "d", "controller": true,
+                 "blockOwnerDeletion": true},
+                {"uid": "2", "kind": "Foo", "name": "f"}
+            ])
+        );
+    }
+
+    #[test]
+    fn node_status_conditions_and_addresses_merge_by_type() {
+        let node = json!({"spec": {"podCIDRs": ["10.42.0.0/24"], "taints": [
+            {"key": "a", "effect": "NoSchedule"}
+        ]}, "status": {
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"},
+                          {"type": "Hostname", "address": "n1"}],
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": "True", "lastHeartbeatTime": "t0"}
+            ]
+        }});
+        let patch = json!({
+            "spec": {"taints": [{"key": "b", "effect": "NoExecute"}], "podCIDRs": ["10.42.0.0/24"]},
+            "status": {
+                "$setElementOrder/conditions": [{"type": "MemoryPressure"}, {"type": "Ready"}],
+                "conditions": [{"type": "Ready", "status": "False", "lastHeartbeatTime": "t1"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]
+            }
+        });
+        let out = strategic("Node", node, patch);
+        assert_eq!(
+            out["status"]["conditions"],
+            json!([
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": "False", "lastHeartbeatTime": "t1"}
+            ])
+        );
+        assert_eq!(
+            out["status"]["addresses"],
+            json!([{"type": "InternalIP", "address": "10.0.0.2"},
+                   {"type": "Hostname", "address": "n1"}])
+        );
+        // Taints have no patch strategy: replaced.
+        assert_eq!(
+            out["spec"]["taints"],
+            json!([{"key": "b", "effect": "NoExecute"}])
+        );
+        assert_eq!(out["spec"]["podCIDRs"], json!(["10.42.0.0/24"]));
+    }
+
+    #[test]
+    fn lists_without_strategy_are_replaced() {
+        let pod = json!({"spec": {
+            "tolerations": [{"key": "a", "operator": "Exists"}],
+            "containers": [{"name": "c", "command": ["sh", "-c"], "args": ["x"],
+                            "envFrom": [{"configMapRef": {"name": "a"}}]}]
+        }});
+        let patch = json!({"spec": {
+            "tolerations": [{"key": "b", "operator": "Exists"}],
+            "containers": [{"name": "c", "command": ["sleep"],
+                            "envFrom": [{"secretRef": {"name": "s"}}]}]
+        }});
+        let out = strategic("Pod", pod, patch);
+        assert_eq!(
+            out["spec"]["tolerations"],
+            json!([{"key": "b", "operator": "Exists"}])
+        );
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "c", "command": ["sleep"], "args": ["x"],
+                    "envFrom": [{"secretRef": {"name": "s"}}]}])
+        );
+    }
+
+    #[test]
+    fn pod_status_conditions_merge_and_pod_ips_merge_by_ip() {
+        let pod = json!({"status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "True"}
+        ]}});
+        let patch = json!({"status": {
+            "phase": "Running",
+            "podIP": "10.42.0.5",
+            "podIPs": [{"ip": "10.42.0.5"}],
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }});
+        let out = strategic("Pod", pod, patch);
+        assert_eq!(out["status"]["phase"], "Running");
+        assert_eq!(out["status"]["podIPs"], json!([{"ip": "10.42.0.5"}]));
+        assert_eq!(
+            out["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}])
+        );
+    }
+
+    #[test]
+    fn service_account_secrets_merge_by_name() {
+        let sa = json!({"secrets": [{"name": "a"}], "imagePullSecrets": [{"name": "x"}]});
+        let patch = json!({"secrets": [{"name": "b"}], "imagePullSecrets": [{"name": "y"}]});
+        let out = strategic("ServiceAccount", sa, patch);
+        assert_eq!(out["secrets"], json!([{"name": "b"}, {"name": "a"}]));
+        assert_eq!(out["imagePullSecrets"], json!([{"name": "y"}]));
+    }
+
+    #[test]
+    fn replication_controller_template_containers_merge() {
+        let rc = json!({"kind": "ReplicationController", "spec": {"replicas": 1, "template": {
+            "spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}
+        }}});
+        let patch = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "b", "image": "2"}
+        ]}}}});
+        let out = strategic("ReplicationController", rc, patch);
+        assert_eq!(out["spec"]["replicas"], 3);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "a", "image": "1"}, {"name": "b", "image": "2"}])
+        );
+    }
+
+    #[test]
+    fn missing_merge_key_is_unprocessable() {
+        let dep = deployment(json!([{"name": "a"}]));
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
+        let err = strategic_err("Deployment", dep, patch);
+        assert!(matches!(err, PatchError::MissingMergeKey { .. }));
+        assert_eq!(
+            err.to_string(),
+            r#"map: {"image":"x"} does not contain declared merge key: name"#
+        );
+        assert_eq!(err.status_code(), 422);
+    }
+
+    #[test]
+    fn strategic_patch_must_be_an_object() {
+        let err = apply_patch("Pod", &json!({}), b"[1]", PatchType::StrategicMerge).unwrap_err();
+        assert_eq!(err.status_code(), 400);
+        assert_eq!(
+            err.to_string(),
+            "json: cannot unmarshal array into Go value of type map[string]interface {}"
+        );
+        let err = apply_patch("Pod", &json!({}), b"{", PatchType::StrategicMerge).unwrap_err();
+        assert_eq!(err.status_code(), 400);
+    }
+
+    #[test]
+    fn unknown_kind_merges_maps_and_replaces_lists() {
+        let obj = json!({"metadata": {"name": "x"}, "subsets": [{"addresses": [{"ip": "1"}]}]});
+        let patch =
+            json!({"subsets": [{"addresses": [{"ip": "2"}]}], "metadata": {"labels": {"a": "b"}}});
+        let out = strategic("Endpoints", obj, patch);
+        assert_eq!(out["subsets"], json!([{"addresses": [{"ip": "2"}]}]));
+        assert_eq!(out["metadata"], json!({"name": "x", "labels": {"a": "b"}}));
     }
 }

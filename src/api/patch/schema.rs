@@ -125,7 +125,13 @@ const fn field(owner: Ty, field: &'static str, ty: Ty) -> Entry {
     }
 }
 
-const fn keyed(owner: Ty, field: &'static str, strategy: Strategy, key: &'static str, ty: Ty) -> Entry {
+const fn keyed(
+    owner: Ty,
+    field: &'static str,
+    strategy: Strategy,
+    key: &'static str,
+    ty: Ty,
+) -> Entry {
     Entry {
         owner,
         field,
@@ -169,8 +175,16 @@ static FIELDS: &[Entry] = &[
     field(Ty::Namespace, "metadata", Ty::ObjectMeta),
     field(Ty::Namespace, "status", Ty::NamespaceStatus),
     field(Ty::ReplicationController, "metadata", Ty::ObjectMeta),
-    field(Ty::ReplicationController, "spec", Ty::ReplicationControllerSpec),
-    field(Ty::ReplicationController, "status", Ty::ReplicationControllerStatus),
+    field(
+        Ty::ReplicationController,
+        "spec",
+        Ty::ReplicationControllerSpec,
+    ),
+    field(
+        Ty::ReplicationController,
+        "status",
+        Ty::ReplicationControllerStatus,
+    ),
     field(Ty::Deployment, "metadata", Ty::ObjectMeta),
     field(Ty::Deployment, "spec", Ty::DeploymentSpec),
     field(Ty::Deployment, "status", Ty::DeploymentStatus),
@@ -183,23 +197,65 @@ static FIELDS: &[Entry] = &[
     // core/v1 PodTemplateSpec, PodSpec, Container, PodStatus
     field(Ty::PodTemplateSpec, "metadata", Ty::ObjectMeta),
     field(Ty::PodTemplateSpec, "spec", Ty::PodSpec),
-    keyed(Ty::PodSpec, "volumes", MERGE_RETAIN_KEYS, "name", Ty::Opaque),
+    keyed(
+        Ty::PodSpec,
+        "volumes",
+        MERGE_RETAIN_KEYS,
+        "name",
+        Ty::Opaque,
+    ),
     keyed(Ty::PodSpec, "initContainers", MERGE, "name", Ty::Container),
     keyed(Ty::PodSpec, "containers", MERGE, "name", Ty::Container),
-    keyed(Ty::PodSpec, "ephemeralContainers", MERGE, "name", Ty::Container),
+    keyed(
+        Ty::PodSpec,
+        "ephemeralContainers",
+        MERGE,
+        "name",
+        Ty::Container,
+    ),
     keyed(Ty::PodSpec, "imagePullSecrets", MERGE, "name", Ty::Opaque),
     keyed(Ty::PodSpec, "hostAliases", MERGE, "ip", Ty::Opaque),
-    keyed(Ty::PodSpec, "topologySpreadConstraints", MERGE, "topologyKey", Ty::Opaque),
+    keyed(
+        Ty::PodSpec,
+        "topologySpreadConstraints",
+        MERGE,
+        "topologyKey",
+        Ty::Opaque,
+    ),
     keyed(Ty::PodSpec, "schedulingGates", MERGE, "name", Ty::Opaque),
-    keyed(Ty::PodSpec, "resourceClaims", MERGE_RETAIN_KEYS, "name", Ty::Opaque),
+    keyed(
+        Ty::PodSpec,
+        "resourceClaims",
+        MERGE_RETAIN_KEYS,
+        "name",
+        Ty::Opaque,
+    ),
     keyed(Ty::Container, "ports", MERGE, "containerPort", Ty::Opaque),
     keyed(Ty::Container, "env", MERGE, "name", Ty::Opaque),
-    keyed(Ty::Container, "volumeMounts", MERGE, "mountPath", Ty::Opaque),
-    keyed(Ty::Container, "volumeDevices", MERGE, "devicePath", Ty::Opaque),
+    keyed(
+        Ty::Container,
+        "volumeMounts",
+        MERGE,
+        "mountPath",
+        Ty::Opaque,
+    ),
+    keyed(
+        Ty::Container,
+        "volumeDevices",
+        MERGE,
+        "devicePath",
+        Ty::Opaque,
+    ),
     keyed(Ty::PodStatus, "conditions", MERGE, "type", Ty::Opaque),
     keyed(Ty::PodStatus, "podIPs", MERGE, "ip", Ty::Opaque),
     keyed(Ty::PodStatus, "hostIPs", MERGE, "ip", Ty::Opaque),
-    keyed(Ty::PodStatus, "resourceClaimStatuses", MERGE_RETAIN_KEYS, "name", Ty::Opaque),
+    keyed(
+        Ty::PodStatus,
+        "resourceClaimStatuses",
+        MERGE_RETAIN_KEYS,
+        "name",
+        Ty::Opaque,
+    ),
     // core/v1 Service, Node, Namespace, ReplicationController
     keyed(Ty::ServiceSpec, "ports", MERGE, "port", Ty::Opaque),
     keyed(Ty::ServiceStatus, "conditions", MERGE, "type", Ty::Opaque),
@@ -207,14 +263,36 @@ static FIELDS: &[Entry] = &[
     keyed(Ty::NodeStatus, "conditions", MERGE, "type", Ty::Opaque),
     keyed(Ty::NodeStatus, "addresses", MERGE, "type", Ty::Opaque),
     keyed(Ty::NamespaceStatus, "conditions", MERGE, "type", Ty::Opaque),
-    field(Ty::ReplicationControllerSpec, "template", Ty::PodTemplateSpec),
-    keyed(Ty::ReplicationControllerStatus, "conditions", MERGE, "type", Ty::Opaque),
+    field(
+        Ty::ReplicationControllerSpec,
+        "template",
+        Ty::PodTemplateSpec,
+    ),
+    keyed(
+        Ty::ReplicationControllerStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
     // apps/v1 Deployment, ReplicaSet
     field(Ty::DeploymentSpec, "template", Ty::PodTemplateSpec),
     strategy(Ty::DeploymentSpec, "strategy", RETAIN_KEYS),
-    keyed(Ty::DeploymentStatus, "conditions", MERGE, "type", Ty::Opaque),
+    keyed(
+        Ty::DeploymentStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
     field(Ty::ReplicaSetSpec, "template", Ty::PodTemplateSpec),
-    keyed(Ty::ReplicaSetStatus, "conditions", MERGE, "type", Ty::Opaque),
+    keyed(
+        Ty::ReplicaSetStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
 ];
 
 /// Patch metadata of `field` within `owner`; fields not in the table have none.

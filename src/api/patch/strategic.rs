@@ -229,7 +229,10 @@ fn merge_list_field(
             merge_key: None,
             ty: meta.ty,
         };
-        return patch.into_iter().map(|v| fresh(field, v, item_meta)).collect();
+        return patch
+            .into_iter()
+            .map(|v| fresh(field, v, item_meta))
+            .collect();
     }
     if original.is_empty() && patch.is_empty() {
         return Ok(original);
@@ -270,7 +273,10 @@ fn merge_list_field(
             merge_key: None,
             ty: meta.ty,
         };
-        return original.into_iter().map(|v| fresh(field, v, item_meta)).collect();
+        return original
+            .into_iter()
+            .map(|v| fresh(field, v, item_meta))
+            .collect();
     }
     let server_order = original.clone();
     let merged = merge_items_by_key(original, &patch, merge_key, meta.ty)?;
@@ -423,7 +429,10 @@ fn normalize_order(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => {
-                match (index_of(server_order, l, merge_key)?, index_of(server_order, r, merge_key)?) {
+                match (
+                    index_of(server_order, l, merge_key)?,
+                    index_of(server_order, r, merge_key)?,
+                ) {
                     (Some(li), Some(ri)) => li < ri,
                     _ => false,
                 }
@@ -453,7 +462,11 @@ fn sort_by_order(
 }
 
 /// Position of `item` in `list`, matching maps by merge key and primitives by value.
-fn index_of(list: &[Value], item: &Value, merge_key: Option<&str>) -> Result<Option<usize>, PatchError> {
+fn index_of(
+    list: &[Value],
+    item: &Value,
+    merge_key: Option<&str>,
+) -> Result<Option<usize>, PatchError> {
     match merge_key {
         None => Ok(list.iter().position(|v| json_eq(v, item))),
         Some(key) => {
@@ -507,5 +520,307 @@ fn missing_merge_key(item: &Value, key: &str) -> PatchError {
 fn bad_arg_type(field: &str, expected: &str, got: &Value) -> PatchError {
     PatchError::BadDirective {
         message: format!("expected a {expected} for {field}, but received {got}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn smp(kind: &str, original: Value, patch: Value) -> Result<Value, PatchError> {
+        let (Value::Object(o), Value::Object(p)) = (original, patch) else {
+            panic!("objects expected");
+        };
+        merge_object(o, p, Ty::of_kind(kind)).map(Value::Object)
+    }
+
+    fn pod_with(containers: Value) -> Value {
+        json!({"spec": {"containers": containers}})
+    }
+
+    /// True when no key anywhere in `v` starts with `$`.
+    fn free_of_directives(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .all(|(k, v)| !k.starts_with('$') && free_of_directives(v)),
+            Value::Array(items) => items.iter().all(free_of_directives),
+            _ => true,
+        }
+    }
+
+    #[test]
+    fn null_deletes_keys_and_nested_maps_merge() {
+        let out = smp(
+            "Pod",
+            json!({"metadata": {"labels": {"a": "1", "b": "2"}, "annotations": {"x": "y"}}}),
+            json!({"metadata": {"labels": {"a": null, "c": "3"}, "annotations": null, "gone": null}}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"metadata": {"labels": {"b": "2", "c": "3"}}}));
+    }
+
+    #[test]
+    fn key_order_of_the_original_is_kept() {
+        let out = smp(
+            "Pod",
+            json!({"a": 1, "b": 2, "c": 3}),
+            json!({"b": null, "d": 4, "a": 0}),
+        )
+        .unwrap();
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["a", "c", "d"]);
+    }
+
+    #[test]
+    fn patch_replace_in_a_list_replaces_the_list() {
+        let out = smp(
+            "Pod",
+            pod_with(json!([{"name": "a"}, {"name": "b"}])),
+            json!({"spec": {"containers": [{"name": "c", "image": "x"}, {"$patch": "replace"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out, pod_with(json!([{"name": "c", "image": "x"}])));
+    }
+
+    #[test]
+    fn patch_replace_in_a_primitive_list_replaces_it() {
+        let out = smp(
+            "Pod",
+            json!({"metadata": {"finalizers": ["a", "b"]}}),
+            json!({"metadata": {"finalizers": ["c", {"$patch": "replace"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"metadata": {"finalizers": ["c"]}}));
+    }
+
+    #[test]
+    fn patch_replace_in_a_map_replaces_the_map() {
+        let out = smp(
+            "Pod",
+            json!({"spec": {"nodeSelector": {"a": "1", "b": "2"}, "hostname": "h"}}),
+            json!({"spec": {"nodeSelector": {"$patch": "replace", "c": "3", "d": null}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"spec": {"nodeSelector": {"c": "3"}, "hostname": "h"}})
+        );
+    }
+
+    #[test]
+    fn patch_delete_in_a_map_empties_it() {
+        let out = smp(
+            "Pod",
+            json!({"spec": {"securityContext": {"runAsUser": 1}, "hostname": "h"}}),
+            json!({"spec": {"securityContext": {"$patch": "delete"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"spec": {"securityContext": {}, "hostname": "h"}})
+        );
+    }
+
+    #[test]
+    fn patch_delete_of_an_unknown_item_is_a_no_op() {
+        let out = smp(
+            "Pod",
+            pod_with(json!([{"name": "a"}])),
+            json!({"spec": {"containers": [{"name": "zzz", "$patch": "delete"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out, pod_with(json!([{"name": "a"}])));
+    }
+
+    #[test]
+    fn patch_delete_without_merge_key_is_refused() {
+        let err = smp(
+            "Pod",
+            pod_with(json!([{"name": "a"}])),
+            json!({"spec": {"containers": [{"$patch": "delete"}]}}),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PatchError::MissingMergeKey { .. }));
+    }
+
+    #[test]
+    fn unknown_or_merge_directives_are_refused() {
+        let err = smp(
+            "Pod",
+            json!({"spec": {}}),
+            json!({"spec": {"$patch": "frobnicate"}}),
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("unknown patch type: frobnicate in map"));
+        assert_eq!(err.status_code(), 400);
+
+        let err = smp(
+            "Pod",
+            pod_with(json!([{"name": "a"}])),
+            json!({"spec": {"containers": [{"name": "a", "$patch": "merge"}]}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "merging lists cannot yet be specified in the patch"
+        );
+    }
+
+    #[test]
+    fn directives_in_new_subtrees_do_not_leak() {
+        let patch = json!({"spec": {
+            "$setElementOrder/containers": [{"name": "a"}],
+            "containers": [{
+                "name": "a",
+                "$setElementOrder/env": [{"name": "X"}],
+                "env": [{"name": "X", "value": "1"}, {"name": "Y", "$patch": "delete"}],
+                "$deleteFromPrimitiveList/args": ["z"],
+                "resources": {"$patch": "replace", "limits": {"cpu": "1"}}
+            }],
+            "volumes": [{"$retainKeys": ["name", "emptyDir"], "name": "v", "emptyDir": {}}],
+            "securityContext": {"runAsUser": 1, "fsGroup": null}
+        }, "metadata": {"$setElementOrder/finalizers": ["f"], "finalizers": ["f"]}});
+        let out = smp("Pod", json!({}), patch).unwrap();
+        assert!(free_of_directives(&out), "{out}");
+        assert_eq!(
+            out,
+            json!({"spec": {
+                "containers": [{
+                    "name": "a",
+                    "env": [{"name": "X", "value": "1"}],
+                    "resources": {"limits": {"cpu": "1"}}
+                }],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "securityContext": {"runAsUser": 1}
+            }, "metadata": {"finalizers": ["f"]}})
+        );
+    }
+
+    #[test]
+    fn value_of_another_type_is_replaced() {
+        let out = smp(
+            "Pod",
+            json!({"spec": {"a": "scalar", "b": {"x": 1}, "c": [1]}}),
+            json!({"spec": {"a": {"y": 2, "z": null}, "b": "s", "c": {"k": 1}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"spec": {"a": {"y": 2}, "b": "s", "c": {"k": 1}}})
+        );
+    }
+
+    #[test]
+    fn delete_from_primitive_list_without_list_is_a_no_op() {
+        let out = smp(
+            "Node",
+            json!({"spec": {}}),
+            json!({"spec": {"$deleteFromPrimitiveList/podCIDRs": ["10.0.0.0/24"]}}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"spec": {}}));
+    }
+
+    #[test]
+    fn primitive_merge_lists_deduplicate() {
+        let out = smp(
+            "Node",
+            json!({"spec": {"podCIDRs": ["a", "b"]}}),
+            json!({"spec": {"podCIDRs": ["b", "a", "c", "c"]}}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"spec": {"podCIDRs": ["b", "a", "c"]}}));
+    }
+
+    #[test]
+    fn updated_items_interleave_with_server_only_items_in_live_order() {
+        // Upstream: patch items keep patch order, server-only items slot in by live order.
+        let out = smp(
+            "Pod",
+            pod_with(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])),
+            json!({"spec": {"containers": [{"name": "b", "image": "1"}, {"name": "d"}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            pod_with(
+                json!([{"name": "a"}, {"name": "b", "image": "1"}, {"name": "d"}, {"name": "c"}])
+            )
+        );
+    }
+
+    #[test]
+    fn merge_keys_compare_numbers_by_value() {
+        let out = smp(
+            "Service",
+            json!({"spec": {"ports": [{"port": 80, "name": "http"}]}}),
+            json!({"spec": {"ports": [{"port": 80.0, "targetPort": 8080}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"spec": {"ports": [{"port": 80.0, "name": "http", "targetPort": 8080}]}})
+        );
+    }
+
+    #[test]
+    fn lists_of_lists_and_mixed_lists_are_unprocessable() {
+        let err = smp(
+            "Node",
+            json!({"spec": {"podCIDRs": [["a"]]}}),
+            json!({"spec": {"podCIDRs": [["b"]]}}),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PatchError::ListOfLists));
+        assert_eq!(err.status_code(), 422);
+
+        let err = smp(
+            "Node",
+            json!({"spec": {"podCIDRs": ["a"]}}),
+            json!({"spec": {"podCIDRs": [1]}}),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PatchError::MixedListItems { .. }));
+    }
+
+    #[test]
+    fn top_level_patch_delete_empties_the_object() {
+        let out = smp(
+            "Pod",
+            json!({"metadata": {"name": "p"}}),
+            json!({"$patch": "delete"}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({}));
+    }
+
+    #[test]
+    fn set_element_order_for_a_non_merging_list_keeps_the_patch_list() {
+        let out = smp(
+            "Pod",
+            json!({"spec": {"tolerations": [{"key": "a"}]}}),
+            json!({"spec": {"$setElementOrder/tolerations": [{"key": "b"}],
+                            "tolerations": [{"key": "b"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"spec": {"tolerations": [{"key": "b"}]}}));
+    }
+
+    #[test]
+    fn set_element_order_must_be_a_list() {
+        let err = smp(
+            "Pod",
+            pod_with(json!([{"name": "a"}])),
+            json!({"spec": {"$setElementOrder/containers": {"name": "a"}}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid patch format of setElementOrder list"
+        );
     }
 }
