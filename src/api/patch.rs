@@ -1,6 +1,7 @@
 //! PATCH bodies applied to stored objects: JSON merge patch (RFC 7386), JSON patch
 //! (RFC 6902) and Kubernetes strategic merge patch, as pure functions on JSON values.
 
+mod diff;
 mod schema;
 mod strategic;
 
@@ -36,6 +37,13 @@ impl PatchType {
         Some(patch_type)
     }
 
+    /// Like [`PatchType::from_content_type`], with the upstream 415 error otherwise.
+    pub fn try_from_content_type(ct: &str) -> Result<PatchType, PatchError> {
+        PatchType::from_content_type(ct).ok_or_else(|| PatchError::UnsupportedMediaType {
+            content_type: ct.to_owned(),
+        })
+    }
+
     /// The media type of this patch type.
     pub fn content_type(self) -> &'static str {
         match self {
@@ -64,9 +72,9 @@ pub enum JsonPatchFailure {
 /// the API server answers with, as upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
-    /// The patch type is not implemented (server-side apply): 415.
-    #[error("{patch_type} patches are not supported by this server: use kubectl apply without --server-side, or a strategic merge or JSON merge patch")]
-    Unsupported { patch_type: &'static str },
+    /// The request's `Content-Type` is no patch type: 415.
+    #[error("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json")]
+    UnsupportedMediaType { content_type: String },
     /// The body is not the JSON (or YAML) document the patch type needs: 400.
     #[error("{message}")]
     Decode { message: String },
@@ -104,7 +112,7 @@ impl PatchError {
     /// The HTTP status of the `Status` the API server answers with.
     pub fn status_code(&self) -> u16 {
         match self {
-            PatchError::Unsupported { .. } => 415,
+            PatchError::UnsupportedMediaType { .. } => 415,
             PatchError::Decode { .. }
             | PatchError::JsonPatchDecode { .. }
             | PatchError::BadDirective { .. } => 400,
@@ -119,6 +127,11 @@ impl PatchError {
 /// Applies a `PATCH` body of `patch_type` to `original`, an object of `kind` (Pod,
 /// Deployment, …; the kind picks the strategic merge strategies, and unknown kinds only
 /// know those of `metadata`). The result still needs defaulting and validation.
+///
+/// [`PatchType::Apply`] is a simplified server-side apply: the YAML or JSON configuration
+/// is merged like a strategic merge patch. There are no managed fields, so no conflicts
+/// are detected and fields dropped from the configuration are not removed; an empty
+/// `original` (`{}` or `null`) yields the configuration itself, for apply-as-create.
 pub fn apply_patch(
     kind: &str,
     original: &Value,
@@ -131,18 +144,46 @@ pub fn apply_patch(
         PatchType::StrategicMerge => {
             let patch = match decode_json(patch_body)? {
                 Value::Object(map) => map,
-                other => return Err(PatchError::Decode {
-                    message: format!(
+                other => {
+                    return Err(PatchError::Decode {
+                        message: format!(
                         "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
                         json_type_name(&other)
                     ),
-                }),
+                    })
+                }
             };
             strategic_merge_patch(kind, original, patch)
         }
-        PatchType::Apply => Err(PatchError::Unsupported {
-            patch_type: "server-side apply",
-        }),
+        PatchType::Apply => {
+            let config: Value =
+                serde_yaml::from_slice(patch_body).map_err(|e| PatchError::Decode {
+                    message: format!("error decoding YAML: {e}"),
+                })?;
+            let Value::Object(config) = config else {
+                return Err(PatchError::Decode {
+                    message: "apply configuration must be an object".to_owned(),
+                });
+            };
+            strategic_merge_patch(kind, original, config)
+        }
+    }
+}
+
+/// The strategic merge patch that turns `original` into `modified` (both objects of
+/// `kind`), as `kubectl` computes for a two-way diff: changed and added fields, `null` for
+/// removed ones, `$patch: delete` / `$deleteFromPrimitiveList` for removed list items,
+/// `$setElementOrder` for merging lists that changed and `$retainKeys` where the field's
+/// strategy asks for it. A non-object `modified` is returned as is.
+pub fn create_two_way_merge_patch(original: &Value, modified: &Value, kind: &str) -> Value {
+    match (original, modified) {
+        (Value::Object(o), Value::Object(m)) => {
+            Value::Object(diff::diff_maps(o, m, Ty::of_kind(kind), false))
+        }
+        (_, Value::Object(m)) => {
+            Value::Object(diff::diff_maps(&Map::new(), m, Ty::of_kind(kind), false))
+        }
+        _ => modified.clone(),
     }
 }
 
@@ -323,10 +364,45 @@ mod tests {
     }
 
     #[test]
-    fn server_side_apply_is_unsupported_with_415() {
-        let err = apply_patch("Pod", &json!({}), b"kind: Pod", PatchType::Apply).unwrap_err();
-        assert!(matches!(err, PatchError::Unsupported { .. }));
+    fn unknown_media_type_is_415() {
+        let err = PatchType::try_from_content_type("application/json").unwrap_err();
         assert_eq!(err.status_code(), 415);
+        assert!(err
+            .to_string()
+            .contains("application/strategic-merge-patch+json"));
+    }
+
+    #[test]
+    fn simple_server_side_apply_merges_the_yaml_configuration() {
+        let live = deployment(json!([
+            {"name": "web", "image": "nginx:1.24", "imagePullPolicy": "IfNotPresent"}
+        ]));
+        let config = b"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+";
+        let out = apply_patch("Deployment", &live, config, PatchType::Apply).unwrap();
+        assert_eq!(out["spec"]["replicas"], 3);
+        assert_eq!(
+            containers_of(&out),
+            &json!([{"name": "web", "image": "nginx:1.25", "imagePullPolicy": "IfNotPresent"}])
+        );
+
+        let created = apply_patch("Deployment", &Value::Null, config, PatchType::Apply).unwrap();
+        assert_eq!(created["metadata"], json!({"name": "web"}));
+
+        let err = apply_patch("Pod", &live, b"- a\n- b\n", PatchType::Apply).unwrap_err();
+        assert_eq!(err.status_code(), 400);
+        let err = apply_patch("Pod", &live, b"a: [b", PatchType::Apply).unwrap_err();
+        assert_eq!(err.status_code(), 400);
     }
 
     // --- JSON merge patch ------------------------------------------------------------
