@@ -44,13 +44,21 @@ impl ApiError {
     pub fn not_found(def: &ResourceDef, name: &str) -> ApiError {
         ApiError {
             details: Some(details(def, name)),
-            ..ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", resource_name(def)))
+            ..ApiError::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", resource_name(def)),
+            )
         }
     }
 
     /// A path that names nothing orc serves.
     pub fn no_route() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn already_exists(def: &ResourceDef, name: &str) -> ApiError {
@@ -108,7 +116,11 @@ impl ApiError {
             details: Some(json!({
                 "name": name, "group": def.group, "kind": def.kind, "causes": causes
             })),
-            ..ApiError::new(422, "Invalid", format!("{} \"{name}\" is invalid: {list}", def.kind))
+            ..ApiError::new(
+                422,
+                "Invalid",
+                format!("{} \"{name}\" is invalid: {list}", def.kind),
+            )
         }
     }
 

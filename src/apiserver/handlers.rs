@@ -174,7 +174,11 @@ async fn resource(
         }
         ("get", Some(name), Some("log" | "exec" | "attach" | "portforward")) => {
             let kv = ctx.registry.get(def, ns, name)?;
-            if kv.value["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+            if kv.value["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty()
+            {
                 return Err(ApiError::bad_request(format!(
                     "pod {name} does not have a host assigned"
                 )));
@@ -190,7 +194,10 @@ async fn resource(
                 let pod = object::name(&obj).to_string();
                 let ns = ns.unwrap_or("default");
                 ctx.registry.bind_pod(ns, &pod, &obj, &opts).await?;
-                return Ok(response::json(201, &status::success_status(def, &pod, None)));
+                return Ok(response::json(
+                    201,
+                    &status::success_status(def, &pod, None),
+                ));
             }
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
             Ok(written(201, w))
@@ -201,7 +208,10 @@ async fn resource(
             let ns = ns.unwrap_or("default");
             ctx.registry.bind_pod(ns, name, &obj, &opts).await?;
             let bindings = resources::by_plural("", "v1", "bindings").expect("served");
-            Ok(response::json(201, &status::success_status(bindings, name, None)))
+            Ok(response::json(
+                201,
+                &status::success_status(bindings, name, None),
+            ))
         }
         ("update", Some(name), None | Some("status")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -230,7 +240,10 @@ async fn resource(
                 .registry
                 .update_scale(def, ns, name, &scale, &opts)
                 .await?;
-            Ok(response::json(200, &ctx.registry.scale_of(def, &w.kv.value)))
+            Ok(response::json(
+                200,
+                &ctx.registry.scale_of(def, &w.kv.value),
+            ))
         }
         ("patch", Some(name), None | Some("status")) => {
             let patch_type = patch_type(&content_type)?;
@@ -247,12 +260,18 @@ async fn resource(
             let current = ctx.registry.get(def, ns, name)?;
             let scale = ctx.registry.scale_of(def, &current.value);
             let patched = crate::api::patch::apply_patch("Scale", &scale, &body, patch_type)
-                .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                .map_err(|e| {
+                    let code = e.status_code();
+                    ApiError::new(code, super::registry::reason_for(code), e.to_string())
+                })?;
             let w = ctx
                 .registry
                 .update_scale(def, ns, name, &patched, &opts)
                 .await?;
-            Ok(response::json(200, &ctx.registry.scale_of(def, &w.kv.value)))
+            Ok(response::json(
+                200,
+                &ctx.registry.scale_of(def, &w.kv.value),
+            ))
         }
         ("delete", Some(name), None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -438,11 +457,11 @@ fn watch(
     match rv {
         Some(rv) if rv != 0 && !send_initial => match store.watch(&prefix, rv) {
             Ok(w) => Ok(watch::stream(request, Vec::new(), w)),
-            Err(crate::store::StoreError::Compacted { requested, oldest }) => Ok(
-                watch::error_stream(&ApiError::gone(format!(
+            Err(crate::store::StoreError::Compacted { requested, oldest }) => {
+                Ok(watch::error_stream(&ApiError::gone(format!(
                     "too old resource version: {requested} ({oldest})"
-                ))),
-            ),
+                ))))
+            }
             Err(e) => Err(ApiError::internal(e.to_string())),
         },
         _ => {

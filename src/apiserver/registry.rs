@@ -65,7 +65,8 @@ pub struct Written {
 /// Times a read-modify-write is retried on a concurrent change before giving up.
 const MAX_CONFLICT_RETRIES: usize = 8;
 /// Namespaces created at start that can never be deleted.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 pub struct Registry {
@@ -89,9 +90,9 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
         StoreError::AlreadyExists { .. } => ApiError::already_exists(def, name),
         StoreError::NotFound { .. } => ApiError::not_found(def, name),
         StoreError::Conflict { .. } => ApiError::modified(def, name),
-        StoreError::Compacted { requested, oldest } => ApiError::gone(format!(
-            "too old resource version: {requested} ({oldest})"
-        )),
+        StoreError::Compacted { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
         other => {
             tracing::error!(error = %other, "datastore error");
             ApiError::internal(format!("datastore error: {other}"))
@@ -99,7 +100,12 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
     }
 }
 
-fn field_error(field: &str, kind: FieldErrorKind, value: Option<String>, detail: &str) -> FieldError {
+fn field_error(
+    field: &str,
+    kind: FieldErrorKind,
+    value: Option<String>,
+    detail: &str,
+) -> FieldError {
     FieldError {
         field: field.to_string(),
         kind,
@@ -139,7 +145,12 @@ impl Registry {
         }
     }
 
-    pub fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<KeyValue, ApiError> {
+    pub fn get(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
         self.store
             .get(&def.key(ns, name))
             .ok_or_else(|| ApiError::not_found(def, name))
@@ -173,12 +184,10 @@ impl Registry {
         }
         match obj.get("apiVersion").and_then(Value::as_str) {
             Some(v) if v == def.api_version() => {}
-            Some(v) => {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({v}) does not match the expected API version ({})",
-                    def.api_version()
-                )))
-            }
+            Some(v) => return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                def.api_version()
+            ))),
             None => obj["apiVersion"] = Value::String(def.api_version()),
         }
         match obj.get("kind").and_then(Value::as_str) {
@@ -264,7 +273,12 @@ impl Registry {
             meta_mut(&mut obj).remove("namespace");
         }
         let meta = meta_mut(&mut obj);
-        if meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
                 if !prefix.is_empty() {
                     let name = format!("{prefix}{}", object::random_suffix(5));
@@ -272,10 +286,18 @@ impl Registry {
                 }
             }
         }
-        meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
         meta.insert("creationTimestamp".into(), Value::String(now()));
         meta.insert("generation".into(), json!(1));
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             meta.remove(f);
         }
         let name = object::name(&obj).to_string();
@@ -354,10 +376,9 @@ impl Registry {
                 }
             }
         }
-        let expected = object::parse_resource_version(
-            object::meta_str(&new, "resourceVersion").unwrap_or(""),
-        )
-        .map_err(ApiError::bad_request)?;
+        let expected =
+            object::parse_resource_version(object::meta_str(&new, "resourceVersion").unwrap_or(""))
+                .map_err(ApiError::bad_request)?;
         let old = self.get(def, ns, name)?;
         if expected.is_some_and(|rv| rv != old.mod_revision) {
             return Err(ApiError::modified(def, name));
@@ -580,16 +601,24 @@ impl Registry {
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        if patch_type == PatchType::Apply {
-            return Err(ApiError::unsupported_media_type(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
-            ));
+        if patch_type == PatchType::Apply && self.get(def, ns, name).is_err() {
+            // Server-side apply of an object that does not exist creates it.
+            let obj =
+                patch::apply_patch(def.kind, &Value::Null, body, patch_type).map_err(|e| {
+                    ApiError::new(e.status_code(), reason_for(e.status_code()), e.to_string())
+                })?;
+            if object::name(&obj) != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    object::name(&obj)
+                )));
+            }
+            return self.create(def, ns, obj, opts).await;
         }
         let kind = def.kind;
         self.modify(def, ns, name, subresource, opts, &|current| {
-            patch::apply_patch(kind, current, body, patch_type).map_err(|e| match e {
-                patch::PatchError::Unsupported => ApiError::unsupported_media_type(e.to_string()),
-                other => ApiError::new(422, "Invalid", other.to_string()),
+            patch::apply_patch(kind, current, body, patch_type).map_err(|e| {
+                ApiError::new(e.status_code(), reason_for(e.status_code()), e.to_string())
             })
         })
         .await
@@ -607,7 +636,11 @@ impl Registry {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let old = self.get(def, ns, name)?;
             match self.delete_once(def, &old, opts).await {
-                Err(e) if e.code == 409 && e.reason == "Conflict" && opts.precondition_rv.is_none() => {
+                Err(e)
+                    if e.code == 409
+                        && e.reason == "Conflict"
+                        && opts.precondition_rv.is_none() =>
+                {
                     continue
                 }
                 other => return other,
@@ -798,8 +831,13 @@ impl Registry {
         name: &str,
     ) -> Result<Allocated, ApiError> {
         let mut allocated = Allocated::default();
-        let svc_type = svc["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
-        let old_ip = old.and_then(|o| o["spec"]["clusterIP"].as_str()).unwrap_or("");
+        let svc_type = svc["spec"]["type"]
+            .as_str()
+            .unwrap_or("ClusterIP")
+            .to_string();
+        let old_ip = old
+            .and_then(|o| o["spec"]["clusterIP"].as_str())
+            .unwrap_or("");
         let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
         if svc_type == "ExternalName" {
             if let Some(spec) = svc["spec"].as_object_mut() {
@@ -856,7 +894,10 @@ impl Registry {
                     }
                     continue;
                 }
-                let want = port["nodePort"].as_u64().map(|p| p as u16).filter(|p| *p != 0);
+                let want = port["nodePort"]
+                    .as_u64()
+                    .map(|p| p as u16)
+                    .filter(|p| *p != 0);
                 if want.is_some_and(|p| old_ports.contains(&(p, proto.clone()))) {
                     continue;
                 }
@@ -899,7 +940,12 @@ impl Registry {
             return Err(ApiError::invalid(
                 pods,
                 pod_name,
-                &[field_error("target.name", FieldErrorKind::Required, None, "")],
+                &[field_error(
+                    "target.name",
+                    FieldErrorKind::Required,
+                    None,
+                    "",
+                )],
             ));
         }
         self.modify(pods, Some(ns), pod_name, None, opts, &|pod| {
@@ -983,7 +1029,9 @@ impl Registry {
                 )],
             ));
         }
-        let rv = object::meta_str(scale, "resourceVersion").unwrap_or("").to_string();
+        let rv = object::meta_str(scale, "resourceVersion")
+            .unwrap_or("")
+            .to_string();
         self.modify(def, ns, name, None, opts, &|obj| {
             if !rv.is_empty() && obj["metadata"]["resourceVersion"] != rv.as_str() {
                 return Err(ApiError::modified(def, name));
@@ -1019,7 +1067,8 @@ pub fn set_condition(
     let conditions = obj["status"]["conditions"]
         .as_array_mut()
         .expect("conditions is an array");
-    let mut cond = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
+    let mut cond =
+        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
     if let Some(r) = reason {
         cond["reason"] = json!(r);
     }
@@ -1034,6 +1083,18 @@ pub fn set_condition(
             *existing = cond;
         }
         None => conditions.push(cond),
+    }
+}
+
+/// The `Status` reason for an HTTP status code.
+pub fn reason_for(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        404 => "NotFound",
+        409 => "Conflict",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        _ => "InternalError",
     }
 }
 
@@ -1130,8 +1191,10 @@ fn service_allocations(svc: &Value) -> Allocated {
     }
     for port in svc["spec"]["ports"].as_array().into_iter().flatten() {
         if let Some(np) = port["nodePort"].as_u64() {
-            a.ports
-                .push((np as u16, port["protocol"].as_str().unwrap_or("TCP").to_string()));
+            a.ports.push((
+                np as u16,
+                port["protocol"].as_str().unwrap_or("TCP").to_string(),
+            ));
         }
     }
     a

@@ -68,7 +68,9 @@ pub async fn read_body(body: Incoming, content_length: Option<u64>) -> Result<By
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::too_large(MAX_BODY_BYTES))
         }
-        Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading request body: {e}"
+        ))),
     }
 }
 
@@ -107,8 +109,14 @@ mod tests {
         assert_eq!(v["a"], 1);
         let v = decode_body("application/yaml", b"a: 1\nb: [x]\n").unwrap();
         assert_eq!(v["b"][0], "x");
-        assert_eq!(decode_body("application/json", b"{nope").unwrap_err().code, 400);
-        assert_eq!(decode_body("application/json", b"  ").unwrap_err().code, 400);
+        assert_eq!(
+            decode_body("application/json", b"{nope").unwrap_err().code,
+            400
+        );
+        assert_eq!(
+            decode_body("application/json", b"  ").unwrap_err().code,
+            400
+        );
         assert_eq!(decode_body("text/html", b"<p>").unwrap_err().code, 415);
     }
 

@@ -15,7 +15,10 @@ pub enum Route {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     /// `/openapi/v2`, `/openapi/v3`, `/openapi/v3/<path>`
     OpenApi(String),
     Resource(ResourceRoute),

@@ -87,9 +87,7 @@ pub fn stream(req: WatchRequest, initial: Vec<KeyValue>, mut watcher: Watcher) -
                 return;
             }
         }
-        if req.initial_events_end
-            && !send(bookmark(req.def, watcher.last_revision(), true)).await
-        {
+        if req.initial_events_end && !send(bookmark(req.def, watcher.last_revision(), true)).await {
             return;
         }
         let deadline = tokio::time::sleep(req.timeout);
@@ -125,10 +123,8 @@ pub fn stream(req: WatchRequest, initial: Vec<KeyValue>, mut watcher: Watcher) -
     });
     let body = StreamBody::new(ReceiverStream::new(rx)).boxed();
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 

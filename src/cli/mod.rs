@@ -7,7 +7,11 @@ pub mod version;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "orc", version, about = "A small, all-in-one Kubernetes-compatible orchestrator")]
+#[command(
+    name = "orc",
+    version,
+    about = "A small, all-in-one Kubernetes-compatible orchestrator"
+)]
 pub struct Cli {
     /// Log level or filter (trace, debug, info, warn, error, or a RUST_LOG-style filter).
     #[arg(long, global = true, env = "ORC_LOG_LEVEL", default_value = "info")]

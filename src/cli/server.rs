@@ -63,7 +63,11 @@ pub struct ServerArgs {
     #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// NodePort range, as LOW-HIGH.
-    #[arg(long, env = "ORC_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    #[arg(
+        long,
+        env = "ORC_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767"
+    )]
     pub service_node_port_range: String,
 }
 
@@ -146,9 +150,12 @@ impl ServerArgs {
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
-    let parsed = s
-        .split_once('-')
-        .and_then(|(lo, hi)| Some((lo.trim().parse::<u16>().ok()?, hi.trim().parse::<u16>().ok()?)));
+    let parsed = s.split_once('-').and_then(|(lo, hi)| {
+        Some((
+            lo.trim().parse::<u16>().ok()?,
+            hi.trim().parse::<u16>().ok()?,
+        ))
+    });
     match parsed {
         Some((lo, hi)) if lo > 0 && lo <= hi => Ok((lo, hi)),
         _ => bail!(
@@ -203,7 +210,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.token.as_deref(),
     )
     .context("set up the join token")?;
-    let server_url = format!("https://{}:{}", kubeconfig_host(&config), config.listen.port());
+    let server_url = format!(
+        "https://{}:{}",
+        kubeconfig_host(&config),
+        config.listen.port()
+    );
     let kubeconfig = tls::admin_kubeconfig(
         &server_url,
         pki.ca_cert_pem(),

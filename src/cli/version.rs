@@ -4,5 +4,8 @@
 pub const KUBERNETES_VERSION: &str = "v1.32.0";
 
 pub fn run() {
-    println!("orc version v{} (kubernetes {KUBERNETES_VERSION})", env!("CARGO_PKG_VERSION"));
+    println!(
+        "orc version v{} (kubernetes {KUBERNETES_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    );
 }

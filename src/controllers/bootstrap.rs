@@ -32,7 +32,10 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
     }
     let services = resources::by_plural("", "v1", "services").expect("served");
     let ip = registry.allocators.first_ip().to_string();
-    if registry.get(services, Some("default"), "kubernetes").is_err() {
+    if registry
+        .get(services, Some("default"), "kubernetes")
+        .is_err()
+    {
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default",
@@ -52,11 +55,18 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
         Ok(_) => {
             let subsets = subsets.clone();
             registry
-                .modify(endpoints, Some("default"), "kubernetes", None, &opts, &|cur| {
-                    let mut cur = cur.clone();
-                    cur["subsets"] = subsets.clone();
-                    Ok(cur)
-                })
+                .modify(
+                    endpoints,
+                    Some("default"),
+                    "kubernetes",
+                    None,
+                    &opts,
+                    &|cur| {
+                        let mut cur = cur.clone();
+                        cur["subsets"] = subsets.clone();
+                        Ok(cur)
+                    },
+                )
                 .await?;
         }
         Err(_) => {

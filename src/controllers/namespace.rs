@@ -73,7 +73,10 @@ async fn ensure_default_service_account(registry: &Registry, ns: &str) {
         return;
     }
     let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-    match registry.create(sa, Some(ns), body, &WriteOptions::default()).await {
+    match registry
+        .create(sa, Some(ns), body, &WriteOptions::default())
+        .await
+    {
         Ok(_) => {}
         Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
         Err(e) => tracing::warn!(namespace = ns, error = %e, "create default service account"),
@@ -85,7 +88,10 @@ async fn drain(registry: &Registry, ns: &str) -> bool {
     let span = tracing::info_span!("drain_namespace", namespace = ns);
     let _enter = span.enter();
     let mut remaining = 0;
-    for def in RESOURCES.iter().filter(|d| d.namespaced && d.kind != "Binding") {
+    for def in RESOURCES
+        .iter()
+        .filter(|d| d.namespaced && d.kind != "Binding")
+    {
         let page = registry.list(def, Some(ns), None, 0, &|_| true);
         for kv in page.items {
             remaining += 1;
@@ -107,18 +113,25 @@ async fn drain(registry: &Registry, ns: &str) -> bool {
         return false;
     }
     let result = registry
-        .modify(namespaces(), None, ns, None, &WriteOptions::default(), &|cur| {
-            let mut cur = cur.clone();
-            let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|f| f != NAMESPACE_FINALIZER)
-                .collect();
-            cur["spec"]["finalizers"] = json!(finalizers);
-            Ok(cur)
-        })
+        .modify(
+            namespaces(),
+            None,
+            ns,
+            None,
+            &WriteOptions::default(),
+            &|cur| {
+                let mut cur = cur.clone();
+                let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|f| f != NAMESPACE_FINALIZER)
+                    .collect();
+                cur["spec"]["finalizers"] = json!(finalizers);
+                Ok(cur)
+            },
+        )
         .await;
     match result {
         Ok(w) => w.deleted,

@@ -120,9 +120,11 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
         source,
     };
     let compacted: Revision = conn
-        .query_row("SELECT value FROM meta WHERE name = 'compact_rev'", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'compact_rev'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
         .optional()
         .map_err(sql)?
         .unwrap_or(0) as Revision;
@@ -171,7 +173,12 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
             });
         }
     }
-    let cache = Cache::new(objects.into_values().collect(), history, revision, compacted);
+    let cache = Cache::new(
+        objects.into_values().collect(),
+        history,
+        revision,
+        compacted,
+    );
     Ok((cache, revision))
 }
 
