@@ -184,10 +184,12 @@ impl Registry {
         }
         match obj.get("apiVersion").and_then(Value::as_str) {
             Some(v) if v == def.api_version() => {}
-            Some(v) => return Err(ApiError::bad_request(format!(
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
                 def.api_version()
-            ))),
+            )))
+            }
             None => obj["apiVersion"] = Value::String(def.api_version()),
         }
         match obj.get("kind").and_then(Value::as_str) {

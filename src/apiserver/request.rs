@@ -11,6 +11,8 @@ use crate::api::status::ApiError;
 
 /// Largest request body accepted, as upstream (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Most bytes of an oversized body read (and dropped) before answering 413.
+const MAX_DISCARD_BYTES: usize = 32 * 1024 * 1024;
 
 /// Query parameters (last value wins).
 #[derive(Debug, Default, Clone)]
@@ -61,17 +63,29 @@ impl Query {
 /// Reads the whole body, refusing more than `MAX_BODY_BYTES`.
 pub async fn read_body(body: Incoming, content_length: Option<u64>) -> Result<Bytes, ApiError> {
     if content_length.is_some_and(|l| l > MAX_BODY_BYTES as u64) {
+        discard(body).await;
         return Err(ApiError::too_large(MAX_BODY_BYTES));
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::too_large(MAX_BODY_BYTES))
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > MAX_BODY_BYTES {
+                discard(body).await;
+                return Err(ApiError::too_large(MAX_BODY_BYTES));
+            }
+            out.extend_from_slice(&data);
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "error reading request body: {e}"
-        ))),
     }
+    Ok(out.freeze())
+}
+
+/// Reads and drops the rest of an oversized body (up to a bound) so the client gets
+/// to read the 413 answer instead of a reset connection.
+async fn discard(body: Incoming) {
+    let _ = Limited::new(body, MAX_DISCARD_BYTES).collect().await;
 }
 
 /// Decodes a JSON or YAML request body into a JSON value.

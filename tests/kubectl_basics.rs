@@ -1,0 +1,299 @@
+//! The real kubectl against a real `orc server`: everyday commands and what they store.
+
+mod common;
+
+use common::{stdout, wait_for, Server};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["sleep", "3600"]
+    resources: {limits: {cpu: 1, memory: 64Mi}}
+"#;
+
+const RC: &str = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: redis
+spec:
+  replicas: 2
+  selector: {name: redis}
+  template:
+    metadata:
+      labels: {name: redis}
+    spec:
+      containers:
+      - name: redis
+        image: redis
+        ports: [{containerPort: 6379}]
+"#;
+
+#[test]
+fn fresh_cluster_has_the_system_namespaces_and_kubernetes_service() {
+    let s = Server::start();
+    let ns = s.ok(&["get", "ns", "-o", "name"]);
+    for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
+    }
+    let svc = s.get_json(&["svc", "kubernetes", "-n", "default"]);
+    assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
+    let version = s.ok(&["version", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&version).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "32");
+}
+
+#[test]
+fn kubeconfig_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start();
+    let mode = std::fs::metadata(s.kubeconfig())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn create_get_and_select_pods() {
+    let s = Server::start();
+    assert!(s.apply_yaml("create", POD).contains("pod/web created"));
+    let pod = s.get_json(&["pod", "web"]);
+    assert_eq!(pod["metadata"]["namespace"], "default");
+    assert!(pod["metadata"]["uid"].as_str().unwrap().len() >= 32);
+    assert!(
+        pod["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(pod["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        pod["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(pod["status"]["phase"], "Pending");
+    let yaml = s.ok(&["get", "pod", "web", "-o", "yaml"]);
+    assert!(
+        yaml.contains("name: web") && yaml.contains("image: busybox:1.36"),
+        "{yaml}"
+    );
+    assert!(s
+        .ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+        .contains("pod/web"));
+    assert!(s
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app in (web,db),tier!=back",
+            "-o",
+            "name"
+        ])
+        .contains("pod/web"));
+    assert!(!s
+        .ok(&["get", "pods", "-l", "app=db", "-o", "name"])
+        .contains("pod/web"));
+    assert!(s
+        .ok(&["get", "pods", "-A", "-o", "name"])
+        .contains("pod/web"));
+    assert!(s
+        .ok(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Pending",
+            "-o",
+            "name"
+        ])
+        .contains("pod/web"));
+    let again = s.kubectl_stdin(&["create", "-f", "-"], POD);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("AlreadyExists"));
+}
+
+#[test]
+fn label_annotate_and_delete() {
+    let s = Server::start();
+    s.apply_yaml("create", POD);
+    s.ok(&["label", "pod", "web", "env=prod"]);
+    s.ok(&["annotate", "pod", "web", "note=hello"]);
+    let err = s.fails(&["label", "pod", "web", "env=dev"]);
+    assert!(err.contains("already has a value"), "{err}");
+    s.ok(&["label", "pod", "web", "env=dev", "--overwrite"]);
+    let pod = s.get_json(&["pod", "web"]);
+    assert_eq!(pod["metadata"]["labels"]["env"], "dev");
+    assert_eq!(pod["metadata"]["annotations"]["note"], "hello");
+    s.ok(&["label", "pod", "web", "env-"]);
+    assert!(s.get_json(&["pod", "web"])["metadata"]["labels"]
+        .get("env")
+        .is_none());
+    assert!(s.ok(&["delete", "pod", "web"]).contains("deleted"));
+    let err = s.fails(&["get", "pod", "web"]);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scale_a_replication_controller() {
+    let s = Server::start();
+    s.apply_yaml("create", RC);
+    s.ok(&["scale", "rc", "redis", "--replicas=5"]);
+    let rc = s.get_json(&["rc", "redis"]);
+    assert_eq!(rc["spec"]["replicas"], 5);
+    assert_eq!(rc["metadata"]["generation"], 2);
+    let scale = s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/replicationcontrollers/redis/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "name=redis");
+}
+
+#[test]
+fn watch_streams_changes() {
+    let s = Server::start();
+    let mut child = Command::new("kubectl")
+        .args(["get", "pods", "-w", "--output-watch-events", "-o", "name"])
+        .env("KUBECONFIG", s.kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The watch is established once kubectl has listed; create until it sees us.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    s.apply_yaml("create", POD);
+    s.ok(&["label", "pod", "web", "x=y"]);
+    s.ok(&["delete", "pod", "web"]);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while !seen.iter().any(|l: &String| l.starts_with("DELETED")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("watch did not report the deletion; saw {seen:?}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("ADDED") && l.contains("pod/web")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.starts_with("MODIFIED")), "{seen:?}");
+}
+
+#[test]
+fn deleting_a_namespace_removes_its_objects() {
+    let s = Server::start();
+    s.apply_yaml(
+        "create",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+    );
+    let out = s.kubectl_stdin(&["-n", "team", "create", "-f", "-"], POD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.apply_yaml(
+        "create",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: team\ndata: {a: b}\n",
+    );
+    wait_for("default service account in team", || {
+        s.kubectl(&["-n", "team", "get", "sa", "default"])
+            .status
+            .success()
+    });
+    s.ok(&[
+        "delete",
+        "namespace",
+        "team",
+        "--wait=true",
+        "--timeout=15s",
+    ]);
+    wait_for("namespace team to disappear", || {
+        !s.kubectl(&["get", "ns", "team"]).status.success()
+    });
+    assert!(stdout(&s.kubectl(&["get", "cm", "-n", "team", "-o", "name"])).is_empty());
+    let err = s.fails(&["delete", "namespace", "default"]);
+    assert!(err.contains("may not be deleted"), "{err}");
+}
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_without_clashes() {
+    let s = Server::start();
+    s.apply_yaml(
+        "apply",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: front}
+spec:
+  type: NodePort
+  selector: {name: front}
+  ports: [{port: 80, nodePort: 30080}]
+"#,
+    );
+    let svc = s.get_json(&["svc", "front"]);
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.43."), "{ip}");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: clash}
+spec:
+  type: NodePort
+  ports: [{port: 80, nodePort: 30080}]
+"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    assert!(!s.kubectl(&["get", "svc", "clash"]).status.success());
+    // Re-applying is a no-op: same IP, no new resourceVersion.
+    let rv = svc["metadata"]["resourceVersion"].clone();
+    s.apply_yaml(
+        "apply",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: front}
+spec:
+  type: NodePort
+  selector: {name: front}
+  ports: [{port: 80, nodePort: 30080}]
+"#,
+    );
+    let again = s.get_json(&["svc", "front"]);
+    assert_eq!(again["metadata"]["resourceVersion"], rv);
+    assert_eq!(again["spec"]["clusterIP"], ip);
+}
