@@ -4,7 +4,14 @@ use clap::Parser;
 use orc::cli;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let args = match cli::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("orc: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     cli::init_tracing(&cli.log_level);
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand turning flags into a checked config.
 
+pub mod config_file;
 pub mod server;
 pub mod token;
 pub mod version;
@@ -10,7 +11,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "orc",
     version,
-    about = "A small, all-in-one Kubernetes-compatible orchestrator"
+    about = "A small, all-in-one Kubernetes-compatible orchestrator",
+    args_override_self = true
 )]
 pub struct Cli {
     /// Log level or filter (trace, debug, info, warn, error, or a RUST_LOG-style filter).

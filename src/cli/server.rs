@@ -22,6 +22,7 @@ pub const DEFAULT_KUBECONFIG: &str = "/etc/orc/orc.yaml";
 const COMPACT_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_override_self = true)]
 pub struct ServerArgs {
     /// Directory for the datastore, certificates and the join token.
     #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]

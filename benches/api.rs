@@ -1,0 +1,229 @@
+//! API server benchmark: create throughput and latency (sequential and 16-way), list
+//! latency at 10,000 pods, idle RSS and idle disk writes. Prints figures; asserts nothing.
+//!
+//! Run: `scripts/bench-api.sh` (or `cargo bench --bench api`). Env: ORC_BENCH_PODS
+//! (default 10000), ORC_BENCH_IDLE_SECS (default 60).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ORC: &str = env!("CARGO_BIN_EXE_orc");
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                                  "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn report(label: &str, n: usize, elapsed: Duration, mut lat: Vec<Duration>) {
+    lat.sort();
+    println!(
+        "{label:<28} {n:>6} creates in {:>7.2}s = {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+    );
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("write_bytes:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+        }
+    }
+    total
+}
+
+fn client(kubeconfig: &Path) -> reqwest::Client {
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let b64 = |v: &serde_yaml::Value| {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let ca = b64(&kc["clusters"][0]["cluster"]["certificate-authority-data"]);
+    let cert = b64(&kc["users"][0]["user"]["client-certificate-data"]);
+    let key = b64(&kc["users"][0]["user"]["client-key-data"]);
+    let tls = orc::tls::client_config_pinned(&ca, Some((&cert, &key))).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let pods_total = env_num("ORC_BENCH_PODS", 10_000) as usize;
+    let idle_secs = env_num("ORC_BENCH_IDLE_SECS", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let kubeconfig = dir.path().join("kc.yaml");
+    let data = dir.path().join("data");
+    let started = Instant::now();
+    let mut child = Command::new(ORC)
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--log-level", "warn"])
+        .arg("--https-port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start orc server");
+    let pid = child.id();
+    let http = loop {
+        if kubeconfig.exists() {
+            let c = client(&kubeconfig);
+            if c.get(format!("https://127.0.0.1:{port}/readyz")).send().await.is_ok() {
+                break c;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    println!("machine: {} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()
+            .find(|l| l.starts_with("model name")).unwrap_or("model name: ?").split(':').nth(1).unwrap_or("?").trim());
+    println!("start to ready: {:.0} ms (process spawn to first HTTPS answer)", started.elapsed().as_secs_f64() * 1e3);
+    let base = format!("https://127.0.0.1:{port}/api/v1/namespaces/default/pods");
+
+    // Sequential creates.
+    let seq = 1000.min(pods_total);
+    let mut lat = Vec::with_capacity(seq);
+    let t = Instant::now();
+    for i in 0..seq {
+        let s = Instant::now();
+        let r = http.post(&base).json(&pod(&format!("seq-{i}"))).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let _ = r.bytes().await;
+        lat.push(s.elapsed());
+    }
+    report("sequential", seq, t.elapsed(), lat);
+
+    // 16-way concurrent creates up to the total.
+    let remaining = pods_total.saturating_sub(seq);
+    let workers = 16;
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let http = http.clone();
+        let base = base.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = w;
+            while i < remaining {
+                let s = Instant::now();
+                let r = http.post(&base).json(&pod(&format!("par-{i}"))).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 201);
+                let _ = r.bytes().await;
+                lat.push(s.elapsed());
+                i += workers;
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.unwrap());
+    }
+    report("16-way concurrent", remaining, t.elapsed(), lat);
+
+    // List latency with all pods present.
+    let mut lat = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..10 {
+        let s = Instant::now();
+        let body = http.get(&base).send().await.unwrap().bytes().await.unwrap();
+        lat.push(s.elapsed());
+        bytes = body.len();
+    }
+    lat.sort();
+    println!(
+        "list {pods_total} pods ({:.1} MB)      p50 {:>7.1} ms  max {:>7.1} ms",
+        bytes as f64 / 1e6,
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!("RSS with {pods_total} pods: {:.1} MB", rss_kb(pid) as f64 / 1024.0);
+    drop(http);
+
+    // Idle: a fresh server with an empty cluster.
+    let _ = child.kill();
+    let _ = child.wait();
+    let idle_dir = dir.path().join("idle");
+    let idle_kc = dir.path().join("idle-kc.yaml");
+    let mut child = Command::new(ORC)
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--log-level", "warn"])
+        .arg("--https-port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(&idle_dir)
+        .arg("--write-kubeconfig")
+        .arg(&idle_kc)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (w0, s0) = (write_bytes(pid), dir_size(&idle_dir));
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let (w1, s1) = (write_bytes(pid), dir_size(&idle_dir));
+    let per_min = |d: u64| d as f64 * 60.0 / idle_secs as f64;
+    println!("idle RSS (empty cluster): {:.1} MB", rss_kb(pid) as f64 / 1024.0);
+    println!(
+        "idle writes over {idle_secs}s: {:.0} bytes/min written by the process, data dir grew {:.0} bytes/min",
+        per_min(w1.saturating_sub(w0)),
+        per_min(s1.saturating_sub(s0))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

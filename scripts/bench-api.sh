@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# API server benchmark (issue: foundation). Prints create throughput/latency, list
+# latency at ORC_BENCH_PODS pods, idle RSS and idle disk writes. Release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec cargo bench --bench api "$@"
