@@ -2,7 +2,7 @@
 //! (RFC 6902) and Kubernetes strategic merge patch, as pure functions on JSON values.
 
 mod diff;
-mod schema;
+pub(crate) mod schema;
 mod strategic;
 
 use serde_json::{Map, Value};

@@ -100,7 +100,7 @@ async fn dispatch(
             200,
             &discovery::resource_list(&group, &version),
         )),
-        Route::OpenApi(_) => Err(ApiError::no_route()),
+        Route::OpenApi(path) => openapi(ctx, &path, &req),
         Route::Resource(r) => resource(ctx, user, r, req).await,
         Route::Version | Route::Health | Route::CaCerts => unreachable!("answered above"),
     }
@@ -113,6 +113,46 @@ fn aggregated(v: Value) -> Response<Body> {
         http::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
     );
     resp
+}
+
+/// An OpenAPI document, with a strong `ETag` (`304` when `If-None-Match` matches). A
+/// request naming the current `hash=` may cache the answer for good: the URL changes with
+/// the document.
+fn openapi(
+    ctx: &ApiContext,
+    path: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let doc = ctx.openapi.document(path).ok_or_else(ApiError::no_route)?;
+    let etag = doc.etag();
+    let not_modified = header_str(req, header::IF_NONE_MATCH)
+        .split(',')
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == etag
+        });
+    let mut resp = if not_modified {
+        let mut resp = response::raw_json(304, Bytes::new());
+        resp.headers_mut().remove(header::CONTENT_TYPE);
+        resp
+    } else {
+        response::raw_json(200, doc.body.clone())
+    };
+    let immutable = Query::parse(req.uri().query()).get("hash") == Some(doc.hash.as_str());
+    let cache_control = if immutable {
+        "public, immutable, max-age=31536000"
+    } else {
+        "no-cache, private"
+    };
+    let headers = resp.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static(cache_control),
+    );
+    Ok(resp)
 }
 
 fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {

@@ -4,6 +4,7 @@ pub mod allocator;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+pub mod openapi;
 pub mod registry;
 pub mod request;
 pub mod response;
@@ -33,6 +34,8 @@ pub struct ApiContext {
     pub advertise: String,
     /// Bearer tokens that authenticate as a user (e.g. node join tokens), by value.
     pub tokens: auth::TokenAuthenticator,
+    /// OpenAPI documents, generated on first request.
+    pub openapi: openapi::OpenApi,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -246,6 +246,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         ca_pem: pki.ca_cert_pem().to_string(),
         advertise: format!("{}:{}", config.advertise_ip, config.listen.port()),
         tokens: TokenAuthenticator::default(),
+        openapi: apiserver::openapi::OpenApi::new(),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
