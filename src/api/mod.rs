@@ -3,6 +3,7 @@
 pub mod defaults;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod status;

@@ -1,4 +1,4 @@
-//! Reading requests: query parameters, bodies (JSON or YAML) with a size limit.
+//! Reading requests: query parameters, bodies (JSON, YAML or Kubernetes protobuf) with a size limit.
 
 use std::collections::HashMap;
 
@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::api::protobuf::{self, ProtobufError};
 use crate::api::status::ApiError;
 
 /// Largest request body accepted, as upstream (3 MiB).
@@ -88,7 +89,7 @@ async fn discard(body: Incoming) {
     let _ = Limited::new(body, MAX_DISCARD_BYTES).collect().await;
 }
 
-/// Decodes a JSON or YAML request body into a JSON value.
+/// Decodes a JSON, YAML or Kubernetes protobuf request body into a JSON value.
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -104,9 +105,12 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
             serde_json::to_value(v)
                 .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
         }
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
-            "the protobuf content type is not supported by this server; use application/json",
-        )),
+        protobuf::MEDIA_TYPE => protobuf::decode_object(body).map_err(|e| match e {
+            ProtobufError::NoSchema { .. } => ApiError::unsupported_media_type(format!(
+                "{e}: send this object as application/json"
+            )),
+            e => ApiError::bad_request(format!("the request body is not valid protobuf: {e}")),
+        }),
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
         ))),
@@ -132,6 +136,30 @@ mod tests {
             400
         );
         assert_eq!(decode_body("text/html", b"<p>").unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn protobuf_bodies_decode_and_refuse_garbage_and_unknown_kinds() {
+        const PB: &str = "application/vnd.kubernetes.protobuf";
+        // runtime.Unknown{typeMeta{v1, Namespace}, raw: Namespace{metadata{name: foo}}}
+        let mut body =
+            b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x07\x0a\x05\x0a\x03foo".to_vec();
+        let v = decode_body(PB, &body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "foo"}})
+        );
+        body.truncate(body.len() - 2);
+        assert_eq!(decode_body(PB, &body).unwrap_err().code, 400);
+        assert_eq!(decode_body(PB, b"garbage").unwrap_err().code, 400);
+        let job = b"k8s\0\x0a\x0f\x0a\x08batch/v1\x12\x03Job";
+        let err = decode_body(PB, job).unwrap_err();
+        assert_eq!(err.code, 415);
+        assert!(
+            err.message.contains("no protobuf schema for batch/v1/Job"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
