@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pod(name: &str) -> Value {
@@ -70,7 +73,11 @@ fn dir_size(p: &Path) -> u64 {
                 Ok(m) => m,
                 Err(_) => continue,
             };
-            total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+            total += if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            };
         }
     }
     total
@@ -104,12 +111,23 @@ async fn main() {
     let pods_total = env_num("ORC_BENCH_PODS", 10_000) as usize;
     let idle_secs = env_num("ORC_BENCH_IDLE_SECS", 60);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let kubeconfig = dir.path().join("kc.yaml");
     let data = dir.path().join("data");
     let started = Instant::now();
     let mut child = Command::new(ORC)
-        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--log-level", "warn"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--bind-address",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ])
         .arg("--https-port")
         .arg(port.to_string())
         .arg("--data-dir")
@@ -123,17 +141,39 @@ async fn main() {
     let http = loop {
         if kubeconfig.exists() {
             let c = client(&kubeconfig);
-            if c.get(format!("https://127.0.0.1:{port}/readyz")).send().await.is_ok() {
+            if c.get(format!("https://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .is_ok()
+            {
                 break c;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    println!("machine: {} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()
-            .find(|l| l.starts_with("model name")).unwrap_or("model name: ?").split(':').nth(1).unwrap_or("?").trim());
-    println!("start to ready: {:.0} ms (process spawn to first HTTPS answer)", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .unwrap_or("model name: ?")
+            .split(':')
+            .nth(1)
+            .unwrap_or("?")
+            .trim()
+    );
+    println!(
+        "start to ready: {:.0} ms (process spawn to first HTTPS answer)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let base = format!("https://127.0.0.1:{port}/api/v1/namespaces/default/pods");
 
     // Sequential creates.
@@ -142,7 +182,12 @@ async fn main() {
     let t = Instant::now();
     for i in 0..seq {
         let s = Instant::now();
-        let r = http.post(&base).json(&pod(&format!("seq-{i}"))).send().await.unwrap();
+        let r = http
+            .post(&base)
+            .json(&pod(&format!("seq-{i}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 201);
         let _ = r.bytes().await;
         lat.push(s.elapsed());
@@ -162,7 +207,12 @@ async fn main() {
             let mut i = w;
             while i < remaining {
                 let s = Instant::now();
-                let r = http.post(&base).json(&pod(&format!("par-{i}"))).send().await.unwrap();
+                let r = http
+                    .post(&base)
+                    .json(&pod(&format!("par-{i}")))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status().as_u16(), 201);
                 let _ = r.bytes().await;
                 lat.push(s.elapsed());
@@ -193,7 +243,10 @@ async fn main() {
         percentile(&lat, 0.5).as_secs_f64() * 1e3,
         lat.last().unwrap().as_secs_f64() * 1e3
     );
-    println!("RSS with {pods_total} pods: {:.1} MB", rss_kb(pid) as f64 / 1024.0);
+    println!(
+        "RSS with {pods_total} pods: {:.1} MB",
+        rss_kb(pid) as f64 / 1024.0
+    );
     drop(http);
 
     // Idle: a fresh server with an empty cluster.
@@ -202,7 +255,14 @@ async fn main() {
     let idle_dir = dir.path().join("idle");
     let idle_kc = dir.path().join("idle-kc.yaml");
     let mut child = Command::new(ORC)
-        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--log-level", "warn"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--bind-address",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ])
         .arg("--https-port")
         .arg(port.to_string())
         .arg("--data-dir")
@@ -218,7 +278,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let (w1, s1) = (write_bytes(pid), dir_size(&idle_dir));
     let per_min = |d: u64| d as f64 * 60.0 / idle_secs as f64;
-    println!("idle RSS (empty cluster): {:.1} MB", rss_kb(pid) as f64 / 1024.0);
+    println!(
+        "idle RSS (empty cluster): {:.1} MB",
+        rss_kb(pid) as f64 / 1024.0
+    );
     println!(
         "idle writes over {idle_secs}s: {:.0} bytes/min written by the process, data dir grew {:.0} bytes/min",
         per_min(w1.saturating_sub(w0)),

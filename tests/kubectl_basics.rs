@@ -169,7 +169,7 @@ fn scale_a_replication_controller() {
 fn watch_streams_changes() {
     let s = Server::start();
     let mut child = Command::new("kubectl")
-        .args(["get", "pods", "-w", "--output-watch-events", "-o", "name"])
+        .args(["get", "pods", "-w", "--output-watch-events"])
         .env("KUBECONFIG", s.kubeconfig())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -202,7 +202,7 @@ fn watch_streams_changes() {
     let _ = child.wait();
     assert!(
         seen.iter()
-            .any(|l| l.starts_with("ADDED") && l.contains("pod/web")),
+            .any(|l| l.starts_with("ADDED") && l.contains("web")),
         "{seen:?}"
     );
     assert!(seen.iter().any(|l| l.starts_with("MODIFIED")), "{seen:?}");

@@ -20,6 +20,7 @@ use crate::api::patch::PatchType;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
 use crate::api::status::{self, ApiError};
+use crate::api::table;
 use crate::store::KeyValue;
 
 /// Entry point for every HTTP request.
@@ -190,6 +191,14 @@ async fn resource(
     )?;
     let def = r.def;
     let ns = r.namespace.as_deref();
+    let as_table = match table::negotiated_table_version(header_str(&req, header::ACCEPT)) {
+        Some(version) => Some(TableRequest {
+            version,
+            include: table::IncludeObject::try_parse(query.str("includeObject"))
+                .map_err(ApiError::bad_request)?,
+        }),
+        None => None,
+    };
     let content_type = header_str(&req, header::CONTENT_TYPE).to_string();
     let content_length = req
         .headers()
@@ -202,11 +211,24 @@ async fn resource(
     };
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
-        ("list", None, None) => list(ctx, def, ns, &query),
-        ("watch", None, None) => watch(ctx, def, ns, &query),
+        ("list", None, None) => list(ctx, def, ns, &query, as_table),
+        ("watch", None, None) => watch(ctx, def, ns, &query, as_table),
         ("get", Some(name), None | Some("status")) => {
             let kv = ctx.registry.get(def, ns, name)?;
-            Ok(response::raw_json(200, kv.raw.clone()))
+            match as_table {
+                Some(t) => {
+                    let mut v = table::watch_table(
+                        def.kind,
+                        &kv.value,
+                        t.include,
+                        chrono::Utc::now(),
+                        true,
+                    );
+                    table::set_api_version(&mut v, t.version);
+                    Ok(response::json(200, &v))
+                }
+                None => Ok(response::raw_json(200, kv.raw.clone())),
+            }
         }
         ("get", Some(name), Some("scale")) => {
             let kv = ctx.registry.get(def, ns, name)?;
@@ -398,11 +420,19 @@ struct ContinueToken {
     start: String,
 }
 
+/// A client asked for `meta.k8s.io` Table output (kubectl get's default).
+#[derive(Debug, Clone, Copy)]
+struct TableRequest {
+    version: &'static str,
+    include: table::IncludeObject,
+}
+
 fn list(
     ctx: &ApiContext,
     def: &'static ResourceDef,
     ns: Option<&str>,
     query: &Query,
+    as_table: Option<TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
     let predicate = selectors(def, query)?;
     let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
@@ -447,6 +477,12 @@ fn list(
         meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
         meta["remainingItemCount"] = json!(page.remaining);
     }
+    if let Some(t) = as_table {
+        let objects: Vec<&Value> = page.items.iter().map(|kv| &*kv.value).collect();
+        let mut v = table::table(def.kind, &objects, t.include, chrono::Utc::now(), meta);
+        table::set_api_version(&mut v, t.version);
+        return Ok(response::json(200, &v));
+    }
     let head = json!({
         "kind": format!("{}List", def.kind),
         "apiVersion": def.api_version(),
@@ -473,6 +509,7 @@ fn watch(
     def: &'static ResourceDef,
     ns: Option<&str>,
     query: &Query,
+    as_table: Option<TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
     let predicate = selectors(def, query)?;
     let timeout = query
@@ -486,7 +523,24 @@ fn watch(
     let request = watch::WatchRequest {
         def,
         predicate,
-        encoder: Arc::new(|kv: &KeyValue| kv.raw.clone()),
+        encoder: match as_table {
+            None => Arc::new(|kv: &KeyValue| kv.raw.clone()),
+            Some(t) => {
+                let first = std::sync::atomic::AtomicBool::new(true);
+                Arc::new(move |kv: &KeyValue| {
+                    let with_columns = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+                    let mut v = table::watch_table(
+                        def.kind,
+                        &kv.value,
+                        t.include,
+                        chrono::Utc::now(),
+                        with_columns,
+                    );
+                    table::set_api_version(&mut v, t.version);
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                })
+            }
+        },
         bookmarks: query.flag("allowWatchBookmarks"),
         initial_events_end: send_initial,
         timeout,

@@ -20,7 +20,9 @@ pub enum ConfigFileError {
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: expected a mapping of flag names to values")]
     NotAMapping { path: PathBuf },
-    #[error("config file {path}: value of {key} must be a string, number, boolean or list of those")]
+    #[error(
+        "config file {path}: value of {key} must be a string, number, boolean or list of those"
+    )]
     BadValue { path: PathBuf, key: String },
 }
 
@@ -30,7 +32,11 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, ConfigFileError> {
     let Some(sub_idx) = args
         .iter()
         .position(|a| a == "server" || a == "agent")
-        .filter(|i| args[1..*i].iter().all(|a| a.to_string_lossy().starts_with('-')))
+        .filter(|i| {
+            args[1..*i]
+                .iter()
+                .all(|a| a.to_string_lossy().starts_with('-'))
+        })
     else {
         return Ok(args);
     };
@@ -138,7 +144,17 @@ mod tests {
         .unwrap();
         assert_eq!(
             strs(&flags),
-            vec!["--https-port", "7443", "--tls-san", "a.example", "--tls-san", "10.0.0.1", "--disable-agent", "--node-name", "pi"]
+            vec![
+                "--https-port",
+                "7443",
+                "--tls-san",
+                "a.example",
+                "--tls-san",
+                "10.0.0.1",
+                "--disable-agent",
+                "--node-name",
+                "pi"
+            ]
         );
     }
 
@@ -155,11 +171,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, "https-port: 7443\n").unwrap();
-        let args: Vec<OsString> = ["orc", "server", "--config", path.to_str().unwrap(), "--https-port", "9443"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let args: Vec<OsString> = [
+            "orc",
+            "server",
+            "--config",
+            path.to_str().unwrap(),
+            "--https-port",
+            "9443",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
         let out = strs(&expand(args).unwrap());
-        assert_eq!(out, vec!["orc", "server", "--https-port", "7443", "--https-port", "9443"]);
+        assert_eq!(
+            out,
+            vec![
+                "orc",
+                "server",
+                "--https-port",
+                "7443",
+                "--https-port",
+                "9443"
+            ]
+        );
     }
 }
