@@ -1,7 +1,9 @@
 //! Controllers running inside `orc server`, reading the shared watch cache.
 
 pub mod bootstrap;
+pub mod events;
 pub mod namespace;
+pub mod runtime;
 
 use std::sync::Arc;
 
