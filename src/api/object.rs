@@ -135,6 +135,70 @@ fn is_empty_container(v: &Value) -> bool {
     }
 }
 
+/// Keys that appear twice in one JSON object of `body` (upstream's strict decoding
+/// reports them as `duplicate field "<key>"`). Invalid JSON yields no duplicates: the
+/// regular decoder reports the syntax error.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::DeserializeSeed;
+    let found = std::cell::RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = DuplicateCheck { found: &found }.deserialize(&mut de);
+    found.into_inner()
+}
+
+struct DuplicateCheck<'a> {
+    found: &'a std::cell::RefCell<Vec<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DuplicateCheck<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DuplicateCheck<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                self.found.borrow_mut().push(key);
+            }
+            map.next_value_seed(DuplicateCheck { found: self.found })?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(DuplicateCheck { found: self.found })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 /// Whether two versions of an object are the same apart from bookkeeping fields
 /// (resourceVersion, managedFields), so that an update can be skipped.
 pub fn same_content(a: &Value, b: &Value) -> bool {
@@ -185,6 +249,15 @@ mod tests {
             unknown_fields(&original, &typed),
             vec!["spec.containers[0].bogus", "spec.extra"]
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth() {
+        let body =
+            br#"{"metadata": {"name": "a", "name": "b"}, "spec": {"x": [{"k": 1, "k": 2}]}}"#;
+        assert_eq!(duplicate_fields(body), vec!["name", "k"]);
+        assert!(duplicate_fields(br#"{"a": 1, "b": {"a": 2}}"#).is_empty());
+        assert!(duplicate_fields(b"{not json").is_empty());
     }
 
     #[test]

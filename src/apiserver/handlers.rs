@@ -205,9 +205,10 @@ async fn resource(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let opts = WriteOptions {
+    let mut opts = WriteOptions {
         dry_run: query.dry_run()?,
         field_validation: FieldValidation::parse(query.str("fieldValidation"))?,
+        duplicate_fields: Vec::new(),
     };
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
@@ -252,6 +253,7 @@ async fn resource(
         ("create", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode_body(&content_type, &body)?;
+            opts.duplicate_fields = json_duplicates(&content_type, &body);
             if def.kind == "Binding" {
                 let pod = object::name(&obj).to_string();
                 let ns = ns.unwrap_or("default");
@@ -278,6 +280,7 @@ async fn resource(
         ("update", Some(name), None | Some("status")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode_body(&content_type, &body)?;
+            opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.update(def, ns, name, obj, sub, &opts).await?;
             Ok(written(200, w))
         }
@@ -351,6 +354,16 @@ async fn resource(
             "the server does not allow this method on the requested resource ({method} {})",
             status::resource_name(def)
         ))),
+    }
+}
+
+/// Duplicate keys of a JSON body (YAML bodies with duplicates fail to parse anyway).
+fn json_duplicates(content_type: &str, body: &[u8]) -> Vec<String> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if matches!(media, "" | "application/json" | "*/*") {
+        object::duplicate_fields(body)
+    } else {
+        Vec::new()
     }
 }
 

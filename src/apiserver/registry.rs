@@ -42,6 +42,8 @@ impl FieldValidation {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// Keys given twice in the request body (found while reading it).
+    pub duplicate_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +176,7 @@ impl Registry {
         def: &ResourceDef,
         mut obj: Value,
         fv: FieldValidation,
+        duplicates: &[String],
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
@@ -210,19 +213,26 @@ impl Registry {
             ))
         })?;
         if fv != FieldValidation::Ignore {
-            let unknown = object::unknown_fields(&obj, &typed);
-            if !unknown.is_empty() {
-                if fv == FieldValidation::Strict {
-                    let list: Vec<String> = unknown
+            let problems: Vec<String> = duplicates
+                .iter()
+                .map(|f| format!("duplicate field \"{f}\""))
+                .chain(
+                    object::unknown_fields(&obj, &typed)
                         .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
+                        .map(|f| format!("unknown field \"{f}\"")),
+                )
+                .collect();
+            if !problems.is_empty() {
+                if fv == FieldValidation::Strict {
                     return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
-                        list.join(", ")
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        def.kind,
+                        def.version,
+                        def.kind,
+                        problems.join(", ")
                     )));
                 }
-                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+                warnings.extend(problems);
             }
         }
         Ok(typed)
@@ -256,7 +266,13 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
-        let mut obj = self.decode(def, body, opts.field_validation, &mut warnings)?;
+        let mut obj = self.decode(
+            def,
+            body,
+            opts.field_validation,
+            &opts.duplicate_fields,
+            &mut warnings,
+        )?;
         if def.namespaced {
             let ns = ns.ok_or_else(|| {
                 ApiError::bad_request("the namespace of the object must be set on the request")
@@ -362,7 +378,13 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
-        let new = self.decode(def, body, opts.field_validation, &mut warnings)?;
+        let new = self.decode(
+            def,
+            body,
+            opts.field_validation,
+            &opts.duplicate_fields,
+            &mut warnings,
+        )?;
         if object::name(&new) != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -566,7 +588,7 @@ impl Registry {
             let old = self.get(def, ns, name)?;
             let new = mutate(&old.value)?;
             let mut warnings = Vec::new();
-            let new = self.decode(def, new, opts.field_validation, &mut warnings)?;
+            let new = self.decode(def, new, opts.field_validation, &[], &mut warnings)?;
             if object::name(&new) != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",
