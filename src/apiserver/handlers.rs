@@ -54,7 +54,7 @@ fn bearer_user(ctx: &ApiContext, req: &Request<Incoming>) -> Option<User> {
     ctx.tokens.authenticate(token)
 }
 
-fn header_str<'a>(req: &'a Request<Incoming>, name: header::HeaderName) -> &'a str {
+fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> &str {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -315,7 +315,7 @@ async fn resource(
             let body = request::read_body(req.into_body(), content_length).await?;
             let w = ctx
                 .registry
-                .patch(def, ns, name, patch_type, &body, sub, &opts)
+                .patch(def, ns, name, (patch_type, &body), sub, &opts)
                 .await?;
             Ok(written(200, w))
         }

@@ -620,8 +620,7 @@ impl Registry {
         def: &ResourceDef,
         ns: Option<&str>,
         name: &str,
-        patch_type: PatchType,
-        body: &[u8],
+        (patch_type, body): (PatchType, &[u8]),
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {

@@ -45,9 +45,12 @@ enum Op {
     },
 }
 
+/// Where a write's outcome is sent.
+type Reply = oneshot::Sender<Result<Option<KeyValue>>>;
+
 struct Request {
     op: Op,
-    reply: oneshot::Sender<Result<Option<KeyValue>>>,
+    reply: Reply,
 }
 
 /// The SQLite-backed `Store`.
@@ -214,8 +217,7 @@ impl Writer {
     fn process(&mut self, batch: Vec<Request>) {
         let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
         let mut next = self.revision + 1;
-        let mut outcomes: Vec<(oneshot::Sender<Result<Option<KeyValue>>>, Result<KeyValue>)> =
-            Vec::with_capacity(batch.len());
+        let mut outcomes: Vec<(Reply, Result<KeyValue>)> = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         let mut rows = Vec::new();
         for Request { op, reply } in batch {
@@ -305,7 +307,7 @@ impl Writer {
     /// Writes `rows` in one transaction; on success publishes `events`, then answers.
     fn commit(
         &mut self,
-        outcomes: &mut Vec<(oneshot::Sender<Result<Option<KeyValue>>>, Result<KeyValue>)>,
+        outcomes: &mut Vec<(Reply, Result<KeyValue>)>,
         events: &mut Vec<Event>,
         rows: &mut Vec<Row>,
         next: Revision,
