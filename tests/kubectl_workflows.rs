@@ -244,10 +244,14 @@ fn describe_shows_events_and_events_sort() {
     s.apply_yaml("apply", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox\n");
     let pod = s.get_json(&["pod", "p"]);
     let uid = pod["metadata"]["uid"].as_str().unwrap();
-    for (name, reason, ts) in [
-        ("p.1", "Pulling", "2026-01-01T00:00:02Z"),
-        ("p.2", "Started", "2026-01-01T00:00:01Z"),
-    ] {
+    // Recent timestamps: the event TTL controller removes events older than an hour.
+    let now = chrono::Utc::now();
+    let at = |secs_ago: i64| {
+        (now - chrono::Duration::seconds(secs_ago))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    for (name, reason, ts) in [("p.1", "Pulling", at(10)), ("p.2", "Started", at(20))] {
         let ev = format!(
             "apiVersion: v1\nkind: Event\nmetadata:\n  name: {name}\ninvolvedObject:\n  kind: Pod\n  name: p\n  namespace: default\n  uid: {uid}\n  apiVersion: v1\nreason: {reason}\nmessage: {reason} happened\ntype: Normal\nfirstTimestamp: \"{ts}\"\nlastTimestamp: \"{ts}\"\ncount: 1\nsource:\n  component: test\n"
         );

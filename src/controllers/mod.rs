@@ -1,6 +1,7 @@
 //! Controllers running inside `orc server`, reading the shared watch cache.
 
 pub mod bootstrap;
+pub mod event_ttl;
 pub mod events;
 pub mod namespace;
 pub mod runtime;
@@ -15,5 +16,9 @@ use crate::apiserver::registry::Registry;
 pub fn start(registry: Arc<Registry>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(namespace::run(registry.clone()));
+    set.spawn(event_ttl::run(
+        registry.clone(),
+        event_ttl::DEFAULT_EVENT_TTL,
+    ));
     set
 }

@@ -1,0 +1,95 @@
+//! Deletes Events once they are older than the event TTL (upstream: `--event-ttl`, 1h),
+//! so the datastore does not grow with every pod ever started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::resources;
+use crate::apiserver::registry::{DeleteOptions, Registry};
+use crate::store::EventType;
+
+use super::runtime::{self, spawn_informer, WorkQueue};
+
+/// How long Events are kept after their last occurrence.
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
+
+/// When an Event last happened (lastTimestamp, eventTime, or creation time).
+fn last_seen(event: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    ["lastTimestamp", "eventTime"]
+        .iter()
+        .filter_map(|f| event[*f].as_str())
+        .chain(event["metadata"]["creationTimestamp"].as_str())
+        .find_map(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// How long until `event` expires (zero when it already has).
+pub fn time_left(
+    event: &serde_json::Value,
+    ttl: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Duration {
+    let Some(seen) = last_seen(event) else {
+        return Duration::ZERO;
+    };
+    let age = (now - seen).to_std().unwrap_or(Duration::ZERO);
+    ttl.saturating_sub(age)
+}
+
+pub async fn run(registry: Arc<Registry>, ttl: Duration) {
+    let events = resources::by_plural("", "v1", "events").expect("served");
+    let queue = WorkQueue::new();
+    let _informer = spawn_informer(
+        registry.store.clone(),
+        events.prefix(),
+        queue.clone(),
+        Box::new(|e| {
+            if e.kind == EventType::Deleted {
+                vec![]
+            } else {
+                vec![runtime::object_key(&e.kv.value)]
+            }
+        }),
+    );
+    loop {
+        let key = queue.next().await;
+        let (ns, name) = runtime::split_key(&key);
+        let Ok(kv) = registry.get(events, ns, name) else {
+            continue;
+        };
+        let left = time_left(&kv.value, ttl, chrono::Utc::now());
+        if !left.is_zero() {
+            queue.add_after(key, left);
+            continue;
+        }
+        if let Err(e) = registry
+            .delete(events, ns, name, &DeleteOptions::default())
+            .await
+        {
+            if e.code != 404 {
+                tracing::warn!(event = %key, error = %e, "delete expired event");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_expire_ttl_after_their_last_occurrence() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T02:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let ttl = Duration::from_secs(3600);
+        let fresh = json!({"lastTimestamp": "2026-01-01T01:30:00Z", "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}});
+        assert_eq!(time_left(&fresh, ttl, now), Duration::from_secs(1800));
+        let old = json!({"lastTimestamp": "2026-01-01T00:30:00Z"});
+        assert_eq!(time_left(&old, ttl, now), Duration::ZERO);
+        let micro = json!({"eventTime": "2026-01-01T01:59:00.000000Z"});
+        assert_eq!(time_left(&micro, ttl, now), Duration::from_secs(3540));
+        assert_eq!(time_left(&json!({}), ttl, now), Duration::ZERO);
+    }
+}
