@@ -84,21 +84,11 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 fn client(kubeconfig: &Path) -> reqwest::Client {
-    let kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    let b64 = |v: &serde_yaml::Value| {
-        use base64::Engine;
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(v.as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    let ca = b64(&kc["clusters"][0]["cluster"]["certificate-authority-data"]);
-    let cert = b64(&kc["users"][0]["user"]["client-certificate-data"]);
-    let key = b64(&kc["users"][0]["user"]["client-key-data"]);
-    let tls = orc::tls::client_config_pinned(&ca, Some((&cert, &key))).unwrap();
+    let creds =
+        orc::tls::kubeconfig_credentials(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let tls =
+        orc::tls::client_config_pinned(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))
+            .unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls((*tls).clone())
         .pool_max_idle_per_host(64)

@@ -140,3 +140,88 @@ mod tests {
         );
     }
 }
+
+/// The server URL and inline credentials of a kubeconfig's current context.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KubeconfigCredentials {
+    pub server: String,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for KubeconfigCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeconfigCredentials")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the credentials of a kubeconfig with inline data (as orc writes them).
+pub fn kubeconfig_credentials(text: &str) -> super::Result<KubeconfigCredentials> {
+    let bad = |reason: &str| super::Error::ParseKubeconfig {
+        reason: reason.to_string(),
+    };
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    let current = doc["current-context"].as_str().unwrap_or(NAME);
+    let context = doc["contexts"]
+        .as_sequence()
+        .and_then(|s| s.iter().find(|c| c["name"].as_str() == Some(current)))
+        .ok_or_else(|| bad("current context not found"))?;
+    let pick = |list: &str, key: &str| {
+        let wanted = context["context"][key].as_str().unwrap_or(NAME).to_string();
+        doc[list]
+            .as_sequence()
+            .and_then(|s| {
+                s.iter()
+                    .find(|c| c["name"].as_str() == Some(wanted.as_str()))
+            })
+            .cloned()
+            .ok_or_else(|| bad(&format!("{key} {wanted} not found")))
+    };
+    let cluster = pick("clusters", "cluster")?;
+    let user = pick("users", "user")?;
+    let decode = |v: &serde_yaml::Value, what: &str| -> super::Result<String> {
+        let data = v
+            .as_str()
+            .ok_or_else(|| bad(&format!("{what} is missing")))?;
+        let bytes = BASE64
+            .decode(data)
+            .map_err(|_| bad(&format!("{what} is not base64")))?;
+        String::from_utf8(bytes).map_err(|_| bad(&format!("{what} is not PEM text")))
+    };
+    Ok(KubeconfigCredentials {
+        server: cluster["cluster"]["server"]
+            .as_str()
+            .ok_or_else(|| bad("cluster server is missing"))?
+            .to_string(),
+        ca_pem: decode(
+            &cluster["cluster"]["certificate-authority-data"],
+            "certificate-authority-data",
+        )?,
+        cert_pem: decode(
+            &user["user"]["client-certificate-data"],
+            "client-certificate-data",
+        )?,
+        key_pem: decode(&user["user"]["client-key-data"], "client-key-data")?,
+    })
+}
+
+#[cfg(test)]
+mod credentials_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_through_the_admin_kubeconfig() {
+        let text = admin_kubeconfig("https://127.0.0.1:6443", "CA", "CERT", "KEY");
+        let c = kubeconfig_credentials(&text).unwrap();
+        assert_eq!(c.server, "https://127.0.0.1:6443");
+        assert_eq!(
+            (c.ca_pem.as_str(), c.cert_pem.as_str(), c.key_pem.as_str()),
+            ("CA", "CERT", "KEY")
+        );
+        assert!(kubeconfig_credentials("kind: Config\n").is_err());
+        assert!(!format!("{c:?}").contains("KEY"));
+    }
+}

@@ -1,17 +1,11 @@
 //! TLS for orc: the cluster CA and its certificates, kubeconfigs, join tokens and the rustls configs built from them.
-// Until cli/server.rs and the agent call into this module, its API is only used by tests:
-// remove these allows when wiring it in.
-#![cfg_attr(not(test), allow(dead_code))]
 
 mod ca;
 mod kubeconfig;
 mod token;
 
-#[allow(unused_imports)]
 pub use ca::{Pki, ADMIN_GROUP, ADMIN_USER};
-#[allow(unused_imports)]
-pub use kubeconfig::admin_kubeconfig;
-#[allow(unused_imports)]
+pub use kubeconfig::{admin_kubeconfig, kubeconfig_credentials, KubeconfigCredentials};
 pub use token::{ca_hash, load_or_create_token, JoinToken};
 
 use std::fs::{self, File, OpenOptions};
@@ -32,6 +26,8 @@ const PRIVATE_DIR_MODE: u32 = 0o700;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("kubeconfig: {reason}")]
+    ParseKubeconfig { reason: String },
     #[error("create directory {path}")]
     CreateDir { path: PathBuf, source: io::Error },
     #[error("read {path}")]

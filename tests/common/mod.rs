@@ -151,22 +151,13 @@ impl Server {
 
     /// An HTTPS client pinned to the cluster CA, authenticated as admin (or anonymous).
     pub fn client(&self, admin: bool) -> reqwest::Client {
-        let kc: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(self.kubeconfig()).unwrap()).unwrap();
-        let b64 = |v: &serde_yaml::Value| {
-            use base64::Engine;
-            String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(v.as_str().unwrap())
-                    .unwrap(),
-            )
-            .unwrap()
-        };
-        let ca = b64(&kc["clusters"][0]["cluster"]["certificate-authority-data"]);
-        let cert = b64(&kc["users"][0]["user"]["client-certificate-data"]);
-        let key = b64(&kc["users"][0]["user"]["client-key-data"]);
-        let identity = admin.then_some((cert.as_str(), key.as_str()));
-        let tls = orc::tls::client_config_pinned(&ca, identity).expect("client tls config");
+        let creds = orc::tls::kubeconfig_credentials(
+            &std::fs::read_to_string(self.kubeconfig()).expect("read kubeconfig"),
+        )
+        .expect("parse kubeconfig");
+        let identity = admin.then_some((creds.cert_pem.as_str(), creds.key_pem.as_str()));
+        let tls =
+            orc::tls::client_config_pinned(&creds.ca_pem, identity).expect("client tls config");
         reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .timeout(Duration::from_secs(10))
