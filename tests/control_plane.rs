@@ -1,0 +1,278 @@
+//! The control plane end to end with the real server and kubectl, on simulated nodes:
+//! Node objects whose "kubelet" is this test (it renews their leases and marks the
+//! pods bound to them Running and Ready).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_for, Server};
+use serde_json::{json, Value};
+
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+fn node(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "lastHeartbeatTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()}],
+            "addresses": [{"type": "InternalIP", "address": "192.0.2.10"}],
+        }
+    })
+}
+
+/// Pretends to be the kubelets of `alive` nodes: renews their leases and starts the
+/// pods bound to them (phase Running, Ready=True, a pod IP).
+async fn simulate_kubelets(
+    client: reqwest::Client,
+    base: String,
+    alive: Arc<Mutex<HashSet<String>>>,
+) {
+    let mut ip = 2u32;
+    loop {
+        let nodes: Vec<String> = alive.lock().unwrap().iter().cloned().collect();
+        for n in &nodes {
+            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            let lease_url = format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{n}");
+            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": n, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": n, "leaseDurationSeconds": 40, "renewTime": now}});
+            let r = client
+                .patch(&lease_url)
+                .header("Content-Type", "application/merge-patch+json")
+                .body(json!({"spec": {"renewTime": now}}).to_string())
+                .send()
+                .await;
+            if !matches!(&r, Ok(resp) if resp.status().is_success()) {
+                let _ = client
+                    .post(format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"))
+                    .json(&lease)
+                    .send()
+                    .await;
+            }
+            let pods: Value = match client
+                .get(format!("{base}/api/v1/pods?fieldSelector=spec.nodeName%3D{n}"))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => continue,
+            };
+            for p in pods["items"].as_array().into_iter().flatten() {
+                if p["metadata"]["deletionTimestamp"].is_string() {
+                    let url = format!(
+                        "{base}/api/v1/namespaces/{}/pods/{}",
+                        p["metadata"]["namespace"].as_str().unwrap(),
+                        p["metadata"]["name"].as_str().unwrap()
+                    );
+                    let _ = client.delete(url).json(&json!({"gracePeriodSeconds": 0})).send().await;
+                    continue;
+                }
+                if p["status"]["phase"] == "Running" {
+                    continue;
+                }
+                ip += 1;
+                let url = format!(
+                    "{base}/api/v1/namespaces/{}/pods/{}/status",
+                    p["metadata"]["namespace"].as_str().unwrap(),
+                    p["metadata"]["name"].as_str().unwrap()
+                );
+                let status = json!({"status": {
+                    "phase": "Running",
+                    "podIP": format!("10.42.{}.{}", ip / 250, ip % 250 + 2),
+                    "conditions": [
+                        {"type": "Ready", "status": "True"},
+                        {"type": "ContainersReady", "status": "True"},
+                        {"type": "Initialized", "status": "True"},
+                        {"type": "PodScheduled", "status": "True"}],
+                    "startTime": now,
+                }});
+                let _ = client
+                    .patch(url)
+                    .header("Content-Type", "application/merge-patch+json")
+                    .body(status.to_string())
+                    .send()
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn pods_per_node(s: &Server, selector: &str) -> BTreeMap<String, usize> {
+    let pods = s.get_json(&["pods", "-l", selector]);
+    let mut out = BTreeMap::new();
+    for p in pods["items"].as_array().unwrap() {
+        if p["metadata"]["deletionTimestamp"].is_string() {
+            continue;
+        }
+        let n = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+        *out.entry(n).or_insert(0) += 1;
+    }
+    out
+}
+
+const RC: &str = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {app: web}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+        resources: {requests: {cpu: 100m, memory: 64Mi}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc_spreads_over_nodes_and_recovers_from_node_loss() {
+    let s = Server::start_with(&["--node-monitor-grace-period", "3s", "--pod-eviction-timeout", "2s"]);
+    let client = s.client(true);
+    for n in NODES {
+        let r = client.post(format!("{}/api/v1/nodes", s.url())).json(&node(n)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let alive = Arc::new(Mutex::new(NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>()));
+    let kubelets = tokio::spawn(simulate_kubelets(client.clone(), s.url(), alive.clone()));
+
+    s.apply_yaml("apply", RC);
+    let spread = tokio::task::block_in_place(|| {
+        wait_for("6 pods bound, 2 per node", || {
+            let per = pods_per_node(&s, "app=web");
+            per.len() == 3 && per.values().all(|c| *c == 2) && !per.contains_key("")
+        });
+        pods_per_node(&s, "app=web")
+    });
+    assert_eq!(spread.values().sum::<usize>(), 6, "{spread:?}");
+    tokio::task::block_in_place(|| {
+        wait_for("rc ready 6", || s.get_json(&["rc", "web"])["status"]["readyReplicas"] == 6);
+    });
+
+    // node-c stops heartbeating: it becomes NotReady and its pods come back elsewhere.
+    alive.lock().unwrap().remove("node-c");
+    tokio::task::block_in_place(|| {
+        wait_for("node-c not ready", || {
+            let n = s.get_json(&["node", "node-c"]);
+            n["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] != "True")
+        });
+        let table = s.ok(&["get", "nodes"]);
+        assert!(table.contains("NotReady"), "{table}");
+        wait_for("6 pods on node-a and node-b only", || {
+            let per = pods_per_node(&s, "app=web");
+            per.get("node-c").is_none() && per.values().sum::<usize>() == 6 && !per.contains_key("")
+        });
+    });
+    let per = pods_per_node(&s, "app=web");
+    assert_eq!(per.get("node-a"), Some(&3), "{per:?}");
+    assert_eq!(per.get("node-b"), Some(&3), "{per:?}");
+    let describe = s.ok(&["describe", "rc", "web"]);
+    assert!(describe.contains("SuccessfulCreate"), "{describe}");
+    kubelets.abort();
+}
+
+const DEPLOY: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: api}}
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: api, image: "busybox:1.36"}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_rolls_out_an_image_change() {
+    let s = Server::start();
+    let client = s.client(true);
+    for n in NODES {
+        client.post(format!("{}/api/v1/nodes", s.url())).json(&node(n)).send().await.unwrap();
+    }
+    let alive = Arc::new(Mutex::new(NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>()));
+    let kubelets = tokio::spawn(simulate_kubelets(client.clone(), s.url(), alive));
+    s.apply_yaml("apply", DEPLOY);
+    tokio::task::block_in_place(|| {
+        s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        s.ok(&["set", "image", "deployment/api", "api=busybox:1.37"]);
+        let out = s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        assert!(out.contains("successfully rolled out"), "{out}");
+        let pods = s.get_json(&["pods", "-l", "app=api"]);
+        let live: Vec<&Value> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+            .collect();
+        assert_eq!(live.len(), 3);
+        assert!(live.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
+        let history = s.ok(&["rollout", "history", "deployment/api"]);
+        assert!(history.contains('1') && history.contains('2'), "{history}");
+        s.ok(&["rollout", "undo", "deployment/api"]);
+        s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        let d = s.get_json(&["deploy", "api"]);
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36");
+        let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
+        assert_eq!(rs.lines().count(), 2, "undo reuses the first ReplicaSet: {rs}");
+    });
+    kubelets.abort();
+}
+
+#[test]
+fn unschedulable_pod_explains_why() {
+    let s = Server::start();
+    let mut small = node("tiny");
+    small["status"]["allocatable"]["memory"] = json!("128Mi");
+    small["status"]["capacity"]["memory"] = json!("128Mi");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &serde_json::to_string(&small).unwrap());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.apply_yaml(
+        "apply",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources: {requests: {memory: 1Gi}}\n",
+    );
+    wait_for("FailedScheduling event", || {
+        s.ok(&["describe", "pod", "big"]).contains("FailedScheduling")
+    });
+    let describe = s.ok(&["describe", "pod", "big"]);
+    assert!(describe.contains("Insufficient memory"), "{describe}");
+    let pod = s.get_json(&["pod", "big"]);
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert!(pod["spec"]["nodeName"].is_null());
+}
+
+#[test]
+fn cascading_deletes_follow_the_policy() {
+    let s = Server::start();
+    let rc = RC.replace("replicas: 6", "replicas: 2");
+    for (name, cascade, pods_left) in [("bg", "background", 0), ("fg", "foreground", 0), ("or", "orphan", 2)] {
+        let yaml = rc.replace("name: web", &format!("name: {name}")).replace("app: web", &format!("app: {name}"));
+        s.apply_yaml("apply", &yaml);
+        wait_for("2 pods", || pods_per_node(&s, &format!("app={name}")).values().sum::<usize>() == 2);
+        s.ok(&["delete", "rc", name, &format!("--cascade={cascade}"), "--timeout=20s"]);
+        assert!(!s.kubectl(&["get", "rc", name]).status.success());
+        wait_for("dependents to match the policy", || {
+            pods_per_node(&s, &format!("app={name}")).values().sum::<usize>() == pods_left
+        });
+        if pods_left > 0 {
+            let pods = s.get_json(&["pods", "-l", &format!("app={name}")]);
+            assert!(pods["items"][0]["metadata"]["ownerReferences"].is_null()
+                || pods["items"][0]["metadata"]["ownerReferences"].as_array().unwrap().is_empty());
+        }
+    }
+}
