@@ -186,8 +186,15 @@ impl NodeLifecycle {
     pub async fn monitor(&mut self) {
         let now = self.config.clock.now();
         let page = self.registry.list(nodes(), None, None, 0, &|_| true);
-        self.health
-            .retain(|name, _| page.items.iter().any(|kv| object::name(&kv.value) == name));
+        let heartbeats = &self.registry.heartbeats;
+        self.health.retain(|name, _| {
+            let exists = page.items.iter().any(|kv| object::name(&kv.value) == name);
+            if !exists {
+                heartbeats.forget(&nodes().key(None, name));
+                heartbeats.forget(&leases().key(Some(NODE_LEASE_NAMESPACE), name));
+            }
+            exists
+        });
         for node in &page.items {
             let name = object::name(&node.value).to_string();
             let span = tracing::debug_span!("monitor_node", node = %name);
@@ -228,6 +235,8 @@ impl NodeLifecycle {
                     &format!("Node {name} status is now: NodeNotReady"),
                 )
                 .await;
+        }
+        if ready_condition(&node.value).is_some_and(|c| c["status"] == "Unknown") {
             self.mark_pods_not_ready(name).await;
         }
         let wanted = taint_for_ready(&node.value);
