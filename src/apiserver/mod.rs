@@ -4,6 +4,7 @@ pub mod allocator;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+pub mod heartbeats;
 pub mod openapi;
 pub mod registry;
 pub mod request;

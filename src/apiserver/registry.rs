@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::allocator::{AllocError, Allocators};
+use super::heartbeats::{self, Heartbeats};
 use crate::api::object::{self, meta_mut};
 use crate::api::patch::{self, PatchType};
 use crate::api::resources::{self, ResourceDef};
@@ -74,7 +75,14 @@ const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub allocators: Allocators,
+    /// Node heartbeats acknowledged in memory instead of being written.
+    pub heartbeats: Arc<Heartbeats>,
 }
+
+/// Finalizer asking the garbage collector to delete dependents before the owner.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// Finalizer asking the garbage collector to orphan dependents before the owner goes.
+pub const ORPHAN_FINALIZER: &str = "orphan";
 
 fn unstored(key: &str, value: Value) -> KeyValue {
     let raw = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
@@ -122,7 +130,11 @@ fn now() -> String {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, allocators: Allocators) -> Registry {
-        let registry = Registry { store, allocators };
+        let registry = Registry {
+            store,
+            allocators,
+            heartbeats: Arc::new(Heartbeats::new()),
+        };
         registry.rebuild_allocations();
         registry
     }
@@ -153,9 +165,14 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
     ) -> Result<KeyValue, ApiError> {
-        self.store
+        let kv = self
+            .store
             .get(&def.key(ns, name))
-            .ok_or_else(|| ApiError::not_found(def, name))
+            .ok_or_else(|| ApiError::not_found(def, name))?;
+        Ok(match def.kind {
+            "Lease" | "Node" => self.heartbeats.overlay(kv),
+            _ => kv,
+        })
     }
 
     pub fn list(
@@ -521,6 +538,14 @@ impl Registry {
                 deleted: false,
             });
         }
+        if heartbeats::is_heartbeat_only(def.kind, oldv, &new) {
+            // Acknowledged in memory only; the stored resourceVersion stays valid.
+            return Ok(Written {
+                kv: self.heartbeats.record(old, new),
+                warnings: vec![],
+                deleted: false,
+            });
+        }
         // Finalization: the last finalizer removed from an object being deleted (without
         // a pending grace period) deletes it.
         let finished = object::is_deleting(&new)
@@ -711,20 +736,28 @@ impl Registry {
         }
         let grace = self.grace_period(def, oldv, opts);
         let mut finalizers = object::finalizers(oldv);
-        match opts.propagation.as_deref() {
-            None | Some("Background") => {}
-            Some("Foreground") => finalizers.push("foregroundDeletion".into()),
-            Some("Orphan") => finalizers.push("orphan".into()),
+        // Foreground and Orphan are exclusive; an explicit policy replaces the other
+        // (also on an object already being deleted), Background drops both. The garbage
+        // collector handles the dependents and removes the finalizer; without
+        // dependents there is nothing to wait for, so none is added.
+        let gc_finalizer = match opts.propagation.as_deref() {
+            None => None,
+            Some("Background") => Some(None),
+            Some("Foreground") => Some(Some(FOREGROUND_FINALIZER)),
+            Some("Orphan") => Some(Some(ORPHAN_FINALIZER)),
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "invalid propagationPolicy: {other}; must be one of Orphan, Foreground or Background"
                 )))
             }
-        }
-        // Dependents handling needs the garbage collector; without dependents the
-        // foreground/orphan finalizers would have nothing to wait for.
-        if opts.propagation.is_some() && !self.has_dependents(oldv) {
-            finalizers.retain(|f| f != "foregroundDeletion" && f != "orphan");
+        };
+        if let Some(wanted) = gc_finalizer {
+            finalizers.retain(|f| f != FOREGROUND_FINALIZER && f != ORPHAN_FINALIZER);
+            if let Some(f) = wanted {
+                if self.has_dependents(oldv) {
+                    finalizers.push(f.to_string());
+                }
+            }
         }
         finalizers.dedup();
         let needs_marking = def.kind == "Namespace" || grace > 0 || !finalizers.is_empty();
@@ -761,7 +794,9 @@ impl Registry {
                 );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
-            if !finalizers.is_empty() {
+            if finalizers.is_empty() {
+                meta.remove("finalizers");
+            } else {
                 meta.insert("finalizers".into(), json!(finalizers));
             }
         }

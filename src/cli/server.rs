@@ -70,6 +70,13 @@ pub struct ServerArgs {
         default_value = "30000-32767"
     )]
     pub service_node_port_range: String,
+    /// How long a node may go without heartbeat before it is marked NotReady (e.g. 40s).
+    #[arg(long, env = "ORC_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How long pods without a toleration for unreachable/not-ready nodes stay on a lost
+    /// node before they are deleted (pods get a 300s toleration by default).
+    #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    pub pod_eviction_timeout: Duration,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -85,6 +92,8 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     pub token: Option<String>,
     pub advertise_ip: IpAddr,
+    pub node_monitor_grace_period: Duration,
+    pub pod_eviction_timeout: Duration,
 }
 
 impl ServerArgs {
@@ -146,8 +155,43 @@ impl ServerArgs {
             tls_sans: sans,
             token: self.token,
             advertise_ip,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            pod_eviction_timeout: self.pod_eviction_timeout,
         })
     }
+}
+
+/// A duration as Go writes them (`40s`, `5m`, `1m30s`, `500ms`) or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let invalid = || format!("invalid duration {s:?}: use e.g. 40s, 5m or 1m30s");
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .filter(|&i| i > 0)
+            .ok_or_else(invalid)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let unit_end = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .map_or(rest.len(), |i| digits + i);
+        total += match &rest[digits..unit_end] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_end..];
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    Ok(total)
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -250,7 +294,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
-    let mut controllers = controllers::start(registry.clone());
+    let mut controllers = controllers::start(
+        registry.clone(),
+        controllers::Config {
+            node_monitor_grace_period: config.node_monitor_grace_period,
+            pod_eviction_timeout: config.pod_eviction_timeout,
+            ..Default::default()
+        },
+    );
     tokio::spawn(compact_periodically(store.clone()));
     let api = tokio::spawn(apiserver::serve(listener, tls_config, ctx));
 
@@ -340,6 +391,24 @@ mod tests {
         assert_eq!(c.listen.port(), 6443);
         assert_eq!(c.node_ports, (30000, 32767));
         assert!(c.tls_sans.contains(&"10.43.0.1".to_string()));
+    }
+
+    #[test]
+    fn node_lifecycle_flags_take_go_durations() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(40));
+        assert_eq!(c.pod_eviction_timeout, Duration::from_secs(60));
+        let c = config(&[
+            "--node-monitor-grace-period",
+            "1m30s",
+            "--pod-eviction-timeout",
+            "300",
+        ])
+        .unwrap();
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(90));
+        assert_eq!(c.pod_eviction_timeout, Duration::from_secs(300));
+        assert!(config(&["--pod-eviction-timeout", "5 minutes"]).is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     }
 
     #[test]

@@ -1,24 +1,70 @@
 //! Controllers running inside `orc server`, reading the shared watch cache.
 
 pub mod bootstrap;
+pub mod clock;
+pub mod endpoints;
 pub mod event_ttl;
 pub mod events;
+pub mod garbage_collector;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod runtime;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use crate::apiserver::registry::Registry;
 
+/// Settings of the controllers (from `orc server` flags).
+#[derive(Clone)]
+pub struct Config {
+    /// How long a node may go without heartbeat before it is marked `Ready=Unknown`.
+    pub node_monitor_grace_period: Duration,
+    /// How long pods without an unreachable/not-ready toleration stay on a lost node.
+    pub pod_eviction_timeout: Duration,
+    /// How often nodes are checked.
+    pub node_monitor_period: Duration,
+    /// How often terminating pods of deleted nodes are looked for.
+    pub pod_gc_period: Duration,
+    pub clock: Arc<dyn clock::Clock>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_monitor_grace_period: node_lifecycle::NODE_MONITOR_GRACE,
+            pod_eviction_timeout: node_lifecycle::POD_EVICTION_TIMEOUT,
+            node_monitor_period: node_lifecycle::NODE_MONITOR_PERIOD,
+            pod_gc_period: pod_gc::POD_GC_PERIOD,
+            clock: Arc::new(clock::RealClock),
+        }
+    }
+}
+
 /// Starts every controller; they run until the returned set is aborted.
-pub fn start(registry: Arc<Registry>) -> JoinSet<()> {
+pub fn start(registry: Arc<Registry>, config: Config) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(namespace::run(registry.clone()));
     set.spawn(event_ttl::run(
         registry.clone(),
         event_ttl::DEFAULT_EVENT_TTL,
     ));
+    set.spawn(endpoints::run(registry.clone()));
+    set.spawn(garbage_collector::run(registry.clone()));
+    set.spawn(node_lifecycle::run(
+        registry.clone(),
+        node_lifecycle::NodeLifecycleConfig {
+            grace_period: config.node_monitor_grace_period,
+            eviction_timeout: config.pod_eviction_timeout,
+            monitor_period: config.node_monitor_period,
+            clock: config.clock.clone(),
+        },
+    ));
+    set.spawn(pod_gc::run(registry, config.pod_gc_period));
     set
 }

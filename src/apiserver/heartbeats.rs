@@ -1,0 +1,198 @@
+//! Node heartbeats kept in memory: Lease renewals in `kube-node-lease` and Node status
+//! updates that change nothing but heartbeat timestamps are acknowledged without being
+//! written to the datastore, so an idle cluster writes (almost) nothing to disk.
+//!
+//! A suppressed heartbeat is remembered as the stored object with the new timestamps
+//! and the *stored* resourceVersion: the client uses the returned object for its next
+//! update, which therefore never conflicts, and `get` returns the fresh timestamps.
+//! Watches and lists see only persisted changes. Heartbeats are per server process: a
+//! restarted server starts from the persisted timestamps.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use crate::api::object;
+use crate::store::{make_kv, KeyValue};
+
+/// The namespace of node heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// A heartbeat acknowledged but not persisted.
+struct Pending {
+    /// The object returned to the client (stored object + new timestamps).
+    kv: KeyValue,
+}
+
+/// In-memory heartbeats, shared by the registry (writer) and the node lifecycle
+/// controller (reader).
+#[derive(Default)]
+pub struct Heartbeats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    pending: HashMap<String, Pending>,
+    /// Heartbeats acknowledged without a write, per datastore key (monotonic).
+    counts: HashMap<String, u64>,
+}
+
+/// Whether updates of `obj` (of `kind`) can be heartbeats.
+fn is_heartbeat_kind(kind: &str, obj: &Value) -> bool {
+    match kind {
+        "Lease" => object::namespace(obj) == Some(NODE_LEASE_NAMESPACE),
+        "Node" => true,
+        _ => false,
+    }
+}
+
+/// `obj` without its heartbeat timestamps.
+fn without_heartbeat(kind: &str, obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("managedFields");
+        // A renewTime is in the Lease spec: the update path bumps generation for it.
+        meta.remove("generation");
+    }
+    match kind {
+        "Lease" => {
+            if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("renewTime");
+            }
+        }
+        "Node" => {
+            if let Some(conds) = v
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut)
+            {
+                for c in conds.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("lastHeartbeatTime");
+                }
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// Whether `new` differs from `old` only in heartbeat timestamps (and bookkeeping).
+/// Identical objects are not heartbeats.
+pub fn is_heartbeat_only(kind: &str, old: &Value, new: &Value) -> bool {
+    is_heartbeat_kind(kind, old)
+        && !object::same_content(old, new)
+        && without_heartbeat(kind, old) == without_heartbeat(kind, new)
+}
+
+impl Heartbeats {
+    pub fn new() -> Heartbeats {
+        Heartbeats::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a heartbeat on top of the stored `base`: returns what the client gets
+    /// (`new` with the stored revisions).
+    pub fn record(&self, base: &KeyValue, mut new: Value) -> KeyValue {
+        if let Some(generation) = base.value["metadata"].get("generation") {
+            object::meta_mut(&mut new).insert("generation".into(), generation.clone());
+        }
+        let kv = make_kv(&base.key, new, base.create_revision, base.mod_revision);
+        let mut inner = self.lock();
+        *inner.counts.entry(base.key.to_string()).or_default() += 1;
+        inner
+            .pending
+            .insert(base.key.to_string(), Pending { kv: kv.clone() });
+        kv
+    }
+
+    /// The freshest view of a stored object: its pending heartbeat when that was made
+    /// on this very revision, else the stored object (a stale heartbeat is dropped).
+    pub fn overlay(&self, stored: KeyValue) -> KeyValue {
+        let mut inner = self.lock();
+        let Some(p) = inner.pending.get(&*stored.key) else {
+            return stored;
+        };
+        if p.kv.mod_revision == stored.mod_revision {
+            p.kv.clone()
+        } else {
+            inner.pending.remove(&*stored.key);
+            stored
+        }
+    }
+
+    /// How many unpersisted heartbeats were acknowledged for `key` so far.
+    pub fn count(&self, key: &str) -> u64 {
+        self.lock().counts.get(key).copied().unwrap_or(0)
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, key: &str) {
+        let mut inner = self.lock();
+        inner.pending.remove(key);
+        inner.counts.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lease(renew: &str) -> Value {
+        json!({"kind": "Lease", "metadata": {"name": "n1", "namespace": NODE_LEASE_NAMESPACE, "resourceVersion": "5"},
+               "spec": {"holderIdentity": "n1", "renewTime": renew}})
+    }
+
+    #[test]
+    fn renew_time_only_is_a_heartbeat() {
+        let old = lease("2024-01-01T00:00:00.000000Z");
+        let new = lease("2024-01-01T00:00:10.000000Z");
+        assert!(is_heartbeat_only("Lease", &old, &new));
+        assert!(!is_heartbeat_only("Lease", &old, &old));
+        let mut holder = new.clone();
+        holder["spec"]["holderIdentity"] = json!("other");
+        assert!(!is_heartbeat_only("Lease", &old, &holder));
+        let mut elsewhere = new.clone();
+        elsewhere["metadata"]["namespace"] = json!("default");
+        let mut old_elsewhere = old.clone();
+        old_elsewhere["metadata"]["namespace"] = json!("default");
+        assert!(!is_heartbeat_only("Lease", &old_elsewhere, &elsewhere));
+    }
+
+    #[test]
+    fn node_heartbeat_times_only_is_a_heartbeat() {
+        let node = |hb: &str, status: &str| {
+            json!({"kind": "Node", "metadata": {"name": "n1"}, "status": {"conditions": [
+                {"type": "Ready", "status": status, "lastHeartbeatTime": hb, "lastTransitionTime": "t0"}]}})
+        };
+        assert!(is_heartbeat_only(
+            "Node",
+            &node("t1", "True"),
+            &node("t2", "True")
+        ));
+        assert!(!is_heartbeat_only(
+            "Node",
+            &node("t1", "True"),
+            &node("t2", "False")
+        ));
+    }
+
+    #[test]
+    fn overlay_is_dropped_once_the_object_changes() {
+        let hb = Heartbeats::new();
+        let base = make_kv("/k", lease("a"), 3, 5);
+        let got = hb.record(&base, lease("b"));
+        assert_eq!(got.mod_revision, 5);
+        assert_eq!(got.value["metadata"]["resourceVersion"], "5");
+        assert_eq!(hb.overlay(base.clone()).value["spec"]["renewTime"], "b");
+        assert_eq!(hb.count("/k"), 1);
+        let newer = make_kv("/k", lease("c"), 3, 9);
+        assert_eq!(hb.overlay(newer).value["spec"]["renewTime"], "c");
+        assert_eq!(hb.overlay(base).value["spec"]["renewTime"], "a");
+    }
+}

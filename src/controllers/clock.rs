@@ -1,0 +1,42 @@
+//! The controllers' notion of "now", behind a trait so tests drive time by hand.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+pub struct RealClock;
+
+impl Clock for RealClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that moves only when told to.
+pub struct FakeClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl FakeClock {
+    pub fn new(start: DateTime<Utc>) -> FakeClock {
+        FakeClock {
+            now: Mutex::new(start),
+        }
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        *now += chrono::Duration::from_std(by).unwrap_or_default();
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

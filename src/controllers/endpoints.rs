@@ -1,0 +1,598 @@
+//! Endpoints controller: keeps one Endpoints object per Service with a selector, listing
+//! the IPs of the selected pods (ready ones in `addresses`, others in
+//! `notReadyAddresses`) with the service ports resolved per pod.
+//!
+//! Services without a selector are left alone (their Endpoints are user-managed); the
+//! `kubernetes` Service in `default` is maintained by bootstrap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::api::object;
+use crate::api::resources::{self, ResourceDef};
+use crate::api::selector::LabelSelector;
+use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::store::{Event, KeyValue, Store};
+
+use super::runtime::{object_key, spawn_informer, split_key, WorkQueue};
+
+/// How soon a service whose endpoints could not be written is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Label upstream puts on the Endpoints of headless services.
+const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
+
+fn services() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "services").expect("served")
+}
+
+fn pods() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "pods").expect("served")
+}
+
+fn endpoints() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "endpoints").expect("served")
+}
+
+/// The selector of a Service, None when it has none (user-managed endpoints).
+fn service_selector(svc: &Value) -> Option<LabelSelector> {
+    svc["spec"]["selector"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+        .map(LabelSelector::from_map)
+}
+
+/// Whether bootstrap, not this controller, owns the Service's endpoints.
+fn is_bootstrap_managed(ns: &str, name: &str) -> bool {
+    ns == "default" && name == "kubernetes"
+}
+
+/// Keys of the services in the pod's namespace that select `pod` (any of its versions).
+fn services_selecting(store: &dyn Store, pods: &[&Value]) -> Vec<String> {
+    let Some(ns) = pods.first().and_then(|p| object::namespace(p)) else {
+        return vec![];
+    };
+    let page = store.list(
+        &services().list_prefix(Some(ns)),
+        None,
+        0,
+        &|kv: &KeyValue| {
+            service_selector(&kv.value)
+                .is_some_and(|sel| pods.iter().any(|p| sel.matches(object::labels(p))))
+        },
+    );
+    page.items.iter().map(|kv| object_key(&kv.value)).collect()
+}
+
+fn pod_event_keys(store: &dyn Store, event: &Event) -> Vec<String> {
+    let mut versions = vec![&*event.kv.value];
+    if let Some(prev) = &event.prev {
+        versions.push(&*prev.value);
+    }
+    services_selecting(store, &versions)
+}
+
+/// Runs the controller until aborted.
+pub async fn run(registry: Arc<Registry>) {
+    let queue = WorkQueue::new();
+    let store = registry.store.clone();
+    let informers = [
+        spawn_informer(
+            store.clone(),
+            services().prefix(),
+            queue.clone(),
+            Box::new(|e| vec![object_key(&e.kv.value)]),
+        ),
+        spawn_informer(
+            store.clone(),
+            endpoints().prefix(),
+            queue.clone(),
+            Box::new(|e| vec![object_key(&e.kv.value)]),
+        ),
+        spawn_informer(store.clone(), pods().prefix(), queue.clone(), {
+            let store = store.clone();
+            Box::new(move |e| pod_event_keys(&*store, e))
+        }),
+    ];
+    let _abort = AbortOnDrop(informers.into_iter().collect());
+    loop {
+        let key = queue.next().await;
+        let span = tracing::debug_span!("reconcile_endpoints", service = %key);
+        let _enter = span.enter();
+        if let Err(e) = reconcile(&registry, &key).await {
+            tracing::warn!(service = %key, error = %e, "update endpoints");
+            queue.add_after(key, RETRY_AFTER);
+        }
+    }
+}
+
+/// Aborts the informers when the controller task ends.
+pub(crate) struct AbortOnDrop(pub(crate) Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+async fn reconcile(registry: &Registry, key: &str) -> Result<(), crate::api::status::ApiError> {
+    let (Some(ns), name) = split_key(key) else {
+        return Ok(());
+    };
+    if is_bootstrap_managed(ns, name) {
+        return Ok(());
+    }
+    let existing = registry.get(endpoints(), Some(ns), name).ok();
+    let Ok(svc) = registry.get(services(), Some(ns), name) else {
+        if existing.is_some() {
+            return match registry
+                .delete(endpoints(), Some(ns), name, &DeleteOptions::default())
+                .await
+            {
+                Err(e) if e.code != 404 => Err(e),
+                _ => Ok(()),
+            };
+        }
+        return Ok(());
+    };
+    let Some(selector) = service_selector(&svc.value) else {
+        return Ok(());
+    };
+    let page = registry.list(pods(), Some(ns), None, 0, &|kv: &KeyValue| {
+        selector.matches(object::labels(&kv.value))
+    });
+    let pods: Vec<&Value> = page.items.iter().map(|kv| &*kv.value).collect();
+    let subsets = desired_subsets(&svc.value, &pods);
+    let labels = desired_labels(&svc.value);
+    let opts = WriteOptions::default();
+    match existing {
+        None => {
+            let body = json!({
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "subsets": subsets,
+            });
+            match registry.create(endpoints(), Some(ns), body, &opts).await {
+                Err(e) if e.code == 409 => Err(e), // created meanwhile: retry as an update
+                Err(e) if e.code == 404 || e.code == 403 => Ok(()), // namespace going away
+                other => other.map(|_| ()),
+            }
+        }
+        Some(ep) => {
+            if same_subsets(&ep.value["subsets"], &subsets)
+                && ep.value["metadata"]["labels"] == Value::Object(labels.clone())
+            {
+                return Ok(());
+            }
+            registry
+                .modify(endpoints(), Some(ns), name, None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    cur["subsets"] = subsets.clone();
+                    cur["metadata"]["labels"] = Value::Object(labels.clone());
+                    Ok(cur)
+                })
+                .await
+                .map(|_| ())
+        }
+    }
+}
+
+/// Missing, null and empty subsets all mean "no endpoints".
+fn same_subsets(current: &Value, desired: &Value) -> bool {
+    let empty = |v: &Value| v.as_array().is_none_or(|a| a.is_empty());
+    (empty(current) && empty(desired)) || current == desired
+}
+
+/// The Service's labels, plus the headless marker upstream adds.
+fn desired_labels(svc: &Value) -> Map<String, Value> {
+    let mut labels = object::labels(svc).cloned().unwrap_or_default();
+    if svc["spec"]["clusterIP"] == "None" {
+        labels.insert(LABEL_HEADLESS.into(), json!(""));
+    } else {
+        labels.remove(LABEL_HEADLESS);
+    }
+    labels
+}
+
+/// Whether the pod counts as ready for the service's endpoints.
+fn pod_is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Whether the pod belongs in the endpoints at all (upstream `ShouldPodBeInEndpoints`
+/// without terminating endpoints): it has an IP, is not being deleted and not finished.
+fn pod_has_endpoint(pod: &Value) -> bool {
+    let has_ip = pod["status"]["podIP"]
+        .as_str()
+        .is_some_and(|ip| !ip.is_empty());
+    let finished = match pod["status"]["phase"].as_str() {
+        Some("Failed") => true,
+        Some("Succeeded") => pod["spec"]["restartPolicy"].as_str() != Some("Always"),
+        _ => false,
+    };
+    has_ip && !object::is_deleting(pod) && !finished
+}
+
+/// The container port a service port's `targetPort` means for this pod: a number as
+/// is, a name looked up among the pod's container ports (same protocol).
+fn resolve_target_port(svc_port: &Value, pod: &Value) -> Option<i64> {
+    let protocol = svc_port["protocol"].as_str().unwrap_or("TCP");
+    match &svc_port["targetPort"] {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) if !s.is_empty() => {
+            if let Ok(n) = s.parse::<i64>() {
+                return Some(n);
+            }
+            let containers = pod["spec"]["containers"].as_array().into_iter().flatten();
+            containers
+                .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+                .find(|p| {
+                    p["name"] == s.as_str() && p["protocol"].as_str().unwrap_or("TCP") == protocol
+                })
+                .and_then(|p| p["containerPort"].as_i64())
+        }
+        _ => svc_port["port"].as_i64(),
+    }
+}
+
+fn endpoint_address(svc: &Value, pod: &Value) -> Value {
+    let mut addr = json!({
+        "ip": pod["status"]["podIP"],
+        "targetRef": {
+            "kind": "Pod",
+            "namespace": object::namespace(pod),
+            "name": object::name(pod),
+            "uid": object::uid(pod),
+        },
+    });
+    if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        addr["nodeName"] = json!(node);
+    }
+    let hostname = pod["spec"]["hostname"].as_str().unwrap_or("");
+    if !hostname.is_empty() && pod["spec"]["subdomain"].as_str() == Some(object::name(svc)) {
+        addr["hostname"] = json!(hostname);
+    }
+    addr
+}
+
+/// The subsets for a Service over the pods its selector matches: pods are grouped by
+/// identical resolved port sets (upstream `RepackSubsets`), addresses sorted by IP.
+pub fn desired_subsets(svc: &Value, pods: &[&Value]) -> Value {
+    let svc_ports: Vec<&Value> = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let publish_not_ready = svc["spec"]["publishNotReadyAddresses"] == true;
+    // Resolved port set (as JSON text, for ordering) → (ports, ready, not ready).
+    type Group = (Vec<Value>, Vec<Value>, Vec<Value>);
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for pod in pods.iter().filter(|p| pod_has_endpoint(p)) {
+        let mut ports: Vec<Value> = svc_ports
+            .iter()
+            .filter_map(|sp| {
+                let port = resolve_target_port(sp, pod)?;
+                let mut p = json!({
+                    "port": port,
+                    "protocol": sp["protocol"].as_str().unwrap_or("TCP"),
+                });
+                if let Some(name) = sp["name"].as_str().filter(|n| !n.is_empty()) {
+                    p["name"] = json!(name);
+                }
+                if let Some(ap) = sp["appProtocol"].as_str() {
+                    p["appProtocol"] = json!(ap);
+                }
+                Some(p)
+            })
+            .collect();
+        // A pod none of whose ports resolve is left out; a service without ports
+        // still lists its pods (headless services).
+        if ports.is_empty() && !svc_ports.is_empty() {
+            tracing::debug!(pod = %object_key(pod), "no service port resolves on this pod");
+            continue;
+        }
+        ports.sort_by_key(|p| p.to_string());
+        let group = groups
+            .entry(Value::Array(ports.clone()).to_string())
+            .or_insert_with(|| (ports, vec![], vec![]));
+        let addr = endpoint_address(svc, pod);
+        if publish_not_ready || pod_is_ready(pod) {
+            group.1.push(addr);
+        } else {
+            group.2.push(addr);
+        }
+    }
+    let by_ip = |a: &Value, b: &Value| {
+        let ip = |v: &Value| {
+            v["ip"]
+                .as_str()
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        };
+        ip(a).cmp(&ip(b)).then_with(|| {
+            a["targetRef"]["uid"]
+                .as_str()
+                .cmp(&b["targetRef"]["uid"].as_str())
+        })
+    };
+    let subsets: Vec<Value> = groups
+        .into_values()
+        .map(|(ports, mut ready, mut not_ready)| {
+            ready.sort_by(by_ip);
+            not_ready.sort_by(by_ip);
+            let mut subset = Map::new();
+            if !ready.is_empty() {
+                subset.insert("addresses".into(), Value::Array(ready));
+            }
+            if !not_ready.is_empty() {
+                subset.insert("notReadyAddresses".into(), Value::Array(not_ready));
+            }
+            if !ports.is_empty() {
+                subset.insert("ports".into(), Value::Array(ports));
+            }
+            Value::Object(subset)
+        })
+        .collect();
+    Value::Array(subsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::testutil::{self, wait_for};
+
+    fn pod(name: &str, ip: &str, ready: bool, ports: Value) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox", "ports": ports}]},
+            "status": {"podIP": ip, "phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
+        })
+    }
+
+    fn service(target_port: Value) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": target_port}]},
+        })
+    }
+
+    #[test]
+    fn named_target_port_groups_pods_by_resolved_port() {
+        let a = pod(
+            "a",
+            "10.42.0.2",
+            true,
+            json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]),
+        );
+        let b = pod(
+            "b",
+            "10.42.0.3",
+            false,
+            json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]),
+        );
+        let c = pod(
+            "c",
+            "10.42.0.4",
+            true,
+            json!([{"name": "http", "containerPort": 9090, "protocol": "TCP"}]),
+        );
+        let d = pod(
+            "d",
+            "10.42.0.5",
+            true,
+            json!([{"name": "other", "containerPort": 1, "protocol": "TCP"}]),
+        );
+        let subsets = desired_subsets(&service(json!("http")), &[&c, &b, &a, &d]);
+        assert_eq!(
+            subsets,
+            json!([
+                {
+                    "addresses": [{"ip": "10.42.0.2", "nodeName": "n1", "targetRef": {"kind": "Pod", "namespace": "default", "name": "a", "uid": "uid-a"}}],
+                    "notReadyAddresses": [{"ip": "10.42.0.3", "nodeName": "n1", "targetRef": {"kind": "Pod", "namespace": "default", "name": "b", "uid": "uid-b"}}],
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                },
+                {
+                    "addresses": [{"ip": "10.42.0.4", "nodeName": "n1", "targetRef": {"kind": "Pod", "namespace": "default", "name": "c", "uid": "uid-c"}}],
+                    "ports": [{"name": "http", "port": 9090, "protocol": "TCP"}],
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn terminating_and_ip_less_pods_are_left_out() {
+        let mut gone = pod("a", "10.42.0.2", true, json!([]));
+        gone["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        let no_ip = pod("b", "", true, json!([]));
+        assert_eq!(
+            desired_subsets(&service(json!(80)), &[&gone, &no_ip]),
+            json!([])
+        );
+    }
+
+    async fn create_pod(registry: &Registry, name: &str, ip: &str, ready: bool) {
+        let ports = json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]);
+        registry
+            .create(
+                pods(),
+                Some("default"),
+                pod(name, "", ready, ports),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("create pod");
+        set_pod_status(registry, name, ip, ready).await;
+    }
+
+    /// What a kubelet reports once the pod runs.
+    async fn set_pod_status(registry: &Registry, name: &str, ip: &str, ready: bool) {
+        registry
+            .modify(
+                pods(),
+                Some("default"),
+                name,
+                Some("status"),
+                &WriteOptions::default(),
+                &|p| {
+                    let mut p = p.clone();
+                    p["status"]["podIP"] = json!(ip);
+                    p["status"]["phase"] = json!("Running");
+                    p["status"]["conditions"] =
+                        json!([{"type": "Ready", "status": if ready {"True"} else {"False"}}]);
+                    Ok(p)
+                },
+            )
+            .await
+            .expect("pod status");
+    }
+
+    fn subsets_of(registry: &Registry) -> Option<Value> {
+        registry
+            .get(endpoints(), Some("default"), "web")
+            .ok()
+            .map(|kv| kv.value["subsets"].clone())
+    }
+
+    #[tokio::test]
+    async fn endpoints_follow_pods_and_go_with_the_service() {
+        let (_dir, registry) = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        create_pod(&registry, "a", "10.42.0.2", true).await;
+        create_pod(&registry, "b", "10.42.0.3", false).await;
+        registry
+            .create(
+                services(),
+                Some("default"),
+                service(json!("http")),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("create service");
+        let ips = |registry: &Registry, field: &str| -> Vec<String> {
+            subsets_of(registry)
+                .and_then(|s| s.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+                .map(|a| a["ip"].as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        wait_for(
+            "ready and not-ready addresses",
+            Duration::from_secs(1),
+            || {
+                ips(&registry, "addresses") == ["10.42.0.2"]
+                    && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
+            },
+        )
+        .await;
+        let ep = subsets_of(&registry).expect("endpoints");
+        assert_eq!(
+            ep[0]["ports"],
+            json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+        );
+        assert_eq!(ep[0]["addresses"][0]["targetRef"]["name"], "a");
+
+        // A pod turning ready moves within a second; an unchanged state writes nothing.
+        set_pod_status(&registry, "b", "10.42.0.3", true).await;
+        wait_for("pod b ready", Duration::from_secs(1), || {
+            ips(&registry, "addresses") == ["10.42.0.2", "10.42.0.3"]
+                && ips(&registry, "notReadyAddresses").is_empty()
+        })
+        .await;
+        let rv = registry
+            .get(endpoints(), Some("default"), "web")
+            .unwrap()
+            .mod_revision;
+        registry
+            .modify(
+                pods(),
+                Some("default"),
+                "a",
+                None,
+                &WriteOptions::default(),
+                &|p| {
+                    let mut p = p.clone();
+                    p["metadata"]["annotations"] = json!({"touched": "yes"});
+                    Ok(p)
+                },
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            registry
+                .get(endpoints(), Some("default"), "web")
+                .unwrap()
+                .mod_revision,
+            rv,
+            "no write when nothing changed"
+        );
+
+        // Deleting a pod removes it; deleting the service removes the endpoints.
+        registry
+            .delete(
+                pods(),
+                Some("default"),
+                "a",
+                &DeleteOptions {
+                    grace_period: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        wait_for("pod a gone", Duration::from_secs(1), || {
+            ips(&registry, "addresses") == ["10.42.0.3"]
+        })
+        .await;
+        registry
+            .delete(
+                services(),
+                Some("default"),
+                "web",
+                &DeleteOptions::default(),
+            )
+            .await
+            .unwrap();
+        wait_for("endpoints deleted", Duration::from_secs(1), || {
+            subsets_of(&registry).is_none()
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn services_without_selector_keep_user_endpoints() {
+        let (_dir, registry) = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        let mut svc = service(json!(80));
+        svc["spec"].as_object_mut().unwrap().remove("selector");
+        registry
+            .create(services(), Some("default"), svc, &WriteOptions::default())
+            .await
+            .unwrap();
+        let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80, "protocol": "TCP"}]}]});
+        registry
+            .create(endpoints(), Some("default"), ep, &WriteOptions::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            subsets_of(&registry).unwrap()[0]["addresses"][0]["ip"],
+            "192.0.2.1"
+        );
+        task.abort();
+    }
+}

@@ -1,0 +1,651 @@
+//! Garbage collector: deletes objects whose owners (by `ownerReferences` uid) are gone,
+//! and carries out foreground and orphan deletion of owners (finalizers
+//! `foregroundDeletion` / `orphan` set by the registry on delete).
+//!
+//! It keeps an index of owner uid → dependents built from one watch over every
+//! resource; decisions about an object always re-read the current cache, so a stale
+//! index can delay work but never delete something wrongly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::api::object;
+use crate::api::resources::{self, ResourceDef};
+use crate::api::status::ApiError;
+use crate::apiserver::registry::{
+    DeleteOptions, Registry, WriteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER,
+};
+use crate::store::{Event, EventType, KeyValue};
+
+use super::runtime::WorkQueue;
+
+/// How soon a failed step is retried.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Work item prefixes: check a dependent against its owners / process a deleting owner.
+const ATTEMPT: &str = "attempt:";
+const OWNER: &str = "owner:";
+
+/// Owner uid → datastore keys of its dependents, and the reverse.
+#[derive(Default)]
+struct Graph {
+    dependents: HashMap<String, HashSet<String>>,
+    owners_of: HashMap<String, Vec<String>>,
+    uid_to_key: HashMap<String, String>,
+    key_to_uid: HashMap<String, String>,
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    owner_refs(obj)
+        .iter()
+        .filter_map(|r| r["uid"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn owner_refs(obj: &Value) -> Vec<Value> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Graph {
+    fn set(&mut self, key: &str, obj: &Value) {
+        self.remove(key);
+        let owners = owner_uids(obj);
+        for uid in &owners {
+            self.dependents
+                .entry(uid.clone())
+                .or_default()
+                .insert(key.to_string());
+        }
+        self.owners_of.insert(key.to_string(), owners);
+        if let Some(uid) = object::uid(obj) {
+            self.uid_to_key.insert(uid.to_string(), key.to_string());
+            self.key_to_uid.insert(key.to_string(), uid.to_string());
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        for uid in self.owners_of.remove(key).unwrap_or_default() {
+            if let Some(deps) = self.dependents.get_mut(&uid) {
+                deps.remove(key);
+                if deps.is_empty() {
+                    self.dependents.remove(&uid);
+                }
+            }
+        }
+        if let Some(uid) = self.key_to_uid.remove(key) {
+            self.uid_to_key.remove(&uid);
+        }
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<String> {
+        self.dependents
+            .get(uid)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn has_gc_finalizer(obj: &Value) -> bool {
+    object::is_deleting(obj)
+        && object::finalizers(obj)
+            .iter()
+            .any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER)
+}
+
+/// Updates the graph for a change and returns the work it causes.
+fn observe(graph: &mut Graph, event: &Event) -> Vec<String> {
+    let key = event.kv.key.to_string();
+    let obj = &*event.kv.value;
+    let mut work = Vec::new();
+    if event.kind == EventType::Deleted {
+        graph.remove(&key);
+        if let Some(uid) = object::uid(obj) {
+            work.extend(
+                graph
+                    .dependents_of(uid)
+                    .into_iter()
+                    .map(|d| format!("{ATTEMPT}{d}")),
+            );
+        }
+        // Owners deleting in the foreground wait for this one.
+        for uid in owner_uids(obj) {
+            if let Some(owner) = graph.uid_to_key.get(&uid) {
+                work.push(format!("{OWNER}{owner}"));
+            }
+        }
+        return work;
+    }
+    let refs_changed = event.prev.as_ref().is_none_or(|p| {
+        p.value["metadata"]["ownerReferences"] != obj["metadata"]["ownerReferences"]
+    });
+    graph.set(&key, obj);
+    if refs_changed && !owner_refs(obj).is_empty() {
+        work.push(format!("{ATTEMPT}{key}"));
+    }
+    if has_gc_finalizer(obj) {
+        work.push(format!("{OWNER}{key}"));
+        // Dependents learn that their owner now waits for them.
+        if let Some(uid) = object::uid(obj) {
+            work.extend(
+                graph
+                    .dependents_of(uid)
+                    .into_iter()
+                    .map(|d| format!("{ATTEMPT}{d}")),
+            );
+        }
+    }
+    work
+}
+
+fn def_of(obj: &Value) -> Option<&'static ResourceDef> {
+    resources::by_kind(obj["apiVersion"].as_str()?, obj["kind"].as_str()?)
+}
+
+/// How an owner reference stands.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnerState {
+    /// Exists and is not waiting for its dependents.
+    Solid,
+    /// Gone, or replaced by another object of the same name.
+    Dangling,
+    /// Being deleted in the foreground.
+    Waiting,
+}
+
+pub struct GarbageCollector {
+    registry: Arc<Registry>,
+    graph: Mutex<Graph>,
+    queue: Arc<WorkQueue>,
+}
+
+/// Runs the garbage collector until aborted.
+pub async fn run(registry: Arc<Registry>) {
+    let gc = Arc::new(GarbageCollector {
+        registry,
+        graph: Mutex::new(Graph::default()),
+        queue: WorkQueue::new(),
+    });
+    let watcher = tokio::spawn(gc.clone().watch_all());
+    let _abort = super::endpoints::AbortOnDrop(vec![watcher]);
+    loop {
+        let item = gc.queue.next().await;
+        let result = if let Some(key) = item.strip_prefix(ATTEMPT) {
+            gc.attempt_to_delete(key).await
+        } else if let Some(key) = item.strip_prefix(OWNER) {
+            gc.process_deleting_owner(key).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::warn!(item = %item, error = %e, "garbage collection");
+            gc.queue.add_after(item, RETRY_AFTER);
+        }
+    }
+}
+
+impl GarbageCollector {
+    fn graph(&self) -> std::sync::MutexGuard<'_, Graph> {
+        self.graph.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds every change of every resource into the graph.
+    async fn watch_all(self: Arc<Self>) {
+        loop {
+            let (items, _, mut watcher) = self.registry.store.snapshot_and_watch("/");
+            *self.graph() = Graph::default();
+            for kv in items {
+                let event = Event {
+                    kind: EventType::Added,
+                    kv,
+                    prev: None,
+                };
+                self.enqueue(&event);
+            }
+            loop {
+                match watcher.next().await {
+                    Ok(event) => self.enqueue(&event),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "garbage collector watch ended; relisting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(&self, event: &Event) {
+        let work = observe(&mut self.graph(), event);
+        for item in work {
+            self.queue.add(item);
+        }
+    }
+
+    fn owner_state(&self, dependent: &Value, reference: &Value) -> OwnerState {
+        let (Some(api_version), Some(kind), Some(name), Some(uid)) = (
+            reference["apiVersion"].as_str(),
+            reference["kind"].as_str(),
+            reference["name"].as_str(),
+            reference["uid"].as_str(),
+        ) else {
+            return OwnerState::Dangling;
+        };
+        let Some(def) = resources::by_kind(api_version, kind) else {
+            // A kind this server does not serve cannot be checked: leave it be.
+            return OwnerState::Solid;
+        };
+        let ns = if def.namespaced {
+            object::namespace(dependent)
+        } else {
+            None
+        };
+        match self.registry.store.get(&def.key(ns, name)) {
+            Some(owner) if object::uid(&owner.value) == Some(uid) => {
+                let waiting = object::is_deleting(&owner.value)
+                    && object::finalizers(&owner.value)
+                        .iter()
+                        .any(|f| f == FOREGROUND_FINALIZER);
+                if waiting {
+                    OwnerState::Waiting
+                } else {
+                    OwnerState::Solid
+                }
+            }
+            _ => OwnerState::Dangling,
+        }
+    }
+
+    /// Checks a dependent against its owners: deletes it when none is left (or all
+    /// wait for their dependents), drops references to gone owners when others remain.
+    async fn attempt_to_delete(&self, key: &str) -> Result<(), ApiError> {
+        let Some(kv) = self.registry.store.get(key) else {
+            return Ok(());
+        };
+        let obj = &*kv.value;
+        let refs = owner_refs(obj);
+        if refs.is_empty() || (object::is_deleting(obj) && !has_gc_finalizer(obj)) {
+            return Ok(());
+        }
+        let Some(def) = def_of(obj) else {
+            return Ok(());
+        };
+        let mut solid = 0;
+        let mut gone: Vec<String> = Vec::new();
+        let mut waiting_blocked = false;
+        for r in &refs {
+            match self.owner_state(obj, r) {
+                OwnerState::Solid => solid += 1,
+                OwnerState::Dangling => gone.extend(r["uid"].as_str().map(str::to_string)),
+                OwnerState::Waiting => {
+                    gone.extend(r["uid"].as_str().map(str::to_string));
+                    waiting_blocked |= r["blockOwnerDeletion"] == true;
+                }
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let ns = object::namespace(obj).map(str::to_string);
+        let name = object::name(obj).to_string();
+        if solid > 0 {
+            tracing::debug!(object = %key, "removing references to owners being deleted or gone");
+            return self
+                .remove_owner_refs(def, ns.as_deref(), &name, &gone)
+                .await;
+        }
+        if object::is_deleting(obj) {
+            return Ok(());
+        }
+        let policy = if waiting_blocked
+            || object::finalizers(obj)
+                .iter()
+                .any(|f| f == FOREGROUND_FINALIZER)
+        {
+            "Foreground"
+        } else if object::finalizers(obj)
+            .iter()
+            .any(|f| f == ORPHAN_FINALIZER)
+        {
+            "Orphan"
+        } else {
+            "Background"
+        };
+        tracing::info!(object = %key, policy, "deleting object whose owners are gone");
+        let opts = DeleteOptions {
+            propagation: Some(policy.to_string()),
+            precondition_uid: object::uid(obj).map(str::to_string),
+            ..Default::default()
+        };
+        match self.registry.delete(def, ns.as_deref(), &name, &opts).await {
+            Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn remove_owner_refs(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        uids: &[String],
+    ) -> Result<(), ApiError> {
+        let result = self
+            .registry
+            .modify(def, ns, name, None, &WriteOptions::default(), &|cur| {
+                let mut cur = cur.clone();
+                let kept: Vec<Value> = owner_refs(&cur)
+                    .into_iter()
+                    .filter(|r| {
+                        !r["uid"]
+                            .as_str()
+                            .is_some_and(|u| uids.iter().any(|x| x == u))
+                    })
+                    .collect();
+                let meta = object::meta_mut(&mut cur);
+                if kept.is_empty() {
+                    meta.remove("ownerReferences");
+                } else {
+                    meta.insert("ownerReferences".into(), Value::Array(kept));
+                }
+                Ok(cur)
+            })
+            .await;
+        match result {
+            Err(e) if e.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Carries out orphan or foreground deletion of an owner, then lets it go.
+    async fn process_deleting_owner(&self, key: &str) -> Result<(), ApiError> {
+        let Some(kv) = self.registry.store.get(key) else {
+            return Ok(());
+        };
+        let owner = &*kv.value;
+        if !has_gc_finalizer(owner) {
+            return Ok(());
+        }
+        let (Some(def), Some(uid)) = (def_of(owner), object::uid(owner)) else {
+            return Ok(());
+        };
+        let ns = object::namespace(owner).map(str::to_string);
+        let name = object::name(owner).to_string();
+        let dependents: Vec<KeyValue> = self
+            .graph()
+            .dependents_of(uid)
+            .iter()
+            .filter_map(|k| self.registry.store.get(k))
+            .filter(|d| owner_uids(&d.value).iter().any(|u| u == uid))
+            .collect();
+        let finalizers = object::finalizers(owner);
+        if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
+            for dep in &dependents {
+                let Some(dep_def) = def_of(&dep.value) else {
+                    continue;
+                };
+                self.remove_owner_refs(
+                    dep_def,
+                    object::namespace(&dep.value),
+                    object::name(&dep.value),
+                    &[uid.to_string()],
+                )
+                .await?;
+            }
+            tracing::info!(owner = %key, orphaned = dependents.len(), "orphaned dependents");
+            return self
+                .remove_finalizer(def, ns.as_deref(), &name, ORPHAN_FINALIZER)
+                .await;
+        }
+        // Foreground: dependents go first; the owner waits for the blocking ones.
+        let mut blocking = 0;
+        for dep in &dependents {
+            let blocks = owner_refs(&dep.value)
+                .iter()
+                .any(|r| r["uid"] == uid && r["blockOwnerDeletion"] == true);
+            if blocks {
+                blocking += 1;
+            }
+            if !object::is_deleting(&dep.value) {
+                self.queue.add(format!("{ATTEMPT}{}", dep.key));
+            }
+        }
+        if blocking > 0 {
+            tracing::debug!(owner = %key, blocking, "waiting for dependents");
+            return Ok(());
+        }
+        self.remove_finalizer(def, ns.as_deref(), &name, FOREGROUND_FINALIZER)
+            .await
+    }
+
+    async fn remove_finalizer(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        finalizer: &str,
+    ) -> Result<(), ApiError> {
+        let result = self
+            .registry
+            .modify(def, ns, name, None, &WriteOptions::default(), &|cur| {
+                let mut cur = cur.clone();
+                let kept: Vec<String> = object::finalizers(&cur)
+                    .into_iter()
+                    .filter(|f| f != finalizer)
+                    .collect();
+                let meta = object::meta_mut(&mut cur);
+                if kept.is_empty() {
+                    meta.remove("finalizers");
+                } else {
+                    meta.insert("finalizers".into(), serde_json::json!(kept));
+                }
+                Ok(cur)
+            })
+            .await;
+        match result {
+            Err(e) if e.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::testutil::{self, wait_for};
+    use serde_json::json;
+
+    fn rs() -> &'static ResourceDef {
+        resources::by_plural("apps", "v1", "replicasets").unwrap()
+    }
+
+    fn cms() -> &'static ResourceDef {
+        resources::by_plural("", "v1", "configmaps").unwrap()
+    }
+
+    async fn owner(registry: &Registry, name: &str) -> Value {
+        let body = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        registry
+            .create(rs(), Some("default"), body, &WriteOptions::default())
+            .await
+            .unwrap()
+            .kv
+            .value
+            .as_ref()
+            .clone()
+    }
+
+    async fn dependent(registry: &Registry, name: &str, owner: &Value, block: bool) {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": object::name(owner),
+                "uid": object::uid(owner), "blockOwnerDeletion": block, "controller": true}]}});
+        registry
+            .create(cms(), Some("default"), body, &WriteOptions::default())
+            .await
+            .unwrap();
+    }
+
+    fn exists(registry: &Registry, def: &ResourceDef, name: &str) -> bool {
+        registry.get(def, Some("default"), name).is_ok()
+    }
+
+    async fn delete_with(registry: &Registry, name: &str, policy: Option<&str>) {
+        let opts = DeleteOptions {
+            propagation: policy.map(str::to_string),
+            ..Default::default()
+        };
+        registry
+            .delete(rs(), Some("default"), name, &opts)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn background_deletion_removes_dependents_after_the_owner() {
+        let (_dir, registry) = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        let o = owner(&registry, "bg").await;
+        dependent(&registry, "bg-1", &o, false).await;
+        dependent(&registry, "bg-2", &o, true).await;
+        delete_with(&registry, "bg", Some("Background")).await;
+        assert!(!exists(&registry, rs(), "bg"), "the owner goes at once");
+        wait_for("dependents deleted", Duration::from_secs(2), || {
+            !exists(&registry, cms(), "bg-1") && !exists(&registry, cms(), "bg-2")
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn foreground_deletion_removes_dependents_first() {
+        let (_dir, registry) = testutil::registry().await;
+        let o = owner(&registry, "fg").await;
+        dependent(&registry, "fg-1", &o, true).await;
+        delete_with(&registry, "fg", Some("Foreground")).await;
+        let pending = registry.get(rs(), Some("default"), "fg").unwrap();
+        assert!(object::is_deleting(&pending.value));
+        assert_eq!(object::finalizers(&pending.value), [FOREGROUND_FINALIZER]);
+        // Hold the dependent with a finalizer to see the owner wait for it.
+        registry
+            .modify(
+                cms(),
+                Some("default"),
+                "fg-1",
+                None,
+                &WriteOptions::default(),
+                &|c| {
+                    let mut c = c.clone();
+                    c["metadata"]["finalizers"] = json!(["test/hold"]);
+                    Ok(c)
+                },
+            )
+            .await
+            .unwrap();
+        let task = tokio::spawn(run(registry.clone()));
+        wait_for("dependent deleting", Duration::from_secs(2), || {
+            registry
+                .get(cms(), Some("default"), "fg-1")
+                .is_ok_and(|d| object::is_deleting(&d.value))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            exists(&registry, rs(), "fg"),
+            "owner waits for its blocking dependent"
+        );
+        registry
+            .modify(
+                cms(),
+                Some("default"),
+                "fg-1",
+                None,
+                &WriteOptions::default(),
+                &|c| {
+                    let mut c = c.clone();
+                    c["metadata"]["finalizers"] = json!([]);
+                    Ok(c)
+                },
+            )
+            .await
+            .unwrap();
+        wait_for("owner deleted", Duration::from_secs(2), || {
+            !exists(&registry, rs(), "fg") && !exists(&registry, cms(), "fg-1")
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn orphan_deletion_keeps_dependents_without_the_reference() {
+        let (_dir, registry) = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        let o = owner(&registry, "or").await;
+        dependent(&registry, "or-1", &o, true).await;
+        delete_with(&registry, "or", Some("Orphan")).await;
+        wait_for("owner deleted", Duration::from_secs(2), || {
+            !exists(&registry, rs(), "or")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let dep = registry
+            .get(cms(), Some("default"), "or-1")
+            .expect("orphan kept");
+        assert!(owner_refs(&dep.value).is_empty());
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn dependents_of_missing_owners_are_deleted_and_others_keep_live_owners() {
+        let (_dir, registry) = testutil::registry().await;
+        let live = owner(&registry, "live").await;
+        let ghost = json!({"metadata": {"name": "ghost", "uid": "no-such-uid"}});
+        dependent(&registry, "orphaned", &ghost, false).await;
+        dependent(&registry, "kept", &live, false).await;
+        // Two owners, one gone: only the reference to the gone one is dropped.
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "shared", "namespace": "default", "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "live", "uid": object::uid(&live)},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "ghost", "uid": "no-such-uid"}]}});
+        registry
+            .create(cms(), Some("default"), body, &WriteOptions::default())
+            .await
+            .unwrap();
+        let task = tokio::spawn(run(registry.clone()));
+        wait_for("orphaned dependent deleted", Duration::from_secs(2), || {
+            !exists(&registry, cms(), "orphaned")
+        })
+        .await;
+        wait_for("dangling reference dropped", Duration::from_secs(2), || {
+            registry
+                .get(cms(), Some("default"), "shared")
+                .is_ok_and(|d| owner_refs(&d.value).len() == 1)
+        })
+        .await;
+        assert!(exists(&registry, cms(), "kept"));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn explicit_policies_replace_each_other_and_background_finishes_deletion() {
+        let (_dir, registry) = testutil::registry().await;
+        let o = owner(&registry, "sw").await;
+        dependent(&registry, "sw-1", &o, true).await;
+        delete_with(&registry, "sw", Some("Orphan")).await;
+        delete_with(&registry, "sw", Some("Foreground")).await;
+        let pending = registry.get(rs(), Some("default"), "sw").unwrap();
+        assert_eq!(object::finalizers(&pending.value), [FOREGROUND_FINALIZER]);
+        delete_with(&registry, "sw", Some("Background")).await;
+        assert!(!exists(&registry, rs(), "sw"));
+        // Without dependents there is nothing to wait for.
+        owner(&registry, "alone").await;
+        delete_with(&registry, "alone", Some("Foreground")).await;
+        assert!(!exists(&registry, rs(), "alone"));
+    }
+}

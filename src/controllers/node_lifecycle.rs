@@ -1,0 +1,701 @@
+//! Node lifecycle controller: notices nodes that stopped heartbeating, marks them
+//! `Ready=Unknown` and taints them unreachable, and evicts their pods once the pods'
+//! tolerations run out so that their owners recreate them elsewhere.
+//!
+//! Heartbeats are Lease renewals in `kube-node-lease` and Node status updates; most of
+//! them are kept in memory by the registry (`apiserver::heartbeats`) and never reach a
+//! watch, so the controller looks at them every monitor period. As upstream, staleness
+//! is measured from when the controller *observed* a heartbeat change on its own clock
+//! (never from the timestamps the kubelet wrote), so clock skew and a server restart do
+//! not make healthy nodes look dead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::api::defaults::TAINT_NODE_UNREACHABLE;
+use crate::api::object;
+use crate::api::resources::{self, ResourceDef};
+use crate::api::status::ApiError;
+use crate::apiserver::heartbeats::NODE_LEASE_NAMESPACE;
+use crate::apiserver::registry::{self, DeleteOptions, Registry, WriteOptions};
+use crate::store::KeyValue;
+
+use super::clock::Clock;
+use super::events::{Recorder, NORMAL};
+
+/// Upstream `--node-monitor-grace-period`.
+pub const NODE_MONITOR_GRACE: Duration = Duration::from_secs(40);
+/// How often nodes are checked (upstream `--node-monitor-period`).
+pub const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(5);
+/// How long pods without an unreachable toleration stay on a lost node.
+pub const POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The taint of nodes whose kubelet reports `Ready=False`.
+pub const TAINT_NODE_NOT_READY: &str = "node.kubernetes.io/not-ready";
+const NODE_STATUS_UNKNOWN: &str = "NodeStatusUnknown";
+const KUBELET_STOPPED: &str = "Kubelet stopped posting node status.";
+
+#[derive(Clone)]
+pub struct NodeLifecycleConfig {
+    pub grace_period: Duration,
+    pub eviction_timeout: Duration,
+    pub monitor_period: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn nodes() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "nodes").expect("served")
+}
+
+fn pods() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "pods").expect("served")
+}
+
+fn leases() -> &'static ResourceDef {
+    resources::by_plural("coordination.k8s.io", "v1", "leases").expect("served")
+}
+
+/// What the controller last saw of a node's heartbeats, and when.
+struct Health {
+    signature: Signature,
+    observed: DateTime<Utc>,
+}
+
+/// Everything that changes when a node heartbeats, persisted or not.
+#[derive(PartialEq, Eq, Clone, Debug)]
+struct Signature {
+    lease_renew: Value,
+    lease_beats: u64,
+    ready_heartbeat: Value,
+    node_beats: u64,
+}
+
+fn signature(registry: &Registry, node: &KeyValue) -> Signature {
+    let name = object::name(&node.value);
+    let lease_key = leases().key(Some(NODE_LEASE_NAMESPACE), name);
+    let lease_renew = registry
+        .store
+        .get(&lease_key)
+        .map(|kv| kv.value["spec"]["renewTime"].clone())
+        .unwrap_or(Value::Null);
+    let ready_heartbeat = ready_condition(&node.value)
+        .map(|c| c["lastHeartbeatTime"].clone())
+        .unwrap_or(Value::Null);
+    Signature {
+        lease_renew,
+        lease_beats: registry.heartbeats.count(&lease_key),
+        ready_heartbeat,
+        node_beats: registry.heartbeats.count(&node.key),
+    }
+}
+
+fn ready_condition(node: &Value) -> Option<&Value> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// The lifecycle taint a node should carry for its Ready condition, if any (none
+/// before the kubelet first reports).
+pub fn taint_for_ready(node: &Value) -> Option<&'static str> {
+    match ready_condition(node)?["status"].as_str() {
+        Some("True") => None,
+        Some("False") => Some(TAINT_NODE_NOT_READY),
+        _ => Some(TAINT_NODE_UNREACHABLE),
+    }
+}
+
+/// The node's taints with the lifecycle taints made to match `wanted` (keeping an
+/// existing matching taint and its timeAdded). None when nothing changes.
+pub fn reconcile_taints(node: &Value, wanted: Option<&str>, now: &str) -> Option<Vec<Value>> {
+    let taints: Vec<Value> = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ours = |t: &Value| t["key"] == TAINT_NODE_UNREACHABLE || t["key"] == TAINT_NODE_NOT_READY;
+    let mut out: Vec<Value> = taints
+        .iter()
+        .filter(|t| !ours(t) || Some(t["key"].as_str().unwrap_or("")) == wanted)
+        .cloned()
+        .collect();
+    if let Some(key) = wanted {
+        for effect in ["NoSchedule", "NoExecute"] {
+            if !out.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+                out.push(json!({"key": key, "effect": effect, "timeAdded": now}));
+            }
+        }
+    }
+    (out != taints).then_some(out)
+}
+
+/// How long `pod` tolerates the NoExecute taint `key`: None = forever.
+pub fn toleration_for(pod: &Value, key: &str, default: Duration) -> Option<Duration> {
+    let tolerations = pod["spec"]["tolerations"].as_array();
+    let matching = tolerations.into_iter().flatten().find(|t| {
+        let t_key = t["key"].as_str().unwrap_or("");
+        let op = t["operator"].as_str().unwrap_or("Equal");
+        let effect = t["effect"].as_str().unwrap_or("");
+        let key_ok = t_key == key || (t_key.is_empty() && op == "Exists");
+        key_ok && (effect.is_empty() || effect == "NoExecute")
+    });
+    match matching {
+        None => Some(default),
+        Some(t) => t["tolerationSeconds"]
+            .as_i64()
+            .map(|s| Duration::from_secs(s.max(0) as u64)),
+    }
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub struct NodeLifecycle {
+    registry: Arc<Registry>,
+    config: NodeLifecycleConfig,
+    recorder: Recorder,
+    health: HashMap<String, Health>,
+}
+
+/// Runs the controller until aborted.
+pub async fn run(registry: Arc<Registry>, config: NodeLifecycleConfig) {
+    let mut controller = NodeLifecycle::new(registry, config);
+    loop {
+        controller.monitor().await;
+        tokio::time::sleep(controller.config.monitor_period).await;
+    }
+}
+
+impl NodeLifecycle {
+    pub fn new(registry: Arc<Registry>, config: NodeLifecycleConfig) -> NodeLifecycle {
+        NodeLifecycle {
+            recorder: Recorder::new(registry.clone(), "node-controller"),
+            registry,
+            config,
+            health: HashMap::new(),
+        }
+    }
+
+    /// One pass over all nodes.
+    pub async fn monitor(&mut self) {
+        let now = self.config.clock.now();
+        let page = self.registry.list(nodes(), None, None, 0, &|_| true);
+        let heartbeats = &self.registry.heartbeats;
+        self.health.retain(|name, _| {
+            let exists = page.items.iter().any(|kv| object::name(&kv.value) == name);
+            if !exists {
+                heartbeats.forget(&nodes().key(None, name));
+                heartbeats.forget(&leases().key(Some(NODE_LEASE_NAMESPACE), name));
+            }
+            exists
+        });
+        for node in &page.items {
+            let name = object::name(&node.value).to_string();
+            let span = tracing::debug_span!("monitor_node", node = %name);
+            let _enter = span.enter();
+            let sig = signature(&self.registry, node);
+            let health = self.health.entry(name.clone()).or_insert(Health {
+                signature: sig.clone(),
+                observed: now,
+            });
+            if health.signature != sig {
+                health.signature = sig;
+                health.observed = now;
+            }
+            let silent_for = (now - health.observed).to_std().unwrap_or_default();
+            if let Err(e) = self.check_node(&name, silent_for, now).await {
+                tracing::warn!(node = %name, error = %e, "node lifecycle");
+            }
+        }
+    }
+
+    async fn check_node(
+        &self,
+        name: &str,
+        silent_for: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let opts = WriteOptions::default();
+        let mut node = self.registry.get(nodes(), None, name)?;
+        let marked_unknown = ready_condition(&node.value).is_some_and(|c| c["status"] == "Unknown");
+        if silent_for > self.config.grace_period && !marked_unknown {
+            tracing::info!(node = %name, "node stopped heartbeating; marking Ready=Unknown");
+            node = self.mark_unknown(name, now).await?;
+            self.recorder
+                .record(
+                    &node.value,
+                    NORMAL,
+                    "NodeNotReady",
+                    &format!("Node {name} status is now: NodeNotReady"),
+                )
+                .await;
+        }
+        if ready_condition(&node.value).is_some_and(|c| c["status"] == "Unknown") {
+            self.mark_pods_not_ready(name).await;
+        }
+        let wanted = taint_for_ready(&node.value);
+        let stamp = object::timestamp(now);
+        if let Some(taints) = reconcile_taints(&node.value, wanted, &stamp) {
+            node = self
+                .registry
+                .modify(nodes(), None, name, None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    let taints = reconcile_taints(&cur, wanted, &stamp).unwrap_or(taints.clone());
+                    cur["spec"]["taints"] = json!(taints);
+                    Ok(cur)
+                })
+                .await?
+                .kv;
+        }
+        if let Some(key) = wanted {
+            self.evict_pods(&node.value, key, now).await;
+        }
+        Ok(())
+    }
+
+    /// Sets every condition to Unknown as upstream does for a silent kubelet.
+    async fn mark_unknown(&self, name: &str, now: DateTime<Utc>) -> Result<KeyValue, ApiError> {
+        let stamp = object::timestamp(now);
+        let written = self
+            .registry
+            .modify(
+                nodes(),
+                None,
+                name,
+                Some("status"),
+                &WriteOptions::default(),
+                &|cur| {
+                    let mut cur = cur.clone();
+                    if ready_condition(&cur).is_none() {
+                        registry::set_condition(&mut cur, "Ready", "Unknown", None, None);
+                    }
+                    for c in cur["status"]["conditions"]
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                    {
+                        if c["status"] != "Unknown" {
+                            c["status"] = json!("Unknown");
+                            c["lastTransitionTime"] = json!(stamp);
+                        }
+                        c["reason"] = json!(NODE_STATUS_UNKNOWN);
+                        c["message"] = json!(KUBELET_STOPPED);
+                    }
+                    Ok(cur)
+                },
+            )
+            .await?;
+        Ok(written.kv)
+    }
+
+    fn pods_bound_to(&self, node: &str) -> Vec<KeyValue> {
+        self.registry
+            .list(pods(), None, None, 0, &|kv: &KeyValue| {
+                kv.value["spec"]["nodeName"] == node
+            })
+            .items
+    }
+
+    /// Pods of a lost node are not ready any more (services stop sending them traffic).
+    async fn mark_pods_not_ready(&self, node: &str) {
+        for pod in self.pods_bound_to(node) {
+            let ns = object::namespace(&pod.value)
+                .unwrap_or("default")
+                .to_string();
+            let name = object::name(&pod.value).to_string();
+            let already = pod.value["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "False");
+            if already {
+                continue;
+            }
+            let result = self
+                .registry
+                .modify(
+                    pods(),
+                    Some(&ns),
+                    &name,
+                    Some("status"),
+                    &WriteOptions::default(),
+                    &|cur| {
+                        let mut cur = cur.clone();
+                        registry::set_condition(&mut cur, "Ready", "False", None, None);
+                        Ok(cur)
+                    },
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(pod = %pod.key, error = %e, "mark pod not ready");
+            }
+        }
+    }
+
+    /// Deletes the pods whose toleration of the node's NoExecute taint ran out; on an
+    /// unreachable node without grace, since no kubelet will confirm.
+    async fn evict_pods(&self, node: &Value, taint: &str, now: DateTime<Utc>) {
+        let Some(added) = node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["key"] == taint && t["effect"] == "NoExecute")
+            .and_then(|t| parse_time(&t["timeAdded"]))
+        else {
+            return;
+        };
+        let unreachable = taint == TAINT_NODE_UNREACHABLE;
+        for pod in self.pods_bound_to(object::name(node)) {
+            let Some(tolerated) = toleration_for(&pod.value, taint, self.config.eviction_timeout)
+            else {
+                continue;
+            };
+            let due = added + chrono::Duration::from_std(tolerated).unwrap_or_default();
+            if now < due || (object::is_deleting(&pod.value) && !unreachable) {
+                continue;
+            }
+            let ns = object::namespace(&pod.value)
+                .unwrap_or("default")
+                .to_string();
+            let name = object::name(&pod.value).to_string();
+            let opts = DeleteOptions {
+                grace_period: unreachable.then_some(0),
+                precondition_uid: object::uid(&pod.value).map(str::to_string),
+                ..Default::default()
+            };
+            tracing::info!(pod = %pod.key, node = %object::name(node), "evicting pod from lost node");
+            self.recorder
+                .record(
+                    &pod.value,
+                    NORMAL,
+                    "TaintManagerEviction",
+                    &format!("Marking for deletion Pod {ns}/{name}"),
+                )
+                .await;
+            match self.registry.delete(pods(), Some(&ns), &name, &opts).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => tracing::warn!(pod = %pod.key, error = %e, "evict pod"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::clock::FakeClock;
+    use crate::controllers::testutil;
+
+    fn ready_status(node: &Value) -> &str {
+        ready_condition(node)
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or("Unknown")
+    }
+
+    fn node_body(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    }
+
+    fn lease_body(name: &str, renew: &str) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+               "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew}})
+    }
+
+    /// What a kubelet does every 10s: renew its lease from the object it got back last.
+    async fn renew(registry: &Registry, last: &Value, clock: &FakeClock) -> Value {
+        let mut next = last.clone();
+        next["spec"]["renewTime"] = json!(clock.now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+        registry
+            .update(
+                leases(),
+                Some(NODE_LEASE_NAMESPACE),
+                object::name(last),
+                next,
+                None,
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("lease renewal never conflicts")
+            .kv
+            .value
+            .as_ref()
+            .clone()
+    }
+
+    async fn kubelet_reports_ready(registry: &Registry, name: &str) {
+        registry
+            .modify(
+                nodes(),
+                None,
+                name,
+                Some("status"),
+                &WriteOptions::default(),
+                &|cur| {
+                    let mut cur = cur.clone();
+                    registry::set_condition(&mut cur, "Ready", "True", Some("KubeletReady"), None);
+                    Ok(cur)
+                },
+            )
+            .await
+            .expect("node status");
+    }
+
+    fn pod_body(name: &str, node: &str, toleration_seconds: Option<i64>) -> Value {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}});
+        if let Some(s) = toleration_seconds {
+            pod["spec"]["tolerations"] = json!([{"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": s}]);
+        }
+        pod
+    }
+
+    fn config(clock: Arc<FakeClock>) -> NodeLifecycleConfig {
+        NodeLifecycleConfig {
+            grace_period: NODE_MONITOR_GRACE,
+            eviction_timeout: POD_EVICTION_TIMEOUT,
+            monitor_period: NODE_MONITOR_PERIOD,
+            clock,
+        }
+    }
+
+    #[tokio::test]
+    async fn lease_renewals_are_not_written_but_seen() {
+        let (_dir, registry) = testutil::registry().await;
+        let clock = Arc::new(FakeClock::new(Utc::now()));
+        let opts = WriteOptions::default();
+        registry
+            .create(nodes(), None, node_body("n1"), &opts)
+            .await
+            .unwrap();
+        kubelet_reports_ready(&registry, "n1").await;
+        let mut lease = registry
+            .create(
+                leases(),
+                Some(NODE_LEASE_NAMESPACE),
+                lease_body("n1", "2024-01-01T00:00:00.000000Z"),
+                &opts,
+            )
+            .await
+            .unwrap()
+            .kv
+            .value
+            .as_ref()
+            .clone();
+        let mut controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
+        controller.monitor().await;
+        let revision = registry.revision();
+        for _ in 0..10 {
+            clock.advance(Duration::from_secs(10));
+            lease = renew(&registry, &lease, &clock).await;
+            controller.monitor().await;
+        }
+        assert_eq!(
+            registry.revision(),
+            revision,
+            "renewals wrote to the datastore"
+        );
+        let got = registry
+            .get(leases(), Some(NODE_LEASE_NAMESPACE), "n1")
+            .unwrap();
+        assert_eq!(got.value["spec"]["renewTime"], lease["spec"]["renewTime"]);
+        let node = registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "100s of renewals keep the node ready"
+        );
+
+        // Node status updates that only move heartbeat times are not written either.
+        let before = registry.revision();
+        registry
+            .modify(nodes(), None, "n1", Some("status"), &opts, &|cur| {
+                let mut cur = cur.clone();
+                cur["status"]["conditions"][0]["lastHeartbeatTime"] = json!("2030-01-01T00:00:00Z");
+                Ok(cur)
+            })
+            .await
+            .unwrap();
+        assert_eq!(registry.revision(), before);
+        // A real change is written, and carries the latest renewTime.
+        let mut changed = lease.clone();
+        changed["spec"]["leaseDurationSeconds"] = json!(50);
+        let written = registry
+            .update(
+                leases(),
+                Some(NODE_LEASE_NAMESPACE),
+                "n1",
+                changed,
+                None,
+                &opts,
+            )
+            .await
+            .unwrap();
+        assert!(written.kv.mod_revision > revision);
+        let stored = registry.store.get(&written.kv.key).unwrap();
+        assert_eq!(
+            stored.value["spec"]["renewTime"],
+            lease["spec"]["renewTime"]
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_node_is_tainted_then_its_pods_evicted_and_it_recovers() {
+        let (_dir, registry) = testutil::registry().await;
+        let clock = Arc::new(FakeClock::new(Utc::now()));
+        let opts = WriteOptions::default();
+        registry
+            .create(nodes(), None, node_body("n1"), &opts)
+            .await
+            .unwrap();
+        kubelet_reports_ready(&registry, "n1").await;
+        let lease = registry
+            .create(
+                leases(),
+                Some(NODE_LEASE_NAMESPACE),
+                lease_body("n1", "2024-01-01T00:00:00.000000Z"),
+                &opts,
+            )
+            .await
+            .unwrap()
+            .kv
+            .value
+            .as_ref()
+            .clone();
+        for (name, secs) in [("short", Some(30)), ("default", None), ("forever", None)] {
+            let mut body = pod_body(name, "n1", secs);
+            if name == "forever" {
+                body["spec"]["tolerations"] = json!([{"key": TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]);
+            }
+            registry
+                .create(pods(), Some("default"), body, &opts)
+                .await
+                .unwrap();
+        }
+        let mut controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
+        controller.monitor().await;
+        clock.advance(Duration::from_secs(30));
+        controller.monitor().await;
+        let node = registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "still within the grace period"
+        );
+
+        clock.advance(Duration::from_secs(15));
+        controller.monitor().await;
+        let node = registry.get(nodes(), None, "n1").unwrap();
+        let ready = ready_condition(&node.value).unwrap();
+        assert_eq!(ready["status"], "Unknown");
+        assert_eq!(ready["reason"], NODE_STATUS_UNKNOWN);
+        assert_eq!(ready["message"], KUBELET_STOPPED);
+        let taints = node.value["spec"]["taints"].as_array().unwrap();
+        for effect in ["NoSchedule", "NoExecute"] {
+            assert!(
+                taints.iter().any(|t| t["key"] == TAINT_NODE_UNREACHABLE
+                    && t["effect"] == effect
+                    && t["timeAdded"].is_string()),
+                "{effect} taint in {taints:?}"
+            );
+        }
+        let events = resources::by_plural("", "v1", "events").unwrap();
+        let recorded = registry.list(events, Some("default"), None, 0, &|kv: &KeyValue| {
+            kv.value["reason"] == "NodeNotReady"
+        });
+        assert_eq!(recorded.items.len(), 1);
+        let pod_ready = |name: &str| {
+            registry.get(pods(), Some("default"), name).unwrap().value["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "False")
+        };
+        assert!(
+            pod_ready("short"),
+            "pods of a lost node are marked not ready"
+        );
+
+        // 30s toleration: evicted (force) after 30s; the default (300s) later.
+        clock.advance(Duration::from_secs(31));
+        controller.monitor().await;
+        assert!(
+            registry.get(pods(), Some("default"), "short").is_err(),
+            "forced deletion"
+        );
+        assert!(registry.get(pods(), Some("default"), "default").is_ok());
+        clock.advance(Duration::from_secs(300));
+        controller.monitor().await;
+        assert!(registry.get(pods(), Some("default"), "default").is_err());
+        assert!(
+            registry.get(pods(), Some("default"), "forever").is_ok(),
+            "tolerates forever"
+        );
+
+        // The kubelet comes back: lease renewed, Ready=True; the taints go.
+        renew(&registry, &lease, &clock).await;
+        kubelet_reports_ready(&registry, "n1").await;
+        controller.monitor().await;
+        let node = registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(ready_status(&node.value), "True");
+        assert!(node.value["spec"]["taints"]
+            .as_array()
+            .is_none_or(|t| t.is_empty()));
+        clock.advance(Duration::from_secs(20));
+        controller.monitor().await;
+        let node = registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "fresh heartbeat keeps it ready"
+        );
+    }
+
+    #[tokio::test]
+    async fn controller_loop_runs_on_its_period() {
+        let (_dir, registry) = testutil::registry().await;
+        let clock = Arc::new(FakeClock::new(Utc::now()));
+        registry
+            .create(nodes(), None, node_body("n1"), &WriteOptions::default())
+            .await
+            .unwrap();
+        let mut cfg = config(clock.clone());
+        cfg.monitor_period = Duration::from_millis(10);
+        let task = tokio::spawn(run(registry.clone(), cfg));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.advance(Duration::from_secs(41));
+        testutil::wait_for("node marked unknown", Duration::from_secs(2), || {
+            registry
+                .get(nodes(), None, "n1")
+                .is_ok_and(|n| ready_condition(&n.value).is_some_and(|c| c["status"] == "Unknown"))
+        })
+        .await;
+        task.abort();
+    }
+
+    #[test]
+    fn toleration_seconds_decide_eviction_time() {
+        let default = Duration::from_secs(60);
+        let pod = pod_body("p", "n", Some(30));
+        assert_eq!(
+            toleration_for(&pod, TAINT_NODE_UNREACHABLE, default),
+            Some(Duration::from_secs(30))
+        );
+        let bare = pod_body("p", "n", None);
+        assert_eq!(
+            toleration_for(&bare, TAINT_NODE_UNREACHABLE, default),
+            Some(default)
+        );
+        let mut all = bare.clone();
+        all["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+        assert_eq!(toleration_for(&all, TAINT_NODE_UNREACHABLE, default), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! Pod garbage collector: force-deletes terminating pods bound to a node that no longer
+//! exists (no kubelet will ever confirm their termination).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::object;
+use crate::api::resources::{self, ResourceDef};
+use crate::apiserver::registry::{DeleteOptions, Registry};
+use crate::store::KeyValue;
+
+/// How often pods are checked (upstream `gcCheckPeriod`).
+pub const POD_GC_PERIOD: Duration = Duration::from_secs(20);
+
+fn pods() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "pods").expect("served")
+}
+
+fn nodes() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "nodes").expect("served")
+}
+
+/// Runs the pod GC every `period` until aborted.
+pub async fn run(registry: Arc<Registry>, period: Duration) {
+    loop {
+        collect(&registry).await;
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Terminating pods whose node is gone.
+fn orphaned_terminating_pods(registry: &Registry) -> Vec<KeyValue> {
+    registry
+        .list(pods(), None, None, 0, &|kv: &KeyValue| {
+            let node = kv.value["spec"]["nodeName"].as_str().unwrap_or("");
+            object::is_deleting(&kv.value)
+                && !node.is_empty()
+                && registry.get(nodes(), None, node).is_err()
+        })
+        .items
+}
+
+/// One pass: force-deletes what `orphaned_terminating_pods` finds.
+pub async fn collect(registry: &Registry) {
+    for pod in orphaned_terminating_pods(registry) {
+        let ns = object::namespace(&pod.value)
+            .unwrap_or("default")
+            .to_string();
+        let name = object::name(&pod.value).to_string();
+        tracing::info!(pod = %pod.key, "force-deleting terminating pod of a deleted node");
+        let opts = DeleteOptions {
+            grace_period: Some(0),
+            precondition_uid: object::uid(&pod.value).map(str::to_string),
+            ..Default::default()
+        };
+        match registry.delete(pods(), Some(&ns), &name, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod.key, error = %e, "pod garbage collection"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::registry::WriteOptions;
+    use crate::controllers::testutil;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn terminating_pods_of_missing_nodes_are_force_deleted() {
+        let (_dir, registry) = testutil::registry().await;
+        let opts = WriteOptions::default();
+        registry
+            .create(
+                nodes(),
+                None,
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "here"}}),
+                &opts,
+            )
+            .await
+            .unwrap();
+        for (name, node) in [("lost", "gone"), ("alive", "here"), ("running", "gone")] {
+            let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}});
+            registry
+                .create(pods(), Some("default"), pod, &opts)
+                .await
+                .unwrap();
+            if name != "running" {
+                registry
+                    .delete(pods(), Some("default"), name, &DeleteOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        collect(&registry).await;
+        assert!(registry.get(pods(), Some("default"), "lost").is_err());
+        assert!(
+            registry.get(pods(), Some("default"), "alive").is_ok(),
+            "its kubelet finishes it"
+        );
+        assert!(registry.get(pods(), Some("default"), "running").is_ok());
+    }
+}

@@ -1,0 +1,42 @@
+//! Helpers for controller tests: a real registry on a temporary SQLite datastore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::api::resources;
+use crate::apiserver::allocator::Allocators;
+use crate::apiserver::registry::{Registry, WriteOptions};
+use crate::store::sqlite::SqliteStore;
+
+/// A registry with the `default` and `kube-node-lease` namespaces.
+pub async fn registry() -> (tempfile::TempDir, Arc<Registry>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("db")).expect("open store");
+    let allocators = Allocators::new("10.43.0.0/16".parse().expect("cidr"), (30000, 32767));
+    let registry = Arc::new(Registry::new(Arc::new(store), allocators));
+    let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
+    for ns in ["default", "kube-node-lease"] {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        registry
+            .create(namespaces, None, body, &WriteOptions::default())
+            .await
+            .expect("create namespace");
+    }
+    (dir, registry)
+}
+
+/// Polls `cond` until it holds; panics with `what` after `within`.
+pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
