@@ -4,6 +4,7 @@ pub mod allocator;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+pub mod node_credentials;
 pub mod openapi;
 pub mod registry;
 pub mod request;
@@ -36,6 +37,8 @@ pub struct ApiContext {
     pub tokens: auth::TokenAuthenticator,
     /// OpenAPI documents, generated on first request.
     pub openapi: openapi::OpenApi,
+    /// The cluster CA, to issue node credentials.
+    pub pki: Arc<crate::tls::Pki>,
 }
 
 #[derive(Debug, thiserror::Error)]

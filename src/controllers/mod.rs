@@ -3,6 +3,7 @@
 pub mod bootstrap;
 pub mod events;
 pub mod namespace;
+pub mod node_ipam;
 pub mod runtime;
 
 use std::sync::Arc;
