@@ -25,7 +25,9 @@ pub const DEFAULT_PORT: u16 = 6443;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid server url {url:?}: expected https://HOST[:PORT], e.g. https://10.0.0.1:6443")]
+    #[error(
+        "invalid server url {url:?}: expected https://HOST[:PORT], e.g. https://10.0.0.1:6443"
+    )]
     InvalidUrl { url: String },
     #[error("connect to {addr}")]
     Connect {
@@ -247,7 +249,10 @@ impl ApiClient {
             .uri(path)
             .header(header::HOST, self.addr.authority())
             .header(header::ACCEPT, "application/json")
-            .header(header::USER_AGENT, concat!("orc-agent/", env!("CARGO_PKG_VERSION")));
+            .header(
+                header::USER_AGENT,
+                concat!("orc-agent/", env!("CARGO_PKG_VERSION")),
+            );
         if !content_type.is_empty() {
             req = req.header(header::CONTENT_TYPE, content_type);
         }
@@ -272,14 +277,14 @@ impl ApiClient {
                     url: self.addr.url(),
                 }
             })?;
-            let tls = self
-                .tls
-                .connect(name, tcp)
-                .await
-                .map_err(|source| ClientError::Handshake {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let tls =
+                self.tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| ClientError::Handshake {
+                        addr: addr.clone(),
+                        source,
+                    })?;
             let (sender, conn) = http1::handshake(TokioIo::new(tls))
                 .await
                 .map_err(|source| ClientError::Http {
@@ -316,7 +321,12 @@ mod tests {
         let a = ServerAddr::parse("https://[fd00::1]:6443").unwrap();
         assert_eq!(a.host, "fd00::1");
         assert_eq!(a.authority(), "[fd00::1]:6443");
-        for bad in ["http://10.0.0.1:6443", "10.0.0.1:6443", "https://", "https://h/x"] {
+        for bad in [
+            "http://10.0.0.1:6443",
+            "10.0.0.1:6443",
+            "https://",
+            "https://h/x",
+        ] {
             let e = ServerAddr::parse(bad).unwrap_err();
             assert!(e.to_string().contains("expected https://"), "{bad}: {e}");
         }

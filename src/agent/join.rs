@@ -28,7 +28,9 @@ pub const MAX_RETRY: Duration = Duration::from_secs(30);
 pub enum JoinError {
     #[error("cannot reach the server at {server}: is `orc server` running there, and is the port open? ({cause})")]
     Unreachable { server: String, cause: String },
-    #[error("the server's CA does not match the token's hash: is --join pointing at the right server?")]
+    #[error(
+        "the server's CA does not match the token's hash: is --join pointing at the right server?"
+    )]
     CaMismatch,
     #[error("the join token has no CA hash, so the server cannot be verified: use the full K10… token from `orc token` on the server, or pass --insecure-skip-ca-hash")]
     TokenWithoutCaHash,
@@ -153,7 +155,11 @@ pub fn load_stored(config: &JoinConfig) -> Result<Option<NodeCredentials>, JoinE
         .next()
         .and_then(Result::ok);
     let identity = der.and_then(|der| tls::identity_from_cert(der.as_ref()));
-    let expected_user = format!("{}{}", crate::apiserver::auth::NODE_USER_PREFIX, config.node_name);
+    let expected_user = format!(
+        "{}{}",
+        crate::apiserver::auth::NODE_USER_PREFIX,
+        config.node_name
+    );
     if identity.map(|id| id.user) != Some(expected_user) {
         tracing::info!(dir = %dir.display(), "stored node credential is for another node name; joining again");
         return Ok(None);

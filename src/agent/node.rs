@@ -326,7 +326,8 @@ impl Heartbeat {
         let node = match resp.status.as_u16() {
             404 => {
                 let node = build_node(&facts, now);
-                let resp = call("create the node", self.client.post("/api/v1/nodes", &node)).await?;
+                let resp =
+                    call("create the node", self.client.post("/api/v1/nodes", &node)).await?;
                 if !resp.status.is_success() {
                     return Err(rejected("create the node", &resp));
                 }
@@ -337,7 +338,11 @@ impl Heartbeat {
             200 => {
                 let existing = resp.json().unwrap_or_default();
                 let patch = json!({"metadata": {"labels": node_labels(&facts)}});
-                let resp = call("update the node's labels", self.client.merge_patch(&path, &patch)).await?;
+                let resp = call(
+                    "update the node's labels",
+                    self.client.merge_patch(&path, &patch),
+                )
+                .await?;
                 if !resp.status.is_success() {
                     return Err(rejected("update the node's labels", &resp));
                 }
@@ -356,7 +361,12 @@ impl Heartbeat {
         let status = node_status(facts, Utc::now(), &self.posted["conditions"]);
         let patch = json!({"status": status});
         let what = "update the node status";
-        let resp = call(what, self.client.merge_patch(&format!("{}/status", node_path(&self.name)), &patch)).await?;
+        let resp = call(
+            what,
+            self.client
+                .merge_patch(&format!("{}/status", node_path(&self.name)), &patch),
+        )
+        .await?;
         if !resp.status.is_success() {
             return Err(rejected(what, &resp));
         }
@@ -370,12 +380,18 @@ impl Heartbeat {
         let now = Utc::now();
         let patch = json!({"spec": lease_spec(&self.name, now)});
         let what = "renew the node lease";
-        let resp = call(what, self.client.merge_patch(&lease_path(&self.name), &patch)).await?;
+        let resp = call(
+            what,
+            self.client.merge_patch(&lease_path(&self.name), &patch),
+        )
+        .await?;
         match resp.status.as_u16() {
             200 => Ok(()),
             404 => {
                 let lease = build_lease(&self.name, self.node_uid.as_deref(), now);
-                let path = format!("/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases");
+                let path = format!(
+                    "/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
+                );
                 let resp = call("create the node lease", self.client.post(&path, &lease)).await?;
                 if resp.status.is_success() || resp.status.as_u16() == 409 {
                     Ok(())
@@ -395,8 +411,8 @@ impl Heartbeat {
         let due = self
             .posted_at
             .is_none_or(|t| t.elapsed() >= STATUS_UPDATE_INTERVAL);
-        let changed =
-            without_times(&node_status(&facts, Utc::now(), &Value::Null)) != without_times(&self.posted);
+        let changed = without_times(&node_status(&facts, Utc::now(), &Value::Null))
+            != without_times(&self.posted);
         if due || changed {
             match self.post_status(&facts).await {
                 Err(NodeError::Rejected { status: 404, .. }) => self.register().await?,
@@ -459,9 +475,16 @@ mod tests {
         assert_eq!(labels["kubernetes.io/os"], "linux");
         assert_eq!(labels["kubernetes.io/arch"], "arm64");
         assert_eq!(labels["zone"], "attic");
-        assert!(labels.as_object().unwrap().keys().all(|k| !k.starts_with("node-role")));
+        assert!(labels
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("node-role")));
         let status = &node["status"];
-        assert_eq!(status["capacity"], json!({"cpu": "4", "memory": "8000000Ki", "pods": "110"}));
+        assert_eq!(
+            status["capacity"],
+            json!({"cpu": "4", "memory": "8000000Ki", "pods": "110"})
+        );
         assert_eq!(status["allocatable"], status["capacity"]);
         assert_eq!(
             status["addresses"],
@@ -473,13 +496,23 @@ mod tests {
         assert_eq!(info["osImage"], "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(info["architecture"], "arm64");
         assert_eq!(info["machineID"], "abc");
-        let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        let ready = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "True");
         assert_eq!(ready["reason"], "KubeletReady");
         assert_eq!(ready["message"], "orc agent is posting ready status");
         assert_eq!(ready["lastHeartbeatTime"], "2024-05-01T10:00:00Z");
         for kind in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
-            let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap();
+            let c = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == kind)
+                .unwrap();
             assert_eq!(c["status"], "False", "{kind}");
         }
         // What the server would store: a typed Node.
@@ -491,13 +524,28 @@ mod tests {
     fn heartbeat_keeps_the_transition_time_of_unchanged_conditions() {
         let first = node_status(&facts(), t("2024-05-01T10:00:00Z"), &Value::Null);
         let later = node_status(&facts(), t("2024-05-01T10:01:00Z"), &first["conditions"]);
-        let ready = |s: &Value| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+        let ready = |s: &Value| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()
+                .clone()
+        };
         assert_eq!(ready(&later)["lastTransitionTime"], "2024-05-01T10:00:00Z");
         assert_eq!(ready(&later)["lastHeartbeatTime"], "2024-05-01T10:01:00Z");
         assert_eq!(without_times(&first), without_times(&later));
         let mut other = facts();
         other.internal_ip = "192.168.1.6".parse().unwrap();
-        assert_ne!(without_times(&node_status(&other, t("2024-05-01T10:01:00Z"), &Value::Null)), without_times(&first));
+        assert_ne!(
+            without_times(&node_status(
+                &other,
+                t("2024-05-01T10:01:00Z"),
+                &Value::Null
+            )),
+            without_times(&first)
+        );
     }
 
     #[test]
@@ -508,16 +556,23 @@ mod tests {
         assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
         assert_eq!(lease["spec"]["renewTime"], "2024-05-01T10:00:00.123456Z");
         assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], "uid-1");
-        let typed: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(lease).unwrap();
+        let typed: k8s_openapi::api::coordination::v1::Lease =
+            serde_json::from_value(lease).unwrap();
         assert!(typed.spec.unwrap().renew_time.is_some());
     }
 
     #[test]
     fn host_files_are_parsed() {
-        assert_eq!(meminfo_total_ki("MemTotal:       16314976 kB\nMemFree: 1 kB\n"), Some(16314976));
+        assert_eq!(
+            meminfo_total_ki("MemTotal:       16314976 kB\nMemFree: 1 kB\n"),
+            Some(16314976)
+        );
         assert_eq!(meminfo_total_ki("nothing"), None);
         let os = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
-        assert_eq!(os_release_pretty_name(os).as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            os_release_pretty_name(os).as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
         assert_eq!(os_release_pretty_name("ID=x"), None);
         assert_eq!(kubernetes_arch("x86_64"), "amd64");
         assert_eq!(kubernetes_arch("aarch64"), "arm64");
@@ -527,7 +582,11 @@ mod tests {
     fn node_labels_are_checked() {
         let labels = parse_labels(&["zone=attic".into(), "example.com/tier=edge".into()]).unwrap();
         assert_eq!(labels["zone"], "attic");
-        assert!(parse_labels(&["novalue".into()]).unwrap_err().contains("key=value"));
-        assert!(parse_labels(&["bad key=x".into()]).unwrap_err().contains("invalid key"));
+        assert!(parse_labels(&["novalue".into()])
+            .unwrap_err()
+            .contains("key=value"));
+        assert!(parse_labels(&["bad key=x".into()])
+            .unwrap_err()
+            .contains("invalid key"));
     }
 }

@@ -152,9 +152,9 @@ fn authorize_node(
                 // The name is in the body: `admit_create` checks it.
                 ("create", None) if action.subresource.is_none() => Ok(()),
                 ("update" | "patch" | "delete", Some(name)) if name == node => Ok(()),
-                ("update" | "patch" | "delete", Some(name)) => {
-                    deny(Some(format!("node \"{node}\" is not allowed to modify node \"{name}\"")))
-                }
+                ("update" | "patch" | "delete", Some(name)) => deny(Some(format!(
+                    "node \"{node}\" is not allowed to modify node \"{name}\""
+                ))),
                 _ => deny(None),
             }
         }
@@ -183,7 +183,11 @@ fn authorize_node(
                 "get" => action.name,
                 _ => action.selected_name,
             };
-            let kind = if plural == "secrets" { "Secret" } else { "ConfigMap" };
+            let kind = if plural == "secrets" {
+                "Secret"
+            } else {
+                "ConfigMap"
+            };
             match (action.namespace, name) {
                 (Some(ns), Some(name)) if graph.node_references(node, ns, kind, name) => Ok(()),
                 _ => deny(Some(format!(
@@ -273,7 +277,11 @@ pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
     };
     let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
     let named = |v: &Value, field: &str| v[field].as_str() == Some(name);
-    if kind == "Secret" && items(&spec["imagePullSecrets"]).iter().any(|s| named(s, "name")) {
+    if kind == "Secret"
+        && items(&spec["imagePullSecrets"])
+            .iter()
+            .any(|s| named(s, "name"))
+    {
         return true;
     }
     for volume in items(&spec["volumes"]) {
@@ -295,7 +303,10 @@ pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
         {
             return true;
         }
-        if items(&c["envFrom"]).iter().any(|e| named(&e[from_ref], "name")) {
+        if items(&c["envFrom"])
+            .iter()
+            .any(|e| named(&e[from_ref], "name"))
+        {
             return true;
         }
     }
@@ -306,7 +317,12 @@ impl NodeGraph for super::registry::Registry {
     fn pod_node(&self, namespace: &str, name: &str) -> Option<String> {
         let pods = crate::api::resources::by_plural("", "v1", "pods").expect("served");
         let kv = self.get(pods, Some(namespace), name).ok()?;
-        Some(kv.value["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        Some(
+            kv.value["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
     }
 
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool {
@@ -419,7 +435,10 @@ mod tests {
     fn node_may_update_its_own_node_status_but_not_another_nodes() {
         let n1 = node("n1");
         for verb in ["update", "patch"] {
-            assert!(allowed(&n1, &action(verb, "nodes", None, Some("n1"), Some("status"))));
+            assert!(allowed(
+                &n1,
+                &action(verb, "nodes", None, Some("n1"), Some("status"))
+            ));
             assert!(allowed(&n1, &action(verb, "nodes", None, Some("n1"), None)));
         }
         let err = authorize(
@@ -434,7 +453,10 @@ mod tests {
             "nodes \"n2\" is forbidden: User \"system:node:n1\" cannot patch resource \"nodes/status\" in API group \"\" at the cluster scope: node \"n1\" is not allowed to modify node \"n2\""
         );
         assert!(allowed(&n1, &action("list", "nodes", None, None, None)));
-        assert!(allowed(&n1, &action("get", "nodes", None, Some("n2"), None)));
+        assert!(allowed(
+            &n1,
+            &action("get", "nodes", None, Some("n2"), None)
+        ));
     }
 
     #[test]
@@ -446,7 +468,11 @@ mod tests {
         assert!(admit_create(&n1, nodes, &json!({"metadata": {"name": "n1"}})).is_ok());
         let err = admit_create(&n1, nodes, &json!({"metadata": {"name": "n2"}})).unwrap_err();
         assert_eq!(err.code, 403);
-        assert!(err.message.contains("not allowed to modify node \"n2\""), "{}", err.message);
+        assert!(
+            err.message.contains("not allowed to modify node \"n2\""),
+            "{}",
+            err.message
+        );
         assert!(admit_create(&n1, leases, &json!({"metadata": {"name": "n2"}})).is_err());
         let admin = User {
             name: "system:admin".into(),
@@ -467,17 +493,39 @@ mod tests {
             action("delete", "secrets", Some("default"), Some("db"), None),
             action("list", "secrets", Some("kube-system"), None, None),
             action("create", "deployments", Some("default"), None, None),
-            action("update", "services", Some("default"), Some("kubernetes"), None),
+            action(
+                "update",
+                "services",
+                Some("default"),
+                Some("kubernetes"),
+                None,
+            ),
             action("delete", "nodes", None, Some("n2"), None),
-            action("update", "leases", Some("kube-node-lease"), Some("n2"), None),
+            action(
+                "update",
+                "leases",
+                Some("kube-node-lease"),
+                Some("n2"),
+                None,
+            ),
             action("create", "leases", Some("default"), None, None),
-            action("create", "pods", Some("default"), Some("mine"), Some("binding")),
+            action(
+                "create",
+                "pods",
+                Some("default"),
+                Some("mine"),
+                Some("binding"),
+            ),
             action("update", "pods", Some("default"), Some("mine"), None),
         ];
         for a in &denied {
             let err = authorize(&n1, a, &graph()).unwrap_err();
             assert_eq!(err.code, 403, "{a:?}");
-            assert!(err.message.contains("User \"system:node:n1\" cannot"), "{}", err.message);
+            assert!(
+                err.message.contains("User \"system:node:n1\" cannot"),
+                "{}",
+                err.message
+            );
         }
     }
 
@@ -486,29 +534,65 @@ mod tests {
         let n1 = node("n1");
         let ns = Some("default");
         assert!(allowed(&n1, &action("list", "pods", None, None, None)));
-        assert!(allowed(&n1, &action("patch", "pods", ns, Some("mine"), Some("status"))));
-        assert!(allowed(&n1, &action("delete", "pods", ns, Some("mine"), None)));
-        let err = authorize(&n1, &action("update", "pods", ns, Some("theirs"), Some("status")), &graph())
-            .unwrap_err();
+        assert!(allowed(
+            &n1,
+            &action("patch", "pods", ns, Some("mine"), Some("status"))
+        ));
+        assert!(allowed(
+            &n1,
+            &action("delete", "pods", ns, Some("mine"), None)
+        ));
+        let err = authorize(
+            &n1,
+            &action("update", "pods", ns, Some("theirs"), Some("status")),
+            &graph(),
+        )
+        .unwrap_err();
         assert!(
-            err.message.ends_with("node \"n1\" can only update pod status for pods with spec.nodeName set to itself"),
+            err.message.ends_with(
+                "node \"n1\" can only update pod status for pods with spec.nodeName set to itself"
+            ),
             "{}",
             err.message
         );
-        assert!(!allowed(&n1, &action("delete", "pods", ns, Some("theirs"), None)));
-        assert!(!allowed(&n1, &action("delete", "pods", ns, Some("missing"), None)));
+        assert!(!allowed(
+            &n1,
+            &action("delete", "pods", ns, Some("theirs"), None)
+        ));
+        assert!(!allowed(
+            &n1,
+            &action("delete", "pods", ns, Some("missing"), None)
+        ));
     }
 
     #[test]
     fn node_may_read_only_secrets_and_configmaps_its_pods_use() {
         let n1 = node("n1");
         let ns = Some("default");
-        assert!(allowed(&n1, &action("get", "secrets", ns, Some("db"), None)));
-        assert!(allowed(&n1, &action("get", "configmaps", ns, Some("cfg"), None)));
-        let err = authorize(&n1, &action("get", "secrets", ns, Some("other"), None), &graph())
-            .unwrap_err();
-        assert!(err.message.ends_with("no relationship found between node 'n1' and this object"), "{}", err.message);
-        assert!(!allowed(&n1, &action("get", "secrets", Some("kube-system"), Some("db"), None)));
+        assert!(allowed(
+            &n1,
+            &action("get", "secrets", ns, Some("db"), None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("get", "configmaps", ns, Some("cfg"), None)
+        ));
+        let err = authorize(
+            &n1,
+            &action("get", "secrets", ns, Some("other"), None),
+            &graph(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .ends_with("no relationship found between node 'n1' and this object"),
+            "{}",
+            err.message
+        );
+        assert!(!allowed(
+            &n1,
+            &action("get", "secrets", Some("kube-system"), Some("db"), None)
+        ));
         let mut watch_one = action("watch", "secrets", ns, None, None);
         assert!(!allowed(&n1, &watch_one));
         watch_one.selected_name = Some("db");
@@ -519,11 +603,26 @@ mod tests {
     fn node_renews_its_own_lease_and_records_events() {
         let n1 = node("n1");
         let lease_ns = Some(NODE_LEASE_NAMESPACE);
-        assert!(allowed(&n1, &action("create", "leases", lease_ns, None, None)));
-        assert!(allowed(&n1, &action("update", "leases", lease_ns, Some("n1"), None)));
-        assert!(allowed(&n1, &action("get", "leases", lease_ns, Some("n1"), None)));
-        assert!(allowed(&n1, &action("create", "events", Some("default"), None, None)));
-        assert!(!allowed(&n1, &action("delete", "events", Some("default"), Some("e"), None)));
+        assert!(allowed(
+            &n1,
+            &action("create", "leases", lease_ns, None, None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("update", "leases", lease_ns, Some("n1"), None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("get", "leases", lease_ns, Some("n1"), None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("create", "events", Some("default"), None, None)
+        ));
+        assert!(!allowed(
+            &n1,
+            &action("delete", "events", Some("default"), Some("e"), None)
+        ));
     }
 
     #[test]
@@ -542,7 +641,10 @@ mod tests {
             name: "system:node:n1".into(),
             groups: vec![],
         };
-        assert!(!allowed(&pretender, &action("get", "nodes", None, Some("n1"), None)));
+        assert!(!allowed(
+            &pretender,
+            &action("get", "nodes", None, Some("n1"), None)
+        ));
     }
 
     #[test]

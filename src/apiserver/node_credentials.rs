@@ -47,7 +47,10 @@ pub fn password_secret_name(node: &str) -> String {
 }
 
 fn password_hash(password: &str) -> String {
-    format!("{HASH_PREFIX}{}", hex::encode(Sha256::digest(password.as_bytes())))
+    format!(
+        "{HASH_PREFIX}{}",
+        hex::encode(Sha256::digest(password.as_bytes()))
+    )
 }
 
 /// Answers a credential request: `user` must be the bootstrap identity (or an admin).
@@ -115,7 +118,12 @@ async fn check_password(registry: &Registry, node: &str, password: &str) -> Resu
             "data": {HASH_KEY: encoded},
         });
         match registry
-            .create(secrets, Some(PASSWORD_NAMESPACE), secret, &WriteOptions::default())
+            .create(
+                secrets,
+                Some(PASSWORD_NAMESPACE),
+                secret,
+                &WriteOptions::default(),
+            )
             .await
         {
             Ok(_) => return Ok(()),
@@ -144,7 +152,8 @@ mod tests {
     fn stored_hash_is_compared_exactly() {
         let hash = password_hash("pw");
         assert!(hash.starts_with("sha256:") && hash.len() == 7 + 64);
-        let secret = json!({"data": {"hash": base64::engine::general_purpose::STANDARD.encode(&hash)}});
+        let secret =
+            json!({"data": {"hash": base64::engine::general_purpose::STANDARD.encode(&hash)}});
         assert!(stored_hash_matches(&secret, &hash));
         assert!(!stored_hash_matches(&secret, &password_hash("other")));
         assert!(!stored_hash_matches(&json!({}), &hash));

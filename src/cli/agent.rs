@@ -133,8 +133,18 @@ mod tests {
     #[test]
     fn flags_become_a_checked_config() {
         let c = config(&[
-            "--join", "https://10.0.0.1:6443", "--token", TOKEN, "--node-name", "n1",
-            "--node-label", "zone=attic", "--node-label", "tier=edge", "--node-ip", "10.0.0.2",
+            "--join",
+            "https://10.0.0.1:6443",
+            "--token",
+            TOKEN,
+            "--node-name",
+            "n1",
+            "--node-label",
+            "zone=attic",
+            "--node-label",
+            "tier=edge",
+            "--node-ip",
+            "10.0.0.2",
         ])
         .unwrap();
         assert_eq!(c.server.port, 6443);
@@ -149,9 +159,27 @@ mod tests {
         let e = config(&["--join", "http://x:6443", "--token", TOKEN]).unwrap_err();
         assert!(format!("{e:#}").contains("expected https://"), "{e:#}");
         let e = config(&["--join", "https://x:6443", "--token", "bare"]).unwrap_err();
-        assert!(format!("{e:#}").contains("--insecure-skip-ca-hash"), "{e:#}");
-        assert!(config(&["--join", "https://x", "--token", "bare", "--insecure-skip-ca-hash"]).is_ok());
-        let e = config(&["--join", "https://x", "--token", TOKEN, "--node-name", "Bad_Name"]).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("--insecure-skip-ca-hash"),
+            "{e:#}"
+        );
+        assert!(config(&[
+            "--join",
+            "https://x",
+            "--token",
+            "bare",
+            "--insecure-skip-ca-hash"
+        ])
+        .is_ok());
+        let e = config(&[
+            "--join",
+            "https://x",
+            "--token",
+            TOKEN,
+            "--node-name",
+            "Bad_Name",
+        ])
+        .unwrap_err();
         assert!(format!("{e:#}").contains("--node-name"), "{e:#}");
     }
 }

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
 use crate::apiserver::allocator::{Allocators, NODE_PORT_RANGE};
-use crate::apiserver::registry::Registry;
 use crate::apiserver::auth::{TokenAuthenticator, User};
+use crate::apiserver::registry::Registry;
 use crate::apiserver::{self, ApiContext};
 use crate::controllers;
 use crate::store::sqlite::SqliteStore;

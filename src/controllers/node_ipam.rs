@@ -35,7 +35,11 @@ pub fn first_free_cidr(cluster: Ipv4Net, taken: &HashSet<Ipv4Net>) -> Option<Ipv
     cluster
         .subnets(NODE_CIDR_PREFIX.max(cluster.prefix_len()))
         .ok()?
-        .find(|subnet| !taken.iter().any(|t| t.contains(subnet) || subnet.contains(t)))
+        .find(|subnet| {
+            !taken
+                .iter()
+                .any(|t| t.contains(subnet) || subnet.contains(t))
+        })
 }
 
 pub async fn run(registry: Arc<Registry>, cluster_cidr: Ipv4Net) {
@@ -57,7 +61,10 @@ pub async fn run(registry: Arc<Registry>, cluster_cidr: Ipv4Net) {
     loop {
         let name = queue.next().await;
         let span = tracing::info_span!("reconcile", node = %name);
-        if let Err(e) = assign(&registry, cluster_cidr, &name).instrument(span).await {
+        if let Err(e) = assign(&registry, cluster_cidr, &name)
+            .instrument(span)
+            .await
+        {
             tracing::warn!(node = %name, error = %e, "pod CIDR not assigned; retrying");
             queue.add_after(name, RETRY);
         }
@@ -80,14 +87,21 @@ async fn assign(registry: &Registry, cluster: Ipv4Net, name: &str) -> Result<(),
     let cidr = first_free_cidr(cluster, &taken)
         .ok_or_else(|| format!("no free /{NODE_CIDR_PREFIX} left in the cluster CIDR {cluster}: use a larger --cluster-cidr"))?;
     let written = registry
-        .modify(nodes(), None, name, None, &WriteOptions::default(), &|cur| {
-            let mut cur = cur.clone();
-            if pod_cidr(&cur).is_none() {
-                cur["spec"]["podCIDR"] = json!(cidr.to_string());
-                cur["spec"]["podCIDRs"] = json!([cidr.to_string()]);
-            }
-            Ok(cur)
-        })
+        .modify(
+            nodes(),
+            None,
+            name,
+            None,
+            &WriteOptions::default(),
+            &|cur| {
+                let mut cur = cur.clone();
+                if pod_cidr(&cur).is_none() {
+                    cur["spec"]["podCIDR"] = json!(cidr.to_string());
+                    cur["spec"]["podCIDRs"] = json!([cidr.to_string()]);
+                }
+                Ok(cur)
+            },
+        )
         .await;
     match written {
         Ok(_) => {
@@ -107,12 +121,21 @@ mod tests {
     fn first_free_cidr_skips_taken_subnets() {
         let cluster: Ipv4Net = "10.42.0.0/16".parse().unwrap();
         let mut taken = HashSet::new();
-        assert_eq!(first_free_cidr(cluster, &taken), Some("10.42.0.0/24".parse().unwrap()));
+        assert_eq!(
+            first_free_cidr(cluster, &taken),
+            Some("10.42.0.0/24".parse().unwrap())
+        );
         taken.insert("10.42.0.0/24".parse().unwrap());
         taken.insert("10.42.2.0/24".parse().unwrap());
-        assert_eq!(first_free_cidr(cluster, &taken), Some("10.42.1.0/24".parse().unwrap()));
+        assert_eq!(
+            first_free_cidr(cluster, &taken),
+            Some("10.42.1.0/24".parse().unwrap())
+        );
         taken.insert("10.42.1.0/24".parse().unwrap());
-        assert_eq!(first_free_cidr(cluster, &taken), Some("10.42.3.0/24".parse().unwrap()));
+        assert_eq!(
+            first_free_cidr(cluster, &taken),
+            Some("10.42.3.0/24".parse().unwrap())
+        );
     }
 
     #[test]
