@@ -322,3 +322,78 @@ fn server_with_embedded_agent_registers_its_own_node() {
     assert_eq!(node["metadata"]["labels"]["zone"], "attic");
     assert!(s.data_dir().join("agent/client.crt").exists());
 }
+
+#[tokio::test]
+async fn join_token_only_buys_a_node_credential() {
+    let s = Server::start();
+    let secret = token(&s).rsplit(':').next().unwrap().to_string();
+    let anonymous = s.client(false);
+    let url = format!("{}/v1-orc/node-credentials", s.url());
+    let body = serde_json::json!({"nodeName": "n9", "nodePassword": "pw"});
+
+    let resp = anonymous.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = anonymous
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // The bootstrap identity may not use the Kubernetes API itself.
+    let resp = anonymous
+        .get(format!("{}/api/v1/nodes", s.url()))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Forbidden");
+
+    let resp = anonymous
+        .post(&url)
+        .bearer_auth(&secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let creds: serde_json::Value = resp.json().await.unwrap();
+    assert!(creds["certificate"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    assert!(creds["caCertificate"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+
+    let other = serde_json::json!({"nodeName": "n9", "nodePassword": "another"});
+    let resp = anonymous
+        .post(&url)
+        .bearer_auth(&secret)
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        "node n9 is already registered with a different password"
+    );
+    let secret_type = s.ok(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "n9.node-password.orc",
+        "-o",
+        "jsonpath={.type}",
+    ]);
+    assert_eq!(secret_type, "orc.io/node-password");
+}

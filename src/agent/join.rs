@@ -382,6 +382,37 @@ mod tests {
     }
 
     #[test]
+    fn stored_credential_is_reused_only_for_its_node_and_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = tls::Pki::load_or_create(&dir.path().join("tls"), &[]).unwrap();
+        let (certificate, key) = pki
+            .issue_client_cert("system:node:n1", &["system:nodes"])
+            .unwrap();
+        let creds = NodeCredentials {
+            certificate,
+            key,
+            ca_certificate: pki.ca_cert_pem().to_string(),
+        };
+        let mut config = JoinConfig {
+            server: ServerAddr::parse("https://127.0.0.1:1").unwrap(),
+            token: token(Some(tls::ca_hash(pki.ca_cert_pem()))),
+            insecure_skip_ca_hash: false,
+            node_name: "n1".into(),
+            agent_dir: dir.path().join("agent"),
+        };
+        store(&config, &creds).unwrap();
+        let loaded = load_stored(&config).unwrap().expect("reused");
+        assert_eq!(loaded.certificate, creds.certificate);
+        assert!(config.agent_dir.join(KUBECONFIG_FILE).exists());
+
+        config.node_name = "n2".into();
+        assert!(load_stored(&config).unwrap().is_none(), "another node name");
+        config.node_name = "n1".into();
+        config.token = token(Some(tls::ca_hash("another ca")));
+        assert!(load_stored(&config).unwrap().is_none(), "another CA");
+    }
+
+    #[test]
     fn missing_stored_credential_means_join() {
         let dir = tempfile::tempdir().unwrap();
         let config = JoinConfig {
