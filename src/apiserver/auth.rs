@@ -1,13 +1,27 @@
-//! Authentication (client certificates, bearer tokens) and authorization of API requests.
+//! Authentication (client certificates, bearer tokens) and authorization of API requests:
+//! admins may do anything, nodes get what their kubelet needs for themselves and the pods
+//! bound to them (upstream's Node authorizer and NodeRestriction, simplified), and the join
+//! token's bootstrap identity may only ask for a node credential.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+use serde_json::Value;
 
 use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 
 /// Group whose members may do anything (as upstream).
 pub const ADMIN_GROUP: &str = "system:masters";
+/// Group of every node identity (client certificates issued at join).
+pub const NODES_GROUP: &str = "system:nodes";
+/// A node's user name is this prefix followed by the node name.
+pub const NODE_USER_PREFIX: &str = "system:node:";
+/// The user the join token's secret authenticates as: it may only obtain a node credential.
+pub const BOOTSTRAP_USER: &str = "system:bootstrap:node";
+pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers";
+/// Namespace of the node heartbeat leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +40,30 @@ impl From<crate::tls::Identity> for User {
 }
 
 impl User {
+    /// The bootstrap identity of the join token.
+    pub fn bootstrap() -> User {
+        User {
+            name: BOOTSTRAP_USER.into(),
+            groups: vec![BOOTSTRAP_GROUP.into()],
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.groups.iter().any(|g| g == ADMIN_GROUP)
+    }
+
+    pub fn is_bootstrap(&self) -> bool {
+        self.name == BOOTSTRAP_USER && self.groups.iter().any(|g| g == BOOTSTRAP_GROUP)
+    }
+
+    /// The node this user is (`system:node:<name>` in group `system:nodes`).
+    pub fn node_name(&self) -> Option<&str> {
+        if !self.groups.iter().any(|g| g == NODES_GROUP) {
+            return None;
+        }
+        self.name
+            .strip_prefix(NODE_USER_PREFIX)
+            .filter(|n| !n.is_empty())
     }
 }
 
@@ -54,7 +90,8 @@ impl TokenAuthenticator {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings without an early exit on the first difference.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -69,13 +106,141 @@ pub struct Action<'a> {
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
     pub subresource: Option<&'a str>,
+    /// For list/watch: the one object a `metadata.name=` field selector narrows it to.
+    pub selected_name: Option<&'a str>,
+}
+
+/// The stored objects node authorization depends on (upstream's node graph). This is read
+/// from the watch cache and may be a moment stale.
+pub trait NodeGraph {
+    /// `spec.nodeName` of the pod `namespace/name` (`None` if the pod does not exist).
+    fn pod_node(&self, namespace: &str, name: &str) -> Option<String>;
+    /// Whether a pod bound to `node` in `namespace` references the `kind`
+    /// (`Secret` or `ConfigMap`) named `name`.
+    fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool;
 }
 
 /// Decides whether `user` may perform `action` (403 `Status` if not).
-pub fn authorize(user: &User, action: &Action<'_>) -> Result<(), ApiError> {
+pub fn authorize(user: &User, action: &Action<'_>, graph: &dyn NodeGraph) -> Result<(), ApiError> {
     if user.is_admin() {
         return Ok(());
     }
+    match user.node_name() {
+        Some(node) => authorize_node(user, node, action, graph),
+        None => Err(forbidden(user, action, None)),
+    }
+}
+
+const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
+const WRITE_VERBS: [&str; 2] = ["update", "patch"];
+
+fn authorize_node(
+    user: &User,
+    node: &str,
+    action: &Action<'_>,
+    graph: &dyn NodeGraph,
+) -> Result<(), ApiError> {
+    let verb = action.verb;
+    let read = READ_VERBS.contains(&verb);
+    let deny = |why: Option<String>| Err(forbidden(user, action, why));
+    match (action.def.group, action.def.plural, action.subresource) {
+        ("", "nodes", None | Some("status")) => {
+            if read {
+                return Ok(());
+            }
+            match (verb, action.name) {
+                // The name is in the body: `admit_create` checks it.
+                ("create", None) if action.subresource.is_none() => Ok(()),
+                ("update" | "patch" | "delete", Some(name)) if name == node => Ok(()),
+                ("update" | "patch" | "delete", Some(name)) => deny(Some(format!(
+                    "node \"{node}\" is not allowed to modify node \"{name}\""
+                ))),
+                _ => deny(None),
+            }
+        }
+        ("", "pods", None) if read => Ok(()),
+        ("", "pods", sub @ (None | Some("status"))) => {
+            let wanted = match (verb, sub) {
+                ("delete", None) => "delete pods",
+                ("update" | "patch", Some("status")) => "update pod status for pods",
+                _ => return deny(None),
+            };
+            let bound = match (action.namespace, action.name) {
+                (Some(ns), Some(name)) => graph.pod_node(ns, name).as_deref() == Some(node),
+                _ => false,
+            };
+            if bound {
+                Ok(())
+            } else {
+                deny(Some(format!(
+                    "node \"{node}\" can only {wanted} with spec.nodeName set to itself"
+                )))
+            }
+        }
+        ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
+        ("", plural @ ("secrets" | "configmaps"), None) if read => {
+            let name = match verb {
+                "get" => action.name,
+                _ => action.selected_name,
+            };
+            let kind = if plural == "secrets" {
+                "Secret"
+            } else {
+                "ConfigMap"
+            };
+            match (action.namespace, name) {
+                (Some(ns), Some(name)) if graph.node_references(node, ns, kind, name) => Ok(()),
+                _ => deny(Some(format!(
+                    "no relationship found between node '{node}' and this object"
+                ))),
+            }
+        }
+        ("coordination.k8s.io", "leases", None) => {
+            if action.namespace != Some(NODE_LEASE_NAMESPACE) {
+                return deny(None);
+            }
+            match (verb, action.name) {
+                ("create", None) => Ok(()),
+                ("get" | "update" | "patch" | "delete", Some(name)) if name == node => Ok(()),
+                ("get" | "update" | "patch" | "delete", Some(_)) => deny(Some(
+                    "can only access node lease with the same name as the requesting node".into(),
+                )),
+                _ => deny(None),
+            }
+        }
+        ("" | "events.k8s.io", "events", None)
+            if verb == "create" || WRITE_VERBS.contains(&verb) =>
+        {
+            Ok(())
+        }
+        _ => deny(None),
+    }
+}
+
+/// Admission of a create once its body is known (NodeRestriction): a node may create only
+/// its own Node and its own Lease.
+pub fn admit_create(user: &User, def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    let Some(node) = user.node_name() else {
+        return Ok(());
+    };
+    let name = crate::api::object::name(obj);
+    let why = match def.plural {
+        "nodes" if name != node => {
+            format!("node \"{node}\" is not allowed to modify node \"{name}\"")
+        }
+        "leases" if name != node => {
+            "can only access node lease with the same name as the requesting node".to_string()
+        }
+        _ => return Ok(()),
+    };
+    Err(ApiError::forbidden(format!(
+        "{} \"{name}\" is forbidden: {why}",
+        crate::api::status::resource_name(def)
+    )))
+}
+
+/// The upstream wording of a denial, with the reason a node rule gives, if any.
+fn forbidden(user: &User, action: &Action<'_>, why: Option<String>) -> ApiError {
     let resource = match action.subresource {
         Some(sub) => format!("{}/{sub}", action.def.plural),
         None => action.def.plural.to_string(),
@@ -94,16 +259,149 @@ pub fn authorize(user: &User, action: &Action<'_>) -> Result<(), ApiError> {
             crate::api::status::resource_name(action.def)
         ),
     };
-    Err(ApiError::forbidden(format!(
-        "{subject}: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+    let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+    ApiError::forbidden(format!(
+        "{subject}: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}{why}",
         user.name, action.verb, action.def.group
-    )))
+    ))
+}
+
+/// Whether `pod` references the `kind` (`Secret` or `ConfigMap`) named `name`: volumes
+/// (also projected), env and envFrom of every container, and image pull secrets.
+pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
+    let spec = &pod["spec"];
+    let (volume_field, ref_field, key_ref, from_ref) = match kind {
+        "Secret" => ("secret", "secretName", "secretKeyRef", "secretRef"),
+        "ConfigMap" => ("configMap", "name", "configMapKeyRef", "configMapRef"),
+        _ => return false,
+    };
+    let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let named = |v: &Value, field: &str| v[field].as_str() == Some(name);
+    if kind == "Secret"
+        && items(&spec["imagePullSecrets"])
+            .iter()
+            .any(|s| named(s, "name"))
+    {
+        return true;
+    }
+    for volume in items(&spec["volumes"]) {
+        if named(&volume[volume_field], ref_field) {
+            return true;
+        }
+        let projected = items(&volume["projected"]["sources"]);
+        if projected.iter().any(|s| named(&s[volume_field], "name")) {
+            return true;
+        }
+    }
+    let containers = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|f| items(&spec[*f]));
+    for c in containers {
+        if items(&c["env"])
+            .iter()
+            .any(|e| named(&e["valueFrom"][key_ref], "name"))
+        {
+            return true;
+        }
+        if items(&c["envFrom"])
+            .iter()
+            .any(|e| named(&e[from_ref], "name"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+impl NodeGraph for super::registry::Registry {
+    fn pod_node(&self, namespace: &str, name: &str) -> Option<String> {
+        let pods = crate::api::resources::by_plural("", "v1", "pods").expect("served");
+        let kv = self.get(pods, Some(namespace), name).ok()?;
+        Some(
+            kv.value["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    }
+
+    fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool {
+        let pods = crate::api::resources::by_plural("", "v1", "pods").expect("served");
+        let page = self.list(pods, Some(namespace), None, 1, &|kv| {
+            kv.value["spec"]["nodeName"].as_str() == Some(node)
+                && pod_references(&kv.value, kind, name)
+        });
+        !page.items.is_empty()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::resources::by_plural;
+    use serde_json::json;
+
+    /// A node graph over plain pod values.
+    struct Pods(Vec<Value>);
+
+    impl NodeGraph for Pods {
+        fn pod_node(&self, namespace: &str, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["name"] == name)
+                .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        }
+
+        fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool {
+            self.0.iter().any(|p| {
+                p["metadata"]["namespace"] == namespace
+                    && p["spec"]["nodeName"] == node
+                    && pod_references(p, kind, name)
+            })
+        }
+    }
+
+    fn graph() -> Pods {
+        Pods(vec![
+            json!({"metadata": {"namespace": "default", "name": "mine"},
+                   "spec": {"nodeName": "n1", "volumes": [{"name": "v", "secret": {"secretName": "db"}}],
+                            "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}),
+            json!({"metadata": {"namespace": "default", "name": "theirs"},
+                   "spec": {"nodeName": "n2", "volumes": [{"name": "v", "secret": {"secretName": "other"}}]}}),
+        ])
+    }
+
+    fn node(name: &str) -> User {
+        User {
+            name: format!("system:node:{name}"),
+            groups: vec![NODES_GROUP.into()],
+        }
+    }
+
+    fn action<'a>(
+        verb: &'a str,
+        plural: &str,
+        namespace: Option<&'a str>,
+        name: Option<&'a str>,
+        subresource: Option<&'a str>,
+    ) -> Action<'a> {
+        let def = crate::api::resources::RESOURCES
+            .iter()
+            .find(|d| d.plural == plural)
+            .expect("served resource");
+        Action {
+            verb,
+            def,
+            namespace,
+            name,
+            subresource,
+            selected_name: None,
+        }
+    }
+
+    fn allowed(user: &User, a: &Action<'_>) -> bool {
+        authorize(user, a, &graph()).is_ok()
+    }
 
     #[test]
     fn admins_may_do_anything_and_others_get_an_upstream_style_403() {
@@ -114,22 +412,253 @@ mod tests {
             namespace: Some("default"),
             name: None,
             subresource: None,
+            selected_name: None,
         };
         let admin = User {
             name: "system:admin".into(),
             groups: vec![ADMIN_GROUP.into()],
         };
-        assert!(authorize(&admin, &action).is_ok());
+        assert!(authorize(&admin, &action, &graph()).is_ok());
         let bob = User {
             name: "bob".into(),
             groups: vec![],
         };
-        let err = authorize(&bob, &action).unwrap_err();
+        let err = authorize(&bob, &action, &graph()).unwrap_err();
         assert_eq!(err.code, 403);
         assert_eq!(
             err.message,
             "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
         );
+    }
+
+    #[test]
+    fn node_may_update_its_own_node_status_but_not_another_nodes() {
+        let n1 = node("n1");
+        for verb in ["update", "patch"] {
+            assert!(allowed(
+                &n1,
+                &action(verb, "nodes", None, Some("n1"), Some("status"))
+            ));
+            assert!(allowed(&n1, &action(verb, "nodes", None, Some("n1"), None)));
+        }
+        let err = authorize(
+            &n1,
+            &action("patch", "nodes", None, Some("n2"), Some("status")),
+            &graph(),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 403);
+        assert_eq!(
+            err.message,
+            "nodes \"n2\" is forbidden: User \"system:node:n1\" cannot patch resource \"nodes/status\" in API group \"\" at the cluster scope: node \"n1\" is not allowed to modify node \"n2\""
+        );
+        assert!(allowed(&n1, &action("list", "nodes", None, None, None)));
+        assert!(allowed(
+            &n1,
+            &action("get", "nodes", None, Some("n2"), None)
+        ));
+    }
+
+    #[test]
+    fn node_may_create_only_its_own_node_and_lease() {
+        let n1 = node("n1");
+        let nodes = by_plural("", "v1", "nodes").unwrap();
+        let leases = by_plural("coordination.k8s.io", "v1", "leases").unwrap();
+        assert!(allowed(&n1, &action("create", "nodes", None, None, None)));
+        assert!(admit_create(&n1, nodes, &json!({"metadata": {"name": "n1"}})).is_ok());
+        let err = admit_create(&n1, nodes, &json!({"metadata": {"name": "n2"}})).unwrap_err();
+        assert_eq!(err.code, 403);
+        assert!(
+            err.message.contains("not allowed to modify node \"n2\""),
+            "{}",
+            err.message
+        );
+        assert!(admit_create(&n1, leases, &json!({"metadata": {"name": "n2"}})).is_err());
+        let admin = User {
+            name: "system:admin".into(),
+            groups: vec![ADMIN_GROUP.into()],
+        };
+        assert!(admit_create(&admin, nodes, &json!({"metadata": {"name": "n2"}})).is_ok());
+    }
+
+    #[test]
+    fn node_may_not_act_as_admin() {
+        let n1 = node("n1");
+        let denied = [
+            action("create", "namespaces", None, None, None),
+            action("delete", "namespaces", None, Some("default"), None),
+            action("create", "pods", Some("kube-system"), None, None),
+            action("create", "secrets", Some("kube-system"), None, None),
+            action("update", "secrets", Some("default"), Some("db"), None),
+            action("delete", "secrets", Some("default"), Some("db"), None),
+            action("list", "secrets", Some("kube-system"), None, None),
+            action("create", "deployments", Some("default"), None, None),
+            action(
+                "update",
+                "services",
+                Some("default"),
+                Some("kubernetes"),
+                None,
+            ),
+            action("delete", "nodes", None, Some("n2"), None),
+            action(
+                "update",
+                "leases",
+                Some("kube-node-lease"),
+                Some("n2"),
+                None,
+            ),
+            action("create", "leases", Some("default"), None, None),
+            action(
+                "create",
+                "pods",
+                Some("default"),
+                Some("mine"),
+                Some("binding"),
+            ),
+            action("update", "pods", Some("default"), Some("mine"), None),
+        ];
+        for a in &denied {
+            let err = authorize(&n1, a, &graph()).unwrap_err();
+            assert_eq!(err.code, 403, "{a:?}");
+            assert!(
+                err.message.contains("User \"system:node:n1\" cannot"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn node_may_touch_only_pods_bound_to_it() {
+        let n1 = node("n1");
+        let ns = Some("default");
+        assert!(allowed(&n1, &action("list", "pods", None, None, None)));
+        assert!(allowed(
+            &n1,
+            &action("patch", "pods", ns, Some("mine"), Some("status"))
+        ));
+        assert!(allowed(
+            &n1,
+            &action("delete", "pods", ns, Some("mine"), None)
+        ));
+        let err = authorize(
+            &n1,
+            &action("update", "pods", ns, Some("theirs"), Some("status")),
+            &graph(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "node \"n1\" can only update pod status for pods with spec.nodeName set to itself"
+            ),
+            "{}",
+            err.message
+        );
+        assert!(!allowed(
+            &n1,
+            &action("delete", "pods", ns, Some("theirs"), None)
+        ));
+        assert!(!allowed(
+            &n1,
+            &action("delete", "pods", ns, Some("missing"), None)
+        ));
+    }
+
+    #[test]
+    fn node_may_read_only_secrets_and_configmaps_its_pods_use() {
+        let n1 = node("n1");
+        let ns = Some("default");
+        assert!(allowed(
+            &n1,
+            &action("get", "secrets", ns, Some("db"), None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("get", "configmaps", ns, Some("cfg"), None)
+        ));
+        let err = authorize(
+            &n1,
+            &action("get", "secrets", ns, Some("other"), None),
+            &graph(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .ends_with("no relationship found between node 'n1' and this object"),
+            "{}",
+            err.message
+        );
+        assert!(!allowed(
+            &n1,
+            &action("get", "secrets", Some("kube-system"), Some("db"), None)
+        ));
+        let mut watch_one = action("watch", "secrets", ns, None, None);
+        assert!(!allowed(&n1, &watch_one));
+        watch_one.selected_name = Some("db");
+        assert!(allowed(&n1, &watch_one));
+    }
+
+    #[test]
+    fn node_renews_its_own_lease_and_records_events() {
+        let n1 = node("n1");
+        let lease_ns = Some(NODE_LEASE_NAMESPACE);
+        assert!(allowed(
+            &n1,
+            &action("create", "leases", lease_ns, None, None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("update", "leases", lease_ns, Some("n1"), None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("get", "leases", lease_ns, Some("n1"), None)
+        ));
+        assert!(allowed(
+            &n1,
+            &action("create", "events", Some("default"), None, None)
+        ));
+        assert!(!allowed(
+            &n1,
+            &action("delete", "events", Some("default"), Some("e"), None)
+        ));
+    }
+
+    #[test]
+    fn bootstrap_identity_may_not_use_the_api() {
+        let bootstrap = User::bootstrap();
+        assert!(bootstrap.is_bootstrap() && bootstrap.node_name().is_none());
+        for a in [
+            action("get", "nodes", None, Some("n1"), None),
+            action("create", "nodes", None, None, None),
+            action("list", "secrets", Some("kube-system"), None, None),
+        ] {
+            assert_eq!(authorize(&bootstrap, &a, &graph()).unwrap_err().code, 403);
+        }
+        // A node name needs the nodes group.
+        let pretender = User {
+            name: "system:node:n1".into(),
+            groups: vec![],
+        };
+        assert!(!allowed(
+            &pretender,
+            &action("get", "nodes", None, Some("n1"), None)
+        ));
+    }
+
+    #[test]
+    fn pod_references_cover_volumes_env_and_pull_secrets() {
+        let pod = json!({"spec": {
+            "imagePullSecrets": [{"name": "pull"}],
+            "volumes": [{"name": "p", "projected": {"sources": [{"configMap": {"name": "proj"}}]}}],
+            "initContainers": [{"name": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "envsec", "key": "k"}}}]}],
+        }});
+        assert!(pod_references(&pod, "Secret", "pull"));
+        assert!(pod_references(&pod, "ConfigMap", "proj"));
+        assert!(pod_references(&pod, "Secret", "envsec"));
+        assert!(!pod_references(&pod, "ConfigMap", "pull"));
+        assert!(!pod_references(&pod, "Secret", "proj"));
     }
 
     #[test]

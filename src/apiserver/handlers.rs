@@ -75,6 +75,9 @@ async fn dispatch(
     }
     let user = user.ok_or_else(ApiError::unauthorized)?;
     let route = route.ok_or_else(ApiError::no_route)?;
+    if route == Route::NodeCredentials {
+        return node_credentials(ctx, user, req).await;
+    }
     let accept = header_str(&req, header::ACCEPT).to_string();
     if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
         return Err(ApiError::method_not_allowed(format!(
@@ -103,8 +106,32 @@ async fn dispatch(
         )),
         Route::OpenApi(path) => openapi(ctx, &path, &req),
         Route::Resource(r) => resource(ctx, user, r, req).await,
-        Route::Version | Route::Health | Route::CaCerts => unreachable!("answered above"),
+        Route::Version | Route::Health | Route::CaCerts | Route::NodeCredentials => {
+            unreachable!("answered above")
+        }
     }
+}
+
+async fn node_credentials(
+    ctx: &ApiContext,
+    user: &User,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            req.method()
+        )));
+    }
+    let content_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = request::read_body(req.into_body(), content_length).await?;
+    let creds = super::node_credentials::issue(&ctx.registry, &ctx.pki, user, &body).await?;
+    let value = serde_json::to_value(creds).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(response::json(200, &value))
 }
 
 fn aggregated(v: Value) -> Response<Body> {
@@ -187,7 +214,9 @@ async fn resource(
             namespace: r.namespace.as_deref(),
             name: r.name.as_deref(),
             subresource: r.subresource.as_deref(),
+            selected_name: selected_name(query.str("fieldSelector")),
         },
+        &*ctx.registry,
     )?;
     let def = r.def;
     let ns = r.namespace.as_deref();
@@ -253,6 +282,7 @@ async fn resource(
         ("create", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode_body(&content_type, &body)?;
+            auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             if def.kind == "Binding" {
                 let pod = object::name(&obj).to_string();
@@ -355,6 +385,17 @@ async fn resource(
             status::resource_name(def)
         ))),
     }
+}
+
+/// The one name a `metadata.name=X` field selector narrows a list or watch to.
+fn selected_name(field_selector: &str) -> Option<&str> {
+    let mut names = field_selector.split(',').filter_map(|term| {
+        let term = term.trim();
+        term.strip_prefix("metadata.name==")
+            .or_else(|| term.strip_prefix("metadata.name="))
+    });
+    let name = names.next()?;
+    (names.next().is_none() && !name.is_empty()).then_some(name)
 }
 
 /// Duplicate keys of a JSON body (YAML bodies with duplicates fail to parse anyway).

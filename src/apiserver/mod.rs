@@ -5,6 +5,7 @@ pub mod auth;
 pub mod discovery;
 pub mod handlers;
 pub mod heartbeats;
+pub mod node_credentials;
 pub mod openapi;
 pub mod registry;
 pub mod request;
@@ -37,6 +38,8 @@ pub struct ApiContext {
     pub tokens: auth::TokenAuthenticator,
     /// OpenAPI documents, generated on first request.
     pub openapi: openapi::OpenApi,
+    /// The cluster CA, to issue node credentials.
+    pub pki: Arc<crate::tls::Pki>,
 }
 
 #[derive(Debug, thiserror::Error)]

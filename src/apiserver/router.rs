@@ -8,6 +8,8 @@ pub enum Route {
     Version,
     Health,
     CaCerts,
+    /// `/v1-orc/node-credentials`: the join token trades a node password for a credential.
+    NodeCredentials,
     /// `/api`
     CoreVersions,
     /// `/apis`
@@ -41,6 +43,7 @@ pub fn parse(path: &str) -> Option<Route> {
         "/version" => return Some(Route::Version),
         "/healthz" | "/livez" | "/readyz" | "/ping" => return Some(Route::Health),
         "/cacerts" => return Some(Route::CaCerts),
+        super::node_credentials::PATH => return Some(Route::NodeCredentials),
         "/api" => return Some(Route::CoreVersions),
         "/apis" => return Some(Route::Groups),
         _ => {}

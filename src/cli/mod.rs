@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand turning flags into a checked config.
 
+pub mod agent;
 pub mod config_file;
 pub mod server;
 pub mod token;
@@ -27,7 +28,7 @@ pub enum Command {
     /// Run the control plane (API server, scheduler, controllers) and an embedded agent.
     Server(server::ServerArgs),
     /// Run a worker node that joins a server.
-    Agent(AgentArgs),
+    Agent(agent::AgentArgs),
     /// Print the join token of the server in --data-dir.
     Token(token::TokenArgs),
     /// Manage container images (air-gapped import).
@@ -36,18 +37,6 @@ pub enum Command {
     Check,
     /// Print the version.
     Version,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct AgentArgs {
-    /// URL of the server to join, e.g. https://10.0.0.1:6443.
-    #[arg(long, env = "ORC_JOIN")]
-    pub join: String,
-    /// Join token printed by `orc token` on the server.
-    #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
-    pub token: String,
-    #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]
-    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,7 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             version::run();
             Ok(())
         }
-        Command::Agent(_) => anyhow::bail!("orc agent is not available in this build yet"),
+        Command::Agent(args) => agent::run(args),
         Command::Images(_) => anyhow::bail!("orc images is not available in this build yet"),
         Command::Check => anyhow::bail!("orc check is not available in this build yet"),
     }

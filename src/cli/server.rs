@@ -9,8 +9,9 @@ use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
 use crate::apiserver::allocator::{Allocators, NODE_PORT_RANGE};
+use crate::apiserver::auth::{TokenAuthenticator, User};
 use crate::apiserver::registry::Registry;
-use crate::apiserver::{self, auth::TokenAuthenticator, ApiContext};
+use crate::apiserver::{self, ApiContext};
 use crate::controllers;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -39,9 +40,9 @@ pub struct ServerArgs {
     /// Do not run the embedded agent (control plane only).
     #[arg(long, env = "ORC_DISABLE_AGENT")]
     pub disable_agent: bool,
-    /// Name of this node (defaults to the hostname).
-    #[arg(long, env = "ORC_NODE_NAME")]
-    pub node_name: Option<String>,
+    /// The embedded agent's node.
+    #[command(flatten)]
+    pub node: super::agent::NodeArgs,
     /// Pod network; each node gets a /24 of it.
     #[arg(long, env = "ORC_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: Ipv4Net,
@@ -94,6 +95,8 @@ pub struct ServerConfig {
     pub advertise_ip: IpAddr,
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
+    /// The embedded agent's node flags (`None` with --disable-agent).
+    pub agent: Option<super::agent::NodeArgs>,
 }
 
 impl ServerArgs {
@@ -157,6 +160,7 @@ impl ServerArgs {
             advertise_ip,
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            agent: (!self.disable_agent).then_some(self.node),
         })
     }
 }
@@ -285,12 +289,16 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     .await
     .context("create the system namespaces and the kubernetes Service")?;
 
+    let pki = Arc::new(pki);
+    let tokens = TokenAuthenticator::default();
+    tokens.insert(&token.secret, User::bootstrap());
     let ctx = Arc::new(ApiContext {
         registry: registry.clone(),
         ca_pem: pki.ca_cert_pem().to_string(),
         advertise: format!("{}:{}", config.advertise_ip, config.listen.port()),
-        tokens: TokenAuthenticator::default(),
+        tokens,
         openapi: apiserver::openapi::OpenApi::new(),
+        pki: pki.clone(),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
@@ -302,6 +310,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             ..Default::default()
         },
     );
+    controllers.spawn(controllers::node_ipam::run(
+        registry.clone(),
+        config.cluster_cidr,
+    ));
     tokio::spawn(compact_periodically(store.clone()));
     let api = tokio::spawn(apiserver::serve(listener, tls_config, ctx));
 
@@ -316,7 +328,23 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.kubeconfig.display(),
         server_dir.join("token").display()
     );
-    drop(token);
+    if let Some(node) = config.agent.clone() {
+        let server = crate::agent::client::ServerAddr {
+            host: kubeconfig_host(&config)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: config.listen.port(),
+        };
+        let agent_config = node
+            .into_config(server, token, config.data_dir.clone())
+            .context("configure the embedded agent (or pass --disable-agent)")?;
+        controllers.spawn(async move {
+            if let Err(e) = crate::agent::run(agent_config).await {
+                tracing::error!(error = %e, "the embedded agent stopped");
+            }
+        });
+    }
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -352,7 +380,7 @@ async fn compact_periodically(store: Arc<dyn Store>) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -7,6 +7,7 @@ pub mod event_ttl;
 pub mod events;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod runtime;

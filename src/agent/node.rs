@@ -1,0 +1,592 @@
+//! This machine as a Node object: facts gathered from the host, the Node built from them
+//! (a pure function), registration, and the heartbeat (Lease renewals, status updates).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use super::client::{ApiClient, ClientError};
+use crate::apiserver::auth::NODE_LEASE_NAMESPACE;
+
+/// Version the agent reports as its kubelet.
+pub const KUBELET_VERSION: &str = "v1.32.0+orc";
+/// Pods one node accepts (upstream's default).
+pub const MAX_PODS: &str = "110";
+/// How often the Lease is renewed, and for how long it holds.
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+pub const LEASE_DURATION_SECONDS: i64 = 40;
+/// How often the node status is posted when nothing changed.
+pub const STATUS_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
+const READY_MESSAGE: &str = "orc agent is posting ready status";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{what}: {source}")]
+    Request {
+        what: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("{what}: the server answered {status}: {message}")]
+    Rejected {
+        what: String,
+        status: u16,
+        message: String,
+    },
+}
+
+/// What the host says about itself, gathered once per status update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub name: String,
+    pub hostname: String,
+    pub internal_ip: IpAddr,
+    /// Kubernetes architecture name (amd64, arm64, …).
+    pub arch: String,
+    pub cpus: usize,
+    pub memory_ki: u64,
+    pub kernel_version: String,
+    pub os_image: String,
+    pub machine_id: String,
+    pub boot_id: String,
+    pub containerd_version: Option<String>,
+    /// Extra labels from --node-label.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NodeFacts {
+    /// Reads the host: /proc, /etc/os-release, /etc/machine-id.
+    pub fn gather(
+        name: &str,
+        node_ip: Option<IpAddr>,
+        labels: &BTreeMap<String, String>,
+    ) -> NodeFacts {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        NodeFacts {
+            name: name.to_string(),
+            hostname: crate::cli::server::hostname(),
+            internal_ip: node_ip
+                .or_else(crate::cli::server::primary_ip)
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            arch: kubernetes_arch(std::env::consts::ARCH).to_string(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_ki: meminfo_total_ki(&read("/proc/meminfo")).unwrap_or(0),
+            kernel_version: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            os_image: os_release_pretty_name(&read("/etc/os-release"))
+                .unwrap_or_else(|| "Linux".into()),
+            machine_id: read("/etc/machine-id").trim().to_string(),
+            boot_id: read("/proc/sys/kernel/random/boot_id").trim().to_string(),
+            containerd_version: None,
+            labels: labels.clone(),
+        }
+    }
+}
+
+/// Rust's architecture name → the one Kubernetes uses (GOARCH).
+pub fn kubernetes_arch(rust_arch: &str) -> &str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, in KiB.
+pub fn meminfo_total_ki(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// `PRETTY_NAME` of /etc/os-release, unquoted.
+pub fn os_release_pretty_name(os_release: &str) -> Option<String> {
+    os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Parses `--node-label k=v` values.
+pub fn parse_labels(values: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--node-label {v:?}: expected key=value"))?;
+        let problems = crate::api::validation::is_qualified_name(k);
+        if let Some(p) = problems.first() {
+            return Err(format!("--node-label {v:?}: invalid key: {p}"));
+        }
+        let problems = crate::api::validation::is_valid_label_value(val);
+        if let Some(p) = problems.first() {
+            return Err(format!("--node-label {v:?}: invalid value: {p}"));
+        }
+        labels.insert(k.to_string(), val.to_string());
+    }
+    Ok(labels)
+}
+
+/// The labels the agent owns on its Node.
+pub fn node_labels(facts: &NodeFacts) -> Map<String, Value> {
+    let mut labels = Map::new();
+    labels.insert("kubernetes.io/hostname".into(), json!(facts.hostname));
+    labels.insert("kubernetes.io/os".into(), json!("linux"));
+    labels.insert("kubernetes.io/arch".into(), json!(facts.arch));
+    labels.insert("beta.kubernetes.io/os".into(), json!("linux"));
+    labels.insert("beta.kubernetes.io/arch".into(), json!(facts.arch));
+    for (k, v) in &facts.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    labels
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A `MicroTime` (as Lease renewTime wants it).
+pub fn micro_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The node status for `facts` at `now`. A condition keeps its `lastTransitionTime` from
+/// `previous` (the conditions last posted or stored) while its status is unchanged.
+pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> Value {
+    let resources = json!({
+        "cpu": facts.cpus.to_string(),
+        "memory": format!("{}Ki", facts.memory_ki),
+        "pods": MAX_PODS,
+    });
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        let transition = previous
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+            .filter(|c| c["status"] == status)
+            .and_then(|c| c["lastTransitionTime"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| timestamp(now));
+        json!({
+            "type": kind, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": timestamp(now), "lastTransitionTime": transition,
+        })
+    };
+    json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "addresses": [
+            {"type": "InternalIP", "address": facts.internal_ip.to_string()},
+            {"type": "Hostname", "address": facts.hostname},
+        ],
+        "nodeInfo": {
+            "machineID": facts.machine_id,
+            "systemUUID": facts.machine_id,
+            "bootID": facts.boot_id,
+            "kernelVersion": facts.kernel_version,
+            "osImage": facts.os_image,
+            "operatingSystem": "linux",
+            "architecture": facts.arch,
+            "containerRuntimeVersion": format!(
+                "containerd://{}",
+                facts.containerd_version.as_deref().unwrap_or("unknown")
+            ),
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": KUBELET_VERSION,
+        },
+        "conditions": [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            condition("Ready", "True", "KubeletReady", READY_MESSAGE),
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+    })
+}
+
+/// The Node to create for `facts` at `now` (the server assigns `spec.podCIDR`).
+pub fn build_node(facts: &NodeFacts, now: DateTime<Utc>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": facts.name, "labels": node_labels(facts)},
+        "spec": {},
+        "status": node_status(facts, now, &Value::Null),
+    })
+}
+
+/// The node's Lease in kube-node-lease, renewed at `now`, owned by the Node `node_uid`.
+pub fn build_lease(node: &str, node_uid: Option<&str>, now: DateTime<Utc>) -> Value {
+    let mut lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node, "namespace": NODE_LEASE_NAMESPACE},
+        "spec": lease_spec(node, now),
+    });
+    if let Some(uid) = node_uid {
+        lease["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}]);
+    }
+    lease
+}
+
+fn lease_spec(node: &str, now: DateTime<Utc>) -> Value {
+    json!({
+        "holderIdentity": node,
+        "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+        "renewTime": micro_time(now),
+    })
+}
+
+/// Status without the heartbeat times: what "changed" means for status updates.
+fn without_times(status: &Value) -> Value {
+    let mut s = status.clone();
+    if let Some(cs) = s["conditions"].as_array_mut() {
+        for c in cs {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastHeartbeatTime");
+                c.remove("lastTransitionTime");
+            }
+        }
+    }
+    s
+}
+
+fn node_path(name: &str) -> String {
+    format!("/api/v1/nodes/{name}")
+}
+
+fn lease_path(name: &str) -> String {
+    format!("/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases/{name}")
+}
+
+async fn call(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<super::client::Response, ClientError>>,
+) -> Result<super::client::Response, NodeError> {
+    fut.await.map_err(|source| NodeError::Request {
+        what: what.to_string(),
+        source,
+    })
+}
+
+fn rejected(what: &str, resp: &super::client::Response) -> NodeError {
+    NodeError::Rejected {
+        what: what.to_string(),
+        status: resp.status.as_u16(),
+        message: resp.message(),
+    }
+}
+
+/// Keeps one Node registered and alive: register, then renew the Lease and post status.
+pub struct Heartbeat {
+    client: ApiClient,
+    name: String,
+    node_ip: Option<IpAddr>,
+    labels: BTreeMap<String, String>,
+    node_uid: Option<String>,
+    /// The status last posted (the conditions' transition times come from it).
+    posted: Value,
+    posted_at: Option<Instant>,
+}
+
+impl Heartbeat {
+    pub fn new(
+        client: ApiClient,
+        name: &str,
+        node_ip: Option<IpAddr>,
+        labels: BTreeMap<String, String>,
+    ) -> Heartbeat {
+        Heartbeat {
+            client,
+            name: name.to_string(),
+            node_ip,
+            labels,
+            node_uid: None,
+            posted: Value::Null,
+            posted_at: None,
+        }
+    }
+
+    fn facts(&self) -> NodeFacts {
+        NodeFacts::gather(&self.name, self.node_ip, &self.labels)
+    }
+
+    /// Creates the Node, or updates the labels and status of the existing one.
+    pub async fn register(&mut self) -> Result<(), NodeError> {
+        let facts = self.facts();
+        let path = node_path(&self.name);
+        let resp = call("read the node", self.client.get(&path)).await?;
+        let now = Utc::now();
+        let node = match resp.status.as_u16() {
+            404 => {
+                let node = build_node(&facts, now);
+                let resp =
+                    call("create the node", self.client.post("/api/v1/nodes", &node)).await?;
+                if !resp.status.is_success() {
+                    return Err(rejected("create the node", &resp));
+                }
+                self.posted = node["status"].clone();
+                self.posted_at = Some(Instant::now());
+                resp.json().unwrap_or_default()
+            }
+            200 => {
+                let existing = resp.json().unwrap_or_default();
+                let patch = json!({"metadata": {"labels": node_labels(&facts)}});
+                let resp = call(
+                    "update the node's labels",
+                    self.client.merge_patch(&path, &patch),
+                )
+                .await?;
+                if !resp.status.is_success() {
+                    return Err(rejected("update the node's labels", &resp));
+                }
+                self.posted = existing["status"].clone();
+                self.post_status(&facts).await?;
+                existing
+            }
+            _ => return Err(rejected("read the node", &resp)),
+        };
+        self.node_uid = node["metadata"]["uid"].as_str().map(str::to_string);
+        tracing::info!(node = %self.name, "node registered");
+        Ok(())
+    }
+
+    async fn post_status(&mut self, facts: &NodeFacts) -> Result<(), NodeError> {
+        let status = node_status(facts, Utc::now(), &self.posted["conditions"]);
+        let patch = json!({"status": status});
+        let what = "update the node status";
+        let resp = call(
+            what,
+            self.client
+                .merge_patch(&format!("{}/status", node_path(&self.name)), &patch),
+        )
+        .await?;
+        if !resp.status.is_success() {
+            return Err(rejected(what, &resp));
+        }
+        self.posted = status;
+        self.posted_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Renews the Lease (creating it if missing).
+    pub async fn renew_lease(&self) -> Result<(), NodeError> {
+        let now = Utc::now();
+        let patch = json!({"spec": lease_spec(&self.name, now)});
+        let what = "renew the node lease";
+        let resp = call(
+            what,
+            self.client.merge_patch(&lease_path(&self.name), &patch),
+        )
+        .await?;
+        match resp.status.as_u16() {
+            200 => Ok(()),
+            404 => {
+                let lease = build_lease(&self.name, self.node_uid.as_deref(), now);
+                let path = format!(
+                    "/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
+                );
+                let resp = call("create the node lease", self.client.post(&path, &lease)).await?;
+                if resp.status.is_success() || resp.status.as_u16() == 409 {
+                    Ok(())
+                } else {
+                    Err(rejected("create the node lease", &resp))
+                }
+            }
+            _ => Err(rejected(what, &resp)),
+        }
+    }
+
+    /// One heartbeat tick: renew the lease; post status when it changed or is due.
+    /// A Node deleted meanwhile is registered again.
+    pub async fn tick(&mut self) -> Result<(), NodeError> {
+        self.renew_lease().await?;
+        let facts = self.facts();
+        let due = self
+            .posted_at
+            .is_none_or(|t| t.elapsed() >= STATUS_UPDATE_INTERVAL);
+        let changed = without_times(&node_status(&facts, Utc::now(), &Value::Null))
+            != without_times(&self.posted);
+        if due || changed {
+            match self.post_status(&facts).await {
+                Err(NodeError::Rejected { status: 404, .. }) => self.register().await?,
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers (retrying with back-off), then beats until the task is dropped.
+    pub async fn run(mut self) {
+        let mut attempt = 0;
+        while let Err(e) = self.register().await {
+            let delay = super::join::backoff(attempt);
+            tracing::warn!(node = %self.name, error = %e, retry_in_s = delay.as_secs(), "node registration failed; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+        let mut ticker = tokio::time::interval(LEASE_RENEW_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = self.tick().await {
+                tracing::warn!(node = %self.name, error = %e, "heartbeat failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> NodeFacts {
+        NodeFacts {
+            name: "n1".into(),
+            hostname: "box".into(),
+            internal_ip: "192.168.1.5".parse().unwrap(),
+            arch: "arm64".into(),
+            cpus: 4,
+            memory_ki: 8_000_000,
+            kernel_version: "6.1.0-18-arm64".into(),
+            os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+            machine_id: "abc".into(),
+            boot_id: "boot".into(),
+            containerd_version: None,
+            labels: BTreeMap::from([("zone".to_string(), "attic".to_string())]),
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn node_is_built_from_the_facts() {
+        let node = build_node(&facts(), t("2024-05-01T10:00:00Z"));
+        let labels = &node["metadata"]["labels"];
+        assert_eq!(labels["kubernetes.io/hostname"], "box");
+        assert_eq!(labels["kubernetes.io/os"], "linux");
+        assert_eq!(labels["kubernetes.io/arch"], "arm64");
+        assert_eq!(labels["zone"], "attic");
+        assert!(labels
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("node-role")));
+        let status = &node["status"];
+        assert_eq!(
+            status["capacity"],
+            json!({"cpu": "4", "memory": "8000000Ki", "pods": "110"})
+        );
+        assert_eq!(status["allocatable"], status["capacity"]);
+        assert_eq!(
+            status["addresses"],
+            json!([{"type": "InternalIP", "address": "192.168.1.5"}, {"type": "Hostname", "address": "box"}])
+        );
+        let info = &status["nodeInfo"];
+        assert_eq!(info["kubeletVersion"], "v1.32.0+orc");
+        assert_eq!(info["containerRuntimeVersion"], "containerd://unknown");
+        assert_eq!(info["osImage"], "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(info["architecture"], "arm64");
+        assert_eq!(info["machineID"], "abc");
+        let ready = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["status"], "True");
+        assert_eq!(ready["reason"], "KubeletReady");
+        assert_eq!(ready["message"], "orc agent is posting ready status");
+        assert_eq!(ready["lastHeartbeatTime"], "2024-05-01T10:00:00Z");
+        for kind in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+            let c = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == kind)
+                .unwrap();
+            assert_eq!(c["status"], "False", "{kind}");
+        }
+        // What the server would store: a typed Node.
+        let typed: k8s_openapi::api::core::v1::Node = serde_json::from_value(node).unwrap();
+        assert_eq!(typed.metadata.name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn heartbeat_keeps_the_transition_time_of_unchanged_conditions() {
+        let first = node_status(&facts(), t("2024-05-01T10:00:00Z"), &Value::Null);
+        let later = node_status(&facts(), t("2024-05-01T10:01:00Z"), &first["conditions"]);
+        let ready = |s: &Value| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(ready(&later)["lastTransitionTime"], "2024-05-01T10:00:00Z");
+        assert_eq!(ready(&later)["lastHeartbeatTime"], "2024-05-01T10:01:00Z");
+        assert_eq!(without_times(&first), without_times(&later));
+        let mut other = facts();
+        other.internal_ip = "192.168.1.6".parse().unwrap();
+        assert_ne!(
+            without_times(&node_status(
+                &other,
+                t("2024-05-01T10:01:00Z"),
+                &Value::Null
+            )),
+            without_times(&first)
+        );
+    }
+
+    #[test]
+    fn lease_is_held_by_the_node_with_a_micro_time() {
+        let lease = build_lease("n1", Some("uid-1"), t("2024-05-01T10:00:00.123456Z"));
+        assert_eq!(lease["metadata"]["namespace"], "kube-node-lease");
+        assert_eq!(lease["spec"]["holderIdentity"], "n1");
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+        assert_eq!(lease["spec"]["renewTime"], "2024-05-01T10:00:00.123456Z");
+        assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        let typed: k8s_openapi::api::coordination::v1::Lease =
+            serde_json::from_value(lease).unwrap();
+        assert!(typed.spec.unwrap().renew_time.is_some());
+    }
+
+    #[test]
+    fn host_files_are_parsed() {
+        assert_eq!(
+            meminfo_total_ki("MemTotal:       16314976 kB\nMemFree: 1 kB\n"),
+            Some(16314976)
+        );
+        assert_eq!(meminfo_total_ki("nothing"), None);
+        let os = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+        assert_eq!(
+            os_release_pretty_name(os).as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        assert_eq!(os_release_pretty_name("ID=x"), None);
+        assert_eq!(kubernetes_arch("x86_64"), "amd64");
+        assert_eq!(kubernetes_arch("aarch64"), "arm64");
+    }
+
+    #[test]
+    fn node_labels_are_checked() {
+        let labels = parse_labels(&["zone=attic".into(), "example.com/tier=edge".into()]).unwrap();
+        assert_eq!(labels["zone"], "attic");
+        assert!(parse_labels(&["novalue".into()])
+            .unwrap_err()
+            .contains("key=value"));
+        assert!(parse_labels(&["bad key=x".into()])
+            .unwrap_err()
+            .contains("invalid key"));
+    }
+}

@@ -1,0 +1,185 @@
+//! `orc agent`: flags → a checked agent config, then join the server and run the node.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::agent::{self, client::ServerAddr, AgentConfig};
+
+/// Flags describing this node, shared by `orc agent` and `orc server` (embedded agent).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Name of this node (defaults to the hostname).
+    #[arg(long, env = "ORC_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// IP address of this node for the cluster (defaults to the source address of the default route).
+    #[arg(long, env = "ORC_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Label to set on this node, as key=value (repeatable).
+    #[arg(long = "node-label", env = "ORC_NODE_LABEL", value_delimiter = ',')]
+    pub node_label: Vec<String>,
+    /// containerd socket (accepted; pods are not run by this build yet).
+    #[arg(
+        long,
+        env = "ORC_CONTAINERD_SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_socket: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_override_self = true)]
+pub struct AgentArgs {
+    /// URL of the server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, env = "ORC_JOIN")]
+    pub join: String,
+    /// Join token printed by `orc token` on the server.
+    #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Accept a token without CA hash, trusting whatever CA the server presents.
+    #[arg(long, env = "ORC_INSECURE_SKIP_CA_HASH")]
+    pub insecure_skip_ca_hash: bool,
+    #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+impl NodeArgs {
+    /// The agent config for joining `server` with `token` (shared by the embedded agent).
+    pub fn into_config(
+        self,
+        server: ServerAddr,
+        token: crate::tls::JoinToken,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<AgentConfig> {
+        let node_name = match self.node_name.filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None => crate::cli::server::hostname(),
+        };
+        if let Some(problem) = crate::api::validation::is_dns1123_subdomain(&node_name).first() {
+            anyhow::bail!(
+                "node name {node_name:?} is not valid: {problem}: choose one with --node-name"
+            );
+        }
+        let node_labels =
+            agent::node::parse_labels(&self.node_label).map_err(anyhow::Error::msg)?;
+        Ok(AgentConfig {
+            server,
+            token,
+            insecure_skip_ca_hash: false,
+            data_dir,
+            node_name,
+            node_ip: self.node_ip,
+            node_labels,
+            containerd_socket: self.containerd_socket,
+        })
+    }
+}
+
+impl AgentArgs {
+    pub fn into_config(self) -> anyhow::Result<AgentConfig> {
+        let server = ServerAddr::parse(&self.join).context("--join")?;
+        let token: crate::tls::JoinToken = self
+            .token
+            .parse()
+            .context("--token: copy it from `orc token` on the server")?;
+        let mut config = self.node.into_config(server, token, self.data_dir)?;
+        config.insecure_skip_ca_hash = self.insecure_skip_ca_hash;
+        agent::join::check_token(&config.token, config.insecure_skip_ca_hash)?;
+        Ok(config)
+    }
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("orc-agent")
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            result = agent::run(config) => result.map_err(anyhow::Error::from),
+            () = crate::cli::server::shutdown_signal() => {
+                tracing::info!("shutting down");
+                Ok(())
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<AgentConfig> {
+        let mut argv = vec!["orc"];
+        argv.extend_from_slice(args);
+        Wrapper::try_parse_from(argv)?.args.into_config()
+    }
+
+    const TOKEN: &str =
+        "K10aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa::node:s3cret";
+
+    #[test]
+    fn flags_become_a_checked_config() {
+        let c = config(&[
+            "--join",
+            "https://10.0.0.1:6443",
+            "--token",
+            TOKEN,
+            "--node-name",
+            "n1",
+            "--node-label",
+            "zone=attic",
+            "--node-label",
+            "tier=edge",
+            "--node-ip",
+            "10.0.0.2",
+        ])
+        .unwrap();
+        assert_eq!(c.server.port, 6443);
+        assert_eq!(c.node_name, "n1");
+        assert_eq!(c.node_labels.len(), 2);
+        assert_eq!(c.agent_dir(), PathBuf::from("/var/lib/orc/agent"));
+        assert_eq!(c.token.secret, "s3cret");
+    }
+
+    #[test]
+    fn bad_flags_give_actionable_errors() {
+        let e = config(&["--join", "http://x:6443", "--token", TOKEN]).unwrap_err();
+        assert!(format!("{e:#}").contains("expected https://"), "{e:#}");
+        let e = config(&["--join", "https://x:6443", "--token", "bare"]).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("--insecure-skip-ca-hash"),
+            "{e:#}"
+        );
+        assert!(config(&[
+            "--join",
+            "https://x",
+            "--token",
+            "bare",
+            "--insecure-skip-ca-hash"
+        ])
+        .is_ok());
+        let e = config(&[
+            "--join",
+            "https://x",
+            "--token",
+            TOKEN,
+            "--node-name",
+            "Bad_Name",
+        ])
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("--node-name"), "{e:#}");
+    }
+}

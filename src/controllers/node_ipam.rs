@@ -1,0 +1,150 @@
+//! Node IPAM: gives every node without one a `spec.podCIDR`, the first /24 of the cluster
+//! CIDR no other node holds. The choice is persisted in the Node itself, so a restart
+//! rebuilds the allocation from the stored nodes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use super::runtime::{self, WorkQueue};
+use crate::api::object;
+use crate::api::resources::{self, ResourceDef};
+use crate::apiserver::registry::{Registry, WriteOptions};
+use crate::store::EventType;
+
+/// Prefix length of each node's pod network.
+pub const NODE_CIDR_PREFIX: u8 = 24;
+/// How soon a node is retried when the write failed or the range is full.
+const RETRY: Duration = Duration::from_secs(5);
+
+fn nodes() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "nodes").expect("served")
+}
+
+/// The pod CIDR of a node, if it has one.
+fn pod_cidr(node: &Value) -> Option<&str> {
+    node["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty())
+}
+
+/// The first /24 of `cluster` that is not in `taken` (`None` when all are taken).
+pub fn first_free_cidr(cluster: Ipv4Net, taken: &HashSet<Ipv4Net>) -> Option<Ipv4Net> {
+    cluster
+        .subnets(NODE_CIDR_PREFIX.max(cluster.prefix_len()))
+        .ok()?
+        .find(|subnet| {
+            !taken
+                .iter()
+                .any(|t| t.contains(subnet) || subnet.contains(t))
+        })
+}
+
+pub async fn run(registry: Arc<Registry>, cluster_cidr: Ipv4Net) {
+    let queue = WorkQueue::new();
+    let _informer = runtime::spawn_informer(
+        registry.store.clone(),
+        nodes().prefix(),
+        queue.clone(),
+        Box::new(|event| {
+            let needs_cidr =
+                event.kind != EventType::Deleted && pod_cidr(&event.kv.value).is_none();
+            if needs_cidr {
+                vec![object::name(&event.kv.value).to_string()]
+            } else {
+                vec![]
+            }
+        }),
+    );
+    loop {
+        let name = queue.next().await;
+        let span = tracing::info_span!("reconcile", node = %name);
+        if let Err(e) = assign(&registry, cluster_cidr, &name)
+            .instrument(span)
+            .await
+        {
+            tracing::warn!(node = %name, error = %e, "pod CIDR not assigned; retrying");
+            queue.add_after(name, RETRY);
+        }
+    }
+}
+
+async fn assign(registry: &Registry, cluster: Ipv4Net, name: &str) -> Result<(), String> {
+    let Ok(node) = registry.get(nodes(), None, name) else {
+        return Ok(());
+    };
+    if pod_cidr(&node.value).is_some() {
+        return Ok(());
+    }
+    let taken: HashSet<Ipv4Net> = registry
+        .list(nodes(), None, None, 0, &|_| true)
+        .items
+        .iter()
+        .filter_map(|kv| pod_cidr(&kv.value)?.parse().ok())
+        .collect();
+    let cidr = first_free_cidr(cluster, &taken)
+        .ok_or_else(|| format!("no free /{NODE_CIDR_PREFIX} left in the cluster CIDR {cluster}: use a larger --cluster-cidr"))?;
+    let written = registry
+        .modify(
+            nodes(),
+            None,
+            name,
+            None,
+            &WriteOptions::default(),
+            &|cur| {
+                let mut cur = cur.clone();
+                if pod_cidr(&cur).is_none() {
+                    cur["spec"]["podCIDR"] = json!(cidr.to_string());
+                    cur["spec"]["podCIDRs"] = json!([cidr.to_string()]);
+                }
+                Ok(cur)
+            },
+        )
+        .await;
+    match written {
+        Ok(_) => {
+            tracing::info!(node = %name, %cidr, "assigned pod CIDR");
+            Ok(())
+        }
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_free_cidr_skips_taken_subnets() {
+        let cluster: Ipv4Net = "10.42.0.0/16".parse().unwrap();
+        let mut taken = HashSet::new();
+        assert_eq!(
+            first_free_cidr(cluster, &taken),
+            Some("10.42.0.0/24".parse().unwrap())
+        );
+        taken.insert("10.42.0.0/24".parse().unwrap());
+        taken.insert("10.42.2.0/24".parse().unwrap());
+        assert_eq!(
+            first_free_cidr(cluster, &taken),
+            Some("10.42.1.0/24".parse().unwrap())
+        );
+        taken.insert("10.42.1.0/24".parse().unwrap());
+        assert_eq!(
+            first_free_cidr(cluster, &taken),
+            Some("10.42.3.0/24".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_full_range_has_no_free_cidr() {
+        let cluster: Ipv4Net = "10.42.0.0/23".parse().unwrap();
+        let taken: HashSet<Ipv4Net> = ["10.42.0.0/24", "10.42.1.0/24"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert_eq!(first_free_cidr(cluster, &taken), None);
+    }
+}
