@@ -2,8 +2,15 @@
 
 pub mod bootstrap;
 pub mod events;
+pub mod expectations;
 pub mod namespace;
+pub mod ownership;
+pub mod pods;
+pub mod replication;
 pub mod runtime;
+pub mod workers;
+#[cfg(test)]
+mod workload_tests;
 
 use std::sync::Arc;
 
@@ -15,5 +22,13 @@ use crate::apiserver::registry::Registry;
 pub fn start(registry: Arc<Registry>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(namespace::run(registry.clone()));
+    set.spawn(replication::run(
+        registry.clone(),
+        &replication::REPLICATION_CONTROLLER,
+    ));
+    set.spawn(replication::run(
+        registry.clone(),
+        &replication::REPLICA_SET,
+    ));
     set
 }
