@@ -1,6 +1,7 @@
 //! Controllers running inside `orc server`, reading the shared watch cache.
 
 pub mod bootstrap;
+pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod namespace;
@@ -30,5 +31,6 @@ pub fn start(registry: Arc<Registry>) -> JoinSet<()> {
         registry.clone(),
         &replication::REPLICA_SET,
     ));
+    set.spawn(deployment::run(registry.clone()));
     set
 }
