@@ -107,7 +107,10 @@ pub fn revision(rs: &Value) -> i64 {
 }
 
 fn is_rolling(d: &Value) -> bool {
-    d["spec"]["strategy"]["type"].as_str().unwrap_or("RollingUpdate") == "RollingUpdate"
+    d["spec"]["strategy"]["type"]
+        .as_str()
+        .unwrap_or("RollingUpdate")
+        == "RollingUpdate"
 }
 
 /// An int-or-percent resolved against `total`; percentages round up for surge and
@@ -411,7 +414,11 @@ impl Controller {
                 );
             }
         }
-        if let Some(prev) = ev.prev.as_ref().and_then(|p| deployment_owner_key(&p.value)) {
+        if let Some(prev) = ev
+            .prev
+            .as_ref()
+            .and_then(|p| deployment_owner_key(&p.value))
+        {
             if !keys.contains(&prev) {
                 keys.push(prev);
             }
@@ -597,7 +604,8 @@ impl Controller {
             }
             self.set_deployment_revision(pass, revision(&rss[idx].obj))
                 .await?;
-            if has_progress_deadline(&pass.d) && get_condition(&pass.status, "Progressing").is_none()
+            if has_progress_deadline(&pass.d)
+                && get_condition(&pass.status, "Progressing").is_none()
             {
                 let msg = format!("Found new replica set \"{}\"", rss[idx].name());
                 let now = object::timestamp(pass.now);
@@ -846,9 +854,9 @@ impl Controller {
     async fn rollout_recreate(&self, pass: &mut Pass, rss: &mut Vec<Rs>) -> Reconciled {
         let mut new_idx = self.sync_revision(pass, rss, false).await?;
         let mut scaled_down = false;
-        for i in 0..rss.len() {
-            if Some(i) != new_idx && rss[i].replicas() > 0 {
-                scaled_down |= self.scale(pass, &mut rss[i], 0).await?;
+        for (i, rs) in rss.iter_mut().enumerate() {
+            if Some(i) != new_idx && rs.replicas() > 0 {
+                scaled_down |= self.scale(pass, rs, 0).await?;
             }
         }
         if scaled_down {
@@ -1024,12 +1032,24 @@ impl Controller {
         if paused && !paused_set {
             set_condition(
                 &mut pass.status,
-                condition("Progressing", "Unknown", PAUSED, "Deployment is paused", &now),
+                condition(
+                    "Progressing",
+                    "Unknown",
+                    PAUSED,
+                    "Deployment is paused",
+                    &now,
+                ),
             );
         } else if !paused && paused_set {
             set_condition(
                 &mut pass.status,
-                condition("Progressing", "Unknown", RESUMED, "Deployment is resumed", &now),
+                condition(
+                    "Progressing",
+                    "Unknown",
+                    RESUMED,
+                    "Deployment is resumed",
+                    &now,
+                ),
             );
         }
     }
@@ -1126,7 +1146,10 @@ impl Controller {
 
     async fn write_status(&self, pass: &Pass) -> Result<(), ApiError> {
         let mut status = pass.status.clone();
-        if status["conditions"].as_array().is_some_and(|c| c.is_empty()) {
+        if status["conditions"]
+            .as_array()
+            .is_some_and(|c| c.is_empty())
+        {
             if let Some(s) = status.as_object_mut() {
                 s.remove("conditions");
             }
@@ -1399,7 +1422,10 @@ mod tests {
             condition("Progressing", "True", RS_UPDATED, "b", "t2"),
         );
         let c = get_condition(&status, "Progressing").unwrap();
-        assert_eq!((c["reason"].as_str(), c["lastTransitionTime"].as_str()), (Some(RS_UPDATED), Some("t1")));
+        assert_eq!(
+            (c["reason"].as_str(), c["lastTransitionTime"].as_str()),
+            (Some(RS_UPDATED), Some("t1"))
+        );
         set_condition(
             &mut status,
             condition("Progressing", "False", TIMED_OUT, "c", "t3"),

@@ -182,10 +182,7 @@ impl Harness {
     ) -> (Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
         let violations = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (items, _, mut watcher) = self
-            .registry
-            .store
-            .snapshot_and_watch(&pods_def().prefix());
+        let (items, _, mut watcher) = self.registry.store.snapshot_and_watch(&pods_def().prefix());
         let (v, s) = (violations.clone(), stop.clone());
         self.tasks.spawn(async move {
             let mut current: BTreeMap<String, Value> = items
@@ -209,6 +206,16 @@ impl Harness {
             }
         });
         (violations, stop)
+    }
+}
+
+impl Harness {
+    /// Asserts that the controllers write nothing more once converged (an idle
+    /// cluster must not keep rewriting status).
+    pub async fn assert_idle(&self) {
+        let before = self.registry.revision();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(self.registry.revision(), before, "controllers keep writing");
     }
 }
 
@@ -303,6 +310,7 @@ async fn converges_to_replicas_with_owner_references() {
             s["readyReplicas"] == 3 && s["availableReplicas"] == 3
         })
         .await;
+        h.assert_idle().await;
         let created = h.events("SuccessfulCreate");
         assert_eq!(created.len(), 3);
         assert!(created.iter().all(|m| m.starts_with("Created pod: web-")));
@@ -424,9 +432,8 @@ async fn deleted_pods_are_recreated() {
 async fn a_burst_never_over_creates() {
     for (def, body) in [(rc_def(), rc as fn(&str, i64) -> Value), (rs_def(), rs)] {
         let mut h = Harness::new().await;
-        let (over, stop) = h.watch_pods(|pods| {
-            (pods.len() > 200).then(|| format!("{} pods exist", pods.len()))
-        });
+        let (over, stop) =
+            h.watch_pods(|pods| (pods.len() > 200).then(|| format!("{} pods exist", pods.len())));
         h.start_replication();
         h.create(def, body("web", 200)).await;
         wait_for("200 pods", || h.pods().len() == 200).await;
@@ -580,8 +587,11 @@ impl Harness {
 async fn deployment_runs_pods_through_a_hashed_replica_set() {
     let mut h = Harness::new().await;
     h.start_deployments();
-    h.create(deploy_def(), deploy(3, "nginx:1", rolling(json!("25%"), json!("25%"))))
-        .await;
+    h.create(
+        deploy_def(),
+        deploy(3, "nginx:1", rolling(json!("25%"), json!("25%"))),
+    )
+    .await;
     wait_for("3 pods", || h.active_pods().len() == 3).await;
     let rss = h.replica_sets();
     assert_eq!(rss.len(), 1);
@@ -591,14 +601,23 @@ async fn deployment_runs_pods_through_a_hashed_replica_set() {
         .expect("hash label")
         .to_string();
     assert_eq!(object::name(rs), format!("web-{hash}"));
-    assert_eq!(rs["spec"]["selector"]["matchLabels"], json!({"app": "web", POD_TEMPLATE_HASH_LABEL: hash}));
-    assert_eq!(rs["spec"]["template"]["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL], hash.as_str());
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"],
+        json!({"app": "web", POD_TEMPLATE_HASH_LABEL: hash})
+    );
+    assert_eq!(
+        rs["spec"]["template"]["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL],
+        hash.as_str()
+    );
     assert_eq!(annotation(rs, REVISION_ANNOTATION), "1");
     assert_eq!(annotation(rs, deployment::DESIRED_REPLICAS_ANNOTATION), "3");
     assert_eq!(annotation(rs, deployment::MAX_REPLICAS_ANNOTATION), "4");
     assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
     for p in h.pods() {
-        assert_eq!(p.value["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL], hash.as_str());
+        assert_eq!(
+            p.value["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL],
+            hash.as_str()
+        );
     }
     wait_for("deployment revision", || {
         annotation(&h.get(deploy_def(), "web"), REVISION_ANNOTATION) == "1"
@@ -616,7 +635,10 @@ async fn deployment_runs_pods_through_a_hashed_replica_set() {
         .unwrap();
     assert_eq!(available["status"], "True");
     let scaled = h.events("ScalingReplicaSet");
-    assert_eq!(scaled, [format!("Scaled up replica set web-{hash} from 0 to 3")]);
+    assert_eq!(
+        scaled,
+        [format!("Scaled up replica set web-{hash} from 0 to 3")]
+    );
 
     // Scaling the deployment scales its replica set, no new rollout.
     h.modify(deploy_def(), "web", |d| d["spec"]["replicas"] = json!(5))
@@ -630,8 +652,11 @@ async fn deployment_runs_pods_through_a_hashed_replica_set() {
 async fn rolling_update_stays_within_surge_and_unavailability() {
     let mut h = Harness::new().await;
     h.start_deployments();
-    h.create(deploy_def(), deploy(4, "nginx:1", rolling(json!(1), json!(1))))
-        .await;
+    h.create(
+        deploy_def(),
+        deploy(4, "nginx:1", rolling(json!(1), json!(1))),
+    )
+    .await;
     h.drive_rollout().await;
     let (violations, stop) = h.watch_pods(|pods| {
         let live: Vec<&&Value> = pods.iter().filter(|p| !object::is_deleting(p)).collect();
@@ -639,7 +664,9 @@ async fn rolling_update_stays_within_surge_and_unavailability() {
         if pods.len() > 5 {
             Some(format!("{} pods exceed replicas + maxSurge", pods.len()))
         } else if ready < 3 {
-            Some(format!("only {ready} ready pods, below replicas - maxUnavailable"))
+            Some(format!(
+                "only {ready} ready pods, below replicas - maxUnavailable"
+            ))
         } else {
             None
         }
@@ -657,7 +684,10 @@ async fn rolling_update_stays_within_surge_and_unavailability() {
     assert_eq!(spec_of(&rss[1]), 4);
     assert_eq!(image_of(&rss[1]), "nginx:2");
     assert_eq!(annotation(&rss[1], REVISION_ANNOTATION), "2");
-    assert_eq!(annotation(&h.get(deploy_def(), "web"), REVISION_ANNOTATION), "2");
+    assert_eq!(
+        annotation(&h.get(deploy_def(), "web"), REVISION_ANNOTATION),
+        "2"
+    );
     wait_for("old pods gone", || h.pods().len() == 4).await;
     assert!(h.pods().iter().all(|p| pod_image(&p.value) == "nginx:2"));
 }
@@ -670,8 +700,11 @@ fn spec_of(rs: &Value) -> i64 {
 async fn recreate_removes_old_pods_before_starting_new_ones() {
     let mut h = Harness::new().await;
     h.start_deployments();
-    h.create(deploy_def(), deploy(3, "nginx:1", json!({"type": "Recreate"})))
-        .await;
+    h.create(
+        deploy_def(),
+        deploy(3, "nginx:1", json!({"type": "Recreate"})),
+    )
+    .await;
     h.drive_rollout().await;
     let (violations, stop) = h.watch_pods(|pods| {
         let hashes: std::collections::BTreeSet<&str> = pods
@@ -695,15 +728,22 @@ async fn recreate_removes_old_pods_before_starting_new_ones() {
 async fn undo_scales_the_old_replica_set_back_up() {
     let mut h = Harness::new().await;
     h.start_deployments();
-    h.create(deploy_def(), deploy(2, "nginx:1", rolling(json!(1), json!(0))))
-        .await;
+    h.create(
+        deploy_def(),
+        deploy(2, "nginx:1", rolling(json!(1), json!(0))),
+    )
+    .await;
     h.drive_rollout().await;
     h.modify(deploy_def(), "web", |d| {
         d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2")
     })
     .await;
     h.drive_rollout().await;
-    let before: Vec<String> = h.replica_sets().iter().map(|rs| object::name(rs).to_string()).collect();
+    let before: Vec<String> = h
+        .replica_sets()
+        .iter()
+        .map(|rs| object::name(rs).to_string())
+        .collect();
     assert_eq!(before.len(), 2);
 
     // What `kubectl rollout undo --to-revision=1` does: copy revision 1's template
@@ -718,16 +758,24 @@ async fn undo_scales_the_old_replica_set_back_up() {
         .as_object_mut()
         .unwrap()
         .remove(POD_TEMPLATE_HASH_LABEL);
-    h.modify(deploy_def(), "web", |d| d["spec"]["template"] = template.clone())
-        .await;
+    h.modify(deploy_def(), "web", |d| {
+        d["spec"]["template"] = template.clone()
+    })
+    .await;
     h.drive_rollout().await;
     let after = h.replica_sets();
-    let names: Vec<String> = after.iter().map(|rs| object::name(rs).to_string()).collect();
+    let names: Vec<String> = after
+        .iter()
+        .map(|rs| object::name(rs).to_string())
+        .collect();
     assert_eq!(names, before, "no new replica set for a rollback");
     assert_eq!(annotation(&after[0], REVISION_ANNOTATION), "3");
     assert_eq!(spec_of(&after[0]), 2);
     assert_eq!(spec_of(&after[1]), 0);
-    assert_eq!(annotation(&h.get(deploy_def(), "web"), REVISION_ANNOTATION), "3");
+    assert_eq!(
+        annotation(&h.get(deploy_def(), "web"), REVISION_ANNOTATION),
+        "3"
+    );
     wait_for("old pods gone", || h.pods().len() == 2).await;
     assert!(h.pods().iter().all(|p| pod_image(&p.value) == "nginx:1"));
 }
@@ -736,8 +784,11 @@ async fn undo_scales_the_old_replica_set_back_up() {
 async fn a_paused_deployment_does_not_roll_out() {
     let mut h = Harness::new().await;
     h.start_deployments();
-    h.create(deploy_def(), deploy(2, "nginx:1", rolling(json!(1), json!(0))))
-        .await;
+    h.create(
+        deploy_def(),
+        deploy(2, "nginx:1", rolling(json!(1), json!(0))),
+    )
+    .await;
     h.drive_rollout().await;
     h.modify(deploy_def(), "web", |d| {
         d["spec"]["paused"] = json!(true);
@@ -757,7 +808,10 @@ async fn a_paused_deployment_does_not_roll_out() {
         .await;
     h.drive_rollout().await;
     assert_eq!(h.replica_sets().len(), 2);
-    assert!(h.active_pods().iter().all(|p| pod_image(&p.value) == "nginx:2"));
+    assert!(h
+        .active_pods()
+        .iter()
+        .all(|p| pod_image(&p.value) == "nginx:2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
