@@ -38,8 +38,11 @@ async fn simulate_kubelets(
     loop {
         let nodes: Vec<String> = alive.lock().unwrap().iter().cloned().collect();
         for n in &nodes {
-            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-            let lease_url = format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{n}");
+            let now = chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string();
+            let lease_url =
+                format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{n}");
             let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": n, "namespace": "kube-node-lease"},
                 "spec": {"holderIdentity": n, "leaseDurationSeconds": 40, "renewTime": now}});
@@ -51,13 +54,17 @@ async fn simulate_kubelets(
                 .await;
             if !matches!(&r, Ok(resp) if resp.status().is_success()) {
                 let _ = client
-                    .post(format!("{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"))
+                    .post(format!(
+                        "{base}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+                    ))
                     .json(&lease)
                     .send()
                     .await;
             }
             let pods: Value = match client
-                .get(format!("{base}/api/v1/pods?fieldSelector=spec.nodeName%3D{n}"))
+                .get(format!(
+                    "{base}/api/v1/pods?fieldSelector=spec.nodeName%3D{n}"
+                ))
                 .send()
                 .await
             {
@@ -71,7 +78,11 @@ async fn simulate_kubelets(
                         p["metadata"]["namespace"].as_str().unwrap(),
                         p["metadata"]["name"].as_str().unwrap()
                     );
-                    let _ = client.delete(url).json(&json!({"gracePeriodSeconds": 0})).send().await;
+                    let _ = client
+                        .delete(url)
+                        .json(&json!({"gracePeriodSeconds": 0}))
+                        .send()
+                        .await;
                     continue;
                 }
                 if p["status"]["phase"] == "Running" {
@@ -136,13 +147,25 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc_spreads_over_nodes_and_recovers_from_node_loss() {
-    let s = Server::start_with(&["--node-monitor-grace-period", "3s", "--pod-eviction-timeout", "2s"]);
+    let s = Server::start_with(&[
+        "--node-monitor-grace-period",
+        "3s",
+        "--pod-eviction-timeout",
+        "2s",
+    ]);
     let client = s.client(true);
     for n in NODES {
-        let r = client.post(format!("{}/api/v1/nodes", s.url())).json(&node(n)).send().await.unwrap();
+        let r = client
+            .post(format!("{}/api/v1/nodes", s.url()))
+            .json(&node(n))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
-    let alive = Arc::new(Mutex::new(NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>()));
+    let alive = Arc::new(Mutex::new(
+        NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>(),
+    ));
     let kubelets = tokio::spawn(simulate_kubelets(client.clone(), s.url(), alive.clone()));
 
     s.apply_yaml("apply", RC);
@@ -155,7 +178,9 @@ async fn rc_spreads_over_nodes_and_recovers_from_node_loss() {
     });
     assert_eq!(spread.values().sum::<usize>(), 6, "{spread:?}");
     tokio::task::block_in_place(|| {
-        wait_for("rc ready 6", || s.get_json(&["rc", "web"])["status"]["readyReplicas"] == 6);
+        wait_for("rc ready 6", || {
+            s.get_json(&["rc", "web"])["status"]["readyReplicas"] == 6
+        });
     });
 
     // node-c stops heartbeating: it becomes NotReady and its pods come back elsewhere.
@@ -203,9 +228,16 @@ async fn deployment_rolls_out_an_image_change() {
     let s = Server::start();
     let client = s.client(true);
     for n in NODES {
-        client.post(format!("{}/api/v1/nodes", s.url())).json(&node(n)).send().await.unwrap();
+        client
+            .post(format!("{}/api/v1/nodes", s.url()))
+            .json(&node(n))
+            .send()
+            .await
+            .unwrap();
     }
-    let alive = Arc::new(Mutex::new(NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>()));
+    let alive = Arc::new(Mutex::new(
+        NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>(),
+    ));
     let kubelets = tokio::spawn(simulate_kubelets(client.clone(), s.url(), alive));
     s.apply_yaml("apply", DEPLOY);
     tokio::task::block_in_place(|| {
@@ -221,15 +253,24 @@ async fn deployment_rolls_out_an_image_change() {
             .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
             .collect();
         assert_eq!(live.len(), 3);
-        assert!(live.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
+        assert!(live
+            .iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
         let history = s.ok(&["rollout", "history", "deployment/api"]);
         assert!(history.contains('1') && history.contains('2'), "{history}");
         s.ok(&["rollout", "undo", "deployment/api"]);
         s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
         let d = s.get_json(&["deploy", "api"]);
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.36");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "busybox:1.36"
+        );
         let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
-        assert_eq!(rs.lines().count(), 2, "undo reuses the first ReplicaSet: {rs}");
+        assert_eq!(
+            rs.lines().count(),
+            2,
+            "undo reuses the first ReplicaSet: {rs}"
+        );
     });
     kubelets.abort();
 }
@@ -240,14 +281,22 @@ fn unschedulable_pod_explains_why() {
     let mut small = node("tiny");
     small["status"]["allocatable"]["memory"] = json!("128Mi");
     small["status"]["capacity"]["memory"] = json!("128Mi");
-    let out = s.kubectl_stdin(&["create", "-f", "-"], &serde_json::to_string(&small).unwrap());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &serde_json::to_string(&small).unwrap(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.apply_yaml(
         "apply",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources: {requests: {memory: 1Gi}}\n",
     );
     wait_for("FailedScheduling event", || {
-        s.ok(&["describe", "pod", "big"]).contains("FailedScheduling")
+        s.ok(&["describe", "pod", "big"])
+            .contains("FailedScheduling")
     });
     let describe = s.ok(&["describe", "pod", "big"]);
     assert!(describe.contains("Insufficient memory"), "{describe}");
@@ -260,19 +309,44 @@ fn unschedulable_pod_explains_why() {
 fn cascading_deletes_follow_the_policy() {
     let s = Server::start();
     let rc = RC.replace("replicas: 6", "replicas: 2");
-    for (name, cascade, pods_left) in [("bg", "background", 0), ("fg", "foreground", 0), ("or", "orphan", 2)] {
-        let yaml = rc.replace("name: web", &format!("name: {name}")).replace("app: web", &format!("app: {name}"));
+    for (name, cascade, pods_left) in [
+        ("bg", "background", 0),
+        ("fg", "foreground", 0),
+        ("or", "orphan", 2),
+    ] {
+        let yaml = rc
+            .replace("name: web", &format!("name: {name}"))
+            .replace("app: web", &format!("app: {name}"));
         s.apply_yaml("apply", &yaml);
-        wait_for("2 pods", || pods_per_node(&s, &format!("app={name}")).values().sum::<usize>() == 2);
-        s.ok(&["delete", "rc", name, &format!("--cascade={cascade}"), "--timeout=20s"]);
+        wait_for("2 pods", || {
+            pods_per_node(&s, &format!("app={name}"))
+                .values()
+                .sum::<usize>()
+                == 2
+        });
+        s.ok(&[
+            "delete",
+            "rc",
+            name,
+            &format!("--cascade={cascade}"),
+            "--timeout=20s",
+        ]);
         assert!(!s.kubectl(&["get", "rc", name]).status.success());
         wait_for("dependents to match the policy", || {
-            pods_per_node(&s, &format!("app={name}")).values().sum::<usize>() == pods_left
+            pods_per_node(&s, &format!("app={name}"))
+                .values()
+                .sum::<usize>()
+                == pods_left
         });
         if pods_left > 0 {
             let pods = s.get_json(&["pods", "-l", &format!("app={name}")]);
-            assert!(pods["items"][0]["metadata"]["ownerReferences"].is_null()
-                || pods["items"][0]["metadata"]["ownerReferences"].as_array().unwrap().is_empty());
+            assert!(
+                pods["items"][0]["metadata"]["ownerReferences"].is_null()
+                    || pods["items"][0]["metadata"]["ownerReferences"]
+                        .as_array()
+                        .unwrap()
+                        .is_empty()
+            );
         }
     }
 }

@@ -234,11 +234,9 @@ async fn resource(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let mut opts = WriteOptions {
-        dry_run: query.dry_run()?,
-        field_validation: FieldValidation::parse(query.str("fieldValidation"))?,
-        duplicate_fields: Vec::new(),
-    };
+    let mut opts = WriteOptions::default();
+    opts.dry_run = query.dry_run()?;
+    opts.field_validation = FieldValidation::parse(query.str("fieldValidation"))?;
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
         ("list", None, None) => list(ctx, def, ns, &query, as_table),

@@ -45,6 +45,9 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Keys given twice in the request body (found while reading it).
     pub duplicate_fields: Vec<String>,
+    /// The write is a pod binding: `spec.nodeName` may be set although pod specs are
+    /// otherwise immutable (only `bind_pod` sets this).
+    binding: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -518,7 +521,12 @@ impl Registry {
             allocated = self.allocate_service(def, &mut new, Some(oldv), &name)?;
             released = service_allocations(oldv).minus(&service_allocations(&new));
         }
-        let errors = validation::validate(def.kind, &new, Some(oldv));
+        let errors = if opts.binding {
+            // Bindings change only spec.nodeName: validate the pod as if new.
+            validation::validate(def.kind, &new, None)
+        } else {
+            validation::validate(def.kind, &new, Some(oldv))
+        };
         if !errors.is_empty() {
             allocated.rollback(&self.allocators);
             return Err(ApiError::invalid(def, &name, &errors));
@@ -1006,7 +1014,11 @@ impl Registry {
                 )],
             ));
         }
-        self.modify(pods, Some(ns), pod_name, None, opts, &|pod| {
+        let binding_opts = WriteOptions {
+            binding: true,
+            ..opts.clone()
+        };
+        self.modify(pods, Some(ns), pod_name, None, &binding_opts, &|pod| {
             if object::is_deleting(pod) {
                 return Err(ApiError::conflict(
                     pods,

@@ -2,17 +2,25 @@
 
 pub mod bootstrap;
 pub mod clock;
+pub mod deployment;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod events;
+pub mod expectations;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
+pub mod ownership;
 pub mod pod_gc;
+pub mod pods;
+pub mod replication;
 pub mod runtime;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod workers;
+#[cfg(test)]
+mod workload_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +74,15 @@ pub fn start(registry: Arc<Registry>, config: Config) -> JoinSet<()> {
             clock: config.clock.clone(),
         },
     ));
-    set.spawn(pod_gc::run(registry, config.pod_gc_period));
+    set.spawn(pod_gc::run(registry.clone(), config.pod_gc_period));
+    set.spawn(replication::run(
+        registry.clone(),
+        &replication::REPLICATION_CONTROLLER,
+    ));
+    set.spawn(replication::run(
+        registry.clone(),
+        &replication::REPLICA_SET,
+    ));
+    set.spawn(deployment::run(registry.clone()));
     set
 }
