@@ -297,3 +297,14 @@ spec:
     assert_eq!(again["metadata"]["resourceVersion"], rv);
     assert_eq!(again["spec"]["clusterIP"], ip);
 }
+
+#[test]
+fn datastore_and_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start();
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.data_dir().join("server")), 0o700);
+    assert_eq!(mode(s.data_dir().join("server/db/state.db")), 0o600);
+    assert_eq!(mode(s.data_dir().join("server/tls/ca.key")), 0o600);
+    assert_eq!(mode(s.data_dir().join("server/token")), 0o600);
+}

@@ -243,9 +243,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = config.data_dir.join("server");
-    if let Some(parent) = config.db_path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("create datastore directory {}", parent.display()))?;
+    for dir in [Some(server_dir.as_path()), config.db_path.parent()]
+        .into_iter()
+        .flatten()
+    {
+        create_private_dir(dir)?;
     }
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.db_path)
@@ -351,6 +353,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     api.abort();
     controllers.abort_all();
     Ok(())
+}
+
+/// Creates `dir` (and parents) and makes it 0700: it holds keys and every Secret.
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("create directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("make {} private (0700)", dir.display()))
 }
 
 fn kubeconfig_host(config: &ServerConfig) -> String {

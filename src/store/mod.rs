@@ -98,6 +98,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("restrict permissions of {path}")]
+    Permissions {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("datastore {step} failed")]
     Sql {
         step: &'static str,

@@ -68,6 +68,16 @@ impl SqliteStore {
             source,
         };
         let conn = Connection::open(path).map_err(open_err)?;
+        // The datastore holds Secrets: only the owner may read it (WAL files follow).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| StoreError::Permissions {
+                    path: path.display().to_string(),
+                    source,
+                },
+            )?;
+        }
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
