@@ -267,6 +267,27 @@ fn describe_shows_events_and_events_sort() {
     let started = events.find("Started").expect("Started event listed");
     let pulling = events.find("Pulling").expect("Pulling event listed");
     assert!(started < pulling, "sorted by lastTimestamp:\n{events}");
+    s.apply_yaml("apply", DEPLOY_V1);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: rc1\nspec:\n  replicas: 1\n  selector: {app: rc1}\n  template:\n    metadata: {labels: {app: rc1}}\n    spec:\n      containers: [{name: c, image: busybox}]\n",
+    );
+    s.apply_yaml(
+        "apply",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  capacity: {cpu: \"2\", memory: 1Gi, pods: \"110\"}\n",
+    );
+    common::wait_for("the deployment's ReplicaSet", || {
+        s.ok(&["describe", "deploy", "web"])
+            .contains("ScalingReplicaSet")
+    });
+    let rc = s.ok(&["describe", "rc", "rc1"]);
+    common::wait_for("rc events", || {
+        s.ok(&["describe", "rc", "rc1"])
+            .contains("SuccessfulCreate")
+    });
+    assert!(rc.contains("Replicas:"), "{rc}");
+    let node = s.ok(&["describe", "node", "n1"]);
+    assert!(node.contains("Capacity:"), "{node}");
     for kind in ["svc kubernetes", "ns default"] {
         let args: Vec<&str> = std::iter::once("describe").chain(kind.split(' ')).collect();
         s.ok(&args);
