@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
@@ -19,6 +20,7 @@ use orc::agent::net::{
     self, create_netns, delete_netns, is_netns, netns, spawn_in_netns, LinuxNetwork,
     NetworkBackend, NetworkConfig, PodInterface, Routes, ROUTE_PROTOCOL,
 };
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -26,6 +28,7 @@ const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// TEST-NET-1: the node's "uplink" inside the test's node namespace only.
 const UPLINK_NET: &str = "192.0.2.0/24";
 const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn require_root() {
@@ -43,7 +46,10 @@ fn require_root() {
 
 fn require_nft() {
     let found = Command::new("nft").arg("--version").output().is_ok();
-    assert!(found, "tests/pod_network.rs needs the nft binary: apt-get install nftables");
+    assert!(
+        found,
+        "tests/pod_network.rs needs the nft binary: apt-get install nftables"
+    );
 }
 
 /// A test's own node namespace, pod namespaces and directories; all removed on drop.
@@ -85,6 +91,14 @@ impl Fixture {
         path
     }
 
+    /// A namespace linked to the node by [`add_uplink`].
+    async fn outside(&mut self) -> PathBuf {
+        let outside = self.pod_netns("outside");
+        create_netns(&outside).expect("create the outside namespace");
+        add_uplink(self.node(), outside.clone()).await;
+        outside
+    }
+
     fn node(&self) -> Option<PathBuf> {
         Some(self.node_ns.clone())
     }
@@ -112,7 +126,9 @@ where
     Fut: std::future::Future<Output = net::Result<T>>,
     T: Send + 'static,
 {
-    netns::run(ns, f).await.expect("netlink work in test namespace")
+    netns::run(ns, f)
+        .await
+        .expect("netlink work in test namespace")
 }
 
 async fn link_exists(ns: Option<PathBuf>, name: &str) -> bool {
@@ -124,47 +140,66 @@ async fn link_exists(ns: Option<PathBuf>, name: &str) -> bool {
     .await
 }
 
-/// An "uplink" in the node namespace, holding `UPLINK_IP`: one end of a veth pair (the
-/// `dummy` link kind is not built into every kernel).
-async fn add_uplink(ns: Option<PathBuf>) {
-    in_ns(ns, |h| async move {
+/// Links the node namespace to an "outside" namespace standing for the rest of the world:
+/// a veth pair with `UPLINK_IP` on the node end and `OUTSIDE_IP` on the other. The
+/// outside has no route to any pod CIDR, so pods reach it only through masquerade.
+async fn add_uplink(node: Option<PathBuf>, outside: PathBuf) {
+    let prefix = UPLINK_NET.parse::<Ipv4Net>().unwrap().prefix_len();
+    let outside_ns = outside.clone();
+    in_ns(node, move |h| async move {
+        let outside_file = std::fs::File::open(&outside_ns).expect("open outside namespace");
+        let peer = LinkUnspec::new_with_name("orctup1")
+            .setns_by_fd(outside_file.as_raw_fd())
+            .build();
+        let veth = LinkVeth::new("orctup0", "orctup1")
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .up()
+            .build();
         h.link()
-            .add(LinkVeth::new("orctup0", "orctup1").up().build())
+            .add(veth)
             .execute()
             .await
             .expect("create uplink veth");
-        let peer = h
-            .link()
-            .get()
-            .match_name("orctup1")
-            .execute()
-            .try_next()
-            .await
-            .expect("look up uplink peer")
-            .expect("uplink peer exists");
-        h.link()
-            .set(LinkUnspec::new_with_index(peer.header.index).up().build())
-            .execute()
-            .await
-            .expect("uplink peer up");
-        let link = h
-            .link()
-            .get()
-            .match_name("orctup0")
-            .execute()
-            .try_next()
-            .await
-            .expect("look up uplink")
-            .expect("uplink exists");
-        let prefix: Ipv4Net = UPLINK_NET.parse().unwrap();
+        let index = link_index(&h, "orctup0").await;
         h.address()
-            .add(link.header.index, UPLINK_IP.into(), prefix.prefix_len())
+            .add(index, UPLINK_IP.into(), prefix)
             .execute()
             .await
             .expect("address on uplink");
         Ok(())
     })
+    .await;
+    in_ns(Some(outside), move |h| async move {
+        for name in ["lo", "orctup1"] {
+            let index = link_index(&h, name).await;
+            h.link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .expect("link up");
+        }
+        let index = link_index(&h, "orctup1").await;
+        h.address()
+            .add(index, OUTSIDE_IP.into(), prefix)
+            .execute()
+            .await
+            .expect("address outside");
+        Ok(())
+    })
     .await
+}
+
+async fn link_index(h: &Handle, name: &str) -> u32 {
+    h.link()
+        .get()
+        .match_name(name)
+        .execute()
+        .try_next()
+        .await
+        .expect("look up link")
+        .unwrap_or_else(|| panic!("link {name} exists"))
+        .header
+        .index
 }
 
 /// `(destination, gateway, protocol)` of every IPv4 route with a gateway in the main table.
@@ -198,15 +233,16 @@ async fn gateway_routes(ns: Option<PathBuf>) -> Vec<(Ipv4Net, Ipv4Addr, u8)> {
     .await
 }
 
-/// Serves one "ping" → "pong" exchange on `addr` from inside `ns`; returns once listening.
-fn serve_once_in(ns: &Path, addr: SocketAddr) -> std::thread::JoinHandle<net::Result<()>> {
+/// Serves one "ping" → "pong" exchange on `addr` from inside `ns`; returns once
+/// listening. The thread yields the client's address as seen by the server.
+fn serve_once_in(ns: &Path, addr: SocketAddr) -> std::thread::JoinHandle<net::Result<SocketAddr>> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = spawn_in_netns(Some(ns.to_path_buf()), move || {
         let listener = TcpListener::bind(addr).expect("bind inside the pod namespace");
         listener.set_nonblocking(true).unwrap();
         ready_tx.send(()).unwrap();
         let deadline = Instant::now() + IO_TIMEOUT;
-        let (mut conn, _) = loop {
+        let (mut conn, peer) = loop {
             match listener.accept() {
                 Ok(conn) => break conn,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -222,7 +258,7 @@ fn serve_once_in(ns: &Path, addr: SocketAddr) -> std::thread::JoinHandle<net::Re
         conn.read_exact(&mut buf).expect("read ping");
         assert_eq!(&buf, b"ping");
         conn.write_all(b"pong").expect("write pong");
-        Ok(())
+        Ok(peer)
     })
     .expect("start listener thread");
     ready_rx
@@ -234,9 +270,13 @@ fn serve_once_in(ns: &Path, addr: SocketAddr) -> std::thread::JoinHandle<net::Re
 /// Connects to `addr` from inside `ns` (the calling process's namespace when `None`) and
 /// does the ping/pong exchange.
 fn ping_from(ns: Option<&Path>, addr: SocketAddr) -> Result<(), String> {
+    ping_within(ns, addr, IO_TIMEOUT)
+}
+
+fn ping_within(ns: Option<&Path>, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     spawn_in_netns(ns.map(Path::to_path_buf), move || {
         Ok((|| -> std::io::Result<()> {
-            let mut conn = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+            let mut conn = TcpStream::connect_timeout(&addr, timeout)?;
             conn.set_read_timeout(Some(IO_TIMEOUT))?;
             conn.write_all(b"ping")?;
             let mut buf = [0u8; 4];
@@ -277,13 +317,16 @@ fn read_sysctl_in(ns: &Path, path: &'static str) -> String {
 async fn two_pods_on_one_bridge_talk_by_ip_and_teardown_removes_the_veth() {
     require_nft();
     let mut fx = Fixture::new();
-    add_uplink(fx.node()).await;
+    let outside = fx.outside().await;
     let ns_a = fx.pod_netns("pod-a");
     let ns_b = fx.pod_netns("pod-b");
 
     let network = LinuxNetwork::new(fx.config.clone()).unwrap();
     network.ensure_node().await.unwrap();
-    network.ensure_node().await.expect("ensure_node is idempotent");
+    network
+        .ensure_node()
+        .await
+        .expect("ensure_node is idempotent");
     assert!(link_exists(fx.node(), &fx.config.bridge).await);
     assert_eq!(
         read_sysctl_in(&fx.node_ns, "/proc/sys/net/ipv4/ip_forward"),
@@ -292,7 +335,10 @@ async fn two_pods_on_one_bridge_talk_by_ip_and_teardown_removes_the_veth() {
 
     network.create_netns(&ns_a).await.unwrap();
     network.create_netns(&ns_b).await.unwrap();
-    network.create_netns(&ns_b).await.expect("create_netns is idempotent");
+    network
+        .create_netns(&ns_b)
+        .await
+        .expect("create_netns is idempotent");
     let pod_a = PodInterface::new("uid-a", &ns_a);
     let pod_b = PodInterface::new("uid-b", &ns_b);
     let ip_a = network.attach_pod(&pod_a).await.unwrap();
@@ -312,20 +358,39 @@ async fn two_pods_on_one_bridge_talk_by_ip_and_teardown_removes_the_veth() {
     ping_from(Some(&fx.node_ns), SocketAddr::from((ip_b, 8081))).expect("node reaches pod b");
     server.join().unwrap().unwrap();
 
-    // Pod to an address off the pod network: through the default route via the gateway.
+    // Pod to the node's other address: through the default route via the gateway.
     let server = serve_once_in(&fx.node_ns, SocketAddr::from((UPLINK_IP, 8082)));
     ping_from(Some(&ns_a), SocketAddr::from((UPLINK_IP, 8082)))
         .expect("pod a reaches the node's uplink address via its default route");
-    server.join().unwrap().unwrap();
+    assert_eq!(server.join().unwrap().unwrap().ip(), ip_a);
+
+    // Pod to outside the cluster: forwarded by the node and masqueraded to its address
+    // (the outside has no route back to the pod CIDR).
+    let server = serve_once_in(&outside, SocketAddr::from((OUTSIDE_IP, 8083)));
+    ping_from(Some(&ns_a), SocketAddr::from((OUTSIDE_IP, 8083)))
+        .expect("pod a reaches outside the cluster");
+    assert_eq!(
+        server.join().unwrap().unwrap().ip(),
+        UPLINK_IP,
+        "traffic leaving the cluster is masqueraded"
+    );
 
     // Teardown removes both ends of the veth and releases the address.
     network.detach_pod(&pod_a).await.unwrap();
-    network.detach_pod(&pod_a).await.expect("detach_pod is idempotent");
+    network
+        .detach_pod(&pod_a)
+        .await
+        .expect("detach_pod is idempotent");
     assert!(!link_exists(fx.node(), &pod_a.host_veth()).await);
     assert!(!link_exists(Some(ns_a.clone()), "eth0").await);
     assert_eq!(network.pod_ip("uid-a"), None);
     assert!(
-        ping_from(Some(&ns_b), SocketAddr::from((ip_a, 8080))).is_err(),
+        ping_within(
+            Some(&ns_b),
+            SocketAddr::from((ip_a, 8080)),
+            Duration::from_millis(500)
+        )
+        .is_err(),
         "pod a is gone from the network"
     );
 
@@ -378,22 +443,32 @@ async fn masquerade_lives_in_its_own_table_and_uninstall_removes_it_with_the_bri
         .iter()
         .filter_map(|o| o.get("rule"))
         .collect();
-    assert_eq!(rules.len(), 1, "one masquerade rule after two ensures: {json}");
+    assert_eq!(
+        rules.len(),
+        1,
+        "one masquerade rule after two ensures: {json}"
+    );
     let rule = rules[0].to_string();
     assert!(rule.contains("masquerade"), "{rule}");
-    assert!(rule.contains(&fx.config.pod_cidr.network().to_string()), "{rule}");
+    assert!(
+        rule.contains(&fx.config.pod_cidr.network().to_string()),
+        "{rule}"
+    );
 
     network.uninstall().await.unwrap();
     assert!(!link_exists(fx.node(), &fx.config.bridge).await);
     let listed = nft_in(&fx.node_ns, &["list", "table", "ip", table]);
-    assert!(!listed.status.success(), "table still there after uninstall");
+    assert!(
+        !listed.status.success(),
+        "table still there after uninstall"
+    );
     network.uninstall().await.expect("uninstall is idempotent");
 }
 
 #[tokio::test]
 async fn sync_routes_adds_and_removes_only_its_own_routes() {
-    let fx = Fixture::new();
-    add_uplink(fx.node()).await;
+    let mut fx = Fixture::new();
+    fx.outside().await;
     let net = |s: &str| -> Ipv4Net { s.parse().unwrap() };
     let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
 
@@ -427,7 +502,10 @@ async fn sync_routes_adds_and_removes_only_its_own_routes() {
     );
 
     let again = routes.sync(&desired).await.unwrap();
-    assert!(again.added.is_empty() && again.removed.is_empty(), "{again:?}");
+    assert!(
+        again.added.is_empty() && again.removed.is_empty(),
+        "{again:?}"
+    );
 
     // A node went away and another moved.
     let sync = routes

@@ -137,11 +137,12 @@ impl Bridge {
             Err(e) if errno(&e) == Some(Errno::EEXIST) => {}
             Err(e) => return Err(step(format!("create bridge {}", self.name))(e)),
         }
-        let link = nl::link_by_name(handle, &self.name)
-            .await?
-            .ok_or_else(|| Error::LinkNotFound {
-                name: self.name.clone(),
-            })?;
+        let link =
+            nl::link_by_name(handle, &self.name)
+                .await?
+                .ok_or_else(|| Error::LinkNotFound {
+                    name: self.name.clone(),
+                })?;
         Ok(link.header.index)
     }
 
@@ -177,7 +178,11 @@ impl Bridge {
         })
         .await?;
 
-        let (pod_if, gateway, prefix) = (pod.if_name.clone(), self.gateway(), self.pod_cidr.prefix_len());
+        let (pod_if, gateway, prefix) = (
+            pod.if_name.clone(),
+            self.gateway(),
+            self.pod_cidr.prefix_len(),
+        );
         let configured = netns::run(Some(pod.netns.clone()), move |handle| async move {
             configure_pod_side(&handle, &pod_if, ip, prefix, gateway).await
         })
@@ -226,11 +231,12 @@ async fn create_veth(
     pod_if: &str,
     netns_path: &Path,
 ) -> Result<u32> {
-    let bridge_link = nl::link_by_name(handle, bridge)
-        .await?
-        .ok_or_else(|| Error::BridgeMissing {
-            name: bridge.to_string(),
-        })?;
+    let bridge_link =
+        nl::link_by_name(handle, bridge)
+            .await?
+            .ok_or_else(|| Error::BridgeMissing {
+                name: bridge.to_string(),
+            })?;
     let mtu = nl::link_mtu(&bridge_link).unwrap_or(FALLBACK_MTU);
     if nl::delete_link(handle, host_veth).await? {
         debug!(%host_veth, "replaced a leftover veth");
@@ -256,11 +262,12 @@ async fn create_veth(
     drop(netns_file);
 
     let plugged = async {
-        let link = nl::link_by_name(handle, host_veth)
-            .await?
-            .ok_or_else(|| Error::LinkNotFound {
-                name: host_veth.to_string(),
-            })?;
+        let link =
+            nl::link_by_name(handle, host_veth)
+                .await?
+                .ok_or_else(|| Error::LinkNotFound {
+                    name: host_veth.to_string(),
+                })?;
         let index = link.header.index;
         handle
             .link()

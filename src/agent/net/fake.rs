@@ -15,8 +15,15 @@ pub enum NetCall {
     EnsureNode,
     CreateNetns(PathBuf),
     DeleteNetns(PathBuf),
-    AttachPod { owner: String, netns: PathBuf, ip: Ipv4Addr },
-    DetachPod { owner: String, netns: PathBuf },
+    AttachPod {
+        owner: String,
+        netns: PathBuf,
+        ip: Ipv4Addr,
+    },
+    DetachPod {
+        owner: String,
+        netns: PathBuf,
+    },
     SyncRoutes(Vec<(Ipv4Net, Ipv4Addr)>),
     Uninstall,
 }
@@ -140,7 +147,10 @@ mod tests {
         assert_eq!(net.pod_ip("uid-1"), Some(ip));
         net.detach_pod(&pod).await.unwrap();
         assert_eq!(net.pod_ip("uid-1"), None);
-        let route = ("10.42.1.0/24".parse().unwrap(), "192.0.2.1".parse().unwrap());
+        let route = (
+            "10.42.1.0/24".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+        );
         let sync = net.sync_routes(&[route]).await.unwrap();
         assert_eq!(sync.added, vec![route]);
         assert_eq!(net.sync_routes(&[]).await.unwrap().removed, vec![route]);

@@ -348,7 +348,11 @@ mod tests {
         for owner in ["c", "d", "e"] {
             ipam.allocate(owner).unwrap();
         }
-        assert_eq!(ipam.allocate("f").unwrap(), a, "wraps around to the freed address");
+        assert_eq!(
+            ipam.allocate("f").unwrap(),
+            a,
+            "wraps around to the freed address"
+        );
     }
 
     #[test]
@@ -386,7 +390,10 @@ mod tests {
         let store = FileStore::open(dir.path()).unwrap();
         assert!(store.claim(ip("10.42.0.2"), "a").unwrap());
         assert!(!store.claim(ip("10.42.0.2"), "b").unwrap());
-        assert_eq!(store.load().unwrap(), vec![(ip("10.42.0.2"), "a".to_string())]);
+        assert_eq!(
+            store.load().unwrap(),
+            vec![(ip("10.42.0.2"), "a".to_string())]
+        );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
     }

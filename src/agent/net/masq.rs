@@ -124,7 +124,7 @@ fn nft_error(step: &'static str, source: NftablesError) -> Error {
     Error::Nft {
         step,
         detail,
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -83,7 +83,7 @@ pub enum Error {
     Nft {
         step: &'static str,
         detail: String,
-        source: nftables::helper::NftablesError,
+        source: Box<nftables::helper::NftablesError>,
     },
     #[error("set sysctl {path}")]
     Sysctl {
