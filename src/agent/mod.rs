@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod join;
+pub mod net;
 pub mod node;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,161 @@
+//! A [`NetworkBackend`] that touches nothing and records its calls, for kubelet tests.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+
+use super::{Ipam, MemoryStore, NetworkBackend, PodInterface, Result, RouteSync};
+
+/// One call made to a [`FakeNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetCall {
+    EnsureNode,
+    CreateNetns(PathBuf),
+    DeleteNetns(PathBuf),
+    AttachPod {
+        owner: String,
+        netns: PathBuf,
+        ip: Ipv4Addr,
+    },
+    DetachPod {
+        owner: String,
+        netns: PathBuf,
+    },
+    SyncRoutes(Vec<(Ipv4Net, Ipv4Addr)>),
+    Uninstall,
+}
+
+/// Hands out addresses from an in-memory IPAM like the real one and records every call.
+#[derive(Debug)]
+pub struct FakeNetwork {
+    calls: Mutex<Vec<NetCall>>,
+    ipam: Mutex<Ipam<MemoryStore>>,
+    routes: Mutex<Vec<(Ipv4Net, Ipv4Addr)>>,
+}
+
+impl FakeNetwork {
+    pub fn new(pod_cidr: Ipv4Net) -> Result<Self> {
+        Ok(FakeNetwork {
+            calls: Mutex::new(Vec::new()),
+            ipam: Mutex::new(Ipam::with_store(MemoryStore::default(), pod_cidr)?),
+            routes: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The calls so far, oldest first.
+    pub fn calls(&self) -> Vec<NetCall> {
+        self.calls.lock().expect("fake network poisoned").clone()
+    }
+
+    /// The routes the last `sync_routes` asked for.
+    pub fn routes(&self) -> Vec<(Ipv4Net, Ipv4Addr)> {
+        self.routes.lock().expect("fake network poisoned").clone()
+    }
+
+    fn record(&self, call: NetCall) {
+        self.calls.lock().expect("fake network poisoned").push(call);
+    }
+}
+
+#[async_trait]
+impl NetworkBackend for FakeNetwork {
+    async fn ensure_node(&self) -> Result<()> {
+        self.record(NetCall::EnsureNode);
+        Ok(())
+    }
+
+    async fn create_netns(&self, path: &Path) -> Result<()> {
+        self.record(NetCall::CreateNetns(path.to_path_buf()));
+        Ok(())
+    }
+
+    async fn delete_netns(&self, path: &Path) -> Result<()> {
+        self.record(NetCall::DeleteNetns(path.to_path_buf()));
+        Ok(())
+    }
+
+    async fn attach_pod(&self, pod: &PodInterface) -> Result<Ipv4Addr> {
+        let ip = self
+            .ipam
+            .lock()
+            .expect("fake network poisoned")
+            .allocate(&pod.owner)?;
+        self.record(NetCall::AttachPod {
+            owner: pod.owner.clone(),
+            netns: pod.netns.clone(),
+            ip,
+        });
+        Ok(ip)
+    }
+
+    async fn detach_pod(&self, pod: &PodInterface) -> Result<()> {
+        self.ipam
+            .lock()
+            .expect("fake network poisoned")
+            .release(&pod.owner)?;
+        self.record(NetCall::DetachPod {
+            owner: pod.owner.clone(),
+            netns: pod.netns.clone(),
+        });
+        Ok(())
+    }
+
+    fn pod_ip(&self, owner: &str) -> Option<Ipv4Addr> {
+        self.ipam.lock().expect("fake network poisoned").get(owner)
+    }
+
+    async fn sync_routes(&self, desired: &[(Ipv4Net, Ipv4Addr)]) -> Result<RouteSync> {
+        self.record(NetCall::SyncRoutes(desired.to_vec()));
+        let mut routes = self.routes.lock().expect("fake network poisoned");
+        let sync = RouteSync {
+            added: desired
+                .iter()
+                .filter(|r| !routes.contains(r))
+                .copied()
+                .collect(),
+            removed: routes
+                .iter()
+                .filter(|r| !desired.contains(r))
+                .copied()
+                .collect(),
+            conflicts: Vec::new(),
+        };
+        *routes = desired.to_vec();
+        Ok(sync)
+    }
+
+    async fn uninstall(&self) -> Result<()> {
+        self.record(NetCall::Uninstall);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fake_records_calls_and_hands_out_stable_addresses() {
+        let net = FakeNetwork::new("10.42.9.0/24".parse().unwrap()).unwrap();
+        let pod = PodInterface::new("uid-1", "/run/orc/netns/uid-1");
+        net.ensure_node().await.unwrap();
+        let ip = net.attach_pod(&pod).await.unwrap();
+        assert_eq!(net.attach_pod(&pod).await.unwrap(), ip);
+        assert_eq!(net.pod_ip("uid-1"), Some(ip));
+        net.detach_pod(&pod).await.unwrap();
+        assert_eq!(net.pod_ip("uid-1"), None);
+        let route = (
+            "10.42.1.0/24".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+        );
+        let sync = net.sync_routes(&[route]).await.unwrap();
+        assert_eq!(sync.added, vec![route]);
+        assert_eq!(net.sync_routes(&[]).await.unwrap().removed, vec![route]);
+        assert_eq!(net.calls()[0], NetCall::EnsureNode);
+        assert_eq!(net.calls().len(), 6);
+        assert!(matches!(&net.calls()[3], NetCall::DetachPod { owner, .. } if owner == "uid-1"));
+    }
+}
