@@ -198,7 +198,7 @@ async fn rc_spreads_over_nodes_and_recovers_from_node_loss() {
         assert!(table.contains("NotReady"), "{table}");
         wait_for("6 pods on node-a and node-b only", || {
             let per = pods_per_node(&s, "app=web");
-            per.get("node-c").is_none() && per.values().sum::<usize>() == 6 && !per.contains_key("")
+            !per.contains_key("node-c") && per.values().sum::<usize>() == 6 && !per.contains_key("")
         });
     });
     let per = pods_per_node(&s, "app=web");
