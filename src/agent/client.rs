@@ -237,6 +237,38 @@ impl ApiClient {
         }
     }
 
+    /// Sends a GET whose answer is a long-lived stream (a watch) on a connection of its
+    /// own, so the kept connection stays free for other requests. Only connecting and the
+    /// response head are bounded in time; the body is read by the caller.
+    pub async fn stream(&self, path: &str) -> Result<(StatusCode, hyper::body::Incoming)> {
+        let mut sender = self.connect().await?;
+        let req = self.build(&Method::GET, path, Bytes::new(), "")?;
+        let head = async {
+            sender.ready().await?;
+            sender.send_request(req).await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, head).await {
+            Ok(Ok(resp)) => Ok((resp.status(), resp.into_body())),
+            Ok(Err(source)) => Err(ClientError::Http {
+                addr: self.addr.authority(),
+                source,
+            }),
+            Err(_) => Err(ClientError::Timeout {
+                addr: self.addr.authority(),
+            }),
+        }
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Response> {
+        self.request(Method::PUT, path, Some(body), "application/json")
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, body: &Value) -> Result<Response> {
+        self.request(Method::DELETE, path, Some(body), "application/json")
+            .await
+    }
+
     fn build(
         &self,
         method: &Method,

@@ -1,14 +1,21 @@
 //! The worker side of orc (`orc agent`, also embedded in `orc server`): join the cluster,
-//! register this machine as a Node and keep it alive. Running pods is not part of it yet.
+//! register this machine as a Node and keep it alive, and run the pods bound to it
+//! (the kubelet, over containerd and the pod network).
 
 pub mod client;
 pub mod join;
+pub mod kubelet;
 pub mod net;
 pub mod node;
+pub mod runtime;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
 
 use client::{ApiClient, ServerAddr};
 use join::{JoinConfig, JoinError};
@@ -24,8 +31,17 @@ pub struct AgentConfig {
     pub node_name: String,
     pub node_ip: Option<IpAddr>,
     pub node_labels: BTreeMap<String, String>,
-    /// Not used yet: pods are not run by this build.
     pub containerd_socket: PathBuf,
+    /// containerd namespace of orc's images and containers.
+    pub containerd_namespace: String,
+    /// The whole cluster's pod network (traffic leaving it is masqueraded).
+    pub cluster_cidr: Ipv4Net,
+    /// Cluster DNS server written into pods' resolv.conf.
+    pub cluster_dns: Ipv4Addr,
+    pub cluster_domain: String,
+    /// Pod bridge and nftables table names (tests take their own).
+    pub bridge: String,
+    pub nft_table: String,
 }
 
 impl AgentConfig {
@@ -59,13 +75,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         Some((&creds.certificate, &creds.key)),
     )
     .map_err(AgentError::Credential)?;
-    let client = ApiClient::new(config.server.clone(), tls, None);
+    let client = ApiClient::new(config.server.clone(), tls.clone(), None);
     tracing::info!(
         node = %config.node_name,
         server = %config.server.url(),
         containerd = %config.containerd_socket.display(),
-        "orc agent is running (pods are not run by this build)"
+        "orc agent is running"
     );
+    let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
+    tokio::spawn(run_pods(config.clone(), kubelet_client));
     node::Heartbeat::new(
         client,
         &config.node_name,
@@ -75,4 +93,116 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .run()
     .await;
     Ok(())
+}
+
+/// How often the podCIDR of a freshly registered node is looked for.
+const POD_CIDR_POLL: Duration = Duration::from_secs(1);
+
+/// Waits for the node's podCIDR and for containerd, sets up the pod network and runs the
+/// kubelet. Problems are logged and retried: the node keeps its heartbeat meanwhile.
+async fn run_pods(config: AgentConfig, client: Arc<ApiClient>) {
+    let pod_cidr = wait_for_pod_cidr(&client, &config.node_name).await;
+    let runtime = connect_containerd(&config).await;
+    import_images(&config, runtime.as_ref()).await;
+    let mut net_config = net::NetworkConfig::new(&config.data_dir, pod_cidr, config.cluster_cidr);
+    net_config.bridge = config.bridge.clone();
+    net_config.nft_table = config.nft_table.clone();
+    let network = match net::LinuxNetwork::new(net_config) {
+        Ok(n) => Arc::new(n),
+        Err(e) => {
+            tracing::error!(error = %kubelet::worker::error_chain(&e), "pod network unusable; pods will not run");
+            return;
+        }
+    };
+    let mut attempt = 0;
+    while let Err(e) = net::NetworkBackend::ensure_node(network.as_ref()).await {
+        let delay = join::backoff(attempt);
+        tracing::warn!(error = %kubelet::worker::error_chain(&e), retry_in_s = delay.as_secs(), "setting up the pod network failed; retrying");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+    let host_ip = config
+        .node_ip
+        .or_else(crate::cli::server::primary_ip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let shared = Arc::new(kubelet::Shared {
+        config: kubelet::KubeletConfig {
+            node_name: config.node_name.clone(),
+            host_ip,
+            agent_dir: config.agent_dir(),
+            dns: kubelet::DnsConfig {
+                servers: vec![config.cluster_dns],
+                domain: config.cluster_domain.clone(),
+                host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            },
+            sync_interval: kubelet::SYNC_INTERVAL,
+            cgroup_root: PathBuf::from(runtime::cgroup::CGROUP_ROOT),
+        },
+        runtime,
+        network,
+        api: Arc::new(kubelet::api::HttpPodApi::new(client.clone())),
+    });
+    kubelet::run(shared, client).await;
+}
+
+async fn wait_for_pod_cidr(client: &ApiClient, node: &str) -> Ipv4Net {
+    loop {
+        if let Ok(resp) = client.get(&format!("/api/v1/nodes/{node}")).await {
+            let cidr = resp.json().and_then(|n| {
+                n["spec"]["podCIDR"]
+                    .as_str()
+                    .and_then(|c| c.parse::<Ipv4Net>().ok())
+            });
+            if let Some(cidr) = cidr {
+                tracing::info!(%node, pod_cidr = %cidr, "node has its pod CIDR");
+                return cidr;
+            }
+        }
+        tokio::time::sleep(POD_CIDR_POLL).await;
+    }
+}
+
+async fn connect_containerd(config: &AgentConfig) -> Arc<dyn runtime::ContainerRuntime> {
+    let mut rc = runtime::ContainerdConfig::new(&config.containerd_socket);
+    rc.namespace = config.containerd_namespace.clone();
+    let mut attempt = 0;
+    loop {
+        match runtime::ContainerdRuntime::connect(rc.clone()).await {
+            Ok(r) => return Arc::new(r),
+            Err(e) => {
+                let delay = join::backoff(attempt);
+                if attempt == 0 {
+                    tracing::warn!(error = %e, "pods cannot run until containerd is reachable; retrying");
+                } else {
+                    tracing::debug!(error = %e, retry_in_s = delay.as_secs(), "containerd still unreachable");
+                }
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Imports the image tarballs in `<data-dir>/agent/images/` (air-gapped installs).
+async fn import_images(config: &AgentConfig, runtime: &dyn runtime::ContainerRuntime) {
+    let dir = config.agent_dir().join("images");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut tars: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    tars.sort();
+    for tar in tars {
+        match runtime.import_archive(&tar).await {
+            Ok(names) => {
+                tracing::info!(file = %tar.display(), images = ?names, "image archive imported")
+            }
+            Err(e) => {
+                tracing::warn!(file = %tar.display(), error = %kubelet::worker::error_chain(&e), "image archive import failed")
+            }
+        }
+    }
 }

@@ -19,13 +19,22 @@ pub struct NodeArgs {
     /// Label to set on this node, as key=value (repeatable).
     #[arg(long = "node-label", env = "ORC_NODE_LABEL", value_delimiter = ',')]
     pub node_label: Vec<String>,
-    /// containerd socket (accepted; pods are not run by this build yet).
+    /// containerd socket the kubelet runs pods through.
     #[arg(
         long,
         env = "ORC_CONTAINERD_SOCKET",
-        default_value = "/run/containerd/containerd.sock"
+        default_value = crate::agent::runtime::DEFAULT_CONTAINERD_SOCKET
     )]
     pub containerd_socket: PathBuf,
+    /// containerd namespace of orc's images and containers.
+    #[arg(long, env = "ORC_CONTAINERD_NAMESPACE", default_value = crate::agent::runtime::DEFAULT_NAMESPACE)]
+    pub containerd_namespace: String,
+    /// Name of the pod bridge on this node.
+    #[arg(long, env = "ORC_POD_BRIDGE", default_value = crate::agent::net::DEFAULT_BRIDGE)]
+    pub pod_bridge: String,
+    /// nftables table (family ip) holding the pod masquerade rules.
+    #[arg(long, env = "ORC_POD_NFT_TABLE", default_value = crate::agent::net::DEFAULT_NFT_TABLE)]
+    pub pod_nft_table: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +51,15 @@ pub struct AgentArgs {
     pub insecure_skip_ca_hash: bool,
     #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]
     pub data_dir: PathBuf,
+    /// The cluster's pod network (as given to the server).
+    #[arg(long, env = "ORC_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Cluster DNS address written into pods' resolv.conf (as given to the server).
+    #[arg(long, env = "ORC_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: std::net::Ipv4Addr,
+    /// Cluster domain (as given to the server).
+    #[arg(long, env = "ORC_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -74,6 +92,12 @@ impl NodeArgs {
             node_ip: self.node_ip,
             node_labels,
             containerd_socket: self.containerd_socket,
+            containerd_namespace: self.containerd_namespace,
+            cluster_cidr: "10.42.0.0/16".parse().expect("valid default"),
+            cluster_dns: std::net::Ipv4Addr::new(10, 43, 0, 10),
+            cluster_domain: "cluster.local".into(),
+            bridge: self.pod_bridge,
+            nft_table: self.pod_nft_table,
         })
     }
 }
@@ -87,6 +111,9 @@ impl AgentArgs {
             .context("--token: copy it from `orc token` on the server")?;
         let mut config = self.node.into_config(server, token, self.data_dir)?;
         config.insecure_skip_ca_hash = self.insecure_skip_ca_hash;
+        config.cluster_cidr = self.cluster_cidr;
+        config.cluster_dns = self.cluster_dns;
+        config.cluster_domain = self.cluster_domain;
         agent::join::check_token(&config.token, config.insecure_skip_ca_hash)?;
         Ok(config)
     }

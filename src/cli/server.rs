@@ -89,6 +89,8 @@ pub struct ServerConfig {
     pub db_path: PathBuf,
     pub service_cidr: Ipv4Net,
     pub cluster_cidr: Ipv4Net,
+    pub cluster_dns: Ipv4Addr,
+    pub cluster_domain: String,
     pub node_ports: (u16, u16),
     pub tls_sans: Vec<String>,
     pub token: Option<String>,
@@ -154,6 +156,8 @@ impl ServerArgs {
             db_path,
             service_cidr: self.service_cidr,
             cluster_cidr: self.cluster_cidr,
+            cluster_dns: self.cluster_dns,
+            cluster_domain: self.cluster_domain.clone(),
             node_ports,
             tls_sans: sans,
             token: self.token,
@@ -341,6 +345,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         let agent_config = node
             .into_config(server, token, config.data_dir.clone())
             .context("configure the embedded agent (or pass --disable-agent)")?;
+        let agent_config = crate::agent::AgentConfig {
+            cluster_cidr: config.cluster_cidr,
+            cluster_dns: config.cluster_dns,
+            cluster_domain: config.cluster_domain.clone(),
+            ..agent_config
+        };
         controllers.spawn(async move {
             if let Err(e) = crate::agent::run(agent_config).await {
                 tracing::error!(error = %e, "the embedded agent stopped");

@@ -1,0 +1,563 @@
+//! From a pod's container spec to the runtime's `ContainerConfig`: environment (values,
+//! fieldRef, resourceFieldRef, configMap/secret refs, envFrom, `$(VAR)` expansion),
+//! volume mounts, resources and the labels a restarted agent re-adopts containers by.
+//! Pure: ConfigMaps and Secrets are fetched by the caller and passed in.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::pod_files::object_data;
+use crate::agent::runtime::{
+    BindMount, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy, Resources, RunAs,
+};
+
+/// Labels on every container the kubelet creates.
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+pub const RESTART_COUNT_LABEL: &str = "io.kubernetes.container.restartCount";
+/// `init` for init containers, `app` otherwise.
+pub const CONTAINER_KIND_LABEL: &str = "io.orc.container.kind";
+
+/// ConfigMaps and Secrets the pod references, by `(kind, name)`; `None`: not found.
+pub type Sources = BTreeMap<(String, String), Option<Value>>;
+
+/// Everything about the pod a container config depends on besides its spec.
+#[derive(Debug, Clone)]
+pub struct PodContext<'a> {
+    pub pod: &'a Value,
+    pub pod_dir: &'a Path,
+    pub netns: &'a Path,
+    pub pod_ip: Option<IpAddr>,
+    pub host_ip: IpAddr,
+    pub node_name: &'a str,
+    /// Host paths of the pod's volumes, by volume name.
+    pub volumes: &'a BTreeMap<String, (PathBuf, bool)>,
+    /// The pod's /etc/hosts, /etc/resolv.conf and /etc/hostname files.
+    pub etc_files: &'a [(PathBuf, &'static str)],
+    pub sources: &'a Sources,
+}
+
+/// The `(kind, name)` of every ConfigMap and Secret the container's env refers to.
+pub fn env_sources(container: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in container["env"].as_array().into_iter().flatten() {
+        let from = &e["valueFrom"];
+        if let Some(n) = from["configMapKeyRef"]["name"].as_str() {
+            out.push(("ConfigMap".to_string(), n.to_string()));
+        }
+        if let Some(n) = from["secretKeyRef"]["name"].as_str() {
+            out.push(("Secret".to_string(), n.to_string()));
+        }
+    }
+    for e in container["envFrom"].as_array().into_iter().flatten() {
+        if let Some(n) = e["configMapRef"]["name"].as_str() {
+            out.push(("ConfigMap".to_string(), n.to_string()));
+        }
+        if let Some(n) = e["secretRef"]["name"].as_str() {
+            out.push(("Secret".to_string(), n.to_string()));
+        }
+    }
+    out
+}
+
+/// The value a `fieldRef` names.
+pub fn field_value(ctx: &PodContext<'_>, path: &str) -> Option<String> {
+    let meta = &ctx.pod["metadata"];
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let keyed = |prefix: &str, field: &str| -> Option<String> {
+        let key = path
+            .strip_prefix(prefix)?
+            .strip_suffix("']")
+            .or_else(|| path.strip_prefix(prefix)?.strip_suffix("\"]"))?;
+        Some(text(&meta[field][key]))
+    };
+    Some(match path {
+        "metadata.name" => text(&meta["name"]),
+        "metadata.namespace" => text(&meta["namespace"]),
+        "metadata.uid" => text(&meta["uid"]),
+        "spec.nodeName" => ctx.node_name.to_string(),
+        "spec.serviceAccountName" => text(&ctx.pod["spec"]["serviceAccountName"]),
+        "status.hostIP" | "status.hostIPs" => ctx.host_ip.to_string(),
+        "status.podIP" | "status.podIPs" => ctx.pod_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        p if p.starts_with("metadata.labels[") => keyed("metadata.labels['", "labels")
+            .or_else(|| keyed("metadata.labels[\"", "labels"))?,
+        p if p.starts_with("metadata.annotations[") => {
+            keyed("metadata.annotations['", "annotations")
+                .or_else(|| keyed("metadata.annotations[\"", "annotations"))?
+        }
+        _ => return None,
+    })
+}
+
+/// Kubernetes quantity → a number in `unit`s (`1` for bytes/cores, `0.001` for milli).
+/// Returns `None` when it does not parse.
+pub fn parse_quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "m" => 0.001,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0_f64.powi(4),
+        "e3" => 1e3,
+        "e6" => 1e6,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// cgroup limits from `resources.requests`/`limits` (memory limit, CPU shares and quota).
+pub fn resources_of(container: &Value) -> Resources {
+    let res = &container["resources"];
+    let get = |kind: &str, name: &str| res[kind][name].as_str().and_then(parse_quantity);
+    let millis = |v: Option<f64>| v.map(|c| (c * 1000.0).round() as u64);
+    let cpu_limit = millis(get("limits", "cpu"));
+    // A request defaults to the limit (as the API server defaults it).
+    let cpu_request = millis(get("requests", "cpu")).or(cpu_limit);
+    Resources {
+        memory_limit_bytes: get("limits", "memory").map(|b| b as i64),
+        ..Resources::default()
+    }
+    .with_cpu_millis(cpu_request, cpu_limit)
+}
+
+/// The container's pull policy (defaulted by the API server; defaulted again here).
+pub fn pull_policy(container: &Value) -> PullPolicy {
+    match container["imagePullPolicy"].as_str() {
+        Some("Always") => PullPolicy::Always,
+        Some("Never") => PullPolicy::Never,
+        Some("IfNotPresent") => PullPolicy::IfNotPresent,
+        _ => {
+            let image = container["image"].as_str().unwrap_or("");
+            let tagless = image
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| !last.contains(':'));
+            if image.contains('@') {
+                PullPolicy::IfNotPresent
+            } else if tagless || image.ends_with(":latest") {
+                PullPolicy::Always
+            } else {
+                PullPolicy::IfNotPresent
+            }
+        }
+    }
+}
+
+/// Expands `$(NAME)` from `vars`; `$$` escapes; unknown references stay as written.
+pub fn expand(input: &str, vars: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match vars.iter().rev().find(|(n, _)| n == name) {
+                        Some((_, v)) => out.push_str(v),
+                        None => out.push_str(&format!("$({name})")),
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The container's environment. An error reads like upstream's
+/// CreateContainerConfigError message.
+pub fn resolve_env(
+    ctx: &PodContext<'_>,
+    container: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let source = |kind: &str, name: &str| -> Option<BTreeMap<String, Vec<u8>>> {
+        ctx.sources
+            .get(&(kind.to_string(), name.to_string()))
+            .and_then(|o| o.as_ref())
+            .map(|o| object_data(kind, o))
+    };
+    for from in container["envFrom"].as_array().into_iter().flatten() {
+        let prefix = from["prefix"].as_str().unwrap_or("");
+        for (field, kind) in [("configMapRef", "ConfigMap"), ("secretRef", "Secret")] {
+            let Some(name) = from[field]["name"].as_str() else {
+                continue;
+            };
+            match source(kind, name) {
+                Some(data) => {
+                    for (k, v) in data {
+                        env.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v).into()));
+                    }
+                }
+                None if from[field]["optional"].as_bool() == Some(true) => {}
+                None => return Err(format!("{} \"{name}\" not found", kind.to_lowercase())),
+            }
+        }
+    }
+    for e in container["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or("").to_string();
+        let from = &e["valueFrom"];
+        let value = if let Some(v) = e["value"].as_str() {
+            expand(v, &env)
+        } else if from.is_object() {
+            if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
+                field_value(ctx, path)
+                    .ok_or_else(|| format!("unsupported fieldRef {path:?} in env {name}"))?
+            } else if let Some(r) = from["resourceFieldRef"].as_object() {
+                let res = r.get("resource").and_then(Value::as_str).unwrap_or("");
+                resource_field(container, res)
+                    .ok_or_else(|| format!("unsupported resourceFieldRef {res:?} in env {name}"))?
+            } else {
+                let (kind, r) = if from["configMapKeyRef"].is_object() {
+                    ("ConfigMap", &from["configMapKeyRef"])
+                } else {
+                    ("Secret", &from["secretKeyRef"])
+                };
+                let (src, key) = (
+                    r["name"].as_str().unwrap_or(""),
+                    r["key"].as_str().unwrap_or(""),
+                );
+                let optional = r["optional"].as_bool() == Some(true);
+                match source(kind, src).map(|d| d.get(key).cloned()) {
+                    Some(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+                    _ if optional => continue,
+                    Some(None) => {
+                        return Err(format!(
+                            "couldn't find key {key} in {kind} {}/{src}",
+                            ctx.pod["metadata"]["namespace"].as_str().unwrap_or("")
+                        ))
+                    }
+                    None => return Err(format!("{} \"{src}\" not found", kind.to_lowercase())),
+                }
+            }
+        } else {
+            String::new()
+        };
+        env.push((name, value));
+    }
+    Ok(env)
+}
+
+fn resource_field(container: &Value, resource: &str) -> Option<String> {
+    let (kind, name) = resource.split_once('.')?;
+    let q = container["resources"][kind][name].as_str();
+    Some(match (name, q.and_then(parse_quantity)) {
+        ("cpu", Some(c)) => (c.ceil() as u64).max(1).to_string(),
+        (_, Some(v)) => (v as u64).to_string(),
+        // Unset limits read as the node's capacity upstream; 0 says "unlimited" here.
+        (_, None) => "0".to_string(),
+    })
+}
+
+/// The containerd id of a container instance: pod uid, name and restart count.
+pub fn container_id(uid: &str, name: &str, restart_count: u32) -> String {
+    format!("{uid}-{name}-{restart_count}")
+}
+
+/// The CRI log file of a container instance.
+pub fn log_path(pod_dir: &Path, name: &str, restart_count: u32) -> PathBuf {
+    pod_dir
+        .join("logs")
+        .join(name)
+        .join(format!("{restart_count}.log"))
+}
+
+/// The runtime config for one instance of `container`. An error is a
+/// CreateContainerConfigError message.
+pub fn container_config(
+    ctx: &PodContext<'_>,
+    container: &Value,
+    restart_count: u32,
+    init: bool,
+) -> Result<ContainerConfig, String> {
+    let meta = &ctx.pod["metadata"];
+    let uid = meta["uid"].as_str().unwrap_or("");
+    let name = container["name"].as_str().unwrap_or("");
+    let image = container["image"].as_str().unwrap_or("");
+    let mut config = ContainerConfig::new(
+        container_id(uid, name, restart_count),
+        image,
+        log_path(ctx.pod_dir, name, restart_count),
+    );
+    let env = resolve_env(ctx, container)?;
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(|s| expand(s, &env)))
+            .collect()
+    };
+    config.command = strings(&container["command"]);
+    config.args = strings(&container["args"]);
+    config.env = env;
+    config.working_dir = container["workingDir"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .map(str::to_string);
+    config.hostname = Some(super::pod_files::pod_hostname(ctx.pod));
+    let host_network = ctx.pod["spec"]["hostNetwork"].as_bool() == Some(true);
+    config.namespaces = PodNamespaces {
+        network: if host_network {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::Path(ctx.netns.to_path_buf())
+        },
+        ipc: if ctx.pod["spec"]["hostIPC"].as_bool() == Some(true) {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::New
+        },
+        uts: if host_network {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::New
+        },
+    };
+    if host_network {
+        config.hostname = None;
+    }
+    config.cgroup_parent = format!("/orc/pod{uid}");
+    config.resources = resources_of(container);
+    let security = &container["securityContext"];
+    let pod_security = &ctx.pod["spec"]["securityContext"];
+    let run_as_user = security["runAsUser"]
+        .as_u64()
+        .or_else(|| pod_security["runAsUser"].as_u64());
+    if let Some(uid) = run_as_user {
+        let gid = security["runAsGroup"]
+            .as_u64()
+            .or_else(|| pod_security["runAsGroup"].as_u64())
+            .unwrap_or(0);
+        config.run_as = Some(RunAs {
+            uid: uid as u32,
+            gid: gid as u32,
+        });
+    }
+    for (host, dest) in ctx.etc_files {
+        config.mounts.push(BindMount {
+            host_path: host.clone(),
+            container_path: dest.to_string(),
+            read_only: false,
+        });
+    }
+    for m in container["volumeMounts"].as_array().into_iter().flatten() {
+        let vname = m["name"].as_str().unwrap_or("");
+        let Some((host, volume_ro)) = ctx.volumes.get(vname) else {
+            return Err(format!(
+                "volume {vname:?} of mount {:?} is not prepared",
+                m["mountPath"]
+            ));
+        };
+        let mut host_path = host.clone();
+        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
+            if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+                return Err(format!("subPath {sub:?} must be relative without '..'"));
+            }
+            host_path = host_path.join(sub);
+            if !host_path.exists() {
+                std::fs::create_dir_all(&host_path)
+                    .map_err(|e| format!("create subPath {}: {e}", host_path.display()))?;
+            }
+        }
+        config.mounts.push(BindMount {
+            host_path,
+            container_path: m["mountPath"].as_str().unwrap_or("").to_string(),
+            read_only: *volume_ro || m["readOnly"].as_bool() == Some(true),
+        });
+    }
+    let labels = [
+        (POD_UID_LABEL, uid),
+        (POD_NAME_LABEL, meta["name"].as_str().unwrap_or("")),
+        (
+            POD_NAMESPACE_LABEL,
+            meta["namespace"].as_str().unwrap_or(""),
+        ),
+        (CONTAINER_NAME_LABEL, name),
+        (CONTAINER_KIND_LABEL, if init { "init" } else { "app" }),
+    ];
+    for (k, v) in labels {
+        config.labels.insert(k.to_string(), v.to_string());
+    }
+    config
+        .labels
+        .insert(RESTART_COUNT_LABEL.to_string(), restart_count.to_string());
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": []},
+        })
+    }
+
+    fn with_ctx<T>(pod: &Value, sources: &Sources, f: impl FnOnce(&PodContext<'_>) -> T) -> T {
+        let volumes = BTreeMap::from([(
+            "data".to_string(),
+            (PathBuf::from("/pods/u1/volumes/empty-dir/data"), false),
+        )]);
+        let etc = [(PathBuf::from("/pods/u1/etc-hosts"), "/etc/hosts")];
+        let ctx = PodContext {
+            pod,
+            pod_dir: Path::new("/pods/u1"),
+            netns: Path::new("/netns/u1"),
+            pod_ip: Some("10.42.0.7".parse().unwrap()),
+            host_ip: "192.168.1.2".parse().unwrap(),
+            node_name: "n1",
+            volumes: &volumes,
+            etc_files: &etc,
+            sources,
+        };
+        f(&ctx)
+    }
+
+    #[test]
+    fn env_resolves_fields_refs_and_expansion() {
+        let p = pod();
+        let sources = Sources::from([
+            (
+                ("ConfigMap".to_string(), "cm".to_string()),
+                Some(json!({"data": {"color": "blue", "size": "L"}})),
+            ),
+            (
+                ("Secret".to_string(), "s".to_string()),
+                Some(json!({"data": {"pw": "aHVudGVyMg=="}})),
+            ),
+        ]);
+        let c = json!({
+            "name": "c",
+            "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
+            "env": [
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "color"}}},
+                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+                {"name": "MISSING", "valueFrom": {"secretKeyRef": {"name": "s", "key": "x", "optional": true}}},
+                {"name": "GREETING", "value": "hi $(POD) $$(POD) $(NOPE)"},
+            ]
+        });
+        let env = with_ctx(&p, &sources, |ctx| resolve_env(ctx, &c)).unwrap();
+        let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("CM_color"), Some("blue"));
+        assert_eq!(get("POD"), Some("p"));
+        assert_eq!(get("IP"), Some("10.42.0.7"));
+        assert_eq!(get("APP"), Some("web"));
+        assert_eq!(get("COLOR"), Some("blue"));
+        assert_eq!(get("PW"), Some("hunter2"));
+        assert_eq!(get("MISSING"), None);
+        assert_eq!(get("GREETING"), Some("hi p $(POD) $(NOPE)"));
+    }
+
+    #[test]
+    fn missing_config_map_is_a_config_error() {
+        let p = pod();
+        let sources = Sources::from([(("ConfigMap".to_string(), "cm".to_string()), None)]);
+        let c = json!({"name": "c", "env": [
+            {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}
+        ]});
+        let err = with_ctx(&p, &sources, |ctx| resolve_env(ctx, &c)).unwrap_err();
+        assert_eq!(err, "configmap \"cm\" not found");
+    }
+
+    #[test]
+    fn config_carries_command_mounts_limits_and_labels() {
+        let p = pod();
+        let c = json!({
+            "name": "app", "image": "busybox:test",
+            "command": ["sh", "-c"], "args": ["echo $(X)"],
+            "env": [{"name": "X", "value": "1"}],
+            "workingDir": "/srv",
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}],
+            "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+        });
+        let cfg = with_ctx(&p, &Sources::new(), |ctx| {
+            container_config(ctx, &c, 2, false)
+        })
+        .unwrap();
+        assert_eq!(cfg.id, "u1-app-2");
+        assert_eq!(cfg.args, vec!["echo 1"]);
+        assert_eq!(cfg.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(cfg.hostname.as_deref(), Some("p"));
+        assert_eq!(
+            cfg.namespaces.network,
+            NamespaceMode::Path("/netns/u1".into())
+        );
+        assert_eq!(cfg.resources.memory_limit_bytes, Some(64 * 1024 * 1024));
+        assert_eq!(cfg.resources.cpu_quota, Some(50_000));
+        assert_eq!(cfg.log_path, PathBuf::from("/pods/u1/logs/app/2.log"));
+        assert_eq!(cfg.labels[POD_UID_LABEL], "u1");
+        assert_eq!(cfg.labels[RESTART_COUNT_LABEL], "2");
+        assert!(cfg.mounts.iter().any(|m| m.container_path == "/etc/hosts"));
+        let data = cfg
+            .mounts
+            .iter()
+            .find(|m| m.container_path == "/data")
+            .unwrap();
+        assert!(data.read_only);
+    }
+
+    #[test]
+    fn pull_policy_defaults_like_the_api_server() {
+        assert_eq!(
+            pull_policy(&json!({"image": "busybox"})),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            pull_policy(&json!({"image": "busybox:latest"})),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            pull_policy(&json!({"image": "reg:5000/busybox:1"})),
+            PullPolicy::IfNotPresent
+        );
+        assert_eq!(
+            pull_policy(&json!({"image": "reg:5000/busybox"})),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            pull_policy(&json!({"image": "b:latest", "imagePullPolicy": "Never"})),
+            PullPolicy::Never
+        );
+    }
+
+    #[test]
+    fn quantities_parse() {
+        assert_eq!(parse_quantity("500m"), Some(0.5));
+        assert_eq!(parse_quantity("2"), Some(2.0));
+        assert_eq!(parse_quantity("1Gi"), Some(1073741824.0));
+        assert_eq!(parse_quantity("x"), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! The kubelet: runs the pods bound to this node. It watches them through the API, gives
+//! each a worker ([`worker::PodWorker`]) that drives the container runtime and the pod
+//! network, and re-adopts the containers a previous agent left running (an agent restart
+//! never kills healthy workloads).
+
+pub mod api;
+pub mod container;
+pub mod pod_files;
+pub mod status;
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::agent::net::NetworkBackend;
+use crate::agent::runtime::{ContainerRuntime, ContainerSummary};
+use api::{PodApi, PodUpdate};
+pub use pod_files::DnsConfig;
+use worker::PodWorker;
+
+/// How often each pod's containers are checked.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the kubelet needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    pub node_name: String,
+    /// The node's address (status.hostIP).
+    pub host_ip: IpAddr,
+    /// `<data-dir>/agent`: pod directories live in `pods/<uid>`, network namespaces in
+    /// `netns/<uid>`.
+    pub agent_dir: PathBuf,
+    pub dns: DnsConfig,
+    pub sync_interval: Duration,
+    /// Where cgroup hierarchies are mounted (pod cgroups are removed on teardown).
+    pub cgroup_root: PathBuf,
+}
+
+impl KubeletConfig {
+    pub fn pods_dir(&self) -> PathBuf {
+        self.agent_dir.join("pods")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir().join(uid)
+    }
+
+    /// The pod's network namespace. Kept apart from the pod directory: the namespace
+    /// directory becomes a shared mount point, which a pod directory should not be.
+    pub fn netns_path(&self, uid: &str) -> PathBuf {
+        self.agent_dir.join("netns").join(uid)
+    }
+}
+
+/// What every pod worker shares.
+pub struct Shared {
+    pub config: KubeletConfig,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub network: Arc<dyn NetworkBackend>,
+    pub api: Arc<dyn PodApi>,
+}
+
+struct WorkerHandle {
+    desired: watch::Sender<Option<Value>>,
+    task: JoinHandle<()>,
+}
+
+/// Pods of this node and their workers.
+pub struct Kubelet {
+    shared: Arc<Shared>,
+    workers: HashMap<String, WorkerHandle>,
+    /// Pods whose worker finished (deleted and torn down): late events are ignored.
+    finished: HashSet<String>,
+    /// Containers found at start, by pod uid, waiting for their pod's worker.
+    adoptable: HashMap<String, Vec<ContainerSummary>>,
+    synced: bool,
+}
+
+impl Kubelet {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Kubelet {
+            shared,
+            workers: HashMap::new(),
+            finished: HashSet::new(),
+            adoptable: HashMap::new(),
+            synced: false,
+        }
+    }
+
+    /// Reads the containers a previous agent made, to re-adopt them.
+    pub async fn load_existing(&mut self) -> Result<(), crate::agent::runtime::RuntimeError> {
+        let all = self.shared.runtime.list_containers().await?;
+        for c in all {
+            if let Some(uid) = c.labels.get(container::POD_UID_LABEL) {
+                self.adoptable.entry(uid.clone()).or_default().push(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one change from the pod watch.
+    pub fn handle(&mut self, update: PodUpdate) {
+        match update {
+            PodUpdate::Snapshot(pods) => {
+                let listed: HashSet<String> = pods.iter().map(uid_of).collect();
+                let gone: Vec<String> = self
+                    .workers
+                    .keys()
+                    .filter(|uid| !listed.contains(*uid))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    self.send(&uid, None);
+                }
+                if !self.synced {
+                    self.synced = true;
+                    self.clean_orphans(&listed);
+                }
+                for pod in pods {
+                    self.upsert(pod);
+                }
+            }
+            PodUpdate::Upsert(pod) => self.upsert(pod),
+            PodUpdate::Deleted(pod) => self.send(&uid_of(&pod), None),
+        }
+        self.reap();
+    }
+
+    fn upsert(&mut self, pod: Value) {
+        let uid = uid_of(&pod);
+        if uid.is_empty() || self.finished.contains(&uid) {
+            return;
+        }
+        if self.workers.contains_key(&uid) {
+            self.send(&uid, Some(pod));
+            return;
+        }
+        let adopted = self.adoptable.remove(&uid).unwrap_or_default();
+        info!(pod = %pod_key(&pod), %uid, adopted = adopted.len(), "pod worker started");
+        let worker = PodWorker::new(self.shared.clone(), pod.clone(), adopted);
+        self.spawn(uid, worker, Some(pod));
+    }
+
+    fn spawn(&mut self, uid: String, worker: PodWorker, pod: Option<Value>) {
+        let (tx, rx) = watch::channel(pod);
+        let task = tokio::spawn(worker.run(rx));
+        self.workers.insert(uid, WorkerHandle { desired: tx, task });
+    }
+
+    fn send(&mut self, uid: &str, pod: Option<Value>) {
+        if let Some(w) = self.workers.get(uid) {
+            let _ = w.desired.send(pod);
+        }
+    }
+
+    /// Tears down what belongs to pods the API no longer has: containers found at start
+    /// and pod directories / network namespaces left on disk.
+    fn clean_orphans(&mut self, listed: &HashSet<String>) {
+        let mut orphans: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
+        for (uid, containers) in self.adoptable.iter() {
+            if !listed.contains(uid) {
+                orphans.insert(uid.clone(), containers.clone());
+            }
+        }
+        for dir in [
+            self.shared.config.pods_dir(),
+            self.shared.config.agent_dir.join("netns"),
+        ] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let uid = entry.file_name().to_string_lossy().into_owned();
+                if !listed.contains(&uid) {
+                    orphans.entry(uid).or_default();
+                }
+            }
+        }
+        for (uid, containers) in orphans {
+            self.adoptable.remove(&uid);
+            info!(%uid, containers = containers.len(), "cleaning up a pod that is gone from the API");
+            let stub = serde_json::json!({"metadata": {"uid": uid, "name": uid, "namespace": ""}, "spec": {}});
+            let worker = PodWorker::new(self.shared.clone(), stub, containers);
+            self.spawn(uid, worker, None);
+        }
+    }
+
+    /// Forgets workers that have finished.
+    fn reap(&mut self) {
+        let done: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.task.is_finished())
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in done {
+            self.workers.remove(&uid);
+            self.finished.insert(uid);
+        }
+    }
+
+    /// Follows the pod watch until it ends.
+    pub async fn run(mut self, mut updates: mpsc::Receiver<PodUpdate>) {
+        let mut reap = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                update = updates.recv() => match update {
+                    Some(u) => self.handle(u),
+                    None => return,
+                },
+                _ = reap.tick() => self.reap(),
+            }
+        }
+    }
+
+    /// The uids of the pods that have a worker.
+    pub fn pods(&self) -> Vec<String> {
+        self.workers.keys().cloned().collect()
+    }
+}
+
+fn uid_of(pod: &Value) -> String {
+    pod["metadata"]["uid"].as_str().unwrap_or("").to_string()
+}
+
+fn pod_key(pod: &Value) -> String {
+    format!(
+        "{}/{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or(""),
+        pod["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+/// Starts the kubelet for a registered node: re-adopts containers, then watches the
+/// node's pods and runs them. Returns only if the pod watch ends.
+pub async fn run(shared: Arc<Shared>, client: Arc<crate::agent::client::ApiClient>) {
+    let mut kubelet = Kubelet::new(shared.clone());
+    let mut attempt = 0;
+    while let Err(e) = kubelet.load_existing().await {
+        let delay = crate::agent::join::backoff(attempt);
+        warn!(error = %worker::error_chain(&e), retry_in_s = delay.as_secs(), "listing containers failed; retrying");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(api::watch_pods(client, shared.config.node_name.clone(), tx));
+    info!(node = %shared.config.node_name, "kubelet is running");
+    kubelet.run(rx).await;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,461 @@
+//! Kubelet tests on the fake runtime, network and API: what a pod worker does for a pod
+//! and what it reports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::api::{ApiCall, FakePodApi, PodUpdate};
+use super::worker::PodWorker;
+use super::*;
+use crate::agent::net::{FakeNetwork, NetCall};
+use crate::agent::runtime::{FakeCall, FakeRuntime, SIGTERM};
+
+struct Harness {
+    shared: Arc<Shared>,
+    rt: Arc<FakeRuntime>,
+    net: Arc<FakeNetwork>,
+    api: Arc<FakePodApi>,
+    dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Arc::new(FakeRuntime::new());
+    rt.add_image("busybox:test");
+    let net = Arc::new(FakeNetwork::new("10.42.3.0/24".parse().unwrap()).unwrap());
+    let api = Arc::new(FakePodApi::new());
+    std::fs::write(
+        dir.path().join("host-resolv.conf"),
+        "nameserver 192.168.1.1\n",
+    )
+    .unwrap();
+    let config = KubeletConfig {
+        node_name: "n1".into(),
+        host_ip: "192.168.1.2".parse().unwrap(),
+        agent_dir: dir.path().join("agent"),
+        dns: DnsConfig {
+            servers: vec!["10.43.0.10".parse().unwrap()],
+            domain: "cluster.local".into(),
+            host_resolv_conf: dir.path().join("host-resolv.conf"),
+        },
+        sync_interval: Duration::from_secs(1),
+        cgroup_root: dir.path().join("cgroup"),
+    };
+    let shared = Arc::new(Shared {
+        config,
+        runtime: rt.clone(),
+        network: net.clone(),
+        api: api.clone(),
+    });
+    Harness {
+        shared,
+        rt,
+        net,
+        api,
+        dir,
+    }
+}
+
+fn pod(uid: &str, policy: &str, command: &str) -> Value {
+    json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": uid},
+        "spec": {
+            "nodeName": "n1",
+            "restartPolicy": policy,
+            "containers": [{
+                "name": "app", "image": "busybox:test", "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", command],
+                "env": [{"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        },
+        "status": {"phase": "Pending"},
+    })
+}
+
+fn creates(rt: &FakeRuntime) -> Vec<String> {
+    rt.calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            FakeCall::CreateContainer(cfg) => Some(cfg.id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_status(api: &FakePodApi) -> Value {
+    api.statuses().last().cloned().expect("a status was posted")
+}
+
+#[tokio::test]
+async fn new_pod_gets_a_sandbox_and_a_running_container() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+
+    let netns = h.dir.path().join("agent/netns/u1");
+    let calls = h.net.calls();
+    assert_eq!(calls[0], NetCall::CreateNetns(netns.clone()));
+    assert!(matches!(&calls[1], NetCall::AttachPod { owner, .. } if owner == "u1"));
+
+    let pod_dir = h.dir.path().join("agent/pods/u1");
+    let resolv = std::fs::read_to_string(pod_dir.join("resolv.conf")).unwrap();
+    assert!(resolv.contains("nameserver 10.43.0.10"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local"),
+        "{resolv}"
+    );
+    let hosts = std::fs::read_to_string(pod_dir.join("etc-hosts")).unwrap();
+    assert!(hosts.contains("10.42.3.2\tweb"), "{hosts}");
+    assert!(pod_dir.join("volumes/empty-dir/scratch").is_dir());
+
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+    let cfg = h.rt.container_config("u1-app-0").unwrap();
+    assert!(cfg.env.contains(&("ME".to_string(), "web".to_string())));
+    assert_eq!(cfg.hostname.as_deref(), Some("web"));
+    assert_eq!(
+        cfg.namespaces.network,
+        crate::agent::runtime::NamespaceMode::Path(netns)
+    );
+    assert!(cfg
+        .mounts
+        .iter()
+        .any(|m| m.container_path == "/etc/resolv.conf"));
+    assert!(cfg.mounts.iter().any(|m| m.container_path == "/scratch"));
+    assert!(h.rt.calls().contains(&FakeCall::Start("u1-app-0".into())));
+
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Running");
+    assert_eq!(s["podIP"], "10.42.3.2");
+    assert_eq!(s["hostIP"], "192.168.1.2");
+    let cs = &s["containerStatuses"][0];
+    assert_eq!(cs["containerID"], "containerd://u1-app-0");
+    assert_eq!(cs["ready"], true);
+    assert!(cs["state"]["running"]["startedAt"].is_string());
+    assert!(cs["imageID"].as_str().unwrap().contains("@sha256:"));
+    assert_eq!(h.api.event_reasons(), vec!["Pulled", "Created", "Started"]);
+}
+
+#[tokio::test]
+async fn status_is_posted_only_when_it_changes() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    w.sync_once().await;
+    w.sync_once().await;
+    assert_eq!(h.api.statuses().len(), 1);
+    h.rt.exit("u1-app-0", 0, false);
+    w.sync_once().await;
+    assert_eq!(h.api.statuses().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashing_container_backs_off_exponentially() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "exit 1"), vec![]);
+    w.sync_once().await;
+    // First crash: restarted at once.
+    h.rt.exit("u1-app-0", 1, false);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1"]);
+    assert!(h.rt.calls().contains(&FakeCall::Remove("u1-app-0".into())));
+    // Second crash: 10s of back-off.
+    h.rt.exit("u1-app-1", 1, false);
+    w.sync_once().await;
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(cs["restartCount"], 1);
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(last_status(&h.api)["phase"], "Running");
+    tokio::time::advance(Duration::from_secs(9)).await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt).len(), 2);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt).len(), 3);
+    assert_eq!(
+        last_status(&h.api)["containerStatuses"][0]["restartCount"],
+        2
+    );
+    // Third crash: 20s.
+    h.rt.exit("u1-app-2", 1, false);
+    w.sync_once().await;
+    tokio::time::advance(Duration::from_secs(19)).await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt).len(), 3);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt).len(), 4);
+    assert_eq!(
+        h.api
+            .event_reasons()
+            .iter()
+            .filter(|r| *r == "BackOff")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn restart_policy_never_ends_in_failed_and_on_failure_in_succeeded() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Never", "exit 3"), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u1-app-0", 3, false);
+    w.sync_once().await;
+    w.sync_once().await;
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Failed");
+    let t = &s["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 3);
+    assert_eq!(t["reason"], "Error");
+    assert_eq!(creates(&h.rt).len(), 1);
+
+    let mut w = PodWorker::new(h.shared.clone(), pod("u2", "OnFailure", "true"), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u2-app-0", 0, false);
+    w.sync_once().await;
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Succeeded");
+    assert_eq!(
+        s["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+}
+
+#[tokio::test]
+async fn oom_kill_is_reported() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Never", "x"), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u1-app-0", 137, true);
+    w.sync_once().await;
+    let t = &last_status(&h.api)["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_image_waits_with_err_image_pull_then_back_off() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "x");
+    p["spec"]["containers"][0]["image"] = json!("registry.local/nope:1");
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["state"]["waiting"]["reason"], "ErrImagePull");
+    assert!(cs["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope"));
+    assert_eq!(last_status(&h.api)["phase"], "Pending");
+    w.sync_once().await;
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["state"]["waiting"]["reason"], "ImagePullBackOff");
+    // Once the image can be pulled, the next try after the back-off starts it.
+    h.rt.add_registry_image("registry.local/nope:1");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+    assert!(h.api.event_reasons().contains(&"Pulling".to_string()));
+}
+
+#[tokio::test]
+async fn missing_config_map_is_create_container_config_error() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "x");
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(
+        cs["state"]["waiting"]["reason"],
+        "CreateContainerConfigError"
+    );
+    h.api.add_object(
+        "configmaps",
+        json!({"metadata": {"name": "cfg"}, "data": {"k": "v"}}),
+    );
+    w.sync_once().await;
+    let cfg = h.rt.container_config("u1-app-0").unwrap();
+    assert!(cfg.env.contains(&("X".to_string(), "v".to_string())));
+}
+
+#[tokio::test]
+async fn secret_and_config_map_volumes_are_written_read_only() {
+    let h = harness();
+    h.api.add_object(
+        "secrets",
+        json!({"metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}}),
+    );
+    h.api.add_object(
+        "configmaps",
+        json!({"metadata": {"name": "c"}, "data": {"a.conf": "x=1"}}),
+    );
+    let mut p = pod("u1", "Always", "x");
+    p["spec"]["volumes"] = json!([
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "sec", "secret": {"secretName": "s", "defaultMode": 0o400}},
+        {"name": "conf", "configMap": {"name": "c"}},
+    ]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "sec", "mountPath": "/secret"},
+        {"name": "conf", "mountPath": "/etc/app"},
+    ]);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    let dir = h.dir.path().join("agent/pods/u1/volumes");
+    assert_eq!(
+        std::fs::read(dir.join("secret/sec/password")).unwrap(),
+        b"hunter2"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("configmap/conf/a.conf")).unwrap(),
+        b"x=1"
+    );
+    let cfg = h.rt.container_config("u1-app-0").unwrap();
+    let m = cfg
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/secret")
+        .unwrap();
+    assert!(m.read_only);
+}
+
+#[tokio::test]
+async fn deleted_pod_is_stopped_torn_down_and_deleted_in_the_api() {
+    let h = harness();
+    let p = pod("u1", "Always", "sleep 1000");
+    let (tx, rx) = watch::channel(Some(p.clone()));
+    let worker = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    let task = tokio::spawn(worker.run(rx));
+    let started = || h.rt.calls().contains(&FakeCall::Start("u1-app-0".into()));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !started() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("container started");
+    let mut deleting = p.clone();
+    deleting["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    deleting["metadata"]["deletionGracePeriodSeconds"] = json!(5);
+    tx.send(Some(deleting)).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("worker finished (deadlocked?)")
+        .unwrap();
+    let calls = h.rt.calls();
+    assert!(calls.contains(&FakeCall::Stop {
+        id: "u1-app-0".into(),
+        signal: SIGTERM,
+        grace: Duration::from_secs(5)
+    }));
+    assert!(calls.contains(&FakeCall::Remove("u1-app-0".into())));
+    let net = h.net.calls();
+    assert!(net
+        .iter()
+        .any(|c| matches!(c, NetCall::DetachPod { owner, .. } if owner == "u1")));
+    assert!(net.iter().any(|c| matches!(c, NetCall::DeleteNetns(_))));
+    assert!(!h.dir.path().join("agent/pods/u1").exists());
+    assert!(h.api.calls().contains(&ApiCall::DeletePod {
+        pod: "default/web".into(),
+        uid: "u1".into()
+    }));
+    assert!(h.api.event_reasons().contains(&"Killing".to_string()));
+}
+
+#[tokio::test]
+async fn restarted_agent_adopts_running_containers_without_restarting_them() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    let mut stored = pod("u1", "Always", "sleep 1000");
+    stored["status"] = last_status(&h.api);
+    drop(w);
+
+    // A new agent: same runtime and network, the pod as the API has it.
+    let found = h.rt.list_containers().await.unwrap();
+    let calls_before = h.rt.calls().len();
+    let mut w = PodWorker::new(h.shared.clone(), stored.clone(), found);
+    w.sync_once().await;
+    let after: Vec<FakeCall> = h.rt.calls()[calls_before..].to_vec();
+    assert!(
+        !after.iter().any(|c| matches!(
+            c,
+            FakeCall::CreateContainer(_)
+                | FakeCall::Start(_)
+                | FakeCall::Stop { .. }
+                | FakeCall::Remove(_)
+        )),
+        "{after:?}"
+    );
+    // Nothing changed, so nothing is posted; the status would be the same.
+    assert_eq!(h.api.statuses().len(), 1);
+    assert!(!status::status_changed(&stored["status"], &w.status()));
+}
+
+#[tokio::test]
+async fn init_containers_run_in_order_before_app_containers() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["initContainers"] = json!([
+        {"name": "one", "image": "busybox:test", "imagePullPolicy": "IfNotPresent", "command": ["true"]},
+        {"name": "two", "image": "busybox:test", "imagePullPolicy": "IfNotPresent", "command": ["true"]},
+    ]);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-one-0"]);
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Pending");
+    assert!(s["initContainerStatuses"][0]["state"]["running"].is_object());
+    h.rt.exit("u1-one-0", 0, false);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-one-0", "u1-two-0"]);
+    h.rt.exit("u1-two-0", 0, false);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-one-0", "u1-two-0", "u1-app-0"]);
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Running");
+    let init = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap()
+        .clone();
+    assert_eq!(init["status"], "True");
+}
+
+#[tokio::test]
+async fn pods_gone_while_the_agent_was_away_are_cleaned_up() {
+    let h = harness();
+    // A previous agent ran pod "old"; the API no longer has it.
+    let mut w = PodWorker::new(h.shared.clone(), pod("old", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    drop(w);
+    let mut kubelet = Kubelet::new(h.shared.clone());
+    kubelet.load_existing().await.unwrap();
+    kubelet.handle(PodUpdate::Snapshot(vec![pod("new", "Always", "sleep 1")]));
+    let gone = || {
+        h.rt.calls().contains(&FakeCall::Remove("old-app-0".into()))
+            && !h.dir.path().join("agent/pods/old").exists()
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !gone() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("orphan cleaned up");
+    assert!(h.rt.calls().contains(&FakeCall::Start("new-app-0".into())));
+    assert!(!h
+        .api
+        .calls()
+        .iter()
+        .any(|c| matches!(c, ApiCall::DeletePod { .. })));
+}

@@ -1,0 +1,377 @@
+//! The kubelet end to end: `orc server` with its embedded agent on a private containerd,
+//! the busybox test image imported from `agent/images`, real `kubectl`.
+//!
+//! Needs root, containerd, runc, busybox-static, nsenter and kubectl
+//! (scripts/install-deps.sh). The server runs in a network namespace of the test's own
+//! (so the pod bridge and the nftables table never touch the host's network), its
+//! containerd is private (scripts/containerd-test-env.sh) and everything lives in one
+//! directory that the drop guards unmount and remove, even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ORC: &str = env!("CARGO_BIN_EXE_orc");
+const IMAGE: &str = "docker.io/library/busybox:test";
+const NAMESPACE: &str = "orc-kubelet-test";
+/// Longest any single wait takes.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn require_root_and_tools() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("");
+    assert_eq!(
+        euid, "0",
+        "tests/kubelet.rs needs root (containerd, network namespaces): run it as root"
+    );
+    for tool in ["containerd", "runc", "ctr", "nsenter", "ip", "kubectl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "tests/kubelet.rs needs {tool}: run scripts/install-deps.sh (kubectl: install v1.32)"
+        );
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test's world: a directory, a private containerd, a network namespace and the
+/// server in it. Dropping it removes all of them.
+struct World {
+    dir: PathBuf,
+    netns: String,
+    server: Option<Child>,
+    port: u16,
+    /// Pods the test saw (their cgroups are removed at the end).
+    uids: std::cell::RefCell<Vec<String>>,
+}
+
+impl World {
+    fn start() -> World {
+        require_root_and_tools();
+        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let dir = PathBuf::from(format!("/run/orc-kubelet-test-{tag}"));
+        let mut world = World {
+            dir: dir.clone(),
+            netns: format!("orc-kt-{tag}"),
+            server: None,
+            port: free_port(),
+            uids: Default::default(),
+        };
+        std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
+        let built = run(Command::new(repo_path("scripts/build-test-image.sh"))
+            .arg(world.data_dir().join("agent/images/busybox.tar"))
+            .arg(IMAGE));
+        assert!(
+            built.status.success(),
+            "build the busybox test image (needs busybox-static): {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let started = run(Command::new(repo_path("scripts/containerd-test-env.sh"))
+            .arg("start")
+            .arg(&dir));
+        assert!(
+            started.status.success(),
+            "start a private containerd: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let added = run(Command::new("ip").args(["netns", "add", &world.netns]));
+        assert!(
+            added.status.success(),
+            "ip netns add: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        run(Command::new("ip").args(["-n", &world.netns, "link", "set", "lo", "up"]));
+
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", world.netns))
+            .arg(ORC)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(world.data_dir())
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--https-port",
+                &world.port.to_string(),
+            ])
+            .arg("--write-kubeconfig")
+            .arg(world.kubeconfig())
+            .args(["--node-name", "kt-node", "--cluster-cidr", "10.199.0.0/16"])
+            .arg("--containerd-socket")
+            .arg(dir.join("containerd.sock"))
+            .args(["--containerd-namespace", NAMESPACE])
+            .env("RUST_LOG", "info,orc::agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn orc server");
+        world.server = Some(child);
+        world.wait_for("the node to be Ready", || {
+            world.kubeconfig().exists()
+                && world
+                    .kubectl(&["get", "node", "kt-node", "-o", "jsonpath={.spec.podCIDR}"])
+                    .status
+                    .success()
+                && !world
+                    .kubectl_out(&["get", "node", "kt-node", "-o", "jsonpath={.spec.podCIDR}"])
+                    .is_empty()
+        });
+        // The default ServiceAccount is not needed: pods name none and mount no token.
+        world
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig.yaml")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// kubectl inside the server's network namespace.
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        run(&mut self.kubectl_cmd(args))
+    }
+
+    fn kubectl_out(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.kubectl(args).stdout)
+            .trim()
+            .to_string()
+    }
+
+    fn apply(&self, yaml: &str) {
+        use std::io::Write;
+        let mut cmd = self.kubectl_cmd(&["apply", "-f", "-"]);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pod(&self, name: &str) -> Option<Value> {
+        let out = self.kubectl(&["get", "pod", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn containers(&self) -> String {
+        let out = run(Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.join("containerd.sock"))
+            .args(["-n", NAMESPACE, "containers", "ls", "-q"]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- orc server log ---\n{}", self.log());
+        }
+        let uids: Vec<String> = std::fs::read_dir(self.data_dir().join("agent/pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .chain(self.uids.borrow().iter().cloned())
+            .collect();
+        // Stops tasks and shims, unmounts everything below the directory (rootfs, the
+        // pods' network namespaces) and removes it.
+        let _ = Command::new(repo_path("scripts/containerd-test-env.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        // The bridge and the nftables table live and die with this namespace.
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
+        for uid in &uids {
+            remove_pod_cgroups(uid);
+        }
+    }
+}
+
+/// Removes the cgroups of pod `uid` (and of its containers) in every hierarchy.
+fn remove_pod_cgroups(uid: &str) {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let pod = hierarchy.path().join("orc").join(format!("pod{uid}"));
+        for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+            if c.path().is_dir() {
+                let _ = std::fs::remove_dir(c.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&pod);
+    }
+}
+
+fn container_status(pod: &Value) -> Value {
+    pod["status"]["containerStatuses"][0].clone()
+}
+
+#[test]
+fn pods_run_log_crash_loop_and_are_deleted() {
+    let w = World::start();
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo hello; sleep 3600\"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crash
+spec:
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo bye; exit 3\"]
+"
+    ));
+
+    // Running, with an address from the node's podCIDR and a ready container.
+    let mut hello = Value::Null;
+    w.wait_for("pod hello to be Running", || {
+        hello = w.pod("hello").unwrap_or_default();
+        hello["status"]["phase"] == "Running" && container_status(&hello)["ready"] == true
+    });
+    let ip = hello["status"]["podIP"].as_str().unwrap_or("").to_string();
+    assert!(
+        ip.starts_with("10.199."),
+        "pod IP {ip:?} is not from the podCIDR"
+    );
+    let cs = container_status(&hello);
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    assert!(
+        w.containers().contains(&id),
+        "container {id} not in containerd"
+    );
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    let ready = hello["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(ready, "{}", hello["status"]);
+
+    // Its output is in the CRI log file.
+    let uid = hello["metadata"]["uid"].as_str().unwrap().to_string();
+    w.uids.borrow_mut().push(uid.clone());
+    let log = w
+        .data_dir()
+        .join(format!("agent/pods/{uid}/logs/app/0.log"));
+    w.wait_for("hello in the container log", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("stdout F hello"))
+    });
+
+    // The crashing pod backs off.
+    let mut crash = Value::Null;
+    w.wait_for("pod crash to be in CrashLoopBackOff", || {
+        crash = w.pod("crash").unwrap_or_default();
+        let cs = container_status(&crash);
+        cs["restartCount"].as_u64().unwrap_or(0) >= 1
+            && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let cs = container_status(&crash);
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    assert_eq!(crash["status"]["phase"], "Running");
+    let events = w.kubectl_out(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
+    for reason in ["Pulled", "Created", "Started", "BackOff"] {
+        assert!(events.contains(reason), "no {reason} event in {events}");
+    }
+
+    // Deleting stops and removes the container, then the pod.
+    let deleted = w.kubectl(&["delete", "pod", "hello", "--timeout=20s"]);
+    assert!(
+        deleted.status.success(),
+        "kubectl delete: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    w.wait_for("pod hello to be gone", || w.pod("hello").is_none());
+    assert!(!w.containers().contains(&id), "container {id} left behind");
+    assert!(!w.data_dir().join(format!("agent/pods/{uid}")).exists());
+    assert!(!w.data_dir().join(format!("agent/netns/{uid}")).exists());
+}
