@@ -106,43 +106,56 @@ impl World {
         );
         run(Command::new("ip").args(["-n", &world.netns, "link", "set", "lo", "up"]));
 
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        world.spawn_server();
+        world
+    }
+
+    /// Starts `orc server` (with its embedded agent) in the test's network namespace and
+    /// waits for the node to have its podCIDR.
+    fn spawn_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
         let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", world.netns))
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
             .arg(ORC)
             .arg("server")
             .arg("--data-dir")
-            .arg(world.data_dir())
+            .arg(self.data_dir())
             .args([
                 "--bind-address",
                 "127.0.0.1",
                 "--https-port",
-                &world.port.to_string(),
+                &self.port.to_string(),
             ])
             .arg("--write-kubeconfig")
-            .arg(world.kubeconfig())
+            .arg(self.kubeconfig())
             .args(["--node-name", "kt-node", "--cluster-cidr", "10.199.0.0/16"])
             .arg("--containerd-socket")
-            .arg(dir.join("containerd.sock"))
+            .arg(self.dir.join("containerd.sock"))
             .args(["--containerd-namespace", NAMESPACE])
             .env("RUST_LOG", "info,orc::agent=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn orc server");
-        world.server = Some(child);
-        world.wait_for("the node to be Ready", || {
-            world.kubeconfig().exists()
-                && world
-                    .kubectl(&["get", "node", "kt-node", "-o", "jsonpath={.spec.podCIDR}"])
-                    .status
-                    .success()
-                && !world
+        self.server = Some(child);
+        self.wait_for("the node to have its podCIDR", || {
+            self.kubeconfig().exists()
+                && !self
                     .kubectl_out(&["get", "node", "kt-node", "-o", "jsonpath={.spec.podCIDR}"])
                     .is_empty()
         });
-        // The default ServiceAccount is not needed: pods name none and mount no token.
-        world
+    }
+
+    /// Kills the server (and so its agent) at once.
+    fn kill_server(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -228,10 +241,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill_server();
         if std::thread::panicking() {
             eprintln!("--- orc server log ---\n{}", self.log());
         }
@@ -275,19 +285,35 @@ fn remove_pod_cgroups(uid: &str) {
     }
 }
 
+impl World {
+    /// The pid of the container's running task, if it runs.
+    fn task_pid(&self, id: &str) -> Option<String> {
+        let out = run(Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.join("containerd.sock"))
+            .args(["-n", NAMESPACE, "tasks", "ls"]));
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id) && f.get(2) == Some(&"RUNNING")).then(|| f[1].to_string())
+        })
+    }
+}
+
 fn container_status(pod: &Value) -> Value {
     pod["status"]["containerStatuses"][0].clone()
 }
 
 #[test]
 fn pods_run_log_crash_loop_and_are_deleted() {
-    let w = World::start();
+    let mut w = World::start();
+    // Bound by name: the test does not depend on the scheduler.
     w.apply(&format!(
         "apiVersion: v1
 kind: Pod
 metadata:
   name: hello
 spec:
+  nodeName: kt-node
   terminationGracePeriodSeconds: 2
   containers:
   - name: app
@@ -300,6 +326,7 @@ kind: Pod
 metadata:
   name: crash
 spec:
+  nodeName: kt-node
   containers:
   - name: app
     image: {IMAGE}
@@ -355,13 +382,34 @@ spec:
         cs["restartCount"].as_u64().unwrap_or(0) >= 1
             && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
-    let cs = container_status(&crash);
-    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
+    let crash_cs = container_status(&crash);
+    assert_eq!(
+        crash_cs["lastState"]["terminated"]["exitCode"], 3,
+        "{crash_cs}"
+    );
     assert_eq!(crash["status"]["phase"], "Running");
     let events = w.kubectl_out(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
     for reason in ["Pulled", "Created", "Started", "BackOff"] {
         assert!(events.contains(reason), "no {reason} event in {events}");
     }
+
+    // An agent restart re-adopts the running container: same container, same start.
+    let pid_before = w.task_pid(&id);
+    w.kill_server();
+    w.spawn_server();
+    w.wait_for("the restarted agent to post status", || {
+        w.log().matches("kubelet is running").count() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let again = container_status(&w.pod("hello").unwrap());
+    assert_eq!(again["containerID"], cs["containerID"], "{again}");
+    assert_eq!(again["restartCount"], 0, "{again}");
+    assert_eq!(
+        again["state"]["running"]["startedAt"],
+        cs["state"]["running"]["startedAt"]
+    );
+    assert_eq!(w.task_pid(&id), pid_before, "the container was restarted");
+    assert!(pid_before.is_some(), "container {id} has no running task");
 
     // Deleting stops and removes the container, then the pod.
     let deleted = w.kubectl(&["delete", "pod", "hello", "--timeout=20s"]);

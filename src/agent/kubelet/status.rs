@@ -281,6 +281,9 @@ pub struct PodFacts<'a> {
     pub initialized: bool,
     /// Set when the pod cannot start at all (e.g. a volume failed).
     pub message: Option<(String, String)>,
+    /// The newest status known (last posted, else stored): conditions keep their
+    /// transition times from it.
+    pub previous: &'a Value,
 }
 
 /// The pod status. Conditions keep their `lastTransitionTime` from the pod's current
@@ -304,7 +307,7 @@ pub fn pod_status(
     } else {
         pod_phase(records, policy)
     };
-    let previous = &facts.pod["status"]["conditions"];
+    let previous = &facts.previous["conditions"];
     let condition = |kind: &str, ok: bool, reason: Option<&str>| {
         let status = if ok { "True" } else { "False" };
         let transition = previous
@@ -314,7 +317,7 @@ pub fn pod_status(
             .and_then(|c| c["lastTransitionTime"].as_str())
             .map(str::to_string)
             .unwrap_or_else(|| timestamp(facts.now));
-        let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": transition});
+        let mut c = json!({"type": kind, "status": status, "lastTransitionTime": transition});
         if let Some(r) = reason {
             c["reason"] = json!(r);
         }
@@ -538,6 +541,7 @@ mod tests {
             now,
             initialized: true,
             message: None,
+            previous: &pod["status"],
         };
         let s = pod_status(&facts, &[], &[running()]);
         assert_eq!(s["phase"], "Running");
@@ -569,6 +573,7 @@ mod tests {
         let later = PodFacts {
             pod: &stored,
             now: now + chrono::Duration::seconds(30),
+            previous: &stored["status"],
             ..facts
         };
         assert!(!status_changed(
@@ -595,6 +600,7 @@ mod tests {
             now,
             initialized: true,
             message: None,
+            previous: &Value::Null,
         };
         let s = pod_status(&facts, &[], &[r]);
         let cs = &s["containerStatuses"][0];

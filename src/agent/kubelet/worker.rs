@@ -852,6 +852,7 @@ impl PodWorker {
             now: Utc::now(),
             initialized,
             message: self.message.clone(),
+            previous: self.last_posted.as_ref().unwrap_or(&self.pod["status"]),
         }
     }
 
@@ -881,6 +882,14 @@ impl PodWorker {
             return;
         }
         let (ns, name) = (self.namespace().to_string(), self.pod_name().to_string());
+        let changed: Vec<&String> = status
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| &&self.pod["status"][k.as_str()] != v)
+            .map(|(k, _)| k)
+            .collect();
+        debug!(pod = %self.name(), ?changed, "posting pod status");
         match self.shared.api.patch_status(&ns, &name, &status).await {
             Ok(()) => {
                 debug!(pod = %self.name(), phase = %status["phase"], "pod status updated");
