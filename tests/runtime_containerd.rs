@@ -34,7 +34,7 @@ fn require_prerequisites(tools: &[&str]) {
         .unwrap_or_default();
     assert_eq!(
         uid, "0",
-        "the containerd runtime tests need root (containerd, runc and overlay mounts)"
+        "the containerd runtime tests need root (containerd, runc and overlay mounts): run them as root after scripts/install-deps.sh"
     );
     let missing: Vec<&str> = tools
         .iter()
