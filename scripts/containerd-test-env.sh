@@ -107,7 +107,7 @@ stop() {
   # Shims outlive containerd by design: end the ones serving this (and only this) socket.
   for p in /proc/[0-9]*; do
     local cmdline
-    cmdline=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmdline=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
     case "$cmdline" in
       *containerd-shim*"-address $sock "*) kill -9 "${p#/proc/}" 2>/dev/null || true ;;
     esac

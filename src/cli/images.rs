@@ -54,7 +54,12 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
                 println!("{:<60} {:<20} SIZE", "IMAGE", "IMAGE ID");
                 for image in containerd.list_images().await? {
                     let id = image.config_digest.trim_start_matches("sha256:");
-                    println!("{:<60} {:<20} {}", image.name, &id[..id.len().min(12)], image.size);
+                    println!(
+                        "{:<60} {:<20} {}",
+                        image.name,
+                        &id[..id.len().min(12)],
+                        image.size
+                    );
                 }
             }
         }

@@ -64,7 +64,9 @@ struct Scan {
 
 fn normalize(path: &Path) -> String {
     let s = path.to_string_lossy();
-    s.trim_start_matches("./").trim_start_matches('/').to_string()
+    s.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
 }
 
 /// Opens the archive for reading, transparently un-gzipping it.
@@ -199,12 +201,13 @@ fn oci_image_name(annotations: &HashMap<String, String>) -> Option<String> {
 }
 
 fn plan_oci_layout(scan: &Scan, index: &[u8]) -> std::result::Result<ImportPlan, String> {
-    let index: OciIndex =
-        serde_json::from_slice(index).map_err(|e| format!("index.json: {e}"))?;
+    let index: OciIndex = serde_json::from_slice(index).map_err(|e| format!("index.json: {e}"))?;
     let mut plan = ImportPlan::default();
     for (name, entry) in &scan.files {
         if let Some(rest) = name.strip_prefix("blobs/") {
-            let Some((algo, hex)) = rest.split_once('/') else { continue };
+            let Some((algo, hex)) = rest.split_once('/') else {
+                continue;
+            };
             let digest = format!("{algo}:{hex}");
             if digest != entry.digest {
                 return Err(format!("blob {name} does not match its digest"));
@@ -215,7 +218,10 @@ fn plan_oci_layout(scan: &Scan, index: &[u8]) -> std::result::Result<ImportPlan,
     }
     for m in index.manifests {
         if !plan.blobs.contains_key(&m.digest) {
-            return Err(format!("index.json names {} which is not in blobs/", m.digest));
+            return Err(format!(
+                "index.json names {} which is not in blobs/",
+                m.digest
+            ));
         }
         if let Some(name) = oci_image_name(&m.annotations) {
             plan.images.push((
@@ -229,9 +235,11 @@ fn plan_oci_layout(scan: &Scan, index: &[u8]) -> std::result::Result<ImportPlan,
         }
     }
     if plan.images.is_empty() {
-        return Err("index.json names no image (io.containerd.image.name or a full \
+        return Err(
+            "index.json names no image (io.containerd.image.name or a full \
                     org.opencontainers.image.ref.name annotation)"
-            .into());
+                .into(),
+        );
     }
     Ok(plan)
 }
@@ -250,8 +258,10 @@ fn plan_docker_archive(scan: &Scan, manifest: &[u8]) -> std::result::Result<Impo
                 .ok_or_else(|| format!("manifest.json names {name} which is not in the archive"))
         };
         let (config_name, config) = file(&entry.config)?;
-        plan.blobs
-            .insert(config.digest.clone(), scan.source(&config_name).expect("listed"));
+        plan.blobs.insert(
+            config.digest.clone(),
+            scan.source(&config_name).expect("listed"),
+        );
         let mut layers = Vec::new();
         for layer in &entry.layers {
             let (layer_name, f) = file(layer)?;
@@ -356,11 +366,17 @@ mod tests {
         assert_eq!(plan.images[0].1.digest, md);
         assert_eq!(
             plan.blobs[&md],
-            (manifest.len() as i64, BlobSource::Memory(Bytes::from_static(manifest)))
+            (
+                manifest.len() as i64,
+                BlobSource::Memory(Bytes::from_static(manifest))
+            )
         );
         assert_eq!(
             plan.blobs[&bd],
-            (big.len() as i64, BlobSource::ArchiveFile(format!("blobs/sha256/{}", &bd[7..])))
+            (
+                big.len() as i64,
+                BlobSource::ArchiveFile(format!("blobs/sha256/{}", &bd[7..]))
+            )
         );
         assert_eq!(streamed_files(&plan).len(), 1);
     }
@@ -393,7 +409,10 @@ mod tests {
         );
         let plan = plan(&path).unwrap();
         let names: Vec<&str> = plan.images.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["docker.io/library/app:v1", "reg.local:5000/x/app:v1"]);
+        assert_eq!(
+            names,
+            ["docker.io/library/app:v1", "reg.local:5000/x/app:v1"]
+        );
         let target = &plan.images[0].1;
         let (_, BlobSource::Memory(m)) = &plan.blobs[&target.digest] else {
             panic!("manifest should be in memory")
@@ -409,6 +428,9 @@ mod tests {
     fn other_tarballs_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = tarball(dir.path(), &[("hello.txt", b"hi")]);
-        assert!(plan(&path).unwrap_err().to_string().contains("neither an OCI layout"));
+        assert!(plan(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("neither an OCI layout"));
     }
 }

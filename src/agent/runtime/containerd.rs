@@ -17,10 +17,10 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::services::v1::{
     ApplyRequest, Container, CreateContainerRequest, CreateImageRequest, CreateRequest,
     CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest, DeleteRequest,
-    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetImageRequest, GetRequest,
-    Image, InfoRequest, KillRequest, ListContainersRequest, ListImagesRequest,
-    ListTasksRequest, ReadContentRequest, StartRequest, UpdateImageRequest, UpdateRequest,
-    WaitRequest, WriteAction, WriteContentRequest, WriteContentResponse,
+    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetImageRequest, GetRequest, Image,
+    InfoRequest, KillRequest, ListContainersRequest, ListImagesRequest, ListTasksRequest,
+    ReadContentRequest, StartRequest, UpdateImageRequest, UpdateRequest, WaitRequest, WriteAction,
+    WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use containerd_client::tonic::{Code, Request, Status, Streaming};
@@ -33,9 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
 use super::archive::{self, BlobSource, Descriptor};
-use super::registry::{
-    sha256_digest, RegistryClient, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX,
-};
+use super::registry::{sha256_digest, RegistryClient, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 use super::{
     cgroup, logger, spec, ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus,
     ContainerSummary, ExecOutput, ImageInfo, PullPolicy, Reference, RegistryAuth, Result,
@@ -80,7 +78,8 @@ impl ContainerdConfig {
             namespace: super::DEFAULT_NAMESPACE.to_string(),
             snapshotter: DEFAULT_SNAPSHOTTER.to_string(),
             runtime: DEFAULT_RUNTIME.to_string(),
-            logger_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/orc")),
+            logger_binary: std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/orc")),
             exec_dir: std::env::temp_dir().join("orc-exec"),
             cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
         }
@@ -195,13 +194,19 @@ pub fn gc_labels(blob: &[u8]) -> BTreeMap<String, String> {
     };
     if let Some(ms) = doc.manifests {
         for (i, m) in ms.iter().enumerate() {
-            labels.insert(format!("containerd.io/gc.ref.content.m.{i}"), m.digest.clone());
+            labels.insert(
+                format!("containerd.io/gc.ref.content.m.{i}"),
+                m.digest.clone(),
+            );
         }
     }
     if let Some(c) = doc.config {
         labels.insert("containerd.io/gc.ref.content.config".into(), c.digest);
         for (i, l) in doc.layers.iter().enumerate() {
-            labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
+            labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                l.digest.clone(),
+            );
         }
     }
     labels
@@ -313,11 +318,9 @@ impl ContentWriter {
 impl ContainerdRuntime {
     /// Connects to containerd and checks that it answers.
     pub async fn connect(config: ContainerdConfig) -> Result<Self> {
-        let namespace: AsciiMetadataValue =
-            MetadataValue::try_from(config.namespace.as_str()).map_err(|_| {
-                RuntimeError::InvalidNamespace {
-                    namespace: config.namespace.clone(),
-                }
+        let namespace: AsciiMetadataValue = MetadataValue::try_from(config.namespace.as_str())
+            .map_err(|_| RuntimeError::InvalidNamespace {
+                namespace: config.namespace.clone(),
             })?;
         let channel = containerd_client::connect(&config.socket)
             .await
@@ -552,9 +555,9 @@ impl ContainerdRuntime {
             )));
         }
         let process_config = match config.config {
-            Some(v) if !v.is_null() => Some(
-                serde_json::from_value(v).map_err(|e| invalid(format!("image config: {e}")))?,
-            ),
+            Some(v) if !v.is_null() => {
+                Some(serde_json::from_value(v).map_err(|e| invalid(format!("image config: {e}")))?)
+            }
             _ => None,
         };
         Ok(ResolvedImage {
@@ -626,14 +629,24 @@ impl ContainerdRuntime {
         let mut parent = String::new();
         for (i, chain_id) in chain.iter().enumerate() {
             if !self.snapshot_exists(chain_id).await? {
-                self.unpack_layer(lease, reference, &image.layers[i], &image.diff_ids[i], &parent, chain_id)
-                    .await?;
+                self.unpack_layer(
+                    lease,
+                    reference,
+                    &image.layers[i],
+                    &image.diff_ids[i],
+                    &parent,
+                    chain_id,
+                )
+                .await?;
             }
             parent = chain_id.clone();
         }
         let gc_ref = format!("containerd.io/gc.ref.snapshot.{}", self.config.snapshotter);
-        self.set_labels(&image.config_digest, [(gc_ref, chain[chain.len() - 1].clone())].into())
-            .await
+        self.set_labels(
+            &image.config_digest,
+            [(gc_ref, chain[chain.len() - 1].clone())].into(),
+        )
+        .await
     }
 
     async fn unpack_layer(
@@ -704,9 +717,7 @@ impl ContainerdRuntime {
             match commit {
                 Ok(_) => Ok(()),
                 // Someone else unpacked the same layer meanwhile.
-                Err(s) if s.code() == Code::AlreadyExists => {
-                    self.remove_snapshot(&key).await
-                }
+                Err(s) if s.code() == Code::AlreadyExists => self.remove_snapshot(&key).await,
                 Err(s) => Err(grpc("commit snapshot")(s)),
             }
         }
@@ -817,7 +828,10 @@ impl ContainerdRuntime {
             reference: name.clone(),
             reason,
         };
-        let top = self.registry.manifest(r, r.manifest_reference(), auth).await?;
+        let top = self
+            .registry
+            .manifest(r, r.manifest_reference(), auth)
+            .await?;
         let top_doc: ManifestDoc = serde_json::from_slice(&top.bytes)
             .map_err(|e| invalid(format!("manifest {}: {e}", top.digest)))?;
         let top_desc = Descriptor {
@@ -849,7 +863,8 @@ impl ContainerdRuntime {
             }
             debug!(image = %name, digest = %desc.digest, size = desc.size, "fetching blob");
             let stream = self.registry.blob(r, &desc.digest, auth).await?;
-            self.write_blob(lease, &desc, BTreeMap::new(), stream).await?;
+            self.write_blob(lease, &desc, BTreeMap::new(), stream)
+                .await?;
         }
         let manifest_desc = Descriptor {
             media_type: manifest.media_type.clone(),
@@ -859,7 +874,8 @@ impl ContainerdRuntime {
         self.write_bytes(lease, &manifest_desc, manifest.bytes.clone())
             .await?;
         if top.digest != manifest.digest {
-            self.write_bytes(lease, &top_desc, top.bytes.clone()).await?;
+            self.write_bytes(lease, &top_desc, top.bytes.clone())
+                .await?;
         }
         Ok(top_desc)
     }
@@ -918,9 +934,15 @@ impl ContainerdRuntime {
             let mut archive = archive::open(&owned)?;
             for entry in archive.entries().map_err(read_err)? {
                 let mut entry = entry.map_err(read_err)?;
-                let name = entry.path().map_err(read_err)?.to_string_lossy().to_string();
+                let name = entry
+                    .path()
+                    .map_err(read_err)?
+                    .to_string_lossy()
+                    .to_string();
                 let name = name.trim_start_matches("./").trim_start_matches('/');
-                let Some((digest, size)) = wanted.get(name) else { continue };
+                let Some((digest, size)) = wanted.get(name) else {
+                    continue;
+                };
                 let begin = Msg::Begin(Descriptor {
                     media_type: String::new(),
                     digest: digest.clone(),
@@ -935,7 +957,10 @@ impl ContainerdRuntime {
                     if n == 0 {
                         break;
                     }
-                    if tx.blocking_send(Msg::Chunk(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                    if tx
+                        .blocking_send(Msg::Chunk(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
@@ -981,12 +1006,13 @@ impl ContainerdRuntime {
     async fn get_container(&self, id: &str) -> Result<Container> {
         let req = self.request(GetContainerRequest { id: id.to_string() }, None);
         match self.client.containers().get(req).await {
-            Ok(resp) => resp.into_inner().container.ok_or_else(|| RuntimeError::ContainerNotFound {
-                id: id.to_string(),
-            }),
-            Err(s) if s.code() == Code::NotFound => Err(RuntimeError::ContainerNotFound {
-                id: id.to_string(),
-            }),
+            Ok(resp) => resp
+                .into_inner()
+                .container
+                .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.to_string() }),
+            Err(s) if s.code() == Code::NotFound => {
+                Err(RuntimeError::ContainerNotFound { id: id.to_string() })
+            }
             Err(s) => Err(grpc("get container")(s)),
         }
     }
@@ -1161,10 +1187,13 @@ impl ContainerdRuntime {
                     None,
                 ));
                 match tokio::time::timeout(timeout, wait).await {
-                    Ok(r) => r.map(|w| w.into_inner().exit_status).map_err(grpc("wait exec")),
+                    Ok(r) => r
+                        .map(|w| w.into_inner().exit_status)
+                        .map_err(grpc("wait exec")),
                     Err(_) => {
                         let _ = self.kill(id, exec_id, SIGKILL, false).await;
-                        let _ = tokio::time::timeout(KILL_WAIT, self.wait_process(id, exec_id)).await;
+                        let _ =
+                            tokio::time::timeout(KILL_WAIT, self.wait_process(id, exec_id)).await;
                         Err(RuntimeError::ExecTimeout {
                             id: id.to_string(),
                             timeout,
@@ -1250,12 +1279,12 @@ impl ContainerRuntime for ContainerdRuntime {
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
         let r = Reference::parse(&config.image)?;
         let name = r.to_string();
-        let (image, top) = self
-            .present_image(&name)
-            .await?
-            .ok_or(RuntimeError::ImageNeverPull {
-                reference: name.clone(),
-            })?;
+        let (image, top) =
+            self.present_image(&name)
+                .await?
+                .ok_or(RuntimeError::ImageNeverPull {
+                    reference: name.clone(),
+                })?;
         let spec = spec::build_spec(config, image.config.as_ref())?;
         let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Spec {
             id: config.id.clone(),
@@ -1395,15 +1424,16 @@ impl ContainerRuntime for ContainerdRuntime {
     }
 
     async fn stop(&self, id: &str, signal: u32, grace: Duration) -> Result<ContainerStatus> {
-        let running = matches!(
-            self.status(id).await?.state,
-            ContainerState::Running { .. }
-        );
+        let running = matches!(self.status(id).await?.state, ContainerState::Running { .. });
         if running {
             self.kill(id, "", signal, false).await?;
             let exited = tokio::time::timeout(grace, self.wait_process(id, "")).await;
             if exited.is_err() {
-                info!(container = id, ?grace, "did not exit within its grace period; killing");
+                info!(
+                    container = id,
+                    ?grace,
+                    "did not exit within its grace period; killing"
+                );
                 self.kill_and_wait(id).await?;
             }
         }
@@ -1477,7 +1507,12 @@ impl ContainerRuntime for ContainerdRuntime {
         let tasks = self
             .client
             .tasks()
-            .list(self.request(ListTasksRequest { filter: String::new() }, None))
+            .list(self.request(
+                ListTasksRequest {
+                    filter: String::new(),
+                },
+                None,
+            ))
             .await
             .map_err(grpc("list tasks"))?
             .into_inner()
@@ -1485,7 +1520,11 @@ impl ContainerRuntime for ContainerdRuntime {
         let tasks: HashMap<String, Process> = tasks
             .into_iter()
             .map(|p| {
-                let id = if p.container_id.is_empty() { p.id.clone() } else { p.container_id.clone() };
+                let id = if p.container_id.is_empty() {
+                    p.id.clone()
+                } else {
+                    p.container_id.clone()
+                };
                 (id, p)
             })
             .collect();
@@ -1496,7 +1535,9 @@ impl ContainerRuntime for ContainerdRuntime {
                 let labels = c
                     .labels
                     .iter()
-                    .filter(|(k, _)| k.as_str() != LOG_PATH_LABEL && k.as_str() != CGROUP_PATH_LABEL)
+                    .filter(|(k, _)| {
+                        k.as_str() != LOG_PATH_LABEL && k.as_str() != CGROUP_PATH_LABEL
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 ContainerSummary {
@@ -1531,7 +1572,10 @@ mod tests {
         assert_eq!(labels["containerd.io/gc.ref.content.config"], "sha256:c");
         assert_eq!(labels["containerd.io/gc.ref.content.l.1"], "sha256:l1");
         let index = br#"{"manifests":[{"digest":"sha256:m","size":1}]}"#;
-        assert_eq!(gc_labels(index)["containerd.io/gc.ref.content.m.0"], "sha256:m");
+        assert_eq!(
+            gc_labels(index)["containerd.io/gc.ref.content.m.0"],
+            "sha256:m"
+        );
         assert!(gc_labels(b"not json").is_empty());
         assert!(gc_labels(br#"{"architecture":"amd64"}"#).is_empty());
     }

@@ -272,9 +272,8 @@ impl ContainerRuntime for FakeRuntime {
             id: id.to_string(),
             cmd: cmd.to_vec(),
         });
-        let running = self.with_container(id, |c, _| {
-            matches!(c.state, ContainerState::Running { .. })
-        })?;
+        let running =
+            self.with_container(id, |c, _| matches!(c.state, ContainerState::Running { .. }))?;
         if !running {
             return Err(RuntimeError::NotRunning { id: id.to_string() });
         }
@@ -320,7 +319,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(info.name, "docker.io/library/busybox:1");
-        rt.ensure_image("busybox:1", PullPolicy::Never, None).await.unwrap();
+        rt.ensure_image("busybox:1", PullPolicy::Never, None)
+            .await
+            .unwrap();
         let err = rt
             .ensure_image("missing:1", PullPolicy::Always, None)
             .await
@@ -334,7 +335,8 @@ mod tests {
         let rt = FakeRuntime::new();
         rt.add_image("busybox:test");
         let mut cfg = ContainerConfig::new("c1", "busybox:test", "/tmp/c1.log".into());
-        cfg.labels.insert("io.kubernetes.pod.uid".into(), "u1".into());
+        cfg.labels
+            .insert("io.kubernetes.pod.uid".into(), "u1".into());
         rt.create_container(&cfg).await.unwrap();
         assert!(rt.create_container(&cfg).await.is_err());
         let pid = rt.start("c1").await.unwrap();
@@ -342,8 +344,14 @@ mod tests {
             rt.status("c1").await.unwrap().state,
             ContainerState::Running { pid }
         );
-        let stopped = rt.stop("c1", super::super::SIGTERM, Duration::from_secs(30)).await.unwrap();
-        assert!(matches!(stopped.state, ContainerState::Exited { exit_code: 143, .. }));
+        let stopped = rt
+            .stop("c1", super::super::SIGTERM, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(matches!(
+            stopped.state,
+            ContainerState::Exited { exit_code: 143, .. }
+        ));
         let listed = rt.list_containers().await.unwrap();
         assert_eq!(listed[0].labels["io.kubernetes.pod.uid"], "u1");
         rt.remove("c1").await.unwrap();

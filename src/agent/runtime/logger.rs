@@ -85,7 +85,9 @@ pub fn parse_line(line: &[u8]) -> Option<CriLine> {
 pub fn split_streams(log: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     for line in log.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Some(rec) = parse_line(line) else { continue };
+        let Some(rec) = parse_line(line) else {
+            continue;
+        };
         let out = match rec.stream {
             Stream::Stdout => &mut stdout,
             Stream::Stderr => &mut stderr,
@@ -216,11 +218,19 @@ mod tests {
             .filter(|l| !l.is_empty())
             .map(|l| parse_line(l).unwrap())
             .collect();
-        let shape: Vec<(bool, usize)> =
-            records.iter().map(|r| (r.partial, r.content.len())).collect();
+        let shape: Vec<(bool, usize)> = records
+            .iter()
+            .map(|r| (r.partial, r.content.len()))
+            .collect();
         assert_eq!(
             shape,
-            vec![(false, 3), (false, 3), (true, MAX_LINE), (false, 10), (false, 20)]
+            vec![
+                (false, 3),
+                (false, 3),
+                (true, MAX_LINE),
+                (false, 10),
+                (false, 20)
+            ]
         );
         let (stdout, stderr) = split_streams(&log);
         assert!(stderr.is_empty());

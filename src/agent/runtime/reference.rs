@@ -57,8 +57,7 @@ impl Reference {
         if let Some(t) = &tag {
             let valid = !t.is_empty()
                 && t.len() <= 128
-                && t
-                    .bytes()
+                && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
             if !valid {
                 return Err(invalid("invalid tag"));
@@ -128,7 +127,13 @@ impl Reference {
         let host = self
             .registry
             .rsplit_once(':')
-            .map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { &self.registry })
+            .map(|(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    &self.registry
+                }
+            })
             .unwrap_or(&self.registry);
         host == "localhost" || host == "[::1]" || host.starts_with("127.")
     }
@@ -160,7 +165,10 @@ mod tests {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
-        assert_eq!(norm("index.docker.io/library/nginx:1"), "docker.io/library/nginx:1");
+        assert_eq!(
+            norm("index.docker.io/library/nginx:1"),
+            "docker.io/library/nginx:1"
+        );
     }
 
     #[test]
@@ -172,9 +180,15 @@ mod tests {
         assert!(r.is_insecure());
         assert_eq!(r.api_host(), "127.0.0.1:5000");
         let r = Reference::parse("localhost:5000/a/b:v1").unwrap();
-        assert_eq!((r.repository.as_str(), r.tag.as_deref()), ("a/b", Some("v1")));
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref()),
+            ("a/b", Some("v1"))
+        );
         assert!(!Reference::parse("ghcr.io/x/y").unwrap().is_insecure());
-        assert_eq!(Reference::parse("busybox").unwrap().api_host(), "registry-1.docker.io");
+        assert_eq!(
+            Reference::parse("busybox").unwrap().api_host(),
+            "registry-1.docker.io"
+        );
     }
 
     #[test]
@@ -190,7 +204,14 @@ mod tests {
 
     #[test]
     fn malformed_references_are_rejected() {
-        for bad in ["", "Busybox", "busybox:", "busybox@sha256:12", "a b", "x//y"] {
+        for bad in [
+            "",
+            "Busybox",
+            "busybox:",
+            "busybox@sha256:12",
+            "a b",
+            "x//y",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be invalid");
         }
     }

@@ -199,9 +199,13 @@ impl RegistryClient {
         auth: Option<&RegistryAuth>,
     ) -> Result<FetchedManifest> {
         let url = format!("{}/manifests/{reference}", Self::base_url(r));
-        let accept =
-            [MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST]
-                .join(", ");
+        let accept = [
+            MEDIA_OCI_INDEX,
+            MEDIA_OCI_MANIFEST,
+            MEDIA_DOCKER_LIST,
+            MEDIA_DOCKER_MANIFEST,
+        ]
+        .join(", ");
         let resp = self.get(r, &url, Some(&accept), auth).await?;
         self.check_status(r, &resp)?;
         let media_type = header_media_type(resp.headers());
@@ -257,7 +261,10 @@ impl RegistryClient {
 fn basic(a: &RegistryAuth) -> String {
     use base64::Engine;
     let raw = format!("{}:{}", a.username, a.password);
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 fn header_media_type(h: &HeaderMap) -> Option<String> {
@@ -276,8 +283,14 @@ pub fn parse_challenge(challenge: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut s = rest.trim();
     while !s.is_empty() {
-        let Some((key, after)) = s.split_once('=') else { break };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let Some((key, after)) = s.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {
                 Some(end) => (&quoted[..end], &quoted[end + 1..]),
@@ -315,7 +328,10 @@ mod tests {
     #[test]
     fn loopback_registries_use_plain_http() {
         let r = Reference::parse("127.0.0.1:5000/busybox:test").unwrap();
-        assert_eq!(RegistryClient::base_url(&r), "http://127.0.0.1:5000/v2/busybox");
+        assert_eq!(
+            RegistryClient::base_url(&r),
+            "http://127.0.0.1:5000/v2/busybox"
+        );
         let r = Reference::parse("busybox").unwrap();
         assert_eq!(
             RegistryClient::base_url(&r),

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec,
-    UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec, UserBuilder,
 };
 
 use super::{ContainerConfig, NamespaceMode, Result, RunAs, RuntimeError};
@@ -154,7 +153,9 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".to_string());
     if !cwd.starts_with('/') {
-        return Err(spec_err(format!("working directory {cwd:?} is not absolute")));
+        return Err(spec_err(format!(
+            "working directory {cwd:?} is not absolute"
+        )));
     }
     let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -193,13 +194,12 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
     .flatten()
     .collect();
 
-    let mut resources = LinuxResourcesBuilder::default().devices(vec![
-        LinuxDeviceCgroupBuilder::default()
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
             .allow(false)
             .access("rwm")
             .build()
-            .map_err(|e| spec_err(e.to_string()))?,
-    ]);
+            .map_err(|e| spec_err(e.to_string()))?]);
     let r = &config.resources;
     if let Some(limit) = r.memory_limit_bytes {
         // swap = limit: a memory limit is not escaped into swap (as the kubelet does).
@@ -217,7 +217,9 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
             cpu = cpu.shares(s);
         }
         if let Some(q) = r.cpu_quota {
-            cpu = cpu.quota(q).period(r.cpu_period.unwrap_or(super::CPU_PERIOD_US));
+            cpu = cpu
+                .quota(q)
+                .period(r.cpu_period.unwrap_or(super::CPU_PERIOD_US));
         }
         resources = resources.cpu(cpu.build().map_err(|e| spec_err(e.to_string()))?);
     }
@@ -285,7 +287,10 @@ mod tests {
     fn command_and_args_follow_kubernetes_rules() {
         let img = image(&["/entry"], &["default"]);
         let mut c = config();
-        assert_eq!(process_args(&c, Some(&img)), strings(&["/entry", "default"]));
+        assert_eq!(
+            process_args(&c, Some(&img)),
+            strings(&["/entry", "default"])
+        );
         c.args = strings(&["mine"]);
         assert_eq!(process_args(&c, Some(&img)), strings(&["/entry", "mine"]));
         c.command = strings(&["/bin/sh", "-c"]);
@@ -293,7 +298,10 @@ mod tests {
         // command replaces Entrypoint and drops the image's Cmd
         assert_eq!(process_args(&c, Some(&img)), strings(&["/bin/sh", "-c"]));
         c.args = strings(&["echo hi"]);
-        assert_eq!(process_args(&c, Some(&img)), strings(&["/bin/sh", "-c", "echo hi"]));
+        assert_eq!(
+            process_args(&c, Some(&img)),
+            strings(&["/bin/sh", "-c", "echo hi"])
+        );
     }
 
     #[test]
@@ -323,13 +331,19 @@ mod tests {
         img.set_user(Some("1000:2000".into()));
         assert_eq!(
             process_user(&config(), Some(&img)).unwrap(),
-            RunAs { uid: 1000, gid: 2000 }
+            RunAs {
+                uid: 1000,
+                gid: 2000
+            }
         );
         img.set_user(Some("nginx".into()));
         assert!(process_user(&config(), Some(&img)).is_err());
         let mut c = config();
         c.run_as = Some(RunAs { uid: 7, gid: 8 });
-        assert_eq!(process_user(&c, Some(&img)).unwrap(), RunAs { uid: 7, gid: 8 });
+        assert_eq!(
+            process_user(&c, Some(&img)).unwrap(),
+            RunAs { uid: 7, gid: 8 }
+        );
     }
 
     #[test]
@@ -353,8 +367,16 @@ mod tests {
         assert!(!process.terminal().unwrap());
         let caps = process.capabilities().as_ref().unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
-        assert!(caps.effective().as_ref().unwrap().contains(&Capability::NetBindService));
-        assert!(!caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        assert!(caps
+            .effective()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::NetBindService));
+        assert!(!caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
         assert_eq!(spec.hostname().as_deref(), Some("web-0"));
 
         let linux = spec.linux().as_ref().unwrap();
@@ -445,6 +467,10 @@ mod tests {
             hosts[0].source().as_ref().unwrap(),
             &PathBuf::from("/var/lib/orc/pods/x/etc-hosts")
         );
-        assert!(hosts[0].options().as_ref().unwrap().contains(&"rw".to_string()));
+        assert!(hosts[0]
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rw".to_string()));
     }
 }
