@@ -320,6 +320,10 @@ spec:
     image: {IMAGE}
     imagePullPolicy: IfNotPresent
     command: [\"sh\", \"-c\", \"echo hello; sleep 3600\"]
+    readinessProbe:
+      exec:
+        command: [\"cat\", \"/etc/hostname\"]
+      periodSeconds: 1
 ---
 apiVersion: v1
 kind: Pod

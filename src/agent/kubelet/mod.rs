@@ -6,6 +6,7 @@
 pub mod api;
 pub mod container;
 pub mod pod_files;
+pub mod probes;
 pub mod status;
 pub mod worker;
 

@@ -459,3 +459,100 @@ async fn pods_gone_while_the_agent_was_away_are_cleaned_up() {
         .iter()
         .any(|c| matches!(c, ApiCall::DeletePod { .. })));
 }
+
+fn failing() -> crate::agent::runtime::ExecOutput {
+    crate::agent::runtime::ExecOutput {
+        stdout: b"not yet".to_vec(),
+        stderr: vec![],
+        exit_code: 1,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_probe_decides_ready() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["containers"][0]["readinessProbe"] =
+        json!({"exec": {"command": ["cat", "/ready"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    h.rt.set_exec_result("u1-app-0", failing());
+    w.sync_once().await;
+    let s = last_status(&h.api);
+    assert_eq!(s["containerStatuses"][0]["ready"], false);
+    assert!(h.api.event_reasons().contains(&"Unhealthy".to_string()));
+    h.rt.set_exec_result("u1-app-0", Default::default());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync_once().await;
+    let s = last_status(&h.api);
+    assert_eq!(s["containerStatuses"][0]["ready"], true);
+    let ready = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "True");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_liveness_probe_restarts_the_container() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(3);
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2});
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    h.rt.set_exec_result("u1-app-0", failing());
+    w.sync_once().await;
+    let stops = |rt: &FakeRuntime| {
+        rt.calls()
+            .iter()
+            .filter(|c| matches!(c, FakeCall::Stop { .. }))
+            .count()
+    };
+    assert_eq!(stops(&h.rt), 0);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::Stop {
+        id: "u1-app-0".into(),
+        signal: SIGTERM,
+        grace: Duration::from_secs(3)
+    }));
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1"]);
+    assert!(h.api.event_reasons().contains(&"Killing".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_probe_holds_back_liveness_until_it_succeeds() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["containers"][0]["startupProbe"] =
+        json!({"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 5});
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["live"]}, "periodSeconds": 1});
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    h.rt.set_exec_result("u1-app-0", failing());
+    w.sync_once().await;
+    let execs = |rt: &FakeRuntime, cmd: &str| {
+        rt.calls()
+            .iter()
+            .filter(|c| matches!(c, FakeCall::Exec { cmd: c, .. } if c[0] == cmd))
+            .count()
+    };
+    assert_eq!(execs(&h.rt, "check"), 1);
+    assert_eq!(execs(&h.rt, "live"), 0);
+    assert_eq!(
+        last_status(&h.api)["containerStatuses"][0]["started"],
+        false
+    );
+    h.rt.set_exec_result("u1-app-0", Default::default());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync_once().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync_once().await;
+    assert_eq!(execs(&h.rt, "check"), 2);
+    assert!(execs(&h.rt, "live") >= 1);
+    assert_eq!(last_status(&h.api)["containerStatuses"][0]["started"], true);
+}

@@ -19,6 +19,7 @@ use super::container::{
     CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
 };
 use super::pod_files::{self, PreparedVolume};
+use super::probes::{run_probe, ProbeKind, ProbeSpec, ProbeState};
 use super::status::{
     self, backoff_delay, next_step, ContainerRecord, Instance, InstanceState, PodFacts, Step,
     Terminated, Waiting, BACKOFF_RESET_AFTER,
@@ -46,6 +47,10 @@ struct Track {
     pull_retry_at: Option<Instant>,
     /// A BackOff event was sent for the current back-off period.
     backoff_reported: bool,
+    /// When the current instance started (probe delays count from it).
+    started: Option<Instant>,
+    /// Probe states of the current instance, by probe field name.
+    probes: BTreeMap<&'static str, ProbeState>,
 }
 
 pub struct PodWorker {
@@ -225,8 +230,18 @@ impl PodWorker {
                 ContainerState::Created | ContainerState::Unknown => InstanceState::Created,
             };
             let restart_count = restart(&c);
+            let track = self.track.entry(name.clone()).or_default();
             // Crashes before this instance count towards its back-off.
-            self.track.entry(name.clone()).or_default().backoff_level = restart_count;
+            track.backoff_level = restart_count;
+            let ran = chrono_ago(started_at);
+            track.started = Some(Instant::now().checked_sub(ran).unwrap_or_else(Instant::now));
+            if same {
+                // Probe results carry over: a ready container stays ready.
+                record.started = known["started"].as_bool().unwrap_or(true);
+                if known["ready"] == true {
+                    record.probe_ready = Some(true);
+                }
+            }
             record.current = Some(Instance {
                 id: c.id.clone(),
                 restart_count,
@@ -282,6 +297,7 @@ impl PodWorker {
                 let initialized = self.sync_init_containers().await;
                 if initialized {
                     self.sync_app_containers().await;
+                    self.run_probes().await;
                 }
             }
         } else {
@@ -722,8 +738,15 @@ impl PodWorker {
                 })
             }
         };
+        {
+            let t = self.track.entry(name.clone()).or_default();
+            t.started = Some(Instant::now());
+            t.probes.clear();
+        }
         let record = self.record_mut(init, i);
         record.waiting = None;
+        record.started = ProbeSpec::of(spec, ProbeKind::Startup).is_none();
+        record.probe_ready = ProbeSpec::of(spec, ProbeKind::Readiness).map(|_| false);
         record.current = Some(Instance {
             id: config.id.clone(),
             restart_count,
@@ -837,6 +860,74 @@ impl PodWorker {
             sources: &sources,
         };
         container::container_config(&ctx, spec, restart_count, init)
+    }
+
+    /// Runs the probes that are due for running app containers: startup first, then
+    /// liveness (a failed one restarts the container) and readiness.
+    async fn run_probes(&mut self) {
+        let specs = containers(&self.pod["spec"], "containers");
+        for (i, spec) in specs.iter().enumerate() {
+            let Some(record) = self.apps.get(i) else {
+                continue;
+            };
+            let Some(id) = record
+                .is_running()
+                .then(|| record.current.as_ref().map(|c| c.id.clone()))
+                .flatten()
+            else {
+                continue;
+            };
+            let name = record.name.clone();
+            let kinds: &[ProbeKind] = if record.started {
+                &[ProbeKind::Liveness, ProbeKind::Readiness]
+            } else {
+                &[ProbeKind::Startup]
+            };
+            for &kind in kinds {
+                let Some(probe) = ProbeSpec::of(spec, kind) else {
+                    continue;
+                };
+                let now = Instant::now();
+                let track = self.track.entry(name.clone()).or_default();
+                let started = *track.started.get_or_insert(now);
+                let state = track.probes.entry(kind.field()).or_default();
+                if !state.due(&probe, started, now) {
+                    continue;
+                }
+                state.last_run = Some(now);
+                let result =
+                    run_probe(&probe, spec, &id, self.pod_ip, self.shared.runtime.as_ref()).await;
+                if let Err(message) = &result {
+                    let text = format!("{} probe failed: {message}", kind.name());
+                    self.event("Warning", "Unhealthy", &text, Some(&name)).await;
+                }
+                let track = self.track.entry(name.clone()).or_default();
+                let state = track.probes.entry(kind.field()).or_default();
+                let Some(settled) = state.record(&probe, result.is_ok(), Instant::now()) else {
+                    continue;
+                };
+                match (kind, settled) {
+                    (ProbeKind::Readiness, ready) => self.apps[i].probe_ready = Some(ready),
+                    (ProbeKind::Startup, true) => self.apps[i].started = true,
+                    (ProbeKind::Liveness, true) => {}
+                    (ProbeKind::Liveness | ProbeKind::Startup, false) => {
+                        let text = format!(
+                            "Container {name} failed {} probe, will be restarted",
+                            kind.name().to_lowercase()
+                        );
+                        self.event("Normal", "Killing", &text, Some(&name)).await;
+                        track_reset(&mut self.track, &name);
+                        let grace = self.pod["spec"]["terminationGracePeriodSeconds"]
+                            .as_u64()
+                            .map_or(DEFAULT_GRACE, Duration::from_secs);
+                        if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
+                            warn!(pod = %self.name(), container = %name, error = %e, "stopping unhealthy container failed");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     fn facts(&self) -> PodFacts<'_> {
@@ -1041,6 +1132,12 @@ impl PodWorker {
         if let Err(e) = self.shared.api.create_event(ns, &event).await {
             debug!(pod = %self.name(), %reason, error = %e, "event not recorded");
         }
+    }
+}
+
+fn track_reset(track: &mut BTreeMap<String, Track>, name: &str) {
+    if let Some(t) = track.get_mut(name) {
+        t.probes.clear();
     }
 }
 
