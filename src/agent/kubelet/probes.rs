@@ -230,7 +230,7 @@ async fn http_get(
         .write_all(req.as_bytes())
         .await
         .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut n = 0;
     while n < 12 {
         let read = stream
