@@ -56,6 +56,8 @@ pub trait PodApi: Send + Sync {
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
     /// Records an event (best effort: callers log failures and go on).
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()>;
+    /// The Services of a namespace (for the service environment variables).
+    async fn list_services(&self, namespace: &str) -> Result<Vec<Value>>;
 }
 
 /// [`PodApi`] over HTTPS with the node's credential.
@@ -144,6 +146,19 @@ impl PodApi for HttpPodApi {
         send("create event", self.client.post(&path, event))
             .await
             .map(drop)
+    }
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
+        let path = format!("/api/v1/namespaces/{namespace}/services");
+        let resp = send(
+            format!("list services in {namespace}"),
+            self.client.get(&path),
+        )
+        .await?;
+        Ok(resp
+            .json()
+            .and_then(|l| l["items"].as_array().cloned())
+            .unwrap_or_default())
     }
 }
 
@@ -375,5 +390,16 @@ impl PodApi for FakePodApi {
             message: event["message"].as_str().unwrap_or("").to_string(),
         });
         Ok(())
+    }
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .objects
+            .lock()
+            .expect("fake api poisoned")
+            .iter()
+            .filter(|(p, _, o)| p == "services" && o["metadata"]["namespace"] == namespace)
+            .map(|(_, _, o)| o.clone())
+            .collect())
     }
 }

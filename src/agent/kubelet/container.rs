@@ -40,6 +40,8 @@ pub struct PodContext<'a> {
     /// The pod's /etc/hosts, /etc/resolv.conf and /etc/hostname files.
     pub etc_files: &'a [(PathBuf, &'static str)],
     pub sources: &'a Sources,
+    /// Services whose environment variables the containers get (see [`service_env`]).
+    pub services: &'a [Value],
 }
 
 /// The `(kind, name)` of every ConfigMap and Secret the container's env refers to.
@@ -63,6 +65,57 @@ pub fn env_sources(container: &Value) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Docker-link style variables for Services (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_…`), as
+/// the kubelet sets them: every Service of the pod's namespace with a cluster IP when
+/// `enableServiceLinks` is on, and always the `kubernetes` Service of `default`.
+pub fn service_env(pod: &Value, services: &[Value]) -> Vec<(String, String)> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let links = pod["spec"]["enableServiceLinks"].as_bool().unwrap_or(true);
+    let mut chosen: BTreeMap<String, &Value> = BTreeMap::new();
+    for svc in services {
+        let (sns, name) = (
+            svc["metadata"]["namespace"].as_str().unwrap_or(""),
+            svc["metadata"]["name"].as_str().unwrap_or(""),
+        );
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap_or("");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let master = sns == "default" && name == "kubernetes";
+        if (sns == ns && links) || master {
+            // A Service of the pod's own namespace wins over the master one of that name.
+            if sns == ns || !chosen.contains_key(name) {
+                chosen.insert(name.to_string(), svc);
+            }
+        }
+    }
+    let mut env = Vec::new();
+    for (name, svc) in chosen {
+        let prefix = name.to_uppercase().replace('-', "_");
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap_or("");
+        let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        env.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        for (i, p) in ports.iter().enumerate() {
+            let port = p["port"].as_u64().unwrap_or(0);
+            let proto = p["protocol"].as_str().unwrap_or("TCP").to_lowercase();
+            if i == 0 {
+                env.push((format!("{prefix}_SERVICE_PORT"), port.to_string()));
+                env.push((format!("{prefix}_PORT"), format!("{proto}://{ip}:{port}")));
+            }
+            if let Some(pname) = p["name"].as_str().filter(|n| !n.is_empty()) {
+                let pname = pname.to_uppercase().replace('-', "_");
+                env.push((format!("{prefix}_SERVICE_PORT_{pname}"), port.to_string()));
+            }
+            let base = format!("{prefix}_PORT_{port}_{}", proto.to_uppercase());
+            env.push((base.clone(), format!("{proto}://{ip}:{port}")));
+            env.push((format!("{base}_PROTO"), proto.clone()));
+            env.push((format!("{base}_PORT"), port.to_string()));
+            env.push((format!("{base}_ADDR"), ip.to_string()));
+        }
+    }
+    env
 }
 
 /// The value a `fieldRef` names.
@@ -197,7 +250,8 @@ pub fn resolve_env(
     ctx: &PodContext<'_>,
     container: &Value,
 ) -> Result<Vec<(String, String)>, String> {
-    let mut env: Vec<(String, String)> = Vec::new();
+    // Service variables first: the container's own may refer to them and override them.
+    let mut env: Vec<(String, String)> = service_env(ctx.pod, ctx.services);
     let source = |kind: &str, name: &str| -> Option<BTreeMap<String, Vec<u8>>> {
         ctx.sources
             .get(&(kind.to_string(), name.to_string()))
@@ -439,6 +493,7 @@ mod tests {
             volumes: &volumes,
             etc_files: &etc,
             sources,
+            services: &[],
         };
         f(&ctx)
     }
@@ -527,6 +582,35 @@ mod tests {
             .find(|m| m.container_path == "/data")
             .unwrap();
         assert!(data.read_only);
+    }
+
+    #[test]
+    fn services_become_link_variables() {
+        let mut p = pod();
+        let services = [
+            json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+                   "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}),
+            json!({"metadata": {"name": "my-db", "namespace": "ns"},
+                   "spec": {"clusterIP": "10.43.0.7", "ports": [{"port": 5432}]}}),
+            json!({"metadata": {"name": "headless", "namespace": "ns"}, "spec": {"clusterIP": "None"}}),
+            json!({"metadata": {"name": "other", "namespace": "elsewhere"}, "spec": {"clusterIP": "10.43.0.9"}}),
+        ];
+        let env = service_env(&p, &services);
+        let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("KUBERNETES_SERVICE_HOST").as_deref(), Some("10.43.0.1"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT_HTTPS").as_deref(), Some("443"));
+        assert_eq!(get("MY_DB_SERVICE_PORT").as_deref(), Some("5432"));
+        assert_eq!(get("MY_DB_PORT").as_deref(), Some("tcp://10.43.0.7:5432"));
+        assert_eq!(
+            get("MY_DB_PORT_5432_TCP_ADDR").as_deref(),
+            Some("10.43.0.7")
+        );
+        assert!(get("HEADLESS_SERVICE_HOST").is_none());
+        assert!(get("OTHER_SERVICE_HOST").is_none());
+        p["spec"]["enableServiceLinks"] = json!(false);
+        let env = service_env(&p, &services);
+        assert!(env.iter().all(|(k, _)| k.starts_with("KUBERNETES_")));
+        assert!(!env.is_empty());
     }
 
     #[test]

@@ -556,3 +556,26 @@ async fn startup_probe_holds_back_liveness_until_it_succeeds() {
     assert!(execs(&h.rt, "live") >= 1);
     assert_eq!(last_status(&h.api)["containerStatuses"][0]["started"], true);
 }
+
+#[tokio::test]
+async fn containers_get_service_variables() {
+    let h = harness();
+    h.api.add_object(
+        "services",
+        json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+               "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443}]}}),
+    );
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "API", "value": "$(KUBERNETES_SERVICE_HOST)"}]);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    let cfg = h.rt.container_config("u1-app-0").unwrap();
+    assert!(cfg.env.contains(&(
+        "KUBERNETES_SERVICE_HOST".to_string(),
+        "10.43.0.1".to_string()
+    )));
+    assert!(cfg
+        .env
+        .contains(&("API".to_string(), "10.43.0.1".to_string())));
+}

@@ -841,6 +841,26 @@ impl PodWorker {
                 .map_err(|e| error_chain(&e))?;
             sources.insert((kind, name), object);
         }
+        let ns = self.namespace().to_string();
+        let mut services = self
+            .shared
+            .api
+            .list_services(&ns)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        if ns != "default" {
+            let master = self
+                .shared
+                .api
+                .list_services("default")
+                .await
+                .map_err(|e| error_chain(&e))?;
+            services.extend(
+                master
+                    .into_iter()
+                    .filter(|s| s["metadata"]["name"] == "kubernetes"),
+            );
+        }
         let etc = [
             (self.pod_dir.join("etc-hosts"), "/etc/hosts"),
             (self.pod_dir.join("resolv.conf"), "/etc/resolv.conf"),
@@ -858,6 +878,7 @@ impl PodWorker {
             volumes: &self.volumes,
             etc_files,
             sources: &sources,
+            services: &services,
         };
         container::container_config(&ctx, spec, restart_count, init)
     }
