@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::pod_files::object_data;
 use crate::agent::runtime::{
-    BindMount, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy, Resources, RunAs,
+    BindMount, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy, RegistryAuth, Resources,
+    RunAs,
 };
 
 /// Labels on every container the kubelet creates.
@@ -208,6 +209,67 @@ pub fn pull_policy(container: &Value) -> PullPolicy {
             }
         }
     }
+}
+
+/// The host a docker config key names: `https://index.docker.io/v1/` → `docker.io`.
+fn registry_host(key: &str) -> String {
+    let key = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = key.split('/').next().unwrap_or("").to_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        _ => host,
+    }
+}
+
+/// Credentials for `registry` from the pod's image pull Secrets
+/// (`kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`), first match wins.
+pub fn registry_auth(secrets: &[Value], registry: &str) -> Option<RegistryAuth> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let wanted = registry_host(registry);
+    for secret in secrets {
+        let data = object_data("Secret", secret);
+        let auths = if let Some(raw) = data.get(".dockerconfigjson") {
+            serde_json::from_slice::<Value>(raw)
+                .ok()
+                .map(|v| v["auths"].clone())
+        } else {
+            data.get(".dockercfg")
+                .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
+        };
+        let Some(auths) = auths.as_ref().and_then(Value::as_object) else {
+            continue;
+        };
+        for (key, entry) in auths {
+            if registry_host(key) != wanted {
+                continue;
+            }
+            let (mut user, mut pass) = (
+                entry["username"].as_str().unwrap_or("").to_string(),
+                entry["password"].as_str().unwrap_or("").to_string(),
+            );
+            if let Some(decoded) = entry["auth"]
+                .as_str()
+                .and_then(|a| b64.decode(a).ok())
+                .and_then(|d| String::from_utf8(d).ok())
+            {
+                if let Some((u, p)) = decoded.split_once(':') {
+                    (user, pass) = (u.to_string(), p.to_string());
+                }
+            }
+            if !user.is_empty() || !pass.is_empty() {
+                return Some(RegistryAuth {
+                    username: user,
+                    password: pass,
+                });
+            }
+        }
+    }
+    None
 }
 
 /// Expands `$(NAME)` from `vars`; `$$` escapes; unknown references stay as written.
@@ -635,6 +697,23 @@ mod tests {
             pull_policy(&json!({"image": "b:latest", "imagePullPolicy": "Never"})),
             PullPolicy::Never
         );
+    }
+
+    #[test]
+    fn pull_secrets_give_registry_credentials() {
+        // {"auths":{"reg.lan:5000":{"auth":"dTpw"}}} and a dockercfg for Docker Hub.
+        let config = r#"{"auths":{"https://reg.lan:5000/v2/":{"auth":"dTpw"}}}"#;
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secrets = [
+            json!({"data": {".dockerconfigjson": b64.encode(config)}}),
+            json!({"data": {".dockercfg": b64.encode(r#"{"https://index.docker.io/v1/":{"username":"hub","password":"pw"}}"#)}}),
+        ];
+        let a = registry_auth(&secrets, "reg.lan:5000").unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p"));
+        let hub = registry_auth(&secrets, "docker.io").unwrap();
+        assert_eq!(hub.username, "hub");
+        assert!(registry_auth(&secrets, "other.lan").is_none());
     }
 
     #[test]

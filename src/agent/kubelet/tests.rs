@@ -579,3 +579,28 @@ async fn containers_get_service_variables() {
         .env
         .contains(&("API".to_string(), "10.43.0.1".to_string())));
 }
+
+#[tokio::test]
+async fn image_pull_secrets_are_used_for_pulls() {
+    use base64::Engine;
+    let h = harness();
+    let config = r#"{"auths":{"reg.lan:5000":{"username":"u","password":"p"}}}"#;
+    h.api.add_object(
+        "secrets",
+        json!({"metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+               "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}}),
+    );
+    h.rt.add_registry_image("reg.lan:5000/app:1");
+    let mut p = pod("u1", "Always", "x");
+    p["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    p["spec"]["containers"][0]["image"] = json!("reg.lan:5000/app:1");
+    p["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::EnsureImage {
+        reference: "reg.lan:5000/app:1".into(),
+        policy: crate::agent::runtime::PullPolicy::Always,
+        with_auth: true
+    }));
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+}

@@ -796,8 +796,9 @@ impl PodWorker {
             &field,
         )
         .await;
+        let auth = self.pull_auth(image).await;
         let begun = Instant::now();
-        match runtime.ensure_image(image, policy, None).await {
+        match runtime.ensure_image(image, policy, auth.as_ref()).await {
             Ok(info) => {
                 let took = begun.elapsed();
                 self.event_at(
@@ -818,6 +819,33 @@ impl PodWorker {
                 })
             }
         }
+    }
+
+    /// Registry credentials for `image` from the pod's imagePullSecrets (missing or
+    /// unreadable Secrets are skipped, as upstream does).
+    async fn pull_auth(&self, image: &str) -> Option<crate::agent::runtime::RegistryAuth> {
+        let registry = crate::agent::runtime::Reference::parse(image)
+            .ok()?
+            .registry;
+        let mut secrets = Vec::new();
+        for s in containers(&self.pod["spec"], "imagePullSecrets") {
+            let Some(name) = s["name"].as_str() else {
+                continue;
+            };
+            match self
+                .shared
+                .api
+                .get_object("secrets", self.namespace(), name)
+                .await
+            {
+                Ok(Some(secret)) => secrets.push(secret),
+                Ok(None) => warn!(pod = %self.name(), secret = name, "image pull secret not found"),
+                Err(e) => {
+                    warn!(pod = %self.name(), secret = name, error = %e, "reading image pull secret failed")
+                }
+            }
+        }
+        container::registry_auth(&secrets, &registry)
     }
 
     async fn build_config(
