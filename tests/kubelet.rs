@@ -397,6 +397,23 @@ spec:
         assert!(events.contains(reason), "no {reason} event in {events}");
     }
 
+    // The container is in the pod's network, IPC and UTS namespaces.
+    let pid = w.task_pid(&id).expect("hello runs");
+    for (ns, file) in [
+        ("net", format!("agent/netns/{uid}")),
+        ("ipc", format!("agent/podns/{uid}-ipc")),
+        ("uts", format!("agent/podns/{uid}-uts")),
+    ] {
+        use std::os::unix::fs::MetadataExt;
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ino = std::fs::metadata(w.data_dir().join(&file)).unwrap().ino();
+        assert_eq!(
+            link.to_string_lossy(),
+            format!("{ns}:[{ino}]"),
+            "container not in the pod's {ns} namespace"
+        );
+    }
+
     // An agent restart re-adopts the running container: same container, same start.
     let pid_before = w.task_pid(&id);
     w.kill_server();
@@ -426,4 +443,5 @@ spec:
     assert!(!w.containers().contains(&id), "container {id} left behind");
     assert!(!w.data_dir().join(format!("agent/pods/{uid}")).exists());
     assert!(!w.data_dir().join(format!("agent/netns/{uid}")).exists());
+    assert!(!w.data_dir().join(format!("agent/podns/{uid}-ipc")).exists());
 }

@@ -137,6 +137,7 @@ async fn run_pods(config: AgentConfig, client: Arc<ApiClient>) {
             },
             sync_interval: kubelet::SYNC_INTERVAL,
             cgroup_root: PathBuf::from(runtime::cgroup::CGROUP_ROOT),
+            shared_ipc_uts: true,
         },
         runtime,
         network,

@@ -32,7 +32,8 @@ pub type Sources = BTreeMap<(String, String), Option<Value>>;
 pub struct PodContext<'a> {
     pub pod: &'a Value,
     pub pod_dir: &'a Path,
-    pub netns: &'a Path,
+    /// How containers get the pod's network, IPC and UTS namespaces.
+    pub namespaces: &'a PodNamespaces,
     pub pod_ip: Option<IpAddr>,
     pub host_ip: IpAddr,
     pub node_name: &'a str,
@@ -405,6 +406,34 @@ pub fn log_path(pod_dir: &Path, name: &str, restart_count: u32) -> PathBuf {
         .join(format!("{restart_count}.log"))
 }
 
+/// How the pod's containers get their namespaces: the pod's network namespace (the
+/// host's with hostNetwork), and IPC/UTS from `ipc_uts` files when the pod has them.
+pub fn pod_namespaces(pod: &Value, netns: &Path, ipc_uts: Option<(&Path, &Path)>) -> PodNamespaces {
+    let spec = &pod["spec"];
+    let host_network = spec["hostNetwork"].as_bool() == Some(true);
+    let shared = |p: Option<&Path>| match p {
+        Some(p) => NamespaceMode::Path(p.to_path_buf()),
+        None => NamespaceMode::New,
+    };
+    PodNamespaces {
+        network: if host_network {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::Path(netns.to_path_buf())
+        },
+        ipc: if spec["hostIPC"].as_bool() == Some(true) {
+            NamespaceMode::Host
+        } else {
+            shared(ipc_uts.map(|(ipc, _)| ipc))
+        },
+        uts: if host_network {
+            NamespaceMode::Host
+        } else {
+            shared(ipc_uts.map(|(_, uts)| uts))
+        },
+    }
+}
+
 /// The runtime config for one instance of `container`. An error is a
 /// CreateContainerConfigError message.
 pub fn container_config(
@@ -438,25 +467,8 @@ pub fn container_config(
         .filter(|w| !w.is_empty())
         .map(str::to_string);
     config.hostname = Some(super::pod_files::pod_hostname(ctx.pod));
-    let host_network = ctx.pod["spec"]["hostNetwork"].as_bool() == Some(true);
-    config.namespaces = PodNamespaces {
-        network: if host_network {
-            NamespaceMode::Host
-        } else {
-            NamespaceMode::Path(ctx.netns.to_path_buf())
-        },
-        ipc: if ctx.pod["spec"]["hostIPC"].as_bool() == Some(true) {
-            NamespaceMode::Host
-        } else {
-            NamespaceMode::New
-        },
-        uts: if host_network {
-            NamespaceMode::Host
-        } else {
-            NamespaceMode::New
-        },
-    };
-    if host_network {
+    config.namespaces = ctx.namespaces.clone();
+    if ctx.namespaces.uts == NamespaceMode::Host {
         config.hostname = None;
     }
     config.cgroup_parent = format!("/orc/pod{uid}");
@@ -548,7 +560,10 @@ mod tests {
         let ctx = PodContext {
             pod,
             pod_dir: Path::new("/pods/u1"),
-            netns: Path::new("/netns/u1"),
+            namespaces: &PodNamespaces {
+                network: NamespaceMode::Path("/netns/u1".into()),
+                ..Default::default()
+            },
             pod_ip: Some("10.42.0.7".parse().unwrap()),
             host_ip: "192.168.1.2".parse().unwrap(),
             node_name: "n1",

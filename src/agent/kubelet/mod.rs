@@ -6,6 +6,7 @@
 pub mod api;
 pub mod container;
 pub mod pod_files;
+pub mod podns;
 pub mod probes;
 pub mod status;
 pub mod worker;
@@ -43,6 +44,9 @@ pub struct KubeletConfig {
     pub sync_interval: Duration,
     /// Where cgroup hierarchies are mounted (pod cgroups are removed on teardown).
     pub cgroup_root: PathBuf,
+    /// Give each pod IPC and UTS namespaces its containers share (needs root); without,
+    /// each container gets its own (with the pod's hostname).
+    pub shared_ipc_uts: bool,
 }
 
 impl KubeletConfig {
@@ -58,6 +62,11 @@ impl KubeletConfig {
     /// directory becomes a shared mount point, which a pod directory should not be.
     pub fn netns_path(&self, uid: &str) -> PathBuf {
         self.agent_dir.join("netns").join(uid)
+    }
+
+    /// The pod's IPC and UTS namespace files.
+    pub fn pod_namespaces(&self, uid: &str) -> podns::PodNamespaceFiles {
+        podns::PodNamespaceFiles::new(&self.agent_dir.join("podns"), uid)
     }
 }
 
@@ -174,9 +183,15 @@ impl Kubelet {
         for dir in [
             self.shared.config.pods_dir(),
             self.shared.config.agent_dir.join("netns"),
+            self.shared.config.agent_dir.join("podns"),
         ] {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let uid = entry.file_name().to_string_lossy().into_owned();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let uid = name
+                    .strip_suffix("-ipc")
+                    .or_else(|| name.strip_suffix("-uts"))
+                    .unwrap_or(&name)
+                    .to_string();
                 if !listed.contains(&uid) {
                     orphans.entry(uid).or_default();
                 }

@@ -43,6 +43,7 @@ fn harness() -> Harness {
         },
         sync_interval: Duration::from_secs(1),
         cgroup_root: dir.path().join("cgroup"),
+        shared_ipc_uts: false,
     };
     let shared = Arc::new(Shared {
         config,

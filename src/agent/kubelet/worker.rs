@@ -355,6 +355,12 @@ impl PodWorker {
             };
         }
         let cfg = &self.shared.config;
+        if cfg.shared_ipc_uts && !host_network {
+            let files = cfg.pod_namespaces(&self.uid);
+            files
+                .create(&pod_files::pod_hostname(&self.pod))
+                .map_err(|e| sandbox_err(format!("create IPC/UTS namespaces: {e}")))?;
+        }
         let hosts = pod_files::render_hosts(&self.pod, self.pod_ip, &cfg.dns.domain);
         let host_resolv = std::fs::read_to_string(&cfg.dns.host_resolv_conf).unwrap_or_default();
         let resolv = pod_files::render_resolv_conf(&self.pod, &cfg.dns, &host_resolv);
@@ -896,10 +902,16 @@ impl PodWorker {
         ];
         let host_network = self.pod["spec"]["hostNetwork"].as_bool() == Some(true);
         let etc_files = if host_network { &etc[..0] } else { &etc[..] };
+        let cfg = &self.shared.config;
+        let files = cfg.pod_namespaces(&self.uid);
+        let shared = cfg
+            .shared_ipc_uts
+            .then_some((files.ipc.as_path(), files.uts.as_path()));
+        let namespaces = container::pod_namespaces(&self.pod, &self.netns, shared);
         let ctx = PodContext {
             pod: &self.pod,
             pod_dir: &self.pod_dir,
-            netns: &self.netns,
+            namespaces: &namespaces,
             pod_ip: self.pod_ip,
             host_ip: self.shared.config.host_ip,
             node_name: &self.shared.config.node_name,
@@ -1132,6 +1144,11 @@ impl PodWorker {
         }
         if let Err(e) = net.delete_netns(&self.netns).await {
             warn!(%pod, error = %error_chain(&e), "deleting network namespace failed");
+        }
+        if self.shared.config.shared_ipc_uts {
+            if let Err(e) = self.shared.config.pod_namespaces(&self.uid).delete() {
+                warn!(%pod, error = %e, "deleting IPC/UTS namespaces failed");
+            }
         }
         if let Err(e) = std::fs::remove_dir_all(&self.pod_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -96,7 +96,9 @@ pub fn is_netns(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
-fn make_shared_mount_point(dir: &Path) -> io::Result<()> {
+/// Makes `dir` a shared mount point (bind-mounting it onto itself first if needed), so
+/// unmounting namespace files below it also releases copies in other mount namespaces.
+pub fn make_shared_mount_point(dir: &Path) -> io::Result<()> {
     let shared = || {
         mount(
             None::<&str>,
