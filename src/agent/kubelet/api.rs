@@ -305,15 +305,15 @@ impl FakePodApi {
         Self::default()
     }
 
+    /// Adds (or replaces) a ConfigMap, Secret or Service.
     pub fn add_object(&self, plural: &str, object: Value) {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        self.objects
-            .lock()
-            .expect("fake api poisoned")
-            .push((plural.to_string(), name, object));
+        let mut objects = self.objects.lock().expect("fake api poisoned");
+        objects.retain(|(p, n, _)| !(p == plural && *n == name));
+        objects.push((plural.to_string(), name, object));
     }
 
     pub fn calls(&self) -> Vec<ApiCall> {

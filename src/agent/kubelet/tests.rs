@@ -605,3 +605,30 @@ async fn image_pull_secrets_are_used_for_pulls() {
     }));
     assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn config_map_changes_reach_volume_files() {
+    let h = harness();
+    h.api.add_object(
+        "configmaps",
+        json!({"metadata": {"name": "c"}, "data": {"a.conf": "x=1", "old": "y"}}),
+    );
+    let mut p = pod("u1", "Always", "x");
+    p["spec"]["volumes"] = json!([{"name": "conf", "configMap": {"name": "c"}}]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "conf", "mountPath": "/etc/app"}]);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    let dir = h.dir.path().join("agent/pods/u1/volumes/configmap/conf");
+    assert_eq!(std::fs::read(dir.join("a.conf")).unwrap(), b"x=1");
+    h.api.add_object(
+        "configmaps",
+        json!({"metadata": {"name": "c"}, "data": {"a.conf": "x=2"}}),
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    w.sync_once().await;
+    assert_eq!(std::fs::read(dir.join("a.conf")).unwrap(), b"x=1");
+    tokio::time::advance(Duration::from_secs(31)).await;
+    w.sync_once().await;
+    assert_eq!(std::fs::read(dir.join("a.conf")).unwrap(), b"x=2");
+    assert!(!dir.join("old").exists());
+}

@@ -32,6 +32,8 @@ use crate::agent::runtime::{ContainerState, ContainerSummary, PullPolicy, Runtim
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Grace period for containers of pods that vanished while the agent was away.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+/// How often configMap and secret volumes are rewritten from their objects.
+pub const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// Wait before retrying the final pod delete.
 const DELETE_RETRY: Duration = Duration::from_secs(2);
 
@@ -69,6 +71,7 @@ pub struct PodWorker {
     /// Why the pod cannot start (sandbox or volume failures).
     message: Option<(String, String)>,
     last_posted: Option<Value>,
+    volumes_refreshed: Instant,
 }
 
 fn record_for(spec: &Value) -> ContainerRecord {
@@ -129,6 +132,7 @@ impl PodWorker {
             track: BTreeMap::new(),
             message: None,
             last_posted: None,
+            volumes_refreshed: Instant::now(),
         };
         worker.adopt(adopted);
         worker
@@ -292,6 +296,13 @@ impl PodWorker {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
             }
+            if self.sandbox_ready && self.volumes_refreshed.elapsed() >= VOLUME_REFRESH {
+                // ConfigMap and Secret changes reach running containers (files, not env).
+                if let Err(e) = self.prepare_volumes().await {
+                    debug!(pod = %self.name(), error = %e, "volume refresh failed");
+                }
+                self.volumes_refreshed = Instant::now();
+            }
             if self.sandbox_ready {
                 self.poll_containers().await;
                 let initialized = self.sync_init_containers().await;
@@ -316,8 +327,11 @@ impl PodWorker {
                 self.message = None;
             }
             Err((reason, message)) => {
-                warn!(pod = %self.name(), %reason, %message, "pod sandbox not ready");
-                self.event("Warning", &reason, &message, None).await;
+                // Retried every sync: tell only when the problem changes.
+                if self.message.as_ref() != Some(&(reason.clone(), message.clone())) {
+                    warn!(pod = %self.name(), %reason, %message, "pod sandbox not ready");
+                    self.event("Warning", &reason, &message, None).await;
+                }
                 self.message = Some((reason, message));
             }
         }
@@ -635,13 +649,19 @@ impl PodWorker {
         let config = match self.build_config(spec, restart_count, init).await {
             Ok(c) => c,
             Err(message) => {
-                self.event(
-                    "Warning",
-                    "Failed",
-                    &format!("Error: {message}"),
-                    Some(&name),
-                )
-                .await;
+                // Retried every sync: tell only when the problem changes.
+                let repeated = self.record_mut(init, i).waiting.as_ref().is_some_and(|w| {
+                    w.reason == "CreateContainerConfigError" && w.message == message
+                });
+                if !repeated {
+                    self.event(
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {message}"),
+                        Some(&name),
+                    )
+                    .await;
+                }
                 self.record_mut(init, i).waiting = Some(Waiting {
                     reason: "CreateContainerConfigError".into(),
                     message,
