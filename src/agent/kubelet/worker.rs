@@ -1189,8 +1189,12 @@ impl PodWorker {
     }
 
     async fn event_at(&self, kind: &str, reason: &str, message: &str, field_path: &str) {
-        let now = status::timestamp(Utc::now());
         let ns = self.namespace();
+        if ns.is_empty() {
+            // An orphan known only by its uid: there is no pod to attach the event to.
+            return;
+        }
+        let now = status::timestamp(Utc::now());
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let mut involved = json!({
             "kind": "Pod", "apiVersion": "v1", "namespace": ns,
