@@ -378,6 +378,15 @@ spec:
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("stdout F hello"))
     });
 
+    // kubectl logs reaches the kubelet through the API server.
+    let logs = w.kubectl(&["logs", "hello"]);
+    assert!(
+        logs.status.success(),
+        "kubectl logs: {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n");
+
     // The crashing pod backs off.
     let mut crash = Value::Null;
     w.wait_for("pod crash to be in CrashLoopBackOff", || {
@@ -386,6 +395,8 @@ spec:
         cs["restartCount"].as_u64().unwrap_or(0) >= 1
             && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
+    let previous = w.kubectl_out(&["logs", "crash", "--previous"]);
+    assert_eq!(previous, "bye");
     let crash_cs = container_status(&crash);
     assert_eq!(
         crash_cs["lastState"]["terminated"]["exitCode"], 3,

@@ -83,7 +83,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         "orc agent is running"
     );
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
-    tokio::spawn(run_pods(config.clone(), kubelet_client));
+    tokio::spawn(run_pods(
+        config.clone(),
+        kubelet_client,
+        creds.ca_certificate.clone(),
+    ));
     node::Heartbeat::new(
         client,
         &config.node_name,
@@ -100,7 +104,7 @@ const POD_CIDR_POLL: Duration = Duration::from_secs(1);
 
 /// Waits for the node's podCIDR and for containerd, sets up the pod network and runs the
 /// kubelet. Problems are logged and retried: the node keeps its heartbeat meanwhile.
-async fn run_pods(config: AgentConfig, client: Arc<ApiClient>) {
+async fn run_pods(config: AgentConfig, client: Arc<ApiClient>, ca_pem: String) {
     let pod_cidr = wait_for_pod_cidr(&client, &config.node_name).await;
     let runtime = connect_containerd(&config).await;
     import_images(&config, runtime.as_ref()).await;
@@ -143,7 +147,33 @@ async fn run_pods(config: AgentConfig, client: Arc<ApiClient>) {
         network,
         api: Arc::new(kubelet::api::HttpPodApi::new(client.clone())),
     });
-    kubelet::run(shared, client).await;
+    let endpoint = kubelet_endpoint(&config, &ca_pem, host_ip).await;
+    kubelet::run(shared, client, endpoint).await;
+}
+
+/// The kubelet's HTTPS listener (for logs through the API server); `None` when it
+/// cannot be set up, which only costs `kubectl logs`.
+async fn kubelet_endpoint(
+    config: &AgentConfig,
+    ca_pem: &str,
+    host_ip: IpAddr,
+) -> Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)> {
+    let names = vec![config.node_name.clone(), host_ip.to_string()];
+    let tls = match crate::tls::kubelet_server_config(ca_pem, names) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "kubelet endpoint disabled: kubectl logs will not work");
+            return None;
+        }
+    };
+    let port = kubelet::server::KUBELET_PORT;
+    match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(l) => Some((l, tls)),
+        Err(e) => {
+            tracing::warn!(port, error = %e, "kubelet endpoint disabled (port in use?): kubectl logs will not work");
+            None
+        }
+    }
 }
 
 async fn wait_for_pod_cidr(client: &ApiClient, node: &str) -> Ipv4Net {

@@ -273,6 +273,9 @@ async fn resource(
                     "pod {name} does not have a host assigned"
                 )));
             }
+            if sub == Some("log") {
+                return super::kubelet_proxy::pod_logs(ctx, &kv.value, &query).await;
+            }
             Err(ApiError::unavailable(
                 "the kubelet of this pod's node cannot be reached through the API server",
             ))

@@ -2,6 +2,7 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod kubelet_proxy;
 pub mod discovery;
 pub mod handlers;
 pub mod heartbeats;

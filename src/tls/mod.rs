@@ -175,6 +175,56 @@ pub fn client_config_unverified() -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// The API server's client config towards kubelets: presents `(cert_pem, key_pem)` and,
+/// as upstream does without `--kubelet-certificate-authority`, accepts the kubelet's
+/// self-signed serving certificate (the kubelet in turn verifies the client certificate
+/// against the cluster CA).
+pub fn kubelet_client_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ClientConfig>> {
+    let provider = crypto_provider();
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::BuildClientConfig { source })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+        .with_client_auth_cert(
+            parse_certs(cert_pem, "client certificate")?,
+            parse_key(key_pem, "client key")?,
+        )
+        .map_err(|source| Error::BuildClientConfig { source })?;
+    Ok(Arc::new(config))
+}
+
+/// The kubelet's server config: a fresh self-signed certificate for `names`, and client
+/// certificates required and verified against the cluster CA `ca_pem`.
+pub fn kubelet_server_config(
+    ca_pem: &str,
+    names: Vec<String>,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = crypto_provider();
+    let roots = Arc::new(root_store(ca_pem, "cluster ca")?);
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| Error::BuildClientConfig {
+                source: rustls::Error::General(e.to_string()),
+            })?;
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| Error::BuildClientConfig {
+        source: rustls::Error::General(format!("self-signed kubelet certificate: {e}")),
+    })?;
+    let key = PrivateKeyDer::try_from(cert.key_pair.serialize_der()).map_err(|e| {
+        Error::BuildClientConfig {
+            source: rustls::Error::General(e.to_string()),
+        }
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::BuildClientConfig { source })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .map_err(|source| Error::BuildClientConfig { source })?;
+    Ok(Arc::new(config))
+}
+
 #[derive(Debug)]
 struct AcceptAnyServerCert(Arc<CryptoProvider>);
 

@@ -8,6 +8,7 @@ pub mod container;
 pub mod pod_files;
 pub mod podns;
 pub mod probes;
+pub mod server;
 pub mod status;
 pub mod worker;
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -92,6 +94,8 @@ pub struct Kubelet {
     /// Containers found at start, by pod uid, waiting for their pod's worker.
     adoptable: HashMap<String, Vec<ContainerSummary>>,
     synced: bool,
+    /// Pod uids by namespace and name, for the log endpoint.
+    index: server::PodIndex,
 }
 
 impl Kubelet {
@@ -102,7 +106,13 @@ impl Kubelet {
             finished: HashSet::new(),
             adoptable: HashMap::new(),
             synced: false,
+            index: Default::default(),
         }
+    }
+
+    /// Pod uids by namespace and name (shared with the log endpoint).
+    pub fn index(&self) -> server::PodIndex {
+        self.index.clone()
     }
 
     /// Reads the containers a previous agent made, to re-adopt them.
@@ -148,6 +158,14 @@ impl Kubelet {
         let uid = uid_of(&pod);
         if uid.is_empty() || self.finished.contains(&uid) {
             return;
+        }
+        if let Ok(mut index) = self.index.write() {
+            let meta = &pod["metadata"];
+            let key = (
+                meta["namespace"].as_str().unwrap_or("").to_string(),
+                meta["name"].as_str().unwrap_or("").to_string(),
+            );
+            index.insert(key, uid.clone());
         }
         if self.workers.contains_key(&uid) {
             self.send(&uid, Some(pod));
@@ -214,6 +232,9 @@ impl Kubelet {
             .filter(|(_, w)| w.task.is_finished())
             .map(|(uid, _)| uid.clone())
             .collect();
+        if let Ok(mut index) = self.index.write() {
+            index.retain(|_, uid| !done.contains(uid));
+        }
         for uid in done {
             self.workers.remove(&uid);
             self.finished.insert(uid);
@@ -254,8 +275,21 @@ fn pod_key(pod: &Value) -> String {
 
 /// Starts the kubelet for a registered node: re-adopts containers, then watches the
 /// node's pods and runs them. Returns only if the pod watch ends.
-pub async fn run(shared: Arc<Shared>, client: Arc<crate::agent::client::ApiClient>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    client: Arc<crate::agent::client::ApiClient>,
+    endpoint: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+) {
     let mut kubelet = Kubelet::new(shared.clone());
+    if let Some((listener, tls)) = endpoint {
+        let index = kubelet.index();
+        tokio::spawn(server::serve(
+            listener,
+            tls,
+            index,
+            shared.config.pods_dir(),
+        ));
+    }
     let mut attempt = 0;
     while let Err(e) = kubelet.load_existing().await {
         let delay = crate::agent::join::backoff(attempt);
