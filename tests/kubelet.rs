@@ -387,6 +387,23 @@ spec:
     );
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n");
 
+    // -f keeps following until it is stopped.
+    let inner = w.kubectl_cmd(&["logs", "-f", "hello"]);
+    let mut follow = Command::new("timeout");
+    follow
+        .arg("2")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env("KUBECONFIG", w.kubeconfig())
+        .stdin(Stdio::null());
+    let followed = run(&mut follow);
+    assert_eq!(
+        followed.status.code(),
+        Some(124),
+        "kubectl logs -f ended by itself"
+    );
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "hello\n");
+
     // The crashing pod backs off.
     let mut crash = Value::Null;
     w.wait_for("pod crash to be in CrashLoopBackOff", || {
