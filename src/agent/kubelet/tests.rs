@@ -632,3 +632,30 @@ async fn config_map_changes_reach_volume_files() {
     assert_eq!(std::fs::read(dir.join("a.conf")).unwrap(), b"x=2");
     assert!(!dir.join("old").exists());
 }
+
+#[tokio::test]
+async fn containers_without_a_task_after_a_reboot_are_restarted() {
+    let h = harness();
+    // A container record whose task is gone (as after a reboot).
+    let mut cfg = crate::agent::runtime::ContainerConfig::new(
+        "u1-app-0",
+        "busybox:test",
+        h.dir.path().join("x.log"),
+    );
+    for (k, v) in [
+        (super::container::POD_UID_LABEL, "u1"),
+        (super::container::CONTAINER_NAME_LABEL, "app"),
+        (super::container::RESTART_COUNT_LABEL, "0"),
+    ] {
+        cfg.labels.insert(k.into(), v.into());
+    }
+    h.rt.create_container(&cfg).await.unwrap();
+    let found = h.rt.list_containers().await.unwrap();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), found);
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::Remove("u1-app-0".into())));
+    assert!(h.rt.calls().contains(&FakeCall::Start("u1-app-1".into())));
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["restartCount"], 1);
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Unknown");
+}

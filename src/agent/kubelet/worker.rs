@@ -34,6 +34,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 /// How often configMap and secret volumes are rewritten from their objects.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(60);
+/// Exit code reported for an instance found without a task (as upstream's "Unknown").
+const UNKNOWN_EXIT_CODE: i32 = 255;
 /// Wait before retrying the final pod delete.
 const DELETE_RETRY: Duration = Duration::from_secs(2);
 
@@ -231,7 +233,22 @@ impl PodWorker {
                         container_id: container_id.clone(),
                     })
                 }
-                ContainerState::Created | ContainerState::Unknown => InstanceState::Created,
+                // No running task: the node rebooted, or an agent stopped between
+                // create and start. The instance counts as ended; the restart policy
+                // decides what comes next.
+                ContainerState::Created | ContainerState::Unknown => {
+                    self.track.entry(name.clone()).or_default().exited_at = Some(Instant::now());
+                    InstanceState::Exited(Terminated {
+                        exit_code: UNKNOWN_EXIT_CODE,
+                        reason: "Unknown".into(),
+                        message: Some(
+                            "the container was not running when the agent started".into(),
+                        ),
+                        started_at,
+                        finished_at: None,
+                        container_id: container_id.clone(),
+                    })
+                }
             };
             let restart_count = restart(&c);
             let track = self.track.entry(name.clone()).or_default();
