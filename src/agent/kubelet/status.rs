@@ -227,7 +227,8 @@ fn terminated_json(t: &Terminated) -> Value {
     v
 }
 
-fn container_status(r: &ContainerRecord, image_for_status: &str) -> Value {
+/// `pending` is the waiting reason of a container not created yet.
+fn container_status(r: &ContainerRecord, image_for_status: &str, pending: &str) -> Value {
     let state = match (&r.waiting, &r.current) {
         (
             _,
@@ -251,7 +252,7 @@ fn container_status(r: &ContainerRecord, image_for_status: &str) -> Value {
                 ..
             }),
         ) => json!({ "terminated": terminated_json(t) }),
-        _ => json!({"waiting": {"reason": "ContainerCreating"}}),
+        _ => json!({"waiting": {"reason": pending}}),
     };
     let mut status = json!({
         "name": r.name,
@@ -344,14 +345,14 @@ pub fn pod_status(
         .flatten()
         .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["image"].clone())))
         .collect();
-    let statuses = |rs: &[ContainerRecord]| -> Vec<Value> {
+    let statuses = |rs: &[ContainerRecord], pending: &str| -> Vec<Value> {
         rs.iter()
             .map(|r| {
                 let image = images
                     .get(&r.name)
                     .and_then(Value::as_str)
                     .unwrap_or(&r.image);
-                container_status(r, image)
+                container_status(r, image, pending)
             })
             .collect()
     };
@@ -368,10 +369,13 @@ pub fn pod_status(
             condition("ContainersReady", containers_ready && !terminal, not_ready_reason),
             condition("PodScheduled", true, None),
         ],
-        "containerStatuses": statuses(records),
+        "containerStatuses": statuses(
+            records,
+            if facts.initialized { "ContainerCreating" } else { "PodInitializing" },
+        ),
     });
     if !init.is_empty() {
-        status["initContainerStatuses"] = json!(statuses(init));
+        status["initContainerStatuses"] = json!(statuses(init, "PodInitializing"));
     }
     if let Some(ip) = facts.pod_ip {
         status["podIP"] = json!(ip.to_string());

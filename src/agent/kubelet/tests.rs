@@ -414,6 +414,10 @@ async fn init_containers_run_in_order_before_app_containers() {
     let s = last_status(&h.api);
     assert_eq!(s["phase"], "Pending");
     assert!(s["initContainerStatuses"][0]["state"]["running"].is_object());
+    assert_eq!(
+        s["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
     h.rt.exit("u1-one-0", 0, false);
     w.sync_once().await;
     assert_eq!(creates(&h.rt), vec!["u1-one-0", "u1-two-0"]);
