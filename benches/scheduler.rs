@@ -145,6 +145,73 @@ async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
     (elapsed, min, max)
 }
 
+/// End to end: an RC of `pods` replicas is created on `nodes` nodes with the RC
+/// controller and the scheduler running; times until every replica is bound.
+async fn run_rc(nodes: usize, pods: usize) -> Duration {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("db")).expect("open store");
+    let registry = Arc::new(Registry::new(
+        Arc::new(store),
+        Allocators::new("10.43.0.0/16".parse().unwrap(), (30000, 32767)),
+    ));
+    let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    registry
+        .create(namespaces, None, ns, &WriteOptions::default())
+        .await
+        .expect("create namespace");
+    create_all(
+        &registry,
+        "nodes",
+        (0..nodes).map(|i| node(&format!("node-{i:04}"))).collect(),
+    )
+    .await;
+    let rc_controller = tokio::spawn(orc::controllers::replication::run(
+        registry.clone(),
+        &orc::controllers::replication::REPLICATION_CONTROLLER,
+    ));
+    let scheduler = tokio::spawn(orc::controllers::scheduler::run(registry.clone()));
+    let pods_prefix = resources::by_plural("", "v1", "pods")
+        .expect("served")
+        .prefix();
+    let (_, _, mut watch) = registry.store.snapshot_and_watch(&pods_prefix);
+    let rc = json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "scale", "namespace": "default"},
+        "spec": {"replicas": pods, "selector": {"app": "scale"},
+                 "template": {"metadata": {"labels": {"app": "scale"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+                                       "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}},
+    });
+    let rcs = resources::by_plural("", "v1", "replicationcontrollers").expect("served");
+    let started = Instant::now();
+    registry
+        .create(rcs, Some("default"), rc, &WriteOptions::default())
+        .await
+        .expect("create rc");
+    let mut bound = std::collections::HashSet::new();
+    let deadline = tokio::time::sleep(RUN_LIMIT);
+    tokio::pin!(deadline);
+    while bound.len() < pods {
+        tokio::select! {
+            event = watch.next() => {
+                let event = event.expect("pods watch");
+                if event.kind != EventType::Deleted && event.kv.value["spec"]["nodeName"].is_string() {
+                    bound.insert(event.kv.key.clone());
+                }
+            }
+            _ = &mut deadline => {
+                eprintln!("gave up: {} of {pods} replicas bound", bound.len());
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    scheduler.abort();
+    rc_controller.abort();
+    elapsed
+}
+
 fn main() {
     let pods = env_num("ORC_BENCH_SCHED_PODS", 1000);
     let node_counts: Vec<usize> = std::env::var("ORC_BENCH_SCHED_NODES")
@@ -162,6 +229,11 @@ fn main() {
             "scheduler {pods:>6} pods on {nodes:>5} nodes: bound in {:>6.2}s = {:>7.0} pods/s  (pods per node min {min} max {max})",
             elapsed.as_secs_f64(),
             pods as f64 / elapsed.as_secs_f64(),
+        );
+        let rc = runtime.block_on(run_rc(nodes, pods));
+        println!(
+            "RC scale-up {pods:>6} replicas on {nodes:>5} nodes: all bound in {:>6.2}s",
+            rc.as_secs_f64()
         );
     }
 }
