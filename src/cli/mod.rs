@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand turning flags into a checked config.
 
 pub mod agent;
+pub mod check;
 pub mod config_file;
 pub mod server;
 pub mod token;
@@ -34,7 +35,7 @@ pub enum Command {
     /// Manage container images (air-gapped import).
     Images(ImagesArgs),
     /// Preflight checks: kernel, cgroups, nftables, containerd, ports.
-    Check,
+    Check(check::CheckArgs),
     /// Print the version.
     Version,
 }
@@ -72,6 +73,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Agent(args) => agent::run(args),
         Command::Images(_) => anyhow::bail!("orc images is not available in this build yet"),
-        Command::Check => anyhow::bail!("orc check is not available in this build yet"),
+        Command::Check(args) => check::run(args),
     }
 }
