@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod check;
 pub mod config_file;
+pub mod images;
 pub mod server;
 pub mod token;
 pub mod version;
@@ -38,19 +39,12 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the version.
     Version,
+    /// Container log writer run by the containerd shim (binary:// log URI), not by people.
+    #[command(name = "container-logger", hide = true)]
+    ContainerLogger { path: std::path::PathBuf },
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ImagesArgs {
-    #[command(subcommand)]
-    pub command: ImagesCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ImagesCommand {
-    /// Import an OCI or docker-archive image tarball into containerd.
-    Import { file: std::path::PathBuf },
-}
+pub use images::{ImagesArgs, ImagesCommand};
 
 /// Installs the tracing subscriber: `RUST_LOG` wins over `--log-level`.
 pub fn init_tracing(level: &str) {
@@ -72,7 +66,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent(args) => agent::run(args),
-        Command::Images(_) => anyhow::bail!("orc images is not available in this build yet"),
+        Command::Images(args) => images::run(args),
+        Command::ContainerLogger { path } => crate::agent::runtime::logger::run(&path)
+            .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display())),
         Command::Check(args) => check::run(args),
     }
 }

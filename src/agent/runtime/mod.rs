@@ -1,0 +1,312 @@
+//! The container runtime seen by the kubelet: a small `ContainerRuntime` trait, its
+//! containerd implementation and a fake that records calls.
+
+pub mod archive;
+pub mod cgroup;
+pub mod containerd;
+pub mod fake;
+pub mod logger;
+pub mod reference;
+pub mod registry;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+pub use containerd::{ContainerdConfig, ContainerdRuntime};
+pub use fake::{FakeCall, FakeRuntime};
+pub use reference::Reference;
+
+/// containerd namespace orc keeps its images and containers in.
+pub const DEFAULT_NAMESPACE: &str = "orc";
+/// Default containerd socket.
+pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+pub const SIGKILL: u32 = 9;
+pub const SIGTERM: u32 = 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "containerd socket {socket} not reachable: is containerd running? \
+         (install it with scripts/install-deps.sh; check with orc check)"
+    )]
+    Connect {
+        socket: PathBuf,
+        #[source]
+        source: containerd_client::tonic::transport::Error,
+    },
+    #[error("invalid containerd namespace {namespace:?}")]
+    InvalidNamespace { namespace: String },
+    #[error("containerd {op}: {}", .source.message())]
+    Containerd {
+        op: &'static str,
+        #[source]
+        source: containerd_client::tonic::Status,
+    },
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("image {reference} not found in registry {registry}")]
+    ImageNotFound { reference: String, registry: String },
+    #[error("image {reference} is not present and the pull policy is Never")]
+    ImageNeverPull { reference: String },
+    #[error(
+        "registry {registry} refused access to {reference}: \
+         wrong or missing credentials (imagePullSecrets)"
+    )]
+    Unauthorized { reference: String, registry: String },
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+    #[error("registry request {url}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("image {reference}: {reason}")]
+    InvalidImage { reference: String, reason: String },
+    #[error("image {reference} has no manifest for platform {platform}")]
+    NoMatchingPlatform { reference: String, platform: String },
+    #[error("read image archive {path}")]
+    ReadArchive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("image archive {path}: {reason}")]
+    InvalidArchive { path: PathBuf, reason: String },
+    #[error("container {id} not found")]
+    ContainerNotFound { id: String },
+    #[error("container {id} has no running task")]
+    NotRunning { id: String },
+    #[error("build runtime spec for container {id}: {reason}")]
+    Spec { id: String, reason: String },
+    #[error("exec in container {id} did not finish within {timeout:?}")]
+    ExecTimeout { id: String, timeout: Duration },
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// When to contact the registry (Kubernetes `imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// Registry credentials (from an imagePullSecret); sent as basic auth or traded for a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An image known to containerd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Normalized name, e.g. `docker.io/library/busybox:test`.
+    pub name: String,
+    /// Digest of the image record's target (index or manifest): the repo digest.
+    pub digest: String,
+    /// Digest of the image config for this platform: the image ID.
+    pub config_digest: String,
+    /// Compressed size of the layers for this platform.
+    pub size: i64,
+}
+
+/// How a container gets one of its pod-shared namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NamespaceMode {
+    /// A fresh namespace of its own.
+    #[default]
+    New,
+    /// Join the namespace at this path (`/proc/PID/ns/net` of the sandbox, `/run/netns/X`).
+    Path(PathBuf),
+    /// Share the host's namespace (hostNetwork, hostIPC).
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodNamespaces {
+    pub network: NamespaceMode,
+    pub ipc: NamespaceMode,
+    pub uts: NamespaceMode,
+}
+
+/// A bind mount from the host into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// cgroup limits; `None` leaves the value unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resources {
+    pub memory_limit_bytes: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+}
+
+/// CFS period the kubelet uses for CPU limits.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+impl Resources {
+    /// Kubernetes CPU request/limit in millicores → shares / quota, as the kubelet does.
+    pub fn with_cpu_millis(mut self, request: Option<u64>, limit: Option<u64>) -> Self {
+        if let Some(req) = request {
+            self.cpu_shares = Some((req * 1024 / 1000).max(2));
+        }
+        if let Some(lim) = limit {
+            self.cpu_period = Some(CPU_PERIOD_US);
+            self.cpu_quota = Some(((lim * CPU_PERIOD_US) / 1000).max(1000) as i64);
+        }
+        self
+    }
+}
+
+/// Numeric user the process runs as; overrides the image's `User`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// containerd container id; unique on the node.
+    pub id: String,
+    /// Image reference; must already be present (`ensure_image`).
+    pub image: String,
+    /// Kubernetes `command`: replaces the image's Entrypoint (and drops its Cmd).
+    pub command: Vec<String>,
+    /// Kubernetes `args`: replaces the image's Cmd.
+    pub args: Vec<String>,
+    /// Added after the image's environment; later entries win.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub mounts: Vec<BindMount>,
+    pub namespaces: PodNamespaces,
+    pub hostname: Option<String>,
+    /// cgroup directory (relative to each hierarchy's root) the container's cgroup
+    /// `<cgroup_parent>/<id>` is made in, e.g. `/orc/pod-UID`.
+    pub cgroup_parent: String,
+    pub resources: Resources,
+    pub run_as: Option<RunAs>,
+    /// stdout/stderr land here in the CRI log format, written by a logger the shim owns.
+    pub log_path: PathBuf,
+    /// Kept on the containerd container record: the kubelet re-adopts by them.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerConfig {
+    /// A config with the given id, image and log path and every other field empty.
+    pub fn new(id: impl Into<String>, image: impl Into<String>, log_path: PathBuf) -> Self {
+        ContainerConfig {
+            id: id.into(),
+            image: image.into(),
+            command: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            mounts: Vec::new(),
+            namespaces: PodNamespaces::default(),
+            hostname: None,
+            cgroup_parent: "/orc".to_string(),
+            resources: Resources::default(),
+            run_as: None,
+            log_path,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created (or its task was removed) but not running.
+    Created,
+    Running {
+        pid: u32,
+    },
+    Exited {
+        exit_code: u32,
+        finished_at: Option<DateTime<Utc>>,
+        /// The kernel's OOM killer ended a process of this container.
+        oom_killed: bool,
+    },
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub state: ContainerState,
+}
+
+/// A container record as listed (for re-adoption after a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ContainerState,
+}
+
+/// Result of a non-interactive exec.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: u32,
+}
+
+/// The kubelet's view of a container runtime. Implementations are cheap to share (`Arc`).
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// Makes `reference` present and unpacked according to `policy`.
+    async fn ensure_image(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<ImageInfo>;
+    /// Imports an OCI-layout or `docker save` tarball; returns the image names created.
+    async fn import_archive(&self, path: &std::path::Path) -> Result<Vec<String>>;
+    async fn list_images(&self) -> Result<Vec<ImageInfo>>;
+    /// Creates the container (record + writable snapshot), not yet running.
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
+    /// Starts the container's process; returns its host pid.
+    async fn start(&self, id: &str) -> Result<u32>;
+    /// Sends `signal`, then SIGKILL after `grace` if still running; returns once exited.
+    async fn stop(&self, id: &str, signal: u32, grace: Duration) -> Result<ContainerStatus>;
+    async fn status(&self, id: &str) -> Result<ContainerStatus>;
+    /// Waits for the container's process to exit.
+    async fn wait(&self, id: &str) -> Result<ContainerStatus>;
+    /// Removes task, container record and snapshot; killing the process if it runs.
+    async fn remove(&self, id: &str) -> Result<()>;
+    /// Runs `cmd` in the running container and collects its output.
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
+}

@@ -1,0 +1,476 @@
+//! Builds a container's OCI runtime spec from its `ContainerConfig` and image config:
+//! runc's default spec (mounts, masked and read-only paths) with containerd's default
+//! capabilities, then the pod's command, environment, namespaces, mounts and cgroup.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use oci_spec::image::Config as ImageConfig;
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec, UserBuilder,
+};
+
+use super::{ContainerConfig, NamespaceMode, Result, RunAs, RuntimeError};
+
+/// PATH set when the image does not set one (as containerd does).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capabilities containerd (and Docker) grant a non-privileged container.
+pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// The full argv: Kubernetes `command`/`args` over the image's Entrypoint/Cmd.
+pub fn process_args(config: &ContainerConfig, image: Option<&ImageConfig>) -> Vec<String> {
+    if !config.command.is_empty() {
+        return config.command.iter().chain(&config.args).cloned().collect();
+    }
+    let entrypoint = image
+        .and_then(|i| i.entrypoint().clone())
+        .unwrap_or_default();
+    let cmd = if config.args.is_empty() {
+        image.and_then(|i| i.cmd().clone()).unwrap_or_default()
+    } else {
+        config.args.clone()
+    };
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// Image environment, then the container's; a later value for a name replaces the earlier
+/// one in place. PATH is added when neither sets it, HOSTNAME when a hostname is given.
+pub fn process_env(config: &ContainerConfig, image: Option<&ImageConfig>) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |name: &str, value: &str| match env.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value.to_string(),
+        None => env.push((name.to_string(), value.to_string())),
+    };
+    if !image
+        .and_then(|i| i.env().as_ref())
+        .is_some_and(|e| e.iter().any(|kv| kv.starts_with("PATH=")))
+    {
+        set("PATH", DEFAULT_PATH);
+    }
+    for kv in image.and_then(|i| i.env().clone()).unwrap_or_default() {
+        let (name, value) = kv.split_once('=').unwrap_or((&kv, ""));
+        set(name, value);
+    }
+    if let Some(h) = &config.hostname {
+        set("HOSTNAME", h);
+    }
+    for (name, value) in &config.env {
+        set(name, value);
+    }
+    env.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
+}
+
+/// uid/gid: the explicit `run_as`, else the image's numeric `User` (`uid` or `uid:gid`).
+pub fn process_user(config: &ContainerConfig, image: Option<&ImageConfig>) -> Result<RunAs> {
+    if let Some(r) = config.run_as {
+        return Ok(r);
+    }
+    let user = image.and_then(|i| i.user().clone()).unwrap_or_default();
+    if user.is_empty() {
+        return Ok(RunAs { uid: 0, gid: 0 });
+    }
+    let (u, g) = user.split_once(':').unwrap_or((&user, "0"));
+    match (u.parse(), g.parse()) {
+        (Ok(uid), Ok(gid)) => Ok(RunAs { uid, gid }),
+        _ => Err(RuntimeError::Spec {
+            id: config.id.clone(),
+            reason: format!(
+                "image user {user:?} is not numeric; set securityContext.runAsUser \
+                 (user names from the image's /etc/passwd are not supported yet)"
+            ),
+        }),
+    }
+}
+
+/// The cgroup path (relative to each hierarchy's root) of this container.
+pub fn cgroup_path(config: &ContainerConfig) -> String {
+    let parent = config.cgroup_parent.trim_end_matches('/');
+    let parent = if parent.starts_with('/') {
+        parent.to_string()
+    } else {
+        format!("/{parent}")
+    };
+    format!("{}/{}", parent.trim_end_matches('/'), config.id)
+}
+
+fn namespace(typ: LinuxNamespaceType, mode: &NamespaceMode) -> Option<LinuxNamespace> {
+    let builder = LinuxNamespaceBuilder::default().typ(typ);
+    match mode {
+        NamespaceMode::Host => None,
+        NamespaceMode::New => Some(builder.build().expect("namespace has its type")),
+        NamespaceMode::Path(p) => Some(builder.path(p.clone()).build().expect("namespace")),
+    }
+}
+
+fn bind_mount(m: &super::BindMount) -> Mount {
+    let mode = if m.read_only { "ro" } else { "rw" };
+    MountBuilder::default()
+        .destination(PathBuf::from(&m.container_path))
+        .typ("bind")
+        .source(m.host_path.clone())
+        .options(vec!["rbind".into(), "rprivate".into(), mode.into()])
+        .build()
+        .expect("mount has every field")
+}
+
+/// Builds the runtime spec. Pure: reads nothing from the host.
+pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Result<Spec> {
+    let spec_err = |reason: String| RuntimeError::Spec {
+        id: config.id.clone(),
+        reason,
+    };
+    let args = process_args(config, image);
+    if args.is_empty() {
+        return Err(spec_err(
+            "no command: the image has no Entrypoint or Cmd and the container no command"
+                .to_string(),
+        ));
+    }
+    let user = process_user(config, image)?;
+    let cwd = config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| image.and_then(|i| i.working_dir().clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+    if !cwd.starts_with('/') {
+        return Err(spec_err(format!(
+            "working directory {cwd:?} is not absolute"
+        )));
+    }
+    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(|e| spec_err(e.to_string()))?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .build()
+                .map_err(|e| spec_err(e.to_string()))?,
+        )
+        .args(args)
+        .env(process_env(config, image))
+        .cwd(cwd)
+        .capabilities(capabilities)
+        .no_new_privileges(false)
+        .build()
+        .map_err(|e| spec_err(e.to_string()))?;
+
+    let ns = &config.namespaces;
+    let namespaces: Vec<LinuxNamespace> = [
+        namespace(LinuxNamespaceType::Pid, &NamespaceMode::New),
+        namespace(LinuxNamespaceType::Mount, &NamespaceMode::New),
+        namespace(LinuxNamespaceType::Cgroup, &NamespaceMode::New),
+        namespace(LinuxNamespaceType::Network, &ns.network),
+        namespace(LinuxNamespaceType::Ipc, &ns.ipc),
+        namespace(LinuxNamespaceType::Uts, &ns.uts),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(|e| spec_err(e.to_string()))?]);
+    let r = &config.resources;
+    if let Some(limit) = r.memory_limit_bytes {
+        // swap = limit: a memory limit is not escaped into swap (as the kubelet does).
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit)
+                .swap(limit)
+                .build()
+                .map_err(|e| spec_err(e.to_string()))?,
+        );
+    }
+    if r.cpu_shares.is_some() || r.cpu_quota.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(s) = r.cpu_shares {
+            cpu = cpu.shares(s);
+        }
+        if let Some(q) = r.cpu_quota {
+            cpu = cpu
+                .quota(q)
+                .period(r.cpu_period.unwrap_or(super::CPU_PERIOD_US));
+        }
+        resources = resources.cpu(cpu.build().map_err(|e| spec_err(e.to_string()))?);
+    }
+    let defaults = oci_spec::runtime::Linux::default();
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(cgroup_path(config)))
+        .resources(resources.build().map_err(|e| spec_err(e.to_string()))?)
+        .masked_paths(defaults.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(defaults.readonly_paths().clone().unwrap_or_default())
+        .build()
+        .map_err(|e| spec_err(e.to_string()))?;
+
+    let mut mounts = oci_spec::runtime::get_default_mounts();
+    // A mount of the pod's replaces a default one at the same place (e.g. /dev/shm).
+    mounts.retain(|d| {
+        !config
+            .mounts
+            .iter()
+            .any(|m| d.destination() == &PathBuf::from(&m.container_path))
+    });
+    mounts.extend(config.mounts.iter().map(bind_mount));
+
+    let mut spec = Spec::default();
+    spec.set_process(Some(process));
+    spec.set_linux(Some(linux));
+    spec.set_mounts(Some(mounts));
+    spec.set_annotations(None);
+    spec.set_hostname(match (&ns.uts, &config.hostname) {
+        // runc refuses a hostname without a UTS namespace of the container's own.
+        (NamespaceMode::New, Some(h)) => Some(h.clone()),
+        _ => None,
+    });
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::runtime::{BindMount, Resources};
+    use oci_spec::image::ConfigBuilder;
+
+    fn config() -> ContainerConfig {
+        ContainerConfig::new("pod1-app", "busybox:test", "/var/log/x.log".into())
+    }
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
+        let mut b = ConfigBuilder::default()
+            .env(vec!["PATH=/bin".to_string(), "A=image".to_string()])
+            .working_dir("/srv".to_string());
+        if !entrypoint.is_empty() {
+            b = b.entrypoint(entrypoint.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        }
+        if !cmd.is_empty() {
+            b = b.cmd(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        }
+        b.build().unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes_rules() {
+        let img = image(&["/entry"], &["default"]);
+        let mut c = config();
+        assert_eq!(
+            process_args(&c, Some(&img)),
+            strings(&["/entry", "default"])
+        );
+        c.args = strings(&["mine"]);
+        assert_eq!(process_args(&c, Some(&img)), strings(&["/entry", "mine"]));
+        c.command = strings(&["/bin/sh", "-c"]);
+        c.args = vec![];
+        // command replaces Entrypoint and drops the image's Cmd
+        assert_eq!(process_args(&c, Some(&img)), strings(&["/bin/sh", "-c"]));
+        c.args = strings(&["echo hi"]);
+        assert_eq!(
+            process_args(&c, Some(&img)),
+            strings(&["/bin/sh", "-c", "echo hi"])
+        );
+    }
+
+    #[test]
+    fn empty_command_is_an_error() {
+        let err = build_spec(&config(), Some(&image(&[], &[]))).unwrap_err();
+        assert!(err.to_string().contains("no command"), "{err}");
+    }
+
+    #[test]
+    fn container_env_overrides_image_env_in_place() {
+        let mut c = config();
+        c.hostname = Some("web-0".into());
+        c.env = vec![("A".into(), "pod".into()), ("B".into(), "x=y".into())];
+        assert_eq!(
+            process_env(&c, Some(&image(&[], &["sh"]))),
+            strings(&["PATH=/bin", "A=pod", "HOSTNAME=web-0", "B=x=y"])
+        );
+        assert_eq!(
+            process_env(&config(), None),
+            vec![format!("PATH={DEFAULT_PATH}")]
+        );
+    }
+
+    #[test]
+    fn image_user_must_be_numeric_unless_overridden() {
+        let mut img = image(&[], &["sh"]);
+        img.set_user(Some("1000:2000".into()));
+        assert_eq!(
+            process_user(&config(), Some(&img)).unwrap(),
+            RunAs {
+                uid: 1000,
+                gid: 2000
+            }
+        );
+        img.set_user(Some("nginx".into()));
+        assert!(process_user(&config(), Some(&img)).is_err());
+        let mut c = config();
+        c.run_as = Some(RunAs { uid: 7, gid: 8 });
+        assert_eq!(
+            process_user(&c, Some(&img)).unwrap(),
+            RunAs { uid: 7, gid: 8 }
+        );
+    }
+
+    #[test]
+    fn spec_carries_process_namespaces_cgroup_and_limits() {
+        let mut c = config();
+        c.cgroup_parent = "/orc/pod-uid/".into();
+        c.hostname = Some("web-0".into());
+        c.namespaces.network = NamespaceMode::Path("/run/netns/pod1".into());
+        c.namespaces.ipc = NamespaceMode::Path("/proc/42/ns/ipc".into());
+        c.resources = Resources {
+            memory_limit_bytes: Some(64 << 20),
+            ..Default::default()
+        }
+        .with_cpu_millis(Some(250), Some(500));
+        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.args().as_ref().unwrap(), &strings(&["sh"]));
+        assert_eq!(process.cwd(), &PathBuf::from("/srv"));
+        assert_eq!(process.user().uid(), 0);
+        assert!(!process.terminal().unwrap());
+        let caps = process.capabilities().as_ref().unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
+        assert!(caps
+            .effective()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::NetBindService));
+        assert!(!caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+        assert_eq!(spec.hostname().as_deref(), Some("web-0"));
+
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.cgroups_path().as_ref().unwrap(),
+            &PathBuf::from("/orc/pod-uid/pod1-app")
+        );
+        let ns = linux.namespaces().as_ref().unwrap();
+        let find = |t| ns.iter().find(|n| n.typ() == t).map(|n| n.path().clone());
+        assert_eq!(find(LinuxNamespaceType::Pid), Some(None));
+        assert_eq!(find(LinuxNamespaceType::Mount), Some(None));
+        assert_eq!(
+            find(LinuxNamespaceType::Network),
+            Some(Some(PathBuf::from("/run/netns/pod1")))
+        );
+        assert_eq!(
+            find(LinuxNamespaceType::Ipc),
+            Some(Some(PathBuf::from("/proc/42/ns/ipc")))
+        );
+        assert_eq!(find(LinuxNamespaceType::Uts), Some(None));
+        assert!(linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
+        assert!(linux
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sys".to_string()));
+
+        let res = linux.resources().as_ref().unwrap();
+        let mem = res.memory().as_ref().unwrap();
+        assert_eq!((mem.limit(), mem.swap()), (Some(64 << 20), Some(64 << 20)));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!(cpu.shares(), Some(256));
+        assert_eq!((cpu.quota(), cpu.period()), (Some(50_000), Some(100_000)));
+        let devices = res.devices().as_ref().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert!(!devices[0].allow());
+    }
+
+    #[test]
+    fn host_namespaces_are_left_out_and_hostname_needs_own_uts() {
+        let mut c = config();
+        c.hostname = Some("node".into());
+        c.namespaces.network = NamespaceMode::Host;
+        c.namespaces.uts = NamespaceMode::Path("/proc/42/ns/uts".into());
+        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+        assert_eq!(spec.hostname(), &None);
+    }
+
+    #[test]
+    fn bind_mounts_replace_default_mounts_at_the_same_place() {
+        let mut c = config();
+        c.mounts = vec![
+            BindMount {
+                host_path: "/var/lib/orc/pods/x/etc-hosts".into(),
+                container_path: "/etc/hosts".into(),
+                read_only: false,
+            },
+            BindMount {
+                host_path: "/var/lib/orc/pods/x/shm".into(),
+                container_path: "/dev/shm".into(),
+                read_only: true,
+            },
+        ];
+        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let mounts = spec.mounts().as_ref().unwrap();
+        let at = |d: &str| {
+            mounts
+                .iter()
+                .filter(|m| m.destination() == &PathBuf::from(d))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at("/proc").len(), 1);
+        let shm = at("/dev/shm");
+        assert_eq!(shm.len(), 1);
+        assert_eq!(shm[0].typ().as_deref(), Some("bind"));
+        assert_eq!(
+            shm[0].options().as_ref().unwrap(),
+            &strings(&["rbind", "rprivate", "ro"])
+        );
+        let hosts = at("/etc/hosts");
+        assert_eq!(
+            hosts[0].source().as_ref().unwrap(),
+            &PathBuf::from("/var/lib/orc/pods/x/etc-hosts")
+        );
+        assert!(hosts[0]
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"rw".to_string()));
+    }
+}
