@@ -74,9 +74,9 @@ async fn create_all(registry: &Arc<Registry>, plural: &str, objects: Vec<Value>)
         .await;
 }
 
-/// Creates `nodes` nodes and `pods` pods, starts the scheduler and times until every pod
-/// is bound (seen in the pods watch). Returns (elapsed, pods per node min/max).
-async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
+/// A registry on a fresh datastore with the default namespace and `nodes` Ready nodes
+/// (keep the returned dir alive while the registry is used).
+async fn cluster_with_nodes(nodes: usize) -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("db")).expect("open store");
     let registry = Arc::new(Registry::new(
@@ -95,6 +95,13 @@ async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
         (0..nodes).map(|i| node(&format!("node-{i:04}"))).collect(),
     )
     .await;
+    (dir, registry)
+}
+
+/// Creates `nodes` nodes and `pods` pods, starts the scheduler and times until every pod
+/// is bound (seen in the pods watch). Returns (elapsed, pods per node min/max).
+async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
+    let (_dir, registry) = cluster_with_nodes(nodes).await;
     create_all(
         &registry,
         "pods",
@@ -148,24 +155,7 @@ async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
 /// End to end: an RC of `pods` replicas is created on `nodes` nodes with the RC
 /// controller and the scheduler running; times until every replica is bound.
 async fn run_rc(nodes: usize, pods: usize) -> Duration {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("db")).expect("open store");
-    let registry = Arc::new(Registry::new(
-        Arc::new(store),
-        Allocators::new("10.43.0.0/16".parse().unwrap(), (30000, 32767)),
-    ));
-    let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-    registry
-        .create(namespaces, None, ns, &WriteOptions::default())
-        .await
-        .expect("create namespace");
-    create_all(
-        &registry,
-        "nodes",
-        (0..nodes).map(|i| node(&format!("node-{i:04}"))).collect(),
-    )
-    .await;
+    let (_dir, registry) = cluster_with_nodes(nodes).await;
     let rc_controller = tokio::spawn(orc::controllers::replication::run(
         registry.clone(),
         &orc::controllers::replication::REPLICATION_CONTROLLER,
