@@ -191,8 +191,18 @@ impl Registry {
         limit: usize,
         filter: &(dyn Fn(&KeyValue) -> bool + Sync),
     ) -> ListPage {
-        self.store
-            .list(&def.list_prefix(ns), start_after, limit, filter)
+        let mut page = self
+            .store
+            .list(&def.list_prefix(ns), start_after, limit, filter);
+        // Lists show the latest heartbeats too (watches only see persisted changes).
+        if matches!(def.kind, "Lease" | "Node") {
+            page.items = page
+                .items
+                .into_iter()
+                .map(|kv| self.heartbeats.overlay(kv))
+                .collect();
+        }
+        page
     }
 
     /// Checks a request body's type and returns its typed form (unknown fields dropped).
