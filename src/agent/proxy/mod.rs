@@ -255,6 +255,11 @@ impl<N: Nft + 'static> Proxier<N> {
     /// Applies changes as they arrive, batching those that come within
     /// [`MIN_SYNC_INTERVAL`] of each other into one sync, until `changes` closes. nft runs
     /// on a blocking thread. A failed sync is logged and retried as a full resync.
+    ///
+    /// Starts with a full resync, which deletes every service the proxier does not know:
+    /// load the complete initial Services and Endpoints (from a synced cache) with
+    /// [`update_service`](Self::update_service) / [`update_endpoints`](Self::update_endpoints)
+    /// before calling it, or services keep answering only after their next change.
     pub async fn run(self, mut changes: mpsc::Receiver<Change>) {
         let proxier = Arc::new(Mutex::new(self));
         let table = proxier.lock().expect("proxier lock").table.clone();
