@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench proxy`. Env: ORC_BENCH_PROXY_SERVICES (default
 //! "1000,10000").
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -45,9 +45,9 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn run(services: usize, netns: &PathBuf) {
+fn run(services: usize, netns: &Path) {
     let nft = NftCli {
-        netns: Some(netns.clone()),
+        netns: Some(netns.to_path_buf()),
     };
     let mut proxier = Proxier::new(TABLE, nft);
     let mut svc_map = ServiceMap::new();
