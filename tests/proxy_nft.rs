@@ -6,7 +6,7 @@
 //! touched. Traffic only goes to addresses inside that namespace.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ const ENDPOINT_IPS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(192, 0, 2, 13),
 ];
 const ENDPOINT_PORT: u16 = 8080;
+const UDP_ENDPOINT_PORT: u16 = 5353;
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
 const EMPTY_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 11);
 const SERVICE_PORT: u16 = 80;
@@ -120,6 +121,42 @@ impl Fixture {
                 let _ = conn.write_all(ip.to_string().as_bytes());
             }
         });
+    }
+
+    /// A UDP socket on `ip:UDP_ENDPOINT_PORT` that answers every datagram with `ip`.
+    fn serve_udp(&self, ip: Ipv4Addr) {
+        let socket = spawn_in_netns(Some(self.ns.clone()), move || {
+            Ok(UdpSocket::bind((ip, UDP_ENDPOINT_PORT)).expect("bind UDP endpoint"))
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(ip.to_string().as_bytes(), from);
+            }
+        });
+    }
+
+    /// Sends one datagram from inside the namespace and returns the answer.
+    fn ask_udp(&self, ip: Ipv4Addr, port: u16) -> String {
+        spawn_in_netns(Some(self.ns.clone()), move || {
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind client");
+            socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            socket.connect((ip, port)).expect("connect UDP client");
+            socket.send(b"who").expect("send datagram");
+            let mut buf = [0u8; 64];
+            let n = socket
+                .recv(&mut buf)
+                .expect("UDP answer through the ClusterIP");
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap()
     }
 
     /// Connects from inside the namespace; `Ok(answer)` or the connect error kind.
@@ -266,7 +303,41 @@ fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
     proxier.update_service(service("web", CLUSTER_IP, affinity));
     proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS));
     proxier.sync().expect("sync");
-    assert_eq!(fixture.answers(CLUSTER_IP, SERVICE_PORT, 20).len(), 1);
+    let chosen = fixture.answers(CLUSTER_IP, SERVICE_PORT, 20);
+    assert_eq!(chosen.len(), 1, "one endpoint for one client: {chosen:?}");
+
+    // Its endpoint goes away (and with it its affinity set): the client moves on, once.
+    let chosen: Ipv4Addr = chosen.first().unwrap().parse().unwrap();
+    let rest: Vec<Ipv4Addr> = ENDPOINT_IPS
+        .into_iter()
+        .filter(|ip| *ip != chosen)
+        .collect();
+    proxier.update_endpoints(endpoints("web", &rest));
+    proxier.sync().expect("sync without the chosen endpoint");
+    let now = fixture.answers(CLUSTER_IP, SERVICE_PORT, 20);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(!now.contains(&chosen.to_string()));
+}
+
+#[test]
+fn udp_service_reaches_its_endpoints() {
+    let fixture = Fixture::new();
+    for ip in ENDPOINT_IPS {
+        fixture.serve_udp(ip);
+    }
+    let mut proxier = fixture.proxier();
+    let dns =
+        json!({"type": "ClusterIP", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]});
+    proxier.update_service(service("dns", CLUSTER_IP, dns));
+    let eps: Endpoints = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "dns"},
+        "subsets": [{"addresses": [{"ip": ENDPOINT_IPS[0].to_string()}],
+                     "ports": [{"name": "dns", "port": UDP_ENDPOINT_PORT, "protocol": "UDP"}]}],
+    }))
+    .unwrap();
+    proxier.update_endpoints(eps);
+    proxier.sync().expect("sync");
+    assert_eq!(fixture.ask_udp(CLUSTER_IP, 53), ENDPOINT_IPS[0].to_string());
 }
 
 #[test]
