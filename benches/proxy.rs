@@ -13,8 +13,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use serde_json::json;
 
 use orc::agent::net::{create_netns, delete_netns};
-use orc::agent::proxy::rules::{self, EndpointsMap, ServiceMap};
-use orc::agent::proxy::{sync, NftCli, Proxier};
+use orc::agent::proxy::{NftCli, Proxier};
 
 const TABLE: &str = "orc-proxy-bench";
 
@@ -37,10 +36,6 @@ fn endpoints(i: usize) -> Endpoints {
     .unwrap()
 }
 
-fn key(i: usize) -> (String, String) {
-    ("bench".to_string(), format!("svc-{i}"))
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -50,13 +45,9 @@ fn run(services: usize, netns: &Path) {
         netns: Some(netns.to_path_buf()),
     };
     let mut proxier = Proxier::new(TABLE, nft);
-    let mut svc_map = ServiceMap::new();
-    let mut ep_map = EndpointsMap::new();
     for i in 0..services {
         proxier.update_service(service(i));
         proxier.update_endpoints(endpoints(i));
-        svc_map.insert(key(i), service(i));
-        ep_map.insert(key(i), endpoints(i));
     }
     let started = Instant::now();
     let stats = proxier.sync().expect("full sync");
@@ -66,27 +57,14 @@ fn run(services: usize, netns: &Path) {
         stats.commands
     );
 
-    // Compute alone: rebuild the ruleset and diff it against the previous one.
-    let started = Instant::now();
-    let old = rules::build(&svc_map, &ep_map);
-    svc_map.insert(key(services), service(services));
-    ep_map.insert(key(services), endpoints(services));
-    let new = rules::build(&svc_map, &ep_map);
-    let build_time = started.elapsed() / 2;
-    let started = Instant::now();
-    let diff_len = sync::diff(TABLE, &old, &new).len();
-    let diff_time = started.elapsed();
-
     let started = Instant::now();
     proxier.update_service(service(services));
     proxier.update_endpoints(endpoints(services));
     let stats = proxier.sync().expect("incremental sync");
     println!(
-        "{services} services: one more service: compute+apply {} ({} nft commands; build {}, diff {} of {diff_len} commands)",
+        "{services} services: one more service: compute+apply {} ({} nft commands)",
         ms(started.elapsed()),
         stats.commands,
-        ms(build_time),
-        ms(diff_time),
     );
     proxier.uninstall().expect("uninstall");
 }

@@ -9,7 +9,7 @@
 pub mod rules;
 pub mod sync;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -150,18 +150,25 @@ pub struct SyncStats {
     pub commands: usize,
 }
 
-/// Keeps the current Services and Endpoints and the last ruleset applied to the table.
-/// The first sync (and the first after a failure) is a full resync against the live
-/// table; the others apply only the diff.
+/// Keeps the current Services and Endpoints and, per service, the fragment of the
+/// ruleset last applied to the table. The first sync (and the first after a failure) is
+/// a full resync against the live table; the others rebuild only the services that
+/// changed since and apply the diff of their fragments.
 pub struct Proxier<N: Nft> {
     table: String,
     nft: N,
     services: ServiceMap,
     endpoints: EndpointsMap,
-    applied: Option<Ruleset>,
+    /// Per-service fragments in the table; `None` until a full resync succeeded.
+    applied: Option<BTreeMap<ObjectKey, Ruleset>>,
+    /// Services whose Service or Endpoints changed since the last sync.
+    changed: BTreeSet<ObjectKey>,
 }
 
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+/// `(namespace, name)` of a Service and of its Endpoints.
+type ObjectKey = (String, String);
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
     (
         meta.namespace.clone().unwrap_or_else(|| "default".into()),
         meta.name.clone().unwrap_or_default(),
@@ -176,6 +183,7 @@ impl<N: Nft> Proxier<N> {
             services: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             applied: None,
+            changed: BTreeSet::new(),
         }
     }
 
@@ -184,20 +192,27 @@ impl<N: Nft> Proxier<N> {
     }
 
     pub fn update_service(&mut self, service: Service) {
-        self.services.insert(key_of(&service.metadata), service);
+        let key = key_of(&service.metadata);
+        self.changed.insert(key.clone());
+        self.services.insert(key, service);
     }
 
     pub fn delete_service(&mut self, namespace: &str, name: &str) {
-        self.services.remove(&(namespace.into(), name.into()));
+        let key = (namespace.to_string(), name.to_string());
+        self.services.remove(&key);
+        self.changed.insert(key);
     }
 
     pub fn update_endpoints(&mut self, endpoints: Endpoints) {
-        self.endpoints
-            .insert(key_of(&endpoints.metadata), endpoints);
+        let key = key_of(&endpoints.metadata);
+        self.changed.insert(key.clone());
+        self.endpoints.insert(key, endpoints);
     }
 
     pub fn delete_endpoints(&mut self, namespace: &str, name: &str) {
-        self.endpoints.remove(&(namespace.into(), name.into()));
+        let key = (namespace.to_string(), name.to_string());
+        self.endpoints.remove(&key);
+        self.changed.insert(key);
     }
 
     pub fn apply_change(&mut self, change: Change) {
@@ -219,29 +234,59 @@ impl<N: Nft> Proxier<N> {
     /// Brings the table in line with the current Services and Endpoints in one nft
     /// transaction. Blocking. On failure the next sync is a full resync.
     pub fn sync(&mut self) -> Result<SyncStats> {
-        let desired = rules::build(&self.services, &self.endpoints);
-        let (full, commands) = match &self.applied {
-            Some(applied) => (false, sync::diff(&self.table, applied, &desired)),
+        let changed = std::mem::take(&mut self.changed);
+        let (full, commands, fragments) = match self.applied.take() {
+            Some(mut fragments) => {
+                let mut commands = Vec::new();
+                for key in changed {
+                    let new = self.fragment(&key);
+                    let old = fragments.remove(&key).unwrap_or_default();
+                    commands.extend(sync::diff(&self.table, &old, &new));
+                    if new != Ruleset::default() {
+                        fragments.insert(key, new);
+                    }
+                }
+                (false, commands, fragments)
+            }
             None => {
+                let fragments: BTreeMap<ObjectKey, Ruleset> = self
+                    .services
+                    .keys()
+                    .map(|key| (key.clone(), self.fragment(key)))
+                    .collect();
+                let mut desired = rules::build_static();
+                for fragment in fragments.values() {
+                    desired.merge(fragment.clone());
+                }
                 let live = self
                     .nft
                     .list_table(&self.table)?
                     .map(|listing| LiveTable::from_listing(&listing))
                     .unwrap_or_default();
-                (true, sync::full_sync(&self.table, &desired, &live))
+                (
+                    true,
+                    sync::full_sync(&self.table, &desired, &live),
+                    fragments,
+                )
             }
         };
         if !commands.is_empty() {
-            if let Err(e) = self.nft.apply(&commands) {
-                self.applied = None;
-                return Err(e);
-            }
+            // `applied` stays `None`: the next sync is a full resync.
+            self.nft.apply(&commands)?;
         }
-        self.applied = Some(desired);
+        self.applied = Some(fragments);
         Ok(SyncStats {
             full,
             commands: commands.len(),
         })
+    }
+
+    /// The desired fragment of one service (empty when the Service does not exist).
+    fn fragment(&self, key: &ObjectKey) -> Ruleset {
+        match self.services.get(key) {
+            Some(service) => rules::build_service(&key.0, &key.1, service, self.endpoints.get(key)),
+            None => Ruleset::default(),
+        }
     }
 
     /// Deletes the whole table (a missing table is fine).
@@ -361,6 +406,30 @@ mod tests {
         proxier.delete_service("default", "web");
         let stats = proxier.sync().unwrap();
         assert!(!stats.full && stats.commands > 0);
+    }
+
+    #[test]
+    fn incremental_sync_touches_only_the_changed_service() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        proxier.update_service(web_service());
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        let other = rules::tests::service(
+            "other",
+            "db",
+            json!({"clusterIP": "10.43.0.20", "ports": [{"port": 5432}]}),
+        );
+        proxier.update_service(other);
+        proxier.sync().unwrap();
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2", "10.42.0.3"]));
+        proxier.sync().unwrap();
+        let applied = nft.applied.lock().unwrap();
+        let last = serde_json::to_string(applied.last().unwrap()).unwrap();
+        assert!(last.contains("default/web"), "{last}");
+        assert!(
+            !last.contains("other/db") && !last.contains("10.43.0.20"),
+            "{last}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -130,55 +130,86 @@ pub type EndpointsMap = BTreeMap<(String, String), Endpoints>;
 
 /// Builds the desired state for every Service with an IPv4 ClusterIP (headless and
 /// ExternalName services have nothing to proxy). Deterministic: the same input always
-/// gives the same names and rule order.
+/// gives the same names and rule order. The static chains plus every
+/// [`build_service`] fragment.
 pub fn build(services: &ServiceMap, endpoints: &EndpointsMap) -> Ruleset {
-    let mut ruleset = Ruleset::default();
-    add_static_chains(&mut ruleset);
-    for ((namespace, name), service) in services {
-        let Some(spec) = &service.spec else { continue };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        let Some(cluster_ip) = spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-        else {
-            continue;
-        };
-        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .and_then(|t| u32::try_from(t).ok())
-                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECS)
-        });
-        let eps = endpoints.get(&(namespace.clone(), name.clone()));
-        for port in spec.ports.iter().flatten() {
-            let Some(protocol) = Protocol::from_k8s(port.protocol.as_deref()) else {
-                continue;
-            };
-            let Ok(service_port) = u16::try_from(port.port) else {
-                continue;
-            };
-            let target = ServicePortTarget {
-                namespace,
-                name,
-                port_name: port.name.as_deref().unwrap_or(""),
-                protocol,
-                cluster_ip,
-                port: service_port,
-                node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
-                affinity,
-            };
-            let ready = eps
-                .map(|e| ready_endpoints(e, port, protocol))
-                .unwrap_or_default();
-            add_service_port(&mut ruleset, &target, &ready);
-        }
+    let mut ruleset = build_static();
+    for (key, service) in services {
+        ruleset.merge(build_service(&key.0, &key.1, service, endpoints.get(key)));
     }
     ruleset
+}
+
+/// The chains every table has, services or not.
+pub fn build_static() -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    add_static_chains(&mut ruleset);
+    ruleset
+}
+
+/// The objects of one Service: its chains, affinity sets and map elements. Names embed
+/// the service's namespace and name, so fragments of different services never share an
+/// object (ClusterIPs and NodePorts are unique per cluster) and can be diffed alone.
+pub fn build_service(
+    namespace: &str,
+    name: &str,
+    service: &Service,
+    endpoints: Option<&Endpoints>,
+) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    let Some(spec) = &service.spec else {
+        return ruleset;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return ruleset;
+    }
+    let Some(cluster_ip) = spec
+        .cluster_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return ruleset;
+    };
+    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECS)
+    });
+    for port in spec.ports.iter().flatten() {
+        let Some(protocol) = Protocol::from_k8s(port.protocol.as_deref()) else {
+            continue;
+        };
+        let Ok(service_port) = u16::try_from(port.port) else {
+            continue;
+        };
+        let target = ServicePortTarget {
+            namespace,
+            name,
+            port_name: port.name.as_deref().unwrap_or(""),
+            protocol,
+            cluster_ip,
+            port: service_port,
+            node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
+            affinity,
+        };
+        let ready = endpoints
+            .map(|e| ready_endpoints(e, port, protocol))
+            .unwrap_or_default();
+        add_service_port(&mut ruleset, &target, &ready);
+    }
+    ruleset
+}
+
+impl Ruleset {
+    /// Adds `other`'s objects (same-named ones are replaced).
+    pub fn merge(&mut self, other: Ruleset) {
+        self.chains.extend(other.chains);
+        self.affinity_sets.extend(other.affinity_sets);
+        self.elements.extend(other.elements);
+    }
 }
 
 struct ServicePortTarget<'a> {
