@@ -7,7 +7,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ const ENDPOINT_IPS: [Ipv4Addr; 3] = [
 ];
 const ENDPOINT_PORT: u16 = 8080;
 const UDP_ENDPOINT_PORT: u16 = 5353;
+/// The pod network behind the node's bridge (hairpin test).
+const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
 const EMPTY_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 11);
 const SERVICE_PORT: u16 = 80;
@@ -55,6 +58,7 @@ fn require_root_and_nft() {
 struct Fixture {
     dir: PathBuf,
     ns: PathBuf,
+    pods: Vec<PathBuf>,
 }
 
 impl Fixture {
@@ -64,7 +68,11 @@ impl Fixture {
         let dir = PathBuf::from(format!("/run/orc-test-proxy-{tag:06x}"));
         let ns = dir.join("netns").join("node");
         create_netns(&ns).expect("create the test namespace");
-        let fixture = Fixture { dir, ns };
+        let fixture = Fixture {
+            dir,
+            ns,
+            pods: Vec::new(),
+        };
         fixture.sh(&["ip", "link", "set", "lo", "up"]);
         // A veth pair whose both ends stay in the namespace: an "uplink" to nowhere.
         fixture.sh(&[
@@ -161,23 +169,77 @@ impl Fixture {
 
     /// Connects from inside the namespace; `Ok(answer)` or the connect error kind.
     fn connect(&self, ip: Ipv4Addr, port: u16) -> Result<String, (ErrorKind, Duration)> {
-        let addr = SocketAddr::from((ip, port));
-        spawn_in_netns(Some(self.ns.clone()), move || {
-            let started = Instant::now();
-            Ok(match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
-                Ok(mut stream) => {
-                    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                    let mut answer = String::new();
-                    stream.read_to_string(&mut answer).expect("read answer");
-                    Ok(answer)
-                }
-                Err(e) => Err((e.kind(), started.elapsed())),
-            })
+        connect_from(&self.ns, ip, port)
+    }
+
+    /// A "pod" namespace behind a bridge in the node namespace, with `POD_IP` and a
+    /// default route via the bridge, and a listener on `POD_IP:ENDPOINT_PORT` that
+    /// answers with the source address it sees.
+    fn add_pod(&mut self) -> PathBuf {
+        let pod = self.dir.join("netns").join("pod");
+        create_netns(&pod).expect("create the pod namespace");
+        self.pods.push(pod.clone());
+        self.sh(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        self.sh(&["ip", "link", "add", "br0", "type", "bridge"]);
+        self.sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{POD_GATEWAY}/24"),
+            "dev",
+            "br0",
+        ]);
+        self.sh(&["ip", "link", "set", "br0", "up"]);
+        self.sh(&[
+            "ip", "link", "add", "vpod", "type", "veth", "peer", "name", "eth0",
+        ]);
+        self.sh(&["ip", "link", "set", "eth0", "netns", pod.to_str().unwrap()]);
+        self.sh(&["ip", "link", "set", "vpod", "master", "br0", "up"]);
+        // As orc's bridge does: a Service can lead a pod back to itself.
+        self.sh(&[
+            "ip",
+            "link",
+            "set",
+            "vpod",
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ]);
+        let in_pod = |args: &[&str]| {
+            let status = Command::new("nsenter")
+                .arg(format!("--net={}", pod.display()))
+                .args(args)
+                .status()
+                .expect("run nsenter");
+            assert!(status.success(), "{args:?} failed in the pod namespace");
+        };
+        in_pod(&["ip", "link", "set", "lo", "up"]);
+        in_pod(&["ip", "link", "set", "eth0", "up"]);
+        in_pod(&["ip", "addr", "add", &format!("{POD_IP}/24"), "dev", "eth0"]);
+        in_pod(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &POD_GATEWAY.to_string(),
+        ]);
+        let listener = spawn_in_netns(Some(pod.clone()), move || {
+            Ok(TcpListener::bind((POD_IP, ENDPOINT_PORT)).expect("bind pod listener"))
         })
         .unwrap()
         .join()
         .unwrap()
-        .unwrap()
+        .unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let peer = conn.peer_addr().map(|a| a.ip().to_string());
+                let _ = conn.write_all(peer.unwrap_or_default().as_bytes());
+            }
+        });
+        pod
     }
 
     fn answers(&self, ip: Ipv4Addr, port: u16, tries: usize) -> std::collections::BTreeSet<String> {
@@ -203,12 +265,35 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         // Removing the namespace removes everything in it: addresses, routes, the table.
-        if let Err(e) = delete_netns(&self.ns) {
-            eprintln!("cleanup: {e}");
+        for ns in self.pods.iter().chain([&self.ns]) {
+            if let Err(e) = delete_netns(ns) {
+                eprintln!("cleanup: {e}");
+            }
         }
         let _ = umount2(&self.dir.join("netns"), MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Connects from inside `ns`; `Ok(answer)` or the connect error kind and how long it took.
+fn connect_from(ns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, (ErrorKind, Duration)> {
+    let addr = SocketAddr::from((ip, port));
+    spawn_in_netns(Some(ns.to_path_buf()), move || {
+        let started = Instant::now();
+        Ok(match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(mut stream) => {
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).expect("read answer");
+                Ok(answer)
+            }
+            Err(e) => Err((e.kind(), started.elapsed())),
+        })
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap()
 }
 
 fn service(name: &str, cluster_ip: Ipv4Addr, extra: Value) -> Service {
@@ -379,4 +464,21 @@ fn full_resync_is_idempotent_removes_stale_chains_and_uninstall_deletes_the_tabl
     let tables = fixture.sh(&["nft", "list", "tables"]);
     assert!(!tables.contains(TABLE), "{tables}");
     restarted.uninstall().expect("uninstall is idempotent");
+}
+
+#[test]
+fn pod_reaching_itself_through_its_service_is_masqueraded() {
+    let mut fixture = Fixture::new();
+    let pod = fixture.add_pod();
+    let mut proxier = fixture.proxier();
+    proxier.update_service(service("web", CLUSTER_IP, json!({})));
+    proxier.update_endpoints(endpoints("web", &[POD_IP]));
+    proxier.sync().expect("sync");
+    // Without masquerade the pod would answer itself directly and the connect would fail.
+    let seen = connect_from(&pod, CLUSTER_IP, SERVICE_PORT).expect("hairpin connection");
+    assert_eq!(
+        seen,
+        POD_GATEWAY.to_string(),
+        "the pod sees the node, not itself"
+    );
 }
