@@ -357,15 +357,26 @@ impl<N: Nft + 'static> Proxier<N> {
     }
 }
 
-/// A fake [`Nft`] that records every transaction and serves a canned listing.
+/// A fake [`Nft`] that records every transaction and serves a canned listing; with
+/// `fail_next` set, the next transaction fails (and is not recorded).
 #[derive(Debug, Clone, Default)]
 pub struct FakeNft {
     pub applied: Arc<Mutex<Vec<Vec<Value>>>>,
     pub listing: Arc<Mutex<Option<Value>>>,
+    pub fail_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Nft for FakeNft {
     fn apply(&self, commands: &[Value]) -> Result<()> {
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::NftFailed {
+                step: "apply proxy rules",
+                stderr: "injected failure".into(),
+            });
+        }
         self.applied
             .lock()
             .expect("fake nft lock")
@@ -406,6 +417,26 @@ mod tests {
         proxier.delete_service("default", "web");
         let stats = proxier.sync().unwrap();
         assert!(!stats.full && stats.commands > 0);
+    }
+
+    #[test]
+    fn failed_sync_is_followed_by_a_full_resync() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        proxier.update_service(web_service());
+        proxier.sync().unwrap();
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        nft.fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(proxier.sync().is_err());
+        let stats = proxier.sync().unwrap();
+        assert!(stats.full, "the table may hold anything after a failure");
+        let applied = nft.applied.lock().unwrap();
+        let last = serde_json::to_string(applied.last().unwrap()).unwrap();
+        assert!(
+            last.contains("10.42.0.2"),
+            "the failed change is applied: {last}"
+        );
     }
 
     #[test]
