@@ -5,6 +5,7 @@ pub mod client;
 pub mod join;
 pub mod net;
 pub mod node;
+pub mod proxy;
 pub mod runtime;
 
 use std::collections::BTreeMap;
