@@ -96,6 +96,28 @@ fn client(kubeconfig: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// Starts `orc server` (control plane only) on `port` with its own data dir.
+fn spawn_server(port: u16, data: &Path, kubeconfig: &Path) -> std::process::Child {
+    Command::new(ORC)
+        .args([
+            "server",
+            "--disable-agent",
+            "--bind-address",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--https-port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--write-kubeconfig")
+        .arg(kubeconfig)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start orc server")
+}
+
 #[tokio::main]
 async fn main() {
     let pods_total = env_num("ORC_BENCH_PODS", 10_000) as usize;
@@ -109,24 +131,7 @@ async fn main() {
     let kubeconfig = dir.path().join("kc.yaml");
     let data = dir.path().join("data");
     let started = Instant::now();
-    let mut child = Command::new(ORC)
-        .args([
-            "server",
-            "--disable-agent",
-            "--bind-address",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-        ])
-        .arg("--https-port")
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--write-kubeconfig")
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start orc server");
+    let mut child = spawn_server(port, &data, &kubeconfig);
     let pid = child.id();
     let http = loop {
         if kubeconfig.exists() {
@@ -244,24 +249,7 @@ async fn main() {
     let _ = child.wait();
     let idle_dir = dir.path().join("idle");
     let idle_kc = dir.path().join("idle-kc.yaml");
-    let mut child = Command::new(ORC)
-        .args([
-            "server",
-            "--disable-agent",
-            "--bind-address",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-        ])
-        .arg("--https-port")
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(&idle_dir)
-        .arg("--write-kubeconfig")
-        .arg(&idle_kc)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_server(port, &idle_dir, &idle_kc);
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (w0, s0) = (write_bytes(pid), dir_size(&idle_dir));

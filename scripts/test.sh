@@ -9,4 +9,4 @@ command -v kubectl >/dev/null 2>&1 || {
   exit 1
 }
 cargo build --locked --all-targets
-cargo test --locked --all-targets -- --test-threads="${ORC_TEST_THREADS:-4}"
+cargo test --locked -- --test-threads="${ORC_TEST_THREADS:-4}"

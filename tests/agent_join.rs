@@ -180,6 +180,16 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(renewed, "lease renewTime did not advance from {first:?}");
+    // Lists show the renewal too, although it was not written to the datastore.
+    let listed = s.get_json(&["leases", "-n", "kube-node-lease"]);
+    let listed_time = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["metadata"]["name"] == "n1")
+        .and_then(|l| l["spec"]["renewTime"].as_str())
+        .map(str::to_string);
+    assert_ne!(listed_time, first, "a list shows the renewed lease");
 
     // The credential and password are private files.
     use std::os::unix::fs::PermissionsExt;

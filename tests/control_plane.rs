@@ -271,6 +271,26 @@ async fn deployment_rolls_out_an_image_change() {
             2,
             "undo reuses the first ReplicaSet: {rs}"
         );
+        // Paused deployments do not roll out until resumed; restart rolls out anew.
+        s.ok(&["rollout", "pause", "deployment/api"]);
+        s.ok(&["set", "image", "deployment/api", "api=busybox:1.38"]);
+        std::thread::sleep(Duration::from_millis(500));
+        let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
+        assert_eq!(
+            rs.lines().count(),
+            2,
+            "no new ReplicaSet while paused: {rs}"
+        );
+        s.ok(&["rollout", "resume", "deployment/api"]);
+        s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        s.ok(&["rollout", "restart", "deployment/api"]);
+        s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
+        assert_eq!(
+            rs.lines().count(),
+            4,
+            "resume and restart each made a ReplicaSet: {rs}"
+        );
     });
     kubelets.abort();
 }

@@ -7,6 +7,7 @@ pub mod join;
 pub mod kubelet;
 pub mod net;
 pub mod node;
+pub mod proxy;
 pub mod runtime;
 
 use std::collections::BTreeMap;

@@ -80,6 +80,10 @@ pub struct Registry {
     pub allocators: Allocators,
     /// Node heartbeats acknowledged in memory instead of being written.
     pub heartbeats: Arc<Heartbeats>,
+    /// `tolerationSeconds` given to pods for the not-ready/unreachable NoExecute taints
+    /// they do not tolerate themselves (upstream's DefaultTolerationSeconds admission):
+    /// how long pods stay on a lost node before they are evicted.
+    pub default_toleration_seconds: i64,
 }
 
 /// Finalizer asking the garbage collector to delete dependents before the owner.
@@ -137,6 +141,7 @@ impl Registry {
             store,
             allocators,
             heartbeats: Arc::new(Heartbeats::new()),
+            default_toleration_seconds: defaults::DEFAULT_NOT_READY_TOLERATION_SECONDS,
         };
         registry.rebuild_allocations();
         registry
@@ -186,8 +191,18 @@ impl Registry {
         limit: usize,
         filter: &(dyn Fn(&KeyValue) -> bool + Sync),
     ) -> ListPage {
-        self.store
-            .list(&def.list_prefix(ns), start_after, limit, filter)
+        let mut page = self
+            .store
+            .list(&def.list_prefix(ns), start_after, limit, filter);
+        // Lists show the latest heartbeats too (watches only see persisted changes).
+        if matches!(def.kind, "Lease" | "Node") {
+            page.items = page
+                .items
+                .into_iter()
+                .map(|kv| self.heartbeats.overlay(kv))
+                .collect();
+        }
+        page
     }
 
     /// Checks a request body's type and returns its typed form (unknown fields dropped).
@@ -340,7 +355,11 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         reset_status_on_create(def, &mut obj);
+        let own_tolerations = toleration_keys(&obj);
         defaults::apply_defaults(def.kind, &mut obj);
+        if def.kind == "Pod" {
+            self.admit_default_tolerations(&mut obj, &own_tolerations);
+        }
         let mut errors = Vec::new();
         if name.is_empty() {
             errors.push(field_error(
@@ -1116,6 +1135,35 @@ impl Registry {
     /// The current revision of the store.
     pub fn revision(&self) -> Revision {
         self.store.revision()
+    }
+}
+
+/// Keys of the tolerations a pod spec brings itself.
+fn toleration_keys(pod: &Value) -> Vec<String> {
+    pod["spec"]["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+impl Registry {
+    /// Sets the configured eviction delay on the not-ready/unreachable tolerations that
+    /// defaulting added (never on ones the pod brought).
+    fn admit_default_tolerations(&self, pod: &mut Value, own: &[String]) {
+        let Some(tolerations) = pod["spec"]["tolerations"].as_array_mut() else {
+            return;
+        };
+        for t in tolerations {
+            let key = t["key"].as_str().unwrap_or("");
+            let added = (key == defaults::TAINT_NODE_NOT_READY
+                || key == defaults::TAINT_NODE_UNREACHABLE)
+                && !own.iter().any(|k| k == key);
+            if added {
+                t["tolerationSeconds"] = json!(self.default_toleration_seconds);
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand turning flags into a checked config.
 
 pub mod agent;
+pub mod check;
 pub mod config_file;
 pub mod images;
 pub mod server;
@@ -35,7 +36,7 @@ pub enum Command {
     /// Manage container images (air-gapped import).
     Images(ImagesArgs),
     /// Preflight checks: kernel, cgroups, nftables, containerd, ports.
-    Check,
+    Check(check::CheckArgs),
     /// Print the version.
     Version,
     /// Container log writer run by the containerd shim (binary:// log URI), not by people.
@@ -68,6 +69,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Images(args) => images::run(args),
         Command::ContainerLogger { path } => crate::agent::runtime::logger::run(&path)
             .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display())),
-        Command::Check => anyhow::bail!("orc check is not available in this build yet"),
+        Command::Check(args) => check::run(args),
     }
 }

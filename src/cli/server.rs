@@ -284,7 +284,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     })?;
 
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
-    let registry = Arc::new(Registry::new(store.clone(), allocators));
+    let mut registry = Registry::new(store.clone(), allocators);
+    registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
+    let registry = Arc::new(registry);
     controllers::bootstrap::run(
         &registry,
         &controllers::bootstrap::Bootstrap {

@@ -16,6 +16,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replication;
 pub mod runtime;
+pub mod scheduler;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod workers;
@@ -84,5 +85,6 @@ pub fn start(registry: Arc<Registry>, config: Config) -> JoinSet<()> {
         &replication::REPLICA_SET,
     ));
     set.spawn(deployment::run(registry.clone()));
+    set.spawn(scheduler::run(registry.clone()));
     set
 }

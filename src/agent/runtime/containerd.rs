@@ -501,7 +501,12 @@ impl ContainerdRuntime {
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
         if self.content_exists(&desc.digest).await? {
-            return self.set_labels(&desc.digest, labels).await;
+            match self.set_labels(&desc.digest, labels.clone()).await {
+                // Collected between the two calls: write it again below.
+                Err(RuntimeError::Containerd { source, .. }) if source.code() == Code::NotFound => {
+                }
+                other => return other,
+            }
         }
         let mut w = self.begin_write(lease, &desc.digest, desc.size).await?;
         let mut data = data;
@@ -807,14 +812,19 @@ impl ContainerdRuntime {
     pub async fn pull(&self, r: &Reference, auth: Option<&RegistryAuth>) -> Result<ImageInfo> {
         let name = r.to_string();
         info!(image = %name, "pulling image");
+        // The lease protects the blobs from containerd's garbage collector until the
+        // image record references them.
         let lease = self.create_lease().await?;
-        let result = self.pull_with_lease(&lease, r, auth).await;
+        let result = async {
+            let target = self.pull_with_lease(&lease, r, auth).await?;
+            let resolved = self.resolve(&name, &target).await?;
+            self.unpack(&name, &resolved).await?;
+            self.put_image(&name, &target).await?;
+            Ok(resolved.info(&name))
+        }
+        .await;
         self.delete_lease(&lease).await;
-        let target = result?;
-        let resolved = self.resolve(&name, &target).await?;
-        self.unpack(&name, &resolved).await?;
-        self.put_image(&name, &target).await?;
-        Ok(resolved.info(&name))
+        result
     }
 
     async fn pull_with_lease(

@@ -1,0 +1,489 @@
+//! Service proxy: kube-proxy's nftables design in orc's own table (`ip orc-proxy` by
+//! default). Other tables are never read or touched.
+//!
+//! [`rules`] builds the desired table from Services + Endpoints (pure), [`sync`] turns
+//! it into nft JSON commands (an incremental diff, or a full resync against the live
+//! table), and [`Proxier`] keeps the last applied state and applies each change as one
+//! atomic `nft -j` transaction through an [`Nft`] backend.
+
+pub mod rules;
+pub mod sync;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, warn, Instrument};
+
+use rules::{EndpointsMap, Ruleset, ServiceMap};
+use sync::LiveTable;
+
+pub const DEFAULT_TABLE: &str = "orc-proxy";
+/// Changes arriving closer together than this are applied in one sync.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Wait before retrying a failed sync (the retry is a full resync).
+pub const SYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("run nft to {step}: is nftables installed? (apt-get install nftables)")]
+    SpawnNft {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error("nft failed to {step}: {stderr}")]
+    NftFailed { step: &'static str, stderr: String },
+    #[error("nft printed a listing that is not JSON")]
+    ListingNotJson(#[source] serde_json::Error),
+    #[error("enter the proxy's network namespace")]
+    Netns(#[source] crate::agent::net::Error),
+    #[error("nft thread panicked")]
+    ThreadPanicked,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the proxier talks to nftables. Blocking.
+pub trait Nft: Send + Sync {
+    /// Applies `commands` as one transaction (all or nothing).
+    fn apply(&self, commands: &[Value]) -> Result<()>;
+    /// `nft -j list table ip <table>`; `None` when the table does not exist.
+    fn list_table(&self, table: &str) -> Result<Option<Value>>;
+}
+
+/// The real backend: runs the `nft` binary, inside `netns` when set (in a test's or a
+/// node's namespace; the process's own otherwise).
+#[derive(Debug, Clone, Default)]
+pub struct NftCli {
+    pub netns: Option<PathBuf>,
+}
+
+impl NftCli {
+    /// Runs `nft args…` with `input` on stdin: `Ok(Ok(stdout))`, or `Ok(Err(stderr))`
+    /// when nft itself failed.
+    fn run(
+        &self,
+        args: Vec<String>,
+        input: Option<Vec<u8>>,
+        step: &'static str,
+    ) -> Result<Result<Vec<u8>, String>> {
+        let work = move || -> Result<Result<Vec<u8>, String>> {
+            let spawn_err = |source| Error::SpawnNft { step, source };
+            let mut child = Command::new("nft")
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(spawn_err)?;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            if let Some(input) = input {
+                stdin.write_all(&input).map_err(spawn_err)?;
+            }
+            drop(stdin);
+            let output = child.wait_with_output().map_err(spawn_err)?;
+            Ok(if output.status.success() {
+                Ok(output.stdout)
+            } else {
+                Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+            })
+        };
+        match &self.netns {
+            None => work(),
+            Some(path) => crate::agent::net::spawn_in_netns(Some(path.clone()), move || Ok(work()))
+                .map_err(Error::Netns)?
+                .join()
+                .map_err(|_| Error::ThreadPanicked)?
+                .map_err(Error::Netns)?,
+        }
+    }
+}
+
+impl Nft for NftCli {
+    fn apply(&self, commands: &[Value]) -> Result<()> {
+        const STEP: &str = "apply proxy rules";
+        let payload = serde_json::to_vec(&json!({ "nftables": commands }))
+            .expect("JSON values always serialize");
+        self.run(
+            vec!["-j".into(), "-f".into(), "-".into()],
+            Some(payload),
+            STEP,
+        )?
+        .map(|_| ())
+        .map_err(|stderr| Error::NftFailed { step: STEP, stderr })
+    }
+
+    fn list_table(&self, table: &str) -> Result<Option<Value>> {
+        const STEP: &str = "list the proxy table";
+        let args = ["-j", "list", "table", "ip", table]
+            .map(String::from)
+            .to_vec();
+        match self.run(args, None, STEP)? {
+            Ok(stdout) => serde_json::from_slice(&stdout)
+                .map(Some)
+                .map_err(Error::ListingNotJson),
+            Err(stderr) if stderr.contains("No such file or directory") => Ok(None),
+            Err(stderr) => Err(Error::NftFailed { step: STEP, stderr }),
+        }
+    }
+}
+
+/// One change to what the proxy serves, for [`Proxier::run`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    Service(Box<Service>),
+    ServiceDeleted { namespace: String, name: String },
+    Endpoints(Box<Endpoints>),
+    EndpointsDeleted { namespace: String, name: String },
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    pub full: bool,
+    pub commands: usize,
+}
+
+/// Keeps the current Services and Endpoints and, per service, the fragment of the
+/// ruleset last applied to the table. The first sync (and the first after a failure) is
+/// a full resync against the live table; the others rebuild only the services that
+/// changed since and apply the diff of their fragments.
+pub struct Proxier<N: Nft> {
+    table: String,
+    nft: N,
+    services: ServiceMap,
+    endpoints: EndpointsMap,
+    /// Per-service fragments in the table; `None` until a full resync succeeded.
+    applied: Option<BTreeMap<ObjectKey, Ruleset>>,
+    /// Services whose Service or Endpoints changed since the last sync.
+    changed: BTreeSet<ObjectKey>,
+}
+
+/// `(namespace, name)` of a Service and of its Endpoints.
+type ObjectKey = (String, String);
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+    (
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl<N: Nft> Proxier<N> {
+    pub fn new(table: impl Into<String>, nft: N) -> Self {
+        Self {
+            table: table.into(),
+            nft,
+            services: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            applied: None,
+            changed: BTreeSet::new(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn update_service(&mut self, service: Service) {
+        let key = key_of(&service.metadata);
+        self.changed.insert(key.clone());
+        self.services.insert(key, service);
+    }
+
+    pub fn delete_service(&mut self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.services.remove(&key);
+        self.changed.insert(key);
+    }
+
+    pub fn update_endpoints(&mut self, endpoints: Endpoints) {
+        let key = key_of(&endpoints.metadata);
+        self.changed.insert(key.clone());
+        self.endpoints.insert(key, endpoints);
+    }
+
+    pub fn delete_endpoints(&mut self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.endpoints.remove(&key);
+        self.changed.insert(key);
+    }
+
+    pub fn apply_change(&mut self, change: Change) {
+        match change {
+            Change::Service(s) => self.update_service(*s),
+            Change::ServiceDeleted { namespace, name } => self.delete_service(&namespace, &name),
+            Change::Endpoints(e) => self.update_endpoints(*e),
+            Change::EndpointsDeleted { namespace, name } => {
+                self.delete_endpoints(&namespace, &name)
+            }
+        }
+    }
+
+    /// Forgets the applied state: the next [`sync`](Self::sync) is a full resync.
+    pub fn force_full_sync(&mut self) {
+        self.applied = None;
+    }
+
+    /// Brings the table in line with the current Services and Endpoints in one nft
+    /// transaction. Blocking. On failure the next sync is a full resync.
+    pub fn sync(&mut self) -> Result<SyncStats> {
+        let changed = std::mem::take(&mut self.changed);
+        let (full, commands, fragments) = match self.applied.take() {
+            Some(mut fragments) => {
+                let mut commands = Vec::new();
+                for key in changed {
+                    let new = self.fragment(&key);
+                    let old = fragments.remove(&key).unwrap_or_default();
+                    commands.extend(sync::diff(&self.table, &old, &new));
+                    if new != Ruleset::default() {
+                        fragments.insert(key, new);
+                    }
+                }
+                (false, commands, fragments)
+            }
+            None => {
+                let fragments: BTreeMap<ObjectKey, Ruleset> = self
+                    .services
+                    .keys()
+                    .map(|key| (key.clone(), self.fragment(key)))
+                    .collect();
+                let mut desired = rules::build_static();
+                for fragment in fragments.values() {
+                    desired.merge(fragment.clone());
+                }
+                let live = self
+                    .nft
+                    .list_table(&self.table)?
+                    .map(|listing| LiveTable::from_listing(&listing))
+                    .unwrap_or_default();
+                (
+                    true,
+                    sync::full_sync(&self.table, &desired, &live),
+                    fragments,
+                )
+            }
+        };
+        if !commands.is_empty() {
+            // `applied` stays `None`: the next sync is a full resync.
+            self.nft.apply(&commands)?;
+        }
+        self.applied = Some(fragments);
+        Ok(SyncStats {
+            full,
+            commands: commands.len(),
+        })
+    }
+
+    /// The desired fragment of one service (empty when the Service does not exist).
+    fn fragment(&self, key: &ObjectKey) -> Ruleset {
+        match self.services.get(key) {
+            Some(service) => rules::build_service(&key.0, &key.1, service, self.endpoints.get(key)),
+            None => Ruleset::default(),
+        }
+    }
+
+    /// Deletes the whole table (a missing table is fine).
+    pub fn uninstall(&mut self) -> Result<()> {
+        self.applied = None;
+        self.nft.apply(&sync::uninstall(&self.table))
+    }
+}
+
+impl<N: Nft + 'static> Proxier<N> {
+    /// Applies changes as they arrive, batching those that come within
+    /// [`MIN_SYNC_INTERVAL`] of each other into one sync, until `changes` closes. nft runs
+    /// on a blocking thread. A failed sync is logged and retried as a full resync.
+    ///
+    /// Starts with a full resync, which deletes every service the proxier does not know:
+    /// load the complete initial Services and Endpoints (from a synced cache) with
+    /// [`update_service`](Self::update_service) / [`update_endpoints`](Self::update_endpoints)
+    /// before calling it, or services keep answering only after their next change.
+    pub async fn run(self, mut changes: mpsc::Receiver<Change>) {
+        let proxier = Arc::new(Mutex::new(self));
+        let table = proxier.lock().expect("proxier lock").table.clone();
+        let mut dirty = true;
+        loop {
+            if !dirty {
+                let Some(change) = changes.recv().await else {
+                    return;
+                };
+                proxier.lock().expect("proxier lock").apply_change(change);
+            }
+            tokio::time::sleep(MIN_SYNC_INTERVAL).await;
+            let mut closed = false;
+            loop {
+                match changes.try_recv() {
+                    Ok(change) => proxier.lock().expect("proxier lock").apply_change(change),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let worker = Arc::clone(&proxier);
+            let span = info_span!("proxy_sync", table = %table);
+            let result =
+                tokio::task::spawn_blocking(move || worker.lock().expect("proxier lock").sync())
+                    .instrument(span)
+                    .await;
+            match result {
+                Ok(Ok(stats)) => {
+                    debug!(%table, full = stats.full, commands = stats.commands, "proxy synced");
+                    dirty = false;
+                }
+                Ok(Err(e)) => {
+                    warn!(%table, error = %e, "proxy sync failed; retrying with a full resync");
+                    dirty = true;
+                    tokio::time::sleep(SYNC_RETRY_DELAY).await;
+                }
+                Err(e) => {
+                    warn!(%table, error = %e, "proxy sync thread failed");
+                    dirty = true;
+                    tokio::time::sleep(SYNC_RETRY_DELAY).await;
+                }
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+}
+
+/// A fake [`Nft`] that records every transaction and serves a canned listing; with
+/// `fail_next` set, the next transaction fails (and is not recorded).
+#[derive(Debug, Clone, Default)]
+pub struct FakeNft {
+    pub applied: Arc<Mutex<Vec<Vec<Value>>>>,
+    pub listing: Arc<Mutex<Option<Value>>>,
+    pub fail_next: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Nft for FakeNft {
+    fn apply(&self, commands: &[Value]) -> Result<()> {
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::NftFailed {
+                step: "apply proxy rules",
+                stderr: "injected failure".into(),
+            });
+        }
+        self.applied
+            .lock()
+            .expect("fake nft lock")
+            .push(commands.to_vec());
+        Ok(())
+    }
+
+    fn list_table(&self, _table: &str) -> Result<Option<Value>> {
+        Ok(self.listing.lock().expect("fake nft lock").clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rules::tests::{web_endpoints, web_service};
+    use super::*;
+
+    #[test]
+    fn first_sync_is_full_then_only_diffs() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        proxier.update_service(web_service());
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        assert!(proxier.sync().unwrap().full);
+        let stats = proxier.sync().unwrap();
+        assert_eq!(
+            stats,
+            SyncStats {
+                full: false,
+                commands: 0
+            }
+        );
+        assert_eq!(
+            nft.applied.lock().unwrap().len(),
+            1,
+            "empty diff applies nothing"
+        );
+        proxier.delete_service("default", "web");
+        let stats = proxier.sync().unwrap();
+        assert!(!stats.full && stats.commands > 0);
+    }
+
+    #[test]
+    fn failed_sync_is_followed_by_a_full_resync() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        proxier.update_service(web_service());
+        proxier.sync().unwrap();
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        nft.fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(proxier.sync().is_err());
+        let stats = proxier.sync().unwrap();
+        assert!(stats.full, "the table may hold anything after a failure");
+        let applied = nft.applied.lock().unwrap();
+        let last = serde_json::to_string(applied.last().unwrap()).unwrap();
+        assert!(
+            last.contains("10.42.0.2"),
+            "the failed change is applied: {last}"
+        );
+    }
+
+    #[test]
+    fn incremental_sync_touches_only_the_changed_service() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        proxier.update_service(web_service());
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        let other = rules::tests::service(
+            "other",
+            "db",
+            json!({"clusterIP": "10.43.0.20", "ports": [{"port": 5432}]}),
+        );
+        proxier.update_service(other);
+        proxier.sync().unwrap();
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2", "10.42.0.3"]));
+        proxier.sync().unwrap();
+        let applied = nft.applied.lock().unwrap();
+        let last = serde_json::to_string(applied.last().unwrap()).unwrap();
+        assert!(last.contains("default/web"), "{last}");
+        assert!(
+            !last.contains("other/db") && !last.contains("10.43.0.20"),
+            "{last}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_batches_changes_that_arrive_together() {
+        let nft = FakeNft::default();
+        let proxier = Proxier::new("orc-proxy-test", nft.clone());
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(proxier.run(rx));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let initial = nft.applied.lock().unwrap().len();
+        tx.send(Change::Service(Box::new(web_service())))
+            .await
+            .unwrap();
+        tx.send(Change::Endpoints(Box::new(web_endpoints(&["10.42.0.2"]))))
+            .await
+            .unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("proxier run loop deadlocked")
+            .unwrap();
+        let applied = nft.applied.lock().unwrap();
+        assert_eq!(initial, 1, "startup full sync");
+        assert_eq!(applied.len(), 2, "both changes in one transaction");
+    }
+}

@@ -1,0 +1,671 @@
+//! Pure rule building: Services + Endpoints in, the desired nftables state of the proxy
+//! table out (chains with their rules, affinity sets, verdict-map elements). No I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// `ip daddr . meta l4proto . th dport` → `goto service-…` for services with endpoints.
+pub const SERVICE_IPS_MAP: &str = "service-ips";
+/// `meta l4proto . th dport` (to a local address) → `goto external-…`.
+pub const SERVICE_NODEPORTS_MAP: &str = "service-nodeports";
+/// ClusterIP keys of services without ready endpoints → `goto reject-chain`.
+pub const NO_ENDPOINT_SERVICES_MAP: &str = "no-endpoint-services";
+/// NodePort keys of services without ready endpoints → `goto reject-chain`.
+pub const NO_ENDPOINT_NODEPORTS_MAP: &str = "no-endpoint-nodeports";
+/// The regular chain every nat base chain jumps to.
+pub const SERVICES_CHAIN: &str = "services";
+pub const REJECT_CHAIN: &str = "reject-chain";
+const NO_ENDPOINTS_CHAIN: &str = "no-endpoints";
+const MASQUERADING_CHAIN: &str = "masquerading";
+/// Packet mark bit asking the postrouting chain to masquerade (hairpin, NodePort).
+pub const MASQUERADE_MARK: u32 = 0x4000;
+/// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds`.
+pub const DEFAULT_AFFINITY_TIMEOUT_SECS: u32 = 10_800;
+/// nft accepts names up to 255 bytes; stay well below it (the hash keeps names unique).
+const MAX_NAME_LEN: usize = 200;
+
+/// All verdict maps of the table, with their key types.
+pub const MAPS: [(&str, &[&str]); 4] = [
+    (
+        SERVICE_IPS_MAP,
+        &["ipv4_addr", "inet_proto", "inet_service"],
+    ),
+    (SERVICE_NODEPORTS_MAP, &["inet_proto", "inet_service"]),
+    (
+        NO_ENDPOINT_SERVICES_MAP,
+        &["ipv4_addr", "inet_proto", "inet_service"],
+    ),
+    (NO_ENDPOINT_NODEPORTS_MAP, &["inet_proto", "inet_service"]),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// Kubernetes' spelling (`TCP`, the default when unset); other values are skipped.
+    pub fn from_k8s(protocol: Option<&str>) -> Option<Self> {
+        match protocol.unwrap_or("TCP") {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            "SCTP" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+
+    /// nft's `inet_proto` name.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Sctp => "sctp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.nft())
+    }
+}
+
+/// A key of one of the [`MAPS`]: with a ClusterIP (`ip . proto . port`) or without one
+/// (NodePorts: `proto . port`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ElementKey {
+    pub map: &'static str,
+    pub ip: Option<Ipv4Addr>,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl ElementKey {
+    /// The key in nft JSON (`{"concat": [...]}`).
+    pub fn to_json(&self) -> Value {
+        match self.ip {
+            Some(ip) => json!({"concat": [ip.to_string(), self.protocol.nft(), self.port]}),
+            None => json!({"concat": [self.protocol.nft(), self.port]}),
+        }
+    }
+}
+
+/// The hook of a base chain: `type <chain_type> hook <hook> priority <priority>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseHook {
+    pub chain_type: &'static str,
+    pub hook: &'static str,
+    pub priority: i32,
+}
+
+/// One chain: a base chain when `hook` is set, else a regular chain. Rules are the
+/// `expr` arrays of nft JSON rules, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChainSpec {
+    pub hook: Option<BaseHook>,
+    pub rules: Vec<Value>,
+}
+
+/// The complete desired content of the proxy table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ruleset {
+    pub chains: BTreeMap<String, ChainSpec>,
+    /// Per-endpoint `ipv4_addr` sets with the timeout flag (ClientIP affinity).
+    pub affinity_sets: BTreeSet<String>,
+    /// Map element → the chain it jumps to (`goto`).
+    pub elements: BTreeMap<ElementKey, String>,
+}
+
+/// Services and Endpoints, keyed by `(namespace, name)`.
+pub type ServiceMap = BTreeMap<(String, String), Service>;
+pub type EndpointsMap = BTreeMap<(String, String), Endpoints>;
+
+/// Builds the desired state for every Service with an IPv4 ClusterIP (headless and
+/// ExternalName services have nothing to proxy). Deterministic: the same input always
+/// gives the same names and rule order. The static chains plus every
+/// [`build_service`] fragment.
+pub fn build(services: &ServiceMap, endpoints: &EndpointsMap) -> Ruleset {
+    let mut ruleset = build_static();
+    for (key, service) in services {
+        ruleset.merge(build_service(&key.0, &key.1, service, endpoints.get(key)));
+    }
+    ruleset
+}
+
+/// The chains every table has, services or not.
+pub fn build_static() -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    add_static_chains(&mut ruleset);
+    ruleset
+}
+
+/// The objects of one Service: its chains, affinity sets and map elements. Names embed
+/// the service's namespace and name, so fragments of different services never share an
+/// object (ClusterIPs and NodePorts are unique per cluster) and can be diffed alone.
+pub fn build_service(
+    namespace: &str,
+    name: &str,
+    service: &Service,
+    endpoints: Option<&Endpoints>,
+) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    let Some(spec) = &service.spec else {
+        return ruleset;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return ruleset;
+    }
+    let Some(cluster_ip) = spec
+        .cluster_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return ruleset;
+    };
+    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECS)
+    });
+    for port in spec.ports.iter().flatten() {
+        let Some(protocol) = Protocol::from_k8s(port.protocol.as_deref()) else {
+            continue;
+        };
+        let Ok(service_port) = u16::try_from(port.port) else {
+            continue;
+        };
+        let target = ServicePortTarget {
+            namespace,
+            name,
+            port_name: port.name.as_deref().unwrap_or(""),
+            protocol,
+            cluster_ip,
+            port: service_port,
+            node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
+            affinity,
+        };
+        let ready = endpoints
+            .map(|e| ready_endpoints(e, port, protocol))
+            .unwrap_or_default();
+        add_service_port(&mut ruleset, &target, &ready);
+    }
+    ruleset
+}
+
+impl Ruleset {
+    /// Adds `other`'s objects (same-named ones are replaced).
+    pub fn merge(&mut self, other: Ruleset) {
+        self.chains.extend(other.chains);
+        self.affinity_sets.extend(other.affinity_sets);
+        self.elements.extend(other.elements);
+    }
+}
+
+struct ServicePortTarget<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    port_name: &'a str,
+    protocol: Protocol,
+    cluster_ip: Ipv4Addr,
+    port: u16,
+    node_port: Option<u16>,
+    affinity: Option<u32>,
+}
+
+impl ServicePortTarget<'_> {
+    /// `<ns>/<name>/<proto>/<port name>`, the readable part of chain names.
+    fn id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.namespace, self.name, self.protocol, self.port_name
+        )
+    }
+}
+
+/// The ready `(ip, port)` pairs serving `port` of a service, sorted and deduplicated.
+/// The Endpoints port is found by the service port's name (how the endpoints controller
+/// names them), else by a named targetPort; a numeric targetPort is the fallback for
+/// subsets that list no ports.
+pub fn ready_endpoints(
+    endpoints: &Endpoints,
+    port: &ServicePort,
+    protocol: Protocol,
+) -> Vec<(Ipv4Addr, u16)> {
+    let port_name = port.name.as_deref().unwrap_or("");
+    let mut ready = BTreeSet::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let ports = subset.ports.as_deref().unwrap_or_default();
+        let same_protocol = |p: &&k8s_openapi::api::core::v1::EndpointPort| {
+            Protocol::from_k8s(p.protocol.as_deref()) == Some(protocol)
+        };
+        let by_name = ports
+            .iter()
+            .filter(same_protocol)
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name);
+        let by_target_name = || match &port.target_port {
+            Some(IntOrString::String(target)) => ports
+                .iter()
+                .filter(same_protocol)
+                .find(|p| p.name.as_deref() == Some(target.as_str())),
+            _ => None,
+        };
+        let number = match by_name.or_else(by_target_name) {
+            Some(p) => u16::try_from(p.port).ok(),
+            None if ports.is_empty() => match &port.target_port {
+                Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+                None => u16::try_from(port.port).ok(),
+                Some(IntOrString::String(_)) => None,
+            },
+            None => None,
+        };
+        let Some(number) = number else { continue };
+        for address in subset.addresses.iter().flatten() {
+            if let Ok(ip) = address.ip.parse::<Ipv4Addr>() {
+                ready.insert((ip, number));
+            }
+        }
+    }
+    ready.into_iter().collect()
+}
+
+/// A deterministic, length-limited nft object name: `<prefix>-<hash>-<id>`.
+pub fn object_name(prefix: &str, id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = format!("{prefix}-{hash}-{id}");
+    if name.len() > MAX_NAME_LEN {
+        let mut end = MAX_NAME_LEN;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    name
+}
+
+fn add_service_port(
+    ruleset: &mut Ruleset,
+    target: &ServicePortTarget<'_>,
+    ready: &[(Ipv4Addr, u16)],
+) {
+    let cluster_key = |map| ElementKey {
+        map,
+        ip: Some(target.cluster_ip),
+        protocol: target.protocol,
+        port: target.port,
+    };
+    let node_key = |map, port| ElementKey {
+        map,
+        ip: None,
+        protocol: target.protocol,
+        port,
+    };
+    if ready.is_empty() {
+        ruleset
+            .elements
+            .insert(cluster_key(NO_ENDPOINT_SERVICES_MAP), REJECT_CHAIN.into());
+        if let Some(node_port) = target.node_port {
+            ruleset.elements.insert(
+                node_key(NO_ENDPOINT_NODEPORTS_MAP, node_port),
+                REJECT_CHAIN.into(),
+            );
+        }
+        return;
+    }
+
+    let id = target.id();
+    let service_chain = object_name("service", &id);
+    let mut endpoint_chains = Vec::with_capacity(ready.len());
+    let mut service_rules = Vec::new();
+    for &(ip, port) in ready {
+        let endpoint_id = format!("{id}__{ip}/{port}");
+        let chain = object_name("endpoint", &endpoint_id);
+        let mut rules = vec![json!([
+            match_eq(ip_field("saddr"), json!(ip.to_string())),
+            set_mark_for_masquerade(),
+        ])];
+        if let Some(timeout) = target.affinity {
+            let set = object_name("affinity", &endpoint_id);
+            service_rules.push(json!([
+                match_eq(ip_field("saddr"), json!(format!("@{set}"))),
+                goto(&chain),
+            ]));
+            rules.push(json!([{"set": {
+                "op": "update",
+                "elem": {"elem": {"val": ip_field("saddr"), "timeout": timeout}},
+                "set": format!("@{set}"),
+            }}]));
+            ruleset.affinity_sets.insert(set);
+        }
+        rules.push(json!([
+            match_eq(json!({"meta": {"key": "l4proto"}}), json!(target.protocol.nft())),
+            {"dnat": {"addr": ip.to_string(), "port": port}},
+        ]));
+        ruleset.chains.insert(chain.clone(), regular(rules));
+        endpoint_chains.push(chain);
+    }
+    let choices: Vec<Value> = endpoint_chains
+        .iter()
+        .enumerate()
+        .map(|(i, chain)| json!([i, goto(chain)]))
+        .collect();
+    service_rules.push(json!([{"vmap": {
+        "key": {"numgen": {"mode": "random", "mod": endpoint_chains.len(), "offset": 0}},
+        "data": {"set": choices},
+    }}]));
+    ruleset
+        .chains
+        .insert(service_chain.clone(), regular(service_rules));
+    ruleset
+        .elements
+        .insert(cluster_key(SERVICE_IPS_MAP), service_chain.clone());
+
+    if let Some(node_port) = target.node_port {
+        // Traffic from outside must come back through this node: masquerade it.
+        let external_chain = object_name("external", &id);
+        let rules = vec![json!([set_mark_for_masquerade(), goto(&service_chain)])];
+        ruleset
+            .chains
+            .insert(external_chain.clone(), regular(rules));
+        ruleset
+            .elements
+            .insert(node_key(SERVICE_NODEPORTS_MAP, node_port), external_chain);
+    }
+}
+
+/// The chains every table has, services or not.
+fn add_static_chains(ruleset: &mut Ruleset) {
+    let base = |chain_type, hook, priority, rules| ChainSpec {
+        hook: Some(BaseHook {
+            chain_type,
+            hook,
+            priority,
+        }),
+        rules,
+    };
+    let jump_to = |chain: &str| vec![json!([{"jump": {"target": chain}}])];
+    let local_daddr = json!({"fib": {"result": "type", "flags": ["daddr"]}});
+    let vmap_rules = |ip_map: &str, port_map: &str| {
+        vec![
+            json!([{"vmap": {"key": {"concat": [ip_field("daddr"), l4proto(), th_dport()]}, "data": format!("@{ip_map}")}}]),
+            json!([
+                match_eq(local_daddr.clone(), json!("local")),
+                {"vmap": {"key": {"concat": [l4proto(), th_dport()]}, "data": format!("@{port_map}")}},
+            ]),
+        ]
+    };
+    let chains = &mut ruleset.chains;
+    // nat: dstnat in prerouting (traffic in) and output (host → ClusterIP), srcnat after.
+    chains.insert(
+        "nat-prerouting".into(),
+        base("nat", "prerouting", -100, jump_to(SERVICES_CHAIN)),
+    );
+    chains.insert(
+        "nat-output".into(),
+        base("nat", "output", -100, jump_to(SERVICES_CHAIN)),
+    );
+    chains.insert(
+        "nat-postrouting".into(),
+        base("nat", "postrouting", 100, jump_to(MASQUERADING_CHAIN)),
+    );
+    // reject is only valid in input/forward/output: filter there, before nat (-100).
+    for hook in ["input", "forward", "output"] {
+        chains.insert(
+            format!("filter-{hook}"),
+            base("filter", hook, -110, jump_to(NO_ENDPOINTS_CHAIN)),
+        );
+    }
+    chains.insert(
+        SERVICES_CHAIN.into(),
+        regular(vmap_rules(SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP)),
+    );
+    chains.insert(
+        NO_ENDPOINTS_CHAIN.into(),
+        regular(vmap_rules(
+            NO_ENDPOINT_SERVICES_MAP,
+            NO_ENDPOINT_NODEPORTS_MAP,
+        )),
+    );
+    chains.insert(
+        MASQUERADING_CHAIN.into(),
+        regular(vec![json!([
+            match_eq(
+                json!({"&": [{"meta": {"key": "mark"}}, MASQUERADE_MARK]}),
+                json!(MASQUERADE_MARK)
+            ),
+            {"masquerade": null},
+        ])]),
+    );
+    chains.insert(
+        REJECT_CHAIN.into(),
+        regular(vec![
+            json!([
+                match_eq(l4proto(), json!("tcp")),
+                {"reject": {"type": "tcp reset"}},
+            ]),
+            json!([{"reject": {"type": "icmp", "expr": "host-unreachable"}}]),
+        ]),
+    );
+}
+
+fn regular(rules: Vec<Value>) -> ChainSpec {
+    ChainSpec { hook: None, rules }
+}
+
+fn match_eq(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "==", "left": left, "right": right}})
+}
+
+fn ip_field(field: &str) -> Value {
+    json!({"payload": {"protocol": "ip", "field": field}})
+}
+
+fn l4proto() -> Value {
+    json!({"meta": {"key": "l4proto"}})
+}
+
+fn th_dport() -> Value {
+    json!({"payload": {"protocol": "th", "field": "dport"}})
+}
+
+fn goto(chain: &str) -> Value {
+    json!({"goto": {"target": chain}})
+}
+
+/// `meta mark set meta mark | 0x4000`
+fn set_mark_for_masquerade() -> Value {
+    json!({"mangle": {
+        "key": {"meta": {"key": "mark"}},
+        "value": {"|": [{"meta": {"key": "mark"}}, MASQUERADE_MARK]},
+    }})
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn service(ns: &str, name: &str, spec: Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": ns, "name": name},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    pub(crate) fn endpoints(ns: &str, name: &str, subsets: Value) -> Endpoints {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": ns, "name": name},
+            "subsets": subsets,
+        }))
+        .unwrap()
+    }
+
+    pub(crate) fn web_service() -> Service {
+        service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.43.0.10", "ports": [{"name": "http", "port": 80, "targetPort": "web"}]}),
+        )
+    }
+
+    pub(crate) fn web_endpoints(ips: &[&str]) -> Endpoints {
+        let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        endpoints(
+            "default",
+            "web",
+            json!([{"addresses": addresses,
+                    "notReadyAddresses": [{"ip": "10.42.0.99"}],
+                    "ports": [{"name": "http", "port": 8080}]}]),
+        )
+    }
+
+    pub(crate) fn maps(svcs: Vec<Service>, eps: Vec<Endpoints>) -> (ServiceMap, EndpointsMap) {
+        let key = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            (m.namespace.clone().unwrap(), m.name.clone().unwrap())
+        };
+        (
+            svcs.into_iter().map(|s| (key(&s.metadata), s)).collect(),
+            eps.into_iter().map(|e| (key(&e.metadata), e)).collect(),
+        )
+    }
+
+    fn chains_with_prefix<'a>(r: &'a Ruleset, prefix: &str) -> Vec<&'a String> {
+        r.chains.keys().filter(|c| c.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn service_with_ready_endpoints_gets_a_numgen_chain_and_one_chain_per_endpoint() {
+        let (s, e) = maps(
+            vec![web_service()],
+            vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])],
+        );
+        let r = build(&s, &e);
+        let key = ElementKey {
+            map: SERVICE_IPS_MAP,
+            ip: Some("10.43.0.10".parse().unwrap()),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        let service_chain = &r.elements[&key];
+        assert!(service_chain.starts_with("service-"), "{service_chain}");
+        assert!(service_chain.ends_with("-default/web/tcp/http"));
+        let rules = &r.chains[service_chain].rules;
+        let vmap = &rules[0][0]["vmap"];
+        assert_eq!(vmap["key"]["numgen"]["mod"], 2);
+        assert_eq!(vmap["data"]["set"].as_array().unwrap().len(), 2);
+        let endpoints = chains_with_prefix(&r, "endpoint-");
+        assert_eq!(endpoints.len(), 2, "not-ready addresses are left out");
+        let dnat = &r.chains[endpoints[0]].rules.last().unwrap()[1]["dnat"];
+        assert_eq!(dnat["port"], 8080, "port taken from the Endpoints by name");
+        assert!(r.affinity_sets.is_empty());
+    }
+
+    #[test]
+    fn service_without_ready_endpoints_is_rejected() {
+        let svc = service(
+            "default",
+            "lonely",
+            json!({"clusterIP": "10.43.0.11", "type": "NodePort",
+                   "ports": [{"port": 53, "protocol": "UDP", "nodePort": 30053}]}),
+        );
+        let (s, e) = maps(vec![svc], vec![]);
+        let r = build(&s, &e);
+        assert!(chains_with_prefix(&r, "service-").is_empty());
+        let targets: Vec<(&str, &String)> = r.elements.iter().map(|(k, v)| (k.map, v)).collect();
+        assert_eq!(
+            targets,
+            vec![
+                (NO_ENDPOINT_NODEPORTS_MAP, &REJECT_CHAIN.to_string()),
+                (NO_ENDPOINT_SERVICES_MAP, &REJECT_CHAIN.to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn node_port_goes_through_an_external_chain_that_marks_for_masquerade() {
+        let svc = service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.43.0.10", "type": "NodePort",
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+        );
+        let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2"])]);
+        let r = build(&s, &e);
+        let key = ElementKey {
+            map: SERVICE_NODEPORTS_MAP,
+            ip: None,
+            protocol: Protocol::Tcp,
+            port: 30080,
+        };
+        let external = &r.elements[&key];
+        assert!(external.starts_with("external-"));
+        let rule = &r.chains[external].rules[0];
+        assert!(rule[0].get("mangle").is_some(), "{rule}");
+        assert!(rule[1]["goto"]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("service-"));
+    }
+
+    #[test]
+    fn client_ip_affinity_adds_a_set_per_endpoint_looked_up_before_numgen() {
+        let svc = service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.43.0.10", "sessionAffinity": "ClientIP",
+                   "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+                   "ports": [{"name": "http", "port": 80}]}),
+        );
+        let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])]);
+        let r = build(&s, &e);
+        assert_eq!(r.affinity_sets.len(), 2);
+        let service_chain = chains_with_prefix(&r, "service-")[0];
+        let rules = &r.chains[service_chain].rules;
+        assert_eq!(rules.len(), 3, "two lookups, then numgen");
+        assert!(rules[0][0]["match"]["right"]
+            .as_str()
+            .unwrap()
+            .starts_with("@affinity-"));
+        assert!(rules[2][0].get("vmap").is_some());
+        let endpoint = chains_with_prefix(&r, "endpoint-")[0];
+        let update = &r.chains[endpoint].rules[1][0]["set"];
+        assert_eq!(update["op"], "update");
+        assert_eq!(update["elem"]["elem"]["timeout"], 60);
+    }
+
+    #[test]
+    fn headless_and_external_name_services_are_skipped() {
+        let headless = service(
+            "default",
+            "headless",
+            json!({"clusterIP": "None", "ports": [{"port": 80}]}),
+        );
+        let external = service(
+            "default",
+            "ext",
+            json!({"type": "ExternalName", "externalName": "example.org"}),
+        );
+        let (s, e) = maps(vec![headless, external], vec![]);
+        assert_eq!(build(&s, &e), build(&BTreeMap::new(), &BTreeMap::new()));
+    }
+
+    #[test]
+    fn object_names_are_deterministic_distinct_and_bounded() {
+        let a = object_name("service", "ns/a/tcp/http");
+        assert_eq!(a, object_name("service", "ns/a/tcp/http"));
+        assert_ne!(a, object_name("service", "ns/b/tcp/http"));
+        let long = object_name("endpoint", &"x".repeat(400));
+        assert!(long.len() <= MAX_NAME_LEN);
+    }
+}

@@ -1,0 +1,329 @@
+//! Turning desired [`Ruleset`]s into nft JSON commands: the incremental diff between
+//! two rulesets, the full resync against what the live table holds, and uninstall.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::rules::{ChainSpec, ElementKey, Ruleset, MAPS};
+
+/// What the live table holds, as far as a full resync needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveTable {
+    pub chains: BTreeSet<String>,
+    pub sets: BTreeSet<String>,
+}
+
+impl LiveTable {
+    /// Reads the output of `nft -j list table ip <table>`.
+    pub fn from_listing(listing: &Value) -> Self {
+        let mut live = Self::default();
+        for item in listing["nftables"].as_array().into_iter().flatten() {
+            if let Some(name) = item["chain"]["name"].as_str() {
+                live.chains.insert(name.to_string());
+            } else if let Some(name) = item["set"]["name"].as_str() {
+                live.sets.insert(name.to_string());
+            }
+        }
+        live
+    }
+}
+
+/// The nft commands of one transaction, with the table they act on.
+struct Commands<'a> {
+    table: &'a str,
+    list: Vec<Value>,
+}
+
+impl<'a> Commands<'a> {
+    fn new(table: &'a str) -> Self {
+        Self {
+            table,
+            list: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, verb: &str, object: &str, mut body: Value) {
+        body["family"] = json!("ip");
+        body["table"] = json!(self.table);
+        self.list.push(json!({ verb: { object: body } }));
+    }
+
+    fn add_table(&mut self) {
+        self.list
+            .push(json!({"add": {"table": {"family": "ip", "name": self.table}}}));
+    }
+
+    fn add_maps(&mut self) {
+        for (name, key_type) in MAPS {
+            self.push(
+                "add",
+                "map",
+                json!({"name": name, "type": key_type, "map": "verdict"}),
+            );
+        }
+    }
+
+    fn add_set(&mut self, name: &str) {
+        self.push(
+            "add",
+            "set",
+            json!({"name": name, "type": "ipv4_addr", "flags": ["timeout"]}),
+        );
+    }
+
+    fn add_chain(&mut self, name: &str, spec: &ChainSpec) {
+        let mut body = json!({ "name": name });
+        if let Some(hook) = spec.hook {
+            body["type"] = json!(hook.chain_type);
+            body["hook"] = json!(hook.hook);
+            body["prio"] = json!(hook.priority);
+            body["policy"] = json!("accept");
+        }
+        self.push("add", "chain", body);
+    }
+
+    fn add_rules(&mut self, name: &str, spec: &ChainSpec) {
+        for expr in &spec.rules {
+            self.push("add", "rule", json!({"chain": name, "expr": expr}));
+        }
+    }
+
+    fn chain(&mut self, verb: &str, name: &str) {
+        self.push(verb, "chain", json!({ "name": name }));
+    }
+
+    fn element(&mut self, verb: &str, key: &ElementKey, target: Option<&str>) {
+        let elem = match target {
+            Some(chain) => json!([[key.to_json(), {"goto": {"target": chain}}]]),
+            None => json!([key.to_json()]),
+        };
+        self.push(verb, "element", json!({"name": key.map, "elem": elem}));
+    }
+}
+
+/// The commands that turn the table from `old` (what the last sync applied) into `new`:
+/// only changed map elements, new and removed chains and sets, and flushed + rewritten
+/// changed chains. Empty when nothing changed. Ordered so that every object exists
+/// before it is referenced and nothing is deleted while still referenced.
+pub fn diff(table: &str, old: &Ruleset, new: &Ruleset) -> Vec<Value> {
+    let mut cmds = Commands::new(table);
+    for set in new.affinity_sets.difference(&old.affinity_sets) {
+        cmds.add_set(set);
+    }
+    for (name, spec) in &new.chains {
+        match old.chains.get(name) {
+            None => {
+                cmds.add_chain(name, spec);
+                cmds.add_rules(name, spec);
+            }
+            Some(old_spec) if old_spec != spec => {
+                cmds.chain("flush", name);
+                cmds.add_rules(name, spec);
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, target) in &old.elements {
+        if new.elements.get(key) != Some(target) {
+            cmds.element("delete", key, None);
+        }
+    }
+    for (key, target) in &new.elements {
+        if old.elements.get(key) != Some(target) {
+            cmds.element("add", key, Some(target));
+        }
+    }
+    let removed: Vec<&String> = old
+        .chains
+        .keys()
+        .filter(|name| !new.chains.contains_key(*name))
+        .collect();
+    delete_chains(&mut cmds, removed);
+    for set in old.affinity_sets.difference(&new.affinity_sets) {
+        cmds.push("delete", "set", json!({ "name": set }));
+    }
+    cmds.list
+}
+
+/// The commands that make the live table exactly `desired`, whatever it held: creates
+/// the table, maps, sets and chains that are missing, rewrites every chain and map, and
+/// deletes chains and sets orc no longer wants (also ones added by hand). One
+/// transaction, so traffic sees either the old or the new rules. Affinity sets are kept
+/// (not flushed): clients stay on their endpoint across an orc restart.
+pub fn full_sync(table: &str, desired: &Ruleset, live: &LiveTable) -> Vec<Value> {
+    let mut cmds = Commands::new(table);
+    cmds.add_table();
+    cmds.add_maps();
+    for set in &desired.affinity_sets {
+        cmds.add_set(set);
+    }
+    for (name, spec) in &desired.chains {
+        cmds.add_chain(name, spec);
+    }
+    for (name, _) in MAPS {
+        cmds.push("flush", "map", json!({ "name": name }));
+    }
+    for (name, spec) in &desired.chains {
+        cmds.chain("flush", name);
+        cmds.add_rules(name, spec);
+    }
+    for (key, target) in &desired.elements {
+        cmds.element("add", key, Some(target));
+    }
+    let stale: Vec<&String> = live
+        .chains
+        .iter()
+        .filter(|name| !desired.chains.contains_key(*name))
+        .collect();
+    delete_chains(&mut cmds, stale);
+    let maps: BTreeSet<&str> = MAPS.iter().map(|(name, _)| *name).collect();
+    for set in &live.sets {
+        if !desired.affinity_sets.contains(set) && !maps.contains(set.as_str()) {
+            cmds.push("delete", "set", json!({ "name": set }));
+        }
+    }
+    cmds.list
+}
+
+/// Flushes every chain first (dropping their jumps to each other), then deletes them.
+fn delete_chains(cmds: &mut Commands<'_>, chains: Vec<&String>) {
+    for name in &chains {
+        cmds.chain("flush", name);
+    }
+    for name in &chains {
+        cmds.chain("delete", name);
+    }
+}
+
+/// Deletes the table; succeeds whether or not it exists ("add" first, in one transaction).
+pub fn uninstall(table: &str) -> Vec<Value> {
+    vec![
+        json!({"add": {"table": {"family": "ip", "name": table}}}),
+        json!({"delete": {"table": {"family": "ip", "name": table}}}),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::proxy::rules::build;
+    use crate::agent::proxy::rules::tests::{maps, web_endpoints, web_service};
+
+    const TABLE: &str = "orc-proxy-test";
+
+    fn count(cmds: &[Value], verb: &str, object: &str) -> usize {
+        cmds.iter()
+            .filter(|c| c.get(verb).and_then(|v| v.get(object)).is_some())
+            .count()
+    }
+
+    fn web(ips: &[&str]) -> Ruleset {
+        let (s, e) = maps(vec![web_service()], vec![web_endpoints(ips)]);
+        build(&s, &e)
+    }
+
+    #[test]
+    fn unchanged_ruleset_gives_an_empty_diff() {
+        let r = web(&["10.42.0.2"]);
+        assert!(diff(TABLE, &r, &r.clone()).is_empty());
+    }
+
+    #[test]
+    fn one_more_endpoint_adds_one_chain_and_one_numgen_choice() {
+        let old = web(&["10.42.0.2"]);
+        let new = web(&["10.42.0.2", "10.42.0.3"]);
+        let cmds = diff(TABLE, &old, &new);
+        assert_eq!(count(&cmds, "add", "chain"), 1, "{cmds:#?}");
+        let added = cmds
+            .iter()
+            .find_map(|c| c["add"]["chain"]["name"].as_str())
+            .unwrap();
+        assert!(added.starts_with("endpoint-") && added.ends_with("10.42.0.3/8080"));
+        // The service chain is flushed and rewritten with a 2-way numgen vmap.
+        assert_eq!(count(&cmds, "flush", "chain"), 1);
+        let vmap = cmds
+            .iter()
+            .filter_map(|c| c["add"]["rule"]["expr"][0]["vmap"]["data"]["set"].as_array())
+            .next()
+            .unwrap();
+        assert_eq!(vmap.len(), 2);
+        assert_eq!(count(&cmds, "add", "element"), 0, "map entry unchanged");
+        assert_eq!(count(&cmds, "delete", "chain"), 0);
+    }
+
+    #[test]
+    fn removed_service_deletes_its_elements_and_chains() {
+        let old = web(&["10.42.0.2", "10.42.0.3"]);
+        let (s, e) = maps(vec![], vec![]);
+        let new = build(&s, &e);
+        let cmds = diff(TABLE, &old, &new);
+        assert_eq!(count(&cmds, "delete", "element"), 1);
+        assert_eq!(count(&cmds, "delete", "chain"), 3, "service + 2 endpoints");
+        assert_eq!(count(&cmds, "add", "element"), 0);
+        let last_flush = cmds.iter().rposition(|c| c.get("flush").is_some()).unwrap();
+        let first_delete = cmds
+            .iter()
+            .position(|c| c["delete"].get("chain").is_some())
+            .unwrap();
+        assert!(
+            last_flush < first_delete,
+            "chains are emptied before deletion"
+        );
+    }
+
+    #[test]
+    fn losing_all_endpoints_moves_the_key_to_the_reject_map() {
+        let old = web(&["10.42.0.2"]);
+        let new = web(&[]);
+        let cmds = diff(TABLE, &old, &new);
+        let deleted = cmds
+            .iter()
+            .find_map(|c| c["delete"]["element"]["name"].as_str())
+            .unwrap();
+        assert_eq!(deleted, "service-ips");
+        let added = cmds
+            .iter()
+            .find_map(|c| c["add"]["element"].as_object())
+            .unwrap();
+        assert_eq!(added["name"], "no-endpoint-services");
+        assert_eq!(added["elem"][0][1]["goto"]["target"], "reject-chain");
+        assert_eq!(added["elem"][0][0]["concat"][0], "10.43.0.10");
+    }
+
+    #[test]
+    fn full_sync_deletes_stale_chains_and_sets_but_keeps_wanted_ones() {
+        let desired = web(&["10.42.0.2"]);
+        let mut live = LiveTable::default();
+        live.chains.insert("services".into());
+        live.chains.insert("handmade".into());
+        live.sets.insert("service-ips".into());
+        live.sets.insert("affinity-old".into());
+        let cmds = full_sync(TABLE, &desired, &live);
+        let deleted: Vec<&str> = cmds
+            .iter()
+            .filter_map(|c| {
+                c["delete"]["chain"]["name"]
+                    .as_str()
+                    .or(c["delete"]["set"]["name"].as_str())
+            })
+            .collect();
+        assert_eq!(deleted, vec!["handmade", "affinity-old"]);
+        assert_eq!(cmds[0]["add"]["table"]["name"], TABLE);
+    }
+
+    #[test]
+    fn live_table_listing_is_parsed() {
+        let listing = json!({"nftables": [
+            {"metainfo": {}},
+            {"table": {"family": "ip", "name": TABLE}},
+            {"chain": {"family": "ip", "table": TABLE, "name": "services"}},
+            {"set": {"family": "ip", "table": TABLE, "name": "affinity-x"}},
+            {"map": {"family": "ip", "table": TABLE, "name": "service-ips"}},
+        ]});
+        let live = LiveTable::from_listing(&listing);
+        assert!(live.chains.contains("services"));
+        assert!(live.sets.contains("affinity-x"));
+        assert_eq!(live.sets.len(), 1);
+    }
+}

@@ -1,0 +1,744 @@
+//! Scheduler: binds each unscheduled pod of `default-scheduler` to a node through the
+//! pods/binding subresource. Pods that fit nowhere stay Pending with a
+//! `PodScheduled=False/Unschedulable` condition and a `FailedScheduling` event, and are
+//! retried (with back-off) when nodes or pods change.
+//!
+//! The decisions run on a cache ([`Cache`]) of nodes and of what is placed on each node,
+//! kept up to date from watch events (never by rescanning pods). A pod is *assumed* on
+//! its node as soon as it is chosen, so binds can be in flight concurrently without
+//! over-committing a node; a failed bind forgets the assumption.
+
+pub mod filters;
+pub mod info;
+pub mod scores;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::api::object;
+use crate::api::resources;
+use crate::api::selector::LabelSelector;
+use crate::api::status::ApiError;
+use crate::apiserver::registry::{set_condition, Registry, WriteOptions};
+use crate::controllers::events::{Recorder, NORMAL, WARNING};
+use crate::controllers::runtime::{object_key, split_key};
+use crate::store::{EventType, KeyValue};
+
+use filters::{can_schedule, fit_error, Reason};
+use info::{NodeInfo, NodeUsage, PodInfo, SpreadKey, DEFAULT_SCHEDULER_NAME};
+use scores::{raw_scores, total_scores, RawScores};
+
+/// Writes (binds, unschedulable reports) in flight at once; the datastore group-commits
+/// concurrent writes, so this is what buys throughput.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// First retry delay of a pod that did not fit; doubles per failed attempt.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Unschedulable pods are retried at least this often, even without a cluster change
+/// (upstream `podMaxInUnschedulablePodsDuration` is 5 minutes).
+pub const UNSCHEDULABLE_FLUSH: Duration = Duration::from_secs(60);
+/// With fewer nodes than this, every node is considered for every pod; with more, the
+/// search stops after this many (or upstream's adaptive percentage of) feasible nodes.
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+
+/// Where an unbound pod is in the scheduling cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// In the active queue.
+    Queued,
+    /// Waiting for its back-off to expire.
+    Backoff,
+    /// Fits nowhere; waits for a cluster change.
+    Unschedulable,
+    /// Assumed on a node; the bind is in flight or the watch has not shown it bound yet.
+    Binding,
+}
+
+struct Pending {
+    obj: Arc<Value>,
+    stage: Stage,
+    attempts: u32,
+    last_attempt: Option<Instant>,
+}
+
+/// A pod counted on a node: bound (seen so in the watch) or assumed (bind in flight).
+struct Placed {
+    node: String,
+    info: PodInfo,
+    spread: Vec<SpreadKey>,
+    obj: Arc<Value>,
+    assumed: bool,
+}
+
+#[derive(Default)]
+struct NodeEntry {
+    /// `None` when the node is unknown (deleted, or not seen yet) but pods are bound to it.
+    info: Option<NodeInfo>,
+    usage: NodeUsage,
+}
+
+/// What the scheduler wants done; the controller loop performs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Bind {
+        key: String,
+        pod: Arc<Value>,
+        node: String,
+    },
+    ReportUnschedulable {
+        key: String,
+        pod: Arc<Value>,
+        message: String,
+    },
+}
+
+/// The outcome of an [`Action`], fed back to the cache.
+#[derive(Debug)]
+pub enum Outcome {
+    Bound {
+        key: String,
+    },
+    BindFailed {
+        key: String,
+        node: String,
+        error: ApiError,
+    },
+    Reported {
+        key: String,
+    },
+}
+
+/// The scheduler's view of the cluster and its queue of pods to place. No I/O: events
+/// go in, [`Action`]s come out.
+#[derive(Default)]
+pub struct Cache {
+    nodes: Vec<NodeEntry>,
+    node_index: HashMap<String, usize>,
+    /// Nodes with `info` (the ones pods can go to).
+    known_nodes: usize,
+    placed: HashMap<String, Placed>,
+    pending: HashMap<String, Pending>,
+    active: VecDeque<String>,
+    backoff: BinaryHeap<Reverse<(Instant, String)>>,
+    unschedulable: HashSet<String>,
+    /// Selectors of Services, by namespace then name.
+    services: HashMap<String, HashMap<String, LabelSelector>>,
+    /// Where the next search starts, so successive pods look at different nodes first.
+    next_start: usize,
+}
+
+fn is_terminal(pod: &Value) -> bool {
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+fn is_ours(pod: &Value) -> bool {
+    matches!(
+        pod["spec"]["schedulerName"].as_str(),
+        None | Some("") | Some(DEFAULT_SCHEDULER_NAME)
+    )
+}
+
+fn backoff_for(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    (INITIAL_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// How many feasible nodes are enough to stop looking (upstream
+/// `numFeasibleNodesToFind` with the adaptive percentage).
+pub fn feasible_nodes_to_find(total: usize) -> usize {
+    if total < MIN_FEASIBLE_NODES_TO_FIND {
+        return total;
+    }
+    let percent = 50usize.saturating_sub(total / 125).max(5);
+    (total * percent / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Rebuilds everything from fresh lists, keeping the assumptions of binds still in
+    /// flight for pods the lists show unbound.
+    pub fn resync(&mut self, nodes: &[KeyValue], services: &[KeyValue], pods: &[KeyValue]) {
+        let assumed: Vec<(String, Placed)> =
+            self.placed.drain().filter(|(_, p)| p.assumed).collect();
+        let next_start = self.next_start;
+        *self = Cache {
+            next_start,
+            ..Cache::default()
+        };
+        for kv in nodes {
+            self.on_node(EventType::Added, kv.value.clone());
+        }
+        for kv in services {
+            self.on_service(EventType::Added, kv.value.clone());
+        }
+        for kv in pods {
+            self.on_pod(EventType::Added, kv.value.clone());
+        }
+        for (key, placed) in assumed {
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.stage = Stage::Binding;
+                self.usage_mut(&placed.node)
+                    .add(&placed.info, &placed.spread);
+                self.placed.insert(key, placed);
+            }
+        }
+    }
+
+    fn entry_index(&mut self, node: &str) -> usize {
+        if let Some(&i) = self.node_index.get(node) {
+            return i;
+        }
+        self.nodes.push(NodeEntry::default());
+        let i = self.nodes.len() - 1;
+        self.node_index.insert(node.to_string(), i);
+        i
+    }
+
+    fn usage_mut(&mut self, node: &str) -> &mut NodeUsage {
+        let i = self.entry_index(node);
+        &mut self.nodes[i].usage
+    }
+
+    pub fn on_node(&mut self, kind: EventType, node: Arc<Value>) {
+        let name = object::name(&node);
+        if kind == EventType::Deleted {
+            if let Some(&i) = self.node_index.get(name) {
+                if self.nodes[i].info.take().is_some() {
+                    self.known_nodes -= 1;
+                }
+            }
+            return;
+        }
+        let info = NodeInfo::from_json(&node);
+        let i = self.entry_index(name);
+        let entry = &mut self.nodes[i];
+        if entry.info.as_ref() == Some(&info) {
+            return;
+        }
+        if entry.info.is_none() {
+            self.known_nodes += 1;
+        }
+        entry.info = Some(info);
+        self.cluster_changed(Instant::now());
+    }
+
+    pub fn on_service(&mut self, kind: EventType, svc: Arc<Value>) {
+        let ns = object::namespace(&svc).unwrap_or("").to_string();
+        let name = object::name(&svc).to_string();
+        let selector = match (kind, svc["spec"]["selector"].as_object()) {
+            (EventType::Deleted, _) | (_, None) => None,
+            (_, Some(m)) if m.is_empty() => None,
+            (_, Some(m)) => Some(LabelSelector::from_map(m)),
+        };
+        let in_ns = self.services.entry(ns.clone()).or_default();
+        if in_ns.get(&name) == selector.as_ref() {
+            return;
+        }
+        match selector {
+            Some(s) => in_ns.insert(name, s),
+            None => in_ns.remove(&name),
+        };
+        // Regroup the placed pods of the namespace (Services change rarely).
+        let keys: Vec<String> = self
+            .placed
+            .iter()
+            .filter(|(_, p)| object::namespace(&p.obj) == Some(ns.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let placed = &self.placed[&key];
+            let spread = self.spread_keys(&placed.obj, &placed.info);
+            if spread == placed.spread {
+                continue;
+            }
+            let placed = self.placed.get_mut(&key).expect("listed above");
+            let old = std::mem::replace(&mut placed.spread, spread.clone());
+            let node = placed.node.clone();
+            let usage = self.usage_mut(&node);
+            usage.remove_spread(&old);
+            usage.add_spread(&spread);
+        }
+    }
+
+    pub fn on_pod(&mut self, kind: EventType, pod: Arc<Value>) {
+        let key = object_key(&pod);
+        if kind == EventType::Deleted {
+            self.forget_pending(&key);
+            if self.unplace(&key) {
+                self.cluster_changed(Instant::now());
+            }
+            return;
+        }
+        let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+        if !node.is_empty() {
+            self.forget_pending(&key);
+            if !object::is_deleting(&pod) && !is_terminal(&pod) {
+                let node = node.to_string();
+                self.place(key, &node, pod, false);
+            } else if self.unplace(&key) {
+                self.cluster_changed(Instant::now());
+            }
+            return;
+        }
+        if !is_ours(&pod) || object::is_deleting(&pod) || is_terminal(&pod) {
+            // A bind in flight for it fails and drops its assumption.
+            self.forget_pending(&key);
+            return;
+        }
+        match self.pending.get_mut(&key) {
+            None => {
+                self.pending.insert(
+                    key.clone(),
+                    Pending {
+                        obj: pod,
+                        stage: Stage::Queued,
+                        attempts: 0,
+                        last_attempt: None,
+                    },
+                );
+                self.active.push_back(key);
+            }
+            Some(p) => {
+                // Our own status writes come back here: only spec or label changes
+                // can make an unschedulable pod fit.
+                let changed =
+                    p.obj["spec"] != pod["spec"] || object::labels(&p.obj) != object::labels(&pod);
+                p.obj = pod;
+                if changed && p.stage == Stage::Unschedulable {
+                    p.stage = Stage::Queued;
+                    self.unschedulable.remove(&key);
+                    self.active.push_back(key);
+                }
+            }
+        }
+    }
+
+    fn forget_pending(&mut self, key: &str) {
+        if self.pending.remove(key).is_some() {
+            self.unschedulable.remove(key);
+        }
+    }
+
+    fn place(&mut self, key: String, node: &str, pod: Arc<Value>, assumed: bool) {
+        let info = PodInfo::from_json(&pod);
+        let spread = self.spread_keys(&pod, &info);
+        self.unplace(&key);
+        self.usage_mut(node).add(&info, &spread);
+        self.placed.insert(
+            key,
+            Placed {
+                node: node.to_string(),
+                info,
+                spread,
+                obj: pod,
+                assumed,
+            },
+        );
+    }
+
+    /// Stops counting a pod on its node; true if it was counted.
+    fn unplace(&mut self, key: &str) -> bool {
+        match self.placed.remove(key) {
+            Some(p) => {
+                self.usage_mut(&p.node).remove(&p.info, &p.spread);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Something that may let unschedulable pods fit happened: retry them after their
+    /// back-off.
+    fn cluster_changed(&mut self, now: Instant) {
+        for key in std::mem::take(&mut self.unschedulable) {
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.stage = Stage::Backoff;
+                let at = p
+                    .last_attempt
+                    .map_or(now, |t| (t + backoff_for(p.attempts)).max(now));
+                self.backoff.push(Reverse((at, key)));
+            }
+        }
+    }
+
+    /// Retries every unschedulable pod (after its back-off), cluster change or not.
+    pub fn flush_unschedulable(&mut self, now: Instant) {
+        self.cluster_changed(now);
+    }
+
+    /// When the next pod leaves back-off.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.backoff.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Moves pods whose back-off expired to the active queue.
+    pub fn requeue_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.backoff.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.backoff.pop() else {
+                break;
+            };
+            if let Some(p) = self.pending.get_mut(&key) {
+                if p.stage == Stage::Backoff {
+                    p.stage = Stage::Queued;
+                    self.active.push_back(key);
+                }
+            }
+        }
+    }
+
+    /// Whether pods wait in the active queue.
+    pub fn has_queued(&self) -> bool {
+        !self.active.is_empty()
+    }
+
+    /// Schedules the next queued pod: assumes it on the best node and asks for the
+    /// bind, or parks it and asks for the unschedulable report.
+    pub fn next_action(&mut self, now: Instant) -> Option<Action> {
+        while let Some(key) = self.active.pop_front() {
+            let Some(p) = self.pending.get(&key) else {
+                continue;
+            };
+            if p.stage != Stage::Queued {
+                continue;
+            }
+            let pod = p.obj.clone();
+            let info = PodInfo::from_json(&pod);
+            let spread = self.spread_keys(&pod, &info);
+            let decision = self.select_node(&info, &spread);
+            let p = self.pending.get_mut(&key).expect("looked up above");
+            match decision {
+                Ok(i) => {
+                    p.stage = Stage::Binding;
+                    let node = self.node_name(i);
+                    self.unplace(&key);
+                    self.nodes[i].usage.add(&info, &spread);
+                    self.placed.insert(
+                        key.clone(),
+                        Placed {
+                            node: node.clone(),
+                            info,
+                            spread,
+                            obj: pod.clone(),
+                            assumed: true,
+                        },
+                    );
+                    return Some(Action::Bind { key, pod, node });
+                }
+                Err(message) => {
+                    p.attempts += 1;
+                    p.last_attempt = Some(now);
+                    p.stage = Stage::Unschedulable;
+                    self.unschedulable.insert(key.clone());
+                    return Some(Action::ReportUnschedulable { key, pod, message });
+                }
+            }
+        }
+        None
+    }
+
+    fn node_name(&self, i: usize) -> String {
+        self.nodes[i]
+            .info
+            .as_ref()
+            .map(|n| n.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Filters then scores the nodes; the index of the best one, or why none fits.
+    fn select_node(&mut self, pod: &PodInfo, spread: &[SpreadKey]) -> Result<usize, String> {
+        let len = self.nodes.len();
+        if self.known_nodes == 0 || len == 0 {
+            return Err(fit_error(0, &HashMap::new()));
+        }
+        let enough = feasible_nodes_to_find(self.known_nodes);
+        let start = self.next_start % len;
+        let mut feasible: Vec<(usize, RawScores)> = Vec::new();
+        let mut reasons: HashMap<Reason, usize> = HashMap::new();
+        let mut looked_at = 0;
+        for offset in 0..len {
+            let i = (start + offset) % len;
+            let entry = &self.nodes[i];
+            let Some(node) = &entry.info else {
+                continue;
+            };
+            looked_at = offset + 1;
+            match can_schedule(pod, node, &entry.usage) {
+                Ok(()) => {
+                    feasible.push((i, raw_scores(pod, spread, node, &entry.usage)));
+                    if feasible.len() >= enough {
+                        break;
+                    }
+                }
+                Err(why) => {
+                    for r in why {
+                        *reasons.entry(r).or_default() += 1;
+                    }
+                }
+            }
+        }
+        self.next_start = (start + looked_at) % len;
+        match feasible.len() {
+            0 => Err(fit_error(self.known_nodes, &reasons)),
+            1 => Ok(feasible[0].0),
+            _ => {
+                let raw: Vec<RawScores> = feasible.iter().map(|(_, r)| *r).collect();
+                let totals = total_scores(&raw);
+                Ok(feasible[pick_best(&totals)].0)
+            }
+        }
+    }
+
+    /// The groups the pod is spread with: its controller and the Services selecting it.
+    fn spread_keys(&self, pod: &Value, info: &PodInfo) -> Vec<SpreadKey> {
+        let mut keys = Vec::new();
+        if let Some(uid) = &info.controller_uid {
+            keys.push(SpreadKey::Controller(uid.clone()));
+        }
+        let ns = object::namespace(pod).unwrap_or("");
+        if let Some(services) = self.services.get(ns) {
+            let labels = object::labels(pod);
+            for (name, selector) in services {
+                if selector.matches(labels) {
+                    keys.push(SpreadKey::Service {
+                        namespace: ns.to_string(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Feeds back the result of an action.
+    pub fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
+        let (key, node, error) = match outcome {
+            Outcome::BindFailed { key, node, error } => (key, node, error),
+            // A successful bind stays assumed until the watch shows the pod bound.
+            Outcome::Bound { key } => return tracing::trace!(pod = %key, "bound"),
+            Outcome::Reported { key } => return tracing::trace!(pod = %key, "reported"),
+        };
+        if self
+            .placed
+            .get(&key)
+            .is_some_and(|p| p.assumed && p.node == node)
+        {
+            self.unplace(&key);
+        }
+        let Some(p) = self.pending.get_mut(&key) else {
+            return;
+        };
+        let settled_elsewhere = error.code == 404
+            || (error.code == 409
+                && (error.message.contains("already assigned")
+                    || error.message.contains("being deleted")));
+        if settled_elsewhere {
+            // Bound by someone else, or going away: the watch will tell.
+            return;
+        }
+        p.attempts += 1;
+        p.last_attempt = Some(now);
+        p.stage = Stage::Backoff;
+        self.backoff
+            .push(Reverse((now + backoff_for(p.attempts), key)));
+    }
+
+    /// The node a pod is counted on (bound or assumed), for tests and diagnostics.
+    pub fn placed_on(&self, key: &str) -> Option<&str> {
+        self.placed.get(key).map(|p| p.node.as_str())
+    }
+
+    /// What is counted on a node.
+    pub fn usage(&self, node: &str) -> Option<&NodeUsage> {
+        self.node_index.get(node).map(|&i| &self.nodes[i].usage)
+    }
+}
+
+/// Index of the highest score; ties broken at random (as upstream) so equal nodes share
+/// the load.
+fn pick_best(scores: &[i64]) -> usize {
+    let mut rng = rand::thread_rng();
+    let mut best = 0;
+    let mut ties = 0;
+    for (i, &s) in scores.iter().enumerate() {
+        if i == 0 || s > scores[best] {
+            best = i;
+            ties = 1;
+        } else if s == scores[best] {
+            ties += 1;
+            if rng.gen_range(0..ties) == 0 {
+                best = i;
+            }
+        }
+    }
+    best
+}
+
+/// Shared by the controller loop and the tasks performing actions.
+struct Context {
+    registry: Arc<Registry>,
+    recorder: Recorder,
+}
+
+/// Runs the scheduler until aborted.
+pub async fn run(registry: Arc<Registry>) {
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(registry.clone(), DEFAULT_SCHEDULER_NAME),
+        registry,
+    });
+    let nodes_prefix = resources::by_plural("", "v1", "nodes")
+        .expect("served")
+        .prefix();
+    let pods_prefix = resources::by_plural("", "v1", "pods")
+        .expect("served")
+        .prefix();
+    let services_prefix = resources::by_plural("", "v1", "services")
+        .expect("served")
+        .prefix();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+    let mut cache = Cache::new();
+    let mut in_flight = 0usize;
+    loop {
+        let store = &ctx.registry.store;
+        let (nodes, _, mut node_watch) = store.snapshot_and_watch(&nodes_prefix);
+        let (services, _, mut service_watch) = store.snapshot_and_watch(&services_prefix);
+        let (pods, _, mut pod_watch) = store.snapshot_and_watch(&pods_prefix);
+        cache.resync(&nodes, &services, &pods);
+        drop((nodes, services, pods));
+        let mut flush =
+            tokio::time::interval_at(Instant::now() + UNSCHEDULABLE_FLUSH, UNSCHEDULABLE_FLUSH);
+        loop {
+            let retry_at = cache.next_retry();
+            let can_act = in_flight < MAX_IN_FLIGHT && cache.has_queued();
+            tokio::select! {
+                biased;
+                Some(outcome) = done_rx.recv() => {
+                    in_flight -= 1;
+                    cache.on_outcome(outcome, Instant::now());
+                }
+                event = node_watch.next() => match event {
+                    Ok(e) => cache.on_node(e.kind, e.kv.value.clone()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "scheduler node watch ended; relisting");
+                        break;
+                    }
+                },
+                event = service_watch.next() => match event {
+                    Ok(e) => cache.on_service(e.kind, e.kv.value.clone()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "scheduler service watch ended; relisting");
+                        break;
+                    }
+                },
+                event = pod_watch.next() => match event {
+                    Ok(e) => cache.on_pod(e.kind, e.kv.value.clone()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "scheduler pod watch ended; relisting");
+                        break;
+                    }
+                },
+                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    cache.requeue_due(Instant::now());
+                }
+                _ = flush.tick() => cache.flush_unschedulable(Instant::now()),
+                _ = std::future::ready(()), if can_act => {
+                    if let Some(action) = cache.next_action(Instant::now()) {
+                        in_flight += 1;
+                        tokio::spawn(perform(ctx.clone(), action, done_tx.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Performs one action and reports its outcome.
+async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<Outcome>) {
+    let opts = WriteOptions::default();
+    let outcome = match action {
+        Action::Bind { key, pod, node } => {
+            let (ns, name) = split_key(&key);
+            let ns = ns.unwrap_or("default");
+            let binding = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": pod["metadata"]["uid"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            match ctx.registry.bind_pod(ns, name, &binding, &opts).await {
+                Ok(written) => {
+                    let message = format!("Successfully assigned {ns}/{name} to {node}");
+                    ctx.recorder
+                        .record(&written.kv.value, NORMAL, "Scheduled", &message)
+                        .await;
+                    Outcome::Bound { key }
+                }
+                Err(error) => {
+                    tracing::debug!(pod = %key, %node, error = %error, "bind failed");
+                    Outcome::BindFailed { key, node, error }
+                }
+            }
+        }
+        Action::ReportUnschedulable { key, pod, message } => {
+            let (ns, name) = split_key(&key);
+            tracing::debug!(pod = %key, %message, "unschedulable");
+            if !has_unschedulable_condition(&pod, &message) {
+                let pods = resources::by_plural("", "v1", "pods").expect("served");
+                let result = ctx
+                    .registry
+                    .modify(pods, ns, name, Some("status"), &opts, &|cur| {
+                        let mut cur = cur.clone();
+                        set_condition(
+                            &mut cur,
+                            "PodScheduled",
+                            "False",
+                            Some("Unschedulable"),
+                            Some(&message),
+                        );
+                        Ok(cur)
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::debug!(pod = %key, error = %e, "could not record unschedulable condition");
+                }
+            }
+            ctx.recorder
+                .record(&pod, WARNING, "FailedScheduling", &message)
+                .await;
+            Outcome::Reported { key }
+        }
+    };
+    // The loop owns the receiver for as long as it runs.
+    let _ = done.send(outcome);
+}
+
+fn has_unschedulable_condition(pod: &Value, message: &str) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["type"] == "PodScheduled"
+                && c["status"] == "False"
+                && c["reason"] == "Unschedulable"
+                && c["message"] == message
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,477 @@
+//! Scheduler tests: the cache on plain values, then the controller against a real
+//! in-process Registry.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::*;
+use crate::apiserver::allocator::Allocators;
+use crate::store::sqlite::SqliteStore;
+
+fn node_json(name: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "capacity": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    })
+}
+
+fn pod_json(name: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+        "spec": {"schedulerName": "default-scheduler", "containers": [
+            {"name": "c", "image": "busybox", "resources": {"requests": {"memory": memory}}}]},
+        "status": {"phase": "Pending"},
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Cache (no I/O)
+// ---------------------------------------------------------------------------
+
+fn bind_target(action: Option<Action>) -> String {
+    match action {
+        Some(Action::Bind { node, .. }) => node,
+        other => panic!("expected a bind, got {other:?}"),
+    }
+}
+
+#[test]
+fn assumed_pods_keep_a_node_from_being_overcommitted() {
+    let mut cache = Cache::new();
+    for n in ["a", "b"] {
+        cache.on_node(EventType::Added, Arc::new(node_json(n, "1", "1Gi")));
+    }
+    for p in ["p1", "p2", "p3"] {
+        cache.on_pod(EventType::Added, Arc::new(pod_json(p, "768Mi")));
+    }
+    let now = Instant::now();
+    let mut nodes = vec![
+        bind_target(cache.next_action(now)),
+        bind_target(cache.next_action(now)),
+    ];
+    nodes.sort();
+    assert_eq!(nodes, ["a", "b"]);
+    match cache.next_action(now) {
+        Some(Action::ReportUnschedulable { key, message, .. }) => {
+            assert_eq!(key, "default/p3");
+            assert_eq!(
+                message,
+                "0/2 nodes are available: 2 Insufficient memory. preemption: 0/2 nodes are \
+                 available: 2 Preemption is not helpful for scheduling."
+            );
+        }
+        other => panic!("expected unschedulable, got {other:?}"),
+    }
+    assert_eq!(cache.next_action(now), None);
+}
+
+#[test]
+fn a_failed_bind_frees_the_node_and_retries_after_backoff() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("a", "1", "1Gi")));
+    cache.on_pod(EventType::Added, Arc::new(pod_json("p1", "768Mi")));
+    let now = Instant::now();
+    assert_eq!(bind_target(cache.next_action(now)), "a");
+    assert_eq!(cache.usage("a").unwrap().requested.memory, 768 << 20);
+    cache.on_outcome(
+        Outcome::BindFailed {
+            key: "default/p1".into(),
+            node: "a".into(),
+            error: ApiError::internal("datastore error"),
+        },
+        now,
+    );
+    assert_eq!(cache.usage("a").unwrap().requested.memory, 0);
+    assert_eq!(cache.placed_on("default/p1"), None);
+    assert!(!cache.has_queued());
+    cache.requeue_due(now + INITIAL_BACKOFF);
+    assert_eq!(bind_target(cache.next_action(now)), "a");
+}
+
+#[test]
+fn the_watch_confirms_an_assumed_pod_without_counting_it_twice() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("a", "1", "1Gi")));
+    cache.on_pod(EventType::Added, Arc::new(pod_json("p1", "512Mi")));
+    assert_eq!(bind_target(cache.next_action(Instant::now())), "a");
+    let mut bound = pod_json("p1", "512Mi");
+    bound["spec"]["nodeName"] = json!("a");
+    cache.on_pod(EventType::Modified, Arc::new(bound.clone()));
+    cache.on_outcome(
+        Outcome::Bound {
+            key: "default/p1".into(),
+        },
+        Instant::now(),
+    );
+    assert_eq!(cache.usage("a").unwrap().requested.memory, 512 << 20);
+    assert_eq!(cache.usage("a").unwrap().requested.pods, 1);
+    // Finished pods stop counting.
+    bound["status"]["phase"] = json!("Succeeded");
+    cache.on_pod(EventType::Modified, Arc::new(bound));
+    assert_eq!(cache.usage("a").unwrap().requested.pods, 0);
+}
+
+#[test]
+fn unschedulable_pods_wait_for_a_cluster_change_not_their_own_status() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("small", "1", "1Gi")));
+    cache.on_pod(EventType::Added, Arc::new(pod_json("big", "2Gi")));
+    let t0 = Instant::now();
+    assert!(matches!(
+        cache.next_action(t0),
+        Some(Action::ReportUnschedulable { .. })
+    ));
+    // Our own status write comes back through the watch: no retry.
+    let mut reported = pod_json("big", "2Gi");
+    reported["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False"}]);
+    cache.on_pod(EventType::Modified, Arc::new(reported));
+    // A node heartbeat that changes nothing the scheduler looks at: no retry either.
+    let mut heartbeat = node_json("small", "1", "1Gi");
+    heartbeat["status"]["conditions"][0]["lastHeartbeatTime"] = json!("2024-01-01T00:00:00Z");
+    cache.on_node(EventType::Modified, Arc::new(heartbeat));
+    assert_eq!(cache.next_retry(), None);
+    // A new node is a reason to retry, after the back-off.
+    cache.on_node(EventType::Added, Arc::new(node_json("large", "4", "8Gi")));
+    let retry = cache.next_retry().expect("retry scheduled");
+    assert!(retry >= t0 + INITIAL_BACKOFF);
+    cache.requeue_due(retry);
+    assert_eq!(bind_target(cache.next_action(retry)), "large");
+}
+
+#[test]
+fn service_spreading_counts_pods_the_service_selects() {
+    let mut cache = Cache::new();
+    for n in ["a", "b"] {
+        cache.on_node(EventType::Added, Arc::new(node_json(n, "4", "8Gi")));
+    }
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"app": "web"}}});
+    let mut running = pod_json("old", "1Mi");
+    running["metadata"]["labels"] = json!({"app": "web"});
+    running["spec"]["nodeName"] = json!("a");
+    cache.on_pod(EventType::Added, Arc::new(running));
+    let key = SpreadKey::Service {
+        namespace: "default".into(),
+        name: "web".into(),
+    };
+    assert_eq!(cache.usage("a").unwrap().spread.get(&key), None);
+    cache.on_service(EventType::Added, Arc::new(svc.clone()));
+    assert_eq!(cache.usage("a").unwrap().spread.get(&key), Some(&1));
+    let mut new = pod_json("new", "1Mi");
+    new["metadata"]["labels"] = json!({"app": "web"});
+    cache.on_pod(EventType::Added, Arc::new(new));
+    assert_eq!(bind_target(cache.next_action(Instant::now())), "b");
+    cache.on_service(EventType::Deleted, Arc::new(svc));
+    assert_eq!(cache.usage("a").unwrap().spread.get(&key), None);
+}
+
+#[test]
+fn large_clusters_stop_searching_after_enough_feasible_nodes() {
+    assert_eq!(feasible_nodes_to_find(3), 3);
+    assert_eq!(feasible_nodes_to_find(100), 100);
+    assert_eq!(feasible_nodes_to_find(1000), 420);
+    assert_eq!(feasible_nodes_to_find(10_000), 500);
+}
+
+// ---------------------------------------------------------------------------
+// Controller against a real Registry
+// ---------------------------------------------------------------------------
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    registry: Arc<Registry>,
+    scheduler: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.scheduler.abort();
+    }
+}
+
+fn def(plural: &str) -> &'static crate::api::resources::ResourceDef {
+    resources::by_plural("", "v1", plural).expect("served")
+}
+
+fn open_registry(dir: &Path) -> Arc<Registry> {
+    let store = SqliteStore::open(&dir.join("db")).expect("open store");
+    Arc::new(Registry::new(
+        Arc::new(store),
+        Allocators::new("10.43.0.0/16".parse().unwrap(), (30000, 32767)),
+    ))
+}
+
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = open_registry(dir.path());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    registry
+        .create(def("namespaces"), None, ns, &WriteOptions::default())
+        .await
+        .expect("create namespace");
+    let scheduler = tokio::spawn(run(registry.clone()));
+    Cluster {
+        registry,
+        scheduler,
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    async fn add_node(&self, node: Value) {
+        self.registry
+            .create(def("nodes"), None, node, &WriteOptions::default())
+            .await
+            .expect("create node");
+    }
+
+    async fn add_pod(&self, pod: Value) {
+        let mut pod = pod;
+        if let Some(meta) = pod["metadata"].as_object_mut() {
+            meta.remove("uid");
+        }
+        self.registry
+            .create(def("pods"), Some("default"), pod, &WriteOptions::default())
+            .await
+            .expect("create pod");
+    }
+
+    fn pod(&self, name: &str) -> Arc<Value> {
+        self.registry
+            .get(def("pods"), Some("default"), name)
+            .expect("pod exists")
+            .value
+    }
+
+    fn node_of(&self, name: &str) -> Option<String> {
+        self.pod(name)["spec"]["nodeName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    /// Polls until `done` holds (bounded).
+    async fn wait_for(&self, what: &str, done: impl Fn(&Cluster) -> bool) {
+        tokio::time::timeout(WAIT, async {
+            while !done(self) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}; pods:\n{}", self.dump_pods()));
+    }
+
+    fn dump_pods(&self) -> String {
+        self.registry
+            .list(def("pods"), None, None, 0, &|_| true)
+            .items
+            .iter()
+            .map(|kv| kv.value.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn wait_bound(&self, name: &str) -> String {
+        self.wait_for(&format!("{name} to be bound"), |c| {
+            c.node_of(name).is_some()
+        })
+        .await;
+        self.node_of(name).unwrap()
+    }
+
+    fn events_about(&self, pod: &str, reason: &str) -> Vec<Value> {
+        self.registry
+            .list(def("events"), Some("default"), None, 0, &|_| true)
+            .items
+            .into_iter()
+            .map(|kv| (*kv.value).clone())
+            .filter(|e| e["involvedObject"]["name"] == pod && e["reason"] == reason)
+            .collect()
+    }
+
+    /// Waits until the pod is reported unschedulable; returns the condition message.
+    async fn wait_unschedulable(&self, name: &str) -> String {
+        self.wait_for(&format!("{name} to be reported unschedulable"), |c| {
+            unschedulable_message(&c.pod(name)).is_some()
+                && !c.events_about(name, "FailedScheduling").is_empty()
+        })
+        .await;
+        unschedulable_message(&self.pod(name)).unwrap()
+    }
+}
+
+fn unschedulable_message(pod: &Value) -> Option<String> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c["type"] == "PodScheduled" && c["status"] == "False" && c["reason"] == "Unschedulable"
+        })
+        .and_then(|c| c["message"].as_str())
+        .map(str::to_string)
+}
+
+fn owned_pod(name: &str, owner_uid: &str) -> Value {
+    let mut p = pod_json(name, "64Mi");
+    p["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1",
+        "uid": owner_uid, "controller": true, "blockOwnerDeletion": true,
+    }]);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_pods_of_one_owner_spread_two_per_node() {
+    let c = cluster().await;
+    for n in ["node1", "node2", "node3"] {
+        c.add_node(node_json(n, "4", "8Gi")).await;
+    }
+    for i in 0..6 {
+        c.add_pod(owned_pod(&format!("web-{i}"), "rs-uid-1")).await;
+    }
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for i in 0..6 {
+        *per_node
+            .entry(c.wait_bound(&format!("web-{i}")).await)
+            .or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(per_node.values().all(|&n| n == 2), "{per_node:?}");
+    let pod = c.pod("web-0");
+    let scheduled = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .cloned()
+        .unwrap();
+    assert_eq!(scheduled["status"], "True");
+    let node = c.node_of("web-0").unwrap();
+    c.wait_for("Scheduled event", |c| {
+        !c.events_about("web-0", "Scheduled").is_empty()
+    })
+    .await;
+    assert_eq!(
+        c.events_about("web-0", "Scheduled")[0]["message"],
+        format!("Successfully assigned default/web-0 to {node}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_fits_nowhere_stays_pending_with_counted_reasons() {
+    let c = cluster().await;
+    c.add_node(node_json("node1", "4", "1Gi")).await;
+    c.add_node(node_json("node2", "4", "1Gi")).await;
+    let mut unreachable = node_json("node3", "4", "8Gi");
+    unreachable["spec"]["taints"] =
+        json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}]);
+    c.add_node(unreachable).await;
+    c.add_pod(pod_json("big", "2Gi")).await;
+    let expected = "0/3 nodes are available: 2 Insufficient memory, 1 node(s) had untolerated \
+                    taint {node.kubernetes.io/unreachable: }. preemption: 0/3 nodes are \
+                    available: 3 Preemption is not helpful for scheduling.";
+    assert_eq!(c.wait_unschedulable("big").await, expected);
+    let events = c.events_about("big", "FailedScheduling");
+    assert_eq!(events[0]["message"], expected);
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(c.node_of("big"), None);
+    assert_eq!(c.pod("big")["status"]["phase"], "Pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordoned_node_gets_nothing() {
+    let c = cluster().await;
+    let mut cordoned = node_json("cordoned", "64", "256Gi");
+    cordoned["spec"]["unschedulable"] = json!(true);
+    c.add_node(cordoned).await;
+    c.add_node(node_json("open", "1", "1Gi")).await;
+    for i in 0..4 {
+        c.add_pod(pod_json(&format!("p{i}"), "64Mi")).await;
+    }
+    for i in 0..4 {
+        assert_eq!(c.wait_bound(&format!("p{i}")).await, "open");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taint_needs_a_toleration() {
+    let c = cluster().await;
+    let mut tainted = node_json("gpu", "4", "8Gi");
+    tainted["spec"]["taints"] =
+        json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
+    c.add_node(tainted).await;
+    c.add_pod(pod_json("plain", "64Mi")).await;
+    let mut tolerant = pod_json("tolerant", "64Mi");
+    tolerant["spec"]["tolerations"] =
+        json!([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]);
+    c.add_pod(tolerant).await;
+    assert_eq!(c.wait_bound("tolerant").await, "gpu");
+    assert_eq!(
+        c.wait_unschedulable("plain").await,
+        "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. \
+         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_selector_picks_matching_nodes() {
+    let c = cluster().await;
+    c.add_node(node_json("hdd", "4", "8Gi")).await;
+    let mut ssd = node_json("ssd", "4", "8Gi");
+    ssd["metadata"]["labels"]["disk"] = json!("ssd");
+    c.add_node(ssd).await;
+    for i in 0..4 {
+        let mut p = pod_json(&format!("db{i}"), "64Mi");
+        p["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+        c.add_pod(p).await;
+    }
+    for i in 0..4 {
+        assert_eq!(c.wait_bound(&format!("db{i}")).await, "ssd");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_pod_is_scheduled_once_a_node_is_added() {
+    let c = cluster().await;
+    c.add_pod(pod_json("waiting", "64Mi")).await;
+    assert_eq!(
+        c.wait_unschedulable("waiting").await,
+        "no nodes available to schedule pods"
+    );
+    c.add_node(node_json("late", "1", "1Gi")).await;
+    assert_eq!(c.wait_bound("waiting").await, "late");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_pod_frees_room_for_a_pending_one() {
+    let c = cluster().await;
+    c.add_node(node_json("only", "1", "1Gi")).await;
+    c.add_pod(pod_json("first", "768Mi")).await;
+    assert_eq!(c.wait_bound("first").await, "only");
+    c.add_pod(pod_json("second", "768Mi")).await;
+    c.wait_unschedulable("second").await;
+    // A bound pod gets a grace period; force it.
+    let opts = crate::apiserver::registry::DeleteOptions {
+        grace_period: Some(0),
+        ..Default::default()
+    };
+    c.registry
+        .delete(def("pods"), Some("default"), "first", &opts)
+        .await
+        .expect("delete");
+    assert_eq!(c.wait_bound("second").await, "only");
+}

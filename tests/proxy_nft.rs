@@ -1,0 +1,484 @@
+//! Service proxy against the real kernel: orc's nftables table, real TCP connects.
+//!
+//! Needs root and the nft binary. Every test builds its own network namespace and does
+//! all its work inside it (a veth pair holding the endpoint addresses, a route for
+//! the service CIDR, the proxy table), so the host's own tables and routes are never
+//! touched. Traffic only goes to addresses inside that namespace.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use nix::mount::{umount2, MntFlags};
+use orc::agent::net::{create_netns, delete_netns, spawn_in_netns};
+use orc::agent::proxy::{NftCli, Proxier};
+use serde_json::{json, Value};
+
+/// The namespace's "node" address, and the endpoint addresses served in it.
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const ENDPOINT_IPS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(192, 0, 2, 11),
+    Ipv4Addr::new(192, 0, 2, 12),
+    Ipv4Addr::new(192, 0, 2, 13),
+];
+const ENDPOINT_PORT: u16 = 8080;
+const UDP_ENDPOINT_PORT: u16 = 5353;
+/// The pod network behind the node's bridge (hairpin test).
+const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
+const EMPTY_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 11);
+const SERVICE_PORT: u16 = 80;
+const NODE_PORT: u16 = 30080;
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+const TABLE: &str = "orc-proxy-test";
+
+fn require_root_and_nft() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .expect("Uid line in /proc/self/status");
+    assert_eq!(
+        euid, "0",
+        "tests/proxy_nft.rs needs root (network namespaces, nftables): run as root"
+    );
+    let found = Command::new("nft").arg("--version").output().is_ok();
+    assert!(
+        found,
+        "tests/proxy_nft.rs needs the nft binary: apt-get install nftables"
+    );
+}
+
+/// A test's own namespace with endpoint listeners; removed on drop.
+struct Fixture {
+    dir: PathBuf,
+    ns: PathBuf,
+    pods: Vec<PathBuf>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        require_root_and_nft();
+        let tag: u32 = rand::random::<u32>() & 0xff_ffff;
+        let dir = PathBuf::from(format!("/run/orc-test-proxy-{tag:06x}"));
+        let ns = dir.join("netns").join("node");
+        create_netns(&ns).expect("create the test namespace");
+        let fixture = Fixture {
+            dir,
+            ns,
+            pods: Vec::new(),
+        };
+        fixture.sh(&["ip", "link", "set", "lo", "up"]);
+        // A veth pair whose both ends stay in the namespace: an "uplink" to nowhere.
+        fixture.sh(&[
+            "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+        ]);
+        fixture.sh(&["ip", "link", "set", "uplink0", "up"]);
+        fixture.sh(&["ip", "link", "set", "uplink1", "up"]);
+        fixture.sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{NODE_IP}/24"),
+            "dev",
+            "uplink0",
+        ]);
+        for ip in ENDPOINT_IPS {
+            fixture.sh(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "uplink0"]);
+        }
+        // ClusterIPs are not local addresses: they only need a route.
+        fixture.sh(&["ip", "route", "add", "10.43.0.0/16", "dev", "uplink0"]);
+        for ip in ENDPOINT_IPS {
+            fixture.serve(ip);
+        }
+        fixture
+    }
+
+    /// Runs a command inside the test namespace, panicking on failure.
+    fn sh(&self, args: &[&str]) -> String {
+        let output = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns.display()))
+            .args(args)
+            .output()
+            .expect("run nsenter");
+        assert!(
+            output.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A listener on `ip:ENDPOINT_PORT` that answers every connection with `ip`.
+    fn serve(&self, ip: Ipv4Addr) {
+        let listener = spawn_in_netns(Some(self.ns.clone()), move || {
+            Ok(TcpListener::bind((ip, ENDPOINT_PORT)).expect("bind endpoint listener"))
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let _ = conn.write_all(ip.to_string().as_bytes());
+            }
+        });
+    }
+
+    /// A UDP socket on `ip:UDP_ENDPOINT_PORT` that answers every datagram with `ip`.
+    fn serve_udp(&self, ip: Ipv4Addr) {
+        let socket = spawn_in_netns(Some(self.ns.clone()), move || {
+            Ok(UdpSocket::bind((ip, UDP_ENDPOINT_PORT)).expect("bind UDP endpoint"))
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(ip.to_string().as_bytes(), from);
+            }
+        });
+    }
+
+    /// Sends one datagram from inside the namespace and returns the answer.
+    fn ask_udp(&self, ip: Ipv4Addr, port: u16) -> String {
+        spawn_in_netns(Some(self.ns.clone()), move || {
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind client");
+            socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            socket.connect((ip, port)).expect("connect UDP client");
+            socket.send(b"who").expect("send datagram");
+            let mut buf = [0u8; 64];
+            let n = socket
+                .recv(&mut buf)
+                .expect("UDP answer through the ClusterIP");
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap()
+    }
+
+    /// Connects from inside the namespace; `Ok(answer)` or the connect error kind.
+    fn connect(&self, ip: Ipv4Addr, port: u16) -> Result<String, (ErrorKind, Duration)> {
+        connect_from(&self.ns, ip, port)
+    }
+
+    /// A "pod" namespace behind a bridge in the node namespace, with `POD_IP` and a
+    /// default route via the bridge, and a listener on `POD_IP:ENDPOINT_PORT` that
+    /// answers with the source address it sees.
+    fn add_pod(&mut self) -> PathBuf {
+        let pod = self.dir.join("netns").join("pod");
+        create_netns(&pod).expect("create the pod namespace");
+        self.pods.push(pod.clone());
+        self.sh(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        self.sh(&["ip", "link", "add", "br0", "type", "bridge"]);
+        self.sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{POD_GATEWAY}/24"),
+            "dev",
+            "br0",
+        ]);
+        self.sh(&["ip", "link", "set", "br0", "up"]);
+        self.sh(&[
+            "ip", "link", "add", "vpod", "type", "veth", "peer", "name", "eth0",
+        ]);
+        self.sh(&["ip", "link", "set", "eth0", "netns", pod.to_str().unwrap()]);
+        self.sh(&["ip", "link", "set", "vpod", "master", "br0", "up"]);
+        // As orc's bridge does: a Service can lead a pod back to itself.
+        self.sh(&[
+            "ip",
+            "link",
+            "set",
+            "vpod",
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ]);
+        let in_pod = |args: &[&str]| {
+            let status = Command::new("nsenter")
+                .arg(format!("--net={}", pod.display()))
+                .args(args)
+                .status()
+                .expect("run nsenter");
+            assert!(status.success(), "{args:?} failed in the pod namespace");
+        };
+        in_pod(&["ip", "link", "set", "lo", "up"]);
+        in_pod(&["ip", "link", "set", "eth0", "up"]);
+        in_pod(&["ip", "addr", "add", &format!("{POD_IP}/24"), "dev", "eth0"]);
+        in_pod(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &POD_GATEWAY.to_string(),
+        ]);
+        let listener = spawn_in_netns(Some(pod.clone()), move || {
+            Ok(TcpListener::bind((POD_IP, ENDPOINT_PORT)).expect("bind pod listener"))
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let peer = conn.peer_addr().map(|a| a.ip().to_string());
+                let _ = conn.write_all(peer.unwrap_or_default().as_bytes());
+            }
+        });
+        pod
+    }
+
+    fn answers(&self, ip: Ipv4Addr, port: u16, tries: usize) -> std::collections::BTreeSet<String> {
+        (0..tries)
+            .map(|_| self.connect(ip, port).expect("service answers"))
+            .collect()
+    }
+
+    fn proxier(&self) -> Proxier<NftCli> {
+        Proxier::new(
+            TABLE,
+            NftCli {
+                netns: Some(self.ns.clone()),
+            },
+        )
+    }
+
+    fn table_text(&self) -> String {
+        self.sh(&["nft", "list", "table", "ip", TABLE])
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Removing the namespace removes everything in it: addresses, routes, the table.
+        for ns in self.pods.iter().chain([&self.ns]) {
+            if let Err(e) = delete_netns(ns) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+        let _ = umount2(&self.dir.join("netns"), MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Connects from inside `ns`; `Ok(answer)` or the connect error kind and how long it took.
+fn connect_from(ns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, (ErrorKind, Duration)> {
+    let addr = SocketAddr::from((ip, port));
+    spawn_in_netns(Some(ns.to_path_buf()), move || {
+        let started = Instant::now();
+        Ok(match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(mut stream) => {
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).expect("read answer");
+                Ok(answer)
+            }
+            Err(e) => Err((e.kind(), started.elapsed())),
+        })
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
+fn service(name: &str, cluster_ip: Ipv4Addr, extra: Value) -> Service {
+    let mut spec = json!({
+        "clusterIP": cluster_ip.to_string(),
+        "type": "NodePort",
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "web",
+                   "nodePort": if name == "web" { NODE_PORT } else { NODE_PORT + 1 }}],
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(
+        json!({"metadata": {"namespace": "default", "name": name}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+fn endpoints(name: &str, ips: &[Ipv4Addr]) -> Endpoints {
+    let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "subsets": [{"addresses": addresses, "ports": [{"name": "http", "port": ENDPOINT_PORT}]}],
+    }))
+    .unwrap()
+}
+
+fn set(items: &[Ipv4Addr]) -> std::collections::BTreeSet<String> {
+    items.iter().map(|ip| ip.to_string()).collect()
+}
+
+#[test]
+fn cluster_ip_spreads_over_ready_endpoints_and_follows_changes() {
+    let fixture = Fixture::new();
+    let mut proxier = fixture.proxier();
+    proxier.update_service(service("web", CLUSTER_IP, json!({})));
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS[..2]));
+    assert!(proxier.sync().expect("first (full) sync").full);
+
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 40),
+        set(&ENDPOINT_IPS[..2]),
+        "connections to the ClusterIP spread over both endpoints"
+    );
+    assert_eq!(
+        fixture.answers(NODE_IP, NODE_PORT, 40),
+        set(&ENDPOINT_IPS[..2]),
+        "the NodePort on the node's address reaches the endpoints"
+    );
+
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS));
+    let stats = proxier.sync().expect("sync one more endpoint");
+    assert!(!stats.full);
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 60),
+        set(&ENDPOINT_IPS)
+    );
+
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS[1..2]));
+    proxier.sync().expect("sync removed endpoints");
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 20),
+        set(&ENDPOINT_IPS[1..2]),
+        "removed endpoints get no new connections"
+    );
+}
+
+#[test]
+fn service_without_endpoints_is_refused_at_once() {
+    let fixture = Fixture::new();
+    let mut proxier = fixture.proxier();
+    proxier.update_service(service("empty", EMPTY_CLUSTER_IP, json!({})));
+    proxier.sync().expect("sync");
+    for (ip, port) in [(EMPTY_CLUSTER_IP, SERVICE_PORT), (NODE_IP, NODE_PORT + 1)] {
+        let (kind, took) = fixture
+            .connect(ip, port)
+            .expect_err("a service without endpoints must not answer");
+        assert_eq!(kind, ErrorKind::ConnectionRefused, "{ip}:{port}");
+        assert!(
+            took < Duration::from_secs(1),
+            "rejected, not dropped: {took:?}"
+        );
+    }
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
+    let fixture = Fixture::new();
+    let mut proxier = fixture.proxier();
+    let affinity = json!({"sessionAffinity": "ClientIP",
+                          "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}});
+    proxier.update_service(service("web", CLUSTER_IP, affinity));
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS));
+    proxier.sync().expect("sync");
+    let chosen = fixture.answers(CLUSTER_IP, SERVICE_PORT, 20);
+    assert_eq!(chosen.len(), 1, "one endpoint for one client: {chosen:?}");
+
+    // Its endpoint goes away (and with it its affinity set): the client moves on, once.
+    let chosen: Ipv4Addr = chosen.first().unwrap().parse().unwrap();
+    let rest: Vec<Ipv4Addr> = ENDPOINT_IPS
+        .into_iter()
+        .filter(|ip| *ip != chosen)
+        .collect();
+    proxier.update_endpoints(endpoints("web", &rest));
+    proxier.sync().expect("sync without the chosen endpoint");
+    let now = fixture.answers(CLUSTER_IP, SERVICE_PORT, 20);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(!now.contains(&chosen.to_string()));
+}
+
+#[test]
+fn udp_service_reaches_its_endpoints() {
+    let fixture = Fixture::new();
+    for ip in ENDPOINT_IPS {
+        fixture.serve_udp(ip);
+    }
+    let mut proxier = fixture.proxier();
+    let dns =
+        json!({"type": "ClusterIP", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]});
+    proxier.update_service(service("dns", CLUSTER_IP, dns));
+    let eps: Endpoints = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "dns"},
+        "subsets": [{"addresses": [{"ip": ENDPOINT_IPS[0].to_string()}],
+                     "ports": [{"name": "dns", "port": UDP_ENDPOINT_PORT, "protocol": "UDP"}]}],
+    }))
+    .unwrap();
+    proxier.update_endpoints(eps);
+    proxier.sync().expect("sync");
+    assert_eq!(fixture.ask_udp(CLUSTER_IP, 53), ENDPOINT_IPS[0].to_string());
+}
+
+#[test]
+fn full_resync_is_idempotent_removes_stale_chains_and_uninstall_deletes_the_table() {
+    let fixture = Fixture::new();
+    let mut first = fixture.proxier();
+    first.update_service(service("web", CLUSTER_IP, json!({})));
+    first.update_endpoints(endpoints("web", &ENDPOINT_IPS[..2]));
+    first.update_service(service("empty", EMPTY_CLUSTER_IP, json!({})));
+    first.sync().expect("first sync");
+    let installed = fixture.table_text();
+
+    // A restarted orc: same objects, no memory of what it applied, plus junk by hand.
+    fixture.sh(&["nft", "add", "chain", "ip", TABLE, "stale-handmade"]);
+    fixture.sh(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        TABLE,
+        "stale-handmade",
+        "jump",
+        "services",
+    ]);
+    let mut restarted = fixture.proxier();
+    restarted.update_service(service("web", CLUSTER_IP, json!({})));
+    restarted.update_endpoints(endpoints("web", &ENDPOINT_IPS[..2]));
+    restarted.update_service(service("empty", EMPTY_CLUSTER_IP, json!({})));
+    assert!(restarted.sync().expect("full resync").full);
+    let resynced = fixture.table_text();
+    assert!(!resynced.contains("stale-handmade"), "{resynced}");
+    assert_eq!(resynced, installed, "a full resync changes nothing else");
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 20),
+        set(&ENDPOINT_IPS[..2])
+    );
+
+    restarted.uninstall().expect("uninstall");
+    let tables = fixture.sh(&["nft", "list", "tables"]);
+    assert!(!tables.contains(TABLE), "{tables}");
+    restarted.uninstall().expect("uninstall is idempotent");
+}
+
+#[test]
+fn pod_reaching_itself_through_its_service_is_masqueraded() {
+    let mut fixture = Fixture::new();
+    let pod = fixture.add_pod();
+    let mut proxier = fixture.proxier();
+    proxier.update_service(service("web", CLUSTER_IP, json!({})));
+    proxier.update_endpoints(endpoints("web", &[POD_IP]));
+    proxier.sync().expect("sync");
+    // Without masquerade the pod would answer itself directly and the connect would fail.
+    let seen = connect_from(&pod, CLUSTER_IP, SERVICE_PORT).expect("hairpin connection");
+    assert_eq!(
+        seen,
+        POD_GATEWAY.to_string(),
+        "the pod sees the node, not itself"
+    );
+}
