@@ -2,10 +2,10 @@
 
 pub mod allocator;
 pub mod auth;
-pub mod kubelet_proxy;
 pub mod discovery;
 pub mod handlers;
 pub mod heartbeats;
+pub mod kubelet_proxy;
 pub mod node_credentials;
 pub mod openapi;
 pub mod registry;
