@@ -442,6 +442,26 @@ spec:
         );
     }
 
+    // `kubectl run` goes through the scheduler to this node.
+    let ran = w.kubectl(&[
+        "run",
+        "scheduled",
+        &format!("--image={IMAGE}"),
+        "--image-pull-policy=IfNotPresent",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert!(
+        ran.status.success(),
+        "kubectl run: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    w.wait_for("pod scheduled to be Running on kt-node", || {
+        let p = w.pod("scheduled").unwrap_or_default();
+        p["spec"]["nodeName"] == "kt-node" && p["status"]["phase"] == "Running"
+    });
+
     // An agent restart re-adopts the running container: same container, same start.
     let pid_before = w.task_pid(&id);
     w.kill_server();
