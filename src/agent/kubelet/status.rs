@@ -381,10 +381,13 @@ pub fn pod_status(
         status["podIP"] = json!(ip.to_string());
         status["podIPs"] = json!([{"ip": ip.to_string()}]);
     }
-    if let Some((reason, message)) = &facts.message {
-        status["reason"] = json!(reason);
-        status["message"] = json!(message);
-    }
+    // Null clears what an earlier problem left (the status is written as a merge patch).
+    let (reason, message) = match &facts.message {
+        Some((r, m)) => (json!(r), json!(m)),
+        None => (Value::Null, Value::Null),
+    };
+    status["reason"] = reason;
+    status["message"] = message;
     status
 }
 
