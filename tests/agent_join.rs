@@ -30,6 +30,9 @@ impl Agent {
                 token,
                 "--node-name",
                 node,
+                // Agents here run in the host's network namespace: keep the proxy's
+                // nftables table out of it.
+                "--disable-proxy",
             ])
             .arg("--data-dir")
             .arg(data_dir)
@@ -322,6 +325,7 @@ fn server_with_embedded_agent_registers_its_own_node() {
         .arg("--write-kubeconfig")
         .arg(s.kubeconfig())
         .args(["--node-name", "embedded", "--node-label", "zone=attic"])
+        .arg("--disable-proxy")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

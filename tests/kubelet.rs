@@ -6,7 +6,10 @@
 //! (so the pod bridge and the nftables table never touch the host's network), its
 //! containerd is private (scripts/containerd-test-env.sh) and everything lives in one
 //! directory that the drop guards unmount and remove, even when the test fails.
+//! The embedded agent's service proxy keeps its nftables table in that namespace too.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +21,10 @@ const IMAGE: &str = "docker.io/library/busybox:test";
 const NAMESPACE: &str = "orc-kubelet-test";
 /// Longest any single wait takes.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// The server's default service network (ClusterIPs come from it).
+const SERVICE_CIDR: &str = "10.43.0.0/16";
+/// How long one request to a Service may take.
+const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -192,7 +199,6 @@ impl World {
     }
 
     fn apply(&self, yaml: &str) {
-        use std::io::Write;
         let mut cmd = self.kubectl_cmd(&["apply", "-f", "-"]);
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -297,6 +303,158 @@ impl World {
             (f.first() == Some(&id) && f.get(2) == Some(&"RUNNING")).then(|| f[1].to_string())
         })
     }
+}
+
+impl World {
+    fn netns_path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.netns))
+    }
+
+    /// `GET /` over plain HTTP/1.0 to `addr` from inside the test's network namespace
+    /// (the node's): the response body, or why there is none.
+    fn http_get_from_node(&self, addr: SocketAddr) -> Result<String, String> {
+        let request = move || -> Result<String, String> {
+            let mut stream = TcpStream::connect_timeout(&addr, SERVICE_IO_TIMEOUT)
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            stream
+                .set_read_timeout(Some(SERVICE_IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(b"GET / HTTP/1.0\r\n\r\n")
+                .map_err(|e| format!("send to {addr}: {e}"))?;
+            let mut response = String::new();
+            stream
+                .read_to_string(&mut response)
+                .map_err(|e| format!("read from {addr}: {e}"))?;
+            match response.split_once("\r\n\r\n") {
+                Some((head, body)) if head.split_whitespace().nth(1) == Some("200") => {
+                    Ok(body.trim().to_string())
+                }
+                _ => Err(format!("unexpected response from {addr}: {response:?}")),
+            }
+        };
+        orc::agent::net::spawn_in_netns(Some(self.netns_path()), move || Ok(request()))
+            .expect("spawn a thread in the test's network namespace")
+            .join()
+            .expect("request thread panicked")
+            .expect("enter the test's network namespace")
+    }
+}
+
+/// Two httpd pods behind a ClusterIP Service: the node reaches both through the
+/// service proxy, and not at all once the Service is deleted.
+fn service_reaches_its_ready_pods(w: &World) {
+    let pods = ["web-1", "web-2"];
+    let mut yaml = String::from(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+",
+    );
+    for name in pods {
+        yaml.push_str(&format!(
+            "---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels:
+    app: web
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: httpd
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]
+    volumeMounts:
+    - name: www
+      mountPath: /www
+  volumes:
+  - name: www
+    emptyDir: {{}}
+"
+        ));
+    }
+    w.apply(&yaml);
+    for name in pods {
+        if let Some(uid) = w
+            .pod(name)
+            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+        {
+            w.uids.borrow_mut().push(uid);
+        }
+    }
+    w.wait_for("Endpoints web to list both pods as ready", || {
+        let ips = w.kubectl_out(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ]);
+        ips.split_whitespace().count() == 2
+    });
+    let cluster_ip: std::net::Ipv4Addr = w
+        .kubectl_out(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])
+        .parse()
+        .expect("service web has a ClusterIP");
+    // ClusterIPs are no local addresses: the node only needs a route for them.
+    let routed = run(Command::new("ip").args([
+        "-n",
+        &w.netns,
+        "route",
+        "replace",
+        SERVICE_CIDR,
+        "dev",
+        "orc0",
+    ]));
+    assert!(
+        routed.status.success(),
+        "route the service network in the test namespace: {}",
+        String::from_utf8_lossy(&routed.stderr)
+    );
+
+    let service = SocketAddr::from((cluster_ip, 80));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last = Ok(String::new());
+    let start = Instant::now();
+    while seen.len() < pods.len() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "service {service} reached only {seen:?}; last answer: {last:?}; web-1 logs: {}",
+            w.kubectl_out(&["logs", "web-1"])
+        );
+        last = w.http_get_from_node(service);
+        if let Ok(body) = &last {
+            seen.insert(body.clone());
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert_eq!(
+        seen,
+        pods.iter().map(|p| p.to_string()).collect(),
+        "the service answered from pods that are not its endpoints"
+    );
+
+    let deleted = w.kubectl(&["delete", "service", "web"]);
+    assert!(
+        deleted.status.success(),
+        "kubectl delete service: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    w.wait_for("the deleted service to stop answering", || {
+        w.http_get_from_node(service).is_err()
+    });
 }
 
 fn container_status(pod: &Value) -> Value {
@@ -492,4 +650,6 @@ spec:
     assert!(!w.data_dir().join(format!("agent/pods/{uid}")).exists());
     assert!(!w.data_dir().join(format!("agent/netns/{uid}")).exists());
     assert!(!w.data_dir().join(format!("agent/podns/{uid}-ipc")).exists());
+
+    service_reaches_its_ready_pods(&w);
 }

@@ -1,6 +1,6 @@
 //! The worker side of orc (`orc agent`, also embedded in `orc server`): join the cluster,
-//! register this machine as a Node and keep it alive, and run the pods bound to it
-//! (the kubelet, over containerd and the pod network).
+//! register this machine as a Node and keep it alive, run the pods bound to it (the
+//! kubelet, over containerd and the pod network) and the service proxy.
 
 pub mod client;
 pub mod join;
@@ -43,6 +43,8 @@ pub struct AgentConfig {
     /// Pod bridge and nftables table names (tests take their own).
     pub bridge: String,
     pub nft_table: String,
+    /// nftables table of the service proxy; `None` runs no proxy (--disable-proxy).
+    pub proxy_table: Option<String>,
 }
 
 impl AgentConfig {
@@ -83,6 +85,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         containerd = %config.containerd_socket.display(),
         "orc agent is running"
     );
+    if let Some(table) = config.proxy_table.clone() {
+        let proxy_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+        let proxier = proxy::Proxier::new(table, proxy::NftCli::default());
+        tokio::spawn(proxy::source::run_proxy(proxy_client, proxier));
+    }
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
     tokio::spawn(run_pods(
         config.clone(),

@@ -35,6 +35,12 @@ pub struct NodeArgs {
     /// nftables table (family ip) holding the pod masquerade rules.
     #[arg(long, env = "ORC_POD_NFT_TABLE", default_value = crate::agent::net::DEFAULT_NFT_TABLE)]
     pub pod_nft_table: String,
+    /// nftables table (family ip) holding the service proxy's rules.
+    #[arg(long, env = "ORC_PROXY_NFT_TABLE", default_value = crate::agent::proxy::DEFAULT_TABLE)]
+    pub proxy_nft_table: String,
+    /// Run no service proxy on this node (Services are then not reachable from it).
+    #[arg(long, env = "ORC_DISABLE_PROXY")]
+    pub disable_proxy: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -98,6 +104,7 @@ impl NodeArgs {
             cluster_domain: "cluster.local".into(),
             bridge: self.pod_bridge,
             nft_table: self.pod_nft_table,
+            proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
         })
     }
 }
@@ -179,6 +186,16 @@ mod tests {
         assert_eq!(c.node_labels.len(), 2);
         assert_eq!(c.agent_dir(), PathBuf::from("/var/lib/orc/agent"));
         assert_eq!(c.token.secret, "s3cret");
+        assert_eq!(c.proxy_table.as_deref(), Some("orc-proxy"));
+    }
+
+    #[test]
+    fn proxy_table_is_chosen_or_disabled_by_flag() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&[&base[..], &["--proxy-nft-table", "mine"]].concat()).unwrap();
+        assert_eq!(c.proxy_table.as_deref(), Some("mine"));
+        let c = config(&[&base[..], &["--disable-proxy"]].concat()).unwrap();
+        assert_eq!(c.proxy_table, None);
     }
 
     #[test]

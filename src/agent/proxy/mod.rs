@@ -4,9 +4,11 @@
 //! [`rules`] builds the desired table from Services + Endpoints (pure), [`sync`] turns
 //! it into nft JSON commands (an incremental diff, or a full resync against the live
 //! table), and [`Proxier`] keeps the last applied state and applies each change as one
-//! atomic `nft -j` transaction through an [`Nft`] backend.
+//! atomic `nft -j` transaction through an [`Nft`] backend. [`source`] feeds it from the
+//! API server.
 
 pub mod rules;
+pub mod source;
 pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,354 @@
+//! What the proxy reads from the API server: every Service and Endpoints of the
+//! cluster (list + watch, relisting after any error), turned into [`Change`]s.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{Change, Nft, Proxier};
+use crate::agent::client::{ApiClient, ClientError};
+
+/// How long one watch request stays open before it is renewed.
+const WATCH_TIMEOUT_SECONDS: u64 = 300;
+/// Wait before relisting after a failed list or watch.
+const RELIST_DELAY: Duration = Duration::from_secs(2);
+/// Changes buffered between the watches and the proxier.
+const CHANGE_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{step} {resource}")]
+    Request {
+        step: &'static str,
+        resource: &'static str,
+        #[source]
+        source: ClientError,
+    },
+    #[error("{step} {resource}: the server answered {status}: {message}")]
+    Rejected {
+        step: &'static str,
+        resource: &'static str,
+        status: u16,
+        message: String,
+    },
+}
+
+pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// A cluster-wide resource the proxy follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Services,
+    Endpoints,
+}
+
+impl Resource {
+    fn plural(self) -> &'static str {
+        match self {
+            Resource::Services => "services",
+            Resource::Endpoints => "endpoints",
+        }
+    }
+
+    /// The change that upserts `object`; `None` (logged) when it is not a valid object.
+    fn upsert(self, object: Value) -> Option<Change> {
+        let change = match self {
+            Resource::Services => {
+                serde_json::from_value::<Service>(object).map(|s| Change::Service(Box::new(s)))
+            }
+            Resource::Endpoints => {
+                serde_json::from_value::<Endpoints>(object).map(|e| Change::Endpoints(Box::new(e)))
+            }
+        };
+        change
+            .inspect_err(|e| {
+                tracing::warn!(resource = self.plural(), error = %e, "ignoring an object the proxy cannot read")
+            })
+            .ok()
+    }
+
+    fn deleted(self, (namespace, name): ObjectKey) -> Change {
+        match self {
+            Resource::Services => Change::ServiceDeleted { namespace, name },
+            Resource::Endpoints => Change::EndpointsDeleted { namespace, name },
+        }
+    }
+}
+
+type ObjectKey = (String, String);
+
+fn key_of(object: &Value) -> ObjectKey {
+    let meta = &object["metadata"];
+    (
+        meta["namespace"].as_str().unwrap_or("default").to_string(),
+        meta["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// One list of a resource: its objects and the resourceVersion to watch from.
+struct Listing {
+    items: Vec<Value>,
+    resource_version: String,
+}
+
+impl Listing {
+    fn keys(&self) -> BTreeSet<ObjectKey> {
+        self.items.iter().map(key_of).collect()
+    }
+}
+
+/// Runs the service proxy on `proxier` from the API server's Services and Endpoints,
+/// forever. The proxier's first sync (a full resync) happens only once both complete
+/// lists are loaded, so a restart never drops services that still exist.
+pub async fn run_proxy<N: Nft + 'static>(client: Arc<ApiClient>, mut proxier: Proxier<N>) {
+    let services = list_until_ok(&client, Resource::Services).await;
+    let endpoints = list_until_ok(&client, Resource::Endpoints).await;
+    let mut known = Vec::new();
+    for (resource, listing) in [
+        (Resource::Services, &services),
+        (Resource::Endpoints, &endpoints),
+    ] {
+        for object in &listing.items {
+            if let Some(change) = resource.upsert(object.clone()) {
+                proxier.apply_change(change);
+            }
+        }
+        known.push(listing.keys());
+    }
+    tracing::info!(
+        table = proxier.table(),
+        services = services.items.len(),
+        endpoints = endpoints.items.len(),
+        "service proxy is running"
+    );
+    let (tx, rx) = mpsc::channel(CHANGE_BUFFER);
+    let mut known = known.into_iter();
+    for (resource, listing) in [
+        (Resource::Services, services),
+        (Resource::Endpoints, endpoints),
+    ] {
+        let keys = known.next().expect("one key set per resource");
+        tokio::spawn(follow(
+            client.clone(),
+            resource,
+            listing.resource_version,
+            keys,
+            tx.clone(),
+        ));
+    }
+    drop(tx);
+    proxier.run(rx).await;
+}
+
+async fn list_until_ok(client: &ApiClient, resource: Resource) -> Listing {
+    loop {
+        match list(client, resource).await {
+            Ok(listing) => return listing,
+            Err(e) => {
+                tracing::warn!(error = %e, "service proxy cannot start yet; retrying");
+                tokio::time::sleep(RELIST_DELAY).await;
+            }
+        }
+    }
+}
+
+/// Watches `resource` from `resource_version` forever; after any watch end it relists
+/// and sends the full state again: every object, and a deletion for each object `known`
+/// had that is gone. Returns when the receiver is gone.
+async fn follow(
+    client: Arc<ApiClient>,
+    resource: Resource,
+    mut resource_version: String,
+    mut known: BTreeSet<ObjectKey>,
+    out: mpsc::Sender<Change>,
+) {
+    loop {
+        match watch_from(&client, resource, resource_version, &mut known, &out).await {
+            Ok(WatchEnd::ReceiverGone) => return,
+            Ok(WatchEnd::Expired) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "service proxy watch failed; relisting");
+                tokio::time::sleep(RELIST_DELAY).await;
+            }
+        }
+        let listing = list_until_ok(&client, resource).await;
+        let now = listing.keys();
+        for gone in known.difference(&now) {
+            if out.send(resource.deleted(gone.clone())).await.is_err() {
+                return;
+            }
+        }
+        for object in listing.items {
+            if let Some(change) = resource.upsert(object) {
+                if out.send(change).await.is_err() {
+                    return;
+                }
+            }
+        }
+        known = now;
+        resource_version = listing.resource_version;
+    }
+}
+
+async fn list(client: &ApiClient, resource: Resource) -> Result<Listing> {
+    const STEP: &str = "list";
+    let plural = resource.plural();
+    let resp = client
+        .get(&format!("/api/v1/{plural}"))
+        .await
+        .map_err(|source| SourceError::Request {
+            step: STEP,
+            resource: plural,
+            source,
+        })?;
+    if !resp.status.is_success() {
+        return Err(SourceError::Rejected {
+            step: STEP,
+            resource: plural,
+            status: resp.status.as_u16(),
+            message: resp.message(),
+        });
+    }
+    let list = resp.json().unwrap_or_default();
+    Ok(Listing {
+        resource_version: list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        items: list["items"].as_array().cloned().unwrap_or_default(),
+    })
+}
+
+enum WatchEnd {
+    /// The watch ended (410 Gone, a broken stream): relist.
+    Expired,
+    ReceiverGone,
+}
+
+/// Streams watch events as changes, renewing the watch when it times out, and keeps
+/// `known` (the keys of the objects that exist) up to date.
+async fn watch_from(
+    client: &ApiClient,
+    resource: Resource,
+    mut rv: String,
+    known: &mut BTreeSet<ObjectKey>,
+    out: &mpsc::Sender<Change>,
+) -> Result<WatchEnd> {
+    const STEP: &str = "watch";
+    let plural = resource.plural();
+    loop {
+        let path = format!(
+            "/api/v1/{plural}?watch=1&resourceVersion={rv}\
+             &allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
+        );
+        let (status, mut body) =
+            client
+                .stream(&path)
+                .await
+                .map_err(|source| SourceError::Request {
+                    step: STEP,
+                    resource: plural,
+                    source,
+                })?;
+        if !status.is_success() {
+            return Err(SourceError::Rejected {
+                step: STEP,
+                resource: plural,
+                status: status.as_u16(),
+                message: String::new(),
+            });
+        }
+        let mut buf = BytesMut::new();
+        loop {
+            let frame = match body.frame().await {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::debug!(resource = plural, error = %e, "watch stream broke");
+                    return Ok(WatchEnd::Expired);
+                }
+                Some(Ok(frame)) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line = buf.split_to(nl + 1);
+                let Ok(event) = serde_json::from_slice::<Value>(line.chunk()) else {
+                    continue;
+                };
+                let object = event["object"].clone();
+                if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
+                    rv = v.to_string();
+                }
+                let change = match event["type"].as_str().unwrap_or("") {
+                    "ADDED" | "MODIFIED" => {
+                        known.insert(key_of(&object));
+                        resource.upsert(object)
+                    }
+                    "DELETED" => {
+                        let key = key_of(&object);
+                        known.remove(&key);
+                        Some(resource.deleted(key))
+                    }
+                    "BOOKMARK" => None,
+                    // ERROR (e.g. 410 Gone): the resourceVersion is too old.
+                    _ => return Ok(WatchEnd::Expired),
+                };
+                if let Some(change) = change {
+                    if out.send(change).await.is_err() {
+                        return Ok(WatchEnd::ReceiverGone);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_become_typed_changes() {
+        let service = json!({
+            "metadata": {"namespace": "ns", "name": "web"},
+            "spec": {"clusterIP": "10.43.0.5", "ports": [{"port": 80}]},
+        });
+        assert!(matches!(
+            Resource::Services.upsert(service),
+            Some(Change::Service(s)) if s.metadata.name.as_deref() == Some("web")
+        ));
+        let endpoints = json!({
+            "metadata": {"namespace": "ns", "name": "web"},
+            "subsets": [{"addresses": [{"ip": "10.42.0.2"}], "ports": [{"port": 8080}]}],
+        });
+        assert!(matches!(
+            Resource::Endpoints.upsert(endpoints),
+            Some(Change::Endpoints(_))
+        ));
+        assert!(
+            Resource::Services
+                .upsert(json!({"spec": {"ports": "not a list"}}))
+                .is_none(),
+            "an unreadable object is skipped"
+        );
+    }
+
+    #[test]
+    fn deletions_name_the_object() {
+        let key = key_of(&json!({"metadata": {"name": "web"}}));
+        assert_eq!(key, ("default".to_string(), "web".to_string()));
+        assert!(matches!(
+            Resource::Endpoints.deleted(key),
+            Change::EndpointsDeleted { namespace, name } if namespace == "default" && name == "web"
+        ));
+    }
+}
