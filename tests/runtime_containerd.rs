@@ -225,7 +225,11 @@ async fn container_writes_cri_log_and_exits_zero() {
 
     let mut cfg = env.container(
         "log-c1",
-        &["sh", "-c", "echo hello; echo oops >&2; hostname"],
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; hostname; mkdir /scratch && echo writable > /scratch/f && cat /scratch/f",
+        ],
     );
     cfg.hostname = Some("pod-host".into());
     cfg.labels
@@ -252,9 +256,13 @@ async fn container_writes_cri_log_and_exits_zero() {
     assert_eq!((code, oom), (0, false));
     let records = eventually(Duration::from_secs(10), "three log lines", || {
         let r = log_records(&cfg.log_path);
-        (r.len() >= 3).then_some(r)
+        (r.len() >= 4).then_some(r)
     })
     .await;
+    assert!(
+        records.contains(&(Stream::Stdout, "writable".into())),
+        "the root filesystem is writable: {records:?}"
+    );
     assert!(
         records.contains(&(Stream::Stdout, "hello".into())),
         "{records:?}"

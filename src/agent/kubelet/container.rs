@@ -475,6 +475,7 @@ pub fn container_config(
     config.resources = resources_of(container);
     let security = &container["securityContext"];
     let pod_security = &ctx.pod["spec"]["securityContext"];
+    config.read_only_root = security["readOnlyRootFilesystem"].as_bool() == Some(true);
     let run_as_user = security["runAsUser"]
         .as_u64()
         .or_else(|| pod_security["runAsUser"].as_u64());

@@ -218,6 +218,9 @@ pub struct ContainerConfig {
     pub log_path: PathBuf,
     /// Kept on the containerd container record: the kubelet re-adopts by them.
     pub labels: BTreeMap<String, String>,
+    /// Mount the image's root filesystem read-only (`readOnlyRootFilesystem`); writable
+    /// by default, as Kubernetes containers are.
+    pub read_only_root: bool,
 }
 
 impl ContainerConfig {
@@ -238,6 +241,7 @@ impl ContainerConfig {
             run_as: None,
             log_path,
             labels: BTreeMap::new(),
+            read_only_root: false,
         }
     }
 }

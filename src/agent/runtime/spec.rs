@@ -244,6 +244,16 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
     mounts.extend(config.mounts.iter().map(bind_mount));
 
     let mut spec = Spec::default();
+    // runc's default spec has a read-only root; Kubernetes containers write to theirs.
+    let root = oci_spec::runtime::RootBuilder::default()
+        .path("rootfs")
+        .readonly(config.read_only_root)
+        .build()
+        .map_err(|e| RuntimeError::Spec {
+            id: config.id.clone(),
+            reason: e.to_string(),
+        })?;
+    spec.set_root(Some(root));
     spec.set_process(Some(process));
     spec.set_linux(Some(linux));
     spec.set_mounts(Some(mounts));
@@ -264,6 +274,17 @@ mod tests {
 
     fn config() -> ContainerConfig {
         ContainerConfig::new("pod1-app", "busybox:test", "/var/log/x.log".into())
+    }
+
+    #[test]
+    fn root_filesystem_is_writable_unless_asked_otherwise() {
+        let img = image(&[], &["sh"]);
+        let spec = build_spec(&config(), Some(&img)).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
+        let mut ro = config();
+        ro.read_only_root = true;
+        let spec = build_spec(&ro, Some(&img)).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
     }
 
     fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
