@@ -1,0 +1,527 @@
+//! Pod startup benchmark: create → Running latency (p50/p99/max) over 100 pods with the
+//! image already present, then idle RSS of the server (with its embedded agent) and of a
+//! separate `orc agent`. Prints figures; asserts nothing beyond the setup working.
+//!
+//! Run as root: `scripts/bench-pods.sh` (or `cargo bench --bench pods`). Needs what
+//! tests/kubelet.rs needs (containerd, runc, busybox-static, nsenter, ip, kubectl) and
+//! reuses its setup: a private containerd (scripts/containerd-test-env.sh), the busybox
+//! test image imported from `<data-dir>/agent/images/`, and `orc server` in a network
+//! namespace of its own. The separate agent runs in a second namespace joined to the
+//! first by a veth pair. Everything lives in one directory under /run that is removed,
+//! with both namespaces, when the bench ends (also on panic).
+//!
+//! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30).
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ORC: &str = env!("CARGO_BIN_EXE_orc");
+const IMAGE: &str = "docker.io/library/busybox:test";
+const NAMESPACE: &str = "orc-bench-pods";
+const AGENT_NAMESPACE: &str = "orc-bench-agent";
+const NODE: &str = "bench-node";
+const AGENT_NODE: &str = "bench-agent";
+/// The veth pair between the server's namespace and the separate agent's.
+const SERVER_VETH_IP: &str = "10.251.0.1";
+const AGENT_VETH_IP: &str = "10.251.0.2";
+/// Longest the setup waits for the node (or the agent) to be Ready.
+const SETUP_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest all pods together may take to be Running, and to be cleaned up.
+const PODS_DEADLINE: Duration = Duration::from_secs(300);
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn require_root_and_tools() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("");
+    assert_eq!(
+        euid, "0",
+        "benches/pods.rs needs root (containerd, network namespaces): run it as root"
+    );
+    for tool in ["containerd", "runc", "ctr", "nsenter", "ip", "kubectl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "benches/pods.rs needs {tool}: run scripts/install-deps.sh (kubectl: install v1.32)"
+        );
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+fn run_ok(what: &str, cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    cmd.stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+}
+
+/// The bench's world: a directory, a private containerd, two network namespaces, the
+/// server in the first and (later) a separate agent in the second. Dropping it removes
+/// all of them.
+struct World {
+    dir: PathBuf,
+    netns: String,
+    agent_netns: String,
+    server: Option<Child>,
+    agent: Option<Child>,
+    port: u16,
+}
+
+impl World {
+    fn start() -> World {
+        require_root_and_tools();
+        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let dir = PathBuf::from(format!("/run/orc-bench-pods-{tag}"));
+        let world = World {
+            dir: dir.clone(),
+            netns: format!("orc-bp-{tag}"),
+            agent_netns: format!("orc-bpa-{tag}"),
+            server: None,
+            agent: None,
+            port: free_port(),
+        };
+        std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
+        run_ok(
+            "build the busybox test image (needs busybox-static)",
+            Command::new(repo_path("scripts/build-test-image.sh"))
+                .arg(world.data_dir().join("agent/images/busybox.tar"))
+                .arg(IMAGE),
+        );
+        run_ok(
+            "start a private containerd",
+            Command::new(repo_path("scripts/containerd-test-env.sh"))
+                .arg("start")
+                .arg(&dir),
+        );
+        for ns in [&world.netns, &world.agent_netns] {
+            run_ok(
+                "ip netns add",
+                Command::new("ip").args(["netns", "add", ns]),
+            );
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+        }
+        let veth = format!("obp{}", &tag[..6]);
+        run_ok(
+            "ip link add veth",
+            Command::new("ip").args([
+                "-n",
+                &world.netns,
+                "link",
+                "add",
+                &format!("{veth}s"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{veth}a"),
+                "netns",
+                &world.agent_netns,
+            ]),
+        );
+        for (ns, dev, ip) in [
+            (&world.netns, format!("{veth}s"), SERVER_VETH_IP),
+            (&world.agent_netns, format!("{veth}a"), AGENT_VETH_IP),
+        ] {
+            let cidr = format!("{ip}/30");
+            run_ok(
+                "ip addr add",
+                Command::new("ip").args(["-n", ns, "addr", "add", &cidr, "dev", &dev]),
+            );
+            run_ok(
+                "ip link set up",
+                Command::new("ip").args(["-n", ns, "link", "set", &dev, "up"]),
+            );
+        }
+        world
+    }
+
+    /// Starts `orc server` (with its embedded agent) in the first namespace, listening on
+    /// all its addresses so that the separate agent can reach it over the veth.
+    fn spawn_server(&mut self) {
+        let child = spawn_logged(
+            Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", self.netns))
+                .arg(ORC)
+                .arg("server")
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .args(["--bind-address", "0.0.0.0", "--https-port"])
+                .arg(self.port.to_string())
+                .args(["--tls-san", SERVER_VETH_IP])
+                .arg("--write-kubeconfig")
+                .arg(self.kubeconfig())
+                .args(["--node-name", NODE, "--cluster-cidr", "10.198.0.0/16"])
+                .arg("--containerd-socket")
+                .arg(self.dir.join("containerd.sock"))
+                .args(["--containerd-namespace", NAMESPACE])
+                .env("RUST_LOG", "info"),
+            &self.dir.join("server.log"),
+        );
+        self.server = Some(child);
+    }
+
+    /// Starts a separate `orc agent` in the second namespace, joined over the veth, on the
+    /// same containerd (its own containerd namespace).
+    fn spawn_agent(&mut self) {
+        let token = std::fs::read_to_string(self.data_dir().join("server/token"))
+            .expect("read the join token");
+        let data_dir = self.dir.join("agent-data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let child = spawn_logged(
+            Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", self.agent_netns))
+                .arg(ORC)
+                .arg("agent")
+                .arg("--join")
+                .arg(format!("https://{SERVER_VETH_IP}:{}", self.port))
+                .args(["--token", token.trim()])
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--node-name", AGENT_NODE, "--node-ip", AGENT_VETH_IP])
+                .args(["--cluster-cidr", "10.198.0.0/16"])
+                .arg("--containerd-socket")
+                .arg(self.dir.join("containerd.sock"))
+                .args(["--containerd-namespace", AGENT_NAMESPACE])
+                .env("RUST_LOG", "info"),
+            &self.dir.join("agent.log"),
+        );
+        self.agent = Some(child);
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig.yaml")
+    }
+
+    /// kubectl inside the server's network namespace.
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn kubectl_out(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&run(&mut self.kubectl_cmd(args)).stdout)
+            .trim()
+            .to_string()
+    }
+
+    fn node_ready(&self, node: &str) -> bool {
+        self.kubeconfig().exists()
+            && self.kubectl_out(&[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]) == "True"
+    }
+
+    fn containers(&self, namespace: &str) -> usize {
+        let out = run(Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.join("containerd.sock"))
+            .args(["-n", namespace, "containers", "ls", "-q"]));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    fn wait_for(&self, what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > deadline {
+                panic!("timed out waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn pid(child: &Option<Child>) -> u32 {
+        // nsenter execs orc, so the child's pid is orc's.
+        child.as_ref().expect("process started").id()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for mut child in [self.agent.take(), self.server.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for log in ["server.log", "agent.log"] {
+                let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("--- {log} (last lines) ---");
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        let uids: Vec<String> = [
+            self.data_dir().join("agent/pods"),
+            self.dir.join("agent-data/agent/pods"),
+        ]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+        // Stops tasks and shims, unmounts everything below the directory and removes it.
+        let _ = Command::new(repo_path("scripts/containerd-test-env.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        // The bridges, the veth pair and the nftables tables die with the namespaces.
+        for ns in [&self.netns, &self.agent_netns] {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).status();
+        }
+        for uid in &uids {
+            remove_pod_cgroups(uid);
+        }
+    }
+}
+
+/// Removes the cgroups of pod `uid` (and of its containers) in every hierarchy.
+fn remove_pod_cgroups(uid: &str) {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let pod = hierarchy.path().join("orc").join(format!("pod{uid}"));
+        for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+            if c.path().is_dir() {
+                let _ = std::fs::remove_dir(c.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&pod);
+    }
+}
+
+fn pod_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels:
+    app: bench
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sleep\", \"3600\"]
+"
+    )
+}
+
+/// Watches pods through `kubectl get pods -w` and sends each pod's name the first time
+/// its phase is Running, with the instant the event was read.
+fn watch_running(w: &World) -> (Child, mpsc::Receiver<(String, Instant)>) {
+    let mut child = w
+        .kubectl_cmd(&["get", "pods", "-w", "--output-watch-events", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kubectl get pods -w");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let events = serde_json::Deserializer::from_reader(BufReader::new(stdout));
+        for event in events.into_iter::<Value>() {
+            let Ok(event) = event else { break };
+            let now = Instant::now();
+            let pod = &event["object"];
+            let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+            if pod["status"]["phase"] == "Running"
+                && seen.insert(name.clone())
+                && tx.send((name, now)).is_err()
+            {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn create_pod(w: &World, name: &str) {
+    use std::io::Write;
+    let mut child = w
+        .kubectl_cmd(&["create", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl create");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pod_yaml(name).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl create pod {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn main() {
+    let pods = env_num("ORC_BENCH_PODS", 100) as usize;
+    let idle = Duration::from_secs(env_num("ORC_BENCH_IDLE_SECS", 30));
+    let mut w = World::start();
+    w.spawn_server();
+    w.wait_for("node Ready", SETUP_DEADLINE, || w.node_ready(NODE));
+    println!("orc pod startup bench: {pods} pods `sleep 3600`, image present, 1 node");
+
+    // Sequential creation: each create is sent when the previous one has returned, without
+    // waiting for the previous pod to run, so startups overlap.
+    let (mut watch, running) = watch_running(&w);
+    let mut created: HashMap<String, Instant> = HashMap::new();
+    let mut ran: HashMap<String, Instant> = HashMap::new();
+    let start = Instant::now();
+    for i in 0..pods {
+        let name = format!("bench-{i:03}");
+        create_pod(&w, &name);
+        created.insert(name, Instant::now());
+        ran.extend(running.try_iter());
+    }
+    let created_in = start.elapsed();
+    while ran.len() < pods {
+        let left = PODS_DEADLINE.saturating_sub(start.elapsed());
+        match running.recv_timeout(left) {
+            Ok((name, at)) => {
+                ran.insert(name, at);
+            }
+            Err(_) => panic!(
+                "only {} of {pods} pods Running after {PODS_DEADLINE:?}",
+                ran.len()
+            ),
+        }
+    }
+    let all_running = start.elapsed();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let mut latency: Vec<Duration> = created
+        .iter()
+        .map(|(name, c)| ran[name].saturating_duration_since(*c))
+        .collect();
+    latency.sort();
+    println!(
+        "created {pods} pods sequentially in {:.2}s; all Running after {:.2}s",
+        created_in.as_secs_f64(),
+        all_running.as_secs_f64()
+    );
+    println!(
+        "startup latency (create returned → phase Running): p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms  min {:.0} ms",
+        ms(percentile(&latency, 0.50)),
+        ms(percentile(&latency, 0.99)),
+        ms(*latency.last().unwrap()),
+        ms(latency[0]),
+    );
+
+    let deleting = Instant::now();
+    run_ok(
+        "kubectl delete pods",
+        &mut w.kubectl_cmd(&["delete", "pods", "-l", "app=bench", "--wait=false"]),
+    );
+    w.wait_for("pods and containers cleaned up", PODS_DEADLINE, || {
+        w.kubectl_out(&["get", "pods", "-o", "name"]).is_empty() && w.containers(NAMESPACE) == 0
+    });
+    println!(
+        "deleted {pods} pods (objects and containers gone) in {:.2}s",
+        deleting.elapsed().as_secs_f64()
+    );
+
+    // Idle: the separate agent joins while the server idles; both are measured after
+    // `idle` without pods.
+    w.spawn_agent();
+    w.wait_for("separate agent Ready", SETUP_DEADLINE, || {
+        w.node_ready(AGENT_NODE)
+    });
+    std::thread::sleep(idle);
+    println!(
+        "idle RSS after {}s, no pods: orc server + embedded agent (one process) {:.1} MB; separate `orc agent` {:.1} MB",
+        idle.as_secs(),
+        rss_kb(World::pid(&w.server)) as f64 / 1024.0,
+        rss_kb(World::pid(&w.agent)) as f64 / 1024.0,
+    );
+}
