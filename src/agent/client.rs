@@ -340,6 +340,53 @@ impl ApiClient {
     }
 }
 
+/// Reads a watch response body (newline-delimited JSON events) one event at a time.
+pub struct WatchEvents {
+    body: hyper::body::Incoming,
+    buf: bytes::BytesMut,
+}
+
+/// One watch event: its `type` (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR) and object.
+pub struct WatchEvent {
+    pub kind: String,
+    pub object: Value,
+}
+
+impl WatchEvents {
+    pub fn new(body: hyper::body::Incoming) -> WatchEvents {
+        WatchEvents {
+            body,
+            buf: bytes::BytesMut::new(),
+        }
+    }
+
+    /// The next event; `None` when the server ended the watch. Lines that are not JSON
+    /// are skipped; a broken stream is an error (the caller relists or re-watches).
+    pub async fn next(&mut self) -> Option<std::result::Result<WatchEvent, hyper::Error>> {
+        use bytes::Buf;
+        loop {
+            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = self.buf.split_to(nl + 1);
+                if let Ok(mut event) = serde_json::from_slice::<Value>(line.chunk()) {
+                    let kind = event["type"].as_str().unwrap_or("").to_string();
+                    return Some(Ok(WatchEvent {
+                        kind,
+                        object: event["object"].take(),
+                    }));
+                }
+            }
+            match self.body.frame().await? {
+                Err(e) => return Some(Err(e)),
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

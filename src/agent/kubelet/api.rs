@@ -6,12 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Buf, BytesMut};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::agent::client::{ApiClient, ClientError};
+use crate::agent::client::{ApiClient, ClientError, WatchEvent, WatchEvents};
 
 /// How long one watch request stays open before it is renewed.
 const WATCH_TIMEOUT_SECONDS: u64 = 300;
@@ -230,14 +228,13 @@ async fn watch_from(
              &allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
         );
         let what = "watch pods bound to this node";
-        let (status, mut body) =
-            client
-                .stream(&path)
-                .await
-                .map_err(|source| ApiError::Request {
-                    what: what.into(),
-                    source,
-                })?;
+        let (status, body) = client
+            .stream(&path)
+            .await
+            .map_err(|source| ApiError::Request {
+                what: what.into(),
+                source,
+            })?;
         if !status.is_success() {
             return Err(ApiError::Rejected {
                 what: what.into(),
@@ -245,40 +242,27 @@ async fn watch_from(
                 message: String::new(),
             });
         }
-        let mut buf = BytesMut::new();
-        loop {
-            let frame = match body.frame().await {
-                None => break,
-                Some(Err(e)) => {
+        let mut events = WatchEvents::new(body);
+        while let Some(event) = events.next().await {
+            let WatchEvent { kind, object } = match event {
+                Ok(event) => event,
+                Err(e) => {
                     tracing::debug!(error = %e, "pod watch stream broke");
                     return Ok(WatchEnd::Expired);
                 }
-                Some(Ok(frame)) => frame,
             };
-            let Ok(data) = frame.into_data() else {
-                continue;
+            if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
+                rv = v.to_string();
+            }
+            let update = match kind.as_str() {
+                "ADDED" | "MODIFIED" => PodUpdate::Upsert(object),
+                "DELETED" => PodUpdate::Deleted(object),
+                "BOOKMARK" => continue,
+                // ERROR (e.g. 410 Gone): the resourceVersion is too old.
+                _ => return Ok(WatchEnd::Expired),
             };
-            buf.extend_from_slice(&data);
-            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                let line = buf.split_to(nl + 1);
-                let Ok(event) = serde_json::from_slice::<Value>(line.chunk()) else {
-                    continue;
-                };
-                let object = event["object"].clone();
-                let kind = event["type"].as_str().unwrap_or("");
-                if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
-                    rv = v.to_string();
-                }
-                let update = match kind {
-                    "ADDED" | "MODIFIED" => PodUpdate::Upsert(object),
-                    "DELETED" => PodUpdate::Deleted(object),
-                    "BOOKMARK" => continue,
-                    // ERROR (e.g. 410 Gone): the resourceVersion is too old.
-                    _ => return Ok(WatchEnd::Expired),
-                };
-                if out.send(update).await.is_err() {
-                    return Ok(WatchEnd::ReceiverGone);
-                }
+            if out.send(update).await.is_err() {
+                return Ok(WatchEnd::ReceiverGone);
             }
         }
     }

@@ -5,14 +5,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Change, Nft, Proxier};
-use crate::agent::client::{ApiClient, ClientError};
+use crate::agent::client::{ApiClient, ClientError, WatchEvent, WatchEvents};
 
 /// How long one watch request stays open before it is renewed.
 const WATCH_TIMEOUT_SECONDS: u64 = 300;
@@ -247,15 +245,14 @@ async fn watch_from(
             "/api/v1/{plural}?watch=1&resourceVersion={rv}\
              &allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
         );
-        let (status, mut body) =
-            client
-                .stream(&path)
-                .await
-                .map_err(|source| SourceError::Request {
-                    step: STEP,
-                    resource: plural,
-                    source,
-                })?;
+        let (status, body) = client
+            .stream(&path)
+            .await
+            .map_err(|source| SourceError::Request {
+                step: STEP,
+                resource: plural,
+                source,
+            })?;
         if !status.is_success() {
             return Err(SourceError::Rejected {
                 step: STEP,
@@ -264,47 +261,35 @@ async fn watch_from(
                 message: String::new(),
             });
         }
-        let mut buf = BytesMut::new();
-        loop {
-            let frame = match body.frame().await {
-                None => break,
-                Some(Err(e)) => {
+        let mut events = WatchEvents::new(body);
+        while let Some(event) = events.next().await {
+            let WatchEvent { kind, object } = match event {
+                Ok(event) => event,
+                Err(e) => {
                     tracing::debug!(resource = plural, error = %e, "watch stream broke");
                     return Ok(WatchEnd::Expired);
                 }
-                Some(Ok(frame)) => frame,
             };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buf.extend_from_slice(&data);
-            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                let line = buf.split_to(nl + 1);
-                let Ok(event) = serde_json::from_slice::<Value>(line.chunk()) else {
-                    continue;
-                };
-                let object = event["object"].clone();
-                if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
-                    rv = v.to_string();
+            if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
+                rv = v.to_string();
+            }
+            let change = match kind.as_str() {
+                "ADDED" | "MODIFIED" => {
+                    known.insert(key_of(&object));
+                    resource.upsert(object)
                 }
-                let change = match event["type"].as_str().unwrap_or("") {
-                    "ADDED" | "MODIFIED" => {
-                        known.insert(key_of(&object));
-                        resource.upsert(object)
-                    }
-                    "DELETED" => {
-                        let key = key_of(&object);
-                        known.remove(&key);
-                        Some(resource.deleted(key))
-                    }
-                    "BOOKMARK" => None,
-                    // ERROR (e.g. 410 Gone): the resourceVersion is too old.
-                    _ => return Ok(WatchEnd::Expired),
-                };
-                if let Some(change) = change {
-                    if out.send(change).await.is_err() {
-                        return Ok(WatchEnd::ReceiverGone);
-                    }
+                "DELETED" => {
+                    let key = key_of(&object);
+                    known.remove(&key);
+                    Some(resource.deleted(key))
+                }
+                "BOOKMARK" => None,
+                // ERROR (e.g. 410 Gone): the resourceVersion is too old.
+                _ => return Ok(WatchEnd::Expired),
+            };
+            if let Some(change) = change {
+                if out.send(change).await.is_err() {
+                    return Ok(WatchEnd::ReceiverGone);
                 }
             }
         }
