@@ -244,17 +244,7 @@ async fn resource(
         ("get", Some(name), None | Some("status")) => {
             let kv = ctx.registry.get(def, ns, name)?;
             match as_table {
-                Some(t) => {
-                    let mut v = table::watch_table(
-                        def.kind,
-                        &kv.value,
-                        t.include,
-                        chrono::Utc::now(),
-                        true,
-                    );
-                    table::set_api_version(&mut v, t.version);
-                    Ok(response::json(200, &v))
-                }
+                Some(t) => Ok(response::json(200, &t.one(def.kind, &kv.value, true))),
                 None => Ok(response::raw_json(200, kv.raw.clone())),
             }
         }
@@ -482,6 +472,15 @@ struct TableRequest {
     include: table::IncludeObject,
 }
 
+impl TableRequest {
+    /// A one-row Table for `obj` in the negotiated version (a GET, or a watch event).
+    fn one(&self, kind: &str, obj: &Value, with_columns: bool) -> Value {
+        let mut v = table::watch_table(kind, obj, self.include, chrono::Utc::now(), with_columns);
+        table::set_api_version(&mut v, self.version);
+        v
+    }
+}
+
 fn list(
     ctx: &ApiContext,
     def: &'static ResourceDef,
@@ -584,14 +583,7 @@ fn watch(
                 let first = std::sync::atomic::AtomicBool::new(true);
                 Arc::new(move |kv: &KeyValue| {
                     let with_columns = first.swap(false, std::sync::atomic::Ordering::Relaxed);
-                    let mut v = table::watch_table(
-                        def.kind,
-                        &kv.value,
-                        t.include,
-                        chrono::Utc::now(),
-                        with_columns,
-                    );
-                    table::set_api_version(&mut v, t.version);
+                    let v = t.one(def.kind, &kv.value, with_columns);
                     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
                 })
             }

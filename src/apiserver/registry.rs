@@ -313,11 +313,7 @@ impl Registry {
                 ApiError::bad_request("the namespace of the object must be set on the request")
             })?;
             match object::namespace(&obj) {
-                Some(body_ns) if body_ns != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
-                }
+                Some(body_ns) if body_ns != ns => return Err(namespace_mismatch()),
                 _ => {
                     meta_mut(&mut obj).insert("namespace".into(), Value::String(ns.into()));
                 }
@@ -424,18 +420,11 @@ impl Registry {
             &opts.duplicate_fields,
             &mut warnings,
         )?;
-        if object::name(&new) != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                object::name(&new)
-            )));
-        }
+        check_name(&new, name)?;
         if def.namespaced {
             if let (Some(body_ns), Some(ns)) = (object::namespace(&new), ns) {
                 if body_ns != ns {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
+                    return Err(namespace_mismatch());
                 }
             }
         }
@@ -641,12 +630,7 @@ impl Registry {
             let new = mutate(&old.value)?;
             let mut warnings = Vec::new();
             let new = self.decode(def, new, opts.field_validation, &[], &mut warnings)?;
-            if object::name(&new) != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    object::name(&new)
-                )));
-            }
+            check_name(&new, name)?;
             // A resourceVersion set by the caller (e.g. in a patch) is a precondition.
             let rv = object::meta_str(&new, "resourceVersion").unwrap_or("");
             if !rv.is_empty() && rv != old.mod_revision.to_string() {
@@ -682,12 +666,7 @@ impl Registry {
                 patch::apply_patch(def.kind, &Value::Null, body, patch_type).map_err(|e| {
                     ApiError::new(e.status_code(), reason_for(e.status_code()), e.to_string())
                 })?;
-            if object::name(&obj) != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    object::name(&obj)
-                )));
-            }
+            check_name(&obj, name)?;
             return self.create(def, ns, obj, opts).await;
         }
         let kind = def.kind;
@@ -1136,6 +1115,23 @@ impl Registry {
     pub fn revision(&self) -> Revision {
         self.store.revision()
     }
+}
+
+/// A body naming another object than the URL does.
+fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
+    if object::name(obj) == name {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "the name of the object ({}) does not match the name on the URL ({name})",
+        object::name(obj)
+    )))
+}
+
+fn namespace_mismatch() -> ApiError {
+    ApiError::bad_request(
+        "the namespace of the provided object does not match the namespace sent on the request",
+    )
 }
 
 /// Keys of the tolerations a pod spec brings itself.
