@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../tests/support/host.rs"]
+mod host;
+use host::{free_port, repo_path, require_root_and_tools, run};
+
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
 const NAMESPACE: &str = "orc-bench-pods";
@@ -42,37 +46,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn require_root_and_tools() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .unwrap_or("");
-    assert_eq!(
-        euid, "0",
-        "benches/pods.rs needs root (containerd, network namespaces): run it as root"
-    );
-    for tool in ["containerd", "runc", "ctr", "nsenter", "ip", "kubectl"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "benches/pods.rs needs {tool}: run scripts/install-deps.sh (kubectl: install v1.32)"
-        );
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
-}
-
 fn run_ok(what: &str, cmd: &mut Command) -> Output {
     let out = run(cmd);
     assert!(
@@ -81,14 +54,6 @@ fn run_ok(what: &str, cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -134,7 +99,7 @@ struct World {
 
 impl World {
     fn start() -> World {
-        require_root_and_tools();
+        require_root_and_tools("benches/pods.rs");
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = PathBuf::from(format!("/run/orc-bench-pods-{tag}"));
         let world = World {

@@ -10,11 +10,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "support/host.rs"]
+mod host;
+use host::{free_port, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -25,45 +29,6 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const SERVICE_CIDR: &str = "10.43.0.0/16";
 /// How long one request to a Service may take.
 const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn require_root_and_tools() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .unwrap_or("");
-    assert_eq!(
-        euid, "0",
-        "tests/kubelet.rs needs root (containerd, network namespaces): run it as root"
-    );
-    for tool in ["containerd", "runc", "ctr", "nsenter", "ip", "kubectl"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "tests/kubelet.rs needs {tool}: run scripts/install-deps.sh (kubectl: install v1.32)"
-        );
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The test's world: a directory, a private containerd, a network namespace and the
 /// server in it. Dropping it removes all of them.
@@ -78,7 +43,7 @@ struct World {
 
 impl World {
     fn start() -> World {
-        require_root_and_tools();
+        require_root_and_tools("tests/kubelet.rs");
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = PathBuf::from(format!("/run/orc-kubelet-test-{tag}"));
         let mut world = World {

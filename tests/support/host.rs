@@ -1,0 +1,48 @@
+//! Host helpers shared by the root tests and benchmarks that run a real containerd in
+//! network namespaces of their own (included with `#[path]`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A path inside the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Fails loudly, naming the fix, unless running as root with containerd, runc, ctr,
+/// nsenter, ip and kubectl installed. `who` names the test or benchmark.
+pub fn require_root_and_tools(who: &str) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("");
+    assert_eq!(
+        euid, "0",
+        "{who} needs root (containerd, network namespaces): run it as root"
+    );
+    for tool in ["containerd", "runc", "ctr", "nsenter", "ip", "kubectl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{who} needs {tool}: run scripts/install-deps.sh (kubectl: install v1.32)"
+        );
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
