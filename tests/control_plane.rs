@@ -370,3 +370,39 @@ fn cascading_deletes_follow_the_policy() {
         }
     }
 }
+
+#[test]
+fn a_second_rc_replaces_the_first_rolling_update_style() {
+    let s = Server::start();
+    let rc = |version: u32, replicas: u32| {
+        format!(
+            "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: web-v{version}}}\nspec:\n  replicas: {replicas}\n  selector: {{app: web, version: \"{version}\"}}\n  template:\n    metadata: {{labels: {{app: web, version: \"{version}\"}}}}\n    spec:\n      containers: [{{name: web, image: \"busybox:1.3{version}\"}}]\n"
+        )
+    };
+    let count = |selector: &str| pods_per_node(&s, selector).values().sum::<usize>();
+    s.apply_yaml("apply", &rc(1, 3));
+    wait_for("3 v1 pods", || count("app=web,version=1") == 3);
+    s.apply_yaml("apply", &rc(2, 0));
+    // Step by step, as `kubectl rolling-update` did: one up on the new, one down on the old.
+    for step in 1..=3 {
+        s.ok(&["scale", "rc", "web-v2", &format!("--replicas={step}")]);
+        s.ok(&["scale", "rc", "web-v1", &format!("--replicas={}", 3 - step)]);
+        wait_for("the step to converge", || {
+            count("app=web,version=2") == step && count("app=web,version=1") == 3 - step
+        });
+    }
+    s.ok(&["delete", "rc", "web-v1"]);
+    let pods = s.get_json(&["pods", "-l", "app=web"]);
+    let owners: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+        .map(|p| {
+            p["metadata"]["ownerReferences"][0]["name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(owners, vec!["web-v2"; 3], "{pods}");
+}

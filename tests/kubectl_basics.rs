@@ -313,3 +313,22 @@ fn datastore_and_keys_are_private() {
     assert_eq!(mode(s.data_dir().join("server/tls/ca.key")), 0o600);
     assert_eq!(mode(s.data_dir().join("server/token")), 0o600);
 }
+
+#[test]
+fn delete_honours_grace_period_and_force() {
+    let s = Server::start();
+    // The node exists, so pod GC leaves the terminating pod alone.
+    s.apply_yaml(
+        "create",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-x\n",
+    );
+    s.apply_yaml(
+        "create",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bound\nspec:\n  nodeName: node-x\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    s.ok(&["delete", "pod", "bound", "--grace-period=5", "--wait=false"]);
+    let pod = s.get_json(&["pod", "bound"]);
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 5, "{pod}");
+    s.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
+    assert!(!s.kubectl(&["get", "pod", "bound"]).status.success());
+}
