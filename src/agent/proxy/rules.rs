@@ -355,15 +355,7 @@ fn add_service_port(
         ruleset.chains.insert(chain.clone(), regular(rules));
         endpoint_chains.push(chain);
     }
-    let choices: Vec<Value> = endpoint_chains
-        .iter()
-        .enumerate()
-        .map(|(i, chain)| json!([i, goto(chain)]))
-        .collect();
-    service_rules.push(json!([{"vmap": {
-        "key": {"numgen": {"mode": "random", "mod": endpoint_chains.len(), "offset": 0}},
-        "data": {"set": choices},
-    }}]));
+    service_rules.extend(uniform_choice(&endpoint_chains));
     ruleset
         .chains
         .insert(service_chain.clone(), regular(service_rules));
@@ -382,6 +374,28 @@ fn add_service_port(
             .elements
             .insert(node_key(SERVICE_NODEPORTS_MAP, node_port), external_chain);
     }
+}
+
+/// Rules that jump to one of `chains`, each with the same probability: rule `i` draws
+/// `numgen random mod (n - i)` and takes its chain on 0 (so 1/n, then 1/(n-1) of the
+/// rest, …), the last chain takes what is left. One anonymous verdict map per service
+/// (`numgen random mod n vmap { … }`, kube-proxy's form) would read shorter, but the
+/// kernel names anonymous sets by scanning every set of the table, which makes a full
+/// sync quadratic: 19.7 s against 0.9 s for 10,000 services (`cargo bench --bench proxy`).
+fn uniform_choice(chains: &[String]) -> Vec<Value> {
+    let n = chains.len();
+    chains
+        .iter()
+        .enumerate()
+        .map(|(i, chain)| {
+            if i + 1 == n {
+                json!([goto(chain)])
+            } else {
+                let draw = json!({"numgen": {"mode": "random", "mod": n - i, "offset": 0}});
+                json!([match_eq(draw, json!(0)), goto(chain)])
+            }
+        })
+        .collect()
 }
 
 /// The chains every table has, services or not.
@@ -561,14 +575,42 @@ pub(crate) mod tests {
         assert!(service_chain.starts_with("service-"), "{service_chain}");
         assert!(service_chain.ends_with("-default/web/tcp/http"));
         let rules = &r.chains[service_chain].rules;
-        let vmap = &rules[0][0]["vmap"];
-        assert_eq!(vmap["key"]["numgen"]["mod"], 2);
-        assert_eq!(vmap["data"]["set"].as_array().unwrap().len(), 2);
         let endpoints = chains_with_prefix(&r, "endpoint-");
+        // 1/2 to the first endpoint, the rest to the second.
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(rules[0][0]["match"]["left"]["numgen"]["mod"], 2);
+        assert_eq!(rules[0][0]["match"]["right"], 0);
+        let mut targets = vec![
+            &rules[0][1]["goto"]["target"],
+            &rules[1][0]["goto"]["target"],
+        ];
+        targets.sort_by_key(|t| t.as_str());
+        assert_eq!(targets, [endpoints[0].as_str(), endpoints[1].as_str()]);
         assert_eq!(endpoints.len(), 2, "not-ready addresses are left out");
         let dnat = &r.chains[endpoints[0]].rules.last().unwrap()[1]["dnat"];
         assert_eq!(dnat["port"], 8080, "port taken from the Endpoints by name");
         assert!(r.affinity_sets.is_empty());
+    }
+
+    #[test]
+    fn uniform_choice_draws_one_in_n_then_one_in_the_rest() {
+        let chains: Vec<String> = (0..4).map(|i| format!("endpoint-{i}")).collect();
+        let rules = uniform_choice(&chains);
+        let mods: Vec<&Value> = rules
+            .iter()
+            .map(|r| &r[0]["match"]["left"]["numgen"]["mod"])
+            .collect();
+        assert_eq!(mods, [&json!(4), &json!(3), &json!(2), &Value::Null]);
+        for (rule, chain) in rules.iter().zip(&chains) {
+            assert_eq!(
+                rule.as_array().unwrap().last().unwrap()["goto"]["target"],
+                chain.as_str()
+            );
+        }
+        assert_eq!(
+            uniform_choice(&chains[..1]),
+            vec![json!([goto("endpoint-0")])]
+        );
     }
 
     #[test]
@@ -632,12 +674,12 @@ pub(crate) mod tests {
         assert_eq!(r.affinity_sets.len(), 2);
         let service_chain = chains_with_prefix(&r, "service-")[0];
         let rules = &r.chains[service_chain].rules;
-        assert_eq!(rules.len(), 3, "two lookups, then numgen");
+        assert_eq!(rules.len(), 4, "two lookups, then the numgen choice");
         assert!(rules[0][0]["match"]["right"]
             .as_str()
             .unwrap()
             .starts_with("@affinity-"));
-        assert!(rules[2][0].get("vmap").is_some());
+        assert!(rules[2][0]["match"]["left"].get("numgen").is_some());
         let endpoint = chains_with_prefix(&r, "endpoint-")[0];
         let update = &r.chains[endpoint].rules[1][0]["set"];
         assert_eq!(update["op"], "update");

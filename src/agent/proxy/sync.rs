@@ -240,14 +240,14 @@ mod tests {
             .find_map(|c| c["add"]["chain"]["name"].as_str())
             .unwrap();
         assert!(added.starts_with("endpoint-") && added.ends_with("10.42.0.3/8080"));
-        // The service chain is flushed and rewritten with a 2-way numgen vmap.
+        // The service chain is flushed and rewritten with a 2-way numgen choice.
         assert_eq!(count(&cmds, "flush", "chain"), 1);
-        let vmap = cmds
+        let draws: Vec<&Value> = cmds
             .iter()
-            .filter_map(|c| c["add"]["rule"]["expr"][0]["vmap"]["data"]["set"].as_array())
-            .next()
-            .unwrap();
-        assert_eq!(vmap.len(), 2);
+            .filter_map(|c| c["add"]["rule"]["expr"][0]["match"]["left"].get("numgen"))
+            .collect();
+        assert_eq!(draws.len(), 1, "{cmds:#?}");
+        assert_eq!(draws[0]["mod"], 2);
         assert_eq!(count(&cmds, "add", "element"), 0, "map entry unchanged");
         assert_eq!(count(&cmds, "delete", "chain"), 0);
     }
