@@ -29,6 +29,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const SERVICE_CIDR: &str = "10.43.0.0/16";
 /// How long one request to a Service may take.
 const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The node's address on the test namespace's stand-in for a LAN interface.
+const NODE_IP: &str = "192.168.231.2";
 
 /// The test's world: a directory, a private containerd, a network namespace and the
 /// server in it. Dropping it removes all of them.
@@ -77,6 +79,17 @@ impl World {
             String::from_utf8_lossy(&added.stderr)
         );
         run(Command::new("ip").args(["-n", &world.netns, "link", "set", "lo", "up"]));
+        // The node's "LAN" link, so the node has an address of its own (NodePorts). A
+        // veth pair, not a dummy link: not every kernel has the dummy driver.
+        for args in [
+            vec!["link", "add", "eth0", "type", "veth", "peer", "name", "lan0"],
+            vec!["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"],
+            vec!["link", "set", "lan0", "up"],
+            vec!["link", "set", "eth0", "up"],
+        ] {
+            let done = run(Command::new("ip").args(["-n", &world.netns]).args(&args));
+            assert!(done.status.success(), "ip {args:?}: {done:?}");
+        }
 
         world.spawn_server();
         world
@@ -105,6 +118,7 @@ impl World {
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
             .args(["--node-name", "kt-node", "--cluster-cidr", "10.199.0.0/16"])
+            .args(["--node-ip", NODE_IP])
             .arg("--containerd-socket")
             .arg(self.dir.join("containerd.sock"))
             .args(["--containerd-namespace", NAMESPACE])
@@ -306,16 +320,20 @@ impl World {
     }
 }
 
-/// Two httpd pods behind a ClusterIP Service: the node reaches both through the
-/// service proxy, and not at all once the Service is deleted.
+/// Three httpd pods, each answering with its hostname, behind a NodePort Service: the
+/// node reaches all three through the ClusterIP and the NodePort, another pod reaches them
+/// through the `WEB_SERVICE_*` variables it got, a deleted pod leaves the rotation within
+/// a second without failing a request after that, and nothing answers once the Service
+/// is deleted.
 fn service_reaches_its_ready_pods(w: &World) {
-    let pods = ["web-1", "web-2"];
+    let pods = ["web-1", "web-2", "web-3"];
     let mut yaml = String::from(
         "apiVersion: v1
 kind: Service
 metadata:
   name: web
 spec:
+  type: NodePort
   selector:
     app: web
   ports:
@@ -358,7 +376,7 @@ spec:
             w.uids.borrow_mut().push(uid);
         }
     }
-    w.wait_for("Endpoints web to list both pods as ready", || {
+    w.wait_for("Endpoints web to list the three pods as ready", || {
         let ips = w.kubectl_out(&[
             "get",
             "endpoints",
@@ -366,12 +384,22 @@ spec:
             "-o",
             "jsonpath={.subsets[*].addresses[*].ip}",
         ]);
-        ips.split_whitespace().count() == 2
+        ips.split_whitespace().count() == pods.len()
     });
     let cluster_ip: std::net::Ipv4Addr = w
         .kubectl_out(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])
         .parse()
         .expect("service web has a ClusterIP");
+    let node_port: u16 = w
+        .kubectl_out(&[
+            "get",
+            "service",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .expect("service web has a NodePort");
     // ClusterIPs are no local addresses: the node only needs a route for them.
     let routed = run(Command::new("ip").args([
         "-n",
@@ -388,27 +416,96 @@ spec:
         String::from_utf8_lossy(&routed.stderr)
     );
 
+    let all: std::collections::BTreeSet<String> = pods.iter().map(|p| p.to_string()).collect();
     let service = SocketAddr::from((cluster_ip, 80));
-    let mut seen = std::collections::BTreeSet::new();
-    let mut last = Ok(String::new());
+    let node_ip: std::net::Ipv4Addr = NODE_IP.parse().unwrap();
+    let on_node_port = SocketAddr::from((node_ip, node_port));
+    for (what, addr) in [("ClusterIP", service), ("NodePort", on_node_port)] {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut last = Ok(String::new());
+        let start = Instant::now();
+        while seen.len() < pods.len() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{what} {addr} reached only {seen:?}; last answer: {last:?}"
+            );
+            last = w.http_get_from_node(addr);
+            if let Ok(body) = &last {
+                seen.insert(body.clone());
+            } else {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        assert_eq!(
+            seen, all,
+            "{what} answered from pods that are not endpoints"
+        );
+    }
+
+    // A pod started after the Service finds it through its environment.
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: client
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    # (busybox 1.35's `wget -T` crashes: bound it with `timeout` instead.)
+    command: [\"sh\", \"-c\", \"while true; do timeout 3 wget -qO- http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ || echo failed; sleep 0.1; done\"]
+"
+    ));
+    let client_logs = std::cell::RefCell::new(String::new());
+    let reached_all = || {
+        let logs = w.kubectl_out(&["logs", "client"]);
+        let done = pods.iter().all(|p| logs.lines().any(|l| l == *p));
+        *client_logs.borrow_mut() = logs;
+        done
+    };
     let start = Instant::now();
-    while seen.len() < pods.len() {
+    while !reached_all() {
         assert!(
             start.elapsed() < DEADLINE,
-            "service {service} reached only {seen:?}; last answer: {last:?}; web-1 logs: {}",
-            w.kubectl_out(&["logs", "web-1"])
+            "the client pod did not reach all three pods; its log: {}; env: {}",
+            client_logs.borrow(),
+            w.kubectl_out(&["get", "pod", "client", "-o", "jsonpath={.status}"]),
         );
-        last = w.http_get_from_node(service);
-        if let Ok(body) = &last {
-            seen.insert(body.clone());
-        } else {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        std::thread::sleep(Duration::from_millis(200));
     }
+    let deleted = w.kubectl(&["delete", "pod", "client", "--wait=false"]);
+    assert!(deleted.status.success(), "delete client: {deleted:?}");
+
+    // A deleted pod leaves the rotation within a second; no request fails after that.
+    let deleted_at = Instant::now();
+    let deleted = w.kubectl(&["delete", "pod", "web-3", "--wait=false"]);
+    assert!(deleted.status.success(), "delete web-3: {deleted:?}");
+    let mut late = Vec::new();
+    let mut answers = std::collections::BTreeSet::new();
+    while deleted_at.elapsed() < Duration::from_secs(4) {
+        let answer = w.http_get_from_node(service);
+        let at = deleted_at.elapsed();
+        if at > Duration::from_secs(1) {
+            match &answer {
+                Ok(body) if body != "web-3" => {
+                    answers.insert(body.clone());
+                }
+                _ => late.push((at, answer)),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        late.is_empty(),
+        "more than 1 s after deleting web-3: {late:?}"
+    );
     assert_eq!(
-        seen,
-        pods.iter().map(|p| p.to_string()).collect(),
-        "the service answered from pods that are not its endpoints"
+        answers,
+        ["web-1", "web-2"].map(String::from).into(),
+        "the remaining pods keep answering"
     );
 
     let deleted = w.kubectl(&["delete", "service", "web"]);

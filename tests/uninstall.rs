@@ -123,7 +123,16 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
     m.ns(&["ip", "link", "add", "orc0", "type", "bridge"]);
     m.ns(&["ip", "addr", "add", "10.199.0.1/24", "dev", "orc0"]);
     m.ns(&["ip", "link", "set", "orc0", "up"]);
-    m.ns(&["ip", "route", "add", "10.199.7.0/24", "via", "10.199.0.9", "proto", "79"]);
+    m.ns(&[
+        "ip",
+        "route",
+        "add",
+        "10.199.7.0/24",
+        "via",
+        "10.199.0.9",
+        "proto",
+        "79",
+    ]);
     let mount = m.data_dir().join("agent/netns/some-pod");
     std::fs::create_dir_all(&mount).unwrap();
     let bound = run(Command::new("mount").arg("--bind").arg(&mount).arg(&mount));
