@@ -70,7 +70,9 @@ impl NodeFacts {
         let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
         NodeFacts {
             name: name.to_string(),
-            hostname: crate::cli::server::hostname(),
+            // As k3s: the node name (by default the host name) is the kubelet's hostname
+            // override, so `kubernetes.io/hostname` tells nodes on one machine apart.
+            hostname: name.to_string(),
             internal_ip: node_ip
                 .or_else(crate::cli::server::primary_ip)
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
