@@ -36,6 +36,10 @@ impl Agent {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            // No containerd, so no pod network either: even on a host running its own
+            // containerd, these agents never make a bridge or routes in its namespace.
+            .arg("--containerd-socket")
+            .arg(data_dir.join("no-containerd.sock"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -7,6 +7,7 @@ pub mod join;
 pub mod kubelet;
 pub mod net;
 pub mod node;
+pub mod pod_routes;
 pub mod proxy;
 pub mod runtime;
 
@@ -45,6 +46,8 @@ pub struct AgentConfig {
     pub nft_table: String,
     /// nftables table of the service proxy; `None` runs no proxy (--disable-proxy).
     pub proxy_table: Option<String>,
+    /// How long a renewal of the node's Lease holds (renewed every quarter of it).
+    pub node_lease_duration: Duration,
 }
 
 impl AgentConfig {
@@ -102,6 +105,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         config.node_ip,
         config.node_labels.clone(),
     )
+    .with_lease_duration(config.node_lease_duration)
     .run()
     .await;
     Ok(())
@@ -133,6 +137,10 @@ async fn run_pods(config: AgentConfig, client: Arc<ApiClient>, ca_pem: String) {
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
+    // Only now, with the node's own pod network in place: routes to the other nodes'
+    // pods belong to a node that runs pods.
+    let routes = pod_routes::PodRoutes::new(network.clone(), &config.node_name);
+    tokio::spawn(pod_routes::run(client.clone(), routes));
     let host_ip = config
         .node_ip
         .or_else(crate::cli::server::primary_ip)

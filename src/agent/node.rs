@@ -15,9 +15,12 @@ use crate::apiserver::auth::NODE_LEASE_NAMESPACE;
 pub const KUBELET_VERSION: &str = "v1.32.0+orc";
 /// Pods one node accepts (upstream's default).
 pub const MAX_PODS: &str = "110";
-/// How often the Lease is renewed, and for how long it holds.
-pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
-pub const LEASE_DURATION_SECONDS: i64 = 40;
+/// For how long a renewal of the node's Lease holds (upstream kubelet
+/// `--node-lease-duration-seconds`); it is renewed every quarter of it, as upstream.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(40);
+const LEASE_RENEWALS_PER_DURATION: u32 = 4;
+/// Renewals never come more often than this, whatever the lease duration.
+const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the node status is posted when nothing changed.
 pub const STATUS_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 const READY_MESSAGE: &str = "orc agent is posting ready status";
@@ -67,7 +70,9 @@ impl NodeFacts {
         let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
         NodeFacts {
             name: name.to_string(),
-            hostname: crate::cli::server::hostname(),
+            // As k3s: the node name (by default the host name) is the kubelet's hostname
+            // override, so `kubernetes.io/hostname` tells nodes on one machine apart.
+            hostname: name.to_string(),
             internal_ip: node_ip
                 .or_else(crate::cli::server::primary_ip)
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
@@ -221,12 +226,17 @@ pub fn build_node(facts: &NodeFacts, now: DateTime<Utc>) -> Value {
 }
 
 /// The node's Lease in kube-node-lease, renewed at `now`, owned by the Node `node_uid`.
-pub fn build_lease(node: &str, node_uid: Option<&str>, now: DateTime<Utc>) -> Value {
+pub fn build_lease(
+    node: &str,
+    node_uid: Option<&str>,
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> Value {
     let mut lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {"name": node, "namespace": NODE_LEASE_NAMESPACE},
-        "spec": lease_spec(node, now),
+        "spec": lease_spec(node, duration, now),
     });
     if let Some(uid) = node_uid {
         lease["metadata"]["ownerReferences"] =
@@ -235,10 +245,12 @@ pub fn build_lease(node: &str, node_uid: Option<&str>, now: DateTime<Utc>) -> Va
     lease
 }
 
-fn lease_spec(node: &str, now: DateTime<Utc>) -> Value {
+fn lease_spec(node: &str, duration: Duration, now: DateTime<Utc>) -> Value {
+    // Whole seconds, at least one: a shorter lease would look expired already.
+    let seconds = duration.as_secs_f64().ceil().max(1.0) as i64;
     json!({
         "holderIdentity": node,
-        "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+        "leaseDurationSeconds": seconds,
         "renewTime": micro_time(now),
     })
 }
@@ -293,6 +305,7 @@ pub struct Heartbeat {
     /// The status last posted (the conditions' transition times come from it).
     posted: Value,
     posted_at: Option<Instant>,
+    lease_duration: Duration,
 }
 
 impl Heartbeat {
@@ -310,7 +323,14 @@ impl Heartbeat {
             node_uid: None,
             posted: Value::Null,
             posted_at: None,
+            lease_duration: DEFAULT_LEASE_DURATION,
         }
+    }
+
+    /// How long each Lease renewal holds; renewals come every quarter of it.
+    pub fn with_lease_duration(mut self, duration: Duration) -> Heartbeat {
+        self.lease_duration = duration;
+        self
     }
 
     fn facts(&self) -> NodeFacts {
@@ -378,7 +398,7 @@ impl Heartbeat {
     /// Renews the Lease (creating it if missing).
     pub async fn renew_lease(&self) -> Result<(), NodeError> {
         let now = Utc::now();
-        let patch = json!({"spec": lease_spec(&self.name, now)});
+        let patch = json!({"spec": lease_spec(&self.name, self.lease_duration, now)});
         let what = "renew the node lease";
         let resp = call(
             what,
@@ -388,7 +408,12 @@ impl Heartbeat {
         match resp.status.as_u16() {
             200 => Ok(()),
             404 => {
-                let lease = build_lease(&self.name, self.node_uid.as_deref(), now);
+                let lease = build_lease(
+                    &self.name,
+                    self.node_uid.as_deref(),
+                    self.lease_duration,
+                    now,
+                );
                 let path = format!(
                     "/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
                 );
@@ -431,7 +456,9 @@ impl Heartbeat {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
-        let mut ticker = tokio::time::interval(LEASE_RENEW_INTERVAL);
+        let renew_every =
+            (self.lease_duration / LEASE_RENEWALS_PER_DURATION).max(MIN_RENEW_INTERVAL);
+        let mut ticker = tokio::time::interval(renew_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
@@ -550,7 +577,12 @@ mod tests {
 
     #[test]
     fn lease_is_held_by_the_node_with_a_micro_time() {
-        let lease = build_lease("n1", Some("uid-1"), t("2024-05-01T10:00:00.123456Z"));
+        let lease = build_lease(
+            "n1",
+            Some("uid-1"),
+            DEFAULT_LEASE_DURATION,
+            t("2024-05-01T10:00:00.123456Z"),
+        );
         assert_eq!(lease["metadata"]["namespace"], "kube-node-lease");
         assert_eq!(lease["spec"]["holderIdentity"], "n1");
         assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);

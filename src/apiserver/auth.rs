@@ -452,7 +452,9 @@ mod tests {
             err.message,
             "nodes \"n2\" is forbidden: User \"system:node:n1\" cannot patch resource \"nodes/status\" in API group \"\" at the cluster scope: node \"n1\" is not allowed to modify node \"n2\""
         );
+        // Every node reads every Node: its host-gw routes follow the others' podCIDRs.
         assert!(allowed(&n1, &action("list", "nodes", None, None, None)));
+        assert!(allowed(&n1, &action("watch", "nodes", None, None, None)));
         assert!(allowed(
             &n1,
             &action("get", "nodes", None, Some("n2"), None)

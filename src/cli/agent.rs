@@ -41,6 +41,10 @@ pub struct NodeArgs {
     /// Run no service proxy on this node (Services are then not reachable from it).
     #[arg(long, env = "ORC_DISABLE_PROXY")]
     pub disable_proxy: bool,
+    /// How long each renewal of the node's Lease holds; it is renewed every quarter of
+    /// it. Keep it below the server's --node-monitor-grace-period.
+    #[arg(long, env = "ORC_NODE_LEASE_DURATION", default_value = "40s", value_parser = crate::cli::server::parse_duration)]
+    pub node_lease_duration: std::time::Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -105,6 +109,7 @@ impl NodeArgs {
             bridge: self.pod_bridge,
             nft_table: self.pod_nft_table,
             proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
+            node_lease_duration: self.node_lease_duration,
         })
     }
 }
@@ -187,6 +192,15 @@ mod tests {
         assert_eq!(c.agent_dir(), PathBuf::from("/var/lib/orc/agent"));
         assert_eq!(c.token.secret, "s3cret");
         assert_eq!(c.proxy_table.as_deref(), Some("orc-proxy"));
+        assert_eq!(c.node_lease_duration, std::time::Duration::from_secs(40));
+    }
+
+    #[test]
+    fn lease_duration_is_a_go_style_duration() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&[&base[..], &["--node-lease-duration", "4s"]].concat()).unwrap();
+        assert_eq!(c.node_lease_duration, std::time::Duration::from_secs(4));
+        assert!(config(&[&base[..], &["--node-lease-duration", "soon"]].concat()).is_err());
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl ServerArgs {
 }
 
 /// A duration as Go writes them (`40s`, `5m`, `1m30s`, `500ms`) or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
