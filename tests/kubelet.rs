@@ -18,7 +18,7 @@ use serde_json::Value;
 
 #[path = "support/host.rs"]
 mod host;
-use host::{free_port, repo_path, require_root_and_tools, run};
+use host::{free_port, remove_pod_cgroups, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -82,7 +82,9 @@ impl World {
         // The node's "LAN" link, so the node has an address of its own (NodePorts). A
         // veth pair, not a dummy link: not every kernel has the dummy driver.
         for args in [
-            vec!["link", "add", "eth0", "type", "veth", "peer", "name", "lan0"],
+            vec![
+                "link", "add", "eth0", "type", "veth", "peer", "name", "lan0",
+            ],
             vec!["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"],
             vec!["link", "set", "lan0", "up"],
             vec!["link", "set", "eth0", "up"],
@@ -250,23 +252,6 @@ impl Drop for World {
         for uid in &uids {
             remove_pod_cgroups(uid);
         }
-    }
-}
-
-/// Removes the cgroups of pod `uid` (and of its containers) in every hierarchy.
-fn remove_pod_cgroups(uid: &str) {
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let pod = hierarchy.path().join("orc").join(format!("pod{uid}"));
-        for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
-            if c.path().is_dir() {
-                let _ = std::fs::remove_dir(c.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&pod);
     }
 }
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 #[path = "support/host.rs"]
 mod host;
-use host::{repo_path, require_root_and_tools, run};
+use host::{remove_pod_cgroups, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -462,25 +462,6 @@ fn ip(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Removes the cgroups of pod `uid` (and of its containers) in every hierarchy.
-fn remove_pod_cgroups(uid: &str) {
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|h| h.path())
-        .chain([PathBuf::from("/sys/fs/cgroup")])
-    {
-        let pod = hierarchy.join("orc").join(format!("pod{uid}"));
-        for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
-            if c.path().is_dir() {
-                let _ = std::fs::remove_dir(c.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&pod);
-    }
 }
 
 fn is_ready(node: &Value) -> bool {

@@ -46,3 +46,23 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Removes the cgroups of pod `uid` (and of its containers) in every hierarchy (cgroup v1
+/// controllers and the v2 unified root).
+pub fn remove_pod_cgroups(uid: &str) {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path())
+        .chain([PathBuf::from("/sys/fs/cgroup")])
+    {
+        let pod = hierarchy.join("orc").join(format!("pod{uid}"));
+        for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+            if c.path().is_dir() {
+                let _ = std::fs::remove_dir(c.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&pod);
+    }
+}
