@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn, Instrument};
 
@@ -110,8 +110,15 @@ impl NftCli {
 impl Nft for NftCli {
     fn apply(&self, commands: &[Value]) -> Result<()> {
         const STEP: &str = "apply proxy rules";
-        let payload = serde_json::to_vec(&json!({ "nftables": commands }))
-            .expect("JSON values always serialize");
+        /// `{"nftables": [...]}`, serialized without copying the commands.
+        #[derive(serde::Serialize)]
+        struct Payload<'a> {
+            nftables: &'a [Value],
+        }
+        let payload = serde_json::to_vec(&Payload {
+            nftables: commands,
+        })
+        .expect("JSON values always serialize");
         self.run(
             vec!["-j".into(), "-f".into(), "-".into()],
             Some(payload),

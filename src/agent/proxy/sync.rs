@@ -165,7 +165,10 @@ pub fn full_sync(table: &str, desired: &Ruleset, live: &LiveTable) -> Vec<Value>
         cmds.push("flush", "map", json!({ "name": name }));
     }
     for (name, spec) in &desired.chains {
-        cmds.chain("flush", name);
+        // A chain made by this transaction is empty already.
+        if live.chains.contains(name) {
+            cmds.chain("flush", name);
+        }
         cmds.add_rules(name, spec);
     }
     for (key, target) in &desired.elements {
