@@ -37,12 +37,20 @@ struct World {
     netns: String,
     server: Option<Child>,
     port: u16,
+    /// The private registry's port (in the test's network namespace), if it has one.
+    registry_port: Option<u16>,
     /// Pods the test saw (their cgroups are removed at the end).
     uids: std::cell::RefCell<Vec<String>>,
 }
 
 impl World {
     fn start() -> World {
+        World::start_with(false)
+    }
+
+    /// With `registry`, a private docker-registry serves on 127.0.0.1:[`World::registry_port`]
+    /// inside the test's network namespace (where the agent pulls from).
+    fn start_with(registry: bool) -> World {
         require_root_and_tools("tests/kubelet.rs");
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = PathBuf::from(format!("/run/orc-kubelet-test-{tag}"));
@@ -51,6 +59,7 @@ impl World {
             netns: format!("orc-kt-{tag}"),
             server: None,
             port: free_port(),
+            registry_port: registry.then(free_port),
             uids: Default::default(),
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
@@ -62,14 +71,6 @@ impl World {
             "build the busybox test image (needs busybox-static): {}",
             String::from_utf8_lossy(&built.stderr)
         );
-        let started = run(Command::new(repo_path("scripts/containerd-test-env.sh"))
-            .arg("start")
-            .arg(&dir));
-        assert!(
-            started.status.success(),
-            "start a private containerd: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
         let added = run(Command::new("ip").args(["netns", "add", &world.netns]));
         assert!(
             added.status.success(),
@@ -77,9 +78,30 @@ impl World {
             String::from_utf8_lossy(&added.stderr)
         );
         run(Command::new("ip").args(["-n", &world.netns, "link", "set", "lo", "up"]));
+        // containerd (and the registry) run in the node's network namespace, as on a node.
+        let mut env = world.in_netns(repo_path("scripts/containerd-test-env.sh"));
+        env.arg("start").arg(&dir);
+        if let Some(port) = world.registry_port {
+            env.arg(port.to_string());
+        }
+        let started = run(&mut env);
+        assert!(
+            started.status.success(),
+            "start a private containerd{}: {}",
+            if registry { " and docker-registry" } else { "" },
+            String::from_utf8_lossy(&started.stderr)
+        );
 
         world.spawn_server();
         world
+    }
+
+    /// `program` run inside the test's network namespace.
+    fn in_netns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg(program);
+        cmd
     }
 
     /// Starts `orc server` (with its embedded agent) in the test's network namespace and
@@ -151,6 +173,43 @@ impl World {
             .env("KUBECONFIG", self.kubeconfig())
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// `kubectl args…` that must succeed: its stdout.
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The events about pod `name`, as `(reason, message)`, oldest first.
+    fn pod_events(&self, name: &str) -> Vec<(String, String)> {
+        let out = self.kubectl(&["get", "events", "-o", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["involvedObject"]["kind"] == "Pod" && e["involvedObject"]["name"] == name)
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (text("reason"), text("message"))
+            })
+            .collect()
+    }
+
+    /// Remembers the uid of pod `name` (its cgroups are removed at the end).
+    fn remember(&self, name: &str) {
+        if let Some(uid) = self
+            .pod(name)
+            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+        {
+            self.uids.borrow_mut().push(uid);
+        }
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
@@ -617,4 +676,225 @@ spec:
     assert!(!w.data_dir().join(format!("agent/podns/{uid}-ipc")).exists());
 
     service_reaches_its_ready_pods(&w);
+}
+
+/// The status of container `name` of `pod`.
+fn named_status(pod: &Value, name: &str) -> Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One pod's containers share its network and volumes; an OOM kill, a failing liveness
+/// probe, a registry pull and a missing image all show in the pod's status and events.
+#[test]
+fn pods_share_localhost_and_volumes_and_report_oom_probes_and_pulls() {
+    let w = World::start_with(true);
+    for tool in ["skopeo", "docker-registry"] {
+        let found = run(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+        assert!(
+            found.status.success(),
+            "this test needs {tool}: run scripts/install-deps.sh"
+        );
+    }
+    let port = w.registry_port.unwrap();
+    let pushed = format!("127.0.0.1:{port}/test/busybox:pushed");
+    let mut copy = w.in_netns("skopeo");
+    copy.args(["copy", "--dest-tls-verify=false"])
+        .arg(format!(
+            "oci-archive:{}",
+            w.data_dir().join("agent/images/busybox.tar").display()
+        ))
+        .arg(format!("docker://{pushed}"));
+    let copied = run(&mut copy);
+    assert!(
+        copied.status.success(),
+        "skopeo copy to the test's registry: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let missing = format!("127.0.0.1:{port}/nothing/here:v1");
+
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo written-by-web > /shared/note && exec httpd -f -p 8080 -h /var/www"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  - name: client
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "until [ -s /data/note ]; do sleep 0.2; done; cat /data/note; until wget -qO- http://localhost:8080/; do sleep 0.2; done; exec sleep 3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /data
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["tail", "/dev/zero"]
+    resources:
+      limits:
+        memory: 16Mi
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sick
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec:
+        command: ["cat", "/tmp/healthy"]
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pulled
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {pushed}
+    imagePullPolicy: Always
+    command: ["sh", "-c", "echo from-the-registry; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: nowhere
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {missing}
+    imagePullPolicy: IfNotPresent
+"#
+    ));
+    for name in ["pair", "hog", "sick", "pulled", "nowhere"] {
+        w.remember(name);
+    }
+
+    // localhost is the pod's, and so is the emptyDir.
+    let mut logs = String::new();
+    w.wait_for("client to read the note and the page", || {
+        logs = w.kubectl_out(&["logs", "pair", "-c", "client"]);
+        logs.contains("hello from orc busybox")
+    });
+    assert_eq!(logs, "written-by-web\nhello from orc busybox", "{logs}");
+
+    // Over its memory limit: OOM-killed, restarted, and the kill is its lastState.
+    let mut hog = Value::Null;
+    w.wait_for("hog to be OOM-killed", || {
+        hog = w.pod("hog").unwrap_or_default();
+        container_status(&hog)["lastState"]["terminated"]["reason"] == "OOMKilled"
+    });
+    let last = &container_status(&hog)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+
+    // A failing liveness probe restarts the container.
+    w.wait_for("sick to be restarted by its liveness probe", || {
+        let sick = w.pod("sick").unwrap_or_default();
+        container_status(&sick)["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let events = w.pod_events("sick");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|(r, m)| r == "Killing"
+            && m == "Container app failed liveness probe, will be restarted"),
+        "{events:?}"
+    );
+
+    // Pulled over HTTP from the registry on the node's loopback.
+    w.wait_for("pulled to run", || {
+        w.kubectl_out(&["logs", "pulled"]) == "from-the-registry"
+    });
+    let pulled = container_status(&w.pod("pulled").unwrap());
+    assert!(
+        pulled["imageID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("127.0.0.1:{port}/test/busybox@sha256:"))),
+        "{pulled}"
+    );
+    let events = w.pod_events("pulled");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Pulled" && m.starts_with("Successfully pulled image")),
+        "{events:?}"
+    );
+
+    // A missing image: ErrImagePull, then ImagePullBackOff, each with a message.
+    let mut waiting = Value::Null;
+    w.wait_for("nowhere to back off pulling", || {
+        waiting =
+            container_status(&w.pod("nowhere").unwrap_or_default())["state"]["waiting"].clone();
+        waiting["reason"] == "ImagePullBackOff"
+    });
+    let message = waiting["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with(&format!("Back-off pulling image \"{missing}\"")),
+        "{waiting}"
+    );
+    assert!(message.contains("not found"), "{waiting}");
+    let events = w.pod_events("nowhere");
+    for (reason, text) in [
+        ("Failed", format!("Failed to pull image \"{missing}\"")),
+        ("Failed", "Error: ErrImagePull".to_string()),
+        ("BackOff", format!("Back-off pulling image \"{missing}\"")),
+        ("Failed", "Error: ImagePullBackOff".to_string()),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(r, m)| r == reason && m.starts_with(&text)),
+            "no {reason} event {text:?} in {events:?}"
+        );
+    }
+    let described = w.kubectl_ok(&["describe", "pod", "nowhere"]);
+    for text in ["ImagePullBackOff", "ErrImagePull", "Failed to pull image"] {
+        assert!(described.contains(text), "no {text} in: {described}");
+    }
 }

@@ -256,6 +256,25 @@ async fn missing_image_waits_with_err_image_pull_then_back_off() {
     w.sync_once().await;
     let cs = last_status(&h.api)["containerStatuses"][0].clone();
     assert_eq!(cs["state"]["waiting"]["reason"], "ImagePullBackOff");
+    let message = cs["state"]["waiting"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Back-off pulling image \"registry.local/nope:1\": ErrImagePull: "),
+        "{message}"
+    );
+    let events = h.api.events();
+    for (reason, text) in [
+        ("Failed", "Error: ErrImagePull"),
+        (
+            "BackOff",
+            "Back-off pulling image \"registry.local/nope:1\"",
+        ),
+        ("Failed", "Error: ImagePullBackOff"),
+    ] {
+        assert!(
+            events.iter().any(|(r, m)| r == reason && m == text),
+            "no {reason} {text:?} in {events:?}"
+        );
+    }
     // Once the image can be pulled, the next try after the back-off starts it.
     h.rt.add_registry_image("registry.local/nope:1");
     tokio::time::advance(Duration::from_secs(11)).await;

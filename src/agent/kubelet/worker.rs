@@ -49,6 +49,8 @@ struct Track {
     /// Image pulls failed in a row and when the next try may happen.
     pull_failures: u32,
     pull_retry_at: Option<Instant>,
+    /// Why the last pull failed (the ImagePullBackOff message repeats it).
+    pull_error: Option<String>,
     /// A BackOff event was sent for the current back-off period.
     backoff_reported: bool,
     /// When the current instance started (probe delays count from it).
@@ -640,20 +642,36 @@ impl PodWorker {
         let track = self.track.entry(name.clone()).or_default().clone();
         if track.pull_retry_at.is_some_and(|t| now < t) {
             let record = self.record_mut(init, i);
-            if let Some(w) = record.waiting.as_mut() {
-                if w.reason == "ErrImagePull" {
-                    w.reason = "ImagePullBackOff".into();
-                    w.message = format!("Back-off pulling image {image:?}");
-                }
+            let failed_pull = record
+                .waiting
+                .as_ref()
+                .is_some_and(|w| w.reason == "ErrImagePull");
+            if failed_pull {
+                // As upstream: the back-off names the pull error it waits out.
+                let backoff = format!("Back-off pulling image {image:?}");
+                record.waiting = Some(Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!(
+                        "{backoff}: ErrImagePull: {}",
+                        track.pull_error.as_deref().unwrap_or("")
+                    ),
+                });
+                self.event("Normal", "BackOff", &backoff, Some(&name)).await;
+                self.event("Warning", "Failed", "Error: ImagePullBackOff", Some(&name))
+                    .await;
             }
             return;
         }
         let image_id = match self.pull(init, &name, spec, &image).await {
             Ok(id) => id,
-            Err(waiting) => {
+            Err((waiting, error)) => {
+                let error_event = format!("Error: {}", waiting.reason);
+                self.event("Warning", "Failed", &error_event, Some(&name))
+                    .await;
                 let t = self.track.entry(name.clone()).or_default();
                 t.pull_failures += 1;
                 t.pull_retry_at = Some(now + backoff_delay(t.pull_failures));
+                t.pull_error = Some(error);
                 self.record_mut(init, i).waiting = Some(waiting);
                 return;
             }
@@ -662,6 +680,7 @@ impl PodWorker {
             let t = self.track.entry(name.clone()).or_default();
             t.pull_failures = 0;
             t.pull_retry_at = None;
+            t.pull_error = None;
         }
         let config = match self.build_config(spec, restart_count, init).await {
             Ok(c) => c,
@@ -799,14 +818,15 @@ impl PodWorker {
         });
     }
 
-    /// Makes the image present; the image ID on success, the waiting state on failure.
+    /// Makes the image present; the image ID on success, the waiting state and the
+    /// error on failure.
     async fn pull(
         &self,
         init: bool,
         name: &str,
         spec: &Value,
         image: &str,
-    ) -> Result<String, Waiting> {
+    ) -> Result<String, (Waiting, String)> {
         let policy = pull_policy(spec);
         let runtime = &self.shared.runtime;
         let field = self.field_path(init, name);
@@ -827,10 +847,13 @@ impl PodWorker {
                 format!("Container image {image:?} is not present with pull policy of Never");
             self.event_at("Warning", "ErrImageNeverPull", &message, &field)
                 .await;
-            return Err(Waiting {
-                reason: "ErrImageNeverPull".into(),
+            return Err((
+                Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: message.clone(),
+                },
                 message,
-            });
+            ));
         }
         self.event_at(
             "Normal",
@@ -854,12 +877,16 @@ impl PodWorker {
                 Ok(image_id(&info))
             }
             Err(e) => {
-                let message = format!("Failed to pull image {image:?}: {}", error_chain(&e));
+                let error = error_chain(&e);
+                let message = format!("Failed to pull image {image:?}: {error}");
                 self.event_at("Warning", "Failed", &message, &field).await;
-                Err(Waiting {
-                    reason: "ErrImagePull".into(),
-                    message,
-                })
+                Err((
+                    Waiting {
+                        reason: "ErrImagePull".into(),
+                        message,
+                    },
+                    error,
+                ))
             }
         }
     }
