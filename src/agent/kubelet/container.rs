@@ -23,6 +23,9 @@ pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 pub const RESTART_COUNT_LABEL: &str = "io.kubernetes.container.restartCount";
 /// `init` for init containers, `app` otherwise.
 pub const CONTAINER_KIND_LABEL: &str = "io.orc.container.kind";
+/// The image as the pod spec names it (the only container field a pod update may
+/// change): a running container whose spec names another one is restarted.
+pub const CONTAINER_IMAGE_LABEL: &str = "io.orc.container.image";
 
 /// ConfigMaps and Secrets the pod references, by `(kind, name)`; `None`: not found.
 pub type Sources = BTreeMap<(String, String), Option<Value>>;
@@ -541,6 +544,7 @@ pub fn container_config(
         ),
         (CONTAINER_NAME_LABEL, name),
         (CONTAINER_KIND_LABEL, if init { "init" } else { "app" }),
+        (CONTAINER_IMAGE_LABEL, image),
     ];
     for (k, v) in labels {
         config.labels.insert(k.to_string(), v.to_string());

@@ -682,3 +682,72 @@ async fn containers_without_a_task_after_a_reboot_are_restarted() {
     assert_eq!(cs["restartCount"], 1);
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Unknown");
 }
+
+fn events_with(api: &FakePodApi, reason: &str) -> Vec<String> {
+    api.events()
+        .into_iter()
+        .filter(|(r, _)| r == reason)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[tokio::test]
+async fn new_image_restarts_the_running_container_whatever_the_policy() {
+    let h = harness();
+    h.rt.add_image("busybox:other");
+    let mut p = pod("u1", "Never", "sleep 1000");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(4);
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+
+    p["spec"]["containers"][0]["image"] = json!("busybox:other");
+    w.update(p);
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::Stop {
+        id: "u1-app-0".into(),
+        signal: SIGTERM,
+        grace: Duration::from_secs(4)
+    }));
+    assert_eq!(
+        events_with(&h.api, "Killing"),
+        ["Container app definition changed, will be restarted"]
+    );
+    // Started again at once (no back-off), from the new image.
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1"]);
+    assert_eq!(
+        h.rt.container_config("u1-app-1").unwrap().image,
+        "busybox:other"
+    );
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["restartCount"], 1, "{cs}");
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["image"], "busybox:other");
+    assert_eq!(last_status(&h.api)["phase"], "Running");
+
+    // It runs on: no further restarts.
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt).len(), 2);
+}
+
+#[tokio::test]
+async fn image_changed_while_the_agent_was_away_restarts_the_adopted_container() {
+    let h = harness();
+    h.rt.add_image("busybox:other");
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    let mut stored = pod("u1", "Always", "sleep 1000");
+    stored["status"] = last_status(&h.api);
+    stored["spec"]["containers"][0]["image"] = json!("busybox:other");
+    drop(w);
+
+    let found = h.rt.list_containers().await.unwrap();
+    let mut w = PodWorker::new(h.shared.clone(), stored, found);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1"]);
+    assert_eq!(
+        h.rt.container_config("u1-app-1").unwrap().image,
+        "busybox:other"
+    );
+}

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::container::{
-    self, env_sources, pull_policy, PodContext, Sources, CONTAINER_KIND_LABEL,
-    CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
+    self, env_sources, pull_policy, PodContext, Sources, CONTAINER_IMAGE_LABEL,
+    CONTAINER_KIND_LABEL, CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
 };
 use super::pod_files::{self, PreparedVolume};
 use super::probes::{run_probe, ProbeKind, ProbeSpec, ProbeState};
@@ -57,6 +57,10 @@ struct Track {
     started: Option<Instant>,
     /// Probe states of the current instance, by probe field name.
     probes: BTreeMap<&'static str, ProbeState>,
+    /// The current instance was stopped because the spec changed: the next one starts
+    /// at once, whatever the restart policy and back-off say (as upstream, whose
+    /// back-off is keyed by the container's hash).
+    definition_changed: bool,
 }
 
 pub struct PodWorker {
@@ -265,6 +269,9 @@ impl PodWorker {
                     record.probe_ready = Some(true);
                 }
             }
+            if let Some(image) = c.labels.get(CONTAINER_IMAGE_LABEL) {
+                record.image = image.clone();
+            }
             record.current = Some(Instance {
                 id: c.id.clone(),
                 restart_count,
@@ -288,7 +295,7 @@ impl PodWorker {
                     return;
                 }
                 Some(pod) => {
-                    self.pod = pod;
+                    self.update(pod);
                     if !self.pod["metadata"]["deletionTimestamp"].is_null() {
                         self.terminate_and_delete().await;
                         return;
@@ -301,6 +308,11 @@ impl PodWorker {
                 () = tokio::time::sleep(interval) => {}
             }
         }
+    }
+
+    /// Takes the pod as the API has it now (the next sync acts on it).
+    pub fn update(&mut self, pod: Value) {
+        self.pod = pod;
     }
 
     /// Whether the pod has ended for good (Succeeded or Failed as last posted or stored).
@@ -574,8 +586,40 @@ impl PodWorker {
         let specs = containers(&self.pod["spec"], "containers");
         let policy = self.policy();
         for (i, spec) in specs.iter().enumerate() {
+            if self.apps[i].is_running()
+                && self.apps[i].image != spec["image"].as_str().unwrap_or("")
+            {
+                self.stop_changed(i).await;
+            }
             self.advance(false, i, spec, &policy).await;
         }
+    }
+
+    /// Stops running app container `i` whose spec names another image than it was made
+    /// from; [`Self::advance`] then starts its successor.
+    async fn stop_changed(&mut self, i: usize) {
+        let name = self.apps[i].name.clone();
+        let Some(id) = self.apps[i].current.as_ref().map(|c| c.id.clone()) else {
+            return;
+        };
+        let text = format!("Container {name} definition changed, will be restarted");
+        self.event("Normal", "Killing", &text, Some(&name)).await;
+        info!(pod = %self.name(), container = %name, "container definition changed; restarting it");
+        self.track
+            .entry(name.clone())
+            .or_default()
+            .definition_changed = true;
+        let grace = self.termination_grace();
+        if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
+            warn!(pod = %self.name(), container = %name, error = %e, "stopping the changed container failed");
+        }
+        self.poll_containers().await;
+    }
+
+    fn termination_grace(&self) -> Duration {
+        self.pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .map_or(DEFAULT_GRACE, Duration::from_secs)
     }
 
     /// Decides and performs the next step for one container.
@@ -584,7 +628,13 @@ impl PodWorker {
         let name = record.name.clone();
         let track = self.track.get(&name).cloned().unwrap_or_default();
         let exited_ago = track.exited_at.map(|t| t.elapsed());
-        match next_step(record, policy, track.backoff_level, exited_ago) {
+        let step = match record.terminated() {
+            Some(_) if track.definition_changed => Step::Start {
+                restart_count: record.restart_count() + 1,
+            },
+            _ => next_step(record, policy, track.backoff_level, exited_ago),
+        };
+        match step {
             Step::Keep => {
                 let record = self.record_mut(init, i);
                 if record.terminated().is_some() || record.is_running() {
@@ -715,7 +765,13 @@ impl PodWorker {
                 warn!(pod = %self.name(), container = %name, error = %e, "removing the old instance failed");
             }
             let t = self.track.entry(name.clone()).or_default();
-            t.backoff_level += 1;
+            // A new definition starts a new back-off; a crash of the same one raises it.
+            t.backoff_level = if t.definition_changed {
+                0
+            } else {
+                t.backoff_level + 1
+            };
+            t.definition_changed = false;
             t.exited_at = None;
         }
         let runtime = self.shared.runtime.clone();
@@ -806,6 +862,7 @@ impl PodWorker {
             t.probes.clear();
         }
         let record = self.record_mut(init, i);
+        record.image = image;
         record.waiting = None;
         record.started = ProbeSpec::of(spec, ProbeKind::Startup).is_none();
         record.probe_ready = ProbeSpec::of(spec, ProbeKind::Readiness).map(|_| false);
@@ -1042,9 +1099,7 @@ impl PodWorker {
                         );
                         self.event("Normal", "Killing", &text, Some(&name)).await;
                         track_reset(&mut self.track, &name);
-                        let grace = self.pod["spec"]["terminationGracePeriodSeconds"]
-                            .as_u64()
-                            .map_or(DEFAULT_GRACE, Duration::from_secs);
+                        let grace = self.termination_grace();
                         if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
                             warn!(pod = %self.name(), container = %name, error = %e, "stopping unhealthy container failed");
                         }
