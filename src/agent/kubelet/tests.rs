@@ -751,3 +751,65 @@ async fn image_changed_while_the_agent_was_away_restarts_the_adopted_container()
         "busybox:other"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn pod_past_its_active_deadline_is_stopped_and_failed() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["activeDeadlineSeconds"] = json!(5);
+    p["spec"]["terminationGracePeriodSeconds"] = json!(2);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    tokio::time::advance(Duration::from_secs(4)).await;
+    w.sync_once().await;
+    assert_eq!(last_status(&h.api)["phase"], "Running");
+    assert!(!h
+        .rt
+        .calls()
+        .iter()
+        .any(|c| matches!(c, FakeCall::Stop { .. })));
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::Stop {
+        id: "u1-app-0".into(),
+        signal: SIGTERM,
+        grace: Duration::from_secs(2)
+    }));
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Failed");
+    assert_eq!(s["reason"], "DeadlineExceeded");
+    assert_eq!(
+        s["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    assert!(
+        s["containerStatuses"][0]["state"]["terminated"].is_object(),
+        "{s}"
+    );
+    assert_eq!(
+        events_with(&h.api, "DeadlineExceeded"),
+        ["Pod was active on the node longer than the specified deadline"]
+    );
+
+    // Failed for good: the restart policy does not bring it back.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    w.sync_once().await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+    assert_eq!(last_status(&h.api)["phase"], "Failed");
+}
+
+#[tokio::test]
+async fn active_deadline_counts_from_the_pods_start_time() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["activeDeadlineSeconds"] = json!(30);
+    let started = chrono::Utc::now() - chrono::Duration::seconds(31);
+    p["status"]["startTime"] = json!(status::timestamp(started));
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    assert!(creates(&h.rt).is_empty());
+    assert_eq!(last_status(&h.api)["phase"], "Failed");
+    assert_eq!(last_status(&h.api)["reason"], "DeadlineExceeded");
+}

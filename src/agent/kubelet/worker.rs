@@ -36,6 +36,9 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// Exit code reported for an instance found without a task (as upstream's "Unknown").
 const UNKNOWN_EXIT_CODE: i32 = 255;
+/// Why and how a pod past its activeDeadlineSeconds failed (upstream's words).
+pub const DEADLINE_REASON: &str = "DeadlineExceeded";
+pub const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 /// Wait before retrying the final pod delete.
 const DELETE_RETRY: Duration = Duration::from_secs(2);
 
@@ -80,6 +83,11 @@ pub struct PodWorker {
     message: Option<(String, String)>,
     last_posted: Option<Value>,
     volumes_refreshed: Instant,
+    /// When the pod became active on this node (its startTime on the monotonic clock),
+    /// for activeDeadlineSeconds.
+    active_since: Option<Instant>,
+    /// The pod ran past its activeDeadlineSeconds: its containers were stopped for good.
+    deadline_exceeded: bool,
 }
 
 fn record_for(spec: &Value) -> ContainerRecord {
@@ -141,6 +149,8 @@ impl PodWorker {
             message: None,
             last_posted: None,
             volumes_refreshed: Instant::now(),
+            active_since: None,
+            deadline_exceeded: false,
         };
         worker.adopt(adopted);
         worker
@@ -323,7 +333,10 @@ impl PodWorker {
 
     /// One pass: sandbox, containers, status.
     pub async fn sync_once(&mut self) {
-        if !self.is_terminal() {
+        if !self.deadline_exceeded && !self.is_terminal() && self.past_active_deadline() {
+            self.stop_past_deadline().await;
+        }
+        if !self.is_terminal() && !self.deadline_exceeded {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
             }
@@ -348,9 +361,61 @@ impl PodWorker {
         self.post_status().await;
     }
 
+    /// Whether the pod has been active on this node for its activeDeadlineSeconds
+    /// (counted from its startTime, as upstream).
+    fn past_active_deadline(&mut self) -> bool {
+        let Some(deadline) = self.pod["spec"]["activeDeadlineSeconds"].as_u64() else {
+            return false;
+        };
+        let Some(start) = self.start_time else {
+            return false;
+        };
+        let since = *self.active_since.get_or_insert_with(|| {
+            let now = Instant::now();
+            now.checked_sub(chrono_ago(Some(start))).unwrap_or(now)
+        });
+        since.elapsed() >= Duration::from_secs(deadline)
+    }
+
+    /// Fails the pod for running past its deadline: stops its containers for good.
+    async fn stop_past_deadline(&mut self) {
+        info!(pod = %self.name(), "pod ran past its activeDeadlineSeconds; stopping it");
+        self.deadline_exceeded = true;
+        self.message = Some((DEADLINE_REASON.into(), DEADLINE_MESSAGE.into()));
+        self.event("Normal", DEADLINE_REASON, DEADLINE_MESSAGE, None)
+            .await;
+        let grace = self.termination_grace();
+        let running: Vec<(String, String)> = self
+            .init
+            .iter()
+            .chain(self.apps.iter())
+            .filter(|r| r.is_running())
+            .filter_map(|r| Some((r.name.clone(), r.current.as_ref()?.id.clone())))
+            .collect();
+        for (name, _) in &running {
+            let text = format!("Stopping container {name}");
+            self.event("Normal", "Killing", &text, Some(name)).await;
+        }
+        let runtime = self.shared.runtime.clone();
+        let pod = self.name();
+        let stops = running.iter().map(|(name, id)| {
+            let (runtime, pod) = (runtime.clone(), pod.clone());
+            async move {
+                if let Err(e) = runtime.stop(id, SIGTERM, grace).await {
+                    warn!(%pod, container = %name, error = %e, "stopping container failed");
+                }
+            }
+        });
+        futures::future::join_all(stops).await;
+        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
+            r.waiting = None;
+        }
+    }
+
     async fn ensure_sandbox(&mut self) {
         if self.start_time.is_none() {
             self.start_time = Some(Utc::now());
+            self.active_since = Some(Instant::now());
         }
         match self.make_sandbox().await {
             Ok(()) => {
@@ -1123,6 +1188,7 @@ impl PodWorker {
             now: Utc::now(),
             initialized,
             message: self.message.clone(),
+            failed: self.deadline_exceeded,
             previous: self.last_posted.as_ref().unwrap_or(&self.pod["status"]),
         }
     }
