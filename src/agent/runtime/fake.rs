@@ -40,6 +40,9 @@ pub enum FakeCall {
     ListContainers,
 }
 
+/// The version the fake runtime reports while it is up.
+pub const FAKE_VERSION: &str = "fake-1.0";
+
 #[derive(Debug)]
 struct FakeContainer {
     config: ContainerConfig,
@@ -55,6 +58,8 @@ struct State {
     containers: BTreeMap<String, FakeContainer>,
     exec_results: BTreeMap<String, ExecOutput>,
     next_pid: u32,
+    /// `version` fails (the runtime does not answer).
+    down: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +123,11 @@ impl FakeRuntime {
     }
 
     /// The config container `id` was created with.
+    /// Makes the health check (`version`) fail, or answer again.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
     pub fn container_config(&self, id: &str) -> Option<ContainerConfig> {
         self.lock().containers.get(id).map(|c| c.config.clone())
     }
@@ -146,6 +156,17 @@ impl FakeRuntime {
 
 #[async_trait::async_trait]
 impl ContainerRuntime for FakeRuntime {
+    /// Not recorded: the health check runs on a timer, not on the kubelet's behalf.
+    async fn version(&self) -> Result<String> {
+        if self.lock().down {
+            return Err(RuntimeError::Containerd {
+                op: "version",
+                source: containerd_client::tonic::Status::unavailable("the fake runtime is down"),
+            });
+        }
+        Ok(FAKE_VERSION.to_string())
+    }
+
     async fn ensure_image(
         &self,
         reference: &str,

@@ -313,4 +313,6 @@ pub trait ContainerRuntime: Send + Sync {
     /// Runs `cmd` in the running container and collects its output.
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
+    /// The runtime's version; an error when it does not answer (the health check).
+    async fn version(&self) -> Result<String>;
 }
