@@ -22,6 +22,8 @@ use host::{free_port, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
+/// The same busybox under a second name (for image updates).
+const OTHER_IMAGE: &str = "docker.io/library/busybox:other";
 const NAMESPACE: &str = "orc-kubelet-test";
 /// Longest any single wait takes.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -41,6 +43,8 @@ struct World {
     registry_port: Option<u16>,
     /// Pods the test saw (their cgroups are removed at the end).
     uids: std::cell::RefCell<Vec<String>>,
+    /// A containerd the test restarted itself (the script's stop ends it; reaped on drop).
+    restarted_containerd: std::cell::RefCell<Option<Child>>,
 }
 
 impl World {
@@ -61,16 +65,19 @@ impl World {
             port: free_port(),
             registry_port: registry.then(free_port),
             uids: Default::default(),
+            restarted_containerd: Default::default(),
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
-        let built = run(Command::new(repo_path("scripts/build-test-image.sh"))
-            .arg(world.data_dir().join("agent/images/busybox.tar"))
-            .arg(IMAGE));
-        assert!(
-            built.status.success(),
-            "build the busybox test image (needs busybox-static): {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
+        for (file, image) in [("busybox.tar", IMAGE), ("busybox-other.tar", OTHER_IMAGE)] {
+            let built = run(Command::new(repo_path("scripts/build-test-image.sh"))
+                .arg(world.data_dir().join("agent/images").join(file))
+                .arg(image));
+            assert!(
+                built.status.success(),
+                "build the busybox test image (needs busybox-static): {}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+        }
         let added = run(Command::new("ip").args(["netns", "add", &world.netns]));
         assert!(
             added.status.success(),
@@ -288,6 +295,10 @@ impl Drop for World {
             .arg("stop")
             .arg(&self.dir)
             .status();
+        if let Some(mut containerd) = self.restarted_containerd.take() {
+            let _ = containerd.kill();
+            let _ = containerd.wait();
+        }
         // The bridge and the nftables table live and die with this namespace.
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.netns])
@@ -316,6 +327,60 @@ fn remove_pod_cgroups(uid: &str) {
 }
 
 impl World {
+    /// Stops the test's containerd (its shims, and so the containers, keep running).
+    fn stop_containerd(&self) {
+        let pid_file = self.dir.join("containerd.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("containerd.pid");
+        let pid = pid.trim().to_string();
+        run(Command::new("kill").arg(&pid));
+        self.wait_for("containerd to exit", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+    }
+
+    /// Starts the test's containerd again, with the configuration it had.
+    fn restart_containerd(&self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("containerd.log"))
+            .unwrap();
+        let child = self
+            .in_netns("containerd")
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        // nsenter execs containerd: the child is containerd, which the script's stop ends.
+        std::fs::write(self.dir.join("containerd.pid"), child.id().to_string()).unwrap();
+        *self.restarted_containerd.borrow_mut() = Some(child);
+        self.wait_for("containerd to answer", || {
+            run(Command::new("ctr")
+                .arg("--address")
+                .arg(self.dir.join("containerd.sock"))
+                .arg("version"))
+            .status
+            .success()
+        });
+    }
+
+    /// The node's Ready condition.
+    fn node_ready(&self) -> Value {
+        let out = self.kubectl(&["get", "node", "kt-node", "-o", "json"]);
+        let node: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        node["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The pid of the container's running task, if it runs.
     fn task_pid(&self, id: &str) -> Option<String> {
         let out = run(Command::new("ctr")
@@ -678,17 +743,6 @@ spec:
     service_reaches_its_ready_pods(&w);
 }
 
-/// The status of container `name` of `pod`.
-fn named_status(pod: &Value, name: &str) -> Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// One pod's containers share its network and volumes; an OOM kill, a failing liveness
 /// probe, a registry pull and a missing image all show in the pod's status and events.
 #[test]
@@ -897,4 +951,233 @@ spec:
     for text in ["ImagePullBackOff", "ErrImagePull", "Failed to pull image"] {
         assert!(described.contains(text), "no {text} in: {described}");
     }
+}
+
+/// The `NAME=value` lines of `env` output.
+fn env_vars(output: &str) -> std::collections::BTreeMap<String, String> {
+    output
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Service variables reach pods; a new image restarts a container; activeDeadlineSeconds
+/// fails a pod; the node is NotReady while containerd is down and Ready once it is back.
+#[test]
+fn service_env_image_updates_deadlines_and_runtime_readiness() {
+    let w = World::start();
+    w.apply(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: db-main
+spec:
+  ports:
+  - name: pg
+    port: 5432
+",
+    );
+    let db_ip = w.kubectl_ok(&[
+        "get",
+        "service",
+        "db-main",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let api_ip = w.kubectl_ok(&[
+        "get",
+        "service",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert!(
+        !db_ip.is_empty() && !api_ip.is_empty(),
+        "{db_ip:?} {api_ip:?}"
+    );
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: linked
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "env; echo end-of-env; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unlinked
+spec:
+  nodeName: kt-node
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "env; echo end-of-env; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: swap
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: brief
+spec:
+  nodeName: kt-node
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#
+    ));
+    for name in ["linked", "unlinked", "swap", "brief"] {
+        w.remember(name);
+    }
+
+    // Docker-link variables for the Service made before the pod, and the master's.
+    let env_of = |pod: &str| {
+        let mut logs = String::new();
+        w.wait_for(&format!("{pod} to print its environment"), || {
+            logs = w.kubectl_out(&["logs", pod]);
+            logs.contains("end-of-env")
+        });
+        env_vars(&logs)
+    };
+    let linked = env_of("linked");
+    for (name, value) in [
+        ("DB_MAIN_SERVICE_HOST", db_ip.clone()),
+        ("DB_MAIN_SERVICE_PORT", "5432".into()),
+        ("DB_MAIN_SERVICE_PORT_PG", "5432".into()),
+        ("DB_MAIN_PORT", format!("tcp://{db_ip}:5432")),
+        ("DB_MAIN_PORT_5432_TCP", format!("tcp://{db_ip}:5432")),
+        ("DB_MAIN_PORT_5432_TCP_PROTO", "tcp".into()),
+        ("DB_MAIN_PORT_5432_TCP_PORT", "5432".into()),
+        ("DB_MAIN_PORT_5432_TCP_ADDR", db_ip.clone()),
+        ("KUBERNETES_SERVICE_HOST", api_ip.clone()),
+        ("KUBERNETES_SERVICE_PORT", "443".into()),
+    ] {
+        assert_eq!(linked.get(name), Some(&value), "{name} in {linked:?}");
+    }
+    let unlinked = env_of("unlinked");
+    assert_eq!(
+        unlinked.get("KUBERNETES_SERVICE_HOST"),
+        Some(&api_ip),
+        "{unlinked:?}"
+    );
+    assert!(
+        !unlinked.keys().any(|k| k.starts_with("DB_MAIN_")),
+        "enableServiceLinks: false still got links: {unlinked:?}"
+    );
+
+    // A new image: the container is killed and started again from it.
+    w.wait_for("swap to run", || {
+        w.kubectl_out(&["logs", "swap"]) == "started"
+    });
+    let before = container_status(&w.pod("swap").unwrap());
+    w.kubectl_ok(&["set", "image", "pod/swap", &format!("app={OTHER_IMAGE}")]);
+    let mut after = Value::Null;
+    w.wait_for("swap to run its new image", || {
+        after = container_status(&w.pod("swap").unwrap_or_default());
+        after["restartCount"] == 1 && after["state"]["running"].is_object()
+    });
+    assert_eq!(after["image"], OTHER_IMAGE, "{after}");
+    assert_ne!(after["containerID"], before["containerID"], "{after}");
+    let events = w.pod_events("swap");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Killing"
+                && m == "Container app definition changed, will be restarted"),
+        "{events:?}"
+    );
+
+    // Past its activeDeadlineSeconds: stopped, Failed, DeadlineExceeded.
+    let mut brief = Value::Null;
+    w.wait_for("brief to fail past its deadline", || {
+        brief = w.pod("brief").unwrap_or_default();
+        brief["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        brief["status"]["reason"], "DeadlineExceeded",
+        "{}",
+        brief["status"]
+    );
+    assert_eq!(
+        brief["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let cs = container_status(&brief);
+    assert!(cs["state"]["terminated"].is_object(), "{cs}");
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("containerd://")
+        .to_string();
+    assert!(w.task_pid(&id).is_none(), "brief's container still runs");
+
+    // containerd down: the node says so; back: Ready again, and pods start.
+    assert_eq!(w.node_ready()["status"], "True", "{}", w.node_ready());
+    w.stop_containerd();
+    let mut ready = Value::Null;
+    w.wait_for("the node to be NotReady", || {
+        ready = w.node_ready();
+        ready["status"] == "False"
+    });
+    assert_eq!(ready["reason"], "KubeletNotReady", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("container runtime is down")),
+        "{ready}"
+    );
+    w.restart_containerd();
+    w.wait_for("the node to be Ready again", || {
+        w.node_ready()["status"] == "True"
+    });
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: after-outage
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo back; exec sleep 3600\"]
+"
+    ));
+    w.remember("after-outage");
+    w.wait_for("a pod to start after the outage", || {
+        w.kubectl_out(&["logs", "after-outage"]) == "back"
+    });
+    assert_eq!(
+        container_status(&w.pod("linked").unwrap())["restartCount"],
+        0,
+        "the outage restarted a container"
+    );
 }
