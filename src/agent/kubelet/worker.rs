@@ -384,7 +384,6 @@ impl PodWorker {
         self.message = Some((DEADLINE_REASON.into(), DEADLINE_MESSAGE.into()));
         self.event("Normal", DEADLINE_REASON, DEADLINE_MESSAGE, None)
             .await;
-        let grace = self.termination_grace();
         let running: Vec<(String, String)> = self
             .init
             .iter()
@@ -392,14 +391,23 @@ impl PodWorker {
             .filter(|r| r.is_running())
             .filter_map(|r| Some((r.name.clone(), r.current.as_ref()?.id.clone())))
             .collect();
-        for (name, _) in &running {
+        self.stop_containers(&running, self.termination_grace())
+            .await;
+        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
+            r.waiting = None;
+        }
+    }
+
+    /// Stops the `(name, id)` containers together (SIGTERM, SIGKILL after `grace`),
+    /// with a Killing event for each.
+    async fn stop_containers(&self, running: &[(String, String)], grace: Duration) {
+        for (name, _) in running {
             let text = format!("Stopping container {name}");
             self.event("Normal", "Killing", &text, Some(name)).await;
         }
-        let runtime = self.shared.runtime.clone();
         let pod = self.name();
         let stops = running.iter().map(|(name, id)| {
-            let (runtime, pod) = (runtime.clone(), pod.clone());
+            let (runtime, pod) = (self.shared.runtime.clone(), pod.clone());
             async move {
                 if let Err(e) = runtime.stop(id, SIGTERM, grace).await {
                     warn!(%pod, container = %name, error = %e, "stopping container failed");
@@ -407,9 +415,6 @@ impl PodWorker {
             }
         });
         futures::future::join_all(stops).await;
-        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
-            r.waiting = None;
-        }
     }
 
     async fn ensure_sandbox(&mut self) {
@@ -1285,37 +1290,16 @@ impl PodWorker {
                 }
             }
         }
-        let running: Vec<&(String, String)> = {
-            let mut v = Vec::new();
-            for entry in &ids {
-                if matches!(
-                    runtime.status(&entry.1).await.map(|s| s.state),
-                    Ok(ContainerState::Running { .. })
-                ) {
-                    v.push(entry);
-                }
+        let mut running = Vec::new();
+        for entry in &ids {
+            if matches!(
+                runtime.status(&entry.1).await.map(|s| s.state),
+                Ok(ContainerState::Running { .. })
+            ) {
+                running.push(entry.clone());
             }
-            v
-        };
-        for (name, _) in &running {
-            self.event(
-                "Normal",
-                "Killing",
-                &format!("Stopping container {name}"),
-                Some(name),
-            )
-            .await;
         }
-        let stops = running.iter().map(|(name, id)| {
-            let runtime = runtime.clone();
-            let pod = pod.clone();
-            async move {
-                if let Err(e) = runtime.stop(id, SIGTERM, grace).await {
-                    warn!(%pod, container = %name, error = %e, "stopping container failed");
-                }
-            }
-        });
-        futures::future::join_all(stops).await;
+        self.stop_containers(&running, grace).await;
         for (name, id) in &ids {
             if let Err(e) = runtime.remove(id).await {
                 warn!(%pod, container = %name, error = %e, "removing container failed");
