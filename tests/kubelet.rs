@@ -29,6 +29,8 @@ const NAMESPACE: &str = "orc-kubelet-test";
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The server's default service network (ClusterIPs come from it).
 const SERVICE_CIDR: &str = "10.43.0.0/16";
+/// How long containerd may be away before the node is NotReady.
+const RUNTIME_DOWN_AFTER: Duration = orc::agent::node::RUNTIME_DOWN_AFTER;
 /// How long one request to a Service may take.
 const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -259,10 +261,14 @@ impl World {
             .flatten()
     }
 
-    fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+    fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
+        self.wait_for_within(DEADLINE, what, cond);
+    }
+
+    fn wait_for_within(&self, deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            assert!(start.elapsed() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -1137,14 +1143,25 @@ spec:
         .to_string();
     assert!(w.task_pid(&id).is_none(), "brief's container still runs");
 
-    // containerd down: the node says so; back: Ready again, and pods start.
+    // containerd down: the node says so (once the outage outlasts upstream's 30s
+    // allowance); back: Ready again, and pods start.
     assert_eq!(w.node_ready()["status"], "True", "{}", w.node_ready());
     w.stop_containerd();
+    let stopped = Instant::now();
     let mut ready = Value::Null;
-    w.wait_for("the node to be NotReady", || {
-        ready = w.node_ready();
-        ready["status"] == "False"
-    });
+    w.wait_for_within(
+        RUNTIME_DOWN_AFTER + DEADLINE,
+        "the node to be NotReady",
+        || {
+            ready = w.node_ready();
+            ready["status"] == "False"
+        },
+    );
+    assert!(
+        stopped.elapsed() >= RUNTIME_DOWN_AFTER - orc::agent::node::RUNTIME_CHECK_INTERVAL,
+        "NotReady after only {:?}",
+        stopped.elapsed()
+    );
     assert_eq!(ready["reason"], "KubeletNotReady", "{ready}");
     assert!(
         ready["message"]

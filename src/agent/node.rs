@@ -26,6 +26,9 @@ pub const NOT_READY_REASON: &str = "KubeletNotReady";
 /// How often the container runtime is asked whether it answers, and how long it has.
 pub const RUNTIME_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const RUNTIME_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the runtime may go without answering before the node is NotReady
+/// (upstream's maxWaitForContainerRuntime).
+pub const RUNTIME_DOWN_AFTER: Duration = Duration::from_secs(30);
 
 /// The container runtime as the agent last saw it; the node's Ready condition follows
 /// it (upstream's runtime state).
@@ -59,42 +62,62 @@ impl RuntimeHealth {
 }
 
 /// Asks `runtime` for its version every [`RUNTIME_CHECK_INTERVAL`] and publishes the
-/// answer. Returns when nobody listens any more.
+/// answer. As upstream, the runtime is down only once it has not answered for
+/// [`RUNTIME_DOWN_AFTER`]: a containerd restart does not make the node (and so its
+/// pods, and the Services behind them) NotReady. Returns when nobody listens any more.
 pub async fn monitor_runtime(
     runtime: std::sync::Arc<dyn crate::agent::runtime::ContainerRuntime>,
     health: tokio::sync::watch::Sender<RuntimeHealth>,
 ) {
+    // The caller has just connected: that counts as an answer.
+    let mut answered = tokio::time::Instant::now();
+    let mut failing = false;
     loop {
-        let now = match tokio::time::timeout(RUNTIME_CHECK_TIMEOUT, runtime.version()).await {
-            Ok(Ok(version)) => RuntimeHealth::Up { version },
-            Ok(Err(e)) => RuntimeHealth::Down {
-                error: crate::agent::kubelet::worker::error_chain(&e),
-            },
-            Err(_) => RuntimeHealth::Down {
-                error: format!("no answer within {}s", RUNTIME_CHECK_TIMEOUT.as_secs()),
-            },
+        let checked = tokio::time::timeout(RUNTIME_CHECK_TIMEOUT, runtime.version()).await;
+        let error = match checked {
+            Ok(Ok(version)) => {
+                answered = tokio::time::Instant::now();
+                failing = false;
+                publish(&health, RuntimeHealth::Up { version });
+                None
+            }
+            Ok(Err(e)) => Some(crate::agent::kubelet::worker::error_chain(&e)),
+            Err(_) => Some(format!(
+                "no answer within {}s",
+                RUNTIME_CHECK_TIMEOUT.as_secs()
+            )),
         };
-        health.send_if_modified(|h| {
-            if *h == now {
-                return false;
+        if let Some(error) = error {
+            if !failing {
+                failing = true;
+                tracing::warn!(%error, "container runtime does not answer");
             }
-            match &now {
-                RuntimeHealth::Down { error } => {
-                    tracing::warn!(%error, "container runtime is down; the node is NotReady")
-                }
-                RuntimeHealth::Up { version } => {
-                    tracing::info!(%version, "container runtime is up")
-                }
-                RuntimeHealth::Unknown { .. } => {}
+            if answered.elapsed() >= RUNTIME_DOWN_AFTER {
+                publish(&health, RuntimeHealth::Down { error });
             }
-            *h = now;
-            true
-        });
+        }
         if health.is_closed() {
             return;
         }
         tokio::time::sleep(RUNTIME_CHECK_INTERVAL).await;
     }
+}
+
+fn publish(health: &tokio::sync::watch::Sender<RuntimeHealth>, now: RuntimeHealth) {
+    health.send_if_modified(|h| {
+        if *h == now {
+            return false;
+        }
+        match &now {
+            RuntimeHealth::Down { error } => {
+                tracing::warn!(%error, "container runtime is down; the node is NotReady")
+            }
+            RuntimeHealth::Up { version } => tracing::info!(%version, "container runtime is up"),
+            RuntimeHealth::Unknown { .. } => {}
+        }
+        *h = now;
+        true
+    });
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -697,10 +720,18 @@ mod tests {
             version: FAKE_VERSION.into(),
         };
         assert_eq!(next_health(&mut rx).await, up);
+        // A short outage (a containerd restart) goes unnoticed; a long one does not.
         rt.set_down(true);
+        tokio::time::sleep(RUNTIME_DOWN_AFTER - RUNTIME_CHECK_INTERVAL).await;
+        rt.set_down(false);
+        tokio::time::sleep(RUNTIME_CHECK_INTERVAL * 2).await;
+        assert!(!rx.has_changed().unwrap(), "{:?}", *rx.borrow());
+        rt.set_down(true);
+        let down_at = tokio::time::Instant::now();
         assert!(
             matches!(next_health(&mut rx).await, RuntimeHealth::Down { error } if error.contains("the fake runtime is down"))
         );
+        assert!(down_at.elapsed() >= RUNTIME_DOWN_AFTER - RUNTIME_CHECK_INTERVAL);
         rt.set_down(false);
         assert_eq!(next_health(&mut rx).await, up);
         drop(rx);
