@@ -813,3 +813,47 @@ async fn active_deadline_counts_from_the_pods_start_time() {
     assert_eq!(last_status(&h.api)["phase"], "Failed");
     assert_eq!(last_status(&h.api)["reason"], "DeadlineExceeded");
 }
+
+#[tokio::test(start_paused = true)]
+async fn new_image_ends_a_crash_back_off_at_once() {
+    let h = harness();
+    h.rt.add_image("busybox:fixed");
+    let mut p = pod("u1", "Always", "exit 1");
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u1-app-0", 1, false);
+    w.sync_once().await;
+    w.sync_once().await;
+    h.rt.exit("u1-app-1", 1, false);
+    w.sync_once().await;
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff", "{cs}");
+
+    p["spec"]["containers"][0]["image"] = json!("busybox:fixed");
+    w.update(p);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1", "u1-app-2"]);
+    assert_eq!(
+        h.rt.container_config("u1-app-2").unwrap().image,
+        "busybox:fixed"
+    );
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["restartCount"], 2);
+}
+
+#[tokio::test]
+async fn new_image_does_not_revive_a_container_its_policy_ended() {
+    let h = harness();
+    h.rt.add_image("busybox:other");
+    let mut p = pod("u1", "OnFailure", "true");
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u1-app-0", 0, false);
+    w.sync_once().await;
+    assert_eq!(last_status(&h.api)["phase"], "Succeeded");
+    p["spec"]["containers"][0]["image"] = json!("busybox:other");
+    w.update(p);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+}

@@ -656,10 +656,19 @@ impl PodWorker {
         let specs = containers(&self.pod["spec"], "containers");
         let policy = self.policy();
         for (i, spec) in specs.iter().enumerate() {
-            if self.apps[i].is_running()
-                && self.apps[i].image != spec["image"].as_str().unwrap_or("")
-            {
-                self.stop_changed(i).await;
+            let record = &self.apps[i];
+            if record.current.is_some() && record.image != spec["image"].as_str().unwrap_or("") {
+                if record.is_running() {
+                    self.stop_changed(i).await;
+                } else if record
+                    .terminated()
+                    .is_some_and(|t| status::should_restart(&policy, t.exit_code))
+                {
+                    // Waiting out a crash back-off: the new image need not (upstream's
+                    // back-off is per container definition).
+                    let name = record.name.clone();
+                    self.track.entry(name).or_default().definition_changed = true;
+                }
             }
             self.advance(false, i, spec, &policy).await;
         }
