@@ -88,6 +88,8 @@ pub struct PodWorker {
     active_since: Option<Instant>,
     /// The pod ran past its activeDeadlineSeconds: its containers were stopped for good.
     deadline_exceeded: bool,
+    /// The last container status read failed (the runtime may be down).
+    status_failing: bool,
 }
 
 fn record_for(spec: &Value) -> ContainerRecord {
@@ -151,6 +153,7 @@ impl PodWorker {
             volumes_refreshed: Instant::now(),
             active_since: None,
             deadline_exceeded: false,
+            status_failing: false,
         };
         worker.adopt(adopted);
         worker
@@ -590,10 +593,16 @@ impl PodWorker {
                     oom_killed: false,
                 },
                 Err(e) => {
-                    warn!(%pod, container = %record.name, error = %e, "container status failed");
+                    // Told once per outage, not every sync (containerd may be restarting).
+                    if std::mem::replace(&mut self.status_failing, true) {
+                        debug!(%pod, container = %record.name, error = %e, "container status failed");
+                    } else {
+                        warn!(%pod, container = %record.name, error = %e, "container status failed");
+                    }
                     continue;
                 }
             };
+            self.status_failing = false;
             match state {
                 ContainerState::Running { .. } => instance.state = InstanceState::Running,
                 ContainerState::Exited {
