@@ -1,11 +1,13 @@
 //! The kubelet end to end: `orc server` with its embedded agent on a private containerd,
 //! the busybox test image imported from `agent/images`, real `kubectl`.
 //!
-//! Needs root, containerd, runc, busybox-static, nsenter and kubectl
-//! (scripts/install-deps.sh). The server runs in a network namespace of the test's own
-//! (so the pod bridge and the nftables table never touch the host's network), its
-//! containerd is private (scripts/containerd-test-env.sh) and everything lives in one
-//! directory that the drop guards unmount and remove, even when the test fails.
+//! Needs root, containerd, runc, busybox-static, nsenter and kubectl, and for the pull
+//! checks skopeo and docker-registry (scripts/install-deps.sh). The server runs in a
+//! network namespace of the test's own (so the pod bridge and the nftables table never
+//! touch the host's network), with its private containerd (scripts/containerd-test-env.sh)
+//! and, where a test asks, a docker-registry on that namespace's loopback; everything
+//! lives in one directory that the drop guards unmount and remove, even when the test
+//! fails.
 //! The embedded agent's service proxy keeps its nftables table in that namespace too.
 
 use std::io::{Read, Write};
