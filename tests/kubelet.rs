@@ -1171,6 +1171,8 @@ spec:
             .is_some_and(|m| m.starts_with("container runtime is down")),
         "{ready}"
     );
+    let table = w.kubectl_ok(&["get", "node", "kt-node"]);
+    assert!(table.contains("NotReady"), "{table}");
     w.restart_containerd();
     w.wait_for("the node to be Ready again", || {
         w.node_ready()["status"] == "True"
