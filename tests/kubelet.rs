@@ -1017,6 +1017,11 @@ spec:
     image: {IMAGE}
     imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "env; echo end-of-env; exec sleep 3600"]
+    # Runs through containerd: its outage below must not count as failures.
+    livenessProbe:
+      exec:
+        command: ["true"]
+      periodSeconds: 1
 ---
 apiVersion: v1
 kind: Pod
@@ -1200,5 +1205,12 @@ spec:
         container_status(&w.pod("linked").unwrap())["restartCount"],
         0,
         "the outage restarted a container"
+    );
+    let events = w.pod_events("linked");
+    assert!(
+        !events
+            .iter()
+            .any(|(r, _)| r == "Unhealthy" || r == "Killing"),
+        "{events:?}"
     );
 }

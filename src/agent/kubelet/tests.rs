@@ -857,3 +857,36 @@ async fn new_image_does_not_revive_a_container_its_policy_ended() {
     w.sync_once().await;
     assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn runtime_outage_neither_fails_liveness_probes_nor_restarts_containers() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    h.rt.set_down(true);
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        w.sync_once().await;
+    }
+    h.rt.set_down(false);
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        w.sync_once().await;
+    }
+    assert!(
+        !h.rt
+            .calls()
+            .iter()
+            .any(|c| matches!(c, FakeCall::Stop { .. })),
+        "{:?}",
+        h.rt.calls()
+    );
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+    assert!(events_with(&h.api, "Unhealthy").is_empty());
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["restartCount"], 0);
+}

@@ -19,7 +19,7 @@ use super::container::{
     CONTAINER_KIND_LABEL, CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
 };
 use super::pod_files::{self, PreparedVolume};
-use super::probes::{run_probe, ProbeKind, ProbeSpec, ProbeState};
+use super::probes::{run_probe, ProbeError, ProbeKind, ProbeSpec, ProbeState};
 use super::status::{
     self, backoff_delay, next_step, ContainerRecord, Instance, InstanceState, PodFacts, Step,
     Terminated, Waiting, BACKOFF_RESET_AFTER,
@@ -1167,9 +1167,16 @@ impl PodWorker {
                 state.last_run = Some(now);
                 let result =
                     run_probe(&probe, spec, &id, self.pod_ip, self.shared.runtime.as_ref()).await;
-                if let Err(message) = &result {
-                    let text = format!("{} probe failed: {message}", kind.name());
-                    self.event("Warning", "Unhealthy", &text, Some(&name)).await;
+                match &result {
+                    Ok(()) => {}
+                    Err(ProbeError::Failed(message)) => {
+                        let text = format!("{} probe failed: {message}", kind.name());
+                        self.event("Warning", "Unhealthy", &text, Some(&name)).await;
+                    }
+                    Err(ProbeError::Unknown(message)) => {
+                        debug!(pod = %self.name(), container = %name, probe = kind.name(), %message, "probe result unknown; ignored");
+                        continue;
+                    }
                 }
                 let track = self.track.entry(name.clone()).or_default();
                 let state = track.probes.entry(kind.field()).or_default();
