@@ -223,13 +223,8 @@ async fn connect_containerd(
         match runtime::ContainerdRuntime::connect(rc.clone()).await {
             Ok(r) => return Arc::new(r),
             Err(e) => {
-                let error = kubelet::worker::error_chain(&e);
-                health.send_if_modified(|h| {
-                    let now = node::RuntimeHealth::Unknown { error: Some(error) };
-                    let changed = *h != now;
-                    *h = now;
-                    changed
-                });
+                let error = Some(kubelet::worker::error_chain(&e));
+                node::publish(health, node::RuntimeHealth::Unknown { error });
                 let delay = join::backoff(attempt);
                 if attempt == 0 {
                     tracing::warn!(error = %e, "pods cannot run until containerd is reachable; retrying");

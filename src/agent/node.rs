@@ -103,7 +103,8 @@ pub async fn monitor_runtime(
     }
 }
 
-fn publish(health: &tokio::sync::watch::Sender<RuntimeHealth>, now: RuntimeHealth) {
+/// Publishes `now` if it differs from what `health` holds, logging a change of state.
+pub fn publish(health: &tokio::sync::watch::Sender<RuntimeHealth>, now: RuntimeHealth) {
     health.send_if_modified(|h| {
         if *h == now {
             return false;
@@ -551,13 +552,13 @@ impl Heartbeat {
         }
         let mut ticker = tokio::time::interval(LEASE_RENEW_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut runtime_checked = true;
+        let mut runtime_watched = true;
         loop {
             // A runtime going down or coming back is posted at once, not at the next tick.
             tokio::select! {
                 _ = ticker.tick() => {}
-                changed = self.runtime.changed(), if runtime_checked => {
-                    runtime_checked = changed.is_ok();
+                changed = self.runtime.changed(), if runtime_watched => {
+                    runtime_watched = changed.is_ok();
                 }
             }
             if let Err(e) = self.tick().await {
