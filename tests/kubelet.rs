@@ -853,21 +853,9 @@ spec:
     image: {pushed}
     imagePullPolicy: Always
     command: ["sh", "-c", "echo from-the-registry; exec sleep 3600"]
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: nowhere
-spec:
-  nodeName: kt-node
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: app
-    image: {missing}
-    imagePullPolicy: IfNotPresent
 "#
     ));
-    for name in ["pair", "hog", "sick", "pulled", "nowhere"] {
+    for name in ["pair", "hog", "sick", "pulled"] {
         w.remember(name);
     }
 
@@ -928,13 +916,55 @@ spec:
         "{events:?}"
     );
 
-    // A missing image: ErrImagePull, then ImagePullBackOff, each with a message.
+    // A missing image: ErrImagePull, then ImagePullBackOff, each with a message (seen
+    // through a watch: ErrImagePull lasts only until the next sync).
+    let watch = PodWatch::start(&w, "check=missing-image");
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: nowhere
+  labels:
+    check: missing-image
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {missing}
+    imagePullPolicy: IfNotPresent
+"
+    ));
+    w.remember("nowhere");
+    let mut reasons = Vec::new();
     let mut waiting = Value::Null;
-    w.wait_for("nowhere to back off pulling", || {
-        waiting =
-            container_status(&w.pod("nowhere").unwrap_or_default())["state"]["waiting"].clone();
-        waiting["reason"] == "ImagePullBackOff"
-    });
+    w.wait_for(
+        "nowhere to report ErrImagePull, then ImagePullBackOff",
+        || {
+            for pod in watch.pods() {
+                let state = container_status(&pod)["state"]["waiting"].clone();
+                if let Some(reason) = state["reason"].as_str() {
+                    if reasons.last().map(String::as_str) != Some(reason) {
+                        reasons.push(reason.to_string());
+                    }
+                    if reason == "ErrImagePull" {
+                        let message = state["message"].as_str().unwrap_or("");
+                        assert!(
+                            message.starts_with(&format!("Failed to pull image \"{missing}\"")),
+                            "{state}"
+                        );
+                    }
+                    waiting = state;
+                }
+            }
+            let first_pull_failed = reasons.iter().position(|r| r == "ErrImagePull");
+            let backed_off = reasons.iter().rposition(|r| r == "ImagePullBackOff");
+            first_pull_failed
+                .zip(backed_off)
+                .is_some_and(|(f, b)| f < b)
+                && waiting["reason"] == "ImagePullBackOff"
+        },
+    );
     let message = waiting["message"].as_str().unwrap_or("");
     assert!(
         message.starts_with(&format!("Back-off pulling image \"{missing}\"")),
@@ -958,6 +988,64 @@ spec:
     let described = w.kubectl_ok(&["describe", "pod", "nowhere"]);
     for text in ["ImagePullBackOff", "ErrImagePull", "Failed to pull image"] {
         assert!(described.contains(text), "no {text} in: {described}");
+    }
+}
+
+/// `kubectl get pods --watch -o json` for a label selector, read on a thread of its own;
+/// killed on drop.
+struct PodWatch {
+    child: Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// How much of `seen` [`PodWatch::pods`] has parsed.
+    parsed: std::cell::Cell<usize>,
+}
+
+impl PodWatch {
+    fn start(w: &World, selector: &str) -> PodWatch {
+        let mut child = w
+            .kubectl_cmd(&["get", "pods", "--watch", "-o", "json", "-l", selector])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kubectl get --watch");
+        let mut out = child.stdout.take().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        PodWatch {
+            child,
+            seen,
+            parsed: Default::default(),
+        }
+    }
+
+    /// The pod versions the watch printed since the last call, oldest first.
+    fn pods(&self) -> Vec<Value> {
+        let seen = self.seen.lock().unwrap();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&seen[self.parsed.get()..]).into_iter::<Value>();
+        let mut pods = Vec::new();
+        while let Some(Ok(pod)) = stream.next() {
+            pods.push(pod);
+        }
+        // A document still being printed stays for the next call.
+        self.parsed.set(self.parsed.get() + stream.byte_offset());
+        pods
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
