@@ -39,7 +39,7 @@ impl Agent {
             // No containerd, so no pod network either: even on a host running its own
             // containerd, these agents never make a bridge or routes in its namespace.
             .arg("--containerd-socket")
-            .arg(data_dir.join("no-containerd.sock"))
+            .arg(data_dir.join(NO_CONTAINERD))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -116,21 +116,35 @@ fn node_json(s: &Server, node: &str) -> Option<serde_json::Value> {
         .then(|| serde_json::from_str(&stdout(&out)).unwrap())
 }
 
-fn is_ready(node: &serde_json::Value) -> bool {
+/// The agents here have no containerd (their socket names no file): their nodes say so.
+fn no_runtime(node: &serde_json::Value) -> bool {
     node["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        .any(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "False"
+                && c["reason"] == "KubeletNotReady"
+                && c["message"].as_str().is_some_and(|m| {
+                    m.starts_with("container runtime is down: ") && m.contains(NO_CONTAINERD)
+                })
+        })
 }
 
-fn wait_ready_with_cidr(s: &Server, node: &str) -> serde_json::Value {
+/// The socket the test agents are given for containerd: there is none.
+const NO_CONTAINERD: &str = "no-containerd.sock";
+
+fn wait_registered_with_cidr(s: &Server, node: &str) -> serde_json::Value {
     let mut last = None;
-    wait_for(&format!("node {node} Ready with a podCIDR"), || {
-        last = node_json(s, node);
-        last.as_ref()
-            .is_some_and(|n| is_ready(n) && n["spec"]["podCIDR"].as_str().is_some())
-    });
+    wait_for(
+        &format!("node {node} with a podCIDR, NotReady for want of containerd"),
+        || {
+            last = node_json(s, node);
+            last.as_ref()
+                .is_some_and(|n| no_runtime(n) && n["spec"]["podCIDR"].as_str().is_some())
+        },
+    );
     last.unwrap()
 }
 
@@ -161,7 +175,7 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
     let token = token(&s);
     let mut agent = Agent::start(&s, &token, &work.path().join("a1"), "n1");
 
-    let node = wait_ready_with_cidr(&s, "n1");
+    let node = wait_registered_with_cidr(&s, "n1");
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(labels["kubernetes.io/arch"].is_string());
@@ -169,7 +183,10 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
     assert_eq!(node["status"]["capacity"]["pods"], "110");
     assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.32.0+orc");
     let table = s.ok(&["get", "nodes"]);
-    assert!(table.contains("n1") && table.contains("Ready"), "{table}");
+    assert!(
+        table.contains("n1") && table.contains("NotReady"),
+        "{table}"
+    );
 
     // Lease heartbeats advance.
     let mut first = None;
@@ -330,13 +347,15 @@ fn server_with_embedded_agent_registers_its_own_node() {
         .arg(s.kubeconfig())
         .args(["--node-name", "embedded", "--node-label", "zone=attic"])
         .arg("--disable-proxy")
+        .arg("--containerd-socket")
+        .arg(s.dir.path().join(NO_CONTAINERD))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("spawn orc server");
     s.child = Some(child);
-    let node = wait_ready_with_cidr(&s, "embedded");
+    let node = wait_registered_with_cidr(&s, "embedded");
     assert_eq!(node["metadata"]["labels"]["zone"], "attic");
     assert!(s.data_dir().join("agent/client.crt").exists());
 }

@@ -1,11 +1,13 @@
 //! The kubelet end to end: `orc server` with its embedded agent on a private containerd,
 //! the busybox test image imported from `agent/images`, real `kubectl`.
 //!
-//! Needs root, containerd, runc, busybox-static, nsenter and kubectl
-//! (scripts/install-deps.sh). The server runs in a network namespace of the test's own
-//! (so the pod bridge and the nftables table never touch the host's network), its
-//! containerd is private (scripts/containerd-test-env.sh) and everything lives in one
-//! directory that the drop guards unmount and remove, even when the test fails.
+//! Needs root, containerd, runc, busybox-static, nsenter and kubectl, and for the pull
+//! checks skopeo and docker-registry (scripts/install-deps.sh). The server runs in a
+//! network namespace of the test's own (so the pod bridge and the nftables table never
+//! touch the host's network), with its private containerd (scripts/containerd-test-env.sh)
+//! and, where a test asks, a docker-registry on that namespace's loopback; everything
+//! lives in one directory that the drop guards unmount and remove, even when the test
+//! fails.
 //! The embedded agent's service proxy keeps its nftables table in that namespace too.
 
 use std::io::{Read, Write};
@@ -22,11 +24,15 @@ use host::{free_port, remove_pod_cgroups, repo_path, require_root_and_tools, run
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
+/// The same busybox under a second name (for image updates).
+const OTHER_IMAGE: &str = "docker.io/library/busybox:other";
 const NAMESPACE: &str = "orc-kubelet-test";
 /// Longest any single wait takes.
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The server's default service network (ClusterIPs come from it).
 const SERVICE_CIDR: &str = "10.43.0.0/16";
+/// How long containerd may be away before the node is NotReady.
+const RUNTIME_DOWN_AFTER: Duration = orc::agent::node::RUNTIME_DOWN_AFTER;
 /// How long one request to a Service may take.
 const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The node's address on the test namespace's stand-in for a LAN interface.
@@ -39,12 +45,22 @@ struct World {
     netns: String,
     server: Option<Child>,
     port: u16,
+    /// The private registry's port (in the test's network namespace), if it has one.
+    registry_port: Option<u16>,
     /// Pods the test saw (their cgroups are removed at the end).
     uids: std::cell::RefCell<Vec<String>>,
+    /// A containerd the test restarted itself (the script's stop ends it; reaped on drop).
+    restarted_containerd: std::cell::RefCell<Option<Child>>,
 }
 
 impl World {
     fn start() -> World {
+        World::start_with(false)
+    }
+
+    /// With `registry`, a private docker-registry serves on 127.0.0.1:[`World::registry_port`]
+    /// inside the test's network namespace (where the agent pulls from).
+    fn start_with(registry: bool) -> World {
         require_root_and_tools("tests/kubelet.rs");
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = PathBuf::from(format!("/run/orc-kubelet-test-{tag}"));
@@ -53,25 +69,21 @@ impl World {
             netns: format!("orc-kt-{tag}"),
             server: None,
             port: free_port(),
+            registry_port: registry.then(free_port),
             uids: Default::default(),
+            restarted_containerd: Default::default(),
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
-        let built = run(Command::new(repo_path("scripts/build-test-image.sh"))
-            .arg(world.data_dir().join("agent/images/busybox.tar"))
-            .arg(IMAGE));
-        assert!(
-            built.status.success(),
-            "build the busybox test image (needs busybox-static): {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        let started = run(Command::new(repo_path("scripts/containerd-test-env.sh"))
-            .arg("start")
-            .arg(&dir));
-        assert!(
-            started.status.success(),
-            "start a private containerd: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
+        for (file, image) in [("busybox.tar", IMAGE), ("busybox-other.tar", OTHER_IMAGE)] {
+            let built = run(Command::new(repo_path("scripts/build-test-image.sh"))
+                .arg(world.data_dir().join("agent/images").join(file))
+                .arg(image));
+            assert!(
+                built.status.success(),
+                "build the busybox test image (needs busybox-static): {}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+        }
         let added = run(Command::new("ip").args(["netns", "add", &world.netns]));
         assert!(
             added.status.success(),
@@ -92,9 +104,30 @@ impl World {
             let done = run(Command::new("ip").args(["-n", &world.netns]).args(&args));
             assert!(done.status.success(), "ip {args:?}: {done:?}");
         }
+        // containerd (and the registry) run in the node's network namespace, as on a node.
+        let mut env = world.in_netns(repo_path("scripts/containerd-test-env.sh"));
+        env.arg("start").arg(&dir);
+        if let Some(port) = world.registry_port {
+            env.arg(port.to_string());
+        }
+        let started = run(&mut env);
+        assert!(
+            started.status.success(),
+            "start a private containerd{}: {}",
+            if registry { " and docker-registry" } else { "" },
+            String::from_utf8_lossy(&started.stderr)
+        );
 
         world.spawn_server();
         world
+    }
+
+    /// `program` run inside the test's network namespace.
+    fn in_netns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg(program);
+        cmd
     }
 
     /// Starts `orc server` (with its embedded agent) in the test's network namespace and
@@ -169,6 +202,43 @@ impl World {
         cmd
     }
 
+    /// `kubectl args…` that must succeed: its stdout.
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The events about pod `name`, as `(reason, message)`, oldest first.
+    fn pod_events(&self, name: &str) -> Vec<(String, String)> {
+        let out = self.kubectl(&["get", "events", "-o", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["involvedObject"]["kind"] == "Pod" && e["involvedObject"]["name"] == name)
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                (text("reason"), text("message"))
+            })
+            .collect()
+    }
+
+    /// Remembers the uid of pod `name` (its cgroups are removed at the end).
+    fn remember(&self, name: &str) {
+        if let Some(uid) = self
+            .pod(name)
+            .and_then(|p| p["metadata"]["uid"].as_str().map(String::from))
+        {
+            self.uids.borrow_mut().push(uid);
+        }
+    }
+
     fn kubectl(&self, args: &[&str]) -> Output {
         run(&mut self.kubectl_cmd(args))
     }
@@ -209,10 +279,14 @@ impl World {
             .flatten()
     }
 
-    fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+    fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
+        self.wait_for_within(DEADLINE, what, cond);
+    }
+
+    fn wait_for_within(&self, deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+            assert!(start.elapsed() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -245,6 +319,10 @@ impl Drop for World {
             .arg("stop")
             .arg(&self.dir)
             .status();
+        if let Some(mut containerd) = self.restarted_containerd.take() {
+            let _ = containerd.kill();
+            let _ = containerd.wait();
+        }
         // The bridge and the nftables table live and die with this namespace.
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.netns])
@@ -256,6 +334,60 @@ impl Drop for World {
 }
 
 impl World {
+    /// Stops the test's containerd (its shims, and so the containers, keep running).
+    fn stop_containerd(&self) {
+        let pid_file = self.dir.join("containerd.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("containerd.pid");
+        let pid = pid.trim().to_string();
+        run(Command::new("kill").arg(&pid));
+        self.wait_for("containerd to exit", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+    }
+
+    /// Starts the test's containerd again, with the configuration it had.
+    fn restart_containerd(&self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("containerd.log"))
+            .unwrap();
+        let child = self
+            .in_netns("containerd")
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        // nsenter execs containerd: the child is containerd, which the script's stop ends.
+        std::fs::write(self.dir.join("containerd.pid"), child.id().to_string()).unwrap();
+        *self.restarted_containerd.borrow_mut() = Some(child);
+        self.wait_for("containerd to answer", || {
+            run(Command::new("ctr")
+                .arg("--address")
+                .arg(self.dir.join("containerd.sock"))
+                .arg("version"))
+            .status
+            .success()
+        });
+    }
+
+    /// The node's Ready condition.
+    fn node_ready(&self) -> Value {
+        let out = self.kubectl(&["get", "node", "kt-node", "-o", "json"]);
+        let node: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        node["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The pid of the container's running task, if it runs.
     fn task_pid(&self, id: &str) -> Option<String> {
         let out = run(Command::new("ctr")
@@ -699,4 +831,556 @@ spec:
     assert!(!w.data_dir().join(format!("agent/podns/{uid}-ipc")).exists());
 
     service_reaches_its_ready_pods(&w);
+}
+
+/// One pod's containers share its network and volumes; an OOM kill, a failing liveness
+/// probe, a registry pull and a missing image all show in the pod's status and events.
+#[test]
+fn pods_share_localhost_and_volumes_and_report_oom_probes_and_pulls() {
+    let w = World::start_with(true);
+    for tool in ["skopeo", "docker-registry"] {
+        let found = run(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+        assert!(
+            found.status.success(),
+            "this test needs {tool}: run scripts/install-deps.sh"
+        );
+    }
+    let port = w.registry_port.unwrap();
+    let pushed = format!("127.0.0.1:{port}/test/busybox:pushed");
+    let mut copy = w.in_netns("skopeo");
+    copy.args(["copy", "--dest-tls-verify=false"])
+        .arg(format!(
+            "oci-archive:{}",
+            w.data_dir().join("agent/images/busybox.tar").display()
+        ))
+        .arg(format!("docker://{pushed}"));
+    let copied = run(&mut copy);
+    assert!(
+        copied.status.success(),
+        "skopeo copy to the test's registry: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let missing = format!("127.0.0.1:{port}/nothing/here:v1");
+
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo written-by-web > /shared/note && exec httpd -f -p 8080 -h /var/www"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  - name: client
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "until [ -s /data/note ]; do sleep 0.2; done; cat /data/note; until wget -qO- http://localhost:8080/; do sleep 0.2; done; exec sleep 3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /data
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["tail", "/dev/zero"]
+    resources:
+      limits:
+        memory: 16Mi
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sick
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec:
+        command: ["cat", "/tmp/healthy"]
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pulled
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {pushed}
+    imagePullPolicy: Always
+    command: ["sh", "-c", "echo from-the-registry; exec sleep 3600"]
+"#
+    ));
+    for name in ["pair", "hog", "sick", "pulled"] {
+        w.remember(name);
+    }
+
+    // localhost is the pod's, and so is the emptyDir.
+    let mut logs = String::new();
+    w.wait_for("client to read the note and the page", || {
+        logs = w.kubectl_out(&["logs", "pair", "-c", "client"]);
+        logs.contains("hello from orc busybox")
+    });
+    assert_eq!(logs, "written-by-web\nhello from orc busybox", "{logs}");
+
+    // Over its memory limit: OOM-killed, restarted, and the kill is its lastState.
+    let mut hog = Value::Null;
+    w.wait_for("hog to be OOM-killed", || {
+        hog = w.pod("hog").unwrap_or_default();
+        container_status(&hog)["lastState"]["terminated"]["reason"] == "OOMKilled"
+    });
+    let last = &container_status(&hog)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+
+    // A failing liveness probe restarts the container.
+    w.wait_for("sick to be restarted by its liveness probe", || {
+        let sick = w.pod("sick").unwrap_or_default();
+        container_status(&sick)["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let events = w.pod_events("sick");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|(r, m)| r == "Killing"
+            && m == "Container app failed liveness probe, will be restarted"),
+        "{events:?}"
+    );
+
+    // Pulled over HTTP from the registry on the node's loopback.
+    w.wait_for("pulled to run", || {
+        w.kubectl_out(&["logs", "pulled"]) == "from-the-registry"
+    });
+    let pulled = container_status(&w.pod("pulled").unwrap());
+    assert!(
+        pulled["imageID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("127.0.0.1:{port}/test/busybox@sha256:"))),
+        "{pulled}"
+    );
+    let events = w.pod_events("pulled");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Pulled" && m.starts_with("Successfully pulled image")),
+        "{events:?}"
+    );
+
+    // A missing image: ErrImagePull, then ImagePullBackOff, each with a message (seen
+    // through a watch: ErrImagePull lasts only until the next sync).
+    let watch = PodWatch::start(&w, "check=missing-image");
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: nowhere
+  labels:
+    check: missing-image
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {missing}
+    imagePullPolicy: IfNotPresent
+"
+    ));
+    w.remember("nowhere");
+    let mut reasons = Vec::new();
+    let mut waiting = Value::Null;
+    w.wait_for(
+        "nowhere to report ErrImagePull, then ImagePullBackOff",
+        || {
+            for pod in watch.pods() {
+                let state = container_status(&pod)["state"]["waiting"].clone();
+                if let Some(reason) = state["reason"].as_str() {
+                    if reasons.last().map(String::as_str) != Some(reason) {
+                        reasons.push(reason.to_string());
+                    }
+                    if reason == "ErrImagePull" {
+                        let message = state["message"].as_str().unwrap_or("");
+                        assert!(
+                            message.starts_with(&format!("Failed to pull image \"{missing}\"")),
+                            "{state}"
+                        );
+                    }
+                    waiting = state;
+                }
+            }
+            let first_pull_failed = reasons.iter().position(|r| r == "ErrImagePull");
+            let backed_off = reasons.iter().rposition(|r| r == "ImagePullBackOff");
+            first_pull_failed
+                .zip(backed_off)
+                .is_some_and(|(f, b)| f < b)
+                && waiting["reason"] == "ImagePullBackOff"
+        },
+    );
+    let message = waiting["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with(&format!("Back-off pulling image \"{missing}\"")),
+        "{waiting}"
+    );
+    assert!(message.contains("not found"), "{waiting}");
+    let events = w.pod_events("nowhere");
+    for (reason, text) in [
+        ("Failed", format!("Failed to pull image \"{missing}\"")),
+        ("Failed", "Error: ErrImagePull".to_string()),
+        ("BackOff", format!("Back-off pulling image \"{missing}\"")),
+        ("Failed", "Error: ImagePullBackOff".to_string()),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(r, m)| r == reason && m.starts_with(&text)),
+            "no {reason} event {text:?} in {events:?}"
+        );
+    }
+    let described = w.kubectl_ok(&["describe", "pod", "nowhere"]);
+    for text in ["ImagePullBackOff", "ErrImagePull", "Failed to pull image"] {
+        assert!(described.contains(text), "no {text} in: {described}");
+    }
+}
+
+/// `kubectl get pods --watch -o json` for a label selector, read on a thread of its own;
+/// killed on drop.
+struct PodWatch {
+    child: Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// How much of `seen` [`PodWatch::pods`] has parsed.
+    parsed: std::cell::Cell<usize>,
+}
+
+impl PodWatch {
+    fn start(w: &World, selector: &str) -> PodWatch {
+        let mut child = w
+            .kubectl_cmd(&["get", "pods", "--watch", "-o", "json", "-l", selector])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kubectl get --watch");
+        let mut out = child.stdout.take().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        PodWatch {
+            child,
+            seen,
+            parsed: Default::default(),
+        }
+    }
+
+    /// The pod versions the watch printed since the last call, oldest first.
+    fn pods(&self) -> Vec<Value> {
+        let seen = self.seen.lock().unwrap();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&seen[self.parsed.get()..]).into_iter::<Value>();
+        let mut pods = Vec::new();
+        while let Some(Ok(pod)) = stream.next() {
+            pods.push(pod);
+        }
+        // A document still being printed stays for the next call.
+        self.parsed.set(self.parsed.get() + stream.byte_offset());
+        pods
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `NAME=value` lines of `env` output.
+fn env_vars(output: &str) -> std::collections::BTreeMap<String, String> {
+    output
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Service variables reach pods; a new image restarts a container; activeDeadlineSeconds
+/// fails a pod; the node is NotReady while containerd is down and Ready once it is back.
+#[test]
+fn service_env_image_updates_deadlines_and_runtime_readiness() {
+    let w = World::start();
+    w.apply(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: db-main
+spec:
+  ports:
+  - name: pg
+    port: 5432
+",
+    );
+    let db_ip = w.kubectl_ok(&[
+        "get",
+        "service",
+        "db-main",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let api_ip = w.kubectl_ok(&[
+        "get",
+        "service",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert!(
+        !db_ip.is_empty() && !api_ip.is_empty(),
+        "{db_ip:?} {api_ip:?}"
+    );
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: linked
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "env; echo end-of-env; exec sleep 3600"]
+    # Runs through containerd: its outage below must not count as failures.
+    livenessProbe:
+      exec:
+        command: ["true"]
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unlinked
+spec:
+  nodeName: kt-node
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "env; echo end-of-env; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: swap
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo started; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: brief
+spec:
+  nodeName: kt-node
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#
+    ));
+    for name in ["linked", "unlinked", "swap", "brief"] {
+        w.remember(name);
+    }
+
+    // Docker-link variables for the Service made before the pod, and the master's.
+    let env_of = |pod: &str| {
+        let mut logs = String::new();
+        w.wait_for(&format!("{pod} to print its environment"), || {
+            logs = w.kubectl_out(&["logs", pod]);
+            logs.contains("end-of-env")
+        });
+        env_vars(&logs)
+    };
+    let linked = env_of("linked");
+    for (name, value) in [
+        ("DB_MAIN_SERVICE_HOST", db_ip.clone()),
+        ("DB_MAIN_SERVICE_PORT", "5432".into()),
+        ("DB_MAIN_SERVICE_PORT_PG", "5432".into()),
+        ("DB_MAIN_PORT", format!("tcp://{db_ip}:5432")),
+        ("DB_MAIN_PORT_5432_TCP", format!("tcp://{db_ip}:5432")),
+        ("DB_MAIN_PORT_5432_TCP_PROTO", "tcp".into()),
+        ("DB_MAIN_PORT_5432_TCP_PORT", "5432".into()),
+        ("DB_MAIN_PORT_5432_TCP_ADDR", db_ip.clone()),
+        ("KUBERNETES_SERVICE_HOST", api_ip.clone()),
+        ("KUBERNETES_SERVICE_PORT", "443".into()),
+    ] {
+        assert_eq!(linked.get(name), Some(&value), "{name} in {linked:?}");
+    }
+    let unlinked = env_of("unlinked");
+    assert_eq!(
+        unlinked.get("KUBERNETES_SERVICE_HOST"),
+        Some(&api_ip),
+        "{unlinked:?}"
+    );
+    assert!(
+        !unlinked.keys().any(|k| k.starts_with("DB_MAIN_")),
+        "enableServiceLinks: false still got links: {unlinked:?}"
+    );
+
+    // A new image: the container is killed and started again from it.
+    w.wait_for("swap to run", || {
+        w.kubectl_out(&["logs", "swap"]) == "started"
+    });
+    let before = container_status(&w.pod("swap").unwrap());
+    w.kubectl_ok(&["set", "image", "pod/swap", &format!("app={OTHER_IMAGE}")]);
+    let mut after = Value::Null;
+    w.wait_for("swap to run its new image", || {
+        after = container_status(&w.pod("swap").unwrap_or_default());
+        after["restartCount"] == 1 && after["state"]["running"].is_object()
+    });
+    assert_eq!(after["image"], OTHER_IMAGE, "{after}");
+    assert_ne!(after["containerID"], before["containerID"], "{after}");
+    let events = w.pod_events("swap");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Killing"
+                && m == "Container app definition changed, will be restarted"),
+        "{events:?}"
+    );
+
+    // Past its activeDeadlineSeconds: stopped, Failed, DeadlineExceeded.
+    let mut brief = Value::Null;
+    w.wait_for("brief to fail past its deadline", || {
+        brief = w.pod("brief").unwrap_or_default();
+        brief["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        brief["status"]["reason"], "DeadlineExceeded",
+        "{}",
+        brief["status"]
+    );
+    assert_eq!(
+        brief["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let cs = container_status(&brief);
+    assert!(cs["state"]["terminated"].is_object(), "{cs}");
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("containerd://")
+        .to_string();
+    assert!(w.task_pid(&id).is_none(), "brief's container still runs");
+
+    // containerd down: the node says so (once the outage outlasts upstream's 30s
+    // allowance); back: Ready again, and pods start.
+    assert_eq!(w.node_ready()["status"], "True", "{}", w.node_ready());
+    w.stop_containerd();
+    let stopped = Instant::now();
+    let mut ready = Value::Null;
+    w.wait_for_within(
+        RUNTIME_DOWN_AFTER + DEADLINE,
+        "the node to be NotReady",
+        || {
+            ready = w.node_ready();
+            ready["status"] == "False"
+        },
+    );
+    assert!(
+        stopped.elapsed() >= RUNTIME_DOWN_AFTER - orc::agent::node::RUNTIME_CHECK_INTERVAL,
+        "NotReady after only {:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(ready["reason"], "KubeletNotReady", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("container runtime is down")),
+        "{ready}"
+    );
+    let table = w.kubectl_ok(&["get", "node", "kt-node"]);
+    assert!(table.contains("NotReady"), "{table}");
+    w.restart_containerd();
+    w.wait_for("the node to be Ready again", || {
+        w.node_ready()["status"] == "True"
+    });
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: after-outage
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo back; exec sleep 3600\"]
+"
+    ));
+    w.remember("after-outage");
+    w.wait_for("a pod to start after the outage", || {
+        w.kubectl_out(&["logs", "after-outage"]) == "back"
+    });
+    assert_eq!(
+        container_status(&w.pod("linked").unwrap())["restartCount"],
+        0,
+        "the outage restarted a container"
+    );
+    let events = w.pod_events("linked");
+    assert!(
+        !events
+            .iter()
+            .any(|(r, _)| r == "Unhealthy" || r == "Killing"),
+        "{events:?}"
+    );
 }

@@ -94,16 +94,20 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         tokio::spawn(proxy::source::run_proxy(proxy_client, proxier));
     }
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
+    let (runtime_health, runtime_seen) =
+        tokio::sync::watch::channel(node::RuntimeHealth::Unknown { error: None });
     tokio::spawn(run_pods(
         config.clone(),
         kubelet_client,
         creds.ca_certificate.clone(),
+        runtime_health,
     ));
     node::Heartbeat::new(
         client,
         &config.node_name,
         config.node_ip,
         config.node_labels.clone(),
+        runtime_seen,
     )
     .with_lease_duration(config.node_lease_duration)
     .run()
@@ -115,10 +119,17 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
 const POD_CIDR_POLL: Duration = Duration::from_secs(1);
 
 /// Waits for the node's podCIDR and for containerd, sets up the pod network and runs the
-/// kubelet. Problems are logged and retried: the node keeps its heartbeat meanwhile.
-async fn run_pods(config: AgentConfig, client: Arc<ApiClient>, ca_pem: String) {
+/// kubelet. Problems are logged and retried: the node keeps its heartbeat meanwhile, and
+/// `health` tells it whether containerd answers.
+async fn run_pods(
+    config: AgentConfig,
+    client: Arc<ApiClient>,
+    ca_pem: String,
+    health: tokio::sync::watch::Sender<node::RuntimeHealth>,
+) {
     let pod_cidr = wait_for_pod_cidr(&client, &config.node_name).await;
-    let runtime = connect_containerd(&config).await;
+    let runtime = connect_containerd(&config, &health).await;
+    tokio::spawn(node::monitor_runtime(runtime.clone(), health));
     import_images(&config, runtime.as_ref()).await;
     let mut net_config = net::NetworkConfig::new(&config.data_dir, pod_cidr, config.cluster_cidr);
     net_config.bridge = config.bridge.clone();
@@ -209,7 +220,10 @@ async fn wait_for_pod_cidr(client: &ApiClient, node: &str) -> Ipv4Net {
     }
 }
 
-async fn connect_containerd(config: &AgentConfig) -> Arc<dyn runtime::ContainerRuntime> {
+async fn connect_containerd(
+    config: &AgentConfig,
+    health: &tokio::sync::watch::Sender<node::RuntimeHealth>,
+) -> Arc<dyn runtime::ContainerRuntime> {
     let mut rc = runtime::ContainerdConfig::new(&config.containerd_socket);
     rc.namespace = config.containerd_namespace.clone();
     let mut attempt = 0;
@@ -217,6 +231,8 @@ async fn connect_containerd(config: &AgentConfig) -> Arc<dyn runtime::ContainerR
         match runtime::ContainerdRuntime::connect(rc.clone()).await {
             Ok(r) => return Arc::new(r),
             Err(e) => {
+                let error = Some(kubelet::worker::error_chain(&e));
+                node::publish(health, node::RuntimeHealth::Unknown { error });
                 let delay = join::backoff(attempt);
                 if attempt == 0 {
                     tracing::warn!(error = %e, "pods cannot run until containerd is reachable; retrying");

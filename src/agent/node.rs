@@ -24,6 +24,105 @@ const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the node status is posted when nothing changed.
 pub const STATUS_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 const READY_MESSAGE: &str = "orc agent is posting ready status";
+/// Ready=False reason while the container runtime is not usable (upstream's).
+pub const NOT_READY_REASON: &str = "KubeletNotReady";
+/// How often the container runtime is asked whether it answers, and how long it has.
+pub const RUNTIME_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+pub const RUNTIME_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the runtime may go without answering before the node is NotReady
+/// (upstream's maxWaitForContainerRuntime).
+pub const RUNTIME_DOWN_AFTER: Duration = Duration::from_secs(30);
+
+/// The container runtime as the agent last saw it; the node's Ready condition follows
+/// it (upstream's runtime state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeHealth {
+    /// Not connected yet: the agent is starting, or containerd was never reachable.
+    Unknown {
+        error: Option<String>,
+    },
+    Up {
+        version: String,
+    },
+    Down {
+        error: String,
+    },
+}
+
+impl RuntimeHealth {
+    /// Why the node is not ready, if the runtime is the reason (upstream's words first).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            RuntimeHealth::Up { .. } => None,
+            RuntimeHealth::Unknown { error: None } => {
+                Some("container runtime status check may not have completed yet".into())
+            }
+            RuntimeHealth::Unknown { error: Some(e) } | RuntimeHealth::Down { error: e } => {
+                Some(format!("container runtime is down: {e}"))
+            }
+        }
+    }
+}
+
+/// Asks `runtime` for its version every [`RUNTIME_CHECK_INTERVAL`] and publishes the
+/// answer. As upstream, the runtime is down only once it has not answered for
+/// [`RUNTIME_DOWN_AFTER`]: a containerd restart does not make the node (and so its
+/// pods, and the Services behind them) NotReady. Returns when nobody listens any more.
+pub async fn monitor_runtime(
+    runtime: std::sync::Arc<dyn crate::agent::runtime::ContainerRuntime>,
+    health: tokio::sync::watch::Sender<RuntimeHealth>,
+) {
+    // The caller has just connected: that counts as an answer.
+    let mut answered = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        let checked = tokio::time::timeout(RUNTIME_CHECK_TIMEOUT, runtime.version()).await;
+        let error = match checked {
+            Ok(Ok(version)) => {
+                answered = tokio::time::Instant::now();
+                failing = false;
+                publish(&health, RuntimeHealth::Up { version });
+                None
+            }
+            Ok(Err(e)) => Some(crate::agent::kubelet::worker::error_chain(&e)),
+            Err(_) => Some(format!(
+                "no answer within {}s",
+                RUNTIME_CHECK_TIMEOUT.as_secs()
+            )),
+        };
+        if let Some(error) = error {
+            if !failing {
+                failing = true;
+                tracing::warn!(%error, "container runtime does not answer");
+            }
+            if answered.elapsed() >= RUNTIME_DOWN_AFTER {
+                publish(&health, RuntimeHealth::Down { error });
+            }
+        }
+        if health.is_closed() {
+            return;
+        }
+        tokio::time::sleep(RUNTIME_CHECK_INTERVAL).await;
+    }
+}
+
+/// Publishes `now` if it differs from what `health` holds, logging a change of state.
+pub fn publish(health: &tokio::sync::watch::Sender<RuntimeHealth>, now: RuntimeHealth) {
+    health.send_if_modified(|h| {
+        if *h == now {
+            return false;
+        }
+        match &now {
+            RuntimeHealth::Down { error } => {
+                tracing::warn!(%error, "container runtime is down; the node is NotReady")
+            }
+            RuntimeHealth::Up { version } => tracing::info!(%version, "container runtime is up"),
+            RuntimeHealth::Unknown { .. } => {}
+        }
+        *h = now;
+        true
+    });
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -56,6 +155,8 @@ pub struct NodeFacts {
     pub machine_id: String,
     pub boot_id: String,
     pub containerd_version: Option<String>,
+    /// Why the container runtime cannot be used (the node is NotReady); `None`: it answers.
+    pub runtime_problem: Option<String>,
     /// Extra labels from --node-label.
     pub labels: BTreeMap<String, String>,
 }
@@ -85,6 +186,7 @@ impl NodeFacts {
             machine_id: read("/etc/machine-id").trim().to_string(),
             boot_id: read("/proc/sys/kernel/random/boot_id").trim().to_string(),
             containerd_version: None,
+            runtime_problem: None,
             labels: labels.clone(),
         }
     }
@@ -208,7 +310,10 @@ pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> V
             condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
             condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            condition("Ready", "True", "KubeletReady", READY_MESSAGE),
+            match &facts.runtime_problem {
+                None => condition("Ready", "True", "KubeletReady", READY_MESSAGE),
+                Some(problem) => condition("Ready", "False", NOT_READY_REASON, problem),
+            },
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
     })
@@ -306,6 +411,10 @@ pub struct Heartbeat {
     posted: Value,
     posted_at: Option<Instant>,
     lease_duration: Duration,
+    /// The container runtime's health, as the agent's runtime check publishes it.
+    runtime: tokio::sync::watch::Receiver<RuntimeHealth>,
+    /// The runtime version last seen (kept while the runtime is down).
+    runtime_version: Option<String>,
 }
 
 impl Heartbeat {
@@ -314,6 +423,7 @@ impl Heartbeat {
         name: &str,
         node_ip: Option<IpAddr>,
         labels: BTreeMap<String, String>,
+        runtime: tokio::sync::watch::Receiver<RuntimeHealth>,
     ) -> Heartbeat {
         Heartbeat {
             client,
@@ -324,6 +434,8 @@ impl Heartbeat {
             posted: Value::Null,
             posted_at: None,
             lease_duration: DEFAULT_LEASE_DURATION,
+            runtime,
+            runtime_version: None,
         }
     }
 
@@ -333,8 +445,15 @@ impl Heartbeat {
         self
     }
 
-    fn facts(&self) -> NodeFacts {
-        NodeFacts::gather(&self.name, self.node_ip, &self.labels)
+    fn facts(&mut self) -> NodeFacts {
+        let mut facts = NodeFacts::gather(&self.name, self.node_ip, &self.labels);
+        let health = self.runtime.borrow_and_update().clone();
+        if let RuntimeHealth::Up { version } = &health {
+            self.runtime_version = Some(version.clone());
+        }
+        facts.containerd_version = self.runtime_version.clone();
+        facts.runtime_problem = health.problem();
+        facts
     }
 
     /// Creates the Node, or updates the labels and status of the existing one.
@@ -460,8 +579,15 @@ impl Heartbeat {
             (self.lease_duration / LEASE_RENEWALS_PER_DURATION).max(MIN_RENEW_INTERVAL);
         let mut ticker = tokio::time::interval(renew_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut runtime_watched = true;
         loop {
-            ticker.tick().await;
+            // A runtime going down or coming back is posted at once, not at the next tick.
+            tokio::select! {
+                _ = ticker.tick() => {}
+                changed = self.runtime.changed(), if runtime_watched => {
+                    runtime_watched = changed.is_ok();
+                }
+            }
             if let Err(e) = self.tick().await {
                 tracing::warn!(node = %self.name, error = %e, "heartbeat failed");
             }
@@ -486,6 +612,7 @@ mod tests {
             machine_id: "abc".into(),
             boot_id: "boot".into(),
             containerd_version: None,
+            runtime_problem: None,
             labels: BTreeMap::from([("zone".to_string(), "attic".to_string())]),
         }
     }
@@ -545,6 +672,101 @@ mod tests {
         // What the server would store: a typed Node.
         let typed: k8s_openapi::api::core::v1::Node = serde_json::from_value(node).unwrap();
         assert_eq!(typed.metadata.name.as_deref(), Some("n1"));
+    }
+
+    fn ready(status: &Value) -> Value {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap()
+    }
+
+    #[test]
+    fn node_is_not_ready_while_the_runtime_is_down() {
+        let mut down = facts();
+        down.runtime_problem = RuntimeHealth::Down {
+            error: "connection refused".into(),
+        }
+        .problem();
+        let up = node_status(&facts(), t("2024-05-01T10:00:00Z"), &Value::Null);
+        let status = node_status(&down, t("2024-05-01T10:01:00Z"), &up["conditions"]);
+        let r = ready(&status);
+        assert_eq!(r["status"], "False");
+        assert_eq!(r["reason"], "KubeletNotReady");
+        assert_eq!(
+            r["message"],
+            "container runtime is down: connection refused"
+        );
+        assert_eq!(r["lastTransitionTime"], "2024-05-01T10:01:00Z");
+        // Back up: Ready again, from that moment.
+        let again = node_status(&facts(), t("2024-05-01T10:02:00Z"), &status["conditions"]);
+        assert_eq!(ready(&again)["status"], "True");
+        assert_eq!(ready(&again)["lastTransitionTime"], "2024-05-01T10:02:00Z");
+    }
+
+    #[test]
+    fn runtime_health_names_the_problem_in_upstreams_words() {
+        assert_eq!(
+            RuntimeHealth::Up {
+                version: "1.7".into()
+            }
+            .problem(),
+            None
+        );
+        assert_eq!(
+            RuntimeHealth::Unknown { error: None }.problem().unwrap(),
+            "container runtime status check may not have completed yet"
+        );
+        assert_eq!(
+            RuntimeHealth::Unknown {
+                error: Some("no socket".into())
+            }
+            .problem()
+            .unwrap(),
+            "container runtime is down: no socket"
+        );
+    }
+
+    async fn next_health(rx: &mut tokio::sync::watch::Receiver<RuntimeHealth>) -> RuntimeHealth {
+        tokio::time::timeout(Duration::from_secs(60), rx.changed())
+            .await
+            .expect("the monitor published (deadlocked?)")
+            .unwrap();
+        rx.borrow_and_update().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_monitor_follows_the_runtime_down_and_up() {
+        use crate::agent::runtime::{fake::FAKE_VERSION, FakeRuntime};
+        let rt = std::sync::Arc::new(FakeRuntime::new());
+        let (tx, mut rx) = tokio::sync::watch::channel(RuntimeHealth::Unknown { error: None });
+        let monitor = tokio::spawn(monitor_runtime(rt.clone(), tx));
+        let up = RuntimeHealth::Up {
+            version: FAKE_VERSION.into(),
+        };
+        assert_eq!(next_health(&mut rx).await, up);
+        // A short outage (a containerd restart) goes unnoticed; a long one does not.
+        rt.set_down(true);
+        tokio::time::sleep(RUNTIME_DOWN_AFTER - RUNTIME_CHECK_INTERVAL).await;
+        rt.set_down(false);
+        tokio::time::sleep(RUNTIME_CHECK_INTERVAL * 2).await;
+        assert!(!rx.has_changed().unwrap(), "{:?}", *rx.borrow());
+        rt.set_down(true);
+        let down_at = tokio::time::Instant::now();
+        assert!(
+            matches!(next_health(&mut rx).await, RuntimeHealth::Down { error } if error.contains("the fake runtime is down"))
+        );
+        assert!(down_at.elapsed() >= RUNTIME_DOWN_AFTER - RUNTIME_CHECK_INTERVAL);
+        rt.set_down(false);
+        assert_eq!(next_health(&mut rx).await, up);
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(60), monitor)
+            .await
+            .expect("the monitor ends when nobody listens")
+            .unwrap();
     }
 
     #[test]

@@ -326,6 +326,17 @@ impl FakePodApi {
             .collect()
     }
 
+    /// The events recorded so far, as `(reason, message)`.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                ApiCall::Event { reason, message } => Some((reason, message)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn record(&self, call: ApiCall) {
         self.calls.lock().expect("fake api poisoned").push(call);
     }

@@ -23,6 +23,9 @@ pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 pub const RESTART_COUNT_LABEL: &str = "io.kubernetes.container.restartCount";
 /// `init` for init containers, `app` otherwise.
 pub const CONTAINER_KIND_LABEL: &str = "io.orc.container.kind";
+/// The image as the pod spec names it (the only container field a pod update may
+/// change): a running container whose spec names another one is restarted.
+pub const CONTAINER_IMAGE_LABEL: &str = "io.orc.container.image";
 
 /// ConfigMaps and Secrets the pod references, by `(kind, name)`; `None`: not found.
 pub type Sources = BTreeMap<(String, String), Option<Value>>;
@@ -95,29 +98,40 @@ pub fn service_env(pod: &Value, services: &[Value]) -> Vec<(String, String)> {
     }
     let mut env = Vec::new();
     for (name, svc) in chosen {
-        let prefix = name.to_uppercase().replace('-', "_");
+        let prefix = env_var_name(&name);
         let ip = svc["spec"]["clusterIP"].as_str().unwrap_or("");
         let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
         env.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
         for (i, p) in ports.iter().enumerate() {
             let port = p["port"].as_u64().unwrap_or(0);
             let proto = p["protocol"].as_str().unwrap_or("TCP").to_lowercase();
+            // Go's net.JoinHostPort: IPv6 addresses in brackets.
+            let host_port = if ip.contains(':') {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            };
             if i == 0 {
                 env.push((format!("{prefix}_SERVICE_PORT"), port.to_string()));
-                env.push((format!("{prefix}_PORT"), format!("{proto}://{ip}:{port}")));
+                env.push((format!("{prefix}_PORT"), format!("{proto}://{host_port}")));
             }
             if let Some(pname) = p["name"].as_str().filter(|n| !n.is_empty()) {
-                let pname = pname.to_uppercase().replace('-', "_");
+                let pname = env_var_name(pname);
                 env.push((format!("{prefix}_SERVICE_PORT_{pname}"), port.to_string()));
             }
             let base = format!("{prefix}_PORT_{port}_{}", proto.to_uppercase());
-            env.push((base.clone(), format!("{proto}://{ip}:{port}")));
+            env.push((base.clone(), format!("{proto}://{host_port}")));
             env.push((format!("{base}_PROTO"), proto.clone()));
             env.push((format!("{base}_PORT"), port.to_string()));
             env.push((format!("{base}_ADDR"), ip.to_string()));
         }
     }
     env
+}
+
+/// A Service or port name as a variable name (upstream `makeEnvVariableName`).
+fn env_var_name(name: &str) -> String {
+    name.to_uppercase().replace('-', "_")
 }
 
 /// The value a `fieldRef` names.
@@ -530,6 +544,7 @@ pub fn container_config(
         ),
         (CONTAINER_NAME_LABEL, name),
         (CONTAINER_KIND_LABEL, if init { "init" } else { "app" }),
+        (CONTAINER_IMAGE_LABEL, image),
     ];
     for (k, v) in labels {
         config.labels.insert(k.to_string(), v.to_string());
@@ -689,6 +704,74 @@ mod tests {
         let env = service_env(&p, &services);
         assert!(env.iter().all(|(k, _)| k.starts_with("KUBERNETES_")));
         assert!(!env.is_empty());
+    }
+
+    /// Every variable upstream's `envvars.FromServices` makes for a two-port Service.
+    #[test]
+    fn service_link_variables_match_upstream_names() {
+        let p = pod();
+        let services = [json!({
+            "metadata": {"name": "web-front", "namespace": "ns"},
+            "spec": {"clusterIP": "10.43.0.20", "ports": [
+                {"name": "http-alt", "port": 8080, "protocol": "TCP"},
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+            ]},
+        })];
+        let env: BTreeMap<String, String> = service_env(&p, &services).into_iter().collect();
+        let expected: BTreeMap<String, String> = [
+            ("WEB_FRONT_SERVICE_HOST", "10.43.0.20"),
+            ("WEB_FRONT_SERVICE_PORT", "8080"),
+            ("WEB_FRONT_SERVICE_PORT_HTTP_ALT", "8080"),
+            ("WEB_FRONT_SERVICE_PORT_DNS", "53"),
+            ("WEB_FRONT_PORT", "tcp://10.43.0.20:8080"),
+            ("WEB_FRONT_PORT_8080_TCP", "tcp://10.43.0.20:8080"),
+            ("WEB_FRONT_PORT_8080_TCP_PROTO", "tcp"),
+            ("WEB_FRONT_PORT_8080_TCP_PORT", "8080"),
+            ("WEB_FRONT_PORT_8080_TCP_ADDR", "10.43.0.20"),
+            ("WEB_FRONT_PORT_53_UDP", "udp://10.43.0.20:53"),
+            ("WEB_FRONT_PORT_53_UDP_PROTO", "udp"),
+            ("WEB_FRONT_PORT_53_UDP_PORT", "53"),
+            ("WEB_FRONT_PORT_53_UDP_ADDR", "10.43.0.20"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn ipv6_service_addresses_are_bracketed_in_urls() {
+        let p = pod();
+        let services = [json!({
+            "metadata": {"name": "v6", "namespace": "ns"},
+            "spec": {"clusterIP": "fd00::10", "ports": [{"port": 80}]},
+        })];
+        let env: BTreeMap<String, String> = service_env(&p, &services).into_iter().collect();
+        assert_eq!(env["V6_SERVICE_HOST"], "fd00::10");
+        assert_eq!(env["V6_PORT"], "tcp://[fd00::10]:80");
+        assert_eq!(env["V6_PORT_80_TCP_ADDR"], "fd00::10");
+    }
+
+    /// Upstream: the master Service of `default` always; a Service of the pod's own
+    /// namespace with the same name replaces it only while service links are on.
+    #[test]
+    fn own_kubernetes_service_shadows_the_master_only_with_links() {
+        let mut p = pod();
+        let services = [
+            json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+                   "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443}]}}),
+            json!({"metadata": {"name": "kubernetes", "namespace": "ns"},
+                   "spec": {"clusterIP": "10.43.0.99", "ports": [{"port": 80}]}}),
+        ];
+        let host = |p: &Value| {
+            service_env(p, &services)
+                .into_iter()
+                .find(|(k, _)| k == "KUBERNETES_SERVICE_HOST")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(host(&p).as_deref(), Some("10.43.0.99"));
+        p["spec"]["enableServiceLinks"] = json!(false);
+        assert_eq!(host(&p).as_deref(), Some("10.43.0.1"));
     }
 
     #[test]

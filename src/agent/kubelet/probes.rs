@@ -143,34 +143,59 @@ pub fn resolve_port(port: &Value, container: &Value) -> Option<u16> {
         .and_then(|n| u16::try_from(n).ok())
 }
 
-/// Runs a probe once. `Err` carries the failure message (for the Unhealthy event).
+/// Why a probe run did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The check ran and failed (the message is the Unhealthy event's).
+    #[error("{0}")]
+    Failed(String),
+    /// The check could not run because the runtime does not answer: as upstream does
+    /// with prober errors, the result is thrown away (a containerd restart must not
+    /// make healthy containers fail their liveness probes).
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// Runs a probe once.
 pub async fn run_probe(
     spec: &ProbeSpec,
     container: &Value,
     container_id: &str,
     pod_ip: Option<IpAddr>,
     runtime: &dyn ContainerRuntime,
+) -> Result<(), ProbeError> {
+    let Some(cmd) = spec.action["exec"]["command"].as_array() else {
+        return network_probe(spec, container, pod_ip)
+            .await
+            .map_err(ProbeError::Failed);
+    };
+    let cmd: Vec<String> = cmd
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    let out = match runtime.exec(container_id, &cmd, spec.timeout).await {
+        Ok(out) => out,
+        Err(e) if e.is_unavailable() => return Err(ProbeError::Unknown(e.to_string())),
+        Err(e) => return Err(ProbeError::Failed(e.to_string())),
+    };
+    if out.exit_code == 0 {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string()
+        + String::from_utf8_lossy(&out.stderr).trim();
+    Err(ProbeError::Failed(format!(
+        "command {cmd:?} exited with {}: {text}",
+        out.exit_code
+    )))
+}
+
+/// An httpGet or tcpSocket probe; `Err` carries the failure message.
+async fn network_probe(
+    spec: &ProbeSpec,
+    container: &Value,
+    pod_ip: Option<IpAddr>,
 ) -> Result<(), String> {
     let action = &spec.action;
-    if let Some(cmd) = action["exec"]["command"].as_array() {
-        let cmd: Vec<String> = cmd
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect();
-        let out = runtime
-            .exec(container_id, &cmd, spec.timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        if out.exit_code == 0 {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string()
-            + String::from_utf8_lossy(&out.stderr).trim();
-        return Err(format!(
-            "command {cmd:?} exited with {}: {text}",
-            out.exit_code
-        ));
-    }
     let target = |section: &Value| -> Result<(String, u16), String> {
         let port = resolve_port(&section["port"], container)
             .ok_or_else(|| format!("probe port {} not found", section["port"]))?;
@@ -340,8 +365,25 @@ mod tests {
         );
         assert_eq!(run_probe(&http, &c, "x", ip, &rt).await, Ok(()));
         let err = run_probe(&http, &c, "x", ip, &rt).await.unwrap_err();
-        assert!(err.contains("500"), "{err}");
+        assert!(
+            matches!(&err, ProbeError::Failed(m) if m.contains("500")),
+            "{err}"
+        );
         let closed = spec(ProbeKind::Liveness, json!({"tcpSocket": {"port": 1}}));
         assert!(run_probe(&closed, &c, "x", ip, &rt).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn exec_probe_is_unknown_while_the_runtime_does_not_answer() {
+        let rt = crate::agent::runtime::FakeRuntime::new();
+        let c = json!({"name": "c"});
+        let exec = spec(ProbeKind::Liveness, json!({"exec": {"command": ["true"]}}));
+        rt.set_down(true);
+        let err = run_probe(&exec, &c, "x", None, &rt).await.unwrap_err();
+        assert!(matches!(err, ProbeError::Unknown(_)), "{err:?}");
+        rt.set_down(false);
+        // A container that is gone is a failure, not an unknown.
+        let err = run_probe(&exec, &c, "x", None, &rt).await.unwrap_err();
+        assert!(matches!(err, ProbeError::Failed(_)), "{err:?}");
     }
 }

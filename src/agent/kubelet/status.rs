@@ -280,8 +280,11 @@ pub struct PodFacts<'a> {
     pub now: DateTime<Utc>,
     /// Init containers all completed (true when there are none).
     pub initialized: bool,
-    /// Set when the pod cannot start at all (e.g. a volume failed).
+    /// Set when the pod cannot start at all (e.g. a volume failed), or why it failed.
     pub message: Option<(String, String)>,
+    /// The kubelet ended the pod (its activeDeadlineSeconds passed): Failed, whatever
+    /// its containers say.
+    pub failed: bool,
     /// The newest status known (last posted, else stored): conditions keep their
     /// transition times from it.
     pub previous: &'a Value,
@@ -296,7 +299,9 @@ pub fn pod_status(
 ) -> Value {
     let spec = &facts.pod["spec"];
     let policy = spec["restartPolicy"].as_str().unwrap_or("Always");
-    let phase = if !facts.initialized {
+    let phase = if facts.failed {
+        "Failed"
+    } else if !facts.initialized {
         let failed = init
             .iter()
             .any(|r| r.terminated().is_some_and(|t| t.exit_code != 0));
@@ -548,6 +553,7 @@ mod tests {
             now,
             initialized: true,
             message: None,
+            failed: false,
             previous: &pod["status"],
         };
         let s = pod_status(&facts, &[], &[running()]);
@@ -607,6 +613,7 @@ mod tests {
             now,
             initialized: true,
             message: None,
+            failed: false,
             previous: &Value::Null,
         };
         let s = pod_status(&facts, &[], &[r]);

@@ -256,6 +256,25 @@ async fn missing_image_waits_with_err_image_pull_then_back_off() {
     w.sync_once().await;
     let cs = last_status(&h.api)["containerStatuses"][0].clone();
     assert_eq!(cs["state"]["waiting"]["reason"], "ImagePullBackOff");
+    let message = cs["state"]["waiting"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Back-off pulling image \"registry.local/nope:1\": ErrImagePull: "),
+        "{message}"
+    );
+    let events = h.api.events();
+    for (reason, text) in [
+        ("Failed", "Error: ErrImagePull"),
+        (
+            "BackOff",
+            "Back-off pulling image \"registry.local/nope:1\"",
+        ),
+        ("Failed", "Error: ImagePullBackOff"),
+    ] {
+        assert!(
+            events.iter().any(|(r, m)| r == reason && m == text),
+            "no {reason} {text:?} in {events:?}"
+        );
+    }
     // Once the image can be pulled, the next try after the back-off starts it.
     h.rt.add_registry_image("registry.local/nope:1");
     tokio::time::advance(Duration::from_secs(11)).await;
@@ -662,4 +681,212 @@ async fn containers_without_a_task_after_a_reboot_are_restarted() {
     let cs = last_status(&h.api)["containerStatuses"][0].clone();
     assert_eq!(cs["restartCount"], 1);
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Unknown");
+}
+
+fn events_with(api: &FakePodApi, reason: &str) -> Vec<String> {
+    api.events()
+        .into_iter()
+        .filter(|(r, _)| r == reason)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[tokio::test]
+async fn new_image_restarts_the_running_container_whatever_the_policy() {
+    let h = harness();
+    h.rt.add_image("busybox:other");
+    let mut p = pod("u1", "Never", "sleep 1000");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(4);
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+
+    p["spec"]["containers"][0]["image"] = json!("busybox:other");
+    w.update(p);
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::Stop {
+        id: "u1-app-0".into(),
+        signal: SIGTERM,
+        grace: Duration::from_secs(4)
+    }));
+    assert_eq!(
+        events_with(&h.api, "Killing"),
+        ["Container app definition changed, will be restarted"]
+    );
+    // Started again at once (no back-off), from the new image.
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1"]);
+    assert_eq!(
+        h.rt.container_config("u1-app-1").unwrap().image,
+        "busybox:other"
+    );
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["restartCount"], 1, "{cs}");
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["image"], "busybox:other");
+    assert_eq!(last_status(&h.api)["phase"], "Running");
+
+    // It runs on: no further restarts.
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt).len(), 2);
+}
+
+#[tokio::test]
+async fn image_changed_while_the_agent_was_away_restarts_the_adopted_container() {
+    let h = harness();
+    h.rt.add_image("busybox:other");
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    let mut stored = pod("u1", "Always", "sleep 1000");
+    stored["status"] = last_status(&h.api);
+    stored["spec"]["containers"][0]["image"] = json!("busybox:other");
+    drop(w);
+
+    let found = h.rt.list_containers().await.unwrap();
+    let mut w = PodWorker::new(h.shared.clone(), stored, found);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1"]);
+    assert_eq!(
+        h.rt.container_config("u1-app-1").unwrap().image,
+        "busybox:other"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pod_past_its_active_deadline_is_stopped_and_failed() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["activeDeadlineSeconds"] = json!(5);
+    p["spec"]["terminationGracePeriodSeconds"] = json!(2);
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    tokio::time::advance(Duration::from_secs(4)).await;
+    w.sync_once().await;
+    assert_eq!(last_status(&h.api)["phase"], "Running");
+    assert!(!h
+        .rt
+        .calls()
+        .iter()
+        .any(|c| matches!(c, FakeCall::Stop { .. })));
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync_once().await;
+    assert!(h.rt.calls().contains(&FakeCall::Stop {
+        id: "u1-app-0".into(),
+        signal: SIGTERM,
+        grace: Duration::from_secs(2)
+    }));
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Failed");
+    assert_eq!(s["reason"], "DeadlineExceeded");
+    assert_eq!(
+        s["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    assert!(
+        s["containerStatuses"][0]["state"]["terminated"].is_object(),
+        "{s}"
+    );
+    assert_eq!(
+        events_with(&h.api, "DeadlineExceeded"),
+        ["Pod was active on the node longer than the specified deadline"]
+    );
+
+    // Failed for good: the restart policy does not bring it back.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    w.sync_once().await;
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+    assert_eq!(last_status(&h.api)["phase"], "Failed");
+}
+
+#[tokio::test]
+async fn active_deadline_counts_from_the_pods_start_time() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["activeDeadlineSeconds"] = json!(30);
+    let started = chrono::Utc::now() - chrono::Duration::seconds(31);
+    p["status"]["startTime"] = json!(status::timestamp(started));
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    assert!(creates(&h.rt).is_empty());
+    assert_eq!(last_status(&h.api)["phase"], "Failed");
+    assert_eq!(last_status(&h.api)["reason"], "DeadlineExceeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_image_ends_a_crash_back_off_at_once() {
+    let h = harness();
+    h.rt.add_image("busybox:fixed");
+    let mut p = pod("u1", "Always", "exit 1");
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u1-app-0", 1, false);
+    w.sync_once().await;
+    w.sync_once().await;
+    h.rt.exit("u1-app-1", 1, false);
+    w.sync_once().await;
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff", "{cs}");
+
+    p["spec"]["containers"][0]["image"] = json!("busybox:fixed");
+    w.update(p);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-app-1", "u1-app-2"]);
+    assert_eq!(
+        h.rt.container_config("u1-app-2").unwrap().image,
+        "busybox:fixed"
+    );
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["restartCount"], 2);
+}
+
+#[tokio::test]
+async fn new_image_does_not_revive_a_container_its_policy_ended() {
+    let h = harness();
+    h.rt.add_image("busybox:other");
+    let mut p = pod("u1", "OnFailure", "true");
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    h.rt.exit("u1-app-0", 0, false);
+    w.sync_once().await;
+    assert_eq!(last_status(&h.api)["phase"], "Succeeded");
+    p["spec"]["containers"][0]["image"] = json!("busybox:other");
+    w.update(p);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn runtime_outage_neither_fails_liveness_probes_nor_restarts_containers() {
+    let h = harness();
+    let mut p = pod("u1", "Always", "sleep 1000");
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let mut w = PodWorker::new(h.shared.clone(), p, vec![]);
+    w.sync_once().await;
+    h.rt.set_down(true);
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        w.sync_once().await;
+    }
+    h.rt.set_down(false);
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        w.sync_once().await;
+    }
+    assert!(
+        !h.rt
+            .calls()
+            .iter()
+            .any(|c| matches!(c, FakeCall::Stop { .. })),
+        "{:?}",
+        h.rt.calls()
+    );
+    assert_eq!(creates(&h.rt), vec!["u1-app-0"]);
+    assert!(events_with(&h.api, "Unhealthy").is_empty());
+    let cs = last_status(&h.api)["containerStatuses"][0].clone();
+    assert!(cs["state"]["running"].is_object(), "{cs}");
+    assert_eq!(cs["restartCount"], 0);
 }

@@ -15,11 +15,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::container::{
-    self, env_sources, pull_policy, PodContext, Sources, CONTAINER_KIND_LABEL,
-    CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
+    self, env_sources, pull_policy, PodContext, Sources, CONTAINER_IMAGE_LABEL,
+    CONTAINER_KIND_LABEL, CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
 };
 use super::pod_files::{self, PreparedVolume};
-use super::probes::{run_probe, ProbeKind, ProbeSpec, ProbeState};
+use super::probes::{run_probe, ProbeError, ProbeKind, ProbeSpec, ProbeState};
 use super::status::{
     self, backoff_delay, next_step, ContainerRecord, Instance, InstanceState, PodFacts, Step,
     Terminated, Waiting, BACKOFF_RESET_AFTER,
@@ -36,6 +36,9 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// Exit code reported for an instance found without a task (as upstream's "Unknown").
 const UNKNOWN_EXIT_CODE: i32 = 255;
+/// Why and how a pod past its activeDeadlineSeconds failed (upstream's words).
+pub const DEADLINE_REASON: &str = "DeadlineExceeded";
+pub const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 /// Wait before retrying the final pod delete.
 const DELETE_RETRY: Duration = Duration::from_secs(2);
 
@@ -49,12 +52,18 @@ struct Track {
     /// Image pulls failed in a row and when the next try may happen.
     pull_failures: u32,
     pull_retry_at: Option<Instant>,
+    /// Why the last pull failed (the ImagePullBackOff message repeats it).
+    pull_error: Option<String>,
     /// A BackOff event was sent for the current back-off period.
     backoff_reported: bool,
     /// When the current instance started (probe delays count from it).
     started: Option<Instant>,
     /// Probe states of the current instance, by probe field name.
     probes: BTreeMap<&'static str, ProbeState>,
+    /// The current instance was stopped because the spec changed: the next one starts
+    /// at once, whatever the restart policy and back-off say (as upstream, whose
+    /// back-off is keyed by the container's hash).
+    definition_changed: bool,
 }
 
 pub struct PodWorker {
@@ -74,6 +83,13 @@ pub struct PodWorker {
     message: Option<(String, String)>,
     last_posted: Option<Value>,
     volumes_refreshed: Instant,
+    /// When the pod became active on this node (its startTime on the monotonic clock),
+    /// for activeDeadlineSeconds.
+    active_since: Option<Instant>,
+    /// The pod ran past its activeDeadlineSeconds: its containers were stopped for good.
+    deadline_exceeded: bool,
+    /// The last container status read failed (the runtime may be down).
+    status_failing: bool,
 }
 
 fn record_for(spec: &Value) -> ContainerRecord {
@@ -135,6 +151,9 @@ impl PodWorker {
             message: None,
             last_posted: None,
             volumes_refreshed: Instant::now(),
+            active_since: None,
+            deadline_exceeded: false,
+            status_failing: false,
         };
         worker.adopt(adopted);
         worker
@@ -263,6 +282,9 @@ impl PodWorker {
                     record.probe_ready = Some(true);
                 }
             }
+            if let Some(image) = c.labels.get(CONTAINER_IMAGE_LABEL) {
+                record.image = image.clone();
+            }
             record.current = Some(Instance {
                 id: c.id.clone(),
                 restart_count,
@@ -286,7 +308,7 @@ impl PodWorker {
                     return;
                 }
                 Some(pod) => {
-                    self.pod = pod;
+                    self.update(pod);
                     if !self.pod["metadata"]["deletionTimestamp"].is_null() {
                         self.terminate_and_delete().await;
                         return;
@@ -301,6 +323,11 @@ impl PodWorker {
         }
     }
 
+    /// Takes the pod as the API has it now (the next sync acts on it).
+    pub fn update(&mut self, pod: Value) {
+        self.pod = pod;
+    }
+
     /// Whether the pod has ended for good (Succeeded or Failed as last posted or stored).
     fn is_terminal(&self) -> bool {
         let phase = |s: &Value| matches!(s["phase"].as_str(), Some("Succeeded") | Some("Failed"));
@@ -309,7 +336,10 @@ impl PodWorker {
 
     /// One pass: sandbox, containers, status.
     pub async fn sync_once(&mut self) {
-        if !self.is_terminal() {
+        if !self.deadline_exceeded && !self.is_terminal() && self.past_active_deadline() {
+            self.stop_past_deadline().await;
+        }
+        if !self.is_terminal() && !self.deadline_exceeded {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
             }
@@ -334,9 +364,66 @@ impl PodWorker {
         self.post_status().await;
     }
 
+    /// Whether the pod has been active on this node for its activeDeadlineSeconds
+    /// (counted from its startTime, as upstream).
+    fn past_active_deadline(&mut self) -> bool {
+        let Some(deadline) = self.pod["spec"]["activeDeadlineSeconds"].as_u64() else {
+            return false;
+        };
+        let Some(start) = self.start_time else {
+            return false;
+        };
+        let since = *self.active_since.get_or_insert_with(|| {
+            let now = Instant::now();
+            now.checked_sub(chrono_ago(Some(start))).unwrap_or(now)
+        });
+        since.elapsed() >= Duration::from_secs(deadline)
+    }
+
+    /// Fails the pod for running past its deadline: stops its containers for good.
+    async fn stop_past_deadline(&mut self) {
+        info!(pod = %self.name(), "pod ran past its activeDeadlineSeconds; stopping it");
+        self.deadline_exceeded = true;
+        self.message = Some((DEADLINE_REASON.into(), DEADLINE_MESSAGE.into()));
+        self.event("Normal", DEADLINE_REASON, DEADLINE_MESSAGE, None)
+            .await;
+        let running: Vec<(String, String)> = self
+            .init
+            .iter()
+            .chain(self.apps.iter())
+            .filter(|r| r.is_running())
+            .filter_map(|r| Some((r.name.clone(), r.current.as_ref()?.id.clone())))
+            .collect();
+        self.stop_containers(&running, self.termination_grace())
+            .await;
+        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
+            r.waiting = None;
+        }
+    }
+
+    /// Stops the `(name, id)` containers together (SIGTERM, SIGKILL after `grace`),
+    /// with a Killing event for each.
+    async fn stop_containers(&self, running: &[(String, String)], grace: Duration) {
+        for (name, _) in running {
+            let text = format!("Stopping container {name}");
+            self.event("Normal", "Killing", &text, Some(name)).await;
+        }
+        let pod = self.name();
+        let stops = running.iter().map(|(name, id)| {
+            let (runtime, pod) = (self.shared.runtime.clone(), pod.clone());
+            async move {
+                if let Err(e) = runtime.stop(id, SIGTERM, grace).await {
+                    warn!(%pod, container = %name, error = %e, "stopping container failed");
+                }
+            }
+        });
+        futures::future::join_all(stops).await;
+    }
+
     async fn ensure_sandbox(&mut self) {
         if self.start_time.is_none() {
             self.start_time = Some(Utc::now());
+            self.active_since = Some(Instant::now());
         }
         match self.make_sandbox().await {
             Ok(()) => {
@@ -506,10 +593,16 @@ impl PodWorker {
                     oom_killed: false,
                 },
                 Err(e) => {
-                    warn!(%pod, container = %record.name, error = %e, "container status failed");
+                    // Told once per outage, not every sync (containerd may be restarting).
+                    if std::mem::replace(&mut self.status_failing, true) {
+                        debug!(%pod, container = %record.name, error = %e, "container status failed");
+                    } else {
+                        warn!(%pod, container = %record.name, error = %e, "container status failed");
+                    }
                     continue;
                 }
             };
+            self.status_failing = false;
             match state {
                 ContainerState::Running { .. } => instance.state = InstanceState::Running,
                 ContainerState::Exited {
@@ -572,8 +665,49 @@ impl PodWorker {
         let specs = containers(&self.pod["spec"], "containers");
         let policy = self.policy();
         for (i, spec) in specs.iter().enumerate() {
+            let record = &self.apps[i];
+            if record.current.is_some() && record.image != spec["image"].as_str().unwrap_or("") {
+                if record.is_running() {
+                    self.stop_changed(i).await;
+                } else if record
+                    .terminated()
+                    .is_some_and(|t| status::should_restart(&policy, t.exit_code))
+                {
+                    // Waiting out a crash back-off: the new image need not (upstream's
+                    // back-off is per container definition).
+                    let name = record.name.clone();
+                    self.track.entry(name).or_default().definition_changed = true;
+                }
+            }
             self.advance(false, i, spec, &policy).await;
         }
+    }
+
+    /// Stops running app container `i` whose spec names another image than it was made
+    /// from; [`Self::advance`] then starts its successor.
+    async fn stop_changed(&mut self, i: usize) {
+        let name = self.apps[i].name.clone();
+        let Some(id) = self.apps[i].current.as_ref().map(|c| c.id.clone()) else {
+            return;
+        };
+        let text = format!("Container {name} definition changed, will be restarted");
+        self.event("Normal", "Killing", &text, Some(&name)).await;
+        info!(pod = %self.name(), container = %name, "container definition changed; restarting it");
+        self.track
+            .entry(name.clone())
+            .or_default()
+            .definition_changed = true;
+        let grace = self.termination_grace();
+        if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
+            warn!(pod = %self.name(), container = %name, error = %e, "stopping the changed container failed");
+        }
+        self.poll_containers().await;
+    }
+
+    fn termination_grace(&self) -> Duration {
+        self.pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .map_or(DEFAULT_GRACE, Duration::from_secs)
     }
 
     /// Decides and performs the next step for one container.
@@ -582,7 +716,13 @@ impl PodWorker {
         let name = record.name.clone();
         let track = self.track.get(&name).cloned().unwrap_or_default();
         let exited_ago = track.exited_at.map(|t| t.elapsed());
-        match next_step(record, policy, track.backoff_level, exited_ago) {
+        let step = match record.terminated() {
+            Some(_) if track.definition_changed => Step::Start {
+                restart_count: record.restart_count() + 1,
+            },
+            _ => next_step(record, policy, track.backoff_level, exited_ago),
+        };
+        match step {
             Step::Keep => {
                 let record = self.record_mut(init, i);
                 if record.terminated().is_some() || record.is_running() {
@@ -640,20 +780,36 @@ impl PodWorker {
         let track = self.track.entry(name.clone()).or_default().clone();
         if track.pull_retry_at.is_some_and(|t| now < t) {
             let record = self.record_mut(init, i);
-            if let Some(w) = record.waiting.as_mut() {
-                if w.reason == "ErrImagePull" {
-                    w.reason = "ImagePullBackOff".into();
-                    w.message = format!("Back-off pulling image {image:?}");
-                }
+            let failed_pull = record
+                .waiting
+                .as_ref()
+                .is_some_and(|w| w.reason == "ErrImagePull");
+            if failed_pull {
+                // As upstream: the back-off names the pull error it waits out.
+                let backoff = format!("Back-off pulling image {image:?}");
+                record.waiting = Some(Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!(
+                        "{backoff}: ErrImagePull: {}",
+                        track.pull_error.as_deref().unwrap_or("")
+                    ),
+                });
+                self.event("Normal", "BackOff", &backoff, Some(&name)).await;
+                self.event("Warning", "Failed", "Error: ImagePullBackOff", Some(&name))
+                    .await;
             }
             return;
         }
         let image_id = match self.pull(init, &name, spec, &image).await {
             Ok(id) => id,
-            Err(waiting) => {
+            Err((waiting, error)) => {
+                let error_event = format!("Error: {}", waiting.reason);
+                self.event("Warning", "Failed", &error_event, Some(&name))
+                    .await;
                 let t = self.track.entry(name.clone()).or_default();
                 t.pull_failures += 1;
                 t.pull_retry_at = Some(now + backoff_delay(t.pull_failures));
+                t.pull_error = Some(error);
                 self.record_mut(init, i).waiting = Some(waiting);
                 return;
             }
@@ -662,6 +818,7 @@ impl PodWorker {
             let t = self.track.entry(name.clone()).or_default();
             t.pull_failures = 0;
             t.pull_retry_at = None;
+            t.pull_error = None;
         }
         let config = match self.build_config(spec, restart_count, init).await {
             Ok(c) => c,
@@ -696,7 +853,13 @@ impl PodWorker {
                 warn!(pod = %self.name(), container = %name, error = %e, "removing the old instance failed");
             }
             let t = self.track.entry(name.clone()).or_default();
-            t.backoff_level += 1;
+            // A new definition starts a new back-off; a crash of the same one raises it.
+            t.backoff_level = if t.definition_changed {
+                0
+            } else {
+                t.backoff_level + 1
+            };
+            t.definition_changed = false;
             t.exited_at = None;
         }
         let runtime = self.shared.runtime.clone();
@@ -787,6 +950,7 @@ impl PodWorker {
             t.probes.clear();
         }
         let record = self.record_mut(init, i);
+        record.image = image;
         record.waiting = None;
         record.started = ProbeSpec::of(spec, ProbeKind::Startup).is_none();
         record.probe_ready = ProbeSpec::of(spec, ProbeKind::Readiness).map(|_| false);
@@ -799,14 +963,15 @@ impl PodWorker {
         });
     }
 
-    /// Makes the image present; the image ID on success, the waiting state on failure.
+    /// Makes the image present; the image ID on success, the waiting state and the
+    /// error on failure.
     async fn pull(
         &self,
         init: bool,
         name: &str,
         spec: &Value,
         image: &str,
-    ) -> Result<String, Waiting> {
+    ) -> Result<String, (Waiting, String)> {
         let policy = pull_policy(spec);
         let runtime = &self.shared.runtime;
         let field = self.field_path(init, name);
@@ -827,10 +992,13 @@ impl PodWorker {
                 format!("Container image {image:?} is not present with pull policy of Never");
             self.event_at("Warning", "ErrImageNeverPull", &message, &field)
                 .await;
-            return Err(Waiting {
-                reason: "ErrImageNeverPull".into(),
+            return Err((
+                Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: message.clone(),
+                },
                 message,
-            });
+            ));
         }
         self.event_at(
             "Normal",
@@ -854,12 +1022,16 @@ impl PodWorker {
                 Ok(image_id(&info))
             }
             Err(e) => {
-                let message = format!("Failed to pull image {image:?}: {}", error_chain(&e));
+                let error = error_chain(&e);
+                let message = format!("Failed to pull image {image:?}: {error}");
                 self.event_at("Warning", "Failed", &message, &field).await;
-                Err(Waiting {
-                    reason: "ErrImagePull".into(),
-                    message,
-                })
+                Err((
+                    Waiting {
+                        reason: "ErrImagePull".into(),
+                        message,
+                    },
+                    error,
+                ))
             }
         }
     }
@@ -995,9 +1167,16 @@ impl PodWorker {
                 state.last_run = Some(now);
                 let result =
                     run_probe(&probe, spec, &id, self.pod_ip, self.shared.runtime.as_ref()).await;
-                if let Err(message) = &result {
-                    let text = format!("{} probe failed: {message}", kind.name());
-                    self.event("Warning", "Unhealthy", &text, Some(&name)).await;
+                match &result {
+                    Ok(()) => {}
+                    Err(ProbeError::Failed(message)) => {
+                        let text = format!("{} probe failed: {message}", kind.name());
+                        self.event("Warning", "Unhealthy", &text, Some(&name)).await;
+                    }
+                    Err(ProbeError::Unknown(message)) => {
+                        debug!(pod = %self.name(), container = %name, probe = kind.name(), %message, "probe result unknown; ignored");
+                        continue;
+                    }
                 }
                 let track = self.track.entry(name.clone()).or_default();
                 let state = track.probes.entry(kind.field()).or_default();
@@ -1015,9 +1194,7 @@ impl PodWorker {
                         );
                         self.event("Normal", "Killing", &text, Some(&name)).await;
                         track_reset(&mut self.track, &name);
-                        let grace = self.pod["spec"]["terminationGracePeriodSeconds"]
-                            .as_u64()
-                            .map_or(DEFAULT_GRACE, Duration::from_secs);
+                        let grace = self.termination_grace();
                         if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
                             warn!(pod = %self.name(), container = %name, error = %e, "stopping unhealthy container failed");
                         }
@@ -1041,6 +1218,7 @@ impl PodWorker {
             now: Utc::now(),
             initialized,
             message: self.message.clone(),
+            failed: self.deadline_exceeded,
             previous: self.last_posted.as_ref().unwrap_or(&self.pod["status"]),
         }
     }
@@ -1137,37 +1315,16 @@ impl PodWorker {
                 }
             }
         }
-        let running: Vec<&(String, String)> = {
-            let mut v = Vec::new();
-            for entry in &ids {
-                if matches!(
-                    runtime.status(&entry.1).await.map(|s| s.state),
-                    Ok(ContainerState::Running { .. })
-                ) {
-                    v.push(entry);
-                }
+        let mut running = Vec::new();
+        for entry in &ids {
+            if matches!(
+                runtime.status(&entry.1).await.map(|s| s.state),
+                Ok(ContainerState::Running { .. })
+            ) {
+                running.push(entry.clone());
             }
-            v
-        };
-        for (name, _) in &running {
-            self.event(
-                "Normal",
-                "Killing",
-                &format!("Stopping container {name}"),
-                Some(name),
-            )
-            .await;
         }
-        let stops = running.iter().map(|(name, id)| {
-            let runtime = runtime.clone();
-            let pod = pod.clone();
-            async move {
-                if let Err(e) = runtime.stop(id, SIGTERM, grace).await {
-                    warn!(%pod, container = %name, error = %e, "stopping container failed");
-                }
-            }
-        });
-        futures::future::join_all(stops).await;
+        self.stop_containers(&running, grace).await;
         for (name, id) in &ids {
             if let Err(e) = runtime.remove(id).await {
                 warn!(%pod, container = %name, error = %e, "removing container failed");

@@ -402,6 +402,7 @@ impl Nft for FakeNft {
 mod tests {
     use super::rules::tests::{web_endpoints, web_service};
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn first_sync_is_full_then_only_diffs() {

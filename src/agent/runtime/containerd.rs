@@ -1235,6 +1235,17 @@ impl ContainerdRuntime {
 
 #[async_trait::async_trait]
 impl ContainerRuntime for ContainerdRuntime {
+    async fn version(&self) -> Result<String> {
+        let version = self
+            .client
+            .version()
+            .version(())
+            .await
+            .map_err(grpc("version"))?
+            .into_inner();
+        Ok(version.version)
+    }
+
     async fn ensure_image(
         &self,
         reference: &str,

@@ -40,6 +40,9 @@ pub enum FakeCall {
     ListContainers,
 }
 
+/// The version the fake runtime reports while it is up.
+pub const FAKE_VERSION: &str = "fake-1.0";
+
 #[derive(Debug)]
 struct FakeContainer {
     config: ContainerConfig,
@@ -55,6 +58,8 @@ struct State {
     containers: BTreeMap<String, FakeContainer>,
     exec_results: BTreeMap<String, ExecOutput>,
     next_pid: u32,
+    /// `version` fails (the runtime does not answer).
+    down: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +123,22 @@ impl FakeRuntime {
     }
 
     /// The config container `id` was created with.
+    /// Makes every call fail as containerd does when it is not running (Unavailable),
+    /// or answer again. Calls are still recorded.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    fn check_up(&self, op: &'static str) -> Result<()> {
+        if self.lock().down {
+            return Err(RuntimeError::Containerd {
+                op,
+                source: containerd_client::tonic::Status::unavailable("the fake runtime is down"),
+            });
+        }
+        Ok(())
+    }
+
     pub fn container_config(&self, id: &str) -> Option<ContainerConfig> {
         self.lock().containers.get(id).map(|c| c.config.clone())
     }
@@ -146,6 +167,12 @@ impl FakeRuntime {
 
 #[async_trait::async_trait]
 impl ContainerRuntime for FakeRuntime {
+    /// Not recorded: the health check runs on a timer, not on the kubelet's behalf.
+    async fn version(&self) -> Result<String> {
+        self.check_up("version")?;
+        Ok(FAKE_VERSION.to_string())
+    }
+
     async fn ensure_image(
         &self,
         reference: &str,
@@ -157,6 +184,7 @@ impl ContainerRuntime for FakeRuntime {
             policy,
             with_auth: auth.is_some(),
         });
+        self.check_up("pull")?;
         let r = Reference::parse(reference)?;
         let name = r.to_string();
         let mut state = self.lock();
@@ -187,11 +215,13 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>> {
         self.record(FakeCall::ListImages);
+        self.check_up("list images")?;
         Ok(self.lock().images.values().cloned().collect())
     }
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
         self.record(FakeCall::CreateContainer(Box::new(config.clone())));
+        self.check_up("create container")?;
         let name = normalize(&config.image)?;
         let mut state = self.lock();
         if !state.images.contains_key(&name) {
@@ -215,6 +245,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn start(&self, id: &str) -> Result<u32> {
         self.record(FakeCall::Start(id.to_string()));
+        self.check_up("start task")?;
         self.with_container(id, |c, next_pid| {
             *next_pid += 1;
             let pid = 1000 + *next_pid;
@@ -229,6 +260,7 @@ impl ContainerRuntime for FakeRuntime {
             signal,
             grace,
         });
+        self.check_up("kill task")?;
         self.with_container(id, |c, _| {
             if matches!(c.state, ContainerState::Running { .. }) {
                 c.state = ContainerState::Exited {
@@ -246,6 +278,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn status(&self, id: &str) -> Result<ContainerStatus> {
         self.record(FakeCall::Status(id.to_string()));
+        self.check_up("get task")?;
         self.with_container(id, |c, _| ContainerStatus {
             id: id.to_string(),
             state: c.state.clone(),
@@ -255,6 +288,7 @@ impl ContainerRuntime for FakeRuntime {
     /// Returns the current status at once: a fake process never exits by itself.
     async fn wait(&self, id: &str) -> Result<ContainerStatus> {
         self.record(FakeCall::Wait(id.to_string()));
+        self.check_up("wait task")?;
         self.with_container(id, |c, _| ContainerStatus {
             id: id.to_string(),
             state: c.state.clone(),
@@ -263,6 +297,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn remove(&self, id: &str) -> Result<()> {
         self.record(FakeCall::Remove(id.to_string()));
+        self.check_up("delete container")?;
         self.lock().containers.remove(id);
         Ok(())
     }
@@ -272,6 +307,7 @@ impl ContainerRuntime for FakeRuntime {
             id: id.to_string(),
             cmd: cmd.to_vec(),
         });
+        self.check_up("exec")?;
         let running =
             self.with_container(id, |c, _| matches!(c.state, ContainerState::Running { .. }))?;
         if !running {
@@ -287,6 +323,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
         self.record(FakeCall::ListContainers);
+        self.check_up("list containers")?;
         Ok(self
             .lock()
             .containers

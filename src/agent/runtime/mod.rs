@@ -94,6 +94,24 @@ pub enum RuntimeError {
     },
 }
 
+impl RuntimeError {
+    /// containerd does not answer (not running, restarting): nothing is known about the
+    /// containers, as opposed to an answer that something failed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            RuntimeError::Connect { .. } => true,
+            // A call on a broken connection fails with code Unknown and the transport
+            // error as its source ("transport error").
+            RuntimeError::Containerd { source, .. } => {
+                source.code() == containerd_client::tonic::Code::Unavailable
+                    || std::error::Error::source(source)
+                        .is_some_and(|e| e.is::<containerd_client::tonic::transport::Error>())
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 /// When to contact the registry (Kubernetes `imagePullPolicy`).
@@ -313,4 +331,6 @@ pub trait ContainerRuntime: Send + Sync {
     /// Runs `cmd` in the running container and collects its output.
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
+    /// The runtime's version; an error when it does not answer (the health check).
+    async fn version(&self) -> Result<String>;
 }
