@@ -1,8 +1,9 @@
 //! The worker side of orc (`orc agent`, also embedded in `orc server`): join the cluster,
 //! register this machine as a Node and keep it alive, run the pods bound to it (the
-//! kubelet, over containerd and the pod network) and the service proxy.
+//! kubelet, over containerd and the pod network), the service proxy and the cluster DNS.
 
 pub mod client;
+pub mod dns;
 pub mod join;
 pub mod kubelet;
 pub mod net;
@@ -45,6 +46,8 @@ pub struct AgentConfig {
     pub nft_table: String,
     /// nftables table of the service proxy; `None` runs no proxy (--disable-proxy).
     pub proxy_table: Option<String>,
+    /// Whether this node runs the cluster DNS server at `cluster_dns` (only with a proxy).
+    pub serve_dns: bool,
 }
 
 impl AgentConfig {
@@ -87,7 +90,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     );
     if let Some(table) = config.proxy_table.clone() {
         let proxy_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
-        let proxier = proxy::Proxier::new(table, proxy::NftCli::default());
+        let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default());
+        if config.serve_dns {
+            // The cluster DNS address is answered by this node's own DNS server.
+            proxier = proxier.with_local_ip(config.cluster_dns);
+            let dns_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+            let dns_config = dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain);
+            tokio::spawn(dns::run(dns_client, dns_config));
+        }
         tokio::spawn(proxy::source::run_proxy(proxy_client, proxier));
     }
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
@@ -145,7 +155,7 @@ async fn run_pods(config: AgentConfig, client: Arc<ApiClient>, ca_pem: String) {
             dns: kubelet::DnsConfig {
                 servers: vec![config.cluster_dns],
                 domain: config.cluster_domain.clone(),
-                host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+                host_resolv_conf: dns::node_resolv_conf(),
             },
             sync_interval: kubelet::SYNC_INTERVAL,
             cgroup_root: PathBuf::from(runtime::cgroup::CGROUP_ROOT),

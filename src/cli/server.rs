@@ -136,6 +136,13 @@ impl ServerArgs {
                 self.cluster_cidr
             );
         }
+        if !self.service_cidr.contains(&self.cluster_dns) {
+            bail!(
+                "--cluster-dns {} is outside --service-cidr {}: choose an address in the service range",
+                self.cluster_dns,
+                self.service_cidr
+            );
+        }
         let advertise_ip = if self.bind_address.is_unspecified() {
             primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
         } else {
@@ -292,6 +299,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         &controllers::bootstrap::Bootstrap {
             advertise_ip: config.advertise_ip,
             https_port: config.listen.port(),
+            cluster_dns: config.cluster_dns,
         },
     )
     .await

@@ -1,0 +1,244 @@
+//! Cluster DNS: a DNS server on every node (UDP and TCP port 53) at the cluster DNS
+//! address (`--cluster-dns`). It answers `<svc>.<ns>.svc.<domain>`, headless and pod
+//! names from the Services and Endpoints it watches ([`records`]) and forwards every
+//! other name to the node's resolvers ([`server`]).
+//!
+//! The address lives on a dummy link in the node's namespace (`orc-dns`): the host
+//! reaches it locally, pods through their default route to the bridge gateway. The
+//! server reserves it as the ClusterIP of `kube-system/kube-dns`; the service proxy
+//! leaves that one ClusterIP alone ([`crate::agent::proxy::Proxier::with_local_ip`]).
+
+pub mod records;
+pub mod server;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_server::proto::rr::Name;
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::Instrument;
+
+use crate::agent::client::ApiClient;
+use crate::agent::proxy::source::{watch_services, ServiceWatch};
+use records::Records;
+use server::ClusterDns;
+
+/// The dummy link holding the cluster DNS address.
+pub const DEFAULT_INTERFACE: &str = "orc-dns";
+pub const DNS_PORT: u16 = 53;
+/// Where systemd-resolved keeps the real upstream servers when /etc/resolv.conf only
+/// names its local stub.
+const SYSTEMD_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cluster domain {domain:?} is not a valid DNS name")]
+    InvalidDomain {
+        domain: String,
+        source: hickory_server::proto::ProtoError,
+    },
+    #[error("put the cluster DNS address on link {link}")]
+    Interface {
+        link: String,
+        source: crate::agent::net::Error,
+    },
+    #[error("listen on {protocol} {addr}: is another DNS server bound to it?")]
+    Bind {
+        protocol: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("read the node's resolv.conf {path}")]
+    ReadResolvConf {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parse resolv.conf")]
+    ParseResolvConf {
+        source: hickory_server::net::NetError,
+    },
+    #[error("set up forwarding to the upstream resolvers: {reason}")]
+    Forwarder { reason: String },
+}
+
+pub type Result<T, E = DnsError> = std::result::Result<T, E>;
+
+/// Where and what the node's DNS server serves.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// The cluster DNS address (`--cluster-dns`).
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// The cluster domain (`--cluster-domain`).
+    pub domain: String,
+    /// Dummy link to hold `address`; `None`: the address is already local (tests).
+    pub interface: Option<String>,
+    /// The node's resolv.conf, naming the upstream resolvers.
+    pub resolv_conf: PathBuf,
+}
+
+impl DnsConfig {
+    /// The node's DNS server at `address` for `domain`, forwarding to the resolvers of
+    /// [`node_resolv_conf`].
+    pub fn new(address: Ipv4Addr, domain: &str) -> Self {
+        DnsConfig {
+            address,
+            port: DNS_PORT,
+            domain: domain.to_string(),
+            interface: Some(DEFAULT_INTERFACE.to_string()),
+            resolv_conf: node_resolv_conf(),
+        }
+    }
+}
+
+/// The resolv.conf naming the node's real resolvers: /etc/resolv.conf, or
+/// systemd-resolved's upstream list when /etc/resolv.conf names only its loopback stub
+/// (as kubelet's `--resolv-conf` on such systems).
+pub fn node_resolv_conf() -> PathBuf {
+    let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    let systemd = PathBuf::from(SYSTEMD_RESOLV_CONF);
+    if only_loopback_servers(&host) && systemd.exists() {
+        systemd
+    } else {
+        PathBuf::from(HOST_RESOLV_CONF)
+    }
+}
+
+fn only_loopback_servers(resolv_conf: &str) -> bool {
+    let servers: Vec<IpAddr> = resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    !servers.is_empty() && servers.iter().all(IpAddr::is_loopback)
+}
+
+/// Wait before retrying a failed start step.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Runs the node's DNS server forever: puts the address on its link, loads the
+/// Services and Endpoints, then serves and follows their changes. Start problems are
+/// logged and retried; name resolution on the node keeps working without it.
+pub async fn run(client: Arc<ApiClient>, config: DnsConfig) {
+    let span = tracing::info_span!("cluster_dns", address = %config.address);
+    run_forever(client, config).instrument(span).await
+}
+
+async fn run_forever(client: Arc<ApiClient>, config: DnsConfig) {
+    let mut records = match Name::from_ascii(&config.domain) {
+        Ok(domain) => Records::new(domain),
+        Err(source) => {
+            let e = DnsError::InvalidDomain {
+                domain: config.domain.clone(),
+                source,
+            };
+            tracing::error!(error = %e, "cluster DNS disabled");
+            return;
+        }
+    };
+    if let Some(link) = &config.interface {
+        let mut attempt = 0;
+        while let Err(e) = crate::agent::net::ensure_local_address(None, link, config.address)
+            .await
+            .map_err(|source| DnsError::Interface {
+                link: link.clone(),
+                source,
+            })
+        {
+            tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
+            tokio::time::sleep(crate::agent::join::backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+    let forward = match upstreams(&config).and_then(|u| {
+        let catalog = server::forwarder(&u)?;
+        Ok((u, catalog))
+    }) {
+        Ok((upstreams, catalog)) => {
+            if catalog.is_none() {
+                tracing::warn!(resolv_conf = %config.resolv_conf.display(), "no upstream resolver: names outside the cluster will not resolve");
+            } else {
+                tracing::debug!(?upstreams, "forwarding other names");
+            }
+            catalog
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "names outside the cluster will not resolve");
+            None
+        }
+    };
+    let ServiceWatch {
+        initial,
+        mut changes,
+    } = watch_services(client, "cluster DNS").await;
+    for change in initial {
+        records.apply_change(change);
+    }
+    let records = Arc::new(RwLock::new(records));
+    let addr = SocketAddr::new(IpAddr::V4(config.address), config.port);
+    let (udp, tcp) = loop {
+        match bind(addr).await {
+            Ok(sockets) => break sockets,
+            Err(e) => {
+                tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+        }
+    };
+    let _server = server::serve(ClusterDns::new(records.clone(), forward), udp, tcp);
+    tracing::info!(%addr, domain = %config.domain, "cluster DNS is serving");
+    while let Some(change) = changes.recv().await {
+        records
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_change(change);
+    }
+}
+
+/// The upstream resolvers named by the node's resolv.conf.
+fn upstreams(config: &DnsConfig) -> Result<Vec<SocketAddr>> {
+    let contents = std::fs::read_to_string(&config.resolv_conf).map_err(|source| {
+        DnsError::ReadResolvConf {
+            path: config.resolv_conf.clone(),
+            source,
+        }
+    })?;
+    server::upstreams_from_resolv_conf(&contents, IpAddr::V4(config.address))
+}
+
+async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
+    let udp = UdpSocket::bind(addr)
+        .await
+        .map_err(|source| DnsError::Bind {
+            protocol: "UDP",
+            addr,
+            source,
+        })?;
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DnsError::Bind {
+            protocol: "TCP",
+            addr,
+            source,
+        })?;
+    Ok((udp, tcp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stub_only_resolv_conf_is_recognised() {
+        assert!(only_loopback_servers(
+            "nameserver 127.0.0.53\noptions edns0\n"
+        ));
+        assert!(!only_loopback_servers(
+            "nameserver 127.0.0.53\nnameserver 192.0.2.1\n"
+        ));
+        assert!(!only_loopback_servers("search example.com\n"));
+    }
+}

@@ -1,0 +1,185 @@
+//! The DNS request handler: names under the cluster domain are answered from
+//! [`Records`], every other name is forwarded to the node's resolvers.
+
+use std::iter;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_server::net::runtime::Time;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::{LowerName, Name};
+use hickory_server::resolver::config::{NameServerConfig, ResolverOpts};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
+use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::records::Records;
+use super::DnsError;
+
+/// How long an idle TCP client may keep its connection.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses buffered per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 16;
+/// How long one upstream server gets to answer, and how many tries a query gets.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+const UPSTREAM_ATTEMPTS: usize = 2;
+/// The largest UDP payload answered when the client advertises more (EDNS).
+const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Shared, live records: one writer (the service watch), the server's readers.
+pub type SharedRecords = Arc<RwLock<Records>>;
+
+/// Answers cluster names itself and forwards the rest through `forward` (when there is
+/// no upstream resolver, other names get SERVFAIL).
+pub struct ClusterDns {
+    records: SharedRecords,
+    forward: Option<Catalog>,
+}
+
+impl ClusterDns {
+    pub fn new(records: SharedRecords, forward: Option<Catalog>) -> Self {
+        ClusterDns { records, forward }
+    }
+}
+
+/// A catalog forwarding every name to `upstreams` (port 53, UDP then TCP), with the
+/// resolver's cache; `None` when there is no upstream.
+pub fn forwarder(upstreams: &[SocketAddr]) -> Result<Option<Catalog>, DnsError> {
+    if upstreams.is_empty() {
+        return Ok(None);
+    }
+    let name_servers = upstreams
+        .iter()
+        .map(|addr| {
+            let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+            for connection in &mut server.connections {
+                connection.port = addr.port();
+            }
+            server
+        })
+        .collect();
+    let mut options = ResolverOpts::default();
+    options.timeout = UPSTREAM_TIMEOUT;
+    options.attempts = UPSTREAM_ATTEMPTS;
+    let handler = ForwardZoneHandler::builder_tokio(ForwardConfig {
+        name_servers,
+        options: Some(options),
+    })
+    .build()
+    .map_err(|reason| DnsError::Forwarder { reason })?;
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from(Name::root()), vec![Arc::new(handler)]);
+    Ok(Some(catalog))
+}
+
+/// Serves `handler` on `udp` and `tcp` until the returned server is shut down/dropped.
+pub fn serve(handler: ClusterDns, udp: UdpSocket, tcp: TcpListener) -> Server<ClusterDns> {
+    let mut server = Server::new(handler);
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    server
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for ClusterDns {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let response_edns = request.edns.as_ref().map(|req| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns
+        });
+        let is_query = request.metadata.message_type == MessageType::Query
+            && request.metadata.op_code == OpCode::Query;
+        let question = request.request_info().ok().filter(|_| is_query);
+        let Some(info) = question else {
+            let response = MessageResponseBuilder::new(&request.queries, response_edns.as_ref())
+                .error_msg(&request.metadata, ResponseCode::FormErr);
+            return send(request, response_handle, response).await;
+        };
+        let name = Name::from(info.query.name());
+        let qtype = info.query.query_type();
+        let answer = self
+            .records
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .answer(&name, qtype);
+        let Some(answer) = answer else {
+            if let Some(forward) = &self.forward {
+                return forward
+                    .handle_request::<R, T>(request, response_handle)
+                    .await;
+            }
+            tracing::debug!(%name, "no upstream resolver to forward to");
+            let response = MessageResponseBuilder::new(&request.queries, response_edns.as_ref())
+                .error_msg(&request.metadata, ResponseCode::ServFail);
+            return send(request, response_handle, response).await;
+        };
+        tracing::trace!(%name, %qtype, code = %answer.code, answers = answer.answers.len(), "cluster name answered");
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        metadata.recursion_available = self.forward.is_some();
+        metadata.response_code = answer.code;
+        let response = MessageResponseBuilder::new(&request.queries, response_edns.as_ref()).build(
+            metadata,
+            answer.answers.iter(),
+            iter::empty(),
+            answer.soa.iter(),
+            answer.additionals.iter(),
+        );
+        send(request, response_handle, response).await
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    request: &Request,
+    mut response_handle: R,
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a hickory_server::proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_server::proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_server::proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_server::proto::rr::Record> + Send + 'a,
+    >,
+) -> ResponseInfo {
+    match response_handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "sending a DNS response failed");
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}
+
+/// The upstream resolvers in a resolv.conf: its nameservers (port 53) except `own`
+/// (the cluster DNS itself, when the node resolves through it: that would loop).
+pub fn upstreams_from_resolv_conf(
+    contents: &str,
+    own: IpAddr,
+) -> Result<Vec<SocketAddr>, DnsError> {
+    let (config, _options) = hickory_server::resolver::system_conf::parse_resolv_conf(contents)
+        .map_err(|source| DnsError::ParseResolvConf { source })?;
+    let mut upstreams: Vec<SocketAddr> = config
+        .name_servers()
+        .iter()
+        .map(|ns| ns.ip)
+        .filter(|ip| *ip != own)
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect();
+    upstreams.dedup();
+    Ok(upstreams)
+}
