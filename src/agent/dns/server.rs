@@ -171,6 +171,12 @@ pub fn upstreams_from_resolv_conf(
     contents: &str,
     own: IpAddr,
 ) -> Result<Vec<SocketAddr>, DnsError> {
+    if !contents
+        .lines()
+        .any(|l| l.trim_start().starts_with("nameserver"))
+    {
+        return Ok(Vec::new());
+    }
     let (config, _options) = hickory_server::resolver::system_conf::parse_resolv_conf(contents)
         .map_err(|source| DnsError::ParseResolvConf { source })?;
     let mut upstreams: Vec<SocketAddr> = config
@@ -182,4 +188,158 @@ pub fn upstreams_from_resolv_conf(
         .collect();
     upstreams.dedup();
     Ok(upstreams)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::proxy::Change;
+    use hickory_server::proto::op::{Message, Query};
+    use hickory_server::proto::rr::RecordType;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn records(domain: &str, service: &str, ip: &str) -> SharedRecords {
+        let mut records = Records::new(Name::from_ascii(domain).unwrap());
+        let svc = json!({"metadata": {"namespace": "default", "name": service},
+                         "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]}});
+        records.apply_change(Change::Service(Box::new(
+            serde_json::from_value(svc).unwrap(),
+        )));
+        Arc::new(RwLock::new(records))
+    }
+
+    /// A server on loopback (random port); the address answers UDP and TCP.
+    async fn start(handler: ClusterDns) -> (SocketAddr, Server<ClusterDns>) {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        (addr, serve(handler, udp, tcp))
+    }
+
+    fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = 4242;
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        message.to_vec().unwrap()
+    }
+
+    async fn ask_udp(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&query(name, qtype), server).await.unwrap();
+        let mut buf = vec![0; 4096];
+        let (n, _) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
+            .await
+            .expect("DNS server answers over UDP")
+            .unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    }
+
+    async fn ask_tcp(server: SocketAddr, name: &str, qtype: RecordType) -> Message {
+        let mut stream = TcpStream::connect(server).await.unwrap();
+        let q = query(name, qtype);
+        stream
+            .write_all(&(q.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&q).await.unwrap();
+        let read = async {
+            let len = stream.read_u16().await.unwrap();
+            let mut buf = vec![0; usize::from(len)];
+            stream.read_exact(&mut buf).await.unwrap();
+            buf
+        };
+        let buf = tokio::time::timeout(DEADLINE, read)
+            .await
+            .expect("DNS server answers over TCP");
+        Message::from_vec(&buf).unwrap()
+    }
+
+    fn addresses(m: &Message) -> Vec<String> {
+        m.answers.iter().map(|r| r.data.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn cluster_names_are_answered_over_udp_and_tcp() {
+        let handler = ClusterDns::new(records("cluster.local", "web", "10.43.0.20"), None);
+        let (addr, _server) = start(handler).await;
+        for m in [
+            ask_udp(addr, "web.default.svc.cluster.local.", RecordType::A).await,
+            ask_tcp(addr, "web.default.svc.cluster.local.", RecordType::A).await,
+        ] {
+            assert_eq!(m.metadata.id, 4242);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert!(m.metadata.authoritative);
+            assert_eq!(addresses(&m), ["10.43.0.20"]);
+        }
+        let nx = ask_udp(addr, "nope.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(nx.authorities.len(), 1, "the SOA, for negative caching");
+        let other = ask_udp(addr, "example.com.", RecordType::A).await;
+        assert_eq!(
+            other.metadata.response_code,
+            ResponseCode::ServFail,
+            "nowhere to forward to"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_names_are_forwarded_to_the_upstream_resolvers() {
+        // The "upstream": another server, authoritative for example.test.
+        let upstream = ClusterDns::new(records("example.test", "www", "192.0.2.80"), None);
+        let (upstream_addr, _upstream) = start(upstream).await;
+        let forward = forwarder(&[upstream_addr]).unwrap();
+        assert!(forward.is_some());
+        let handler = ClusterDns::new(records("cluster.local", "web", "10.43.0.20"), forward);
+        let (addr, _server) = start(handler).await;
+
+        let m = ask_udp(addr, "www.default.svc.example.test.", RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&m), ["192.0.2.80"]);
+        let m = ask_tcp(addr, "www.default.svc.example.test.", RecordType::A).await;
+        assert_eq!(addresses(&m), ["192.0.2.80"]);
+        let nx = ask_udp(addr, "gone.default.svc.example.test.", RecordType::A).await;
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+        let own = ask_udp(addr, "web.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(addresses(&own), ["10.43.0.20"], "cluster names stay local");
+        assert!(own.metadata.recursion_available);
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_no_answer_and_does_not_stop_the_server() {
+        let handler = ClusterDns::new(records("cluster.local", "web", "10.43.0.20"), None);
+        let (addr, _server) = start(handler).await;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for junk in [
+            &b"\x00"[..],
+            &[0xff; 40][..],
+            &query("web.default.svc.cluster.local.", RecordType::A)[..20],
+        ] {
+            socket.send_to(junk, addr).await.unwrap();
+        }
+        let m = ask_udp(addr, "web.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(addresses(&m), ["10.43.0.20"]);
+    }
+
+    #[test]
+    fn upstreams_come_from_resolv_conf_without_the_cluster_dns_itself() {
+        let conf = "search example.com\nnameserver 10.43.0.10\nnameserver 192.0.2.53\nnameserver 127.0.0.53\noptions ndots:2\n";
+        let upstreams = upstreams_from_resolv_conf(conf, "10.43.0.10".parse().unwrap()).unwrap();
+        assert_eq!(
+            upstreams,
+            [
+                "192.0.2.53:53".parse::<SocketAddr>().unwrap(),
+                "127.0.0.53:53".parse().unwrap()
+            ]
+        );
+        assert!(
+            upstreams_from_resolv_conf("", "10.43.0.10".parse().unwrap())
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
