@@ -3,8 +3,9 @@
 //! names from the Services and Endpoints it watches ([`records`]) and forwards every
 //! other name to the node's resolvers ([`server`]).
 //!
-//! The address lives on a dummy link in the node's namespace (`orc-dns`): the host
-//! reaches it locally, pods through their default route to the bridge gateway. The
+//! The address lives on a dummy link in the node's namespace (`orc-dns`; on `lo` where
+//! the kernel has no dummy links): the host reaches it locally, pods through their
+//! default route to the bridge gateway. The
 //! server reserves it as the ClusterIP of `kube-system/kube-dns`; the service proxy
 //! leaves that one ClusterIP alone ([`crate::agent::proxy::Proxier::with_local_ip`]).
 
@@ -141,16 +142,22 @@ async fn run_forever(client: Arc<ApiClient>, config: DnsConfig) {
     };
     if let Some(link) = &config.interface {
         let mut attempt = 0;
-        while let Err(e) = crate::agent::net::ensure_local_address(None, link, config.address)
-            .await
-            .map_err(|source| DnsError::Interface {
-                link: link.clone(),
-                source,
-            })
-        {
-            tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
-            tokio::time::sleep(crate::agent::join::backoff(attempt)).await;
-            attempt += 1;
+        loop {
+            match crate::agent::net::ensure_local_address(None, link, config.address).await {
+                Ok(holder) => {
+                    tracing::debug!(link = %holder, "the cluster DNS address is local");
+                    break;
+                }
+                Err(source) => {
+                    let e = DnsError::Interface {
+                        link: link.clone(),
+                        source,
+                    };
+                    tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
+                    tokio::time::sleep(crate::agent::join::backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
         }
     }
     let forward = match upstreams(&config).and_then(|u| {
