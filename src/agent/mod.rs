@@ -89,16 +89,27 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         "orc agent is running"
     );
     if let Some(table) = config.proxy_table.clone() {
-        let proxy_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+        let services_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
         let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default());
-        if config.serve_dns {
+        let dns_config = config
+            .serve_dns
+            .then(|| dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain));
+        if dns_config.is_some() {
             // The cluster DNS address is answered by this node's own DNS server.
             proxier = proxier.with_local_ip(config.cluster_dns);
-            let dns_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
-            let dns_config = dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain);
-            tokio::spawn(dns::run(dns_client, dns_config));
         }
-        tokio::spawn(proxy::source::run_proxy(proxy_client, proxier));
+        tokio::spawn(async move {
+            // One watch of Services and Endpoints for both.
+            let watch = proxy::source::watch_services(services_client, "service proxy").await;
+            match dns_config {
+                Some(dns_config) => {
+                    let (for_proxy, for_dns) = watch.split();
+                    tokio::spawn(dns::run(for_dns, dns_config));
+                    proxy::source::run_proxy(for_proxy, proxier).await
+                }
+                None => proxy::source::run_proxy(watch, proxier).await,
+            }
+        });
     }
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
     tokio::spawn(run_pods(

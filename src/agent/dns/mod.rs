@@ -21,8 +21,7 @@ use hickory_server::proto::rr::Name;
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::Instrument;
 
-use crate::agent::client::ApiClient;
-use crate::agent::proxy::source::{watch_services, ServiceWatch};
+use crate::agent::proxy::source::ServiceWatch;
 use records::Records;
 use server::ClusterDns;
 
@@ -120,15 +119,16 @@ fn only_loopback_servers(resolv_conf: &str) -> bool {
 /// Wait before retrying a failed start step.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Runs the node's DNS server forever: puts the address on its link, loads the
-/// Services and Endpoints, then serves and follows their changes. Start problems are
-/// logged and retried; name resolution on the node keeps working without it.
-pub async fn run(client: Arc<ApiClient>, config: DnsConfig) {
+/// Runs the node's DNS server from `watch` (Services and Endpoints) until the watch
+/// ends: keeps the records current from the start, puts the address on its link, then
+/// serves. Start problems are logged and retried; name resolution on the node itself
+/// keeps working without this server.
+pub async fn run(watch: ServiceWatch, config: DnsConfig) {
     let span = tracing::info_span!("cluster_dns", address = %config.address);
-    run_forever(client, config).instrument(span).await
+    run_until_watch_ends(watch, config).instrument(span).await
 }
 
-async fn run_forever(client: Arc<ApiClient>, config: DnsConfig) {
+async fn run_until_watch_ends(watch: ServiceWatch, config: DnsConfig) {
     let mut records = match Name::from_ascii(&config.domain) {
         Ok(domain) => Records::new(domain),
         Err(source) => {
@@ -140,51 +140,31 @@ async fn run_forever(client: Arc<ApiClient>, config: DnsConfig) {
             return;
         }
     };
-    if let Some(link) = &config.interface {
-        let mut attempt = 0;
-        loop {
-            match crate::agent::net::ensure_local_address(None, link, config.address).await {
-                Ok(holder) => {
-                    tracing::debug!(link = %holder, "the cluster DNS address is local");
-                    break;
-                }
-                Err(source) => {
-                    let e = DnsError::Interface {
-                        link: link.clone(),
-                        source,
-                    };
-                    tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
-                    tokio::time::sleep(crate::agent::join::backoff(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-    let forward = match upstreams(&config).and_then(|u| {
-        let catalog = server::forwarder(&u)?;
-        Ok((u, catalog))
-    }) {
-        Ok((upstreams, catalog)) => {
-            if catalog.is_none() {
-                tracing::warn!(resolv_conf = %config.resolv_conf.display(), "no upstream resolver: names outside the cluster will not resolve");
-            } else {
-                tracing::debug!(?upstreams, "forwarding other names");
-            }
-            catalog
-        }
-        Err(e) => {
-            tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "names outside the cluster will not resolve");
-            None
-        }
-    };
     let ServiceWatch {
         initial,
         mut changes,
-    } = watch_services(client, "cluster DNS").await;
+    } = watch;
     for change in initial {
         records.apply_change(change);
     }
     let records = Arc::new(RwLock::new(records));
+    // Follow changes from now on, also while the server below is not serving yet: the
+    // watch must never wait for it.
+    let updates = {
+        let records = records.clone();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                records
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply_change(change);
+            }
+        })
+    };
+    if let Some(link) = &config.interface {
+        ensure_address(link, config.address).await;
+    }
+    let forward = forwarder(&config);
     let addr = SocketAddr::new(IpAddr::V4(config.address), config.port);
     let (udp, tcp) = loop {
         match bind(addr).await {
@@ -195,13 +175,49 @@ async fn run_forever(client: Arc<ApiClient>, config: DnsConfig) {
             }
         }
     };
-    let _server = server::serve(ClusterDns::new(records.clone(), forward), udp, tcp);
+    let _server = server::serve(ClusterDns::new(records, forward), udp, tcp);
     tracing::info!(%addr, domain = %config.domain, "cluster DNS is serving");
-    while let Some(change) = changes.recv().await {
-        records
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply_change(change);
+    let _ = updates.await;
+}
+
+/// Puts `address` on `link`, retrying with back-off until it works.
+async fn ensure_address(link: &str, address: Ipv4Addr) {
+    let mut attempt = 0;
+    loop {
+        match crate::agent::net::ensure_local_address(None, link, address).await {
+            Ok(holder) => {
+                tracing::debug!(link = %holder, "the cluster DNS address is local");
+                return;
+            }
+            Err(source) => {
+                let e = DnsError::Interface {
+                    link: link.to_string(),
+                    source,
+                };
+                tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
+                tokio::time::sleep(crate::agent::join::backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Forwarding to the node's resolvers; `None` (logged) when there are none.
+fn forwarder(config: &DnsConfig) -> Option<hickory_server::zone_handler::Catalog> {
+    let catalog = upstreams(config).and_then(|upstreams| {
+        tracing::debug!(?upstreams, "forwarding other names");
+        server::forwarder(&upstreams)
+    });
+    match catalog {
+        Ok(Some(catalog)) => Some(catalog),
+        Ok(None) => {
+            tracing::warn!(resolv_conf = %config.resolv_conf.display(), "no upstream resolver: names outside the cluster will not resolve");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "names outside the cluster will not resolve");
+            None
+        }
     }
 }
 

@@ -97,13 +97,20 @@ impl RequestHandler for ClusterDns {
             edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns
         });
-        let is_query = request.metadata.message_type == MessageType::Query
-            && request.metadata.op_code == OpCode::Query;
-        let question = request.request_info().ok().filter(|_| is_query);
-        let Some(info) = question else {
-            let response = MessageResponseBuilder::new(&request.queries, response_edns.as_ref())
-                .error_msg(&request.metadata, ResponseCode::FormErr);
-            return send(request, response_handle, response).await;
+        let refuse = |code| {
+            MessageResponseBuilder::new(&request.queries, response_edns.as_ref())
+                .error_msg(&request.metadata, code)
+        };
+        if request.metadata.message_type != MessageType::Query {
+            return send(request, response_handle, refuse(ResponseCode::FormErr)).await;
+        }
+        if request.metadata.op_code != OpCode::Query {
+            // No updates, notifies or zone transfers here.
+            return send(request, response_handle, refuse(ResponseCode::NotImp)).await;
+        }
+        let Ok(info) = request.request_info() else {
+            // Not exactly one question.
+            return send(request, response_handle, refuse(ResponseCode::FormErr)).await;
         };
         let name = Name::from(info.query.name());
         let qtype = info.query.query_type();
@@ -119,9 +126,7 @@ impl RequestHandler for ClusterDns {
                     .await;
             }
             tracing::debug!(%name, "no upstream resolver to forward to");
-            let response = MessageResponseBuilder::new(&request.queries, response_edns.as_ref())
-                .error_msg(&request.metadata, ResponseCode::ServFail);
-            return send(request, response_handle, response).await;
+            return send(request, response_handle, refuse(ResponseCode::ServFail)).await;
         };
         tracing::trace!(%name, %qtype, code = %answer.code, answers = answer.answers.len(), "cluster name answered");
         let mut metadata = Metadata::response_from_request(&request.metadata);

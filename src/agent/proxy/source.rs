@@ -143,11 +143,50 @@ pub async fn watch_services(client: Arc<ApiClient>, consumer: &'static str) -> S
     ServiceWatch { initial, changes }
 }
 
-/// Runs the service proxy on `proxier` from the API server's Services and Endpoints,
-/// forever. The proxier's first sync (a full resync) happens only once both complete
-/// lists are loaded, so a restart never drops services that still exist.
-pub async fn run_proxy<N: Nft + 'static>(client: Arc<ApiClient>, mut proxier: Proxier<N>) {
-    let ServiceWatch { initial, changes } = watch_services(client, "service proxy").await;
+impl ServiceWatch {
+    /// Two watches fed from this one, for two consumers: each gets every change, in
+    /// order. A slow consumer holds back the other, so both must keep reading. The
+    /// copying task ends when this watch ends or both consumers are gone.
+    pub fn split(self) -> (ServiceWatch, ServiceWatch) {
+        let ServiceWatch {
+            initial,
+            mut changes,
+        } = self;
+        let (tx_a, rx_a) = mpsc::channel(CHANGE_BUFFER);
+        let (tx_b, rx_b) = mpsc::channel(CHANGE_BUFFER);
+        tokio::spawn(async move {
+            let mut outputs = vec![tx_a, tx_b];
+            while let Some(change) = changes.recv().await {
+                let mut open = Vec::with_capacity(outputs.len());
+                for tx in outputs {
+                    if tx.send(change.clone()).await.is_ok() {
+                        open.push(tx);
+                    }
+                }
+                if open.is_empty() {
+                    return;
+                }
+                outputs = open;
+            }
+        });
+        (
+            ServiceWatch {
+                initial: initial.clone(),
+                changes: rx_a,
+            },
+            ServiceWatch {
+                initial,
+                changes: rx_b,
+            },
+        )
+    }
+}
+
+/// Runs the service proxy on `proxier` from `watch`, forever. The proxier's first sync
+/// (a full resync) happens only once both complete lists are loaded, so a restart
+/// never drops services that still exist.
+pub async fn run_proxy<N: Nft + 'static>(watch: ServiceWatch, mut proxier: Proxier<N>) {
+    let ServiceWatch { initial, changes } = watch;
     let objects = initial.len();
     for change in initial {
         proxier.apply_change(change);
@@ -338,6 +377,37 @@ mod tests {
                 .is_none(),
             "an unreadable object is skipped"
         );
+    }
+
+    #[tokio::test]
+    async fn a_split_watch_gives_every_change_to_both_consumers() {
+        let (tx, changes) = mpsc::channel(4);
+        let deleted = |name: &str| Change::ServiceDeleted {
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let watch = ServiceWatch {
+            initial: vec![deleted("initial")],
+            changes,
+        };
+        let (mut a, b) = watch.split();
+        assert_eq!(a.initial.len(), 1);
+        assert_eq!(b.initial.len(), 1);
+        drop(b);
+        for name in ["one", "two"] {
+            tx.send(deleted(name)).await.unwrap();
+        }
+        drop(tx);
+        let mut seen = Vec::new();
+        let drain = async {
+            while let Some(Change::ServiceDeleted { name, .. }) = a.changes.recv().await {
+                seen.push(name);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .expect("split watch deadlocked after one consumer left");
+        assert_eq!(seen, ["one", "two"]);
     }
 
     #[test]
