@@ -203,13 +203,13 @@ async fn ensure_address(link: &str, address: Ipv4Addr) {
 }
 
 /// Forwarding to the node's resolvers; `None` (logged) when there are none.
-fn forwarder(config: &DnsConfig) -> Option<hickory_server::zone_handler::Catalog> {
-    let catalog = upstreams(config).and_then(|upstreams| {
+fn forwarder(config: &DnsConfig) -> Option<server::Upstream> {
+    let upstream = upstreams(config).and_then(|upstreams| {
         tracing::debug!(?upstreams, "forwarding other names");
         server::forwarder(&upstreams)
     });
-    match catalog {
-        Ok(Some(catalog)) => Some(catalog),
+    match upstream {
+        Ok(Some(upstream)) => Some(upstream),
         Ok(None) => {
             tracing::warn!(resolv_conf = %config.resolv_conf.display(), "no upstream resolver: names outside the cluster will not resolve");
             None

@@ -76,6 +76,19 @@ pub struct Answer {
     pub soa: Option<Record>,
 }
 
+impl Answer {
+    /// Where the answer points when it is an ExternalName's CNAME.
+    pub fn cname_target(&self) -> Option<&Name> {
+        match self.answers.as_slice() {
+            [only] => match &only.data {
+                RData::CNAME(CNAME(target)) => Some(target),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 /// The records of one cluster domain, kept up to date with [`Records::apply_change`].
 #[derive(Debug, Clone)]
 pub struct Records {

@@ -7,18 +7,22 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
+use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::{LowerName, Name};
-use hickory_server::resolver::config::{NameServerConfig, ResolverOpts};
+use hickory_server::proto::rr::{LowerName, Name, RecordType};
+use hickory_server::resolver::config::{
+    NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_server::resolver::Resolver;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::records::Records;
+use super::records::{Answer, Records};
 use super::DnsError;
 
 /// How long an idle TCP client may keep its connection.
@@ -34,26 +38,33 @@ const MAX_UDP_PAYLOAD: u16 = 1232;
 /// Shared, live records: one writer (the service watch), the server's readers.
 pub type SharedRecords = Arc<RwLock<Records>>;
 
-/// Answers cluster names itself and forwards the rest through `forward` (when there is
-/// no upstream resolver, other names get SERVFAIL).
+/// Answers cluster names itself and forwards the rest to `upstream` (when there is no
+/// upstream resolver, other names get SERVFAIL).
 pub struct ClusterDns {
     records: SharedRecords,
-    forward: Option<Catalog>,
+    upstream: Option<Upstream>,
 }
 
 impl ClusterDns {
-    pub fn new(records: SharedRecords, forward: Option<Catalog>) -> Self {
-        ClusterDns { records, forward }
+    pub fn new(records: SharedRecords, upstream: Option<Upstream>) -> Self {
+        ClusterDns { records, upstream }
     }
 }
 
-/// A catalog forwarding every name to `upstreams` (port 53, UDP then TCP), with the
+/// The node's resolvers: a catalog forwarding whole requests, and a resolver (sharing
+/// nothing but the configuration) to follow ExternalName CNAMEs out of the cluster.
+pub struct Upstream {
+    catalog: Catalog,
+    resolver: Resolver<TokioRuntimeProvider>,
+}
+
+/// Forwarding to `upstreams` (UDP, then TCP for truncated answers), with the
 /// resolver's cache; `None` when there is no upstream.
-pub fn forwarder(upstreams: &[SocketAddr]) -> Result<Option<Catalog>, DnsError> {
+pub fn forwarder(upstreams: &[SocketAddr]) -> Result<Option<Upstream>, DnsError> {
     if upstreams.is_empty() {
         return Ok(None);
     }
-    let name_servers = upstreams
+    let name_servers: Vec<NameServerConfig> = upstreams
         .iter()
         .map(|addr| {
             let mut server = NameServerConfig::udp_and_tcp(addr.ip());
@@ -66,6 +77,15 @@ pub fn forwarder(upstreams: &[SocketAddr]) -> Result<Option<Catalog>, DnsError> 
     let mut options = ResolverOpts::default();
     options.timeout = UPSTREAM_TIMEOUT;
     options.attempts = UPSTREAM_ATTEMPTS;
+    options.use_hosts_file = ResolveHosts::Never;
+    let mut resolver = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(name_servers.clone()),
+        TokioRuntimeProvider::default(),
+    );
+    *resolver.options_mut() = options.clone();
+    let resolver = resolver.build().map_err(|e| DnsError::Forwarder {
+        reason: e.to_string(),
+    })?;
     let handler = ForwardZoneHandler::builder_tokio(ForwardConfig {
         name_servers,
         options: Some(options),
@@ -74,7 +94,7 @@ pub fn forwarder(upstreams: &[SocketAddr]) -> Result<Option<Catalog>, DnsError> 
     .map_err(|reason| DnsError::Forwarder { reason })?;
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::from(Name::root()), vec![Arc::new(handler)]);
-    Ok(Some(catalog))
+    Ok(Some(Upstream { catalog, resolver }))
 }
 
 /// Serves `handler` on `udp` and `tcp` until the returned server is shut down/dropped.
@@ -114,14 +134,11 @@ impl RequestHandler for ClusterDns {
         };
         let name = Name::from(info.query.name());
         let qtype = info.query.query_type();
-        let answer = self
-            .records
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .answer(&name, qtype);
-        let Some(answer) = answer else {
-            if let Some(forward) = &self.forward {
-                return forward
+        let answer = self.cluster_answer(&name, qtype);
+        let Some(mut answer) = answer else {
+            if let Some(upstream) = &self.upstream {
+                return upstream
+                    .catalog
                     .handle_request::<R, T>(request, response_handle)
                     .await;
             }
@@ -131,7 +148,10 @@ impl RequestHandler for ClusterDns {
         tracing::trace!(%name, %qtype, code = %answer.code, answers = answer.answers.len(), "cluster name answered");
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
-        metadata.recursion_available = self.forward.is_some();
+        metadata.recursion_available = self.upstream.is_some();
+        if let Some(target) = answer.cname_target().cloned() {
+            self.follow_cname(&target, qtype, &mut answer).await;
+        }
         metadata.response_code = answer.code;
         let response = MessageResponseBuilder::new(&request.queries, response_edns.as_ref()).build(
             metadata,
@@ -141,6 +161,35 @@ impl RequestHandler for ClusterDns {
             answer.additionals.iter(),
         );
         send(request, response_handle, response).await
+    }
+}
+
+impl ClusterDns {
+    fn cluster_answer(&self, name: &Name, qtype: RecordType) -> Option<Answer> {
+        self.records
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .answer(name, qtype)
+    }
+
+    /// Adds the records of an ExternalName's target to `answer` (one CNAME deep, as
+    /// stub resolvers do not chase CNAMEs themselves): from the cluster's records, or
+    /// from the upstream resolvers. Without them the answer keeps just the CNAME.
+    async fn follow_cname(&self, target: &Name, qtype: RecordType, answer: &mut Answer) {
+        if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+            return;
+        }
+        if let Some(inner) = self.cluster_answer(target, qtype) {
+            answer.answers.extend(inner.answers);
+            return;
+        }
+        let Some(upstream) = &self.upstream else {
+            return;
+        };
+        match upstream.resolver.lookup(target.clone(), qtype).await {
+            Ok(lookup) => answer.answers.extend(lookup.answers().iter().cloned()),
+            Err(e) => tracing::debug!(%target, error = %e, "ExternalName target did not resolve"),
+        }
     }
 }
 
@@ -312,6 +361,51 @@ mod tests {
         let own = ask_udp(addr, "web.default.svc.cluster.local.", RecordType::A).await;
         assert_eq!(addresses(&own), ["10.43.0.20"], "cluster names stay local");
         assert!(own.metadata.recursion_available);
+    }
+
+    #[tokio::test]
+    async fn external_names_are_followed_in_and_out_of_the_cluster() {
+        let upstream = ClusterDns::new(records("example.test", "www", "192.0.2.80"), None);
+        let (upstream_addr, _upstream) = start(upstream).await;
+        let records = records("cluster.local", "web", "10.43.0.20");
+        for (name, target) in [
+            ("outside", "www.default.svc.example.test"),
+            ("inside", "web.default.svc.cluster.local"),
+        ] {
+            let svc = json!({"metadata": {"namespace": "default", "name": name},
+                             "spec": {"type": "ExternalName", "externalName": target}});
+            records
+                .write()
+                .unwrap()
+                .apply_change(Change::Service(Box::new(
+                    serde_json::from_value(svc).unwrap(),
+                )));
+        }
+        let handler = ClusterDns::new(records, forwarder(&[upstream_addr]).unwrap());
+        let (addr, _server) = start(handler).await;
+
+        let m = ask_udp(addr, "outside.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(
+            addresses(&m),
+            ["www.default.svc.example.test.", "192.0.2.80"],
+            "the CNAME, then its target's address"
+        );
+        let m = ask_udp(addr, "inside.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(
+            addresses(&m),
+            ["web.default.svc.cluster.local.", "10.43.0.20"]
+        );
+        let m = ask_udp(
+            addr,
+            "outside.default.svc.cluster.local.",
+            RecordType::CNAME,
+        )
+        .await;
+        assert_eq!(
+            addresses(&m),
+            ["www.default.svc.example.test."],
+            "a CNAME question gets just the CNAME"
+        );
     }
 
     #[tokio::test]
