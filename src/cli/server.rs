@@ -477,6 +477,16 @@ mod tests {
         assert!(e.to_string().contains("overlaps"), "{e}");
         let e = config(&["--service-node-port-range", "9-1"]).unwrap_err();
         assert!(e.to_string().contains("LOW-HIGH"), "{e}");
+        let e = config(&["--cluster-dns", "10.96.0.10"]).unwrap_err();
+        assert!(e.to_string().contains("outside --service-cidr"), "{e}");
+        let c = config(&[
+            "--service-cidr",
+            "10.96.0.0/12",
+            "--cluster-dns",
+            "10.96.0.10",
+        ])
+        .unwrap();
+        assert_eq!(c.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         let c = config(&["--datastore-endpoint", "sqlite:///tmp/a.db"]).unwrap();
         assert_eq!(c.db_path, PathBuf::from("/tmp/a.db"));
     }

@@ -113,3 +113,62 @@ fn kube_dns_service(cluster_dns: Ipv4Addr) -> serde_json::Value {
                      {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::testutil;
+
+    fn bootstrap() -> Bootstrap {
+        Bootstrap {
+            advertise_ip: "192.0.2.1".parse().unwrap(),
+            https_port: 6443,
+            cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
+        }
+    }
+
+    #[tokio::test]
+    async fn kube_dns_reserves_the_cluster_dns_address_once() {
+        let (_dir, registry) = testutil::registry().await;
+        run(&registry, &bootstrap()).await.unwrap();
+        run(&registry, &bootstrap()).await.unwrap();
+        let services = resources::by_plural("", "v1", "services").unwrap();
+        let dns = registry
+            .get(services, Some("kube-system"), "kube-dns")
+            .unwrap();
+        assert_eq!(dns.value["spec"]["clusterIP"], "10.43.0.10");
+        assert_eq!(dns.value["spec"]["ports"][0]["protocol"], "UDP");
+        assert_eq!(dns.value["spec"]["ports"][1]["protocol"], "TCP");
+        assert!(
+            registry
+                .allocators
+                .allocate_ip(Some(Ipv4Addr::new(10, 43, 0, 10)))
+                .is_err(),
+            "no other Service gets the cluster DNS address"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_cluster_dns_address_does_not_stop_the_server() {
+        let (_dir, registry) = testutil::registry().await;
+        let services = resources::by_plural("", "v1", "services").unwrap();
+        let squatter = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "squatter", "namespace": "default"},
+            "spec": {"clusterIP": "10.43.0.10", "ports": [{"port": 80}]},
+        });
+        registry
+            .create(
+                services,
+                Some("default"),
+                squatter,
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        run(&registry, &bootstrap()).await.unwrap();
+        assert!(registry
+            .get(services, Some("kube-system"), "kube-dns")
+            .is_err());
+    }
+}
