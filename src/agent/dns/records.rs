@@ -8,6 +8,8 @@
 //! - `_<port>._<proto>.<svc>.<ns>.svc.<domain>` and `<svc>.<ns>.svc.<domain>`: SRV;
 //! - `<a-b-c-d>.<ns>.pod.<domain>`: A of the address spelled in the name (as CoreDNS's
 //!   `pods insecure`: no lookup);
+//! - `<d>.<c>.<b>.<a>.in-addr.arpa`: PTR to the service (or headless endpoint) name for
+//!   ClusterIPs and headless endpoints; other addresses are left to the forwarder;
 //! - NXDOMAIN for any other name under the domain; NOERROR with no answer for names
 //!   that exist but hold no record of the asked type. Negative answers carry the
 //!   zone's SOA so resolvers cache them for [`TTL`] only.
@@ -16,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, CNAME, SOA, SRV};
+use hickory_server::proto::rr::rdata::{A, CNAME, PTR, SOA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 
@@ -147,7 +149,7 @@ impl Records {
     /// The answer to `qtype` at `qname`; `None` when the name is outside the domain.
     pub fn answer(&self, qname: &Name, qtype: RecordType) -> Option<Answer> {
         if !self.is_cluster_name(qname) {
-            return None;
+            return self.reverse_answer(qname, qtype);
         }
         let qname = {
             let mut n = qname.to_lowercase();
@@ -209,6 +211,45 @@ impl Records {
             _ => reply.nxdomain(),
         }
         Some(reply.finish())
+    }
+
+    /// PTR answers for `<d>.<c>.<b>.<a>.in-addr.arpa.` names of ClusterIPs and of
+    /// headless services' endpoints; `None` (forwarded) for any other address.
+    fn reverse_answer(&self, qname: &Name, qtype: RecordType) -> Option<Answer> {
+        let ip = reverse_ipv4(qname)?;
+        let mut targets = BTreeSet::new();
+        for ((ns, svc), entry) in &self.services {
+            match entry.address {
+                Address::ClusterIp(cluster_ip) if cluster_ip == ip => {
+                    targets.insert(self.name_under(&[svc, ns, "svc"]));
+                }
+                Address::Headless => {
+                    for ep in self.headless_endpoints(ns, svc).filter(|ep| ep.ip == ip) {
+                        targets.insert(self.name_under(&[&ep.label(), svc, ns, "svc"]));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if targets.is_empty() {
+            return None;
+        }
+        let mut qname = qname.to_lowercase();
+        qname.set_fqdn(true);
+        let answers = if wants(qtype, RecordType::PTR) {
+            targets
+                .into_iter()
+                .map(|t| Record::from_rdata(qname.clone(), TTL, RData::PTR(PTR(t))))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(Answer {
+            soa: None,
+            code: ResponseCode::NoError,
+            answers,
+            additionals: Vec::new(),
+        })
     }
 
     fn has_namespace(&self, ns: &str) -> bool {
@@ -380,6 +421,20 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
         meta.namespace.clone().unwrap_or_else(|| "default".into()),
         meta.name.clone().unwrap_or_default(),
     )
+}
+
+/// `5.0.42.10.in-addr.arpa.` → `10.42.0.5`; `None` for any other name.
+fn reverse_ipv4(name: &Name) -> Option<Ipv4Addr> {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).to_lowercase())
+        .collect();
+    match labels.as_slice() {
+        [d, c, b, a, in_addr, arpa] if in_addr == "in-addr" && arpa == "arpa" => {
+            format!("{a}.{b}.{c}.{d}").parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// `10.42.0.5` → `10-42-0-5`.
@@ -682,6 +737,26 @@ mod tests {
         assert!(r
             .answer(&Name::from_ascii("local.").unwrap(), RecordType::A)
             .is_none());
+    }
+
+    #[test]
+    fn reverse_names_of_cluster_ips_and_headless_endpoints_point_back() {
+        let r = records();
+        let a = ask(&r, "20.0.43.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(data(&a), ["web.default.svc.cluster.local."]);
+        let a = ask(&r, "7.0.42.10.IN-ADDR.ARPA.", RecordType::PTR);
+        assert_eq!(data(&a), ["db-0.db.other.svc.cluster.local."]);
+        for unknown in [
+            "9.0.42.10.in-addr.arpa.",
+            "1.2.3.in-addr.arpa.",
+            "example.com.",
+        ] {
+            assert!(
+                r.answer(&Name::from_ascii(unknown).unwrap(), RecordType::PTR)
+                    .is_none(),
+                "{unknown} is forwarded"
+            );
+        }
     }
 
     #[test]
