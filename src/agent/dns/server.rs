@@ -117,20 +117,20 @@ impl RequestHandler for ClusterDns {
             edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns
         });
-        let refuse = |code| {
+        let error_reply = |code| {
             MessageResponseBuilder::new(&request.queries, response_edns.as_ref())
                 .error_msg(&request.metadata, code)
         };
         if request.metadata.message_type != MessageType::Query {
-            return send(request, response_handle, refuse(ResponseCode::FormErr)).await;
+            return send(request, response_handle, error_reply(ResponseCode::FormErr)).await;
         }
         if request.metadata.op_code != OpCode::Query {
             // No updates, notifies or zone transfers here.
-            return send(request, response_handle, refuse(ResponseCode::NotImp)).await;
+            return send(request, response_handle, error_reply(ResponseCode::NotImp)).await;
         }
         let Ok(info) = request.request_info() else {
             // Not exactly one question.
-            return send(request, response_handle, refuse(ResponseCode::FormErr)).await;
+            return send(request, response_handle, error_reply(ResponseCode::FormErr)).await;
         };
         let name = Name::from(info.query.name());
         let qtype = info.query.query_type();
@@ -143,7 +143,12 @@ impl RequestHandler for ClusterDns {
                     .await;
             }
             tracing::debug!(%name, "no upstream resolver to forward to");
-            return send(request, response_handle, refuse(ResponseCode::ServFail)).await;
+            return send(
+                request,
+                response_handle,
+                error_reply(ResponseCode::ServFail),
+            )
+            .await;
         };
         tracing::trace!(%name, %qtype, code = %answer.code, answers = answer.answers.len(), "cluster name answered");
         let mut metadata = Metadata::response_from_request(&request.metadata);
