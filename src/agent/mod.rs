@@ -100,7 +100,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         }
         tokio::spawn(async move {
             // One watch of Services and Endpoints for both.
-            let watch = proxy::source::watch_services(services_client, "service proxy").await;
+            let consumer = if dns_config.is_some() {
+                "service proxy and cluster DNS"
+            } else {
+                "service proxy"
+            };
+            let watch = proxy::source::watch_services(services_client, consumer).await;
             match dns_config {
                 Some(dns_config) => {
                     let (for_proxy, for_dns) = watch.split();

@@ -254,6 +254,78 @@ async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
 mod tests {
     use super::*;
 
+    use crate::agent::proxy::Change;
+    use hickory_server::proto::op::{Message, Query, ResponseCode};
+    use hickory_server::proto::rr::RecordType;
+    use tokio::sync::mpsc;
+
+    fn web(ip: &str) -> Change {
+        let svc = serde_json::json!({"metadata": {"namespace": "default", "name": "web"},
+                                     "spec": {"clusterIP": ip}});
+        Change::Service(Box::new(serde_json::from_value(svc).unwrap()))
+    }
+
+    async fn ask(server: SocketAddr, name: &str) -> Option<Message> {
+        let mut query = Message::query();
+        query.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket
+            .send_to(&query.to_vec().unwrap(), server)
+            .await
+            .unwrap();
+        let mut buf = vec![0; 2048];
+        let recv = tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf));
+        let n = recv.await.ok()?.ok()?;
+        Message::from_vec(&buf[..n]).ok()
+    }
+
+    #[tokio::test]
+    async fn run_serves_the_initial_records_and_follows_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv_conf = dir.path().join("resolv.conf");
+        std::fs::write(&resolv_conf, "search example.com\n").unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = DnsConfig {
+            address: Ipv4Addr::LOCALHOST,
+            port,
+            domain: "cluster.local".into(),
+            interface: None,
+            resolv_conf,
+        };
+        let (tx, changes) = mpsc::channel(4);
+        let watch = ServiceWatch {
+            initial: vec![web("10.43.0.20")],
+            changes,
+        };
+        let task = tokio::spawn(run(watch, config));
+        let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let name = "web.default.svc.cluster.local.";
+        let answer_is = |want: &'static str| async move {
+            for _ in 0..100 {
+                if let Some(m) = ask(server, name).await {
+                    let got: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+                    if m.metadata.response_code == ResponseCode::NoError && got == [want] {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("{name} never answered {want}");
+        };
+        answer_is("10.43.0.20").await;
+        tx.send(web("10.43.0.21")).await.unwrap();
+        answer_is("10.43.0.21").await;
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the DNS server stops when its watch ends")
+            .unwrap();
+    }
+
     #[test]
     fn a_stub_only_resolv_conf_is_recognised() {
         assert!(only_loopback_servers(
