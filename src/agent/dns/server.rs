@@ -414,6 +414,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_large_answer_is_truncated_over_udp_and_whole_over_tcp() {
+        let records = records("cluster.local", "web", "10.43.0.20");
+        let addresses_json: Vec<serde_json::Value> = (1..=200)
+            .map(|i| json!({"ip": format!("10.42.{}.{}", i / 250, i % 250 + 1)}))
+            .collect();
+        let svc = json!({"metadata": {"namespace": "default", "name": "big"},
+                         "spec": {"clusterIP": "None"}});
+        let eps = json!({"metadata": {"namespace": "default", "name": "big"},
+                         "subsets": [{"addresses": addresses_json}]});
+        {
+            let mut r = records.write().unwrap();
+            r.apply_change(Change::Service(Box::new(
+                serde_json::from_value(svc).unwrap(),
+            )));
+            r.apply_change(Change::Endpoints(Box::new(
+                serde_json::from_value(eps).unwrap(),
+            )));
+        }
+        let (addr, _server) = start(ClusterDns::new(records, None)).await;
+        let udp = ask_udp(addr, "big.default.svc.cluster.local.", RecordType::A).await;
+        assert!(
+            udp.metadata.truncation,
+            "200 addresses do not fit 512 bytes"
+        );
+        let tcp = ask_tcp(addr, "big.default.svc.cluster.local.", RecordType::A).await;
+        assert!(!tcp.metadata.truncation);
+        assert_eq!(tcp.answers.len(), 200);
+    }
+
+    #[tokio::test]
     async fn garbage_gets_no_answer_and_does_not_stop_the_server() {
         let handler = ClusterDns::new(records("cluster.local", "web", "10.43.0.20"), None);
         let (addr, _server) = start(handler).await;
