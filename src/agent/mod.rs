@@ -1,8 +1,9 @@
 //! The worker side of orc (`orc agent`, also embedded in `orc server`): join the cluster,
 //! register this machine as a Node and keep it alive, run the pods bound to it (the
-//! kubelet, over containerd and the pod network) and the service proxy.
+//! kubelet, over containerd and the pod network), the service proxy and the cluster DNS.
 
 pub mod client;
+pub mod dns;
 pub mod join;
 pub mod kubelet;
 pub mod net;
@@ -48,6 +49,8 @@ pub struct AgentConfig {
     pub proxy_table: Option<String>,
     /// How long a renewal of the node's Lease holds (renewed every quarter of it).
     pub node_lease_duration: Duration,
+    /// Whether this node runs the cluster DNS server at `cluster_dns` (only with a proxy).
+    pub serve_dns: bool,
 }
 
 impl AgentConfig {
@@ -89,9 +92,32 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         "orc agent is running"
     );
     if let Some(table) = config.proxy_table.clone() {
-        let proxy_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
-        let proxier = proxy::Proxier::new(table, proxy::NftCli::default());
-        tokio::spawn(proxy::source::run_proxy(proxy_client, proxier));
+        let services_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+        let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default());
+        let dns_config = config
+            .serve_dns
+            .then(|| dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain));
+        if dns_config.is_some() {
+            // The cluster DNS address is answered by this node's own DNS server.
+            proxier = proxier.with_local_ip(config.cluster_dns);
+        }
+        tokio::spawn(async move {
+            // One watch of Services and Endpoints for both.
+            let consumer = if dns_config.is_some() {
+                "service proxy and cluster DNS"
+            } else {
+                "service proxy"
+            };
+            let watch = proxy::source::watch_services(services_client, consumer).await;
+            match dns_config {
+                Some(dns_config) => {
+                    let (for_proxy, for_dns) = watch.split();
+                    tokio::spawn(dns::run(for_dns, dns_config));
+                    proxy::source::run_proxy(for_proxy, proxier).await
+                }
+                None => proxy::source::run_proxy(watch, proxier).await,
+            }
+        });
     }
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
     let (runtime_health, runtime_seen) =
@@ -164,7 +190,7 @@ async fn run_pods(
             dns: kubelet::DnsConfig {
                 servers: vec![config.cluster_dns],
                 domain: config.cluster_domain.clone(),
-                host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+                host_resolv_conf: dns::node_resolv_conf(),
             },
             sync_interval: kubelet::SYNC_INTERVAL,
             cgroup_root: PathBuf::from(runtime::cgroup::CGROUP_ROOT),

@@ -45,6 +45,11 @@ pub struct NodeArgs {
     /// it. Keep it below the server's --node-monitor-grace-period.
     #[arg(long, env = "ORC_NODE_LEASE_DURATION", default_value = "40s", value_parser = crate::cli::server::parse_duration)]
     pub node_lease_duration: std::time::Duration,
+    /// Run no cluster DNS server on this node (pods' resolv.conf still points at
+    /// --cluster-dns). --disable-proxy disables it too: the cluster DNS address is a
+    /// ClusterIP, and this node then serves none.
+    #[arg(long, env = "ORC_DISABLE_DNS")]
+    pub disable_dns: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -108,6 +113,7 @@ impl NodeArgs {
             cluster_domain: "cluster.local".into(),
             bridge: self.pod_bridge,
             nft_table: self.pod_nft_table,
+            serve_dns: !self.disable_dns && !self.disable_proxy,
             proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
             node_lease_duration: self.node_lease_duration,
         })
@@ -210,6 +216,19 @@ mod tests {
         assert_eq!(c.proxy_table.as_deref(), Some("mine"));
         let c = config(&[&base[..], &["--disable-proxy"]].concat()).unwrap();
         assert_eq!(c.proxy_table, None);
+        assert!(
+            !c.serve_dns,
+            "no proxy, no ClusterIPs: no cluster DNS either"
+        );
+    }
+
+    #[test]
+    fn cluster_dns_runs_unless_disabled() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        assert!(config(&base).unwrap().serve_dns);
+        let c = config(&[&base[..], &["--disable-dns"]].concat()).unwrap();
+        assert!(!c.serve_dns);
+        assert!(c.proxy_table.is_some());
     }
 
     #[test]

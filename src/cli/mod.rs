@@ -49,8 +49,18 @@ pub use images::{ImagesArgs, ImagesCommand};
 /// Installs the tracing subscriber: `RUST_LOG` wins over `--log-level`.
 pub fn init_tracing(level: &str) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !std::env::var("RUST_LOG").is_ok_and(|f| f.contains("hickory")) {
+        // The DNS library logs every query at info.
+        for quiet in [
+            "hickory_server=warn",
+            "hickory_resolver=warn",
+            "hickory_net=warn",
+        ] {
+            filter = filter.add_directive(quiet.parse().expect("valid directive"));
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -136,6 +136,13 @@ impl ServerArgs {
                 self.cluster_cidr
             );
         }
+        if !self.service_cidr.contains(&self.cluster_dns) {
+            bail!(
+                "--cluster-dns {} is outside --service-cidr {}: choose an address in the service range",
+                self.cluster_dns,
+                self.service_cidr
+            );
+        }
         let advertise_ip = if self.bind_address.is_unspecified() {
             primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
         } else {
@@ -292,6 +299,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         &controllers::bootstrap::Bootstrap {
             advertise_ip: config.advertise_ip,
             https_port: config.listen.port(),
+            cluster_dns: config.cluster_dns,
         },
     )
     .await
@@ -469,6 +477,16 @@ mod tests {
         assert!(e.to_string().contains("overlaps"), "{e}");
         let e = config(&["--service-node-port-range", "9-1"]).unwrap_err();
         assert!(e.to_string().contains("LOW-HIGH"), "{e}");
+        let e = config(&["--cluster-dns", "10.96.0.10"]).unwrap_err();
+        assert!(e.to_string().contains("outside --service-cidr"), "{e}");
+        let c = config(&[
+            "--service-cidr",
+            "10.96.0.0/12",
+            "--cluster-dns",
+            "10.96.0.10",
+        ])
+        .unwrap();
+        assert_eq!(c.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         let c = config(&["--datastore-endpoint", "sqlite:///tmp/a.db"]).unwrap();
         assert_eq!(c.db_path, PathBuf::from("/tmp/a.db"));
     }

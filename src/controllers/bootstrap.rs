@@ -1,6 +1,7 @@
-//! Objects every cluster has: the system namespaces and the `kubernetes` Service.
+//! Objects every cluster has: the system namespaces, the `kubernetes` Service and the
+//! `kube-system/kube-dns` Service reserving the cluster DNS address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::json;
 
@@ -12,6 +13,8 @@ pub struct Bootstrap {
     /// Address agents and pods reach the API server at.
     pub advertise_ip: IpAddr,
     pub https_port: u16,
+    /// The cluster DNS address (`--cluster-dns`), ClusterIP of `kube-system/kube-dns`.
+    pub cluster_dns: Ipv4Addr,
 }
 
 fn ignore_exists(r: Result<impl Sized, ApiError>) -> Result<(), ApiError> {
@@ -44,6 +47,20 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": b.https_port}]},
         });
         ignore_exists(registry.create(services, Some("default"), svc, &opts).await)?;
+    }
+    if registry
+        .get(services, Some("kube-system"), "kube-dns")
+        .is_err()
+    {
+        // Served by every node's own DNS server (no endpoints: the proxy leaves it alone).
+        let svc = kube_dns_service(b.cluster_dns);
+        if let Err(e) = ignore_exists(
+            registry
+                .create(services, Some("kube-system"), svc, &opts)
+                .await,
+        ) {
+            tracing::warn!(cluster_dns = %b.cluster_dns, error = %e.message, "cannot reserve the cluster DNS address as Service kube-system/kube-dns: is another Service using it?");
+        }
     }
     let endpoints = resources::by_plural("", "v1", "endpoints").expect("served");
     let subsets = json!([{
@@ -80,4 +97,78 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// `kube-system/kube-dns` as k3s and kubeadm clusters show it.
+fn kube_dns_service(cluster_dns: Ipv4Addr) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS",
+                                "kubernetes.io/cluster-service": "true"}},
+        "spec": {"clusterIP": cluster_dns.to_string(), "type": "ClusterIP",
+                 "sessionAffinity": "None",
+                 "ports": [
+                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                     {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::testutil;
+
+    fn bootstrap() -> Bootstrap {
+        Bootstrap {
+            advertise_ip: "192.0.2.1".parse().unwrap(),
+            https_port: 6443,
+            cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
+        }
+    }
+
+    #[tokio::test]
+    async fn kube_dns_reserves_the_cluster_dns_address_once() {
+        let (_dir, registry) = testutil::registry().await;
+        run(&registry, &bootstrap()).await.unwrap();
+        run(&registry, &bootstrap()).await.unwrap();
+        let services = resources::by_plural("", "v1", "services").unwrap();
+        let dns = registry
+            .get(services, Some("kube-system"), "kube-dns")
+            .unwrap();
+        assert_eq!(dns.value["spec"]["clusterIP"], "10.43.0.10");
+        assert_eq!(dns.value["spec"]["ports"][0]["protocol"], "UDP");
+        assert_eq!(dns.value["spec"]["ports"][1]["protocol"], "TCP");
+        assert!(
+            registry
+                .allocators
+                .allocate_ip(Some(Ipv4Addr::new(10, 43, 0, 10)))
+                .is_err(),
+            "no other Service gets the cluster DNS address"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_cluster_dns_address_does_not_stop_the_server() {
+        let (_dir, registry) = testutil::registry().await;
+        let services = resources::by_plural("", "v1", "services").unwrap();
+        let squatter = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "squatter", "namespace": "default"},
+            "spec": {"clusterIP": "10.43.0.10", "ports": [{"port": 80}]},
+        });
+        registry
+            .create(
+                services,
+                Some("default"),
+                squatter,
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        run(&registry, &bootstrap()).await.unwrap();
+        assert!(registry
+            .get(services, Some("kube-system"), "kube-dns")
+            .is_err());
+    }
 }

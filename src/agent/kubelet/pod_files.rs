@@ -106,23 +106,33 @@ pub fn pod_hostname(pod: &Value) -> String {
     h
 }
 
-/// `/etc/resolv.conf` of a pod following its `dnsPolicy` and `dnsConfig`.
-/// `host` is the node's resolv.conf (for `Default`, and for `ClusterFirst` without
-/// cluster DNS servers configured).
+/// Most nameservers a resolv.conf may list (glibc reads no more).
+const MAX_NAMESERVERS: usize = 3;
+/// Most search domains a pod gets (upstream's `MaxDNSSearchPaths`).
+const MAX_SEARCH_DOMAINS: usize = 32;
+
+/// `/etc/resolv.conf` of a pod following its `dnsPolicy` and `dnsConfig`, as the
+/// kubelet writes it: `ClusterFirst` (the default) names the cluster DNS with the
+/// namespace's search path and `ndots:5`, except for host-network pods, which get the
+/// node's like `Default`; `ClusterFirstWithHostNet` names the cluster DNS for every pod;
+/// `None` takes only `dnsConfig`, which the other policies merge in. `host` is the
+/// node's resolv.conf (also used when no cluster DNS server is configured).
 pub fn render_resolv_conf(pod: &Value, dns: &DnsConfig, host: &str) -> String {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let policy = pod["spec"]["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
     let host_network = pod["spec"]["hostNetwork"].as_bool().unwrap_or(false);
+    // A resolver on the node's loopback is reachable only from the node's namespace.
+    let node = || parse_resolv(host, host_network);
     let (mut servers, mut search, mut options): (Vec<String>, Vec<String>, Vec<String>) =
         match policy {
             "None" => (vec![], vec![], vec![]),
-            "ClusterFirst" if host_network => parse_resolv(host),
-            "Default" => parse_resolv(host),
-            _ if dns.servers.is_empty() => parse_resolv(host),
+            "ClusterFirst" if host_network => node(),
+            "Default" => node(),
+            _ if dns.servers.is_empty() => node(),
             _ => {
                 let d = &dns.domain;
                 let mut search = vec![format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()];
-                search.extend(parse_resolv(host).1);
+                search.extend(node().1);
                 (
                     dns.servers.iter().map(|s| s.to_string()).collect(),
                     search,
@@ -152,12 +162,14 @@ pub fn render_resolv_conf(pod: &Value, dns: &DnsConfig, host: &str) -> String {
         options.retain(|existing| key(existing) != name);
         options.push(opt);
     }
-    search.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    search.retain(|domain| seen.insert(domain.clone()));
+    search.truncate(MAX_SEARCH_DOMAINS);
     let mut out = String::new();
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
-    for s in servers.iter().take(3) {
+    for s in servers.iter().take(MAX_NAMESERVERS) {
         out.push_str(&format!("nameserver {s}\n"));
     }
     if !options.is_empty() {
@@ -167,8 +179,9 @@ pub fn render_resolv_conf(pod: &Value, dns: &DnsConfig, host: &str) -> String {
 }
 
 /// `(nameservers, search domains, options)` of a resolv.conf. Loopback servers are
-/// dropped: they mean a resolver on the node, which a pod cannot reach.
-fn parse_resolv(contents: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+/// dropped unless `keep_loopback`: they mean a resolver on the node, which a pod in its
+/// own network namespace cannot reach.
+fn parse_resolv(contents: &str, keep_loopback: bool) -> (Vec<String>, Vec<String>, Vec<String>) {
     let (mut servers, mut search, mut options) = (vec![], vec![], vec![]);
     for line in contents.lines() {
         let mut words = line.split_whitespace();
@@ -176,7 +189,7 @@ fn parse_resolv(contents: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
             Some("nameserver") => {
                 if let Some(s) = words.next() {
                     let loopback = s.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-                    if !loopback {
+                    if keep_loopback || !loopback {
                         servers.push(s.to_string());
                     }
                 }
@@ -408,6 +421,64 @@ mod tests {
         let host = "nameserver 127.0.0.53\nnameserver 1.1.1.1\nsearch lan\noptions edns0\n";
         let conf = render_resolv_conf(&p, &dns(), host);
         assert_eq!(conf, "search lan\nnameserver 1.1.1.1\noptions edns0\n");
+    }
+
+    #[test]
+    fn host_network_pods_get_the_node_resolvers_unless_cluster_first_with_host_net() {
+        let host = "nameserver 127.0.0.53\nsearch lan\n";
+        let mut p = pod();
+        p["spec"]["hostNetwork"] = json!(true);
+        let conf = render_resolv_conf(&p, &dns(), host);
+        assert_eq!(
+            conf, "search lan\nnameserver 127.0.0.53\n",
+            "the node's loopback resolver is reachable from its namespace"
+        );
+        p["spec"]["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+        let conf = render_resolv_conf(&p, &dns(), host);
+        assert_eq!(
+            conf,
+            "search shop.svc.cluster.local svc.cluster.local cluster.local lan\n\
+             nameserver 10.43.0.10\noptions ndots:5\n"
+        );
+        let mut not_host = pod();
+        not_host["spec"]["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+        assert!(render_resolv_conf(&not_host, &dns(), host).contains("nameserver 10.43.0.10\n"));
+    }
+
+    #[test]
+    fn none_policy_takes_only_dns_config() {
+        let mut p = pod();
+        p["spec"]["dnsPolicy"] = json!("None");
+        p["spec"]["dnsConfig"] = json!({
+            "nameservers": ["192.0.2.53"],
+            "searches": ["a.example", "b.example", "a.example"],
+            "options": [{"name": "ndots", "value": "1"}]
+        });
+        let conf = render_resolv_conf(&p, &dns(), "nameserver 192.168.1.1\nsearch lan\n");
+        assert_eq!(
+            conf,
+            "search a.example b.example\nnameserver 192.0.2.53\noptions ndots:1\n"
+        );
+    }
+
+    #[test]
+    fn search_domains_are_unique_and_bounded() {
+        let mut p = pod();
+        let searches: Vec<String> = (0..40).map(|i| format!("d{i}.example")).collect();
+        p["spec"]["dnsConfig"] = json!({"searches": ["svc.cluster.local"], "options": []});
+        let conf = render_resolv_conf(&p, &dns(), "search svc.cluster.local lan\n");
+        assert!(
+            conf.starts_with("search shop.svc.cluster.local svc.cluster.local cluster.local lan\n"),
+            "{conf}"
+        );
+        p["spec"]["dnsConfig"] = json!({"searches": searches});
+        let conf = render_resolv_conf(&p, &dns(), "");
+        let line = conf.lines().next().unwrap();
+        assert_eq!(
+            line.split_whitespace().count() - 1,
+            MAX_SEARCH_DOMAINS,
+            "{line}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! calls setns. See [`netns`].
 
 mod bridge;
+mod dummy;
 mod fake;
 mod ipam;
 mod masq;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
 pub use bridge::{host_veth_name, Bridge, PodInterface, FALLBACK_MTU};
+pub use dummy::ensure_local_address;
 pub use fake::{FakeNetwork, NetCall};
 pub use ipam::{gateway_of, FileStore, Ipam, IpamStore, MemoryStore};
 pub use netns::{create_netns, delete_netns, is_netns, spawn_in_netns};
@@ -75,6 +77,8 @@ pub enum Error {
     LinkNotFound { name: String },
     #[error("bridge {name} does not exist: the node network is not set up yet")]
     BridgeMissing { name: String },
+    #[error("link {name} exists but is not a dummy link: remove it or choose another name")]
+    NotADummy { name: String },
     #[error("link {name} exists but is not a bridge: choose another bridge name")]
     NotABridge { name: String },
     #[error("invalid interface name {name:?}: 1 to 15 bytes, no '/', ':' or whitespace")]

@@ -13,6 +13,7 @@ pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -115,10 +116,8 @@ impl Nft for NftCli {
         struct Payload<'a> {
             nftables: &'a [Value],
         }
-        let payload = serde_json::to_vec(&Payload {
-            nftables: commands,
-        })
-        .expect("JSON values always serialize");
+        let payload = serde_json::to_vec(&Payload { nftables: commands })
+            .expect("JSON values always serialize");
         self.run(
             vec!["-j".into(), "-f".into(), "-".into()],
             Some(payload),
@@ -172,6 +171,9 @@ pub struct Proxier<N: Nft> {
     applied: Option<BTreeMap<ObjectKey, Ruleset>>,
     /// Services whose Service or Endpoints changed since the last sync.
     changed: BTreeSet<ObjectKey>,
+    /// ClusterIPs served by this node itself (the cluster DNS): no rules, so neither a
+    /// DNAT nor the reject of services without endpoints gets in their way.
+    local_ips: BTreeSet<Ipv4Addr>,
 }
 
 /// `(namespace, name)` of a Service and of its Endpoints.
@@ -193,7 +195,15 @@ impl<N: Nft> Proxier<N> {
             endpoints: BTreeMap::new(),
             applied: None,
             changed: BTreeSet::new(),
+            local_ips: BTreeSet::new(),
         }
+    }
+
+    /// Leaves the service with ClusterIP `ip` to a server listening on that address on
+    /// this node (the cluster DNS at `--cluster-dns`).
+    pub fn with_local_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.local_ips.insert(ip);
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -293,9 +303,18 @@ impl<N: Nft> Proxier<N> {
     /// The desired fragment of one service (empty when the Service does not exist).
     fn fragment(&self, key: &ObjectKey) -> Ruleset {
         match self.services.get(key) {
-            Some(service) => rules::build_service(&key.0, &key.1, service, self.endpoints.get(key)),
-            None => Ruleset::default(),
+            Some(service) if !self.is_local(service) => {
+                rules::build_service(&key.0, &key.1, service, self.endpoints.get(key))
+            }
+            _ => Ruleset::default(),
         }
+    }
+
+    fn is_local(&self, service: &Service) -> bool {
+        let cluster_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
+        cluster_ip
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            .is_some_and(|ip| self.local_ips.contains(&ip))
     }
 
     /// Deletes the whole table (a missing table is fine).
@@ -470,6 +489,28 @@ mod tests {
         assert!(
             !last.contains("other/db") && !last.contains("10.43.0.20"),
             "{last}"
+        );
+    }
+
+    #[test]
+    fn a_locally_served_cluster_ip_gets_no_rules() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone())
+            .with_local_ip("10.43.0.99".parse().unwrap());
+        let dns = rules::tests::service(
+            "kube-system",
+            "kube-dns",
+            json!({"clusterIP": "10.43.0.99", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}),
+        );
+        proxier.update_service(dns);
+        proxier.update_service(web_service());
+        proxier.sync().unwrap();
+        let applied = nft.applied.lock().unwrap();
+        let all = serde_json::to_string(&*applied).unwrap();
+        assert!(!all.contains("10.43.0.99"), "no DNAT nor reject: {all}");
+        assert!(
+            all.contains("10.43.0.10"),
+            "other services keep their rules: {all}"
         );
     }
 

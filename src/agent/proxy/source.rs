@@ -1,5 +1,6 @@
-//! What the proxy reads from the API server: every Service and Endpoints of the
-//! cluster (list + watch, relisting after any error), turned into [`Change`]s.
+//! What the proxy and the cluster DNS read from the API server: every Service and
+//! Endpoints of the cluster (list + watch, relisting after any error), turned into
+//! [`Change`]s.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -66,7 +67,7 @@ impl Resource {
         };
         change
             .inspect_err(|e| {
-                tracing::warn!(resource = self.plural(), error = %e, "ignoring an object the proxy cannot read")
+                tracing::warn!(resource = self.plural(), error = %e, "ignoring an unreadable object")
             })
             .ok()
     }
@@ -101,55 +102,105 @@ impl Listing {
     }
 }
 
-/// Runs the service proxy on `proxier` from the API server's Services and Endpoints,
-/// forever. The proxier's first sync (a full resync) happens only once both complete
-/// lists are loaded, so a restart never drops services that still exist.
-pub async fn run_proxy<N: Nft + 'static>(client: Arc<ApiClient>, mut proxier: Proxier<N>) {
-    let services = list_until_ok(&client, Resource::Services).await;
-    let endpoints = list_until_ok(&client, Resource::Endpoints).await;
-    let mut known = Vec::new();
-    for (resource, listing) in [
-        (Resource::Services, &services),
-        (Resource::Endpoints, &endpoints),
-    ] {
-        for object in &listing.items {
-            if let Some(change) = resource.upsert(object.clone()) {
-                proxier.apply_change(change);
-            }
-        }
-        known.push(listing.keys());
-    }
-    tracing::info!(
-        table = proxier.table(),
-        services = services.items.len(),
-        endpoints = endpoints.items.len(),
-        "service proxy is running"
-    );
-    let (tx, rx) = mpsc::channel(CHANGE_BUFFER);
-    let mut known = known.into_iter();
+/// Every Service and Endpoints of the cluster: `initial` holds one upsert per object of
+/// the first complete lists, `changes` everything after (watch events, and the full
+/// state again after each relist, with deletions for objects that went away meanwhile).
+/// Consumers (the service proxy, the cluster DNS) load `initial` before serving, so a
+/// restart never drops services that still exist.
+pub struct ServiceWatch {
+    pub initial: Vec<Change>,
+    pub changes: mpsc::Receiver<Change>,
+}
+
+/// Lists Services and Endpoints (retrying until both lists succeed) and keeps watching
+/// them in background tasks that end when `changes` is dropped. `consumer` names who
+/// watches, in logs.
+pub async fn watch_services(client: Arc<ApiClient>, consumer: &'static str) -> ServiceWatch {
+    let services = list_until_ok(&client, Resource::Services, consumer).await;
+    let endpoints = list_until_ok(&client, Resource::Endpoints, consumer).await;
+    let mut initial = Vec::new();
+    let (tx, changes) = mpsc::channel(CHANGE_BUFFER);
     for (resource, listing) in [
         (Resource::Services, services),
         (Resource::Endpoints, endpoints),
     ] {
-        let keys = known.next().expect("one key set per resource");
+        let keys = listing.keys();
+        initial.extend(
+            listing
+                .items
+                .into_iter()
+                .filter_map(|object| resource.upsert(object)),
+        );
         tokio::spawn(follow(
             client.clone(),
             resource,
             listing.resource_version,
             keys,
             tx.clone(),
+            consumer,
         ));
     }
-    drop(tx);
-    proxier.run(rx).await;
+    ServiceWatch { initial, changes }
 }
 
-async fn list_until_ok(client: &ApiClient, resource: Resource) -> Listing {
+impl ServiceWatch {
+    /// Two watches fed from this one, for two consumers: each gets every change, in
+    /// order. A slow consumer holds back the other, so both must keep reading. The
+    /// copying task ends when this watch ends or both consumers are gone.
+    pub fn split(self) -> (ServiceWatch, ServiceWatch) {
+        let ServiceWatch {
+            initial,
+            mut changes,
+        } = self;
+        let (tx_a, rx_a) = mpsc::channel(CHANGE_BUFFER);
+        let (tx_b, rx_b) = mpsc::channel(CHANGE_BUFFER);
+        tokio::spawn(async move {
+            let mut outputs = vec![tx_a, tx_b];
+            while let Some(change) = changes.recv().await {
+                let mut open = Vec::with_capacity(outputs.len());
+                for tx in outputs {
+                    if tx.send(change.clone()).await.is_ok() {
+                        open.push(tx);
+                    }
+                }
+                if open.is_empty() {
+                    return;
+                }
+                outputs = open;
+            }
+        });
+        (
+            ServiceWatch {
+                initial: initial.clone(),
+                changes: rx_a,
+            },
+            ServiceWatch {
+                initial,
+                changes: rx_b,
+            },
+        )
+    }
+}
+
+/// Runs the service proxy on `proxier` from `watch`, forever. The proxier's first sync
+/// (a full resync) happens only once both complete lists are loaded, so a restart
+/// never drops services that still exist.
+pub async fn run_proxy<N: Nft + 'static>(watch: ServiceWatch, mut proxier: Proxier<N>) {
+    let ServiceWatch { initial, changes } = watch;
+    let objects = initial.len();
+    for change in initial {
+        proxier.apply_change(change);
+    }
+    tracing::info!(table = proxier.table(), objects, "service proxy is running");
+    proxier.run(changes).await;
+}
+
+async fn list_until_ok(client: &ApiClient, resource: Resource, consumer: &str) -> Listing {
     loop {
         match list(client, resource).await {
             Ok(listing) => return listing,
             Err(e) => {
-                tracing::warn!(error = %e, "service proxy cannot start yet; retrying");
+                tracing::warn!(consumer, error = %e, "cannot list services yet; retrying");
                 tokio::time::sleep(RELIST_DELAY).await;
             }
         }
@@ -165,17 +216,18 @@ async fn follow(
     mut resource_version: String,
     mut known: BTreeSet<ObjectKey>,
     out: mpsc::Sender<Change>,
+    consumer: &'static str,
 ) {
     loop {
         match watch_from(&client, resource, resource_version, &mut known, &out).await {
             Ok(WatchEnd::ReceiverGone) => return,
             Ok(WatchEnd::Expired) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "service proxy watch failed; relisting");
+                tracing::warn!(consumer, error = %e, "service watch failed; relisting");
                 tokio::time::sleep(RELIST_DELAY).await;
             }
         }
-        let listing = list_until_ok(&client, resource).await;
+        let listing = list_until_ok(&client, resource, consumer).await;
         let now = listing.keys();
         for gone in known.difference(&now) {
             if out.send(resource.deleted(gone.clone())).await.is_err() {
@@ -325,6 +377,37 @@ mod tests {
                 .is_none(),
             "an unreadable object is skipped"
         );
+    }
+
+    #[tokio::test]
+    async fn a_split_watch_gives_every_change_to_both_consumers() {
+        let (tx, changes) = mpsc::channel(4);
+        let deleted = |name: &str| Change::ServiceDeleted {
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let watch = ServiceWatch {
+            initial: vec![deleted("initial")],
+            changes,
+        };
+        let (mut a, b) = watch.split();
+        assert_eq!(a.initial.len(), 1);
+        assert_eq!(b.initial.len(), 1);
+        drop(b);
+        for name in ["one", "two"] {
+            tx.send(deleted(name)).await.unwrap();
+        }
+        drop(tx);
+        let mut seen = Vec::new();
+        let drain = async {
+            while let Some(Change::ServiceDeleted { name, .. }) = a.changes.recv().await {
+                seen.push(name);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .expect("split watch deadlocked after one consumer left");
+        assert_eq!(seen, ["one", "two"]);
     }
 
     #[test]
