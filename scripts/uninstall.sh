@@ -9,7 +9,8 @@
 # Environment (defaults in brackets): ORC_BIN [/usr/local/bin/orc],
 # ORC_DATA_DIR [/var/lib/orc], ORC_CONFIG_DIR [/etc/orc],
 # ORC_CONTAINERD_SOCKET [/run/containerd/containerd.sock], ORC_CONTAINERD_NAMESPACE [orc],
-# ORC_PROXY_NFT_TABLE [orc-proxy], ORC_POD_NFT_TABLE [orc-nat], ORC_POD_BRIDGE [orc0].
+# ORC_PROXY_NFT_TABLE [orc-proxy], ORC_POD_NFT_TABLE [orc-nat], ORC_POD_BRIDGE [orc0],
+# ORC_CLUSTER_DNS [10.43.0.10].
 # Everything missing is skipped, so running it twice is fine.
 set -euo pipefail
 
@@ -21,7 +22,8 @@ CTR_NAMESPACE=${ORC_CONTAINERD_NAMESPACE:-orc}
 PROXY_TABLE=${ORC_PROXY_NFT_TABLE:-orc-proxy}
 POD_TABLE=${ORC_POD_NFT_TABLE:-orc-nat}
 BRIDGE=${ORC_POD_BRIDGE:-orc0}
-DNS_LINK=orc-dns
+CLUSTER_DNS=${ORC_CLUSTER_DNS:-10.43.0.10}
+DNS_LINK=orc-dns # holds the cluster DNS address; on kernels without dummy links, lo does
 ROUTE_PROTOCOL=79 # host-gw routes to other nodes' pod CIDRs (src/agent/net/routes.rs)
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -74,6 +76,7 @@ fi
 for link in "$BRIDGE" "$DNS_LINK"; do
   ip link delete "$link" 2>/dev/null || true
 done
+ip addr delete "$CLUSTER_DNS/32" dev lo 2>/dev/null || true
 ip route flush proto "$ROUTE_PROTOCOL" 2>/dev/null || true
 
 # 4. Files: pod namespaces and volumes are mount points under the data dir.

@@ -116,8 +116,9 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
         .expect("spawn orc server");
     let pid = server.id();
     m.server = Some(server);
-    m.wait_for("the proxy table", || {
+    m.wait_for("the proxy table and the cluster DNS address", || {
         m.ns(&["nft", "list", "tables"]).contains("orc-proxy")
+            && m.ns(&["ip", "-o", "addr"]).contains("10.43.0.10/32")
     });
     // A host-gw route as the agent makes them, and a bind mount like a pod's netns.
     m.ns(&["ip", "link", "add", "orc0", "type", "bridge"]);
@@ -159,6 +160,7 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
     assert!(!m.ns(&["nft", "list", "tables"]).contains("orc"));
     assert!(!m.ns(&["ip", "-o", "link"]).contains("orc0"));
     assert!(!m.ns(&["ip", "-o", "link"]).contains("orc-dns"));
+    assert!(!m.ns(&["ip", "-o", "addr"]).contains("10.43.0.10"));
     assert_eq!(m.ns(&["ip", "route", "show", "proto", "79"]).trim(), "");
     for gone in [m.data_dir(), m.config_dir(), m.bin()] {
         assert!(!exists(&gone), "{} is left", gone.display());
