@@ -56,7 +56,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub trait Nft: Send + Sync {
     /// Applies `commands` as one transaction (all or nothing).
     fn apply(&self, commands: &[Value]) -> Result<()>;
-    /// `nft -j list table ip <table>`; `None` when the table does not exist.
+    /// The chains and sets of `table` as an `nft -j` listing (`{"nftables": [...]}`,
+    /// without rules or elements); `None` when the table holds none (or does not exist).
     fn list_table(&self, table: &str) -> Result<Option<Value>>;
 }
 
@@ -128,17 +129,33 @@ impl Nft for NftCli {
     }
 
     fn list_table(&self, table: &str) -> Result<Option<Value>> {
-        const STEP: &str = "list the proxy table";
-        let args = ["-j", "list", "table", "ip", table]
-            .map(String::from)
-            .to_vec();
-        match self.run(args, None, STEP)? {
-            Ok(stdout) => serde_json::from_slice(&stdout)
-                .map(Some)
-                .map_err(Error::ListingNotJson),
-            Err(stderr) if stderr.contains("No such file or directory") => Ok(None),
-            Err(stderr) => Err(Error::NftFailed { step: STEP, stderr }),
+        // `list chains` and `list sets` leave out rules and map elements: at 10,000
+        // services they take 0.2 s where `list table` takes 1.9 s.
+        let mut items = Vec::new();
+        for (what, step) in [
+            ("chains", "list the proxy table's chains"),
+            ("sets", "list the proxy table's sets"),
+        ] {
+            let args = ["-j", "list", what, "ip"].map(String::from).to_vec();
+            let stdout = self
+                .run(args, None, step)?
+                .map_err(|stderr| Error::NftFailed { step, stderr })?;
+            let listing: Value = serde_json::from_slice(&stdout).map_err(Error::ListingNotJson)?;
+            let ours = |item: &&Value| {
+                item.as_object()
+                    .and_then(|o| o.values().next())
+                    .is_some_and(|object| object["table"] == table)
+            };
+            items.extend(
+                listing["nftables"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(ours)
+                    .cloned(),
+            );
         }
+        Ok((!items.is_empty()).then(|| serde_json::json!({ "nftables": items })))
     }
 }
 

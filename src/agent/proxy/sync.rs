@@ -15,7 +15,7 @@ pub struct LiveTable {
 }
 
 impl LiveTable {
-    /// Reads the output of `nft -j list table ip <table>`.
+    /// Reads an `nft -j` listing of the table's chains and sets ([`super::Nft::list_table`]).
     pub fn from_listing(listing: &Value) -> Self {
         let mut live = Self::default();
         for item in listing["nftables"].as_array().into_iter().flatten() {
