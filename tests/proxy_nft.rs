@@ -29,6 +29,9 @@ const UDP_ENDPOINT_PORT: u16 = 5353;
 /// The pod network behind the node's bridge (hairpin test).
 const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
+/// A client outside the node, on a link of its own (traffic policy test).
+const CLIENT_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
 const EMPTY_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 11);
 const SERVICE_PORT: u16 = 80;
@@ -240,6 +243,45 @@ impl Fixture {
             }
         });
         pod
+    }
+
+    /// A namespace outside the node, linked to it by a veth pair, with `CLIENT_IP` and a
+    /// default route via the node.
+    fn add_client(&mut self) -> PathBuf {
+        let client = self.dir.join("netns").join("client");
+        create_netns(&client).expect("create the client namespace");
+        self.pods.push(client.clone());
+        self.sh(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        self.sh(&[
+            "ip", "link", "add", "vclient", "type", "veth", "peer", "name", "eth0",
+        ]);
+        self.sh(&[
+            "ip",
+            "link",
+            "set",
+            "eth0",
+            "netns",
+            client.to_str().unwrap(),
+        ]);
+        let gateway = format!("{CLIENT_GATEWAY}/24");
+        self.sh(&["ip", "addr", "add", &gateway, "dev", "vclient"]);
+        self.sh(&["ip", "link", "set", "vclient", "up"]);
+        let address = format!("{CLIENT_IP}/24");
+        let via = CLIENT_GATEWAY.to_string();
+        for args in [
+            vec!["ip", "link", "set", "lo", "up"],
+            vec!["ip", "link", "set", "eth0", "up"],
+            vec!["ip", "addr", "add", &address, "dev", "eth0"],
+            vec!["ip", "route", "add", "default", "via", &via],
+        ] {
+            let status = Command::new("nsenter")
+                .arg(format!("--net={}", client.display()))
+                .args(&args)
+                .status()
+                .expect("run nsenter");
+            assert!(status.success(), "{args:?} failed in the client namespace");
+        }
+        client
     }
 
     fn answers(&self, ip: Ipv4Addr, port: u16, tries: usize) -> std::collections::BTreeSet<String> {
@@ -481,4 +523,67 @@ fn pod_reaching_itself_through_its_service_is_masqueraded() {
         POD_GATEWAY.to_string(),
         "the pod sees the node, not itself"
     );
+}
+
+/// Endpoints `web` with each address on the given node.
+fn endpoints_on_nodes(addresses: &[(Ipv4Addr, &str)]) -> Endpoints {
+    let addresses: Vec<Value> = addresses
+        .iter()
+        .map(|(ip, node)| json!({"ip": ip.to_string(), "nodeName": node}))
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "web"},
+        "subsets": [{"addresses": addresses, "ports": [{"name": "http", "port": ENDPOINT_PORT}]}],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn local_traffic_policies_keep_traffic_on_this_nodes_endpoints() {
+    let mut fixture = Fixture::new();
+    fixture.add_pod();
+    let client = fixture.add_client();
+    let from_client = |tries| -> std::collections::BTreeSet<String> {
+        (0..tries)
+            .map(|_| connect_from(&client, NODE_IP, NODE_PORT).expect("NodePort answers"))
+            .collect()
+    };
+    let mut proxier = fixture.proxier().with_node_name("here");
+    let local = json!({"internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local"});
+    proxier.update_service(service("web", CLUSTER_IP, local.clone()));
+    // The pod (answering with the source it sees) is here, the other endpoint is not.
+    proxier.update_endpoints(endpoints_on_nodes(&[
+        (ENDPOINT_IPS[0], "there"),
+        (POD_IP, "here"),
+    ]));
+    proxier.sync().expect("sync");
+
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 20),
+        set(&[NODE_IP]),
+        "internalTrafficPolicy Local: ClusterIP traffic only to this node's pod"
+    );
+    assert_eq!(
+        from_client(20),
+        set(&[CLIENT_IP]),
+        "externalTrafficPolicy Local: only this node's pod, seeing the client's address"
+    );
+
+    // Policy Cluster: both endpoints, and the pod sees the node (masqueraded).
+    proxier.update_service(service("web", CLUSTER_IP, json!({})));
+    proxier.sync().expect("sync");
+    assert_eq!(
+        from_client(40),
+        set(&[ENDPOINT_IPS[0], POD_GATEWAY]),
+        "externalTrafficPolicy Cluster spreads and masquerades"
+    );
+
+    // Local with no endpoint here: dropped, not sent elsewhere.
+    proxier.update_service(service("web", CLUSTER_IP, local));
+    proxier.update_endpoints(endpoints_on_nodes(&[(ENDPOINT_IPS[0], "there")]));
+    proxier.sync().expect("sync");
+    let (kind, _) = fixture
+        .connect(CLUSTER_IP, SERVICE_PORT)
+        .expect_err("no local endpoint: the ClusterIP must not answer");
+    assert_eq!(kind, ErrorKind::TimedOut, "dropped, not rejected");
 }

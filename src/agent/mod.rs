@@ -93,7 +93,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     );
     if let Some(table) = config.proxy_table.clone() {
         let services_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
-        let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default());
+        let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default())
+            .with_node_name(config.node_name.clone());
         let dns_config = config
             .serve_dns
             .then(|| dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain));

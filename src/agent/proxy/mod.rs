@@ -191,6 +191,8 @@ pub struct Proxier<N: Nft> {
     /// ClusterIPs served by this node itself (the cluster DNS): no rules, so neither a
     /// DNAT nor the reject of services without endpoints gets in their way.
     local_ips: BTreeSet<Ipv4Addr>,
+    /// This node's name, for the `Local` traffic policies.
+    node: Option<String>,
 }
 
 /// `(namespace, name)` of a Service and of its Endpoints.
@@ -213,7 +215,15 @@ impl<N: Nft> Proxier<N> {
             applied: None,
             changed: BTreeSet::new(),
             local_ips: BTreeSet::new(),
+            node: None,
         }
+    }
+
+    /// The name of the node this proxier runs on: the `Local` traffic policies keep
+    /// traffic on the endpoints whose `nodeName` it is. Without it no endpoint is local.
+    pub fn with_node_name(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
     }
 
     /// Leaves the service with ClusterIP `ip` to a server listening on that address on
@@ -320,9 +330,13 @@ impl<N: Nft> Proxier<N> {
     /// The desired fragment of one service (empty when the Service does not exist).
     fn fragment(&self, key: &ObjectKey) -> Ruleset {
         match self.services.get(key) {
-            Some(service) if !self.is_local(service) => {
-                rules::build_service(&key.0, &key.1, service, self.endpoints.get(key))
-            }
+            Some(service) if !self.is_local(service) => rules::build_service(
+                &key.0,
+                &key.1,
+                service,
+                self.endpoints.get(key),
+                self.node.as_deref(),
+            ),
             _ => Ruleset::default(),
         }
     }

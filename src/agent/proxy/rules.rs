@@ -21,6 +21,9 @@ pub const NO_ENDPOINT_NODEPORTS_MAP: &str = "no-endpoint-nodeports";
 /// The regular chain every nat base chain jumps to.
 pub const SERVICES_CHAIN: &str = "services";
 pub const REJECT_CHAIN: &str = "reject-chain";
+/// Where traffic goes that a `Local` traffic policy keeps from remote endpoints when this
+/// node has none (upstream drops it too).
+pub const DROP_CHAIN: &str = "drop-chain";
 const NO_ENDPOINTS_CHAIN: &str = "no-endpoints";
 const MASQUERADING_CHAIN: &str = "masquerading";
 /// Packet mark bit asking the postrouting chain to masquerade (hairpin, NodePort).
@@ -132,10 +135,16 @@ pub type EndpointsMap = BTreeMap<(String, String), Endpoints>;
 /// ExternalName services have nothing to proxy). Deterministic: the same input always
 /// gives the same names and rule order. The static chains plus every
 /// [`build_service`] fragment.
-pub fn build(services: &ServiceMap, endpoints: &EndpointsMap) -> Ruleset {
+pub fn build(services: &ServiceMap, endpoints: &EndpointsMap, node: Option<&str>) -> Ruleset {
     let mut ruleset = build_static();
     for (key, service) in services {
-        ruleset.merge(build_service(&key.0, &key.1, service, endpoints.get(key)));
+        ruleset.merge(build_service(
+            &key.0,
+            &key.1,
+            service,
+            endpoints.get(key),
+            node,
+        ));
     }
     ruleset
 }
@@ -150,11 +159,14 @@ pub fn build_static() -> Ruleset {
 /// The objects of one Service: its chains, affinity sets and map elements. Names embed
 /// the service's namespace and name, so fragments of different services never share an
 /// object (ClusterIPs and NodePorts are unique per cluster) and can be diffed alone.
+/// `node` is this node's name: `internalTrafficPolicy` / `externalTrafficPolicy: Local`
+/// keep ClusterIP / NodePort traffic on the endpoints whose `nodeName` it is.
 pub fn build_service(
     namespace: &str,
     name: &str,
     service: &Service,
     endpoints: Option<&Endpoints>,
+    node: Option<&str>,
 ) -> Ruleset {
     let mut ruleset = Ruleset::default();
     let Some(spec) = &service.spec else {
@@ -194,11 +206,13 @@ pub fn build_service(
             port: service_port,
             node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
             affinity,
+            internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+            external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
         };
         let ready = endpoints
             .map(|e| ready_endpoints(e, port, protocol))
             .unwrap_or_default();
-        add_service_port(&mut ruleset, &target, &ready);
+        add_service_port(&mut ruleset, &target, &ready, node);
     }
     ruleset
 }
@@ -221,6 +235,11 @@ struct ServicePortTarget<'a> {
     port: u16,
     node_port: Option<u16>,
     affinity: Option<u32>,
+    /// `internalTrafficPolicy: Local`: ClusterIP traffic only to this node's endpoints.
+    internal_local: bool,
+    /// `externalTrafficPolicy: Local`: NodePort traffic only to this node's endpoints,
+    /// keeping the client's source address.
+    external_local: bool,
 }
 
 impl ServicePortTarget<'_> {
@@ -233,7 +252,16 @@ impl ServicePortTarget<'_> {
     }
 }
 
-/// The ready `(ip, port)` pairs serving `port` of a service, sorted and deduplicated.
+/// A ready endpoint of one service port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadyEndpoint {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// The node the endpoint runs on (`nodeName` of the Endpoints address).
+    pub node: Option<String>,
+}
+
+/// The ready endpoints serving `port` of a service, sorted and deduplicated.
 /// The Endpoints port is found by the service port's name (how the endpoints controller
 /// names them), else by a named targetPort; a numeric targetPort is the fallback for
 /// subsets that list no ports.
@@ -241,7 +269,7 @@ pub fn ready_endpoints(
     endpoints: &Endpoints,
     port: &ServicePort,
     protocol: Protocol,
-) -> Vec<(Ipv4Addr, u16)> {
+) -> Vec<ReadyEndpoint> {
     let port_name = port.name.as_deref().unwrap_or("");
     let mut ready = BTreeSet::new();
     for subset in endpoints.subsets.iter().flatten() {
@@ -272,7 +300,11 @@ pub fn ready_endpoints(
         let Some(number) = number else { continue };
         for address in subset.addresses.iter().flatten() {
             if let Ok(ip) = address.ip.parse::<Ipv4Addr>() {
-                ready.insert((ip, number));
+                ready.insert(ReadyEndpoint {
+                    ip,
+                    port: number,
+                    node: address.node_name.clone(),
+                });
             }
         }
     }
@@ -297,7 +329,8 @@ pub fn object_name(prefix: &str, id: &str) -> String {
 fn add_service_port(
     ruleset: &mut Ruleset,
     target: &ServicePortTarget<'_>,
-    ready: &[(Ipv4Addr, u16)],
+    ready: &[ReadyEndpoint],
+    node: Option<&str>,
 ) {
     let cluster_key = |map| ElementKey {
         map,
@@ -325,10 +358,12 @@ fn add_service_port(
     }
 
     let id = target.id();
-    let service_chain = object_name("service", &id);
-    let mut endpoint_chains = Vec::with_capacity(ready.len());
     let mut service_rules = Vec::new();
-    for &(ip, port) in ready {
+    // Endpoint chain of every ready endpoint, and of those on this node.
+    let mut all = Vec::with_capacity(ready.len());
+    let mut local = Vec::new();
+    for endpoint in ready {
+        let (ip, port) = (endpoint.ip, endpoint.port);
         let endpoint_id = format!("{id}__{ip}/{port}");
         let chain = object_name("endpoint", &endpoint_id);
         let mut rules = vec![json!([
@@ -353,20 +388,70 @@ fn add_service_port(
             {"dnat": {"addr": ip.to_string(), "port": port}},
         ]));
         ruleset.chains.insert(chain.clone(), regular(rules));
-        endpoint_chains.push(chain);
+        if node.is_some() && endpoint.node.as_deref() == node {
+            local.push(chain.clone());
+        }
+        all.push(chain);
     }
-    service_rules.extend(uniform_choice(&endpoint_chains));
+    let service_chain = object_name("service", &id);
+    service_rules.extend(uniform_choice(&all));
     ruleset
         .chains
         .insert(service_chain.clone(), regular(service_rules));
-    ruleset
-        .elements
-        .insert(cluster_key(SERVICE_IPS_MAP), service_chain.clone());
+    // This node's endpoints, for the Local traffic policies.
+    let local_chain =
+        (!local.is_empty() && (target.internal_local || target.external_local)).then(|| {
+            let chain = object_name("local", &id);
+            ruleset
+                .chains
+                .insert(chain.clone(), regular(uniform_choice(&local)));
+            chain
+        });
+
+    match (&local_chain, target.internal_local) {
+        (_, false) => {
+            ruleset
+                .elements
+                .insert(cluster_key(SERVICE_IPS_MAP), service_chain.clone());
+        }
+        (Some(chain), true) => {
+            ruleset
+                .elements
+                .insert(cluster_key(SERVICE_IPS_MAP), chain.clone());
+        }
+        (None, true) => {
+            ruleset
+                .elements
+                .insert(cluster_key(NO_ENDPOINT_SERVICES_MAP), DROP_CHAIN.into());
+        }
+    }
 
     if let Some(node_port) = target.node_port {
-        // Traffic from outside must come back through this node: masquerade it.
+        // Traffic from outside must come back through this node: masquerade it. With
+        // externalTrafficPolicy Local it stays on this node's endpoints and keeps its
+        // source address; the node's own traffic may still use every endpoint.
         let external_chain = object_name("external", &id);
-        let rules = vec![json!([set_mark_for_masquerade(), goto(&service_chain)])];
+        let to_cluster = json!([set_mark_for_masquerade(), goto(&service_chain)]);
+        let rules = if target.external_local {
+            let from_this_node = match_eq(
+                json!({"fib": {"result": "type", "flags": ["saddr"]}}),
+                json!("local"),
+            );
+            let to_local = match &local_chain {
+                Some(chain) => json!([goto(chain)]),
+                None => json!([{"drop": null}]),
+            };
+            vec![
+                json!([
+                    from_this_node,
+                    set_mark_for_masquerade(),
+                    goto(&service_chain)
+                ]),
+                to_local,
+            ]
+        } else {
+            vec![to_cluster]
+        };
         ruleset
             .chains
             .insert(external_chain.clone(), regular(rules));
@@ -461,6 +546,7 @@ fn add_static_chains(ruleset: &mut Ruleset) {
             {"masquerade": null},
         ])]),
     );
+    chains.insert(DROP_CHAIN.into(), regular(vec![json!([{"drop": null}])]));
     chains.insert(
         REJECT_CHAIN.into(),
         regular(vec![
@@ -564,7 +650,7 @@ pub(crate) mod tests {
             vec![web_service()],
             vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])],
         );
-        let r = build(&s, &e);
+        let r = build(&s, &e, None);
         let key = ElementKey {
             map: SERVICE_IPS_MAP,
             ip: Some("10.43.0.10".parse().unwrap()),
@@ -613,6 +699,99 @@ pub(crate) mod tests {
         );
     }
 
+    /// Service `web` with a NodePort and the given traffic policies over one endpoint on
+    /// node `here` (10.42.0.2) and one on `there` (10.42.0.3).
+    fn web_with_policies(policies: Value, here: bool) -> Ruleset {
+        let mut spec = json!({"clusterIP": "10.43.0.10", "type": "NodePort",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(policies.as_object().unwrap().clone());
+        let mut addresses = vec![json!({"ip": "10.42.0.3", "nodeName": "there"})];
+        if here {
+            addresses.push(json!({"ip": "10.42.0.2", "nodeName": "here"}));
+        }
+        let eps = endpoints(
+            "default",
+            "web",
+            json!([{"addresses": addresses, "ports": [{"name": "http", "port": 8080}]}]),
+        );
+        let (s, e) = maps(vec![service("default", "web", spec)], vec![eps]);
+        build(&s, &e, Some("here"))
+    }
+
+    fn gotos(rules: &[Value]) -> Vec<&str> {
+        rules
+            .iter()
+            .filter_map(|r| r.as_array()?.last()?["goto"]["target"].as_str())
+            .collect()
+    }
+
+    fn cluster_ip_key(map: &'static str) -> ElementKey {
+        ElementKey {
+            map,
+            ip: Some("10.43.0.10".parse().unwrap()),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }
+    }
+
+    fn node_port_key() -> ElementKey {
+        ElementKey {
+            map: SERVICE_NODEPORTS_MAP,
+            ip: None,
+            protocol: Protocol::Tcp,
+            port: 30080,
+        }
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_sends_cluster_ip_traffic_to_this_nodes_endpoints() {
+        let r = web_with_policies(json!({"internalTrafficPolicy": "Local"}), true);
+        let chain = &r.elements[&cluster_ip_key(SERVICE_IPS_MAP)];
+        assert!(chain.starts_with("local-"), "{chain}");
+        let targets = gotos(&r.chains[chain].rules);
+        assert_eq!(targets.len(), 1);
+        assert!(targets[0].ends_with("10.42.0.2/8080"), "{targets:?}");
+        // NodePorts (externalTrafficPolicy Cluster) still use every endpoint.
+        let external = &r.chains[&r.elements[&node_port_key()]].rules;
+        let service_chain = gotos(external)[0];
+        assert_eq!(gotos(&r.chains[service_chain].rules).len(), 2);
+
+        // No endpoint here: dropped, not sent to the other node, not rejected.
+        let r = web_with_policies(json!({"internalTrafficPolicy": "Local"}), false);
+        assert!(!r.elements.contains_key(&cluster_ip_key(SERVICE_IPS_MAP)));
+        assert_eq!(
+            r.elements[&cluster_ip_key(NO_ENDPOINT_SERVICES_MAP)],
+            DROP_CHAIN
+        );
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_node_port_traffic_here_unmasqueraded() {
+        let r = web_with_policies(json!({"externalTrafficPolicy": "Local"}), true);
+        // ClusterIP traffic still uses every endpoint.
+        let service_chain = &r.elements[&cluster_ip_key(SERVICE_IPS_MAP)];
+        assert!(service_chain.starts_with("service-"));
+        let external = &r.chains[&r.elements[&node_port_key()]].rules;
+        assert_eq!(external.len(), 2, "{external:?}");
+        // The node's own traffic: masqueraded, to any endpoint.
+        assert_eq!(external[0][0]["match"]["left"]["fib"]["flags"][0], "saddr");
+        assert!(external[0][1].get("mangle").is_some());
+        assert_eq!(external[0][2]["goto"]["target"], service_chain.as_str());
+        // Everything else: to this node's endpoint, without the masquerade mark.
+        let local = external[1][0]["goto"]["target"].as_str().unwrap();
+        assert!(local.starts_with("local-"), "{local}");
+        assert_eq!(external[1].as_array().unwrap().len(), 1);
+        assert!(gotos(&r.chains[local].rules)[0].ends_with("10.42.0.2/8080"));
+
+        // No endpoint here: outside traffic is dropped.
+        let r = web_with_policies(json!({"externalTrafficPolicy": "Local"}), false);
+        let external = &r.chains[&r.elements[&node_port_key()]].rules;
+        assert_eq!(external[1], json!([{"drop": null}]));
+        assert!(chains_with_prefix(&r, "local-").is_empty());
+    }
+
     #[test]
     fn service_without_ready_endpoints_is_rejected() {
         let svc = service(
@@ -622,7 +801,7 @@ pub(crate) mod tests {
                    "ports": [{"port": 53, "protocol": "UDP", "nodePort": 30053}]}),
         );
         let (s, e) = maps(vec![svc], vec![]);
-        let r = build(&s, &e);
+        let r = build(&s, &e, None);
         assert!(chains_with_prefix(&r, "service-").is_empty());
         let targets: Vec<(&str, &String)> = r.elements.iter().map(|(k, v)| (k.map, v)).collect();
         assert_eq!(
@@ -643,7 +822,7 @@ pub(crate) mod tests {
                    "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
         );
         let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2"])]);
-        let r = build(&s, &e);
+        let r = build(&s, &e, None);
         let key = ElementKey {
             map: SERVICE_NODEPORTS_MAP,
             ip: None,
@@ -670,7 +849,7 @@ pub(crate) mod tests {
                    "ports": [{"name": "http", "port": 80}]}),
         );
         let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])]);
-        let r = build(&s, &e);
+        let r = build(&s, &e, None);
         assert_eq!(r.affinity_sets.len(), 2);
         let service_chain = chains_with_prefix(&r, "service-")[0];
         let rules = &r.chains[service_chain].rules;
@@ -699,7 +878,10 @@ pub(crate) mod tests {
             json!({"type": "ExternalName", "externalName": "example.org"}),
         );
         let (s, e) = maps(vec![headless, external], vec![]);
-        assert_eq!(build(&s, &e), build(&BTreeMap::new(), &BTreeMap::new()));
+        assert_eq!(
+            build(&s, &e, None),
+            build(&BTreeMap::new(), &BTreeMap::new(), None)
+        );
     }
 
     #[test]

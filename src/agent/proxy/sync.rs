@@ -223,7 +223,7 @@ mod tests {
 
     fn web(ips: &[&str]) -> Ruleset {
         let (s, e) = maps(vec![web_service()], vec![web_endpoints(ips)]);
-        build(&s, &e)
+        build(&s, &e, None)
     }
 
     #[test]
@@ -259,7 +259,7 @@ mod tests {
     fn removed_service_deletes_its_elements_and_chains() {
         let old = web(&["10.42.0.2", "10.42.0.3"]);
         let (s, e) = maps(vec![], vec![]);
-        let new = build(&s, &e);
+        let new = build(&s, &e, None);
         let cmds = diff(TABLE, &old, &new);
         assert_eq!(count(&cmds, "delete", "element"), 1);
         assert_eq!(count(&cmds, "delete", "chain"), 3, "service + 2 endpoints");
