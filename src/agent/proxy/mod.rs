@@ -300,10 +300,10 @@ impl<N: Nft> Proxier<N> {
                     .keys()
                     .map(|key| (key.clone(), self.fragment(key)))
                     .collect();
-                let mut desired = rules::build_static();
-                for fragment in fragments.values() {
-                    desired.merge(fragment.clone());
-                }
+                let static_chains = rules::build_static();
+                let desired: Vec<&Ruleset> = std::iter::once(&static_chains)
+                    .chain(fragments.values())
+                    .collect();
                 let live = self
                     .nft
                     .list_table(&self.table)?

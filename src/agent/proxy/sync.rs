@@ -146,43 +146,47 @@ pub fn diff(table: &str, old: &Ruleset, new: &Ruleset) -> Vec<Value> {
     cmds.list
 }
 
-/// The commands that make the live table exactly `desired`, whatever it held: creates
-/// the table, maps, sets and chains that are missing, rewrites every chain and map, and
-/// deletes chains and sets orc no longer wants (also ones added by hand). One
-/// transaction, so traffic sees either the old or the new rules. Affinity sets are kept
-/// (not flushed): clients stay on their endpoint across an orc restart.
-pub fn full_sync(table: &str, desired: &Ruleset, live: &LiveTable) -> Vec<Value> {
+/// The commands that make the live table exactly `desired` (the union of its parts:
+/// the static chains and one fragment per service), whatever it held: creates the table,
+/// maps, sets and chains that are missing, rewrites every chain and map, and deletes
+/// chains and sets orc no longer wants (also ones added by hand). One transaction, so
+/// traffic sees either the old or the new rules. Affinity sets are kept (not flushed):
+/// clients stay on their endpoint across an orc restart.
+pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Value> {
     let mut cmds = Commands::new(table);
     cmds.add_table();
     cmds.add_maps();
-    for set in &desired.affinity_sets {
+    let sets: BTreeSet<&String> = desired.iter().flat_map(|r| &r.affinity_sets).collect();
+    for set in &sets {
         cmds.add_set(set);
     }
-    for (name, spec) in &desired.chains {
+    let chains = || desired.iter().flat_map(|r| &r.chains);
+    for (name, spec) in chains() {
         cmds.add_chain(name, spec);
     }
     for (name, _) in MAPS {
         cmds.push("flush", "map", json!({ "name": name }));
     }
-    for (name, spec) in &desired.chains {
+    for (name, spec) in chains() {
         // A chain made by this transaction is empty already.
         if live.chains.contains(name) {
             cmds.chain("flush", name);
         }
         cmds.add_rules(name, spec);
     }
-    for (key, target) in &desired.elements {
+    for (key, target) in desired.iter().flat_map(|r| &r.elements) {
         cmds.element("add", key, Some(target));
     }
+    let wanted: BTreeSet<&String> = chains().map(|(name, _)| name).collect();
     let stale: Vec<&String> = live
         .chains
         .iter()
-        .filter(|name| !desired.chains.contains_key(*name))
+        .filter(|name| !wanted.contains(name))
         .collect();
     delete_chains(&mut cmds, stale);
     let maps: BTreeSet<&str> = MAPS.iter().map(|(name, _)| *name).collect();
     for set in &live.sets {
-        if !desired.affinity_sets.contains(set) && !maps.contains(set.as_str()) {
+        if !sets.contains(set) && !maps.contains(set.as_str()) {
             cmds.push("delete", "set", json!({ "name": set }));
         }
     }
@@ -302,7 +306,7 @@ mod tests {
         live.chains.insert("handmade".into());
         live.sets.insert("service-ips".into());
         live.sets.insert("affinity-old".into());
-        let cmds = full_sync(TABLE, &desired, &live);
+        let cmds = full_sync(TABLE, &[&desired], &live);
         let deleted: Vec<&str> = cmds
             .iter()
             .filter_map(|c| {
