@@ -618,3 +618,152 @@ spec:
 
     service_reaches_its_ready_pods(&w);
 }
+
+/// `kubectl exec` through the API server to the kubelet: output, stderr and exit codes,
+/// the container `-c` names, stdin, a tty, large output, and clear errors.
+#[test]
+fn exec_runs_commands_in_the_container() {
+    let w = World::start();
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: two
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: shell
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo shell > /tmp/who; sleep 3600\"]
+  - name: side
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo side > /tmp/who; sleep 3600\"]
+"
+    ));
+    w.wait_for("pod two to be Running", || {
+        let pod = w.pod("two").unwrap_or_default();
+        if let Some(uid) = pod["metadata"]["uid"].as_str() {
+            if !w.uids.borrow().iter().any(|u| u == uid) {
+                w.uids.borrow_mut().push(uid.to_string());
+            }
+        }
+        pod["status"]["phase"] == "Running"
+    });
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // stdout and stderr apart, and the exit code becomes kubectl's.
+    let out = w.kubectl(&[
+        "exec",
+        "two",
+        "-c",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(text(&out.stdout), "out\n", "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 7"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("fallback") && !stderr.contains("SPDY"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(7));
+
+    let ok = w.kubectl(&["exec", "two", "-c", "shell", "--", "echo", "ok"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout), "ok\n");
+
+    // -c picks the container (each has its own /tmp).
+    for name in ["shell", "side"] {
+        let who = w.kubectl_out(&["exec", "two", "-c", name, "--", "cat", "/tmp/who"]);
+        assert_eq!(who, name);
+    }
+
+    // Output larger than the pipes in between arrives whole.
+    let seq = w.kubectl(&["exec", "two", "-c", "shell", "--", "seq", "1", "30000"]);
+    assert!(seq.status.success(), "{}", text(&seq.stderr));
+    let lines: Vec<String> = text(&seq.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 30000);
+    assert_eq!(lines.last().map(String::as_str), Some("30000"));
+
+    // stdin reaches the command, and its end ends the command.
+    let mut cat = w.kubectl_cmd(&["exec", "-i", "two", "-c", "shell", "--", "cat"]);
+    let mut child = cat
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = wait_with_deadline(child);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    // With a tty (kubectl needs a terminal of its own to ask for one).
+    let kubectl = format!("kubectl exec -it two -c shell -- sh -c 'tty; echo done'",);
+    let mut script = Command::new("nsenter");
+    script
+        .arg(format!("--net=/var/run/netns/{}", w.netns))
+        .args(["script", "-qec", &kubectl, "/dev/null"])
+        .env("KUBECONFIG", w.kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = script.spawn().unwrap();
+    let out = wait_with_deadline(child);
+    let tty_out = text(&out.stdout);
+    assert!(
+        tty_out.contains("/dev/pts/"),
+        "{tty_out} {}",
+        text(&out.stderr)
+    );
+    assert!(tty_out.contains("done\r\n"), "{tty_out}");
+
+    // Bad requests get clear errors.
+    let missing = w.kubectl(&["exec", "two", "-c", "nope", "--", "true"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("container nope is not valid for pod two"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let not_found = w.kubectl(&["exec", "ghost", "--", "true"]);
+    assert!(
+        text(&not_found.stderr).contains("not found"),
+        "{}",
+        text(&not_found.stderr)
+    );
+    let not_there = w.kubectl(&["exec", "two", "-c", "shell", "--", "/no/such/binary"]);
+    assert!(!not_there.status.success());
+    assert!(
+        !text(&not_there.stderr).is_empty(),
+        "no error for a missing binary"
+    );
+}
+
+/// Waits for a child's output, killing it if it takes longer than `DEADLINE`.
+fn wait_with_deadline(mut child: Child) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "timed out; stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}

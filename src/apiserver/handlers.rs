@@ -252,23 +252,20 @@ async fn resource(
             let kv = ctx.registry.get(def, ns, name)?;
             Ok(response::json(200, &ctx.registry.scale_of(def, &kv.value)))
         }
-        ("get", Some(name), Some("log" | "exec" | "attach" | "portforward")) => {
-            let kv = ctx.registry.get(def, ns, name)?;
-            if kv.value["spec"]["nodeName"]
-                .as_str()
-                .unwrap_or("")
-                .is_empty()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "pod {name} does not have a host assigned"
-                )));
-            }
-            if sub == Some("log") {
-                return super::kubelet_proxy::pod_logs(ctx, &kv.value, &query).await;
-            }
-            Err(ApiError::unavailable(
-                "the kubelet of this pod's node cannot be reached through the API server",
-            ))
+        ("get", Some(name), Some("log")) => {
+            let pod = bound_pod(ctx, def, ns, name)?;
+            super::kubelet_proxy::pod_logs(ctx, &pod, &query).await
+        }
+        // WebSocket clients GET, SPDY clients POST.
+        ("get" | "create", Some(name), Some("exec")) => {
+            let pod = bound_pod(ctx, def, ns, name)?;
+            super::kubelet_proxy::pod_exec(ctx, &pod, &query, req).await
+        }
+        ("get" | "create", Some(name), Some(sub @ ("attach" | "portforward"))) => {
+            bound_pod(ctx, def, ns, name)?;
+            Err(ApiError::bad_request(format!(
+                "orc does not serve pods/{sub} yet: use kubectl exec or kubectl logs -f"
+            )))
         }
         ("create", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -376,6 +373,22 @@ async fn resource(
             status::resource_name(def)
         ))),
     }
+}
+
+/// The pod `name`, which must be bound to a node (for log, exec and attach).
+fn bound_pod(
+    ctx: &ApiContext,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Arc<Value>, ApiError> {
+    let pod = ctx.registry.get(def, ns, name)?.value;
+    if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    Ok(pod)
 }
 
 /// The one name a `metadata.name=X` field selector narrows a list or watch to.

@@ -16,8 +16,8 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    ApplyRequest, Container, CreateContainerRequest, CreateImageRequest, CreateRequest,
-    CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest, DeleteRequest,
+    ApplyRequest, CloseIoRequest, Container, CreateContainerRequest, CreateImageRequest,
+    CreateRequest, CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest, DeleteRequest,
     DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetImageRequest, GetRequest, Image,
     InfoRequest, KillRequest, ListContainersRequest, ListImagesRequest, ListTasksRequest,
     ReadContentRequest, ResizePtyRequest, StartRequest, UpdateImageRequest, UpdateRequest,
@@ -1348,6 +1348,19 @@ impl ExecProcess {
         }
     }
 
+    /// Closes the shim's own write end of the stdin fifo (it keeps one open until
+    /// told), so the process reads EOF once orc's writer is closed too.
+    async fn close_stdin(&self) {
+        let req = self.request(CloseIoRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+            stdin: true,
+        });
+        if let Err(s) = self.tasks.clone().close_io(req).await {
+            debug!(container = %self.container_id, exec = %self.exec_id, error = %s.message(), "close exec stdin failed");
+        }
+    }
+
     async fn wait(&self) -> Result<u32> {
         let req = self.request(WaitRequest {
             container_id: self.container_id.clone(),
@@ -1417,6 +1430,7 @@ async fn drive_exec(process: ExecProcess, tty: bool, driver: ExecDriver, fifos: 
                 command = commands.recv(), if !released => match command {
                     Some(ExecCommand::Resize(size)) if tty => process.resize(size).await,
                     Some(ExecCommand::Resize(_)) => {}
+                    Some(ExecCommand::CloseStdin) => process.close_stdin().await,
                     Some(ExecCommand::Kill) => process.kill().await,
                     None => {
                         released = true;

@@ -57,7 +57,8 @@ impl ExecFifos {
     }
 
     /// orc's write end of stdin. Opened read-write, so it neither blocks nor fails while
-    /// the shim has not opened its end; dropping it is the process's EOF.
+    /// the shim has not opened its end. The shim holds a write end of its own until
+    /// containerd's CloseIO: the process reads EOF once both are closed.
     pub fn open_stdin(&self) -> io::Result<Option<pipe::Sender>> {
         self.stdin
             .as_ref()

@@ -314,7 +314,7 @@ pub type ExecWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A started exec process: the streams it was asked for, and its control.
 pub struct ExecSession {
-    /// Dropping it closes the process's stdin (EOF).
+    /// The process reads EOF once this is dropped and `ExecHandle::close_stdin` called.
     pub stdin: Option<ExecWriter>,
     /// Ends (EOF) once the process and whatever it shared its output with are gone.
     pub stdout: Option<ExecReader>,
@@ -326,15 +326,39 @@ pub struct ExecSession {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecCommand {
     Resize(TerminalSize),
+    /// The holder dropped its stdin writer: the process may see EOF.
+    CloseStdin,
     Kill,
 }
 
-/// Resizes, kills and waits for an exec process. Dropping it releases the process:
-/// one still running is killed, and the runtime forgets it.
+/// Resizes, kills and waits for an exec process. Dropping it and its handles releases
+/// the process: one still running is killed, and the runtime forgets it.
 pub struct ExecControl {
     commands: mpsc::Sender<ExecCommand>,
     exit: oneshot::Receiver<Result<u32>>,
     id: String,
+}
+
+/// Resizes and kills an exec process (a part of its `ExecControl`).
+#[derive(Clone)]
+pub struct ExecHandle {
+    commands: mpsc::Sender<ExecCommand>,
+}
+
+impl ExecHandle {
+    /// Sets the size of the process's terminal (no effect without one).
+    pub async fn resize(&self, size: TerminalSize) {
+        let _ = self.commands.send(ExecCommand::Resize(size)).await;
+    }
+
+    /// Ends the process's stdin (after its writer was dropped).
+    pub async fn close_stdin(&self) {
+        let _ = self.commands.send(ExecCommand::CloseStdin).await;
+    }
+
+    pub async fn kill(&self) {
+        let _ = self.commands.send(ExecCommand::Kill).await;
+    }
 }
 
 /// The runtime's side of an `ExecControl`: commands in, the exit code out. The holder
@@ -366,13 +390,15 @@ impl ExecControl {
         )
     }
 
-    /// Sets the size of the process's terminal (no effect without one).
-    pub async fn resize(&self, size: TerminalSize) {
-        let _ = self.commands.send(ExecCommand::Resize(size)).await;
+    /// A handle that resizes and kills, for another task.
+    pub fn handle(&self) -> ExecHandle {
+        ExecHandle {
+            commands: self.commands.clone(),
+        }
     }
 
     pub async fn kill(&self) {
-        let _ = self.commands.send(ExecCommand::Kill).await;
+        self.handle().kill().await;
     }
 
     /// Waits for the process to exit; its exit code.

@@ -1,0 +1,341 @@
+//! `GET|POST /exec/{namespace}/{pod}/{container}?command=…`: the kubelet's end of
+//! `kubectl exec`. It checks the request and starts the command before it accepts the
+//! WebSocket upgrade (so a bad request gets a plain HTTP error), then runs the remote
+//! command protocol between the socket and the process.
+
+use std::time::Duration;
+
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+use super::container::{CONTAINER_NAME_LABEL, POD_UID_LABEL};
+use super::remotecommand::{self as rc, Inbound};
+use super::server::Endpoint;
+use crate::agent::runtime::{
+    ContainerState, ExecHandle, ExecReader, ExecRequest, ExecSession, ExecWriter, RuntimeError,
+};
+
+/// After the process exited, how long its last output may take to reach the client
+/// (a background process that kept the output open would otherwise hold it forever).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+/// How long the client may take to answer the closing handshake.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Largest chunk of output sent in one message.
+const OUTPUT_CHUNK: usize = 32 * 1024;
+/// Messages queued for the client before the process's output waits.
+const OUTBOUND_BUFFER: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(
+        "exec needs a WebSocket upgrade with one of the protocols v5.channel.k8s.io, \
+         v4.channel.k8s.io (kubectl 1.30 or newer)"
+    )]
+    NotWebSocket,
+    #[error("pod {namespace}/{pod} is not running on this node")]
+    PodNotHere { namespace: String, pod: String },
+    #[error("container {container} not found in pod {pod}")]
+    ContainerNotFound { pod: String, container: String },
+    #[error("container {container} in pod {pod} is not running")]
+    ContainerNotRunning { pod: String, container: String },
+    #[error("exec in container {container} of pod {pod}")]
+    Start {
+        pod: String,
+        container: String,
+        #[source]
+        source: RuntimeError,
+    },
+}
+
+impl ExecError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ExecError::PodNotHere { .. } | ExecError::ContainerNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ExecError::Start { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The message with its cause, for the HTTP answer.
+    pub fn message(&self) -> String {
+        match self {
+            ExecError::Start { source, .. } => format!("{self}: {source}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// The container a request names, resolved to the containerd id of its running instance.
+pub struct Target<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+}
+
+/// Answers an exec request: `101 Switching Protocols` with the session running behind
+/// it, or the error.
+pub async fn exec(
+    req: Request<Incoming>,
+    endpoint: &Endpoint,
+    target: Target<'_>,
+) -> Result<Response<super::server::Body>, ExecError> {
+    let request =
+        rc::exec_request(req.uri().query().unwrap_or("")).map_err(ExecError::BadRequest)?;
+    let wants_websocket = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let protocol = rc::negotiate(
+        req.headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let (Some(key), Some(protocol), true) = (key, protocol, wants_websocket) else {
+        return Err(ExecError::NotWebSocket);
+    };
+    let id = running_container(endpoint, &target).await?;
+    let session = endpoint
+        .runtime
+        .exec_streaming(&id, &request)
+        .await
+        .map_err(|source| ExecError::Start {
+            pod: target.pod.to_string(),
+            container: target.container.to_string(),
+            source,
+        })?;
+    info!(
+        pod = %format!("{}/{}", target.namespace, target.pod),
+        container = target.container,
+        command = ?request.cmd,
+        tty = request.tty,
+        protocol,
+        "exec started"
+    );
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
+                run_session(ws, session, &request, protocol).await;
+            }
+            // Dropping the session kills the process.
+            Err(e) => warn!(error = %e, "exec upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(super::server::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol),
+    );
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    Ok(resp)
+}
+
+/// The id of the running instance of the target container.
+async fn running_container(endpoint: &Endpoint, target: &Target<'_>) -> Result<String, ExecError> {
+    let uid = endpoint
+        .pods
+        .read()
+        .ok()
+        .and_then(|p| {
+            p.get(&(target.namespace.to_string(), target.pod.to_string()))
+                .cloned()
+        })
+        .ok_or_else(|| ExecError::PodNotHere {
+            namespace: target.namespace.to_string(),
+            pod: target.pod.to_string(),
+        })?;
+    let containers =
+        endpoint
+            .runtime
+            .list_containers()
+            .await
+            .map_err(|source| ExecError::Start {
+                pod: target.pod.to_string(),
+                container: target.container.to_string(),
+                source,
+            })?;
+    let instances: Vec<_> = containers
+        .iter()
+        .filter(|c| {
+            c.labels.get(POD_UID_LABEL) == Some(&uid)
+                && c.labels.get(CONTAINER_NAME_LABEL).map(String::as_str) == Some(target.container)
+        })
+        .collect();
+    if instances.is_empty() {
+        return Err(ExecError::ContainerNotFound {
+            pod: target.pod.to_string(),
+            container: target.container.to_string(),
+        });
+    }
+    instances
+        .iter()
+        .find(|c| matches!(c.state, ContainerState::Running { .. }))
+        .map(|c| c.id.clone())
+        .ok_or_else(|| ExecError::ContainerNotRunning {
+            pod: target.pod.to_string(),
+            container: target.container.to_string(),
+        })
+}
+
+/// Runs the remote command protocol until the process has exited and its output and
+/// final status are sent, or until the client goes away (which kills the process).
+async fn run_session<S>(
+    ws: WebSocketStream<S>,
+    session: ExecSession,
+    request: &ExecRequest,
+    protocol: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ExecSession {
+        stdin,
+        stdout,
+        stderr,
+        mut control,
+    } = session;
+    let (sink, incoming) = ws.split();
+    let (outbound, queue) = mpsc::channel::<Vec<u8>>(OUTBOUND_BUFFER);
+    let writer = tokio::spawn(write_client(sink, queue));
+    // As upstream: an empty message on the first stream tells the client all are open.
+    let first = match (&stdout, &stderr) {
+        (Some(_), _) => rc::STDOUT,
+        (None, Some(_)) => rc::STDERR,
+        (None, None) => rc::ERROR,
+    };
+    let _ = outbound.send(rc::frame(first, &[])).await;
+    let pumps: Vec<_> = [(stdout, rc::STDOUT), (stderr, rc::STDERR)]
+        .into_iter()
+        .filter_map(|(from, stream)| Some(tokio::spawn(pump(from?, stream, outbound.clone()))))
+        .collect();
+    let mut reader = tokio::spawn(read_client(incoming, stdin, control.handle(), protocol));
+    let code = tokio::select! {
+        code = control.wait() => code,
+        _ = &mut reader => {
+            debug!(command = ?request.cmd, "exec client went away; killing the process");
+            control.kill().await;
+            for p in pumps {
+                p.abort();
+            }
+            writer.abort();
+            return;
+        }
+    };
+    let outputs = futures::future::join_all(pumps);
+    if tokio::time::timeout(OUTPUT_DRAIN, outputs).await.is_err() {
+        debug!(command = ?request.cmd, "exec output still open after the process exited");
+    }
+    let status = match code {
+        Ok(code) => rc::exit_status(&request.cmd, code),
+        Err(e) => {
+            warn!(error = %e, "exec wait failed");
+            rc::failure_status(&e.to_string())
+        }
+    };
+    let _ = outbound
+        .send(rc::frame(rc::ERROR, status.to_string().as_bytes()))
+        .await;
+    drop(outbound);
+    let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    reader.abort();
+}
+
+/// Sends queued messages to the client, then the closing handshake.
+async fn write_client<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = queue.recv().await {
+        if sink.send(Message::binary(message)).await.is_err() {
+            return;
+        }
+    }
+    // kubectl takes a close without a status (1005) for an error.
+    let normal = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = sink.send(Message::Close(Some(normal))).await;
+    let _ = sink.close().await;
+}
+
+/// Forwards one output stream of the process to the client.
+async fn pump(mut from: ExecReader, stream: u8, to: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; OUTPUT_CHUNK];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.send(rc::frame(stream, &buf[..n])).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Handles the client's messages (stdin, resizes, stdin's close) until it hangs up.
+async fn read_client<S>(
+    mut incoming: SplitStream<WebSocketStream<S>>,
+    mut stdin: Option<ExecWriter>,
+    control: ExecHandle,
+    protocol: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(Ok(message)) = incoming.next().await {
+        let data = match message {
+            Message::Binary(data) => data,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        match rc::parse(&data, protocol) {
+            Inbound::Stdin(bytes) => {
+                if let Some(w) = stdin.as_mut() {
+                    if w.write_all(bytes).await.is_err() || w.flush().await.is_err() {
+                        stdin = None;
+                    }
+                }
+            }
+            Inbound::Resize(size) => control.resize(size).await,
+            Inbound::CloseStdin => {
+                if let Some(mut w) = stdin.take() {
+                    let _ = w.shutdown().await;
+                    drop(w);
+                    control.close_stdin().await;
+                }
+            }
+            Inbound::Ignored => {}
+            Inbound::Invalid(why) => debug!(%why, "exec client message ignored"),
+        }
+    }
+}
