@@ -708,25 +708,40 @@ spec:
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n");
 
-    // With a tty (kubectl needs a terminal of its own to ask for one).
-    let kubectl = format!("kubectl exec -it two -c shell -- sh -c 'tty; echo done'",);
+    // With a tty (kubectl needs a terminal of its own to ask for one), sized as
+    // kubectl's terminal once its first resize arrived.
     let mut script = Command::new("nsenter");
     script
         .arg(format!("--net=/var/run/netns/{}", w.netns))
-        .args(["script", "-qec", &kubectl, "/dev/null"])
+        .args(["script", "-qec", TTY_EXEC, "/dev/null"])
         .env("KUBECONFIG", w.kubeconfig())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = script.spawn().unwrap();
-    let out = wait_with_deadline(child);
+    let out = wait_with_deadline(script.spawn().unwrap());
     let tty_out = text(&out.stdout);
     assert!(
         tty_out.contains("/dev/pts/"),
         "{tty_out} {}",
         text(&out.stderr)
     );
-    assert!(tty_out.contains("done\r\n"), "{tty_out}");
+    assert!(tty_out.contains("size 30 100\r\n"), "{tty_out}");
+
+    // A client that goes away takes its command with it.
+    let mut sleeper = w
+        .kubectl_cmd(&["exec", "two", "-c", "shell", "--", "sleep", "777"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        w.kubectl_out(&["exec", "two", "-c", "shell", "--", "ps"])
+            .contains("sleep 777")
+    };
+    w.wait_for("the exec'd sleep to run", sleeping);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    w.wait_for("the exec'd sleep to be killed", || !sleeping());
 
     // Bad requests get clear errors.
     let missing = w.kubectl(&["exec", "two", "-c", "nope", "--", "true"]);
@@ -742,6 +757,30 @@ spec:
         "{}",
         text(&not_found.stderr)
     );
+    let attach = w.kubectl(&["attach", "two", "-c", "shell"]);
+    assert!(
+        text(&attach.stderr).contains("orc does not serve pods/attach yet"),
+        "{}",
+        text(&attach.stderr)
+    );
+    // Only admins (and so not a node's credential) may exec.
+    let node_kubeconfig = w.data_dir().join("agent/kubelet.kubeconfig");
+    let denied = w.kubectl(&[
+        "--kubeconfig",
+        node_kubeconfig.to_str().unwrap(),
+        "exec",
+        "two",
+        "-c",
+        "shell",
+        "--",
+        "true",
+    ]);
+    assert!(
+        text(&denied.stderr)
+            .contains("User \"system:node:kt-node\" cannot create resource \"pods/exec\""),
+        "{}",
+        text(&denied.stderr)
+    );
     let not_there = w.kubectl(&["exec", "two", "-c", "shell", "--", "/no/such/binary"]);
     assert!(!not_there.status.success());
     assert!(
@@ -749,6 +788,12 @@ spec:
         "no error for a missing binary"
     );
 }
+
+/// `kubectl exec -it` in a 30x100 terminal: the command prints its tty and, once it is
+/// sized (bounded wait), its size.
+const TTY_EXEC: &str = "stty rows 30 cols 100; kubectl exec -it two -c shell -- sh -c '\
+    tty; for i in $(seq 50); do s=$(stty size 2>&1); case $s in *[1-9]*) break;; esac; sleep 0.1; done; \
+    echo size $s'";
 
 /// Waits for a child's output, killing it if it takes longer than `DEADLINE`.
 fn wait_with_deadline(mut child: Child) -> Output {

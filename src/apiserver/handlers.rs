@@ -184,6 +184,15 @@ fn openapi(
 }
 
 fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
+    // Streaming into a pod is a create, whether the client upgrades a GET (WebSocket) or
+    // a POST (SPDY), as upstream authorizes it.
+    if matches!(
+        r.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward")
+    ) && matches!(*method, Method::GET | Method::POST)
+    {
+        return "create";
+    }
     match *method {
         Method::GET if r.name.is_none() && (query.flag("watch") || r.watch_path) => "watch",
         Method::GET if r.name.is_none() => "list",
@@ -256,12 +265,11 @@ async fn resource(
             let pod = bound_pod(ctx, def, ns, name)?;
             super::kubelet_proxy::pod_logs(ctx, &pod, &query).await
         }
-        // WebSocket clients GET, SPDY clients POST.
-        ("get" | "create", Some(name), Some("exec")) => {
+        ("create", Some(name), Some("exec")) => {
             let pod = bound_pod(ctx, def, ns, name)?;
             super::kubelet_proxy::pod_exec(ctx, &pod, &query, req).await
         }
-        ("get" | "create", Some(name), Some(sub @ ("attach" | "portforward"))) => {
+        ("create", Some(name), Some(sub @ ("attach" | "portforward"))) => {
             bound_pod(ctx, def, ns, name)?;
             Err(ApiError::bad_request(format!(
                 "orc does not serve pods/{sub} yet: use kubectl exec or kubectl logs -f"
