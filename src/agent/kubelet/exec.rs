@@ -339,3 +339,155 @@ async fn read_client<S>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::agent::runtime::{ContainerConfig, ContainerRuntime, ExecOutput, FakeRuntime};
+
+    const IMAGE: &str = "busybox:test";
+    const UID: &str = "uid-1";
+
+    async fn endpoint_with(containers: &[(&str, bool)]) -> (Endpoint, Arc<FakeRuntime>) {
+        let runtime = Arc::new(FakeRuntime::new());
+        runtime.add_image(IMAGE);
+        for (name, running) in containers {
+            let mut config = ContainerConfig::new(format!("{UID}-{name}-0"), IMAGE, "/x".into());
+            config.labels = BTreeMap::from([
+                (POD_UID_LABEL.to_string(), UID.to_string()),
+                (CONTAINER_NAME_LABEL.to_string(), name.to_string()),
+            ]);
+            let id = runtime.create_container(&config).await.unwrap();
+            if *running {
+                runtime.start(&id).await.unwrap();
+            }
+        }
+        let endpoint = Endpoint {
+            pods: Default::default(),
+            pods_dir: "/nonexistent".into(),
+            runtime: runtime.clone(),
+        };
+        endpoint
+            .pods
+            .write()
+            .unwrap()
+            .insert(("ns".into(), "p".into()), UID.into());
+        (endpoint, runtime)
+    }
+
+    fn target(pod: &'static str, container: &'static str) -> Target<'static> {
+        Target {
+            namespace: "ns",
+            pod,
+            container,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_running_instance_of_the_named_container_is_the_target() {
+        let (endpoint, _) = endpoint_with(&[("app", true), ("done", false)]).await;
+        let id = running_container(&endpoint, &target("p", "app")).await;
+        assert_eq!(id.unwrap(), format!("{UID}-app-0"));
+        let e = running_container(&endpoint, &target("p", "done")).await;
+        assert!(matches!(e, Err(ExecError::ContainerNotRunning { .. })));
+        let e = running_container(&endpoint, &target("p", "nope")).await;
+        assert_eq!(e.err().unwrap().status(), StatusCode::NOT_FOUND);
+        let e = running_container(&endpoint, &target("elsewhere", "app")).await;
+        assert!(matches!(e, Err(ExecError::PodNotHere { .. })));
+    }
+
+    /// A session over an in-memory socket; the client end is returned.
+    async fn start_session(
+        runtime: &FakeRuntime,
+        request: ExecRequest,
+    ) -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let session = runtime
+            .exec_streaming(&format!("{UID}-app-0"), &request)
+            .await
+            .unwrap();
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let task = tokio::spawn(async move {
+            run_session(server, session, &request, rc::PROTOCOL_V5).await;
+        });
+        (client, task)
+    }
+
+    #[tokio::test]
+    async fn a_session_carries_stdin_and_output_and_ends_with_the_exit_status() {
+        let (_endpoint, runtime) = endpoint_with(&[("app", true)]).await;
+        runtime.set_exec_result(
+            &format!("{UID}-app-0"),
+            ExecOutput {
+                stdout: b"out ".to_vec(),
+                stderr: b"err".to_vec(),
+                exit_code: 7,
+            },
+        );
+        let request = ExecRequest {
+            cmd: vec!["cat".into()],
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        };
+        let (mut client, task) = start_session(&runtime, request).await;
+        client
+            .send(Message::binary(rc::frame(rc::STDIN, b"hi")))
+            .await
+            .unwrap();
+        client
+            .send(Message::binary(vec![rc::CLOSE, rc::STDIN]))
+            .await
+            .unwrap();
+        let mut streams: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+        let mut close = None;
+        let read = async {
+            while let Some(Ok(m)) = client.next().await {
+                match m {
+                    Message::Binary(data) => streams
+                        .entry(data[0])
+                        .or_default()
+                        .extend_from_slice(&data[1..]),
+                    Message::Close(frame) => close = frame,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("session deadlocked");
+        assert_eq!(streams[&rc::STDOUT], b"out hi");
+        assert_eq!(streams[&rc::STDERR], b"err");
+        let status: serde_json::Value = serde_json::from_slice(&streams[&rc::ERROR]).unwrap();
+        assert_eq!(status["reason"], "NonZeroExitCode");
+        assert_eq!(status["details"]["causes"][0]["message"], "7");
+        assert_eq!(close.map(|c| c.code), Some(CloseCode::Normal));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_when_the_client_goes_away() {
+        let (_endpoint, runtime) = endpoint_with(&[("app", true)]).await;
+        let request = ExecRequest {
+            cmd: vec!["cat".into()],
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: false,
+        };
+        let (client, task) = start_session(&runtime, request).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("session outlived its client")
+            .unwrap();
+    }
+}
