@@ -1393,6 +1393,18 @@ enum OpenError {
     Io(std::io::Error),
 }
 
+/// The output when it was asked for; otherwise it is read and dropped, so that the
+/// process never blocks writing it.
+fn keep_or_drain(mut output: ExecReader, wanted: bool) -> Option<ExecReader> {
+    if wanted {
+        return Some(output);
+    }
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut output, &mut tokio::io::sink()).await;
+    });
+    None
+}
+
 /// Waits for the shim to open the output fifos of a started exec.
 async fn open_outputs(
     stdout: Option<PendingReader>,
@@ -1771,6 +1783,8 @@ impl ContainerRuntime for ContainerdRuntime {
                 });
             }
         };
+        let stdout = stdout.and_then(|r| keep_or_drain(r, request.stdout));
+        let stderr = stderr.and_then(|r| keep_or_drain(r, request.stderr));
         debug!(container = id, exec = %exec_id, tty = request.tty, "exec started");
         let (control, driver) = ExecControl::new(id);
         tokio::spawn(drive_exec(process, request.tty, driver, fifos));

@@ -29,7 +29,10 @@ pub struct PendingReader {
 }
 
 impl ExecFifos {
-    /// Makes `dir` with a fifo for each stream `request` asks for (no stderr with a tty).
+    /// Makes `dir` with a fifo for stdin if `request` asks for it, for stdout, and for
+    /// stderr unless there is a tty. The shim cannot do without an output (containerd
+    /// 1.6 fails to start an exec that has stdout but no stderr): the caller drains
+    /// those not asked for.
     pub fn create(dir: &Path, request: &ExecRequest) -> io::Result<ExecFifos> {
         std::fs::create_dir_all(dir)?;
         let make = |wanted: bool, name: &str| -> io::Result<Option<PathBuf>> {
@@ -44,8 +47,8 @@ impl ExecFifos {
         Ok(ExecFifos {
             dir: dir.to_path_buf(),
             stdin: make(request.stdin, "stdin")?,
-            stdout: make(request.stdout, "stdout")?,
-            stderr: make(request.stderr && !request.tty, "stderr")?,
+            stdout: make(true, "stdout")?,
+            stderr: make(!request.tty, "stderr")?,
         })
     }
 
@@ -173,12 +176,13 @@ mod tests {
         let request = ExecRequest {
             cmd: vec!["sh".into()],
             stdin: false,
-            stdout: true,
+            stdout: false,
             stderr: true,
             tty: true,
         };
         let fifos = ExecFifos::create(dir.path(), &request).unwrap();
         assert!(fifos.stdin.is_none() && fifos.stderr.is_none());
+        assert!(fifos.stdout.is_some());
         assert_eq!(ExecFifos::uri(&fifos.stderr), "");
         let (stdout, stderr) = fifos.open_outputs();
         assert!(stderr.is_none());
