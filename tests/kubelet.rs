@@ -783,9 +783,10 @@ spec:
     );
     let not_there = w.kubectl(&["exec", "two", "-c", "shell", "--", "/no/such/binary"]);
     assert!(!not_there.status.success());
+    let stderr = text(&not_there.stderr);
     assert!(
-        !text(&not_there.stderr).is_empty(),
-        "no error for a missing binary"
+        stderr.contains("exec in container shell of pod two") && stderr.contains("/no/such/binary"),
+        "{stderr}"
     );
 }
 

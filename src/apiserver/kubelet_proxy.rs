@@ -148,12 +148,14 @@ pub async fn pod_exec(
         )));
     }
     let params = exec_query(req.uri().query().unwrap_or(""))?;
+    // kubectl retries with SPDY after any failed WebSocket upgrade: checked last, so that
+    // the retry meets the first attempt's error again.
+    let mut kubelet = Kubelet::connect(ctx, pod).await?;
     if !is_websocket_upgrade(req.headers()) {
         return Err(ApiError::bad_request(
             "orc serves exec over WebSocket only (protocols v5.channel.k8s.io, v4.channel.k8s.io): use kubectl 1.30 or newer",
         ));
     }
-    let mut kubelet = Kubelet::connect(ctx, pod).await?;
     let mut forward = Request::get(format!("/exec/{ns}/{name}/{container}?{params}"))
         .header(header::HOST, &kubelet.host)
         .header(header::CONNECTION, "Upgrade");
@@ -307,6 +309,7 @@ async fn kubelet_error(resp: Response<Incoming>) -> ApiError {
         .unwrap_or_default();
     match status.as_u16() {
         400 | 404 => ApiError::bad_request(text),
+        500 => ApiError::internal(text),
         _ => ApiError::unavailable(text),
     }
 }

@@ -3,6 +3,7 @@
 //! WebSocket upgrade (so a bad request gets a plain HTTP error), then runs the remote
 //! command protocol between the socket and the process.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};
@@ -51,6 +52,11 @@ pub enum ExecError {
     ContainerNotFound { pod: String, container: String },
     #[error("container {container} in pod {pod} is not running")]
     ContainerNotRunning { pod: String, container: String },
+    #[error("list the node's containers")]
+    ListContainers {
+        #[source]
+        source: RuntimeError,
+    },
     #[error("exec in container {container} of pod {pod}")]
     Start {
         pod: String,
@@ -66,7 +72,9 @@ impl ExecError {
             ExecError::PodNotHere { .. } | ExecError::ContainerNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
-            ExecError::Start { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ExecError::Start { .. } | ExecError::ListContainers { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -74,25 +82,31 @@ impl ExecError {
     /// The message with its cause, for the HTTP answer.
     pub fn message(&self) -> String {
         match self {
-            ExecError::Start { source, .. } => format!("{self}: {source}"),
+            ExecError::Start { source, .. } | ExecError::ListContainers { source } => {
+                format!("{self}: {source}")
+            }
             _ => self.to_string(),
         }
     }
 }
 
-/// The container a request names, resolved to the containerd id of its running instance.
-pub struct Target<'a> {
-    pub namespace: &'a str,
-    pub pod: &'a str,
-    pub container: &'a str,
+/// The container a request names.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
 }
 
 /// Answers an exec request: `101 Switching Protocols` with the session running behind
-/// it, or the error.
+/// it, or the error. Only a request that is no WebSocket exec at all is refused with an
+/// HTTP error: kubectl takes any failed upgrade for a server without WebSocket support
+/// and retries with SPDY, so what goes wrong later (no such container, the command
+/// cannot start) is told on the error stream, as upstream's kubelet does.
 pub async fn exec(
     req: Request<Incoming>,
-    endpoint: &Endpoint,
-    target: Target<'_>,
+    endpoint: Arc<Endpoint>,
+    target: Target,
 ) -> Result<Response<super::server::Body>, ExecError> {
     let request =
         rc::exec_request(req.uri().query().unwrap_or("")).map_err(ExecError::BadRequest)?;
@@ -111,35 +125,32 @@ pub async fn exec(
     let (Some(key), Some(protocol), true) = (key, protocol, wants_websocket) else {
         return Err(ExecError::NotWebSocket);
     };
-    let id = running_container(endpoint, &target).await?;
-    let session = endpoint
-        .runtime
-        .exec_streaming(&id, &request)
-        .await
-        .map_err(|source| ExecError::Start {
-            pod: target.pod.to_string(),
-            container: target.container.to_string(),
-            source,
-        })?;
-    info!(
-        pod = %format!("{}/{}", target.namespace, target.pod),
-        container = target.container,
-        command = ?request.cmd,
-        tty = request.tty,
-        protocol,
-        "exec started"
-    );
     let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                        .await;
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                warn!(error = %e, "exec upgrade failed");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        match start(&endpoint, &target, &request).await {
+            Ok(session) => {
+                info!(
+                    pod = %format!("{}/{}", target.namespace, target.pod),
+                    container = %target.container,
+                    command = ?request.cmd,
+                    tty = request.tty,
+                    protocol,
+                    "exec started"
+                );
                 run_session(ws, session, &request, protocol).await;
             }
-            // Dropping the session kills the process.
-            Err(e) => warn!(error = %e, "exec upgrade failed"),
+            Err(e) => {
+                debug!(error = %e.message(), "exec refused");
+                refuse_session(ws, &e.message()).await;
+            }
         }
     });
     let mut resp = Response::new(super::server::empty());
@@ -157,14 +168,32 @@ pub async fn exec(
     Ok(resp)
 }
 
+/// Starts the command in the running instance of the target container.
+async fn start(
+    endpoint: &Endpoint,
+    target: &Target,
+    request: &ExecRequest,
+) -> Result<ExecSession, ExecError> {
+    let id = running_container(endpoint, target).await?;
+    endpoint
+        .runtime
+        .exec_streaming(&id, request)
+        .await
+        .map_err(|source| ExecError::Start {
+            pod: target.pod.clone(),
+            container: target.container.clone(),
+            source,
+        })
+}
+
 /// The id of the running instance of the target container.
-async fn running_container(endpoint: &Endpoint, target: &Target<'_>) -> Result<String, ExecError> {
+async fn running_container(endpoint: &Endpoint, target: &Target) -> Result<String, ExecError> {
     let uid = endpoint
         .pods
         .read()
         .ok()
         .and_then(|p| {
-            p.get(&(target.namespace.to_string(), target.pod.to_string()))
+            p.get(&(target.namespace.clone(), target.pod.clone()))
                 .cloned()
         })
         .ok_or_else(|| ExecError::PodNotHere {
@@ -185,7 +214,7 @@ async fn running_container(endpoint: &Endpoint, target: &Target<'_>) -> Result<S
         .iter()
         .filter(|c| {
             c.labels.get(POD_UID_LABEL) == Some(&uid)
-                && c.labels.get(CONTAINER_NAME_LABEL).map(String::as_str) == Some(target.container)
+                && c.labels.get(CONTAINER_NAME_LABEL) == Some(&target.container)
         })
         .collect();
     if instances.is_empty() {
@@ -202,6 +231,26 @@ async fn running_container(endpoint: &Endpoint, target: &Target<'_>) -> Result<S
             pod: target.pod.to_string(),
             container: target.container.to_string(),
         })
+}
+
+/// Tells the client why its command did not start (a failure `Status` on the error
+/// stream) and closes.
+async fn refuse_session<S>(ws: WebSocketStream<S>, message: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, mut incoming) = ws.split();
+    let (outbound, queue) = mpsc::channel::<Vec<u8>>(1);
+    let writer = tokio::spawn(write_client(sink, queue));
+    let status = rc::failure_status(message).to_string();
+    let _ = outbound.send(rc::frame(rc::ERROR, status.as_bytes())).await;
+    drop(outbound);
+    let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
+    // The client's answer to the closing handshake.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while incoming.next().await.is_some() {}
+    })
+    .await;
 }
 
 /// Runs the remote command protocol until the process has exited and its output and
@@ -252,7 +301,10 @@ async fn run_session<S>(
         debug!(command = ?request.cmd, "exec output still open after the process exited");
     }
     let status = match code {
-        Ok(code) => rc::exit_status(&request.cmd, code),
+        Ok(code) => {
+            debug!(command = ?request.cmd, code, "exec finished");
+            rc::exit_status(&request.cmd, code)
+        }
         Err(e) => {
             warn!(error = %e, "exec wait failed");
             rc::failure_status(&e.to_string())
@@ -343,7 +395,6 @@ async fn read_client<S>(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use super::*;
     use crate::agent::runtime::{ContainerConfig, ContainerRuntime, ExecOutput, FakeRuntime};
@@ -378,11 +429,11 @@ mod tests {
         (endpoint, runtime)
     }
 
-    fn target(pod: &'static str, container: &'static str) -> Target<'static> {
+    fn target(pod: &str, container: &str) -> Target {
         Target {
-            namespace: "ns",
-            pod,
-            container,
+            namespace: "ns".into(),
+            pod: pod.into(),
+            container: container.into(),
         }
     }
 
@@ -470,6 +521,26 @@ mod tests {
         assert_eq!(status["reason"], "NonZeroExitCode");
         assert_eq!(status["details"]["causes"][0]["message"], "7");
         assert_eq!(close.map(|c| c.code), Some(CloseCode::Normal));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_session_tells_why_on_the_error_stream() {
+        let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let task = tokio::spawn(refuse_session(server, "container nope not found in pod p"));
+        let first = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("refusal deadlocked");
+        let Some(Ok(Message::Binary(data))) = first else {
+            panic!("{first:?}");
+        };
+        assert_eq!(data[0], rc::ERROR);
+        let status: serde_json::Value = serde_json::from_slice(&data[1..]).unwrap();
+        assert_eq!(status["status"], "Failure");
+        assert_eq!(status["message"], "container nope not found in pod p");
+        while client.next().await.is_some() {}
         task.await.unwrap();
     }
 

@@ -168,7 +168,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoi
                             "only the API server may use the kubelet endpoint",
                         ));
                     }
-                    Ok(handle(req, &endpoint).await)
+                    Ok(handle(req, endpoint).await)
                 }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -178,7 +178,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoi
     }
 }
 
-async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Body> {
+async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
@@ -187,11 +187,11 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Body> {
         }
         ["exec", namespace, pod, container] => {
             let target = exec::Target {
-                namespace,
-                pod,
-                container,
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                container: container.to_string(),
             };
-            exec::exec(req, endpoint, target)
+            exec::exec(req, endpoint.clone(), target)
                 .await
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
         }

@@ -86,8 +86,8 @@ pub enum RuntimeError {
     NotRunning { id: String },
     #[error("build runtime spec for container {id}: {reason}")]
     Spec { id: String, reason: String },
-    #[error("exec {exec_id} in container {id} ended without an exit status")]
-    ExecLost { id: String, exec_id: String },
+    #[error("exec in container {id} ended without an exit status")]
+    ExecLost { id: String },
     #[error("exec in container {id} did not finish within {timeout:?}")]
     ExecTimeout { id: String, timeout: Duration },
     #[error("{what} {path}")]
@@ -406,7 +406,6 @@ impl ExecControl {
         (&mut self.exit).await.unwrap_or_else(|_| {
             Err(RuntimeError::ExecLost {
                 id: self.id.clone(),
-                exec_id: String::new(),
             })
         })
     }
