@@ -695,6 +695,20 @@ spec:
     assert_eq!(lines.len(), 30000);
     assert_eq!(lines.last().map(String::as_str), Some("30000"));
 
+    // A background process that keeps the output open does not hold kubectl for good.
+    let bg = w.kubectl(&[
+        "exec",
+        "two",
+        "-c",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "sleep 60 & echo started; exit 3",
+    ]);
+    assert_eq!(text(&bg.stdout), "started\n");
+    assert_eq!(bg.status.code(), Some(3), "{}", text(&bg.stderr));
+
     // stdin reaches the command, and its end ends the command.
     let mut cat = w.kubectl_cmd(&["exec", "-i", "two", "-c", "shell", "--", "cat"]);
     let mut child = cat

@@ -1,7 +1,6 @@
-//! `GET|POST /exec/{namespace}/{pod}/{container}?command=…`: the kubelet's end of
-//! `kubectl exec`. It checks the request and starts the command before it accepts the
-//! WebSocket upgrade (so a bad request gets a plain HTTP error), then runs the remote
-//! command protocol between the socket and the process.
+//! `GET /exec/{namespace}/{pod}/{container}?command=…`: the kubelet's end of
+//! `kubectl exec`. It accepts the WebSocket upgrade, starts the command in the container
+//! and runs the remote command protocol between the socket and the process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +78,7 @@ impl ExecError {
         }
     }
 
-    /// The message with its cause, for the HTTP answer.
+    /// The message with its cause, for the HTTP answer or the error stream.
     pub fn message(&self) -> String {
         match self {
             ExecError::Start { source, .. } | ExecError::ListContainers { source } => {
@@ -296,9 +295,11 @@ async fn run_session<S>(
             return;
         }
     };
+    let pump_aborts: Vec<_> = pumps.iter().map(|p| p.abort_handle()).collect();
     let outputs = futures::future::join_all(pumps);
     if tokio::time::timeout(OUTPUT_DRAIN, outputs).await.is_err() {
         debug!(command = ?request.cmd, "exec output still open after the process exited");
+        pump_aborts.iter().for_each(|p| p.abort());
     }
     let status = match code {
         Ok(code) => {
@@ -314,7 +315,10 @@ async fn run_session<S>(
         .send(rc::frame(rc::ERROR, status.to_string().as_bytes()))
         .await;
     drop(outbound);
-    let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
+    let writer_abort = writer.abort_handle();
+    if tokio::time::timeout(CLOSE_WAIT, writer).await.is_err() {
+        writer_abort.abort();
+    }
     let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
     reader.abort();
 }

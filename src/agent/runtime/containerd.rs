@@ -1388,11 +1388,6 @@ impl ExecProcess {
     }
 }
 
-enum OpenError {
-    Runtime(RuntimeError),
-    Io(std::io::Error),
-}
-
 /// The output when it was asked for; otherwise it is read and dropped, so that the
 /// process never blocks writing it.
 fn keep_or_drain(mut output: ExecReader, wanted: bool) -> Option<ExecReader> {
@@ -1409,7 +1404,7 @@ fn keep_or_drain(mut output: ExecReader, wanted: bool) -> Option<ExecReader> {
 async fn open_outputs(
     stdout: Option<PendingReader>,
     stderr: Option<PendingReader>,
-) -> std::result::Result<(Option<ExecReader>, Option<ExecReader>), OpenError> {
+) -> std::io::Result<(Option<ExecReader>, Option<ExecReader>)> {
     let open = |pending: Option<PendingReader>| async move {
         match pending {
             Some(p) => p
@@ -1420,10 +1415,7 @@ async fn open_outputs(
         }
     };
     let (stdout, stderr) = tokio::join!(open(stdout), open(stderr));
-    Ok((
-        stdout.map_err(OpenError::Io)?,
-        stderr.map_err(OpenError::Io)?,
-    ))
+    Ok((stdout?, stderr?))
 }
 
 /// Runs an exec process's control until it is released: resizes its terminal, kills it
@@ -1431,30 +1423,25 @@ async fn open_outputs(
 /// exited, killed if need be) deletes the process and its fifos.
 async fn drive_exec(process: ExecProcess, tty: bool, driver: ExecDriver, fifos: ExecFifos) {
     let ExecDriver { mut commands, exit } = driver;
-    let mut exit = Some(exit);
     let mut released = false;
-    {
-        let wait = process.wait();
-        tokio::pin!(wait);
-        let code = loop {
-            tokio::select! {
-                code = &mut wait => break code,
-                command = commands.recv(), if !released => match command {
-                    Some(ExecCommand::Resize(size)) if tty => process.resize(size).await,
-                    Some(ExecCommand::Resize(_)) => {}
-                    Some(ExecCommand::CloseStdin) => process.close_stdin().await,
-                    Some(ExecCommand::Kill) => process.kill().await,
-                    None => {
-                        released = true;
-                        process.kill().await;
-                    }
-                },
-            }
-        };
-        if let Some(exit) = exit.take() {
-            let _ = exit.send(code);
+    let wait = process.wait();
+    tokio::pin!(wait);
+    let code = loop {
+        tokio::select! {
+            code = &mut wait => break code,
+            command = commands.recv(), if !released => match command {
+                Some(ExecCommand::Resize(size)) if tty => process.resize(size).await,
+                Some(ExecCommand::Resize(_)) => {}
+                Some(ExecCommand::CloseStdin) => process.close_stdin().await,
+                Some(ExecCommand::Kill) => process.kill().await,
+                None => {
+                    released = true;
+                    process.kill().await;
+                }
+            },
         }
-    }
+    };
+    let _ = exit.send(code);
     // The holder may still be reading the process's last output.
     while !released {
         match commands.recv().await {
@@ -1761,26 +1748,20 @@ impl ContainerRuntime for ContainerdRuntime {
             container_id: id.to_string(),
             exec_id: exec_id.clone(),
         };
-        let started = self.start_exec(&process, request, &fifos).await;
-        let outputs = match started {
-            Ok(()) => open_outputs(stdout, stderr).await,
-            Err(e) => {
-                for pending in [stdout, stderr].into_iter().flatten() {
-                    pending.cancel().await;
-                }
-                Err(OpenError::Runtime(e))
+        if let Err(e) = self.start_exec(&process, request, &fifos).await {
+            for pending in [stdout, stderr].into_iter().flatten() {
+                pending.cancel().await;
             }
-        };
-        let (stdout, stderr) = match outputs {
+            fifos.remove();
+            return Err(e);
+        }
+        let (stdout, stderr) = match open_outputs(stdout, stderr).await {
             Ok(outputs) => outputs,
             Err(e) => {
                 process.kill().await;
                 process.delete().await;
                 fifos.remove();
-                return Err(match e {
-                    OpenError::Runtime(e) => e,
-                    OpenError::Io(e) => io_error("open exec output", e),
-                });
+                return Err(io_error("open exec output", e));
             }
         };
         let stdout = stdout.and_then(|r| keep_or_drain(r, request.stdout));
