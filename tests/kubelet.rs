@@ -695,6 +695,26 @@ spec:
     assert_eq!(lines.len(), 30000);
     assert_eq!(lines.last().map(String::as_str), Some("30000"));
 
+    // kubectl cp streams tar through exec's stdin and stdout: binary data both ways.
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let local = w.dir.join("blob.in");
+    std::fs::write(&local, &blob).unwrap();
+    let to_pod = w.kubectl(&[
+        "cp",
+        "-c",
+        "shell",
+        local.to_str().unwrap(),
+        "two:/tmp/blob",
+    ]);
+    assert!(to_pod.status.success(), "{}", text(&to_pod.stderr));
+    let back = w.dir.join("blob.out");
+    let from_pod = w.kubectl(&["cp", "-c", "shell", "two:/tmp/blob", back.to_str().unwrap()]);
+    assert!(from_pod.status.success(), "{}", text(&from_pod.stderr));
+    assert!(
+        std::fs::read(&back).unwrap() == blob,
+        "kubectl cp changed the data"
+    );
+
     // A background process that keeps the output open does not hold kubectl for good.
     let bg = w.kubectl(&[
         "exec",
