@@ -791,12 +791,6 @@ spec:
         "{}",
         text(&not_found.stderr)
     );
-    let attach = w.kubectl(&["attach", "two", "-c", "shell"]);
-    assert!(
-        text(&attach.stderr).contains("orc does not serve pods/attach yet"),
-        "{}",
-        text(&attach.stderr)
-    );
     // Only admins (and so not a node's credential) may exec.
     let node_kubeconfig = w.data_dir().join("agent/kubelet.kubeconfig");
     let denied = w.kubectl(&[
@@ -822,6 +816,66 @@ spec:
         stderr.contains("exec in container shell of pod two") && stderr.contains("/no/such/binary"),
         "{stderr}"
     );
+}
+
+/// `kubectl attach` follows a container's output from the moment it attached, on stdout
+/// and stderr, and returns once the container has exited.
+#[test]
+fn attach_follows_a_container_until_it_exits() {
+    let w = World::start();
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  nodeName: kt-node
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"i=0; until [ -e /tmp/stop ]; do i=$((i+1)); echo tick $i; echo tock $i >&2; sleep 0.2; done; echo bye\"]
+"
+    ));
+    w.wait_for("pod ticker to be Running", || {
+        let pod = w.pod("ticker").unwrap_or_default();
+        if let Some(uid) = pod["metadata"]["uid"].as_str() {
+            if !w.uids.borrow().iter().any(|u| u == uid) {
+                w.uids.borrow_mut().push(uid.to_string());
+            }
+        }
+        pod["status"]["phase"] == "Running"
+    });
+    let mut attach = w
+        .kubectl_cmd(&["attach", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Attached once a tick arrives; then the container is told to finish.
+    let mut stdout = std::io::BufReader::new(attach.stdout.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
+            let _ = lines_tx.send(std::mem::take(&mut line));
+        }
+    });
+    let first = lines
+        .recv_timeout(DEADLINE)
+        .expect("no output from kubectl attach");
+    assert!(first.starts_with("tick "), "{first:?}");
+    let stop = w.kubectl(&["exec", "ticker", "--", "touch", "/tmp/stop"]);
+    assert!(stop.status.success());
+    let out = wait_with_deadline(attach);
+    reader.join().unwrap();
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert_eq!(rest.last().map(String::as_str), Some("bye\n"), "{rest:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tock "), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
 }
 
 /// `kubectl exec -it` in a 30x100 terminal: the command prints its tty and, once it is

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::auth::{self, User};
+use super::kubelet_proxy::Stream;
 use super::registry::{DeleteOptions, FieldValidation, WriteOptions, Written};
 use super::request::{self, Query};
 use super::response::{self, Body};
@@ -265,15 +266,20 @@ async fn resource(
             let pod = bound_pod(ctx, def, ns, name)?;
             super::kubelet_proxy::pod_logs(ctx, &pod, &query).await
         }
-        ("create", Some(name), Some("exec")) => {
+        ("create", Some(name), Some(sub @ ("exec" | "attach"))) => {
             let pod = bound_pod(ctx, def, ns, name)?;
-            super::kubelet_proxy::pod_exec(ctx, &pod, &query, req).await
+            let stream = if sub == "exec" {
+                Stream::Exec
+            } else {
+                Stream::Attach
+            };
+            super::kubelet_proxy::pod_stream(ctx, &pod, &query, req, stream).await
         }
-        ("create", Some(name), Some(sub @ ("attach" | "portforward"))) => {
+        ("create", Some(name), Some("portforward")) => {
             bound_pod(ctx, def, ns, name)?;
-            Err(ApiError::bad_request(format!(
-                "orc does not serve pods/{sub} yet: use kubectl exec or kubectl logs -f"
-            )))
+            Err(ApiError::bad_request(
+                "orc does not serve pods/portforward yet: reach the pod through a Service (NodePort)",
+            ))
         }
         ("create", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;

@@ -34,7 +34,7 @@ const DEFAULT_KUBELET_PORT: u64 = 10250;
 /// Query parameters passed on to the kubelet.
 const LOG_PARAMS: [&str; 4] = ["follow", "tailLines", "previous", "timestamps"];
 
-/// Query parameters of an exec passed on to the kubelet.
+/// Query parameters of an exec passed on to the kubelet (an attach's: all but `command`).
 const EXEC_PARAMS: [&str; 5] = ["command", "stdin", "stdout", "stderr", "tty"];
 /// Headers of a WebSocket handshake passed on to the kubelet.
 const WEBSOCKET_HEADERS: [header::HeaderName; 4] = [
@@ -130,13 +130,31 @@ pub async fn pod_logs(
     Ok(out)
 }
 
-/// Passes an exec's WebSocket handshake on to the kubelet of the pod's node and, once
-/// the kubelet switched protocols, splices the client's connection to the kubelet's.
-pub async fn pod_exec(
+/// Streaming into a pod: `exec` or `attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Exec,
+    Attach,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Exec => "exec",
+            Stream::Attach => "attach",
+        }
+    }
+}
+
+/// Passes an exec's or attach's WebSocket handshake on to the kubelet of the pod's node
+/// and, once the kubelet switched protocols, splices the client's connection to the
+/// kubelet's.
+pub async fn pod_stream(
     ctx: &ApiContext,
     pod: &Value,
     query: &Query,
     mut req: Request<Incoming>,
+    stream: Stream,
 ) -> Result<Response<Body>, ApiError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
@@ -144,10 +162,11 @@ pub async fn pod_exec(
     let phase = pod["status"]["phase"].as_str().unwrap_or("");
     if matches!(phase, "Succeeded" | "Failed") {
         return Err(ApiError::bad_request(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
+            "cannot {} into a container in a completed pod; current phase is {phase}",
+            stream.as_str()
         )));
     }
-    let params = exec_query(req.uri().query().unwrap_or(""))?;
+    let params = stream_query(req.uri().query().unwrap_or(""), stream)?;
     // kubectl retries with SPDY after any failed WebSocket upgrade: checked last, so that
     // the retry meets the first attempt's error again.
     let mut kubelet = Kubelet::connect(ctx, pod).await?;
@@ -156,9 +175,12 @@ pub async fn pod_exec(
             "orc serves exec over WebSocket only (protocols v5.channel.k8s.io, v4.channel.k8s.io): use kubectl 1.30 or newer",
         ));
     }
-    let mut forward = Request::get(format!("/exec/{ns}/{name}/{container}?{params}"))
-        .header(header::HOST, &kubelet.host)
-        .header(header::CONNECTION, "Upgrade");
+    let mut forward = Request::get(format!(
+        "/{}/{ns}/{name}/{container}?{params}",
+        stream.as_str()
+    ))
+    .header(header::HOST, &kubelet.host)
+    .header(header::CONNECTION, "Upgrade");
     for h in WEBSOCKET_HEADERS {
         for v in req.headers().get_all(&h) {
             forward = forward.header(&h, v);
@@ -180,7 +202,12 @@ pub async fn pod_exec(
     }
     let to_kubelet = hyper::upgrade::on(&mut resp);
     let to_client = hyper::upgrade::on(&mut req);
-    let span = tracing::info_span!("exec", pod = %format!("{ns}/{name}"), %container);
+    let span = tracing::info_span!(
+        "stream",
+        kind = stream.as_str(),
+        pod = %format!("{ns}/{name}"),
+        %container
+    );
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let (kubelet, client) = match tokio::try_join!(to_kubelet, to_client) {
@@ -209,14 +236,15 @@ fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// The kubelet's query for an exec: the command and the streams, in order; an error
-/// when there is no command.
-pub fn exec_query(query: &str) -> Result<String, ApiError> {
+/// The kubelet's query for an exec (the command and the streams, in order; an error
+/// when there is no command) or an attach (the streams).
+pub fn stream_query(query: &str, stream: Stream) -> Result<String, ApiError> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .filter(|(k, _)| EXEC_PARAMS.contains(&k.as_str()))
+        .filter(|(k, _)| stream == Stream::Exec || k != "command")
         .collect();
-    if !pairs.iter().any(|(k, _)| k == "command") {
+    if stream == Stream::Exec && !pairs.iter().any(|(k, _)| k == "command") {
         return Err(ApiError::bad_request(
             "you must specify at least one command for the container",
         ));
@@ -321,17 +349,20 @@ mod tests {
 
     #[test]
     fn exec_queries_keep_the_command_and_streams_in_order() {
-        let q = exec_query(
+        let q = stream_query(
             "command=sh&command=-c&command=echo+hi&container=c&stdin=true&stdout=true&tty=false&x=1",
+            Stream::Exec,
         )
         .unwrap();
         assert_eq!(
             q,
             "command=sh&command=-c&command=echo+hi&stdin=true&stdout=true&tty=false"
         );
-        let e = exec_query("stdout=true&container=c").unwrap_err();
+        let e = stream_query("stdout=true&container=c", Stream::Exec).unwrap_err();
         assert_eq!(e.code, 400);
         assert!(e.message.contains("at least one command"), "{}", e.message);
+        let q = stream_query("command=x&stdout=true&container=c", Stream::Attach).unwrap();
+        assert_eq!(q, "stdout=true");
     }
 
     #[test]

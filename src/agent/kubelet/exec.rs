@@ -1,6 +1,7 @@
-//! `GET /exec/{namespace}/{pod}/{container}?command=…`: the kubelet's end of
-//! `kubectl exec`. It accepts the WebSocket upgrade, starts the command in the container
-//! and runs the remote command protocol between the socket and the process.
+//! `GET /exec/{namespace}/{pod}/{container}?command=…` and `GET /attach/…`: the
+//! kubelet's end of `kubectl exec` and `kubectl attach`. It accepts the WebSocket
+//! upgrade, then starts the command in the container and runs the remote command
+//! protocol between the socket and the process (for attach: see `attach`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::attach;
 use super::container::{CONTAINER_NAME_LABEL, POD_UID_LABEL};
 use super::remotecommand::{self as rc, Inbound};
 use super::server::Endpoint;
@@ -30,11 +32,11 @@ use crate::agent::runtime::{
 /// (a background process that kept the output open would otherwise hold it forever).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 /// How long the client may take to answer the closing handshake.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Largest chunk of output sent in one message.
 const OUTPUT_CHUNK: usize = 32 * 1024;
 /// Messages queued for the client before the process's output waits.
-const OUTBOUND_BUFFER: usize = 16;
+pub(super) const OUTBOUND_BUFFER: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -97,18 +99,33 @@ pub struct Target {
     pub container: String,
 }
 
-/// Answers an exec request: `101 Switching Protocols` with the session running behind
-/// it, or the error. Only a request that is no WebSocket exec at all is refused with an
-/// HTTP error: kubectl takes any failed upgrade for a server without WebSocket support
-/// and retries with SPDY, so what goes wrong later (no such container, the command
-/// cannot start) is told on the error stream, as upstream's kubelet does.
+/// What a streaming request does with the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Runs a command in it.
+    Exec,
+    /// Follows the output of its main process.
+    Attach,
+}
+
+/// Answers an exec or attach request: `101 Switching Protocols` with the session
+/// running behind it, or the error. Only a request that is no WebSocket exec at all is
+/// refused with an HTTP error: kubectl takes any failed upgrade for a server without
+/// WebSocket support and retries with SPDY, so what goes wrong later (no such
+/// container, the command cannot start) is told on the error stream, as upstream's
+/// kubelet does.
 pub async fn exec(
     req: Request<Incoming>,
     endpoint: Arc<Endpoint>,
     target: Target,
+    kind: Kind,
 ) -> Result<Response<super::server::Body>, ExecError> {
-    let request =
-        rc::exec_request(req.uri().query().unwrap_or("")).map_err(ExecError::BadRequest)?;
+    let query = req.uri().query().unwrap_or("");
+    let request = match kind {
+        Kind::Exec => rc::exec_request(query),
+        Kind::Attach => rc::attach_request(query),
+    }
+    .map_err(ExecError::BadRequest)?;
     let wants_websocket = req
         .headers()
         .get(header::UPGRADE)
@@ -134,23 +151,40 @@ pub async fn exec(
             }
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        match start(&endpoint, &target, &request).await {
-            Ok(session) => {
-                info!(
-                    pod = %format!("{}/{}", target.namespace, target.pod),
-                    container = %target.container,
-                    command = ?request.cmd,
-                    tty = request.tty,
-                    protocol,
-                    "exec started"
-                );
-                run_session(ws, session, &request, protocol).await;
+        let span = info_span!(
+            "exec",
+            pod = %format!("{}/{}", target.namespace, target.pod),
+            container = %target.container,
+            ?kind,
+        );
+        let session = async {
+            if kind == Kind::Attach {
+                return match running_container(&endpoint, &target).await {
+                    Ok(running) => {
+                        let logs = endpoint
+                            .pods_dir
+                            .join(&running.uid)
+                            .join("logs")
+                            .join(&target.container);
+                        info!(protocol, "attached");
+                        let runtime = endpoint.runtime.clone();
+                        attach::run(ws, runtime, &running.id, &logs, &request).await;
+                    }
+                    Err(e) => refuse_session(ws, &e.message()).await,
+                };
             }
-            Err(e) => {
-                debug!(error = %e.message(), "exec refused");
-                refuse_session(ws, &e.message()).await;
+            match start(&endpoint, &target, &request).await {
+                Ok(session) => {
+                    info!(command = ?request.cmd, tty = request.tty, protocol, "exec started");
+                    run_session(ws, session, &request, protocol).await;
+                }
+                Err(e) => {
+                    debug!(error = %e.message(), "exec refused");
+                    refuse_session(ws, &e.message()).await;
+                }
             }
-        }
+        };
+        session.instrument(span).await;
     });
     let mut resp = Response::new(super::server::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -173,10 +207,10 @@ async fn start(
     target: &Target,
     request: &ExecRequest,
 ) -> Result<ExecSession, ExecError> {
-    let id = running_container(endpoint, target).await?;
+    let running = running_container(endpoint, target).await?;
     endpoint
         .runtime
-        .exec_streaming(&id, request)
+        .exec_streaming(&running.id, request)
         .await
         .map_err(|source| ExecError::Start {
             pod: target.pod.clone(),
@@ -185,8 +219,16 @@ async fn start(
         })
 }
 
-/// The id of the running instance of the target container.
-async fn running_container(endpoint: &Endpoint, target: &Target) -> Result<String, ExecError> {
+/// The running instance of a container.
+struct Running {
+    /// Of its pod.
+    uid: String,
+    /// containerd's id of the instance.
+    id: String,
+}
+
+/// The running instance of the target container.
+async fn running_container(endpoint: &Endpoint, target: &Target) -> Result<Running, ExecError> {
     let uid = endpoint
         .pods
         .read()
@@ -225,7 +267,10 @@ async fn running_container(endpoint: &Endpoint, target: &Target) -> Result<Strin
     instances
         .iter()
         .find(|c| matches!(c.state, ContainerState::Running { .. }))
-        .map(|c| c.id.clone())
+        .map(|c| Running {
+            uid: uid.clone(),
+            id: c.id.clone(),
+        })
         .ok_or_else(|| ExecError::ContainerNotRunning {
             pod: target.pod.to_string(),
             container: target.container.to_string(),
@@ -234,7 +279,7 @@ async fn running_container(endpoint: &Endpoint, target: &Target) -> Result<Strin
 
 /// Tells the client why its command did not start (a failure `Status` on the error
 /// stream) and closes.
-async fn refuse_session<S>(ws: WebSocketStream<S>, message: &str)
+pub(super) async fn refuse_session<S>(ws: WebSocketStream<S>, message: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -324,7 +369,7 @@ async fn run_session<S>(
 }
 
 /// Sends queued messages to the client, then the closing handshake.
-async fn write_client<S>(
+pub(super) async fn write_client<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut queue: mpsc::Receiver<Vec<u8>>,
 ) where
@@ -444,8 +489,8 @@ mod tests {
     #[tokio::test]
     async fn the_running_instance_of_the_named_container_is_the_target() {
         let (endpoint, _) = endpoint_with(&[("app", true), ("done", false)]).await;
-        let id = running_container(&endpoint, &target("p", "app")).await;
-        assert_eq!(id.unwrap(), format!("{UID}-app-0"));
+        let running = running_container(&endpoint, &target("p", "app")).await;
+        assert_eq!(running.ok().map(|r| r.id), Some(format!("{UID}-app-0")));
         let e = running_container(&endpoint, &target("p", "done")).await;
         assert!(matches!(e, Err(ExecError::ContainerNotRunning { .. })));
         let e = running_container(&endpoint, &target("p", "nope")).await;

@@ -4,6 +4,7 @@
 //! never kills healthy workloads).
 
 pub mod api;
+pub mod attach;
 pub mod container;
 pub mod exec;
 pub mod pod_files;

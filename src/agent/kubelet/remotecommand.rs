@@ -113,6 +113,21 @@ pub fn failure_status(message: &str) -> Value {
 /// An exec's command and streams from its query (`command` repeated, `stdin`, `stdout`,
 /// `stderr`, `tty` as `true`/`1`); an error names what is wrong.
 pub fn exec_request(query: &str) -> Result<ExecRequest, String> {
+    let request = streams_request(query)?;
+    if request.cmd.is_empty() {
+        return Err("you must specify at least one command for the container".into());
+    }
+    Ok(request)
+}
+
+/// An attach's streams from its query (as an exec's, without a command).
+pub fn attach_request(query: &str) -> Result<ExecRequest, String> {
+    let mut request = streams_request(query)?;
+    request.cmd.clear();
+    Ok(request)
+}
+
+fn streams_request(query: &str) -> Result<ExecRequest, String> {
     let mut request = ExecRequest::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let on = value == "true" || value == "1";
@@ -124,9 +139,6 @@ pub fn exec_request(query: &str) -> Result<ExecRequest, String> {
             "tty" => request.tty = on,
             _ => {}
         }
-    }
-    if request.cmd.is_empty() {
-        return Err("you must specify at least one command for the container".into());
     }
     if !(request.stdin || request.stdout || request.stderr) {
         return Err("you must specify at least one of stdin, stdout, stderr".into());

@@ -27,7 +27,7 @@ use crate::agent::runtime::{logger, ContainerRuntime};
 /// Port the kubelet listens on (advertised in the Node's daemonEndpoints).
 pub const KUBELET_PORT: u16 = 10250;
 /// How often a followed log file is checked for new lines.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
+pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -185,13 +185,18 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
         ["containerLogs", ns, pod, container] => {
             container_logs(&req, &endpoint.pods, &endpoint.pods_dir, ns, pod, container)
         }
-        ["exec", namespace, pod, container] => {
+        [kind @ ("exec" | "attach"), namespace, pod, container] => {
+            let kind = if *kind == "exec" {
+                exec::Kind::Exec
+            } else {
+                exec::Kind::Attach
+            };
             let target = exec::Target {
                 namespace: namespace.to_string(),
                 pod: pod.to_string(),
                 container: container.to_string(),
             };
-            exec::exec(req, endpoint.clone(), target)
+            exec::exec(req, endpoint.clone(), target, kind)
                 .await
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
         }
