@@ -201,6 +201,19 @@ impl World {
         }
     }
 
+    /// Waits for pod `name` to be Running (its cgroups are removed at the end).
+    fn wait_running(&self, name: &str) {
+        self.wait_for(&format!("pod {name} to be Running"), || {
+            let pod = self.pod(name).unwrap_or_default();
+            if let Some(uid) = pod["metadata"]["uid"].as_str() {
+                if !self.uids.borrow().iter().any(|u| u == uid) {
+                    self.uids.borrow_mut().push(uid.to_string());
+                }
+            }
+            pod["status"]["phase"] == "Running"
+        });
+    }
+
     fn containers(&self) -> String {
         let out = run(Command::new("ctr")
             .arg("--address")
@@ -643,15 +656,7 @@ spec:
     command: [\"sh\", \"-c\", \"echo side > /tmp/who; sleep 3600\"]
 "
     ));
-    w.wait_for("pod two to be Running", || {
-        let pod = w.pod("two").unwrap_or_default();
-        if let Some(uid) = pod["metadata"]["uid"].as_str() {
-            if !w.uids.borrow().iter().any(|u| u == uid) {
-                w.uids.borrow_mut().push(uid.to_string());
-            }
-        }
-        pod["status"]["phase"] == "Running"
-    });
+    w.wait_running("two");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
 
     // stdout and stderr apart, and the exit code becomes kubectl's.
@@ -839,15 +844,7 @@ spec:
     command: [\"sh\", \"-c\", \"i=0; until [ -e /tmp/stop ]; do i=$((i+1)); echo tick $i; echo tock $i >&2; sleep 0.2; done; echo bye\"]
 "
     ));
-    w.wait_for("pod ticker to be Running", || {
-        let pod = w.pod("ticker").unwrap_or_default();
-        if let Some(uid) = pod["metadata"]["uid"].as_str() {
-            if !w.uids.borrow().iter().any(|u| u == uid) {
-                w.uids.borrow_mut().push(uid.to_string());
-            }
-        }
-        pod["status"]["phase"] == "Running"
-    });
+    w.wait_running("ticker");
     let mut attach = w
         .kubectl_cmd(&["attach", "ticker"])
         .stdout(Stdio::piped())
