@@ -26,7 +26,7 @@ APPLETS = ["sh", "ash", "sleep", "httpd", "wget", "cat", "echo", "hostname", "nc
            "ps", "env", "true", "false", "head", "tail", "grep", "sed", "id", "kill",
            "mkdir", "rm", "cp", "mv", "touch", "dd", "date", "uname", "test", "[",
            "printf", "wc", "sort", "nslookup", "ip", "ifconfig", "mount", "df", "top",
-           "yes", "seq", "timeout", "watch", "tr", "cut", "xargs", "find", "vi", "du"]
+           "yes", "seq", "timeout", "watch", "tr", "cut", "xargs", "find", "vi", "du", "tar"]
 
 def add(tf, info, data=None):
     info.mtime = 0

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use orc::agent::runtime::logger::{parse_line, Stream};
 use orc::agent::runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerdConfig, ContainerdRuntime,
-    PullPolicy, Resources, RuntimeError, SIGTERM,
+    ExecRequest, PullPolicy, Resources, RuntimeError, TerminalSize, SIGTERM,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const TEST_IMAGE: &str = "docker.io/library/busybox:test";
@@ -392,6 +393,114 @@ async fn exec_returns_output_and_exit_code() {
         ContainerState::Running { .. }
     ));
     rt.remove("exec-c1").await.unwrap();
+}
+
+/// Waits for a line, then (bounded) for the terminal to be sized; prints size and tty.
+const SIZED_TTY: &str = "read line; for i in $(seq 50); do s=$(stty size 2>&1); \
+    case $s in *[1-9]*) break;; esac; sleep 0.1; done; echo $s; tty";
+
+#[tokio::test]
+async fn streaming_exec_carries_stdin_output_a_tty_and_is_killed_when_released() {
+    let env = TestEnv::start("exec-stream", false);
+    let rt = env.runtime().await;
+    rt.import_archive(test_image()).await.unwrap();
+    rt.create_container(&env.container("xs", &["sleep", "300"]))
+        .await
+        .unwrap();
+    let cmd = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let within = |d| Duration::from_secs(d);
+
+    let request = ExecRequest {
+        cmd: cmd(&["sh", "-c", "cat; echo err >&2; exit 4"]),
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let err = rt.exec_streaming("xs", &request).await.err().unwrap();
+    assert!(matches!(err, RuntimeError::NotRunning { .. }), "{err}");
+    rt.start("xs").await.unwrap();
+
+    // stdin in, stdout and stderr apart, EOF once stdin is closed, then the exit code.
+    let mut s = rt.exec_streaming("xs", &request).await.unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    drop(stdin);
+    s.control.handle().close_stdin().await;
+    let (mut out, mut err) = (String::new(), String::new());
+    let read = async {
+        s.stdout.as_mut().unwrap().read_to_string(&mut out).await?;
+        s.stderr.as_mut().unwrap().read_to_string(&mut err).await
+    };
+    tokio::time::timeout(within(20), read)
+        .await
+        .expect("exec output deadlocked")
+        .unwrap();
+    assert_eq!((out.as_str(), err.as_str()), ("hello\n", "err\n"));
+    assert_eq!(s.control.wait().await.unwrap(), 4);
+    drop(s);
+
+    // A tty: one output stream, sized on request.
+    let tty = ExecRequest {
+        cmd: cmd(&["sh", "-c", SIZED_TTY]),
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: true,
+    };
+    let mut s = rt.exec_streaming("xs", &tty).await.unwrap();
+    assert!(s.stderr.is_none());
+    s.control
+        .handle()
+        .resize(TerminalSize {
+            width: 100,
+            height: 30,
+        })
+        .await;
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(b"go\r").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        within(20),
+        s.stdout.as_mut().unwrap().read_to_string(&mut out),
+    )
+    .await
+    .expect("tty output deadlocked")
+    .unwrap();
+    assert!(out.contains("30 100\r\n"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(s.control.wait().await.unwrap(), 0);
+    drop(s);
+
+    // Released while running: killed, and its fifos are gone.
+    let s = rt
+        .exec_streaming(
+            "xs",
+            &ExecRequest {
+                cmd: cmd(&["sleep", "555"]),
+                stdout: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    drop(s);
+    let deadline = Instant::now() + within(20);
+    loop {
+        let ps = rt.exec("xs", &cmd(&["ps"]), within(10)).await.unwrap();
+        let exec_dirs = std::fs::read_dir(env.dir.join("exec"))
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0);
+        if !String::from_utf8_lossy(&ps.stdout).contains("sleep 555") && exec_dirs == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "released exec still runs: {ps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rt.remove("xs").await.unwrap();
 }
 
 #[tokio::test]

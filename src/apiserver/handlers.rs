@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::auth::{self, User};
+use super::kubelet_proxy::Stream;
 use super::registry::{DeleteOptions, FieldValidation, WriteOptions, Written};
 use super::request::{self, Query};
 use super::response::{self, Body};
@@ -184,6 +185,15 @@ fn openapi(
 }
 
 fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
+    // Streaming into a pod is a create, whether the client upgrades a GET (WebSocket) or
+    // a POST (SPDY), as upstream authorizes it.
+    if matches!(
+        r.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward")
+    ) && matches!(*method, Method::GET | Method::POST)
+    {
+        return "create";
+    }
     match *method {
         Method::GET if r.name.is_none() && (query.flag("watch") || r.watch_path) => "watch",
         Method::GET if r.name.is_none() => "list",
@@ -252,22 +262,23 @@ async fn resource(
             let kv = ctx.registry.get(def, ns, name)?;
             Ok(response::json(200, &ctx.registry.scale_of(def, &kv.value)))
         }
-        ("get", Some(name), Some("log" | "exec" | "attach" | "portforward")) => {
-            let kv = ctx.registry.get(def, ns, name)?;
-            if kv.value["spec"]["nodeName"]
-                .as_str()
-                .unwrap_or("")
-                .is_empty()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "pod {name} does not have a host assigned"
-                )));
-            }
-            if sub == Some("log") {
-                return super::kubelet_proxy::pod_logs(ctx, &kv.value, &query).await;
-            }
-            Err(ApiError::unavailable(
-                "the kubelet of this pod's node cannot be reached through the API server",
+        ("get", Some(name), Some("log")) => {
+            let pod = bound_pod(ctx, def, ns, name)?;
+            super::kubelet_proxy::pod_logs(ctx, &pod, &query).await
+        }
+        ("create", Some(name), Some(sub @ ("exec" | "attach"))) => {
+            let pod = bound_pod(ctx, def, ns, name)?;
+            let stream = if sub == "exec" {
+                Stream::Exec
+            } else {
+                Stream::Attach
+            };
+            super::kubelet_proxy::pod_stream(ctx, &pod, &query, req, stream).await
+        }
+        ("create", Some(name), Some("portforward")) => {
+            bound_pod(ctx, def, ns, name)?;
+            Err(ApiError::bad_request(
+                "orc does not serve pods/portforward yet: reach the pod through a Service (NodePort)",
             ))
         }
         ("create", None, None) => {
@@ -376,6 +387,22 @@ async fn resource(
             status::resource_name(def)
         ))),
     }
+}
+
+/// The pod `name`, which must be bound to a node (for log, exec and attach).
+fn bound_pod(
+    ctx: &ApiContext,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Arc<Value>, ApiError> {
+    let pod = ctx.registry.get(def, ns, name)?.value;
+    if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    Ok(pod)
 }
 
 /// The one name a `metadata.name=X` field selector narrows a list or watch to.

@@ -1,6 +1,8 @@
-//! `pods/{name}/log`: the API server asks the kubelet of the pod's node (its InternalIP
-//! and daemonEndpoints port, over HTTPS with the admin client certificate) and streams
-//! the answer back.
+//! `pods/{name}/log` and `pods/{name}/exec`: the API server asks the kubelet of the
+//! pod's node (its InternalIP and daemonEndpoints port, over HTTPS with the admin client
+//! certificate) and streams the answer back. An exec's WebSocket upgrade is passed on to
+//! the kubelet, and once both sides switched protocols the bytes are spliced: the
+//! kubelet speaks the remote command protocol with the client.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,7 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
@@ -31,7 +34,24 @@ const DEFAULT_KUBELET_PORT: u64 = 10250;
 /// Query parameters passed on to the kubelet.
 const LOG_PARAMS: [&str; 4] = ["follow", "tailLines", "previous", "timestamps"];
 
-/// The container a log request means: the one named, or the pod's only container.
+/// Query parameters of an exec passed on to the kubelet (an attach's: all but `command`).
+const EXEC_PARAMS: [&str; 5] = ["command", "stdin", "stdout", "stderr", "tty"];
+/// Headers of a WebSocket handshake passed on to the kubelet.
+const WEBSOCKET_HEADERS: [header::HeaderName; 4] = [
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_PROTOCOL,
+];
+/// Headers of the kubelet's `101 Switching Protocols` passed back to the client.
+const SWITCH_HEADERS: [header::HeaderName; 4] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_ACCEPT,
+    header::SEC_WEBSOCKET_PROTOCOL,
+];
+
+/// The container a log or exec request means: the one named, or the pod's only container.
 pub fn log_container(pod: &Value, requested: &str) -> Result<String, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let names: Vec<&str> = ["initContainers", "containers"]
@@ -72,24 +92,6 @@ pub async fn pod_logs(
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let container = log_container(pod, query.str("container"))?;
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
-    let nodes = resources::by_plural("", "v1", "nodes").expect("nodes are served");
-    let node = ctx
-        .registry
-        .get(nodes, None, node_name)
-        .map_err(|_| ApiError::unavailable(format!("node {node_name} of pod {name} is gone")))?
-        .value;
-    let address = node["status"]["addresses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| ApiError::unavailable(format!("node {node_name} has no InternalIP")))?
-        .to_string();
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
-        .unwrap_or(DEFAULT_KUBELET_PORT) as u16;
     let mut path = format!("/containerLogs/{ns}/{name}/{container}");
     let params: Vec<(&str, &str)> = LOG_PARAMS
         .iter()
@@ -102,52 +104,16 @@ pub async fn pod_logs(
             .finish();
         path = format!("{path}?{encoded}");
     }
-    let unreachable = |e: String| {
-        ApiError::unavailable(format!(
-            "the kubelet of node {node_name} ({address}:{port}) cannot be reached: {e}"
-        ))
-    };
-    let tls = crate::tls::kubelet_client_config(ctx.pki.admin_cert_pem(), ctx.pki.admin_key_pem())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let connect = async {
-        let tcp = TcpStream::connect((address.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let server_name = ServerName::try_from(address.clone()).map_err(|e| e.to_string())?;
-        let stream = TlsConnector::from(Arc::clone(&tls))
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let (mut sender, conn) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| unreachable("timeout".into()))?
-        .map_err(unreachable)?;
-    tokio::spawn(conn);
+    let mut kubelet = Kubelet::connect(ctx, pod).await?;
     let req = Request::get(&path)
-        .header(header::HOST, format!("{address}:{port}"))
+        .header(header::HOST, &kubelet.host)
         .body(Empty::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let status = resp.status();
-    let mut body = resp.into_body();
-    if status != StatusCode::OK {
-        let text = body
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
-            .unwrap_or_default();
-        return Err(match status.as_u16() {
-            400 | 404 => ApiError::bad_request(text),
-            _ => ApiError::unavailable(text),
-        });
+    let resp = kubelet.send(req).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(kubelet_error(resp).await);
     }
+    let mut body = resp.into_body();
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
     tokio::spawn(async move {
         while let Some(Ok(frame)) = body.frame().await {
@@ -164,10 +130,240 @@ pub async fn pod_logs(
     Ok(out)
 }
 
+/// Streaming into a pod: `exec` or `attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Exec,
+    Attach,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Exec => "exec",
+            Stream::Attach => "attach",
+        }
+    }
+}
+
+/// Passes an exec's or attach's WebSocket handshake on to the kubelet of the pod's node
+/// and, once the kubelet switched protocols, splices the client's connection to the
+/// kubelet's.
+pub async fn pod_stream(
+    ctx: &ApiContext,
+    pod: &Value,
+    query: &Query,
+    mut req: Request<Incoming>,
+    stream: Stream,
+) -> Result<Response<Body>, ApiError> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let container = log_container(pod, query.str("container"))?;
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(ApiError::bad_request(format!(
+            "cannot {} into a container in a completed pod; current phase is {phase}",
+            stream.as_str()
+        )));
+    }
+    let params = stream_query(req.uri().query().unwrap_or(""), stream)?;
+    // kubectl retries with SPDY after any failed WebSocket upgrade: checked last, so that
+    // the retry meets the first attempt's error again.
+    let mut kubelet = Kubelet::connect(ctx, pod).await?;
+    if !is_websocket_upgrade(req.headers()) {
+        return Err(ApiError::bad_request(
+            "orc serves exec over WebSocket only (protocols v5.channel.k8s.io, v4.channel.k8s.io): use kubectl 1.30 or newer",
+        ));
+    }
+    let mut forward = Request::get(format!(
+        "/{}/{ns}/{name}/{container}?{params}",
+        stream.as_str()
+    ))
+    .header(header::HOST, &kubelet.host)
+    .header(header::CONNECTION, "Upgrade");
+    for h in WEBSOCKET_HEADERS {
+        for v in req.headers().get_all(&h) {
+            forward = forward.header(&h, v);
+        }
+    }
+    let forward = forward
+        .body(Empty::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = kubelet.send(forward).await?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(kubelet_error(resp).await);
+    }
+    let mut answer = Response::new(super::response::full(Bytes::new()));
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for h in SWITCH_HEADERS {
+        for v in resp.headers().get_all(&h) {
+            answer.headers_mut().append(&h, v.clone());
+        }
+    }
+    let to_kubelet = hyper::upgrade::on(&mut resp);
+    let to_client = hyper::upgrade::on(&mut req);
+    let span = tracing::info_span!(
+        "stream",
+        kind = stream.as_str(),
+        pod = %format!("{ns}/{name}"),
+        %container
+    );
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let (kubelet, client) = match tokio::try_join!(to_kubelet, to_client) {
+                Ok(both) => both,
+                Err(e) => {
+                    tracing::warn!(error = %e, "exec upgrade failed");
+                    return;
+                }
+            };
+            let (mut kubelet, mut client) = (TokioIo::new(kubelet), TokioIo::new(client));
+            match tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+                Ok((up, down)) => tracing::debug!(up, down, "exec stream ended"),
+                Err(e) => tracing::debug!(error = %e, "exec stream ended with an error"),
+            }
+        },
+        span,
+    ));
+    Ok(answer)
+}
+
+/// Whether a request asks to switch to WebSocket.
+fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The kubelet's query for an exec (the command and the streams, in order; an error
+/// when there is no command) or an attach (the streams).
+pub fn stream_query(query: &str, stream: Stream) -> Result<String, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| EXEC_PARAMS.contains(&k.as_str()))
+        .filter(|(k, _)| stream == Stream::Exec || k != "command")
+        .collect();
+    if stream == Stream::Exec && !pairs.iter().any(|(k, _)| k == "command") {
+        return Err(ApiError::bad_request(
+            "you must specify at least one command for the container",
+        ));
+    }
+    Ok(form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish())
+}
+
+/// An open HTTP/1.1 connection to the kubelet of a pod's node.
+struct Kubelet {
+    sender: SendRequest<Empty<Bytes>>,
+    /// `address:port`, for the Host header.
+    host: String,
+    node: String,
+}
+
+impl Kubelet {
+    async fn connect(ctx: &ApiContext, pod: &Value) -> Result<Kubelet, ApiError> {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
+        let nodes = resources::by_plural("", "v1", "nodes").expect("nodes are served");
+        let node = ctx
+            .registry
+            .get(nodes, None, node_name)
+            .map_err(|_| ApiError::unavailable(format!("node {node_name} of pod {name} is gone")))?
+            .value;
+        let address = node["status"]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["type"] == "InternalIP")
+            .and_then(|a| a["address"].as_str())
+            .ok_or_else(|| ApiError::unavailable(format!("node {node_name} has no InternalIP")))?
+            .to_string();
+        let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_u64()
+            .unwrap_or(DEFAULT_KUBELET_PORT) as u16;
+        let unreachable = |e: String| {
+            ApiError::unavailable(format!(
+                "the kubelet of node {node_name} ({address}:{port}) cannot be reached: {e}"
+            ))
+        };
+        let tls =
+            crate::tls::kubelet_client_config(ctx.pki.admin_cert_pem(), ctx.pki.admin_key_pem())
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        let connect = async {
+            let tcp = TcpStream::connect((address.as_str(), port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let server_name = ServerName::try_from(address.clone()).map_err(|e| e.to_string())?;
+            let stream = TlsConnector::from(Arc::clone(&tls))
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let (sender, conn) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| unreachable("timeout".into()))?
+            .map_err(unreachable)?;
+        tokio::spawn(conn.with_upgrades());
+        Ok(Kubelet {
+            sender,
+            host: format!("{address}:{port}"),
+            node: node_name.to_string(),
+        })
+    }
+
+    async fn send(&mut self, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, ApiError> {
+        self.sender.send_request(req).await.map_err(|e| {
+            ApiError::unavailable(format!(
+                "the kubelet of node {} ({}) cannot be reached: {e}",
+                self.node, self.host
+            ))
+        })
+    }
+}
+
+/// A kubelet's error answer as the API's: its text, with a matching code.
+async fn kubelet_error(resp: Response<Incoming>) -> ApiError {
+    let status = resp.status();
+    let text = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+        .unwrap_or_default();
+    match status.as_u16() {
+        400 | 404 => ApiError::bad_request(text),
+        500 => ApiError::internal(text),
+        _ => ApiError::unavailable(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn exec_queries_keep_the_command_and_streams_in_order() {
+        let q = stream_query(
+            "command=sh&command=-c&command=echo+hi&container=c&stdin=true&stdout=true&tty=false&x=1",
+            Stream::Exec,
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            "command=sh&command=-c&command=echo+hi&stdin=true&stdout=true&tty=false"
+        );
+        let e = stream_query("stdout=true&container=c", Stream::Exec).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(e.message.contains("at least one command"), "{}", e.message);
+        let q = stream_query("command=x&stdout=true&container=c", Stream::Attach).unwrap();
+        assert_eq!(q, "stdout=true");
+    }
 
     #[test]
     fn the_only_container_is_the_default() {

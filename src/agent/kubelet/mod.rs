@@ -4,10 +4,13 @@
 //! never kills healthy workloads).
 
 pub mod api;
+pub mod attach;
 pub mod container;
+pub mod exec;
 pub mod pod_files;
 pub mod podns;
 pub mod probes;
+pub mod remotecommand;
 pub mod server;
 pub mod status;
 pub mod worker;
@@ -282,13 +285,12 @@ pub async fn run(
 ) {
     let mut kubelet = Kubelet::new(shared.clone());
     if let Some((listener, tls)) = endpoint {
-        let index = kubelet.index();
-        tokio::spawn(server::serve(
-            listener,
-            tls,
-            index,
-            shared.config.pods_dir(),
-        ));
+        let endpoint = server::Endpoint {
+            pods: kubelet.index(),
+            pods_dir: shared.config.pods_dir(),
+            runtime: shared.runtime.clone(),
+        };
+        tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));
     }
     let mut attempt = 0;
     while let Err(e) = kubelet.load_existing().await {

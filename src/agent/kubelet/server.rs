@@ -1,7 +1,8 @@
-//! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs`:
-//! `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
-//! `previous` and `timestamps`. Only clients with a cluster-CA certificate of an admin
-//! (`system:masters`, as the API server presents) are served.
+//! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
+//! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
+//! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
+//! `exec`). Only clients with a cluster-CA certificate of an admin (`system:masters`,
+//! as the API server presents) are served.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,17 +21,30 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use crate::agent::runtime::logger;
+use super::exec;
+use crate::agent::runtime::{logger, ContainerRuntime};
 
 /// Port the kubelet listens on (advertised in the Node's daemonEndpoints).
 pub const KUBELET_PORT: u16 = 10250;
 /// How often a followed log file is checked for new lines.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
+pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
-type Body = BoxBody<Bytes, Infallible>;
+pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Pod uids by `(namespace, name)`, kept by the kubelet for the log endpoint.
 pub type PodIndex = Arc<RwLock<HashMap<(String, String), String>>>;
+
+/// What the endpoint serves from.
+pub struct Endpoint {
+    pub pods: PodIndex,
+    /// Where pod directories (with their logs) are.
+    pub pods_dir: PathBuf,
+    pub runtime: Arc<dyn ContainerRuntime>,
+}
+
+pub fn empty() -> Body {
+    Full::new(Bytes::new()).boxed()
+}
 
 /// What a log request asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,19 +136,14 @@ fn text(code: StatusCode, message: &str) -> Response<Body> {
 }
 
 /// Serves the endpoint on `listener` until the task is dropped.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    pods: PodIndex,
-    pods_dir: PathBuf,
-) {
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoint: Arc<Endpoint>) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (acceptor, pods, pods_dir) = (acceptor.clone(), pods.clone(), pods_dir.clone());
+        let (acceptor, endpoint) = (acceptor.clone(), endpoint.clone());
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
@@ -151,7 +160,7 @@ pub async fn serve(
                 .map(crate::apiserver::auth::User::from)
                 .is_some_and(|u| u.is_admin());
             let service = service_fn(move |req: Request<Incoming>| {
-                let (pods, pods_dir) = (pods.clone(), pods_dir.clone());
+                let endpoint = endpoint.clone();
                 async move {
                     if !admin {
                         return Ok::<_, Infallible>(text(
@@ -159,21 +168,50 @@ pub async fn serve(
                             "only the API server may use the kubelet endpoint",
                         ));
                     }
-                    Ok(handle(&req, &pods, &pods_dir))
+                    Ok(handle(req, endpoint).await)
                 }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await;
         });
     }
 }
 
-fn handle(req: &Request<Incoming>, pods: &PodIndex, pods_dir: &Path) -> Response<Body> {
-    let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
-    let ["containerLogs", ns, pod, container] = parts.as_slice() else {
-        return text(StatusCode::NOT_FOUND, "not found");
-    };
+async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["containerLogs", ns, pod, container] => {
+            container_logs(&req, &endpoint.pods, &endpoint.pods_dir, ns, pod, container)
+        }
+        [kind @ ("exec" | "attach"), namespace, pod, container] => {
+            let kind = if *kind == "exec" {
+                exec::Kind::Exec
+            } else {
+                exec::Kind::Attach
+            };
+            let target = exec::Target {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                container: container.to_string(),
+            };
+            exec::exec(req, endpoint.clone(), target, kind)
+                .await
+                .unwrap_or_else(|e| text(e.status(), &e.message()))
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn container_logs(
+    req: &Request<Incoming>,
+    pods: &PodIndex,
+    pods_dir: &Path,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
     let uid = pods
         .read()
         .ok()

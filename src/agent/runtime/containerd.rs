@@ -14,15 +14,17 @@ use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
     StatSnapshotRequest,
 };
+use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    ApplyRequest, Container, CreateContainerRequest, CreateImageRequest, CreateRequest,
-    CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest, DeleteRequest,
+    ApplyRequest, CloseIoRequest, Container, CreateContainerRequest, CreateImageRequest,
+    CreateRequest, CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest, DeleteRequest,
     DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetImageRequest, GetRequest, Image,
     InfoRequest, KillRequest, ListContainersRequest, ListImagesRequest, ListTasksRequest,
-    ReadContentRequest, StartRequest, UpdateImageRequest, UpdateRequest, WaitRequest, WriteAction,
-    WriteContentRequest, WriteContentResponse,
+    ReadContentRequest, ResizePtyRequest, StartRequest, UpdateImageRequest, UpdateRequest,
+    WaitRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
 use containerd_client::tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status, Streaming};
 use containerd_client::types::v1::{Process, Status as TaskStatus};
 use containerd_client::types::{Descriptor as PbDescriptor, Mount as PbMount};
@@ -33,11 +35,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
 use super::archive::{self, BlobSource, Descriptor};
+use super::exec_fifos::{ExecFifos, PendingReader};
 use super::registry::{sha256_digest, RegistryClient, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX};
 use super::{
     cgroup, logger, spec, ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus,
-    ContainerSummary, ExecOutput, ImageInfo, PullPolicy, Reference, RegistryAuth, Result,
-    RuntimeError, SIGKILL,
+    ContainerSummary, ExecCommand, ExecControl, ExecDriver, ExecOutput, ExecReader, ExecRequest,
+    ExecSession, ExecWriter, ImageInfo, PullPolicy, Reference, RegistryAuth, Result, RuntimeError,
+    TerminalSize, SIGKILL,
 };
 
 pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
@@ -55,6 +59,10 @@ const LEASE_EXPIRY: chrono::Duration = chrono::Duration::hours(1);
 const WRITE_CHUNK: usize = 1 << 20;
 /// How long a SIGKILLed task may take to be reported gone.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// `TERM` of an exec with a tty whose container sets none (as containerd's CRI does).
+const TTY_TERM: &str = "TERM=xterm";
+/// How long the shim may take to open an exec's output fifos once the process started.
+const FIFO_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how to reach containerd.
 #[derive(Debug, Clone)]
@@ -1132,14 +1140,13 @@ impl ContainerdRuntime {
         }
     }
 
-    async fn exec_inner(
+    /// The container's process spec with `cmd` as its arguments, for an exec.
+    async fn exec_process_spec(
         &self,
         id: &str,
-        exec_id: &str,
         cmd: &[String],
-        log: &Path,
-        timeout: Duration,
-    ) -> Result<u32> {
+        tty: bool,
+    ) -> Result<prost_types::Any> {
         let container = self.get_container(id).await?;
         let spec_any = container.spec.ok_or_else(|| RuntimeError::Spec {
             id: id.to_string(),
@@ -1152,7 +1159,72 @@ impl ContainerdRuntime {
             })?;
         let mut process = spec.process().clone().unwrap_or_default();
         process.set_args(Some(cmd.to_vec()));
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(tty));
+        if tty {
+            let mut env = process.env().clone().unwrap_or_default();
+            if !env.iter().any(|e| e.starts_with("TERM=")) {
+                env.push(TTY_TERM.to_string());
+            }
+            process.set_env(Some(env));
+        }
+        Ok(prost_types::Any {
+            type_url: PROCESS_TYPE_URL.to_string(),
+            value: serde_json::to_vec(&process).expect("process serializes"),
+        })
+    }
+
+    async fn ensure_running(&self, id: &str) -> Result<()> {
+        match self.get_task(id, "").await? {
+            Some(p) if TaskStatus::try_from(p.status) == Ok(TaskStatus::Running) => Ok(()),
+            _ => Err(RuntimeError::NotRunning { id: id.to_string() }),
+        }
+    }
+
+    /// Creates and starts the exec process of an interactive exec on `fifos`.
+    async fn start_exec(
+        &self,
+        process: &ExecProcess,
+        request: &ExecRequest,
+        fifos: &ExecFifos,
+    ) -> Result<()> {
+        let spec = self
+            .exec_process_spec(&process.container_id, &request.cmd, request.tty)
+            .await?;
+        let mut tasks = process.tasks.clone();
+        tasks
+            .exec(process.request(ExecProcessRequest {
+                container_id: process.container_id.clone(),
+                exec_id: process.exec_id.clone(),
+                stdin: ExecFifos::uri(&fifos.stdin),
+                stdout: ExecFifos::uri(&fifos.stdout),
+                stderr: ExecFifos::uri(&fifos.stderr),
+                terminal: request.tty,
+                spec: Some(spec),
+            }))
+            .await
+            .map_err(grpc("exec"))?;
+        let started = tasks
+            .start(process.request(StartRequest {
+                container_id: process.container_id.clone(),
+                exec_id: process.exec_id.clone(),
+            }))
+            .await;
+        if let Err(s) = started {
+            process.delete().await;
+            return Err(grpc("start exec")(s));
+        }
+        Ok(())
+    }
+
+    async fn exec_inner(
+        &self,
+        id: &str,
+        exec_id: &str,
+        cmd: &[String],
+        log: &Path,
+        timeout: Duration,
+    ) -> Result<u32> {
+        let process = self.exec_process_spec(id, cmd, false).await?;
         let uri = self.log_uri(log);
         self.client
             .tasks()
@@ -1164,10 +1236,7 @@ impl ContainerdRuntime {
                     stdout: uri.clone(),
                     stderr: uri,
                     terminal: false,
-                    spec: Some(prost_types::Any {
-                        type_url: PROCESS_TYPE_URL.to_string(),
-                        value: serde_json::to_vec(&process).expect("process serializes"),
-                    }),
+                    spec: Some(process),
                 },
                 None,
             ))
@@ -1231,6 +1300,158 @@ impl ContainerdRuntime {
         }
         waited
     }
+}
+
+fn new_exec_id() -> String {
+    format!("exec-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// One exec process of a container, with what it takes to call containerd about it.
+struct ExecProcess {
+    tasks: TasksClient<Channel>,
+    namespace: AsciiMetadataValue,
+    container_id: String,
+    exec_id: String,
+}
+
+impl ExecProcess {
+    fn request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.metadata_mut()
+            .insert(NAMESPACE_HEADER, self.namespace.clone());
+        req
+    }
+
+    async fn kill(&self) {
+        let req = self.request(KillRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+            signal: SIGKILL,
+            all: false,
+        });
+        if let Err(s) = self.tasks.clone().kill(req).await {
+            if s.code() != Code::NotFound {
+                warn!(container = %self.container_id, exec = %self.exec_id, error = %s.message(), "kill exec process failed");
+            }
+        }
+    }
+
+    async fn resize(&self, size: TerminalSize) {
+        let req = self.request(ResizePtyRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+            width: size.width.into(),
+            height: size.height.into(),
+        });
+        if let Err(s) = self.tasks.clone().resize_pty(req).await {
+            debug!(container = %self.container_id, exec = %self.exec_id, error = %s.message(), "resize exec terminal failed");
+        }
+    }
+
+    /// Closes the shim's own write end of the stdin fifo (it keeps one open until
+    /// told), so the process reads EOF once orc's writer is closed too.
+    async fn close_stdin(&self) {
+        let req = self.request(CloseIoRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+            stdin: true,
+        });
+        if let Err(s) = self.tasks.clone().close_io(req).await {
+            debug!(container = %self.container_id, exec = %self.exec_id, error = %s.message(), "close exec stdin failed");
+        }
+    }
+
+    async fn wait(&self) -> Result<u32> {
+        let req = self.request(WaitRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+        });
+        self.tasks
+            .clone()
+            .wait(req)
+            .await
+            .map(|w| w.into_inner().exit_status)
+            .map_err(grpc("wait exec"))
+    }
+
+    /// Makes the shim close the process's stdio and forget it.
+    async fn delete(&self) {
+        let req = self.request(DeleteProcessRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+        });
+        if let Err(s) = self.tasks.clone().delete_process(req).await {
+            if s.code() != Code::NotFound {
+                warn!(container = %self.container_id, exec = %self.exec_id, error = %s.message(), "delete exec process failed");
+            }
+        }
+    }
+}
+
+/// The output when it was asked for; otherwise it is read and dropped, so that the
+/// process never blocks writing it.
+fn keep_or_drain(mut output: ExecReader, wanted: bool) -> Option<ExecReader> {
+    if wanted {
+        return Some(output);
+    }
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut output, &mut tokio::io::sink()).await;
+    });
+    None
+}
+
+/// Waits for the shim to open the output fifos of a started exec.
+async fn open_outputs(
+    stdout: Option<PendingReader>,
+    stderr: Option<PendingReader>,
+) -> std::io::Result<(Option<ExecReader>, Option<ExecReader>)> {
+    let open = |pending: Option<PendingReader>| async move {
+        match pending {
+            Some(p) => p
+                .finish(FIFO_OPEN_TIMEOUT)
+                .await
+                .map(|r| Some(Box::new(r) as ExecReader)),
+            None => Ok(None),
+        }
+    };
+    let (stdout, stderr) = tokio::join!(open(stdout), open(stderr));
+    Ok((stdout?, stderr?))
+}
+
+/// Runs an exec process's control until it is released: resizes its terminal, kills it
+/// on request, reports its exit; once the control is dropped (and the process has
+/// exited, killed if need be) deletes the process and its fifos.
+async fn drive_exec(process: ExecProcess, tty: bool, driver: ExecDriver, fifos: ExecFifos) {
+    let ExecDriver { mut commands, exit } = driver;
+    let mut released = false;
+    let wait = process.wait();
+    tokio::pin!(wait);
+    let code = loop {
+        tokio::select! {
+            code = &mut wait => break code,
+            command = commands.recv(), if !released => match command {
+                Some(ExecCommand::Resize(size)) if tty => process.resize(size).await,
+                Some(ExecCommand::Resize(_)) => {}
+                Some(ExecCommand::CloseStdin) => process.close_stdin().await,
+                Some(ExecCommand::Kill) => process.kill().await,
+                None => {
+                    released = true;
+                    process.kill().await;
+                }
+            },
+        }
+    };
+    let _ = exit.send(code);
+    // The holder may still be reading the process's last output.
+    while !released {
+        match commands.recv().await {
+            Some(_) => {}
+            None => released = true,
+        }
+    }
+    process.delete().await;
+    fifos.remove();
+    debug!(container = %process.container_id, exec = %process.exec_id, "exec released");
 }
 
 #[async_trait::async_trait]
@@ -1493,11 +1714,8 @@ impl ContainerRuntime for ContainerdRuntime {
     }
 
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput> {
-        match self.get_task(id, "").await? {
-            Some(p) if TaskStatus::try_from(p.status) == Ok(TaskStatus::Running) => {}
-            _ => return Err(RuntimeError::NotRunning { id: id.to_string() }),
-        }
-        let exec_id = format!("exec-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        self.ensure_running(id).await?;
+        let exec_id = new_exec_id();
         let log = self.config.exec_dir.join(format!("{id}-{exec_id}.log"));
         let exit_code = self.exec_inner(id, &exec_id, cmd, &log, timeout).await;
         let contents = std::fs::read(&log);
@@ -1513,6 +1731,60 @@ impl ContainerRuntime for ContainerdRuntime {
             stdout,
             stderr,
             exit_code,
+        })
+    }
+
+    async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession> {
+        self.ensure_running(id).await?;
+        let exec_id = new_exec_id();
+        let dir = self.config.exec_dir.join(format!("{id}-{exec_id}"));
+        let io_error = |what, source| RuntimeError::Io {
+            what,
+            path: dir.clone(),
+            source,
+        };
+        let fifos =
+            ExecFifos::create(&dir, request).map_err(|e| io_error("create exec fifos", e))?;
+        let stdin = match fifos.open_stdin() {
+            Ok(stdin) => stdin,
+            Err(e) => {
+                fifos.remove();
+                return Err(io_error("open exec stdin", e));
+            }
+        };
+        let (stdout, stderr) = fifos.open_outputs();
+        let process = ExecProcess {
+            tasks: self.client.tasks(),
+            namespace: self.namespace.clone(),
+            container_id: id.to_string(),
+            exec_id: exec_id.clone(),
+        };
+        if let Err(e) = self.start_exec(&process, request, &fifos).await {
+            for pending in [stdout, stderr].into_iter().flatten() {
+                pending.cancel().await;
+            }
+            fifos.remove();
+            return Err(e);
+        }
+        let (stdout, stderr) = match open_outputs(stdout, stderr).await {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                process.kill().await;
+                process.delete().await;
+                fifos.remove();
+                return Err(io_error("open exec output", e));
+            }
+        };
+        let stdout = stdout.and_then(|r| keep_or_drain(r, request.stdout));
+        let stderr = stderr.and_then(|r| keep_or_drain(r, request.stderr));
+        debug!(container = id, exec = %exec_id, tty = request.tty, "exec started");
+        let (control, driver) = ExecControl::new(id);
+        tokio::spawn(drive_exec(process, request.tty, driver, fifos));
+        Ok(ExecSession {
+            stdin: stdin.map(|s| Box::new(s) as ExecWriter),
+            stdout,
+            stderr,
+            control,
         })
     }
 

@@ -10,7 +10,8 @@ use chrono::Utc;
 
 use super::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ContainerSummary,
-    ExecOutput, ImageInfo, PullPolicy, Reference, RegistryAuth, Result, RuntimeError,
+    ExecCommand, ExecControl, ExecOutput, ExecReader, ExecRequest, ExecSession, ExecWriter,
+    ImageInfo, PullPolicy, Reference, RegistryAuth, Result, RuntimeError, SIGKILL,
 };
 
 /// One recorded call, with its essential arguments.
@@ -36,6 +37,10 @@ pub enum FakeCall {
     Exec {
         id: String,
         cmd: Vec<String>,
+    },
+    ExecStreaming {
+        id: String,
+        request: ExecRequest,
     },
     ListContainers,
 }
@@ -66,6 +71,9 @@ struct State {
 pub struct FakeRuntime {
     state: Mutex<State>,
 }
+
+/// Buffer of the fake exec's in-memory pipes.
+const FAKE_PIPE_BYTES: usize = 64 * 1024;
 
 fn fake_image(name: &str) -> ImageInfo {
     ImageInfo {
@@ -319,6 +327,60 @@ impl ContainerRuntime for FakeRuntime {
             .get(id)
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// The process prints the container's exec result (`set_exec_result`), then copies
+    /// stdin to stdout until EOF, and exits with the result's code (137 when killed).
+    async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession> {
+        self.record(FakeCall::ExecStreaming {
+            id: id.to_string(),
+            request: request.clone(),
+        });
+        let running =
+            self.with_container(id, |c, _| matches!(c.state, ContainerState::Running { .. }))?;
+        if !running {
+            return Err(RuntimeError::NotRunning { id: id.to_string() });
+        }
+        let result = self
+            .lock()
+            .exec_results
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        let (control, mut driver) = ExecControl::new(id);
+        let (mut out_w, out_r) = tokio::io::duplex(FAKE_PIPE_BYTES);
+        let (mut err_w, err_r) = tokio::io::duplex(FAKE_PIPE_BYTES);
+        let (in_w, mut in_r) = tokio::io::duplex(FAKE_PIPE_BYTES);
+        let with_stdin = request.stdin;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let run = async {
+                out_w.write_all(&result.stdout).await?;
+                err_w.write_all(&result.stderr).await?;
+                if with_stdin {
+                    tokio::io::copy(&mut in_r, &mut out_w).await?;
+                }
+                drop((out_w, err_w));
+                Ok::<_, std::io::Error>(result.exit_code)
+            };
+            let code = tokio::select! {
+                done = run => done.unwrap_or(1),
+                _ = async {
+                    while let Some(c) = driver.commands.recv().await {
+                        if c == ExecCommand::Kill {
+                            return;
+                        }
+                    }
+                } => 128 + SIGKILL,
+            };
+            let _ = driver.exit.send(Ok(code));
+        });
+        Ok(ExecSession {
+            stdin: request.stdin.then(|| Box::new(in_w) as ExecWriter),
+            stdout: request.stdout.then(|| Box::new(out_r) as ExecReader),
+            stderr: (request.stderr && !request.tty).then(|| Box::new(err_r) as ExecReader),
+            control,
+        })
     }
 
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod cgroup;
 pub mod containerd;
+pub mod exec_fifos;
 pub mod fake;
 pub mod logger;
 pub mod reference;
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
 
 pub use containerd::{ContainerdConfig, ContainerdRuntime};
 pub use fake::{FakeCall, FakeRuntime};
@@ -83,6 +86,8 @@ pub enum RuntimeError {
     NotRunning { id: String },
     #[error("build runtime spec for container {id}: {reason}")]
     Spec { id: String, reason: String },
+    #[error("exec in container {id} ended without an exit status")]
+    ExecLost { id: String },
     #[error("exec in container {id} did not finish within {timeout:?}")]
     ExecTimeout { id: String, timeout: Duration },
     #[error("{what} {path}")]
@@ -304,6 +309,126 @@ pub struct ExecOutput {
     pub exit_code: u32,
 }
 
+/// What an interactive exec (`kubectl exec`) asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    /// Ignored with a tty: a terminal has one output stream.
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub width: u16,
+    pub height: u16,
+}
+
+pub type ExecReader = Box<dyn AsyncRead + Send + Unpin>;
+pub type ExecWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A started exec process: the streams it was asked for, and its control.
+pub struct ExecSession {
+    /// The process reads EOF once this is dropped and `ExecHandle::close_stdin` called.
+    pub stdin: Option<ExecWriter>,
+    /// Ends (EOF) once the process and whatever it shared its output with are gone.
+    pub stdout: Option<ExecReader>,
+    pub stderr: Option<ExecReader>,
+    pub control: ExecControl,
+}
+
+/// What the holder of an `ExecControl` asks of a running exec process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecCommand {
+    Resize(TerminalSize),
+    /// The holder dropped its stdin writer: the process may see EOF.
+    CloseStdin,
+    Kill,
+}
+
+/// Resizes, kills and waits for an exec process. Dropping it and its handles releases
+/// the process: one still running is killed, and the runtime forgets it.
+pub struct ExecControl {
+    commands: mpsc::Sender<ExecCommand>,
+    exit: oneshot::Receiver<Result<u32>>,
+    id: String,
+}
+
+/// Resizes and kills an exec process (a part of its `ExecControl`).
+#[derive(Clone)]
+pub struct ExecHandle {
+    commands: mpsc::Sender<ExecCommand>,
+}
+
+impl ExecHandle {
+    /// Sets the size of the process's terminal (no effect without one).
+    pub async fn resize(&self, size: TerminalSize) {
+        let _ = self.commands.send(ExecCommand::Resize(size)).await;
+    }
+
+    /// Ends the process's stdin (after its writer was dropped).
+    pub async fn close_stdin(&self) {
+        let _ = self.commands.send(ExecCommand::CloseStdin).await;
+    }
+
+    pub async fn kill(&self) {
+        let _ = self.commands.send(ExecCommand::Kill).await;
+    }
+}
+
+/// The runtime's side of an `ExecControl`: commands in, the exit code out. The holder
+/// dropping its control closes `commands`.
+pub struct ExecDriver {
+    pub commands: mpsc::Receiver<ExecCommand>,
+    pub exit: oneshot::Sender<Result<u32>>,
+}
+
+/// Commands an exec driver may have queued before it handles them.
+const EXEC_COMMAND_BUFFER: usize = 8;
+
+impl ExecControl {
+    /// A control for an exec in container `id` and the driver its runtime keeps.
+    pub fn new(id: &str) -> (ExecControl, ExecDriver) {
+        let (commands_tx, commands) = mpsc::channel(EXEC_COMMAND_BUFFER);
+        let (exit_tx, exit) = oneshot::channel();
+        let control = ExecControl {
+            commands: commands_tx,
+            exit,
+            id: id.to_string(),
+        };
+        (
+            control,
+            ExecDriver {
+                commands,
+                exit: exit_tx,
+            },
+        )
+    }
+
+    /// A handle that resizes and kills, for another task.
+    pub fn handle(&self) -> ExecHandle {
+        ExecHandle {
+            commands: self.commands.clone(),
+        }
+    }
+
+    pub async fn kill(&self) {
+        self.handle().kill().await;
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait(&mut self) -> Result<u32> {
+        (&mut self.exit).await.unwrap_or_else(|_| {
+            Err(RuntimeError::ExecLost {
+                id: self.id.clone(),
+            })
+        })
+    }
+}
+
 /// The kubelet's view of a container runtime. Implementations are cheap to share (`Arc`).
 #[async_trait::async_trait]
 pub trait ContainerRuntime: Send + Sync {
@@ -330,6 +455,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove(&self, id: &str) -> Result<()>;
     /// Runs `cmd` in the running container and collects its output.
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
+    /// Starts `request.cmd` in the running container with the streams it asks for.
+    async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession>;
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
     /// The runtime's version; an error when it does not answer (the health check).
     async fn version(&self) -> Result<String>;

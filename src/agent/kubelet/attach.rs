@@ -1,0 +1,184 @@
+//! The kubelet's end of `kubectl attach`: the output of a container's main process from
+//! now on, read from its CRI log file (the shim owns the process's stdio, see DESIGN
+//! 3b), sent on the stdout and stderr streams until the container stops or restarts.
+//! Containers get no stdin, so the client's input is dropped.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+
+use super::exec::{write_client, CLOSE_WAIT, OUTBOUND_BUFFER};
+use super::remotecommand as rc;
+use super::server::{log_file, FOLLOW_POLL};
+use crate::agent::runtime::logger::{self, Stream};
+use crate::agent::runtime::{ContainerRuntime, ContainerState, ExecRequest};
+
+/// Runs an attach session until the container stops or restarts (then the final
+/// `Status` is success) or the client goes away.
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    runtime: Arc<dyn ContainerRuntime>,
+    id: &str,
+    logs: &Path,
+    request: &ExecRequest,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, mut incoming) = ws.split();
+    let (outbound, queue) = mpsc::channel::<Vec<u8>>(OUTBOUND_BUFFER);
+    let writer = tokio::spawn(write_client(sink, queue));
+    let first = if request.stdout || request.tty {
+        rc::STDOUT
+    } else if request.stderr {
+        rc::STDERR
+    } else {
+        rc::ERROR
+    };
+    let _ = outbound.send(rc::frame(first, &[])).await;
+    let client_gone = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if let Message::Close(_) = message {
+                break;
+            }
+        }
+    };
+    tokio::pin!(client_gone);
+    let followed = tokio::select! {
+        followed = follow(&*runtime, id, logs, request, &outbound) => followed,
+        _ = &mut client_gone => {
+            debug!("attach client went away");
+            writer.abort();
+            return;
+        }
+    };
+    let status = match followed {
+        Ok(()) => rc::exit_status(&[], 0),
+        Err(message) => rc::failure_status(&message),
+    };
+    let _ = outbound
+        .send(rc::frame(rc::ERROR, status.to_string().as_bytes()))
+        .await;
+    drop(outbound);
+    let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, client_gone).await;
+}
+
+/// Sends the records appended to the container's current log file until the container
+/// is no longer running (after one last read, as the logger may lag) or a newer log file
+/// (a restart) appears.
+async fn follow(
+    runtime: &dyn ContainerRuntime,
+    id: &str,
+    logs: &Path,
+    request: &ExecRequest,
+    outbound: &mpsc::Sender<Vec<u8>>,
+) -> Result<(), String> {
+    let file: PathBuf =
+        log_file(logs, false).ok_or_else(|| format!("container {id} has no log file"))?;
+    let mut f = tokio::fs::File::open(&file)
+        .await
+        .map_err(|e| format!("open {}: {e}", file.display()))?;
+    let mut offset = f
+        .seek(SeekFrom::End(0))
+        .await
+        .map_err(|e| format!("read {}: {e}", file.display()))?;
+    let mut ticker = tokio::time::interval(FOLLOW_POLL);
+    let mut stopping = false;
+    loop {
+        ticker.tick().await;
+        let running = matches!(
+            runtime.status(id).await.map(|s| s.state),
+            Ok(ContainerState::Running { .. })
+        );
+        let restarted = log_file(logs, false).as_deref() != Some(file.as_path());
+        let mut more = Vec::new();
+        let read_error = |e: std::io::Error| format!("read {}: {e}", file.display());
+        f.seek(SeekFrom::Start(offset)).await.map_err(read_error)?;
+        f.read_to_end(&mut more).await.map_err(read_error)?;
+        if let Some(end) = more.iter().rposition(|&b| b == b'\n') {
+            offset += end as u64 + 1;
+            for frame in frames(&more[..=end], request) {
+                if outbound.send(frame).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if stopping || restarted {
+            return Ok(());
+        }
+        stopping = !running;
+    }
+}
+
+/// CRI log records → messages on the streams the client asked for (everything on
+/// stdout with a tty).
+pub fn frames(records: &[u8], request: &ExecRequest) -> Vec<Vec<u8>> {
+    records
+        .split(|&b| b == b'\n')
+        .filter_map(logger::parse_line)
+        .filter_map(|rec| {
+            let stream = match rec.stream {
+                _ if request.tty => rc::STDOUT,
+                Stream::Stdout => rc::STDOUT,
+                Stream::Stderr => rc::STDERR,
+            };
+            let wanted = match stream {
+                rc::STDOUT => request.stdout,
+                _ => request.stderr,
+            };
+            wanted.then(|| {
+                let mut frame = rc::frame(stream, &rec.content);
+                if !rec.partial {
+                    frame.push(b'\n');
+                }
+                frame
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn records_go_to_the_streams_asked_for() {
+        let t = Utc::now();
+        let mut data = logger::format_line(t, Stream::Stdout, false, b"out");
+        data.extend(logger::format_line(t, Stream::Stderr, true, b"par"));
+        data.extend(logger::format_line(t, Stream::Stderr, false, b"tial"));
+        let both = ExecRequest {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            frames(&data, &both),
+            vec![
+                b"\x01out\n".to_vec(),
+                b"\x02par".to_vec(),
+                b"\x02tial\n".to_vec()
+            ]
+        );
+        let stdout_only = ExecRequest {
+            stdout: true,
+            ..Default::default()
+        };
+        assert_eq!(frames(&data, &stdout_only), vec![b"\x01out\n".to_vec()]);
+        let tty = ExecRequest {
+            stdout: true,
+            tty: true,
+            ..Default::default()
+        };
+        assert_eq!(frames(&data, &tty).len(), 3);
+        assert!(frames(&data, &tty).iter().all(|f| f[0] == rc::STDOUT));
+    }
+}
