@@ -581,6 +581,23 @@ spec:
     }
     eprintln!("web pods running at {:?}", started.elapsed());
 
+    // The server reaches each node's kubelet: exec (with its exit code) and logs.
+    for (pod, node) in [("web-n1", "n1"), ("web-n2", "n2")] {
+        let out = c.kubectl(&["exec", pod, "--", "sh", "-c", "hostname; exit 3"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            pod,
+            "exec on {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "exit code through exec on {node}"
+        );
+        assert!(c.kubectl(&["logs", pod]).status.success(), "logs on {node}");
+    }
+
     // Pod to pod across nodes, both ways, by pod IP; the source address is kept.
     c.in_pod_until_ok(&web1, &["ping", "-c1", "-W2", ip2]);
     c.in_pod_until_ok(&web2, &["ping", "-c1", "-W2", ip1]);
@@ -617,6 +634,15 @@ spec:
         )),
         ip1,
         "service traffic between nodes was masqueraded"
+    );
+    // n1's cluster DNS knows the Service too.
+    let answer = c.in_pod_until_ok(
+        &web1,
+        &["nslookup", "web.default.svc.cluster.local", "10.43.0.10"],
+    );
+    assert!(
+        answer.contains(&format!("Address: {cluster_ip}")),
+        "{answer}"
     );
     eprintln!("cross-node traffic checked at {:?}", started.elapsed());
 
