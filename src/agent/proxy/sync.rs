@@ -215,7 +215,7 @@ pub fn uninstall(table: &str) -> Vec<Value> {
 mod tests {
     use super::*;
     use crate::agent::proxy::rules::build;
-    use crate::agent::proxy::rules::tests::{maps, web_endpoints, web_service};
+    use crate::agent::proxy::rules::tests::{maps, service, web_endpoints, web_service};
 
     const TABLE: &str = "orc-proxy-test";
 
@@ -237,36 +237,42 @@ mod tests {
     }
 
     #[test]
-    fn one_more_endpoint_adds_one_chain_and_one_numgen_choice() {
+    fn one_more_endpoint_rewrites_only_the_service_chain() {
         let old = web(&["10.42.0.2"]);
         let new = web(&["10.42.0.2", "10.42.0.3"]);
         let cmds = diff(TABLE, &old, &new);
-        assert_eq!(count(&cmds, "add", "chain"), 1, "{cmds:#?}");
-        let added = cmds
-            .iter()
-            .find_map(|c| c["add"]["chain"]["name"].as_str())
-            .unwrap();
-        assert!(added.starts_with("endpoint-") && added.ends_with("10.42.0.3/8080"));
+        assert_eq!(count(&cmds, "add", "chain"), 0, "{cmds:#?}");
         // The service chain is flushed and rewritten with a 2-way numgen choice.
         assert_eq!(count(&cmds, "flush", "chain"), 1);
+        assert_eq!(count(&cmds, "add", "rule"), 4, "two rules per endpoint");
         let draws: Vec<&Value> = cmds
             .iter()
-            .filter_map(|c| c["add"]["rule"]["expr"][0]["match"]["left"].get("numgen"))
+            .filter_map(|c| c["add"]["rule"]["expr"][1]["match"]["left"].get("numgen"))
             .collect();
-        assert_eq!(draws.len(), 1, "{cmds:#?}");
-        assert_eq!(draws[0]["mod"], 2);
+        assert_eq!(draws.len(), 2, "{cmds:#?}");
+        assert!(draws.iter().all(|d| d["mod"] == 2));
         assert_eq!(count(&cmds, "add", "element"), 0, "map entry unchanged");
         assert_eq!(count(&cmds, "delete", "chain"), 0);
     }
 
     #[test]
     fn removed_service_deletes_its_elements_and_chains() {
-        let old = web(&["10.42.0.2", "10.42.0.3"]);
+        let (s, e) = maps(
+            vec![service(
+                "default",
+                "web",
+                json!({"clusterIP": "10.43.0.10", "sessionAffinity": "ClientIP",
+                       "ports": [{"name": "http", "port": 80}]}),
+            )],
+            vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])],
+        );
+        let old = build(&s, &e, None);
         let (s, e) = maps(vec![], vec![]);
         let new = build(&s, &e, None);
         let cmds = diff(TABLE, &old, &new);
         assert_eq!(count(&cmds, "delete", "element"), 1);
         assert_eq!(count(&cmds, "delete", "chain"), 3, "service + 2 endpoints");
+        assert_eq!(count(&cmds, "delete", "set"), 2, "the affinity sets");
         assert_eq!(count(&cmds, "add", "element"), 0);
         let last_flush = cmds.iter().rposition(|c| c.get("flush").is_some()).unwrap();
         let first_delete = cmds
