@@ -1,7 +1,8 @@
 //! `scripts/uninstall.sh` removes what a running orc left on the machine: an installed
 //! `orc server` (with its embedded agent) runs in a network namespace of the test's own,
 //! builds its proxy table there, then the script runs in that namespace and must stop
-//! the server and leave no table, link, route, binary or data dir behind.
+//! the server and leave no table, link, route, binary or data dir behind. And
+//! `orc server --disable-agent` makes none of them in the first place.
 //!
 //! Needs root, nft, ip and nsenter (scripts/install-deps.sh). Nothing touches the
 //! host's network: the script runs in the test's namespace, and it only stops processes
@@ -177,4 +178,47 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
         .env("ORC_CONFIG_DIR", m.config_dir())
         .env("ORC_CONTAINERD_SOCKET", m.dir.join("no-containerd.sock")));
     assert!(again.status.success(), "second run: {again:?}");
+}
+
+#[test]
+fn server_without_agent_leaves_the_network_alone() {
+    let mut m = Machine::new();
+    let port = free_port().to_string();
+    let kubeconfig = m.dir.join("kubeconfig");
+    let server = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", m.netns))
+        .arg(m.bin())
+        .arg("server")
+        .arg("--disable-agent")
+        .arg("--data-dir")
+        .arg(m.data_dir())
+        .args(["--bind-address", "127.0.0.1", "--https-port", &port])
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn orc server");
+    m.server = Some(server);
+    // Ready: kube-dns (holding the cluster DNS address) is there, so is everything the
+    // server makes at start.
+    m.wait_for("the kube-dns Service", || {
+        kubeconfig.exists()
+            && run(Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{}", m.netns))
+                .args(["kubectl", "get", "service", "-n", "kube-system", "kube-dns"])
+                .env("KUBECONFIG", &kubeconfig))
+            .status
+            .success()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        m.ns(&["nft", "list", "tables"]).trim(),
+        "",
+        "nft tables made"
+    );
+    let links = m.ns(&["ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "links made: {links}");
+    let addrs = m.ns(&["ip", "-o", "addr"]);
+    assert!(!addrs.contains("10.43.0.10"), "{addrs}");
 }
