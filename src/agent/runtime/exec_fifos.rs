@@ -100,8 +100,7 @@ impl PendingReader {
         let file = match tokio::time::timeout(timeout, &mut open).await {
             Ok(joined) => joined.map_err(io::Error::other)??,
             Err(_) => {
-                release(&path);
-                let _ = open.await;
+                release(&path, &mut open).await;
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the exec process did not open its output",
@@ -112,18 +111,33 @@ impl PendingReader {
     }
 
     /// Gives up: releases the blocked `open(2)` and waits for it to return.
-    pub async fn cancel(self) {
-        release(&self.path);
-        let _ = self.open.await;
+    pub async fn cancel(mut self) {
+        release(&self.path, &mut self.open).await;
     }
 }
 
-/// Opens and closes a write end, so that a blocked reader's `open(2)` returns.
-fn release(path: &Path) {
-    let _ = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path);
+/// How often, and how many times, [`release`] tries.
+const RELEASE_RETRY: Duration = Duration::from_millis(20);
+const RELEASE_TRIES: usize = 250;
+
+/// Opens and closes a write end until the reader's `open(2)` has returned. A
+/// non-blocking write open only succeeds (and wakes the reader) once the reader's thread
+/// is inside `open(2)`; before that it fails with ENXIO, so it is retried. After 5 s the
+/// thread is left behind (logged).
+async fn release(path: &Path, open: &mut JoinHandle<io::Result<File>>) {
+    for _ in 0..RELEASE_TRIES {
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path);
+        if tokio::time::timeout(RELEASE_RETRY, &mut *open)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    tracing::warn!(fifo = %path.display(), "an exec output was never opened; leaving its opener");
 }
 
 #[cfg(test)]
@@ -144,11 +158,12 @@ mod tests {
         let fifos = ExecFifos::create(&dir.path().join("x"), &request).unwrap();
         let mut stdin = fifos.open_stdin().unwrap().expect("stdin asked for");
         let (stdout, stderr) = fifos.open_outputs();
-        // The "shim": reads stdin, writes it to stdout.
+        // The "shim": reads stdin, writes it to stdout. It opens stdin first: once stdout
+        // is open (below), its stdin is too, so dropping ours ends its input.
         let (inp, out) = (fifos.stdin.clone().unwrap(), fifos.stdout.clone().unwrap());
         let shim = tokio::task::spawn_blocking(move || {
-            let mut out = std::fs::OpenOptions::new().write(true).open(out).unwrap();
             let mut inp = File::open(inp).unwrap();
+            let mut out = std::fs::OpenOptions::new().write(true).open(out).unwrap();
             std::io::copy(&mut inp, &mut out).unwrap();
         });
         let mut stdout = stdout
