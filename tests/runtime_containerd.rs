@@ -327,10 +327,18 @@ async fn stop_sends_the_signal_then_kills_after_the_grace_period() {
     })
     .await;
 
-    // PID 1 without a handler ignores SIGTERM: SIGKILL after the grace period.
-    let cfg = env.container("stop-ignore", &["sleep", "300"]);
+    // PID 1 without a handler ignores SIGTERM: SIGKILL after the grace period. (Waits for
+    // the command to run: a SIGTERM that lands while runc's init is still setting up ends
+    // the task with another exit code.)
+    let cfg = env.container("stop-ignore", &["sh", "-c", "echo ready; exec sleep 300"]);
     rt.create_container(&cfg).await.unwrap();
     rt.start("stop-ignore").await.unwrap();
+    eventually(Duration::from_secs(10), "the command to run", || {
+        log_records(&cfg.log_path)
+            .contains(&(Stream::Stdout, "ready".into()))
+            .then_some(())
+    })
+    .await;
     let started = Instant::now();
     let stopped = rt
         .stop("stop-ignore", SIGTERM, Duration::from_secs(1))
