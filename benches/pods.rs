@@ -23,7 +23,7 @@ use serde_json::Value;
 
 #[path = "../tests/support/host.rs"]
 mod host;
-use host::{free_port, repo_path, require_root_and_tools, run};
+use host::{free_port, in_netns, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -169,9 +169,7 @@ impl World {
     /// all its addresses so that the separate agent can reach it over the veth.
     fn spawn_server(&mut self) {
         let child = spawn_logged(
-            Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", self.netns))
-                .arg(ORC)
+            in_netns(&self.netns, ORC)
                 .arg("server")
                 .arg("--data-dir")
                 .arg(self.data_dir())
@@ -198,9 +196,7 @@ impl World {
         let data_dir = self.dir.join("agent-data");
         std::fs::create_dir_all(&data_dir).unwrap();
         let child = spawn_logged(
-            Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", self.agent_netns))
-                .arg(ORC)
+            in_netns(&self.agent_netns, ORC)
                 .arg("agent")
                 .arg("--join")
                 .arg(format!("https://{SERVER_VETH_IP}:{}", self.port))
@@ -228,10 +224,8 @@ impl World {
 
     /// kubectl inside the server's network namespace.
     fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
-            .arg("kubectl")
-            .args(args)
+        let mut cmd = in_netns(&self.netns, "kubectl");
+        cmd.args(args)
             .env("KUBECONFIG", self.kubeconfig())
             .stdin(Stdio::null());
         cmd

@@ -20,7 +20,9 @@ use serde_json::Value;
 
 #[path = "support/host.rs"]
 mod host;
-use host::{free_port, remove_pod_cgroups, repo_path, require_root_and_tools, run};
+use host::{
+    free_port, in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run,
+};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -124,10 +126,7 @@ impl World {
 
     /// `program` run inside the test's network namespace.
     fn in_netns(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
-            .arg(program);
-        cmd
+        in_netns(&self.netns, program)
     }
 
     /// Starts `orc server` (with its embedded agent) in the test's network namespace and
@@ -138,9 +137,8 @@ impl World {
             .append(true)
             .open(self.dir.join("server.log"))
             .unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.netns))
-            .arg(ORC)
+        let child = self
+            .in_netns(ORC)
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -193,10 +191,8 @@ impl World {
 
     /// kubectl inside the server's network namespace.
     fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", self.netns))
-            .arg("kubectl")
-            .args(args)
+        let mut cmd = self.in_netns("kubectl");
+        cmd.args(args)
             .env("KUBECONFIG", self.kubeconfig())
             .stdin(Stdio::null());
         cmd
@@ -250,25 +246,7 @@ impl World {
     }
 
     fn apply(&self, yaml: &str) {
-        let mut cmd = self.kubectl_cmd(&["apply", "-f", "-"]);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kubectl_apply(self.kubectl_cmd(&["apply", "-f", "-"]), yaml);
     }
 
     fn pod(&self, name: &str) -> Option<Value> {
@@ -472,30 +450,7 @@ spec:
 ",
     );
     for name in pods {
-        yaml.push_str(&format!(
-            "---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels:
-    app: web
-spec:
-  nodeName: kt-node
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: httpd
-    image: {IMAGE}
-    imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", \"hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]
-    volumeMounts:
-    - name: www
-      mountPath: /www
-  volumes:
-  - name: www
-    emptyDir: {{}}
-"
-        ));
+        yaml.push_str(&httpd_pod(name, "default", "web"));
     }
     w.apply(&yaml);
     for name in pods {
@@ -1401,7 +1356,7 @@ spec:
 /// The cluster DNS address (the server's default --cluster-dns).
 const CLUSTER_DNS: &str = "10.43.0.10";
 
-/// The httpd pod YAML used by the DNS test: serves its own hostname on port 8080.
+/// An httpd pod on kt-node (Service and DNS tests): serves its own hostname on port 8080.
 fn httpd_pod(name: &str, namespace: &str, app: &str) -> String {
     format!(
         "---
@@ -1810,10 +1765,9 @@ spec:
 
     // With a tty (kubectl needs a terminal of its own to ask for one), sized as
     // kubectl's terminal once its first resize arrived.
-    let mut script = Command::new("nsenter");
+    let mut script = w.in_netns("script");
     script
-        .arg(format!("--net=/var/run/netns/{}", w.netns))
-        .args(["script", "-qec", TTY_EXEC, "/dev/null"])
+        .args(["-qec", TTY_EXEC, "/dev/null"])
         .env("KUBECONFIG", w.kubeconfig())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -12,7 +12,6 @@
 //! even when the test fails.
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use serde_json::Value;
 
 #[path = "support/host.rs"]
 mod host;
-use host::{remove_pod_cgroups, repo_path, require_root_and_tools, run};
+use host::{in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -177,10 +176,8 @@ impl Cluster {
     /// `PROGRAM ARGS…` in network namespace `role` (`nsenter`, not `ip netns exec`, which
     /// remounts /sys so that runc finds no cgroups).
     fn in_netns(&self, role: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", self.netns_name(role)))
-            .arg(program)
-            .stdin(Stdio::null());
+        let mut cmd = in_netns(&self.netns_name(role), program);
+        cmd.stdin(Stdio::null());
         cmd
     }
 
@@ -270,25 +267,7 @@ impl Cluster {
     }
 
     fn apply(&self, yaml: &str) {
-        let mut child = self
-            .kubectl_cmd(&["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kubectl_apply(self.kubectl_cmd(&["apply", "-f", "-"]), yaml);
     }
 
     fn node(&self, name: &str) -> Option<Value> {

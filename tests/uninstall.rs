@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/host.rs"]
 mod host;
-use host::{free_port, repo_path, require_root_and_tools, run};
+use host::{free_port, in_netns, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -56,9 +56,7 @@ impl Machine {
 
     /// Runs a command in the machine's network namespace; its stdout.
     fn ns(&self, args: &[&str]) -> String {
-        let out = run(Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.netns))
-            .args(args));
+        let out = run(in_netns(&self.netns, args[0]).args(&args[1..]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -99,9 +97,7 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
     std::fs::create_dir_all(m.config_dir()).unwrap();
     std::fs::write(m.config_dir().join("config.yaml"), "node-name: un-node\n").unwrap();
     let port = free_port().to_string();
-    let server = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", m.netns))
-        .arg(m.bin())
+    let server = in_netns(&m.netns, m.bin())
         .arg("server")
         .arg("--data-dir")
         .arg(m.data_dir())
@@ -140,9 +136,7 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
     let bound = run(Command::new("mount").arg("--bind").arg(&mount).arg(&mount));
     assert!(bound.status.success(), "bind mount: {bound:?}");
 
-    let out = run(Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", m.netns))
-        .arg(repo_path("scripts/uninstall.sh"))
+    let out = run(in_netns(&m.netns, repo_path("scripts/uninstall.sh"))
         .env("ORC_BIN", m.bin())
         .env("ORC_DATA_DIR", m.data_dir())
         .env("ORC_CONFIG_DIR", m.config_dir())
@@ -170,9 +164,7 @@ fn uninstall_stops_orc_and_removes_its_tables_links_and_files() {
     assert!(!mounts.contains(m.dir.to_str().unwrap()), "mount left");
 
     // Nothing left to do the second time.
-    let again = run(Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", m.netns))
-        .arg(repo_path("scripts/uninstall.sh"))
+    let again = run(in_netns(&m.netns, repo_path("scripts/uninstall.sh"))
         .env("ORC_BIN", m.bin())
         .env("ORC_DATA_DIR", m.data_dir())
         .env("ORC_CONFIG_DIR", m.config_dir())
@@ -185,9 +177,7 @@ fn server_without_agent_leaves_the_network_alone() {
     let mut m = Machine::new();
     let port = free_port().to_string();
     let kubeconfig = m.dir.join("kubeconfig");
-    let server = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", m.netns))
-        .arg(m.bin())
+    let server = in_netns(&m.netns, m.bin())
         .arg("server")
         .arg("--disable-agent")
         .arg("--data-dir")
@@ -204,9 +194,8 @@ fn server_without_agent_leaves_the_network_alone() {
     // server makes at start.
     m.wait_for("the kube-dns Service", || {
         kubeconfig.exists()
-            && run(Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", m.netns))
-                .args(["kubectl", "get", "service", "-n", "kube-system", "kube-dns"])
+            && run(in_netns(&m.netns, "kubectl")
+                .args(["get", "service", "-n", "kube-system", "kube-dns"])
                 .env("KUBECONFIG", &kubeconfig))
             .status
             .success()

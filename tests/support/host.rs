@@ -66,3 +66,37 @@ pub fn remove_pod_cgroups(uid: &str) {
         let _ = std::fs::remove_dir(&pod);
     }
 }
+
+/// `PROGRAM` in network namespace `netns` (a name in /var/run/netns), through `nsenter`,
+/// not `ip netns exec`, which remounts /sys so that runc finds no cgroups.
+pub fn in_netns(netns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/var/run/netns/{netns}"))
+        .arg(program);
+    cmd
+}
+
+/// Runs `kubectl` (set up with its arguments for `apply -f -`) with `yaml` on stdin;
+/// panics with kubectl's error unless it succeeds.
+pub fn kubectl_apply(mut kubectl: Command, yaml: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = kubectl
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(yaml.as_bytes())
+        .expect("write to kubectl");
+    let out = child.wait_with_output().expect("wait for kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
