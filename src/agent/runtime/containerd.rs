@@ -1180,40 +1180,14 @@ impl ContainerdRuntime {
         }
     }
 
-    /// Creates and starts the exec process of an interactive exec on `fifos`.
-    async fn start_exec(
-        &self,
-        process: &ExecProcess,
-        request: &ExecRequest,
-        fifos: &ExecFifos,
-    ) -> Result<()> {
-        let spec = self
-            .exec_process_spec(&process.container_id, &request.cmd, request.tty)
-            .await?;
-        let mut tasks = process.tasks.clone();
-        tasks
-            .exec(process.request(ExecProcessRequest {
-                container_id: process.container_id.clone(),
-                exec_id: process.exec_id.clone(),
-                stdin: ExecFifos::uri(&fifos.stdin),
-                stdout: ExecFifos::uri(&fifos.stdout),
-                stderr: ExecFifos::uri(&fifos.stderr),
-                terminal: request.tty,
-                spec: Some(spec),
-            }))
-            .await
-            .map_err(grpc("exec"))?;
-        let started = tasks
-            .start(process.request(StartRequest {
-                container_id: process.container_id.clone(),
-                exec_id: process.exec_id.clone(),
-            }))
-            .await;
-        if let Err(s) = started {
-            process.delete().await;
-            return Err(grpc("start exec")(s));
+    /// The handle of exec process `exec_id` of container `id`.
+    fn exec_process(&self, id: &str, exec_id: &str) -> ExecProcess {
+        ExecProcess {
+            tasks: self.client.tasks(),
+            namespace: self.namespace.clone(),
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
         }
-        Ok(())
     }
 
     async fn exec_inner(
@@ -1224,80 +1198,25 @@ impl ContainerdRuntime {
         log: &Path,
         timeout: Duration,
     ) -> Result<u32> {
-        let process = self.exec_process_spec(id, cmd, false).await?;
+        let spec = self.exec_process_spec(id, cmd, false).await?;
         let uri = self.log_uri(log);
-        self.client
-            .tasks()
-            .exec(self.request(
-                ExecProcessRequest {
-                    container_id: id.to_string(),
-                    exec_id: exec_id.to_string(),
-                    stdin: String::new(),
-                    stdout: uri.clone(),
-                    stderr: uri,
-                    terminal: false,
-                    spec: Some(process),
-                },
-                None,
-            ))
-            .await
-            .map_err(grpc("exec"))?;
-        let started = self
-            .client
-            .tasks()
-            .start(self.request(
-                StartRequest {
-                    container_id: id.to_string(),
-                    exec_id: exec_id.to_string(),
-                },
-                None,
-            ))
-            .await
-            .map_err(grpc("start exec"));
-        let waited = match started {
-            Err(e) => Err(e),
-            Ok(_) => {
-                let mut tasks = self.client.tasks();
-                let wait = tasks.wait(self.request(
-                    WaitRequest {
-                        container_id: id.to_string(),
-                        exec_id: exec_id.to_string(),
-                    },
-                    None,
-                ));
-                match tokio::time::timeout(timeout, wait).await {
-                    Ok(r) => r
-                        .map(|w| w.into_inner().exit_status)
-                        .map_err(grpc("wait exec")),
-                    Err(_) => {
-                        let _ = self.kill(id, exec_id, SIGKILL, false).await;
-                        let _ =
-                            tokio::time::timeout(KILL_WAIT, self.wait_process(id, exec_id)).await;
-                        Err(RuntimeError::ExecTimeout {
-                            id: id.to_string(),
-                            timeout,
-                        })
-                    }
-                }
+        let process = self.exec_process(id, exec_id);
+        process
+            .start(spec, String::new(), uri.clone(), uri, false)
+            .await?;
+        let waited = match tokio::time::timeout(timeout, process.wait()).await {
+            Ok(exit_code) => exit_code,
+            Err(_) => {
+                process.kill().await;
+                let _ = tokio::time::timeout(KILL_WAIT, process.wait()).await;
+                Err(RuntimeError::ExecTimeout {
+                    id: id.to_string(),
+                    timeout,
+                })
             }
         };
         // Deleting the process makes the shim close the pipes and wait for the logger.
-        let deleted = self
-            .client
-            .tasks()
-            .delete_process(self.request(
-                DeleteProcessRequest {
-                    container_id: id.to_string(),
-                    exec_id: exec_id.to_string(),
-                },
-                None,
-            ))
-            .await;
-        if let Err(s) = deleted {
-            if s.code() != Code::NotFound {
-                warn!(container = id, exec = exec_id, error = %s.message(), "delete exec process failed");
-            }
-        }
+        process.delete().await;
         waited
     }
 }
@@ -1320,6 +1239,42 @@ impl ExecProcess {
         req.metadata_mut()
             .insert(NAMESPACE_HEADER, self.namespace.clone());
         req
+    }
+
+    /// Creates the process on the given stdio (paths or URIs; empty for none) and starts
+    /// it. A process that fails to start is deleted again.
+    async fn start(
+        &self,
+        spec: prost_types::Any,
+        stdin: String,
+        stdout: String,
+        stderr: String,
+        terminal: bool,
+    ) -> Result<()> {
+        let mut tasks = self.tasks.clone();
+        tasks
+            .exec(self.request(ExecProcessRequest {
+                container_id: self.container_id.clone(),
+                exec_id: self.exec_id.clone(),
+                stdin,
+                stdout,
+                stderr,
+                terminal,
+                spec: Some(spec),
+            }))
+            .await
+            .map_err(grpc("exec"))?;
+        let started = tasks
+            .start(self.request(StartRequest {
+                container_id: self.container_id.clone(),
+                exec_id: self.exec_id.clone(),
+            }))
+            .await;
+        if let Err(s) = started {
+            self.delete().await;
+            return Err(grpc("start exec")(s));
+        }
+        Ok(())
     }
 
     async fn kill(&self) {
@@ -1753,13 +1708,18 @@ impl ContainerRuntime for ContainerdRuntime {
             }
         };
         let (stdout, stderr) = fifos.open_outputs();
-        let process = ExecProcess {
-            tasks: self.client.tasks(),
-            namespace: self.namespace.clone(),
-            container_id: id.to_string(),
-            exec_id: exec_id.clone(),
+        let process = self.exec_process(id, &exec_id);
+        let started = match self.exec_process_spec(id, &request.cmd, request.tty).await {
+            Ok(spec) => {
+                let stdio = [&fifos.stdin, &fifos.stdout, &fifos.stderr].map(ExecFifos::uri);
+                let [stdin, stdout, stderr] = stdio;
+                process
+                    .start(spec, stdin, stdout, stderr, request.tty)
+                    .await
+            }
+            Err(e) => Err(e),
         };
-        if let Err(e) = self.start_exec(&process, request, &fifos).await {
+        if let Err(e) = started {
             for pending in [stdout, stderr].into_iter().flatten() {
                 pending.cancel().await;
             }
