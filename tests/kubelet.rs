@@ -21,7 +21,8 @@ use serde_json::Value;
 #[path = "support/host.rs"]
 mod host;
 use host::{
-    free_port, in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run,
+    free_port, in_netns, kubectl_apply, on_netns_thread, remove_pod_cgroups, repo_path,
+    require_root_and_tools, run,
 };
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
@@ -420,11 +421,7 @@ impl World {
                 _ => Err(format!("unexpected response from {addr}: {response:?}")),
             }
         };
-        orc::agent::net::spawn_in_netns(Some(self.netns_path()), move || Ok(request()))
-            .expect("spawn a thread in the test's network namespace")
-            .join()
-            .expect("request thread panicked")
-            .expect("enter the test's network namespace")
+        on_netns_thread(&self.netns_path(), request)
     }
 }
 

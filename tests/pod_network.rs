@@ -24,6 +24,10 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
+#[path = "support/host.rs"]
+mod host;
+use host::on_netns_thread;
+
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// TEST-NET-1: the node's "uplink" inside the test's node namespace only.
 const UPLINK_NET: &str = "192.0.2.0/24";
@@ -294,23 +298,15 @@ fn ping_within(ns: Option<&Path>, addr: SocketAddr, timeout: Duration) -> Result
 
 fn nft_in(ns: &Path, args: &[&str]) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    spawn_in_netns(Some(ns.to_path_buf()), move || {
-        Ok(Command::new("nft").args(&args).output().expect("run nft"))
+    on_netns_thread(ns, move || {
+        Command::new("nft").args(&args).output().expect("run nft")
     })
-    .unwrap()
-    .join()
-    .unwrap()
-    .unwrap()
 }
 
 fn read_sysctl_in(ns: &Path, path: &'static str) -> String {
-    spawn_in_netns(Some(ns.to_path_buf()), move || {
-        Ok(std::fs::read_to_string(path).unwrap().trim().to_string())
+    on_netns_thread(ns, move || {
+        std::fs::read_to_string(path).unwrap().trim().to_string()
     })
-    .unwrap()
-    .join()
-    .unwrap()
-    .unwrap()
 }
 
 #[tokio::test]

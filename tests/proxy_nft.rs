@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use nix::mount::{umount2, MntFlags};
-use orc::agent::net::{create_netns, delete_netns, spawn_in_netns};
+use orc::agent::net::{create_netns, delete_netns};
+
+#[path = "support/host.rs"]
+mod host;
+use host::on_netns_thread;
 use orc::agent::proxy::{NftCli, Proxier};
 use serde_json::{json, Value};
 
@@ -119,13 +123,9 @@ impl Fixture {
 
     /// A listener on `ip:ENDPOINT_PORT` that answers every connection with `ip`.
     fn serve(&self, ip: Ipv4Addr) {
-        let listener = spawn_in_netns(Some(self.ns.clone()), move || {
-            Ok(TcpListener::bind((ip, ENDPOINT_PORT)).expect("bind endpoint listener"))
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+        let listener = on_netns_thread(&self.ns, move || {
+            TcpListener::bind((ip, ENDPOINT_PORT)).expect("bind endpoint listener")
+        });
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
@@ -136,13 +136,9 @@ impl Fixture {
 
     /// A UDP socket on `ip:UDP_ENDPOINT_PORT` that answers every datagram with `ip`.
     fn serve_udp(&self, ip: Ipv4Addr) {
-        let socket = spawn_in_netns(Some(self.ns.clone()), move || {
-            Ok(UdpSocket::bind((ip, UDP_ENDPOINT_PORT)).expect("bind UDP endpoint"))
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+        let socket = on_netns_thread(&self.ns, move || {
+            UdpSocket::bind((ip, UDP_ENDPOINT_PORT)).expect("bind UDP endpoint")
+        });
         std::thread::spawn(move || {
             let mut buf = [0u8; 64];
             while let Ok((_, from)) = socket.recv_from(&mut buf) {
@@ -153,7 +149,7 @@ impl Fixture {
 
     /// Sends one datagram from inside the namespace and returns the answer.
     fn ask_udp(&self, ip: Ipv4Addr, port: u16) -> String {
-        spawn_in_netns(Some(self.ns.clone()), move || {
+        on_netns_thread(&self.ns, move || {
             let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind client");
             socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
             socket.connect((ip, port)).expect("connect UDP client");
@@ -162,12 +158,8 @@ impl Fixture {
             let n = socket
                 .recv(&mut buf)
                 .expect("UDP answer through the ClusterIP");
-            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+            String::from_utf8_lossy(&buf[..n]).into_owned()
         })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap()
     }
 
     /// Connects from inside the namespace; `Ok(answer)` or the connect error kind.
@@ -228,13 +220,9 @@ impl Fixture {
             "via",
             &POD_GATEWAY.to_string(),
         ]);
-        let listener = spawn_in_netns(Some(pod.clone()), move || {
-            Ok(TcpListener::bind((POD_IP, ENDPOINT_PORT)).expect("bind pod listener"))
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+        let listener = on_netns_thread(&pod, move || {
+            TcpListener::bind((POD_IP, ENDPOINT_PORT)).expect("bind pod listener")
+        });
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
@@ -320,9 +308,9 @@ impl Drop for Fixture {
 /// Connects from inside `ns`; `Ok(answer)` or the connect error kind and how long it took.
 fn connect_from(ns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, (ErrorKind, Duration)> {
     let addr = SocketAddr::from((ip, port));
-    spawn_in_netns(Some(ns.to_path_buf()), move || {
+    on_netns_thread(ns, move || {
         let started = Instant::now();
-        Ok(match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
             Ok(mut stream) => {
                 stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
                 let mut answer = String::new();
@@ -330,12 +318,8 @@ fn connect_from(ns: &Path, ip: Ipv4Addr, port: u16) -> Result<String, (ErrorKind
                 Ok(answer)
             }
             Err(e) => Err((e.kind(), started.elapsed())),
-        })
+        }
     })
-    .unwrap()
-    .join()
-    .unwrap()
-    .unwrap()
 }
 
 fn service(name: &str, cluster_ip: Ipv4Addr, extra: Value) -> Service {

@@ -100,3 +100,13 @@ pub fn kubectl_apply(mut kubectl: Command, yaml: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `f` on a thread of its own inside the network namespace at `ns` (sockets it
+/// opens stay there) and returns what `f` returned.
+pub fn on_netns_thread<T: Send + 'static>(ns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    orc::agent::net::spawn_in_netns(Some(ns.to_path_buf()), move || Ok(f()))
+        .expect("spawn a thread")
+        .join()
+        .expect("the thread in the network namespace panicked")
+        .expect("enter the network namespace")
+}
