@@ -468,13 +468,7 @@ fn service_entry(service: &Service) -> Option<ServiceEntry> {
         .ports
         .iter()
         .flatten()
-        .filter_map(|p| {
-            Some(Port {
-                name: p.name.clone().unwrap_or_default().to_lowercase(),
-                protocol: protocol(p.protocol.as_deref()),
-                number: u16::try_from(p.port).ok()?,
-            })
-        })
+        .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
         .collect();
     Some(ServiceEntry {
         address,
@@ -483,8 +477,15 @@ fn service_entry(service: &Service) -> Option<ServiceEntry> {
     })
 }
 
-fn protocol(p: Option<&str>) -> String {
-    p.unwrap_or("TCP").to_lowercase()
+impl Port {
+    /// A Service's or an Endpoints' port; `None` when the number is out of range.
+    fn new(name: Option<&str>, protocol: Option<&str>, number: i32) -> Option<Port> {
+        Some(Port {
+            name: name.unwrap_or_default().to_lowercase(),
+            protocol: protocol.unwrap_or("TCP").to_lowercase(),
+            number: u16::try_from(number).ok()?,
+        })
+    }
 }
 
 fn endpoint_entries(endpoints: &Endpoints) -> Vec<EndpointEntry> {
@@ -494,13 +495,7 @@ fn endpoint_entries(endpoints: &Endpoints) -> Vec<EndpointEntry> {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(Port {
-                    name: p.name.clone().unwrap_or_default().to_lowercase(),
-                    protocol: protocol(p.protocol.as_deref()),
-                    number: u16::try_from(p.port).ok()?,
-                })
-            })
+            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
             .collect();
         let addresses = [
             (&subset.addresses, true),
