@@ -114,7 +114,7 @@ async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
     let pods_prefix = resources::by_plural("", "v1", "pods")
         .expect("served")
         .prefix();
-    let (_, _, mut watch) = registry.store.snapshot_and_watch(&pods_prefix);
+    let (_, _, mut watch) = registry.snapshot_and_watch(&pods_prefix);
     let started = Instant::now();
     let scheduler = tokio::spawn(orc::controllers::scheduler::run(registry.clone()));
     let mut bound = std::collections::HashSet::new();
@@ -164,7 +164,7 @@ async fn run_rc(nodes: usize, pods: usize) -> Duration {
     let pods_prefix = resources::by_plural("", "v1", "pods")
         .expect("served")
         .prefix();
-    let (_, _, mut watch) = registry.store.snapshot_and_watch(&pods_prefix);
+    let (_, _, mut watch) = registry.snapshot_and_watch(&pods_prefix);
     let rc = json!({
         "apiVersion": "v1", "kind": "ReplicationController",
         "metadata": {"name": "scale", "namespace": "default"},

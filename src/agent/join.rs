@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::RngCore;
 
 use super::client::{ApiClient, ClientError, ServerAddr};
-use crate::apiserver::node_credentials::{self, CredentialsRequest, NodeCredentials};
+use crate::tls::node_credentials::{self, CredentialsRequest, NodeCredentials};
 use crate::tls::{self, JoinToken};
 
 /// Files under the agent directory.
@@ -157,7 +157,7 @@ pub fn load_stored(config: &JoinConfig) -> Result<Option<NodeCredentials>, JoinE
     let identity = der.and_then(|der| tls::identity_from_cert(der.as_ref()));
     let expected_user = format!(
         "{}{}",
-        crate::apiserver::auth::NODE_USER_PREFIX,
+        crate::api::identity::NODE_USER_PREFIX,
         config.node_name
     );
     if identity.map(|id| id.user) != Some(expected_user) {

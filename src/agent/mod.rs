@@ -181,7 +181,7 @@ async fn run_pods(
     tokio::spawn(pod_routes::run(client.clone(), routes));
     let host_ip = config
         .node_ip
-        .or_else(crate::cli::server::primary_ip)
+        .or_else(crate::agent::net::primary_ip)
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let shared = Arc::new(kubelet::Shared {
         config: kubelet::KubeletConfig {

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use super::client::{ApiClient, ClientError};
-use crate::apiserver::auth::NODE_LEASE_NAMESPACE;
+use crate::api::identity::NODE_LEASE_NAMESPACE;
 
 /// Version the agent reports as its kubelet.
 pub const KUBELET_VERSION: &str = "v1.32.0+orc";
@@ -175,7 +175,7 @@ impl NodeFacts {
             // override, so `kubernetes.io/hostname` tells nodes on one machine apart.
             hostname: name.to_string(),
             internal_ip: node_ip
-                .or_else(crate::cli::server::primary_ip)
+                .or_else(crate::agent::net::primary_ip)
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
             arch: kubernetes_arch(std::env::consts::ARCH).to_string(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -1,6 +1,7 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
 pub mod defaults;
+pub mod identity;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
@@ -9,3 +10,6 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod validation;
+
+/// The Kubernetes version orc's API speaks (matches the k8s-openapi feature in use).
+pub const KUBERNETES_VERSION: &str = "v1.32.0";

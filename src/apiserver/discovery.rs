@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::api::resources::{self, ResourceDef};
-use crate::cli::version::KUBERNETES_VERSION;
+use crate::api::KUBERNETES_VERSION;
 
 /// Media type of aggregated discovery responses.
 pub const AGGREGATED_CONTENT_TYPE: &str =

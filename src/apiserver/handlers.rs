@@ -621,7 +621,7 @@ fn watch(
         content_type: "application/json",
     };
     let prefix = def.list_prefix(ns);
-    let store = &ctx.registry.store;
+    let store = &ctx.registry;
     match rv {
         Some(rv) if rv != 0 && !send_initial => match store.watch(&prefix, rv) {
             Ok(w) => Ok(watch::stream(request, Vec::new(), w)),

@@ -17,7 +17,7 @@ use crate::api::object;
 use crate::store::{make_kv, KeyValue};
 
 /// The namespace of node heartbeat Leases.
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+pub use crate::api::identity::NODE_LEASE_NAMESPACE;
 
 /// A heartbeat acknowledged but not persisted.
 struct Pending {

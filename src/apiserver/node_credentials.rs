@@ -4,7 +4,6 @@
 //! the same password, so nobody else can take over a registered node's name.
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -14,8 +13,10 @@ use crate::api::resources;
 use crate::api::status::ApiError;
 use crate::api::validation::is_dns1123_subdomain;
 
-/// Path of the endpoint (outside the Kubernetes API paths).
-pub const PATH: &str = "/v1-orc/node-credentials";
+pub use crate::tls::node_credentials::{
+    password_secret_name, CredentialsRequest, NodeCredentials, PATH,
+};
+
 /// Namespace and type of the Secrets holding node password hashes.
 pub const PASSWORD_NAMESPACE: &str = "kube-system";
 pub const PASSWORD_SECRET_TYPE: &str = "orc.io/node-password";
@@ -23,28 +24,6 @@ pub const PASSWORD_SECRET_TYPE: &str = "orc.io/node-password";
 const HASH_KEY: &str = "hash";
 /// Prefix of a stored hash, naming the algorithm.
 const HASH_PREFIX: &str = "sha256:";
-
-/// What an agent sends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialsRequest {
-    pub node_name: String,
-    pub node_password: String,
-}
-
-/// What the server answers: the node's client certificate and key, and the CA (PEM).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeCredentials {
-    pub certificate: String,
-    pub key: String,
-    pub ca_certificate: String,
-}
-
-/// Name of the Secret holding `node`'s password hash.
-pub fn password_secret_name(node: &str) -> String {
-    format!("{node}.node-password.orc")
-}
 
 fn password_hash(password: &str) -> String {
     format!(

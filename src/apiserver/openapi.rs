@@ -259,7 +259,7 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
     };
     Some(json!({
         "openapi": "3.0.0",
-        "info": { "title": title, "version": crate::cli::version::KUBERNETES_VERSION },
+        "info": { "title": title, "version": crate::api::KUBERNETES_VERSION },
         "paths": paths,
         "components": {
             "schemas": schemas,

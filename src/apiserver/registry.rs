@@ -15,7 +15,7 @@ use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::api::validation::{FieldError, FieldErrorKind};
 use crate::api::{defaults, validation};
-use crate::store::{KeyValue, ListPage, Revision, Store, StoreError};
+use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,7 +76,7 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 pub struct Registry {
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
     pub allocators: Allocators,
     /// Node heartbeats acknowledged in memory instead of being written.
     pub heartbeats: Arc<Heartbeats>,
@@ -1114,6 +1114,24 @@ impl Registry {
     /// The current revision of the store.
     pub fn revision(&self) -> Revision {
         self.store.revision()
+    }
+
+    /// Every current object under `prefix` (a `ResourceDef` prefix, or `/` for all) and
+    /// a watch of each change after them: what informers and watch requests start from.
+    pub fn snapshot_and_watch(&self, prefix: &str) -> (Vec<KeyValue>, Revision, Watcher) {
+        self.store.snapshot_and_watch(prefix)
+    }
+
+    /// The changes under `prefix` after revision `after`; `Compacted` when that history
+    /// is gone.
+    pub fn watch(&self, prefix: &str, after: Revision) -> Result<Watcher, StoreError> {
+        self.store.watch(prefix, after)
+    }
+
+    /// The object stored at `key` (a key taken from a stored object or watch event),
+    /// as persisted: without in-memory heartbeats.
+    pub fn get_by_key(&self, key: &str) -> Option<KeyValue> {
+        self.store.get(key)
     }
 }
 

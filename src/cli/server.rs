@@ -144,7 +144,7 @@ impl ServerArgs {
             );
         }
         let advertise_ip = if self.bind_address.is_unspecified() {
-            primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            crate::agent::net::primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
         } else {
             self.bind_address
         };
@@ -231,14 +231,6 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_lowercase())
         .unwrap_or_else(|_| "localhost".into())
-}
-
-/// The source address of the default route (a UDP connect sends no packet).
-pub fn primary_ip() -> Option<IpAddr> {
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    sock.connect("192.0.2.1:9").ok()?;
-    let ip = sock.local_addr().ok()?.ip();
-    (!ip.is_unspecified()).then_some(ip)
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 //! `orc version`.
 
-/// The Kubernetes version orc's API speaks (matches the k8s-openapi feature in use).
-pub const KUBERNETES_VERSION: &str = "v1.32.0";
+use crate::api::KUBERNETES_VERSION;
 
 pub fn run() {
     println!(

@@ -359,7 +359,7 @@ pub async fn run(registry: Arc<Registry>) {
         registry: registry.clone(),
     });
     let queue = WorkQueue::new();
-    let store = registry.store.clone();
+    let store = registry.clone();
     let _informers = AbortOnDrop(vec![
         spawn_informer(
             store.clone(),

@@ -15,7 +15,7 @@ use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::LabelSelector;
 use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
-use crate::store::{Event, KeyValue, Store};
+use crate::store::{Event, KeyValue};
 
 use super::runtime::{object_key, spawn_informer, split_key, WorkQueue};
 
@@ -50,34 +50,29 @@ fn is_bootstrap_managed(ns: &str, name: &str) -> bool {
 }
 
 /// Keys of the services in the pod's namespace that select `pod` (any of its versions).
-fn services_selecting(store: &dyn Store, pods: &[&Value]) -> Vec<String> {
+fn services_selecting(registry: &Registry, pods: &[&Value]) -> Vec<String> {
     let Some(ns) = pods.first().and_then(|p| object::namespace(p)) else {
         return vec![];
     };
-    let page = store.list(
-        &services().list_prefix(Some(ns)),
-        None,
-        0,
-        &|kv: &KeyValue| {
-            service_selector(&kv.value)
-                .is_some_and(|sel| pods.iter().any(|p| sel.matches(object::labels(p))))
-        },
-    );
+    let page = registry.list(services(), Some(ns), None, 0, &|kv: &KeyValue| {
+        service_selector(&kv.value)
+            .is_some_and(|sel| pods.iter().any(|p| sel.matches(object::labels(p))))
+    });
     page.items.iter().map(|kv| object_key(&kv.value)).collect()
 }
 
-fn pod_event_keys(store: &dyn Store, event: &Event) -> Vec<String> {
+fn pod_event_keys(registry: &Registry, event: &Event) -> Vec<String> {
     let mut versions = vec![&*event.kv.value];
     if let Some(prev) = &event.prev {
         versions.push(&*prev.value);
     }
-    services_selecting(store, &versions)
+    services_selecting(registry, &versions)
 }
 
 /// Runs the controller until aborted.
 pub async fn run(registry: Arc<Registry>) {
     let queue = WorkQueue::new();
-    let store = registry.store.clone();
+    let store = registry.clone();
     let informers = [
         spawn_informer(
             store.clone(),
@@ -93,7 +88,7 @@ pub async fn run(registry: Arc<Registry>) {
         ),
         spawn_informer(store.clone(), pods().prefix(), queue.clone(), {
             let store = store.clone();
-            Box::new(move |e| pod_event_keys(&*store, e))
+            Box::new(move |e| pod_event_keys(&store, e))
         }),
     ];
     let _abort = AbortOnDrop(informers.into_iter().collect());

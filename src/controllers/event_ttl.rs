@@ -40,7 +40,7 @@ pub async fn run(registry: Arc<Registry>, ttl: Duration) {
     let events = resources::by_plural("", "v1", "events").expect("served");
     let queue = WorkQueue::new();
     let _informer = spawn_informer(
-        registry.store.clone(),
+        registry.clone(),
         events.prefix(),
         queue.clone(),
         Box::new(|e| {

@@ -196,7 +196,7 @@ impl GarbageCollector {
     /// Feeds every change of every resource into the graph.
     async fn watch_all(self: Arc<Self>) {
         loop {
-            let (items, _, mut watcher) = self.registry.store.snapshot_and_watch("/");
+            let (items, _, mut watcher) = self.registry.snapshot_and_watch("/");
             *self.graph() = Graph::default();
             for kv in items {
                 let event = Event {
@@ -243,7 +243,7 @@ impl GarbageCollector {
         } else {
             None
         };
-        match self.registry.store.get(&def.key(ns, name)) {
+        match self.registry.get_by_key(&def.key(ns, name)) {
             Some(owner) if object::uid(&owner.value) == Some(uid) => {
                 let waiting = object::is_deleting(&owner.value)
                     && object::finalizers(&owner.value)
@@ -262,7 +262,7 @@ impl GarbageCollector {
     /// Checks a dependent against its owners: deletes it when none is left (or all
     /// wait for their dependents), drops references to gone owners when others remain.
     async fn attempt_to_delete(&self, key: &str) -> Result<(), ApiError> {
-        let Some(kv) = self.registry.store.get(key) else {
+        let Some(kv) = self.registry.get_by_key(key) else {
             return Ok(());
         };
         let obj = &*kv.value;
@@ -362,7 +362,7 @@ impl GarbageCollector {
 
     /// Carries out orphan or foreground deletion of an owner, then lets it go.
     async fn process_deleting_owner(&self, key: &str) -> Result<(), ApiError> {
-        let Some(kv) = self.registry.store.get(key) else {
+        let Some(kv) = self.registry.get_by_key(key) else {
             return Ok(());
         };
         let owner = &*kv.value;
@@ -378,7 +378,7 @@ impl GarbageCollector {
             .graph()
             .dependents_of(uid)
             .iter()
-            .filter_map(|k| self.registry.store.get(k))
+            .filter_map(|k| self.registry.get_by_key(k))
             .filter(|d| owner_uids(&d.value).iter().any(|u| u == uid))
             .collect();
         let finalizers = object::finalizers(owner);

@@ -23,7 +23,7 @@ fn namespaces() -> &'static ResourceDef {
 
 pub async fn run(registry: Arc<Registry>) {
     loop {
-        let (items, _, mut watcher) = registry.store.snapshot_and_watch(&namespaces().prefix());
+        let (items, _, mut watcher) = registry.snapshot_and_watch(&namespaces().prefix());
         let mut terminating: HashSet<String> = HashSet::new();
         for kv in &items {
             observe(&registry, kv, &mut terminating).await;

@@ -45,7 +45,7 @@ pub fn first_free_cidr(cluster: Ipv4Net, taken: &HashSet<Ipv4Net>) -> Option<Ipv
 pub async fn run(registry: Arc<Registry>, cluster_cidr: Ipv4Net) {
     let queue = WorkQueue::new();
     let _informer = runtime::spawn_informer(
-        registry.store.clone(),
+        registry.clone(),
         nodes().prefix(),
         queue.clone(),
         Box::new(|event| {

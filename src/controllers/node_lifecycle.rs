@@ -77,8 +77,7 @@ fn signature(registry: &Registry, node: &KeyValue) -> Signature {
     let name = object::name(&node.value);
     let lease_key = leases().key(Some(NODE_LEASE_NAMESPACE), name);
     let lease_renew = registry
-        .store
-        .get(&lease_key)
+        .get_by_key(&lease_key)
         .map(|kv| kv.value["spec"]["renewTime"].clone())
         .unwrap_or(Value::Null);
     let ready_heartbeat = ready_condition(&node.value)
@@ -540,7 +539,7 @@ mod tests {
             .await
             .unwrap();
         assert!(written.kv.mod_revision > revision);
-        let stored = registry.store.get(&written.kv.key).unwrap();
+        let stored = registry.get_by_key(&written.kv.key).unwrap();
         assert_eq!(
             stored.value["spec"]["renewTime"],
             lease["spec"]["renewTime"]

@@ -100,7 +100,7 @@ pub async fn run(registry: Arc<Registry>, kind: &'static ReplicaKind) {
         expectations: Expectations::default(),
     });
     let queue = WorkQueue::new();
-    let store = registry.store.clone();
+    let store = registry.clone();
     let _informers = AbortOnDrop(vec![
         spawn_informer(
             store.clone(),

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::store::{Event, EventType, Store};
+use crate::apiserver::registry::Registry;
+use crate::store::{Event, EventType};
 
 /// Keys waiting to be reconciled; a key queued twice is reconciled once.
 #[derive(Default)]
@@ -79,14 +80,14 @@ pub type KeyMapper = Box<dyn Fn(&Event) -> Vec<String> + Send + Sync>;
 /// start (and after a relist when the watch ends), then every change; the resulting
 /// keys are queued.
 pub fn spawn_informer(
-    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
     prefix: String,
     queue: Arc<WorkQueue>,
     map: KeyMapper,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let (items, _, mut watcher) = store.snapshot_and_watch(&prefix);
+            let (items, _, mut watcher) = registry.snapshot_and_watch(&prefix);
             for kv in items {
                 let event = Event {
                     kind: EventType::Added,

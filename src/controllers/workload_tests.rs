@@ -182,7 +182,7 @@ impl Harness {
     ) -> (Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
         let violations = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (items, _, mut watcher) = self.registry.store.snapshot_and_watch(&pods_def().prefix());
+        let (items, _, mut watcher) = self.registry.snapshot_and_watch(&pods_def().prefix());
         let (v, s) = (violations.clone(), stop.clone());
         self.tasks.spawn(async move {
             let mut current: BTreeMap<String, Value> = items

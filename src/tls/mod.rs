@@ -2,6 +2,7 @@
 
 mod ca;
 mod kubeconfig;
+pub mod node_credentials;
 mod token;
 
 pub use ca::{Pki, ADMIN_GROUP, ADMIN_USER};

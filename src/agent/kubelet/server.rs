@@ -157,7 +157,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoi
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|der| crate::tls::identity_from_cert(der.as_ref()))
-                .map(crate::apiserver::auth::User::from)
+                .map(crate::api::identity::User::from)
                 .is_some_and(|u| u.is_admin());
             let service = service_fn(move |req: Request<Incoming>| {
                 let endpoint = endpoint.clone();

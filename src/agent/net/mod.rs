@@ -279,6 +279,14 @@ fn check_interface_name(name: &str) -> Result<()> {
     }
 }
 
+/// The source address of the default route (a UDP connect sends no packet).
+pub fn primary_ip() -> Option<std::net::IpAddr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

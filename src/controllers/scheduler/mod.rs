@@ -615,7 +615,7 @@ pub async fn run(registry: Arc<Registry>) {
     let mut cache = Cache::new();
     let mut in_flight = 0usize;
     loop {
-        let store = &ctx.registry.store;
+        let store = &ctx.registry;
         let (nodes, _, mut node_watch) = store.snapshot_and_watch(&nodes_prefix);
         let (services, _, mut service_watch) = store.snapshot_and_watch(&services_prefix);
         let (pods, _, mut pod_watch) = store.snapshot_and_watch(&pods_prefix);
