@@ -21,15 +21,6 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
-impl From<crate::tls::Identity> for User {
-    fn from(id: crate::tls::Identity) -> User {
-        User {
-            name: id.user,
-            groups: id.groups,
-        }
-    }
-}
-
 impl User {
     /// The bootstrap identity of the join token.
     pub fn bootstrap() -> User {

@@ -27,7 +27,7 @@ use super::{
 
 /// User and group of the admin client certificate (full access through `system:masters`).
 pub const ADMIN_USER: &str = "system:admin";
-pub const ADMIN_GROUP: &str = "system:masters";
+pub use crate::api::identity::ADMIN_GROUP;
 
 const CA_CERT_FILE: &str = "ca.crt";
 const CA_KEY_FILE: &str = "ca.key";

@@ -9,6 +9,8 @@ pub use ca::{Pki, ADMIN_GROUP, ADMIN_USER};
 pub use kubeconfig::{admin_kubeconfig, kubeconfig_credentials, KubeconfigCredentials};
 pub use token::{ca_hash, load_or_create_token, JoinToken};
 
+use crate::api::identity::User;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -376,6 +378,15 @@ fn read_file(path: &Path) -> Result<Option<String>> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+impl From<Identity> for User {
+    fn from(id: Identity) -> User {
+        User {
+            name: id.user,
+            groups: id.groups,
+        }
     }
 }
 
