@@ -115,6 +115,8 @@ impl Registry {
         }
     }
 
+    /// The stored object as the kind shows it (Nodes and Leases with their latest
+    /// in-memory heartbeat).
     pub(super) fn get_with(
         &self,
         strategy: &dyn Strategy,
@@ -217,6 +219,8 @@ impl Registry {
         }
     }
 
+    /// Creates an object: server-set metadata, the strategy's create rules and
+    /// validation, namespace checks, then the write (or none, for a dry run).
     pub(super) async fn create_with(
         &self,
         strategy: &dyn Strategy,
@@ -319,6 +323,8 @@ impl Registry {
         }
     }
 
+    /// Replaces an object (PUT), or its status with `subresource = Some("status")`; a
+    /// `resourceVersion` in the body is a precondition.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn update_with(
         &self,
@@ -567,6 +573,8 @@ impl Registry {
         Err(ApiError::modified(def, name))
     }
 
+    /// One delete attempt against the stored `old`: preconditions, the strategy's
+    /// refusal, grace period and teardown rules, garbage-collection finalizers.
     async fn delete_once(
         &self,
         strategy: &dyn Strategy,
