@@ -133,6 +133,56 @@ impl Allocators {
     }
 }
 
+/// ClusterIPs and NodePorts held by one object: what a write reserved (released again
+/// when the write does not happen) or what a stored object holds (released when it goes).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub ips: Vec<Ipv4Addr>,
+    /// NodePorts with their protocol.
+    pub ports: Vec<(u16, String)>,
+}
+
+impl Reservation {
+    pub fn release(&self, allocators: &Allocators) {
+        for ip in &self.ips {
+            allocators.release_ip(*ip);
+        }
+        for (port, protocol) in &self.ports {
+            allocators.release_port(*port, protocol);
+        }
+    }
+
+    /// Reserves everything again (a stored object after a restart); returns what could
+    /// not be had because another object holds it or it is out of range.
+    pub fn reclaim(&self, allocators: &Allocators) -> Vec<AllocError> {
+        let ips = self
+            .ips
+            .iter()
+            .map(|ip| allocators.allocate_ip(Some(*ip)).err());
+        let ports = self
+            .ports
+            .iter()
+            .map(|(port, protocol)| allocators.allocate_port(Some(*port), protocol).err());
+        ips.chain(ports).flatten().collect()
+    }
+
+    /// What `self` holds that `other` does not.
+    pub fn minus(self, other: &Reservation) -> Reservation {
+        Reservation {
+            ips: self
+                .ips
+                .into_iter()
+                .filter(|ip| !other.ips.contains(ip))
+                .collect(),
+            ports: self
+                .ports
+                .into_iter()
+                .filter(|p| !other.ports.contains(p))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +235,43 @@ mod tests {
         let p2 = a.allocate_port(None, "TCP").unwrap();
         assert_ne!(p1, p2);
         assert_eq!(a.allocate_port(None, "TCP"), Err(AllocError::PortRangeFull));
+    }
+
+    #[test]
+    fn a_released_reservation_frees_its_ips_and_ports() {
+        let a = alloc();
+        let ip: Ipv4Addr = "10.43.0.5".parse().unwrap();
+        let held = Reservation {
+            ips: vec![ip],
+            ports: vec![(30001, "TCP".to_string())],
+        };
+        assert!(held.reclaim(&a).is_empty());
+        assert_eq!(
+            held.reclaim(&a),
+            vec![AllocError::IpTaken, AllocError::PortTaken]
+        );
+        held.release(&a);
+        assert_eq!(a.allocate_ip(Some(ip)), Ok(ip));
+        assert_eq!(a.allocate_port(Some(30001), "TCP"), Ok(30001));
+    }
+
+    #[test]
+    fn minus_keeps_only_what_the_other_does_not_hold() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let old = Reservation {
+            ips: vec![ip("10.43.0.2")],
+            ports: vec![(30000, "TCP".into()), (30001, "TCP".into())],
+        };
+        let new = Reservation {
+            ips: vec![ip("10.43.0.2")],
+            ports: vec![(30001, "TCP".into())],
+        };
+        assert_eq!(
+            old.minus(&new),
+            Reservation {
+                ips: vec![],
+                ports: vec![(30000, "TCP".into())]
+            }
+        );
     }
 }

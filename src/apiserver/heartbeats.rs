@@ -39,51 +39,29 @@ struct Inner {
     counts: HashMap<String, u64>,
 }
 
-/// Whether updates of `obj` (of `kind`) can be heartbeats.
-fn is_heartbeat_kind(kind: &str, obj: &Value) -> bool {
-    match kind {
-        "Lease" => object::namespace(obj) == Some(NODE_LEASE_NAMESPACE),
-        "Node" => true,
-        _ => false,
-    }
-}
-
-/// `obj` without its heartbeat timestamps.
-fn without_heartbeat(kind: &str, obj: &Value) -> Value {
+/// `obj` without the bookkeeping a heartbeat write changes besides its timestamps.
+fn without_bookkeeping(obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         meta.remove("managedFields");
-        // A renewTime is in the Lease spec: the update path bumps generation for it.
+        // A Lease's renewTime is in its spec: the update path bumps generation for it.
         meta.remove("generation");
-    }
-    match kind {
-        "Lease" => {
-            if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.remove("renewTime");
-            }
-        }
-        "Node" => {
-            if let Some(conds) = v
-                .pointer_mut("/status/conditions")
-                .and_then(Value::as_array_mut)
-            {
-                for c in conds.iter_mut().filter_map(Value::as_object_mut) {
-                    c.remove("lastHeartbeatTime");
-                }
-            }
-        }
-        _ => {}
     }
     v
 }
 
-/// Whether `new` differs from `old` only in heartbeat timestamps (and bookkeeping).
-/// Identical objects are not heartbeats.
-pub fn is_heartbeat_only(kind: &str, old: &Value, new: &Value) -> bool {
-    is_heartbeat_kind(kind, old)
-        && !object::same_content(old, new)
-        && without_heartbeat(kind, old) == without_heartbeat(kind, new)
+/// Whether `new` differs from `old` only in heartbeat timestamps (and bookkeeping);
+/// `strip_timestamps` removes the kind's heartbeat timestamps (the Node and Lease
+/// registry strategies say which). Identical objects are not heartbeats.
+pub fn only_heartbeat_changed(old: &Value, new: &Value, strip_timestamps: fn(&mut Value)) -> bool {
+    if object::same_content(old, new) {
+        return false;
+    }
+    let (mut old, mut new) = (without_bookkeeping(old), without_bookkeeping(new));
+    strip_timestamps(&mut old);
+    strip_timestamps(&mut new);
+    old == new
 }
 
 impl Heartbeats {
@@ -149,37 +127,18 @@ mod tests {
     }
 
     #[test]
-    fn renew_time_only_is_a_heartbeat() {
-        let old = lease("2024-01-01T00:00:00.000000Z");
-        let new = lease("2024-01-01T00:00:10.000000Z");
-        assert!(is_heartbeat_only("Lease", &old, &new));
-        assert!(!is_heartbeat_only("Lease", &old, &old));
-        let mut holder = new.clone();
-        holder["spec"]["holderIdentity"] = json!("other");
-        assert!(!is_heartbeat_only("Lease", &old, &holder));
-        let mut elsewhere = new.clone();
-        elsewhere["metadata"]["namespace"] = json!("default");
-        let mut old_elsewhere = old.clone();
-        old_elsewhere["metadata"]["namespace"] = json!("default");
-        assert!(!is_heartbeat_only("Lease", &old_elsewhere, &elsewhere));
-    }
-
-    #[test]
-    fn node_heartbeat_times_only_is_a_heartbeat() {
-        let node = |hb: &str, status: &str| {
-            json!({"kind": "Node", "metadata": {"name": "n1"}, "status": {"conditions": [
-                {"type": "Ready", "status": status, "lastHeartbeatTime": hb, "lastTransitionTime": "t0"}]}})
+    fn only_stripped_fields_and_bookkeeping_may_change() {
+        let strip = |v: &mut Value| {
+            v["spec"].as_object_mut().map(|s| s.remove("renewTime"));
         };
-        assert!(is_heartbeat_only(
-            "Node",
-            &node("t1", "True"),
-            &node("t2", "True")
-        ));
-        assert!(!is_heartbeat_only(
-            "Node",
-            &node("t1", "True"),
-            &node("t2", "False")
-        ));
+        let old = lease("a");
+        let mut new = lease("b");
+        new["metadata"]["resourceVersion"] = json!("6");
+        new["metadata"]["generation"] = json!(2);
+        assert!(only_heartbeat_changed(&old, &new, strip));
+        assert!(!only_heartbeat_changed(&old, &old, strip));
+        new["spec"]["holderIdentity"] = json!("other");
+        assert!(!only_heartbeat_changed(&old, &new, strip));
     }
 
     #[test]

@@ -1,0 +1,709 @@
+//! The generic storage core of the registry, the same for every kind: decoding and
+//! field validation, metadata bookkeeping, optimistic concurrency, dry runs, graceful
+//! deletion and finalizers, and store errors as API errors. Everything a kind does
+//! differently it asks the kind's `Strategy`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::strategy::{Context, Strategy};
+use super::{
+    DeleteOptions, FieldValidation, Registry, WriteOptions, Written, FOREGROUND_FINALIZER,
+    MAX_CONFLICT_RETRIES, ORPHAN_FINALIZER,
+};
+use crate::api::object::{self, meta_mut};
+use crate::api::resources::{self, ResourceDef};
+use crate::api::status::ApiError;
+use crate::api::validation::{FieldError, FieldErrorKind};
+use crate::store::{KeyValue, StoreError};
+
+/// A write that was not stored (dry run): the object as it would have been.
+fn unstored(key: &str, value: Value) -> KeyValue {
+    let raw = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+    KeyValue {
+        key: Arc::from(key),
+        value: Arc::new(value),
+        raw,
+        create_revision: 0,
+        mod_revision: 0,
+    }
+}
+
+fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::AlreadyExists { .. } => ApiError::already_exists(def, name),
+        StoreError::NotFound { .. } => ApiError::not_found(def, name),
+        StoreError::Conflict { .. } => ApiError::modified(def, name),
+        StoreError::Compacted { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+        other => {
+            tracing::error!(error = %other, "datastore error");
+            ApiError::internal(format!("datastore error: {other}"))
+        }
+    }
+}
+
+pub(super) fn field_error(
+    field: &str,
+    kind: FieldErrorKind,
+    value: Option<String>,
+    detail: &str,
+) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        kind,
+        value,
+        detail: detail.to_string(),
+    }
+}
+
+pub(super) fn now() -> String {
+    object::timestamp(chrono::Utc::now())
+}
+
+/// A body naming another object than the URL does.
+pub(super) fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
+    if object::name(obj) == name {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "the name of the object ({}) does not match the name on the URL ({name})",
+        object::name(obj)
+    )))
+}
+
+fn namespace_mismatch() -> ApiError {
+    ApiError::bad_request(
+        "the namespace of the provided object does not match the namespace sent on the request",
+    )
+}
+
+fn written(kv: KeyValue, deleted: bool) -> Written {
+    Written {
+        kv,
+        warnings: vec![],
+        deleted,
+    }
+}
+
+impl Registry {
+    /// What `def`'s strategy may use of this registry.
+    pub(super) fn context<'a>(&'a self, def: &'a ResourceDef) -> Context<'a> {
+        Context {
+            def,
+            allocators: &self.allocators,
+            heartbeats: &self.heartbeats,
+            default_toleration_seconds: self.default_toleration_seconds,
+        }
+    }
+
+    /// Re-reserves what stored objects hold (Service IPs and ports, after a restart).
+    pub(super) fn reclaim_allocations(&self) {
+        for def in resources::RESOURCES {
+            let strategy = super::strategy_for(def);
+            if !strategy.holds_allocations() {
+                continue;
+            }
+            let page = self.store.list(&def.prefix(), None, 0, &|_| true);
+            for kv in page.items {
+                for error in strategy.allocations(&kv.value).reclaim(&self.allocators) {
+                    tracing::warn!(object = %kv.key, %error, "stored allocation clashes");
+                }
+            }
+        }
+    }
+
+    /// The stored object as the kind shows it (Nodes and Leases with their latest
+    /// in-memory heartbeat).
+    pub(super) fn get_with(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
+        let kv = self
+            .store
+            .get(&def.key(ns, name))
+            .ok_or_else(|| ApiError::not_found(def, name))?;
+        Ok(strategy.fresh_view(&self.context(def), kv))
+    }
+
+    /// Checks a request body's type and returns its typed form (unknown fields dropped).
+    fn decode(
+        &self,
+        def: &ResourceDef,
+        mut obj: Value,
+        fv: FieldValidation,
+        duplicates: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: the body must be a JSON object",
+                def.kind, def.version, def.kind
+            )));
+        }
+        match obj.get("apiVersion").and_then(Value::as_str) {
+            Some(v) if v == def.api_version() => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                def.api_version()
+            )))
+            }
+            None => obj["apiVersion"] = Value::String(def.api_version()),
+        }
+        match obj.get("kind").and_then(Value::as_str) {
+            Some(k) if k == def.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    def.kind
+                )))
+            }
+            None => obj["kind"] = Value::String(def.kind.to_string()),
+        }
+        object::normalize_quantities(&mut obj);
+        let typed = (def.roundtrip)(&obj).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                def.kind, def.version, def.kind
+            ))
+        })?;
+        if fv != FieldValidation::Ignore {
+            let problems: Vec<String> = duplicates
+                .iter()
+                .map(|f| format!("duplicate field \"{f}\""))
+                .chain(
+                    object::unknown_fields(&obj, &typed)
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\"")),
+                )
+                .collect();
+            if !problems.is_empty() {
+                if fv == FieldValidation::Strict {
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        def.kind,
+                        def.version,
+                        def.kind,
+                        problems.join(", ")
+                    )));
+                }
+                warnings.extend(problems);
+            }
+        }
+        Ok(typed)
+    }
+
+    /// The namespace must exist and not be terminating for new content.
+    fn check_namespace(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<(), ApiError> {
+        let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
+        match self.store.get(&namespaces.key(None, ns)) {
+            None => Err(ApiError::not_found(namespaces, ns)),
+            Some(kv) if object::is_deleting(&kv.value) => {
+                let mut e = ApiError::forbidden(format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    crate::api::status::resource_name(def)
+                ));
+                e.details = Some(json!({
+                    "name": name, "group": def.group, "kind": def.plural,
+                    "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]
+                }));
+                Err(e)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Creates an object: server-set metadata, the strategy's create rules and
+    /// validation, namespace checks, then the write (or none, for a dry run).
+    pub(super) async fn create_with(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let cx = self.context(def);
+        let mut warnings = Vec::new();
+        let mut obj = self.decode(
+            def,
+            body,
+            opts.field_validation,
+            &opts.duplicate_fields,
+            &mut warnings,
+        )?;
+        if def.namespaced {
+            let ns = ns.ok_or_else(|| {
+                ApiError::bad_request("the namespace of the object must be set on the request")
+            })?;
+            match object::namespace(&obj) {
+                Some(body_ns) if body_ns != ns => return Err(namespace_mismatch()),
+                _ => {
+                    meta_mut(&mut obj).insert("namespace".into(), Value::String(ns.into()));
+                }
+            }
+        } else {
+            meta_mut(&mut obj).remove("namespace");
+        }
+        let meta = meta_mut(&mut obj);
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+                if !prefix.is_empty() {
+                    let name = format!("{prefix}{}", object::random_suffix(5));
+                    meta.insert("name".into(), Value::String(name));
+                }
+            }
+        }
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert("creationTimestamp".into(), Value::String(now()));
+        meta.insert("generation".into(), json!(1));
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+        let name = object::name(&obj).to_string();
+        strategy.prepare_for_create(&cx, &mut obj);
+        let mut errors = Vec::new();
+        if name.is_empty() {
+            errors.push(field_error(
+                "metadata.name",
+                FieldErrorKind::Required,
+                None,
+                "name or generateName is required",
+            ));
+        }
+        errors.extend(strategy.validate(&cx, &obj));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(def, &name, &errors));
+        }
+        if let (true, Some(ns)) = (def.namespaced, ns) {
+            self.check_namespace(def, ns, &name)?;
+        }
+        let key = def.key(ns, &name);
+        if self.store.get(&key).is_some() {
+            return Err(ApiError::already_exists(def, &name));
+        }
+        let allocated = strategy.allocate(&cx, &mut obj, None)?;
+        if opts.dry_run {
+            allocated.release(&self.allocators);
+            return Ok(Written {
+                kv: unstored(&key, obj),
+                warnings,
+                deleted: false,
+            });
+        }
+        match self.store.create(&key, obj).await {
+            Ok(kv) => Ok(Written {
+                kv,
+                warnings,
+                deleted: false,
+            }),
+            Err(e) => {
+                allocated.release(&self.allocators);
+                Err(store_error(def, &name, e))
+            }
+        }
+    }
+
+    /// Replaces an object (PUT), or its status with `subresource = Some("status")`; a
+    /// `resourceVersion` in the body is a precondition.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn update_with(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let mut warnings = Vec::new();
+        let new = self.decode(
+            def,
+            body,
+            opts.field_validation,
+            &opts.duplicate_fields,
+            &mut warnings,
+        )?;
+        check_name(&new, name)?;
+        if def.namespaced {
+            if let (Some(body_ns), Some(ns)) = (object::namespace(&new), ns) {
+                if body_ns != ns {
+                    return Err(namespace_mismatch());
+                }
+            }
+        }
+        let expected =
+            object::parse_resource_version(object::meta_str(&new, "resourceVersion").unwrap_or(""))
+                .map_err(ApiError::bad_request)?;
+        let old = self.get_with(strategy, def, ns, name)?;
+        if expected.is_some_and(|rv| rv != old.mod_revision) {
+            return Err(ApiError::modified(def, name));
+        }
+        let mut written = self
+            .replace(strategy, def, &old, new, subresource, opts)
+            .await?;
+        written.warnings.extend(warnings);
+        Ok(written)
+    }
+
+    /// Applies the update rules to `new` against the stored `old` and writes it.
+    async fn replace(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        old: &KeyValue,
+        mut new: Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let cx = self.context(def);
+        let oldv = &*old.value;
+        let name = object::name(oldv).to_string();
+        if let Some(uid) = object::uid(&new) {
+            if Some(uid) != object::uid(oldv) {
+                return Err(ApiError::conflict(
+                    def,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        object::uid(oldv).unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        strategy.prepare_for_update(&cx, &mut new, oldv, subresource);
+        {
+            let old_meta = oldv["metadata"].as_object().cloned().unwrap_or_default();
+            let meta = meta_mut(&mut new);
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+            ] {
+                match old_meta.get(f) {
+                    Some(v) => meta.insert(f.into(), v.clone()),
+                    None => meta.remove(f),
+                };
+            }
+            meta.remove("resourceVersion");
+        }
+        // A deleting object may only lose finalizers, never gain new ones.
+        if object::is_deleting(oldv) {
+            let old_f = object::finalizers(oldv);
+            if object::finalizers(&new).iter().any(|f| !old_f.contains(f)) {
+                return Err(ApiError::invalid(
+                    def,
+                    &name,
+                    &[field_error(
+                        "metadata.finalizers",
+                        FieldErrorKind::Forbidden,
+                        None,
+                        "no new finalizers can be added if the object is being deleted",
+                    )],
+                ));
+            }
+        }
+        if object::spec_part(&new) != object::spec_part(oldv) {
+            let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            meta_mut(&mut new).insert("generation".into(), json!(generation));
+        }
+        let (allocated, released) = if subresource.is_none() {
+            let allocated = strategy.allocate(&cx, &mut new, Some(oldv))?;
+            let released = strategy
+                .allocations(oldv)
+                .minus(&strategy.allocations(&new));
+            (allocated, released)
+        } else {
+            Default::default()
+        };
+        let errors = if opts.binding {
+            // A binding sets the one field updates may not change: validated as new.
+            strategy.validate(&cx, &new)
+        } else {
+            strategy.validate_update(&cx, &new, oldv)
+        };
+        if !errors.is_empty() {
+            allocated.release(&self.allocators);
+            return Err(ApiError::invalid(def, &name, &errors));
+        }
+        if object::same_content(&new, oldv) {
+            return Ok(written(old.clone(), false));
+        }
+        if opts.dry_run {
+            allocated.release(&self.allocators);
+            return Ok(written(unstored(&old.key, new), false));
+        }
+        if strategy.is_heartbeat(oldv, &new) {
+            // Acknowledged in memory only; the stored resourceVersion stays valid.
+            return Ok(written(self.heartbeats.record(old, new), false));
+        }
+        // Finalization: the last finalizer removed from an object being deleted (without
+        // a pending grace period) deletes it.
+        let finished = object::is_deleting(&new)
+            && object::finalizers(&new).is_empty()
+            && strategy.finalized(&new)
+            && new["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0;
+        let result = if finished {
+            match self
+                .store
+                .update(&old.key, new, Some(old.mod_revision))
+                .await
+            {
+                Ok(kv) => self
+                    .store
+                    .delete(&old.key, Some(kv.mod_revision))
+                    .await
+                    .map(|kv| (kv, true)),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.store
+                .update(&old.key, new, Some(old.mod_revision))
+                .await
+                .map(|kv| (kv, false))
+        };
+        match result {
+            Ok((kv, deleted)) => {
+                if deleted {
+                    strategy.allocations(&kv.value).release(&self.allocators);
+                } else {
+                    released.release(&self.allocators);
+                }
+                Ok(written(kv, deleted))
+            }
+            Err(e) => {
+                allocated.release(&self.allocators);
+                Err(store_error(def, &name, e))
+            }
+        }
+    }
+
+    /// Read-modify-write with retries on concurrent changes: `mutate` gets the current
+    /// object and returns the desired one.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn modify_with(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+        mutate: &(dyn Fn(&Value) -> Result<Value, ApiError> + Sync),
+    ) -> Result<Written, ApiError> {
+        let mut last_err = None;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let old = self.get_with(strategy, def, ns, name)?;
+            let new = mutate(&old.value)?;
+            let mut warnings = Vec::new();
+            let new = self.decode(def, new, opts.field_validation, &[], &mut warnings)?;
+            check_name(&new, name)?;
+            // A resourceVersion set by the caller (e.g. in a patch) is a precondition.
+            let rv = object::meta_str(&new, "resourceVersion").unwrap_or("");
+            if !rv.is_empty() && rv != old.mod_revision.to_string() {
+                return Err(ApiError::modified(def, name));
+            }
+            match self
+                .replace(strategy, def, &old, new, subresource, opts)
+                .await
+            {
+                Err(e) if e.reason == "Conflict" && e.code == 409 => {
+                    last_err = Some(e);
+                    continue;
+                }
+                Ok(mut w) => {
+                    w.warnings.extend(warnings);
+                    return Ok(w);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ApiError::modified(def, name)))
+    }
+
+    /// Deletes an object: immediately, or by marking it (graceful pod deletion,
+    /// finalizers, namespace teardown) for a controller or kubelet to finish.
+    pub(super) async fn delete_with(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let old = self.get_with(strategy, def, ns, name)?;
+            match self.delete_once(strategy, def, &old, opts).await {
+                Err(e)
+                    if e.code == 409
+                        && e.reason == "Conflict"
+                        && opts.precondition_rv.is_none() =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+        Err(ApiError::modified(def, name))
+    }
+
+    /// One delete attempt against the stored `old`: preconditions, the strategy's
+    /// refusal, grace period and teardown rules, garbage-collection finalizers.
+    async fn delete_once(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        old: &KeyValue,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        let cx = self.context(def);
+        let oldv = &*old.value;
+        let name = object::name(oldv).to_string();
+        if let Some(uid) = &opts.precondition_uid {
+            if Some(uid.as_str()) != object::uid(oldv) {
+                return Err(ApiError::conflict(
+                    def,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        object::uid(oldv).unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &opts.precondition_rv {
+            if *rv != old.mod_revision.to_string() {
+                return Err(ApiError::conflict(
+                    def,
+                    &name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        old.mod_revision
+                    ),
+                ));
+            }
+        }
+        strategy.check_delete(&cx, oldv)?;
+        let grace = strategy.grace_period(oldv, opts.grace_period);
+        let mut finalizers = object::finalizers(oldv);
+        // Foreground and Orphan are exclusive; an explicit policy replaces the other
+        // (also on an object already being deleted), Background drops both. The garbage
+        // collector handles the dependents and removes the finalizer; without
+        // dependents there is nothing to wait for, so none is added.
+        let gc_finalizer = match opts.propagation.as_deref() {
+            None => None,
+            Some("Background") => Some(None),
+            Some("Foreground") => Some(Some(FOREGROUND_FINALIZER)),
+            Some("Orphan") => Some(Some(ORPHAN_FINALIZER)),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid propagationPolicy: {other}; must be one of Orphan, Foreground or Background"
+                )))
+            }
+        };
+        if let Some(wanted) = gc_finalizer {
+            finalizers.retain(|f| f != FOREGROUND_FINALIZER && f != ORPHAN_FINALIZER);
+            if let Some(f) = wanted {
+                if self.has_dependents(oldv) {
+                    finalizers.push(f.to_string());
+                }
+            }
+        }
+        finalizers.dedup();
+        let needs_marking = strategy.deleted_by_controller() || grace > 0 || !finalizers.is_empty();
+        if !needs_marking {
+            if opts.dry_run {
+                return Ok(written(old.clone(), true));
+            }
+            let kv = self
+                .store
+                .delete(&old.key, Some(old.mod_revision))
+                .await
+                .map_err(|e| store_error(def, &name, e))?;
+            strategy.allocations(&kv.value).release(&self.allocators);
+            return Ok(written(kv, true));
+        }
+        let mut new = oldv.clone();
+        let already = object::is_deleting(oldv);
+        let old_grace = oldv["metadata"]["deletionGracePeriodSeconds"].as_i64();
+        {
+            let meta = meta_mut(&mut new);
+            if !already || old_grace.is_some_and(|g| grace < g) {
+                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(object::timestamp(when)),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if finalizers.is_empty() {
+                meta.remove("finalizers");
+            } else {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
+        }
+        strategy.prepare_for_delete(&mut new);
+        if object::same_content(&new, oldv) {
+            return Ok(written(old.clone(), false));
+        }
+        if opts.dry_run {
+            return Ok(written(unstored(&old.key, new), false));
+        }
+        let kv = self
+            .store
+            .update(&old.key, new, Some(old.mod_revision))
+            .await
+            .map_err(|e| store_error(def, &name, e))?;
+        Ok(written(kv, false))
+    }
+
+    /// Whether any object names `obj` as its owner.
+    fn has_dependents(&self, obj: &Value) -> bool {
+        let Some(uid) = object::uid(obj) else {
+            return false;
+        };
+        let ns = object::namespace(obj);
+        resources::RESOURCES.iter().any(|def| {
+            let prefix = if def.namespaced {
+                match ns {
+                    Some(ns) => def.list_prefix(Some(ns)),
+                    None => def.prefix(),
+                }
+            } else {
+                def.prefix()
+            };
+            let page = self.store.list(&prefix, None, 1, &|kv: &KeyValue| {
+                kv.value["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+            });
+            !page.items.is_empty()
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! Namespace rules: created Active, the system namespaces cannot be deleted, and a
+//! delete only marks the namespace Terminating: the namespace controller empties it and
+//! clears `spec.finalizers`, and the namespace goes when those are gone too.
+
+use serde_json::{json, Value};
+
+use crate::api::defaults;
+use crate::api::status::ApiError;
+use crate::apiserver::registry::strategy::{Context, Strategy};
+
+/// Namespaces that can never be deleted.
+const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+pub struct NamespaceStrategy;
+
+impl Strategy for NamespaceStrategy {
+    fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Active"});
+        defaults::apply_defaults(cx.def.kind, obj);
+    }
+
+    fn check_delete(&self, _cx: &Context, obj: &Value) -> Result<(), ApiError> {
+        let name = crate::api::object::name(obj);
+        if UNDELETABLE_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        Ok(())
+    }
+
+    fn deleted_by_controller(&self) -> bool {
+        true
+    }
+
+    fn prepare_for_delete(&self, obj: &mut Value) {
+        obj["status"]["phase"] = json!("Terminating");
+    }
+
+    fn finalized(&self, obj: &Value) -> bool {
+        obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_finalized_once_its_spec_finalizers_are_gone() {
+        let ns = |finalizers: Value| json!({"spec": {"finalizers": finalizers}});
+        assert!(!NamespaceStrategy.finalized(&ns(json!(["kubernetes"]))));
+        assert!(NamespaceStrategy.finalized(&ns(json!([]))));
+        assert!(NamespaceStrategy.finalized(&json!({"spec": {}})));
+    }
+
+    #[test]
+    fn marking_a_namespace_for_deletion_makes_it_terminating() {
+        let mut ns = json!({"metadata": {"name": "team"}, "status": {"phase": "Active"}});
+        NamespaceStrategy.prepare_for_delete(&mut ns);
+        assert_eq!(ns["status"]["phase"], "Terminating");
+    }
+}

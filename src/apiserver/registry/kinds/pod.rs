@@ -1,0 +1,163 @@
+//! Pod rules: created Pending, the default not-ready/unreachable tolerations get the
+//! configured eviction delay (upstream's DefaultTolerationSeconds admission), a delete
+//! of a running pod bound to a node waits its grace period for the kubelet, and the
+//! `binding` subresource assigns the pod to a node.
+
+use serde_json::{json, Value};
+
+use crate::api::defaults;
+use crate::api::object;
+use crate::api::resources;
+use crate::api::status::ApiError;
+use crate::api::validation::FieldErrorKind;
+use crate::apiserver::registry::generic::field_error;
+use crate::apiserver::registry::strategy::{Context, Strategy};
+use crate::apiserver::registry::{set_condition, Registry, WriteOptions, Written};
+
+/// Grace period of a pod that does not set `terminationGracePeriodSeconds`.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
+
+pub struct PodStrategy;
+
+impl Strategy for PodStrategy {
+    fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Pending"});
+        let own = toleration_keys(obj);
+        defaults::apply_defaults(cx.def.kind, obj);
+        admit_default_tolerations(obj, &own, cx.default_toleration_seconds);
+    }
+
+    fn grace_period(&self, pod: &Value, requested: Option<i64>) -> i64 {
+        let unscheduled = pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty();
+        let finished = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded") | Some("Failed")
+        );
+        if unscheduled || finished {
+            return 0;
+        }
+        let grace = requested.unwrap_or_else(|| {
+            pod["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS)
+        });
+        grace.max(0)
+    }
+}
+
+/// Keys of the tolerations a pod spec brings itself.
+fn toleration_keys(pod: &Value) -> Vec<String> {
+    pod["spec"]["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["key"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Sets the configured eviction delay on the not-ready/unreachable tolerations that
+/// defaulting added (never on ones the pod brought).
+fn admit_default_tolerations(pod: &mut Value, own: &[String], seconds: i64) {
+    let Some(tolerations) = pod["spec"]["tolerations"].as_array_mut() else {
+        return;
+    };
+    for t in tolerations {
+        let key = t["key"].as_str().unwrap_or("");
+        let added = (key == defaults::TAINT_NODE_NOT_READY
+            || key == defaults::TAINT_NODE_UNREACHABLE)
+            && !own.iter().any(|k| k == key);
+        if added {
+            t["tolerationSeconds"] = json!(seconds);
+        }
+    }
+}
+
+impl Registry {
+    /// Sets `spec.nodeName` of a pod (the `binding` subresource).
+    pub async fn bind_pod(
+        &self,
+        ns: &str,
+        pod_name: &str,
+        binding: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let pods = resources::by_plural("", "v1", "pods").expect("served");
+        let target = binding["target"]["name"].as_str().unwrap_or("").to_string();
+        if target.is_empty() {
+            return Err(ApiError::invalid(
+                pods,
+                pod_name,
+                &[field_error(
+                    "target.name",
+                    FieldErrorKind::Required,
+                    None,
+                    "",
+                )],
+            ));
+        }
+        let binding_opts = WriteOptions {
+            binding: true,
+            ..opts.clone()
+        };
+        self.modify(pods, Some(ns), pod_name, None, &binding_opts, &|pod| {
+            if object::is_deleting(pod) {
+                return Err(ApiError::conflict(
+                    pods,
+                    pod_name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            let current = pod["spec"]["nodeName"].as_str().unwrap_or("");
+            if !current.is_empty() {
+                return Err(ApiError::conflict(
+                    pods,
+                    pod_name,
+                    &format!("pod {pod_name} is already assigned to node \"{current}\""),
+                ));
+            }
+            let mut pod = pod.clone();
+            pod["spec"]["nodeName"] = json!(target);
+            Ok(pod)
+        })
+        .await?;
+        // Record the PodScheduled condition through the status path.
+        self.modify(pods, Some(ns), pod_name, Some("status"), opts, &|pod| {
+            let mut pod = pod.clone();
+            set_condition(&mut pod, "PodScheduled", "True", None, None);
+            Ok(pod)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(node: &str, phase: &str) -> Value {
+        json!({"spec": {"nodeName": node, "terminationGracePeriodSeconds": 10}, "status": {"phase": phase}})
+    }
+
+    #[test]
+    fn only_running_pods_bound_to_a_node_wait_for_their_grace_period() {
+        assert_eq!(PodStrategy.grace_period(&pod("n1", "Running"), None), 10);
+        assert_eq!(PodStrategy.grace_period(&pod("n1", "Running"), Some(3)), 3);
+        assert_eq!(PodStrategy.grace_period(&pod("n1", "Running"), Some(-1)), 0);
+        assert_eq!(PodStrategy.grace_period(&pod("", "Pending"), None), 0);
+        assert_eq!(PodStrategy.grace_period(&pod("n1", "Succeeded"), None), 0);
+        let unset = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert_eq!(PodStrategy.grace_period(&unset, None), 30);
+    }
+
+    #[test]
+    fn defaulted_tolerations_get_the_eviction_delay_but_the_pods_own_do_not() {
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": defaults::TAINT_NODE_NOT_READY, "operator": "Exists", "effect": "NoExecute"},
+            {"key": defaults::TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"},
+        ]}});
+        admit_default_tolerations(&mut pod, &[defaults::TAINT_NODE_NOT_READY.to_string()], 7);
+        let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+        assert!(tolerations[0].get("tolerationSeconds").is_none());
+        assert_eq!(tolerations[1]["tolerationSeconds"], 7);
+    }
+}

@@ -1,0 +1,132 @@
+//! ReplicationController, ReplicaSet and Deployment rules: created with no replicas in
+//! status (their controllers own it), and the `scale` subresource, whose selector is
+//! written as the kind spells it (a label map for ReplicationControllers).
+
+use serde_json::{json, Value};
+
+use crate::api::defaults;
+use crate::api::object;
+use crate::api::resources::ResourceDef;
+use crate::api::status::ApiError;
+use crate::api::validation::FieldErrorKind;
+use crate::apiserver::registry::generic::field_error;
+use crate::apiserver::registry::strategy::{strategy_for, Context, Strategy};
+use crate::apiserver::registry::{Registry, WriteOptions, Written};
+
+/// How a kind writes its pod selector.
+enum SelectorForm {
+    /// `{"app": "web"}` (ReplicationController).
+    LabelMap,
+    /// `{"matchLabels": …, "matchExpressions": …}` (apps/v1).
+    LabelSelector,
+}
+
+pub struct WorkloadStrategy {
+    selector: SelectorForm,
+}
+
+pub static REPLICATION_CONTROLLER: WorkloadStrategy = WorkloadStrategy {
+    selector: SelectorForm::LabelMap,
+};
+pub static REPLICA_SET: WorkloadStrategy = WorkloadStrategy {
+    selector: SelectorForm::LabelSelector,
+};
+pub static DEPLOYMENT: WorkloadStrategy = WorkloadStrategy {
+    selector: SelectorForm::LabelSelector,
+};
+
+impl Strategy for WorkloadStrategy {
+    fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
+        obj["status"] = json!({"replicas": 0});
+        defaults::apply_defaults(cx.def.kind, obj);
+    }
+
+    fn scale_selector(&self, obj: &Value) -> String {
+        match self.selector {
+            SelectorForm::LabelMap => obj["spec"]["selector"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            SelectorForm::LabelSelector => {
+                crate::api::selector::LabelSelector::from_k8s(&obj["spec"]["selector"])
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// The `Scale` view of a replicated resource.
+    pub fn scale_of(&self, def: &ResourceDef, obj: &Value) -> Value {
+        let selector = strategy_for(def).scale_selector(obj);
+        let meta = &obj["metadata"];
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+            "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        })
+    }
+
+    /// Sets `spec.replicas` from a `Scale` body (PUT on the `scale` subresource).
+    pub async fn update_scale(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        scale: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                def,
+                name,
+                &[field_error(
+                    "spec.replicas",
+                    FieldErrorKind::Invalid,
+                    Some(replicas.to_string()),
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let rv = object::meta_str(scale, "resourceVersion")
+            .unwrap_or("")
+            .to_string();
+        self.modify(def, ns, name, None, opts, &|obj| {
+            if !rv.is_empty() && obj["metadata"]["resourceVersion"] != rv.as_str() {
+                return Err(ApiError::modified(def, name));
+            }
+            let mut obj = obj.clone();
+            obj["spec"]["replicas"] = json!(replicas);
+            Ok(obj)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_selectors_are_written_as_label_selector_strings() {
+        let rc = json!({"spec": {"selector": {"app": "web", "tier": "fe"}}});
+        assert_eq!(
+            REPLICATION_CONTROLLER.scale_selector(&rc),
+            "app=web,tier=fe"
+        );
+        let rs = json!({"spec": {"selector": {"matchLabels": {"app": "web"}}}});
+        assert_eq!(REPLICA_SET.scale_selector(&rs), "app=web");
+    }
+}

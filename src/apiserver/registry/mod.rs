@@ -1,0 +1,291 @@
+//! Resource semantics shared by the HTTP handlers and the in-process controllers: the
+//! `Registry` and its API. The storage rules every kind shares live in `generic`; what
+//! a kind does differently (defaults, status resets, Service IPs and ports, heartbeats,
+//! pod binding, scale, namespace teardown) in its `Strategy` under `kinds/`.
+
+mod generic;
+mod kinds;
+mod strategy;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::allocator::Allocators;
+use super::heartbeats::Heartbeats;
+use crate::api::defaults;
+use crate::api::patch::{self, PatchType};
+use crate::api::resources::ResourceDef;
+use crate::api::status::ApiError;
+use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
+use generic::{check_name, now};
+use strategy::strategy_for;
+
+/// How unknown fields in a request body are treated (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(s: &str) -> Result<FieldValidation, ApiError> {
+        match s {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Strict" => Ok(FieldValidation::Strict),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}, valid values are: Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+    /// Keys given twice in the request body (found while reading it).
+    pub duplicate_fields: Vec<String>,
+    /// The write is a pod binding: `spec.nodeName` may be set although pod specs are
+    /// otherwise immutable (only `bind_pod` sets this).
+    binding: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub grace_period: Option<i64>,
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+}
+
+/// The result of a write: the object as stored (or as it would be, for dry runs).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub kv: KeyValue,
+    pub warnings: Vec<String>,
+    /// For deletes: whether the object is gone (false = deletion pending).
+    pub deleted: bool,
+}
+/// Times a read-modify-write is retried on a concurrent change before giving up.
+const MAX_CONFLICT_RETRIES: usize = 8;
+/// Namespaces created at start that can never be deleted.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Finalizer asking the garbage collector to delete dependents before the owner.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// Finalizer asking the garbage collector to orphan dependents before the owner goes.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    pub allocators: Allocators,
+    /// Node heartbeats acknowledged in memory instead of being written.
+    pub heartbeats: Arc<Heartbeats>,
+    /// `tolerationSeconds` given to pods for the not-ready/unreachable NoExecute taints
+    /// they do not tolerate themselves (upstream's DefaultTolerationSeconds admission):
+    /// how long pods stay on a lost node before they are evicted.
+    pub default_toleration_seconds: i64,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, allocators: Allocators) -> Registry {
+        let registry = Registry {
+            store,
+            allocators,
+            heartbeats: Arc::new(Heartbeats::new()),
+            default_toleration_seconds: defaults::DEFAULT_NOT_READY_TOLERATION_SECONDS,
+        };
+        registry.reclaim_allocations();
+        registry
+    }
+
+    pub fn get(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
+        self.get_with(strategy_for(def), def, ns, name)
+    }
+
+    pub fn list(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        start_after: Option<&str>,
+        limit: usize,
+        filter: &(dyn Fn(&KeyValue) -> bool + Sync),
+    ) -> ListPage {
+        let mut page = self
+            .store
+            .list(&def.list_prefix(ns), start_after, limit, filter);
+        // Lists show the latest heartbeats too (watches only see persisted changes).
+        let (strategy, cx) = (strategy_for(def), self.context(def));
+        page.items = page
+            .items
+            .into_iter()
+            .map(|kv| strategy.fresh_view(&cx, kv))
+            .collect();
+        page
+    }
+
+    pub async fn create(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        self.create_with(strategy_for(def), def, ns, body, opts)
+            .await
+    }
+
+    /// Replaces an object (PUT), or its status with `subresource = Some("status")`.
+    pub async fn update(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        self.update_with(strategy_for(def), def, ns, name, body, subresource, opts)
+            .await
+    }
+
+    /// Read-modify-write with retries on concurrent changes: `mutate` gets the current
+    /// object and returns the desired one.
+    pub async fn modify(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+        mutate: &(dyn Fn(&Value) -> Result<Value, ApiError> + Sync),
+    ) -> Result<Written, ApiError> {
+        self.modify_with(strategy_for(def), def, ns, name, subresource, opts, mutate)
+            .await
+    }
+
+    pub async fn patch(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        (patch_type, body): (PatchType, &[u8]),
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        if patch_type == PatchType::Apply && self.get(def, ns, name).is_err() {
+            // Server-side apply of an object that does not exist creates it.
+            let obj =
+                patch::apply_patch(def.kind, &Value::Null, body, patch_type).map_err(|e| {
+                    ApiError::new(e.status_code(), reason_for(e.status_code()), e.to_string())
+                })?;
+            check_name(&obj, name)?;
+            return self.create(def, ns, obj, opts).await;
+        }
+        let kind = def.kind;
+        self.modify(def, ns, name, subresource, opts, &|current| {
+            patch::apply_patch(kind, current, body, patch_type).map_err(|e| {
+                ApiError::new(e.status_code(), reason_for(e.status_code()), e.to_string())
+            })
+        })
+        .await
+    }
+
+    /// Deletes an object: immediately, or by marking it (graceful pod deletion,
+    /// finalizers, namespace teardown) for a controller or kubelet to finish.
+    pub async fn delete(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        self.delete_with(strategy_for(def), def, ns, name, opts)
+            .await
+    }
+
+    /// The current revision of the store.
+    pub fn revision(&self) -> Revision {
+        self.store.revision()
+    }
+
+    /// Every current object under `prefix` (a `ResourceDef` prefix, or `/` for all) and
+    /// a watch of each change after them: what informers and watch requests start from.
+    pub fn snapshot_and_watch(&self, prefix: &str) -> (Vec<KeyValue>, Revision, Watcher) {
+        self.store.snapshot_and_watch(prefix)
+    }
+
+    /// The changes under `prefix` after revision `after`; `Compacted` when that history
+    /// is gone.
+    pub fn watch(&self, prefix: &str, after: Revision) -> Result<Watcher, StoreError> {
+        self.store.watch(prefix, after)
+    }
+
+    /// The object stored at `key` (a key taken from a stored object or watch event),
+    /// as persisted: without in-memory heartbeats.
+    pub fn get_by_key(&self, key: &str) -> Option<KeyValue> {
+        self.store.get(key)
+    }
+}
+
+/// Sets (or replaces) a condition of `status.conditions` by type.
+pub fn set_condition(
+    obj: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
+    let now = now();
+    if !obj["status"].is_object() {
+        obj["status"] = json!({});
+    }
+    if !obj["status"]["conditions"].is_array() {
+        obj["status"]["conditions"] = json!([]);
+    }
+    let conditions = obj["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions is an array");
+    let mut cond =
+        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
+    if let Some(r) = reason {
+        cond["reason"] = json!(r);
+    }
+    if let Some(m) = message {
+        cond["message"] = json!(m);
+    }
+    match conditions.iter_mut().find(|c| c["type"] == kind) {
+        Some(existing) => {
+            if existing["status"] == status {
+                cond["lastTransitionTime"] = existing["lastTransitionTime"].clone();
+            }
+            *existing = cond;
+        }
+        None => conditions.push(cond),
+    }
+}
+
+/// The `Status` reason for an HTTP status code.
+pub fn reason_for(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        404 => "NotFound",
+        409 => "Conflict",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        _ => "InternalError",
+    }
+}

@@ -1,0 +1,222 @@
+//! The per-kind half of the registry: the `Strategy` a kind plugs into the generic
+//! storage core (upstream's `rest.RESTCreateStrategy`, `RESTUpdateStrategy` and
+//! `RESTDeleteStrategy`), and the one table that picks a strategy for each served kind.
+//!
+//! Adding a kind with rules of its own is one file in `kinds/` plus one line in
+//! [`strategy_for`]; kinds without rules get [`DefaultStrategy`].
+
+use serde_json::Value;
+
+use super::kinds::{
+    default::DefaultStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy,
+    node::NodeStrategy, pod::PodStrategy, service::ServiceStrategy, workload,
+};
+use crate::api::resources::ResourceDef;
+use crate::api::selector::LabelSelector;
+use crate::api::status::ApiError;
+use crate::api::validation::FieldError;
+use crate::api::{defaults, validation};
+use crate::apiserver::allocator::{Allocators, Reservation};
+use crate::apiserver::heartbeats::Heartbeats;
+use crate::store::KeyValue;
+
+/// What a strategy may use besides the object: the kind being written and the
+/// registry's cluster-wide state.
+pub struct Context<'a> {
+    pub def: &'a ResourceDef,
+    pub allocators: &'a Allocators,
+    pub heartbeats: &'a Heartbeats,
+    /// `tolerationSeconds` for the not-ready/unreachable tolerations pods get by default.
+    pub default_toleration_seconds: i64,
+}
+
+/// The rules of one kind. Every method has the behaviour of a kind without rules of
+/// its own (defaults and validation from `api/`, status kept across updates, deleted
+/// at once), so a strategy overrides only what its kind does differently.
+pub trait Strategy: Sync {
+    /// Upstream `PrepareForCreate` and defaulting: resets what only the system writes
+    /// (status, for kinds whose controllers own it) and fills in defaults.
+    fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
+        defaults::apply_defaults(cx.def.kind, obj);
+    }
+
+    /// Upstream `PrepareForUpdate` and defaulting: a write of the main resource keeps
+    /// the stored status, a write of `status` keeps everything else.
+    fn prepare_for_update(
+        &self,
+        cx: &Context,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) {
+        keep_unwritten_part(cx.def, new, old, subresource);
+        defaults::apply_defaults(cx.def.kind, new);
+    }
+
+    /// Field errors of a new object (an empty list admits it).
+    fn validate(&self, cx: &Context, obj: &Value) -> Vec<FieldError> {
+        validation::validate(cx.def.kind, obj, None)
+    }
+
+    /// Field errors of an update from `old` to `new` (immutable fields included).
+    fn validate_update(&self, cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
+        validation::validate(cx.def.kind, new, Some(old))
+    }
+
+    /// Reserves what `obj` needs from cluster-wide pools (Service IPs and NodePorts) on
+    /// create (`old` is None) and on updates of the main resource. The core releases
+    /// the reservation again when the write does not happen.
+    fn allocate(
+        &self,
+        _cx: &Context,
+        _obj: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<Reservation, ApiError> {
+        Ok(Reservation::default())
+    }
+
+    /// Whether objects of this kind hold anything from those pools (re-reserved from
+    /// the stored objects when the registry starts).
+    fn holds_allocations(&self) -> bool {
+        false
+    }
+
+    /// What a stored object holds from those pools: released when it is deleted, and
+    /// the part an update no longer holds is released after the update.
+    fn allocations(&self, _obj: &Value) -> Reservation {
+        Reservation::default()
+    }
+
+    /// Whether an update changes nothing but heartbeat timestamps: such an update is
+    /// acknowledged in memory instead of being written (see `heartbeats`).
+    fn is_heartbeat(&self, _old: &Value, _new: &Value) -> bool {
+        false
+    }
+
+    /// The object a get or list returns for the stored `kv` (with its latest
+    /// in-memory heartbeat, for kinds that have them).
+    fn fresh_view(&self, _cx: &Context, kv: KeyValue) -> KeyValue {
+        kv
+    }
+
+    /// Upstream `BeforeDelete` checks: refuses deletes the kind never allows.
+    fn check_delete(&self, _cx: &Context, _obj: &Value) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Seconds a delete waits for the object's owner to let go of it (upstream
+    /// `CheckGracefulDelete`); 0 deletes at once unless finalizers remain.
+    fn grace_period(&self, _obj: &Value, _requested: Option<i64>) -> i64 {
+        0
+    }
+
+    /// Whether a delete always only marks the object, for a controller to finish
+    /// (a namespace is emptied before it goes).
+    fn deleted_by_controller(&self) -> bool {
+        false
+    }
+
+    /// Changes made to an object when it is marked for deletion.
+    fn prepare_for_delete(&self, _obj: &mut Value) {}
+
+    /// Whether the kind's own finalization, besides `metadata.finalizers`, is done:
+    /// an object being deleted goes once both are.
+    fn finalized(&self, _obj: &Value) -> bool {
+        true
+    }
+
+    /// `status.selector` of the object's `Scale` view: its pod selector as a string.
+    fn scale_selector(&self, obj: &Value) -> String {
+        LabelSelector::from_k8s(&obj["spec"]["selector"])
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// The strategy of a served kind: the only place that says which kinds have rules.
+pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
+    match (def.group, def.kind) {
+        ("", "Pod") => &PodStrategy,
+        ("", "Service") => &ServiceStrategy,
+        ("", "Namespace") => &NamespaceStrategy,
+        ("", "Node") => &NodeStrategy,
+        ("coordination.k8s.io", "Lease") => &LeaseStrategy,
+        ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
+        ("apps", "ReplicaSet") => &workload::REPLICA_SET,
+        ("apps", "Deployment") => &workload::DEPLOYMENT,
+        _ => &DefaultStrategy,
+    }
+}
+
+/// Upstream's status reset: a `status` write takes only the status from `new`, any
+/// other write of a kind with a status keeps the stored one.
+pub fn keep_unwritten_part(
+    def: &ResourceDef,
+    new: &mut Value,
+    old: &Value,
+    subresource: Option<&str>,
+) {
+    if subresource == Some("status") {
+        let status = new.get("status").cloned();
+        *new = old.clone();
+        match status {
+            Some(s) => new["status"] = s,
+            None => {
+                new.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+    } else if def.has_status() {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                new.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::resources::RESOURCES;
+
+    fn def(kind: &str) -> &'static ResourceDef {
+        RESOURCES.iter().find(|d| d.kind == kind).expect("served")
+    }
+
+    #[test]
+    fn the_table_hands_each_kind_its_own_rules() {
+        assert!(strategy_for(def("Service")).holds_allocations());
+        assert!(strategy_for(def("Namespace")).deleted_by_controller());
+        let pod = serde_json::json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert_eq!(strategy_for(def("Pod")).grace_period(&pod, Some(5)), 5);
+        let rc = serde_json::json!({"spec": {"selector": {"app": "web"}}});
+        assert_eq!(
+            strategy_for(def("ReplicationController")).scale_selector(&rc),
+            "app=web"
+        );
+        let config_map = strategy_for(def("ConfigMap"));
+        assert!(!config_map.holds_allocations());
+        assert!(!config_map.deleted_by_controller());
+        assert_eq!(config_map.grace_period(&pod, Some(5)), 0);
+    }
+
+    #[test]
+    fn status_writes_keep_the_spec_and_other_writes_keep_the_status() {
+        let pods = def("Pod");
+        let old = serde_json::json!({"spec": {"a": 1}, "status": {"phase": "Running"}});
+        let body = serde_json::json!({"spec": {"a": 2}, "status": {"phase": "Failed"}});
+        let mut status_write = body.clone();
+        keep_unwritten_part(pods, &mut status_write, &old, Some("status"));
+        assert_eq!(
+            status_write,
+            serde_json::json!({"spec": {"a": 1}, "status": {"phase": "Failed"}})
+        );
+        let mut main_write = body;
+        keep_unwritten_part(pods, &mut main_write, &old, None);
+        assert_eq!(
+            main_write,
+            serde_json::json!({"spec": {"a": 2}, "status": {"phase": "Running"}})
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! The generic storage core driven through fake strategies: whatever a kind's strategy
+//! says (refuse, reset, reserve, heartbeat, finalize) the core honours the same way.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::strategy::{Context, Strategy};
+use super::{DeleteOptions, Registry, WriteOptions};
+use crate::api::resources::{self, ResourceDef};
+use crate::api::validation::FieldError;
+use crate::apiserver::allocator::{Allocators, Reservation};
+use crate::store::sqlite::SqliteStore;
+use crate::store::KeyValue;
+
+fn registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("db")).expect("open store");
+    let allocators = Allocators::new("10.43.0.0/24".parse().expect("cidr"), (30000, 32767));
+    (dir, Registry::new(Arc::new(store), allocators))
+}
+
+/// Nodes: cluster-scoped, with a status, and no registry rules the fakes could hide.
+fn nodes() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "nodes").expect("served")
+}
+
+fn node(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+           "spec": {"podCIDR": "10.42.0.0/24"}, "status": {"phase": "Running"}})
+}
+
+const RESERVED_IP: &str = "10.43.0.9";
+
+fn reserved_ip() -> Ipv4Addr {
+    RESERVED_IP.parse().expect("ip")
+}
+
+/// A kind with no rules: what the fakes below differ from.
+struct Plain;
+impl Strategy for Plain {}
+
+/// Refuses every object.
+struct Refusing;
+impl Strategy for Refusing {
+    fn validate(&self, _cx: &Context, _obj: &Value) -> Vec<FieldError> {
+        vec![FieldError::required("spec.podCIDR", "refused by the fake")]
+    }
+    fn validate_update(&self, cx: &Context, new: &Value, _old: &Value) -> Vec<FieldError> {
+        self.validate(cx, new)
+    }
+}
+
+/// Owns the status: a create starts from its own.
+struct PinnedStatus;
+impl Strategy for PinnedStatus {
+    fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Pinned"});
+    }
+}
+
+/// Holds one ClusterIP per object; `refuse_updates` fails every update validation.
+struct Reserving {
+    refuse_updates: bool,
+}
+impl Strategy for Reserving {
+    fn allocate(
+        &self,
+        cx: &Context,
+        _obj: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<Reservation, crate::api::status::ApiError> {
+        cx.allocators
+            .allocate_ip(Some(reserved_ip()))
+            .map_err(|e| crate::api::status::ApiError::internal(e.to_string()))?;
+        Ok(self.allocations(&Value::Null))
+    }
+    fn allocations(&self, _obj: &Value) -> Reservation {
+        Reservation {
+            ips: vec![reserved_ip()],
+            ports: vec![],
+        }
+    }
+    fn validate_update(&self, _cx: &Context, _new: &Value, _old: &Value) -> Vec<FieldError> {
+        match self.refuse_updates {
+            true => vec![FieldError::required("spec.podCIDR", "refused by the fake")],
+            false => vec![],
+        }
+    }
+}
+
+/// Every change is a heartbeat, and reads show the latest one.
+struct Heartbeating;
+impl Strategy for Heartbeating {
+    fn is_heartbeat(&self, _old: &Value, _new: &Value) -> bool {
+        true
+    }
+    fn fresh_view(&self, cx: &Context, kv: KeyValue) -> KeyValue {
+        cx.heartbeats.overlay(kv)
+    }
+}
+
+/// Deletes go through a controller, which finishes by dropping the `hold` label.
+struct ControllerDeleted;
+impl Strategy for ControllerDeleted {
+    fn deleted_by_controller(&self) -> bool {
+        true
+    }
+    fn prepare_for_delete(&self, obj: &mut Value) {
+        obj["metadata"]["labels"] = json!({"hold": "yes", "state": "terminating"});
+    }
+    fn finalized(&self, obj: &Value) -> bool {
+        obj["metadata"]["labels"].get("hold").is_none()
+    }
+}
+
+/// Waits 30 seconds on delete unless the object is named `keep`, which it refuses.
+struct Graceful;
+impl Strategy for Graceful {
+    fn grace_period(&self, _obj: &Value, _requested: Option<i64>) -> i64 {
+        30
+    }
+    fn check_delete(&self, _cx: &Context, obj: &Value) -> Result<(), crate::api::status::ApiError> {
+        match crate::api::object::name(obj) {
+            "keep" => Err(crate::api::status::ApiError::forbidden("kept by the fake")),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn create(registry: &Registry, strategy: &dyn Strategy, name: &str) -> KeyValue {
+    registry
+        .create_with(
+            strategy,
+            nodes(),
+            None,
+            node(name),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("create")
+        .kv
+}
+
+#[tokio::test]
+async fn an_object_its_strategy_refuses_is_not_stored() {
+    let (_dir, registry) = registry();
+    let err = registry
+        .create_with(
+            &Refusing,
+            nodes(),
+            None,
+            node("n1"),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, 422);
+    assert!(registry.get_with(&Plain, nodes(), None, "n1").is_err());
+
+    let stored = create(&registry, &Plain, "n2").await;
+    let mut changed = node("n2");
+    changed["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    let err = registry
+        .update_with(
+            &Refusing,
+            nodes(),
+            None,
+            "n2",
+            changed,
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, 422);
+    let now = registry.get_with(&Plain, nodes(), None, "n2").unwrap();
+    assert_eq!(now.mod_revision, stored.mod_revision);
+}
+
+#[tokio::test]
+async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
+    let (_dir, registry) = registry();
+    let created = create(&registry, &PinnedStatus, "n1").await;
+    assert_eq!(created.value["status"], json!({"phase": "Pinned"}));
+
+    let mut body = node("n1");
+    body["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    body["status"] = json!({"phase": "Overwritten"});
+    let updated = registry
+        .update_with(
+            &PinnedStatus,
+            nodes(),
+            None,
+            "n1",
+            body.clone(),
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("update")
+        .kv;
+    assert_eq!(updated.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(updated.value["status"], json!({"phase": "Pinned"}));
+
+    body["spec"]["podCIDR"] = json!("10.42.7.0/24");
+    let status_write = registry
+        .update_with(
+            &PinnedStatus,
+            nodes(),
+            None,
+            "n1",
+            body,
+            Some("status"),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("status update")
+        .kv;
+    assert_eq!(status_write.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(
+        status_write.value["status"],
+        json!({"phase": "Overwritten"})
+    );
+}
+
+#[tokio::test]
+async fn reservations_are_given_back_when_the_write_does_not_happen() {
+    let (_dir, registry) = registry();
+    let strategy = Reserving {
+        refuse_updates: true,
+    };
+    let dry_run = WriteOptions {
+        dry_run: true,
+        ..WriteOptions::default()
+    };
+    registry
+        .create_with(&strategy, nodes(), None, node("n1"), &dry_run)
+        .await
+        .expect("dry run");
+    create(&registry, &strategy, "n1").await;
+    // The stored object holds the address: a second holder is refused.
+    assert!(registry
+        .allocators
+        .allocate_ip(Some(reserved_ip()))
+        .is_err());
+
+    registry.allocators.release_ip(reserved_ip());
+    let mut changed = node("n1");
+    changed["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    let err = registry
+        .update_with(
+            &strategy,
+            nodes(),
+            None,
+            "n1",
+            changed,
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        registry.allocators.allocate_ip(Some(reserved_ip())),
+        Ok(reserved_ip()),
+        "a refused update gives its reservation back"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_object_releases_what_it_holds() {
+    let (_dir, registry) = registry();
+    let strategy = Reserving {
+        refuse_updates: false,
+    };
+    create(&registry, &strategy, "n1").await;
+    let deleted = registry
+        .delete_with(&strategy, nodes(), None, "n1", &DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert!(deleted.deleted);
+    assert_eq!(
+        registry.allocators.allocate_ip(Some(reserved_ip())),
+        Ok(reserved_ip())
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_are_acknowledged_without_a_write_and_read_back_fresh() {
+    let (_dir, registry) = registry();
+    let stored = create(&registry, &Plain, "n1").await;
+    let mut beat = node("n1");
+    beat["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    let acked = registry
+        .update_with(
+            &Heartbeating,
+            nodes(),
+            None,
+            "n1",
+            beat,
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("heartbeat")
+        .kv;
+    assert_eq!(acked.mod_revision, stored.mod_revision);
+    let persisted = registry.get_by_key(&stored.key).expect("stored");
+    assert_eq!(persisted.value["spec"]["podCIDR"], "10.42.0.0/24");
+    let read = registry
+        .get_with(&Heartbeating, nodes(), None, "n1")
+        .unwrap();
+    assert_eq!(read.value["spec"]["podCIDR"], "10.42.9.0/24");
+}
+
+#[tokio::test]
+async fn an_object_deleted_by_its_controller_goes_once_the_strategy_says_it_is_finalized() {
+    let (_dir, registry) = registry();
+    create(&registry, &ControllerDeleted, "n1").await;
+    let marked = registry
+        .delete_with(
+            &ControllerDeleted,
+            nodes(),
+            None,
+            "n1",
+            &DeleteOptions::default(),
+        )
+        .await
+        .expect("delete");
+    assert!(!marked.deleted);
+    assert!(marked.kv.value["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        marked.kv.value["metadata"]["labels"]["state"],
+        "terminating"
+    );
+
+    let release = |obj: &Value| {
+        let mut obj = obj.clone();
+        obj["metadata"]["labels"]
+            .as_object_mut()
+            .expect("labels")
+            .remove("hold");
+        Ok(obj)
+    };
+    let done = registry
+        .modify_with(
+            &ControllerDeleted,
+            nodes(),
+            None,
+            "n1",
+            None,
+            &WriteOptions::default(),
+            &release,
+        )
+        .await
+        .expect("finish");
+    assert!(done.deleted);
+    assert!(registry.get_with(&Plain, nodes(), None, "n1").is_err());
+}
+
+#[tokio::test]
+async fn a_grace_period_marks_the_object_and_a_refused_delete_changes_nothing() {
+    let (_dir, registry) = registry();
+    create(&registry, &Graceful, "n1").await;
+    let marked = registry
+        .delete_with(&Graceful, nodes(), None, "n1", &DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert!(!marked.deleted);
+    assert_eq!(
+        marked.kv.value["metadata"]["deletionGracePeriodSeconds"],
+        30
+    );
+
+    let kept = create(&registry, &Graceful, "keep").await;
+    let err = registry
+        .delete_with(&Graceful, nodes(), None, "keep", &DeleteOptions::default())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, 403);
+    let now = registry.get_with(&Plain, nodes(), None, "keep").unwrap();
+    assert_eq!(now.mod_revision, kept.mod_revision);
+}
