@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../tests/support/host.rs"]
-mod host;
-use host::{free_port, in_netns, repo_path, require_root_and_tools, run};
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::host::{free_port, in_netns, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";

@@ -2,13 +2,13 @@
 //! authorization, registration with a podCIDR, lease heartbeats, restarts, and the
 //! server's embedded agent.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
+use support::server::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
 
 /// A running `orc agent` (killed on drop; its log is printed when the test fails).
 struct Agent {
@@ -20,7 +20,7 @@ struct Agent {
 impl Agent {
     fn start(s: &Server, token: &str, data_dir: &Path, node: &str) -> Agent {
         std::fs::create_dir_all(data_dir).unwrap();
-        let log = data_dir.join(format!("agent-{}.log", common::free_port()));
+        let log = data_dir.join(format!("agent-{}.log", support::server::free_port()));
         let child = Command::new(ORC)
             .args([
                 "agent",
@@ -328,7 +328,7 @@ fn agent_refuses_a_foreign_ca_and_retries_a_rejected_token() {
 fn server_with_embedded_agent_registers_its_own_node() {
     let mut s = Server {
         dir: tempfile::tempdir().unwrap(),
-        port: common::free_port(),
+        port: support::server::free_port(),
         child: None,
         extra_args: vec![],
     };

@@ -2,14 +2,14 @@
 //! Node objects whose "kubelet" is this test (it renews their leases and marks the
 //! pods bound to them Running and Ready).
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Server};
 use serde_json::{json, Value};
+use support::server::{wait_for, Server};
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 

@@ -1,10 +1,10 @@
 //! The real kubectl against a real `orc server`: everyday commands and what they store.
 
-mod common;
+mod support;
 
-use common::{stdout, wait_for, Server};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use support::server::{stdout, wait_for, Server};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -195,7 +195,7 @@ fn watch_streams_changes() {
     s.ok(&["label", "pod", "web", "x=y"]);
     s.ok(&["delete", "pod", "web"]);
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let deadline = std::time::Instant::now() + support::server::DEADLINE;
     while !seen.iter().any(|l: &String| l.starts_with("DELETED")) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {

@@ -1,9 +1,9 @@
 //! Everyday kubectl workflows with default flags: apply, patch, edit, set image,
 //! explain, field validation, describe and events, wait, and no failing requests.
 
-mod common;
+mod support;
 
-use common::{stdout, Server};
+use support::server::{stdout, Server};
 
 const DEPLOY_V1: &str = r#"
 apiVersion: apps/v1
@@ -276,12 +276,12 @@ fn describe_shows_events_and_events_sort() {
         "apply",
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  capacity: {cpu: \"2\", memory: 1Gi, pods: \"110\"}\n",
     );
-    common::wait_for("the deployment's ReplicaSet", || {
+    support::server::wait_for("the deployment's ReplicaSet", || {
         s.ok(&["describe", "deploy", "web"])
             .contains("ScalingReplicaSet")
     });
     let rc = s.ok(&["describe", "rc", "rc1"]);
-    common::wait_for("rc events", || {
+    support::server::wait_for("rc events", || {
         s.ok(&["describe", "rc", "rc1"])
             .contains("SuccessfulCreate")
     });
@@ -300,7 +300,7 @@ fn wait_for_condition_and_delete() {
     s.apply_yaml("apply", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: w\nspec:\n  containers:\n  - name: c\n    image: busybox\n");
     let kubeconfig = s.kubeconfig();
     let waiter = std::thread::spawn(move || {
-        common::kubectl_with(
+        support::server::kubectl_with(
             &kubeconfig,
             &["wait", "--for=condition=Ready", "pod/w", "--timeout=15s"],
             None,
@@ -325,7 +325,7 @@ fn wait_for_condition_and_delete() {
     assert!(stdout(&out).contains("condition met"));
     let kubeconfig = s.kubeconfig();
     let waiter = std::thread::spawn(move || {
-        common::kubectl_with(
+        support::server::kubectl_with(
             &kubeconfig,
             &["wait", "--for=delete", "pod/w", "--timeout=15s"],
             None,

@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "support/host.rs"]
-mod host;
-use host::{
+mod support;
+use support::host::{
     free_port, in_netns, kubectl_apply, on_netns_thread, remove_pod_cgroups, repo_path,
     require_root_and_tools, run,
 };

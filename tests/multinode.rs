@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "support/host.rs"]
-mod host;
-use host::{in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run};
+mod support;
+use support::host::{
+    in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run,
+};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";

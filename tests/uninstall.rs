@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "support/host.rs"]
-mod host;
-use host::{free_port, in_netns, repo_path, require_root_and_tools, run};
+mod support;
+use support::host::{free_port, in_netns, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const DEADLINE: Duration = Duration::from_secs(30);
