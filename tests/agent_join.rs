@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::server::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
+use support::wait::wait_until;
+
+/// How long an agent may take to renew its node lease (it renews every 10 s).
+const LEASE_RENEWED_WITHIN: Duration = Duration::from_secs(25);
 
 /// A running `orc agent` (killed on drop; its log is printed when the test fails).
 struct Agent {
@@ -194,16 +198,14 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         first = lease_renew_time(&s, "n1");
         first.is_some()
     });
-    let mut renewed = false;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(25) {
-        if lease_renew_time(&s, "n1") != first {
-            renewed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(renewed, "lease renewTime did not advance from {first:?}");
+    wait_until(
+        LEASE_RENEWED_WITHIN,
+        &format!("the lease renewTime to advance from {first:?}"),
+        || {
+            let now = lease_renew_time(&s, "n1");
+            (now != first).then_some(()).ok_or(now)
+        },
+    );
     // Lists show the renewal too, although it was not written to the datastore.
     let listed = s.get_json(&["leases", "-n", "kube-node-lease"]);
     let listed_time = listed["items"]

@@ -4,6 +4,7 @@
 mod support;
 
 use support::server::{stdout, Server};
+use support::wait::assert_stays_for;
 
 const DEPLOY_V1: &str = r#"
 apiVersion: apps/v1
@@ -294,6 +295,9 @@ fn describe_shows_events_and_events_sort() {
     }
 }
 
+/// How long `kubectl wait` must be seen blocking before the awaited change is made.
+const WAITER_BLOCKS_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[test]
 fn wait_for_condition_and_delete() {
     let s = Server::start();
@@ -306,7 +310,11 @@ fn wait_for_condition_and_delete() {
             None,
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_stays_for(
+        WAITER_BLOCKS_FOR,
+        "kubectl wait to block while w is not Ready",
+        || !waiter.is_finished(),
+    );
     s.ok(&[
         "patch",
         "pod",
@@ -331,7 +339,11 @@ fn wait_for_condition_and_delete() {
             None,
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_stays_for(
+        WAITER_BLOCKS_FOR,
+        "kubectl wait to block while w exists",
+        || !waiter.is_finished(),
+    );
     s.ok(&["delete", "pod", "w", "--wait=false"]);
     let out = waiter.join().unwrap();
     assert!(

@@ -23,6 +23,7 @@ use support::host::{
     free_port, in_netns, kubectl_apply, on_netns_thread, remove_pod_cgroups, repo_path,
     require_root_and_tools, run,
 };
+use support::wait::{assert_stays_for_every, wait_until_every};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";
@@ -37,6 +38,10 @@ const SERVICE_CIDR: &str = "10.43.0.0/16";
 const RUNTIME_DOWN_AFTER: Duration = orc::agent::node::RUNTIME_DOWN_AFTER;
 /// How long one request to a Service may take.
 const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a condition is checked (most checks run kubectl).
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How long a restarted agent is watched for restarting a container it should adopt.
+const READOPTED_WINDOW: Duration = Duration::from_secs(2);
 /// The node's address on the test namespace's stand-in for a LAN interface.
 const NODE_IP: &str = "192.168.231.2";
 
@@ -261,12 +266,8 @@ impl World {
         self.wait_for_within(DEADLINE, what, cond);
     }
 
-    fn wait_for_within(&self, deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait_for_within(&self, deadline: Duration, what: &str, cond: impl FnMut() -> bool) {
+        wait_until_every(deadline, POLL_EVERY, what, cond);
     }
 
     /// Waits for pod `name` to be Running (its cgroups are removed at the end).
@@ -770,16 +771,20 @@ spec:
     w.wait_for("the restarted agent to post status", || {
         w.log().matches("kubelet is running").count() >= 2
     });
-    std::thread::sleep(Duration::from_secs(2));
-    let again = container_status(&w.pod("hello").unwrap());
-    assert_eq!(again["containerID"], cs["containerID"], "{again}");
-    assert_eq!(again["restartCount"], 0, "{again}");
-    assert_eq!(
-        again["state"]["running"]["startedAt"],
-        cs["state"]["running"]["startedAt"]
-    );
-    assert_eq!(w.task_pid(&id), pid_before, "the container was restarted");
     assert!(pid_before.is_some(), "container {id} has no running task");
+    assert_stays_for_every(
+        READOPTED_WINDOW,
+        POLL_EVERY,
+        "the restarted agent to keep container hello (same id, start time and task, no restart)",
+        || {
+            let again = container_status(&w.pod("hello").unwrap());
+            let kept = again["containerID"] == cs["containerID"]
+                && again["restartCount"] == 0
+                && again["state"]["running"]["startedAt"] == cs["state"]["running"]["startedAt"]
+                && w.task_pid(&id) == pid_before;
+            kept.then_some(()).ok_or(again)
+        },
+    );
 
     // Deleting stops and removes the container, then the pod.
     let deleted = w.kubectl(&["delete", "pod", "hello", "--timeout=20s"]);

@@ -23,7 +23,11 @@ use support::host::{
     in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run,
 };
 
+use support::wait::wait_until_every;
+
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
+/// How often a condition is checked (most checks run kubectl).
+const POLL_EVERY: Duration = Duration::from_millis(200);
 const IMAGE: &str = "docker.io/library/busybox:test";
 const CONTAINERD_NAMESPACE: &str = "orc-multinode";
 /// Longest any single wait takes.
@@ -303,12 +307,8 @@ impl Cluster {
         self.wait_within(DEADLINE, what, cond);
     }
 
-    fn wait_within(&self, deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait_within(&self, deadline: Duration, what: &str, cond: impl FnMut() -> bool) {
+        wait_until_every(deadline, POLL_EVERY, what, cond);
     }
 
     /// Runs busybox `args` inside `pod`'s network namespace (the one the agent made at

@@ -75,6 +75,16 @@ pub fn wait_until_every<O: Observation>(
 pub fn assert_stays_for<O: Observation>(
     window: Duration,
     what: &str,
+    condition: impl FnMut() -> O,
+) {
+    assert_stays_for_every(window, POLL_EVERY, what, condition)
+}
+
+/// [`assert_stays_for`], polling every `every` (for conditions that are costly to check).
+pub fn assert_stays_for_every<O: Observation>(
+    window: Duration,
+    every: Duration,
+    what: &str,
     mut condition: impl FnMut() -> O,
 ) {
     let start = Instant::now();
@@ -88,7 +98,7 @@ pub fn assert_stays_for<O: Observation>(
         if start.elapsed() >= window {
             return;
         }
-        std::thread::sleep(POLL_EVERY.min(window));
+        std::thread::sleep(every.min(window));
     }
 }
 
