@@ -172,14 +172,36 @@ fn forbidden(agent: &Agent, args: &[&str]) {
     );
 }
 
-#[test]
-fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
-    let s = Server::start();
-    let work = tempfile::tempdir().unwrap();
-    let token = token(&s);
-    let mut agent = Agent::start(&s, &token, &work.path().join("a1"), "n1");
+/// A server and one agent joined to it as node `n1` (registered, with a podCIDR); the
+/// agent's data dir lives in `work`.
+struct Joined {
+    server: Server,
+    work: tempfile::TempDir,
+    token: String,
+    agent: Agent,
+    node: serde_json::Value,
+}
 
-    let node = wait_registered_with_cidr(&s, "n1");
+fn join_n1() -> Joined {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let token = token(&server);
+    let agent = Agent::start(&server, &token, &work.path().join("a1"), "n1");
+    let node = wait_registered_with_cidr(&server, "n1");
+    Joined {
+        server,
+        work,
+        token,
+        agent,
+        node,
+    }
+}
+
+#[test]
+fn joined_agent_registers_its_node_with_a_pod_cidr() {
+    let Joined {
+        server: s, node, ..
+    } = &join_n1();
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(labels["kubernetes.io/arch"].is_string());
@@ -191,18 +213,21 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         table.contains("n1") && table.contains("NotReady"),
         "{table}"
     );
+}
 
-    // Lease heartbeats advance.
+#[test]
+fn agent_renews_its_node_lease_and_lists_show_it() {
+    let Joined { server: s, .. } = &join_n1();
     let mut first = None;
     wait_for("the node lease", || {
-        first = lease_renew_time(&s, "n1");
+        first = lease_renew_time(s, "n1");
         first.is_some()
     });
     wait_until(
         LEASE_RENEWED_WITHIN,
         &format!("the lease renewTime to advance from {first:?}"),
         || {
-            let now = lease_renew_time(&s, "n1");
+            let now = lease_renew_time(s, "n1");
             (now != first).then_some(()).ok_or(now)
         },
     );
@@ -216,8 +241,11 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         .and_then(|l| l["spec"]["renewTime"].as_str())
         .map(str::to_string);
     assert_ne!(listed_time, first, "a list shows the renewed lease");
+}
 
-    // The credential and password are private files.
+#[test]
+fn agent_keeps_its_credential_and_password_in_private_files() {
+    let Joined { agent, .. } = &join_n1();
     use std::os::unix::fs::PermissionsExt;
     for file in ["node-password", "client.key", "client.crt", "ca.crt"] {
         let mode = std::fs::metadata(agent.data_dir.join("agent").join(file))
@@ -226,26 +254,28 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
+}
 
-    // The node identity can read what a kubelet reads, and nothing admin-like.
+#[test]
+fn node_identity_reads_what_a_kubelet_reads_and_nothing_admin_like() {
+    let Joined {
+        server: s, agent, ..
+    } = &join_n1();
     let nodes = kubectl_with(&agent.kubeconfig(), &["get", "nodes"], None);
     assert!(nodes.status.success(), "{:?}", nodes);
-    forbidden(&agent, &["delete", "ns", "default"]);
-    forbidden(&agent, &["create", "ns", "mine"]);
-    forbidden(&agent, &["get", "secrets", "-n", "kube-system"]);
+    forbidden(agent, &["delete", "ns", "default"]);
+    forbidden(agent, &["create", "ns", "mine"]);
+    forbidden(agent, &["get", "secrets", "-n", "kube-system"]);
     forbidden(
-        &agent,
+        agent,
         &["create", "secret", "generic", "x", "-n", "kube-system"],
     );
-    forbidden(
-        &agent,
-        &["run", "p", "--image=busybox", "-n", "kube-system"],
-    );
+    forbidden(agent, &["run", "p", "--image=busybox", "-n", "kube-system"]);
     s.apply_yaml(
         "create",
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: other\n",
     );
-    forbidden(&agent, &["label", "node", "other", "stolen=yes"]);
+    forbidden(agent, &["label", "node", "other", "stolen=yes"]);
     let own = kubectl_with(
         &agent.kubeconfig(),
         &["label", "node", "n1", "mine=yes"],
@@ -256,9 +286,17 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         "{}",
         String::from_utf8_lossy(&own.stderr)
     );
+}
 
-    // Another machine claiming the same name (another password) is refused.
-    let mut thief = Agent::start(&s, &token, &work.path().join("a2"), "n1");
+#[test]
+fn another_machine_cannot_claim_a_joined_node_name() {
+    let Joined {
+        server: s,
+        work,
+        token,
+        ..
+    } = &join_n1();
+    let mut thief = Agent::start(s, token, &work.path().join("a2"), "n1");
     assert!(
         !thief.wait_exit(),
         "second agent with the same name must fail"
@@ -268,8 +306,17 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         log.contains("node n1 is already registered with a different password"),
         "{log}"
     );
+}
 
-    // A restart reuses the stored credential and password.
+#[test]
+fn restarted_agent_reuses_its_stored_credential_and_password() {
+    let Joined {
+        server: s,
+        work,
+        token,
+        mut agent,
+        ..
+    } = join_n1();
     let password = agent.agent_file("node-password");
     let cert = agent.agent_file("client.crt");
     agent.stop();
