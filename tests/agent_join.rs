@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::server::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
 use support::wait::wait_until;
@@ -71,18 +71,10 @@ impl Agent {
     /// Waits (bounded) for the agent to exit by itself; returns whether it succeeded.
     fn wait_exit(&mut self) -> bool {
         let child = self.child.as_mut().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "agent did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(DEADLINE, "the agent to exit by itself", || {
+            child.try_wait().unwrap()
+        })
+        .success()
     }
 
     fn stop(&mut self) {

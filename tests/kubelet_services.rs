@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 mod support;
 use support::host::run;
 use support::kubelet::*;
+use support::wait::wait_until_every;
 
 /// Three httpd pods, each answering with its hostname, behind a NodePort Service: the
 /// node reaches all three through the ClusterIP and the NodePort, another pod reaches them
@@ -92,20 +93,20 @@ spec:
     w.step("The node reaches every ready pod through the ClusterIP and the NodePort");
     for (what, addr) in [("ClusterIP", service), ("NodePort", on_node_port)] {
         let mut seen = std::collections::BTreeSet::new();
-        let mut last = Ok(String::new());
-        let start = Instant::now();
-        while seen.len() < pods.len() {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{what} {addr} reached only {seen:?}; last answer: {last:?}"
-            );
-            last = w.http_get_from_node(addr);
-            if let Ok(body) = &last {
-                seen.insert(body.clone());
-            } else {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
+        wait_until_every(
+            DEADLINE,
+            POLL_EVERY,
+            &format!("{what} {addr} to reach all three pods"),
+            || {
+                let answer = w.http_get_from_node(addr);
+                if let Ok(body) = &answer {
+                    seen.insert(body.clone());
+                }
+                (seen.len() >= pods.len())
+                    .then_some(())
+                    .ok_or_else(|| format!("reached only {seen:?}; last answer: {answer:?}"))
+            },
+        );
         assert_eq!(
             seen, all,
             "{what} answered from pods that are not endpoints"
@@ -129,23 +130,16 @@ spec:
     command: [\"sh\", \"-c\", \"while true; do timeout 3 wget -qO- http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ || echo failed; sleep 0.1; done\"]
 "
     ));
-    let client_logs = std::cell::RefCell::new(String::new());
-    let reached_all = || {
-        let logs = w.kubectl_out(&["logs", "client"]);
-        let done = pods.iter().all(|p| logs.lines().any(|l| l == *p));
-        *client_logs.borrow_mut() = logs;
-        done
-    };
-    let start = Instant::now();
-    while !reached_all() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the client pod did not reach all three pods; its log: {}; env: {}",
-            client_logs.borrow(),
-            w.kubectl_out(&["get", "pod", "client", "-o", "jsonpath={.status}"]),
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_every(
+        DEADLINE,
+        POLL_EVERY,
+        "the client pod to reach all three pods through its WEB_SERVICE_* variables",
+        || {
+            let logs = w.kubectl_out(&["logs", "client"]);
+            let reached_all = pods.iter().all(|p| logs.lines().any(|l| l == *p));
+            reached_all.then_some(()).ok_or(format!("its log: {logs}"))
+        },
+    );
     let deleted = w.kubectl(&["delete", "pod", "client", "--wait=false"]);
     assert!(deleted.status.success(), "delete client: {deleted:?}");
 
