@@ -91,7 +91,7 @@ pub fn assert_stays_for_every<O: Observation>(
     loop {
         if let Err(seen) = condition().holds() {
             panic!(
-                "expected {what} to hold for {window:?}, but after {:?} observed: {seen}",
+                "expected {what} for {window:?}, but after {:?} observed: {seen}",
                 start.elapsed()
             );
         }
