@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 mod support;
 use support::host::run;
 use support::kubelet::*;
-use support::wait::wait_until_every;
+use support::wait::{assert_stays_for_every, wait_until_every};
+
+/// How soon a deleted pod must be out of its Service's rotation.
+const LEAVES_ROTATION_WITHIN: Duration = Duration::from_secs(1);
+/// How long every request is then watched for reaching only the remaining pods.
+const STAYS_OUT_OF_ROTATION_FOR: Duration = Duration::from_secs(3);
+/// How often a request goes to the Service while a change is watched.
+const REQUEST_EVERY: Duration = Duration::from_millis(20);
 
 /// Three httpd pods, each answering with its hostname, behind a NodePort Service: the
 /// node reaches all three through the ClusterIP and the NodePort, another pod reaches them
@@ -147,24 +154,30 @@ spec:
     let deleted_at = Instant::now();
     let deleted = w.kubectl(&["delete", "pod", "web-3", "--wait=false"]);
     assert!(deleted.status.success(), "delete web-3: {deleted:?}");
-    let mut late = Vec::new();
+    // Within the first second requests may still reach web-3, or fail: they only keep
+    // traffic flowing through the change.
+    while deleted_at.elapsed() < LEAVES_ROTATION_WITHIN {
+        let _ = w.http_get_from_node(service);
+        std::thread::sleep(REQUEST_EVERY);
+    }
     let mut answers = std::collections::BTreeSet::new();
-    while deleted_at.elapsed() < Duration::from_secs(4) {
-        let answer = w.http_get_from_node(service);
-        let at = deleted_at.elapsed();
-        if at > Duration::from_secs(1) {
+    assert_stays_for_every(
+        STAYS_OUT_OF_ROTATION_FOR,
+        REQUEST_EVERY,
+        "every request to the ClusterIP to be answered by a pod other than web-3",
+        || {
+            let answer = w.http_get_from_node(service);
             match &answer {
                 Ok(body) if body != "web-3" => {
                     answers.insert(body.clone());
+                    Ok(())
                 }
-                _ => late.push((at, answer)),
+                _ => Err(format!(
+                    "{:?} after deleting web-3: {answer:?}",
+                    deleted_at.elapsed()
+                )),
             }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        late.is_empty(),
-        "more than 1 s after deleting web-3: {late:?}"
+        },
     );
     assert_eq!(
         answers,
