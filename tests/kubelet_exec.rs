@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 mod support;
 use support::kubelet::*;
 
-/// `kubectl exec` through the API server to the kubelet: output, stderr and exit codes,
-/// the container `-c` names, stdin, a tty, large output, and clear errors.
-#[test]
-fn exec_runs_commands_in_the_container() {
+/// A node running pod `two`, whose containers `shell` and `side` each wrote their name
+/// to their own /tmp/who.
+fn world_with_pod_two() -> World {
     let w = World::start();
     w.apply(&format!(
         "apiVersion: v1
@@ -33,8 +32,18 @@ spec:
 "
     ));
     w.wait_running("two");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    w
+}
 
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `kubectl exec` through the API server to the kubelet: stdout and stderr apart, the
+/// exit code, the `-c` container, large output, and `kubectl cp` (tar both ways).
+#[test]
+fn exec_returns_output_and_exit_codes_of_the_chosen_container() {
+    let w = world_with_pod_two();
     w.step("stdout and stderr apart, and the exit code becomes kubectl's");
     let out = w.kubectl(&[
         "exec",
@@ -95,7 +104,14 @@ spec:
         std::fs::read(&back).unwrap() == blob,
         "kubectl cp changed the data"
     );
+}
 
+/// `kubectl exec` with stdin and a tty, and how it ends: a background process that keeps
+/// the output open does not hold kubectl, and a client that goes away takes its command
+/// with it.
+#[test]
+fn exec_carries_stdin_and_a_tty_and_ends_with_its_client() {
+    let w = world_with_pod_two();
     w.step("A background process that keeps the output open does not hold kubectl for good");
     let bg = w.kubectl(&[
         "exec",
@@ -157,7 +173,12 @@ spec:
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     w.wait_for("the exec'd sleep to be killed", || !sleeping());
+}
 
+/// Bad `kubectl exec` requests get clear errors, and only admins may exec.
+#[test]
+fn exec_refuses_bad_requests_and_non_admins() {
+    let w = world_with_pod_two();
     w.step("Bad requests get clear errors");
     let missing = w.kubectl(&["exec", "two", "-c", "nope", "--", "true"]);
     assert!(!missing.status.success());
@@ -172,7 +193,7 @@ spec:
         "{}",
         text(&not_found.stderr)
     );
-    // Only admins (and so not a node's credential) may exec.
+    w.step("Only admins (and so not a node's credential) may exec");
     let node_kubeconfig = w.data_dir().join("agent/kubelet.kubeconfig");
     let denied = w.kubectl(&[
         "--kubeconfig",
