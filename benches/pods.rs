@@ -2,13 +2,14 @@
 //! image already present, then idle RSS of the server (with its embedded agent) and of a
 //! separate `orc agent`. Prints figures; asserts nothing beyond the setup working.
 //!
-//! Run as root: `scripts/bench-pods.sh` (or `cargo bench --bench pods`). Needs what
-//! tests/kubelet.rs needs (containerd, runc, busybox-static, nsenter, ip, kubectl) and
-//! reuses its setup: a private containerd (scripts/containerd-test-env.sh), the busybox
-//! test image imported from `<data-dir>/agent/images/`, and `orc server` in a network
-//! namespace of its own. The separate agent runs in a second namespace joined to the
-//! first by a veth pair. Everything lives in one directory under /run that is removed,
-//! with both namespaces, when the bench ends (also on panic).
+//! Run as root: `scripts/bench-pods.sh` (or `cargo bench --bench pods`). Needs what the
+//! kubelet tests (tests/support/kubelet.rs) need (containerd, runc, busybox-static,
+//! nsenter, ip, kubectl) and reuses their setup: a private containerd
+//! (scripts/containerd-test-env.sh), the busybox test image imported from
+//! `<data-dir>/agent/images/`, and `orc server` in a network namespace of its own. The
+//! separate agent runs in a second namespace joined to the first by a veth pair.
+//! Everything lives in one directory under /run that is removed, with both namespaces,
+//! when the bench ends (also on panic).
 //!
 //! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30).
 
@@ -21,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../tests/support/host.rs"]
-mod host;
-use host::{free_port, in_netns, repo_path, require_root_and_tools, run};
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::host::{free_port, in_netns, repo_path, require_root_and_tools, run};
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
 const IMAGE: &str = "docker.io/library/busybox:test";

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs orc's whole test suite: unit tests and integration tests against the real
-# binary and the real kubectl. Installs the system packages the tests need first.
+# Runs orc's whole test suite: the lint gates (rustfmt, clippy with warnings as errors),
+# then unit tests and integration tests against the real binary and the real kubectl.
+# Installs the system packages the tests need first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -8,5 +9,18 @@ command -v kubectl >/dev/null 2>&1 || {
   echo "test.sh: kubectl not found: the integration tests drive the real kubectl (v1.32)" >&2
   exit 1
 }
+
+# The lint gates need rustfmt and clippy; add them when missing (a machine that already
+# has them carries on even when rustup cannot reach the network).
+for component in "rustfmt:fmt" "clippy:clippy"; do
+  name=${component%%:*} subcommand=${component#*:}
+  cargo "$subcommand" --version >/dev/null 2>&1 || rustup component add "$name" || {
+    echo "test.sh: cargo $subcommand is missing and 'rustup component add $name' failed" >&2
+    exit 1
+  }
+done
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
 cargo build --locked --all-targets
 cargo test --locked -- --test-threads="${ORC_TEST_THREADS:-4}"

@@ -2,13 +2,17 @@
 //! authorization, registration with a podCIDR, lease heartbeats, restarts, and the
 //! server's embedded agent.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
+use support::server::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
+use support::wait::wait_until;
+
+/// How long an agent may take to renew its node lease (it renews every 10 s).
+const LEASE_RENEWED_WITHIN: Duration = Duration::from_secs(25);
 
 /// A running `orc agent` (killed on drop; its log is printed when the test fails).
 struct Agent {
@@ -20,7 +24,7 @@ struct Agent {
 impl Agent {
     fn start(s: &Server, token: &str, data_dir: &Path, node: &str) -> Agent {
         std::fs::create_dir_all(data_dir).unwrap();
-        let log = data_dir.join(format!("agent-{}.log", common::free_port()));
+        let log = data_dir.join(format!("agent-{}.log", support::server::free_port()));
         let child = Command::new(ORC)
             .args([
                 "agent",
@@ -67,18 +71,10 @@ impl Agent {
     /// Waits (bounded) for the agent to exit by itself; returns whether it succeeded.
     fn wait_exit(&mut self) -> bool {
         let child = self.child.as_mut().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "agent did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(DEADLINE, "the agent to exit by itself", || {
+            child.try_wait().unwrap()
+        })
+        .success()
     }
 
     fn stop(&mut self) {
@@ -168,14 +164,36 @@ fn forbidden(agent: &Agent, args: &[&str]) {
     );
 }
 
-#[test]
-fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
-    let s = Server::start();
-    let work = tempfile::tempdir().unwrap();
-    let token = token(&s);
-    let mut agent = Agent::start(&s, &token, &work.path().join("a1"), "n1");
+/// A server and one agent joined to it as node `n1` (registered, with a podCIDR); the
+/// agent's data dir lives in `work`.
+struct Joined {
+    server: Server,
+    work: tempfile::TempDir,
+    token: String,
+    agent: Agent,
+    node: serde_json::Value,
+}
 
-    let node = wait_registered_with_cidr(&s, "n1");
+fn join_n1() -> Joined {
+    let server = Server::start();
+    let work = tempfile::tempdir().unwrap();
+    let token = token(&server);
+    let agent = Agent::start(&server, &token, &work.path().join("a1"), "n1");
+    let node = wait_registered_with_cidr(&server, "n1");
+    Joined {
+        server,
+        work,
+        token,
+        agent,
+        node,
+    }
+}
+
+#[test]
+fn joined_agent_registers_its_node_with_a_pod_cidr() {
+    let Joined {
+        server: s, node, ..
+    } = &join_n1();
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(labels["kubernetes.io/arch"].is_string());
@@ -187,23 +205,24 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         table.contains("n1") && table.contains("NotReady"),
         "{table}"
     );
+}
 
-    // Lease heartbeats advance.
+#[test]
+fn agent_renews_its_node_lease_and_lists_show_it() {
+    let Joined { server: s, .. } = &join_n1();
     let mut first = None;
     wait_for("the node lease", || {
-        first = lease_renew_time(&s, "n1");
+        first = lease_renew_time(s, "n1");
         first.is_some()
     });
-    let mut renewed = false;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(25) {
-        if lease_renew_time(&s, "n1") != first {
-            renewed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(renewed, "lease renewTime did not advance from {first:?}");
+    wait_until(
+        LEASE_RENEWED_WITHIN,
+        &format!("the lease renewTime to advance from {first:?}"),
+        || {
+            let now = lease_renew_time(s, "n1");
+            (now != first).then_some(()).ok_or(now)
+        },
+    );
     // Lists show the renewal too, although it was not written to the datastore.
     let listed = s.get_json(&["leases", "-n", "kube-node-lease"]);
     let listed_time = listed["items"]
@@ -214,8 +233,11 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         .and_then(|l| l["spec"]["renewTime"].as_str())
         .map(str::to_string);
     assert_ne!(listed_time, first, "a list shows the renewed lease");
+}
 
-    // The credential and password are private files.
+#[test]
+fn agent_keeps_its_credential_and_password_in_private_files() {
+    let Joined { agent, .. } = &join_n1();
     use std::os::unix::fs::PermissionsExt;
     for file in ["node-password", "client.key", "client.crt", "ca.crt"] {
         let mode = std::fs::metadata(agent.data_dir.join("agent").join(file))
@@ -224,26 +246,28 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
+}
 
-    // The node identity can read what a kubelet reads, and nothing admin-like.
+#[test]
+fn node_identity_reads_what_a_kubelet_reads_and_nothing_admin_like() {
+    let Joined {
+        server: s, agent, ..
+    } = &join_n1();
     let nodes = kubectl_with(&agent.kubeconfig(), &["get", "nodes"], None);
     assert!(nodes.status.success(), "{:?}", nodes);
-    forbidden(&agent, &["delete", "ns", "default"]);
-    forbidden(&agent, &["create", "ns", "mine"]);
-    forbidden(&agent, &["get", "secrets", "-n", "kube-system"]);
+    forbidden(agent, &["delete", "ns", "default"]);
+    forbidden(agent, &["create", "ns", "mine"]);
+    forbidden(agent, &["get", "secrets", "-n", "kube-system"]);
     forbidden(
-        &agent,
+        agent,
         &["create", "secret", "generic", "x", "-n", "kube-system"],
     );
-    forbidden(
-        &agent,
-        &["run", "p", "--image=busybox", "-n", "kube-system"],
-    );
+    forbidden(agent, &["run", "p", "--image=busybox", "-n", "kube-system"]);
     s.apply_yaml(
         "create",
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: other\n",
     );
-    forbidden(&agent, &["label", "node", "other", "stolen=yes"]);
+    forbidden(agent, &["label", "node", "other", "stolen=yes"]);
     let own = kubectl_with(
         &agent.kubeconfig(),
         &["label", "node", "n1", "mine=yes"],
@@ -254,9 +278,17 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         "{}",
         String::from_utf8_lossy(&own.stderr)
     );
+}
 
-    // Another machine claiming the same name (another password) is refused.
-    let mut thief = Agent::start(&s, &token, &work.path().join("a2"), "n1");
+#[test]
+fn another_machine_cannot_claim_a_joined_node_name() {
+    let Joined {
+        server: s,
+        work,
+        token,
+        ..
+    } = &join_n1();
+    let mut thief = Agent::start(s, token, &work.path().join("a2"), "n1");
     assert!(
         !thief.wait_exit(),
         "second agent with the same name must fail"
@@ -266,8 +298,17 @@ fn agent_joins_registers_heartbeats_and_keeps_its_identity() {
         log.contains("node n1 is already registered with a different password"),
         "{log}"
     );
+}
 
-    // A restart reuses the stored credential and password.
+#[test]
+fn restarted_agent_reuses_its_stored_credential_and_password() {
+    let Joined {
+        server: s,
+        work,
+        token,
+        mut agent,
+        ..
+    } = join_n1();
     let password = agent.agent_file("node-password");
     let cert = agent.agent_file("client.crt");
     agent.stop();
@@ -328,7 +369,7 @@ fn agent_refuses_a_foreign_ca_and_retries_a_rejected_token() {
 fn server_with_embedded_agent_registers_its_own_node() {
     let mut s = Server {
         dir: tempfile::tempdir().unwrap(),
-        port: common::free_port(),
+        port: support::server::free_port(),
         child: None,
         extra_args: vec![],
     };

@@ -1,10 +1,10 @@
 //! Raw HTTP against a real `orc server`: bad input gets the upstream `Status`, changes
 //! nothing, and the server keeps serving; concurrency control, durability and restarts.
 
-mod common;
+mod support;
 
-use common::Server;
 use serde_json::{json, Value};
+use support::server::Server;
 
 fn pod(name: &str) -> Value {
     json!({

@@ -2,14 +2,15 @@
 //! Node objects whose "kubelet" is this test (it renews their leases and marks the
 //! pods bound to them Running and Ready).
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Server};
 use serde_json::{json, Value};
+use support::server::{wait_for, Server};
+use support::wait::assert_stays_for;
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 
@@ -26,6 +27,9 @@ fn node(name: &str) -> Value {
         }
     })
 }
+
+/// How often a simulated kubelet renews its lease and starts its pods.
+const KUBELET_SYNC_PERIOD: Duration = Duration::from_millis(300);
 
 /// Pretends to be the kubelets of `alive` nodes: renews their leases and starts the
 /// pods bound to them (phase Running, Ready=True, a pod IP).
@@ -112,7 +116,7 @@ async fn simulate_kubelets(
                     .await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(KUBELET_SYNC_PERIOD).await;
     }
 }
 
@@ -223,25 +227,59 @@ spec:
       containers: [{name: api, image: "busybox:1.36"}]
 "#;
 
+/// A server with the three [`NODES`], whose kubelets this test simulates until dropped.
+struct SimulatedNodes {
+    server: Server,
+    kubelets: tokio::task::JoinHandle<()>,
+}
+
+impl SimulatedNodes {
+    async fn start() -> SimulatedNodes {
+        let server = Server::start();
+        let client = server.client(true);
+        for n in NODES {
+            let r = client
+                .post(format!("{}/api/v1/nodes", server.url()))
+                .json(&node(n))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201, "create node {n}");
+        }
+        let alive = Arc::new(Mutex::new(
+            NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>(),
+        ));
+        let kubelets = tokio::spawn(simulate_kubelets(client, server.url(), alive));
+        SimulatedNodes { server, kubelets }
+    }
+}
+
+impl Drop for SimulatedNodes {
+    fn drop(&mut self) {
+        self.kubelets.abort();
+    }
+}
+
+/// The names of the ReplicaSets of the `api` Deployment.
+fn api_replicasets(s: &Server) -> Vec<String> {
+    s.ok(&["get", "rs", "-l", "app=api", "-o", "name"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Applies [`DEPLOY`] and waits for its first rollout to finish.
+fn deploy_api(s: &Server) {
+    s.apply_yaml("apply", DEPLOY);
+    s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_rolls_out_an_image_change() {
-    let s = Server::start();
-    let client = s.client(true);
-    for n in NODES {
-        client
-            .post(format!("{}/api/v1/nodes", s.url()))
-            .json(&node(n))
-            .send()
-            .await
-            .unwrap();
-    }
-    let alive = Arc::new(Mutex::new(
-        NODES.iter().map(|s| s.to_string()).collect::<HashSet<_>>(),
-    ));
-    let kubelets = tokio::spawn(simulate_kubelets(client.clone(), s.url(), alive));
-    s.apply_yaml("apply", DEPLOY);
+    let nodes = SimulatedNodes::start().await;
+    let s = &nodes.server;
     tokio::task::block_in_place(|| {
-        s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        deploy_api(s);
         s.ok(&["set", "image", "deployment/api", "api=busybox:1.37"]);
         let out = s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
         assert!(out.contains("successfully rolled out"), "{out}");
@@ -252,12 +290,25 @@ async fn deployment_rolls_out_an_image_change() {
             .iter()
             .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
             .collect();
-        assert_eq!(live.len(), 3);
-        assert!(live
-            .iter()
-            .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
+        assert_eq!(live.len(), 3, "live pods after the rollout: {live:?}");
+        assert!(
+            live.iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"),
+            "every live pod runs the new image: {live:?}"
+        );
         let history = s.ok(&["rollout", "history", "deployment/api"]);
         assert!(history.contains('1') && history.contains('2'), "{history}");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_undo_returns_to_the_previous_replicaset() {
+    let nodes = SimulatedNodes::start().await;
+    let s = &nodes.server;
+    tokio::task::block_in_place(|| {
+        deploy_api(s);
+        s.ok(&["set", "image", "deployment/api", "api=busybox:1.37"]);
+        s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
         s.ok(&["rollout", "undo", "deployment/api"]);
         s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
         let d = s.get_json(&["deploy", "api"]);
@@ -265,34 +316,48 @@ async fn deployment_rolls_out_an_image_change() {
             d["spec"]["template"]["spec"]["containers"][0]["image"],
             "busybox:1.36"
         );
-        let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
-        assert_eq!(
-            rs.lines().count(),
-            2,
-            "undo reuses the first ReplicaSet: {rs}"
-        );
-        // Paused deployments do not roll out until resumed; restart rolls out anew.
+        let rs = api_replicasets(s);
+        assert_eq!(rs.len(), 2, "undo reuses the first ReplicaSet: {rs:?}");
+    });
+}
+
+/// How long a paused Deployment is watched for a rollout that must not start.
+const PAUSED_WINDOW: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployment_rolls_out_only_once_resumed() {
+    let nodes = SimulatedNodes::start().await;
+    let s = &nodes.server;
+    tokio::task::block_in_place(|| {
+        deploy_api(s);
         s.ok(&["rollout", "pause", "deployment/api"]);
         s.ok(&["set", "image", "deployment/api", "api=busybox:1.38"]);
-        std::thread::sleep(Duration::from_millis(500));
-        let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
-        assert_eq!(
-            rs.lines().count(),
-            2,
-            "no new ReplicaSet while paused: {rs}"
+        assert_stays_for(
+            PAUSED_WINDOW,
+            "the paused deployment to keep its one ReplicaSet",
+            || {
+                let rs = api_replicasets(s);
+                (rs.len() == 1).then_some(()).ok_or(rs)
+            },
         );
         s.ok(&["rollout", "resume", "deployment/api"]);
         s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
+        let rs = api_replicasets(s);
+        assert_eq!(rs.len(), 2, "resuming rolled out a new ReplicaSet: {rs:?}");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_restart_rolls_out_a_new_replicaset() {
+    let nodes = SimulatedNodes::start().await;
+    let s = &nodes.server;
+    tokio::task::block_in_place(|| {
+        deploy_api(s);
         s.ok(&["rollout", "restart", "deployment/api"]);
         s.ok(&["rollout", "status", "deployment/api", "--timeout=30s"]);
-        let rs = s.ok(&["get", "rs", "-l", "app=api", "-o", "name"]);
-        assert_eq!(
-            rs.lines().count(),
-            4,
-            "resume and restart each made a ReplicaSet: {rs}"
-        );
+        let rs = api_replicasets(s);
+        assert_eq!(rs.len(), 2, "restart made a second ReplicaSet: {rs:?}");
     });
-    kubelets.abort();
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! The real kubectl against a real `orc server`: everyday commands and what they store.
 
-mod common;
+mod support;
 
-use common::{stdout, wait_for, Server};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use support::server::{stdout, wait_for, Server};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -173,6 +173,9 @@ fn scale_a_replication_controller() {
 #[test]
 fn watch_streams_changes() {
     let s = Server::start();
+    // A pod that exists before the watch starts: kubectl lists it first, so once it
+    // shows, the watch runs from the listed version and sees every later change.
+    s.apply_yaml("create", &POD.replace("name: web", "name: before-watch"));
     let mut child = Command::new("kubectl")
         .args(["get", "pods", "-w", "--output-watch-events"])
         .env("KUBECONFIG", s.kubeconfig())
@@ -189,28 +192,39 @@ fn watch_streams_changes() {
             }
         }
     });
-    // The watch is established once kubectl has listed; create until it sees us.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    s.apply_yaml("create", POD);
-    s.ok(&["label", "pod", "web", "x=y"]);
-    s.ok(&["delete", "pod", "web"]);
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + common::DEADLINE;
-    while !seen.iter().any(|l: &String| l.starts_with("DELETED")) {
+    let deadline = std::time::Instant::now() + support::server::DEADLINE;
+    let mut seen: Vec<String> = Vec::new();
+    let next_line = |seen: &mut Vec<String>, waiting_for: &str| {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => seen.push(line),
-            Err(_) => panic!("watch did not report the deletion; saw {seen:?}"),
+            Err(_) => panic!("watch did not report {waiting_for}; saw {seen:?}"),
         }
+    };
+    while !seen.iter().any(|l| l.contains("before-watch")) {
+        next_line(&mut seen, "the pod listed before it started");
+    }
+    s.apply_yaml("create", POD);
+    s.ok(&["label", "pod", "web", "x=y"]);
+    s.ok(&["delete", "pod", "web"]);
+    while !seen
+        .iter()
+        .any(|l| l.starts_with("DELETED") && l.contains("web"))
+    {
+        next_line(&mut seen, "the deletion of web");
     }
     let _ = child.kill();
     let _ = child.wait();
     assert!(
         seen.iter()
-            .any(|l| l.starts_with("ADDED") && l.contains("web")),
+            .any(|l| l.starts_with("ADDED") && l.contains("web ")),
         "{seen:?}"
     );
-    assert!(seen.iter().any(|l| l.starts_with("MODIFIED")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("MODIFIED") && l.contains("web ")),
+        "{seen:?}"
+    );
 }
 
 #[test]

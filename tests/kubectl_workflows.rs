@@ -1,9 +1,10 @@
 //! Everyday kubectl workflows with default flags: apply, patch, edit, set image,
 //! explain, field validation, describe and events, wait, and no failing requests.
 
-mod common;
+mod support;
 
-use common::{stdout, Server};
+use support::server::{stdout, Server};
+use support::wait::assert_stays_for;
 
 const DEPLOY_V1: &str = r#"
 apiVersion: apps/v1
@@ -276,12 +277,12 @@ fn describe_shows_events_and_events_sort() {
         "apply",
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  capacity: {cpu: \"2\", memory: 1Gi, pods: \"110\"}\n",
     );
-    common::wait_for("the deployment's ReplicaSet", || {
+    support::server::wait_for("the deployment's ReplicaSet", || {
         s.ok(&["describe", "deploy", "web"])
             .contains("ScalingReplicaSet")
     });
     let rc = s.ok(&["describe", "rc", "rc1"]);
-    common::wait_for("rc events", || {
+    support::server::wait_for("rc events", || {
         s.ok(&["describe", "rc", "rc1"])
             .contains("SuccessfulCreate")
     });
@@ -294,19 +295,26 @@ fn describe_shows_events_and_events_sort() {
     }
 }
 
+/// How long `kubectl wait` must be seen blocking before the awaited change is made.
+const WAITER_BLOCKS_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[test]
 fn wait_for_condition_and_delete() {
     let s = Server::start();
     s.apply_yaml("apply", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: w\nspec:\n  containers:\n  - name: c\n    image: busybox\n");
     let kubeconfig = s.kubeconfig();
     let waiter = std::thread::spawn(move || {
-        common::kubectl_with(
+        support::server::kubectl_with(
             &kubeconfig,
             &["wait", "--for=condition=Ready", "pod/w", "--timeout=15s"],
             None,
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_stays_for(
+        WAITER_BLOCKS_FOR,
+        "kubectl wait to block while w is not Ready",
+        || !waiter.is_finished(),
+    );
     s.ok(&[
         "patch",
         "pod",
@@ -325,13 +333,17 @@ fn wait_for_condition_and_delete() {
     assert!(stdout(&out).contains("condition met"));
     let kubeconfig = s.kubeconfig();
     let waiter = std::thread::spawn(move || {
-        common::kubectl_with(
+        support::server::kubectl_with(
             &kubeconfig,
             &["wait", "--for=delete", "pod/w", "--timeout=15s"],
             None,
         )
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_stays_for(
+        WAITER_BLOCKS_FOR,
+        "kubectl wait to block while w exists",
+        || !waiter.is_finished(),
+    );
     s.ok(&["delete", "pod", "w", "--wait=false"]);
     let out = waiter.join().unwrap();
     assert!(

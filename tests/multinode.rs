@@ -18,11 +18,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "support/host.rs"]
-mod host;
-use host::{in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run};
+mod support;
+use support::host::{
+    in_netns, kubectl_apply, remove_pod_cgroups, repo_path, require_root_and_tools, run,
+};
+
+use support::wait::wait_until_every;
 
 const ORC: &str = env!("CARGO_BIN_EXE_orc");
+/// How often a condition is checked (most checks run kubectl).
+const POLL_EVERY: Duration = Duration::from_millis(200);
 const IMAGE: &str = "docker.io/library/busybox:test";
 const CONTAINERD_NAMESPACE: &str = "orc-multinode";
 /// Longest any single wait takes.
@@ -62,9 +67,17 @@ struct Cluster {
     containerds: Vec<PathBuf>,
     /// Pods the test saw (their cgroups are removed at the end).
     uids: RefCell<Vec<String>>,
+    /// The behaviour the test is checking now (named when the test fails).
+    step: RefCell<String>,
 }
 
 impl Cluster {
+    /// Names the behaviour the following checks prove (a failure names it).
+    fn step(&self, behaviour: &str) {
+        eprintln!("checking: {behaviour}");
+        *self.step.borrow_mut() = behaviour.to_string();
+    }
+
     fn start() -> Cluster {
         require_root_and_tools("tests/multinode.rs");
         assert!(
@@ -84,6 +97,7 @@ impl Cluster {
             agents: NODES.iter().map(|_| None).collect(),
             containerds: Vec::new(),
             uids: Default::default(),
+            step: RefCell::new("starting the cluster".to_string()),
         };
         let image = c.dir.join("busybox.tar");
         let built = run(Command::new(repo_path("scripts/build-test-image.sh"))
@@ -302,12 +316,8 @@ impl Cluster {
         self.wait_within(DEADLINE, what, cond);
     }
 
-    fn wait_within(&self, deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait_within(&self, deadline: Duration, what: &str, cond: impl FnMut() -> bool) {
+        wait_until_every(deadline, POLL_EVERY, what, cond);
     }
 
     /// Runs busybox `args` inside `pod`'s network namespace (the one the agent made at
@@ -396,6 +406,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.print_logs();
+            eprintln!("--- failed while checking: {} ---", self.step.borrow());
         }
         for child in self.agents.iter_mut().chain([&mut self.server]) {
             if let Some(mut c) = child.take() {
@@ -505,6 +516,7 @@ fn pods_on_different_nodes_reach_each_other_and_come_back_when_a_node_dies() {
     let started = Instant::now();
     let mut c = Cluster::start();
     eprintln!("cluster up in {:?}", started.elapsed());
+    c.step("Both nodes register and are Ready");
     let listed = c.kubectl_out(&["get", "nodes"]);
     for (node, _) in NODES {
         assert!(
@@ -515,7 +527,7 @@ fn pods_on_different_nodes_reach_each_other_and_come_back_when_a_node_dies() {
         );
     }
 
-    // Each node routes the other's podCIDR via the other's LAN address.
+    c.step("Each node routes the other's podCIDR via the other's LAN address");
     for ((node, _), (other, other_ip)) in NODES.into_iter().zip(NODES.into_iter().rev()) {
         let cidr = c.kubectl_out(&["get", "node", other, "-o", "jsonpath={.spec.podCIDR}"]);
         let want = format!("{cidr} via {other_ip} dev eth0");
@@ -524,7 +536,7 @@ fn pods_on_different_nodes_reach_each_other_and_come_back_when_a_node_dies() {
         });
     }
 
-    // One web pod per node, and a Service whose only pod runs on n2.
+    c.step("One web pod per node, and a Service whose only pod runs on n2");
     c.apply(&format!(
         "{}---\n{}---
 apiVersion: v1
@@ -560,7 +572,7 @@ spec:
     }
     eprintln!("web pods running at {:?}", started.elapsed());
 
-    // The server reaches each node's kubelet: exec (with its exit code) and logs.
+    c.step("The server reaches each node's kubelet: exec (with its exit code) and logs");
     for (pod, node) in [("web-n1", "n1"), ("web-n2", "n2")] {
         let out = c.kubectl(&["exec", pod, "--", "sh", "-c", "hostname; exit 3"]);
         assert_eq!(
@@ -577,7 +589,7 @@ spec:
         assert!(c.kubectl(&["logs", pod]).status.success(), "logs on {node}");
     }
 
-    // Pod to pod across nodes, both ways, by pod IP; the source address is kept.
+    c.step("Pod to pod across nodes, both ways, by pod IP; the source address is kept");
     c.in_pod_until_ok(&web1, &["ping", "-c1", "-W2", ip2]);
     c.in_pod_until_ok(&web2, &["ping", "-c1", "-W2", ip1]);
     let url = |ip: &str, path: &str| format!("http://{ip}:{WEB_PORT}/{path}");
@@ -591,7 +603,7 @@ spec:
         "pod traffic between nodes was masqueraded"
     );
 
-    // The Service's only pod runs on n2: n1's proxy sends a pod on n1 there.
+    c.step("The Service's only pod runs on n2: n1's proxy sends a pod on n1 there");
     c.wait_for("Endpoints web to list web-n2", || {
         c.kubectl_out(&[
             "get",
@@ -625,7 +637,7 @@ spec:
     );
     eprintln!("cross-node traffic checked at {:?}", started.elapsed());
 
-    // A replication controller spread over both nodes; n2's agent dies.
+    c.step("A replication controller spread over both nodes; n2's agent dies");
     c.apply(&format!(
         "apiVersion: v1
 kind: ReplicationController
@@ -695,7 +707,7 @@ spec:
         "n1 stopped being Ready"
     );
 
-    // A deleted Node's pods are no longer routed.
+    c.step("A deleted Node's pods are no longer routed");
     let deleted = c.kubectl(&["delete", "node", "n2"]);
     assert!(
         deleted.status.success(),

@@ -24,9 +24,8 @@ use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-#[path = "support/host.rs"]
-mod host;
-use host::on_netns_thread;
+mod support;
+use support::host::on_netns_thread;
 
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// TEST-NET-1: the node's "uplink" inside the test's node namespace only.

@@ -15,11 +15,10 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use nix::mount::{umount2, MntFlags};
 use orc::agent::net::{create_netns, delete_netns};
 
-#[path = "support/host.rs"]
-mod host;
-use host::on_netns_thread;
+mod support;
 use orc::agent::proxy::{NftCli, Proxier};
 use serde_json::{json, Value};
+use support::host::on_netns_thread;
 
 /// The namespace's "node" address, and the endpoint addresses served in it.
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

@@ -15,6 +15,9 @@ use orc::agent::runtime::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod support;
+use support::wait::wait_until_async;
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const TEST_IMAGE: &str = "docker.io/library/busybox:test";
 const NAMESPACE: &str = "orc-test";
@@ -165,14 +168,7 @@ impl Drop for TestEnv {
 
 /// Polls `check` until it returns `Some`, or panics after `limit`.
 async fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(limit, what, || std::future::ready(check())).await
 }
 
 /// (stream, content) of each full record in a CRI log file.
@@ -493,21 +489,21 @@ async fn streaming_exec_carries_stdin_output_a_tty_and_is_killed_when_released()
         .await
         .unwrap();
     drop(s);
-    let deadline = Instant::now() + within(20);
-    loop {
-        let ps = rt.exec("xs", &cmd(&["ps"]), within(10)).await.unwrap();
-        let exec_dirs = std::fs::read_dir(env.dir.join("exec"))
-            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
-            .unwrap_or(0);
-        if !String::from_utf8_lossy(&ps.stdout).contains("sleep 555") && exec_dirs == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "released exec still runs: {ps:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        within(20),
+        "the released exec (sleep 555) and its fifos to be gone",
+        || async {
+            let ps = rt.exec("xs", &cmd(&["ps"]), within(10)).await.unwrap();
+            let exec_dirs = std::fs::read_dir(env.dir.join("exec"))
+                .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+                .unwrap_or(0);
+            let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+            (!ps.contains("sleep 555") && exec_dirs == 0)
+                .then_some(())
+                .ok_or(format!("{exec_dirs} exec dirs; ps: {ps}"))
+        },
+    )
+    .await;
     rt.remove("xs").await.unwrap();
 }
 

@@ -1,6 +1,5 @@
-//! Host helpers shared by the root tests and benchmarks that run a real containerd in
-//! network namespaces of their own (included with `#[path]`).
-#![allow(dead_code)]
+//! Host set-up for the root tests and the pod benchmark, which run a real containerd in
+//! network namespaces of their own: tool checks, netns commands, cgroup clean-up.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -39,11 +38,12 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("bind an ephemeral port")
         .local_addr()
-        .unwrap()
+        .expect("local addr")
         .port()
 }
 

@@ -1,24 +1,17 @@
-//! Shared harness for integration tests: a real `orc server` on a free port with a
-//! private data dir, the real `kubectl`, and a TLS client pinned to the server's CA.
-#![allow(dead_code)]
+//! A real `orc server` (without its agent) on a free port with a private data dir, its
+//! kubeconfig, the real `kubectl` against it, and a TLS client pinned to its CA.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use super::host::free_port;
+use super::wait::wait_until;
 
 pub const ORC: &str = env!("CARGO_BIN_EXE_orc");
 /// Longest any test waits for a condition.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
 
 /// A running `orc server` (killed on drop).
 pub struct Server {
@@ -199,13 +192,9 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Ou
     child.wait_with_output().expect("kubectl output")
 }
 
-/// Polls `cond` until it holds, failing the test after `DEADLINE`.
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+/// Polls `cond` until it holds, failing the test after [`DEADLINE`].
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_until(DEADLINE, what, cond);
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -1,0 +1,389 @@
+//! Pods on the kubelet, on the one-node cluster of `support::kubelet` (needs root and
+//! containerd; see there): running, logs, namespaces, restarts and adoption, crash loops,
+//! probes, the OOM killer, shared volumes, deadlines and deletion.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod support;
+use support::host::run;
+use support::kubelet::*;
+use support::wait::assert_stays_for_every;
+
+/// How long a restarted agent is watched for restarting a container it should adopt.
+const READOPTED_WINDOW: Duration = Duration::from_secs(2);
+
+/// A pod that runs, reports ready, logs, and is adopted across an agent restart, then is
+/// deleted with everything the agent made for it.
+#[test]
+fn pod_runs_logs_survives_an_agent_restart_and_is_deleted() {
+    let mut w = World::start();
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo hello; sleep 3600\"]
+    readinessProbe:
+      exec:
+        command: [\"cat\", \"/etc/hostname\"]
+      periodSeconds: 1
+"
+    ));
+
+    w.step("Running, with an address from the node's podCIDR and a ready container");
+    let mut hello = Value::Null;
+    w.wait_for("pod hello to be Running", || {
+        hello = w.pod("hello").unwrap_or_default();
+        hello["status"]["phase"] == "Running" && container_status(&hello)["ready"] == true
+    });
+    let ip = hello["status"]["podIP"].as_str().unwrap_or("").to_string();
+    assert!(
+        ip.starts_with("10.199."),
+        "pod IP {ip:?} is not from the podCIDR"
+    );
+    let cs = container_status(&hello);
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    assert!(
+        w.containers().contains(&id),
+        "container {id} not in containerd"
+    );
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    let ready = hello["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(ready, "{}", hello["status"]);
+
+    w.step("Its output is in the CRI log file");
+    let uid = hello["metadata"]["uid"].as_str().unwrap().to_string();
+    w.uids.borrow_mut().push(uid.clone());
+    let log = w
+        .data_dir()
+        .join(format!("agent/pods/{uid}/logs/app/0.log"));
+    w.wait_for("hello in the container log", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("stdout F hello"))
+    });
+
+    w.step("kubectl logs reaches the kubelet through the API server");
+    let logs = w.kubectl(&["logs", "hello"]);
+    assert!(
+        logs.status.success(),
+        "kubectl logs: {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello\n");
+
+    w.step("-f keeps following until it is stopped");
+    let inner = w.kubectl_cmd(&["logs", "-f", "hello"]);
+    let mut follow = Command::new("timeout");
+    follow
+        .arg("2")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env("KUBECONFIG", w.kubeconfig())
+        .stdin(Stdio::null());
+    let followed = run(&mut follow);
+    assert_eq!(
+        followed.status.code(),
+        Some(124),
+        "kubectl logs -f ended by itself"
+    );
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "hello\n");
+
+    w.step("The container is in the pod's network, IPC and UTS namespaces");
+    let pid = w.task_pid(&id).expect("hello runs");
+    for (ns, file) in [
+        ("net", format!("agent/netns/{uid}")),
+        ("ipc", format!("agent/podns/{uid}-ipc")),
+        ("uts", format!("agent/podns/{uid}-uts")),
+    ] {
+        use std::os::unix::fs::MetadataExt;
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ino = std::fs::metadata(w.data_dir().join(&file)).unwrap().ino();
+        assert_eq!(
+            link.to_string_lossy(),
+            format!("{ns}:[{ino}]"),
+            "container not in the pod's {ns} namespace"
+        );
+    }
+
+    w.step("An agent restart re-adopts the running container: same container, same start");
+    let pid_before = w.task_pid(&id);
+    w.kill_server();
+    w.spawn_server();
+    w.wait_for("the restarted agent to post status", || {
+        w.log().matches("kubelet is running").count() >= 2
+    });
+    assert!(pid_before.is_some(), "container {id} has no running task");
+    assert_stays_for_every(
+        READOPTED_WINDOW,
+        POLL_EVERY,
+        "the restarted agent to keep container hello (same id, start time and task, no restart)",
+        || {
+            let again = container_status(&w.pod("hello").unwrap());
+            let kept = again["containerID"] == cs["containerID"]
+                && again["restartCount"] == 0
+                && again["state"]["running"]["startedAt"] == cs["state"]["running"]["startedAt"]
+                && w.task_pid(&id) == pid_before;
+            kept.then_some(()).ok_or(again)
+        },
+    );
+
+    w.step("Deleting stops and removes the container, then the pod");
+    let deleted = w.kubectl(&["delete", "pod", "hello", "--timeout=20s"]);
+    assert!(
+        deleted.status.success(),
+        "kubectl delete: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    w.wait_for("pod hello to be gone", || w.pod("hello").is_none());
+    assert!(!w.containers().contains(&id), "container {id} left behind");
+    assert!(!w.data_dir().join(format!("agent/pods/{uid}")).exists());
+    assert!(!w.data_dir().join(format!("agent/netns/{uid}")).exists());
+    assert!(!w.data_dir().join(format!("agent/podns/{uid}-ipc")).exists());
+}
+
+/// A container that keeps exiting backs off, keeps its previous log and exit code, and
+/// the pod's events tell the story.
+#[test]
+fn crashing_container_backs_off_with_its_previous_log() {
+    let w = World::start();
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: crash
+spec:
+  nodeName: kt-node
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo bye; exit 3\"]
+"
+    ));
+    w.remember("crash");
+    let mut crash = Value::Null;
+    w.wait_for("pod crash to be in CrashLoopBackOff", || {
+        crash = w.pod("crash").unwrap_or_default();
+        let cs = container_status(&crash);
+        cs["restartCount"].as_u64().unwrap_or(0) >= 1
+            && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let previous = w.kubectl_out(&["logs", "crash", "--previous"]);
+    assert_eq!(previous, "bye");
+    let crash_cs = container_status(&crash);
+    assert_eq!(
+        crash_cs["lastState"]["terminated"]["exitCode"], 3,
+        "{crash_cs}"
+    );
+    assert_eq!(crash["status"]["phase"], "Running");
+    let events = w.kubectl_out(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
+    for reason in ["Pulled", "Created", "Started", "BackOff"] {
+        assert!(events.contains(reason), "no {reason} event in {events}");
+    }
+}
+
+/// `kubectl run` goes through the scheduler to this node.
+#[test]
+fn kubectl_run_is_scheduled_to_the_node() {
+    let w = World::start();
+    let ran = w.kubectl(&[
+        "run",
+        "scheduled",
+        &format!("--image={IMAGE}"),
+        "--image-pull-policy=IfNotPresent",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert!(
+        ran.status.success(),
+        "kubectl run: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    w.wait_for("pod scheduled to be Running on kt-node", || {
+        let p = w.pod("scheduled").unwrap_or_default();
+        p["spec"]["nodeName"] == "kt-node" && p["status"]["phase"] == "Running"
+    });
+    w.remember("scheduled");
+}
+
+/// A pod's containers share its localhost and its emptyDir volume.
+#[test]
+fn pod_containers_share_localhost_and_volumes() {
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo written-by-web > /shared/note && exec httpd -f -p 8080 -h /var/www"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  - name: client
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "until [ -s /data/note ]; do sleep 0.2; done; cat /data/note; until wget -qO- http://localhost:8080/; do sleep 0.2; done; exec sleep 3600"]
+    volumeMounts:
+    - name: shared
+      mountPath: /data
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+"#
+    ));
+    w.remember("pair");
+    let mut logs = String::new();
+    w.wait_for("client to read the note and the page", || {
+        logs = w.kubectl_out(&["logs", "pair", "-c", "client"]);
+        logs.contains("hello from orc busybox")
+    });
+    assert_eq!(logs, "written-by-web\nhello from orc busybox", "{logs}");
+}
+
+/// A container over its memory limit is OOM-killed and restarted; the kill is its lastState.
+#[test]
+fn container_over_its_memory_limit_is_oom_killed() {
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["tail", "/dev/zero"]
+    resources:
+      limits:
+        memory: 16Mi
+"#
+    ));
+    w.remember("hog");
+    let mut hog = Value::Null;
+    w.wait_for("hog to be OOM-killed", || {
+        hog = w.pod("hog").unwrap_or_default();
+        container_status(&hog)["lastState"]["terminated"]["reason"] == "OOMKilled"
+    });
+    let last = &container_status(&hog)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+}
+
+/// A failing liveness probe restarts the container, with Unhealthy and Killing events.
+#[test]
+fn failing_liveness_probe_restarts_the_container() {
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: sick
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec:
+        command: ["cat", "/tmp/healthy"]
+      periodSeconds: 1
+      failureThreshold: 1
+"#
+    ));
+    w.remember("sick");
+    w.wait_for("sick to be restarted by its liveness probe", || {
+        let sick = w.pod("sick").unwrap_or_default();
+        container_status(&sick)["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let events = w.pod_events("sick");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|(r, m)| r == "Killing"
+            && m == "Container app failed liveness probe, will be restarted"),
+        "{events:?}"
+    );
+}
+
+/// A pod past its activeDeadlineSeconds is stopped and Failed with DeadlineExceeded.
+#[test]
+fn pod_past_its_active_deadline_fails() {
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: brief
+spec:
+  nodeName: kt-node
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#
+    ));
+    w.remember("brief");
+    let mut brief = Value::Null;
+    w.wait_for("brief to fail past its deadline", || {
+        brief = w.pod("brief").unwrap_or_default();
+        brief["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        brief["status"]["reason"], "DeadlineExceeded",
+        "{}",
+        brief["status"]
+    );
+    assert_eq!(
+        brief["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let cs = container_status(&brief);
+    assert!(cs["state"]["terminated"].is_object(), "{cs}");
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("containerd://")
+        .to_string();
+    assert!(w.task_pid(&id).is_none(), "brief's container still runs");
+}
