@@ -309,7 +309,7 @@ mod tests {
         let task = tokio::spawn(run(api.clone(), PodRoutes::new(network.clone(), "n1")));
         let n2 = vec![route("10.42.2.0/24", "192.168.1.12")];
         let resynced = async {
-            while syncs(&network).len() < 1 {
+            while syncs(&network).is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             // The watch runs its course (the server ends it after the interval).
