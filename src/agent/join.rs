@@ -360,6 +360,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_credential_request_is_retried_only_for_server_trouble() {
+        let refused = |status: u16| JoinError::Refused {
+            rejection: Rejection {
+                status: http::StatusCode::from_u16(status).unwrap(),
+                reason: String::new(),
+                message: "no".into(),
+            },
+        };
+        assert!(refused(503).is_retryable());
+        assert!(refused(429).is_retryable());
+        assert!(!refused(400).is_retryable());
+        assert_eq!(
+            refused(400).to_string(),
+            "the node credential request failed: the server answered 400: no"
+        );
+    }
+
+    #[test]
     fn node_password_is_created_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

@@ -210,7 +210,10 @@ struct OpenWatch {
 ///
 /// It remembers the objects it reported (its consumer's view), so a relist reports the
 /// objects that went away meanwhile as [`Event::Deleted`] before the
-/// [`Event::Restarted`].
+/// [`Event::Restarted`]. A watch that ends or breaks is resumed from the last
+/// resourceVersion seen (bookmarks included); 410 Gone relists at once. Failures (no
+/// answer, a rejection, a watch the server ends at once) wait [`backoff`] delays that
+/// double up to a cap and start over once a watch delivers or runs its course.
 pub struct Reflector<T> {
     api: Arc<dyn ListWatchApi>,
     query: Query,
