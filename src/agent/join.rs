@@ -3,11 +3,10 @@
 //! reused on every later start.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rand::RngCore;
 
-use super::client::{ApiClient, ClientError, ServerAddr};
+use super::client::{ApiClient, ClientError, Rejection, ServerAddr};
 use crate::tls::node_credentials::{self, CredentialsRequest, NodeCredentials};
 use crate::tls::{self, JoinToken};
 
@@ -20,9 +19,7 @@ pub const CA_CERT_FILE: &str = "ca.crt";
 pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
 /// Random bytes in a generated node password (32 hex characters).
 const PASSWORD_BYTES: usize = 16;
-/// Back-off between join attempts: doubling from the first to the last.
-pub const FIRST_RETRY: Duration = Duration::from_secs(1);
-pub const MAX_RETRY: Duration = Duration::from_secs(30);
+pub use super::client::{backoff, FIRST_RETRY, MAX_RETRY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -44,8 +41,8 @@ pub enum JoinError {
         message: String,
         secret: String,
     },
-    #[error("the server answered {status} to the node credential request: {message}")]
-    Refused { status: u16, message: String },
+    #[error("the node credential request failed: {rejection}")]
+    Refused { rejection: Rejection },
     #[error("the server sent an unreadable node credential")]
     BadCredential,
     #[error("store the node credential under {dir}")]
@@ -70,7 +67,10 @@ impl JoinError {
             JoinError::Unreachable { .. } | JoinError::TokenRejected | JoinError::BadCredential => {
                 true
             }
-            JoinError::Refused { status, .. } => *status >= 500 || *status == 429,
+            JoinError::Refused { rejection } => {
+                rejection.status.is_server_error()
+                    || rejection.status == http::StatusCode::TOO_MANY_REQUESTS
+            }
             _ => false,
         }
     }
@@ -254,10 +254,9 @@ pub async fn join_once(config: &JoinConfig) -> Result<NodeCredentials, JoinError
                 secret: node_credentials::password_secret_name(&config.node_name),
             })
         }
-        status => {
+        _ => {
             return Err(JoinError::Refused {
-                status,
-                message: resp.message(),
+                rejection: Rejection::from_response(&resp),
             })
         }
     }
@@ -269,13 +268,6 @@ pub async fn join_once(config: &JoinConfig) -> Result<NodeCredentials, JoinError
     }
     store(config, &creds)?;
     Ok(creds)
-}
-
-/// The delay before attempt `attempt + 1` (doubling from 1 s, at most 30 s).
-pub fn backoff(attempt: u32) -> Duration {
-    FIRST_RETRY
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(MAX_RETRY)
 }
 
 /// The stored credential, or a new one: retries with back-off while the failure may go
@@ -365,6 +357,24 @@ mod tests {
             secret: "n1.node-password.orc".into(),
         };
         assert!(!taken.is_retryable());
+    }
+
+    #[test]
+    fn a_refused_credential_request_is_retried_only_for_server_trouble() {
+        let refused = |status: u16| JoinError::Refused {
+            rejection: Rejection {
+                status: http::StatusCode::from_u16(status).unwrap(),
+                reason: String::new(),
+                message: "no".into(),
+            },
+        };
+        assert!(refused(503).is_retryable());
+        assert!(refused(429).is_retryable());
+        assert!(!refused(400).is_retryable());
+        assert_eq!(
+            refused(400).to_string(),
+            "the node credential request failed: the server answered 400: no"
+        );
     }
 
     #[test]

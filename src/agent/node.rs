@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::client::{ApiClient, ClientError};
+use super::client::error::{accepted, answered};
+use super::client::{ApiClient, ApiError};
 use crate::api::identity::NODE_LEASE_NAMESPACE;
 
 /// Version the agent reports as its kubelet.
@@ -122,22 +123,6 @@ pub fn publish(health: &tokio::sync::watch::Sender<RuntimeHealth>, now: RuntimeH
         *h = now;
         true
     });
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("{what}: {source}")]
-    Request {
-        what: String,
-        #[source]
-        source: ClientError,
-    },
-    #[error("{what}: the server answered {status}: {message}")]
-    Rejected {
-        what: String,
-        status: u16,
-        message: String,
-    },
 }
 
 /// What the host says about itself, gathered once per status update.
@@ -382,24 +367,6 @@ fn lease_path(name: &str) -> String {
     format!("/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases/{name}")
 }
 
-async fn call(
-    what: &str,
-    fut: impl std::future::Future<Output = Result<super::client::Response, ClientError>>,
-) -> Result<super::client::Response, NodeError> {
-    fut.await.map_err(|source| NodeError::Request {
-        what: what.to_string(),
-        source,
-    })
-}
-
-fn rejected(what: &str, resp: &super::client::Response) -> NodeError {
-    NodeError::Rejected {
-        what: what.to_string(),
-        status: resp.status.as_u16(),
-        message: resp.message(),
-    }
-}
-
 /// Keeps one Node registered and alive: register, then renew the Lease and post status.
 pub struct Heartbeat {
     client: ApiClient,
@@ -457,19 +424,16 @@ impl Heartbeat {
     }
 
     /// Creates the Node, or updates the labels and status of the existing one.
-    pub async fn register(&mut self) -> Result<(), NodeError> {
+    pub async fn register(&mut self) -> Result<(), ApiError> {
         let facts = self.facts();
         let path = node_path(&self.name);
-        let resp = call("read the node", self.client.get(&path)).await?;
+        let resp = answered("read the node", self.client.get(&path)).await?;
         let now = Utc::now();
         let node = match resp.status.as_u16() {
             404 => {
                 let node = build_node(&facts, now);
                 let resp =
-                    call("create the node", self.client.post("/api/v1/nodes", &node)).await?;
-                if !resp.status.is_success() {
-                    return Err(rejected("create the node", &resp));
-                }
+                    accepted("create the node", self.client.post("/api/v1/nodes", &node)).await?;
                 self.posted = node["status"].clone();
                 self.posted_at = Some(Instant::now());
                 resp.json().unwrap_or_default()
@@ -477,49 +441,42 @@ impl Heartbeat {
             200 => {
                 let existing = resp.json().unwrap_or_default();
                 let patch = json!({"metadata": {"labels": node_labels(&facts)}});
-                let resp = call(
+                accepted(
                     "update the node's labels",
                     self.client.merge_patch(&path, &patch),
                 )
                 .await?;
-                if !resp.status.is_success() {
-                    return Err(rejected("update the node's labels", &resp));
-                }
                 self.posted = existing["status"].clone();
                 self.post_status(&facts).await?;
                 existing
             }
-            _ => return Err(rejected("read the node", &resp)),
+            _ => return Err(ApiError::rejected("read the node", &resp)),
         };
         self.node_uid = node["metadata"]["uid"].as_str().map(str::to_string);
         tracing::info!(node = %self.name, "node registered");
         Ok(())
     }
 
-    async fn post_status(&mut self, facts: &NodeFacts) -> Result<(), NodeError> {
+    async fn post_status(&mut self, facts: &NodeFacts) -> Result<(), ApiError> {
         let status = node_status(facts, Utc::now(), &self.posted["conditions"]);
         let patch = json!({"status": status});
-        let what = "update the node status";
-        let resp = call(
-            what,
+        accepted(
+            "update the node status",
             self.client
                 .merge_patch(&format!("{}/status", node_path(&self.name)), &patch),
         )
         .await?;
-        if !resp.status.is_success() {
-            return Err(rejected(what, &resp));
-        }
         self.posted = status;
         self.posted_at = Some(Instant::now());
         Ok(())
     }
 
     /// Renews the Lease (creating it if missing).
-    pub async fn renew_lease(&self) -> Result<(), NodeError> {
+    pub async fn renew_lease(&self) -> Result<(), ApiError> {
         let now = Utc::now();
         let patch = json!({"spec": lease_spec(&self.name, self.lease_duration, now)});
         let what = "renew the node lease";
-        let resp = call(
+        let resp = answered(
             what,
             self.client.merge_patch(&lease_path(&self.name), &patch),
         )
@@ -536,20 +493,21 @@ impl Heartbeat {
                 let path = format!(
                     "/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
                 );
-                let resp = call("create the node lease", self.client.post(&path, &lease)).await?;
+                let what = "create the node lease";
+                let resp = answered(what, self.client.post(&path, &lease)).await?;
                 if resp.status.is_success() || resp.status.as_u16() == 409 {
                     Ok(())
                 } else {
-                    Err(rejected("create the node lease", &resp))
+                    Err(ApiError::rejected(what, &resp))
                 }
             }
-            _ => Err(rejected(what, &resp)),
+            _ => Err(ApiError::rejected(what, &resp)),
         }
     }
 
     /// One heartbeat tick: renew the lease; post status when it changed or is due.
     /// A Node deleted meanwhile is registered again.
-    pub async fn tick(&mut self) -> Result<(), NodeError> {
+    pub async fn tick(&mut self) -> Result<(), ApiError> {
         self.renew_lease().await?;
         let facts = self.facts();
         let due = self
@@ -559,7 +517,7 @@ impl Heartbeat {
             != without_times(&self.posted);
         if due || changed {
             match self.post_status(&facts).await {
-                Err(NodeError::Rejected { status: 404, .. }) => self.register().await?,
+                Err(e) if e.status() == Some(404) => self.register().await?,
                 other => other?,
             }
         }
@@ -571,7 +529,7 @@ impl Heartbeat {
         let mut attempt = 0;
         while let Err(e) = self.register().await {
             let delay = super::join::backoff(attempt);
-            tracing::warn!(node = %self.name, error = %e, retry_in_s = delay.as_secs(), "node registration failed; retrying");
+            tracing::warn!(node = %self.name, error = %super::kubelet::worker::error_chain(&e), retry_in_s = delay.as_secs(), "node registration failed; retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -589,7 +547,7 @@ impl Heartbeat {
                 }
             }
             if let Err(e) = self.tick().await {
-                tracing::warn!(node = %self.name, error = %e, "heartbeat failed");
+                tracing::warn!(node = %self.name, error = %super::kubelet::worker::error_chain(&e), "heartbeat failed");
             }
         }
     }

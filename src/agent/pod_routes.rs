@@ -1,5 +1,5 @@
 //! host-gw: keeps a route to every other node's podCIDR via that node's InternalIP, in
-//! step with the cluster's Nodes (list + watch, relisting after any error and every
+//! step with the cluster's Nodes (the agent's list-watch, relisting every
 //! [`RELIST_INTERVAL`], which also repairs routes someone removed).
 
 use std::collections::BTreeMap;
@@ -8,52 +8,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Node;
+use tracing::Instrument;
 
-use super::client::{ApiClient, ClientError, WatchEvent, WatchEvents};
+use super::client::{Event, ListWatchApi, Query, Reflector};
 use super::net::NetworkBackend;
 
 /// One host-gw route: a node's podCIDR and the node address it is reached through.
 pub type PodRoute = (Ipv4Net, Ipv4Addr);
 
-/// How long one watch stays open; then the Nodes are listed and the routes re-applied.
+/// How often the Nodes are listed again and the routes re-applied.
 const RELIST_INTERVAL: Duration = Duration::from_secs(60);
-/// Wait before listing again after a failed list or watch.
-const RETRY_DELAY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{step} nodes")]
-    Request {
-        step: &'static str,
-        #[source]
-        source: ClientError,
-    },
-    #[error("{step} nodes: the server answered {status}: {message}")]
-    Rejected {
-        step: &'static str,
-        status: u16,
-        message: String,
-    },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The routes node `own_node` needs: every other node's podCIDR via its first IPv4
 /// InternalIP. Nodes without either are skipped (they get routes once they have both);
 /// should two nodes claim one podCIDR, the first by name wins. Sorted by podCIDR.
 pub fn desired_routes<'a>(
-    nodes: impl IntoIterator<Item = &'a Value>,
+    nodes: impl IntoIterator<Item = &'a Node>,
     own_node: &str,
 ) -> Vec<PodRoute> {
     let mut routes: BTreeMap<Ipv4Net, (&str, Ipv4Addr)> = BTreeMap::new();
     for node in nodes {
-        let name = node["metadata"]["name"].as_str().unwrap_or("");
+        let name = node.metadata.name.as_deref().unwrap_or("");
         if name == own_node {
             continue;
         }
-        let Some(cidr) = node["spec"]["podCIDR"]
-            .as_str()
+        let Some(cidr) = node
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.pod_cidr.as_deref())
             .and_then(|c| c.parse::<Ipv4Net>().ok())
         else {
             continue;
@@ -72,19 +55,21 @@ pub fn desired_routes<'a>(
         .collect()
 }
 
-fn internal_ipv4(node: &Value) -> Option<Ipv4Addr> {
-    node["status"]["addresses"]
-        .as_array()?
+fn internal_ipv4(node: &Node) -> Option<Ipv4Addr> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
         .iter()
-        .filter(|a| a["type"] == "InternalIP")
-        .find_map(|a| a["address"].as_str()?.parse().ok())
+        .filter(|a| a.type_ == "InternalIP")
+        .find_map(|a| a.address.parse().ok())
 }
 
 /// The Nodes this agent knows and the routes it last applied for them.
 pub struct PodRoutes {
     network: Arc<dyn NetworkBackend>,
     own_node: String,
-    nodes: BTreeMap<String, Value>,
+    nodes: BTreeMap<String, Node>,
     /// What the last successful sync made the routes; `None`: unknown (sync again).
     applied: Option<Vec<PodRoute>>,
 }
@@ -99,25 +84,22 @@ impl PodRoutes {
         }
     }
 
-    /// Forgets the known Nodes for a fresh list of them.
-    pub fn replace_all(&mut self, nodes: Vec<Value>) {
-        self.nodes = nodes.into_iter().map(|n| (node_name(&n), n)).collect();
-    }
-
-    /// Applies one watch event. Returns false when the watch must end (an ERROR event,
-    /// e.g. 410 Gone): the caller relists.
-    pub fn on_event(&mut self, kind: &str, node: Value) -> bool {
-        match kind {
-            "ADDED" | "MODIFIED" => {
+    /// Applies one change of the Nodes. Returns whether the routes are due for a full
+    /// re-sync (after a fresh list, which also repairs routes someone removed).
+    pub fn on_event(&mut self, event: Event<Node>) -> bool {
+        match event {
+            Event::Restarted(nodes) => {
+                self.nodes = nodes.into_iter().map(|n| (node_name(&n), n)).collect();
+                return true;
+            }
+            Event::Applied(node) => {
                 self.nodes.insert(node_name(&node), node);
             }
-            "DELETED" => {
+            Event::Deleted(node) => {
                 self.nodes.remove(&node_name(&node));
             }
-            "BOOKMARK" => {}
-            _ => return false,
         }
-        true
+        false
     }
 
     /// Makes the node's routes match the known Nodes: when they changed since the last
@@ -148,113 +130,50 @@ impl PodRoutes {
     }
 }
 
-fn node_name(node: &Value) -> String {
-    node["metadata"]["name"].as_str().unwrap_or("").to_string()
+fn node_name(node: &Node) -> String {
+    node.metadata.name.clone().unwrap_or_default()
 }
 
 /// Follows the Nodes forever, keeping `routes` in step.
-pub async fn run(client: Arc<ApiClient>, mut routes: PodRoutes) {
-    loop {
-        let resource_version = match list(&client).await {
-            Ok((nodes, rv)) => {
-                routes.replace_all(nodes);
-                routes.apply(true).await;
-                rv
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list nodes for the pod routes; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
-                continue;
-            }
-        };
-        if let Err(e) = watch(&client, &resource_version, &mut routes).await {
-            tracing::warn!(error = %e, "watching nodes for the pod routes failed; relisting");
-            tokio::time::sleep(RETRY_DELAY).await;
+pub async fn run(api: Arc<dyn ListWatchApi>, mut routes: PodRoutes) {
+    let span = tracing::info_span!("pod_routes", node = %routes.own_node);
+    let query = Query::all("nodes").relist_every(RELIST_INTERVAL);
+    let mut nodes = Reflector::<Node>::new(api, query);
+    async move {
+        loop {
+            let resync = routes.on_event(nodes.next().await);
+            routes.apply(resync).await;
         }
     }
-}
-
-async fn list(client: &ApiClient) -> Result<(Vec<Value>, String)> {
-    const STEP: &str = "list";
-    let resp = client
-        .get("/api/v1/nodes")
-        .await
-        .map_err(|source| Error::Request { step: STEP, source })?;
-    if !resp.status.is_success() {
-        return Err(Error::Rejected {
-            step: STEP,
-            status: resp.status.as_u16(),
-            message: resp.message(),
-        });
-    }
-    let mut list = resp.json().unwrap_or_default();
-    let rv = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let items = match list["items"].take() {
-        Value::Array(items) => items,
-        _ => Vec::new(),
-    };
-    Ok((items, rv))
-}
-
-/// Applies the Node watch from `resource_version` until the server ends it.
-async fn watch(client: &ApiClient, resource_version: &str, routes: &mut PodRoutes) -> Result<()> {
-    const STEP: &str = "watch";
-    let path = format!(
-        "/api/v1/nodes?watch=1&resourceVersion={resource_version}\
-         &allowWatchBookmarks=true&timeoutSeconds={}",
-        RELIST_INTERVAL.as_secs()
-    );
-    let (status, body) = client
-        .stream(&path)
-        .await
-        .map_err(|source| Error::Request { step: STEP, source })?;
-    if !status.is_success() {
-        return Err(Error::Rejected {
-            step: STEP,
-            status: status.as_u16(),
-            message: String::new(),
-        });
-    }
-    let mut events = WatchEvents::new(body);
-    while let Some(event) = events.next().await {
-        let WatchEvent { kind, object } = match event {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::debug!(error = %e, "node watch stream broke");
-                return Ok(());
-            }
-        };
-        if !routes.on_event(&kind, object) {
-            return Ok(());
-        }
-        routes.apply(false).await;
-    }
-    Ok(())
+    .instrument(span)
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agent::net::{FakeNetwork, NetCall};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn node(name: &str, cidr: Option<&str>, ip: Option<&str>) -> Value {
+    fn node_json(name: &str, cidr: Option<&str>, ips: &[(&str, &str)]) -> Value {
         let mut n = json!({"metadata": {"name": name}, "spec": {}, "status": {"addresses": [
             {"type": "Hostname", "address": name}
         ]}});
         if let Some(c) = cidr {
             n["spec"]["podCIDR"] = json!(c);
         }
-        if let Some(ip) = ip {
+        for (kind, ip) in ips {
             n["status"]["addresses"]
                 .as_array_mut()
                 .unwrap()
-                .push(json!({"type": "InternalIP", "address": ip}));
+                .push(json!({"type": kind, "address": ip}));
         }
         n
+    }
+
+    fn node(name: &str, cidr: Option<&str>, ip: Option<&str>) -> Node {
+        let ips: Vec<_> = ip.iter().map(|ip| ("InternalIP", *ip)).collect();
+        serde_json::from_value(node_json(name, cidr, &ips)).unwrap()
     }
 
     fn route(cidr: &str, ip: &str) -> PodRoute {
@@ -280,11 +199,12 @@ mod tests {
 
     #[test]
     fn nodes_without_pod_cidr_or_ipv4_internal_ip_get_no_route() {
-        let mut v6 = node("v6", Some("10.42.4.0/24"), Some("fd00::4"));
-        v6["status"]["addresses"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "ExternalIP", "address": "203.0.113.4"}));
+        let v6 = node_json(
+            "v6",
+            Some("10.42.4.0/24"),
+            &[("InternalIP", "fd00::4"), ("ExternalIP", "203.0.113.4")],
+        );
+        let v6: Node = serde_json::from_value(v6).unwrap();
         let nodes = [
             node("no-cidr", None, Some("192.168.1.2")),
             node("no-ip", Some("10.42.3.0/24"), None),
@@ -292,11 +212,12 @@ mod tests {
             v6,
             node("dual", Some("10.42.6.0/24"), Some("fd00::6")),
         ];
-        let mut dual = nodes[4].clone();
-        dual["status"]["addresses"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "InternalIP", "address": "192.168.1.6"}));
+        let dual = node_json(
+            "dual",
+            Some("10.42.6.0/24"),
+            &[("InternalIP", "fd00::6"), ("InternalIP", "192.168.1.6")],
+        );
+        let dual: Node = serde_json::from_value(dual).unwrap();
         assert_eq!(desired_routes(&nodes[..4], "me"), vec![]);
         assert_eq!(
             desired_routes([&dual], "me"),
@@ -330,41 +251,87 @@ mod tests {
     async fn routes_follow_node_events_and_sync_only_on_change() {
         let fake = Arc::new(FakeNetwork::new("10.42.1.0/24".parse().unwrap()).unwrap());
         let mut routes = PodRoutes::new(fake.clone(), "n1");
-        routes.replace_all(vec![
+        let listed = routes.on_event(Event::Restarted(vec![
             node("n1", Some("10.42.1.0/24"), Some("192.168.1.11")),
             node("n2", Some("10.42.2.0/24"), Some("192.168.1.12")),
-        ]);
-        routes.apply(true).await;
+        ]));
+        assert!(listed, "a fresh list re-syncs the routes");
+        routes.apply(listed).await;
         let n2 = vec![route("10.42.2.0/24", "192.168.1.12")];
         assert_eq!(syncs(&fake), vec![n2.clone()]);
 
         // A heartbeat changes nothing that matters: no sync.
-        assert!(routes.on_event(
-            "MODIFIED",
-            node("n2", Some("10.42.2.0/24"), Some("192.168.1.12"))
-        ));
+        let heartbeat = node("n2", Some("10.42.2.0/24"), Some("192.168.1.12"));
+        assert!(!routes.on_event(Event::Applied(heartbeat)));
         routes.apply(false).await;
         assert_eq!(syncs(&fake).len(), 1);
 
         // A new node gets a route once it has its podCIDR.
-        assert!(routes.on_event("ADDED", node("n3", None, Some("192.168.1.13"))));
+        routes.on_event(Event::Applied(node("n3", None, Some("192.168.1.13"))));
         routes.apply(false).await;
         assert_eq!(syncs(&fake).len(), 1);
-        assert!(routes.on_event(
-            "MODIFIED",
-            node("n3", Some("10.42.3.0/24"), Some("192.168.1.13"))
-        ));
+        routes.on_event(Event::Applied(node(
+            "n3",
+            Some("10.42.3.0/24"),
+            Some("192.168.1.13"),
+        )));
         routes.apply(false).await;
         let with_n3 = vec![n2[0], route("10.42.3.0/24", "192.168.1.13")];
         assert_eq!(syncs(&fake).last(), Some(&with_n3));
 
         // A deleted node loses its route.
-        assert!(routes.on_event("DELETED", node("n2", None, None)));
+        routes.on_event(Event::Deleted(node("n2", None, None)));
         routes.apply(false).await;
         assert_eq!(fake.routes(), vec![route("10.42.3.0/24", "192.168.1.13")]);
+    }
 
-        // An ERROR event ends the watch (the caller relists), a BOOKMARK does not.
-        assert!(routes.on_event("BOOKMARK", json!({"metadata": {}})));
-        assert!(!routes.on_event("ERROR", json!({"code": 410})));
+    #[tokio::test(start_paused = true)]
+    async fn routes_are_resynced_from_a_fresh_list_every_interval() {
+        use crate::agent::client::fake::{Answer, FakeListWatch};
+        let network = Arc::new(FakeNetwork::new("10.42.1.0/24".parse().unwrap()).unwrap());
+        let api = Arc::new(FakeListWatch::new());
+        let nodes = vec![
+            node_json(
+                "n1",
+                Some("10.42.1.0/24"),
+                &[("InternalIP", "192.168.1.11")],
+            ),
+            node_json(
+                "n2",
+                Some("10.42.2.0/24"),
+                &[("InternalIP", "192.168.1.12")],
+            ),
+        ];
+        let (watch, events) = tokio::sync::mpsc::unbounded_channel();
+        api.answer("/api/v1/nodes", Answer::list("5", nodes.clone()))
+            .answer("/api/v1/nodes", Answer::Live(events))
+            .answer("/api/v1/nodes", Answer::list("9", nodes));
+        let task = tokio::spawn(run(api.clone(), PodRoutes::new(network.clone(), "n1")));
+        let n2 = vec![route("10.42.2.0/24", "192.168.1.12")];
+        let resynced = async {
+            while syncs(&network).is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The watch runs its course (the server ends it after the interval).
+            tokio::time::sleep(RELIST_INTERVAL).await;
+            drop(watch);
+            while syncs(&network).len() < 2 || api.paths().len() < 4 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(600), resynced)
+            .await
+            .expect("the pod routes deadlocked");
+        task.abort();
+        assert_eq!(
+            syncs(&network),
+            vec![n2.clone(), n2],
+            "unchanged routes are re-applied"
+        );
+        let paths = api.paths();
+        assert_eq!(paths.len(), 4, "list, watch, list, watch: {paths:?}");
+        assert_eq!(paths[0], "/api/v1/nodes");
+        assert!(paths[1].contains("resourceVersion=5") && paths[1].contains("timeoutSeconds=60"));
+        assert!(paths[3].contains("resourceVersion=9"), "{paths:?}");
     }
 }

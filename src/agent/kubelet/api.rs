@@ -1,47 +1,19 @@
 //! What the kubelet asks of the API server: the pods bound to this node (list + watch),
 //! pod status writes, the final pod delete, events, and the ConfigMaps and Secrets its
-//! pods reference. [`PodApi`] is the seam unit tests replace with [`FakePodApi`].
+//! pods reference. [`PodApi`] is the seam unit tests replace with a fake that records
+//! calls.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
-use crate::agent::client::{ApiClient, ClientError, WatchEvent, WatchEvents};
+use crate::agent::client::error::accepted;
+use crate::agent::client::{ApiClient, Event, ListWatchApi, Query, Reflector};
 
-/// How long one watch request stays open before it is renewed.
-const WATCH_TIMEOUT_SECONDS: u64 = 300;
-/// Wait before relisting after a failed list or watch.
-const RELIST_DELAY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{what}")]
-    Request {
-        what: String,
-        #[source]
-        source: ClientError,
-    },
-    #[error("{what}: the server answered {status}: {message}")]
-    Rejected {
-        what: String,
-        status: u16,
-        message: String,
-    },
-}
-
-impl ApiError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ApiError::Rejected { status, .. } => Some(*status),
-            ApiError::Request { .. } => None,
-        }
-    }
-}
-
-pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+pub use crate::agent::client::error::{ApiError, Result};
 
 /// The API calls a pod worker makes.
 #[async_trait]
@@ -73,33 +45,13 @@ fn pod_path(namespace: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/pods/{name}")
 }
 
-async fn send(
-    what: impl Into<String>,
-    fut: impl std::future::Future<Output = Result<crate::agent::client::Response, ClientError>>,
-) -> Result<crate::agent::client::Response> {
-    let what = what.into();
-    let resp = fut.await.map_err(|source| ApiError::Request {
-        what: what.clone(),
-        source,
-    })?;
-    if resp.status.is_success() {
-        Ok(resp)
-    } else {
-        Err(ApiError::Rejected {
-            what,
-            status: resp.status.as_u16(),
-            message: resp.message(),
-        })
-    }
-}
-
 #[async_trait]
 impl PodApi for HttpPodApi {
     async fn patch_status(&self, namespace: &str, name: &str, status: &Value) -> Result<()> {
         let path = format!("{}/status", pod_path(namespace, name));
         let body = json!({ "status": status });
-        send(
-            format!("update status of pod {namespace}/{name}"),
+        accepted(
+            &format!("update status of pod {namespace}/{name}"),
             self.client.merge_patch(&path, &body),
         )
         .await
@@ -113,8 +65,8 @@ impl PodApi for HttpPodApi {
             "gracePeriodSeconds": 0,
             "preconditions": {"uid": uid},
         });
-        match send(
-            format!("delete pod {namespace}/{name}"),
+        match accepted(
+            &format!("delete pod {namespace}/{name}"),
             self.client.delete(&pod_path(namespace, name), &body),
         )
         .await
@@ -127,8 +79,8 @@ impl PodApi for HttpPodApi {
 
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>> {
         let path = format!("/api/v1/namespaces/{namespace}/{plural}/{name}");
-        match send(
-            format!("read {plural} {namespace}/{name}"),
+        match accepted(
+            &format!("read {plural} {namespace}/{name}"),
             self.client.get(&path),
         )
         .await
@@ -141,15 +93,15 @@ impl PodApi for HttpPodApi {
 
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()> {
         let path = format!("/api/v1/namespaces/{namespace}/events");
-        send("create event", self.client.post(&path, event))
+        accepted("create event", self.client.post(&path, event))
             .await
             .map(drop)
     }
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
         let path = format!("/api/v1/namespaces/{namespace}/services");
-        let resp = send(
-            format!("list services in {namespace}"),
+        let resp = accepted(
+            &format!("list services in {namespace}"),
             self.client.get(&path),
         )
         .await?;
@@ -169,232 +121,224 @@ pub enum PodUpdate {
     Deleted(Value),
 }
 
-/// Lists and watches the pods bound to `node` forever, relisting after any error, and
-/// sends what it sees. Returns when the receiver is gone.
-pub async fn watch_pods(client: Arc<ApiClient>, node: String, out: mpsc::Sender<PodUpdate>) {
-    let selector = format!("spec.nodeName%3D{node}");
-    loop {
-        let rv = match list_pods(&client, &selector).await {
-            Ok((pods, rv)) => {
-                if out.send(PodUpdate::Snapshot(pods)).await.is_err() {
-                    return;
-                }
-                rv
-            }
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "list pods failed; retrying");
-                tokio::time::sleep(RELIST_DELAY).await;
-                continue;
-            }
-        };
-        match watch_from(&client, &selector, rv, &out).await {
-            Ok(WatchEnd::ReceiverGone) => return,
-            Ok(WatchEnd::Expired) => {}
-            Err(e) => {
-                tracing::warn!(%node, error = %e, "pod watch failed; relisting");
-                tokio::time::sleep(RELIST_DELAY).await;
-            }
-        }
-    }
-}
-
-async fn list_pods(client: &ApiClient, selector: &str) -> Result<(Vec<Value>, String)> {
-    let path = format!("/api/v1/pods?fieldSelector={selector}");
-    let resp = send("list pods bound to this node", client.get(&path)).await?;
-    let list = resp.json().unwrap_or_default();
-    let rv = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let pods = list["items"].as_array().cloned().unwrap_or_default();
-    Ok((pods, rv))
-}
-
-enum WatchEnd {
-    /// The watch ended (timeout, 410 Gone, closed stream): relist.
-    Expired,
-    ReceiverGone,
-}
-
-async fn watch_from(
-    client: &ApiClient,
-    selector: &str,
-    mut rv: String,
-    out: &mpsc::Sender<PodUpdate>,
-) -> Result<WatchEnd> {
-    loop {
-        let path = format!(
-            "/api/v1/pods?watch=1&fieldSelector={selector}&resourceVersion={rv}\
-             &allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
-        );
-        let what = "watch pods bound to this node";
-        let (status, body) = client
-            .stream(&path)
-            .await
-            .map_err(|source| ApiError::Request {
-                what: what.into(),
-                source,
-            })?;
-        if !status.is_success() {
-            return Err(ApiError::Rejected {
-                what: what.into(),
-                status: status.as_u16(),
-                message: String::new(),
-            });
-        }
-        let mut events = WatchEvents::new(body);
-        while let Some(event) = events.next().await {
-            let WatchEvent { kind, object } = match event {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::debug!(error = %e, "pod watch stream broke");
-                    return Ok(WatchEnd::Expired);
-                }
-            };
-            if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
-                rv = v.to_string();
-            }
-            let update = match kind.as_str() {
-                "ADDED" | "MODIFIED" => PodUpdate::Upsert(object),
-                "DELETED" => PodUpdate::Deleted(object),
-                "BOOKMARK" => continue,
-                // ERROR (e.g. 410 Gone): the resourceVersion is too old.
-                _ => return Ok(WatchEnd::Expired),
+/// Lists and watches the pods bound to `node` forever and sends what it sees. Returns
+/// when the receiver is gone.
+pub async fn watch_pods(api: Arc<dyn ListWatchApi>, node: String, out: mpsc::Sender<PodUpdate>) {
+    let span = tracing::info_span!("pod_watch", %node);
+    let query = Query::all("pods").fields(&format!("spec.nodeName={node}"));
+    let mut pods = Reflector::<Value>::new(api, query);
+    async move {
+        loop {
+            let update = match pods.next().await {
+                Event::Restarted(pods) => PodUpdate::Snapshot(pods),
+                Event::Applied(pod) => PodUpdate::Upsert(pod),
+                Event::Deleted(pod) => PodUpdate::Deleted(pod),
             };
             if out.send(update).await.is_err() {
-                return Ok(WatchEnd::ReceiverGone);
+                return;
             }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+pub use fake::{ApiCall, FakePodApi};
+
+#[cfg(test)]
+mod fake {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use serde_json::Value;
+
+    use super::{PodApi, Result};
+
+    /// One call made to a [`FakePodApi`].
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum ApiCall {
+        PatchStatus { pod: String, status: Value },
+        DeletePod { pod: String, uid: String },
+        GetObject { plural: String, name: String },
+        Event { reason: String, message: String },
+    }
+
+    /// A [`PodApi`] that records calls and serves ConfigMaps and Secrets from memory.
+    #[derive(Debug, Default)]
+    pub struct FakePodApi {
+        calls: Mutex<Vec<ApiCall>>,
+        objects: Mutex<Vec<(String, String, Value)>>,
+    }
+
+    impl FakePodApi {
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Adds (or replaces) a ConfigMap, Secret or Service.
+        pub fn add_object(&self, plural: &str, object: Value) {
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let mut objects = self.objects.lock().expect("fake api poisoned");
+            objects.retain(|(p, n, _)| !(p == plural && *n == name));
+            objects.push((plural.to_string(), name, object));
+        }
+
+        pub fn calls(&self) -> Vec<ApiCall> {
+            self.calls.lock().expect("fake api poisoned").clone()
+        }
+
+        /// The statuses written so far, oldest first.
+        pub fn statuses(&self) -> Vec<Value> {
+            self.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    ApiCall::PatchStatus { status, .. } => Some(status),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// The reasons of the events recorded so far.
+        pub fn event_reasons(&self) -> Vec<String> {
+            self.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    ApiCall::Event { reason, .. } => Some(reason),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// The events recorded so far, as `(reason, message)`.
+        pub fn events(&self) -> Vec<(String, String)> {
+            self.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    ApiCall::Event { reason, message } => Some((reason, message)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn record(&self, call: ApiCall) {
+            self.calls.lock().expect("fake api poisoned").push(call);
+        }
+    }
+
+    #[async_trait]
+    impl PodApi for FakePodApi {
+        async fn patch_status(&self, namespace: &str, name: &str, status: &Value) -> Result<()> {
+            self.record(ApiCall::PatchStatus {
+                pod: format!("{namespace}/{name}"),
+                status: status.clone(),
+            });
+            Ok(())
+        }
+
+        async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<()> {
+            self.record(ApiCall::DeletePod {
+                pod: format!("{namespace}/{name}"),
+                uid: uid.to_string(),
+            });
+            Ok(())
+        }
+
+        async fn get_object(
+            &self,
+            plural: &str,
+            _namespace: &str,
+            name: &str,
+        ) -> Result<Option<Value>> {
+            self.record(ApiCall::GetObject {
+                plural: plural.to_string(),
+                name: name.to_string(),
+            });
+            Ok(self
+                .objects
+                .lock()
+                .expect("fake api poisoned")
+                .iter()
+                .find(|(p, n, _)| p == plural && n == name)
+                .map(|(_, _, o)| o.clone()))
+        }
+
+        async fn create_event(&self, _namespace: &str, event: &Value) -> Result<()> {
+            self.record(ApiCall::Event {
+                reason: event["reason"].as_str().unwrap_or("").to_string(),
+                message: event["message"].as_str().unwrap_or("").to_string(),
+            });
+            Ok(())
+        }
+
+        async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
+            Ok(self
+                .objects
+                .lock()
+                .expect("fake api poisoned")
+                .iter()
+                .filter(|(p, _, o)| p == "services" && o["metadata"]["namespace"] == namespace)
+                .map(|(_, _, o)| o.clone())
+                .collect())
         }
     }
 }
 
-/// One call made to a [`FakePodApi`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum ApiCall {
-    PatchStatus { pod: String, status: Value },
-    DeletePod { pod: String, uid: String },
-    GetObject { plural: String, name: String },
-    Event { reason: String, message: String },
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-/// A [`PodApi`] that records calls and serves ConfigMaps and Secrets from memory.
-#[derive(Debug, Default)]
-pub struct FakePodApi {
-    calls: Mutex<Vec<ApiCall>>,
-    objects: Mutex<Vec<(String, String, Value)>>,
-}
+    use serde_json::json;
 
-impl FakePodApi {
-    pub fn new() -> Self {
-        Self::default()
+    use super::*;
+    use crate::agent::client::fake::{Answer, FakeListWatch};
+
+    fn pod(name: &str) -> Value {
+        json!({"metadata": {"namespace": "default", "name": name, "uid": format!("uid-{name}"),
+                            "resourceVersion": "1"}, "spec": {"nodeName": "n1"}})
     }
 
-    /// Adds (or replaces) a ConfigMap, Secret or Service.
-    pub fn add_object(&self, plural: &str, object: Value) {
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let mut objects = self.objects.lock().expect("fake api poisoned");
-        objects.retain(|(p, n, _)| !(p == plural && *n == name));
-        objects.push((plural.to_string(), name, object));
+    fn name(pod: &Value) -> &str {
+        pod["metadata"]["name"].as_str().unwrap_or("")
     }
 
-    pub fn calls(&self) -> Vec<ApiCall> {
-        self.calls.lock().expect("fake api poisoned").clone()
-    }
-
-    /// The statuses written so far, oldest first.
-    pub fn statuses(&self) -> Vec<Value> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                ApiCall::PatchStatus { status, .. } => Some(status),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The reasons of the events recorded so far.
-    pub fn event_reasons(&self) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                ApiCall::Event { reason, .. } => Some(reason),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The events recorded so far, as `(reason, message)`.
-    pub fn events(&self) -> Vec<(String, String)> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                ApiCall::Event { reason, message } => Some((reason, message)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn record(&self, call: ApiCall) {
-        self.calls.lock().expect("fake api poisoned").push(call);
-    }
-}
-
-#[async_trait]
-impl PodApi for FakePodApi {
-    async fn patch_status(&self, namespace: &str, name: &str, status: &Value) -> Result<()> {
-        self.record(ApiCall::PatchStatus {
-            pod: format!("{namespace}/{name}"),
-            status: status.clone(),
-        });
-        Ok(())
-    }
-
-    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<()> {
-        self.record(ApiCall::DeletePod {
-            pod: format!("{namespace}/{name}"),
-            uid: uid.to_string(),
-        });
-        Ok(())
-    }
-
-    async fn get_object(
-        &self,
-        plural: &str,
-        _namespace: &str,
-        name: &str,
-    ) -> Result<Option<Value>> {
-        self.record(ApiCall::GetObject {
-            plural: plural.to_string(),
-            name: name.to_string(),
-        });
-        Ok(self
-            .objects
-            .lock()
-            .expect("fake api poisoned")
-            .iter()
-            .find(|(p, n, _)| p == plural && n == name)
-            .map(|(_, _, o)| o.clone()))
-    }
-
-    async fn create_event(&self, _namespace: &str, event: &Value) -> Result<()> {
-        self.record(ApiCall::Event {
-            reason: event["reason"].as_str().unwrap_or("").to_string(),
-            message: event["message"].as_str().unwrap_or("").to_string(),
-        });
-        Ok(())
-    }
-
-    async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
-        Ok(self
-            .objects
-            .lock()
-            .expect("fake api poisoned")
-            .iter()
-            .filter(|(p, _, o)| p == "services" && o["metadata"]["namespace"] == namespace)
-            .map(|(_, _, o)| o.clone())
-            .collect())
+    #[tokio::test(start_paused = true)]
+    async fn pods_deleted_while_the_watch_was_expired_reach_the_kubelet_as_deletions() {
+        let api = Arc::new(FakeListWatch::new());
+        let expired = json!({"kind": "Status", "code": 410, "reason": "Expired"});
+        api.answer("/api/v1/pods", Answer::list("5", vec![pod("a"), pod("b")]))
+            .answer("/api/v1/pods", Answer::events([("ERROR", expired)]))
+            .answer("/api/v1/pods", Answer::list("9", vec![pod("b")]));
+        let (tx, mut updates) = mpsc::channel(8);
+        let watch = tokio::spawn(watch_pods(api.clone(), "n1".into(), tx));
+        let mut seen = Vec::new();
+        let receive = async {
+            while seen.len() < 3 {
+                seen.push(match updates.recv().await.expect("the watch runs") {
+                    PodUpdate::Snapshot(pods) => {
+                        format!("snapshot {:?}", pods.iter().map(name).collect::<Vec<_>>())
+                    }
+                    PodUpdate::Upsert(pod) => format!("upsert {}", name(&pod)),
+                    PodUpdate::Deleted(pod) => format!("deleted {}", name(&pod)),
+                });
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), receive)
+            .await
+            .expect("the pod watch deadlocked");
+        assert_eq!(
+            seen,
+            [r#"snapshot ["a", "b"]"#, "deleted a", r#"snapshot ["b"]"#]
+        );
+        assert_eq!(
+            api.paths()[0],
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1",
+            "only the pods bound to this node"
+        );
+        drop(updates);
+        watch.abort();
     }
 }

@@ -1,105 +1,60 @@
 //! What the proxy and the cluster DNS read from the API server: every Service and
-//! Endpoints of the cluster (list + watch, relisting after any error), turned into
-//! [`Change`]s.
+//! Endpoints of the cluster (the agent's list-watch), turned into [`Change`]s.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use serde_json::Value;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{Change, Nft, Proxier};
-use crate::agent::client::{ApiClient, ClientError, WatchEvent, WatchEvents};
+use crate::agent::client::{Event, ListWatchApi, Query, Reflector};
 
-/// How long one watch request stays open before it is renewed.
-const WATCH_TIMEOUT_SECONDS: u64 = 300;
-/// Wait before relisting after a failed list or watch.
-const RELIST_DELAY: Duration = Duration::from_secs(2);
 /// Changes buffered between the watches and the proxier.
 const CHANGE_BUFFER: usize = 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("{step} {resource}")]
-    Request {
-        step: &'static str,
-        resource: &'static str,
-        #[source]
-        source: ClientError,
-    },
-    #[error("{step} {resource}: the server answered {status}: {message}")]
-    Rejected {
-        step: &'static str,
-        resource: &'static str,
-        status: u16,
-        message: String,
-    },
+/// A kind of object the proxy follows, and the changes it makes.
+trait Followed: DeserializeOwned + Clone + Send + 'static {
+    const PLURAL: &'static str;
+    /// The change that adds or updates this object.
+    fn upserted(self) -> Change;
+    /// The change that removes this object.
+    fn deleted(&self) -> Change;
 }
 
-pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+impl Followed for Service {
+    const PLURAL: &'static str = "services";
 
-/// A cluster-wide resource the proxy follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource {
-    Services,
-    Endpoints,
-}
-
-impl Resource {
-    fn plural(self) -> &'static str {
-        match self {
-            Resource::Services => "services",
-            Resource::Endpoints => "endpoints",
-        }
+    fn upserted(self) -> Change {
+        Change::Service(Box::new(self))
     }
 
-    /// The change that upserts `object`; `None` (logged) when it is not a valid object.
-    fn upsert(self, object: Value) -> Option<Change> {
-        let change = match self {
-            Resource::Services => {
-                serde_json::from_value::<Service>(object).map(|s| Change::Service(Box::new(s)))
-            }
-            Resource::Endpoints => {
-                serde_json::from_value::<Endpoints>(object).map(|e| Change::Endpoints(Box::new(e)))
-            }
-        };
-        change
-            .inspect_err(|e| {
-                tracing::warn!(resource = self.plural(), error = %e, "ignoring an unreadable object")
-            })
-            .ok()
-    }
-
-    fn deleted(self, (namespace, name): ObjectKey) -> Change {
-        match self {
-            Resource::Services => Change::ServiceDeleted { namespace, name },
-            Resource::Endpoints => Change::EndpointsDeleted { namespace, name },
-        }
+    fn deleted(&self) -> Change {
+        let (namespace, name) = key_of(&self.metadata);
+        Change::ServiceDeleted { namespace, name }
     }
 }
 
-type ObjectKey = (String, String);
+impl Followed for Endpoints {
+    const PLURAL: &'static str = "endpoints";
 
-fn key_of(object: &Value) -> ObjectKey {
-    let meta = &object["metadata"];
+    fn upserted(self) -> Change {
+        Change::Endpoints(Box::new(self))
+    }
+
+    fn deleted(&self) -> Change {
+        let (namespace, name) = key_of(&self.metadata);
+        Change::EndpointsDeleted { namespace, name }
+    }
+}
+
+fn key_of(meta: &ObjectMeta) -> (String, String) {
     (
-        meta["namespace"].as_str().unwrap_or("default").to_string(),
-        meta["name"].as_str().unwrap_or_default().to_string(),
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
     )
-}
-
-/// One list of a resource: its objects and the resourceVersion to watch from.
-struct Listing {
-    items: Vec<Value>,
-    resource_version: String,
-}
-
-impl Listing {
-    fn keys(&self) -> BTreeSet<ObjectKey> {
-        self.items.iter().map(key_of).collect()
-    }
 }
 
 /// Every Service and Endpoints of the cluster: `initial` holds one upsert per object of
@@ -115,32 +70,50 @@ pub struct ServiceWatch {
 /// Lists Services and Endpoints (retrying until both lists succeed) and keeps watching
 /// them in background tasks that end when `changes` is dropped. `consumer` names who
 /// watches, in logs.
-pub async fn watch_services(client: Arc<ApiClient>, consumer: &'static str) -> ServiceWatch {
-    let services = list_until_ok(&client, Resource::Services, consumer).await;
-    let endpoints = list_until_ok(&client, Resource::Endpoints, consumer).await;
-    let mut initial = Vec::new();
-    let (tx, changes) = mpsc::channel(CHANGE_BUFFER);
-    for (resource, listing) in [
-        (Resource::Services, services),
-        (Resource::Endpoints, endpoints),
-    ] {
-        let keys = listing.keys();
-        initial.extend(
-            listing
-                .items
-                .into_iter()
-                .filter_map(|object| resource.upsert(object)),
-        );
-        tokio::spawn(follow(
-            client.clone(),
-            resource,
-            listing.resource_version,
-            keys,
-            tx.clone(),
-            consumer,
-        ));
+pub async fn watch_services(api: Arc<dyn ListWatchApi>, consumer: &'static str) -> ServiceWatch {
+    let span = tracing::info_span!("service_watch", consumer);
+    let mut services = Reflector::<Service>::new(api.clone(), Query::all(Service::PLURAL));
+    let mut endpoints = Reflector::<Endpoints>::new(api, Query::all(Endpoints::PLURAL));
+    let (services_now, endpoints_now) = async {
+        let services_now = first_list(&mut services).await;
+        (services_now, first_list(&mut endpoints).await)
     }
+    .instrument(span.clone())
+    .await;
+    let initial = (services_now.into_iter().map(Followed::upserted))
+        .chain(endpoints_now.into_iter().map(Followed::upserted))
+        .collect();
+    let (tx, changes) = mpsc::channel(CHANGE_BUFFER);
+    tokio::spawn(follow(services, tx.clone()).instrument(span.clone()));
+    tokio::spawn(follow(endpoints, tx).instrument(span));
     ServiceWatch { initial, changes }
+}
+
+/// The objects of the first list (the first event of a reflector).
+async fn first_list<T: Followed>(reflector: &mut Reflector<T>) -> Vec<T> {
+    loop {
+        if let Event::Restarted(objects) = reflector.next().await {
+            return objects;
+        }
+    }
+}
+
+/// Sends every change `reflector` sees as [`Change`]s: after a relist, a deletion for
+/// each object that went away meanwhile and the full state again. Returns when the
+/// receiver is gone.
+async fn follow<T: Followed>(mut reflector: Reflector<T>, out: mpsc::Sender<Change>) {
+    loop {
+        let changes: Vec<Change> = match reflector.next().await {
+            Event::Restarted(objects) => objects.into_iter().map(T::upserted).collect(),
+            Event::Applied(object) => vec![object.upserted()],
+            Event::Deleted(object) => vec![object.deleted()],
+        };
+        for change in changes {
+            if out.send(change).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl ServiceWatch {
@@ -195,188 +168,79 @@ pub async fn run_proxy<N: Nft + 'static>(watch: ServiceWatch, mut proxier: Proxi
     proxier.run(changes).await;
 }
 
-async fn list_until_ok(client: &ApiClient, resource: Resource, consumer: &str) -> Listing {
-    loop {
-        match list(client, resource).await {
-            Ok(listing) => return listing,
-            Err(e) => {
-                tracing::warn!(consumer, error = %e, "cannot list services yet; retrying");
-                tokio::time::sleep(RELIST_DELAY).await;
-            }
-        }
-    }
-}
-
-/// Watches `resource` from `resource_version` forever; after any watch end it relists
-/// and sends the full state again: every object, and a deletion for each object `known`
-/// had that is gone. Returns when the receiver is gone.
-async fn follow(
-    client: Arc<ApiClient>,
-    resource: Resource,
-    mut resource_version: String,
-    mut known: BTreeSet<ObjectKey>,
-    out: mpsc::Sender<Change>,
-    consumer: &'static str,
-) {
-    loop {
-        match watch_from(&client, resource, resource_version, &mut known, &out).await {
-            Ok(WatchEnd::ReceiverGone) => return,
-            Ok(WatchEnd::Expired) => {}
-            Err(e) => {
-                tracing::warn!(consumer, error = %e, "service watch failed; relisting");
-                tokio::time::sleep(RELIST_DELAY).await;
-            }
-        }
-        let listing = list_until_ok(&client, resource, consumer).await;
-        let now = listing.keys();
-        for gone in known.difference(&now) {
-            if out.send(resource.deleted(gone.clone())).await.is_err() {
-                return;
-            }
-        }
-        for object in listing.items {
-            if let Some(change) = resource.upsert(object) {
-                if out.send(change).await.is_err() {
-                    return;
-                }
-            }
-        }
-        known = now;
-        resource_version = listing.resource_version;
-    }
-}
-
-async fn list(client: &ApiClient, resource: Resource) -> Result<Listing> {
-    const STEP: &str = "list";
-    let plural = resource.plural();
-    let resp = client
-        .get(&format!("/api/v1/{plural}"))
-        .await
-        .map_err(|source| SourceError::Request {
-            step: STEP,
-            resource: plural,
-            source,
-        })?;
-    if !resp.status.is_success() {
-        return Err(SourceError::Rejected {
-            step: STEP,
-            resource: plural,
-            status: resp.status.as_u16(),
-            message: resp.message(),
-        });
-    }
-    let list = resp.json().unwrap_or_default();
-    Ok(Listing {
-        resource_version: list["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        items: list["items"].as_array().cloned().unwrap_or_default(),
-    })
-}
-
-enum WatchEnd {
-    /// The watch ended (410 Gone, a broken stream): relist.
-    Expired,
-    ReceiverGone,
-}
-
-/// Streams watch events as changes, renewing the watch when it times out, and keeps
-/// `known` (the keys of the objects that exist) up to date.
-async fn watch_from(
-    client: &ApiClient,
-    resource: Resource,
-    mut rv: String,
-    known: &mut BTreeSet<ObjectKey>,
-    out: &mpsc::Sender<Change>,
-) -> Result<WatchEnd> {
-    const STEP: &str = "watch";
-    let plural = resource.plural();
-    loop {
-        let path = format!(
-            "/api/v1/{plural}?watch=1&resourceVersion={rv}\
-             &allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
-        );
-        let (status, body) = client
-            .stream(&path)
-            .await
-            .map_err(|source| SourceError::Request {
-                step: STEP,
-                resource: plural,
-                source,
-            })?;
-        if !status.is_success() {
-            return Err(SourceError::Rejected {
-                step: STEP,
-                resource: plural,
-                status: status.as_u16(),
-                message: String::new(),
-            });
-        }
-        let mut events = WatchEvents::new(body);
-        while let Some(event) = events.next().await {
-            let WatchEvent { kind, object } = match event {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::debug!(resource = plural, error = %e, "watch stream broke");
-                    return Ok(WatchEnd::Expired);
-                }
-            };
-            if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
-                rv = v.to_string();
-            }
-            let change = match kind.as_str() {
-                "ADDED" | "MODIFIED" => {
-                    known.insert(key_of(&object));
-                    resource.upsert(object)
-                }
-                "DELETED" => {
-                    let key = key_of(&object);
-                    known.remove(&key);
-                    Some(resource.deleted(key))
-                }
-                "BOOKMARK" => None,
-                // ERROR (e.g. 410 Gone): the resourceVersion is too old.
-                _ => return Ok(WatchEnd::Expired),
-            };
-            if let Some(change) = change {
-                if out.send(change).await.is_err() {
-                    return Ok(WatchEnd::ReceiverGone);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
+
+    fn object<T: Followed>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
 
     #[test]
     fn objects_become_typed_changes() {
-        let service = json!({
+        let service: Service = object(json!({
             "metadata": {"namespace": "ns", "name": "web"},
             "spec": {"clusterIP": "10.43.0.5", "ports": [{"port": 80}]},
-        });
+        }));
         assert!(matches!(
-            Resource::Services.upsert(service),
-            Some(Change::Service(s)) if s.metadata.name.as_deref() == Some("web")
+            service.upserted(),
+            Change::Service(s) if s.metadata.name.as_deref() == Some("web")
         ));
-        let endpoints = json!({
+        let endpoints: Endpoints = object(json!({
             "metadata": {"namespace": "ns", "name": "web"},
             "subsets": [{"addresses": [{"ip": "10.42.0.2"}], "ports": [{"port": 8080}]}],
-        });
-        assert!(matches!(
-            Resource::Endpoints.upsert(endpoints),
-            Some(Change::Endpoints(_))
-        ));
-        assert!(
-            Resource::Services
-                .upsert(json!({"spec": {"ports": "not a list"}}))
-                .is_none(),
-            "an unreadable object is skipped"
-        );
+        }));
+        assert!(matches!(endpoints.upserted(), Change::Endpoints(_)));
+    }
+
+    fn service(name: &str) -> serde_json::Value {
+        json!({"metadata": {"namespace": "ns", "name": name, "uid": name, "resourceVersion": "1"},
+               "spec": {"clusterIP": "10.43.0.5", "ports": [{"port": 80}]}})
+    }
+
+    fn describe(change: &Change) -> String {
+        match change {
+            Change::Service(s) => format!("service {}", s.metadata.name.as_deref().unwrap_or("")),
+            Change::ServiceDeleted { name, .. } => format!("deleted service {name}"),
+            Change::Endpoints(e) => {
+                format!("endpoints {}", e.metadata.name.as_deref().unwrap_or(""))
+            }
+            Change::EndpointsDeleted { name, .. } => format!("deleted endpoints {name}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn services_gone_while_the_watch_was_expired_are_deleted_after_the_relist() {
+        use crate::agent::client::fake::{Answer, FakeListWatch};
+        let api = Arc::new(FakeListWatch::new());
+        api.answer(
+            "/api/v1/services",
+            Answer::list("1", vec![service("a"), service("b")]),
+        )
+        .answer("/api/v1/endpoints", Answer::list("1", vec![]))
+        .answer(
+            "/api/v1/services",
+            Answer::events([(
+                "ERROR",
+                json!({"kind": "Status", "code": 410, "reason": "Expired"}),
+            )]),
+        )
+        .answer("/api/v1/services", Answer::list("7", vec![service("b")]));
+        let test = async {
+            let mut watch = watch_services(api.clone(), "test").await;
+            let initial: Vec<String> = watch.initial.iter().map(describe).collect();
+            assert_eq!(initial, ["service a", "service b"]);
+            let mut changes = Vec::new();
+            while changes.len() < 2 {
+                changes.push(describe(&watch.changes.recv().await.unwrap()));
+            }
+            assert_eq!(changes, ["deleted service a", "service b"]);
+        };
+        tokio::time::timeout(Duration::from_secs(60), test)
+            .await
+            .expect("the service watch deadlocked");
     }
 
     #[tokio::test]
@@ -412,10 +276,9 @@ mod tests {
 
     #[test]
     fn deletions_name_the_object() {
-        let key = key_of(&json!({"metadata": {"name": "web"}}));
-        assert_eq!(key, ("default".to_string(), "web".to_string()));
+        let unnamespaced: Endpoints = object(json!({"metadata": {"name": "web"}}));
         assert!(matches!(
-            Resource::Endpoints.deleted(key),
+            unnamespaced.deleted(),
             Change::EndpointsDeleted { namespace, name } if namespace == "default" && name == "web"
         ));
     }

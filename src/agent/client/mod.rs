@@ -1,5 +1,14 @@
 //! A small HTTPS client for the Kubernetes API, as the agent uses it: JSON in and out over
 //! one kept-alive HTTP/1.1 connection (reopened when it breaks), TLS pinned by the caller.
+//! [`watch`] lists and watches on top of it; [`error`] is what a failed call returns.
+
+pub mod error;
+#[cfg(test)]
+pub mod fake;
+pub mod watch;
+
+pub use error::{ApiError, Rejection};
+pub use watch::{Event, ListWatchApi, Query, Reflector};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +31,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Port used when the URL names none.
 pub const DEFAULT_PORT: u16 = 6443;
+/// Back-off between attempts of anything the agent retries: doubling from the first to
+/// the last.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// The delay before attempt `attempt + 1` (doubling from 1 s, at most 30 s).
+pub fn backoff(attempt: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(MAX_RETRY)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
