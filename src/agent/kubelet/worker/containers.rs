@@ -259,7 +259,8 @@ impl PodWorker {
         now: Instant,
     ) -> bool {
         let track = self.track.entry(name.to_string()).or_default().clone();
-        if !track.pull_retry_at.is_some_and(|t| now < t) {
+        let backing_off = track.pull_retry_at.is_some_and(|t| now < t);
+        if !backing_off {
             return false;
         }
         let record = self.record_mut(init, i);
