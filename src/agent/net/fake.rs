@@ -1,5 +1,7 @@
-//! A [`NetworkBackend`] that touches nothing and records its calls, for kubelet tests.
+//! A [`NetworkBackend`] that touches nothing and records its calls, and an in-memory IPAM
+//! store, for unit tests.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -7,7 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
-use super::{Ipam, MemoryStore, NetworkBackend, PodInterface, Result, RouteSync};
+use super::{Ipam, IpamStore, NetworkBackend, PodInterface, Result, RouteSync};
 
 /// One call made to a [`FakeNetwork`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,34 @@ impl NetworkBackend for FakeNetwork {
 
     async fn uninstall(&self) -> Result<()> {
         self.record(NetCall::Uninstall);
+        Ok(())
+    }
+}
+
+/// Allocations kept in memory only (fakes and tests).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<BTreeMap<Ipv4Addr, String>>,
+}
+
+impl IpamStore for MemoryStore {
+    fn load(&self) -> Result<Vec<(Ipv4Addr, String)>> {
+        let records = self.records.lock().expect("ipam memory store poisoned");
+        Ok(records.iter().map(|(ip, o)| (*ip, o.clone())).collect())
+    }
+
+    fn claim(&self, ip: Ipv4Addr, owner: &str) -> Result<bool> {
+        let mut records = self.records.lock().expect("ipam memory store poisoned");
+        if records.contains_key(&ip) {
+            return Ok(false);
+        }
+        records.insert(ip, owner.to_string());
+        Ok(true)
+    }
+
+    fn release(&self, ip: Ipv4Addr) -> Result<()> {
+        let mut records = self.records.lock().expect("ipam memory store poisoned");
+        records.remove(&ip);
         Ok(())
     }
 }

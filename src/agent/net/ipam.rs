@@ -6,7 +6,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use ipnet::Ipv4Net;
 use tracing::warn;
@@ -133,34 +132,6 @@ impl IpamStore for FileStore {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
-}
-
-/// Allocations kept in memory only (fakes and tests).
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    records: Mutex<BTreeMap<Ipv4Addr, String>>,
-}
-
-impl IpamStore for MemoryStore {
-    fn load(&self) -> Result<Vec<(Ipv4Addr, String)>> {
-        let records = self.records.lock().expect("ipam memory store poisoned");
-        Ok(records.iter().map(|(ip, o)| (*ip, o.clone())).collect())
-    }
-
-    fn claim(&self, ip: Ipv4Addr, owner: &str) -> Result<bool> {
-        let mut records = self.records.lock().expect("ipam memory store poisoned");
-        if records.contains_key(&ip) {
-            return Ok(false);
-        }
-        records.insert(ip, owner.to_string());
-        Ok(true)
-    }
-
-    fn release(&self, ip: Ipv4Addr) -> Result<()> {
-        let mut records = self.records.lock().expect("ipam memory store poisoned");
-        records.remove(&ip);
-        Ok(())
-    }
 }
 
 /// Pod addresses of one podCIDR. The first host address is the bridge gateway; the rest
@@ -298,6 +269,7 @@ fn pool_range(cidr: Ipv4Net) -> Option<(Ipv4Addr, Ipv4Addr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::net::MemoryStore;
 
     fn cidr(s: &str) -> Ipv4Net {
         s.parse().unwrap()

@@ -7,6 +7,7 @@
 
 mod bridge;
 mod dummy;
+#[cfg(test)]
 mod fake;
 mod ipam;
 mod masq;
@@ -24,8 +25,9 @@ use ipnet::Ipv4Net;
 
 pub use bridge::{host_veth_name, Bridge, PodInterface, FALLBACK_MTU};
 pub use dummy::ensure_local_address;
-pub use fake::{FakeNetwork, NetCall};
-pub use ipam::{gateway_of, FileStore, Ipam, IpamStore, MemoryStore};
+#[cfg(test)]
+pub use fake::{FakeNetwork, MemoryStore, NetCall};
+pub use ipam::{gateway_of, FileStore, Ipam, IpamStore};
 pub use netns::{create_netns, delete_netns, is_netns, spawn_in_netns};
 pub use routes::{RouteSync, Routes, ROUTE_PROTOCOL};
 
@@ -140,8 +142,8 @@ impl NetworkConfig {
     }
 }
 
-/// The pod network as the kubelet sees it. [`LinuxNetwork`] is the real one,
-/// [`FakeNetwork`] records calls for unit tests.
+/// The pod network as the kubelet sees it. [`LinuxNetwork`] is the real one; unit
+/// tests use `FakeNetwork`, which records calls.
 #[async_trait]
 pub trait NetworkBackend: Send + Sync {
     /// Sets up the node side (bridge, gateway address, forwarding, masquerade).

@@ -418,6 +418,7 @@ impl<N: Nft + 'static> Proxier<N> {
 
 /// A fake [`Nft`] that records every transaction and serves a canned listing; with
 /// `fail_next` set, the next transaction fails (and is not recorded).
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct FakeNft {
     pub applied: Arc<Mutex<Vec<Vec<Value>>>>,
@@ -425,6 +426,7 @@ pub struct FakeNft {
     pub fail_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
+#[cfg(test)]
 impl Nft for FakeNft {
     fn apply(&self, commands: &[Value]) -> Result<()> {
         if self

@@ -1,10 +1,11 @@
 //! The container runtime seen by the kubelet: a small `ContainerRuntime` trait, its
-//! containerd implementation and a fake that records calls.
+//! containerd implementation and (in unit tests) a fake that records calls.
 
 pub mod archive;
 pub mod cgroup;
 pub mod containerd;
 pub mod exec_fifos;
+#[cfg(test)]
 pub mod fake;
 pub mod logger;
 pub mod reference;
@@ -20,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 pub use containerd::{ContainerdConfig, ContainerdRuntime};
+#[cfg(test)]
 pub use fake::{FakeCall, FakeRuntime};
 pub use reference::Reference;
 

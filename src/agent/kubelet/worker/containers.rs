@@ -1,0 +1,557 @@
+//! Init and app containers under the restart policy: runtime state polled, the next step
+//! decided (keep, back off, start), and a new instance started step by step.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{containers, error_chain, exit_reason, humantime, PodWorker};
+use crate::agent::kubelet::container::{self, env_sources, PodContext, Sources};
+use crate::agent::kubelet::probes::{ProbeKind, ProbeSpec};
+use crate::agent::kubelet::status::{
+    self, backoff_delay, next_step, Instance, InstanceState, Step, Terminated, Waiting,
+    BACKOFF_RESET_AFTER,
+};
+use crate::agent::runtime::{ContainerConfig, ContainerState, RuntimeError, SIGTERM};
+
+impl PodWorker {
+    /// Reads the runtime state of every instance that may still change.
+    pub(super) async fn poll_containers(&mut self) {
+        let runtime = self.shared.runtime.clone();
+        let pod = self.name();
+        let mut exits = Vec::new();
+        for record in self.init.iter_mut().chain(self.apps.iter_mut()) {
+            let Some(instance) = record.current.as_mut() else {
+                continue;
+            };
+            if matches!(instance.state, InstanceState::Exited(_)) {
+                continue;
+            }
+            let state = match runtime.status(&instance.id).await {
+                Ok(s) => s.state,
+                Err(RuntimeError::ContainerNotFound { .. }) => ContainerState::Exited {
+                    exit_code: 137,
+                    finished_at: None,
+                    oom_killed: false,
+                },
+                Err(e) => {
+                    // Told once per outage, not every sync (containerd may be restarting).
+                    if std::mem::replace(&mut self.status_failing, true) {
+                        debug!(%pod, container = %record.name, error = %e, "container status failed");
+                    } else {
+                        warn!(%pod, container = %record.name, error = %e, "container status failed");
+                    }
+                    continue;
+                }
+            };
+            self.status_failing = false;
+            match state {
+                ContainerState::Running { .. } => instance.state = InstanceState::Running,
+                ContainerState::Exited {
+                    exit_code,
+                    finished_at,
+                    oom_killed,
+                } => {
+                    info!(%pod, container = %record.name, exit_code, "container exited");
+                    instance.state = InstanceState::Exited(Terminated {
+                        exit_code: exit_code as i32,
+                        reason: exit_reason(exit_code, oom_killed).into(),
+                        message: None,
+                        started_at: instance.started_at,
+                        finished_at: finished_at.or_else(|| Some(Utc::now())),
+                        container_id: format!("containerd://{}", instance.id),
+                    });
+                    let ran = instance
+                        .started_at
+                        .zip(finished_at)
+                        .and_then(|(s, f)| (f - s).to_std().ok())
+                        .unwrap_or(Duration::ZERO);
+                    exits.push((record.name.clone(), ran));
+                }
+                ContainerState::Created | ContainerState::Unknown => {}
+            }
+        }
+        for (name, ran) in exits {
+            let t = self.track.entry(name).or_default();
+            t.exited_at = Some(Instant::now());
+            t.backoff_reported = false;
+            if ran >= BACKOFF_RESET_AFTER {
+                t.backoff_level = 0;
+            }
+        }
+    }
+
+    /// Runs init containers in order; true once all have completed.
+    pub(super) async fn sync_init_containers(&mut self) -> bool {
+        let specs = containers(&self.pod["spec"], "initContainers");
+        let policy = match self.policy().as_str() {
+            "Never" => "Never",
+            // Init containers restart on failure under Always and OnFailure.
+            _ => "OnFailure",
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            let record = &self.init[i];
+            if record.terminated().is_some_and(|t| t.exit_code == 0) {
+                continue;
+            }
+            if record.is_running() {
+                return false;
+            }
+            self.advance(true, i, spec, policy).await;
+            return false;
+        }
+        true
+    }
+
+    pub(super) async fn sync_app_containers(&mut self) {
+        let specs = containers(&self.pod["spec"], "containers");
+        let policy = self.policy();
+        for (i, spec) in specs.iter().enumerate() {
+            let record = &self.apps[i];
+            if record.current.is_some() && record.image != spec["image"].as_str().unwrap_or("") {
+                if record.is_running() {
+                    self.stop_changed(i).await;
+                } else if record
+                    .terminated()
+                    .is_some_and(|t| status::should_restart(&policy, t.exit_code))
+                {
+                    // Waiting out a crash back-off: the new image need not (upstream's
+                    // back-off is per container definition).
+                    let name = record.name.clone();
+                    self.track.entry(name).or_default().definition_changed = true;
+                }
+            }
+            self.advance(false, i, spec, &policy).await;
+        }
+    }
+
+    /// Stops running app container `i` whose spec names another image than it was made
+    /// from; [`Self::advance`] then starts its successor.
+    async fn stop_changed(&mut self, i: usize) {
+        let name = self.apps[i].name.clone();
+        let Some(id) = self.apps[i].current.as_ref().map(|c| c.id.clone()) else {
+            return;
+        };
+        let text = format!("Container {name} definition changed, will be restarted");
+        self.event("Normal", "Killing", &text, Some(&name)).await;
+        info!(pod = %self.name(), container = %name, "container definition changed; restarting it");
+        self.track
+            .entry(name.clone())
+            .or_default()
+            .definition_changed = true;
+        let grace = self.termination_grace();
+        if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
+            warn!(pod = %self.name(), container = %name, error = %e, "stopping the changed container failed");
+        }
+        self.poll_containers().await;
+    }
+
+    /// Decides and performs the next step for one container.
+    pub(super) async fn advance(&mut self, init: bool, i: usize, spec: &Value, policy: &str) {
+        let record = if init { &self.init[i] } else { &self.apps[i] };
+        let name = record.name.clone();
+        let track = self.track.get(&name).cloned().unwrap_or_default();
+        let exited_ago = track.exited_at.map(|t| t.elapsed());
+        let step = match record.terminated() {
+            Some(_) if track.definition_changed => Step::Start {
+                restart_count: record.restart_count() + 1,
+            },
+            _ => next_step(record, policy, track.backoff_level, exited_ago),
+        };
+        match step {
+            Step::Keep => {
+                let record = self.record_mut(init, i);
+                if record.terminated().is_some() || record.is_running() {
+                    record.waiting = None;
+                }
+            }
+            Step::BackOff { .. } => {
+                let delay = backoff_delay(track.backoff_level);
+                let message = format!(
+                    "back-off {} restarting failed container={name} pod={}_{}({})",
+                    humantime(delay),
+                    self.pod_name(),
+                    self.namespace(),
+                    self.uid
+                );
+                self.record_mut(init, i).waiting = Some(Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: message.clone(),
+                });
+                if !track.backoff_reported {
+                    self.track.entry(name.clone()).or_default().backoff_reported = true;
+                    let msg = "Back-off restarting failed container";
+                    self.event(
+                        "Warning",
+                        "BackOff",
+                        &format!("{msg} {name} in pod {}", self.name()),
+                        Some(&name),
+                    )
+                    .await;
+                }
+            }
+            Step::Start { restart_count } => {
+                self.start_instance(init, i, spec, restart_count).await;
+            }
+        }
+    }
+
+    /// Starts a new instance of container `i`: pull, config, the previous instance gives
+    /// way, create, start, record. A step that fails leaves the container waiting with
+    /// the reason and is retried on a later sync.
+    async fn start_instance(&mut self, init: bool, i: usize, spec: &Value, restart_count: u32) {
+        let name = spec["name"].as_str().unwrap_or("").to_string();
+        let image = spec["image"].as_str().unwrap_or("").to_string();
+        let now = Instant::now();
+        if self
+            .waiting_out_pull_backoff(init, i, &name, &image, now)
+            .await
+        {
+            return;
+        }
+        let Some(image_id) = self
+            .pull_for_instance(init, i, &name, spec, &image, now)
+            .await
+        else {
+            return;
+        };
+        let Some(config) = self
+            .config_for_instance(init, i, &name, spec, restart_count)
+            .await
+        else {
+            return;
+        };
+        let old = self.retire_previous_instance(init, i, &name).await;
+        if !self.create_instance(init, i, &name, &config, old).await {
+            return;
+        }
+        let (started_at, state) = self.start_created_instance(&name, &config.id).await;
+        {
+            let t = self.track.entry(name.clone()).or_default();
+            t.started = Some(Instant::now());
+            t.probes.clear();
+        }
+        let record = self.record_mut(init, i);
+        record.image = image;
+        record.waiting = None;
+        record.started = ProbeSpec::of(spec, ProbeKind::Startup).is_none();
+        record.probe_ready = ProbeSpec::of(spec, ProbeKind::Readiness).map(|_| false);
+        record.current = Some(Instance {
+            id: config.id.clone(),
+            restart_count,
+            image_id,
+            started_at: Some(started_at),
+            state,
+        });
+    }
+
+    /// Whether an earlier pull failed and its back-off has not passed yet; a container
+    /// that failed to pull is then told ImagePullBackOff.
+    async fn waiting_out_pull_backoff(
+        &mut self,
+        init: bool,
+        i: usize,
+        name: &str,
+        image: &str,
+        now: Instant,
+    ) -> bool {
+        let track = self.track.entry(name.to_string()).or_default().clone();
+        let backing_off = track.pull_retry_at.is_some_and(|t| now < t);
+        if !backing_off {
+            return false;
+        }
+        let record = self.record_mut(init, i);
+        let failed_pull = record
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.reason == "ErrImagePull");
+        if failed_pull {
+            // As upstream: the back-off names the pull error it waits out.
+            let backoff = format!("Back-off pulling image {image:?}");
+            record.waiting = Some(Waiting {
+                reason: "ImagePullBackOff".into(),
+                message: format!(
+                    "{backoff}: ErrImagePull: {}",
+                    track.pull_error.as_deref().unwrap_or("")
+                ),
+            });
+            self.event("Normal", "BackOff", &backoff, Some(name)).await;
+            self.event("Warning", "Failed", "Error: ImagePullBackOff", Some(name))
+                .await;
+        }
+        true
+    }
+
+    /// Pulls the image, counting failures towards the pull back-off; the image ID, or
+    /// `None` with the container left waiting.
+    async fn pull_for_instance(
+        &mut self,
+        init: bool,
+        i: usize,
+        name: &str,
+        spec: &Value,
+        image: &str,
+        now: Instant,
+    ) -> Option<String> {
+        let image_id = match self.pull(init, name, spec, image).await {
+            Ok(id) => id,
+            Err((waiting, error)) => {
+                let error_event = format!("Error: {}", waiting.reason);
+                self.event("Warning", "Failed", &error_event, Some(name))
+                    .await;
+                let t = self.track.entry(name.to_string()).or_default();
+                t.pull_failures += 1;
+                t.pull_retry_at = Some(now + backoff_delay(t.pull_failures));
+                t.pull_error = Some(error);
+                self.record_mut(init, i).waiting = Some(waiting);
+                return None;
+            }
+        };
+        let t = self.track.entry(name.to_string()).or_default();
+        t.pull_failures = 0;
+        t.pull_retry_at = None;
+        t.pull_error = None;
+        Some(image_id)
+    }
+
+    /// The container's runtime config, or `None` with the container left waiting in
+    /// CreateContainerConfigError.
+    async fn config_for_instance(
+        &mut self,
+        init: bool,
+        i: usize,
+        name: &str,
+        spec: &Value,
+        restart_count: u32,
+    ) -> Option<ContainerConfig> {
+        match self.build_config(spec, restart_count, init).await {
+            Ok(c) => Some(c),
+            Err(message) => {
+                // Retried every sync: tell only when the problem changes.
+                let repeated = self.record_mut(init, i).waiting.as_ref().is_some_and(|w| {
+                    w.reason == "CreateContainerConfigError" && w.message == message
+                });
+                if !repeated {
+                    self.event(
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {message}"),
+                        Some(name),
+                    )
+                    .await;
+                }
+                self.record_mut(init, i).waiting = Some(Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message,
+                });
+                None
+            }
+        }
+    }
+
+    /// The previous instance gives way: its end becomes lastState, it is removed from the
+    /// runtime, and its back-off level carries over. Returns it.
+    async fn retire_previous_instance(
+        &mut self,
+        init: bool,
+        i: usize,
+        name: &str,
+    ) -> Option<Instance> {
+        let old = self.record_mut(init, i).current.take();
+        if let Some(old) = &old {
+            if let InstanceState::Exited(t) = &old.state {
+                self.record_mut(init, i).last_termination = Some(t.clone());
+            }
+            if let Err(e) = self.shared.runtime.remove(&old.id).await {
+                warn!(pod = %self.name(), container = %name, error = %e, "removing the old instance failed");
+            }
+            let t = self.track.entry(name.to_string()).or_default();
+            // A new definition starts a new back-off; a crash of the same one raises it.
+            t.backoff_level = if t.definition_changed {
+                0
+            } else {
+                t.backoff_level + 1
+            };
+            t.definition_changed = false;
+            t.exited_at = None;
+        }
+        old
+    }
+
+    /// Creates the container in the runtime; on failure leaves it waiting in
+    /// CreateContainerError (keeping `old` as its current instance) and returns false.
+    async fn create_instance(
+        &mut self,
+        init: bool,
+        i: usize,
+        name: &str,
+        config: &ContainerConfig,
+        old: Option<Instance>,
+    ) -> bool {
+        let runtime = self.shared.runtime.clone();
+        let mut created = runtime.create_container(config).await;
+        if let Err(RuntimeError::Containerd { source, .. }) = &created {
+            if source.code() == containerd_client::tonic::Code::AlreadyExists {
+                // A leftover of an agent that stopped between create and record.
+                let _ = runtime.remove(&config.id).await;
+                created = runtime.create_container(config).await;
+            }
+        }
+        let Err(e) = created else {
+            return true;
+        };
+        let message = error_chain(&e);
+        self.event(
+            "Warning",
+            "Failed",
+            &format!("Error: {message}"),
+            Some(name),
+        )
+        .await;
+        let record = self.record_mut(init, i);
+        record.waiting = Some(Waiting {
+            reason: "CreateContainerError".into(),
+            message,
+        });
+        if let Some(old) = old {
+            // Keep counting restarts from the old instance.
+            record.current = Some(Instance {
+                state: InstanceState::Exited(record.last_termination.clone().unwrap_or(
+                    Terminated {
+                        exit_code: 0,
+                        reason: "Error".into(),
+                        message: None,
+                        started_at: None,
+                        finished_at: None,
+                        container_id: format!("containerd://{}", old.id),
+                    },
+                )),
+                ..old
+            });
+            self.track.entry(name.to_string()).or_default().exited_at = Some(Instant::now());
+        }
+        false
+    }
+
+    /// Starts created container `id`; when it started and the state it is in (exited
+    /// with StartError if it could not start).
+    async fn start_created_instance(
+        &mut self,
+        name: &str,
+        id: &str,
+    ) -> (DateTime<Utc>, InstanceState) {
+        self.event(
+            "Normal",
+            "Created",
+            &format!("Created container {name}"),
+            Some(name),
+        )
+        .await;
+        let started = self.shared.runtime.start(id).await;
+        let started_at = Utc::now();
+        let state = match started {
+            Ok(_) => {
+                self.event(
+                    "Normal",
+                    "Started",
+                    &format!("Started container {name}"),
+                    Some(name),
+                )
+                .await;
+                InstanceState::Running
+            }
+            Err(e) => {
+                let message = error_chain(&e);
+                self.event(
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                    Some(name),
+                )
+                .await;
+                self.track.entry(name.to_string()).or_default().exited_at = Some(Instant::now());
+                InstanceState::Exited(Terminated {
+                    exit_code: 128,
+                    reason: "StartError".into(),
+                    message: Some(message),
+                    started_at: None,
+                    finished_at: Some(started_at),
+                    container_id: format!("containerd://{id}"),
+                })
+            }
+        };
+        (started_at, state)
+    }
+
+    async fn build_config(
+        &self,
+        spec: &Value,
+        restart_count: u32,
+        init: bool,
+    ) -> Result<crate::agent::runtime::ContainerConfig, String> {
+        let mut sources = Sources::new();
+        for (kind, name) in env_sources(spec) {
+            let plural = if kind == "Secret" {
+                "secrets"
+            } else {
+                "configmaps"
+            };
+            let object = self
+                .shared
+                .api
+                .get_object(plural, self.namespace(), &name)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            sources.insert((kind, name), object);
+        }
+        let ns = self.namespace().to_string();
+        let mut services = self
+            .shared
+            .api
+            .list_services(&ns)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        if ns != "default" {
+            let master = self
+                .shared
+                .api
+                .list_services("default")
+                .await
+                .map_err(|e| error_chain(&e))?;
+            services.extend(
+                master
+                    .into_iter()
+                    .filter(|s| s["metadata"]["name"] == "kubernetes"),
+            );
+        }
+        let etc = [
+            (self.pod_dir.join("etc-hosts"), "/etc/hosts"),
+            (self.pod_dir.join("resolv.conf"), "/etc/resolv.conf"),
+            (self.pod_dir.join("hostname"), "/etc/hostname"),
+        ];
+        let host_network = self.pod["spec"]["hostNetwork"].as_bool() == Some(true);
+        let etc_files = if host_network { &etc[..0] } else { &etc[..] };
+        let cfg = &self.shared.config;
+        let files = cfg.pod_namespaces(&self.uid);
+        let shared = cfg
+            .shared_ipc_uts
+            .then_some((files.ipc.as_path(), files.uts.as_path()));
+        let namespaces = container::pod_namespaces(&self.pod, &self.netns, shared);
+        let ctx = PodContext {
+            pod: &self.pod,
+            pod_dir: &self.pod_dir,
+            namespaces: &namespaces,
+            pod_ip: self.pod_ip,
+            host_ip: self.shared.config.host_ip,
+            node_name: &self.shared.config.node_name,
+            volumes: &self.volumes,
+            etc_files,
+            sources: &sources,
+            services: &services,
+        };
+        container::container_config(&ctx, spec, restart_count, init)
+    }
+}

@@ -1,0 +1,242 @@
+//! `ContainerRuntime` on containerd's gRPC API (1.6 and later). containerd 1.6 has no
+//! Transfer service, so pulls and imports happen here: blobs go through the Content
+//! service, layers are unpacked with the Diff service onto Snapshots, and the image record
+//! is written with the Images service — all under a lease so GC cannot race us.
+
+mod content;
+mod exec;
+mod images;
+mod manifest;
+mod snapshots;
+mod tasks;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use containerd_client::services::v1::{CreateRequest, DeleteRequest};
+use containerd_client::tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use containerd_client::tonic::{Request, Status};
+use tracing::{debug, warn};
+
+use super::registry::RegistryClient;
+use super::{
+    cgroup, ContainerConfig, ContainerRuntime, ContainerStatus, ContainerSummary, ExecOutput,
+    ExecRequest, ExecSession, ImageInfo, PullPolicy, RegistryAuth, Result, RuntimeError,
+};
+
+pub use manifest::{chain_ids, gc_labels, host_platform};
+
+pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
+pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
+/// Label on orc's containerd containers: where the logger writes.
+pub const LOG_PATH_LABEL: &str = "io.orc.runtime/log-path";
+/// Label on orc's containerd containers: the container's cgroup path.
+pub const CGROUP_PATH_LABEL: &str = "io.orc.runtime/cgroup-path";
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+const NAMESPACE_HEADER: &str = "containerd-namespace";
+const LEASE_HEADER: &str = "containerd-lease";
+/// A lease outlives a crashed orc by at most this long.
+const LEASE_EXPIRY: chrono::Duration = chrono::Duration::hours(1);
+const WRITE_CHUNK: usize = 1 << 20;
+/// How long a SIGKILLed task may take to be reported gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// `TERM` of an exec with a tty whose container sets none (as containerd's CRI does).
+const TTY_TERM: &str = "TERM=xterm";
+/// How long the shim may take to open an exec's output fifos once the process started.
+const FIFO_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how to reach containerd.
+#[derive(Debug, Clone)]
+pub struct ContainerdConfig {
+    pub socket: PathBuf,
+    pub namespace: String,
+    pub snapshotter: String,
+    pub runtime: String,
+    /// The binary the shim runs as the container logger (`orc container-logger PATH`).
+    pub logger_binary: PathBuf,
+    /// Directory exec output is collected in.
+    pub exec_dir: PathBuf,
+    pub cgroup_root: PathBuf,
+}
+
+impl ContainerdConfig {
+    /// Defaults for `socket`: namespace `orc`, overlayfs, runc v2, this executable as logger.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        ContainerdConfig {
+            socket: socket.into(),
+            namespace: super::DEFAULT_NAMESPACE.to_string(),
+            snapshotter: DEFAULT_SNAPSHOTTER.to_string(),
+            runtime: DEFAULT_RUNTIME.to_string(),
+            logger_binary: std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/orc")),
+            exec_dir: std::env::temp_dir().join("orc-exec"),
+            cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
+        }
+    }
+}
+
+pub struct ContainerdRuntime {
+    client: containerd_client::Client,
+    config: ContainerdConfig,
+    namespace: AsciiMetadataValue,
+    registry: RegistryClient,
+}
+
+fn grpc(op: &'static str) -> impl FnOnce(Status) -> RuntimeError {
+    move |source| RuntimeError::Containerd { op, source }
+}
+
+fn timestamp(ts: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    let ts = ts?;
+    if ts.seconds <= 0 {
+        return None;
+    }
+    DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32)
+}
+
+impl ContainerdRuntime {
+    /// Connects to containerd and checks that it answers.
+    pub async fn connect(config: ContainerdConfig) -> Result<Self> {
+        let namespace: AsciiMetadataValue = MetadataValue::try_from(config.namespace.as_str())
+            .map_err(|_| RuntimeError::InvalidNamespace {
+                namespace: config.namespace.clone(),
+            })?;
+        let channel = containerd_client::connect(&config.socket)
+            .await
+            .map_err(|source| RuntimeError::Connect {
+                socket: config.socket.clone(),
+                source,
+            })?;
+        let client = containerd_client::Client::from(channel);
+        let version = client
+            .version()
+            .version(())
+            .await
+            .map_err(grpc("version"))?
+            .into_inner();
+        debug!(version = %version.version, socket = %config.socket.display(), "connected to containerd");
+        Ok(ContainerdRuntime {
+            client,
+            config,
+            namespace,
+            registry: RegistryClient::new()?,
+        })
+    }
+
+    pub fn config(&self) -> &ContainerdConfig {
+        &self.config
+    }
+
+    fn request<T>(&self, msg: T, lease: Option<&str>) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.metadata_mut()
+            .insert(NAMESPACE_HEADER, self.namespace.clone());
+        if let Some(l) = lease.and_then(|l| MetadataValue::try_from(l).ok()) {
+            req.metadata_mut().insert(LEASE_HEADER, l);
+        }
+        req
+    }
+
+    // ---- leases -------------------------------------------------------------------
+
+    async fn create_lease(&self) -> Result<String> {
+        let id = format!("orc-{}", uuid::Uuid::new_v4().simple());
+        let expire = (Utc::now() + LEASE_EXPIRY).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.client
+            .leases()
+            .create(self.request(
+                CreateRequest {
+                    id: id.clone(),
+                    labels: [("containerd.io/gc.expire".to_string(), expire)].into(),
+                },
+                None,
+            ))
+            .await
+            .map_err(grpc("create lease"))?;
+        Ok(id)
+    }
+
+    async fn delete_lease(&self, id: &str) {
+        let req = self.request(
+            DeleteRequest {
+                id: id.to_string(),
+                sync: false,
+            },
+            None,
+        );
+        if let Err(e) = self.client.leases().delete(req).await {
+            warn!(lease = id, error = %e.message(), "delete lease failed; it expires by itself");
+        }
+    }
+}
+
+/// Each operation lives with what it works on (`images`, `tasks`, `exec`); this impl
+/// only routes to them.
+#[async_trait::async_trait]
+impl ContainerRuntime for ContainerdRuntime {
+    async fn version(&self) -> Result<String> {
+        let version = self
+            .client
+            .version()
+            .version(())
+            .await
+            .map_err(grpc("version"))?
+            .into_inner();
+        Ok(version.version)
+    }
+
+    async fn ensure_image(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<ImageInfo> {
+        self.pull_unless_present(reference, policy, auth).await
+    }
+
+    async fn import_archive(&self, path: &Path) -> Result<Vec<String>> {
+        self.import_archive_file(path).await
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        self.usable_images().await
+    }
+
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
+        self.create_container_record(config).await
+    }
+
+    async fn start(&self, id: &str) -> Result<u32> {
+        self.start_task(id).await
+    }
+
+    async fn stop(&self, id: &str, signal: u32, grace: Duration) -> Result<ContainerStatus> {
+        self.stop_task(id, signal, grace).await
+    }
+
+    async fn status(&self, id: &str) -> Result<ContainerStatus> {
+        self.container_status(id).await
+    }
+
+    async fn wait(&self, id: &str) -> Result<ContainerStatus> {
+        self.wait_task(id).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        self.remove_container(id).await
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput> {
+        self.exec_captured(id, cmd, timeout).await
+    }
+
+    async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession> {
+        self.exec_streamed(id, request).await
+    }
+
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
+        self.container_summaries().await
+    }
+}

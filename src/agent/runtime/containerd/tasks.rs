@@ -1,0 +1,412 @@
+//! Containers and their tasks: created from an image's snapshot, started with orc's
+//! logger on stdio, signalled, stopped, waited for, listed and removed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime as ContainerRuntimeInfo;
+use containerd_client::services::v1::snapshots::{MountsRequest, PrepareSnapshotRequest};
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
+    ListTasksRequest, StartRequest, WaitRequest,
+};
+use containerd_client::tonic::{Code, Status};
+use containerd_client::types::v1::{Process, Status as TaskStatus};
+use containerd_client::types::Mount as PbMount;
+use tracing::info;
+
+use super::{
+    grpc, timestamp, ContainerdRuntime, CGROUP_PATH_LABEL, KILL_WAIT, LOG_PATH_LABEL, SPEC_TYPE_URL,
+};
+use crate::agent::runtime::{
+    cgroup, logger, spec, ContainerConfig, ContainerState, ContainerStatus, ContainerSummary,
+    Reference, Result, RuntimeError, SIGKILL,
+};
+
+impl ContainerdRuntime {
+    pub(super) async fn get_container(&self, id: &str) -> Result<Container> {
+        let req = self.request(GetContainerRequest { id: id.to_string() }, None);
+        match self.client.containers().get(req).await {
+            Ok(resp) => resp
+                .into_inner()
+                .container
+                .ok_or_else(|| RuntimeError::ContainerNotFound { id: id.to_string() }),
+            Err(s) if s.code() == Code::NotFound => {
+                Err(RuntimeError::ContainerNotFound { id: id.to_string() })
+            }
+            Err(s) => Err(grpc("get container")(s)),
+        }
+    }
+
+    async fn get_task(&self, id: &str, exec_id: &str) -> Result<Option<Process>> {
+        let req = self.request(
+            GetRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            },
+            None,
+        );
+        match self.client.tasks().get(req).await {
+            Ok(resp) => Ok(resp.into_inner().process),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(grpc("get task")(s)),
+        }
+    }
+
+    fn state_of(&self, container: &Container, task: Option<&Process>) -> ContainerState {
+        let Some(p) = task else {
+            return ContainerState::Created;
+        };
+        match TaskStatus::try_from(p.status).unwrap_or(TaskStatus::Unknown) {
+            TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing => {
+                ContainerState::Running { pid: p.pid }
+            }
+            TaskStatus::Stopped => ContainerState::Exited {
+                exit_code: p.exit_status,
+                finished_at: timestamp(p.exited_at),
+                oom_killed: container
+                    .labels
+                    .get(CGROUP_PATH_LABEL)
+                    .is_some_and(|path| cgroup::oom_killed(&self.config.cgroup_root, path)),
+            },
+            TaskStatus::Created => ContainerState::Created,
+            TaskStatus::Unknown => ContainerState::Unknown,
+        }
+    }
+
+    /// `binary://` URI making the shim run orc's logger writing to `log_path`.
+    pub(super) fn log_uri(&self, log_path: &Path) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair(logger::SUBCOMMAND, &log_path.to_string_lossy())
+            .finish();
+        format!("binary://{}?{query}", self.config.logger_binary.display())
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<()> {
+        let req = self.request(
+            DeleteTaskRequest {
+                container_id: id.to_string(),
+            },
+            None,
+        );
+        match self.client.tasks().delete(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(grpc("delete task")(s)),
+        }
+    }
+
+    pub(super) async fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let req = self.request(
+            KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all,
+            },
+            None,
+        );
+        match self.client.tasks().kill(req).await {
+            Ok(_) => Ok(()),
+            // Already gone.
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(grpc("kill task")(s)),
+        }
+    }
+
+    async fn wait_process(&self, id: &str, exec_id: &str) -> Result<()> {
+        let req = self.request(
+            WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            },
+            None,
+        );
+        match self.client.tasks().wait(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(grpc("wait task")(s)),
+        }
+    }
+
+    /// SIGKILLs every process of the task and waits (bounded) until it is reported gone.
+    async fn kill_and_wait(&self, id: &str) -> Result<()> {
+        self.kill(id, "", SIGKILL, true).await?;
+        match tokio::time::timeout(KILL_WAIT, self.wait_process(id, "")).await {
+            Ok(r) => r,
+            Err(_) => Err(RuntimeError::Containerd {
+                op: "wait task",
+                source: Status::deadline_exceeded(format!(
+                    "task {id} still running {KILL_WAIT:?} after SIGKILL"
+                )),
+            }),
+        }
+    }
+
+    pub(super) async fn ensure_running(&self, id: &str) -> Result<()> {
+        match self.get_task(id, "").await? {
+            Some(p) if TaskStatus::try_from(p.status) == Ok(TaskStatus::Running) => Ok(()),
+            _ => Err(RuntimeError::NotRunning { id: id.to_string() }),
+        }
+    }
+
+    pub(super) async fn create_container_record(&self, config: &ContainerConfig) -> Result<String> {
+        let r = Reference::parse(&config.image)?;
+        let name = r.to_string();
+        let (image, top) =
+            self.present_image(&name)
+                .await?
+                .ok_or(RuntimeError::ImageNeverPull {
+                    reference: name.clone(),
+                })?;
+        let spec = spec::build_spec(config, image.config.as_ref())?;
+        let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Spec {
+            id: config.id.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
+        labels.insert(
+            LOG_PATH_LABEL.into(),
+            config.log_path.to_string_lossy().into_owned(),
+        );
+        labels.insert(CGROUP_PATH_LABEL.into(), spec::cgroup_path(config));
+
+        let lease = self.create_lease().await?;
+        let created = async {
+            self.client
+                .snapshots()
+                .prepare(self.request(
+                    PrepareSnapshotRequest {
+                        snapshotter: self.config.snapshotter.clone(),
+                        key: config.id.clone(),
+                        parent: top,
+                        labels: HashMap::new(),
+                    },
+                    Some(&lease),
+                ))
+                .await
+                .map_err(grpc("prepare container snapshot"))?;
+            let container = Container {
+                id: config.id.clone(),
+                labels,
+                image: name.clone(),
+                runtime: Some(ContainerRuntimeInfo {
+                    name: self.config.runtime.clone(),
+                    options: None,
+                }),
+                spec: Some(prost_types::Any {
+                    type_url: SPEC_TYPE_URL.to_string(),
+                    value: spec_json,
+                }),
+                snapshotter: self.config.snapshotter.clone(),
+                snapshot_key: config.id.clone(),
+                ..Default::default()
+            };
+            let made = self
+                .client
+                .containers()
+                .create(self.request(
+                    CreateContainerRequest {
+                        container: Some(container),
+                    },
+                    Some(&lease),
+                ))
+                .await
+                .map_err(grpc("create container"));
+            if made.is_err() {
+                let _ = self.remove_snapshot(&config.id).await;
+            }
+            made.map(|_| ())
+        }
+        .await;
+        self.delete_lease(&lease).await;
+        created?;
+        Ok(config.id.clone())
+    }
+
+    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
+        let container = self.get_container(id).await?;
+        match self.get_task(id, "").await? {
+            Some(p) if TaskStatus::try_from(p.status) == Ok(TaskStatus::Running) => {
+                return Ok(p.pid)
+            }
+            Some(_) => self.delete_task(id).await?,
+            None => {}
+        }
+        let mounts: Vec<PbMount> = self
+            .client
+            .snapshots()
+            .mounts(self.request(
+                MountsRequest {
+                    snapshotter: container.snapshotter.clone(),
+                    key: container.snapshot_key.clone(),
+                },
+                None,
+            ))
+            .await
+            .map_err(grpc("snapshot mounts"))?
+            .into_inner()
+            .mounts;
+        let log_path = container
+            .labels
+            .get(LOG_PATH_LABEL)
+            .map(PathBuf::from)
+            .ok_or_else(|| RuntimeError::Spec {
+                id: id.to_string(),
+                reason: format!("container has no {LOG_PATH_LABEL} label (not made by orc?)"),
+            })?;
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io {
+                what: "create log directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let uri = self.log_uri(&log_path);
+        self.client
+            .tasks()
+            .create(self.request(
+                CreateTaskRequest {
+                    container_id: id.to_string(),
+                    rootfs: mounts,
+                    stdout: uri.clone(),
+                    stderr: uri,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .map_err(grpc("create task"))?;
+        let started = self
+            .client
+            .tasks()
+            .start(self.request(
+                StartRequest {
+                    container_id: id.to_string(),
+                    exec_id: String::new(),
+                },
+                None,
+            ))
+            .await;
+        match started {
+            Ok(resp) => Ok(resp.into_inner().pid),
+            Err(s) => {
+                let _ = self.delete_task(id).await;
+                Err(grpc("start task")(s))
+            }
+        }
+    }
+
+    pub(super) async fn stop_task(
+        &self,
+        id: &str,
+        signal: u32,
+        grace: Duration,
+    ) -> Result<ContainerStatus> {
+        let running = matches!(
+            self.container_status(id).await?.state,
+            ContainerState::Running { .. }
+        );
+        if running {
+            self.kill(id, "", signal, false).await?;
+            let exited = tokio::time::timeout(grace, self.wait_process(id, "")).await;
+            if exited.is_err() {
+                info!(
+                    container = id,
+                    ?grace,
+                    "did not exit within its grace period; killing"
+                );
+                self.kill_and_wait(id).await?;
+            }
+        }
+        self.container_status(id).await
+    }
+
+    pub(super) async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let container = self.get_container(id).await?;
+        let task = self.get_task(id, "").await?;
+        Ok(ContainerStatus {
+            id: id.to_string(),
+            state: self.state_of(&container, task.as_ref()),
+        })
+    }
+
+    pub(super) async fn wait_task(&self, id: &str) -> Result<ContainerStatus> {
+        self.get_container(id).await?;
+        self.wait_process(id, "").await?;
+        self.container_status(id).await
+    }
+
+    pub(super) async fn remove_container(&self, id: &str) -> Result<()> {
+        if let Some(task) = self.get_task(id, "").await? {
+            if TaskStatus::try_from(task.status) != Ok(TaskStatus::Stopped) {
+                self.kill_and_wait(id).await?;
+            }
+            self.delete_task(id).await?;
+        }
+        let req = self.request(DeleteContainerRequest { id: id.to_string() }, None);
+        match self.client.containers().delete(req).await {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => return Err(grpc("delete container")(s)),
+        }
+        self.remove_snapshot(id).await
+    }
+
+    pub(super) async fn container_summaries(&self) -> Result<Vec<ContainerSummary>> {
+        let containers = self
+            .client
+            .containers()
+            .list(self.request(ListContainersRequest { filters: vec![] }, None))
+            .await
+            .map_err(grpc("list containers"))?
+            .into_inner()
+            .containers;
+        let tasks = self
+            .client
+            .tasks()
+            .list(self.request(
+                ListTasksRequest {
+                    filter: String::new(),
+                },
+                None,
+            ))
+            .await
+            .map_err(grpc("list tasks"))?
+            .into_inner()
+            .tasks;
+        let tasks: HashMap<String, Process> = tasks
+            .into_iter()
+            .map(|p| {
+                let id = if p.container_id.is_empty() {
+                    p.id.clone()
+                } else {
+                    p.container_id.clone()
+                };
+                (id, p)
+            })
+            .collect();
+        Ok(containers
+            .into_iter()
+            .map(|c| {
+                let state = self.state_of(&c, tasks.get(&c.id));
+                let labels = c
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.as_str() != LOG_PATH_LABEL && k.as_str() != CGROUP_PATH_LABEL
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                ContainerSummary {
+                    id: c.id,
+                    image: c.image,
+                    labels,
+                    state,
+                }
+            })
+            .collect())
+    }
+}
