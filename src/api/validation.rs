@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
-use thiserror::Error;
 
+pub use super::quantity::{
+    parse_quantity, quantity_bytes, quantity_millis, Quantity, QuantityError,
+};
 use super::selector::LabelSelector;
 
 // ---------------------------------------------------------------------------
@@ -553,186 +555,6 @@ fn name_fn_for(kind: &str) -> NameFn {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Quantities (k8s.io/apimachinery/pkg/api/resource)
-// ---------------------------------------------------------------------------
-
-/// Why a quantity string did not parse; messages as upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum QuantityError {
-    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
-    FormatWrong,
-    #[error("unable to parse numeric part of quantity")]
-    Numeric,
-    #[error("unable to parse quantity's suffix")]
-    Suffix,
-}
-
-/// An exact resource quantity: the rational `num / den` (den > 0, reduced).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quantity {
-    num: i128,
-    den: i128,
-}
-
-fn gcd(mut a: i128, mut b: i128) -> i128 {
-    a = a.abs();
-    b = b.abs();
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a.max(1)
-}
-
-fn div_ceil(a: i128, b: i128) -> i128 {
-    let q = a.div_euclid(b);
-    if a.rem_euclid(b) != 0 {
-        q + 1
-    } else {
-        q
-    }
-}
-
-impl Quantity {
-    fn new(num: i128, den: i128) -> Self {
-        let g = gcd(num, den);
-        Quantity {
-            num: num / g,
-            den: den / g,
-        }
-    }
-
-    pub fn as_f64(&self) -> f64 {
-        self.num as f64 / self.den as f64
-    }
-
-    /// The value in thousandths, rounded up (upstream `MilliValue`); None on overflow.
-    pub fn millis(&self) -> Option<i64> {
-        let n = self.num.checked_mul(1000)?;
-        i64::try_from(div_ceil(n, self.den)).ok()
-    }
-
-    /// The value rounded up to an integer (upstream `Value`); None on overflow.
-    pub fn value(&self) -> Option<i64> {
-        i64::try_from(div_ceil(self.num, self.den)).ok()
-    }
-
-    pub fn is_negative(&self) -> bool {
-        self.num < 0
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.num == 0
-    }
-
-    /// Exact comparison (falls back to floating point if the cross products overflow).
-    pub fn cmp_exact(&self, other: &Quantity) -> std::cmp::Ordering {
-        match (
-            self.num.checked_mul(other.den),
-            other.num.checked_mul(self.den),
-        ) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            _ => self
-                .as_f64()
-                .partial_cmp(&other.as_f64())
-                .unwrap_or(std::cmp::Ordering::Equal),
-        }
-    }
-}
-
-/// Parses a Kubernetes quantity: `[+-]digits[.digits]` then an optional suffix
-/// (`n u m k M G T P E`, `Ki Mi Gi Ti Pi Ei`, or a decimal exponent `e3`/`E-2`).
-pub fn parse_quantity(s: &str) -> Result<Quantity, QuantityError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(QuantityError::FormatWrong);
-    }
-    let (negative, rest) = match s.as_bytes()[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let num_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (number, suffix) = rest.split_at(num_end);
-    if number.is_empty() {
-        return Err(QuantityError::FormatWrong);
-    }
-    // The suffix must match [eEinumkKMGTP]*[-+]?[0-9]*.
-    let letters_end = suffix
-        .find(|c: char| !"eEinumkKMGTP".contains(c))
-        .unwrap_or(suffix.len());
-    let tail = &suffix[letters_end..];
-    let tail_digits = tail.strip_prefix(['-', '+']).unwrap_or(tail);
-    if !tail_digits.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(QuantityError::FormatWrong);
-    }
-
-    let (int_part, frac_part) = match number.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (number, ""),
-    };
-    if frac_part.contains('.') || (int_part.is_empty() && frac_part.is_empty()) {
-        return Err(QuantityError::Numeric);
-    }
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 30 {
-        return Err(QuantityError::Numeric);
-    }
-    let mut num: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().map_err(|_| QuantityError::Numeric)?
-    };
-    let mut den: i128 = 10i128.pow(frac_part.len().min(30) as u32);
-
-    let (exp10, exp2): (i32, u32) = match suffix {
-        "" => (0, 0),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        _ => {
-            let exp = suffix
-                .strip_prefix(['e', 'E'])
-                .ok_or(QuantityError::Suffix)?;
-            let e: i32 = exp.parse().map_err(|_| QuantityError::Suffix)?;
-            if e.abs() > 30 {
-                return Err(QuantityError::Numeric);
-            }
-            (e, 0)
-        }
-    };
-    let overflow = || QuantityError::Numeric;
-    if exp10 >= 0 {
-        num = num
-            .checked_mul(10i128.pow(exp10 as u32))
-            .ok_or_else(overflow)?;
-    } else {
-        den = den
-            .checked_mul(10i128.pow((-exp10) as u32))
-            .ok_or_else(overflow)?;
-    }
-    num = num.checked_mul(1i128 << exp2).ok_or_else(overflow)?;
-    if negative {
-        num = -num;
-    }
-    Ok(Quantity::new(num, den))
-}
-
 /// A JSON quantity (string or number) as a string.
 fn quantity_text(v: &Value) -> Option<String> {
     match v {
@@ -740,16 +562,6 @@ fn quantity_text(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// A CPU quantity in millicores, rounded up (`"250m"` → 250, `"1"` → 1000).
-pub fn quantity_millis(s: &str) -> Option<i64> {
-    parse_quantity(s).ok()?.millis()
-}
-
-/// A memory/storage quantity in bytes, rounded up (`"1Ki"` → 1024, `"1k"` → 1000).
-pub fn quantity_bytes(s: &str) -> Option<i64> {
-    parse_quantity(s).ok()?.value()
 }
 
 // ---------------------------------------------------------------------------
@@ -1412,7 +1224,7 @@ fn validate_resources(res: &Value, path: &str, errs: &mut Errs) {
     let requests = parse_list("requests", errs);
     for (name, (text, req)) in &requests {
         if let Some((limit_text, limit)) = limits.get(name) {
-            if req.cmp_exact(limit).is_gt() {
+            if req > limit {
                 errs.push(FieldError::invalid(
                     format!("{path}.requests"),
                     text,
@@ -3136,73 +2948,5 @@ mod tests {
         )
         .is_empty());
         assert!(!validate("Widget", &json!({"metadata": {"name": "UPPER"}}), None).is_empty());
-    }
-
-    // --- Quantities ------------------------------------------------------------------------
-
-    #[test]
-    fn quantities_parse_with_all_suffixes() {
-        assert_eq!(quantity_millis("250m"), Some(250));
-        assert_eq!(quantity_millis("1"), Some(1000));
-        assert_eq!(quantity_millis("1.5"), Some(1500));
-        assert_eq!(quantity_millis("0.1"), Some(100));
-        assert_eq!(
-            quantity_millis("100u"),
-            Some(1),
-            "rounds up like MilliValue"
-        );
-        assert_eq!(quantity_millis("1n"), Some(1));
-        assert_eq!(quantity_bytes("1Ki"), Some(1024));
-        assert_eq!(quantity_bytes("128Mi"), Some(128 << 20));
-        assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
-        assert_eq!(quantity_bytes("2Ti"), Some(2 << 40));
-        assert_eq!(quantity_bytes("1Pi"), Some(1 << 50));
-        assert_eq!(quantity_bytes("1Ei"), Some(1 << 60));
-        assert_eq!(quantity_bytes("1k"), Some(1000));
-        assert_eq!(quantity_bytes("1M"), Some(1_000_000));
-        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(quantity_bytes("1T"), Some(1_000_000_000_000));
-        assert_eq!(quantity_bytes("1P"), Some(1_000_000_000_000_000));
-        assert_eq!(quantity_bytes("1E"), Some(1_000_000_000_000_000_000));
-        assert_eq!(quantity_bytes("1e3"), Some(1000));
-        assert_eq!(quantity_bytes("1E3"), Some(1000));
-        assert_eq!(quantity_bytes("12e-1"), Some(2), "1.2 rounds up");
-        assert_eq!(quantity_bytes("+5"), Some(5));
-        assert_eq!(quantity_bytes(".5Ki"), Some(512));
-        assert_eq!(quantity_bytes("-1"), Some(-1));
-        assert!(
-            (parse_quantity("1.5Gi").unwrap().as_f64() - 1.5 * (1u64 << 30) as f64).abs() < 1.0
-        );
-    }
-
-    #[test]
-    fn bad_quantities_are_rejected_with_upstream_errors() {
-        assert_eq!(parse_quantity(""), Err(QuantityError::FormatWrong));
-        assert_eq!(parse_quantity("abc"), Err(QuantityError::FormatWrong));
-        assert_eq!(parse_quantity("1 Gi"), Err(QuantityError::FormatWrong));
-        assert_eq!(parse_quantity("1Gb"), Err(QuantityError::FormatWrong));
-        assert_eq!(parse_quantity("1.2.3"), Err(QuantityError::Numeric));
-        assert_eq!(parse_quantity("."), Err(QuantityError::Numeric));
-        assert_eq!(parse_quantity("1kk"), Err(QuantityError::Suffix));
-        assert_eq!(parse_quantity("1Mm"), Err(QuantityError::Suffix));
-        assert_eq!(quantity_millis("nope"), None);
-        assert_eq!(
-            QuantityError::FormatWrong.to_string(),
-            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-        );
-    }
-
-    #[test]
-    fn quantities_compare_exactly() {
-        let a = parse_quantity("1").unwrap();
-        let b = parse_quantity("1000m").unwrap();
-        let c = parse_quantity("1001m").unwrap();
-        assert!(a.cmp_exact(&b).is_eq());
-        assert!(c.cmp_exact(&a).is_gt());
-        assert!(parse_quantity("1Ki")
-            .unwrap()
-            .cmp_exact(&parse_quantity("1k").unwrap())
-            .is_gt());
-        assert!(parse_quantity("0").unwrap().is_zero());
     }
 }
