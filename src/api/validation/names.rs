@@ -30,8 +30,6 @@ pub(super) const NON_NEGATIVE_ERR: &str = "must be greater than or equal to 0";
 pub(super) const FILE_MODE_ERR: &str =
     "must be a number between 0 and 0777 (octal), both inclusive";
 pub(super) const FIELD_IMMUTABLE: &str = "field is immutable";
-pub(super) const QUANTITY_FORMAT_ERR: &str =
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
 fn max_len_error(n: usize) -> String {
     format!("must be no more than {n} characters")

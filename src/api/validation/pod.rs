@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::api::quantity::{parse_quantity, Quantity};
+use crate::api::quantity::{parse_quantity, Quantity, QuantityError};
 
 use super::cluster::TAINT_EFFECTS;
 use super::field_error::{render, FieldError};
@@ -12,7 +12,6 @@ use super::meta::validate_labels;
 use super::names::{
     is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_qualified_name,
     is_valid_label_value, is_valid_port_name, is_valid_port_num, FILE_MODE_ERR, NON_NEGATIVE_ERR,
-    QUANTITY_FORMAT_ERR,
 };
 use super::{arr_at, field, int_at, obj_at, quantity_text, str_at, Errs};
 
@@ -193,7 +192,7 @@ fn validate_volume_source(kind: &str, src: &Value, path: &str, errs: &mut Errs) 
                     errs.push(FieldError::invalid(
                         format!("{path}.sizeLimit"),
                         &q,
-                        QUANTITY_FORMAT_ERR,
+                        QuantityError::FormatWrong.to_string(),
                     ));
                 }
             }
@@ -414,7 +413,7 @@ fn validate_resources(res: &Value, path: &str, errs: &mut Errs) {
                 errs.push(FieldError::invalid_rendered(
                     &qpath,
                     render(q),
-                    QUANTITY_FORMAT_ERR,
+                    QuantityError::FormatWrong.to_string(),
                 ));
                 continue;
             };
