@@ -1,7 +1,6 @@
 //! Helpers shared by the tests of this module.
 
-use chrono::TimeZone;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
 use super::row;

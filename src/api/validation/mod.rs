@@ -96,6 +96,21 @@ fn non_negative(v: &Value, key: &str, path: &str, errs: &mut Errs) {
     }
 }
 
+/// Checks an optional enum field: empty string is Required, unknown NotSupported.
+fn check_enum(v: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Errs) {
+    let Some(val) = field(v, key) else { return };
+    let s = val.as_str().unwrap_or("");
+    if s.is_empty() {
+        errs.push(FieldError::required(format!("{path}.{key}"), ""));
+    } else if !allowed.contains(&s) {
+        errs.push(FieldError::not_supported(
+            format!("{path}.{key}"),
+            s,
+            allowed,
+        ));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Entry point
 // ---------------------------------------------------------------------------

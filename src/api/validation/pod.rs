@@ -13,7 +13,7 @@ use super::names::{
     is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_qualified_name,
     is_valid_label_value, is_valid_port_name, is_valid_port_num, FILE_MODE_ERR, NON_NEGATIVE_ERR,
 };
-use super::{arr_at, field, int_at, obj_at, quantity_text, str_at, Errs};
+use super::{arr_at, check_enum, field, int_at, obj_at, quantity_text, str_at, Errs};
 
 pub(super) const RESTART_POLICIES: [&str; 3] = ["Always", "OnFailure", "Never"];
 const DNS_POLICIES: [&str; 4] = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
@@ -119,21 +119,6 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
     }
     for (i, t) in arr_at(spec, "tolerations").iter().enumerate() {
         validate_toleration(t, &format!("{path}.tolerations[{i}]"), errs);
-    }
-}
-
-/// Checks an optional enum field: empty string is Required, unknown NotSupported.
-pub(super) fn check_enum(v: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Errs) {
-    let Some(val) = field(v, key) else { return };
-    let s = val.as_str().unwrap_or("");
-    if s.is_empty() {
-        errs.push(FieldError::required(format!("{path}.{key}"), ""));
-    } else if !allowed.contains(&s) {
-        errs.push(FieldError::not_supported(
-            format!("{path}.{key}"),
-            s,
-            allowed,
-        ));
     }
 }
 

@@ -10,8 +10,8 @@ use super::names::{
     is_dns1123_label, is_dns1123_subdomain, is_valid_ip, is_valid_port_name, is_valid_port_num,
     IP_ERR,
 };
-use super::pod::{check_enum, PORT_PROTOCOLS};
-use super::{arr_at, int_at, obj_at, str_at, Errs};
+use super::pod::PORT_PROTOCOLS;
+use super::{arr_at, check_enum, int_at, obj_at, str_at, Errs};
 
 const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const SESSION_AFFINITIES: [&str; 2] = ["ClientIP", "None"];
