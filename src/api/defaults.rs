@@ -8,7 +8,7 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::validation::parse_quantity;
+use super::quantity::Quantity;
 
 /// Upstream `DefaultTerminationGracePeriodSeconds`.
 pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
@@ -342,12 +342,7 @@ pub fn pod_qos_class(spec: &Value) -> &'static str {
                 .flatten()
                 .filter(|(name, _)| name.as_str() == "cpu" || name.as_str() == "memory")
                 .filter_map(|(name, q)| {
-                    let text = match q {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        _ => return None,
-                    };
-                    let millis = parse_quantity(&text).ok()?.millis()?;
+                    let millis = Quantity::from_json(q).ok()?.milli_value();
                     (millis > 0).then(|| (name.clone(), i128::from(millis)))
                 })
                 .collect()

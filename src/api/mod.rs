@@ -5,6 +5,7 @@ pub mod identity;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod status;

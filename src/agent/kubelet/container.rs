@@ -14,6 +14,7 @@ use crate::agent::runtime::{
     BindMount, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy, RegistryAuth, Resources,
     RunAs,
 };
+use crate::api::quantity::Quantity;
 
 /// Labels on every container the kubelet creates.
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
@@ -163,41 +164,16 @@ pub fn field_value(ctx: &PodContext<'_>, path: &str) -> Option<String> {
     })
 }
 
-/// Kubernetes quantity → a number in `unit`s (`1` for bytes/cores, `0.001` for milli).
-/// Returns `None` when it does not parse.
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 0.001,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0_f64.powi(4),
-        "e3" => 1e3,
-        "e6" => 1e6,
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
 /// cgroup limits from `resources.requests`/`limits` (memory limit, CPU shares and quota).
 pub fn resources_of(container: &Value) -> Resources {
     let res = &container["resources"];
-    let get = |kind: &str, name: &str| res[kind][name].as_str().and_then(parse_quantity);
-    let millis = |v: Option<f64>| v.map(|c| (c * 1000.0).round() as u64);
+    let get = |kind: &str, name: &str| Quantity::from_json(&res[kind][name]).ok();
+    let millis = |q: Option<Quantity>| q.and_then(|q| u64::try_from(q.milli_value()).ok());
     let cpu_limit = millis(get("limits", "cpu"));
     // A request defaults to the limit (as the API server defaults it).
     let cpu_request = millis(get("requests", "cpu")).or(cpu_limit);
     Resources {
-        memory_limit_bytes: get("limits", "memory").map(|b| b as i64),
+        memory_limit_bytes: get("limits", "memory").map(|q| q.value()),
         ..Resources::default()
     }
     .with_cpu_millis(cpu_request, cpu_limit)
@@ -398,10 +374,11 @@ pub fn resolve_env(
 
 fn resource_field(container: &Value, resource: &str) -> Option<String> {
     let (kind, name) = resource.split_once('.')?;
-    let q = container["resources"][kind][name].as_str();
-    Some(match (name, q.and_then(parse_quantity)) {
-        ("cpu", Some(c)) => (c.ceil() as u64).max(1).to_string(),
-        (_, Some(v)) => (v as u64).to_string(),
+    let q = Quantity::from_json(&container["resources"][kind][name]).ok();
+    Some(match (name, q) {
+        // Whole cores, rounded up, at least one (upstream `ConvertResourceCPUToString`).
+        ("cpu", Some(c)) => c.value().max(1).to_string(),
+        (_, Some(v)) => v.value().to_string(),
         // Unset limits read as the node's capacity upstream; 0 says "unlimited" here.
         (_, None) => "0".to_string(),
     })
@@ -815,11 +792,75 @@ mod tests {
         assert!(registry_auth(&secrets, "other.lan").is_none());
     }
 
+    /// The OCI memory limit and CPU shares/quota/period a container with these
+    /// `resources` runs under, through the same path the kubelet takes.
+    fn cgroup_of(resources: Value) -> (Option<i64>, Option<u64>, Option<i64>, Option<u64>) {
+        let container =
+            json!({"name": "c", "image": "busybox", "command": ["sh"], "resources": resources});
+        let config = with_ctx(&pod(), &Sources::new(), |ctx| {
+            container_config(ctx, &container, 0, false).unwrap()
+        });
+        let spec = crate::agent::runtime::spec::build_spec(&config, None).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        let res = linux.resources().as_ref().unwrap();
+        let memory = res.memory().as_ref().and_then(|m| m.limit());
+        let cpu = res.cpu().as_ref();
+        (
+            memory,
+            cpu.and_then(|c| c.shares()),
+            cpu.and_then(|c| c.quota()),
+            cpu.and_then(|c| c.period()),
+        )
+    }
+
     #[test]
-    fn quantities_parse() {
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("2"), Some(2.0));
-        assert_eq!(parse_quantity("1Gi"), Some(1073741824.0));
-        assert_eq!(parse_quantity("x"), None);
+    fn limits_in_every_quantity_spelling_reach_the_cgroup() {
+        let cases = [
+            (
+                json!({"limits": {"memory": "1Gi", "cpu": "500m"}}),
+                (Some(1 << 30), Some(512), Some(50_000), Some(100_000)),
+            ),
+            (
+                json!({"limits": {"memory": "500M", "cpu": "2"}}),
+                (Some(500_000_000), Some(2048), Some(200_000), Some(100_000)),
+            ),
+            (
+                json!({"limits": {"memory": "1e9", "cpu": "0.5"}}),
+                (Some(1_000_000_000), Some(512), Some(50_000), Some(100_000)),
+            ),
+            (
+                json!({"limits": {"memory": "129e6", "cpu": 1}}),
+                (Some(129_000_000), Some(1024), Some(100_000), Some(100_000)),
+            ),
+            (
+                json!({"limits": {"memory": "123Mi", "cpu": "1E0"}}),
+                (Some(123 << 20), Some(1024), Some(100_000), Some(100_000)),
+            ),
+            // Sub-millicore CPU rounds up to one millicore; quota and shares have floors.
+            (
+                json!({"limits": {"memory": "1Pi", "cpu": "2n"}}),
+                (Some(1 << 50), Some(2), Some(1000), Some(100_000)),
+            ),
+            (
+                json!({"limits": {"memory": "1Ei", "cpu": "5u"}}),
+                (Some(1 << 60), Some(2), Some(1000), Some(100_000)),
+            ),
+            (
+                json!({"requests": {"cpu": "250m"}}),
+                (None, Some(256), None, None),
+            ),
+        ];
+        for (resources, want) in cases {
+            assert_eq!(cgroup_of(resources.clone()), want, "resources {resources}");
+        }
+    }
+
+    #[test]
+    fn resource_field_refs_read_rounded_up_quantities() {
+        let c = json!({"resources": {"limits": {"cpu": "1500m", "memory": "1.5Ki"}, "requests": {"cpu": "2n"}}});
+        assert_eq!(resource_field(&c, "limits.cpu").as_deref(), Some("2"));
+        assert_eq!(resource_field(&c, "requests.cpu").as_deref(), Some("1"));
+        assert_eq!(resource_field(&c, "limits.memory").as_deref(), Some("1536"));
+        assert_eq!(resource_field(&c, "requests.memory").as_deref(), Some("0"));
     }
 }

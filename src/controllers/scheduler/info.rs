@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::api::validation::{quantity_bytes, quantity_millis};
+use crate::api::quantity::Quantity;
 
 /// The scheduler name pods get by default; pods naming another scheduler are left alone.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
@@ -31,12 +31,19 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Reads `cpu`, `memory` and `pods` from a quantity map (`requests`, `allocatable` …).
+    /// Reads `cpu`, `memory` and `pods` from a quantity map (`requests`, `allocatable` …);
+    /// an absent or malformed quantity reads as zero.
     fn from_quantities(map: &Value) -> Resources {
         Resources {
-            milli_cpu: quantity(&map["cpu"], quantity_millis),
-            memory: quantity(&map["memory"], quantity_bytes),
-            pods: quantity(&map["pods"], quantity_bytes),
+            milli_cpu: Quantity::from_json(&map["cpu"])
+                .ok()
+                .map_or(0, |q| q.milli_value()),
+            memory: Quantity::from_json(&map["memory"])
+                .ok()
+                .map_or(0, |q| q.value()),
+            pods: Quantity::from_json(&map["pods"])
+                .ok()
+                .map_or(0, |q| q.value()),
         }
     }
 
@@ -68,14 +75,6 @@ impl std::ops::Sub for Resources {
             memory: self.memory - o.memory,
             pods: self.pods - o.pods,
         }
-    }
-}
-
-fn quantity(v: &Value, parse: fn(&str) -> Option<i64>) -> i64 {
-    match v {
-        Value::String(s) => parse(s).unwrap_or(0),
-        Value::Number(n) => n.as_f64().and_then(|f| parse(&f.to_string())).unwrap_or(0),
-        _ => 0,
     }
 }
 
@@ -579,6 +578,25 @@ mod tests {
         );
         let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
         assert!(!NodeInfo::from_json(&not_ready).ready);
+    }
+
+    #[test]
+    fn requests_in_every_quantity_spelling_are_counted_exactly() {
+        let pod = json!({"spec": {"containers": [
+            {"resources": {"requests": {"cpu": "2n", "memory": "1e9"}}},
+            {"resources": {"requests": {"cpu": 0.5, "memory": "129e6"}}},
+            {"resources": {"requests": {"cpu": "5u", "memory": "1Pi"}}},
+        ]}});
+        let info = PodInfo::from_json(&pod);
+        assert_eq!(
+            info.requests.milli_cpu,
+            1 + 500 + 1,
+            "each rounds up to a millicore"
+        );
+        assert_eq!(
+            info.requests.memory,
+            1_000_000_000 + 129_000_000 + (1 << 50)
+        );
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! Validation of API objects (Kubernetes JSON wire form) with upstream field errors and messages:
+//! the entry point and the JSON access helpers every kind's rules share; one file per area.
+//!
+//! Objects are validated *after* defaulting, as upstream does; fields that defaulting
+//! fills in (protocols, policies) are only checked when present. Checks that need
+//! server state (namespace existence, name/namespace/uid immutability, nodePort
+//! allocation) belong to the API server, not here.
+
+mod cluster;
+mod config;
+mod field_error;
+mod meta;
+mod names;
+mod pod;
+mod service;
+#[cfg(test)]
+mod test_support;
+mod workloads;
+
+pub(crate) use field_error::go_quote;
+pub use field_error::{FieldError, FieldErrorKind};
+pub use meta::validate_labels;
+pub use names::{
+    is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
+    is_qualified_name, is_valid_label_value, is_valid_port_name, is_valid_port_num,
+    MAX_SECRET_SIZE, TOTAL_ANNOTATION_SIZE_LIMIT,
+};
+pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
+pub use workloads::validate_label_selector;
+
+pub use super::quantity::{
+    parse_quantity, quantity_bytes, quantity_millis, Quantity, QuantityError,
+};
+
+use serde_json::{Map, Value};
+
+use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
+use config::{validate_config_map, validate_secret};
+use meta::validate_object_meta;
+use names::{name_fn_for, NON_NEGATIVE_ERR};
+use pod::validate_pod;
+use service::{validate_endpoints, validate_service};
+use workloads::{validate_apps_workload, validate_replication_controller};
+
+// ---------------------------------------------------------------------------
+// JSON access helpers
+// ---------------------------------------------------------------------------
+
+/// A JSON quantity (string or number) as a string.
+fn quantity_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).filter(|x| !x.is_null())
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn arr_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn obj_at<'a>(v: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
+    v.get(key).and_then(Value::as_object)
+}
+
+fn int_at(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(Value::as_i64)
+}
+
+fn is_empty_map(m: Option<&Map<String, Value>>) -> bool {
+    m.is_none_or(Map::is_empty)
+}
+
+type Errs = Vec<FieldError>;
+
+fn non_negative(v: &Value, key: &str, path: &str, errs: &mut Errs) {
+    if let Some(n) = int_at(v, key) {
+        if n < 0 {
+            errs.push(FieldError::invalid_rendered(
+                format!("{path}.{key}"),
+                n.to_string(),
+                NON_NEGATIVE_ERR,
+            ));
+        }
+    }
+}
+
+/// Checks an optional enum field: empty string is Required, unknown NotSupported.
+fn check_enum(v: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Errs) {
+    let Some(val) = field(v, key) else { return };
+    let s = val.as_str().unwrap_or("");
+    if s.is_empty() {
+        errs.push(FieldError::required(format!("{path}.{key}"), ""));
+    } else if !allowed.contains(&s) {
+        errs.push(FieldError::not_supported(
+            format!("{path}.{key}"),
+            s,
+            allowed,
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry point
+// ---------------------------------------------------------------------------
+
+/// Validates `obj` of `kind` (after defaulting); `old` is the stored object on update.
+/// Kinds without specific rules get metadata validation only.
+pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta(
+        obj.get("metadata").unwrap_or(&Value::Null),
+        name_fn_for(kind),
+        &mut errs,
+    );
+    match kind {
+        "Namespace" => validate_namespace(obj, &mut errs),
+        "Pod" => validate_pod(obj, old, &mut errs),
+        "ReplicationController" => validate_replication_controller(obj, &mut errs),
+        "ReplicaSet" | "Deployment" => validate_apps_workload(kind, obj, old, &mut errs),
+        "Service" => validate_service(obj, old, &mut errs),
+        "Endpoints" => validate_endpoints(obj, &mut errs),
+        "Node" => validate_node(obj, &mut errs),
+        "Event" => validate_event(obj, &mut errs),
+        "ConfigMap" => validate_config_map(obj, old, &mut errs),
+        "Secret" => validate_secret(obj, old, &mut errs),
+        "Lease" => validate_lease(obj, &mut errs),
+        _ => {}
+    }
+    errs
+}
