@@ -674,3 +674,6 @@ async fn delete_collection(
     body.put_slice(b"]}");
     Ok(response::raw_json(200, Bytes::from(body)))
 }
+
+#[cfg(test)]
+mod tests;
