@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, Method, Request, Response};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::auth::{self, User};
 use super::kubelet_proxy::Stream;
 use super::registry::{DeleteOptions, FieldValidation, WriteOptions, Written};
-use super::request::{self, Query};
+use super::request::{self, Query, RequestBody};
 use super::response::{self, Body};
 use super::router::{self, ResourceRoute, Route};
 use super::{discovery, watch, ApiContext};
@@ -24,11 +23,13 @@ use crate::api::status::{self, ApiError};
 use crate::api::table;
 use crate::store::KeyValue;
 
-/// Entry point for every HTTP request.
+/// Entry point for every HTTP request. `cert_user` is who the client certificate of the
+/// connection names (`None` without one: a bearer token may still authenticate); it is
+/// passed in so that tests can call this without a TLS connection.
 pub async fn handle(
     ctx: Arc<ApiContext>,
     cert_user: Option<User>,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -49,13 +50,13 @@ pub async fn handle(
     resp
 }
 
-fn bearer_user(ctx: &ApiContext, req: &Request<Incoming>) -> Option<User> {
+fn bearer_user<B>(ctx: &ApiContext, req: &Request<B>) -> Option<User> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ")?.trim();
     ctx.tokens.authenticate(token)
 }
 
-fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> &str {
+fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> &str {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -65,7 +66,7 @@ fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> &str {
 async fn dispatch(
     ctx: &ApiContext,
     user: Option<&User>,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let route = router::parse(req.uri().path());
     match &route {
@@ -116,7 +117,7 @@ async fn dispatch(
 async fn node_credentials(
     ctx: &ApiContext,
     user: &User,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError::method_not_allowed(format!(
@@ -147,11 +148,7 @@ fn aggregated(v: Value) -> Response<Body> {
 /// An OpenAPI document, with a strong `ETag` (`304` when `If-None-Match` matches). A
 /// request naming the current `hash=` may cache the answer for good: the URL changes with
 /// the document.
-fn openapi(
-    ctx: &ApiContext,
-    path: &str,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response<Body>, ApiError> {
     let doc = ctx.openapi.document(path).ok_or_else(ApiError::no_route)?;
     let etag = doc.etag();
     let not_modified = header_str(req, header::IF_NONE_MATCH)
@@ -211,7 +208,7 @@ async fn resource(
     ctx: &ApiContext,
     user: &User,
     r: ResourceRoute,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
@@ -677,3 +674,6 @@ async fn delete_collection(
     body.put_slice(b"]}");
     Ok(response::raw_json(200, Bytes::from(body)))
 }
+
+#[cfg(test)]
+mod tests;

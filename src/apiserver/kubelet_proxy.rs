@@ -153,7 +153,7 @@ pub async fn pod_stream(
     ctx: &ApiContext,
     pod: &Value,
     query: &Query,
-    mut req: Request<Incoming>,
+    mut req: Request<impl super::request::RequestBody>,
     stream: Stream,
 ) -> Result<Response<Body>, ApiError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");

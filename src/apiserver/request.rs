@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::api::protobuf::{self, ProtobufError};
@@ -14,6 +13,21 @@ use crate::api::status::ApiError;
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Most bytes of an oversized body read (and dropped) before answering 413.
 const MAX_DISCARD_BYTES: usize = 32 * 1024 * 1024;
+
+/// Any error a request body can fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the handlers read a request from: hyper's `Incoming` when served over a
+/// connection, `Full<Bytes>` when a test calls them in-process.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
 
 /// Query parameters (last value wins).
 #[derive(Debug, Default, Clone)]
@@ -62,7 +76,10 @@ impl Query {
 }
 
 /// Reads the whole body, refusing more than `MAX_BODY_BYTES`.
-pub async fn read_body(body: Incoming, content_length: Option<u64>) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    body: impl RequestBody,
+    content_length: Option<u64>,
+) -> Result<Bytes, ApiError> {
     if content_length.is_some_and(|l| l > MAX_BODY_BYTES as u64) {
         discard(body).await;
         return Err(ApiError::too_large(MAX_BODY_BYTES));
@@ -70,8 +87,10 @@ pub async fn read_body(body: Incoming, content_length: Option<u64>) -> Result<By
     let mut body = body;
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+        let frame = frame.map_err(|e| {
+            let e: BoxError = e.into();
+            ApiError::bad_request(format!("error reading request body: {e}"))
+        })?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > MAX_BODY_BYTES {
                 discard(body).await;
@@ -85,7 +104,7 @@ pub async fn read_body(body: Incoming, content_length: Option<u64>) -> Result<By
 
 /// Reads and drops the rest of an oversized body (up to a bound) so the client gets
 /// to read the 413 answer instead of a reset connection.
-async fn discard(body: Incoming) {
+async fn discard(body: impl RequestBody) {
     let _ = Limited::new(body, MAX_DISCARD_BYTES).collect().await;
 }
 
