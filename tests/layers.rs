@@ -54,7 +54,11 @@ fn violations(layer: &str, forbidden: &[&str]) -> Vec<String> {
 fn bottom_layers_import_nothing_above_them() {
     for layer in ["api", "store", "tls"] {
         let v = violations(layer, &["apiserver", "controllers", "agent", "cli"]);
-        assert!(v.is_empty(), "src/{layer} imports an upper layer:\n{}", v.join("\n"));
+        assert!(
+            v.is_empty(),
+            "src/{layer} imports an upper layer:\n{}",
+            v.join("\n")
+        );
     }
     let v = violations("api", &["store", "tls"]);
     assert!(v.is_empty(), "src/api must stand alone:\n{}", v.join("\n"));
@@ -64,14 +68,22 @@ fn bottom_layers_import_nothing_above_them() {
 fn servers_and_agent_never_import_the_cli() {
     for layer in ["apiserver", "controllers", "agent"] {
         let v = violations(layer, &["cli"]);
-        assert!(v.is_empty(), "src/{layer} imports the CLI:\n{}", v.join("\n"));
+        assert!(
+            v.is_empty(),
+            "src/{layer} imports the CLI:\n{}",
+            v.join("\n")
+        );
     }
 }
 
 #[test]
 fn the_agent_never_imports_the_api_server() {
     let v = violations("agent", &["apiserver", "controllers"]);
-    assert!(v.is_empty(), "src/agent imports the server side:\n{}", v.join("\n"));
+    assert!(
+        v.is_empty(),
+        "src/agent imports the server side:\n{}",
+        v.join("\n")
+    );
 }
 
 #[test]
