@@ -4,22 +4,16 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
-use tracing::Instrument;
-
-use super::runtime::{self, WorkQueue};
-use crate::api::object;
+use super::framework::{object_key, run_workers, wait_for_sync, Client, Informer, WorkQueue};
 use crate::api::resources::{self, ResourceDef};
-use crate::apiserver::registry::{Registry, WriteOptions};
+use crate::api::status::ApiError;
 use crate::store::EventType;
 
 /// Prefix length of each node's pod network.
 pub const NODE_CIDR_PREFIX: u8 = 24;
-/// How soon a node is retried when the write failed or the range is full.
-const RETRY: Duration = Duration::from_secs(5);
 
 fn nodes() -> &'static ResourceDef {
     resources::by_plural("", "v1", "nodes").expect("served")
@@ -42,58 +36,49 @@ pub fn first_free_cidr(cluster: Ipv4Net, taken: &HashSet<Ipv4Net>) -> Option<Ipv
         })
 }
 
-pub async fn run(registry: Arc<Registry>, cluster_cidr: Ipv4Net) {
+pub async fn run(client: Arc<dyn Client>, cluster_cidr: Ipv4Net) {
     let queue = WorkQueue::new();
-    let _informer = runtime::spawn_informer(
-        registry.clone(),
-        nodes().prefix(),
+    let informers = [Informer::start(
+        client.clone(),
+        nodes(),
         queue.clone(),
         Box::new(|event| {
             let needs_cidr =
                 event.kind != EventType::Deleted && pod_cidr(&event.kv.value).is_none();
             if needs_cidr {
-                vec![object::name(&event.kv.value).to_string()]
+                vec![object_key(&event.kv.value)]
             } else {
                 vec![]
             }
         }),
-    );
-    loop {
-        let name = queue.next().await;
-        let span = tracing::info_span!("reconcile", node = %name);
-        if let Err(e) = assign(&registry, cluster_cidr, &name)
-            .instrument(span)
-            .await
-        {
-            tracing::warn!(node = %name, error = %e, "pod CIDR not assigned; retrying");
-            queue.add_after(name, RETRY);
+    )];
+    wait_for_sync(&informers).await;
+    run_workers("node-ipam-controller", queue, 1, move |name| {
+        let client = client.clone();
+        async move {
+            assign(&*client, cluster_cidr, &name).await?;
+            Ok(None)
         }
-    }
+    })
+    .await;
 }
 
-async fn assign(registry: &Registry, cluster: Ipv4Net, name: &str) -> Result<(), String> {
-    let Ok(node) = registry.get(nodes(), None, name) else {
+async fn assign(client: &dyn Client, cluster: Ipv4Net, name: &str) -> Result<(), ApiError> {
+    let Ok(node) = client.get(nodes(), None, name) else {
         return Ok(());
     };
     if pod_cidr(&node.value).is_some() {
         return Ok(());
     }
-    let taken: HashSet<Ipv4Net> = registry
-        .list(nodes(), None, None, 0, &|_| true)
-        .items
+    let taken: HashSet<Ipv4Net> = client
+        .list(nodes(), None, &|_| true)
         .iter()
         .filter_map(|kv| pod_cidr(&kv.value)?.parse().ok())
         .collect();
     let cidr = first_free_cidr(cluster, &taken)
-        .ok_or_else(|| format!("no free /{NODE_CIDR_PREFIX} left in the cluster CIDR {cluster}: use a larger --cluster-cidr"))?;
-    let written = registry
-        .modify(
-            nodes(),
-            None,
-            name,
-            None,
-            &WriteOptions::default(),
-            &|cur| {
+        .ok_or_else(|| ApiError::internal(format!("no free /{NODE_CIDR_PREFIX} left in the cluster CIDR {cluster}: use a larger --cluster-cidr")))?;
+    let written = client
+        .modify(nodes(), None, name, None, &|cur| {
                 let mut cur = cur.clone();
                 if pod_cidr(&cur).is_none() {
                     cur["spec"]["podCIDR"] = json!(cidr.to_string());
@@ -109,7 +94,7 @@ async fn assign(registry: &Registry, cluster: Ipv4Net, name: &str) -> Result<(),
             Ok(())
         }
         Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 
