@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use super::events::{Recorder, NORMAL};
 use super::ownership::{claim, owner_reference};
 use super::pods::{self, controller_ref, parse_time};
+use super::clock::Clock;
 use super::framework::{
     object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
 };
@@ -341,6 +342,7 @@ impl Rs {
 
 struct Controller {
     client: Arc<dyn Client>,
+    clock: Arc<dyn Clock>,
     recorder: Recorder,
 }
 
@@ -353,10 +355,11 @@ struct Pass {
     now: DateTime<Utc>,
 }
 
-pub async fn run(client: Arc<dyn Client>) {
+pub async fn run(client: Arc<dyn Client>, clock: Arc<dyn Clock>) {
     let controller = Arc::new(Controller {
         recorder: Recorder::new(client.clone(), "deployment-controller"),
         client: client.clone(),
+        clock,
     });
     let queue = WorkQueue::new();
     let informers = [
@@ -471,7 +474,7 @@ impl Controller {
             },
             d,
             key: key.to_string(),
-            now: Utc::now(),
+            now: self.clock.now(),
         };
         let mut rss = self.with_pods(ns, claimed);
         if object::is_deleting(&pass.d) {
@@ -501,7 +504,7 @@ impl Controller {
                 )
             })
             .collect();
-        let now = Utc::now();
+        let now = self.clock.now();
         let pods = self
             .client
             .list(pods_def(), Some(ns), &|p| {

@@ -76,9 +76,14 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(replication::run(
         client.clone(),
         &replication::REPLICATION_CONTROLLER,
+        config.clock.clone(),
     ));
-    set.spawn(replication::run(client.clone(), &replication::REPLICA_SET));
-    set.spawn(deployment::run(client.clone()));
+    set.spawn(replication::run(
+        client.clone(),
+        &replication::REPLICA_SET,
+        config.clock.clone(),
+    ));
+    set.spawn(deployment::run(client.clone(), config.clock.clone()));
     set.spawn(scheduler::run(client));
     set
 }

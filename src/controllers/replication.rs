@@ -16,6 +16,7 @@ use super::events::{Recorder, NORMAL, WARNING};
 use super::expectations::Expectations;
 use super::ownership::{claim, is_controlled_by, owner_reference};
 use super::pods::{self, controller_ref};
+use super::clock::Clock;
 use super::framework::{
     object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
 };
@@ -87,16 +88,18 @@ fn pods_def() -> &'static ResourceDef {
 struct Manager {
     kind: &'static ReplicaKind,
     client: Arc<dyn Client>,
+    clock: Arc<dyn Clock>,
     recorder: Recorder,
     expectations: Expectations,
 }
 
 /// Runs the controller for `kind` until aborted.
-pub async fn run(client: Arc<dyn Client>, kind: &'static ReplicaKind) {
+pub async fn run(client: Arc<dyn Client>, kind: &'static ReplicaKind, clock: Arc<dyn Clock>) {
     let manager = Arc::new(Manager {
         kind,
         recorder: Recorder::new(client.clone(), kind.component),
         client: client.clone(),
+        clock,
         expectations: Expectations::default(),
     });
     let queue = WorkQueue::new();
@@ -213,7 +216,7 @@ impl Manager {
                 }
             }
         }
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         let status = calculate_status(owner, &owned, manage_err.as_ref(), now);
         if status != owner["status"] {
             self.write_status(ns, name, &uid, status).await?;

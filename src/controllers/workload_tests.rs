@@ -1,6 +1,7 @@
 //! Workload controllers (ReplicationController, ReplicaSet, Deployment) against a real
-//! in-process registry and SQLite store. Nothing schedules or runs pods here: tests
-//! mark pods ready by writing their status, as a kubelet would.
+//! in-process registry on the in-memory store, on a paused tokio clock (timestamps follow
+//! it through `TokioClock`). Nothing schedules or runs pods here: tests mark pods ready
+//! by writing their status, as a kubelet would.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,23 +11,34 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use super::clock::{Clock, TokioClock};
 use super::deployment::{self, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
 use super::pods;
 use super::replication::{self, REPLICATION_CONTROLLER, REPLICA_SET};
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
-use crate::apiserver::allocator::Allocators;
 use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
-use crate::store::sqlite::SqliteStore;
+use crate::controllers::testutil;
 use crate::store::{EventType, KeyValue};
 
 pub const NS: &str = "default";
+/// How long (of tokio time) one condition may take to hold.
 const WAIT: Duration = Duration::from_secs(20);
+/// How long (of tokio time) a whole scenario may take.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Runs a scenario under a deadline, so controllers that stop making progress fail the
+/// test instead of hanging it.
+async fn within_deadline(scenario: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(SCENARIO_DEADLINE, scenario)
+        .await
+        .expect("scenario deadlocked");
+}
 
 pub struct Harness {
     pub registry: Arc<Registry>,
+    clock: Arc<TokioClock>,
     tasks: JoinSet<()>,
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for Harness {
@@ -46,38 +58,28 @@ pub fn pods_def() -> &'static ResourceDef {
 impl Harness {
     /// A registry with namespace `default` and no controllers running yet.
     pub async fn new() -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open(&dir.path().join("db")).expect("open store"));
-        let registry = Arc::new(Registry::new(
-            store,
-            Allocators::new("10.43.0.0/16".parse().unwrap(), (30000, 32767)),
-        ));
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
-        registry
-            .create(def("", "namespaces"), None, ns, &WriteOptions::default())
-            .await
-            .expect("create namespace");
         Harness {
-            registry,
+            registry: testutil::registry().await,
+            clock: Arc::new(TokioClock::new()),
             tasks: JoinSet::new(),
-            _dir: dir,
         }
     }
 
     pub fn start_replication(&mut self) {
-        self.tasks.spawn(replication::run(
-            self.registry.clone(),
-            &REPLICATION_CONTROLLER,
-        ));
-        self.tasks
-            .spawn(replication::run(self.registry.clone(), &REPLICA_SET));
+        for kind in [&REPLICATION_CONTROLLER, &REPLICA_SET] {
+            let clock = self.clock.clone();
+            self.tasks
+                .spawn(replication::run(self.registry.clone(), kind, clock));
+        }
     }
 
     /// The replica set controller and the deployment controller.
     pub fn start_deployments(&mut self) {
+        let clock = self.clock.clone();
         self.tasks
-            .spawn(replication::run(self.registry.clone(), &REPLICA_SET));
-        self.tasks.spawn(deployment::run(self.registry.clone()));
+            .spawn(replication::run(self.registry.clone(), &REPLICA_SET, clock));
+        self.tasks
+            .spawn(deployment::run(self.registry.clone(), self.clock.clone()));
     }
 
     pub async fn create(&self, def: &ResourceDef, body: Value) -> Value {
@@ -135,7 +137,7 @@ impl Harness {
 
     /// Marks a pod Running and Ready, as a kubelet would.
     pub async fn mark_ready(&self, name: &str) {
-        let now = object::timestamp(chrono::Utc::now());
+        let now = object::timestamp(self.clock.now());
         self.registry
             .modify(
                 pods_def(),
@@ -281,8 +283,9 @@ where
     scenario(h, rs_def(), rs).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn converges_to_replicas_with_owner_references() {
+    within_deadline(async {
     for_both_kinds(|h, def, body| async move {
         let owner = h.create(def, body("web", 3)).await;
         let uid = object::uid(&owner).unwrap().to_string();
@@ -316,10 +319,13 @@ async fn converges_to_replicas_with_owner_references() {
         assert!(created.iter().all(|m| m.starts_with("Created pod: web-")));
     })
     .await;
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn scales_up_and_down() {
+    within_deadline(async {
     for_both_kinds(|h, def, body| async move {
         h.create(def, body("web", 2)).await;
         wait_for("2 pods", || h.active_pods().len() == 2).await;
@@ -339,10 +345,13 @@ async fn scales_up_and_down() {
         wait_for("no pods", || h.pods().is_empty()).await;
     })
     .await;
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn scale_down_deletes_unscheduled_then_not_ready_then_newest_first() {
+    within_deadline(async {
     for_both_kinds(|h, def, body| async move {
         // Scheduled pods made beforehand (adopted): two ready, one not ready; the
         // controller adds a fourth, unscheduled one.
@@ -373,10 +382,13 @@ async fn scale_down_deletes_unscheduled_then_not_ready_then_newest_first() {
         assert_eq!(active_names(), names[..1]);
     })
     .await;
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn adopts_matching_orphans_and_releases_relabelled_pods() {
+    within_deadline(async {
     for_both_kinds(|h, def, body| async move {
         let orphan = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "stray", "labels": {"app": "web"}},
@@ -410,10 +422,13 @@ async fn adopts_matching_orphans_and_releases_relabelled_pods() {
         assert_eq!(h.pods().len(), 2);
     })
     .await;
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn deleted_pods_are_recreated() {
+    within_deadline(async {
     for_both_kinds(|h, def, body| async move {
         h.create(def, body("web", 3)).await;
         wait_for("3 pods", || h.active_pods().len() == 3).await;
@@ -426,10 +441,13 @@ async fn deleted_pods_are_recreated() {
         .await;
     })
     .await;
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_burst_never_over_creates() {
+    within_deadline(async {
     for (def, body) in [(rc_def(), rc as fn(&str, i64) -> Value), (rs_def(), rs)] {
         let mut h = Harness::new().await;
         let (over, stop) =
@@ -448,10 +466,13 @@ async fn a_burst_never_over_creates() {
         assert_eq!(*over.lock().unwrap(), Vec::<String>::new(), "over-created");
         assert_eq!(h.events("SuccessfulCreate").len(), 200);
     }
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn failed_creates_set_replica_failure() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_replication();
     let opts = WriteOptions::default();
@@ -483,6 +504,8 @@ async fn failed_creates_set_replica_failure() {
         let rc = r.get(rc_def(), Some("doomed"), "web").unwrap().value;
         let cond = &rc["status"]["conditions"][0];
         cond["type"] == "ReplicaFailure" && cond["reason"] == "FailedCreate"
+    })
+    .await;
     })
     .await;
 }
@@ -583,8 +606,9 @@ impl Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn deployment_runs_pods_through_a_hashed_replica_set() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     h.create(
@@ -646,10 +670,13 @@ async fn deployment_runs_pods_through_a_hashed_replica_set() {
     wait_for("5 pods", || h.active_pods().len() == 5).await;
     assert_eq!(h.replica_sets().len(), 1);
     h.drive_rollout().await;
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn rolling_update_stays_within_surge_and_unavailability() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     h.create(
@@ -690,14 +717,17 @@ async fn rolling_update_stays_within_surge_and_unavailability() {
     );
     wait_for("old pods gone", || h.pods().len() == 4).await;
     assert!(h.pods().iter().all(|p| pod_image(&p.value) == "nginx:2"));
+    })
+    .await;
 }
 
 fn spec_of(rs: &Value) -> i64 {
     rs["spec"]["replicas"].as_i64().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn recreate_removes_old_pods_before_starting_new_ones() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     h.create(
@@ -722,10 +752,13 @@ async fn recreate_removes_old_pods_before_starting_new_ones() {
     assert_eq!(*violations.lock().unwrap(), Vec::<String>::new());
     assert_eq!(h.pods().len(), 3);
     assert!(h.pods().iter().all(|p| pod_image(&p.value) == "nginx:2"));
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn undo_scales_the_old_replica_set_back_up() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     h.create(
@@ -778,10 +811,13 @@ async fn undo_scales_the_old_replica_set_back_up() {
     );
     wait_for("old pods gone", || h.pods().len() == 2).await;
     assert!(h.pods().iter().all(|p| pod_image(&p.value) == "nginx:1"));
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_paused_deployment_does_not_roll_out() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     h.create(
@@ -812,10 +848,13 @@ async fn a_paused_deployment_does_not_roll_out() {
         .active_pods()
         .iter()
         .all(|p| pod_image(&p.value) == "nginx:2"));
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn old_replica_sets_beyond_the_history_limit_are_deleted() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     let mut body = deploy(1, "nginx:1", rolling(json!(1), json!(0)));
@@ -836,10 +875,13 @@ async fn old_replica_sets_beyond_the_history_limit_are_deleted() {
         .map(|rs| annotation(rs, REVISION_ANNOTATION))
         .collect();
     assert_eq!(revisions, ["2", "3"]);
+    })
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_stalled_rollout_reports_progress_deadline_exceeded() {
+    within_deadline(async {
     let mut h = Harness::new().await;
     h.start_deployments();
     let mut body = deploy(1, "nginx:1", rolling(json!(1), json!(0)));
@@ -847,6 +889,8 @@ async fn a_stalled_rollout_reports_progress_deadline_exceeded() {
     h.create(deploy_def(), body).await;
     wait_for("ProgressDeadlineExceeded", || {
         h.progressing_reason() == "ProgressDeadlineExceeded"
+    })
+    .await;
     })
     .await;
 }

@@ -191,6 +191,13 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound { .. }));
     }
 
+    async fn next(w: &mut Watcher) -> std::sync::Arc<Event> {
+        tokio::time::timeout(Duration::from_secs(1), w.next())
+            .await
+            .expect("watch deadlocked")
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn watch_replays_history_and_carries_the_previous_state() {
         let store = MemoryStore::new();
@@ -201,15 +208,6 @@ mod tests {
             .await
             .unwrap();
         let mut watch = store.watch("/x/", 0).unwrap();
-        let next = |w: &mut Watcher| {
-            let fut = w.next();
-            async move {
-                tokio::time::timeout(Duration::from_secs(1), fut)
-                    .await
-                    .expect("watch deadlocked")
-                    .unwrap()
-            }
-        };
         assert_eq!(next(&mut watch).await.kind, EventType::Added);
         let modified = next(&mut watch).await;
         assert_eq!(modified.kind, EventType::Modified);
