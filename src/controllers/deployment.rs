@@ -15,13 +15,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::events::{Recorder, NORMAL};
-use super::ownership::{claim, owner_reference};
-use super::pods::{self, controller_ref, parse_time};
 use super::clock::Clock;
+use super::events::{Recorder, NORMAL};
 use super::framework::{
     object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
 };
+use super::ownership::{claim, owner_reference};
+use super::pods::{self, controller_ref, parse_time};
 use crate::api::defaults::pod_template_defaults;
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
@@ -455,9 +455,7 @@ impl Controller {
             tracing::warn!("deployment selects nothing; skipping");
             return Ok(None);
         };
-        let candidates = self
-            .client
-            .list(replica_sets(), Some(ns), &|_| true);
+        let candidates = self.client.list(replica_sets(), Some(ns), &|_| true);
         let claimed = claim(
             &*self.client,
             deployments(),
@@ -505,13 +503,11 @@ impl Controller {
             })
             .collect();
         let now = self.clock.now();
-        let pods = self
-            .client
-            .list(pods_def(), Some(ns), &|p| {
-                controller_ref(&p.value)
-                    .and_then(|r| r["uid"].as_str())
-                    .is_some_and(|uid| min_ready.contains_key(uid))
-            });
+        let pods = self.client.list(pods_def(), Some(ns), &|p| {
+            controller_ref(&p.value)
+                .and_then(|r| r["uid"].as_str())
+                .is_some_and(|uid| min_ready.contains_key(uid))
+        });
         for p in pods {
             let uid = controller_ref(&p.value)
                 .and_then(|r| r["uid"].as_str())
@@ -622,10 +618,7 @@ impl Controller {
         let rs = new_replica_set(&pass.d, &hash, new_replicas, new_revision);
         let ns = object::namespace(&pass.d).unwrap_or("default").to_string();
         let name = object::name(&rs).to_string();
-        let created = self
-            .client
-            .create(replica_sets(), Some(&ns), rs)
-            .await;
+        let created = self.client.create(replica_sets(), Some(&ns), rs).await;
         let kv = match created {
             Ok(w) => w.kv,
             Err(e) if e.code == 409 => {

@@ -448,8 +448,20 @@ mod tests {
             .map(|kv| kv.value["subsets"].clone())
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn endpoints_follow_pods_and_go_with_the_service() {
+    /// Addresses of the `web` endpoints in `field` (`addresses`, `notReadyAddresses`).
+    fn ips(registry: &Registry, field: &str) -> Vec<String> {
+        subsets_of(registry)
+            .and_then(|s| s.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+            .map(|a| a["ip"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// The controller running, a ready pod `a` and a not-ready pod `b` behind the
+    /// `web` Service, once their endpoints are listed.
+    async fn service_with_two_pods() -> (Arc<Registry>, tokio::task::JoinHandle<()>) {
         let registry = testutil::registry().await;
         let task = tokio::spawn(run(registry.clone()));
         create_pod(&registry, "a", "10.42.0.2", true).await;
@@ -463,38 +475,43 @@ mod tests {
             )
             .await
             .expect("create service");
-        let ips = |registry: &Registry, field: &str| -> Vec<String> {
-            subsets_of(registry)
-                .and_then(|s| s.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
-                .map(|a| a["ip"].as_str().unwrap_or("").to_string())
-                .collect()
-        };
-        wait_for(
-            "ready and not-ready addresses",
-            Duration::from_secs(1),
-            || {
-                ips(&registry, "addresses") == ["10.42.0.2"]
-                    && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
-            },
-        )
+        wait_for("ready and not-ready addresses", WAIT, || {
+            ips(&registry, "addresses") == ["10.42.0.2"]
+                && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
+        })
         .await;
+        (registry, task)
+    }
+
+    const WAIT: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_list_selected_pods_with_named_ports_resolved() {
+        let (registry, task) = service_with_two_pods().await;
         let ep = subsets_of(&registry).expect("endpoints");
         assert_eq!(
             ep[0]["ports"],
             json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
         );
         assert_eq!(ep[0]["addresses"][0]["targetRef"]["name"], "a");
+        task.abort();
+    }
 
-        // A pod turning ready moves within a second; an unchanged state writes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_turning_ready_moves_to_addresses() {
+        let (registry, task) = service_with_two_pods().await;
         set_pod_status(&registry, "b", "10.42.0.3", true).await;
-        wait_for("pod b ready", Duration::from_secs(1), || {
+        wait_for("pod b ready", WAIT, || {
             ips(&registry, "addresses") == ["10.42.0.2", "10.42.0.3"]
                 && ips(&registry, "notReadyAddresses").is_empty()
         })
         .await;
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_change_that_moves_no_address_writes_nothing() {
+        let (registry, task) = service_with_two_pods().await;
         let rv = registry
             .get(endpoints(), Some("default"), "web")
             .unwrap()
@@ -514,6 +531,7 @@ mod tests {
             )
             .await
             .unwrap();
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             registry
@@ -523,24 +541,31 @@ mod tests {
             rv,
             "no write when nothing changed"
         );
+        task.abort();
+    }
 
-        // Deleting a pod removes it; deleting the service removes the endpoints.
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_pod_leaves_the_endpoints() {
+        let (registry, task) = service_with_two_pods().await;
+        let now = DeleteOptions {
+            grace_period: Some(0),
+            ..Default::default()
+        };
         registry
-            .delete(
-                pods(),
-                Some("default"),
-                "a",
-                &DeleteOptions {
-                    grace_period: Some(0),
-                    ..Default::default()
-                },
-            )
+            .delete(pods(), Some("default"), "a", &now)
             .await
             .unwrap();
-        wait_for("pod a gone", Duration::from_secs(1), || {
-            ips(&registry, "addresses") == ["10.42.0.3"]
+        wait_for("pod a gone", WAIT, || {
+            ips(&registry, "addresses").is_empty()
+                && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
         })
         .await;
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_go_with_their_service() {
+        let (registry, task) = service_with_two_pods().await;
         registry
             .delete(
                 services(),
@@ -550,7 +575,7 @@ mod tests {
             )
             .await
             .unwrap();
-        wait_for("endpoints deleted", Duration::from_secs(1), || {
+        wait_for("endpoints deleted", WAIT, || {
             subsets_of(&registry).is_none()
         })
         .await;
@@ -573,6 +598,7 @@ mod tests {
             .create(endpoints(), Some("default"), ep, &WriteOptions::default())
             .await
             .unwrap();
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             subsets_of(&registry).unwrap()[0]["addresses"][0]["ip"],

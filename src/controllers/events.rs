@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
+use super::framework::Client;
 use crate::api::object;
 use crate::api::resources;
-use super::framework::Client;
 
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";

@@ -102,7 +102,11 @@ struct ObjectRef;
 impl ObjectRef {
     fn of(obj: &Value) -> Option<String> {
         let def = def_of(obj)?;
-        Some(ObjectRef::new(def, object::namespace(obj), object::name(obj)))
+        Some(ObjectRef::new(
+            def,
+            object::namespace(obj),
+            object::name(obj),
+        ))
     }
 
     fn new(def: &ResourceDef, ns: Option<&str>, name: &str) -> String {
@@ -206,17 +210,22 @@ pub async fn run(client: Arc<dyn Client>) {
     });
     let _watch = AbortOnDrop(tokio::spawn(gc.clone().watch_all()));
     let worker = gc.clone();
-    run_workers("garbage-collector", gc.queue.clone(), WORKERS, move |item| {
-        let gc = worker.clone();
-        async move {
-            if let Some(key) = item.strip_prefix(ATTEMPT) {
-                gc.attempt_to_delete(key).await?;
-            } else if let Some(key) = item.strip_prefix(OWNER) {
-                gc.process_deleting_owner(key).await?;
+    run_workers(
+        "garbage-collector",
+        gc.queue.clone(),
+        WORKERS,
+        move |item| {
+            let gc = worker.clone();
+            async move {
+                if let Some(key) = item.strip_prefix(ATTEMPT) {
+                    gc.attempt_to_delete(key).await?;
+                } else if let Some(key) = item.strip_prefix(OWNER) {
+                    gc.process_deleting_owner(key).await?;
+                }
+                Ok(None)
             }
-            Ok(None)
-        }
-    })
+        },
+    )
     .await;
 }
 
@@ -497,8 +506,8 @@ mod tests {
     use super::*;
     use crate::apiserver::registry::{Registry, WriteOptions};
     use crate::controllers::testutil::{self, wait_for};
-    use std::time::Duration;
     use serde_json::json;
+    use std::time::Duration;
 
     fn rs() -> &'static ResourceDef {
         resources::by_plural("apps", "v1", "replicasets").unwrap()
@@ -597,6 +606,7 @@ mod tests {
                 .is_ok_and(|d| object::is_deleting(&d.value))
         })
         .await;
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             exists(&registry, rs(), "fg"),
@@ -635,6 +645,7 @@ mod tests {
             !exists(&registry, rs(), "or")
         })
         .await;
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let dep = registry
             .get(cms(), Some("default"), "or-1")

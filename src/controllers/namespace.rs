@@ -99,18 +99,17 @@ async fn drain(client: &dyn Client, ns: &str) -> Result<bool, ApiError> {
     }
     let result = client
         .modify(namespaces(), None, ns, None, &|cur| {
-                let mut cur = cur.clone();
-                let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|f| f != NAMESPACE_FINALIZER)
-                    .collect();
-                cur["spec"]["finalizers"] = json!(finalizers);
-                Ok(cur)
-            },
-        )
+            let mut cur = cur.clone();
+            let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f != NAMESPACE_FINALIZER)
+                .collect();
+            cur["spec"]["finalizers"] = json!(finalizers);
+            Ok(cur)
+        })
         .await;
     match result {
         Ok(w) => Ok(w.deleted),

@@ -5,12 +5,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
-use serde_json::{json, Value};
 use super::framework::{object_key, run_workers, wait_for_sync, Client, Informer, WorkQueue};
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::store::EventType;
+use ipnet::Ipv4Net;
+use serde_json::{json, Value};
 
 /// Prefix length of each node's pod network.
 pub const NODE_CIDR_PREFIX: u8 = 24;
@@ -79,14 +79,13 @@ async fn assign(client: &dyn Client, cluster: Ipv4Net, name: &str) -> Result<(),
         .ok_or_else(|| ApiError::internal(format!("no free /{NODE_CIDR_PREFIX} left in the cluster CIDR {cluster}: use a larger --cluster-cidr")))?;
     let written = client
         .modify(nodes(), None, name, None, &|cur| {
-                let mut cur = cur.clone();
-                if pod_cidr(&cur).is_none() {
-                    cur["spec"]["podCIDR"] = json!(cidr.to_string());
-                    cur["spec"]["podCIDRs"] = json!([cidr.to_string()]);
-                }
-                Ok(cur)
-            },
-        )
+            let mut cur = cur.clone();
+            if pod_cidr(&cur).is_none() {
+                cur["spec"]["podCIDR"] = json!(cidr.to_string());
+                cur["spec"]["podCIDRs"] = json!([cidr.to_string()]);
+            }
+            Ok(cur)
+        })
         .await;
     match written {
         Ok(_) => {

@@ -303,40 +303,33 @@ impl NodeLifecycle {
         let stamp = object::timestamp(now);
         let written = self
             .client
-            .modify(
-                nodes(),
-                None,
-                name,
-                Some("status"),
-                &|cur| {
-                    let mut cur = cur.clone();
-                    if ready_condition(&cur).is_none() {
-                        registry::set_condition(&mut cur, "Ready", "Unknown", None, None);
+            .modify(nodes(), None, name, Some("status"), &|cur| {
+                let mut cur = cur.clone();
+                if ready_condition(&cur).is_none() {
+                    registry::set_condition(&mut cur, "Ready", "Unknown", None, None);
+                }
+                for c in cur["status"]["conditions"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    if c["status"] != "Unknown" {
+                        c["status"] = json!("Unknown");
+                        c["lastTransitionTime"] = json!(stamp);
                     }
-                    for c in cur["status"]["conditions"]
-                        .as_array_mut()
-                        .into_iter()
-                        .flatten()
-                    {
-                        if c["status"] != "Unknown" {
-                            c["status"] = json!("Unknown");
-                            c["lastTransitionTime"] = json!(stamp);
-                        }
-                        c["reason"] = json!(NODE_STATUS_UNKNOWN);
-                        c["message"] = json!(KUBELET_STOPPED);
-                    }
-                    Ok(cur)
-                },
-            )
+                    c["reason"] = json!(NODE_STATUS_UNKNOWN);
+                    c["message"] = json!(KUBELET_STOPPED);
+                }
+                Ok(cur)
+            })
             .await?;
         Ok(written.kv)
     }
 
     fn pods_bound_to(&self, node: &str) -> Vec<KeyValue> {
-        self.client
-            .list(pods(), None, &|kv: &KeyValue| {
-                kv.value["spec"]["nodeName"] == node
-            })
+        self.client.list(pods(), None, &|kv: &KeyValue| {
+            kv.value["spec"]["nodeName"] == node
+        })
     }
 
     /// Pods of a lost node are not ready any more (services stop sending them traffic).
@@ -356,17 +349,11 @@ impl NodeLifecycle {
             }
             let result = self
                 .client
-                .modify(
-                    pods(),
-                    Some(&ns),
-                    &name,
-                    Some("status"),
-                    &|cur| {
-                        let mut cur = cur.clone();
-                        registry::set_condition(&mut cur, "Ready", "False", None, None);
-                        Ok(cur)
-                    },
-                )
+                .modify(pods(), Some(&ns), &name, Some("status"), &|cur| {
+                    let mut cur = cur.clone();
+                    registry::set_condition(&mut cur, "Ready", "False", None, None);
+                    Ok(cur)
+                })
                 .await;
             if let Err(e) = result {
                 tracing::debug!(pod = %pod.key, error = %e, "mark pod not ready");
@@ -584,8 +571,17 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn silent_node_is_tainted_then_its_pods_evicted_and_it_recovers() {
+    struct LostNode {
+        registry: Arc<Registry>,
+        clock: Arc<FakeClock>,
+        controller: NodeLifecycle,
+        lease: Value,
+    }
+
+    /// Node `n1`, ready once, with pods tolerating the unreachable taint for 30s
+    /// (`short`), the default time (`default`) and forever (`forever`), as the
+    /// controller first sees it.
+    async fn node_with_pods() -> LostNode {
         let registry = testutil::registry().await;
         let clock = Arc::new(FakeClock::new(Utc::now()));
         let opts = WriteOptions::default();
@@ -619,17 +615,38 @@ mod tests {
         }
         let controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
         controller.monitor().await;
-        clock.advance(Duration::from_secs(30));
-        controller.monitor().await;
-        let node = registry.get(nodes(), None, "n1").unwrap();
-        assert_eq!(
-            ready_status(&node.value),
-            "True",
-            "still within the grace period"
-        );
+        LostNode {
+            registry,
+            clock,
+            controller,
+            lease,
+        }
+    }
 
-        clock.advance(Duration::from_secs(15));
-        controller.monitor().await;
+    /// `node_with_pods`, then silent for 45s: past the 40s grace period.
+    async fn lost_node() -> LostNode {
+        let lost = node_with_pods().await;
+        lost.clock.advance(Duration::from_secs(45));
+        lost.controller.monitor().await;
+        lost
+    }
+
+    fn exists(registry: &Registry, pod: &str) -> bool {
+        registry.get(pods(), Some("default"), pod).is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_stays_ready_within_the_grace_period() {
+        let n = node_with_pods().await;
+        n.clock.advance(Duration::from_secs(30));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(ready_status(&node.value), "True");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_node_is_marked_unknown_and_tainted_unreachable() {
+        let LostNode { registry, .. } = lost_node().await;
         let node = registry.get(nodes(), None, "n1").unwrap();
         let ready = ready_condition(&node.value).unwrap();
         assert_eq!(ready["status"], "Unknown");
@@ -649,46 +666,55 @@ mod tests {
             kv.value["reason"] == "NodeNotReady"
         });
         assert_eq!(recorded.items.len(), 1);
-        let pod_ready = |name: &str| {
-            registry.get(pods(), Some("default"), name).unwrap().value["status"]["conditions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "False")
-        };
-        assert!(
-            pod_ready("short"),
-            "pods of a lost node are marked not ready"
-        );
+    }
 
-        // 30s toleration: evicted (force) after 30s; the default (300s) later.
+    #[tokio::test(start_paused = true)]
+    async fn pods_of_a_lost_node_are_marked_not_ready() {
+        let LostNode { registry, .. } = lost_node().await;
+        let pod = registry.get(pods(), Some("default"), "short").unwrap();
+        let not_ready = pod.value["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "False");
+        assert!(not_ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_of_a_lost_node_are_evicted_when_their_toleration_runs_out() {
+        let LostNode {
+            registry,
+            clock,
+            controller,
+            ..
+        } = lost_node().await;
         clock.advance(Duration::from_secs(31));
         controller.monitor().await;
-        assert!(
-            registry.get(pods(), Some("default"), "short").is_err(),
-            "forced deletion"
-        );
-        assert!(registry.get(pods(), Some("default"), "default").is_ok());
+        assert!(!exists(&registry, "short"), "30s toleration: force-deleted");
+        assert!(exists(&registry, "default"));
         clock.advance(Duration::from_secs(300));
         controller.monitor().await;
-        assert!(registry.get(pods(), Some("default"), "default").is_err());
         assert!(
-            registry.get(pods(), Some("default"), "forever").is_ok(),
-            "tolerates forever"
+            !exists(&registry, "default"),
+            "the default toleration ran out"
         );
+        assert!(exists(&registry, "forever"), "tolerates forever");
+    }
 
-        // The kubelet comes back: lease renewed, Ready=True; the taints go.
-        renew(&registry, &lease, &clock).await;
-        kubelet_reports_ready(&registry, "n1").await;
-        controller.monitor().await;
-        let node = registry.get(nodes(), None, "n1").unwrap();
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_heartbeats_again_is_ready_and_untainted() {
+        let n = lost_node().await;
+        renew(&n.registry, &n.lease, &n.clock).await;
+        kubelet_reports_ready(&n.registry, "n1").await;
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
         assert_eq!(ready_status(&node.value), "True");
         assert!(node.value["spec"]["taints"]
             .as_array()
             .is_none_or(|t| t.is_empty()));
-        clock.advance(Duration::from_secs(20));
-        controller.monitor().await;
-        let node = registry.get(nodes(), None, "n1").unwrap();
+        n.clock.advance(Duration::from_secs(20));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
         assert_eq!(
             ready_status(&node.value),
             "True",

@@ -4,12 +4,12 @@
 
 use serde_json::{json, Value};
 
+use super::framework::Client;
 use super::pods::controller_ref;
 use crate::api::object;
 use crate::api::resources::ResourceDef;
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
-use super::framework::Client;
 use crate::store::KeyValue;
 
 /// The ownerReference a controller puts on the objects it creates.

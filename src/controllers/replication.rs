@@ -12,14 +12,14 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{json, Value};
 
+use super::clock::Clock;
 use super::events::{Recorder, NORMAL, WARNING};
 use super::expectations::Expectations;
-use super::ownership::{claim, is_controlled_by, owner_reference};
-use super::pods::{self, controller_ref};
-use super::clock::Clock;
 use super::framework::{
     object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
 };
+use super::ownership::{claim, is_controlled_by, owner_reference};
+use super::pods::{self, controller_ref};
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::LabelSelector;
@@ -190,18 +190,8 @@ impl Manager {
             Some(selector) => {
                 let candidates = self
                     .client
-                    .list(pods_def(), Some(ns), &|p| {
-                        pods::is_active(&p.value)
-                    });
-                claim(
-                    &*self.client,
-                    def,
-                    owner,
-                    &selector,
-                    pods_def(),
-                    candidates,
-                )
-                .await?
+                    .list(pods_def(), Some(ns), &|p| pods::is_active(&p.value));
+                claim(&*self.client, def, owner, &selector, pods_def(), candidates).await?
             }
             None => vec![],
         };
@@ -229,10 +219,9 @@ impl Manager {
     }
 
     fn owned_active_pods(&self, ns: &str, uid: &str) -> Vec<KeyValue> {
-        self.client
-            .list(pods_def(), Some(ns), &|p| {
-                pods::is_active(&p.value) && is_controlled_by(&p.value, uid)
-            })
+        self.client.list(pods_def(), Some(ns), &|p| {
+            pods::is_active(&p.value) && is_controlled_by(&p.value, uid)
+        })
     }
 
     async fn write_status(
@@ -245,20 +234,14 @@ impl Manager {
         let def = self.kind.def();
         let result = self
             .client
-            .modify(
-                def,
-                Some(ns),
-                name,
-                Some("status"),
-                &|cur| {
-                    if object::uid(cur) != Some(uid) {
-                        return Err(ApiError::not_found(def, name));
-                    }
-                    let mut cur = cur.clone();
-                    cur["status"] = status.clone();
-                    Ok(cur)
-                },
-            )
+            .modify(def, Some(ns), name, Some("status"), &|cur| {
+                if object::uid(cur) != Some(uid) {
+                    return Err(ApiError::not_found(def, name));
+                }
+                let mut cur = cur.clone();
+                cur["status"] = status.clone();
+                Ok(cur)
+            })
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -311,11 +294,7 @@ impl Manager {
     async fn create_pod(&self, owner: &Value) -> Result<(), ApiError> {
         let ns = object::namespace(owner).unwrap_or("default");
         let body = pod_from_template(owner);
-        match self
-            .client
-            .create(pods_def(), Some(ns), body)
-            .await
-        {
+        match self.client.create(pods_def(), Some(ns), body).await {
             Ok(w) => {
                 let message = format!("Created pod: {}", object::name(&w.kv.value));
                 self.recorder

@@ -163,7 +163,12 @@ mod tests {
         let a2 = store.update("/x/a", obj("a"), None).await.unwrap();
         let gone = store.delete("/x/b", None).await.unwrap();
         assert_eq!(
-            [a.mod_revision, b.mod_revision, a2.mod_revision, gone.mod_revision],
+            [
+                a.mod_revision,
+                b.mod_revision,
+                a2.mod_revision,
+                gone.mod_revision
+            ],
             [1, 2, 3, 4]
         );
         assert_eq!(a2.create_revision, 1, "an update keeps the create revision");
@@ -220,7 +225,10 @@ mod tests {
     async fn compaction_expires_watches_from_older_revisions() {
         let store = MemoryStore::new();
         for name in ["a", "b", "c"] {
-            store.create(&format!("/x/{name}"), obj(name)).await.unwrap();
+            store
+                .create(&format!("/x/{name}"), obj(name))
+                .await
+                .unwrap();
         }
         store.compact(2).await.unwrap();
         assert!(matches!(
@@ -230,6 +238,10 @@ mod tests {
         let mut watch = store.watch("/x/", 2).unwrap();
         assert_eq!(&*watch.next().await.unwrap().kv.key, "/x/c");
         let (items, revision, _) = store.snapshot_and_watch("/x/");
-        assert_eq!((items.len(), revision), (3, 3), "objects outlive compaction");
+        assert_eq!(
+            (items.len(), revision),
+            (3, 3),
+            "objects outlive compaction"
+        );
     }
 }

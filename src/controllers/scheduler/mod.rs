@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tracing::Instrument;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::api::object;
 use crate::api::resources;
