@@ -102,14 +102,14 @@ struct ObjectRef;
 impl ObjectRef {
     fn of(obj: &Value) -> Option<String> {
         let def = def_of(obj)?;
-        Some(ObjectRef::new(
+        Some(ObjectRef::format(
             def,
             object::namespace(obj),
             object::name(obj),
         ))
     }
 
-    fn new(def: &ResourceDef, ns: Option<&str>, name: &str) -> String {
+    fn format(def: &ResourceDef, ns: Option<&str>, name: &str) -> String {
         let ns = if def.namespaced { ns.unwrap_or("") } else { "" };
         format!("{}|{}|{ns}|{name}", def.api_version(), def.kind)
     }

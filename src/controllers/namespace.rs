@@ -89,7 +89,7 @@ async fn drain(client: &dyn Client, ns: &str) -> Result<bool, ApiError> {
                 .await
             {
                 if e.code != 404 {
-                    tracing::warn!(object = %kv.key, error = %e, "delete during namespace teardown");
+                    tracing::warn!(kind = def.kind, object = %object_key(&kv.value), error = %e, "delete during namespace teardown");
                 }
             }
         }

@@ -5,12 +5,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::framework::{object_key, run_workers, wait_for_sync, Client, Informer, WorkQueue};
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use serde_json::{json, Value};
+
+use super::framework::{
+    object_key, run_workers, wait_for_sync, Client, ClientExt, Informer, WorkQueue,
+};
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::store::EventType;
-use ipnet::Ipv4Net;
-use serde_json::{json, Value};
 
 /// Prefix length of each node's pod network.
 pub const NODE_CIDR_PREFIX: u8 = 24;
@@ -22,6 +26,15 @@ fn nodes() -> &'static ResourceDef {
 /// The pod CIDR of a node, if it has one.
 fn pod_cidr(node: &Value) -> Option<&str> {
     node["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty())
+}
+
+/// The pod CIDR of a typed node, if it has one.
+fn node_pod_cidr(node: &Node) -> Option<&str> {
+    node.spec
+        .as_ref()?
+        .pod_cidr
+        .as_deref()
+        .filter(|c| !c.is_empty())
 }
 
 /// The first /24 of `cluster` that is not in `taken` (`None` when all are taken).
@@ -64,16 +77,16 @@ pub async fn run(client: Arc<dyn Client>, cluster_cidr: Ipv4Net) {
 }
 
 async fn assign(client: &dyn Client, cluster: Ipv4Net, name: &str) -> Result<(), ApiError> {
-    let Ok(node) = client.get(nodes(), None, name) else {
+    let Ok(node) = client.get_typed::<Node>(None, name) else {
         return Ok(());
     };
-    if pod_cidr(&node.value).is_some() {
+    if node_pod_cidr(&node).is_some() {
         return Ok(());
     }
     let taken: HashSet<Ipv4Net> = client
-        .list(nodes(), None, &|_| true)
+        .list_typed::<Node>(None)
         .iter()
-        .filter_map(|kv| pod_cidr(&kv.value)?.parse().ok())
+        .filter_map(|n| node_pod_cidr(n)?.parse().ok())
         .collect();
     let cidr = first_free_cidr(cluster, &taken)
         .ok_or_else(|| ApiError::internal(format!("no free /{NODE_CIDR_PREFIX} left in the cluster CIDR {cluster}: use a larger --cluster-cidr")))?;
@@ -100,6 +113,35 @@ async fn assign(client: &dyn Client, cluster: Ipv4Net, name: &str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::WriteOptions;
+    use crate::controllers::testutil::{self, wait_for};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn every_node_gets_its_own_pod_cidr() {
+        let registry = testutil::registry().await;
+        let cluster: Ipv4Net = "10.42.0.0/16".parse().unwrap();
+        let task = tokio::spawn(run(registry.clone(), cluster));
+        for name in ["a", "b"] {
+            let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+            registry
+                .create(nodes(), None, body, &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        let cidr_of = |name: &str| {
+            let node = registry.get(nodes(), None, name).ok()?;
+            pod_cidr(&node.value).map(str::to_string)
+        };
+        wait_for("both nodes to get a CIDR", Duration::from_secs(5), || {
+            cidr_of("a").is_some() && cidr_of("b").is_some()
+        })
+        .await;
+        task.abort();
+        let mut cidrs = [cidr_of("a").unwrap(), cidr_of("b").unwrap()];
+        cidrs.sort();
+        assert_eq!(cidrs, ["10.42.0.0/24", "10.42.1.0/24"]);
+    }
 
     #[test]
     fn first_free_cidr_skips_taken_subnets() {

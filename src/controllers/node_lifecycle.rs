@@ -356,7 +356,7 @@ impl NodeLifecycle {
                 })
                 .await;
             if let Err(e) = result {
-                tracing::debug!(pod = %pod.key, error = %e, "mark pod not ready");
+                tracing::debug!(pod = %object_key(&pod.value), error = %e, "mark pod not ready");
             }
         }
     }
@@ -392,7 +392,7 @@ impl NodeLifecycle {
                 precondition_uid: object::uid(&pod.value).map(str::to_string),
                 ..Default::default()
             };
-            tracing::info!(pod = %pod.key, node = %object::name(node), "evicting pod from lost node");
+            tracing::info!(pod = %object_key(&pod.value), node = %object::name(node), "evicting pod from lost node");
             self.recorder
                 .record(
                     &pod.value,
@@ -404,7 +404,7 @@ impl NodeLifecycle {
             match self.client.delete(pods(), Some(&ns), &name, &opts).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 || e.code == 409 => {}
-                Err(e) => tracing::warn!(pod = %pod.key, error = %e, "evict pod"),
+                Err(e) => tracing::warn!(pod = %object_key(&pod.value), error = %e, "evict pod"),
             }
         }
     }

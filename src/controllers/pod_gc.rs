@@ -9,7 +9,7 @@ use crate::api::resources::{self, ResourceDef};
 use crate::apiserver::registry::DeleteOptions;
 use crate::store::KeyValue;
 
-use super::framework::Client;
+use super::framework::{object_key, Client};
 
 /// How often pods are checked (upstream `gcCheckPeriod`).
 pub const POD_GC_PERIOD: Duration = Duration::from_secs(20);
@@ -47,7 +47,7 @@ pub async fn collect(client: &dyn Client) {
             .unwrap_or("default")
             .to_string();
         let name = object::name(&pod.value).to_string();
-        tracing::info!(pod = %pod.key, "force-deleting terminating pod of a deleted node");
+        tracing::info!(pod = %object_key(&pod.value), "force-deleting terminating pod of a deleted node");
         let opts = DeleteOptions {
             grace_period: Some(0),
             precondition_uid: object::uid(&pod.value).map(str::to_string),
@@ -56,7 +56,9 @@ pub async fn collect(client: &dyn Client) {
         match client.delete(pods(), Some(&ns), &name, &opts).await {
             Ok(_) => {}
             Err(e) if e.code == 404 || e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %pod.key, error = %e, "pod garbage collection"),
+            Err(e) => {
+                tracing::warn!(pod = %object_key(&pod.value), error = %e, "pod garbage collection")
+            }
         }
     }
 }
