@@ -668,13 +668,27 @@ async fn deployment_runs_pods_through_a_hashed_replica_set() {
             scaled,
             [format!("Scaled up replica set web-{hash} from 0 to 3")]
         );
+    })
+    .await;
+}
 
-        // Scaling the deployment scales its replica set, no new rollout.
+#[tokio::test(start_paused = true)]
+async fn scaling_a_deployment_scales_its_replica_set_without_a_rollout() {
+    within_deadline(async {
+        let mut h = Harness::new().await;
+        h.start_deployments();
+        h.create(
+            deploy_def(),
+            deploy(3, "nginx:1", rolling(json!("25%"), json!("25%"))),
+        )
+        .await;
+        h.drive_rollout().await;
         h.modify(deploy_def(), "web", |d| d["spec"]["replicas"] = json!(5))
             .await;
         wait_for("5 pods", || h.active_pods().len() == 5).await;
         assert_eq!(h.replica_sets().len(), 1);
         h.drive_rollout().await;
+        assert_eq!(annotation(&h.replica_sets()[0], REVISION_ANNOTATION), "1");
     })
     .await;
 }
