@@ -266,4 +266,43 @@ mod tests {
         let missing = client.get_typed::<Pod>(Some("default"), "settings");
         assert_eq!(missing.unwrap_err().code, 404);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_name_objects_by_resource_namespace_and_name() {
+        let registry = testutil::registry().await;
+        let client: &dyn Client = &*registry;
+        let cms = def_of::<ConfigMap>();
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "1"}});
+        client.create(cms, Some("default"), body).await.unwrap();
+        let patch = br#"{"data": {"b": "2"}}"#;
+        let patched = client
+            .patch(cms, Some("default"), "c", PatchType::Merge, patch)
+            .await
+            .unwrap();
+        assert_eq!(
+            patched.kv.value["data"],
+            serde_json::json!({"a": "1", "b": "2"})
+        );
+        let mut replaced = (*patched.kv.value).clone();
+        replaced["data"] = serde_json::json!({"c": "3"});
+        client
+            .update(cms, Some("default"), "c", replaced)
+            .await
+            .unwrap();
+        let read = client.get(cms, Some("default"), "c").unwrap();
+        assert_eq!(read.value["data"], serde_json::json!({"c": "3"}));
+        let (_, revision, _) = client.list_and_watch(cms);
+        let mut watch = client.watch(cms, Some("default"), revision).unwrap();
+        client
+            .delete(cms, Some("default"), "c", &DeleteOptions::default())
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(std::time::Duration::from_secs(1), watch.next())
+            .await
+            .expect("watch deadlocked")
+            .unwrap();
+        assert_eq!(event.kind, crate::store::EventType::Deleted);
+        assert!(client.list(cms, None, &|_| true).is_empty());
+    }
 }
