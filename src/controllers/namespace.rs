@@ -117,3 +117,57 @@ async fn drain(client: &dyn Client, ns: &str) -> Result<bool, ApiError> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::registry::WriteOptions;
+    use crate::controllers::testutil::{self, wait_for};
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn create_namespace(registry: &crate::apiserver::registry::Registry, name: &str) {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        registry
+            .create(namespaces(), None, body, &WriteOptions::default())
+            .await
+            .expect("create namespace");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_namespace_gets_a_default_service_account() {
+        let registry = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        create_namespace(&registry, "team").await;
+        let sa = resources::by_plural("", "v1", "serviceaccounts").unwrap();
+        wait_for("the default service account", WAIT, || {
+            registry.get(sa, Some("team"), "default").is_ok()
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_namespace_is_emptied_then_finalized() {
+        let registry = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        create_namespace(&registry, "team").await;
+        let cms = resources::by_plural("", "v1", "configmaps").unwrap();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "team"}});
+        registry
+            .create(cms, Some("team"), cm, &WriteOptions::default())
+            .await
+            .unwrap();
+        registry
+            .delete(namespaces(), None, "team", &DeleteOptions::default())
+            .await
+            .unwrap();
+        wait_for("the namespace to be gone", WAIT, || {
+            registry.get(namespaces(), None, "team").is_err()
+        })
+        .await;
+        assert!(registry.get(cms, Some("team"), "c").is_err());
+        task.abort();
+    }
+}
