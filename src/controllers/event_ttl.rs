@@ -86,7 +86,41 @@ async fn expire(client: &dyn Client, ttl: Duration, key: &str) -> Reconciled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::WriteOptions;
+    use crate::controllers::testutil::{self, wait_for};
     use serde_json::json;
+
+    fn event(name: &str, last: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": name, "namespace": "default"},
+               "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+               "reason": "Test", "message": "m", "type": "Normal",
+               "lastTimestamp": crate::api::object::timestamp(last)})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_events_are_deleted_and_fresh_ones_kept() {
+        let registry = testutil::registry().await;
+        let now = chrono::Utc::now();
+        for (name, last) in [("old", now - chrono::Duration::hours(2)), ("fresh", now)] {
+            registry
+                .create(
+                    events(),
+                    Some("default"),
+                    event(name, last),
+                    &WriteOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let task = tokio::spawn(run(registry.clone(), DEFAULT_EVENT_TTL));
+        wait_for("the expired event to go", Duration::from_secs(10), || {
+            registry.get(events(), Some("default"), "old").is_err()
+        })
+        .await;
+        assert!(registry.get(events(), Some("default"), "fresh").is_ok());
+        task.abort();
+    }
 
     #[test]
     fn events_expire_ttl_after_their_last_occurrence() {
