@@ -159,6 +159,7 @@ async fn run_rc(nodes: usize, pods: usize) -> Duration {
     let rc_controller = tokio::spawn(orc::controllers::replication::run(
         registry.clone(),
         &orc::controllers::replication::REPLICATION_CONTROLLER,
+        Arc::new(orc::controllers::clock::RealClock),
     ));
     let scheduler = tokio::spawn(orc::controllers::scheduler::run(registry.clone()));
     let pods_prefix = resources::by_plural("", "v1", "pods")

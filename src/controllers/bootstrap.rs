@@ -127,9 +127,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn kube_dns_reserves_the_cluster_dns_address_once() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         run(&registry, &bootstrap()).await.unwrap();
         run(&registry, &bootstrap()).await.unwrap();
         let services = resources::by_plural("", "v1", "services").unwrap();
@@ -148,9 +148,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_taken_cluster_dns_address_does_not_stop_the_server() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let services = resources::by_plural("", "v1", "services").unwrap();
         let squatter = json!({
             "apiVersion": "v1", "kind": "Service",

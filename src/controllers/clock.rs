@@ -17,6 +17,35 @@ impl Clock for RealClock {
     }
 }
 
+/// Wall-clock time that moves with tokio's clock: on a paused test clock it advances
+/// only as `tokio::time` does (sleeps, `advance`), so timers and timestamps agree.
+pub struct TokioClock {
+    start: DateTime<Utc>,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new() -> TokioClock {
+        TokioClock {
+            start: Utc::now(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> TokioClock {
+        TokioClock::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = self.origin.elapsed();
+        self.start + chrono::Duration::from_std(elapsed).unwrap_or_default()
+    }
+}
+
 /// A clock that moves only when told to.
 pub struct FakeClock {
     now: Mutex<DateTime<Utc>>,

@@ -14,19 +14,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-use tracing::Instrument;
 
+use super::clock::Clock;
 use super::events::{Recorder, NORMAL};
+use super::framework::{
+    object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
+};
 use super::ownership::{claim, owner_reference};
 use super::pods::{self, controller_ref, parse_time};
-use super::runtime::{object_key, spawn_informer, split_key, WorkQueue};
-use super::workers::{run_workers, AbortOnDrop, Reconciled};
 use crate::api::defaults::pod_template_defaults;
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::apiserver::registry::DeleteOptions;
 use crate::store::{Event, KeyValue};
 
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
@@ -340,7 +341,8 @@ impl Rs {
 }
 
 struct Controller {
-    registry: Arc<Registry>,
+    client: Arc<dyn Client>,
+    clock: Arc<dyn Clock>,
     recorder: Recorder,
 }
 
@@ -353,35 +355,33 @@ struct Pass {
     now: DateTime<Utc>,
 }
 
-pub async fn run(registry: Arc<Registry>) {
+pub async fn run(client: Arc<dyn Client>, clock: Arc<dyn Clock>) {
     let controller = Arc::new(Controller {
-        recorder: Recorder::new(registry.clone(), "deployment-controller"),
-        registry: registry.clone(),
+        recorder: Recorder::new(client.clone(), "deployment-controller"),
+        client: client.clone(),
+        clock,
     });
     let queue = WorkQueue::new();
-    let store = registry.clone();
-    let _informers = AbortOnDrop(vec![
-        spawn_informer(
-            store.clone(),
-            deployments().prefix(),
+    let informers = [
+        Informer::start(
+            client.clone(),
+            deployments(),
             queue.clone(),
             Box::new(|ev| vec![object_key(&ev.kv.value)]),
         ),
-        spawn_informer(store.clone(), replica_sets().prefix(), queue.clone(), {
+        Informer::start(client.clone(), replica_sets(), queue.clone(), {
             let c = controller.clone();
             Box::new(move |ev| c.replica_set_changed(ev))
         }),
-        spawn_informer(store, pods_def().prefix(), queue.clone(), {
+        Informer::start(client, pods_def(), queue.clone(), {
             let c = controller.clone();
             Box::new(move |ev| c.pod_changed(ev))
         }),
-    ]);
+    ];
+    wait_for_sync(&informers).await;
     run_workers("deployment-controller", queue, WORKERS, move |key| {
         let controller = controller.clone();
-        async move {
-            let span = tracing::info_span!("reconcile", kind = "Deployment", object = %key);
-            controller.reconcile(&key).instrument(span).await
-        }
+        async move { controller.reconcile(&key).await }
     })
     .await;
 }
@@ -403,12 +403,11 @@ impl Controller {
             if let Some(ns) = object::namespace(rs) {
                 let labels = object::labels(rs);
                 keys.extend(
-                    self.registry
-                        .list(deployments(), Some(ns), None, 0, &|kv| {
+                    self.client
+                        .list(deployments(), Some(ns), &|kv| {
                             LabelSelector::from_k8s(&kv.value["spec"]["selector"])
                                 .is_ok_and(|s| !s.is_empty() && s.matches(labels))
                         })
-                        .items
                         .iter()
                         .map(|kv| object_key(&kv.value)),
                 );
@@ -434,7 +433,7 @@ impl Controller {
         let (Some(ns), Some(rs_name)) = (object::namespace(pod), r["name"].as_str()) else {
             return vec![];
         };
-        self.registry
+        self.client
             .get(replica_sets(), Some(ns), rs_name)
             .ok()
             .and_then(|rs| deployment_owner_key(&rs.value))
@@ -445,7 +444,7 @@ impl Controller {
     async fn reconcile(&self, key: &str) -> Reconciled {
         let (ns, name) = split_key(key);
         let ns = ns.unwrap_or("default");
-        let Ok(kv) = self.registry.get(deployments(), Some(ns), name) else {
+        let Ok(kv) = self.client.get(deployments(), Some(ns), name) else {
             return Ok(None);
         };
         let d = (*kv.value).clone();
@@ -456,12 +455,9 @@ impl Controller {
             tracing::warn!("deployment selects nothing; skipping");
             return Ok(None);
         };
-        let candidates = self
-            .registry
-            .list(replica_sets(), Some(ns), None, 0, &|_| true)
-            .items;
+        let candidates = self.client.list(replica_sets(), Some(ns), &|_| true);
         let claimed = claim(
-            &self.registry,
+            &*self.client,
             deployments(),
             &d,
             &selector,
@@ -476,7 +472,7 @@ impl Controller {
             },
             d,
             key: key.to_string(),
-            now: Utc::now(),
+            now: self.clock.now(),
         };
         let mut rss = self.with_pods(ns, claimed);
         if object::is_deleting(&pass.d) {
@@ -506,15 +502,12 @@ impl Controller {
                 )
             })
             .collect();
-        let now = Utc::now();
-        let pods = self
-            .registry
-            .list(pods_def(), Some(ns), None, 0, &|p| {
-                controller_ref(&p.value)
-                    .and_then(|r| r["uid"].as_str())
-                    .is_some_and(|uid| min_ready.contains_key(uid))
-            })
-            .items;
+        let now = self.clock.now();
+        let pods = self.client.list(pods_def(), Some(ns), &|p| {
+            controller_ref(&p.value)
+                .and_then(|r| r["uid"].as_str())
+                .is_some_and(|uid| min_ready.contains_key(uid))
+        });
         for p in pods {
             let uid = controller_ref(&p.value)
                 .and_then(|r| r["uid"].as_str())
@@ -625,15 +618,12 @@ impl Controller {
         let rs = new_replica_set(&pass.d, &hash, new_replicas, new_revision);
         let ns = object::namespace(&pass.d).unwrap_or("default").to_string();
         let name = object::name(&rs).to_string();
-        let created = self
-            .registry
-            .create(replica_sets(), Some(&ns), rs, &WriteOptions::default())
-            .await;
+        let created = self.client.create(replica_sets(), Some(&ns), rs).await;
         let kv = match created {
             Ok(w) => w.kv,
             Err(e) if e.code == 409 => {
                 // Either our own ReplicaSet raced us, or a hash collision.
-                let existing = self.registry.get(replica_sets(), Some(&ns), &name)?;
+                let existing = self.client.get(replica_sets(), Some(&ns), &name)?;
                 let ours = controller_ref(&existing.value)
                     .is_some_and(|r| r["uid"] == pass.d["metadata"]["uid"]);
                 if ours
@@ -684,13 +674,12 @@ impl Controller {
         }
         let uid = pass.d["metadata"]["uid"].clone();
         let w = self
-            .registry
+            .client
             .modify(
                 deployments(),
                 object::namespace(&pass.d),
                 object::name(&pass.d),
                 None,
-                &WriteOptions::default(),
                 &|cur| {
                     if cur["metadata"]["uid"] != uid {
                         return Err(ApiError::not_found(deployments(), object::name(cur)));
@@ -714,13 +703,12 @@ impl Controller {
     ) -> Result<Value, ApiError> {
         let uid = rs["metadata"]["uid"].clone();
         let w = self
-            .registry
+            .client
             .modify(
                 replica_sets(),
                 object::namespace(rs),
                 object::name(rs),
                 None,
-                &WriteOptions::default(),
                 &|cur| {
                     if cur["metadata"]["uid"] != uid {
                         return Err(ApiError::not_found(replica_sets(), object::name(cur)));
@@ -1006,7 +994,7 @@ impl Controller {
                 ..Default::default()
             };
             match self
-                .registry
+                .client
                 .delete(replica_sets(), object::namespace(&rs.obj), rs.name(), &opts)
                 .await
             {
@@ -1159,13 +1147,12 @@ impl Controller {
         }
         let uid = pass.d["metadata"]["uid"].clone();
         let result = self
-            .registry
+            .client
             .modify(
                 deployments(),
                 object::namespace(&pass.d),
                 object::name(&pass.d),
                 Some("status"),
-                &WriteOptions::default(),
                 &|cur| {
                     if cur["metadata"]["uid"] != uid {
                         return Err(ApiError::not_found(deployments(), object::name(cur)));

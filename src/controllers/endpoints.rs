@@ -7,20 +7,22 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::LabelSelector;
-use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::api::status::ApiError;
+use crate::apiserver::registry::DeleteOptions;
 use crate::store::{Event, KeyValue};
 
-use super::runtime::{object_key, spawn_informer, split_key, WorkQueue};
+use super::framework::{
+    object_key, run_workers, split_key, wait_for_sync, Client, Informer, WorkQueue,
+};
 
-/// How soon a service whose endpoints could not be written is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Services reconciled at once.
+const WORKERS: usize = 2;
 /// Label upstream puts on the Endpoints of headless services.
 const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
 
@@ -50,81 +52,68 @@ fn is_bootstrap_managed(ns: &str, name: &str) -> bool {
 }
 
 /// Keys of the services in the pod's namespace that select `pod` (any of its versions).
-fn services_selecting(registry: &Registry, pods: &[&Value]) -> Vec<String> {
+fn services_selecting(client: &dyn Client, pods: &[&Value]) -> Vec<String> {
     let Some(ns) = pods.first().and_then(|p| object::namespace(p)) else {
         return vec![];
     };
-    let page = registry.list(services(), Some(ns), None, 0, &|kv: &KeyValue| {
+    let selecting = client.list(services(), Some(ns), &|kv: &KeyValue| {
         service_selector(&kv.value)
             .is_some_and(|sel| pods.iter().any(|p| sel.matches(object::labels(p))))
     });
-    page.items.iter().map(|kv| object_key(&kv.value)).collect()
+    selecting.iter().map(|kv| object_key(&kv.value)).collect()
 }
 
-fn pod_event_keys(registry: &Registry, event: &Event) -> Vec<String> {
+fn pod_event_keys(client: &dyn Client, event: &Event) -> Vec<String> {
     let mut versions = vec![&*event.kv.value];
     if let Some(prev) = &event.prev {
         versions.push(&*prev.value);
     }
-    services_selecting(registry, &versions)
+    services_selecting(client, &versions)
 }
 
 /// Runs the controller until aborted.
-pub async fn run(registry: Arc<Registry>) {
+pub async fn run(client: Arc<dyn Client>) {
     let queue = WorkQueue::new();
-    let store = registry.clone();
     let informers = [
-        spawn_informer(
-            store.clone(),
-            services().prefix(),
+        Informer::start(
+            client.clone(),
+            services(),
             queue.clone(),
             Box::new(|e| vec![object_key(&e.kv.value)]),
         ),
-        spawn_informer(
-            store.clone(),
-            endpoints().prefix(),
+        Informer::start(
+            client.clone(),
+            endpoints(),
             queue.clone(),
             Box::new(|e| vec![object_key(&e.kv.value)]),
         ),
-        spawn_informer(store.clone(), pods().prefix(), queue.clone(), {
-            let store = store.clone();
-            Box::new(move |e| pod_event_keys(&store, e))
+        Informer::start(client.clone(), pods(), queue.clone(), {
+            let client = client.clone();
+            Box::new(move |e| pod_event_keys(&*client, e))
         }),
     ];
-    let _abort = AbortOnDrop(informers.into_iter().collect());
-    loop {
-        let key = queue.next().await;
-        let span = tracing::debug_span!("reconcile_endpoints", service = %key);
-        let _enter = span.enter();
-        if let Err(e) = reconcile(&registry, &key).await {
-            tracing::warn!(service = %key, error = %e, "update endpoints");
-            queue.add_after(key, RETRY_AFTER);
+    wait_for_sync(&informers).await;
+    run_workers("endpoints-controller", queue, WORKERS, move |key| {
+        let client = client.clone();
+        async move {
+            reconcile(&*client, &key).await?;
+            Ok(None)
         }
-    }
+    })
+    .await;
 }
 
-/// Aborts the informers when the controller task ends.
-pub(crate) struct AbortOnDrop(pub(crate) Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
-}
-
-async fn reconcile(registry: &Registry, key: &str) -> Result<(), crate::api::status::ApiError> {
+async fn reconcile(client: &dyn Client, key: &str) -> Result<(), ApiError> {
     let (Some(ns), name) = split_key(key) else {
         return Ok(());
     };
     if is_bootstrap_managed(ns, name) {
         return Ok(());
     }
-    let existing = registry.get(endpoints(), Some(ns), name).ok();
-    let Ok(svc) = registry.get(services(), Some(ns), name) else {
+    let existing = client.get(endpoints(), Some(ns), name).ok();
+    let Ok(svc) = client.get(services(), Some(ns), name) else {
         if existing.is_some() {
-            return match registry
+            return match client
                 .delete(endpoints(), Some(ns), name, &DeleteOptions::default())
                 .await
             {
@@ -137,13 +126,12 @@ async fn reconcile(registry: &Registry, key: &str) -> Result<(), crate::api::sta
     let Some(selector) = service_selector(&svc.value) else {
         return Ok(());
     };
-    let page = registry.list(pods(), Some(ns), None, 0, &|kv: &KeyValue| {
+    let selected = client.list(pods(), Some(ns), &|kv: &KeyValue| {
         selector.matches(object::labels(&kv.value))
     });
-    let pods: Vec<&Value> = page.items.iter().map(|kv| &*kv.value).collect();
+    let pods: Vec<&Value> = selected.iter().map(|kv| &*kv.value).collect();
     let subsets = desired_subsets(&svc.value, &pods);
     let labels = desired_labels(&svc.value);
-    let opts = WriteOptions::default();
     match existing {
         None => {
             let body = json!({
@@ -152,7 +140,7 @@ async fn reconcile(registry: &Registry, key: &str) -> Result<(), crate::api::sta
                 "metadata": {"name": name, "namespace": ns, "labels": labels},
                 "subsets": subsets,
             });
-            match registry.create(endpoints(), Some(ns), body, &opts).await {
+            match client.create(endpoints(), Some(ns), body).await {
                 Err(e) if e.code == 409 => Err(e), // created meanwhile: retry as an update
                 Err(e) if e.code == 404 || e.code == 403 => Ok(()), // namespace going away
                 other => other.map(|_| ()),
@@ -164,8 +152,8 @@ async fn reconcile(registry: &Registry, key: &str) -> Result<(), crate::api::sta
             {
                 return Ok(());
             }
-            registry
-                .modify(endpoints(), Some(ns), name, None, &opts, &|cur| {
+            client
+                .modify(endpoints(), Some(ns), name, None, &|cur| {
                     let mut cur = cur.clone();
                     cur["subsets"] = subsets.clone();
                     cur["metadata"]["labels"] = Value::Object(labels.clone());
@@ -342,7 +330,9 @@ pub fn desired_subsets(svc: &Value, pods: &[&Value]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::{Registry, WriteOptions};
     use crate::controllers::testutil::{self, wait_for};
+    use std::time::Duration;
 
     fn pod(name: &str, ip: &str, ready: bool, ports: Value) -> Value {
         json!({
@@ -458,9 +448,21 @@ mod tests {
             .map(|kv| kv.value["subsets"].clone())
     }
 
-    #[tokio::test]
-    async fn endpoints_follow_pods_and_go_with_the_service() {
-        let (_dir, registry) = testutil::registry().await;
+    /// Addresses of the `web` endpoints in `field` (`addresses`, `notReadyAddresses`).
+    fn ips(registry: &Registry, field: &str) -> Vec<String> {
+        subsets_of(registry)
+            .and_then(|s| s.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+            .map(|a| a["ip"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// The controller running, a ready pod `a` and a not-ready pod `b` behind the
+    /// `web` Service, once their endpoints are listed.
+    async fn service_with_two_pods() -> (Arc<Registry>, tokio::task::JoinHandle<()>) {
+        let registry = testutil::registry().await;
         let task = tokio::spawn(run(registry.clone()));
         create_pod(&registry, "a", "10.42.0.2", true).await;
         create_pod(&registry, "b", "10.42.0.3", false).await;
@@ -473,38 +475,43 @@ mod tests {
             )
             .await
             .expect("create service");
-        let ips = |registry: &Registry, field: &str| -> Vec<String> {
-            subsets_of(registry)
-                .and_then(|s| s.as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
-                .map(|a| a["ip"].as_str().unwrap_or("").to_string())
-                .collect()
-        };
-        wait_for(
-            "ready and not-ready addresses",
-            Duration::from_secs(1),
-            || {
-                ips(&registry, "addresses") == ["10.42.0.2"]
-                    && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
-            },
-        )
+        wait_for("ready and not-ready addresses", WAIT, || {
+            ips(&registry, "addresses") == ["10.42.0.2"]
+                && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
+        })
         .await;
+        (registry, task)
+    }
+
+    const WAIT: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_list_selected_pods_with_named_ports_resolved() {
+        let (registry, task) = service_with_two_pods().await;
         let ep = subsets_of(&registry).expect("endpoints");
         assert_eq!(
             ep[0]["ports"],
             json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
         );
         assert_eq!(ep[0]["addresses"][0]["targetRef"]["name"], "a");
+        task.abort();
+    }
 
-        // A pod turning ready moves within a second; an unchanged state writes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_turning_ready_moves_to_addresses() {
+        let (registry, task) = service_with_two_pods().await;
         set_pod_status(&registry, "b", "10.42.0.3", true).await;
-        wait_for("pod b ready", Duration::from_secs(1), || {
+        wait_for("pod b ready", WAIT, || {
             ips(&registry, "addresses") == ["10.42.0.2", "10.42.0.3"]
                 && ips(&registry, "notReadyAddresses").is_empty()
         })
         .await;
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_change_that_moves_no_address_writes_nothing() {
+        let (registry, task) = service_with_two_pods().await;
         let rv = registry
             .get(endpoints(), Some("default"), "web")
             .unwrap()
@@ -524,6 +531,7 @@ mod tests {
             )
             .await
             .unwrap();
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             registry
@@ -533,24 +541,31 @@ mod tests {
             rv,
             "no write when nothing changed"
         );
+        task.abort();
+    }
 
-        // Deleting a pod removes it; deleting the service removes the endpoints.
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_pod_leaves_the_endpoints() {
+        let (registry, task) = service_with_two_pods().await;
+        let now = DeleteOptions {
+            grace_period: Some(0),
+            ..Default::default()
+        };
         registry
-            .delete(
-                pods(),
-                Some("default"),
-                "a",
-                &DeleteOptions {
-                    grace_period: Some(0),
-                    ..Default::default()
-                },
-            )
+            .delete(pods(), Some("default"), "a", &now)
             .await
             .unwrap();
-        wait_for("pod a gone", Duration::from_secs(1), || {
-            ips(&registry, "addresses") == ["10.42.0.3"]
+        wait_for("pod a gone", WAIT, || {
+            ips(&registry, "addresses").is_empty()
+                && ips(&registry, "notReadyAddresses") == ["10.42.0.3"]
         })
         .await;
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoints_go_with_their_service() {
+        let (registry, task) = service_with_two_pods().await;
         registry
             .delete(
                 services(),
@@ -560,16 +575,16 @@ mod tests {
             )
             .await
             .unwrap();
-        wait_for("endpoints deleted", Duration::from_secs(1), || {
+        wait_for("endpoints deleted", WAIT, || {
             subsets_of(&registry).is_none()
         })
         .await;
         task.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn services_without_selector_keep_user_endpoints() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let task = tokio::spawn(run(registry.clone()));
         let mut svc = service(json!(80));
         svc["spec"].as_object_mut().unwrap().remove("selector");
@@ -583,6 +598,7 @@ mod tests {
             .create(endpoints(), Some("default"), ep, &WriteOptions::default())
             .await
             .unwrap();
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             subsets_of(&registry).unwrap()[0]["addresses"][0]["ip"],

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::resources;
-use crate::apiserver::registry::{DeleteOptions, Registry};
+use crate::api::resources::{self, ResourceDef};
+use crate::apiserver::registry::DeleteOptions;
 use crate::store::EventType;
 
-use super::runtime::{self, spawn_informer, WorkQueue};
+use super::framework::{
+    object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
+};
 
 /// How long Events are kept after their last occurrence.
 pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
@@ -36,47 +38,89 @@ pub fn time_left(
     ttl.saturating_sub(age)
 }
 
-pub async fn run(registry: Arc<Registry>, ttl: Duration) {
-    let events = resources::by_plural("", "v1", "events").expect("served");
+fn events() -> &'static ResourceDef {
+    resources::by_plural("", "v1", "events").expect("served")
+}
+
+pub async fn run(client: Arc<dyn Client>, ttl: Duration) {
     let queue = WorkQueue::new();
-    let _informer = spawn_informer(
-        registry.clone(),
-        events.prefix(),
+    let informers = [Informer::start(
+        client.clone(),
+        events(),
         queue.clone(),
         Box::new(|e| {
             if e.kind == EventType::Deleted {
                 vec![]
             } else {
-                vec![runtime::object_key(&e.kv.value)]
+                vec![object_key(&e.kv.value)]
             }
         }),
-    );
-    loop {
-        let key = queue.next().await;
-        let (ns, name) = runtime::split_key(&key);
-        let Ok(kv) = registry.get(events, ns, name) else {
-            continue;
-        };
-        let left = time_left(&kv.value, ttl, chrono::Utc::now());
-        if !left.is_zero() {
-            queue.add_after(key, left);
-            continue;
-        }
-        if let Err(e) = registry
-            .delete(events, ns, name, &DeleteOptions::default())
-            .await
-        {
-            if e.code != 404 {
-                tracing::warn!(event = %key, error = %e, "delete expired event");
-            }
-        }
+    )];
+    wait_for_sync(&informers).await;
+    run_workers("event-ttl-controller", queue, 1, move |key| {
+        let client = client.clone();
+        async move { expire(&*client, ttl, &key).await }
+    })
+    .await;
+}
+
+/// Deletes the Event at `key` once it expired; otherwise looks again when it will have.
+async fn expire(client: &dyn Client, ttl: Duration, key: &str) -> Reconciled {
+    let (ns, name) = split_key(key);
+    let Ok(kv) = client.get(events(), ns, name) else {
+        return Ok(None);
+    };
+    let left = time_left(&kv.value, ttl, chrono::Utc::now());
+    if !left.is_zero() {
+        return Ok(Some(left));
+    }
+    match client
+        .delete(events(), ns, name, &DeleteOptions::default())
+        .await
+    {
+        Err(e) if e.code != 404 => Err(e),
+        _ => Ok(None),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::WriteOptions;
+    use crate::controllers::testutil::{self, wait_for};
     use serde_json::json;
+
+    fn event(name: &str, last: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": name, "namespace": "default"},
+               "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+               "reason": "Test", "message": "m", "type": "Normal",
+               "lastTimestamp": crate::api::object::timestamp(last)})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_events_are_deleted_and_fresh_ones_kept() {
+        let registry = testutil::registry().await;
+        let now = chrono::Utc::now();
+        for (name, last) in [("old", now - chrono::Duration::hours(2)), ("fresh", now)] {
+            registry
+                .create(
+                    events(),
+                    Some("default"),
+                    event(name, last),
+                    &WriteOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let task = tokio::spawn(run(registry.clone(), DEFAULT_EVENT_TTL));
+        wait_for("the expired event to go", Duration::from_secs(10), || {
+            registry.get(events(), Some("default"), "old").is_err()
+        })
+        .await;
+        assert!(registry.get(events(), Some("default"), "fresh").is_ok());
+        task.abort();
+    }
 
     #[test]
     fn events_expire_ttl_after_their_last_occurrence() {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
+use super::framework::Client;
 use crate::api::object;
 use crate::api::resources;
-use crate::apiserver::registry::{Registry, WriteOptions};
 
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";
@@ -16,15 +16,15 @@ pub const WARNING: &str = "Warning";
 /// Creates Events as `component`; repeats of the same (object, type, reason, message)
 /// update one Event instead of creating new ones.
 pub struct Recorder {
-    registry: Arc<Registry>,
+    client: Arc<dyn Client>,
     component: String,
     seen: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Recorder {
-    pub fn new(registry: Arc<Registry>, component: &str) -> Recorder {
+    pub fn new(client: Arc<dyn Client>, component: &str) -> Recorder {
         Recorder {
-            registry,
+            client,
             component: component.to_string(),
             seen: Mutex::new(HashMap::new()),
         }
@@ -44,12 +44,11 @@ impl Recorder {
             .unwrap_or_else(|e| e.into_inner())
             .get(&dedupe)
             .cloned();
-        let opts = WriteOptions::default();
         if let Some((ev_ns, ev_name)) = previous {
             let now = now.clone();
             let bumped = self
-                .registry
-                .modify(events, Some(&ev_ns), &ev_name, None, &opts, &|cur| {
+                .client
+                .modify(events, Some(&ev_ns), &ev_name, None, &|cur| {
                     let mut cur = cur.clone();
                     cur["count"] = json!(cur["count"].as_i64().unwrap_or(1) + 1);
                     cur["lastTimestamp"] = json!(now);
@@ -87,7 +86,7 @@ impl Recorder {
             "reportingComponent": self.component,
             "reportingInstance": "",
         });
-        match self.registry.create(events, Some(&ns), event, &opts).await {
+        match self.client.create(events, Some(&ns), event).await {
             Ok(_) => {
                 let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
                 if seen.len() > 4096 {

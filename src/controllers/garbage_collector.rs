@@ -3,32 +3,31 @@
 //! `foregroundDeletion` / `orphan` set by the registry on delete).
 //!
 //! It keeps an index of owner uid → dependents built from one watch over every
-//! resource; decisions about an object always re-read the current cache, so a stale
-//! index can delay work but never delete something wrongly.
+//! resource (through the client); decisions about an object always re-read it through
+//! the client, so a stale index can delay work but never delete something wrongly.
+//! Objects are named `apiVersion|kind|namespace|name` (`ObjectRef`), never by datastore
+//! key.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{
-    DeleteOptions, Registry, WriteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER,
-};
+use crate::apiserver::registry::{DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::store::{Event, EventType, KeyValue};
 
-use super::runtime::WorkQueue;
+use super::framework::{run_workers, Client, WorkQueue};
 
-/// How soon a failed step is retried.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Work items reconciled at once.
+const WORKERS: usize = 2;
 /// Work item prefixes: check a dependent against its owners / process a deleting owner.
 const ATTEMPT: &str = "attempt:";
 const OWNER: &str = "owner:";
 
-/// Owner uid → datastore keys of its dependents, and the reverse.
+/// Owner uid → references (`ObjectRef`) of its dependents, and the reverse.
 #[derive(Default)]
 struct Graph {
     dependents: HashMap<String, HashSet<String>>,
@@ -97,10 +96,40 @@ fn has_gc_finalizer(obj: &Value) -> bool {
             .any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER)
 }
 
+/// How the graph and the work queue name an object: `apiVersion|kind|namespace|name`.
+struct ObjectRef;
+
+impl ObjectRef {
+    fn of(obj: &Value) -> Option<String> {
+        let def = def_of(obj)?;
+        Some(ObjectRef::format(
+            def,
+            object::namespace(obj),
+            object::name(obj),
+        ))
+    }
+
+    fn format(def: &ResourceDef, ns: Option<&str>, name: &str) -> String {
+        let ns = if def.namespaced { ns.unwrap_or("") } else { "" };
+        format!("{}|{}|{ns}|{name}", def.api_version(), def.kind)
+    }
+
+    fn parse(reference: &str) -> Option<(&'static ResourceDef, Option<&str>, &str)> {
+        let mut parts = reference.splitn(4, '|');
+        let (api_version, kind, ns, name) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let def = resources::by_kind(api_version, kind)?;
+        Some((def, (!ns.is_empty()).then_some(ns), name))
+    }
+}
+
 /// Updates the graph for a change and returns the work it causes.
 fn observe(graph: &mut Graph, event: &Event) -> Vec<String> {
-    let key = event.kv.key.to_string();
     let obj = &*event.kv.value;
+    // Objects of kinds this server does not serve can be neither checked nor deleted.
+    let Some(key) = ObjectRef::of(obj) else {
+        return vec![];
+    };
     let mut work = Vec::new();
     if event.kind == EventType::Deleted {
         graph.remove(&key);
@@ -158,34 +187,46 @@ enum OwnerState {
 }
 
 pub struct GarbageCollector {
-    registry: Arc<Registry>,
+    client: Arc<dyn Client>,
     graph: Mutex<Graph>,
     queue: Arc<WorkQueue>,
 }
 
+/// Aborts the graph's watch when the collector ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the garbage collector until aborted.
-pub async fn run(registry: Arc<Registry>) {
+pub async fn run(client: Arc<dyn Client>) {
     let gc = Arc::new(GarbageCollector {
-        registry,
+        client,
         graph: Mutex::new(Graph::default()),
         queue: WorkQueue::new(),
     });
-    let watcher = tokio::spawn(gc.clone().watch_all());
-    let _abort = super::endpoints::AbortOnDrop(vec![watcher]);
-    loop {
-        let item = gc.queue.next().await;
-        let result = if let Some(key) = item.strip_prefix(ATTEMPT) {
-            gc.attempt_to_delete(key).await
-        } else if let Some(key) = item.strip_prefix(OWNER) {
-            gc.process_deleting_owner(key).await
-        } else {
-            Ok(())
-        };
-        if let Err(e) = result {
-            tracing::warn!(item = %item, error = %e, "garbage collection");
-            gc.queue.add_after(item, RETRY_AFTER);
-        }
-    }
+    let _watch = AbortOnDrop(tokio::spawn(gc.clone().watch_all()));
+    let worker = gc.clone();
+    run_workers(
+        "garbage-collector",
+        gc.queue.clone(),
+        WORKERS,
+        move |item| {
+            let gc = worker.clone();
+            async move {
+                if let Some(key) = item.strip_prefix(ATTEMPT) {
+                    gc.attempt_to_delete(key).await?;
+                } else if let Some(key) = item.strip_prefix(OWNER) {
+                    gc.process_deleting_owner(key).await?;
+                }
+                Ok(None)
+            }
+        },
+    )
+    .await;
 }
 
 impl GarbageCollector {
@@ -193,10 +234,16 @@ impl GarbageCollector {
         self.graph.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The current state of a referenced object.
+    fn get(&self, reference: &str) -> Option<KeyValue> {
+        let (def, ns, name) = ObjectRef::parse(reference)?;
+        self.client.get(def, ns, name).ok()
+    }
+
     /// Feeds every change of every resource into the graph.
     async fn watch_all(self: Arc<Self>) {
         loop {
-            let (items, _, mut watcher) = self.registry.snapshot_and_watch("/");
+            let (items, _, mut watcher) = self.client.list_and_watch_all();
             *self.graph() = Graph::default();
             for kv in items {
                 let event = Event {
@@ -243,7 +290,7 @@ impl GarbageCollector {
         } else {
             None
         };
-        match self.registry.get_by_key(&def.key(ns, name)) {
+        match self.client.get(def, ns, name).ok() {
             Some(owner) if object::uid(&owner.value) == Some(uid) => {
                 let waiting = object::is_deleting(&owner.value)
                     && object::finalizers(&owner.value)
@@ -262,7 +309,7 @@ impl GarbageCollector {
     /// Checks a dependent against its owners: deletes it when none is left (or all
     /// wait for their dependents), drops references to gone owners when others remain.
     async fn attempt_to_delete(&self, key: &str) -> Result<(), ApiError> {
-        let Some(kv) = self.registry.get_by_key(key) else {
+        let Some(kv) = self.get(key) else {
             return Ok(());
         };
         let obj = &*kv.value;
@@ -320,7 +367,7 @@ impl GarbageCollector {
             precondition_uid: object::uid(obj).map(str::to_string),
             ..Default::default()
         };
-        match self.registry.delete(def, ns.as_deref(), &name, &opts).await {
+        match self.client.delete(def, ns.as_deref(), &name, &opts).await {
             Err(e) if e.code == 404 || e.code == 409 => Ok(()),
             other => other.map(|_| ()),
         }
@@ -334,8 +381,8 @@ impl GarbageCollector {
         uids: &[String],
     ) -> Result<(), ApiError> {
         let result = self
-            .registry
-            .modify(def, ns, name, None, &WriteOptions::default(), &|cur| {
+            .client
+            .modify(def, ns, name, None, &|cur| {
                 let mut cur = cur.clone();
                 let kept: Vec<Value> = owner_refs(&cur)
                     .into_iter()
@@ -362,7 +409,7 @@ impl GarbageCollector {
 
     /// Carries out orphan or foreground deletion of an owner, then lets it go.
     async fn process_deleting_owner(&self, key: &str) -> Result<(), ApiError> {
-        let Some(kv) = self.registry.get_by_key(key) else {
+        let Some(kv) = self.get(key) else {
             return Ok(());
         };
         let owner = &*kv.value;
@@ -378,7 +425,7 @@ impl GarbageCollector {
             .graph()
             .dependents_of(uid)
             .iter()
-            .filter_map(|k| self.registry.get_by_key(k))
+            .filter_map(|k| self.get(k))
             .filter(|d| owner_uids(&d.value).iter().any(|u| u == uid))
             .collect();
         let finalizers = object::finalizers(owner);
@@ -409,8 +456,10 @@ impl GarbageCollector {
             if blocks {
                 blocking += 1;
             }
-            if !object::is_deleting(&dep.value) {
-                self.queue.add(format!("{ATTEMPT}{}", dep.key));
+            if let Some(dep_ref) = ObjectRef::of(&dep.value) {
+                if !object::is_deleting(&dep.value) {
+                    self.queue.add(format!("{ATTEMPT}{dep_ref}"));
+                }
             }
         }
         if blocking > 0 {
@@ -429,8 +478,8 @@ impl GarbageCollector {
         finalizer: &str,
     ) -> Result<(), ApiError> {
         let result = self
-            .registry
-            .modify(def, ns, name, None, &WriteOptions::default(), &|cur| {
+            .client
+            .modify(def, ns, name, None, &|cur| {
                 let mut cur = cur.clone();
                 let kept: Vec<String> = object::finalizers(&cur)
                     .into_iter()
@@ -455,8 +504,10 @@ impl GarbageCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::{Registry, WriteOptions};
     use crate::controllers::testutil::{self, wait_for};
     use serde_json::json;
+    use std::time::Duration;
 
     fn rs() -> &'static ResourceDef {
         resources::by_plural("apps", "v1", "replicasets").unwrap()
@@ -507,9 +558,9 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn background_deletion_removes_dependents_after_the_owner() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let task = tokio::spawn(run(registry.clone()));
         let o = owner(&registry, "bg").await;
         dependent(&registry, "bg-1", &o, false).await;
@@ -523,9 +574,9 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn foreground_deletion_removes_dependents_first() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let o = owner(&registry, "fg").await;
         dependent(&registry, "fg-1", &o, true).await;
         delete_with(&registry, "fg", Some("Foreground")).await;
@@ -555,6 +606,7 @@ mod tests {
                 .is_ok_and(|d| object::is_deleting(&d.value))
         })
         .await;
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             exists(&registry, rs(), "fg"),
@@ -582,9 +634,9 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn orphan_deletion_keeps_dependents_without_the_reference() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let task = tokio::spawn(run(registry.clone()));
         let o = owner(&registry, "or").await;
         dependent(&registry, "or-1", &o, true).await;
@@ -593,6 +645,7 @@ mod tests {
             !exists(&registry, rs(), "or")
         })
         .await;
+        // On the paused clock every task runs until idle before this sleep ends.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let dep = registry
             .get(cms(), Some("default"), "or-1")
@@ -601,9 +654,9 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn dependents_of_missing_owners_are_deleted_and_others_keep_live_owners() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let live = owner(&registry, "live").await;
         let ghost = json!({"metadata": {"name": "ghost", "uid": "no-such-uid"}});
         dependent(&registry, "orphaned", &ghost, false).await;
@@ -632,9 +685,9 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn explicit_policies_replace_each_other_and_background_finishes_deletion() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let o = owner(&registry, "sw").await;
         dependent(&registry, "sw-1", &o, true).await;
         delete_with(&registry, "sw", Some("Orphan")).await;

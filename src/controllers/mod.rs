@@ -1,4 +1,5 @@
-//! Controllers running inside `orc server`, reading the shared watch cache.
+//! Controllers running inside `orc server`, each on the framework in `framework/`:
+//! informers over the watch cache, a rate-limited work queue, and a small API client.
 
 pub mod bootstrap;
 pub mod clock;
@@ -7,6 +8,7 @@ pub mod endpoints;
 pub mod event_ttl;
 pub mod events;
 pub mod expectations;
+pub mod framework;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
@@ -15,11 +17,9 @@ pub mod ownership;
 pub mod pod_gc;
 pub mod pods;
 pub mod replication;
-pub mod runtime;
 pub mod scheduler;
 #[cfg(test)]
 pub(crate) mod testutil;
-pub mod workers;
 #[cfg(test)]
 mod workload_tests;
 
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::apiserver::registry::Registry;
+use framework::Client;
 
 /// Settings of the controllers (from `orc server` flags).
 #[derive(Clone)]
@@ -56,18 +56,15 @@ impl Default for Config {
     }
 }
 
-/// Starts every controller; they run until the returned set is aborted.
-pub fn start(registry: Arc<Registry>, config: Config) -> JoinSet<()> {
+/// Starts every controller on `client`; they run until the returned set is aborted.
+pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     let mut set = JoinSet::new();
-    set.spawn(namespace::run(registry.clone()));
-    set.spawn(event_ttl::run(
-        registry.clone(),
-        event_ttl::DEFAULT_EVENT_TTL,
-    ));
-    set.spawn(endpoints::run(registry.clone()));
-    set.spawn(garbage_collector::run(registry.clone()));
+    set.spawn(namespace::run(client.clone()));
+    set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
+    set.spawn(endpoints::run(client.clone()));
+    set.spawn(garbage_collector::run(client.clone()));
     set.spawn(node_lifecycle::run(
-        registry.clone(),
+        client.clone(),
         node_lifecycle::NodeLifecycleConfig {
             grace_period: config.node_monitor_grace_period,
             eviction_timeout: config.pod_eviction_timeout,
@@ -75,16 +72,18 @@ pub fn start(registry: Arc<Registry>, config: Config) -> JoinSet<()> {
             clock: config.clock.clone(),
         },
     ));
-    set.spawn(pod_gc::run(registry.clone(), config.pod_gc_period));
+    set.spawn(pod_gc::run(client.clone(), config.pod_gc_period));
     set.spawn(replication::run(
-        registry.clone(),
+        client.clone(),
         &replication::REPLICATION_CONTROLLER,
+        config.clock.clone(),
     ));
     set.spawn(replication::run(
-        registry.clone(),
+        client.clone(),
         &replication::REPLICA_SET,
+        config.clock.clone(),
     ));
-    set.spawn(deployment::run(registry.clone()));
-    set.spawn(scheduler::run(registry.clone()));
+    set.spawn(deployment::run(client.clone(), config.clock.clone()));
+    set.spawn(scheduler::run(client));
     set
 }

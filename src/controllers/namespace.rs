@@ -1,7 +1,6 @@
 //! Namespace controller: gives every namespace its `default` ServiceAccount and drains
 //! terminating namespaces (deletes their objects, then finalizes them).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,136 +8,166 @@ use serde_json::json;
 
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef, RESOURCES};
-use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
-use crate::store::{EventType, KeyValue};
+use crate::api::status::ApiError;
+use crate::apiserver::registry::DeleteOptions;
+use crate::store::EventType;
+
+use super::framework::{
+    object_key, run_workers, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
+};
 
 /// How soon a namespace that still has content is looked at again.
 const DRAIN_RETRY: Duration = Duration::from_secs(1);
 /// Finalizer the namespace controller owns (in `spec.finalizers`).
 pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+/// Namespaces reconciled at once.
+const WORKERS: usize = 2;
 
 fn namespaces() -> &'static ResourceDef {
     resources::by_plural("", "v1", "namespaces").expect("served")
 }
 
-pub async fn run(registry: Arc<Registry>) {
-    loop {
-        let (items, _, mut watcher) = registry.snapshot_and_watch(&namespaces().prefix());
-        let mut terminating: HashSet<String> = HashSet::new();
-        for kv in &items {
-            observe(&registry, kv, &mut terminating).await;
-        }
-        loop {
-            tokio::select! {
-                next = watcher.next() => match next {
-                    Ok(event) => {
-                        if event.kind == EventType::Deleted {
-                            terminating.remove(object::name(&event.kv.value));
-                        } else {
-                            observe(&registry, &event.kv, &mut terminating).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "namespace watch ended; relisting");
-                        break;
-                    }
-                },
-                _ = tokio::time::sleep(DRAIN_RETRY), if !terminating.is_empty() => {
-                    let names: Vec<String> = terminating.iter().cloned().collect();
-                    for name in names {
-                        if drain(&registry, &name).await {
-                            terminating.remove(&name);
-                        }
-                    }
-                }
-            }
-        }
-    }
+pub async fn run(client: Arc<dyn Client>) {
+    let queue = WorkQueue::new();
+    let informers = [Informer::start(
+        client.clone(),
+        namespaces(),
+        queue.clone(),
+        Box::new(|event| match event.kind {
+            EventType::Deleted => vec![],
+            _ => vec![object_key(&event.kv.value)],
+        }),
+    )];
+    wait_for_sync(&informers).await;
+    run_workers("namespace-controller", queue, WORKERS, move |name| {
+        let client = client.clone();
+        async move { reconcile(&*client, &name).await }
+    })
+    .await;
 }
 
-async fn observe(registry: &Registry, kv: &KeyValue, terminating: &mut HashSet<String>) {
-    let name = object::name(&kv.value).to_string();
-    if object::is_deleting(&kv.value) {
-        if terminating.insert(name.clone()) && drain(registry, &name).await {
-            terminating.remove(&name);
-        }
-    } else {
-        ensure_default_service_account(registry, &name).await;
+/// A live namespace gets its default ServiceAccount; a terminating one is drained and
+/// looked at again until it is empty and finalized.
+async fn reconcile(client: &dyn Client, name: &str) -> Reconciled {
+    let Ok(ns) = client.get(namespaces(), None, name) else {
+        return Ok(None);
+    };
+    if !object::is_deleting(&ns.value) {
+        ensure_default_service_account(client, name).await?;
+        return Ok(None);
     }
+    Ok((!drain(client, name).await?).then_some(DRAIN_RETRY))
 }
 
-async fn ensure_default_service_account(registry: &Registry, ns: &str) {
+async fn ensure_default_service_account(client: &dyn Client, ns: &str) -> Result<(), ApiError> {
     let sa = resources::by_plural("", "v1", "serviceaccounts").expect("served");
-    if registry.get(sa, Some(ns), "default").is_ok() {
-        return;
+    if client.get(sa, Some(ns), "default").is_ok() {
+        return Ok(());
     }
     let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-    match registry
-        .create(sa, Some(ns), body, &WriteOptions::default())
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
-        Err(e) => tracing::warn!(namespace = ns, error = %e, "create default service account"),
+    match client.create(sa, Some(ns), body).await {
+        Err(e) if e.code != 409 && e.code != 403 && e.code != 404 => Err(e),
+        _ => Ok(()),
     }
 }
 
 /// Deletes what is left in namespace `ns`; finalizes it once empty. True when done.
-async fn drain(registry: &Registry, ns: &str) -> bool {
-    let span = tracing::info_span!("drain_namespace", namespace = ns);
-    let _enter = span.enter();
+async fn drain(client: &dyn Client, ns: &str) -> Result<bool, ApiError> {
     let mut remaining = 0;
     for def in RESOURCES
         .iter()
         .filter(|d| d.namespaced && d.kind != "Binding")
     {
-        let page = registry.list(def, Some(ns), None, 0, &|_| true);
-        for kv in page.items {
+        for kv in client.list(def, Some(ns), &|_| true) {
             remaining += 1;
             if object::is_deleting(&kv.value) {
                 continue;
             }
             let name = object::name(&kv.value).to_string();
-            if let Err(e) = registry
+            if let Err(e) = client
                 .delete(def, Some(ns), &name, &DeleteOptions::default())
                 .await
             {
                 if e.code != 404 {
-                    tracing::warn!(object = %kv.key, error = %e, "delete during namespace teardown");
+                    tracing::warn!(kind = def.kind, object = %object_key(&kv.value), error = %e, "delete during namespace teardown");
                 }
             }
         }
     }
     if remaining > 0 {
-        return false;
+        return Ok(false);
     }
-    let result = registry
-        .modify(
-            namespaces(),
-            None,
-            ns,
-            None,
-            &WriteOptions::default(),
-            &|cur| {
-                let mut cur = cur.clone();
-                let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|f| f != NAMESPACE_FINALIZER)
-                    .collect();
-                cur["spec"]["finalizers"] = json!(finalizers);
-                Ok(cur)
-            },
-        )
+    let result = client
+        .modify(namespaces(), None, ns, None, &|cur| {
+            let mut cur = cur.clone();
+            let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f != NAMESPACE_FINALIZER)
+                .collect();
+            cur["spec"]["finalizers"] = json!(finalizers);
+            Ok(cur)
+        })
         .await;
     match result {
-        Ok(w) => w.deleted,
-        Err(e) if e.code == 404 => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "finalize namespace");
-            false
-        }
+        Ok(w) => Ok(w.deleted),
+        Err(e) if e.code == 404 => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::registry::WriteOptions;
+    use crate::controllers::testutil::{self, wait_for};
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn create_namespace(registry: &crate::apiserver::registry::Registry, name: &str) {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        registry
+            .create(namespaces(), None, body, &WriteOptions::default())
+            .await
+            .expect("create namespace");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_namespace_gets_a_default_service_account() {
+        let registry = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        create_namespace(&registry, "team").await;
+        let sa = resources::by_plural("", "v1", "serviceaccounts").unwrap();
+        wait_for("the default service account", WAIT, || {
+            registry.get(sa, Some("team"), "default").is_ok()
+        })
+        .await;
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_namespace_is_emptied_then_finalized() {
+        let registry = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        create_namespace(&registry, "team").await;
+        let cms = resources::by_plural("", "v1", "configmaps").unwrap();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "team"}});
+        registry
+            .create(cms, Some("team"), cm, &WriteOptions::default())
+            .await
+            .unwrap();
+        registry
+            .delete(namespaces(), None, "team", &DeleteOptions::default())
+            .await
+            .unwrap();
+        wait_for("the namespace to be gone", WAIT, || {
+            registry.get(namespaces(), None, "team").is_err()
+        })
+        .await;
+        assert!(registry.get(cms, Some("team"), "c").is_err());
+        task.abort();
     }
 }

@@ -10,22 +10,28 @@
 //! not make healthy nodes look dead.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::api::defaults::TAINT_NODE_UNREACHABLE;
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::apiserver::heartbeats::NODE_LEASE_NAMESPACE;
-use crate::apiserver::registry::{self, DeleteOptions, Registry, WriteOptions};
+use crate::apiserver::registry::{self, DeleteOptions};
 use crate::store::KeyValue;
 
 use super::clock::Clock;
 use super::events::{Recorder, NORMAL};
+use super::framework::{
+    object_key, run_workers, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
+};
+
+const NAME: &str = "node-lifecycle-controller";
 
 /// Upstream `--node-monitor-grace-period`.
 pub const NODE_MONITOR_GRACE: Duration = Duration::from_secs(40);
@@ -73,11 +79,11 @@ struct Signature {
     node_beats: u64,
 }
 
-fn signature(registry: &Registry, node: &KeyValue) -> Signature {
+fn signature(client: &dyn Client, node: &KeyValue) -> Signature {
     let name = object::name(&node.value);
-    let lease_key = leases().key(Some(NODE_LEASE_NAMESPACE), name);
-    let lease_renew = registry
-        .get_by_key(&lease_key)
+    let lease_ns = Some(NODE_LEASE_NAMESPACE);
+    let lease_renew = client
+        .get(leases(), lease_ns, name)
         .map(|kv| kv.value["spec"]["renewTime"].clone())
         .unwrap_or(Value::Null);
     let ready_heartbeat = ready_condition(&node.value)
@@ -85,9 +91,9 @@ fn signature(registry: &Registry, node: &KeyValue) -> Signature {
         .unwrap_or(Value::Null);
     Signature {
         lease_renew,
-        lease_beats: registry.heartbeats.count(&lease_key),
+        lease_beats: client.heartbeats(leases(), lease_ns, name),
         ready_heartbeat,
-        node_beats: registry.heartbeats.count(&node.key),
+        node_beats: client.heartbeats(nodes(), None, name),
     }
 }
 
@@ -156,62 +162,97 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 }
 
 pub struct NodeLifecycle {
-    registry: Arc<Registry>,
+    client: Arc<dyn Client>,
     config: NodeLifecycleConfig,
     recorder: Recorder,
-    health: HashMap<String, Health>,
+    health: Mutex<HashMap<String, Health>>,
 }
 
-/// Runs the controller until aborted.
-pub async fn run(registry: Arc<Registry>, config: NodeLifecycleConfig) {
-    let mut controller = NodeLifecycle::new(registry, config);
-    loop {
-        controller.monitor().await;
-        tokio::time::sleep(controller.config.monitor_period).await;
-    }
+/// Runs the controller until aborted: every node is checked when it changes and every
+/// monitor period.
+pub async fn run(client: Arc<dyn Client>, config: NodeLifecycleConfig) {
+    let controller = Arc::new(NodeLifecycle::new(client.clone(), config));
+    let queue = WorkQueue::new();
+    let informers = [Informer::start(
+        client,
+        nodes(),
+        queue.clone(),
+        Box::new(|e| vec![object_key(&e.kv.value)]),
+    )];
+    wait_for_sync(&informers).await;
+    run_workers(NAME, queue, 1, move |name| {
+        let controller = controller.clone();
+        async move { controller.reconcile(&name).await }
+    })
+    .await;
 }
 
 impl NodeLifecycle {
-    pub fn new(registry: Arc<Registry>, config: NodeLifecycleConfig) -> NodeLifecycle {
+    pub fn new(client: Arc<dyn Client>, config: NodeLifecycleConfig) -> NodeLifecycle {
         NodeLifecycle {
-            recorder: Recorder::new(registry.clone(), "node-controller"),
-            registry,
+            recorder: Recorder::new(client.clone(), "node-controller"),
+            client,
             config,
-            health: HashMap::new(),
+            health: Mutex::default(),
         }
     }
 
-    /// One pass over all nodes.
-    pub async fn monitor(&mut self) {
-        let now = self.config.clock.now();
-        let page = self.registry.list(nodes(), None, None, 0, &|_| true);
-        let heartbeats = &self.registry.heartbeats;
-        self.health.retain(|name, _| {
-            let exists = page.items.iter().any(|kv| object::name(&kv.value) == name);
-            if !exists {
-                heartbeats.forget(&nodes().key(None, name));
-                heartbeats.forget(&leases().key(Some(NODE_LEASE_NAMESPACE), name));
+    fn health(&self) -> std::sync::MutexGuard<'_, HashMap<String, Health>> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One pass over all nodes (what `run` does per node every monitor period).
+    pub async fn monitor(&self) {
+        let names: Vec<String> = self
+            .client
+            .list(nodes(), None, &|_| true)
+            .iter()
+            .map(|kv| object::name(&kv.value).to_string())
+            .collect();
+        let gone: Vec<String> = self
+            .health()
+            .keys()
+            .filter(|name| !names.contains(name))
+            .cloned()
+            .collect();
+        for name in gone.iter().chain(&names) {
+            let span = tracing::info_span!("reconcile", controller = NAME, object = %name);
+            if let Err(e) = self.reconcile(name).instrument(span).await {
+                tracing::warn!(controller = NAME, object = %name, error = %e, "reconcile failed");
             }
-            exists
-        });
-        for node in &page.items {
-            let name = object::name(&node.value).to_string();
-            let span = tracing::debug_span!("monitor_node", node = %name);
-            let _enter = span.enter();
-            let sig = signature(&self.registry, node);
-            let health = self.health.entry(name.clone()).or_insert(Health {
+        }
+    }
+
+    /// Checks one node; looks again after the monitor period.
+    async fn reconcile(&self, name: &str) -> Reconciled {
+        let Ok(node) = self.client.get(nodes(), None, name) else {
+            self.health().remove(name);
+            self.client.forget_heartbeats(nodes(), None, name);
+            self.client
+                .forget_heartbeats(leases(), Some(NODE_LEASE_NAMESPACE), name);
+            return Ok(None);
+        };
+        let now = self.config.clock.now();
+        let silent_for = self.silent_for(&node, now);
+        self.check_node(name, silent_for, now).await?;
+        Ok(Some(self.config.monitor_period))
+    }
+
+    /// How long the node's heartbeats have not changed, as observed on our clock.
+    fn silent_for(&self, node: &KeyValue, now: DateTime<Utc>) -> Duration {
+        let sig = signature(&*self.client, node);
+        let mut health = self.health();
+        let health = health
+            .entry(object::name(&node.value).to_string())
+            .or_insert(Health {
                 signature: sig.clone(),
                 observed: now,
             });
-            if health.signature != sig {
-                health.signature = sig;
-                health.observed = now;
-            }
-            let silent_for = (now - health.observed).to_std().unwrap_or_default();
-            if let Err(e) = self.check_node(&name, silent_for, now).await {
-                tracing::warn!(node = %name, error = %e, "node lifecycle");
-            }
+        if health.signature != sig {
+            health.signature = sig;
+            health.observed = now;
         }
+        (now - health.observed).to_std().unwrap_or_default()
     }
 
     async fn check_node(
@@ -220,8 +261,7 @@ impl NodeLifecycle {
         silent_for: Duration,
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
-        let opts = WriteOptions::default();
-        let mut node = self.registry.get(nodes(), None, name)?;
+        let mut node = self.client.get(nodes(), None, name)?;
         let marked_unknown = ready_condition(&node.value).is_some_and(|c| c["status"] == "Unknown");
         if silent_for > self.config.grace_period && !marked_unknown {
             tracing::info!(node = %name, "node stopped heartbeating; marking Ready=Unknown");
@@ -242,8 +282,8 @@ impl NodeLifecycle {
         let stamp = object::timestamp(now);
         if let Some(taints) = reconcile_taints(&node.value, wanted, &stamp) {
             node = self
-                .registry
-                .modify(nodes(), None, name, None, &opts, &|cur| {
+                .client
+                .modify(nodes(), None, name, None, &|cur| {
                     let mut cur = cur.clone();
                     let taints = reconcile_taints(&cur, wanted, &stamp).unwrap_or(taints.clone());
                     cur["spec"]["taints"] = json!(taints);
@@ -262,43 +302,34 @@ impl NodeLifecycle {
     async fn mark_unknown(&self, name: &str, now: DateTime<Utc>) -> Result<KeyValue, ApiError> {
         let stamp = object::timestamp(now);
         let written = self
-            .registry
-            .modify(
-                nodes(),
-                None,
-                name,
-                Some("status"),
-                &WriteOptions::default(),
-                &|cur| {
-                    let mut cur = cur.clone();
-                    if ready_condition(&cur).is_none() {
-                        registry::set_condition(&mut cur, "Ready", "Unknown", None, None);
+            .client
+            .modify(nodes(), None, name, Some("status"), &|cur| {
+                let mut cur = cur.clone();
+                if ready_condition(&cur).is_none() {
+                    registry::set_condition(&mut cur, "Ready", "Unknown", None, None);
+                }
+                for c in cur["status"]["conditions"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    if c["status"] != "Unknown" {
+                        c["status"] = json!("Unknown");
+                        c["lastTransitionTime"] = json!(stamp);
                     }
-                    for c in cur["status"]["conditions"]
-                        .as_array_mut()
-                        .into_iter()
-                        .flatten()
-                    {
-                        if c["status"] != "Unknown" {
-                            c["status"] = json!("Unknown");
-                            c["lastTransitionTime"] = json!(stamp);
-                        }
-                        c["reason"] = json!(NODE_STATUS_UNKNOWN);
-                        c["message"] = json!(KUBELET_STOPPED);
-                    }
-                    Ok(cur)
-                },
-            )
+                    c["reason"] = json!(NODE_STATUS_UNKNOWN);
+                    c["message"] = json!(KUBELET_STOPPED);
+                }
+                Ok(cur)
+            })
             .await?;
         Ok(written.kv)
     }
 
     fn pods_bound_to(&self, node: &str) -> Vec<KeyValue> {
-        self.registry
-            .list(pods(), None, None, 0, &|kv: &KeyValue| {
-                kv.value["spec"]["nodeName"] == node
-            })
-            .items
+        self.client.list(pods(), None, &|kv: &KeyValue| {
+            kv.value["spec"]["nodeName"] == node
+        })
     }
 
     /// Pods of a lost node are not ready any more (services stop sending them traffic).
@@ -317,22 +348,15 @@ impl NodeLifecycle {
                 continue;
             }
             let result = self
-                .registry
-                .modify(
-                    pods(),
-                    Some(&ns),
-                    &name,
-                    Some("status"),
-                    &WriteOptions::default(),
-                    &|cur| {
-                        let mut cur = cur.clone();
-                        registry::set_condition(&mut cur, "Ready", "False", None, None);
-                        Ok(cur)
-                    },
-                )
+                .client
+                .modify(pods(), Some(&ns), &name, Some("status"), &|cur| {
+                    let mut cur = cur.clone();
+                    registry::set_condition(&mut cur, "Ready", "False", None, None);
+                    Ok(cur)
+                })
                 .await;
             if let Err(e) = result {
-                tracing::debug!(pod = %pod.key, error = %e, "mark pod not ready");
+                tracing::debug!(pod = %object_key(&pod.value), error = %e, "mark pod not ready");
             }
         }
     }
@@ -368,7 +392,7 @@ impl NodeLifecycle {
                 precondition_uid: object::uid(&pod.value).map(str::to_string),
                 ..Default::default()
             };
-            tracing::info!(pod = %pod.key, node = %object::name(node), "evicting pod from lost node");
+            tracing::info!(pod = %object_key(&pod.value), node = %object::name(node), "evicting pod from lost node");
             self.recorder
                 .record(
                     &pod.value,
@@ -377,10 +401,10 @@ impl NodeLifecycle {
                     &format!("Marking for deletion Pod {ns}/{name}"),
                 )
                 .await;
-            match self.registry.delete(pods(), Some(&ns), &name, &opts).await {
+            match self.client.delete(pods(), Some(&ns), &name, &opts).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 || e.code == 409 => {}
-                Err(e) => tracing::warn!(pod = %pod.key, error = %e, "evict pod"),
+                Err(e) => tracing::warn!(pod = %object_key(&pod.value), error = %e, "evict pod"),
             }
         }
     }
@@ -389,6 +413,7 @@ impl NodeLifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::registry::{Registry, WriteOptions};
     use crate::controllers::clock::FakeClock;
     use crate::controllers::testutil;
 
@@ -466,9 +491,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn lease_renewals_are_not_written_but_seen() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let clock = Arc::new(FakeClock::new(Utc::now()));
         let opts = WriteOptions::default();
         registry
@@ -489,7 +514,7 @@ mod tests {
             .value
             .as_ref()
             .clone();
-        let mut controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
+        let controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
         controller.monitor().await;
         let revision = registry.revision();
         for _ in 0..10 {
@@ -546,9 +571,18 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn silent_node_is_tainted_then_its_pods_evicted_and_it_recovers() {
-        let (_dir, registry) = testutil::registry().await;
+    struct LostNode {
+        registry: Arc<Registry>,
+        clock: Arc<FakeClock>,
+        controller: NodeLifecycle,
+        lease: Value,
+    }
+
+    /// Node `n1`, ready once, with pods tolerating the unreachable taint for 30s
+    /// (`short`), the default time (`default`) and forever (`forever`), as the
+    /// controller first sees it.
+    async fn node_with_pods() -> LostNode {
+        let registry = testutil::registry().await;
         let clock = Arc::new(FakeClock::new(Utc::now()));
         let opts = WriteOptions::default();
         registry
@@ -579,19 +613,40 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let mut controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
+        let controller = NodeLifecycle::new(registry.clone(), config(clock.clone()));
         controller.monitor().await;
-        clock.advance(Duration::from_secs(30));
-        controller.monitor().await;
-        let node = registry.get(nodes(), None, "n1").unwrap();
-        assert_eq!(
-            ready_status(&node.value),
-            "True",
-            "still within the grace period"
-        );
+        LostNode {
+            registry,
+            clock,
+            controller,
+            lease,
+        }
+    }
 
-        clock.advance(Duration::from_secs(15));
-        controller.monitor().await;
+    /// `node_with_pods`, then silent for 45s: past the 40s grace period.
+    async fn lost_node() -> LostNode {
+        let lost = node_with_pods().await;
+        lost.clock.advance(Duration::from_secs(45));
+        lost.controller.monitor().await;
+        lost
+    }
+
+    fn exists(registry: &Registry, pod: &str) -> bool {
+        registry.get(pods(), Some("default"), pod).is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_stays_ready_within_the_grace_period() {
+        let n = node_with_pods().await;
+        n.clock.advance(Duration::from_secs(30));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(ready_status(&node.value), "True");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_node_is_marked_unknown_and_tainted_unreachable() {
+        let LostNode { registry, .. } = lost_node().await;
         let node = registry.get(nodes(), None, "n1").unwrap();
         let ready = ready_condition(&node.value).unwrap();
         assert_eq!(ready["status"], "Unknown");
@@ -611,46 +666,55 @@ mod tests {
             kv.value["reason"] == "NodeNotReady"
         });
         assert_eq!(recorded.items.len(), 1);
-        let pod_ready = |name: &str| {
-            registry.get(pods(), Some("default"), name).unwrap().value["status"]["conditions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "False")
-        };
-        assert!(
-            pod_ready("short"),
-            "pods of a lost node are marked not ready"
-        );
+    }
 
-        // 30s toleration: evicted (force) after 30s; the default (300s) later.
+    #[tokio::test(start_paused = true)]
+    async fn pods_of_a_lost_node_are_marked_not_ready() {
+        let LostNode { registry, .. } = lost_node().await;
+        let pod = registry.get(pods(), Some("default"), "short").unwrap();
+        let not_ready = pod.value["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "False");
+        assert!(not_ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_of_a_lost_node_are_evicted_when_their_toleration_runs_out() {
+        let LostNode {
+            registry,
+            clock,
+            controller,
+            ..
+        } = lost_node().await;
         clock.advance(Duration::from_secs(31));
         controller.monitor().await;
-        assert!(
-            registry.get(pods(), Some("default"), "short").is_err(),
-            "forced deletion"
-        );
-        assert!(registry.get(pods(), Some("default"), "default").is_ok());
+        assert!(!exists(&registry, "short"), "30s toleration: force-deleted");
+        assert!(exists(&registry, "default"));
         clock.advance(Duration::from_secs(300));
         controller.monitor().await;
-        assert!(registry.get(pods(), Some("default"), "default").is_err());
         assert!(
-            registry.get(pods(), Some("default"), "forever").is_ok(),
-            "tolerates forever"
+            !exists(&registry, "default"),
+            "the default toleration ran out"
         );
+        assert!(exists(&registry, "forever"), "tolerates forever");
+    }
 
-        // The kubelet comes back: lease renewed, Ready=True; the taints go.
-        renew(&registry, &lease, &clock).await;
-        kubelet_reports_ready(&registry, "n1").await;
-        controller.monitor().await;
-        let node = registry.get(nodes(), None, "n1").unwrap();
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_heartbeats_again_is_ready_and_untainted() {
+        let n = lost_node().await;
+        renew(&n.registry, &n.lease, &n.clock).await;
+        kubelet_reports_ready(&n.registry, "n1").await;
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
         assert_eq!(ready_status(&node.value), "True");
         assert!(node.value["spec"]["taints"]
             .as_array()
             .is_none_or(|t| t.is_empty()));
-        clock.advance(Duration::from_secs(20));
-        controller.monitor().await;
-        let node = registry.get(nodes(), None, "n1").unwrap();
+        n.clock.advance(Duration::from_secs(20));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
         assert_eq!(
             ready_status(&node.value),
             "True",
@@ -658,9 +722,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn controller_loop_runs_on_its_period() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let clock = Arc::new(FakeClock::new(Utc::now()));
         registry
             .create(nodes(), None, node_body("n1"), &WriteOptions::default())

@@ -4,12 +4,12 @@
 
 use serde_json::{json, Value};
 
+use super::framework::Client;
 use super::pods::controller_ref;
 use crate::api::object;
 use crate::api::resources::ResourceDef;
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{Registry, WriteOptions};
 use crate::store::KeyValue;
 
 /// The ownerReference a controller puts on the objects it creates.
@@ -34,7 +34,7 @@ pub fn is_controlled_by(obj: &Value, uid: &str) -> bool {
 /// `child_def` in the owner's namespace; `owner_def` is used to re-read the owner
 /// before adopting (never adopt for a deleted or replaced owner).
 pub async fn claim(
-    registry: &Registry,
+    client: &dyn Client,
     owner_def: &ResourceDef,
     owner: &Value,
     selector: &LabelSelector,
@@ -53,7 +53,7 @@ pub async fn claim(
             Some(_) if matches => claimed.push(kv),
             Some(_) => {
                 if !owner_deleting {
-                    release(registry, child_def, child, &uid).await?;
+                    release(client, child_def, child, &uid).await?;
                 }
             }
             None => {
@@ -61,7 +61,7 @@ pub async fn claim(
                     continue;
                 }
                 let allowed = *can_adopt.get_or_insert_with(|| {
-                    registry
+                    client
                         .get(owner_def, object::namespace(owner), object::name(owner))
                         .is_ok_and(|fresh| {
                             object::uid(&fresh.value) == Some(uid.as_str())
@@ -71,7 +71,7 @@ pub async fn claim(
                 if !allowed {
                     continue;
                 }
-                if let Some(adopted) = adopt(registry, child_def, child, owner, selector).await? {
+                if let Some(adopted) = adopt(client, child_def, child, owner, selector).await? {
                     claimed.push(adopted);
                 }
             }
@@ -83,7 +83,7 @@ pub async fn claim(
 /// Adds `owner` as controller of `child`; None when it cannot be adopted any more
 /// (gone, owned by someone else, labels changed, being deleted).
 async fn adopt(
-    registry: &Registry,
+    client: &dyn Client,
     def: &ResourceDef,
     child: &Value,
     owner: &Value,
@@ -91,13 +91,12 @@ async fn adopt(
 ) -> Result<Option<KeyValue>, ApiError> {
     let reference = owner_reference(owner);
     let uid = object::uid(child).unwrap_or("").to_string();
-    let result = registry
+    let result = client
         .modify(
             def,
             object::namespace(child),
             object::name(child),
             None,
-            &WriteOptions::default(),
             &|cur| {
                 let unchanged = object::uid(cur) == Some(uid.as_str())
                     && controller_ref(cur).is_none()
@@ -129,18 +128,17 @@ async fn adopt(
 
 /// Removes the owner reference with `owner_uid` from `child`.
 async fn release(
-    registry: &Registry,
+    client: &dyn Client,
     def: &ResourceDef,
     child: &Value,
     owner_uid: &str,
 ) -> Result<(), ApiError> {
-    let result = registry
+    let result = client
         .modify(
             def,
             object::namespace(child),
             object::name(child),
             None,
-            &WriteOptions::default(),
             &|cur| {
                 let mut cur = cur.clone();
                 if let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() {

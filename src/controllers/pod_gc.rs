@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
-use crate::apiserver::registry::{DeleteOptions, Registry};
+use crate::apiserver::registry::DeleteOptions;
 use crate::store::KeyValue;
+
+use super::framework::{object_key, Client};
 
 /// How often pods are checked (upstream `gcCheckPeriod`).
 pub const POD_GC_PERIOD: Duration = Duration::from_secs(20);
@@ -21,42 +23,42 @@ fn nodes() -> &'static ResourceDef {
 }
 
 /// Runs the pod GC every `period` until aborted.
-pub async fn run(registry: Arc<Registry>, period: Duration) {
+pub async fn run(client: Arc<dyn Client>, period: Duration) {
     loop {
-        collect(&registry).await;
+        collect(&*client).await;
         tokio::time::sleep(period).await;
     }
 }
 
 /// Terminating pods whose node is gone.
-fn orphaned_terminating_pods(registry: &Registry) -> Vec<KeyValue> {
-    registry
-        .list(pods(), None, None, 0, &|kv: &KeyValue| {
-            let node = kv.value["spec"]["nodeName"].as_str().unwrap_or("");
-            object::is_deleting(&kv.value)
-                && !node.is_empty()
-                && registry.get(nodes(), None, node).is_err()
-        })
-        .items
+fn orphaned_terminating_pods(client: &dyn Client) -> Vec<KeyValue> {
+    client.list(pods(), None, &|kv: &KeyValue| {
+        let node = kv.value["spec"]["nodeName"].as_str().unwrap_or("");
+        object::is_deleting(&kv.value)
+            && !node.is_empty()
+            && client.get(nodes(), None, node).is_err()
+    })
 }
 
 /// One pass: force-deletes what `orphaned_terminating_pods` finds.
-pub async fn collect(registry: &Registry) {
-    for pod in orphaned_terminating_pods(registry) {
+pub async fn collect(client: &dyn Client) {
+    for pod in orphaned_terminating_pods(client) {
         let ns = object::namespace(&pod.value)
             .unwrap_or("default")
             .to_string();
         let name = object::name(&pod.value).to_string();
-        tracing::info!(pod = %pod.key, "force-deleting terminating pod of a deleted node");
+        tracing::info!(pod = %object_key(&pod.value), "force-deleting terminating pod of a deleted node");
         let opts = DeleteOptions {
             grace_period: Some(0),
             precondition_uid: object::uid(&pod.value).map(str::to_string),
             ..Default::default()
         };
-        match registry.delete(pods(), Some(&ns), &name, &opts).await {
+        match client.delete(pods(), Some(&ns), &name, &opts).await {
             Ok(_) => {}
             Err(e) if e.code == 404 || e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %pod.key, error = %e, "pod garbage collection"),
+            Err(e) => {
+                tracing::warn!(pod = %object_key(&pod.value), error = %e, "pod garbage collection")
+            }
         }
     }
 }
@@ -68,9 +70,9 @@ mod tests {
     use crate::controllers::testutil;
     use serde_json::json;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn terminating_pods_of_missing_nodes_are_force_deleted() {
-        let (_dir, registry) = testutil::registry().await;
+        let registry = testutil::registry().await;
         let opts = WriteOptions::default();
         registry
             .create(
@@ -95,7 +97,7 @@ mod tests {
                     .unwrap();
             }
         }
-        collect(&registry).await;
+        collect(&*registry).await;
         assert!(registry.get(pods(), Some("default"), "lost").is_err());
         assert!(
             registry.get(pods(), Some("default"), "alive").is_ok(),

@@ -11,19 +11,20 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::{json, Value};
-use tracing::Instrument;
 
+use super::clock::Clock;
 use super::events::{Recorder, NORMAL, WARNING};
 use super::expectations::Expectations;
+use super::framework::{
+    object_key, run_workers, split_key, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
+};
 use super::ownership::{claim, is_controlled_by, owner_reference};
 use super::pods::{self, controller_ref};
-use super::runtime::{object_key, spawn_informer, split_key, WorkQueue};
-use super::workers::{run_workers, AbortOnDrop, Reconciled};
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::apiserver::registry::DeleteOptions;
 use crate::store::{Event, EventType, KeyValue};
 
 /// Most pods created or deleted by one reconcile (upstream `BurstReplicas`).
@@ -86,33 +87,35 @@ fn pods_def() -> &'static ResourceDef {
 
 struct Manager {
     kind: &'static ReplicaKind,
-    registry: Arc<Registry>,
+    client: Arc<dyn Client>,
+    clock: Arc<dyn Clock>,
     recorder: Recorder,
     expectations: Expectations,
 }
 
 /// Runs the controller for `kind` until aborted.
-pub async fn run(registry: Arc<Registry>, kind: &'static ReplicaKind) {
+pub async fn run(client: Arc<dyn Client>, kind: &'static ReplicaKind, clock: Arc<dyn Clock>) {
     let manager = Arc::new(Manager {
         kind,
-        recorder: Recorder::new(registry.clone(), kind.component),
-        registry: registry.clone(),
+        recorder: Recorder::new(client.clone(), kind.component),
+        client: client.clone(),
+        clock,
         expectations: Expectations::default(),
     });
     let queue = WorkQueue::new();
-    let store = registry.clone();
-    let _informers = AbortOnDrop(vec![
-        spawn_informer(
-            store.clone(),
-            kind.def().prefix(),
+    let informers = [
+        Informer::start(
+            client.clone(),
+            kind.def(),
             queue.clone(),
             Box::new(|ev| vec![object_key(&ev.kv.value)]),
         ),
-        spawn_informer(store, pods_def().prefix(), queue.clone(), {
+        Informer::start(client, pods_def(), queue.clone(), {
             let manager = manager.clone();
             Box::new(move |ev| manager.pod_changed(ev))
         }),
-    ]);
+    ];
+    wait_for_sync(&informers).await;
     run_workers(kind.component, queue, WORKERS, move |key| {
         let manager = manager.clone();
         async move { manager.reconcile(&key).await }
@@ -134,13 +137,12 @@ impl Manager {
             return vec![];
         };
         let labels = object::labels(pod);
-        self.registry
-            .list(self.kind.def(), Some(ns), None, 0, &|kv| {
+        self.client
+            .list(self.kind.def(), Some(ns), &|kv| {
                 self.kind
                     .selector(&kv.value)
                     .is_some_and(|s| s.matches(labels))
             })
-            .items
             .iter()
             .map(|kv| object_key(&kv.value))
             .collect()
@@ -175,15 +177,10 @@ impl Manager {
     }
 
     async fn reconcile(&self, key: &str) -> Reconciled {
-        let span = tracing::info_span!("reconcile", kind = self.kind.kind, object = %key);
-        self.sync(key).instrument(span).await
-    }
-
-    async fn sync(&self, key: &str) -> Reconciled {
         let (ns, name) = split_key(key);
         let ns = ns.unwrap_or("default");
         let def = self.kind.def();
-        let Ok(kv) = self.registry.get(def, Some(ns), name) else {
+        let Ok(kv) = self.client.get(def, Some(ns), name) else {
             self.expectations.forget(key);
             return Ok(None);
         };
@@ -192,20 +189,9 @@ impl Manager {
         let mut owned = match self.kind.selector(owner) {
             Some(selector) => {
                 let candidates = self
-                    .registry
-                    .list(pods_def(), Some(ns), None, 0, &|p| {
-                        pods::is_active(&p.value)
-                    })
-                    .items;
-                claim(
-                    &self.registry,
-                    def,
-                    owner,
-                    &selector,
-                    pods_def(),
-                    candidates,
-                )
-                .await?
+                    .client
+                    .list(pods_def(), Some(ns), &|p| pods::is_active(&p.value));
+                claim(&*self.client, def, owner, &selector, pods_def(), candidates).await?
             }
             None => vec![],
         };
@@ -220,7 +206,7 @@ impl Manager {
                 }
             }
         }
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         let status = calculate_status(owner, &owned, manage_err.as_ref(), now);
         if status != owner["status"] {
             self.write_status(ns, name, &uid, status).await?;
@@ -233,11 +219,9 @@ impl Manager {
     }
 
     fn owned_active_pods(&self, ns: &str, uid: &str) -> Vec<KeyValue> {
-        self.registry
-            .list(pods_def(), Some(ns), None, 0, &|p| {
-                pods::is_active(&p.value) && is_controlled_by(&p.value, uid)
-            })
-            .items
+        self.client.list(pods_def(), Some(ns), &|p| {
+            pods::is_active(&p.value) && is_controlled_by(&p.value, uid)
+        })
     }
 
     async fn write_status(
@@ -249,22 +233,15 @@ impl Manager {
     ) -> Result<(), ApiError> {
         let def = self.kind.def();
         let result = self
-            .registry
-            .modify(
-                def,
-                Some(ns),
-                name,
-                Some("status"),
-                &WriteOptions::default(),
-                &|cur| {
-                    if object::uid(cur) != Some(uid) {
-                        return Err(ApiError::not_found(def, name));
-                    }
-                    let mut cur = cur.clone();
-                    cur["status"] = status.clone();
-                    Ok(cur)
-                },
-            )
+            .client
+            .modify(def, Some(ns), name, Some("status"), &|cur| {
+                if object::uid(cur) != Some(uid) {
+                    return Err(ApiError::not_found(def, name));
+                }
+                let mut cur = cur.clone();
+                cur["status"] = status.clone();
+                Ok(cur)
+            })
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -317,11 +294,7 @@ impl Manager {
     async fn create_pod(&self, owner: &Value) -> Result<(), ApiError> {
         let ns = object::namespace(owner).unwrap_or("default");
         let body = pod_from_template(owner);
-        match self
-            .registry
-            .create(pods_def(), Some(ns), body, &WriteOptions::default())
-            .await
-        {
+        match self.client.create(pods_def(), Some(ns), body).await {
             Ok(w) => {
                 let message = format!("Created pod: {}", object::name(&w.kv.value));
                 self.recorder
@@ -349,7 +322,7 @@ impl Manager {
         };
         let name = object::name(pod);
         match self
-            .registry
+            .client
             .delete(pods_def(), object::namespace(pod), name, &opts)
             .await
         {

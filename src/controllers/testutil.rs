@@ -1,4 +1,5 @@
-//! Helpers for controller tests: a real registry on a temporary SQLite datastore.
+//! Helpers for controller tests: a real registry on the in-memory datastore (so tests
+//! run on a paused tokio clock), and polling a condition under a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +9,12 @@ use serde_json::json;
 use crate::api::resources;
 use crate::apiserver::allocator::Allocators;
 use crate::apiserver::registry::{Registry, WriteOptions};
-use crate::store::sqlite::SqliteStore;
+use crate::store::memory::MemoryStore;
 
 /// A registry with the `default` and `kube-node-lease` namespaces.
-pub async fn registry() -> (tempfile::TempDir, Arc<Registry>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("db")).expect("open store");
+pub async fn registry() -> Arc<Registry> {
     let allocators = Allocators::new("10.43.0.0/16".parse().expect("cidr"), (30000, 32767));
-    let registry = Arc::new(Registry::new(Arc::new(store), allocators));
+    let registry = Arc::new(Registry::new(Arc::new(MemoryStore::new()), allocators));
     let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
     for ns in ["default", "kube-node-lease"] {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -24,10 +23,11 @@ pub async fn registry() -> (tempfile::TempDir, Arc<Registry>) {
             .await
             .expect("create namespace");
     }
-    (dir, registry)
+    registry
 }
 
-/// Polls `cond` until it holds; panics with `what` after `within`.
+/// Polls `cond` until it holds; panics with `what` after `within` (of tokio time, so on
+/// a paused clock the wait costs no real time).
 pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
     loop {

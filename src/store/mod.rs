@@ -6,6 +6,8 @@
 //! writer that commits them durably (group commit) before acknowledging.
 
 pub mod cache;
+#[cfg(test)]
+pub mod memory;
 pub mod sqlite;
 
 use std::sync::Arc;

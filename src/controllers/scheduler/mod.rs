@@ -21,14 +21,15 @@ use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::api::object;
 use crate::api::resources;
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{set_condition, Registry, WriteOptions};
+use crate::apiserver::registry::set_condition;
 use crate::controllers::events::{Recorder, NORMAL, WARNING};
-use crate::controllers::runtime::{object_key, split_key};
+use crate::controllers::framework::{object_key, split_key, Client};
 use crate::store::{EventType, KeyValue};
 
 use filters::{can_schedule, fit_error, Reason};
@@ -97,6 +98,15 @@ pub enum Action {
         pod: Arc<Value>,
         message: String,
     },
+}
+
+impl Action {
+    /// The pod the action is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Action::Bind { key, .. } | Action::ReportUnschedulable { key, .. } => key,
+        }
+    }
 }
 
 /// The outcome of an [`Action`], fed back to the cache.
@@ -592,33 +602,31 @@ fn pick_best(scores: &[i64]) -> usize {
 
 /// Shared by the controller loop and the tasks performing actions.
 struct Context {
-    registry: Arc<Registry>,
+    client: Arc<dyn Client>,
     recorder: Recorder,
 }
 
 /// Runs the scheduler until aborted.
-pub async fn run(registry: Arc<Registry>) {
+///
+/// Unlike the other controllers it keeps its own queue of pods (active, backing off,
+/// unschedulable) and its own cache of what is placed where, as upstream's scheduler
+/// does; it reads and writes through the same `Client`.
+pub async fn run(client: Arc<dyn Client>) {
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(registry.clone(), DEFAULT_SCHEDULER_NAME),
-        registry,
+        recorder: Recorder::new(client.clone(), DEFAULT_SCHEDULER_NAME),
+        client,
     });
-    let nodes_prefix = resources::by_plural("", "v1", "nodes")
-        .expect("served")
-        .prefix();
-    let pods_prefix = resources::by_plural("", "v1", "pods")
-        .expect("served")
-        .prefix();
-    let services_prefix = resources::by_plural("", "v1", "services")
-        .expect("served")
-        .prefix();
+    let nodes_def = resources::by_plural("", "v1", "nodes").expect("served");
+    let pods_def = resources::by_plural("", "v1", "pods").expect("served");
+    let services_def = resources::by_plural("", "v1", "services").expect("served");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut cache = Cache::new();
     let mut in_flight = 0usize;
     loop {
-        let store = &ctx.registry;
-        let (nodes, _, mut node_watch) = store.snapshot_and_watch(&nodes_prefix);
-        let (services, _, mut service_watch) = store.snapshot_and_watch(&services_prefix);
-        let (pods, _, mut pod_watch) = store.snapshot_and_watch(&pods_prefix);
+        let client = &ctx.client;
+        let (nodes, _, mut node_watch) = client.list_and_watch(nodes_def);
+        let (services, _, mut service_watch) = client.list_and_watch(services_def);
+        let (pods, _, mut pod_watch) = client.list_and_watch(pods_def);
         cache.resync(&nodes, &services, &pods);
         drop((nodes, services, pods));
         let mut flush =
@@ -660,7 +668,8 @@ pub async fn run(registry: Arc<Registry>) {
                 _ = std::future::ready(()), if can_act => {
                     if let Some(action) = cache.next_action(Instant::now()) {
                         in_flight += 1;
-                        tokio::spawn(perform(ctx.clone(), action, done_tx.clone()));
+                        let span = tracing::info_span!("reconcile", controller = DEFAULT_SCHEDULER_NAME, object = %action.key());
+                        tokio::spawn(perform(ctx.clone(), action, done_tx.clone()).instrument(span));
                     }
                 }
             }
@@ -670,7 +679,6 @@ pub async fn run(registry: Arc<Registry>) {
 
 /// Performs one action and reports its outcome.
 async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<Outcome>) {
-    let opts = WriteOptions::default();
     let outcome = match action {
         Action::Bind { key, pod, node } => {
             let (ns, name) = split_key(&key);
@@ -680,7 +688,7 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
                 "metadata": {"name": name, "namespace": ns, "uid": pod["metadata"]["uid"]},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node},
             });
-            match ctx.registry.bind_pod(ns, name, &binding, &opts).await {
+            match ctx.client.bind_pod(ns, name, &binding).await {
                 Ok(written) => {
                     let message = format!("Successfully assigned {ns}/{name} to {node}");
                     ctx.recorder
@@ -700,8 +708,8 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
             if !has_unschedulable_condition(&pod, &message) {
                 let pods = resources::by_plural("", "v1", "pods").expect("served");
                 let result = ctx
-                    .registry
-                    .modify(pods, ns, name, Some("status"), &opts, &|cur| {
+                    .client
+                    .modify(pods, ns, name, Some("status"), &|cur| {
                         let mut cur = cur.clone();
                         set_condition(
                             &mut cur,

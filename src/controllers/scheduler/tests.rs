@@ -1,7 +1,6 @@
 //! Scheduler tests: the cache on plain values, then the controller against a real
-//! in-process Registry.
+//! in-process Registry on the in-memory store, on a paused clock.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +8,8 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::*;
-use crate::apiserver::allocator::Allocators;
-use crate::store::sqlite::SqliteStore;
+use crate::apiserver::registry::{Registry, WriteOptions};
+use crate::controllers::testutil;
 
 fn node_json(name: &str, cpu: &str, memory: &str) -> Value {
     json!({
@@ -194,7 +193,6 @@ const WAIT: Duration = Duration::from_secs(10);
 struct Cluster {
     registry: Arc<Registry>,
     scheduler: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for Cluster {
@@ -207,27 +205,13 @@ fn def(plural: &str) -> &'static crate::api::resources::ResourceDef {
     resources::by_plural("", "v1", plural).expect("served")
 }
 
-fn open_registry(dir: &Path) -> Arc<Registry> {
-    let store = SqliteStore::open(&dir.join("db")).expect("open store");
-    Arc::new(Registry::new(
-        Arc::new(store),
-        Allocators::new("10.43.0.0/16".parse().unwrap(), (30000, 32767)),
-    ))
-}
-
+/// A registry on the in-memory store with the scheduler running on it.
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = open_registry(dir.path());
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
-    registry
-        .create(def("namespaces"), None, ns, &WriteOptions::default())
-        .await
-        .expect("create namespace");
+    let registry = testutil::registry().await;
     let scheduler = tokio::spawn(run(registry.clone()));
     Cluster {
         registry,
         scheduler,
-        _dir: dir,
     }
 }
 
@@ -334,7 +318,7 @@ fn owned_pod(name: &str, owner_uid: &str) -> Value {
     p
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn six_pods_of_one_owner_spread_two_per_node() {
     let c = cluster().await;
     for n in ["node1", "node2", "node3"] {
@@ -371,7 +355,7 @@ async fn six_pods_of_one_owner_spread_two_per_node() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_pod_that_fits_nowhere_stays_pending_with_counted_reasons() {
     let c = cluster().await;
     c.add_node(node_json("node1", "4", "1Gi")).await;
@@ -392,7 +376,7 @@ async fn a_pod_that_fits_nowhere_stays_pending_with_counted_reasons() {
     assert_eq!(c.pod("big")["status"]["phase"], "Pending");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_cordoned_node_gets_nothing() {
     let c = cluster().await;
     let mut cordoned = node_json("cordoned", "64", "256Gi");
@@ -407,7 +391,7 @@ async fn a_cordoned_node_gets_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_taint_needs_a_toleration() {
     let c = cluster().await;
     let mut tainted = node_json("gpu", "4", "8Gi");
@@ -427,7 +411,7 @@ async fn a_taint_needs_a_toleration() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn node_selector_picks_matching_nodes() {
     let c = cluster().await;
     c.add_node(node_json("hdd", "4", "8Gi")).await;
@@ -444,7 +428,7 @@ async fn node_selector_picks_matching_nodes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_pending_pod_is_scheduled_once_a_node_is_added() {
     let c = cluster().await;
     c.add_pod(pod_json("waiting", "64Mi")).await;
@@ -456,7 +440,7 @@ async fn a_pending_pod_is_scheduled_once_a_node_is_added() {
     assert_eq!(c.wait_bound("waiting").await, "late");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn deleting_a_pod_frees_room_for_a_pending_one() {
     let c = cluster().await;
     c.add_node(node_json("only", "1", "1Gi")).await;

@@ -1,20 +1,16 @@
 //! Runs a controller's reconcile function over its work queue: a few workers, never two
-//! on the same key at once, failures retried with exponential back-off.
+//! on the same key at once, each reconcile in its own span, failures logged at warn and
+//! retried with the queue's rate-limited back-off.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tracing::Instrument;
 
-use super::runtime::WorkQueue;
+use super::queue::WorkQueue;
 use crate::api::status::ApiError;
-
-/// First retry delay after a failed reconcile; doubles per consecutive failure.
-const RETRY_BASE: Duration = Duration::from_millis(100);
-/// Longest retry delay.
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What a reconcile asks for: `Some(d)` = look again after `d` even without a change.
 pub type Reconciled = Result<Option<Duration>, ApiError>;
@@ -25,37 +21,24 @@ struct KeyState {
     active: HashSet<String>,
     /// Keys queued again while active: re-queued when the active reconcile ends.
     dirty: HashSet<String>,
-    failures: HashMap<String, u32>,
 }
 
-/// Aborts the tasks it holds when dropped (informers die with their controller).
-pub struct AbortOnDrop(pub Vec<JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
-}
-
-fn retry_delay(failures: u32) -> Duration {
-    RETRY_BASE
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
-        .min(RETRY_MAX)
-}
-
-/// Reconciles keys from `queue` with `workers` concurrent workers, forever.
-pub async fn run_workers<F, Fut>(name: &'static str, queue: Arc<WorkQueue>, workers: usize, f: F)
-where
+/// Reconciles keys from `queue` with `workers` concurrent workers, forever. Each call of
+/// `reconcile` runs in the span `reconcile{controller = name, object = key}`.
+pub async fn run_workers<F, Fut>(
+    name: &'static str,
+    queue: Arc<WorkQueue>,
+    workers: usize,
+    reconcile: F,
+) where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reconciled> + Send + 'static,
 {
-    let f = Arc::new(f);
+    let reconcile = Arc::new(reconcile);
     let state = Arc::new(Mutex::new(KeyState::default()));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (f, queue, state) = (f.clone(), queue.clone(), state.clone());
+        let (reconcile, queue, state) = (reconcile.clone(), queue.clone(), state.clone());
         set.spawn(async move {
             loop {
                 let key = queue.next().await;
@@ -66,22 +49,20 @@ where
                         continue;
                     }
                 }
-                let result = f(key.clone()).await;
+                let span = tracing::info_span!("reconcile", controller = name, object = %key);
+                let result = reconcile(key.clone()).instrument(span).await;
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 s.active.remove(&key);
                 match result {
                     Ok(after) => {
-                        s.failures.remove(&key);
+                        queue.forget(&key);
                         if let Some(after) = after {
                             queue.add_after(key.clone(), after);
                         }
                     }
                     Err(e) => {
-                        let n = s.failures.entry(key.clone()).or_default();
-                        *n += 1;
-                        let delay = retry_delay(*n);
-                        tracing::debug!(controller = name, object = %key, error = %e, ?delay, "reconcile failed; retrying");
-                        queue.add_after(key.clone(), delay);
+                        let delay = queue.add_rate_limited(&key);
+                        tracing::warn!(controller = name, object = %key, error = %e, ?delay, "reconcile failed; retrying");
                     }
                 }
                 if s.dirty.remove(&key) {
@@ -96,16 +77,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::testutil::wait_for;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[test]
-    fn retry_delay_grows_and_is_capped() {
-        assert_eq!(retry_delay(1), RETRY_BASE);
-        assert_eq!(retry_delay(2), RETRY_BASE * 2);
-        assert_eq!(retry_delay(40), RETRY_MAX);
-    }
-
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_key_is_never_reconciled_concurrently() {
         let queue = WorkQueue::new();
         let running = Arc::new(AtomicUsize::new(0));
@@ -128,15 +103,45 @@ mod tests {
             queue.add("k");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !queue.is_empty() || running.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        wait_for("the queue to drain", Duration::from_secs(5), || {
+            queue.is_empty() && running.load(Ordering::SeqCst) == 0
         })
-        .await
-        .expect("workers deadlocked");
+        .await;
         task.abort();
         assert_eq!(overlap.load(Ordering::SeqCst), 0);
         assert!(done.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_reconcile_is_retried_with_growing_delays() {
+        let queue = WorkQueue::new();
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let seen = attempts.clone();
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(run_workers("test", queue.clone(), 1, move |_key| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push(start.elapsed());
+                if seen.len() < 4 {
+                    Err(ApiError::internal("not yet"))
+                } else {
+                    Ok(None)
+                }
+            }
+        }));
+        queue.add("k");
+        wait_for("four attempts", Duration::from_secs(5), || {
+            attempts.lock().unwrap().len() >= 4
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        task.abort();
+        let attempts = attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 4, "a success ends the retries");
+        let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[0] >= Duration::from_millis(100), "{gaps:?}");
+        assert!(gaps[1] >= Duration::from_millis(200), "{gaps:?}");
+        assert!(gaps[2] >= Duration::from_millis(400), "{gaps:?}");
     }
 }
