@@ -21,7 +21,7 @@ use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::{check_name, now};
-use strategy::strategy_for;
+pub use strategy::{strategy_for, Strategy};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -8,12 +8,15 @@
 use serde_json::Value;
 
 use super::kinds::{
-    default::DefaultStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy,
-    node::NodeStrategy, pod::PodStrategy, service::ServiceStrategy, workload,
+    config_map::ConfigMapStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
+    event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
+    pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
+    service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::resources::ResourceDef;
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldError;
 use crate::api::{defaults, validation};
 use crate::apiserver::allocator::{Allocators, Reservation};
@@ -125,6 +128,19 @@ pub trait Strategy: Sync {
         true
     }
 
+    /// How objects of this kind print as a `meta.k8s.io` Table (upstream's
+    /// `TableConvertor`): the printer in `api::table` with the kind's columns and cells.
+    fn printer(&self) -> &'static Printer {
+        &table::DEFAULT
+    }
+
+    /// The field labels a field selector may name for this kind (upstream's
+    /// `GetAttrs`/`SelectableFields`); `api::selector` reads their values and rejects
+    /// any other label as not supported.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        NAME_AND_NAMESPACE
+    }
+
     /// `status.selector` of the object's `Scale` view: its pod selector as a string.
     fn scale_selector(&self, obj: &Value) -> String {
         LabelSelector::from_k8s(&obj["spec"]["selector"])
@@ -133,11 +149,19 @@ pub trait Strategy: Sync {
     }
 }
 
+/// The field labels every kind supports unless its strategy says otherwise.
+pub const NAME_AND_NAMESPACE: &[&str] = &["metadata.name", "metadata.namespace"];
+
 /// The strategy of a served kind: the only place that says which kinds have rules.
 pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
     match (def.group, def.kind) {
         ("", "Pod") => &PodStrategy,
         ("", "Service") => &ServiceStrategy,
+        ("", "Endpoints") => &EndpointsStrategy,
+        ("", "Event") => &EventStrategy,
+        ("", "ConfigMap") => &ConfigMapStrategy,
+        ("", "Secret") => &SecretStrategy,
+        ("", "ServiceAccount") => &ServiceAccountStrategy,
         ("", "Namespace") => &NamespaceStrategy,
         ("", "Node") => &NodeStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
@@ -199,6 +223,81 @@ mod tests {
         assert!(!config_map.holds_allocations());
         assert!(!config_map.deleted_by_controller());
         assert_eq!(config_map.grace_period(&pod, Some(5)), 0);
+    }
+
+    #[test]
+    fn every_served_kind_prints_a_name_and_selects_by_name_and_namespace() {
+        let obj = serde_json::json!({"metadata": {"name": "x", "namespace": "ns"}});
+        for def in RESOURCES {
+            let strategy = strategy_for(def);
+            let printer = strategy.printer();
+            let columns = printer.column_definitions();
+            assert!(
+                columns.iter().any(|c| c["name"] == "Name"),
+                "{} has a Name column",
+                def.kind
+            );
+            assert_eq!(
+                printer.row(&obj, chrono::Utc::now()).len(),
+                columns.len(),
+                "{} prints a cell per column",
+                def.kind
+            );
+            let fields = strategy.selectable_fields();
+            assert!(fields.contains(&"metadata.name"), "{}", def.kind);
+            if def.namespaced {
+                assert!(fields.contains(&"metadata.namespace"), "{}", def.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn each_kind_supports_upstreams_field_labels() {
+        let fields = |kind| strategy_for(def(kind)).selectable_fields();
+        let check = |kind, selector: &str| {
+            let sel = crate::api::selector::FieldSelector::parse(selector).expect("parses");
+            crate::api::selector::check_supported(fields(kind), &sel).map_err(|e| e.to_string())
+        };
+        assert!(check("Pod", "spec.nodeName=n1,status.phase=Running").is_ok());
+        assert!(check("Pod", "spec.hostNetwork=true,status.podIP=10.0.0.1").is_ok());
+        assert_eq!(
+            check("ConfigMap", "spec.nodeName=n1,status.phase=Running").unwrap_err(),
+            "field label not supported: spec.nodeName"
+        );
+        assert!(check("ConfigMap", "metadata.name=a,metadata.namespace=b").is_ok());
+        assert!(check("Node", "spec.unschedulable=false,metadata.name=n").is_ok());
+        assert_eq!(
+            check("Node", "metadata.namespace=x").unwrap_err(),
+            "field label not supported: metadata.namespace"
+        );
+        assert!(check("Secret", "type=Opaque").is_ok());
+        assert!(check("Event", "involvedObject.name=p,reason=x,source=kubelet").is_ok());
+        assert!(check("Namespace", "status.phase=Active").is_ok());
+        assert!(check("ReplicaSet", "status.replicas=1").is_ok());
+        assert!(check("ReplicationController", "status.replicas=1").is_ok());
+        assert!(check("Service", "spec.clusterIP=None,spec.type=ClusterIP").is_ok());
+        assert_eq!(
+            check("Deployment", "status.replicas=1").unwrap_err(),
+            "field label not supported: status.replicas"
+        );
+    }
+
+    #[test]
+    fn each_kind_prints_with_its_own_columns() {
+        let names = |kind| -> Vec<String> {
+            strategy_for(def(kind))
+                .printer()
+                .column_definitions()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        assert_eq!(names("Pod")[..3], ["Name", "Ready", "Status"]);
+        assert_eq!(names("Event")[0], "Last Seen");
+        assert_eq!(names("Secret"), ["Name", "Type", "Data", "Age"]);
+        assert_eq!(names("Lease"), ["Name", "Holder", "Age"]);
+        assert_eq!(names("Deployment")[1], "Ready");
+        assert_eq!(names("Binding"), ["Name", "Age"]);
     }
 
     #[test]

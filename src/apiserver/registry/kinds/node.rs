@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::api::table::{self, Printer};
 use crate::apiserver::heartbeats;
 use crate::apiserver::registry::strategy::{Context, Strategy};
 use crate::store::KeyValue;
@@ -23,7 +24,18 @@ fn strip_heartbeat_times(node: &mut Value) {
     }
 }
 
+/// The field labels a field selector may name for this kind.
+const SELECTABLE_FIELDS: &[&str] = &["metadata.name", "spec.unschedulable"];
+
 impl Strategy for NodeStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::NODE
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
+
     fn is_heartbeat(&self, old: &Value, new: &Value) -> bool {
         heartbeats::only_heartbeat_changed(old, new, strip_heartbeat_times)
     }

@@ -9,6 +9,7 @@ use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources;
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldErrorKind;
 use crate::apiserver::registry::generic::field_error;
 use crate::apiserver::registry::strategy::{Context, Strategy};
@@ -19,7 +20,30 @@ const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 
 pub struct PodStrategy;
 
+/// The field labels a field selector may name for this kind.
+const SELECTABLE_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.podIPs",
+    "status.nominatedNodeName",
+];
+
 impl Strategy for PodStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::POD
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
+
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending"});
         let own = toleration_keys(obj);
