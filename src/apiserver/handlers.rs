@@ -283,15 +283,6 @@ async fn resource(
             let obj = request::decode_body(&content_type, &body)?;
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
-            if def.kind == "Binding" {
-                let pod = object::name(&obj).to_string();
-                let ns = ns.unwrap_or("default");
-                ctx.registry.bind_pod(ns, &pod, &obj, &opts).await?;
-                return Ok(response::json(
-                    201,
-                    &status::success_status(def, &pod, None),
-                ));
-            }
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
             Ok(written(201, w))
         }

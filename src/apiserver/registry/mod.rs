@@ -144,8 +144,11 @@ impl Registry {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        self.create_with(strategy_for(def), def, ns, body, opts)
-            .await
+        let strategy = strategy_for(def);
+        if let Some(done) = strategy.create_instead(self, ns, &body, opts) {
+            return done.await;
+        }
+        self.create_with(strategy, def, ns, body, opts).await
     }
 
     /// Replaces an object (PUT), or its status with `subresource = Some("status")`.

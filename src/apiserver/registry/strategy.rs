@@ -5,13 +5,14 @@
 //! Adding a kind with rules of its own is one file in `kinds/` plus one line in
 //! [`strategy_for`]; kinds without rules get [`DefaultStrategy`].
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::kinds::{
-    config_map::ConfigMapStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
-    event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
-    pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, workload,
+    binding::BindingStrategy, config_map::ConfigMapStrategy, default::DefaultStrategy,
+    endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
+    namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
+    service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::resources::ResourceDef;
 use crate::api::selector::LabelSelector;
@@ -21,6 +22,7 @@ use crate::api::validation::FieldError;
 use crate::api::{defaults, validation};
 use crate::apiserver::allocator::{Allocators, Reservation};
 use crate::apiserver::heartbeats::Heartbeats;
+use crate::apiserver::registry::{Registry, WriteOptions, Written};
 use crate::store::KeyValue;
 
 /// What a strategy may use besides the object: the kind being written and the
@@ -54,6 +56,19 @@ pub trait Strategy: Sync {
     ) {
         keep_unwritten_part(cx.def, new, old, subresource);
         defaults::apply_defaults(cx.def.kind, new);
+    }
+
+    /// Upstream's REST storage of a kind that is never stored: a create acts on other
+    /// objects and answers what that storage returns (a Binding assigns its pod to a
+    /// node and answers a Success `Status`). `None` for kinds stored as written.
+    fn create_instead<'a>(
+        &self,
+        _registry: &'a Registry,
+        _ns: Option<&'a str>,
+        _obj: &'a Value,
+        _opts: &'a WriteOptions,
+    ) -> Option<BoxFuture<'a, Result<Written, ApiError>>> {
+        None
     }
 
     /// Field errors of a new object (an empty list admits it).
@@ -156,6 +171,7 @@ pub const NAME_AND_NAMESPACE: &[&str] = &["metadata.name", "metadata.namespace"]
 pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
     match (def.group, def.kind) {
         ("", "Pod") => &PodStrategy,
+        ("", "Binding") => &BindingStrategy,
         ("", "Service") => &ServiceStrategy,
         ("", "Endpoints") => &EndpointsStrategy,
         ("", "Event") => &EventStrategy,
