@@ -1,9 +1,25 @@
 //! The per-kind half of the registry: the `Strategy` a kind plugs into the generic
-//! storage core (upstream's `rest.RESTCreateStrategy`, `RESTUpdateStrategy` and
-//! `RESTDeleteStrategy`), and the one table that picks a strategy for each served kind.
+//! storage core (upstream's `rest.RESTCreateStrategy`, `RESTUpdateStrategy`,
+//! `RESTDeleteStrategy`, `TableConvertor` and selectable fields), and the one table
+//! that picks a strategy for each served kind.
 //!
-//! Adding a kind with rules of its own is one file in `kinds/` plus one line in
-//! [`strategy_for`]; kinds without rules get [`DefaultStrategy`].
+//! # Adding a kind
+//!
+//! 1. Its `ResourceDef` in `api/resources.rs` (names, scope, subresources, typed
+//!    roundtrip); from then on it is routed, discovered, authorized, stored and
+//!    watched like every other kind, printed as NAME and AGE and selectable by
+//!    `metadata.name` and `metadata.namespace` ([`DefaultStrategy`]).
+//! 2. If it has rules of its own: one file in `kinds/` with a unit struct that
+//!    implements [`Strategy`], overriding only what differs (defaults and status reset
+//!    in `prepare_for_create`/`prepare_for_update`, `validate`, delete rules,
+//!    `printer` — a `Printer` next to the others in `api/table` — and
+//!    `selectable_fields`), plus its `pub mod` line in `kinds/mod.rs`;
+//! 3. and one entry in [`strategy_for`].
+//!
+//! Handlers, watch, list and delete-collection reach every per-kind rule through
+//! `strategy_for(def)`. The one other place that names kinds is the kind's Rust type
+//! for its OpenAPI schema (`register_kind` in `apiserver/openapi.rs`, part of the
+//! resource definition; a test there holds every served kind to having one).
 
 use futures::future::BoxFuture;
 use serde_json::Value;
