@@ -731,8 +731,14 @@ impl FieldSelector {
     /// Whether `obj` satisfies every term; a missing field reads as "" (so
     /// `spec.nodeName=` selects unscheduled pods).
     pub fn matches(&self, obj: &Value) -> bool {
+        self.matches_by(|field| field_value(obj, field))
+    }
+
+    /// Whether every term holds of the values `value` gives each field (a kind's
+    /// registry strategy renders some fields its own way, as upstream's `GetAttrs`).
+    pub fn matches_by(&self, value: impl Fn(&str) -> String) -> bool {
         self.requirements.iter().all(|r| {
-            let have = field_value(obj, &r.field);
+            let have = value(&r.field);
             match r.operator {
                 FieldOperator::Equals => have == r.value,
                 FieldOperator::NotEquals => have != r.value,
@@ -757,37 +763,24 @@ impl fmt::Display for FieldSelector {
     }
 }
 
-/// The selectable value of `field` on `obj`, as upstream's `GetAttrs` renders it.
+/// The selectable value of `field` on `obj`: the scalar at that path as text, "" when
+/// missing. Kinds that render a field otherwise say so in their registry strategy.
 pub fn field_value(obj: &Value, field: &str) -> String {
-    match field {
-        // Events: the legacy source component, falling back to the reporting controller.
-        "source" => {
-            let component = obj
-                .pointer("/source/component")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if component.is_empty() {
-                return scalar_text(obj.get("reportingComponent"));
-            }
-            component.to_string()
-        }
-        "spec.unschedulable" | "spec.hostNetwork" => {
-            let v = lookup(obj, field).and_then(Value::as_bool).unwrap_or(false);
-            v.to_string()
-        }
-        "status.replicas" => lookup(obj, field)
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .to_string(),
-        "status.podIP" | "status.podIPs" => {
-            let first = obj.pointer("/status/podIPs/0/ip").and_then(Value::as_str);
-            match first {
-                Some(ip) => ip.to_string(),
-                None => scalar_text(obj.pointer("/status/podIP")),
-            }
-        }
-        _ => scalar_text(lookup(obj, field)),
-    }
+    scalar_text(lookup(obj, field))
+}
+
+/// A boolean field as upstream renders it: missing reads as `false`.
+pub fn bool_field_value(obj: &Value, field: &str) -> String {
+    let v = lookup(obj, field).and_then(Value::as_bool).unwrap_or(false);
+    v.to_string()
+}
+
+/// An integer field as upstream renders it: missing reads as `0`.
+pub fn int_field_value(obj: &Value, field: &str) -> String {
+    lookup(obj, field)
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .to_string()
 }
 
 fn lookup<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
@@ -1094,14 +1087,28 @@ mod tests {
         assert!(!fsel("spec.nodeName=").matches(&p));
         assert!(fsel("spec.nodeName!=").matches(&p));
         assert!(fsel("status.nominatedNodeName=").matches(&p));
-        assert!(fsel("spec.hostNetwork=false").matches(&p));
+    }
+
+    #[test]
+    fn booleans_and_integers_read_missing_as_their_zero_value() {
+        let empty = json!({"spec": {}});
+        assert_eq!(bool_field_value(&empty, "spec.hostNetwork"), "false");
+        let node = json!({"spec": {"unschedulable": true}});
+        assert_eq!(bool_field_value(&node, "spec.unschedulable"), "true");
+        assert_eq!(int_field_value(&empty, "status.replicas"), "0");
+        assert_eq!(field_value(&empty, "status.replicas"), "");
+        let counted = |n: &str| {
+            let rs = json!({"status": {"replicas": 3}});
+            fsel(&format!("status.replicas={n}")).matches_by(|field| int_field_value(&rs, field))
+        };
+        assert!(counted("3"));
+        assert!(!counted("0"));
     }
 
     #[test]
     fn field_selector_matches_other_kinds() {
         let node = json!({"metadata": {"name": "n1"}, "spec": {"unschedulable": true}});
         assert!(fsel("spec.unschedulable=true").matches(&node));
-        assert!(fsel("spec.unschedulable=false").matches(&json!({"spec": {}})));
         let secret = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls"});
         assert!(fsel("type=kubernetes.io/tls").matches(&secret));
         let event = json!({
@@ -1110,18 +1117,7 @@ mod tests {
         });
         assert!(fsel("involvedObject.kind=Pod,involvedObject.namespace=ns,involvedObject.name=p,involvedObject.uid=u1").matches(&event));
         assert!(fsel("involvedObject.apiVersion=v1,involvedObject.resourceVersion=7,involvedObject.fieldPath=spec.containers{a}").matches(&event));
-        assert!(
-            fsel("reason=Started,type=Normal,source=kubelet,reportingComponent=kubelet")
-                .matches(&event)
-        );
-        let new_style = json!({"reportingComponent": "orc-controller"});
-        assert!(
-            fsel("source=orc-controller").matches(&new_style),
-            "source falls back to reportingComponent"
-        );
-        let rs = json!({"status": {"replicas": 3}});
-        assert!(fsel("status.replicas=3").matches(&rs));
-        assert!(fsel("status.replicas=0").matches(&json!({})));
+        assert!(fsel("reason=Started,type=Normal,reportingComponent=kubelet").matches(&event));
         let ns = json!({"metadata": {"name": "kube-system"}, "status": {"phase": "Active"}});
         assert!(fsel("status.phase=Active").matches(&ns));
     }

@@ -467,10 +467,12 @@ fn selectors(def: &ResourceDef, query: &Query) -> Result<watch::Predicate, ApiEr
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = FieldSelector::parse(query.str("fieldSelector"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    selector::check_supported(strategy_for(def).selectable_fields(), &fields)
+    let strategy = strategy_for(def);
+    selector::check_supported(strategy.selectable_fields(), &fields)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Arc::new(move |obj: &Value| {
-        labels.matches(object::labels(obj)) && fields.matches(obj)
+        labels.matches(object::labels(obj))
+            && fields.matches_by(|field| strategy.field_value(obj, field))
     }))
 }
 

@@ -31,7 +31,7 @@ use super::kinds::{
     service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::resources::ResourceDef;
-use crate::api::selector::LabelSelector;
+use crate::api::selector::{self, LabelSelector};
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
 use crate::api::validation::FieldError;
@@ -170,6 +170,13 @@ pub trait Strategy: Sync {
     /// any other label as not supported.
     fn selectable_fields(&self) -> &'static [&'static str] {
         NAME_AND_NAMESPACE
+    }
+
+    /// The value a field selector compares for `field` (one of
+    /// [`Strategy::selectable_fields`]): the scalar at that path unless the kind
+    /// renders it otherwise (upstream's `GetAttrs`).
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        selector::field_value(obj, field)
     }
 
     /// `status.selector` of the object's `Scale` view: its pod selector as a string.

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources::ResourceDef;
+use crate::api::selector;
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
 use crate::api::validation::FieldErrorKind;
@@ -55,6 +56,13 @@ impl Strategy for WorkloadStrategy {
 
     fn selectable_fields(&self) -> &'static [&'static str] {
         self.selectable_fields
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        match field {
+            "status.replicas" => selector::int_field_value(obj, field),
+            _ => selector::field_value(obj, field),
+        }
     }
 
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
@@ -149,5 +157,15 @@ mod tests {
         );
         let rs = json!({"spec": {"selector": {"matchLabels": {"app": "web"}}}});
         assert_eq!(REPLICA_SET.scale_selector(&rs), "app=web");
+    }
+
+    #[test]
+    fn replica_counts_select_missing_as_zero() {
+        assert_eq!(REPLICA_SET.field_value(&json!({}), "status.replicas"), "0");
+        let rc = json!({"status": {"replicas": 3}});
+        assert_eq!(
+            REPLICATION_CONTROLLER.field_value(&rc, "status.replicas"),
+            "3"
+        );
     }
 }
