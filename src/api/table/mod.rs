@@ -1,5 +1,6 @@
 //! Server-side printing: objects as `meta.k8s.io/v1 Table` with upstream printers' columns and cells;
-//! this file builds rows and tables, the cells of each area live next to it.
+//! this file holds one [`Printer`] per printed kind (the kind's registry strategy picks it)
+//! and builds rows and tables from it, the cells of each area live next to it.
 //!
 //! Columns and cell logic follow k8s.io/kubernetes `pkg/printers/internalversion/printers.go`
 //! (v1.32). The server always prints the wide form (priority-1 columns included); kubectl
