@@ -731,8 +731,14 @@ impl FieldSelector {
     /// Whether `obj` satisfies every term; a missing field reads as "" (so
     /// `spec.nodeName=` selects unscheduled pods).
     pub fn matches(&self, obj: &Value) -> bool {
+        self.matches_by(|field| field_value(obj, field))
+    }
+
+    /// Whether every term holds of the values `value` gives each field (a kind's
+    /// registry strategy renders some fields its own way, as upstream's `GetAttrs`).
+    pub fn matches_by(&self, value: impl Fn(&str) -> String) -> bool {
         self.requirements.iter().all(|r| {
-            let have = field_value(obj, &r.field);
+            let have = value(&r.field);
             match r.operator {
                 FieldOperator::Equals => have == r.value,
                 FieldOperator::NotEquals => have != r.value,
@@ -757,37 +763,24 @@ impl fmt::Display for FieldSelector {
     }
 }
 
-/// The selectable value of `field` on `obj`, as upstream's `GetAttrs` renders it.
+/// The selectable value of `field` on `obj`: the scalar at that path as text, "" when
+/// missing. Kinds that render a field otherwise say so in their registry strategy.
 pub fn field_value(obj: &Value, field: &str) -> String {
-    match field {
-        // Events: the legacy source component, falling back to the reporting controller.
-        "source" => {
-            let component = obj
-                .pointer("/source/component")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if component.is_empty() {
-                return scalar_text(obj.get("reportingComponent"));
-            }
-            component.to_string()
-        }
-        "spec.unschedulable" | "spec.hostNetwork" => {
-            let v = lookup(obj, field).and_then(Value::as_bool).unwrap_or(false);
-            v.to_string()
-        }
-        "status.replicas" => lookup(obj, field)
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .to_string(),
-        "status.podIP" | "status.podIPs" => {
-            let first = obj.pointer("/status/podIPs/0/ip").and_then(Value::as_str);
-            match first {
-                Some(ip) => ip.to_string(),
-                None => scalar_text(obj.pointer("/status/podIP")),
-            }
-        }
-        _ => scalar_text(lookup(obj, field)),
-    }
+    scalar_text(lookup(obj, field))
+}
+
+/// A boolean field as upstream renders it: missing reads as `false`.
+pub fn bool_field_value(obj: &Value, field: &str) -> String {
+    let v = lookup(obj, field).and_then(Value::as_bool).unwrap_or(false);
+    v.to_string()
+}
+
+/// An integer field as upstream renders it: missing reads as `0`.
+pub fn int_field_value(obj: &Value, field: &str) -> String {
+    lookup(obj, field)
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .to_string()
 }
 
 fn lookup<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
@@ -803,56 +796,9 @@ fn scalar_text(v: Option<&Value>) -> String {
     }
 }
 
-/// The field labels upstream accepts for `kind` (other kinds: name and namespace).
-pub fn supported_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "Pod" => &[
-            "metadata.name",
-            "metadata.namespace",
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.podIPs",
-            "status.nominatedNodeName",
-        ],
-        "Node" => &["metadata.name", "spec.unschedulable"],
-        "ReplicationController" | "ReplicaSet" => {
-            &["metadata.name", "metadata.namespace", "status.replicas"]
-        }
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-            "metadata.namespace",
-            "metadata.name",
-        ],
-        "Namespace" => &["status.phase", "metadata.name"],
-        "Secret" => &["type", "metadata.namespace", "metadata.name"],
-        "Service" => &[
-            "metadata.namespace",
-            "metadata.name",
-            "spec.clusterIP",
-            "spec.type",
-        ],
-        _ => &["metadata.name", "metadata.namespace"],
-    }
-}
-
-/// Rejects field labels upstream does not index for `kind`.
-pub fn check_supported(kind: &str, sel: &FieldSelector) -> Result<(), SelectorError> {
-    let supported = supported_fields(kind);
+/// Rejects field labels outside `supported` (the ones the kind's registry strategy
+/// lists, as upstream's `SelectableFields`).
+pub fn check_supported(supported: &[&str], sel: &FieldSelector) -> Result<(), SelectorError> {
     match sel
         .requirements
         .iter()
@@ -1141,14 +1087,28 @@ mod tests {
         assert!(!fsel("spec.nodeName=").matches(&p));
         assert!(fsel("spec.nodeName!=").matches(&p));
         assert!(fsel("status.nominatedNodeName=").matches(&p));
-        assert!(fsel("spec.hostNetwork=false").matches(&p));
+    }
+
+    #[test]
+    fn booleans_and_integers_read_missing_as_their_zero_value() {
+        let empty = json!({"spec": {}});
+        assert_eq!(bool_field_value(&empty, "spec.hostNetwork"), "false");
+        let node = json!({"spec": {"unschedulable": true}});
+        assert_eq!(bool_field_value(&node, "spec.unschedulable"), "true");
+        assert_eq!(int_field_value(&empty, "status.replicas"), "0");
+        assert_eq!(field_value(&empty, "status.replicas"), "");
+        let counted = |n: &str| {
+            let rs = json!({"status": {"replicas": 3}});
+            fsel(&format!("status.replicas={n}")).matches_by(|field| int_field_value(&rs, field))
+        };
+        assert!(counted("3"));
+        assert!(!counted("0"));
     }
 
     #[test]
     fn field_selector_matches_other_kinds() {
         let node = json!({"metadata": {"name": "n1"}, "spec": {"unschedulable": true}});
         assert!(fsel("spec.unschedulable=true").matches(&node));
-        assert!(fsel("spec.unschedulable=false").matches(&json!({"spec": {}})));
         let secret = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls"});
         assert!(fsel("type=kubernetes.io/tls").matches(&secret));
         let event = json!({
@@ -1157,18 +1117,7 @@ mod tests {
         });
         assert!(fsel("involvedObject.kind=Pod,involvedObject.namespace=ns,involvedObject.name=p,involvedObject.uid=u1").matches(&event));
         assert!(fsel("involvedObject.apiVersion=v1,involvedObject.resourceVersion=7,involvedObject.fieldPath=spec.containers{a}").matches(&event));
-        assert!(
-            fsel("reason=Started,type=Normal,source=kubelet,reportingComponent=kubelet")
-                .matches(&event)
-        );
-        let new_style = json!({"reportingComponent": "orc-controller"});
-        assert!(
-            fsel("source=orc-controller").matches(&new_style),
-            "source falls back to reportingComponent"
-        );
-        let rs = json!({"status": {"replicas": 3}});
-        assert!(fsel("status.replicas=3").matches(&rs));
-        assert!(fsel("status.replicas=0").matches(&json!({})));
+        assert!(fsel("reason=Started,type=Normal,reportingComponent=kubelet").matches(&event));
         let ns = json!({"metadata": {"name": "kube-system"}, "status": {"phase": "Active"}});
         assert!(fsel("status.phase=Active").matches(&ns));
     }
@@ -1217,40 +1166,17 @@ mod tests {
     }
 
     #[test]
-    fn supported_field_labels_per_kind() {
-        let node_sel = fsel("spec.nodeName=n1,status.phase=Running");
-        assert!(check_supported("Pod", &node_sel).is_ok());
+    fn field_labels_outside_the_supported_ones_are_rejected_by_name() {
+        let supported = ["metadata.name", "spec.nodeName", "status.phase"];
+        assert!(
+            check_supported(&supported, &fsel("spec.nodeName=n1,status.phase=Running")).is_ok()
+        );
+        assert!(check_supported(&supported, &fsel("")).is_ok());
         assert_eq!(
-            check_supported("ConfigMap", &node_sel)
+            check_supported(&supported, &fsel("metadata.name=a,spec.type=x"))
                 .unwrap_err()
                 .to_string(),
-            "field label not supported: spec.nodeName"
-        );
-        assert!(
-            check_supported("ConfigMap", &fsel("metadata.name=a,metadata.namespace=b")).is_ok()
-        );
-        assert!(check_supported("Node", &fsel("spec.unschedulable=false,metadata.name=n")).is_ok());
-        assert_eq!(
-            check_supported("Node", &fsel("metadata.namespace=x"))
-                .unwrap_err()
-                .to_string(),
-            "field label not supported: metadata.namespace"
-        );
-        assert!(check_supported("Secret", &fsel("type=Opaque")).is_ok());
-        assert!(check_supported(
-            "Event",
-            &fsel("involvedObject.name=p,reason=x,source=kubelet")
-        )
-        .is_ok());
-        assert!(check_supported("Namespace", &fsel("status.phase=Active")).is_ok());
-        assert!(check_supported("ReplicaSet", &fsel("status.replicas=1")).is_ok());
-        assert!(check_supported("ReplicationController", &fsel("status.replicas=1")).is_ok());
-        assert!(
-            check_supported("Service", &fsel("spec.clusterIP=None,spec.type=ClusterIP")).is_ok()
-        );
-        assert_eq!(
-            check_supported("Deployment", &fsel("status.replicas=1")).unwrap_err(),
-            SelectorError::FieldLabelNotSupported("status.replicas".into())
+            "field label not supported: spec.type"
         );
     }
 }

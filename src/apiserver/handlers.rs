@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::{self, User};
 use super::kubelet_proxy::Stream;
-use super::registry::{DeleteOptions, FieldValidation, WriteOptions, Written};
+use super::registry::{strategy_for, DeleteOptions, FieldValidation, WriteOptions, Written};
 use super::request::{self, Query, RequestBody};
 use super::response::{self, Body};
 use super::router::{self, ResourceRoute, Route};
@@ -251,7 +251,7 @@ async fn resource(
         ("get", Some(name), None | Some("status")) => {
             let kv = ctx.registry.get(def, ns, name)?;
             match as_table {
-                Some(t) => Ok(response::json(200, &t.one(def.kind, &kv.value, true))),
+                Some(t) => Ok(response::json(200, &t.one(def, &kv.value, true))),
                 None => Ok(response::raw_json(200, kv.raw.clone())),
             }
         }
@@ -283,15 +283,6 @@ async fn resource(
             let obj = request::decode_body(&content_type, &body)?;
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
-            if def.kind == "Binding" {
-                let pod = object::name(&obj).to_string();
-                let ns = ns.unwrap_or("default");
-                ctx.registry.bind_pod(ns, &pod, &obj, &opts).await?;
-                return Ok(response::json(
-                    201,
-                    &status::success_status(def, &pod, None),
-                ));
-            }
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
             Ok(written(201, w))
         }
@@ -476,10 +467,12 @@ fn selectors(def: &ResourceDef, query: &Query) -> Result<watch::Predicate, ApiEr
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = FieldSelector::parse(query.str("fieldSelector"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    selector::check_supported(def.kind, &fields)
+    let strategy = strategy_for(def);
+    selector::check_supported(strategy.selectable_fields(), &fields)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Arc::new(move |obj: &Value| {
-        labels.matches(object::labels(obj)) && fields.matches(obj)
+        labels.matches(object::labels(obj))
+            && fields.matches_by(|field| strategy.field_value(obj, field))
     }))
 }
 
@@ -498,8 +491,10 @@ struct TableRequest {
 
 impl TableRequest {
     /// A one-row Table for `obj` in the negotiated version (a GET, or a watch event).
-    fn one(&self, kind: &str, obj: &Value, with_columns: bool) -> Value {
-        let mut v = table::watch_table(kind, obj, self.include, chrono::Utc::now(), with_columns);
+    fn one(&self, def: &ResourceDef, obj: &Value, with_columns: bool) -> Value {
+        let printer = strategy_for(def).printer();
+        let mut v =
+            table::watch_table(printer, obj, self.include, chrono::Utc::now(), with_columns);
         table::set_api_version(&mut v, self.version);
         v
     }
@@ -557,7 +552,13 @@ fn list(
     }
     if let Some(t) = as_table {
         let objects: Vec<&Value> = page.items.iter().map(|kv| &*kv.value).collect();
-        let mut v = table::table(def.kind, &objects, t.include, chrono::Utc::now(), meta);
+        let mut v = table::table(
+            strategy_for(def).printer(),
+            &objects,
+            t.include,
+            chrono::Utc::now(),
+            meta,
+        );
         table::set_api_version(&mut v, t.version);
         return Ok(response::json(200, &v));
     }
@@ -607,7 +608,7 @@ fn watch(
                 let first = std::sync::atomic::AtomicBool::new(true);
                 Arc::new(move |kv: &KeyValue| {
                     let with_columns = first.swap(false, std::sync::atomic::Ordering::Relaxed);
-                    let v = t.one(def.kind, &kv.value, with_columns);
+                    let v = t.one(def, &kv.value, with_columns);
                     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
                 })
             }

@@ -176,6 +176,9 @@ mod tests {
     #[test]
     fn age_is_unknown_without_creation_timestamp() {
         let cm = json!({"metadata": {"name": "cfg"}, "data": {"a": "1"}});
-        assert_eq!(cells("ConfigMap", &cm), ["cfg", "1", "<unknown>"]);
+        assert_eq!(
+            cells(&super::super::CONFIG_MAP, &cm),
+            ["cfg", "1", "<unknown>"]
+        );
     }
 }

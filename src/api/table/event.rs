@@ -71,7 +71,7 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
 
 #[cfg(test)]
 mod tests {
-    use super::super::row;
+    use super::super::EVENT;
     use crate::api::table::test_support::{ago, cells, now};
     use serde_json::json;
 
@@ -89,7 +89,7 @@ mod tests {
             "count": 7,
         });
         assert_eq!(
-            row("Event", &ev, now()),
+            EVENT.row(&ev, now()),
             vec![
                 json!("65s"),
                 json!("Warning"),
@@ -111,7 +111,7 @@ mod tests {
             "type": "Normal",
             "reason": "NodeReady",
         });
-        let c = cells("Event", &new_api);
+        let c = cells(&EVENT, &new_api);
         assert_eq!(c[0], "29s");
         assert_eq!(c[3], "node");
         assert_eq!(c[5], "orc-node-controller");
@@ -123,7 +123,7 @@ mod tests {
             "eventTime": ago(3600),
             "series": {"count": 12, "lastObservedTime": "2024-06-01T11:58:00.000000Z"},
         });
-        let c = cells("Event", &series);
+        let c = cells(&EVENT, &series);
         assert_eq!(
             (c[0].as_str(), c[7].as_str(), c[8].as_str()),
             ("2m", "60m", "12")

@@ -1,5 +1,6 @@
 //! Server-side printing: objects as `meta.k8s.io/v1 Table` with upstream printers' columns and cells;
-//! this file builds rows and tables, the cells of each area live next to it.
+//! this file holds one [`Printer`] per printed kind (the kind's registry strategy picks it)
+//! and builds rows and tables from it, the cells of each area live next to it.
 //!
 //! Columns and cell logic follow k8s.io/kubernetes `pkg/printers/internalversion/printers.go`
 //! (v1.32). The server always prints the wide form (priority-1 columns included); kubectl
@@ -17,7 +18,6 @@ mod service;
 mod test_support;
 
 pub use cells::human_duration;
-pub use columns::column_definitions;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 
 use chrono::{DateTime, Utc};
@@ -27,91 +27,203 @@ use cells::{
     age, arr, container_cells, deployment_selector, format_label_selector, int, labels_string,
     meta_str, obj_len, str_at,
 };
-use event::event_cells;
-use node::node_cells;
-use pod::pod_cells;
-use service::{format_endpoints, service_cells};
+use service::format_endpoints;
 
 /// `apiVersion` of the tables built here.
 pub const TABLE_API_VERSION: &str = "meta.k8s.io/v1";
 
-/// The cells of `obj`'s row, in the order of [`column_definitions`] for `kind`.
-pub fn row(kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let name = json!(meta_str(obj, "name"));
-    let age = json!(age(obj, now));
-    match kind {
-        "Pod" => pod_cells(obj, now),
-        "ReplicationController" => {
-            let (names, images) = container_cells(&obj["spec"]["template"]);
-            vec![
-                name,
-                json!(int(&obj["spec"]["replicas"])),
-                json!(int(&obj["status"]["replicas"])),
-                json!(int(&obj["status"]["readyReplicas"])),
-                age,
-                json!(names),
-                json!(images),
-                json!(labels_string(&obj["spec"]["selector"])),
-            ]
-        }
-        "ReplicaSet" => {
-            let (names, images) = container_cells(&obj["spec"]["template"]);
-            vec![
-                name,
-                json!(int(&obj["spec"]["replicas"])),
-                json!(int(&obj["status"]["replicas"])),
-                json!(int(&obj["status"]["readyReplicas"])),
-                age,
-                json!(names),
-                json!(images),
-                json!(format_label_selector(&obj["spec"]["selector"])),
-            ]
-        }
-        "Deployment" => {
-            let (names, images) = container_cells(&obj["spec"]["template"]);
-            let status = &obj["status"];
-            let ready = format!(
-                "{}/{}",
-                int(&status["readyReplicas"]),
-                int(&obj["spec"]["replicas"])
-            );
-            vec![
-                name,
-                json!(ready),
-                json!(int(&status["updatedReplicas"])),
-                json!(int(&status["availableReplicas"])),
-                age,
-                json!(names),
-                json!(images),
-                json!(deployment_selector(&obj["spec"]["selector"])),
-            ]
-        }
-        "Service" => service_cells(obj, name, age),
-        "Endpoints" => vec![name, json!(format_endpoints(obj)), age],
-        "Node" => node_cells(obj, name, age),
-        "Namespace" => vec![name, json!(str_at(&obj["status"]["phase"])), age],
-        "Event" => event_cells(obj, now),
-        "ConfigMap" => {
-            let count = obj_len(&obj["data"]) + obj_len(&obj["binaryData"]);
-            vec![name, json!(count), age]
-        }
-        "Secret" => vec![
-            name,
-            json!(str_at(&obj["type"])),
-            json!(obj_len(&obj["data"])),
-            age,
-        ],
-        "ServiceAccount" => vec![name, json!(arr(&obj["secrets"]).len()), age],
-        "Lease" => vec![name, json!(str_at(&obj["spec"]["holderIdentity"])), age],
-        _ => vec![name, age],
+/// How objects of one kind print as Table rows (upstream's per-kind printer, the
+/// registry strategy's `TableConvertor`): its columns, the cells of a row in their
+/// order, and the conditions a row carries.
+pub struct Printer {
+    columns: fn() -> Vec<Value>,
+    cells: fn(&Value, DateTime<Utc>) -> Vec<Value>,
+    conditions: fn(&Value) -> Option<Value>,
+}
+
+impl Printer {
+    /// The Table's `columnDefinitions`.
+    pub fn column_definitions(&self) -> Vec<Value> {
+        (self.columns)()
+    }
+
+    /// The cells of `obj`'s row, in the order of [`Printer::column_definitions`].
+    pub fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        (self.cells)(obj, now)
     }
 }
 
-/// Row conditions upstream attaches: pods that finished are marked `Completed`.
-fn row_conditions(kind: &str, obj: &Value) -> Option<Value> {
-    if kind != "Pod" {
-        return None;
-    }
+fn name(obj: &Value) -> Value {
+    json!(meta_str(obj, "name"))
+}
+
+fn no_conditions(_: &Value) -> Option<Value> {
+    None
+}
+
+/// NAME and AGE: the printer of kinds without one of their own.
+pub static DEFAULT: Printer = Printer {
+    columns: columns::name_and_age,
+    cells: |obj, now| vec![name(obj), json!(age(obj, now))],
+    conditions: no_conditions,
+};
+
+pub static POD: Printer = Printer {
+    columns: columns::pod,
+    cells: pod::pod_cells,
+    conditions: pod_conditions,
+};
+
+pub static REPLICATION_CONTROLLER: Printer = Printer {
+    columns: columns::replication_controller,
+    cells: |obj, now| {
+        let (names, images) = container_cells(&obj["spec"]["template"]);
+        vec![
+            name(obj),
+            json!(int(&obj["spec"]["replicas"])),
+            json!(int(&obj["status"]["replicas"])),
+            json!(int(&obj["status"]["readyReplicas"])),
+            json!(age(obj, now)),
+            json!(names),
+            json!(images),
+            json!(labels_string(&obj["spec"]["selector"])),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static REPLICA_SET: Printer = Printer {
+    columns: columns::replica_set,
+    cells: |obj, now| {
+        let (names, images) = container_cells(&obj["spec"]["template"]);
+        vec![
+            name(obj),
+            json!(int(&obj["spec"]["replicas"])),
+            json!(int(&obj["status"]["replicas"])),
+            json!(int(&obj["status"]["readyReplicas"])),
+            json!(age(obj, now)),
+            json!(names),
+            json!(images),
+            json!(format_label_selector(&obj["spec"]["selector"])),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static DEPLOYMENT: Printer = Printer {
+    columns: columns::deployment,
+    cells: |obj, now| {
+        let (names, images) = container_cells(&obj["spec"]["template"]);
+        let status = &obj["status"];
+        let ready = format!(
+            "{}/{}",
+            int(&status["readyReplicas"]),
+            int(&obj["spec"]["replicas"])
+        );
+        vec![
+            name(obj),
+            json!(ready),
+            json!(int(&status["updatedReplicas"])),
+            json!(int(&status["availableReplicas"])),
+            json!(age(obj, now)),
+            json!(names),
+            json!(images),
+            json!(deployment_selector(&obj["spec"]["selector"])),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static SERVICE: Printer = Printer {
+    columns: columns::service,
+    cells: |obj, now| service::service_cells(obj, name(obj), json!(age(obj, now))),
+    conditions: no_conditions,
+};
+
+pub static ENDPOINTS: Printer = Printer {
+    columns: columns::endpoints,
+    cells: |obj, now| {
+        vec![
+            name(obj),
+            json!(format_endpoints(obj)),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static NODE: Printer = Printer {
+    columns: columns::node,
+    cells: |obj, now| node::node_cells(obj, name(obj), json!(age(obj, now))),
+    conditions: no_conditions,
+};
+
+pub static NAMESPACE: Printer = Printer {
+    columns: columns::namespace,
+    cells: |obj, now| {
+        vec![
+            name(obj),
+            json!(str_at(&obj["status"]["phase"])),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static EVENT: Printer = Printer {
+    columns: columns::event,
+    cells: event::event_cells,
+    conditions: no_conditions,
+};
+
+pub static CONFIG_MAP: Printer = Printer {
+    columns: columns::config_map,
+    cells: |obj, now| {
+        let count = obj_len(&obj["data"]) + obj_len(&obj["binaryData"]);
+        vec![name(obj), json!(count), json!(age(obj, now))]
+    },
+    conditions: no_conditions,
+};
+
+pub static SECRET: Printer = Printer {
+    columns: columns::secret,
+    cells: |obj, now| {
+        vec![
+            name(obj),
+            json!(str_at(&obj["type"])),
+            json!(obj_len(&obj["data"])),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static SERVICE_ACCOUNT: Printer = Printer {
+    columns: columns::service_account,
+    cells: |obj, now| {
+        vec![
+            name(obj),
+            json!(arr(&obj["secrets"]).len()),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+pub static LEASE: Printer = Printer {
+    columns: columns::lease,
+    cells: |obj, now| {
+        vec![
+            name(obj),
+            json!(str_at(&obj["spec"]["holderIdentity"])),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
+/// Row conditions upstream attaches to pods: those that finished are `Completed`.
+fn pod_conditions(obj: &Value) -> Option<Value> {
     let (reason, message) = match str_at(&obj["status"]["phase"]) {
         "Succeeded" => ("Succeeded", "The pod has completed successfully."),
         "Failed" => ("Failed", "The pod failed."),
@@ -125,10 +237,10 @@ fn row_conditions(kind: &str, obj: &Value) -> Option<Value> {
     }]))
 }
 
-fn table_row(kind: &str, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
+fn table_row(printer: &Printer, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
     let mut r = Map::new();
-    r.insert("cells".into(), Value::Array(row(kind, obj, now)));
-    if let Some(conditions) = row_conditions(kind, obj) {
+    r.insert("cells".into(), Value::Array(printer.row(obj, now)));
+    if let Some(conditions) = (printer.conditions)(obj) {
         r.insert("conditions".into(), conditions);
     }
     match include {
@@ -153,7 +265,7 @@ fn table_row(kind: &str, obj: &Value, include: IncludeObject, now: DateTime<Utc>
 /// A full Table of `objects`. `list_meta` becomes the Table's `metadata`
 /// (`resourceVersion`, `continue`, `remainingItemCount` of the list).
 pub fn table(
-    kind: &str,
+    printer: &Printer,
     objects: &[&Value],
     include: IncludeObject,
     now: DateTime<Utc>,
@@ -161,13 +273,13 @@ pub fn table(
 ) -> Value {
     let rows: Vec<Value> = objects
         .iter()
-        .map(|o| table_row(kind, o, include, now))
+        .map(|o| table_row(printer, o, include, now))
         .collect();
     json!({
         "kind": "Table",
         "apiVersion": TABLE_API_VERSION,
         "metadata": list_meta,
-        "columnDefinitions": column_definitions(kind),
+        "columnDefinitions": printer.column_definitions(),
         "rows": rows,
     })
 }
@@ -177,7 +289,7 @@ pub fn table(
 /// definitions on its first event only; later events have `"columnDefinitions": null`.
 /// The Table's metadata holds the object's resourceVersion.
 pub fn watch_table(
-    kind: &str,
+    printer: &Printer,
     obj: &Value,
     include: IncludeObject,
     now: DateTime<Utc>,
@@ -188,7 +300,7 @@ pub fn watch_table(
         meta.insert("resourceVersion".into(), json!(rv));
     }
     let columns = if with_columns {
-        Value::Array(column_definitions(kind))
+        Value::Array(printer.column_definitions())
     } else {
         Value::Null
     };
@@ -197,7 +309,7 @@ pub fn watch_table(
         "apiVersion": TABLE_API_VERSION,
         "metadata": meta,
         "columnDefinitions": columns,
-        "rows": [table_row(kind, obj, include, now)],
+        "rows": [table_row(printer, obj, include, now)],
     })
 }
 
@@ -216,7 +328,6 @@ pub fn set_api_version(table: &mut Value, api_version: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::columns::column_definitions;
     use super::negotiation::IncludeObject;
     use super::*;
     use crate::api::table::test_support::{ago, cells, now};
@@ -241,7 +352,7 @@ mod tests {
             "status": {"replicas": 3, "readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
         });
         assert_eq!(
-            cells("Deployment", &d),
+            cells(&DEPLOYMENT, &d),
             [
                 "web",
                 "2/3",
@@ -253,11 +364,11 @@ mod tests {
                 "app=web,tier=fe"
             ]
         );
-        let r = row("Deployment", &d, now());
+        let r = DEPLOYMENT.row(&d, now());
         assert_eq!(r[2], json!(3), "UP-TO-DATE is a number cell");
         let fresh = json!({"metadata": {"name": "new"}, "spec": {"replicas": 2}});
-        assert_eq!(cells("Deployment", &fresh)[1..4], ["0/2", "0", "0"]);
-        assert_eq!(cells("Deployment", &fresh)[7], "");
+        assert_eq!(cells(&DEPLOYMENT, &fresh)[1..4], ["0/2", "0", "0"]);
+        assert_eq!(cells(&DEPLOYMENT, &fresh)[7], "");
     }
 
     #[test]
@@ -273,7 +384,7 @@ mod tests {
             "status": {"replicas": 2, "readyReplicas": 1},
         });
         assert_eq!(
-            row("ReplicaSet", &rs, now()),
+            REPLICA_SET.row(&rs, now()),
             vec![
                 json!("web-abc"),
                 json!(2),
@@ -290,7 +401,7 @@ mod tests {
             "spec": {"replicas": 1, "selector": {"b": "2", "a": "1"}, "template": template()},
         });
         assert_eq!(
-            cells("ReplicationController", &rc),
+            cells(&REPLICATION_CONTROLLER, &rc),
             [
                 "rc",
                 "1",
@@ -303,53 +414,53 @@ mod tests {
             ]
         );
         let bare = json!({"metadata": {"name": "rs"}, "spec": {}});
-        assert_eq!(cells("ReplicaSet", &bare)[7], "<none>");
+        assert_eq!(cells(&REPLICA_SET, &bare)[7], "<none>");
     }
 
     #[test]
     fn small_kinds() {
         let ns = json!({"metadata": {"name": "kube-system", "creationTimestamp": ago(86400 * 3)},
                         "status": {"phase": "Active"}});
-        assert_eq!(cells("Namespace", &ns), ["kube-system", "Active", "3d"]);
+        assert_eq!(cells(&NAMESPACE, &ns), ["kube-system", "Active", "3d"]);
         let cm = json!({"metadata": {"name": "c", "creationTimestamp": ago(5)},
                         "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
         assert_eq!(
-            row("ConfigMap", &cm, now()),
+            CONFIG_MAP.row(&cm, now()),
             vec![json!("c"), json!(3), json!("5s")]
         );
         let secret = json!({"metadata": {"name": "s"}, "type": "Opaque", "data": {"k": "dg=="}});
-        assert_eq!(cells("Secret", &secret), ["s", "Opaque", "1", "<unknown>"]);
+        assert_eq!(cells(&SECRET, &secret), ["s", "Opaque", "1", "<unknown>"]);
         let sa = json!({"metadata": {"name": "default"}});
-        assert_eq!(cells("ServiceAccount", &sa), ["default", "0", "<unknown>"]);
+        assert_eq!(cells(&SERVICE_ACCOUNT, &sa), ["default", "0", "<unknown>"]);
         let lease = json!({"metadata": {"name": "n1", "creationTimestamp": ago(7200)},
                            "spec": {"holderIdentity": "n1"}});
-        assert_eq!(cells("Lease", &lease), ["n1", "n1", "120m"]);
+        assert_eq!(cells(&LEASE, &lease), ["n1", "n1", "120m"]);
         let other = json!({"metadata": {"name": "thing", "creationTimestamp": ago(3)}});
-        assert_eq!(cells("Widget", &other), ["thing", "3s"]);
+        assert_eq!(cells(&DEFAULT, &other), ["thing", "3s"]);
     }
 
     #[test]
     fn every_kind_has_as_many_cells_as_columns() {
         let obj = json!({"metadata": {"name": "x"}});
-        for kind in [
-            "Pod",
-            "ReplicationController",
-            "ReplicaSet",
-            "Deployment",
-            "Service",
-            "Endpoints",
-            "Node",
-            "Namespace",
-            "Event",
-            "ConfigMap",
-            "Secret",
-            "ServiceAccount",
-            "Lease",
-            "Other",
+        for (kind, printer) in [
+            ("Pod", &POD),
+            ("ReplicationController", &REPLICATION_CONTROLLER),
+            ("ReplicaSet", &REPLICA_SET),
+            ("Deployment", &DEPLOYMENT),
+            ("Service", &SERVICE),
+            ("Endpoints", &ENDPOINTS),
+            ("Node", &NODE),
+            ("Namespace", &NAMESPACE),
+            ("Event", &EVENT),
+            ("ConfigMap", &CONFIG_MAP),
+            ("Secret", &SECRET),
+            ("ServiceAccount", &SERVICE_ACCOUNT),
+            ("Lease", &LEASE),
+            ("Other", &DEFAULT),
         ] {
             assert_eq!(
-                row(kind, &obj, now()).len(),
-                column_definitions(kind).len(),
+                printer.row(&obj, now()).len(),
+                printer.column_definitions().len(),
                 "{kind}"
             );
         }
@@ -361,7 +472,7 @@ mod tests {
                        "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "y"}}, "data": {}});
         let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "ns"}});
         let t = table(
-            "ConfigMap",
+            &CONFIG_MAP,
             &[&a, &b],
             IncludeObject::parse(""),
             now(),
@@ -381,22 +492,22 @@ mod tests {
         );
         assert!(rows[0].get("conditions").is_none());
 
-        let full = table("ConfigMap", &[&a], IncludeObject::Object, now(), json!({}));
+        let full = table(&CONFIG_MAP, &[&a], IncludeObject::Object, now(), json!({}));
         assert_eq!(full["rows"][0]["object"], a);
-        let none = table("ConfigMap", &[&a], IncludeObject::None, now(), json!({}));
+        let none = table(&CONFIG_MAP, &[&a], IncludeObject::None, now(), json!({}));
         assert!(none["rows"][0].get("object").is_none());
-        let empty = table("Pod", &[], IncludeObject::Metadata, now(), json!({}));
+        let empty = table(&POD, &[], IncludeObject::Metadata, now(), json!({}));
         assert_eq!(empty["rows"], json!([]));
     }
 
     #[test]
     fn watch_tables_carry_columns_only_when_asked() {
         let cm = json!({"metadata": {"name": "a", "resourceVersion": "7"}});
-        let first = watch_table("ConfigMap", &cm, IncludeObject::Metadata, now(), true);
+        let first = watch_table(&CONFIG_MAP, &cm, IncludeObject::Metadata, now(), true);
         assert_eq!(first["columnDefinitions"].as_array().unwrap().len(), 3);
         assert_eq!(first["metadata"], json!({"resourceVersion": "7"}));
         assert_eq!(first["rows"].as_array().unwrap().len(), 1);
-        let later = watch_table("ConfigMap", &cm, IncludeObject::Metadata, now(), false);
+        let later = watch_table(&CONFIG_MAP, &cm, IncludeObject::Metadata, now(), false);
         assert_eq!(later["columnDefinitions"], Value::Null);
         assert_eq!(later["rows"][0]["cells"][0], "a");
         assert_eq!(later["rows"][0]["object"]["kind"], "PartialObjectMetadata");
@@ -406,7 +517,7 @@ mod tests {
     fn v1beta1_tables_rewrite_api_versions() {
         let cm = json!({"metadata": {"name": "a"}});
         let mut t = table(
-            "ConfigMap",
+            &CONFIG_MAP,
             &[&cm],
             IncludeObject::Metadata,
             now(),

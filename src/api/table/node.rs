@@ -66,6 +66,7 @@ pub(super) fn node_cells(node: &Value, name: Value, age: Value) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::NODE;
     use crate::api::table::test_support::{ago, cells};
     use serde_json::json;
 
@@ -85,7 +86,7 @@ mod tests {
             },
         });
         assert_eq!(
-            cells("Node", &node),
+            cells(&NODE, &node),
             [
                 "n1",
                 "Ready",
@@ -102,12 +103,12 @@ mod tests {
         node["status"]["conditions"][1]["status"] = json!("Unknown");
         node["spec"]["unschedulable"] = json!(true);
         node["metadata"]["labels"] = json!({"kubernetes.io/role": "worker"});
-        let c = cells("Node", &node);
+        let c = cells(&NODE, &node);
         assert_eq!(c[1..3], ["NotReady,SchedulingDisabled", "worker"]);
 
         let bare = json!({"metadata": {"name": "n2"}});
         assert_eq!(
-            cells("Node", &bare)[1..],
+            cells(&NODE, &bare)[1..],
             [
                 "Unknown",
                 "<none>",

@@ -174,9 +174,8 @@ fn has_condition(status: &Value, ty: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::columns::column_definitions;
     use super::super::negotiation::IncludeObject;
-    use super::super::{row, table};
+    use super::super::{table, POD};
     use crate::api::table::test_support::{ago, cells, now, pod};
     use serde_json::json;
 
@@ -193,7 +192,7 @@ mod tests {
             }],
         }));
         assert_eq!(
-            cells("Pod", &p),
+            cells(&POD, &p),
             [
                 "web",
                 "1/1",
@@ -213,7 +212,7 @@ mod tests {
         let mut p = pod(json!({"phase": "Pending"}));
         p["spec"].as_object_mut().unwrap().remove("nodeName");
         assert_eq!(
-            cells("Pod", &p),
+            cells(&POD, &p),
             ["web", "0/1", "Pending", "0", "5m", "<none>", "<none>", "<none>", "<none>"]
         );
     }
@@ -228,7 +227,7 @@ mod tests {
                 "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": ago(300)}},
             }],
         }));
-        let c = cells("Pod", &p);
+        let c = cells(&POD, &p);
         assert_eq!(c[1], "0/1");
         assert_eq!(c[2], "CrashLoopBackOff");
         assert_eq!(c[3], "3 (5m ago)");
@@ -243,7 +242,7 @@ mod tests {
                 "state": {"running": {}},
             }],
         }));
-        assert_eq!(cells("Pod", &p)[3], "2");
+        assert_eq!(cells(&POD, &p)[3], "2");
     }
 
     #[test]
@@ -256,7 +255,7 @@ mod tests {
                     "state": {"waiting": {"reason": reason}},
                 }],
             }));
-            assert_eq!(cells("Pod", &p)[2], reason);
+            assert_eq!(cells(&POD, &p)[2], reason);
         }
     }
 
@@ -269,17 +268,17 @@ mod tests {
                 "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
             }],
         }));
-        assert_eq!(cells("Pod", &p)[2], "OOMKilled");
+        assert_eq!(cells(&POD, &p)[2], "OOMKilled");
         let p = pod(json!({
             "phase": "Running",
             "containerStatuses": [{"name": "app", "state": {"terminated": {"exitCode": 2}}}],
         }));
-        assert_eq!(cells("Pod", &p)[2], "ExitCode:2");
+        assert_eq!(cells(&POD, &p)[2], "ExitCode:2");
         let p = pod(json!({
             "phase": "Running",
             "containerStatuses": [{"name": "app", "state": {"terminated": {"exitCode": 143, "signal": 15}}}],
         }));
-        assert_eq!(cells("Pod", &p)[2], "Signal:15");
+        assert_eq!(cells(&POD, &p)[2], "Signal:15");
     }
 
     #[test]
@@ -292,7 +291,7 @@ mod tests {
             ],
         }));
         p["spec"]["containers"] = json!([{"name": "a"}, {"name": "b"}]);
-        assert_eq!(cells("Pod", &p)[..3], ["web", "0/2", "CrashLoopBackOff"]);
+        assert_eq!(cells(&POD, &p)[..3], ["web", "0/2", "CrashLoopBackOff"]);
     }
 
     #[test]
@@ -302,13 +301,13 @@ mod tests {
             "containerStatuses": [{"name": "app", "ready": true, "state": {"running": {}}}],
         }));
         p["metadata"]["deletionTimestamp"] = json!(ago(1));
-        assert_eq!(cells("Pod", &p)[2], "Terminating");
+        assert_eq!(cells(&POD, &p)[2], "Terminating");
         p["status"]["phase"] = json!("Succeeded");
         p["status"]["containerStatuses"] = json!([{"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]);
-        assert_eq!(cells("Pod", &p)[2], "Completed");
+        assert_eq!(cells(&POD, &p)[2], "Completed");
         p["status"]["phase"] = json!("Running");
         p["status"]["reason"] = json!("NodeLost");
-        assert_eq!(cells("Pod", &p)[2], "Unknown");
+        assert_eq!(cells(&POD, &p)[2], "Unknown");
     }
 
     #[test]
@@ -326,8 +325,8 @@ mod tests {
             }],
         }));
         p["spec"]["initContainers"] = json!([{"name": "setup", "image": "busybox"}]);
-        assert_eq!(cells("Pod", &p)[..4], ["web", "0/1", "Completed", "0"]);
-        let t = table("Pod", &[&p], IncludeObject::Metadata, now(), json!({}));
+        assert_eq!(cells(&POD, &p)[..4], ["web", "0/1", "Completed", "0"]);
+        let t = table(&POD, &[&p], IncludeObject::Metadata, now(), json!({}));
         assert_eq!(
             t["rows"][0]["conditions"],
             json!([{"type": "Completed", "status": "True", "reason": "Succeeded",
@@ -346,13 +345,13 @@ mod tests {
             "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}],
         }));
         p["spec"]["initContainers"] = json!([{"name": "one"}, {"name": "two"}]);
-        assert_eq!(cells("Pod", &p)[..3], ["web", "0/1", "Init:1/2"]);
+        assert_eq!(cells(&POD, &p)[..3], ["web", "0/1", "Init:1/2"]);
 
         p["status"]["initContainerStatuses"] = json!([
             {"name": "one", "state": {"waiting": {"reason": "PodInitializing"}}},
         ]);
         p["spec"]["initContainers"] = json!([{"name": "one"}]);
-        assert_eq!(cells("Pod", &p)[2], "Init:0/1");
+        assert_eq!(cells(&POD, &p)[2], "Init:0/1");
     }
 
     #[test]
@@ -368,15 +367,15 @@ mod tests {
         }));
         p["spec"]["initContainers"] = json!([{"name": "setup"}]);
         assert_eq!(
-            cells("Pod", &p)[2..4],
+            cells(&POD, &p)[2..4],
             ["Init:CrashLoopBackOff", "4 (30s ago)"]
         );
 
         p["status"]["initContainerStatuses"][0]["state"] = json!({"terminated": {"exitCode": 3}});
-        assert_eq!(cells("Pod", &p)[2], "Init:ExitCode:3");
+        assert_eq!(cells(&POD, &p)[2], "Init:ExitCode:3");
         p["status"]["initContainerStatuses"][0]["state"] =
             json!({"terminated": {"exitCode": 1, "reason": "Error"}});
-        assert_eq!(cells("Pod", &p)[2], "Init:Error");
+        assert_eq!(cells(&POD, &p)[2], "Init:Error");
     }
 
     #[test]
@@ -392,7 +391,7 @@ mod tests {
             "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}],
         }));
         p["spec"]["initContainers"] = json!([{"name": "proxy", "restartPolicy": "Always"}]);
-        assert_eq!(cells("Pod", &p)[1..4], ["2/2", "Running", "1 (90s ago)"]);
+        assert_eq!(cells(&POD, &p)[1..4], ["2/2", "Running", "1 (90s ago)"]);
     }
 
     #[test]
@@ -406,9 +405,9 @@ mod tests {
             ],
         }));
         p["spec"]["containers"] = json!([{"name": "a"}, {"name": "b"}]);
-        assert_eq!(cells("Pod", &p)[1..3], ["1/2", "Running"]);
+        assert_eq!(cells(&POD, &p)[1..3], ["1/2", "Running"]);
         p["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
-        assert_eq!(cells("Pod", &p)[2], "NotReady");
+        assert_eq!(cells(&POD, &p)[2], "NotReady");
     }
 
     #[test]
@@ -422,7 +421,7 @@ mod tests {
         }));
         p["spec"]["readinessGates"] =
             json!([{"conditionType": "example.com/lb"}, {"conditionType": "example.com/dns"}]);
-        let c = cells("Pod", &p);
+        let c = cells(&POD, &p);
         assert_eq!(c[2], "SchedulingGated");
         assert_eq!(c[8], "1/2");
     }
@@ -430,6 +429,6 @@ mod tests {
     #[test]
     fn pod_cells_match_columns() {
         let p = pod(json!({}));
-        assert_eq!(row("Pod", &p, now()).len(), column_definitions("Pod").len());
+        assert_eq!(POD.row(&p, now()).len(), POD.column_definitions().len());
     }
 }

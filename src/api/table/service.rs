@@ -117,6 +117,7 @@ pub(super) fn format_endpoints(ep: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{ENDPOINTS, SERVICE};
     use crate::api::table::test_support::{ago, cells};
     use serde_json::json;
 
@@ -136,7 +137,7 @@ mod tests {
             },
         });
         assert_eq!(
-            cells("Service", &svc),
+            cells(&SERVICE, &svc),
             [
                 "web",
                 "NodePort",
@@ -157,32 +158,32 @@ mod tests {
                      "ports": [{"port": 443, "protocol": "TCP"}]},
         });
         assert_eq!(
-            cells("Service", &svc)[1..5],
+            cells(&SERVICE, &svc)[1..5],
             ["ClusterIP", "10.43.0.1", "<none>", "443/TCP"]
         );
-        assert_eq!(cells("Service", &svc)[6], "<none>");
+        assert_eq!(cells(&SERVICE, &svc)[6], "<none>");
 
         let mut lb = json!({
             "metadata": {"name": "lb"},
             "spec": {"type": "LoadBalancer", "clusterIPs": ["10.43.0.9"],
                      "ports": [{"port": 80, "nodePort": 31000, "protocol": "TCP"}]},
         });
-        assert_eq!(cells("Service", &lb)[3], "<pending>");
+        assert_eq!(cells(&SERVICE, &lb)[3], "<pending>");
         lb["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.168.1.10"}, {"hostname": "lb.example"}]}});
         lb["spec"]["externalIPs"] = json!(["1.2.3.4"]);
-        assert_eq!(cells("Service", &lb)[3], "192.168.1.10,lb.example,1.2.3.4");
+        assert_eq!(cells(&SERVICE, &lb)[3], "192.168.1.10,lb.example,1.2.3.4");
 
         let ext = json!({
             "metadata": {"name": "ext"},
             "spec": {"type": "ExternalName", "externalName": "db.example.com"},
         });
         assert_eq!(
-            cells("Service", &ext)[1..5],
+            cells(&SERVICE, &ext)[1..5],
             ["ExternalName", "<none>", "db.example.com", "<none>"]
         );
 
         let headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
-        assert_eq!(cells("Service", &headless)[1..3], ["ClusterIP", "None"]);
+        assert_eq!(cells(&SERVICE, &headless)[1..3], ["ClusterIP", "None"]);
     }
 
     #[test]
@@ -195,7 +196,7 @@ mod tests {
             }],
         });
         assert_eq!(
-            cells("Endpoints", &ep),
+            cells(&ENDPOINTS, &ep),
             [
                 "web",
                 "10.42.0.5:80,10.42.0.6:80,10.42.1.7:80 + 1 more...",
@@ -208,13 +209,13 @@ mod tests {
                          "ports": [{"port": 80}, {"port": 443}]}],
         });
         assert_eq!(
-            cells("Endpoints", &two_ports)[1],
+            cells(&ENDPOINTS, &two_ports)[1],
             "10.42.0.5:80,[fd00::5]:80,10.42.0.5:443 + 1 more..."
         );
         let headless =
             json!({"metadata": {"name": "h"}, "subsets": [{"addresses": [{"ip": "10.42.0.5"}]}]});
-        assert_eq!(cells("Endpoints", &headless)[1], "10.42.0.5");
+        assert_eq!(cells(&ENDPOINTS, &headless)[1], "10.42.0.5");
         let empty = json!({"metadata": {"name": "e"}});
-        assert_eq!(cells("Endpoints", &empty)[1], "<none>");
+        assert_eq!(cells(&ENDPOINTS, &empty)[1], "<none>");
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::row;
+use super::Printer;
 
 pub(super) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 6, 1, 12, 0, 0).unwrap()
@@ -16,8 +16,9 @@ pub(super) fn ago(secs: i64) -> String {
         .to_string()
 }
 
-pub(super) fn cells(kind: &str, obj: &Value) -> Vec<String> {
-    row(kind, obj, now())
+pub(super) fn cells(printer: &Printer, obj: &Value) -> Vec<String> {
+    printer
+        .row(obj, now())
         .into_iter()
         .map(|c| match c {
             Value::String(s) => s,

@@ -21,7 +21,7 @@ use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::{check_name, now};
-use strategy::strategy_for;
+pub use strategy::{strategy_for, Strategy};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -144,8 +144,11 @@ impl Registry {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        self.create_with(strategy_for(def), def, ns, body, opts)
-            .await
+        let strategy = strategy_for(def);
+        if let Some(done) = strategy.create_instead(self, ns, &body, opts) {
+            return done.await;
+        }
+        self.create_with(strategy, def, ns, body, opts).await
     }
 
     /// Replaces an object (PUT), or its status with `subresource = Some("status")`.

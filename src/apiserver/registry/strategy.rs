@@ -1,23 +1,44 @@
 //! The per-kind half of the registry: the `Strategy` a kind plugs into the generic
-//! storage core (upstream's `rest.RESTCreateStrategy`, `RESTUpdateStrategy` and
-//! `RESTDeleteStrategy`), and the one table that picks a strategy for each served kind.
+//! storage core (upstream's `rest.RESTCreateStrategy`, `RESTUpdateStrategy`,
+//! `RESTDeleteStrategy`, `TableConvertor` and selectable fields), and the one table
+//! that picks a strategy for each served kind.
 //!
-//! Adding a kind with rules of its own is one file in `kinds/` plus one line in
-//! [`strategy_for`]; kinds without rules get [`DefaultStrategy`].
+//! # Adding a kind
+//!
+//! 1. Its `ResourceDef` in `api/resources.rs` (names, scope, subresources, typed
+//!    roundtrip); from then on it is routed, discovered, authorized, stored and
+//!    watched like every other kind, printed as NAME and AGE and selectable by
+//!    `metadata.name` and `metadata.namespace` ([`DefaultStrategy`]).
+//! 2. If it has rules of its own: one file in `kinds/` with a unit struct that
+//!    implements [`Strategy`], overriding only what differs (defaults and status reset
+//!    in `prepare_for_create`/`prepare_for_update`, `validate`, delete rules,
+//!    `printer` — a `Printer` next to the others in `api/table` — and
+//!    `selectable_fields`), plus its `pub mod` line in `kinds/mod.rs`;
+//! 3. and one entry in [`strategy_for`].
+//!
+//! Handlers, watch, list and delete-collection reach every per-kind rule through
+//! `strategy_for(def)`. The one other place that names kinds is the kind's Rust type
+//! for its OpenAPI schema (`register_kind` in `apiserver/openapi.rs`, part of the
+//! resource definition; a test there holds every served kind to having one).
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::kinds::{
-    default::DefaultStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy,
-    node::NodeStrategy, pod::PodStrategy, service::ServiceStrategy, workload,
+    binding::BindingStrategy, config_map::ConfigMapStrategy, default::DefaultStrategy,
+    endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
+    namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
+    service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::resources::ResourceDef;
-use crate::api::selector::LabelSelector;
+use crate::api::selector::{self, LabelSelector};
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldError;
 use crate::api::{defaults, validation};
 use crate::apiserver::allocator::{Allocators, Reservation};
 use crate::apiserver::heartbeats::Heartbeats;
+use crate::apiserver::registry::{Registry, WriteOptions, Written};
 use crate::store::KeyValue;
 
 /// What a strategy may use besides the object: the kind being written and the
@@ -51,6 +72,19 @@ pub trait Strategy: Sync {
     ) {
         keep_unwritten_part(cx.def, new, old, subresource);
         defaults::apply_defaults(cx.def.kind, new);
+    }
+
+    /// Upstream's REST storage of a kind that is never stored: a create acts on other
+    /// objects and answers what that storage returns (a Binding assigns its pod to a
+    /// node and answers a Success `Status`). `None` for kinds stored as written.
+    fn create_instead<'a>(
+        &self,
+        _registry: &'a Registry,
+        _ns: Option<&'a str>,
+        _obj: &'a Value,
+        _opts: &'a WriteOptions,
+    ) -> Option<BoxFuture<'a, Result<Written, ApiError>>> {
+        None
     }
 
     /// Field errors of a new object (an empty list admits it).
@@ -125,6 +159,26 @@ pub trait Strategy: Sync {
         true
     }
 
+    /// How objects of this kind print as a `meta.k8s.io` Table (upstream's
+    /// `TableConvertor`): the printer in `api::table` with the kind's columns and cells.
+    fn printer(&self) -> &'static Printer {
+        &table::DEFAULT
+    }
+
+    /// The field labels a field selector may name for this kind (upstream's
+    /// `GetAttrs`/`SelectableFields`); `api::selector` reads their values and rejects
+    /// any other label as not supported.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        NAME_AND_NAMESPACE
+    }
+
+    /// The value a field selector compares for `field` (one of
+    /// [`Strategy::selectable_fields`]): the scalar at that path unless the kind
+    /// renders it otherwise (upstream's `GetAttrs`).
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        selector::field_value(obj, field)
+    }
+
     /// `status.selector` of the object's `Scale` view: its pod selector as a string.
     fn scale_selector(&self, obj: &Value) -> String {
         LabelSelector::from_k8s(&obj["spec"]["selector"])
@@ -133,11 +187,20 @@ pub trait Strategy: Sync {
     }
 }
 
+/// The field labels every kind supports unless its strategy says otherwise.
+pub const NAME_AND_NAMESPACE: &[&str] = &["metadata.name", "metadata.namespace"];
+
 /// The strategy of a served kind: the only place that says which kinds have rules.
 pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
     match (def.group, def.kind) {
         ("", "Pod") => &PodStrategy,
+        ("", "Binding") => &BindingStrategy,
         ("", "Service") => &ServiceStrategy,
+        ("", "Endpoints") => &EndpointsStrategy,
+        ("", "Event") => &EventStrategy,
+        ("", "ConfigMap") => &ConfigMapStrategy,
+        ("", "Secret") => &SecretStrategy,
+        ("", "ServiceAccount") => &ServiceAccountStrategy,
         ("", "Namespace") => &NamespaceStrategy,
         ("", "Node") => &NodeStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
@@ -199,6 +262,81 @@ mod tests {
         assert!(!config_map.holds_allocations());
         assert!(!config_map.deleted_by_controller());
         assert_eq!(config_map.grace_period(&pod, Some(5)), 0);
+    }
+
+    #[test]
+    fn every_served_kind_prints_a_name_and_selects_by_name_and_namespace() {
+        let obj = serde_json::json!({"metadata": {"name": "x", "namespace": "ns"}});
+        for def in RESOURCES {
+            let strategy = strategy_for(def);
+            let printer = strategy.printer();
+            let columns = printer.column_definitions();
+            assert!(
+                columns.iter().any(|c| c["name"] == "Name"),
+                "{} has a Name column",
+                def.kind
+            );
+            assert_eq!(
+                printer.row(&obj, chrono::Utc::now()).len(),
+                columns.len(),
+                "{} prints a cell per column",
+                def.kind
+            );
+            let fields = strategy.selectable_fields();
+            assert!(fields.contains(&"metadata.name"), "{}", def.kind);
+            if def.namespaced {
+                assert!(fields.contains(&"metadata.namespace"), "{}", def.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn each_kind_supports_upstreams_field_labels() {
+        let fields = |kind| strategy_for(def(kind)).selectable_fields();
+        let check = |kind, selector: &str| {
+            let sel = crate::api::selector::FieldSelector::parse(selector).expect("parses");
+            crate::api::selector::check_supported(fields(kind), &sel).map_err(|e| e.to_string())
+        };
+        assert!(check("Pod", "spec.nodeName=n1,status.phase=Running").is_ok());
+        assert!(check("Pod", "spec.hostNetwork=true,status.podIP=10.0.0.1").is_ok());
+        assert_eq!(
+            check("ConfigMap", "spec.nodeName=n1,status.phase=Running").unwrap_err(),
+            "field label not supported: spec.nodeName"
+        );
+        assert!(check("ConfigMap", "metadata.name=a,metadata.namespace=b").is_ok());
+        assert!(check("Node", "spec.unschedulable=false,metadata.name=n").is_ok());
+        assert_eq!(
+            check("Node", "metadata.namespace=x").unwrap_err(),
+            "field label not supported: metadata.namespace"
+        );
+        assert!(check("Secret", "type=Opaque").is_ok());
+        assert!(check("Event", "involvedObject.name=p,reason=x,source=kubelet").is_ok());
+        assert!(check("Namespace", "status.phase=Active").is_ok());
+        assert!(check("ReplicaSet", "status.replicas=1").is_ok());
+        assert!(check("ReplicationController", "status.replicas=1").is_ok());
+        assert!(check("Service", "spec.clusterIP=None,spec.type=ClusterIP").is_ok());
+        assert_eq!(
+            check("Deployment", "status.replicas=1").unwrap_err(),
+            "field label not supported: status.replicas"
+        );
+    }
+
+    #[test]
+    fn each_kind_prints_with_its_own_columns() {
+        let names = |kind| -> Vec<String> {
+            strategy_for(def(kind))
+                .printer()
+                .column_definitions()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        assert_eq!(names("Pod")[..3], ["Name", "Ready", "Status"]);
+        assert_eq!(names("Event")[0], "Last Seen");
+        assert_eq!(names("Secret"), ["Name", "Type", "Data", "Age"]);
+        assert_eq!(names("Lease"), ["Name", "Holder", "Age"]);
+        assert_eq!(names("Deployment")[1], "Ready");
+        assert_eq!(names("Binding"), ["Name", "Age"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The strategy of kinds without registry rules of their own (ConfigMap, Secret,
-//! Endpoints, Event, …): defaults and validation from `api/`, nothing else.
+//! The strategy of kinds without registry rules of their own: defaults and validation
+//! from `api/`, printed as NAME and AGE, selectable by name and namespace.
 
 use crate::apiserver::registry::strategy::Strategy;
 

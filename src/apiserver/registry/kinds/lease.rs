@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::api::object;
+use crate::api::table::{self, Printer};
 use crate::apiserver::heartbeats::{self, NODE_LEASE_NAMESPACE};
 use crate::apiserver::registry::strategy::{Context, Strategy};
 use crate::store::KeyValue;
@@ -18,6 +19,10 @@ fn strip_renew_time(lease: &mut Value) {
 }
 
 impl Strategy for LeaseStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::LEASE
+    }
+
     fn is_heartbeat(&self, old: &Value, new: &Value) -> bool {
         object::namespace(old) == Some(NODE_LEASE_NAMESPACE)
             && heartbeats::only_heartbeat_changed(old, new, strip_renew_time)

@@ -1,9 +1,15 @@
 //! One registry strategy per kind with rules of its own; `default` for every other kind.
 
+pub mod binding;
+pub mod config_map;
 pub mod default;
+pub mod endpoints;
+pub mod event;
 pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod secret;
 pub mod service;
+pub mod service_account;
 pub mod workload;

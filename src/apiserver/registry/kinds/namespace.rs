@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::api::defaults;
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::apiserver::registry::strategy::{Context, Strategy};
 
 /// Namespaces that can never be deleted.
@@ -13,7 +14,18 @@ const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public
 
 pub struct NamespaceStrategy;
 
+/// The field labels a field selector may name for this kind.
+const SELECTABLE_FIELDS: &[&str] = &["status.phase", "metadata.name"];
+
 impl Strategy for NamespaceStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::NAMESPACE
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
+
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Active"});
         defaults::apply_defaults(cx.def.kind, obj);

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::api::selector;
+use crate::api::table::{self, Printer};
 use crate::apiserver::heartbeats;
 use crate::apiserver::registry::strategy::{Context, Strategy};
 use crate::store::KeyValue;
@@ -23,7 +25,25 @@ fn strip_heartbeat_times(node: &mut Value) {
     }
 }
 
+/// The field labels a field selector may name for this kind.
+const SELECTABLE_FIELDS: &[&str] = &["metadata.name", "spec.unschedulable"];
+
 impl Strategy for NodeStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::NODE
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        match field {
+            "spec.unschedulable" => selector::bool_field_value(obj, field),
+            _ => selector::field_value(obj, field),
+        }
+    }
+
     fn is_heartbeat(&self, old: &Value, new: &Value) -> bool {
         heartbeats::only_heartbeat_changed(old, new, strip_heartbeat_times)
     }
@@ -47,5 +67,14 @@ mod tests {
         assert!(NodeStrategy.is_heartbeat(&node("t1", "True"), &node("t2", "True")));
         assert!(!NodeStrategy.is_heartbeat(&node("t1", "True"), &node("t2", "False")));
         assert!(!NodeStrategy.is_heartbeat(&node("t1", "True"), &node("t1", "True")));
+    }
+
+    #[test]
+    fn nodes_without_unschedulable_select_as_schedulable() {
+        let node = json!({"metadata": {"name": "n1"}, "spec": {}});
+        assert_eq!(
+            NodeStrategy.field_value(&node, "spec.unschedulable"),
+            "false"
+        );
     }
 }

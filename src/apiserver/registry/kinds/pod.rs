@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources;
+use crate::api::selector;
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldErrorKind;
 use crate::apiserver::registry::generic::field_error;
 use crate::apiserver::registry::strategy::{Context, Strategy};
@@ -19,7 +21,44 @@ const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 
 pub struct PodStrategy;
 
+/// The field labels a field selector may name for this kind.
+const SELECTABLE_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.podIPs",
+    "status.nominatedNodeName",
+];
+
 impl Strategy for PodStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::POD
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        match field {
+            "spec.hostNetwork" => selector::bool_field_value(obj, field),
+            // The first of `status.podIPs`, else `status.podIP`.
+            "status.podIP" | "status.podIPs" => {
+                match obj.pointer("/status/podIPs/0/ip").and_then(Value::as_str) {
+                    Some(ip) => ip.to_string(),
+                    None => selector::field_value(obj, "status.podIP"),
+                }
+            }
+            _ => selector::field_value(obj, field),
+        }
+    }
+
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending"});
         let own = toleration_keys(obj);
@@ -159,5 +198,19 @@ mod tests {
         let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
         assert!(tolerations[0].get("tolerationSeconds").is_none());
         assert_eq!(tolerations[1]["tolerationSeconds"], 7);
+    }
+
+    #[test]
+    fn pods_select_host_network_as_a_boolean_and_their_first_ip() {
+        let pod = json!({"spec": {}, "status": {"podIP": "10.42.0.5",
+                         "podIPs": [{"ip": "10.42.0.9"}, {"ip": "fd00::9"}]}});
+        assert_eq!(PodStrategy.field_value(&pod, "spec.hostNetwork"), "false");
+        assert_eq!(PodStrategy.field_value(&pod, "status.podIP"), "10.42.0.9");
+        assert_eq!(PodStrategy.field_value(&pod, "status.podIPs"), "10.42.0.9");
+        let single = json!({"status": {"podIP": "10.42.0.5"}});
+        assert_eq!(
+            PodStrategy.field_value(&single, "status.podIPs"),
+            "10.42.0.5"
+        );
     }
 }

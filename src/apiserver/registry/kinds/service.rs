@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldErrorKind;
 use crate::apiserver::allocator::Reservation;
 use crate::apiserver::registry::generic::field_error;
@@ -16,7 +17,23 @@ use crate::apiserver::registry::strategy::{Context, Strategy};
 
 pub struct ServiceStrategy;
 
+/// The field labels a field selector may name for this kind.
+const SELECTABLE_FIELDS: &[&str] = &[
+    "metadata.namespace",
+    "metadata.name",
+    "spec.clusterIP",
+    "spec.type",
+];
+
 impl Strategy for ServiceStrategy {
+    fn printer(&self) -> &'static Printer {
+        &table::SERVICE
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
+
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"loadBalancer": {}});
         defaults::apply_defaults(cx.def.kind, obj);

@@ -7,10 +7,12 @@ use serde_json::{json, Value};
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources::ResourceDef;
+use crate::api::selector;
 use crate::api::status::ApiError;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldErrorKind;
 use crate::apiserver::registry::generic::field_error;
-use crate::apiserver::registry::strategy::{strategy_for, Context, Strategy};
+use crate::apiserver::registry::strategy::{strategy_for, Context, Strategy, NAME_AND_NAMESPACE};
 use crate::apiserver::registry::{Registry, WriteOptions, Written};
 
 /// How a kind writes its pod selector.
@@ -23,19 +25,46 @@ enum SelectorForm {
 
 pub struct WorkloadStrategy {
     selector: SelectorForm,
+    printer: &'static Printer,
+    selectable_fields: &'static [&'static str],
 }
+
+/// Field labels of ReplicationControllers and ReplicaSets (Deployments have only the
+/// name and namespace, as upstream).
+const REPLICATED_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.replicas"];
 
 pub static REPLICATION_CONTROLLER: WorkloadStrategy = WorkloadStrategy {
     selector: SelectorForm::LabelMap,
+    printer: &table::REPLICATION_CONTROLLER,
+    selectable_fields: REPLICATED_FIELDS,
 };
 pub static REPLICA_SET: WorkloadStrategy = WorkloadStrategy {
     selector: SelectorForm::LabelSelector,
+    printer: &table::REPLICA_SET,
+    selectable_fields: REPLICATED_FIELDS,
 };
 pub static DEPLOYMENT: WorkloadStrategy = WorkloadStrategy {
     selector: SelectorForm::LabelSelector,
+    printer: &table::DEPLOYMENT,
+    selectable_fields: NAME_AND_NAMESPACE,
 };
 
 impl Strategy for WorkloadStrategy {
+    fn printer(&self) -> &'static Printer {
+        self.printer
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        self.selectable_fields
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        match field {
+            "status.replicas" => selector::int_field_value(obj, field),
+            _ => selector::field_value(obj, field),
+        }
+    }
+
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"replicas": 0});
         defaults::apply_defaults(cx.def.kind, obj);
@@ -128,5 +157,15 @@ mod tests {
         );
         let rs = json!({"spec": {"selector": {"matchLabels": {"app": "web"}}}});
         assert_eq!(REPLICA_SET.scale_selector(&rs), "app=web");
+    }
+
+    #[test]
+    fn replica_counts_select_missing_as_zero() {
+        assert_eq!(REPLICA_SET.field_value(&json!({}), "status.replicas"), "0");
+        let rc = json!({"status": {"replicas": 3}});
+        assert_eq!(
+            REPLICATION_CONTROLLER.field_value(&rc, "status.replicas"),
+            "3"
+        );
     }
 }
