@@ -6,18 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling, coordination::v1 as coordination,
-    core::v1 as core,
-};
+use k8s_openapi::api::{autoscaling::v1 as autoscaling, core::v1 as core};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::gen::{SchemaGenerator, SchemaSettings};
-use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::patch::schema::{self as patch_schema, Ty};
 use crate::api::resources::{self, ResourceDef};
+use crate::apiserver::registry::strategy_for;
 
 mod paths;
 
@@ -141,33 +138,6 @@ fn served_group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
-/// Registers the schema of a served kind (and everything it references) with `gen`;
-/// returns its definition name, `None` for a kind orc does not know the type of.
-fn register_kind(gen: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String> {
-    fn add<T: JsonSchema>(gen: &mut SchemaGenerator) -> String {
-        gen.subschema_for::<T>();
-        T::schema_name()
-    }
-    let name = match (group, kind) {
-        ("", "Namespace") => add::<core::Namespace>(gen),
-        ("", "Pod") => add::<core::Pod>(gen),
-        ("", "Binding") => add::<core::Binding>(gen),
-        ("", "ReplicationController") => add::<core::ReplicationController>(gen),
-        ("", "Service") => add::<core::Service>(gen),
-        ("", "Endpoints") => add::<core::Endpoints>(gen),
-        ("", "Node") => add::<core::Node>(gen),
-        ("", "Event") => add::<core::Event>(gen),
-        ("", "ConfigMap") => add::<core::ConfigMap>(gen),
-        ("", "Secret") => add::<core::Secret>(gen),
-        ("", "ServiceAccount") => add::<core::ServiceAccount>(gen),
-        ("apps", "Deployment") => add::<apps::Deployment>(gen),
-        ("apps", "ReplicaSet") => add::<apps::ReplicaSet>(gen),
-        ("coordination.k8s.io", "Lease") => add::<coordination::Lease>(gen),
-        _ => return None,
-    };
-    Some(name)
-}
-
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("{SCHEMA_REF_PREFIX}{name}") })
 }
@@ -199,7 +169,7 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
     }
     let mut kinds: Vec<(&'static ResourceDef, String)> = Vec::new();
     for def in &defs {
-        if let Some(name) = register_kind(&mut gen, def.group, def.kind) {
+        if let Some(name) = strategy_for(def).openapi_schema(&mut gen) {
             kinds.push((def, name));
         } else {
             tracing::warn!(kind = def.kind, "served kind has no OpenAPI schema");
@@ -636,7 +606,7 @@ mod tests {
         let mut gen = SchemaGenerator::new(SchemaSettings::openapi3());
         for def in resources::RESOURCES {
             assert!(
-                register_kind(&mut gen, def.group, def.kind).is_some(),
+                strategy_for(def).openapi_schema(&mut gen).is_some(),
                 "{}",
                 def.kind
             );

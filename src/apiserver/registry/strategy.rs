@@ -13,15 +13,17 @@
 //!    implements [`Strategy`], overriding only what differs (defaults and status reset
 //!    in `prepare_for_create`/`prepare_for_update`, `validate`, delete rules,
 //!    `printer` — a `Printer` next to the others in `api/table` — and
-//!    `selectable_fields`), plus its `pub mod` line in `kinds/mod.rs`;
+//!    `selectable_fields`) and `openapi_schema` (its k8s-openapi type, for
+//!    `/openapi/v3`), plus its `pub mod` line in `kinds/mod.rs`;
 //! 3. and one entry in [`strategy_for`].
 //!
-//! Handlers, watch, list and delete-collection reach every per-kind rule through
-//! `strategy_for(def)`. The one other place that names kinds is the kind's Rust type
-//! for its OpenAPI schema (`register_kind` in `apiserver/openapi.rs`, part of the
-//! resource definition; a test there holds every served kind to having one).
+//! Handlers, watch, list, delete-collection and the OpenAPI document reach every
+//! per-kind rule through `strategy_for(def)` (a test in `apiserver/openapi.rs` holds
+//! every served kind to having a schema).
 
 use futures::future::BoxFuture;
+use schemars::gen::SchemaGenerator;
+use schemars::JsonSchema;
 use serde_json::Value;
 
 use super::kinds::{
@@ -185,6 +187,18 @@ pub trait Strategy: Sync {
             .map(|s| s.to_string())
             .unwrap_or_default()
     }
+
+    /// Registers the kind's OpenAPI schema (and everything it references) with `gen`
+    /// and returns its definition name; `None` for a kind whose type orc does not know.
+    fn openapi_schema(&self, _gen: &mut SchemaGenerator) -> Option<String> {
+        None
+    }
+}
+
+/// The `openapi_schema` of a kind served as the k8s-openapi type `T`.
+pub fn schema_of<T: JsonSchema>(gen: &mut SchemaGenerator) -> Option<String> {
+    gen.subschema_for::<T>();
+    Some(T::schema_name())
 }
 
 /// The field labels every kind supports unless its strategy says otherwise.

@@ -17,6 +17,10 @@ use crate::store::KeyValue;
 pub struct BindingStrategy;
 
 impl Strategy for BindingStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Binding>(gen)
+    }
+
     fn create_instead<'a>(
         &self,
         registry: &'a Registry,

@@ -27,6 +27,10 @@ const SELECTABLE_FIELDS: &[&str] = &[
 ];
 
 impl Strategy for EventStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Event>(gen)
+    }
+
     fn printer(&self) -> &'static Printer {
         &table::EVENT
     }

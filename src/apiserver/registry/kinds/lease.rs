@@ -19,6 +19,12 @@ fn strip_renew_time(lease: &mut Value) {
 }
 
 impl Strategy for LeaseStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::coordination::v1::Lease>(
+            gen,
+        )
+    }
+
     fn printer(&self) -> &'static Printer {
         &table::LEASE
     }

@@ -29,6 +29,10 @@ fn strip_heartbeat_times(node: &mut Value) {
 const SELECTABLE_FIELDS: &[&str] = &["metadata.name", "spec.unschedulable"];
 
 impl Strategy for NodeStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Node>(gen)
+    }
+
     fn printer(&self) -> &'static Printer {
         &table::NODE
     }

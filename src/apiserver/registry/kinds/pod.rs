@@ -37,6 +37,10 @@ const SELECTABLE_FIELDS: &[&str] = &[
 ];
 
 impl Strategy for PodStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Pod>(gen)
+    }
+
     fn printer(&self) -> &'static Printer {
         &table::POD
     }

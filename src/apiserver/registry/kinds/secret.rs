@@ -9,6 +9,10 @@ pub struct SecretStrategy;
 const SELECTABLE_FIELDS: &[&str] = &["type", "metadata.namespace", "metadata.name"];
 
 impl Strategy for SecretStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Secret>(gen)
+    }
+
     fn printer(&self) -> &'static Printer {
         &table::SECRET
     }

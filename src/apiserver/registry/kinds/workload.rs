@@ -12,7 +12,9 @@ use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
 use crate::api::validation::FieldErrorKind;
 use crate::apiserver::registry::generic::field_error;
-use crate::apiserver::registry::strategy::{strategy_for, Context, Strategy, NAME_AND_NAMESPACE};
+use crate::apiserver::registry::strategy::{
+    schema_of, strategy_for, Context, Strategy, NAME_AND_NAMESPACE,
+};
 use crate::apiserver::registry::{Registry, WriteOptions, Written};
 
 /// How a kind writes its pod selector.
@@ -27,6 +29,7 @@ pub struct WorkloadStrategy {
     selector: SelectorForm,
     printer: &'static Printer,
     selectable_fields: &'static [&'static str],
+    schema: fn(&mut schemars::gen::SchemaGenerator) -> Option<String>,
 }
 
 /// Field labels of ReplicationControllers and ReplicaSets (Deployments have only the
@@ -37,19 +40,26 @@ pub static REPLICATION_CONTROLLER: WorkloadStrategy = WorkloadStrategy {
     selector: SelectorForm::LabelMap,
     printer: &table::REPLICATION_CONTROLLER,
     selectable_fields: REPLICATED_FIELDS,
+    schema: schema_of::<k8s_openapi::api::core::v1::ReplicationController>,
 };
 pub static REPLICA_SET: WorkloadStrategy = WorkloadStrategy {
     selector: SelectorForm::LabelSelector,
     printer: &table::REPLICA_SET,
     selectable_fields: REPLICATED_FIELDS,
+    schema: schema_of::<k8s_openapi::api::apps::v1::ReplicaSet>,
 };
 pub static DEPLOYMENT: WorkloadStrategy = WorkloadStrategy {
     selector: SelectorForm::LabelSelector,
     printer: &table::DEPLOYMENT,
     selectable_fields: NAME_AND_NAMESPACE,
+    schema: schema_of::<k8s_openapi::api::apps::v1::Deployment>,
 };
 
 impl Strategy for WorkloadStrategy {
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        (self.schema)(gen)
+    }
+
     fn printer(&self) -> &'static Printer {
         self.printer
     }
