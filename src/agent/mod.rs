@@ -164,14 +164,14 @@ async fn run_pods(
     let network = match net::LinuxNetwork::new(net_config) {
         Ok(n) => Arc::new(n),
         Err(e) => {
-            tracing::error!(error = %kubelet::worker::error_chain(&e), "pod network unusable; pods will not run");
+            tracing::error!(error = %error_chain(&e), "pod network unusable; pods will not run");
             return;
         }
     };
     let mut attempt = 0;
     while let Err(e) = net::NetworkBackend::ensure_node(network.as_ref()).await {
         let delay = join::backoff(attempt);
-        tracing::warn!(error = %kubelet::worker::error_chain(&e), retry_in_s = delay.as_secs(), "setting up the pod network failed; retrying");
+        tracing::warn!(error = %error_chain(&e), retry_in_s = delay.as_secs(), "setting up the pod network failed; retrying");
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
@@ -258,7 +258,7 @@ async fn connect_containerd(
         match runtime::ContainerdRuntime::connect(rc.clone()).await {
             Ok(r) => return Arc::new(r),
             Err(e) => {
-                let error = Some(kubelet::worker::error_chain(&e));
+                let error = Some(error_chain(&e));
                 node::publish(health, node::RuntimeHealth::Unknown { error });
                 let delay = join::backoff(attempt);
                 if attempt == 0 {
@@ -291,8 +291,22 @@ async fn import_images(config: &AgentConfig, runtime: &dyn runtime::ContainerRun
                 tracing::info!(file = %tar.display(), images = ?names, "image archive imported")
             }
             Err(e) => {
-                tracing::warn!(file = %tar.display(), error = %kubelet::worker::error_chain(&e), "image archive import failed")
+                tracing::warn!(file = %tar.display(), error = %error_chain(&e), "image archive import failed")
             }
         }
     }
+}
+/// An error with its sources: "what failed: why".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

@@ -85,7 +85,7 @@ pub async fn monitor_runtime(
                 publish(&health, RuntimeHealth::Up { version });
                 None
             }
-            Ok(Err(e)) => Some(crate::agent::kubelet::worker::error_chain(&e)),
+            Ok(Err(e)) => Some(crate::agent::error_chain(&e)),
             Err(_) => Some(format!(
                 "no answer within {}s",
                 RUNTIME_CHECK_TIMEOUT.as_secs()
@@ -529,7 +529,7 @@ impl Heartbeat {
         let mut attempt = 0;
         while let Err(e) = self.register().await {
             let delay = super::join::backoff(attempt);
-            tracing::warn!(node = %self.name, error = %super::kubelet::worker::error_chain(&e), retry_in_s = delay.as_secs(), "node registration failed; retrying");
+            tracing::warn!(node = %self.name, error = %super::error_chain(&e), retry_in_s = delay.as_secs(), "node registration failed; retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
@@ -547,7 +547,7 @@ impl Heartbeat {
                 }
             }
             if let Err(e) = self.tick().await {
-                tracing::warn!(node = %self.name, error = %super::kubelet::worker::error_chain(&e), "heartbeat failed");
+                tracing::warn!(node = %self.name, error = %super::error_chain(&e), "heartbeat failed");
             }
         }
     }

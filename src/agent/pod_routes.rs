@@ -123,7 +123,7 @@ impl PodRoutes {
                 self.applied = Some(desired);
             }
             Err(e) => {
-                tracing::warn!(error = %super::kubelet::worker::error_chain(&e), "syncing the routes to other nodes' pods failed; will retry");
+                tracing::warn!(error = %super::error_chain(&e), "syncing the routes to other nodes' pods failed; will retry");
                 self.applied = None;
             }
         }

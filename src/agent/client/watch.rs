@@ -254,7 +254,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
                 self.failures = self.failures.saturating_add(1);
                 tracing::warn!(
                     resource = %self.query.collection,
-                    error = %crate::agent::kubelet::worker::error_chain(&e),
+                    error = %crate::agent::error_chain(&e),
                     retry_in_ms = delay.as_millis() as u64,
                     "list-watch failed; retrying"
                 );

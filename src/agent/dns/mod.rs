@@ -170,7 +170,7 @@ async fn run_until_watch_ends(watch: ServiceWatch, config: DnsConfig) {
         match bind(addr).await {
             Ok(sockets) => break sockets,
             Err(e) => {
-                tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
+                tracing::warn!(error = %crate::agent::error_chain(&e), "cluster DNS cannot start yet; retrying");
                 tokio::time::sleep(RETRY_DELAY).await;
             }
         }
@@ -194,7 +194,7 @@ async fn ensure_address(link: &str, address: Ipv4Addr) {
                     link: link.to_string(),
                     source,
                 };
-                tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "cluster DNS cannot start yet; retrying");
+                tracing::warn!(error = %crate::agent::error_chain(&e), "cluster DNS cannot start yet; retrying");
                 tokio::time::sleep(crate::agent::join::backoff(attempt)).await;
                 attempt += 1;
             }
@@ -215,7 +215,7 @@ fn forwarder(config: &DnsConfig) -> Option<server::Upstream> {
             None
         }
         Err(e) => {
-            tracing::warn!(error = %crate::agent::kubelet::worker::error_chain(&e), "names outside the cluster will not resolve");
+            tracing::warn!(error = %crate::agent::error_chain(&e), "names outside the cluster will not resolve");
             None
         }
     }

@@ -295,7 +295,7 @@ pub async fn run(
     let mut attempt = 0;
     while let Err(e) = kubelet.load_existing().await {
         let delay = crate::agent::join::backoff(attempt);
-        warn!(error = %worker::error_chain(&e), retry_in_s = delay.as_secs(), "listing containers failed; retrying");
+        warn!(error = %crate::agent::error_chain(&e), retry_in_s = delay.as_secs(), "listing containers failed; retrying");
         tokio::time::sleep(delay).await;
         attempt += 1;
     }

@@ -76,39 +76,31 @@ pub static POD: Printer = Printer {
 
 pub static REPLICATION_CONTROLLER: Printer = Printer {
     columns: columns::replication_controller,
-    cells: |obj, now| {
-        let (names, images) = container_cells(&obj["spec"]["template"]);
-        vec![
-            name(obj),
-            json!(int(&obj["spec"]["replicas"])),
-            json!(int(&obj["status"]["replicas"])),
-            json!(int(&obj["status"]["readyReplicas"])),
-            json!(age(obj, now)),
-            json!(names),
-            json!(images),
-            json!(labels_string(&obj["spec"]["selector"])),
-        ]
-    },
+    cells: |obj, now| replicated_cells(obj, now, labels_string(&obj["spec"]["selector"])),
     conditions: no_conditions,
 };
 
 pub static REPLICA_SET: Printer = Printer {
     columns: columns::replica_set,
-    cells: |obj, now| {
-        let (names, images) = container_cells(&obj["spec"]["template"]);
-        vec![
-            name(obj),
-            json!(int(&obj["spec"]["replicas"])),
-            json!(int(&obj["status"]["replicas"])),
-            json!(int(&obj["status"]["readyReplicas"])),
-            json!(age(obj, now)),
-            json!(names),
-            json!(images),
-            json!(format_label_selector(&obj["spec"]["selector"])),
-        ]
-    },
+    cells: |obj, now| replicated_cells(obj, now, format_label_selector(&obj["spec"]["selector"])),
     conditions: no_conditions,
 };
+
+/// NAME, DESIRED, CURRENT, READY, AGE and (wide) CONTAINERS, IMAGES, SELECTOR of a
+/// ReplicationController or ReplicaSet; `selector` as the kind writes it.
+fn replicated_cells(obj: &Value, now: DateTime<Utc>, selector: String) -> Vec<Value> {
+    let (names, images) = container_cells(&obj["spec"]["template"]);
+    vec![
+        name(obj),
+        json!(int(&obj["spec"]["replicas"])),
+        json!(int(&obj["status"]["replicas"])),
+        json!(int(&obj["status"]["readyReplicas"])),
+        json!(age(obj, now)),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ]
+}
 
 pub static DEPLOYMENT: Printer = Printer {
     columns: columns::deployment,
