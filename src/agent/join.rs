@@ -1,8 +1,10 @@
 //! Joining a cluster: check the server's CA against the join token, then trade the token
-//! and this node's password for a node credential, kept under `<data-dir>/agent/` and
-//! reused on every later start.
+//! and this node's password for a node credential (client and kubelet serving
+//! certificates), kept under `<data-dir>/agent/` and reused on every later start; renewing
+//! it with the current certificate and the password when two thirds of its life are over.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rand::RngCore;
 
@@ -15,6 +17,8 @@ pub const NODE_PASSWORD_FILE: &str = "node-password";
 pub const CLIENT_CERT_FILE: &str = "client.crt";
 pub const CLIENT_KEY_FILE: &str = "client.key";
 pub const CA_CERT_FILE: &str = "ca.crt";
+pub const KUBELET_CERT_FILE: &str = "kubelet.crt";
+pub const KUBELET_KEY_FILE: &str = "kubelet.key";
 /// A kubeconfig with the node credential (for debugging: `kubectl --kubeconfig`).
 pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
 /// Random bytes in a generated node password (32 hex characters).
@@ -45,6 +49,8 @@ pub enum JoinError {
     Refused { rejection: Rejection },
     #[error("the server sent an unreadable node credential")]
     BadCredential,
+    #[error("the server no longer accepts this node's credential (401 Unauthorized): the Node or its password was deleted; restart the agent to join again with the join token")]
+    Revoked,
     #[error("store the node credential under {dir}")]
     Store {
         dir: PathBuf,
@@ -144,11 +150,20 @@ pub fn load_or_create_password(agent_dir: &Path) -> Result<String, JoinError> {
 pub fn load_stored(config: &JoinConfig) -> Result<Option<NodeCredentials>, JoinError> {
     let dir = &config.agent_dir;
     let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
-    let (Some(certificate), Some(key), Some(ca_certificate)) = (
+    let (
+        Some(certificate),
+        Some(key),
+        Some(ca_certificate),
+        Some(kubelet_certificate),
+        Some(kubelet_key),
+    ) = (
         read(CLIENT_CERT_FILE),
         read(CLIENT_KEY_FILE),
         read(CA_CERT_FILE),
-    ) else {
+        read(KUBELET_CERT_FILE),
+        read(KUBELET_KEY_FILE),
+    )
+    else {
         return Ok(None);
     };
     let der = rustls_pemfile::certs(&mut certificate.as_bytes())
@@ -160,8 +175,16 @@ pub fn load_stored(config: &JoinConfig) -> Result<Option<NodeCredentials>, JoinE
         crate::api::identity::NODE_USER_PREFIX,
         config.node_name
     );
-    if identity.map(|id| id.user) != Some(expected_user) {
+    let Some(identity) = identity.filter(|id| id.user == expected_user) else {
         tracing::info!(dir = %dir.display(), "stored node credential is for another node name; joining again");
+        return Ok(None);
+    };
+    if identity.credential.is_none() {
+        tracing::info!(dir = %dir.display(), "stored node credential is from an older orc (not revocable); joining again");
+        return Ok(None);
+    }
+    if tls::expiry(&certificate).is_none_or(|end| end <= std::time::SystemTime::now()) {
+        tracing::info!(dir = %dir.display(), "stored node credential has expired; joining again");
         return Ok(None);
     }
     if config.token.ca_hash.is_some() && check_ca(&config.token, &ca_certificate).is_err() {
@@ -179,6 +202,8 @@ pub fn load_stored(config: &JoinConfig) -> Result<Option<NodeCredentials>, JoinE
         certificate,
         key,
         ca_certificate,
+        kubelet_certificate,
+        kubelet_key,
     }))
 }
 
@@ -194,6 +219,8 @@ fn store(config: &JoinConfig, creds: &NodeCredentials) -> Result<(), JoinError> 
         (CLIENT_KEY_FILE, creds.key.as_str()),
         (CLIENT_CERT_FILE, creds.certificate.as_str()),
         (CA_CERT_FILE, creds.ca_certificate.as_str()),
+        (KUBELET_KEY_FILE, creds.kubelet_key.as_str()),
+        (KUBELET_CERT_FILE, creds.kubelet_certificate.as_str()),
         (KUBECONFIG_FILE, kubeconfig.as_str()),
     ]
     .iter()
@@ -268,6 +295,91 @@ pub async fn join_once(config: &JoinConfig) -> Result<NodeCredentials, JoinError
     }
     store(config, &creds)?;
     Ok(creds)
+}
+
+/// One renewal: trades the current certificate (presented by `client`) and the node
+/// password for a new credential under the same CA, and stores it.
+pub async fn renew_once(
+    config: &JoinConfig,
+    client: &ApiClient,
+    ca_pem: &str,
+) -> Result<NodeCredentials, JoinError> {
+    let request = CredentialsRequest {
+        node_name: config.node_name.clone(),
+        node_password: load_or_create_password(&config.agent_dir)?,
+    };
+    let body = serde_json::to_value(&request).map_err(|_| JoinError::BadCredential)?;
+    let resp = client
+        .post(node_credentials::PATH, &body)
+        .await
+        .map_err(|e| unreachable(&config.server, e))?;
+    match resp.status.as_u16() {
+        200 => {}
+        401 => return Err(JoinError::Revoked),
+        _ => {
+            return Err(JoinError::Refused {
+                rejection: Rejection::from_response(&resp),
+            })
+        }
+    }
+    let creds: NodeCredentials =
+        serde_json::from_slice(&resp.body).map_err(|_| JoinError::BadCredential)?;
+    if creds.ca_certificate != ca_pem {
+        return Err(JoinError::CaMismatch);
+    }
+    store(config, &creds)?;
+    Ok(creds)
+}
+
+/// Longest sleep between looks at the clock while waiting for a renewal (the wall clock
+/// may jump, e.g. when a Raspberry Pi gets NTP time after boot).
+const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+
+/// Keeps the node credential fresh: when two thirds of the current certificate's life are
+/// over, renews it and puts the new certificates into `client_cert` and `kubelet_cert`
+/// (new connections present them). Failures are retried with back-off; a revoked
+/// credential is reported once and then retried slowly.
+pub async fn keep_renewed(
+    config: JoinConfig,
+    client: ApiClient,
+    mut current: NodeCredentials,
+    client_cert: tls::SharedCert,
+    kubelet_cert: tls::SharedCert,
+) {
+    let mut attempt = 0;
+    loop {
+        let due = tls::renewal_due(&current.certificate).unwrap_or_else(SystemTime::now);
+        if let Ok(wait) = due.duration_since(SystemTime::now()) {
+            tokio::time::sleep(wait.min(RENEWAL_CHECK)).await;
+            continue;
+        }
+        match renew_once(&config, &client, &current.ca_certificate).await {
+            Ok(creds) => {
+                let replaced = client_cert
+                    .replace(&creds.certificate, &creds.key)
+                    .and_then(|()| {
+                        kubelet_cert.replace(&creds.kubelet_certificate, &creds.kubelet_key)
+                    });
+                if let Err(e) = replaced {
+                    tracing::warn!(error = %e, "renewed node credential is unusable; keeping the current one");
+                } else {
+                    let valid_until = tls::expiry(&creds.certificate)
+                        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+                    tracing::info!(node = %config.node_name, valid_until = valid_until.as_deref().unwrap_or("?"), "renewed the node credential");
+                    current = creds;
+                }
+                attempt = 0;
+            }
+            Err(e) => {
+                let delay = backoff(attempt);
+                if attempt == 0 {
+                    tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "renewing the node credential failed; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
 }
 
 /// The stored credential, or a new one: retries with back-off while the failure may go
@@ -395,13 +507,13 @@ mod tests {
     fn stored_credential_is_reused_only_for_its_node_and_ca() {
         let dir = tempfile::tempdir().unwrap();
         let pki = tls::Pki::load_or_create(&dir.path().join("tls"), &[]).unwrap();
-        let (certificate, key) = pki
-            .issue_client_cert("system:node:n1", &["system:nodes"])
-            .unwrap();
+        let certs = pki.issue_node_certificates("n1", "uid-1").unwrap();
         let creds = NodeCredentials {
-            certificate,
-            key,
+            certificate: certs.client.0,
+            key: certs.client.1,
             ca_certificate: pki.ca_cert_pem().to_string(),
+            kubelet_certificate: certs.kubelet_serving.0,
+            kubelet_key: certs.kubelet_serving.1,
         };
         let mut config = JoinConfig {
             server: ServerAddr::parse("https://127.0.0.1:1").unwrap(),
@@ -420,6 +532,25 @@ mod tests {
         config.node_name = "n1".into();
         config.token = token(Some(tls::ca_hash("another ca")));
         assert!(load_stored(&config).unwrap().is_none(), "another CA");
+        config.token = token(Some(tls::ca_hash(pki.ca_cert_pem())));
+
+        // A certificate from before revocable credentials (no binding) is replaced.
+        let (certificate, key) = pki
+            .issue_client_cert("system:node:n1", &["system:nodes"])
+            .unwrap();
+        store(
+            &config,
+            &NodeCredentials {
+                certificate,
+                key,
+                ..creds
+            },
+        )
+        .unwrap();
+        assert!(
+            load_stored(&config).unwrap().is_none(),
+            "unbound credential"
+        );
     }
 
     #[test]

@@ -79,12 +79,21 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     };
     join::check_token(&join.token, join.insecure_skip_ca_hash)?;
     let creds = join::obtain_credentials(&join).await?;
-    let tls = crate::tls::client_config_pinned(
-        &creds.ca_certificate,
-        Some((&creds.certificate, &creds.key)),
-    )
-    .map_err(AgentError::Credential)?;
+    let client_cert = crate::tls::SharedCert::new(&creds.certificate, &creds.key)
+        .map_err(AgentError::Credential)?;
+    let kubelet_cert = crate::tls::SharedCert::new(&creds.kubelet_certificate, &creds.kubelet_key)
+        .map_err(AgentError::Credential)?;
+    let tls = crate::tls::client_config_rotating(&creds.ca_certificate, &client_cert)
+        .map_err(AgentError::Credential)?;
     let client = ApiClient::new(config.server.clone(), tls.clone(), None);
+    let renewal_client = ApiClient::new(config.server.clone(), tls.clone(), None);
+    tokio::spawn(join::keep_renewed(
+        join.clone(),
+        renewal_client,
+        creds.clone(),
+        client_cert,
+        kubelet_cert.clone(),
+    ));
     tracing::info!(
         node = %config.node_name,
         server = %config.server.url(),
@@ -127,6 +136,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         config.clone(),
         kubelet_client,
         creds.ca_certificate.clone(),
+        kubelet_cert,
         runtime_health,
     ));
     node::Heartbeat::new(
@@ -152,6 +162,7 @@ async fn run_pods(
     config: AgentConfig,
     client: Arc<ApiClient>,
     ca_pem: String,
+    kubelet_cert: crate::tls::SharedCert,
     health: tokio::sync::watch::Sender<node::RuntimeHealth>,
 ) {
     let pod_cidr = wait_for_pod_cidr(&client, &config.node_name).await;
@@ -201,19 +212,17 @@ async fn run_pods(
         network,
         api: Arc::new(kubelet::api::HttpPodApi::new(client.clone())),
     });
-    let endpoint = kubelet_endpoint(&config, &ca_pem, host_ip).await;
+    let endpoint = kubelet_endpoint(&ca_pem, &kubelet_cert).await;
     kubelet::run(shared, client, endpoint).await;
 }
 
 /// The kubelet's HTTPS listener (for logs through the API server); `None` when it
 /// cannot be set up, which only costs `kubectl logs`.
 async fn kubelet_endpoint(
-    config: &AgentConfig,
     ca_pem: &str,
-    host_ip: IpAddr,
+    serving: &crate::tls::SharedCert,
 ) -> Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)> {
-    let names = vec![config.node_name.clone(), host_ip.to_string()];
-    let tls = match crate::tls::kubelet_server_config(ca_pem, names) {
+    let tls = match crate::tls::kubelet_server_config(ca_pem, serving) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "kubelet endpoint disabled: kubectl logs will not work");

@@ -1,10 +1,13 @@
-//! Authentication (client certificates, bearer tokens) and authorization of API requests:
-//! admins may do anything, nodes get what their kubelet needs for themselves and the pods
-//! bound to them (upstream's Node authorizer and NodeRestriction, simplified), and the join
-//! token's bootstrap identity may only ask for a node credential.
+//! Authentication (client certificates, bearer tokens, with failed attempts rate-limited
+//! per source) and authorization of API requests: admins may do anything, nodes get what
+//! their kubelet needs for themselves and the pods bound to them (upstream's Node
+//! authorizer and NodeRestriction, simplified), and the join token's bootstrap identity may
+//! only ask for a node credential.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -16,10 +19,62 @@ pub use crate::api::identity::{
     NODE_USER_PREFIX,
 };
 
-/// Static bearer tokens (compared in constant time), each mapped to a user.
-#[derive(Default)]
+/// What the listener knows about the connection a request came on; set as a request
+/// extension (requests built in tests have none).
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// The binding of the client certificate (its subject OU), see
+    /// [`crate::tls::Identity::credential`].
+    pub credential: Option<String>,
+}
+
+/// Why a bearer token did not authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No such token.
+    Invalid,
+    /// Too many failures from this source lately: not even checked; retry after this.
+    Limited(Duration),
+}
+
+impl TokenRefusal {
+    /// The answer upstream gives: 401, or 429 with `retryAfterSeconds` (the caller adds
+    /// the `Retry-After` header from it).
+    pub fn to_api_error(self) -> ApiError {
+        match self {
+            TokenRefusal::Invalid => ApiError::unauthorized(),
+            TokenRefusal::Limited(after) => ApiError {
+                details: Some(serde_json::json!({"retryAfterSeconds": retry_after_secs(after)})),
+                ..ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                )
+            },
+        }
+    }
+}
+
+/// Whole seconds to wait, at least 1 (the `Retry-After` header has no fractions).
+pub fn retry_after_secs(after: Duration) -> u64 {
+    after.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// Static bearer tokens (compared in constant time), each mapped to a user, with failed
+/// attempts limited per source address.
 pub struct TokenAuthenticator {
     tokens: RwLock<HashMap<String, User>>,
+    failures: FailureLimiter,
+}
+
+impl Default for TokenAuthenticator {
+    fn default() -> Self {
+        TokenAuthenticator {
+            tokens: RwLock::default(),
+            failures: FailureLimiter::new(FAILURE_BURST, FAILURES_PER_SECOND),
+        }
+    }
 }
 
 impl TokenAuthenticator {
@@ -30,12 +85,136 @@ impl TokenAuthenticator {
             .insert(token.to_string(), user);
     }
 
+    /// Makes `token` the only one authenticating as `user` (the join token after
+    /// `orc token rotate`): the previous ones of that user stop working.
+    pub fn replace(&self, token: &str, user: User) {
+        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, u| *u != user);
+        tokens.insert(token.to_string(), user);
+    }
+
     pub fn authenticate(&self, token: &str) -> Option<User> {
         let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
         tokens
             .iter()
             .find(|(known, _)| constant_time_eq(known.as_bytes(), token.as_bytes()))
             .map(|(_, user)| user.clone())
+    }
+
+    /// Authenticates `token` sent from `source` (unknown for in-process requests): a
+    /// source with too many recent failures is refused without checking the token, so
+    /// guessing goes no faster than the limit. Failures are logged at info with the source,
+    /// never with the token.
+    pub fn authenticate_from(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<User, TokenRefusal> {
+        let Some(ip) = source else {
+            return self.authenticate(token).ok_or(TokenRefusal::Invalid);
+        };
+        let now = Instant::now();
+        if let Err(after) = self.failures.check(ip, now) {
+            return Err(TokenRefusal::Limited(after));
+        }
+        if let Some(user) = self.authenticate(token) {
+            return Ok(user);
+        }
+        let limited = self.failures.record_failure(ip, now);
+        if limited {
+            tracing::info!(source = %ip, retry_after_s = retry_after_secs(self.failures.wait(ip, now)), "authentication failed: invalid bearer token; further attempts from this source are refused for a while");
+        } else {
+            tracing::info!(source = %ip, "authentication failed: invalid bearer token");
+        }
+        Err(TokenRefusal::Invalid)
+    }
+}
+
+/// Failed authentications a source may make in a burst, and how fast it earns more:
+/// a misconfigured agent retrying with back-off never hits this, a guesser gets one try a
+/// second.
+const FAILURE_BURST: u32 = 10;
+const FAILURES_PER_SECOND: f64 = 1.0;
+/// Sources tracked at most; beyond, the ones that are not limited are forgotten.
+const MAX_TRACKED_SOURCES: usize = 10_000;
+
+/// A token bucket per source address for failed authentications. IPv6 sources count per
+/// /64 (one host usually owns a whole /64).
+#[derive(Debug)]
+pub struct FailureLimiter {
+    burst: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl FailureLimiter {
+    pub fn new(burst: u32, per_second: f64) -> FailureLimiter {
+        FailureLimiter {
+            burst: f64::from(burst),
+            per_second,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// `Err(wait)` while `ip` has no failure left to spend.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        match self.wait(ip, now) {
+            Duration::ZERO => Ok(()),
+            wait => Err(wait),
+        }
+    }
+
+    /// How long until `ip` may fail again (zero: now).
+    fn wait(&self, ip: IpAddr, now: Instant) -> Duration {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let tokens = buckets
+            .get(&source_key(ip))
+            .map_or(self.burst, |b| self.refilled(b, now));
+        if tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / self.per_second)
+        }
+    }
+
+    /// Spends one failure of `ip`; true when none is left afterwards.
+    pub fn record_failure(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_SOURCES {
+            buckets.retain(|_, b| self.refilled(b, now) < self.burst);
+            if buckets.len() >= MAX_TRACKED_SOURCES {
+                buckets.clear();
+            }
+        }
+        let bucket = buckets.entry(source_key(ip)).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        bucket.tokens = (self.refilled(bucket, now) - 1.0).max(0.0);
+        bucket.updated = now;
+        bucket.tokens < 1.0
+    }
+
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        (bucket.tokens + elapsed * self.per_second).min(self.burst)
+    }
+}
+
+/// The key a source is counted under: the address, or its /64 for IPv6.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
     }
 }
 
@@ -610,6 +789,82 @@ mod tests {
         assert!(pod_references(&pod, "Secret", "envsec"));
         assert!(!pod_references(&pod, "ConfigMap", "pull"));
         assert!(!pod_references(&pod, "Secret", "proj"));
+    }
+
+    #[test]
+    fn failures_beyond_the_burst_are_limited_until_refilled() {
+        let limiter = FailureLimiter::new(3, 1.0);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!limiter.record_failure(ip, t0));
+        assert!(!limiter.record_failure(ip, t0));
+        assert!(limiter.check(ip, t0).is_ok());
+        assert!(
+            limiter.record_failure(ip, t0),
+            "the third failure uses the burst up"
+        );
+        let wait = limiter.check(ip, t0).unwrap_err();
+        assert_eq!(retry_after_secs(wait), 1);
+        assert!(
+            limiter.check(other, t0).is_ok(),
+            "other sources are not affected"
+        );
+        assert!(limiter.check(ip, t0 + Duration::from_millis(500)).is_err());
+        assert!(limiter.check(ip, t0 + Duration::from_secs(1)).is_ok());
+        assert!(limiter.record_failure(ip, t0 + Duration::from_secs(1)));
+        // After a quiet spell the whole burst is back.
+        let later = t0 + Duration::from_secs(60);
+        assert!(!limiter.record_failure(ip, later));
+        assert!(!limiter.record_failure(ip, later));
+    }
+
+    #[test]
+    fn ipv6_sources_count_per_64() {
+        let limiter = FailureLimiter::new(1, 1.0);
+        let now = Instant::now();
+        assert!(limiter.record_failure("2001:db8:1:2::1".parse().unwrap(), now));
+        assert!(limiter
+            .check("2001:db8:1:2:ffff::9".parse().unwrap(), now)
+            .is_err());
+        assert!(limiter
+            .check("2001:db8:1:3::1".parse().unwrap(), now)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_limited_source_is_refused_even_with_the_right_token_and_gets_a_429() {
+        let auth = TokenAuthenticator::default();
+        auth.insert("right-token-0123456789", User::bootstrap());
+        let ip = Some("198.51.100.1".parse().unwrap());
+        for _ in 0..FAILURE_BURST {
+            assert_eq!(
+                auth.authenticate_from("wrong", ip),
+                Err(TokenRefusal::Invalid)
+            );
+        }
+        let refusal = auth
+            .authenticate_from("right-token-0123456789", ip)
+            .unwrap_err();
+        assert!(matches!(refusal, TokenRefusal::Limited(_)), "{refusal:?}");
+        let status = refusal.to_api_error().to_status();
+        assert_eq!(status["code"], 429);
+        assert_eq!(status["reason"], "TooManyRequests");
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
+        let elsewhere = Some("198.51.100.2".parse().unwrap());
+        assert_eq!(
+            auth.authenticate_from("right-token-0123456789", elsewhere),
+            Ok(User::bootstrap())
+        );
+    }
+
+    #[test]
+    fn replacing_a_users_token_retires_the_old_one() {
+        let auth = TokenAuthenticator::default();
+        auth.insert("old-token", User::bootstrap());
+        auth.replace("new-token", User::bootstrap());
+        assert_eq!(auth.authenticate("old-token"), None);
+        assert_eq!(auth.authenticate("new-token"), Some(User::bootstrap()));
     }
 
     #[test]

@@ -34,11 +34,15 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let user = cert_user.or_else(|| bearer_user(&ctx, &req));
-    let resp = match dispatch(&ctx, user.as_ref(), req).await {
-        Ok(resp) => resp,
-        Err(e) => response::error(&e),
+    let user = authenticate(&ctx, cert_user, &req);
+    let resp = match user {
+        Ok(ref user) => match dispatch(&ctx, user.as_ref(), req).await {
+            Ok(resp) => resp,
+            Err(e) => response::error(&e),
+        },
+        Err(ref e) => refusal(e),
     };
+    let user = user.ok().flatten();
     tracing::debug!(
         %method,
         %path,
@@ -50,10 +54,48 @@ pub async fn handle(
     resp
 }
 
-fn bearer_user<B>(ctx: &ApiContext, req: &Request<B>) -> Option<User> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    ctx.tokens.authenticate(token)
+/// Who sent `req`: the client certificate's user (refused when it is a revoked node
+/// certificate), else the bearer token's (refused when wrong, 429 when its source failed
+/// too often), else nobody (`Ok(None)`).
+fn authenticate<B>(
+    ctx: &ApiContext,
+    cert_user: Option<User>,
+    req: &Request<B>,
+) -> Result<Option<User>, ApiError> {
+    let connection = req.extensions().get::<auth::ConnectionInfo>();
+    if let Some(user) = cert_user {
+        if let Some(connection) = connection {
+            let credential = connection.credential.as_deref();
+            super::node_credentials::check_node_credential(&ctx.registry, &user, credential)?;
+        }
+        return Ok(Some(user));
+    }
+    let Some(token) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Ok(None);
+    };
+    ctx.tokens
+        .authenticate_from(token.trim(), connection.map(|c| c.peer.ip()))
+        .map(Some)
+        .map_err(auth::TokenRefusal::to_api_error)
+}
+
+/// The answer to a refused credential, with `Retry-After` on a 429.
+fn refusal(e: &ApiError) -> Response<Body> {
+    let mut resp = response::error(e);
+    let retry_after = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64());
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
 }
 
 fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> &str {

@@ -1,6 +1,6 @@
 //! `pods/{name}/log` and `pods/{name}/exec`: the API server asks the kubelet of the
-//! pod's node (its InternalIP and daemonEndpoints port, over HTTPS with the admin client
-//! certificate) and streams the answer back. An exec's WebSocket upgrade is passed on to
+//! pod's node (its InternalIP and daemonEndpoints port, over HTTPS with the kubelet-client
+//! certificate, verifying the node's kubelet serving certificate) and streams the answer back. An exec's WebSocket upgrade is passed on to
 //! the kubelet, and once both sides switched protocols the bytes are spliced: the
 //! kubelet speaks the remote command protocol with the client.
 
@@ -288,8 +288,11 @@ impl Kubelet {
                 "the kubelet of node {node_name} ({address}:{port}) cannot be reached: {e}"
             ))
         };
+        // The kubelet-client identity, and only this node's kubelet serving certificate:
+        // an address pointing elsewhere (even at this server) fails the handshake.
+        let (cert_pem, key_pem) = ctx.pki.kubelet_client_credential();
         let tls =
-            crate::tls::kubelet_client_config(ctx.pki.admin_cert_pem(), ctx.pki.admin_key_pem())
+            crate::tls::kubelet_client_config(ctx.pki.ca_cert_pem(), cert_pem, key_pem, node_name)
                 .map_err(|e| ApiError::internal(e.to_string()))?;
         let connect = async {
             let tcp = TcpStream::connect((address.as_str(), port))

@@ -87,14 +87,19 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ctx: A
                     return;
                 }
             };
-            let cert_user = tls
+            let identity = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|der| crate::tls::identity_from_cert(der.as_ref()))
-                .map(auth::User::from);
-            let service = service_fn(move |req| {
+                .and_then(|der| crate::tls::identity_from_cert(der.as_ref()));
+            let connection = auth::ConnectionInfo {
+                peer,
+                credential: identity.as_ref().and_then(|id| id.credential.clone()),
+            };
+            let cert_user = identity.map(auth::User::from);
+            let service = service_fn(move |mut req: http::Request<_>| {
+                req.extensions_mut().insert(connection.clone());
                 let ctx = ctx.clone();
                 let cert_user = cert_user.clone();
                 async move {

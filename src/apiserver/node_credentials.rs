@@ -1,14 +1,20 @@
 //! `POST /v1-orc/node-credentials`: trades the join token (bootstrap identity) and a node
-//! password for a node's client certificate. The first join of a name records a hash of its
-//! password (a Secret in kube-system, as k3s does); later joins of that name must present
-//! the same password, so nobody else can take over a registered node's name.
+//! password for a node's client and kubelet serving certificates. The first join of a name
+//! records a hash of its password (a Secret in kube-system, as k3s does); later joins of
+//! that name must present the same password, so nobody else can take over a registered
+//! node's name. A node renews its credential the same way with its current certificate.
+//!
+//! Node certificates carry the uid of that Secret: a request with a node certificate is
+//! accepted only while the Secret exists with that uid ([`check_node_credential`]), and
+//! deleting a Node deletes its Secret ([`revoke_deleted_nodes`]), so deleting a Node (or
+//! its password Secret) revokes every certificate issued to it.
 
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::auth::{self, User, NODES_GROUP, NODE_USER_PREFIX};
-use super::registry::{Registry, WriteOptions};
+use super::auth::{self, User};
+use super::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::api::resources;
 use crate::api::status::ApiError;
 use crate::api::validation::is_dns1123_subdomain;
@@ -32,14 +38,16 @@ fn password_hash(password: &str) -> String {
     )
 }
 
-/// Answers a credential request: `user` must be the bootstrap identity (or an admin).
+/// Answers a credential request: `user` must be the bootstrap identity (or an admin) to
+/// join, or the node itself to renew.
 pub async fn issue(
     registry: &Registry,
     pki: &crate::tls::Pki,
     user: &User,
     body: &[u8],
 ) -> Result<NodeCredentials, ApiError> {
-    if !user.is_bootstrap() && !user.is_admin() {
+    let renewing = user.node_name().filter(|_| !user.is_admin());
+    if !user.is_bootstrap() && !user.is_admin() && renewing.is_none() {
         return Err(ApiError::forbidden(format!(
             "User \"{}\" cannot request node credentials: only the join token may",
             user.name
@@ -53,40 +61,136 @@ pub async fn issue(
             req.node_name
         )));
     }
+    if let Some(node) = renewing.filter(|node| *node != req.node_name) {
+        return Err(ApiError::forbidden(format!(
+            "node \"{node}\" may only renew its own credential, not node \"{}\"'s",
+            req.node_name
+        )));
+    }
     if req.node_password.is_empty() {
         return Err(ApiError::bad_request("nodePassword must not be empty"));
     }
-    check_password(registry, &req.node_name, &req.node_password).await?;
-    let (certificate, key) = pki
-        .issue_client_cert(
-            &format!("{NODE_USER_PREFIX}{}", req.node_name),
-            &[NODES_GROUP],
-        )
+    let binding = check_password(
+        registry,
+        &req.node_name,
+        &req.node_password,
+        renewing.is_none(),
+    )
+    .await?;
+    let certs = pki
+        .issue_node_certificates(&req.node_name, &binding)
         .map_err(|e| ApiError::internal(format!("issue node certificate: {e}")))?;
-    tracing::info!(node = %req.node_name, "issued node credential");
+    let action = if renewing.is_some() {
+        "renewed"
+    } else {
+        "issued"
+    };
+    tracing::info!(node = %req.node_name, "{action} node credential");
     Ok(NodeCredentials {
-        certificate,
-        key,
+        certificate: certs.client.0,
+        key: certs.client.1,
         ca_certificate: pki.ca_cert_pem().to_string(),
+        kubelet_certificate: certs.kubelet_serving.0,
+        kubelet_key: certs.kubelet_serving.1,
     })
 }
 
-/// Records the password of a new node, or checks it against the recorded one.
-async fn check_password(registry: &Registry, node: &str, password: &str) -> Result<(), ApiError> {
+/// Checks a request made with a node certificate: it must carry the uid of the node's
+/// current password Secret. `credential` is the certificate's binding (`None` for other
+/// credentials, or certificates from before bindings existed). Users that are not nodes
+/// pass. A revoked certificate gets 401, as upstream answers an invalid credential.
+pub fn check_node_credential(
+    registry: &Registry,
+    user: &User,
+    credential: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(node) = user.node_name() else {
+        return Ok(());
+    };
+    if user.is_admin() {
+        return Ok(());
+    }
+    let secrets = resources::by_plural("", "v1", "secrets").expect("served");
+    let current = registry
+        .get(
+            secrets,
+            Some(PASSWORD_NAMESPACE),
+            &password_secret_name(node),
+        )
+        .ok();
+    let uid = current
+        .as_ref()
+        .and_then(|kv| kv.value["metadata"]["uid"].as_str());
+    match (uid, credential) {
+        (Some(uid), Some(bound)) if auth::constant_time_eq(uid.as_bytes(), bound.as_bytes()) => {
+            Ok(())
+        }
+        _ => {
+            tracing::info!(%node, "refused a revoked or unbound node certificate");
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+/// Deletes the password Secret of every deleted Node, which revokes its certificates (as
+/// k3s removes node passwords with their nodes). Runs until the datastore shuts down.
+pub async fn revoke_deleted_nodes(registry: std::sync::Arc<Registry>) {
+    let nodes = resources::by_plural("", "v1", "nodes").expect("served");
+    let secrets = resources::by_plural("", "v1", "secrets").expect("served");
+    loop {
+        let (_, _, mut watcher) = registry.snapshot_and_watch(&nodes.list_prefix(None));
+        loop {
+            let event = match watcher.next().await {
+                Ok(event) => event,
+                Err(crate::store::cache::WatchError::Lagged(_)) => break,
+                Err(crate::store::cache::WatchError::Closed) => return,
+            };
+            if !matches!(event.kind, crate::store::EventType::Deleted) {
+                continue;
+            }
+            let node = crate::api::object::name(&event.kv.value).to_string();
+            let name = password_secret_name(&node);
+            let opts = DeleteOptions::default();
+            match registry
+                .delete(secrets, Some(PASSWORD_NAMESPACE), &name, &opts)
+                .await
+            {
+                Ok(_) => tracing::info!(%node, "node deleted: its credentials are revoked"),
+                Err(e) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, "node deleted but its password could not be removed: its credentials stay valid")
+                }
+            }
+        }
+    }
+}
+
+/// Records the password of a new node (when `may_register`), or checks it against the
+/// recorded one. Returns the uid of the password Secret, which the certificates carry.
+async fn check_password(
+    registry: &Registry,
+    node: &str,
+    password: &str,
+    may_register: bool,
+) -> Result<String, ApiError> {
     let secrets = resources::by_plural("", "v1", "secrets").expect("served");
     let name = password_secret_name(node);
     let hash = password_hash(password);
     let encoded = base64::engine::general_purpose::STANDARD.encode(&hash);
+    let uid = |value: &Value| value["metadata"]["uid"].as_str().unwrap_or("").to_string();
     // Twice at most: a concurrent first join of the same name makes create fail once.
     for _ in 0..2 {
         if let Ok(kv) = registry.get(secrets, Some(PASSWORD_NAMESPACE), &name) {
             return if stored_hash_matches(&kv.value, &hash) {
-                Ok(())
+                Ok(uid(&kv.value))
             } else {
                 Err(ApiError::forbidden(format!(
                     "node {node} is already registered with a different password"
                 )))
             };
+        }
+        if !may_register {
+            return Err(ApiError::unauthorized());
         }
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -105,7 +209,7 @@ async fn check_password(registry: &Registry, node: &str, password: &str) -> Resu
             )
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(written) => return Ok(uid(&written.kv.value)),
             Err(e) if e.code == 409 => continue,
             Err(e) => return Err(e),
         }

@@ -19,6 +19,10 @@ use crate::tls;
 
 /// Default kubeconfig path, as `--write-kubeconfig` documents.
 pub const DEFAULT_KUBECONFIG: &str = "/etc/orc/orc.yaml";
+/// How often the running server looks for a token replaced by `orc token rotate`.
+pub const TOKEN_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// Shortest `--node-certificate-validity`: agents must have time to renew.
+const MIN_NODE_CERTIFICATE_VALIDITY: Duration = Duration::from_secs(10);
 /// How often history older than the previous tick is compacted.
 const COMPACT_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -78,6 +82,9 @@ pub struct ServerArgs {
     /// node before they are deleted (pods get a 300s toleration by default).
     #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// Lifetime of node certificates (e.g. 720h); agents renew them after two thirds.
+    #[arg(long, env = "ORC_NODE_CERTIFICATE_VALIDITY", default_value = "720h", value_parser = parse_duration)]
+    pub node_certificate_validity: Duration,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -97,6 +104,7 @@ pub struct ServerConfig {
     pub advertise_ip: IpAddr,
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
+    pub node_certificate_validity: Duration,
     /// The embedded agent's node flags (`None` with --disable-agent).
     pub agent: Option<super::agent::NodeArgs>,
 }
@@ -114,6 +122,22 @@ impl ServerArgs {
                 "--datastore-endpoint {ep}: unsupported scheme; use sqlite://PATH or etcd://HOST:PORT"
             ),
         };
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|t| tls::check_strength(t).is_err())
+        {
+            bail!(
+                "--token must be at least {} characters; omit it to generate one",
+                tls::MIN_SECRET_LEN
+            );
+        }
+        if self.node_certificate_validity < MIN_NODE_CERTIFICATE_VALIDITY {
+            bail!(
+                "--node-certificate-validity must be at least {}s",
+                MIN_NODE_CERTIFICATE_VALIDITY.as_secs()
+            );
+        }
         let node_ports = parse_port_range(&self.service_node_port_range)?;
         if self.service_cidr.prefix_len() > 28 {
             bail!(
@@ -171,6 +195,7 @@ impl ServerArgs {
             advertise_ip,
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            node_certificate_validity: self.node_certificate_validity,
             agent: (!self.disable_agent).then_some(self.node),
         })
     }
@@ -257,7 +282,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("open datastore {}", config.db_path.display()))?,
     );
     let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
-        .context("set up the cluster CA and certificates")?;
+        .context("set up the cluster CA and certificates")?
+        .with_node_cert_validity(config.node_certificate_validity);
     let token = tls::load_or_create_token(
         &server_dir.join("token"),
         pki.ca_cert_pem(),
@@ -323,6 +349,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.cluster_cidr,
     ));
     tokio::spawn(compact_periodically(store.clone()));
+    controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
+        registry.clone(),
+    ));
+    tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
     let api = tokio::spawn(apiserver::serve(listener, tls_config, ctx));
 
     tracing::info!(
@@ -365,6 +395,31 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     api.abort();
     controllers.abort_all();
     Ok(())
+}
+
+/// Follows the token file: after `orc token rotate`, the new token authenticates joins
+/// and the old one no longer does. Joined nodes use certificates and are not affected.
+async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
+    let mut current = tls::read_token_file(&path).ok().flatten();
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(TOKEN_RELOAD_INTERVAL).await;
+        match tls::read_token_file(&path) {
+            Ok(Some(token)) if Some(&token) != current.as_ref() => {
+                ctx.tokens.replace(&token.secret, User::bootstrap());
+                tracing::info!(path = %path.display(), "join token rotated: the previous one is refused from now on");
+                current = Some(token);
+                warned = false;
+            }
+            Ok(_) => warned = false,
+            // Once per breakage, not every interval.
+            Err(e) if !warned => {
+                tracing::warn!(error = %e, "cannot read the join token file; keeping the current token");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Creates `dir` (and parents) and makes it 0700: it holds keys and every Secret.

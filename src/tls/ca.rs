@@ -27,6 +27,9 @@ use super::{
 
 /// User and group of the admin client certificate (full access through `system:masters`).
 pub const ADMIN_USER: &str = "system:admin";
+/// The user the API server presents to kubelets (logs, exec, attach), as kubeadm names it.
+/// It is in no group: on the API itself it may do nothing.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 pub use crate::api::identity::ADMIN_GROUP;
 
 const CA_CERT_FILE: &str = "ca.crt";
@@ -51,6 +54,11 @@ const DEFAULT_SANS: [&str; 6] = [
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// Default lifetime of node credentials (client and kubelet serving certificates). The agent
+/// renews them when two thirds have passed (after 20 of 30 days), so a node that is off for
+/// up to ten days still comes back with a valid credential, and a stolen one is useless a
+/// month later at most (revocation by deleting the Node is immediate).
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// A persisted admin certificate closer than this to expiry is reissued at start.
 const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 /// Certificates start this far in the past, so a node whose clock lags a little accepts them.
@@ -71,6 +79,17 @@ pub struct Pki {
     serving_key_pem: String,
     admin_cert_pem: String,
     admin_key_pem: String,
+    kubelet_client_cert_pem: String,
+    kubelet_client_key_pem: String,
+    node_cert_validity: Duration,
+}
+
+/// A node's credentials as issued: `(cert_pem, key_pem)` of its client certificate and of
+/// its kubelet serving certificate.
+#[derive(Clone)]
+pub struct NodeCertificates {
+    pub client: (String, String),
+    pub kubelet_serving: (String, String),
 }
 
 /// The CA as rcgen signs with it. `signer` has the stored CA's subject and key identifier,
@@ -125,6 +144,10 @@ impl Pki {
             }
         };
 
+        // Kept in memory only: reissued on every start, nothing on disk to steal.
+        let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+            ca.issue_client("kubelet client", KUBELET_CLIENT_USER, &[])?;
+
         Ok(Pki {
             tls_dir: tls_dir.to_owned(),
             ca,
@@ -132,6 +155,47 @@ impl Pki {
             serving_key_pem,
             admin_cert_pem,
             admin_key_pem,
+            kubelet_client_cert_pem,
+            kubelet_client_key_pem,
+            node_cert_validity: NODE_CERT_VALIDITY,
+        })
+    }
+
+    /// Sets the lifetime of the node credentials issued from now on.
+    pub fn with_node_cert_validity(mut self, validity: Duration) -> Pki {
+        self.node_cert_validity = validity;
+        self
+    }
+
+    /// `(cert_pem, key_pem)` the API server presents to kubelets.
+    pub fn kubelet_client_credential(&self) -> (&str, &str) {
+        (&self.kubelet_client_cert_pem, &self.kubelet_client_key_pem)
+    }
+
+    /// Issues the credentials of node `node`: a client certificate (user
+    /// `system:node:<node>`, group `system:nodes`) and a kubelet serving certificate with the
+    /// same subject, both carrying `binding` (the id of the node's password record, which
+    /// the API server checks on every request so that deleting it revokes them) as OU.
+    /// The serving certificate has no subject alternative names: it proves a node's
+    /// identity to the API server, which checks exactly that, and cannot pass for any
+    /// host name or address.
+    pub fn issue_node_certificates(&self, node: &str, binding: &str) -> Result<NodeCertificates> {
+        let user = format!("{}{node}", crate::api::identity::NODE_USER_PREFIX);
+        let groups = [crate::api::identity::NODES_GROUP];
+        let issue = |what: &str, usage| {
+            self.ca.issue_with(
+                what,
+                &user,
+                &groups,
+                Some(binding),
+                Vec::new(),
+                usage,
+                self.node_cert_validity,
+            )
+        };
+        Ok(NodeCertificates {
+            client: issue("node client", ExtendedKeyUsagePurpose::ClientAuth)?,
+            kubelet_serving: issue("kubelet serving", ExtendedKeyUsagePurpose::ServerAuth)?,
         })
     }
 
@@ -289,7 +353,6 @@ impl Ca {
         )
     }
 
-    /// Issues a leaf certificate with a fresh P-256 key: `(cert_pem, key_pem)`.
     fn issue(
         &self,
         what: &str,
@@ -297,6 +360,29 @@ impl Ca {
         organizations: &[&str],
         sans: Vec<SanType>,
         usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(String, String)> {
+        self.issue_with(
+            what,
+            common_name,
+            organizations,
+            None,
+            sans,
+            usage,
+            LEAF_VALIDITY,
+        )
+    }
+
+    /// Issues a leaf certificate with a fresh P-256 key: `(cert_pem, key_pem)`.
+    #[allow(clippy::too_many_arguments)]
+    fn issue_with(
+        &self,
+        what: &str,
+        common_name: &str,
+        organizations: &[&str],
+        unit: Option<&str>,
+        sans: Vec<SanType>,
+        usage: ExtendedKeyUsagePurpose,
+        validity: Duration,
     ) -> Result<(String, String)> {
         if common_name.is_empty() {
             return Err(Error::EmptyCommonName);
@@ -311,12 +397,17 @@ impl Ca {
         let now = SystemTime::now();
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(common_name, organizations);
+        if let Some(unit) = unit {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, unit);
+        }
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, now, LEAF_VALIDITY);
+        set_validity(&mut params, now, validity);
         params.serial_number = Some(random_serial());
         let cert = params
             .signed_by(&key, &self.signer, &self.key)
@@ -484,6 +575,33 @@ fn random_serial() -> SerialNumber {
     // Positive, and no leading zero byte (DER integers are minimal).
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     SerialNumber::from_slice(&bytes)
+}
+
+/// When the certificate `cert_pem` should be renewed: once two thirds of its lifetime (from
+/// its issue, not from its back-dated start) have passed. `None` if it cannot be read.
+pub fn renewal_due(cert_pem: &str) -> Option<SystemTime> {
+    let (not_before, not_after) = validity(cert_pem)?;
+    let issued = (not_before + CLOCK_SKEW_ALLOWANCE).min(not_after);
+    let lifetime = not_after.duration_since(issued).unwrap_or_default();
+    Some(issued + lifetime * 2 / 3)
+}
+
+/// When the certificate `cert_pem` expires. `None` if it cannot be read.
+pub fn expiry(cert_pem: &str) -> Option<SystemTime> {
+    validity(cert_pem).map(|(_, not_after)| not_after)
+}
+
+/// `(not_before, not_after)` of the first certificate in `cert_pem`.
+fn validity(cert_pem: &str) -> Option<(SystemTime, SystemTime)> {
+    let der = parse_certs(cert_pem, "certificate").ok()?.swap_remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
+    };
+    Some((
+        at(cert.validity().not_before),
+        at(cert.validity().not_after),
+    ))
 }
 
 /// Valid from a little before `now` (clock skew) for `validity`.
@@ -661,6 +779,7 @@ mod tests {
             Some(Identity {
                 user: "system:admin".into(),
                 groups: vec!["system:masters".into()],
+                credential: None,
             })
         );
 
@@ -673,6 +792,7 @@ mod tests {
             Some(Identity {
                 user: "system:node:pi-1".into(),
                 groups: vec!["system:nodes".into(), "orc:agents".into()],
+                credential: None,
             })
         );
         assert_eq!(identity_from_cert(b"not a certificate"), None);
@@ -736,6 +856,43 @@ mod tests {
     }
 
     #[test]
+    fn node_certificates_name_the_node_carry_the_binding_and_renew_at_two_thirds() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &[])
+            .unwrap()
+            .with_node_cert_validity(Duration::from_secs(3 * 3600));
+        let certs = pki.issue_node_certificates("pi-1", "uid-7").unwrap();
+        for (pem, _) in [&certs.client, &certs.kubelet_serving] {
+            let der = parse_certs(pem, "node").unwrap();
+            assert_eq!(
+                identity_from_cert(&der[0]),
+                Some(Identity {
+                    user: "system:node:pi-1".into(),
+                    groups: vec!["system:nodes".into()],
+                    credential: Some("uid-7".into()),
+                })
+            );
+            let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+            assert!(
+                cert.subject_alternative_name().unwrap().is_none(),
+                "no names"
+            );
+            let due = renewal_due(pem).unwrap();
+            let from_now = due.duration_since(SystemTime::now()).unwrap();
+            assert!(
+                from_now > Duration::from_secs(2 * 3600 - 60)
+                    && from_now <= Duration::from_secs(2 * 3600),
+                "{from_now:?}"
+            );
+            let left = expiry(pem)
+                .unwrap()
+                .duration_since(SystemTime::now())
+                .unwrap();
+            assert!(left <= Duration::from_secs(3 * 3600), "{left:?}");
+        }
+    }
+
+    #[test]
     fn pki_can_be_shared_between_tasks() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Pki>();
@@ -775,6 +932,7 @@ mod tests {
             Some(Identity {
                 user: "system:node:pi-1".into(),
                 groups: vec!["system:nodes".into()],
+                credential: None,
             })
         );
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
@@ -802,6 +960,50 @@ mod tests {
         let (server, client) = handshake(restarted.server_config().unwrap(), admin).await;
         client.unwrap();
         assert_eq!(server.unwrap().0.unwrap().user, ADMIN_USER);
+    }
+
+    /// A server config presenting `(cert_pem, key_pem)` and taking any CA client cert.
+    fn kubelet_like_server(pki: &Pki, cert_pem: &str, key_pem: &str) -> Arc<ServerConfig> {
+        let shared = crate::tls::SharedCert::new(cert_pem, key_pem).unwrap();
+        crate::tls::kubelet_server_config(pki.ca_cert_pem(), &shared).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_api_server_accepts_only_the_kubelet_serving_cert_of_the_node_it_wants() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &[]).unwrap();
+        let (client_cert, client_key) = pki.kubelet_client_credential();
+        let to = |node: &str| {
+            crate::tls::kubelet_client_config(pki.ca_cert_pem(), client_cert, client_key, node)
+                .unwrap()
+        };
+        let n1 = pki.issue_node_certificates("n1", "u1").unwrap();
+        let (cert, key) = &n1.kubelet_serving;
+
+        let (server, client) = handshake(kubelet_like_server(&pki, cert, key), to("n1")).await;
+        client.unwrap();
+        let seen = server.unwrap().0.unwrap();
+        assert_eq!(seen.user, KUBELET_CLIENT_USER);
+        assert!(seen.groups.is_empty(), "the kubelet client is no admin");
+
+        let (_, client) = handshake(kubelet_like_server(&pki, cert, key), to("n2")).await;
+        assert!(client.is_err(), "n1's kubelet passed for n2's");
+
+        // The API server's own serving certificate (a node reporting 127.0.0.1).
+        let (_, client) = handshake(pki.server_config().unwrap(), to("n1")).await;
+        let err = client.unwrap_err().to_string();
+        assert!(
+            err.contains("not the kubelet serving certificate of node n1"),
+            "{err}"
+        );
+
+        // A node's client certificate is not for serving.
+        let (cert, key) = &n1.client;
+        let (_, client) = handshake(kubelet_like_server(&pki, cert, key), to("n1")).await;
+        assert!(
+            client.is_err(),
+            "a client certificate served as a kubelet's"
+        );
     }
 
     #[tokio::test]

@@ -5,9 +5,15 @@ mod kubeconfig;
 pub mod node_credentials;
 mod token;
 
-pub use ca::{Pki, ADMIN_GROUP, ADMIN_USER};
+pub use ca::{
+    expiry, renewal_due, NodeCertificates, Pki, ADMIN_GROUP, ADMIN_USER, KUBELET_CLIENT_USER,
+    NODE_CERT_VALIDITY,
+};
 pub use kubeconfig::{admin_kubeconfig, kubeconfig_credentials, KubeconfigCredentials};
-pub use token::{ca_hash, load_or_create_token, JoinToken};
+pub use token::{
+    ca_hash, check_strength, load_or_create_token, read_token_file, rotate_token, JoinToken,
+    MIN_SECRET_LEN,
+};
 
 use crate::api::identity::User;
 
@@ -15,11 +21,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rand::RngCore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore};
 
 /// Mode of every file this module writes: keys, certificates, tokens and kubeconfigs.
@@ -116,6 +123,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,
+    /// The subject OU: on node certificates, the id of the node's password record they
+    /// are bound to (see `Pki::issue_node_certificates`).
+    pub credential: Option<String>,
 }
 
 /// Reads the identity out of a peer certificate. The certificate is not verified here:
@@ -133,10 +143,82 @@ pub fn identity_from_cert(der: &[u8]) -> Option<Identity> {
         .filter_map(|o| o.as_str().ok())
         .map(str::to_owned)
         .collect();
+    let credential = subject
+        .iter_organizational_unit()
+        .next()
+        .and_then(|ou| ou.as_str().ok())
+        .map(str::to_owned);
     Some(Identity {
         user: user.to_owned(),
         groups,
+        credential,
     })
+}
+
+/// A certificate and key that can be replaced while TLS configs use them (a rotated node
+/// credential): new handshakes present the current pair. Serves as the client certificate
+/// of the agent's API connections and as the kubelet's serving certificate.
+#[derive(Debug, Clone)]
+pub struct SharedCert(Arc<RwLock<Arc<CertifiedKey>>>);
+
+impl SharedCert {
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<SharedCert> {
+        Ok(SharedCert(Arc::new(RwLock::new(certified_key(
+            cert_pem, key_pem,
+        )?))))
+    }
+
+    /// Presents `(cert_pem, key_pem)` from the next handshake on.
+    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        let key = certified_key(cert_pem, key_pem)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>> {
+    let certs = parse_certs(cert_pem, "certificate")?;
+    let key = crypto_provider()
+        .key_provider
+        .load_private_key(parse_key(key_pem, "key")?)
+        .map_err(|source| Error::BuildClientConfig { source })?;
+    Ok(Arc::new(CertifiedKey::new(certs, key)))
+}
+
+impl rustls::client::ResolvesClientCert for SharedCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl rustls::server::ResolvesServerCert for SharedCert {
+    fn resolve(&self, _client_hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// Like [`client_config_pinned`] with a client certificate, but presenting whatever `cert`
+/// holds at each handshake.
+pub fn client_config_rotating(ca_pem: &str, cert: &SharedCert) -> Result<Arc<ClientConfig>> {
+    let roots = root_store(ca_pem, "pinned ca")?;
+    let config = ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::BuildClientConfig { source })?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(cert.clone()));
+    Ok(Arc::new(config))
 }
 
 /// A TLS client config that trusts only the certificates in `ca_pem` (a PEM bundle) and,
@@ -178,17 +260,29 @@ pub fn client_config_unverified() -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// The API server's client config towards kubelets: presents `(cert_pem, key_pem)` and,
-/// as upstream does without `--kubelet-certificate-authority`, accepts the kubelet's
-/// self-signed serving certificate (the kubelet in turn verifies the client certificate
-/// against the cluster CA).
-pub fn kubelet_client_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ClientConfig>> {
+/// The API server's client config towards the kubelet of node `node`: presents
+/// `(cert_pem, key_pem)` (the kubelet-client identity) and accepts only that node's kubelet
+/// serving certificate: issued by the cluster CA `ca_pem` for server authentication to
+/// user `system:node:<node>` in group `system:nodes`. Whatever address the node reports,
+/// anything else answering there (another node's kubelet, the API server itself) fails
+/// the handshake.
+pub fn kubelet_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    node: &str,
+) -> Result<Arc<ClientConfig>> {
     let provider = crypto_provider();
-    let config = ClientConfig::builder_with_provider(provider.clone())
+    let verifier = KubeletServerVerifier {
+        roots: root_store(ca_pem, "cluster ca")?,
+        provider: provider.clone(),
+        node: node.to_owned(),
+    };
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|source| Error::BuildClientConfig { source })?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(
             parse_certs(cert_pem, "client certificate")?,
             parse_key(key_pem, "client key")?,
@@ -197,35 +291,110 @@ pub fn kubelet_client_config(cert_pem: &str, key_pem: &str) -> Result<Arc<Client
     Ok(Arc::new(config))
 }
 
-/// The kubelet's server config: a fresh self-signed certificate for `names`, and client
-/// certificates required and verified against the cluster CA `ca_pem`.
+/// The kubelet's server config: presents `serving` (the node's kubelet serving certificate,
+/// rotated in place), and requires client certificates verified against the cluster CA
+/// `ca_pem` (who may use the endpoint is the caller's check on the identity).
 pub fn kubelet_server_config(
     ca_pem: &str,
-    names: Vec<String>,
+    serving: &SharedCert,
 ) -> Result<Arc<rustls::ServerConfig>> {
     let provider = crypto_provider();
     let roots = Arc::new(root_store(ca_pem, "cluster ca")?);
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
             .build()
-            .map_err(|e| Error::BuildClientConfig {
-                source: rustls::Error::General(e.to_string()),
-            })?;
-    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| Error::BuildClientConfig {
-        source: rustls::Error::General(format!("self-signed kubelet certificate: {e}")),
-    })?;
-    let key = PrivateKeyDer::try_from(cert.key_pair.serialize_der()).map_err(|e| {
-        Error::BuildClientConfig {
-            source: rustls::Error::General(e.to_string()),
-        }
-    })?;
+            .map_err(|source| Error::BuildClientVerifier { source })?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|source| Error::BuildClientConfig { source })?
+        .map_err(|source| Error::BuildServerConfig { source })?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .map_err(|source| Error::BuildClientConfig { source })?;
+        .with_cert_resolver(Arc::new(serving.clone()));
     Ok(Arc::new(config))
+}
+
+/// Whether a verified certificate's identity is the kubelet of `node`.
+pub fn is_kubelet_of(identity: &Identity, node: &str) -> bool {
+    identity
+        .user
+        .strip_prefix(crate::api::identity::NODE_USER_PREFIX)
+        == Some(node)
+        && identity
+            .groups
+            .iter()
+            .any(|g| g == crate::api::identity::NODES_GROUP)
+}
+
+/// Verifies a kubelet's serving certificate: chain to the cluster CA with server-auth usage,
+/// then the identity of the expected node (not a host name: kubelet certificates have none).
+#[derive(Debug)]
+struct KubeletServerVerifier {
+    roots: RootCertStore,
+    provider: Arc<CryptoProvider>,
+    node: String,
+}
+
+impl rustls::client::danger::ServerCertVerifier for KubeletServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        match identity_from_cert(end_entity) {
+            Some(id) if is_kubelet_of(&id, &self.node) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            other => Err(rustls::Error::General(format!(
+                "the certificate is not the kubelet serving certificate of node {} (it names {:?})",
+                self.node,
+                other.map(|id| id.user).unwrap_or_default()
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 #[derive(Debug)]

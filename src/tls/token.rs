@@ -16,6 +16,9 @@ const CREDENTIALS_SEPARATOR: &str = "::";
 /// The user part orc writes; k3s server tokens (`server`) are accepted too.
 const NODE_USER: &str = "node";
 const ACCEPTED_USERS: [&str; 2] = [NODE_USER, "server"];
+/// Shortest secret a server accepts from `--token`: 16 characters (a generated one has 32
+/// hex characters, 128 bits); shorter ones can be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
 /// Random bytes in a generated secret (32 hex characters).
 const SECRET_BYTES: usize = 16;
 const SHA256_HEX_LEN: usize = 64;
@@ -122,6 +125,54 @@ fn check_secret(secret: &str) -> Result<(), &'static str> {
         return Err("the secret contains whitespace or control characters");
     }
     Ok(())
+}
+
+/// Whether `token` (a bare secret or a full token) has a secret long enough for a server.
+/// Errors never echo the token.
+pub fn check_strength(token: &str) -> Result<()> {
+    let parsed: JoinToken = token.parse()?;
+    if parsed.secret.chars().count() < MIN_SECRET_LEN {
+        return Err(Error::ParseToken {
+            reason: "the secret is shorter than 16 characters",
+        });
+    }
+    Ok(())
+}
+
+/// Replaces the join token in `path` by `new_secret` (a bare secret or a full token for
+/// `ca_pem`, at least 16 characters) or a random one. Returns the new token.
+pub fn rotate_token(path: &Path, ca_pem: &str, new_secret: Option<&str>) -> Result<JoinToken> {
+    let secret = match new_secret {
+        Some(requested) => {
+            check_strength(requested)?;
+            let requested: JoinToken = requested.parse()?;
+            if requested.ca_hash.is_some() {
+                requested.verify_ca(ca_pem)?;
+            }
+            requested.secret
+        }
+        None => random_secret(),
+    };
+    let token = JoinToken {
+        ca_hash: Some(ca_hash(ca_pem)),
+        secret,
+    };
+    write_private_file(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// Reads the secret of the token file at `path` (what a running server reloads after
+/// `orc token rotate`).
+pub fn read_token_file(path: &Path) -> Result<Option<JoinToken>> {
+    let Some(contents) = read_file(path)? else {
+        return Ok(None);
+    };
+    parse_token(&contents)
+        .map(Some)
+        .map_err(|reason| Error::ParseTokenFile {
+            path: path.to_owned(),
+            reason,
+        })
 }
 
 /// Loads the server's join token from `path`, creating it on first start (random 32-hex
@@ -318,6 +369,32 @@ mod tests {
         let rotated = load_or_create_token(&path, "new ca", None).unwrap();
         assert_eq!(rotated.secret, first.secret);
         assert_eq!(rotated.ca_hash, Some(ca_hash("new ca")));
+    }
+
+    #[test]
+    fn short_secrets_are_too_weak_whatever_the_form() {
+        assert!(check_strength("a").is_err());
+        assert!(check_strength("0123456789abcde").is_err());
+        assert!(check_strength(&format!("K10{}::node:short", ca_hash(CA))).is_err());
+        assert!(check_strength("0123456789abcdef").is_ok());
+        let err = check_strength("hunter2").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn rotation_writes_a_new_secret_for_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let first = load_or_create_token(&path, CA, None).unwrap();
+        let rotated = rotate_token(&path, CA, None).unwrap();
+        assert_ne!(rotated.secret, first.secret);
+        assert_eq!(rotated.ca_hash, first.ca_hash);
+        assert_eq!(read_token_file(&path).unwrap(), Some(rotated.clone()));
+        assert_eq!(load_or_create_token(&path, CA, None).unwrap(), rotated);
+        let chosen = rotate_token(&path, CA, Some("chosen-secret-0123")).unwrap();
+        assert_eq!(chosen.secret, "chosen-secret-0123");
+        assert!(rotate_token(&path, CA, Some("short")).is_err());
+        assert_eq!(read_token_file(&path).unwrap(), Some(chosen));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
 //! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
-//! `exec`). Only clients with a cluster-CA certificate of an admin (`system:masters`,
-//! as the API server presents) are served.
+//! `exec`). Only clients with a cluster-CA certificate of the API server's kubelet-client
+//! identity (or of an admin, `system:masters`) are served; nodes are not.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -135,6 +135,16 @@ fn text(code: StatusCode, message: &str) -> Response<Body> {
     resp
 }
 
+/// Whether the holder of a (CA-verified) client certificate may use the endpoint: the API
+/// server's kubelet-client identity, or an admin. Nodes and everyone else may not.
+fn may_use_kubelet(id: &crate::tls::Identity) -> bool {
+    id.user == crate::tls::KUBELET_CLIENT_USER
+        || id
+            .groups
+            .iter()
+            .any(|g| g == crate::api::identity::ADMIN_GROUP)
+}
+
 /// Serves the endpoint on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoint: Arc<Endpoint>) {
     let acceptor = TlsAcceptor::from(tls);
@@ -151,18 +161,17 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoi
                 tracing::debug!(%peer, "kubelet TLS handshake failed");
                 return;
             };
-            let admin = tls
+            let allowed = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|der| crate::tls::identity_from_cert(der.as_ref()))
-                .map(crate::api::identity::User::from)
-                .is_some_and(|u| u.is_admin());
+                .is_some_and(|id| may_use_kubelet(&id));
             let service = service_fn(move |req: Request<Incoming>| {
                 let endpoint = endpoint.clone();
                 async move {
-                    if !admin {
+                    if !allowed {
                         return Ok::<_, Infallible>(text(
                             StatusCode::FORBIDDEN,
                             "only the API server may use the kubelet endpoint",
@@ -303,6 +312,19 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use logger::Stream;
+
+    #[test]
+    fn only_the_api_servers_kubelet_client_and_admins_may_use_the_endpoint() {
+        let id = |user: &str, groups: &[&str]| crate::tls::Identity {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            credential: None,
+        };
+        assert!(may_use_kubelet(&id("kube-apiserver-kubelet-client", &[])));
+        assert!(may_use_kubelet(&id("system:admin", &["system:masters"])));
+        assert!(!may_use_kubelet(&id("system:node:n2", &["system:nodes"])));
+        assert!(!may_use_kubelet(&id("bob", &[])));
+    }
 
     #[test]
     fn records_render_as_kubectl_shows_them() {
