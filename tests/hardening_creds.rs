@@ -284,6 +284,21 @@ fn deleting_a_node_revokes_its_certificate() {
         !node_exists(&s, "n1"),
         "a revoked agent cannot register its Node again"
     );
+
+    // Restarted, the agent finds its credential refused and joins again with the token.
+    let data_dir = agent.data_dir.clone();
+    drop(agent);
+    let agent = Agent::start(&s, &token(&s), &data_dir, "n1");
+    wait_for("the restarted agent to register n1 again", || {
+        node_exists(&s, "n1")
+    });
+    assert!(agent.log().contains("joining again with the join token"));
+    let out = agent.kubectl(&["get", "node", "n1", "-o", "name"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

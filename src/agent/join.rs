@@ -382,12 +382,34 @@ pub async fn keep_renewed(
     }
 }
 
+/// How long the start-up check of a stored credential may take: without an answer the
+/// agent goes on with it (it must start without a server, from its last known state).
+const REVOCATION_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the server answers 401 to the stored credential (revoked by deleting the Node or
+/// its password). Anything else, including no answer, counts as not revoked.
+async fn is_revoked(config: &JoinConfig, creds: &NodeCredentials) -> bool {
+    let Ok(tls) = tls::client_config_pinned(
+        &creds.ca_certificate,
+        Some((&creds.certificate, &creds.key)),
+    ) else {
+        return false;
+    };
+    let client = ApiClient::new(config.server.clone(), tls, None);
+    let path = format!("/api/v1/nodes/{}", config.node_name);
+    let answer = tokio::time::timeout(REVOCATION_CHECK_TIMEOUT, client.get(&path)).await;
+    matches!(answer, Ok(Ok(resp)) if resp.status == http::StatusCode::UNAUTHORIZED)
+}
+
 /// The stored credential, or a new one: retries with back-off while the failure may go
 /// away, returns at once when it needs the user.
 pub async fn obtain_credentials(config: &JoinConfig) -> Result<NodeCredentials, JoinError> {
     if let Some(creds) = load_stored(config)? {
-        tracing::info!(node = %config.node_name, dir = %config.agent_dir.display(), "using the stored node credential");
-        return Ok(creds);
+        if !is_revoked(config, &creds).await {
+            tracing::info!(node = %config.node_name, dir = %config.agent_dir.display(), "using the stored node credential");
+            return Ok(creds);
+        }
+        tracing::warn!(node = %config.node_name, "the server refuses the stored node credential (the Node or its password was deleted); joining again with the join token");
     }
     let mut attempt = 0;
     loop {
