@@ -80,12 +80,11 @@ pub async fn issue(
     let certs = pki
         .issue_node_certificates(&req.node_name, &binding)
         .map_err(|e| ApiError::internal(format!("issue node certificate: {e}")))?;
-    let action = if renewing.is_some() {
-        "renewed"
+    if renewing.is_some() {
+        tracing::info!(node = %req.node_name, "renewed node credential");
     } else {
-        "issued"
-    };
-    tracing::info!(node = %req.node_name, "{action} node credential");
+        tracing::info!(node = %req.node_name, "issued node credential");
+    }
     Ok(NodeCredentials {
         certificate: certs.client.0,
         key: certs.client.1,
@@ -230,6 +229,100 @@ fn stored_hash_matches(secret: &Value, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::allocator::Allocators;
+    use crate::store::memory::MemoryStore;
+
+    async fn registry() -> Registry {
+        let allocators = Allocators::new("10.43.0.0/16".parse().unwrap(), (30000, 32767));
+        let registry = Registry::new(std::sync::Arc::new(MemoryStore::new()), allocators);
+        let namespaces = resources::by_plural("", "v1", "namespaces").unwrap();
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PASSWORD_NAMESPACE}});
+        registry
+            .create(namespaces, None, ns, &WriteOptions::default())
+            .await
+            .unwrap();
+        registry
+    }
+
+    fn request(node: &str, password: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({"nodeName": node, "nodePassword": password})).unwrap()
+    }
+
+    /// The user and binding a node certificate names.
+    fn holder(creds: &NodeCredentials) -> (User, Option<String>) {
+        let der = rustls_pemfile::certs(&mut creds.certificate.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let id = crate::tls::identity_from_cert(&der).unwrap();
+        (
+            User {
+                name: id.user,
+                groups: id.groups,
+            },
+            id.credential,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_node_renews_its_own_credential_until_its_password_is_deleted() {
+        let registry = registry().await;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::tls::Pki::load_or_create(dir.path(), &[]).unwrap();
+        let joined = issue(&registry, &pki, &User::bootstrap(), &request("n1", "pw"))
+            .await
+            .unwrap();
+        let (n1, binding) = holder(&joined);
+        assert_eq!(n1.node_name(), Some("n1"));
+        check_node_credential(&registry, &n1, binding.as_deref()).unwrap();
+        assert_eq!(
+            check_node_credential(&registry, &n1, None)
+                .unwrap_err()
+                .code,
+            401,
+            "a node certificate without binding"
+        );
+
+        let renewed = issue(&registry, &pki, &n1, &request("n1", "pw"))
+            .await
+            .unwrap();
+        assert_ne!(renewed.certificate, joined.certificate);
+        assert_eq!(holder(&renewed).1, binding, "same password record");
+        let err = issue(&registry, &pki, &n1, &request("n2", "pw"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 403);
+        let err = issue(&registry, &pki, &n1, &request("n1", "other"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 403);
+
+        let secrets = resources::by_plural("", "v1", "secrets").unwrap();
+        registry
+            .delete(
+                secrets,
+                Some(PASSWORD_NAMESPACE),
+                &password_secret_name("n1"),
+                &DeleteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let err = check_node_credential(&registry, &n1, binding.as_deref()).unwrap_err();
+        assert_eq!((err.code, err.reason), (401, "Unauthorized"));
+        let err = issue(&registry, &pki, &n1, &request("n1", "pw"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 401, "a revoked node cannot register itself again");
+
+        // Joining again with the token makes a new record: the old binding stays revoked.
+        let rejoined = issue(&registry, &pki, &User::bootstrap(), &request("n1", "pw"))
+            .await
+            .unwrap();
+        let (_, new_binding) = holder(&rejoined);
+        assert_ne!(new_binding, binding);
+        check_node_credential(&registry, &n1, new_binding.as_deref()).unwrap();
+        assert!(check_node_credential(&registry, &n1, binding.as_deref()).is_err());
+    }
 
     #[test]
     fn stored_hash_is_compared_exactly() {
