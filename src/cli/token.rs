@@ -60,7 +60,9 @@ fn rotate(data_dir: &Path, new_token: Option<&str>) -> anyhow::Result<()> {
     println!("{token}");
     eprintln!(
         "join token rotated: joined nodes are not affected; join new ones with the token above \
-         (the old token is refused once the running server has reloaded it, within {} s)",
+         (the old token is refused once the running server has reloaded it, within {} s). If \
+         the server is started with --token or ORC_TOKEN, change it there too: the next start \
+         would bring the old token back",
         crate::cli::server::TOKEN_RELOAD_INTERVAL.as_secs()
     );
     Ok(())
