@@ -359,6 +359,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             cluster_domain: config.cluster_domain.clone(),
             ..agent_config
         };
+        create_private_dir(&agent_config.agent_dir(), true)?;
         controllers.spawn(async move {
             if let Err(e) = crate::agent::run(agent_config).await {
                 tracing::error!(error = %e, "the embedded agent stopped");
@@ -375,7 +376,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 
 /// Creates `dir` and its missing parents 0700 whatever the umask: they hold keys and
 /// every Secret. With `tighten` (a directory orc owns), an existing `dir` becomes 0700.
-fn create_private_dir(dir: &Path, tighten: bool) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path, tighten: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
