@@ -1022,6 +1022,15 @@ mod tests {
         assert_eq!(inspect(&missing).unwrap(), Contents::Empty);
         drop(SqliteStore::open(&missing).unwrap());
         assert_eq!(inspect(&missing).unwrap(), Contents::Orc);
+        // Closed cleanly (no WAL or SHM file left), it is still recognised.
+        let closed = dir.path().join("closed.db");
+        create_private_file(&closed).unwrap();
+        drop(connect(&closed).unwrap());
+        assert!(!sidecar(&closed, "-wal").exists());
+        assert_eq!(inspect(&closed).unwrap(), Contents::Orc);
+        let before = std::fs::read(&closed).unwrap();
+        assert_eq!(inspect(&closed).unwrap(), Contents::Orc);
+        assert_eq!(std::fs::read(&closed).unwrap(), before);
     }
 
     #[tokio::test]
