@@ -335,6 +335,49 @@ fn group_or_world_accessible(dir: &Path) -> Vec<String> {
     found
 }
 
+/// Makes `command`'s process run with umask 000 (everything it creates is 0777/0666
+/// unless orc asks for less).
+fn with_umask_000(command: &mut Command) -> &mut Command {
+    // SAFETY: umask is async-signal-safe and touches only the child's own state.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn an_agents_data_dir_is_private_under_umask_000() {
+    let s = Server::start();
+    let token = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let data = scratch.path().join("agent-data");
+    let log = std::fs::File::create(scratch.path().join("agent.log")).unwrap();
+    let mut command = Command::new(ORC);
+    command
+        .args(["agent", "--join", &s.url(), "--token", token.trim()])
+        .args(["--node-name", "private-node", "--disable-proxy"])
+        .arg("--data-dir")
+        .arg(&data)
+        // No containerd: the agent joins and registers without touching the host.
+        .arg("--containerd-socket")
+        .arg(scratch.path().join("no-containerd.sock"))
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut agent = with_umask_000(&mut command)
+        .spawn()
+        .expect("spawn orc agent");
+    let kubeconfig = data.join("agent/kubelet.kubeconfig");
+    wait_for("the agent to join and register its node", || {
+        kubeconfig.exists() && s.kubectl(&["get", "node", "private-node"]).status.success()
+    });
+    let found = group_or_world_accessible(&data);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(found, Vec::<String>::new());
+}
+
 #[test]
 fn data_dir_and_everything_in_it_are_private_under_umask_000() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -354,15 +397,12 @@ fn data_dir_and_everything_in_it_are_private_under_umask_000() {
         .arg("--disable-agent")
         .stdout(Stdio::null())
         .stderr(log);
-    // SAFETY: umask is async-signal-safe and touches only the child's own state.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-            Ok(())
-        });
-    }
     let s = Server {
-        child: Some(command.spawn().expect("spawn orc server")),
+        child: Some(
+            with_umask_000(&mut command)
+                .spawn()
+                .expect("spawn orc server"),
+        ),
         dir,
         port,
         extra_args: Vec::new(),
