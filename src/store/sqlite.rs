@@ -416,12 +416,11 @@ impl Writer {
     /// caller of the batch with the failure and publishes nothing.
     fn commit(&mut self, pending: &mut Pending) {
         let Pending {
-            overlay,
+            overlay: _,
             rows,
             events,
             replies,
         } = std::mem::take(pending);
-        drop(overlay);
         let outcome = if rows.is_empty() {
             Ok(())
         } else {
