@@ -113,6 +113,9 @@ async fn dispatch(
     let route = router::parse(req.uri().path());
     match &route {
         Some(Route::Version) => return Ok(response::json(200, &discovery::version())),
+        Some(Route::Health) if req.uri().path().trim_end_matches('/') == "/readyz" => {
+            return Ok(readyz(ctx, req.uri().query().unwrap_or("")).await)
+        }
         Some(Route::Health) => return Ok(response::text(200, "ok")),
         Some(Route::CaCerts) => return Ok(response::text(200, ctx.ca_pem.clone())),
         _ => {}
@@ -153,6 +156,47 @@ async fn dispatch(
         Route::Version | Route::Health | Route::CaCerts | Route::NodeCredentials => {
             unreachable!("answered above")
         }
+    }
+}
+
+/// How long the `/readyz` datastore check may take before it counts as failed.
+const READYZ_DATASTORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `/readyz` as upstream answers it: `ok`, or with `?verbose` (and always on failure)
+/// one `[+]name ok` / `[-]name failed: reason withheld` line per check and a verdict;
+/// 500 when a check fails. `?exclude=NAME` skips a check.
+async fn readyz(ctx: &ApiContext, query: &str) -> Response<Body> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let verbose = params.iter().any(|(k, _)| k == "verbose");
+    let excluded = |name: &str| params.iter().any(|(k, v)| k == "exclude" && v == name);
+    let datastore = match tokio::time::timeout(
+        READYZ_DATASTORE_TIMEOUT,
+        ctx.registry.datastore_ready(),
+    )
+    .await
+    {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("the datastore did not answer in time".to_string()),
+    };
+    let checks = [("ping", Ok(())), ("datastore", datastore)];
+    let mut body = String::new();
+    let mut failed = false;
+    for (name, result) in checks.iter().filter(|(name, _)| !excluded(name)) {
+        match result {
+            Ok(()) => body.push_str(&format!("[+]{name} ok\n")),
+            Err(reason) => {
+                tracing::info!(check = name, %reason, "readyz check failed");
+                body.push_str(&format!("[-]{name} failed: reason withheld\n"));
+                failed = true;
+            }
+        }
+    }
+    match (failed, verbose) {
+        (true, _) => response::text(500, format!("{body}readyz check failed\n")),
+        (false, true) => response::text(200, format!("{body}readyz check passed\n")),
+        (false, false) => response::text(200, "ok"),
     }
 }
 

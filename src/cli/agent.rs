@@ -139,6 +139,10 @@ impl AgentArgs {
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
+    // The agent's credentials and pod files: private whatever the umask.
+    for dir in [config.data_dir.clone(), config.agent_dir()] {
+        crate::cli::server::create_private_dir(&dir, true)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("orc-agent")

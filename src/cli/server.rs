@@ -1,7 +1,7 @@
 //! `orc server`: flags → a checked server config, then run the control plane.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use crate::apiserver::auth::{TokenAuthenticator, User};
 use crate::apiserver::registry::Registry;
 use crate::apiserver::{self, ApiContext};
 use crate::controllers;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{self, Contents, SqliteStore};
 use crate::store::Store;
 use crate::tls;
 
@@ -271,12 +271,18 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = config.data_dir.join("server");
-    for dir in [Some(server_dir.as_path()), config.db_path.parent()]
-        .into_iter()
-        .flatten()
+    for dir in [
+        Some(config.data_dir.as_path()),
+        Some(server_dir.as_path()),
+        config.db_path.parent(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|d| !d.as_os_str().is_empty())
     {
-        create_private_dir(dir)?;
+        create_private_dir(dir, dir.starts_with(&config.data_dir))?;
     }
+    check_datastore_matches_credentials(&config, &server_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.db_path)
             .with_context(|| format!("open datastore {}", config.db_path.display()))?,
@@ -383,6 +389,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             cluster_domain: config.cluster_domain.clone(),
             ..agent_config
         };
+        create_private_dir(&agent_config.agent_dir(), true)?;
         controllers.spawn(async move {
             if let Err(e) = crate::agent::run(agent_config).await {
                 tracing::error!(error = %e, "the embedded agent stopped");
@@ -422,12 +429,46 @@ async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
     }
 }
 
-/// Creates `dir` (and parents) and makes it 0700: it holds keys and every Secret.
-fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("create directory {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("make {} private (0700)", dir.display()))
+/// Creates `dir` and its missing parents 0700 whatever the umask: they hold keys and
+/// every Secret. With `tighten` (a directory orc owns), an existing `dir` becomes 0700.
+pub(crate) fn create_private_dir(dir: &Path, tighten: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("create directory {}", dir.display()))?;
+    if tighten {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("make {} private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Refuses to start a new cluster over existing cluster credentials: a data dir whose
+/// CA or join token exists but whose datastore is missing or empty has lost its state
+/// (a new, empty cluster would silently replace it). Another application's database is
+/// refused by the datastore itself, untouched.
+fn check_datastore_matches_credentials(
+    config: &ServerConfig,
+    server_dir: &Path,
+) -> anyhow::Result<()> {
+    let contents = sqlite::inspect(&config.db_path)?;
+    let tls_dir = server_dir.join("tls");
+    let has_credentials = server_dir.join("token").exists()
+        || std::fs::read_dir(&tls_dir).is_ok_and(|mut entries| entries.next().is_some());
+    let state = match contents {
+        Contents::Orc => return Ok(()),
+        _ if !has_credentials => return Ok(()),
+        Contents::Missing => "missing",
+        Contents::Empty => "empty",
+    };
+    bail!(
+        "data dir {} has cluster credentials but its datastore {} is {state}: restore the database, or remove {} to start a new cluster",
+        config.data_dir.display(),
+        config.db_path.display(),
+        server_dir.display()
+    )
 }
 
 fn kubeconfig_host(config: &ServerConfig) -> String {

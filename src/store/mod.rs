@@ -120,6 +120,20 @@ pub enum StoreError {
     },
     #[error("datastore commit failed: {reason}")]
     CommitFailed { reason: String },
+    /// The filesystem holding the datastore is full: nothing more can be committed.
+    #[error("datastore {path} is out of space: free disk space on its filesystem")]
+    OutOfSpace { path: String },
+    #[error(
+        "datastore {path} belongs to another application (tables: {tables}), not orc: \
+         restore orc's database there, or point --datastore-endpoint at another file"
+    )]
+    Foreign { path: String, tables: String },
+    #[error("inspect datastore {path}")]
+    Inspect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("start the datastore writer thread")]
     SpawnWriter {
         #[source]
@@ -164,6 +178,11 @@ pub trait Store: Send + Sync + 'static {
     fn revision(&self) -> Revision;
     /// Forgets history at and below `revision` (watches from there get `Compacted`).
     async fn compact(&self, revision: Revision) -> Result<()>;
+    /// Whether the datastore can take writes now (for `/readyz`): fails while the last
+    /// commit failed and a probe write still does (e.g. the disk is full).
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Sets `metadata.resourceVersion` of an object.

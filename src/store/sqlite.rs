@@ -4,14 +4,16 @@
 //! (tombstones carry the last state). Current objects are the newest row of each key
 //! that is not a tombstone. One writer thread owns the connection: it batches queued
 //! writes into a single transaction, commits it durably (WAL, `synchronous=FULL`),
-//! then applies the events to the cache and acknowledges the callers.
+//! then applies the events to the cache and answers the callers. No caller is answered
+//! before its batch's transaction committed or failed: every answer reflects a durable
+//! outcome.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +27,14 @@ use super::{
 const MAX_BATCH: usize = 512;
 /// Queued writes before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
+/// WAL bytes kept after a checkpoint. A big transaction (a compaction) may grow the WAL
+/// past it; the checkpoint after it truncates the file back.
+const JOURNAL_SIZE_LIMIT: u64 = 4 << 20;
+/// Free space the datastore's filesystem needs before a store that ran out of space
+/// reports ready again (a successful write clears the failure at once).
+const READY_FREE_SPACE: u64 = 4 << 20;
+/// The tables of an orc datastore; a database holding others belongs to someone else.
+const ORC_TABLES: [&str; 2] = ["kv", "meta"];
 
 enum Op {
     Create {
@@ -43,6 +53,8 @@ enum Op {
     Compact {
         revision: Revision,
     },
+    /// Checks that the datastore can take writes (readiness).
+    Probe,
 }
 
 /// Where a write's outcome is sent.
@@ -53,6 +65,62 @@ struct Request {
     reply: Reply,
 }
 
+/// What a datastore file holds, judged without changing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    Missing,
+    /// A zero-length file or a database without tables.
+    Empty,
+    /// orc's tables.
+    Orc,
+}
+
+/// Reads what `path` holds without writing to it; another application's database is
+/// `StoreError::Foreign`.
+pub fn inspect(path: &Path) -> Result<Contents> {
+    let display = || path.display().to_string();
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::Missing),
+        Err(source) => {
+            return Err(StoreError::Inspect {
+                path: display(),
+                source,
+            })
+        }
+        Ok(meta) if meta.len() == 0 => return Ok(Contents::Empty),
+        Ok(_) => {}
+    }
+    let open_err = |source| StoreError::Open {
+        path: display(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_err)?;
+    let tables = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(open_err)?;
+    if tables.is_empty() {
+        Ok(Contents::Empty)
+    } else if tables.iter().all(|t| ORC_TABLES.contains(&t.as_str())) {
+        Ok(Contents::Orc)
+    } else {
+        Err(StoreError::Foreign {
+            path: display(),
+            tables: tables.join(", "),
+        })
+    }
+}
+
 /// The SQLite-backed `Store`.
 pub struct SqliteStore {
     cache: Arc<Cache>,
@@ -61,39 +129,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and loads it into memory.
+    /// Opens (creating if needed, 0600) the database at `path` and loads it into memory.
+    /// Refuses another application's database without touching it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let open_err = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(open_err)?;
-        // The datastore holds Secrets: only the owner may read it (WAL files follow).
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |source| StoreError::Permissions {
-                    path: path.display().to_string(),
-                    source,
-                },
-            )?;
+        if inspect(path)? == Contents::Missing {
+            create_private_file(path)?;
         }
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS kv (
-                 rev INTEGER PRIMARY KEY,
-                 key TEXT NOT NULL,
-                 created INTEGER NOT NULL,
-                 deleted INTEGER NOT NULL,
-                 create_rev INTEGER NOT NULL,
-                 value BLOB NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS kv_key_rev ON kv(key, rev);
-             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-        )
-        .map_err(open_err)?;
+        let conn = connect(path)?;
         let (cache, revision) = load(&conn)?;
         let cache = Arc::new(cache);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -101,6 +143,8 @@ impl SqliteStore {
             conn,
             cache: cache.clone(),
             revision,
+            path: path.to_path_buf(),
+            failure: None,
         };
         std::thread::Builder::new()
             .name("orc-store-writer".into())
@@ -127,6 +171,80 @@ impl SqliteStore {
     }
 }
 
+/// Opens orc's database at `path` (which exists) and creates its tables when missing.
+fn connect(path: &Path) -> Result<Connection> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    // The datastore holds Secrets: only the owner may read it (WAL and SHM files
+    // are created with the database's mode; older ones are tightened too).
+    for file in [
+        path.to_path_buf(),
+        sidecar(path, "-wal"),
+        sidecar(path, "-shm"),
+    ] {
+        restrict_permissions(&file)?;
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             PRAGMA busy_timeout=5000;
+             PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};
+             CREATE TABLE IF NOT EXISTS kv (
+                 rev INTEGER PRIMARY KEY,
+                 key TEXT NOT NULL,
+                 created INTEGER NOT NULL,
+                 deleted INTEGER NOT NULL,
+                 create_rev INTEGER NOT NULL,
+                 value BLOB NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS kv_key_rev ON kv(key, rev);
+             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    ))
+    .map_err(open_err)?;
+    Ok(conn)
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Creates an empty file readable only by its owner, whatever the umask.
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Permissions {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Makes `path` 0600 when it exists.
+fn restrict_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        result => result.map_err(|source| StoreError::Permissions {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Loads current objects and the history after the compaction floor. Each `Modified`
+/// event carries the key's previous state, as live events do, so a selector watch
+/// resumed after a restart still sees objects leave the selector. (Compaction keeps the
+/// newest row at or below the floor for this.)
 fn load(conn: &Connection) -> Result<(Cache, Revision)> {
     let sql = |source| StoreError::Sql {
         step: "load",
@@ -167,23 +285,19 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
             mod_revision: rev,
         };
         revision = revision.max(rev);
-        let kind = if deleted {
+        let (kind, prev) = if deleted {
             objects.remove(&kv.key);
-            EventType::Deleted
+            (EventType::Deleted, None)
         } else {
-            objects.insert(kv.key.clone(), kv.clone());
+            let prev = objects.insert(kv.key.clone(), kv.clone());
             if created {
-                EventType::Added
+                (EventType::Added, None)
             } else {
-                EventType::Modified
+                (EventType::Modified, prev)
             }
         };
         if rev > compacted {
-            history.push(Event {
-                kind,
-                kv,
-                prev: None,
-            });
+            history.push(Event { kind, kv, prev });
         }
     }
     let cache = Cache::new(
@@ -195,10 +309,19 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
     Ok((cache, revision))
 }
 
+/// Why the last commit failed (cleared by the next successful one).
+#[derive(Debug, Clone)]
+enum Failure {
+    OutOfSpace,
+    Other(String),
+}
+
 struct Writer {
     conn: Connection,
     cache: Arc<Cache>,
     revision: Revision,
+    path: PathBuf,
+    failure: Option<Failure>,
 }
 
 struct Row {
@@ -209,6 +332,21 @@ struct Row {
     create_rev: Revision,
     raw: Bytes,
 }
+
+/// Writes decided in the current batch, not yet committed.
+#[derive(Default)]
+struct Pending {
+    /// Each written key's state after the pending writes (`None` = deleted).
+    overlay: HashMap<Arc<str>, Option<KeyValue>>,
+    rows: Vec<Row>,
+    events: Vec<Event>,
+    /// Every caller's answer, held until the transaction committed or failed: an error
+    /// such as `AlreadyExists` may rest on a pending write that is then rolled back.
+    replies: Vec<(Reply, Result<KeyValue>)>,
+}
+
+/// A decided write: the new state, its event kind and the previous state.
+type Decision = (KeyValue, EventType, Option<KeyValue>);
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
@@ -225,125 +363,132 @@ impl Writer {
     }
 
     fn process(&mut self, batch: Vec<Request>) {
-        let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
-        let mut next = self.revision + 1;
-        let mut outcomes: Vec<(Reply, Result<KeyValue>)> = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
-        let mut rows = Vec::new();
+        let mut pending = Pending::default();
         for Request { op, reply } in batch {
-            let outcome = match op {
+            let next = self.revision + 1 + pending.rows.len() as Revision;
+            let decision = match op {
                 Op::Compact { revision } => {
                     // Commit what is queued so far first, then compact.
-                    self.commit(&mut outcomes, &mut events, &mut rows, next);
-                    overlay.clear();
-                    let result = self.compact(revision).map(|_| None);
-                    let _ = reply.send(result);
+                    self.commit(&mut pending);
+                    let _ = reply.send(self.compact(revision).map(|_| None));
                     continue;
                 }
-                Op::Create { key, value } => {
-                    let current = current(&overlay, &self.cache, &key);
-                    if current.is_some() {
-                        Err(StoreError::AlreadyExists { key })
-                    } else {
-                        let kv = make_kv(&key, value, next, next);
-                        Ok((kv, EventType::Added, None))
-                    }
+                Op::Probe => {
+                    self.commit(&mut pending);
+                    let _ = reply.send(self.probe().map(|_| None));
+                    continue;
                 }
+                Op::Create { key, value } => match current(&pending.overlay, &self.cache, &key) {
+                    Some(_) => Err(StoreError::AlreadyExists { key }),
+                    None => Ok((make_kv(&key, value, next, next), EventType::Added, None)),
+                },
                 Op::Update {
                     key,
                     value,
                     expected,
-                } => match current(&overlay, &self.cache, &key) {
-                    None => Err(StoreError::NotFound { key }),
-                    Some(cur) if expected.is_some_and(|e| e != cur.mod_revision) => {
-                        Err(StoreError::Conflict {
-                            key,
-                            expected: expected.unwrap_or_default(),
-                            current: cur.mod_revision,
-                        })
-                    }
-                    Some(cur) => Ok((
+                } => current_at(&pending.overlay, &self.cache, key, expected).map(|(key, cur)| {
+                    (
                         make_kv(&key, value, cur.create_revision, next),
                         EventType::Modified,
                         Some(cur),
-                    )),
-                },
-                Op::Delete { key, expected } => match current(&overlay, &self.cache, &key) {
-                    None => Err(StoreError::NotFound { key }),
-                    Some(cur) if expected.is_some_and(|e| e != cur.mod_revision) => {
-                        Err(StoreError::Conflict {
-                            key,
-                            expected: expected.unwrap_or_default(),
-                            current: cur.mod_revision,
-                        })
-                    }
-                    Some(cur) => Ok((
-                        make_kv(&key, (*cur.value).clone(), cur.create_revision, next),
-                        EventType::Deleted,
-                        None,
-                    )),
-                },
+                    )
+                }),
+                Op::Delete { key, expected } => {
+                    current_at(&pending.overlay, &self.cache, key, expected).map(|(key, cur)| {
+                        (
+                            make_kv(&key, (*cur.value).clone(), cur.create_revision, next),
+                            EventType::Deleted,
+                            None,
+                        )
+                    })
+                }
             };
-            match outcome {
-                Ok((kv, kind, prev)) => {
-                    next += 1;
-                    overlay.insert(
-                        kv.key.to_string(),
-                        (kind != EventType::Deleted).then(|| kv.clone()),
-                    );
-                    rows.push(Row {
-                        rev: kv.mod_revision,
-                        key: kv.key.clone(),
-                        created: kind == EventType::Added,
-                        deleted: kind == EventType::Deleted,
-                        create_rev: kv.create_revision,
-                        raw: kv.raw.clone(),
-                    });
-                    events.push(Event {
-                        kind,
-                        kv: kv.clone(),
-                        prev,
-                    });
-                    outcomes.push((reply, Ok(kv)));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+            match decision {
+                Ok(decision) => pending.push(decision, reply),
+                Err(e) => pending.replies.push((reply, Err(e))),
             }
         }
-        self.commit(&mut outcomes, &mut events, &mut rows, next);
+        self.commit(&mut pending);
     }
 
-    /// Writes `rows` in one transaction; on success publishes `events`, then answers.
-    fn commit(
-        &mut self,
-        outcomes: &mut Vec<(Reply, Result<KeyValue>)>,
-        events: &mut Vec<Event>,
-        rows: &mut Vec<Row>,
-        next: Revision,
-    ) {
-        if rows.is_empty() {
-            return;
-        }
-        match write_rows(&mut self.conn, rows) {
+    /// Writes the pending rows in one transaction; only once it committed are the
+    /// events published and the callers answered. A failed transaction answers every
+    /// caller of the batch with the failure and publishes nothing.
+    fn commit(&mut self, pending: &mut Pending) {
+        let Pending {
+            overlay: _,
+            rows,
+            events,
+            replies,
+        } = std::mem::take(pending);
+        let outcome = if rows.is_empty() {
+            Ok(())
+        } else {
+            write_rows(&mut self.conn, &rows)
+        };
+        match outcome {
             Ok(()) => {
-                self.revision = next - 1;
-                self.cache.apply(std::mem::take(events));
-                for (reply, result) in outcomes.drain(..) {
+                if !rows.is_empty() {
+                    self.revision += rows.len() as Revision;
+                    self.failure = None;
+                    self.cache.apply(events);
+                }
+                for (reply, result) in replies {
                     let _ = reply.send(result.map(Some));
                 }
             }
             Err(source) => {
-                tracing::error!(error = %source, "datastore commit failed");
-                events.clear();
-                for (reply, _) in outcomes.drain(..) {
-                    let _ = reply.send(Err(StoreError::CommitFailed {
-                        reason: source.to_string(),
-                    }));
+                let failure = failure_of(&source);
+                tracing::error!(error = %source, path = %self.path.display(), writes = rows.len(), "datastore commit failed");
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(self.error_for(&failure)));
                 }
+                self.failure = Some(failure);
             }
         }
-        rows.clear();
+    }
+
+    fn error_for(&self, failure: &Failure) -> StoreError {
+        match failure {
+            Failure::OutOfSpace => StoreError::OutOfSpace {
+                path: self.path.display().to_string(),
+            },
+            Failure::Other(reason) => StoreError::CommitFailed {
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// Ready unless the last commit failed and a probe write still fails (or, after
+    /// running out of space, the filesystem has not got room again).
+    fn probe(&mut self) -> Result<()> {
+        let Some(failure) = self.failure.clone() else {
+            return self
+                .conn
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|source| StoreError::Sql {
+                    step: "probe",
+                    source,
+                });
+        };
+        if matches!(failure, Failure::OutOfSpace)
+            && free_space(&self.path).is_some_and(|free| free < READY_FREE_SPACE)
+        {
+            return Err(self.error_for(&failure));
+        }
+        let probe = self.conn.execute(
+            "INSERT INTO meta(name, value) VALUES('ready_probe', unixepoch()) \
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            [],
+        );
+        match probe {
+            Ok(_) => {
+                tracing::info!(path = %self.path.display(), "datastore takes writes again");
+                self.failure = None;
+                Ok(())
+            }
+            Err(source) => Err(self.error_for(&failure_of(&source))),
+        }
     }
 
     fn compact(&mut self, revision: Revision) -> Result<()> {
@@ -356,10 +501,12 @@ impl Writer {
             source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
+        // Keep each key's newest row at or below `revision`: it is the current object
+        // or the previous state of the key's next event.
         let removed = tx
             .execute(
                 "DELETE FROM kv WHERE rev <= ?1 AND (deleted = 1 OR rev < \
-                 (SELECT MAX(k2.rev) FROM kv AS k2 WHERE k2.key = kv.key))",
+                 (SELECT MAX(k2.rev) FROM kv AS k2 WHERE k2.key = kv.key AND k2.rev <= ?1))",
                 params![revision as i64],
             )
             .map_err(sql)?;
@@ -371,19 +518,84 @@ impl Writer {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.cache.compact(revision);
+        // A compaction writes a large transaction: fold the WAL into the database and
+        // truncate it, so it does not keep that size.
+        if let Err(error) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(%error, "checkpoint after compaction failed");
+        }
         tracing::debug!(revision, removed, "compacted datastore");
         Ok(())
     }
 }
 
+impl Pending {
+    fn push(&mut self, (kv, kind, prev): Decision, reply: Reply) {
+        self.overlay.insert(
+            kv.key.clone(),
+            (kind != EventType::Deleted).then(|| kv.clone()),
+        );
+        self.rows.push(Row {
+            rev: kv.mod_revision,
+            key: kv.key.clone(),
+            created: kind == EventType::Added,
+            deleted: kind == EventType::Deleted,
+            create_rev: kv.create_revision,
+            raw: kv.raw.clone(),
+        });
+        self.events.push(Event {
+            kind,
+            kv: kv.clone(),
+            prev,
+        });
+        self.replies.push((reply, Ok(kv)));
+    }
+}
+
+fn failure_of(error: &rusqlite::Error) -> Failure {
+    match error {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
+            Failure::OutOfSpace
+        }
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+/// Bytes available to unprivileged writers on the filesystem holding `path`.
+fn free_space(path: &Path) -> Option<u64> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+}
+
 fn current(
-    overlay: &HashMap<String, Option<KeyValue>>,
+    overlay: &HashMap<Arc<str>, Option<KeyValue>>,
     cache: &Cache,
     key: &str,
 ) -> Option<KeyValue> {
     match overlay.get(key) {
         Some(v) => v.clone(),
         None => cache.get(key),
+    }
+}
+
+/// The current object at `key`, which must exist at revision `expected` when given.
+fn current_at(
+    overlay: &HashMap<Arc<str>, Option<KeyValue>>,
+    cache: &Cache,
+    key: String,
+    expected: Option<Revision>,
+) -> Result<(String, KeyValue)> {
+    match current(overlay, cache, &key) {
+        None => Err(StoreError::NotFound { key }),
+        Some(cur) if expected.is_some_and(|e| e != cur.mod_revision) => Err(StoreError::Conflict {
+            key,
+            expected: expected.unwrap_or_default(),
+            current: cur.mod_revision,
+        }),
+        Some(cur) => Ok((key, cur)),
     }
 }
 
@@ -404,6 +616,7 @@ fn write_rows(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
             ])?;
         }
     }
+    // On failure the transaction is rolled back when `tx` drops.
     tx.commit()
 }
 
@@ -467,6 +680,10 @@ impl Store for SqliteStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.submit(Op::Compact { revision }).await.map(|_| ())
+    }
+
+    async fn ready(&self) -> Result<()> {
+        self.submit(Op::Probe).await.map(|_| ())
     }
 }
 
@@ -601,6 +818,218 @@ mod tests {
         assert!(store.get("/t/1").is_none());
         let page = store.list("/t/", None, 0, &|_| true);
         assert_eq!(page.items.len(), 4);
+    }
+
+    /// A writer driven directly, so a test decides exactly what one batch holds.
+    fn writer(dir: &tempfile::TempDir) -> Writer {
+        let path = dir.path().join("state.db");
+        create_private_file(&path).unwrap();
+        let conn = connect(&path).unwrap();
+        let (cache, revision) = load(&conn).unwrap();
+        Writer {
+            conn,
+            cache: Arc::new(cache),
+            revision,
+            path,
+            failure: None,
+        }
+    }
+
+    fn request(op: Op) -> (Request, oneshot::Receiver<Result<Option<KeyValue>>>) {
+        let (reply, rx) = oneshot::channel();
+        (Request { op, reply }, rx)
+    }
+
+    fn create(key: &str) -> Op {
+        Op::Create {
+            key: key.into(),
+            value: obj("x", "1"),
+        }
+    }
+
+    #[test]
+    fn a_failed_group_commit_answers_every_write_with_the_failure_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(&dir);
+        let (req, rx) = request(create("/t/before"));
+        w.process(vec![req]);
+        assert!(rx.blocking_recv().unwrap().is_ok());
+        let revision = w.revision;
+        // Injected failure: the third write of the batch makes the transaction fail.
+        w.conn
+            .execute_batch(
+                "CREATE TRIGGER fail BEFORE INSERT ON kv WHEN NEW.key = '/t/boom' \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let (first, first_rx) = request(create("/t/a"));
+        // Refused only because of the first write, which is then rolled back.
+        let (duplicate, duplicate_rx) = request(create("/t/a"));
+        let (boom, boom_rx) = request(create("/t/boom"));
+        let mut watch = w.cache.watch("/t/", revision).unwrap();
+        w.process(vec![first, duplicate, boom]);
+        for rx in [first_rx, duplicate_rx, boom_rx] {
+            let answer = rx.blocking_recv().expect("every caller is answered");
+            assert!(
+                matches!(answer, Err(StoreError::CommitFailed { .. })),
+                "{answer:?}"
+            );
+        }
+        assert!(w.cache.get("/t/a").is_none());
+        assert_eq!(w.cache.revision(), revision);
+        assert_eq!(w.revision, revision);
+        // The next batch commits and takes the next revision; watchers see only it.
+        let (again, again_rx) = request(create("/t/a"));
+        w.process(vec![again]);
+        let kv = again_rx.blocking_recv().unwrap().unwrap().unwrap();
+        assert_eq!(kv.mod_revision, revision + 1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let event = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(2), watch.next()).await })
+            .expect("watch deadlocked")
+            .unwrap();
+        assert_eq!((&*event.kv.key, event.revision()), ("/t/a", revision + 1));
+        drop(w);
+        let store = open(&dir);
+        assert_eq!(store.revision(), revision + 1);
+        assert!(store.get("/t/boom").is_none());
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_out_of_space() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(matches!(failure_of(&full), Failure::OutOfSpace));
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        let message = w.error_for(&Failure::OutOfSpace).to_string();
+        assert!(message.contains("out of space"), "{message}");
+    }
+
+    fn labelled(name: &str, app: &str) -> Value {
+        json!({"metadata": {"name": name, "labels": {"app": app}}})
+    }
+
+    async fn next_event(w: &mut Watcher) -> Arc<Event> {
+        tokio::time::timeout(Duration::from_secs(2), w.next())
+            .await
+            .expect("watch deadlocked")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn reloaded_history_carries_the_previous_state_of_each_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = {
+            let store = open(&dir);
+            let a = store.create("/t/a", labelled("a", "1")).await.unwrap();
+            store
+                .update("/t/a", labelled("a", "2"), None)
+                .await
+                .unwrap();
+            a.mod_revision
+        };
+        let store = open(&dir);
+        let mut w = store.watch("/t/", created).unwrap();
+        let e = next_event(&mut w).await;
+        assert_eq!(e.kind, EventType::Modified);
+        let prev = e
+            .prev
+            .as_ref()
+            .expect("reloaded event keeps its previous state");
+        assert_eq!(prev.value["metadata"]["labels"]["app"], "1");
+        assert_eq!(prev.mod_revision, created);
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_previous_state_of_the_first_change_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let floor = {
+            let store = open(&dir);
+            store.create("/t/a", labelled("a", "1")).await.unwrap();
+            let v2 = store
+                .update("/t/a", labelled("a", "2"), None)
+                .await
+                .unwrap();
+            store
+                .update("/t/a", labelled("a", "3"), None)
+                .await
+                .unwrap();
+            store.compact(v2.mod_revision).await.unwrap();
+            v2.mod_revision
+        };
+        let store = open(&dir);
+        assert_eq!(
+            store.get("/t/a").unwrap().value["metadata"]["labels"]["app"],
+            "3"
+        );
+        let mut w = store.watch("/t/", floor).unwrap();
+        let e = next_event(&mut w).await;
+        let prev = e.prev.as_ref().expect("previous state survives compaction");
+        assert_eq!(prev.value["metadata"]["labels"]["app"], "2");
+    }
+
+    #[tokio::test]
+    async fn compaction_truncates_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let big = "x".repeat(4096);
+        for i in 0..300 {
+            store
+                .create(&format!("/t/{i}"), obj("x", &big))
+                .await
+                .unwrap();
+        }
+        for i in 0..300 {
+            store.delete(&format!("/t/{i}"), None).await.unwrap();
+        }
+        let wal = sidecar(store.path(), "-wal");
+        let before = std::fs::metadata(&wal).unwrap().len();
+        store.compact(store.revision()).await.unwrap();
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert!(
+            before > 1 << 20,
+            "the workload grew the WAL ({before} bytes)"
+        );
+        assert_eq!(after, 0, "WAL after compaction (was {before} bytes)");
+    }
+
+    #[test]
+    fn another_applications_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = SqliteStore::open(&path)
+            .err()
+            .expect("foreign database refused");
+        assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("users"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let missing = dir.path().join("missing.db");
+        assert_eq!(inspect(&missing).unwrap(), Contents::Missing);
+        std::fs::write(&missing, b"").unwrap();
+        assert_eq!(inspect(&missing).unwrap(), Contents::Empty);
+        drop(SqliteStore::open(&missing).unwrap());
+        assert_eq!(inspect(&missing).unwrap(), Contents::Orc);
+        // Closed cleanly (no WAL or SHM file left), it is still recognised.
+        let closed = dir.path().join("closed.db");
+        create_private_file(&closed).unwrap();
+        drop(connect(&closed).unwrap());
+        assert!(!sidecar(&closed, "-wal").exists());
+        assert_eq!(inspect(&closed).unwrap(), Contents::Orc);
+        let before = std::fs::read(&closed).unwrap();
+        assert_eq!(inspect(&closed).unwrap(), Contents::Orc);
+        assert_eq!(std::fs::read(&closed).unwrap(), before);
     }
 
     #[tokio::test]

@@ -38,6 +38,10 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
         StoreError::Compacted { requested, oldest } => {
             ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
         }
+        // Logged once per failed commit by the datastore writer.
+        StoreError::OutOfSpace { .. } => ApiError::internal(
+            "datastore out of space: the server cannot store changes until disk space is freed on its data volume",
+        ),
         other => {
             tracing::error!(error = %other, "datastore error");
             ApiError::internal(format!("datastore error: {other}"))

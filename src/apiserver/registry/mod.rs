@@ -107,6 +107,11 @@ impl Registry {
         registry
     }
 
+    /// Whether the datastore takes writes (the `/readyz` datastore check).
+    pub async fn datastore_ready(&self) -> Result<(), StoreError> {
+        self.store.ready().await
+    }
+
     pub fn get(
         &self,
         def: &ResourceDef,
