@@ -35,9 +35,19 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user = cert_user.or_else(|| bearer_user(&ctx, &req));
+    let mut audit = ctx.audit.as_ref().map(|log| log.begin(&req, user.as_ref()));
     let resp = match dispatch(&ctx, user.as_ref(), req).await {
         Ok(resp) => resp,
-        Err(e) => response::error(&e),
+        Err(e) => {
+            if let Some(audit) = &mut audit {
+                audit.failed(&e);
+            }
+            response::error(&e)
+        }
+    };
+    let resp = match audit {
+        Some(audit) => audit.finish(resp).await,
+        None => resp,
     };
     tracing::debug!(
         %method,
@@ -181,7 +191,7 @@ fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response
     Ok(resp)
 }
 
-fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
+pub(super) fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
     // Streaming into a pod is a create, whether the client upgrades a GET (WebSocket) or
     // a POST (SPDY), as upstream authorizes it.
     if matches!(

@@ -1,6 +1,7 @@
 //! The Kubernetes-compatible HTTPS API server: TLS listener, authentication, routing.
 
 pub mod allocator;
+pub mod audit;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
@@ -41,6 +42,8 @@ pub struct ApiContext {
     pub openapi: openapi::OpenApi,
     /// The cluster CA, to issue node credentials.
     pub pki: Arc<crate::tls::Pki>,
+    /// The audit log (`--audit-log-path`), when enabled.
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ctx: A
                 .and_then(|certs| certs.first())
                 .and_then(|der| crate::tls::identity_from_cert(der.as_ref()))
                 .map(auth::User::from);
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(audit::PeerAddr(peer));
                 let ctx = ctx.clone();
                 let cert_user = cert_user.clone();
                 async move {

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::Cache;
+use super::encryption::{Identity, ValueTransformer};
 use super::{
     make_kv, Event, EventType, KeyValue, ListFilter, ListPage, Result, Revision, Store, StoreError,
     Watcher,
@@ -63,6 +64,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and loads it into memory.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, Arc::new(Identity))
+    }
+
+    /// Like [`SqliteStore::open`], with values passing through `transformer` on their way
+    /// to and from disk; stored values it reports stale are rewritten first.
+    pub fn open_with(path: &Path, transformer: Arc<dyn ValueTransformer>) -> Result<SqliteStore> {
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -94,13 +101,16 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )
         .map_err(open_err)?;
-        let (cache, revision) = load(&conn)?;
+        let mut conn = conn;
+        rewrite_stale(&mut conn, &*transformer)?;
+        let (cache, revision) = load(&conn, &*transformer)?;
         let cache = Arc::new(cache);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
             conn,
             cache: cache.clone(),
             revision,
+            transformer,
         };
         std::thread::Builder::new()
             .name("orc-store-writer".into())
@@ -127,7 +137,7 @@ impl SqliteStore {
     }
 }
 
-fn load(conn: &Connection) -> Result<(Cache, Revision)> {
+fn load(conn: &Connection, transformer: &dyn ValueTransformer) -> Result<(Cache, Revision)> {
     let sql = |source| StoreError::Sql {
         step: "load",
         source,
@@ -155,6 +165,10 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
         let deleted: bool = row.get(3).map_err(sql)?;
         let create_rev = row.get::<_, i64>(4).map_err(sql)? as Revision;
         let raw: Vec<u8> = row.get(5).map_err(sql)?;
+        let raw = match transformer.decode(&key, &raw) {
+            Ok(decoded) => decoded.unwrap_or(raw),
+            Err(source) => return Err(StoreError::Transform { key, source }),
+        };
         let value: Value = serde_json::from_slice(&raw).map_err(|source| StoreError::Decode {
             key: key.clone(),
             source,
@@ -199,6 +213,7 @@ struct Writer {
     conn: Connection,
     cache: Arc<Cache>,
     revision: Revision,
+    transformer: Arc<dyn ValueTransformer>,
 }
 
 struct Row {
@@ -325,7 +340,7 @@ impl Writer {
         if rows.is_empty() {
             return;
         }
-        match write_rows(&mut self.conn, rows) {
+        match write_rows(&mut self.conn, rows, &*self.transformer) {
             Ok(()) => {
                 self.revision = next - 1;
                 self.cache.apply(std::mem::take(events));
@@ -387,24 +402,141 @@ fn current(
     }
 }
 
-fn write_rows(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
+fn write_rows(
+    conn: &mut Connection,
+    rows: &[Row],
+    transformer: &dyn ValueTransformer,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO kv(rev, key, created, deleted, create_rev, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for row in rows {
+            let encoded = transformer
+                .encode(&row.key, &row.raw)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             stmt.execute(params![
                 row.rev as i64,
                 &*row.key,
                 row.created,
                 row.deleted,
                 row.create_rev as i64,
-                &row.raw[..]
+                encoded.as_deref().unwrap_or(&row.raw[..])
             ])?;
         }
     }
     tx.commit()
+}
+
+/// Rewrites in place (same revisions, new bytes) every stored value under the
+/// transformer's prefix that it reports stale: in clear, or under a retired key. The
+/// overwritten bytes must not linger on disk: when anything was rewritten, the database
+/// is vacuumed (no free page keeps an old copy) and the WAL truncated. Returns how many
+/// values were rewritten.
+pub fn rewrite_stale(conn: &mut Connection, transformer: &dyn ValueTransformer) -> Result<usize> {
+    let Some(prefix) = transformer.prefix() else {
+        return Ok(0);
+    };
+    let sql = |source| StoreError::Sql {
+        step: "rewrite stored values",
+        source,
+    };
+    let tx = conn.transaction().map_err(sql)?;
+    let mut rewritten = 0;
+    {
+        let mut select = tx
+            .prepare("SELECT rev, key, value FROM kv WHERE key >= ?1 AND key < ?2")
+            .map_err(sql)?;
+        let mut update = tx
+            .prepare("UPDATE kv SET value = ?1 WHERE rev = ?2")
+            .map_err(sql)?;
+        let mut rows = select
+            .query(params![prefix, prefix_end(prefix)])
+            .map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let stored: Vec<u8> = row.get(2).map_err(sql)?;
+            if !transformer.is_stale(&stored) {
+                continue;
+            }
+            let rev: i64 = row.get(0).map_err(sql)?;
+            let key: String = row.get(1).map_err(sql)?;
+            let transform = |source| StoreError::Transform {
+                key: key.clone(),
+                source,
+            };
+            let plain = transformer
+                .decode(&key, &stored)
+                .map_err(transform)?
+                .unwrap_or(stored);
+            let encoded = transformer
+                .encode(&key, &plain)
+                .map_err(transform)?
+                .unwrap_or(plain);
+            update.execute(params![encoded, rev]).map_err(sql)?;
+            rewritten += 1;
+        }
+    }
+    tx.commit().map_err(sql)?;
+    if rewritten > 0 {
+        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(sql)?;
+        tracing::info!(
+            rewritten,
+            prefix,
+            "rewrote stored values (secrets encryption)"
+        );
+    }
+    Ok(rewritten)
+}
+
+/// Opens an existing database for [`rewrite_stale`] or [`count_stale`] from outside the
+/// server (`orc secrets-encrypt`).
+pub fn open_existing(path: &Path) -> Result<Connection> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(open_err)?;
+    conn.execute_batch("PRAGMA busy_timeout=5000;")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Stored values under the transformer's prefix (every revision kept), and how many of
+/// them are stale.
+pub fn count_stale(
+    conn: &Connection,
+    transformer: &dyn ValueTransformer,
+) -> Result<(usize, usize)> {
+    let Some(prefix) = transformer.prefix() else {
+        return Ok((0, 0));
+    };
+    let sql = |source| StoreError::Sql {
+        step: "count stored values",
+        source,
+    };
+    let mut select = conn
+        .prepare("SELECT value FROM kv WHERE key >= ?1 AND key < ?2")
+        .map_err(sql)?;
+    let mut rows = select
+        .query(params![prefix, prefix_end(prefix)])
+        .map_err(sql)?;
+    let (mut total, mut stale) = (0, 0);
+    while let Some(row) = rows.next().map_err(sql)? {
+        let stored: Vec<u8> = row.get(0).map_err(sql)?;
+        total += 1;
+        stale += usize::from(transformer.is_stale(&stored));
+    }
+    Ok((total, stale))
+}
+
+/// The first key after every key starting with `prefix` (which ends in `/`).
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.trim_end_matches('/').to_string();
+    end.push('0');
+    end
 }
 
 #[async_trait::async_trait]
