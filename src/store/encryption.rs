@@ -42,7 +42,7 @@ pub enum EncryptionError {
     },
     #[error("no random numbers available from the operating system")]
     Random,
-    #[error("value is encrypted with key {name}, which the encryption config does not hold")]
+    #[error("value is encrypted with key {name}, which the encryption config does not hold: restore the data dir's server/cred/encryption-config.json")]
     UnknownKey { name: String },
     #[error("value does not decrypt: wrong key or corrupted data")]
     Decrypt,
@@ -66,7 +66,7 @@ pub trait ValueTransformer: Send + Sync + 'static {
     fn is_stale(&self, stored: &[u8]) -> bool;
 }
 
-/// Stores every value as it is.
+/// Stores every value as it is (and refuses encrypted values: their keys are missing).
 pub struct Identity;
 
 impl ValueTransformer for Identity {
@@ -74,8 +74,11 @@ impl ValueTransformer for Identity {
         Ok(None)
     }
 
-    fn decode(&self, _key: &str, _stored: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(None)
+    fn decode(&self, _key: &str, stored: &[u8]) -> Result<Option<Vec<u8>>> {
+        match SecretsEncryption::key_of(stored) {
+            Some(name) => Err(EncryptionError::UnknownKey { name: name.into() }),
+            None => Ok(None),
+        }
     }
 
     fn prefix(&self) -> Option<&str> {
@@ -504,6 +507,13 @@ mod tests {
             assert!(!contains(&bytes, value), "{value} is on disk in clear");
         }
         assert!(contains(&bytes, "configmap-value"));
+        let err = SqliteStore::open(&db)
+            .err()
+            .expect("encrypted rows need the keys");
+        assert!(
+            matches!(&err, crate::store::StoreError::Transform { key, source: EncryptionError::UnknownKey { .. } } if key.starts_with(SECRETS_PREFIX)),
+            "{err}"
+        );
         let store = SqliteStore::open_with(&db, enc).unwrap();
         assert_eq!(
             store.get("/core/secrets/default/t").unwrap().value["data"]["k"],
