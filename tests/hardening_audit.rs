@@ -250,3 +250,66 @@ async fn the_audit_log_rotates_by_size_and_keeps_max_backups() {
         assert!(!audit_lines(file).is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_path_dash_writes_events_to_stdout() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut server = Server {
+        dir: tempfile::tempdir().unwrap(),
+        port: support::server::free_port(),
+        child: None,
+        extra_args: Vec::new(),
+    };
+    let mut child = Command::new(support::server::ORC)
+        .arg("server")
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--bind-address", "127.0.0.1", "--https-port"])
+        .arg(server.port.to_string())
+        .arg("--write-kubeconfig")
+        .arg(server.kubeconfig())
+        .args(["--disable-agent", "--audit-log-path", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn orc server");
+    let out = child.stdout.take().expect("piped stdout");
+    server.child = Some(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    wait_for("the server to answer", || {
+        server.kubeconfig().exists()
+            && std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok()
+    });
+    let resp = server
+        .client(true)
+        .get(format!("{}/version", server.url()))
+        .header("user-agent", "stdout-audit")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut event = None;
+    wait_for("the /version event on stdout", || {
+        while let Ok(line) = rx.try_recv() {
+            let Ok(e) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if e["userAgent"] == "stdout-audit" {
+                event = Some(e);
+            }
+        }
+        event.is_some()
+    });
+    let e = event.unwrap();
+    assert_eq!(e["kind"], "Event");
+    assert_eq!(e["verb"], "get");
+    assert_eq!(e["requestURI"], "/version");
+    assert!(e.get("objectRef").is_none(), "{e}");
+    assert_eq!(e["responseStatus"]["code"], 200);
+}
