@@ -50,6 +50,10 @@ fn assert_admin_kubectl_event(e: &Value) {
         "{e}"
     );
     assert!(e.get("impersonatedUser").is_none(), "{e}");
+    assert_eq!(
+        e["annotations"]["authorization.k8s.io/decision"], "allow",
+        "{e}"
+    );
     assert_eq!(e["sourceIPs"][0], "127.0.0.1", "{e}");
     assert!(
         e["userAgent"]
@@ -170,6 +174,10 @@ async fn anonymous_requests_and_watches_are_audited_as_upstream() {
     assert_eq!(unauthorized["user"], serde_json::json!({}));
     assert_eq!(unauthorized["verb"], "list");
     assert_eq!(unauthorized["responseStatus"]["code"], 401);
+    assert!(
+        unauthorized.get("annotations").is_none(),
+        "never authorized"
+    );
     let watch: Vec<&Value> = lines.iter().filter(|e| e["verb"] == "watch").collect();
     let stages: Vec<&str> = watch.iter().map(|e| e["stage"].as_str().unwrap()).collect();
     assert_eq!(stages, ["ResponseStarted", "ResponseComplete"]);

@@ -24,7 +24,7 @@ use http::{header, Request, Response};
 use http_body_util::BodyExt;
 use serde::Serialize;
 
-use super::auth::User;
+use super::auth::{self, NodeGraph, User};
 use super::request::Query;
 use super::response::Body;
 use super::router::{self, Route};
@@ -123,15 +123,34 @@ impl AuditLog {
     }
 
     /// Records what a request asks, before it is handled; `user` is who authenticated.
-    pub fn begin<B>(self: &Arc<Self>, req: &Request<B>, user: Option<&User>) -> Pending {
+    /// The authorization decision is the authorizer's answer for the same request (read
+    /// from `graph` as the handler will a moment later).
+    pub fn begin<B>(
+        self: &Arc<Self>,
+        req: &Request<B>,
+        user: Option<&User>,
+        graph: &dyn NodeGraph,
+    ) -> Pending {
         let uri = req.uri();
         let request_uri = uri
             .path_and_query()
             .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
         let query = Query::parse(uri.query());
+        let mut allowed = user.is_some();
         let (verb, object_ref, long_running) = match router::parse(uri.path()) {
             Some(Route::Resource(r)) => {
                 let verb = super::handlers::verb_of(req.method(), &r, &query);
+                if let Some(user) = user {
+                    let action = auth::Action {
+                        verb,
+                        def: r.def,
+                        namespace: r.namespace.as_deref(),
+                        name: r.name.as_deref(),
+                        subresource: r.subresource.as_deref(),
+                        selected_name: super::handlers::selected_name(query.str("fieldSelector")),
+                    };
+                    allowed = auth::authorize(user, &action, graph).is_ok();
+                }
                 let long_running = verb == "watch"
                     || matches!(
                         r.subresource.as_deref(),
@@ -165,6 +184,7 @@ impl AuditLog {
                 .map(str::to_string),
             object_ref,
             long_running,
+            decision: user.map(|_| if allowed { "allow" } else { "forbid" }),
             failure: None,
         }
     }
@@ -243,6 +263,8 @@ pub struct Pending {
     user_agent: Option<String>,
     object_ref: Option<ObjectRef>,
     long_running: bool,
+    /// `allow` or `forbid` (`None`: not authenticated, so never authorized).
+    decision: Option<&'static str>,
     failure: Option<ResponseStatus>,
 }
 
@@ -331,6 +353,7 @@ impl Pending {
             }),
             request_received_timestamp: micros(self.received),
             stage_timestamp: micros(Utc::now()),
+            annotations: self.decision.map(|decision| Annotations { decision }),
         }
     }
 }
@@ -362,6 +385,14 @@ struct Event<'a> {
     response_status: ResponseStatus,
     request_received_timestamp: String,
     stage_timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<Annotations>,
+}
+
+#[derive(Serialize)]
+struct Annotations {
+    #[serde(rename = "authorization.k8s.io/decision")]
+    decision: &'static str,
 }
 
 #[derive(Serialize)]
@@ -676,6 +707,19 @@ mod tests {
         req
     }
 
+    /// A cluster without pods (nodes may read no secret).
+    struct NoPods;
+
+    impl NodeGraph for NoPods {
+        fn pod_node(&self, _namespace: &str, _name: &str) -> Option<String> {
+            None
+        }
+
+        fn node_references(&self, _node: &str, _ns: &str, _kind: &str, _name: &str) -> bool {
+            false
+        }
+    }
+
     fn event_json(p: &Pending, stage: &'static str, code: u16) -> Value {
         serde_json::to_value(p.event(stage, code)).unwrap()
     }
@@ -699,6 +743,7 @@ mod tests {
                 "/apis/apps/v1/namespaces/web/deployments/front?dryRun=All",
             ),
             Some(&admin),
+            &NoPods,
         );
         let ev = event_json(&p, "ResponseComplete", 200);
         assert_eq!(ev["kind"], "Event");
@@ -729,8 +774,9 @@ mod tests {
         assert!(DateTime::parse_from_rfc3339(stamp).is_ok(), "{stamp}");
         assert_eq!(stamp.len(), "2026-12-03T13:00:00.000000Z".len(), "{stamp}");
         assert!(ev.get("impersonatedUser").is_none());
+        assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "allow");
 
-        let mut p = log.begin(&request("GET", "/api/v1/pods?watch=true"), None);
+        let mut p = log.begin(&request("GET", "/api/v1/pods?watch=true"), None, &NoPods);
         assert!(p.long_running);
         assert_eq!(p.verb, "watch");
         p.failed(&ApiError::unauthorized());
@@ -738,8 +784,21 @@ mod tests {
         assert_eq!(ev["user"], serde_json::json!({}));
         assert_eq!(ev["responseStatus"]["code"], 401);
         assert_eq!(ev["responseStatus"]["reason"], "Unauthorized");
+        assert!(ev.get("annotations").is_none(), "never authorized: {ev}");
 
-        let p = log.begin(&request("GET", "/version"), Some(&admin));
+        let node = User {
+            name: "system:node:n1".into(),
+            groups: vec!["system:nodes".into()],
+        };
+        let p = log.begin(
+            &request("GET", "/api/v1/namespaces/default/secrets/db"),
+            Some(&node),
+            &NoPods,
+        );
+        let ev = event_json(&p, "ResponseComplete", 403);
+        assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "forbid");
+
+        let p = log.begin(&request("GET", "/version"), Some(&admin), &NoPods);
         let ev = event_json(&p, "ResponseComplete", 200);
         assert_eq!(ev["verb"], "get");
         assert!(ev.get("objectRef").is_none());

@@ -35,7 +35,10 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user = cert_user.or_else(|| bearer_user(&ctx, &req));
-    let mut audit = ctx.audit.as_ref().map(|log| log.begin(&req, user.as_ref()));
+    let mut audit = ctx
+        .audit
+        .as_ref()
+        .map(|log| log.begin(&req, user.as_ref(), &*ctx.registry));
     let resp = match dispatch(&ctx, user.as_ref(), req).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -404,7 +407,7 @@ fn bound_pod(
 }
 
 /// The one name a `metadata.name=X` field selector narrows a list or watch to.
-fn selected_name(field_selector: &str) -> Option<&str> {
+pub(super) fn selected_name(field_selector: &str) -> Option<&str> {
     let mut names = field_selector.split(',').filter_map(|term| {
         let term = term.trim();
         term.strip_prefix("metadata.name==")
