@@ -74,7 +74,7 @@ impl SqliteStore {
             path: path.display().to_string(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
         // The datastore holds Secrets: only the owner may read it (WAL files follow).
         {
             use std::os::unix::fs::PermissionsExt;
@@ -101,7 +101,6 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )
         .map_err(open_err)?;
-        let mut conn = conn;
         rewrite_stale(&mut conn, &*transformer)?;
         let (cache, revision) = load(&conn, &*transformer)?;
         let cache = Arc::new(cache);
