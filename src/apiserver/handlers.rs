@@ -35,12 +35,31 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user = authenticate(&ctx, cert_user, &req);
-    let resp = match user {
-        Ok(ref user) => match dispatch(&ctx, user.as_ref(), req).await {
+    let authenticated = user.as_ref().ok().and_then(|u| u.as_ref());
+    let mut audit = ctx
+        .audit
+        .as_ref()
+        .map(|log| log.begin(&req, authenticated, &*ctx.registry));
+    let resp = match &user {
+        Ok(user) => match dispatch(&ctx, user.as_ref(), req).await {
             Ok(resp) => resp,
-            Err(e) => response::error(&e),
+            Err(e) => {
+                if let Some(audit) = &mut audit {
+                    audit.failed(&e);
+                }
+                response::error(&e)
+            }
         },
-        Err(ref e) => refusal(e),
+        Err(e) => {
+            if let Some(audit) = &mut audit {
+                audit.failed(e);
+            }
+            refusal(e)
+        }
+    };
+    let resp = match audit {
+        Some(audit) => audit.finish(resp).await,
+        None => resp,
     };
     let user = user.ok().flatten();
     tracing::debug!(
@@ -267,7 +286,7 @@ fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response
     Ok(resp)
 }
 
-fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
+pub(super) fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {
     // Streaming into a pod is a create, whether the client upgrades a GET (WebSocket) or
     // a POST (SPDY), as upstream authorizes it.
     if matches!(
@@ -480,7 +499,7 @@ fn bound_pod(
 }
 
 /// The one name a `metadata.name=X` field selector narrows a list or watch to.
-fn selected_name(field_selector: &str) -> Option<&str> {
+pub(super) fn selected_name(field_selector: &str) -> Option<&str> {
     let mut names = field_selector.split(',').filter_map(|term| {
         let term = term.trim();
         term.strip_prefix("metadata.name==")

@@ -1,6 +1,7 @@
 //! The Kubernetes-compatible HTTPS API server: TLS listener, authentication, routing.
 
 pub mod allocator;
+pub mod audit;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
@@ -41,6 +42,8 @@ pub struct ApiContext {
     pub openapi: openapi::OpenApi,
     /// The cluster CA, to issue node credentials.
     pub pki: Arc<crate::tls::Pki>,
+    /// The audit log (`--audit-log-path`), when enabled.
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod check;
 pub mod config_file;
 pub mod images;
+pub mod secrets_encrypt;
 pub mod server;
 pub mod token;
 pub mod version;
@@ -35,6 +36,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Manage container images (air-gapped import).
     Images(ImagesArgs),
+    /// Secrets encryption at rest: status and key rotation (as k3s).
+    SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
     /// Preflight checks: kernel, cgroups, nftables, containerd, ports.
     Check(check::CheckArgs),
     /// Print the version.
@@ -80,5 +83,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ContainerLogger { path } => crate::agent::runtime::logger::run(&path)
             .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display())),
         Command::Check(args) => check::run(args),
+        Command::SecretsEncrypt(args) => secrets_encrypt::run(args),
     }
 }

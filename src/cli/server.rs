@@ -85,6 +85,21 @@ pub struct ServerArgs {
     /// Lifetime of node certificates (e.g. 720h); agents renew them after two thirds.
     #[arg(long, env = "ORC_NODE_CERTIFICATE_VALIDITY", default_value = "720h", value_parser = parse_duration)]
     pub node_certificate_validity: Duration,
+    /// Audit log file (`-` for stdout): one audit.k8s.io/v1 Event per request, at the
+    /// Metadata level (never request or response bodies).
+    #[arg(long, env = "ORC_AUDIT_LOG_PATH")]
+    pub audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log file when it reaches this many megabytes (0: only with
+    /// --audit-log-maxbackup, at 100).
+    #[arg(long, env = "ORC_AUDIT_LOG_MAXSIZE", default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// Rotated audit log files to keep (0: keep all).
+    #[arg(long, env = "ORC_AUDIT_LOG_MAXBACKUP", default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// Store Secrets encrypted with AES-GCM (key in <data-dir>/server/cred/
+    /// encryption-config.json); Secrets stored earlier are encrypted at start.
+    #[arg(long, env = "ORC_SECRETS_ENCRYPTION")]
+    pub secrets_encryption: bool,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -107,6 +122,10 @@ pub struct ServerConfig {
     pub node_certificate_validity: Duration,
     /// The embedded agent's node flags (`None` with --disable-agent).
     pub agent: Option<super::agent::NodeArgs>,
+    /// Where the audit log goes (`None`: no audit log).
+    pub audit: Option<apiserver::audit::AuditConfig>,
+    /// `--secrets-encryption`.
+    pub secrets_encryption: bool,
 }
 
 impl ServerArgs {
@@ -197,6 +216,14 @@ impl ServerArgs {
             pod_eviction_timeout: self.pod_eviction_timeout,
             node_certificate_validity: self.node_certificate_validity,
             agent: (!self.disable_agent).then_some(self.node),
+            audit: self.audit_log_path.as_deref().map(|path| {
+                apiserver::audit::AuditConfig::from_flags(
+                    path,
+                    self.audit_log_maxsize,
+                    self.audit_log_maxbackup,
+                )
+            }),
+            secrets_encryption: self.secrets_encryption,
         })
     }
 }
@@ -283,8 +310,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         create_private_dir(dir, dir.starts_with(&config.data_dir))?;
     }
     check_datastore_matches_credentials(&config, &server_dir)?;
+    let encryption =
+        super::secrets_encrypt::server_encryption(&config.data_dir, config.secrets_encryption)
+            .context("set up secrets encryption")?;
+    let (transformer, _keys_lock) = match encryption {
+        Some((transformer, lock)) => (transformer, Some(lock)),
+        None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
+    };
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.db_path)
+        SqliteStore::open_with(&config.db_path, transformer)
             .with_context(|| format!("open datastore {}", config.db_path.display()))?,
     );
     let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
@@ -339,6 +373,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tokens,
         openapi: apiserver::openapi::OpenApi::new(),
         pki: pki.clone(),
+        audit: match config.audit.clone() {
+            Some(audit) => Some(apiserver::audit::AuditLog::start(audit)?),
+            None => None,
+        },
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;

@@ -6,6 +6,7 @@
 //! writer that commits them durably (group commit) before acknowledging.
 
 pub mod cache;
+pub mod encryption;
 #[cfg(test)]
 pub mod memory;
 pub mod sqlite;
@@ -117,6 +118,12 @@ pub enum StoreError {
         key: String,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("stored value of {key} cannot be decoded (secrets encryption)")]
+    Transform {
+        key: String,
+        #[source]
+        source: encryption::EncryptionError,
     },
     #[error("datastore commit failed: {reason}")]
     CommitFailed { reason: String },

@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::Cache;
+use super::encryption::{Identity, ValueTransformer};
 use super::{
     make_kv, Event, EventType, KeyValue, ListFilter, ListPage, Result, Revision, Store, StoreError,
     Watcher,
@@ -132,11 +133,18 @@ impl SqliteStore {
     /// Opens (creating if needed, 0600) the database at `path` and loads it into memory.
     /// Refuses another application's database without touching it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, Arc::new(Identity))
+    }
+
+    /// Like [`SqliteStore::open`], with values passing through `transformer` on their way
+    /// to and from disk; stored values it reports stale are rewritten first.
+    pub fn open_with(path: &Path, transformer: Arc<dyn ValueTransformer>) -> Result<SqliteStore> {
         if inspect(path)? == Contents::Missing {
             create_private_file(path)?;
         }
-        let conn = connect(path)?;
-        let (cache, revision) = load(&conn)?;
+        let mut conn = connect(path)?;
+        rewrite_stale(&mut conn, &*transformer)?;
+        let (cache, revision) = load(&conn, &*transformer)?;
         let cache = Arc::new(cache);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
@@ -145,6 +153,7 @@ impl SqliteStore {
             revision,
             path: path.to_path_buf(),
             failure: None,
+            transformer,
         };
         std::thread::Builder::new()
             .name("orc-store-writer".into())
@@ -245,7 +254,7 @@ fn restrict_permissions(path: &Path) -> Result<()> {
 /// event carries the key's previous state, as live events do, so a selector watch
 /// resumed after a restart still sees objects leave the selector. (Compaction keeps the
 /// newest row at or below the floor for this.)
-fn load(conn: &Connection) -> Result<(Cache, Revision)> {
+fn load(conn: &Connection, transformer: &dyn ValueTransformer) -> Result<(Cache, Revision)> {
     let sql = |source| StoreError::Sql {
         step: "load",
         source,
@@ -273,6 +282,10 @@ fn load(conn: &Connection) -> Result<(Cache, Revision)> {
         let deleted: bool = row.get(3).map_err(sql)?;
         let create_rev = row.get::<_, i64>(4).map_err(sql)? as Revision;
         let raw: Vec<u8> = row.get(5).map_err(sql)?;
+        let raw = match transformer.decode(&key, &raw) {
+            Ok(decoded) => decoded.unwrap_or(raw),
+            Err(source) => return Err(StoreError::Transform { key, source }),
+        };
         let value: Value = serde_json::from_slice(&raw).map_err(|source| StoreError::Decode {
             key: key.clone(),
             source,
@@ -322,6 +335,7 @@ struct Writer {
     revision: Revision,
     path: PathBuf,
     failure: Option<Failure>,
+    transformer: Arc<dyn ValueTransformer>,
 }
 
 struct Row {
@@ -424,7 +438,7 @@ impl Writer {
         let outcome = if rows.is_empty() {
             Ok(())
         } else {
-            write_rows(&mut self.conn, &rows)
+            write_rows(&mut self.conn, &rows, &*self.transformer)
         };
         match outcome {
             Ok(()) => {
@@ -599,25 +613,142 @@ fn current_at(
     }
 }
 
-fn write_rows(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
+fn write_rows(
+    conn: &mut Connection,
+    rows: &[Row],
+    transformer: &dyn ValueTransformer,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO kv(rev, key, created, deleted, create_rev, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for row in rows {
+            let encoded = transformer
+                .encode(&row.key, &row.raw)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             stmt.execute(params![
                 row.rev as i64,
                 &*row.key,
                 row.created,
                 row.deleted,
                 row.create_rev as i64,
-                &row.raw[..]
+                encoded.as_deref().unwrap_or(&row.raw[..])
             ])?;
         }
     }
     // On failure the transaction is rolled back when `tx` drops.
     tx.commit()
+}
+
+/// Rewrites in place (same revisions, new bytes) every stored value under the
+/// transformer's prefix that it reports stale: in clear, or under a retired key. The
+/// overwritten bytes must not linger on disk: when anything was rewritten, the database
+/// is vacuumed (no free page keeps an old copy) and the WAL truncated. Returns how many
+/// values were rewritten.
+pub fn rewrite_stale(conn: &mut Connection, transformer: &dyn ValueTransformer) -> Result<usize> {
+    let Some(prefix) = transformer.prefix() else {
+        return Ok(0);
+    };
+    let sql = |source| StoreError::Sql {
+        step: "rewrite stored values",
+        source,
+    };
+    let tx = conn.transaction().map_err(sql)?;
+    let mut rewritten = 0;
+    {
+        let mut select = tx
+            .prepare("SELECT rev, key, value FROM kv WHERE key >= ?1 AND key < ?2")
+            .map_err(sql)?;
+        let mut update = tx
+            .prepare("UPDATE kv SET value = ?1 WHERE rev = ?2")
+            .map_err(sql)?;
+        let mut rows = select
+            .query(params![prefix, prefix_end(prefix)])
+            .map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let stored: Vec<u8> = row.get(2).map_err(sql)?;
+            if !transformer.is_stale(&stored) {
+                continue;
+            }
+            let rev: i64 = row.get(0).map_err(sql)?;
+            let key: String = row.get(1).map_err(sql)?;
+            let transform = |source| StoreError::Transform {
+                key: key.clone(),
+                source,
+            };
+            let plain = transformer
+                .decode(&key, &stored)
+                .map_err(transform)?
+                .unwrap_or(stored);
+            let encoded = transformer
+                .encode(&key, &plain)
+                .map_err(transform)?
+                .unwrap_or(plain);
+            update.execute(params![encoded, rev]).map_err(sql)?;
+            rewritten += 1;
+        }
+    }
+    tx.commit().map_err(sql)?;
+    if rewritten > 0 {
+        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(sql)?;
+        tracing::info!(
+            rewritten,
+            prefix,
+            "rewrote stored values (secrets encryption)"
+        );
+    }
+    Ok(rewritten)
+}
+
+/// Opens an existing database for [`rewrite_stale`] or [`count_stale`] from outside the
+/// server (`orc secrets-encrypt`).
+pub fn open_existing(path: &Path) -> Result<Connection> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(open_err)?;
+    conn.execute_batch("PRAGMA busy_timeout=5000;")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Stored values under the transformer's prefix (every revision kept), and how many of
+/// them are stale.
+pub fn count_stale(
+    conn: &Connection,
+    transformer: &dyn ValueTransformer,
+) -> Result<(usize, usize)> {
+    let Some(prefix) = transformer.prefix() else {
+        return Ok((0, 0));
+    };
+    let sql = |source| StoreError::Sql {
+        step: "count stored values",
+        source,
+    };
+    let mut select = conn
+        .prepare("SELECT value FROM kv WHERE key >= ?1 AND key < ?2")
+        .map_err(sql)?;
+    let mut rows = select
+        .query(params![prefix, prefix_end(prefix)])
+        .map_err(sql)?;
+    let (mut total, mut stale) = (0, 0);
+    while let Some(row) = rows.next().map_err(sql)? {
+        let stored: Vec<u8> = row.get(0).map_err(sql)?;
+        total += 1;
+        stale += usize::from(transformer.is_stale(&stored));
+    }
+    Ok((total, stale))
+}
+
+/// The first key after every key starting with `prefix` (which ends in `/`).
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.trim_end_matches('/').to_string();
+    end.push('0');
+    end
 }
 
 #[async_trait::async_trait]
@@ -825,13 +956,14 @@ mod tests {
         let path = dir.path().join("state.db");
         create_private_file(&path).unwrap();
         let conn = connect(&path).unwrap();
-        let (cache, revision) = load(&conn).unwrap();
+        let (cache, revision) = load(&conn, &Identity).unwrap();
         Writer {
             conn,
             cache: Arc::new(cache),
             revision,
             path,
             failure: None,
+            transformer: Arc::new(Identity),
         }
     }
 
