@@ -161,7 +161,7 @@ async fn an_object_its_strategy_refuses_is_not_stored() {
 
     let stored = create(&registry, &Plain, "n2").await;
     let mut changed = node("n2");
-    changed["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    changed["spec"]["providerID"] = json!("orc://n9");
     let err = registry
         .update_with(
             &Refusing,
@@ -186,7 +186,7 @@ async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
     assert_eq!(created.value["status"], json!({"phase": "Pinned"}));
 
     let mut body = node("n1");
-    body["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    body["spec"]["providerID"] = json!("orc://n9");
     body["status"] = json!({"phase": "Overwritten"});
     let updated = registry
         .update_with(
@@ -201,7 +201,7 @@ async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
         .await
         .expect("update")
         .kv;
-    assert_eq!(updated.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(updated.value["spec"]["providerID"], "orc://n9");
     assert_eq!(updated.value["status"], json!({"phase": "Pinned"}));
 
     body["spec"]["podCIDR"] = json!("10.42.7.0/24");
@@ -218,7 +218,7 @@ async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
         .await
         .expect("status update")
         .kv;
-    assert_eq!(status_write.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(status_write.value["spec"]["providerID"], "orc://n9");
     assert_eq!(
         status_write.value["status"],
         json!({"phase": "Overwritten"})
@@ -248,7 +248,7 @@ async fn reservations_are_given_back_when_the_write_does_not_happen() {
 
     registry.allocators.release_ip(reserved_ip());
     let mut changed = node("n1");
-    changed["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    changed["spec"]["providerID"] = json!("orc://n9");
     let err = registry
         .update_with(
             &strategy,
@@ -292,7 +292,7 @@ async fn heartbeats_are_acknowledged_without_a_write_and_read_back_fresh() {
     let (_dir, registry) = registry();
     let stored = create(&registry, &Plain, "n1").await;
     let mut beat = node("n1");
-    beat["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    beat["spec"]["providerID"] = json!("orc://n9");
     let acked = registry
         .update_with(
             &Heartbeating,
@@ -312,7 +312,7 @@ async fn heartbeats_are_acknowledged_without_a_write_and_read_back_fresh() {
     let read = registry
         .get_with(&Heartbeating, nodes(), None, "n1")
         .unwrap();
-    assert_eq!(read.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(read.value["spec"]["providerID"], "orc://n9");
 }
 
 #[tokio::test]
