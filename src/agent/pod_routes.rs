@@ -171,7 +171,7 @@ impl PodRoutes {
         for (node, pod_cidr, why) in
             refused_routes(self.nodes.values(), &self.own_node, &self.scope)
         {
-            tracing::warn!(%node, %pod_cidr, reason = ?why, cluster_cidr = %self.scope.cluster_cidr, own_pod_cidr = %self.scope.own_pod_cidr, "not routing a node's podCIDR outside the cluster CIDR or overlapping this node's");
+            tracing::warn!(%node, %pod_cidr, reason = ?why, cluster_cidr = %self.scope.cluster_cidr, own_pod_cidr = %self.scope.own_pod_cidr, "not routing a node's podCIDR outside the cluster CIDR or overlapping this node's (does the agent's --cluster-cidr match the server's?)");
         }
         match self.network.sync_routes(&desired).await {
             Ok(sync) => {

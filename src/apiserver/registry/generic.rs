@@ -327,6 +327,11 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         strategy.prepare_for_create(&cx, &mut obj);
+        // Admission before validation, as upstream's NodeRestriction: a node learns it may
+        // not write a field before it learns what the field may hold.
+        if let Some(requester) = &opts.requester {
+            strategy.admit(&cx, requester, &obj, None)?;
+        }
         let mut errors = Vec::new();
         if name.is_empty() {
             errors.push(field_error(
@@ -339,9 +344,6 @@ impl Registry {
         errors.extend(strategy.validate(&cx, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(def, &name, &errors));
-        }
-        if let Some(requester) = &opts.requester {
-            strategy.admit(&cx, requester, &obj, None)?;
         }
         check_stored_size(def, &name, &obj)?;
         if let (true, Some(ns)) = (def.namespaced, ns) {
@@ -480,6 +482,9 @@ impl Registry {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
+        if let Some(requester) = &opts.requester {
+            strategy.admit(&cx, requester, &new, Some(oldv))?;
+        }
         let (allocated, released) = if subresource.is_none() {
             let allocated = strategy.allocate(&cx, &mut new, Some(oldv))?;
             let released = strategy
@@ -499,11 +504,7 @@ impl Registry {
             allocated.release(&self.allocators);
             return Err(ApiError::invalid(def, &name, &errors));
         }
-        let admitted = match &opts.requester {
-            Some(requester) => strategy.admit(&cx, requester, &new, Some(oldv)),
-            None => Ok(()),
-        };
-        if let Err(e) = admitted.and_then(|()| check_stored_size(def, &name, &new)) {
+        if let Err(e) = check_stored_size(def, &name, &new) {
             allocated.release(&self.allocators);
             return Err(e);
         }

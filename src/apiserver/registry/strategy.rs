@@ -115,9 +115,9 @@ pub trait Strategy: Sync {
     }
 
     /// Upstream's admission plugins for this kind (NodeRestriction, EventRateLimit): run
-    /// after validation for writes a client asked for (`WriteOptions::requester`), with
-    /// the stored object as `old` on updates (`None` on create). Never for the
-    /// in-process controllers.
+    /// before validation for writes a client asked for (`WriteOptions::requester`), on
+    /// the object as it would be stored, with the stored object as `old` on updates
+    /// (`None` on create). Never for the in-process controllers.
     fn admit(
         &self,
         _cx: &Context,
