@@ -5,7 +5,7 @@
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::Value;
 
-use crate::api::identity::User;
+use crate::api::identity::{node_may_set_label, User};
 use crate::api::selector;
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
@@ -30,25 +30,6 @@ fn strip_heartbeat_times(node: &mut Value) {
     }
 }
 
-/// Labels no node may set on itself (upstream `v1.LabelNamespaceNodeRestriction`): they
-/// are how admins steer workloads to nodes they trust.
-const NODE_RESTRICTION_LABEL_NAMESPACE: &str = "node-restriction.kubernetes.io";
-/// The `kubernetes.io`/`k8s.io` labels a kubelet sets on its own Node (upstream
-/// `kubeletapis.IsKubeletLabel`); every other label of those namespaces is the cluster's.
-const KUBELET_LABELS: [&str; 11] = [
-    "kubernetes.io/hostname",
-    "topology.kubernetes.io/zone",
-    "topology.kubernetes.io/region",
-    "failure-domain.beta.kubernetes.io/zone",
-    "failure-domain.beta.kubernetes.io/region",
-    "beta.kubernetes.io/instance-type",
-    "node.kubernetes.io/instance-type",
-    "kubernetes.io/os",
-    "kubernetes.io/arch",
-    "beta.kubernetes.io/os",
-    "beta.kubernetes.io/arch",
-];
-const KUBELET_LABEL_NAMESPACES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
 /// The label pods pin a node with (`nodeSelector`, affinity): it must stay the node's
 /// own name, or a node could attract pods meant for another.
 const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -147,22 +128,14 @@ fn forbidden_node_labels(
     new: &Value,
     creating: bool,
 ) -> Vec<String> {
-    let in_namespace = |ns: &str, wanted: &str| ns == wanted || ns.ends_with(&format!(".{wanted}"));
     modified
         .iter()
         .filter(|key| {
-            let ns = key.split_once('/').map(|(ns, _)| ns).unwrap_or("");
-            if in_namespace(ns, NODE_RESTRICTION_LABEL_NAMESPACE) {
-                return true;
-            }
             if key.as_str() == HOSTNAME_LABEL {
                 let own_name = new["metadata"]["labels"][HOSTNAME_LABEL].as_str() == Some(node);
                 return !(creating && own_name);
             }
-            let kubernetes = in_namespace(ns, "kubernetes.io") || in_namespace(ns, "k8s.io");
-            let kubelet = KUBELET_LABELS.contains(&key.as_str())
-                || KUBELET_LABEL_NAMESPACES.iter().any(|k| in_namespace(ns, k));
-            kubernetes && !kubelet
+            !node_may_set_label(key)
         })
         .cloned()
         .collect()
