@@ -27,20 +27,12 @@ use schemars::gen::SchemaGenerator;
 use schemars::JsonSchema;
 use serde_json::Value;
 
+use super::kinds::event::EventRateLimit;
 use super::kinds::{
-    binding::BindingStrategy,
-    config_map::ConfigMapStrategy,
-    default::DefaultStrategy,
-    endpoints::EndpointsStrategy,
-    event::{EventRateLimit, EventStrategy},
-    lease::LeaseStrategy,
-    namespace::NamespaceStrategy,
-    node::NodeStrategy,
-    pod::PodStrategy,
-    secret::SecretStrategy,
-    service::ServiceStrategy,
-    service_account::ServiceAccountStrategy,
-    workload,
+    binding::BindingStrategy, config_map::ConfigMapStrategy, default::DefaultStrategy,
+    endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
+    namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
+    service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
