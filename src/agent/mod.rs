@@ -188,7 +188,8 @@ async fn run_pods(
     }
     // Only now, with the node's own pod network in place: routes to the other nodes'
     // pods belong to a node that runs pods.
-    let routes = pod_routes::PodRoutes::new(network.clone(), &config.node_name);
+    let scope = pod_routes::RouteScope::new(config.cluster_cidr, pod_cidr);
+    let routes = pod_routes::PodRoutes::new(network.clone(), &config.node_name, scope);
     tokio::spawn(pod_routes::run(client.clone(), routes));
     let host_ip = config
         .node_ip

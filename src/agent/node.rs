@@ -216,6 +216,12 @@ pub fn parse_labels(values: &[String]) -> Result<BTreeMap<String, String>, Strin
         if let Some(p) = problems.first() {
             return Err(format!("--node-label {v:?}: invalid key: {p}"));
         }
+        if !crate::api::identity::node_may_set_label(k) {
+            return Err(format!(
+                "--node-label {v:?}: a node may not give itself {k} (NodeRestriction): \
+                 set it as admin instead: kubectl label node NODE {v}"
+            ));
+        }
         let problems = crate::api::validation::is_valid_label_value(val);
         if let Some(p) = problems.first() {
             return Err(format!("--node-label {v:?}: invalid value: {p}"));
@@ -800,5 +806,10 @@ mod tests {
         assert!(parse_labels(&["bad key=x".into()])
             .unwrap_err()
             .contains("invalid key"));
+        assert_eq!(
+            parse_labels(&["node-role.kubernetes.io/worker=true".into()]).unwrap_err(),
+            "--node-label \"node-role.kubernetes.io/worker=true\": a node may not give itself node-role.kubernetes.io/worker (NodeRestriction): set it as admin instead: kubectl label node NODE node-role.kubernetes.io/worker=true"
+        );
+        assert!(parse_labels(&["topology.kubernetes.io/zone=a".into()]).is_ok());
     }
 }

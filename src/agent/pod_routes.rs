@@ -20,31 +20,77 @@ pub type PodRoute = (Ipv4Net, Ipv4Addr);
 /// How often the Nodes are listed again and the routes re-applied.
 const RELIST_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The routes node `own_node` needs: every other node's podCIDR via its first IPv4
-/// InternalIP. Nodes without either are skipped (they get routes once they have both);
-/// should two nodes claim one podCIDR, the first by name wins. Sorted by podCIDR.
-pub fn desired_routes<'a>(
+/// Which peer podCIDRs this node routes: only subnets of the cluster CIDR
+/// (`--cluster-cidr`, as given to the server) that do not overlap the node's own podCIDR.
+/// Anything else a peer's Node claims (`0.0.0.0/1`, the service CIDR, this node's own
+/// pods) would divert traffic that is not that peer's to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteScope {
+    pub cluster_cidr: Ipv4Net,
+    pub own_pod_cidr: Ipv4Net,
+}
+
+/// Why a peer's podCIDR gets no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    OutsideClusterCidr,
+    OverlapsOwnPodCidr,
+}
+
+impl RouteScope {
+    pub fn new(cluster_cidr: Ipv4Net, own_pod_cidr: Ipv4Net) -> Self {
+        RouteScope {
+            cluster_cidr: cluster_cidr.trunc(),
+            own_pod_cidr: own_pod_cidr.trunc(),
+        }
+    }
+
+    pub fn check(&self, cidr: Ipv4Net) -> Result<(), Refusal> {
+        if !self.cluster_cidr.contains(&cidr) {
+            return Err(Refusal::OutsideClusterCidr);
+        }
+        if cidr.contains(&self.own_pod_cidr) || self.own_pod_cidr.contains(&cidr) {
+            return Err(Refusal::OverlapsOwnPodCidr);
+        }
+        Ok(())
+    }
+}
+
+/// Every other node's podCIDR (truncated) with its first IPv4 InternalIP, by node name.
+fn peer_routes<'a>(
     nodes: impl IntoIterator<Item = &'a Node>,
     own_node: &str,
-) -> Vec<PodRoute> {
-    let mut routes: BTreeMap<Ipv4Net, (&str, Ipv4Addr)> = BTreeMap::new();
-    for node in nodes {
+) -> impl Iterator<Item = (&'a str, Ipv4Net, Ipv4Addr)> {
+    let own_node = own_node.to_string();
+    nodes.into_iter().filter_map(move |node| {
         let name = node.metadata.name.as_deref().unwrap_or("");
         if name == own_node {
-            continue;
+            return None;
         }
-        let Some(cidr) = node
+        let cidr = node
             .spec
             .as_ref()
             .and_then(|spec| spec.pod_cidr.as_deref())
-            .and_then(|c| c.parse::<Ipv4Net>().ok())
-        else {
+            .and_then(|c| c.parse::<Ipv4Net>().ok())?;
+        Some((name, cidr.trunc(), internal_ipv4(node)?))
+    })
+}
+
+/// The routes node `own_node` needs: every other node's podCIDR via its first IPv4
+/// InternalIP, for podCIDRs `scope` accepts. Nodes without either are skipped (they get
+/// routes once they have both); should two nodes claim one podCIDR, the first by name
+/// wins. Sorted by podCIDR.
+pub fn desired_routes<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    own_node: &str,
+    scope: &RouteScope,
+) -> Vec<PodRoute> {
+    let mut routes: BTreeMap<Ipv4Net, (&str, Ipv4Addr)> = BTreeMap::new();
+    for (name, cidr, ip) in peer_routes(nodes, own_node) {
+        if scope.check(cidr).is_err() {
             continue;
-        };
-        let Some(ip) = internal_ipv4(node) else {
-            continue;
-        };
-        let entry = routes.entry(cidr.trunc()).or_insert((name, ip));
+        }
+        let entry = routes.entry(cidr).or_insert((name, ip));
         if name < entry.0 {
             *entry = (name, ip);
         }
@@ -52,6 +98,17 @@ pub fn desired_routes<'a>(
     routes
         .into_iter()
         .map(|(cidr, (_, ip))| (cidr, ip))
+        .collect()
+}
+
+/// The peers whose podCIDR `scope` refuses, with the reason (for the log).
+pub fn refused_routes<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    own_node: &str,
+    scope: &RouteScope,
+) -> Vec<(String, Ipv4Net, Refusal)> {
+    peer_routes(nodes, own_node)
+        .filter_map(|(name, cidr, _)| Some((name.to_string(), cidr, scope.check(cidr).err()?)))
         .collect()
 }
 
@@ -69,16 +126,18 @@ fn internal_ipv4(node: &Node) -> Option<Ipv4Addr> {
 pub struct PodRoutes {
     network: Arc<dyn NetworkBackend>,
     own_node: String,
+    scope: RouteScope,
     nodes: BTreeMap<String, Node>,
     /// What the last successful sync made the routes; `None`: unknown (sync again).
     applied: Option<Vec<PodRoute>>,
 }
 
 impl PodRoutes {
-    pub fn new(network: Arc<dyn NetworkBackend>, own_node: &str) -> Self {
+    pub fn new(network: Arc<dyn NetworkBackend>, own_node: &str, scope: RouteScope) -> Self {
         PodRoutes {
             network,
             own_node: own_node.to_string(),
+            scope,
             nodes: BTreeMap::new(),
             applied: None,
         }
@@ -105,9 +164,14 @@ impl PodRoutes {
     /// Makes the node's routes match the known Nodes: when they changed since the last
     /// sync, or always with `force`. Failures are logged; the next call retries.
     pub async fn apply(&mut self, force: bool) {
-        let desired = desired_routes(self.nodes.values(), &self.own_node);
+        let desired = desired_routes(self.nodes.values(), &self.own_node, &self.scope);
         if !force && self.applied.as_ref() == Some(&desired) {
             return;
+        }
+        for (node, pod_cidr, why) in
+            refused_routes(self.nodes.values(), &self.own_node, &self.scope)
+        {
+            tracing::warn!(%node, %pod_cidr, reason = ?why, cluster_cidr = %self.scope.cluster_cidr, own_pod_cidr = %self.scope.own_pod_cidr, "not routing a node's podCIDR outside the cluster CIDR or overlapping this node's (does the agent's --cluster-cidr match the server's?)");
         }
         match self.network.sync_routes(&desired).await {
             Ok(sync) => {
@@ -180,6 +244,45 @@ mod tests {
         (cidr.parse().unwrap(), ip.parse().unwrap())
     }
 
+    /// Node n1's view: cluster 10.42.0.0/16, its own pods in 10.42.1.0/24.
+    fn scope() -> RouteScope {
+        RouteScope::new(
+            "10.42.0.0/16".parse().unwrap(),
+            "10.42.1.0/24".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn peer_pod_cidrs_outside_the_cluster_or_overlapping_ours_get_no_route() {
+        let nodes = [
+            node("good", Some("10.42.2.0/24"), Some("192.168.1.12")),
+            node("everything", Some("0.0.0.0/1"), Some("192.168.1.66")),
+            node("services", Some("10.43.0.0/24"), Some("192.168.1.67")),
+            node("wider", Some("10.42.0.0/16"), Some("192.168.1.68")),
+            node("mine", Some("10.42.1.0/24"), Some("192.168.1.69")),
+            node("inside-mine", Some("10.42.1.128/25"), Some("192.168.1.70")),
+        ];
+        assert_eq!(
+            desired_routes(&nodes, "n1", &scope()),
+            vec![route("10.42.2.0/24", "192.168.1.12")]
+        );
+        let refused: Vec<(String, Refusal)> = refused_routes(&nodes, "n1", &scope())
+            .into_iter()
+            .map(|(node, _, why)| (node, why))
+            .collect();
+        use Refusal::*;
+        assert_eq!(
+            refused,
+            [
+                ("everything".to_string(), OutsideClusterCidr),
+                ("services".to_string(), OutsideClusterCidr),
+                ("wider".to_string(), OverlapsOwnPodCidr),
+                ("mine".to_string(), OverlapsOwnPodCidr),
+                ("inside-mine".to_string(), OverlapsOwnPodCidr),
+            ]
+        );
+    }
+
     #[test]
     fn routes_go_to_other_nodes_pod_cidrs_via_their_internal_ip() {
         let nodes = [
@@ -188,13 +291,13 @@ mod tests {
             node("n3", Some("10.42.3.0/24"), Some("192.168.1.13")),
         ];
         assert_eq!(
-            desired_routes(&nodes, "n1"),
+            desired_routes(&nodes, "n1", &scope()),
             vec![
                 route("10.42.2.0/24", "192.168.1.12"),
                 route("10.42.3.0/24", "192.168.1.13")
             ]
         );
-        assert_eq!(desired_routes(&nodes[..1], "n1"), vec![]);
+        assert_eq!(desired_routes(&nodes[..1], "n1", &scope()), vec![]);
     }
 
     #[test]
@@ -218,9 +321,9 @@ mod tests {
             &[("InternalIP", "fd00::6"), ("InternalIP", "192.168.1.6")],
         );
         let dual: Node = serde_json::from_value(dual).unwrap();
-        assert_eq!(desired_routes(&nodes[..4], "me"), vec![]);
+        assert_eq!(desired_routes(&nodes[..4], "me", &scope()), vec![]);
         assert_eq!(
-            desired_routes([&dual], "me"),
+            desired_routes([&dual], "me", &scope()),
             vec![route("10.42.6.0/24", "192.168.1.6")]
         );
     }
@@ -232,7 +335,7 @@ mod tests {
             node("a", Some("10.42.2.7/24"), Some("192.168.1.11")),
         ];
         assert_eq!(
-            desired_routes(&nodes, "me"),
+            desired_routes(&nodes, "me", &scope()),
             vec![route("10.42.2.0/24", "192.168.1.11")]
         );
     }
@@ -250,7 +353,7 @@ mod tests {
     #[tokio::test]
     async fn routes_follow_node_events_and_sync_only_on_change() {
         let fake = Arc::new(FakeNetwork::new("10.42.1.0/24".parse().unwrap()).unwrap());
-        let mut routes = PodRoutes::new(fake.clone(), "n1");
+        let mut routes = PodRoutes::new(fake.clone(), "n1", scope());
         let listed = routes.on_event(Event::Restarted(vec![
             node("n1", Some("10.42.1.0/24"), Some("192.168.1.11")),
             node("n2", Some("10.42.2.0/24"), Some("192.168.1.12")),
@@ -306,7 +409,10 @@ mod tests {
         api.answer("/api/v1/nodes", Answer::list("5", nodes.clone()))
             .answer("/api/v1/nodes", Answer::Live(events))
             .answer("/api/v1/nodes", Answer::list("9", nodes));
-        let task = tokio::spawn(run(api.clone(), PodRoutes::new(network.clone(), "n1")));
+        let task = tokio::spawn(run(
+            api.clone(),
+            PodRoutes::new(network.clone(), "n1", scope()),
+        ));
         let n2 = vec![route("10.42.2.0/24", "192.168.1.12")];
         let resynced = async {
             while syncs(&network).is_empty() {

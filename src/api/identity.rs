@@ -14,6 +14,43 @@ pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers";
 /// Namespace of the node heartbeat leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
+/// Labels no node may set on itself (upstream `v1.LabelNamespaceNodeRestriction`): they
+/// are how admins steer workloads to nodes they trust.
+const NODE_RESTRICTION_LABEL_NAMESPACE: &str = "node-restriction.kubernetes.io";
+/// The `kubernetes.io`/`k8s.io` labels a kubelet sets on its own Node (upstream
+/// `kubeletapis.IsKubeletLabel`); every other label of those namespaces is the cluster's.
+const KUBELET_LABELS: [&str; 11] = [
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+const KUBELET_LABEL_NAMESPACES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
+/// Whether a node may set label `key` on its own Node (upstream NodeRestriction's
+/// label policy, `getForbiddenLabels`): not `node-restriction.kubernetes.io/*`, and of
+/// the `kubernetes.io`/`k8s.io` labels only those a kubelet sets (`kubernetes.io/os`,
+/// `topology.kubernetes.io/zone`, `node.kubernetes.io/*` ...) — `node-role.kubernetes.io/*`
+/// is the admin's. The server's NodeRestriction also keeps `kubernetes.io/hostname` the
+/// node's own name.
+pub fn node_may_set_label(key: &str) -> bool {
+    let in_namespace = |ns: &str, wanted: &str| ns == wanted || ns.ends_with(&format!(".{wanted}"));
+    let ns = key.split_once('/').map(|(ns, _)| ns).unwrap_or("");
+    if in_namespace(ns, NODE_RESTRICTION_LABEL_NAMESPACE) {
+        return false;
+    }
+    let kubernetes = in_namespace(ns, "kubernetes.io") || in_namespace(ns, "k8s.io");
+    let kubelet = KUBELET_LABELS.contains(&key)
+        || KUBELET_LABEL_NAMESPACES.iter().any(|k| in_namespace(ns, k));
+    !kubernetes || kubelet
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

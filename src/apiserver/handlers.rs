@@ -349,6 +349,7 @@ async fn resource(
     let mut opts = WriteOptions::default();
     opts.dry_run = query.dry_run()?;
     opts.field_validation = FieldValidation::parse(query.str("fieldValidation"))?;
+    opts.requester = Some(user.clone());
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
         ("list", None, None) => list(ctx, def, ns, &query, as_table),

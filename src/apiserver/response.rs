@@ -38,6 +38,15 @@ pub fn error(e: &ApiError) -> Response<Body> {
             HeaderValue::from_static("Basic realm=\"kubernetes-master\""),
         );
     }
+    // As upstream: a Status that says when to retry says it in `Retry-After` too.
+    let retry_after = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64());
+    if let Some(seconds) = retry_after.filter(|s| *s > 0) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     resp
 }
 

@@ -351,6 +351,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
     registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
+    registry.cluster_cidr = Some(config.cluster_cidr);
     let registry = Arc::new(registry);
     controllers::bootstrap::run(
         &registry,

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::field_error::FieldError;
 use super::names::{is_qualified_name, is_valid_label_value};
-use super::{arr_at, int_at, non_negative, str_at, Errs};
+use super::{arr_at, int_at, non_negative, obj_at, str_at, validate_resource_quantity, Errs};
 
 pub(super) fn validate_namespace(obj: &Value, errs: &mut Errs) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
@@ -27,8 +27,31 @@ pub(super) fn validate_namespace(obj: &Value, errs: &mut Errs) {
 
 pub(super) const TAINT_EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
 
-pub(super) fn validate_node(obj: &Value, errs: &mut Errs) {
+/// Upstream's words for a podCIDR changed after it was assigned.
+const POD_CIDR_IMMUTABLE: &str = "node updates may not change podCIDR except from \"\" to valid";
+
+pub(super) fn validate_node(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
+    if let Some(old) = old {
+        validate_pod_cidr_update(spec, old.get("spec").unwrap_or(&Value::Null), errs);
+    }
+    let status = obj.get("status").unwrap_or(&Value::Null);
+    for list in ["capacity", "allocatable"] {
+        for (resource, value) in obj_at(status, list).into_iter().flatten() {
+            let path = format!("status.{list}.{resource}");
+            validate_resource_quantity(resource, value, &path, errs);
+        }
+    }
+    for (i, cidr) in arr_at(spec, "podCIDRs").iter().enumerate() {
+        let cidr = cidr.as_str().unwrap_or("");
+        if cidr.parse::<ipnet::IpNet>().is_err() {
+            errs.push(FieldError::invalid(
+                format!("spec.podCIDRs[{i}]"),
+                cidr,
+                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            ));
+        }
+    }
     for (i, t) in arr_at(spec, "taints").iter().enumerate() {
         let path = format!("spec.taints[{i}]");
         let key = str_at(t, "key");
@@ -56,6 +79,20 @@ pub(super) fn validate_node(obj: &Value, errs: &mut Errs) {
             pod_cidr,
             "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
         ));
+    }
+}
+
+/// Upstream `ValidateNodeUpdate` for pod CIDRs: once assigned they never change (for
+/// anyone; the node IPAM assigns each once).
+fn validate_pod_cidr_update(spec: &Value, old_spec: &Value, errs: &mut Errs) {
+    if !str_at(old_spec, "podCIDR").is_empty()
+        && str_at(spec, "podCIDR") != str_at(old_spec, "podCIDR")
+    {
+        errs.push(FieldError::forbidden("spec.podCIDR", POD_CIDR_IMMUTABLE));
+    }
+    let old_cidrs = arr_at(old_spec, "podCIDRs");
+    if !old_cidrs.is_empty() && arr_at(spec, "podCIDRs") != old_cidrs {
+        errs.push(FieldError::forbidden("spec.podCIDRs", POD_CIDR_IMMUTABLE));
     }
 }
 
@@ -122,6 +159,50 @@ mod tests {
             &validate("Node", &bad_cidr, None),
             "spec.podCIDR: Invalid value: \"10.42.0.0\""
         ));
+    }
+
+    #[test]
+    fn assigned_pod_cidrs_never_change() {
+        let node = |cidr: &str| json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+        let unassigned = json!({"metadata": {"name": "n1"}, "spec": {}});
+        assert!(validate("Node", &node("10.42.1.0/24"), Some(&unassigned)).is_empty());
+        let assigned = node("10.42.1.0/24");
+        assert!(validate("Node", &assigned, Some(&assigned)).is_empty());
+        assert_eq!(
+            messages(&validate("Node", &node("10.42.2.0/24"), Some(&assigned))),
+            vec![
+                "spec.podCIDR: Forbidden: node updates may not change podCIDR except from \"\" to valid",
+                "spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid",
+            ]
+        );
+        assert_eq!(validate("Node", &unassigned, Some(&assigned)).len(), 2);
+    }
+
+    #[test]
+    fn node_capacity_and_allocatable_must_be_quantities() {
+        let node = |cpu: serde_json::Value| {
+            json!({"metadata": {"name": "n1"}, "status": {
+                "capacity": {"cpu": cpu, "memory": "2Gi", "pods": "110"},
+                "allocatable": {"cpu": "1500m", "ephemeral-storage": "1e9"}}})
+        };
+        assert!(validate("Node", &node(json!("2")), None).is_empty());
+        for bad in ["*", "0x10", "lots", ""] {
+            assert_eq!(
+                messages(&validate("Node", &node(json!(bad)), None)),
+                vec![format!("status.capacity.cpu: Invalid value: \"{bad}\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            messages(&validate("Node", &node(json!("-1")), None)),
+            vec!["status.capacity.cpu: Invalid value: \"-1\": must be greater than or equal to 0"]
+        );
+        let fractional_pods =
+            json!({"metadata": {"name": "n1"}, "status": {"allocatable": {"pods": "1500m"}}});
+        assert_eq!(
+            messages(&validate("Node", &fractional_pods, None)),
+            vec!["status.allocatable.pods: Invalid value: \"1500m\": must be an integer"]
+        );
     }
 
     #[test]

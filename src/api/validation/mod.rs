@@ -96,6 +96,31 @@ fn non_negative(v: &Value, key: &str, path: &str, errs: &mut Errs) {
     }
 }
 
+/// Resources whose quantities must be whole numbers (upstream `IsIntegerResourceName`,
+/// the standard ones a Node or pod overhead lists).
+const INTEGER_RESOURCES: [&str; 1] = ["pods"];
+
+/// Upstream `ValidateResourceQuantityValue`: a Kubernetes quantity (the one parser in
+/// `api::quantity`), not negative, whole for integer resources. `path` names the field.
+fn validate_resource_quantity(resource: &str, value: &Value, path: &str, errs: &mut Errs) {
+    let Some(text) = quantity_text(value) else {
+        errs.push(FieldError::invalid_rendered(
+            path,
+            field_error::render(value),
+            QuantityError::FormatWrong.to_string(),
+        ));
+        return;
+    };
+    match parse_quantity(&text) {
+        Err(e) => errs.push(FieldError::invalid(path, &text, e.to_string())),
+        Ok(q) if q.is_negative() => errs.push(FieldError::invalid(path, &text, NON_NEGATIVE_ERR)),
+        Ok(q) if INTEGER_RESOURCES.contains(&resource) && q.milli_value() % 1000 != 0 => {
+            errs.push(FieldError::invalid(path, &text, "must be an integer"))
+        }
+        Ok(_) => {}
+    }
+}
+
 /// Checks an optional enum field: empty string is Required, unknown NotSupported.
 fn check_enum(v: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Errs) {
     let Some(val) = field(v, key) else { return };
@@ -131,7 +156,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ReplicaSet" | "Deployment" => validate_apps_workload(kind, obj, old, &mut errs),
         "Service" => validate_service(obj, old, &mut errs),
         "Endpoints" => validate_endpoints(obj, &mut errs),
-        "Node" => validate_node(obj, &mut errs),
+        "Node" => validate_node(obj, old, &mut errs),
         "Event" => validate_event(obj, &mut errs),
         "ConfigMap" => validate_config_map(obj, old, &mut errs),
         "Secret" => validate_secret(obj, old, &mut errs),

@@ -13,7 +13,10 @@ use super::names::{
     is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_qualified_name,
     is_valid_label_value, is_valid_port_name, is_valid_port_num, FILE_MODE_ERR, NON_NEGATIVE_ERR,
 };
-use super::{arr_at, check_enum, field, int_at, obj_at, quantity_text, str_at, Errs};
+use super::{
+    arr_at, check_enum, field, int_at, obj_at, quantity_text, str_at, validate_resource_quantity,
+    Errs,
+};
 
 pub(super) const RESTART_POLICIES: [&str; 3] = ["Always", "OnFailure", "Never"];
 const DNS_POLICIES: [&str; 4] = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
@@ -120,6 +123,12 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
     for (i, t) in arr_at(spec, "tolerations").iter().enumerate() {
         validate_toleration(t, &format!("{path}.tolerations[{i}]"), errs);
     }
+    if let Some(res) = field(spec, "resources") {
+        validate_resources(res, &format!("{path}.resources"), errs);
+    }
+    for (name, q) in obj_at(spec, "overhead").into_iter().flatten() {
+        validate_resource_quantity(name, q, &format!("{path}.overhead[{name}]"), errs);
+    }
 }
 
 fn validate_volumes(volumes: &[Value], path: &str, errs: &mut Errs) -> HashSet<String> {
@@ -173,13 +182,25 @@ fn validate_volume_source(kind: &str, src: &Value, path: &str, errs: &mut Errs) 
         "persistentVolumeClaim" => required("claimName", errs),
         "emptyDir" => {
             if let Some(q) = field(src, "sizeLimit").and_then(quantity_text) {
-                if parse_quantity(&q).is_err() {
-                    errs.push(FieldError::invalid(
+                match parse_quantity(&q) {
+                    Err(_) => errs.push(FieldError::invalid(
                         format!("{path}.sizeLimit"),
                         &q,
                         QuantityError::FormatWrong.to_string(),
-                    ));
+                    )),
+                    Ok(limit) if limit.is_negative() => errs.push(FieldError::forbidden(
+                        format!("{path}.sizeLimit"),
+                        "SizeLimit field must be a valid resource quantity",
+                    )),
+                    Ok(_) => {}
                 }
+            }
+        }
+        "ephemeral" => {
+            let claim = &src["volumeClaimTemplate"]["spec"];
+            if let Some(res) = field(claim, "resources") {
+                let path = format!("{path}.volumeClaimTemplate.spec.resources");
+                validate_resources(res, &path, errs);
             }
         }
         _ => {}
@@ -739,6 +760,28 @@ mod tests {
         assert_eq!(
             messages(&errs),
             vec!["spec.containers[0].resources.requests: Invalid value: \"1\": must be less than or equal to cpu limit of 500m"]
+        );
+    }
+
+    #[test]
+    fn pod_overhead_pod_resources_and_volume_sizes_are_quantities() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox"}],
+        "overhead": {"cpu": "lots"},
+        "resources": {"limits": {"memory": "0x10"}},
+        "volumes": [
+            {"name": "scratch", "emptyDir": {"sizeLimit": "-1Gi"}},
+            {"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "*"}}}}}},
+        ]}});
+        let regex = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+        assert_eq!(
+            messages(&validate("Pod", &pod, None)),
+            vec![
+                "spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity".to_string(),
+                format!("spec.volumes[1].ephemeral.volumeClaimTemplate.spec.resources.requests[storage]: Invalid value: \"*\": {regex}"),
+                format!("spec.resources.limits[memory]: Invalid value: \"0x10\": {regex}"),
+                format!("spec.overhead[cpu]: Invalid value: \"lots\": {regex}"),
+            ]
         );
     }
 

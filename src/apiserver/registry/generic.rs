@@ -84,6 +84,50 @@ fn namespace_mismatch() -> ApiError {
     )
 }
 
+/// The most bytes one object may take stored: etcd's default request limit (1.5 MiB),
+/// which upstream objects can never exceed either. Deletes are never refused for size.
+pub const MAX_OBJECT_BYTES: usize = 3 * 512 * 1024;
+
+/// Counts the bytes written to it (the stored size, without building the bytes).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses an object whose stored JSON would exceed [`MAX_OBJECT_BYTES`] with upstream's
+/// answer to etcd's refusal (413 `RequestEntityTooLarge`), saying by how much.
+pub(super) fn check_stored_size(
+    def: &ResourceDef,
+    name: &str,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    let mut count = ByteCount(0);
+    serde_json::to_writer(&mut count, obj)
+        .map_err(|e| ApiError::internal(format!("encode {} {name:?}: {e}", def.kind)))?;
+    if count.0 <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
+    let mut e = ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        format!(
+            "etcdserver: request is too large: {} \"{name}\" would take {} bytes stored, the limit is {MAX_OBJECT_BYTES}",
+            crate::api::status::resource_name(def),
+            count.0
+        ),
+    );
+    e.details = Some(json!({"name": name, "group": def.group, "kind": def.plural}));
+    Err(e)
+}
+
 fn written(kv: KeyValue, deleted: bool) -> Written {
     Written {
         kv,
@@ -100,6 +144,8 @@ impl Registry {
             allocators: &self.allocators,
             heartbeats: &self.heartbeats,
             default_toleration_seconds: self.default_toleration_seconds,
+            cluster_cidr: self.cluster_cidr,
+            event_rate_limit: &self.event_rate_limit,
         }
     }
 
@@ -285,6 +331,11 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         strategy.prepare_for_create(&cx, &mut obj);
+        // Admission before validation, as upstream's NodeRestriction: a node learns it may
+        // not write a field before it learns what the field may hold.
+        if let Some(requester) = &opts.requester {
+            strategy.admit(&cx, requester, &obj, None)?;
+        }
         let mut errors = Vec::new();
         if name.is_empty() {
             errors.push(field_error(
@@ -298,6 +349,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(def, &name, &errors));
         }
+        check_stored_size(def, &name, &obj)?;
         if let (true, Some(ns)) = (def.namespaced, ns) {
             self.check_namespace(def, ns, &name)?;
         }
@@ -434,6 +486,9 @@ impl Registry {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
+        if let Some(requester) = &opts.requester {
+            strategy.admit(&cx, requester, &new, Some(oldv))?;
+        }
         let (allocated, released) = if subresource.is_none() {
             let allocated = strategy.allocate(&cx, &mut new, Some(oldv))?;
             let released = strategy
@@ -452,6 +507,10 @@ impl Registry {
         if !errors.is_empty() {
             allocated.release(&self.allocators);
             return Err(ApiError::invalid(def, &name, &errors));
+        }
+        if let Err(e) = check_stored_size(def, &name, &new) {
+            allocated.release(&self.allocators);
+            return Err(e);
         }
         if object::same_content(&new, oldv) {
             return Ok(written(old.clone(), false));

@@ -11,16 +11,19 @@ mod tests;
 
 use std::sync::Arc;
 
+use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
 use super::allocator::Allocators;
 use super::heartbeats::Heartbeats;
 use crate::api::defaults;
+use crate::api::identity::User;
 use crate::api::patch::{self, PatchType};
 use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::{check_name, now};
+pub use kinds::event::EventRateLimit;
 pub use strategy::{strategy_for, Strategy};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
@@ -54,6 +57,10 @@ pub struct WriteOptions {
     /// The write is a pod binding: `spec.nodeName` may be set although pod specs are
     /// otherwise immutable (only `bind_pod` sets this).
     binding: bool,
+    /// The client the write is for (the HTTP handlers set it): the kinds' admission
+    /// rules (`Strategy::admit`: NodeRestriction, the event rate limit) apply to it.
+    /// `None` for the in-process controllers, which are trusted.
+    pub requester: Option<User>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +100,11 @@ pub struct Registry {
     /// they do not tolerate themselves (upstream's DefaultTolerationSeconds admission):
     /// how long pods stay on a lost node before they are evicted.
     pub default_toleration_seconds: i64,
+    /// The cluster's pod network (`--cluster-cidr`): a Node's podCIDRs must lie inside.
+    /// `None` (tests) checks nothing.
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// Events written by each node identity, rate-limited (upstream's EventRateLimit).
+    pub event_rate_limit: EventRateLimit,
 }
 
 impl Registry {
@@ -102,6 +114,8 @@ impl Registry {
             allocators,
             heartbeats: Arc::new(Heartbeats::new()),
             default_toleration_seconds: defaults::DEFAULT_NOT_READY_TOLERATION_SECONDS,
+            cluster_cidr: None,
+            event_rate_limit: EventRateLimit::default(),
         };
         registry.reclaim_allocations();
         registry

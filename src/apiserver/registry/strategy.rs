@@ -22,16 +22,19 @@
 //! every served kind to having a schema).
 
 use futures::future::BoxFuture;
+use ipnet::Ipv4Net;
 use schemars::gen::SchemaGenerator;
 use schemars::JsonSchema;
 use serde_json::Value;
 
+use super::kinds::event::EventRateLimit;
 use super::kinds::{
     binding::BindingStrategy, config_map::ConfigMapStrategy, default::DefaultStrategy,
     endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
     namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
     service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
 };
+use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
 use crate::api::selector::{self, LabelSelector};
 use crate::api::status::ApiError;
@@ -51,6 +54,10 @@ pub struct Context<'a> {
     pub heartbeats: &'a Heartbeats,
     /// `tolerationSeconds` for the not-ready/unreachable tolerations pods get by default.
     pub default_toleration_seconds: i64,
+    /// The cluster's pod network (`--cluster-cidr`), when known.
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// The per-node event rate limit.
+    pub event_rate_limit: &'a EventRateLimit,
 }
 
 /// The rules of one kind. Every method has the behaviour of a kind without rules of
@@ -97,6 +104,20 @@ pub trait Strategy: Sync {
     /// Field errors of an update from `old` to `new` (immutable fields included).
     fn validate_update(&self, cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
         validation::validate(cx.def.kind, new, Some(old))
+    }
+
+    /// Upstream's admission plugins for this kind (NodeRestriction, EventRateLimit): run
+    /// before validation for writes a client asked for (`WriteOptions::requester`), on
+    /// the object as it would be stored, with the stored object as `old` on updates
+    /// (`None` on create). Never for the in-process controllers.
+    fn admit(
+        &self,
+        _cx: &Context,
+        _requester: &User,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Ok(())
     }
 
     /// Reserves what `obj` needs from cluster-wide pools (Service IPs and NodePorts) on

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 use super::strategy::{Context, Strategy};
 use super::{DeleteOptions, Registry, WriteOptions};
+use crate::api::identity::User;
 use crate::api::resources::{self, ResourceDef};
+use crate::api::status::ApiError;
 use crate::api::validation::FieldError;
 use crate::apiserver::allocator::{Allocators, Reservation};
 use crate::store::sqlite::SqliteStore;
@@ -161,7 +163,7 @@ async fn an_object_its_strategy_refuses_is_not_stored() {
 
     let stored = create(&registry, &Plain, "n2").await;
     let mut changed = node("n2");
-    changed["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    changed["spec"]["providerID"] = json!("orc://n9");
     let err = registry
         .update_with(
             &Refusing,
@@ -186,7 +188,7 @@ async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
     assert_eq!(created.value["status"], json!({"phase": "Pinned"}));
 
     let mut body = node("n1");
-    body["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    body["spec"]["providerID"] = json!("orc://n9");
     body["status"] = json!({"phase": "Overwritten"});
     let updated = registry
         .update_with(
@@ -201,7 +203,7 @@ async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
         .await
         .expect("update")
         .kv;
-    assert_eq!(updated.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(updated.value["spec"]["providerID"], "orc://n9");
     assert_eq!(updated.value["status"], json!({"phase": "Pinned"}));
 
     body["spec"]["podCIDR"] = json!("10.42.7.0/24");
@@ -218,7 +220,7 @@ async fn status_is_the_strategys_on_create_and_kept_across_spec_writes() {
         .await
         .expect("status update")
         .kv;
-    assert_eq!(status_write.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(status_write.value["spec"]["providerID"], "orc://n9");
     assert_eq!(
         status_write.value["status"],
         json!({"phase": "Overwritten"})
@@ -248,7 +250,7 @@ async fn reservations_are_given_back_when_the_write_does_not_happen() {
 
     registry.allocators.release_ip(reserved_ip());
     let mut changed = node("n1");
-    changed["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    changed["spec"]["providerID"] = json!("orc://n9");
     let err = registry
         .update_with(
             &strategy,
@@ -292,7 +294,7 @@ async fn heartbeats_are_acknowledged_without_a_write_and_read_back_fresh() {
     let (_dir, registry) = registry();
     let stored = create(&registry, &Plain, "n1").await;
     let mut beat = node("n1");
-    beat["spec"]["podCIDR"] = json!("10.42.9.0/24");
+    beat["spec"]["providerID"] = json!("orc://n9");
     let acked = registry
         .update_with(
             &Heartbeating,
@@ -312,7 +314,7 @@ async fn heartbeats_are_acknowledged_without_a_write_and_read_back_fresh() {
     let read = registry
         .get_with(&Heartbeating, nodes(), None, "n1")
         .unwrap();
-    assert_eq!(read.value["spec"]["podCIDR"], "10.42.9.0/24");
+    assert_eq!(read.value["spec"]["providerID"], "orc://n9");
 }
 
 #[tokio::test]
@@ -382,4 +384,114 @@ async fn a_grace_period_marks_the_object_and_a_refused_delete_changes_nothing() 
     assert_eq!(err.code, 403);
     let now = registry.get_with(&Plain, nodes(), None, "keep").unwrap();
     assert_eq!(now.mod_revision, kept.mod_revision);
+}
+
+/// Refuses every write a client asks for (as NodeRestriction refuses a node's).
+struct Admitting;
+impl Strategy for Admitting {
+    fn admit(
+        &self,
+        _cx: &Context,
+        requester: &User,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Err(ApiError::forbidden(format!("{} may not", requester.name)))
+    }
+}
+
+fn node_user() -> User {
+    User {
+        name: "system:node:n1".into(),
+        groups: vec![crate::api::identity::NODES_GROUP.into()],
+    }
+}
+
+#[tokio::test]
+async fn admission_applies_to_clients_and_never_to_controllers() {
+    let (_dir, registry) = registry();
+    let stored = create(&registry, &Admitting, "n1").await;
+    let from_node = WriteOptions {
+        requester: Some(node_user()),
+        ..Default::default()
+    };
+    let mut changed = node("n1");
+    changed["spec"]["providerID"] = json!("orc://n1");
+    let err = registry
+        .update_with(
+            &Admitting,
+            nodes(),
+            None,
+            "n1",
+            changed.clone(),
+            None,
+            &from_node,
+        )
+        .await
+        .expect_err("admission refuses the node");
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (403, "system:node:n1 may not")
+    );
+    let err = registry
+        .create_with(&Admitting, nodes(), None, node("n2"), &from_node)
+        .await
+        .expect_err("admission refuses the node's create");
+    assert_eq!(err.code, 403);
+    assert!(registry.get_with(&Plain, nodes(), None, "n2").is_err());
+    let now = registry.get_with(&Plain, nodes(), None, "n1").unwrap();
+    assert_eq!(now.mod_revision, stored.mod_revision);
+    // A controller's write (no requester) is not admitted, only validated.
+    registry
+        .update_with(
+            &Admitting,
+            nodes(),
+            None,
+            "n1",
+            changed,
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("controllers are trusted");
+}
+
+#[tokio::test]
+async fn objects_over_the_stored_size_limit_are_refused_and_not_written() {
+    let (_dir, registry) = registry();
+    let stored = create(&registry, &Plain, "n1").await;
+    let mut big = node("n2");
+    big["metadata"]["labels"] = json!({"a": "b"});
+    big["spec"]["providerID"] = json!("x".repeat(super::generic::MAX_OBJECT_BYTES));
+    let err = registry
+        .create_with(&Plain, nodes(), None, big.clone(), &WriteOptions::default())
+        .await
+        .expect_err("too large");
+    assert_eq!((err.code, err.reason), (413, "RequestEntityTooLarge"));
+    assert!(
+        err.message
+            .starts_with("etcdserver: request is too large: nodes \"n2\" would take "),
+        "{}",
+        err.message
+    );
+    assert!(registry.get_with(&Plain, nodes(), None, "n2").is_err());
+    // A status update too, whoever writes it.
+    let mut status = node("n1");
+    let message = "x".repeat(super::generic::MAX_OBJECT_BYTES);
+    status["status"]["conditions"] = json!([{"type": "Big", "status": "True", "message": message}]);
+    let err = registry
+        .update_with(
+            &Plain,
+            nodes(),
+            None,
+            "n1",
+            status,
+            Some("status"),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect_err("too large");
+    assert_eq!(err.code, 413);
+    let now = registry.get_with(&Plain, nodes(), None, "n1").unwrap();
+    assert_eq!(now.mod_revision, stored.mod_revision);
 }

@@ -1,11 +1,18 @@
 //! Event rules: printed as `kubectl get events` lists them, selectable by the
-//! object they are about, their reason, source and type.
+//! object they are about, their reason, source and type; writes by each node identity
+//! rate-limited (upstream's EventRateLimit admission, type User).
 
-use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+
+use crate::api::identity::User;
 use crate::api::selector;
+use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
-use crate::apiserver::registry::strategy::Strategy;
+use crate::apiserver::registry::strategy::{Context, Strategy};
 
 pub struct EventStrategy;
 
@@ -26,7 +33,120 @@ const SELECTABLE_FIELDS: &[&str] = &[
     "metadata.name",
 ];
 
+/// Event writes a node may make at once: as many as a kubelet's own client-side limit
+/// lets through in a burst (upstream kubelet `eventBurst`).
+pub const NODE_EVENT_BURST: u32 = 100;
+/// Event writes per second a node may sustain after a burst.
+pub const NODE_EVENTS_PER_SECOND: u32 = 10;
+/// Nodes tracked at most; beyond that, nodes whose bucket is full again are forgotten.
+const MAX_TRACKED_NODES: usize = 4096;
+
+/// A token bucket: `burst` tokens, refilled at `per_second`; each write takes one.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    pub fn full(burst: u32, now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(burst),
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, burst: u32, per_second: u32) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
+        self.updated = now;
+    }
+
+    /// Takes a token at `now`, or says how long until one is there.
+    pub fn try_take(&mut self, now: Instant, burst: u32, per_second: u32) -> Result<(), Duration> {
+        self.refill(now, burst, per_second);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        let missing = 1.0 - self.tokens;
+        Err(Duration::from_secs_f64(
+            missing / f64::from(per_second.max(1)),
+        ))
+    }
+
+    fn is_full(&mut self, now: Instant, burst: u32, per_second: u32) -> bool {
+        self.refill(now, burst, per_second);
+        self.tokens >= f64::from(burst)
+    }
+}
+
+/// One token bucket per node identity, for the events it writes.
+#[derive(Debug)]
+pub struct EventRateLimit {
+    burst: u32,
+    per_second: u32,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl Default for EventRateLimit {
+    fn default() -> Self {
+        EventRateLimit::new(NODE_EVENT_BURST, NODE_EVENTS_PER_SECOND)
+    }
+}
+
+impl EventRateLimit {
+    pub fn new(burst: u32, per_second: u32) -> EventRateLimit {
+        EventRateLimit {
+            burst,
+            per_second,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits one event write by `user` at `now`: 429 `TooManyRequests` (upstream's
+    /// wording, with `Retry-After`) once its node has used its burst. Only node
+    /// identities are limited.
+    pub fn admit(&self, user: &User, now: Instant) -> Result<(), ApiError> {
+        if user.node_name().is_none() {
+            return Ok(());
+        }
+        let (burst, per_second) = (self.burst, self.per_second);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_NODES && !buckets.contains_key(&user.name) {
+            buckets.retain(|_, b| !b.is_full(now, burst, per_second));
+        }
+        let bucket = buckets
+            .entry(user.name.clone())
+            .or_insert_with(|| TokenBucket::full(burst, now));
+        bucket
+            .try_take(now, burst, per_second)
+            .map_err(|wait| too_many_events(&user.name, wait))
+    }
+}
+
+fn too_many_events(user: &str, wait: Duration) -> ApiError {
+    let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut e = ApiError::new(
+        429,
+        "TooManyRequests",
+        format!("Too many requests: limit reached on type User for key {user}"),
+    );
+    e.details = Some(json!({"retryAfterSeconds": retry_after}));
+    e
+}
+
 impl Strategy for EventStrategy {
+    fn admit(
+        &self,
+        cx: &Context,
+        requester: &User,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        cx.event_rate_limit.admit(requester, Instant::now())
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Event>(gen)
     }
@@ -58,7 +178,60 @@ impl Strategy for EventStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn node(name: &str) -> User {
+        User {
+            name: format!("system:node:{name}"),
+            groups: vec![crate::api::identity::NODES_GROUP.into()],
+        }
+    }
+
+    #[test]
+    fn a_node_gets_its_burst_then_429_until_tokens_refill() {
+        let limit = EventRateLimit::new(3, 2);
+        let t0 = Instant::now();
+        let n1 = node("n1");
+        for _ in 0..3 {
+            assert!(limit.admit(&n1, t0).is_ok());
+        }
+        let e = limit.admit(&n1, t0).unwrap_err();
+        assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
+        assert_eq!(
+            e.message,
+            "Too many requests: limit reached on type User for key system:node:n1"
+        );
+        assert_eq!(e.details.unwrap()["retryAfterSeconds"], 1);
+        // Another node has its own bucket.
+        assert!(limit.admit(&node("n2"), t0).is_ok());
+        // Half a second later one token (2 per second) is back, and only one.
+        let later = t0 + Duration::from_millis(500);
+        assert!(limit.admit(&n1, later).is_ok());
+        assert!(limit.admit(&n1, later).is_err());
+    }
+
+    #[test]
+    fn admins_and_controllers_are_not_limited() {
+        let limit = EventRateLimit::new(1, 1);
+        let admin = User {
+            name: "system:admin".into(),
+            groups: vec![crate::api::identity::ADMIN_GROUP.into()],
+        };
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(limit.admit(&admin, now).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_bucket_never_holds_more_than_its_burst() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::full(2, t0);
+        let much_later = t0 + Duration::from_secs(3600);
+        assert!(bucket.try_take(much_later, 2, 10).is_ok());
+        assert!(bucket.try_take(much_later, 2, 10).is_ok());
+        let wait = bucket.try_take(much_later, 2, 10).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(100));
+    }
 
     #[test]
     fn event_source_falls_back_to_the_reporting_component() {

@@ -209,11 +209,14 @@ mod tests {
     fn with_context<T>(f: impl FnOnce(&Context) -> T) -> T {
         let allocators = Allocators::new("10.43.0.0/29".parse().unwrap(), (30000, 30001));
         let heartbeats = Heartbeats::new();
+        let event_rate_limit = Default::default();
         let cx = Context {
             def: resources::by_plural("", "v1", "services").expect("served"),
             allocators: &allocators,
             heartbeats: &heartbeats,
             default_toleration_seconds: 300,
+            cluster_cidr: None,
+            event_rate_limit: &event_rate_limit,
         };
         f(&cx)
     }
