@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::agent::client::error::accepted;
+use crate::agent::client::last_known::LastKnownFile;
 use crate::agent::client::{ApiClient, Event, ListWatchApi, Query, Reflector};
 
 pub use crate::agent::client::error::{ApiError, Result};
@@ -117,20 +118,34 @@ impl PodApi for HttpPodApi {
 pub enum PodUpdate {
     /// A full list: every pod bound to the node now (sent after each (re)list).
     Snapshot(Vec<Value>),
+    /// The pods bound to the node when this agent last saw them (the server cannot be
+    /// reached): run them, remove nothing; a [`PodUpdate::Snapshot`] follows once the
+    /// server answers.
+    LastKnown(Vec<Value>),
     Upsert(Value),
     Deleted(Value),
 }
 
-/// Lists and watches the pods bound to `node` forever and sends what it sees. Returns
-/// when the receiver is gone.
-pub async fn watch_pods(api: Arc<dyn ListWatchApi>, node: String, out: mpsc::Sender<PodUpdate>) {
+/// Lists and watches the pods bound to `node` forever and sends what it sees, keeping
+/// them in `last_known` (if given) for a start without server. Returns when the
+/// receiver is gone.
+pub async fn watch_pods(
+    api: Arc<dyn ListWatchApi>,
+    node: String,
+    last_known: Option<LastKnownFile>,
+    out: mpsc::Sender<PodUpdate>,
+) {
     let span = tracing::info_span!("pod_watch", %node);
     let query = Query::all("pods").fields(&format!("spec.nodeName={node}"));
     let mut pods = Reflector::<Value>::new(api, query);
+    if let Some(file) = last_known {
+        pods = pods.remember_in(file);
+    }
     async move {
         loop {
             let update = match pods.next().await {
                 Event::Restarted(pods) => PodUpdate::Snapshot(pods),
+                Event::LastKnown(pods) => PodUpdate::LastKnown(pods),
                 Event::Applied(pod) => PodUpdate::Upsert(pod),
                 Event::Deleted(pod) => PodUpdate::Deleted(pod),
             };
@@ -313,7 +328,7 @@ mod tests {
             .answer("/api/v1/pods", Answer::events([("ERROR", expired)]))
             .answer("/api/v1/pods", Answer::list("9", vec![pod("b")]));
         let (tx, mut updates) = mpsc::channel(8);
-        let watch = tokio::spawn(watch_pods(api.clone(), "n1".into(), tx));
+        let watch = tokio::spawn(watch_pods(api.clone(), "n1".into(), None, tx));
         let mut seen = Vec::new();
         let receive = async {
             while seen.len() < 3 {
@@ -321,6 +336,7 @@ mod tests {
                     PodUpdate::Snapshot(pods) => {
                         format!("snapshot {:?}", pods.iter().map(name).collect::<Vec<_>>())
                     }
+                    PodUpdate::LastKnown(pods) => format!("last known {}", pods.len()),
                     PodUpdate::Upsert(pod) => format!("upsert {}", name(&pod)),
                     PodUpdate::Deleted(pod) => format!("deleted {}", name(&pod)),
                 });
