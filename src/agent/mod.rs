@@ -202,7 +202,10 @@ async fn run_pods(
         },
         runtime,
         network,
-        api: Arc::new(kubelet::api::HttpPodApi::new(client.clone())),
+        api: Arc::new(
+            kubelet::api::HttpPodApi::new(client.clone())
+                .with_last_known(client::last_known::LastKnownDir::new(&config.agent_dir())),
+        ),
     });
     let endpoint = kubelet_endpoint(&config, &ca_pem, host_ip).await;
     kubelet::run(shared, client, endpoint).await;

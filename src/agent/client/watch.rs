@@ -97,7 +97,8 @@ impl Query {
         &self.collection
     }
 
-    fn list_path(&self) -> String {
+    /// The list request's path (collection and selectors).
+    pub fn list_path(&self) -> String {
         let query = self.selectors().finish();
         if query.is_empty() {
             self.collection.clone()

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::agent::client::error::accepted;
-use crate::agent::client::last_known::LastKnownFile;
+use crate::agent::client::last_known::{LastKnownDir, LastKnownFile};
 use crate::agent::client::{ApiClient, Event, ListWatchApi, Query, Reflector};
 
 pub use crate::agent::client::error::{ApiError, Result};
@@ -34,11 +34,34 @@ pub trait PodApi: Send + Sync {
 /// [`PodApi`] over HTTPS with the node's credential.
 pub struct HttpPodApi {
     client: Arc<ApiClient>,
+    last_known: Option<LastKnownDir>,
 }
 
 impl HttpPodApi {
     pub fn new(client: Arc<ApiClient>) -> Self {
-        HttpPodApi { client }
+        HttpPodApi {
+            client,
+            last_known: None,
+        }
+    }
+
+    /// While the server cannot be reached, the Services come from the last known state
+    /// in `dir` (kept by the service proxy), so containers still (re)start with their
+    /// service variables, as upstream's kubelet does from its informer cache.
+    pub fn with_last_known(mut self, dir: LastKnownDir) -> Self {
+        self.last_known = Some(dir);
+        self
+    }
+
+    /// The last known Services of `namespace`, if they were kept.
+    fn last_known_services(&self, namespace: &str) -> Option<Vec<Value>> {
+        let file = self.last_known.as_ref()?.file("services");
+        let all: Vec<Value> = file.load(&Query::all("services").list_path()).ok()??;
+        Some(
+            all.into_iter()
+                .filter(|s| s["metadata"]["namespace"] == namespace)
+                .collect(),
+        )
     }
 }
 
@@ -101,11 +124,17 @@ impl PodApi for HttpPodApi {
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
         let path = format!("/api/v1/namespaces/{namespace}/services");
-        let resp = accepted(
+        let listed = accepted(
             &format!("list services in {namespace}"),
             self.client.get(&path),
         )
-        .await?;
+        .await;
+        let resp = match listed {
+            Err(e @ ApiError::Request { .. }) => {
+                return self.last_known_services(namespace).ok_or(e);
+            }
+            other => other?,
+        };
         Ok(resp
             .json()
             .and_then(|l| l["items"].as_array().cloned())
@@ -318,6 +347,33 @@ mod tests {
 
     fn name(pod: &Value) -> &str {
         pod["metadata"]["name"].as_str().unwrap_or("")
+    }
+
+    #[tokio::test]
+    async fn without_a_server_services_come_from_the_last_known_state() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nothing listens on: the server cannot be reached.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = crate::agent::client::ServerAddr {
+            host: "127.0.0.1".into(),
+            port: closed.local_addr().unwrap().port(),
+        };
+        drop(closed);
+        let tls = crate::tls::client_config_unverified().unwrap();
+        let client = Arc::new(ApiClient::new(addr, tls, None));
+        let keep = LastKnownDir::new(dir.path());
+        let api = HttpPodApi::new(client.clone()).with_last_known(keep.clone());
+        let e = api.list_services("web").await.unwrap_err();
+        assert_eq!(e.status(), None, "nothing kept yet: the error stands");
+        let services = [
+            json!({"metadata": {"namespace": "web", "name": "a"}}),
+            json!({"metadata": {"namespace": "other", "name": "b"}}),
+        ];
+        keep.file("services")
+            .store(&LastKnownFile::encode("/api/v1/services", services.iter()).unwrap())
+            .unwrap();
+        let listed = api.list_services("web").await.unwrap();
+        assert_eq!(listed, [services[0].clone()]);
     }
 
     #[tokio::test(start_paused = true)]
