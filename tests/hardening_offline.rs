@@ -30,6 +30,23 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long the agent may take to reach the server again (its back-off is capped at 30 s).
 const RECONNECT_DEADLINE: Duration = Duration::from_secs(60);
 const CLUSTER_CIDR: &str = "10.199.0.0/16";
+/// A pod whose container ends at once, again and again: restarted under back-off
+/// (10 s, 20 s, 40 s …), also while the server is away.
+const CRASHING_POD: &str = "---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crashing
+  namespace: default
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: docker.io/library/busybox:test
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"exit 1\"]
+";
 const SERVICE_NAME: &str = "web.default.svc.cluster.local.";
 
 fn outage() -> Duration {
@@ -140,6 +157,16 @@ impl SplitNode {
         }
     }
 
+    /// The containers made for the pod with `uid` (one per instance).
+    fn instances_of(&self, uid: &str) -> std::collections::BTreeSet<String> {
+        self.world
+            .containers()
+            .lines()
+            .filter(|id| id.starts_with(uid))
+            .map(String::from)
+            .collect()
+    }
+
     /// The id of the (only) container of pod `name`.
     fn container_id(&self, name: &str) -> String {
         let pod = self.world.pod(name).unwrap_or_default();
@@ -196,6 +223,7 @@ fn pods_services_and_dns_outlive_the_server_and_an_agent_restart() {
     let mut yaml = service_yaml("web", "default", "web", false);
     yaml.push_str(&httpd_pod("keep", "default", "web"));
     yaml.push_str(&httpd_pod("gone", "default", "web"));
+    yaml.push_str(CRASHING_POD);
     w.apply(&yaml);
     w.wait_running("keep");
     w.wait_running("gone");
@@ -243,8 +271,15 @@ fn pods_services_and_dns_outlive_the_server_and_an_agent_restart() {
                 .is_ok_and(|e| e.matches("\"ip\"").count() >= 2)
     });
 
+    let crashing_uid = node.world.pod("crashing").unwrap()["metadata"]["uid"]
+        .as_str()
+        .expect("pod crashing has a uid")
+        .to_string();
+    node.world.remember("crashing");
+
     node.world
         .step("The server is gone: nothing on the node is torn down");
+    let crashing_before = node.instances_of(&crashing_uid);
     node.world.kill_server();
     let outage = outage();
     assert_stays_for_every(
@@ -276,6 +311,12 @@ fn pods_services_and_dns_outlive_the_server_and_an_agent_restart() {
         CHECK_EVERY,
         "the restarted agent to keep the pods, the Service and the DNS without a server",
         || node.serving(&tasks, vip, &pods),
+    );
+
+    let crashing_after = node.instances_of(&crashing_uid);
+    assert!(
+        crashing_after.difference(&crashing_before).count() > 0,
+        "the crashing pod was restarted while the server was away: {crashing_before:?} then {crashing_after:?}"
     );
 
     node.world
