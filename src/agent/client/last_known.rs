@@ -19,7 +19,7 @@ use tokio::sync::watch;
 /// Changes closer together than this are written once.
 pub const SAVE_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Largest file written or read (a cluster whose Services and Endpoints outgrow it
-/// starts without them while the server is away, as before).
+/// starts without them while the server is away, as before: the file is removed).
 pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
 /// The directory below the agent dir.
 pub const DIR: &str = "last-known";
@@ -46,6 +46,12 @@ pub enum LastKnownError {
         path: PathBuf,
         found: String,
         expected: String,
+    },
+    #[error("remove {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("write {path}")]
     Write {
@@ -180,18 +186,33 @@ impl LastKnownFile {
         })
     }
 
-    /// A writer task for this file: the latest contents sent to the returned sender
-    /// are written (off the async workers); it ends when the sender is dropped.
-    pub fn spawn_writer(self) -> watch::Sender<Option<Vec<u8>>> {
-        let (tx, mut rx) = watch::channel::<Option<Vec<u8>>>(None);
+    /// Removes the file (its contents would be staler every day).
+    pub fn remove(&self) -> Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LastKnownError::Remove {
+                path: self.path.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A writer task for this file: the latest [`Save`] sent to the returned sender is
+    /// carried out (off the async workers); it ends when the sender is dropped.
+    pub fn spawn_writer(self) -> watch::Sender<Option<Save>> {
+        let (tx, mut rx) = watch::channel::<Option<Save>>(None);
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {
-                let Some(contents) = rx.borrow_and_update().clone() else {
+                let Some(save) = rx.borrow_and_update().clone() else {
                     continue;
                 };
                 let file = self.clone();
-                let stored = tokio::task::spawn_blocking(move || file.store(&contents)).await;
-                match stored {
+                let done = tokio::task::spawn_blocking(move || match save {
+                    Save::Contents(contents) => file.store(&contents),
+                    Save::Remove => file.remove(),
+                })
+                .await;
+                match done {
                     Ok(Ok(())) => {
                         tracing::debug!(file = %self.path.display(), "last known state saved")
                     }
@@ -204,6 +225,15 @@ impl LastKnownFile {
         });
         tx
     }
+}
+
+/// What the writer task of a [`LastKnownFile`] does.
+#[derive(Debug, Clone)]
+pub enum Save {
+    /// Replace the file with these contents.
+    Contents(Vec<u8>),
+    /// Remove the file (the state outgrew it).
+    Remove,
 }
 
 #[cfg(test)]
@@ -262,6 +292,17 @@ mod tests {
             file.load::<Value>("/api/v1/pods"),
             Err(LastKnownError::Unreadable { .. })
         ));
+    }
+
+    #[test]
+    fn a_removed_file_leaves_nothing_to_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LastKnownDir::new(dir.path()).file("endpoints");
+        file.remove().expect("nothing to remove is fine");
+        file.store(&LastKnownFile::encode::<Value>("/api/v1/endpoints", [].iter()).unwrap())
+            .unwrap();
+        file.remove().unwrap();
+        assert!(file.load::<Value>("/api/v1/endpoints").unwrap().is_none());
     }
 
     #[test]

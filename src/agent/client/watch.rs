@@ -1,7 +1,8 @@
 //! The agent's one list-watch (a "reflector", as client-go's): list a resource, watch it
 //! from the list's resourceVersion with bookmarks, resume from the last resourceVersion
 //! seen when a watch ends, relist when the server has forgotten it (410 Gone), back off
-//! on failures; the consumer gets typed [`Event`]s.
+//! on failures; the consumer gets typed [`Event`]s. Optionally it keeps what it saw on
+//! disk ([`super::last_known`]) and starts from that when the server cannot be reached.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::error::{ApiError, Rejection};
-use super::last_known::{LastKnownFile, MAX_FILE_BYTES, SAVE_DEBOUNCE};
+use super::last_known::{LastKnownFile, Save, MAX_FILE_BYTES, SAVE_DEBOUNCE};
 use super::{backoff, ApiClient, ClientError, Response, WatchEvent, WatchEvents};
 
 /// How long one watch request stays open before it is renewed.
@@ -212,7 +213,7 @@ struct Keeper<T> {
     file: LastKnownFile,
     encode: Encoder<T>,
     /// The writer task, started at the first save.
-    writer: Option<tokio::sync::watch::Sender<Option<Vec<u8>>>>,
+    writer: Option<tokio::sync::watch::Sender<Option<Save>>>,
     /// When the objects changed since the last save are due to be saved.
     due: Option<Instant>,
     /// Whether the file was read already, or needs no reading (a list succeeded).
@@ -286,8 +287,10 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
         self
     }
 
-    /// The next change. The first is always an [`Event::Restarted`] (the first list);
-    /// failures are logged and retried, with growing delays, until something comes.
+    /// The next change. The first is always an [`Event::Restarted`] (the first list),
+    /// or with [`Reflector::remember_in`] an [`Event::LastKnown`] when the server cannot
+    /// be reached; failures are logged and retried, with growing delays, until
+    /// something comes.
     pub async fn next(&mut self) -> Event<T> {
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -474,7 +477,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
                 return;
             }
         };
-        if contents.len() > MAX_FILE_BYTES {
+        let save = if contents.len() > MAX_FILE_BYTES {
             if !keeper.too_large {
                 keeper.too_large = true;
                 tracing::warn!(
@@ -484,14 +487,16 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
                     "too many objects to keep on disk: a restart without server starts without them"
                 );
             }
-            return;
-        }
-        keeper.too_large = false;
+            Save::Remove
+        } else {
+            keeper.too_large = false;
+            Save::Contents(contents)
+        };
         let file = &keeper.file;
         let writer = keeper
             .writer
             .get_or_insert_with(|| file.clone().spawn_writer());
-        writer.send_replace(Some(contents));
+        writer.send_replace(Some(save));
     }
 
     fn apply(&mut self, event: WatchEvent) -> Result<(), Failure> {
