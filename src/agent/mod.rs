@@ -111,6 +111,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             // The cluster DNS address is answered by this node's own DNS server.
             proxier = proxier.with_local_ip(config.cluster_dns);
         }
+        let last_known = client::last_known::LastKnownDir::new(&config.agent_dir());
         tokio::spawn(async move {
             // One watch of Services and Endpoints for both.
             let consumer = if dns_config.is_some() {
@@ -118,7 +119,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             } else {
                 "service proxy"
             };
-            let watch = proxy::source::watch_services(services_client, consumer).await;
+            let watch =
+                proxy::source::watch_services(services_client, consumer, Some(&last_known)).await;
             match dns_config {
                 Some(dns_config) => {
                     let (for_proxy, for_dns) = watch.split();
@@ -165,7 +167,7 @@ async fn run_pods(
     kubelet_cert: crate::tls::SharedCert,
     health: tokio::sync::watch::Sender<node::RuntimeHealth>,
 ) {
-    let pod_cidr = wait_for_pod_cidr(&client, &config.node_name).await;
+    let pod_cidr = wait_for_pod_cidr(&client, &config.node_name, &config.agent_dir()).await;
     let runtime = connect_containerd(&config, &health).await;
     tokio::spawn(node::monitor_runtime(runtime.clone(), health));
     import_images(&config, runtime.as_ref()).await;
@@ -208,10 +210,14 @@ async fn run_pods(
             sync_interval: kubelet::SYNC_INTERVAL,
             cgroup_root: PathBuf::from(runtime::cgroup::CGROUP_ROOT),
             shared_ipc_uts: true,
+            secrets_on_tmpfs: true,
         },
         runtime,
         network,
-        api: Arc::new(kubelet::api::HttpPodApi::new(client.clone())),
+        api: Arc::new(
+            kubelet::api::HttpPodApi::new(client.clone())
+                .with_last_known(client::last_known::LastKnownDir::new(&config.agent_dir())),
+        ),
     });
     let endpoint = kubelet_endpoint(&ca_pem, &kubelet_cert).await;
     kubelet::run(shared, client, endpoint).await;
@@ -240,17 +246,33 @@ async fn kubelet_endpoint(
     }
 }
 
-async fn wait_for_pod_cidr(client: &ApiClient, node: &str) -> Ipv4Net {
+/// The node's pod CIDR from the server, kept on disk; the kept one while the server
+/// cannot be reached (it never changes once set).
+async fn wait_for_pod_cidr(client: &ApiClient, node: &str, agent_dir: &std::path::Path) -> Ipv4Net {
+    let last_known = client::last_known::LastKnownDir::new(agent_dir);
     loop {
-        if let Ok(resp) = client.get(&format!("/api/v1/nodes/{node}")).await {
-            let cidr = resp.json().and_then(|n| {
-                n["spec"]["podCIDR"]
-                    .as_str()
-                    .and_then(|c| c.parse::<Ipv4Net>().ok())
-            });
-            if let Some(cidr) = cidr {
-                tracing::info!(%node, pod_cidr = %cidr, "node has its pod CIDR");
-                return cidr;
+        match client.get(&format!("/api/v1/nodes/{node}")).await {
+            Ok(resp) => {
+                let cidr = resp.json().and_then(|n| {
+                    n["spec"]["podCIDR"]
+                        .as_str()
+                        .and_then(|c| c.parse::<Ipv4Net>().ok())
+                });
+                if let Some(cidr) = cidr {
+                    tracing::info!(%node, pod_cidr = %cidr, "node has its pod CIDR");
+                    if last_known.pod_cidr() != Some(cidr) {
+                        if let Err(e) = last_known.save_pod_cidr(cidr) {
+                            tracing::warn!(error = %error_chain(&e), "keeping the pod CIDR failed");
+                        }
+                    }
+                    return cidr;
+                }
+            }
+            Err(_) => {
+                if let Some(cidr) = last_known.pod_cidr() {
+                    tracing::info!(%node, pod_cidr = %cidr, "the server cannot be reached: using the last known pod CIDR");
+                    return cidr;
+                }
             }
         }
         tokio::time::sleep(POD_CIDR_POLL).await;

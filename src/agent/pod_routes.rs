@@ -147,7 +147,7 @@ impl PodRoutes {
     /// re-sync (after a fresh list, which also repairs routes someone removed).
     pub fn on_event(&mut self, event: Event<Node>) -> bool {
         match event {
-            Event::Restarted(nodes) => {
+            Event::Restarted(nodes) | Event::LastKnown(nodes) => {
                 self.nodes = nodes.into_iter().map(|n| (node_name(&n), n)).collect();
                 return true;
             }

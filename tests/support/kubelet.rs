@@ -67,10 +67,18 @@ impl World {
     /// With `registry`, a private docker-registry serves on 127.0.0.1:[`World::registry_port`]
     /// inside the test's network namespace (where the agent pulls from).
     pub fn start_with(registry: bool) -> World {
+        let mut world = World::prepare(registry);
+        world.spawn_server();
+        world
+    }
+
+    /// The world without its server: the directory, the images, the network namespace
+    /// and containerd (for tests that start the server and agent themselves).
+    pub fn prepare(registry: bool) -> World {
         require_root_and_tools("the kubelet tests (tests/kubelet_*.rs)");
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = PathBuf::from(format!("/run/orc-kubelet-test-{tag}"));
-        let mut world = World {
+        let world = World {
             dir: dir.clone(),
             netns: format!("orc-kt-{tag}"),
             server: None,
@@ -124,8 +132,6 @@ impl World {
             if registry { " and docker-registry" } else { "" },
             String::from_utf8_lossy(&started.stderr)
         );
-
-        world.spawn_server();
         world
     }
 

@@ -1,10 +1,12 @@
 //! A small HTTPS client for the Kubernetes API, as the agent uses it: JSON in and out over
 //! one kept-alive HTTP/1.1 connection (reopened when it breaks), TLS pinned by the caller.
-//! [`watch`] lists and watches on top of it; [`error`] is what a failed call returns.
+//! [`watch`] lists and watches on top of it; [`error`] is what a failed call returns;
+//! [`last_known`] keeps what the watches saw on disk, for a start without server.
 
 pub mod error;
 #[cfg(test)]
 pub mod fake;
+pub mod last_known;
 pub mod watch;
 
 pub use error::{ApiError, Rejection};

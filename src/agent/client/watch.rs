@@ -1,7 +1,8 @@
 //! The agent's one list-watch (a "reflector", as client-go's): list a resource, watch it
 //! from the list's resourceVersion with bookmarks, resume from the last resourceVersion
 //! seen when a watch ends, relist when the server has forgotten it (410 Gone), back off
-//! on failures; the consumer gets typed [`Event`]s.
+//! on failures; the consumer gets typed [`Event`]s. Optionally it keeps what it saw on
+//! disk ([`super::last_known`]) and starts from that when the server cannot be reached.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -11,10 +12,12 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::error::{ApiError, Rejection};
+use super::last_known::{LastKnownFile, Save, MAX_FILE_BYTES, SAVE_DEBOUNCE};
 use super::{backoff, ApiClient, ClientError, Response, WatchEvent, WatchEvents};
 
 /// How long one watch request stays open before it is renewed.
@@ -30,6 +33,11 @@ pub enum Event<T> {
     /// Objects that went away since the previous list were reported [`Event::Deleted`]
     /// just before.
     Restarted(Vec<T>),
+    /// The objects as this agent last saw them, read from disk because the server could
+    /// not be reached at start (see [`Reflector::remember_in`]). They may be stale: keep
+    /// serving them, but remove nothing they lack. The first list that succeeds follows
+    /// as an [`Event::Restarted`], with deletions for what went away meanwhile.
+    LastKnown(Vec<T>),
     /// An object was added or changed.
     Applied(T),
     Deleted(T),
@@ -90,7 +98,8 @@ impl Query {
         &self.collection
     }
 
-    fn list_path(&self) -> String {
+    /// The list request's path (collection and selectors).
+    pub fn list_path(&self) -> String {
         let query = self.selectors().finish();
         if query.is_empty() {
             self.collection.clone()
@@ -199,6 +208,23 @@ fn key_of(object: &Value) -> ObjectKey {
     (text("namespace"), text("name"), text("uid"))
 }
 
+/// A reflector's objects kept on disk ([`Reflector::remember_in`]).
+struct Keeper<T> {
+    file: LastKnownFile,
+    encode: Encoder<T>,
+    /// The writer task, started at the first save.
+    writer: Option<tokio::sync::watch::Sender<Option<Save>>>,
+    /// When the objects changed since the last save are due to be saved.
+    due: Option<Instant>,
+    /// Whether the file was read already, or needs no reading (a list succeeded).
+    loaded: bool,
+    /// The objects outgrew the file (warned once).
+    too_large: bool,
+}
+
+/// Serializes a collection's objects into a last-known file's contents.
+type Encoder<T> = fn(&str, Vec<&T>) -> serde_json::Result<Vec<u8>>;
+
 struct OpenWatch {
     events: EventStream,
     started: Instant,
@@ -226,6 +252,7 @@ pub struct Reflector<T> {
     pending: VecDeque<Event<T>>,
     /// Failures since the last success; the next delay grows with them.
     failures: u32,
+    keeper: Option<Keeper<T>>,
 }
 
 impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
@@ -239,17 +266,39 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
             listed_at: Instant::now(),
             pending: VecDeque::new(),
             failures: 0,
+            keeper: None,
         }
     }
 
-    /// The next change. The first is always an [`Event::Restarted`] (the first list);
-    /// failures are logged and retried, with growing delays, until something comes.
+    /// Keeps the objects in `file` (debounced) and, when the server cannot be reached
+    /// at start, reports what the file holds as an [`Event::LastKnown`].
+    pub fn remember_in(mut self, file: LastKnownFile) -> Reflector<T>
+    where
+        T: Serialize,
+    {
+        self.keeper = Some(Keeper {
+            file,
+            encode: |collection, items| LastKnownFile::encode(collection, items.into_iter()),
+            writer: None,
+            due: None,
+            loaded: false,
+            too_large: false,
+        });
+        self
+    }
+
+    /// The next change. The first is always an [`Event::Restarted`] (the first list),
+    /// or with [`Reflector::remember_in`] an [`Event::LastKnown`] when the server cannot
+    /// be reached; failures are logged and retried, with growing delays, until
+    /// something comes.
     pub async fn next(&mut self) -> Event<T> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return event;
             }
+            self.save_if_due();
             if let Err(e) = self.step().await {
+                self.load_last_known(&e);
                 let delay = backoff(self.failures);
                 self.failures = self.failures.saturating_add(1);
                 tracing::warn!(
@@ -268,6 +317,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
         let Some(resource_version) = self.resource_version.clone() else {
             return self.relist().await;
         };
+        let save_due = self.keeper.as_ref().and_then(|k| k.due);
         let Some(watch) = self.watch.as_mut() else {
             if self
                 .query
@@ -278,7 +328,15 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
             }
             return self.open_watch(&resource_version).await;
         };
-        match watch.events.next().await {
+        let next = match save_due {
+            // Changes wait at most for their save: come back to it when it is due.
+            Some(due) => tokio::select! {
+                event = watch.events.next() => event,
+                () = tokio::time::sleep_until(due) => return Ok(()),
+            },
+            None => watch.events.next().await,
+        };
+        match next {
             Some(event) => {
                 watch.seen += 1;
                 self.failures = 0;
@@ -356,7 +414,89 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
         self.pending.push_back(Event::Restarted(objects));
         self.resource_version = Some(resource_version);
         self.listed_at = Instant::now();
+        self.changed();
+        if let Some(keeper) = self.keeper.as_mut() {
+            keeper.loaded = true;
+        }
         Ok(())
+    }
+
+    /// After the first failure to reach the server, before any list succeeded: the
+    /// objects kept on disk become the known ones, reported as [`Event::LastKnown`].
+    fn load_last_known(&mut self, failure: &Failure) {
+        let unreachable = matches!(failure, Failure::Api(ApiError::Request { .. }));
+        let Some(keeper) = self.keeper.as_mut().filter(|k| !k.loaded && unreachable) else {
+            return;
+        };
+        keeper.loaded = true;
+        let collection = self.query.list_path();
+        let objects: Vec<Value> = match keeper.file.load(&collection) {
+            Ok(Some(objects)) => objects,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %crate::agent::error_chain(&e), "ignoring the last known state");
+                return;
+            }
+        };
+        self.known = objects
+            .into_iter()
+            .filter_map(|object| Some((key_of(&object), self.decode(object)?)))
+            .collect();
+        tracing::info!(
+            resource = %self.query.collection,
+            objects = self.known.len(),
+            "the server cannot be reached: going on with the last known state"
+        );
+        let objects = self.known.values().cloned().collect();
+        self.pending.push_back(Event::LastKnown(objects));
+    }
+
+    /// The known objects changed: save them once [`SAVE_DEBOUNCE`] has passed.
+    fn changed(&mut self) {
+        if let Some(keeper) = self.keeper.as_mut() {
+            keeper
+                .due
+                .get_or_insert_with(|| Instant::now() + SAVE_DEBOUNCE);
+        }
+    }
+
+    /// Hands the known objects to the writer when their save is due.
+    fn save_if_due(&mut self) {
+        let Some(keeper) = self.keeper.as_mut() else {
+            return;
+        };
+        if keeper.due.is_none_or(|due| due > Instant::now()) {
+            return;
+        }
+        keeper.due = None;
+        let contents = match (keeper.encode)(&self.query.list_path(), self.known.values().collect())
+        {
+            Ok(contents) => contents,
+            Err(e) => {
+                tracing::warn!(resource = %self.query.collection, error = %e, "encoding the last known state failed");
+                return;
+            }
+        };
+        let save = if contents.len() > MAX_FILE_BYTES {
+            if !keeper.too_large {
+                keeper.too_large = true;
+                tracing::warn!(
+                    resource = %self.query.collection,
+                    bytes = contents.len(),
+                    limit = MAX_FILE_BYTES,
+                    "too many objects to keep on disk: a restart without server starts without them"
+                );
+            }
+            Save::Remove
+        } else {
+            keeper.too_large = false;
+            Save::Contents(contents)
+        };
+        let file = &keeper.file;
+        let writer = keeper
+            .writer
+            .get_or_insert_with(|| file.clone().spawn_writer());
+        writer.send_replace(Some(save));
     }
 
     fn apply(&mut self, event: WatchEvent) -> Result<(), Failure> {
@@ -380,11 +520,13 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
                 if let Some(decoded) = self.decode(object) {
                     self.known.insert(key, decoded.clone());
                     self.pending.push_back(Event::Applied(decoded));
+                    self.changed();
                 }
             }
             "DELETED" => {
                 // An object that does not decode is still gone: report it as it was.
                 let known = self.known.remove(&key);
+                self.changed();
                 if let Some(gone) = self.decode(object).or(known) {
                     self.pending.push_back(Event::Deleted(gone));
                 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::agent::client::error::accepted;
+use crate::agent::client::last_known::{LastKnownDir, LastKnownFile};
 use crate::agent::client::{ApiClient, Event, ListWatchApi, Query, Reflector};
 
 pub use crate::agent::client::error::{ApiError, Result};
@@ -33,11 +34,34 @@ pub trait PodApi: Send + Sync {
 /// [`PodApi`] over HTTPS with the node's credential.
 pub struct HttpPodApi {
     client: Arc<ApiClient>,
+    last_known: Option<LastKnownDir>,
 }
 
 impl HttpPodApi {
     pub fn new(client: Arc<ApiClient>) -> Self {
-        HttpPodApi { client }
+        HttpPodApi {
+            client,
+            last_known: None,
+        }
+    }
+
+    /// While the server cannot be reached, the Services come from the last known state
+    /// in `dir` (kept by the service proxy), so containers still (re)start with their
+    /// service variables, as upstream's kubelet does from its informer cache.
+    pub fn with_last_known(mut self, dir: LastKnownDir) -> Self {
+        self.last_known = Some(dir);
+        self
+    }
+
+    /// The last known Services of `namespace`, if they were kept.
+    fn last_known_services(&self, namespace: &str) -> Option<Vec<Value>> {
+        let file = self.last_known.as_ref()?.file("services");
+        let all: Vec<Value> = file.load(&Query::all("services").list_path()).ok()??;
+        Some(
+            all.into_iter()
+                .filter(|s| s["metadata"]["namespace"] == namespace)
+                .collect(),
+        )
     }
 }
 
@@ -100,11 +124,17 @@ impl PodApi for HttpPodApi {
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
         let path = format!("/api/v1/namespaces/{namespace}/services");
-        let resp = accepted(
+        let listed = accepted(
             &format!("list services in {namespace}"),
             self.client.get(&path),
         )
-        .await?;
+        .await;
+        let resp = match listed {
+            Err(e @ ApiError::Request { .. }) => {
+                return self.last_known_services(namespace).ok_or(e);
+            }
+            other => other?,
+        };
         Ok(resp
             .json()
             .and_then(|l| l["items"].as_array().cloned())
@@ -117,20 +147,34 @@ impl PodApi for HttpPodApi {
 pub enum PodUpdate {
     /// A full list: every pod bound to the node now (sent after each (re)list).
     Snapshot(Vec<Value>),
+    /// The pods bound to the node when this agent last saw them (the server cannot be
+    /// reached): run them, remove nothing; a [`PodUpdate::Snapshot`] follows once the
+    /// server answers.
+    LastKnown(Vec<Value>),
     Upsert(Value),
     Deleted(Value),
 }
 
-/// Lists and watches the pods bound to `node` forever and sends what it sees. Returns
-/// when the receiver is gone.
-pub async fn watch_pods(api: Arc<dyn ListWatchApi>, node: String, out: mpsc::Sender<PodUpdate>) {
+/// Lists and watches the pods bound to `node` forever and sends what it sees, keeping
+/// them in `last_known` (if given) for a start without server. Returns when the
+/// receiver is gone.
+pub async fn watch_pods(
+    api: Arc<dyn ListWatchApi>,
+    node: String,
+    last_known: Option<LastKnownFile>,
+    out: mpsc::Sender<PodUpdate>,
+) {
     let span = tracing::info_span!("pod_watch", %node);
     let query = Query::all("pods").fields(&format!("spec.nodeName={node}"));
     let mut pods = Reflector::<Value>::new(api, query);
+    if let Some(file) = last_known {
+        pods = pods.remember_in(file);
+    }
     async move {
         loop {
             let update = match pods.next().await {
                 Event::Restarted(pods) => PodUpdate::Snapshot(pods),
+                Event::LastKnown(pods) => PodUpdate::LastKnown(pods),
                 Event::Applied(pod) => PodUpdate::Upsert(pod),
                 Event::Deleted(pod) => PodUpdate::Deleted(pod),
             };
@@ -305,6 +349,33 @@ mod tests {
         pod["metadata"]["name"].as_str().unwrap_or("")
     }
 
+    #[tokio::test]
+    async fn without_a_server_services_come_from_the_last_known_state() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nothing listens on: the server cannot be reached.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = crate::agent::client::ServerAddr {
+            host: "127.0.0.1".into(),
+            port: closed.local_addr().unwrap().port(),
+        };
+        drop(closed);
+        let tls = crate::tls::client_config_unverified().unwrap();
+        let client = Arc::new(ApiClient::new(addr, tls, None));
+        let keep = LastKnownDir::new(dir.path());
+        let api = HttpPodApi::new(client.clone()).with_last_known(keep.clone());
+        let e = api.list_services("web").await.unwrap_err();
+        assert_eq!(e.status(), None, "nothing kept yet: the error stands");
+        let services = [
+            json!({"metadata": {"namespace": "web", "name": "a"}}),
+            json!({"metadata": {"namespace": "other", "name": "b"}}),
+        ];
+        keep.file("services")
+            .store(&LastKnownFile::encode("/api/v1/services", services.iter()).unwrap())
+            .unwrap();
+        let listed = api.list_services("web").await.unwrap();
+        assert_eq!(listed, [services[0].clone()]);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn pods_deleted_while_the_watch_was_expired_reach_the_kubelet_as_deletions() {
         let api = Arc::new(FakeListWatch::new());
@@ -313,7 +384,7 @@ mod tests {
             .answer("/api/v1/pods", Answer::events([("ERROR", expired)]))
             .answer("/api/v1/pods", Answer::list("9", vec![pod("b")]));
         let (tx, mut updates) = mpsc::channel(8);
-        let watch = tokio::spawn(watch_pods(api.clone(), "n1".into(), tx));
+        let watch = tokio::spawn(watch_pods(api.clone(), "n1".into(), None, tx));
         let mut seen = Vec::new();
         let receive = async {
             while seen.len() < 3 {
@@ -321,6 +392,7 @@ mod tests {
                     PodUpdate::Snapshot(pods) => {
                         format!("snapshot {:?}", pods.iter().map(name).collect::<Vec<_>>())
                     }
+                    PodUpdate::LastKnown(pods) => format!("last known {}", pods.len()),
                     PodUpdate::Upsert(pod) => format!("upsert {}", name(&pod)),
                     PodUpdate::Deleted(pod) => format!("deleted {}", name(&pod)),
                 });

@@ -13,6 +13,7 @@ pub mod probes;
 pub mod remotecommand;
 pub mod server;
 pub mod status;
+pub mod tmpfs;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::agent::client::last_known::LastKnownDir;
 use crate::agent::net::NetworkBackend;
 use crate::agent::runtime::{ContainerRuntime, ContainerSummary};
 use api::{PodApi, PodUpdate};
@@ -52,6 +54,9 @@ pub struct KubeletConfig {
     /// Give each pod IPC and UTS namespaces its containers share (needs root); without,
     /// each container gets its own (with the pod's hostname).
     pub shared_ipc_uts: bool,
+    /// Mount a tmpfs for each Secret volume (needs root); without, they are plain
+    /// directories under the pod directory.
+    pub secrets_on_tmpfs: bool,
 }
 
 impl KubeletConfig {
@@ -151,6 +156,13 @@ impl Kubelet {
                     self.upsert(pod);
                 }
             }
+            // Possibly stale: the pods run as they were, nothing is cleaned up until the
+            // server lists what exists now.
+            PodUpdate::LastKnown(pods) => {
+                for pod in pods {
+                    self.upsert(pod);
+                }
+            }
             PodUpdate::Upsert(pod) => self.upsert(pod),
             PodUpdate::Deleted(pod) => self.send(&uid_of(&pod), None),
         }
@@ -213,7 +225,9 @@ impl Kubelet {
                     .or_else(|| name.strip_suffix("-uts"))
                     .unwrap_or(&name)
                     .to_string();
-                if !listed.contains(&uid) {
+                // A pod run from the last known state has a worker, which tears it
+                // down itself.
+                if !listed.contains(&uid) && !self.workers.contains_key(&uid) {
                     orphans.entry(uid).or_default();
                 }
             }
@@ -300,7 +314,13 @@ pub async fn run(
         attempt += 1;
     }
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(api::watch_pods(client, shared.config.node_name.clone(), tx));
+    let last_known = LastKnownDir::new(&shared.config.agent_dir).file("pods");
+    tokio::spawn(api::watch_pods(
+        client,
+        shared.config.node_name.clone(),
+        Some(last_known),
+        tx,
+    ));
     info!(node = %shared.config.node_name, "kubelet is running");
     kubelet.run(rx).await;
 }

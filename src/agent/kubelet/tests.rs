@@ -44,6 +44,7 @@ fn harness() -> Harness {
         sync_interval: Duration::from_secs(1),
         cgroup_root: dir.path().join("cgroup"),
         shared_ipc_uts: false,
+        secrets_on_tmpfs: false,
     };
     let shared = Arc::new(Shared {
         config,
@@ -482,6 +483,66 @@ async fn pods_gone_while_the_agent_was_away_are_cleaned_up() {
         .calls()
         .iter()
         .any(|c| matches!(c, ApiCall::DeletePod { .. })));
+}
+
+#[tokio::test]
+async fn last_known_pods_are_adopted_and_nothing_is_cleaned_up_until_the_server_lists() {
+    let h = harness();
+    // A previous agent ran pods a and b; b started after the last known state was saved.
+    for uid in ["a", "b"] {
+        let mut w = PodWorker::new(h.shared.clone(), pod(uid, "Always", "sleep 1000"), vec![]);
+        w.sync_once().await;
+    }
+    let calls_before = h.rt.calls().len();
+    let mut kubelet = Kubelet::new(h.shared.clone());
+    kubelet.load_existing().await.unwrap();
+    kubelet.handle(PodUpdate::LastKnown(vec![pod("a", "Always", "sleep 1000")]));
+    assert_eq!(kubelet.pods(), ["a"]);
+    let changed_containers = |calls: &[FakeCall]| -> Vec<FakeCall> {
+        calls
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    FakeCall::CreateContainer(_)
+                        | FakeCall::Start(_)
+                        | FakeCall::Stop { .. }
+                        | FakeCall::Remove(_)
+                )
+            })
+            .cloned()
+            .collect()
+    };
+    // A few syncs of a's worker.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        changed_containers(&h.rt.calls()[calls_before..]),
+        [],
+        "the last known state neither restarts a nor cleans up b"
+    );
+    assert!(h.dir.path().join("agent/pods/b").exists());
+
+    // The server answers: a was deleted meanwhile, b still exists.
+    kubelet.handle(PodUpdate::Deleted(pod("a", "Always", "sleep 1000")));
+    kubelet.handle(PodUpdate::Snapshot(vec![pod("b", "Always", "sleep 1000")]));
+    let a_gone = || {
+        h.rt.calls().contains(&FakeCall::Remove("a-app-0".into()))
+            && !h.dir.path().join("agent/pods/a").exists()
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !a_gone() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a torn down once the server listed the pods");
+    let after = changed_containers(&h.rt.calls()[calls_before..]);
+    assert!(
+        after.iter().all(
+            |c| matches!(c, FakeCall::Stop { id, .. } | FakeCall::Remove(id) if id == "a-app-0")
+        ),
+        "only a's container is stopped and removed; b is adopted as it runs: {after:?}"
+    );
 }
 
 fn failing() -> crate::agent::runtime::ExecOutput {

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{Change, Nft, Proxier};
+use crate::agent::client::last_known::LastKnownDir;
 use crate::agent::client::{Event, ListWatchApi, Query, Reflector};
 
 /// Changes buffered between the watches and the proxier.
@@ -69,11 +70,20 @@ pub struct ServiceWatch {
 
 /// Lists Services and Endpoints (retrying until both lists succeed) and keeps watching
 /// them in background tasks that end when `changes` is dropped. `consumer` names who
-/// watches, in logs.
-pub async fn watch_services(api: Arc<dyn ListWatchApi>, consumer: &'static str) -> ServiceWatch {
+/// watches, in logs. With `last_known`, both are kept on disk, and when the server
+/// cannot be reached at start the last known state stands in for the first lists.
+pub async fn watch_services(
+    api: Arc<dyn ListWatchApi>,
+    consumer: &'static str,
+    last_known: Option<&LastKnownDir>,
+) -> ServiceWatch {
     let span = tracing::info_span!("service_watch", consumer);
     let mut services = Reflector::<Service>::new(api.clone(), Query::all(Service::PLURAL));
     let mut endpoints = Reflector::<Endpoints>::new(api, Query::all(Endpoints::PLURAL));
+    if let Some(dir) = last_known {
+        services = services.remember_in(dir.file(Service::PLURAL));
+        endpoints = endpoints.remember_in(dir.file(Endpoints::PLURAL));
+    }
     let (services_now, endpoints_now) = async {
         let services_now = first_list(&mut services).await;
         (services_now, first_list(&mut endpoints).await)
@@ -89,10 +99,11 @@ pub async fn watch_services(api: Arc<dyn ListWatchApi>, consumer: &'static str) 
     ServiceWatch { initial, changes }
 }
 
-/// The objects of the first list (the first event of a reflector).
+/// The objects of the first list (the first event of a reflector), or the last known
+/// ones while the server cannot be reached.
 async fn first_list<T: Followed>(reflector: &mut Reflector<T>) -> Vec<T> {
     loop {
-        if let Event::Restarted(objects) = reflector.next().await {
+        if let Event::Restarted(objects) | Event::LastKnown(objects) = reflector.next().await {
             return objects;
         }
     }
@@ -104,7 +115,9 @@ async fn first_list<T: Followed>(reflector: &mut Reflector<T>) -> Vec<T> {
 async fn follow<T: Followed>(mut reflector: Reflector<T>, out: mpsc::Sender<Change>) {
     loop {
         let changes: Vec<Change> = match reflector.next().await {
-            Event::Restarted(objects) => objects.into_iter().map(T::upserted).collect(),
+            Event::Restarted(objects) | Event::LastKnown(objects) => {
+                objects.into_iter().map(T::upserted).collect()
+            }
             Event::Applied(object) => vec![object.upserted()],
             Event::Deleted(object) => vec![object.deleted()],
         };
@@ -229,7 +242,7 @@ mod tests {
         )
         .answer("/api/v1/services", Answer::list("7", vec![service("b")]));
         let test = async {
-            let mut watch = watch_services(api.clone(), "test").await;
+            let mut watch = watch_services(api.clone(), "test", None).await;
             let initial: Vec<String> = watch.initial.iter().map(describe).collect();
             assert_eq!(initial, ["service a", "service b"]);
             let mut changes = Vec::new();

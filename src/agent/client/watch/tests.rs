@@ -33,6 +33,10 @@ fn describe(event: &Event<Pod>) -> String {
             let names: Vec<String> = pods.iter().map(name).collect();
             format!("restarted [{}]", names.join(" "))
         }
+        Event::LastKnown(pods) => {
+            let names: Vec<String> = pods.iter().map(name).collect();
+            format!("last known [{}]", names.join(" "))
+        }
         Event::Applied(p) => format!("applied {}", name(p)),
         Event::Deleted(p) => format!("deleted {}", name(p)),
     }
@@ -217,4 +221,90 @@ async fn unreadable_objects_are_skipped_and_deletions_still_reported() {
         ["restarted [a]", "deleted a"],
         "a's deletion is reported with a as it was last seen"
     );
+}
+
+/// Runs `pods` for `time` (on the paused clock), expecting no event meanwhile.
+async fn run_quietly(pods: &mut Reflector<Pod>, time: Duration) {
+    let event = tokio::time::timeout(time, pods.next()).await;
+    assert!(
+        event.is_err(),
+        "no event expected, got {:?}",
+        event.map(|e| describe(&e))
+    );
+}
+
+/// Waits (on the paused clock) until `path` exists: the writer works on a real thread.
+async fn wait_for_file(path: &std::path::Path) {
+    for _ in 0..1000 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} was never written", path.display());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_started_without_server_goes_on_with_the_last_known_objects() {
+    use crate::agent::client::last_known::LastKnownFile;
+    let dir = tempfile::tempdir().unwrap();
+    let file = || LastKnownFile::at(dir.path().join("pods.json"));
+
+    // A first agent sees a, b and c; their state is saved shortly after.
+    let api = Arc::new(FakeListWatch::new());
+    let (events, live) = tokio::sync::mpsc::unbounded_channel();
+    api.answer(PODS, Answer::list("5", vec![pod("a", "1"), pod("b", "2")]))
+        .answer(PODS, Answer::Live(live));
+    let mut pods = reflector(&api, Query::all("pods")).remember_in(file());
+    assert_eq!(next_events(&mut pods, 1).await, ["restarted [a b]"]);
+    events
+        .send(WatchEvent {
+            kind: "ADDED".into(),
+            object: pod("c", "6"),
+        })
+        .unwrap();
+    assert_eq!(next_events(&mut pods, 1).await, ["applied c"]);
+    run_quietly(&mut pods, SAVE_DEBOUNCE * 2).await;
+    wait_for_file(file().path()).await;
+    drop(pods);
+
+    // The next agent starts while the server is away: it goes on with a, b and c, and
+    // once the server answers, b and c are gone.
+    let api = Arc::new(FakeListWatch::new());
+    api.answer(PODS, Answer::Unreachable)
+        .answer(PODS, Answer::Unreachable)
+        .answer(PODS, Answer::list("9", vec![pod("a", "1")]));
+    let mut pods = reflector(&api, Query::all("pods")).remember_in(file());
+    assert_eq!(
+        next_events(&mut pods, 4).await,
+        [
+            "last known [a b c]",
+            "deleted b",
+            "deleted c",
+            "restarted [a]"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_known_objects_stand_in_only_for_an_unreachable_server() {
+    use crate::agent::client::last_known::LastKnownFile;
+    let dir = tempfile::tempdir().unwrap();
+    let file = LastKnownFile::at(dir.path().join("pods.json"));
+    file.store(&LastKnownFile::encode(PODS, [pod("a", "1")].iter()).unwrap())
+        .unwrap();
+    // A server that answers, even with an error, is asked again: no stale state.
+    let api = Arc::new(FakeListWatch::new());
+    api.answer(PODS, Answer::Status(StatusCode::INTERNAL_SERVER_ERROR))
+        .answer(PODS, Answer::list("3", vec![pod("b", "2")]));
+    let mut pods = reflector(&api, Query::all("pods")).remember_in(file.clone());
+    assert_eq!(next_events(&mut pods, 1).await, ["restarted [b]"]);
+    // Once a list succeeded, a later outage keeps the live objects as they are.
+    let api = Arc::new(FakeListWatch::new());
+    api.answer(PODS, Answer::list("3", vec![pod("b", "2")]))
+        .answer(PODS, Answer::Unreachable)
+        .answer(PODS, Answer::Unreachable);
+    let mut pods = reflector(&api, Query::all("pods")).remember_in(file);
+    assert_eq!(next_events(&mut pods, 1).await, ["restarted [b]"]);
+    run_quietly(&mut pods, Duration::from_secs(10)).await;
 }

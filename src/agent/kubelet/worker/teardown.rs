@@ -9,8 +9,12 @@ use super::{
     error_chain, PodWorker, DEADLINE_MESSAGE, DEADLINE_REASON, DEFAULT_GRACE, DELETE_RETRY,
 };
 use crate::agent::kubelet::container::{self, CONTAINER_NAME_LABEL};
+use crate::agent::kubelet::tmpfs;
 use crate::agent::net::PodInterface;
 use crate::agent::runtime::{ContainerState, SIGTERM};
+
+/// The mounts of the agent's mount namespace.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 impl PodWorker {
     /// Fails the pod for running past its deadline: stops its containers for good.
@@ -130,6 +134,11 @@ impl PodWorker {
             if let Err(e) = self.shared.config.pod_namespaces(&self.uid).delete() {
                 warn!(%pod, error = %e, "deleting IPC/UTS namespaces failed");
             }
+        }
+        // Secret volumes are tmpfs mounts: gone with their contents before the files.
+        let mountinfo = std::fs::read_to_string(MOUNTINFO).unwrap_or_default();
+        if let Err(e) = tmpfs::unmount_below(&self.pod_dir, &mountinfo) {
+            warn!(%pod, error = %error_chain(&e), "unmounting pod volumes failed");
         }
         if let Err(e) = std::fs::remove_dir_all(&self.pod_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -1,10 +1,14 @@
 //! The pod's volumes made ready on the host: emptyDir, hostPath, and configMap and
-//! secret volumes written from their objects (rewritten on refresh).
+//! secret volumes written from their objects (rewritten on refresh; secret volumes on
+//! a tmpfs of their own). While the server cannot be reached, a volume written before
+//! keeps what it holds.
 
 use std::collections::BTreeMap;
 
 use super::{containers, error_chain, PodWorker};
+use crate::agent::client::ApiError;
 use crate::agent::kubelet::pod_files::{self, PreparedVolume};
+use crate::agent::kubelet::tmpfs;
 
 impl PodWorker {
     pub(super) async fn prepare_volumes(&mut self) -> Result<(), String> {
@@ -39,17 +43,26 @@ impl PodWorker {
                         s["secretName"].as_str().unwrap_or(""),
                     )
                 };
-                let object = self
-                    .shared
-                    .api
-                    .get_object(plural, &ns, obj_name)
-                    .await
-                    .map_err(|e| {
-                        format!(
+                let sub = if kind == "Secret" {
+                    "secret"
+                } else {
+                    "configmap"
+                };
+                let dir = pod_files::volume_dir(&self.pod_dir, sub, &name);
+                let object = match self.shared.api.get_object(plural, &ns, obj_name).await {
+                    Ok(object) => object,
+                    // No answer: what the volume holds stays (the last known contents).
+                    Err(ApiError::Request { .. }) if dir.is_dir() => {
+                        self.volumes.insert(name, (dir, true));
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(format!(
                             "MountVolume.SetUp failed for volume {name:?}: {}",
                             error_chain(&e)
-                        )
-                    })?;
+                        ))
+                    }
+                };
                 let data = match object {
                     Some(o) => pod_files::object_data(kind, &o),
                     None if source["optional"].as_bool() == Some(true) => BTreeMap::new(),
@@ -62,12 +75,14 @@ impl PodWorker {
                 };
                 let files = pod_files::projected_files(&name, source, &data)
                     .map_err(|e| error_chain(&e))?;
-                let sub = if kind == "Secret" {
-                    "secret"
-                } else {
-                    "configmap"
-                };
-                let dir = pod_files::volume_dir(&self.pod_dir, sub, &name);
+                if kind == "Secret" && self.shared.config.secrets_on_tmpfs {
+                    tmpfs::ensure_tmpfs(&dir, tmpfs::SECRET_VOLUME_SIZE).map_err(|e| {
+                        format!(
+                            "MountVolume.SetUp failed for volume {name:?}: {}",
+                            error_chain(&e)
+                        )
+                    })?;
+                }
                 pod_files::write_projected(&dir, &files).map_err(|e| error_chain(&e))?;
                 PreparedVolume {
                     host_path: dir,
