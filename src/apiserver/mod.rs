@@ -41,6 +41,8 @@ pub struct ApiContext {
     pub openapi: openapi::OpenApi,
     /// The cluster CA, to issue node credentials.
     pub pki: Arc<crate::tls::Pki>,
+    /// Open watches per user, against `--max-watches-per-user`.
+    pub watches: watch::WatchLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -78,6 +78,9 @@ pub struct ServerArgs {
     /// node before they are deleted (pods get a 300s toleration by default).
     #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// Watches one user (or node) may hold open at once; more get 429 (0 = no limit).
+    #[arg(long, env = "ORC_MAX_WATCHES_PER_USER", default_value_t = apiserver::watch::DEFAULT_MAX_WATCHES_PER_USER)]
+    pub max_watches_per_user: usize,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -97,6 +100,7 @@ pub struct ServerConfig {
     pub advertise_ip: IpAddr,
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
+    pub max_watches_per_user: usize,
     /// The embedded agent's node flags (`None` with --disable-agent).
     pub agent: Option<super::agent::NodeArgs>,
 }
@@ -171,6 +175,7 @@ impl ServerArgs {
             advertise_ip,
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            max_watches_per_user: self.max_watches_per_user,
             agent: (!self.disable_agent).then_some(self.node),
         })
     }
@@ -307,6 +312,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tokens,
         openapi: apiserver::openapi::OpenApi::new(),
         pki: pki.clone(),
+        watches: apiserver::watch::WatchLimiter::new(config.max_watches_per_user),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;

@@ -165,6 +165,7 @@ async fn context() -> (tempfile::TempDir, Arc<ApiContext>, Value) {
         tokens: TokenAuthenticator::default(),
         openapi: OpenApi::new(),
         pki: Arc::new(pki),
+        watches: crate::apiserver::watch::WatchLimiter::new(0),
     };
     (dir, Arc::new(ctx), stale)
 }
