@@ -577,7 +577,12 @@ mod tests {
         let gone = Pods(vec![]);
         assert!(!node_may_read("n1", secrets, &db, &gone));
         assert!(!node_may_read("n1", config_maps, &cfg, &gone));
-        assert!(node_may_read("n1", pods, &json!({"metadata": {"name": "p"}}), &gone));
+        assert!(node_may_read(
+            "n1",
+            pods,
+            &json!({"metadata": {"name": "p"}}),
+            &gone
+        ));
     }
 
     #[test]

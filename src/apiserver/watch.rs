@@ -477,7 +477,10 @@ mod tests {
         assert_eq!(v["type"], "MODIFIED");
         assert_eq!(v["object"]["data"].as_str().unwrap().len(), 100_000);
         let small = event_chunks(EventType::Deleted, Bytes::from_static(b"{}"));
-        assert_eq!(&small.concat()[..], b"{\"type\":\"DELETED\",\"object\":{}}\n");
+        assert_eq!(
+            &small.concat()[..],
+            b"{\"type\":\"DELETED\",\"object\":{}}\n"
+        );
     }
 
     fn event(size: usize) -> Pending {
@@ -516,7 +519,10 @@ mod tests {
     fn watch_timeouts_are_randomized_and_capped() {
         for _ in 0..20 {
             let t = watch_timeout(None);
-            assert!(t >= DEFAULT_WATCH_TIMEOUT && t <= 2 * DEFAULT_WATCH_TIMEOUT, "{t:?}");
+            assert!(
+                t >= DEFAULT_WATCH_TIMEOUT && t <= 2 * DEFAULT_WATCH_TIMEOUT,
+                "{t:?}"
+            );
         }
         assert_eq!(watch_timeout(Some(5)), Duration::from_secs(5));
         assert_eq!(watch_timeout(Some(86_400)), MAX_WATCH_TIMEOUT);
@@ -530,7 +536,11 @@ mod tests {
         let _b = limiter.acquire("alice").unwrap();
         let err = limiter.acquire("alice").err().unwrap();
         assert_eq!((err.code, err.reason), (429, "TooManyRequests"));
-        assert!(err.message.contains("--max-watches-per-user"), "{}", err.message);
+        assert!(
+            err.message.contains("--max-watches-per-user"),
+            "{}",
+            err.message
+        );
         assert!(limiter.acquire("bob").is_ok(), "others are not affected");
         drop(a);
         assert_eq!(limiter.open_watches("alice"), 1);
