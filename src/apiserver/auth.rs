@@ -345,6 +345,20 @@ fn authorize_node(
     }
 }
 
+/// Whether `node` may still read `obj` of kind `def`, checked for every object a node's
+/// watch sends (the node authorizer decides only when a watch starts): a Secret or
+/// ConfigMap only while a pod bound to the node uses it; everything else a node may
+/// watch at all stays readable.
+pub fn node_may_read(node: &str, def: &ResourceDef, obj: &Value, graph: &dyn NodeGraph) -> bool {
+    let kind = match (def.group, def.plural) {
+        ("", "secrets") => "Secret",
+        ("", "configmaps") => "ConfigMap",
+        _ => return true,
+    };
+    let namespace = crate::api::object::namespace(obj).unwrap_or("");
+    graph.node_references(node, namespace, kind, crate::api::object::name(obj))
+}
+
 /// Admission of a create once its body is known (NodeRestriction): a node may create only
 /// its own Node and its own Lease.
 pub fn admit_create(user: &User, def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
@@ -727,6 +741,27 @@ mod tests {
         assert!(!allowed(&n1, &watch_one));
         watch_one.selected_name = Some("db");
         assert!(allowed(&n1, &watch_one));
+    }
+
+    #[test]
+    fn node_loses_a_secret_with_the_last_pod_that_uses_it() {
+        let secrets = by_plural("", "v1", "secrets").unwrap();
+        let config_maps = by_plural("", "v1", "configmaps").unwrap();
+        let pods = by_plural("", "v1", "pods").unwrap();
+        let db = json!({"metadata": {"namespace": "default", "name": "db"}});
+        let cfg = json!({"metadata": {"namespace": "default", "name": "cfg"}});
+        assert!(node_may_read("n1", secrets, &db, &graph()));
+        assert!(node_may_read("n1", config_maps, &cfg, &graph()));
+        assert!(!node_may_read("n2", secrets, &db, &graph()));
+        let gone = Pods(vec![]);
+        assert!(!node_may_read("n1", secrets, &db, &gone));
+        assert!(!node_may_read("n1", config_maps, &cfg, &gone));
+        assert!(node_may_read(
+            "n1",
+            pods,
+            &json!({"metadata": {"name": "p"}}),
+            &gone
+        ));
     }
 
     #[test]

@@ -352,9 +352,16 @@ async fn resource(
     opts.requester = Some(user.clone());
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
-        ("list", None, None) => list(ctx, def, ns, &query, as_table),
-        ("watch", None, None) => watch(ctx, def, ns, &query, as_table),
+        ("list", None, None) => list(ctx, def, ns, &query, as_table).await,
+        ("watch", None, None) => watch(ctx, user, def, ns, &query, as_table).await,
         ("get", Some(name), None | Some("status")) => {
+            // A resourceVersion other than 0 asks for data not older than it.
+            if let Some(rv) = object::parse_resource_version(query.str("resourceVersion"))
+                .map_err(ApiError::bad_request)?
+                .filter(|rv| *rv != 0)
+            {
+                wait_until_fresh(ctx, rv).await?;
+            }
             let kv = ctx.registry.get(def, ns, name)?;
             match as_table {
                 Some(t) => Ok(response::json(200, &t.one(def, &kv.value, true))),
@@ -606,7 +613,7 @@ impl TableRequest {
     }
 }
 
-fn list(
+async fn list(
     ctx: &ApiContext,
     def: &'static ResourceDef,
     ns: Option<&str>,
@@ -635,6 +642,11 @@ fn list(
     if let Some(rv) = object::parse_resource_version(query.str("resourceVersion"))
         .map_err(ApiError::bad_request)?
     {
+        // Exact and NotOlderThan (the default for a resourceVersion but 0) both need
+        // the store to have reached it.
+        if rv != 0 {
+            wait_until_fresh(ctx, rv).await?;
+        }
         if rv_match == "Exact" && rv != ctx.registry.revision() {
             return Err(ApiError::gone(format!(
                 "too old resource version: {rv} ({})",
@@ -689,22 +701,40 @@ fn list(
     Ok(response::raw_json(200, out.freeze()))
 }
 
-fn watch(
+async fn watch(
     ctx: &ApiContext,
+    user: &User,
     def: &'static ResourceDef,
     ns: Option<&str>,
     query: &Query,
     as_table: Option<TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
     let predicate = selectors(def, query)?;
-    let timeout = query
-        .int("timeoutSeconds")?
-        .filter(|t| *t > 0)
-        .map(|t| Duration::from_secs(t as u64))
-        .unwrap_or(watch::DEFAULT_WATCH_TIMEOUT);
+    let timeout = watch::watch_timeout(query.int("timeoutSeconds")?);
     let send_initial = query.get("sendInitialEvents") == Some("true");
     let rv = object::parse_resource_version(query.str("resourceVersion"))
         .map_err(ApiError::bad_request)?;
+    if let (Some(rv), true) = (rv, send_initial) {
+        if let Err(e) = wait_until_fresh(ctx, rv).await {
+            return Ok(watch::error_stream(&e));
+        }
+    }
+    let slot = match ctx.watches.acquire(&user.name) {
+        Ok(slot) => slot,
+        Err(e) => {
+            let mut resp = response::error(&e);
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                http::HeaderValue::from(watch::TOO_MANY_WATCHES_RETRY_SECONDS),
+            );
+            return Ok(resp);
+        }
+    };
+    let still_authorized: Option<watch::Predicate> = user.node_name().map(|node| {
+        let (node, registry) = (node.to_string(), ctx.registry.clone());
+        Arc::new(move |obj: &Value| auth::node_may_read(&node, def, obj, &*registry))
+            as watch::Predicate
+    });
     let request = watch::WatchRequest {
         def,
         predicate,
@@ -719,10 +749,12 @@ fn watch(
                 })
             }
         },
+        still_authorized,
         bookmarks: query.flag("allowWatchBookmarks"),
         initial_events_end: send_initial,
         timeout,
         content_type: "application/json",
+        slot: Some(slot),
     };
     let prefix = def.list_prefix(ns);
     let store = &ctx.registry;
@@ -740,6 +772,34 @@ fn watch(
             let (items, _rev, w) = store.snapshot_and_watch(&prefix);
             Ok(watch::stream(request, items, w))
         }
+    }
+}
+
+/// How long a read naming a resourceVersion newer than the store's waits for it.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits (at most [`FRESHNESS_WAIT`]) until the store has reached `rv`, for reads that
+/// must not be older than `rv`; then upstream's 504 "Too large resource version".
+async fn wait_until_fresh(ctx: &ApiContext, rv: u64) -> Result<(), ApiError> {
+    if ctx.registry.wait_for_revision(rv, FRESHNESS_WAIT).await {
+        return Ok(());
+    }
+    Err(too_large_resource_version(rv, ctx.registry.revision()))
+}
+
+/// Upstream's `storage.NewTooLargeResourceVersionError`: a 504 Timeout with the cause
+/// `ResourceVersionTooLarge` (clients retry after a second).
+fn too_large_resource_version(requested: u64, current: u64) -> ApiError {
+    ApiError {
+        details: Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        })),
+        ..ApiError::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        )
     }
 }
 

@@ -44,6 +44,8 @@ pub struct ApiContext {
     pub pki: Arc<crate::tls::Pki>,
     /// The audit log (`--audit-log-path`), when enabled.
     pub audit: Option<Arc<audit::AuditLog>>,
+    /// Open watches per user, against `--max-watches-per-user`.
+    pub watches: watch::WatchLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]

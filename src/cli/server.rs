@@ -100,6 +100,9 @@ pub struct ServerArgs {
     /// encryption-config.json); Secrets stored earlier are encrypted at start.
     #[arg(long, env = "ORC_SECRETS_ENCRYPTION")]
     pub secrets_encryption: bool,
+    /// Watches one user (or node) may hold open at once; more get 429 (0 = no limit).
+    #[arg(long, env = "ORC_MAX_WATCHES_PER_USER", default_value_t = apiserver::watch::DEFAULT_MAX_WATCHES_PER_USER)]
+    pub max_watches_per_user: usize,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -120,6 +123,7 @@ pub struct ServerConfig {
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
     pub node_certificate_validity: Duration,
+    pub max_watches_per_user: usize,
     /// The embedded agent's node flags (`None` with --disable-agent).
     pub agent: Option<super::agent::NodeArgs>,
     /// Where the audit log goes (`None`: no audit log).
@@ -215,6 +219,7 @@ impl ServerArgs {
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
             node_certificate_validity: self.node_certificate_validity,
+            max_watches_per_user: self.max_watches_per_user,
             agent: (!self.disable_agent).then_some(self.node),
             audit: self.audit_log_path.as_deref().map(|path| {
                 apiserver::audit::AuditConfig::from_flags(
@@ -378,6 +383,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             Some(audit) => Some(apiserver::audit::AuditLog::start(audit)?),
             None => None,
         },
+        watches: apiserver::watch::WatchLimiter::new(config.max_watches_per_user),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;

@@ -166,6 +166,7 @@ async fn context() -> (tempfile::TempDir, Arc<ApiContext>, Value) {
         openapi: OpenApi::new(),
         pki: Arc::new(pki),
         audit: None,
+        watches: crate::apiserver::watch::WatchLimiter::new(0),
     };
     (dir, Arc::new(ctx), stale)
 }

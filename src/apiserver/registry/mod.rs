@@ -256,6 +256,32 @@ impl Registry {
         self.store.watch(prefix, after)
     }
 
+    /// Waits until the store has reached revision `rev`, at most `timeout`; whether it
+    /// did (reads that must not be older than a resourceVersion wait on this).
+    pub async fn wait_for_revision(&self, rev: Revision, timeout: std::time::Duration) -> bool {
+        let now = self.store.revision();
+        if now >= rev {
+            return true;
+        }
+        // Every key starts with "": this watcher sees each later revision.
+        let Ok(mut watcher) = self.store.watch("", now) else {
+            return self.store.revision() >= rev;
+        };
+        let reached = async {
+            loop {
+                match watcher.next().await {
+                    Ok(event) if event.revision() >= rev => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, reached)
+            .await
+            .unwrap_or(false)
+            || self.store.revision() >= rev
+    }
+
     /// The object stored at `key` (a key taken from a stored object or watch event),
     /// as persisted: without in-memory heartbeats.
     pub fn get_by_key(&self, key: &str) -> Option<KeyValue> {
