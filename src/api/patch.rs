@@ -156,6 +156,10 @@ pub fn apply_patch(
             strategic_merge_patch(kind, original, patch)
         }
         PatchType::Apply => {
+            super::nesting::check_yaml_depth(patch_body, super::nesting::MAX_NESTING_DEPTH)
+                .map_err(|e| PatchError::Decode {
+                    message: format!("error decoding YAML: {e}"),
+                })?;
             let config: Value =
                 serde_yaml::from_slice(patch_body).map_err(|e| PatchError::Decode {
                     message: format!("error decoding YAML: {e}"),
