@@ -204,7 +204,10 @@ mod tests {
             ("application/yaml", "{a: ".repeat(100_000)),
             ("application/yaml", "[".repeat(1_000_000)),
             ("application/json", "[".repeat(1_000_000)),
-            ("application/json", format!("{}1{}", "[".repeat(200), "]".repeat(200))),
+            (
+                "application/json",
+                format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            ),
         ] {
             let err = decode_body(content_type, body.as_bytes()).unwrap_err();
             assert_eq!(err.code, 400);

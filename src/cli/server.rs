@@ -78,6 +78,16 @@ pub struct ServerArgs {
     /// node before they are deleted (pods get a 300s toleration by default).
     #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// Most API connections open at once (lowered to fit the open-file limit); further
+    /// clients wait until one closes.
+    #[arg(long, env = "ORC_MAX_CONNECTIONS", default_value_t = apiserver::connections::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// How long an API client may take to send its request headers (upstream: 32s).
+    #[arg(long, env = "ORC_REQUEST_HEADER_TIMEOUT", default_value = "32s", value_parser = parse_duration, hide = true)]
+    pub request_header_timeout: Duration,
+    /// How long an API connection with no request in flight stays open (upstream: 90s).
+    #[arg(long, env = "ORC_IDLE_CONNECTION_TIMEOUT", default_value = "90s", value_parser = parse_duration, hide = true)]
+    pub idle_connection_timeout: Duration,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -99,6 +109,8 @@ pub struct ServerConfig {
     pub pod_eviction_timeout: Duration,
     /// The embedded agent's node flags (`None` with --disable-agent).
     pub agent: Option<super::agent::NodeArgs>,
+    /// Connection cap and timeouts of the API listener.
+    pub connection_limits: apiserver::ConnectionLimits,
 }
 
 impl ServerArgs {
@@ -172,6 +184,11 @@ impl ServerArgs {
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
             agent: (!self.disable_agent).then_some(self.node),
+            connection_limits: apiserver::ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: self.request_header_timeout,
+                idle_timeout: self.idle_connection_timeout,
+            },
         })
     }
 }
@@ -323,7 +340,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.cluster_cidr,
     ));
     tokio::spawn(compact_periodically(store.clone()));
-    let api = tokio::spawn(apiserver::serve(listener, tls_config, ctx));
+    let api = tokio::spawn(apiserver::serve(
+        listener,
+        tls_config,
+        ctx,
+        config.connection_limits,
+    ));
 
     tracing::info!(
         listen = %config.listen,
