@@ -3,7 +3,7 @@
 # TLS connections that send half a request to a fresh `orc server`, while a normal
 # client keeps asking GET /api/v1/namespaces. Prints how long until the server closed
 # the slow connections, the normal client's latency meanwhile, and the server's open
-# file descriptors. Asserts nothing.
+# file descriptors and memory. Asserts nothing.
 #
 # Env: ORC_BIN (default: target/debug/orc, built if missing), ORC_BENCH_SLOW,
 # ORC_BENCH_HEADER_TIMEOUT (default: the server's default, 32s).
@@ -60,6 +60,12 @@ def context(admin):
 def fds():
     return len(os.listdir(f"/proc/{pid}/fd"))
 
+def rss_mb():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
 HALF = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
 
 async def slow_client(ctx, opened, closed):
@@ -95,7 +101,7 @@ async def normal_client(stop, latencies, errors):
 
 async def main():
     ctx = context(False)
-    fds_before = fds()
+    fds_before, rss_before = fds(), rss_mb()
     opened, closed = [], []
     t0 = time.monotonic()
     tasks = []
@@ -106,7 +112,7 @@ async def main():
     while len(opened) + len(closed) < slow and time.monotonic() - t0 < 60:
         await asyncio.sleep(0.05)
     t_open = time.monotonic() - t0
-    fds_peak = fds()
+    fds_peak, rss_peak = fds(), rss_mb()
     stop = asyncio.Event()
     latencies, errors = [], []
     normal = asyncio.create_task(normal_client(stop, latencies, errors))
@@ -120,6 +126,7 @@ async def main():
     lat = sorted(latencies) or [0]
     print(f"slow clients:        {len(opened)} of {slow} TLS connections sending half a request (opened in {t_open:.1f}s, {failed} failed to open)")
     print(f"server fds:          {fds_before} before, {fds_peak} with the slow clients, {fds()} after")
+    print(f"server RSS:          {rss_before:.0f} MB before, {rss_peak:.0f} MB with the slow clients, {rss_mb():.0f} MB after")
     if closed:
         print(f"closed by server:    {len(closed)} ({len(pending)} still open after 180s); "
               f"each after {min(closed):.1f}s..{max(closed):.1f}s; all closed {all_closed:.1f}s after the first connect")

@@ -175,7 +175,7 @@ async fn slow_clients_are_closed_after_the_header_timeout_while_others_are_answe
             started.elapsed()
         );
     }
-    assert!(started.elapsed() < Duration::from_secs(12));
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,11 +23,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Open connections served at once. A busy single-node cluster uses a few dozen (agents,
 /// controllers, kubectl, watches multiplexed over HTTP/2); 1,024 idle TLS connections
-/// cost about 100 MB, which a 1 GB Raspberry Pi can afford. The cap is lowered further to
-/// fit the process's open-file limit (see [`effective_max_connections`]).
+/// cost about 100 MB, which a 1 GB Raspberry Pi can afford. The cap is lowered to fit the
+/// process's open-file limit (768 under systemd's default soft limit of 1,024; see
+/// [`effective_max_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// File descriptors kept for everything but API connections (datastore, agent, logs).
-const RESERVED_FDS: u64 = 128;
 /// How long a connection that timed out may take to close gracefully.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Longest pause between failed `accept` calls.
@@ -63,11 +62,12 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// `wanted`, lowered so that the connections fit the open-file limit `soft_fd_limit`
-/// (with [`RESERVED_FDS`] left for the rest of the server), and at least 16.
+/// `wanted`, lowered so that the connections take at most three quarters of the
+/// open-file limit `soft_fd_limit` (the rest is for the datastore and the embedded
+/// agent's containers, logs and sockets), and at least 16.
 pub fn effective_max_connections(wanted: usize, soft_fd_limit: Option<u64>) -> usize {
     let fits = soft_fd_limit.map_or(usize::MAX, |limit| {
-        usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX)
+        usize::try_from(limit / 4 * 3).unwrap_or(usize::MAX)
     });
     wanted.min(fits).max(16)
 }
@@ -472,9 +472,10 @@ mod tests {
     #[test]
     fn the_connection_cap_fits_the_open_file_limit() {
         assert_eq!(effective_max_connections(1024, Some(1_048_576)), 1024);
-        assert_eq!(effective_max_connections(1024, Some(1024)), 896);
+        assert_eq!(effective_max_connections(1024, Some(1024)), 768);
         assert_eq!(effective_max_connections(1024, None), 1024);
-        assert_eq!(effective_max_connections(1024, Some(64)), 16);
+        assert_eq!(effective_max_connections(1024, Some(64)), 48);
+        assert_eq!(effective_max_connections(1024, Some(8)), 16);
     }
 
     #[tokio::test(start_paused = true)]
