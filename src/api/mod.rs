@@ -2,6 +2,7 @@
 
 pub mod defaults;
 pub mod identity;
+pub mod nesting;
 pub mod object;
 pub mod patch;
 pub mod protobuf;

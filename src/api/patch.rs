@@ -156,6 +156,10 @@ pub fn apply_patch(
             strategic_merge_patch(kind, original, patch)
         }
         PatchType::Apply => {
+            super::nesting::check_yaml_depth(patch_body, super::nesting::MAX_NESTING_DEPTH)
+                .map_err(|e| PatchError::Decode {
+                    message: format!("error decoding YAML: {e}"),
+                })?;
             let config: Value =
                 serde_yaml::from_slice(patch_body).map_err(|e| PatchError::Decode {
                     message: format!("error decoding YAML: {e}"),
@@ -208,14 +212,16 @@ pub fn strategic_merge_patch(
     strategic::merge_object(original, patch, Ty::of_kind(kind)).map(Value::Object)
 }
 
-/// JSON patch (RFC 6902), all operations or none.
+/// JSON patch (RFC 6902), all operations or none: the operations apply to a copy, which
+/// is dropped when one fails. (`json_patch::patch` undoes the applied operations in place
+/// instead, and panics when the undo of a `move` fails, so it is not used.)
 fn json_patch(original: &Value, patch_body: &[u8]) -> Result<Value, PatchError> {
     let ops: json_patch::Patch =
         serde_json::from_slice(patch_body).map_err(|e| PatchError::JsonPatchDecode {
             message: format!("invalid JSON patch: {e}"),
         })?;
     let mut doc = original.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| {
+    json_patch::patch_unsafe(&mut doc, &ops).map_err(|e| {
         let op = ops.0.get(e.operation);
         let op_name = op.map_or("unknown", operation_name);
         let path = e.path.to_string();
@@ -548,6 +554,35 @@ spec:
             err.to_string(),
             "testing value /metadata/resourceVersion failed: test failed"
         );
+    }
+
+    #[test]
+    fn json_patch_failing_after_a_move_is_unprocessable_and_leaves_the_original() {
+        let original = json!({"metadata": {"name": "a", "labels": {"x": "1"}}});
+        let err = json_patch_of(
+            &original,
+            json!([
+                {"op": "move", "from": "/metadata/labels", "path": "/metadata/annotations"},
+                {"op": "replace", "path": "/spec/missing", "value": 1}
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err.status_code(), 422, "{err}");
+        assert_eq!(
+            original,
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}})
+        );
+        // A child moved over its parent, then a failure: undoing that move in place (as
+        // json_patch::patch does) is a move into itself and panicked.
+        let err = json_patch_of(
+            &json!({"a": {"b": {"x": 1}}}),
+            json!([
+                {"op": "move", "from": "/a/b", "path": "/a"},
+                {"op": "test", "path": "/a/x", "value": 3}
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err.status_code(), 422, "{err}");
     }
 
     #[test]

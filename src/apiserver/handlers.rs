@@ -393,7 +393,7 @@ async fn resource(
         }
         ("create", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let obj = request::decode_body(&content_type, &body)?;
+            let obj = request::decode(&content_type, &body).await?;
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
@@ -401,7 +401,7 @@ async fn resource(
         }
         ("create", Some(name), Some("binding")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let obj = request::decode_body(&content_type, &body)?;
+            let obj = request::decode(&content_type, &body).await?;
             let ns = ns.unwrap_or("default");
             ctx.registry.bind_pod(ns, name, &obj, &opts).await?;
             let bindings = resources::by_plural("", "v1", "bindings").expect("served");
@@ -412,14 +412,14 @@ async fn resource(
         }
         ("update", Some(name), None | Some("status")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let obj = request::decode_body(&content_type, &body)?;
+            let obj = request::decode(&content_type, &body).await?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.update(def, ns, name, obj, sub, &opts).await?;
             Ok(written(200, w))
         }
         ("update", Some(name), Some("finalize")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let obj = request::decode_body(&content_type, &body)?;
+            let obj = request::decode(&content_type, &body).await?;
             let finalizers = obj["spec"]["finalizers"].clone();
             let w = ctx
                 .registry
@@ -433,7 +433,7 @@ async fn resource(
         }
         ("update", Some(name), Some("scale")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let scale = request::decode_body(&content_type, &body)?;
+            let scale = request::decode(&content_type, &body).await?;
             let w = ctx
                 .registry
                 .update_scale(def, ns, name, &scale, &opts)

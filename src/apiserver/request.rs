@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
+use crate::api::nesting::{self, NestingError};
 use crate::api::protobuf::{self, ProtobufError};
 use crate::api::status::ApiError;
 
@@ -108,17 +109,56 @@ async fn discard(body: impl RequestBody) {
     let _ = Limited::new(body, MAX_DISCARD_BYTES).collect().await;
 }
 
-/// Decodes a JSON, YAML or Kubernetes protobuf request body into a JSON value.
+/// Bodies from this size on are decoded on a blocking thread (YAML always is).
+const DECODE_INLINE_MAX_BYTES: usize = 64 * 1024;
+
+/// [`decode_body`] off the async workers when it may take long (YAML, large bodies), so
+/// that one expensive body does not stall other requests.
+pub async fn decode(content_type: &str, body: &Bytes) -> Result<Value, ApiError> {
+    if !is_yaml(content_type) && body.len() < DECODE_INLINE_MAX_BYTES {
+        return decode_body(content_type, body);
+    }
+    let (content_type, body) = (content_type.to_string(), body.clone());
+    tokio::task::spawn_blocking(move || decode_body(&content_type, &body))
+        .await
+        .map_err(|e| ApiError::internal(format!("decoding the request body failed: {e}")))?
+}
+
+fn is_yaml(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    matches!(
+        media,
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml"
+    )
+}
+
+/// What serde reports for a document deeper than its limit, in the words of [`nesting`].
+fn too_deep(e: &impl std::fmt::Display) -> Option<NestingError> {
+    e.to_string()
+        .starts_with("recursion limit exceeded")
+        .then_some(NestingError::TooDeep {
+            limit: nesting::MAX_NESTING_DEPTH,
+        })
+}
+
+/// Decodes a JSON, YAML or Kubernetes protobuf request body into a JSON value. Documents
+/// nested deeper than [`nesting::MAX_NESTING_DEPTH`] are refused (400).
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| match too_deep(&e) {
+            Some(deep) => ApiError::bad_request(format!("the request body is not valid JSON: {deep}")),
+            None => ApiError::bad_request(format!("the request body is not valid JSON: {e}")),
+        }),
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            nesting::check_yaml_depth(body, nesting::MAX_NESTING_DEPTH).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?;
             let v: serde_yaml::Value = serde_yaml::from_slice(body).map_err(|e| {
+                let e = too_deep(&e).map_or_else(|| e.to_string(), |deep| deep.to_string());
                 ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
             })?;
             serde_json::to_value(v)
@@ -155,6 +195,51 @@ mod tests {
             400
         );
         assert_eq!(decode_body("text/html", b"<p>").unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn deeply_nested_bodies_are_refused_quickly_with_a_clear_message() {
+        let started = std::time::Instant::now();
+        for (content_type, body) in [
+            ("application/yaml", "{a: ".repeat(100_000)),
+            ("application/yaml", "[".repeat(1_000_000)),
+            ("application/json", "[".repeat(1_000_000)),
+            (
+                "application/json",
+                format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            ),
+        ] {
+            let err = decode_body(content_type, body.as_bytes()).unwrap_err();
+            assert_eq!(err.code, 400);
+            assert!(
+                err.message.ends_with("nested more than 128 levels deep"),
+                "{}",
+                err.message
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let nested_ok = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(decode_body("application/json", nested_ok.as_bytes()).is_ok());
+        assert!(decode_body("application/yaml", nested_ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        let mut doc = String::from("a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+        let mut prev = 'a';
+        for c in 'b'..='i' {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            doc.push_str(&format!("{c}: &{c} [{refs}]\n"));
+            prev = c;
+        }
+        let err = decode_body("application/yaml", doc.as_bytes()).unwrap_err();
+        assert_eq!(err.code, 400, "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn yaml_bodies_decode_off_the_async_workers() {
+        let body = Bytes::from_static(b"a: 1\n");
+        assert_eq!(decode("application/yaml", &body).await.unwrap()["a"], 1);
     }
 
     #[test]

@@ -103,6 +103,16 @@ pub struct ServerArgs {
     /// Watches one user (or node) may hold open at once; more get 429 (0 = no limit).
     #[arg(long, env = "ORC_MAX_WATCHES_PER_USER", default_value_t = apiserver::watch::DEFAULT_MAX_WATCHES_PER_USER)]
     pub max_watches_per_user: usize,
+    /// Most API connections open at once (lowered to fit the open-file limit); further
+    /// clients wait until one closes.
+    #[arg(long, env = "ORC_MAX_CONNECTIONS", default_value_t = apiserver::connections::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// How long an API client may take to send its request headers (upstream: 32s).
+    #[arg(long, env = "ORC_REQUEST_HEADER_TIMEOUT", default_value = "32s", value_parser = parse_duration, hide = true)]
+    pub request_header_timeout: Duration,
+    /// How long an API connection with no request in flight stays open (upstream: 90s).
+    #[arg(long, env = "ORC_IDLE_CONNECTION_TIMEOUT", default_value = "90s", value_parser = parse_duration, hide = true)]
+    pub idle_connection_timeout: Duration,
 }
 
 /// The checked configuration `orc server` runs with.
@@ -130,6 +140,8 @@ pub struct ServerConfig {
     pub audit: Option<apiserver::audit::AuditConfig>,
     /// `--secrets-encryption`.
     pub secrets_encryption: bool,
+    /// Connection cap and timeouts of the API listener.
+    pub connection_limits: apiserver::ConnectionLimits,
 }
 
 impl ServerArgs {
@@ -229,6 +241,11 @@ impl ServerArgs {
                 )
             }),
             secrets_encryption: self.secrets_encryption,
+            connection_limits: apiserver::ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: self.request_header_timeout,
+                idle_timeout: self.idle_connection_timeout,
+            },
         })
     }
 }
@@ -404,7 +421,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
     ));
     tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
-    let api = tokio::spawn(apiserver::serve(listener, tls_config, ctx));
+    let api = tokio::spawn(apiserver::serve(
+        listener,
+        tls_config,
+        ctx,
+        config.connection_limits,
+    ));
 
     tracing::info!(
         listen = %config.listen,

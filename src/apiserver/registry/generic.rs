@@ -718,7 +718,7 @@ impl Registry {
         {
             let meta = meta_mut(&mut new);
             if !already || old_grace.is_some_and(|g| grace < g) {
-                let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                let when = deletion_time(chrono::Utc::now(), grace);
                 meta.insert(
                     "deletionTimestamp".into(),
                     Value::String(object::timestamp(when)),
@@ -768,5 +768,36 @@ impl Registry {
             });
             !page.items.is_empty()
         })
+    }
+}
+
+/// When an object deleted with `grace` seconds goes away: a grace beyond what a timestamp
+/// can hold (`gracePeriodSeconds` is any int64) ends in the year 9999.
+fn deletion_time(now: chrono::DateTime<chrono::Utc>, grace: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let latest = chrono::Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .unwrap_or(now);
+    chrono::Duration::try_seconds(grace.max(0))
+        .and_then(|d| now.checked_add_signed(d))
+        .map_or(latest, |when| when.min(latest))
+}
+
+#[cfg(test)]
+mod deletion_time_tests {
+    use super::*;
+
+    #[test]
+    fn huge_grace_periods_end_in_the_year_9999_and_negative_ones_now() {
+        let now = chrono::Utc::now();
+        assert_eq!(deletion_time(now, 30), now + chrono::Duration::seconds(30));
+        assert_eq!(deletion_time(now, -5), now);
+        for grace in [i64::MAX, i64::MAX / 1000, 1 << 40] {
+            assert_eq!(
+                deletion_time(now, grace).to_rfc3339(),
+                "9999-12-31T23:59:59+00:00"
+            );
+        }
     }
 }
