@@ -698,11 +698,10 @@ mod tests {
             .header("x-forwarded-for", "10.0.0.9, 127.0.0.1")
             .body(())
             .unwrap();
-        req.extensions_mut()
-            .insert(super::auth::ConnectionInfo {
-                peer: "127.0.0.1:5000".parse().unwrap(),
-                credential: None,
-            });
+        req.extensions_mut().insert(super::auth::ConnectionInfo {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            credential: None,
+        });
         req
     }
 

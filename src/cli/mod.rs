@@ -29,9 +29,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (API server, scheduler, controllers) and an embedded agent.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a worker node that joins a server.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Print the join token of the server in --data-dir.
     Token(token::TokenArgs),
     /// Manage container images (air-gapped import).
@@ -72,13 +72,13 @@ pub fn init_tracing(level: &str) {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::Token(args) => token::run(args),
         Command::Version => {
             version::run();
             Ok(())
         }
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Images(args) => images::run(args),
         Command::ContainerLogger { path } => crate::agent::runtime::logger::run(&path)
             .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display())),
