@@ -34,6 +34,11 @@ extra=()
 if "$ORC_BIN" server --help | grep -q -- --max-watches-per-user; then
     extra=(--max-watches-per-user $((WATCHES + 100)))
 fi
+# Each watch here is a connection of its own: make room beyond the default cap (1,024).
+if "$ORC_BIN" server --help | grep -q -- --max-connections; then
+    extra+=(--max-connections $((WATCHES + 100)))
+    ulimit -n $((WATCHES * 2 + 1024)) 2>/dev/null || true
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 kubeconfig="$work/kubeconfig.yaml"
 "$ORC_BIN" server --data-dir "$work/data" --bind-address 127.0.0.1 --https-port "$port" \

@@ -3,7 +3,7 @@
 //! the node must go on: pods keep running, the Service VIP and the cluster DNS keep
 //! answering, an agent restarted meanwhile re-adopts its pods and serves the last known
 //! Services without a server, and once the server is back the agent follows it again.
-//! Secret volumes live on a tmpfs of their own, gone with their pod.
+//! Secret and projected volumes live on a tmpfs of their own, gone with their pod.
 //!
 //! Needs root and the kubelet tests' tools (tests/support/kubelet.rs). Run under
 //! `flock /tmp/orc-root-tests.lock`.
@@ -369,9 +369,9 @@ fn mount_type(path: &std::path::Path) -> Option<String> {
 }
 
 #[test]
-fn secret_volumes_live_on_tmpfs_and_go_with_their_pod() {
+fn secret_and_projected_volumes_live_on_tmpfs_and_go_with_their_pod() {
     let w = World::start();
-    w.step("A pod with a secret volume");
+    w.step("A pod with secret, projected and downwardAPI volumes");
     w.apply(&format!(
         "---
 apiVersion: v1
@@ -383,10 +383,21 @@ stringData:
   password: s3cret
 ---
 apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: default
+data:
+  mode: fast
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: reader
   namespace: default
+  labels:
+    app: reader
+    tier: backend
 spec:
   nodeName: kt-node
   terminationGracePeriodSeconds: 0
@@ -394,14 +405,48 @@ spec:
   - name: app
     image: {IMAGE}
     imagePullPolicy: IfNotPresent
-    command: [\"sh\", \"-c\", \"cat /creds/password; echo; sleep 3600\"]
+    command: [\"sh\", \"-c\", \"cat /creds/password /all/secret/pw /all/mode; echo; cat /all/labels; echo; cat /info/name /info/mem; echo; sleep 3600\"]
+    resources:
+      limits:
+        memory: 64Mi
     volumeMounts:
     - name: creds
       mountPath: /creds
+    - name: all
+      mountPath: /all
+    - name: info
+      mountPath: /info
   volumes:
   - name: creds
     secret:
       secretName: creds
+  - name: all
+    projected:
+      defaultMode: 0400
+      sources:
+      - secret:
+          name: creds
+          items:
+          - key: password
+            path: secret/pw
+      - configMap:
+          name: settings
+      - downwardAPI:
+          items:
+          - path: labels
+            fieldRef:
+              fieldPath: metadata.labels
+  - name: info
+    downwardAPI:
+      items:
+      - path: name
+        fieldRef:
+          fieldPath: metadata.name
+      - path: mem
+        resourceFieldRef:
+          containerName: app
+          resource: limits.memory
+          divisor: 1Mi
 "
     ));
     w.wait_running("reader");
@@ -409,39 +454,58 @@ spec:
         .as_str()
         .unwrap()
         .to_string();
-    let volume = w
-        .data_dir()
-        .join("agent/pods")
-        .join(&uid)
-        .join("volumes/secret/creds");
+    let volumes = w.data_dir().join("agent/pods").join(&uid).join("volumes");
+    let (secret, projected) = (volumes.join("secret/creds"), volumes.join("projected/all"));
+    for volume in [&secret, &projected] {
+        assert_eq!(
+            mount_type(volume).as_deref(),
+            Some("tmpfs"),
+            "{} is a tmpfs mount",
+            volume.display()
+        );
+    }
     assert_eq!(
-        mount_type(&volume).as_deref(),
-        Some("tmpfs"),
-        "the secret volume is a tmpfs mount"
-    );
-    assert_eq!(
-        std::fs::read_to_string(volume.join("password")).unwrap(),
+        std::fs::read_to_string(secret.join("password")).unwrap(),
         "s3cret"
     );
+    let pw = projected.join("secret/pw");
+    assert_eq!(std::fs::read_to_string(&pw).unwrap(), "s3cret");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
+        0o400,
+        "the projected volume's defaultMode"
+    );
+    assert_eq!(
+        mount_type(&volumes.join("downward-api/info")),
+        None,
+        "downwardAPI volumes hold no secrets and stay on disk, as upstream"
+    );
+    let expected = "s3crets3cretfast\napp=\"reader\"\ntier=\"backend\"\nreader64";
     wait_until_every(
         DEADLINE,
         POLL_EVERY,
-        "the container to read the secret",
+        "the container to read its volumes",
         || {
             let out = w.kubectl(&["logs", "reader"]);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.contains("s3cret") {
+            if text.contains(expected) {
                 Ok(())
             } else {
-                Err(format!("{text} {}", String::from_utf8_lossy(&out.stderr)))
+                Err(format!("{text:?} {}", String::from_utf8_lossy(&out.stderr)))
             }
         },
     );
 
-    w.step("The pod is deleted: the mount goes with it");
+    w.step("The pod is deleted: the mounts go with it");
     w.kubectl_ok(&["delete", "pod", "reader", "--wait=false"]);
     w.wait_for("the pod to be gone", || w.pod("reader").is_none());
-    w.wait_for("the secret volume to be unmounted and removed", || {
-        mount_type(&volume).is_none() && !volume.exists()
-    });
+    w.wait_for(
+        "the secret and projected volumes to be unmounted and removed",
+        || {
+            [&secret, &projected]
+                .iter()
+                .all(|v| mount_type(v).is_none() && !v.exists())
+        },
+    );
 }

@@ -339,8 +339,12 @@ pub fn resolve_env(
                     .ok_or_else(|| format!("unsupported fieldRef {path:?} in env {name}"))?
             } else if let Some(r) = from["resourceFieldRef"].as_object() {
                 let res = r.get("resource").and_then(Value::as_str).unwrap_or("");
-                resource_field(container, res)
-                    .ok_or_else(|| format!("unsupported resourceFieldRef {res:?} in env {name}"))?
+                resource_field(
+                    container,
+                    res,
+                    &r.get("divisor").cloned().unwrap_or_default(),
+                )
+                .ok_or_else(|| format!("unsupported resourceFieldRef {res:?} in env {name}"))?
             } else {
                 let (kind, r) = if from["configMapKeyRef"].is_object() {
                     ("ConfigMap", &from["configMapKeyRef"])
@@ -372,13 +376,27 @@ pub fn resolve_env(
     Ok(env)
 }
 
-fn resource_field(container: &Value, resource: &str) -> Option<String> {
+pub fn resource_field(container: &Value, resource: &str, divisor: &Value) -> Option<String> {
     let (kind, name) = resource.split_once('.')?;
     let q = Quantity::from_json(&container["resources"][kind][name]).ok();
+    // Upstream's divisor defaults to 1 (whole cores, bytes); the value is rounded up
+    // (`ConvertResourceCPUToString`, `ConvertResourceMemoryToString`).
+    let divisor = match divisor {
+        Value::Null => None,
+        d => Some(
+            Quantity::from_json(d)
+                .ok()
+                .map(|d| d.milli_value())
+                .filter(|d| *d > 0)?,
+        ),
+    };
     Some(match (name, q) {
-        // Whole cores, rounded up, at least one (upstream `ConvertResourceCPUToString`).
-        ("cpu", Some(c)) => c.value().max(1).to_string(),
-        (_, Some(v)) => v.value().to_string(),
+        (_, Some(v)) => {
+            let per = divisor.unwrap_or(1000);
+            (v.milli_value().saturating_add(per - 1))
+                .div_euclid(per)
+                .to_string()
+        }
         // Unset limits read as the node's capacity upstream; 0 says "unlimited" here.
         (_, None) => "0".to_string(),
     })
@@ -858,9 +876,33 @@ mod tests {
     #[test]
     fn resource_field_refs_read_rounded_up_quantities() {
         let c = json!({"resources": {"limits": {"cpu": "1500m", "memory": "1.5Ki"}, "requests": {"cpu": "2n"}}});
-        assert_eq!(resource_field(&c, "limits.cpu").as_deref(), Some("2"));
-        assert_eq!(resource_field(&c, "requests.cpu").as_deref(), Some("1"));
-        assert_eq!(resource_field(&c, "limits.memory").as_deref(), Some("1536"));
-        assert_eq!(resource_field(&c, "requests.memory").as_deref(), Some("0"));
+        let none = Value::Null;
+        assert_eq!(
+            resource_field(&c, "limits.cpu", &none).as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            resource_field(&c, "requests.cpu", &none).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            resource_field(&c, "limits.memory", &none).as_deref(),
+            Some("1536")
+        );
+        assert_eq!(
+            resource_field(&c, "requests.memory", &none).as_deref(),
+            Some("0")
+        );
+        let milli = json!("1m");
+        assert_eq!(
+            resource_field(&c, "limits.cpu", &milli).as_deref(),
+            Some("1500")
+        );
+        let kib = json!("1Ki");
+        assert_eq!(
+            resource_field(&c, "limits.memory", &kib).as_deref(),
+            Some("2")
+        );
+        assert_eq!(resource_field(&c, "limits.memory", &json!("0")), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The files a pod's containers see that the kubelet writes: `/etc/hosts`,
 //! `/etc/resolv.conf`, `/etc/hostname` and the volumes (emptyDir, hostPath, configMap,
-//! secret). Rendering is pure; writing happens under the pod's directory.
+//! secret, downwardAPI, projected). Rendering is pure; writing happens under the pod's directory.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -236,12 +236,7 @@ pub fn projected_files(
             for item in items {
                 let key = item["key"].as_str().unwrap_or("");
                 let path = item["path"].as_str().unwrap_or(key);
-                if path.starts_with('/') || path.split('/').any(|c| c == "..") {
-                    return Err(FilesError::Invalid {
-                        volume: volume.to_string(),
-                        reason: format!("item path {path:?} must be relative without '..'"),
-                    });
-                }
+                check_item_path(volume, path)?;
                 let Some(content) = data.get(key) else {
                     if source["optional"].as_bool() == Some(true) {
                         continue;
@@ -259,6 +254,98 @@ pub fn projected_files(
         }
     }
     Ok(files)
+}
+
+/// The files of a downwardAPI volume or projection (`source` holds its `items`):
+/// `(relative path, content, mode)`. Only what upstream allows in volumes: the pod's
+/// name, namespace, uid, labels and annotations (all, as sorted `key="value"` lines, or
+/// one), and `resourceFieldRef` of a named container.
+pub fn downward_api_files(
+    volume: &str,
+    pod: &Value,
+    source: &Value,
+    default_mode: u32,
+) -> Result<Vec<(String, Vec<u8>, u32)>> {
+    let invalid = |reason: String| FilesError::Invalid {
+        volume: volume.to_string(),
+        reason,
+    };
+    let meta = &pod["metadata"];
+    let mut files = Vec::new();
+    for item in source["items"].as_array().into_iter().flatten() {
+        let path = item["path"].as_str().unwrap_or("");
+        check_item_path(volume, path)?;
+        let content = if let Some(field) = item["fieldRef"]["fieldPath"].as_str() {
+            downward_field(meta, field)
+                .ok_or_else(|| invalid(format!("unsupported fieldRef {field:?}")))?
+        } else if item["resourceFieldRef"].is_object() {
+            let r = &item["resourceFieldRef"];
+            let resource = r["resource"].as_str().unwrap_or("");
+            let wanted = r["containerName"].as_str().unwrap_or("");
+            let container = ["containers", "initContainers"]
+                .iter()
+                .flat_map(|k| pod["spec"][*k].as_array().into_iter().flatten())
+                .find(|c| c["name"].as_str() == Some(wanted))
+                .ok_or_else(|| invalid(format!("container {wanted:?} not found")))?;
+            super::container::resource_field(container, resource, &r["divisor"])
+                .ok_or_else(|| invalid(format!("unsupported resourceFieldRef {resource:?}")))?
+        } else {
+            return Err(invalid(format!(
+                "item {path:?} has neither fieldRef nor resourceFieldRef"
+            )));
+        };
+        let mode = item["mode"]
+            .as_u64()
+            .map_or(default_mode, |m| m as u32 & 0o777);
+        files.push((path.to_string(), content.into_bytes(), mode));
+    }
+    Ok(files)
+}
+
+/// A downward API volume's `fieldRef` (upstream `ExtractFieldPathAsString` for volumes).
+fn downward_field(meta: &Value, path: &str) -> Option<String> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    match path {
+        "metadata.name" | "metadata.namespace" | "metadata.uid" => {
+            return Some(text(&meta[&path["metadata.".len()..]]))
+        }
+        "metadata.labels" | "metadata.annotations" => {
+            let map = meta[&path["metadata.".len()..]]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            // Sorted `key="value"` lines, values quoted as Go's %q does for text.
+            let lines: BTreeMap<_, _> = map.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+            let lines: Vec<String> = lines
+                .iter()
+                .map(|(k, v)| format!("{k}={}", Value::String(v.clone())))
+                .collect();
+            return Some(lines.join("\n"));
+        }
+        _ => {}
+    }
+    for field in ["labels", "annotations"] {
+        let Some(rest) = path.strip_prefix(&format!("metadata.{field}[")) else {
+            continue;
+        };
+        let key = rest
+            .strip_prefix('\'')
+            .and_then(|r| r.strip_suffix("']"))
+            .or_else(|| rest.strip_prefix('"').and_then(|r| r.strip_suffix("\"]")))?;
+        return Some(text(&meta[field][key]));
+    }
+    None
+}
+
+/// A volume item's path: relative, without `..`.
+fn check_item_path(volume: &str, path: &str) -> Result<()> {
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(FilesError::Invalid {
+            volume: volume.to_string(),
+            reason: format!("item path {path:?} must be relative without '..'"),
+        });
+    }
+    Ok(())
 }
 
 /// The data of a ConfigMap (`data` and `binaryData`) or Secret (`data`, base64).

@@ -1,9 +1,11 @@
-//! The pod's volumes made ready on the host: emptyDir, hostPath, and configMap and
-//! secret volumes written from their objects (rewritten on refresh; secret volumes on
-//! a tmpfs of their own). While the server cannot be reached, a volume written before
+//! The pod's volumes made ready on the host: emptyDir, hostPath, and configMap, secret,
+//! downwardAPI and projected volumes written from their objects (rewritten on refresh;
+//! secret and projected volumes on a tmpfs of their own). While the server cannot be reached, a volume written before
 //! keeps what it holds.
 
 use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use super::{containers, error_chain, PodWorker};
 use crate::agent::client::ApiError;
@@ -12,7 +14,6 @@ use crate::agent::kubelet::tmpfs;
 
 impl PodWorker {
     pub(super) async fn prepare_volumes(&mut self) -> Result<(), String> {
-        let ns = self.namespace().to_string();
         for v in containers(&self.pod["spec"], "volumes") {
             let name = v["name"].as_str().unwrap_or("").to_string();
             let prepared = if v["emptyDir"].is_object() {
@@ -26,22 +27,10 @@ impl PodWorker {
             } else if v["hostPath"].is_object() {
                 pod_files::prepare_host_path(&name, &v["hostPath"]).map_err(|e| error_chain(&e))?
             } else if v["configMap"].is_object() || v["secret"].is_object() {
-                let (kind, plural, source, obj_name) = if v["configMap"].is_object() {
-                    let s = &v["configMap"];
-                    (
-                        "ConfigMap",
-                        "configmaps",
-                        s,
-                        s["name"].as_str().unwrap_or(""),
-                    )
+                let (kind, source) = if v["configMap"].is_object() {
+                    ("ConfigMap", &v["configMap"])
                 } else {
-                    let s = &v["secret"];
-                    (
-                        "Secret",
-                        "secrets",
-                        s,
-                        s["secretName"].as_str().unwrap_or(""),
-                    )
+                    ("Secret", &v["secret"])
                 };
                 let sub = if kind == "Secret" {
                     "secret"
@@ -49,48 +38,35 @@ impl PodWorker {
                     "configmap"
                 };
                 let dir = pod_files::volume_dir(&self.pod_dir, sub, &name);
-                let object = match self.shared.api.get_object(plural, &ns, obj_name).await {
-                    Ok(object) => object,
+                let Some(files) = self.object_files(&name, kind, source, None).await? else {
                     // No answer: what the volume holds stays (the last known contents).
-                    Err(ApiError::Request { .. }) if dir.is_dir() => {
+                    if dir.is_dir() {
                         self.volumes.insert(name, (dir, true));
                         continue;
                     }
-                    Err(e) => {
-                        return Err(format!(
-                            "MountVolume.SetUp failed for volume {name:?}: {}",
-                            error_chain(&e)
-                        ))
-                    }
+                    return Err(unreachable(&name));
                 };
-                let data = match object {
-                    Some(o) => pod_files::object_data(kind, &o),
-                    None if source["optional"].as_bool() == Some(true) => BTreeMap::new(),
-                    None => {
-                        return Err(format!(
-                        "MountVolume.SetUp failed for volume {name:?}: {} \"{obj_name}\" not found",
-                        kind.to_lowercase()
-                    ))
+                self.write_volume(&name, &dir, &files, kind == "Secret")?
+            } else if v["projected"].is_object() {
+                let dir = pod_files::volume_dir(&self.pod_dir, "projected", &name);
+                let Some(files) = self.projected_files(&name, &v["projected"]).await? else {
+                    if dir.is_dir() {
+                        self.volumes.insert(name, (dir, true));
+                        continue;
                     }
+                    return Err(unreachable(&name));
                 };
-                let files = pod_files::projected_files(&name, source, &data)
-                    .map_err(|e| error_chain(&e))?;
-                if kind == "Secret" && self.shared.config.secrets_on_tmpfs {
-                    tmpfs::ensure_tmpfs(&dir, tmpfs::SECRET_VOLUME_SIZE).map_err(|e| {
-                        format!(
-                            "MountVolume.SetUp failed for volume {name:?}: {}",
-                            error_chain(&e)
-                        )
-                    })?;
-                }
-                pod_files::write_projected(&dir, &files).map_err(|e| error_chain(&e))?;
-                PreparedVolume {
-                    host_path: dir,
-                    read_only: true,
-                }
+                self.write_volume(&name, &dir, &files, true)?
+            } else if v["downwardAPI"].is_object() {
+                let source = &v["downwardAPI"];
+                let dir = pod_files::volume_dir(&self.pod_dir, "downward-api", &name);
+                let files =
+                    pod_files::downward_api_files(&name, &self.pod, source, mode_of(source))
+                        .map_err(|e| error_chain(&e))?;
+                self.write_volume(&name, &dir, &files, false)?
             } else {
                 return Err(format!(
-                    "volume {name:?}: only emptyDir, hostPath, configMap and secret volumes are supported"
+                    "volume {name:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported"
                 ));
             };
             self.volumes
@@ -98,4 +74,145 @@ impl PodWorker {
         }
         Ok(())
     }
+}
+
+/// The files of a volume: `(relative path, content, mode)`.
+type Files = Vec<(String, Vec<u8>, u32)>;
+
+impl PodWorker {
+    /// The files a configMap or secret volume (or projection) `source` shows: `None`
+    /// when the server cannot be reached. `default_mode` is a projected volume's mode,
+    /// which its sources take unless they set their own.
+    async fn object_files(
+        &self,
+        volume: &str,
+        kind: &str,
+        source: &Value,
+        default_mode: Option<u32>,
+    ) -> Result<Option<Files>, String> {
+        let (plural, obj_name) = if kind == "Secret" {
+            // A secret volume names it `secretName`, a projection `name`.
+            let name = source["secretName"].as_str().or(source["name"].as_str());
+            ("secrets", name.unwrap_or(""))
+        } else {
+            ("configmaps", source["name"].as_str().unwrap_or(""))
+        };
+        let object = match self
+            .shared
+            .api
+            .get_object(plural, self.namespace(), obj_name)
+            .await
+        {
+            Ok(object) => object,
+            Err(ApiError::Request { .. }) => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "MountVolume.SetUp failed for volume {volume:?}: {}",
+                    error_chain(&e)
+                ))
+            }
+        };
+        let data = match object {
+            Some(o) => pod_files::object_data(kind, &o),
+            None if source["optional"].as_bool() == Some(true) => BTreeMap::new(),
+            None => {
+                return Err(format!(
+                    "MountVolume.SetUp failed for volume {volume:?}: {} \"{obj_name}\" not found",
+                    kind.to_lowercase()
+                ))
+            }
+        };
+        let mut source = source.clone();
+        if let (Some(mode), Some(fields)) = (default_mode, source.as_object_mut()) {
+            fields.insert("defaultMode".into(), mode.into());
+        }
+        pod_files::projected_files(volume, &source, &data)
+            .map(Some)
+            .map_err(|e| error_chain(&e))
+    }
+
+    /// The files of a projected volume: its secret, configMap and downwardAPI sources
+    /// in order (`None` when the server cannot be reached).
+    async fn projected_files(
+        &self,
+        volume: &str,
+        projected: &Value,
+    ) -> Result<Option<Files>, String> {
+        let default_mode = mode_of(projected);
+        let mut files = Files::new();
+        for source in projected["sources"].as_array().into_iter().flatten() {
+            let more = if source["secret"].is_object() {
+                self.object_files(volume, "Secret", &source["secret"], Some(default_mode))
+                    .await?
+            } else if source["configMap"].is_object() {
+                self.object_files(
+                    volume,
+                    "ConfigMap",
+                    &source["configMap"],
+                    Some(default_mode),
+                )
+                .await?
+            } else if source["downwardAPI"].is_object() {
+                Some(
+                    pod_files::downward_api_files(
+                        volume,
+                        &self.pod,
+                        &source["downwardAPI"],
+                        default_mode,
+                    )
+                    .map_err(|e| error_chain(&e))?,
+                )
+            } else {
+                let kind = source
+                    .as_object()
+                    .and_then(|o| o.keys().next().cloned())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "MountVolume.SetUp failed for volume {volume:?}: {kind} projections are not \
+                     supported (secret, configMap and downwardAPI are)"
+                ));
+            };
+            let Some(more) = more else {
+                return Ok(None);
+            };
+            files.extend(more);
+        }
+        Ok(Some(files))
+    }
+
+    /// Writes a volume's files into `dir`, on a tmpfs of its own when it holds secrets
+    /// (secret and projected volumes, as upstream).
+    fn write_volume(
+        &self,
+        volume: &str,
+        dir: &std::path::Path,
+        files: &Files,
+        secret: bool,
+    ) -> Result<PreparedVolume, String> {
+        if secret && self.shared.config.secrets_on_tmpfs {
+            tmpfs::ensure_tmpfs(dir, tmpfs::SECRET_VOLUME_SIZE).map_err(|e| {
+                format!(
+                    "MountVolume.SetUp failed for volume {volume:?}: {}",
+                    error_chain(&e)
+                )
+            })?;
+        }
+        pod_files::write_projected(dir, files).map_err(|e| error_chain(&e))?;
+        Ok(PreparedVolume {
+            host_path: dir.to_path_buf(),
+            read_only: true,
+        })
+    }
+}
+
+/// A volume's `defaultMode` (upstream's 0644 when unset).
+fn mode_of(source: &Value) -> u32 {
+    source["defaultMode"]
+        .as_u64()
+        .map_or(0o644, |m| m as u32 & 0o777)
+}
+
+/// The error of a volume first set up while the server cannot be reached.
+fn unreachable(volume: &str) -> String {
+    format!("MountVolume.SetUp failed for volume {volume:?}: the API server cannot be reached")
 }
