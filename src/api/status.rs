@@ -98,7 +98,8 @@ impl ApiError {
     pub fn invalid(def: &ResourceDef, name: &str, errors: &[FieldError]) -> ApiError {
         let causes: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"reason": e.reason(), "message": e.to_string(), "field": e.field}))
+            // As upstream: the field apart, the message without it (kubectl prints both).
+            .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
             .collect();
         let list = if errors.len() == 1 {
             errors[0].to_string()

@@ -314,11 +314,11 @@ fn downward_field(meta: &Value, path: &str) -> Option<String> {
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            // Sorted `key="value"` lines, values quoted as Go's %q does for text.
+            // Sorted `key="value"` lines, values quoted as Go's %q.
             let lines: BTreeMap<_, _> = map.iter().map(|(k, v)| (k.clone(), text(v))).collect();
             let lines: Vec<String> = lines
                 .iter()
-                .map(|(k, v)| format!("{k}={}", Value::String(v.clone())))
+                .map(|(k, v)| format!("{k}={}", crate::api::validation::go_quote(v)))
                 .collect();
             return Some(lines.join("\n"));
         }

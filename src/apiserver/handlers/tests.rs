@@ -468,9 +468,17 @@ fn mismatch(case: &Case, code: u16, body: &[u8]) -> Option<String> {
     if !message.contains(case.fragment) {
         return Some(format!("message lacks {:?}: {status}", case.fragment));
     }
-    let cause = &status["details"]["causes"][0]["field"];
+    let cause = &status["details"]["causes"][0];
+    if case.cause.is_some()
+        && cause["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(cause["field"].as_str().unwrap_or("")))
+    {
+        // kubectl prints "field: message": a message naming its field prints it twice.
+        return Some(format!("the cause's message repeats its field: {status}"));
+    }
     case.cause
-        .filter(|field| cause != field)
+        .filter(|field| &cause["field"] != field)
         .map(|field| format!("first cause is not {field}: {status}"))
 }
 
