@@ -1124,6 +1124,7 @@ mod tests {
         let before = std::fs::metadata(&wal).unwrap().len();
         store.compact(store.revision()).await.unwrap();
         let after = std::fs::metadata(&wal).unwrap().len();
+        eprintln!("WAL: {before} bytes after 300 creates and deletes of 4 KiB objects, {after} after compaction");
         assert!(
             before > 1 << 20,
             "the workload grew the WAL ({before} bytes)"
