@@ -13,6 +13,9 @@ pub const ORC: &str = env!("CARGO_BIN_EXE_orc");
 /// Longest any test waits for a condition.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// What the server prints once it serves.
+const READY: &str = "orc server is ready";
+
 /// A running `orc server` (killed on drop).
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -50,35 +53,57 @@ impl Server {
         format!("https://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server process and waits until it answers.
+    /// Starts the server process and waits until it answers. A port taken by another
+    /// test's process between [`free_port`] and the server's bind is replaced by a new
+    /// one (a few times).
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("open server log");
-        let child = Command::new(ORC)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
-            .arg("--https-port")
-            .arg(self.port.to_string())
-            .arg("--write-kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--disable-agent")
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn orc server");
-        self.child = Some(child);
-        wait_for(&format!("server on port {} to answer", self.port), || {
-            self.kubeconfig().exists()
-                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
+        for attempt in 0..4 {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("server.log"))
+                .expect("open server log");
+            let child = Command::new(ORC)
+                .arg("server")
+                .arg("--data-dir")
+                .arg(self.data_dir())
+                .arg("--bind-address")
+                .arg("127.0.0.1")
+                .arg("--https-port")
+                .arg(self.port.to_string())
+                .arg("--write-kubeconfig")
+                .arg(self.kubeconfig())
+                .arg("--disable-agent")
+                .args(&self.extra_args)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn orc server");
+            self.child = Some(child);
+            let ready_before = self.log().matches(READY).count();
+            let mut exited = false;
+            wait_for(&format!("server on port {} to answer", self.port), || {
+                // Whoever answers on the port may be another test's server: this one
+                // says it is ready once it serves, or exits when it cannot bind.
+                exited = self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().is_ok_and(|s| s.is_some()));
+                exited
+                    || (self.log().matches(READY).count() > ready_before
+                        && self.kubeconfig().exists()
+                        && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok())
+            });
+            if !exited {
+                return;
+            }
+            self.child = None;
+            if attempt == 3 || !self.log().contains("Address already in use") {
+                panic!("orc server exited at start:\n{}", self.log());
+            }
+            self.port = free_port();
+        }
     }
 
     /// Kills the server with SIGKILL (no chance to flush anything).
