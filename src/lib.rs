@@ -5,5 +5,6 @@ pub mod api;
 pub mod apiserver;
 pub mod cli;
 pub mod controllers;
+pub mod embedded;
 pub mod store;
 pub mod tls;

@@ -42,6 +42,9 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Print the version.
     Version,
+    /// List the files compiled into orc (systemd units, default manifests), or print one.
+    #[command(hide = true)]
+    Embedded { name: Option<String> },
     /// Container log writer run by the containerd shim (binary:// log URI), not by people.
     #[command(name = "container-logger", hide = true)]
     ContainerLogger { path: std::path::PathBuf },
@@ -84,5 +87,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display())),
         Command::Check(args) => check::run(args),
         Command::SecretsEncrypt(args) => secrets_encrypt::run(args),
+        Command::Embedded { name: None } => {
+            for (name, _) in crate::embedded::FILES {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Command::Embedded { name: Some(name) } => match crate::embedded::file(&name) {
+            Some(contents) => {
+                print!("{contents}");
+                Ok(())
+            }
+            None => anyhow::bail!("no embedded file {name:?} (`orc embedded` lists them)"),
+        },
     }
 }

@@ -1,0 +1,52 @@
+//! What the binary carries besides code: the repository's top-level `embedded/` folder
+//! (systemd units, default manifests), compiled in so that `orc` needs no files beside
+//! it. `orc embedded [NAME]` lists them or prints one (the install script writes the
+//! units from it).
+
+/// `(path under embedded/, contents)`.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "systemd/orc.service",
+        include_str!("../embedded/systemd/orc.service"),
+    ),
+    (
+        "systemd/orc-agent.service",
+        include_str!("../embedded/systemd/orc-agent.service"),
+    ),
+];
+
+/// orc's default manifests (`embedded/manifests/NAME`), written to
+/// `<data-dir>/server/manifests/` at every start and applied from there: `(NAME,
+/// contents)`. None yet: the kinds they are for (a default StorageClass, an IngressClass)
+/// come with their features.
+pub const MANIFESTS: &[(&str, &str)] = &[];
+
+/// The embedded file at `path` (as listed by [`FILES`]).
+pub fn file(path: &str) -> Option<&'static str> {
+    FILES
+        .iter()
+        .find(|(name, _)| *name == path)
+        .map(|(_, contents)| *contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_run_the_installed_binary_and_leave_containers_alone() {
+        for (unit, command) in [
+            ("systemd/orc.service", "ExecStart=/usr/local/bin/orc server"),
+            (
+                "systemd/orc-agent.service",
+                "ExecStart=/usr/local/bin/orc agent",
+            ),
+        ] {
+            let text = file(unit).unwrap();
+            assert!(text.lines().any(|l| l == command), "{unit}");
+            assert!(text.lines().any(|l| l == "KillMode=process"), "{unit}");
+            assert!(text.contains("WantedBy=multi-user.target"), "{unit}");
+        }
+        assert_eq!(file("missing"), None);
+    }
+}
