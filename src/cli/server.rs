@@ -421,6 +421,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
     ));
     tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
+    controllers.spawn(controllers::manifests::run(
+        registry.clone(),
+        server_dir.join("manifests"),
+    ));
     let api = tokio::spawn(apiserver::serve(
         listener,
         tls_config,

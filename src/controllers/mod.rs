@@ -10,6 +10,7 @@ pub mod events;
 pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
+pub mod manifests;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
