@@ -2,7 +2,8 @@
 # Removes orc from this machine, like k3s-uninstall.sh: stops the orc processes started
 # from the installed binary, kills orc's containers, removes orc's network state (the
 # proxy and pod-network nftables tables, the pod bridge, the cluster DNS link, host-gw
-# routes, pod network namespaces), then the binary, /etc/orc and the data dir.
+# routes, pod network namespaces), then the systemd units, the binary, /etc/orc and the
+# data dir.
 #
 #   sudo scripts/uninstall.sh
 #
@@ -10,7 +11,8 @@
 # ORC_DATA_DIR [/var/lib/orc], ORC_CONFIG_DIR [/etc/orc],
 # ORC_CONTAINERD_SOCKET [/run/containerd/containerd.sock], ORC_CONTAINERD_NAMESPACE [orc],
 # ORC_PROXY_NFT_TABLE [orc-proxy], ORC_POD_NFT_TABLE [orc-nat], ORC_POD_BRIDGE [orc0],
-# ORC_CLUSTER_DNS [10.43.0.10].
+# ORC_CLUSTER_DNS [10.43.0.10], ORC_SYSTEMD_DIR [/etc/systemd/system],
+# ORC_ENV_DIR [/etc/default].
 # Everything missing is skipped, so running it twice is fine.
 set -euo pipefail
 
@@ -29,6 +31,20 @@ ROUTE_PROTOCOL=79 # host-gw routes to other nodes' pod CIDRs (src/agent/net/rout
 if [ "$(id -u)" -ne 0 ]; then
   echo "uninstall.sh: run as root (sudo $0): it stops orc and removes its network state" >&2
   exit 1
+fi
+
+# 0. The systemd units install.sh wrote: stopped and disabled, so nothing restarts orc.
+SYSTEMD_DIR=${ORC_SYSTEMD_DIR:-/etc/systemd/system}
+ENV_DIR=${ORC_ENV_DIR:-/etc/default}
+for unit in orc orc-agent; do
+  [ -f "$SYSTEMD_DIR/$unit.service" ] || continue
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now "$unit.service" >/dev/null 2>&1 || true
+  fi
+  rm -f "$SYSTEMD_DIR/$unit.service" "$ENV_DIR/$unit"
+done
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl daemon-reload 2>/dev/null || true
 fi
 
 # 1. orc processes started from the installed binary (servers, agents, log shims).
@@ -86,5 +102,5 @@ if [ -d "$DATA_DIR" ]; then
   rm -rf "$DATA_DIR"
 fi
 rm -rf "$CONFIG_DIR"
-rm -f "$BIN"
+rm -f "$BIN" "$(dirname "$BIN")/orc-uninstall.sh"
 echo "orc is uninstalled"
