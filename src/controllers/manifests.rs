@@ -7,6 +7,7 @@
 //! the other files and objects still apply, and a failed file is tried again.
 
 use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,12 @@ pub fn write_defaults(dir: &Path, defaults: &[(&str, &str)]) -> Result<(), Manif
         let file = file.to_path_buf();
         move |source| ManifestError::Io { file, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Private as the rest of the data dir, whatever the umask.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
     for (name, contents) in defaults {
         let path = dir.join(name);
         if skipped(&path) {
@@ -65,7 +71,14 @@ pub fn write_defaults(dir: &Path, defaults: &[(&str, &str)]) -> Result<(), Manif
             continue;
         }
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, contents).map_err(io(&tmp))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, contents.as_bytes()))
+            .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
     }
     Ok(())
