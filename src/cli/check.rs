@@ -36,6 +36,9 @@ pub struct CheckArgs {
     /// HTTPS port the server will listen on.
     #[arg(long, env = "ORC_HTTPS_PORT", default_value_t = 6443)]
     pub https_port: u16,
+    /// Data directory orc will use (checked for living on an SD card).
+    #[arg(long, env = "ORC_DATA_DIR", default_value = "/var/lib/orc")]
+    pub data_dir: PathBuf,
 }
 
 /// What the checks read from the host (gathered once; pure checks below).
@@ -51,6 +54,16 @@ pub struct HostFacts {
     pub ip_forward: Option<String>,
     pub port_free: bool,
     pub https_port: u16,
+    /// The Raspberry Pi boot command line file present, if any (Bookworm's
+    /// /boot/firmware/cmdline.txt, or /boot/cmdline.txt before it).
+    pub pi_cmdline: Option<PathBuf>,
+    /// The OS's package architecture (`dpkg --print-architecture`: amd64, arm64, armhf).
+    pub os_arch: Option<String>,
+    /// Contents of /proc/swaps.
+    pub proc_swaps: Option<String>,
+    /// The data dir (or its nearest existing parent) and the block device holding it
+    /// (`mmcblk0p2`), when known.
+    pub data_dir: Option<(PathBuf, String)>,
 }
 
 fn executable_on_path(name: &str) -> bool {
@@ -85,8 +98,42 @@ impl HostFacts {
             ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").ok(),
             port_free: std::net::TcpListener::bind(("0.0.0.0", args.https_port)).is_ok(),
             https_port: args.https_port,
+            pi_cmdline: ["/boot/firmware/cmdline.txt", "/boot/cmdline.txt"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file()),
+            os_arch: std::process::Command::new("dpkg")
+                .arg("--print-architecture")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+            proc_swaps: std::fs::read_to_string("/proc/swaps").ok(),
+            data_dir: block_device_of(&args.data_dir),
         }
     }
+}
+
+/// The block device (as /sys/dev/block names it: `mmcblk0p2`, `sda1`) holding `path`,
+/// or its nearest existing parent.
+fn block_device_of(path: &Path) -> Option<(PathBuf, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let dev = std::fs::metadata(existing).ok()?.dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let link = std::fs::read_link(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    let name = link.file_name()?.to_string_lossy().into_owned();
+    Some((existing.to_path_buf(), name))
+}
+
+/// The size of the swap areas, in MiB (from /proc/swaps).
+fn swap_in_use_mib(proc_swaps: &str) -> u64 {
+    proc_swaps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum::<u64>()
+        / 1024
 }
 
 /// Whether the memory cgroup controller is available and enabled.
@@ -121,12 +168,44 @@ pub fn check(facts: &HostFacts) -> Vec<Finding> {
             "start it: sudo systemctl enable --now containerd (or pass --containerd-socket)",
         ));
     }
+    let cgroup_fix = match &facts.pi_cmdline {
+        Some(file) => format!(
+            "add ` cgroup_memory=1 cgroup_enable=memory` to the end of the single line in {} (sudo nano {0}) and reboot",
+            file.display()
+        ),
+        None => "enable it: add `cgroup_memory=1 cgroup_enable=memory` to the kernel command line (on Raspberry Pi: /boot/firmware/cmdline.txt) and reboot".to_string(),
+    };
     out.push(Finding::new(
         "memory cgroup enabled",
         memory_cgroup_enabled(facts),
         true,
-        "enable it: on Raspberry Pi add `cgroup_memory=1 cgroup_enable=memory` to /boot/firmware/cmdline.txt (or /boot/cmdline.txt) and reboot",
+        &cgroup_fix,
     ));
+    if let Some(arch) = &facts.os_arch {
+        out.push(Finding::new(
+            &format!("64-bit OS ({arch})"),
+            !matches!(arch.as_str(), "armhf" | "armel" | "i386"),
+            false,
+            "orc's Raspberry Pi build is 64-bit (aarch64), and 32-bit containerd runs only 32-bit images: install the 64-bit Raspberry Pi OS (Pi 3, 4, 5)",
+        ));
+    }
+    if let Some(swaps) = &facts.proc_swaps {
+        let mib = swap_in_use_mib(swaps);
+        out.push(Finding::new(
+            &format!("swap off ({mib} MiB configured)"),
+            swaps.lines().skip(1).all(|l| l.trim().is_empty()),
+            false,
+            "containers' memory limits are not enforced on swapped memory and the node slows down under pressure: sudo swapoff -a; on Raspberry Pi OS also sudo systemctl disable --now dphys-swapfile",
+        ));
+    }
+    if let Some((dir, device)) = &facts.data_dir {
+        out.push(Finding::new(
+            &format!("data dir {} not on an SD card ({device})", dir.display()),
+            !device.starts_with("mmcblk"),
+            false,
+            "the datastore writes wear SD cards out: put --data-dir on a USB SSD (or accept the wear)",
+        ));
+    }
     out.push(Finding::new(
         "IPv4 forwarding on",
         facts.ip_forward.as_deref().map(str::trim) == Some("1"),
@@ -194,7 +273,56 @@ mod tests {
             ip_forward: Some("1\n".into()),
             port_free: true,
             https_port: 6443,
+            pi_cmdline: None,
+            os_arch: Some("arm64".into()),
+            proc_swaps: Some("Filename\tType\tSize\tUsed\tPriority\n".into()),
+            data_dir: Some(("/var/lib".into(), "nvme0n1p1".into())),
         }
+    }
+
+    #[test]
+    fn raspberry_pi_findings_name_the_exact_fix() {
+        let mut facts = healthy();
+        facts.cgroup_v2_controllers = Some("cpuset cpu io pids".into());
+        facts.pi_cmdline = Some("/boot/firmware/cmdline.txt".into());
+        facts.os_arch = Some("armhf".into());
+        facts.proc_swaps =
+            Some("Filename\tType\tSize\tUsed\tPriority\n/var/swap file 102396 0 -2\n".into());
+        facts.data_dir = Some(("/var/lib".into(), "mmcblk0p2".into()));
+        let findings = check(&facts);
+        let failed: Vec<&Finding> = findings.iter().filter(|f| !f.ok).collect();
+        let find = |what: &str| {
+            failed
+                .iter()
+                .find(|f| f.what.starts_with(what))
+                .unwrap_or_else(|| panic!("no failed {what}: {failed:#?}"))
+        };
+        assert_eq!(
+            find("memory cgroup").fix,
+            "add ` cgroup_memory=1 cgroup_enable=memory` to the end of the single line in /boot/firmware/cmdline.txt (sudo nano /boot/firmware/cmdline.txt) and reboot"
+        );
+        assert!(find("64-bit OS (armhf)")
+            .fix
+            .contains("64-bit Raspberry Pi OS"));
+        assert_eq!(find("swap off").what, "swap off (99 MiB configured)");
+        assert!(find("data dir /var/lib not on an SD card (mmcblk0p2)")
+            .fix
+            .contains("USB SSD"));
+        assert_eq!(failed.len(), 4, "{failed:#?}");
+        assert!(
+            failed.iter().filter(|f| f.required).count() == 1,
+            "only the cgroup is required"
+        );
+    }
+
+    #[test]
+    fn the_data_dir_device_is_found_for_a_missing_dir_through_its_parent() {
+        // Overlay and tmpfs roots have no block device: then there is nothing to say.
+        if let Some((dir, device)) = block_device_of(Path::new("/tmp/no/such/orc/dir")) {
+            assert!(Path::new("/tmp").starts_with(&dir), "{}", dir.display());
+            assert!(!device.is_empty());
+        }
+        assert_eq!(block_device_of(Path::new("relative/missing")), None);
     }
 
     #[test]
