@@ -263,7 +263,7 @@ impl World {
             if start.elapsed() > deadline {
                 panic!("timed out waiting for {what}");
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -408,9 +408,14 @@ fn main() {
     let pods = env_num("ORC_BENCH_PODS", 100) as usize;
     let idle = Duration::from_secs(env_num("ORC_BENCH_IDLE_SECS", 30));
     let mut w = World::start();
+    let spawned = Instant::now();
     w.spawn_server();
     w.wait_for("node Ready", SETUP_DEADLINE, || w.node_ready(NODE));
     println!("orc pod startup bench: {pods} pods `sleep 3600`, image present, 1 node");
+    println!(
+        "start to node Ready (spawn of orc server with its agent → Ready=True, polled by kubectl): {} ms",
+        spawned.elapsed().as_millis()
+    );
 
     // Sequential creation: each create is sent when the previous one has returned, without
     // waiting for the previous pod to run, so startups overlap.

@@ -154,7 +154,10 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// How often the podCIDR of a freshly registered node is looked for.
+/// How soon, then at most how often, the podCIDR of a freshly registered node is looked
+/// for (the server assigns it within milliseconds of the registration: a fixed second
+/// here kept a new node from Ready for that second).
+const POD_CIDR_FIRST_POLL: Duration = Duration::from_millis(20);
 const POD_CIDR_POLL: Duration = Duration::from_secs(1);
 
 /// Waits for the node's podCIDR and for containerd, sets up the pod network and runs the
@@ -167,8 +170,11 @@ async fn run_pods(
     kubelet_cert: crate::tls::SharedCert,
     health: tokio::sync::watch::Sender<node::RuntimeHealth>,
 ) {
-    let pod_cidr = wait_for_pod_cidr(&client, &config.node_name, &config.agent_dir()).await;
-    let runtime = connect_containerd(&config, &health).await;
+    let agent_dir = config.agent_dir();
+    let (pod_cidr, runtime) = tokio::join!(
+        wait_for_pod_cidr(&client, &config.node_name, &agent_dir),
+        connect_containerd(&config, &health)
+    );
     tokio::spawn(node::monitor_runtime(runtime.clone(), health));
     import_images(&config, runtime.as_ref()).await;
     let mut net_config = net::NetworkConfig::new(&config.data_dir, pod_cidr, config.cluster_cidr);
@@ -250,6 +256,7 @@ async fn kubelet_endpoint(
 /// cannot be reached (it never changes once set).
 async fn wait_for_pod_cidr(client: &ApiClient, node: &str, agent_dir: &std::path::Path) -> Ipv4Net {
     let last_known = client::last_known::LastKnownDir::new(agent_dir);
+    let mut poll = POD_CIDR_FIRST_POLL;
     loop {
         match client.get(&format!("/api/v1/nodes/{node}")).await {
             Ok(resp) => {
@@ -275,7 +282,8 @@ async fn wait_for_pod_cidr(client: &ApiClient, node: &str, agent_dir: &std::path
                 }
             }
         }
-        tokio::time::sleep(POD_CIDR_POLL).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(POD_CIDR_POLL);
     }
 }
 
