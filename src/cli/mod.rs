@@ -26,11 +26,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the config file works, under `orc server --help` and `orc agent --help`.
+const CONFIG_FILE_HELP: &str = "\
+Config file: every flag can also be set in /etc/orc/config.yaml (another file with
+--config PATH or ORC_CONFIG), whose keys are the flag names without dashes:
+
+    https-port: 7443
+    tls-san: [pi.local, 192.168.1.10]
+    disable-agent: true
+
+Flags on the command line win over the file, the file over ORC_* variables.";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (API server, scheduler, controllers) and an embedded agent.
+    #[command(after_help = CONFIG_FILE_HELP)]
     Server(Box<server::ServerArgs>),
     /// Run a worker node that joins a server.
+    #[command(after_help = CONFIG_FILE_HELP)]
     Agent(Box<agent::AgentArgs>),
     /// Print the join token of the server in --data-dir.
     Token(token::TokenArgs),
