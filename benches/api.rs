@@ -96,9 +96,10 @@ fn client(kubeconfig: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-/// Starts `orc server` (control plane only) on `port` with its own data dir.
+/// Starts `orc server` (control plane only) on `port` with its own data dir: this
+/// build's binary, or `ORC_BIN` (to measure a release binary, e.g. a static musl one).
 fn spawn_server(port: u16, data: &Path, kubeconfig: &Path) -> std::process::Child {
-    Command::new(ORC)
+    Command::new(std::env::var_os("ORC_BIN").unwrap_or_else(|| ORC.into()))
         .args([
             "server",
             "--disable-agent",
@@ -150,6 +151,9 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    if let Some(bin) = std::env::var_os("ORC_BIN") {
+        println!("binary: {}", bin.to_string_lossy());
+    }
     println!(
         "machine: {} cores, {}",
         std::thread::available_parallelism()
