@@ -36,6 +36,9 @@ done
 # cross compiler, linked against the musl libc that Rust's target ships (self-contained).
 export CC_x86_64_unknown_linux_musl=musl-gcc
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+# glibc's headers turn SQLite's large-file calls into open64 and friends, which musl 1.2.4+
+# does not have; off_t is 64-bit on aarch64 anyway.
+export CFLAGS_aarch64_unknown_linux_musl="-DSQLITE_DISABLE_LFS"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
