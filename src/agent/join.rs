@@ -287,10 +287,14 @@ pub async fn join_once(config: &JoinConfig) -> Result<NodeCredentials, JoinError
             })
         }
     }
+    accept(config, &resp.body, &ca_pem)
+}
+
+/// A credential the server answered with: under the CA the token vouched for, stored.
+fn accept(config: &JoinConfig, body: &[u8], ca_pem: &str) -> Result<NodeCredentials, JoinError> {
     let creds: NodeCredentials =
-        serde_json::from_slice(&resp.body).map_err(|_| JoinError::BadCredential)?;
+        serde_json::from_slice(body).map_err(|_| JoinError::BadCredential)?;
     if creds.ca_certificate != ca_pem {
-        // The CA must be the one the token vouched for.
         return Err(JoinError::CaMismatch);
     }
     store(config, &creds)?;
@@ -322,13 +326,7 @@ pub async fn renew_once(
             })
         }
     }
-    let creds: NodeCredentials =
-        serde_json::from_slice(&resp.body).map_err(|_| JoinError::BadCredential)?;
-    if creds.ca_certificate != ca_pem {
-        return Err(JoinError::CaMismatch);
-    }
-    store(config, &creds)?;
-    Ok(creds)
+    accept(config, &resp.body, ca_pem)
 }
 
 /// Longest sleep between looks at the clock while waiting for a renewal (the wall clock
