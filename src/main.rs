@@ -3,6 +3,12 @@
 use clap::Parser;
 use orc::cli;
 
+/// Static (musl) builds allocate with mimalloc: musl's allocator takes a global lock and
+/// halves API throughput (README, "Release binaries").
+#[cfg(all(target_env = "musl", not(feature = "musl-malloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = match cli::config_file::expand(std::env::args_os().collect()) {
         Ok(args) => args,
