@@ -396,9 +396,10 @@ fn guestbook_examples_apply_unchanged() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/guestbook");
     let out = s.ok(&["apply", "-f", dir]);
     for obj in [
-        "replicationcontroller/redis-master",
+        "deployment.apps/redis-leader",
+        "deployment.apps/redis-follower",
         "service/frontend",
-        "replicationcontroller/frontend",
+        "deployment.apps/frontend",
     ] {
         assert!(out.contains(obj), "{out}");
     }

@@ -1,13 +1,15 @@
 //! Images on the kubelet, on the one-node cluster of `support::kubelet` (needs root,
 //! containerd, skopeo and docker-registry; see there): pulls from a registry, a missing
-//! image's back-off, and a new image restarting a container.
+//! image's back-off, a new image restarting a container, and the offline example
+//! (examples/hello) run from an image imported with `orc images import`.
 
+use std::net::SocketAddr;
 use std::process::Command;
 
 use serde_json::Value;
 
 mod support;
-use support::host::run;
+use support::host::{repo_path, run};
 use support::kubelet::*;
 
 /// A node with a private registry holding the busybox test image; returns it and the
@@ -200,4 +202,59 @@ spec:
                 && m == "Container app definition changed, will be restarted"),
         "{events:?}"
     );
+}
+
+/// README's quick start, on the test's node: the hello example's image is built by its
+/// script, imported with `orc images import` (no registry anywhere), the example applied
+/// unchanged, and its Service answers from the node with a page from one of its pods.
+#[test]
+fn hello_example_runs_from_an_imported_image() {
+    let w = World::start();
+    let tarball = w.dir.join("orc-hello.tar");
+    let built = run(Command::new(repo_path("examples/hello/build-image.sh")).arg(&tarball));
+    assert!(
+        built.status.success(),
+        "examples/hello/build-image.sh: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let imported = run(Command::new(ORC)
+        .args(["images", "import"])
+        .arg(&tarball)
+        .arg("--containerd-socket")
+        .arg(w.dir.join("containerd.sock"))
+        .args(["--containerd-namespace", NAMESPACE]));
+    assert!(
+        imported.status.success(),
+        "orc images import: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&imported.stdout).contains("imported localhost/orc-hello:1"),
+        "{imported:?}"
+    );
+
+    w.step("kubectl apply -f examples/hello/ and wait for the Deployment");
+    w.kubectl_ok(&["apply", "-f", &repo_path("examples/hello").to_string_lossy()]);
+    w.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
+    for pod in w.kubectl_out(&["get", "pods", "-l", "app=hello", "-o", "name"]).lines() {
+        w.remember(pod.trim_start_matches("pod/"));
+    }
+    w.wait_for("both pods to be the Service's ready endpoints", || {
+        w.ready_endpoint_ips("default", "hello").len() == 2
+    });
+
+    w.step("the Service's ClusterIP answers from the node");
+    let ip = w.kubectl_out(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
+    let addr: SocketAddr = format!("{ip}:80").parse().unwrap();
+    let mut body = String::new();
+    w.wait_for("the hello Service to answer", || {
+        match w.http_get_from_node(addr) {
+            Ok(b) => {
+                body = b;
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    assert!(body.starts_with("hello from hello-"), "{body:?}");
 }
