@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs every system package orc needs to build, run and test on Debian / Raspberry Pi OS.
+# Installs everything orc needs to build, run and test on Debian / Raspberry Pi OS: the
+# system packages with apt, kubectl (scripts/install-kubectl.sh) and, when cargo is
+# missing, the Rust toolchain with rustup (https://rustup.rs).
 set -euo pipefail
-PKGS=(containerd runc nftables protobuf-compiler busybox-static docker-registry skopeo iproute2 curl ca-certificates)
+here=$(cd "$(dirname "$0")" && pwd)
+PKGS=(containerd runc nftables protobuf-compiler busybox-static docker-registry skopeo iproute2 curl ca-certificates gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,4 +17,14 @@ fi
 # The distribution starts its own registry service; orc's tests run a private one instead.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
+fi
+
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO bash "$here/install-kubectl.sh"
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || {
+    echo "install-deps.sh: installing the Rust toolchain with rustup (into $HOME/.cargo)" >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy >&2
+  }
+  echo "install-deps.sh: Rust is in $HOME/.cargo/bin: put it on PATH (. \"\$HOME/.cargo/env\")" >&2
 fi

@@ -9,10 +9,11 @@
 # a release file for this machine beside the script (orc-x86_64-unknown-linux-musl,
 # orc-aarch64-unknown-linux-musl, as scripts/release.sh writes them), and is built from
 # source with cargo only when there is none. containerd, runc and nftables are installed
-# with apt when missing. Where systemd runs, the unit (orc.service or orc-agent.service,
-# from the binary's embedded/) is written, enabled and started; elsewhere (containers,
-# CI) orc runs in the foreground. Running it again upgrades in place. The uninstall
-# script goes beside the binary as orc-uninstall.sh.
+# with apt when missing, and on a server kubectl (scripts/install-kubectl.sh). Where
+# systemd runs, the unit (orc.service or orc-agent.service, from the binary's embedded/)
+# is written, enabled and started; elsewhere (containers, CI) orc runs in the
+# foreground. Running it again upgrades in place. The uninstall script goes beside the
+# binary as orc-uninstall.sh.
 #
 # Environment: ORC_BINARY, ORC_URL, ORC_TOKEN, ORC_INSTALL_DIR [/usr/local/bin],
 # ORC_SYSTEMD_DIR [/etc/systemd/system], ORC_ENV_DIR [/etc/default] (where the unit's
@@ -54,9 +55,10 @@ if [[ -n "$binary" ]]; then
     fi
 else
     [[ -f "$here/../Cargo.toml" ]] || die "no orc binary for $(uname -m): set ORC_BINARY=PATH or put orc-$target beside this script"
-    command -v cargo >/dev/null 2>&1 || die "no prebuilt binary and cargo not found: set ORC_BINARY=PATH, or install Rust (https://rustup.rs) to build from source"
     say "no prebuilt binary: building from source (this takes minutes)"
     bash "$here/install-deps.sh"
+    command -v cargo >/dev/null 2>&1 || . "$HOME/.cargo/env" 2>/dev/null \
+        || die "no prebuilt binary and no Rust toolchain: set ORC_BINARY=PATH, or install Rust (https://rustup.rs)"
     (cd "$here/.." && cargo build --release --locked)
     binary="$here/../target/release/orc"
 fi
@@ -72,6 +74,11 @@ if [[ "${ORC_SKIP_PACKAGES:-}" != 1 ]]; then
         say "installing ${missing[*]} with apt"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    # A server's users drive it with kubectl.
+    if [[ $role == server ]] && ! command -v kubectl >/dev/null 2>&1; then
+        bash "$here/install-kubectl.sh" \
+            || say "kubectl could not be installed: install it as https://kubernetes.io/docs/tasks/tools/ shows; orc goes on"
     fi
 fi
 

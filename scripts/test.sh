@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# A toolchain install-deps.sh just installed with rustup is not on PATH yet.
+command -v cargo >/dev/null 2>&1 || . "$HOME/.cargo/env"
 command -v kubectl >/dev/null 2>&1 || {
   echo "test.sh: kubectl not found: the integration tests drive the real kubectl (v1.32)" >&2
   exit 1
