@@ -5,8 +5,8 @@
 #   scripts/release.sh OUTDIR [TARGET...]
 #
 # writes OUTDIR/orc-<target> and OUTDIR/orc-<target>.sha256 for each target (default:
-# x86_64-unknown-linux-musl aarch64-unknown-linux-musl) with install.sh and uninstall.sh
-# beside them, and prints their sizes. Installs
+# x86_64-unknown-linux-musl aarch64-unknown-linux-musl) with install.sh,
+# install-kubectl.sh and uninstall.sh beside them, and prints their sizes. Installs
 # what it needs: musl-tools, gcc-aarch64-linux-gnu and file with apt, the Rust targets
 # with rustup. ORC_PROFILE picks another Cargo profile (to measure size options).
 set -euo pipefail
@@ -77,7 +77,7 @@ smoke() {
 mkdir -p "$out"
 # The install scripts go beside the binaries: OUTDIR is all a machine needs
 # (`sudo ./install.sh` there picks the binary for its architecture).
-install -m 0755 scripts/install.sh scripts/uninstall.sh "$out/"
+install -m 0755 scripts/install.sh scripts/install-kubectl.sh scripts/uninstall.sh "$out/"
 for target in "${targets[@]}"; do
     cargo build --locked --bin orc --profile "$profile" --target "$target"
     binary="$out/orc-$target"
