@@ -39,7 +39,7 @@ pub async fn handle(
     let mut audit = ctx
         .audit
         .as_ref()
-        .map(|log| log.begin(&req, authenticated, &*ctx.registry));
+        .map(|log| log.begin(&req, authenticated, &*ctx.registry, &ctx.registry.resources()));
     let resp = match &user {
         Ok(user) => match dispatch(&ctx, user.as_ref(), req).await {
             Ok(resp) => resp,
@@ -129,7 +129,8 @@ async fn dispatch(
     user: Option<&User>,
     req: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let route = router::parse(req.uri().path());
+    let served = ctx.registry.resources();
+    let route = router::parse(req.uri().path(), &served);
     match &route {
         Some(Route::Version) => return Ok(response::json(200, &discovery::version())),
         Some(Route::Health) if req.uri().path().trim_end_matches('/') == "/readyz" => {
@@ -153,22 +154,22 @@ async fn dispatch(
     }
     match route {
         Route::CoreVersions if discovery::wants_aggregated(&accept) => {
-            Ok(aggregated(discovery::aggregated(true)))
+            Ok(aggregated(discovery::aggregated(&served, true)))
         }
         Route::CoreVersions => Ok(response::json(
             200,
             &discovery::core_versions(&ctx.advertise),
         )),
         Route::Groups if discovery::wants_aggregated(&accept) => {
-            Ok(aggregated(discovery::aggregated(false)))
+            Ok(aggregated(discovery::aggregated(&served, false)))
         }
-        Route::Groups => Ok(response::json(200, &discovery::groups())),
-        Route::Group(g) => discovery::group(&g)
+        Route::Groups => Ok(response::json(200, &discovery::groups(&served))),
+        Route::Group(g) => discovery::group(&served, &g)
             .map(|v| response::json(200, &v))
             .ok_or_else(ApiError::no_route),
         Route::ResourceList { group, version } => Ok(response::json(
             200,
-            &discovery::resource_list(&group, &version),
+            &discovery::resource_list(&served, &group, &version),
         )),
         Route::OpenApi(path) => openapi(ctx, &path, &req),
         Route::Resource(r) => resource(ctx, user, r, req).await,
@@ -254,7 +255,10 @@ fn aggregated(v: Value) -> Response<Body> {
 /// request naming the current `hash=` may cache the answer for good: the URL changes with
 /// the document.
 fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response<Body>, ApiError> {
-    let doc = ctx.openapi.document(path).ok_or_else(ApiError::no_route)?;
+    let doc = ctx
+        .openapi
+        .document(path, &ctx.registry.resources())
+        .ok_or_else(ApiError::no_route)?;
     let etag = doc.etag();
     let not_modified = header_str(req, header::IF_NONE_MATCH)
         .split(',')
@@ -595,6 +599,15 @@ struct ContinueToken {
     start: String,
 }
 
+/// How objects of `def` print as Table rows: a custom resource's printer columns, or
+/// the built-in kind's printer.
+fn printer_of(def: &ResourceDef) -> &'static dyn table::RowPrinter {
+    match def.custom {
+        Some(custom) => custom,
+        None => strategy_for(def).printer(),
+    }
+}
+
 /// A client asked for `meta.k8s.io` Table output (kubectl get's default).
 #[derive(Debug, Clone, Copy)]
 struct TableRequest {
@@ -605,7 +618,7 @@ struct TableRequest {
 impl TableRequest {
     /// A one-row Table for `obj` in the negotiated version (a GET, or a watch event).
     fn one(&self, def: &ResourceDef, obj: &Value, with_columns: bool) -> Value {
-        let printer = strategy_for(def).printer();
+        let printer = printer_of(def);
         let mut v =
             table::watch_table(printer, obj, self.include, chrono::Utc::now(), with_columns);
         table::set_api_version(&mut v, self.version);
@@ -671,7 +684,7 @@ async fn list(
     if let Some(t) = as_table {
         let objects: Vec<&Value> = page.items.iter().map(|kv| &*kv.value).collect();
         let mut v = table::table(
-            strategy_for(def).printer(),
+            printer_of(def),
             &objects,
             t.include,
             chrono::Utc::now(),

@@ -29,7 +29,8 @@ use serde_json::Value;
 
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
-    binding::BindingStrategy, config_map::ConfigMapStrategy, default::DefaultStrategy,
+    binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
+    custom::CustomStrategy, default::DefaultStrategy,
     endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
     namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
     service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
@@ -227,7 +228,11 @@ pub const NAME_AND_NAMESPACE: &[&str] = &["metadata.name", "metadata.namespace"]
 
 /// The strategy of a served kind: the only place that says which kinds have rules.
 pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
+    if def.custom.is_some() {
+        return &CustomStrategy;
+    }
     match (def.group, def.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => &CrdStrategy,
         ("", "Pod") => &PodStrategy,
         ("", "Binding") => &BindingStrategy,
         ("", "Service") => &ServiceStrategy,
