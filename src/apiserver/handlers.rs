@@ -172,7 +172,15 @@ async fn dispatch(
             &discovery::resource_list(&served, &group, &version),
         )),
         Route::OpenApi(path) => openapi(ctx, &path, &req),
-        Route::Resource(r) => resource(ctx, user, r, req).await,
+        Route::Resource(r) => {
+            // A deprecated custom resource version warns on every request, as upstream.
+            let deprecation = r.def.custom.and_then(|c| c.deprecation_warning.clone());
+            let resp = resource(ctx, user, r, req).await?;
+            Ok(match deprecation {
+                Some(warning) => response::with_warnings(resp, &[warning]),
+                None => resp,
+            })
+        }
         Route::Version | Route::Health | Route::CaCerts | Route::NodeCredentials => {
             unreachable!("answered above")
         }
@@ -396,12 +404,18 @@ async fn resource(
             ))
         }
         ("create", None, None) => {
+            if def.custom.is_some_and(|c| c.terminating) {
+                return Err(ApiError::method_not_allowed(format!(
+                    "create not allowed while custom resource definition is terminating: {}",
+                    def.custom.map_or("", |c| c.crd_name.as_str())
+                )));
+            }
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode(&content_type, &body).await?;
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
-            Ok(written(201, w))
+            Ok(written(def, 201, w))
         }
         ("create", Some(name), Some("binding")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -419,7 +433,7 @@ async fn resource(
             let obj = request::decode(&content_type, &body).await?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.update(def, ns, name, obj, sub, &opts).await?;
-            Ok(written(200, w))
+            Ok(written(def, 200, w))
         }
         ("update", Some(name), Some("finalize")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -433,7 +447,7 @@ async fn resource(
                     Ok(cur)
                 })
                 .await?;
-            Ok(written(200, w))
+            Ok(written(def, 200, w))
         }
         ("update", Some(name), Some("scale")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -449,12 +463,18 @@ async fn resource(
         }
         ("patch", Some(name), None | Some("status")) => {
             let patch_type = patch_type(&content_type)?;
+            if def.custom.is_some() && patch_type == PatchType::StrategicMerge {
+                // Custom kinds have no patch strategies: upstream refuses the media type.
+                return Err(ApiError::unsupported_media_type(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
             let body = request::read_body(req.into_body(), content_length).await?;
             let w = ctx
                 .registry
                 .patch(def, ns, name, (patch_type, &body), sub, &opts)
                 .await?;
-            Ok(written(200, w))
+            Ok(written(def, 200, w))
         }
         ("patch", Some(name), Some("scale")) => {
             let patch_type = patch_type(&content_type)?;
@@ -480,7 +500,7 @@ async fn resource(
             let dopts = delete_options(&query, &body, opts.dry_run)?;
             let w = ctx.registry.delete(def, ns, name, &dopts).await?;
             let code = if w.deleted { 200 } else { 202 };
-            Ok(written(code, w))
+            Ok(written(def, code, w))
         }
         ("deletecollection", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -531,8 +551,9 @@ fn json_duplicates(content_type: &str, body: &[u8]) -> Vec<String> {
     }
 }
 
-fn written(code: u16, w: Written) -> Response<Body> {
-    response::with_warnings(response::raw_json(code, w.kv.raw.clone()), &w.warnings)
+fn written(def: &ResourceDef, code: u16, w: Written) -> Response<Body> {
+    let kv = super::registry::in_version(def, w.kv);
+    response::with_warnings(response::raw_json(code, kv.raw), &w.warnings)
 }
 
 fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
@@ -752,6 +773,9 @@ async fn watch(
         def,
         predicate,
         encoder: match as_table {
+            None if def.custom.is_some() => {
+                Arc::new(move |kv: &KeyValue| super::registry::in_version(def, kv.clone()).raw)
+            }
             None => Arc::new(|kv: &KeyValue| kv.raw.clone()),
             Some(t) => {
                 let first = std::sync::atomic::AtomicBool::new(true);

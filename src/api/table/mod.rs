@@ -215,6 +215,13 @@ pub static SERVICE_ACCOUNT: Printer = Printer {
     conditions: no_conditions,
 };
 
+/// CustomResourceDefinitions print their creation time as a timestamp, as upstream.
+pub static CUSTOM_RESOURCE_DEFINITION: Printer = Printer {
+    columns: columns::custom_resource_definition,
+    cells: |obj, _now| vec![name(obj), obj["metadata"]["creationTimestamp"].clone()],
+    conditions: no_conditions,
+};
+
 pub static LEASE: Printer = Printer {
     columns: columns::lease,
     cells: |obj, now| {

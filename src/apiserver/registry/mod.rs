@@ -24,6 +24,7 @@ use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::{check_name, now};
 pub use kinds::crd::CLEANUP_FINALIZER;
+pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
 pub use strategy::{strategy_for, Strategy};
 

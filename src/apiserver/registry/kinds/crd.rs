@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::api::crd_min as crd;
 use crate::api::resources::RESOURCES;
+use crate::api::table::{self, Printer};
 use crate::api::validation::FieldError;
 use crate::apiserver::registry::strategy::{keep_unwritten_part, Context, Strategy};
 
@@ -68,6 +69,10 @@ impl Strategy for CrdStrategy {
             "InstanceDeletionPending",
             "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
         );
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &table::CUSTOM_RESOURCE_DEFINITION
     }
 
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
