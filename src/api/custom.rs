@@ -57,7 +57,10 @@ pub struct ScalePaths {
 impl ScalePaths {
     /// The path's field names (`.spec.replicas` → `["spec", "replicas"]`).
     pub fn fields(path: &str) -> Vec<&str> {
-        path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).collect()
+        path.trim_start_matches('.')
+            .split('.')
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
@@ -101,7 +104,10 @@ impl CustomResource {
         let scale_spec = &entry["subresources"]["scale"];
         let scale = scale_spec.is_object().then(|| ScalePaths {
             spec_replicas: scale_spec["specReplicasPath"].as_str().unwrap_or("").into(),
-            status_replicas: scale_spec["statusReplicasPath"].as_str().unwrap_or("").into(),
+            status_replicas: scale_spec["statusReplicasPath"]
+                .as_str()
+                .unwrap_or("")
+                .into(),
             label_selector: scale_spec["labelSelectorPath"].as_str().map(String::from),
         });
         let deprecation_warning = (entry["deprecated"] == true).then(|| {
@@ -255,7 +261,10 @@ mod tests {
         assert_eq!(v1.storage_version, "v1");
         assert_eq!(v1.list_kind, "CronTabList");
         let scale = v1.scale.unwrap();
-        assert_eq!(ScalePaths::fields(&scale.spec_replicas), ["spec", "replicas"]);
+        assert_eq!(
+            ScalePaths::fields(&scale.spec_replicas),
+            ["spec", "replicas"]
+        );
         assert_eq!(scale.label_selector.as_deref(), Some(".status.selector"));
         let beta = CustomResource::from_crd(&crd(), "v1beta1").unwrap();
         assert_eq!(beta.storage_version, "v1");
@@ -285,12 +294,24 @@ mod tests {
         });
         assert_eq!(
             v1.row(&obj, now),
-            [json!("tab"), json!("* * * * */5"), json!(3), json!("True"), json!("90s")]
+            [
+                json!("tab"),
+                json!("* * * * */5"),
+                json!(3),
+                json!("True"),
+                json!("90s")
+            ]
         );
         let bare = json!({"metadata": {"name": "bare"}});
         assert_eq!(
             v1.row(&bare, now),
-            [json!("bare"), Value::Null, Value::Null, Value::Null, Value::Null]
+            [
+                json!("bare"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ]
         );
     }
 

@@ -175,6 +175,8 @@ fn bracket_step(inner: &str) -> Option<Step> {
             };
             (expr[..at].trim(), Some((equal, want)))
         }
+        // Another operator (`<`, `=~`, a lone `=`) is not supported.
+        None if expr.contains(['=', '<', '>', '!']) => return None,
         None => (expr, None),
     };
     let path = lhs
@@ -228,7 +230,14 @@ mod tests {
 
     #[test]
     fn malformed_paths_are_refused() {
-        for bad in ["", ".", ".spec..x", ".spec[", ".spec[?(@.a=)]", ".spec[?(x)]"] {
+        for bad in [
+            "",
+            ".",
+            ".spec..x",
+            ".spec[",
+            ".spec[?(@.a=)]",
+            ".spec[?(x)]",
+        ] {
             assert!(JsonPath::parse(bad).is_err(), "{bad:?}");
         }
     }

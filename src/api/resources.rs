@@ -333,7 +333,12 @@ impl Resources {
     }
 
     /// The resource served at `group`/`version` under `plural`.
-    pub fn by_plural(&self, group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    pub fn by_plural(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static ResourceDef> {
         self.iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
@@ -361,7 +366,8 @@ impl Resources {
 
     /// Whether `group`/`version` is served.
     pub fn serves(&self, group: &str, version: &str) -> bool {
-        self.iter().any(|r| r.group == group && r.version == version)
+        self.iter()
+            .any(|r| r.group == group && r.version == version)
     }
 }
 

@@ -779,7 +779,12 @@ mod tests {
         assert!(ev.get("impersonatedUser").is_none());
         assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "allow");
 
-        let mut p = log.begin(&request("GET", "/api/v1/pods?watch=true"), None, &NoPods, &Catalog::new().snapshot());
+        let mut p = log.begin(
+            &request("GET", "/api/v1/pods?watch=true"),
+            None,
+            &NoPods,
+            &Catalog::new().snapshot(),
+        );
         assert!(p.long_running);
         assert_eq!(p.verb, "watch");
         p.failed(&ApiError::unauthorized());
@@ -802,7 +807,12 @@ mod tests {
         let ev = event_json(&p, "ResponseComplete", 403);
         assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "forbid");
 
-        let p = log.begin(&request("GET", "/version"), Some(&admin), &NoPods, &Catalog::new().snapshot());
+        let p = log.begin(
+            &request("GET", "/version"),
+            Some(&admin),
+            &NoPods,
+            &Catalog::new().snapshot(),
+        );
         let ev = event_json(&p, "ResponseComplete", 200);
         assert_eq!(ev["verb"], "get");
         assert!(ev.get("objectRef").is_none());

@@ -37,8 +37,7 @@ pub struct CrdServer {
 }
 
 fn crd_def() -> &'static ResourceDef {
-    resources::by_plural("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("served")
+    resources::by_plural("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("served")
 }
 
 fn leak(s: &str) -> &'static str {
@@ -64,8 +63,14 @@ fn names_clash(a: &Value, b: &Value) -> Option<String> {
     let names = |crd: &Value| -> Vec<(String, String)> {
         let n = &crd["spec"]["names"];
         let mut out = vec![
-            ("plural".to_string(), n["plural"].as_str().unwrap_or("").to_string()),
-            ("singular".to_string(), n["singular"].as_str().unwrap_or("").to_string()),
+            (
+                "plural".to_string(),
+                n["plural"].as_str().unwrap_or("").to_string(),
+            ),
+            (
+                "singular".to_string(),
+                n["singular"].as_str().unwrap_or("").to_string(),
+            ),
         ];
         for short in n["shortNames"].as_array().into_iter().flatten() {
             out.push(("shortName".into(), short.as_str().unwrap_or("").to_string()));
@@ -219,7 +224,13 @@ impl CrdServer {
                     n.retain(|_, v| !v.is_null());
                 }
                 want["status"]["acceptedNames"] = names;
-                set_crd_condition(&mut want, "NamesAccepted", "True", "NoConflicts", "no conflicts found");
+                set_crd_condition(
+                    &mut want,
+                    "NamesAccepted",
+                    "True",
+                    "NoConflicts",
+                    "no conflicts found",
+                );
                 set_crd_condition(
                     &mut want,
                     "Established",
@@ -269,9 +280,14 @@ impl CrdServer {
             }
             let name = object::name(crd).to_string();
             let result = registry
-                .modify(crd_def(), None, &name, Some("status"), &WriteOptions::default(), &|cur| {
-                    Ok(CrdServer::desired_status(cur, verdict))
-                })
+                .modify(
+                    crd_def(),
+                    None,
+                    &name,
+                    Some("status"),
+                    &WriteOptions::default(),
+                    &|cur| Ok(CrdServer::desired_status(cur, verdict)),
+                )
                 .await;
             if let Err(e) = result {
                 if e.code != 404 {
@@ -287,16 +303,22 @@ impl CrdServer {
         let mut pending = false;
         let served = registry.resources();
         for crd in self.crds.values() {
-            if !object::is_deleting(crd) || !object::finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) {
+            if !object::is_deleting(crd)
+                || !object::finalizers(crd)
+                    .iter()
+                    .any(|f| f == CLEANUP_FINALIZER)
+            {
                 continue;
             }
             let name = object::name(crd).to_string();
             let group = crd["spec"]["group"].as_str().unwrap_or("");
             let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or("");
             // Every version stores under the same prefix: one served definition reaches all.
-            let def = served
-                .iter()
-                .find(|d| d.custom.is_some_and(|c| c.crd_name == name) && d.group == group && d.plural == plural);
+            let def = served.iter().find(|d| {
+                d.custom.is_some_and(|c| c.crd_name == name)
+                    && d.group == group
+                    && d.plural == plural
+            });
             let mut remaining = 0;
             if let Some(def) = def {
                 for kv in registry.list(def, None, None, 0, &|_| true).items {
@@ -321,16 +343,23 @@ impl CrdServer {
                 continue;
             }
             let result = registry
-                .modify(crd_def(), None, &name, None, &WriteOptions::default(), &|cur| {
-                    let mut cur = cur.clone();
-                    let finalizers: Vec<Value> = object::finalizers(&cur)
-                        .into_iter()
-                        .filter(|f| f != CLEANUP_FINALIZER)
-                        .map(Value::String)
-                        .collect();
-                    cur["metadata"]["finalizers"] = json!(finalizers);
-                    Ok(cur)
-                })
+                .modify(
+                    crd_def(),
+                    None,
+                    &name,
+                    None,
+                    &WriteOptions::default(),
+                    &|cur| {
+                        let mut cur = cur.clone();
+                        let finalizers: Vec<Value> = object::finalizers(&cur)
+                            .into_iter()
+                            .filter(|f| f != CLEANUP_FINALIZER)
+                            .map(Value::String)
+                            .collect();
+                        cur["metadata"]["finalizers"] = json!(finalizers);
+                        Ok(cur)
+                    },
+                )
                 .await;
             if let Err(e) = result {
                 if e.code != 404 {
@@ -356,10 +385,9 @@ impl CrdServer {
                 self.write_statuses(&registry).await;
                 let pending = self.clean_up(&registry).await;
                 let event = if pending {
-                    match tokio::time::timeout(CLEANUP_RECHECK, watcher.next()).await {
-                        Ok(event) => Some(event),
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout(CLEANUP_RECHECK, watcher.next())
+                        .await
+                        .ok()
                 } else {
                     Some(watcher.next().await)
                 };

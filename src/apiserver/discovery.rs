@@ -64,7 +64,7 @@ fn group_versions(served: &Resources, group: &str) -> Vec<&'static str> {
             versions.push(r.version);
         }
     }
-    versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+    versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
     versions
 }
 
@@ -275,9 +275,14 @@ mod tests {
 
     #[test]
     fn versions_sort_as_upstream_prefers_them() {
-        let mut v = vec!["v1alpha1", "v1beta1", "v1", "v2beta1", "v1beta2", "v2", "foo"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
-        assert_eq!(v, ["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        let mut v = vec![
+            "v1alpha1", "v1beta1", "v1", "v2beta1", "v1beta2", "v2", "foo",
+        ];
+        v.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            v,
+            ["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 
     #[test]

@@ -36,10 +36,14 @@ pub async fn handle(
     let path = req.uri().path().to_string();
     let user = authenticate(&ctx, cert_user, &req);
     let authenticated = user.as_ref().ok().and_then(|u| u.as_ref());
-    let mut audit = ctx
-        .audit
-        .as_ref()
-        .map(|log| log.begin(&req, authenticated, &*ctx.registry, &ctx.registry.resources()));
+    let mut audit = ctx.audit.as_ref().map(|log| {
+        log.begin(
+            &req,
+            authenticated,
+            &*ctx.registry,
+            &ctx.registry.resources(),
+        )
+    });
     let resp = match &user {
         Ok(user) => match dispatch(&ctx, user.as_ref(), req).await {
             Ok(resp) => resp,

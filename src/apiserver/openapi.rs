@@ -177,9 +177,9 @@ fn custom_definition_name(def: &ResourceDef) -> String {
 /// A custom resource's schema as published: the CRD's `openAPIV3Schema` with
 /// `apiVersion`, `kind` and `metadata` (ObjectMeta) filled in as upstream does.
 fn custom_schema(def: &ResourceDef, schema: Option<&Value>) -> Value {
-    let mut out = schema.cloned().unwrap_or_else(|| {
-        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
-    });
+    let mut out = schema
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
     if !out.is_object() {
         out = json!({"type": "object"});
     }
@@ -646,7 +646,8 @@ mod tests {
     #[test]
     fn index_lists_every_served_group_version_with_its_hash() {
         let openapi = OpenApi::new();
-        let index: Value = serde_json::from_slice(&openapi.document("v3", &builtin()).unwrap().body).unwrap();
+        let index: Value =
+            serde_json::from_slice(&openapi.document("v3", &builtin()).unwrap().body).unwrap();
         let paths = index["paths"].as_object().unwrap();
         for (group, version) in served_group_versions(&builtin()) {
             let key = index_path(group, version);

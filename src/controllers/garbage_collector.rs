@@ -508,6 +508,7 @@ impl GarbageCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::resources;
     use crate::apiserver::registry::{Registry, WriteOptions};
     use crate::controllers::testutil::{self, wait_for};
     use serde_json::json;

@@ -145,7 +145,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Value>, ManifestError> {
 const NEW_KIND_WAIT: Duration = Duration::from_secs(5);
 
 /// The resource of `kind` in `api_version`, waiting a little for a just-created CRD's.
-async fn served_kind(client: &dyn Client, api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
+async fn served_kind(
+    client: &dyn Client,
+    api_version: &str,
+    kind: &str,
+) -> Option<&'static ResourceDef> {
     let deadline = tokio::time::Instant::now() + NEW_KIND_WAIT;
     loop {
         if let Some(def) = client.resources().by_kind(api_version, kind) {
@@ -172,11 +176,13 @@ async fn apply(client: &dyn Client, file: &Path, object: &Value) -> Result<(), M
         reason,
     };
     let api_version = object["apiVersion"].as_str().unwrap_or("");
-    let def = served_kind(client, api_version, &kind).await.ok_or_else(|| {
-        refused(format!(
-            "no kind {kind:?} is served in apiVersion {api_version:?}"
-        ))
-    })?;
+    let def = served_kind(client, api_version, &kind)
+        .await
+        .ok_or_else(|| {
+            refused(format!(
+                "no kind {kind:?} is served in apiVersion {api_version:?}"
+            ))
+        })?;
     if name.is_empty() {
         return Err(refused("metadata.name is required".into()));
     }

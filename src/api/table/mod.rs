@@ -249,7 +249,12 @@ fn pod_conditions(obj: &Value) -> Option<Value> {
     }]))
 }
 
-fn table_row(printer: &dyn RowPrinter, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
+fn table_row(
+    printer: &dyn RowPrinter,
+    obj: &Value,
+    include: IncludeObject,
+    now: DateTime<Utc>,
+) -> Value {
     let mut r = Map::new();
     r.insert("cells".into(), Value::Array(printer.row(obj, now)));
     if let Some(conditions) = printer.conditions(obj) {

@@ -30,10 +30,10 @@ use serde_json::Value;
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
     binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
-    custom::CustomStrategy, default::DefaultStrategy,
-    endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
-    namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
-    service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
+    custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
+    event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
+    pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
+    service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
@@ -282,6 +282,7 @@ pub fn keep_unwritten_part(
 mod tests {
     use super::*;
     use crate::api::resources::RESOURCES;
+    use crate::api::table::RowPrinter;
 
     fn def(kind: &str) -> &'static ResourceDef {
         RESOURCES.iter().find(|d| d.kind == kind).expect("served")
