@@ -1,8 +1,10 @@
 //! API server benchmark: create throughput and latency (sequential and 16-way), list
-//! latency at 10,000 pods, idle RSS and idle disk writes. Prints figures; asserts nothing.
+//! latency at 10,000 pods, custom objects next to ConfigMaps, server-side apply next to
+//! merge patch, idle RSS and idle disk writes. Prints figures; asserts nothing.
 //!
 //! Run: `scripts/bench-api.sh` (or `cargo bench --bench api`). Env: ORC_BENCH_PODS
-//! (default 10000), ORC_BENCH_IDLE_SECS (default 60).
+//! (default 10000), ORC_BENCH_KINDS (objects per kind in the custom-object part, default
+//! 2000), ORC_BENCH_IDLE_SECS (default 60).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,6 +47,152 @@ fn report(label: &str, n: usize, elapsed: Duration, mut lat: Vec<Duration>) {
         percentile(&lat, 0.50).as_secs_f64() * 1e3,
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
     );
+}
+
+/// `n` creates from 16 concurrent clients, each body made by `body(i)`.
+async fn concurrent_creates(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    body: fn(usize) -> Value,
+) -> (Duration, Vec<Duration>) {
+    let workers = 16;
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let (http, url) = (http.clone(), url.to_string());
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = w;
+            while i < n {
+                let s = Instant::now();
+                let r = http.post(&url).json(&body(i)).send().await.unwrap();
+                assert_eq!(
+                    r.status().as_u16(),
+                    201,
+                    "{}",
+                    r.text().await.unwrap_or_default()
+                );
+                lat.push(s.elapsed());
+                i += workers;
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.unwrap());
+    }
+    (t.elapsed(), lat)
+}
+
+fn config_map(i: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": format!("cm-{i}"), "labels": {"app": "bench"}},
+           "data": {"schedule": "*/5 * * * *", "image": "cron:1", "replicas": "3"}})
+}
+
+fn crontab(i: usize) -> Value {
+    json!({"apiVersion": "bench.example.com/v1", "kind": "CronTab",
+           "metadata": {"name": format!("ct-{i}"), "labels": {"app": "bench"}},
+           "spec": {"cronSpec": "*/5 * * * *", "image": "cron:1", "replicas": 3}})
+}
+
+/// Custom objects next to ConfigMaps of the same size, then server-side apply next to
+/// merge patch on one object.
+async fn kinds(http: &reqwest::Client, api: &str, n: usize) {
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.bench.example.com"},
+        "spec": {"group": "bench.example.com", "scope": "Namespaced",
+                 "names": {"plural": "crontabs", "kind": "CronTab"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                   "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                     "spec": {"type": "object", "properties": {
+                       "cronSpec": {"type": "string", "pattern": "^(\\S+ ){4}\\S+$"},
+                       "image": {"type": "string"},
+                       "replicas": {"type": "integer", "minimum": 0, "maximum": 100}}}}}}}]}
+    });
+    let r = http
+        .post(format!(
+            "{api}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        ))
+        .json(&crd)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        201,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let crontabs = format!("{api}/apis/bench.example.com/v1/namespaces/default/crontabs");
+    let t = Instant::now();
+    while http.get(&crontabs).send().await.unwrap().status() != 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the CRD was not established"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "CRD created to served: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let config_maps = format!("{api}/api/v1/namespaces/default/configmaps");
+    let (elapsed, lat) = concurrent_creates(http, &config_maps, n, config_map).await;
+    report("ConfigMaps, 16-way", n, elapsed, lat);
+    let (elapsed, lat) = concurrent_creates(http, &crontabs, n, crontab).await;
+    report("custom objects, 16-way", n, elapsed, lat);
+
+    // The same change 500 times on one object: merge patch, then server-side apply.
+    let rounds = 500;
+    for (label, url, content_type, body) in [
+        (
+            "merge patch",
+            format!("{config_maps}/cm-0"),
+            "application/merge-patch+json",
+            (|i: usize| json!({"data": {"replicas": i.to_string()}})) as fn(usize) -> Value,
+        ),
+        (
+            "server-side apply",
+            format!("{config_maps}/cm-1?fieldManager=bench&force=true"),
+            "application/apply-patch+yaml",
+            |i: usize| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "cm-1"},
+                           "data": {"replicas": i.to_string()}})
+            },
+        ),
+    ] {
+        let mut lat = Vec::with_capacity(rounds);
+        let t = Instant::now();
+        for i in 0..rounds {
+            let s = Instant::now();
+            let r = http
+                .patch(&url)
+                .header("Content-Type", content_type)
+                .body(serde_json::to_vec(&body(i)).unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+            lat.push(s.elapsed());
+        }
+        lat.sort();
+        println!(
+            "{label:<28} {rounds:>6} patches in {:>6.2}s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+            t.elapsed().as_secs_f64(),
+            percentile(&lat, 0.50).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        );
+    }
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -246,6 +394,12 @@ async fn main() {
         "RSS with {pods_total} pods: {:.1} MB",
         rss_kb(pid) as f64 / 1024.0
     );
+    kinds(
+        &http,
+        &format!("https://127.0.0.1:{port}"),
+        env_num("ORC_BENCH_KINDS", 2000) as usize,
+    )
+    .await;
     drop(http);
 
     // Idle: a fresh server with an empty cluster.

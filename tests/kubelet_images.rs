@@ -234,9 +234,16 @@ fn hello_example_runs_from_an_imported_image() {
     );
 
     w.step("kubectl apply -f examples/hello/ and wait for the Deployment");
-    w.kubectl_ok(&["apply", "-f", &repo_path("examples/hello").to_string_lossy()]);
+    w.kubectl_ok(&[
+        "apply",
+        "-f",
+        &repo_path("examples/hello").to_string_lossy(),
+    ]);
     w.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=60s"]);
-    for pod in w.kubectl_out(&["get", "pods", "-l", "app=hello", "-o", "name"]).lines() {
+    for pod in w
+        .kubectl_out(&["get", "pods", "-l", "app=hello", "-o", "name"])
+        .lines()
+    {
         w.remember(pod.trim_start_matches("pod/"));
     }
     w.wait_for("both pods to be the Service's ready endpoints", || {

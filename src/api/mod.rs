@@ -1,7 +1,10 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
+pub mod crd_min;
+pub mod custom;
 pub mod defaults;
 pub mod identity;
+pub mod jsonpath;
 pub mod nesting;
 pub mod object;
 pub mod patch;

@@ -1,7 +1,11 @@
 //! The resource types orc serves: names, scope, verbs and how to type-check each kind.
 
+use std::sync::{Arc, RwLock};
+
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+
+pub use super::custom::CustomResource;
 
 /// Decodes a JSON object into the kind's typed form and back, dropping unknown fields.
 pub type Roundtrip = fn(&Value) -> Result<Value, serde_json::Error>;
@@ -21,6 +25,9 @@ pub struct ResourceDef {
     /// Subresources: `status`, `scale`, `binding`, `log`, `exec`, `finalize`.
     pub subresources: &'static [&'static str],
     pub roundtrip: Roundtrip,
+    /// What a custom resource (served from a CustomResourceDefinition) adds: its schema,
+    /// printer columns and scale paths. `None` for the built-in kinds.
+    pub custom: Option<&'static CustomResource>,
 }
 
 impl PartialEq for ResourceDef {
@@ -98,6 +105,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_
 }
 
 use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -115,6 +123,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: &["status", "finalize"],
         roundtrip: roundtrip::<core::Namespace>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -127,6 +136,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: ALL,
         subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
         roundtrip: roundtrip::<core::Pod>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -139,6 +149,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<core::Binding>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -151,6 +162,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: ALL,
         subresources: &["status", "scale"],
         roundtrip: roundtrip::<core::ReplicationController>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -163,6 +175,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: ALL,
         subresources: &["status"],
         roundtrip: roundtrip::<core::Service>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -175,6 +188,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<core::Endpoints>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -187,6 +201,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: &["status"],
         roundtrip: roundtrip::<core::Node>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -199,6 +214,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<core::Event>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -211,6 +227,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<core::ConfigMap>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -223,6 +240,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<core::Secret>,
+        custom: None,
     },
     ResourceDef {
         group: "",
@@ -235,6 +253,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<core::ServiceAccount>,
+        custom: None,
     },
     ResourceDef {
         group: "apps",
@@ -247,6 +266,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: ALL,
         subresources: &["status", "scale"],
         roundtrip: roundtrip::<apps::Deployment>,
+        custom: None,
     },
     ResourceDef {
         group: "apps",
@@ -259,6 +279,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: ALL,
         subresources: &["status", "scale"],
         roundtrip: roundtrip::<apps::ReplicaSet>,
+        custom: None,
     },
     ResourceDef {
         group: "coordination.k8s.io",
@@ -271,17 +292,138 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<coordination::Lease>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        subresources: &["status"],
+        roundtrip: roundtrip::<apiextensions::CustomResourceDefinition>,
+        custom: None,
     },
 ];
 
-/// The resource served at `group`/`version` under `plural`.
+/// The custom objects' "typed form": the object itself (its schema prunes it, in the
+/// registry's custom-resource strategy).
+pub fn untyped(v: &Value) -> Result<Value, serde_json::Error> {
+    Ok(v.clone())
+}
+
+/// Every resource the server serves at one moment: the built-in kinds and the custom
+/// resources of the established CustomResourceDefinitions. A snapshot: it does not
+/// change while a request uses it.
+#[derive(Debug)]
+pub struct Resources {
+    defs: Vec<&'static ResourceDef>,
+    /// Bumped on every change of the custom resources (discovery and OpenAPI caches
+    /// compare it).
+    pub generation: u64,
+}
+
+impl Resources {
+    /// Every served resource, built-in kinds first.
+    pub fn iter(&self) -> impl Iterator<Item = &'static ResourceDef> + '_ {
+        self.defs.iter().copied()
+    }
+
+    /// The resource served at `group`/`version` under `plural`.
+    pub fn by_plural(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static ResourceDef> {
+        self.iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The resource of a kind in an apiVersion (`v1`, `apps/v1`, `stable.example.com/v1`).
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        self.iter()
+            .find(|r| r.kind == kind && r.group == group && r.version == version)
+    }
+
+    /// The API groups served, in discovery order (built-in groups first).
+    pub fn groups(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for r in self.iter() {
+            if !r.group.is_empty() && !out.contains(&r.group) {
+                out.push(r.group);
+            }
+        }
+        out
+    }
+
+    /// Whether `group`/`version` is served.
+    pub fn serves(&self, group: &str, version: &str) -> bool {
+        self.iter()
+            .any(|r| r.group == group && r.version == version)
+    }
+}
+
+/// The served resources, swapped as a whole when CustomResourceDefinitions change.
+#[derive(Debug)]
+pub struct Catalog {
+    current: RwLock<Arc<Resources>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Catalog {
+        Catalog::new()
+    }
+}
+
+impl Catalog {
+    /// The built-in kinds only.
+    pub fn new() -> Catalog {
+        Catalog {
+            current: RwLock::new(Arc::new(Resources {
+                defs: RESOURCES.iter().collect(),
+                generation: 0,
+            })),
+        }
+    }
+
+    /// What is served now.
+    pub fn snapshot(&self) -> Arc<Resources> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Serves the built-in kinds and `custom` from now on.
+    pub fn set_custom(&self, custom: Vec<&'static ResourceDef>) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let defs = RESOURCES.iter().chain(custom).collect();
+        *current = Arc::new(Resources {
+            defs,
+            generation: current.generation + 1,
+        });
+    }
+}
+
+/// The built-in resource served at `group`/`version` under `plural`.
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// The resource of a kind in an apiVersion (`v1`, `apps/v1`).
+/// The built-in resource of a kind in an apiVersion (`v1`, `apps/v1`).
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()

@@ -28,6 +28,7 @@ use super::auth::{self, NodeGraph, User};
 use super::request::Query;
 use super::response::Body;
 use super::router::{self, Route};
+use crate::api::resources::Resources;
 use crate::api::status::ApiError;
 
 /// Events queued for the writer before new ones are dropped (upstream's batch buffer).
@@ -126,6 +127,7 @@ impl AuditLog {
         req: &Request<B>,
         user: Option<&User>,
         graph: &dyn NodeGraph,
+        served: &Resources,
     ) -> Pending {
         let uri = req.uri();
         let request_uri = uri
@@ -133,7 +135,7 @@ impl AuditLog {
             .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
         let query = Query::parse(uri.query());
         let mut allowed = user.is_some();
-        let (verb, object_ref, long_running) = match router::parse(uri.path()) {
+        let (verb, object_ref, long_running) = match router::parse(uri.path(), served) {
             Some(Route::Resource(r)) => {
                 let verb = super::handlers::verb_of(req.method(), &r, &query);
                 if let Some(user) = user {
@@ -706,6 +708,8 @@ mod tests {
     }
 
     /// A cluster without pods (nodes may read no secret).
+    use crate::api::resources::Catalog;
+
     struct NoPods;
 
     impl NodeGraph for NoPods {
@@ -742,6 +746,7 @@ mod tests {
             ),
             Some(&admin),
             &NoPods,
+            &Catalog::new().snapshot(),
         );
         let ev = event_json(&p, "ResponseComplete", 200);
         assert_eq!(ev["kind"], "Event");
@@ -774,7 +779,12 @@ mod tests {
         assert!(ev.get("impersonatedUser").is_none());
         assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "allow");
 
-        let mut p = log.begin(&request("GET", "/api/v1/pods?watch=true"), None, &NoPods);
+        let mut p = log.begin(
+            &request("GET", "/api/v1/pods?watch=true"),
+            None,
+            &NoPods,
+            &Catalog::new().snapshot(),
+        );
         assert!(p.long_running);
         assert_eq!(p.verb, "watch");
         p.failed(&ApiError::unauthorized());
@@ -792,11 +802,17 @@ mod tests {
             &request("GET", "/api/v1/namespaces/default/secrets/db"),
             Some(&node),
             &NoPods,
+            &Catalog::new().snapshot(),
         );
         let ev = event_json(&p, "ResponseComplete", 403);
         assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "forbid");
 
-        let p = log.begin(&request("GET", "/version"), Some(&admin), &NoPods);
+        let p = log.begin(
+            &request("GET", "/version"),
+            Some(&admin),
+            &NoPods,
+            &Catalog::new().snapshot(),
+        );
         let ev = event_json(&p, "ResponseComplete", 200);
         assert_eq!(ev["verb"], "get");
         assert!(ev.get("objectRef").is_none());

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::{ResourceDef, Resources};
 use crate::api::KUBERNETES_VERSION;
 
 /// Media type of aggregated discovery responses.
@@ -55,24 +55,69 @@ pub fn core_versions(advertise: &str) -> Value {
     })
 }
 
-fn group_entry(group: &str) -> Value {
-    let version = resources::RESOURCES
-        .iter()
-        .find(|r| r.group == group)
-        .map(|r| r.version)
-        .unwrap_or("v1");
-    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+/// The versions of `group` served, highest priority first (upstream's kube-aware
+/// version order: GA before beta before alpha, higher numbers first).
+fn group_versions(served: &Resources, group: &str) -> Vec<&'static str> {
+    let mut versions: Vec<&'static str> = Vec::new();
+    for r in served.iter().filter(|r| r.group == group) {
+        if !versions.contains(&r.version) {
+            versions.push(r.version);
+        }
+    }
+    versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+    versions
 }
 
-pub fn groups() -> Value {
-    let groups: Vec<Value> = resources::groups().into_iter().map(group_entry).collect();
+/// Upstream's `version.CompareKubeAwareVersionStrings` as a sort key: `v2` > `v1` >
+/// `v1beta2` > `v1beta1` > `v1alpha1` > anything else (alphabetically last).
+fn version_priority(v: &str) -> (u8, u64, u64, std::cmp::Reverse<String>) {
+    fn parse(s: &str) -> Option<(u64, &str)> {
+        let digits = s.strip_prefix('v')?;
+        let end = digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+        Some((digits[..end].parse().ok()?, &digits[end..]))
+    }
+    match parse(v) {
+        Some((major, "")) => (3, major, 0, std::cmp::Reverse(String::new())),
+        Some((major, rest)) => {
+            let (level, minor) = if let Some(m) = rest.strip_prefix("beta") {
+                (2, m.parse().ok())
+            } else if let Some(m) = rest.strip_prefix("alpha") {
+                (1, m.parse().ok())
+            } else {
+                (0, None)
+            };
+            match minor {
+                Some(minor) if level > 0 => (level, major, minor, std::cmp::Reverse(String::new())),
+                _ => (0, 0, 0, std::cmp::Reverse(v.to_string())),
+            }
+        }
+        None => (0, 0, 0, std::cmp::Reverse(v.to_string())),
+    }
+}
+
+fn group_entry(served: &Resources, group: &str) -> Value {
+    let versions: Vec<Value> = group_versions(served, group)
+        .into_iter()
+        .map(|version| json!({"groupVersion": format!("{group}/{version}"), "version": version}))
+        .collect();
+    let preferred = versions.first().cloned().unwrap_or_else(|| json!({}));
+    json!({"name": group, "versions": versions, "preferredVersion": preferred})
+}
+
+pub fn groups(served: &Resources) -> Value {
+    let groups: Vec<Value> = served
+        .groups()
+        .into_iter()
+        .map(|g| group_entry(served, g))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn group(name: &str) -> Option<Value> {
-    resources::groups().contains(&name).then(|| {
-        let mut g = group_entry(name);
+pub fn group(served: &Resources, name: &str) -> Option<Value> {
+    served.groups().contains(&name).then(|| {
+        let mut g = group_entry(served, name);
         g["kind"] = json!("APIGroup");
         g["apiVersion"] = json!("v1");
         g
@@ -111,9 +156,9 @@ fn subresource_info(def: &ResourceDef, sub: &str) -> (Value, Vec<&'static str>) 
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`.
-pub fn resource_list(group: &str, version: &str) -> Value {
+pub fn resource_list(served: &Resources, group: &str, version: &str) -> Value {
     let mut out = Vec::new();
-    for def in resources::RESOURCES
+    for def in served
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
@@ -155,17 +200,11 @@ pub fn resource_list(group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
 }
 
-fn discovery_group(group: &str) -> Value {
-    let mut versions: Vec<&str> = Vec::new();
-    for r in resources::RESOURCES.iter().filter(|r| r.group == group) {
-        if !versions.contains(&r.version) {
-            versions.push(r.version);
-        }
-    }
-    let versions: Vec<Value> = versions
+fn discovery_group(served: &Resources, group: &str) -> Value {
+    let versions: Vec<Value> = group_versions(served, group)
         .into_iter()
         .map(|version| {
-            let resources: Vec<Value> = resources::RESOURCES
+            let resources: Vec<Value> = served
                 .iter()
                 .filter(|r| r.group == group && r.version == version)
                 .map(|def| {
@@ -203,13 +242,14 @@ fn discovery_group(group: &str) -> Value {
 }
 
 /// Aggregated discovery for `/api` (core group only) or `/apis` (named groups).
-pub fn aggregated(core: bool) -> Value {
+pub fn aggregated(served: &Resources, core: bool) -> Value {
     let items: Vec<Value> = if core {
-        vec![discovery_group("")]
+        vec![discovery_group(served, "")]
     } else {
-        resources::groups()
+        served
+            .groups()
             .into_iter()
-            .map(discovery_group)
+            .map(|g| discovery_group(served, g))
             .collect()
     };
     json!({
@@ -223,6 +263,27 @@ pub fn aggregated(core: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::resources::Catalog;
+
+    fn resource_list(group: &str, version: &str) -> Value {
+        super::resource_list(&Catalog::new().snapshot(), group, version)
+    }
+
+    fn aggregated(core: bool) -> Value {
+        super::aggregated(&Catalog::new().snapshot(), core)
+    }
+
+    #[test]
+    fn versions_sort_as_upstream_prefers_them() {
+        let mut v = vec![
+            "v1alpha1", "v1beta1", "v1", "v2beta1", "v1beta2", "v2", "foo",
+        ];
+        v.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        assert_eq!(
+            v,
+            ["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
+    }
 
     #[test]
     fn core_resource_list_has_short_names_and_subresources() {

@@ -36,10 +36,14 @@ pub async fn handle(
     let path = req.uri().path().to_string();
     let user = authenticate(&ctx, cert_user, &req);
     let authenticated = user.as_ref().ok().and_then(|u| u.as_ref());
-    let mut audit = ctx
-        .audit
-        .as_ref()
-        .map(|log| log.begin(&req, authenticated, &*ctx.registry));
+    let mut audit = ctx.audit.as_ref().map(|log| {
+        log.begin(
+            &req,
+            authenticated,
+            &*ctx.registry,
+            &ctx.registry.resources(),
+        )
+    });
     let resp = match &user {
         Ok(user) => match dispatch(&ctx, user.as_ref(), req).await {
             Ok(resp) => resp,
@@ -129,7 +133,8 @@ async fn dispatch(
     user: Option<&User>,
     req: Request<impl RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let route = router::parse(req.uri().path());
+    let served = ctx.registry.resources();
+    let route = router::parse(req.uri().path(), &served);
     match &route {
         Some(Route::Version) => return Ok(response::json(200, &discovery::version())),
         Some(Route::Health) if req.uri().path().trim_end_matches('/') == "/readyz" => {
@@ -153,25 +158,33 @@ async fn dispatch(
     }
     match route {
         Route::CoreVersions if discovery::wants_aggregated(&accept) => {
-            Ok(aggregated(discovery::aggregated(true)))
+            Ok(aggregated(discovery::aggregated(&served, true)))
         }
         Route::CoreVersions => Ok(response::json(
             200,
             &discovery::core_versions(&ctx.advertise),
         )),
         Route::Groups if discovery::wants_aggregated(&accept) => {
-            Ok(aggregated(discovery::aggregated(false)))
+            Ok(aggregated(discovery::aggregated(&served, false)))
         }
-        Route::Groups => Ok(response::json(200, &discovery::groups())),
-        Route::Group(g) => discovery::group(&g)
+        Route::Groups => Ok(response::json(200, &discovery::groups(&served))),
+        Route::Group(g) => discovery::group(&served, &g)
             .map(|v| response::json(200, &v))
             .ok_or_else(ApiError::no_route),
         Route::ResourceList { group, version } => Ok(response::json(
             200,
-            &discovery::resource_list(&group, &version),
+            &discovery::resource_list(&served, &group, &version),
         )),
         Route::OpenApi(path) => openapi(ctx, &path, &req),
-        Route::Resource(r) => resource(ctx, user, r, req).await,
+        Route::Resource(r) => {
+            // A deprecated custom resource version warns on every request, as upstream.
+            let deprecation = r.def.custom.and_then(|c| c.deprecation_warning.clone());
+            let resp = resource(ctx, user, r, req).await?;
+            Ok(match deprecation {
+                Some(warning) => response::with_warnings(resp, &[warning]),
+                None => resp,
+            })
+        }
         Route::Version | Route::Health | Route::CaCerts | Route::NodeCredentials => {
             unreachable!("answered above")
         }
@@ -254,7 +267,10 @@ fn aggregated(v: Value) -> Response<Body> {
 /// request naming the current `hash=` may cache the answer for good: the URL changes with
 /// the document.
 fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response<Body>, ApiError> {
-    let doc = ctx.openapi.document(path).ok_or_else(ApiError::no_route)?;
+    let doc = ctx
+        .openapi
+        .document(path, &ctx.registry.resources())
+        .ok_or_else(ApiError::no_route)?;
     let etag = doc.etag();
     let not_modified = header_str(req, header::IF_NONE_MATCH)
         .split(',')
@@ -392,12 +408,18 @@ async fn resource(
             ))
         }
         ("create", None, None) => {
+            if def.custom.is_some_and(|c| c.terminating) {
+                return Err(ApiError::method_not_allowed(format!(
+                    "create not allowed while custom resource definition is terminating: {}",
+                    def.custom.map_or("", |c| c.crd_name.as_str())
+                )));
+            }
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode(&content_type, &body).await?;
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
-            Ok(written(201, w))
+            Ok(written(def, 201, w))
         }
         ("create", Some(name), Some("binding")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -415,7 +437,7 @@ async fn resource(
             let obj = request::decode(&content_type, &body).await?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.update(def, ns, name, obj, sub, &opts).await?;
-            Ok(written(200, w))
+            Ok(written(def, 200, w))
         }
         ("update", Some(name), Some("finalize")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -429,7 +451,7 @@ async fn resource(
                     Ok(cur)
                 })
                 .await?;
-            Ok(written(200, w))
+            Ok(written(def, 200, w))
         }
         ("update", Some(name), Some("scale")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -445,12 +467,18 @@ async fn resource(
         }
         ("patch", Some(name), None | Some("status")) => {
             let patch_type = patch_type(&content_type)?;
+            if def.custom.is_some() && patch_type == PatchType::StrategicMerge {
+                // Custom kinds have no patch strategies: upstream refuses the media type.
+                return Err(ApiError::unsupported_media_type(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
             let body = request::read_body(req.into_body(), content_length).await?;
             let w = ctx
                 .registry
                 .patch(def, ns, name, (patch_type, &body), sub, &opts)
                 .await?;
-            Ok(written(200, w))
+            Ok(written(def, 200, w))
         }
         ("patch", Some(name), Some("scale")) => {
             let patch_type = patch_type(&content_type)?;
@@ -476,7 +504,7 @@ async fn resource(
             let dopts = delete_options(&query, &body, opts.dry_run)?;
             let w = ctx.registry.delete(def, ns, name, &dopts).await?;
             let code = if w.deleted { 200 } else { 202 };
-            Ok(written(code, w))
+            Ok(written(def, code, w))
         }
         ("deletecollection", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -527,8 +555,9 @@ fn json_duplicates(content_type: &str, body: &[u8]) -> Vec<String> {
     }
 }
 
-fn written(code: u16, w: Written) -> Response<Body> {
-    response::with_warnings(response::raw_json(code, w.kv.raw.clone()), &w.warnings)
+fn written(def: &ResourceDef, code: u16, w: Written) -> Response<Body> {
+    let kv = super::registry::in_version(def, w.kv);
+    response::with_warnings(response::raw_json(code, kv.raw), &w.warnings)
 }
 
 fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
@@ -595,6 +624,15 @@ struct ContinueToken {
     start: String,
 }
 
+/// How objects of `def` print as Table rows: a custom resource's printer columns, or
+/// the built-in kind's printer.
+fn printer_of(def: &ResourceDef) -> &'static dyn table::RowPrinter {
+    match def.custom {
+        Some(custom) => custom,
+        None => strategy_for(def).printer(),
+    }
+}
+
 /// A client asked for `meta.k8s.io` Table output (kubectl get's default).
 #[derive(Debug, Clone, Copy)]
 struct TableRequest {
@@ -605,7 +643,7 @@ struct TableRequest {
 impl TableRequest {
     /// A one-row Table for `obj` in the negotiated version (a GET, or a watch event).
     fn one(&self, def: &ResourceDef, obj: &Value, with_columns: bool) -> Value {
-        let printer = strategy_for(def).printer();
+        let printer = printer_of(def);
         let mut v =
             table::watch_table(printer, obj, self.include, chrono::Utc::now(), with_columns);
         table::set_api_version(&mut v, self.version);
@@ -671,7 +709,7 @@ async fn list(
     if let Some(t) = as_table {
         let objects: Vec<&Value> = page.items.iter().map(|kv| &*kv.value).collect();
         let mut v = table::table(
-            strategy_for(def).printer(),
+            printer_of(def),
             &objects,
             t.include,
             chrono::Utc::now(),
@@ -739,6 +777,9 @@ async fn watch(
         def,
         predicate,
         encoder: match as_table {
+            None if def.custom.is_some() => {
+                Arc::new(move |kv: &KeyValue| super::registry::in_version(def, kv.clone()).raw)
+            }
             None => Arc::new(|kv: &KeyValue| kv.raw.clone()),
             Some(t) => {
                 let first = std::sync::atomic::AtomicBool::new(true);

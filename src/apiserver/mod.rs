@@ -4,6 +4,7 @@ pub mod allocator;
 pub mod audit;
 pub mod auth;
 pub mod connections;
+pub mod crds;
 pub mod discovery;
 pub mod handlers;
 pub mod heartbeats;

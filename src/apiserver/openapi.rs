@@ -3,7 +3,7 @@
 //! reads (`x-kubernetes-group-version-kind`, `fieldValidation`, patch strategies).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use k8s_openapi::api::{autoscaling::v1 as autoscaling, core::v1 as core};
@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::patch::schema::{self as patch_schema, Ty};
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::{ResourceDef, Resources};
 use crate::apiserver::registry::strategy_for;
 
 mod paths;
@@ -25,6 +25,7 @@ const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
 const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 const BINDING: &str = "io.k8s.api.core.v1.Binding";
 
@@ -37,8 +38,9 @@ const PATCH_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// One served OpenAPI document: its JSON and the hex sha256 of that JSON (stable for a
-/// given orc build, used as `hash=` in the index and as the strong `ETag`).
-#[derive(Debug)]
+/// given orc build and set of served kinds, used as `hash=` in the index and as the
+/// strong `ETag`).
+#[derive(Debug, Clone)]
 pub struct Document {
     pub body: Bytes,
     pub hash: String,
@@ -60,14 +62,17 @@ impl Document {
     }
 }
 
-/// The OpenAPI documents of this server, generated on first use and immutable afterwards.
+/// The OpenAPI documents of this server, generated on first use and again after the
+/// served kinds change (a CustomResourceDefinition was established, changed or deleted).
 #[derive(Debug, Default)]
 pub struct OpenApi {
-    docs: OnceLock<Documents>,
+    docs: Mutex<Option<Arc<Documents>>>,
 }
 
 #[derive(Debug)]
 struct Documents {
+    /// The `Resources::generation` they describe.
+    generation: u64,
     index: Document,
     /// By index path: `api/v1`, `apis/apps/v1`.
     group_versions: BTreeMap<String, Document>,
@@ -80,27 +85,43 @@ impl OpenApi {
 
     /// The document served at `/openapi/<path>` (`v3`, `v3/api/v1`, `v3/apis/apps/v1`);
     /// `None` for anything else (including `v2`, which kubectl reads only as protobuf).
-    pub fn document(&self, path: &str) -> Option<&Document> {
-        let docs = self.docs.get_or_init(Documents::generate);
+    pub fn document(&self, path: &str, served: &Resources) -> Option<Document> {
+        let docs = self.documents(served);
         let path = path.trim_matches('/');
         if path == "v3" {
-            return Some(&docs.index);
+            return Some(docs.index.clone());
         }
-        docs.group_versions.get(path.strip_prefix("v3/")?)
+        docs.group_versions.get(path.strip_prefix("v3/")?).cloned()
+    }
+
+    fn documents(&self, served: &Resources) -> Arc<Documents> {
+        let mut docs = self
+            .docs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*docs {
+            Some(d) if d.generation == served.generation => d.clone(),
+            _ => {
+                let fresh = Arc::new(Documents::generate(served));
+                *docs = Some(fresh.clone());
+                fresh
+            }
+        }
     }
 }
 
 impl Documents {
-    fn generate() -> Documents {
-        let group_versions: BTreeMap<String, Document> = served_group_versions()
+    fn generate(served: &Resources) -> Documents {
+        let group_versions: BTreeMap<String, Document> = served_group_versions(served)
             .into_iter()
             .filter_map(|(group, version)| {
-                let doc = group_version_document(group, version)?;
+                let doc = group_version_document(served, group, version)?;
                 Some((index_path(group, version), Document::new(&doc)))
             })
             .collect();
         let index = Document::new(&index(&group_versions));
         Documents {
+            generation: served.generation,
             index,
             group_versions,
         }
@@ -127,10 +148,10 @@ fn index(group_versions: &BTreeMap<String, Document>) -> Value {
     json!({ "paths": paths })
 }
 
-/// Every served (group, version), in `RESOURCES` order.
-fn served_group_versions() -> Vec<(&'static str, &'static str)> {
+/// Every served (group, version), built-in kinds first.
+fn served_group_versions(served: &Resources) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
-    for r in resources::RESOURCES {
+    for r in served.iter() {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -146,9 +167,48 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
     json!({ "group": group, "kind": kind, "version": version })
 }
 
+/// The definition name of a custom resource's schema, as upstream names it (the group
+/// reversed: `com.example.stable.v1.CronTab`).
+fn custom_definition_name(def: &ResourceDef) -> String {
+    let group: Vec<&str> = def.group.split('.').rev().collect();
+    format!("{}.{}.{}", group.join("."), def.version, def.kind)
+}
+
+/// A custom resource's schema as published: the CRD's `openAPIV3Schema` with
+/// `apiVersion`, `kind` and `metadata` (ObjectMeta) filled in as upstream does.
+fn custom_schema(def: &ResourceDef, schema: Option<&Value>) -> Value {
+    let mut out = schema
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    if !out.is_object() {
+        out = json!({"type": "object"});
+    }
+    let properties = out
+        .as_object_mut()
+        .expect("an object")
+        .entry("properties")
+        .or_insert_with(|| json!({}));
+    if let Value::Object(props) = properties {
+        props.insert("apiVersion".into(), json!({
+            "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+            "type": "string",
+        }));
+        props.insert("kind".into(), json!({
+            "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+            "type": "string",
+        }));
+        props.insert("metadata".into(), json!({
+            "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+            "allOf": [schema_ref(OBJECT_META)],
+        }));
+    }
+    out["x-kubernetes-group-version-kind"] = json!([gvk(def.group, def.version, def.kind)]);
+    out
+}
+
 /// The OpenAPI 3.0 document of one served group-version; `None` when nothing is served there.
-pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&'static ResourceDef> = resources::RESOURCES
+pub fn group_version_document(served: &Resources, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&'static ResourceDef> = served
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
@@ -168,8 +228,14 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
         gen.subschema_for::<core::Binding>();
     }
     let mut kinds: Vec<(&'static ResourceDef, String)> = Vec::new();
+    let mut custom: Vec<(String, Value)> = Vec::new();
     for def in &defs {
-        if let Some(name) = strategy_for(def).openapi_schema(&mut gen) {
+        if let Some(c) = def.custom {
+            gen.subschema_for::<meta::ObjectMeta>();
+            let name = custom_definition_name(def);
+            custom.push((name.clone(), custom_schema(def, c.schema.as_ref())));
+            kinds.push((def, name));
+        } else if let Some(name) = strategy_for(def).openapi_schema(&mut gen) {
             kinds.push((def, name));
         } else {
             tracing::warn!(kind = def.kind, "served kind has no OpenAPI schema");
@@ -185,8 +251,15 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
             (name.clone(), value)
         })
         .collect();
+    schemas.extend(custom);
 
     for (def, name) in &kinds {
+        if def.custom.is_some() {
+            if def.verbs().contains(&"list") {
+                schemas.insert(format!("{name}List"), list_schema(def, name));
+            }
+            continue;
+        }
         set_gvk(
             &mut schemas,
             name,
@@ -204,7 +277,7 @@ pub fn group_version_document(group: &str, version: &str) -> Option<Value> {
         }
     }
     set_gvk(&mut schemas, STATUS, vec![gvk("", "v1", "Status")]);
-    let delete_options: Vec<Value> = served_group_versions()
+    let delete_options: Vec<Value> = served_group_versions(served)
         .into_iter()
         .map(|(g, v)| gvk(g, v, "DeleteOptions"))
         .collect();
@@ -259,7 +332,9 @@ fn set_gvk(schemas: &mut Map<String, Value>, name: &str, gvks: Vec<Value>) {
 fn wrap_ref_siblings(value: &mut Value) {
     match value {
         Value::Object(obj) => {
-            if obj.len() > 1 {
+            // A `$ref` whose value is not a string is a property named "$ref"
+            // (JSONSchemaProps has one), not a reference.
+            if obj.len() > 1 && obj.get("$ref").is_some_and(Value::is_string) {
                 if let Some(reference) = obj.remove("$ref") {
                     obj.insert("allOf".into(), json!([{ "$ref": reference }]));
                 }
@@ -372,8 +447,12 @@ fn list_schema(def: &ResourceDef, item: &str) -> Value {
 mod tests {
     use super::*;
 
+    fn builtin() -> Arc<Resources> {
+        crate::api::resources::Catalog::new().snapshot()
+    }
+
     fn doc(group: &str, version: &str) -> Value {
-        group_version_document(group, version).expect("served group-version")
+        group_version_document(&builtin(), group, version).expect("served group-version")
     }
 
     fn collect_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
@@ -391,7 +470,7 @@ mod tests {
 
     #[test]
     fn every_served_kind_has_a_patch_operation_with_field_validation() {
-        for def in resources::RESOURCES
+        for def in crate::api::resources::RESOURCES
             .iter()
             .filter(|d| d.verbs().contains(&"patch"))
         {
@@ -426,7 +505,7 @@ mod tests {
 
     #[test]
     fn every_served_kind_schema_carries_its_group_version_kind() {
-        for def in resources::RESOURCES {
+        for def in crate::api::resources::RESOURCES {
             let doc = doc(def.group, def.version);
             let want = gvk(def.group, def.version, def.kind);
             let found = doc["components"]["schemas"]
@@ -445,7 +524,7 @@ mod tests {
 
     #[test]
     fn every_ref_resolves_within_components() {
-        for (group, version) in served_group_versions() {
+        for (group, version) in served_group_versions(&builtin()) {
             let doc = doc(group, version);
             let schemas = doc["components"]["schemas"].as_object().unwrap();
             let mut refs = Vec::new();
@@ -567,17 +646,18 @@ mod tests {
     #[test]
     fn index_lists_every_served_group_version_with_its_hash() {
         let openapi = OpenApi::new();
-        let index: Value = serde_json::from_slice(&openapi.document("v3").unwrap().body).unwrap();
+        let index: Value =
+            serde_json::from_slice(&openapi.document("v3", &builtin()).unwrap().body).unwrap();
         let paths = index["paths"].as_object().unwrap();
-        for (group, version) in served_group_versions() {
+        for (group, version) in served_group_versions(&builtin()) {
             let key = index_path(group, version);
             let url = paths[&key]["serverRelativeURL"].as_str().unwrap();
-            let doc = openapi.document(&format!("v3/{key}")).unwrap();
+            let doc = openapi.document(&format!("v3/{key}"), &builtin()).unwrap();
             assert_eq!(url, format!("/openapi/v3/{key}?hash={}", doc.hash));
             let parsed: Value = serde_json::from_slice(&doc.body).unwrap();
             assert_eq!(parsed["openapi"], "3.0.0");
         }
-        assert_eq!(paths.len(), served_group_versions().len());
+        assert_eq!(paths.len(), served_group_versions(&builtin()).len());
         assert!(paths.contains_key("api/v1"));
         assert!(paths.contains_key("apis/apps/v1"));
         assert!(paths.contains_key("apis/coordination.k8s.io/v1"));
@@ -588,23 +668,23 @@ mod tests {
         let a = OpenApi::new();
         let b = OpenApi::new();
         assert_eq!(
-            a.document("v3/api/v1").unwrap().hash,
-            b.document("v3/api/v1").unwrap().hash
+            a.document("v3/api/v1", &builtin()).unwrap().hash,
+            b.document("v3/api/v1", &builtin()).unwrap().hash
         );
         assert_eq!(
-            a.document("v3").unwrap().hash,
-            b.document("v3/").unwrap().hash
+            a.document("v3", &builtin()).unwrap().hash,
+            b.document("v3/", &builtin()).unwrap().hash
         );
-        assert!(a.document("v3/apis/apps/v2").is_none());
-        assert!(a.document("v3/apis/batch/v1").is_none());
-        assert!(a.document("v2").is_none());
-        assert!(group_version_document("apps", "v2").is_none());
+        assert!(a.document("v3/apis/apps/v2", &builtin()).is_none());
+        assert!(a.document("v3/apis/batch/v1", &builtin()).is_none());
+        assert!(a.document("v2", &builtin()).is_none());
+        assert!(group_version_document(&builtin(), "apps", "v2").is_none());
     }
 
     #[test]
     fn every_served_kind_has_a_schema() {
         let mut gen = SchemaGenerator::new(SchemaSettings::openapi3());
-        for def in resources::RESOURCES {
+        for def in crate::api::resources::RESOURCES {
             assert!(
                 strategy_for(def).openapi_schema(&mut gen).is_some(),
                 "{}",

@@ -1,6 +1,6 @@
 //! URL paths → what they name: discovery documents or a resource (collection, object, subresource).
 
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::{ResourceDef, Resources};
 
 /// A parsed request path.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +36,8 @@ pub struct ResourceRoute {
     pub watch_path: bool,
 }
 
-/// Parses `path` (without query); `None` when it names nothing orc serves.
-pub fn parse(path: &str) -> Option<Route> {
+/// Parses `path` (without query) against what is served; `None` when it names nothing.
+pub fn parse(path: &str, served: &Resources) -> Option<Route> {
     let trimmed = path.trim_end_matches('/');
     match trimmed {
         "/version" => return Some(Route::Version),
@@ -62,10 +62,7 @@ pub fn parse(path: &str) -> Option<Route> {
         _ => return None,
     };
     if rest.is_empty() {
-        let known = resources::RESOURCES
-            .iter()
-            .any(|r| r.group == group && r.version == version);
-        return known.then(|| Route::ResourceList {
+        return served.serves(group, version).then(|| Route::ResourceList {
             group: group.to_string(),
             version: version.to_string(),
         });
@@ -74,7 +71,7 @@ pub fn parse(path: &str) -> Option<Route> {
         ["watch", rest @ ..] => (true, rest),
         _ => (false, rest),
     };
-    let lookup = |plural: &str| resources::by_plural(group, version, plural);
+    let lookup = |plural: &str| served.by_plural(group, version, plural);
     let mk = |def, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
         Some(Route::Resource(ResourceRoute {
             def,
@@ -121,6 +118,10 @@ pub fn parse(path: &str) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(path: &str) -> Option<Route> {
+        super::parse(path, &crate::api::resources::Catalog::new().snapshot())
+    }
 
     fn res(path: &str) -> ResourceRoute {
         match parse(path) {

@@ -375,6 +375,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
     registry.cluster_cidr = Some(config.cluster_cidr);
     let registry = Arc::new(registry);
+    // Custom resources are served from the first request on.
+    let mut crds = apiserver::crds::CrdServer::new();
+    crds.load(&registry);
     controllers::bootstrap::run(
         &registry,
         &controllers::bootstrap::Bootstrap {
@@ -417,6 +420,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.cluster_cidr,
     ));
     tokio::spawn(compact_periodically(store.clone()));
+    controllers.spawn(crds.run(registry.clone()));
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),
     ));

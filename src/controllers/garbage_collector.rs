@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::api::object;
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::{ResourceDef, Resources};
 use crate::api::status::ApiError;
 use crate::apiserver::registry::{DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::store::{Event, EventType, KeyValue};
@@ -100,8 +100,8 @@ fn has_gc_finalizer(obj: &Value) -> bool {
 struct ObjectRef;
 
 impl ObjectRef {
-    fn of(obj: &Value) -> Option<String> {
-        let def = def_of(obj)?;
+    fn of(obj: &Value, served: &Resources) -> Option<String> {
+        let def = def_of(obj, served)?;
         Some(ObjectRef::format(
             def,
             object::namespace(obj),
@@ -114,20 +114,23 @@ impl ObjectRef {
         format!("{}|{}|{ns}|{name}", def.api_version(), def.kind)
     }
 
-    fn parse(reference: &str) -> Option<(&'static ResourceDef, Option<&str>, &str)> {
+    fn parse<'a>(
+        reference: &'a str,
+        served: &Resources,
+    ) -> Option<(&'static ResourceDef, Option<&'a str>, &'a str)> {
         let mut parts = reference.splitn(4, '|');
         let (api_version, kind, ns, name) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let def = resources::by_kind(api_version, kind)?;
+        let def = served.by_kind(api_version, kind)?;
         Some((def, (!ns.is_empty()).then_some(ns), name))
     }
 }
 
 /// Updates the graph for a change and returns the work it causes.
-fn observe(graph: &mut Graph, event: &Event) -> Vec<String> {
+fn observe(graph: &mut Graph, event: &Event, served: &Resources) -> Vec<String> {
     let obj = &*event.kv.value;
     // Objects of kinds this server does not serve can be neither checked nor deleted.
-    let Some(key) = ObjectRef::of(obj) else {
+    let Some(key) = ObjectRef::of(obj, served) else {
         return vec![];
     };
     let mut work = Vec::new();
@@ -171,8 +174,8 @@ fn observe(graph: &mut Graph, event: &Event) -> Vec<String> {
     work
 }
 
-fn def_of(obj: &Value) -> Option<&'static ResourceDef> {
-    resources::by_kind(obj["apiVersion"].as_str()?, obj["kind"].as_str()?)
+fn def_of(obj: &Value, served: &Resources) -> Option<&'static ResourceDef> {
+    served.by_kind(obj["apiVersion"].as_str()?, obj["kind"].as_str()?)
 }
 
 /// How an owner reference stands.
@@ -236,7 +239,7 @@ impl GarbageCollector {
 
     /// The current state of a referenced object.
     fn get(&self, reference: &str) -> Option<KeyValue> {
-        let (def, ns, name) = ObjectRef::parse(reference)?;
+        let (def, ns, name) = ObjectRef::parse(reference, &self.client.resources())?;
         self.client.get(def, ns, name).ok()
     }
 
@@ -266,7 +269,7 @@ impl GarbageCollector {
     }
 
     fn enqueue(&self, event: &Event) {
-        let work = observe(&mut self.graph(), event);
+        let work = observe(&mut self.graph(), event, &self.client.resources());
         for item in work {
             self.queue.add(item);
         }
@@ -281,7 +284,7 @@ impl GarbageCollector {
         ) else {
             return OwnerState::Dangling;
         };
-        let Some(def) = resources::by_kind(api_version, kind) else {
+        let Some(def) = self.client.resources().by_kind(api_version, kind) else {
             // A kind this server does not serve cannot be checked: leave it be.
             return OwnerState::Solid;
         };
@@ -317,7 +320,7 @@ impl GarbageCollector {
         if refs.is_empty() || (object::is_deleting(obj) && !has_gc_finalizer(obj)) {
             return Ok(());
         }
-        let Some(def) = def_of(obj) else {
+        let Some(def) = def_of(obj, &self.client.resources()) else {
             return Ok(());
         };
         let mut solid = 0;
@@ -416,7 +419,8 @@ impl GarbageCollector {
         if !has_gc_finalizer(owner) {
             return Ok(());
         }
-        let (Some(def), Some(uid)) = (def_of(owner), object::uid(owner)) else {
+        let served = self.client.resources();
+        let (Some(def), Some(uid)) = (def_of(owner, &served), object::uid(owner)) else {
             return Ok(());
         };
         let ns = object::namespace(owner).map(str::to_string);
@@ -431,7 +435,7 @@ impl GarbageCollector {
         let finalizers = object::finalizers(owner);
         if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
             for dep in &dependents {
-                let Some(dep_def) = def_of(&dep.value) else {
+                let Some(dep_def) = def_of(&dep.value, &served) else {
                     continue;
                 };
                 self.remove_owner_refs(
@@ -456,7 +460,7 @@ impl GarbageCollector {
             if blocks {
                 blocking += 1;
             }
-            if let Some(dep_ref) = ObjectRef::of(&dep.value) {
+            if let Some(dep_ref) = ObjectRef::of(&dep.value, &served) {
                 if !object::is_deleting(&dep.value) {
                     self.queue.add(format!("{ATTEMPT}{dep_ref}"));
                 }
@@ -504,6 +508,7 @@ impl GarbageCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::resources;
     use crate::apiserver::registry::{Registry, WriteOptions};
     use crate::controllers::testutil::{self, wait_for};
     use serde_json::json;

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::events::{Recorder, WARNING};
 use super::framework::Client;
 use crate::api::patch::PatchType;
-use crate::api::resources;
+use crate::api::resources::ResourceDef;
 
 /// How often the directory is looked at (k3s: 15 s). Reading a few small files costs
 /// no disk writes.
@@ -140,6 +140,28 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Value>, ManifestError> {
     Ok(objects)
 }
 
+/// How long a kind may take to be served: a CRD applied a moment ago is established
+/// within milliseconds.
+const NEW_KIND_WAIT: Duration = Duration::from_secs(5);
+
+/// The resource of `kind` in `api_version`, waiting a little for a just-created CRD's.
+async fn served_kind(
+    client: &dyn Client,
+    api_version: &str,
+    kind: &str,
+) -> Option<&'static ResourceDef> {
+    let deadline = tokio::time::Instant::now() + NEW_KIND_WAIT;
+    loop {
+        if let Some(def) = client.resources().by_kind(api_version, kind) {
+            return Some(def);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Applies one object with server-side apply (created when missing).
 async fn apply(client: &dyn Client, file: &Path, object: &Value) -> Result<(), ManifestError> {
     let kind = object["kind"].as_str().unwrap_or("").to_string();
@@ -154,11 +176,13 @@ async fn apply(client: &dyn Client, file: &Path, object: &Value) -> Result<(), M
         reason,
     };
     let api_version = object["apiVersion"].as_str().unwrap_or("");
-    let def = resources::by_kind(api_version, &kind).ok_or_else(|| {
-        refused(format!(
-            "no kind {kind:?} is served in apiVersion {api_version:?}"
-        ))
-    })?;
+    let def = served_kind(client, api_version, &kind)
+        .await
+        .ok_or_else(|| {
+            refused(format!(
+                "no kind {kind:?} is served in apiVersion {api_version:?}"
+            ))
+        })?;
     if name.is_empty() {
         return Err(refused("metadata.name is required".into()));
     }
@@ -187,10 +211,11 @@ pub async fn apply_file(client: &dyn Client, file: &Path, text: &str) -> Vec<Man
         Err(e) => return vec![e],
     };
     let mut errors = Vec::new();
-    // Namespaces first, so that a file may hold a namespace and what lives in it.
-    let (namespaces, rest): (Vec<&Value>, Vec<&Value>) =
-        objects.iter().partition(|o| o["kind"] == "Namespace");
-    for object in namespaces.into_iter().chain(rest) {
+    // Namespaces and CustomResourceDefinitions first, so that a file may hold a
+    // namespace or a CRD and what lives in it.
+    let first = |o: &&Value| o["kind"] == "Namespace" || o["kind"] == "CustomResourceDefinition";
+    let (early, rest): (Vec<&Value>, Vec<&Value>) = objects.iter().partition(first);
+    for object in early.into_iter().chain(rest) {
         if let Err(e) = apply(client, file, object).await {
             errors.push(e);
         }

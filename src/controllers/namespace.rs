@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::api::object;
-use crate::api::resources::{self, ResourceDef, RESOURCES};
+use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::apiserver::registry::DeleteOptions;
 use crate::store::EventType;
@@ -74,7 +74,8 @@ async fn ensure_default_service_account(client: &dyn Client, ns: &str) -> Result
 /// Deletes what is left in namespace `ns`; finalizes it once empty. True when done.
 async fn drain(client: &dyn Client, ns: &str) -> Result<bool, ApiError> {
     let mut remaining = 0;
-    for def in RESOURCES
+    let served = client.resources();
+    for def in served
         .iter()
         .filter(|d| d.namespaced && d.kind != "Binding")
     {

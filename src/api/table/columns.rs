@@ -25,6 +25,11 @@ fn age_col() -> Value {
     col("Age", "string", DESC_CREATED, 0)
 }
 
+/// The columns of CustomResourceDefinitions (upstream's CRD printer columns).
+pub(super) fn custom_resource_definition() -> Vec<Value> {
+    vec![name_col(), col("Created At", "date", DESC_CREATED, 0)]
+}
+
 /// The columns of Pods.
 pub(super) fn pod() -> Vec<Value> {
     vec![

@@ -71,7 +71,7 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
 
 #[cfg(test)]
 mod tests {
-    use super::super::EVENT;
+    use super::super::{RowPrinter, EVENT};
     use crate::api::table::test_support::{ago, cells, now};
     use serde_json::json;
 

@@ -41,15 +41,28 @@ pub struct Printer {
     conditions: fn(&Value) -> Option<Value>,
 }
 
-impl Printer {
+/// What prints Table rows: a built-in kind's [`Printer`], or a custom resource's
+/// printer columns (`api::custom`).
+pub trait RowPrinter: Sync {
     /// The Table's `columnDefinitions`.
-    pub fn column_definitions(&self) -> Vec<Value> {
+    fn column_definitions(&self) -> Vec<Value>;
+    /// The cells of `obj`'s row, in the order of the column definitions.
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value>;
+    /// The row's `conditions`, if it has any.
+    fn conditions(&self, obj: &Value) -> Option<Value>;
+}
+
+impl RowPrinter for Printer {
+    fn column_definitions(&self) -> Vec<Value> {
         (self.columns)()
     }
 
-    /// The cells of `obj`'s row, in the order of [`Printer::column_definitions`].
-    pub fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         (self.cells)(obj, now)
+    }
+
+    fn conditions(&self, obj: &Value) -> Option<Value> {
+        (self.conditions)(obj)
     }
 }
 
@@ -202,6 +215,13 @@ pub static SERVICE_ACCOUNT: Printer = Printer {
     conditions: no_conditions,
 };
 
+/// CustomResourceDefinitions print their creation time as a timestamp, as upstream.
+pub static CUSTOM_RESOURCE_DEFINITION: Printer = Printer {
+    columns: columns::custom_resource_definition,
+    cells: |obj, _now| vec![name(obj), obj["metadata"]["creationTimestamp"].clone()],
+    conditions: no_conditions,
+};
+
 pub static LEASE: Printer = Printer {
     columns: columns::lease,
     cells: |obj, now| {
@@ -229,10 +249,15 @@ fn pod_conditions(obj: &Value) -> Option<Value> {
     }]))
 }
 
-fn table_row(printer: &Printer, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
+fn table_row(
+    printer: &dyn RowPrinter,
+    obj: &Value,
+    include: IncludeObject,
+    now: DateTime<Utc>,
+) -> Value {
     let mut r = Map::new();
     r.insert("cells".into(), Value::Array(printer.row(obj, now)));
-    if let Some(conditions) = (printer.conditions)(obj) {
+    if let Some(conditions) = printer.conditions(obj) {
         r.insert("conditions".into(), conditions);
     }
     match include {
@@ -257,7 +282,7 @@ fn table_row(printer: &Printer, obj: &Value, include: IncludeObject, now: DateTi
 /// A full Table of `objects`. `list_meta` becomes the Table's `metadata`
 /// (`resourceVersion`, `continue`, `remainingItemCount` of the list).
 pub fn table(
-    printer: &Printer,
+    printer: &dyn RowPrinter,
     objects: &[&Value],
     include: IncludeObject,
     now: DateTime<Utc>,
@@ -281,7 +306,7 @@ pub fn table(
 /// definitions on its first event only; later events have `"columnDefinitions": null`.
 /// The Table's metadata holds the object's resourceVersion.
 pub fn watch_table(
-    printer: &Printer,
+    printer: &dyn RowPrinter,
     obj: &Value,
     include: IncludeObject,
     now: DateTime<Utc>,

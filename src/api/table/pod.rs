@@ -175,6 +175,7 @@ fn has_condition(status: &Value, ty: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::negotiation::IncludeObject;
+    use super::super::RowPrinter;
     use super::super::{table, POD};
     use crate::api::table::test_support::{ago, cells, now, pod};
     use serde_json::json;

@@ -142,6 +142,18 @@ fn check_enum(v: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Err
 
 /// Validates `obj` of `kind` (after defaulting); `old` is the stored object on update.
 /// Kinds without specific rules get metadata validation only.
+/// The metadata of a custom object (upstream validates it as any object's, with a DNS
+/// subdomain name); its schema validates the rest.
+pub fn validate_custom_object_meta(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta(
+        obj.get("metadata").unwrap_or(&Value::Null),
+        names::is_dns1123_subdomain,
+        &mut errs,
+    );
+    errs
+}
+
 pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     validate_object_meta(

@@ -752,7 +752,7 @@ impl Registry {
             return false;
         };
         let ns = object::namespace(obj);
-        resources::RESOURCES.iter().any(|def| {
+        self.catalog.snapshot().iter().any(|def| {
             let prefix = if def.namespaced {
                 match ns {
                     Some(ns) => def.list_prefix(Some(ns)),

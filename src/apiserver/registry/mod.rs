@@ -19,10 +19,12 @@ use super::heartbeats::Heartbeats;
 use crate::api::defaults;
 use crate::api::identity::User;
 use crate::api::patch::{self, PatchType};
-use crate::api::resources::ResourceDef;
+use crate::api::resources::{Catalog, ResourceDef, Resources};
 use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::{check_name, now};
+pub use kinds::crd::CLEANUP_FINALIZER;
+pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
 pub use strategy::{strategy_for, Strategy};
 
@@ -105,6 +107,9 @@ pub struct Registry {
     pub cluster_cidr: Option<Ipv4Net>,
     /// Events written by each node identity, rate-limited (upstream's EventRateLimit).
     pub event_rate_limit: EventRateLimit,
+    /// What is served: the built-in kinds and the custom resources of the established
+    /// CustomResourceDefinitions (kept current by `apiserver::crds`).
+    pub catalog: Catalog,
 }
 
 impl Registry {
@@ -116,9 +121,15 @@ impl Registry {
             default_toleration_seconds: defaults::DEFAULT_NOT_READY_TOLERATION_SECONDS,
             cluster_cidr: None,
             event_rate_limit: EventRateLimit::default(),
+            catalog: Catalog::new(),
         };
         registry.reclaim_allocations();
         registry
+    }
+
+    /// What is served now (a snapshot).
+    pub fn resources(&self) -> Arc<Resources> {
+        self.catalog.snapshot()
     }
 
     /// Whether the datastore takes writes (the `/readyz` datastore check).
@@ -323,6 +334,17 @@ pub fn set_condition(
             *existing = cond;
         }
         None => conditions.push(cond),
+    }
+}
+
+/// Sets (or replaces) a CustomResourceDefinition condition (no `lastProbeTime`; the
+/// transition time moves only when the status does).
+pub fn set_crd_condition(obj: &mut Value, kind: &str, status: &str, reason: &str, message: &str) {
+    set_condition(obj, kind, status, Some(reason), Some(message));
+    if let Some(conditions) = obj["status"]["conditions"].as_array_mut() {
+        for c in conditions.iter_mut().filter(|c| c["type"] == kind) {
+            c.as_object_mut().map(|c| c.remove("lastProbeTime"));
+        }
     }
 }
 

@@ -29,10 +29,11 @@ use serde_json::Value;
 
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
-    binding::BindingStrategy, config_map::ConfigMapStrategy, default::DefaultStrategy,
-    endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
-    namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, secret::SecretStrategy,
-    service::ServiceStrategy, service_account::ServiceAccountStrategy, workload,
+    binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
+    custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
+    event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
+    pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
+    service_account::ServiceAccountStrategy, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
@@ -227,7 +228,11 @@ pub const NAME_AND_NAMESPACE: &[&str] = &["metadata.name", "metadata.namespace"]
 
 /// The strategy of a served kind: the only place that says which kinds have rules.
 pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
+    if def.custom.is_some() {
+        return &CustomStrategy;
+    }
     match (def.group, def.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => &CrdStrategy,
         ("", "Pod") => &PodStrategy,
         ("", "Binding") => &BindingStrategy,
         ("", "Service") => &ServiceStrategy,
@@ -277,6 +282,7 @@ pub fn keep_unwritten_part(
 mod tests {
     use super::*;
     use crate::api::resources::RESOURCES;
+    use crate::api::table::RowPrinter;
 
     fn def(kind: &str) -> &'static ResourceDef {
         RESOURCES.iter().find(|d| d.kind == kind).expect("served")

@@ -7,7 +7,9 @@ use k8s_openapi::serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::api::patch::PatchType;
-use crate::api::resources::{self, ResourceDef};
+use std::sync::Arc;
+
+use crate::api::resources::{self, ResourceDef, Resources};
 use crate::api::status::ApiError;
 use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions, Written};
 use crate::store::{KeyValue, ListFilter, Revision, StoreError, Watcher};
@@ -19,6 +21,8 @@ pub type Mutation<'a> = &'a (dyn Fn(&Value) -> Result<Value, ApiError> + Sync);
 /// may be a moment behind a write another component just made.
 #[async_trait]
 pub trait Client: Send + Sync + 'static {
+    /// What the API serves now: the built-in kinds and the custom resources.
+    fn resources(&self) -> Arc<Resources>;
     fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<KeyValue, ApiError>;
     /// Objects of `def` in `ns` (every namespace with `None`) accepted by `filter`.
     fn list(&self, def: &ResourceDef, ns: Option<&str>, filter: ListFilter<'_>) -> Vec<KeyValue>;
@@ -138,6 +142,10 @@ impl<C: Client + ?Sized> ClientExt for C {}
 
 #[async_trait]
 impl Client for Registry {
+    fn resources(&self) -> Arc<Resources> {
+        Registry::resources(self)
+    }
+
     fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Result<KeyValue, ApiError> {
         Registry::get(self, def, ns, name)
     }

@@ -2,6 +2,8 @@
 
 pub mod binding;
 pub mod config_map;
+pub mod crd;
+pub mod custom;
 pub mod default;
 pub mod endpoints;
 pub mod event;

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::api::custom::ScalePaths;
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources::ResourceDef;
@@ -103,7 +104,12 @@ impl Strategy for WorkloadStrategy {
 impl Registry {
     /// The `Scale` view of a replicated resource.
     pub fn scale_of(&self, def: &ResourceDef, obj: &Value) -> Value {
-        let selector = strategy_for(def).scale_selector(obj);
+        let paths = scale_paths(def);
+        let selector = match paths.label_selector.as_deref() {
+            Some(path) => at_path(obj, path).as_str().unwrap_or("").to_string(),
+            None if def.custom.is_some() => String::new(),
+            None => strategy_for(def).scale_selector(obj),
+        };
         let meta = &obj["metadata"];
         json!({
             "kind": "Scale",
@@ -112,12 +118,13 @@ impl Registry {
                 "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
                 "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
             },
-            "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
-            "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+            "spec": {"replicas": at_path(obj, &paths.spec_replicas).as_i64().unwrap_or(0)},
+            "status": {"replicas": at_path(obj, &paths.status_replicas).as_i64().unwrap_or(0), "selector": selector},
         })
     }
 
-    /// Sets `spec.replicas` from a `Scale` body (PUT on the `scale` subresource).
+    /// Sets `spec.replicas` (a custom resource's `specReplicasPath`) from a `Scale` body
+    /// (PUT on the `scale` subresource).
     pub async fn update_scale(
         &self,
         def: &ResourceDef,
@@ -147,11 +154,46 @@ impl Registry {
                 return Err(ApiError::modified(def, name));
             }
             let mut obj = obj.clone();
-            obj["spec"]["replicas"] = json!(replicas);
+            set_path(&mut obj, &scale_paths(def).spec_replicas, json!(replicas));
             Ok(obj)
         })
         .await
     }
+}
+
+/// Where a kind keeps its replica counts: a custom resource's `subresources.scale`,
+/// otherwise `spec.replicas`, `status.replicas` and the kind's own selector.
+fn scale_paths(def: &ResourceDef) -> ScalePaths {
+    def.custom
+        .and_then(|c| c.scale.clone())
+        .unwrap_or_else(|| ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: None,
+        })
+}
+
+/// The value at a `.a.b.c` path (`null` when missing).
+fn at_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
+    ScalePaths::fields(path)
+        .into_iter()
+        .fold(obj, |v, field| &v[field])
+}
+
+/// Sets the value at a `.a.b.c` path, creating the objects on the way.
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let fields = ScalePaths::fields(path);
+    let Some((last, parents)) = fields.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for field in parents {
+        if !cur[*field].is_object() {
+            cur[*field] = json!({});
+        }
+        cur = &mut cur[*field];
+    }
+    cur[*last] = value;
 }
 
 #[cfg(test)]
