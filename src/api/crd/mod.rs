@@ -24,6 +24,8 @@ mod schema_checks;
 mod structural;
 mod validate;
 
+#[cfg(test)]
+mod realworld_tests;
 
 pub use defaulting::apply_defaults;
 pub use definition::{default_crd, schema_for_version, validate_crd};
