@@ -1,3 +1,5 @@
+//! Tests of CRD validation and defaulting, with upstream messages and paths.
+
 use super::*;
 use crate::api::crd::test_support::messages;
 use serde_json::json;

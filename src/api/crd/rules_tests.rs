@@ -1,3 +1,5 @@
+//! Tests of x-kubernetes-validations evaluation: messages, reasons, field paths, transition rules, cost.
+
 use super::*;
 use crate::api::crd::test_support::messages;
 use serde_json::json;

@@ -262,14 +262,15 @@ fn check_map_and_list_types(
                         }
                     }
                 }
-                "object" => {
-                    if is.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic") {
-                        errs.push(FieldError::invalid_rendered(
-                            p.child("items").child("x-kubernetes-map-type").field,
-                            "null",
-                            atomic_msg,
-                        ));
-                    }
+                "object"
+                    if is.get("x-kubernetes-map-type").and_then(Value::as_str)
+                        != Some("atomic") =>
+                {
+                    errs.push(FieldError::invalid_rendered(
+                        p.child("items").child("x-kubernetes-map-type").field,
+                        "null",
+                        atomic_msg,
+                    ));
                 }
                 _ => {}
             }

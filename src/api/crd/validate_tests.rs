@@ -1,3 +1,5 @@
+//! Tests of custom object validation: each keyword with its upstream message.
+
 use super::*;
 use crate::api::crd::test_support::messages;
 use serde_json::json;
