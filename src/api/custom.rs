@@ -2,9 +2,12 @@
 //! resource definition (schema, printer columns, scale paths), read from the CRD object,
 //! and how its objects print as Table rows (upstream's CRD table convertor).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::crd::Structural;
 use super::jsonpath::JsonPath;
 use super::table::{human_duration, RowPrinter};
 
@@ -21,6 +24,8 @@ pub struct CustomResource {
     pub storage_version: String,
     /// `openAPIV3Schema` of this version, if it has one.
     pub schema: Option<Value>,
+    /// The same schema, parsed (rules compiled) for validation, defaulting and pruning.
+    pub structural: Option<Arc<Structural>>,
     /// `spec.names.listKind`.
     pub list_kind: String,
     pub columns: Vec<PrinterColumn>,
@@ -122,7 +127,12 @@ impl CustomResource {
                     )
                 })
         });
+        let structural = schema
+            .as_ref()
+            .and_then(|s| Structural::from_json(s).ok())
+            .map(Arc::new);
         Some(CustomResource {
+            structural,
             crd_name: crd["metadata"]["name"].as_str().unwrap_or("").to_string(),
             storage_version,
             schema,

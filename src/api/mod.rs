@@ -1,6 +1,6 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
-pub mod crd_min;
+pub mod crd;
 pub mod custom;
 pub mod defaults;
 pub mod identity;

@@ -91,6 +91,31 @@ impl FieldError {
         )
     }
 
+    /// An unsupported value already rendered (numbers, booleans); `supported` as written.
+    pub fn not_supported_rendered(
+        field: impl Into<String>,
+        rendered: impl Into<String>,
+        supported: &[String],
+    ) -> Self {
+        let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
+        let detail = if quoted.is_empty() {
+            String::new()
+        } else {
+            format!("supported values: {}", quoted.join(", "))
+        };
+        Self::new(
+            field,
+            FieldErrorKind::NotSupported,
+            Some(rendered.into()),
+            detail,
+        )
+    }
+
+    /// A duplicate value already rendered (list-map keys as Go prints a map).
+    pub fn duplicate_rendered(field: impl Into<String>, rendered: impl Into<String>) -> Self {
+        Self::new(field, FieldErrorKind::Duplicate, Some(rendered.into()), "")
+    }
+
     pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
         Self::new(field, FieldErrorKind::Duplicate, Some(go_quote(value)), "")
     }

@@ -140,20 +140,17 @@ fn check_enum(v: &Value, key: &str, path: &str, allowed: &[&str], errs: &mut Err
 // Entry point
 // ---------------------------------------------------------------------------
 
-/// Validates `obj` of `kind` (after defaulting); `old` is the stored object on update.
-/// Kinds without specific rules get metadata validation only.
-/// The metadata of a custom object (upstream validates it as any object's, with a DNS
-/// subdomain name); its schema validates the rest.
-pub fn validate_custom_object_meta(obj: &Value) -> Vec<FieldError> {
+/// Upstream `ValidateObjectMeta` on its own (paths start at `metadata`), with names
+/// checked as DNS subdomains: for kinds without a table entry here, such as custom
+/// resources and the objects they embed.
+pub fn validate_object_meta_subdomain(meta: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    validate_object_meta(
-        obj.get("metadata").unwrap_or(&Value::Null),
-        names::is_dns1123_subdomain,
-        &mut errs,
-    );
+    validate_object_meta(meta, is_dns1123_subdomain, &mut errs);
     errs
 }
 
+/// Validates `obj` of `kind` (after defaulting); `old` is the stored object on update.
+/// Kinds without specific rules get metadata validation only.
 pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     validate_object_meta(

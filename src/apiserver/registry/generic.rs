@@ -184,6 +184,7 @@ impl Registry {
     /// Checks a request body's type and returns its typed form (unknown fields dropped).
     fn decode(
         &self,
+        strategy: &dyn Strategy,
         def: &ResourceDef,
         mut obj: Value,
         fv: FieldValidation,
@@ -217,7 +218,7 @@ impl Registry {
             None => obj["kind"] = Value::String(def.kind.to_string()),
         }
         object::normalize_quantities(&mut obj);
-        let typed = (def.roundtrip)(&obj).map_err(|e| {
+        let typed = strategy.typed(&self.context(def), &obj).map_err(|e| {
             ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
                 def.kind, def.version, def.kind
@@ -282,6 +283,7 @@ impl Registry {
         let cx = self.context(def);
         let mut warnings = Vec::new();
         let mut obj = self.decode(
+            strategy,
             def,
             body,
             opts.field_validation,
@@ -394,6 +396,7 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
         let new = self.decode(
+            strategy,
             def,
             body,
             opts.field_validation,
@@ -585,7 +588,7 @@ impl Registry {
             let old = self.get_with(strategy, def, ns, name)?;
             let new = mutate(&old.value)?;
             let mut warnings = Vec::new();
-            let new = self.decode(def, new, opts.field_validation, &[], &mut warnings)?;
+            let new = self.decode(strategy, def, new, opts.field_validation, &[], &mut warnings)?;
             check_name(&new, name)?;
             // A resourceVersion set by the caller (e.g. in a patch) is a precondition.
             let rv = object::meta_str(&new, "resourceVersion").unwrap_or("");

@@ -97,6 +97,13 @@ pub trait Strategy: Sync {
         None
     }
 
+    /// The typed form of a request body: the kind's type read and written back
+    /// (unknown fields dropped, wrong types refused). Fields it drops are the body's
+    /// unknown fields for `fieldValidation`.
+    fn typed(&self, cx: &Context, obj: &Value) -> Result<Value, serde_json::Error> {
+        (cx.def.roundtrip)(obj)
+    }
+
     /// Field errors of a new object (an empty list admits it).
     fn validate(&self, cx: &Context, obj: &Value) -> Vec<FieldError> {
         validation::validate(cx.def.kind, obj, None)

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::crd_min as crd;
+use crate::api::crd;
 use crate::api::resources::RESOURCES;
 use crate::api::table::{self, Printer};
 use crate::api::validation::FieldError;

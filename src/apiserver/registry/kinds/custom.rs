@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::api::crd;
 use crate::api::resources::ResourceDef;
 use crate::api::validation::{self, FieldError};
 use crate::apiserver::registry::strategy::{keep_unwritten_part, Context, Strategy};
@@ -66,11 +67,34 @@ impl Strategy for CustomStrategy {
         in_version(cx.def, kv)
     }
 
-    fn validate(&self, _cx: &Context, obj: &Value) -> Vec<FieldError> {
-        validation::validate_custom_object_meta(obj)
+    /// Upstream's decoding of a custom object: fields the schema does not know are
+    /// pruned (they are the unknown fields `fieldValidation` reports), then the schema's
+    /// defaults apply.
+    fn typed(&self, cx: &Context, obj: &Value) -> Result<Value, serde_json::Error> {
+        let mut obj = obj.clone();
+        if let Some(schema) = cx.def.custom.and_then(|c| c.structural.as_deref()) {
+            crd::prune(schema, &mut obj);
+            crd::apply_defaults(schema, &mut obj);
+        }
+        Ok(obj)
     }
 
-    fn validate_update(&self, _cx: &Context, new: &Value, _old: &Value) -> Vec<FieldError> {
-        validation::validate_custom_object_meta(new)
+    fn validate(&self, cx: &Context, obj: &Value) -> Vec<FieldError> {
+        custom_errors(cx, obj, None)
     }
+
+    fn validate_update(&self, cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
+        custom_errors(cx, new, Some(old))
+    }
+}
+
+/// The object's metadata as any object's, then what its CRD's schema says (types,
+/// formats, list types, CEL rules; `old` for transition rules).
+fn custom_errors(cx: &Context, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs =
+        validation::validate_object_meta_subdomain(obj.get("metadata").unwrap_or(&Value::Null));
+    if let Some(schema) = cx.def.custom.and_then(|c| c.structural.as_deref()) {
+        errs.extend(crd::validate(schema, obj, old));
+    }
+    errs
 }

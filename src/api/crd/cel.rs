@@ -1,0 +1,637 @@
+//! `x-kubernetes-validations`: compiling CEL rules once, turning JSON into CEL values the
+//! way upstream types them from the schema, and evaluating a rule within a cost bound.
+//!
+//! Built on the `cel` crate (stdlib macros `has`/`all`/`exists`/`exists_one`/`map`/`filter`,
+//! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, its strings and lists
+//! extensions) plus the Kubernetes list functions `isSorted`, `sum`, `min`, `max` and the
+//! regex functions `find`, `findAll`. Missing against upstream: type-checking (only
+//! identifiers are checked at compile time), `timestamp`/`duration` (the crate's `chrono`
+//! feature is off), the `url`, `quantity`, `ip`/`cidr`, `authz` and `format` libraries,
+//! list `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
+//! exact cost accounting.
+//!
+//! Cost: cel-go counts steps while it evaluates; this crate has no such hook, so a rule's
+//! cost is bounded *before* it runs: every AST node costs 1, and the loop body of a
+//! comprehension costs as many times as the longest collection it may range over, taken
+//! as the longest list, map or (for rules that split or search strings) string in the
+//! value the rule sees, times the number of concatenations in the rule. That bounds the
+//! work a rule can do by a polynomial the caller can refuse up front.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::extractors::This;
+use cel::objects::{Key, Map};
+use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
+use regex::Regex;
+use serde_json::Value;
+
+use super::schema::Structural;
+
+/// Upstream `celconfig.PerCallLimit`: the most one rule evaluation may cost.
+pub const PER_CALL_LIMIT: u64 = 1_000_000;
+/// Upstream `celconfig.RuntimeCELCostBudget`: the most all rules on one object may cost.
+pub const RUNTIME_COST_BUDGET: u64 = 10_000_000;
+
+/// Names a rule may use besides its own comprehension variables.
+const DECLARED: [&str; 14] = [
+    "self",
+    "oldSelf",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+    "optional",
+];
+
+/// Functions whose work grows with the length of a string argument.
+const STRING_SCANNING: [&str; 4] = ["split", "findAll", "replace", "join"];
+
+/// A compiled rule (or `messageExpression`) and what its evaluation needs to know.
+#[derive(Debug)]
+pub struct CompiledRule {
+    program: Program,
+    pub uses_old_self: bool,
+    /// Loops nest this deep at most (0: no comprehension).
+    depth: u32,
+    /// AST nodes, each weighted by the loops around it: `weights[d]` nodes sit under `d` loops.
+    weights: Vec<u64>,
+    /// `+` operations (collections can grow by concatenation).
+    concatenations: u64,
+    scans_strings: bool,
+}
+
+fn env() -> Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // Both extensions register fixed names on a fresh environment: they cannot clash.
+        let _ = env.add_extension(cel::extensions::strings);
+        let _ = env.add_extension(cel::extensions::lists);
+        Arc::new(env)
+    })
+    .clone()
+}
+
+/// Compiles a rule; the error reads as upstream's compiler output (`ERROR: <input>:1:5: …`).
+pub fn compile_rule(source: &str) -> Result<CompiledRule, String> {
+    let program = env().compile(source).map_err(|e| e.to_string())?;
+    let mut shape = Shape::default();
+    let mut scope = Vec::new();
+    walk(program.expression(), 0, &mut scope, &mut shape)?;
+    Ok(CompiledRule {
+        uses_old_self: shape.uses_old_self,
+        depth: shape.weights.len().saturating_sub(1) as u32,
+        weights: shape.weights,
+        concatenations: shape.concatenations,
+        scans_strings: shape.scans_strings,
+        program,
+    })
+}
+
+#[derive(Default)]
+struct Shape {
+    weights: Vec<u64>,
+    concatenations: u64,
+    uses_old_self: bool,
+    scans_strings: bool,
+}
+
+fn walk(
+    e: &IdedExpr,
+    depth: usize,
+    scope: &mut Vec<String>,
+    shape: &mut Shape,
+) -> Result<(), String> {
+    if shape.weights.len() <= depth {
+        shape.weights.resize(depth + 1, 0);
+    }
+    shape.weights[depth] += 1;
+    match &e.expr {
+        Expr::Ident(name) => {
+            if name == "oldSelf" {
+                shape.uses_old_self = true;
+            }
+            let declared = DECLARED.contains(&name.as_str())
+                || scope.iter().any(|v| v == name)
+                || name.starts_with('@');
+            if !declared {
+                return Err(format!(
+                    "ERROR: <input>:1:1: undeclared reference to '{name}' (in container '')"
+                ));
+            }
+        }
+        Expr::Call(call) => {
+            if call.func_name == "_+_" {
+                shape.concatenations += 1;
+            }
+            if STRING_SCANNING.contains(&call.func_name.as_str()) {
+                shape.scans_strings = true;
+            }
+            if let Some(t) = &call.target {
+                walk(t, depth, scope, shape)?;
+            }
+            for a in &call.args {
+                walk(a, depth, scope, shape)?;
+            }
+        }
+        Expr::Select(sel) => walk(&sel.operand, depth, scope, shape)?,
+        Expr::List(list) => {
+            for el in &list.elements {
+                walk(el, depth, scope, shape)?;
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(me) = &entry.expr {
+                    walk(&me.key, depth, scope, shape)?;
+                    walk(&me.value, depth, scope, shape)?;
+                }
+            }
+        }
+        Expr::Struct(st) => {
+            for entry in &st.entries {
+                if let EntryExpr::StructField(f) = &entry.expr {
+                    walk(&f.value, depth, scope, shape)?;
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            walk(&c.iter_range, depth, scope, shape)?;
+            walk(&c.accu_init, depth, scope, shape)?;
+            // The loop sees the accumulator and the iteration variables; the result only
+            // the accumulator.
+            let outer = scope.len();
+            scope.push(c.accu_var.clone());
+            scope.push(c.iter_var.clone());
+            scope.extend(c.iter_var2.clone());
+            walk(&c.loop_cond, depth + 1, scope, shape)?;
+            walk(&c.loop_step, depth + 1, scope, shape)?;
+            scope.truncate(outer + 1);
+            walk(&c.result, depth, scope, shape)?;
+            scope.truncate(outer);
+        }
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
+    Ok(())
+}
+
+impl CompiledRule {
+    /// The most this rule can cost on `self`/`oldSelf` of these sizes.
+    pub fn cost_bound(&self, sizes: Sizes) -> u64 {
+        let longest = if self.scans_strings {
+            sizes.longest_collection.max(sizes.longest_string)
+        } else {
+            sizes.longest_collection
+        };
+        let n = longest.max(1).saturating_mul(1 + self.concatenations);
+        let mut total: u64 = 0;
+        let mut factor: u64 = 1;
+        for (d, w) in self.weights.iter().enumerate() {
+            if d > 0 {
+                factor = factor.saturating_mul(n);
+            }
+            total = total.saturating_add(w.saturating_mul(factor));
+        }
+        debug_assert!(self.depth as usize + 1 >= self.weights.len().min(1));
+        total
+    }
+}
+
+/// The sizes a rule's cost bound depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes {
+    pub longest_collection: u64,
+    pub longest_string: u64,
+}
+
+impl Sizes {
+    pub fn of(v: &Value) -> Sizes {
+        let mut s = Sizes::default();
+        s.visit(v);
+        s
+    }
+
+    pub fn max(self, other: Sizes) -> Sizes {
+        Sizes {
+            longest_collection: self.longest_collection.max(other.longest_collection),
+            longest_string: self.longest_string.max(other.longest_string),
+        }
+    }
+
+    fn visit(&mut self, v: &Value) {
+        match v {
+            Value::String(s) => self.longest_string = self.longest_string.max(s.len() as u64),
+            Value::Array(a) => {
+                self.longest_collection = self.longest_collection.max(a.len() as u64);
+                a.iter().for_each(|x| self.visit(x));
+            }
+            Value::Object(m) => {
+                self.longest_collection = self.longest_collection.max(m.len() as u64);
+                m.values().for_each(|x| self.visit(x));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What evaluating a rule gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Evaluation failed (`no such key: x`, a type error, …).
+    Error(String),
+    /// The result was not a boolean.
+    NotBool,
+}
+
+/// Evaluates a compiled rule with `self` and, when given, `oldSelf`. With
+/// `optional_old_self`, `oldSelf` is bound to an optional (`optional.none()` on create).
+pub fn evaluate(
+    rule: &CompiledRule,
+    self_val: CelValue,
+    old_self: Option<CelValue>,
+    optional_old_self: bool,
+) -> Result<CelValue, String> {
+    let mut ctx = Context::with_env(env());
+    ctx.add_variable_from_value("self", self_val);
+    if optional_old_self {
+        let wrapped = wrap_optional(old_self)?;
+        ctx.add_variable_from_value("oldSelf", wrapped);
+    } else if let Some(old) = old_self {
+        ctx.add_variable_from_value("oldSelf", old);
+    }
+    add_kubernetes_functions(&mut ctx);
+    rule.program.execute(&ctx).map_err(|e| e.to_string())
+}
+
+/// Evaluates a validation rule to its outcome.
+pub fn check(
+    rule: &CompiledRule,
+    self_val: CelValue,
+    old_self: Option<CelValue>,
+    optional_old_self: bool,
+) -> Outcome {
+    match evaluate(rule, self_val, old_self, optional_old_self) {
+        Ok(CelValue::Bool(true)) => Outcome::Pass,
+        Ok(CelValue::Bool(false)) => Outcome::Fail,
+        Ok(_) => Outcome::NotBool,
+        Err(e) => Outcome::Error(e),
+    }
+}
+
+fn wrap_optional(old: Option<CelValue>) -> Result<CelValue, String> {
+    static OF: OnceLock<Program> = OnceLock::new();
+    static NONE: OnceLock<Program> = OnceLock::new();
+    let mut ctx = Context::with_env(env());
+    let program = match old {
+        Some(v) => {
+            ctx.add_variable_from_value("v", v);
+            OF.get_or_init(|| {
+                env()
+                    .compile("optional.of(v)")
+                    .expect("constant expression")
+            })
+        }
+        None => NONE.get_or_init(|| {
+            env()
+                .compile("optional.none()")
+                .expect("constant expression")
+        }),
+    };
+    program.execute(&ctx).map_err(|e| e.to_string())
+}
+
+fn add_kubernetes_functions(ctx: &mut Context) {
+    // A name the environment already declares is refused; such a function is simply absent.
+    let _ = ctx.add_function("isSorted", |This(list): This<Arc<Vec<CelValue>>>| {
+        CelValue::Bool(
+            list.windows(2)
+                .all(|w| w[0].partial_cmp(&w[1]).is_some_and(|o| o.is_le())),
+        )
+    });
+    let _ = ctx.add_function("sum", |This(list): This<Arc<Vec<CelValue>>>| sum(&list));
+    let _ = ctx.add_function("min", |This(list): This<Arc<Vec<CelValue>>>| {
+        extreme(&list, true)
+    });
+    let _ = ctx.add_function("max", |This(list): This<Arc<Vec<CelValue>>>| {
+        extreme(&list, false)
+    });
+    let _ = ctx.add_function("find", |This(s): This<Arc<String>>, pattern: CelValue| {
+        regex_find(&s, &pattern, false)
+    });
+    let _ = ctx.add_function(
+        "findAll",
+        |This(s): This<Arc<String>>, pattern: CelValue| regex_find(&s, &pattern, true),
+    );
+}
+
+/// The Kubernetes regex library: `find` (first match or `''`) and `findAll`.
+fn regex_find(s: &str, pattern: &CelValue, all: bool) -> Result<CelValue, ExecutionError> {
+    let name = if all { "findAll" } else { "find" };
+    let CelValue::String(pattern) = pattern else {
+        return Err(ExecutionError::function_error(
+            name,
+            "pattern must be a string",
+        ));
+    };
+    let re = Regex::new(pattern).map_err(|e| ExecutionError::function_error(name, e))?;
+    let text = |m: regex::Match<'_>| CelValue::String(Arc::new(m.as_str().to_string()));
+    Ok(if all {
+        CelValue::List(Arc::new(re.find_iter(s).map(text).collect()))
+    } else {
+        re.find(s)
+            .map(text)
+            .unwrap_or_else(|| CelValue::String(Arc::new(String::new())))
+    })
+}
+
+fn sum(list: &[CelValue]) -> Result<CelValue, ExecutionError> {
+    let mut int: i64 = 0;
+    let mut float: f64 = 0.0;
+    let mut is_float = false;
+    for v in list {
+        match v {
+            CelValue::Int(i) => {
+                int = int
+                    .checked_add(*i)
+                    .ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?
+            }
+            CelValue::Float(f) => {
+                is_float = true;
+                float += f;
+            }
+            other => {
+                return Err(ExecutionError::function_error(
+                    "sum",
+                    format!("cannot sum {other:?}"),
+                ))
+            }
+        }
+    }
+    Ok(if is_float {
+        CelValue::Float(float + int as f64)
+    } else {
+        CelValue::Int(int)
+    })
+}
+
+fn extreme(items: &[CelValue], least: bool) -> Result<CelValue, ExecutionError> {
+    let name = if least { "min" } else { "max" };
+    let Some(first) = items.first() else {
+        return Err(ExecutionError::function_error(name, "list is empty"));
+    };
+    let mut best = first;
+    for x in &items[1..] {
+        match best.partial_cmp(x) {
+            Some(o) if (least && o.is_gt()) || (!least && o.is_lt()) => best = x,
+            Some(_) => {}
+            None => return Err(ExecutionError::ValuesNotComparable(best.clone(), x.clone())),
+        }
+    }
+    Ok(best.clone())
+}
+
+// ---------------------------------------------------------------------------
+// JSON to CEL, typed by the schema
+// ---------------------------------------------------------------------------
+
+/// Upstream `UnstructuredToVal`: integers stay `int`, `number` fields become `double`,
+/// property names are escaped as upstream's `cel.Escape`, and at a resource root
+/// `metadata` shows only `name` and `generateName`.
+pub fn to_cel(v: &Value, s: Option<&Structural>, resource_root: bool) -> CelValue {
+    match v {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => {
+            let wants_double = s.is_some_and(|s| s.type_ == "number");
+            match (n.as_i64(), wants_double) {
+                (Some(i), false) => CelValue::Int(i),
+                (Some(i), true) => CelValue::Float(i as f64),
+                (None, _) => match n.as_u64() {
+                    Some(u) if !wants_double => CelValue::UInt(u),
+                    _ => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+            }
+        }
+        Value::String(st) => CelValue::String(Arc::new(st.clone())),
+        Value::Array(a) => {
+            let item_schema = s.and_then(|s| s.items.as_deref());
+            let embedded = item_schema.is_some_and(|i| i.x_embedded_resource);
+            CelValue::List(Arc::new(
+                a.iter().map(|x| to_cel(x, item_schema, embedded)).collect(),
+            ))
+        }
+        Value::Object(m) => {
+            let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(m.len());
+            let escape_names = s.is_some_and(|s| !s.properties.is_empty());
+            for (k, x) in m {
+                let child = s.and_then(|s| s.child(k));
+                let embedded = child.is_some_and(|c| c.x_embedded_resource);
+                let value = if resource_root && k == "metadata" {
+                    root_metadata(x)
+                } else {
+                    to_cel(x, child, embedded)
+                };
+                let key = if escape_names {
+                    match escape(k) {
+                        Some(e) => e,
+                        // Upstream leaves unescapable names out of the object.
+                        None => continue,
+                    }
+                } else {
+                    k.clone()
+                };
+                out.insert(Key::String(Arc::new(key)), value);
+            }
+            CelValue::Map(Map { map: Arc::new(out) })
+        }
+    }
+}
+
+fn root_metadata(meta: &Value) -> CelValue {
+    let mut out: HashMap<Key, CelValue> = HashMap::new();
+    for key in ["name", "generateName"] {
+        if let Some(Value::String(s)) = meta.get(key) {
+            out.insert(
+                Key::String(Arc::new(key.to_string())),
+                CelValue::String(Arc::new(s.clone())),
+            );
+        }
+    }
+    CelValue::Map(Map { map: Arc::new(out) })
+}
+
+const CEL_RESERVED: [&str; 19] = [
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+];
+
+/// Upstream `cel.Escape`: the name a property has in CEL, or `None` when it has none.
+pub fn escape(name: &str) -> Option<String> {
+    if CEL_RESERVED.contains(&name) {
+        return Some(format!("__{name}__"));
+    }
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    let ok_first = first.is_ascii_alphabetic() || matches!(first, '_' | '.' | '-' | '/');
+    let ok_rest = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'));
+    if !ok_first || !ok_rest {
+        return None;
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("__") {
+            out.push_str("__underscores__");
+            rest = r;
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        match c {
+            '.' => out.push_str("__dot__"),
+            '-' => out.push_str("__dash__"),
+            '/' => out.push_str("__slash__"),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(out)
+}
+
+/// A CEL value as a message string (for `messageExpression`).
+pub fn as_message(v: &CelValue) -> Option<&str> {
+    match v {
+        CelValue::String(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(rule: &str, self_json: Value) -> Outcome {
+        let compiled = compile_rule(rule).unwrap();
+        check(&compiled, to_cel(&self_json, None, false), None, false)
+    }
+
+    #[test]
+    fn standard_macros_and_string_functions_work() {
+        let v = json!({"items": [1, 2, 3], "name": "web-1", "labels": {"a": "b"}});
+        for rule in [
+            "self.items.all(i, i > 0)",
+            "self.items.exists(i, i == 2)",
+            "self.items.exists_one(i, i == 3)",
+            "self.items.map(i, i * 2) == [2, 4, 6]",
+            "self.items.filter(i, i > 1).size() == 2",
+            "size(self.items) == 3",
+            "has(self.name) && !has(self.missing)",
+            "self.name.matches('^[a-z]+-[0-9]$')",
+            "self.name.startsWith('web') && self.name.endsWith('1') && self.name.contains('b-')",
+            "'a' in self.labels",
+            "self.name.lowerAscii() == 'web-1'",
+            "self.items.isSorted()",
+            "self.items.sum() == 6",
+            "self.items.max() == 3 && self.items.min() == 1",
+            "self.name.find('[0-9]') == '1'",
+            "self.name.split('-').size() == 2",
+        ] {
+            assert_eq!(run(rule, v.clone()), Outcome::Pass, "{rule}");
+        }
+        assert_eq!(run("self.items.all(i, i > 1)", v.clone()), Outcome::Fail);
+        assert!(matches!(
+            run("self.nope == 1", v.clone()),
+            Outcome::Error(_)
+        ));
+        assert_eq!(run("self.name", v), Outcome::NotBool);
+    }
+
+    #[test]
+    fn compile_errors_read_like_cel_go() {
+        let err = compile_rule("self.x >").unwrap_err();
+        assert!(err.starts_with("ERROR: <input>:1:"), "{err}");
+        assert_eq!(
+            compile_rule("foo == 1").unwrap_err(),
+            "ERROR: <input>:1:1: undeclared reference to 'foo' (in container '')"
+        );
+        assert!(compile_rule("self.all(x, x > 0)").is_ok());
+        assert!(compile_rule("self.map(k, self[k] > 0).all(b, b)").is_ok());
+    }
+
+    #[test]
+    fn old_self_is_detected_and_bound() {
+        let c = compile_rule("self == oldSelf").unwrap();
+        assert!(c.uses_old_self);
+        assert_eq!(
+            check(&c, CelValue::Int(1), Some(CelValue::Int(1)), false),
+            Outcome::Pass
+        );
+        let opt = compile_rule("!oldSelf.hasValue() || self >= oldSelf.value()").unwrap();
+        assert_eq!(check(&opt, CelValue::Int(1), None, true), Outcome::Pass);
+        assert_eq!(
+            check(&opt, CelValue::Int(1), Some(CelValue::Int(2)), true),
+            Outcome::Fail
+        );
+    }
+
+    #[test]
+    fn numbers_follow_the_schema_type() {
+        let s = Structural {
+            type_: "number".into(),
+            ..Structural::default()
+        };
+        assert_eq!(to_cel(&json!(1), Some(&s), false), CelValue::Float(1.0));
+        assert_eq!(to_cel(&json!(1), None, false), CelValue::Int(1));
+    }
+
+    #[test]
+    fn property_names_are_escaped_as_upstream() {
+        assert_eq!(escape("foo-bar").as_deref(), Some("foo__dash__bar"));
+        assert_eq!(escape("a.b/c").as_deref(), Some("a__dot__b__slash__c"));
+        assert_eq!(escape("x__y").as_deref(), Some("x__underscores__y"));
+        assert_eq!(escape("namespace").as_deref(), Some("__namespace__"));
+        assert_eq!(escape("1abc"), None);
+    }
+
+    #[test]
+    fn cost_bound_grows_with_loop_nesting() {
+        let flat = compile_rule("self.a == 1").unwrap();
+        let one = compile_rule("self.l.all(x, x > 0)").unwrap();
+        let two = compile_rule("self.l.all(x, self.l.all(y, x != y))").unwrap();
+        let sizes = Sizes {
+            longest_collection: 1000,
+            longest_string: 0,
+        };
+        assert!(flat.cost_bound(sizes) < 10);
+        assert!(one.cost_bound(sizes) < 10_000);
+        assert!(two.cost_bound(sizes) > PER_CALL_LIMIT);
+    }
+}
