@@ -1,0 +1,9 @@
+//! Server-side apply without I/O: merging applied configurations, tracking field
+//! ownership in `metadata.managedFields`, conflicts, and removal of dropped fields,
+//! following sigs.k8s.io/structured-merge-diff v4 and k8s.io/apimachinery's
+//! `managedfields/internal`.
+
+mod fieldset;
+mod json;
+
+pub use fieldset::{FieldSet, FieldsV1Error, Path, PathElement};
