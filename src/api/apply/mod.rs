@@ -5,5 +5,7 @@
 
 mod fieldset;
 mod json;
+mod shape;
 
 pub use fieldset::{FieldSet, FieldsV1Error, Path, PathElement};
+pub use shape::{ListType, Position, Shape};
