@@ -6,6 +6,8 @@
 mod fieldset;
 mod json;
 mod shape;
+mod typed;
 
 pub use fieldset::{FieldSet, FieldsV1Error, Path, PathElement};
 pub use shape::{ListType, Position, Shape};
+pub use typed::{ValidationError, ValidationErrors};
