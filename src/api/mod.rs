@@ -1,5 +1,6 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
+pub mod apply;
 pub mod crd;
 pub mod custom;
 pub mod defaults;
