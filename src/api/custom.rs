@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::apply::Shape;
 use super::crd::Structural;
 use super::jsonpath::JsonPath;
 use super::table::{human_duration, RowPrinter};
@@ -26,6 +27,8 @@ pub struct CustomResource {
     pub schema: Option<Value>,
     /// The same schema, parsed (rules compiled) for validation, defaulting and pruning.
     pub structural: Option<Arc<Structural>>,
+    /// How its objects merge under server-side apply (list types, map types).
+    pub shape: Arc<Shape>,
     /// `spec.names.listKind`.
     pub list_kind: String,
     pub columns: Vec<PrinterColumn>,
@@ -131,8 +134,13 @@ impl CustomResource {
             .as_ref()
             .and_then(|s| Structural::from_json(s).ok())
             .map(Arc::new);
+        let shape = Arc::new(match &schema {
+            Some(s) => Shape::from_openapi_v3(s),
+            None => Shape::deduced(),
+        });
         Some(CustomResource {
             structural,
+            shape,
             crd_name: crd["metadata"]["name"].as_str().unwrap_or("").to_string(),
             storage_version,
             schema,

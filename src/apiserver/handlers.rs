@@ -366,6 +366,18 @@ async fn resource(
     opts.dry_run = query.dry_run()?;
     opts.field_validation = FieldValidation::parse(query.str("fieldValidation"))?;
     opts.requester = Some(user.clone());
+    let applying = PatchType::from_content_type(&content_type) == Some(PatchType::Apply);
+    opts.force = query.flag("force");
+    opts.field_manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => Some(m.to_string()),
+        // Server-side apply must name its manager; other writes default to the
+        // client's user agent, as upstream.
+        None if applying => None,
+        None => Some(super::registry::manager_from_user_agent(header_str(
+            &req,
+            header::USER_AGENT,
+        ))),
+    };
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
         ("list", None, None) => list(ctx, def, ns, &query, as_table).await,
@@ -478,7 +490,11 @@ async fn resource(
                 .registry
                 .patch(def, ns, name, (patch_type, &body), sub, &opts)
                 .await?;
-            Ok(written(def, 200, w))
+            // Server-side apply of a missing object creates it: 201, as upstream.
+            let created = patch_type == PatchType::Apply
+                && w.kv.mod_revision != 0
+                && w.kv.create_revision == w.kv.mod_revision;
+            Ok(written(def, if created { 201 } else { 200 }, w))
         }
         ("patch", Some(name), Some("scale")) => {
             let patch_type = patch_type(&content_type)?;

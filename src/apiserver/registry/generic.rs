@@ -68,7 +68,7 @@ pub(super) fn now() -> String {
 }
 
 /// A body naming another object than the URL does.
-pub(super) fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
     if object::name(obj) == name {
         return Ok(());
     }
@@ -351,6 +351,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(def, &name, &errors));
         }
+        let mut obj = self.track_update(def, None, obj, None, opts);
         check_stored_size(def, &name, &obj)?;
         if let (true, Some(ns)) = (def.namespaced, ns) {
             self.check_namespace(def, ns, &name)?;
@@ -515,16 +516,29 @@ impl Registry {
             allocated.release(&self.allocators);
             return Err(e);
         }
-        if object::same_content(&new, oldv) {
+        // An apply that only adds a co-owner still records it; other writes that change
+        // nothing are not written.
+        let unchanged = if opts.fields_managed {
+            object::same_content(&new, oldv)
+                && new["metadata"]["managedFields"] == oldv["metadata"]["managedFields"]
+        } else {
+            object::same_content(&new, oldv)
+        };
+        if unchanged {
             return Ok(written(old.clone(), false));
+        }
+        if !opts.dry_run && strategy.is_heartbeat(oldv, &new) {
+            // Acknowledged in memory only; the stored resourceVersion stays valid.
+            return Ok(written(self.heartbeats.record(old, new), false));
+        }
+        let new = self.track_update(def, Some(oldv), new, subresource, opts);
+        if let Err(e) = check_stored_size(def, &name, &new) {
+            allocated.release(&self.allocators);
+            return Err(e);
         }
         if opts.dry_run {
             allocated.release(&self.allocators);
             return Ok(written(unstored(&old.key, new), false));
-        }
-        if strategy.is_heartbeat(oldv, &new) {
-            // Acknowledged in memory only; the stored resourceVersion stays valid.
-            return Ok(written(self.heartbeats.record(old, new), false));
         }
         // Finalization: the last finalizer removed from an object being deleted (without
         // a pending grace period) deletes it.
@@ -588,7 +602,14 @@ impl Registry {
             let old = self.get_with(strategy, def, ns, name)?;
             let new = mutate(&old.value)?;
             let mut warnings = Vec::new();
-            let new = self.decode(strategy, def, new, opts.field_validation, &[], &mut warnings)?;
+            let new = self.decode(
+                strategy,
+                def,
+                new,
+                opts.field_validation,
+                &[],
+                &mut warnings,
+            )?;
             check_name(&new, name)?;
             // A resourceVersion set by the caller (e.g. in a patch) is a precondition.
             let rv = object::meta_str(&new, "resourceVersion").unwrap_or("");

@@ -5,6 +5,7 @@
 
 mod generic;
 mod kinds;
+mod managed;
 mod strategy;
 #[cfg(test)]
 mod tests;
@@ -22,10 +23,11 @@ use crate::api::patch::{self, PatchType};
 use crate::api::resources::{Catalog, ResourceDef, Resources};
 use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
-use generic::{check_name, now};
+use generic::now;
 pub use kinds::crd::CLEANUP_FINALIZER;
 pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
+pub use managed::manager_from_user_agent;
 pub use strategy::{strategy_for, Strategy};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
@@ -63,6 +65,13 @@ pub struct WriteOptions {
     /// rules (`Strategy::admit`: NodeRestriction, the event rate limit) apply to it.
     /// `None` for the in-process controllers, which are trusted.
     pub requester: Option<User>,
+    /// Who the write is recorded for in `managedFields` (`fieldManager`, or the
+    /// client's user agent); `None`: an in-process component.
+    pub field_manager: Option<String>,
+    /// Server-side apply takes fields other managers own instead of conflicting.
+    pub force: bool,
+    /// The write's managed fields are already recorded (server-side apply did it).
+    fields_managed: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +116,8 @@ pub struct Registry {
     pub cluster_cidr: Option<Ipv4Net>,
     /// Events written by each node identity, rate-limited (upstream's EventRateLimit).
     pub event_rate_limit: EventRateLimit,
+    /// The merge shapes of the built-in kinds (server-side apply).
+    shapes: managed::Shapes,
     /// What is served: the built-in kinds and the custom resources of the established
     /// CustomResourceDefinitions (kept current by `apiserver::crds`).
     pub catalog: Catalog,
@@ -122,6 +133,7 @@ impl Registry {
             cluster_cidr: None,
             event_rate_limit: EventRateLimit::default(),
             catalog: Catalog::new(),
+            shapes: managed::Shapes::default(),
         };
         registry.reclaim_allocations();
         registry
@@ -219,15 +231,12 @@ impl Registry {
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        if patch_type == PatchType::Apply && self.get(def, ns, name).is_err() {
-            // Server-side apply of an object that does not exist creates it.
-            let obj =
-                patch::apply_patch(def.kind, &Value::Null, body, patch_type).map_err(|e| {
-                    ApiError::new(e.status_code(), reason_for(e.status_code()), e.to_string())
-                })?;
-            check_name(&obj, name)?;
-            return self.create(def, ns, obj, opts).await;
+        if patch_type == PatchType::Apply {
+            return self
+                .server_side_apply(def, ns, name, body, subresource, opts)
+                .await;
         }
+        managed::check_options(opts.field_manager.as_deref(), opts.force, false)?;
         let kind = def.kind;
         self.modify(def, ns, name, subresource, opts, &|current| {
             patch::apply_patch(kind, current, body, patch_type).map_err(|e| {
