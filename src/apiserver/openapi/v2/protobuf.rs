@@ -149,7 +149,7 @@ pub mod parameters_item {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Oneof {
         #[prost(message, tag = "1")]
-        Parameter(super::Parameter),
+        Parameter(Box<super::Parameter>),
         #[prost(message, tag = "2")]
         JsonReference(super::JsonReference),
     }
@@ -173,7 +173,7 @@ pub mod parameter {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Oneof {
         #[prost(message, tag = "1")]
-        BodyParameter(super::BodyParameter),
+        BodyParameter(Box<super::BodyParameter>),
         #[prost(message, tag = "2")]
         NonBodyParameter(super::NonBodyParameter),
     }
@@ -203,6 +203,8 @@ pub struct NonBodyParameter {
 
 pub mod non_body_parameter {
     /// Header and path parameters share one field layout, query and form ones another.
+    /// The variant names are the .proto's.
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Oneof {
         #[prost(message, tag = "1")]
@@ -294,7 +296,7 @@ pub mod response_value {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Oneof {
         #[prost(message, tag = "1")]
-        Response(super::Response),
+        Response(Box<super::Response>),
         #[prost(message, tag = "2")]
         JsonReference(super::JsonReference),
     }
@@ -373,8 +375,8 @@ pub struct Schema {
     pub required: Vec<String>,
     #[prost(message, repeated, tag = "20")]
     pub r#enum: Vec<Any>,
-    #[prost(message, optional, boxed, tag = "21")]
-    pub additional_properties: Option<Box<AdditionalPropertiesItem>>,
+    #[prost(message, optional, tag = "21")]
+    pub additional_properties: Option<AdditionalPropertiesItem>,
     #[prost(message, optional, tag = "22")]
     pub r#type: Option<TypeItem>,
     #[prost(message, optional, tag = "23")]
@@ -405,7 +407,7 @@ pub mod additional_properties_item {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Oneof {
         #[prost(message, tag = "1")]
-        Schema(super::Schema),
+        Schema(Box<super::Schema>),
         #[prost(bool, tag = "2")]
         Boolean(bool),
     }
@@ -725,14 +727,14 @@ fn parameters_item(value: &Value, at: &str) -> Result<ParametersItem> {
     }
     let location = string(obj, "in", at)?;
     let parameter = match location.as_str() {
-        "body" => parameter::Oneof::BodyParameter(BodyParameter {
+        "body" => parameter::Oneof::BodyParameter(Box::new(BodyParameter {
             description: string(obj, "description", at)?,
             name: string(obj, "name", at)?,
             r#in: location.clone(),
             required: boolean(obj, "required", at)?,
             schema: obj.get("schema").map(|s| schema(s, at)).transpose()?,
             vendor_extension: vendor_extensions(obj, at)?,
-        }),
+        })),
         "query" | "formData" => {
             let sub = QueryParameterSubSchema {
                 required: boolean(obj, "required", at)?,
@@ -782,9 +784,9 @@ fn parameters_item(value: &Value, at: &str) -> Result<ParametersItem> {
         }
     };
     Ok(ParametersItem {
-        oneof: Some(parameters_item::Oneof::Parameter(Parameter {
+        oneof: Some(parameters_item::Oneof::Parameter(Box::new(Parameter {
             oneof: Some(parameter),
-        })),
+        }))),
     })
 }
 
@@ -804,7 +806,7 @@ fn responses(value: &Value, at: &str) -> Result<Responses> {
                     description: string(r, "description", &at)?,
                 })
             } else {
-                response_value::Oneof::Response(Response {
+                response_value::Oneof::Response(Box::new(Response {
                     description: string(r, "description", &at)?,
                     schema: r
                         .get("schema")
@@ -815,7 +817,7 @@ fn responses(value: &Value, at: &str) -> Result<Responses> {
                         })
                         .transpose()?,
                     vendor_extension: vendor_extensions(r, &at)?,
-                })
+                }))
             };
             Ok(NamedResponseValue {
                 name: code.clone(),
@@ -852,7 +854,9 @@ fn schema(value: &Value, at: &str) -> Result<Schema> {
     let additional_properties = match obj.get("additionalProperties") {
         None => None,
         Some(Value::Bool(b)) => Some(additional_properties_item::Oneof::Boolean(*b)),
-        Some(s) => Some(additional_properties_item::Oneof::Schema(schema(s, at)?)),
+        Some(s) => Some(additional_properties_item::Oneof::Schema(Box::new(schema(
+            s, at,
+        )?))),
     };
     let r#type = match obj.get("type") {
         None => None,
@@ -905,7 +909,7 @@ fn schema(value: &Value, at: &str) -> Result<Schema> {
         required: strings(obj, "required", at)?,
         r#enum: anys(obj, "enum", at)?,
         additional_properties: additional_properties
-            .map(|one| Box::new(AdditionalPropertiesItem { oneof: Some(one) })),
+            .map(|one| AdditionalPropertiesItem { oneof: Some(one) }),
         r#type,
         items,
         all_of: array(obj, "allOf", at)?

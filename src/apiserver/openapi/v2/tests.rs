@@ -348,6 +348,29 @@ fn property<'a>(schema: &'a protobuf::Schema, name: &str) -> &'a protobuf::Schem
         .unwrap()
 }
 
+fn body_parameter(item: &protobuf::ParametersItem) -> Option<&protobuf::BodyParameter> {
+    let Some(protobuf::parameters_item::Oneof::Parameter(p)) = &item.oneof else {
+        return None;
+    };
+    match &p.oneof {
+        Some(parameter::Oneof::BodyParameter(body)) => Some(body.as_ref()),
+        _ => None,
+    }
+}
+
+fn path_parameter(item: &protobuf::ParametersItem) -> Option<&protobuf::PathParameterSubSchema> {
+    let Some(protobuf::parameters_item::Oneof::Parameter(p)) = &item.oneof else {
+        return None;
+    };
+    let Some(parameter::Oneof::NonBodyParameter(non_body)) = &p.oneof else {
+        return None;
+    };
+    match &non_body.oneof {
+        Some(non_body_parameter::Oneof::PathParameterSubSchema(sub)) => Some(sub),
+        _ => None,
+    }
+}
+
 #[test]
 fn protobuf_round_trips_what_kubectl_reads() {
     let v2 = served_swagger();
@@ -404,28 +427,13 @@ fn protobuf_round_trips_what_kubectl_reads() {
         extension(&post.vendor_extension, "x-kubernetes-group-version-kind"),
         json!({ "group": "apps", "kind": "Deployment", "version": "v1" })
     );
-    let first = post.parameters[0].oneof.as_ref();
-    let Some(protobuf::parameters_item::Oneof::Parameter(protobuf::Parameter {
-        oneof: Some(parameter::Oneof::BodyParameter(body)),
-    })) = first
-    else {
-        panic!("first parameter: {first:?}");
-    };
+    let body = body_parameter(&post.parameters[0]).expect("a body parameter first");
     assert!(body.required);
     assert_eq!(
         body.schema.as_ref().unwrap().xref,
         "#/definitions/io.k8s.api.apps.v1.Deployment"
     );
-    let namespace = item.parameters[0].oneof.as_ref();
-    let Some(protobuf::parameters_item::Oneof::Parameter(protobuf::Parameter {
-        oneof:
-            Some(parameter::Oneof::NonBodyParameter(protobuf::NonBodyParameter {
-                oneof: Some(non_body_parameter::Oneof::PathParameterSubSchema(ns)),
-            })),
-    })) = namespace
-    else {
-        panic!("path parameter: {namespace:?}");
-    };
+    let ns = path_parameter(&item.parameters[0]).expect("a path parameter");
     assert_eq!((ns.name.as_str(), ns.required), ("namespace", true));
     let responses = &post.responses.as_ref().unwrap().response_code;
     assert_eq!(responses[0].name, "200");
