@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything orc needs to build, run and test on Debian / Raspberry Pi OS: the
-# system packages with apt, kubectl (scripts/install-kubectl.sh) and, when cargo is
+# system packages with apt, kubectl (scripts/install-kubectl.sh), kubectl v1.20 for the
+# OpenAPI v2 tests (scripts/install-kubectl-1.20.sh, into /opt/orc-test) and, when cargo is
 # missing, the Rust toolchain with rustup (https://rustup.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,7 @@ fi
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO bash "$here/install-kubectl.sh"
+$SUDO bash "$here/install-kubectl-1.20.sh"
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || {
     echo "install-deps.sh: installing the Rust toolchain with rustup (into $HOME/.cargo)" >&2

@@ -346,3 +346,158 @@ fn delete_honours_grace_period_and_force() {
     s.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
     assert!(!s.kubectl(&["get", "pod", "bound"]).status.success());
 }
+
+/// kubectl before 1.27 validates and explains with OpenAPI v2 only; Debian's
+/// kubernetes-client (v1.20) is unpacked here by `scripts/install-kubectl-1.20.sh`
+/// (`ORC_KUBECTL_1_20` names another binary).
+const KUBECTL_1_20: &str = "/opt/orc-test/kubectl-1.20/kubectl";
+
+const HELLO: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, labels: {app: hello}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {tcpSocket: {port: http}, periodSeconds: 2}
+        resources: {requests: {cpu: 10m, memory: 8Mi}, limits: {memory: 32Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec:
+  selector: {app: hello}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+#[tokio::test]
+async fn openapi_v2_is_served_as_json_and_protobuf() {
+    let s = Server::start();
+    let c = s.client(true);
+    let url = format!("{}/openapi/v2", s.url());
+    let resp = c.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["swagger"], "2.0");
+    let deployment = &json["definitions"]["io.k8s.api.apps.v1.Deployment"];
+    assert_eq!(
+        deployment["x-kubernetes-group-version-kind"][0]["kind"],
+        "Deployment"
+    );
+    assert_eq!(
+        deployment["properties"]["spec"]["$ref"],
+        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    );
+    let create = &json["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"];
+    assert_eq!(create["operationId"], "createCoreV1NamespacedPod");
+    assert_eq!(create["parameters"][0]["in"], "body");
+
+    let resp = c
+        .get(&url)
+        .header("Accept", V2_PROTOBUF)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    assert_eq!(resp.headers()["vary"], "Accept");
+    assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);
+    let protobuf = resp.bytes().await.unwrap();
+    // The protobuf form is the served JSON, encoded.
+    let encoded = orc::apiserver::openapi::v2::to_protobuf(&json).unwrap();
+    assert!(
+        protobuf[..] == encoded[..],
+        "protobuf is not the JSON encoded"
+    );
+
+    let cached = c.get(&url).header("If-None-Match", &etag).send().await;
+    assert_eq!(cached.unwrap().status(), 304);
+    let yaml = c
+        .get(&url)
+        .header("Accept", "application/yaml")
+        .send()
+        .await;
+    assert_eq!(yaml.unwrap().status(), 406);
+}
+
+fn old_kubectl(s: &Server, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let bin = std::env::var("ORC_KUBECTL_1_20").unwrap_or_else(|_| KUBECTL_1_20.to_string());
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "{bin} is missing: run scripts/install-kubectl-1.20.sh (or set ORC_KUBECTL_1_20)"
+    );
+    let mut child = Command::new(&bin)
+        .args(args)
+        .env("KUBECONFIG", s.kubeconfig())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl 1.20");
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, stdin.unwrap_or_default().as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().expect("kubectl 1.20 output")
+}
+
+#[test]
+fn kubectl_1_20_validates_applies_and_explains_with_openapi_v2() {
+    let s = Server::start();
+    let out = old_kubectl(&s, &["apply", "-f", "-"], Some(HELLO));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let applied = stdout(&out);
+    assert!(
+        applied.contains("deployment.apps/hello created")
+            && applied.contains("service/hello created"),
+        "{applied}"
+    );
+    assert_eq!(s.get_json(&["deploy", "hello"])["spec"]["replicas"], 2);
+
+    let typo = HELLO.replacen("replicas: 2", "replicaz: 2", 1);
+    let out = old_kubectl(&s, &["apply", "-f", "-"], Some(&typo));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "error validating data: ValidationError(Deployment.spec): unknown field \"replicaz\" in io.k8s.api.apps.v1.DeploymentSpec"
+        ),
+        "{stderr}"
+    );
+    let wrong_type = HELLO.replacen("replicas: 2", "replicas: two", 1);
+    let out = old_kubectl(&s, &["apply", "-f", "-"], Some(&wrong_type));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ValidationError(Deployment.spec.replicas): invalid type"),
+        "{stderr}"
+    );
+
+    let out = old_kubectl(&s, &["explain", "deployment.spec.replicas"], None);
+    let explain = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        explain.contains("KIND:     Deployment") && explain.contains("replicas <integer>"),
+        "{explain}"
+    );
+    let out = old_kubectl(&s, &["explain", "pods.spec.containers.ports"], None);
+    assert!(stdout(&out).contains("containerPort"), "{}", stdout(&out));
+}

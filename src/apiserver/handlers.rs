@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::{self, User};
 use super::kubelet_proxy::Stream;
+use super::openapi::v2;
 use super::registry::{strategy_for, DeleteOptions, FieldValidation, WriteOptions, Written};
 use super::request::{self, Query, RequestBody};
 use super::response::{self, Body};
@@ -265,12 +266,27 @@ fn aggregated(v: Value) -> Response<Body> {
 
 /// An OpenAPI document, with a strong `ETag` (`304` when `If-None-Match` matches). A
 /// request naming the current `hash=` may cache the answer for good: the URL changes with
-/// the document.
+/// the document. `/openapi/v2` is JSON or gnostic protobuf as `Accept` asks (`406` when
+/// neither), each form with its own `ETag`, and says `Vary: Accept`.
 fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response<Body>, ApiError> {
-    let doc = ctx
-        .openapi
-        .document(path, &ctx.registry.resources())
-        .ok_or_else(ApiError::no_route)?;
+    let served = ctx.registry.resources();
+    let v2_format = if path.trim_matches('/') == "v2" {
+        let accept = header_str(req, header::ACCEPT);
+        Some(v2::negotiate(accept).ok_or_else(|| {
+            ApiError::not_acceptable(format!("/openapi/v2 is not served as {accept}"))
+        })?)
+    } else {
+        None
+    };
+    let doc = match v2_format {
+        Some(format) => ctx.openapi.v2(format, &served).ok_or_else(|| {
+            ApiError::unavailable("the protobuf form of /openapi/v2 could not be built")
+        })?,
+        None => ctx
+            .openapi
+            .document(path, &served)
+            .ok_or_else(ApiError::no_route)?,
+    };
     let etag = doc.etag();
     let not_modified = header_str(req, header::IF_NONE_MATCH)
         .split(',')
@@ -299,6 +315,13 @@ fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response
         header::CACHE_CONTROL,
         http::HeaderValue::from_static(cache_control),
     );
+    if let Some(format) = v2_format {
+        headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
+        if !not_modified {
+            let content_type = http::HeaderValue::from_static(format.content_type());
+            headers.insert(header::CONTENT_TYPE, content_type);
+        }
+    }
     Ok(resp)
 }
 

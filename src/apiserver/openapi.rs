@@ -17,6 +17,7 @@ use crate::api::resources::{ResourceDef, Resources};
 use crate::apiserver::registry::strategy_for;
 
 mod paths;
+pub mod v2;
 
 /// Where `$ref`s point in an OpenAPI 3 document.
 const SCHEMA_REF_PREFIX: &str = "#/components/schemas/";
@@ -48,7 +49,10 @@ pub struct Document {
 
 impl Document {
     fn new(value: &Value) -> Document {
-        let body = serde_json::to_vec(value).expect("a JSON value serializes");
+        Document::from_bytes(serde_json::to_vec(value).expect("a JSON value serializes"))
+    }
+
+    fn from_bytes(body: Vec<u8>) -> Document {
         let hash = hex::encode(Sha256::digest(&body));
         Document {
             body: Bytes::from(body),
@@ -76,6 +80,9 @@ struct Documents {
     index: Document,
     /// By index path: `api/v1`, `apis/apps/v1`.
     group_versions: BTreeMap<String, Document>,
+    /// `/openapi/v2` as JSON, and as protobuf (`None` if it could not be encoded).
+    v2_json: Document,
+    v2_protobuf: Option<Document>,
 }
 
 impl OpenApi {
@@ -84,7 +91,7 @@ impl OpenApi {
     }
 
     /// The document served at `/openapi/<path>` (`v3`, `v3/api/v1`, `v3/apis/apps/v1`);
-    /// `None` for anything else (including `v2`, which kubectl reads only as protobuf).
+    /// `None` for anything else (`v2` is served by [`OpenApi::v2`]).
     pub fn document(&self, path: &str, served: &Resources) -> Option<Document> {
         let docs = self.documents(served);
         let path = path.trim_matches('/');
@@ -108,24 +115,61 @@ impl OpenApi {
             }
         }
     }
+
+    /// The Swagger 2.0 document (`/openapi/v2`) in `format`; `None` when its protobuf form
+    /// could not be encoded (logged when generated).
+    pub fn v2(&self, format: v2::Format, served: &Resources) -> Option<Document> {
+        let docs = self.documents(served);
+        match format {
+            v2::Format::Json => Some(docs.v2_json.clone()),
+            v2::Format::Protobuf => docs.v2_protobuf.clone(),
+        }
+    }
 }
 
 impl Documents {
     fn generate(served: &Resources) -> Documents {
-        let group_versions: BTreeMap<String, Document> = served_group_versions(served)
-            .into_iter()
-            .filter_map(|(group, version)| {
-                let doc = group_version_document(served, group, version)?;
-                Some((index_path(group, version), Document::new(&doc)))
-            })
+        let values = group_version_documents(served);
+        let group_versions: BTreeMap<String, Document> = values
+            .iter()
+            .map(|(path, doc)| (path.clone(), Document::new(doc)))
             .collect();
         let index = Document::new(&index(&group_versions));
+        let started = std::time::Instant::now();
+        let swagger = v2::swagger(&values);
+        let v2_json = Document::new(&swagger);
+        let v2_protobuf = match v2::to_protobuf(&swagger) {
+            Ok(body) => Some(Document::from_bytes(body)),
+            Err(error) => {
+                tracing::error!(%error, "cannot encode /openapi/v2 as protobuf");
+                None
+            }
+        };
+        tracing::info!(
+            json_bytes = v2_json.body.len(),
+            protobuf_bytes = v2_protobuf.as_ref().map_or(0, |d| d.body.len()),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "generated /openapi/v2"
+        );
         Documents {
             generation: served.generation,
             index,
             group_versions,
+            v2_json,
+            v2_protobuf,
         }
     }
+}
+
+/// The OpenAPI v3 document of every served group-version, by index path.
+fn group_version_documents(served: &Resources) -> BTreeMap<String, Value> {
+    served_group_versions(served)
+        .into_iter()
+        .filter_map(|(group, version)| {
+            let doc = group_version_document(served, group, version)?;
+            Some((index_path(group, version), doc))
+        })
+        .collect()
 }
 
 /// `api/v1` or `apis/<group>/<version>`: a group-version's key in the v3 index.
