@@ -63,6 +63,27 @@ fn manifests_apply_at_start_and_on_change_skip_files_stay_out_bad_files_are_repo
         config_map_value(&s, "demo", "hello").as_deref() == Some("hello")
     });
 
+    // Applied server-side by field manager orc-deploy; an edit by hand is overwritten
+    // when the file changes (the file wins, as k3s's deploy controller).
+    let cm = s.get_json(&["cm", "hello", "-n", "demo", "--show-managed-fields"]);
+    assert_eq!(
+        cm["metadata"]["managedFields"][0]["manager"], "orc-deploy",
+        "{cm}"
+    );
+    assert_eq!(
+        cm["metadata"]["managedFields"][0]["operation"], "Apply",
+        "{cm}"
+    );
+    s.ok(&[
+        "patch",
+        "cm",
+        "hello",
+        "-n",
+        "demo",
+        "-p",
+        r#"{"data":{"greeting":"by hand"}}"#,
+    ]);
+
     // Changed: applied again.
     std::fs::write(dir.join("app.yaml"), APP.replace("GREETING", "bonjour")).unwrap();
     wait_for("the changed app.yaml to be applied", || {

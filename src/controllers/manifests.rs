@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 
 use super::events::{Recorder, WARNING};
 use super::framework::Client;
-use crate::api::patch::PatchType;
 use crate::api::resources::ResourceDef;
 
 /// How often the directory is looked at (k3s: 15 s). Reading a few small files costs
@@ -140,6 +139,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Value>, ManifestError> {
     Ok(objects)
 }
 
+/// The field manager of what this controller applies (as k3s's deploy controller);
+/// forced: the file wins over edits made by hand.
+pub const FIELD_MANAGER: &str = "orc-deploy";
+
 /// How long a kind may take to be served: a CRD applied a moment ago is established
 /// within milliseconds.
 const NEW_KIND_WAIT: Duration = Duration::from_secs(5);
@@ -198,7 +201,7 @@ async fn apply(client: &dyn Client, file: &Path, object: &Value) -> Result<(), M
     }
     let body = serde_json::to_vec(&object).map_err(|e| refused(e.to_string()))?;
     client
-        .patch(def, namespace.as_deref(), &name, PatchType::Apply, &body)
+        .apply(def, namespace.as_deref(), &name, &body, FIELD_MANAGER, true)
         .await
         .map(|_| ())
         .map_err(|e| refused(e.message))

@@ -78,6 +78,17 @@ pub trait Client: Send + Sync + 'static {
         patch_type: PatchType,
         body: &[u8],
     ) -> Result<Written, ApiError>;
+    /// Server-side apply of `config` (JSON or YAML) as `field_manager`; with `force`,
+    /// fields other managers own are taken instead of conflicting.
+    async fn apply(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        config: &[u8],
+        field_manager: &str,
+        force: bool,
+    ) -> Result<Written, ApiError>;
     async fn delete(
         &self,
         def: &ResourceDef,
@@ -228,6 +239,21 @@ impl Client for Registry {
     ) -> Result<Written, ApiError> {
         let opts = WriteOptions::default();
         Registry::patch(self, def, ns, name, (patch_type, body), None, &opts).await
+    }
+
+    async fn apply(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        config: &[u8],
+        field_manager: &str,
+        force: bool,
+    ) -> Result<Written, ApiError> {
+        let mut opts = WriteOptions::default();
+        opts.field_manager = Some(field_manager.to_string());
+        opts.force = force;
+        Registry::patch(self, def, ns, name, (PatchType::Apply, config), None, &opts).await
     }
 
     async fn delete(
