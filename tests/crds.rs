@@ -374,3 +374,123 @@ async fn bad_definitions_and_unknown_kinds_are_refused_and_store_nothing() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+const RULED_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: backups.ops.example.com}
+spec:
+  group: ops.example.com
+  scope: Namespaced
+  names: {plural: backups, kind: Backup}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [schedule]
+            x-kubernetes-validations:
+            - rule: "self.keep >= self.minKeep"
+              message: "keep must be at least minKeep"
+            - rule: "!has(oldSelf.target) || self.target == oldSelf.target"
+              message: "target is immutable"
+            properties:
+              schedule: {type: string, pattern: '^(\S+ ){4}\S+$'}
+              keep: {type: integer, default: 7, minimum: 1}
+              minKeep: {type: integer, default: 1}
+              mode: {type: string, enum: [full, incremental], default: full}
+              target: {type: string}
+"#;
+
+#[test]
+fn schemas_default_prune_and_validate_custom_objects_with_cel_rules() {
+    let s = Server::start();
+    s.apply_yaml("apply", RULED_CRD);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/backups.ops.example.com",
+    ]);
+    let backup = |spec: &str| {
+        format!("apiVersion: ops.example.com/v1\nkind: Backup\nmetadata: {{name: nightly}}\nspec: {spec}\n")
+    };
+    // Defaults fill what is missing; unknown fields are pruned (Warn) or refused (Strict).
+    let out = s.kubectl_stdin(
+        &["create", "--validate=warn", "-f", "-"],
+        &backup("{schedule: '0 3 * * *', target: s3, extra: 1}"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"unknown field "spec.extra""#),
+        "{out:?}"
+    );
+    let b = s.get_json(&["backup", "nightly"]);
+    assert_eq!(
+        b["spec"],
+        json!({"schedule": "0 3 * * *", "target": "s3", "keep": 7, "minKeep": 1, "mode": "full"})
+    );
+    let strict = s.kubectl_stdin(
+        &["apply", "--validate=strict", "-f", "-"],
+        &backup("{schedule: '0 3 * * *', target: s3, extra: 1}"),
+    );
+    assert!(!strict.status.success());
+
+    // Schema keywords and CEL rules answer 422 with upstream's messages.
+    for (spec, message) in [
+        (
+            "{schedule: 'hourly', target: s3}",
+            r#"spec.schedule in body should match"#,
+        ),
+        (
+            "{schedule: '0 3 * * *', target: s3, mode: partial}",
+            r#"Unsupported value: "partial""#,
+        ),
+        (
+            "{schedule: '0 3 * * *', target: s3, keep: 0}",
+            "should be greater than or equal to 1",
+        ),
+        (
+            "{schedule: '0 3 * * *', target: s3, keep: 2, minKeep: 5}",
+            "keep must be at least minKeep",
+        ),
+        (
+            "{schedule: '0 3 * * *', target: gcs}",
+            "target is immutable",
+        ),
+    ] {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &backup(spec));
+        assert!(!out.status.success(), "{spec} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{spec}: {stderr}");
+    }
+    assert_eq!(s.get_json(&["backup", "nightly"])["spec"]["target"], "s3");
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &backup("{target: s3}").replace("nightly", "weekly"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.schedule: Required value"),
+        "{out:?}"
+    );
+
+    // A rule that does not compile refuses the CRD itself.
+    let broken = RULED_CRD
+        .replace("backups.ops", "brokens.ops")
+        .replace(
+            "plural: backups, kind: Backup",
+            "plural: brokens, kind: Broken",
+        )
+        .replace("self.keep >= self.minKeep", "self.keep >=");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &broken);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("compilation failed"),
+        "{out:?}"
+    );
+}

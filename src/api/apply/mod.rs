@@ -165,14 +165,13 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// The HTTP status upstream answers with: 409 for conflicts, 400 for a bad
-    /// configuration, 500 for shape errors and unreadable stored managed fields.
+    /// The HTTP status: 409 for conflicts, 400 for a configuration that does not fit
+    /// (upstream answers 500 there; a client's bad input is a 4xx here), 500 for a
+    /// stored object or stored managed fields that cannot be read.
     pub fn status_code(&self) -> u16 {
         match self {
             ApplyError::Conflicts(_) => 409,
-            ApplyError::InvalidConfig { .. }
-            | ApplyError::InvalidLive { .. }
-            | ApplyError::DecodeManagedFields(_) => 500,
+            ApplyError::InvalidLive { .. } | ApplyError::DecodeManagedFields(_) => 500,
             _ => 400,
         }
     }

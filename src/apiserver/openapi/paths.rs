@@ -537,9 +537,15 @@ impl<'a> Resource<'a> {
 
     fn request_body(&self, schema: Schema, sub: &str) -> Value {
         let content = match schema {
+            // Custom kinds take no strategic merge patch (kubectl reads this list to
+            // choose between strategic and JSON merge patch).
             Schema::Patch => Value::Object(
                 PATCH_CONTENT_TYPES
                     .iter()
+                    .filter(|ct| {
+                        self.def.custom.is_none()
+                            || **ct != "application/strategic-merge-patch+json"
+                    })
                     .map(|ct| (ct.to_string(), json!({ "schema": schema_ref(PATCH) })))
                     .collect(),
             ),
