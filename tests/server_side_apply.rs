@@ -314,3 +314,42 @@ fn custom_lists_merge_by_schema_keys_and_a_huge_crd_applies_server_side() {
         "{out:?}"
     );
 }
+
+#[test]
+fn non_apply_creates_are_tracked_with_managed_fields_all_and_untracked_by_default() {
+    let all = Server::start_with(&["--managed-fields", "all"]);
+    all.ok(&["create", "configmap", "made", "--from-literal=a=1"]);
+    let cm = all.get_json(&["cm", "made", "--show-managed-fields"]);
+    assert_eq!(
+        managers(&cm),
+        [("kubectl-create".to_string(), "Update".to_string())]
+    );
+    assert_eq!(
+        owner_of(&cm, "kubectl-create"),
+        &json!({"f:data": {".": {}, "f:a": {}}})
+    );
+
+    // By default an object is tracked from its first apply on: a create leaves none,
+    // an apply then owns what it applies and what was there before is
+    // before-first-apply's.
+    let light = Server::start();
+    light.ok(&["create", "configmap", "made", "--from-literal=a=1"]);
+    let cm = light.get_json(&["cm", "made", "--show-managed-fields"]);
+    assert!(cm["metadata"]["managedFields"].is_null(), "{cm}");
+    let out = light.kubectl_stdin(
+        &["apply", "--server-side", "--field-manager=ops", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: made}\ndata: {b: \"2\"}\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let cm = light.get_json(&["cm", "made", "--show-managed-fields"]);
+    assert_eq!(cm["data"], json!({"a": "1", "b": "2"}));
+    assert_eq!(owner_of(&cm, "ops"), &json!({"f:data": {"f:b": {}}}));
+    light.ok(&["label", "cm", "made", "x=y"]);
+    let cm = light.get_json(&["cm", "made", "--show-managed-fields"]);
+    assert!(
+        managers(&cm)
+            .iter()
+            .any(|(m, op)| m == "kubectl-label" && op == "Update"),
+        "{cm}"
+    );
+}

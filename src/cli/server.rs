@@ -82,6 +82,12 @@ pub struct ServerArgs {
     /// node before they are deleted (pods get a 300s toleration by default).
     #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// Which objects record `metadata.managedFields` on every write: `applied` (objects
+    /// once written by server-side apply; others stay untracked like objects older than
+    /// server-side apply upstream, at no cost) or `all` (as upstream: every object,
+    /// which halves pod create throughput and doubles their memory).
+    #[arg(long, env = "ORC_MANAGED_FIELDS", default_value = "applied", value_parser = ["applied", "all"])]
+    pub managed_fields: String,
     /// Lifetime of node certificates (e.g. 720h); agents renew them after two thirds.
     #[arg(long, env = "ORC_NODE_CERTIFICATE_VALIDITY", default_value = "720h", value_parser = parse_duration)]
     pub node_certificate_validity: Duration,
@@ -133,6 +139,8 @@ pub struct ServerConfig {
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
     pub node_certificate_validity: Duration,
+    /// Every object records managedFields (`--managed-fields all`).
+    pub managed_fields_for_all: bool,
     pub max_watches_per_user: usize,
     /// The embedded agent's node flags (`None` with --disable-agent).
     pub agent: Option<super::agent::NodeArgs>,
@@ -231,6 +239,7 @@ impl ServerArgs {
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
             node_certificate_validity: self.node_certificate_validity,
+            managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
             agent: (!self.disable_agent).then_some(self.node),
             audit: self.audit_log_path.as_deref().map(|path| {
@@ -373,6 +382,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
     registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
+    registry.managed_fields_for_all = config.managed_fields_for_all;
     registry.cluster_cidr = Some(config.cluster_cidr);
     let registry = Arc::new(registry);
     // Custom resources are served from the first request on.

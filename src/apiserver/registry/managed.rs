@@ -130,7 +130,10 @@ impl Registry {
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Value {
-        if opts.fields_managed {
+        // Without `--managed-fields all`, a create that is not an apply leaves the object
+        // untracked (as objects older than server-side apply upstream): `apply::update`
+        // then leaves it so until an apply starts tracking it.
+        if opts.fields_managed || (old.is_none() && !self.managed_fields_for_all) {
             return new;
         }
         let shape = self.shapes.of(def);

@@ -118,6 +118,9 @@ pub struct Registry {
     pub event_rate_limit: EventRateLimit,
     /// The merge shapes of the built-in kinds (server-side apply).
     shapes: managed::Shapes,
+    /// Every create records managedFields (`--managed-fields all`); otherwise an object
+    /// is tracked from its first server-side apply on.
+    pub managed_fields_for_all: bool,
     /// What is served: the built-in kinds and the custom resources of the established
     /// CustomResourceDefinitions (kept current by `apiserver::crds`).
     pub catalog: Catalog,
@@ -134,6 +137,7 @@ impl Registry {
             event_rate_limit: EventRateLimit::default(),
             catalog: Catalog::new(),
             shapes: managed::Shapes::default(),
+            managed_fields_for_all: false,
         };
         registry.reclaim_allocations();
         registry
