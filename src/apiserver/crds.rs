@@ -60,23 +60,16 @@ fn names_clash(a: &Value, b: &Value) -> Option<String> {
     if a["spec"]["group"] != b["spec"]["group"] {
         return None;
     }
-    let names = |crd: &Value| -> Vec<(String, String)> {
+    let names = |crd: &Value| -> Vec<String> {
         let n = &crd["spec"]["names"];
-        let mut out = vec![
-            (
-                "plural".to_string(),
-                n["plural"].as_str().unwrap_or("").to_string(),
-            ),
-            (
-                "singular".to_string(),
-                n["singular"].as_str().unwrap_or("").to_string(),
-            ),
-        ];
-        for short in n["shortNames"].as_array().into_iter().flatten() {
-            out.push(("shortName".into(), short.as_str().unwrap_or("").to_string()));
-        }
-        out.retain(|(_, v)| !v.is_empty());
-        out
+        let short = n["shortNames"].as_array().into_iter().flatten();
+        [&n["plural"], &n["singular"]]
+            .into_iter()
+            .chain(short)
+            .filter_map(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+            .collect()
     };
     let kinds = |crd: &Value| -> Vec<String> {
         let n = &crd["spec"]["names"];
@@ -86,12 +79,9 @@ fn names_clash(a: &Value, b: &Value) -> Option<String> {
             .map(String::from)
             .collect()
     };
-    let theirs: Vec<String> = names(b).into_iter().map(|(_, v)| v).collect();
-    for (what, name) in names(a) {
-        if theirs.contains(&name) {
-            return Some(format!("\"{name}\" is already in use"));
-        }
-        let _ = what;
+    let theirs = names(b);
+    if let Some(name) = names(a).into_iter().find(|name| theirs.contains(name)) {
+        return Some(format!("\"{name}\" is already in use"));
     }
     let their_kinds = kinds(b);
     kinds(a)
