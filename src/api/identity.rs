@@ -51,11 +51,22 @@ pub fn node_may_set_label(key: &str) -> bool {
     !kubernetes || kubelet
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Group every authenticated caller is in (added at authentication, as upstream).
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+/// Service accounts authenticate as `system:serviceaccount:NAMESPACE:NAME`, in groups
+/// `system:serviceaccounts` and `system:serviceaccounts:NAMESPACE`.
+pub const SERVICE_ACCOUNT_USER_PREFIX: &str = "system:serviceaccount:";
+pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
+
+/// An authenticated caller (upstream `user.Info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// Unique id of the identity (a service account's uid); empty when it has none.
+    pub uid: String,
+    /// Further attributes (`authentication.kubernetes.io/pod-name` ...), as upstream.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -64,7 +75,38 @@ impl User {
         User {
             name: BOOTSTRAP_USER.into(),
             groups: vec![BOOTSTRAP_GROUP.into()],
+            ..Default::default()
         }
+    }
+
+    /// A service account's user: `system:serviceaccount:NS:NAME` in its groups.
+    pub fn service_account(namespace: &str, name: &str, uid: &str) -> User {
+        User {
+            name: format!("{SERVICE_ACCOUNT_USER_PREFIX}{namespace}:{name}"),
+            groups: vec![
+                SERVICE_ACCOUNTS_GROUP.to_string(),
+                format!("{SERVICE_ACCOUNTS_GROUP}:{namespace}"),
+                AUTHENTICATED_GROUP.to_string(),
+            ],
+            uid: uid.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// `(namespace, name)` of the service account this user is.
+    pub fn service_account_name(&self) -> Option<(&str, &str)> {
+        self.name
+            .strip_prefix(SERVICE_ACCOUNT_USER_PREFIX)?
+            .split_once(':')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+    }
+
+    /// Adds `system:authenticated` unless the user is in it already.
+    pub fn with_authenticated_group(mut self) -> User {
+        if !self.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+            self.groups.push(AUTHENTICATED_GROUP.to_string());
+        }
+        self
     }
 
     pub fn is_admin(&self) -> bool {

@@ -738,6 +738,7 @@ mod tests {
         let admin = User {
             name: "system:admin".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         };
         let p = log.begin(
             &request(
@@ -797,6 +798,7 @@ mod tests {
         let node = User {
             name: "system:node:n1".into(),
             groups: vec!["system:nodes".into()],
+            ..Default::default()
         };
         let p = log.begin(
             &request("GET", "/api/v1/namespaces/default/secrets/db"),

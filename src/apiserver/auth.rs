@@ -517,6 +517,7 @@ mod tests {
         User {
             name: format!("system:node:{name}"),
             groups: vec![NODES_GROUP.into()],
+            ..Default::default()
         }
     }
 
@@ -559,11 +560,13 @@ mod tests {
         let admin = User {
             name: "system:admin".into(),
             groups: vec![ADMIN_GROUP.into()],
+            ..Default::default()
         };
         assert!(authorize(&admin, &action, &graph()).is_ok());
         let bob = User {
             name: "bob".into(),
             groups: vec![],
+            ..Default::default()
         };
         let err = authorize(&bob, &action, &graph()).unwrap_err();
         assert_eq!(err.code, 403);
@@ -621,6 +624,7 @@ mod tests {
         let admin = User {
             name: "system:admin".into(),
             groups: vec![ADMIN_GROUP.into()],
+            ..Default::default()
         };
         assert!(admit_create(&admin, nodes, &json!({"metadata": {"name": "n2"}})).is_ok());
     }
@@ -805,6 +809,7 @@ mod tests {
         let pretender = User {
             name: "system:node:n1".into(),
             groups: vec![],
+            ..Default::default()
         };
         assert!(!allowed(
             &pretender,
@@ -908,6 +913,7 @@ mod tests {
         let user = User {
             name: "system:node:a".into(),
             groups: vec!["system:nodes".into()],
+            ..Default::default()
         };
         auth.insert("secret-token", user.clone());
         assert_eq!(auth.authenticate("secret-token"), Some(user));

@@ -92,7 +92,7 @@ fn authenticate<B>(
             let credential = connection.credential.as_deref();
             super::node_credentials::check_node_credential(&ctx.registry, &user, credential)?;
         }
-        return Ok(Some(user));
+        return Ok(Some(user.with_authenticated_group()));
     }
     let Some(token) = req
         .headers()
@@ -104,7 +104,7 @@ fn authenticate<B>(
     };
     ctx.tokens
         .authenticate_from(token.trim(), connection.map(|c| c.peer.ip()))
-        .map(Some)
+        .map(|u| Some(u.with_authenticated_group()))
         .map_err(auth::TokenRefusal::to_api_error)
 }
 

@@ -259,6 +259,7 @@ mod tests {
             User {
                 name: id.user,
                 groups: id.groups,
+                ..Default::default()
             },
             id.credential,
         )

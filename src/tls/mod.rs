@@ -555,6 +555,7 @@ impl From<Identity> for User {
         User {
             name: id.user,
             groups: id.groups,
+            ..Default::default()
         }
     }
 }

@@ -43,6 +43,7 @@ impl Sender {
             Sender::Admin => Some(User {
                 name: "admin".into(),
                 groups: vec![ADMIN_GROUP.into()],
+                ..Default::default()
             }),
             Sender::Anonymous => None,
             Sender::Bootstrap => Some(User::bootstrap()),

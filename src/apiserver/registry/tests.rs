@@ -404,6 +404,7 @@ fn node_user() -> User {
     User {
         name: "system:node:n1".into(),
         groups: vec![crate::api::identity::NODES_GROUP.into()],
+        ..Default::default()
     }
 }
 

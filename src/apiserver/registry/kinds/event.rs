@@ -183,6 +183,7 @@ mod tests {
         User {
             name: format!("system:node:{name}"),
             groups: vec![crate::api::identity::NODES_GROUP.into()],
+            ..Default::default()
         }
     }
 
@@ -215,6 +216,7 @@ mod tests {
         let admin = User {
             name: "system:admin".into(),
             groups: vec![crate::api::identity::ADMIN_GROUP.into()],
+            ..Default::default()
         };
         let now = Instant::now();
         for _ in 0..10 {

@@ -250,6 +250,7 @@ mod tests {
         User {
             name: format!("system:node:{name}"),
             groups: vec![NODES_GROUP.into()],
+            ..Default::default()
         }
     }
 
@@ -357,6 +358,7 @@ mod tests {
         let admin = User {
             name: "system:admin".into(),
             groups: vec![ADMIN_GROUP.into()],
+            ..Default::default()
         };
         assert!(node_restriction(&admin, &role, Some(&own_node())).is_ok());
     }
