@@ -110,14 +110,29 @@ impl TokenAuthenticator {
         token: &str,
         source: Option<IpAddr>,
     ) -> Result<User, TokenRefusal> {
+        self.authenticate_from_or(token, source, |_| None)
+    }
+
+    /// [`Self::authenticate_from`], asking `other` (e.g. the service-account token
+    /// authenticator) about a token that is none of the static ones; its refusals count
+    /// as failures of the source too.
+    pub fn authenticate_from_or(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+        other: impl FnOnce(&str) -> Option<User>,
+    ) -> Result<User, TokenRefusal> {
         let Some(ip) = source else {
-            return self.authenticate(token).ok_or(TokenRefusal::Invalid);
+            return self
+                .authenticate(token)
+                .or_else(|| other(token))
+                .ok_or(TokenRefusal::Invalid);
         };
         let now = Instant::now();
         if let Err(after) = self.failures.check(ip, now) {
             return Err(TokenRefusal::Limited(after));
         }
-        if let Some(user) = self.authenticate(token) {
+        if let Some(user) = self.authenticate(token).or_else(|| other(token)) {
             return Ok(user);
         }
         let limited = self.failures.record_failure(ip, now);
