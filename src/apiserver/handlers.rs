@@ -414,6 +414,13 @@ async fn resource(
         &*ctx.registry,
     )?;
     let def = r.def;
+    // Kinds served for some verbs only (Binding, TokenReview: create) refuse the others.
+    if r.subresource.is_none() && !def.verbs().contains(&verb) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            status::resource_name(def)
+        )));
+    }
     let ns = r.namespace.as_deref();
     let as_table = match table::negotiated_table_version(header_str(&req, header::ACCEPT)) {
         Some(version) => Some(TableRequest {

@@ -23,12 +23,18 @@ pub fn review(registry: &Registry, body: &Value, now: i64) -> Result<Value, ApiE
             "the body of the request must be a {API_VERSION} {KIND}, not {api_version} {kind}"
         )));
     }
-    serde_json::from_value::<k8s_openapi::api::authentication::v1::TokenReview>(body.clone())
-        .map_err(|e| {
+    // The status is the server's to write (cleared upstream): only the rest is typed.
+    let mut request = body.clone();
+    if let Some(fields) = request.as_object_mut() {
+        fields.remove("status");
+    }
+    serde_json::from_value::<k8s_openapi::api::authentication::v1::TokenReview>(request).map_err(
+        |e| {
             ApiError::bad_request(format!(
                 "TokenReview in version \"v1\" cannot be handled as a TokenReview: {e}"
             ))
-        })?;
+        },
+    )?;
     if let Some(ns) = body["metadata"]["namespace"]
         .as_str()
         .filter(|n| !n.is_empty())

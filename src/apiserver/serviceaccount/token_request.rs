@@ -146,12 +146,18 @@ fn check_type(body: &Value) -> Result<(), ApiError> {
             "the body of the request must be a {API_VERSION} {KIND}, not {api_version} {kind}"
         )));
     }
-    serde_json::from_value::<k8s_openapi::api::authentication::v1::TokenRequest>(body.clone())
-        .map_err(|e| {
+    // The status is the server's to write (cleared upstream): only the rest is typed.
+    let mut request = body.clone();
+    if let Some(fields) = request.as_object_mut() {
+        fields.remove("status");
+    }
+    serde_json::from_value::<k8s_openapi::api::authentication::v1::TokenRequest>(request).map_err(
+        |e| {
             ApiError::bad_request(format!(
                 "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"
             ))
-        })?;
+        },
+    )?;
     Ok(())
 }
 

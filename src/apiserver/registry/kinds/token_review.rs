@@ -13,10 +13,18 @@ use crate::apiserver::serviceaccount::review;
 pub struct TokenReviewStrategy;
 
 impl Strategy for TokenReviewStrategy {
+    /// Upstream's schema: a review needs no metadata (k8s-openapi's requires it).
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
-        crate::apiserver::registry::strategy::schema_of::<
+        let name = crate::apiserver::registry::strategy::schema_of::<
             k8s_openapi::api::authentication::v1::TokenReview,
-        >(gen)
+        >(gen)?;
+        if let Some(schemars::schema::Schema::Object(schema)) = gen.definitions_mut().get_mut(&name)
+        {
+            if let Some(object) = schema.object.as_mut() {
+                object.required.remove("metadata");
+            }
+        }
+        Some(name)
     }
 
     fn create_instead<'a>(
