@@ -72,7 +72,7 @@ pub struct Authenticated {
 /// A token whose signature verified, with its claims.
 #[derive(Debug)]
 enum Verified {
-    Bound(BoundClaims),
+    Bound(Box<BoundClaims>),
     Legacy(LegacyClaims),
 }
 
@@ -205,7 +205,7 @@ impl ServiceAccountTokens {
             {
                 return Err(TokenError::Claims("service account claims are missing"));
             }
-            Verified::Bound(claims)
+            Verified::Bound(Box::new(claims))
         };
         let verified = Arc::new(verified);
         let mut cache = self.cache();

@@ -240,7 +240,7 @@ async fn a_pod_bound_token_names_the_pod_and_node_and_dies_with_the_pod() {
     );
     let auth = f.authenticate(&token).unwrap().unwrap();
     assert_eq!(auth.user.extra[POD_NAME_KEY], ["web"]);
-    assert_eq!(auth.user.extra[POD_UID_KEY], [pod_uid.clone()]);
+    assert_eq!(auth.user.extra[POD_UID_KEY], [pod_uid]);
     assert_eq!(auth.user.extra[NODE_NAME_KEY], ["n1"]);
     assert_eq!(auth.user.extra[NODE_UID_KEY], [node_uid]);
     f.delete("pods", Some("default"), "web").await;
