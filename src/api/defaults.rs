@@ -35,6 +35,9 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
         "Endpoints" => endpoints_defaults(obj),
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+            webhook_configuration_defaults(kind, obj)
+        }
         _ => {}
     }
 }
@@ -1070,6 +1073,38 @@ mod tests {
             let obj = defaulted(kind, obj);
             let errs = validate(kind, &obj, None);
             assert!(errs.is_empty(), "{kind}: {errs:?}");
+        }
+    }
+}
+
+/// Upstream admissionregistration v1 defaults: failurePolicy Fail, matchPolicy
+/// Equivalent, empty selectors, timeoutSeconds 10, rule scope `*`, service port 443
+/// and (mutating) reinvocationPolicy Never. sideEffects and admissionReviewVersions
+/// have no default in v1.
+fn webhook_configuration_defaults(kind: &str, obj: &mut Value) {
+    let Some(hooks) = obj.get_mut("webhooks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for hook in hooks.iter_mut().filter_map(Value::as_object_mut) {
+        default_to(hook, "failurePolicy", json!("Fail"));
+        default_to(hook, "matchPolicy", json!("Equivalent"));
+        default_to(hook, "namespaceSelector", json!({}));
+        default_to(hook, "objectSelector", json!({}));
+        default_to(hook, "timeoutSeconds", json!(10));
+        if kind == "MutatingWebhookConfiguration" {
+            default_to(hook, "reinvocationPolicy", json!("Never"));
+        }
+        if let Some(rules) = hook.get_mut("rules").and_then(Value::as_array_mut) {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                default_to(rule, "scope", json!("*"));
+            }
+        }
+        if let Some(service) = hook
+            .get_mut("clientConfig")
+            .and_then(|c| c.get_mut("service"))
+            .and_then(Value::as_object_mut)
+        {
+            default_to(service, "port", json!(443));
         }
     }
 }

@@ -105,6 +105,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_
 }
 
 use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
 const ALL: &[&str] = &["all"];
@@ -305,6 +306,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["api-extensions"],
         subresources: &["status"],
         roundtrip: roundtrip::<apiextensions::CustomResourceDefinition>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "ValidatingWebhookConfiguration",
+        plural: "validatingwebhookconfigurations",
+        singular: "validatingwebhookconfiguration",
+        namespaced: false,
+        short_names: NONE,
+        categories: &["api-extensions"],
+        subresources: NONE,
+        roundtrip: roundtrip::<admissionregistration::ValidatingWebhookConfiguration>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "MutatingWebhookConfiguration",
+        plural: "mutatingwebhookconfigurations",
+        singular: "mutatingwebhookconfiguration",
+        namespaced: false,
+        short_names: NONE,
+        categories: &["api-extensions"],
+        subresources: NONE,
+        roundtrip: roundtrip::<admissionregistration::MutatingWebhookConfiguration>,
         custom: None,
     },
 ];

@@ -3,6 +3,7 @@
 //! a kind does differently (defaults, status resets, Service IPs and ports, heartbeats,
 //! pod binding, scale, namespace teardown) in its `Strategy` under `kinds/`.
 
+mod admit;
 mod generic;
 mod kinds;
 mod managed;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
+use super::admission::Webhooks;
 use super::allocator::Allocators;
 use super::heartbeats::Heartbeats;
 use crate::api::defaults;
@@ -77,6 +79,9 @@ pub struct WriteOptions {
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub dry_run: bool,
+    /// The client the delete is for (the HTTP handlers set it): admission webhooks are
+    /// asked about it. `None` for the in-process controllers.
+    pub requester: Option<User>,
     pub grace_period: Option<i64>,
     pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
@@ -124,6 +129,9 @@ pub struct Registry {
     /// What is served: the built-in kinds and the custom resources of the established
     /// CustomResourceDefinitions (kept current by `apiserver::crds`).
     pub catalog: Catalog,
+    /// The admission webhooks asked about every client write (kept current by
+    /// `Webhooks::run`; idle until a configuration is stored).
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl Registry {
@@ -138,6 +146,7 @@ impl Registry {
             catalog: Catalog::new(),
             shapes: managed::Shapes::default(),
             managed_fields_for_all: false,
+            webhooks: Arc::new(Webhooks::default()),
         };
         registry.reclaim_allocations();
         registry

@@ -14,4 +14,5 @@ pub mod pod;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod webhook_configuration;
 pub mod workload;
