@@ -44,7 +44,9 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
             "uid": uid, "allowed": false,
             "status": {"code": 403, "reason": "Forbidden", "message": "objects labelled deny=true are not allowed"}
         }),
-        "/validate" => json!({"uid": uid, "allowed": true, "warnings": ["checked by the test webhook"]}),
+        "/validate" => {
+            json!({"uid": uid, "allowed": true, "warnings": ["checked by the test webhook"]})
+        }
         "/mutate" => {
             let patch = if labels.is_object() {
                 json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
@@ -54,7 +56,9 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
             let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
             json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
         }
-        "/deny-all" => json!({"uid": uid, "allowed": false, "status": {"message": "nothing passes"}}),
+        "/deny-all" => {
+            json!({"uid": uid, "allowed": false, "status": {"message": "nothing passes"}})
+        }
         "/garbage" => return b"<html>surprise</html>".to_vec(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -120,20 +124,22 @@ impl WebhookServer {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body: Result<Bytes, _> = req.into_body().collect().await.map(|b| b.to_bytes());
-                            let review: Value = body
-                                .ok()
-                                .and_then(|b| serde_json::from_slice(&b).ok())
-                                .unwrap_or(Value::Null);
-                            seen.lock().unwrap().push((path.clone(), review.clone()));
-                            let out = answer(&path, &review).await;
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(out))))
-                        }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let seen = seen.clone();
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let body: Result<Bytes, _> =
+                                    req.into_body().collect().await.map(|b| b.to_bytes());
+                                let review: Value = body
+                                    .ok()
+                                    .and_then(|b| serde_json::from_slice(&b).ok())
+                                    .unwrap_or(Value::Null);
+                                seen.lock().unwrap().push((path.clone(), review.clone()));
+                                let out = answer(&path, &review).await;
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(out))))
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
@@ -236,7 +242,10 @@ fn validating_and_mutating_webhooks_refuse_and_label_pods() {
         ),
     );
     let listed = s.ok(&["get", "validatingwebhookconfigurations"]);
-    assert!(listed.contains("WEBHOOKS") && listed.contains("deny"), "{listed}");
+    assert!(
+        listed.contains("WEBHOOKS") && listed.contains("deny"),
+        "{listed}"
+    );
 
     let refused = wait_until(DEADLINE, "the validating webhook refuses", || {
         let (ok, text) = create(&s, &pod("bad", json!({"deny": "true"})), &[]);
@@ -343,7 +352,11 @@ fn failure_policy_decides_for_dead_slow_and_garbage_webhooks() {
         &configuration(
             "ValidatingWebhookConfiguration",
             "dead",
-            &[("dead.example.com", dead.clone(), json!({"failurePolicy": "Ignore", "timeoutSeconds": 2}))],
+            &[(
+                "dead.example.com",
+                dead.clone(),
+                json!({"failurePolicy": "Ignore", "timeoutSeconds": 2}),
+            )],
         ),
     );
     wait_until(DEADLINE, "the ignored webhook to be called", || {
@@ -360,7 +373,11 @@ fn failure_policy_decides_for_dead_slow_and_garbage_webhooks() {
         &configuration(
             "ValidatingWebhookConfiguration",
             "dead",
-            &[("dead.example.com", dead, json!({"failurePolicy": "Fail", "timeoutSeconds": 2}))],
+            &[(
+                "dead.example.com",
+                dead,
+                json!({"failurePolicy": "Fail", "timeoutSeconds": 2}),
+            )],
         ),
     );
     let refused = wait_until(DEADLINE, "the failing webhook refuses", || {
@@ -447,17 +464,27 @@ fn selectors_pick_the_objects_and_namespaces_a_webhook_sees() {
             )],
         ),
     );
-    let refused = wait_until(DEADLINE, "the webhook refuses in the watched namespace", || {
-        let (ok, text) = create(&s, &config_map("a", "watched", json!({})), &[]);
-        (!ok).then_some(text)
-    });
+    let refused = wait_until(
+        DEADLINE,
+        "the webhook refuses in the watched namespace",
+        || {
+            let (ok, text) = create(&s, &config_map("a", "watched", json!({})), &[]);
+            (!ok).then_some(text)
+        },
+    );
     assert!(
-        refused.contains("admission webhook \"strict.example.com\" denied the request: nothing passes"),
+        refused.contains(
+            "admission webhook \"strict.example.com\" denied the request: nothing passes"
+        ),
         "{refused}"
     );
     let (ok, text) = create(&s, &config_map("b", "quiet", json!({})), &[]);
     assert!(ok, "other namespaces are not selected: {text}");
-    let (ok, text) = create(&s, &config_map("c", "watched", json!({"exempt": "yes"})), &[]);
+    let (ok, text) = create(
+        &s,
+        &config_map("c", "watched", json!({"exempt": "yes"})),
+        &[],
+    );
     assert!(ok, "exempt objects are not selected: {text}");
     // A webhook refusing every write of everything still leaves the configurations
     // themselves alone (they never reach webhooks), so it can be removed.
@@ -476,7 +503,12 @@ fn selectors_pick_the_objects_and_namespaces_a_webhook_sees() {
     wait_until(DEADLINE, "the catch-all webhook refuses", || {
         !create(&s, &config_map("d", "quiet", json!({})), &[]).0
     });
-    s.ok(&["label", "validatingwebhookconfiguration", "strict", "touched=yes"]);
+    s.ok(&[
+        "label",
+        "validatingwebhookconfiguration",
+        "strict",
+        "touched=yes",
+    ]);
     s.ok(&["delete", "validatingwebhookconfiguration", "everything"]);
     wait_until(DEADLINE, "writes pass again", || {
         create(&s, &config_map("d", "quiet", json!({})), &[]).0

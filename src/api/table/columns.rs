@@ -192,7 +192,12 @@ pub(super) fn lease() -> Vec<Value> {
 pub(super) fn webhook_configuration() -> Vec<Value> {
     vec![
         name_col(),
-        col("Webhooks", "integer", "Webhooks indicates the number of webhooks registered in this configuration.", 0),
+        col(
+            "Webhooks",
+            "integer",
+            "Webhooks indicates the number of webhooks registered in this configuration.",
+            0,
+        ),
         age_col(),
     ]
 }

@@ -66,7 +66,13 @@ fn validate_webhook(hook: &Value, path: &str, mutating: bool, errs: &mut Errs) {
     check_one_of(hook, "failurePolicy", path, FAILURE_POLICIES, errs);
     check_one_of(hook, "matchPolicy", path, MATCH_POLICIES, errs);
     if mutating {
-        check_one_of(hook, "reinvocationPolicy", path, REINVOCATION_POLICIES, errs);
+        check_one_of(
+            hook,
+            "reinvocationPolicy",
+            path,
+            REINVOCATION_POLICIES,
+            errs,
+        );
     }
     match str_at(hook, "sideEffects") {
         "" => errs.push(FieldError::required(
@@ -129,7 +135,10 @@ fn validate_review_versions(versions: &[Value], path: &str, errs: &mut Errs) {
     if versions.is_empty() {
         errs.push(FieldError::required(
             path,
-            format!("must specify one of {}", ACCEPTED_REVIEW_VERSIONS.join(", ")),
+            format!(
+                "must specify one of {}",
+                ACCEPTED_REVIEW_VERSIONS.join(", ")
+            ),
         ));
         return;
     }
@@ -196,11 +205,19 @@ fn validate_rule(rule: &Value, path: &str, errs: &mut Errs) {
             errs.push(FieldError::required(format!("{path}.apiVersions[{i}]"), ""));
         }
     }
-    validate_resources(arr_at(rule, "resources"), &format!("{path}.resources"), errs);
+    validate_resources(
+        arr_at(rule, "resources"),
+        &format!("{path}.resources"),
+        errs,
+    );
     if let Some(scope) = field(rule, "scope") {
         let s = scope.as_str().unwrap_or("");
         if !SCOPES.contains(&s) {
-            errs.push(FieldError::not_supported(format!("{path}.scope"), s, SCOPES));
+            errs.push(FieldError::not_supported(
+                format!("{path}.scope"),
+                s,
+                SCOPES,
+            ));
         }
     }
 }
@@ -379,7 +396,11 @@ fn validate_service(service: &Value, path: &str, errs: &mut Errs) {
     }
     let at = format!("{path}.path");
     if url_path == "//" {
-        errs.push(FieldError::invalid(&at, url_path, "segment[0] may not be empty"));
+        errs.push(FieldError::invalid(
+            &at,
+            url_path,
+            "segment[0] may not be empty",
+        ));
         return;
     }
     if !url_path.starts_with('/') {
@@ -476,9 +497,12 @@ mod tests {
         has(&errs, "webhooks[0].clientConfig.url: Invalid value: \"u:xxxxx\": user information is not permitted in the URL");
         has(&errs, "webhooks[0].clientConfig.url: Invalid value: \"a=b\": query parameters are not permitted in the URL");
         has(&errs, "webhooks[0].clientConfig.url: Invalid value: \"f\": fragments are not permitted in the URL");
-        let errs = errors_of(kind, |h| {
-            h["clientConfig"] = json!({"service": {"name": "", "namespace": "ns", "port": 70000, "path": "no//x"}})
-        });
+        let errs = errors_of(
+            kind,
+            |h| {
+                h["clientConfig"] = json!({"service": {"name": "", "namespace": "ns", "port": 70000, "path": "no//x"}})
+            },
+        );
         has(
             &errs,
             "webhooks[0].clientConfig.service.name: Required value: service name is required",
@@ -492,7 +516,9 @@ mod tests {
             &errs,
             "webhooks[0].clientConfig.service.path: Invalid value: \"no//x\": segment[1] may not be empty",
         );
-        let errs = errors_of(kind, |h| h["clientConfig"]["caBundle"] = json!("bm90IHBlbQ=="));
+        let errs = errors_of(kind, |h| {
+            h["clientConfig"]["caBundle"] = json!("bm90IHBlbQ==")
+        });
         has(&errs, "webhooks[0].clientConfig.caBundle: Invalid value: \"<bytes>\": must be PEM-encoded CA certificates");
     }
 

@@ -55,10 +55,13 @@ struct Fingerprint {
     resolved: Option<SocketAddr>,
 }
 
-/// The webhook clients, one per (configuration, webhook, kind of configuration).
+/// Which webhook a client is for: configuration name, webhook name, mutating or not.
+type HookKey = (String, String, bool);
+
+/// The webhook clients, one per webhook.
 pub struct Clients {
     cluster_ca_pem: Option<String>,
-    cache: Mutex<HashMap<(String, String, bool), (Fingerprint, reqwest::Client)>>,
+    cache: Mutex<HashMap<HookKey, (Fingerprint, reqwest::Client)>>,
 }
 
 /// A reqwest error with its causes (reqwest's own message alone says little).
@@ -93,10 +96,7 @@ fn target(registry: &Registry, hook: &Hook) -> Result<(String, Option<SocketAddr
             let addr = service_endpoint(registry, namespace, name, *port)?;
             let host = format!("{name}.{namespace}.svc");
             let path = if path.is_empty() { "/" } else { path };
-            Ok((
-                format!("https://{host}:{}{path}", addr.port()),
-                Some(addr),
-            ))
+            Ok((format!("https://{host}:{}{path}", addr.port()), Some(addr)))
         }
     }
 }
@@ -148,7 +148,10 @@ fn service_endpoint(
             continue;
         };
         for address in subset["addresses"].as_array().into_iter().flatten() {
-            if let Some(ip) = address["ip"].as_str().and_then(|ip| ip.parse::<IpAddr>().ok()) {
+            if let Some(ip) = address["ip"]
+                .as_str()
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+            {
                 candidates.push(SocketAddr::new(ip, target_port));
             }
         }
@@ -226,15 +229,16 @@ impl Clients {
         let client = self.client_for(hook, &base, resolved)?;
         let url = format!("{base}?timeout={}s", hook.timeout.as_secs());
         let exchange = async {
-            let response = client
-                .post(&url)
-                .json(review)
-                .send()
-                .await
-                .map_err(|e| CallError::Send {
-                    url: url.clone(),
-                    reason: error_chain(&e),
-                })?;
+            let response =
+                client
+                    .post(&url)
+                    .json(review)
+                    .send()
+                    .await
+                    .map_err(|e| CallError::Send {
+                        url: url.clone(),
+                        reason: error_chain(&e),
+                    })?;
             let status = response.status();
             let body = read_limited(response).await.map_err(|e| CallError::Send {
                 url: url.clone(),

@@ -133,7 +133,9 @@ impl Webhooks {
         named.sort_by(|a, b| a.0.cmp(b.0));
         let mut configured = Configured::default();
         for (_, mutating, config) in named {
-            let hooks = parse_configuration(config, mutating).into_iter().map(Arc::new);
+            let hooks = parse_configuration(config, mutating)
+                .into_iter()
+                .map(Arc::new);
             if mutating {
                 configured.mutating.extend(hooks);
             } else {
@@ -226,11 +228,7 @@ impl Webhooks {
         old: Option<&Value>,
     ) -> bool {
         hook.matches_rules(target)
-            && hook.matches_selectors(
-                namespace_labels.as_ref().map(Option::as_ref),
-                object,
-                old,
-            )
+            && hook.matches_selectors(namespace_labels.as_ref().map(Option::as_ref), object, old)
     }
 
     /// Asks one webhook: `Ok(None)` when it failed and its failurePolicy is Ignore.
@@ -314,8 +312,7 @@ impl Webhooks {
         let mut changes = 0;
         for round in 0..2 {
             for (i, hook) in configured.mutating.iter().enumerate() {
-                if round == 1 && !(hook.reinvoke && seen_changes[i].is_some_and(|s| s < changes))
-                {
+                if round == 1 && !(hook.reinvoke && seen_changes[i].is_some_and(|s| s < changes)) {
                     continue;
                 }
                 if !Self::wants(hook, &target, &ns_labels, obj.as_ref(), req.old_object) {
@@ -408,7 +405,12 @@ mod tests {
 
     #[test]
     fn refusals_name_the_webhook_and_are_at_least_400() {
-        let e = denied("deny.example.com", &status(json!({"code": 403, "reason": "Forbidden", "message": "no pods labelled deny"})));
+        let e = denied(
+            "deny.example.com",
+            &status(
+                json!({"code": 403, "reason": "Forbidden", "message": "no pods labelled deny"}),
+            ),
+        );
         assert_eq!((e.code, e.reason), (403, "Forbidden"));
         assert_eq!(
             e.message,

@@ -13,8 +13,14 @@ use crate::api::selector::LabelSelector;
 /// `IsExemptAdmissionConfigurationResource`): a bad webhook must not lock its own
 /// configuration.
 const EXEMPT_RESOURCES: &[(&str, &str)] = &[
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
 ];
 
 /// Seconds a webhook call may take when its configuration does not say.
@@ -87,7 +93,12 @@ pub struct Hook {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -106,7 +117,10 @@ pub fn parse_configuration(config: &Value, mutating: bool) -> Vec<Hook> {
     let configuration_version = object::meta_str(config, "resourceVersion")
         .unwrap_or("")
         .to_string();
-    let hooks = config["webhooks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let hooks = config["webhooks"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     hooks
         .iter()
         .map(|h| {
@@ -151,10 +165,7 @@ pub fn parse_configuration(config: &Value, mutating: bool) -> Vec<Hook> {
                 exact_match: h["matchPolicy"] == "Exact",
                 namespace_selector: selector("namespaceSelector"),
                 object_selector: selector("objectSelector"),
-                dry_run_safe: matches!(
-                    h["sideEffects"].as_str(),
-                    Some("None" | "NoneOnDryRun")
-                ),
+                dry_run_safe: matches!(h["sideEffects"].as_str(), Some("None" | "NoneOnDryRun")),
                 timeout: Duration::from_secs(
                     h["timeoutSeconds"]
                         .as_u64()
@@ -195,9 +206,7 @@ fn listed(list: &[String], value: &str) -> bool {
 fn resource_listed(list: &[String], resource: &str, subresource: &str) -> bool {
     list.iter().any(|entry| match entry.split_once('/') {
         None => subresource.is_empty() && (entry == "*" || entry == resource),
-        Some((res, sub)) => {
-            (res == "*" || res == resource) && (sub == "*" || sub == subresource)
-        }
+        Some((res, sub)) => (res == "*" || res == resource) && (sub == "*" || sub == subresource),
     })
 }
 
@@ -221,8 +230,7 @@ impl Hook {
     pub fn matches_rules(&self, t: &Target) -> bool {
         self.rules.iter().any(|r| {
             r.matches_version(t, t.version)
-                || (!self.exact_match
-                    && t.other_versions.iter().any(|v| r.matches_version(t, v)))
+                || (!self.exact_match && t.other_versions.iter().any(|v| r.matches_version(t, v)))
         })
     }
 
@@ -356,9 +364,12 @@ mod tests {
 
     #[test]
     fn parsing_fills_defaults_and_reads_the_endpoint() {
-        let h = hook(json!([]), json!({"failurePolicy": "Ignore", "timeoutSeconds": 3,
+        let h = hook(
+            json!([]),
+            json!({"failurePolicy": "Ignore", "timeoutSeconds": 3,
             "clientConfig": {"service": {"namespace": "ns", "name": "svc", "path": "/v"},
-                             "caBundle": "LS0tLS0="}}));
+                             "caBundle": "LS0tLS0="}}),
+        );
         assert!(h.fail_open && h.dry_run_safe && !h.reinvoke && !h.exact_match);
         assert_eq!(h.timeout, Duration::from_secs(3));
         assert_eq!(
@@ -371,7 +382,10 @@ mod tests {
             }
         );
         assert_eq!(h.ca_bundle.as_deref(), Some("-----"));
-        assert_eq!((h.configuration.as_str(), h.configuration_version.as_str()), ("cfg", "7"));
+        assert_eq!(
+            (h.configuration.as_str(), h.configuration_version.as_str()),
+            ("cfg", "7")
+        );
     }
 
     #[test]

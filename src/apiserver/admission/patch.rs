@@ -68,7 +68,10 @@ mod tests {
         let failing = b64(json!([{"op": "remove", "path": "/spec/missing"}]));
         assert!(matches!(apply(&obj, &failing), Err(PatchError::Apply(_))));
         let root = b64(json!([{"op": "replace", "path": "", "value": [1]}]));
-        assert!(matches!(apply(&obj, &root), Err(PatchError::NotAnObject("list"))));
+        assert!(matches!(
+            apply(&obj, &root),
+            Err(PatchError::NotAnObject("list"))
+        ));
         assert_eq!(obj, json!({"metadata": {"name": "p"}}));
     }
 }

@@ -203,7 +203,10 @@ mod tests {
         let r = &review["request"];
         assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(r["uid"], "id-1");
-        assert_eq!(r["kind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
+        assert_eq!(
+            r["kind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
         assert_eq!(r["resource"]["resource"], "pods");
         assert_eq!(r["subResource"], "status");
         assert_eq!(r["namespace"], "default");
@@ -249,7 +252,10 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_response(&ok(json!({"uid": "x", "allowed": true, "patch": "W10="})), "x"),
+            parse_response(
+                &ok(json!({"uid": "x", "allowed": true, "patch": "W10="})),
+                "x"
+            ),
             Err(ResponseError::PatchTypeMissing)
         );
         assert_eq!(

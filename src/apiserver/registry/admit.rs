@@ -130,9 +130,7 @@ impl Registry {
         let name = object::name(subject).to_string();
         let namespace = object::namespace(subject).map(str::to_string);
         let request = call.request(def, &name, namespace.as_deref(), obj, old);
-        self.webhooks
-            .validate(self, def, &request, warnings)
-            .await
+        self.webhooks.validate(self, def, &request, warnings).await
     }
 
     /// Both kinds of webhooks on a delete of the stored `old` (patches do not apply:
@@ -154,8 +152,6 @@ impl Registry {
         self.webhooks
             .mutate(self, def, &request, &mut none, warnings)
             .await?;
-        self.webhooks
-            .validate(self, def, &request, warnings)
-            .await
+        self.webhooks.validate(self, def, &request, warnings).await
     }
 }
