@@ -33,8 +33,8 @@ struct WebhookServer {
 }
 
 /// The answer to a review: `/validate` refuses objects labelled deny=true, `/mutate`
-/// adds the label mutated=yes, `/allow` allows, `/deny-all` refuses, `/garbage` answers
-/// no review, `/slow` answers after 3 s.
+/// adds the label mutated=yes, `/max-replicas` refuses more than 3 replicas, `/allow`
+/// allows, `/deny-all` refuses, `/garbage` answers no review, `/slow` answers after 3 s.
 async fn answer(path: &str, review: &Value) -> Vec<u8> {
     let request = &review["request"];
     let uid = request["uid"].clone();
@@ -56,6 +56,11 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
             let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
             json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
         }
+        "/max-replicas" if request["object"]["spec"]["replicas"].as_i64() > Some(3) => json!({
+            "uid": uid, "allowed": false,
+            "status": {"code": 422, "reason": "Invalid", "message": format!(
+                "{} may not have more than 3 replicas", request["kind"]["kind"].as_str().unwrap_or(""))}
+        }),
         "/deny-all" => {
             json!({"uid": uid, "allowed": false, "status": {"message": "nothing passes"}})
         }
@@ -565,6 +570,65 @@ fn a_service_backed_webhook_is_reached_at_its_endpoints() {
     );
     let (ok, text) = create(&s, &pod("fine", json!({})), &[]);
     assert!(ok, "{text}");
+}
+
+#[test]
+fn scale_writes_reach_webhooks_as_scales() {
+    let hooks = WebhookServer::start();
+    let s = Server::start();
+    s.apply_yaml(
+        "create",
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+        .to_string(),
+    );
+    s.apply_yaml(
+        "apply",
+        &configuration(
+            "ValidatingWebhookConfiguration",
+            "replicas",
+            &[(
+                "replicas.example.com",
+                json!({"url": hooks.url("/max-replicas"), "caBundle": hooks.ca_bundle()}),
+                json!({"rules": [{"operations": ["UPDATE"], "apiGroups": ["apps"],
+                                  "apiVersions": ["v1"], "resources": ["*/scale"]}]}),
+            )],
+        ),
+    );
+    let refused = wait_until(DEADLINE, "the scale webhook refuses", || {
+        let out = s.kubectl(&["scale", "deployment", "web", "--replicas=5"]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    });
+    assert!(
+        refused.contains("admission webhook \"replicas.example.com\" denied the request: Scale may not have more than 3 replicas"),
+        "{refused}"
+    );
+    assert_eq!(s.get_json(&["deployment", "web"])["spec"]["replicas"], 1);
+    s.ok(&["scale", "deployment", "web", "--replicas=2"]);
+    assert_eq!(s.get_json(&["deployment", "web"])["spec"]["replicas"], 2);
+    let review = hooks
+        .reviews_to("/max-replicas")
+        .into_iter()
+        .find(|r| r["request"]["object"]["spec"]["replicas"] == 2)
+        .expect("the webhook saw the allowed scale");
+    let request = &review["request"];
+    assert_eq!(request["subResource"], "scale");
+    assert_eq!(request["resource"]["resource"], "deployments");
+    assert_eq!(
+        request["kind"],
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    );
+    assert_eq!(request["oldObject"]["spec"]["replicas"], 1);
+    // Writes of the main resource do not match a `*/scale` rule.
+    s.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        "{\"spec\":{\"replicas\":4}}",
+    ]);
 }
 
 /// Run with `cargo test --test webhooks -- --nocapture webhook_call_overhead` to see the

@@ -11,10 +11,12 @@ pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 /// What the webhooks are told about one write.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
+    /// The resource written (`pods`, or `deployments` for a write of `deployments/scale`).
     pub group: &'a str,
     pub version: &'a str,
-    pub kind: &'a str,
     pub resource: &'a str,
+    /// The kind of `object` (`Pod`, or autoscaling/v1 `Scale`).
+    pub kind: (&'a str, &'a str, &'a str),
     pub subresource: &'a str,
     pub name: &'a str,
     pub namespace: Option<&'a str>,
@@ -30,7 +32,8 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The AdmissionReview sent for this write, with a fresh request `uid`.
     pub fn review(&self, uid: &str) -> Value {
-        let kind = json!({"group": self.group, "version": self.version, "kind": self.kind});
+        let (group, version, kind) = self.kind;
+        let kind = json!({"group": group, "version": version, "kind": kind});
         let resource =
             json!({"group": self.group, "version": self.version, "resource": self.resource});
         let mut user = json!({"username": self.user.name, "groups": self.user.groups});
@@ -187,7 +190,7 @@ mod tests {
         let req = Request {
             group: "",
             version: "v1",
-            kind: "Pod",
+            kind: ("", "v1", "Pod"),
             resource: "pods",
             subresource: "status",
             name: "p",

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::kinds::workload::set_scale_replicas;
 use super::strategy::Strategy;
 use super::Registry;
 use crate::api::identity::User;
@@ -32,6 +33,11 @@ pub(super) struct Call<'a> {
 }
 
 impl Call<'_> {
+    /// Whether the write is one of the `scale` subresource (webhooks see Scales).
+    fn is_scale(&self) -> bool {
+        self.subresource == Some("scale")
+    }
+
     fn request<'r>(
         &'r self,
         def: &'r ResourceDef,
@@ -43,7 +49,11 @@ impl Call<'_> {
         Request {
             group: def.group,
             version: def.version,
-            kind: def.kind,
+            kind: if self.is_scale() {
+                ("autoscaling", "v1", "Scale")
+            } else {
+                (def.group, def.version, def.kind)
+            },
             resource: def.plural,
             subresource: self.subresource.unwrap_or(""),
             name,
@@ -76,6 +86,11 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         let namespace = object::namespace(&obj).map(str::to_string);
+        if call.is_scale() {
+            return self
+                .admit_mutating_scale(def, call, obj, old, warnings)
+                .await;
+        }
         let request = call.request(def, &name, namespace.as_deref(), None, old);
         let mut current = Some(obj.clone());
         let changed = self
@@ -111,6 +126,39 @@ impl Registry {
         Ok(typed)
     }
 
+    /// The mutating webhooks on a write of `scale`: they see and patch the Scale; the
+    /// replica count they leave is the object's.
+    async fn admit_mutating_scale(
+        &self,
+        def: &ResourceDef,
+        call: &Call<'_>,
+        mut obj: Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let name = object::name(&obj).to_string();
+        let namespace = object::namespace(&obj).map(str::to_string);
+        let old_scale = old.map(|o| self.scale_of(def, o));
+        let request = call.request(def, &name, namespace.as_deref(), None, old_scale.as_ref());
+        let mut scale = Some(self.scale_of(def, &obj));
+        if self
+            .webhooks
+            .mutate(self, def, &request, &mut scale, warnings)
+            .await?
+        {
+            let replicas = scale.map(|s| s["spec"]["replicas"].clone());
+            match replicas {
+                Some(r @ Value::Number(_)) => set_scale_replicas(def, &mut obj, r),
+                _ => {
+                    return Err(ApiError::internal(
+                        "Internal error occurred: a mutating admission webhook left the Scale without spec.replicas",
+                    ))
+                }
+            }
+        }
+        Ok(obj)
+    }
+
     /// Runs the validating webhooks on the write as it will be stored (`obj` is `None`
     /// for deletes, `old` the stored object on updates and deletes).
     pub(super) async fn admit_validating(
@@ -129,6 +177,19 @@ impl Registry {
         };
         let name = object::name(subject).to_string();
         let namespace = object::namespace(subject).map(str::to_string);
+        let (obj_scale, old_scale) = if call.is_scale() {
+            (
+                obj.map(|o| self.scale_of(def, o)),
+                old.map(|o| self.scale_of(def, o)),
+            )
+        } else {
+            (None, None)
+        };
+        let (obj, old) = if call.is_scale() {
+            (obj_scale.as_ref(), old_scale.as_ref())
+        } else {
+            (obj, old)
+        };
         let request = call.request(def, &name, namespace.as_deref(), obj, old);
         self.webhooks.validate(self, def, &request, warnings).await
     }

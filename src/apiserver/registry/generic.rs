@@ -496,7 +496,11 @@ impl Registry {
         let mut warnings = Vec::new();
         let call = opts.requester.as_ref().map(|user| Call {
             operation: Operation::Update,
-            subresource,
+            subresource: if opts.scale {
+                Some("scale")
+            } else {
+                subresource
+            },
             user,
             dry_run: opts.dry_run,
             field_manager: opts.field_manager.as_deref(),

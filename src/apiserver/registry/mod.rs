@@ -74,6 +74,9 @@ pub struct WriteOptions {
     pub force: bool,
     /// The write's managed fields are already recorded (server-side apply did it).
     fields_managed: bool,
+    /// The write is one of the `scale` subresource: admission webhooks are asked about
+    /// an autoscaling/v1 Scale (only `update_scale` sets this).
+    scale: bool,
 }
 
 #[derive(Debug, Clone, Default)]
