@@ -35,6 +35,9 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
         "Endpoints" => endpoints_defaults(obj),
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+            webhook_configuration_defaults(kind, obj)
+        }
         _ => {}
     }
 }
@@ -562,6 +565,38 @@ fn secret_defaults(obj: &mut Value) {
     }
 }
 
+/// Upstream admissionregistration v1 defaults: failurePolicy Fail, matchPolicy
+/// Equivalent, empty selectors, timeoutSeconds 10, rule scope `*`, service port 443
+/// and (mutating) reinvocationPolicy Never. sideEffects and admissionReviewVersions
+/// have no default in v1.
+fn webhook_configuration_defaults(kind: &str, obj: &mut Value) {
+    let Some(hooks) = obj.get_mut("webhooks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for hook in hooks.iter_mut().filter_map(Value::as_object_mut) {
+        default_to(hook, "failurePolicy", json!("Fail"));
+        default_to(hook, "matchPolicy", json!("Equivalent"));
+        default_to(hook, "namespaceSelector", json!({}));
+        default_to(hook, "objectSelector", json!({}));
+        default_to(hook, "timeoutSeconds", json!(10));
+        if kind == "MutatingWebhookConfiguration" {
+            default_to(hook, "reinvocationPolicy", json!("Never"));
+        }
+        if let Some(rules) = hook.get_mut("rules").and_then(Value::as_array_mut) {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                default_to(rule, "scope", json!("*"));
+            }
+        }
+        if let Some(service) = hook
+            .get_mut("clientConfig")
+            .and_then(|c| c.get_mut("service"))
+            .and_then(Value::as_object_mut)
+        {
+            default_to(service, "port", json!(443));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1071,5 +1106,28 @@ mod tests {
             let errs = validate(kind, &obj, None);
             assert!(errs.is_empty(), "{kind}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn webhook_configurations_get_upstreams_v1_defaults() {
+        let mut cfg = json!({"webhooks": [{"name": "a.b.c", "sideEffects": "None",
+            "clientConfig": {"service": {"namespace": "ns", "name": "svc"}},
+            "rules": [{"operations": ["CREATE"]}]}]});
+        apply_defaults("MutatingWebhookConfiguration", &mut cfg);
+        let hook = &cfg["webhooks"][0];
+        assert_eq!(hook["failurePolicy"], "Fail");
+        assert_eq!(hook["matchPolicy"], "Equivalent");
+        assert_eq!(hook["timeoutSeconds"], 10);
+        assert_eq!(hook["reinvocationPolicy"], "Never");
+        assert_eq!(hook["namespaceSelector"], json!({}));
+        assert_eq!(hook["objectSelector"], json!({}));
+        assert_eq!(hook["rules"][0]["scope"], "*");
+        assert_eq!(hook["clientConfig"]["service"]["port"], 443);
+        assert_eq!(hook["sideEffects"], "None");
+        let mut validating = json!({"webhooks": [{"name": "a.b.c"}]});
+        apply_defaults("ValidatingWebhookConfiguration", &mut validating);
+        assert!(validating["webhooks"][0]
+            .get("reinvocationPolicy")
+            .is_none());
     }
 }

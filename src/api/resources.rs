@@ -104,6 +104,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_
     serde_json::to_value(typed)
 }
 
+use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
 use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -318,6 +319,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<k8s_openapi::api::authentication::v1::TokenReview>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "ValidatingWebhookConfiguration",
+        plural: "validatingwebhookconfigurations",
+        singular: "validatingwebhookconfiguration",
+        namespaced: false,
+        short_names: NONE,
+        categories: &["api-extensions"],
+        subresources: NONE,
+        roundtrip: roundtrip::<admissionregistration::ValidatingWebhookConfiguration>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        kind: "MutatingWebhookConfiguration",
+        plural: "mutatingwebhookconfigurations",
+        singular: "mutatingwebhookconfiguration",
+        namespaced: false,
+        short_names: NONE,
+        categories: &["api-extensions"],
+        subresources: NONE,
+        roundtrip: roundtrip::<admissionregistration::MutatingWebhookConfiguration>,
         custom: None,
     },
 ];

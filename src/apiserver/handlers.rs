@@ -611,14 +611,16 @@ async fn resource(
         }
         ("delete", Some(name), None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let dopts = delete_options(&query, &body, opts.dry_run)?;
+            let mut dopts = delete_options(&query, &body, opts.dry_run)?;
+            dopts.requester = opts.requester.clone();
             let w = ctx.registry.delete(def, ns, name, &dopts).await?;
             let code = if w.deleted { 200 } else { 202 };
             Ok(written(def, code, w))
         }
         ("deletecollection", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let dopts = delete_options(&query, &body, opts.dry_run)?;
+            let mut dopts = delete_options(&query, &body, opts.dry_run)?;
+            dopts.requester = opts.requester.clone();
             delete_collection(ctx, def, ns, &query, &dopts).await
         }
         _ => Err(ApiError::method_not_allowed(format!(
@@ -700,6 +702,7 @@ fn delete_options(query: &Query, body: &[u8], dry_run: bool) -> Result<DeleteOpt
         .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
         dry_run: dry_run || body_dry_run,
+        requester: None,
         grace_period: from_body["gracePeriodSeconds"]
             .as_i64()
             .or(query.int("gracePeriodSeconds")?),

@@ -1,5 +1,6 @@
 //! The Kubernetes-compatible HTTPS API server: TLS listener, authentication, routing.
 
+pub mod admission;
 pub mod allocator;
 pub mod audit;
 pub mod auth;

@@ -409,7 +409,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             &config.service_account_issuer,
         ),
     ));
+    // Webhooks without a caBundle are trusted through the cluster CA.
+    registry.webhooks = Arc::new(apiserver::admission::Webhooks::new(Some(
+        pki.ca_cert_pem().to_string(),
+    )));
     let registry = Arc::new(registry);
+    registry.webhooks.load(&registry);
     // Custom resources are served from the first request on.
     let mut crds = apiserver::crds::CrdServer::new();
     crds.load(&registry);
@@ -460,6 +465,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     ));
     tokio::spawn(compact_periodically(store.clone()));
     controllers.spawn(crds.run(registry.clone()));
+    controllers.spawn(registry.webhooks.clone().run(registry.clone()));
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),
     ));

@@ -188,6 +188,20 @@ pub(super) fn lease() -> Vec<Value> {
     ]
 }
 
+/// The columns of Validating- and MutatingWebhookConfigurations.
+pub(super) fn webhook_configuration() -> Vec<Value> {
+    vec![
+        name_col(),
+        col(
+            "Webhooks",
+            "integer",
+            "Webhooks indicates the number of webhooks registered in this configuration.",
+            0,
+        ),
+        age_col(),
+    ]
+}
+
 /// NAME and AGE: the columns of kinds without a printer of their own.
 pub(super) fn name_and_age() -> Vec<Value> {
     vec![name_col(), age_col()]

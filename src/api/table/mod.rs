@@ -215,6 +215,19 @@ pub static SERVICE_ACCOUNT: Printer = Printer {
     conditions: no_conditions,
 };
 
+/// Validating- and MutatingWebhookConfigurations: NAME, WEBHOOKS, AGE.
+pub static WEBHOOK_CONFIGURATION: Printer = Printer {
+    columns: columns::webhook_configuration,
+    cells: |obj, now| {
+        vec![
+            name(obj),
+            json!(arr(&obj["webhooks"]).len()),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
 /// CustomResourceDefinitions print their creation time as a timestamp, as upstream.
 pub static CUSTOM_RESOURCE_DEFINITION: Printer = Printer {
     columns: columns::custom_resource_definition,
@@ -473,6 +486,7 @@ mod tests {
             ("Secret", &SECRET),
             ("ServiceAccount", &SERVICE_ACCOUNT),
             ("Lease", &LEASE),
+            ("ValidatingWebhookConfiguration", &WEBHOOK_CONFIGURATION),
             ("Other", &DEFAULT),
         ] {
             assert_eq!(

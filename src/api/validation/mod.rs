@@ -15,6 +15,7 @@ mod pod;
 mod service;
 #[cfg(test)]
 mod test_support;
+mod webhooks;
 mod workloads;
 
 pub(crate) use field_error::go_quote;
@@ -26,6 +27,7 @@ pub use names::{
     MAX_SECRET_SIZE, TOTAL_ANNOTATION_SIZE_LIMIT,
 };
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
+pub use webhooks::ACCEPTED_REVIEW_VERSIONS;
 pub use workloads::validate_label_selector;
 
 pub use super::quantity::{
@@ -40,6 +42,7 @@ use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
 use service::{validate_endpoints, validate_service};
+use webhooks::validate_webhook_configuration;
 use workloads::{validate_apps_workload, validate_replication_controller};
 
 // ---------------------------------------------------------------------------
@@ -170,6 +173,9 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ConfigMap" => validate_config_map(obj, old, &mut errs),
         "Secret" => validate_secret(obj, old, &mut errs),
         "Lease" => validate_lease(obj, &mut errs),
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+            validate_webhook_configuration(kind, obj, &mut errs)
+        }
         _ => {}
     }
     errs

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::admit::Call;
 use super::strategy::{Context, Strategy};
 use super::{
     DeleteOptions, FieldValidation, Registry, WriteOptions, Written, FOREGROUND_FINALIZER,
@@ -16,6 +17,7 @@ use crate::api::object::{self, meta_mut};
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::api::validation::{FieldError, FieldErrorKind};
+use crate::apiserver::admission::Operation;
 use crate::store::{KeyValue, StoreError};
 
 /// A write that was not stored (dry run): the object as it would have been.
@@ -126,6 +128,12 @@ pub(super) fn check_stored_size(
     );
     e.details = Some(json!({"name": name, "group": def.group, "kind": def.plural}));
     Err(e)
+}
+
+/// `w` with the admission webhooks' warnings added.
+fn with_warnings(mut w: Written, warnings: Vec<String>) -> Written {
+    w.warnings.extend(warnings);
+    w
 }
 
 fn written(kv: KeyValue, deleted: bool) -> Written {
@@ -333,10 +341,21 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         strategy.prepare_for_create(&cx, &mut obj);
+        let call = opts.requester.as_ref().map(|user| Call {
+            operation: Operation::Create,
+            subresource: None,
+            user,
+            dry_run: opts.dry_run,
+            field_manager: opts.field_manager.as_deref(),
+        });
         // Admission before validation, as upstream's NodeRestriction: a node learns it may
-        // not write a field before it learns what the field may hold.
-        if let Some(requester) = &opts.requester {
-            strategy.admit(&cx, requester, &obj, None)?;
+        // not write a field before it learns what the field may hold. The mutating
+        // webhooks first, so the kind's own admission judges what will be stored.
+        if let Some(call) = &call {
+            obj = self
+                .admit_mutating(strategy, def, call, obj, None, &mut warnings)
+                .await?;
+            strategy.admit(&cx, call.user, &obj, None)?;
         }
         let mut errors = Vec::new();
         if name.is_empty() {
@@ -350,6 +369,10 @@ impl Registry {
         errors.extend(strategy.validate(&cx, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(def, &name, &errors));
+        }
+        if let Some(call) = &call {
+            self.admit_validating(def, call, Some(&obj), None, &mut warnings)
+                .await?;
         }
         let mut obj = self.track_update(def, None, obj, None, opts);
         check_stored_size(def, &name, &obj)?;
@@ -470,6 +493,23 @@ impl Registry {
             }
             meta.remove("resourceVersion");
         }
+        let mut warnings = Vec::new();
+        let call = opts.requester.as_ref().map(|user| Call {
+            operation: Operation::Update,
+            subresource: if opts.scale {
+                Some("scale")
+            } else {
+                subresource
+            },
+            user,
+            dry_run: opts.dry_run,
+            field_manager: opts.field_manager.as_deref(),
+        });
+        if let Some(call) = &call {
+            new = self
+                .admit_mutating(strategy, def, call, new, Some(oldv), &mut warnings)
+                .await?;
+        }
         // A deleting object may only lose finalizers, never gain new ones.
         if object::is_deleting(oldv) {
             let old_f = object::finalizers(oldv);
@@ -490,8 +530,8 @@ impl Registry {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
-        if let Some(requester) = &opts.requester {
-            strategy.admit(&cx, requester, &new, Some(oldv))?;
+        if let Some(call) = &call {
+            strategy.admit(&cx, call.user, &new, Some(oldv))?;
         }
         let (allocated, released) = if subresource.is_none() {
             let allocated = strategy.allocate(&cx, &mut new, Some(oldv))?;
@@ -516,6 +556,15 @@ impl Registry {
             allocated.release(&self.allocators);
             return Err(e);
         }
+        if let Some(call) = &call {
+            if let Err(e) = self
+                .admit_validating(def, call, Some(&new), Some(oldv), &mut warnings)
+                .await
+            {
+                allocated.release(&self.allocators);
+                return Err(e);
+            }
+        }
         // An apply that only adds a co-owner still records it; other writes that change
         // nothing are not written.
         let unchanged = if opts.fields_managed {
@@ -525,11 +574,14 @@ impl Registry {
             object::same_content(&new, oldv)
         };
         if unchanged {
-            return Ok(written(old.clone(), false));
+            return Ok(with_warnings(written(old.clone(), false), warnings));
         }
         if !opts.dry_run && strategy.is_heartbeat(oldv, &new) {
             // Acknowledged in memory only; the stored resourceVersion stays valid.
-            return Ok(written(self.heartbeats.record(old, new), false));
+            return Ok(with_warnings(
+                written(self.heartbeats.record(old, new), false),
+                warnings,
+            ));
         }
         let new = self.track_update(def, Some(oldv), new, subresource, opts);
         if let Err(e) = check_stored_size(def, &name, &new) {
@@ -538,7 +590,10 @@ impl Registry {
         }
         if opts.dry_run {
             allocated.release(&self.allocators);
-            return Ok(written(unstored(&old.key, new), false));
+            return Ok(with_warnings(
+                written(unstored(&old.key, new), false),
+                warnings,
+            ));
         }
         // Finalization: the last finalizer removed from an object being deleted (without
         // a pending grace period) deletes it.
@@ -575,7 +630,7 @@ impl Registry {
                 } else {
                     released.release(&self.allocators);
                 }
-                Ok(written(kv, deleted))
+                Ok(with_warnings(written(kv, deleted), warnings))
             }
             Err(e) => {
                 allocated.release(&self.allocators);
@@ -646,7 +701,23 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let old = self.get_with(strategy, def, ns, name)?;
-            match self.delete_once(strategy, def, &old, opts).await {
+            let mut warnings = Vec::new();
+            if let Some(user) = &opts.requester {
+                let call = Call {
+                    operation: Operation::Delete,
+                    subresource: None,
+                    user,
+                    dry_run: opts.dry_run,
+                    field_manager: None,
+                };
+                self.admit_delete(def, &call, &old.value, &mut warnings)
+                    .await?;
+            }
+            match self
+                .delete_once(strategy, def, &old, opts)
+                .await
+                .map(|w| with_warnings(w, warnings))
+            {
                 Err(e)
                     if e.code == 409
                         && e.reason == "Conflict"

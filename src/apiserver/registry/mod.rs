@@ -3,6 +3,7 @@
 //! a kind does differently (defaults, status resets, Service IPs and ports, heartbeats,
 //! pod binding, scale, namespace teardown) in its `Strategy` under `kinds/`.
 
+mod admit;
 mod generic;
 mod kinds;
 mod managed;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
+use super::admission::Webhooks;
 use super::allocator::Allocators;
 use super::heartbeats::Heartbeats;
 use crate::api::defaults;
@@ -72,11 +74,17 @@ pub struct WriteOptions {
     pub force: bool,
     /// The write's managed fields are already recorded (server-side apply did it).
     fields_managed: bool,
+    /// The write is one of the `scale` subresource: admission webhooks are asked about
+    /// an autoscaling/v1 Scale (only `update_scale` sets this).
+    scale: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub dry_run: bool,
+    /// The client the delete is for (the HTTP handlers set it): admission webhooks are
+    /// asked about it. `None` for the in-process controllers.
+    pub requester: Option<User>,
     pub grace_period: Option<i64>,
     pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
@@ -127,6 +135,9 @@ pub struct Registry {
     /// The service-account token issuer and authenticator (TokenRequest, TokenReview);
     /// `None` serves neither.
     pub service_account_tokens: Option<Arc<crate::apiserver::serviceaccount::ServiceAccountTokens>>,
+    /// The admission webhooks asked about every client write (kept current by
+    /// `Webhooks::run`; idle until a configuration is stored).
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl Registry {
@@ -142,6 +153,7 @@ impl Registry {
             shapes: managed::Shapes::default(),
             managed_fields_for_all: false,
             service_account_tokens: None,
+            webhooks: Arc::new(Webhooks::default()),
         };
         registry.reclaim_allocations();
         registry

@@ -33,7 +33,8 @@ use super::kinds::{
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
     pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy, workload,
+    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
+    webhook_configuration, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
@@ -255,6 +256,12 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            &webhook_configuration::VALIDATING
+        }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            &webhook_configuration::MUTATING
+        }
         _ => &DefaultStrategy,
     }
 }

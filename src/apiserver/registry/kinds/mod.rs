@@ -15,4 +15,5 @@ pub mod secret;
 pub mod service;
 pub mod service_account;
 pub mod token_review;
+pub mod webhook_configuration;
 pub mod workload;

@@ -149,6 +149,11 @@ impl Registry {
         let rv = object::meta_str(scale, "resourceVersion")
             .unwrap_or("")
             .to_string();
+        // Admission webhooks see a write of the `scale` subresource.
+        let opts = &WriteOptions {
+            scale: true,
+            ..opts.clone()
+        };
         self.modify(def, ns, name, None, opts, &|obj| {
             if !rv.is_empty() && obj["metadata"]["resourceVersion"] != rv.as_str() {
                 return Err(ApiError::modified(def, name));
@@ -159,6 +164,12 @@ impl Registry {
         })
         .await
     }
+}
+
+/// Sets the replica count a `Scale` of `obj` shows (`spec.replicas`, or a custom
+/// resource's `specReplicasPath`).
+pub fn set_scale_replicas(def: &ResourceDef, obj: &mut Value, replicas: Value) {
+    set_path(obj, &scale_paths(def).spec_replicas, replicas);
 }
 
 /// Where a kind keeps its replica counts: a custom resource's `subresources.scale`,

@@ -1,0 +1,15 @@
+//! Admission webhooks (`admissionregistration.k8s.io/v1`): which webhooks a write
+//! reaches (`matching`), the AdmissionReview exchanged (`review`), calling a webhook
+//! (`client`), applying a mutating webhook's JSONPatch (`patch`) and the dispatcher the
+//! registry calls on every client write (`dispatch`).
+
+mod client;
+mod dispatch;
+mod matching;
+mod patch;
+mod review;
+
+pub use client::CallError;
+pub use dispatch::{denied, Webhooks};
+pub use matching::Operation;
+pub use review::{options, Request};
