@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::rbac::{Attributes, Decision, Rbac};
 use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 
@@ -248,15 +249,46 @@ pub trait NodeGraph {
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool;
 }
 
-/// Decides whether `user` may perform `action` (403 `Status` if not).
-pub fn authorize(user: &User, action: &Action<'_>, graph: &dyn NodeGraph) -> Result<(), ApiError> {
+/// Decides whether `user` may perform `action` (403 `Status` if not), as upstream's
+/// authorizer chain: `system:masters` may do anything; a node gets what the node
+/// authorizer grants, else what RBAC grants (its refusal keeps the node authorizer's
+/// reason); everyone else what RBAC grants.
+pub fn authorize(
+    user: &User,
+    action: &Action<'_>,
+    graph: &dyn NodeGraph,
+    rbac: &Rbac,
+) -> Result<(), ApiError> {
     if user.is_admin() {
         return Ok(());
     }
-    match user.node_name() {
-        Some(node) => authorize_node(user, node, action, graph),
-        None => Err(forbidden(user, action, None)),
+    let node_refusal = match user.node_name() {
+        Some(node) => match authorize_node(user, node, action, graph) {
+            Ok(()) => return Ok(()),
+            Err(e) => Some(e),
+        },
+        None => None,
+    };
+    match rbac.authorize(user, &rbac_attributes(action)) {
+        Decision::Allow => Ok(()),
+        refused => Err(node_refusal.unwrap_or_else(|| {
+            let reason = refused.reason();
+            forbidden(user, action, (!reason.is_empty()).then(|| reason.to_string()))
+        })),
     }
+}
+
+/// What RBAC is asked for `action` (a list narrowed to one name by a field selector is
+/// still a list of no name, as upstream).
+pub fn rbac_attributes(action: &Action<'_>) -> Attributes {
+    Attributes::resource(
+        action.verb,
+        action.namespace.unwrap_or(""),
+        action.def.group,
+        action.def.plural,
+        action.subresource.unwrap_or(""),
+        action.name.unwrap_or(""),
+    )
 }
 
 const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
@@ -543,7 +575,7 @@ mod tests {
     }
 
     fn allowed(user: &User, a: &Action<'_>) -> bool {
-        authorize(user, a, &graph()).is_ok()
+        authorize(user, a, &graph(), &Rbac::new()).is_ok()
     }
 
     #[test]
@@ -562,13 +594,13 @@ mod tests {
             groups: vec![ADMIN_GROUP.into()],
             ..Default::default()
         };
-        assert!(authorize(&admin, &action, &graph()).is_ok());
+        assert!(authorize(&admin, &action, &graph(), &Rbac::new()).is_ok());
         let bob = User {
             name: "bob".into(),
             groups: vec![],
             ..Default::default()
         };
-        let err = authorize(&bob, &action, &graph()).unwrap_err();
+        let err = authorize(&bob, &action, &graph(), &Rbac::new()).unwrap_err();
         assert_eq!(err.code, 403);
         assert_eq!(
             err.message,
@@ -590,6 +622,7 @@ mod tests {
             &n1,
             &action("patch", "nodes", None, Some("n2"), Some("status")),
             &graph(),
+            &Rbac::new(),
         )
         .unwrap_err();
         assert_eq!(err.code, 403);
@@ -667,7 +700,7 @@ mod tests {
             action("update", "pods", Some("default"), Some("mine"), None),
         ];
         for a in &denied {
-            let err = authorize(&n1, a, &graph()).unwrap_err();
+            let err = authorize(&n1, a, &graph(), &Rbac::new()).unwrap_err();
             assert_eq!(err.code, 403, "{a:?}");
             assert!(
                 err.message.contains("User \"system:node:n1\" cannot"),
@@ -694,6 +727,7 @@ mod tests {
             &n1,
             &action("update", "pods", ns, Some("theirs"), Some("status")),
             &graph(),
+            &Rbac::new(),
         )
         .unwrap_err();
         assert!(
@@ -729,6 +763,7 @@ mod tests {
             &n1,
             &action("get", "secrets", ns, Some("other"), None),
             &graph(),
+            &Rbac::new(),
         )
         .unwrap_err();
         assert!(
@@ -803,7 +838,7 @@ mod tests {
             action("create", "nodes", None, None, None),
             action("list", "secrets", Some("kube-system"), None, None),
         ] {
-            assert_eq!(authorize(&bootstrap, &a, &graph()).unwrap_err().code, 403);
+            assert_eq!(authorize(&bootstrap, &a, &graph(), &Rbac::new()).unwrap_err().code, 403);
         }
         // A node name needs the nodes group.
         let pretender = User {

@@ -42,6 +42,7 @@ pub async fn handle(
             &req,
             authenticated,
             &*ctx.registry,
+            &ctx.rbac,
             &ctx.registry.resources(),
         )
     });
@@ -368,6 +369,7 @@ async fn resource(
             selected_name: selected_name(query.str("fieldSelector")),
         },
         &*ctx.registry,
+        &ctx.rbac,
     )?;
     let def = r.def;
     let ns = r.namespace.as_deref();

@@ -124,6 +124,9 @@ pub struct Registry {
     /// What is served: the built-in kinds and the custom resources of the established
     /// CustomResourceDefinitions (kept current by `apiserver::crds`).
     pub catalog: Catalog,
+    /// The RBAC policy in memory: the authorizer, and the escalation checks of RBAC
+    /// writes (fed by `Rbac::load` and `Rbac::run`).
+    pub rbac: Arc<crate::apiserver::rbac::Rbac>,
 }
 
 impl Registry {
@@ -138,6 +141,7 @@ impl Registry {
             catalog: Catalog::new(),
             shapes: managed::Shapes::default(),
             managed_fields_for_all: false,
+            rbac: Arc::default(),
         };
         registry.reclaim_allocations();
         registry
