@@ -23,6 +23,10 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
     ("meta.k8s.io/v1", "Status", &META_V1_STATUS),
@@ -167,6 +171,41 @@ pub static COORDINATION_V1_LEASE: Message = Message {
     fields: &[
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&COORDINATION_V1_LEASE_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_ROLE: Message = Message {
+    name: "k8s.io.api.rbac.v1.Role",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_CLUSTER_ROLE: Message = Message {
+    name: "k8s.io.api.rbac.v1.ClusterRole",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "aggregationRule", kind: Message(&RBAC_V1_AGGREGATION_RULE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_ROLE_BINDING: Message = Message {
+    name: "k8s.io.api.rbac.v1.RoleBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
+    name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -519,6 +558,43 @@ pub static COORDINATION_V1_LEASE_SPEC: Message = Message {
         Field { tag: 5, json: "leaseTransitions", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 6, json: "strategy", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 7, json: "preferredHolder", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static RBAC_V1_POLICY_RULE: Message = Message {
+    name: "k8s.io.api.rbac.v1.PolicyRule",
+    fields: &[
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_AGGREGATION_RULE: Message = Message {
+    name: "k8s.io.api.rbac.v1.AggregationRule",
+    fields: &[
+        Field { tag: 1, json: "clusterRoleSelectors", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_SUBJECT: Message = Message {
+    name: "k8s.io.api.rbac.v1.Subject",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static RBAC_V1_ROLE_REF: Message = Message {
+    name: "k8s.io.api.rbac.v1.RoleRef",
+    fields: &[
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 
