@@ -273,7 +273,11 @@ pub fn authorize(
         Decision::Allow => Ok(()),
         refused => Err(node_refusal.unwrap_or_else(|| {
             let reason = refused.reason();
-            forbidden(user, action, (!reason.is_empty()).then(|| reason.to_string()))
+            forbidden(
+                user,
+                action,
+                (!reason.is_empty()).then(|| reason.to_string()),
+            )
         })),
     }
 }
@@ -838,7 +842,12 @@ mod tests {
             action("create", "nodes", None, None, None),
             action("list", "secrets", Some("kube-system"), None, None),
         ] {
-            assert_eq!(authorize(&bootstrap, &a, &graph(), &Rbac::new()).unwrap_err().code, 403);
+            assert_eq!(
+                authorize(&bootstrap, &a, &graph(), &Rbac::new())
+                    .unwrap_err()
+                    .code,
+                403
+            );
         }
         // A node name needs the nodes group.
         let pretender = User {

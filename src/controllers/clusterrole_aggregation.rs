@@ -58,7 +58,9 @@ pub fn aggregated_rules(aggregated: &Value, roles: &[&Value]) -> Option<Vec<Valu
 /// Names of the aggregated ClusterRoles: any ClusterRole change may concern each.
 fn aggregated_names(client: &dyn Client) -> Vec<String> {
     client
-        .list(cluster_roles(), None, &|kv: &KeyValue| is_aggregated(&kv.value))
+        .list(cluster_roles(), None, &|kv: &KeyValue| {
+            is_aggregated(&kv.value)
+        })
         .iter()
         .map(|kv| object::name(&kv.value).to_string())
         .collect()
@@ -67,18 +69,28 @@ fn aggregated_names(client: &dyn Client) -> Vec<String> {
 /// Runs the controller until aborted.
 pub async fn run(client: Arc<dyn Client>) {
     let queue = WorkQueue::new();
-    let informers = [Informer::start(client.clone(), cluster_roles(), queue.clone(), {
-        let client = client.clone();
-        Box::new(move |_| aggregated_names(&*client))
-    })];
+    let informers = [Informer::start(
+        client.clone(),
+        cluster_roles(),
+        queue.clone(),
+        {
+            let client = client.clone();
+            Box::new(move |_| aggregated_names(&*client))
+        },
+    )];
     wait_for_sync(&informers).await;
-    run_workers("clusterrole-aggregation-controller", queue, WORKERS, move |key| {
-        let client = client.clone();
-        async move {
-            reconcile(&*client, &key).await?;
-            Ok(None)
-        }
-    })
+    run_workers(
+        "clusterrole-aggregation-controller",
+        queue,
+        WORKERS,
+        move |key| {
+            let client = client.clone();
+            async move {
+                reconcile(&*client, &key).await?;
+                Ok(None)
+            }
+        },
+    )
     .await;
 }
 

@@ -239,7 +239,9 @@ mod tests {
         ]});
         assert_eq!(
             messages(&validate("ClusterRole", &cluster, None)),
-            [r#"rules[1].nonResourceURLs: Invalid value: []string{"/x"}: rules cannot apply to both regular resources and non-resource URLs"#]
+            [
+                r#"rules[1].nonResourceURLs: Invalid value: []string{"/x"}: rules cannot apply to both regular resources and non-resource URLs"#
+            ]
         );
         let empty_aggregation = json!({"metadata": {"name": "c"}, "aggregationRule": {}});
         assert!(has(
@@ -251,12 +253,12 @@ mod tests {
     #[test]
     fn bindings_reference_rbac_roles_and_valid_subjects() {
         let binding = json!({"metadata": {"name": "b"},
-            "roleRef": {"apiGroup": "rbac", "kind": "Role", "name": ""},
-            "subjects": [
-                {"kind": "ServiceAccount", "name": "default"},
-                {"kind": "User", "name": "alice"},
-                {"kind": "Robot", "name": "r2"},
-            ]});
+        "roleRef": {"apiGroup": "rbac", "kind": "Role", "name": ""},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "default"},
+            {"kind": "User", "name": "alice"},
+            {"kind": "Robot", "name": "r2"},
+        ]});
         assert_eq!(
             messages(&validate("ClusterRoleBinding", &binding, None)),
             [
@@ -276,7 +278,9 @@ mod tests {
         changed["roleRef"]["kind"] = json!("ClusterRole");
         assert_eq!(
             messages(&validate("RoleBinding", &changed, Some(&ok))),
-            [r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"r"}: cannot change roleRef"#]
+            [
+                r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"r"}: cannot change roleRef"#
+            ]
         );
     }
 }

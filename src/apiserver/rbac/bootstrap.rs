@@ -30,7 +30,7 @@ pub enum BootstrapError {
         kind: String,
         name: String,
         #[source]
-        source: ApiError,
+        source: Box<ApiError>,
     },
 }
 
@@ -76,7 +76,8 @@ pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
                 all.extend(missing.iter().filter_map(|r| serde_json::to_value(r).ok()));
                 out["rules"] = Value::Array(all);
             }
-            if let Some(selectors) = expected["aggregationRule"]["clusterRoleSelectors"].as_array() {
+            if let Some(selectors) = expected["aggregationRule"]["clusterRoleSelectors"].as_array()
+            {
                 let mut have = existing["aggregationRule"]["clusterRoleSelectors"]
                     .as_array()
                     .cloned()
@@ -116,7 +117,7 @@ pub async fn reconcile(registry: &Registry, policy: &str) -> Result<(), Bootstra
         let write_error = |source| BootstrapError::Write {
             kind: kind.clone(),
             name: name.clone(),
-            source,
+            source: Box::new(source),
         };
         let existing = match registry.get(def, None, &name) {
             Ok(kv) => (*kv.value).clone(),

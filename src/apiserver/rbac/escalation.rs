@@ -69,7 +69,9 @@ pub fn confirm_no_escalation(
         shown.join("\n")
     );
     if incomplete {
-        msg.push_str("; resolution errors: [a role referenced by a binding of the user was not found]");
+        msg.push_str(
+            "; resolution errors: [a role referenced by a binding of the user was not found]",
+        );
     }
     Err(msg)
 }
@@ -269,7 +271,12 @@ mod tests {
         let aggregated = json!({"metadata": {"name": "agg"},
             "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}});
         let err = admit_role(&rbac, &alice(), cluster_roles, &aggregated, None).unwrap_err();
-        assert!(err.message.ends_with("must have cluster-admin privileges to use the aggregationRule"), "{}", err.message);
+        assert!(
+            err.message
+                .ends_with("must have cluster-admin privileges to use the aggregationRule"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -277,18 +284,42 @@ mod tests {
         let rbac = pod_reader_setup(json!([{"apiGroups": ["rbac.authorization.k8s.io"],
             "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["view"]}]));
         let bindings = by_plural("rbac.authorization.k8s.io", "v1", "rolebindings").unwrap();
-        let binding = |kind: &str, name: &str| json!({"metadata": {"name": "b", "namespace": "ns"},
+        let binding = |kind: &str, name: &str| {
+            json!({"metadata": {"name": "b", "namespace": "ns"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
-            "subjects": [{"kind": "User", "name": "bob"}]});
-        assert!(admit_binding(&rbac, &alice(), bindings, &binding("Role", "manager"), None).is_ok());
+            "subjects": [{"kind": "User", "name": "bob"}]})
+        };
+        assert!(
+            admit_binding(&rbac, &alice(), bindings, &binding("Role", "manager"), None).is_ok()
+        );
         // `bind` on view, although view does not even exist here.
-        assert!(admit_binding(&rbac, &alice(), bindings, &binding("ClusterRole", "view"), None).is_ok());
-        let err = admit_binding(&rbac, &alice(), bindings, &binding("ClusterRole", "edit"), None).unwrap_err();
+        assert!(admit_binding(
+            &rbac,
+            &alice(),
+            bindings,
+            &binding("ClusterRole", "view"),
+            None
+        )
+        .is_ok());
+        let err = admit_binding(
+            &rbac,
+            &alice(),
+            bindings,
+            &binding("ClusterRole", "edit"),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.message,
             "rolebindings.rbac.authorization.k8s.io \"b\" is forbidden: clusterrole.rbac.authorization.k8s.io \"edit\" not found"
         );
-        let err = admit_binding(&rbac, &alice(), bindings, &binding("ClusterRole", "extra"), None);
+        let err = admit_binding(
+            &rbac,
+            &alice(),
+            bindings,
+            &binding("ClusterRole", "extra"),
+            None,
+        );
         assert!(err.is_ok(), "an empty role grants nothing to escalate");
     }
 }

@@ -294,11 +294,15 @@ mod tests {
             "roleRef": {"kind": "Role", "name": "r"},
             "subjects": [{"kind": "ServiceAccount", "name": "builder"}]});
         let mut index = Index::build([
-            ("/rbac.authorization.k8s.io/clusterrolebindings/readers", &crb),
+            (
+                "/rbac.authorization.k8s.io/clusterrolebindings/readers",
+                &crb,
+            ),
             ("/rbac.authorization.k8s.io/rolebindings/ns1/sa", &rb),
         ]);
         let alice = user("alice", &["devs"]);
-        let names = |bs: Vec<&Arc<Binding>>| -> Vec<String> { bs.iter().map(|b| b.name.clone()).collect() };
+        let names =
+            |bs: Vec<&Arc<Binding>>| -> Vec<String> { bs.iter().map(|b| b.name.clone()).collect() };
         assert_eq!(names(index.bindings_for(&alice, "ns1")), ["readers"]);
         assert!(index.bindings_for(&user("bob", &[]), "").is_empty());
         let sa = User::service_account("ns1", "builder", "uid");
@@ -310,8 +314,17 @@ mod tests {
         assert!(index.generation > before);
         assert!(index.bindings_for(&alice, "ns1").is_empty());
         let err = index
-            .role_rules(&RoleRef { kind: "Role".into(), name: "r".into() }, "ns1")
+            .role_rules(
+                &RoleRef {
+                    kind: "Role".into(),
+                    name: "r".into(),
+                },
+                "ns1",
+            )
             .unwrap_err();
-        assert_eq!(err.to_string(), "role.rbac.authorization.k8s.io \"r\" not found");
+        assert_eq!(
+            err.to_string(),
+            "role.rbac.authorization.k8s.io \"r\" not found"
+        );
     }
 }

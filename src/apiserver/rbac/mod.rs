@@ -134,10 +134,7 @@ impl Rbac {
     }
 
     fn snapshot(&self) -> Arc<Index> {
-        self.index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Publishes a new index (generations only grow: a relisted index continues the
@@ -235,18 +232,14 @@ impl Rbac {
     /// Reads every stored RBAC object (at start, before the API answers).
     pub fn load(&self, registry: &Registry) {
         let (items, _, _) = registry.snapshot_and_watch(KEY_PREFIX);
-        self.publish(Index::build(
-            items.iter().map(|kv| (&*kv.key, &*kv.value)),
-        ));
+        self.publish(Index::build(items.iter().map(|kv| (&*kv.key, &*kv.value))));
     }
 
     /// Follows the stored RBAC objects for good (relisting when the watch ends).
     pub async fn run(self: Arc<Self>, registry: Arc<Registry>) {
         loop {
             let (items, _, mut watcher) = registry.snapshot_and_watch(KEY_PREFIX);
-            self.publish(Index::build(
-                items.iter().map(|kv| (&*kv.key, &*kv.value)),
-            ));
+            self.publish(Index::build(items.iter().map(|kv| (&*kv.key, &*kv.value))));
             loop {
                 match watcher.next().await {
                     Ok(event) => self.change(|index| match event.kind {

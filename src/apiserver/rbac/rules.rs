@@ -24,7 +24,9 @@ fn verb_matches(rule: &PolicyRule, verb: &str) -> bool {
 }
 
 fn group_matches(rule: &PolicyRule, group: &str) -> bool {
-    list(&rule.api_groups).iter().any(|g| g == ALL || g == group)
+    list(&rule.api_groups)
+        .iter()
+        .any(|g| g == ALL || g == group)
 }
 
 /// `resource`, `resource/subresource`, `*`, or `*/subresource` (upstream
@@ -137,8 +139,8 @@ fn url_covers(owner: &str, sub: &str) -> bool {
 /// Whether `owner` grants everything `sub` does (upstream `ruleCovers`).
 fn rule_covers(owner: &PolicyRule, sub: &PolicyRule) -> bool {
     let verbs = has(&owner.verbs, ALL) || has_all(&owner.verbs, &sub.verbs);
-    let groups =
-        has(list(&owner.api_groups), ALL) || has_all(list(&owner.api_groups), list(&sub.api_groups));
+    let groups = has(list(&owner.api_groups), ALL)
+        || has_all(list(&owner.api_groups), list(&sub.api_groups));
     let resources = resource_covers_all(list(&owner.resources), list(&sub.resources));
     let urls = list(&sub.non_resource_urls).iter().all(|path| {
         list(&owner.non_resource_urls)
@@ -257,13 +259,22 @@ mod tests {
         assert!(!rule_allows(&pods, &res("get", "apps", "pods", "", "p")));
         assert!(!rule_allows(&pods, &res("get", "", "pods", "log", "p")));
         let all = rule(&["*"], &["*"], &["*"], &[]);
-        assert!(rule_allows(&all, &res("escalate", "x.io", "things", "status", "n")));
+        assert!(rule_allows(
+            &all,
+            &res("escalate", "x.io", "things", "status", "n")
+        ));
         let logs = rule(&["get"], &[""], &["pods/log"], &[]);
         assert!(rule_allows(&logs, &res("get", "", "pods", "log", "p")));
         assert!(!rule_allows(&logs, &res("get", "", "pods", "", "p")));
         let any_status = rule(&["update"], &["apps"], &["*/status"], &[]);
-        assert!(rule_allows(&any_status, &res("update", "apps", "deployments", "status", "d")));
-        assert!(!rule_allows(&any_status, &res("update", "apps", "deployments", "", "d")));
+        assert!(rule_allows(
+            &any_status,
+            &res("update", "apps", "deployments", "status", "d")
+        ));
+        assert!(!rule_allows(
+            &any_status,
+            &res("update", "apps", "deployments", "", "d")
+        ));
         let named = rule(&["get"], &[""], &["configmaps"], &["a"]);
         assert!(rule_allows(&named, &res("get", "", "configmaps", "", "a")));
         assert!(!rule_allows(&named, &res("get", "", "configmaps", "", "b")));
@@ -279,7 +290,10 @@ mod tests {
         assert!(rule_allows(&r, &path("/openapi/v3")));
         assert!(rule_allows(&r, &path("/openapi/")));
         assert!(!rule_allows(&r, &path("/openapi")));
-        assert!(!rule_allows(&r, &Attributes::non_resource("post", "/healthz")));
+        assert!(!rule_allows(
+            &r,
+            &Attributes::non_resource("post", "/healthz")
+        ));
         assert!(!rule_allows(&r, &res("get", "", "pods", "", "")));
     }
 
@@ -289,7 +303,12 @@ mod tests {
         assert!(uncovered(&owner, &[rule(&["get"], &[""], &["pods"], &["a"])]).is_empty());
         let missing = uncovered(
             &owner,
-            &[rule(&["get", "delete", "watch"], &[""], &["pods", "secrets"], &[])],
+            &[rule(
+                &["get", "delete", "watch"],
+                &[""],
+                &["pods", "secrets"],
+                &[],
+            )],
         );
         let mut shown: Vec<String> = compact(missing).iter().map(compact_string).collect();
         shown.sort();
@@ -306,7 +325,11 @@ mod tests {
             1
         );
         let status_owner = [rule(&["*"], &["*"], &["*/status"], &[])];
-        assert!(uncovered(&status_owner, &[rule(&["get"], &["apps"], &["deployments/status"], &[])]).is_empty());
+        assert!(uncovered(
+            &status_owner,
+            &[rule(&["get"], &["apps"], &["deployments/status"], &[])]
+        )
+        .is_empty());
         let urls = [url_rule(&["get"], &["/api/*"])];
         assert!(uncovered(&urls, &[url_rule(&["get"], &["/api/v1"])]).is_empty());
         assert_eq!(

@@ -69,7 +69,14 @@ async fn bootstrap_policy_grants_discovery_to_everyone_and_everything_to_masters
     assert!(rbac
         .authorize(
             &bob,
-            &Attributes::resource("create", "", "authorization.k8s.io", "selfsubjectaccessreviews", "", "")
+            &Attributes::resource(
+                "create",
+                "",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "",
+                ""
+            )
         )
         .is_allowed());
     assert_eq!(
@@ -78,13 +85,17 @@ async fn bootstrap_policy_grants_discovery_to_everyone_and_everything_to_masters
     );
     let root = user("root", &["system:masters"]);
     assert!(rbac
-        .authorize(&root, &Attributes::resource("delete", "x", "apps", "deployments", "", "d"))
+        .authorize(
+            &root,
+            &Attributes::resource("delete", "x", "apps", "deployments", "", "d")
+        )
         .is_allowed());
     let (rules, incomplete) = rbac.rules_for(&bob, "default");
     assert!(!incomplete);
-    assert!(rules
-        .iter()
-        .any(|r| r.non_resource_urls.as_deref().is_some_and(|u| u.contains(&"/api".to_string()))));
+    assert!(rules.iter().any(|r| r
+        .non_resource_urls
+        .as_deref()
+        .is_some_and(|u| u.contains(&"/api".to_string()))));
 }
 
 #[tokio::test]
@@ -109,7 +120,9 @@ async fn bootstrap_reconcile_adds_missing_rules_and_respects_autoupdate_false() 
         {"apiGroups": [""], "resources": ["endpoints", "services"], "verbs": ["list", "watch"]}]}));
     assert!(rules::uncovered(&rules, &wanted).is_empty(), "{rules:?}");
     assert!(
-        rules.iter().any(|r| r.resources.as_deref() == Some(&["mine".to_string()][..])),
+        rules
+            .iter()
+            .any(|r| r.resources.as_deref() == Some(&["mine".to_string()][..])),
         "extra rules stay"
     );
     assert_eq!(
@@ -149,7 +162,10 @@ async fn decisions_follow_bindings_through_the_watch_and_the_cache() {
             )
     })
     .await;
-    assert!(rbac.rules_for(&alice, "ns1").1, "incomplete without the role");
+    assert!(
+        rbac.rules_for(&alice, "ns1").1,
+        "incomplete without the role"
+    );
     create(
         &registry,
         "clusterroles",
@@ -166,7 +182,10 @@ async fn decisions_follow_bindings_through_the_watch_and_the_cache() {
     assert!(!rbac.authorize(&alice, &get_pods("ns2")).is_allowed());
     assert!(!rbac.authorize(&alice, &get_pods("")).is_allowed());
     assert!(rbac
-        .authorize(&alice, &Attributes::resource("get", "ns1", "", "pods", "log", "p"))
+        .authorize(
+            &alice,
+            &Attributes::resource("get", "ns1", "", "pods", "log", "p")
+        )
         .is_allowed());
     let def = by_plural("rbac.authorization.k8s.io", "v1", "rolebindings").unwrap();
     registry
@@ -183,11 +202,23 @@ async fn decisions_follow_bindings_through_the_watch_and_the_cache() {
 #[tokio::test]
 async fn service_account_subjects_match_their_user_name() {
     let registry = registry();
-    create(&registry, "roles", Some("ci"), json!({"metadata": {"name": "deployer", "namespace": "ci"},
-        "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]}]})).await;
-    create(&registry, "rolebindings", Some("ci"), json!({"metadata": {"name": "b", "namespace": "ci"},
+    create(
+        &registry,
+        "roles",
+        Some("ci"),
+        json!({"metadata": {"name": "deployer", "namespace": "ci"},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]}]}),
+    )
+    .await;
+    create(
+        &registry,
+        "rolebindings",
+        Some("ci"),
+        json!({"metadata": {"name": "b", "namespace": "ci"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-        "subjects": [{"kind": "ServiceAccount", "name": "builder"}]})).await;
+        "subjects": [{"kind": "ServiceAccount", "name": "builder"}]}),
+    )
+    .await;
     let rbac = Rbac::new();
     rbac.load(&registry);
     let patch = Attributes::resource("patch", "ci", "apps", "deployments", "", "web");
