@@ -715,6 +715,48 @@ mod tests {
     }
 
     #[test]
+    fn rbac_grants_what_the_node_authorizer_refuses_and_other_users_what_is_bound() {
+        let role =
+            json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]});
+        let binding = json!({"metadata": {"name": "b", "namespace": "kube-system"},
+            "roleRef": {"kind": "ClusterRole", "name": "secret-lister"},
+            "subjects": [{"kind": "Group", "name": "system:nodes"}, {"kind": "User", "name": "bob"}]});
+        let rbac = Rbac::from_objects([
+            (
+                "/rbac.authorization.k8s.io/clusterroles/secret-lister",
+                &role,
+            ),
+            (
+                "/rbac.authorization.k8s.io/rolebindings/kube-system/b",
+                &binding,
+            ),
+        ]);
+        let list_secrets = action("list", "secrets", Some("kube-system"), None, None);
+        assert!(authorize(&node("n1"), &list_secrets, &graph(), &Rbac::new()).is_err());
+        assert!(authorize(&node("n1"), &list_secrets, &graph(), &rbac).is_ok());
+        let bob = User {
+            name: "bob".into(),
+            groups: vec!["system:authenticated".into()],
+            ..Default::default()
+        };
+        assert!(authorize(&bob, &list_secrets, &graph(), &rbac).is_ok());
+        let elsewhere = action("list", "secrets", Some("default"), None, None);
+        let err = authorize(&bob, &elsewhere, &graph(), &rbac).unwrap_err();
+        assert_eq!(
+            err.message,
+            "secrets is forbidden: User \"bob\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+        );
+        // A node refused by both keeps the node authorizer's reason.
+        let err = authorize(&node("n1"), &elsewhere, &graph(), &rbac).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("secrets is forbidden: User \"system:node:n1\""),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn node_may_touch_only_pods_bound_to_it() {
         let n1 = node("n1");
         let ns = Some("default");

@@ -16,7 +16,7 @@ use crate::api::status::ApiError;
 use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions};
 
 /// The policy compiled into the binary.
-pub const POLICY: &str = include_str!("../../../embedded/rbac/bootstrap.yaml");
+pub const POLICY: &str = crate::embedded::RBAC_BOOTSTRAP_POLICY;
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 
 #[derive(Debug, thiserror::Error)]

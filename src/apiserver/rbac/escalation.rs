@@ -186,13 +186,10 @@ pub fn admit_binding(
 mod tests {
     use super::*;
     use crate::api::resources::by_plural;
-    use crate::apiserver::rbac::index::Index;
     use serde_json::json;
 
     fn rbac_with(objects: &[(&str, Value)]) -> Rbac {
-        let rbac = Rbac::new();
-        rbac.publish(Index::build(objects.iter().map(|(k, v)| (*k, v))));
-        rbac
+        Rbac::from_objects(objects.iter().map(|(k, v)| (*k, v)))
     }
 
     fn alice() -> User {

@@ -18,6 +18,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
+use serde_json::Value;
 
 use super::registry::Registry;
 use crate::api::identity::User;
@@ -131,6 +132,14 @@ pub struct Rbac {
 impl Rbac {
     pub fn new() -> Rbac {
         Rbac::default()
+    }
+
+    /// An authorizer over `objects` (store key, object), without a registry: for tests
+    /// and tools that decide over a fixed policy.
+    pub fn from_objects<'a>(objects: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Rbac {
+        let rbac = Rbac::new();
+        rbac.publish(Index::build(objects));
+        rbac
     }
 
     fn snapshot(&self) -> Arc<Index> {
