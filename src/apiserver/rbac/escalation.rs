@@ -54,7 +54,7 @@ pub fn confirm_no_escalation(
     namespace: &str,
     wanted: &[PolicyRule],
 ) -> Result<(), String> {
-    let (owned, incomplete) = rbac.rules_for(user, namespace);
+    let (owned, errors) = rbac.rules_and_errors(user, namespace);
     let missing = uncovered(&owned, wanted);
     if missing.is_empty() {
         return Ok(());
@@ -68,10 +68,8 @@ pub fn confirm_no_escalation(
         go_string_list(&user.groups),
         shown.join("\n")
     );
-    if incomplete {
-        msg.push_str(
-            "; resolution errors: [a role referenced by a binding of the user was not found]",
-        );
+    if !errors.is_empty() {
+        msg.push_str(&format!("; resolution errors: [{}]", errors.join(" ")));
     }
     Err(msg)
 }

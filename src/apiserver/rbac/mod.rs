@@ -210,16 +210,22 @@ impl Rbac {
     /// only those), as SelfSubjectRulesReview reports them, and whether the list is
     /// incomplete (a binding references a role that does not exist).
     pub fn rules_for(&self, user: &User, namespace: &str) -> (Vec<PolicyRule>, bool) {
+        let (rules, errors) = self.rules_and_errors(user, namespace);
+        (rules, !errors.is_empty())
+    }
+
+    /// [`Rbac::rules_for`] with the reason of each binding that resolved to nothing.
+    fn rules_and_errors(&self, user: &User, namespace: &str) -> (Vec<PolicyRule>, Vec<String>) {
         let index = self.snapshot();
         let mut rules = Vec::new();
-        let mut incomplete = false;
+        let mut errors = Vec::new();
         for binding in index.bindings_for(user, namespace) {
             match index.role_rules(&binding.role_ref, &binding.namespace) {
                 Ok(found) => rules.extend(found.iter().cloned()),
-                Err(_) => incomplete = true,
+                Err(e) => errors.push(e.to_string()),
             }
         }
-        (rules, incomplete)
+        (rules, errors)
     }
 
     /// The rules of the role a binding in `namespace` references (escalation checks).
