@@ -13,7 +13,12 @@ pub const FILES: &[(&str, &str)] = &[
         "systemd/orc-agent.service",
         include_str!("../embedded/systemd/orc-agent.service"),
     ),
+    ("rbac/bootstrap.yaml", RBAC_BOOTSTRAP_POLICY),
 ];
+
+/// The bootstrap RBAC policy (`embedded/rbac/bootstrap.yaml`), reconciled at every
+/// server start (`apiserver::rbac::bootstrap`).
+pub const RBAC_BOOTSTRAP_POLICY: &str = include_str!("../embedded/rbac/bootstrap.yaml");
 
 /// orc's default manifests (`embedded/manifests/NAME`), written to
 /// `<data-dir>/server/manifests/` at every start and applied from there: `(NAME,

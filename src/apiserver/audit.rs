@@ -25,6 +25,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 
 use super::auth::{self, NodeGraph, User};
+use super::rbac::Rbac;
 use super::request::Query;
 use super::response::Body;
 use super::router::{self, Route};
@@ -127,6 +128,7 @@ impl AuditLog {
         req: &Request<B>,
         user: Option<&User>,
         graph: &dyn NodeGraph,
+        rbac: &Rbac,
         served: &Resources,
     ) -> Pending {
         let uri = req.uri();
@@ -147,7 +149,7 @@ impl AuditLog {
                         subresource: r.subresource.as_deref(),
                         selected_name: super::handlers::selected_name(query.str("fieldSelector")),
                     };
-                    allowed = auth::authorize(user, &action, graph).is_ok();
+                    allowed = auth::authorize(user, &action, graph, rbac).is_ok();
                 }
                 let long_running = verb == "watch"
                     || matches!(
@@ -747,6 +749,7 @@ mod tests {
             ),
             Some(&admin),
             &NoPods,
+            &Rbac::new(),
             &Catalog::new().snapshot(),
         );
         let ev = event_json(&p, "ResponseComplete", 200);
@@ -784,6 +787,7 @@ mod tests {
             &request("GET", "/api/v1/pods?watch=true"),
             None,
             &NoPods,
+            &Rbac::new(),
             &Catalog::new().snapshot(),
         );
         assert!(p.long_running);
@@ -804,6 +808,7 @@ mod tests {
             &request("GET", "/api/v1/namespaces/default/secrets/db"),
             Some(&node),
             &NoPods,
+            &Rbac::new(),
             &Catalog::new().snapshot(),
         );
         let ev = event_json(&p, "ResponseComplete", 403);
@@ -813,6 +818,7 @@ mod tests {
             &request("GET", "/version"),
             Some(&admin),
             &NoPods,
+            &Rbac::new(),
             &Catalog::new().snapshot(),
         );
         let ev = event_json(&p, "ResponseComplete", 200);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::rbac::{Attributes, Decision, Rbac};
 use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 
@@ -263,15 +264,50 @@ pub trait NodeGraph {
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool;
 }
 
-/// Decides whether `user` may perform `action` (403 `Status` if not).
-pub fn authorize(user: &User, action: &Action<'_>, graph: &dyn NodeGraph) -> Result<(), ApiError> {
+/// Decides whether `user` may perform `action` (403 `Status` if not), as upstream's
+/// authorizer chain: `system:masters` may do anything; a node gets what the node
+/// authorizer grants, else what RBAC grants (its refusal keeps the node authorizer's
+/// reason); everyone else what RBAC grants.
+pub fn authorize(
+    user: &User,
+    action: &Action<'_>,
+    graph: &dyn NodeGraph,
+    rbac: &Rbac,
+) -> Result<(), ApiError> {
     if user.is_admin() {
         return Ok(());
     }
-    match user.node_name() {
-        Some(node) => authorize_node(user, node, action, graph),
-        None => Err(forbidden(user, action, None)),
+    let node_refusal = match user.node_name() {
+        Some(node) => match authorize_node(user, node, action, graph) {
+            Ok(()) => return Ok(()),
+            Err(e) => Some(e),
+        },
+        None => None,
+    };
+    match rbac.authorize(user, &rbac_attributes(action)) {
+        Decision::Allow => Ok(()),
+        refused => Err(node_refusal.unwrap_or_else(|| {
+            let reason = refused.reason();
+            forbidden(
+                user,
+                action,
+                (!reason.is_empty()).then(|| reason.to_string()),
+            )
+        })),
     }
+}
+
+/// What RBAC is asked for `action` (a list narrowed to one name by a field selector is
+/// still a list of no name, as upstream).
+pub fn rbac_attributes(action: &Action<'_>) -> Attributes {
+    Attributes::resource(
+        action.verb,
+        action.namespace.unwrap_or(""),
+        action.def.group,
+        action.def.plural,
+        action.subresource.unwrap_or(""),
+        action.name.unwrap_or(""),
+    )
 }
 
 const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
@@ -576,7 +612,7 @@ mod tests {
     }
 
     fn allowed(user: &User, a: &Action<'_>) -> bool {
-        authorize(user, a, &graph()).is_ok()
+        authorize(user, a, &graph(), &Rbac::new()).is_ok()
     }
 
     #[test]
@@ -595,13 +631,13 @@ mod tests {
             groups: vec![ADMIN_GROUP.into()],
             ..Default::default()
         };
-        assert!(authorize(&admin, &action, &graph()).is_ok());
+        assert!(authorize(&admin, &action, &graph(), &Rbac::new()).is_ok());
         let bob = User {
             name: "bob".into(),
             groups: vec![],
             ..Default::default()
         };
-        let err = authorize(&bob, &action, &graph()).unwrap_err();
+        let err = authorize(&bob, &action, &graph(), &Rbac::new()).unwrap_err();
         assert_eq!(err.code, 403);
         assert_eq!(
             err.message,
@@ -623,6 +659,7 @@ mod tests {
             &n1,
             &action("patch", "nodes", None, Some("n2"), Some("status")),
             &graph(),
+            &Rbac::new(),
         )
         .unwrap_err();
         assert_eq!(err.code, 403);
@@ -700,7 +737,7 @@ mod tests {
             action("update", "pods", Some("default"), Some("mine"), None),
         ];
         for a in &denied {
-            let err = authorize(&n1, a, &graph()).unwrap_err();
+            let err = authorize(&n1, a, &graph(), &Rbac::new()).unwrap_err();
             assert_eq!(err.code, 403, "{a:?}");
             assert!(
                 err.message.contains("User \"system:node:n1\" cannot"),
@@ -708,6 +745,48 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn rbac_grants_what_the_node_authorizer_refuses_and_other_users_what_is_bound() {
+        let role =
+            json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]});
+        let binding = json!({"metadata": {"name": "b", "namespace": "kube-system"},
+            "roleRef": {"kind": "ClusterRole", "name": "secret-lister"},
+            "subjects": [{"kind": "Group", "name": "system:nodes"}, {"kind": "User", "name": "bob"}]});
+        let rbac = Rbac::from_objects([
+            (
+                "/rbac.authorization.k8s.io/clusterroles/secret-lister",
+                &role,
+            ),
+            (
+                "/rbac.authorization.k8s.io/rolebindings/kube-system/b",
+                &binding,
+            ),
+        ]);
+        let list_secrets = action("list", "secrets", Some("kube-system"), None, None);
+        assert!(authorize(&node("n1"), &list_secrets, &graph(), &Rbac::new()).is_err());
+        assert!(authorize(&node("n1"), &list_secrets, &graph(), &rbac).is_ok());
+        let bob = User {
+            name: "bob".into(),
+            groups: vec!["system:authenticated".into()],
+            ..Default::default()
+        };
+        assert!(authorize(&bob, &list_secrets, &graph(), &rbac).is_ok());
+        let elsewhere = action("list", "secrets", Some("default"), None, None);
+        let err = authorize(&bob, &elsewhere, &graph(), &rbac).unwrap_err();
+        assert_eq!(
+            err.message,
+            "secrets is forbidden: User \"bob\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+        );
+        // A node refused by both keeps the node authorizer's reason.
+        let err = authorize(&node("n1"), &elsewhere, &graph(), &rbac).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("secrets is forbidden: User \"system:node:n1\""),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -727,6 +806,7 @@ mod tests {
             &n1,
             &action("update", "pods", ns, Some("theirs"), Some("status")),
             &graph(),
+            &Rbac::new(),
         )
         .unwrap_err();
         assert!(
@@ -762,6 +842,7 @@ mod tests {
             &n1,
             &action("get", "secrets", ns, Some("other"), None),
             &graph(),
+            &Rbac::new(),
         )
         .unwrap_err();
         assert!(
@@ -858,7 +939,12 @@ mod tests {
             action("create", "nodes", None, None, None),
             action("list", "secrets", Some("kube-system"), None, None),
         ] {
-            assert_eq!(authorize(&bootstrap, &a, &graph()).unwrap_err().code, 403);
+            assert_eq!(
+                authorize(&bootstrap, &a, &graph(), &Rbac::new())
+                    .unwrap_err()
+                    .code,
+                403
+            );
         }
         // A node name needs the nodes group.
         let pretender = User {

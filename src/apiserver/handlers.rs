@@ -42,6 +42,7 @@ pub async fn handle(
             &req,
             authenticated,
             &*ctx.registry,
+            &ctx.rbac,
             &ctx.registry.resources(),
         )
     });
@@ -412,6 +413,7 @@ async fn resource(
             selected_name: selected_name(query.str("fieldSelector")),
         },
         &*ctx.registry,
+        &ctx.rbac,
     )?;
     let def = r.def;
     // Kinds served for some verbs only (Binding, TokenReview: create) refuse the others.

@@ -12,6 +12,7 @@ pub mod heartbeats;
 pub mod kubelet_proxy;
 pub mod node_credentials;
 pub mod openapi;
+pub mod rbac;
 pub mod registry;
 pub mod request;
 pub mod response;
@@ -60,6 +61,8 @@ pub struct ApiContext {
     pub audit: Option<Arc<audit::AuditLog>>,
     /// Open watches per user, against `--max-watches-per-user`.
     pub watches: watch::WatchLimiter,
+    /// The RBAC authorizer (the registry's, `registry.rbac`).
+    pub rbac: Arc<rbac::Rbac>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -428,6 +428,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     )
     .await
     .context("create the system namespaces and the kubernetes Service")?;
+    apiserver::rbac::bootstrap::reconcile(&registry, apiserver::rbac::bootstrap::POLICY)
+        .await
+        .context("reconcile the bootstrap RBAC policy")?;
+    registry.rbac.load(&registry);
 
     let pki = Arc::new(pki);
     let tokens = TokenAuthenticator::default();
@@ -444,6 +448,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             None => None,
         },
         watches: apiserver::watch::WatchLimiter::new(config.max_watches_per_user),
+        rbac: registry.rbac.clone(),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
@@ -466,6 +471,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tokio::spawn(compact_periodically(store.clone()));
     controllers.spawn(crds.run(registry.clone()));
     controllers.spawn(registry.webhooks.clone().run(registry.clone()));
+    controllers.spawn(registry.rbac.clone().run(registry.clone()));
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),
     ));

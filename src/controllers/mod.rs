@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod clock;
+pub mod clusterrole_aggregation;
 pub mod deployment;
 pub mod endpoints;
 pub mod event_ttl;
@@ -65,6 +66,7 @@ impl Default for Config {
 pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(namespace::run(client.clone()));
+    set.spawn(clusterrole_aggregation::run(client.clone()));
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
     set.spawn(endpoints::run(client.clone()));
     set.spawn(garbage_collector::run(client.clone()));

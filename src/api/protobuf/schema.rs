@@ -23,6 +23,10 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
     ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
     ("authentication.k8s.io/v1", "TokenReview", &AUTHENTICATION_V1_TOKEN_REVIEW),
@@ -183,6 +187,41 @@ pub static COORDINATION_V1_LEASE: Message = Message {
     ],
 };
 
+pub static RBAC_V1_ROLE: Message = Message {
+    name: "k8s.io.api.rbac.v1.Role",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_CLUSTER_ROLE: Message = Message {
+    name: "k8s.io.api.rbac.v1.ClusterRole",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "aggregationRule", kind: Message(&RBAC_V1_AGGREGATION_RULE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_ROLE_BINDING: Message = Message {
+    name: "k8s.io.api.rbac.v1.RoleBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
+    name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+    ],
+};
+
 pub static AUTOSCALING_V1_SCALE: Message = Message {
     name: "k8s.io.api.autoscaling.v1.Scale",
     fields: &[
@@ -251,41 +290,6 @@ pub static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static RBAC_V1_ROLE: Message = Message {
-    name: "k8s.io.api.rbac.v1.Role",
-    fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
-    ],
-};
-
-pub static RBAC_V1_CLUSTER_ROLE: Message = Message {
-    name: "k8s.io.api.rbac.v1.ClusterRole",
-    fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "aggregationRule", kind: Message(&RBAC_V1_AGGREGATION_RULE), cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static RBAC_V1_ROLE_BINDING: Message = Message {
-    name: "k8s.io.api.rbac.v1.RoleBinding",
-    fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
-    name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
-    fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -648,6 +652,43 @@ pub static COORDINATION_V1_LEASE_SPEC: Message = Message {
     ],
 };
 
+pub static RBAC_V1_POLICY_RULE: Message = Message {
+    name: "k8s.io.api.rbac.v1.PolicyRule",
+    fields: &[
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_AGGREGATION_RULE: Message = Message {
+    name: "k8s.io.api.rbac.v1.AggregationRule",
+    fields: &[
+        Field { tag: 1, json: "clusterRoleSelectors", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_SUBJECT: Message = Message {
+    name: "k8s.io.api.rbac.v1.Subject",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static RBAC_V1_ROLE_REF: Message = Message {
+    name: "k8s.io.api.rbac.v1.RoleRef",
+    fields: &[
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
 pub static AUTOSCALING_V1_SCALE_SPEC: Message = Message {
     name: "k8s.io.api.autoscaling.v1.ScaleSpec",
     fields: &[
@@ -749,43 +790,6 @@ pub static AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: Message = Message {
         Field { tag: 2, json: "nonResourceRules", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_RULE), cardinality: Repeated, omit_empty: false },
         Field { tag: 3, json: "incomplete", kind: Bool, cardinality: Optional, omit_empty: false },
         Field { tag: 4, json: "evaluationError", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static RBAC_V1_POLICY_RULE: Message = Message {
-    name: "k8s.io.api.rbac.v1.PolicyRule",
-    fields: &[
-        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
-    ],
-};
-
-pub static RBAC_V1_AGGREGATION_RULE: Message = Message {
-    name: "k8s.io.api.rbac.v1.AggregationRule",
-    fields: &[
-        Field { tag: 1, json: "clusterRoleSelectors", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Repeated, omit_empty: false },
-    ],
-};
-
-pub static RBAC_V1_SUBJECT: Message = Message {
-    name: "k8s.io.api.rbac.v1.Subject",
-    fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static RBAC_V1_ROLE_REF: Message = Message {
-    name: "k8s.io.api.rbac.v1.RoleRef",
-    fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 

@@ -30,6 +30,23 @@ pub(super) fn custom_resource_definition() -> Vec<Value> {
     vec![name_col(), col("Created At", "date", DESC_CREATED, 0)]
 }
 
+/// The columns of Roles and ClusterRoles.
+pub(super) fn role() -> Vec<Value> {
+    vec![name_col(), col("Created At", "date", DESC_CREATED, 0)]
+}
+
+/// The columns of RoleBindings and ClusterRoleBindings.
+pub(super) fn role_binding() -> Vec<Value> {
+    vec![
+        name_col(),
+        col("Role", "string", "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.", 0),
+        age_col(),
+        col("Users", "string", "Users in the roleBinding", 1),
+        col("Groups", "string", "Groups in the roleBinding", 1),
+        col("ServiceAccounts", "string", "ServiceAccounts in the roleBinding", 1),
+    ]
+}
+
 /// The columns of Pods.
 pub(super) fn pod() -> Vec<Value> {
     vec![

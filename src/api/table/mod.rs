@@ -235,6 +235,47 @@ pub static CUSTOM_RESOURCE_DEFINITION: Printer = Printer {
     conditions: no_conditions,
 };
 
+pub static ROLE: Printer = Printer {
+    columns: columns::role,
+    cells: |obj, _now| vec![name(obj), obj["metadata"]["creationTimestamp"].clone()],
+    conditions: no_conditions,
+};
+
+/// Upstream `printRoleBinding`: the role as `Kind/name`, then the subjects by kind
+/// (service accounts as `namespace/name`).
+pub static ROLE_BINDING: Printer = Printer {
+    columns: columns::role_binding,
+    cells: |obj, now| {
+        let role_ref = &obj["roleRef"];
+        let subjects = |kind: &str| -> String {
+            arr(&obj["subjects"])
+                .iter()
+                .filter(|s| str_at(&s["kind"]) == kind)
+                .map(|s| match kind {
+                    "ServiceAccount" => {
+                        format!("{}/{}", str_at(&s["namespace"]), str_at(&s["name"]))
+                    }
+                    _ => str_at(&s["name"]).to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        vec![
+            name(obj),
+            json!(format!(
+                "{}/{}",
+                str_at(&role_ref["kind"]),
+                str_at(&role_ref["name"])
+            )),
+            json!(age(obj, now)),
+            json!(subjects("User")),
+            json!(subjects("Group")),
+            json!(subjects("ServiceAccount")),
+        ]
+    },
+    conditions: no_conditions,
+};
+
 pub static LEASE: Printer = Printer {
     columns: columns::lease,
     cells: |obj, now| {
@@ -465,6 +506,14 @@ mod tests {
         let lease = json!({"metadata": {"name": "n1", "creationTimestamp": ago(7200)},
                            "spec": {"holderIdentity": "n1"}});
         assert_eq!(cells(&LEASE, &lease), ["n1", "n1", "120m"]);
+        let binding = json!({"metadata": {"name": "b", "creationTimestamp": ago(60)},
+            "roleRef": {"kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"},
+                         {"kind": "ServiceAccount", "namespace": "ns", "name": "sa"}]});
+        assert_eq!(
+            cells(&ROLE_BINDING, &binding),
+            ["b", "ClusterRole/view", "60s", "alice, bob", "", "ns/sa"]
+        );
         let other = json!({"metadata": {"name": "thing", "creationTimestamp": ago(3)}});
         assert_eq!(cells(&DEFAULT, &other), ["thing", "3s"]);
     }
@@ -487,6 +536,8 @@ mod tests {
             ("ServiceAccount", &SERVICE_ACCOUNT),
             ("Lease", &LEASE),
             ("ValidatingWebhookConfiguration", &WEBHOOK_CONFIGURATION),
+            ("Role", &ROLE),
+            ("RoleBinding", &ROLE_BINDING),
             ("Other", &DEFAULT),
         ] {
             assert_eq!(

@@ -12,6 +12,7 @@ mod field_error;
 mod meta;
 mod names;
 mod pod;
+mod rbac;
 mod service;
 #[cfg(test)]
 mod test_support;
@@ -27,6 +28,7 @@ pub use names::{
     MAX_SECRET_SIZE, TOTAL_ANNOTATION_SIZE_LIMIT,
 };
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
+pub use rbac::{is_path_segment_name, RBAC_GROUP};
 pub use webhooks::ACCEPTED_REVIEW_VERSIONS;
 pub use workloads::validate_label_selector;
 
@@ -41,6 +43,7 @@ use config::{validate_config_map, validate_secret};
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
+use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoints, validate_service};
 use webhooks::validate_webhook_configuration;
 use workloads::{validate_apps_workload, validate_replication_controller};
@@ -176,6 +179,10 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             validate_webhook_configuration(kind, obj, &mut errs)
         }
+        "Role" => validate_role(obj, &mut errs),
+        "ClusterRole" => validate_cluster_role(obj, &mut errs),
+        "RoleBinding" => validate_binding(obj, old, false, &mut errs),
+        "ClusterRoleBinding" => validate_binding(obj, old, true, &mut errs),
         _ => {}
     }
     errs

@@ -160,6 +160,7 @@ async fn context() -> (tempfile::TempDir, Arc<ApiContext>, Value) {
         .expect("update configmap");
     let pki = crate::tls::Pki::load_or_create(&dir.path().join("tls"), &[]).expect("pki");
     let ctx = ApiContext {
+        rbac: registry.rbac.clone(),
         registry,
         ca_pem: pki.ca_cert_pem().to_string(),
         advertise: "127.0.0.1:6443".into(),

@@ -154,6 +154,7 @@ impl Registry {
             default_toleration_seconds: self.default_toleration_seconds,
             cluster_cidr: self.cluster_cidr,
             event_rate_limit: &self.event_rate_limit,
+            rbac: &self.rbac,
         }
     }
 

@@ -138,6 +138,9 @@ pub struct Registry {
     /// The admission webhooks asked about every client write (kept current by
     /// `Webhooks::run`; idle until a configuration is stored).
     pub webhooks: Arc<Webhooks>,
+    /// The RBAC policy in memory: the authorizer, and the escalation checks of RBAC
+    /// writes (fed by `Rbac::load` and `Rbac::run`).
+    pub rbac: Arc<crate::apiserver::rbac::Rbac>,
 }
 
 impl Registry {
@@ -154,6 +157,7 @@ impl Registry {
             managed_fields_for_all: false,
             service_account_tokens: None,
             webhooks: Arc::new(Webhooks::default()),
+            rbac: Arc::default(),
         };
         registry.reclaim_allocations();
         registry

@@ -32,7 +32,7 @@ use super::kinds::{
     binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
-    pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
+    pod::PodStrategy, rbac, secret::SecretStrategy, service::ServiceStrategy,
     service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
@@ -60,6 +60,8 @@ pub struct Context<'a> {
     pub cluster_cidr: Option<Ipv4Net>,
     /// The per-node event rate limit.
     pub event_rate_limit: &'a EventRateLimit,
+    /// The RBAC policy, for the escalation checks of RBAC writes.
+    pub rbac: &'a crate::apiserver::rbac::Rbac,
 }
 
 /// The rules of one kind. Every method has the behaviour of a kind without rules of
@@ -253,6 +255,10 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "Node") => &NodeStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
         ("authentication.k8s.io", "TokenReview") => &TokenReviewStrategy,
+        ("rbac.authorization.k8s.io", "Role") => &rbac::ROLE,
+        ("rbac.authorization.k8s.io", "ClusterRole") => &rbac::CLUSTER_ROLE,
+        ("rbac.authorization.k8s.io", "RoleBinding") => &rbac::ROLE_BINDING,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => &rbac::CLUSTER_ROLE_BINDING,
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,

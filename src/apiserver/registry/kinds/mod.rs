@@ -11,6 +11,7 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod rbac;
 pub mod secret;
 pub mod service;
 pub mod service_account;
