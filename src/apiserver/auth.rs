@@ -871,8 +871,8 @@ mod tests {
         ]);
         let ns = Some("default");
         let token = |name| action("create", "serviceaccounts", ns, Some(name), Some("token"));
-        assert!(authorize(&node("n1"), &token("builder"), &graph).is_ok());
-        let err = authorize(&node("n1"), &token("deployer"), &graph).unwrap_err();
+        assert!(authorize(&node("n1"), &token("builder"), &graph, &Rbac::new()).is_ok());
+        let err = authorize(&node("n1"), &token("deployer"), &graph, &Rbac::new()).unwrap_err();
         assert_eq!(err.code, 403);
         assert!(
             err.message.contains("resource \"serviceaccounts/token\""),
@@ -880,7 +880,7 @@ mod tests {
             err.message
         );
         let get = action("get", "serviceaccounts", ns, Some("builder"), None);
-        assert!(authorize(&node("n1"), &get, &graph).is_err());
+        assert!(authorize(&node("n1"), &get, &graph, &Rbac::new()).is_err());
     }
 
     #[test]
