@@ -37,6 +37,19 @@ ROOTS = [
     ("apps/v1", "ReplicaSet", "api/apps/v1", "ReplicaSet"),
     ("coordination.k8s.io/v1", "Lease", "api/coordination/v1", "Lease"),
     ("autoscaling/v1", "Scale", "api/autoscaling/v1", "Scale"),
+    ("authentication.k8s.io/v1", "TokenRequest", "api/authentication/v1", "TokenRequest"),
+    ("authentication.k8s.io/v1", "TokenReview", "api/authentication/v1", "TokenReview"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", "api/authentication/v1", "SelfSubjectReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "api/authorization/v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", "api/authorization/v1", "SubjectAccessReview"),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", "api/authorization/v1", "LocalSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", "api/authorization/v1", "SelfSubjectRulesReview"),
+    ("rbac.authorization.k8s.io/v1", "Role", "api/rbac/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", "api/rbac/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", "api/rbac/v1", "RoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "api/rbac/v1", "ClusterRoleBinding"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "api/admissionregistration/v1", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "api/admissionregistration/v1", "MutatingWebhookConfiguration"),
     ("meta.k8s.io/v1", "DeleteOptions", "apimachinery/pkg/apis/meta/v1", "DeleteOptions"),
     ("meta.k8s.io/v1", "Status", "apimachinery/pkg/apis/meta/v1", "Status"),
 ]
@@ -53,6 +66,8 @@ SPECIAL = {
     ("apimachinery/pkg/util/intstr", "IntOrString"): "IntOrString",
     ("apimachinery/pkg/api/resource", "Quantity"): "Quantity",
     ("apimachinery/pkg/runtime", "RawExtension"): "RawExtension",
+    ("api/authentication/v1", "ExtraValue"): "StringList",
+    ("api/authorization/v1", "ExtraValue"): "StringList",
 }
 
 SCALARS = {

@@ -93,6 +93,9 @@ pub enum Kind {
     Quantity,
     /// `runtime.RawExtension`: embedded JSON (or an embedded protobuf object).
     RawExtension,
+    /// A message wrapping `repeated string items = 1` whose JSON is the bare list
+    /// (`ExtraValue` of user info).
+    StringList,
     Message(&'static Message),
 }
 
@@ -503,6 +506,7 @@ fn zero_value(
         | Kind::Quantity
         | Kind::RawExtension
         | Kind::FieldsV1
+        | Kind::StringList
         | Kind::Message(_) => decode_value(message, field, Wire::Bytes(&[]), depth)?,
     })
 }
@@ -625,6 +629,16 @@ fn decode_value(
                 Ok(())
             })?;
             Value::String(quantity)
+        }
+        Kind::StringList => {
+            let mut items = Vec::new();
+            for_each_subfield(message, field, wire, depth, |tag, wire| {
+                if tag == 1 {
+                    items.push(Value::String(utf8(expect_bytes(message, field, wire)?)));
+                }
+                Ok(())
+            })?;
+            Value::Array(items)
         }
         Kind::RawExtension | Kind::FieldsV1 => {
             let mut raw: &[u8] = &[];

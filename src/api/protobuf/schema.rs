@@ -24,6 +24,19 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
+    ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
+    ("authentication.k8s.io/v1", "TokenReview", &AUTHENTICATION_V1_TOKEN_REVIEW),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", &AUTHENTICATION_V1_SELF_SUBJECT_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", &AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", &AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", &AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", &AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW),
+    ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", &ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK_CONFIGURATION),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", &ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
     ("meta.k8s.io/v1", "Status", &META_V1_STATUS),
 ];
@@ -176,6 +189,119 @@ pub static AUTOSCALING_V1_SCALE: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_SCALE_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_SCALE_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REQUEST: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequest",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REVIEW: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_SELF_SUBJECT_REVIEW: Message = Message {
+    name: "k8s.io.api.authentication.v1.SelfSubjectReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "status", kind: Message(&AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "k8s.io.api.authorization.v1.SubjectAccessReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "k8s.io.api.authorization.v1.LocalSubjectAccessReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: Message = Message {
+    name: "k8s.io.api.authorization.v1.SelfSubjectRulesReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_ROLE: Message = Message {
+    name: "k8s.io.api.rbac.v1.Role",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_CLUSTER_ROLE: Message = Message {
+    name: "k8s.io.api.rbac.v1.ClusterRole",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "aggregationRule", kind: Message(&RBAC_V1_AGGREGATION_RULE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_ROLE_BINDING: Message = Message {
+    name: "k8s.io.api.rbac.v1.RoleBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
+    name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK_CONFIGURATION: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingWebhookConfiguration",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.MutatingWebhookConfiguration",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -534,6 +660,167 @@ pub static AUTOSCALING_V1_SCALE_STATUS: Message = Message {
     fields: &[
         Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "selector", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequestSpec",
+    fields: &[
+        Field { tag: 1, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "boundObjectRef", kind: Message(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequestStatus",
+    fields: &[
+        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "expirationTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REVIEW_SPEC: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenReviewSpec",
+    fields: &[
+        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REVIEW_STATUS: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenReviewStatus",
+    fields: &[
+        Field { tag: 1, json: "authenticated", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "user", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS: Message = Message {
+    name: "k8s.io.api.authentication.v1.SelfSubjectReviewStatus",
+    fields: &[
+        Field { tag: 1, json: "userInfo", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    name: "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec",
+    fields: &[
+        Field { tag: 1, json: "resourceAttributes", kind: Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "nonResourceAttributes", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
+    name: "k8s.io.api.authorization.v1.SubjectAccessReviewStatus",
+    fields: &[
+        Field { tag: 1, json: "allowed", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "evaluationError", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "denied", kind: Bool, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
+    name: "k8s.io.api.authorization.v1.SubjectAccessReviewSpec",
+    fields: &[
+        Field { tag: 1, json: "resourceAttributes", kind: Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "nonResourceAttributes", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "groups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "extra", kind: StringList, cardinality: Map, omit_empty: false },
+        Field { tag: 6, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC: Message = Message {
+    name: "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec",
+    fields: &[
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: Message = Message {
+    name: "k8s.io.api.authorization.v1.SubjectRulesReviewStatus",
+    fields: &[
+        Field { tag: 1, json: "resourceRules", kind: Message(&AUTHORIZATION_V1_RESOURCE_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "nonResourceRules", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "incomplete", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "evaluationError", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static RBAC_V1_POLICY_RULE: Message = Message {
+    name: "k8s.io.api.rbac.v1.PolicyRule",
+    fields: &[
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_AGGREGATION_RULE: Message = Message {
+    name: "k8s.io.api.rbac.v1.AggregationRule",
+    fields: &[
+        Field { tag: 1, json: "clusterRoleSelectors", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static RBAC_V1_SUBJECT: Message = Message {
+    name: "k8s.io.api.rbac.v1.Subject",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static RBAC_V1_ROLE_REF: Message = Message {
+    name: "k8s.io.api.rbac.v1.RoleRef",
+    fields: &[
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingWebhook",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "clientConfig", kind: Message(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "rules", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "sideEffects", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "admissionReviewVersions", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 9, json: "matchPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 10, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 11, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.MutatingWebhook",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "clientConfig", kind: Message(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "rules", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "sideEffects", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "admissionReviewVersions", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 9, json: "matchPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 10, json: "reinvocationPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 11, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 12, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -1058,6 +1345,92 @@ pub static APPS_V1_REPLICA_SET_CONDITION: Message = Message {
     ],
 };
 
+pub static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.authentication.v1.BoundObjectReference",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHENTICATION_V1_USER_INFO: Message = Message {
+    name: "k8s.io.api.authentication.v1.UserInfo",
+    fields: &[
+        Field { tag: 1, json: "username", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "groups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "extra", kind: StringList, cardinality: Map, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "k8s.io.api.authorization.v1.ResourceAttributes",
+    fields: &[
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "verb", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "group", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "version", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "resource", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "subresource", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 8, json: "fieldSelector", kind: Message(&AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "labelSelector", kind: Message(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "k8s.io.api.authorization.v1.NonResourceAttributes",
+    fields: &[
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "verb", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHORIZATION_V1_RESOURCE_RULE: Message = Message {
+    name: "k8s.io.api.authorization.v1.ResourceRule",
+    fields: &[
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_NON_RESOURCE_RULE: Message = Message {
+    name: "k8s.io.api.authorization.v1.NonResourceRule",
+    fields: &[
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.WebhookClientConfig",
+    fields: &[
+        Field { tag: 1, json: "service", kind: Message(&ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "caBundle", kind: Bytes, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "url", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.RuleWithOperations",
+    fields: &[
+        Field { tag: 1, json: "operations", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "", kind: Message(&ADMISSIONREGISTRATION_V1_RULE), cardinality: Inline, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_MATCH_CONDITION: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.MatchCondition",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "expression", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
 pub static META_V1_STATUS_CAUSE: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause",
     fields: &[
@@ -1431,6 +1804,42 @@ pub static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     fields: &[
         Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
+    name: "k8s.io.api.authorization.v1.FieldSelectorAttributes",
+    fields: &[
+        Field { tag: 1, json: "rawSelector", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "requirements", kind: Message(&META_V1_FIELD_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: Message = Message {
+    name: "k8s.io.api.authorization.v1.LabelSelectorAttributes",
+    fields: &[
+        Field { tag: 1, json: "rawSelector", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "requirements", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ServiceReference",
+    fields: &[
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_RULE: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.Rule",
+    fields: &[
+        Field { tag: 1, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "apiVersions", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -1886,6 +2295,15 @@ pub static CORE_V1_PORT_STATUS: Message = Message {
         Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static META_V1_FIELD_SELECTOR_REQUIREMENT: Message = Message {
+    name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
+    fields: &[
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
