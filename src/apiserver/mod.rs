@@ -3,17 +3,21 @@
 pub mod allocator;
 pub mod audit;
 pub mod auth;
+mod authorizer;
 pub mod connections;
 pub mod crds;
 pub mod discovery;
 pub mod handlers;
 pub mod heartbeats;
+pub mod impersonation;
 pub mod kubelet_proxy;
 pub mod node_credentials;
 pub mod openapi;
+pub mod rbac;
 pub mod registry;
 pub mod request;
 pub mod response;
+pub mod reviews;
 pub mod router;
 pub mod watch;
 
