@@ -229,6 +229,84 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
+/// ConfigMap creates as admin (authorized by its group, no RBAC lookup) next to the same
+/// creates by a service account with its bearer token, allowed by a RoleBinding to
+/// `edit` (JWT check, bound-object check, RBAC decision on every request).
+async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, api: &str, n: usize) {
+    let ns = format!("{api}/api/v1/namespaces/default");
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}});
+    let r = admin
+        .post(format!("{ns}/serviceaccounts"))
+        .json(&sa)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "bench-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "default"}]});
+    let r = admin
+        .post(format!(
+            "{api}/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings"
+        ))
+        .json(&binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                         "spec": {"expirationSeconds": 3600}});
+    let r = admin
+        .post(format!("{ns}/serviceaccounts/bench/token"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let token: Value = r.json().await.unwrap();
+    let token = token["status"]["token"].as_str().unwrap().to_string();
+    let sa_client = {
+        let creds = orc::tls::kubeconfig_credentials(&std::fs::read_to_string(kubeconfig).unwrap())
+            .unwrap();
+        let tls = orc::tls::client_config_pinned(&creds.ca_pem, None).unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .default_headers(headers)
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap()
+    };
+    let url = format!("{ns}/configmaps");
+    // The binding is seen by the authorizer a moment after it is written.
+    for _ in 0..100 {
+        let r = sa_client.get(&url).send().await.unwrap();
+        if r.status().is_success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (elapsed, lat) = concurrent_creates(admin, &url, n, |i| {
+        let mut cm = config_map(i);
+        cm["metadata"]["name"] = json!(format!("admin-cm-{i}"));
+        cm
+    })
+    .await;
+    report("16-way ConfigMaps as admin", n, elapsed, lat);
+    let (elapsed, lat) = concurrent_creates(&sa_client, &url, n, |i| {
+        let mut cm = config_map(i);
+        cm["metadata"]["name"] = json!(format!("sa-cm-{i}"));
+        cm
+    })
+    .await;
+    report("16-way ConfigMaps as a SA", n, elapsed, lat);
+}
+
 fn client(kubeconfig: &Path) -> reqwest::Client {
     let creds =
         orc::tls::kubeconfig_credentials(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
@@ -367,6 +445,13 @@ async fn main() {
     );
     kinds(
         &http,
+        &format!("https://127.0.0.1:{port}"),
+        env_num("ORC_BENCH_KINDS", 2000) as usize,
+    )
+    .await;
+    rbac(
+        &http,
+        &kubeconfig,
         &format!("https://127.0.0.1:{port}"),
         env_num("ORC_BENCH_KINDS", 2000) as usize,
     )

@@ -84,7 +84,13 @@ impl ResourceDef {
     /// Verbs on the main resource, as discovery reports them.
     pub fn verbs(&self) -> &'static [&'static str] {
         match self.kind {
-            "Binding" | "TokenReview" => &["create"],
+            "Binding"
+            | "TokenReview"
+            | "SelfSubjectReview"
+            | "SelfSubjectAccessReview"
+            | "SubjectAccessReview"
+            | "LocalSubjectAccessReview"
+            | "SelfSubjectRulesReview" => &["create"],
             _ => &[
                 "create",
                 "delete",
@@ -108,6 +114,7 @@ use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
 use k8s_openapi::api::{
     apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, rbac::v1 as rbac,
 };
+use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
 const ALL: &[&str] = &["all"];
@@ -399,6 +406,71 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["api-extensions"],
         subresources: NONE,
         roundtrip: roundtrip::<admissionregistration::MutatingWebhookConfiguration>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<authn::SelfSubjectReview>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<authz::SelfSubjectAccessReview>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<authz::SubjectAccessReview>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "LocalSubjectAccessReview",
+        plural: "localsubjectaccessreviews",
+        singular: "localsubjectaccessreview",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<authz::LocalSubjectAccessReview>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<authz::SelfSubjectRulesReview>,
         custom: None,
     },
 ];

@@ -176,6 +176,7 @@ impl AuditLog {
             request_uri,
             verb,
             user: user.cloned(),
+            impersonated: None,
             source_ips: source_ips(req),
             user_agent: req
                 .headers()
@@ -259,6 +260,7 @@ pub struct Pending {
     request_uri: String,
     verb: String,
     user: Option<User>,
+    impersonated: Option<User>,
     source_ips: Vec<String>,
     user_agent: Option<String>,
     object_ref: Option<ObjectRef>,
@@ -269,6 +271,13 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The request runs as the user it was begun with on behalf of `caller`, who
+    /// authenticated: the event names `caller` as its user and the other as
+    /// `impersonatedUser`, as upstream.
+    pub fn impersonated_by(&mut self, caller: &User) {
+        self.impersonated = self.user.replace(caller.clone());
+    }
+
     /// The request failed with `e`: its Status (reason, message, code; never a body)
     /// becomes the event's `responseStatus`, as upstream copies it.
     pub fn failed(&mut self, e: &ApiError) {
@@ -341,6 +350,10 @@ impl Pending {
                 username: self.user.as_ref().map(|u| u.name.as_str()),
                 groups: self.user.as_ref().map(|u| u.groups.as_slice()),
             },
+            impersonated_user: self.impersonated.as_ref().map(|u| UserInfo {
+                username: Some(u.name.as_str()),
+                groups: Some(u.groups.as_slice()),
+            }),
             source_ips: &self.source_ips,
             user_agent: self.user_agent.as_deref(),
             object_ref: self.object_ref.as_ref(),
@@ -376,6 +389,8 @@ struct Event<'a> {
     request_uri: &'a str,
     verb: &'a str,
     user: UserInfo<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impersonated_user: Option<UserInfo<'a>>,
     #[serde(rename = "sourceIPs")]
     source_ips: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]

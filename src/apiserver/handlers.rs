@@ -11,11 +11,13 @@ use serde_json::{json, Value};
 use super::auth::{self, User};
 use super::kubelet_proxy::Stream;
 use super::openapi::v2;
+use super::rbac::Decision;
 use super::registry::{strategy_for, DeleteOptions, FieldValidation, WriteOptions, Written};
 use super::request::{self, Query, RequestBody};
 use super::response::{self, Body};
+use super::reviews::{self, Authorizer as _};
 use super::router::{self, ResourceRoute, Route};
-use super::{discovery, watch, ApiContext};
+use super::{discovery, impersonation, watch, ApiContext};
 use crate::api::object;
 use crate::api::patch::PatchType;
 use crate::api::resources::{self, ResourceDef};
@@ -35,7 +37,10 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let user = authenticate(&ctx, cert_user, &req);
+    let caller = authenticate(&ctx, cert_user, &req);
+    let impersonating = req.headers().contains_key(impersonation::USER_HEADER);
+    let real = caller.as_ref().ok().and_then(|u| u.clone());
+    let user = caller.and_then(|u| impersonate(&ctx, u, &req));
     let authenticated = user.as_ref().ok().and_then(|u| u.as_ref());
     let mut audit = ctx.audit.as_ref().map(|log| {
         log.begin(
@@ -46,6 +51,11 @@ pub async fn handle(
             &ctx.registry.resources(),
         )
     });
+    if let (Some(audit), Some(real), true) = (&mut audit, &real, impersonating) {
+        if authenticated.is_some() {
+            audit.impersonated_by(real);
+        }
+    }
     let resp = match &user {
         Ok(user) => match dispatch(&ctx, user.as_ref(), req).await {
             Ok(resp) => resp,
@@ -122,6 +132,27 @@ fn authenticate<B>(
         )
         .map(|u| Some(u.with_authenticated_group()))
         .map_err(auth::TokenRefusal::to_api_error)
+}
+
+/// The user `req` runs as: `user`, or the one its `Impersonate-*` headers name once
+/// `user` may impersonate every part of it (403 naming the first part it may not).
+fn impersonate<B>(
+    ctx: &ApiContext,
+    user: Option<User>,
+    req: &Request<B>,
+) -> Result<Option<User>, ApiError> {
+    let Some(wanted) = impersonation::requested(req.headers())? else {
+        return Ok(user);
+    };
+    let caller = user.ok_or_else(ApiError::unauthorized)?;
+    for check in wanted.checks() {
+        if ctx.decide(&caller, &check.attrs) != Decision::Allow {
+            return Err(impersonation::forbidden(&caller, &check));
+        }
+    }
+    let user = wanted.user();
+    tracing::debug!(caller = %caller.name, user = %user.name, "impersonating");
+    Ok(Some(user))
 }
 
 /// The answer to a refused credential, with `Retry-After` on a 429.
@@ -504,6 +535,10 @@ async fn resource(
             }
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode(&content_type, &body).await?;
+            if reviews::is_review(def) {
+                let answer = reviews::answer(ctx, user, def, ns, obj)?;
+                return Ok(response::json(201, &answer));
+            }
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.create(def, ns, obj, &opts).await?;

@@ -167,6 +167,28 @@ impl Server {
         serde_json::from_str(&self.ok(&a)).expect("kubectl -o json output")
     }
 
+    /// A kubeconfig that authenticates with bearer `token` only (no client
+    /// certificate), for acting as a service account.
+    pub fn token_kubeconfig(&self, token: &str) -> PathBuf {
+        let creds = orc::tls::kubeconfig_credentials(
+            &std::fs::read_to_string(self.kubeconfig()).expect("read kubeconfig"),
+        )
+        .expect("parse kubeconfig");
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::write(&ca, &creds.ca_pem).expect("write ca");
+        let path = self
+            .dir
+            .path()
+            .join(format!("token-{}.yaml", uuid::Uuid::new_v4()));
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: orc\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: token\n  user:\n    token: {token}\ncontexts:\n- name: orc\n  context: {{cluster: orc, user: token}}\ncurrent-context: orc\n",
+            self.url(),
+            ca.display()
+        );
+        std::fs::write(&path, yaml).expect("write token kubeconfig");
+        path
+    }
+
     /// An HTTPS client pinned to the cluster CA, authenticated as admin (or anonymous).
     pub fn client(&self, admin: bool) -> reqwest::Client {
         let creds = orc::tls::kubeconfig_credentials(
