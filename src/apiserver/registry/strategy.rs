@@ -32,7 +32,7 @@ use super::kinds::{
     binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
-    pod::PodStrategy, rbac, secret::SecretStrategy, service::ServiceStrategy,
+    pod::PodStrategy, rbac, review, secret::SecretStrategy, service::ServiceStrategy,
     service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
@@ -255,6 +255,13 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "Node") => &NodeStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
         ("authentication.k8s.io", "TokenReview") => &TokenReviewStrategy,
+        ("authentication.k8s.io", "SelfSubjectReview") => &review::SELF_SUBJECT_REVIEW,
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => &review::SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io", "SubjectAccessReview") => &review::SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io", "LocalSubjectAccessReview") => {
+            &review::LOCAL_SUBJECT_ACCESS_REVIEW
+        }
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => &review::SELF_SUBJECT_RULES_REVIEW,
         ("rbac.authorization.k8s.io", "Role") => &rbac::ROLE,
         ("rbac.authorization.k8s.io", "ClusterRole") => &rbac::CLUSTER_ROLE,
         ("rbac.authorization.k8s.io", "RoleBinding") => &rbac::ROLE_BINDING,

@@ -12,6 +12,7 @@ pub mod namespace;
 pub mod node;
 pub mod pod;
 pub mod rbac;
+pub mod review;
 pub mod secret;
 pub mod service;
 pub mod service_account;
