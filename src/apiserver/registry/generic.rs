@@ -146,6 +146,7 @@ impl Registry {
             default_toleration_seconds: self.default_toleration_seconds,
             cluster_cidr: self.cluster_cidr,
             event_rate_limit: &self.event_rate_limit,
+            store: self.store.as_ref(),
         }
     }
 
@@ -333,6 +334,11 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         strategy.prepare_for_create(&cx, &mut obj);
+        // Upstream's NamespaceLifecycle admission comes before the other plugins.
+        if let (true, Some(ns)) = (def.namespaced, ns) {
+            self.check_namespace(def, ns, &name)?;
+        }
+        strategy.admit_create(&cx, &mut obj).await?;
         // Admission before validation, as upstream's NodeRestriction: a node learns it may
         // not write a field before it learns what the field may hold.
         if let Some(requester) = &opts.requester {
@@ -353,9 +359,6 @@ impl Registry {
         }
         let mut obj = self.track_update(def, None, obj, None, opts);
         check_stored_size(def, &name, &obj)?;
-        if let (true, Some(ns)) = (def.namespaced, ns) {
-            self.check_namespace(def, ns, &name)?;
-        }
         let key = def.key(ns, &name);
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(def, &name));

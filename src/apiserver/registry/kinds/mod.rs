@@ -11,6 +11,7 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod pod_service_account;
 pub mod secret;
 pub mod service;
 pub mod service_account;

@@ -210,6 +210,7 @@ mod tests {
         let allocators = Allocators::new("10.43.0.0/29".parse().unwrap(), (30000, 30001));
         let heartbeats = Heartbeats::new();
         let event_rate_limit = Default::default();
+        let store = crate::store::memory::MemoryStore::new();
         let cx = Context {
             def: resources::by_plural("", "v1", "services").expect("served"),
             allocators: &allocators,
@@ -217,6 +218,7 @@ mod tests {
             default_toleration_seconds: 300,
             cluster_cidr: None,
             event_rate_limit: &event_rate_limit,
+            store: &store,
         };
         f(&cx)
     }
