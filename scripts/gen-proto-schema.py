@@ -37,6 +37,8 @@ ROOTS = [
     ("apps/v1", "ReplicaSet", "api/apps/v1", "ReplicaSet"),
     ("coordination.k8s.io/v1", "Lease", "api/coordination/v1", "Lease"),
     ("autoscaling/v1", "Scale", "api/autoscaling/v1", "Scale"),
+    ("authentication.k8s.io/v1", "TokenRequest", "api/authentication/v1", "TokenRequest"),
+    ("authentication.k8s.io/v1", "TokenReview", "api/authentication/v1", "TokenReview"),
     ("meta.k8s.io/v1", "DeleteOptions", "apimachinery/pkg/apis/meta/v1", "DeleteOptions"),
     ("meta.k8s.io/v1", "Status", "apimachinery/pkg/apis/meta/v1", "Status"),
 ]

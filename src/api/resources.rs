@@ -84,7 +84,7 @@ impl ResourceDef {
     /// Verbs on the main resource, as discovery reports them.
     pub fn verbs(&self) -> &'static [&'static str] {
         match self.kind {
-            "Binding" => &["create"],
+            "Binding" | "TokenReview" => &["create"],
             _ => &[
                 "create",
                 "delete",
@@ -251,7 +251,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: NONE,
-        subresources: NONE,
+        subresources: &["token"],
         roundtrip: roundtrip::<core::ServiceAccount>,
         custom: None,
     },
@@ -305,6 +305,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["api-extensions"],
         subresources: &["status"],
         roundtrip: roundtrip::<apiextensions::CustomResourceDefinition>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "TokenReview",
+        plural: "tokenreviews",
+        singular: "tokenreview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<k8s_openapi::api::authentication::v1::TokenReview>,
         custom: None,
     },
 ];

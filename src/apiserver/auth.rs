@@ -110,14 +110,29 @@ impl TokenAuthenticator {
         token: &str,
         source: Option<IpAddr>,
     ) -> Result<User, TokenRefusal> {
+        self.authenticate_from_or(token, source, |_| None)
+    }
+
+    /// [`Self::authenticate_from`], asking `other` (e.g. the service-account token
+    /// authenticator) about a token that is none of the static ones; its refusals count
+    /// as failures of the source too.
+    pub fn authenticate_from_or(
+        &self,
+        token: &str,
+        source: Option<IpAddr>,
+        other: impl FnOnce(&str) -> Option<User>,
+    ) -> Result<User, TokenRefusal> {
         let Some(ip) = source else {
-            return self.authenticate(token).ok_or(TokenRefusal::Invalid);
+            return self
+                .authenticate(token)
+                .or_else(|| other(token))
+                .ok_or(TokenRefusal::Invalid);
         };
         let now = Instant::now();
         if let Err(after) = self.failures.check(ip, now) {
             return Err(TokenRefusal::Limited(after));
         }
-        if let Some(user) = self.authenticate(token) {
+        if let Some(user) = self.authenticate(token).or_else(|| other(token)) {
             return Ok(user);
         }
         let limited = self.failures.record_failure(ip, now);
@@ -306,6 +321,20 @@ fn authorize_node(
             }
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
+        // Tokens for the accounts of its pods; NodeRestriction (in the TokenRequest
+        // handler) then requires the token to be bound to such a pod.
+        ("", "serviceaccounts", Some("token")) if verb == "create" => {
+            match (action.namespace, action.name) {
+                (Some(ns), Some(name))
+                    if graph.node_references(node, ns, "ServiceAccount", name) =>
+                {
+                    Ok(())
+                }
+                _ => deny(Some(format!(
+                    "no relationship found between node '{node}' and this object"
+                ))),
+            }
+        }
         ("", plural @ ("secrets" | "configmaps"), None) if read => {
             let name = match verb {
                 "get" => action.name,
@@ -409,9 +438,13 @@ fn forbidden(user: &User, action: &Action<'_>, why: Option<String>) -> ApiError 
 }
 
 /// Whether `pod` references the `kind` (`Secret` or `ConfigMap`) named `name`: volumes
-/// (also projected), env and envFrom of every container, and image pull secrets.
+/// (also projected), env and envFrom of every container, and image pull secrets; or
+/// runs as the `ServiceAccount` named `name`.
 pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
     let spec = &pod["spec"];
+    if kind == "ServiceAccount" {
+        return spec["serviceAccountName"].as_str() == Some(name);
+    }
     let (volume_field, ref_field, key_ref, from_ref) = match kind {
         "Secret" => ("secret", "secretName", "secretKeyRef", "secretRef"),
         "ConfigMap" => ("configMap", "name", "configMapKeyRef", "configMapRef"),
@@ -745,6 +778,28 @@ mod tests {
         assert!(!allowed(&n1, &watch_one));
         watch_one.selected_name = Some("db");
         assert!(allowed(&n1, &watch_one));
+    }
+
+    #[test]
+    fn node_may_request_tokens_only_for_the_accounts_of_its_pods() {
+        let graph = Pods(vec![
+            json!({"metadata": {"namespace": "default", "name": "mine"},
+                   "spec": {"nodeName": "n1", "serviceAccountName": "builder"}}),
+            json!({"metadata": {"namespace": "default", "name": "theirs"},
+                   "spec": {"nodeName": "n2", "serviceAccountName": "deployer"}}),
+        ]);
+        let ns = Some("default");
+        let token = |name| action("create", "serviceaccounts", ns, Some(name), Some("token"));
+        assert!(authorize(&node("n1"), &token("builder"), &graph).is_ok());
+        let err = authorize(&node("n1"), &token("deployer"), &graph).unwrap_err();
+        assert_eq!(err.code, 403);
+        assert!(
+            err.message.contains("resource \"serviceaccounts/token\""),
+            "{}",
+            err.message
+        );
+        let get = action("get", "serviceaccounts", ns, Some("builder"), None);
+        assert!(authorize(&node("n1"), &get, &graph).is_err());
     }
 
     #[test]

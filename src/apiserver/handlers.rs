@@ -102,8 +102,23 @@ fn authenticate<B>(
     else {
         return Ok(None);
     };
+    let service_account = |token: &str| {
+        let tokens = ctx.registry.service_account_tokens.as_deref()?;
+        let now = chrono::Utc::now().timestamp();
+        match tokens.authenticate(&ctx.registry, token, None, now) {
+            Ok(found) => found.map(|a| a.user),
+            Err(e) => {
+                tracing::info!(error = %e, "authentication failed: service-account token refused");
+                None
+            }
+        }
+    };
     ctx.tokens
-        .authenticate_from(token.trim(), connection.map(|c| c.peer.ip()))
+        .authenticate_from_or(
+            token.trim(),
+            connection.map(|c| c.peer.ip()),
+            service_account,
+        )
         .map(|u| Some(u.with_authenticated_group()))
         .map_err(auth::TokenRefusal::to_api_error)
 }
@@ -177,6 +192,7 @@ async fn dispatch(
             &discovery::resource_list(&served, &group, &version),
         )),
         Route::OpenApi(path) => openapi(ctx, &path, &req),
+        Route::OpenIdConfiguration | Route::OpenIdKeys => openid(ctx, &route),
         Route::Resource(r) => {
             // A deprecated custom resource version warns on every request, as upstream.
             let deprecation = r.def.custom.and_then(|c| c.deprecation_warning.clone());
@@ -253,6 +269,34 @@ async fn node_credentials(
     let creds = super::node_credentials::issue(&ctx.registry, &ctx.pki, user, &body).await?;
     let value = serde_json::to_value(creds).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(response::json(200, &value))
+}
+
+/// The service-account issuer's OIDC discovery document or key set.
+fn openid(ctx: &ApiContext, route: &Route) -> Result<Response<Body>, ApiError> {
+    use super::serviceaccount::oidc;
+    let tokens = ctx
+        .registry
+        .service_account_tokens
+        .as_deref()
+        .ok_or_else(ApiError::no_route)?;
+    let (doc, content_type) = match route {
+        Route::OpenIdKeys => (oidc::jwks(tokens), oidc::JWKS_CONTENT_TYPE),
+        _ => (
+            oidc::configuration(tokens, &ctx.advertise),
+            "application/json",
+        ),
+    };
+    let mut resp = response::json(200, &doc);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static(oidc::CACHE_CONTROL),
+    );
+    Ok(resp)
 }
 
 fn aggregated(v: Value) -> Response<Body> {
@@ -370,6 +414,13 @@ async fn resource(
         &*ctx.registry,
     )?;
     let def = r.def;
+    // Kinds served for some verbs only (Binding, TokenReview: create) refuse the others.
+    if r.subresource.is_none() && !def.verbs().contains(&verb) {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            status::resource_name(def)
+        )));
+    }
     let ns = r.namespace.as_deref();
     let as_table = match table::negotiated_table_version(header_str(&req, header::ACCEPT)) {
         Some(version) => Some(TableRequest {
@@ -466,6 +517,26 @@ async fn resource(
                 201,
                 &status::success_status(bindings, name, None),
             ))
+        }
+        ("create", Some(name), Some("token")) => {
+            let tokens = ctx
+                .registry
+                .service_account_tokens
+                .as_deref()
+                .ok_or_else(ApiError::no_route)?;
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode(&content_type, &body).await?;
+            let ns = ns.unwrap_or("default");
+            let answer = super::serviceaccount::token_request::create(
+                &ctx.registry,
+                tokens,
+                user,
+                ns,
+                name,
+                &obj,
+                chrono::Utc::now(),
+            )?;
+            Ok(response::json(201, &answer))
         }
         ("update", Some(name), None | Some("status")) => {
             let body = request::read_body(req.into_body(), content_length).await?;

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod serviceaccount;
 pub mod watch;
 
 use std::net::SocketAddr;

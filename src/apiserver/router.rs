@@ -23,6 +23,10 @@ pub enum Route {
     },
     /// `/openapi/v2`, `/openapi/v3`, `/openapi/v3/<path>`
     OpenApi(String),
+    /// `/.well-known/openid-configuration`: the service-account issuer's OIDC discovery.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the service-account token signing keys.
+    OpenIdKeys,
     Resource(ResourceRoute),
 }
 
@@ -44,6 +48,8 @@ pub fn parse(path: &str, served: &Resources) -> Option<Route> {
         "/healthz" | "/livez" | "/readyz" | "/ping" => return Some(Route::Health),
         "/cacerts" => return Some(Route::CaCerts),
         super::node_credentials::PATH => return Some(Route::NodeCredentials),
+        super::serviceaccount::oidc::CONFIGURATION_PATH => return Some(Route::OpenIdConfiguration),
+        super::serviceaccount::oidc::JWKS_PATH => return Some(Route::OpenIdKeys),
         "/api" => return Some(Route::CoreVersions),
         "/apis" => return Some(Route::Groups),
         _ => {}

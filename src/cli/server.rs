@@ -113,6 +113,9 @@ pub struct ServerArgs {
     /// clients wait until one closes.
     #[arg(long, env = "ORC_MAX_CONNECTIONS", default_value_t = apiserver::connections::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Issuer (`iss`) of service-account tokens, and the API server's token audience.
+    #[arg(long, env = "ORC_SERVICE_ACCOUNT_ISSUER", default_value = tls::service_account::claims::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
     /// How long an API client may take to send its request headers (upstream: 32s).
     #[arg(long, env = "ORC_REQUEST_HEADER_TIMEOUT", default_value = "32s", value_parser = parse_duration, hide = true)]
     pub request_header_timeout: Duration,
@@ -150,6 +153,8 @@ pub struct ServerConfig {
     pub secrets_encryption: bool,
     /// Connection cap and timeouts of the API listener.
     pub connection_limits: apiserver::ConnectionLimits,
+    /// `--service-account-issuer`.
+    pub service_account_issuer: String,
 }
 
 impl ServerArgs {
@@ -182,6 +187,15 @@ impl ServerArgs {
             );
         }
         let node_ports = parse_port_range(&self.service_node_port_range)?;
+        if self.service_account_issuer.trim().is_empty()
+            || self.service_account_issuer.contains(char::is_whitespace)
+        {
+            bail!(
+                "--service-account-issuer {:?}: expected a URL such as {}",
+                self.service_account_issuer,
+                tls::service_account::claims::DEFAULT_ISSUER
+            );
+        }
         if self.service_cidr.prefix_len() > 28 {
             bail!(
                 "--service-cidr {} is too small: use a /28 or larger",
@@ -255,6 +269,7 @@ impl ServerArgs {
                 header_read_timeout: self.request_header_timeout,
                 idle_timeout: self.idle_connection_timeout,
             },
+            service_account_issuer: self.service_account_issuer,
         })
     }
 }
@@ -379,11 +394,21 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         )
     })?;
 
+    let signing_key = Arc::new(
+        tls::service_account::SigningKey::load_or_create(&server_dir.join("tls"))
+            .context("set up the service-account token signing key")?,
+    );
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
     registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
     registry.managed_fields_for_all = config.managed_fields_for_all;
     registry.cluster_cidr = Some(config.cluster_cidr);
+    registry.service_account_tokens = Some(Arc::new(
+        apiserver::serviceaccount::ServiceAccountTokens::new(
+            signing_key.clone(),
+            &config.service_account_issuer,
+        ),
+    ));
     let registry = Arc::new(registry);
     // Custom resources are served from the first request on.
     let mut crds = apiserver::crds::CrdServer::new();
@@ -422,6 +447,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         controllers::Config {
             node_monitor_grace_period: config.node_monitor_grace_period,
             pod_eviction_timeout: config.pod_eviction_timeout,
+            legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
+                key: signing_key.clone(),
+                root_ca: pki.ca_cert_pem().to_string(),
+            }),
             ..Default::default()
         },
     );

@@ -19,6 +19,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replication;
 pub mod scheduler;
+pub mod service_account_tokens;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(test)]
@@ -43,6 +44,8 @@ pub struct Config {
     /// How often terminating pods of deleted nodes are looked for.
     pub pod_gc_period: Duration,
     pub clock: Arc<dyn clock::Clock>,
+    /// Fills legacy service-account token Secrets (`None`: that controller does not run).
+    pub legacy_tokens: Option<service_account_tokens::LegacyTokenSigner>,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             node_monitor_period: node_lifecycle::NODE_MONITOR_PERIOD,
             pod_gc_period: pod_gc::POD_GC_PERIOD,
             clock: Arc::new(clock::RealClock),
+            legacy_tokens: None,
         }
     }
 }
@@ -85,6 +89,9 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
         config.clock.clone(),
     ));
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
+    if let Some(signer) = config.legacy_tokens {
+        set.spawn(service_account_tokens::run(client.clone(), signer));
+    }
     set.spawn(scheduler::run(client));
     set
 }

@@ -3,6 +3,7 @@
 mod ca;
 mod kubeconfig;
 pub mod node_credentials;
+pub mod service_account;
 mod token;
 
 pub use ca::{

@@ -24,6 +24,8 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
+    ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
+    ("authentication.k8s.io/v1", "TokenReview", &AUTHENTICATION_V1_TOKEN_REVIEW),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
     ("meta.k8s.io/v1", "Status", &META_V1_STATUS),
 ];
@@ -176,6 +178,24 @@ pub static AUTOSCALING_V1_SCALE: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_SCALE_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_SCALE_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REQUEST: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequest",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REVIEW: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenReview",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -534,6 +554,41 @@ pub static AUTOSCALING_V1_SCALE_STATUS: Message = Message {
     fields: &[
         Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "selector", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequestSpec",
+    fields: &[
+        Field { tag: 1, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "boundObjectRef", kind: Message(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenRequestStatus",
+    fields: &[
+        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "expirationTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REVIEW_SPEC: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenReviewSpec",
+    fields: &[
+        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_TOKEN_REVIEW_STATUS: Message = Message {
+    name: "k8s.io.api.authentication.v1.TokenReviewStatus",
+    fields: &[
+        Field { tag: 1, json: "authenticated", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "user", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -1058,6 +1113,26 @@ pub static APPS_V1_REPLICA_SET_CONDITION: Message = Message {
     ],
 };
 
+pub static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.authentication.v1.BoundObjectReference",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTHENTICATION_V1_USER_INFO: Message = Message {
+    name: "k8s.io.api.authentication.v1.UserInfo",
+    fields: &[
+        Field { tag: 1, json: "username", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "groups", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "extra", kind: Message(&AUTHENTICATION_V1_EXTRA_VALUE), cardinality: Map, omit_empty: false },
+    ],
+};
+
 pub static META_V1_STATUS_CAUSE: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause",
     fields: &[
@@ -1431,6 +1506,13 @@ pub static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     fields: &[
         Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTHENTICATION_V1_EXTRA_VALUE: Message = Message {
+    name: "k8s.io.api.authentication.v1.ExtraValue",
+    fields: &[
+        Field { tag: 1, json: "items", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 

@@ -124,6 +124,9 @@ pub struct Registry {
     /// What is served: the built-in kinds and the custom resources of the established
     /// CustomResourceDefinitions (kept current by `apiserver::crds`).
     pub catalog: Catalog,
+    /// The service-account token issuer and authenticator (TokenRequest, TokenReview);
+    /// `None` serves neither.
+    pub service_account_tokens: Option<Arc<crate::apiserver::serviceaccount::ServiceAccountTokens>>,
 }
 
 impl Registry {
@@ -138,6 +141,7 @@ impl Registry {
             catalog: Catalog::new(),
             shapes: managed::Shapes::default(),
             managed_fields_for_all: false,
+            service_account_tokens: None,
         };
         registry.reclaim_allocations();
         registry

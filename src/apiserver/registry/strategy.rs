@@ -33,7 +33,7 @@ use super::kinds::{
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
     pod::PodStrategy, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, workload,
+    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
@@ -274,6 +274,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "Namespace") => &NamespaceStrategy,
         ("", "Node") => &NodeStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
+        ("authentication.k8s.io", "TokenReview") => &TokenReviewStrategy,
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,

@@ -39,8 +39,8 @@ impl Strategy for BindingStrategy {
     }
 }
 
-/// A `Status` answered in place of a stored object.
-fn status_written(status: Value) -> Written {
+/// An answer (a `Status`, a review) given in place of a stored object.
+pub(super) fn status_written(status: Value) -> Written {
     let raw = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
     Written {
         kv: KeyValue {

@@ -15,4 +15,5 @@ pub mod pod_service_account;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod token_review;
 pub mod workload;
