@@ -224,6 +224,7 @@ async fn run_pods(
             kubelet::api::HttpPodApi::new(client.clone())
                 .with_last_known(client::last_known::LastKnownDir::new(&config.agent_dir())),
         ),
+        tokens: kubelet::tokens::TokenManager::new(),
     });
     let endpoint = kubelet_endpoint(&ca_pem, &kubelet_cert).await;
     kubelet::run(shared, client, endpoint).await;

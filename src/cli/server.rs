@@ -461,6 +461,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
                 key: signing_key.clone(),
                 root_ca: pki.ca_cert_pem().to_string(),
             }),
+            root_ca_pem: Some(pki.ca_cert_pem().to_string()),
             ..Default::default()
         },
     );

@@ -19,6 +19,7 @@ pub mod ownership;
 pub mod pod_gc;
 pub mod pods;
 pub mod replication;
+pub mod root_ca;
 pub mod scheduler;
 pub mod service_account_tokens;
 #[cfg(test)]
@@ -47,6 +48,9 @@ pub struct Config {
     pub clock: Arc<dyn clock::Clock>,
     /// Fills legacy service-account token Secrets (`None`: that controller does not run).
     pub legacy_tokens: Option<service_account_tokens::LegacyTokenSigner>,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace (`None`:
+    /// that controller does not run).
+    pub root_ca_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             pod_gc_period: pod_gc::POD_GC_PERIOD,
             clock: Arc::new(clock::RealClock),
             legacy_tokens: None,
+            root_ca_pem: None,
         }
     }
 }
@@ -93,6 +98,9 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
+    }
+    if let Some(ca_pem) = config.root_ca_pem {
+        set.spawn(root_ca::run(client.clone(), ca_pem));
     }
     set.spawn(scheduler::run(client));
     set

@@ -303,8 +303,9 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                // Creating into a terminating namespace is expected, not news.
-                if e.code != 403 {
+                // Creating into a terminating namespace is expected, not news (a
+                // refusal for a missing ServiceAccount is: upstream reports it).
+                if !namespace_terminating(&e) {
                     let message = format!("Error creating: {}", e.message);
                     self.recorder
                         .record(owner, WARNING, "FailedCreate", &message)
@@ -378,6 +379,17 @@ where
         batch = remaining.min(2 * batch);
     }
     (successes, None)
+}
+
+/// Whether `e` refuses a create because the namespace is being deleted.
+fn namespace_terminating(e: &ApiError) -> bool {
+    e.details.as_ref().is_some_and(|d| {
+        d["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["reason"] == "NamespaceTerminating")
+    })
 }
 
 /// The pod a controller creates from its `spec.template` (upstream `GetPodFromTemplate`).

@@ -11,7 +11,8 @@ use crate::apiserver::allocator::Allocators;
 use crate::apiserver::registry::{Registry, WriteOptions};
 use crate::store::memory::MemoryStore;
 
-/// A registry with the `default` and `kube-node-lease` namespaces.
+/// A registry with the `default` and `kube-node-lease` namespaces, each with its
+/// `default` ServiceAccount (as the namespace controller makes them).
 pub async fn registry() -> Arc<Registry> {
     let allocators = Allocators::new("10.43.0.0/16".parse().expect("cidr"), (30000, 32767));
     let registry = Arc::new(Registry::new(Arc::new(MemoryStore::new()), allocators));
@@ -22,8 +23,20 @@ pub async fn registry() -> Arc<Registry> {
             .create(namespaces, None, body, &WriteOptions::default())
             .await
             .expect("create namespace");
+        add_default_service_account(&registry, ns).await;
     }
     registry
+}
+
+/// Creates the `default` ServiceAccount of `ns` (pods may be created there from then on).
+pub async fn add_default_service_account(registry: &Registry, ns: &str) {
+    let accounts = resources::by_plural("", "v1", "serviceaccounts").expect("served");
+    let body = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": {"name": "default", "namespace": ns}});
+    registry
+        .create(accounts, Some(ns), body, &WriteOptions::default())
+        .await
+        .expect("create service account");
 }
 
 /// Polls `cond` until it holds; panics with `what` after `within` (of tokio time, so on

@@ -57,11 +57,22 @@ pub struct World {
     pub restarted_containerd: std::cell::RefCell<Option<Child>>,
     /// The behaviour the test is checking now (named when the test fails).
     pub step: std::cell::RefCell<String>,
+    /// Where the server listens: 127.0.0.1, or [`NODE_IP`] for pods to reach it.
+    pub bind_address: &'static str,
 }
 
 impl World {
     pub fn start() -> World {
         World::start_with(false)
+    }
+
+    /// The server listens on [`NODE_IP`] (and the `kubernetes` Service points there), so
+    /// pods reach the API at `https://kubernetes.default.svc`.
+    pub fn start_reachable_from_pods() -> World {
+        let mut world = World::prepare(false);
+        world.bind_address = NODE_IP;
+        world.spawn_server();
+        world
     }
 
     /// With `registry`, a private docker-registry serves on 127.0.0.1:[`World::registry_port`]
@@ -87,6 +98,7 @@ impl World {
             uids: Default::default(),
             restarted_containerd: Default::default(),
             step: RefCell::new("setting up the node".to_string()),
+            bind_address: "127.0.0.1",
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
         for (file, image) in [("busybox.tar", IMAGE), ("busybox-other.tar", OTHER_IMAGE)] {
@@ -155,7 +167,7 @@ impl World {
             .arg(self.data_dir())
             .args([
                 "--bind-address",
-                "127.0.0.1",
+                self.bind_address,
                 "--https-port",
                 &self.port.to_string(),
             ])

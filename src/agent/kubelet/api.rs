@@ -29,6 +29,10 @@ pub trait PodApi: Send + Sync {
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()>;
     /// The Services of a namespace (for the service environment variables).
     async fn list_services(&self, namespace: &str) -> Result<Vec<Value>>;
+    /// Asks for a token of ServiceAccount `account` (`request` is a `TokenRequest`);
+    /// answers the `TokenRequest` the server returns.
+    async fn request_token(&self, namespace: &str, account: &str, request: &Value)
+        -> Result<Value>;
 }
 
 /// [`PodApi`] over HTTPS with the node's credential.
@@ -122,6 +126,21 @@ impl PodApi for HttpPodApi {
             .map(drop)
     }
 
+    async fn request_token(
+        &self,
+        namespace: &str,
+        account: &str,
+        request: &Value,
+    ) -> Result<Value> {
+        let path = format!("/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token");
+        let resp = accepted(
+            &format!("request a token of service account {namespace}/{account}"),
+            self.client.post(&path, request),
+        )
+        .await?;
+        Ok(resp.json().unwrap_or(Value::Null))
+    }
+
     async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {
         let path = format!("/api/v1/namespaces/{namespace}/services");
         let listed = accepted(
@@ -206,6 +225,7 @@ mod fake {
         DeletePod { pod: String, uid: String },
         GetObject { plural: String, name: String },
         Event { reason: String, message: String },
+        RequestToken { account: String, request: Value },
     }
 
     /// A [`PodApi`] that records calls and serves ConfigMaps and Secrets from memory.
@@ -213,6 +233,8 @@ mod fake {
     pub struct FakePodApi {
         calls: Mutex<Vec<ApiCall>>,
         objects: Mutex<Vec<(String, String, Value)>>,
+        /// Tokens handed out, by account: `(token, expirationTimestamp)`; none: 403.
+        tokens: Mutex<Vec<(String, String, String)>>,
     }
 
     impl FakePodApi {
@@ -229,6 +251,13 @@ mod fake {
             let mut objects = self.objects.lock().expect("fake api poisoned");
             objects.retain(|(p, n, _)| !(p == plural && *n == name));
             objects.push((plural.to_string(), name, object));
+        }
+
+        /// Makes `request_token` for `account` answer `token` expiring at `expires`.
+        pub fn add_token(&self, account: &str, token: &str, expires: &str) {
+            let mut tokens = self.tokens.lock().expect("fake api poisoned");
+            tokens.retain(|(a, _, _)| a != account);
+            tokens.push((account.into(), token.into(), expires.into()));
         }
 
         pub fn calls(&self) -> Vec<ApiCall> {
@@ -316,6 +345,33 @@ mod fake {
                 message: event["message"].as_str().unwrap_or("").to_string(),
             });
             Ok(())
+        }
+
+        async fn request_token(
+            &self,
+            namespace: &str,
+            account: &str,
+            request: &Value,
+        ) -> Result<Value> {
+            self.record(ApiCall::RequestToken {
+                account: account.to_string(),
+                request: request.clone(),
+            });
+            let tokens = self.tokens.lock().expect("fake api poisoned");
+            match tokens.iter().find(|(a, _, _)| a == account) {
+                Some((_, token, expires)) => Ok(serde_json::json!({
+                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                    "spec": request["spec"].clone(),
+                    "status": {"token": token, "expirationTimestamp": expires}})),
+                None => Err(super::ApiError::Rejected {
+                    what: format!("request a token of service account {namespace}/{account}"),
+                    rejection: crate::agent::client::error::Rejection {
+                        status: http::StatusCode::FORBIDDEN,
+                        reason: "Forbidden".into(),
+                        message: "forbidden".into(),
+                    },
+                }),
+            }
         }
 
         async fn list_services(&self, namespace: &str) -> Result<Vec<Value>> {

@@ -14,6 +14,7 @@ pub mod remotecommand;
 pub mod server;
 pub mod status;
 pub mod tmpfs;
+pub mod tokens;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -86,6 +87,8 @@ pub struct Shared {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub network: Arc<dyn NetworkBackend>,
     pub api: Arc<dyn PodApi>,
+    /// Service-account tokens of the projected volumes, cached and renewed.
+    pub tokens: tokens::TokenManager,
 }
 
 struct WorkerHandle {

@@ -409,6 +409,8 @@ pub fn write_projected(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> Result<(
 }
 
 /// Writes `contents` to `path` (creating the parent) unless it already holds exactly that.
+/// The new file replaces the old one by a rename, so a reader (a container reading its
+/// token) sees the old contents or the new, never a part.
 pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == contents) {
         return Ok(());
@@ -416,7 +418,13 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
     }
-    std::fs::write(path, contents).map_err(io_err("write file", path))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let temp = path.with_file_name(format!(".{}.tmp", name.unwrap_or_default()));
+    std::fs::write(&temp, contents).map_err(io_err("write file", &temp))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&temp, meta.permissions());
+    }
+    std::fs::rename(&temp, path).map_err(io_err("replace file", path))
 }
 
 /// Makes a hostPath volume's path according to its `type` (only the `…OrCreate` types

@@ -51,6 +51,7 @@ fn harness() -> Harness {
         runtime: rt.clone(),
         network: net.clone(),
         api: api.clone(),
+        tokens: Default::default(),
     });
     Harness {
         shared,
@@ -345,6 +346,81 @@ async fn secret_and_config_map_volumes_are_written_read_only() {
         .find(|m| m.container_path == "/secret")
         .unwrap();
     assert!(m.read_only);
+}
+
+#[tokio::test]
+async fn the_service_account_volume_holds_a_pod_bound_token_the_ca_and_the_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = harness();
+    h.api.add_token("robot", "jwt-1", "2099-01-01T00:00:00Z");
+    h.api.add_object(
+        "configmaps",
+        json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "PEM"}}),
+    );
+    let mut p = pod("u1", "Always", "x");
+    p["spec"]["serviceAccountName"] = json!("robot");
+    p["spec"]["volumes"] = json!([{"name": "kube-api-access-abcde", "projected": {
+        "defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "kube-api-access-abcde",
+        "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
+    let mut w = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
+    w.sync_once().await;
+    let dir = h
+        .dir
+        .path()
+        .join("agent/pods/u1/volumes/projected/kube-api-access-abcde");
+    assert_eq!(std::fs::read(dir.join("token")).unwrap(), b"jwt-1");
+    assert_eq!(std::fs::read(dir.join("ca.crt")).unwrap(), b"PEM");
+    let namespace = p["metadata"]["namespace"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("namespace")).unwrap(),
+        namespace
+    );
+    let mode = std::fs::metadata(dir.join("token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let requests: Vec<Value> = h
+        .api
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            ApiCall::RequestToken { account, request } if account == "robot" => Some(request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0]["spec"]["boundObjectRef"],
+        json!({"kind": "Pod", "apiVersion": "v1", "name": p["metadata"]["name"], "uid": "u1"})
+    );
+    assert_eq!(requests[0]["spec"]["expirationSeconds"], 3607);
+    let cfg = h.rt.container_config("u1-app-0").unwrap();
+    let m = cfg
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/var/run/secrets/kubernetes.io/serviceaccount")
+        .unwrap();
+    assert!(m.read_only);
+
+    // A second pod of the account gets its own token (tokens are bound to one pod).
+    let mut other = p.clone();
+    other["metadata"]["uid"] = json!("u2");
+    other["metadata"]["name"] = json!("other");
+    let mut w2 = PodWorker::new(h.shared.clone(), other, vec![]);
+    w2.sync_once().await;
+    let count = h
+        .api
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, ApiCall::RequestToken { .. }))
+        .count();
+    assert_eq!(count, 2);
 }
 
 #[tokio::test]

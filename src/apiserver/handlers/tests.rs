@@ -146,6 +146,13 @@ async fn context() -> (tempfile::TempDir, Arc<ApiContext>, Value) {
         .create(namespaces, None, default, &opts)
         .await
         .expect("create namespace");
+    let accounts = resources::by_plural("", "v1", "serviceaccounts").expect("served");
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "default", "namespace": "default"}});
+    registry
+        .create(accounts, Some("default"), account, &opts)
+        .await
+        .expect("create service account");
     let config_maps = resources::by_plural("", "v1", "configmaps").expect("served");
     let held = registry
         .create(config_maps, Some("default"), config_map("held"), &opts)

@@ -155,6 +155,7 @@ impl Registry {
             cluster_cidr: self.cluster_cidr,
             event_rate_limit: &self.event_rate_limit,
             rbac: &self.rbac,
+            store: self.store.as_ref(),
         }
     }
 
@@ -342,6 +343,11 @@ impl Registry {
         }
         let name = object::name(&obj).to_string();
         strategy.prepare_for_create(&cx, &mut obj);
+        // Upstream's NamespaceLifecycle admission comes before the other plugins.
+        if let (true, Some(ns)) = (def.namespaced, ns) {
+            self.check_namespace(def, ns, &name)?;
+        }
+        strategy.admit_create(&cx, &mut obj).await?;
         let call = opts.requester.as_ref().map(|user| Call {
             operation: Operation::Create,
             subresource: None,
@@ -377,9 +383,6 @@ impl Registry {
         }
         let mut obj = self.track_update(def, None, obj, None, opts);
         check_stored_size(def, &name, &obj)?;
-        if let (true, Some(ns)) = (def.namespaced, ns) {
-            self.check_namespace(def, ns, &name)?;
-        }
         let key = def.key(ns, &name);
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(def, &name));

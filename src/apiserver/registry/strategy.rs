@@ -46,7 +46,7 @@ use crate::api::{defaults, validation};
 use crate::apiserver::allocator::{Allocators, Reservation};
 use crate::apiserver::heartbeats::Heartbeats;
 use crate::apiserver::registry::{Registry, WriteOptions, Written};
-use crate::store::KeyValue;
+use crate::store::{KeyValue, Store};
 
 /// What a strategy may use besides the object: the kind being written and the
 /// registry's cluster-wide state.
@@ -62,6 +62,17 @@ pub struct Context<'a> {
     pub event_rate_limit: &'a EventRateLimit,
     /// The RBAC policy, for the escalation checks of RBAC writes.
     pub rbac: &'a crate::apiserver::rbac::Rbac,
+    /// The stored objects (for admission rules that look other objects up).
+    pub store: &'a dyn Store,
+}
+
+impl Context<'_> {
+    /// The stored object `name` of kind `def` (`None` when there is none).
+    pub fn stored(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> Option<Value> {
+        self.store
+            .get(&def.key(ns, name))
+            .map(|kv| (*kv.value).clone())
+    }
 }
 
 /// The rules of one kind. Every method has the behaviour of a kind without rules of
@@ -129,6 +140,18 @@ pub trait Strategy: Sync {
         _old: Option<&Value>,
     ) -> Result<(), ApiError> {
         Ok(())
+    }
+
+    /// Upstream's mutating admission plugins that apply to every create, the in-process
+    /// controllers' included (ServiceAccount for pods): run after `prepare_for_create`
+    /// and the namespace check, before `admit` and validation; may change `obj` or refuse
+    /// it. May wait a moment for an object another controller is about to create.
+    fn admit_create<'a>(
+        &'a self,
+        _cx: &'a Context<'a>,
+        _obj: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     /// Reserves what `obj` needs from cluster-wide pools (Service IPs and NodePorts) on

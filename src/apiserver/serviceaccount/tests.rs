@@ -37,6 +37,13 @@ async fn fixture() -> Fixture {
         json!({"metadata": {"name": "builder"}}),
     )
     .await;
+    // What the namespace controller creates (pods need their account to exist).
+    f.create(
+        "serviceaccounts",
+        Some("default"),
+        json!({"metadata": {"name": "default"}}),
+    )
+    .await;
     f
 }
 

@@ -140,6 +140,7 @@ impl PodWorker {
         if let Err(e) = tmpfs::unmount_below(&self.pod_dir, &mountinfo) {
             warn!(%pod, error = %error_chain(&e), "unmounting pod volumes failed");
         }
+        self.shared.tokens.forget_pod(&self.uid);
         if let Err(e) = std::fs::remove_dir_all(&self.pod_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 warn!(%pod, dir = %self.pod_dir.display(), error = %e, "removing pod directory failed");

@@ -1,16 +1,19 @@
 //! The pod's volumes made ready on the host: emptyDir, hostPath, and configMap, secret,
-//! downwardAPI and projected volumes written from their objects (rewritten on refresh;
+//! downwardAPI and projected volumes (with service-account tokens from the kubelet's
+//! token manager) written from their objects (rewritten on refresh;
 //! secret and projected volumes on a tmpfs of their own). While the server cannot be reached, a volume written before
 //! keeps what it holds.
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
 use serde_json::Value;
+use tracing::debug;
 
 use super::{containers, error_chain, PodWorker};
 use crate::agent::client::ApiError;
 use crate::agent::kubelet::pod_files::{self, PreparedVolume};
-use crate::agent::kubelet::tmpfs;
+use crate::agent::kubelet::{tmpfs, tokens};
 
 impl PodWorker {
     pub(super) async fn prepare_volumes(&mut self) -> Result<(), String> {
@@ -152,6 +155,9 @@ impl PodWorker {
                     Some(default_mode),
                 )
                 .await?
+            } else if source["serviceAccountToken"].is_object() {
+                self.token_file(volume, &source["serviceAccountToken"], default_mode)
+                    .await?
             } else if source["downwardAPI"].is_object() {
                 Some(
                     pod_files::downward_api_files(
@@ -169,7 +175,7 @@ impl PodWorker {
                     .unwrap_or_default();
                 return Err(format!(
                     "MountVolume.SetUp failed for volume {volume:?}: {kind} projections are not \
-                     supported (secret, configMap and downwardAPI are)"
+                     supported (secret, configMap, downwardAPI and serviceAccountToken are)"
                 ));
             };
             let Some(more) = more else {
@@ -178,6 +184,71 @@ impl PodWorker {
             files.extend(more);
         }
         Ok(Some(files))
+    }
+
+    /// The token file of a projected `serviceAccountToken` source: the cached token of
+    /// the pod's account, renewed when due (`None` when the server cannot be reached
+    /// and no valid token is at hand).
+    async fn token_file(
+        &self,
+        volume: &str,
+        source: &Value,
+        default_mode: u32,
+    ) -> Result<Option<Files>, String> {
+        let path = source["path"].as_str().unwrap_or("token").to_string();
+        let mode = source["mode"]
+            .as_u64()
+            .map_or(default_mode, |m| m as u32 & 0o777);
+        let file = |token: String| Some(vec![(path.clone(), token.into_bytes(), mode)]);
+        let account = self.pod["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|a| !a.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let key = tokens::TokenKey {
+            pod_uid: self.uid.clone(),
+            namespace: self.namespace().to_string(),
+            account: account.clone(),
+            audience: source["audience"].as_str().unwrap_or("").to_string(),
+            expiration_seconds: tokens::expiration_seconds(source),
+        };
+        let failed = |e: &str| format!("MountVolume.SetUp failed for volume {volume:?}: {e}");
+        let manager = &self.shared.tokens;
+        match manager.decide(&key, Utc::now()) {
+            tokens::Decision::Use(token) => return Ok(file(token)),
+            tokens::Decision::BackingOff => {
+                return Err(failed("failed to fetch token: waiting to retry"))
+            }
+            tokens::Decision::Request => {}
+        }
+        let request = tokens::token_request(source, self.pod_name(), &self.uid);
+        let answer = self
+            .shared
+            .api
+            .request_token(self.namespace(), &account, &request)
+            .await;
+        let (error, unreachable) = match answer {
+            Ok(answer) => match tokens::issued_from(&answer) {
+                Some(issued) => {
+                    let token = issued.token.clone();
+                    manager.issued(&key, issued);
+                    return Ok(file(token));
+                }
+                None => (
+                    "the token request was answered without a token".into(),
+                    false,
+                ),
+            },
+            Err(e) => (error_chain(&e), matches!(e, ApiError::Request { .. })),
+        };
+        match manager.failed(&key, Utc::now()) {
+            Some(old) => {
+                debug!(pod = %self.name(), %account, %error, "token renewal failed; the old token stays");
+                Ok(file(old))
+            }
+            None if unreachable => Ok(None),
+            None => Err(failed(&format!("failed to fetch token: {error}"))),
+        }
     }
 
     /// Writes a volume's files into `dir`, on a tmpfs of its own when it holds secrets

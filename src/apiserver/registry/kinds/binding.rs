@@ -80,6 +80,13 @@ mod tests {
             .create(namespaces, None, default_ns, &opts)
             .await
             .expect("namespace");
+        let accounts = resources::by_plural("", "v1", "serviceaccounts").expect("served");
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": "default", "namespace": "default"}});
+        registry
+            .create(accounts, Some("default"), account, &opts)
+            .await
+            .expect("service account");
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
                          "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
         registry

@@ -1,10 +1,13 @@
 //! Pod rules: created Pending, the default not-ready/unreachable tolerations get the
 //! configured eviction delay (upstream's DefaultTolerationSeconds admission), a delete
 //! of a running pod bound to a node waits its grace period for the kubelet, and the
-//! `binding` subresource assigns the pod to a node.
+//! `binding` subresource assigns the pod to a node. New pods pass the ServiceAccount
+//! admission (`pod_service_account`).
 
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
+use super::pod_service_account;
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources;
@@ -68,6 +71,20 @@ impl Strategy for PodStrategy {
         let own = toleration_keys(obj);
         defaults::apply_defaults(cx.def.kind, obj);
         admit_default_tolerations(obj, &own, cx.default_toleration_seconds);
+    }
+
+    fn admit_create<'a>(
+        &'a self,
+        cx: &'a Context<'a>,
+        obj: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let ns = object::namespace(obj).unwrap_or("").to_string();
+            pod_service_account::admit(cx, &ns, obj).await?;
+            // What admission added is stored defaulted, as upstream stores it.
+            defaults::apply_defaults(cx.def.kind, obj);
+            Ok(())
+        })
     }
 
     fn grace_period(&self, pod: &Value, requested: Option<i64>) -> i64 {

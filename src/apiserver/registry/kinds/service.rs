@@ -211,6 +211,7 @@ mod tests {
         let heartbeats = Heartbeats::new();
         let event_rate_limit = Default::default();
         let rbac = crate::apiserver::rbac::Rbac::new();
+        let store = crate::store::memory::MemoryStore::new();
         let cx = Context {
             def: resources::by_plural("", "v1", "services").expect("served"),
             allocators: &allocators,
@@ -219,6 +220,7 @@ mod tests {
             cluster_cidr: None,
             event_rate_limit: &event_rate_limit,
             rbac: &rbac,
+            store: &store,
         };
         f(&cx)
     }
