@@ -388,5 +388,31 @@ fn check_legacy(
     ))
 }
 
+/// A request body must be an `authentication.k8s.io/v1` `kind` whose fields have the
+/// types of `T` (the status is the server's to write, cleared upstream: not checked).
+fn check_body<T: serde::de::DeserializeOwned>(
+    body: &Value,
+    kind: &str,
+) -> Result<(), crate::api::status::ApiError> {
+    const API_VERSION: &str = "authentication.k8s.io/v1";
+    let got_kind = body["kind"].as_str().unwrap_or(kind);
+    let api_version = body["apiVersion"].as_str().unwrap_or(API_VERSION);
+    if got_kind != kind || api_version != API_VERSION {
+        return Err(crate::api::status::ApiError::bad_request(format!(
+            "the body of the request must be a {API_VERSION} {kind}, not {api_version} {got_kind}"
+        )));
+    }
+    let mut request = body.clone();
+    if let Some(fields) = request.as_object_mut() {
+        fields.remove("status");
+    }
+    serde_json::from_value::<T>(request).map_err(|e| {
+        crate::api::status::ApiError::bad_request(format!(
+            "{kind} in version \"v1\" cannot be handled as a {kind}: {e}"
+        ))
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -16,25 +16,7 @@ const INVALID_TOKEN: &str = "invalid bearer token";
 
 /// The review of `body` at `now` (seconds since the epoch): the request with its status.
 pub fn review(registry: &Registry, body: &Value, now: i64) -> Result<Value, ApiError> {
-    let kind = body["kind"].as_str().unwrap_or(KIND);
-    let api_version = body["apiVersion"].as_str().unwrap_or(API_VERSION);
-    if kind != KIND || api_version != API_VERSION {
-        return Err(ApiError::bad_request(format!(
-            "the body of the request must be a {API_VERSION} {KIND}, not {api_version} {kind}"
-        )));
-    }
-    // The status is the server's to write (cleared upstream): only the rest is typed.
-    let mut request = body.clone();
-    if let Some(fields) = request.as_object_mut() {
-        fields.remove("status");
-    }
-    serde_json::from_value::<k8s_openapi::api::authentication::v1::TokenReview>(request).map_err(
-        |e| {
-            ApiError::bad_request(format!(
-                "TokenReview in version \"v1\" cannot be handled as a TokenReview: {e}"
-            ))
-        },
-    )?;
+    super::check_body::<k8s_openapi::api::authentication::v1::TokenReview>(body, KIND)?;
     if let Some(ns) = body["metadata"]["namespace"]
         .as_str()
         .filter(|n| !n.is_empty())

@@ -139,26 +139,7 @@ fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// The body must be a TokenRequest (fields of the right types).
 fn check_type(body: &Value) -> Result<(), ApiError> {
-    let kind = body["kind"].as_str().unwrap_or(KIND);
-    let api_version = body["apiVersion"].as_str().unwrap_or(API_VERSION);
-    if kind != KIND || api_version != API_VERSION {
-        return Err(ApiError::bad_request(format!(
-            "the body of the request must be a {API_VERSION} {KIND}, not {api_version} {kind}"
-        )));
-    }
-    // The status is the server's to write (cleared upstream): only the rest is typed.
-    let mut request = body.clone();
-    if let Some(fields) = request.as_object_mut() {
-        fields.remove("status");
-    }
-    serde_json::from_value::<k8s_openapi::api::authentication::v1::TokenRequest>(request).map_err(
-        |e| {
-            ApiError::bad_request(format!(
-                "TokenRequest in version \"v1\" cannot be handled as a TokenRequest: {e}"
-            ))
-        },
-    )?;
-    Ok(())
+    super::check_body::<k8s_openapi::api::authentication::v1::TokenRequest>(body, KIND)
 }
 
 fn validate_expiration(name: &str, seconds: i64) -> Result<(), ApiError> {
