@@ -22,6 +22,16 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "ServiceAccount", &CORE_V1_SERVICE_ACCOUNT),
     ("apps/v1", "Deployment", &APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
+    ("v1", "PersistentVolumeClaim", &CORE_V1_PERSISTENT_VOLUME_CLAIM),
+    ("v1", "PersistentVolume", &CORE_V1_PERSISTENT_VOLUME),
+    ("apps/v1", "StatefulSet", &APPS_V1_STATEFUL_SET),
+    ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
+    ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
+    ("batch/v1", "Job", &BATCH_V1_JOB),
+    ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
+    ("policy/v1", "PodDisruptionBudget", &POLICY_V1_POD_DISRUPTION_BUDGET),
+    ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
+    ("storage.k8s.io/v1", "StorageClass", &STORAGE_V1_STORAGE_CLASS),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
@@ -176,6 +186,100 @@ pub static APPS_V1_REPLICA_SET: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&APPS_V1_REPLICA_SET_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&APPS_V1_REPLICA_SET_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_CLAIM: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeClaim",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolume",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSet",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_STATEFUL_SET_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&APPS_V1_STATEFUL_SET_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_DAEMON_SET: Message = Message {
+    name: "k8s.io.api.apps.v1.DaemonSet",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_DAEMON_SET_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&APPS_V1_DAEMON_SET_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_CONTROLLER_REVISION: Message = Message {
+    name: "k8s.io.api.apps.v1.ControllerRevision",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "data", kind: RawExtension, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "revision", kind: Int64, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_JOB: Message = Message {
+    name: "k8s.io.api.batch.v1.Job",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_JOB_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&BATCH_V1_JOB_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_CRON_JOB: Message = Message {
+    name: "k8s.io.api.batch.v1.CronJob",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_CRON_JOB_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&BATCH_V1_CRON_JOB_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static POLICY_V1_POD_DISRUPTION_BUDGET: Message = Message {
+    name: "k8s.io.api.policy.v1.PodDisruptionBudget",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static POLICY_V1_EVICTION: Message = Message {
+    name: "k8s.io.api.policy.v1.Eviction",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "deleteOptions", kind: Message(&META_V1_DELETE_OPTIONS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_STORAGE_CLASS: Message = Message {
+    name: "k8s.io.api.storage.v1.StorageClass",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "provisioner", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "parameters", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 4, json: "reclaimPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "mountOptions", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 6, json: "allowVolumeExpansion", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "volumeBindingMode", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 8, json: "allowedTopologies", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -636,6 +740,213 @@ pub static APPS_V1_REPLICA_SET_STATUS: Message = Message {
         Field { tag: 5, json: "availableReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
         Field { tag: 6, json: "conditions", kind: Message(&APPS_V1_REPLICA_SET_CONDITION), cardinality: Repeated, omit_empty: false },
         Field { tag: 7, json: "terminatingReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec",
+    fields: &[
+        Field { tag: 1, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "resources", kind: Message(&CORE_V1_VOLUME_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "volumeMode", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "dataSource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "dataSourceRef", kind: Message(&CORE_V1_TYPED_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeClaimStatus",
+    fields: &[
+        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "capacity", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 4, json: "conditions", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "allocatedResources", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 7, json: "allocatedResourceStatuses", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 8, json: "currentVolumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 9, json: "modifyVolumeStatus", kind: Message(&CORE_V1_MODIFY_VOLUME_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeSpec",
+    fields: &[
+        Field { tag: 1, json: "capacity", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SOURCE), cardinality: Inline, omit_empty: false },
+        Field { tag: 3, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "claimRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "persistentVolumeReclaimPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "mountOptions", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 8, json: "volumeMode", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 9, json: "nodeAffinity", kind: Message(&CORE_V1_VOLUME_NODE_AFFINITY), cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_STATUS: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeStatus",
+    fields: &[
+        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "lastPhaseTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET_SPEC: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSetSpec",
+    fields: &[
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "volumeClaimTemplates", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "serviceName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "podManagementPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "updateStrategy", kind: Message(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY), cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "persistentVolumeClaimRetentionPolicy", kind: Message(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), cardinality: Optional, omit_empty: false },
+        Field { tag: 11, json: "ordinals", kind: Message(&APPS_V1_STATEFUL_SET_ORDINALS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET_STATUS: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSetStatus",
+    fields: &[
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "readyReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "currentReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "updatedReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "currentRevision", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "updateRevision", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 9, json: "collisionCount", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "conditions", kind: Message(&APPS_V1_STATEFUL_SET_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 11, json: "availableReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_DAEMON_SET_SPEC: Message = Message {
+    name: "k8s.io.api.apps.v1.DaemonSetSpec",
+    fields: &[
+        Field { tag: 1, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "updateStrategy", kind: Message(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_DAEMON_SET_STATUS: Message = Message {
+    name: "k8s.io.api.apps.v1.DaemonSetStatus",
+    fields: &[
+        Field { tag: 1, json: "currentNumberScheduled", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "numberMisscheduled", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "desiredNumberScheduled", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "numberReady", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "updatedNumberScheduled", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "numberAvailable", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "numberUnavailable", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "collisionCount", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "conditions", kind: Message(&APPS_V1_DAEMON_SET_CONDITION), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_JOB_SPEC: Message = Message {
+    name: "k8s.io.api.batch.v1.JobSpec",
+    fields: &[
+        Field { tag: 1, json: "parallelism", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "completions", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "activeDeadlineSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "manualSelector", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "backoffLimit", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "ttlSecondsAfterFinished", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "completionMode", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 10, json: "suspend", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 11, json: "podFailurePolicy", kind: Message(&BATCH_V1_POD_FAILURE_POLICY), cardinality: Optional, omit_empty: false },
+        Field { tag: 12, json: "backoffLimitPerIndex", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 13, json: "maxFailedIndexes", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 14, json: "podReplacementPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 15, json: "managedBy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 16, json: "successPolicy", kind: Message(&BATCH_V1_SUCCESS_POLICY), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_JOB_STATUS: Message = Message {
+    name: "k8s.io.api.batch.v1.JobStatus",
+    fields: &[
+        Field { tag: 1, json: "conditions", kind: Message(&BATCH_V1_JOB_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "startTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "completionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "active", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "succeeded", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "failed", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "completedIndexes", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 8, json: "uncountedTerminatedPods", kind: Message(&BATCH_V1_UNCOUNTED_TERMINATED_PODS), cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "ready", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "failedIndexes", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 11, json: "terminating", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_CRON_JOB_SPEC: Message = Message {
+    name: "k8s.io.api.batch.v1.CronJobSpec",
+    fields: &[
+        Field { tag: 1, json: "schedule", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "startingDeadlineSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "concurrencyPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "suspend", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "jobTemplate", kind: Message(&BATCH_V1_JOB_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "successfulJobsHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "failedJobsHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "timeZone", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static BATCH_V1_CRON_JOB_STATUS: Message = Message {
+    name: "k8s.io.api.batch.v1.CronJobStatus",
+    fields: &[
+        Field { tag: 1, json: "active", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "lastScheduleTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "lastSuccessfulTime", kind: Time, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static POLICY_V1_POD_DISRUPTION_BUDGET_SPEC: Message = Message {
+    name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
+    fields: &[
+        Field { tag: 1, json: "minAvailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "unhealthyPodEvictionPolicy", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static POLICY_V1_POD_DISRUPTION_BUDGET_STATUS: Message = Message {
+    name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus",
+    fields: &[
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "disruptedPods", kind: Time, cardinality: Map, omit_empty: false },
+        Field { tag: 3, json: "disruptionsAllowed", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "currentHealthy", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "desiredHealthy", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "expectedPods", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_TOPOLOGY_SELECTOR_TERM: Message = Message {
+    name: "k8s.io.api.core.v1.TopologySelectorTerm",
+    fields: &[
+        Field { tag: 1, json: "matchLabelExpressions", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -1349,6 +1660,191 @@ pub static APPS_V1_REPLICA_SET_CONDITION: Message = Message {
     ],
 };
 
+pub static CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Message = Message {
+    name: "k8s.io.api.core.v1.VolumeResourceRequirements",
+    fields: &[
+        Field { tag: 1, json: "limits", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "requests", kind: Quantity, cardinality: Map, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.core.v1.TypedLocalObjectReference",
+    fields: &[
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_TYPED_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.core.v1.TypedObjectReference",
+    fields: &[
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeClaimCondition",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_MODIFY_VOLUME_STATUS: Message = Message {
+    name: "k8s.io.api.core.v1.ModifyVolumeStatus",
+    fields: &[
+        Field { tag: 1, json: "targetVolumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.PersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "gcePersistentDisk", kind: Message(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "awsElasticBlockStore", kind: Message(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "hostPath", kind: Message(&CORE_V1_HOST_PATH_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "glusterfs", kind: Message(&CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "nfs", kind: Message(&CORE_V1_NFS_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "rbd", kind: Message(&CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "iscsi", kind: Message(&CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "cinder", kind: Message(&CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "cephfs", kind: Message(&CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "fc", kind: Message(&CORE_V1_FC_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 11, json: "flocker", kind: Message(&CORE_V1_FLOCKER_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 12, json: "flexVolume", kind: Message(&CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 13, json: "azureFile", kind: Message(&CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 14, json: "vsphereVolume", kind: Message(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 15, json: "quobyte", kind: Message(&CORE_V1_QUOBYTE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 16, json: "azureDisk", kind: Message(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 17, json: "photonPersistentDisk", kind: Message(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 18, json: "portworxVolume", kind: Message(&CORE_V1_PORTWORX_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 19, json: "scaleIO", kind: Message(&CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 20, json: "local", kind: Message(&CORE_V1_LOCAL_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 21, json: "storageos", kind: Message(&CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 22, json: "csi", kind: Message(&CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_VOLUME_NODE_AFFINITY: Message = Message {
+    name: "k8s.io.api.core.v1.VolumeNodeAffinity",
+    fields: &[
+        Field { tag: 1, json: "required", kind: Message(&CORE_V1_NODE_SELECTOR), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+    fields: &[
+        Field { tag: 1, json: "whenDeleted", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "whenScaled", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET_ORDINALS: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSetOrdinals",
+    fields: &[
+        Field { tag: 1, json: "start", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_STATEFUL_SET_CONDITION: Message = Message {
+    name: "k8s.io.api.apps.v1.StatefulSetCondition",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static APPS_V1_DAEMON_SET_UPDATE_STRATEGY: Message = Message {
+    name: "k8s.io.api.apps.v1.DaemonSetUpdateStrategy",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_DAEMON_SET_CONDITION: Message = Message {
+    name: "k8s.io.api.apps.v1.DaemonSetCondition",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static BATCH_V1_POD_FAILURE_POLICY: Message = Message {
+    name: "k8s.io.api.batch.v1.PodFailurePolicy",
+    fields: &[
+        Field { tag: 1, json: "rules", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_SUCCESS_POLICY: Message = Message {
+    name: "k8s.io.api.batch.v1.SuccessPolicy",
+    fields: &[
+        Field { tag: 1, json: "rules", kind: Message(&BATCH_V1_SUCCESS_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_JOB_CONDITION: Message = Message {
+    name: "k8s.io.api.batch.v1.JobCondition",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static BATCH_V1_UNCOUNTED_TERMINATED_PODS: Message = Message {
+    name: "k8s.io.api.batch.v1.UncountedTerminatedPods",
+    fields: &[
+        Field { tag: 1, json: "succeeded", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "failed", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_JOB_TEMPLATE_SPEC: Message = Message {
+    name: "k8s.io.api.batch.v1.JobTemplateSpec",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_JOB_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT: Message = Message {
+    name: "k8s.io.api.core.v1.TopologySelectorLabelRequirement",
+    fields: &[
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
 pub static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.authentication.v1.BoundObjectReference",
     fields: &[
@@ -1811,6 +2307,288 @@ pub static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     ],
 };
 
+pub static CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.GcePersistentDiskVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "pdName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.AwsElasticBlockStoreVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_HOST_PATH_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.HostPathVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.GlusterfsPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "endpoints", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "endpointsNamespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_NFS_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.NfsVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "server", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.RbdPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "pool", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "user", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "keyring", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.IscsiPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "targetPortal", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "iqn", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "lun", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "iscsiInterface", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "portals", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 8, json: "chapAuthDiscovery", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 11, json: "chapAuthSession", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 12, json: "initiatorName", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.CinderPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.CephFsPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "secretFile", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_FC_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.FcVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "targetWWNs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "lun", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "wwids", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_FLOCKER_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.FlockerVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "datasetName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "datasetUUID", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.FlexPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "options", kind: String, cardinality: Map, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.AzureFilePersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "shareName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "secretNamespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "volumePath", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "storagePolicyName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "storagePolicyID", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_QUOBYTE_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.QuobyteVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "registry", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "volume", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "user", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "group", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "tenant", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_AZURE_DISK_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.AzureDiskVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "diskName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "diskURI", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "cachingMode", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 6, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "pdID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_PORTWORX_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.PortworxVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.ScaleIoPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "gateway", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "system", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "sslEnabled", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "protectionDomain", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "storagePool", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "storageMode", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 8, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 9, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 10, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LOCAL_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.LocalVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.StorageOsPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "volumeNamespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE: Message = Message {
+    name: "k8s.io.api.core.v1.CSIPersistentVolumeSource",
+    fields: &[
+        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "volumeHandle", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "volumeAttributes", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 6, json: "controllerPublishSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "nodeStageSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "nodePublishSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "controllerExpandSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "nodeExpandSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_NODE_SELECTOR: Message = Message {
+    name: "k8s.io.api.core.v1.NodeSelector",
+    fields: &[
+        Field { tag: 1, json: "nodeSelectorTerms", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY: Message = Message {
+    name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy",
+    fields: &[
+        Field { tag: 1, json: "partition", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static APPS_V1_ROLLING_UPDATE_DAEMON_SET: Message = Message {
+    name: "k8s.io.api.apps.v1.RollingUpdateDaemonSet",
+    fields: &[
+        Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_POD_FAILURE_POLICY_RULE: Message = Message {
+    name: "k8s.io.api.batch.v1.PodFailurePolicyRule",
+    fields: &[
+        Field { tag: 1, json: "action", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "onExitCodes", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "onPodConditions", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_SUCCESS_POLICY_RULE: Message = Message {
+    name: "k8s.io.api.batch.v1.SuccessPolicyRule",
+    fields: &[
+        Field { tag: 1, json: "succeededIndexes", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "succeededCount", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
 pub static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
     name: "k8s.io.api.authorization.v1.FieldSelectorAttributes",
     fields: &[
@@ -1847,39 +2625,11 @@ pub static ADMISSIONREGISTRATION_V1_RULE: Message = Message {
     ],
 };
 
-pub static CORE_V1_HOST_PATH_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.HostPathVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
 pub static CORE_V1_EMPTY_DIR_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.EmptyDirVolumeSource",
     fields: &[
         Field { tag: 1, json: "medium", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "sizeLimit", kind: Quantity, cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.GcePersistentDiskVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "pdName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.AwsElasticBlockStoreVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -1899,15 +2649,6 @@ pub static CORE_V1_SECRET_VOLUME_SOURCE: Message = Message {
         Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit_empty: false },
         Field { tag: 3, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static CORE_V1_NFS_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.NfsVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "server", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -1992,30 +2733,11 @@ pub static CORE_V1_CEPH_FS_VOLUME_SOURCE: Message = Message {
     ],
 };
 
-pub static CORE_V1_FLOCKER_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.FlockerVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "datasetName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "datasetUUID", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
 pub static CORE_V1_DOWNWARD_API_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.DownwardAPIVolumeSource",
     fields: &[
         Field { tag: 1, json: "items", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_FILE), cardinality: Repeated, omit_empty: false },
         Field { tag: 2, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static CORE_V1_FC_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.FcVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "targetWWNs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "lun", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "wwids", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2038,62 +2760,11 @@ pub static CORE_V1_CONFIG_MAP_VOLUME_SOURCE: Message = Message {
     ],
 };
 
-pub static CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "volumePath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "storagePolicyName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "storagePolicyID", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static CORE_V1_QUOBYTE_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.QuobyteVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "registry", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "volume", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "group", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "tenant", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static CORE_V1_AZURE_DISK_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.AzureDiskVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "diskName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "diskURI", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "cachingMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "pdID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
 pub static CORE_V1_PROJECTED_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ProjectedVolumeSource",
     fields: &[
         Field { tag: 1, json: "sources", kind: Message(&CORE_V1_VOLUME_PROJECTION), cardinality: Repeated, omit_empty: false },
         Field { tag: 2, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static CORE_V1_PORTWORX_VOLUME_SOURCE: Message = Message {
-    name: "k8s.io.api.core.v1.PortworxVolumeSource",
-    fields: &[
-        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -2213,13 +2884,6 @@ pub static CORE_V1_CAPABILITIES: Message = Message {
     ],
 };
 
-pub static CORE_V1_NODE_SELECTOR: Message = Message {
-    name: "k8s.io.api.core.v1.NodeSelector",
-    fields: &[
-        Field { tag: 1, json: "nodeSelectorTerms", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
-    ],
-};
-
 pub static CORE_V1_PREFERRED_SCHEDULING_TERM: Message = Message {
     name: "k8s.io.api.core.v1.PreferredSchedulingTerm",
     fields: &[
@@ -2299,6 +2963,39 @@ pub static CORE_V1_PORT_STATUS: Message = Message {
         Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_SECRET_REFERENCE: Message = Message {
+    name: "k8s.io.api.core.v1.SecretReference",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static CORE_V1_NODE_SELECTOR_TERM: Message = Message {
+    name: "k8s.io.api.core.v1.NodeSelectorTerm",
+    fields: &[
+        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "matchFields", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: Message = Message {
+    name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+    fields: &[
+        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "values", kind: Int32, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Message = Message {
+    name: "k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -2436,11 +3133,12 @@ pub static CORE_V1_SLEEP_ACTION: Message = Message {
     ],
 };
 
-pub static CORE_V1_NODE_SELECTOR_TERM: Message = Message {
-    name: "k8s.io.api.core.v1.NodeSelectorTerm",
+pub static CORE_V1_NODE_SELECTOR_REQUIREMENT: Message = Message {
+    name: "k8s.io.api.core.v1.NodeSelectorRequirement",
     fields: &[
-        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "matchFields", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2502,61 +3200,10 @@ pub static CORE_V1_POD_CERTIFICATE_PROJECTION: Message = Message {
     ],
 };
 
-pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
-    name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec",
-    fields: &[
-        Field { tag: 1, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "resources", kind: Message(&CORE_V1_VOLUME_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "volumeMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "dataSource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "dataSourceRef", kind: Message(&CORE_V1_TYPED_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
 pub static CORE_V1_HTTP_HEADER: Message = Message {
     name: "k8s.io.api.core.v1.HttpHeader",
     fields: &[
         Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static CORE_V1_NODE_SELECTOR_REQUIREMENT: Message = Message {
-    name: "k8s.io.api.core.v1.NodeSelectorRequirement",
-    fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
-    ],
-};
-
-pub static CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Message = Message {
-    name: "k8s.io.api.core.v1.VolumeResourceRequirements",
-    fields: &[
-        Field { tag: 1, json: "limits", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "requests", kind: Quantity, cardinality: Map, omit_empty: false },
-    ],
-};
-
-pub static CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Message = Message {
-    name: "k8s.io.api.core.v1.TypedLocalObjectReference",
-    fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-    ],
-};
-
-pub static CORE_V1_TYPED_OBJECT_REFERENCE: Message = Message {
-    name: "k8s.io.api.core.v1.TypedObjectReference",
-    fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
