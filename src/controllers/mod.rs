@@ -11,6 +11,7 @@ pub mod events;
 pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
+pub mod history;
 pub mod manifests;
 pub mod namespace;
 pub mod node_ipam;
