@@ -54,13 +54,14 @@ async fn concurrent_creates(
     http: &reqwest::Client,
     url: &str,
     n: usize,
-    body: fn(usize) -> Value,
+    body: impl Fn(usize) -> Value + Send + Sync + 'static,
 ) -> (Duration, Vec<Duration>) {
+    let body = std::sync::Arc::new(body);
     let workers = 16;
     let t = Instant::now();
     let mut handles = Vec::new();
     for w in 0..workers {
-        let (http, url) = (http.clone(), url.to_string());
+        let (http, url, body) = (http.clone(), url.to_string(), body.clone());
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = w;
@@ -229,10 +230,12 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
-/// ConfigMap creates as admin (authorized by its group, no RBAC lookup) next to the same
-/// creates by a service account with its bearer token, allowed by a RoleBinding to
-/// `edit` (JWT check, bound-object check, RBAC decision on every request).
-async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, api: &str, n: usize) {
+/// ConfigMap creates by three callers, in alternating rounds so that the store's growth
+/// and warm-up weigh on each alike: admin (group `system:masters`, no RBAC lookup), a
+/// certificate user bound to `edit` by a RoleBinding (RBAC decision on every request:
+/// what RBAC costs), and a service account with its bearer token bound the same way
+/// (JWT check and bound-object check on top: what token authentication costs).
+async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, data: &Path, api: &str, n: usize) {
     let ns = format!("{api}/api/v1/namespaces/default");
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}});
     let r = admin
@@ -245,7 +248,8 @@ async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, api: &str, n: usize) {
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": "bench-edit"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "default"}]});
+        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "default"},
+                     {"kind": "User", "name": "bench-user", "apiGroup": "rbac.authorization.k8s.io"}]});
     let r = admin
         .post(format!(
             "{api}/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings"
@@ -266,9 +270,9 @@ async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, api: &str, n: usize) {
     assert_eq!(r.status().as_u16(), 201);
     let token: Value = r.json().await.unwrap();
     let token = token["status"]["token"].as_str().unwrap().to_string();
+    let creds =
+        orc::tls::kubeconfig_credentials(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
     let sa_client = {
-        let creds = orc::tls::kubeconfig_credentials(&std::fs::read_to_string(kubeconfig).unwrap())
-            .unwrap();
         let tls = orc::tls::client_config_pinned(&creds.ca_pem, None).unwrap();
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
@@ -282,29 +286,72 @@ async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, api: &str, n: usize) {
             .build()
             .unwrap()
     };
+    let user_client = {
+        // Issued from a copy of the server's TLS directory (its CA), as an admin would.
+        let copy = data.with_file_name("bench-user-tls");
+        std::fs::create_dir_all(&copy).unwrap();
+        for entry in std::fs::read_dir(data.join("server/tls")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        let pki = orc::tls::Pki::load_or_create(&copy, &[]).unwrap();
+        let (cert, key) = pki.issue_client_cert("bench-user", &[]).unwrap();
+        let tls = orc::tls::client_config_pinned(&creds.ca_pem, Some((&cert, &key))).unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap()
+    };
     let url = format!("{ns}/configmaps");
     // The binding is seen by the authorizer a moment after it is written.
-    for _ in 0..100 {
-        let r = sa_client.get(&url).send().await.unwrap();
-        if r.status().is_success() {
-            break;
+    for client in [&sa_client, &user_client] {
+        for _ in 0..100 {
+            let r = client.get(&url).send().await.unwrap();
+            if r.status().is_success() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (elapsed, lat) = concurrent_creates(admin, &url, n, |i| {
-        let mut cm = config_map(i);
-        cm["metadata"]["name"] = json!(format!("admin-cm-{i}"));
-        cm
-    })
-    .await;
-    report("16-way ConfigMaps as admin", n, elapsed, lat);
-    let (elapsed, lat) = concurrent_creates(&sa_client, &url, n, |i| {
-        let mut cm = config_map(i);
-        cm["metadata"]["name"] = json!(format!("sa-cm-{i}"));
-        cm
-    })
-    .await;
-    report("16-way ConfigMaps as a SA", n, elapsed, lat);
+    let callers = [
+        ("admin", admin),
+        ("user + RBAC", &user_client),
+        ("SA token + RBAC", &sa_client),
+    ];
+    let rounds = 3;
+    let per_round = n / rounds;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); callers.len()];
+    for round in 0..rounds {
+        for (c, (label, client)) in callers.iter().enumerate() {
+            let (elapsed, lat) = concurrent_creates(client, &url, per_round, move |i| {
+                let mut cm = config_map(i);
+                cm["metadata"]["name"] = json!(format!("rbac-{c}-{round}-{i}"));
+                cm
+            })
+            .await;
+            rates[c].push(per_round as f64 / elapsed.as_secs_f64());
+            report(
+                &format!("16-way ConfigMaps, {label} #{}", round + 1),
+                per_round,
+                elapsed,
+                lat,
+            );
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let admin_rate = median(&rates[0]);
+    for (c, (label, _)) in callers.iter().enumerate() {
+        let rate = median(&rates[c]);
+        println!(
+            "16-way ConfigMaps, {label:<16} median {rate:>7.0}/s ({:+.1}% vs admin)",
+            (rate / admin_rate - 1.0) * 100.0
+        );
+    }
 }
 
 fn client(kubeconfig: &Path) -> reqwest::Client {
@@ -452,6 +499,7 @@ async fn main() {
     rbac(
         &http,
         &kubeconfig,
+        &data,
         &format!("https://127.0.0.1:{port}"),
         env_num("ORC_BENCH_KINDS", 2000) as usize,
     )
