@@ -194,6 +194,23 @@ async fn kinds(http: &reqwest::Client, api: &str, n: usize) {
     }
 }
 
+/// CPU time (user + system, all threads) the process used so far, in seconds: what a
+/// create costs the server, whatever else the machine is doing meanwhile.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -235,7 +252,13 @@ fn dir_size(p: &Path) -> u64 {
 /// certificate user bound to `edit` by a RoleBinding (RBAC decision on every request:
 /// what RBAC costs), and a service account with its bearer token bound the same way
 /// (JWT check and bound-object check on top: what token authentication costs).
-async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, data: &Path, api: &str, n: usize) {
+async fn rbac(
+    admin: &reqwest::Client,
+    kubeconfig: &Path,
+    data: &Path,
+    (api, pid): (&str, u32),
+    n: usize,
+) {
     let ns = format!("{api}/api/v1/namespaces/default");
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bench"}});
     let r = admin
@@ -322,14 +345,17 @@ async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, data: &Path, api: &str
     let rounds = 3;
     let per_round = n / rounds;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); callers.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); callers.len()];
     for round in 0..rounds {
         for (c, (label, client)) in callers.iter().enumerate() {
+            let cpu_before = cpu_secs(pid);
             let (elapsed, lat) = concurrent_creates(client, &url, per_round, move |i| {
                 let mut cm = config_map(i);
                 cm["metadata"]["name"] = json!(format!("rbac-{c}-{round}-{i}"));
                 cm
             })
             .await;
+            cpu[c].push((cpu_secs(pid) - cpu_before) * 1e6 / per_round as f64);
             rates[c].push(per_round as f64 / elapsed.as_secs_f64());
             report(
                 &format!("16-way ConfigMaps, {label} #{}", round + 1),
@@ -344,14 +370,247 @@ async fn rbac(admin: &reqwest::Client, kubeconfig: &Path, data: &Path, api: &str
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let admin_rate = median(&rates[0]);
+    let (admin_rate, admin_cpu) = (median(&rates[0]), median(&cpu[0]));
     for (c, (label, _)) in callers.iter().enumerate() {
-        let rate = median(&rates[c]);
+        let (rate, cost) = (median(&rates[c]), median(&cpu[c]));
         println!(
-            "16-way ConfigMaps, {label:<16} median {rate:>7.0}/s ({:+.1}% vs admin)",
-            (rate / admin_rate - 1.0) * 100.0
+            "16-way ConfigMaps, {label:<16} median {rate:>7.0}/s ({:+.1}% vs admin), server CPU {cost:.0} µs/create ({:+.1}% vs admin)",
+            (rate / admin_rate - 1.0) * 100.0,
+            (cost / admin_cpu - 1.0) * 100.0
         );
     }
+}
+
+/// What the service-account admission costs a pod create: pods that opt out of the
+/// token volume next to pods that get it, in alternating rounds.
+async fn pod_tokens(http: &reqwest::Client, (api, pid): (&str, u32), n: usize) {
+    let url = format!("{api}/api/v1/namespaces/default/pods");
+    let rounds = 3;
+    let per_round = n / rounds;
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for (c, label) in ["pods, no token volume", "pods, token volume"]
+            .into_iter()
+            .enumerate()
+        {
+            let cpu_before = cpu_secs(pid);
+            let (elapsed, lat) = concurrent_creates(http, &url, per_round, move |i| {
+                let mut p = pod(&format!("tok-{c}-{round}-{i}"));
+                if c == 0 {
+                    p["spec"]["automountServiceAccountToken"] = json!(false);
+                }
+                p
+            })
+            .await;
+            cpu[c].push((cpu_secs(pid) - cpu_before) * 1e6 / per_round as f64);
+            rates[c].push(per_round as f64 / elapsed.as_secs_f64());
+            report(
+                &format!("16-way {label} #{}", round + 1),
+                per_round,
+                elapsed,
+                lat,
+            );
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "pod creates: {:.0}/s without, {:.0}/s with the token volume; server CPU {:.0} -> {:.0} µs/create",
+        median(&rates[0]),
+        median(&rates[1]),
+        median(&cpu[0]),
+        median(&cpu[1]),
+    );
+}
+
+/// An HTTPS admission webhook in this process that allows everything (the mutating path
+/// adds a label with a JSON patch); returns its port and CA bundle (base64 PEM).
+async fn start_webhook() -> (u16, String) {
+    use base64::Engine;
+    use http_body_util::{BodyExt, Full};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let certs = rustls_pemfile::certs(&mut cert.pem().as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let private = rustls_pemfile::private_key(&mut key.serialize_pem().as_bytes())
+        .unwrap()
+        .unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, private)
+    .unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mutate = req.uri().path() == "/mutate";
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        let review: Value = body
+                            .ok()
+                            .and_then(|b| serde_json::from_slice(&b).ok())
+                            .unwrap_or(Value::Null);
+                        let mut response =
+                            json!({"uid": review["request"]["uid"], "allowed": true});
+                        if mutate {
+                            let patch = json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]);
+                            response["patchType"] = json!("JSONPatch");
+                            response["patch"] =
+                                json!(base64::engine::general_purpose::STANDARD
+                                    .encode(patch.to_string()));
+                        }
+                        let out = json!({"apiVersion": "admission.k8s.io/v1",
+                                         "kind": "AdmissionReview", "response": response});
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::from(serde_json::to_vec(&out).unwrap()),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (
+        port,
+        base64::engine::general_purpose::STANDARD.encode(ca.pem()),
+    )
+}
+
+/// What admission webhooks cost a create: ConfigMaps that no webhook selects next to
+/// ConfigMaps that a validating and a mutating webhook (HTTPS, in this process) both
+/// review, in alternating rounds.
+async fn webhooks(admin: &reqwest::Client, (api, pid): (&str, u32), n: usize) {
+    let (port, ca_bundle) = start_webhook().await;
+    let webhook = |kind: &str, path: &str| {
+        let mut hook = json!({
+            "name": format!("{}.bench.example.com", path.trim_start_matches('/')),
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["configmaps"]}],
+            "objectSelector": {"matchLabels": {"webhook": "yes"}},
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail"});
+        if kind == "Mutating" {
+            hook["reinvocationPolicy"] = json!("Never");
+        }
+        json!({"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": format!("{kind}WebhookConfiguration"),
+               "metadata": {"name": format!("bench-{}", path.trim_start_matches('/'))},
+               "webhooks": [hook]})
+    };
+    for (kind, plural, path) in [
+        ("Validating", "validatingwebhookconfigurations", "/validate"),
+        ("Mutating", "mutatingwebhookconfigurations", "/mutate"),
+    ] {
+        let r = admin
+            .post(format!(
+                "{api}/apis/admissionregistration.k8s.io/v1/{plural}"
+            ))
+            .json(&webhook(kind, path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let url = format!("{api}/api/v1/namespaces/default/configmaps");
+    // The configurations reach the dispatcher through its watch: wait for a mutation.
+    let t = Instant::now();
+    loop {
+        let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"generateName": "probe-", "labels": {"webhook": "yes"}}});
+        let created: Value = admin
+            .post(&url)
+            .json(&probe)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if created["metadata"]["labels"]["mutated"] == "yes" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the webhooks were not called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rounds = 3;
+    let per_round = n / rounds;
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut p50s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for (c, label) in ["no webhook", "2 webhooks"].into_iter().enumerate() {
+            let cpu_before = cpu_secs(pid);
+            let (elapsed, lat) = concurrent_creates(admin, &url, per_round, move |i| {
+                let mut cm = config_map(i);
+                cm["metadata"]["name"] = json!(format!("wh-{c}-{round}-{i}"));
+                if c == 1 {
+                    cm["metadata"]["labels"]["webhook"] = json!("yes");
+                }
+                cm
+            })
+            .await;
+            cpu[c].push((cpu_secs(pid) - cpu_before) * 1e6 / per_round as f64);
+            rates[c].push(per_round as f64 / elapsed.as_secs_f64());
+            let mut sorted = lat.clone();
+            sorted.sort();
+            p50s[c].push(percentile(&sorted, 0.5).as_secs_f64() * 1e3);
+            report(
+                &format!("16-way ConfigMaps, {label} #{}", round + 1),
+                per_round,
+                elapsed,
+                lat,
+            );
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "webhooks: {:.0}/s without, {:.0}/s with a validating + a mutating webhook; p50 {:.2} -> {:.2} ms; server CPU {:.0} -> {:.0} µs/create",
+        median(&rates[0]),
+        median(&rates[1]),
+        median(&p50s[0]),
+        median(&p50s[1]),
+        median(&cpu[0]),
+        median(&cpu[1]),
+    );
 }
 
 fn client(kubeconfig: &Path) -> reqwest::Client {
@@ -500,7 +759,19 @@ async fn main() {
         &http,
         &kubeconfig,
         &data,
-        &format!("https://127.0.0.1:{port}"),
+        (&format!("https://127.0.0.1:{port}"), pid),
+        env_num("ORC_BENCH_KINDS", 2000) as usize,
+    )
+    .await;
+    pod_tokens(
+        &http,
+        (&format!("https://127.0.0.1:{port}"), pid),
+        env_num("ORC_BENCH_KINDS", 2000) as usize,
+    )
+    .await;
+    webhooks(
+        &http,
+        (&format!("https://127.0.0.1:{port}"), pid),
         env_num("ORC_BENCH_KINDS", 2000) as usize,
     )
     .await;
