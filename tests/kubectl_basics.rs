@@ -501,3 +501,151 @@ fn kubectl_1_20_validates_applies_and_explains_with_openapi_v2() {
     let out = old_kubectl(&s, &["explain", "pods.spec.containers.ports"], None);
     assert!(stdout(&out).contains("containerPort"), "{}", stdout(&out));
 }
+
+#[test]
+fn endpoint_slices_list_selected_pods_and_mirror_hand_made_endpoints() {
+    let s = Server::start();
+    // The API server's own Service is mirrored from its Endpoints.
+    support::wait::wait_until(
+        support::server::DEADLINE,
+        "a slice of the kubernetes Service",
+        || {
+            let out = s.ok(&["get", "endpointslices", "-A"]);
+            if out.contains("kubernetes") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    s.apply_yaml(
+        "apply",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  nodeName: nowhere
+  containers:
+  - name: c
+    image: busybox:1.36
+    ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  ports: [{port: 5432}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: db}
+subsets:
+- addresses: [{ip: 192.168.1.10}]
+  notReadyAddresses: [{ip: 192.168.1.11}]
+  ports: [{port: 5432}]
+"#,
+    );
+    // The pod gets an address and turns ready, as its node would report.
+    s.ok(&[
+        "patch",
+        "pod",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"phase": "Running", "podIP": "10.42.0.9", "podIPs": [{"ip": "10.42.0.9"}],
+               "conditions": [{"type": "Ready", "status": "True"}]}}"#,
+    ]);
+    wait_for("the pod in its Service's slice", || {
+        s.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ])
+        .contains("10.42.0.9")
+    });
+    let table = s.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..4], ["IPv4", "8080", "10.42.0.9"], "{table}");
+    let list = s.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=web"]);
+    let slice = &list["items"][0];
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["name"], "web");
+    let endpoint = &slice["endpoints"][0];
+    assert_eq!(endpoint["conditions"]["ready"], true);
+    assert_eq!(endpoint["nodeName"], "nowhere");
+    assert_eq!(endpoint["targetRef"]["name"], "web");
+    assert_eq!(slice["ports"][0]["name"], "http");
+
+    wait_for("the hand-made Endpoints mirrored", || {
+        s.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=db",
+        ])
+        .contains("192.168.1.10,192.168.1.11")
+    });
+    let mirrored = s.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=db"]);
+    let endpoints = &mirrored["items"][0]["endpoints"];
+    assert_eq!(endpoints[0]["conditions"]["ready"], true);
+    assert_eq!(endpoints[1]["conditions"]["ready"], false);
+
+    // Deleting the Service takes its slices.
+    s.ok(&["delete", "svc", "web"]);
+    wait_for("the slices of a deleted Service gone", || {
+        s.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ])
+        .trim()
+        .is_empty()
+    });
+
+    // A bad slice is refused with the field named, and nothing is stored.
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        r#"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: bad}
+addressType: IPv4
+endpoints: [{addresses: [fd00::1]}]
+"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("endpoints[0].addresses[0]") && err.contains("must be a valid IPv4 address"),
+        "{err}"
+    );
+    assert!(!s.kubectl(&["get", "endpointslice", "bad"]).status.success());
+}

@@ -113,7 +113,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_
 use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    policy::v1 as policy, rbac::v1 as rbac, storage::v1 as storage,
+    discovery::v1 as discovery, policy::v1 as policy, rbac::v1 as rbac, storage::v1 as storage,
 };
 use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
@@ -407,6 +407,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<storage::StorageClass>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<discovery::EndpointSlice>,
         custom: None,
     },
     ResourceDef {

@@ -256,11 +256,11 @@ mod tests {
         body.truncate(body.len() - 2);
         assert_eq!(decode_body(PB, &body).unwrap_err().code, 400);
         assert_eq!(decode_body(PB, b"garbage").unwrap_err().code, 400);
-        let job = b"k8s\0\x0a\x0f\x0a\x08batch/v1\x12\x03Job";
+        let job = b"k8s\0\x0a\x0f\x0a\x08ex.io/v1\x12\x03Foo";
         let err = decode_body(PB, job).unwrap_err();
         assert_eq!(err.code, 415);
         assert!(
-            err.message.contains("no protobuf schema for batch/v1/Job"),
+            err.message.contains("no protobuf schema for ex.io/v1/Foo"),
             "{}",
             err.message
         );

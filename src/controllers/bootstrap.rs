@@ -96,6 +96,42 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
             ignore_exists(registry.create(endpoints, Some("default"), ep, &opts).await)?;
         }
     }
+    // The API server writes the Service's EndpointSlice itself, as upstream's endpoint
+    // reconciler does (its Endpoints are marked not to be mirrored).
+    let slices = resources::by_plural("discovery.k8s.io", "v1", "endpointslices").expect("served");
+    let family = if b.advertise_ip.is_ipv6() {
+        "IPv6"
+    } else {
+        "IPv4"
+    };
+    let endpoints =
+        json!([{"addresses": [b.advertise_ip.to_string()], "conditions": {"ready": true}}]);
+    let ports = json!([{"name": "https", "port": b.https_port, "protocol": "TCP"}]);
+    match registry.get(slices, Some("default"), "kubernetes") {
+        Ok(kv) if kv.value["endpoints"] == endpoints && kv.value["ports"] == ports => {}
+        Ok(_) => {
+            registry
+                .modify(slices, Some("default"), "kubernetes", None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    cur["addressType"] = json!(family);
+                    cur["endpoints"] = endpoints.clone();
+                    cur["ports"] = ports.clone();
+                    Ok(cur)
+                })
+                .await?;
+        }
+        Err(_) => {
+            let slice = json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": family,
+                "endpoints": endpoints,
+                "ports": ports,
+            });
+            ignore_exists(registry.create(slices, Some("default"), slice, &opts).await)?;
+        }
+    }
     Ok(())
 }
 

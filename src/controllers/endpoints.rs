@@ -39,7 +39,7 @@ fn endpoints() -> &'static ResourceDef {
 }
 
 /// The selector of a Service, None when it has none (user-managed endpoints).
-fn service_selector(svc: &Value) -> Option<LabelSelector> {
+pub(crate) fn service_selector(svc: &Value) -> Option<LabelSelector> {
     svc["spec"]["selector"]
         .as_object()
         .filter(|m| !m.is_empty())
@@ -52,7 +52,7 @@ fn is_bootstrap_managed(ns: &str, name: &str) -> bool {
 }
 
 /// Keys of the services in the pod's namespace that select `pod` (any of its versions).
-fn services_selecting(client: &dyn Client, pods: &[&Value]) -> Vec<String> {
+pub(crate) fn services_selecting(client: &dyn Client, pods: &[&Value]) -> Vec<String> {
     let Some(ns) = pods.first().and_then(|p| object::namespace(p)) else {
         return vec![];
     };
@@ -183,7 +183,7 @@ fn desired_labels(svc: &Value) -> Map<String, Value> {
 }
 
 /// Whether the pod counts as ready for the service's endpoints.
-fn pod_is_ready(pod: &Value) -> bool {
+pub(crate) fn pod_is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -194,6 +194,12 @@ fn pod_is_ready(pod: &Value) -> bool {
 /// Whether the pod belongs in the endpoints at all (upstream `ShouldPodBeInEndpoints`
 /// without terminating endpoints): it has an IP, is not being deleted and not finished.
 fn pod_has_endpoint(pod: &Value) -> bool {
+    pod_has_address(pod) && !object::is_deleting(pod)
+}
+
+/// Upstream `ShouldPodBeInEndpoints` with terminating endpoints (EndpointSlices): the
+/// pod has an IP and has not finished.
+pub(crate) fn pod_has_address(pod: &Value) -> bool {
     let has_ip = pod["status"]["podIP"]
         .as_str()
         .is_some_and(|ip| !ip.is_empty());
@@ -202,12 +208,12 @@ fn pod_has_endpoint(pod: &Value) -> bool {
         Some("Succeeded") => pod["spec"]["restartPolicy"].as_str() != Some("Always"),
         _ => false,
     };
-    has_ip && !object::is_deleting(pod) && !finished
+    has_ip && !finished
 }
 
 /// The container port a service port's `targetPort` means for this pod: a number as
 /// is, a name looked up among the pod's container ports (same protocol).
-fn resolve_target_port(svc_port: &Value, pod: &Value) -> Option<i64> {
+pub(crate) fn resolve_target_port(svc_port: &Value, pod: &Value) -> Option<i64> {
     let protocol = svc_port["protocol"].as_str().unwrap_or("TCP");
     match &svc_port["targetPort"] {
         Value::Number(n) => n.as_i64(),

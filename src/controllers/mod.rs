@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
 pub mod deployment;
+pub mod endpoint_slices;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod events;
@@ -75,6 +76,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(clusterrole_aggregation::run(client.clone()));
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
     set.spawn(endpoints::run(client.clone()));
+    set.spawn(endpoint_slices::run(client.clone()));
     set.spawn(garbage_collector::run(client.clone()));
     set.spawn(node_lifecycle::run(
         client.clone(),

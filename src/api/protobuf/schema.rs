@@ -32,6 +32,7 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("policy/v1", "PodDisruptionBudget", &POLICY_V1_POD_DISRUPTION_BUDGET),
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("storage.k8s.io/v1", "StorageClass", &STORAGE_V1_STORAGE_CLASS),
+    ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
@@ -280,6 +281,16 @@ pub static STORAGE_V1_STORAGE_CLASS: Message = Message {
         Field { tag: 6, json: "allowVolumeExpansion", kind: Bool, cardinality: Optional, omit_empty: false },
         Field { tag: 7, json: "volumeBindingMode", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 8, json: "allowedTopologies", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static DISCOVERY_V1_ENDPOINT_SLICE: Message = Message {
+    name: "k8s.io.api.discovery.v1.EndpointSlice",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "endpoints", kind: Message(&DISCOVERY_V1_ENDPOINT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "ports", kind: Message(&DISCOVERY_V1_ENDPOINT_PORT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "addressType", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -947,6 +958,30 @@ pub static CORE_V1_TOPOLOGY_SELECTOR_TERM: Message = Message {
     name: "k8s.io.api.core.v1.TopologySelectorTerm",
     fields: &[
         Field { tag: 1, json: "matchLabelExpressions", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static DISCOVERY_V1_ENDPOINT: Message = Message {
+    name: "k8s.io.api.discovery.v1.Endpoint",
+    fields: &[
+        Field { tag: 1, json: "addresses", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "conditions", kind: Message(&DISCOVERY_V1_ENDPOINT_CONDITIONS), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "targetRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "deprecatedTopology", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 6, json: "nodeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "zone", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 8, json: "hints", kind: Message(&DISCOVERY_V1_ENDPOINT_HINTS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static DISCOVERY_V1_ENDPOINT_PORT: Message = Message {
+    name: "k8s.io.api.discovery.v1.EndpointPort",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "appProtocol", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 
@@ -1845,6 +1880,23 @@ pub static CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT: Message = Message {
     ],
 };
 
+pub static DISCOVERY_V1_ENDPOINT_CONDITIONS: Message = Message {
+    name: "k8s.io.api.discovery.v1.EndpointConditions",
+    fields: &[
+        Field { tag: 1, json: "ready", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "serving", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "terminating", kind: Bool, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static DISCOVERY_V1_ENDPOINT_HINTS: Message = Message {
+    name: "k8s.io.api.discovery.v1.EndpointHints",
+    fields: &[
+        Field { tag: 1, json: "forZones", kind: Message(&DISCOVERY_V1_FOR_ZONE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "forNodes", kind: Message(&DISCOVERY_V1_FOR_NODE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
 pub static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.authentication.v1.BoundObjectReference",
     fields: &[
@@ -2586,6 +2638,20 @@ pub static BATCH_V1_SUCCESS_POLICY_RULE: Message = Message {
     fields: &[
         Field { tag: 1, json: "succeededIndexes", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "succeededCount", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static DISCOVERY_V1_FOR_ZONE: Message = Message {
+    name: "k8s.io.api.discovery.v1.ForZone",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static DISCOVERY_V1_FOR_NODE: Message = Message {
+    name: "k8s.io.api.discovery.v1.ForNode",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 

@@ -414,9 +414,9 @@ fn unknown_fields_and_groups_are_skipped() {
 
 #[test]
 fn unknown_kinds_are_named_in_the_error() {
-    let err = decode_object(&body("batch/v1", "Job", Enc::new())).unwrap_err();
+    let err = decode_object(&body("ex.io/v1", "Foo", Enc::new())).unwrap_err();
     assert!(matches!(err, ProtobufError::NoSchema { .. }));
-    assert_eq!(err.to_string(), "no protobuf schema for batch/v1/Job");
+    assert_eq!(err.to_string(), "no protobuf schema for ex.io/v1/Foo");
 }
 
 #[test]

@@ -157,6 +157,21 @@ pub static ENDPOINTS: Printer = Printer {
     conditions: no_conditions,
 };
 
+pub static ENDPOINT_SLICE: Printer = Printer {
+    columns: columns::endpoint_slice,
+    cells: |obj, now| {
+        let (ports, endpoints) = service::format_endpoint_slice(obj);
+        vec![
+            name(obj),
+            json!(str_at(&obj["addressType"])),
+            json!(ports),
+            json!(endpoints),
+            json!(age(obj, now)),
+        ]
+    },
+    conditions: no_conditions,
+};
+
 pub static NODE: Printer = Printer {
     columns: columns::node,
     cells: |obj, now| node::node_cells(obj, name(obj), json!(age(obj, now))),
@@ -528,6 +543,7 @@ mod tests {
             ("Deployment", &DEPLOYMENT),
             ("Service", &SERVICE),
             ("Endpoints", &ENDPOINTS),
+            ("EndpointSlice", &ENDPOINT_SLICE),
             ("Node", &NODE),
             ("Namespace", &NAMESPACE),
             ("Event", &EVENT),

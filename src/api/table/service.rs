@@ -73,6 +73,45 @@ fn service_external_ip(svc: &Value, svc_type: &str) -> String {
     }
 }
 
+/// Upstream `formatDiscoveryPorts` and `formatDiscoveryEndpoints`: at most three port
+/// numbers (or names) and three addresses, then `+ N more...`; `<unset>` for none.
+pub(super) fn format_endpoint_slice(slice: &Value) -> (String, String) {
+    fn listed(items: Vec<String>) -> String {
+        let max = MAX_LISTED_ENDPOINTS;
+        let shown = items
+            .iter()
+            .take(max)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+        if items.len() > max {
+            format!("{shown} + {} more...", items.len() - max)
+        } else if shown.is_empty() {
+            "<unset>".into()
+        } else {
+            shown
+        }
+    }
+    let ports = arr(&slice["ports"])
+        .iter()
+        .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+            (Some(port), _) => port.to_string(),
+            (None, Some(name)) if !name.is_empty() => name.to_string(),
+            _ => "*".to_string(),
+        })
+        .collect();
+    let addresses = arr(&slice["endpoints"])
+        .iter()
+        .flat_map(|e| {
+            arr(&e["addresses"])
+                .iter()
+                .map(|a| str_at(a).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (listed(ports), listed(addresses))
+}
+
 /// Upstream `formatEndpoints`: `ip:port` pairs, at most three, then `+ N more...`.
 pub(super) fn format_endpoints(ep: &Value) -> String {
     let subsets = arr(&ep["subsets"]);

@@ -44,7 +44,7 @@ use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
 use rbac::{validate_binding, validate_cluster_role, validate_role};
-use service::{validate_endpoints, validate_service};
+use service::{validate_endpoint_slice, validate_endpoints, validate_service};
 use webhooks::validate_webhook_configuration;
 use workloads::{validate_apps_workload, validate_replication_controller};
 
@@ -171,6 +171,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ReplicaSet" | "Deployment" => validate_apps_workload(kind, obj, old, &mut errs),
         "Service" => validate_service(obj, old, &mut errs),
         "Endpoints" => validate_endpoints(obj, &mut errs),
+        "EndpointSlice" => validate_endpoint_slice(obj, old, &mut errs),
         "Node" => validate_node(obj, old, &mut errs),
         "Event" => validate_event(obj, &mut errs),
         "ConfigMap" => validate_config_map(obj, old, &mut errs),

@@ -252,6 +252,117 @@ pub(super) fn validate_endpoints(obj: &Value, errs: &mut Errs) {
     }
 }
 
+/// Upstream `ValidateEndpointSlice` (+ update): the address type, the addresses valid
+/// for it, conditions, hostname and node names, ports; `addressType` is immutable.
+pub(super) fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    const ADDRESS_TYPES: [&str; 3] = ["IPv4", "IPv6", "FQDN"];
+    const MAX_ENDPOINTS: usize = 1000;
+    const MAX_ADDRESSES: usize = 100;
+    const MAX_PORTS: usize = 20_000;
+    let address_type = str_at(obj, "addressType");
+    if address_type.is_empty() {
+        errs.push(FieldError::required("addressType", ""));
+    } else if !ADDRESS_TYPES.contains(&address_type) {
+        errs.push(FieldError::not_supported(
+            "addressType",
+            address_type,
+            &ADDRESS_TYPES,
+        ));
+    }
+    if let Some(old) = old {
+        let before = str_at(old, "addressType");
+        if before != address_type {
+            errs.push(FieldError::invalid(
+                "addressType",
+                address_type,
+                "field is immutable",
+            ));
+        }
+    }
+    let endpoints = arr_at(obj, "endpoints");
+    if endpoints.len() > MAX_ENDPOINTS {
+        errs.push(FieldError::too_many(
+            "endpoints",
+            endpoints.len(),
+            MAX_ENDPOINTS,
+        ));
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let path = format!("endpoints[{i}]");
+        let addresses = arr_at(endpoint, "addresses");
+        if addresses.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.addresses"),
+                "must contain at least 1 address",
+            ));
+        } else if addresses.len() > MAX_ADDRESSES {
+            errs.push(FieldError::too_many(
+                format!("{path}.addresses"),
+                addresses.len(),
+                MAX_ADDRESSES,
+            ));
+        }
+        for (j, address) in addresses.iter().enumerate() {
+            let apath = format!("{path}.addresses[{j}]");
+            let text = address.as_str().unwrap_or("");
+            let fine = match address_type {
+                "IPv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
+                "IPv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
+                "FQDN" => is_dns1123_subdomain(text).is_empty(),
+                _ => true,
+            };
+            if !fine {
+                let detail = match address_type {
+                    "IPv4" => "must be a valid IPv4 address",
+                    "IPv6" => "must be a valid IPv6 address",
+                    _ => "must be a valid DNS subdomain",
+                };
+                errs.push(FieldError::invalid(apath, text, detail));
+            }
+        }
+        let hostname = str_at(endpoint, "hostname");
+        if !hostname.is_empty() {
+            for m in is_dns1123_label(hostname) {
+                errs.push(FieldError::invalid(format!("{path}.hostname"), hostname, m));
+            }
+        }
+        let node = str_at(endpoint, "nodeName");
+        if !node.is_empty() {
+            for m in is_dns1123_subdomain(node) {
+                errs.push(FieldError::invalid(format!("{path}.nodeName"), node, m));
+            }
+        }
+    }
+    let ports = arr_at(obj, "ports");
+    if ports.len() > MAX_PORTS {
+        errs.push(FieldError::too_many("ports", ports.len(), MAX_PORTS));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for (j, p) in ports.iter().enumerate() {
+        let ppath = format!("ports[{j}]");
+        let name = str_at(p, "name");
+        if !name.is_empty() {
+            for m in is_dns1123_label(name) {
+                errs.push(FieldError::invalid(format!("{ppath}.name"), name, m));
+            }
+        }
+        if names.contains(&name) {
+            errs.push(FieldError::duplicate(format!("{ppath}.name"), name));
+        }
+        names.push(name);
+        if let Some(port) = int_at(p, "port") {
+            for m in is_valid_port_num(port) {
+                errs.push(FieldError::invalid_rendered(
+                    format!("{ppath}.port"),
+                    port.to_string(),
+                    m,
+                ));
+            }
+        }
+        check_enum(p, "protocol", &ppath, &PORT_PROTOCOLS, errs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::validate;

@@ -224,7 +224,7 @@ fn cases(stale_held: &Value) -> Vec<Case> {
         .as_object_mut()
         .expect("meta")
         .remove("resourceVersion");
-    let protobuf_job = b"k8s\0\x0a\x0f\x0a\x08batch/v1\x12\x03Job".to_vec();
+    let protobuf_job = b"k8s\0\x0a\x0f\x0a\x08ex.io/v1\x12\x03Foo".to_vec();
     vec![
         // Authentication and authorization.
         case("no credentials", "GET", PODS)
@@ -258,7 +258,7 @@ fn cases(stale_held: &Value) -> Vec<Case> {
             .expect(
                 415,
                 "UnsupportedMediaType",
-                "no protobuf schema for batch/v1/Job",
+                "no protobuf schema for ex.io/v1/Foo",
             ),
         case("unknown media type", "POST", PODS)
             .body("text/html", "<p>")

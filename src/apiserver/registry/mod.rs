@@ -30,7 +30,7 @@ pub use kinds::crd::CLEANUP_FINALIZER;
 pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
 pub use managed::manager_from_user_agent;
-pub use strategy::{strategy_for, Strategy};
+pub use strategy::{schema_of, strategy_for, Strategy};
 
 /// How unknown fields in a request body are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

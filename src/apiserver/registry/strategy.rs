@@ -29,11 +29,22 @@ use serde_json::Value;
 
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
-    binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
-    custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
-    event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
-    pod::PodStrategy, rbac, review, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
+    binding::BindingStrategy,
+    config_map::ConfigMapStrategy,
+    crd::CrdStrategy,
+    custom::CustomStrategy,
+    default::DefaultStrategy,
+    endpoints::{EndpointSliceStrategy, EndpointsStrategy},
+    event::EventStrategy,
+    lease::LeaseStrategy,
+    namespace::NamespaceStrategy,
+    node::NodeStrategy,
+    pod::PodStrategy,
+    rbac, review,
+    secret::SecretStrategy,
+    service::ServiceStrategy,
+    service_account::ServiceAccountStrategy,
+    token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
 use crate::api::identity::User;
@@ -270,6 +281,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "Binding") => &BindingStrategy,
         ("", "Service") => &ServiceStrategy,
         ("", "Endpoints") => &EndpointsStrategy,
+        ("discovery.k8s.io", "EndpointSlice") => &EndpointSliceStrategy,
         ("", "Event") => &EventStrategy,
         ("", "ConfigMap") => &ConfigMapStrategy,
         ("", "Secret") => &SecretStrategy,
