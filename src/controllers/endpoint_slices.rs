@@ -152,7 +152,7 @@ async fn reconcile(client: &dyn Client, key: &str) -> Result<(), ApiError> {
     .await?;
     // Mirrored slices: a Service without a selector whose Endpoints are hand-made.
     let mirrored = match (&svc, &selector) {
-        (Some(svc), None) => client
+        (Some(_), None) => client
             .get(endpoints(), Some(ns), name)
             .ok()
             .filter(|ep| ep.value["metadata"]["labels"][SKIP_MIRROR_LABEL] != "true")
