@@ -357,6 +357,7 @@ fn authorize_node(
             }
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
+        ("discovery.k8s.io", "endpointslices", None) if read => Ok(()),
         // Tokens for the accounts of its pods; NodeRestriction (in the TokenRequest
         // handler) then requires the token to be bound to such a pod.
         ("", "serviceaccounts", Some("token")) if verb == "create" => {

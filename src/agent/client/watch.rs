@@ -43,8 +43,8 @@ pub enum Event<T> {
     Deleted(T),
 }
 
-/// What a [`Reflector`] lists and watches: a core/v1 collection, optionally in one
-/// namespace and narrowed by label and field selectors.
+/// What a [`Reflector`] lists and watches: a collection, optionally in one namespace and
+/// narrowed by label and field selectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     collection: String,
@@ -62,6 +62,11 @@ impl Query {
     /// The objects of `plural` in `namespace`.
     pub fn in_namespace(namespace: &str, plural: &str) -> Query {
         Query::at(format!("/api/v1/namespaces/{namespace}/{plural}"))
+    }
+
+    /// Every object of `plural` of an API group version (`discovery.k8s.io/v1`).
+    pub fn all_in_group(group_version: &str, plural: &str) -> Query {
+        Query::at(format!("/apis/{group_version}/{plural}"))
     }
 
     fn at(collection: String) -> Query {

@@ -1,9 +1,17 @@
 //! What the proxy and the cluster DNS read from the API server: every Service and
-//! Endpoints of the cluster (the agent's list-watch), turned into [`Change`]s.
+//! EndpointSlice of the cluster (the agent's list-watch), turned into [`Change`]s. The
+//! slices of a Service are merged into one Endpoints view (what the rules and records
+//! are built from): ready endpoints serve; a Service with no ready endpoint left is
+//! served by its terminating endpoints that still pass readiness, as upstream's
+//! kube-proxy does during a graceful shutdown.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -38,16 +46,189 @@ impl Followed for Service {
     }
 }
 
-impl Followed for Endpoints {
-    const PLURAL: &'static str = "endpoints";
+/// The collection the slices are listed from (and kept under, on disk).
+const SLICES: &str = "endpointslices";
 
-    fn upserted(self) -> Change {
-        Change::Endpoints(Box::new(self))
+/// The label naming the Service of an EndpointSlice.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The EndpointSlices seen so far, by (namespace, slice name), with their Service.
+#[derive(Default)]
+struct SliceMerger {
+    slices: BTreeMap<(String, String), (String, EndpointSlice)>,
+}
+
+impl SliceMerger {
+    /// The Service a slice belongs to; slices without the label are nobody's (upstream's
+    /// kube-proxy ignores them too).
+    fn service_of(slice: &EndpointSlice) -> Option<String> {
+        slice
+            .metadata
+            .labels
+            .as_ref()?
+            .get(SERVICE_NAME_LABEL)
+            .filter(|s| !s.is_empty())
+            .cloned()
     }
 
-    fn deleted(&self) -> Change {
-        let (namespace, name) = key_of(&self.metadata);
-        Change::EndpointsDeleted { namespace, name }
+    /// Records `slice`; returns the Services whose view changed.
+    fn upsert(&mut self, slice: EndpointSlice) -> Vec<(String, String)> {
+        let (ns, name) = key_of(&slice.metadata);
+        let mut touched = Vec::new();
+        let before = self.slices.remove(&(ns.clone(), name.clone()));
+        if let Some((svc, _)) = before {
+            touched.push((ns.clone(), svc));
+        }
+        if let Some(svc) = Self::service_of(&slice) {
+            touched.push((ns.clone(), svc.clone()));
+            self.slices.insert((ns, name), (svc, slice));
+        }
+        touched
+    }
+
+    fn remove(&mut self, slice: &EndpointSlice) -> Vec<(String, String)> {
+        let (ns, name) = key_of(&slice.metadata);
+        match self.slices.remove(&(ns.clone(), name)) {
+            Some((svc, _)) => vec![(ns, svc)],
+            None => Vec::new(),
+        }
+    }
+
+    /// Replaces everything with `slices` (a relist); returns every Service seen before or
+    /// after.
+    fn reset(&mut self, slices: Vec<EndpointSlice>) -> Vec<(String, String)> {
+        let mut touched: BTreeSet<(String, String)> = self
+            .slices
+            .iter()
+            .map(|((ns, _), (svc, _))| (ns.clone(), svc.clone()))
+            .collect();
+        self.slices.clear();
+        for slice in slices {
+            touched.extend(self.upsert(slice));
+        }
+        touched.into_iter().collect()
+    }
+
+    /// The change that brings a consumer's view of one Service's endpoints up to date.
+    fn change_for(&self, ns: &str, svc: &str) -> Change {
+        let slices: Vec<&EndpointSlice> = self
+            .slices
+            .iter()
+            .filter(|((n, _), (s, _))| n == ns && s == svc)
+            .map(|(_, (_, slice))| slice)
+            .collect();
+        if slices.is_empty() {
+            return Change::EndpointsDeleted {
+                namespace: ns.to_string(),
+                name: svc.to_string(),
+            };
+        }
+        Change::Endpoints(Box::new(merge_slices(ns, svc, &slices)))
+    }
+
+    fn changes_for(&self, services: Vec<(String, String)>) -> Vec<Change> {
+        let unique: BTreeSet<(String, String)> = services.into_iter().collect();
+        unique
+            .iter()
+            .map(|(ns, svc)| self.change_for(ns, svc))
+            .collect()
+    }
+}
+
+/// One Service's slices as Endpoints: a subset per slice (its ports), ready endpoints
+/// as addresses and the others as not-ready addresses — except that when no endpoint
+/// of the Service is ready, the terminating ones that still serve are used as
+/// addresses (upstream's terminating-endpoint fallback). FQDN slices are skipped.
+pub fn merge_slices(ns: &str, svc: &str, slices: &[&EndpointSlice]) -> Endpoints {
+    let ready = |e: &k8s_openapi::api::discovery::v1::Endpoint| {
+        e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+    };
+    let serving_terminating = |e: &k8s_openapi::api::discovery::v1::Endpoint| {
+        let c = e.conditions.as_ref();
+        let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+        let serving = c.and_then(|c| c.serving.or(c.ready)).unwrap_or(true);
+        terminating && serving
+    };
+    let ip_slices: Vec<&&EndpointSlice> = slices
+        .iter()
+        .filter(|s| s.address_type == "IPv4" || s.address_type == "IPv6")
+        .collect();
+    let any_ready = ip_slices.iter().any(|s| s.endpoints.iter().any(&ready));
+    let mut subsets = Vec::new();
+    for slice in ip_slices {
+        let mut addresses = Vec::new();
+        let mut not_ready = Vec::new();
+        for endpoint in &slice.endpoints {
+            let Some(ip) = endpoint.addresses.first() else {
+                continue;
+            };
+            let address = EndpointAddress {
+                ip: ip.clone(),
+                hostname: endpoint.hostname.clone(),
+                node_name: endpoint.node_name.clone(),
+                target_ref: endpoint.target_ref.clone(),
+            };
+            let serves = if any_ready {
+                ready(endpoint)
+            } else {
+                serving_terminating(endpoint)
+            };
+            if serves {
+                addresses.push(address);
+            } else {
+                not_ready.push(address);
+            }
+        }
+        let ports: Vec<EndpointPort> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some(EndpointPort {
+                    name: p.name.clone().filter(|n| !n.is_empty()),
+                    port: p.port?,
+                    protocol: p.protocol.clone(),
+                    app_protocol: p.app_protocol.clone(),
+                })
+            })
+            .collect();
+        if addresses.is_empty() && not_ready.is_empty() {
+            continue;
+        }
+        subsets.push(EndpointSubset {
+            addresses: Some(addresses).filter(|a| !a.is_empty()),
+            not_ready_addresses: Some(not_ready).filter(|a| !a.is_empty()),
+            ports: Some(ports).filter(|p| !p.is_empty()),
+        });
+    }
+    Endpoints {
+        metadata: ObjectMeta {
+            namespace: Some(ns.to_string()),
+            name: Some(svc.to_string()),
+            ..ObjectMeta::default()
+        },
+        subsets: Some(subsets).filter(|s| !s.is_empty()),
+    }
+}
+
+/// Sends the merged Endpoints of every Service whose slices change. Returns when the
+/// receiver is gone.
+async fn follow_slices(
+    mut reflector: Reflector<EndpointSlice>,
+    mut merger: SliceMerger,
+    out: mpsc::Sender<Change>,
+) {
+    loop {
+        let touched = match reflector.next().await {
+            Event::Restarted(objects) | Event::LastKnown(objects) => merger.reset(objects),
+            Event::Applied(object) => merger.upsert(object),
+            Event::Deleted(object) => merger.remove(&object),
+        };
+        for change in merger.changes_for(touched) {
+            if out.send(change).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -58,7 +239,7 @@ fn key_of(meta: &ObjectMeta) -> (String, String) {
     )
 }
 
-/// Every Service and Endpoints of the cluster: `initial` holds one upsert per object of
+/// Every Service and its endpoints (from its EndpointSlices) of the cluster: `initial` holds one upsert per object of
 /// the first complete lists, `changes` everything after (watch events, and the full
 /// state again after each relist, with deletions for objects that went away meanwhile).
 /// Consumers (the service proxy, the cluster DNS) load `initial` before serving, so a
@@ -68,7 +249,7 @@ pub struct ServiceWatch {
     pub changes: mpsc::Receiver<Change>,
 }
 
-/// Lists Services and Endpoints (retrying until both lists succeed) and keeps watching
+/// Lists Services and EndpointSlices (retrying until both lists succeed) and keeps watching
 /// them in background tasks that end when `changes` is dropped. `consumer` names who
 /// watches, in logs. With `last_known`, both are kept on disk, and when the server
 /// cannot be reached at start the last known state stands in for the first lists.
@@ -79,29 +260,34 @@ pub async fn watch_services(
 ) -> ServiceWatch {
     let span = tracing::info_span!("service_watch", consumer);
     let mut services = Reflector::<Service>::new(api.clone(), Query::all(Service::PLURAL));
-    let mut endpoints = Reflector::<Endpoints>::new(api, Query::all(Endpoints::PLURAL));
+    let mut slices =
+        Reflector::<EndpointSlice>::new(api, Query::all_in_group("discovery.k8s.io/v1", SLICES));
     if let Some(dir) = last_known {
         services = services.remember_in(dir.file(Service::PLURAL));
-        endpoints = endpoints.remember_in(dir.file(Endpoints::PLURAL));
+        slices = slices.remember_in(dir.file(SLICES));
     }
-    let (services_now, endpoints_now) = async {
+    let (services_now, slices_now) = async {
         let services_now = first_list(&mut services).await;
-        (services_now, first_list(&mut endpoints).await)
+        (services_now, first_list(&mut slices).await)
     }
     .instrument(span.clone())
     .await;
+    let mut merger = SliceMerger::default();
+    let touched = merger.reset(slices_now);
     let initial = (services_now.into_iter().map(Followed::upserted))
-        .chain(endpoints_now.into_iter().map(Followed::upserted))
+        .chain(merger.changes_for(touched))
         .collect();
     let (tx, changes) = mpsc::channel(CHANGE_BUFFER);
     tokio::spawn(follow(services, tx.clone()).instrument(span.clone()));
-    tokio::spawn(follow(endpoints, tx).instrument(span));
+    tokio::spawn(follow_slices(slices, merger, tx).instrument(span));
     ServiceWatch { initial, changes }
 }
 
 /// The objects of the first list (the first event of a reflector), or the last known
 /// ones while the server cannot be reached.
-async fn first_list<T: Followed>(reflector: &mut Reflector<T>) -> Vec<T> {
+async fn first_list<T: DeserializeOwned + Clone + Send + 'static>(
+    reflector: &mut Reflector<T>,
+) -> Vec<T> {
     loop {
         if let Event::Restarted(objects) | Event::LastKnown(objects) = reflector.next().await {
             return objects;
@@ -201,11 +387,6 @@ mod tests {
             service.upserted(),
             Change::Service(s) if s.metadata.name.as_deref() == Some("web")
         ));
-        let endpoints: Endpoints = object(json!({
-            "metadata": {"namespace": "ns", "name": "web"},
-            "subsets": [{"addresses": [{"ip": "10.42.0.2"}], "ports": [{"port": 8080}]}],
-        }));
-        assert!(matches!(endpoints.upserted(), Change::Endpoints(_)));
     }
 
     fn service(name: &str) -> serde_json::Value {
@@ -232,7 +413,10 @@ mod tests {
             "/api/v1/services",
             Answer::list("1", vec![service("a"), service("b")]),
         )
-        .answer("/api/v1/endpoints", Answer::list("1", vec![]))
+        .answer(
+            "/apis/discovery.k8s.io/v1/endpointslices",
+            Answer::list("1", vec![]),
+        )
         .answer(
             "/api/v1/services",
             Answer::events([(
@@ -287,12 +471,112 @@ mod tests {
         assert_eq!(seen, ["one", "two"]);
     }
 
+    fn slice(name: &str, service: Option<&str>, endpoints: serde_json::Value) -> EndpointSlice {
+        let mut labels = json!({});
+        if let Some(svc) = service {
+            labels[SERVICE_NAME_LABEL] = json!(svc);
+        }
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "ns", "name": name, "labels": labels},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        }))
+        .unwrap()
+    }
+
+    fn ips(list: &Option<Vec<EndpointAddress>>) -> Vec<&str> {
+        list.iter().flatten().map(|a| a.ip.as_str()).collect()
+    }
+
     #[test]
-    fn deletions_name_the_object() {
-        let unnamespaced: Endpoints = object(json!({"metadata": {"name": "web"}}));
+    fn the_slices_of_a_service_merge_into_one_endpoints_view() {
+        let mut merger = SliceMerger::default();
+        let a = slice(
+            "web-a",
+            Some("web"),
+            json!([
+            {"addresses": ["10.42.0.2"], "conditions": {"ready": true}, "nodeName": "n1"},
+            {"addresses": ["10.42.0.3"], "conditions": {"ready": false}}]),
+        );
+        let b = slice("web-b", Some("web"), json!([{"addresses": ["10.42.0.4"]}]));
+        assert_eq!(merger.upsert(a), [("ns".to_string(), "web".to_string())]);
+        merger.upsert(b.clone());
+        // A slice nobody's Service owns is ignored.
+        assert!(merger.upsert(slice("stray", None, json!([]))).is_empty());
+        let Change::Endpoints(ep) = merger.change_for("ns", "web") else {
+            panic!("no endpoints");
+        };
+        let subsets = ep.subsets.unwrap();
+        assert_eq!(subsets.len(), 2);
+        assert_eq!(ips(&subsets[0].addresses), ["10.42.0.2"]);
+        assert_eq!(ips(&subsets[0].not_ready_addresses), ["10.42.0.3"]);
+        assert_eq!(
+            subsets[0].addresses.as_ref().unwrap()[0]
+                .node_name
+                .as_deref(),
+            Some("n1")
+        );
+        // No conditions means ready.
+        assert_eq!(ips(&subsets[1].addresses), ["10.42.0.4"]);
+        assert_eq!(subsets[1].ports.as_ref().unwrap()[0].port, 8080);
+        // The last slice gone: the Service's endpoints are deleted.
+        merger.remove(&b);
+        merger.remove(&slice("web-a", Some("web"), json!([])));
         assert!(matches!(
-            unnamespaced.deleted(),
-            Change::EndpointsDeleted { namespace, name } if namespace == "default" && name == "web"
+            merger.change_for("ns", "web"),
+            Change::EndpointsDeleted { namespace, name } if namespace == "ns" && name == "web"
         ));
+    }
+
+    #[test]
+    fn terminating_endpoints_that_still_serve_carry_traffic_when_none_is_ready() {
+        let terminating = json!({"ready": false, "serving": true, "terminating": true});
+        let gone = json!({"ready": false, "serving": false, "terminating": true});
+        let only_terminating = slice(
+            "web-a",
+            Some("web"),
+            json!([
+            {"addresses": ["10.42.0.2"], "conditions": terminating},
+            {"addresses": ["10.42.0.3"], "conditions": gone}]),
+        );
+        let merged = merge_slices("ns", "web", &[&only_terminating]);
+        let subsets = merged.subsets.unwrap();
+        assert_eq!(ips(&subsets[0].addresses), ["10.42.0.2"]);
+        assert_eq!(ips(&subsets[0].not_ready_addresses), ["10.42.0.3"]);
+        // With a ready endpoint, terminating ones get no new traffic.
+        let with_ready = slice(
+            "web-a",
+            Some("web"),
+            json!([
+            {"addresses": ["10.42.0.2"], "conditions": terminating},
+            {"addresses": ["10.42.0.5"], "conditions": {"ready": true}}]),
+        );
+        let merged = merge_slices("ns", "web", &[&with_ready]);
+        let subsets = merged.subsets.unwrap();
+        assert_eq!(ips(&subsets[0].addresses), ["10.42.0.5"]);
+        assert_eq!(ips(&subsets[0].not_ready_addresses), ["10.42.0.2"]);
+    }
+
+    #[test]
+    fn a_relist_reports_services_whose_slices_went_away() {
+        let mut merger = SliceMerger::default();
+        merger.upsert(slice(
+            "a-1",
+            Some("a"),
+            json!([{"addresses": ["10.42.0.2"]}]),
+        ));
+        merger.upsert(slice(
+            "b-1",
+            Some("b"),
+            json!([{"addresses": ["10.42.0.3"]}]),
+        ));
+        let touched = merger.reset(vec![slice(
+            "b-1",
+            Some("b"),
+            json!([{"addresses": ["10.42.0.3"]}]),
+        )]);
+        let changes: Vec<String> = merger.changes_for(touched).iter().map(describe).collect();
+        assert_eq!(changes, ["deleted endpoints a", "endpoints b"]);
     }
 }
