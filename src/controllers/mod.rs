@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod event_ttl;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
+pub mod job;
 pub mod manifests;
 pub mod namespace;
 pub mod node_ipam;
@@ -96,6 +98,8 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
         config.clock.clone(),
     ));
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
+    set.spawn(job::run(client.clone(), config.clock.clone()));
+    set.spawn(cronjob::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }
