@@ -255,8 +255,12 @@ impl Controller {
                         return Err(ApiError::not_found(pods_def(), object::name(cur)));
                     }
                     let mut cur = cur.clone();
-                    if let Some(list) = cur["metadata"]["finalizers"].as_array_mut() {
+                    let meta = &mut cur["metadata"];
+                    if let Some(list) = meta["finalizers"].as_array_mut() {
                         list.retain(|f| f != TRACKING_FINALIZER);
+                        if list.is_empty() {
+                            meta.as_object_mut().map(|m| m.remove("finalizers"));
+                        }
                     }
                     Ok(cur)
                 },
