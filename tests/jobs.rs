@@ -51,7 +51,7 @@ fn pods_of(w: &World, job: &str) -> Vec<Value> {
 /// its back-off limit; an Indexed Job's pods see their index; bad specs are refused.
 #[test]
 fn jobs_complete_fail_at_the_backoff_limit_and_run_indexed_pods() {
-    let w = World::start();
+    let mut w = World::start();
 
     w.step("bad Jobs and CronJobs are refused with 422 and field paths, nothing stored");
     let out = w
@@ -190,6 +190,31 @@ fn jobs_complete_fail_at_the_backoff_limit_and_run_indexed_pods() {
         let logs = w.kubectl_ok(&["logs", name]);
         assert_eq!(logs.trim(), format!("index={index} host=indexed-{index}"));
     }
+
+    w.step("a server restart in the middle of a Job counts every pod once");
+    w.apply(&job_yaml(
+        "steady",
+        "  completions: 4\n  parallelism: 2\n",
+        "Never",
+        "sleep 1",
+    ));
+    w.wait_for("the first pod of job steady to succeed", || {
+        pods_of(&w, "steady")
+            .iter()
+            .any(|p| p["status"]["phase"] == "Succeeded")
+    });
+    w.kill_server();
+    w.spawn_server();
+    w.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/steady",
+        "--timeout=90s",
+    ]);
+    let job = json_of(&w, &["get", "job", "steady", "-o", "json"]);
+    assert_eq!(job["status"]["succeeded"], 4, "{job}");
+    assert_eq!(job["status"].get("failed"), None, "{job}");
+    assert_eq!(pods_of(&w, "steady").len(), 4, "no pod was replaced twice");
 
     w.step("kubectl delete job removes the Job's pods");
     w.kubectl_ok(&["delete", "job", "three"]);

@@ -359,6 +359,92 @@ mod live {
             .clone()
     }
 
+    fn job_body(extra: Value) -> Value {
+        let mut body = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "work", "namespace": "default"},
+            "spec": {"completions": 1, "parallelism": 1, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}});
+        for (k, v) in extra.as_object().unwrap() {
+            body["spec"][k] = v.clone();
+        }
+        body
+    }
+
+    fn pods(client: &dyn Client) -> Vec<KeyValue> {
+        client.list(pods_def(), Some("default"), &|_| true)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspended_job_starts_no_pods_until_resumed() {
+        let registry = testutil::registry().await;
+        let client: Arc<dyn Client> = registry.clone();
+        let task = tokio::spawn(run(client.clone(), Arc::new(TokioClock::new())));
+        let body = job_body(json!({"suspend": true}));
+        client
+            .create(jobs_def(), Some("default"), body)
+            .await
+            .unwrap();
+        testutil::wait_for("the Suspended condition", Duration::from_secs(10), || {
+            job_status(&*client)["conditions"][0]["type"] == "Suspended"
+        })
+        .await;
+        assert!(pods(&*client).is_empty());
+        assert!(job_status(&*client)["startTime"].is_null());
+        client
+            .patch(
+                jobs_def(),
+                Some("default"),
+                "work",
+                crate::api::patch::PatchType::Merge,
+                br#"{"spec": {"suspend": false}}"#,
+            )
+            .await
+            .unwrap();
+        testutil::wait_for("a pod after resuming", Duration::from_secs(10), || {
+            pods(&*client).len() == 1
+        })
+        .await;
+        let status = job_status(&*client);
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], "JobResumed");
+        assert!(status["startTime"].is_string());
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_job_is_deleted_after_its_ttl() {
+        let registry = testutil::registry().await;
+        let client: Arc<dyn Client> = registry.clone();
+        let task = tokio::spawn(run(client.clone(), Arc::new(TokioClock::new())));
+        let body = job_body(json!({"ttlSecondsAfterFinished": 30}));
+        client
+            .create(jobs_def(), Some("default"), body)
+            .await
+            .unwrap();
+        testutil::wait_for("a pod", Duration::from_secs(10), || {
+            pods(&*client).len() == 1
+        })
+        .await;
+        set_phase(&*client, &pods(&*client)[0].value, "Succeeded").await;
+        testutil::wait_for("the Job to complete", Duration::from_secs(10), || {
+            tracking::is_finished(&json!({"status": job_status(&*client)}))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let job = client.get(jobs_def(), Some("default"), "work").unwrap();
+        assert!(
+            !object::is_deleting(&job.value),
+            "kept until the TTL has passed"
+        );
+        testutil::wait_for("the Job to be deleted", Duration::from_secs(15), || {
+            client
+                .get(jobs_def(), Some("default"), "work")
+                .map_or(true, |j| object::is_deleting(&j.value))
+        })
+        .await;
+        task.abort();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_job_runs_to_completion_and_its_pods_keep_no_finalizer() {
         let registry = testutil::registry().await;

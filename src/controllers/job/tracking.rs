@@ -468,9 +468,11 @@ pub fn plan(
             plan.remove_finalizers.push(pod.clone());
             continue;
         }
+        // A pod being deleted counts as failed once it stops (upstream's kubelet marks it
+        // Failed; orc's deletes it at once, so a final delete counts as stopped).
+        let stopped = is_terminating(p) && p["metadata"]["deletionGracePeriodSeconds"] == 0;
         let considered_failed = phase(p) == "Failed"
-            || (failure_policy.is_none() && is_terminating(p))
-            || (failing && is_terminating(p));
+            || (is_terminating(p) && (failure_policy.is_none() || failing || stopped));
         if !considered_failed {
             continue;
         }
