@@ -264,9 +264,14 @@ fn pods_services_and_dns_outlive_the_server_and_an_agent_restart() {
     // The agent keeps its last known state a moment after it changes.
     node.world.wait_for("the last known state to be saved", || {
         let dir = node.world.data_dir().join("agent/last-known");
-        ["pods.json", "services.json", "endpointslices.json", "pod-cidr"]
-            .iter()
-            .all(|f| dir.join(f).exists())
+        [
+            "pods.json",
+            "services.json",
+            "endpointslices.json",
+            "pod-cidr",
+        ]
+        .iter()
+        .all(|f| dir.join(f).exists())
             && std::fs::read_to_string(dir.join("endpointslices.json"))
                 .is_ok_and(|e| e.matches("\"addresses\"").count() >= 2)
     });

@@ -31,6 +31,8 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "ReplicationController" => replication_controller_defaults(obj),
         "ReplicaSet" => replica_set_defaults(obj),
         "Deployment" => deployment_defaults(obj),
+        "Job" => job_defaults(obj),
+        "CronJob" => cron_job_defaults(obj),
         "Service" => service_defaults(obj),
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
@@ -430,6 +432,82 @@ fn deployment_defaults(obj: &mut Value) {
     default_to(spec, "revisionHistoryLimit", json!(10));
     default_to(spec, "progressDeadlineSeconds", json!(600));
     pod_template_defaults(spec.entry("template").or_insert_with(|| json!({})));
+}
+
+// ---------------------------------------------------------------------------
+// Jobs and CronJobs
+// ---------------------------------------------------------------------------
+
+/// Upstream `SetDefaults_Job`: one completion at a time unless told otherwise, six
+/// retries, NonIndexed, not suspended, the Job's labels from its template.
+fn job_defaults(obj: &mut Value) {
+    let Some(job) = obj.as_object_mut() else {
+        return;
+    };
+    let spec = child(job, "spec");
+    if spec.get("completions").is_none_or(Value::is_null)
+        && spec.get("parallelism").is_none_or(Value::is_null)
+    {
+        spec.insert("completions".into(), json!(1));
+        spec.insert("parallelism".into(), json!(1));
+    }
+    default_to(spec, "parallelism", json!(1));
+    let per_index = !spec.get("backoffLimitPerIndex").is_none_or(Value::is_null);
+    default_to(
+        spec,
+        "backoffLimit",
+        json!(if per_index { i32::MAX } else { 6 }),
+    );
+    default_to(spec, "completionMode", json!("NonIndexed"));
+    default_to(spec, "suspend", json!(false));
+    let has_failure_policy = !spec.get("podFailurePolicy").is_none_or(Value::is_null);
+    if let Some(rules) = spec
+        .get_mut("podFailurePolicy")
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut)
+    {
+        for rule in rules.iter_mut() {
+            if let Some(patterns) = rule
+                .get_mut("onPodConditions")
+                .and_then(Value::as_array_mut)
+            {
+                for p in patterns.iter_mut().filter_map(Value::as_object_mut) {
+                    default_to(p, "status", json!("True"));
+                }
+            }
+        }
+    }
+    default_to(
+        spec,
+        "podReplacementPolicy",
+        json!(if has_failure_policy {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        }),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    pod_template_defaults(template);
+    let template_labels = template["metadata"]["labels"].clone();
+    let meta = child(job, "metadata");
+    if template_labels.is_object() && is_empty_map(meta.get("labels")) {
+        meta.insert("labels".into(), template_labels);
+    }
+}
+
+/// Upstream `SetDefaults_CronJob`, and the pod defaults of its job template (the Job
+/// spec inside is defaulted when a Job is made from it).
+fn cron_job_defaults(obj: &mut Value) {
+    let Some(cj) = obj.as_object_mut() else {
+        return;
+    };
+    let spec = child(cj, "spec");
+    default_to(spec, "concurrencyPolicy", json!("Allow"));
+    default_to(spec, "suspend", json!(false));
+    default_to(spec, "successfulJobsHistoryLimit", json!(3));
+    default_to(spec, "failedJobsHistoryLimit", json!(1));
+    let job_spec = child(child(spec, "jobTemplate"), "spec");
+    pod_template_defaults(job_spec.entry("template").or_insert_with(|| json!({})));
 }
 
 // ---------------------------------------------------------------------------

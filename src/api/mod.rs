@@ -1,7 +1,9 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
 pub mod apply;
+pub mod batch;
 pub mod crd;
+pub mod cron;
 pub mod custom;
 pub mod defaults;
 pub mod identity;

@@ -744,6 +744,7 @@ mod tests {
         );
         assert!(a.document("v3/apis/apps/v2", &builtin()).is_none());
         assert!(a.document("v3/apis/example.com/v1", &builtin()).is_none());
+        assert!(a.document("v3/apis/batch/v1", &builtin()).is_some());
         assert!(a.document("v2", &builtin()).is_none());
         assert!(group_version_document(&builtin(), "apps", "v2").is_none());
     }

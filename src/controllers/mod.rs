@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoint_slices;
 pub mod endpoints;
@@ -13,6 +14,7 @@ pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
 pub mod history;
+pub mod job;
 pub mod manifests;
 pub mod namespace;
 pub mod node_ipam;
@@ -99,6 +101,8 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
         config.clock.clone(),
     ));
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
+    set.spawn(job::run(client.clone(), config.clock.clone()));
+    set.spawn(cronjob::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }

@@ -7,6 +7,7 @@
 //! hides priority-1 columns unless `-o wide`. Cells are computed from the object's
 //! Kubernetes JSON, so missing fields read as their zero value, as in Go.
 
+mod batch;
 mod cells;
 mod columns;
 mod event;
@@ -17,6 +18,7 @@ mod service;
 #[cfg(test)]
 mod test_support;
 
+pub use batch::{CRON_JOB, JOB};
 pub use cells::human_duration;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 

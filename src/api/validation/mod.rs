@@ -6,6 +6,7 @@
 //! server state (namespace existence, name/namespace/uid immutability, nodePort
 //! allocation) belong to the API server, not here.
 
+mod batch;
 mod cluster;
 mod config;
 mod field_error;
@@ -38,6 +39,7 @@ pub use super::quantity::{
 
 use serde_json::{Map, Value};
 
+use batch::{validate_cron_job, validate_job};
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
 use config::{validate_config_map, validate_secret};
 use meta::validate_object_meta;
@@ -169,6 +171,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "Pod" => validate_pod(obj, old, &mut errs),
         "ReplicationController" => validate_replication_controller(obj, &mut errs),
         "ReplicaSet" | "Deployment" => validate_apps_workload(kind, obj, old, &mut errs),
+        "Job" => validate_job(obj, old, &mut errs),
+        "CronJob" => validate_cron_job(obj, &mut errs),
         "Service" => validate_service(obj, old, &mut errs),
         "Endpoints" => validate_endpoints(obj, &mut errs),
         "EndpointSlice" => validate_endpoint_slice(obj, old, &mut errs),

@@ -778,7 +778,15 @@ impl Registry {
         // (also on an object already being deleted), Background drops both. The garbage
         // collector handles the dependents and removes the finalizer; without
         // dependents there is nothing to wait for, so none is added.
-        let gc_finalizer = match opts.propagation.as_deref() {
+        let has_gc_finalizer = finalizers
+            .iter()
+            .any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER);
+        let propagation = opts.propagation.as_deref().or(if has_gc_finalizer {
+            None
+        } else {
+            strategy.default_propagation()
+        });
+        let gc_finalizer = match propagation {
             None => None,
             Some("Background") => Some(None),
             Some("Foreground") => Some(Some(FOREGROUND_FINALIZER)),

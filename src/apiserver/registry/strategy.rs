@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
+    batch,
     binding::BindingStrategy,
     config_map::ConfigMapStrategy,
     crd::CrdStrategy,
@@ -221,6 +222,12 @@ pub trait Strategy: Sync {
     /// Changes made to an object when it is marked for deletion.
     fn prepare_for_delete(&self, _obj: &mut Value) {}
 
+    /// Upstream `DefaultGarbageCollectionPolicy`: the propagation policy of a delete that
+    /// names none (`None`: background, as for most kinds).
+    fn default_propagation(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the kind's own finalization, besides `metadata.finalizers`, is done:
     /// an object being deleted goes once both are.
     fn finalized(&self, _obj: &Value) -> bool {
@@ -304,6 +311,8 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,
+        ("batch", "Job") => &batch::JOB,
+        ("batch", "CronJob") => &batch::CRON_JOB,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }
