@@ -15,6 +15,7 @@ pub mod server;
 pub mod status;
 pub mod tmpfs;
 pub mod tokens;
+pub mod volume;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
