@@ -6,6 +6,7 @@ pub mod clock;
 pub mod clusterrole_aggregation;
 pub mod deployment;
 pub mod endpoints;
+pub mod ephemeral_volume;
 pub mod event_ttl;
 pub mod events;
 pub mod expectations;
@@ -75,6 +76,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
     set.spawn(endpoints::run(client.clone()));
     set.spawn(garbage_collector::run(client.clone()));
+    set.spawn(ephemeral_volume::run(client.clone()));
     set.spawn(node_lifecycle::run(
         client.clone(),
         node_lifecycle::NodeLifecycleConfig {

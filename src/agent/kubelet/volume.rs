@@ -446,20 +446,7 @@ impl ClaimRef {
     }
 }
 
-/// The PVC name of a generic ephemeral volume (upstream `ephemeral.VolumeClaimName`).
-pub fn ephemeral_claim_name(pod: &str, volume: &str) -> String {
-    format!("{pod}-{volume}")
-}
-
-/// Whether `pvc` has the pod of uid `pod_uid` as its controller (upstream
-/// `ephemeral.VolumeIsForPod`).
-pub fn claim_is_for_pod(pvc: &Value, pod_uid: &str) -> bool {
-    pvc["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r["controller"].as_bool() == Some(true) && r["uid"].as_str() == Some(pod_uid))
-}
+pub use crate::api::ephemeral::{claim_is_for_pod, claim_name as ephemeral_claim_name};
 
 /// The PV a claim is bound to, checked as upstream's kubelet checks it.
 pub fn bound_volume(
