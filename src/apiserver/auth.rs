@@ -260,7 +260,9 @@ pub trait NodeGraph {
     /// `spec.nodeName` of the pod `namespace/name` (`None` if the pod does not exist).
     fn pod_node(&self, namespace: &str, name: &str) -> Option<String>;
     /// Whether a pod bound to `node` in `namespace` references the `kind`
-    /// (`Secret` or `ConfigMap`) named `name`.
+    /// (`Secret`, `ConfigMap`, `ServiceAccount` or `PersistentVolumeClaim`) named
+    /// `name`; for `PersistentVolume` (cluster-scoped, `namespace` empty): whether the
+    /// volume is bound to a claim such a pod references.
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool;
 }
 
@@ -389,6 +391,25 @@ fn authorize_node(
                 ))),
             }
         }
+        // The claims its pods use and the volumes bound to them (upstream's graph edges
+        // pod → pvc → pv).
+        ("", plural @ ("persistentvolumeclaims" | "persistentvolumes"), None) if read => {
+            let name = match verb {
+                "get" => action.name,
+                _ => action.selected_name,
+            };
+            let (kind, ns) = if plural == "persistentvolumes" {
+                ("PersistentVolume", Some(""))
+            } else {
+                ("PersistentVolumeClaim", action.namespace)
+            };
+            match (ns, name) {
+                (Some(ns), Some(name)) if graph.node_references(node, ns, kind, name) => Ok(()),
+                _ => deny(Some(format!(
+                    "no relationship found between node '{node}' and this object"
+                ))),
+            }
+        }
         ("coordination.k8s.io", "leases", None) => {
             if action.namespace != Some(NODE_LEASE_NAMESPACE) {
                 return deny(None);
@@ -412,13 +433,15 @@ fn authorize_node(
 }
 
 /// Whether `node` may still read `obj` of kind `def`, checked for every object a node's
-/// watch sends (the node authorizer decides only when a watch starts): a Secret or
-/// ConfigMap only while a pod bound to the node uses it; everything else a node may
-/// watch at all stays readable.
+/// watch sends (the node authorizer decides only when a watch starts): a Secret,
+/// ConfigMap, PersistentVolumeClaim or PersistentVolume only while a pod bound to the
+/// node uses it; everything else a node may watch at all stays readable.
 pub fn node_may_read(node: &str, def: &ResourceDef, obj: &Value, graph: &dyn NodeGraph) -> bool {
     let kind = match (def.group, def.plural) {
         ("", "secrets") => "Secret",
         ("", "configmaps") => "ConfigMap",
+        ("", "persistentvolumeclaims") => "PersistentVolumeClaim",
+        ("", "persistentvolumes") => "PersistentVolume",
         _ => return true,
     };
     let namespace = crate::api::object::namespace(obj).unwrap_or("");
@@ -476,11 +499,24 @@ fn forbidden(user: &User, action: &Action<'_>, why: Option<String>) -> ApiError 
 
 /// Whether `pod` references the `kind` (`Secret` or `ConfigMap`) named `name`: volumes
 /// (also projected), env and envFrom of every container, and image pull secrets; or
-/// runs as the `ServiceAccount` named `name`.
+/// runs as the `ServiceAccount` named `name`; or mounts the `PersistentVolumeClaim`
+/// named `name` (a persistentVolumeClaim volume, or the `<pod>-<volume>` claim of a
+/// generic ephemeral volume).
 pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
     let spec = &pod["spec"];
     if kind == "ServiceAccount" {
         return spec["serviceAccountName"].as_str() == Some(name);
+    }
+    if kind == "PersistentVolumeClaim" {
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+        return spec["volumes"].as_array().into_iter().flatten().any(|v| {
+            v["persistentVolumeClaim"]["claimName"].as_str() == Some(name)
+                || (v["ephemeral"].is_object()
+                    && crate::api::ephemeral::claim_name(
+                        pod_name,
+                        v["name"].as_str().unwrap_or(""),
+                    ) == name)
+        });
     }
     let (volume_field, ref_field, key_ref, from_ref) = match kind {
         "Secret" => ("secret", "secretName", "secretKeyRef", "secretRef"),
@@ -538,6 +574,26 @@ impl NodeGraph for super::registry::Registry {
     }
 
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool {
+        if kind == "PersistentVolume" {
+            // pv → pvc: the claim it names, bound back to it, used by a pod of the node.
+            let pvs = crate::api::resources::by_plural("", "v1", "persistentvolumes");
+            let pvcs = crate::api::resources::by_plural("", "v1", "persistentvolumeclaims");
+            let (Some(pvs), Some(pvcs)) = (pvs, pvcs) else {
+                return false;
+            };
+            let Ok(pv) = self.get(pvs, None, name) else {
+                return false;
+            };
+            let claim = &pv.value["spec"]["claimRef"];
+            let (Some(ns), Some(claim)) = (claim["namespace"].as_str(), claim["name"].as_str())
+            else {
+                return false;
+            };
+            let bound_back = self
+                .get(pvcs, Some(ns), claim)
+                .is_ok_and(|pvc| pvc.value["spec"]["volumeName"].as_str() == Some(name));
+            return bound_back && self.node_references(node, ns, "PersistentVolumeClaim", claim);
+        }
         let pods = crate::api::resources::by_plural("", "v1", "pods").expect("served");
         let page = self.list(pods, Some(namespace), None, 1, &|kv| {
             kv.value["spec"]["nodeName"].as_str() == Some(node)
@@ -860,6 +916,45 @@ mod tests {
         assert!(!allowed(&n1, &watch_one));
         watch_one.selected_name = Some("db");
         assert!(allowed(&n1, &watch_one));
+    }
+
+    #[test]
+    fn node_may_read_only_the_claims_its_pods_mount() {
+        let graph = Pods(vec![
+            json!({"metadata": {"namespace": "default", "name": "db"},
+                   "spec": {"nodeName": "n1", "volumes": [
+                       {"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}},
+                       {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]}}),
+            json!({"metadata": {"namespace": "default", "name": "web"},
+                   "spec": {"nodeName": "n2", "volumes": [
+                       {"name": "data", "persistentVolumeClaim": {"claimName": "web-data"}}]}}),
+        ]);
+        let ns = Some("default");
+        let get = |name| action("get", "persistentvolumeclaims", ns, Some(name), None);
+        let n1 = node("n1");
+        assert!(authorize(&n1, &get("db-data"), &graph, &Rbac::new()).is_ok());
+        assert!(authorize(&n1, &get("db-scratch"), &graph, &Rbac::new()).is_ok());
+        let err = authorize(&n1, &get("web-data"), &graph, &Rbac::new()).unwrap_err();
+        assert!(
+            err.message.contains("no relationship found"),
+            "{}",
+            err.message
+        );
+        let list = action("list", "persistentvolumeclaims", ns, None, None);
+        assert!(authorize(&n1, &list, &graph, &Rbac::new()).is_err());
+        let write = action(
+            "update",
+            "persistentvolumeclaims",
+            ns,
+            Some("db-data"),
+            None,
+        );
+        assert!(authorize(&n1, &write, &graph, &Rbac::new()).is_err());
+        let pv = action("get", "persistentvolumes", None, Some("pv1"), None);
+        assert!(
+            authorize(&n1, &pv, &graph, &Rbac::new()).is_err(),
+            "no pod of the node uses a claim bound to pv1"
+        );
     }
 
     #[test]

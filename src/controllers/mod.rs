@@ -8,6 +8,7 @@ pub mod cronjob;
 pub mod deployment;
 pub mod endpoint_slices;
 pub mod endpoints;
+pub mod ephemeral_volume;
 pub mod event_ttl;
 pub mod events;
 pub mod expectations;
@@ -80,6 +81,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(endpoints::run(client.clone()));
     set.spawn(endpoint_slices::run(client.clone()));
     set.spawn(garbage_collector::run(client.clone()));
+    set.spawn(ephemeral_volume::run(client.clone()));
     set.spawn(node_lifecycle::run(
         client.clone(),
         node_lifecycle::NodeLifecycleConfig {

@@ -23,7 +23,9 @@ pub trait PodApi: Send + Sync {
     async fn patch_status(&self, namespace: &str, name: &str, status: &Value) -> Result<()>;
     /// Deletes the pod at once (grace period 0), only if it still has `uid`.
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<()>;
-    /// Reads a ConfigMap or Secret (`plural` is `configmaps` or `secrets`); `None` if missing.
+    /// Reads a ConfigMap, Secret or PersistentVolumeClaim (`plural` is `configmaps`,
+    /// `secrets` or `persistentvolumeclaims`), or with an empty `namespace` a
+    /// PersistentVolume (`persistentvolumes`); `None` if missing.
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
     /// Records an event (best effort: callers log failures and go on).
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()>;
@@ -106,13 +108,18 @@ impl PodApi for HttpPodApi {
     }
 
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>> {
-        let path = format!("/api/v1/namespaces/{namespace}/{plural}/{name}");
-        match accepted(
-            &format!("read {plural} {namespace}/{name}"),
-            self.client.get(&path),
-        )
-        .await
-        {
+        let (path, what) = if namespace.is_empty() {
+            (
+                format!("/api/v1/{plural}/{name}"),
+                format!("read {plural} {name}"),
+            )
+        } else {
+            (
+                format!("/api/v1/namespaces/{namespace}/{plural}/{name}"),
+                format!("read {plural} {namespace}/{name}"),
+            )
+        };
+        match accepted(&what, self.client.get(&path)).await {
             Ok(resp) => Ok(resp.json()),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),

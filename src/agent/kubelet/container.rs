@@ -1,6 +1,6 @@
 //! From a pod's container spec to the runtime's `ContainerConfig`: environment (values,
 //! fieldRef, resourceFieldRef, configMap/secret refs, envFrom, `$(VAR)` expansion),
-//! volume mounts, resources and the labels a restarted agent re-adopts containers by.
+//! volume mounts (subPath, subPathExpr, readOnly), resources and the labels a restarted agent re-adopts containers by.
 //! Pure: ConfigMaps and Secrets are fetched by the caller and passed in.
 
 use std::collections::BTreeMap;
@@ -513,17 +513,17 @@ pub fn container_config(
                 m["mountPath"]
             ));
         };
-        let mut host_path = host.clone();
-        if let Some(sub) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
-            if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
-                return Err(format!("subPath {sub:?} must be relative without '..'"));
-            }
-            host_path = host_path.join(sub);
-            if !host_path.exists() {
-                std::fs::create_dir_all(&host_path)
-                    .map_err(|e| format!("create subPath {}: {e}", host_path.display()))?;
-            }
-        }
+        let sub = match m["subPathExpr"].as_str().filter(|s| !s.is_empty()) {
+            Some(expr) => Some(super::volume::expand_sub_path_expr(expr, &config.env)?),
+            None => m["subPath"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        };
+        let host_path = match sub.filter(|s| !s.is_empty()) {
+            Some(sub) => super::volume::resolve_sub_path(host, &sub)?,
+            None => host.clone(),
+        };
         config.mounts.push(BindMount {
             host_path,
             container_path: m["mountPath"].as_str().unwrap_or("").to_string(),

@@ -15,6 +15,7 @@ pub mod server;
 pub mod status;
 pub mod tmpfs;
 pub mod tokens;
+pub mod volume;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -55,8 +56,8 @@ pub struct KubeletConfig {
     /// Give each pod IPC and UTS namespaces its containers share (needs root); without,
     /// each container gets its own (with the pod's hostname).
     pub shared_ipc_uts: bool,
-    /// Mount a tmpfs for each Secret volume (needs root); without, they are plain
-    /// directories under the pod directory.
+    /// Mount a tmpfs for each Secret volume and emptyDir `medium: Memory` volume (needs
+    /// root); without, they are plain directories under the pod directory.
     pub secrets_on_tmpfs: bool,
 }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -377,35 +376,6 @@ pub fn object_data(kind: &str, object: &Value) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
-}
-
-/// Writes `files` into `dir` and removes files of keys that went away. The directory
-/// itself stays: containers bind-mount it, and a new directory would not be seen.
-pub fn write_projected(dir: &Path, files: &[(String, Vec<u8>, u32)]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io_err("create volume directory", dir))?;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let kept = files
-                .iter()
-                .any(|(rel, _, _)| rel.split('/').next() == Some(name.as_str()));
-            if !kept {
-                let path = entry.path();
-                let _ = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-            }
-        }
-    }
-    for (rel, content, mode) in files {
-        let path = dir.join(rel);
-        write_if_changed(&path, content)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
-            .map_err(io_err("set volume file mode", &path))?;
-    }
-    Ok(())
 }
 
 /// Writes `contents` to `path` (creating the parent) unless it already holds exactly that.

@@ -1,6 +1,7 @@
 //! Memory-backed volume directories: Secret volumes live on a tmpfs of their own (as
-//! upstream's kubelet mounts them), so their contents never reach the node's disk; the
-//! mounts below a pod directory are undone when the pod is torn down.
+//! upstream's kubelet mounts them), so their contents never reach the node's disk, and
+//! so do emptyDir `medium: Memory` volumes (sized); the mounts below a pod directory are
+//! undone when the pod is torn down.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,31 @@ pub fn ensure_tmpfs(dir: &Path, size: u64) -> Result<()> {
         dir,
         Some("tmpfs"),
         flags,
+        Some(options.as_str()),
+    )
+    .map_err(|source| TmpfsError::Mount {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Makes `dir` the tmpfs of an emptyDir `medium: Memory` volume of at most `size`
+/// bytes, mounted as upstream mounts it (only the `size=` option: the root is 1777,
+/// programs may run from it), unless it is a mount point already.
+pub fn ensure_memory_volume(dir: &Path, size: u64) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| TmpfsError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let options = format!("size={size}");
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
         Some(options.as_str()),
     )
     .map_err(|source| TmpfsError::Mount {

@@ -397,6 +397,22 @@ fn validate_volume_mounts(
         } else if !volumes.contains(name) {
             errs.push(FieldError::not_found(format!("{idx}.name"), name));
         }
+        // Upstream reports subPath errors at the list's path, not the item's.
+        let sub_path = str_at(m, "subPath");
+        if !sub_path.is_empty() {
+            validate_local_descending_path(sub_path, &format!("{path}.subPath"), errs);
+        }
+        let sub_path_expr = str_at(m, "subPathExpr");
+        if !sub_path_expr.is_empty() {
+            if !sub_path.is_empty() {
+                errs.push(FieldError::invalid(
+                    format!("{idx}.subPathExpr"),
+                    sub_path_expr,
+                    "subPathExpr and subPath are mutually exclusive",
+                ));
+            }
+            validate_local_descending_path(sub_path_expr, &format!("{path}.subPathExpr"), errs);
+        }
         let mount_path = str_at(m, "mountPath");
         if mount_path.is_empty() {
             errs.push(FieldError::required(format!("{idx}.mountPath"), ""));
@@ -407,6 +423,17 @@ fn validate_volume_mounts(
                 "must be unique",
             ));
         }
+    }
+}
+
+/// A path that must stay below a volume (upstream `validateLocalDescendingPath`):
+/// relative, without a `..` component.
+fn validate_local_descending_path(target: &str, path: &str, errs: &mut Errs) {
+    if target.starts_with('/') {
+        errs.push(FieldError::invalid(path, target, "must be a relative path"));
+    }
+    if target.split('/').any(|part| part == "..") {
+        errs.push(FieldError::invalid(path, target, "must not contain '..'"));
     }
 }
 
@@ -678,6 +705,36 @@ mod tests {
         let errs = validate("Pod", &pod(spec), None);
         assert!(has(&errs, "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""));
         assert!(has(&errs, "spec.dnsPolicy: Unsupported value: \"Nope\": supported values: \"ClusterFirstWithHostNet\", \"ClusterFirst\", \"Default\", \"None\""));
+    }
+
+    #[test]
+    fn sub_paths_must_stay_inside_the_volume() {
+        let spec = json!({
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "containers": [{"name": "a", "image": "i", "volumeMounts": [
+                {"name": "data", "mountPath": "/a", "subPath": "ok/dir"},
+                {"name": "data", "mountPath": "/b", "subPath": "../etc"},
+                {"name": "data", "mountPath": "/c", "subPath": "/etc"},
+                {"name": "data", "mountPath": "/d", "subPathExpr": "$(POD)/../x"},
+                {"name": "data", "mountPath": "/e", "subPathExpr": "$(POD)", "subPath": "x"}
+            ]}]
+        });
+        let errs = validate("Pod", &pod(spec), None);
+        let mounts = "spec.containers[0].volumeMounts";
+        assert!(has(
+            &errs,
+            &format!("{mounts}.subPath: Invalid value: \"../etc\": must not contain '..'")
+        ));
+        assert!(has(
+            &errs,
+            &format!("{mounts}.subPath: Invalid value: \"/etc\": must be a relative path")
+        ));
+        assert!(has(
+            &errs,
+            &format!("{mounts}.subPathExpr: Invalid value: \"$(POD)/../x\": must not contain '..'")
+        ));
+        assert!(has(&errs, &format!("{mounts}[4].subPathExpr: Invalid value: \"$(POD)\": subPathExpr and subPath are mutually exclusive")));
+        assert_eq!(errs.len(), 4, "{errs:?}");
     }
 
     #[test]

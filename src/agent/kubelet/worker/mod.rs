@@ -12,7 +12,7 @@ mod teardown;
 mod volumes;
 
 pub(crate) use crate::agent::error_chain;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,6 +84,11 @@ pub struct PodWorker {
     message: Option<(String, String)>,
     last_posted: Option<Value>,
     volumes_refreshed: Instant,
+    /// The pod's labels and annotations the volumes were last written with: a change
+    /// rewrites the downwardAPI files at once.
+    volumes_meta: Value,
+    /// emptyDir volumes told to be over their sizeLimit.
+    size_warned: BTreeSet<String>,
     /// When the pod became active on this node (its startTime on the monotonic clock),
     /// for activeDeadlineSeconds.
     active_since: Option<Instant>,
@@ -152,6 +157,8 @@ impl PodWorker {
             message: None,
             last_posted: None,
             volumes_refreshed: Instant::now(),
+            volumes_meta: Value::Null,
+            size_warned: BTreeSet::new(),
             active_since: None,
             deadline_exceeded: false,
             status_failing: false,
@@ -231,8 +238,12 @@ impl PodWorker {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
             }
-            if self.sandbox_ready && self.volumes_refreshed.elapsed() >= VOLUME_REFRESH {
-                // ConfigMap and Secret changes reach running containers (files, not env).
+            let meta_changed = volumes::volume_meta(&self.pod) != self.volumes_meta;
+            if self.sandbox_ready
+                && (meta_changed || self.volumes_refreshed.elapsed() >= VOLUME_REFRESH)
+            {
+                // ConfigMap and Secret changes reach running containers (files, not env),
+                // and label or annotation changes the downwardAPI files.
                 if let Err(e) = self.prepare_volumes().await {
                     debug!(pod = %self.name(), error = %e, "volume refresh failed");
                 }

@@ -1,34 +1,56 @@
-//! The pod's volumes made ready on the host: emptyDir, hostPath, and configMap, secret,
-//! downwardAPI and projected volumes (with service-account tokens from the kubelet's
-//! token manager) written from their objects (rewritten on refresh;
-//! secret and projected volumes on a tmpfs of their own). While the server cannot be reached, a volume written before
-//! keeps what it holds.
+//! The pod's volumes made ready on the host: emptyDir (on disk, or `medium: Memory` on
+//! a sized tmpfs), hostPath, persistentVolumeClaim and generic ephemeral volumes (the
+//! bound PV's hostPath or local directory), and configMap, secret, downwardAPI and
+//! projected volumes (with service-account tokens from the kubelet's token manager)
+//! written atomically from their objects (rewritten on refresh and, for pod metadata,
+//! when it changes; secret and projected volumes on a tmpfs of their own), all
+//! group-owned by the pod's fsGroup. While the server cannot be reached, a volume
+//! written before keeps what it holds. A type without support fails the mount.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 
 use chrono::Utc;
 use serde_json::Value;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{containers, error_chain, PodWorker};
 use crate::agent::client::ApiError;
 use crate::agent::kubelet::pod_files::{self, PreparedVolume};
+use crate::agent::kubelet::volume::{self, ClaimRef, FsGroup};
 use crate::agent::kubelet::{tmpfs, tokens};
 
 impl PodWorker {
     pub(super) async fn prepare_volumes(&mut self) -> Result<(), String> {
+        let fs_group = FsGroup::of(&self.pod);
+        let group = fs_group.map(|g| g.gid);
         for v in containers(&self.pod["spec"], "volumes") {
             let name = v["name"].as_str().unwrap_or("").to_string();
+            if let Some(kind) = volume::unsupported_type(&v) {
+                return Err(format!(
+                    "MountVolume.SetUp failed for volume {name:?} : volume type {kind} is not \
+                     supported by orc (emptyDir, hostPath, configMap, secret, downwardAPI, \
+                     projected, persistentVolumeClaim and ephemeral are)"
+                ));
+            }
             let prepared = if v["emptyDir"].is_object() {
-                let dir = pod_files::volume_dir(&self.pod_dir, "empty-dir", &name);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("create emptyDir {}: {e}", dir.display()))?;
-                PreparedVolume {
-                    host_path: dir,
-                    read_only: false,
+                if self.volumes.contains_key(&name) {
+                    // Set up once, as upstream; only its size is watched.
+                    self.check_empty_dir_usage(&name, &v).await;
+                    continue;
                 }
+                self.empty_dir(&name, &v, fs_group)?
             } else if v["hostPath"].is_object() {
                 pod_files::prepare_host_path(&name, &v["hostPath"]).map_err(|e| error_chain(&e))?
+            } else if let Some(claim) = ClaimRef::of(&self.pod, &v) {
+                if self.volumes.contains_key(&name) {
+                    // Mounted once; a claim that changes later does not move it.
+                    continue;
+                }
+                match self.claim_volume(&name, &claim, fs_group).await? {
+                    Some(prepared) => prepared,
+                    None => return Err(unreachable(&name)),
+                }
             } else if v["configMap"].is_object() || v["secret"].is_object() {
                 let (kind, source) = if v["configMap"].is_object() {
                     ("ConfigMap", &v["configMap"])
@@ -49,7 +71,7 @@ impl PodWorker {
                     }
                     return Err(unreachable(&name));
                 };
-                self.write_volume(&name, &dir, &files, kind == "Secret")?
+                self.write_volume(&name, &dir, &files, kind == "Secret", group)?
             } else if v["projected"].is_object() {
                 let dir = pod_files::volume_dir(&self.pod_dir, "projected", &name);
                 let Some(files) = self.projected_files(&name, &v["projected"]).await? else {
@@ -59,24 +81,161 @@ impl PodWorker {
                     }
                     return Err(unreachable(&name));
                 };
-                self.write_volume(&name, &dir, &files, true)?
+                self.write_volume(&name, &dir, &files, true, group)?
             } else if v["downwardAPI"].is_object() {
                 let source = &v["downwardAPI"];
                 let dir = pod_files::volume_dir(&self.pod_dir, "downward-api", &name);
                 let files =
                     pod_files::downward_api_files(&name, &self.pod, source, mode_of(source))
                         .map_err(|e| error_chain(&e))?;
-                self.write_volume(&name, &dir, &files, false)?
+                self.write_volume(&name, &dir, &files, false, group)?
             } else {
+                let kind = v
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| *k != "name").cloned())
+                    .unwrap_or_else(|| "(none)".into());
                 return Err(format!(
-                    "volume {name:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported"
+                    "MountVolume.SetUp failed for volume {name:?} : volume type {kind} is not \
+                     supported by orc"
                 ));
             };
             self.volumes
                 .insert(name, (prepared.host_path, prepared.read_only));
         }
+        self.volumes_meta = volume_meta(&self.pod);
         Ok(())
     }
+
+    /// An emptyDir: a directory under the pod (world-writable, as upstream), or with
+    /// `medium: Memory` a tmpfs sized by [`volume::memory_empty_dir_size`].
+    fn empty_dir(
+        &self,
+        name: &str,
+        v: &Value,
+        fs_group: Option<FsGroup>,
+    ) -> Result<PreparedVolume, String> {
+        let dir = pod_files::volume_dir(&self.pod_dir, "empty-dir", name);
+        let failed = |e: String| format!("MountVolume.SetUp failed for volume {name:?} : {e}");
+        let memory = v["emptyDir"]["medium"].as_str() == Some("Memory");
+        if memory && self.shared.config.secrets_on_tmpfs {
+            let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let node_memory = volume::mem_total(&meminfo).unwrap_or(u64::MAX);
+            let size = volume::memory_empty_dir_size(&self.pod, v, node_memory);
+            tmpfs::ensure_memory_volume(&dir, size).map_err(|e| failed(error_chain(&e)))?;
+        } else if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| failed(format!("create emptyDir {}: {e}", dir.display())))?;
+            std::fs::set_permissions(
+                &dir,
+                std::fs::Permissions::from_mode(volume::EMPTY_DIR_MODE),
+            )
+            .map_err(|e| failed(format!("chmod emptyDir {}: {e}", dir.display())))?;
+        }
+        if let Some(group) = fs_group {
+            volume::set_volume_ownership(&dir, group, false)
+                .map_err(|e| failed(error_chain(&e)))?;
+        }
+        if let Some(limit) = volume::size_limit(v).filter(|_| !memory) {
+            debug!(pod = %self.name(), volume = %name, limit, "emptyDir sizeLimit recorded");
+        }
+        Ok(PreparedVolume {
+            host_path: dir,
+            read_only: false,
+        })
+    }
+
+    /// Tells (once per crossing) when an on-disk emptyDir holds more than its
+    /// `sizeLimit`. Evicting the pod for it is not done (yet).
+    async fn check_empty_dir_usage(&mut self, name: &str, v: &Value) {
+        if v["emptyDir"]["medium"].as_str() == Some("Memory") {
+            return;
+        }
+        let Some(limit) = volume::size_limit(v) else {
+            return;
+        };
+        let dir = pod_files::volume_dir(&self.pod_dir, "empty-dir", name);
+        let used = volume::disk_usage(&dir);
+        let over = used > limit;
+        let warned = self.size_warned.contains(name);
+        if over && !warned {
+            let quantity = v["emptyDir"]["sizeLimit"]
+                .as_str()
+                .map_or_else(|| v["emptyDir"]["sizeLimit"].to_string(), str::to_string);
+            let message =
+                format!("Usage of EmptyDir volume {name:?} exceeds the limit {quantity:?}.");
+            warn!(pod = %self.name(), volume = %name, used, limit, "emptyDir over its sizeLimit");
+            self.event("Warning", "EmptyDirSizeLimitExceeded", &message, None)
+                .await;
+            self.size_warned.insert(name.to_string());
+        } else if !over && warned {
+            self.size_warned.remove(name);
+        }
+    }
+
+    /// A persistentVolumeClaim or generic ephemeral volume: the claim, its bound PV, and
+    /// the PV's directory on this node (`None` when the server cannot be reached).
+    async fn claim_volume(
+        &self,
+        name: &str,
+        claim: &ClaimRef,
+        fs_group: Option<FsGroup>,
+    ) -> Result<Option<PreparedVolume>, String> {
+        let not_ready = |e: volume::ClaimError| {
+            format!("Unable to attach or mount volumes: unmounted volumes=[{name}]: {e}")
+        };
+        let api = &self.shared.api;
+        let pvc = match api
+            .get_object("persistentvolumeclaims", self.namespace(), &claim.claim)
+            .await
+        {
+            Ok(pvc) => pvc,
+            Err(ApiError::Request { .. }) => return Ok(None),
+            Err(e) => return Err(not_ready_api(name, &e)),
+        };
+        let pv_name = volume::bound_volume(&self.pod, claim, pvc.as_ref()).map_err(not_ready)?;
+        let pv = match api.get_object("persistentvolumes", "", &pv_name).await {
+            Ok(pv) => pv,
+            Err(ApiError::Request { .. }) => return Ok(None),
+            Err(e) => return Err(not_ready_api(name, &e)),
+        };
+        let pvc = pvc.unwrap_or_default();
+        let on_host = volume::volume_on_host(&self.pod, claim, &pvc, &pv_name, pv.as_ref())
+            .map_err(not_ready)?;
+        let failed = |e: String| format!("MountVolume.SetUp failed for volume {pv_name:?} : {e}");
+        match &on_host.host_path {
+            Some(source) => {
+                pod_files::prepare_host_path(&pv_name, source)
+                    .map_err(|e| failed(error_chain(&e)))?;
+            }
+            None if !on_host.path.is_dir() => {
+                return Err(failed(format!(
+                    "path {:?} does not exist",
+                    on_host.path.display().to_string()
+                )))
+            }
+            None => {}
+        }
+        if let (Some(group), false) = (fs_group, claim.read_only) {
+            volume::set_volume_ownership(&on_host.path, group, false)
+                .map_err(|e| failed(error_chain(&e)))?;
+        }
+        Ok(Some(PreparedVolume {
+            host_path: on_host.path,
+            read_only: claim.read_only,
+        }))
+    }
+}
+
+/// What downwardAPI files show of the pod and may change while it runs.
+pub(super) fn volume_meta(pod: &Value) -> Value {
+    serde_json::json!([pod["metadata"]["labels"], pod["metadata"]["annotations"]])
+}
+
+fn not_ready_api(volume: &str, e: &ApiError) -> String {
+    format!(
+        "Unable to attach or mount volumes: unmounted volumes=[{volume}]: {}",
+        error_chain(e)
+    )
 }
 
 /// The files of a volume: `(relative path, content, mode)`.
@@ -251,24 +410,23 @@ impl PodWorker {
         }
     }
 
-    /// Writes a volume's files into `dir`, on a tmpfs of its own when it holds secrets
-    /// (secret and projected volumes, as upstream).
+    /// Writes a volume's files into `dir` atomically (`..data` swap), on a tmpfs of its
+    /// own when it holds secrets (secret and projected volumes, as upstream), group-owned
+    /// by the pod's fsGroup if it has one.
     fn write_volume(
         &self,
         volume: &str,
         dir: &std::path::Path,
         files: &Files,
         secret: bool,
+        group: Option<u32>,
     ) -> Result<PreparedVolume, String> {
+        let failed = |e: String| format!("MountVolume.SetUp failed for volume {volume:?} : {e}");
         if secret && self.shared.config.secrets_on_tmpfs {
-            tmpfs::ensure_tmpfs(dir, tmpfs::SECRET_VOLUME_SIZE).map_err(|e| {
-                format!(
-                    "MountVolume.SetUp failed for volume {volume:?}: {}",
-                    error_chain(&e)
-                )
-            })?;
+            tmpfs::ensure_tmpfs(dir, tmpfs::SECRET_VOLUME_SIZE)
+                .map_err(|e| failed(error_chain(&e)))?;
         }
-        pod_files::write_projected(dir, files).map_err(|e| error_chain(&e))?;
+        volume::write_atomic(dir, files, group).map_err(|e| failed(error_chain(&e)))?;
         Ok(PreparedVolume {
             host_path: dir.to_path_buf(),
             read_only: true,
