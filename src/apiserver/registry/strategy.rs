@@ -33,7 +33,7 @@ use super::kinds::{
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
     pod::PodStrategy, rbac, review, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
+    service_account::ServiceAccountStrategy, statefulset, token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
 use crate::api::identity::User;
@@ -292,6 +292,8 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,
+        ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
+        ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }
