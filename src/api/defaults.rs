@@ -450,7 +450,10 @@ fn stateful_set_defaults(obj: &mut Value) {
         }
     }
     if str_of(strategy, "type") == "RollingUpdate" {
-        if let Some(rolling) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+        if let Some(rolling) = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut)
+        {
             default_to(rolling, "partition", json!(0));
         }
     }
@@ -993,7 +996,10 @@ mod tests {
             "StatefulSet",
             json!({"spec": {"updateStrategy": {"type": "OnDelete"}, "template": {"spec": {}}}}),
         );
-        assert_eq!(on_delete["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
+        assert_eq!(
+            on_delete["spec"]["updateStrategy"],
+            json!({"type": "OnDelete"})
+        );
         let explicit = defaulted(
             "StatefulSet",
             json!({"spec": {"podManagementPolicy": "Parallel",

@@ -243,7 +243,9 @@ pub async fn truncate(
         .iter()
         .filter(|r| !live.contains(object::name(r)))
         .collect();
-    let excess = history.len().saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
+    let excess = history
+        .len()
+        .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
     for revision in history.into_iter().take(excess) {
         let deleted = client
             .delete(
@@ -306,7 +308,14 @@ mod tests {
                 let mut next = (*kv.value).clone();
                 next["spec"] = body["spec"].clone();
                 let written = registry
-                    .update(def, Some("default"), "web", next, None, &WriteOptions::default())
+                    .update(
+                        def,
+                        Some("default"),
+                        "web",
+                        next,
+                        None,
+                        &WriteOptions::default(),
+                    )
                     .await
                     .expect("update");
                 (*written.kv.value).clone()
@@ -378,7 +387,9 @@ mod tests {
 
         // History of 0 beyond the live ones removes the other revision.
         let live: HashSet<String> = [object::name(&back.update).to_string()].into();
-        truncate(client, &back.all, &live, 0).await.expect("truncate");
+        truncate(client, &back.all, &live, 0)
+            .await
+            .expect("truncate");
         assert_eq!(owned(client, &v1_again).len(), 1);
     }
 
@@ -404,7 +415,9 @@ mod tests {
             )
             .await
             .expect("create squatter");
-        let synced = sync(client, &sts, data.clone(), None, 0).await.expect("sync");
+        let synced = sync(client, &sts, data.clone(), None, 0)
+            .await
+            .expect("sync");
         assert_eq!(synced.collision_count, 1);
         assert_eq!(
             object::name(&synced.update),

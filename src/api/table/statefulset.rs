@@ -45,7 +45,12 @@ pub static CONTROLLER_REVISION: Printer = Printer {
         vec![
             name_col(),
             col("Controller", "string", "Controller of the object", 0),
-            col("Revision", "string", "Revision of the ControllerRevision", 0),
+            col(
+                "Revision",
+                "string",
+                "Revision of the ControllerRevision",
+                0,
+            ),
             age_col(),
         ]
     },

@@ -90,7 +90,8 @@ fn validate_spec(spec: &Value, errs: &mut Errs) {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
             validate_label_selector(sel, "spec.selector", errs);
-            if is_empty_map(obj_at(sel, "matchLabels")) && arr_at(sel, "matchExpressions").is_empty()
+            if is_empty_map(obj_at(sel, "matchLabels"))
+                && arr_at(sel, "matchExpressions").is_empty()
             {
                 errs.push(FieldError::invalid_rendered(
                     "spec.selector",
@@ -123,7 +124,12 @@ fn validate_spec(spec: &Value, errs: &mut Errs) {
     let mut with_claims = template.clone();
     add_claim_volumes(&mut with_claims, &claim_names);
     validate_pod_template(&with_claims, "spec.template", "StatefulSet", errs);
-    if str_at(template.get("spec").unwrap_or(&Value::Null), "restartPolicy").is_empty() {
+    if str_at(
+        template.get("spec").unwrap_or(&Value::Null),
+        "restartPolicy",
+    )
+    .is_empty()
+    {
         errs.push(FieldError::not_supported(
             "spec.template.spec.restartPolicy",
             "",
@@ -156,9 +162,11 @@ fn validate_update_strategy(spec: &Value, errs: &mut Errs) {
             if let Some(raw) = field(r, "maxUnavailable") {
                 let at = format!("{path}.maxUnavailable");
                 match int_or_percent(raw, &at, errs) {
-                    Some((0, _)) => {
-                        errs.push(FieldError::invalid_rendered(&at, render(raw), "cannot be 0"))
-                    }
+                    Some((0, _)) => errs.push(FieldError::invalid_rendered(
+                        &at,
+                        render(raw),
+                        "cannot be 0",
+                    )),
                     Some((n, true)) if n > 100 => errs.push(FieldError::invalid_rendered(
                         &at,
                         render(raw),
@@ -396,13 +404,13 @@ mod tests {
     #[test]
     fn update_strategies_are_checked() {
         let mut s = set();
-        s["spec"]["updateStrategy"] = json!({"type": "OnDelete", "rollingUpdate": {"partition": 1}});
+        s["spec"]["updateStrategy"] =
+            json!({"type": "OnDelete", "rollingUpdate": {"partition": 1}});
         assert!(has_prefix(
             &validate("StatefulSet", &s, None),
             "spec.updateStrategy.rollingUpdate: Invalid value: "
         ));
-        s["spec"]["updateStrategy"] =
-            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": -1, "maxUnavailable": 0}});
+        s["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": -1, "maxUnavailable": 0}});
         let errs = validate("StatefulSet", &s, None);
         assert!(has(&errs, "spec.updateStrategy.rollingUpdate.partition: Invalid value: -1: must be greater than or equal to 0"));
         assert!(has(

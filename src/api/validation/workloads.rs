@@ -10,7 +10,12 @@ use super::names::{is_qualified_name, is_valid_label_value, FIELD_IMMUTABLE, NON
 use super::pod::validate_pod_spec;
 use super::{arr_at, field, int_at, is_empty_map, non_negative, obj_at, str_at, Errs};
 
-pub(super) fn validate_pod_template(template: &Value, path: &str, kind_label: &str, errs: &mut Errs) {
+pub(super) fn validate_pod_template(
+    template: &Value,
+    path: &str,
+    kind_label: &str,
+    errs: &mut Errs,
+) {
     let meta = template.get("metadata").unwrap_or(&Value::Null);
     validate_labels(obj_at(meta, "labels"), &format!("{path}.labels"), errs);
     validate_annotations(

@@ -18,7 +18,10 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
 /// `spec.ordinals.start` (0 when unset).
 pub fn start_ordinal(set: &Value) -> i64 {
-    set["spec"]["ordinals"]["start"].as_i64().unwrap_or(0).max(0)
+    set["spec"]["ordinals"]["start"]
+        .as_i64()
+        .unwrap_or(0)
+        .max(0)
 }
 
 /// `spec.replicas` (1 when unset, as defaulting would).
@@ -177,7 +180,10 @@ pub fn set_storage(set: &Value, pod: &mut Value, ordinal: i64) {
                 "claimName": claim_name(set, name, ordinal)}})
         })
         .collect();
-    let current = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    let current = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     volumes.extend(
         current
             .into_iter()
@@ -191,12 +197,16 @@ pub fn storage_matches(set: &Value, pod: &Value) -> bool {
     let Some(ordinal) = ordinal_of(pod) else {
         return false;
     };
-    let volumes = pod["spec"]["volumes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let volumes = pod["spec"]["volumes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     claim_templates(set).iter().all(|t| {
         let name = template_name(t);
         volumes.iter().any(|v| {
             v["name"] == name
-                && v["persistentVolumeClaim"]["claimName"] == claim_name(set, name, ordinal).as_str()
+                && v["persistentVolumeClaim"]["claimName"]
+                    == claim_name(set, name, ordinal).as_str()
         })
     })
 }
@@ -258,7 +268,10 @@ pub fn claim_owner_refs(set: &Value, pod: &Value, claim: &Value) -> Option<Value
 pub fn claim_is_stale(claim: &Value, pod_name: &str) -> bool {
     claim["metadata"]["ownerReferences"]
         .as_array()
-        .is_some_and(|refs| refs.iter().any(|r| r["kind"] == "Pod" && r["name"] == pod_name))
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["kind"] == "Pod" && r["name"] == pod_name)
+        })
 }
 
 #[cfg(test)]
@@ -287,7 +300,10 @@ mod tests {
         assert_eq!(parent_and_ordinal("web"), None);
         assert_eq!(parent_and_ordinal("web-x1"), None);
         assert!(is_member(&set(), &json!({"metadata": {"name": "web-3"}})));
-        assert!(!is_member(&set(), &json!({"metadata": {"name": "webby-3"}})));
+        assert!(!is_member(
+            &set(),
+            &json!({"metadata": {"name": "webby-3"}})
+        ));
     }
 
     #[test]
@@ -325,7 +341,10 @@ mod tests {
         let claim = &claims[0];
         assert_eq!(claim["metadata"]["name"], "data-web-0");
         assert_eq!(claim["metadata"]["namespace"], "ns");
-        assert_eq!(claim["metadata"]["labels"], json!({"tier": "db", "app": "web"}));
+        assert_eq!(
+            claim["metadata"]["labels"],
+            json!({"tier": "db", "app": "web"})
+        );
         assert_eq!(claim["kind"], "PersistentVolumeClaim");
         assert!(claim.get("status").is_none());
     }

@@ -255,7 +255,11 @@ impl Controller {
         }
     }
 
-    async fn act(&self, targets: &Targets<'_>, action: &Action) -> Result<Option<Duration>, ApiError> {
+    async fn act(
+        &self,
+        targets: &Targets<'_>,
+        action: &Action,
+    ) -> Result<Option<Duration>, ApiError> {
         let set = targets.set;
         match action {
             Action::Create { ordinal, revision } => {
@@ -282,7 +286,12 @@ impl Controller {
 
     /// Creates the pod's missing claims; false when a claim is still owned by an earlier
     /// pod of that name (the garbage collector is deleting it: wait).
-    async fn create_claims(&self, set: &Value, pod: &Value, ordinal: i64) -> Result<bool, ApiError> {
+    async fn create_claims(
+        &self,
+        set: &Value,
+        pod: &Value,
+        ordinal: i64,
+    ) -> Result<bool, ApiError> {
         let ns = object::namespace(set);
         let pod_name = object::name(pod);
         for mut claim in identity::claims_for(set, ordinal) {
@@ -336,7 +345,11 @@ impl Controller {
 
     async fn create_pod(&self, set: &Value, pod: Value) -> Result<Option<Duration>, ApiError> {
         let name = object::name(&pod).to_string();
-        match self.client.create(pods_def(), object::namespace(set), pod).await {
+        match self
+            .client
+            .create(pods_def(), object::namespace(set), pod)
+            .await
+        {
             Ok(_) => {
                 let message = format!(
                     "create Pod {name} in StatefulSet {} successful",
@@ -469,21 +482,33 @@ impl Controller {
         current_name: &str,
         update_name: &str,
     ) -> Result<(), ApiError> {
-        let status = status_of(set, counts, revisions.collision_count, current_name, update_name);
+        let status = status_of(
+            set,
+            counts,
+            revisions.collision_count,
+            current_name,
+            update_name,
+        );
         if status == set["status"] {
             return Ok(());
         }
         let uid = object::uid(set).unwrap_or("").to_string();
         let result = self
             .client
-            .modify(sets_def(), object::namespace(set), object::name(set), Some("status"), &|cur| {
-                if object::uid(cur) != Some(uid.as_str()) {
-                    return Err(ApiError::not_found(sets_def(), object::name(set)));
-                }
-                let mut cur = cur.clone();
-                cur["status"] = status.clone();
-                Ok(cur)
-            })
+            .modify(
+                sets_def(),
+                object::namespace(set),
+                object::name(set),
+                Some("status"),
+                &|cur| {
+                    if object::uid(cur) != Some(uid.as_str()) {
+                        return Err(ApiError::not_found(sets_def(), object::name(set)));
+                    }
+                    let mut cur = cur.clone();
+                    cur["status"] = status.clone();
+                    Ok(cur)
+                },
+            )
             .await;
         match result {
             Ok(_) => Ok(()),

@@ -80,7 +80,10 @@ fn healthy(pod: &Value, min_ready: i64, now: DateTime<Utc>) -> bool {
 }
 
 fn finished(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Failed" | "Succeeded"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Failed" | "Succeeded")
+    )
 }
 
 /// Whether the set creates and deletes pods one at a time (OrderedReady).
@@ -119,7 +122,12 @@ pub fn revision_for_new(set: &Value, ordinal: i64) -> Revision {
     let start = start_ordinal(set);
     let keeps_current = match strategy["rollingUpdate"].as_object() {
         Some(rolling) => {
-            ordinal < start + rolling.get("partition").and_then(Value::as_i64).unwrap_or(0)
+            ordinal
+                < start
+                    + rolling
+                        .get("partition")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
         }
         None => {
             strategy["type"] == "RollingUpdate"
@@ -247,9 +255,8 @@ pub fn plan(input: &Input) -> Plan {
     }
     let rolling = &strategy["rollingUpdate"];
     let partition = usize::try_from(rolling["partition"].as_i64().unwrap_or(0)).unwrap_or(0);
-    let outdated = |pod: &Value| {
-        pod_revision(pod) != input.update_revision && !object::is_deleting(pod)
-    };
+    let outdated =
+        |pod: &Value| pod_revision(pod) != input.update_revision && !object::is_deleting(pod);
     match rolling.get("maxUnavailable").filter(|v| !v.is_null()) {
         None => {
             for target in (partition..replicas.len()).rev() {
@@ -391,9 +398,17 @@ mod tests {
     #[test]
     fn scale_down_deletes_the_highest_ordinal_first_and_waits_for_it() {
         let s = set(1, "OrderedReady", json!({"partition": 0}));
-        let pods = [pod(0, UPD, "ready"), pod(1, UPD, "ready"), pod(2, UPD, "ready")];
+        let pods = [
+            pod(0, UPD, "ready"),
+            pod(1, UPD, "ready"),
+            pod(2, UPD, "ready"),
+        ];
         assert_eq!(run(&s, &pods).actions, [deleted(2)]);
-        let terminating = [pod(0, UPD, "ready"), pod(1, UPD, "ready"), pod(2, UPD, "terminating")];
+        let terminating = [
+            pod(0, UPD, "ready"),
+            pod(1, UPD, "ready"),
+            pod(2, UPD, "terminating"),
+        ];
         assert_eq!(run(&s, &terminating).actions, []);
         let parallel = set(1, "Parallel", json!({"partition": 0}));
         assert_eq!(run(&parallel, &pods).actions, [deleted(2), deleted(1)]);
@@ -403,27 +418,54 @@ mod tests {
     fn scale_down_stops_at_an_unhealthy_pod_that_is_not_the_first_unhealthy_one() {
         let s = set(1, "OrderedReady", json!({"partition": 0}));
         // web-2 unhealthy, web-1 unhealthy too: web-1 is the first unhealthy, web-2 blocks.
-        let pods = [pod(0, UPD, "ready"), pod(1, UPD, "pending"), pod(2, UPD, "pending")];
+        let pods = [
+            pod(0, UPD, "ready"),
+            pod(1, UPD, "pending"),
+            pod(2, UPD, "pending"),
+        ];
         assert_eq!(run(&s, &pods).actions, []);
         // Only the highest is unhealthy: it is the first unhealthy and may go.
-        let pods = [pod(0, UPD, "ready"), pod(1, UPD, "ready"), pod(2, UPD, "pending")];
+        let pods = [
+            pod(0, UPD, "ready"),
+            pod(1, UPD, "ready"),
+            pod(2, UPD, "pending"),
+        ];
         assert_eq!(run(&s, &pods).actions, [deleted(2)]);
     }
 
     #[test]
     fn rolling_update_replaces_from_the_highest_ordinal_down_to_the_partition() {
         let s = set(3, "OrderedReady", json!({"partition": 1}));
-        let pods = [pod(0, CUR, "ready"), pod(1, CUR, "ready"), pod(2, CUR, "ready")];
+        let pods = [
+            pod(0, CUR, "ready"),
+            pod(1, CUR, "ready"),
+            pod(2, CUR, "ready"),
+        ];
         let p = run(&s, &pods);
         assert_eq!(p.actions, [deleted(2)]);
-        assert_eq!(p.counts.current, 2, "the deleted pod no longer counts as current");
+        assert_eq!(
+            p.counts.current, 2,
+            "the deleted pod no longer counts as current"
+        );
         // web-2 updated and ready: web-1 next; web-0 is below the partition.
-        let pods = [pod(0, CUR, "ready"), pod(1, CUR, "ready"), pod(2, UPD, "ready")];
+        let pods = [
+            pod(0, CUR, "ready"),
+            pod(1, CUR, "ready"),
+            pod(2, UPD, "ready"),
+        ];
         assert_eq!(run(&s, &pods).actions, [deleted(1)]);
-        let pods = [pod(0, CUR, "ready"), pod(1, UPD, "ready"), pod(2, UPD, "ready")];
+        let pods = [
+            pod(0, CUR, "ready"),
+            pod(1, UPD, "ready"),
+            pod(2, UPD, "ready"),
+        ];
         assert_eq!(run(&s, &pods).actions, []);
         // An updated pod that is not ready yet holds the rollout.
-        let pods = [pod(0, CUR, "ready"), pod(1, CUR, "ready"), pod(2, UPD, "pending")];
+        let pods = [
+            pod(0, CUR, "ready"),
+            pod(1, CUR, "ready"),
+            pod(2, UPD, "pending"),
+        ];
         assert_eq!(run(&s, &pods).actions, []);
     }
 
@@ -452,7 +494,11 @@ mod tests {
 
     #[test]
     fn max_unavailable_replaces_several_pods_at_once_within_its_budget() {
-        let s = set(4, "OrderedReady", json!({"partition": 0, "maxUnavailable": 2}));
+        let s = set(
+            4,
+            "OrderedReady",
+            json!({"partition": 0, "maxUnavailable": 2}),
+        );
         let pods: Vec<Value> = (0..4).map(|o| pod(o, CUR, "ready")).collect();
         assert_eq!(run(&s, &pods).actions, [deleted(3), deleted(2)]);
         // One already unavailable (Parallel: nothing waits for it): only one more may go.
@@ -462,8 +508,18 @@ mod tests {
         assert_eq!(run(&parallel, &pods).actions, [deleted(2)]);
         // OrderedReady waits for the unready pod first.
         assert_eq!(run(&s, &pods).actions, []);
-        let pct = set(4, "OrderedReady", json!({"partition": 0, "maxUnavailable": "50%"}));
-        assert_eq!(max_unavailable(&pct["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], 4), 2);
+        let pct = set(
+            4,
+            "OrderedReady",
+            json!({"partition": 0, "maxUnavailable": "50%"}),
+        );
+        assert_eq!(
+            max_unavailable(
+                &pct["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+                4
+            ),
+            2
+        );
         assert_eq!(max_unavailable(&json!("10%"), 4), 1, "at least one");
     }
 
@@ -471,7 +527,11 @@ mod tests {
     fn counts_follow_revisions_readiness_and_availability() {
         let mut s = set(3, "OrderedReady", json!({"partition": 0}));
         s["spec"]["minReadySeconds"] = json!(1200);
-        let pods = [pod(0, CUR, "ready"), pod(1, UPD, "pending"), pod(2, UPD, "terminating")];
+        let pods = [
+            pod(0, CUR, "ready"),
+            pod(1, UPD, "pending"),
+            pod(2, UPD, "terminating"),
+        ];
         let counts = run(&s, &pods).counts;
         assert_eq!(
             counts,
@@ -491,7 +551,14 @@ mod tests {
         s["spec"]["ordinals"] = json!({"start": 5});
         assert_eq!(run(&s, &[]).actions, [created(5), created(6)]);
         // web-0 is outside 5..7: condemned.
-        let p = run(&s, &[pod(0, UPD, "ready"), pod(5, UPD, "ready"), pod(6, UPD, "ready")]);
+        let p = run(
+            &s,
+            &[
+                pod(0, UPD, "ready"),
+                pod(5, UPD, "ready"),
+                pod(6, UPD, "ready"),
+            ],
+        );
         assert_eq!(p.actions, [deleted(0)]);
     }
 }

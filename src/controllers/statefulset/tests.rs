@@ -98,20 +98,34 @@ async fn ordered_ready_pods_come_up_one_by_one_with_identity_and_claims() {
         h.get(pods_def(), "web-2")["metadata"]["labels"]["controller-revision-hash"],
         revision.as_str()
     );
-    assert!(h.registry.get(def("apps", "controllerrevisions"), Some("default"), &revision).is_ok());
+    assert!(h
+        .registry
+        .get(
+            def("apps", "controllerrevisions"),
+            Some("default"),
+            &revision
+        )
+        .is_ok());
 
     // A deleted pod comes back with the same name; its claim stays.
     h.delete(pods_def(), "web-1").await;
     wait_for("web-1 again", || has_pod(&h, "web-1")).await;
-    assert!(h.registry.get(claims(), Some("default"), "data-web-1").is_ok());
+    assert!(h
+        .registry
+        .get(claims(), Some("default"), "data-web-1")
+        .is_ok());
     h.mark_ready("web-1").await;
 
     // Scale down: the highest ordinal goes first, its claim stays (Retain).
-    h.modify(sets(), "web", |s| s["spec"]["replicas"] = json!(1)).await;
+    h.modify(sets(), "web", |s| s["spec"]["replicas"] = json!(1))
+        .await;
     wait_for("web-2 gone", || !has_pod(&h, "web-2")).await;
     wait_for("web-1 gone", || !has_pod(&h, "web-1")).await;
     assert_eq!(names(&h), ["web-0"]);
-    assert!(h.registry.get(claims(), Some("default"), "data-web-2").is_ok());
+    assert!(h
+        .registry
+        .get(claims(), Some("default"), "data-web-2")
+        .is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -121,11 +135,15 @@ async fn a_rolling_update_replaces_only_ordinals_at_or_above_the_partition() {
     for name in ["web-0", "web-1", "web-2"] {
         h.mark_ready(name).await;
     }
-    wait_for("ready", || h.get(sets(), "web")["status"]["readyReplicas"] == 3).await;
+    wait_for("ready", || {
+        h.get(sets(), "web")["status"]["readyReplicas"] == 3
+    })
+    .await;
     let first = h.get(sets(), "web")["status"]["updateRevision"].clone();
 
     h.modify(sets(), "web", |s| {
-        s["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 1}});
+        s["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 1}});
         s["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
     })
     .await;
@@ -159,7 +177,9 @@ async fn claims_of_scaled_down_pods_are_owned_by_them_when_the_policy_says_delet
         json!({"whenDeleted": "Delete", "whenScaled": "Delete"});
     let (h, _tasks) = started(set).await;
     wait_for("claims", || {
-        h.registry.get(claims(), Some("default"), "data-web-1").is_ok()
+        h.registry
+            .get(claims(), Some("default"), "data-web-1")
+            .is_ok()
     })
     .await;
     let set_uid = h.get(sets(), "web")["metadata"]["uid"].clone();
@@ -170,7 +190,8 @@ async fn claims_of_scaled_down_pods_are_owned_by_them_when_the_policy_says_delet
     wait_for("pods", || h.pods().len() == 2).await;
     h.mark_ready("web-0").await;
     h.mark_ready("web-1").await;
-    h.modify(sets(), "web", |s| s["spec"]["replicas"] = json!(1)).await;
+    h.modify(sets(), "web", |s| s["spec"]["replicas"] = json!(1))
+        .await;
     wait_for("web-1 gone", || !has_pod(&h, "web-1")).await;
     let refs = owners("data-web-1");
     assert_eq!(refs.as_array().map(Vec::len), Some(1));
