@@ -404,6 +404,80 @@ fn create_pod(w: &World, name: &str) {
     );
 }
 
+/// A Parallel StatefulSet of `replicas` busybox pods: create → `status.readyReplicas`
+/// equal to the replicas (polled every 50 ms).
+fn bench_statefulset(w: &World, replicas: u64) {
+    use std::io::Write;
+    let yaml = format!(
+        "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: bench
+spec:
+  replicas: {replicas}
+  serviceName: bench
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels:
+      app: bench
+  template:
+    metadata:
+      labels:
+        app: bench
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: sleep
+        image: {IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: [\"sleep\", \"3600\"]
+"
+    );
+    let start = Instant::now();
+    let mut child = w
+        .kubectl_cmd(&["create", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn kubectl create");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "kubectl create statefulset"
+    );
+    let want = replicas.to_string();
+    loop {
+        let ready = w.kubectl_out(&[
+            "get",
+            "sts",
+            "bench",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]);
+        if ready == want {
+            break;
+        }
+        assert!(
+            start.elapsed() < PODS_DEADLINE,
+            "only {ready} of {replicas} ready after {PODS_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "StatefulSet of {replicas} (Parallel): create → all Ready in {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
+    run_ok(
+        "kubectl delete sts",
+        &mut w.kubectl_cmd(&["delete", "sts", "bench", "--wait=false"]),
+    );
+}
+
 fn main() {
     let pods = env_num("ORC_BENCH_PODS", 100) as usize;
     let idle = Duration::from_secs(env_num("ORC_BENCH_IDLE_SECS", 30));
@@ -416,6 +490,13 @@ fn main() {
         "start to node Ready (spawn of orc server with its agent → Ready=True, polled by kubectl): {} ms",
         spawned.elapsed().as_millis()
     );
+    if let Ok(replicas) = std::env::var("ORC_BENCH_STATEFULSET") {
+        bench_statefulset(
+            &w,
+            replicas.parse().expect("ORC_BENCH_STATEFULSET: a number"),
+        );
+        return;
+    }
 
     // Sequential creation: each create is sent when the previous one has returned, without
     // waiting for the previous pod to run, so startups overlap.

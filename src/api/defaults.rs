@@ -33,6 +33,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Deployment" => deployment_defaults(obj),
         "Job" => job_defaults(obj),
         "CronJob" => cron_job_defaults(obj),
+        "StatefulSet" => stateful_set_defaults(obj),
         "Service" => service_defaults(obj),
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
@@ -431,6 +432,44 @@ fn deployment_defaults(obj: &mut Value) {
     }
     default_to(spec, "revisionHistoryLimit", json!(10));
     default_to(spec, "progressDeadlineSeconds", json!(600));
+    pod_template_defaults(spec.entry("template").or_insert_with(|| json!({})));
+}
+
+/// Upstream `SetDefaults_StatefulSet` (apps/v1, with StatefulSetAutoDeletePVC on and
+/// MaxUnavailableStatefulSet off, as in 1.32: `maxUnavailable` is honoured when set but
+/// not defaulted), and the PersistentVolumeClaim defaults of its claim templates.
+fn stateful_set_defaults(obj: &mut Value) {
+    let Some(set) = obj.as_object_mut() else {
+        return;
+    };
+    let spec = child(set, "spec");
+    default_to(spec, "podManagementPolicy", json!("OrderedReady"));
+    let strategy = child(spec, "updateStrategy");
+    if is_unset(strategy, "type") {
+        strategy.insert("type".into(), json!("RollingUpdate"));
+        if is_unset(strategy, "rollingUpdate") {
+            strategy.insert("rollingUpdate".into(), json!({}));
+        }
+    }
+    if str_of(strategy, "type") == "RollingUpdate" {
+        if let Some(rolling) = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut)
+        {
+            default_to(rolling, "partition", json!(0));
+        }
+    }
+    let retention = child(spec, "persistentVolumeClaimRetentionPolicy");
+    default_to(retention, "whenDeleted", json!("Retain"));
+    default_to(retention, "whenScaled", json!("Retain"));
+    default_to(spec, "replicas", json!(1));
+    default_to(spec, "revisionHistoryLimit", json!(10));
+    for_each_in(spec, "volumeClaimTemplates", |claim| {
+        default_to(claim, "apiVersion", json!("v1"));
+        default_to(claim, "kind", json!("PersistentVolumeClaim"));
+        default_to(child(claim, "spec"), "volumeMode", json!("Filesystem"));
+        default_to(child(claim, "status"), "phase", json!("Pending"));
+    });
     pod_template_defaults(spec.entry("template").or_insert_with(|| json!({})));
 }
 
@@ -1001,6 +1040,53 @@ mod tests {
         assert_eq!(
             partial["spec"]["strategy"]["rollingUpdate"],
             json!({"maxSurge": 1, "maxUnavailable": "25%"})
+        );
+    }
+
+    #[test]
+    fn stateful_set_defaults() {
+        let s = defaulted(
+            "StatefulSet",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "i:2"}]}},
+                   "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                       "spec": {"accessModes": ["ReadWriteOnce"]}}]}}),
+        );
+        let spec = &s["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(spec["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            spec["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        assert_eq!(
+            spec["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
+        let claim = &spec["volumeClaimTemplates"][0];
+        assert_eq!(claim["apiVersion"], "v1");
+        assert_eq!(claim["kind"], "PersistentVolumeClaim");
+        assert_eq!(claim["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(claim["status"]["phase"], "Pending");
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+
+        let on_delete = defaulted(
+            "StatefulSet",
+            json!({"spec": {"updateStrategy": {"type": "OnDelete"}, "template": {"spec": {}}}}),
+        );
+        assert_eq!(
+            on_delete["spec"]["updateStrategy"],
+            json!({"type": "OnDelete"})
+        );
+        let explicit = defaulted(
+            "StatefulSet",
+            json!({"spec": {"podManagementPolicy": "Parallel",
+                   "updateStrategy": {"rollingUpdate": {"partition": 2, "maxUnavailable": 2}}}}),
+        );
+        assert_eq!(explicit["spec"]["podManagementPolicy"], "Parallel");
+        assert_eq!(
+            explicit["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2, "maxUnavailable": 2}})
         );
     }
 

@@ -62,7 +62,7 @@ pub fn revision_name(parent: &str, data: &Value, collision_count: Option<i64>) -
 }
 
 /// A new (not yet stored) revision of `parent` with `data` and number `revision`,
-/// labelled like the parent's pod template.
+/// labelled like the parent's pod template and annotated like the parent.
 pub fn build(parent: &Value, data: Value, revision: i64, collision_count: Option<i64>) -> Value {
     let name = revision_name(object::name(parent), &data, collision_count);
     let hash = name.rsplit('-').next().unwrap_or_default().to_string();
@@ -71,7 +71,7 @@ pub fn build(parent: &Value, data: Value, revision: i64, collision_count: Option
         .cloned()
         .unwrap_or_default();
     labels.insert(REVISION_HASH_LABEL.into(), json!(hash));
-    json!({
+    let mut revision = json!({
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": {
@@ -82,7 +82,13 @@ pub fn build(parent: &Value, data: Value, revision: i64, collision_count: Option
         },
         "data": data,
         "revision": revision,
-    })
+    });
+    // Upstream copies the parent's annotations (`kubectl rollout history` shows their
+    // `kubernetes.io/change-cause`).
+    if let Some(annotations) = parent["metadata"]["annotations"].as_object() {
+        revision["metadata"]["annotations"] = json!(annotations);
+    }
+    revision
 }
 
 /// Whether two revisions record the same data (key order aside).

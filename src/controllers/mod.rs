@@ -27,10 +27,11 @@ pub mod replication;
 pub mod root_ca;
 pub mod scheduler;
 pub mod service_account_tokens;
+pub mod statefulset;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(test)]
-mod workload_tests;
+pub(crate) mod workload_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
     set.spawn(job::run(client.clone(), config.clock.clone()));
     set.spawn(cronjob::run(client.clone(), config.clock.clone()));
+    set.spawn(statefulset::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }

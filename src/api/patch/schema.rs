@@ -38,6 +38,9 @@ pub(crate) enum Ty {
     ReplicaSet,
     ReplicaSetSpec,
     ReplicaSetStatus,
+    StatefulSet,
+    StatefulSetSpec,
+    StatefulSetStatus,
     ServiceAccount,
 }
 
@@ -52,6 +55,7 @@ impl Ty {
             "ReplicationController" => Ty::ReplicationController,
             "Deployment" => Ty::Deployment,
             "ReplicaSet" => Ty::ReplicaSet,
+            "StatefulSet" => Ty::StatefulSet,
             "ServiceAccount" => Ty::ServiceAccount,
             _ => Ty::Object,
         }
@@ -191,6 +195,9 @@ static FIELDS: &[Entry] = &[
     field(Ty::ReplicaSet, "metadata", Ty::ObjectMeta),
     field(Ty::ReplicaSet, "spec", Ty::ReplicaSetSpec),
     field(Ty::ReplicaSet, "status", Ty::ReplicaSetStatus),
+    field(Ty::StatefulSet, "metadata", Ty::ObjectMeta),
+    field(Ty::StatefulSet, "spec", Ty::StatefulSetSpec),
+    field(Ty::StatefulSet, "status", Ty::StatefulSetStatus),
     field(Ty::ServiceAccount, "metadata", Ty::ObjectMeta),
     // ServiceAccount.imagePullSecrets has no strategy (unlike PodSpec's).
     keyed(Ty::ServiceAccount, "secrets", MERGE, "name", Ty::Opaque),
@@ -293,6 +300,15 @@ static FIELDS: &[Entry] = &[
         "type",
         Ty::Opaque,
     ),
+    // apps/v1 StatefulSet
+    field(Ty::StatefulSetSpec, "template", Ty::PodTemplateSpec),
+    keyed(
+        Ty::StatefulSetStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
 ];
 
 /// Patch metadata of `field` within `owner`; fields not in the table have none.
@@ -310,7 +326,12 @@ mod tests {
 
     #[test]
     fn pod_template_in_every_workload_reaches_container_env() {
-        for root in [Ty::ReplicationController, Ty::ReplicaSet, Ty::Deployment] {
+        for root in [
+            Ty::ReplicationController,
+            Ty::ReplicaSet,
+            Ty::Deployment,
+            Ty::StatefulSet,
+        ] {
             let spec = lookup(root, "spec").ty;
             let template = lookup(spec, "template").ty;
             let pod_spec = lookup(template, "spec").ty;

@@ -15,12 +15,14 @@ mod negotiation;
 mod node;
 mod pod;
 mod service;
+mod statefulset;
 #[cfg(test)]
 mod test_support;
 
 pub use batch::{CRON_JOB, JOB};
 pub use cells::human_duration;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
+pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};

@@ -15,6 +15,7 @@ mod names;
 mod pod;
 mod rbac;
 mod service;
+mod statefulset;
 #[cfg(test)]
 mod test_support;
 mod webhooks;
@@ -47,6 +48,7 @@ use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
 use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
+use statefulset::{validate_controller_revision, validate_stateful_set};
 use webhooks::validate_webhook_configuration;
 use workloads::{validate_apps_workload, validate_replication_controller};
 
@@ -173,6 +175,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ReplicaSet" | "Deployment" => validate_apps_workload(kind, obj, old, &mut errs),
         "Job" => validate_job(obj, old, &mut errs),
         "CronJob" => validate_cron_job(obj, &mut errs),
+        "StatefulSet" => validate_stateful_set(obj, old, &mut errs),
+        "ControllerRevision" => validate_controller_revision(obj, old, &mut errs),
         "Service" => validate_service(obj, old, &mut errs),
         "Endpoints" => validate_endpoints(obj, &mut errs),
         "EndpointSlice" => validate_endpoint_slice(obj, old, &mut errs),

@@ -10,7 +10,12 @@ use super::names::{is_qualified_name, is_valid_label_value, FIELD_IMMUTABLE, NON
 use super::pod::validate_pod_spec;
 use super::{arr_at, field, int_at, is_empty_map, non_negative, obj_at, str_at, Errs};
 
-fn validate_pod_template(template: &Value, path: &str, kind_label: &str, errs: &mut Errs) {
+pub(super) fn validate_pod_template(
+    template: &Value,
+    path: &str,
+    kind_label: &str,
+    errs: &mut Errs,
+) {
     let meta = template.get("metadata").unwrap_or(&Value::Null);
     validate_labels(obj_at(meta, "labels"), &format!("{path}.labels"), errs);
     validate_annotations(
@@ -37,7 +42,7 @@ fn validate_pod_template(template: &Value, path: &str, kind_label: &str, errs: &
     }
 }
 
-fn template_labels(template: &Value) -> Option<&Map<String, Value>> {
+pub(super) fn template_labels(template: &Value) -> Option<&Map<String, Value>> {
     template.get("metadata").and_then(|m| obj_at(m, "labels"))
 }
 
@@ -210,7 +215,7 @@ fn validate_deployment_spec(spec: &Value, errs: &mut Errs) {
 }
 
 /// An intOrString as (rendered, value, is_percent); None when malformed.
-fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<(i64, bool)> {
+pub(super) fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<(i64, bool)> {
     match v {
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(-1);

@@ -45,6 +45,7 @@ use super::kinds::{
     secret::SecretStrategy,
     service::ServiceStrategy,
     service_account::ServiceAccountStrategy,
+    statefulset,
     token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
@@ -313,6 +314,8 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "Deployment") => &workload::DEPLOYMENT,
         ("batch", "Job") => &batch::JOB,
         ("batch", "CronJob") => &batch::CRON_JOB,
+        ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
+        ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }
