@@ -4,6 +4,7 @@ pub mod apply;
 pub mod crd;
 pub mod custom;
 pub mod defaults;
+pub mod disruption;
 pub mod identity;
 pub mod jsonpath;
 pub mod nesting;

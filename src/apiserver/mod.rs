@@ -7,6 +7,7 @@ pub mod auth;
 mod authorizer;
 pub mod connections;
 pub mod crds;
+pub mod delete_options;
 pub mod discovery;
 pub mod handlers;
 pub mod heartbeats;

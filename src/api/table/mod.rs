@@ -9,6 +9,7 @@
 
 mod cells;
 mod columns;
+mod disruption;
 mod event;
 mod negotiation;
 mod node;
@@ -18,6 +19,7 @@ mod service;
 mod test_support;
 
 pub use cells::human_duration;
+pub use disruption::POD_DISRUPTION_BUDGET;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 
 use chrono::{DateTime, Utc};

@@ -32,9 +32,9 @@ use super::kinds::{
     binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
-    pod::PodStrategy, rbac, review, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
-    webhook_configuration, workload,
+    pod::PodStrategy, pod_disruption_budget::PodDisruptionBudgetStrategy, rbac, review,
+    secret::SecretStrategy, service::ServiceStrategy, service_account::ServiceAccountStrategy,
+    token_review::TokenReviewStrategy, webhook_configuration, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
@@ -292,6 +292,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,
+        ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }
