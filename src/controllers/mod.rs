@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod events;
@@ -96,6 +97,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
         config.clock.clone(),
     ));
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
+    set.spawn(disruption::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }
