@@ -555,6 +555,14 @@ async fn resource(
                 &status::success_status(bindings, name, None),
             ))
         }
+        ("create", Some(name), Some("eviction")) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode(&content_type, &body).await?;
+            let ns = ns.unwrap_or("default");
+            let answer =
+                super::eviction::evict(&ctx.registry, ns, name, &obj, opts.dry_run).await?;
+            Ok(response::json(201, &answer))
+        }
         ("create", Some(name), Some("token")) => {
             let tokens = ctx
                 .registry

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod crds;
 pub mod delete_options;
 pub mod discovery;
+pub mod eviction;
 pub mod handlers;
 pub mod heartbeats;
 pub mod impersonation;
