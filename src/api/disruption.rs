@@ -186,10 +186,10 @@ pub fn count_healthy(
     pods.iter()
         .filter(|p| !object::is_deleting(p))
         .filter(|p| {
-            !disrupted
+            disrupted
                 .get(object::name(p))
                 .and_then(|t| parse_time(t))
-                .is_some_and(|t| t + DELETION_TIMEOUT > now)
+                .is_none_or(|t| t + DELETION_TIMEOUT <= now)
         })
         .filter(|p| is_pod_ready(p))
         .count() as i32
