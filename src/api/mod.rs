@@ -6,6 +6,7 @@ pub mod crd;
 pub mod cron;
 pub mod custom;
 pub mod defaults;
+pub mod disruption;
 pub mod ephemeral;
 pub mod identity;
 pub mod jsonpath;

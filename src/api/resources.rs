@@ -22,7 +22,7 @@ pub struct ResourceDef {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources: `status`, `scale`, `binding`, `log`, `exec`, `finalize`.
+    /// Subresources: `status`, `scale`, `binding`, `eviction`, `log`, `exec`, `finalize`.
     pub subresources: &'static [&'static str],
     pub roundtrip: Roundtrip,
     /// What a custom resource (served from a CustomResourceDefinition) adds: its schema,
@@ -145,7 +145,15 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &["status", "binding", "log", "exec", "attach", "portforward"],
+        subresources: &[
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+        ],
         roundtrip: roundtrip::<core::Pod>,
         custom: None,
     },

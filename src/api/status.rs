@@ -15,6 +15,37 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
+/// The 422 `Invalid` error: `{label} "{name}" is invalid: …` with one cause per field.
+fn invalid_of(group: &str, kind: &str, label: &str, name: &str, errors: &[FieldError]) -> ApiError {
+    let causes: Vec<Value> = errors
+        .iter()
+        // As upstream: the field apart, the message without it (kubectl prints both).
+        .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
+        .collect();
+    let list = if errors.len() == 1 {
+        errors[0].to_string()
+    } else {
+        format!(
+            "[{}]",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    ApiError {
+        details: Some(json!({
+            "name": name, "group": group, "kind": kind, "causes": causes
+        })),
+        ..ApiError::new(
+            422,
+            "Invalid",
+            format!("{label} \"{name}\" is invalid: {list}"),
+        )
+    }
+}
+
 fn details(def: &ResourceDef, name: &str) -> Value {
     json!({"name": name, "group": def.group, "kind": def.plural})
 }
@@ -96,33 +127,13 @@ impl ApiError {
     }
 
     pub fn invalid(def: &ResourceDef, name: &str, errors: &[FieldError]) -> ApiError {
-        let causes: Vec<Value> = errors
-            .iter()
-            // As upstream: the field apart, the message without it (kubectl prints both).
-            .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
-            .collect();
-        let list = if errors.len() == 1 {
-            errors[0].to_string()
-        } else {
-            format!(
-                "[{}]",
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        ApiError {
-            details: Some(json!({
-                "name": name, "group": def.group, "kind": def.kind, "causes": causes
-            })),
-            ..ApiError::new(
-                422,
-                "Invalid",
-                format!("{} \"{name}\" is invalid: {list}", def.kind),
-            )
-        }
+        invalid_of(def.group, def.kind, def.kind, name, errors)
+    }
+
+    /// 422 for options that are not a stored kind (upstream `NewInvalid` with a bare
+    /// group-kind, e.g. `DeleteOptions.meta.k8s.io "" is invalid: …`).
+    pub fn invalid_options(group: &str, kind: &str, errors: &[FieldError]) -> ApiError {
+        invalid_of(group, kind, &format!("{kind}.{group}"), "", errors)
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> ApiError {

@@ -137,6 +137,10 @@ fn subresource_info(def: &ResourceDef, sub: &str) -> (Value, Vec<&'static str>) 
             json!({"group": "", "version": "v1", "kind": "Binding"}),
             vec!["create"],
         ),
+        "eviction" => (
+            json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
+            vec!["create"],
+        ),
         "token" => (
             json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
             vec!["create"],

@@ -555,6 +555,14 @@ async fn resource(
                 &status::success_status(bindings, name, None),
             ))
         }
+        ("create", Some(name), Some("eviction")) => {
+            let body = request::read_body(req.into_body(), content_length).await?;
+            let obj = request::decode(&content_type, &body).await?;
+            let ns = ns.unwrap_or("default");
+            let answer =
+                super::eviction::evict(&ctx.registry, ns, name, &obj, opts.dry_run).await?;
+            Ok(response::json(201, &answer))
+        }
         ("create", Some(name), Some("token")) => {
             let tokens = ctx
                 .registry
@@ -648,7 +656,13 @@ async fn resource(
         }
         ("delete", Some(name), None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let mut dopts = delete_options(&query, &body, opts.dry_run)?;
+            let mut dopts = super::delete_options::from_request(
+                &content_type,
+                &body,
+                &query,
+                &def.api_version(),
+                opts.dry_run,
+            )?;
             dopts.requester = opts.requester.clone();
             let w = ctx.registry.delete(def, ns, name, &dopts).await?;
             let code = if w.deleted { 200 } else { 202 };
@@ -656,7 +670,13 @@ async fn resource(
         }
         ("deletecollection", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
-            let mut dopts = delete_options(&query, &body, opts.dry_run)?;
+            let mut dopts = super::delete_options::from_request(
+                &content_type,
+                &body,
+                &query,
+                &def.api_version(),
+                opts.dry_run,
+            )?;
             dopts.requester = opts.requester.clone();
             delete_collection(ctx, def, ns, &query, &dopts).await
         }
@@ -714,42 +734,6 @@ fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
         ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
         ))
-    })
-}
-
-fn delete_options(query: &Query, body: &[u8], dry_run: bool) -> Result<DeleteOptions, ApiError> {
-    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions body: {e}")))?
-    };
-    let mut propagation = from_body["propagationPolicy"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| query.get("propagationPolicy").map(str::to_string));
-    let orphan = from_body["orphanDependents"]
-        .as_bool()
-        .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
-    if propagation.is_none() && orphan == Some(true) {
-        propagation = Some("Orphan".into());
-    }
-    let body_dry_run = from_body["dryRun"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "All"));
-    Ok(DeleteOptions {
-        dry_run: dry_run || body_dry_run,
-        requester: None,
-        grace_period: from_body["gracePeriodSeconds"]
-            .as_i64()
-            .or(query.int("gracePeriodSeconds")?),
-        propagation,
-        precondition_uid: from_body["preconditions"]["uid"]
-            .as_str()
-            .map(str::to_string),
-        precondition_rv: from_body["preconditions"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string),
     })
 }
 

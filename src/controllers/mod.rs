@@ -6,6 +6,7 @@ pub mod clock;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoint_slices;
 pub mod endpoints;
 pub mod ephemeral_volume;
@@ -107,6 +108,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(job::run(client.clone(), config.clock.clone()));
     set.spawn(cronjob::run(client.clone(), config.clock.clone()));
     set.spawn(statefulset::run(client.clone(), config.clock.clone()));
+    set.spawn(disruption::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }

@@ -174,6 +174,11 @@ pub fn decode_object(body: &[u8]) -> Result<Value> {
 
 /// The message for an object kind; meta kinds (DeleteOptions, Status) under any group.
 pub fn schema_for(api_version: &str, kind: &str) -> Option<&'static Message> {
+    // policy/v1beta1 Eviction is the policy/v1 message under the older name.
+    let api_version = match (api_version, kind) {
+        ("policy/v1beta1", "Eviction") => "policy/v1",
+        _ => api_version,
+    };
     let exact = schema::KINDS
         .iter()
         .find(|(v, k, _)| *v == api_version && *k == kind);

@@ -10,6 +10,7 @@
 mod batch;
 mod cells;
 mod columns;
+mod disruption;
 mod event;
 mod negotiation;
 mod node;
@@ -21,6 +22,7 @@ mod test_support;
 
 pub use batch::{CRON_JOB, JOB};
 pub use cells::human_duration;
+pub use disruption::POD_DISRUPTION_BUDGET;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 

@@ -9,6 +9,7 @@
 mod batch;
 mod cluster;
 mod config;
+mod disruption;
 mod field_error;
 mod meta;
 mod names;
@@ -21,6 +22,7 @@ mod test_support;
 mod webhooks;
 mod workloads;
 
+pub use disruption::UNHEALTHY_POD_EVICTION_POLICIES;
 pub(crate) use field_error::go_quote;
 pub use field_error::{FieldError, FieldErrorKind};
 pub use meta::validate_labels;
@@ -43,6 +45,7 @@ use serde_json::{Map, Value};
 use batch::{validate_cron_job, validate_job};
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
 use config::{validate_config_map, validate_secret};
+use disruption::validate_pod_disruption_budget;
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
@@ -192,6 +195,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ClusterRole" => validate_cluster_role(obj, &mut errs),
         "RoleBinding" => validate_binding(obj, old, false, &mut errs),
         "ClusterRoleBinding" => validate_binding(obj, old, true, &mut errs),
+        "PodDisruptionBudget" => validate_pod_disruption_budget(obj, &mut errs),
         _ => {}
     }
     errs

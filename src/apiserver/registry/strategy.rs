@@ -41,6 +41,7 @@ use super::kinds::{
     namespace::NamespaceStrategy,
     node::NodeStrategy,
     pod::PodStrategy,
+    pod_disruption_budget::PodDisruptionBudgetStrategy,
     rbac, review,
     secret::SecretStrategy,
     service::ServiceStrategy,
@@ -316,6 +317,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("batch", "CronJob") => &batch::CRON_JOB,
         ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
+        ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }

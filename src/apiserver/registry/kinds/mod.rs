@@ -12,6 +12,7 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod pod_disruption_budget;
 pub mod pod_service_account;
 pub mod rbac;
 pub mod review;
