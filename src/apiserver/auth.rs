@@ -262,6 +262,11 @@ pub trait NodeGraph {
     /// Whether a pod bound to `node` in `namespace` references the `kind`
     /// (`Secret` or `ConfigMap`) named `name`.
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool;
+    /// Whether the PersistentVolume `name` is one `node` may see: its node affinity names
+    /// the node, or it is bound to a claim a pod bound to the node uses.
+    fn volume_related(&self, _node: &str, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Decides whether `user` may perform `action` (403 `Status` if not), as upstream's
@@ -357,6 +362,30 @@ fn authorize_node(
             }
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
+        // Lists and watches are narrowed to the volumes on the node (`narrow_for_node`);
+        // a local-path volume's finalizer is the only thing it may change (the volume
+        // strategy's admission checks that).
+        ("", "persistentvolumes", None) => match (verb, action.name) {
+            ("list" | "watch", None) => Ok(()),
+            ("get" | "update" | "patch", Some(name)) if graph.volume_related(node, name) => {
+                Ok(())
+            }
+            _ => deny(Some(format!(
+                "no relationship found between node '{node}' and this object"
+            ))),
+        },
+        ("", "persistentvolumeclaims", None) if verb == "get" => {
+            match (action.namespace, action.name) {
+                (Some(ns), Some(name))
+                    if graph.node_references(node, ns, "PersistentVolumeClaim", name) =>
+                {
+                    Ok(())
+                }
+                _ => deny(Some(format!(
+                    "no relationship found between node '{node}' and this object"
+                ))),
+            }
+        }
         // Tokens for the accounts of its pods; NodeRestriction (in the TokenRequest
         // handler) then requires the token to be bound to such a pod.
         ("", "serviceaccounts", Some("token")) if verb == "create" => {
@@ -424,6 +453,24 @@ pub fn node_may_read(node: &str, def: &ResourceDef, obj: &Value, graph: &dyn Nod
     graph.node_references(node, namespace, kind, crate::api::object::name(obj))
 }
 
+/// What a node's list or watch of `def` returns: PersistentVolumes only where their node
+/// affinity names the node (what its agent acts on); everything else as selected.
+pub fn narrow_for_node(
+    user: &User,
+    def: &ResourceDef,
+    predicate: super::watch::Predicate,
+) -> super::watch::Predicate {
+    match (user.node_name(), def.group, def.plural) {
+        (Some(node), "", "persistentvolumes") => {
+            let node = node.to_string();
+            std::sync::Arc::new(move |obj: &Value| {
+                crate::api::storage::volume_names_node(obj, &node) && predicate(obj)
+            })
+        }
+        _ => predicate,
+    }
+}
+
 /// Admission of a create once its body is known (NodeRestriction): a node may create only
 /// its own Node and its own Lease.
 pub fn admit_create(user: &User, def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
@@ -480,6 +527,9 @@ pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
     let spec = &pod["spec"];
     if kind == "ServiceAccount" {
         return spec["serviceAccountName"].as_str() == Some(name);
+    }
+    if kind == "PersistentVolumeClaim" {
+        return crate::api::storage::pod_uses_claim(pod, name);
     }
     let (volume_field, ref_field, key_ref, from_ref) = match kind {
         "Secret" => ("secret", "secretName", "secretKeyRef", "secretRef"),
@@ -543,6 +593,24 @@ impl NodeGraph for super::registry::Registry {
                 && pod_references(&kv.value, kind, name)
         });
         !page.items.is_empty()
+    }
+
+    fn volume_related(&self, node: &str, name: &str) -> bool {
+        let volumes = crate::api::resources::by_plural("", "v1", "persistentvolumes").expect("served");
+        let Ok(kv) = self.get(volumes, None, name) else {
+            return false;
+        };
+        let pv = &kv.value;
+        if crate::api::storage::volume_names_node(pv, node) {
+            return true;
+        }
+        let claim = &pv["spec"]["claimRef"];
+        match (claim["namespace"].as_str(), claim["name"].as_str()) {
+            (Some(ns), Some(claim)) => {
+                self.node_references(node, ns, "PersistentVolumeClaim", claim)
+            }
+            _ => false,
+        }
     }
 }
 

@@ -14,11 +14,16 @@ mod negotiation;
 mod node;
 mod pod;
 mod service;
+mod storage;
 #[cfg(test)]
 mod test_support;
 
 pub use cells::human_duration;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
+pub use storage::{
+    access_modes_string, is_default_class, BETA_DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION,
+    PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS,
+};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};

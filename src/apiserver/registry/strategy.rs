@@ -33,7 +33,7 @@ use super::kinds::{
     custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
     event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
     pod::PodStrategy, rbac, review, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
+    service_account::ServiceAccountStrategy, storage, token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
 use crate::api::identity::User;
@@ -276,6 +276,9 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ServiceAccount") => &ServiceAccountStrategy,
         ("", "Namespace") => &NamespaceStrategy,
         ("", "Node") => &NodeStrategy,
+        ("", "PersistentVolume") => &storage::PersistentVolumeStrategy,
+        ("", "PersistentVolumeClaim") => &storage::PersistentVolumeClaimStrategy,
+        ("storage.k8s.io", "StorageClass") => &storage::StorageClassStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
         ("authentication.k8s.io", "TokenReview") => &TokenReviewStrategy,
         ("authentication.k8s.io", "SelfSubjectReview") => &review::SELF_SUBJECT_REVIEW,

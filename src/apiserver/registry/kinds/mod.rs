@@ -17,6 +17,7 @@ pub mod review;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+pub mod storage;
 pub mod token_review;
 pub mod webhook_configuration;
 pub mod workload;
