@@ -197,7 +197,8 @@ pub(super) fn validate_persistent_volume(obj: &Value, old: Option<&Value>, errs:
         Some(c) if c.is_empty() => errs.push(FieldError::required("spec.capacity", "")),
         Some(c) => {
             if !c.contains_key("storage") || c.len() > 1 {
-                let keys: Vec<&str> = c.keys().map(String::as_str).collect();
+                let mut keys: Vec<&str> = c.keys().map(String::as_str).collect();
+                keys.sort_unstable();
                 errs.push(FieldError::not_supported_rendered(
                     "spec.capacity",
                     format!("[{}]", keys.join(" ")),
