@@ -80,7 +80,14 @@ mod rules {
         assert_eq!(classes.len(), 1, "{classes:?}");
         assert_eq!(
             classes[0][..6],
-            ["local-path", "(default)", "orc.io/local-path", "Delete", "WaitForFirstConsumer", "false"],
+            [
+                "local-path",
+                "(default)",
+                "orc.io/local-path",
+                "Delete",
+                "WaitForFirstConsumer",
+                "false"
+            ],
             "kubectl get sc"
         );
 
@@ -100,10 +107,16 @@ mod rules {
             stderr.contains("spec.accessModes: Required value: at least 1 access mode is required"),
             "{stderr}"
         );
-        assert!(!s.kubectl(&["get", "pvc", "bad"]).status.success(), "refused claim stored");
+        assert!(
+            !s.kubectl(&["get", "pvc", "bad"]).status.success(),
+            "refused claim stored"
+        );
 
         // Smallest fitting volume of the class, with the annotations upstream writes.
-        s.apply_yaml("apply", &claim("data", Some("manual"), "1Gi", "ReadWriteOnce"));
+        s.apply_yaml(
+            "apply",
+            &claim("data", Some("manual"), "1Gi", "ReadWriteOnce"),
+        );
         wait_for("claim data Bound", || phase(&s, "pvc", "data") == "Bound");
         let pvc = s.get_json(&["pvc", "data"]);
         assert_eq!(pvc["spec"]["volumeName"], "pv-small");
@@ -114,11 +127,21 @@ mod rules {
             pvc["metadata"]["finalizers"],
             serde_json::json!(["kubernetes.io/pvc-protection"])
         );
-        wait_for("volume pv-small Bound", || phase(&s, "pv", "pv-small") == "Bound");
+        wait_for("volume pv-small Bound", || {
+            phase(&s, "pv", "pv-small") == "Bound"
+        });
         let pv_rows = rows(&s, &["get", "pv", "pv-small"]);
         assert_eq!(
             pv_rows[0][..7],
-            ["pv-small", "1Gi", "RWO", "Retain", "Bound", "default/data", "manual"],
+            [
+                "pv-small",
+                "1Gi",
+                "RWO",
+                "Retain",
+                "Bound",
+                "default/data",
+                "manual"
+            ],
             "kubectl get pv"
         );
         let pvc_rows = rows(&s, &["get", "pvc", "data"]);
@@ -130,7 +153,10 @@ mod rules {
 
         // A bound claim never shrinks (422), and grows only where its class allows it.
         let out = s.kubectl(&[
-            "patch", "pvc", "data", "-p",
+            "patch",
+            "pvc",
+            "data",
+            "-p",
             r#"{"spec":{"resources":{"requests":{"storage":"500Mi"}}}}"#,
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -140,7 +166,10 @@ mod rules {
             "{stderr}"
         );
         let out = s.kubectl(&[
-            "patch", "pvc", "data", "-p",
+            "patch",
+            "pvc",
+            "data",
+            "-p",
             r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -150,20 +179,43 @@ mod rules {
         );
 
         // claimRef pre-binding: the claim named there gets that volume; Recycle is refused.
-        s.apply_yaml("apply", &claim("pinned", Some("manual"), "1Gi", "ReadWriteOnce"));
-        wait_for("claim pinned Bound", || phase(&s, "pvc", "pinned") == "Bound");
-        assert_eq!(s.get_json(&["pvc", "pinned"])["spec"]["volumeName"], "pv-recycle");
+        s.apply_yaml(
+            "apply",
+            &claim("pinned", Some("manual"), "1Gi", "ReadWriteOnce"),
+        );
+        wait_for("claim pinned Bound", || {
+            phase(&s, "pvc", "pinned") == "Bound"
+        });
+        assert_eq!(
+            s.get_json(&["pvc", "pinned"])["spec"]["volumeName"],
+            "pv-recycle"
+        );
         s.ok(&["delete", "pvc", "pinned", "--wait=false"]);
-        wait_for("recycled volume Failed", || phase(&s, "pv", "pv-recycle") == "Failed");
+        wait_for("recycled volume Failed", || {
+            phase(&s, "pv", "pv-recycle") == "Failed"
+        });
         let pv = s.get_json(&["pv", "pv-recycle"]);
-        assert_eq!(pv["status"]["message"], "No recycler plugin found for the volume!");
+        assert_eq!(
+            pv["status"]["message"],
+            "No recycler plugin found for the volume!"
+        );
 
         // Retain: the volume stays Released with its claim gone.
-        s.apply_yaml("apply", &claim("shared", Some("manual"), "2Gi", "ReadWriteMany"));
-        wait_for("claim shared Bound", || phase(&s, "pvc", "shared") == "Bound");
-        assert_eq!(s.get_json(&["pvc", "shared"])["spec"]["volumeName"], "pv-big");
+        s.apply_yaml(
+            "apply",
+            &claim("shared", Some("manual"), "2Gi", "ReadWriteMany"),
+        );
+        wait_for("claim shared Bound", || {
+            phase(&s, "pvc", "shared") == "Bound"
+        });
+        assert_eq!(
+            s.get_json(&["pvc", "shared"])["spec"]["volumeName"],
+            "pv-big"
+        );
         s.ok(&["delete", "pvc", "shared"]);
-        wait_for("retained volume Released", || phase(&s, "pv", "pv-big") == "Released");
+        wait_for("retained volume Released", || {
+            phase(&s, "pv", "pv-big") == "Released"
+        });
 
         // No class given: the default class is written in; WaitForFirstConsumer keeps it
         // Pending with upstream's event.
@@ -171,13 +223,24 @@ mod rules {
         let later = s.get_json(&["pvc", "later"]);
         assert_eq!(later["spec"]["storageClassName"], "local-path");
         wait_for("WaitForFirstConsumer event", || {
-            s.ok(&["get", "events", "--field-selector", "involvedObject.name=later"])
-                .contains("waiting for first consumer to be created before binding")
+            s.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=later",
+            ])
+            .contains("waiting for first consumer to be created before binding")
         });
         assert_eq!(phase(&s, "pvc", "later"), "Pending");
 
         // Classes are immutable where upstream says so.
-        let out = s.kubectl(&["patch", "sc", "local-path", "-p", r#"{"reclaimPolicy":"Retain"}"#]);
+        let out = s.kubectl(&[
+            "patch",
+            "sc",
+            "local-path",
+            "-p",
+            r#"{"reclaimPolicy":"Retain"}"#,
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden."),
@@ -191,7 +254,10 @@ mod rules {
             "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: nfs\n  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\nprovisioner: example.com/nfs\n",
         );
         s.ok(&[
-            "annotate", "sc", "local-path", "--overwrite",
+            "annotate",
+            "sc",
+            "local-path",
+            "--overwrite",
             "storageclass.kubernetes.io/is-default-class=false",
         ]);
         s.apply_yaml("apply", &claim("elsewhere", None, "1Gi", "ReadWriteOnce"));
@@ -204,7 +270,10 @@ mod rules {
             .map(|r| r[..r.len().min(2)].join(" "))
             .collect();
         assert!(names.contains(&"nfs (default)".to_string()), "{names:?}");
-        assert!(names.contains(&"local-path orc.io/local-path".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"local-path orc.io/local-path".to_string()),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -271,7 +340,9 @@ spec:
 
         w.step("the pod's node is selected, a volume with its node affinity is bound");
         w.apply(&pod_using("user", "data"));
-        w.wait_for("claim data Bound", || pvc(&w, "data")["status"]["phase"] == "Bound");
+        w.wait_for("claim data Bound", || {
+            pvc(&w, "data")["status"]["phase"] == "Bound"
+        });
         let claim = pvc(&w, "data");
         let uid = claim["metadata"]["uid"].as_str().unwrap().to_string();
         assert_eq!(
@@ -288,10 +359,14 @@ spec:
             .join(format!("pvc-{uid}_default_data"));
         assert_eq!(pv["spec"]["hostPath"]["path"], dir.to_str().unwrap());
         assert_eq!(
-            pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+                ["values"],
             serde_json::json!(["kt-node"])
         );
-        assert_eq!(pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"], "orc.io/local-path");
+        assert_eq!(
+            pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"],
+            "orc.io/local-path"
+        );
         assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
         assert_eq!(w.pod("user").unwrap()["spec"]["nodeName"], "kt-node");
         w.wait_for("the volume's directory on the node", || dir.is_dir());

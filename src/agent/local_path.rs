@@ -65,7 +65,10 @@ pub fn step_for(pv: &Value, node: &str) -> Step {
     if !object::is_deleting(pv) {
         return Step::Create(dir.to_string());
     }
-    if object::finalizers(pv).iter().any(|f| f == LOCAL_PATH_FINALIZER) {
+    if object::finalizers(pv)
+        .iter()
+        .any(|f| f == LOCAL_PATH_FINALIZER)
+    {
         return Step::Remove(dir.to_string());
     }
     Step::Nothing

@@ -91,7 +91,9 @@ pub fn volume_names_node(pv: &Value, node: &str) -> bool {
         reqs.as_array().into_iter().flatten().any(|r| {
             r["key"] == key
                 && r["operator"] == "In"
-                && r["values"].as_array().is_some_and(|v| v.iter().any(|x| x == node))
+                && r["values"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|x| x == node))
         })
     };
     terms.as_array().into_iter().flatten().any(|t| {
@@ -197,7 +199,9 @@ mod tests {
     fn local_path_directories_are_recognised_by_name() {
         let dir = local_path_dir_name("1234", "default", "data");
         assert_eq!(dir, "pvc-1234_default_data");
-        assert!(is_local_path_dir_name(&format!("/var/lib/orc/storage/{dir}")));
+        assert!(is_local_path_dir_name(&format!(
+            "/var/lib/orc/storage/{dir}"
+        )));
         assert!(!is_local_path_dir_name("/etc"));
         assert!(!is_local_path_dir_name("/var/lib/orc/storage"));
     }

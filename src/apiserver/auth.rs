@@ -367,9 +367,7 @@ fn authorize_node(
         // strategy's admission checks that).
         ("", "persistentvolumes", None) => match (verb, action.name) {
             ("list" | "watch", None) => Ok(()),
-            ("get" | "update" | "patch", Some(name)) if graph.volume_related(node, name) => {
-                Ok(())
-            }
+            ("get" | "update" | "patch", Some(name)) if graph.volume_related(node, name) => Ok(()),
             _ => deny(Some(format!(
                 "no relationship found between node '{node}' and this object"
             ))),
@@ -596,7 +594,8 @@ impl NodeGraph for super::registry::Registry {
     }
 
     fn volume_related(&self, node: &str, name: &str) -> bool {
-        let volumes = crate::api::resources::by_plural("", "v1", "persistentvolumes").expect("served");
+        let volumes =
+            crate::api::resources::by_plural("", "v1", "persistentvolumes").expect("served");
         let Ok(kv) = self.get(volumes, None, name) else {
             return false;
         };

@@ -58,9 +58,15 @@ async fn ensure_class(client: &dyn Client) {
             .iter()
             .map(|kv| (*kv.value).clone())
             .collect();
-        match client.create(classes(), None, class_to_create(&existing)).await {
+        match client
+            .create(classes(), None, class_to_create(&existing))
+            .await
+        {
             Ok(_) => {
-                tracing::info!(class = LOCAL_PATH_CLASS, "created the local-path StorageClass");
+                tracing::info!(
+                    class = LOCAL_PATH_CLASS,
+                    "created the local-path StorageClass"
+                );
                 return;
             }
             Err(e) if e.code == 409 => return,
@@ -126,8 +132,18 @@ pub async fn run(client: Arc<dyn Client>, storage: PathBuf) {
             queue.clone(),
             Box::new(|e| vec![object_key(&e.kv.value)]),
         ),
-        Informer::start(client.clone(), classes(), queue.clone(), Box::new(|_| vec![])),
-        Informer::start(client.clone(), volumes(), queue.clone(), Box::new(|_| vec![])),
+        Informer::start(
+            client.clone(),
+            classes(),
+            queue.clone(),
+            Box::new(|_| vec![]),
+        ),
+        Informer::start(
+            client.clone(),
+            volumes(),
+            queue.clone(),
+            Box::new(|_| vec![]),
+        ),
     ];
     wait_for_sync(&informers).await;
     let ctx = Arc::new(Ctx {
@@ -189,7 +205,10 @@ async fn provision(ctx: &Ctx, key: &str) -> Reconciled {
         }
         Err(e) if e.code == 409 => Ok(None),
         Err(e) => {
-            let message = format!("failed to provision volume with StorageClass \"{class_name}\": {}", e.message);
+            let message = format!(
+                "failed to provision volume with StorageClass \"{class_name}\": {}",
+                e.message
+            );
             ctx.recorder
                 .record(&pvc, WARNING, "ProvisioningFailed", &message)
                 .await;
@@ -211,7 +230,8 @@ mod tests {
         assert_eq!(ours["volumeBindingMode"], "WaitForFirstConsumer");
         assert_eq!(ours["reclaimPolicy"], "Delete");
         assert!(is_default_class(&ours));
-        let users = json!({"metadata": {"name": "nfs", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}}});
+        let users =
+            json!({"metadata": {"name": "nfs", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}}});
         assert!(!is_default_class(&class_to_create(&[users])));
     }
 
@@ -220,9 +240,17 @@ mod tests {
         let pvc = json!({"metadata": {"name": "data", "namespace": "web", "uid": "abc", "resourceVersion": "3"},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}});
         let class = class_to_create(&[]);
-        let pv = volume_for(&pvc, &class, "n1", std::path::Path::new("/var/lib/orc/storage"));
+        let pv = volume_for(
+            &pvc,
+            &class,
+            "n1",
+            std::path::Path::new("/var/lib/orc/storage"),
+        );
         assert_eq!(pv["metadata"]["name"], "pvc-abc");
-        assert_eq!(pv["spec"]["hostPath"]["path"], "/var/lib/orc/storage/pvc-abc_web_data");
+        assert_eq!(
+            pv["spec"]["hostPath"]["path"],
+            "/var/lib/orc/storage/pvc-abc_web_data"
+        );
         assert_eq!(pv["spec"]["capacity"]["storage"], "2Gi");
         assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
         assert!(crate::api::storage::volume_names_node(&pv, "n1"));

@@ -24,9 +24,9 @@ pub mod replication;
 pub mod root_ca;
 pub mod scheduler;
 pub mod service_account_tokens;
-pub mod volume_protection;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod volume_protection;
 #[cfg(test)]
 mod workload_tests;
 

@@ -111,7 +111,8 @@ fn claim_in_use(pods: &Reader, pvc: &KeyValue) -> bool {
 /// Takes `finalizer` off an object being deleted when `free`.
 async fn release_if(client: &dyn Client, kv: &KeyValue, finalizer: &str, free: bool) -> Reconciled {
     let obj = &kv.value;
-    if !free || !object::is_deleting(obj) || !object::finalizers(obj).iter().any(|f| f == finalizer) {
+    if !free || !object::is_deleting(obj) || !object::finalizers(obj).iter().any(|f| f == finalizer)
+    {
         return Ok(None);
     }
     let def = if finalizer == PVC_PROTECTION_FINALIZER {
@@ -121,15 +122,21 @@ async fn release_if(client: &dyn Client, kv: &KeyValue, finalizer: &str, free: b
     };
     tracing::info!(object = %object_key(obj), finalizer, "removing protection finalizer");
     let result = client
-        .modify(def, object::namespace(obj), object::name(obj), None, &|cur| {
-            let mut cur = cur.clone();
-            let rest: Vec<String> = object::finalizers(&cur)
-                .into_iter()
-                .filter(|f| f != finalizer)
-                .collect();
-            cur["metadata"]["finalizers"] = json!(rest);
-            Ok(cur)
-        })
+        .modify(
+            def,
+            object::namespace(obj),
+            object::name(obj),
+            None,
+            &|cur| {
+                let mut cur = cur.clone();
+                let rest: Vec<String> = object::finalizers(&cur)
+                    .into_iter()
+                    .filter(|f| f != finalizer)
+                    .collect();
+                cur["metadata"]["finalizers"] = json!(rest);
+                Ok(cur)
+            },
+        )
         .await;
     match result {
         Err(e) if e.code == 404 => Ok(None),

@@ -43,9 +43,7 @@ fn quantity_cell(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         _ => return "0".into(),
     };
-    parse_quantity(&text)
-        .map(|q| q.to_string())
-        .unwrap_or(text)
+    parse_quantity(&text).map(|q| q.to_string()).unwrap_or(text)
 }
 
 /// The class of a volume or claim: the beta annotation, else `spec.storageClassName`.
@@ -121,14 +119,44 @@ pub static PERSISTENT_VOLUME: Printer = Printer {
 fn persistent_volume_claim_columns() -> Vec<Value> {
     vec![
         name_col(),
-        col("Status", "string", "phase represents the current phase of PersistentVolumeClaim.", 0),
-        col("Volume", "string", "volumeName is the binding reference to the PersistentVolume backing this claim.", 0),
-        col("Capacity", "string", "capacity represents the actual resources of the underlying volume.", 0),
-        col("Access Modes", "string", "accessModes contains the actual access modes the volume backing the PVC has.", 0),
+        col(
+            "Status",
+            "string",
+            "phase represents the current phase of PersistentVolumeClaim.",
+            0,
+        ),
+        col(
+            "Volume",
+            "string",
+            "volumeName is the binding reference to the PersistentVolume backing this claim.",
+            0,
+        ),
+        col(
+            "Capacity",
+            "string",
+            "capacity represents the actual resources of the underlying volume.",
+            0,
+        ),
+        col(
+            "Access Modes",
+            "string",
+            "accessModes contains the actual access modes the volume backing the PVC has.",
+            0,
+        ),
         col("StorageClass", "string", "StorageClass of the pvc", 0),
-        col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc", 0),
+        col(
+            "VolumeAttributesClass",
+            "string",
+            "VolumeAttributesClass of the pvc",
+            0,
+        ),
         age_col(),
-        col("VolumeMode", "string", "volumeMode defines what type of volume is required by the claim.", 1),
+        col(
+            "VolumeMode",
+            "string",
+            "volumeMode defines what type of volume is required by the claim.",
+            1,
+        ),
     ]
 }
 
@@ -232,7 +260,16 @@ mod tests {
             .iter()
             .map(|c| c["name"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(names[..5], ["Name", "Capacity", "Access Modes", "Reclaim Policy", "Status"]);
+        assert_eq!(
+            names[..5],
+            [
+                "Name",
+                "Capacity",
+                "Access Modes",
+                "Reclaim Policy",
+                "Status"
+            ]
+        );
     }
 
     #[test]
@@ -242,12 +279,29 @@ mod tests {
                      "resources": {"requests": {"storage": "1Gi"}}},
             "status": {"phase": "Pending"}});
         let row = PERSISTENT_VOLUME_CLAIM.row(&pvc, now());
-        assert_eq!(row[1..6], [json!("Pending"), json!(""), json!(""), json!(""), json!("local-path")]);
+        assert_eq!(
+            row[1..6],
+            [
+                json!("Pending"),
+                json!(""),
+                json!(""),
+                json!(""),
+                json!("local-path")
+            ]
+        );
         pvc["spec"]["volumeName"] = json!("pvc-1");
         pvc["status"] = json!({"phase": "Bound", "capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"]});
         pvc["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:09:00Z");
         let row = PERSISTENT_VOLUME_CLAIM.row(&pvc, now());
-        assert_eq!(row[1..5], [json!("Terminating"), json!("pvc-1"), json!("2Gi"), json!("RWO")]);
+        assert_eq!(
+            row[1..5],
+            [
+                json!("Terminating"),
+                json!("pvc-1"),
+                json!("2Gi"),
+                json!("RWO")
+            ]
+        );
         assert_eq!(row[8], json!("Filesystem"));
     }
 

@@ -47,7 +47,9 @@ use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
 use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoints, validate_service};
-use storage::{validate_persistent_volume, validate_persistent_volume_claim, validate_storage_class};
+use storage::{
+    validate_persistent_volume, validate_persistent_volume_claim, validate_storage_class,
+};
 use webhooks::validate_webhook_configuration;
 use workloads::{validate_apps_workload, validate_replication_controller};
 

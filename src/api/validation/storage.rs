@@ -124,7 +124,11 @@ fn validate_positive_storage(value: &Value, path: &str, errs: &mut Errs) {
     }
     let text = quantity_text(value).unwrap_or_default();
     if parse_quantity(&text).is_ok_and(|q| q.is_zero()) {
-        errs.push(FieldError::invalid(path, &text, "must be greater than zero"));
+        errs.push(FieldError::invalid(
+            path,
+            &text,
+            "must be greater than zero",
+        ));
     }
 }
 
@@ -292,7 +296,9 @@ fn validate_volume_update(new: &Value, old: &Value, errs: &mut Errs) {
     if mode(new) != mode(old) {
         errs.push(FieldError::invalid_rendered(
             "spec.volumeMode",
-            mode(new).map(|m| render(&m)).unwrap_or_else(|| "null".into()),
+            mode(new)
+                .map(|m| render(&m))
+                .unwrap_or_else(|| "null".into()),
             FIELD_IMMUTABLE,
         ));
     }
@@ -300,7 +306,9 @@ fn validate_volume_update(new: &Value, old: &Value, errs: &mut Errs) {
     if affinity(old).is_some() && affinity(new) != affinity(old) {
         errs.push(FieldError::invalid_rendered(
             "nodeAffinity",
-            affinity(new).map(|a| render(&a)).unwrap_or_else(|| "null".into()),
+            affinity(new)
+                .map(|a| render(&a))
+                .unwrap_or_else(|| "null".into()),
             FIELD_IMMUTABLE,
         ));
     }

@@ -210,13 +210,30 @@ mod tests {
             pv("read-only", "1Gi", "manual", &["ReadOnlyMany"]),
         ];
         let claim = pvc("1Gi", "manual");
-        assert_eq!(names(find_matching_volume(&claim, &volumes, None, false)), Some("small"));
-        assert_eq!(names(find_matching_volume(&pvc("20Gi", "manual"), &volumes, None, false)), None);
+        assert_eq!(
+            names(find_matching_volume(&claim, &volumes, None, false)),
+            Some("small")
+        );
+        assert_eq!(
+            names(find_matching_volume(
+                &pvc("20Gi", "manual"),
+                &volumes,
+                None,
+                false
+            )),
+            None
+        );
         // Delayed binding: the controller leaves the choice to the scheduler.
-        assert_eq!(names(find_matching_volume(&claim, &volumes, None, true)), None);
+        assert_eq!(
+            names(find_matching_volume(&claim, &volumes, None, true)),
+            None
+        );
         let mut selective = claim.clone();
         selective["spec"]["selector"] = json!({"matchLabels": {"tier": "slow"}});
-        assert_eq!(names(find_matching_volume(&selective, &volumes, None, false)), None);
+        assert_eq!(
+            names(find_matching_volume(&selective, &volumes, None, false)),
+            None
+        );
     }
 
     #[test]
@@ -227,7 +244,10 @@ mod tests {
         let mut mine = pv("mine", "5Gi", "manual", &["ReadWriteOnce"]);
         mine["spec"]["claimRef"] = json!({"namespace": "default", "name": "data"});
         let volumes = [taken, mine, pv("free", "1Gi", "manual", &["ReadWriteOnce"])];
-        assert_eq!(names(find_matching_volume(&claim, &volumes, None, true)), Some("mine"));
+        assert_eq!(
+            names(find_matching_volume(&claim, &volumes, None, true)),
+            Some("mine")
+        );
         let mut stale = volumes[1].clone();
         stale["spec"]["claimRef"]["uid"] = json!("an-older-claim");
         assert!(!is_volume_bound_to_claim(&stale, &claim));
@@ -243,7 +263,10 @@ mod tests {
         let here = pv("here", "2Gi", "manual", &["ReadWriteOnce"]);
         let volumes = [elsewhere, released, here];
         let on_n1 = |pv: &Value| pv["metadata"]["labels"]["node"] != "n2";
-        assert_eq!(names(find_matching_volume(&claim, &volumes, Some(&on_n1), true)), Some("here"));
+        assert_eq!(
+            names(find_matching_volume(&claim, &volumes, Some(&on_n1), true)),
+            Some("here")
+        );
     }
 
     #[test]
@@ -252,7 +275,10 @@ mod tests {
         let volume = pv("pv1", "2Gi", "manual", &["ReadWriteOnce"]);
         let bound = volume_bound_to(&volume, &claim);
         assert_eq!(bound["spec"]["claimRef"]["uid"], "u1");
-        assert_eq!(bound["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER], "yes");
+        assert_eq!(
+            bound["metadata"]["annotations"][ANN_BOUND_BY_CONTROLLER],
+            "yes"
+        );
         let claim2 = claim_bound_to(&claim, &volume);
         assert_eq!(claim2["spec"]["volumeName"], "pv1");
         assert_eq!(claim2["metadata"]["annotations"][ANN_BIND_COMPLETED], "yes");
@@ -263,6 +289,9 @@ mod tests {
         let mut prebound = volume.clone();
         prebound["spec"]["claimRef"] = json!({"namespace": "default", "name": "data"});
         assert!(volume_bound_to(&prebound, &claim)["metadata"]["annotations"].is_null());
-        assert_eq!(volume_unfit_for_claim(&volume, &pvc("3Gi", "manual")).as_deref(), Some("requested PV is too small"));
+        assert_eq!(
+            volume_unfit_for_claim(&volume, &pvc("3Gi", "manual")).as_deref(),
+            Some("requested PV is too small")
+        );
     }
 }

@@ -26,8 +26,7 @@ use crate::store::EventType;
 
 use super::events::{Recorder, NORMAL, WARNING};
 use super::framework::{
-    object_key, run_workers, wait_for_sync, Client, Informer, Reader, Reconciled,
-    WorkQueue,
+    object_key, run_workers, wait_for_sync, Client, Informer, Reader, Reconciled, WorkQueue,
 };
 use matching::{
     bound_claim_status, claim_bound_to, find_matching_volume, is_volume_bound_to_claim,
@@ -120,7 +119,11 @@ pub async fn run(client: Arc<dyn Client>) {
         async move {
             if key == CLASSES {
                 for kv in ctx.claims.list() {
-                    if kv.value["spec"]["volumeName"].as_str().unwrap_or("").is_empty() {
+                    if kv.value["spec"]["volumeName"]
+                        .as_str()
+                        .unwrap_or("")
+                        .is_empty()
+                    {
                         requeue.add(format!("{CLAIM}{}", object_key(&kv.value)));
                     }
                 }
@@ -249,22 +252,33 @@ async fn sync_bound_claim(ctx: &Ctx, pvc: &Value) -> Reconciled {
     let volume_name = pvc["spec"]["volumeName"].as_str().unwrap_or("");
     let lost = |message: &'static str| async move {
         if pvc["status"]["phase"] != "Lost" {
-            ctx.recorder.record(pvc, WARNING, "ClaimLost", message).await;
+            ctx.recorder
+                .record(pvc, WARNING, "ClaimLost", message)
+                .await;
         }
         settled(set_claim_phase(ctx, pvc, "Lost").await)
     };
     if volume_name.is_empty() {
-        return lost("Bound claim has lost reference to PersistentVolume. Data on the volume is lost!").await;
+        return lost(
+            "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
+        )
+        .await;
     }
     let Some(pv) = cached(&ctx.volumes, volume_name) else {
-        return lost("Bound claim has lost its PersistentVolume. Data on the volume is lost!").await;
+        return lost("Bound claim has lost its PersistentVolume. Data on the volume is lost!")
+            .await;
     };
     if !pv["spec"]["claimRef"].is_object() || is_volume_bound_to_claim(&pv, pvc) {
         return settled(bind(ctx, pvc, &pv).await);
     }
     if pvc["status"]["phase"] != "Lost" {
         ctx.recorder
-            .record(pvc, WARNING, "ClaimMisbound", "Two claims are bound to the same volume, this one is bound incorrectly")
+            .record(
+                pvc,
+                WARNING,
+                "ClaimMisbound",
+                "Two claims are bound to the same volume, this one is bound incorrectly",
+            )
             .await;
     }
     settled(set_claim_phase(ctx, pvc, "Lost").await)
@@ -274,7 +288,9 @@ async fn sync_unbound_claim(ctx: &Ctx, pvc: &Value) -> Reconciled {
     let (ns, name) = (object::namespace(pvc), object::name(pvc));
     // Retroactive default class (upstream since 1.28): a claim written without a class
     // gets the default one once it exists.
-    let no_class = pvc["spec"].get("storageClassName").is_none_or(Value::is_null)
+    let no_class = pvc["spec"]
+        .get("storageClassName")
+        .is_none_or(Value::is_null)
         && pvc["metadata"]["annotations"][ANN_BETA_STORAGE_CLASS].is_null();
     if no_class && pvc["spec"]["volumeName"].as_str().unwrap_or("").is_empty() {
         let all = ctx.classes.list();
@@ -283,7 +299,10 @@ async fn sync_unbound_claim(ctx: &Ctx, pvc: &Value) -> Reconciled {
                 .client
                 .modify(claims(), ns, name, None, &|cur| {
                     let mut cur = cur.clone();
-                    if cur["spec"].get("storageClassName").is_none_or(Value::is_null) {
+                    if cur["spec"]
+                        .get("storageClassName")
+                        .is_none_or(Value::is_null)
+                    {
                         cur["spec"]["storageClassName"] = json!(class);
                     }
                     Ok(cur)
@@ -312,7 +331,12 @@ async fn sync_unbound_claim(ctx: &Ctx, pvc: &Value) -> Reconciled {
     match class {
         None if class_name.is_empty() => {
             ctx.recorder
-                .record(pvc, NORMAL, "FailedBinding", "no persistent volumes available for this claim and no storage class is set")
+                .record(
+                    pvc,
+                    NORMAL,
+                    "FailedBinding",
+                    "no persistent volumes available for this claim and no storage class is set",
+                )
                 .await;
         }
         None => {
@@ -326,7 +350,12 @@ async fn sync_unbound_claim(ctx: &Ctx, pvc: &Value) -> Reconciled {
             let selected = !pvc["metadata"]["annotations"][ANN_SELECTED_NODE].is_null();
             if delay && !selected {
                 ctx.recorder
-                    .record(pvc, NORMAL, "WaitForFirstConsumer", "waiting for first consumer to be created before binding")
+                    .record(
+                        pvc,
+                        NORMAL,
+                        "WaitForFirstConsumer",
+                        "waiting for first consumer to be created before binding",
+                    )
                     .await;
             } else if provisioner == NO_PROVISIONER {
                 ctx.recorder
@@ -411,8 +440,8 @@ async fn sync_volume(ctx: &Ctx, name: &str) -> Reconciled {
         claim_ref["namespace"].as_str().unwrap_or(""),
         claim_ref["name"].as_str().unwrap_or("")
     );
-    let claim = cached(&ctx.claims, &claim_key)
-        .filter(|c| object::uid(c) == claim_ref["uid"].as_str());
+    let claim =
+        cached(&ctx.claims, &claim_key).filter(|c| object::uid(c) == claim_ref["uid"].as_str());
     let Some(pvc) = claim else {
         return release(ctx, &pv).await;
     };
@@ -453,13 +482,18 @@ async fn release(ctx: &Ctx, pv: &Value) -> Reconciled {
     if phase != "Released" {
         settled(set_volume_phase(ctx, pv, "Released", None).await)?;
     }
-    match pv["spec"]["persistentVolumeReclaimPolicy"].as_str().unwrap_or("Retain") {
+    match pv["spec"]["persistentVolumeReclaimPolicy"]
+        .as_str()
+        .unwrap_or("Retain")
+    {
         "Recycle" => {
             let message = "No recycler plugin found for the volume!";
             ctx.recorder
                 .record(pv, WARNING, "VolumeFailedRecycle", message)
                 .await;
-            settled(set_volume_phase(ctx, pv, "Failed", Some(("VolumeFailedRecycle", message))).await)
+            settled(
+                set_volume_phase(ctx, pv, "Failed", Some(("VolumeFailedRecycle", message))).await,
+            )
         }
         "Delete" => {
             let provisioner = pv["metadata"]["annotations"][ANN_PROVISIONED_BY]
@@ -484,7 +518,9 @@ async fn release(ctx: &Ctx, pv: &Value) -> Reconciled {
             ctx.recorder
                 .record(pv, WARNING, "VolumeFailedDelete", &message)
                 .await;
-            settled(set_volume_phase(ctx, pv, "Failed", Some(("VolumeFailedDelete", &message))).await)
+            settled(
+                set_volume_phase(ctx, pv, "Failed", Some(("VolumeFailedDelete", &message))).await,
+            )
         }
         _ => Ok(None),
     }

@@ -14,7 +14,10 @@ use super::info::{
 pub enum Reason {
     NotReady,
     Unschedulable,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
     HostPorts,
     TooManyPods,

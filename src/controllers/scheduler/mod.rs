@@ -258,7 +258,12 @@ impl Cache {
     }
 
     /// Replaces the claims, volumes and classes with fresh lists (after `resync`).
-    pub fn resync_storage(&mut self, claims: &[KeyValue], volumes: &[KeyValue], classes: &[KeyValue]) {
+    pub fn resync_storage(
+        &mut self,
+        claims: &[KeyValue],
+        volumes: &[KeyValue],
+        classes: &[KeyValue],
+    ) {
         let by = |kvs: &[KeyValue]| -> HashMap<String, Arc<Value>> {
             kvs.iter()
                 .map(|kv| (object_key(&kv.value), kv.value.clone()))
@@ -816,7 +821,10 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
             let ns = ns.unwrap_or("default");
             if let Err(error) = bind_volumes(&*ctx.client, &node, &volumes).await {
                 tracing::debug!(pod = %key, %node, error = %error, "binding volumes failed");
-                let message = format!("running PreBind plugin \"VolumeBinding\": {}", error.message);
+                let message = format!(
+                    "running PreBind plugin \"VolumeBinding\": {}",
+                    error.message
+                );
                 ctx.recorder
                     .record(&pod, WARNING, "FailedScheduling", &message)
                     .await;
@@ -889,7 +897,9 @@ async fn bind_volumes(
     volumes: &[ClaimChoice],
 ) -> Result<(), ApiError> {
     use crate::api::storage::{ANN_BIND_COMPLETED, ANN_SELECTED_NODE};
-    use crate::controllers::persistent_volume::matching::{is_volume_bound_to_claim, volume_bound_to};
+    use crate::controllers::persistent_volume::matching::{
+        is_volume_bound_to_claim, volume_bound_to,
+    };
     use crate::controllers::persistent_volume::{claims, volumes as pvs};
     for choice in volumes {
         let (ns, name) = split_key(choice.claim());
@@ -898,7 +908,9 @@ async fn bind_volumes(
                 let pvc = client.get(claims(), ns, name)?.value;
                 client
                     .modify(pvs(), None, volume, None, &|cur| {
-                        if cur["spec"]["claimRef"].is_object() && !is_volume_bound_to_claim(cur, &pvc) {
+                        if cur["spec"]["claimRef"].is_object()
+                            && !is_volume_bound_to_claim(cur, &pvc)
+                        {
                             return Err(ApiError::internal(format!(
                                 "persistentvolume {volume:?} was bound to another claim meanwhile"
                             )));

@@ -74,7 +74,10 @@ pub fn pod_volumes(pod: &Value, view: &StorageView) -> Result<PodVolumes, String
             return Err(format!("persistentvolumeclaim \"{}\" not found", c.claim));
         };
         if object::is_deleting(pvc) {
-            return Err(format!("persistentvolumeclaim \"{}\" is being deleted", c.claim));
+            return Err(format!(
+                "persistentvolumeclaim \"{}\" is being deleted",
+                c.claim
+            ));
         }
         if c.ephemeral && !owned_by(pvc, pod) {
             return Err(format!(
@@ -115,7 +118,9 @@ pub fn volume_fits_node(pv: &Value, node: &NodeInfo) -> bool {
     let terms = &pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"];
     match terms.as_array() {
         None => true,
-        Some(terms) => terms.iter().any(|t| NodeSelectorTerm::parse(t).matches(node)),
+        Some(terms) => terms
+            .iter()
+            .any(|t| NodeSelectorTerm::parse(t).matches(node)),
     }
 }
 
@@ -179,8 +184,10 @@ mod tests {
     use serde_json::json;
 
     fn node(name: &str) -> NodeInfo {
-        NodeInfo::from_json(&json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+        NodeInfo::from_json(
+            &json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
     }
 
     fn on_node(name: &str, node: &str) -> Arc<Value> {
@@ -192,42 +199,69 @@ mod tests {
     }
 
     fn claim(name: &str, class: &str) -> Arc<Value> {
-        Arc::new(json!({"metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}")},
+        Arc::new(
+            json!({"metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}")},
             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
-                     "resources": {"requests": {"storage": "1Gi"}}}}))
+                     "resources": {"requests": {"storage": "1Gi"}}}}),
+        )
     }
 
     fn view() -> StorageView {
         let mut v = StorageView::default();
-        v.classes.insert("local".into(), Arc::new(json!({"metadata": {"name": "local"},
-            "provisioner": NO_PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer"})));
-        v.classes.insert("local-path".into(), Arc::new(json!({"metadata": {"name": "local-path"},
-            "provisioner": "orc.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"})));
-        v.classes.insert("now".into(), Arc::new(json!({"metadata": {"name": "now"},
-            "provisioner": "x.io/disk", "volumeBindingMode": "Immediate"})));
+        v.classes.insert(
+            "local".into(),
+            Arc::new(json!({"metadata": {"name": "local"},
+            "provisioner": NO_PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer"})),
+        );
+        v.classes.insert(
+            "local-path".into(),
+            Arc::new(json!({"metadata": {"name": "local-path"},
+            "provisioner": "orc.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"})),
+        );
+        v.classes.insert(
+            "now".into(),
+            Arc::new(json!({"metadata": {"name": "now"},
+            "provisioner": "x.io/disk", "volumeBindingMode": "Immediate"})),
+        );
         v.volumes.insert("pv-n2".into(), on_node("pv-n2", "n2"));
         v
     }
 
     fn pod(claims: &[&str]) -> Value {
-        let volumes: Vec<Value> = claims.iter().map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}})).collect();
+        let volumes: Vec<Value> = claims
+            .iter()
+            .map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}}))
+            .collect();
         json!({"metadata": {"name": "p", "namespace": "default", "uid": "pod-uid"}, "spec": {"volumes": volumes}})
     }
 
     #[test]
     fn missing_deleting_and_unbound_immediate_claims_keep_the_pod_off_every_node() {
         let mut v = view();
-        assert_eq!(pod_volumes(&pod(&["data"]), &v).unwrap_err(), "persistentvolumeclaim \"data\" not found");
+        assert_eq!(
+            pod_volumes(&pod(&["data"]), &v).unwrap_err(),
+            "persistentvolumeclaim \"data\" not found"
+        );
         v.claims.insert("default/data".into(), claim("data", "now"));
-        assert_eq!(pod_volumes(&pod(&["data"]), &v).unwrap_err(), "pod has unbound immediate PersistentVolumeClaims");
+        assert_eq!(
+            pod_volumes(&pod(&["data"]), &v).unwrap_err(),
+            "pod has unbound immediate PersistentVolumeClaims"
+        );
         let mut deleting = (*claim("data", "now")).clone();
         deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         v.claims.insert("default/data".into(), Arc::new(deleting));
-        assert_eq!(pod_volumes(&pod(&["data"]), &v).unwrap_err(), "persistentvolumeclaim \"data\" is being deleted");
+        assert_eq!(
+            pod_volumes(&pod(&["data"]), &v).unwrap_err(),
+            "persistentvolumeclaim \"data\" is being deleted"
+        );
         let eph = json!({"metadata": {"name": "p", "namespace": "default", "uid": "pod-uid"},
             "spec": {"volumes": [{"name": "s", "ephemeral": {"volumeClaimTemplate": {}}}]}});
-        v.claims.insert("default/p-s".into(), claim("p-s", "local-path"));
-        assert_eq!(pod_volumes(&eph, &v).unwrap_err(), "PVC default/p-s was not created for pod default/p (pod is not owner)");
+        v.claims
+            .insert("default/p-s".into(), claim("p-s", "local-path"));
+        assert_eq!(
+            pod_volumes(&eph, &v).unwrap_err(),
+            "PVC default/p-s was not created for pod default/p (pod is not owner)"
+        );
     }
 
     #[test]
@@ -237,36 +271,58 @@ mod tests {
         bound["spec"]["volumeName"] = json!("pv-n2");
         v.claims.insert("default/data".into(), Arc::new(bound));
         let vols = pod_volumes(&pod(&["data"]), &v).unwrap();
-        assert_eq!(choices_on(&vols, &node("n1"), &v), Err(Reason::VolumeNodeAffinityConflict));
+        assert_eq!(
+            choices_on(&vols, &node("n1"), &v),
+            Err(Reason::VolumeNodeAffinityConflict)
+        );
         assert_eq!(choices_on(&vols, &node("n2"), &v), Ok(vec![]));
     }
 
     #[test]
     fn delayed_claims_take_a_static_volume_on_the_node_or_are_provisioned() {
         let mut v = view();
-        v.claims.insert("default/data".into(), claim("data", "local"));
-        v.claims.insert("default/cache".into(), claim("cache", "local-path"));
+        v.claims
+            .insert("default/data".into(), claim("data", "local"));
+        v.claims
+            .insert("default/cache".into(), claim("cache", "local-path"));
         let vols = pod_volumes(&pod(&["data", "cache"]), &v).unwrap();
-        assert_eq!(choices_on(&vols, &node("n1"), &v), Err(Reason::NoVolumesToBind));
+        assert_eq!(
+            choices_on(&vols, &node("n1"), &v),
+            Err(Reason::NoVolumesToBind)
+        );
         assert_eq!(
             choices_on(&vols, &node("n2"), &v),
             Ok(vec![
-                ClaimChoice::Volume { claim: "default/data".into(), volume: "pv-n2".into() },
-                ClaimChoice::Provision { claim: "default/cache".into() },
+                ClaimChoice::Volume {
+                    claim: "default/data".into(),
+                    volume: "pv-n2".into()
+                },
+                ClaimChoice::Provision {
+                    claim: "default/cache".into()
+                },
             ])
         );
         // Another pod's bind in flight took the volume.
-        v.assumed.insert("default/other".into(), ("n2".into(), Some("pv-n2".into())));
-        assert_eq!(choices_on(&vols, &node("n2"), &v), Err(Reason::NoVolumesToBind));
+        v.assumed
+            .insert("default/other".into(), ("n2".into(), Some("pv-n2".into())));
+        assert_eq!(
+            choices_on(&vols, &node("n2"), &v),
+            Err(Reason::NoVolumesToBind)
+        );
         // A node already selected for a claim pins it.
         let mut selected = (*claim("cache", "local-path")).clone();
         selected["metadata"]["annotations"] = json!({ANN_SELECTED_NODE: "n1"});
         v.claims.insert("default/cache".into(), Arc::new(selected));
         let vols = pod_volumes(&pod(&["cache"]), &v).unwrap();
-        assert_eq!(choices_on(&vols, &node("n2"), &v), Err(Reason::NoVolumesToBind));
+        assert_eq!(
+            choices_on(&vols, &node("n2"), &v),
+            Err(Reason::NoVolumesToBind)
+        );
         assert_eq!(
             choices_on(&vols, &node("n1"), &v),
-            Ok(vec![ClaimChoice::Decided { claim: "default/cache".into() }])
+            Ok(vec![ClaimChoice::Decided {
+                claim: "default/cache".into()
+            }])
         );
     }
 }

@@ -55,8 +55,7 @@ fn stamp_phase_transition(new: &mut Value, old: Option<&Value>) {
     }
     let changed = old.is_none_or(|o| o["status"]["phase"] != phase);
     if changed {
-        new["status"]["lastPhaseTransitionTime"] =
-            json!(object::timestamp(chrono::Utc::now()));
+        new["status"]["lastPhaseTransitionTime"] = json!(object::timestamp(chrono::Utc::now()));
     }
 }
 
@@ -130,7 +129,12 @@ fn node_may_only_release_local_path(node: &str, new: &Value, old: &Value) -> Res
     let strip = |pv: &Value| {
         let mut pv = pv.clone();
         let meta = object::meta_mut(&mut pv);
-        for key in ["finalizers", "resourceVersion", "managedFields", "generation"] {
+        for key in [
+            "finalizers",
+            "resourceVersion",
+            "managedFields",
+            "generation",
+        ] {
             meta.remove(key);
         }
         pv
@@ -180,7 +184,9 @@ impl Strategy for PersistentVolumeClaimStrategy {
         cx: &'a Context<'a>,
         obj: &'a mut Value,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
-        let has_class = obj["spec"].get("storageClassName").is_some_and(|c| !c.is_null())
+        let has_class = obj["spec"]
+            .get("storageClassName")
+            .is_some_and(|c| !c.is_null())
             || !obj["metadata"]["annotations"][ANN_BETA_STORAGE_CLASS].is_null();
         if !has_class && obj["spec"].is_object() {
             let classes = cx
@@ -283,7 +289,9 @@ mod tests {
         other["metadata"]["finalizers"] = json!(["orc.io/local-path"]);
         let err = node_may_only_release_local_path("n1", &other, &old).unwrap_err();
         assert_eq!(err.code, 403);
-        assert!(err.message.contains("may only remove the orc.io/local-path finalizer"));
+        assert!(err
+            .message
+            .contains("may only remove the orc.io/local-path finalizer"));
         let mut moved = old.clone();
         moved["spec"]["hostPath"]["path"] = json!("/etc");
         assert!(node_may_only_release_local_path("n1", &moved, &old).is_err());
@@ -293,6 +301,9 @@ mod tests {
     fn finalizers_are_added_once() {
         let mut pvc = json!({"metadata": {"name": "c", "finalizers": [PVC_PROTECTION_FINALIZER]}});
         add_finalizer(&mut pvc, PVC_PROTECTION_FINALIZER);
-        assert_eq!(pvc["metadata"]["finalizers"], json!([PVC_PROTECTION_FINALIZER]));
+        assert_eq!(
+            pvc["metadata"]["finalizers"],
+            json!([PVC_PROTECTION_FINALIZER])
+        );
     }
 }
