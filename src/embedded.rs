@@ -14,7 +14,12 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../embedded/systemd/orc-agent.service"),
     ),
     ("rbac/bootstrap.yaml", RBAC_BOOTSTRAP_POLICY),
+    ("storage/local-path.yaml", LOCAL_PATH_STORAGE_CLASS),
 ];
+
+/// The StorageClass of the built-in local-path provisioner (`embedded/storage/`),
+/// created at server start when missing (`controllers::local_path`).
+pub const LOCAL_PATH_STORAGE_CLASS: &str = include_str!("../embedded/storage/local-path.yaml");
 
 /// The bootstrap RBAC policy (`embedded/rbac/bootstrap.yaml`), reconciled at every
 /// server start (`apiserver::rbac::bootstrap`).

@@ -6,6 +6,7 @@ pub mod client;
 pub mod dns;
 pub mod join;
 pub mod kubelet;
+pub mod local_path;
 pub mod net;
 pub mod node;
 pub mod pod_routes;
@@ -131,6 +132,13 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         });
     }
+    // Local-path volumes on this node: directories made and removed.
+    let volumes_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+    tokio::spawn(local_path::run(
+        volumes_client.clone(),
+        volumes_client,
+        config.node_name.clone(),
+    ));
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
     let (runtime_health, runtime_seen) =
         tokio::sync::watch::channel(node::RuntimeHealth::Unknown { error: None });

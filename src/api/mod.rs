@@ -18,6 +18,7 @@ pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod storage;
 pub mod table;
 pub mod validation;
 

@@ -264,6 +264,11 @@ pub trait NodeGraph {
     /// `name`; for `PersistentVolume` (cluster-scoped, `namespace` empty): whether the
     /// volume is bound to a claim such a pod references.
     fn node_references(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool;
+    /// Whether the PersistentVolume `name` is one `node` may see: its node affinity names
+    /// the node, or it is bound to a claim a pod bound to the node uses.
+    fn volume_related(&self, _node: &str, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Decides whether `user` may perform `action` (403 `Status` if not), as upstream's
@@ -360,6 +365,28 @@ fn authorize_node(
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
         ("discovery.k8s.io", "endpointslices", None) if read => Ok(()),
+        // Lists and watches are narrowed to the volumes on the node (`narrow_for_node`);
+        // a local-path volume's finalizer is the only thing it may change (the volume
+        // strategy's admission checks that).
+        ("", "persistentvolumes", None) => match (verb, action.name) {
+            ("list" | "watch", None) => Ok(()),
+            ("get" | "update" | "patch", Some(name)) if graph.volume_related(node, name) => Ok(()),
+            _ => deny(Some(format!(
+                "no relationship found between node '{node}' and this object"
+            ))),
+        },
+        ("", "persistentvolumeclaims", None) if verb == "get" => {
+            match (action.namespace, action.name) {
+                (Some(ns), Some(name))
+                    if graph.node_references(node, ns, "PersistentVolumeClaim", name) =>
+                {
+                    Ok(())
+                }
+                _ => deny(Some(format!(
+                    "no relationship found between node '{node}' and this object"
+                ))),
+            }
+        }
         // Tokens for the accounts of its pods; NodeRestriction (in the TokenRequest
         // handler) then requires the token to be bound to such a pod.
         ("", "serviceaccounts", Some("token")) if verb == "create" => {
@@ -391,20 +418,19 @@ fn authorize_node(
                 ))),
             }
         }
-        // The claims its pods use and the volumes bound to them (upstream's graph edges
-        // pod → pvc → pv).
-        ("", plural @ ("persistentvolumeclaims" | "persistentvolumes"), None) if read => {
+        // Reads and watches of one claim its pods use (upstream's graph edge pod → pvc;
+        // the volumes bound to them are above).
+        ("", "persistentvolumeclaims", None) if read => {
             let name = match verb {
                 "get" => action.name,
                 _ => action.selected_name,
             };
-            let (kind, ns) = if plural == "persistentvolumes" {
-                ("PersistentVolume", Some(""))
-            } else {
-                ("PersistentVolumeClaim", action.namespace)
-            };
-            match (ns, name) {
-                (Some(ns), Some(name)) if graph.node_references(node, ns, kind, name) => Ok(()),
+            match (action.namespace, name) {
+                (Some(ns), Some(name))
+                    if graph.node_references(node, ns, "PersistentVolumeClaim", name) =>
+                {
+                    Ok(())
+                }
                 _ => deny(Some(format!(
                     "no relationship found between node '{node}' and this object"
                 ))),
@@ -446,6 +472,24 @@ pub fn node_may_read(node: &str, def: &ResourceDef, obj: &Value, graph: &dyn Nod
     };
     let namespace = crate::api::object::namespace(obj).unwrap_or("");
     graph.node_references(node, namespace, kind, crate::api::object::name(obj))
+}
+
+/// What a node's list or watch of `def` returns: PersistentVolumes only where their node
+/// affinity names the node (what its agent acts on); everything else as selected.
+pub fn narrow_for_node(
+    user: &User,
+    def: &ResourceDef,
+    predicate: super::watch::Predicate,
+) -> super::watch::Predicate {
+    match (user.node_name(), def.group, def.plural) {
+        (Some(node), "", "persistentvolumes") => {
+            let node = node.to_string();
+            std::sync::Arc::new(move |obj: &Value| {
+                crate::api::storage::volume_names_node(obj, &node) && predicate(obj)
+            })
+        }
+        _ => predicate,
+    }
 }
 
 /// Admission of a create once its body is known (NodeRestriction): a node may create only
@@ -508,15 +552,7 @@ pub fn pod_references(pod: &Value, kind: &str, name: &str) -> bool {
         return spec["serviceAccountName"].as_str() == Some(name);
     }
     if kind == "PersistentVolumeClaim" {
-        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
-        return spec["volumes"].as_array().into_iter().flatten().any(|v| {
-            v["persistentVolumeClaim"]["claimName"].as_str() == Some(name)
-                || (v["ephemeral"].is_object()
-                    && crate::api::ephemeral::claim_name(
-                        pod_name,
-                        v["name"].as_str().unwrap_or(""),
-                    ) == name)
-        });
+        return crate::api::storage::pod_uses_claim(pod, name);
     }
     let (volume_field, ref_field, key_ref, from_ref) = match kind {
         "Secret" => ("secret", "secretName", "secretKeyRef", "secretRef"),
@@ -600,6 +636,25 @@ impl NodeGraph for super::registry::Registry {
                 && pod_references(&kv.value, kind, name)
         });
         !page.items.is_empty()
+    }
+
+    fn volume_related(&self, node: &str, name: &str) -> bool {
+        let volumes =
+            crate::api::resources::by_plural("", "v1", "persistentvolumes").expect("served");
+        let Ok(kv) = self.get(volumes, None, name) else {
+            return false;
+        };
+        let pv = &kv.value;
+        if crate::api::storage::volume_names_node(pv, node) {
+            return true;
+        }
+        let claim = &pv["spec"]["claimRef"];
+        match (claim["namespace"].as_str(), claim["name"].as_str()) {
+            (Some(ns), Some(claim)) => {
+                self.node_references(node, ns, "PersistentVolumeClaim", claim)
+            }
+            _ => false,
+        }
     }
 }
 

@@ -487,7 +487,7 @@ async fn resource(
     };
     let sub = r.subresource.as_deref();
     match (verb, r.name.as_deref(), sub) {
-        ("list", None, None) => list(ctx, def, ns, &query, as_table).await,
+        ("list", None, None) => list(ctx, user, def, ns, &query, as_table).await,
         ("watch", None, None) => watch(ctx, user, def, ns, &query, as_table).await,
         ("get", Some(name), None | Some("status")) => {
             // A resourceVersion other than 0 asks for data not older than it.
@@ -787,12 +787,13 @@ impl TableRequest {
 
 async fn list(
     ctx: &ApiContext,
+    user: &User,
     def: &'static ResourceDef,
     ns: Option<&str>,
     query: &Query,
     as_table: Option<TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
-    let predicate = selectors(def, query)?;
+    let predicate = auth::narrow_for_node(user, def, selectors(def, query)?);
     let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
     let start_after = match query.get("continue").filter(|c| !c.is_empty()) {
         None => None,
@@ -881,7 +882,7 @@ async fn watch(
     query: &Query,
     as_table: Option<TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
-    let predicate = selectors(def, query)?;
+    let predicate = auth::narrow_for_node(user, def, selectors(def, query)?);
     let timeout = watch::watch_timeout(query.int("timeoutSeconds")?);
     let send_initial = query.get("sendInitialEvents") == Some("true");
     let rv = object::parse_resource_version(query.str("resourceVersion"))

@@ -44,6 +44,13 @@ pub struct ServerArgs {
     /// Do not run the embedded agent (control plane only).
     #[arg(long, env = "ORC_DISABLE_AGENT")]
     pub disable_agent: bool,
+    /// Do not run the built-in local-path provisioner nor create its `local-path`
+    /// StorageClass (k3s: `--disable local-storage`).
+    #[arg(long, env = "ORC_DISABLE_LOCAL_STORAGE")]
+    pub disable_local_storage: bool,
+    /// Where local-path volumes are created on the nodes (default: <data-dir>/storage).
+    #[arg(long, env = "ORC_DEFAULT_LOCAL_STORAGE_PATH")]
+    pub default_local_storage_path: Option<PathBuf>,
     /// The embedded agent's node.
     #[command(flatten)]
     pub node: super::agent::NodeArgs,
@@ -155,6 +162,8 @@ pub struct ServerConfig {
     pub connection_limits: apiserver::ConnectionLimits,
     /// `--service-account-issuer`.
     pub service_account_issuer: String,
+    /// Where the local-path provisioner puts volumes (`None`: --disable-local-storage).
+    pub local_storage_path: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -264,6 +273,11 @@ impl ServerArgs {
                 )
             }),
             secrets_encryption: self.secrets_encryption,
+            local_storage_path: (!self.disable_local_storage).then(|| {
+                self.default_local_storage_path
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("storage"))
+            }),
             connection_limits: apiserver::ConnectionLimits {
                 max_connections: self.max_connections,
                 header_read_timeout: self.request_header_timeout,
@@ -462,6 +476,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
                 root_ca: pki.ca_cert_pem().to_string(),
             }),
             root_ca_pem: Some(pki.ca_cert_pem().to_string()),
+            local_storage_path: config.local_storage_path.clone(),
             ..Default::default()
         },
     );
@@ -664,6 +679,11 @@ mod tests {
         assert_eq!(c.listen.port(), 6443);
         assert_eq!(c.node_ports, (30000, 32767));
         assert!(c.tls_sans.contains(&"10.43.0.1".to_string()));
+        assert_eq!(c.local_storage_path, Some(PathBuf::from("/tmp/x/storage")));
+        let c = config(&["--default-local-storage-path", "/srv/volumes"]).unwrap();
+        assert_eq!(c.local_storage_path, Some(PathBuf::from("/srv/volumes")));
+        let c = config(&["--disable-local-storage"]).unwrap();
+        assert_eq!(c.local_storage_path, None);
     }
 
     #[test]

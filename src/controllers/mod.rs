@@ -17,11 +17,13 @@ pub mod framework;
 pub mod garbage_collector;
 pub mod history;
 pub mod job;
+pub mod local_path;
 pub mod manifests;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod persistent_volume;
 pub mod pod_gc;
 pub mod pods;
 pub mod replication;
@@ -31,6 +33,7 @@ pub mod service_account_tokens;
 pub mod statefulset;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod volume_protection;
 #[cfg(test)]
 pub(crate) mod workload_tests;
 
@@ -58,6 +61,9 @@ pub struct Config {
     /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace (`None`:
     /// that controller does not run).
     pub root_ca_pem: Option<String>,
+    /// Where the built-in local-path provisioner puts volumes (`None`: it does not run,
+    /// `--disable-local-storage`).
+    pub local_storage_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -70,6 +76,7 @@ impl Default for Config {
             clock: Arc::new(clock::RealClock),
             legacy_tokens: None,
             root_ca_pem: None,
+            local_storage_path: None,
         }
     }
 }
@@ -114,6 +121,11 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     }
     if let Some(ca_pem) = config.root_ca_pem {
         set.spawn(root_ca::run(client.clone(), ca_pem));
+    }
+    set.spawn(persistent_volume::run(client.clone()));
+    set.spawn(volume_protection::run(client.clone()));
+    if let Some(path) = config.local_storage_path {
+        set.spawn(local_path::run(client.clone(), path));
     }
     set.spawn(scheduler::run(client));
     set

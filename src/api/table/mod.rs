@@ -17,6 +17,7 @@ mod node;
 mod pod;
 mod service;
 mod statefulset;
+mod storage;
 #[cfg(test)]
 mod test_support;
 
@@ -25,6 +26,10 @@ pub use cells::human_duration;
 pub use disruption::POD_DISRUPTION_BUDGET;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
+pub use storage::{
+    access_modes_string, is_default_class, BETA_DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION,
+    PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS,
+};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};

@@ -17,6 +17,7 @@ mod pod;
 mod rbac;
 mod service;
 mod statefulset;
+mod storage;
 #[cfg(test)]
 mod test_support;
 mod webhooks;
@@ -33,6 +34,7 @@ pub use names::{
 };
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
 pub use rbac::{is_path_segment_name, RBAC_GROUP};
+pub use storage::{claim_request, ACCESS_MODES, SHRINK_FORBIDDEN};
 pub use webhooks::ACCEPTED_REVIEW_VERSIONS;
 pub use workloads::validate_label_selector;
 
@@ -52,6 +54,9 @@ use pod::validate_pod;
 use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
 use statefulset::{validate_controller_revision, validate_stateful_set};
+use storage::{
+    validate_persistent_volume, validate_persistent_volume_claim, validate_storage_class,
+};
 use webhooks::validate_webhook_configuration;
 use workloads::{validate_apps_workload, validate_replication_controller};
 
@@ -196,6 +201,9 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "RoleBinding" => validate_binding(obj, old, false, &mut errs),
         "ClusterRoleBinding" => validate_binding(obj, old, true, &mut errs),
         "PodDisruptionBudget" => validate_pod_disruption_budget(obj, &mut errs),
+        "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
+        "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
+        "StorageClass" => validate_storage_class(obj, old, &mut errs),
         _ => {}
     }
     errs

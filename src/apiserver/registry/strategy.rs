@@ -46,7 +46,7 @@ use super::kinds::{
     secret::SecretStrategy,
     service::ServiceStrategy,
     service_account::ServiceAccountStrategy,
-    statefulset,
+    statefulset, storage,
     token_review::TokenReviewStrategy,
     webhook_configuration, workload,
 };
@@ -297,6 +297,9 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ServiceAccount") => &ServiceAccountStrategy,
         ("", "Namespace") => &NamespaceStrategy,
         ("", "Node") => &NodeStrategy,
+        ("", "PersistentVolume") => &storage::PersistentVolumeStrategy,
+        ("", "PersistentVolumeClaim") => &storage::PersistentVolumeClaimStrategy,
+        ("storage.k8s.io", "StorageClass") => &storage::StorageClassStrategy,
         ("coordination.k8s.io", "Lease") => &LeaseStrategy,
         ("authentication.k8s.io", "TokenReview") => &TokenReviewStrategy,
         ("authentication.k8s.io", "SelfSubjectReview") => &review::SELF_SUBJECT_REVIEW,

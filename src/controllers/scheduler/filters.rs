@@ -14,12 +14,19 @@ use super::info::{
 pub enum Reason {
     NotReady,
     Unschedulable,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
     HostPorts,
     TooManyPods,
     InsufficientCpu,
     InsufficientMemory,
+    /// A bound claim's volume does not allow the node.
+    VolumeNodeAffinityConflict,
+    /// An unbound `WaitForFirstConsumer` claim has no volume and no provisioner there.
+    NoVolumesToBind,
 }
 
 impl fmt::Display for Reason {
@@ -39,6 +46,12 @@ impl fmt::Display for Reason {
             Reason::TooManyPods => f.write_str("Too many pods"),
             Reason::InsufficientCpu => f.write_str("Insufficient cpu"),
             Reason::InsufficientMemory => f.write_str("Insufficient memory"),
+            Reason::VolumeNodeAffinityConflict => {
+                f.write_str("node(s) had volume node affinity conflict")
+            }
+            Reason::NoVolumesToBind => {
+                f.write_str("node(s) didn't find available persistent volumes to bind")
+            }
         }
     }
 }

@@ -230,7 +230,7 @@ pub struct NodeSelectorTerm {
 }
 
 impl NodeSelectorTerm {
-    fn parse(v: &Value) -> NodeSelectorTerm {
+    pub fn parse(v: &Value) -> NodeSelectorTerm {
         let reqs = |field: &str| {
             v[field]
                 .as_array()

@@ -11,6 +11,7 @@
 pub mod filters;
 pub mod info;
 pub mod scores;
+pub mod volumes;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -35,6 +36,7 @@ use crate::store::{EventType, KeyValue};
 use filters::{can_schedule, fit_error, Reason};
 use info::{NodeInfo, NodeUsage, PodInfo, SpreadKey, DEFAULT_SCHEDULER_NAME};
 use scores::{raw_scores, total_scores, RawScores};
+use volumes::{choices_on, pod_volumes, ClaimChoice, PodVolumes, StorageView};
 
 /// Writes (binds, unschedulable reports) in flight at once; the datastore group-commits
 /// concurrent writes, so this is what buys throughput.
@@ -92,6 +94,8 @@ pub enum Action {
         key: String,
         pod: Arc<Value>,
         node: String,
+        /// What to write for the pod's unbound claims before the pod is bound.
+        volumes: Vec<ClaimChoice>,
     },
     ReportUnschedulable {
         key: String,
@@ -142,6 +146,10 @@ pub struct Cache {
     services: HashMap<String, HashMap<String, LabelSelector>>,
     /// Where the next search starts, so successive pods look at different nodes first.
     next_start: usize,
+    /// Claims, volumes, classes, and the claim choices of binds in flight.
+    storage: StorageView,
+    /// The claims each pod's bind in flight made choices for.
+    assumed_by_pod: HashMap<String, Vec<String>>,
 }
 
 fn is_terminal(pod: &Value) -> bool {
@@ -184,8 +192,12 @@ impl Cache {
         let assumed: Vec<(String, Placed)> =
             self.placed.drain().filter(|(_, p)| p.assumed).collect();
         let next_start = self.next_start;
+        let storage = std::mem::take(&mut self.storage);
+        let assumed_by_pod = std::mem::take(&mut self.assumed_by_pod);
         *self = Cache {
             next_start,
+            storage,
+            assumed_by_pod,
             ..Cache::default()
         };
         for kv in nodes {
@@ -242,6 +254,39 @@ impl Cache {
             self.known_nodes += 1;
         }
         entry.info = Some(info);
+        self.cluster_changed(Instant::now());
+    }
+
+    /// Replaces the claims, volumes and classes with fresh lists (after `resync`).
+    pub fn resync_storage(
+        &mut self,
+        claims: &[KeyValue],
+        volumes: &[KeyValue],
+        classes: &[KeyValue],
+    ) {
+        let by = |kvs: &[KeyValue]| -> HashMap<String, Arc<Value>> {
+            kvs.iter()
+                .map(|kv| (object_key(&kv.value), kv.value.clone()))
+                .collect()
+        };
+        self.storage.claims = by(claims);
+        self.storage.volumes = by(volumes);
+        self.storage.classes = by(classes);
+    }
+
+    /// A claim, volume or class changed: pods waiting on storage may fit now.
+    pub fn on_storage(&mut self, plural: &str, kind: EventType, obj: Arc<Value>) {
+        let key = object_key(&obj);
+        let map = match plural {
+            "persistentvolumeclaims" => &mut self.storage.claims,
+            "persistentvolumes" => &mut self.storage.volumes,
+            _ => &mut self.storage.classes,
+        };
+        if kind == EventType::Deleted {
+            map.remove(&key);
+        } else {
+            map.insert(key, obj);
+        }
         self.cluster_changed(Instant::now());
     }
 
@@ -430,12 +475,16 @@ impl Cache {
             let pod = p.obj.clone();
             let info = PodInfo::from_json(&pod);
             let spread = self.spread_keys(&pod, &info);
-            let decision = self.select_node(&info, &spread);
+            let decision = match pod_volumes(&pod, &self.storage) {
+                Ok(vols) => self.select_node(&info, &spread, &vols),
+                Err(why) => Err(volume_fit_error(self.known_nodes, &why)),
+            };
             let p = self.pending.get_mut(&key).expect("looked up above");
             match decision {
-                Ok(i) => {
+                Ok((i, volumes)) => {
                     p.stage = Stage::Binding;
                     let node = self.node_name(i);
+                    self.assume_claims(&key, &node, &volumes);
                     self.unplace(&key);
                     self.nodes[i].usage.add(&info, &spread);
                     self.placed.insert(
@@ -448,7 +497,12 @@ impl Cache {
                             assumed: true,
                         },
                     );
-                    return Some(Action::Bind { key, pod, node });
+                    return Some(Action::Bind {
+                        key,
+                        pod,
+                        node,
+                        volumes,
+                    });
                 }
                 Err(message) => {
                     p.attempts += 1;
@@ -470,8 +524,40 @@ impl Cache {
             .unwrap_or_default()
     }
 
-    /// Filters then scores the nodes; the index of the best one, or why none fits.
-    fn select_node(&mut self, pod: &PodInfo, spread: &[SpreadKey]) -> Result<usize, String> {
+    /// Records the claim choices of a bind about to be made, so that other pods see them.
+    fn assume_claims(&mut self, pod_key: &str, node: &str, volumes: &[ClaimChoice]) {
+        let mut claims = Vec::new();
+        for choice in volumes {
+            let volume = match choice {
+                ClaimChoice::Volume { volume, .. } => Some(volume.clone()),
+                ClaimChoice::Provision { .. } => None,
+                ClaimChoice::Decided { .. } => continue,
+            };
+            let claim = choice.claim().to_string();
+            self.storage
+                .assumed
+                .insert(claim.clone(), (node.to_string(), volume));
+            claims.push(claim);
+        }
+        if !claims.is_empty() {
+            self.assumed_by_pod.insert(pod_key.to_string(), claims);
+        }
+    }
+
+    fn forget_claims(&mut self, pod_key: &str) {
+        for claim in self.assumed_by_pod.remove(pod_key).unwrap_or_default() {
+            self.storage.assumed.remove(&claim);
+        }
+    }
+
+    /// Filters then scores the nodes; the index of the best one and the choices for the
+    /// pod's unbound claims there, or why none fits.
+    fn select_node(
+        &mut self,
+        pod: &PodInfo,
+        spread: &[SpreadKey],
+        vols: &PodVolumes,
+    ) -> Result<(usize, Vec<ClaimChoice>), String> {
         let len = self.nodes.len();
         if self.known_nodes == 0 || len == 0 {
             return Err(fit_error(0, &HashMap::new()));
@@ -479,6 +565,7 @@ impl Cache {
         let enough = feasible_nodes_to_find(self.known_nodes);
         let start = self.next_start % len;
         let mut feasible: Vec<(usize, RawScores)> = Vec::new();
+        let mut choices: HashMap<usize, Vec<ClaimChoice>> = HashMap::new();
         let mut reasons: HashMap<Reason, usize> = HashMap::new();
         let mut looked_at = 0;
         for offset in 0..len {
@@ -488,7 +575,15 @@ impl Cache {
                 continue;
             };
             looked_at = offset + 1;
-            match can_schedule(pod, node, &entry.usage) {
+            let fits = can_schedule(pod, node, &entry.usage).and_then(|()| {
+                if vols.is_empty() {
+                    return Ok(());
+                }
+                let c = choices_on(vols, node, &self.storage).map_err(|r| vec![r])?;
+                choices.insert(i, c);
+                Ok(())
+            });
+            match fits {
                 Ok(()) => {
                     feasible.push((i, raw_scores(pod, spread, node, &entry.usage)));
                     if feasible.len() >= enough {
@@ -503,15 +598,16 @@ impl Cache {
             }
         }
         self.next_start = (start + looked_at) % len;
-        match feasible.len() {
-            0 => Err(fit_error(self.known_nodes, &reasons)),
-            1 => Ok(feasible[0].0),
+        let best = match feasible.len() {
+            0 => return Err(fit_error(self.known_nodes, &reasons)),
+            1 => feasible[0].0,
             _ => {
                 let raw: Vec<RawScores> = feasible.iter().map(|(_, r)| *r).collect();
                 let totals = total_scores(&raw);
-                Ok(feasible[pick_best(&totals)].0)
+                feasible[pick_best(&totals)].0
             }
-        }
+        };
+        Ok((best, choices.remove(&best).unwrap_or_default()))
     }
 
     /// The groups the pod is spread with: its controller and the Services selecting it.
@@ -539,9 +635,15 @@ impl Cache {
     /// Feeds back the result of an action.
     pub fn on_outcome(&mut self, outcome: Outcome, now: Instant) {
         let (key, node, error) = match outcome {
-            Outcome::BindFailed { key, node, error } => (key, node, error),
+            Outcome::BindFailed { key, node, error } => {
+                self.forget_claims(&key);
+                (key, node, error)
+            }
             // A successful bind stays assumed until the watch shows the pod bound.
-            Outcome::Bound { key } => return tracing::trace!(pod = %key, "bound"),
+            Outcome::Bound { key } => {
+                self.forget_claims(&key);
+                return tracing::trace!(pod = %key, "bound");
+            }
             Outcome::Reported { key } => return tracing::trace!(pod = %key, "reported"),
         };
         if self
@@ -578,6 +680,15 @@ impl Cache {
     pub fn usage(&self, node: &str) -> Option<&NodeUsage> {
         self.node_index.get(node).map(|&i| &self.nodes[i].usage)
     }
+}
+
+/// The message of a pod whose claims no node can satisfy (upstream: the PreFilter's
+/// status in the `FitError`).
+fn volume_fit_error(total_nodes: usize, why: &str) -> String {
+    format!(
+        "0/{total_nodes} nodes are available: {why}. preemption: 0/{total_nodes} nodes are \
+         available: {total_nodes} Preemption is not helpful for scheduling."
+    )
 }
 
 /// Index of the highest score; ties broken at random (as upstream) so equal nodes share
@@ -619,6 +730,10 @@ pub async fn run(client: Arc<dyn Client>) {
     let nodes_def = resources::by_plural("", "v1", "nodes").expect("served");
     let pods_def = resources::by_plural("", "v1", "pods").expect("served");
     let services_def = resources::by_plural("", "v1", "services").expect("served");
+    let claims_def = resources::by_plural("", "v1", "persistentvolumeclaims").expect("served");
+    let volumes_def = resources::by_plural("", "v1", "persistentvolumes").expect("served");
+    let classes_def =
+        resources::by_plural("storage.k8s.io", "v1", "storageclasses").expect("served");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut cache = Cache::new();
     let mut in_flight = 0usize;
@@ -627,8 +742,12 @@ pub async fn run(client: Arc<dyn Client>) {
         let (nodes, _, mut node_watch) = client.list_and_watch(nodes_def);
         let (services, _, mut service_watch) = client.list_and_watch(services_def);
         let (pods, _, mut pod_watch) = client.list_and_watch(pods_def);
+        let (claims, _, mut claim_watch) = client.list_and_watch(claims_def);
+        let (volumes, _, mut volume_watch) = client.list_and_watch(volumes_def);
+        let (classes, _, mut class_watch) = client.list_and_watch(classes_def);
         cache.resync(&nodes, &services, &pods);
-        drop((nodes, services, pods));
+        cache.resync_storage(&claims, &volumes, &classes);
+        drop((nodes, services, pods, claims, volumes, classes));
         let mut flush =
             tokio::time::interval_at(Instant::now() + UNSCHEDULABLE_FLUSH, UNSCHEDULABLE_FLUSH);
         loop {
@@ -661,6 +780,18 @@ pub async fn run(client: Arc<dyn Client>) {
                         break;
                     }
                 },
+                event = claim_watch.next() => match event {
+                    Ok(e) => cache.on_storage(claims_def.plural, e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
+                event = volume_watch.next() => match event {
+                    Ok(e) => cache.on_storage(volumes_def.plural, e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
+                event = class_watch.next() => match event {
+                    Ok(e) => cache.on_storage(classes_def.plural, e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
                 _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                     cache.requeue_due(Instant::now());
                 }
@@ -680,9 +811,26 @@ pub async fn run(client: Arc<dyn Client>) {
 /// Performs one action and reports its outcome.
 async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<Outcome>) {
     let outcome = match action {
-        Action::Bind { key, pod, node } => {
+        Action::Bind {
+            key,
+            pod,
+            node,
+            volumes,
+        } => {
             let (ns, name) = split_key(&key);
             let ns = ns.unwrap_or("default");
+            if let Err(error) = bind_volumes(&*ctx.client, &node, &volumes).await {
+                tracing::debug!(pod = %key, %node, error = %error, "binding volumes failed");
+                let message = format!(
+                    "running PreBind plugin \"VolumeBinding\": {}",
+                    error.message
+                );
+                ctx.recorder
+                    .record(&pod, WARNING, "FailedScheduling", &message)
+                    .await;
+                let _ = done.send(Outcome::BindFailed { key, node, error });
+                return;
+            }
             let binding = json!({
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": pod["metadata"]["uid"]},
@@ -733,6 +881,82 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
     };
     // The loop owns the receiver for as long as it runs.
     let _ = done.send(outcome);
+}
+
+/// How long a pod's claims may take to be bound once the choices are written (upstream
+/// `bindTimeout` is 10 minutes; a local provisioner answers in milliseconds).
+pub const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(120);
+const VOLUME_BIND_POLL: Duration = Duration::from_millis(100);
+
+/// Upstream's PreBind: writes the choices for the pod's unbound claims (a static
+/// volume pre-bound to its claim, or the claim's `selected-node`), then waits until
+/// the binding controller (and the provisioner) bound every one of them.
+async fn bind_volumes(
+    client: &dyn Client,
+    node: &str,
+    volumes: &[ClaimChoice],
+) -> Result<(), ApiError> {
+    use crate::api::storage::{ANN_BIND_COMPLETED, ANN_SELECTED_NODE};
+    use crate::controllers::persistent_volume::matching::{
+        is_volume_bound_to_claim, volume_bound_to,
+    };
+    use crate::controllers::persistent_volume::{claims, volumes as pvs};
+    for choice in volumes {
+        let (ns, name) = split_key(choice.claim());
+        match choice {
+            ClaimChoice::Volume { volume, .. } => {
+                let pvc = client.get(claims(), ns, name)?.value;
+                client
+                    .modify(pvs(), None, volume, None, &|cur| {
+                        if cur["spec"]["claimRef"].is_object()
+                            && !is_volume_bound_to_claim(cur, &pvc)
+                        {
+                            return Err(ApiError::internal(format!(
+                                "persistentvolume {volume:?} was bound to another claim meanwhile"
+                            )));
+                        }
+                        Ok(volume_bound_to(cur, &pvc))
+                    })
+                    .await?;
+            }
+            ClaimChoice::Provision { .. } => {
+                client
+                    .modify(claims(), ns, name, None, &|cur| {
+                        let mut cur = cur.clone();
+                        let meta = object::meta_mut(&mut cur);
+                        let a = meta.entry("annotations").or_insert_with(|| json!({}));
+                        a[ANN_SELECTED_NODE] = json!(node);
+                        Ok(cur)
+                    })
+                    .await?;
+            }
+            ClaimChoice::Decided { .. } => {}
+        }
+    }
+    let deadline = Instant::now() + VOLUME_BIND_TIMEOUT;
+    for choice in volumes {
+        let (ns, name) = split_key(choice.claim());
+        loop {
+            let pvc = client.get(claims(), ns, name)?.value;
+            if object::is_deleting(&pvc) {
+                return Err(ApiError::internal(format!(
+                    "persistentvolumeclaim {name:?} is going away"
+                )));
+            }
+            let bound = !pvc["spec"]["volumeName"].as_str().unwrap_or("").is_empty()
+                && !pvc["metadata"]["annotations"][ANN_BIND_COMPLETED].is_null();
+            if bound {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::internal(format!(
+                    "binding volumes: timed out waiting for persistentvolumeclaim {name:?} to be bound"
+                )));
+            }
+            tokio::time::sleep(VOLUME_BIND_POLL).await;
+        }
+    }
+    Ok(())
 }
 
 fn has_unschedulable_condition(pod: &Value, message: &str) -> bool {

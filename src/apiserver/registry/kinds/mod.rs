@@ -20,6 +20,7 @@ pub mod secret;
 pub mod service;
 pub mod service_account;
 pub mod statefulset;
+pub mod storage;
 pub mod token_review;
 pub mod webhook_configuration;
 pub mod workload;
