@@ -300,7 +300,14 @@ mod tests {
                 let mut next = (*kv.value).clone();
                 next["spec"] = body["spec"].clone();
                 let written = registry
-                    .update(def, Some("default"), "web", next, &WriteOptions::default())
+                    .update(
+                        def,
+                        Some("default"),
+                        "web",
+                        next,
+                        None,
+                        &WriteOptions::default(),
+                    )
                     .await
                     .expect("update");
                 (*written.kv.value).clone()
