@@ -237,7 +237,9 @@ pub async fn truncate(
         .iter()
         .filter(|r| !live.contains(object::name(r)))
         .collect();
-    let excess = history.len().saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
+    let excess = history
+        .len()
+        .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
     for revision in history.into_iter().take(excess) {
         let deleted = client
             .delete(
@@ -379,7 +381,9 @@ mod tests {
 
         // History of 0 beyond the live ones removes the other revision.
         let live: HashSet<String> = [object::name(&back.update).to_string()].into();
-        truncate(client, &back.all, &live, 0).await.expect("truncate");
+        truncate(client, &back.all, &live, 0)
+            .await
+            .expect("truncate");
         assert_eq!(owned(client, &v1_again).len(), 1);
     }
 
@@ -405,7 +409,9 @@ mod tests {
             )
             .await
             .expect("create squatter");
-        let synced = sync(client, &sts, data.clone(), None, 0).await.expect("sync");
+        let synced = sync(client, &sts, data.clone(), None, 0)
+            .await
+            .expect("sync");
         assert_eq!(synced.collision_count, 1);
         assert_eq!(
             object::name(&synced.update),

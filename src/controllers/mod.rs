@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod event_ttl;
@@ -97,6 +98,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
         config.clock.clone(),
     ));
     set.spawn(deployment::run(client.clone(), config.clock.clone()));
+    set.spawn(daemonset::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }

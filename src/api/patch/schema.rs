@@ -38,6 +38,9 @@ pub(crate) enum Ty {
     ReplicaSet,
     ReplicaSetSpec,
     ReplicaSetStatus,
+    DaemonSet,
+    DaemonSetSpec,
+    DaemonSetStatus,
     ServiceAccount,
 }
 
@@ -52,6 +55,7 @@ impl Ty {
             "ReplicationController" => Ty::ReplicationController,
             "Deployment" => Ty::Deployment,
             "ReplicaSet" => Ty::ReplicaSet,
+            "DaemonSet" => Ty::DaemonSet,
             "ServiceAccount" => Ty::ServiceAccount,
             _ => Ty::Object,
         }
@@ -191,6 +195,9 @@ static FIELDS: &[Entry] = &[
     field(Ty::ReplicaSet, "metadata", Ty::ObjectMeta),
     field(Ty::ReplicaSet, "spec", Ty::ReplicaSetSpec),
     field(Ty::ReplicaSet, "status", Ty::ReplicaSetStatus),
+    field(Ty::DaemonSet, "metadata", Ty::ObjectMeta),
+    field(Ty::DaemonSet, "spec", Ty::DaemonSetSpec),
+    field(Ty::DaemonSet, "status", Ty::DaemonSetStatus),
     field(Ty::ServiceAccount, "metadata", Ty::ObjectMeta),
     // ServiceAccount.imagePullSecrets has no strategy (unlike PodSpec's).
     keyed(Ty::ServiceAccount, "secrets", MERGE, "name", Ty::Opaque),
@@ -293,6 +300,9 @@ static FIELDS: &[Entry] = &[
         "type",
         Ty::Opaque,
     ),
+    // apps/v1 DaemonSet
+    field(Ty::DaemonSetSpec, "template", Ty::PodTemplateSpec),
+    keyed(Ty::DaemonSetStatus, "conditions", MERGE, "type", Ty::Opaque),
 ];
 
 /// Patch metadata of `field` within `owner`; fields not in the table have none.
@@ -310,7 +320,12 @@ mod tests {
 
     #[test]
     fn pod_template_in_every_workload_reaches_container_env() {
-        for root in [Ty::ReplicationController, Ty::ReplicaSet, Ty::Deployment] {
+        for root in [
+            Ty::ReplicationController,
+            Ty::ReplicaSet,
+            Ty::Deployment,
+            Ty::DaemonSet,
+        ] {
             let spec = lookup(root, "spec").ty;
             let template = lookup(spec, "template").ty;
             let pod_spec = lookup(template, "spec").ty;

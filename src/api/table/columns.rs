@@ -4,9 +4,9 @@ use serde_json::{json, Value};
 
 const DESC_NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 const DESC_CREATED: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
-const DESC_CONTAINERS: &str = "Names of each container in the template.";
-const DESC_IMAGES: &str = "Images referenced by each container in the template.";
-fn col(name: &str, ty: &str, description: &str, priority: i32) -> Value {
+pub(super) const DESC_CONTAINERS: &str = "Names of each container in the template.";
+pub(super) const DESC_IMAGES: &str = "Images referenced by each container in the template.";
+pub(super) fn col(name: &str, ty: &str, description: &str, priority: i32) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({
         "name": name,
@@ -17,11 +17,11 @@ fn col(name: &str, ty: &str, description: &str, priority: i32) -> Value {
     })
 }
 
-fn name_col() -> Value {
+pub(super) fn name_col() -> Value {
     col("Name", "string", DESC_NAME, 0)
 }
 
-fn age_col() -> Value {
+pub(super) fn age_col() -> Value {
     col("Age", "string", DESC_CREATED, 0)
 }
 

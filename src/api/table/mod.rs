@@ -9,6 +9,7 @@
 
 mod cells;
 mod columns;
+mod daemonset;
 mod event;
 mod negotiation;
 mod node;
@@ -136,6 +137,12 @@ pub static DEPLOYMENT: Printer = Printer {
             json!(deployment_selector(&obj["spec"]["selector"])),
         ]
     },
+    conditions: no_conditions,
+};
+
+pub static DAEMON_SET: Printer = Printer {
+    columns: daemonset::columns,
+    cells: |obj, now| daemonset::cells(obj, name(obj), now),
     conditions: no_conditions,
 };
 
@@ -526,6 +533,7 @@ mod tests {
             ("ReplicationController", &REPLICATION_CONTROLLER),
             ("ReplicaSet", &REPLICA_SET),
             ("Deployment", &DEPLOYMENT),
+            ("DaemonSet", &DAEMON_SET),
             ("Service", &SERVICE),
             ("Endpoints", &ENDPOINTS),
             ("Node", &NODE),

@@ -8,6 +8,7 @@
 
 mod cluster;
 mod config;
+mod daemonset;
 mod field_error;
 mod meta;
 mod names;
@@ -40,6 +41,7 @@ use serde_json::{Map, Value};
 
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
 use config::{validate_config_map, validate_secret};
+use daemonset::validate_daemon_set;
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
@@ -169,6 +171,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "Pod" => validate_pod(obj, old, &mut errs),
         "ReplicationController" => validate_replication_controller(obj, &mut errs),
         "ReplicaSet" | "Deployment" => validate_apps_workload(kind, obj, old, &mut errs),
+        "DaemonSet" => validate_daemon_set(obj, old, &mut errs),
         "Service" => validate_service(obj, old, &mut errs),
         "Endpoints" => validate_endpoints(obj, &mut errs),
         "Node" => validate_node(obj, old, &mut errs),

@@ -37,7 +37,7 @@ fn validate_pod_template(template: &Value, path: &str, kind_label: &str, errs: &
     }
 }
 
-fn template_labels(template: &Value) -> Option<&Map<String, Value>> {
+pub(super) fn template_labels(template: &Value) -> Option<&Map<String, Value>> {
     template.get("metadata").and_then(|m| obj_at(m, "labels"))
 }
 
@@ -210,7 +210,7 @@ fn validate_deployment_spec(spec: &Value, errs: &mut Errs) {
 }
 
 /// An intOrString as (rendered, value, is_percent); None when malformed.
-fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<(i64, bool)> {
+pub(super) fn int_or_percent(v: &Value, path: &str, errs: &mut Errs) -> Option<(i64, bool)> {
     match v {
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(-1);

@@ -30,11 +30,11 @@ use serde_json::Value;
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
     binding::BindingStrategy, config_map::ConfigMapStrategy, crd::CrdStrategy,
-    custom::CustomStrategy, default::DefaultStrategy, endpoints::EndpointsStrategy,
-    event::EventStrategy, lease::LeaseStrategy, namespace::NamespaceStrategy, node::NodeStrategy,
-    pod::PodStrategy, rbac, review, secret::SecretStrategy, service::ServiceStrategy,
-    service_account::ServiceAccountStrategy, token_review::TokenReviewStrategy,
-    webhook_configuration, workload,
+    custom::CustomStrategy, daemonset::DaemonSetStrategy, default::DefaultStrategy,
+    endpoints::EndpointsStrategy, event::EventStrategy, lease::LeaseStrategy,
+    namespace::NamespaceStrategy, node::NodeStrategy, pod::PodStrategy, rbac, review,
+    secret::SecretStrategy, service::ServiceStrategy, service_account::ServiceAccountStrategy,
+    token_review::TokenReviewStrategy, webhook_configuration, workload,
 };
 use crate::api::identity::User;
 use crate::api::resources::ResourceDef;
@@ -292,6 +292,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ReplicationController") => &workload::REPLICATION_CONTROLLER,
         ("apps", "ReplicaSet") => &workload::REPLICA_SET,
         ("apps", "Deployment") => &workload::DEPLOYMENT,
+        ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }
@@ -429,6 +430,7 @@ mod tests {
         assert_eq!(names("Lease"), ["Name", "Holder", "Age"]);
         assert_eq!(names("Deployment")[1], "Ready");
         assert_eq!(names("Binding"), ["Name", "Age"]);
+        assert_eq!(names("DaemonSet")[6], "Node Selector");
     }
 
     #[test]
