@@ -465,10 +465,10 @@ async fn revisions_are_truncated_and_pods_go_with_their_daemon_set() {
             .await;
             let image = format!("img:{i}");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while !c
+            while c
                 .pods_on()
                 .first()
-                .is_some_and(|(_, p)| image_of(p) == image)
+                .is_none_or(|(_, p)| image_of(p) != image)
             {
                 assert!(
                     tokio::time::Instant::now() < deadline,
