@@ -34,6 +34,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Job" => job_defaults(obj),
         "CronJob" => cron_job_defaults(obj),
         "StatefulSet" => stateful_set_defaults(obj),
+        "DaemonSet" => daemon_set_defaults(obj),
         "Service" => service_defaults(obj),
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
@@ -547,6 +548,35 @@ fn cron_job_defaults(obj: &mut Value) {
     default_to(spec, "failedJobsHistoryLimit", json!(1));
     let job_spec = child(child(spec, "jobTemplate"), "spec");
     pod_template_defaults(job_spec.entry("template").or_insert_with(|| json!({})));
+}
+
+/// The annotation holding a DaemonSet's template generation (upstream
+/// `appsv1.DeprecatedTemplateGeneration`); the DaemonSet strategy keeps it.
+pub const DAEMON_SET_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+/// The template generation a DaemonSet records (None when absent or malformed).
+pub fn daemon_set_template_generation(ds: &Value) -> Option<i64> {
+    ds["metadata"]["annotations"][DAEMON_SET_TEMPLATE_GENERATION]
+        .as_str()
+        .and_then(|g| g.parse().ok())
+}
+
+/// Upstream `SetDefaults_DaemonSet` (apps/v1): RollingUpdate with maxUnavailable 1 and
+/// maxSurge 0, a history of 10 revisions, and the pod template's defaults.
+fn daemon_set_defaults(obj: &mut Value) {
+    let Some(ds) = obj.as_object_mut() else {
+        return;
+    };
+    let spec = child(ds, "spec");
+    let strategy = child(spec, "updateStrategy");
+    default_to(strategy, "type", json!("RollingUpdate"));
+    if str_of(strategy, "type") == "RollingUpdate" {
+        let rolling = child(strategy, "rollingUpdate");
+        default_to(rolling, "maxUnavailable", json!(1));
+        default_to(rolling, "maxSurge", json!(0));
+    }
+    default_to(spec, "revisionHistoryLimit", json!(10));
+    pod_template_defaults(spec.entry("template").or_insert_with(|| json!({})));
 }
 
 // ---------------------------------------------------------------------------
@@ -1293,5 +1323,36 @@ mod tests {
         assert!(validating["webhooks"][0]
             .get("reinvocationPolicy")
             .is_none());
+    }
+
+    #[test]
+    fn daemon_set_defaults() {
+        let ds = defaulted(
+            "DaemonSet",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "i:2"}]}}}}),
+        );
+        let spec = &ds["spec"];
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(
+            spec["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+        let on_delete = defaulted(
+            "DaemonSet",
+            json!({"spec": {"updateStrategy": {"type": "OnDelete"}, "template": {"spec": {}}}}),
+        );
+        assert_eq!(
+            on_delete["spec"]["updateStrategy"],
+            json!({"type": "OnDelete"})
+        );
+        let surge = defaulted(
+            "DaemonSet",
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxSurge": "10%", "maxUnavailable": 0}}}}),
+        );
+        assert_eq!(
+            surge["spec"]["updateStrategy"]["rollingUpdate"],
+            json!({"maxSurge": "10%", "maxUnavailable": 0})
+        );
     }
 }

@@ -76,6 +76,21 @@ impl Expectations {
         });
     }
 
+    /// Records `creations` and the `deletions` (pods as `namespace/name`) about to be
+    /// issued together for `key` (upstream `SetExpectations`).
+    pub fn expect(&self, key: &str, creations: usize, deletions: impl IntoIterator<Item = String>) {
+        self.with(|m| {
+            m.insert(
+                key.to_string(),
+                Pending {
+                    adds: creations as i64,
+                    deletes: deletions.into_iter().collect(),
+                    since: Instant::now(),
+                },
+            );
+        });
+    }
+
     /// A pod created for `key` was observed, or its creation failed.
     pub fn creation_observed(&self, key: &str) {
         self.with(|m| {

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoint_slices;
@@ -116,6 +117,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(cronjob::run(client.clone(), config.clock.clone()));
     set.spawn(statefulset::run(client.clone(), config.clock.clone()));
     set.spawn(disruption::run(client.clone(), config.clock.clone()));
+    set.spawn(daemonset::run(client.clone(), config.clock.clone()));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }

@@ -5,5 +5,6 @@
 
 pub mod host;
 pub mod kubelet;
+pub mod multinode;
 pub mod server;
 pub mod wait;

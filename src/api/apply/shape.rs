@@ -243,6 +243,15 @@ impl Shape {
                 "spec": {"selector": null, "template": {"metadata": {}, "spec": {"containers": null}}},
                 "status": {},
             }),
+            "DaemonSet" => json!({
+                "metadata": {},
+                "spec": {
+                    "selector": null,
+                    "template": {"metadata": {}, "spec": {"containers": null}},
+                    "updateStrategy": {},
+                },
+                "status": {},
+            }),
             _ => json!({"metadata": {}}),
         };
         Shape {

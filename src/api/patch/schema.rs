@@ -41,6 +41,9 @@ pub(crate) enum Ty {
     StatefulSet,
     StatefulSetSpec,
     StatefulSetStatus,
+    DaemonSet,
+    DaemonSetSpec,
+    DaemonSetStatus,
     ServiceAccount,
 }
 
@@ -56,6 +59,7 @@ impl Ty {
             "Deployment" => Ty::Deployment,
             "ReplicaSet" => Ty::ReplicaSet,
             "StatefulSet" => Ty::StatefulSet,
+            "DaemonSet" => Ty::DaemonSet,
             "ServiceAccount" => Ty::ServiceAccount,
             _ => Ty::Object,
         }
@@ -198,6 +202,9 @@ static FIELDS: &[Entry] = &[
     field(Ty::StatefulSet, "metadata", Ty::ObjectMeta),
     field(Ty::StatefulSet, "spec", Ty::StatefulSetSpec),
     field(Ty::StatefulSet, "status", Ty::StatefulSetStatus),
+    field(Ty::DaemonSet, "metadata", Ty::ObjectMeta),
+    field(Ty::DaemonSet, "spec", Ty::DaemonSetSpec),
+    field(Ty::DaemonSet, "status", Ty::DaemonSetStatus),
     field(Ty::ServiceAccount, "metadata", Ty::ObjectMeta),
     // ServiceAccount.imagePullSecrets has no strategy (unlike PodSpec's).
     keyed(Ty::ServiceAccount, "secrets", MERGE, "name", Ty::Opaque),
@@ -309,6 +316,9 @@ static FIELDS: &[Entry] = &[
         "type",
         Ty::Opaque,
     ),
+    // apps/v1 DaemonSet
+    field(Ty::DaemonSetSpec, "template", Ty::PodTemplateSpec),
+    keyed(Ty::DaemonSetStatus, "conditions", MERGE, "type", Ty::Opaque),
 ];
 
 /// Patch metadata of `field` within `owner`; fields not in the table have none.
@@ -331,6 +341,7 @@ mod tests {
             Ty::ReplicaSet,
             Ty::Deployment,
             Ty::StatefulSet,
+            Ty::DaemonSet,
         ] {
             let spec = lookup(root, "spec").ty;
             let template = lookup(spec, "template").ty;

@@ -10,6 +10,7 @@
 mod batch;
 mod cells;
 mod columns;
+mod daemonset;
 mod disruption;
 mod event;
 mod negotiation;
@@ -147,6 +148,12 @@ pub static DEPLOYMENT: Printer = Printer {
             json!(deployment_selector(&obj["spec"]["selector"])),
         ]
     },
+    conditions: no_conditions,
+};
+
+pub static DAEMON_SET: Printer = Printer {
+    columns: daemonset::columns,
+    cells: |obj, now| daemonset::cells(obj, name(obj), now),
     conditions: no_conditions,
 };
 
@@ -552,6 +559,7 @@ mod tests {
             ("ReplicationController", &REPLICATION_CONTROLLER),
             ("ReplicaSet", &REPLICA_SET),
             ("Deployment", &DEPLOYMENT),
+            ("DaemonSet", &DAEMON_SET),
             ("Service", &SERVICE),
             ("Endpoints", &ENDPOINTS),
             ("EndpointSlice", &ENDPOINT_SLICE),

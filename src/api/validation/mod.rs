@@ -9,6 +9,7 @@
 mod batch;
 mod cluster;
 mod config;
+mod daemonset;
 mod disruption;
 mod field_error;
 mod meta;
@@ -47,6 +48,7 @@ use serde_json::{Map, Value};
 use batch::{validate_cron_job, validate_job};
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
 use config::{validate_config_map, validate_secret};
+use daemonset::validate_daemon_set;
 use disruption::validate_pod_disruption_budget;
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
@@ -185,6 +187,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "CronJob" => validate_cron_job(obj, &mut errs),
         "StatefulSet" => validate_stateful_set(obj, old, &mut errs),
         "ControllerRevision" => validate_controller_revision(obj, old, &mut errs),
+        "DaemonSet" => validate_daemon_set(obj, old, &mut errs),
         "Service" => validate_service(obj, old, &mut errs),
         "Endpoints" => validate_endpoints(obj, &mut errs),
         "EndpointSlice" => validate_endpoint_slice(obj, old, &mut errs),

@@ -34,6 +34,7 @@ use super::kinds::{
     config_map::ConfigMapStrategy,
     crd::CrdStrategy,
     custom::CustomStrategy,
+    daemonset::DaemonSetStrategy,
     default::DefaultStrategy,
     endpoints::{EndpointSliceStrategy, EndpointsStrategy},
     event::EventStrategy,
@@ -321,6 +322,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
+        ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
         }
@@ -458,6 +460,7 @@ mod tests {
         assert_eq!(names("Lease"), ["Name", "Holder", "Age"]);
         assert_eq!(names("Deployment")[1], "Ready");
         assert_eq!(names("Binding"), ["Name", "Age"]);
+        assert_eq!(names("DaemonSet")[6], "Node Selector");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod binding;
 pub mod config_map;
 pub mod crd;
 pub mod custom;
+pub mod daemonset;
 pub mod default;
 pub mod endpoints;
 pub mod event;
