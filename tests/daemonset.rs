@@ -2,7 +2,7 @@
 //! its own containerd) driven with the real kubectl: one pod per node placed by the
 //! scheduler, a node labelled out loses its pod and gets it back at once, a rolling
 //! update changes the image on every node with at most `maxUnavailable` node down,
-//! `kubectl rollout status|history|undo` work, bad specs are refused with 422, and
+//! `kubectl rollout status|history|undo|restart` work, bad specs are refused with 422, and
 //! deleting the DaemonSet deletes its pods.
 //!
 //! Needs root, containerd, runc, busybox-static, nsenter, ip and kubectl
@@ -236,6 +236,26 @@ fn a_daemon_set_runs_one_pod_per_node_and_rolls_through_them() {
     assert!(status.contains("successfully rolled out"), "{status}");
     let history = c.kubectl_out(&["rollout", "history", "ds/agent"]);
     assert!(history.lines().any(|l| l.starts_with('3')), "{history}");
+
+    c.step("kubectl rollout restart replaces every pod");
+    let before: BTreeSet<String> = live_pods(&c)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    c.kubectl_ok(&["rollout", "restart", "ds/agent"]);
+    c.wait_within(ROLLOUT_DEADLINE, "new pods on every node", || {
+        let pods = live_pods(&c);
+        pods.iter().for_each(|p| c.remember(p));
+        let names: BTreeSet<String> = pods
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        pods.len() == NODES.len()
+            && names.is_disjoint(&before)
+            && ready_nodes(&pods).0 == all_nodes()
+    });
+    let status = c.kubectl_out(&["rollout", "status", "ds/agent", "--timeout=30s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
 
     c.step("Deleting the DaemonSet deletes its pods");
     c.kubectl_ok(&["delete", "ds", "agent"]);
