@@ -1,6 +1,7 @@
 //! StatefulSets end to end on the one-node cluster of `support::kubelet` (needs root and
 //! containerd; see there), driven with real kubectl: ordered start with stable names,
-//! hostnames and DNS names, re-creation, claims, scale down, partitioned rollout, undo,
+//! hostnames and DNS names, re-creation, claims on local-path volumes whose data outlives
+//! a pod, scale down, partitioned rollout, undo,
 //! and immutable fields.
 
 mod support;
@@ -28,6 +29,13 @@ fn set_yaml(name: &str, replicas: i64, policy: &str, claims: bool) -> String {
           mountPath: /data"
     } else {
         ""
+    };
+    // Pods with claims go through the scheduler: it picks the node for the local-path
+    // claims (WaitForFirstConsumer) before binding them.
+    let node_name = if claims {
+        ""
+    } else {
+        "\n      nodeName: kt-node"
     };
     format!(
         "---
@@ -57,8 +65,7 @@ spec:
     metadata:
       labels:
         app: {name}
-    spec:
-      nodeName: kt-node
+    spec:{node_name}
       terminationGracePeriodSeconds: 0
       containers:
       - name: main
@@ -247,6 +254,32 @@ fn statefulset_pods_keep_names_order_storage_and_roll_out_by_ordinal() {
             "{pod} mounts {claim}: {volumes}"
         );
     }
+    w.wait_for("both store pods ready on their local-path volumes", || {
+        ["store-0", "store-1"]
+            .iter()
+            .all(|p| w.pod(p).as_ref().is_some_and(ready))
+    });
+    w.step("data written to a claim survives deleting its pod");
+    w.kubectl_ok(&[
+        "exec",
+        "store-0",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /data/note",
+    ]);
+    let first_uid = w.pod("store-0").unwrap()["metadata"]["uid"].clone();
+    w.kubectl_ok(&["delete", "pod", "store-0", "--wait=false"]);
+    w.wait_for("store-0 re-created and ready", || {
+        w.pod("store-0")
+            .as_ref()
+            .is_some_and(|p| p["metadata"]["uid"] != first_uid && ready(p))
+    });
+    assert_eq!(
+        w.kubectl_out(&["exec", "store-0", "--", "cat", "/data/note"])
+            .trim(),
+        "kept"
+    );
     let claim_uid = w.kubectl_out(&[
         "get",
         "pvc",

@@ -202,6 +202,11 @@ impl PodWorker {
         let on_host = volume::volume_on_host(&self.pod, claim, &pvc, &pv_name, pv.as_ref())
             .map_err(not_ready)?;
         let failed = |e: String| format!("MountVolume.SetUp failed for volume {pv_name:?} : {e}");
+        // A local-path volume's directory is made as the node's provisioner makes it (world
+        // writable, as k3s's), whichever of the two gets there first.
+        if let Some(dir) = pv.as_ref().and_then(crate::api::storage::local_path_dir) {
+            crate::agent::local_path::create_dir(dir).map_err(|e| failed(error_chain(&e)))?;
+        }
         match &on_host.host_path {
             Some(source) => {
                 pod_files::prepare_host_path(&pv_name, source)
