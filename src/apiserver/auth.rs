@@ -467,7 +467,14 @@ pub fn node_may_read(node: &str, def: &ResourceDef, obj: &Value, graph: &dyn Nod
         ("", "secrets") => "Secret",
         ("", "configmaps") => "ConfigMap",
         ("", "persistentvolumeclaims") => "PersistentVolumeClaim",
-        ("", "persistentvolumes") => "PersistentVolume",
+        ("", "persistentvolumes") => {
+            // A local volume pinned to the node stays readable without a pod: its agent
+            // removes the volume's directory once the claim is gone.
+            if crate::api::storage::volume_names_node(obj, node) {
+                return true;
+            }
+            "PersistentVolume"
+        }
         _ => return true,
     };
     let namespace = crate::api::object::namespace(obj).unwrap_or("");
@@ -1053,6 +1060,21 @@ mod tests {
             &json!({"metadata": {"name": "p"}}),
             &gone
         ));
+    }
+
+    #[test]
+    fn node_keeps_reading_a_volume_pinned_to_it_after_its_pods_are_gone() {
+        let volumes = by_plural("", "v1", "persistentvolumes").unwrap();
+        let pinned = |node: &str| {
+            json!({"metadata": {"name": "pv1"}, "spec": {"nodeAffinity": {"required": {
+                "nodeSelectorTerms": [{"matchExpressions": [{
+                    "key": "kubernetes.io/hostname", "operator": "In", "values": [node]
+                }]}]
+            }}}})
+        };
+        let gone = Pods(vec![]);
+        assert!(node_may_read("n1", volumes, &pinned("n1"), &gone));
+        assert!(!node_may_read("n1", volumes, &pinned("n2"), &gone));
     }
 
     #[test]
