@@ -236,22 +236,41 @@ async fn service_account_subjects_match_their_user_name() {
 /// A non-admin decision repeated is a cache hit: report how many a second.
 #[test]
 fn cached_decisions_are_cheap() {
+    // 2,000 bindings of other groups: a decision that scanned them would manage a few
+    // thousand a second in a debug build; indexed by subject and cached it stays near
+    // 100,000/s even on a loaded 2-core machine.
     let rbac = Rbac::new();
-    let crb = json!({"metadata": {"name": "b"}, "roleRef": {"kind": "ClusterRole", "name": "r"},
-        "subjects": [{"kind": "Group", "name": "devs"}]});
     let role = json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]});
-    rbac.publish(Index::build([
-        ("/rbac.authorization.k8s.io/clusterrolebindings/b", &crb),
-        ("/rbac.authorization.k8s.io/clusterroles/r", &role),
-    ]));
+    let bindings: Vec<(String, Value)> = (0..2_000)
+        .map(|i| {
+            let group = if i == 1_999 {
+                "devs".to_string()
+            } else {
+                format!("team-{i}")
+            };
+            let crb = json!({"metadata": {"name": format!("b{i}")},
+                "roleRef": {"kind": "ClusterRole", "name": "r"},
+                "subjects": [{"kind": "Group", "name": group}]});
+            (
+                format!("/rbac.authorization.k8s.io/clusterrolebindings/b{i}"),
+                crb,
+            )
+        })
+        .collect();
+    rbac.publish(Index::build(
+        bindings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain([("/rbac.authorization.k8s.io/clusterroles/r", &role)]),
+    ));
     let alice = user("alice", &["devs", "system:authenticated"]);
     let attrs = get_pods("default");
-    const N: u32 = 200_000;
+    const N: u32 = 100_000;
     let started = Instant::now();
     for _ in 0..N {
         assert!(rbac.authorize(&alice, &attrs).is_allowed());
     }
     let per_second = f64::from(N) / started.elapsed().as_secs_f64();
     eprintln!("rbac: {per_second:.0} cached decisions/s");
-    assert!(per_second > 100_000.0, "{per_second:.0} decisions/s");
+    assert!(per_second > 20_000.0, "{per_second:.0} decisions/s");
 }
