@@ -29,7 +29,8 @@ fn env_num(name: &str, default: u64) -> u64 {
 /// One request on a fresh connection; its latency, or why it failed.
 fn request(addr: SocketAddr, host: &str) -> Result<Duration, String> {
     let started = Instant::now();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
@@ -131,7 +132,10 @@ spec:
     });
     let through = load(&w, ingress, "bench.example.com", clients, secs);
     let straight = load(&w, direct, "bench.example.com", clients, secs);
-    for (what, f) in [("through the ingress", &through), ("straight to the pod", &straight)] {
+    for (what, f) in [
+        ("through the ingress", &through),
+        ("straight to the pod", &straight),
+    ] {
         println!(
             "{what}: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({clients} clients, {secs} s)",
             f.per_second,

@@ -366,7 +366,7 @@ fn ingress_routes_hosts_paths_and_tls_to_pods() {
 
     w.step("A wildcard host reaches the echo pod with X-Forwarded-* headers");
     let head = expect(&w, "shop.apps.example.com", "/cart?x=1", 200, |b| {
-        b.contains("X-Forwarded-For")
+        b.contains("x-forwarded-for")
     });
     let lower = head.to_ascii_lowercase();
     for want in [
