@@ -222,7 +222,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.server.port, 6443);
         assert_eq!(c.node_name, "n1");
-        assert_eq!(c.node_labels.len(), 2);
+        assert_eq!(c.node_labels["zone"], "attic");
+        assert_eq!(c.node_labels["tier"], "edge");
+        assert_eq!(c.node_labels.len(), 3, "and the ingress label");
         assert_eq!(c.agent_dir(), PathBuf::from("/var/lib/orc/agent"));
         assert_eq!(c.token.secret, "s3cret");
         assert_eq!(c.proxy_table.as_deref(), Some("orc-proxy"));
@@ -248,6 +250,39 @@ mod tests {
             !c.serve_dns,
             "no proxy, no ClusterIPs: no cluster DNS either"
         );
+    }
+
+    #[test]
+    fn ingress_listens_on_80_and_443_unless_moved_or_disabled() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&base).unwrap();
+        let ports = c.ingress.map(|i| (i.http_port, i.https_port));
+        assert_eq!(ports, Some((80, 443)));
+        assert_eq!(c.node_labels[crate::api::ingress::NODE_LABEL], "true");
+        let moved = [
+            "--ingress-http-port",
+            "8080",
+            "--ingress-https-port",
+            "8443",
+        ];
+        let c = config(&[&base[..], &moved].concat()).unwrap();
+        assert_eq!(
+            c.ingress.map(|i| (i.http_port, i.https_port)),
+            Some((8080, 8443))
+        );
+        let c = config(&[&base[..], &["--disable-ingress"]].concat()).unwrap();
+        assert_eq!(c.ingress, None);
+        assert!(!c.node_labels.contains_key(crate::api::ingress::NODE_LABEL));
+        let same = [
+            "--ingress-http-port",
+            "8080",
+            "--ingress-https-port",
+            "8080",
+        ];
+        let err = config(&[&base[..], &same].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("choose two ports"), "{err}");
     }
 
     #[test]

@@ -688,6 +688,10 @@ mod tests {
         assert_eq!(c.local_storage_path, Some(PathBuf::from("/srv/volumes")));
         let c = config(&["--disable-local-storage"]).unwrap();
         assert_eq!(c.local_storage_path, None);
+        assert!(c.create_ingress_class);
+        let c = config(&["--disable-ingress"]).unwrap();
+        assert!(!c.create_ingress_class, "no orc IngressClass");
+        assert!(c.agent.is_some_and(|a| a.disable_ingress));
     }
 
     #[test]
