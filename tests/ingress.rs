@@ -391,6 +391,60 @@ fn ingress_routes_hosts_paths_and_tls_to_pods() {
         },
     );
 
+    w.step("A connection refused by one endpoint is retried on the next");
+    let web_ip = w.kubectl_out(&["get", "pod", "web-1", "-o", "jsonpath={.status.podIP}"]);
+    w.apply(&format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata:
+  name: flaky
+spec:
+  ports:
+  - name: http
+    port: 80
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: flaky-1
+  labels:
+    kubernetes.io/service-name: flaky
+addressType: IPv4
+ports:
+- name: http
+  port: 8080
+endpoints:
+- addresses: [\"{NODE_IP}\"]
+- addresses: [\"{web_ip}\"]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: flaky
+spec:
+  rules:
+  - host: flaky.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: flaky
+            port:
+              name: http
+"
+    ));
+    expect(&w, "flaky.example.com", "/", 200, |b| b == "web-1");
+    for _ in 0..6 {
+        // Every other request starts at the endpoint nothing listens on.
+        assert_eq!(
+            get(&w, "flaky.example.com", "/"),
+            Ok((200, "web-1".to_string()))
+        );
+    }
+
     w.step("Unknown hosts, other classes and missing backends: 404 and 503");
     let body = expect(&w, "nobody.example.com", "/", 404, |_| true);
     assert_eq!(body, "404 page not found");

@@ -64,11 +64,12 @@ impl State {
     }
 }
 
+/// One reflector's event (boxed: the kinds differ much in size).
 enum Update {
-    Ingress(Event<Ingress>),
-    Class(Event<IngressClass>),
-    Service(Event<Service>),
-    Slice(Event<EndpointSlice>),
+    Ingress(Box<Event<Ingress>>),
+    Class(Box<Event<IngressClass>>),
+    Service(Box<Event<Service>>),
+    Slice(Box<Event<EndpointSlice>>),
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -193,25 +194,25 @@ pub async fn run(api: Arc<ApiClient>, state: Arc<State>) {
     follow(
         list_watch.clone(),
         Query::all_in_group(group, "ingresses"),
-        Update::Ingress,
+        |e| Update::Ingress(Box::new(e)),
         tx.clone(),
     );
     follow(
         list_watch.clone(),
         Query::all_in_group(group, "ingressclasses"),
-        Update::Class,
+        |e| Update::Class(Box::new(e)),
         tx.clone(),
     );
     follow(
         list_watch.clone(),
         Query::all("services"),
-        Update::Service,
+        |e| Update::Service(Box::new(e)),
         tx.clone(),
     );
     follow(
         list_watch,
         Query::all_in_group("discovery.k8s.io/v1", "endpointslices"),
-        Update::Slice,
+        |e| Update::Slice(Box::new(e)),
         tx,
     );
     let mut ingresses = Objects::<Ingress>::default();
@@ -227,10 +228,10 @@ pub async fn run(api: Arc<ApiClient>, state: Arc<State>) {
                 let Some(mut update) = update else { return };
                 loop {
                     match update {
-                        Update::Ingress(e) => ingresses.apply(e),
-                        Update::Class(e) => classes.apply(e),
-                        Update::Service(e) => services.apply(e),
-                        Update::Slice(e) => slices.apply(e),
+                        Update::Ingress(e) => ingresses.apply(*e),
+                        Update::Class(e) => classes.apply(*e),
+                        Update::Service(e) => services.apply(*e),
+                        Update::Slice(e) => slices.apply(*e),
                     }
                     match rx.try_recv() {
                         Ok(next) => update = next,

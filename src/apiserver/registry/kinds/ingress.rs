@@ -193,4 +193,50 @@ mod tests {
         assert_eq!(err.code, 422);
         assert!(reg.get(def("ingresses"), Some("default"), "bad").is_err());
     }
+
+    #[tokio::test]
+    async fn nodes_may_read_only_the_tls_secrets_of_ingresses_of_orc_classes() {
+        use crate::apiserver::auth::NodeGraph;
+        let reg = registry().await;
+        let class = |name: &str, controller: &str| {
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                "metadata": {"name": name}, "spec": {"controller": controller}})
+        };
+        for c in [
+            class("orc", "orc.io/ingress"),
+            class("nginx", "k8s.io/ingress-nginx"),
+        ] {
+            reg.create(def("ingressclasses"), None, c, &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+        let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+        let with_tls = |class: &str, secret: &str| {
+            json!({"ingressClassName": class, "defaultBackend": backend,
+                "tls": [{"hosts": ["a.example.com"], "secretName": secret}]})
+        };
+        for (name, spec) in [
+            ("ours", with_tls("orc", "ours-tls")),
+            ("theirs", with_tls("nginx", "theirs-tls")),
+        ] {
+            reg.create(
+                def("ingresses"),
+                Some("default"),
+                ingress(name, spec),
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(reg.ingress_tls_secret("default", "ours-tls"));
+        assert!(
+            !reg.ingress_tls_secret("default", "theirs-tls"),
+            "another controller's"
+        );
+        assert!(!reg.ingress_tls_secret("default", "db-password"));
+        assert!(
+            !reg.ingress_tls_secret("other", "ours-tls"),
+            "same name, other namespace"
+        );
+    }
 }
