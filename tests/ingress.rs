@@ -1,8 +1,9 @@
 //! The built-in ingress on the one-node cluster of `support::kubelet` (needs root,
 //! containerd and curl; see there): the `orc` IngressClass, host and path routing to real
 //! pods, 404 and 503, the default backend, TLS with SNI from a Secret over HTTP/2, an
-//! Upgrade passed through, X-Forwarded-* headers at the pod, `status.loadBalancer`, an
-//! Ingress of another class left alone, and invalid Ingresses refused. Requests are sent
+//! Upgrade passed through, a streamed body, retry past a refusing endpoint,
+//! X-Forwarded-* headers at the pod, `status.loadBalancer`, an Ingress of another class
+//! left alone, and invalid Ingresses refused. Requests are sent
 //! with curl from inside the test's network namespace to the node's address on the
 //! default ports 80 and 443.
 
@@ -19,8 +20,9 @@ use support::wait::wait_until_every;
 const CURL_TIMEOUT_S: &str = "5";
 
 /// A pod answering every request with the request's head (its headers as the body),
-/// and `101 Switching Protocols` followed by an echo of the connection to any Upgrade
-/// request: busybox `nc -ll -e` runs the script per connection.
+/// `101 Switching Protocols` followed by an echo of the connection to any Upgrade
+/// request, and to `GET /stream` "first", then after 3 s "second" (a body the proxy must
+/// not hold back): busybox `nc -ll -e` runs the script per connection.
 const ECHO: &str = r#"---
 apiVersion: v1
 kind: ConfigMap
@@ -38,6 +40,12 @@ data:
     "
       case "$line" in [Uu]pgrade:*) upgrade=1;; esac
     done
+    case "$head" in "GET /stream "*)
+      printf 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nfirst\n'
+      sleep 3
+      printf 'second\n'
+      exit 0;;
+    esac
     if [ -n "$upgrade" ]; then
       printf 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n'
       exec cat
@@ -379,6 +387,14 @@ fn ingress_routes_hosts_paths_and_tls_to_pods() {
     ] {
         assert!(lower.contains(&want), "{want:?} not in {head:?}");
     }
+
+    w.step("Bodies stream: the first part arrives before the pod has finished");
+    let url = format!("http://{NODE_IP}/stream");
+    let host = "Host: x.apps.example.com";
+    let (ok, out, _) = curl(&w, &["-H", host, "--max-time", "2", &url]);
+    assert!(!ok && out == "first\n", "cut off after 2 s: {out:?}");
+    let (ok, out, err) = curl(&w, &["-H", host, &url]);
+    assert!(ok && out == "first\nsecond\n", "{out:?} {err}");
 
     w.step("An Upgrade request is passed through to the pod");
     wait_until_every(
