@@ -46,6 +46,8 @@ ROOTS = [
     ("policy/v1", "Eviction", "api/policy/v1", "Eviction"),
     ("storage.k8s.io/v1", "StorageClass", "api/storage/v1", "StorageClass"),
     ("discovery.k8s.io/v1", "EndpointSlice", "api/discovery/v1", "EndpointSlice"),
+    ("networking.k8s.io/v1", "Ingress", "api/networking/v1", "Ingress"),
+    ("networking.k8s.io/v1", "IngressClass", "api/networking/v1", "IngressClass"),
     ("coordination.k8s.io/v1", "Lease", "api/coordination/v1", "Lease"),
     ("rbac.authorization.k8s.io/v1", "Role", "api/rbac/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", "api/rbac/v1", "ClusterRole"),

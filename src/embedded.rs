@@ -15,7 +15,12 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("rbac/bootstrap.yaml", RBAC_BOOTSTRAP_POLICY),
     ("storage/local-path.yaml", LOCAL_PATH_STORAGE_CLASS),
+    ("ingress/orc.yaml", INGRESS_CLASS),
 ];
+
+/// The IngressClass of the built-in ingress (`embedded/ingress/`), created at server
+/// start when missing (`controllers::ingress`).
+pub const INGRESS_CLASS: &str = include_str!("../embedded/ingress/orc.yaml");
 
 /// The StorageClass of the built-in local-path provisioner (`embedded/storage/`),
 /// created at server start when missing (`controllers::local_path`).

@@ -37,6 +37,8 @@ impl Agent {
                 // Agents here run in the host's network namespace: keep the proxy's
                 // nftables table out of it.
                 "--disable-proxy",
+                // … and no ingress proxy on the host's ports 80 and 443.
+                "--disable-ingress",
             ])
             .arg("--data-dir")
             .arg(data_dir)
@@ -388,6 +390,7 @@ fn server_with_embedded_agent_registers_its_own_node() {
         .arg(s.kubeconfig())
         .args(["--node-name", "embedded", "--node-label", "zone=attic"])
         .arg("--disable-proxy")
+        .arg("--disable-ingress")
         .arg("--containerd-socket")
         .arg(s.dir.path().join(NO_CONTAINERD))
         .env("RUST_LOG", "info")

@@ -30,7 +30,7 @@ impl Agent {
         let log = data_dir.join("agent.log");
         let child = Command::new(ORC)
             .args(["agent", "--join", &s.url(), "--token", token])
-            .args(["--node-name", node, "--disable-proxy"])
+            .args(["--node-name", node, "--disable-proxy", "--disable-ingress"])
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--containerd-socket")

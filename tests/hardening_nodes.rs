@@ -26,7 +26,7 @@ impl Agent {
         std::fs::create_dir_all(&data_dir).unwrap();
         let child = Command::new(ORC)
             .args(["agent", "--join", &s.url(), "--token", token.trim()])
-            .args(["--node-name", node, "--disable-proxy"])
+            .args(["--node-name", node, "--disable-proxy", "--disable-ingress"])
             .arg("--data-dir")
             .arg(&data_dir)
             // No containerd, so no pod network: the agent never touches the host's routes.

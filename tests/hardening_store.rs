@@ -357,7 +357,12 @@ fn an_agents_data_dir_is_private_under_umask_000() {
     let mut command = Command::new(ORC);
     command
         .args(["agent", "--join", &s.url(), "--token", token.trim()])
-        .args(["--node-name", "private-node", "--disable-proxy"])
+        .args([
+            "--node-name",
+            "private-node",
+            "--disable-proxy",
+            "--disable-ingress",
+        ])
         .arg("--data-dir")
         .arg(&data)
         // No containerd: the agent joins and registers without touching the host.

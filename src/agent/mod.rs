@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod ingress;
 pub mod join;
 pub mod kubelet;
 pub mod local_path;
@@ -52,6 +53,8 @@ pub struct AgentConfig {
     pub node_lease_duration: Duration,
     /// Whether this node runs the cluster DNS server at `cluster_dns` (only with a proxy).
     pub serve_dns: bool,
+    /// The built-in ingress proxy's ports; `None` runs none (--disable-ingress).
+    pub ingress: Option<ingress::IngressConfig>,
 }
 
 impl AgentConfig {
@@ -129,6 +132,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                     proxy::source::run_proxy(for_proxy, proxier).await
                 }
                 None => proxy::source::run_proxy(watch, proxier).await,
+            }
+        });
+    }
+    if let Some(ingress_config) = config.ingress.clone() {
+        let ingress_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+        let node = config.node_name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ingress::run(ingress_client, ingress_config, node).await {
+                tracing::error!(error = %error_chain(&e), "the built-in ingress did not start");
             }
         });
     }

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod disruption;
 pub mod ephemeral;
 pub mod identity;
+pub mod ingress;
 pub mod jsonpath;
 pub mod nesting;
 pub mod object;

@@ -269,6 +269,12 @@ pub trait NodeGraph {
     fn volume_related(&self, _node: &str, _name: &str) -> bool {
         false
     }
+    /// Whether the Secret `namespace/name` holds the certificate of an Ingress served by
+    /// orc's built-in ingress (which runs on every node): what a node's ingress proxy
+    /// reads besides its pods' Secrets.
+    fn ingress_tls_secret(&self, _namespace: &str, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Decides whether `user` may perform `action` (403 `Status` if not), as upstream's
@@ -365,6 +371,8 @@ fn authorize_node(
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
         ("discovery.k8s.io", "endpointslices", None) if read => Ok(()),
+        // The built-in ingress proxy routes by every Ingress of its classes.
+        ("networking.k8s.io", "ingresses" | "ingressclasses", None) if read => Ok(()),
         // Lists and watches are narrowed to the volumes on the node (`narrow_for_node`);
         // a local-path volume's finalizer is the only thing it may change (the volume
         // strategy's admission checks that).
@@ -413,6 +421,11 @@ fn authorize_node(
             };
             match (action.namespace, name) {
                 (Some(ns), Some(name)) if graph.node_references(node, ns, kind, name) => Ok(()),
+                (Some(ns), Some(name))
+                    if kind == "Secret" && graph.ingress_tls_secret(ns, name) =>
+                {
+                    Ok(())
+                }
                 _ => deny(Some(format!(
                     "no relationship found between node '{node}' and this object"
                 ))),
@@ -478,7 +491,9 @@ pub fn node_may_read(node: &str, def: &ResourceDef, obj: &Value, graph: &dyn Nod
         _ => return true,
     };
     let namespace = crate::api::object::namespace(obj).unwrap_or("");
-    graph.node_references(node, namespace, kind, crate::api::object::name(obj))
+    let name = crate::api::object::name(obj);
+    graph.node_references(node, namespace, kind, name)
+        || (kind == "Secret" && graph.ingress_tls_secret(namespace, name))
 }
 
 /// What a node's list or watch of `def` returns: PersistentVolumes only where their node
@@ -641,6 +656,27 @@ impl NodeGraph for super::registry::Registry {
         let page = self.list(pods, Some(namespace), None, 1, &|kv| {
             kv.value["spec"]["nodeName"].as_str() == Some(node)
                 && pod_references(&kv.value, kind, name)
+        });
+        !page.items.is_empty()
+    }
+
+    fn ingress_tls_secret(&self, namespace: &str, name: &str) -> bool {
+        let by_plural = crate::api::resources::by_plural;
+        let (Some(ingresses), Some(classes)) = (
+            by_plural("networking.k8s.io", "v1", "ingresses"),
+            by_plural("networking.k8s.io", "v1", "ingressclasses"),
+        ) else {
+            return false;
+        };
+        let classes: Vec<Value> = self
+            .list(classes, None, None, 0, &|_| true)
+            .items
+            .iter()
+            .map(|kv| (*kv.value).clone())
+            .collect();
+        let page = self.list(ingresses, Some(namespace), None, 1, &|kv| {
+            crate::api::ingress::tls_secret_names(&kv.value).contains(&name)
+                && crate::api::ingress::is_ours(&kv.value, &classes)
         });
         !page.items.is_empty()
     }

@@ -50,6 +50,16 @@ pub struct NodeArgs {
     /// ClusterIP, and this node then serves none.
     #[arg(long, env = "ORC_DISABLE_DNS")]
     pub disable_dns: bool,
+    /// Run no built-in ingress proxy on this node (on the server: do not create the
+    /// `orc` IngressClass either), e.g. to run ingress-nginx or Traefik instead.
+    #[arg(long, env = "ORC_DISABLE_INGRESS")]
+    pub disable_ingress: bool,
+    /// Port the built-in ingress serves plain HTTP on (every address of the node).
+    #[arg(long, env = "ORC_INGRESS_HTTP_PORT", default_value_t = crate::agent::ingress::DEFAULT_HTTP_PORT)]
+    pub ingress_http_port: u16,
+    /// Port the built-in ingress serves HTTPS on (every address of the node).
+    #[arg(long, env = "ORC_INGRESS_HTTPS_PORT", default_value_t = crate::agent::ingress::DEFAULT_HTTPS_PORT)]
+    pub ingress_https_port: u16,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -96,8 +106,21 @@ impl NodeArgs {
                 "node name {node_name:?} is not valid: {problem}: choose one with --node-name"
             );
         }
-        let node_labels =
+        let mut node_labels =
             agent::node::parse_labels(&self.node_label).map_err(anyhow::Error::msg)?;
+        let ingress = (!self.disable_ingress).then_some(agent::ingress::IngressConfig {
+            http_port: self.ingress_http_port,
+            https_port: self.ingress_https_port,
+        });
+        if let Some(ingress) = &ingress {
+            if ingress.http_port == ingress.https_port {
+                anyhow::bail!(
+                    "--ingress-http-port and --ingress-https-port are both {}: choose two ports",
+                    ingress.http_port
+                );
+            }
+            node_labels.insert(crate::api::ingress::NODE_LABEL.to_string(), "true".into());
+        }
         Ok(AgentConfig {
             server,
             token,
@@ -116,6 +139,7 @@ impl NodeArgs {
             serve_dns: !self.disable_dns && !self.disable_proxy,
             proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
             node_lease_duration: self.node_lease_duration,
+            ingress,
         })
     }
 }
@@ -198,7 +222,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.server.port, 6443);
         assert_eq!(c.node_name, "n1");
-        assert_eq!(c.node_labels.len(), 2);
+        assert_eq!(c.node_labels["zone"], "attic");
+        assert_eq!(c.node_labels["tier"], "edge");
+        assert_eq!(c.node_labels.len(), 3, "and the ingress label");
         assert_eq!(c.agent_dir(), PathBuf::from("/var/lib/orc/agent"));
         assert_eq!(c.token.secret, "s3cret");
         assert_eq!(c.proxy_table.as_deref(), Some("orc-proxy"));
@@ -224,6 +250,39 @@ mod tests {
             !c.serve_dns,
             "no proxy, no ClusterIPs: no cluster DNS either"
         );
+    }
+
+    #[test]
+    fn ingress_listens_on_80_and_443_unless_moved_or_disabled() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&base).unwrap();
+        let ports = c.ingress.map(|i| (i.http_port, i.https_port));
+        assert_eq!(ports, Some((80, 443)));
+        assert_eq!(c.node_labels[crate::api::ingress::NODE_LABEL], "true");
+        let moved = [
+            "--ingress-http-port",
+            "8080",
+            "--ingress-https-port",
+            "8443",
+        ];
+        let c = config(&[&base[..], &moved].concat()).unwrap();
+        assert_eq!(
+            c.ingress.map(|i| (i.http_port, i.https_port)),
+            Some((8080, 8443))
+        );
+        let c = config(&[&base[..], &["--disable-ingress"]].concat()).unwrap();
+        assert_eq!(c.ingress, None);
+        assert!(!c.node_labels.contains_key(crate::api::ingress::NODE_LABEL));
+        let same = [
+            "--ingress-http-port",
+            "8080",
+            "--ingress-https-port",
+            "8080",
+        ];
+        let err = config(&[&base[..], &same].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("choose two ports"), "{err}");
     }
 
     #[test]

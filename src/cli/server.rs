@@ -164,6 +164,8 @@ pub struct ServerConfig {
     pub service_account_issuer: String,
     /// Where the local-path provisioner puts volumes (`None`: --disable-local-storage).
     pub local_storage_path: Option<PathBuf>,
+    /// Whether the `orc` IngressClass is created at start (not with --disable-ingress).
+    pub create_ingress_class: bool,
 }
 
 impl ServerArgs {
@@ -264,6 +266,7 @@ impl ServerArgs {
             node_certificate_validity: self.node_certificate_validity,
             managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
+            create_ingress_class: !self.node.disable_ingress,
             agent: (!self.disable_agent).then_some(self.node),
             audit: self.audit_log_path.as_deref().map(|path| {
                 apiserver::audit::AuditConfig::from_flags(
@@ -477,6 +480,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             }),
             root_ca_pem: Some(pki.ca_cert_pem().to_string()),
             local_storage_path: config.local_storage_path.clone(),
+            create_ingress_class: config.create_ingress_class,
             ..Default::default()
         },
     );
@@ -684,6 +688,10 @@ mod tests {
         assert_eq!(c.local_storage_path, Some(PathBuf::from("/srv/volumes")));
         let c = config(&["--disable-local-storage"]).unwrap();
         assert_eq!(c.local_storage_path, None);
+        assert!(c.create_ingress_class);
+        let c = config(&["--disable-ingress"]).unwrap();
+        assert!(!c.create_ingress_class, "no orc IngressClass");
+        assert!(c.agent.is_some_and(|a| a.disable_ingress));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
 pub mod history;
+pub mod ingress;
 pub mod job;
 pub mod local_path;
 pub mod manifests;
@@ -65,6 +66,9 @@ pub struct Config {
     /// Where the built-in local-path provisioner puts volumes (`None`: it does not run,
     /// `--disable-local-storage`).
     pub local_storage_path: Option<std::path::PathBuf>,
+    /// Whether the built-in `orc` IngressClass is created at start (false with the
+    /// server's `--disable-ingress`); the ingress status controller runs either way.
+    pub create_ingress_class: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             legacy_tokens: None,
             root_ca_pem: None,
             local_storage_path: None,
+            create_ingress_class: false,
         }
     }
 }
@@ -129,6 +134,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     if let Some(path) = config.local_storage_path {
         set.spawn(local_path::run(client.clone(), path));
     }
+    set.spawn(ingress::run(client.clone(), config.create_ingress_class));
     set.spawn(scheduler::run(client));
     set
 }

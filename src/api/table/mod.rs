@@ -13,6 +13,7 @@ mod columns;
 mod daemonset;
 mod disruption;
 mod event;
+mod ingress;
 mod negotiation;
 mod node;
 mod pod;
@@ -25,6 +26,7 @@ mod test_support;
 pub use batch::{CRON_JOB, JOB};
 pub use cells::human_duration;
 pub use disruption::POD_DISRUPTION_BUDGET;
+pub use ingress::{INGRESS, INGRESS_CLASS};
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 pub use storage::{

@@ -12,6 +12,7 @@ mod config;
 mod daemonset;
 mod disruption;
 mod field_error;
+mod ingress;
 mod meta;
 mod names;
 mod pod;
@@ -27,6 +28,7 @@ mod workloads;
 pub use disruption::UNHEALTHY_POD_EVICTION_POLICIES;
 pub(crate) use field_error::go_quote;
 pub use field_error::{FieldError, FieldErrorKind};
+pub use ingress::{is_wildcard_dns1123_subdomain, PATH_TYPES};
 pub use meta::validate_labels;
 pub use names::{
     is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
@@ -50,6 +52,7 @@ use cluster::{validate_event, validate_lease, validate_namespace, validate_node}
 use config::{validate_config_map, validate_secret};
 use daemonset::validate_daemon_set;
 use disruption::validate_pod_disruption_budget;
+use ingress::{validate_ingress, validate_ingress_class};
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
@@ -207,6 +210,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
         "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
         "StorageClass" => validate_storage_class(obj, old, &mut errs),
+        "Ingress" => validate_ingress(obj, old, &mut errs),
+        "IngressClass" => validate_ingress_class(obj, old, &mut errs),
         _ => {}
     }
     errs
