@@ -468,6 +468,7 @@ mod tests {
         let endpoint = Endpoint {
             pods: Default::default(),
             pods_dir: "/nonexistent".into(),
+            netns_dir: "/nonexistent".into(),
             runtime: runtime.clone(),
         };
         endpoint

@@ -9,9 +9,11 @@ pub mod container;
 pub mod exec;
 pub mod pod_files;
 pub mod podns;
+pub mod portforward;
 pub mod probes;
 pub mod remotecommand;
 pub mod server;
+pub mod spdy;
 pub mod status;
 pub mod tmpfs;
 pub mod tokens;
@@ -73,7 +75,12 @@ impl KubeletConfig {
     /// The pod's network namespace. Kept apart from the pod directory: the namespace
     /// directory becomes a shared mount point, which a pod directory should not be.
     pub fn netns_path(&self, uid: &str) -> PathBuf {
-        self.agent_dir.join("netns").join(uid)
+        self.netns_dir().join(uid)
+    }
+
+    /// Where the pods' network namespaces are.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.agent_dir.join("netns")
     }
 
     /// The pod's IPC and UTS namespace files.
@@ -306,6 +313,7 @@ pub async fn run(
         let endpoint = server::Endpoint {
             pods: kubelet.index(),
             pods_dir: shared.config.pods_dir(),
+            netns_dir: shared.config.netns_dir(),
             runtime: shared.runtime.clone(),
         };
         tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));

@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
 //! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
-//! `exec`). Only clients with a cluster-CA certificate of the API server's kubelet-client
+//! `exec`), `/attach/…`, and `/portForward/{namespace}/{pod}` (see `portforward`). Only clients with a cluster-CA certificate of the API server's kubelet-client
 //! identity (or of an admin, `system:masters`) are served; nodes are not.
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use super::exec;
+use super::{exec, portforward};
 use crate::agent::runtime::{logger, ContainerRuntime};
 
 /// Port the kubelet listens on (advertised in the Node's daemonEndpoints).
@@ -39,6 +39,8 @@ pub struct Endpoint {
     pub pods: PodIndex,
     /// Where pod directories (with their logs) are.
     pub pods_dir: PathBuf,
+    /// Where pods' network namespaces are (a file named by the pod uid), for port-forward.
+    pub netns_dir: PathBuf,
     pub runtime: Arc<dyn ContainerRuntime>,
 }
 
@@ -208,6 +210,10 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
             exec::exec(req, endpoint.clone(), target, kind)
                 .await
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
+        }
+        ["portForward", namespace, pod] => {
+            portforward::port_forward(req, &endpoint, namespace, pod)
+                .unwrap_or_else(|e| text(e.status(), &e.to_string()))
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
