@@ -489,6 +489,8 @@ impl Kubelet {
             let tcp = TcpStream::connect((address.as_str(), port))
                 .await
                 .map_err(|e| e.to_string())?;
+            // Streams (exec, port-forward) write small frames that must not wait for ACKs.
+            let _ = tcp.set_nodelay(true);
             let server_name = ServerName::try_from(address.clone()).map_err(|e| e.to_string())?;
             let stream = TlsConnector::from(Arc::clone(&tls))
                 .connect(server_name, tcp)

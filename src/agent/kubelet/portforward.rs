@@ -182,6 +182,8 @@ impl PodDialer {
             .await
             .map_err(|_| "the pod's network namespace could not be entered".to_string())??;
         std.set_nonblocking(true).map_err(|e| e.to_string())?;
+        // What the client wrote goes on at once, as a Go dialer's connection does.
+        let _ = std.set_nodelay(true);
         TcpStream::from_std(std).map_err(|e| e.to_string())
     }
 }

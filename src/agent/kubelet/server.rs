@@ -155,6 +155,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoi
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // Streams (exec, port-forward) write small frames that must not wait for ACKs.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, endpoint) = (acceptor.clone(), endpoint.clone());
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
