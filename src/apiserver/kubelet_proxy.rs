@@ -359,14 +359,13 @@ where
     let (mut from_kubelet, mut to_kubelet) = tokio::io::split(kubelet);
     let up = async {
         while let Some(Ok(message)) = futures::StreamExt::next(&mut from_client).await {
-            match message {
-                Message::Binary(data) => {
-                    if to_kubelet.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+            let data = match message {
+                Message::Binary(data) => data,
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if to_kubelet.write_all(&data).await.is_err() {
+                break;
             }
         }
         let _ = to_kubelet.shutdown().await;

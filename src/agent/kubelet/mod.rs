@@ -191,7 +191,14 @@ impl Kubelet {
                 meta["namespace"].as_str().unwrap_or("").to_string(),
                 meta["name"].as_str().unwrap_or("").to_string(),
             );
-            index.insert(key, uid.clone());
+            let host_network = pod["spec"]["hostNetwork"].as_bool() == Some(true);
+            index.insert(
+                key,
+                server::IndexedPod {
+                    uid: uid.clone(),
+                    host_network,
+                },
+            );
         }
         if self.workers.contains_key(&uid) {
             self.send(&uid, Some(pod));
@@ -261,7 +268,7 @@ impl Kubelet {
             .map(|(uid, _)| uid.clone())
             .collect();
         if let Ok(mut index) = self.index.write() {
-            index.retain(|_, uid| !done.contains(uid));
+            index.retain(|_, pod| !done.contains(&pod.uid));
         }
         for uid in done {
             self.workers.remove(&uid);

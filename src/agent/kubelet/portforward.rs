@@ -111,19 +111,11 @@ pub fn port_forward(
     if !is_spdy_upgrade(req.headers()) {
         return Err(PortForwardError::NotSpdyUpgrade);
     }
-    let uid = endpoint
-        .pods
-        .read()
-        .ok()
-        .and_then(|p| p.get(&(namespace.to_string(), pod.to_string())).cloned())
-        .ok_or_else(|| PortForwardError::PodNotHere {
-            namespace: namespace.to_string(),
-            pod: pod.to_string(),
-        })?;
+    let (uid, dialer) = pod_dialer(endpoint, namespace, pod)?;
     let target = Target {
         pod: format!("{namespace}/{pod}"),
         uid: uid.clone(),
-        dialer: PodDialer::in_netns(endpoint.netns_dir.join(&uid)),
+        dialer,
     };
     let upgrade = hyper::upgrade::on(req);
     let span = info_span!("port_forward", pod = %target.pod, %uid);
@@ -147,6 +139,31 @@ pub fn port_forward(
     Ok(resp)
 }
 
+/// The uid of a pod of this node and how to reach its ports: inside its network
+/// namespace, or the node's for a `hostNetwork` pod (as upstream, whose sandbox then is
+/// the node's namespace).
+pub fn pod_dialer(
+    endpoint: &Endpoint,
+    namespace: &str,
+    pod: &str,
+) -> Result<(String, PodDialer), PortForwardError> {
+    let entry = endpoint
+        .pods
+        .read()
+        .ok()
+        .and_then(|p| p.get(&(namespace.to_string(), pod.to_string())).cloned())
+        .ok_or_else(|| PortForwardError::PodNotHere {
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+        })?;
+    let dialer = if entry.host_network {
+        PodDialer::host()
+    } else {
+        PodDialer::in_netns(endpoint.netns_dir.join(&entry.uid))
+    };
+    Ok((entry.uid, dialer))
+}
+
 /// Opens TCP connections to localhost inside a pod's network namespace.
 #[derive(Debug, Clone)]
 pub struct PodDialer {
@@ -159,7 +176,7 @@ impl PodDialer {
         PodDialer { netns: Some(path) }
     }
 
-    /// Dials in the process's own network namespace.
+    /// Dials in the process's own network namespace (the node's).
     pub fn host() -> Self {
         PodDialer { netns: None }
     }
@@ -368,7 +385,7 @@ impl Session {
             }
             Frame::Ping { id } => {
                 // Pings the client started (odd ids) are answered; ours are never sent.
-                if id % 2 == 1 {
+                if !id.is_multiple_of(2) {
                     self.send(Frame::Ping { id }).await;
                 }
             }
@@ -383,7 +400,7 @@ impl Session {
 
     async fn open_stream(&mut self, stream_id: u32, flags: u8, headers: &Headers) {
         // Client streams have odd, increasing ids.
-        if stream_id % 2 == 0 || stream_id <= self.last_stream_id {
+        if stream_id.is_multiple_of(2) || stream_id <= self.last_stream_id {
             self.reset(stream_id, spdy::status::PROTOCOL_ERROR).await;
             return;
         }

@@ -31,8 +31,16 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
-/// Pod uids by `(namespace, name)`, kept by the kubelet for the log endpoint.
-pub type PodIndex = Arc<RwLock<HashMap<(String, String), String>>>;
+/// What the endpoint knows of a pod of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedPod {
+    pub uid: String,
+    /// The pod uses the node's network namespace (port-forward dials there).
+    pub host_network: bool,
+}
+
+/// Pods by `(namespace, name)`, kept by the kubelet for the endpoint.
+pub type PodIndex = Arc<RwLock<HashMap<(String, String), IndexedPod>>>;
 
 /// What the endpoint serves from.
 pub struct Endpoint {
@@ -229,10 +237,10 @@ fn container_logs(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let uid = pods
-        .read()
-        .ok()
-        .and_then(|p| p.get(&(ns.to_string(), pod.to_string())).cloned());
+    let uid = pods.read().ok().and_then(|p| {
+        p.get(&(ns.to_string(), pod.to_string()))
+            .map(|e| e.uid.clone())
+    });
     let Some(uid) = uid else {
         return text(
             StatusCode::NOT_FOUND,

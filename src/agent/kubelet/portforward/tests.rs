@@ -319,3 +319,31 @@ fn the_handshake_wants_spdy_and_the_port_forward_protocol() {
         "{e}"
     );
 }
+
+#[test]
+fn host_network_pods_are_dialed_in_the_nodes_namespace() {
+    let endpoint = Endpoint {
+        pods: Default::default(),
+        pods_dir: "/pods".into(),
+        netns_dir: "/netns".into(),
+        runtime: Arc::new(crate::agent::runtime::FakeRuntime::new()),
+    };
+    for (name, uid, host_network) in [("net", "u1", false), ("host", "u2", true)] {
+        endpoint.pods.write().unwrap().insert(
+            ("ns".into(), name.into()),
+            super::super::server::IndexedPod {
+                uid: uid.into(),
+                host_network,
+            },
+        );
+    }
+    let (uid, dialer) = pod_dialer(&endpoint, "ns", "net").unwrap();
+    assert_eq!(
+        (uid.as_str(), dialer.netns),
+        ("u1", Some("/netns/u1".into()))
+    );
+    let (uid, dialer) = pod_dialer(&endpoint, "ns", "host").unwrap();
+    assert_eq!((uid.as_str(), dialer.netns), ("u2", None));
+    let e = pod_dialer(&endpoint, "ns", "gone").unwrap_err();
+    assert_eq!(e.status(), StatusCode::NOT_FOUND);
+}
