@@ -17,7 +17,7 @@ mod support;
 use support::host::on_netns_thread;
 use support::kubelet::*;
 
-/// httpd on 8080 (an index and a 4 MiB random blob), an echo server (`cat` per
+/// Pod `pf`: httpd on 8080 (an index and a 4 MiB random blob), an echo server (`cat` per
 /// connection) on 9000; nothing on 7777.
 const POD: &str = "apiVersion: v1
 kind: Pod
@@ -52,6 +52,11 @@ impl PortForward {
     fn start(w: &World, remotes: &[u16], websockets: bool) -> PortForward {
         let mut args = vec!["port-forward".to_string(), "pod/pf".to_string()];
         args.extend(remotes.iter().map(|r| format!(":{r}")));
+        PortForward::start_args(w, &args, remotes, websockets)
+    }
+
+    /// `kubectl args…`, waiting for a "Forwarding from" line per port of `remotes`.
+    fn start_args(w: &World, args: &[String], remotes: &[u16], websockets: bool) -> PortForward {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = w.kubectl_cmd(&args);
         if !websockets {
@@ -310,6 +315,47 @@ fn port_forward_reaches_pod_ports_over_websocket_and_spdy() {
         )) && stderr.contains("connection refused"),
         "{stderr}"
     );
+
+    w.step("a hostNetwork pod: the node's localhost is reached, as upstream");
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hostpf
+spec:
+  nodeName: kt-node
+  hostNetwork: true
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sleep\", \"3600\"]
+"
+    ));
+    w.wait_running("hostpf");
+    // A server on the node's (the test namespace's) loopback, answering one connection.
+    let node_server = on_netns_thread(&w.netns_path(), || {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    });
+    let node_port = node_server.local_addr().unwrap().port();
+    let answer = thread::spawn(move || {
+        let (mut conn, _) = node_server.accept().unwrap();
+        conn.write_all(b"from the node").unwrap();
+    });
+    let mut args = vec!["port-forward".to_string(), "pod/hostpf".to_string()];
+    args.push(format!(":{node_port}"));
+    let pf = PortForward::start_args(&w, &args, &[node_port], true);
+    let addr = pf.addr(node_port);
+    let got = on_netns_thread(&w.netns_path(), move || {
+        let mut s = connect(addr);
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all
+    });
+    answer.join().unwrap();
+    assert_eq!(got, b"from the node");
+    pf.stop();
 
     w.step("a user who may get pods/portforward but not create it is refused on both transports");
     w.apply(
