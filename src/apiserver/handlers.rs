@@ -521,10 +521,24 @@ async fn resource(
             super::kubelet_proxy::pod_stream(ctx, &pod, &query, req, stream).await
         }
         ("create", Some(name), Some("portforward")) => {
-            bound_pod(ctx, def, ns, name)?;
-            Err(ApiError::bad_request(
-                "orc does not serve pods/portforward yet: reach the pod through a Service (NodePort)",
-            ))
+            // A WebSocket port-forward is a GET: as upstream, it needs `get` as well.
+            if method == Method::GET {
+                auth::authorize(
+                    user,
+                    &auth::Action {
+                        verb: "get",
+                        def,
+                        namespace: ns,
+                        name: Some(name),
+                        subresource: sub,
+                        selected_name: None,
+                    },
+                    &*ctx.registry,
+                    &ctx.rbac,
+                )?;
+            }
+            let pod = bound_pod(ctx, def, ns, name)?;
+            super::kubelet_proxy::pod_port_forward(ctx, &pod, req).await
         }
         ("create", None, None) => {
             if def.custom.is_some_and(|c| c.terminating) {

@@ -1,8 +1,11 @@
-//! `pods/{name}/log` and `pods/{name}/exec`: the API server asks the kubelet of the
+//! `pods/{name}/log`, `pods/{name}/exec` and `pods/{name}/portforward`: the API server asks the kubelet of the
 //! pod's node (its InternalIP and daemonEndpoints port, over HTTPS with the kubelet-client
 //! certificate, verifying the node's kubelet serving certificate) and streams the answer back. An exec's WebSocket upgrade is passed on to
 //! the kubelet, and once both sides switched protocols the bytes are spliced: the
-//! kubelet speaks the remote command protocol with the client.
+//! kubelet speaks the remote command protocol with the client. A port-forward always
+//! reaches the kubelet as a SPDY/3.1 upgrade: kubectl's own SPDY is spliced, and the SPDY
+//! it tunnels in binary WebSocket messages (`SPDY/3.1+portforward.k8s.io`) is unwrapped
+//! here, as upstream's API server does.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,10 +19,16 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use super::request::Query;
 use super::response::Body;
@@ -50,6 +59,17 @@ const SWITCH_HEADERS: [header::HeaderName; 4] = [
     header::SEC_WEBSOCKET_ACCEPT,
     header::SEC_WEBSOCKET_PROTOCOL,
 ];
+
+/// The WebSocket subprotocol kubectl tunnels port-forward's SPDY in.
+pub const PORT_FORWARD_WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+/// The port-forward stream protocol (header `X-Stream-Protocol-Version`).
+const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
+/// Header naming the stream protocol versions a client speaks (and the one agreed).
+const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
+/// Largest chunk of the kubelet's bytes sent in one WebSocket message.
+const TUNNEL_CHUNK: usize = 32 * 1024;
+/// After one direction of a tunnel ended, how long the other may take to end too.
+const TUNNEL_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The container a log or exec request means: the one named, or the pod's only container.
 pub fn log_container(pod: &Value, requested: &str) -> Result<String, ApiError> {
@@ -228,6 +248,176 @@ pub async fn pod_stream(
     Ok(answer)
 }
 
+/// Passes a port-forward on to the kubelet of the pod's node as a SPDY upgrade and, once
+/// it switched protocols, splices a SPDY client to it, or carries a WebSocket client's
+/// binary messages to it as a byte stream (and its bytes back as binary messages).
+pub async fn pod_port_forward(
+    ctx: &ApiContext,
+    pod: &Value,
+    mut req: Request<impl super::request::RequestBody>,
+) -> Result<Response<Body>, ApiError> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let websocket = is_websocket_upgrade(req.headers());
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    if websocket {
+        if !offers_protocol(req.headers(), PORT_FORWARD_WEBSOCKET_PROTOCOL) || key.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "port-forward over WebSocket needs the protocol {PORT_FORWARD_WEBSOCKET_PROTOCOL} and a Sec-WebSocket-Key"
+            )));
+        }
+    } else if !is_spdy_upgrade(req.headers()) {
+        return Err(ApiError::bad_request(
+            "unable to upgrade: port-forward needs a WebSocket (SPDY/3.1+portforward.k8s.io) or SPDY/3.1 upgrade",
+        ));
+    }
+    let mut kubelet = Kubelet::connect(ctx, pod).await?;
+    let mut forward = Request::post(format!("/portForward/{ns}/{name}"))
+        .header(header::HOST, &kubelet.host)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1");
+    if websocket {
+        forward = forward.header(STREAM_PROTOCOL_HEADER, PORT_FORWARD_PROTOCOL);
+    } else {
+        for v in req.headers().get_all(STREAM_PROTOCOL_HEADER) {
+            forward = forward.header(STREAM_PROTOCOL_HEADER, v);
+        }
+    }
+    let forward = forward
+        .body(Empty::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = kubelet.send(forward).await?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(kubelet_error(resp).await);
+    }
+    let mut answer = Response::new(super::response::full(Bytes::new()));
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = answer.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    match &key {
+        Some(key) if websocket => {
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(PORT_FORWARD_WEBSOCKET_PROTOCOL),
+            );
+            let accept = derive_accept_key(key.as_bytes());
+            headers.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).map_err(|e| ApiError::internal(e.to_string()))?,
+            );
+        }
+        _ => {
+            for h in [
+                header::UPGRADE,
+                header::HeaderName::from_static(STREAM_PROTOCOL_HEADER),
+            ] {
+                for v in resp.headers().get_all(&h) {
+                    headers.append(&h, v.clone());
+                }
+            }
+        }
+    }
+    let to_kubelet = hyper::upgrade::on(&mut resp);
+    let to_client = hyper::upgrade::on(&mut req);
+    let transport = if websocket { "websocket" } else { "spdy" };
+    let span = tracing::info_span!("port_forward", pod = %format!("{ns}/{name}"));
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let (kubelet, client) = match tokio::try_join!(to_kubelet, to_client) {
+                Ok(both) => both,
+                Err(e) => {
+                    tracing::warn!(error = %e, "port-forward upgrade failed");
+                    return;
+                }
+            };
+            tracing::info!(transport, "port-forward tunnel open");
+            let (mut kubelet, mut client) = (TokioIo::new(kubelet), TokioIo::new(client));
+            if websocket {
+                let ws = WebSocketStream::from_raw_socket(client, Role::Server, None).await;
+                tunnel(ws, kubelet).await;
+            } else {
+                let copied = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await;
+                tracing::debug!(?copied, "port-forward ended");
+            }
+        },
+        span,
+    ));
+    Ok(answer)
+}
+
+/// Carries the bytes of `kubelet` to the WebSocket client in binary messages, and the
+/// client's binary messages to `kubelet`, as kubectl's tunneling connection frames them
+/// (message boundaries carry no meaning). Ends when both directions ended, or shortly
+/// after one did.
+pub async fn tunnel<C, K>(client: WebSocketStream<C>, kubelet: K)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    K: AsyncRead + AsyncWrite,
+{
+    let (mut to_client, mut from_client) = futures::StreamExt::split(client);
+    let (mut from_kubelet, mut to_kubelet) = tokio::io::split(kubelet);
+    let up = async {
+        while let Some(Ok(message)) = futures::StreamExt::next(&mut from_client).await {
+            let data = match message {
+                Message::Binary(data) => data,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if to_kubelet.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_kubelet.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; TUNNEL_CHUNK];
+        loop {
+            match from_kubelet.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let message = Message::binary(buf[..n].to_vec());
+                    if futures::SinkExt::send(&mut to_client, message)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = futures::SinkExt::send(&mut to_client, Message::Close(Some(normal))).await;
+        let _ = futures::SinkExt::close(&mut to_client).await;
+    };
+    tokio::pin!(up, down);
+    tokio::select! {
+        _ = &mut up => { let _ = tokio::time::timeout(TUNNEL_CLOSE_WAIT, &mut down).await; }
+        _ = &mut down => { let _ = tokio::time::timeout(TUNNEL_CLOSE_WAIT, &mut up).await; }
+    }
+}
+
+/// Whether the client offers WebSocket subprotocol `protocol`.
+fn offers_protocol(headers: &http::HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol)
+}
+
+/// Whether a request asks to switch to SPDY/3.1.
+fn is_spdy_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("SPDY/3.1"))
+}
+
 /// Whether a request asks to switch to WebSocket.
 fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
     headers
@@ -298,6 +488,8 @@ impl Kubelet {
             let tcp = TcpStream::connect((address.as_str(), port))
                 .await
                 .map_err(|e| e.to_string())?;
+            // Streams (exec, port-forward) write small frames that must not wait for ACKs.
+            let _ = tcp.set_nodelay(true);
             let server_name = ServerName::try_from(address.clone()).map_err(|e| e.to_string())?;
             let stream = TlsConnector::from(Arc::clone(&tls))
                 .connect(server_name, tcp)
@@ -340,6 +532,7 @@ async fn kubelet_error(resp: Response<Incoming>) -> ApiError {
         .unwrap_or_default();
     match status.as_u16() {
         400 | 404 => ApiError::bad_request(text),
+        403 => ApiError::forbidden(text),
         500 => ApiError::internal(text),
         _ => ApiError::unavailable(text),
     }
@@ -348,6 +541,7 @@ async fn kubelet_error(resp: Response<Incoming>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::{SinkExt, StreamExt};
     use serde_json::json;
 
     #[test]
@@ -366,6 +560,61 @@ mod tests {
         assert!(e.message.contains("at least one command"), "{}", e.message);
         let q = stream_query("command=x&stdout=true&container=c", Stream::Attach).unwrap();
         assert_eq!(q, "stdout=true");
+    }
+
+    #[tokio::test]
+    async fn the_tunnel_carries_binary_messages_as_one_byte_stream_both_ways() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (kubelet_near, mut kubelet) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let task = tokio::spawn(tunnel(server, kubelet_near));
+        // One SPDY PING frame split over three messages; text messages carry nothing.
+        let ping = [0x80, 0x03, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1];
+        for part in [&ping[..3], &ping[3..4], &ping[4..]] {
+            client.send(Message::binary(part.to_vec())).await.unwrap();
+            client.send(Message::text("ignored")).await.unwrap();
+        }
+        let mut got = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(10), kubelet.read_exact(&mut got))
+            .await
+            .expect("tunnel deadlocked")
+            .unwrap();
+        assert_eq!(got, ping);
+        kubelet.write_all(&ping).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("tunnel deadlocked");
+        let Some(Ok(Message::Binary(back))) = back else {
+            panic!("{back:?}");
+        };
+        assert_eq!(&back[..], &ping[..]);
+        // The kubelet hanging up closes the WebSocket normally.
+        drop(kubelet);
+        let mut close = None;
+        while let Some(Ok(m)) = client.next().await {
+            if let Message::Close(frame) = m {
+                close = frame;
+            }
+        }
+        assert_eq!(close.map(|c| c.code), Some(CloseCode::Normal));
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("tunnel outlived both ends")
+            .unwrap();
+    }
+
+    #[test]
+    fn port_forward_upgrades_are_recognised() {
+        let mut h = http::HeaderMap::new();
+        assert!(!is_spdy_upgrade(&h) && !offers_protocol(&h, PORT_FORWARD_WEBSOCKET_PROTOCOL));
+        h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        assert!(is_spdy_upgrade(&h));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v5.channel.k8s.io, SPDY/3.1+portforward.k8s.io"),
+        );
+        assert!(offers_protocol(&h, PORT_FORWARD_WEBSOCKET_PROTOCOL));
     }
 
     #[test]

@@ -235,7 +235,7 @@ async fn running_container(endpoint: &Endpoint, target: &Target) -> Result<Runni
         .ok()
         .and_then(|p| {
             p.get(&(target.namespace.clone(), target.pod.clone()))
-                .cloned()
+                .map(|e| e.uid.clone())
         })
         .ok_or_else(|| ExecError::PodNotHere {
             namespace: target.namespace.to_string(),
@@ -468,13 +468,16 @@ mod tests {
         let endpoint = Endpoint {
             pods: Default::default(),
             pods_dir: "/nonexistent".into(),
+            netns_dir: "/nonexistent".into(),
             runtime: runtime.clone(),
         };
-        endpoint
-            .pods
-            .write()
-            .unwrap()
-            .insert(("ns".into(), "p".into()), UID.into());
+        endpoint.pods.write().unwrap().insert(
+            ("ns".into(), "p".into()),
+            super::super::server::IndexedPod {
+                uid: UID.into(),
+                host_network: false,
+            },
+        );
         (endpoint, runtime)
     }
 

@@ -9,9 +9,11 @@ pub mod container;
 pub mod exec;
 pub mod pod_files;
 pub mod podns;
+pub mod portforward;
 pub mod probes;
 pub mod remotecommand;
 pub mod server;
+pub mod spdy;
 pub mod status;
 pub mod tmpfs;
 pub mod tokens;
@@ -73,7 +75,12 @@ impl KubeletConfig {
     /// The pod's network namespace. Kept apart from the pod directory: the namespace
     /// directory becomes a shared mount point, which a pod directory should not be.
     pub fn netns_path(&self, uid: &str) -> PathBuf {
-        self.agent_dir.join("netns").join(uid)
+        self.netns_dir().join(uid)
+    }
+
+    /// Where the pods' network namespaces are.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.agent_dir.join("netns")
     }
 
     /// The pod's IPC and UTS namespace files.
@@ -184,7 +191,14 @@ impl Kubelet {
                 meta["namespace"].as_str().unwrap_or("").to_string(),
                 meta["name"].as_str().unwrap_or("").to_string(),
             );
-            index.insert(key, uid.clone());
+            let host_network = pod["spec"]["hostNetwork"].as_bool() == Some(true);
+            index.insert(
+                key,
+                server::IndexedPod {
+                    uid: uid.clone(),
+                    host_network,
+                },
+            );
         }
         if self.workers.contains_key(&uid) {
             self.send(&uid, Some(pod));
@@ -254,7 +268,7 @@ impl Kubelet {
             .map(|(uid, _)| uid.clone())
             .collect();
         if let Ok(mut index) = self.index.write() {
-            index.retain(|_, uid| !done.contains(uid));
+            index.retain(|_, pod| !done.contains(&pod.uid));
         }
         for uid in done {
             self.workers.remove(&uid);
@@ -306,6 +320,7 @@ pub async fn run(
         let endpoint = server::Endpoint {
             pods: kubelet.index(),
             pods_dir: shared.config.pods_dir(),
+            netns_dir: shared.config.netns_dir(),
             runtime: shared.runtime.clone(),
         };
         tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));

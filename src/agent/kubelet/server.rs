@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
 //! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
-//! `exec`). Only clients with a cluster-CA certificate of the API server's kubelet-client
+//! `exec`), `/attach/…`, and `/portForward/{namespace}/{pod}` (see `portforward`). Only clients with a cluster-CA certificate of the API server's kubelet-client
 //! identity (or of an admin, `system:masters`) are served; nodes are not.
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use super::exec;
+use super::{exec, portforward};
 use crate::agent::runtime::{logger, ContainerRuntime};
 
 /// Port the kubelet listens on (advertised in the Node's daemonEndpoints).
@@ -31,14 +31,24 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
-/// Pod uids by `(namespace, name)`, kept by the kubelet for the log endpoint.
-pub type PodIndex = Arc<RwLock<HashMap<(String, String), String>>>;
+/// What the endpoint knows of a pod of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedPod {
+    pub uid: String,
+    /// The pod uses the node's network namespace (port-forward dials there).
+    pub host_network: bool,
+}
+
+/// Pods by `(namespace, name)`, kept by the kubelet for the endpoint.
+pub type PodIndex = Arc<RwLock<HashMap<(String, String), IndexedPod>>>;
 
 /// What the endpoint serves from.
 pub struct Endpoint {
     pub pods: PodIndex,
     /// Where pod directories (with their logs) are.
     pub pods_dir: PathBuf,
+    /// Where pods' network namespaces are (a file named by the pod uid), for port-forward.
+    pub netns_dir: PathBuf,
     pub runtime: Arc<dyn ContainerRuntime>,
 }
 
@@ -153,6 +163,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, endpoi
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // Streams (exec, port-forward) write small frames that must not wait for ACKs.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, endpoint) = (acceptor.clone(), endpoint.clone());
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
@@ -209,6 +221,10 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
                 .await
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
         }
+        ["portForward", namespace, pod] => {
+            portforward::port_forward(req, &endpoint, namespace, pod)
+                .unwrap_or_else(|e| text(e.status(), &e.to_string()))
+        }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -221,10 +237,10 @@ fn container_logs(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let uid = pods
-        .read()
-        .ok()
-        .and_then(|p| p.get(&(ns.to_string(), pod.to_string())).cloned());
+    let uid = pods.read().ok().and_then(|p| {
+        p.get(&(ns.to_string(), pod.to_string()))
+            .map(|e| e.uid.clone())
+    });
     let Some(uid) = uid else {
         return text(
             StatusCode::NOT_FOUND,
