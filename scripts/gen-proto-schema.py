@@ -46,6 +46,7 @@ ROOTS = [
     ("policy/v1", "Eviction", "api/policy/v1", "Eviction"),
     ("storage.k8s.io/v1", "StorageClass", "api/storage/v1", "StorageClass"),
     ("discovery.k8s.io/v1", "EndpointSlice", "api/discovery/v1", "EndpointSlice"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "api/networking/v1", "NetworkPolicy"),
     ("coordination.k8s.io/v1", "Lease", "api/coordination/v1", "Lease"),
     ("rbac.authorization.k8s.io/v1", "Role", "api/rbac/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", "api/rbac/v1", "ClusterRole"),

@@ -365,6 +365,9 @@ fn authorize_node(
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
         ("discovery.k8s.io", "endpointslices", None) if read => Ok(()),
+        // Every agent enforces NetworkPolicies for its pods: it reads the policies (and
+        // the pods and namespaces above) of the whole cluster, and may change none.
+        ("networking.k8s.io", "networkpolicies", None) if read => Ok(()),
         // Lists and watches are narrowed to the volumes on the node (`narrow_for_node`);
         // a local-path volume's finalizer is the only thing it may change (the volume
         // strategy's admission checks that).

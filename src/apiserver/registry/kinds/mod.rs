@@ -11,6 +11,7 @@ pub mod endpoints;
 pub mod event;
 pub mod lease;
 pub mod namespace;
+pub mod network_policy;
 pub mod node;
 pub mod pod;
 pub mod pod_disruption_budget;
