@@ -50,6 +50,13 @@ pub struct NodeArgs {
     /// ClusterIP, and this node then serves none.
     #[arg(long, env = "ORC_DISABLE_DNS")]
     pub disable_dns: bool,
+    /// nftables table (family ip) holding the NetworkPolicy rules.
+    #[arg(long, env = "ORC_NETWORK_POLICY_NFT_TABLE", default_value = crate::agent::netpol::DEFAULT_TABLE)]
+    pub network_policy_nft_table: String,
+    /// Enforce no NetworkPolicies on this node (its table is removed at start; for
+    /// another policy engine).
+    #[arg(long, env = "ORC_DISABLE_NETWORK_POLICY")]
+    pub disable_network_policy: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -116,6 +123,8 @@ impl NodeArgs {
             serve_dns: !self.disable_dns && !self.disable_proxy,
             proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
             node_lease_duration: self.node_lease_duration,
+            netpol_table: self.network_policy_nft_table,
+            enforce_network_policy: !self.disable_network_policy,
         })
     }
 }
@@ -211,6 +220,28 @@ mod tests {
         let c = config(&[&base[..], &["--node-lease-duration", "4s"]].concat()).unwrap();
         assert_eq!(c.node_lease_duration, std::time::Duration::from_secs(4));
         assert!(config(&[&base[..], &["--node-lease-duration", "soon"]].concat()).is_err());
+    }
+
+    #[test]
+    fn network_policy_table_is_chosen_or_disabled_by_flag() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&base).unwrap();
+        assert_eq!(c.netpol_table, "orc-netpol");
+        assert!(c.enforce_network_policy);
+        let c = config(
+            &[
+                &base[..],
+                &[
+                    "--network-policy-nft-table",
+                    "np",
+                    "--disable-network-policy",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.netpol_table, "np");
+        assert!(!c.enforce_network_policy);
     }
 
     #[test]
