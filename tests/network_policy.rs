@@ -72,8 +72,6 @@ impl Cluster {
             "-q",
             "-O",
             "-",
-            "-T",
-            "1",
             &format!("http://{target}/"),
         ]);
         if out.status.success() {
