@@ -792,6 +792,40 @@ mod tests {
     }
 
     #[test]
+    fn node_may_read_every_network_policy_and_write_none() {
+        let n1 = node("n1");
+        for verb in ["list", "watch"] {
+            assert!(allowed(
+                &n1,
+                &action(verb, "networkpolicies", None, None, None)
+            ));
+        }
+        assert!(allowed(
+            &n1,
+            &action(
+                "get",
+                "networkpolicies",
+                Some("default"),
+                Some("deny"),
+                None
+            )
+        ));
+        for (verb, name) in [
+            ("create", None),
+            ("update", Some("deny")),
+            ("delete", Some("deny")),
+        ] {
+            assert!(
+                !allowed(
+                    &n1,
+                    &action(verb, "networkpolicies", Some("default"), name, None)
+                ),
+                "{verb}"
+            );
+        }
+    }
+
+    #[test]
     fn node_may_create_only_its_own_node_and_lease() {
         let n1 = node("n1");
         let nodes = by_plural("", "v1", "nodes").unwrap();

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn, Instrument};
 
-pub use crate::agent::proxy::{Error, Nft, NftCli, Result};
+pub use crate::agent::proxy::{Nft, NftCli};
 use model::{ObjectKey, PodInfo, Policy};
 use rules::{Cluster, Fragment};
 
@@ -30,6 +30,22 @@ pub const DEFAULT_TABLE: &str = "orc-netpol";
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 /// Wait before retrying a failed sync (the retry is a full resync).
 pub const SYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("apply network policy rules to nftables table {table}")]
+    Apply {
+        table: String,
+        source: crate::agent::proxy::Error,
+    },
+    #[error("remove nftables table {table}")]
+    Uninstall {
+        table: String,
+        source: crate::agent::proxy::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One change to what policies see, for [`Enforcer::run`].
 #[derive(Debug, Clone)]
@@ -270,7 +286,10 @@ impl<N: Nft> Enforcer<N> {
         };
         if !commands.is_empty() {
             // `applied` stays `None`: the next sync rewrites the table.
-            self.nft.apply(&commands)?;
+            self.nft.apply(&commands).map_err(|source| Error::Apply {
+                table: self.table.clone(),
+                source,
+            })?;
         }
         self.applied = Some(applied);
         Ok(SyncStats {
@@ -282,7 +301,12 @@ impl<N: Nft> Enforcer<N> {
     /// Deletes the whole table (a missing table is fine).
     pub fn uninstall(&mut self) -> Result<()> {
         self.applied = None;
-        self.nft.apply(&sync::uninstall(&self.table))
+        self.nft
+            .apply(&sync::uninstall(&self.table))
+            .map_err(|source| Error::Uninstall {
+                table: self.table.clone(),
+                source,
+            })
     }
 }
 
@@ -346,7 +370,7 @@ impl<N: Nft + 'static> Enforcer<N> {
                     dirty = false;
                 }
                 Ok((Err(e), _)) => {
-                    warn!(%table, error = %e, "network policy sync failed; retrying with a full sync");
+                    warn!(%table, error = %crate::agent::error_chain(&e), "network policy sync failed; retrying with a full sync");
                     enforcer.lock().expect("enforcer lock").force_full_sync();
                     dirty = true;
                     tokio::time::sleep(SYNC_RETRY_DELAY).await;
