@@ -48,6 +48,7 @@ ROOTS = [
     ("discovery.k8s.io/v1", "EndpointSlice", "api/discovery/v1", "EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress", "api/networking/v1", "Ingress"),
     ("networking.k8s.io/v1", "IngressClass", "api/networking/v1", "IngressClass"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "api/networking/v1", "NetworkPolicy"),
     ("coordination.k8s.io/v1", "Lease", "api/coordination/v1", "Lease"),
     ("rbac.authorization.k8s.io/v1", "Role", "api/rbac/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", "api/rbac/v1", "ClusterRole"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Removes orc from this machine, like k3s-uninstall.sh: stops the orc processes started
 # from the installed binary, kills orc's containers, removes orc's network state (the
-# proxy and pod-network nftables tables, the pod bridge, the cluster DNS link, host-gw
+# proxy, network-policy and pod-network nftables tables, the pod bridge, the cluster DNS link, host-gw
 # routes, pod network namespaces), then the systemd units, the binary, /etc/orc and the
 # data dir.
 #
@@ -10,7 +10,8 @@
 # Environment (defaults in brackets): ORC_BIN [/usr/local/bin/orc],
 # ORC_DATA_DIR [/var/lib/orc], ORC_CONFIG_DIR [/etc/orc],
 # ORC_CONTAINERD_SOCKET [/run/containerd/containerd.sock], ORC_CONTAINERD_NAMESPACE [orc],
-# ORC_PROXY_NFT_TABLE [orc-proxy], ORC_POD_NFT_TABLE [orc-nat], ORC_POD_BRIDGE [orc0],
+# ORC_PROXY_NFT_TABLE [orc-proxy], ORC_NETWORK_POLICY_NFT_TABLE [orc-netpol],
+# ORC_POD_NFT_TABLE [orc-nat], ORC_POD_BRIDGE [orc0],
 # ORC_CLUSTER_DNS [10.43.0.10], ORC_SYSTEMD_DIR [/etc/systemd/system],
 # ORC_ENV_DIR [/etc/default].
 # Everything missing is skipped, so running it twice is fine.
@@ -22,6 +23,7 @@ CONFIG_DIR=${ORC_CONFIG_DIR:-/etc/orc}
 SOCKET=${ORC_CONTAINERD_SOCKET:-/run/containerd/containerd.sock}
 CTR_NAMESPACE=${ORC_CONTAINERD_NAMESPACE:-orc}
 PROXY_TABLE=${ORC_PROXY_NFT_TABLE:-orc-proxy}
+NETPOL_TABLE=${ORC_NETWORK_POLICY_NFT_TABLE:-orc-netpol}
 POD_TABLE=${ORC_POD_NFT_TABLE:-orc-nat}
 BRIDGE=${ORC_POD_BRIDGE:-orc0}
 CLUSTER_DNS=${ORC_CLUSTER_DNS:-10.43.0.10}
@@ -85,7 +87,7 @@ fi
 
 # 3. Network state, in this network namespace only.
 if command -v nft >/dev/null 2>&1; then
-  for table in "$PROXY_TABLE" "$POD_TABLE"; do
+  for table in "$PROXY_TABLE" "$NETPOL_TABLE" "$POD_TABLE"; do
     nft delete table ip "$table" 2>/dev/null || true
   done
 fi

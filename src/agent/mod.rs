@@ -9,6 +9,7 @@ pub mod join;
 pub mod kubelet;
 pub mod local_path;
 pub mod net;
+pub mod netpol;
 pub mod node;
 pub mod pod_routes;
 pub mod proxy;
@@ -55,6 +56,11 @@ pub struct AgentConfig {
     pub serve_dns: bool,
     /// The built-in ingress proxy's ports; `None` runs none (--disable-ingress).
     pub ingress: Option<ingress::IngressConfig>,
+    /// nftables table of NetworkPolicy enforcement.
+    pub netpol_table: String,
+    /// Whether this node enforces NetworkPolicies (--disable-network-policy: no, and
+    /// the table is removed).
+    pub enforce_network_policy: bool,
 }
 
 impl AgentConfig {
@@ -144,6 +150,10 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         });
     }
+    start_network_policy(
+        &config,
+        Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None)),
+    );
     // Local-path volumes on this node: directories made and removed.
     let volumes_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
     tokio::spawn(local_path::run(
@@ -172,6 +182,29 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .run()
     .await;
     Ok(())
+}
+
+/// Enforces NetworkPolicies for this node's pods, or (--disable-network-policy) removes
+/// the table an earlier run left.
+fn start_network_policy(config: &AgentConfig, client: Arc<ApiClient>) {
+    let table = config.netpol_table.clone();
+    let mut enforcer = netpol::Enforcer::new(
+        table.clone(),
+        netpol::NftCli::default(),
+        config.node_name.clone(),
+    );
+    if !config.enforce_network_policy {
+        tokio::task::spawn_blocking(move || match enforcer.uninstall() {
+            Ok(()) => tracing::info!(%table, "network policies are not enforced on this node"),
+            Err(e) => {
+                tracing::warn!(%table, error = %error_chain(&e), "removing the network policy table failed")
+            }
+        });
+        return;
+    }
+    // The cluster DNS answers on this node itself: policies see it as a kube-system pod.
+    let dns = (config.serve_dns && config.proxy_table.is_some()).then_some(config.cluster_dns);
+    tokio::spawn(netpol::source::run_enforcer(client, enforcer, dns));
 }
 
 /// How soon, then at most how often, the podCIDR of a freshly registered node is looked

@@ -39,6 +39,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
         "Endpoints" => endpoints_defaults(obj),
+        "NetworkPolicy" => network_policy_defaults(obj),
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             webhook_configuration_defaults(kind, obj)
         }
@@ -744,6 +745,54 @@ fn webhook_configuration_defaults(kind: &str, obj: &mut Value) {
     }
 }
 
+/// Upstream `SetDefaults_NetworkPolicy` and `SetDefaults_NetworkPolicyPort`: no
+/// `policyTypes` means Ingress, plus Egress when egress rules exist; ports are TCP
+/// unless they say otherwise; a missing `podSelector` is the empty one (all pods).
+fn network_policy_defaults(obj: &mut Value) {
+    let Some(policy) = obj.as_object_mut() else {
+        return;
+    };
+    let spec = child(policy, "spec");
+    if spec.get("podSelector").is_none_or(Value::is_null) {
+        spec.insert("podSelector".into(), json!({}));
+    }
+    for direction in ["ingress", "egress"] {
+        for rule in spec
+            .get_mut(direction)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for port in rule
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(port) = port.as_object_mut() {
+                    default_to(port, "protocol", json!("TCP"));
+                }
+            }
+        }
+    }
+    let no_types = spec
+        .get("policyTypes")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_types {
+        let has_egress = spec
+            .get("egress")
+            .and_then(Value::as_array)
+            .is_some_and(|rules| !rules.is_empty());
+        let types = if has_egress {
+            json!(["Ingress", "Egress"])
+        } else {
+            json!(["Ingress"])
+        };
+        spec.insert("policyTypes".into(), types);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1268,6 +1317,37 @@ mod tests {
             let obj = json!({"metadata": {"name": "x"}, "spec": {}});
             assert_eq!(defaulted(kind, obj.clone()), obj, "{kind}");
         }
+    }
+
+    #[test]
+    fn network_policy_types_and_port_protocols_default_as_upstream() {
+        let ingress_only = defaulted(
+            "NetworkPolicy",
+            json!({"spec": {"ingress": [{"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}]}}),
+        );
+        assert_eq!(ingress_only["spec"]["policyTypes"], json!(["Ingress"]));
+        assert_eq!(ingress_only["spec"]["podSelector"], json!({}));
+        assert_eq!(
+            ingress_only["spec"]["ingress"][0]["ports"][0]["protocol"],
+            "TCP"
+        );
+        assert_eq!(
+            ingress_only["spec"]["ingress"][0]["ports"][1]["protocol"],
+            "UDP"
+        );
+        let with_egress = defaulted(
+            "NetworkPolicy",
+            json!({"spec": {"podSelector": {}, "egress": [{}]}}),
+        );
+        assert_eq!(
+            with_egress["spec"]["policyTypes"],
+            json!(["Ingress", "Egress"])
+        );
+        let explicit = defaulted(
+            "NetworkPolicy",
+            json!({"spec": {"podSelector": {}, "policyTypes": ["Egress"]}}),
+        );
+        assert_eq!(explicit["spec"]["policyTypes"], json!(["Egress"]));
     }
 
     #[test]

@@ -111,6 +111,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_
 }
 
 use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, policy::v1 as policy, rbac::v1 as rbac, storage::v1 as storage,
@@ -454,6 +455,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<k8s_openapi::api::networking::v1::IngressClass>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        namespaced: true,
+        short_names: &["netpol"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<NetworkPolicy>,
         custom: None,
     },
     ResourceDef {

@@ -373,6 +373,9 @@ fn authorize_node(
         ("discovery.k8s.io", "endpointslices", None) if read => Ok(()),
         // The built-in ingress proxy routes by every Ingress of its classes.
         ("networking.k8s.io", "ingresses" | "ingressclasses", None) if read => Ok(()),
+        // Every agent enforces NetworkPolicies for its pods: it reads the policies (and
+        // the pods and namespaces above) of the whole cluster, and may change none.
+        ("networking.k8s.io", "networkpolicies", None) if read => Ok(()),
         // Lists and watches are narrowed to the volumes on the node (`narrow_for_node`);
         // a local-path volume's finalizer is the only thing it may change (the volume
         // strategy's admission checks that).
@@ -829,6 +832,40 @@ mod tests {
             &n1,
             &action("get", "nodes", None, Some("n2"), None)
         ));
+    }
+
+    #[test]
+    fn node_may_read_every_network_policy_and_write_none() {
+        let n1 = node("n1");
+        for verb in ["list", "watch"] {
+            assert!(allowed(
+                &n1,
+                &action(verb, "networkpolicies", None, None, None)
+            ));
+        }
+        assert!(allowed(
+            &n1,
+            &action(
+                "get",
+                "networkpolicies",
+                Some("default"),
+                Some("deny"),
+                None
+            )
+        ));
+        for (verb, name) in [
+            ("create", None),
+            ("update", Some("deny")),
+            ("delete", Some("deny")),
+        ] {
+            assert!(
+                !allowed(
+                    &n1,
+                    &action(verb, "networkpolicies", Some("default"), name, None)
+                ),
+                "{verb}"
+            );
+        }
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub struct NodeArgs {
     /// Port the built-in ingress serves HTTPS on (every address of the node).
     #[arg(long, env = "ORC_INGRESS_HTTPS_PORT", default_value_t = crate::agent::ingress::DEFAULT_HTTPS_PORT)]
     pub ingress_https_port: u16,
+    /// nftables table (family ip) holding the NetworkPolicy rules.
+    #[arg(long, env = "ORC_NETWORK_POLICY_NFT_TABLE", default_value = crate::agent::netpol::DEFAULT_TABLE)]
+    pub network_policy_nft_table: String,
+    /// Enforce no NetworkPolicies on this node (its table is removed at start; for
+    /// another policy engine).
+    #[arg(long, env = "ORC_DISABLE_NETWORK_POLICY")]
+    pub disable_network_policy: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -140,6 +147,8 @@ impl NodeArgs {
             proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
             node_lease_duration: self.node_lease_duration,
             ingress,
+            netpol_table: self.network_policy_nft_table,
+            enforce_network_policy: !self.disable_network_policy,
         })
     }
 }
@@ -237,6 +246,28 @@ mod tests {
         let c = config(&[&base[..], &["--node-lease-duration", "4s"]].concat()).unwrap();
         assert_eq!(c.node_lease_duration, std::time::Duration::from_secs(4));
         assert!(config(&[&base[..], &["--node-lease-duration", "soon"]].concat()).is_err());
+    }
+
+    #[test]
+    fn network_policy_table_is_chosen_or_disabled_by_flag() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&base).unwrap();
+        assert_eq!(c.netpol_table, "orc-netpol");
+        assert!(c.enforce_network_policy);
+        let c = config(
+            &[
+                &base[..],
+                &[
+                    "--network-policy-nft-table",
+                    "np",
+                    "--disable-network-policy",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.netpol_table, "np");
+        assert!(!c.enforce_network_policy);
     }
 
     #[test]

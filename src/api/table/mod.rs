@@ -15,6 +15,7 @@ mod disruption;
 mod event;
 mod ingress;
 mod negotiation;
+mod network_policy;
 mod node;
 mod pod;
 mod service;
@@ -28,6 +29,7 @@ pub use cells::human_duration;
 pub use disruption::POD_DISRUPTION_BUDGET;
 pub use ingress::{INGRESS, INGRESS_CLASS};
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
+pub use network_policy::NETWORK_POLICY;
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 pub use storage::{
     access_modes_string, is_default_class, BETA_DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION,

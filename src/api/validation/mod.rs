@@ -15,6 +15,7 @@ mod field_error;
 mod ingress;
 mod meta;
 mod names;
+mod network_policy;
 mod pod;
 mod rbac;
 mod service;
@@ -35,6 +36,7 @@ pub use names::{
     is_qualified_name, is_valid_label_value, is_valid_port_name, is_valid_port_num,
     MAX_SECRET_SIZE, TOTAL_ANNOTATION_SIZE_LIMIT,
 };
+pub use network_policy::POLICY_TYPES;
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
 pub use rbac::{is_path_segment_name, RBAC_GROUP};
 pub use storage::{claim_request, ACCESS_MODES, SHRINK_FORBIDDEN};
@@ -55,6 +57,7 @@ use disruption::validate_pod_disruption_budget;
 use ingress::{validate_ingress, validate_ingress_class};
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
+use network_policy::validate_network_policy;
 use pod::validate_pod;
 use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
@@ -207,6 +210,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "RoleBinding" => validate_binding(obj, old, false, &mut errs),
         "ClusterRoleBinding" => validate_binding(obj, old, true, &mut errs),
         "PodDisruptionBudget" => validate_pod_disruption_budget(obj, &mut errs),
+        "NetworkPolicy" => validate_network_policy(obj, &mut errs),
         "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
         "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
         "StorageClass" => validate_storage_class(obj, old, &mut errs),

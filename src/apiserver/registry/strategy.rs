@@ -41,6 +41,7 @@ use super::kinds::{
     ingress::{IngressClassStrategy, IngressStrategy},
     lease::LeaseStrategy,
     namespace::NamespaceStrategy,
+    network_policy::NetworkPolicyStrategy,
     node::NodeStrategy,
     pod::PodStrategy,
     pod_disruption_budget::PodDisruptionBudgetStrategy,
@@ -325,6 +326,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
+        ("networking.k8s.io", "NetworkPolicy") => &NetworkPolicyStrategy,
         ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ingress;
 pub mod lease;
 pub mod namespace;
+pub mod network_policy;
 pub mod node;
 pub mod pod;
 pub mod pod_disruption_budget;
