@@ -39,6 +39,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
         "Endpoints" => endpoints_defaults(obj),
+        "LimitRange" => super::limit_range::default_limit_range(obj),
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             webhook_configuration_defaults(kind, obj)
         }

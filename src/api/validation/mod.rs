@@ -15,6 +15,7 @@ mod field_error;
 mod meta;
 mod names;
 mod pod;
+mod quota;
 mod rbac;
 mod service;
 mod statefulset;
@@ -53,6 +54,7 @@ use disruption::validate_pod_disruption_budget;
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
+use quota::{validate_limit_range, validate_resource_quota};
 use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
 use statefulset::{validate_controller_revision, validate_stateful_set};
@@ -207,6 +209,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
         "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
         "StorageClass" => validate_storage_class(obj, old, &mut errs),
+        "ResourceQuota" => validate_resource_quota(obj, &mut errs),
+        "LimitRange" => validate_limit_range(obj, &mut errs),
         _ => {}
     }
     errs
