@@ -14,13 +14,16 @@ use serde_json::{json, Value};
 use crate::api::object;
 use crate::api::quota::{self, ResourceList};
 use crate::api::resources::{self, ResourceDef};
-use crate::store::Event;
+use crate::store::{Event, EventType};
 
 use super::framework::{
     run_workers, wait_for_sync, Client, Informer, Reader, Reconciled, WorkQueue,
 };
 
 const WORKERS: usize = 1;
+/// How often every quota is recounted even without a change (upstream's
+/// `--resource-quota-sync-period`): corrects charges of writes that then failed.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn quotas_def() -> &'static ResourceDef {
     resources::by_plural("", "v1", "resourcequotas").expect("served")
@@ -68,6 +71,21 @@ fn affects(quotas: &Reader, group: &str, plural: &str, ns: &str) -> bool {
     })
 }
 
+/// Whether a change may lower what an object uses (upstream's replenishment): a delete,
+/// or an update whose usage changed (a pod that finished, a Service that lost its node
+/// ports). Creates are charged by admission, so they need no recount.
+fn may_free(event: &Event, group: &str, plural: &str) -> bool {
+    match (event.kind, &event.prev) {
+        (EventType::Added, _) => false,
+        (EventType::Deleted, _) | (EventType::Modified, None) => true,
+        (EventType::Modified, Some(prev)) => {
+            let now = chrono::Utc::now();
+            quota::usage(group, plural, &prev.value, now)
+                != quota::usage(group, plural, &event.kv.value, now)
+        }
+    }
+}
+
 /// Runs the controller until aborted.
 pub async fn run(client: Arc<dyn Client>) {
     let queue = WorkQueue::new();
@@ -75,8 +93,21 @@ pub async fn run(client: Arc<dyn Client>) {
         client.clone(),
         quotas_def(),
         queue.clone(),
+        // Admission's charges change only `status.used`: recounting on them would race
+        // with the creates they were charged for (a recount cannot see an object being
+        // stored). A new quota, a changed spec or a status that is not the spec's are
+        // counted.
         Box::new(|e: &Event| {
-            object::namespace(&e.kv.value)
+            let q = &e.kv.value;
+            let unchanged = e
+                .prev
+                .as_ref()
+                .is_some_and(|prev| prev.value["spec"] == q["spec"]);
+            let published = quota::from_json(&q["status"]["hard"]) == spec_hard(q);
+            if e.kind == EventType::Modified && unchanged && published {
+                return Vec::new();
+            }
+            object::namespace(q)
                 .map(str::to_string)
                 .into_iter()
                 .collect()
@@ -103,7 +134,10 @@ async fn watch_all(client: Arc<dyn Client>, quotas: Reader, queue: Arc<WorkQueue
                     let Some((group, plural, ns)) = key_parts(&event.kv.key) else {
                         continue;
                     };
-                    if plural != "resourcequotas" && affects(&quotas, group, plural, ns) {
+                    if plural != "resourcequotas"
+                        && may_free(&event, group, plural)
+                        && affects(&quotas, group, plural, ns)
+                    {
                         queue.add(ns.to_string());
                     }
                 }
@@ -168,7 +202,7 @@ async fn recount(client: &dyn Client, quotas: &Reader, ns: &str) -> Reconciled {
             .update_status(quotas_def(), Some(ns), name, updated)
             .await?;
     }
-    Ok(None)
+    Ok(Some(RESYNC))
 }
 
 #[cfg(test)]

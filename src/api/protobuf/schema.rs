@@ -24,6 +24,8 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("v1", "PersistentVolumeClaim", &CORE_V1_PERSISTENT_VOLUME_CLAIM),
     ("v1", "PersistentVolume", &CORE_V1_PERSISTENT_VOLUME),
+    ("v1", "ResourceQuota", &CORE_V1_RESOURCE_QUOTA),
+    ("v1", "LimitRange", &CORE_V1_LIMIT_RANGE),
     ("apps/v1", "StatefulSet", &APPS_V1_STATEFUL_SET),
     ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
     ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
@@ -205,6 +207,23 @@ pub static CORE_V1_PERSISTENT_VOLUME: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_RESOURCE_QUOTA: Message = Message {
+    name: "k8s.io.api.core.v1.ResourceQuota",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_RESOURCE_QUOTA_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_RESOURCE_QUOTA_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LIMIT_RANGE: Message = Message {
+    name: "k8s.io.api.core.v1.LimitRange",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_LIMIT_RANGE_SPEC), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -806,6 +825,30 @@ pub static CORE_V1_PERSISTENT_VOLUME_STATUS: Message = Message {
         Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 4, json: "lastPhaseTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_RESOURCE_QUOTA_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.ResourceQuotaSpec",
+    fields: &[
+        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "scopes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "scopeSelector", kind: Message(&CORE_V1_SCOPE_SELECTOR), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_RESOURCE_QUOTA_STATUS: Message = Message {
+    name: "k8s.io.api.core.v1.ResourceQuotaStatus",
+    fields: &[
+        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "used", kind: Quantity, cardinality: Map, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LIMIT_RANGE_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.LimitRangeSpec",
+    fields: &[
+        Field { tag: 1, json: "limits", kind: Message(&CORE_V1_LIMIT_RANGE_ITEM), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -1777,6 +1820,25 @@ pub static CORE_V1_VOLUME_NODE_AFFINITY: Message = Message {
     ],
 };
 
+pub static CORE_V1_SCOPE_SELECTOR: Message = Message {
+    name: "k8s.io.api.core.v1.ScopeSelector",
+    fields: &[
+        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LIMIT_RANGE_ITEM: Message = Message {
+    name: "k8s.io.api.core.v1.LimitRangeItem",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "max", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 3, json: "min", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 4, json: "default", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 5, json: "defaultRequest", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 6, json: "maxLimitRequestRatio", kind: Quantity, cardinality: Map, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy",
     fields: &[
@@ -2605,6 +2667,15 @@ pub static CORE_V1_NODE_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.NodeSelector",
     fields: &[
         Field { tag: 1, json: "nodeSelectorTerms", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: Message = Message {
+    name: "k8s.io.api.core.v1.ScopedResourceSelectorRequirement",
+    fields: &[
+        Field { tag: 1, json: "scopeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
