@@ -37,6 +37,8 @@ ROOTS = [
     ("apps/v1", "ReplicaSet", "api/apps/v1", "ReplicaSet"),
     ("v1", "PersistentVolumeClaim", "api/core/v1", "PersistentVolumeClaim"),
     ("v1", "PersistentVolume", "api/core/v1", "PersistentVolume"),
+    ("v1", "ResourceQuota", "api/core/v1", "ResourceQuota"),
+    ("v1", "LimitRange", "api/core/v1", "LimitRange"),
     ("apps/v1", "StatefulSet", "api/apps/v1", "StatefulSet"),
     ("apps/v1", "DaemonSet", "api/apps/v1", "DaemonSet"),
     ("apps/v1", "ControllerRevision", "api/apps/v1", "ControllerRevision"),

@@ -40,6 +40,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Secret" => secret_defaults(obj),
         "Endpoints" => endpoints_defaults(obj),
         "NetworkPolicy" => network_policy_defaults(obj),
+        "LimitRange" => super::limit_range::default_limit_range(obj),
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             webhook_configuration_defaults(kind, obj)
         }

@@ -72,6 +72,17 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message)
     }
 
+    /// Upstream `admission.NewForbidden`: `pods "web" is forbidden: WHY`.
+    pub fn admission_forbidden(def: &ResourceDef, name: &str, why: &str) -> ApiError {
+        ApiError {
+            details: Some(details(def, name)),
+            ..ApiError::forbidden(format!(
+                "{} \"{name}\" is forbidden: {why}",
+                resource_name(def)
+            ))
+        }
+    }
+
     pub fn not_found(def: &ResourceDef, name: &str) -> ApiError {
         ApiError {
             details: Some(details(def, name)),

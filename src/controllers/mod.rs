@@ -29,6 +29,7 @@ pub mod persistent_volume;
 pub mod pod_gc;
 pub mod pods;
 pub mod replication;
+pub mod resource_quota;
 pub mod root_ca;
 pub mod scheduler;
 pub mod service_account_tokens;
@@ -131,6 +132,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     }
     set.spawn(persistent_volume::run(client.clone()));
     set.spawn(volume_protection::run(client.clone()));
+    set.spawn(resource_quota::run(client.clone()));
     if let Some(path) = config.local_storage_path {
         set.spawn(local_path::run(client.clone(), path));
     }

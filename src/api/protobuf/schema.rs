@@ -24,6 +24,8 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("apps/v1", "ReplicaSet", &APPS_V1_REPLICA_SET),
     ("v1", "PersistentVolumeClaim", &CORE_V1_PERSISTENT_VOLUME_CLAIM),
     ("v1", "PersistentVolume", &CORE_V1_PERSISTENT_VOLUME),
+    ("v1", "ResourceQuota", &CORE_V1_RESOURCE_QUOTA),
+    ("v1", "LimitRange", &CORE_V1_LIMIT_RANGE),
     ("apps/v1", "StatefulSet", &APPS_V1_STATEFUL_SET),
     ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
     ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
@@ -33,6 +35,9 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("storage.k8s.io/v1", "StorageClass", &STORAGE_V1_STORAGE_CLASS),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("networking.k8s.io/v1", "Ingress", &NETWORKING_V1_INGRESS),
+    ("networking.k8s.io/v1", "IngressClass", &NETWORKING_V1_INGRESS_CLASS),
+    ("networking.k8s.io/v1", "NetworkPolicy", &NETWORKING_V1_NETWORK_POLICY),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("rbac.authorization.k8s.io/v1", "Role", &RBAC_V1_ROLE),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC_V1_CLUSTER_ROLE),
@@ -208,6 +213,23 @@ pub static CORE_V1_PERSISTENT_VOLUME: Message = Message {
     ],
 };
 
+pub static CORE_V1_RESOURCE_QUOTA: Message = Message {
+    name: "k8s.io.api.core.v1.ResourceQuota",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_RESOURCE_QUOTA_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_RESOURCE_QUOTA_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LIMIT_RANGE: Message = Message {
+    name: "k8s.io.api.core.v1.LimitRange",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_LIMIT_RANGE_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_STATEFUL_SET: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSet",
     fields: &[
@@ -291,6 +313,31 @@ pub static DISCOVERY_V1_ENDPOINT_SLICE: Message = Message {
         Field { tag: 2, json: "endpoints", kind: Message(&DISCOVERY_V1_ENDPOINT), cardinality: Repeated, omit_empty: false },
         Field { tag: 3, json: "ports", kind: Message(&DISCOVERY_V1_ENDPOINT_PORT), cardinality: Repeated, omit_empty: false },
         Field { tag: 4, json: "addressType", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS: Message = Message {
+    name: "k8s.io.api.networking.v1.Ingress",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_INGRESS_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&NETWORKING_V1_INGRESS_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_CLASS: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressClass",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_INGRESS_CLASS_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_NETWORK_POLICY: Message = Message {
+    name: "k8s.io.api.networking.v1.NetworkPolicy",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_NETWORK_POLICY_SPEC), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -809,6 +856,30 @@ pub static CORE_V1_PERSISTENT_VOLUME_STATUS: Message = Message {
     ],
 };
 
+pub static CORE_V1_RESOURCE_QUOTA_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.ResourceQuotaSpec",
+    fields: &[
+        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "scopes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "scopeSelector", kind: Message(&CORE_V1_SCOPE_SELECTOR), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_RESOURCE_QUOTA_STATUS: Message = Message {
+    name: "k8s.io.api.core.v1.ResourceQuotaStatus",
+    fields: &[
+        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "used", kind: Quantity, cardinality: Map, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LIMIT_RANGE_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.LimitRangeSpec",
+    fields: &[
+        Field { tag: 1, json: "limits", kind: Message(&CORE_V1_LIMIT_RANGE_ITEM), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_STATEFUL_SET_SPEC: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetSpec",
     fields: &[
@@ -982,6 +1053,41 @@ pub static DISCOVERY_V1_ENDPOINT_PORT: Message = Message {
         Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 3, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 4, json: "appProtocol", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_SPEC: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressSpec",
+    fields: &[
+        Field { tag: 1, json: "defaultBackend", kind: Message(&NETWORKING_V1_INGRESS_BACKEND), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "tls", kind: Message(&NETWORKING_V1_INGRESS_TLS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "rules", kind: Message(&NETWORKING_V1_INGRESS_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "ingressClassName", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_STATUS: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressStatus",
+    fields: &[
+        Field { tag: 1, json: "loadBalancer", kind: Message(&NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_CLASS_SPEC: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressClassSpec",
+    fields: &[
+        Field { tag: 1, json: "controller", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "parameters", kind: Message(&NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_NETWORK_POLICY_SPEC: Message = Message {
+    name: "k8s.io.api.networking.v1.NetworkPolicySpec",
+    fields: &[
+        Field { tag: 1, json: "podSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "ingress", kind: Message(&NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "egress", kind: Message(&NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "policyTypes", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -1777,6 +1883,25 @@ pub static CORE_V1_VOLUME_NODE_AFFINITY: Message = Message {
     ],
 };
 
+pub static CORE_V1_SCOPE_SELECTOR: Message = Message {
+    name: "k8s.io.api.core.v1.ScopeSelector",
+    fields: &[
+        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static CORE_V1_LIMIT_RANGE_ITEM: Message = Message {
+    name: "k8s.io.api.core.v1.LimitRangeItem",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "max", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 3, json: "min", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 4, json: "default", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 5, json: "defaultRequest", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 6, json: "maxLimitRequestRatio", kind: Quantity, cardinality: Map, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy",
     fields: &[
@@ -1894,6 +2019,64 @@ pub static DISCOVERY_V1_ENDPOINT_HINTS: Message = Message {
     fields: &[
         Field { tag: 1, json: "forZones", kind: Message(&DISCOVERY_V1_FOR_ZONE), cardinality: Repeated, omit_empty: false },
         Field { tag: 2, json: "forNodes", kind: Message(&DISCOVERY_V1_FOR_NODE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_BACKEND: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressBackend",
+    fields: &[
+        Field { tag: 3, json: "resource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "service", kind: Message(&NETWORKING_V1_INGRESS_SERVICE_BACKEND), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_TLS: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressTls",
+    fields: &[
+        Field { tag: 1, json: "hosts", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "secretName", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_RULE: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressRule",
+    fields: &[
+        Field { tag: 1, json: "host", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "", kind: Message(&NETWORKING_V1_INGRESS_RULE_VALUE), cardinality: Inline, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressLoadBalancerStatus",
+    fields: &[
+        Field { tag: 1, json: "ingress", kind: Message(&NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressClassParametersReference",
+    fields: &[
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE: Message = Message {
+    name: "k8s.io.api.networking.v1.NetworkPolicyIngressRule",
+    fields: &[
+        Field { tag: 1, json: "ports", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PORT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "from", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PEER), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE: Message = Message {
+    name: "k8s.io.api.networking.v1.NetworkPolicyEgressRule",
+    fields: &[
+        Field { tag: 1, json: "ports", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PORT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "to", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PEER), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2608,6 +2791,15 @@ pub static CORE_V1_NODE_SELECTOR: Message = Message {
     ],
 };
 
+pub static CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: Message = Message {
+    name: "k8s.io.api.core.v1.ScopedResourceSelectorRequirement",
+    fields: &[
+        Field { tag: 1, json: "scopeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy",
     fields: &[
@@ -2652,6 +2844,48 @@ pub static DISCOVERY_V1_FOR_NODE: Message = Message {
     name: "k8s.io.api.discovery.v1.ForNode",
     fields: &[
         Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_SERVICE_BACKEND: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressServiceBackend",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "port", kind: Message(&NETWORKING_V1_SERVICE_BACKEND_PORT), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_RULE_VALUE: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressRuleValue",
+    fields: &[
+        Field { tag: 1, json: "http", kind: Message(&NETWORKING_V1_HTTP_INGRESS_RULE_VALUE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressLoadBalancerIngress",
+    fields: &[
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "ports", kind: Message(&NETWORKING_V1_INGRESS_PORT_STATUS), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_NETWORK_POLICY_PORT: Message = Message {
+    name: "k8s.io.api.networking.v1.NetworkPolicyPort",
+    fields: &[
+        Field { tag: 1, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "port", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "endPort", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_NETWORK_POLICY_PEER: Message = Message {
+    name: "k8s.io.api.networking.v1.NetworkPolicyPeer",
+    fields: &[
+        Field { tag: 1, json: "podSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "ipBlock", kind: Message(&NETWORKING_V1_IP_BLOCK), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -3065,6 +3299,38 @@ pub static BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Message = Mess
     ],
 };
 
+pub static NETWORKING_V1_SERVICE_BACKEND_PORT: Message = Message {
+    name: "k8s.io.api.networking.v1.ServiceBackendPort",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "number", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_HTTP_INGRESS_RULE_VALUE: Message = Message {
+    name: "k8s.io.api.networking.v1.HttpIngressRuleValue",
+    fields: &[
+        Field { tag: 1, json: "paths", kind: Message(&NETWORKING_V1_HTTP_INGRESS_PATH), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_INGRESS_PORT_STATUS: Message = Message {
+    name: "k8s.io.api.networking.v1.IngressPortStatus",
+    fields: &[
+        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static NETWORKING_V1_IP_BLOCK: Message = Message {
+    name: "k8s.io.api.networking.v1.IpBlock",
+    fields: &[
+        Field { tag: 1, json: "cidr", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "except", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
 pub static META_V1_FIELD_SELECTOR_REQUIREMENT: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
     fields: &[
@@ -3205,6 +3471,15 @@ pub static CORE_V1_NODE_SELECTOR_REQUIREMENT: Message = Message {
         Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NETWORKING_V1_HTTP_INGRESS_PATH: Message = Message {
+    name: "k8s.io.api.networking.v1.HttpIngressPath",
+    fields: &[
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "backend", kind: Message(&NETWORKING_V1_INGRESS_BACKEND), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "pathType", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 

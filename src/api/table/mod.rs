@@ -18,6 +18,7 @@ mod negotiation;
 mod network_policy;
 mod node;
 mod pod;
+mod quota;
 mod service;
 mod statefulset;
 mod storage;
@@ -30,6 +31,7 @@ pub use disruption::POD_DISRUPTION_BUDGET;
 pub use ingress::{INGRESS, INGRESS_CLASS};
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 pub use network_policy::NETWORK_POLICY;
+pub use quota::{LIMIT_RANGE, RESOURCE_QUOTA};
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 pub use storage::{
     access_modes_string, is_default_class, BETA_DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION,

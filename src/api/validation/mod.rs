@@ -17,6 +17,7 @@ mod meta;
 mod names;
 mod network_policy;
 mod pod;
+mod quota;
 mod rbac;
 mod service;
 mod statefulset;
@@ -59,6 +60,7 @@ use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use network_policy::validate_network_policy;
 use pod::validate_pod;
+use quota::{validate_limit_range, validate_resource_quota};
 use rbac::{validate_binding, validate_cluster_role, validate_role};
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
 use statefulset::{validate_controller_revision, validate_stateful_set};
@@ -216,6 +218,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "StorageClass" => validate_storage_class(obj, old, &mut errs),
         "Ingress" => validate_ingress(obj, old, &mut errs),
         "IngressClass" => validate_ingress_class(obj, old, &mut errs),
+        "ResourceQuota" => validate_resource_quota(obj, &mut errs),
+        "LimitRange" => validate_limit_range(obj, &mut errs),
         _ => {}
     }
     errs

@@ -348,6 +348,7 @@ impl Registry {
             self.check_namespace(def, ns, &name)?;
         }
         strategy.admit_create(&cx, &mut obj).await?;
+        crate::apiserver::quota::default_limits(self.store.as_ref(), def, ns, &mut obj);
         let call = opts.requester.as_ref().map(|user| Call {
             operation: Operation::Create,
             subresource: None,
@@ -387,6 +388,10 @@ impl Registry {
         if self.store.get(&key).is_some() {
             return Err(ApiError::already_exists(def, &name));
         }
+        // LimitRanger's bounds, then ResourceQuota: the last admission step, as upstream.
+        crate::apiserver::quota::check_limits(self.store.as_ref(), def, ns, &obj, true)?;
+        crate::apiserver::quota::charge(self.store.as_ref(), def, ns, &obj, None, opts.dry_run)
+            .await?;
         let allocated = strategy.allocate(&cx, &mut obj, None)?;
         if opts.dry_run {
             allocated.release(&self.allocators);
@@ -579,6 +584,38 @@ impl Registry {
         };
         if unchanged {
             return Ok(with_warnings(written(old.clone(), false), warnings));
+        }
+        // Updates are charged where they can grow a quota's usage, as upstream's
+        // evaluators handle them: Services (type, ports) and claims (storage requests).
+        if subresource.is_none()
+            && def.group.is_empty()
+            && matches!(def.plural, "services" | "persistentvolumeclaims")
+        {
+            let ns = object::namespace(oldv);
+            let admitted = match crate::apiserver::quota::check_limits(
+                self.store.as_ref(),
+                def,
+                ns,
+                &new,
+                false,
+            ) {
+                Ok(()) => {
+                    crate::apiserver::quota::charge(
+                        self.store.as_ref(),
+                        def,
+                        ns,
+                        &new,
+                        Some(oldv),
+                        opts.dry_run,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = admitted {
+                allocated.release(&self.allocators);
+                return Err(e);
+            }
         }
         if !opts.dry_run && strategy.is_heartbeat(oldv, &new) {
             // Acknowledged in memory only; the stored resourceVersion stays valid.

@@ -45,6 +45,7 @@ use super::kinds::{
     node::NodeStrategy,
     pod::PodStrategy,
     pod_disruption_budget::PodDisruptionBudgetStrategy,
+    quota::{LimitRangeStrategy, ResourceQuotaStrategy},
     rbac, review,
     secret::SecretStrategy,
     service::ServiceStrategy,
@@ -327,6 +328,8 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
         ("networking.k8s.io", "NetworkPolicy") => &NetworkPolicyStrategy,
+        ("", "ResourceQuota") => &ResourceQuotaStrategy,
+        ("", "LimitRange") => &LimitRangeStrategy,
         ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING
