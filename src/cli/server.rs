@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// StorageClass (k3s: `--disable local-storage`).
     #[arg(long, env = "ORC_DISABLE_LOCAL_STORAGE")]
     pub disable_local_storage: bool,
+    /// Do not run the built-in ServiceLB: LoadBalancer Services are left to another
+    /// controller such as MetalLB (k3s: `--disable servicelb`).
+    #[arg(long, env = "ORC_DISABLE_SERVICELB")]
+    pub disable_servicelb: bool,
     /// Where local-path volumes are created on the nodes (default: <data-dir>/storage).
     #[arg(long, env = "ORC_DEFAULT_LOCAL_STORAGE_PATH")]
     pub default_local_storage_path: Option<PathBuf>,
@@ -164,6 +168,8 @@ pub struct ServerConfig {
     pub service_account_issuer: String,
     /// Where the local-path provisioner puts volumes (`None`: --disable-local-storage).
     pub local_storage_path: Option<PathBuf>,
+    /// Whether the built-in ServiceLB runs (`false`: --disable-servicelb).
+    pub service_lb: bool,
 }
 
 impl ServerArgs {
@@ -284,6 +290,7 @@ impl ServerArgs {
                 idle_timeout: self.idle_connection_timeout,
             },
             service_account_issuer: self.service_account_issuer,
+            service_lb: !self.disable_servicelb,
         })
     }
 }
@@ -477,6 +484,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             }),
             root_ca_pem: Some(pki.ca_cert_pem().to_string()),
             local_storage_path: config.local_storage_path.clone(),
+            service_lb: config.service_lb,
             ..Default::default()
         },
     );
@@ -684,6 +692,8 @@ mod tests {
         assert_eq!(c.local_storage_path, Some(PathBuf::from("/srv/volumes")));
         let c = config(&["--disable-local-storage"]).unwrap();
         assert_eq!(c.local_storage_path, None);
+        assert!(c.service_lb, "ServiceLB runs by default");
+        assert!(!config(&["--disable-servicelb"]).unwrap().service_lb);
     }
 
     #[test]

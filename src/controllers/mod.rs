@@ -31,6 +31,7 @@ pub mod replication;
 pub mod root_ca;
 pub mod scheduler;
 pub mod service_account_tokens;
+pub mod service_lb;
 pub mod statefulset;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -65,6 +66,9 @@ pub struct Config {
     /// Where the built-in local-path provisioner puts volumes (`None`: it does not run,
     /// `--disable-local-storage`).
     pub local_storage_path: Option<std::path::PathBuf>,
+    /// Whether the built-in ServiceLB serves LoadBalancer Services (`false`:
+    /// `--disable-servicelb`).
+    pub service_lb: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             legacy_tokens: None,
             root_ca_pem: None,
             local_storage_path: None,
+            service_lb: true,
         }
     }
 }
@@ -128,6 +133,9 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(volume_protection::run(client.clone()));
     if let Some(path) = config.local_storage_path {
         set.spawn(local_path::run(client.clone(), path));
+    }
+    if config.service_lb {
+        set.spawn(service_lb::run(client.clone()));
     }
     set.spawn(scheduler::run(client));
     set
