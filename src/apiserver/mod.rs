@@ -16,6 +16,7 @@ pub mod impersonation;
 pub mod kubelet_proxy;
 pub mod node_credentials;
 pub mod openapi;
+pub mod proxy;
 pub mod rbac;
 pub mod registry;
 pub mod request;
