@@ -140,7 +140,8 @@ pub enum Decision {
 }
 
 /// The decision for every Service that needs one (managed ones, and unmanaged ones
-/// still carrying addresses while having no class), by `namespace/name`.
+/// still carrying addresses while having no class, unless being deleted), by
+/// `namespace/name`.
 ///
 /// Ports go to Services in this order: those already holding addresses, then by
 /// creation time, then by key; a Service wanting a port an earlier one has is pending.
@@ -184,7 +185,8 @@ pub fn plan(services: &[&Value], nodes: &[&Value]) -> BTreeMap<String, Decision>
         let unclassed = svc["spec"]["loadBalancerClass"]
             .as_str()
             .is_none_or(str::is_empty);
-        if !is_managed(svc) && unclassed && !ingress_ips(svc).is_empty() {
+        let cleared = !is_managed(svc) && !object::is_deleting(svc);
+        if cleared && unclassed && !ingress_ips(svc).is_empty() {
             out.insert(object_key(svc), Decision::Clear);
         }
     }
@@ -379,7 +381,7 @@ mod tests {
     }
 
     fn names(nodes: Vec<&Value>) -> Vec<&str> {
-        nodes.into_iter().map(|n| object::name(n)).collect()
+        nodes.into_iter().map(object::name).collect()
     }
 
     #[test]
