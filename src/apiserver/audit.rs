@@ -154,7 +154,7 @@ impl AuditLog {
                 let long_running = verb == "watch"
                     || matches!(
                         r.subresource.as_deref(),
-                        Some("exec" | "attach" | "portforward")
+                        Some("exec" | "attach" | "portforward" | "proxy")
                     )
                     || (r.subresource.as_deref() == Some("log") && query.flag("follow"));
                 let object_ref = ObjectRef {

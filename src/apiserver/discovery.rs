@@ -159,6 +159,10 @@ fn subresource_info(def: &ResourceDef, sub: &str) -> (Value, Vec<&'static str>) 
             vec!["create", "get"],
         ),
         "finalize" => (own, vec!["update"]),
+        "proxy" => (
+            json!({"group": "", "version": "v1", "kind": format!("{}ProxyOptions", def.kind)}),
+            vec!["create", "delete", "get", "patch", "update"],
+        ),
         _ => (own, vec!["get"]),
     }
 }

@@ -411,6 +411,9 @@ pub(super) fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'st
     {
         return "create";
     }
+    if r.subresource.as_deref() == Some("proxy") && *method == Method::HEAD {
+        return "get";
+    }
     match *method {
         Method::GET if r.name.is_none() && (query.flag("watch") || r.watch_path) => "watch",
         Method::GET if r.name.is_none() => "list",
@@ -447,6 +450,12 @@ async fn resource(
         &ctx.rbac,
     )?;
     let def = r.def;
+    if let (Some(name), Some("proxy")) = (r.name.as_deref(), r.subresource.as_deref()) {
+        // The query and body are the backend's: nothing here reads them.
+        let path = r.proxy_path.as_deref().unwrap_or("");
+        let ns = r.namespace.as_deref();
+        return super::proxy::proxy(ctx, def.plural, ns, name, path, req).await;
+    }
     // Kinds served for some verbs only (Binding, TokenReview: create) refuse the others.
     if r.subresource.is_none() && !def.verbs().contains(&verb) {
         return Err(ApiError::method_not_allowed(format!(

@@ -17,6 +17,7 @@ pub mod kubelet_proxy;
 pub mod node_credentials;
 pub mod openapi;
 pub mod quota;
+pub mod proxy;
 pub mod rbac;
 pub mod registry;
 pub mod request;

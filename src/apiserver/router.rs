@@ -38,6 +38,33 @@ pub struct ResourceRoute {
     pub subresource: Option<String>,
     /// The deprecated `/watch/` path prefix was used.
     pub watch_path: bool,
+    /// For the `proxy` subresource: the path after `/proxy` (empty, or starting with
+    /// `/`; a trailing slash kept).
+    pub proxy_path: Option<String>,
+}
+
+/// Resources whose objects have a `proxy` subresource taking a path after it.
+const PROXIED: [&str; 3] = ["services", "pods", "nodes"];
+
+/// `…/<name>/proxy[/path]` of a core resource: `(rest before proxy, path after it)`.
+fn split_proxy_path<'a>(rest: &'a [&'a str], raw: &str) -> Option<(&'a [&'a str], String)> {
+    let at = match rest {
+        ["namespaces", _, plural, _, "proxy", ..] if PROXIED.contains(plural) => 5,
+        [plural, _, "proxy", ..] if PROXIED.contains(plural) => 3,
+        _ => return None,
+    };
+    let mut path = String::new();
+    for seg in &rest[at..] {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if raw.ends_with('/') && rest.len() > at {
+        path.push('/');
+    }
+    if raw.ends_with("/proxy/") && rest.len() == at {
+        path.push('/');
+    }
+    Some((&rest[..at], path))
 }
 
 /// Parses `path` (without query) against what is served; `None` when it names nothing.
@@ -78,6 +105,10 @@ pub fn parse(path: &str, served: &Resources) -> Option<Route> {
         _ => (false, rest),
     };
     let lookup = |plural: &str| served.by_plural(group, version, plural);
+    let (rest, proxy_path) = match split_proxy_path(rest, path) {
+        Some((rest, proxy_path)) if group.is_empty() && !watch_path => (rest, Some(proxy_path)),
+        _ => (rest, None),
+    };
     let mk = |def, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
         Some(Route::Resource(ResourceRoute {
             def,
@@ -85,6 +116,7 @@ pub fn parse(path: &str, served: &Resources) -> Option<Route> {
             name: name.map(str::to_string),
             subresource: sub.map(str::to_string),
             watch_path,
+            proxy_path: proxy_path.clone(),
         }))
     };
     match rest {
@@ -156,6 +188,28 @@ mod tests {
         assert_eq!(r.def.kind, "Node");
         let r = res("/api/v1/watch/namespaces/default/pods");
         assert!(r.watch_path);
+    }
+
+    #[test]
+    fn proxy_paths_keep_what_follows_proxy() {
+        let r = res("/api/v1/namespaces/web/services/https:site:8443/proxy/a/b/");
+        assert_eq!(r.def.plural, "services");
+        assert_eq!(r.name.as_deref(), Some("https:site:8443"));
+        assert_eq!(r.subresource.as_deref(), Some("proxy"));
+        assert_eq!(r.proxy_path.as_deref(), Some("/a/b/"));
+        let r = res("/api/v1/namespaces/web/pods/p:8080/proxy");
+        assert_eq!(r.proxy_path.as_deref(), Some(""));
+        let r = res("/api/v1/namespaces/web/pods/p/proxy/");
+        assert_eq!(r.proxy_path.as_deref(), Some("/"));
+        let r = res("/api/v1/nodes/n1/proxy/healthz");
+        assert_eq!(r.def.kind, "Node");
+        assert_eq!(r.proxy_path.as_deref(), Some("/healthz"));
+        // A path that merely looks like a subresource after proxy is the backend's.
+        let r = res("/api/v1/namespaces/d/services/s/proxy/status");
+        assert_eq!(r.subresource.as_deref(), Some("proxy"));
+        assert_eq!(r.proxy_path.as_deref(), Some("/status"));
+        assert_eq!(res("/api/v1/namespaces/d/pods/p/status").proxy_path, None);
+        assert_eq!(parse("/api/v1/namespaces/d/configmaps/c/proxy/x"), None);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// StorageClass (k3s: `--disable local-storage`).
     #[arg(long, env = "ORC_DISABLE_LOCAL_STORAGE")]
     pub disable_local_storage: bool,
+    /// Do not run the built-in ServiceLB: LoadBalancer Services are left to another
+    /// controller such as MetalLB (k3s: `--disable servicelb`).
+    #[arg(long, env = "ORC_DISABLE_SERVICELB")]
+    pub disable_servicelb: bool,
     /// Where local-path volumes are created on the nodes (default: <data-dir>/storage).
     #[arg(long, env = "ORC_DEFAULT_LOCAL_STORAGE_PATH")]
     pub default_local_storage_path: Option<PathBuf>,
@@ -166,6 +170,8 @@ pub struct ServerConfig {
     pub local_storage_path: Option<PathBuf>,
     /// Whether the `orc` IngressClass is created at start (not with --disable-ingress).
     pub create_ingress_class: bool,
+    /// Whether the built-in ServiceLB runs (`false`: --disable-servicelb).
+    pub service_lb: bool,
 }
 
 impl ServerArgs {
@@ -287,6 +293,7 @@ impl ServerArgs {
                 idle_timeout: self.idle_connection_timeout,
             },
             service_account_issuer: self.service_account_issuer,
+            service_lb: !self.disable_servicelb,
         })
     }
 }
@@ -481,6 +488,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             root_ca_pem: Some(pki.ca_cert_pem().to_string()),
             local_storage_path: config.local_storage_path.clone(),
             create_ingress_class: config.create_ingress_class,
+            service_lb: config.service_lb,
             ..Default::default()
         },
     );
@@ -692,6 +700,8 @@ mod tests {
         let c = config(&["--disable-ingress"]).unwrap();
         assert!(!c.create_ingress_class, "no orc IngressClass");
         assert!(c.agent.is_some_and(|a| a.disable_ingress));
+        assert!(c.service_lb, "ServiceLB runs by default");
+        assert!(!config(&["--disable-servicelb"]).unwrap().service_lb);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod resource_quota;
 pub mod root_ca;
 pub mod scheduler;
 pub mod service_account_tokens;
+pub mod service_lb;
 pub mod statefulset;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -70,6 +71,9 @@ pub struct Config {
     /// Whether the built-in `orc` IngressClass is created at start (false with the
     /// server's `--disable-ingress`); the ingress status controller runs either way.
     pub create_ingress_class: bool,
+    /// Whether the built-in ServiceLB serves LoadBalancer Services (`false`:
+    /// `--disable-servicelb`).
+    pub service_lb: bool,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             root_ca_pem: None,
             local_storage_path: None,
             create_ingress_class: false,
+            service_lb: true,
         }
     }
 }
@@ -137,6 +142,9 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
         set.spawn(local_path::run(client.clone(), path));
     }
     set.spawn(ingress::run(client.clone(), config.create_ingress_class));
+    if config.service_lb {
+        set.spawn(service_lb::run(client.clone()));
+    }
     set.spawn(scheduler::run(client));
     set
 }

@@ -249,7 +249,9 @@ pub fn client_config_pinned(
 /// A TLS client config that accepts ANY server certificate (the handshake signature is
 /// still checked against the presented certificate). Only for fetching `/cacerts` before
 /// the CA is known: the caller must check what it fetched against the join token's hash
-/// and use [`client_config_pinned`] for everything else.
+/// and use [`client_config_pinned`] for everything else; and for the API server's
+/// `https:` service and pod proxy, which upstream does not verify either (pods serve
+/// certificates no CA of the cluster signed).
 pub fn client_config_unverified() -> Result<Arc<ClientConfig>> {
     let provider = crypto_provider();
     let config = ClientConfig::builder_with_provider(provider.clone())

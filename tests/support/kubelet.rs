@@ -426,6 +426,13 @@ impl World {
     /// `GET /` over plain HTTP/1.0 to `addr` from inside the test's network namespace
     /// (the node's): the response body, or why there is none.
     pub fn http_get_from_node(&self, addr: SocketAddr) -> Result<String, String> {
+        self.http_get_path_from_node(addr, "/")
+    }
+
+    /// `GET path` over plain HTTP/1.0 to `addr` from inside the test's network namespace:
+    /// the body of a 200 answer, or why there is none.
+    pub fn http_get_path_from_node(&self, addr: SocketAddr, path: &str) -> Result<String, String> {
+        let head = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
         let request = move || -> Result<String, String> {
             let mut stream = TcpStream::connect_timeout(&addr, SERVICE_IO_TIMEOUT)
                 .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -433,7 +440,7 @@ impl World {
                 .set_read_timeout(Some(SERVICE_IO_TIMEOUT))
                 .map_err(|e| e.to_string())?;
             stream
-                .write_all(b"GET / HTTP/1.0\r\n\r\n")
+                .write_all(head.as_bytes())
                 .map_err(|e| format!("send to {addr}: {e}"))?;
             let mut response = String::new();
             stream

@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
 //! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
-//! `exec`), `/attach/…`, and `/portForward/{namespace}/{pod}` (see `portforward`). Only clients with a cluster-CA certificate of the API server's kubelet-client
+//! `exec`), `/attach/…`, `/portForward/{namespace}/{pod}` (see `portforward`) and `/healthz`. Only clients with a cluster-CA certificate of the API server's kubelet-client
 //! identity (or of an admin, `system:masters`) are served; nodes are not.
 
 use std::collections::HashMap;
@@ -203,6 +203,8 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
+        // Upstream's kubelet health check (reached through `nodes/NAME/proxy/healthz`).
+        ["healthz"] => Response::new(Full::new(Bytes::from_static(b"ok")).boxed()),
         ["containerLogs", ns, pod, container] => {
             container_logs(&req, &endpoint.pods, &endpoint.pods_dir, ns, pod, container)
         }

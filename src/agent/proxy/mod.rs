@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn, Instrument};
 
-use rules::{EndpointsMap, Ruleset, ServiceMap};
+use rules::{EndpointsMap, Protocol, Ruleset, ServiceMap};
 use sync::LiveTable;
 
 pub const DEFAULT_TABLE: &str = "orc-proxy";
@@ -193,10 +193,33 @@ pub struct Proxier<N: Nft> {
     local_ips: BTreeSet<Ipv4Addr>,
     /// This node's name, for the `Local` traffic policies.
     node: Option<String>,
+    /// The Services claiming each load-balancer address and port. ClusterIPs and
+    /// NodePorts are unique in a cluster, load-balancer addresses are not (another
+    /// controller's Services, or a port changing hands): only the first claimant (by
+    /// namespace and name) gets the map key, or nft would refuse the transaction.
+    lb_claims: BTreeMap<LbKey, BTreeSet<ObjectKey>>,
+    /// The claims of each Service, to take them back when it changes.
+    claims_of: BTreeMap<ObjectKey, BTreeSet<LbKey>>,
 }
 
 /// `(namespace, name)` of a Service and of its Endpoints.
 type ObjectKey = (String, String);
+
+/// A load-balancer address, protocol and Service port.
+type LbKey = (Ipv4Addr, Protocol, u16);
+
+/// The load-balancer keys a Service asks for.
+fn lb_keys(service: &Service) -> BTreeSet<LbKey> {
+    let ips = rules::load_balancer_ips(service);
+    let ports = service.spec.iter().flat_map(|s| s.ports.iter().flatten());
+    ports
+        .filter_map(|p| {
+            let protocol = Protocol::from_k8s(p.protocol.as_deref())?;
+            Some((protocol, u16::try_from(p.port).ok()?))
+        })
+        .flat_map(|(protocol, port)| ips.iter().map(move |ip| (*ip, protocol, port)))
+        .collect()
+}
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
     (
@@ -216,6 +239,8 @@ impl<N: Nft> Proxier<N> {
             changed: BTreeSet::new(),
             local_ips: BTreeSet::new(),
             node: None,
+            lb_claims: BTreeMap::new(),
+            claims_of: BTreeMap::new(),
         }
     }
 
@@ -239,14 +264,54 @@ impl<N: Nft> Proxier<N> {
 
     pub fn update_service(&mut self, service: Service) {
         let key = key_of(&service.metadata);
+        self.claim(&key, lb_keys(&service));
         self.changed.insert(key.clone());
         self.services.insert(key, service);
     }
 
     pub fn delete_service(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
+        self.claim(&key, BTreeSet::new());
         self.services.remove(&key);
         self.changed.insert(key);
+    }
+
+    /// Records `key`'s load-balancer claims; every Service whose claim on a key it
+    /// gives up or takes is marked changed (the key may change hands).
+    fn claim(&mut self, key: &ObjectKey, claims: BTreeSet<LbKey>) {
+        let old = self.claims_of.remove(key).unwrap_or_default();
+        if old == claims {
+            if !claims.is_empty() {
+                self.claims_of.insert(key.clone(), claims);
+            }
+            return;
+        }
+        for lb in old.symmetric_difference(&claims) {
+            let claimants = self.lb_claims.entry(*lb).or_default();
+            if claims.contains(lb) {
+                claimants.insert(key.clone());
+            } else {
+                claimants.remove(key);
+            }
+            self.changed.extend(claimants.iter().cloned());
+            if claimants.is_empty() {
+                self.lb_claims.remove(lb);
+            }
+        }
+        if !claims.is_empty() {
+            self.claims_of.insert(key.clone(), claims);
+        }
+    }
+
+    /// Whether the map key `element` belongs to another Service's load-balancer claim.
+    fn claimed_by_another(&self, key: &ObjectKey, element: &rules::ElementKey) -> bool {
+        let Some(ip) = element.ip else {
+            return false;
+        };
+        self.lb_claims
+            .get(&(ip, element.protocol, element.port))
+            .and_then(|claimants| claimants.first())
+            .is_some_and(|owner| owner != key)
     }
 
     pub fn update_endpoints(&mut self, endpoints: Endpoints) {
@@ -283,15 +348,20 @@ impl<N: Nft> Proxier<N> {
         let changed = std::mem::take(&mut self.changed);
         let (full, commands, fragments) = match self.applied.take() {
             Some(mut fragments) => {
+                // Every service's element deletions first (see `sync::diff_phases`).
                 let mut commands = Vec::new();
+                let mut rest = Vec::new();
                 for key in changed {
                     let new = self.fragment(&key);
                     let old = fragments.remove(&key).unwrap_or_default();
-                    commands.extend(sync::diff(&self.table, &old, &new));
+                    let (removals, others) = sync::diff_phases(&self.table, &old, &new);
+                    commands.extend(removals);
+                    rest.extend(others);
                     if new != Ruleset::default() {
                         fragments.insert(key, new);
                     }
                 }
+                commands.extend(rest);
                 (false, commands, fragments)
             }
             None => {
@@ -330,13 +400,21 @@ impl<N: Nft> Proxier<N> {
     /// The desired fragment of one service (empty when the Service does not exist).
     fn fragment(&self, key: &ObjectKey) -> Ruleset {
         match self.services.get(key) {
-            Some(service) if !self.is_local(service) => rules::build_service(
-                &key.0,
-                &key.1,
-                service,
-                self.endpoints.get(key),
-                self.node.as_deref(),
-            ),
+            Some(service) if !self.is_local(service) => {
+                let mut fragment = rules::build_service(
+                    &key.0,
+                    &key.1,
+                    service,
+                    self.endpoints.get(key),
+                    self.node.as_deref(),
+                );
+                if self.claims_of.contains_key(key) {
+                    fragment
+                        .elements
+                        .retain(|element, _| !self.claimed_by_another(key, element));
+                }
+                fragment
+            }
             _ => Ruleset::default(),
         }
     }
@@ -545,6 +623,101 @@ mod tests {
             all.contains("10.43.0.10"),
             "other services keep their rules: {all}"
         );
+    }
+
+    fn lb_endpoints(name: &str) -> Endpoints {
+        rules::tests::endpoints(
+            "default",
+            name,
+            json!([{"addresses": [{"ip": "10.42.0.2"}], "ports": [{"port": 8080}]}]),
+        )
+    }
+
+    fn lb_service(name: &str, cluster_ip: &str, lb_ip: &str) -> Service {
+        let mut svc = rules::tests::service(
+            "default",
+            name,
+            json!({"clusterIP": cluster_ip, "type": "LoadBalancer",
+                   "ports": [{"port": 80}]}),
+        );
+        svc.status = Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": lb_ip}]}})).unwrap(),
+        );
+        svc
+    }
+
+    /// The keys of `map` in the table after every transaction so far, as
+    /// `(ip, target chain)`.
+    fn lb_elements(nft: &FakeNft, lb_ip: &str) -> Vec<String> {
+        let applied = nft.applied.lock().unwrap();
+        let mut live: BTreeMap<String, String> = BTreeMap::new();
+        for cmd in applied.iter().flatten() {
+            for (verb, body) in cmd.as_object().unwrap() {
+                let Some(element) = body.get("element") else {
+                    continue;
+                };
+                for elem in element["elem"].as_array().unwrap() {
+                    let (key, target) = match elem.as_array() {
+                        Some(pair) if pair.len() == 2 && pair[0].get("concat").is_some() => {
+                            (&pair[0], pair[1]["goto"]["target"].as_str().unwrap_or(""))
+                        }
+                        _ => (elem, ""),
+                    };
+                    if key["concat"][0] != lb_ip {
+                        continue;
+                    }
+                    let id = format!("{}:{}", element["name"], key);
+                    match verb.as_str() {
+                        "add" => {
+                            assert!(
+                                !live.contains_key(&id),
+                                "{id} added twice: nft refuses that"
+                            );
+                            live.insert(id, target.to_string());
+                        }
+                        "delete" => {
+                            live.remove(&id);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if cmd.get("flush").is_some_and(|f| f.get("map").is_some()) {
+                let map = &cmd["flush"]["map"]["name"];
+                live.retain(|id, _| !id.starts_with(&map.to_string()));
+            }
+        }
+        live.into_values().collect()
+    }
+
+    #[test]
+    fn a_load_balancer_address_two_services_claim_goes_to_one_and_changes_hands() {
+        let nft = FakeNft::default();
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        let lb_ip = "192.168.1.2";
+        // `b` holds the port; `a` (first by name) claims it too, later.
+        proxier.update_service(lb_service("b", "10.43.0.12", lb_ip));
+        proxier.update_endpoints(lb_endpoints("a"));
+        proxier.update_endpoints(lb_endpoints("b"));
+        proxier.sync().unwrap();
+        let held = lb_elements(&nft, lb_ip);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(held[0].contains("default/b/"), "{held:?}");
+        proxier.update_service(lb_service("a", "10.43.0.11", lb_ip));
+        proxier.sync().unwrap();
+        let held = lb_elements(&nft, lb_ip);
+        assert_eq!(held.len(), 1, "one service per address and port: {held:?}");
+        // The owner goes, the other takes over in the same transaction.
+        proxier.delete_service("default", "a");
+        proxier.sync().unwrap();
+        let held = lb_elements(&nft, lb_ip);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(held[0].contains("default/b/"), "{held:?}");
+        // A full resync never lists the key twice either.
+        proxier.update_service(lb_service("a", "10.43.0.11", lb_ip));
+        proxier.force_full_sync();
+        proxier.sync().unwrap();
+        assert_eq!(lb_elements(&nft, lb_ip).len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -182,6 +182,7 @@ pub fn build_service(
     else {
         return ruleset;
     };
+    let load_balancer_ips = load_balancer_ips(service);
     let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
         spec.session_affinity_config
             .as_ref()
@@ -205,6 +206,7 @@ pub fn build_service(
             cluster_ip,
             port: service_port,
             node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
+            load_balancer_ips: &load_balancer_ips,
             affinity,
             internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
             external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
@@ -215,6 +217,24 @@ pub fn build_service(
         add_service_port(&mut ruleset, &target, &ready, node);
     }
     ruleset
+}
+
+/// The IPv4 addresses in `status.loadBalancer.ingress` that the proxy takes traffic for
+/// (kube-proxy's `loadBalancerVIPs`): those without `ipMode` or with `ipMode: VIP`
+/// (`Proxy` means the load balancer delivers to the nodes itself).
+pub fn load_balancer_ips(service: &Service) -> Vec<Ipv4Addr> {
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    let ips: BTreeSet<Ipv4Addr> = ingress
+        .into_iter()
+        .flatten()
+        .filter(|i| i.ip_mode.as_deref().is_none_or(|m| m == "VIP"))
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect();
+    ips.into_iter().collect()
 }
 
 impl Ruleset {
@@ -234,11 +254,13 @@ struct ServicePortTarget<'a> {
     cluster_ip: Ipv4Addr,
     port: u16,
     node_port: Option<u16>,
+    /// `status.loadBalancer.ingress` addresses: handled like the NodePort.
+    load_balancer_ips: &'a [Ipv4Addr],
     affinity: Option<u32>,
     /// `internalTrafficPolicy: Local`: ClusterIP traffic only to this node's endpoints.
     internal_local: bool,
-    /// `externalTrafficPolicy: Local`: NodePort traffic only to this node's endpoints,
-    /// keeping the client's source address.
+    /// `externalTrafficPolicy: Local`: NodePort and load-balancer traffic only to this
+    /// node's endpoints, keeping the client's source address.
     external_local: bool,
 }
 
@@ -344,6 +366,12 @@ fn add_service_port(
         protocol: target.protocol,
         port,
     };
+    let load_balancer_key = |map, ip: Ipv4Addr| ElementKey {
+        map,
+        ip: Some(ip),
+        protocol: target.protocol,
+        port: target.port,
+    };
     if ready.is_empty() {
         ruleset
             .elements
@@ -351,6 +379,12 @@ fn add_service_port(
         if let Some(node_port) = target.node_port {
             ruleset.elements.insert(
                 node_key(NO_ENDPOINT_NODEPORTS_MAP, node_port),
+                REJECT_CHAIN.into(),
+            );
+        }
+        for ip in target.load_balancer_ips {
+            ruleset.elements.insert(
+                load_balancer_key(NO_ENDPOINT_SERVICES_MAP, *ip),
                 REJECT_CHAIN.into(),
             );
         }
@@ -431,10 +465,11 @@ fn add_service_port(
         }
     }
 
-    if let Some(node_port) = target.node_port {
-        // Traffic from outside must come back through this node: masquerade it. With
-        // externalTrafficPolicy Local it stays on this node's endpoints and keeps its
-        // source address; the node's own traffic may still use every endpoint.
+    if target.node_port.is_some() || !target.load_balancer_ips.is_empty() {
+        // Traffic from outside (to a NodePort or a load-balancer address) must come back
+        // through this node: masquerade it. With externalTrafficPolicy Local it stays on
+        // this node's endpoints and keeps its source address; the node's own traffic may
+        // still use every endpoint.
         let external_chain = object_name("external", &id);
         let to_cluster = json!([set_mark_for_masquerade(), goto(&service_chain)]);
         let rules = if target.external_local {
@@ -460,9 +495,19 @@ fn add_service_port(
         ruleset
             .chains
             .insert(external_chain.clone(), regular(rules));
-        ruleset
-            .elements
-            .insert(node_key(SERVICE_NODEPORTS_MAP, node_port), external_chain);
+        // kube-proxy's nftables mode: load-balancer addresses are `service-ips` keys
+        // that jump to the external chain.
+        for ip in target.load_balancer_ips {
+            ruleset.elements.insert(
+                load_balancer_key(SERVICE_IPS_MAP, *ip),
+                external_chain.clone(),
+            );
+        }
+        if let Some(node_port) = target.node_port {
+            ruleset
+                .elements
+                .insert(node_key(SERVICE_NODEPORTS_MAP, node_port), external_chain);
+        }
     }
 }
 
@@ -860,6 +905,92 @@ pub(crate) mod tests {
         let external = &r.chains[&r.elements[&node_port_key()]].rules;
         assert_eq!(external[1], json!([{"drop": null}]));
         assert!(chains_with_prefix(&r, "local-").is_empty());
+    }
+
+    /// Service `web` of type LoadBalancer (NodePort 30080) with `status` and `spec` extra.
+    fn load_balancer(extra_spec: Value, ingress: Value) -> Service {
+        let mut spec = json!({"clusterIP": "10.43.0.10", "type": "LoadBalancer",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra_spec.as_object().unwrap().clone());
+        let mut svc = service("default", "web", spec);
+        svc.status =
+            Some(serde_json::from_value(json!({"loadBalancer": {"ingress": ingress}})).unwrap());
+        svc
+    }
+
+    fn lb_key(map: &'static str, ip: &str) -> ElementKey {
+        ElementKey {
+            map,
+            ip: Some(ip.parse().unwrap()),
+            protocol: Protocol::Tcp,
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn load_balancer_addresses_go_through_the_external_chain_like_the_node_port() {
+        let svc = load_balancer(
+            json!({}),
+            json!([{"ip": "192.168.1.2", "ipMode": "VIP"}, {"ip": "192.168.1.3"},
+                   {"ip": "192.168.1.4", "ipMode": "Proxy"}, {"hostname": "lb.example"},
+                   {"ip": "fd00::1"}]),
+        );
+        let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2"])]);
+        let r = build(&s, &e, None);
+        let external = &r.elements[&node_port_key()];
+        assert!(external.starts_with("external-"), "{external}");
+        for ip in ["192.168.1.2", "192.168.1.3"] {
+            assert_eq!(&r.elements[&lb_key(SERVICE_IPS_MAP, ip)], external, "{ip}");
+        }
+        let lb_elements = r
+            .elements
+            .keys()
+            .filter(|k| k.ip.is_some_and(|ip| ip.octets()[0] == 192))
+            .count();
+        assert_eq!(lb_elements, 2, "Proxy-mode and IPv6 addresses are skipped");
+        // The external chain masquerades and goes to every endpoint.
+        let rule = &r.chains[external].rules[0];
+        assert!(rule[0].get("mangle").is_some(), "{rule}");
+    }
+
+    #[test]
+    fn load_balancer_addresses_without_endpoints_are_rejected() {
+        let svc = load_balancer(json!({}), json!([{"ip": "192.168.1.2"}]));
+        let (s, e) = maps(vec![svc], vec![]);
+        let r = build(&s, &e, None);
+        assert_eq!(
+            r.elements[&lb_key(NO_ENDPOINT_SERVICES_MAP, "192.168.1.2")],
+            REJECT_CHAIN
+        );
+        assert!(!r
+            .elements
+            .contains_key(&lb_key(SERVICE_IPS_MAP, "192.168.1.2")));
+    }
+
+    #[test]
+    fn load_balancer_without_node_ports_still_gets_an_external_chain() {
+        let mut svc = load_balancer(
+            json!({"allocateLoadBalancerNodePorts": false, "externalTrafficPolicy": "Local"}),
+            json!([{"ip": "192.168.1.2"}]),
+        );
+        svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = None;
+        let eps = endpoints(
+            "default",
+            "web",
+            json!([{"addresses": [{"ip": "10.42.0.2", "nodeName": "here"}],
+                    "ports": [{"name": "http", "port": 8080}]}]),
+        );
+        let (s, e) = maps(vec![svc], vec![eps]);
+        let r = build(&s, &e, Some("here"));
+        let external = &r.elements[&lb_key(SERVICE_IPS_MAP, "192.168.1.2")];
+        assert!(external.starts_with("external-"), "{external}");
+        assert!(!r.elements.keys().any(|k| k.map == SERVICE_NODEPORTS_MAP));
+        // externalTrafficPolicy Local: outside traffic to this node's endpoint only.
+        let rules = &r.chains[external].rules;
+        let local = rules[1][0]["goto"]["target"].as_str().unwrap();
+        assert!(local.starts_with("local-"), "{local}");
     }
 
     #[test]

@@ -107,6 +107,22 @@ impl<'a> Commands<'a> {
 /// changed chains. Empty when nothing changed. Ordered so that every object exists
 /// before it is referenced and nothing is deleted while still referenced.
 pub fn diff(table: &str, old: &Ruleset, new: &Ruleset) -> Vec<Value> {
+    let (mut removed, rest) = diff_phases(table, old, new);
+    removed.extend(rest);
+    removed
+}
+
+/// [`diff`] in two parts: the map elements to delete, then everything else. A sync of
+/// several services runs every first part before any second part, so that a map key
+/// changing hands between two services (a load-balancer address and port) is free
+/// before it is added again: nft refuses to add a key that maps somewhere else.
+pub fn diff_phases(table: &str, old: &Ruleset, new: &Ruleset) -> (Vec<Value>, Vec<Value>) {
+    let mut removals = Commands::new(table);
+    for (key, target) in &old.elements {
+        if new.elements.get(key) != Some(target) {
+            removals.element("delete", key, None);
+        }
+    }
     let mut cmds = Commands::new(table);
     for set in new.affinity_sets.difference(&old.affinity_sets) {
         cmds.add_set(set);
@@ -124,11 +140,6 @@ pub fn diff(table: &str, old: &Ruleset, new: &Ruleset) -> Vec<Value> {
             Some(_) => {}
         }
     }
-    for (key, target) in &old.elements {
-        if new.elements.get(key) != Some(target) {
-            cmds.element("delete", key, None);
-        }
-    }
     for (key, target) in &new.elements {
         if old.elements.get(key) != Some(target) {
             cmds.element("add", key, Some(target));
@@ -143,7 +154,7 @@ pub fn diff(table: &str, old: &Ruleset, new: &Ruleset) -> Vec<Value> {
     for set in old.affinity_sets.difference(&new.affinity_sets) {
         cmds.push("delete", "set", json!({ "name": set }));
     }
-    cmds.list
+    (removals.list, cmds.list)
 }
 
 /// The commands that make the live table exactly `desired` (the union of its parts:

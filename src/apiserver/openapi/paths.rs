@@ -202,7 +202,8 @@ enum Names {
     /// `autoscaling/v1 Scale` for `scale`, the resource's kind otherwise.
     View,
     Binding,
-    /// `PodExecOptions`, `PodAttachOptions` or `PodPortForwardOptions`.
+    /// `PodExecOptions`, `PodAttachOptions`, `PodPortForwardOptions` or
+    /// `<Kind>ProxyOptions`.
     ConnectOptions,
 }
 
@@ -237,7 +238,7 @@ const OK_CREATED_ACCEPTED: &[(&str, &str)] =
     &[("200", "OK"), ("201", "Created"), ("202", "Accepted")];
 const OK_ACCEPTED: &[(&str, &str)] = &[("200", "OK"), ("202", "Accepted")];
 const VIEWS: &[&str] = &["status", "scale"];
-const CONNECT: &[&str] = &["exec", "attach", "portforward"];
+const CONNECT: &[&str] = &["exec", "attach", "portforward", "proxy"];
 const LIST_DESCRIPTION: &str = "list or watch objects of kind {kind}";
 const WATCH_LIST_DESCRIPTION: &str = "watch individual changes to a list of {kind}. deprecated: use the 'watch' parameter with a list operation instead.";
 
@@ -526,11 +527,12 @@ impl<'a> Resource<'a> {
             Names::Binding => gvk("", "v1", "Binding"),
             Names::ConnectOptions => {
                 let options = match sub {
-                    "exec" => "PodExecOptions",
-                    "attach" => "PodAttachOptions",
-                    _ => "PodPortForwardOptions",
+                    "exec" => "PodExecOptions".to_string(),
+                    "attach" => "PodAttachOptions".to_string(),
+                    "proxy" => format!("{}ProxyOptions", def.kind),
+                    _ => "PodPortForwardOptions".to_string(),
                 };
-                gvk(def.group, def.version, options)
+                gvk(def.group, def.version, &options)
             }
         }
     }

@@ -154,6 +154,10 @@ fn allocate(cx: &Context, svc: &mut Value, old: Option<&Value>) -> Result<Reserv
         svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
     }
     let wants_node_ports = svc_type == "NodePort" || svc_type == "LoadBalancer";
+    // `allocateLoadBalancerNodePorts: false`: no new NodePorts for a LoadBalancer, but the
+    // ones asked for are reserved (upstream `initNodePorts`).
+    let allocates_new_ports =
+        svc_type == "NodePort" || svc["spec"]["allocateLoadBalancerNodePorts"] != false;
     let old_ports = old
         .map(|o| ServiceStrategy.allocations(o))
         .unwrap_or_default()
@@ -174,6 +178,12 @@ fn allocate(cx: &Context, svc: &mut Value, old: Option<&Value>) -> Result<Reserv
             .map(|p| p as u16)
             .filter(|p| *p != 0);
         if want.is_some_and(|p| old_ports.contains(&(p, proto.clone()))) {
+            continue;
+        }
+        if want.is_none() && !allocates_new_ports {
+            if let Some(p) = port.as_object_mut() {
+                p.remove("nodePort");
+            }
             continue;
         }
         match cx.allocators.allocate_port(want, &proto) {
@@ -228,6 +238,23 @@ mod tests {
     fn node_port_service(node_port: u64) -> Value {
         json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort",
             "ports": [{"port": 80, "protocol": "TCP", "nodePort": node_port}]}})
+    }
+
+    #[test]
+    fn a_load_balancer_without_node_port_allocation_gets_only_the_ports_it_names() {
+        with_context(|cx| {
+            let mut svc = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer",
+                "allocateLoadBalancerNodePorts": false,
+                "ports": [{"port": 80, "protocol": "TCP"},
+                          {"port": 81, "protocol": "TCP", "nodePort": 30001}]}});
+            let held = ServiceStrategy.allocate(cx, &mut svc, None).unwrap();
+            assert_eq!(held.ports, vec![(30001, "TCP".to_string())]);
+            assert!(svc["spec"]["ports"][0].get("nodePort").is_none(), "{svc}");
+            let mut default = json!({"metadata": {"name": "lb2"}, "spec": {"type": "LoadBalancer",
+                "ports": [{"port": 80, "protocol": "TCP"}]}});
+            let held = ServiceStrategy.allocate(cx, &mut default, None).unwrap();
+            assert_eq!(held.ports, vec![(30000, "TCP".to_string())]);
+        });
     }
 
     #[test]
