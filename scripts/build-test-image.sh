@@ -4,6 +4,9 @@
 #
 #   scripts/build-test-image.sh OUT.tar [IMAGE_NAME]     (default docker.io/library/busybox:test)
 #
+# PAD_BYTES=N adds a file /pad of N pseudo-random (incompressible, but reproducible)
+# bytes: a distinct, bigger image (the image GC tests).
+#
 # Needs busybox-static and python3 (scripts/install-deps.sh).
 set -euo pipefail
 
@@ -18,10 +21,11 @@ fi
 ARCH=$(dpkg --print-architecture 2>/dev/null || uname -m)
 case "$ARCH" in x86_64) ARCH=amd64 ;; aarch64) ARCH=arm64 ;; armhf|armv7l) ARCH=arm ;; esac
 
-python3 - "$OUT" "$NAME" "$BUSYBOX" "$ARCH" <<'PY'
-import gzip, hashlib, io, json, sys, tarfile
+python3 - "$OUT" "$NAME" "$BUSYBOX" "$ARCH" "${PAD_BYTES:-0}" <<'PY'
+import gzip, hashlib, io, json, random, sys, tarfile
 
 out, name, busybox, arch = sys.argv[1:5]
+pad_bytes = int(sys.argv[5])
 APPLETS = ["sh", "ash", "sleep", "httpd", "wget", "cat", "echo", "hostname", "nc", "ls",
            "ps", "env", "true", "false", "head", "tail", "grep", "sed", "id", "kill",
            "mkdir", "rm", "cp", "mv", "touch", "dd", "date", "uname", "test", "[",
@@ -60,6 +64,8 @@ with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tf:
     regular(tf, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
     regular(tf, "etc/group", b"root:x:0:\nnogroup:x:65534:\n")
     regular(tf, "var/www/index.html", b"hello from orc busybox\n")
+    if pad_bytes > 0:
+        regular(tf, "pad", random.Random(pad_bytes).randbytes(pad_bytes))
 raw = layer.getvalue()
 diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
 gz = gzip.compress(raw, compresslevel=6, mtime=0)

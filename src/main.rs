@@ -10,7 +10,8 @@ use orc::cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let args = match cli::config_file::expand(std::env::args_os().collect()) {
+    let args = orc::agent::runtime::logger::reorder_shim_args(std::env::args_os().collect());
+    let args = match cli::config_file::expand(args) {
         Ok(args) => args,
         Err(e) => {
             eprintln!("orc: {e}");

@@ -2,6 +2,7 @@
 //! register this machine as a Node and keep it alive, run the pods bound to it (the
 //! kubelet, over containerd and the pod network), the service proxy and the cluster DNS.
 
+pub mod allocatable;
 pub mod client;
 pub mod dns;
 pub mod ingress;
@@ -61,6 +62,14 @@ pub struct AgentConfig {
     /// Whether this node enforces NetworkPolicies (--disable-network-policy: no, and
     /// the table is removed).
     pub enforce_network_policy: bool,
+    /// How containers' log files are rotated; `None`: never.
+    pub log_rotation: Option<runtime::logger::Rotation>,
+    /// When unused images are removed.
+    pub image_gc: kubelet::image_gc::ImageGcPolicy,
+    /// containerd's root: its filesystem is the image filesystem.
+    pub containerd_root: PathBuf,
+    /// Reservations and --max-pods (the node's allocatable).
+    pub allocation: allocatable::NodeAllocation,
 }
 
 impl AgentConfig {
@@ -88,6 +97,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         agent_dir: config.agent_dir(),
     };
     join::check_token(&join.token, join.insecure_skip_ca_hash)?;
+    protect_from_oom_killer();
     let creds = join::obtain_credentials(&join).await?;
     let client_cert = crate::tls::SharedCert::new(&creds.certificate, &creds.key)
         .map_err(AgentError::Credential)?;
@@ -179,6 +189,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         runtime_seen,
     )
     .with_lease_duration(config.node_lease_duration)
+    .with_allocation(config.allocation.clone())
     .run()
     .await;
     Ok(())
@@ -270,6 +281,14 @@ async fn run_pods(
             cgroup_root: PathBuf::from(runtime::cgroup::CGROUP_ROOT),
             shared_ipc_uts: true,
             secrets_on_tmpfs: true,
+            memory_capacity: allocatable::NodeAllocation::memory_bytes(
+                node::meminfo_total_ki(
+                    &std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
+                )
+                .unwrap_or(0),
+            ),
+            max_pods: config.allocation.max_pods as usize,
+            oom_score_floor: kubelet::qos::oom_score_floor(std::path::Path::new("/proc")),
         },
         runtime,
         network,
@@ -279,6 +298,17 @@ async fn run_pods(
         ),
         tokens: kubelet::tokens::TokenManager::new(),
     });
+    let image_gc = kubelet::image_gc::ImageGc::new(
+        shared.runtime.clone(),
+        Arc::new(kubelet::image_gc::StatvfsImageFs {
+            path: config.containerd_root.clone(),
+        }),
+        shared.api.clone(),
+        config.image_gc,
+        &config.node_name,
+        &config.agent_dir(),
+    );
+    tokio::spawn(image_gc.run());
     let endpoint = kubelet_endpoint(&ca_pem, &kubelet_cert).await;
     kubelet::run(shared, client, endpoint).await;
 }
@@ -347,6 +377,7 @@ async fn connect_containerd(
 ) -> Arc<dyn runtime::ContainerRuntime> {
     let mut rc = runtime::ContainerdConfig::new(&config.containerd_socket);
     rc.namespace = config.containerd_namespace.clone();
+    rc.log_rotation = config.log_rotation;
     let mut attempt = 0;
     loop {
         match runtime::ContainerdRuntime::connect(rc.clone()).await {
@@ -390,6 +421,17 @@ async fn import_images(config: &AgentConfig, runtime: &dyn runtime::ContainerRun
         }
     }
 }
+/// Makes this process (the agent, or the server with its embedded agent) one of the
+/// OOM killer's last choices, as upstream's kubelet does for itself. Needs root with
+/// CAP_SYS_RESOURCE; without, a warning (and pods' scores are not lowered either).
+fn protect_from_oom_killer() {
+    let score = kubelet::qos::KUBELET_OOM_SCORE_ADJ;
+    match kubelet::qos::set_own_oom_score_adj(std::path::Path::new("/proc"), score) {
+        Ok(()) => tracing::debug!(oom_score_adj = score, "protected from the OOM killer"),
+        Err(e) => tracing::warn!(error = %error_chain(&e), "the OOM killer may pick orc first"),
+    }
+}
+
 /// An error with its sources: "what failed: why".
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -14,8 +14,6 @@ use crate::api::identity::NODE_LEASE_NAMESPACE;
 
 /// Version the agent reports as its kubelet.
 pub const KUBELET_VERSION: &str = "v1.32.0+orc";
-/// Pods one node accepts (upstream's default).
-pub const MAX_PODS: &str = "110";
 /// For how long a renewal of the node's Lease holds (upstream kubelet
 /// `--node-lease-duration-seconds`); it is renewed every quarter of it, as upstream.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(40);
@@ -144,6 +142,8 @@ pub struct NodeFacts {
     pub runtime_problem: Option<String>,
     /// Extra labels from --node-label.
     pub labels: BTreeMap<String, String>,
+    /// Reservations and --max-pods: allocatable = capacity - reserved.
+    pub allocation: crate::agent::allocatable::NodeAllocation,
 }
 
 impl NodeFacts {
@@ -173,6 +173,7 @@ impl NodeFacts {
             containerd_version: None,
             runtime_problem: None,
             labels: labels.clone(),
+            allocation: Default::default(),
         }
     }
 }
@@ -257,11 +258,9 @@ pub fn micro_time(t: DateTime<Utc>) -> String {
 /// The node status for `facts` at `now`. A condition keeps its `lastTransitionTime` from
 /// `previous` (the conditions last posted or stored) while its status is unchanged.
 pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> Value {
-    let resources = json!({
-        "cpu": facts.cpus.to_string(),
-        "memory": format!("{}Ki", facts.memory_ki),
-        "pods": MAX_PODS,
-    });
+    let (capacity, allocatable) = facts
+        .allocation
+        .capacity_and_allocatable(facts.cpus, facts.memory_ki);
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         let transition = previous
             .as_array()
@@ -276,8 +275,8 @@ pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> V
         })
     };
     json!({
-        "capacity": resources,
-        "allocatable": resources,
+        "capacity": capacity,
+        "allocatable": allocatable,
         "addresses": [
             {"type": "InternalIP", "address": facts.internal_ip.to_string()},
             {"type": "Hostname", "address": facts.hostname},
@@ -388,6 +387,7 @@ pub struct Heartbeat {
     runtime: tokio::sync::watch::Receiver<RuntimeHealth>,
     /// The runtime version last seen (kept while the runtime is down).
     runtime_version: Option<String>,
+    allocation: crate::agent::allocatable::NodeAllocation,
 }
 
 impl Heartbeat {
@@ -409,7 +409,17 @@ impl Heartbeat {
             lease_duration: DEFAULT_LEASE_DURATION,
             runtime,
             runtime_version: None,
+            allocation: Default::default(),
         }
+    }
+
+    /// Reservations and --max-pods shown in the node's capacity and allocatable.
+    pub fn with_allocation(
+        mut self,
+        allocation: crate::agent::allocatable::NodeAllocation,
+    ) -> Heartbeat {
+        self.allocation = allocation;
+        self
     }
 
     /// How long each Lease renewal holds; renewals come every quarter of it.
@@ -426,6 +436,7 @@ impl Heartbeat {
         }
         facts.containerd_version = self.runtime_version.clone();
         facts.runtime_problem = health.problem();
+        facts.allocation = self.allocation.clone();
         facts
     }
 
@@ -578,6 +589,7 @@ mod tests {
             containerd_version: None,
             runtime_problem: None,
             labels: BTreeMap::from([("zone".to_string(), "attic".to_string())]),
+            allocation: Default::default(),
         }
     }
 

@@ -41,7 +41,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kubelet port when the Node does not advertise one.
 const DEFAULT_KUBELET_PORT: u64 = 10250;
 /// Query parameters passed on to the kubelet.
-const LOG_PARAMS: [&str; 4] = ["follow", "tailLines", "previous", "timestamps"];
+const LOG_PARAMS: [&str; 6] = [
+    "follow",
+    "tailLines",
+    "previous",
+    "timestamps",
+    "sinceSeconds",
+    "sinceTime",
+];
 
 /// Query parameters of an exec passed on to the kubelet (an attach's: all but `command`).
 const EXEC_PARAMS: [&str; 5] = ["command", "stdin", "stdout", "stderr", "tty"];

@@ -67,7 +67,46 @@ pub struct NodeArgs {
     /// another policy engine).
     #[arg(long, env = "ORC_DISABLE_NETWORK_POLICY")]
     pub disable_network_policy: bool,
+    /// Size at which a container's log file is rotated (a quantity, e.g. 10Mi; 0: never).
+    #[arg(long, env = "ORC_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// Log files kept per container, the current one included (at least 2).
+    #[arg(long, env = "ORC_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
+    pub container_log_max_files: usize,
+    /// Percent of the image filesystem in use at which unused images are removed.
+    #[arg(long, env = "ORC_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Percent of the image filesystem image garbage collection brings it down to.
+    #[arg(long, env = "ORC_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// An unused image is kept at least this long (images imported from agent/images too).
+    #[arg(long, env = "ORC_IMAGE_MINIMUM_GC_AGE", default_value = "2m", value_parser = crate::cli::server::parse_duration)]
+    pub image_minimum_gc_age: std::time::Duration,
+    /// How often the image filesystem is checked for garbage collection.
+    #[arg(long, env = "ORC_IMAGE_GC_PERIOD", default_value = "5m", value_parser = crate::cli::server::parse_duration)]
+    pub image_gc_period: std::time::Duration,
+    /// containerd's root directory: its filesystem is the image filesystem.
+    #[arg(
+        long,
+        env = "ORC_CONTAINERD_ROOT",
+        default_value = "/var/lib/containerd"
+    )]
+    pub containerd_root: PathBuf,
+    /// Resources held back for the operating system, e.g. cpu=100m,memory=64Mi (also
+    /// ephemeral-storage, pid); not allocatable to pods. Default for a 1 GB Raspberry Pi.
+    #[arg(long, env = "ORC_SYSTEM_RESERVED", default_value = DEFAULT_SYSTEM_RESERVED)]
+    pub system_reserved: String,
+    /// Resources held back for orc and containerd, as --system-reserved.
+    #[arg(long, env = "ORC_KUBE_RESERVED", default_value = DEFAULT_KUBE_RESERVED)]
+    pub kube_reserved: String,
+    /// Most pods this node runs (its pods capacity); more are rejected (OutOfpods).
+    #[arg(long, env = "ORC_MAX_PODS", default_value_t = agent::allocatable::DEFAULT_MAX_PODS)]
+    pub max_pods: u32,
 }
+
+/// Defaults sized for a 1 GB Raspberry Pi (README, "Node resources").
+pub const DEFAULT_SYSTEM_RESERVED: &str = "cpu=100m,memory=64Mi";
+pub const DEFAULT_KUBE_RESERVED: &str = "cpu=100m,memory=128Mi";
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(args_override_self = true)]
@@ -96,7 +135,51 @@ pub struct AgentArgs {
     pub node: NodeArgs,
 }
 
+/// What the node's resource flags say.
+#[derive(Debug, Clone)]
+pub struct NodeResources {
+    pub log_rotation: Option<agent::runtime::logger::Rotation>,
+    pub image_gc: agent::kubelet::image_gc::ImageGcPolicy,
+    pub allocation: agent::allocatable::NodeAllocation,
+}
+
 impl NodeArgs {
+    /// The checked log rotation, image GC and reservation flags (each error names its flag).
+    pub fn resources(&self) -> anyhow::Result<NodeResources> {
+        let log_rotation =
+            log_rotation(&self.container_log_max_size, self.container_log_max_files)?;
+        let image_gc = agent::kubelet::image_gc::ImageGcPolicy {
+            high_threshold: self.image_gc_high_threshold,
+            low_threshold: self.image_gc_low_threshold,
+            min_age: self.image_minimum_gc_age,
+            period: self.image_gc_period,
+        };
+        image_gc.validate()?;
+        if self.image_gc_period.is_zero() {
+            anyhow::bail!("--image-gc-period must be more than 0s");
+        }
+        if self.max_pods == 0 {
+            anyhow::bail!("--max-pods must be at least 1");
+        }
+        let allocation = agent::allocatable::NodeAllocation {
+            system_reserved: agent::allocatable::Reserved::parse(
+                "--system-reserved",
+                &self.system_reserved,
+            )?,
+            kube_reserved: agent::allocatable::Reserved::parse(
+                "--kube-reserved",
+                &self.kube_reserved,
+            )?,
+            eviction_hard_memory: None,
+            max_pods: self.max_pods,
+        };
+        Ok(NodeResources {
+            log_rotation,
+            image_gc,
+            allocation,
+        })
+    }
+
     /// The agent config for joining `server` with `token` (shared by the embedded agent).
     pub fn into_config(
         self,
@@ -104,6 +187,11 @@ impl NodeArgs {
         token: crate::tls::JoinToken,
         data_dir: PathBuf,
     ) -> anyhow::Result<AgentConfig> {
+        let NodeResources {
+            log_rotation,
+            image_gc,
+            allocation,
+        } = self.resources()?;
         let node_name = match self.node_name.filter(|n| !n.is_empty()) {
             Some(n) => n,
             None => crate::cli::server::hostname(),
@@ -149,8 +237,33 @@ impl NodeArgs {
             ingress,
             netpol_table: self.network_policy_nft_table,
             enforce_network_policy: !self.disable_network_policy,
+            log_rotation,
+            image_gc,
+            containerd_root: self.containerd_root,
+            allocation,
         })
     }
+}
+
+/// `--container-log-max-size` and `--container-log-max-files` → the logger's rotation
+/// (`None` with a max size of 0).
+fn log_rotation(
+    max_size: &str,
+    max_files: usize,
+) -> anyhow::Result<Option<agent::runtime::logger::Rotation>> {
+    let size: crate::api::quantity::Quantity = max_size
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--container-log-max-size {max_size:?}: {e}"))?;
+    if size.is_negative() {
+        anyhow::bail!("--container-log-max-size {max_size:?}: must not be negative");
+    }
+    if max_files < 2 {
+        anyhow::bail!("--container-log-max-files {max_files}: must be at least 2");
+    }
+    Ok((!size.is_zero()).then(|| agent::runtime::logger::Rotation {
+        max_size: size.value() as u64,
+        max_files,
+    }))
 }
 
 impl AgentArgs {
@@ -323,6 +436,59 @@ mod tests {
         let c = config(&[&base[..], &["--disable-dns"]].concat()).unwrap();
         assert!(!c.serve_dns);
         assert!(c.proxy_table.is_some());
+    }
+
+    #[test]
+    fn node_resource_flags_have_pi_defaults_and_name_themselves_when_wrong() {
+        let base = ["--join", "https://10.0.0.1:6443", "--token", TOKEN];
+        let c = config(&base).unwrap();
+        assert_eq!(c.allocation.max_pods, 110);
+        assert_eq!(c.allocation.system_reserved.0["memory"].value(), 64 << 20);
+        assert_eq!(c.allocation.kube_reserved.0["cpu"].milli_value(), 100);
+        assert_eq!(
+            c.log_rotation,
+            Some(agent::runtime::logger::Rotation {
+                max_size: 10 << 20,
+                max_files: 5
+            })
+        );
+        assert_eq!(c.image_gc, Default::default());
+        assert_eq!(c.containerd_root, PathBuf::from("/var/lib/containerd"));
+        let c = config(
+            &[
+                &base[..],
+                &[
+                    "--container-log-max-size",
+                    "0",
+                    "--max-pods",
+                    "8",
+                    "--kube-reserved",
+                    "",
+                    "--image-gc-period",
+                    "1s",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.log_rotation, None);
+        assert_eq!(c.allocation.max_pods, 8);
+        assert!(c.allocation.kube_reserved.0.is_empty());
+        assert_eq!(c.image_gc.period, std::time::Duration::from_secs(1));
+        for (flag, value) in [
+            ("--system-reserved", "memory=lots"),
+            ("--kube-reserved", "cpu"),
+            ("--container-log-max-size", "ten"),
+            ("--container-log-max-files", "1"),
+            ("--image-gc-low-threshold", "90"),
+            ("--image-gc-high-threshold", "101"),
+            ("--max-pods", "0"),
+        ] {
+            let e = config(&[&base[..], &[flag, value]].concat()).unwrap_err();
+            let text = format!("{e:#}");
+            assert!(text.contains(flag), "{flag} {value}: {text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
     }
 
     #[test]

@@ -60,7 +60,15 @@ pub enum Command {
     Embedded { name: Option<String> },
     /// Container log writer run by the containerd shim (binary:// log URI), not by people.
     #[command(name = "container-logger", hide = true)]
-    ContainerLogger { path: std::path::PathBuf },
+    ContainerLogger {
+        path: std::path::PathBuf,
+        /// Rotate the file before it grows past this many bytes.
+        #[arg(long)]
+        max_size: Option<u64>,
+        /// Files kept, the current one included (with --max-size; at least 2).
+        #[arg(long, default_value_t = crate::agent::runtime::logger::DEFAULT_ROTATION.max_files)]
+        max_files: usize,
+    },
 }
 
 pub use images::{ImagesArgs, ImagesCommand};
@@ -96,8 +104,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Agent(args) => agent::run(*args),
         Command::Images(args) => images::run(args),
-        Command::ContainerLogger { path } => crate::agent::runtime::logger::run(&path)
-            .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display())),
+        Command::ContainerLogger {
+            path,
+            max_size,
+            max_files,
+        } => {
+            let rotation = max_size.map(|max_size| crate::agent::runtime::logger::Rotation {
+                max_size,
+                max_files: max_files.max(2),
+            });
+            crate::agent::runtime::logger::run(&path, rotation)
+                .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display()))
+        }
         Command::Check(args) => check::run(args),
         Command::SecretsEncrypt(args) => secrets_encrypt::run(args),
         Command::Embedded { name: None } => {

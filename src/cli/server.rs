@@ -273,7 +273,13 @@ impl ServerArgs {
             managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
             create_ingress_class: !self.node.disable_ingress,
-            agent: (!self.disable_agent).then_some(self.node),
+            agent: if self.disable_agent {
+                None
+            } else {
+                // Bad node flags stop the server before it starts anything.
+                self.node.resources()?;
+                Some(self.node)
+            },
             audit: self.audit_log_path.as_deref().map(|path| {
                 apiserver::audit::AuditConfig::from_flags(
                     path,

@@ -59,6 +59,8 @@ pub struct World {
     pub step: std::cell::RefCell<String>,
     /// Where the server listens: 127.0.0.1, or [`NODE_IP`] for pods to reach it.
     pub bind_address: &'static str,
+    /// More flags for `orc server` (set before [`World::spawn_server`]).
+    pub server_args: Vec<String>,
 }
 
 impl World {
@@ -86,6 +88,12 @@ impl World {
     /// The world without its server: the directory, the images, the network namespace
     /// and containerd (for tests that start the server and agent themselves).
     pub fn prepare(registry: bool) -> World {
+        World::prepare_with(registry, None)
+    }
+
+    /// As [`World::prepare`]; with `root_size` (e.g. `64m`), containerd's root — the
+    /// image filesystem — is a tmpfs of that size of its own.
+    pub fn prepare_with(registry: bool, root_size: Option<&str>) -> World {
         require_root_and_tools("the kubelet tests (tests/kubelet_*.rs)");
         let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let dir = PathBuf::from(format!("/run/orc-kubelet-test-{tag}"));
@@ -99,6 +107,7 @@ impl World {
             restarted_containerd: Default::default(),
             step: RefCell::new("setting up the node".to_string()),
             bind_address: "127.0.0.1",
+            server_args: Vec::new(),
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
         for (file, image) in [("busybox.tar", IMAGE), ("busybox-other.tar", OTHER_IMAGE)] {
@@ -130,6 +139,17 @@ impl World {
         ] {
             let done = run(Command::new("ip").args(["-n", &world.netns]).args(&args));
             assert!(done.status.success(), "ip {args:?}: {done:?}");
+        }
+        if let Some(size) = root_size {
+            let root = dir.join("root");
+            std::fs::create_dir_all(&root).unwrap();
+            let mounted = run(Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "orc-image-fs"])
+                .arg(&root));
+            assert!(
+                mounted.status.success(),
+                "mount a tmpfs for containerd's root: {mounted:?}"
+            );
         }
         // containerd (and the registry) run in the node's network namespace, as on a node.
         let mut env = world.in_netns(repo_path("scripts/containerd-test-env.sh"));
@@ -178,6 +198,7 @@ impl World {
             .arg("--containerd-socket")
             .arg(self.dir.join("containerd.sock"))
             .args(["--containerd-namespace", NAMESPACE])
+            .args(&self.server_args)
             .env("RUST_LOG", "info,orc::agent=debug")
             .stdout(Stdio::null())
             .stderr(log)

@@ -415,6 +415,38 @@ pub fn log_path(pod_dir: &Path, name: &str, restart_count: u32) -> PathBuf {
         .join(format!("{restart_count}.log"))
 }
 
+/// Removes the log files (rotated ones included) of the instances of container `name`
+/// older than `keep_from`: as upstream's container GC, only the last dead instance's
+/// logs stay (for `kubectl logs --previous`). Returns how many files went.
+pub fn remove_older_logs(pod_dir: &Path, name: &str, keep_from: u32) -> std::io::Result<usize> {
+    let dir = pod_dir.join("logs").join(name);
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        // `N.log` or a rotated `N.log.<timestamp>`.
+        let restart = file_name
+            .split_once(".log")
+            .filter(|(_, rest)| rest.is_empty() || rest.starts_with('.'))
+            .and_then(|(n, _)| n.parse::<u32>().ok());
+        if restart.is_some_and(|n| n < keep_from) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// How the pod's containers get their namespaces: the pod's network namespace (the
 /// host's with hostNetwork), and IPC/UTS from `ipc_uts` files when the pod has them.
 pub fn pod_namespaces(pod: &Value, netns: &Path, ipc_uts: Option<(&Path, &Path)>) -> PodNamespaces {
@@ -670,6 +702,32 @@ mod tests {
             .find(|m| m.container_path == "/data")
             .unwrap();
         assert!(data.read_only);
+    }
+
+    #[test]
+    fn only_the_last_dead_instances_logs_are_kept() {
+        let pod = tempfile::tempdir().unwrap();
+        let dir = pod.path().join("logs").join("app");
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = [
+            "0.log",
+            "0.log.20240101-000000.000000000",
+            "1.log",
+            "1.log.20240101-000001.000000000",
+            "2.log",
+            "10.log",
+        ];
+        for n in names {
+            std::fs::write(dir.join(n), "x").unwrap();
+        }
+        assert_eq!(remove_older_logs(pod.path(), "app", 2).unwrap(), 4);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["10.log", "2.log"]);
+        assert_eq!(remove_older_logs(pod.path(), "gone", 5).unwrap(), 0);
     }
 
     #[test]

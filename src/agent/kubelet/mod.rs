@@ -7,10 +7,12 @@ pub mod api;
 pub mod attach;
 pub mod container;
 pub mod exec;
+pub mod image_gc;
 pub mod pod_files;
 pub mod podns;
 pub mod portforward;
 pub mod probes;
+pub mod qos;
 pub mod remotecommand;
 pub mod server;
 pub mod spdy;
@@ -61,6 +63,12 @@ pub struct KubeletConfig {
     /// Mount a tmpfs for each Secret volume and emptyDir `medium: Memory` volume (needs
     /// root); without, they are plain directories under the pod directory.
     pub secrets_on_tmpfs: bool,
+    /// The node's memory in bytes: Burstable containers' `oom_score_adj` is relative to it.
+    pub memory_capacity: u64,
+    /// No container gets an `oom_score_adj` below this (see [`qos::oom_score_floor`]).
+    pub oom_score_floor: Option<i32>,
+    /// Most pods this node runs (`--max-pods`); more are rejected at admission.
+    pub max_pods: usize,
 }
 
 impl KubeletConfig {
@@ -204,10 +212,58 @@ impl Kubelet {
             self.send(&uid, Some(pod));
             return;
         }
+        if !self.adoptable.contains_key(&uid) {
+            if let Some(message) =
+                over_max_pods(&pod, self.active_pods(), self.shared.config.max_pods)
+            {
+                self.reject(uid, pod, OUT_OF_PODS, message);
+                return;
+            }
+        }
         let adopted = self.adoptable.remove(&uid).unwrap_or_default();
         info!(pod = %pod_key(&pod), %uid, adopted = adopted.len(), "pod worker started");
         let worker = PodWorker::new(self.shared.clone(), pod.clone(), adopted);
         self.spawn(uid, worker, Some(pod));
+    }
+
+    /// Pods with a worker that have not finished (not Succeeded or Failed, not deleted):
+    /// what counts against `--max-pods`.
+    fn active_pods(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| {
+                w.desired.borrow().as_ref().is_some_and(|pod| {
+                    !matches!(
+                        pod["status"]["phase"].as_str(),
+                        Some("Succeeded" | "Failed")
+                    )
+                })
+            })
+            .count()
+    }
+
+    /// Refuses a pod at admission as upstream's kubelet does: the pod fails with
+    /// `reason` and a warning event says why; it never runs here.
+    fn reject(&mut self, uid: String, pod: Value, reason: &'static str, message: String) {
+        warn!(pod = %pod_key(&pod), %uid, %reason, %message, "pod rejected");
+        self.finished.insert(uid.clone());
+        let api = self.shared.api.clone();
+        let node = self.shared.config.node_name.clone();
+        tokio::spawn(async move {
+            let meta = &pod["metadata"];
+            let ns = meta["namespace"].as_str().unwrap_or("");
+            let name = meta["name"].as_str().unwrap_or("");
+            let status = serde_json::json!({
+                "phase": "Failed", "reason": reason, "message": message,
+            });
+            if let Err(e) = api.patch_status(ns, name, &status).await {
+                warn!(pod = %pod_key(&pod), error = %e, "failing a rejected pod failed");
+            }
+            let event = rejection_event(&pod, &node, reason, &message, chrono::Utc::now());
+            if let Err(e) = api.create_event(ns, &event).await {
+                tracing::debug!(pod = %pod_key(&pod), error = %e, "event not recorded");
+            }
+        });
     }
 
     fn spawn(&mut self, uid: String, worker: PodWorker, pod: Option<Value>) {
@@ -294,6 +350,52 @@ impl Kubelet {
     pub fn pods(&self) -> Vec<String> {
         self.workers.keys().cloned().collect()
     }
+}
+
+/// Reason of a pod rejected because the node runs `--max-pods` already (upstream's
+/// admission handler: `Out` + the resource name).
+pub const OUT_OF_PODS: &str = "OutOfpods";
+
+/// Why a new `pod` may not run on a node running `active` pods of at most `max_pods`
+/// (upstream's message), or `None` when it may. A pod already finished is no new load.
+pub fn over_max_pods(pod: &Value, active: usize, max_pods: usize) -> Option<String> {
+    let phase = pod["status"]["phase"].as_str();
+    if matches!(phase, Some("Succeeded" | "Failed")) || active < max_pods {
+        return None;
+    }
+    Some(format!(
+        "Node didn't have enough resource: pods, requested: 1, used: {active}, capacity: {max_pods}"
+    ))
+}
+
+/// The warning event on a pod refused at admission.
+fn rejection_event(
+    pod: &Value,
+    node: &str,
+    reason: &str,
+    message: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let meta = &pod["metadata"];
+    let name = meta["name"].as_str().unwrap_or("");
+    let now = status::timestamp(now);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": format!("{name}.{}", &suffix[..16]), "namespace": meta["namespace"]},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": meta["namespace"],
+                           "name": name, "uid": meta["uid"]},
+        "reason": reason,
+        "message": message,
+        "type": "Warning",
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet",
+        "reportingInstance": node,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    })
 }
 
 fn uid_of(pod: &Value) -> String {

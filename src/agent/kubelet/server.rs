@@ -7,11 +7,13 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -63,13 +65,28 @@ pub struct LogOptions {
     pub tail_lines: Option<usize>,
     pub previous: bool,
     pub timestamps: bool,
+    /// Only records written at or after this (`sinceSeconds`, `sinceTime`).
+    pub since: Option<DateTime<Utc>>,
 }
 
 impl LogOptions {
-    pub fn from_query(query: &str) -> LogOptions {
+    /// The options of a request made at `now`.
+    pub fn from_query(query: &str, now: DateTime<Utc>) -> LogOptions {
         let mut o = LogOptions::default();
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
+                "sinceSeconds" => {
+                    o.since = v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .map(|s| now - chrono::Duration::seconds(s))
+                }
+                "sinceTime" => {
+                    o.since = DateTime::parse_from_rfc3339(&v)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                }
                 "follow" => o.follow = v == "true" || v == "1",
                 "previous" => o.previous = v == "true" || v == "1",
                 "timestamps" => o.timestamps = v == "true" || v == "1",
@@ -98,13 +115,17 @@ pub fn log_file(dir: &Path, previous: bool) -> Option<PathBuf> {
     Some(dir.join(format!("{n}.log")))
 }
 
-/// CRI log records → what `kubectl logs` shows (content, optionally timestamped).
-pub fn render(records: &[u8], timestamps: bool) -> Vec<u8> {
+/// CRI log records → what `kubectl logs` shows (content, optionally timestamped), only
+/// the records written at or after `since`.
+pub fn render(records: &[u8], timestamps: bool, since: Option<DateTime<Utc>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.len());
     for line in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let Some(rec) = logger::parse_line(line) else {
             continue;
         };
+        if since.is_some_and(|since| rec.time < since) {
+            continue;
+        }
         if timestamps {
             out.extend_from_slice(
                 rec.time
@@ -249,7 +270,7 @@ fn container_logs(
             &format!("pod {ns}/{pod} is not running on this node"),
         );
     };
-    let opts = LogOptions::from_query(req.uri().query().unwrap_or(""));
+    let opts = LogOptions::from_query(req.uri().query().unwrap_or(""), Utc::now());
     let dir = pods_dir.join(&uid).join("logs").join(container);
     let Some(file) = log_file(&dir, opts.previous) else {
         let what = if opts.previous {
@@ -273,62 +294,181 @@ fn container_logs(
     resp
 }
 
-/// Sends the file's records (the last `tail_lines`), then, when following, new complete
-/// records until the container restarts (a newer file appears), the pod is gone or the
-/// client hangs up.
+/// Sends the records of the container instance whose log is `file` (its rotated files
+/// first, oldest first; the last `tail_lines` of them), then, when following, new
+/// complete records — across rotations of `file` — until the container restarts (a
+/// newer instance's file appears), the pod is gone or the client hangs up.
 fn stream_file(
     file: &Path,
     dir: &Path,
     opts: &LogOptions,
     tx: &mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
 ) {
-    let Ok(mut f) = std::fs::File::open(file) else {
+    // The current file first: if it is rotated meanwhile, it shows up among the rotated
+    // files too and is skipped there (same inode).
+    let Ok(current) = std::fs::File::open(file) else {
         return;
     };
-    let mut data = Vec::new();
-    if f.read_to_end(&mut data).is_err() {
-        return;
-    }
-    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let start = match opts.tail_lines {
-        Some(n) => tail(&data[..complete], n),
-        None => &data[..complete],
-    };
+    let held = current.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let mut files: Vec<std::fs::File> = logger::rotated_files(file)
+        .iter()
+        .filter_map(|p| std::fs::File::open(p).ok())
+        .filter(|f| f.metadata().ok().map(|m| (m.dev(), m.ino())) != held)
+        .collect();
+    files.push(current);
     let send = |bytes: Vec<u8>| {
         bytes.is_empty()
             || tx
                 .blocking_send(Ok(Frame::data(Bytes::from(bytes))))
                 .is_ok()
     };
-    if !send(render(start, opts.timestamps)) || !opts.follow {
+    let (first, mut offset) = match opts.tail_lines {
+        Some(n) => tail_start(&mut files, n),
+        None => (0, 0),
+    };
+    let last = files.len() - 1;
+    for (i, f) in files.iter_mut().enumerate().skip(first) {
+        let from = if i == first { offset } else { 0 };
+        let Some(end) = send_records(f, from, opts, &send) else {
+            return;
+        };
+        offset = end;
+        if i == last {
+            break;
+        }
+    }
+    if !opts.follow {
         return;
     }
-    let mut offset = complete as u64;
+    let mut f = files.pop().expect("the current file is always there");
     loop {
-        std::thread::sleep(FOLLOW_POLL);
         if tx.is_closed() || !dir.exists() {
             return;
         }
-        let mut more = Vec::new();
-        if f.seek(SeekFrom::Start(offset)).is_err() || f.read_to_end(&mut more).is_err() {
+        let Some(end) = send_records(&mut f, offset, opts, &send) else {
             return;
-        }
-        if let Some(end) = more.iter().rposition(|&b| b == b'\n') {
-            offset += end as u64 + 1;
-            if !send(render(&more[..=end], opts.timestamps)) {
+        };
+        let progressed = end != offset;
+        offset = end;
+        if rotated_away(&f, file) {
+            // The logger writes no more to a file it renamed: read what came just before
+            // the rename, then go on at once with the next file (a newer rotated one if
+            // it rotated more than once since, else the new one).
+            let Some(_) = send_records(&mut f, offset, opts, &send) else {
                 return;
+            };
+            if let Some(next) = next_file(&f, file) {
+                f = next;
+                offset = 0;
+                continue;
             }
-        } else if log_file(dir, false).as_deref() != Some(file) {
+            // Between the rename and the new file's creation: try again next poll.
+        } else if !progressed && file.exists() && log_file(dir, false).as_deref() != Some(file) {
             // The container restarted: its new instance logs elsewhere.
             return;
         }
+        std::thread::sleep(FOLLOW_POLL);
     }
+}
+
+/// The file after the open `f` (read to its end) among `log`'s files: the rotated file
+/// following it, or `log` itself. If `f` was already removed, every rotated file left
+/// is newer (the oldest go first), so the oldest of them.
+fn next_file(f: &std::fs::File, log: &Path) -> Option<std::fs::File> {
+    let held = f.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let rotated = logger::rotated_files(log);
+    let position = rotated
+        .iter()
+        .position(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == held);
+    let next = match position {
+        Some(i) => rotated.get(i + 1),
+        None => rotated.first(),
+    };
+    match next {
+        Some(p) => std::fs::File::open(p)
+            .ok()
+            .or_else(|| std::fs::File::open(log).ok()),
+        None => std::fs::File::open(log).ok(),
+    }
+}
+
+/// Whether `path` now names another file than the open `f` (the logger rotated it);
+/// false while `path` does not exist (the logger is about to create it).
+fn rotated_away(f: &std::fs::File, path: &Path) -> bool {
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(now)) => (held.dev(), held.ino()) != (now.dev(), now.ino()),
+        _ => false,
+    }
+}
+
+/// Sends the complete records of `f` from `offset`; the offset after them, or `None`
+/// when reading failed or the client hung up.
+fn send_records(
+    f: &mut std::fs::File,
+    offset: u64,
+    opts: &LogOptions,
+    send: &impl Fn(Vec<u8>) -> bool,
+) -> Option<u64> {
+    let mut data = Vec::new();
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    f.read_to_end(&mut data).ok()?;
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    for chunk in chunks_of_records(&data[..complete], SEND_CHUNK) {
+        if !send(render(chunk, opts.timestamps, opts.since)) {
+            return None;
+        }
+    }
+    Some(offset + complete as u64)
+}
+
+/// Bytes of records rendered and sent at once.
+const SEND_CHUNK: usize = 64 * 1024;
+
+/// `records` cut into pieces of about `size` bytes, each ending at a record's end.
+fn chunks_of_records(records: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= size {
+            rest.len()
+        } else {
+            rest[size..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| size + i + 1)
+        };
+        let (chunk, after) = rest.split_at(cut);
+        rest = after;
+        Some(chunk)
+    })
+}
+
+/// Where the last `n` complete records of `files` (oldest first) start: the index of
+/// the file and the offset in it.
+fn tail_start(files: &mut [std::fs::File], n: usize) -> (usize, u64) {
+    let mut wanted = n;
+    for i in (0..files.len()).rev() {
+        let mut data = Vec::new();
+        if files[i].seek(SeekFrom::Start(0)).is_err() || files[i].read_to_end(&mut data).is_err() {
+            return ((i + 1).min(files.len() - 1), 0);
+        }
+        let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let records = &data[..complete];
+        let count = records.iter().filter(|&&b| b == b'\n').count();
+        if count >= wanted {
+            let start = complete - tail(records, wanted).len();
+            return (i, start as u64);
+        }
+        wanted -= count;
+    }
+    (0, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use logger::Stream;
 
     #[test]
@@ -350,8 +490,8 @@ mod tests {
         let mut data = logger::format_line(t, Stream::Stdout, false, b"hello");
         data.extend(logger::format_line(t, Stream::Stderr, true, b"par"));
         data.extend(logger::format_line(t, Stream::Stderr, false, b"tial"));
-        assert_eq!(render(&data, false), b"hello\npartial\n");
-        let stamped = String::from_utf8(render(&data, true)).unwrap();
+        assert_eq!(render(&data, false, None), b"hello\npartial\n");
+        let stamped = String::from_utf8(render(&data, true, None)).unwrap();
         assert!(
             stamped.ends_with("Z hello\n") || stamped.contains("Z hello\n"),
             "{stamped}"
@@ -375,15 +515,134 @@ mod tests {
 
     #[test]
     fn options_parse_from_the_query() {
-        let o = LogOptions::from_query("follow=true&tailLines=5&timestamps=1&container=x");
+        let now = Utc::now();
+        let o = LogOptions::from_query("follow=true&tailLines=5&timestamps=1&container=x", now);
         assert_eq!(
             o,
             LogOptions {
                 follow: true,
                 tail_lines: Some(5),
                 previous: false,
-                timestamps: true
+                timestamps: true,
+                since: None,
             }
         );
+        let o = LogOptions::from_query("sinceSeconds=10", now);
+        assert_eq!(o.since, Some(now - chrono::Duration::seconds(10)));
+        let o = LogOptions::from_query("sinceTime=2024-01-01T00%3A00%3A00Z", now);
+        assert_eq!(o.since.unwrap().to_rfc3339(), "2024-01-01T00:00:00+00:00");
+    }
+
+    fn rec(i: usize) -> Vec<u8> {
+        logger::format_line(
+            chrono::DateTime::from_timestamp(1_700_000_000 + i as i64, 0).unwrap(),
+            Stream::Stdout,
+            false,
+            format!("line {i}").as_bytes(),
+        )
+    }
+
+    fn lines(range: std::ops::Range<usize>) -> String {
+        range.map(|i| format!("line {i}\n")).collect()
+    }
+
+    /// Runs `stream_file` for `log` and collects what it sends until it ends or what
+    /// came ends with `until` (bounded: the test fails after 20 s).
+    fn collect(log: &Path, opts: LogOptions, until: Option<&str>) -> String {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let (log, dir) = (log.to_path_buf(), log.parent().unwrap().to_path_buf());
+        std::thread::spawn(move || stream_file(&log, &dir, &opts, &tx));
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while until.is_none_or(|u| !out.ends_with(u.as_bytes())) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "got only {:?}",
+                String::from_utf8_lossy(&out)
+            );
+            match rx.try_recv() {
+                Ok(Ok(frame)) => out.extend_from_slice(&frame.into_data().unwrap()),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Lines 0..30 over three rotated files and the current one.
+    fn rotated_log(dir: &Path) -> PathBuf {
+        let log = dir.join("0.log");
+        let rotation = logger::Rotation {
+            max_size: rec(0).len() as u64 * 8,
+            max_files: 10,
+        };
+        let mut f = logger::RotatingFile::open(&log, Some(rotation), Utc::now).unwrap();
+        for i in 0..30 {
+            f.write_record(&rec(i)).unwrap();
+        }
+        assert!(logger::rotated_files(&log).len() >= 3);
+        log
+    }
+
+    #[test]
+    fn logs_read_across_rotated_files_in_order_with_tail_and_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = rotated_log(dir.path());
+        let all = collect(&log, LogOptions::default(), None);
+        assert_eq!(all, lines(0..30));
+        for (n, from) in [(5, 25), (12, 18), (30, 0), (100, 0), (1, 29)] {
+            let opts = LogOptions {
+                tail_lines: Some(n),
+                ..Default::default()
+            };
+            assert_eq!(collect(&log, opts, None), lines(from..30), "tail {n}");
+        }
+        let opts = LogOptions {
+            since: chrono::DateTime::from_timestamp(1_700_000_000 + 20, 0),
+            ..Default::default()
+        };
+        assert_eq!(collect(&log, opts, None), lines(20..30));
+    }
+
+    #[test]
+    fn following_goes_on_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = rotated_log(dir.path());
+        let opts = LogOptions {
+            follow: true,
+            tail_lines: Some(2),
+            ..Default::default()
+        };
+        let (writer_log, writer_dir) = (log.clone(), dir.path().to_path_buf());
+        let writer = std::thread::spawn(move || {
+            // Up to two rotations between two polls of the follower; four rotated
+            // files kept, so none goes before the follower opened it.
+            let rotation = logger::Rotation {
+                max_size: rec(0).len() as u64 * 8,
+                max_files: 5,
+            };
+            let mut f = logger::RotatingFile::open(&writer_log, Some(rotation), Utc::now).unwrap();
+            for i in 30..100 {
+                f.write_record(&rec(i)).unwrap();
+                if i % 16 == 0 {
+                    std::thread::sleep(FOLLOW_POLL * 2);
+                }
+            }
+            drop(writer_dir);
+        });
+        let got = collect(&log, opts, Some("line 99\n"));
+        writer.join().unwrap();
+        // The last two lines when the request came (the writer may have added a few),
+        // then every line after them, in order.
+        let first: usize = got
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("line "))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!((28..=31).contains(&first), "{got}");
+        assert_eq!(got, lines(first..100));
     }
 }

@@ -45,6 +45,9 @@ fn harness() -> Harness {
         cgroup_root: dir.path().join("cgroup"),
         shared_ipc_uts: false,
         secrets_on_tmpfs: false,
+        memory_capacity: 1 << 30,
+        oom_score_floor: None,
+        max_pods: 110,
     };
     let shared = Arc::new(Shared {
         config,
@@ -1026,4 +1029,52 @@ async fn runtime_outage_neither_fails_liveness_probes_nor_restarts_containers() 
     let cs = last_status(&h.api)["containerStatuses"][0].clone();
     assert!(cs["state"]["running"].is_object(), "{cs}");
     assert_eq!(cs["restartCount"], 0);
+}
+
+#[tokio::test]
+async fn pods_over_max_pods_are_rejected_with_out_of_pods() {
+    let h = harness();
+    let shared = Arc::new(Shared {
+        config: KubeletConfig {
+            max_pods: 1,
+            ..h.shared.config.clone()
+        },
+        runtime: h.rt.clone(),
+        network: h.net.clone(),
+        api: h.api.clone(),
+        tokens: Default::default(),
+    });
+    let mut kubelet = Kubelet::new(shared);
+    let mut second = pod("u2", "Always", "sleep 1000");
+    second["metadata"]["name"] = json!("second");
+    kubelet.handle(PodUpdate::Snapshot(vec![pod("u1", "Always", "sleep 1000")]));
+    kubelet.handle(PodUpdate::Upsert(second.clone()));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while events_with(&h.api, "OutOfpods").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("rejection recorded");
+    assert_eq!(
+        events_with(&h.api, "OutOfpods"),
+        vec!["Node didn't have enough resource: pods, requested: 1, used: 1, capacity: 1"]
+    );
+    let failed = h
+        .api
+        .statuses()
+        .into_iter()
+        .find(|s| s["reason"] == "OutOfpods")
+        .expect("the rejected pod failed");
+    assert_eq!(failed["phase"], "Failed");
+    assert_eq!(kubelet.pods(), vec!["u1".to_string()]);
+    // Later events of the rejected pod start nothing.
+    kubelet.handle(PodUpdate::Upsert(second));
+    assert_eq!(kubelet.pods(), vec!["u1".to_string()]);
+    // A finished pod is no load, and does not count.
+    assert_eq!(
+        over_max_pods(&json!({"status": {"phase": "Succeeded"}}), 5, 1),
+        None
+    );
+    assert_eq!(over_max_pods(&json!({}), 0, 1), None);
 }

@@ -24,6 +24,7 @@ pub enum FakeCall {
     },
     ImportArchive(PathBuf),
     ListImages,
+    RemoveImage(String),
     CreateContainer(Box<ContainerConfig>),
     Start(String),
     Stop {
@@ -106,6 +107,20 @@ impl FakeRuntime {
     pub fn add_image(&self, reference: &str) {
         let name = normalize(reference).expect("valid reference");
         self.lock().images.insert(name.clone(), fake_image(&name));
+    }
+
+    /// Makes `reference` present as an image of `size` bytes with image id `config_digest`.
+    pub fn add_image_with(&self, reference: &str, config_digest: &str, size: i64) {
+        let name = normalize(reference).expect("valid reference");
+        let mut image = fake_image(&name);
+        image.config_digest = config_digest.to_string();
+        image.size = size;
+        self.lock().images.insert(name, image);
+    }
+
+    /// The names of the images present.
+    pub fn image_names(&self) -> Vec<String> {
+        self.lock().images.keys().cloned().collect()
     }
 
     /// Makes `reference` pullable.
@@ -225,6 +240,13 @@ impl ContainerRuntime for FakeRuntime {
         self.record(FakeCall::ListImages);
         self.check_up("list images")?;
         Ok(self.lock().images.values().cloned().collect())
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<()> {
+        self.record(FakeCall::RemoveImage(name.to_string()));
+        self.check_up("remove image")?;
+        self.lock().images.remove(name);
+        Ok(())
     }
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {

@@ -246,6 +246,8 @@ pub struct ContainerConfig {
     /// Mount the image's root filesystem read-only (`readOnlyRootFilesystem`); writable
     /// by default, as Kubernetes containers are.
     pub read_only_root: bool,
+    /// The process's `oom_score_adj` (by the pod's QoS class); `None` inherits the shim's.
+    pub oom_score_adj: Option<i32>,
 }
 
 impl ContainerConfig {
@@ -267,6 +269,7 @@ impl ContainerConfig {
             log_path,
             labels: BTreeMap::new(),
             read_only_root: false,
+            oom_score_adj: None,
         }
     }
 }
@@ -444,6 +447,9 @@ pub trait ContainerRuntime: Send + Sync {
     /// Imports an OCI-layout or `docker save` tarball; returns the image names created.
     async fn import_archive(&self, path: &std::path::Path) -> Result<Vec<String>>;
     async fn list_images(&self) -> Result<Vec<ImageInfo>>;
+    /// Removes the image record `name` (content and snapshots only it used go with it,
+    /// by the time this returns); an image already gone is no error.
+    async fn remove_image(&self, name: &str) -> Result<()>;
     /// Creates the container (record + writable snapshot), not yet running.
     async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
     /// Starts the container's process; returns its host pid.

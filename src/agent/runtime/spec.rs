@@ -180,6 +180,8 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         .no_new_privileges(false)
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
+    let mut process = process;
+    process.set_oom_score_adj(config.oom_score_adj);
 
     let ns = &config.namespaces;
     let namespaces: Vec<LinuxNamespace> = [
@@ -379,9 +381,11 @@ mod tests {
             ..Default::default()
         }
         .with_cpu_millis(Some(250), Some(500));
+        c.oom_score_adj = Some(1000);
         let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
 
         let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.oom_score_adj(), Some(1000));
         assert_eq!(process.args().as_ref().unwrap(), &strings(&["sh"]));
         assert_eq!(process.cwd(), &PathBuf::from("/srv"));
         assert_eq!(process.user().uid(), 0);

@@ -368,6 +368,10 @@ impl PodWorker {
             if let Err(e) = self.shared.runtime.remove(&old.id).await {
                 warn!(pod = %self.name(), container = %name, error = %e, "removing the old instance failed");
             }
+            // Its logs stay for `--previous`; those of earlier instances go.
+            if let Err(e) = container::remove_older_logs(&self.pod_dir, name, old.restart_count) {
+                warn!(pod = %self.name(), container = %name, error = %e, "removing old log files failed");
+            }
             let t = self.track.entry(name.to_string()).or_default();
             // A new definition starts a new back-off; a crash of the same one raises it.
             t.backoff_level = if t.definition_changed {
@@ -552,6 +556,16 @@ impl PodWorker {
             sources: &sources,
             services: &services,
         };
-        container::container_config(&ctx, spec, restart_count, init)
+        let mut config = container::container_config(&ctx, spec, restart_count, init)?;
+        let score = crate::agent::kubelet::qos::oom_score_adj(
+            &self.pod,
+            spec,
+            self.shared.config.memory_capacity,
+        );
+        config.oom_score_adj = Some(match self.shared.config.oom_score_floor {
+            Some(floor) => score.max(floor),
+            None => score,
+        });
+        Ok(config)
     }
 }

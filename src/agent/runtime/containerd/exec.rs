@@ -77,7 +77,8 @@ impl ContainerdRuntime {
         timeout: Duration,
     ) -> Result<u32> {
         let spec = self.exec_process_spec(id, cmd, false).await?;
-        let uri = self.log_uri(log);
+        // An exec's output is read back whole: never rotated.
+        let uri = super::tasks::log_uri(&self.config.logger_binary, log, None);
         let process = self.exec_process(id, exec_id);
         process
             .start(spec, String::new(), uri.clone(), uri, false)

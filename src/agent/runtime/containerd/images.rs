@@ -6,7 +6,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use containerd_client::services::v1::{
-    CreateImageRequest, GetImageRequest, Image, ListImagesRequest, UpdateImageRequest,
+    CreateImageRequest, DeleteImageRequest, GetImageRequest, Image, ListImagesRequest,
+    UpdateImageRequest,
 };
 use containerd_client::tonic::Code;
 use tokio::sync::mpsc;
@@ -420,5 +421,23 @@ impl ContainerdRuntime {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes the image record with containerd's garbage collection done synchronously
+    /// (`sync`), so the space is free when this returns.
+    pub(super) async fn delete_image(&self, name: &str) -> Result<()> {
+        let req = self.request(
+            DeleteImageRequest {
+                name: name.to_string(),
+                sync: true,
+                target: None,
+            },
+            None,
+        );
+        match self.client.images().delete(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(grpc("delete image")(s)),
+        }
     }
 }

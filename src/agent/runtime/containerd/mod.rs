@@ -56,6 +56,8 @@ pub struct ContainerdConfig {
     pub runtime: String,
     /// The binary the shim runs as the container logger (`orc container-logger PATH`).
     pub logger_binary: PathBuf,
+    /// How the logger rotates containers' log files; `None`: never.
+    pub log_rotation: Option<super::logger::Rotation>,
     /// Directory exec output is collected in.
     pub exec_dir: PathBuf,
     pub cgroup_root: PathBuf,
@@ -71,6 +73,7 @@ impl ContainerdConfig {
             runtime: DEFAULT_RUNTIME.to_string(),
             logger_binary: std::env::current_exe()
                 .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/orc")),
+            log_rotation: Some(super::logger::DEFAULT_ROTATION),
             exec_dir: std::env::temp_dir().join("orc-exec"),
             cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
         }
@@ -202,6 +205,10 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn list_images(&self) -> Result<Vec<ImageInfo>> {
         self.usable_images().await
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<()> {
+        self.delete_image(name).await
     }
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {

@@ -78,10 +78,11 @@ impl ContainerdRuntime {
 
     /// `binary://` URI making the shim run orc's logger writing to `log_path`.
     pub(super) fn log_uri(&self, log_path: &Path) -> String {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair(logger::SUBCOMMAND, &log_path.to_string_lossy())
-            .finish();
-        format!("binary://{}?{query}", self.config.logger_binary.display())
+        log_uri(
+            &self.config.logger_binary,
+            log_path,
+            self.config.log_rotation,
+        )
     }
 
     async fn delete_task(&self, id: &str) -> Result<()> {
@@ -409,4 +410,17 @@ impl ContainerdRuntime {
             })
             .collect())
     }
+}
+
+/// `binary://` URI making the shim run `logger` as orc's container logger writing to
+/// `log_path`, rotated as `rotation` says. The shim passes the query as `key value`
+/// arguments in no fixed order (see [`logger::reorder_shim_args`]).
+pub fn log_uri(logger: &Path, log_path: &Path, rotation: Option<logger::Rotation>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair(logger::SUBCOMMAND, &log_path.to_string_lossy());
+    if let Some(r) = rotation {
+        query.append_pair(logger::MAX_SIZE_FLAG, &r.max_size.to_string());
+        query.append_pair(logger::MAX_FILES_FLAG, &r.max_files.to_string());
+    }
+    format!("binary://{}?{}", logger.display(), query.finish())
 }
