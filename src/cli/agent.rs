@@ -50,6 +50,9 @@ pub struct NodeArgs {
     /// ClusterIP, and this node then serves none.
     #[arg(long, env = "ORC_DISABLE_DNS")]
     pub disable_dns: bool,
+    /// Node-pressure eviction (upstream kubelet's flags).
+    #[command(flatten)]
+    pub eviction: crate::cli::eviction::EvictionArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -98,6 +101,7 @@ impl NodeArgs {
         }
         let node_labels =
             agent::node::parse_labels(&self.node_label).map_err(anyhow::Error::msg)?;
+        let eviction = self.eviction.into_config()?;
         Ok(AgentConfig {
             server,
             token,
@@ -116,6 +120,7 @@ impl NodeArgs {
             serve_dns: !self.disable_dns && !self.disable_proxy,
             proxy_table: (!self.disable_proxy).then_some(self.proxy_nft_table),
             node_lease_duration: self.node_lease_duration,
+            eviction,
         })
     }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod attach;
 pub mod container;
+pub mod evictions;
 pub mod exec;
 pub mod pod_files;
 pub mod podns;
@@ -90,6 +91,8 @@ pub struct Shared {
     pub api: Arc<dyn PodApi>,
     /// Service-account tokens of the projected volumes, cached and renewed.
     pub tokens: tokens::TokenManager,
+    /// Evictions ordered by the node-pressure eviction manager.
+    pub evictions: Arc<evictions::Evictions>,
 }
 
 struct WorkerHandle {

@@ -52,6 +52,7 @@ fn harness() -> Harness {
         network: net.clone(),
         api: api.clone(),
         tokens: Default::default(),
+        evictions: Default::default(),
     });
     Harness {
         shared,
