@@ -39,6 +39,11 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Namespace" => namespace_defaults(obj),
         "Secret" => secret_defaults(obj),
         "Endpoints" => endpoints_defaults(obj),
+        "PriorityClass" => {
+            if let Some(pc) = obj.as_object_mut() {
+                default_to(pc, "preemptionPolicy", json!("PreemptLowerPriority"));
+            }
+        }
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             webhook_configuration_defaults(kind, obj)
         }

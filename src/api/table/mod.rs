@@ -16,6 +16,7 @@ mod event;
 mod negotiation;
 mod node;
 mod pod;
+mod scheduling;
 mod service;
 mod statefulset;
 mod storage;
@@ -26,6 +27,7 @@ pub use batch::{CRON_JOB, JOB};
 pub use cells::human_duration;
 pub use disruption::POD_DISRUPTION_BUDGET;
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
+pub use scheduling::PRIORITY_CLASS;
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 pub use storage::{
     access_modes_string, is_default_class, BETA_DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION,

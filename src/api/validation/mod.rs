@@ -16,6 +16,7 @@ mod meta;
 mod names;
 mod pod;
 mod rbac;
+mod scheduling;
 mod service;
 mod statefulset;
 mod storage;
@@ -35,6 +36,10 @@ pub use names::{
 };
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
 pub use rbac::{is_path_segment_name, RBAC_GROUP};
+pub use scheduling::{
+    HIGHEST_USER_DEFINABLE_PRIORITY, PREEMPTION_POLICIES, SYSTEM_PRIORITY_CLASSES,
+    SYSTEM_PRIORITY_CLASS_PREFIX,
+};
 pub use storage::{claim_request, ACCESS_MODES, SHRINK_FORBIDDEN};
 pub use webhooks::ACCEPTED_REVIEW_VERSIONS;
 pub use workloads::validate_label_selector;
@@ -54,6 +59,7 @@ use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use pod::validate_pod;
 use rbac::{validate_binding, validate_cluster_role, validate_role};
+use scheduling::validate_priority_class;
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
 use statefulset::{validate_controller_revision, validate_stateful_set};
 use storage::{
@@ -204,6 +210,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "RoleBinding" => validate_binding(obj, old, false, &mut errs),
         "ClusterRoleBinding" => validate_binding(obj, old, true, &mut errs),
         "PodDisruptionBudget" => validate_pod_disruption_budget(obj, &mut errs),
+        "PriorityClass" => validate_priority_class(obj, old, &mut errs),
         "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
         "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
         "StorageClass" => validate_storage_class(obj, old, &mut errs),

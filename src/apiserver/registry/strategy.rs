@@ -43,6 +43,7 @@ use super::kinds::{
     node::NodeStrategy,
     pod::PodStrategy,
     pod_disruption_budget::PodDisruptionBudgetStrategy,
+    priority_class::PriorityClassStrategy,
     rbac, review,
     secret::SecretStrategy,
     service::ServiceStrategy,
@@ -322,6 +323,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
+        ("scheduling.k8s.io", "PriorityClass") => &PriorityClassStrategy,
         ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING

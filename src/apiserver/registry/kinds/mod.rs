@@ -15,6 +15,7 @@ pub mod node;
 pub mod pod;
 pub mod pod_disruption_budget;
 pub mod pod_service_account;
+pub mod priority_class;
 pub mod rbac;
 pub mod review;
 pub mod secret;
