@@ -59,6 +59,8 @@ pub struct World {
     pub step: std::cell::RefCell<String>,
     /// Where the server listens: 127.0.0.1, or [`NODE_IP`] for pods to reach it.
     pub bind_address: &'static str,
+    /// Extra flags for the next `spawn_server` (e.g. eviction thresholds).
+    pub server_args: Vec<String>,
 }
 
 impl World {
@@ -99,6 +101,7 @@ impl World {
             restarted_containerd: Default::default(),
             step: RefCell::new("setting up the node".to_string()),
             bind_address: "127.0.0.1",
+            server_args: Vec::new(),
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
         for (file, image) in [("busybox.tar", IMAGE), ("busybox-other.tar", OTHER_IMAGE)] {
@@ -178,6 +181,7 @@ impl World {
             .arg("--containerd-socket")
             .arg(self.dir.join("containerd.sock"))
             .args(["--containerd-namespace", NAMESPACE])
+            .args(&self.server_args)
             .env("RUST_LOG", "info,orc::agent=debug")
             .stdout(Stdio::null())
             .stderr(log)
