@@ -92,6 +92,9 @@ struct NodeEntry {
     usage: NodeUsage,
 }
 
+/// Pods to evict for a preemption: their keys and objects.
+pub type Victims = Vec<(String, Arc<Value>)>;
+
 /// What the scheduler wants done; the controller loop performs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -112,7 +115,7 @@ pub enum Action {
         key: String,
         pod: Arc<Value>,
         node: String,
-        victims: Vec<(String, Arc<Value>)>,
+        victims: Victims,
         message: String,
     },
 }
@@ -559,7 +562,7 @@ impl Cache {
         &self,
         key: &str,
         pod: &PodInfo,
-    ) -> Option<(String, Vec<(String, Arc<Value>)>)> {
+    ) -> Option<(String, Victims)> {
         if !preemption::may_preempt(pod) {
             return None;
         }
