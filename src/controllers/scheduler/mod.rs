@@ -558,11 +558,7 @@ impl Cache {
 
     /// The node where evicting the least important lower-priority pods lets `pod` fit,
     /// and those pods; `None` when preemption does not help (or is not allowed).
-    fn find_preemption(
-        &self,
-        key: &str,
-        pod: &PodInfo,
-    ) -> Option<(String, Victims)> {
+    fn find_preemption(&self, key: &str, pod: &PodInfo) -> Option<(String, Victims)> {
         if !preemption::may_preempt(pod) {
             return None;
         }
