@@ -286,3 +286,46 @@ async fn disk_pressure_tries_node_level_reclaim_before_evicting() {
     assert_eq!(*reclaimer.calls.lock().unwrap(), [Resource::Disk]);
     assert_eq!(evictions.take("p"), None, "reclaiming freed enough");
 }
+
+#[tokio::test]
+async fn dead_containers_of_pods_gone_from_the_node_are_removed_for_disk_only() {
+    use crate::agent::kubelet::container::POD_UID_LABEL;
+    use crate::agent::runtime::{ContainerConfig, ContainerRuntime, FakeRuntime};
+    let rt = Arc::new(FakeRuntime::new());
+    rt.add_image("busybox");
+    for (id, uid, running) in [
+        ("gone-dead", "gone", false),
+        ("gone-running", "gone", true),
+        ("kept-dead", "active", false),
+    ] {
+        let mut config = ContainerConfig::new(id, "busybox", std::path::PathBuf::from("/dev/null"));
+        config
+            .labels
+            .insert(POD_UID_LABEL.to_string(), uid.to_string());
+        rt.create_container(&config).await.unwrap();
+        rt.start(id).await.unwrap();
+        if !running {
+            rt.exit(id, 0, false);
+        }
+    }
+    let reclaimer = DeadContainers {
+        runtime: rt.clone(),
+    };
+    let active = HashSet::from(["active".to_string()]);
+    reclaimer.reclaim(Resource::Memory, &active).await.unwrap();
+    assert_eq!(
+        rt.list_containers().await.unwrap().len(),
+        3,
+        "memory: nothing to gain"
+    );
+    reclaimer.reclaim(Resource::Disk, &active).await.unwrap();
+    let mut left: Vec<String> = rt
+        .list_containers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["gone-running", "kept-dead"]);
+}
