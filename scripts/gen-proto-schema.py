@@ -46,6 +46,7 @@ ROOTS = [
     ("batch/v1", "CronJob", "api/batch/v1", "CronJob"),
     ("policy/v1", "PodDisruptionBudget", "api/policy/v1", "PodDisruptionBudget"),
     ("policy/v1", "Eviction", "api/policy/v1", "Eviction"),
+    ("scheduling.k8s.io/v1", "PriorityClass", "api/scheduling/v1", "PriorityClass"),
     ("storage.k8s.io/v1", "StorageClass", "api/storage/v1", "StorageClass"),
     ("discovery.k8s.io/v1", "EndpointSlice", "api/discovery/v1", "EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress", "api/networking/v1", "Ingress"),

@@ -130,6 +130,7 @@ impl SplitNode {
             .arg(w.dir.join("containerd.sock"))
             .args(["--containerd-namespace", NAMESPACE])
             .args(["--cluster-cidr", CLUSTER_CIDR])
+            .args(&w.server_args)
             .env("RUST_LOG", "info,orc::agent=debug")
             .stdout(Stdio::null())
             .stderr(self.log_file("agent.log"))

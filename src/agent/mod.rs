@@ -5,6 +5,7 @@
 pub mod allocatable;
 pub mod client;
 pub mod dns;
+pub mod eviction;
 pub mod ingress;
 pub mod join;
 pub mod kubelet;
@@ -70,6 +71,8 @@ pub struct AgentConfig {
     pub containerd_root: PathBuf,
     /// Reservations and --max-pods (the node's allocatable).
     pub allocation: allocatable::NodeAllocation,
+    /// Node-pressure eviction: thresholds, periods, where the image filesystem is.
+    pub eviction: eviction::EvictionConfig,
 }
 
 impl AgentConfig {
@@ -174,12 +177,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
     let (runtime_health, runtime_seen) =
         tokio::sync::watch::channel(node::RuntimeHealth::Unknown { error: None });
+    let (pressure, pressure_seen) = tokio::sync::watch::channel(eviction::Pressure::default());
     tokio::spawn(run_pods(
         config.clone(),
         kubelet_client,
         creds.ca_certificate.clone(),
         kubelet_cert,
         runtime_health,
+        pressure,
     ));
     node::Heartbeat::new(
         client,
@@ -190,6 +195,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     )
     .with_lease_duration(config.node_lease_duration)
     .with_allocation(config.allocation.clone())
+    .with_pressure(pressure_seen)
     .run()
     .await;
     Ok(())
@@ -233,6 +239,7 @@ async fn run_pods(
     ca_pem: String,
     kubelet_cert: crate::tls::SharedCert,
     health: tokio::sync::watch::Sender<node::RuntimeHealth>,
+    pressure: tokio::sync::watch::Sender<eviction::Pressure>,
 ) {
     let agent_dir = config.agent_dir();
     let (pod_cidr, runtime) = tokio::join!(
@@ -297,6 +304,7 @@ async fn run_pods(
                 .with_last_known(client::last_known::LastKnownDir::new(&config.agent_dir())),
         ),
         tokens: kubelet::tokens::TokenManager::new(),
+        evictions: Default::default(),
     });
     let image_gc = kubelet::image_gc::ImageGc::new(
         shared.runtime.clone(),
@@ -309,6 +317,26 @@ async fn run_pods(
         &config.agent_dir(),
     );
     tokio::spawn(image_gc.run());
+    let eviction_manager = eviction::Manager {
+        probe: Arc::new(eviction::signals::HostProbe {
+            cgroup_root: shared.config.cgroup_root.clone(),
+            proc_root: PathBuf::from("/proc"),
+            node_fs: config.data_dir.clone(),
+            image_fs: config.eviction.containerd_root.clone(),
+            pods_dir: shared.config.pods_dir(),
+        }),
+        pods: Arc::new(eviction::ApiPods {
+            client: client.clone(),
+            node: config.node_name.clone(),
+        }),
+        evictions: shared.evictions.clone(),
+        reclaimers: vec![Arc::new(eviction::DeadContainers {
+            runtime: shared.runtime.clone(),
+        })],
+        pressure,
+        config: config.eviction.clone(),
+    };
+    tokio::spawn(eviction_manager.run());
     let endpoint = kubelet_endpoint(&ca_pem, &kubelet_cert).await;
     kubelet::run(shared, client, endpoint).await;
 }

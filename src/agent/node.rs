@@ -144,6 +144,8 @@ pub struct NodeFacts {
     pub labels: BTreeMap<String, String>,
     /// Reservations and --max-pods: allocatable = capacity - reserved.
     pub allocation: crate::agent::allocatable::NodeAllocation,
+    /// The pressure conditions the eviction manager reports.
+    pub pressure: crate::agent::eviction::Pressure,
 }
 
 impl NodeFacts {
@@ -174,6 +176,7 @@ impl NodeFacts {
             runtime_problem: None,
             labels: labels.clone(),
             allocation: Default::default(),
+            pressure: Default::default(),
         }
     }
 }
@@ -297,9 +300,21 @@ pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> V
             "kubeProxyVersion": KUBELET_VERSION,
         },
         "conditions": [
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            if facts.pressure.memory {
+                condition("MemoryPressure", "True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+            } else {
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+            },
+            if facts.pressure.disk {
+                condition("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure")
+            } else {
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+            },
+            if facts.pressure.pids {
+                condition("PIDPressure", "True", "KubeletHasInsufficientPID", "kubelet has insufficient PID available")
+            } else {
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available")
+            },
             match &facts.runtime_problem {
                 None => condition("Ready", "True", "KubeletReady", READY_MESSAGE),
                 Some(problem) => condition("Ready", "False", NOT_READY_REASON, problem),
@@ -388,6 +403,8 @@ pub struct Heartbeat {
     /// The runtime version last seen (kept while the runtime is down).
     runtime_version: Option<String>,
     allocation: crate::agent::allocatable::NodeAllocation,
+    /// The node's pressure conditions, as the eviction manager publishes them.
+    pressure: Option<tokio::sync::watch::Receiver<crate::agent::eviction::Pressure>>,
 }
 
 impl Heartbeat {
@@ -410,6 +427,7 @@ impl Heartbeat {
             runtime,
             runtime_version: None,
             allocation: Default::default(),
+            pressure: None,
         }
     }
 
@@ -419,6 +437,15 @@ impl Heartbeat {
         allocation: crate::agent::allocatable::NodeAllocation,
     ) -> Heartbeat {
         self.allocation = allocation;
+        self
+    }
+
+    /// Reports the pressure conditions `pressure` publishes.
+    pub fn with_pressure(
+        mut self,
+        pressure: tokio::sync::watch::Receiver<crate::agent::eviction::Pressure>,
+    ) -> Heartbeat {
+        self.pressure = Some(pressure);
         self
     }
 
@@ -437,6 +464,9 @@ impl Heartbeat {
         facts.containerd_version = self.runtime_version.clone();
         facts.runtime_problem = health.problem();
         facts.allocation = self.allocation.clone();
+        if let Some(p) = self.pressure.as_mut() {
+            facts.pressure = *p.borrow_and_update();
+        }
         facts
     }
 
@@ -555,18 +585,33 @@ impl Heartbeat {
         let mut ticker = tokio::time::interval(renew_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut runtime_watched = true;
+        let mut pressure_watched = self.pressure.is_some();
         loop {
-            // A runtime going down or coming back is posted at once, not at the next tick.
+            // A runtime going down or coming back, or a pressure condition changing, is
+            // posted at once, not at the next tick.
             tokio::select! {
                 _ = ticker.tick() => {}
                 changed = self.runtime.changed(), if runtime_watched => {
                     runtime_watched = changed.is_ok();
+                }
+                changed = pressure_changed(&mut self.pressure), if pressure_watched => {
+                    pressure_watched = changed;
                 }
             }
             if let Err(e) = self.tick().await {
                 tracing::warn!(node = %self.name, error = %super::error_chain(&e), "heartbeat failed");
             }
         }
+    }
+}
+
+/// Waits for the pressure conditions to change; false once they never will.
+async fn pressure_changed(
+    pressure: &mut Option<tokio::sync::watch::Receiver<crate::agent::eviction::Pressure>>,
+) -> bool {
+    match pressure {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -590,6 +635,7 @@ mod tests {
             runtime_problem: None,
             labels: BTreeMap::from([("zone".to_string(), "attic".to_string())]),
             allocation: Default::default(),
+            pressure: Default::default(),
         }
     }
 
@@ -681,6 +727,53 @@ mod tests {
         let again = node_status(&facts(), t("2024-05-01T10:02:00Z"), &status["conditions"]);
         assert_eq!(ready(&again)["status"], "True");
         assert_eq!(ready(&again)["lastTransitionTime"], "2024-05-01T10:02:00Z");
+    }
+
+    #[test]
+    fn pressure_conditions_follow_the_eviction_manager_in_upstreams_words() {
+        let calm = node_status(&facts(), t("2024-05-01T10:00:00Z"), &Value::Null);
+        let mut pressed = facts();
+        pressed.pressure = crate::agent::eviction::Pressure {
+            memory: true,
+            disk: true,
+            pids: true,
+        };
+        let status = node_status(&pressed, t("2024-05-01T10:01:00Z"), &calm["conditions"]);
+        let find = |s: &Value, kind: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == kind)
+                .cloned()
+                .unwrap()
+        };
+        let memory = find(&status, "MemoryPressure");
+        assert_eq!(memory["status"], "True");
+        assert_eq!(memory["reason"], "KubeletHasInsufficientMemory");
+        assert_eq!(
+            memory["message"],
+            "kubelet has insufficient memory available"
+        );
+        assert_eq!(memory["lastTransitionTime"], "2024-05-01T10:01:00Z");
+        assert_eq!(
+            find(&status, "DiskPressure")["reason"],
+            "KubeletHasDiskPressure"
+        );
+        assert_eq!(
+            find(&status, "PIDPressure")["reason"],
+            "KubeletHasInsufficientPID"
+        );
+        assert_eq!(
+            find(&status, "Ready")["status"],
+            "True",
+            "pressure is not NotReady"
+        );
+        assert_ne!(
+            without_times(&status),
+            without_times(&calm),
+            "a change is posted"
+        );
     }
 
     #[test]

@@ -114,7 +114,8 @@ use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, policy::v1 as policy, rbac::v1 as rbac, storage::v1 as storage,
+    discovery::v1 as discovery, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
@@ -430,6 +431,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: &["status"],
         roundtrip: roundtrip::<policy::PodDisruptionBudget>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "scheduling.k8s.io",
+        version: "v1",
+        kind: "PriorityClass",
+        plural: "priorityclasses",
+        singular: "priorityclass",
+        namespaced: false,
+        short_names: &["pc"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<scheduling::PriorityClass>,
         custom: None,
     },
     ResourceDef {

@@ -102,6 +102,9 @@ pub struct NodeArgs {
     /// Most pods this node runs (its pods capacity); more are rejected (OutOfpods).
     #[arg(long, env = "ORC_MAX_PODS", default_value_t = agent::allocatable::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
+    /// Node-pressure eviction (upstream kubelet's flags).
+    #[command(flatten)]
+    pub eviction: crate::cli::eviction::EvictionArgs,
 }
 
 /// Defaults sized for a 1 GB Raspberry Pi (README, "Node resources").
@@ -170,7 +173,12 @@ impl NodeArgs {
                 "--kube-reserved",
                 &self.kube_reserved,
             )?,
-            eviction_hard_memory: None,
+            eviction_hard_memory: self.eviction.hard_memory_available()?.map(|bytes| {
+                crate::api::quantity::Quantity::from_units(
+                    bytes,
+                    crate::api::quantity::Format::BinarySI,
+                )
+            }),
             max_pods: self.max_pods,
         };
         Ok(NodeResources {
@@ -216,6 +224,7 @@ impl NodeArgs {
             }
             node_labels.insert(crate::api::ingress::NODE_LABEL.to_string(), "true".into());
         }
+        let eviction = self.eviction.into_config(self.containerd_root.clone())?;
         Ok(AgentConfig {
             server,
             token,
@@ -241,6 +250,7 @@ impl NodeArgs {
             image_gc,
             containerd_root: self.containerd_root,
             allocation,
+            eviction,
         })
     }
 }

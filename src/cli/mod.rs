@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod check;
 pub mod config_file;
+pub mod eviction;
 pub mod images;
 pub mod secrets_encrypt;
 pub mod server;

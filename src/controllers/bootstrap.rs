@@ -1,5 +1,6 @@
-//! Objects every cluster has: the system namespaces, the `kubernetes` Service and the
-//! `kube-system/kube-dns` Service reserving the cluster DNS address.
+//! Objects every cluster has: the system namespaces, the built-in PriorityClasses, the
+//! `kubernetes` Service and the `kube-system/kube-dns` Service reserving the cluster DNS
+//! address.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -32,6 +33,14 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
     for ns in SYSTEM_NAMESPACES {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         ignore_exists(registry.create(namespaces, None, body, &opts).await)?;
+    }
+    // The built-in PriorityClasses (upstream's scheduling bootstrap).
+    let classes = crate::apiserver::registry::priority_classes();
+    for pc in crate::apiserver::registry::system_priority_classes() {
+        let name = crate::api::object::name(&pc).to_string();
+        if registry.get(classes, None, &name).is_err() {
+            ignore_exists(registry.create(classes, None, pc, &opts).await)?;
+        }
     }
     let services = resources::by_plural("", "v1", "services").expect("served");
     let ip = registry.allocators.first_ip().to_string();

@@ -137,6 +137,79 @@ pub fn reconcile_taints(node: &Value, wanted: Option<&str>, now: &str) -> Option
     (out != taints).then_some(out)
 }
 
+/// The NoSchedule taints upstream's TaintNodesByCondition gives a node for its
+/// pressure conditions, by condition type.
+pub const CONDITION_TAINTS: [(&str, &str); 3] = [
+    (
+        "MemoryPressure",
+        crate::controllers::daemonset::placement::TAINT_MEMORY_PRESSURE,
+    ),
+    (
+        "DiskPressure",
+        crate::controllers::daemonset::placement::TAINT_DISK_PRESSURE,
+    ),
+    (
+        "PIDPressure",
+        crate::controllers::daemonset::placement::TAINT_PID_PRESSURE,
+    ),
+];
+
+/// The condition taints `node` should carry: one for each pressure condition that is
+/// True (upstream `TaintNodesByCondition`; Unknown or False carries none).
+pub fn condition_taints_for(node: &Value) -> Vec<&'static str> {
+    let conditions = node["status"]["conditions"].as_array();
+    CONDITION_TAINTS
+        .iter()
+        .filter(|(kind, _)| {
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == *kind && c["status"] == "True")
+        })
+        .map(|(_, taint)| *taint)
+        .collect()
+}
+
+/// The node's taints with the condition taints made to match `wanted` (NoSchedule,
+/// keeping an existing one and its timeAdded). None when nothing changes.
+pub fn reconcile_condition_taints(node: &Value, wanted: &[&str], now: &str) -> Option<Vec<Value>> {
+    let taints: Vec<Value> = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ours = |t: &Value| CONDITION_TAINTS.iter().any(|(_, key)| t["key"] == *key);
+    let mut out: Vec<Value> = taints
+        .iter()
+        .filter(|t| {
+            !ours(t)
+                || wanted
+                    .iter()
+                    .any(|w| t["key"] == *w && t["effect"] == "NoSchedule")
+        })
+        .cloned()
+        .collect();
+    for key in wanted {
+        if !out
+            .iter()
+            .any(|t| t["key"] == *key && t["effect"] == "NoSchedule")
+        {
+            out.push(json!({"key": key, "effect": "NoSchedule", "timeAdded": now}));
+        }
+    }
+    (out != taints).then_some(out)
+}
+
+/// Both kinds of lifecycle taints reconciled: for the Ready condition (`ready`) and
+/// for the pressure conditions. None when nothing changes.
+fn all_taints(node: &Value, ready: Option<&str>, now: &str) -> Option<Vec<Value>> {
+    let after_ready = reconcile_taints(node, ready, now);
+    let mut view = node.clone();
+    if let Some(t) = &after_ready {
+        view["spec"]["taints"] = json!(t);
+    }
+    reconcile_condition_taints(&view, &condition_taints_for(node), now).or(after_ready)
+}
+
 /// How long `pod` tolerates the NoExecute taint `key`: None = forever.
 pub fn toleration_for(pod: &Value, key: &str, default: Duration) -> Option<Duration> {
     let tolerations = pod["spec"]["tolerations"].as_array();
@@ -280,12 +353,12 @@ impl NodeLifecycle {
         }
         let wanted = taint_for_ready(&node.value);
         let stamp = object::timestamp(now);
-        if let Some(taints) = reconcile_taints(&node.value, wanted, &stamp) {
+        if let Some(taints) = all_taints(&node.value, wanted, &stamp) {
             node = self
                 .client
                 .modify(nodes(), None, name, None, &|cur| {
                     let mut cur = cur.clone();
-                    let taints = reconcile_taints(&cur, wanted, &stamp).unwrap_or(taints.clone());
+                    let taints = all_taints(&cur, wanted, &stamp).unwrap_or(taints.clone());
                     cur["spec"]["taints"] = json!(taints);
                     Ok(cur)
                 })
@@ -414,6 +487,65 @@ impl NodeLifecycle {
 mod tests {
     use super::*;
     use crate::apiserver::registry::{Registry, WriteOptions};
+
+    #[test]
+    fn pressure_conditions_become_no_schedule_taints_and_clear_again() {
+        let node = json!({
+            "spec": {"taints": [{"key": "dedicated", "effect": "NoSchedule", "value": "db"}]},
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "True"},
+                {"type": "DiskPressure", "status": "False"},
+                {"type": "PIDPressure", "status": "Unknown"},
+                {"type": "Ready", "status": "True"},
+            ]},
+        });
+        assert_eq!(
+            condition_taints_for(&node),
+            ["node.kubernetes.io/memory-pressure"]
+        );
+        let taints = all_taints(&node, taint_for_ready(&node), "2024-05-01T10:00:00Z").unwrap();
+        assert_eq!(
+            taints,
+            vec![
+                json!({"key": "dedicated", "effect": "NoSchedule", "value": "db"}),
+                json!({"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule",
+                       "timeAdded": "2024-05-01T10:00:00Z"}),
+            ]
+        );
+        let mut tainted = node.clone();
+        tainted["spec"]["taints"] = json!(taints);
+        assert_eq!(all_taints(&tainted, None, "later"), None, "kept as it is");
+        tainted["status"]["conditions"][0]["status"] = json!("False");
+        assert_eq!(
+            all_taints(&tainted, None, "later").unwrap(),
+            vec![json!({"key": "dedicated", "effect": "NoSchedule", "value": "db"})]
+        );
+        // A node that is not ready and under disk pressure carries both kinds.
+        let mut sick = node.clone();
+        sick["status"]["conditions"][1]["status"] = json!("True");
+        sick["status"]["conditions"][3]["status"] = json!("False");
+        let keys: Vec<String> = all_taints(&sick, taint_for_ready(&sick), "t")
+            .unwrap()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}:{}",
+                    t["key"].as_str().unwrap(),
+                    t["effect"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "dedicated:NoSchedule",
+                "node.kubernetes.io/not-ready:NoSchedule",
+                "node.kubernetes.io/not-ready:NoExecute",
+                "node.kubernetes.io/memory-pressure:NoSchedule",
+                "node.kubernetes.io/disk-pressure:NoSchedule",
+            ]
+        );
+    }
     use crate::controllers::clock::FakeClock;
     use crate::controllers::testutil;
 

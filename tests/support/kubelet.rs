@@ -59,7 +59,9 @@ pub struct World {
     pub step: std::cell::RefCell<String>,
     /// Where the server listens: 127.0.0.1, or [`NODE_IP`] for pods to reach it.
     pub bind_address: &'static str,
-    /// More flags for `orc server` (set before [`World::spawn_server`]).
+    /// Extra flags for the next `spawn_server`. By default node-pressure eviction is
+    /// off (`--eviction-hard=`): the host's free disk must not decide a test's outcome;
+    /// tests of eviction set their own thresholds.
     pub server_args: Vec<String>,
 }
 
@@ -107,7 +109,7 @@ impl World {
             restarted_containerd: Default::default(),
             step: RefCell::new("setting up the node".to_string()),
             bind_address: "127.0.0.1",
-            server_args: Vec::new(),
+            server_args: vec!["--eviction-hard=".to_string()],
         };
         std::fs::create_dir_all(world.data_dir().join("agent/images")).unwrap();
         for (file, image) in [("busybox.tar", IMAGE), ("busybox-other.tar", OTHER_IMAGE)] {

@@ -248,7 +248,9 @@ impl Cluster {
             .arg(self.node_dir(node).join("containerd.sock"))
             .args(["--containerd-namespace", CONTAINERD_NAMESPACE])
             .args(["--cluster-cidr", CLUSTER_CIDR])
-            .args(["--node-lease-duration", NODE_LEASE_DURATION]);
+            .args(["--node-lease-duration", NODE_LEASE_DURATION])
+            // The host's free disk must not decide the tests (no node-pressure eviction).
+            .arg("--eviction-hard=");
         self.agents[i] = Some(self.spawn_logged(cmd, &format!("agent-{node}")));
     }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod attach;
 pub mod container;
+pub mod evictions;
 pub mod exec;
 pub mod image_gc;
 pub mod pod_files;
@@ -105,6 +106,8 @@ pub struct Shared {
     pub api: Arc<dyn PodApi>,
     /// Service-account tokens of the projected volumes, cached and renewed.
     pub tokens: tokens::TokenManager,
+    /// Evictions ordered by the node-pressure eviction manager.
+    pub evictions: Arc<evictions::Evictions>,
 }
 
 struct WorkerHandle {

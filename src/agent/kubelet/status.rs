@@ -396,6 +396,22 @@ pub fn pod_status(
     status
 }
 
+/// Adds the `DisruptionTarget` condition of a pod the kubelet ended (upstream sets it
+/// with reason `TerminationByKubelet` and the eviction message), true since `at`.
+pub fn add_disruption_target(status: &mut Value, message: &str, at: DateTime<Utc>) {
+    let condition = json!({
+        "type": "DisruptionTarget", "status": "True",
+        "reason": crate::agent::kubelet::evictions::TERMINATION_BY_KUBELET,
+        "message": message, "lastTransitionTime": timestamp(at),
+    });
+    if let Some(cs) = status["conditions"].as_array_mut() {
+        cs.retain(|c| c["type"] != "DisruptionTarget");
+        cs.push(condition);
+    } else {
+        status["conditions"] = json!([condition]);
+    }
+}
+
 /// Guaranteed / Burstable / BestEffort from the containers' requests and limits.
 pub fn qos_class(spec: &Value) -> String {
     let containers: Vec<&Value> = spec["containers"]

@@ -55,6 +55,7 @@ fn harness() -> Harness {
         network: net.clone(),
         api: api.clone(),
         tokens: Default::default(),
+        evictions: Default::default(),
     });
     Harness {
         shared,
@@ -1043,6 +1044,7 @@ async fn pods_over_max_pods_are_rejected_with_out_of_pods() {
         network: h.net.clone(),
         api: h.api.clone(),
         tokens: Default::default(),
+        evictions: Default::default(),
     });
     let mut kubelet = Kubelet::new(shared);
     let mut second = pod("u2", "Always", "sleep 1000");

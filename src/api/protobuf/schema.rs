@@ -33,6 +33,7 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("batch/v1", "CronJob", &BATCH_V1_CRON_JOB),
     ("policy/v1", "PodDisruptionBudget", &POLICY_V1_POD_DISRUPTION_BUDGET),
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
+    ("scheduling.k8s.io/v1", "PriorityClass", &SCHEDULING_V1_PRIORITY_CLASS),
     ("storage.k8s.io/v1", "StorageClass", &STORAGE_V1_STORAGE_CLASS),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
     ("networking.k8s.io/v1", "Ingress", &NETWORKING_V1_INGRESS),
@@ -289,6 +290,17 @@ pub static POLICY_V1_EVICTION: Message = Message {
     fields: &[
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "deleteOptions", kind: Message(&META_V1_DELETE_OPTIONS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static SCHEDULING_V1_PRIORITY_CLASS: Message = Message {
+    name: "k8s.io.api.scheduling.v1.PriorityClass",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "value", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "globalDefault", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "description", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "preemptionPolicy", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 

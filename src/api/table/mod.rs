@@ -19,6 +19,7 @@ mod network_policy;
 mod node;
 mod pod;
 mod quota;
+mod scheduling;
 mod service;
 mod statefulset;
 mod storage;
@@ -32,6 +33,7 @@ pub use ingress::{INGRESS, INGRESS_CLASS};
 pub use negotiation::{negotiated_table_version, wants_table, IncludeObject};
 pub use network_policy::NETWORK_POLICY;
 pub use quota::{LIMIT_RANGE, RESOURCE_QUOTA};
+pub use scheduling::PRIORITY_CLASS;
 pub use statefulset::{CONTROLLER_REVISION, STATEFUL_SET};
 pub use storage::{
     access_modes_string, is_default_class, BETA_DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION,

@@ -19,6 +19,7 @@ mod network_policy;
 mod pod;
 mod quota;
 mod rbac;
+mod scheduling;
 mod service;
 mod statefulset;
 mod storage;
@@ -40,6 +41,10 @@ pub use names::{
 pub use network_policy::POLICY_TYPES;
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
 pub use rbac::{is_path_segment_name, RBAC_GROUP};
+pub use scheduling::{
+    HIGHEST_USER_DEFINABLE_PRIORITY, PREEMPTION_POLICIES, SYSTEM_PRIORITY_CLASSES,
+    SYSTEM_PRIORITY_CLASS_PREFIX,
+};
 pub use storage::{claim_request, ACCESS_MODES, SHRINK_FORBIDDEN};
 pub use webhooks::ACCEPTED_REVIEW_VERSIONS;
 pub use workloads::validate_label_selector;
@@ -62,6 +67,7 @@ use network_policy::validate_network_policy;
 use pod::validate_pod;
 use quota::{validate_limit_range, validate_resource_quota};
 use rbac::{validate_binding, validate_cluster_role, validate_role};
+use scheduling::validate_priority_class;
 use service::{validate_endpoint_slice, validate_endpoints, validate_service};
 use statefulset::{validate_controller_revision, validate_stateful_set};
 use storage::{
@@ -213,6 +219,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ClusterRoleBinding" => validate_binding(obj, old, true, &mut errs),
         "PodDisruptionBudget" => validate_pod_disruption_budget(obj, &mut errs),
         "NetworkPolicy" => validate_network_policy(obj, &mut errs),
+        "PriorityClass" => validate_priority_class(obj, old, &mut errs),
         "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
         "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
         "StorageClass" => validate_storage_class(obj, old, &mut errs),

@@ -29,6 +29,7 @@ use generic::now;
 pub use kinds::crd::CLEANUP_FINALIZER;
 pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
+pub use kinds::priority_class::{priority_classes, system_priority_classes};
 pub use managed::manager_from_user_agent;
 pub use strategy::{schema_of, strategy_for, Strategy};
 

@@ -45,6 +45,7 @@ use super::kinds::{
     node::NodeStrategy,
     pod::PodStrategy,
     pod_disruption_budget::PodDisruptionBudgetStrategy,
+    priority_class::PriorityClassStrategy,
     quota::{LimitRangeStrategy, ResourceQuotaStrategy},
     rbac, review,
     secret::SecretStrategy,
@@ -330,6 +331,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("networking.k8s.io", "NetworkPolicy") => &NetworkPolicyStrategy,
         ("", "ResourceQuota") => &ResourceQuotaStrategy,
         ("", "LimitRange") => &LimitRangeStrategy,
+        ("scheduling.k8s.io", "PriorityClass") => &PriorityClassStrategy,
         ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING

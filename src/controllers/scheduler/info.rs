@@ -292,6 +292,10 @@ pub struct PodInfo {
     pub host_ports: Vec<HostPort>,
     /// UID of the controller ownerReference, when the pod has one.
     pub controller_uid: Option<String>,
+    /// `spec.priority` (resolved from the PriorityClass at admission).
+    pub priority: i64,
+    /// `spec.preemptionPolicy: Never`: the pod never preempts others.
+    pub preemption_never: bool,
 }
 
 impl PodInfo {
@@ -386,6 +390,8 @@ impl PodInfo {
             tolerations,
             host_ports,
             controller_uid,
+            priority: spec["priority"].as_i64().unwrap_or(0),
+            preemption_never: spec["preemptionPolicy"] == "Never",
         }
     }
 }

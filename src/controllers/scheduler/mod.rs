@@ -1,7 +1,11 @@
 //! Scheduler: binds each unscheduled pod of `default-scheduler` to a node through the
 //! pods/binding subresource. Pods that fit nowhere stay Pending with a
 //! `PodScheduled=False/Unschedulable` condition and a `FailedScheduling` event, and are
-//! retried (with back-off) when nodes or pods change.
+//! retried (with back-off) when nodes or pods change. A pod that fits nowhere may
+//! preempt lower-priority pods ([`preemption`]): they get a `DisruptionTarget`
+//! condition and are deleted, the pod is nominated to their node
+//! (`status.nominatedNodeName`) and scheduled once they are gone; meanwhile pods of no
+//! higher priority do not take the room it waits for.
 //!
 //! The decisions run on a cache ([`Cache`]) of nodes and of what is placed on each node,
 //! kept up to date from watch events (never by rescanning pods). A pod is *assumed* on
@@ -10,6 +14,7 @@
 
 pub mod filters;
 pub mod info;
+pub mod preemption;
 pub mod scores;
 pub mod volumes;
 
@@ -87,6 +92,9 @@ struct NodeEntry {
     usage: NodeUsage,
 }
 
+/// Pods to evict for a preemption: their keys and objects.
+pub type Victims = Vec<(String, Arc<Value>)>;
+
 /// What the scheduler wants done; the controller loop performs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -102,13 +110,23 @@ pub enum Action {
         pod: Arc<Value>,
         message: String,
     },
+    /// Evict `victims` (keys and pods) so that the pod fits on `node`.
+    Preempt {
+        key: String,
+        pod: Arc<Value>,
+        node: String,
+        victims: Victims,
+        message: String,
+    },
 }
 
 impl Action {
     /// The pod the action is about.
     pub fn key(&self) -> &str {
         match self {
-            Action::Bind { key, .. } | Action::ReportUnschedulable { key, .. } => key,
+            Action::Bind { key, .. }
+            | Action::ReportUnschedulable { key, .. }
+            | Action::Preempt { key, .. } => key,
         }
     }
 }
@@ -150,6 +168,8 @@ pub struct Cache {
     storage: StorageView,
     /// The claims each pod's bind in flight made choices for.
     assumed_by_pod: HashMap<String, Vec<String>>,
+    /// Pods that preempted others, by key: the node they wait for and what they need.
+    nominated: HashMap<String, (String, PodInfo)>,
 }
 
 fn is_terminal(pod: &Value) -> bool {
@@ -194,10 +214,12 @@ impl Cache {
         let next_start = self.next_start;
         let storage = std::mem::take(&mut self.storage);
         let assumed_by_pod = std::mem::take(&mut self.assumed_by_pod);
+        let nominated = std::mem::take(&mut self.nominated);
         *self = Cache {
             next_start,
             storage,
             assumed_by_pod,
+            nominated,
             ..Cache::default()
         };
         for kv in nodes {
@@ -382,6 +404,7 @@ impl Cache {
     }
 
     fn forget_pending(&mut self, key: &str) {
+        self.nominated.remove(key);
         if self.pending.remove(key).is_some() {
             self.unschedulable.remove(key);
         }
@@ -476,13 +499,14 @@ impl Cache {
             let info = PodInfo::from_json(&pod);
             let spread = self.spread_keys(&pod, &info);
             let decision = match pod_volumes(&pod, &self.storage) {
-                Ok(vols) => self.select_node(&info, &spread, &vols),
+                Ok(vols) => self.select_node(&key, &info, &spread, &vols),
                 Err(why) => Err(volume_fit_error(self.known_nodes, &why)),
             };
             let p = self.pending.get_mut(&key).expect("looked up above");
             match decision {
                 Ok((i, volumes)) => {
                     p.stage = Stage::Binding;
+                    self.nominated.remove(&key);
                     let node = self.node_name(i);
                     self.assume_claims(&key, &node, &volumes);
                     self.unplace(&key);
@@ -509,11 +533,91 @@ impl Cache {
                     p.last_attempt = Some(now);
                     p.stage = Stage::Unschedulable;
                     self.unschedulable.insert(key.clone());
+                    if let Some((node, victims)) = self.find_preemption(&key, &info) {
+                        self.nominated.insert(key.clone(), (node.clone(), info));
+                        // As upstream, a successful preemption leaves no "preemption:"
+                        // part in the message.
+                        let message = match message.split_once(" preemption: ") {
+                            Some((fit, _)) => fit.to_string(),
+                            None => message,
+                        };
+                        return Some(Action::Preempt {
+                            key,
+                            pod,
+                            node,
+                            victims,
+                            message,
+                        });
+                    }
                     return Some(Action::ReportUnschedulable { key, pod, message });
                 }
             }
         }
         None
+    }
+
+    /// The node where evicting the least important lower-priority pods lets `pod` fit,
+    /// and those pods; `None` when preemption does not help (or is not allowed).
+    fn find_preemption(&self, key: &str, pod: &PodInfo) -> Option<(String, Victims)> {
+        if !preemption::may_preempt(pod) {
+            return None;
+        }
+        let mut by_node: HashMap<&str, Vec<preemption::PlacedPod<'_>>> = HashMap::new();
+        for (k, p) in &self.placed {
+            by_node
+                .entry(p.node.as_str())
+                .or_default()
+                .push(preemption::PlacedPod {
+                    key: k,
+                    info: &p.info,
+                    spread: &p.spread,
+                });
+        }
+        let mut best: Option<(_, String, Vec<preemption::PlacedPod<'_>>)> = None;
+        for entry in &self.nodes {
+            let Some(node) = &entry.info else {
+                continue;
+            };
+            let Some(placed) = by_node.get(node.name.as_str()) else {
+                continue;
+            };
+            let usage = self.usage_with_nominated(key, pod, &node.name, &entry.usage);
+            let Some(victims) = preemption::victims_on(pod, node, &usage, placed) else {
+                continue;
+            };
+            let cost = preemption::cost(&victims);
+            let better = match &best {
+                None => true,
+                Some((c, name, _)) => (cost, &node.name) < (*c, name),
+            };
+            if better {
+                best = Some((cost, node.name.clone(), victims));
+            }
+        }
+        let (_, node, victims) = best?;
+        let victims = victims
+            .iter()
+            .filter_map(|v| Some((v.key.to_string(), self.placed.get(v.key)?.obj.clone())))
+            .collect();
+        Some((node, victims))
+    }
+
+    /// `usage` of `node` plus the pods nominated to it that are at least as important
+    /// as `pod` (other than `pod` itself): the room they wait for is not `pod`'s.
+    fn usage_with_nominated(
+        &self,
+        key: &str,
+        pod: &PodInfo,
+        node: &str,
+        usage: &NodeUsage,
+    ) -> NodeUsage {
+        let mut usage = usage.clone();
+        for (k, (n, info)) in &self.nominated {
+            if k != key && n == node && info.priority >= pod.priority {
+                usage.add(info, &[]);
+            }
+        }
+        usage
     }
 
     fn node_name(&self, i: usize) -> String {
@@ -554,6 +658,7 @@ impl Cache {
     /// pod's unbound claims there, or why none fits.
     fn select_node(
         &mut self,
+        key: &str,
         pod: &PodInfo,
         spread: &[SpreadKey],
         vols: &PodVolumes,
@@ -575,7 +680,16 @@ impl Cache {
                 continue;
             };
             looked_at = offset + 1;
-            let fits = can_schedule(pod, node, &entry.usage).and_then(|()| {
+            let nominated_here =
+                !self.nominated.is_empty() && self.nominated.values().any(|(n, _)| *n == node.name);
+            let with_nominated;
+            let usage = if nominated_here {
+                with_nominated = self.usage_with_nominated(key, pod, &node.name, &entry.usage);
+                &with_nominated
+            } else {
+                &entry.usage
+            };
+            let fits = can_schedule(pod, node, usage).and_then(|()| {
                 if vols.is_empty() {
                     return Ok(());
                 }
@@ -878,9 +992,101 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
                 .await;
             Outcome::Reported { key }
         }
+        Action::Preempt {
+            key,
+            pod,
+            node,
+            victims,
+            message,
+        } => {
+            preempt(&ctx, &key, &pod, &node, &victims, &message).await;
+            Outcome::Reported { key }
+        }
     };
     // The loop owns the receiver for as long as it runs.
     let _ = done.send(outcome);
+}
+
+/// Reason and message of the `DisruptionTarget` condition of a preempted pod (upstream).
+const PREEMPTION_REASON: &str = "PreemptionByScheduler";
+
+/// Carries out a preemption as upstream's `PrepareCandidate`: the preemptor is
+/// nominated to `node` (and told why it waits), each victim gets a `DisruptionTarget`
+/// condition and a `Preempted` event, and is deleted with its own grace period.
+async fn preempt(
+    ctx: &Context,
+    key: &str,
+    pod: &Value,
+    node: &str,
+    victims: &[(String, Arc<Value>)],
+    message: &str,
+) {
+    let pods = resources::by_plural("", "v1", "pods").expect("served");
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    tracing::info!(pod = %key, %node, victims = victims.len(), "preempting lower-priority pods");
+    for (victim_key, victim) in victims {
+        let (ns, name) = split_key(victim_key);
+        let condition_message =
+            format!("{DEFAULT_SCHEDULER_NAME}: preempting to accommodate a higher priority pod");
+        let marked = ctx
+            .client
+            .modify(pods, ns, name, Some("status"), &|cur| {
+                let mut cur = cur.clone();
+                set_condition(
+                    &mut cur,
+                    "DisruptionTarget",
+                    "True",
+                    Some(PREEMPTION_REASON),
+                    Some(&condition_message),
+                );
+                Ok(cur)
+            })
+            .await;
+        if let Err(e) = marked {
+            tracing::debug!(pod = %victim_key, error = %e, "could not mark the preemption victim");
+        }
+        ctx.recorder
+            .record(
+                victim,
+                NORMAL,
+                "Preempted",
+                &format!("Preempted by pod {uid} on node {node}"),
+            )
+            .await;
+        let opts = crate::apiserver::registry::DeleteOptions {
+            precondition_uid: object::uid(victim).map(str::to_string),
+            ..Default::default()
+        };
+        match ctx.client.delete(pods, ns, name, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(pod = %victim_key, error = %e, "deleting the preemption victim failed")
+            }
+        }
+    }
+    let (ns, name) = split_key(key);
+    let nominated = ctx
+        .client
+        .modify(pods, ns, name, Some("status"), &|cur| {
+            let mut cur = cur.clone();
+            cur["status"]["nominatedNodeName"] = json!(node);
+            set_condition(
+                &mut cur,
+                "PodScheduled",
+                "False",
+                Some("Unschedulable"),
+                Some(message),
+            );
+            Ok(cur)
+        })
+        .await;
+    if let Err(e) = nominated {
+        tracing::debug!(pod = %key, error = %e, "could not record the nominated node");
+    }
+    ctx.recorder
+        .record(pod, WARNING, "FailedScheduling", message)
+        .await;
 }
 
 /// How long a pod's claims may take to be bound once the choices are written (upstream

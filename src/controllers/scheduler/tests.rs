@@ -459,3 +459,92 @@ async fn deleting_a_pod_frees_room_for_a_pending_one() {
         .expect("delete");
     assert_eq!(c.wait_bound("second").await, "only");
 }
+
+// ---------------------------------------------------------------------------
+// Preemption (no I/O)
+// ---------------------------------------------------------------------------
+
+fn prioritized(name: &str, memory: &str, priority: i64) -> Value {
+    let mut p = pod_json(name, memory);
+    p["spec"]["priority"] = json!(priority);
+    p
+}
+
+fn bound_to(mut pod: Value, node: &str) -> Value {
+    pod["spec"]["nodeName"] = json!(node);
+    pod["status"]["phase"] = json!("Running");
+    pod
+}
+
+#[test]
+fn a_higher_priority_pod_preempts_the_least_important_pods_on_a_full_node() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("a", "1", "1Gi")));
+    cache.on_node(EventType::Added, Arc::new(node_json("b", "1", "1Gi")));
+    for (name, node, priority) in [("low-a", "a", 10), ("mid-b", "b", 50)] {
+        let pod = bound_to(prioritized(name, "768Mi", priority), node);
+        cache.on_pod(EventType::Added, Arc::new(pod));
+    }
+    cache.on_pod(
+        EventType::Added,
+        Arc::new(prioritized("high", "512Mi", 100)),
+    );
+    let now = Instant::now();
+    match cache.next_action(now) {
+        Some(Action::Preempt {
+            key,
+            node,
+            victims,
+            message,
+            ..
+        }) => {
+            assert_eq!(key, "default/high");
+            assert_eq!(node, "a", "the node whose victims matter least");
+            let keys: Vec<&str> = victims.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, ["default/low-a"]);
+            assert_eq!(message, "0/2 nodes are available: 2 Insufficient memory.");
+        }
+        other => panic!("expected a preemption, got {other:?}"),
+    }
+    // While the victim goes, a pod of lower priority does not take its room.
+    cache.on_pod(
+        EventType::Deleted,
+        Arc::new(bound_to(prioritized("low-a", "768Mi", 10), "a")),
+    );
+    cache.on_pod(
+        EventType::Added,
+        Arc::new(prioritized("sneaky", "768Mi", 0)),
+    );
+    cache.requeue_due(now + MAX_BACKOFF);
+    let mut binds = Vec::new();
+    while let Some(action) = cache.next_action(now + MAX_BACKOFF) {
+        binds.push(action);
+    }
+    let bound: Vec<(String, String)> = binds
+        .iter()
+        .filter_map(|a| match a {
+            Action::Bind { key, node, .. } => Some((key.clone(), node.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bound, [("default/high".to_string(), "a".to_string())]);
+}
+
+#[test]
+fn preemption_policy_never_and_equal_priorities_do_not_preempt() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("a", "1", "1Gi")));
+    let low = bound_to(prioritized("low", "768Mi", 10), "a");
+    cache.on_pod(EventType::Added, Arc::new(low));
+    let mut polite = prioritized("polite", "512Mi", 100);
+    polite["spec"]["preemptionPolicy"] = json!("Never");
+    cache.on_pod(EventType::Added, Arc::new(polite));
+    cache.on_pod(EventType::Added, Arc::new(prioritized("peer", "512Mi", 10)));
+    let now = Instant::now();
+    for _ in 0..2 {
+        assert!(matches!(
+            cache.next_action(now),
+            Some(Action::ReportUnschedulable { .. })
+        ));
+    }
+}

@@ -92,8 +92,11 @@ pub struct PodWorker {
     /// When the pod became active on this node (its startTime on the monotonic clock),
     /// for activeDeadlineSeconds.
     active_since: Option<Instant>,
-    /// The pod ran past its activeDeadlineSeconds: its containers were stopped for good.
-    deadline_exceeded: bool,
+    /// The pod ran past its activeDeadlineSeconds or was evicted: its containers were
+    /// stopped for good.
+    stopped: bool,
+    /// When the pod was evicted (its DisruptionTarget condition's transition time).
+    evicted_at: Option<DateTime<Utc>>,
     /// The last container status read failed (the runtime may be down).
     status_failing: bool,
 }
@@ -160,7 +163,8 @@ impl PodWorker {
             volumes_meta: Value::Null,
             size_warned: BTreeSet::new(),
             active_since: None,
-            deadline_exceeded: false,
+            stopped: false,
+            evicted_at: None,
             status_failing: false,
         };
         worker.adopt(adopted);
@@ -231,10 +235,15 @@ impl PodWorker {
 
     /// One pass: sandbox, containers, status.
     pub async fn sync_once(&mut self) {
-        if !self.deadline_exceeded && !self.is_terminal() && self.past_active_deadline() {
+        if let Some(eviction) = self.shared.evictions.take(&self.uid) {
+            if !self.stopped && !self.is_terminal() {
+                self.evict(eviction).await;
+            }
+        }
+        if !self.stopped && !self.is_terminal() && self.past_active_deadline() {
             self.stop_past_deadline().await;
         }
-        if !self.is_terminal() && !self.deadline_exceeded {
+        if !self.is_terminal() && !self.stopped {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
             }

@@ -22,14 +22,18 @@ impl PodWorker {
             now: Utc::now(),
             initialized,
             message: self.message.clone(),
-            failed: self.deadline_exceeded,
+            failed: self.stopped,
             previous: self.last_posted.as_ref().unwrap_or(&self.pod["status"]),
         }
     }
 
     /// The status as it would be posted now.
     pub fn status(&self) -> Value {
-        status::pod_status(&self.facts(), &self.init, &self.apps)
+        let mut status = status::pod_status(&self.facts(), &self.init, &self.apps);
+        if let (Some(at), Some((_, message))) = (self.evicted_at, &self.message) {
+            status::add_disruption_target(&mut status, message, at);
+        }
+        status
     }
 
     pub(super) async fn post_status(&mut self) {

@@ -9,6 +9,7 @@ use super::{
     error_chain, PodWorker, DEADLINE_MESSAGE, DEADLINE_REASON, DEFAULT_GRACE, DELETE_RETRY,
 };
 use crate::agent::kubelet::container::{self, CONTAINER_NAME_LABEL};
+use crate::agent::kubelet::evictions::{Eviction, EVICTED_REASON};
 use crate::agent::kubelet::tmpfs;
 use crate::agent::net::PodInterface;
 use crate::agent::runtime::{ContainerState, SIGTERM};
@@ -17,20 +18,40 @@ use crate::agent::runtime::{ContainerState, SIGTERM};
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 impl PodWorker {
-    /// Fails the pod for running past its deadline: stops its containers for good.
-    pub(super) async fn stop_past_deadline(&mut self) {
-        info!(pod = %self.name(), "pod ran past its activeDeadlineSeconds; stopping it");
-        self.deadline_exceeded = true;
-        self.message = Some((DEADLINE_REASON.into(), DEADLINE_MESSAGE.into()));
-        self.event("Normal", DEADLINE_REASON, DEADLINE_MESSAGE, None)
+    /// Evicts the pod for the node-pressure eviction manager (upstream `evictPod`): stops
+    /// its containers for good with the order's grace period; the pod fails with reason
+    /// `Evicted`, the order's message and a `DisruptionTarget` condition.
+    pub(super) async fn evict(&mut self, eviction: Eviction) {
+        info!(pod = %self.name(), message = %eviction.message, "evicting the pod");
+        self.stopped = true;
+        self.evicted_at = Some(chrono::Utc::now());
+        self.message = Some((EVICTED_REASON.into(), eviction.message.clone()));
+        self.event("Warning", EVICTED_REASON, &eviction.message, None)
             .await;
-        let running: Vec<(String, String)> = self
-            .init
+        let running = self.running_containers();
+        self.stop_containers(&running, eviction.grace).await;
+        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
+            r.waiting = None;
+        }
+    }
+
+    fn running_containers(&self) -> Vec<(String, String)> {
+        self.init
             .iter()
             .chain(self.apps.iter())
             .filter(|r| r.is_running())
             .filter_map(|r| Some((r.name.clone(), r.current.as_ref()?.id.clone())))
-            .collect();
+            .collect()
+    }
+
+    /// Fails the pod for running past its deadline: stops its containers for good.
+    pub(super) async fn stop_past_deadline(&mut self) {
+        info!(pod = %self.name(), "pod ran past its activeDeadlineSeconds; stopping it");
+        self.stopped = true;
+        self.message = Some((DEADLINE_REASON.into(), DEADLINE_MESSAGE.into()));
+        self.event("Normal", DEADLINE_REASON, DEADLINE_MESSAGE, None)
+            .await;
+        let running = self.running_containers();
         self.stop_containers(&running, self.termination_grace())
             .await;
         for r in self.init.iter_mut().chain(self.apps.iter_mut()) {

@@ -17,6 +17,7 @@ pub mod node;
 pub mod pod;
 pub mod pod_disruption_budget;
 pub mod pod_service_account;
+pub mod priority_class;
 pub mod quota;
 pub mod rbac;
 pub mod review;

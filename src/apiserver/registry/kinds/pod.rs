@@ -2,12 +2,12 @@
 //! configured eviction delay (upstream's DefaultTolerationSeconds admission), a delete
 //! of a running pod bound to a node waits its grace period for the kubelet, and the
 //! `binding` subresource assigns the pod to a node. New pods pass the ServiceAccount
-//! admission (`pod_service_account`).
+//! admission (`pod_service_account`) and the Priority admission (`priority_class`).
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::pod_service_account;
+use super::{pod_service_account, priority_class};
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources;
@@ -69,8 +69,19 @@ impl Strategy for PodStrategy {
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending"});
         let own = toleration_keys(obj);
+        let unset = |obj: &Value, key: &str| obj["spec"].get(key).is_none_or(Value::is_null);
+        let (no_priority, no_policy) = (unset(obj, "priority"), unset(obj, "preemptionPolicy"));
         defaults::apply_defaults(cx.def.kind, obj);
         admit_default_tolerations(obj, &own, cx.default_toleration_seconds);
+        // The Priority admission tells what the pod brought from what it computes.
+        if let Some(spec) = obj["spec"].as_object_mut() {
+            if no_priority {
+                spec.remove("priority");
+            }
+            if no_policy {
+                spec.remove("preemptionPolicy");
+            }
+        }
     }
 
     fn admit_create<'a>(
@@ -81,6 +92,9 @@ impl Strategy for PodStrategy {
         Box::pin(async move {
             let ns = object::namespace(obj).unwrap_or("").to_string();
             pod_service_account::admit(cx, &ns, obj).await?;
+            let own_priority = obj["spec"].get("priority").is_some();
+            let own_policy = obj["spec"].get("preemptionPolicy").is_some();
+            priority_class::admit_pod(cx, obj, own_priority, own_policy)?;
             // What admission added is stored defaulted, as upstream stores it.
             defaults::apply_defaults(cx.def.kind, obj);
             Ok(())
