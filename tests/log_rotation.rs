@@ -57,14 +57,16 @@ fn running(w: &World) -> bool {
 #[test]
 fn chatty_container_logs_rotate_while_kubectl_follows_and_previous_still_works() {
     let mut w = World::prepare(false);
-    w.server_args = [
-        "--container-log-max-size",
-        "8Ki",
-        "--container-log-max-files",
-        &MAX_FILES.to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
+    // Added to the World's defaults (node-pressure eviction off).
+    w.server_args.extend(
+        [
+            "--container-log-max-size",
+            "8Ki",
+            "--container-log-max-files",
+            &MAX_FILES.to_string(),
+        ]
+        .map(String::from),
+    );
     w.spawn_server();
     // Instance 0 prints LINES lines and "done", then exits; instance 1 says so and exits
     // after a while; instance 2 stays.

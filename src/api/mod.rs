@@ -7,6 +7,7 @@ pub mod cron;
 pub mod custom;
 pub mod defaults;
 pub mod disruption;
+pub mod duration;
 pub mod ephemeral;
 pub mod identity;
 pub mod ingress;

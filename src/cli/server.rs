@@ -310,31 +310,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let invalid = || format!("invalid duration {s:?}: use e.g. 40s, 5m or 1m30s");
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .filter(|&i| i > 0)
-            .ok_or_else(invalid)?;
-        let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        let unit_end = rest[digits..]
-            .find(|c: char| c.is_ascii_digit())
-            .map_or(rest.len(), |i| digits + i);
-        total += match &rest[digits..unit_end] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_end..];
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    Ok(total)
+    crate::api::duration::parse_go_duration(s, "40s, 5m or 1m30s")
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {

@@ -292,31 +292,7 @@ fn parse_min_reclaims(value: &str) -> Result<BTreeMap<Signal, ThresholdValue>, F
 
 /// A Go-style duration: `90s`, `5m`, `1m30s`, `1h`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration {s:?}: use e.g. 30s, 5m or 1m30s");
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .filter(|&i| i > 0)
-            .ok_or_else(invalid)?;
-        let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        let unit_end = rest[digits..]
-            .find(|c: char| c.is_ascii_digit())
-            .map_or(rest.len(), |i| digits + i);
-        total += match &rest[digits..unit_end] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
+    crate::api::duration::parse_go_duration(s, "30s, 5m or 1m30s")
 }
 
 impl Thresholds {
