@@ -815,13 +815,50 @@ async fn containers_without_a_task_after_a_reboot_are_restarted() {
     }
     h.rt.create_container(&cfg).await.unwrap();
     let found = h.rt.list_containers().await.unwrap();
-    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), found);
+    // The API saw it running before the reboot.
+    let mut ran = pod("u1", "Always", "sleep 1000");
+    ran["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "app",
+        "containerID": "containerd://u1-app-0", "restartCount": 0, "ready": true,
+        "state": {"running": {"startedAt": "2026-12-01T10:00:00Z"}}}]});
+    let mut w = PodWorker::new(h.shared.clone(), ran, found);
     w.sync_once().await;
     assert!(h.rt.calls().contains(&FakeCall::Remove("u1-app-0".into())));
     assert!(h.rt.calls().contains(&FakeCall::Start("u1-app-1".into())));
     let cs = last_status(&h.api)["containerStatuses"][0].clone();
     assert_eq!(cs["restartCount"], 1);
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Unknown");
+}
+
+/// An agent that stopped between creating a container and starting it: the container is
+/// started on the next run, as upstream's kubelet always starts a container in the
+/// created state, even with restartPolicy Never (a Job's pod must not fail for it).
+#[tokio::test]
+async fn a_container_created_but_never_started_is_started_even_with_restart_never() {
+    let h = harness();
+    let mut cfg = crate::agent::runtime::ContainerConfig::new(
+        "u1-app-0",
+        "busybox:test",
+        h.dir.path().join("x.log"),
+    );
+    for (k, v) in [
+        (super::container::POD_UID_LABEL, "u1"),
+        (super::container::CONTAINER_NAME_LABEL, "app"),
+        (super::container::RESTART_COUNT_LABEL, "0"),
+    ] {
+        cfg.labels.insert(k.into(), v.into());
+    }
+    h.rt.create_container(&cfg).await.unwrap();
+    let found = h.rt.list_containers().await.unwrap();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Never", "sleep 1000"), found);
+    w.sync_once().await;
+    assert!(
+        h.rt.calls().contains(&FakeCall::Start("u1-app-0".into())),
+        "{:?}",
+        h.rt.calls()
+    );
+    let status = last_status(&h.api);
+    assert_eq!(status["phase"], "Running", "{status}");
+    assert_eq!(status["containerStatuses"][0]["restartCount"], 0);
 }
 
 fn events_with(api: &FakePodApi, reason: &str) -> Vec<String> {

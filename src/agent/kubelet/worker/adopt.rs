@@ -63,6 +63,14 @@ impl PodWorker {
             if same {
                 record.last_termination = parse_terminated(&known["lastState"]["terminated"]);
             }
+            // Created and never seen running (the agent stopped between create and
+            // start): started afresh whatever the restart policy, as upstream's kubelet
+            // always restarts a container in the created state. The stale container is
+            // replaced when its instance is created again.
+            if c.state == ContainerState::Created && started_at.is_none() {
+                debug!(pod = %self.name(), container = %name, id = %c.id, "container was created but never started; starting it");
+                continue;
+            }
             let state = match c.state {
                 ContainerState::Running { .. } => InstanceState::Running,
                 ContainerState::Exited {
@@ -82,9 +90,8 @@ impl PodWorker {
                         container_id: container_id.clone(),
                     })
                 }
-                // No running task: the node rebooted, or an agent stopped between
-                // create and start. The instance counts as ended; the restart policy
-                // decides what comes next.
+                // No running task of a container that ran (the node rebooted): the
+                // instance counts as ended; the restart policy decides what comes next.
                 ContainerState::Created | ContainerState::Unknown => {
                     self.track.entry(name.clone()).or_default().exited_at = Some(Instant::now());
                     InstanceState::Exited(Terminated {
