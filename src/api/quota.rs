@@ -213,7 +213,10 @@ pub fn pod_counts(pod: &Value, now: chrono::DateTime<chrono::Utc>) -> bool {
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
     let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64();
     match (deleted, grace) {
-        (Some(at), Some(grace)) => now <= at + chrono::Duration::seconds(grace),
+        // Any grace period a client sent: out-of-range values never end the count.
+        (Some(at), Some(grace)) => chrono::Duration::try_seconds(grace)
+            .and_then(|g| at.checked_add_signed(g))
+            .is_none_or(|end| now <= end),
         _ => true,
     }
 }
@@ -679,6 +682,21 @@ mod tests {
         assert_eq!(u["requests.memory"].to_string(), "74Mi");
         assert_eq!(u["limits.cpu"].to_string(), "200m");
         assert!(!u.contains_key("limits.memory"));
+    }
+
+    #[test]
+    fn deleted_pods_count_until_their_grace_period_ends_whatever_its_value() {
+        let mut p = pod(json!([{"name": "a"}]));
+        p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        assert!(!pod_counts(&p, now()), "long past its grace period");
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(i64::MAX);
+        assert!(
+            pod_counts(&p, now()),
+            "no panic on an out-of-range grace period"
+        );
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(i64::MIN);
+        assert!(pod_counts(&p, now()));
     }
 
     #[test]

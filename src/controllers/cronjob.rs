@@ -148,7 +148,9 @@ pub fn most_recent_schedule_time(
         .as_i64()
         .filter(|_| include_deadline)
     {
-        let window_start = now - chrono::Duration::seconds(deadline);
+        let window_start = chrono::Duration::try_seconds(deadline)
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(earliest);
         if window_start > earliest {
             earliest = window_start;
         }
@@ -394,7 +396,10 @@ impl Controller {
                 .await;
         }
         if let Some(deadline) = spec["startingDeadlineSeconds"].as_i64() {
-            if scheduled + chrono::Duration::seconds(deadline) < now {
+            let missed = chrono::Duration::try_seconds(deadline)
+                .and_then(|d| scheduled.checked_add_signed(d))
+                .is_some_and(|end| end < now);
+            if missed {
                 let message = format!(
                     "Missed scheduled time to start a job: {}",
                     scheduled.to_rfc2822()

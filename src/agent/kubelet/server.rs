@@ -76,11 +76,11 @@ impl LogOptions {
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
                 "sinceSeconds" => {
-                    o.since = v
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|s| *s > 0)
-                        .map(|s| now - chrono::Duration::seconds(s))
+                    o.since = v.parse::<i64>().ok().filter(|s| *s > 0).map(|s| {
+                        chrono::Duration::try_seconds(s)
+                            .and_then(|d| now.checked_sub_signed(d))
+                            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                    })
                 }
                 "sinceTime" => {
                     o.since = DateTime::parse_from_rfc3339(&v)

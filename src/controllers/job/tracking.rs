@@ -565,7 +565,10 @@ pub fn plan(
         let deadline = spec["activeDeadlineSeconds"]
             .as_i64()
             .zip(start)
-            .map(|(secs, start)| start + chrono::Duration::seconds(secs));
+            // A deadline past what a time can hold never comes.
+            .and_then(|(secs, start)| {
+                start.checked_add_signed(chrono::Duration::try_seconds(secs)?)
+            });
         let max_failed_indexes = spec["maxFailedIndexes"].as_i64();
         finish = if let Some(message) = fail_job_message {
             Some(Finish::failure("PodFailurePolicy", message))
