@@ -47,7 +47,10 @@ metadata:
 fn manifests_apply_at_start_and_on_change_skip_files_stay_out_bad_files_are_reported() {
     let mut s = Server::start();
     let dir = manifests(&s);
-    assert!(dir.is_dir(), "the server creates {}", dir.display());
+    // The manifests controller creates it as it starts, a moment after the API is ready.
+    wait_for("the server to create its manifests directory", || {
+        dir.is_dir()
+    });
 
     // Written before a restart: applied at start.
     std::fs::write(dir.join("app.yaml"), APP.replace("GREETING", "hello")).unwrap();
