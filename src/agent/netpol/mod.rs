@@ -343,17 +343,9 @@ impl<N: Nft + 'static> Enforcer<N> {
                 enforcer.lock().expect("enforcer lock").apply_change(change);
                 tokio::time::sleep(MIN_SYNC_INTERVAL).await;
             }
-            let mut closed = false;
-            loop {
-                match changes.try_recv() {
-                    Ok(change) => enforcer.lock().expect("enforcer lock").apply_change(change),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
+            let closed = crate::agent::proxy::drain_changes(&mut changes, |change| {
+                enforcer.lock().expect("enforcer lock").apply_change(change)
+            });
             let worker = Arc::clone(&enforcer);
             let span = info_span!("netpol_sync", table = %table);
             let result = tokio::task::spawn_blocking(move || {

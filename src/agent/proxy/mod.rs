@@ -433,6 +433,19 @@ impl<N: Nft> Proxier<N> {
     }
 }
 
+/// Hands every change already queued to `apply` without waiting, so one sync covers a
+/// burst; true when the sender is gone (the caller syncs once more and stops). Shared by
+/// the service proxy and NetworkPolicy enforcement.
+pub(crate) fn drain_changes<C>(changes: &mut mpsc::Receiver<C>, mut apply: impl FnMut(C)) -> bool {
+    loop {
+        match changes.try_recv() {
+            Ok(change) => apply(change),
+            Err(mpsc::error::TryRecvError::Empty) => return false,
+            Err(mpsc::error::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
+
 impl<N: Nft + 'static> Proxier<N> {
     /// Applies changes as they arrive, batching those that come within
     /// [`MIN_SYNC_INTERVAL`] of each other into one sync, until `changes` closes. nft runs
@@ -454,17 +467,9 @@ impl<N: Nft + 'static> Proxier<N> {
                 proxier.lock().expect("proxier lock").apply_change(change);
             }
             tokio::time::sleep(MIN_SYNC_INTERVAL).await;
-            let mut closed = false;
-            loop {
-                match changes.try_recv() {
-                    Ok(change) => proxier.lock().expect("proxier lock").apply_change(change),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
+            let closed = drain_changes(&mut changes, |change| {
+                proxier.lock().expect("proxier lock").apply_change(change)
+            });
             let worker = Arc::clone(&proxier);
             let span = info_span!("proxy_sync", table = %table);
             let result =
