@@ -7,7 +7,6 @@
 //! status).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -22,8 +21,6 @@ use super::framework::{
 };
 
 /// How long to wait before trying again to create the class after a failure.
-const CLASS_RETRY: Duration = Duration::from_secs(5);
-const CLASS_ATTEMPTS: u32 = 12;
 const WORKERS: usize = 1;
 /// The work-queue key that stands for "every Ingress" (a node or class changed).
 const ALL: &str = "*";
@@ -51,34 +48,6 @@ pub fn class_to_create(existing: &[Value]) -> Value {
         }
     }
     class
-}
-
-/// Creates the class unless a class of that name exists.
-async fn ensure_class(client: &dyn Client) {
-    for _ in 0..CLASS_ATTEMPTS {
-        if client.get(classes(), None, CLASS_NAME).is_ok() {
-            return;
-        }
-        let existing: Vec<Value> = client
-            .list(classes(), None, &|_| true)
-            .iter()
-            .map(|kv| (*kv.value).clone())
-            .collect();
-        match client
-            .create(classes(), None, class_to_create(&existing))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(class = CLASS_NAME, "created the built-in IngressClass");
-                return;
-            }
-            Err(e) if e.code == 409 => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not create the built-in IngressClass; retrying");
-                tokio::time::sleep(CLASS_RETRY).await;
-            }
-        }
-    }
 }
 
 /// Whether `node` runs the ingress proxy and is Ready.
@@ -124,7 +93,14 @@ struct Ctx {
 /// server) and the status controller until aborted.
 pub async fn run(client: Arc<dyn Client>, create_class: bool) {
     if create_class {
-        ensure_class(&*client).await;
+        super::framework::ensure_builtin(
+            &*client,
+            classes(),
+            CLASS_NAME,
+            "built-in IngressClass",
+            class_to_create,
+        )
+        .await;
     }
     let queue = WorkQueue::new();
     let informers = [

@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -29,9 +28,6 @@ use super::persistent_volume::{claims, classes, volumes};
 
 /// The component named in events.
 pub const COMPONENT: &str = "orc.io/local-path";
-/// How long to wait before trying again to create the class after a failure.
-const CLASS_RETRY: Duration = Duration::from_secs(5);
-const CLASS_ATTEMPTS: u32 = 12;
 const WORKERS: usize = 2;
 
 /// The `local-path` class as it is created: the embedded one, without the default-class
@@ -45,37 +41,6 @@ pub fn class_to_create(existing: &[Value]) -> Value {
         }
     }
     class
-}
-
-/// Creates the class unless a class of that name exists.
-async fn ensure_class(client: &dyn Client) {
-    for _ in 0..CLASS_ATTEMPTS {
-        if client.get(classes(), None, LOCAL_PATH_CLASS).is_ok() {
-            return;
-        }
-        let existing: Vec<Value> = client
-            .list(classes(), None, &|_| true)
-            .iter()
-            .map(|kv| (*kv.value).clone())
-            .collect();
-        match client
-            .create(classes(), None, class_to_create(&existing))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(
-                    class = LOCAL_PATH_CLASS,
-                    "created the local-path StorageClass"
-                );
-                return;
-            }
-            Err(e) if e.code == 409 => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not create the local-path StorageClass; retrying");
-                tokio::time::sleep(CLASS_RETRY).await;
-            }
-        }
-    }
 }
 
 /// The PersistentVolume for `pvc` of `class` on `node`, its directory under `storage`.
@@ -123,7 +88,14 @@ struct Ctx {
 
 /// Runs the provisioner (volumes under `storage`) until aborted.
 pub async fn run(client: Arc<dyn Client>, storage: PathBuf) {
-    ensure_class(&*client).await;
+    super::framework::ensure_builtin(
+        &*client,
+        classes(),
+        LOCAL_PATH_CLASS,
+        "local-path StorageClass",
+        class_to_create,
+    )
+    .await;
     let queue = WorkQueue::new();
     let informers = [
         Informer::start(

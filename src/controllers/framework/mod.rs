@@ -32,6 +32,44 @@ pub fn split_key(key: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// How many times, and how far apart, a built-in object is tried to be created.
+const BUILTIN_ATTEMPTS: u32 = 12;
+const BUILTIN_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Creates the built-in cluster-scoped object `name` of `def` (the local-path
+/// StorageClass, the `orc` IngressClass) unless one of that name exists; `build` makes
+/// it from the existing objects of `def`, `what` names it in log lines. A user's object
+/// of that name, or one created meanwhile, is left as it is.
+pub async fn ensure_builtin(
+    client: &dyn Client,
+    def: &crate::api::resources::ResourceDef,
+    name: &str,
+    what: &str,
+    build: fn(&[serde_json::Value]) -> serde_json::Value,
+) {
+    for _ in 0..BUILTIN_ATTEMPTS {
+        if client.get(def, None, name).is_ok() {
+            return;
+        }
+        let existing: Vec<serde_json::Value> = client
+            .list(def, None, &|_| true)
+            .iter()
+            .map(|kv| (*kv.value).clone())
+            .collect();
+        match client.create(def, None, build(&existing)).await {
+            Ok(_) => {
+                tracing::info!(class = name, "created the {what}");
+                return;
+            }
+            Err(e) if e.code == 409 => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create the {what}; retrying");
+                tokio::time::sleep(BUILTIN_RETRY).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
