@@ -62,7 +62,8 @@ pub struct WriteOptions {
     /// Keys given twice in the request body (found while reading it).
     pub duplicate_fields: Vec<String>,
     /// The write is a pod binding: `spec.nodeName` may be set although pod specs are
-    /// otherwise immutable (only `bind_pod` sets this).
+    /// otherwise immutable, and the status (the `PodScheduled` condition) is written in
+    /// the same write (only `bind_pod` sets this).
     binding: bool,
     /// The client the write is for (the HTTP handlers set it): the kinds' admission
     /// rules (`Strategy::admit`: NodeRestriction, the event rate limit) apply to it.

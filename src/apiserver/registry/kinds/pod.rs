@@ -191,12 +191,6 @@ impl Registry {
             }
             let mut pod = pod.clone();
             pod["spec"]["nodeName"] = json!(target);
-            Ok(pod)
-        })
-        .await?;
-        // Record the PodScheduled condition through the status path.
-        self.modify(pods, Some(ns), pod_name, Some("status"), opts, &|pod| {
-            let mut pod = pod.clone();
             set_condition(&mut pod, "PodScheduled", "True", None, None);
             Ok(pod)
         })
