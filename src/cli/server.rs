@@ -13,6 +13,7 @@ use crate::apiserver::auth::{TokenAuthenticator, User};
 use crate::apiserver::registry::Registry;
 use crate::apiserver::{self, ApiContext};
 use crate::controllers;
+use crate::store::cache::HistoryLimits;
 use crate::store::sqlite::{self, Contents, SqliteStore};
 use crate::store::Store;
 use crate::tls;
@@ -127,6 +128,14 @@ pub struct ServerArgs {
     /// Issuer (`iss`) of service-account tokens, and the API server's token audience.
     #[arg(long, env = "ORC_SERVICE_ACCOUNT_ISSUER", default_value = tls::service_account::claims::DEFAULT_ISSUER)]
     pub service_account_issuer: String,
+    /// Most the watch cache keeps of recent changes for watches resuming from an older
+    /// resourceVersion, as the JSON size of the objects (e.g. 8Mi; also at most 20,000
+    /// events). Past it the oldest changes go, and a watch from before them is answered
+    /// 410 Gone so its client relists (upstream bounds its watch cache by a count of
+    /// events per resource). Each kept byte costs about four in memory (objects are also
+    /// kept parsed).
+    #[arg(long, env = "ORC_WATCH_CACHE_HISTORY_BYTES", default_value = "8Mi", value_parser = parse_history_bytes)]
+    pub watch_cache_history_bytes: usize,
     /// How long an API client may take to send its request headers (upstream: 32s).
     #[arg(long, env = "ORC_REQUEST_HEADER_TIMEOUT", default_value = "32s", value_parser = parse_duration, hide = true)]
     pub request_header_timeout: Duration,
@@ -162,6 +171,8 @@ pub struct ServerConfig {
     pub audit: Option<apiserver::audit::AuditConfig>,
     /// `--secrets-encryption`.
     pub secrets_encryption: bool,
+    /// How much history the watch cache keeps (`--watch-cache-history-bytes`).
+    pub history_limits: HistoryLimits,
     /// Connection cap and timeouts of the API listener.
     pub connection_limits: apiserver::ConnectionLimits,
     /// `--service-account-issuer`.
@@ -288,6 +299,10 @@ impl ServerArgs {
                 )
             }),
             secrets_encryption: self.secrets_encryption,
+            history_limits: HistoryLimits {
+                max_bytes: self.watch_cache_history_bytes,
+                ..HistoryLimits::default()
+            },
             local_storage_path: (!self.disable_local_storage).then(|| {
                 self.default_local_storage_path
                     .clone()
@@ -311,6 +326,21 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(secs));
     }
     crate::api::duration::parse_go_duration(s, "40s, 5m or 1m30s")
+}
+
+/// Smallest `--watch-cache-history-bytes`: below it, watches started from a list would
+/// often find their revision already gone under a steady stream of writes.
+const MIN_HISTORY_BYTES: i64 = 1 << 20;
+
+/// `--watch-cache-history-bytes`: a byte quantity (`16Mi`, `64M`, `20000000`), at least 1Mi.
+fn parse_history_bytes(s: &str) -> Result<usize, String> {
+    let bytes = crate::api::quantity::parse_quantity(s.trim())
+        .map_err(|e| format!("{e}: expected a size such as 16Mi or 64M"))?
+        .value();
+    if bytes < MIN_HISTORY_BYTES {
+        return Err("must be at least 1Mi".to_string());
+    }
+    usize::try_from(bytes).map_err(|_| "too large for this machine".to_string())
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -370,7 +400,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
     };
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with(&config.db_path, transformer)
+        SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
             .with_context(|| format!("open datastore {}", config.db_path.display()))?,
     );
     let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
@@ -684,6 +714,27 @@ mod tests {
         assert!(c.agent.is_some_and(|a| a.disable_ingress));
         assert!(c.service_lb, "ServiceLB runs by default");
         assert!(!config(&["--disable-servicelb"]).unwrap().service_lb);
+    }
+
+    #[test]
+    fn watch_cache_history_bytes_takes_a_size_of_at_least_1mi() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.history_limits.max_bytes, 8 << 20);
+        assert_eq!(
+            c.history_limits.max_events,
+            crate::store::cache::MAX_HISTORY
+        );
+        let c = config(&["--watch-cache-history-bytes", "64M"]).unwrap();
+        assert_eq!(c.history_limits.max_bytes, 64_000_000);
+        let c = config(&["--watch-cache-history-bytes", "1048576"]).unwrap();
+        assert_eq!(c.history_limits.max_bytes, 1 << 20);
+        for bad in ["0", "512Ki", "lots"] {
+            let err = config(&["--watch-cache-history-bytes", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"))
+                .to_string();
+            assert!(err.contains("--watch-cache-history-bytes"), "{bad}: {err}");
+        }
     }
 
     #[test]
