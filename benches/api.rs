@@ -687,22 +687,24 @@ async fn fresh_server(dir: &Path) -> (reqwest::Client, String, std::process::Chi
         .unwrap()
         .port();
     let kubeconfig = dir.join("kc.yaml");
-    let child = spawn_server(port, &dir.join("data"), &kubeconfig);
+    let mut child = spawn_server(port, &dir.join("data"), &kubeconfig);
     let url = format!("https://127.0.0.1:{port}");
     let started = Instant::now();
-    loop {
+    let http = loop {
         if kubeconfig.exists() {
             let c = client(&kubeconfig);
             if c.get(format!("{url}/readyz")).send().await.is_ok() {
-                return (c, url, child);
+                break c;
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
+        if started.elapsed() >= Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
+    (http, url, child)
 }
 
 /// The 16-way pod create figure `runs` times, each on a fresh server with `n` creates
