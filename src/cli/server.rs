@@ -87,12 +87,27 @@ pub struct ServerArgs {
         default_value = "30000-32767"
     )]
     pub service_node_port_range: String,
-    /// How long a node may go without heartbeat before it is marked NotReady (e.g. 40s).
-    #[arg(long, env = "ORC_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
+    /// How long a node may go without heartbeat before it is marked NotReady (Ready
+    /// Unknown) and tainted unreachable (e.g. 35s). Keep it above the agents'
+    /// --node-lease-duration plus the longest link outage to ride out.
+    #[arg(long, env = "ORC_NODE_MONITOR_GRACE_PERIOD", default_value = "35s", value_parser = parse_positive_duration)]
     pub node_monitor_grace_period: Duration,
-    /// How long pods without a toleration for unreachable/not-ready nodes stay on a lost
-    /// node before they are deleted (pods get a 300s toleration by default).
-    #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    /// How often the node lifecycle controller checks every node's heartbeats (e.g. 2s).
+    #[arg(long, env = "ORC_NODE_MONITOR_PERIOD", default_value = "2s", value_parser = parse_positive_duration)]
+    pub node_monitor_period: Duration,
+    /// tolerationSeconds given to pods that do not tolerate the
+    /// node.kubernetes.io/unreachable NoExecute taint themselves: how long their pods
+    /// stay on a lost node before they are evicted (upstream: 300).
+    #[arg(long, env = "ORC_DEFAULT_UNREACHABLE_TOLERATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_unreachable_toleration_seconds: i64,
+    /// tolerationSeconds given to pods that do not tolerate the
+    /// node.kubernetes.io/not-ready NoExecute taint themselves: how long their pods stay
+    /// on a node whose kubelet reports NotReady (upstream: 300).
+    #[arg(long, env = "ORC_DEFAULT_NOT_READY_TOLERATION_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_not_ready_toleration_seconds: i64,
+    /// How long pods that tolerate neither taint (admission adds the tolerations unless
+    /// a pod brings its own) stay on a lost or not-ready node before they are deleted.
+    #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
     /// Which objects record `metadata.managedFields` on every write: `applied` (objects
     /// once written by server-side apply; others stay untracked like objects older than
@@ -160,7 +175,9 @@ pub struct ServerConfig {
     pub token: Option<String>,
     pub advertise_ip: IpAddr,
     pub node_monitor_grace_period: Duration,
+    pub node_monitor_period: Duration,
     pub pod_eviction_timeout: Duration,
+    pub default_tolerations: crate::api::defaults::DefaultTolerations,
     pub node_certificate_validity: Duration,
     /// Every object records managedFields (`--managed-fields all`).
     pub managed_fields_for_all: bool,
@@ -279,7 +296,12 @@ impl ServerArgs {
             token: self.token,
             advertise_ip,
             node_monitor_grace_period: self.node_monitor_grace_period,
+            node_monitor_period: self.node_monitor_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            default_tolerations: crate::api::defaults::DefaultTolerations {
+                not_ready: self.default_not_ready_toleration_seconds,
+                unreachable: self.default_unreachable_toleration_seconds,
+            },
             node_certificate_validity: self.node_certificate_validity,
             managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
@@ -341,6 +363,15 @@ fn parse_history_bytes(s: &str) -> Result<usize, String> {
         return Err("must be at least 1Mi".to_string());
     }
     usize::try_from(bytes).map_err(|_| "too large for this machine".to_string())
+}
+
+/// A duration as [`parse_duration`] reads it, longer than zero (a period of zero would
+/// spin).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s}: must be longer than zero")),
+        d => Ok(d),
+    }
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -436,7 +467,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
-    registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
+    registry.default_tolerations = config.default_tolerations;
     registry.managed_fields_for_all = config.managed_fields_for_all;
     registry.cluster_cidr = Some(config.cluster_cidr);
     registry.service_account_tokens = Some(Arc::new(
@@ -492,6 +523,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
         controllers::Config {
             node_monitor_grace_period: config.node_monitor_grace_period,
+            node_monitor_period: config.node_monitor_period,
             pod_eviction_timeout: config.pod_eviction_timeout,
             legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
                 key: signing_key.clone(),
@@ -740,8 +772,16 @@ mod tests {
     #[test]
     fn node_lifecycle_flags_take_go_durations() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(40));
-        assert_eq!(c.pod_eviction_timeout, Duration::from_secs(60));
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(35));
+        assert_eq!(c.node_monitor_period, Duration::from_secs(2));
+        assert_eq!(c.pod_eviction_timeout, Duration::from_secs(15));
+        assert_eq!(
+            c.default_tolerations,
+            crate::api::defaults::DefaultTolerations {
+                not_ready: 60,
+                unreachable: 15
+            }
+        );
         let c = config(&[
             "--node-monitor-grace-period",
             "1m30s",
@@ -752,6 +792,23 @@ mod tests {
         assert_eq!(c.node_monitor_grace_period, Duration::from_secs(90));
         assert_eq!(c.pod_eviction_timeout, Duration::from_secs(300));
         assert!(config(&["--pod-eviction-timeout", "5 minutes"]).is_err());
+        assert!(
+            config(&["--node-monitor-period", "0s"]).is_err(),
+            "would spin"
+        );
+        assert!(config(&["--default-unreachable-toleration-seconds", "-1"]).is_err());
+        let c = config(&[
+            "--node-monitor-period",
+            "500ms",
+            "--default-unreachable-toleration-seconds",
+            "300",
+            "--default-not-ready-toleration-seconds",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.node_monitor_period, Duration::from_millis(500));
+        assert_eq!(c.default_tolerations.unreachable, 300);
+        assert_eq!(c.default_tolerations.not_ready, 0);
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     }
 

@@ -151,7 +151,7 @@ impl Registry {
             def,
             allocators: &self.allocators,
             heartbeats: &self.heartbeats,
-            default_toleration_seconds: self.default_toleration_seconds,
+            default_tolerations: self.default_tolerations,
             cluster_cidr: self.cluster_cidr,
             event_rate_limit: &self.event_rate_limit,
             rbac: &self.rbac,

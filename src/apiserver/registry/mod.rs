@@ -120,7 +120,7 @@ pub struct Registry {
     /// `tolerationSeconds` given to pods for the not-ready/unreachable NoExecute taints
     /// they do not tolerate themselves (upstream's DefaultTolerationSeconds admission):
     /// how long pods stay on a lost node before they are evicted.
-    pub default_toleration_seconds: i64,
+    pub default_tolerations: defaults::DefaultTolerations,
     /// The cluster's pod network (`--cluster-cidr`): a Node's podCIDRs must lie inside.
     /// `None` (tests) checks nothing.
     pub cluster_cidr: Option<Ipv4Net>,
@@ -151,7 +151,7 @@ impl Registry {
             store,
             allocators,
             heartbeats: Arc::new(Heartbeats::new()),
-            default_toleration_seconds: defaults::DEFAULT_NOT_READY_TOLERATION_SECONDS,
+            default_tolerations: defaults::DefaultTolerations::default(),
             cluster_cidr: None,
             event_rate_limit: EventRateLimit::default(),
             catalog: Catalog::new(),

@@ -74,7 +74,7 @@ pub struct Context<'a> {
     pub allocators: &'a Allocators,
     pub heartbeats: &'a Heartbeats,
     /// `tolerationSeconds` for the not-ready/unreachable tolerations pods get by default.
-    pub default_toleration_seconds: i64,
+    pub default_tolerations: crate::api::defaults::DefaultTolerations,
     /// The cluster's pod network (`--cluster-cidr`), when known.
     pub cluster_cidr: Option<Ipv4Net>,
     /// The per-node event rate limit.
