@@ -93,6 +93,10 @@ pub struct ServerArgs {
     /// node before they are deleted (pods get a 300s toleration by default).
     #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// How often the built-in resource metrics (`kubectl top`, autoscalers) scrape each
+    /// node's kubelet, as metrics-server's flag; `0s` turns the collection off.
+    #[arg(long, env = "ORC_METRIC_RESOLUTION", default_value = "15s", value_parser = parse_duration)]
+    pub metric_resolution: Duration,
     /// Which objects record `metadata.managedFields` on every write: `applied` (objects
     /// once written by server-side apply; others stay untracked like objects older than
     /// server-side apply upstream, at no cost) or `all` (as upstream: every object,
@@ -152,6 +156,8 @@ pub struct ServerConfig {
     pub advertise_ip: IpAddr,
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
+    /// How often kubelets are scraped for resource metrics (zero: never).
+    pub metric_resolution: Duration,
     pub node_certificate_validity: Duration,
     /// Every object records managedFields (`--managed-fields all`).
     pub managed_fields_for_all: bool,
@@ -269,6 +275,7 @@ impl ServerArgs {
             advertise_ip,
             node_monitor_grace_period: self.node_monitor_grace_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            metric_resolution: self.metric_resolution,
             node_certificate_validity: self.node_certificate_validity,
             managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
@@ -486,6 +493,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
     ));
     tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
+    if !config.metric_resolution.is_zero() {
+        tokio::spawn(apiserver::resource_metrics::collect(
+            ctx.clone(),
+            config.metric_resolution,
+        ));
+    }
     controllers.spawn(controllers::manifests::run(
         registry.clone(),
         server_dir.join("manifests"),
