@@ -229,7 +229,11 @@ pub fn to_v1(v2: &Value) -> Value {
         .cloned()
         .unwrap_or_default();
     let mut current_others = Vec::new();
-    for m in &current {
+    // A metric that could not be read is an empty status in v2; v1 leaves it out.
+    for m in current
+        .iter()
+        .filter(|m| m["type"].as_str().is_some_and(|t| !t.is_empty()))
+    {
         let utilization = &m["resource"]["current"]["averageUtilization"];
         if m["type"] == "Resource" && m["resource"]["name"] == "cpu" && !utilization.is_null() {
             out["status"]["currentCPUUtilizationPercentage"] = utilization.clone();
