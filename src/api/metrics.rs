@@ -91,8 +91,16 @@ pub enum ParseError {
     },
 }
 
+/// One line of the Prometheus text format.
+struct Sample<'a> {
+    name: &'a str,
+    labels: BTreeMap<String, String>,
+    value: f64,
+    timestamp: Option<i64>,
+}
+
 /// Splits `name{labels} value [timestamp]` into its parts; labels unescaped.
-fn parse_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64, Option<i64>)> {
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
     let (name, rest) = match line.find(['{', ' ']) {
         Some(i) => line.split_at(i),
         None => return None,
@@ -157,7 +165,12 @@ fn parse_sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64, Opti
         Some(t) => Some(t.parse().ok()?),
         None => None,
     };
-    Some((name, labels, value, timestamp))
+    Some(Sample {
+        name,
+        labels,
+        value,
+        timestamp,
+    })
 }
 
 /// Parses a kubelet's `/metrics/resource`; samples without a timestamp are taken at
@@ -175,8 +188,12 @@ pub fn parse_scrape(text: &str, now_ms: i64) -> Result<Scrape, ParseError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (name, labels, value, ts) =
-            parse_sample(line).ok_or(ParseError::Malformed { line: i + 1 })?;
+        let Sample {
+            name,
+            labels,
+            value,
+            timestamp: ts,
+        } = parse_sample(line).ok_or(ParseError::Malformed { line: i + 1 })?;
         let ts = ts.unwrap_or(now_ms);
         let label = |l: &'static str| {
             labels.get(l).cloned().ok_or(ParseError::MissingLabel {
@@ -347,7 +364,7 @@ pub fn go_duration(ms: i64) -> String {
 pub fn cpu_quantity(nano_cores: u64) -> Quantity {
     let text = [(1_000_000_000, ""), (1_000_000, "m"), (1_000, "u")]
         .iter()
-        .find(|(unit, _)| nano_cores % unit == 0)
+        .find(|(unit, _)| nano_cores.is_multiple_of(*unit))
         .map(|(unit, suffix)| format!("{}{suffix}", nano_cores / unit))
         .unwrap_or_else(|| format!("{nano_cores}n"));
     Quantity(text)
@@ -357,7 +374,7 @@ pub fn cpu_quantity(nano_cores: u64) -> Quantity {
 pub fn memory_quantity(bytes: u64) -> Quantity {
     let text = [(1u64 << 30, "Gi"), (1 << 20, "Mi"), (1 << 10, "Ki")]
         .iter()
-        .find(|(unit, _)| bytes != 0 && bytes % unit == 0)
+        .find(|(unit, _)| bytes != 0 && bytes.is_multiple_of(*unit))
         .map(|(unit, suffix)| format!("{}{suffix}", bytes / unit))
         .unwrap_or_else(|| bytes.to_string());
     Quantity(text)
