@@ -16,6 +16,7 @@ pub mod node;
 pub mod pod_routes;
 pub mod proxy;
 pub mod runtime;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

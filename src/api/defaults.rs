@@ -71,6 +71,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Endpoints" => endpoints_defaults(obj),
         "NetworkPolicy" => network_policy_defaults(obj),
         "LimitRange" => super::limit_range::default_limit_range(obj),
+        "HorizontalPodAutoscaler" => super::autoscaling::hpa_defaults(obj),
         "PriorityClass" => {
             if let Some(pc) = obj.as_object_mut() {
                 default_to(pc, "preemptionPolicy", json!("PreemptLowerPriority"));

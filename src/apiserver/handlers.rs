@@ -464,6 +464,9 @@ async fn resource(
         )));
     }
     let ns = r.namespace.as_deref();
+    if super::resource_metrics::is_metrics(def) {
+        return super::resource_metrics::serve(ctx, def, ns, r.name.as_deref(), &query);
+    }
     let as_table = match table::negotiated_table_version(header_str(&req, header::ACCEPT)) {
         Some(version) => Some(TableRequest {
             version,

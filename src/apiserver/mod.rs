@@ -21,6 +21,7 @@ pub mod quota;
 pub mod rbac;
 pub mod registry;
 pub mod request;
+pub mod resource_metrics;
 pub mod response;
 pub mod reviews;
 pub mod router;

@@ -109,6 +109,10 @@ pub struct ServerArgs {
     /// a pod brings its own) stay on a lost or not-ready node before they are deleted.
     #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// How often the built-in resource metrics (`kubectl top`, autoscalers) scrape each
+    /// node's kubelet, as metrics-server's flag; `0s` turns the collection off.
+    #[arg(long, env = "ORC_METRIC_RESOLUTION", default_value = "15s", value_parser = parse_duration)]
+    pub metric_resolution: Duration,
     /// Which objects record `metadata.managedFields` on every write: `applied` (objects
     /// once written by server-side apply; others stay untracked like objects older than
     /// server-side apply upstream, at no cost) or `all` (as upstream: every object,
@@ -178,6 +182,8 @@ pub struct ServerConfig {
     pub node_monitor_period: Duration,
     pub pod_eviction_timeout: Duration,
     pub default_tolerations: crate::api::defaults::DefaultTolerations,
+    /// How often kubelets are scraped for resource metrics (zero: never).
+    pub metric_resolution: Duration,
     pub node_certificate_validity: Duration,
     /// Every object records managedFields (`--managed-fields all`).
     pub managed_fields_for_all: bool,
@@ -302,6 +308,7 @@ impl ServerArgs {
                 not_ready: self.default_not_ready_toleration_seconds,
                 unreachable: self.default_unreachable_toleration_seconds,
             },
+            metric_resolution: self.metric_resolution,
             node_certificate_validity: self.node_certificate_validity,
             managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
@@ -548,6 +555,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
     ));
     tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
+    if !config.metric_resolution.is_zero() {
+        tokio::spawn(apiserver::resource_metrics::collect(
+            ctx.clone(),
+            config.metric_resolution,
+        ));
+    }
     controllers.spawn(controllers::manifests::run(
         registry.clone(),
         server_dir.join("manifests"),

@@ -17,6 +17,7 @@ pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
 pub mod history;
+pub mod hpa;
 pub mod ingress;
 pub mod job;
 pub mod local_path;
@@ -129,6 +130,11 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(statefulset::run(client.clone(), config.clock.clone()));
     set.spawn(disruption::run(client.clone(), config.clock.clone()));
     set.spawn(daemonset::run(client.clone(), config.clock.clone()));
+    set.spawn(hpa::run(
+        client.clone(),
+        config.clock.clone(),
+        hpa::SYNC_PERIOD,
+    ));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }

@@ -470,6 +470,7 @@ mod tests {
             pods_dir: "/nonexistent".into(),
             netns_dir: "/nonexistent".into(),
             runtime: runtime.clone(),
+            cgroups: crate::agent::stats::CgroupReader::new("/nonexistent"),
         };
         endpoint.pods.write().unwrap().insert(
             ("ns".into(), "p".into()),

@@ -488,6 +488,7 @@ pub async fn run(
             pods_dir: shared.config.pods_dir(),
             netns_dir: shared.config.netns_dir(),
             runtime: shared.runtime.clone(),
+            cgroups: crate::agent::stats::CgroupReader::new(shared.config.cgroup_root.clone()),
         };
         tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));
     }

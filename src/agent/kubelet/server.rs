@@ -1,7 +1,8 @@
 //! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
 //! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
-//! `exec`), `/attach/…`, `/portForward/{namespace}/{pod}` (see `portforward`) and `/healthz`. Only clients with a cluster-CA certificate of the API server's kubelet-client
+//! `exec`), `/attach/…`, `/portForward/{namespace}/{pod}` (see `portforward`), `/metrics/resource` (see
+//! `agent::stats`) and `/healthz`. Only clients with a cluster-CA certificate of the API server's kubelet-client
 //! identity (or of an admin, `system:masters`) are served; nodes are not.
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct Endpoint {
     /// Where pods' network namespaces are (a file named by the pod uid), for port-forward.
     pub netns_dir: PathBuf,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// Where resource usage is read for `/metrics/resource`.
+    pub cgroups: crate::agent::stats::CgroupReader,
 }
 
 pub fn empty() -> Body {
@@ -244,11 +247,46 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
                 .await
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
         }
+        ["metrics", "resource"] => resource_metrics(&endpoint).await,
         ["portForward", namespace, pod] => {
             portforward::port_forward(req, &endpoint, namespace, pod)
                 .unwrap_or_else(|e| text(e.status(), &e.to_string()))
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// `/metrics/resource`: the node's, pods' and containers' CPU and memory (upstream's
+/// resource metrics endpoint, scraped by the API server's collector).
+async fn resource_metrics(endpoint: &Endpoint) -> Response<Body> {
+    let containers = match endpoint.runtime.list_containers().await {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("list containers: {e}"),
+            )
+        }
+    };
+    let reader = endpoint.cgroups.clone();
+    let now = Utc::now();
+    let sample =
+        tokio::task::spawn_blocking(move || crate::agent::stats::sample(&reader, &containers, now))
+            .await;
+    match sample {
+        Ok(sample) => {
+            let mut resp =
+                Response::new(Full::new(Bytes::from(crate::agent::stats::render(&sample))).boxed());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("read cgroups: {e}"),
+        ),
     }
 }
 

@@ -27,7 +27,6 @@ use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::now;
 pub use kinds::crd::CLEANUP_FINALIZER;
-pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
 pub use kinds::priority_class::{priority_classes, system_priority_classes};
 pub use managed::manager_from_user_agent;
@@ -143,6 +142,19 @@ pub struct Registry {
     /// The RBAC policy in memory: the authorizer, and the escalation checks of RBAC
     /// writes (fed by `Rbac::load` and `Rbac::run`).
     pub rbac: Arc<crate::apiserver::rbac::Rbac>,
+    /// The nodes' last resource-metrics scrapes and rates (`metrics.k8s.io`, fed by
+    /// `resource_metrics::collect`; empty until it runs).
+    pub resource_metrics: Arc<crate::apiserver::resource_metrics::ResourceMetrics>,
+}
+
+/// A stored object as a client of version `def` sees it: custom objects in any served
+/// version, HorizontalPodAutoscalers as `autoscaling/v1`.
+pub fn in_version(def: &ResourceDef, kv: KeyValue) -> KeyValue {
+    if kinds::hpa::is_v1(def) {
+        kinds::hpa::v1_view(kv)
+    } else {
+        kinds::custom::in_version(def, kv)
+    }
 }
 
 impl Registry {
@@ -160,6 +172,7 @@ impl Registry {
             service_account_tokens: None,
             webhooks: Arc::new(Webhooks::default()),
             rbac: Arc::default(),
+            resource_metrics: Arc::default(),
         };
         registry.reclaim_allocations();
         registry

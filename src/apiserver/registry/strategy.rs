@@ -328,6 +328,12 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
+        ("autoscaling", "HorizontalPodAutoscaler") if def.version == "v1" => {
+            &super::kinds::hpa::HorizontalPodAutoscalerV1Strategy
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            &super::kinds::hpa::HorizontalPodAutoscalerStrategy
+        }
         ("networking.k8s.io", "NetworkPolicy") => &NetworkPolicyStrategy,
         ("", "ResourceQuota") => &ResourceQuotaStrategy,
         ("", "LimitRange") => &LimitRangeStrategy,
