@@ -470,6 +470,7 @@ mod tests {
             pods_dir: "/nonexistent".into(),
             netns_dir: "/nonexistent".into(),
             runtime: runtime.clone(),
+            metrics: crate::metrics::NodeMetrics::new(),
         };
         endpoint.pods.write().unwrap().insert(
             ("ns".into(), "p".into()),

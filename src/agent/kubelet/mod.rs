@@ -108,6 +108,8 @@ pub struct Shared {
     pub tokens: tokens::TokenManager,
     /// Evictions ordered by the node-pressure eviction manager.
     pub evictions: Arc<evictions::Evictions>,
+    /// What the kubelet's `/metrics` serves.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 struct WorkerHandle {
@@ -427,6 +429,7 @@ pub async fn run(
             pods_dir: shared.config.pods_dir(),
             netns_dir: shared.config.netns_dir(),
             runtime: shared.runtime.clone(),
+            metrics: shared.metrics.clone(),
         };
         tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));
     }

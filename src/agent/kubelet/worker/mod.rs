@@ -99,6 +99,8 @@ pub struct PodWorker {
     evicted_at: Option<DateTime<Utc>>,
     /// The last container status read failed (the runtime may be down).
     status_failing: bool,
+    /// When this kubelet first saw the pod (`kubelet_pod_start_duration_seconds`).
+    seen: std::time::Instant,
 }
 
 fn record_for(spec: &Value) -> ContainerRecord {
@@ -166,6 +168,7 @@ impl PodWorker {
             stopped: false,
             evicted_at: None,
             status_failing: false,
+            seen: std::time::Instant::now(),
         };
         worker.adopt(adopted);
         worker

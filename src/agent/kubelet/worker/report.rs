@@ -65,8 +65,13 @@ impl PodWorker {
             .map(|(k, _)| k)
             .collect();
         debug!(pod = %self.name(), ?changed, "posting pod status");
+        let previous = self.last_posted.as_ref().unwrap_or(&self.pod["status"]);
+        let began_running = status["phase"] == "Running" && previous["phase"] != "Running";
         match self.shared.api.patch_status(&ns, &name, &status).await {
             Ok(()) => {
+                if began_running {
+                    self.shared.metrics.observe_pod_start(self.seen.elapsed());
+                }
                 debug!(pod = %self.name(), phase = %status["phase"], "pod status updated");
                 self.last_posted = Some(status);
             }
