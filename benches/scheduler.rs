@@ -159,7 +159,10 @@ async fn run_once(nodes: usize, pods: usize) -> (Duration, usize, usize) {
         .prefix();
     let (_, _, mut watch) = registry.snapshot_and_watch(&pods_prefix);
     let started = Instant::now();
-    let scheduler = tokio::spawn(orc::controllers::scheduler::run(registry.clone()));
+    let scheduler = tokio::spawn(orc::controllers::scheduler::run(
+        registry.clone(),
+        orc::metrics::SchedulerMetrics::default(),
+    ));
     let mut bound = std::collections::HashSet::new();
     let mut per_node: std::collections::HashMap<String, usize> = Default::default();
     let deadline = tokio::time::sleep(RUN_LIMIT);
@@ -200,7 +203,10 @@ async fn run_rc(nodes: usize, pods: usize) -> (Duration, usize, usize) {
         &orc::controllers::replication::REPLICATION_CONTROLLER,
         Arc::new(orc::controllers::clock::RealClock),
     ));
-    let scheduler = tokio::spawn(orc::controllers::scheduler::run(registry.clone()));
+    let scheduler = tokio::spawn(orc::controllers::scheduler::run(
+        registry.clone(),
+        orc::metrics::SchedulerMetrics::default(),
+    ));
     let pods_prefix = resources::by_plural("", "v1", "pods")
         .expect("served")
         .prefix();

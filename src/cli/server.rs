@@ -437,10 +437,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Some((transformer, lock)) => (transformer, Some(lock)),
         None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
     };
+    let metrics = crate::metrics::ServerMetrics::new(Some(config.db_path.clone()));
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
             .with_context(|| format!("open datastore {}", config.db_path.display()))?,
     );
+    let store: Arc<dyn Store> = Arc::new(crate::store::instrumented::Instrumented::new(
+        store,
+        metrics.datastore.clone(),
+    ));
     let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
         .context("set up the cluster CA and certificates")?
         .with_node_cert_validity(config.node_certificate_validity);
@@ -523,6 +528,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         },
         watches: apiserver::watch::WatchLimiter::new(config.max_watches_per_user),
         rbac: registry.rbac.clone(),
+        metrics: metrics.clone(),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
@@ -540,6 +546,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             local_storage_path: config.local_storage_path.clone(),
             create_ingress_class: config.create_ingress_class,
             service_lb: config.service_lb,
+            scheduler_metrics: metrics.scheduler.clone(),
+            workqueue_metrics: metrics.workqueue.clone(),
             ..Default::default()
         },
     );

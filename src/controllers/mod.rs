@@ -75,6 +75,10 @@ pub struct Config {
     /// Whether the built-in ServiceLB serves LoadBalancer Services (`false`:
     /// `--disable-servicelb`).
     pub service_lb: bool,
+    /// Where the scheduler counts its attempts (`/metrics`).
+    pub scheduler_metrics: crate::metrics::SchedulerMetrics,
+    /// Where the controllers' work queues report (`/metrics`).
+    pub workqueue_metrics: crate::metrics::WorkQueueMetrics,
 }
 
 impl Default for Config {
@@ -90,13 +94,15 @@ impl Default for Config {
             local_storage_path: None,
             create_ingress_class: false,
             service_lb: true,
+            scheduler_metrics: Default::default(),
+            workqueue_metrics: Default::default(),
         }
     }
 }
 
 /// Starts every controller on `client`; they run until the returned set is aborted.
 pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
-    let mut set = JoinSet::new();
+    let mut set = Spawner::new(config.workqueue_metrics.clone());
     set.spawn(namespace::run(client.clone()));
     set.spawn(clusterrole_aggregation::run(client.clone()));
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
@@ -151,6 +157,26 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     if config.service_lb {
         set.spawn(service_lb::run(client.clone()));
     }
-    set.spawn(scheduler::run(client));
-    set
+    set.spawn(scheduler::run(client, config.scheduler_metrics));
+    set.tasks
+}
+
+/// A `JoinSet` whose tasks see the work queue metrics ([`framework::workers::QUEUE_METRICS`]).
+struct Spawner {
+    tasks: JoinSet<()>,
+    metrics: crate::metrics::WorkQueueMetrics,
+}
+
+impl Spawner {
+    fn new(metrics: crate::metrics::WorkQueueMetrics) -> Spawner {
+        Spawner {
+            tasks: JoinSet::new(),
+            metrics,
+        }
+    }
+
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let scoped = framework::workers::QUEUE_METRICS.scope(self.metrics.clone(), task);
+        self.tasks.spawn(scoped);
+    }
 }

@@ -471,6 +471,7 @@ mod tests {
             netns_dir: "/nonexistent".into(),
             runtime: runtime.clone(),
             cgroups: crate::agent::stats::CgroupReader::new("/nonexistent"),
+            metrics: crate::metrics::NodeMetrics::new(),
         };
         endpoint.pods.write().unwrap().insert(
             ("ns".into(), "p".into()),

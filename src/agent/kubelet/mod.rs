@@ -109,6 +109,8 @@ pub struct Shared {
     pub tokens: tokens::TokenManager,
     /// Evictions ordered by the node-pressure eviction manager.
     pub evictions: Arc<evictions::Evictions>,
+    /// What the kubelet's `/metrics` serves.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 struct WorkerHandle {
@@ -489,6 +491,7 @@ pub async fn run(
             netns_dir: shared.config.netns_dir(),
             runtime: shared.runtime.clone(),
             cgroups: crate::agent::stats::CgroupReader::new(shared.config.cgroup_root.clone()),
+            metrics: shared.metrics.clone(),
         };
         tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));
     }

@@ -56,6 +56,7 @@ fn harness() -> Harness {
         api: api.clone(),
         tokens: Default::default(),
         evictions: Default::default(),
+        metrics: crate::metrics::NodeMetrics::new(),
     });
     Harness {
         shared,
@@ -1082,6 +1083,7 @@ async fn pods_over_max_pods_are_rejected_with_out_of_pods() {
         api: h.api.clone(),
         tokens: Default::default(),
         evictions: Default::default(),
+        metrics: crate::metrics::NodeMetrics::new(),
     });
     let mut kubelet = Kubelet::new(shared);
     let mut second = pod("u2", "Always", "sleep 1000");

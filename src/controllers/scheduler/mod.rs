@@ -37,6 +37,7 @@ use crate::api::status::ApiError;
 use crate::apiserver::registry::set_condition;
 use crate::controllers::events::{Recorder, NORMAL, WARNING};
 use crate::controllers::framework::{object_key, split_key, Client};
+use crate::metrics::{ScheduleResult, SchedulerMetrics};
 use crate::store::{EventType, KeyValue};
 
 use filters::{can_schedule, fit_error, Reason};
@@ -866,6 +867,7 @@ fn pick_best(scores: &[i64]) -> usize {
 struct Context {
     client: Arc<dyn Client>,
     recorder: Recorder,
+    metrics: SchedulerMetrics,
 }
 
 /// Runs the scheduler until aborted.
@@ -873,10 +875,11 @@ struct Context {
 /// Unlike the other controllers it keeps its own queue of pods (active, backing off,
 /// unschedulable) and its own cache of what is placed where, as upstream's scheduler
 /// does; it reads and writes through the same `Client`.
-pub async fn run(client: Arc<dyn Client>) {
+pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), DEFAULT_SCHEDULER_NAME),
         client,
+        metrics,
     });
     let nodes_def = resources::by_plural("", "v1", "nodes").expect("served");
     let pods_def = resources::by_plural("", "v1", "pods").expect("served");
@@ -992,10 +995,11 @@ pub async fn run(client: Arc<dyn Client>) {
                 }
                 _ = flush.tick() => cache.flush_unschedulable(Instant::now()),
                 _ = std::future::ready(()), if can_act => {
-                    if let Some(action) = cache.next_action(Instant::now()) {
+                    let started = Instant::now();
+                    if let Some(action) = cache.next_action(started) {
                         in_flight += 1;
                         let span = tracing::info_span!("reconcile", controller = DEFAULT_SCHEDULER_NAME, object = %action.key());
-                        tokio::spawn(perform(ctx.clone(), action, done_tx.clone()).instrument(span));
+                        tokio::spawn(perform(ctx.clone(), action, started, done_tx.clone()).instrument(span));
                     }
                 }
             }
@@ -1003,8 +1007,14 @@ pub async fn run(client: Arc<dyn Client>) {
     }
 }
 
-/// Performs one action and reports its outcome.
-async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<Outcome>) {
+/// Performs one action (decided at `started`) and reports its outcome.
+async fn perform(
+    ctx: Arc<Context>,
+    action: Action,
+    started: Instant,
+    done: mpsc::UnboundedSender<Outcome>,
+) {
+    let attempt = attempt_result(&action);
     let outcome = match action {
         Action::Bind {
             key,
@@ -1024,6 +1034,8 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
                     .record(&pod, WARNING, "FailedScheduling", &message)
                     .await;
                 let _ = done.send(Outcome::BindFailed { key, node, error });
+                ctx.metrics
+                    .observe_attempt(ScheduleResult::Error, started.elapsed());
                 return;
             }
             let binding = json!({
@@ -1086,8 +1098,24 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
             Outcome::Reported { key }
         }
     };
+    let result = match outcome {
+        Outcome::BindFailed { .. } => ScheduleResult::Error,
+        _ => attempt,
+    };
+    ctx.metrics.observe_attempt(result, started.elapsed());
     // The loop owns the receiver for as long as it runs.
     let _ = done.send(outcome);
+}
+
+/// How an attempt counts in `scheduler_schedule_attempts_total` if its writes succeed:
+/// a preemption, like a pod that fits nowhere, is `unschedulable`, as upstream.
+fn attempt_result(action: &Action) -> ScheduleResult {
+    match action {
+        Action::Bind { .. } => ScheduleResult::Scheduled,
+        Action::ReportUnschedulable { .. } | Action::Preempt { .. } => {
+            ScheduleResult::Unschedulable
+        }
+    }
 }
 
 /// Reason and message of the `DisruptionTarget` condition of a preempted pod (upstream).

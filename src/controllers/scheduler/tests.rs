@@ -234,7 +234,7 @@ fn def(plural: &str) -> &'static crate::api::resources::ResourceDef {
 /// A registry on the in-memory store with the scheduler running on it.
 async fn cluster() -> Cluster {
     let registry = testutil::registry().await;
-    let scheduler = tokio::spawn(run(registry.clone()));
+    let scheduler = tokio::spawn(run(registry.clone(), Default::default()));
     Cluster {
         registry,
         scheduler,

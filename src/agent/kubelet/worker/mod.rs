@@ -107,6 +107,8 @@ pub struct PodWorker {
     status_unposted: bool,
     /// Events to record once the sync has written the status.
     events_later: std::sync::Mutex<Vec<LaterEvent>>,
+    /// When this kubelet first saw the pod (`kubelet_pod_start_duration_seconds`).
+    seen: std::time::Instant,
 }
 
 /// An event queued until the status is written.
@@ -184,6 +186,7 @@ impl PodWorker {
             status_failing: false,
             status_unposted: false,
             events_later: Default::default(),
+            seen: std::time::Instant::now(),
         };
         worker.adopt(adopted);
         worker

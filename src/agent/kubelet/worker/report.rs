@@ -65,9 +65,14 @@ impl PodWorker {
             .map(|(k, _)| k)
             .collect();
         debug!(pod = %self.name(), ?changed, "posting pod status");
+        let previous = self.last_posted.as_ref().unwrap_or(&self.pod["status"]);
+        let began_running = status["phase"] == "Running" && previous["phase"] != "Running";
         let begun = std::time::Instant::now();
         match self.shared.api.patch_status(&ns, &name, &status).await {
             Ok(()) => {
+                if began_running {
+                    self.shared.metrics.observe_pod_start(self.seen.elapsed());
+                }
                 debug!(pod = %self.name(), phase = %status["phase"], ms = begun.elapsed().as_millis() as u64, "pod status updated");
                 self.last_posted = Some(status);
                 self.status_unposted = false;
