@@ -1048,6 +1048,7 @@ async fn perform(
                     // The bind is done: free its slot before the event is written.
                     let message = format!("Successfully assigned {ns}/{name} to {node}");
                     let _ = done.send(Outcome::Bound { key });
+                    ctx.metrics.observe_attempt(attempt, started.elapsed());
                     ctx.recorder
                         .record(&written.kv.value, NORMAL, "Scheduled", &message)
                         .await;
