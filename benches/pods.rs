@@ -388,6 +388,11 @@ fn watch_running(w: &World) -> (Child, mpsc::Receiver<(String, Instant)>) {
 }
 
 fn create_pod(w: &World, name: &str) {
+    kubectl_create(w, &pod_yaml(name), &format!("pod {name}"));
+}
+
+/// `kubectl create -f -` of `yaml`; `what` names it if kubectl fails.
+fn kubectl_create(w: &World, yaml: &str, what: &str) {
     use std::io::Write;
     let mut child = w
         .kubectl_cmd(&["create", "-f", "-"])
@@ -400,12 +405,12 @@ fn create_pod(w: &World, name: &str) {
         .stdin
         .take()
         .unwrap()
-        .write_all(pod_yaml(name).as_bytes())
+        .write_all(yaml.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "kubectl create pod {name}: {}",
+        "kubectl create {what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -505,32 +510,13 @@ fn clock_ticks_per_second() -> u64 {
 
 /// Creates pods `idle-{from}`..`idle-{to}` with one `kubectl create` of a YAML stream.
 fn create_idle_pods(w: &World, from: usize, to: usize) {
-    use std::io::Write;
     if from >= to {
         return;
     }
     let yaml: Vec<String> = (from..to)
         .map(|i| pod_yaml(&format!("idle-{i:03}")).replace("app: bench", "app: idle"))
         .collect();
-    let mut child = w
-        .kubectl_cmd(&["create", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kubectl create");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.join("---\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl create idle pods: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_create(w, &yaml.join("---\n"), "idle pods");
 }
 
 fn running_pods(w: &World, label: &str) -> usize {
