@@ -6,14 +6,7 @@
 
 mod support;
 use support::kubelet::*;
-
-/// The value of the sample whose name and labels are `series` (exactly), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
-    })
-}
+use support::metric_sample as sample;
 
 #[test]
 fn node_metrics_are_served_through_the_proxy_subresource() {

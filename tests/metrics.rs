@@ -8,15 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod support;
+use support::metric_sample as sample;
 use support::server::{kubectl_with, wait_for, Server};
-
-/// The value of the sample whose name and labels are `series` (exactly), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
-    })
-}
 
 fn scrape(server: &Server) -> String {
     server.ok(&["get", "--raw", "/metrics"])
