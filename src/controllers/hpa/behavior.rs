@@ -377,52 +377,47 @@ impl History {
     }
 
     fn scale_up_limit(&self, rules: &Rules, current: i32, now: DateTime<Utc>) -> i32 {
-        let pick: fn(i32, i32) -> i32 = match rules.select_policy {
-            SelectPolicy::Disabled => return current,
-            SelectPolicy::Min => i32::min,
-            SelectPolicy::Max => i32::max,
-        };
-        let mut result = if rules.select_policy == SelectPolicy::Min {
-            i32::MAX
-        } else {
-            i32::MIN
-        };
-        for p in &rules.policies {
-            let start = self.period_start(p, current, now);
-            let proposed = match p.kind {
-                PolicyType::Pods => start.saturating_add(p.value),
-                PolicyType::Percent => {
-                    (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
-                }
-            };
-            result = pick(result, proposed);
-        }
-        result
+        self.policy_limit(rules, current, now, true, |start, p| match p.kind {
+            PolicyType::Pods => start.saturating_add(p.value),
+            PolicyType::Percent => {
+                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
+            }
+        })
     }
 
     fn scale_down_limit(&self, rules: &Rules, current: i32, now: DateTime<Utc>) -> i32 {
-        // Min picks the smallest change, i.e. the largest floor.
-        let pick: fn(i32, i32) -> i32 = match rules.select_policy {
+        self.policy_limit(rules, current, now, false, |start, p| match p.kind {
+            PolicyType::Pods => start - p.value,
+            PolicyType::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
+        })
+    }
+
+    /// The bound the policies allow (`propose` gives one policy's bound from the replicas
+    /// at the start of its period): Min selects the smallest change — the lowest ceiling
+    /// going up, the highest floor going down — and Max the largest.
+    fn policy_limit(
+        &self,
+        rules: &Rules,
+        current: i32,
+        now: DateTime<Utc>,
+        up: bool,
+        propose: impl Fn(i32, &Policy) -> i32,
+    ) -> i32 {
+        let smallest_change = match rules.select_policy {
             SelectPolicy::Disabled => return current,
-            SelectPolicy::Min => i32::max,
-            SelectPolicy::Max => i32::min,
+            SelectPolicy::Min => true,
+            SelectPolicy::Max => false,
         };
-        let mut result = if rules.select_policy == SelectPolicy::Min {
-            i32::MIN
+        let (pick, none): (fn(i32, i32) -> i32, i32) = if smallest_change == up {
+            (i32::min, i32::MAX)
         } else {
-            i32::MAX
+            (i32::max, i32::MIN)
         };
-        for p in &rules.policies {
-            let start = self.period_start(p, current, now);
-            let proposed = match p.kind {
-                PolicyType::Pods => start - p.value,
-                PolicyType::Percent => {
-                    (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32
-                }
-            };
-            result = pick(result, proposed);
-        }
-        result
+        rules
+            .policies
+            .iter()
+            .map(|p| propose(self.period_start(p, current, now), p))
+            .fold(none, pick)
     }
 }
 
