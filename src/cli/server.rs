@@ -14,6 +14,7 @@ use crate::apiserver::registry::Registry;
 use crate::apiserver::{self, ApiContext};
 use crate::controllers;
 use crate::store::cache::HistoryLimits;
+use crate::store::etcd::{self as etcd_store, EtcdConfig, EtcdStore};
 use crate::store::sqlite::{self, Contents, SqliteStore};
 use crate::store::Store;
 use crate::tls;
@@ -71,9 +72,22 @@ pub struct ServerArgs {
     /// Cluster domain for DNS names.
     #[arg(long, env = "ORC_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
-    /// Datastore: sqlite://PATH (default: <data-dir>/server/db/state.db).
+    /// Datastore: sqlite://PATH (default: <data-dir>/server/db/state.db), or an etcd v3
+    /// cluster as etcd://HOST:PORT[,HOST:PORT…] (https://… or http://… as k3s).
     #[arg(long, env = "ORC_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: Option<String>,
+    /// CA bundle verifying the etcd members' certificates (https endpoints).
+    #[arg(long, env = "ORC_DATASTORE_CAFILE")]
+    pub datastore_cafile: Option<PathBuf>,
+    /// Client certificate presented to etcd (with --datastore-keyfile).
+    #[arg(long, env = "ORC_DATASTORE_CERTFILE")]
+    pub datastore_certfile: Option<PathBuf>,
+    /// Key of --datastore-certfile.
+    #[arg(long, env = "ORC_DATASTORE_KEYFILE")]
+    pub datastore_keyfile: Option<PathBuf>,
+    /// How long a start retries an unreachable etcd before giving up (e.g. 30s).
+    #[arg(long, env = "ORC_DATASTORE_RETRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub datastore_retry_timeout: Duration,
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san", env = "ORC_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
@@ -170,6 +184,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub kubeconfig: PathBuf,
     pub db_path: PathBuf,
+    /// The etcd datastore (`--datastore-endpoint etcd://…`); `None`: SQLite at `db_path`.
+    pub etcd: Option<EtcdConfig>,
     pub service_cidr: Ipv4Net,
     pub cluster_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
@@ -211,16 +227,37 @@ pub struct ServerConfig {
 impl ServerArgs {
     /// Checks the flags and derives the paths and addresses the server uses.
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
-        let db_path = match self.datastore_endpoint.as_deref() {
-            None | Some("") => self.data_dir.join("server/db/state.db"),
-            Some(ep) if ep.starts_with("sqlite://") => PathBuf::from(&ep["sqlite://".len()..]),
-            Some(ep) if ep.starts_with("etcd://") => bail!(
-                "--datastore-endpoint {ep}: the etcd datastore is not available in this build; use sqlite:// or omit the flag"
-            ),
+        let default_db = self.data_dir.join("server/db/state.db");
+        let (db_path, etcd) = match self.datastore_endpoint.as_deref() {
+            None | Some("") => (default_db, None),
+            Some(ep) if ep.starts_with("sqlite://") => {
+                (PathBuf::from(&ep["sqlite://".len()..]), None)
+            }
+            Some(ep)
+                if ep.starts_with("etcd://")
+                    || ep.starts_with("https://")
+                    || ep.starts_with("http://") =>
+            {
+                let etcd = EtcdConfig::parse(
+                    ep,
+                    self.datastore_cafile.clone(),
+                    self.datastore_certfile.clone(),
+                    self.datastore_keyfile.clone(),
+                    self.datastore_retry_timeout,
+                )?;
+                (default_db, Some(etcd))
+            }
             Some(ep) => bail!(
                 "--datastore-endpoint {ep}: unsupported scheme; use sqlite://PATH or etcd://HOST:PORT"
             ),
         };
+        if etcd.is_none()
+            && (self.datastore_cafile.is_some()
+                || self.datastore_certfile.is_some()
+                || self.datastore_keyfile.is_some())
+        {
+            bail!("--datastore-cafile, --datastore-certfile and --datastore-keyfile need an etcd --datastore-endpoint");
+        }
         if self
             .token
             .as_deref()
@@ -293,6 +330,7 @@ impl ServerArgs {
             listen: SocketAddr::new(self.bind_address, self.https_port),
             kubeconfig: self.write_kubeconfig,
             db_path,
+            etcd,
             service_cidr: self.service_cidr,
             cluster_cidr: self.cluster_cidr,
             cluster_dns: self.cluster_dns,
@@ -421,7 +459,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     for dir in [
         Some(config.data_dir.as_path()),
         Some(server_dir.as_path()),
-        config.db_path.parent(),
+        config.db_path.parent().filter(|_| config.etcd.is_none()),
     ]
     .into_iter()
     .flatten()
@@ -429,7 +467,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     {
         create_private_dir(dir, dir.starts_with(&config.data_dir))?;
     }
-    check_datastore_matches_credentials(&config, &server_dir)?;
+    // An etcd datastore is reached (with bounded retries) and inspected before any
+    // credentials are created; it is claimed for this cluster's CA further down.
+    let etcd_client = match &config.etcd {
+        None => {
+            check_datastore_matches_credentials(&config, &server_dir)?;
+            None
+        }
+        Some(etcd) => Some(check_etcd_matches_credentials(etcd, &server_dir).await?),
+    };
     let encryption =
         super::secrets_encrypt::server_encryption(&config.data_dir, config.secrets_encryption)
             .context("set up secrets encryption")?;
@@ -437,18 +483,38 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Some((transformer, lock)) => (transformer, Some(lock)),
         None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
     };
-    let metrics = crate::metrics::ServerMetrics::new(Some(config.db_path.clone()));
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
-            .with_context(|| format!("open datastore {}", config.db_path.display()))?,
-    );
+    let metrics =
+        crate::metrics::ServerMetrics::new(config.etcd.is_none().then(|| config.db_path.clone()));
+    // The etcd marker names the cluster by its CA: the CA comes first there.
+    let mut pki = None;
+    let store: Arc<dyn Store> = match (&config.etcd, etcd_client) {
+        (Some(etcd), Some(client)) => {
+            let loaded = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
+                .context("set up the cluster CA and certificates")?;
+            let ca_hash = tls::ca_hash(loaded.ca_cert_pem());
+            pki = Some(loaded);
+            etcd_store::claim(&client, etcd, &ca_hash).await?;
+            Arc::new(
+                EtcdStore::open_claimed(client, etcd.clone(), transformer, config.history_limits)
+                    .await
+                    .with_context(|| format!("open the etcd datastore {}", etcd.describe()))?,
+            )
+        }
+        _ => Arc::new(
+            SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
+                .with_context(|| format!("open datastore {}", config.db_path.display()))?,
+        ),
+    };
     let store: Arc<dyn Store> = Arc::new(crate::store::instrumented::Instrumented::new(
         store,
         metrics.datastore.clone(),
     ));
-    let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
-        .context("set up the cluster CA and certificates")?
-        .with_node_cert_validity(config.node_certificate_validity);
+    let pki = match pki {
+        Some(pki) => pki,
+        None => tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
+            .context("set up the cluster CA and certificates")?,
+    }
+    .with_node_cert_validity(config.node_certificate_validity);
     let token = tls::load_or_create_token(
         &server_dir.join("token"),
         pki.ca_cert_pem(),
@@ -690,6 +756,35 @@ fn check_datastore_matches_credentials(
     )
 }
 
+/// Connects to the etcd datastore (retrying, bounded) and refuses what cannot be this
+/// cluster's: another application's keys, or an empty etcd while this data dir holds
+/// cluster credentials (its cluster's state would be lost: an empty new cluster would
+/// silently replace it). Whether a marked etcd is this cluster's is checked against the
+/// CA once it is loaded.
+async fn check_etcd_matches_credentials(
+    etcd: &EtcdConfig,
+    server_dir: &Path,
+) -> anyhow::Result<etcd_client::Client> {
+    let client = etcd_store::connect(etcd).await?;
+    let contents = etcd_store::inspect(&client, etcd).await?;
+    let has_credentials = server_dir.join("token").exists()
+        || std::fs::read_dir(server_dir.join("tls")).is_ok_and(|mut e| e.next().is_some());
+    match contents {
+        etcd_store::Contents::Foreign { keys } => Err(crate::store::StoreError::ForeignEtcd {
+            endpoints: etcd.describe(),
+            keys,
+        }
+        .into()),
+        etcd_store::Contents::Empty if has_credentials => bail!(
+            "etcd {} is empty but {} holds this cluster's credentials: its state is not in this etcd; point --datastore-endpoint at the cluster's etcd, or remove {} to start a new cluster",
+            etcd.describe(),
+            server_dir.display(),
+            server_dir.display()
+        ),
+        _ => Ok(client),
+    }
+}
+
 fn kubeconfig_host(config: &ServerConfig) -> String {
     if config.listen.ip().is_unspecified() {
         "127.0.0.1".to_string()
@@ -853,5 +948,20 @@ mod tests {
         assert_eq!(c.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         let c = config(&["--datastore-endpoint", "sqlite:///tmp/a.db"]).unwrap();
         assert_eq!(c.db_path, PathBuf::from("/tmp/a.db"));
+        assert!(c.etcd.is_none());
+        let c = config(&[
+            "--datastore-endpoint",
+            "etcd://127.0.0.1:2379,127.0.0.2:2379",
+        ])
+        .unwrap();
+        let etcd = c.etcd.expect("etcd datastore");
+        assert_eq!(
+            etcd.describe(),
+            "http://127.0.0.1:2379,http://127.0.0.2:2379"
+        );
+        let e = config(&["--datastore-endpoint", "etcd://a"]).unwrap_err();
+        assert!(e.to_string().contains("is not HOST:PORT"), "{e}");
+        let e = config(&["--datastore-cafile", "/tmp/ca.pem"]).unwrap_err();
+        assert!(e.to_string().contains("need an etcd"), "{e}");
     }
 }
