@@ -197,6 +197,35 @@ fn too_large(error: &etcd_client::Error) -> bool {
     matches!(error, etcd_client::Error::GRpcStatus(s) if s.message().contains("too large"))
 }
 
+/// Whether a request failed because etcd could not serve it now (a member down, no
+/// leader): worth retrying, though it may have been applied.
+fn unavailable(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+        ),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// The key's state in a transaction's failure branch (its `get`): mod revision,
+/// create revision and stored bytes (empty with a keys-only get).
+fn current_of(resp: &etcd_client::TxnResponse) -> Option<(Revision, Revision, Vec<u8>)> {
+    resp.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
+            (
+                kv.mod_revision() as Revision,
+                kv.create_revision() as Revision,
+                kv.value().to_vec(),
+            )
+        }),
+        _ => None,
+    })
+}
+
 /// Whether etcd no longer holds the requested revision.
 fn compacted(error: &etcd_client::Error) -> bool {
     matches!(error, etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted"))
@@ -395,28 +424,51 @@ impl EtcdStore {
         etcd_error(&self.shared.config, step, source)
     }
 
-    /// Runs `txn` within [`REQUEST_TIMEOUT`].
+    /// Runs the transaction `make(retried)` builds, again while etcd is unavailable (a
+    /// member down, a leader election) for at most [`REQUEST_TIMEOUT`]. The answer says
+    /// whether an earlier attempt may have been applied: the caller then recognises its
+    /// own write in the failure branch (the key holds exactly the bytes it wrote).
     async fn txn(
         &self,
         key: &str,
         step: &'static str,
-        txn: Txn,
-    ) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.kv.clone();
-        match tokio::time::timeout(REQUEST_TIMEOUT, kv.txn(txn)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if too_large(&e) => Err(StoreError::TooLarge {
-                key: key.into(),
-                reason: e.to_string(),
-            }),
-            Ok(Err(e)) => Err(self.err(step, e)),
-            Err(_) => Err(StoreError::CommitFailed {
-                reason: format!(
-                    "etcd ({}) did not answer within {}s",
-                    self.shared.config.describe(),
-                    REQUEST_TIMEOUT.as_secs()
-                ),
-            }),
+        make: impl Fn(bool) -> Txn,
+    ) -> Result<(etcd_client::TxnResponse, bool)> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut retried = false;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let mut kv = self.kv.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(left, kv.txn(make(retried))).await;
+            let error = match outcome {
+                Ok(Ok(resp)) => return Ok((resp, retried)),
+                Ok(Err(e)) if too_large(&e) => {
+                    return Err(StoreError::TooLarge {
+                        key: key.into(),
+                        reason: e.to_string(),
+                    })
+                }
+                Ok(Err(e)) if unavailable(&e) => Some(e),
+                Ok(Err(e)) => return Err(self.err(step, e)),
+                Err(_) => None,
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(match error {
+                    Some(e) => self.err(step, e),
+                    None => StoreError::CommitFailed {
+                        reason: format!(
+                            "etcd ({}) did not answer within {}s",
+                            self.shared.config.describe(),
+                            REQUEST_TIMEOUT.as_secs()
+                        ),
+                    },
+                });
+            }
+            tracing::debug!(key, step, error = ?error, "etcd unavailable, retrying the write");
+            retried = true;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -474,11 +526,7 @@ fn exists_at(key: &str, expected: Option<Revision>) -> Compare {
 
 /// Why a conditional update or delete failed, from its failure branch's keys-only get.
 fn refusal(key: &str, expected: Option<Revision>, resp: &etcd_client::TxnResponse) -> StoreError {
-    let current = resp.op_responses().into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.mod_revision() as Revision),
-        _ => None,
-    });
-    match (current, expected) {
+    match (current_of(resp).map(|(rev, _, _)| rev), expected) {
         (Some(current), Some(expected)) => StoreError::Conflict {
             key: key.into(),
             expected,
@@ -761,14 +809,24 @@ impl Store for EtcdStore {
 
     async fn create(&self, key: &str, mut value: Value) -> Result<KeyValue> {
         let stored = self.encode(key, &mut value)?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, stored, None)]);
-        let resp = self.txn(key, "create", txn).await?;
-        if !resp.succeeded() {
-            return Err(StoreError::AlreadyExists { key: key.into() });
-        }
-        let rev = header_revision(&resp);
+        let (resp, retried) = self
+            .txn(key, "create", |retried| {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, stored.clone(), None)]);
+                if retried {
+                    txn.or_else([TxnOp::get(key, None)])
+                } else {
+                    txn
+                }
+            })
+            .await?;
+        let rev = match current_of(&resp) {
+            _ if resp.succeeded() => header_revision(&resp),
+            // An earlier attempt went through.
+            Some((rev, created, bytes)) if retried && rev == created && bytes == stored => rev,
+            _ => return Err(StoreError::AlreadyExists { key: key.into() }),
+        };
         self.visible(key, || make_kv(key, value, rev, rev), rev)
             .await
     }
@@ -781,36 +839,39 @@ impl Store for EtcdStore {
     ) -> Result<KeyValue> {
         let stored = self.encode(key, &mut value)?;
         let keys_only = || Some(GetOptions::new().with_keys_only());
-        let txn = Txn::new()
-            .when([exists_at(key, expected)])
-            .and_then([TxnOp::put(key, stored, None), TxnOp::get(key, keys_only())])
-            .or_else([TxnOp::get(key, keys_only())]);
-        let resp = self.txn(key, "update", txn).await?;
-        if !resp.succeeded() {
-            return Err(refusal(key, expected, &resp));
-        }
-        let rev = header_revision(&resp);
-        let created = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision()),
-                _ => None,
+        let (resp, retried) = self
+            .txn(key, "update", |retried| {
+                Txn::new()
+                    .when([exists_at(key, expected)])
+                    .and_then([
+                        TxnOp::put(key, stored.clone(), None),
+                        TxnOp::get(key, keys_only()),
+                    ])
+                    .or_else([TxnOp::get(key, if retried { None } else { keys_only() })])
             })
-            .unwrap_or_default() as Revision;
+            .await?;
+        let (rev, created) = match current_of(&resp) {
+            Some((_, created, _)) if resp.succeeded() => (header_revision(&resp), created),
+            // An earlier attempt went through.
+            Some((rev, created, bytes)) if retried && bytes == stored => (rev, created),
+            _ => return Err(refusal(key, expected, &resp)),
+        };
         self.visible(key, || make_kv(key, value, created, rev), rev)
             .await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        let txn = Txn::new()
-            .when([exists_at(key, expected)])
-            .and_then([TxnOp::delete(
-                key,
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
-        let resp = self.txn(key, "delete", txn).await?;
+        let (resp, _) = self
+            .txn(key, "delete", |_| {
+                Txn::new()
+                    .when([exists_at(key, expected)])
+                    .and_then([TxnOp::delete(
+                        key,
+                        Some(DeleteOptions::new().with_prev_key()),
+                    )])
+                    .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))])
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(refusal(key, expected, &resp));
         }
