@@ -55,33 +55,27 @@ async fn next(w: &mut Watcher) -> Arc<orc::store::Event> {
 async fn writes_get_etcd_revisions_and_preconditions_answer_as_on_sqlite() {
     let cluster = EtcdCluster::start(1);
     let store = open(&cluster).await;
-    let a = store.create("/registry/t/a", obj("a", "1")).await.unwrap();
-    let b = store.create("/registry/t/b", obj("b", "1")).await.unwrap();
+    let a = store.create("/t/a", obj("a", "1")).await.unwrap();
+    let b = store.create("/t/b", obj("b", "1")).await.unwrap();
     assert!(a.mod_revision < b.mod_revision);
     assert_eq!(
         a.value["metadata"]["resourceVersion"],
         a.mod_revision.to_string()
     );
     // Read-your-writes: the cache has it as soon as the write answered.
-    assert_eq!(
-        store.get("/registry/t/a").unwrap().mod_revision,
-        a.mod_revision
-    );
+    assert_eq!(store.get("/t/a").unwrap().mod_revision, a.mod_revision);
 
-    let err = store
-        .create("/registry/t/a", obj("a", "x"))
-        .await
-        .unwrap_err();
+    let err = store.create("/t/a", obj("a", "x")).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
 
     let a2 = store
-        .update("/registry/t/a", obj("a", "2"), Some(a.mod_revision))
+        .update("/t/a", obj("a", "2"), Some(a.mod_revision))
         .await
         .unwrap();
     assert_eq!(a2.create_revision, a.mod_revision);
     assert!(a2.mod_revision > b.mod_revision);
     let err = store
-        .update("/registry/t/a", obj("a", "3"), Some(a.mod_revision))
+        .update("/t/a", obj("a", "3"), Some(a.mod_revision))
         .await
         .unwrap_err();
     match err {
@@ -93,31 +87,28 @@ async fn writes_get_etcd_revisions_and_preconditions_answer_as_on_sqlite() {
         }
         other => panic!("expected a conflict, got {other}"),
     }
-    assert_eq!(store.get("/registry/t/a").unwrap().value["data"]["k"], "2");
+    assert_eq!(store.get("/t/a").unwrap().value["data"]["k"], "2");
     let err = store
-        .update("/registry/t/missing", obj("m", "1"), None)
+        .update("/t/missing", obj("m", "1"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
-    let err = store.delete("/registry/t/missing", None).await.unwrap_err();
+    let err = store.delete("/t/missing", None).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
     let err = store
-        .delete("/registry/t/b", Some(b.mod_revision + 100))
+        .delete("/t/b", Some(b.mod_revision + 100))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
 
-    let d = store
-        .delete("/registry/t/b", Some(b.mod_revision))
-        .await
-        .unwrap();
+    let d = store.delete("/t/b", Some(b.mod_revision)).await.unwrap();
     assert!(d.mod_revision > a2.mod_revision);
     assert_eq!(d.value["data"]["k"], "1", "the last state is answered");
     assert_eq!(
         d.value["metadata"]["resourceVersion"],
         d.mod_revision.to_string()
     );
-    assert!(store.get("/registry/t/b").is_none());
+    assert!(store.get("/t/b").is_none());
     assert_eq!(store.revision(), d.mod_revision);
 
     // etcdctl users see the upstream layout, the JSON without resourceVersion, and the
@@ -125,6 +116,7 @@ async fn writes_get_etcd_revisions_and_preconditions_answer_as_on_sqlite() {
     let out = cluster.etcdctl(&["get", "--prefix", "/registry/", "--keys-only"]);
     let keys = String::from_utf8_lossy(&out.stdout);
     assert!(keys.contains("/registry/t/a"), "{keys}");
+    assert!(!keys.contains("/registry/registry"), "{keys}");
     assert!(keys.contains(MARKER_KEY), "{keys}");
     let out = cluster.etcdctl(&["get", "/registry/t/a", "--print-value-only"]);
     let stored: Value = serde_json::from_slice(&out.stdout).expect("stored JSON");
@@ -142,37 +134,34 @@ async fn lists_page_and_watches_resume_from_a_revision() {
     let mut first = 0;
     for i in 0..5 {
         let kv = store
-            .create(&format!("/registry/p/{i}"), obj("x", "1"))
+            .create(&format!("/p/{i}"), obj("x", "1"))
             .await
             .unwrap();
         if i == 0 {
             first = kv.mod_revision;
         }
     }
-    let page = store.list("/registry/p/", None, 2, &|_| true);
+    let page = store.list("/p/", None, 2, &|_| true);
     assert_eq!(page.items.len(), 2);
     assert_eq!(page.remaining, 3);
-    let rest = store.list("/registry/p/", page.continue_after.as_deref(), 0, &|_| true);
+    let rest = store.list("/p/", page.continue_after.as_deref(), 0, &|_| true);
     assert_eq!(rest.items.len(), 3);
-    assert_eq!(&*rest.items[0].key, "/registry/p/2");
+    assert_eq!(&*rest.items[0].key, "/p/2");
 
-    let mut w = store.watch("/registry/p/", first).unwrap();
+    let mut w = store.watch("/p/", first).unwrap();
     for i in 1..5 {
         let e = next(&mut w).await;
         assert_eq!(e.kind, EventType::Added);
-        assert_eq!(&*e.kv.key, format!("/registry/p/{i}"));
+        assert_eq!(&*e.kv.key, format!("/p/{i}"));
     }
-    store
-        .update("/registry/p/0", obj("x", "2"), None)
-        .await
-        .unwrap();
-    store.delete("/registry/p/1", None).await.unwrap();
+    store.update("/p/0", obj("x", "2"), None).await.unwrap();
+    store.delete("/p/1", None).await.unwrap();
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventType::Modified);
     assert_eq!(e.prev.as_ref().unwrap().value["data"]["k"], "1");
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventType::Deleted);
-    assert_eq!(&*e.kv.key, "/registry/p/1");
+    assert_eq!(&*e.kv.key, "/p/1");
 }
 
 #[tokio::test]
@@ -181,17 +170,17 @@ async fn compaction_uses_etcds_and_expires_older_watches() {
     let store = open(&cluster).await;
     for i in 0..4 {
         store
-            .create(&format!("/registry/c/{i}"), obj("x", "1"))
+            .create(&format!("/c/{i}"), obj("x", "1"))
             .await
             .unwrap();
     }
     let at = store.revision() - 1;
     store.compact(at).await.unwrap();
     assert!(matches!(
-        store.watch("/registry/c/", 1),
+        store.watch("/c/", 1),
         Err(StoreError::Compacted { .. })
     ));
-    assert!(store.watch("/registry/c/", at).is_ok());
+    assert!(store.watch("/c/", at).is_ok());
     // etcd itself compacted: reading an older revision fails there.
     let out = cluster.etcdctl(&["get", "/registry/c/0", "--rev=2"]);
     assert!(!out.status.success());
@@ -209,23 +198,20 @@ async fn a_restarted_store_sees_the_same_state_and_revisions() {
     let cluster = EtcdCluster::start(1);
     let (a, last) = {
         let store = open(&cluster).await;
-        let a = store.create("/registry/r/a", obj("a", "1")).await.unwrap();
-        store.create("/registry/r/b", obj("b", "1")).await.unwrap();
-        let a = store
-            .update("/registry/r/a", obj("a", "2"), None)
-            .await
-            .unwrap();
-        let d = store.delete("/registry/r/b", None).await.unwrap();
+        let a = store.create("/r/a", obj("a", "1")).await.unwrap();
+        store.create("/r/b", obj("b", "1")).await.unwrap();
+        let a = store.update("/r/a", obj("a", "2"), None).await.unwrap();
+        let d = store.delete("/r/b", None).await.unwrap();
         (a, d.mod_revision)
     };
     let store = open(&cluster).await;
     assert_eq!(store.revision(), last);
-    let got = store.get("/registry/r/a").unwrap();
+    let got = store.get("/r/a").unwrap();
     assert_eq!(got.mod_revision, a.mod_revision);
     assert_eq!(got.create_revision, a.create_revision);
     assert_eq!(got.value["data"]["k"], "2");
-    assert!(store.get("/registry/r/b").is_none());
-    let c = store.create("/registry/r/c", obj("c", "1")).await.unwrap();
+    assert!(store.get("/r/b").is_none());
+    let c = store.create("/r/c", obj("c", "1")).await.unwrap();
     assert_eq!(c.mod_revision, last + 1);
 }
 
@@ -234,27 +220,24 @@ async fn two_stores_on_one_etcd_see_each_others_writes_through_their_watches() {
     let cluster = EtcdCluster::start(1);
     let one = open(&cluster).await;
     let two = open(&cluster).await;
-    let (_, _, mut w) = two.snapshot_and_watch("/registry/s/");
-    let a = one.create("/registry/s/a", obj("a", "1")).await.unwrap();
+    let (_, _, mut w) = two.snapshot_and_watch("/s/");
+    let a = one.create("/s/a", obj("a", "1")).await.unwrap();
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventType::Added);
     assert_eq!(e.kv.mod_revision, a.mod_revision);
-    assert_eq!(
-        two.get("/registry/s/a").unwrap().mod_revision,
-        a.mod_revision
-    );
+    assert_eq!(two.get("/s/a").unwrap().mod_revision, a.mod_revision);
     // Optimistic concurrency across servers: a write from a stale read conflicts.
-    two.update("/registry/s/a", obj("a", "2"), Some(a.mod_revision))
+    two.update("/s/a", obj("a", "2"), Some(a.mod_revision))
         .await
         .unwrap();
     let err = one
-        .update("/registry/s/a", obj("a", "3"), Some(a.mod_revision))
+        .update("/s/a", obj("a", "3"), Some(a.mod_revision))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventType::Modified);
-    one.delete("/registry/s/a", None).await.unwrap();
+    one.delete("/s/a", None).await.unwrap();
     let e = next(&mut w).await;
     assert_eq!(e.kind, EventType::Deleted);
     assert_eq!(e.kv.value["data"]["k"], "2");
@@ -264,18 +247,15 @@ async fn two_stores_on_one_etcd_see_each_others_writes_through_their_watches() {
 async fn writes_continue_with_one_member_of_three_stopped() {
     let mut cluster = EtcdCluster::start(3);
     let store = open(&cluster).await;
-    let (_, _, mut w) = store.snapshot_and_watch("/registry/f/");
-    store
-        .create("/registry/f/before", obj("x", "1"))
-        .await
-        .unwrap();
+    let (_, _, mut w) = store.snapshot_and_watch("/f/");
+    store.create("/f/before", obj("x", "1")).await.unwrap();
     next(&mut w).await;
     // Stop the first member: the client and the watch move to the others.
     cluster.stop(0);
     for i in 0..10 {
         tokio::time::timeout(
             Duration::from_secs(20),
-            store.create(&format!("/registry/f/{i}"), obj("x", "1")),
+            store.create(&format!("/f/{i}"), obj("x", "1")),
         )
         .await
         .expect("write with a member down timed out")
@@ -283,35 +263,32 @@ async fn writes_continue_with_one_member_of_three_stopped() {
     }
     for i in 0..10 {
         let e = next(&mut w).await;
-        assert_eq!(&*e.kv.key, format!("/registry/f/{i}"));
+        assert_eq!(&*e.kv.key, format!("/f/{i}"));
     }
     assert!(store.ready().await.is_ok());
     cluster.restart(0);
-    store
-        .create("/registry/f/after", obj("x", "1"))
-        .await
-        .unwrap();
+    store.create("/f/after", obj("x", "1")).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_broken_watch_resumes_without_losing_or_repeating_events() {
     let mut cluster = EtcdCluster::start(3);
     let one = open(&cluster).await;
-    let (_, _, mut w) = one.snapshot_and_watch("/registry/w/");
-    one.create("/registry/w/0", obj("x", "0")).await.unwrap();
-    assert_eq!(next(&mut w).await.kv.key.as_ref(), "/registry/w/0");
+    let (_, _, mut w) = one.snapshot_and_watch("/w/");
+    one.create("/w/0", obj("x", "0")).await.unwrap();
+    assert_eq!(next(&mut w).await.kv.key.as_ref(), "/w/0");
     // Whichever member `one` watches through, stopping them in turn breaks its stream
     // at least once; a second store writes meanwhile.
     let two = open(&cluster).await;
-    let mut expected = vec!["/registry/w/0".to_string()];
+    let mut expected = vec!["/w/0".to_string()];
     for (round, member) in [0usize, 1, 2].into_iter().enumerate() {
         cluster.stop(member);
-        let key = format!("/registry/w/{}", round + 1);
+        let key = format!("/w/{}", round + 1);
         two.create(&key, obj("x", "1")).await.unwrap();
         expected.push(key);
         cluster.restart(member);
     }
-    let mut seen = vec!["/registry/w/0".to_string()];
+    let mut seen = vec!["/w/0".to_string()];
     let mut last = 0;
     for _ in 1..expected.len() {
         let e = next(&mut w).await;

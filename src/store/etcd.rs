@@ -1,6 +1,7 @@
 //! The etcd v3 datastore: the same [`Store`] as SQLite, kept in an etcd cluster.
 //!
-//! Keys keep orc's `/registry/…` layout (upstream's), values are the JSON objects
+//! Keys are orc's keys under `/registry` (`/registry/<group>/<resource>/<ns>/<name>`,
+//! as upstream's but for the group segment), values are the JSON objects
 //! (without `metadata.resourceVersion`, which is the key's etcd mod revision, as
 //! upstream) passed through the secrets-encryption transformer. Writes are single-key
 //! transactions with revision preconditions; reads are served from the same in-memory
@@ -28,6 +29,9 @@ use super::{
     Watcher,
 };
 
+/// What orc's keys (`/<group>/<resource>/[<namespace>/]<name>`, group `core` for the
+/// legacy group) are prefixed with in etcd.
+pub const ROOT: &str = "/registry";
 /// Every key orc stores lives under this prefix.
 pub const PREFIX: &str = "/registry/";
 /// orc's own bookkeeping keys (not API objects; kept out of the cache).
@@ -516,6 +520,21 @@ impl EtcdStore {
     }
 }
 
+/// The etcd key of orc's `key`.
+fn etcd_key(key: &str) -> String {
+    format!("{ROOT}{key}")
+}
+
+/// orc's key of an etcd key (`None`: not an API object: outside [`PREFIX`], orc's
+/// reserved keys, not UTF-8).
+fn orc_key(key: &[u8]) -> Option<&str> {
+    let key = std::str::from_utf8(key).ok()?;
+    if key.starts_with(RESERVED_PREFIX) {
+        return None;
+    }
+    key.strip_prefix(ROOT).filter(|k| k.starts_with('/'))
+}
+
 /// The precondition of an update or delete: the key exists, at `expected` if given.
 fn exists_at(key: &str, expected: Option<Revision>) -> Compare {
     match expected {
@@ -590,10 +609,9 @@ async fn load(
             revision = resp.header().map_or(0, |h| h.revision());
         }
         for item in resp.kvs() {
-            let Ok(key) = item.key_str() else { continue };
-            if key.starts_with(RESERVED_PREFIX) {
+            let Some(key) = orc_key(item.key()) else {
                 continue;
-            }
+            };
             objects.push(decode(
                 transformer,
                 key,
@@ -704,10 +722,9 @@ fn apply(shared: &Shared, events: &[etcd_client::Event]) -> Option<Revision> {
         let Some(item) = event.kv() else { continue };
         let revision = item.mod_revision() as Revision;
         last = Some(revision);
-        let Ok(key) = item.key_str() else { continue };
-        if key.starts_with(RESERVED_PREFIX) {
+        let Some(key) = orc_key(item.key()) else {
             continue;
-        }
+        };
         let previous = match overlay.get(key) {
             Some(state) => state.clone(),
             None => shared.cache.get(key),
@@ -758,7 +775,7 @@ fn apply(shared: &Shared, events: &[etcd_client::Event]) -> Option<Revision> {
 /// earlier get 410 and relist). Returns the revision read at.
 async fn relist(kv: &KvClient, shared: &Shared) -> Result<Revision> {
     let (objects, revision) = load(kv, &shared.config, &*shared.transformer).await?;
-    let current = shared.cache.list(PREFIX, None, 0, &|_| true).items;
+    let current = shared.cache.list("/", None, 0, &|_| true).items;
     let mut by_key: HashMap<Arc<str>, KeyValue> =
         current.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
     let mut events = Vec::new();
@@ -808,14 +825,15 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, mut value: Value) -> Result<KeyValue> {
+        let ek = etcd_key(key);
         let stored = self.encode(key, &mut value)?;
         let (resp, retried) = self
             .txn(key, "create", |retried| {
                 let txn = Txn::new()
-                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key, stored.clone(), None)]);
+                    .when([Compare::create_revision(ek.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(ek.as_str(), stored.clone(), None)]);
                 if retried {
-                    txn.or_else([TxnOp::get(key, None)])
+                    txn.or_else([TxnOp::get(ek.as_str(), None)])
                 } else {
                     txn
                 }
@@ -837,17 +855,21 @@ impl Store for EtcdStore {
         mut value: Value,
         expected: Option<Revision>,
     ) -> Result<KeyValue> {
+        let ek = etcd_key(key);
         let stored = self.encode(key, &mut value)?;
         let keys_only = || Some(GetOptions::new().with_keys_only());
         let (resp, retried) = self
             .txn(key, "update", |retried| {
                 Txn::new()
-                    .when([exists_at(key, expected)])
+                    .when([exists_at(&ek, expected)])
                     .and_then([
-                        TxnOp::put(key, stored.clone(), None),
-                        TxnOp::get(key, keys_only()),
+                        TxnOp::put(ek.as_str(), stored.clone(), None),
+                        TxnOp::get(ek.as_str(), keys_only()),
                     ])
-                    .or_else([TxnOp::get(key, if retried { None } else { keys_only() })])
+                    .or_else([TxnOp::get(
+                        ek.as_str(),
+                        if retried { None } else { keys_only() },
+                    )])
             })
             .await?;
         let (rev, created) = match current_of(&resp) {
@@ -861,15 +883,19 @@ impl Store for EtcdStore {
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
+        let ek = etcd_key(key);
         let (resp, _) = self
             .txn(key, "delete", |_| {
                 Txn::new()
-                    .when([exists_at(key, expected)])
+                    .when([exists_at(&ek, expected)])
                     .and_then([TxnOp::delete(
-                        key,
+                        ek.as_str(),
                         Some(DeleteOptions::new().with_prev_key()),
                     )])
-                    .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))])
+                    .or_else([TxnOp::get(
+                        ek.as_str(),
+                        Some(GetOptions::new().with_keys_only()),
+                    )])
             })
             .await?;
         if !resp.succeeded() {
@@ -932,18 +958,29 @@ impl Store for EtcdStore {
         Ok(())
     }
 
+    /// Ready while some etcd member answers (a request to a member that just went
+    /// down is retried on another within the probe's 3 s).
     async fn ready(&self) -> Result<()> {
-        let mut kv = self.kv.clone();
-        let probe = kv.get(MARKER_KEY, Some(GetOptions::new().with_count_only()));
-        match tokio::time::timeout(Duration::from_secs(3), probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.err("readiness probe", e)),
-            Err(_) => Err(StoreError::CommitFailed {
-                reason: format!(
-                    "etcd ({}) did not answer within 3s",
-                    self.shared.config.describe()
-                ),
-            }),
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut kv = self.kv.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let probe = kv.get(MARKER_KEY, Some(GetOptions::new().with_count_only()));
+            let error = match tokio::time::timeout(left, probe).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) if unavailable(&e) && Instant::now() < deadline => e,
+                Ok(Err(e)) => return Err(self.err("readiness probe", e)),
+                Err(_) => {
+                    return Err(StoreError::CommitFailed {
+                        reason: format!(
+                            "etcd ({}) did not answer within 3s",
+                            self.shared.config.describe()
+                        ),
+                    })
+                }
+            };
+            tracing::debug!(%error, "etcd readiness probe failed, retrying");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
