@@ -103,6 +103,19 @@ fn a_server_on_etcd_serves_kubectl_and_keeps_its_state_across_a_restart() {
         "{err}"
     );
 
+    // An object over etcd's request limit answers 413, as on SQLite, not a 500.
+    let big = server.dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(1_600_000)).unwrap();
+    let out = server.kubectl(&[
+        "create",
+        "configmap",
+        "big",
+        &format!("--from-file=big={}", big.display()),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("request is too large"), "{err}");
+
     // etcdctl users find the objects under upstream's layout, and the cluster marker.
     let out = cluster.etcdctl(&[
         "get",

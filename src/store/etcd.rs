@@ -120,6 +120,9 @@ impl EtcdConfig {
             }
             scheme = Some(this);
             let rest = rest.trim_end_matches('/');
+            if rest.is_empty() {
+                continue;
+            }
             let valid = rest
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
