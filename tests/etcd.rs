@@ -104,14 +104,11 @@ fn a_server_on_etcd_serves_kubectl_and_keeps_its_state_across_a_restart() {
     );
 
     // An object over etcd's request limit answers 413, as on SQLite, not a 500.
-    let big = server.dir.path().join("big.txt");
-    std::fs::write(&big, "x".repeat(1_600_000)).unwrap();
-    let out = server.kubectl(&[
-        "create",
-        "configmap",
-        "big",
-        &format!("--from-file=big={}", big.display()),
-    ]);
+    let huge = serde_json::json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "huge", "namespace": "default"},
+        "involvedObject": {"kind": "Node", "name": "n1"},
+        "reason": "Test", "message": "x".repeat(1_600_000), "type": "Normal"});
+    let out = server.kubectl_stdin(&["create", "-f", "-"], &huge.to_string());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("request is too large"), "{err}");
