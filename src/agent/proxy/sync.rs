@@ -12,6 +12,7 @@ use super::rules::{ChainSpec, ElementKey, Ruleset, MAPS};
 pub struct LiveTable {
     pub chains: BTreeSet<String>,
     pub sets: BTreeSet<String>,
+    pub maps: BTreeSet<String>,
 }
 
 impl LiveTable {
@@ -23,10 +24,28 @@ impl LiveTable {
                 live.chains.insert(name.to_string());
             } else if let Some(name) = item["set"]["name"].as_str() {
                 live.sets.insert(name.to_string());
+            } else if let Some(name) = item["map"]["name"].as_str() {
+                live.maps.insert(name.to_string());
             }
         }
         live
     }
+
+    /// Whether every verdict map of the table exists ([`full_sync`] needs them).
+    pub fn has_maps(&self) -> bool {
+        MAPS.iter().all(|(name, _)| self.maps.contains(*name))
+    }
+}
+
+/// Creates the table and its verdict maps (empty), leaving whatever exists as it is.
+/// Its own transaction before a [`full_sync`] when a map is missing (the first install):
+/// only `nft` creates maps (it records their key types for listing), and the full sync
+/// can then go over netlink. Harmless on its own: no chain, no hook, no traffic effect.
+pub fn create_maps(table: &str) -> Vec<Value> {
+    let mut cmds = Commands::new(table);
+    cmds.add_table();
+    cmds.add_maps();
+    cmds.list
 }
 
 /// The nft commands of one transaction, with the table they act on.
@@ -159,14 +178,14 @@ pub fn diff_phases(table: &str, old: &Ruleset, new: &Ruleset) -> (Vec<Value>, Ve
 
 /// The commands that make the live table exactly `desired` (the union of its parts:
 /// the static chains and one fragment per service), whatever it held: creates the table,
-/// maps, sets and chains that are missing, rewrites every chain and map, and deletes
+/// sets and chains that are missing (the maps must exist: [`create_maps`]), rewrites
+/// every chain and map, and deletes
 /// chains and sets orc no longer wants (also ones added by hand). One transaction, so
 /// traffic sees either the old or the new rules. Affinity sets are kept (not flushed):
 /// clients stay on their endpoint across an orc restart.
 pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Value> {
     let mut cmds = Commands::new(table);
     cmds.add_table();
-    cmds.add_maps();
     let sets: BTreeSet<&String> = desired.iter().flat_map(|r| &r.affinity_sets).collect();
     for set in &sets {
         cmds.add_set(set);
@@ -349,5 +368,7 @@ mod tests {
         assert!(live.chains.contains("services"));
         assert!(live.sets.contains("affinity-x"));
         assert_eq!(live.sets.len(), 1);
+        assert_eq!(live.maps.len(), 1);
+        assert!(!live.has_maps(), "three of the four maps are missing");
     }
 }
