@@ -251,7 +251,10 @@ fn exchange(
             // sequence numbers are answers to an earlier, abandoned exchange.
             let offset = reply.seq.wrapping_sub(batch.first_seq.wrapping_sub(1)) as usize;
             if code < 0 && refused.is_none() && offset <= batch.commands + 1 {
-                let index = offset.wrapping_sub(1);
+                let index = offset
+                    .checked_sub(1)
+                    .and_then(|i| batch.order.get(i).copied())
+                    .unwrap_or(usize::MAX);
                 refused = Some(Error::NetlinkRefused {
                     step,
                     index,
@@ -314,8 +317,12 @@ impl NftCli {
 impl Nft for NftCli {
     fn apply(&self, commands: &[Value]) -> Result<()> {
         const STEP: &str = "apply proxy rules";
-        if self.apply_netlink(commands, STEP)? {
-            return Ok(());
+        match self.apply_netlink(commands, STEP) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // The kernel applied none of it: `nft` gets the same transaction (and its
+            // own error message if it fails too).
+            Err(e) => warn!(error = %e, "netlink transaction failed; running nft"),
         }
         /// `{"nftables": [...]}`, serialized without copying the commands.
         #[derive(serde::Serialize)]
