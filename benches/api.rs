@@ -4,7 +4,11 @@
 //!
 //! Run: `scripts/bench-api.sh` (or `cargo bench --bench api`). Env: ORC_BENCH_PODS
 //! (default 10000), ORC_BENCH_KINDS (objects per kind in the custom-object part, default
-//! 2000), ORC_BENCH_IDLE_SECS (default 60).
+//! 2000), ORC_BENCH_IDLE_SECS (default 60), ORC_BENCH_RUNS (default 5: the 16-way
+//! create figure is measured that many times, each on a fresh server, and reported as
+//! min/median/max with what explains the spread: the data disk's fsync latency, the
+//! server's CPU per create and the machine's load), ORC_BENCH_RUN_PODS (creates per run,
+//! default 5000).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -649,11 +653,130 @@ fn spawn_server(port: u16, data: &Path, kubeconfig: &Path) -> std::process::Chil
         .expect("start orc server")
 }
 
+/// Median fdatasync latency of a small write in `dir`: what one group commit waits for.
+fn fsync_latency(dir: &Path) -> Duration {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut lat = Vec::new();
+    for _ in 0..50 {
+        let s = Instant::now();
+        file.write_all(&[0u8; 4096]).unwrap();
+        file.sync_data().unwrap();
+        lat.push(s.elapsed());
+    }
+    let _ = std::fs::remove_file(&path);
+    lat.sort();
+    percentile(&lat, 0.5)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Starts a fresh server in `dir` and waits until it answers; its client and process.
+async fn fresh_server(dir: &Path) -> (reqwest::Client, String, std::process::Child) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = dir.join("kc.yaml");
+    let mut child = spawn_server(port, &dir.join("data"), &kubeconfig);
+    let url = format!("https://127.0.0.1:{port}");
+    let started = Instant::now();
+    let http = loop {
+        if kubeconfig.exists() {
+            let c = client(&kubeconfig);
+            if c.get(format!("{url}/readyz")).send().await.is_ok() {
+                break c;
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    (http, url, child)
+}
+
+/// The 16-way pod create figure `runs` times, each on a fresh server with `n` creates
+/// after its 16 connections are open (connection set-up is not what is measured).
+async fn repeated_creates(root: &Path, runs: usize, n: usize) {
+    let mut rates = Vec::new();
+    let mut p99s = Vec::new();
+    for run in 0..runs {
+        let dir = root.join(format!("run-{run}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (http, url, mut child) = fresh_server(&dir).await;
+        let pid = child.id();
+        // Open the 16 connections first.
+        let warm: Vec<_> = (0..16)
+            .map(|_| {
+                let (http, url) = (http.clone(), url.clone());
+                tokio::spawn(async move {
+                    let _ = http.get(format!("{url}/readyz")).send().await;
+                })
+            })
+            .collect();
+        for w in warm {
+            let _ = w.await;
+        }
+        let fsync = fsync_latency(&dir);
+        let load = load_average();
+        let cpu0 = cpu_secs(pid);
+        let base = format!("{url}/api/v1/namespaces/default/pods");
+        let (elapsed, mut lat) =
+            concurrent_creates(&http, &base, n, |i| pod(&format!("run-{i}"))).await;
+        let cpu = (cpu_secs(pid) - cpu0) * 1e6 / n as f64;
+        lat.sort();
+        let rate = n as f64 / elapsed.as_secs_f64();
+        let p99 = percentile(&lat, 0.99).as_secs_f64() * 1e3;
+        println!(
+            "16-way run {}/{runs}: {rate:>7.0}/s  p50 {:>5.2} ms  p99 {p99:>6.2} ms  server CPU {cpu:>4.0} µs/create  fsync p50 {:.2} ms  load {load}",
+            run + 1,
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            fsync.as_secs_f64() * 1e3,
+        );
+        rates.push(rate);
+        p99s.push(p99);
+        drop(http);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    rates.sort_by(f64::total_cmp);
+    p99s.sort_by(f64::total_cmp);
+    if let (Some(first), Some(last)) = (rates.first(), rates.last()) {
+        println!(
+            "16-way creates over {runs} runs of {n}: min {first:.0}/s  median {:.0}/s  max {last:.0}/s;  p99 min {:.2} ms  median {:.2} ms  max {:.2} ms",
+            rates[rates.len() / 2],
+            p99s[0],
+            p99s[p99s.len() / 2],
+            p99s[p99s.len() - 1],
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let pods_total = env_num("ORC_BENCH_PODS", 10_000) as usize;
     let idle_secs = env_num("ORC_BENCH_IDLE_SECS", 60);
     let dir = tempfile::tempdir().unwrap();
+    // First, alone on the machine (no other orc server running).
+    repeated_creates(
+        dir.path(),
+        env_num("ORC_BENCH_RUNS", 5) as usize,
+        env_num("ORC_BENCH_RUN_PODS", 5000) as usize,
+    )
+    .await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -12,6 +12,12 @@
 //! when the bench ends (also on panic).
 //!
 //! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30).
+//!
+//! Idle mode (`scripts/bench-idle.sh`): with ORC_BENCH_IDLE_PODS set to counts such as
+//! `0,30,100`, runs that many idle pods (`sleep`, no probes) in turn and measures the CPU
+//! the `orc server` process (with its embedded agent) uses over ORC_BENCH_IDLE_WINDOW
+//! seconds (default 60; utime + stime from /proc/PID/stat) after ORC_BENCH_IDLE_SETTLE
+//! seconds (default 15) once all are Running, as % of one core.
 
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -382,6 +388,11 @@ fn watch_running(w: &World) -> (Child, mpsc::Receiver<(String, Instant)>) {
 }
 
 fn create_pod(w: &World, name: &str) {
+    kubectl_create(w, &pod_yaml(name), &format!("pod {name}"));
+}
+
+/// `kubectl create -f -` of `yaml`; `what` names it if kubectl fails.
+fn kubectl_create(w: &World, yaml: &str, what: &str) {
     use std::io::Write;
     let mut child = w
         .kubectl_cmd(&["create", "-f", "-"])
@@ -394,12 +405,12 @@ fn create_pod(w: &World, name: &str) {
         .stdin
         .take()
         .unwrap()
-        .write_all(pod_yaml(name).as_bytes())
+        .write_all(yaml.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "kubectl create pod {name}: {}",
+        "kubectl create {what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -478,6 +489,84 @@ spec:
     );
 }
 
+/// utime + stime of process `pid` in clock ticks (fields 14 and 15 of /proc/PID/stat;
+/// the command name, field 2, may hold spaces, so fields count from its closing paren).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let after = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state): utime is field 14, stime 15.
+    let field = |n: usize| -> u64 { fields[n - 3].parse().expect("numeric stat field") };
+    field(14) + field(15)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    let out = run(Command::new("getconf").arg("CLK_TCK"));
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100)
+}
+
+/// Creates pods `idle-{from}`..`idle-{to}` with one `kubectl create` of a YAML stream.
+fn create_idle_pods(w: &World, from: usize, to: usize) {
+    if from >= to {
+        return;
+    }
+    let yaml: Vec<String> = (from..to)
+        .map(|i| pod_yaml(&format!("idle-{i:03}")).replace("app: bench", "app: idle"))
+        .collect();
+    kubectl_create(w, &yaml.join("---\n"), "idle pods");
+}
+
+fn running_pods(w: &World, label: &str) -> usize {
+    w.kubectl_out(&[
+        "get",
+        "pods",
+        "-l",
+        label,
+        "--field-selector=status.phase=Running",
+        "-o",
+        "name",
+    ])
+    .lines()
+    .count()
+}
+
+/// Idle cost: for each count, that many idle pods Running, then the server's CPU over
+/// a window.
+fn bench_idle(w: &World, counts: &[usize]) {
+    let window = Duration::from_secs(env_num("ORC_BENCH_IDLE_WINDOW", 60));
+    let settle = Duration::from_secs(env_num("ORC_BENCH_IDLE_SETTLE", 15));
+    let hz = clock_ticks_per_second();
+    let pid = World::pid(&w.server);
+    println!(
+        "idle CPU of `orc server` + embedded agent (pid {pid}): pods `sleep 3600` without probes; \
+         {}s settle, then utime+stime over {}s",
+        settle.as_secs(),
+        window.as_secs()
+    );
+    let mut have = 0;
+    for &count in counts {
+        create_idle_pods(w, have, count);
+        have = have.max(count);
+        w.wait_for("idle pods Running", PODS_DEADLINE, || {
+            running_pods(w, "app=idle") >= count
+        });
+        std::thread::sleep(settle);
+        let before = cpu_ticks(pid);
+        let start = Instant::now();
+        std::thread::sleep(window);
+        let ticks = cpu_ticks(pid) - before;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{count:>4} idle pods: {:.2} % of one core ({ticks} ticks at {hz} Hz over {secs:.1}s), RSS {:.1} MB",
+            ticks as f64 / hz as f64 / secs * 100.0,
+            rss_kb(pid) as f64 / 1024.0,
+        );
+    }
+}
+
 fn main() {
     let pods = env_num("ORC_BENCH_PODS", 100) as usize;
     let idle = Duration::from_secs(env_num("ORC_BENCH_IDLE_SECS", 30));
@@ -490,6 +579,18 @@ fn main() {
         "start to node Ready (spawn of orc server with its agent → Ready=True, polled by kubectl): {} ms",
         spawned.elapsed().as_millis()
     );
+    if let Ok(counts) = std::env::var("ORC_BENCH_IDLE_PODS") {
+        let counts: Vec<usize> = counts
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse()
+                    .expect("ORC_BENCH_IDLE_PODS: numbers, e.g. 0,30,100")
+            })
+            .collect();
+        bench_idle(&w, &counts);
+        return;
+    }
     if let Ok(replicas) = std::env::var("ORC_BENCH_STATEFULSET") {
         bench_statefulset(
             &w,

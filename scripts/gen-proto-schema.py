@@ -58,6 +58,8 @@ ROOTS = [
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "api/rbac/v1", "RoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "api/rbac/v1", "ClusterRoleBinding"),
     ("autoscaling/v1", "Scale", "api/autoscaling/v1", "Scale"),
+    ("autoscaling/v1", "HorizontalPodAutoscaler", "api/autoscaling/v1", "HorizontalPodAutoscaler"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "api/autoscaling/v2", "HorizontalPodAutoscaler"),
     ("authentication.k8s.io/v1", "TokenRequest", "api/authentication/v1", "TokenRequest"),
     ("authentication.k8s.io/v1", "TokenReview", "api/authentication/v1", "TokenReview"),
     ("authentication.k8s.io/v1", "SelfSubjectReview", "api/authentication/v1", "SelfSubjectReview"),

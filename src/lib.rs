@@ -6,5 +6,6 @@ pub mod apiserver;
 pub mod cli;
 pub mod controllers;
 pub mod embedded;
+pub mod metrics;
 pub mod store;
 pub mod tls;

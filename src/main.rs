@@ -10,6 +10,7 @@ use orc::cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    cli::malloc::limit_arenas();
     let args = orc::agent::runtime::logger::reorder_shim_args(std::env::args_os().collect());
     let args = match cli::config_file::expand(args) {
         Ok(args) => args,

@@ -156,6 +156,8 @@ async fn rc_spreads_over_nodes_and_recovers_from_node_loss() {
         "3s",
         "--pod-eviction-timeout",
         "2s",
+        "--default-unreachable-toleration-seconds",
+        "2",
     ]);
     let client = s.client(true);
     for n in NODES {

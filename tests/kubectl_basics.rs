@@ -84,11 +84,15 @@ fn create_get_and_select_pods() {
         "IfNotPresent"
     );
     assert_eq!(pod["status"]["phase"], "Pending");
-    // Default eviction tolerations follow --pod-eviction-timeout (1m).
+    // Default eviction tolerations: --default-unreachable-toleration-seconds (15) and
+    // --default-not-ready-toleration-seconds (60).
     let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
     assert!(tolerations
         .iter()
-        .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["tolerationSeconds"] == 60));
+        .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["tolerationSeconds"] == 15));
+    assert!(tolerations
+        .iter()
+        .any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["tolerationSeconds"] == 60));
     let yaml = s.ok(&["get", "pod", "web", "-o", "yaml"]);
     assert!(
         yaml.contains("name: web") && yaml.contains("image: busybox:1.36"),

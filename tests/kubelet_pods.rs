@@ -387,3 +387,43 @@ spec:
         .to_string();
     assert!(w.task_pid(&id).is_none(), "brief's container still runs");
 }
+
+/// A running container without probes leaves its worker quiet (no polling; the next
+/// resync is a minute away): its exit comes from containerd's event stream, and the
+/// container is restarted well within the test's deadline, which is shorter than that
+/// resync.
+#[test]
+fn exit_of_a_quiet_container_is_seen_from_the_runtime_event() {
+    assert!(DEADLINE < orc::agent::kubelet::worker::QUIET_RESYNC);
+    let w = World::start();
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: quiet
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sleep\", \"4\"]
+"
+    ));
+    w.remember("quiet");
+    w.wait_for("pod quiet to be Running", || {
+        w.pod("quiet").unwrap_or_default()["status"]["phase"] == "Running"
+    });
+    let mut quiet = Value::Null;
+    w.wait_for("the quiet container to be restarted after its exit", || {
+        quiet = w.pod("quiet").unwrap_or_default();
+        container_status(&quiet)["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let last = &container_status(&quiet)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 0, "{last}");
+    assert_eq!(last["reason"], "Completed", "{last}");
+}

@@ -62,6 +62,24 @@ fn bottom_layers_import_nothing_above_them() {
     }
     let v = violations("api", &["store", "tls"]);
     assert!(v.is_empty(), "src/api must stand alone:\n{}", v.join("\n"));
+    // Metrics handles are passed down to every layer: they import nothing of orc.
+    let v = violations(
+        "metrics",
+        &[
+            "api",
+            "store",
+            "tls",
+            "apiserver",
+            "controllers",
+            "agent",
+            "cli",
+        ],
+    );
+    assert!(
+        v.is_empty(),
+        "src/metrics must stand alone:\n{}",
+        v.join("\n")
+    );
 }
 
 #[test]

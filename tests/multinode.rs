@@ -16,7 +16,7 @@ mod support;
 use support::multinode::{is_ready, Cluster, IMAGE, NODES};
 
 /// How long a dead node's pods may take to come back elsewhere: the grace period, the
-/// controller's monitor period (5 s), the eviction timeout, and a pod start.
+/// controller's monitor period (1 s), the default toleration (1 s), and a pod start.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(45);
 /// Port the web pods' httpd listens on, and their Service's port.
 const WEB_PORT: u16 = 8080;

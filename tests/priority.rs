@@ -2,7 +2,7 @@
 //! upstream's rules for classes (reserved names, the 1e9 cap, immutable value, system
 //! classes kept), pods given their class's priority at admission, and a high-priority
 //! pod preempting a low-priority one on a full API-only node (nominated node,
-//! DisruptionTarget, Preempted event).
+//! DisruptionTarget, Preempted event), sparing a pod a PodDisruptionBudget protects.
 
 mod support;
 
@@ -230,4 +230,57 @@ fn a_high_priority_pod_preempts_a_low_priority_one_on_a_full_node() {
         .position(|h| *h == "NOMINATED")
         .expect("a NOMINATED NODE column");
     assert_eq!(row[nominated], "n1", "{wide}");
+}
+
+#[test]
+fn preemption_spares_the_pod_a_disruption_budget_protects() {
+    let s = Server::start();
+    full_node(&s, "n1");
+    class(&s, "low", 10);
+    class(&s, "high", 1000);
+    // Without the budget "guarded" would go: equal victims are reprieved in name order.
+    for (name, app) in [("free", "web"), ("guarded", "db")] {
+        let mut yaml = pod_yaml(name, "low", "400m");
+        yaml = yaml.replacen(
+            &format!("name: {name}\n"),
+            &format!("name: {name}\n  labels:\n    app: {app}\n"),
+            1,
+        );
+        s.apply_yaml("create", &yaml);
+    }
+    s.apply_yaml(
+        "create",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: db\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: db\n",
+    );
+    for name in ["free", "guarded"] {
+        wait_for(&format!("{name} to be scheduled"), || {
+            pod(&s, name)["spec"]["nodeName"] == "n1"
+        });
+    }
+    wait_for("the budget to allow no disruption", || {
+        s.get_json(&["pdb", "db"])["status"]["observedGeneration"].is_number()
+    });
+    assert_eq!(
+        s.get_json(&["pdb", "db"])["status"]["disruptionsAllowed"],
+        0
+    );
+
+    s.apply_yaml("create", &pod_yaml("high", "high", "500m"));
+    wait_for("the unprotected pod to be preempted", || {
+        !pod(&s, "free")["metadata"]["deletionTimestamp"].is_null()
+    });
+    wait_for("the high-priority pod to be nominated to n1", || {
+        pod(&s, "high")["status"]["nominatedNodeName"] == "n1"
+    });
+    let guarded = pod(&s, "guarded");
+    assert!(
+        guarded["metadata"]["deletionTimestamp"].is_null(),
+        "the protected pod stays: {guarded}"
+    );
+    assert!(
+        guarded["status"]["conditions"]
+            .as_array()
+            .is_none_or(|cs| cs.iter().all(|c| c["type"] != "DisruptionTarget")),
+        "{guarded}"
+    );
 }

@@ -16,6 +16,7 @@ pub mod node;
 pub mod pod_routes;
 pub mod proxy;
 pub mod runtime;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -101,6 +102,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     };
     join::check_token(&join.token, join.insecure_skip_ca_hash)?;
     protect_from_oom_killer();
+    let metrics = crate::metrics::NodeMetrics::new();
     let creds = join::obtain_credentials(&join).await?;
     let client_cert = crate::tls::SharedCert::new(&creds.certificate, &creds.key)
         .map_err(AgentError::Credential)?;
@@ -126,10 +128,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     if let Some(table) = config.proxy_table.clone() {
         let services_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
         let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default())
-            .with_node_name(config.node_name.clone());
-        let dns_config = config
-            .serve_dns
-            .then(|| dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain));
+            .with_node_name(config.node_name.clone())
+            .with_metrics(metrics.clone());
+        let dns_config = config.serve_dns.then(|| dns::DnsConfig {
+            metrics: Some(metrics.clone()),
+            ..dns::DnsConfig::new(config.cluster_dns, &config.cluster_domain)
+        });
         if dns_config.is_some() {
             // The cluster DNS address is answered by this node's own DNS server.
             proxier = proxier.with_local_ip(config.cluster_dns);
@@ -185,6 +189,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         kubelet_cert,
         runtime_health,
         pressure,
+        metrics,
     ));
     node::Heartbeat::new(
         client,
@@ -240,6 +245,7 @@ async fn run_pods(
     kubelet_cert: crate::tls::SharedCert,
     health: tokio::sync::watch::Sender<node::RuntimeHealth>,
     pressure: tokio::sync::watch::Sender<eviction::Pressure>,
+    metrics: Arc<crate::metrics::NodeMetrics>,
 ) {
     let agent_dir = config.agent_dir();
     let (pod_cidr, runtime) = tokio::join!(
@@ -305,6 +311,7 @@ async fn run_pods(
         ),
         tokens: kubelet::tokens::TokenManager::new(),
         evictions: Default::default(),
+        metrics,
     });
     let image_gc = kubelet::image_gc::ImageGc::new(
         shared.runtime.clone(),

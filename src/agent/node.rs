@@ -16,7 +16,9 @@ use crate::api::identity::NODE_LEASE_NAMESPACE;
 pub const KUBELET_VERSION: &str = "v1.32.0+orc";
 /// For how long a renewal of the node's Lease holds (upstream kubelet
 /// `--node-lease-duration-seconds`); it is renewed every quarter of it, as upstream.
-pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(40);
+/// 20 s: a renewal every 5 s, so that a dead node is noticed soon after the server's
+/// 35 s grace period and a 20 s link outage never reaches it (README "Node failure").
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(20);
 const LEASE_RENEWALS_PER_DURATION: u32 = 4;
 /// Renewals never come more often than this, whatever the lease duration.
 const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(250);
@@ -387,6 +389,11 @@ fn lease_path(name: &str) -> String {
     format!("/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases/{name}")
 }
 
+/// How often a Lease of `lease_duration` is renewed: every quarter of it, as upstream.
+pub fn renew_interval(lease_duration: Duration) -> Duration {
+    (lease_duration / LEASE_RENEWALS_PER_DURATION).max(MIN_RENEW_INTERVAL)
+}
+
 /// Keeps one Node registered and alive: register, then renew the Lease and post status.
 pub struct Heartbeat {
     client: ApiClient,
@@ -580,8 +587,7 @@ impl Heartbeat {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
-        let renew_every =
-            (self.lease_duration / LEASE_RENEWALS_PER_DURATION).max(MIN_RENEW_INTERVAL);
+        let renew_every = renew_interval(self.lease_duration);
         let mut ticker = tokio::time::interval(renew_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut runtime_watched = true;
@@ -598,8 +604,18 @@ impl Heartbeat {
                     pressure_watched = changed;
                 }
             }
-            if let Err(e) = self.tick().await {
-                tracing::warn!(node = %self.name, error = %super::error_chain(&e), "heartbeat failed");
+            // A beat stuck on a link that dropped is given up at the next one's time,
+            // so the first beat after the link returns goes out at once on a fresh
+            // connection (not after TCP's retransmission back-off, up to 30 s later).
+            match tokio::time::timeout(renew_every, self.tick()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %self.name, error = %super::error_chain(&e), "heartbeat failed");
+                }
+                Err(_) => {
+                    self.client.disconnect().await;
+                    tracing::warn!(node = %self.name, timeout_ms = renew_every.as_millis() as u64, "heartbeat timed out; reconnecting");
+                }
             }
         }
     }
@@ -876,7 +892,7 @@ mod tests {
         );
         assert_eq!(lease["metadata"]["namespace"], "kube-node-lease");
         assert_eq!(lease["spec"]["holderIdentity"], "n1");
-        assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 20);
         assert_eq!(lease["spec"]["renewTime"], "2024-05-01T10:00:00.123456Z");
         assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], "uid-1");
         let typed: k8s_openapi::api::coordination::v1::Lease =

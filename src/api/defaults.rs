@@ -16,6 +16,36 @@ pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
 pub const DEFAULT_CLIENT_IP_AFFINITY_SECONDS: i64 = 10800;
 /// Upstream DefaultTolerationSeconds admission: how long pods stay on a lost node.
 pub const DEFAULT_NOT_READY_TOLERATION_SECONDS: i64 = 300;
+
+/// The `tolerationSeconds` DefaultTolerationSeconds admission gives pods for the
+/// NoExecute taints of nodes that are not ready or unreachable (upstream's
+/// `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultTolerations {
+    pub not_ready: i64,
+    pub unreachable: i64,
+}
+
+impl DefaultTolerations {
+    /// The seconds for the taint `key` (one of the two), else None.
+    pub fn for_taint(&self, key: &str) -> Option<i64> {
+        match key {
+            TAINT_NODE_NOT_READY => Some(self.not_ready),
+            TAINT_NODE_UNREACHABLE => Some(self.unreachable),
+            _ => None,
+        }
+    }
+}
+
+impl Default for DefaultTolerations {
+    /// Upstream's five minutes for both.
+    fn default() -> DefaultTolerations {
+        DefaultTolerations {
+            not_ready: DEFAULT_NOT_READY_TOLERATION_SECONDS,
+            unreachable: DEFAULT_NOT_READY_TOLERATION_SECONDS,
+        }
+    }
+}
 /// Default file mode (0644) for configMap, secret, downwardAPI and projected volumes.
 pub const DEFAULT_VOLUME_MODE: i64 = 0o644;
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
@@ -41,6 +71,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Endpoints" => endpoints_defaults(obj),
         "NetworkPolicy" => network_policy_defaults(obj),
         "LimitRange" => super::limit_range::default_limit_range(obj),
+        "HorizontalPodAutoscaler" => super::autoscaling::hpa_defaults(obj),
         "PriorityClass" => {
             if let Some(pc) = obj.as_object_mut() {
                 default_to(pc, "preemptionPolicy", json!("PreemptLowerPriority"));

@@ -1,6 +1,7 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
 pub mod apply;
+pub mod autoscaling;
 pub mod batch;
 pub mod crd;
 pub mod cron;
@@ -13,6 +14,7 @@ pub mod identity;
 pub mod ingress;
 pub mod jsonpath;
 pub mod limit_range;
+pub mod metrics;
 pub mod nesting;
 pub mod object;
 pub mod patch;

@@ -91,6 +91,8 @@ impl ResourceDef {
             | "SubjectAccessReview"
             | "LocalSubjectAccessReview"
             | "SelfSubjectRulesReview" => &["create"],
+            // Measured, not stored: read-only, as metrics-server serves them.
+            "NodeMetrics" | "PodMetrics" if self.group == super::metrics::GROUP => &["get", "list"],
             _ => &[
                 "create",
                 "delete",
@@ -434,6 +436,34 @@ pub static RESOURCES: &[ResourceDef] = &[
         custom: None,
     },
     ResourceDef {
+        group: "autoscaling",
+        version: "v2",
+        kind: "HorizontalPodAutoscaler",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: ALL,
+        subresources: &["status"],
+        roundtrip: roundtrip::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
+        custom: None,
+    },
+    // The same stored objects (keys do not carry the version), converted from and to
+    // v2 by the v1 strategy.
+    ResourceDef {
+        group: "autoscaling",
+        version: "v1",
+        kind: "HorizontalPodAutoscaler",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        categories: ALL,
+        subresources: &["status"],
+        roundtrip: roundtrip::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>,
+        custom: None,
+    },
+    ResourceDef {
         group: "scheduling.k8s.io",
         version: "v1",
         kind: "PriorityClass",
@@ -691,6 +721,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<authz::SelfSubjectRulesReview>,
+        custom: None,
+    },
+    ResourceDef {
+        group: super::metrics::GROUP,
+        version: super::metrics::VERSION,
+        kind: "NodeMetrics",
+        plural: "nodes",
+        singular: "nodemetrics",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<super::metrics::NodeMetrics>,
+        custom: None,
+    },
+    ResourceDef {
+        group: super::metrics::GROUP,
+        version: super::metrics::VERSION,
+        kind: "PodMetrics",
+        plural: "pods",
+        singular: "podmetrics",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<super::metrics::PodMetrics>,
         custom: None,
     },
 ];

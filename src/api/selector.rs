@@ -293,6 +293,18 @@ impl LabelSelector {
         Self::from_requirements(reqs)
     }
 
+    /// The selector requiring both `self` and `other` (upstream `Selector.Add`), each
+    /// requirement once.
+    pub fn and(&self, other: &LabelSelector) -> LabelSelector {
+        let mut reqs = self.requirements.clone();
+        for r in &other.requirements {
+            if !reqs.contains(r) {
+                reqs.push(r.clone());
+            }
+        }
+        Self::from_requirements(reqs)
+    }
+
     /// True when the selector has no requirements (matches everything).
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()

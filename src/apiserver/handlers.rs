@@ -17,7 +17,7 @@ use super::request::{self, Query, RequestBody};
 use super::response::{self, Body};
 use super::reviews::{self, Authorizer as _};
 use super::router::{self, ResourceRoute, Route};
-use super::{discovery, impersonation, watch, ApiContext};
+use super::{discovery, impersonation, metrics, watch, ApiContext};
 use crate::api::object;
 use crate::api::patch::PatchType;
 use crate::api::resources::{self, ResourceDef};
@@ -37,6 +37,11 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let class = {
+        let route = router::parse(&path, &ctx.registry.resources());
+        metrics::classify(&method, route.as_ref(), req.uri().query(), req.headers())
+    };
+    let inflight = (!class.longrunning).then(|| ctx.metrics.api.inflight(class.mutating));
     let caller = authenticate(&ctx, cert_user, &req);
     let impersonating = req.headers().contains_key(impersonation::USER_HEADER);
     let real = caller.as_ref().ok().and_then(|u| u.clone());
@@ -76,6 +81,15 @@ pub async fn handle(
     let resp = match audit {
         Some(audit) => audit.finish(resp).await,
         None => resp,
+    };
+    drop(inflight);
+    let elapsed = (!class.longrunning).then(|| started.elapsed());
+    ctx.metrics
+        .api
+        .observe(&class.labels, resp.status().as_u16(), elapsed);
+    let resp = match class.longrunning && resp.status().is_success() {
+        true => metrics::HoldGuard::wrap(resp, ctx.metrics.api.longrunning(&class.labels)),
+        false => resp,
     };
     let user = user.ok().flatten();
     tracing::debug!(
@@ -225,6 +239,7 @@ async fn dispatch(
         )),
         Route::OpenApi(path) => openapi(ctx, &path, &req),
         Route::OpenIdConfiguration | Route::OpenIdKeys => openid(ctx, &route),
+        Route::Metrics => metrics::scrape(ctx, user),
         Route::Resource(r) => {
             // A deprecated custom resource version warns on every request, as upstream.
             let deprecation = r.def.custom.and_then(|c| c.deprecation_warning.clone());
@@ -464,6 +479,9 @@ async fn resource(
         )));
     }
     let ns = r.namespace.as_deref();
+    if super::resource_metrics::is_metrics(def) {
+        return super::resource_metrics::serve(ctx, def, ns, r.name.as_deref(), &query);
+    }
     let as_table = match table::negotiated_table_version(header_str(&req, header::ACCEPT)) {
         Some(version) => Some(TableRequest {
             version,

@@ -452,10 +452,10 @@ pub fn stream_query(query: &str, stream: Stream) -> Result<String, ApiError> {
 }
 
 /// An open HTTP/1.1 connection to the kubelet of a pod's node.
-struct Kubelet {
+pub(super) struct Kubelet {
     sender: SendRequest<Empty<Bytes>>,
     /// `address:port`, for the Host header.
-    host: String,
+    pub(super) host: String,
     node: String,
 }
 
@@ -469,6 +469,12 @@ impl Kubelet {
             .get(nodes, None, node_name)
             .map_err(|_| ApiError::unavailable(format!("node {node_name} of pod {name} is gone")))?
             .value;
+        Kubelet::connect_node(ctx, &node).await
+    }
+
+    /// Connects to the kubelet of `node` (a Node object).
+    pub(super) async fn connect_node(ctx: &ApiContext, node: &Value) -> Result<Kubelet, ApiError> {
+        let node_name = node["metadata"]["name"].as_str().unwrap_or("");
         let address = node["status"]["addresses"]
             .as_array()
             .into_iter()
@@ -518,7 +524,10 @@ impl Kubelet {
         })
     }
 
-    async fn send(&mut self, req: Request<Empty<Bytes>>) -> Result<Response<Incoming>, ApiError> {
+    pub(super) async fn send(
+        &mut self,
+        req: Request<Empty<Bytes>>,
+    ) -> Result<Response<Incoming>, ApiError> {
         self.sender.send_request(req).await.map_err(|e| {
             ApiError::unavailable(format!(
                 "the kubelet of node {} ({}) cannot be reached: {e}",

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod heartbeats;
 pub mod impersonation;
 pub mod kubelet_proxy;
+pub mod metrics;
 pub mod node_credentials;
 pub mod openapi;
 pub mod proxy;
@@ -21,6 +22,7 @@ pub mod quota;
 pub mod rbac;
 pub mod registry;
 pub mod request;
+pub mod resource_metrics;
 pub mod response;
 pub mod reviews;
 pub mod router;
@@ -70,6 +72,8 @@ pub struct ApiContext {
     pub watches: watch::WatchLimiter,
     /// The RBAC authorizer (the registry's, `registry.rbac`).
     pub rbac: Arc<rbac::Rbac>,
+    /// What `/metrics` serves; requests are counted in `metrics.api`.
+    pub metrics: Arc<crate::metrics::ServerMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]

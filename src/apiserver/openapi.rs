@@ -506,6 +506,8 @@ fn kind_schema(def: &ResourceDef, gen: &mut SchemaGenerator) -> Option<String> {
         ("batch", "CronJob") => schema_of::<batch::CronJob>(gen),
         ("policy", "PodDisruptionBudget") => schema_of::<policy::PodDisruptionBudget>(gen),
         ("storage.k8s.io", "StorageClass") => schema_of::<storage::StorageClass>(gen),
+        ("metrics.k8s.io", "NodeMetrics") => schema_of::<crate::api::metrics::NodeMetrics>(gen),
+        ("metrics.k8s.io", "PodMetrics") => schema_of::<crate::api::metrics::PodMetrics>(gen),
         _ => None,
     }
 }

@@ -8,6 +8,8 @@ pub enum Route {
     Version,
     Health,
     CaCerts,
+    /// `/metrics`: the Prometheus scrape.
+    Metrics,
     /// `/v1-orc/node-credentials`: the join token trades a node password for a credential.
     NodeCredentials,
     /// `/api`
@@ -74,6 +76,7 @@ pub fn parse(path: &str, served: &Resources) -> Option<Route> {
         "/version" => return Some(Route::Version),
         "/healthz" | "/livez" | "/readyz" | "/ping" => return Some(Route::Health),
         "/cacerts" => return Some(Route::CaCerts),
+        super::metrics::PATH => return Some(Route::Metrics),
         super::node_credentials::PATH => return Some(Route::NodeCredentials),
         super::serviceaccount::oidc::CONFIGURATION_PATH => return Some(Route::OpenIdConfiguration),
         super::serviceaccount::oidc::JWKS_PATH => return Some(Route::OpenIdKeys),

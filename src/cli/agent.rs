@@ -42,8 +42,8 @@ pub struct NodeArgs {
     #[arg(long, env = "ORC_DISABLE_PROXY")]
     pub disable_proxy: bool,
     /// How long each renewal of the node's Lease holds; it is renewed every quarter of
-    /// it. Keep it below the server's --node-monitor-grace-period.
-    #[arg(long, env = "ORC_NODE_LEASE_DURATION", default_value = "40s", value_parser = crate::cli::server::parse_duration)]
+    /// it (20s: every 5s). Keep it well below the server's --node-monitor-grace-period.
+    #[arg(long, env = "ORC_NODE_LEASE_DURATION", default_value = "20s", value_parser = crate::cli::server::parse_duration)]
     pub node_lease_duration: std::time::Duration,
     /// Run no cluster DNS server on this node (pods' resolv.conf still points at
     /// --cluster-dns). --disable-proxy disables it too: the cluster DNS address is a
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(c.agent_dir(), PathBuf::from("/var/lib/orc/agent"));
         assert_eq!(c.token.secret, "s3cret");
         assert_eq!(c.proxy_table.as_deref(), Some("orc-proxy"));
-        assert_eq!(c.node_lease_duration, std::time::Duration::from_secs(40));
+        assert_eq!(c.node_lease_duration, std::time::Duration::from_secs(20));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod check;
 pub mod config_file;
 pub mod eviction;
 pub mod images;
+pub mod malloc;
 pub mod secrets_encrypt;
 pub mod server;
 pub mod token;
@@ -23,6 +24,11 @@ pub struct Cli {
     /// Log level or filter (trace, debug, info, warn, error, or a RUST_LOG-style filter).
     #[arg(long, global = true, env = "ORC_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// How often `orc server`/`orc agent` give freed heap memory back to the system
+    /// (glibc builds; 0 = never, the heap then keeps what bursts of work freed).
+    #[arg(long, global = true, hide = true, env = "ORC_MALLOC_TRIM_INTERVAL",
+          default_value = "10s", value_parser = server::parse_duration)]
+    pub malloc_trim_interval: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -96,6 +102,9 @@ pub fn init_tracing(level: &str) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Command::Server(_) | Command::Agent(_)) {
+        malloc::start_trimmer(cli.malloc_trim_interval);
+    }
     match cli.command {
         Command::Server(args) => server::run(*args),
         Command::Token(args) => token::run(args),

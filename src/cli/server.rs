@@ -13,6 +13,7 @@ use crate::apiserver::auth::{TokenAuthenticator, User};
 use crate::apiserver::registry::Registry;
 use crate::apiserver::{self, ApiContext};
 use crate::controllers;
+use crate::store::cache::HistoryLimits;
 use crate::store::sqlite::{self, Contents, SqliteStore};
 use crate::store::Store;
 use crate::tls;
@@ -86,13 +87,32 @@ pub struct ServerArgs {
         default_value = "30000-32767"
     )]
     pub service_node_port_range: String,
-    /// How long a node may go without heartbeat before it is marked NotReady (e.g. 40s).
-    #[arg(long, env = "ORC_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
+    /// How long a node may go without heartbeat before it is marked NotReady (Ready
+    /// Unknown) and tainted unreachable (e.g. 35s). Keep it above the agents'
+    /// --node-lease-duration plus the longest link outage to ride out.
+    #[arg(long, env = "ORC_NODE_MONITOR_GRACE_PERIOD", default_value = "35s", value_parser = parse_positive_duration)]
     pub node_monitor_grace_period: Duration,
-    /// How long pods without a toleration for unreachable/not-ready nodes stay on a lost
-    /// node before they are deleted (pods get a 300s toleration by default).
-    #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    /// How often the node lifecycle controller checks every node's heartbeats (e.g. 2s).
+    #[arg(long, env = "ORC_NODE_MONITOR_PERIOD", default_value = "2s", value_parser = parse_positive_duration)]
+    pub node_monitor_period: Duration,
+    /// tolerationSeconds given to pods that do not tolerate the
+    /// node.kubernetes.io/unreachable NoExecute taint themselves: how long their pods
+    /// stay on a lost node before they are evicted (upstream: 300).
+    #[arg(long, env = "ORC_DEFAULT_UNREACHABLE_TOLERATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_unreachable_toleration_seconds: i64,
+    /// tolerationSeconds given to pods that do not tolerate the
+    /// node.kubernetes.io/not-ready NoExecute taint themselves: how long their pods stay
+    /// on a node whose kubelet reports NotReady (upstream: 300).
+    #[arg(long, env = "ORC_DEFAULT_NOT_READY_TOLERATION_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_not_ready_toleration_seconds: i64,
+    /// How long pods that tolerate neither taint (admission adds the tolerations unless
+    /// a pod brings its own) stay on a lost or not-ready node before they are deleted.
+    #[arg(long, env = "ORC_POD_EVICTION_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub pod_eviction_timeout: Duration,
+    /// How often the built-in resource metrics (`kubectl top`, autoscalers) scrape each
+    /// node's kubelet, as metrics-server's flag; `0s` turns the collection off.
+    #[arg(long, env = "ORC_METRIC_RESOLUTION", default_value = "15s", value_parser = parse_duration)]
+    pub metric_resolution: Duration,
     /// Which objects record `metadata.managedFields` on every write: `applied` (objects
     /// once written by server-side apply; others stay untracked like objects older than
     /// server-side apply upstream, at no cost) or `all` (as upstream: every object,
@@ -127,6 +147,14 @@ pub struct ServerArgs {
     /// Issuer (`iss`) of service-account tokens, and the API server's token audience.
     #[arg(long, env = "ORC_SERVICE_ACCOUNT_ISSUER", default_value = tls::service_account::claims::DEFAULT_ISSUER)]
     pub service_account_issuer: String,
+    /// Most the watch cache keeps of recent changes for watches resuming from an older
+    /// resourceVersion, as the JSON size of the objects (e.g. 8Mi; also at most 20,000
+    /// events). Past it the oldest changes go, and a watch from before them is answered
+    /// 410 Gone so its client relists (upstream bounds its watch cache by a count of
+    /// events per resource). Each kept byte costs about four in memory (objects are also
+    /// kept parsed).
+    #[arg(long, env = "ORC_WATCH_CACHE_HISTORY_BYTES", default_value = "8Mi", value_parser = parse_history_bytes)]
+    pub watch_cache_history_bytes: usize,
     /// How long an API client may take to send its request headers (upstream: 32s).
     #[arg(long, env = "ORC_REQUEST_HEADER_TIMEOUT", default_value = "32s", value_parser = parse_duration, hide = true)]
     pub request_header_timeout: Duration,
@@ -151,7 +179,11 @@ pub struct ServerConfig {
     pub token: Option<String>,
     pub advertise_ip: IpAddr,
     pub node_monitor_grace_period: Duration,
+    pub node_monitor_period: Duration,
     pub pod_eviction_timeout: Duration,
+    pub default_tolerations: crate::api::defaults::DefaultTolerations,
+    /// How often kubelets are scraped for resource metrics (zero: never).
+    pub metric_resolution: Duration,
     pub node_certificate_validity: Duration,
     /// Every object records managedFields (`--managed-fields all`).
     pub managed_fields_for_all: bool,
@@ -162,6 +194,8 @@ pub struct ServerConfig {
     pub audit: Option<apiserver::audit::AuditConfig>,
     /// `--secrets-encryption`.
     pub secrets_encryption: bool,
+    /// How much history the watch cache keeps (`--watch-cache-history-bytes`).
+    pub history_limits: HistoryLimits,
     /// Connection cap and timeouts of the API listener.
     pub connection_limits: apiserver::ConnectionLimits,
     /// `--service-account-issuer`.
@@ -268,7 +302,13 @@ impl ServerArgs {
             token: self.token,
             advertise_ip,
             node_monitor_grace_period: self.node_monitor_grace_period,
+            node_monitor_period: self.node_monitor_period,
             pod_eviction_timeout: self.pod_eviction_timeout,
+            default_tolerations: crate::api::defaults::DefaultTolerations {
+                not_ready: self.default_not_ready_toleration_seconds,
+                unreachable: self.default_unreachable_toleration_seconds,
+            },
+            metric_resolution: self.metric_resolution,
             node_certificate_validity: self.node_certificate_validity,
             managed_fields_for_all: self.managed_fields == "all",
             max_watches_per_user: self.max_watches_per_user,
@@ -288,6 +328,10 @@ impl ServerArgs {
                 )
             }),
             secrets_encryption: self.secrets_encryption,
+            history_limits: HistoryLimits {
+                max_bytes: self.watch_cache_history_bytes,
+                ..HistoryLimits::default()
+            },
             local_storage_path: (!self.disable_local_storage).then(|| {
                 self.default_local_storage_path
                     .clone()
@@ -311,6 +355,30 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(secs));
     }
     crate::api::duration::parse_go_duration(s, "40s, 5m or 1m30s")
+}
+
+/// Smallest `--watch-cache-history-bytes`: below it, watches started from a list would
+/// often find their revision already gone under a steady stream of writes.
+const MIN_HISTORY_BYTES: i64 = 1 << 20;
+
+/// `--watch-cache-history-bytes`: a byte quantity (`16Mi`, `64M`, `20000000`), at least 1Mi.
+fn parse_history_bytes(s: &str) -> Result<usize, String> {
+    let bytes = crate::api::quantity::parse_quantity(s.trim())
+        .map_err(|e| format!("{e}: expected a size such as 16Mi or 64M"))?
+        .value();
+    if bytes < MIN_HISTORY_BYTES {
+        return Err("must be at least 1Mi".to_string());
+    }
+    usize::try_from(bytes).map_err(|_| "too large for this machine".to_string())
+}
+
+/// A duration as [`parse_duration`] reads it, longer than zero (a period of zero would
+/// spin).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s}: must be longer than zero")),
+        d => Ok(d),
+    }
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -369,10 +437,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Some((transformer, lock)) => (transformer, Some(lock)),
         None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
     };
+    let metrics = crate::metrics::ServerMetrics::new(Some(config.db_path.clone()));
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with(&config.db_path, transformer)
+        SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
             .with_context(|| format!("open datastore {}", config.db_path.display()))?,
     );
+    let store: Arc<dyn Store> = Arc::new(crate::store::instrumented::Instrumented::new(
+        store,
+        metrics.datastore.clone(),
+    ));
     let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
         .context("set up the cluster CA and certificates")?
         .with_node_cert_validity(config.node_certificate_validity);
@@ -406,7 +479,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
-    registry.default_toleration_seconds = config.pod_eviction_timeout.as_secs() as i64;
+    registry.default_tolerations = config.default_tolerations;
     registry.managed_fields_for_all = config.managed_fields_for_all;
     registry.cluster_cidr = Some(config.cluster_cidr);
     registry.service_account_tokens = Some(Arc::new(
@@ -455,6 +528,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         },
         watches: apiserver::watch::WatchLimiter::new(config.max_watches_per_user),
         rbac: registry.rbac.clone(),
+        metrics: metrics.clone(),
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
@@ -462,6 +536,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
         controllers::Config {
             node_monitor_grace_period: config.node_monitor_grace_period,
+            node_monitor_period: config.node_monitor_period,
             pod_eviction_timeout: config.pod_eviction_timeout,
             legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
                 key: signing_key.clone(),
@@ -471,6 +546,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             local_storage_path: config.local_storage_path.clone(),
             create_ingress_class: config.create_ingress_class,
             service_lb: config.service_lb,
+            scheduler_metrics: metrics.scheduler.clone(),
+            workqueue_metrics: metrics.workqueue.clone(),
             ..Default::default()
         },
     );
@@ -486,6 +563,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         registry.clone(),
     ));
     tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
+    if !config.metric_resolution.is_zero() {
+        tokio::spawn(apiserver::resource_metrics::collect(
+            ctx.clone(),
+            config.metric_resolution,
+        ));
+    }
     controllers.spawn(controllers::manifests::run(
         registry.clone(),
         server_dir.join("manifests"),
@@ -687,10 +770,39 @@ mod tests {
     }
 
     #[test]
+    fn watch_cache_history_bytes_takes_a_size_of_at_least_1mi() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.history_limits.max_bytes, 8 << 20);
+        assert_eq!(
+            c.history_limits.max_events,
+            crate::store::cache::MAX_HISTORY
+        );
+        let c = config(&["--watch-cache-history-bytes", "64M"]).unwrap();
+        assert_eq!(c.history_limits.max_bytes, 64_000_000);
+        let c = config(&["--watch-cache-history-bytes", "1048576"]).unwrap();
+        assert_eq!(c.history_limits.max_bytes, 1 << 20);
+        for bad in ["0", "512Ki", "lots"] {
+            let err = config(&["--watch-cache-history-bytes", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"))
+                .to_string();
+            assert!(err.contains("--watch-cache-history-bytes"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn node_lifecycle_flags_take_go_durations() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(40));
-        assert_eq!(c.pod_eviction_timeout, Duration::from_secs(60));
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(35));
+        assert_eq!(c.node_monitor_period, Duration::from_secs(2));
+        assert_eq!(c.pod_eviction_timeout, Duration::from_secs(15));
+        assert_eq!(
+            c.default_tolerations,
+            crate::api::defaults::DefaultTolerations {
+                not_ready: 60,
+                unreachable: 15
+            }
+        );
         let c = config(&[
             "--node-monitor-grace-period",
             "1m30s",
@@ -701,6 +813,23 @@ mod tests {
         assert_eq!(c.node_monitor_grace_period, Duration::from_secs(90));
         assert_eq!(c.pod_eviction_timeout, Duration::from_secs(300));
         assert!(config(&["--pod-eviction-timeout", "5 minutes"]).is_err());
+        assert!(
+            config(&["--node-monitor-period", "0s"]).is_err(),
+            "would spin"
+        );
+        assert!(config(&["--default-unreachable-toleration-seconds", "-1"]).is_err());
+        let c = config(&[
+            "--node-monitor-period",
+            "500ms",
+            "--default-unreachable-toleration-seconds",
+            "300",
+            "--default-not-ready-toleration-seconds",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.node_monitor_period, Duration::from_millis(500));
+        assert_eq!(c.default_tolerations.unreachable, 300);
+        assert_eq!(c.default_tolerations.not_ready, 0);
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     }
 

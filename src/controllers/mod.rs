@@ -17,6 +17,7 @@ pub mod expectations;
 pub mod framework;
 pub mod garbage_collector;
 pub mod history;
+pub mod hpa;
 pub mod ingress;
 pub mod job;
 pub mod local_path;
@@ -74,6 +75,10 @@ pub struct Config {
     /// Whether the built-in ServiceLB serves LoadBalancer Services (`false`:
     /// `--disable-servicelb`).
     pub service_lb: bool,
+    /// Where the scheduler counts its attempts (`/metrics`).
+    pub scheduler_metrics: crate::metrics::SchedulerMetrics,
+    /// Where the controllers' work queues report (`/metrics`).
+    pub workqueue_metrics: crate::metrics::WorkQueueMetrics,
 }
 
 impl Default for Config {
@@ -89,13 +94,15 @@ impl Default for Config {
             local_storage_path: None,
             create_ingress_class: false,
             service_lb: true,
+            scheduler_metrics: Default::default(),
+            workqueue_metrics: Default::default(),
         }
     }
 }
 
 /// Starts every controller on `client`; they run until the returned set is aborted.
 pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
-    let mut set = JoinSet::new();
+    let mut set = Spawner::new(config.workqueue_metrics.clone());
     set.spawn(namespace::run(client.clone()));
     set.spawn(clusterrole_aggregation::run(client.clone()));
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
@@ -129,6 +136,11 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     set.spawn(statefulset::run(client.clone(), config.clock.clone()));
     set.spawn(disruption::run(client.clone(), config.clock.clone()));
     set.spawn(daemonset::run(client.clone(), config.clock.clone()));
+    set.spawn(hpa::run(
+        client.clone(),
+        config.clock.clone(),
+        hpa::SYNC_PERIOD,
+    ));
     if let Some(signer) = config.legacy_tokens {
         set.spawn(service_account_tokens::run(client.clone(), signer));
     }
@@ -145,6 +157,26 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     if config.service_lb {
         set.spawn(service_lb::run(client.clone()));
     }
-    set.spawn(scheduler::run(client));
-    set
+    set.spawn(scheduler::run(client, config.scheduler_metrics));
+    set.tasks
+}
+
+/// A `JoinSet` whose tasks see the work queue metrics ([`framework::workers::QUEUE_METRICS`]).
+struct Spawner {
+    tasks: JoinSet<()>,
+    metrics: crate::metrics::WorkQueueMetrics,
+}
+
+impl Spawner {
+    fn new(metrics: crate::metrics::WorkQueueMetrics) -> Spawner {
+        Spawner {
+            tasks: JoinSet::new(),
+            metrics,
+        }
+    }
+
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let scoped = framework::workers::QUEUE_METRICS.scope(self.metrics.clone(), task);
+        self.tasks.spawn(scoped);
+    }
 }

@@ -33,12 +33,16 @@ use super::framework::{
 
 const NAME: &str = "node-lifecycle-controller";
 
-/// Upstream `--node-monitor-grace-period`.
-pub const NODE_MONITOR_GRACE: Duration = Duration::from_secs(40);
-/// How often nodes are checked (upstream `--node-monitor-period`).
-pub const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(5);
-/// How long pods without an unreachable toleration stay on a lost node.
-pub const POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may stay silent before it is marked `Ready=Unknown` (upstream
+/// `--node-monitor-grace-period`, 50 s there). With the agent's 5 s renewals, a link
+/// that drops for 20 s looks silent for at most about 27 s (see README "Node failure").
+pub const NODE_MONITOR_GRACE: Duration = Duration::from_secs(35);
+/// How often nodes are checked (upstream `--node-monitor-period`, 5 s there): reading
+/// the in-memory heartbeats of every node costs microseconds.
+pub const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(2);
+/// How long pods tolerating neither the unreachable nor the not-ready taint stay on a
+/// lost node (admission gives every pod such tolerations unless it brings its own).
+pub const POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// The taint of nodes whose kubelet reports `Ready=False`.
 pub const TAINT_NODE_NOT_READY: &str = "node.kubernetes.io/not-ready";
 const NODE_STATUS_UNKNOWN: &str = "NodeStatusUnknown";
@@ -307,8 +311,8 @@ impl NodeLifecycle {
         };
         let now = self.config.clock.now();
         let silent_for = self.silent_for(&node, now);
-        self.check_node(name, silent_for, now).await?;
-        Ok(Some(self.config.monitor_period))
+        let next_eviction = self.check_node(name, silent_for, now).await?;
+        Ok(Some(next_check(self.config.monitor_period, next_eviction)))
     }
 
     /// How long the node's heartbeats have not changed, as observed on our clock.
@@ -328,12 +332,14 @@ impl NodeLifecycle {
         (now - health.observed).to_std().unwrap_or_default()
     }
 
+    /// Marks, taints and evicts as the node's heartbeats say; returns how long until the
+    /// next pod's toleration of its taint runs out, if one will.
     async fn check_node(
         &self,
         name: &str,
         silent_for: Duration,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Duration>, ApiError> {
         let mut node = self.client.get(nodes(), None, name)?;
         let marked_unknown = ready_condition(&node.value).is_some_and(|c| c["status"] == "Unknown");
         if silent_for > self.config.grace_period && !marked_unknown {
@@ -365,10 +371,10 @@ impl NodeLifecycle {
                 .await?
                 .kv;
         }
-        if let Some(key) = wanted {
-            self.evict_pods(&node.value, key, now).await;
-        }
-        Ok(())
+        Ok(match wanted {
+            Some(key) => self.evict_pods(&node.value, key, now).await,
+            None => None,
+        })
     }
 
     /// Sets every condition to Unknown as upstream does for a silent kubelet.
@@ -435,26 +441,29 @@ impl NodeLifecycle {
     }
 
     /// Deletes the pods whose toleration of the node's NoExecute taint ran out; on an
-    /// unreachable node without grace, since no kubelet will confirm.
-    async fn evict_pods(&self, node: &Value, taint: &str, now: DateTime<Utc>) {
-        let Some(added) = node["spec"]["taints"]
+    /// unreachable node without grace, since no kubelet will confirm. Returns how long
+    /// until the next toleration runs out, if one will.
+    async fn evict_pods(&self, node: &Value, taint: &str, now: DateTime<Utc>) -> Option<Duration> {
+        let added = node["spec"]["taints"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|t| t["key"] == taint && t["effect"] == "NoExecute")
-            .and_then(|t| parse_time(&t["timeAdded"]))
-        else {
-            return;
-        };
+            .and_then(|t| parse_time(&t["timeAdded"]))?;
         let unreachable = taint == TAINT_NODE_UNREACHABLE;
+        let mut next: Option<Duration> = None;
         for pod in self.pods_bound_to(object::name(node)) {
-            let Some(tolerated) = toleration_for(&pod.value, taint, self.config.eviction_timeout)
-            else {
+            if object::is_deleting(&pod.value) && !unreachable {
                 continue;
-            };
-            let due = added + chrono::Duration::from_std(tolerated).unwrap_or_default();
-            if now < due || (object::is_deleting(&pod.value) && !unreachable) {
-                continue;
+            }
+            let tolerated = toleration_for(&pod.value, taint, self.config.eviction_timeout);
+            match eviction_wait(added, tolerated, now) {
+                Eviction::Never => continue,
+                Eviction::In(wait) => {
+                    next = Some(next.map_or(wait, |n| n.min(wait)));
+                    continue;
+                }
+                Eviction::Now => {}
             }
             let ns = object::namespace(&pod.value)
                 .unwrap_or("default")
@@ -480,7 +489,44 @@ impl NodeLifecycle {
                 Err(e) => tracing::warn!(pod = %object_key(&pod.value), error = %e, "evict pod"),
             }
         }
+        next
     }
+}
+
+/// When a pod on a node tainted at `added` is evicted, given how long it tolerates the
+/// taint (`None`: forever).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Eviction {
+    Now,
+    In(Duration),
+    Never,
+}
+
+pub fn eviction_wait(
+    added: DateTime<Utc>,
+    tolerated: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Eviction {
+    // A toleration too long to add to a date never runs out either.
+    let due = tolerated
+        .and_then(|t| chrono::Duration::from_std(t).ok())
+        .and_then(|t| added.checked_add_signed(t));
+    let Some(due) = due else {
+        return Eviction::Never;
+    };
+    match (due - now).to_std() {
+        Ok(wait) if !wait.is_zero() => Eviction::In(wait),
+        _ => Eviction::Now,
+    }
+}
+
+/// When to look at a node again: every monitor period, and as soon as a toleration
+/// runs out (so a pod is evicted when due, not up to a period later).
+pub fn next_check(monitor_period: Duration, next_eviction: Option<Duration>) -> Duration {
+    next_eviction.map_or(monitor_period, |due| {
+        // A few milliseconds late rather than early: the clock must have passed `due`.
+        monitor_period.min(due + Duration::from_millis(5))
+    })
 }
 
 #[cfg(test)]
@@ -874,6 +920,95 @@ mod tests {
         })
         .await;
         task.abort();
+    }
+
+    #[test]
+    fn eviction_comes_when_the_toleration_runs_out_and_the_check_with_it() {
+        let added = Utc::now();
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(eviction_wait(added, None, added), Eviction::Never);
+        assert_eq!(
+            eviction_wait(added, Some(Duration::MAX), added),
+            Eviction::Never,
+            "too long to add to a date"
+        );
+        assert_eq!(
+            eviction_wait(added, secs(15), added + chrono::Duration::seconds(5)),
+            Eviction::In(Duration::from_secs(10))
+        );
+        let due = added + chrono::Duration::seconds(15);
+        assert_eq!(eviction_wait(added, secs(15), due), Eviction::Now);
+        assert_eq!(eviction_wait(added, secs(0), added), Eviction::Now);
+        let period = Duration::from_secs(2);
+        assert_eq!(next_check(period, None), period);
+        assert_eq!(next_check(period, Some(Duration::from_secs(9))), period);
+        assert_eq!(
+            next_check(period, Some(Duration::from_millis(300))),
+            Duration::from_millis(305),
+            "just after the toleration runs out, not a period later"
+        );
+    }
+
+    /// The default timings (agent renewals every 5 s, this controller's defaults, the
+    /// default 15 s unreachable toleration) on a fake clock, checked each second as the
+    /// controller's run loop may: a link that drops for 20 s leaves the node Ready and
+    /// its pod in place; a node that dies has its pod evicted within the 60 s budget
+    /// (minus a few seconds for the replacement to start).
+    #[tokio::test(start_paused = true)]
+    async fn default_timings_ride_out_a_20s_outage_and_evict_a_dead_nodes_pods_in_time() {
+        let renew_every =
+            crate::agent::node::renew_interval(crate::agent::node::DEFAULT_LEASE_DURATION);
+        assert_eq!(renew_every, Duration::from_secs(5));
+        let n = node_with_pods().await;
+        let unreachable_default = 15;
+        n.registry
+            .create(
+                pods(),
+                Some("default"),
+                pod_body("web", "n1", Some(unreachable_default)),
+                &WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let mut lease = n.lease.clone();
+        // Seconds since the start; the kubelet renews on multiples of 5 s (and at once
+        // when the link returns, as its stuck beat times out and it reconnects).
+        let (outage_from, outage_to) = (12, 32);
+        let mut was_down = false;
+        for second in 1..=120 {
+            n.clock.advance(Duration::from_secs(1));
+            let down = (outage_from..outage_to).contains(&second);
+            if !down && (second % 5 == 0 || was_down) {
+                lease = renew(&n.registry, &lease, &n.clock).await;
+            }
+            was_down = down;
+            n.controller.monitor().await;
+            let node = n.registry.get(nodes(), None, "n1").unwrap();
+            assert_eq!(ready_status(&node.value), "True", "at {second}s");
+            assert!(exists(&n.registry, "web"), "evicted at {second}s");
+        }
+        // Worst case for a dead node: it renewed just before dying.
+        renew(&n.registry, &lease, &n.clock).await;
+        n.controller.monitor().await;
+        let mut evicted_after = None;
+        for second in 1..=120 {
+            n.clock.advance(Duration::from_secs(1));
+            n.controller.monitor().await;
+            if !exists(&n.registry, "web") {
+                evicted_after = Some(second);
+                break;
+            }
+        }
+        let evicted_after = evicted_after.expect("the dead node's pod is evicted");
+        let grace = NODE_MONITOR_GRACE.as_secs() + unreachable_default as u64;
+        assert!(
+            evicted_after > grace && evicted_after <= grace + 2,
+            "evicted {evicted_after}s after the last heartbeat"
+        );
+        assert!(
+            evicted_after <= 55,
+            "leaves 5 s of the 60 s for the replacement"
+        );
     }
 
     #[test]

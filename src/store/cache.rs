@@ -17,11 +17,46 @@ use super::{Event, EventType, KeyValue, ListFilter, ListPage, Result, Revision, 
 const WATCH_BUFFER: usize = 8192;
 /// Events kept for resuming watches, at most (older ones are dropped early).
 pub const MAX_HISTORY: usize = 20_000;
+/// Default bound of the history in bytes (see [`HistoryLimits::max_bytes`]).
+pub const DEFAULT_HISTORY_BYTES: usize = 8 << 20;
+
+/// How much of the recent past the cache keeps so watches can resume from an older
+/// resourceVersion. Whichever bound is reached first drops the oldest events; a watch
+/// from before the oldest kept event gets 410 Gone and the client relists, as upstream
+/// when its watch cache (bounded by a count of events per resource) has moved on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Events, at most.
+    pub max_events: usize,
+    /// Serialized size of the objects the events hold (the object and, for a
+    /// modification, its previous state), at most. Counting bytes, not only events,
+    /// keeps a history of large objects (ConfigMaps, CRs with big specs) from holding
+    /// hundreds of megabytes; the memory held is a small multiple of this (each object
+    /// is also kept parsed).
+    pub max_bytes: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> HistoryLimits {
+        HistoryLimits {
+            max_events: MAX_HISTORY,
+            max_bytes: DEFAULT_HISTORY_BYTES,
+        }
+    }
+}
+
+/// What one event counts against [`HistoryLimits::max_bytes`].
+fn event_bytes(event: &Event) -> usize {
+    event.kv.key.len() + event.kv.raw.len() + event.prev.as_ref().map_or(0, |p| p.raw.len())
+}
 
 #[derive(Default)]
 struct Inner {
     objects: BTreeMap<Arc<str>, KeyValue>,
     history: VecDeque<Arc<Event>>,
+    /// Sum of [`event_bytes`] over `history`.
+    history_bytes: usize,
+    limits: HistoryLimits,
     revision: Revision,
     /// Watches must start after this revision; older history is gone.
     floor: Revision,
@@ -33,17 +68,32 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache holding `objects` at `revision`, with `history` (events after `floor`).
+    /// A cache holding `objects` at `revision`, with `history` (events after `floor`)
+    /// kept within the default [`HistoryLimits`].
     pub fn new(
         objects: Vec<KeyValue>,
         history: Vec<Event>,
         revision: Revision,
         floor: Revision,
     ) -> Cache {
+        Cache::with_limits(objects, history, revision, floor, HistoryLimits::default())
+    }
+
+    /// Like [`Cache::new`], with the history kept within `limits`.
+    pub fn with_limits(
+        objects: Vec<KeyValue>,
+        history: Vec<Event>,
+        revision: Revision,
+        floor: Revision,
+        limits: HistoryLimits,
+    ) -> Cache {
         let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let history: VecDeque<Arc<Event>> = history.into_iter().map(Arc::new).collect();
         let mut inner = Inner {
             objects: objects.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
-            history: history.into_iter().map(Arc::new).collect(),
+            history_bytes: history.iter().map(|e| event_bytes(e)).sum(),
+            history,
+            limits,
             revision,
             floor,
         };
@@ -131,6 +181,7 @@ impl Cache {
                     inner.objects.remove(&event.kv.key);
                 }
             }
+            inner.history_bytes += event_bytes(&event);
             inner.history.push_back(event.clone());
             // No receivers is fine: nobody is watching.
             let _ = self.events.send(event);
@@ -146,9 +197,16 @@ impl Cache {
             .front()
             .is_some_and(|e| e.revision() <= revision)
         {
-            inner.history.pop_front();
+            pop_oldest(&mut inner);
         }
         inner.floor = inner.floor.max(revision);
+        shrink_history(&mut inner);
+    }
+
+    /// Events in the history and what they count against [`HistoryLimits::max_bytes`].
+    pub fn history_size(&self) -> (usize, usize) {
+        let inner = self.read();
+        (inner.history.len(), inner.history_bytes)
     }
 
     pub fn watch(&self, prefix: &str, after: Revision) -> Result<Watcher> {
@@ -192,11 +250,31 @@ impl Cache {
     }
 }
 
+/// Drops the oldest event; watches must then start at or after its revision.
+fn pop_oldest(inner: &mut Inner) {
+    if let Some(e) = inner.history.pop_front() {
+        inner.history_bytes -= event_bytes(&e);
+        inner.floor = inner.floor.max(e.revision());
+    }
+}
+
 fn trim_history(inner: &mut Inner) {
-    while inner.history.len() > MAX_HISTORY {
-        if let Some(e) = inner.history.pop_front() {
-            inner.floor = inner.floor.max(e.revision());
-        }
+    let before = inner.history.len();
+    while inner.history.len() > inner.limits.max_events
+        || (inner.history_bytes > inner.limits.max_bytes && !inner.history.is_empty())
+    {
+        pop_oldest(inner);
+    }
+    if inner.history.len() < before {
+        shrink_history(inner);
+    }
+}
+
+/// Gives back the ring's memory after a burst: a deque keeps its largest capacity.
+fn shrink_history(inner: &mut Inner) {
+    let len = inner.history.len();
+    if inner.history.capacity() > 1024 && len < inner.history.capacity() / 4 {
+        inner.history.shrink_to(len * 2);
     }
 }
 
@@ -250,6 +328,7 @@ impl Watcher {
 mod tests {
     use super::*;
     use crate::store::make_kv;
+    use bytes::Bytes;
     use serde_json::json;
     use std::time::Duration;
 
@@ -301,5 +380,98 @@ mod tests {
         let page = cache.list("/p/", None, 0, odd);
         assert_eq!(page.items.len(), 3);
         assert!(page.continue_after.is_none());
+    }
+
+    /// An event whose object serializes to exactly `size` bytes (key included in the count).
+    fn sized(key: &str, rev: Revision, size: usize) -> Event {
+        let mut e = added(key, rev);
+        e.kv.raw = Bytes::from(vec![b' '; size - key.len()]);
+        e
+    }
+
+    fn limits(max_events: usize, max_bytes: usize) -> HistoryLimits {
+        HistoryLimits {
+            max_events,
+            max_bytes,
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_dropping_the_oldest_events() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, limits(1000, 1000));
+        cache.apply(
+            (1..=25)
+                .map(|i| sized(&format!("/p/{i}"), i, 100))
+                .collect(),
+        );
+        assert_eq!(cache.history_size(), (10, 1000));
+        assert_eq!(cache.floor(), 15, "events up to 15 dropped");
+        assert!(matches!(
+            cache.watch("/p/", 14),
+            Err(StoreError::Compacted { oldest: 16, .. })
+        ));
+        assert!(cache.watch("/p/", 15).is_ok());
+        // The objects themselves are all still there.
+        let all: ListFilter = &|_| true;
+        assert_eq!(cache.list("/p/", None, 0, all).items.len(), 25);
+    }
+
+    #[test]
+    fn modified_events_count_their_previous_state() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, limits(1000, 10_000));
+        let first = sized("/p/a", 1, 300);
+        let mut second = sized("/p/a", 2, 200);
+        second.kind = EventType::Modified;
+        second.prev = Some(first.kv.clone());
+        cache.apply(vec![first, second]);
+        // 300 for the Added event; 200 + 296 (its prev's JSON, without the key again)
+        // for the Modified one.
+        assert_eq!(cache.history_size(), (2, 796));
+    }
+
+    #[test]
+    fn history_is_still_bounded_in_events() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, limits(3, usize::MAX));
+        cache.apply((1..=5).map(|i| added(&format!("/p/{i}"), i)).collect());
+        assert_eq!(cache.history_size().0, 3);
+        assert_eq!(cache.floor(), 2);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_bound_is_not_kept() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, limits(1000, 500));
+        cache.apply(vec![sized("/p/small", 1, 100), sized("/p/huge", 2, 600)]);
+        assert_eq!(cache.history_size(), (0, 0));
+        // Watching from now still works; from before, the client relists.
+        assert!(cache.watch("/p/", 2).is_ok());
+        assert!(cache.watch("/p/", 1).is_err());
+        assert!(cache.get("/p/huge").is_some());
+    }
+
+    #[test]
+    fn loaded_history_is_trimmed_to_the_bounds() {
+        let history = (1..=10)
+            .map(|i| sized(&format!("/p/{i}"), i, 100))
+            .collect();
+        let cache = Cache::with_limits(vec![], history, 10, 0, limits(1000, 450));
+        assert_eq!(cache.history_size(), (4, 400));
+        assert_eq!(cache.floor(), 6);
+    }
+
+    #[test]
+    fn compaction_gives_back_bytes_and_ring_capacity() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, limits(100_000, usize::MAX));
+        cache.apply(
+            (1..=5000)
+                .map(|i| sized(&format!("/p/{i}"), i, 50))
+                .collect(),
+        );
+        cache.compact(4990);
+        assert_eq!(cache.history_size(), (10, 500));
+        assert!(
+            cache.read().history.capacity() < 1024,
+            "capacity {} kept after compaction",
+            cache.read().history.capacity()
+        );
     }
 }

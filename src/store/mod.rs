@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod encryption;
+pub mod instrumented;
 #[cfg(test)]
 pub mod memory;
 pub mod sqlite;

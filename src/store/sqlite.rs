@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::Cache;
+use super::cache::{Cache, HistoryLimits};
 use super::encryption::{Identity, ValueTransformer};
 use super::{
     make_kv, Event, EventType, KeyValue, ListFilter, ListPage, Result, Revision, Store, StoreError,
@@ -139,12 +139,21 @@ impl SqliteStore {
     /// Like [`SqliteStore::open`], with values passing through `transformer` on their way
     /// to and from disk; stored values it reports stale are rewritten first.
     pub fn open_with(path: &Path, transformer: Arc<dyn ValueTransformer>) -> Result<SqliteStore> {
+        SqliteStore::open_configured(path, transformer, HistoryLimits::default())
+    }
+
+    /// Like [`SqliteStore::open_with`], with the watch cache's history kept within `limits`.
+    pub fn open_configured(
+        path: &Path,
+        transformer: Arc<dyn ValueTransformer>,
+        limits: HistoryLimits,
+    ) -> Result<SqliteStore> {
         if inspect(path)? == Contents::Missing {
             create_private_file(path)?;
         }
         let mut conn = connect(path)?;
         rewrite_stale(&mut conn, &*transformer)?;
-        let (cache, revision) = load(&conn, &*transformer)?;
+        let (cache, revision) = load(&conn, &*transformer, limits)?;
         let cache = Arc::new(cache);
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
@@ -254,7 +263,11 @@ fn restrict_permissions(path: &Path) -> Result<()> {
 /// event carries the key's previous state, as live events do, so a selector watch
 /// resumed after a restart still sees objects leave the selector. (Compaction keeps the
 /// newest row at or below the floor for this.)
-fn load(conn: &Connection, transformer: &dyn ValueTransformer) -> Result<(Cache, Revision)> {
+fn load(
+    conn: &Connection,
+    transformer: &dyn ValueTransformer,
+    limits: HistoryLimits,
+) -> Result<(Cache, Revision)> {
     let sql = |source| StoreError::Sql {
         step: "load",
         source,
@@ -313,11 +326,12 @@ fn load(conn: &Connection, transformer: &dyn ValueTransformer) -> Result<(Cache,
             history.push(Event { kind, kv, prev });
         }
     }
-    let cache = Cache::new(
+    let cache = Cache::with_limits(
         objects.into_values().collect(),
         history,
         revision,
         compacted,
+        limits,
     );
     Ok((cache, revision))
 }
@@ -956,7 +970,7 @@ mod tests {
         let path = dir.path().join("state.db");
         create_private_file(&path).unwrap();
         let conn = connect(&path).unwrap();
-        let (cache, revision) = load(&conn, &Identity).unwrap();
+        let (cache, revision) = load(&conn, &Identity, HistoryLimits::default()).unwrap();
         Writer {
             conn,
             cache: Arc::new(cache),

@@ -36,10 +36,22 @@ pub const API_PORT: u16 = 6443;
 pub const CLUSTER_CIDR: &str = "10.201.0.0/16";
 /// The nodes: name and LAN address.
 pub const NODES: [(&str, &str); 2] = [("n1", "192.168.77.11"), ("n2", "192.168.77.12")];
-/// Short heartbeats and timeouts, so that a dead node is noticed within seconds.
+/// Short heartbeats and timeouts, so that a dead node is noticed within seconds
+/// ([`Timing::Short`]).
 pub const NODE_LEASE_DURATION: &str = "2s";
 pub const NODE_MONITOR_GRACE_PERIOD: &str = "4s";
 pub const POD_EVICTION_TIMEOUT: &str = "1s";
+pub const NODE_MONITOR_PERIOD: &str = "1s";
+pub const DEFAULT_TOLERATION_SECONDS: &str = "1";
+
+/// The node heartbeat and failure timings a cluster runs with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Timing {
+    /// The short ones above, for tests that only need a dead node noticed.
+    Short,
+    /// orc's defaults (no timing flags), for tests of the defaults themselves.
+    Default,
+}
 /// Lines of each log printed when the test fails.
 pub const LOG_TAIL_LINES: usize = 120;
 
@@ -59,6 +71,7 @@ pub struct Cluster {
     uids: RefCell<Vec<String>>,
     /// The behaviour the test is checking now (named when the test fails).
     step: RefCell<String>,
+    timing: Timing,
 }
 
 impl Cluster {
@@ -76,6 +89,15 @@ impl Cluster {
     /// A cluster whose nodes also have the busybox test image under each of
     /// `extra_images` (other names for the same content, for image changes).
     pub fn start_with_images(extra_images: &[&str]) -> Cluster {
+        Cluster::start_with(extra_images, Timing::Short)
+    }
+
+    /// A cluster with orc's default node timings (lease, grace, tolerations).
+    pub fn start_with_default_timing() -> Cluster {
+        Cluster::start_with(&[], Timing::Default)
+    }
+
+    pub fn start_with(extra_images: &[&str], timing: Timing) -> Cluster {
         require_root_and_tools("tests/multinode.rs");
         assert!(
             run(Command::new("sh").args(["-c", "command -v busybox"]))
@@ -95,6 +117,7 @@ impl Cluster {
             containerds: Vec::new(),
             uids: Default::default(),
             step: RefCell::new("starting the cluster".to_string()),
+            timing,
         };
         let mut tarballs = Vec::new();
         for (i, name) in std::iter::once(IMAGE)
@@ -221,9 +244,20 @@ impl Cluster {
             .args(["--https-port", &API_PORT.to_string()])
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
-            .args(["--cluster-cidr", CLUSTER_CIDR])
-            .args(["--node-monitor-grace-period", NODE_MONITOR_GRACE_PERIOD])
-            .args(["--pod-eviction-timeout", POD_EVICTION_TIMEOUT]);
+            .args(["--cluster-cidr", CLUSTER_CIDR]);
+        if self.timing == Timing::Short {
+            cmd.args(["--node-monitor-grace-period", NODE_MONITOR_GRACE_PERIOD])
+                .args(["--node-monitor-period", NODE_MONITOR_PERIOD])
+                .args(["--pod-eviction-timeout", POD_EVICTION_TIMEOUT])
+                .args([
+                    "--default-unreachable-toleration-seconds",
+                    DEFAULT_TOLERATION_SECONDS,
+                ])
+                .args([
+                    "--default-not-ready-toleration-seconds",
+                    DEFAULT_TOLERATION_SECONDS,
+                ]);
+        }
         self.server = Some(self.spawn_logged(cmd, "server"));
         self.wait_for("the API server to answer", || {
             self.kubeconfig().exists()
@@ -248,9 +282,11 @@ impl Cluster {
             .arg(self.node_dir(node).join("containerd.sock"))
             .args(["--containerd-namespace", CONTAINERD_NAMESPACE])
             .args(["--cluster-cidr", CLUSTER_CIDR])
-            .args(["--node-lease-duration", NODE_LEASE_DURATION])
             // The host's free disk must not decide the tests (no node-pressure eviction).
             .arg("--eviction-hard=");
+        if self.timing == Timing::Short {
+            cmd.args(["--node-lease-duration", NODE_LEASE_DURATION]);
+        }
         self.agents[i] = Some(self.spawn_logged(cmd, &format!("agent-{node}")));
     }
 
@@ -261,6 +297,38 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// `node` dies as a machine would: its agent is killed (SIGKILL), its containers
+    /// too, and its LAN cable is pulled (nothing of it answers any more).
+    pub fn kill_node(&mut self, node: &str) {
+        self.kill_agent(node);
+        self.set_link(node, false);
+        let sock = self.node_dir(node).join("containerd.sock");
+        let ctr = |args: &[&str]| {
+            run(Command::new("ctr")
+                .arg("--address")
+                .arg(&sock)
+                .args(["-n", CONTAINERD_NAMESPACE])
+                .args(args))
+        };
+        let tasks = String::from_utf8_lossy(&ctr(&["tasks", "ls", "-q"]).stdout).to_string();
+        for task in tasks.split_whitespace() {
+            let killed = ctr(&["tasks", "kill", "-s", "SIGKILL", task]);
+            assert!(
+                killed.status.success(),
+                "kill task {task} of {node}: {}",
+                String::from_utf8_lossy(&killed.stderr)
+            );
+        }
+    }
+
+    /// Plugs (`up`) or pulls `node`'s LAN cable: its port on the LAN bridge goes up or
+    /// down, so the node's eth0 keeps its addresses and routes but loses its carrier.
+    pub fn set_link(&self, node: &str, up: bool) {
+        let lan = self.netns_name("lan");
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &lan, "link", "set", node, state]);
     }
 
     /// kubectl in the server's network namespace.

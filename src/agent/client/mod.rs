@@ -170,6 +170,12 @@ impl ApiClient {
         &self.addr
     }
 
+    /// Drops the kept connection (the next request opens a new one): for a caller that
+    /// gave up on a request, whose connection may be stuck on a dead link.
+    pub async fn disconnect(&self) {
+        *self.conn.lock().await = None;
+    }
+
     pub async fn get(&self, path: &str) -> Result<Response> {
         self.request(Method::GET, path, None, "").await
     }

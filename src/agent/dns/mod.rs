@@ -78,6 +78,8 @@ pub struct DnsConfig {
     pub interface: Option<String>,
     /// The node's resolv.conf, naming the upstream resolvers.
     pub resolv_conf: PathBuf,
+    /// Where queries are counted (the kubelet's `/metrics`).
+    pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }
 
 impl DnsConfig {
@@ -90,6 +92,7 @@ impl DnsConfig {
             domain: domain.to_string(),
             interface: Some(DEFAULT_INTERFACE.to_string()),
             resolv_conf: node_resolv_conf(),
+            metrics: None,
         }
     }
 }
@@ -175,7 +178,8 @@ async fn run_until_watch_ends(watch: ServiceWatch, config: DnsConfig) {
             }
         }
     };
-    let _server = server::serve(ClusterDns::new(records, forward), udp, tcp);
+    let handler = ClusterDns::new(records, forward).with_metrics(config.metrics.clone());
+    let _server = server::serve(handler, udp, tcp);
     tracing::info!(%addr, domain = %config.domain, "cluster DNS is serving");
     let _ = updates.await;
 }
@@ -295,7 +299,9 @@ mod tests {
             domain: "cluster.local".into(),
             interface: None,
             resolv_conf,
+            metrics: Some(crate::metrics::NodeMetrics::new()),
         };
+        let metrics = config.metrics.clone().unwrap();
         let (tx, changes) = mpsc::channel(4);
         let watch = ServiceWatch {
             initial: vec![web("10.43.0.20")],
@@ -319,6 +325,22 @@ mod tests {
         answer_is("10.43.0.20").await;
         tx.send(web("10.43.0.21")).await.unwrap();
         answer_is("10.43.0.21").await;
+        // Every answered query was counted, by transport, type and code.
+        let text = metrics.encode();
+        let counted = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        assert!(
+            counted(r#"orc_dns_requests_total{proto="udp",type="A"}"#) >= 2.0,
+            "{text}"
+        );
+        assert!(
+            counted(r#"orc_dns_responses_total{rcode="NOERROR"}"#) >= 2.0,
+            "{text}"
+        );
         drop(tx);
         tokio::time::timeout(Duration::from_secs(10), task)
             .await

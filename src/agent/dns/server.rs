@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
 use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::records::{Answer, Records};
 use super::DnsError;
+use crate::metrics::{dns_type_label, NodeMetrics};
 
 /// How long an idle TCP client may keep its connection.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,12 +45,48 @@ pub type SharedRecords = Arc<RwLock<Records>>;
 pub struct ClusterDns {
     records: SharedRecords,
     upstream: Option<Upstream>,
+    /// Where queries are counted (`orc_dns_requests_total`), if anywhere.
+    metrics: Option<Arc<NodeMetrics>>,
 }
 
 impl ClusterDns {
     pub fn new(records: SharedRecords, upstream: Option<Upstream>) -> Self {
-        ClusterDns { records, upstream }
+        ClusterDns {
+            records,
+            upstream,
+            metrics: None,
+        }
     }
+
+    pub fn with_metrics(mut self, metrics: Option<Arc<NodeMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+/// Counts an answered query by transport, query type and response code.
+fn count_query(metrics: &NodeMetrics, request: &Request, info: &ResponseInfo) {
+    let proto = match request.protocol() {
+        Protocol::Udp => "udp",
+        Protocol::Tcp => "tcp",
+        _ => "other",
+    };
+    let qtype = request
+        .queries
+        .queries()
+        .first()
+        .map(|q| dns_type_label(&q.query_type().to_string()))
+        .unwrap_or("other");
+    let rcode = match info.response_code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        _ => "other",
+    };
+    metrics.observe_dns(proto, qtype, rcode);
 }
 
 /// The node's resolvers: a catalog forwarding whole requests, and a resolver (sharing
@@ -108,6 +146,20 @@ pub fn serve(handler: ClusterDns, udp: UdpSocket, tcp: TcpListener) -> Server<Cl
 #[async_trait::async_trait]
 impl RequestHandler for ClusterDns {
     async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let info = self.respond::<R, T>(request, response_handle).await;
+        if let Some(metrics) = &self.metrics {
+            count_query(metrics, request, &info);
+        }
+        info
+    }
+}
+
+impl ClusterDns {
+    async fn respond<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
         response_handle: R,

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 /// Upstream's pod status reason for a pod the kubelet evicted.
 pub const EVICTED_REASON: &str = "Evicted";
 /// Reason of the `DisruptionTarget` condition the kubelet sets on pods it ends.
@@ -19,10 +21,13 @@ pub struct Eviction {
     pub grace: Duration,
 }
 
-/// Orders by pod uid; each worker takes its own on its next sync.
+/// Orders by pod uid; each worker takes its own on its next sync, which an order starts
+/// at once (workers of quiet pods otherwise sleep long).
 #[derive(Debug, Default)]
 pub struct Evictions {
     orders: Mutex<HashMap<String, Eviction>>,
+    /// Counts the orders given: workers watch it to wake up.
+    given: watch::Sender<u64>,
 }
 
 impl Evictions {
@@ -30,6 +35,12 @@ impl Evictions {
         if let Ok(mut orders) = self.orders.lock() {
             orders.insert(uid.to_string(), eviction);
         }
+        self.given.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever an order is given.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.given.subscribe()
     }
 
     /// The order for pod `uid`, if any (taken: it is carried out once).
@@ -63,5 +74,22 @@ mod tests {
         assert_eq!(e.take("u1"), Some(order));
         assert_eq!(e.take("u1"), None);
         assert!(!e.is_pending("u1"));
+    }
+
+    #[test]
+    fn an_order_wakes_the_watchers() {
+        let e = Evictions::default();
+        let mut watcher = e.subscribe();
+        assert!(!watcher.has_changed().unwrap());
+        e.order(
+            "u1",
+            Eviction {
+                message: "low".into(),
+                grace: Duration::ZERO,
+            },
+        );
+        assert!(watcher.has_changed().unwrap());
+        watcher.mark_unchanged();
+        assert!(!watcher.has_changed().unwrap());
     }
 }

@@ -470,6 +470,8 @@ mod tests {
             pods_dir: "/nonexistent".into(),
             netns_dir: "/nonexistent".into(),
             runtime: runtime.clone(),
+            cgroups: crate::agent::stats::CgroupReader::new("/nonexistent"),
+            metrics: crate::metrics::NodeMetrics::new(),
         };
         endpoint.pods.write().unwrap().insert(
             ("ns".into(), "p".into()),

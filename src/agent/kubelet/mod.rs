@@ -31,18 +31,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::agent::client::last_known::LastKnownDir;
 use crate::agent::net::NetworkBackend;
-use crate::agent::runtime::{ContainerRuntime, ContainerSummary};
+use crate::agent::runtime::{ContainerEvent, ContainerRuntime, ContainerSummary};
 use api::{PodApi, PodUpdate};
 pub use pod_files::DnsConfig;
 use worker::PodWorker;
 
-/// How often each pod's containers are checked.
+/// How often the worker of a busy pod syncs (starting, backing off, probed); quiet pods
+/// wait for events (see [`worker::PodWorker::busy`]).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the kubelet needs to know about its node.
@@ -108,12 +109,34 @@ pub struct Shared {
     pub tokens: tokens::TokenManager,
     /// Evictions ordered by the node-pressure eviction manager.
     pub evictions: Arc<evictions::Evictions>,
+    /// What the kubelet's `/metrics` serves.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 struct WorkerHandle {
     desired: watch::Sender<Option<Value>>,
+    /// Wakes the worker: the runtime told of one of its containers.
+    nudge: Arc<Notify>,
     task: JoinHandle<()>,
 }
+
+/// What the runtime's event follower tells the kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeSignal {
+    /// A container changed (exited, was OOM-killed): its pod's worker syncs.
+    Event(ContainerEvent),
+    /// Events may have been missed (the stream broke, or was just opened): every worker
+    /// syncs.
+    Resync,
+}
+
+/// Buffer of container events between the runtime and the kubelet.
+const EVENT_BUFFER: usize = 256;
+/// Wait before following the runtime's events again after the stream broke.
+const EVENTS_RETRY: Duration = Duration::from_secs(2);
+/// How long after (re)subscribing every worker is told to resync: by then the
+/// subscription is in place, and what happened before it is read from the runtime.
+const RESYNC_AFTER_SUBSCRIBE: Duration = Duration::from_millis(500);
 
 /// Pods of this node and their workers.
 pub struct Kubelet {
@@ -271,8 +294,39 @@ impl Kubelet {
 
     fn spawn(&mut self, uid: String, worker: PodWorker, pod: Option<Value>) {
         let (tx, rx) = watch::channel(pod);
-        let task = tokio::spawn(worker.run(rx));
-        self.workers.insert(uid, WorkerHandle { desired: tx, task });
+        let nudge = Arc::new(Notify::new());
+        let task = tokio::spawn(worker.run(rx, nudge.clone()));
+        self.workers.insert(
+            uid,
+            WorkerHandle {
+                desired: tx,
+                nudge,
+                task,
+            },
+        );
+    }
+
+    /// Wakes the workers `signal` concerns: the one whose pod the container belongs to
+    /// (container ids start with the pod's uid), or all of them.
+    pub fn runtime_signal(&self, signal: &RuntimeSignal) {
+        match signal {
+            RuntimeSignal::Event(event) => {
+                let id = event.container_id();
+                let owner = self.workers.iter().find(|(uid, _)| {
+                    id.strip_prefix(uid.as_str())
+                        .is_some_and(|rest| rest.starts_with('-'))
+                });
+                if let Some((uid, w)) = owner {
+                    tracing::debug!(%uid, container = id, ?event, "container event");
+                    w.nudge.notify_one();
+                }
+            }
+            RuntimeSignal::Resync => {
+                for w in self.workers.values() {
+                    w.nudge.notify_one();
+                }
+            }
+        }
     }
 
     fn send(&mut self, uid: &str, pod: Option<Value>) {
@@ -335,14 +389,23 @@ impl Kubelet {
         }
     }
 
-    /// Follows the pod watch until it ends.
-    pub async fn run(mut self, mut updates: mpsc::Receiver<PodUpdate>) {
+    /// Follows the pod watch until it ends, and the runtime's events.
+    pub async fn run(
+        mut self,
+        mut updates: mpsc::Receiver<PodUpdate>,
+        mut runtime_events: mpsc::Receiver<RuntimeSignal>,
+    ) {
         let mut reap = tokio::time::interval(Duration::from_secs(10));
+        let mut events_open = true;
         loop {
             tokio::select! {
                 update = updates.recv() => match update {
                     Some(u) => self.handle(u),
                     None => return,
+                },
+                signal = runtime_events.recv(), if events_open => match signal {
+                    Some(s) => self.runtime_signal(&s),
+                    None => events_open = false,
                 },
                 _ = reap.tick() => self.reap(),
             }
@@ -427,6 +490,8 @@ pub async fn run(
             pods_dir: shared.config.pods_dir(),
             netns_dir: shared.config.netns_dir(),
             runtime: shared.runtime.clone(),
+            cgroups: crate::agent::stats::CgroupReader::new(shared.config.cgroup_root.clone()),
+            metrics: shared.metrics.clone(),
         };
         tokio::spawn(server::serve(listener, tls, Arc::new(endpoint)));
     }
@@ -445,8 +510,68 @@ pub async fn run(
         Some(last_known),
         tx,
     ));
+    let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
+    tokio::spawn(follow_runtime_events(shared.runtime.clone(), events_tx));
     info!(node = %shared.config.node_name, "kubelet is running");
-    kubelet.run(rx).await;
+    kubelet.run(rx, events_rx).await;
+}
+
+/// Follows the runtime's container events for the kubelet until it stops listening,
+/// subscribing again (after [`EVENTS_RETRY`]) whenever the stream ends or breaks. Soon
+/// after each subscription every worker is told to resync: events from before it are
+/// lost.
+pub async fn follow_runtime_events(
+    runtime: Arc<dyn ContainerRuntime>,
+    out: mpsc::Sender<RuntimeSignal>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let (tx, mut rx) = mpsc::channel(EVENT_BUFFER);
+        let follow = runtime.follow_events(tx);
+        tokio::pin!(follow);
+        let resync = tokio::time::sleep(RESYNC_AFTER_SUBSCRIBE);
+        tokio::pin!(resync);
+        let mut resync_due = true;
+        let ended = loop {
+            tokio::select! {
+                ended = &mut follow => break ended,
+                Some(event) = rx.recv() => {
+                    failures = 0;
+                    if out.send(RuntimeSignal::Event(event)).await.is_err() {
+                        return;
+                    }
+                }
+                () = &mut resync, if resync_due => {
+                    resync_due = false;
+                    if out.send(RuntimeSignal::Resync).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        while let Ok(event) = rx.try_recv() {
+            if out.send(RuntimeSignal::Event(event)).await.is_err() {
+                return;
+            }
+        }
+        match ended {
+            Ok(()) => info!("the runtime's event stream ended; following it again"),
+            Err(e) => {
+                failures += 1;
+                // Told once per outage (containerd may be restarting).
+                if failures == 1 {
+                    warn!(error = %crate::agent::error_chain(&e), "following the runtime's events failed; retrying");
+                } else {
+                    tracing::debug!(error = %crate::agent::error_chain(&e), "following the runtime's events failed");
+                }
+            }
+        }
+        if out.is_closed() {
+            return;
+        }
+        tokio::time::sleep(EVENTS_RETRY).await;
+        // Whatever happened meanwhile is read from the runtime by the resync.
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The kubelet's HTTPS endpoint, reached by the API server for `kubectl logs` and
 //! `kubectl exec`: `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `previous` and `timestamps`; `/exec/{namespace}/{pod}/{container}` (see
-//! `exec`), `/attach/…`, `/portForward/{namespace}/{pod}` (see `portforward`) and `/healthz`. Only clients with a cluster-CA certificate of the API server's kubelet-client
+//! `exec`), `/attach/…`, `/portForward/{namespace}/{pod}` (see `portforward`),
+//! `/metrics/resource` (see `agent::stats`), `/metrics` (Prometheus text: the node's
+//! kubelet, proxy and DNS series) and `/healthz`. Only clients with a cluster-CA
+//! certificate of the API server's kubelet-client
 //! identity (or of an admin, `system:masters`) are served; nodes are not.
 
 use std::collections::HashMap;
@@ -52,6 +55,10 @@ pub struct Endpoint {
     /// Where pods' network namespaces are (a file named by the pod uid), for port-forward.
     pub netns_dir: PathBuf,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// Where resource usage is read for `/metrics/resource`.
+    pub cgroups: crate::agent::stats::CgroupReader,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 pub fn empty() -> Body {
@@ -226,6 +233,8 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
     match parts.as_slice() {
         // Upstream's kubelet health check (reached through `nodes/NAME/proxy/healthz`).
         ["healthz"] => Response::new(Full::new(Bytes::from_static(b"ok")).boxed()),
+        // Reached through `nodes/NAME/proxy/metrics`, as upstream's kubelet.
+        ["metrics"] => metrics(&endpoint).await,
         ["containerLogs", ns, pod, container] => {
             container_logs(&req, &endpoint.pods, &endpoint.pods_dir, ns, pod, container)
         }
@@ -244,12 +253,80 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
                 .await
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
         }
+        ["metrics", "resource"] => resource_metrics(&endpoint).await,
         ["portForward", namespace, pod] => {
             portforward::port_forward(req, &endpoint, namespace, pod)
                 .unwrap_or_else(|e| text(e.status(), &e.to_string()))
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `/metrics/resource`: the node's, pods' and containers' CPU and memory (upstream's
+/// resource metrics endpoint, scraped by the API server's collector).
+async fn resource_metrics(endpoint: &Endpoint) -> Response<Body> {
+    let containers = match endpoint.runtime.list_containers().await {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("list containers: {e}"),
+            )
+        }
+    };
+    let reader = endpoint.cgroups.clone();
+    let now = Utc::now();
+    let sample =
+        tokio::task::spawn_blocking(move || crate::agent::stats::sample(&reader, &containers, now))
+            .await;
+    match sample {
+        Ok(sample) => {
+            let mut resp =
+                Response::new(Full::new(Bytes::from(crate::agent::stats::render(&sample))).boxed());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("read cgroups: {e}"),
+        ),
+    }
+}
+
+/// The node's metrics, with the running pods and containers counted from the runtime
+/// now (a pod runs while one of its containers does).
+async fn metrics(endpoint: &Endpoint) -> Response<Body> {
+    match endpoint.runtime.list_containers().await {
+        Ok(containers) => {
+            let (pods, running) = running_counts(&containers);
+            endpoint.metrics.set_running(pods, running);
+        }
+        Err(e) => tracing::debug!(error = %e, "metrics: listing containers failed"),
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(endpoint.metrics.encode())).boxed());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    resp
+}
+
+/// `(pods with a running container, running containers)` among `containers`.
+fn running_counts(containers: &[crate::agent::runtime::ContainerSummary]) -> (usize, usize) {
+    use crate::agent::runtime::ContainerState;
+    let running: Vec<_> = containers
+        .iter()
+        .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+        .collect();
+    let pods: std::collections::HashSet<&str> = running
+        .iter()
+        .filter_map(|c| c.labels.get(super::container::POD_UID_LABEL))
+        .map(String::as_str)
+        .collect();
+    (pods.len(), running.len())
 }
 
 fn container_logs(
@@ -482,6 +559,33 @@ mod tests {
         assert!(may_use_kubelet(&id("system:admin", &["system:masters"])));
         assert!(!may_use_kubelet(&id("system:node:n2", &["system:nodes"])));
         assert!(!may_use_kubelet(&id("bob", &[])));
+    }
+
+    #[test]
+    fn running_pods_and_containers_are_counted_from_the_runtime() {
+        use crate::agent::runtime::{ContainerState, ContainerSummary};
+        let container = |id: &str, uid: &str, running: bool| ContainerSummary {
+            id: id.into(),
+            image: "busybox".into(),
+            labels: [(
+                super::super::container::POD_UID_LABEL.to_string(),
+                uid.to_string(),
+            )]
+            .into(),
+            state: if running {
+                ContainerState::Running { pid: 1 }
+            } else {
+                ContainerState::Created
+            },
+        };
+        let all = [
+            container("a", "u1", true),
+            container("b", "u1", true),
+            container("c", "u2", true),
+            container("d", "u3", false),
+        ];
+        assert_eq!(running_counts(&all), (2, 3));
+        assert_eq!(running_counts(&[]), (0, 0));
     }
 
     #[test]

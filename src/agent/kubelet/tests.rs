@@ -56,6 +56,7 @@ fn harness() -> Harness {
         api: api.clone(),
         tokens: Default::default(),
         evictions: Default::default(),
+        metrics: crate::metrics::NodeMetrics::new(),
     });
     Harness {
         shared,
@@ -433,7 +434,7 @@ async fn deleted_pod_is_stopped_torn_down_and_deleted_in_the_api() {
     let p = pod("u1", "Always", "sleep 1000");
     let (tx, rx) = watch::channel(Some(p.clone()));
     let worker = PodWorker::new(h.shared.clone(), p.clone(), vec![]);
-    let task = tokio::spawn(worker.run(rx));
+    let task = tokio::spawn(worker.run(rx, Arc::new(tokio::sync::Notify::new())));
     let started = || h.rt.calls().contains(&FakeCall::Start("u1-app-0".into()));
     tokio::time::timeout(Duration::from_secs(5), async {
         while !started() {
@@ -1082,6 +1083,7 @@ async fn pods_over_max_pods_are_rejected_with_out_of_pods() {
         api: h.api.clone(),
         tokens: Default::default(),
         evictions: Default::default(),
+        metrics: crate::metrics::NodeMetrics::new(),
     });
     let mut kubelet = Kubelet::new(shared);
     let mut second = pod("u2", "Always", "sleep 1000");
@@ -1116,4 +1118,117 @@ async fn pods_over_max_pods_are_rejected_with_out_of_pods() {
         None
     );
     assert_eq!(over_max_pods(&json!({}), 0, 1), None);
+}
+
+/// Waits (bounded) until `cond` holds.
+async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(within, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within {within:?}"));
+}
+
+#[tokio::test]
+async fn a_quiet_pod_sleeps_until_the_resync_and_a_busy_one_syncs_every_interval() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    assert!(w.busy(), "a pod not set up yet");
+    w.sync_once().await;
+    assert!(!w.busy(), "its container runs");
+    let quiet = w.next_sync_in();
+    assert!(
+        quiet > Duration::from_secs(50) && quiet <= worker::QUIET_RESYNC,
+        "{quiet:?}"
+    );
+    // The container crashed: it restarts at once, then backs off — every interval.
+    h.rt.exit("u1-app-0", 1, false);
+    w.sync_once().await;
+    h.rt.exit("u1-app-1", 1, false);
+    w.sync_once().await;
+    assert!(w.busy(), "a container in back-off");
+    assert_eq!(w.next_sync_in(), Duration::from_secs(1));
+
+    // A probed container is probed every interval.
+    let mut probed = pod("u2", "Always", "sleep 1000");
+    probed["spec"]["containers"][0]["readinessProbe"] = json!({"exec": {"command": ["true"]}});
+    let mut w = PodWorker::new(h.shared.clone(), probed, vec![]);
+    w.sync_once().await;
+    assert!(w.busy());
+
+    // activeDeadlineSeconds wakes the worker when due.
+    let mut deadline = pod("u3", "Always", "sleep 1000");
+    deadline["spec"]["activeDeadlineSeconds"] = json!(5);
+    let mut w = PodWorker::new(h.shared.clone(), deadline, vec![]);
+    w.sync_once().await;
+    assert!(!w.busy());
+    assert!(w.next_sync_in() <= Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_container_exit_event_wakes_a_quiet_pod_at_once() {
+    let h = harness();
+    let mut kubelet = Kubelet::new(h.shared.clone());
+    let (updates_tx, updates_rx) = mpsc::channel(8);
+    let (events_tx, events_rx) = mpsc::channel(8);
+    tokio::spawn(follow_runtime_events(h.rt.clone(), events_tx));
+    kubelet.handle(PodUpdate::Upsert(pod("u1", "Always", "sleep 1000")));
+    let task = tokio::spawn(kubelet.run(updates_rx, events_rx));
+    let rt = h.rt.clone();
+    eventually("the container started", Duration::from_secs(5), || {
+        rt.calls().contains(&FakeCall::Start("u1-app-0".into()))
+    })
+    .await;
+    // Past the subscription's resync; the pod is quiet (next sync in a minute).
+    tokio::time::sleep(RESYNC_AFTER_SUBSCRIBE * 2).await;
+    h.rt.exit("u1-app-0", 137, true);
+    // Far sooner than the quiet resync: the exit event woke the worker, which restarted
+    // the container (the first restart has no back-off) and told OOMKilled.
+    eventually("the container restarted", Duration::from_secs(3), || {
+        rt.calls().contains(&FakeCall::Start("u1-app-1".into()))
+    })
+    .await;
+    let api = h.api.clone();
+    eventually("OOMKilled reported", Duration::from_secs(3), || {
+        api.statuses()
+            .iter()
+            .any(|s| s["containerStatuses"][0]["lastState"]["terminated"]["reason"] == "OOMKilled")
+    })
+    .await;
+    drop(updates_tx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("kubelet ended with the pod watch")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_eviction_order_wakes_a_quiet_pod() {
+    let h = harness();
+    let p = pod("u1", "Always", "sleep 1000");
+    let (_tx, rx) = watch::channel(Some(p.clone()));
+    let worker = PodWorker::new(h.shared.clone(), p, vec![]);
+    let task = tokio::spawn(worker.run(rx, Arc::new(tokio::sync::Notify::new())));
+    let rt = h.rt.clone();
+    eventually("the container started", Duration::from_secs(5), || {
+        rt.calls().contains(&FakeCall::Start("u1-app-0".into()))
+    })
+    .await;
+    h.shared.evictions.order(
+        "u1",
+        evictions::Eviction {
+            message: "The node was low on resource: memory.".into(),
+            grace: Duration::ZERO,
+        },
+    );
+    let api = h.api.clone();
+    eventually("the pod failed as evicted", Duration::from_secs(3), || {
+        api.statuses()
+            .iter()
+            .any(|s| s["reason"] == evictions::EVICTED_REASON)
+    })
+    .await;
+    task.abort();
 }

@@ -406,6 +406,8 @@ pub struct Proxier<N: Nft> {
     local_ips: BTreeSet<Ipv4Addr>,
     /// This node's name, for the `Local` traffic policies.
     node: Option<String>,
+    /// Where sync latency is observed (the kubelet's `/metrics`), if anywhere.
+    metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// The Services claiming each load-balancer address and port. ClusterIPs and
     /// NodePorts are unique in a cluster, load-balancer addresses are not (another
     /// controller's Services, or a port changing hands): only the first claimant (by
@@ -452,6 +454,7 @@ impl<N: Nft> Proxier<N> {
             changed: BTreeSet::new(),
             local_ips: BTreeSet::new(),
             node: None,
+            metrics: None,
             lb_claims: BTreeMap::new(),
             claims_of: BTreeMap::new(),
         }
@@ -461,6 +464,12 @@ impl<N: Nft> Proxier<N> {
     /// traffic on the endpoints whose `nodeName` it is. Without it no endpoint is local.
     pub fn with_node_name(mut self, node: impl Into<String>) -> Self {
         self.node = Some(node.into());
+        self
+    }
+
+    /// Observes each sync's duration in `kubeproxy_sync_proxy_rules_duration_seconds`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::NodeMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -681,6 +690,7 @@ impl<N: Nft + 'static> Proxier<N> {
     /// [`update_service`](Self::update_service) / [`update_endpoints`](Self::update_endpoints)
     /// before calling it, or services keep answering only after their next change.
     pub async fn run(self, mut changes: mpsc::Receiver<Change>) {
+        let metrics = self.metrics.clone();
         let proxier = Arc::new(Mutex::new(self));
         let table = proxier.lock().expect("proxier lock").table.clone();
         let mut dirty = true;
@@ -702,10 +712,14 @@ impl<N: Nft + 'static> Proxier<N> {
             });
             let worker = Arc::clone(&proxier);
             let span = info_span!("proxy_sync", table = %table);
+            let started = std::time::Instant::now();
             let result =
                 tokio::task::spawn_blocking(move || worker.lock().expect("proxier lock").sync())
                     .instrument(span)
                     .await;
+            if let Some(metrics) = &metrics {
+                metrics.observe_proxy_sync(started.elapsed());
+            }
             match result {
                 Ok(Ok(stats)) => {
                     debug!(%table, full = stats.full, commands = stats.commands, "proxy synced");

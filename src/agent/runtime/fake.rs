@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, ContainerSummary,
-    ExecCommand, ExecControl, ExecOutput, ExecReader, ExecRequest, ExecSession, ExecWriter,
-    ImageInfo, PullPolicy, Reference, RegistryAuth, Result, RuntimeError, SIGKILL,
+    ContainerConfig, ContainerEvent, ContainerRuntime, ContainerState, ContainerStatus,
+    ContainerSummary, ExecCommand, ExecControl, ExecOutput, ExecReader, ExecRequest, ExecSession,
+    ExecWriter, ImageInfo, PullPolicy, Reference, RegistryAuth, Result, RuntimeError, SIGKILL,
 };
 
 /// One recorded call, with its essential arguments.
@@ -66,6 +66,8 @@ struct State {
     next_pid: u32,
     /// `version` fails (the runtime does not answer).
     down: bool,
+    /// Who follows the container events.
+    followers: Vec<tokio::sync::mpsc::Sender<ContainerEvent>>,
 }
 
 #[derive(Debug, Default)]
@@ -130,13 +132,26 @@ impl FakeRuntime {
     }
 
     /// Ends a running container's process with `exit_code`.
+    /// Followers of the events are told.
     pub fn exit(&self, id: &str, exit_code: u32, oom_killed: bool) {
-        if let Some(c) = self.lock().containers.get_mut(id) {
-            c.state = ContainerState::Exited {
-                exit_code,
-                finished_at: Some(Utc::now()),
-                oom_killed,
-            };
+        let mut state = self.lock();
+        let Some(c) = state.containers.get_mut(id) else {
+            return;
+        };
+        c.state = ContainerState::Exited {
+            exit_code,
+            finished_at: Some(Utc::now()),
+            oom_killed,
+        };
+        let mut events = vec![ContainerEvent::Exited { id: id.to_string() }];
+        if oom_killed {
+            events.insert(0, ContainerEvent::OomKilled { id: id.to_string() });
+        }
+        state.followers.retain(|f| !f.is_closed());
+        for f in &state.followers {
+            for e in &events {
+                let _ = f.try_send(e.clone());
+            }
         }
     }
 
@@ -403,6 +418,14 @@ impl ContainerRuntime for FakeRuntime {
             stderr: (request.stderr && !request.tty).then(|| Box::new(err_r) as ExecReader),
             control,
         })
+    }
+
+    /// Not recorded: the kubelet follows events all along, not per pod.
+    async fn follow_events(&self, out: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()> {
+        self.check_up("subscribe to events")?;
+        self.lock().followers.push(out.clone());
+        out.closed().await;
+        Ok(())
     }
 
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {

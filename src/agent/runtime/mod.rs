@@ -468,4 +468,26 @@ pub trait ContainerRuntime: Send + Sync {
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
     /// The runtime's version; an error when it does not answer (the health check).
     async fn version(&self) -> Result<String>;
+    /// Sends the runtime's container events to `out` as they happen, until the event
+    /// stream ends (`Ok`: the runtime closed it, or `out` was dropped) or breaks (`Err`).
+    /// Events that happen while nobody follows are lost: a new follower re-reads state.
+    async fn follow_events(&self, out: mpsc::Sender<ContainerEvent>) -> Result<()>;
+}
+
+/// A change of a container the runtime tells of as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerEvent {
+    /// The container's main process exited.
+    Exited { id: String },
+    /// The kernel's OOM killer ended a process of the container.
+    OomKilled { id: String },
+}
+
+impl ContainerEvent {
+    /// The container the event is about.
+    pub fn container_id(&self) -> &str {
+        match self {
+            ContainerEvent::Exited { id } | ContainerEvent::OomKilled { id } => id,
+        }
+    }
 }

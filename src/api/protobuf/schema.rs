@@ -45,6 +45,8 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("rbac.authorization.k8s.io/v1", "RoleBinding", &RBAC_V1_ROLE_BINDING),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
+    ("autoscaling/v1", "HorizontalPodAutoscaler", &AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", &AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER),
     ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
     ("authentication.k8s.io/v1", "TokenReview", &AUTHENTICATION_V1_TOKEN_REVIEW),
     ("authentication.k8s.io/v1", "SelfSubjectReview", &AUTHENTICATION_V1_SELF_SUBJECT_REVIEW),
@@ -402,6 +404,24 @@ pub static AUTOSCALING_V1_SCALE: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_SCALE_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_SCALE_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER: Message = Message {
+    name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -1165,6 +1185,50 @@ pub static AUTOSCALING_V1_SCALE_STATUS: Message = Message {
     fields: &[
         Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "selector", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC: Message = Message {
+    name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec",
+    fields: &[
+        Field { tag: 1, json: "scaleTargetRef", kind: Message(&AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "minReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "maxReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "targetCPUUtilizationPercentage", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerStatus",
+    fields: &[
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "lastScaleTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "currentReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "currentCPUUtilizationPercentage", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
+    fields: &[
+        Field { tag: 1, json: "scaleTargetRef", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "minReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "maxReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "metrics", kind: Message(&AUTOSCALING_V2_METRIC_SPEC), cardinality: Repeated, omit_empty: false },
+        Field { tag: 5, json: "behavior", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+    fields: &[
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "lastScaleTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "currentReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "currentMetrics", kind: Message(&AUTOSCALING_V2_METRIC_STATUS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 6, json: "conditions", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2092,6 +2156,67 @@ pub static NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE: Message = Message {
     ],
 };
 
+pub static AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v1.CrossVersionObjectReference",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.CrossVersionObjectReference",
+    fields: &[
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTOSCALING_V2_METRIC_SPEC: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.MetricSpec",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "object", kind: Message(&AUTOSCALING_V2_OBJECT_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "pods", kind: Message(&AUTOSCALING_V2_PODS_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "resource", kind: Message(&AUTOSCALING_V2_RESOURCE_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "external", kind: Message(&AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "containerResource", kind: Message(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerBehavior",
+    fields: &[
+        Field { tag: 1, json: "scaleUp", kind: Message(&AUTOSCALING_V2_HPA_SCALING_RULES), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "scaleDown", kind: Message(&AUTOSCALING_V2_HPA_SCALING_RULES), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_METRIC_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.MetricStatus",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "object", kind: Message(&AUTOSCALING_V2_OBJECT_METRIC_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "pods", kind: Message(&AUTOSCALING_V2_PODS_METRIC_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "resource", kind: Message(&AUTOSCALING_V2_RESOURCE_METRIC_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "external", kind: Message(&AUTOSCALING_V2_EXTERNAL_METRIC_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 7, json: "containerResource", kind: Message(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerCondition",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
 pub static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.authentication.v1.BoundObjectReference",
     fields: &[
@@ -2901,6 +3026,100 @@ pub static NETWORKING_V1_NETWORK_POLICY_PEER: Message = Message {
     ],
 };
 
+pub static AUTOSCALING_V2_OBJECT_METRIC_SOURCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ObjectMetricSource",
+    fields: &[
+        Field { tag: 1, json: "describedObject", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_PODS_METRIC_SOURCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.PodsMetricSource",
+    fields: &[
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_RESOURCE_METRIC_SOURCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ResourceMetricSource",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ContainerResourceMetricSource",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "container", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ExternalMetricSource",
+    fields: &[
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HPA_SCALING_RULES: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HpaScalingRules",
+    fields: &[
+        Field { tag: 1, json: "selectPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "policies", kind: Message(&AUTOSCALING_V2_HPA_SCALING_POLICY), cardinality: Repeated, omit_empty: false },
+        Field { tag: 3, json: "stabilizationWindowSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "tolerance", kind: Quantity, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_OBJECT_METRIC_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ObjectMetricStatus",
+    fields: &[
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "describedObject", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_PODS_METRIC_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.PodsMetricStatus",
+    fields: &[
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_RESOURCE_METRIC_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ResourceMetricStatus",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ContainerResourceMetricStatus",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "container", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static AUTOSCALING_V2_EXTERNAL_METRIC_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.ExternalMetricStatus",
+    fields: &[
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
 pub static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
     name: "k8s.io.api.authorization.v1.FieldSelectorAttributes",
     fields: &[
@@ -3340,6 +3559,42 @@ pub static NETWORKING_V1_IP_BLOCK: Message = Message {
     fields: &[
         Field { tag: 1, json: "cidr", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "except", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_METRIC_TARGET: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.MetricTarget",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "value", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "averageValue", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "averageUtilization", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_METRIC_IDENTIFIER: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.MetricIdentifier",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_HPA_SCALING_POLICY: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.HpaScalingPolicy",
+    fields: &[
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "value", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "periodSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static AUTOSCALING_V2_METRIC_VALUE_STATUS: Message = Message {
+    name: "k8s.io.api.autoscaling.v2.MetricValueStatus",
+    fields: &[
+        Field { tag: 1, json: "value", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "averageValue", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "averageUtilization", kind: Int32, cardinality: Optional, omit_empty: false },
     ],
 };
 

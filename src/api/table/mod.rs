@@ -7,6 +7,7 @@
 //! hides priority-1 columns unless `-o wide`. Cells are computed from the object's
 //! Kubernetes JSON, so missing fields read as their zero value, as in Go.
 
+mod autoscaling;
 mod batch;
 mod cells;
 mod columns;
@@ -26,6 +27,7 @@ mod storage;
 #[cfg(test)]
 mod test_support;
 
+pub use autoscaling::{HORIZONTAL_POD_AUTOSCALER, HORIZONTAL_POD_AUTOSCALER_V1};
 pub use batch::{CRON_JOB, JOB};
 pub use cells::human_duration;
 pub use disruption::POD_DISRUPTION_BUDGET;

@@ -6,6 +6,7 @@
 //! server state (namespace existence, name/namespace/uid immutability, nodePort
 //! allocation) belong to the API server, not here.
 
+mod autoscaling;
 mod batch;
 mod cluster;
 mod config;
@@ -55,6 +56,7 @@ pub use super::quantity::{
 
 use serde_json::{Map, Value};
 
+use autoscaling::validate_horizontal_pod_autoscaler;
 use batch::{validate_cron_job, validate_job};
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
 use config::{validate_config_map, validate_secret};
@@ -227,6 +229,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "IngressClass" => validate_ingress_class(obj, old, &mut errs),
         "ResourceQuota" => validate_resource_quota(obj, &mut errs),
         "LimitRange" => validate_limit_range(obj, &mut errs),
+        "HorizontalPodAutoscaler" => validate_horizontal_pod_autoscaler(obj, &mut errs),
         _ => {}
     }
     errs

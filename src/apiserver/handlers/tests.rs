@@ -176,6 +176,7 @@ async fn context() -> (tempfile::TempDir, Arc<ApiContext>, Value) {
         pki: Arc::new(pki),
         audit: None,
         watches: crate::apiserver::watch::WatchLimiter::new(0),
+        metrics: crate::metrics::ServerMetrics::new(None),
     };
     (dir, Arc::new(ctx), stale)
 }

@@ -151,7 +151,7 @@ impl Registry {
             def,
             allocators: &self.allocators,
             heartbeats: &self.heartbeats,
-            default_toleration_seconds: self.default_toleration_seconds,
+            default_tolerations: self.default_tolerations,
             cluster_cidr: self.cluster_cidr,
             event_rate_limit: &self.event_rate_limit,
             rbac: &self.rbac,
@@ -483,7 +483,12 @@ impl Registry {
                 ));
             }
         }
-        strategy.prepare_for_update(&cx, &mut new, oldv, subresource);
+        if !opts.binding {
+            // A binding writes `spec.nodeName` and the `PodScheduled` condition of the
+            // stored pod in one write, as upstream's BindingREST updates storage
+            // directly; every other write keeps the part it does not own.
+            strategy.prepare_for_update(&cx, &mut new, oldv, subresource);
+        }
         {
             let old_meta = oldv["metadata"].as_object().cloned().unwrap_or_default();
             let meta = meta_mut(&mut new);

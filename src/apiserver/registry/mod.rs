@@ -27,7 +27,6 @@ use crate::api::status::ApiError;
 use crate::store::{KeyValue, ListPage, Revision, Store, StoreError, Watcher};
 use generic::now;
 pub use kinds::crd::CLEANUP_FINALIZER;
-pub use kinds::custom::in_version;
 pub use kinds::event::EventRateLimit;
 pub use kinds::priority_class::{priority_classes, system_priority_classes};
 pub use managed::manager_from_user_agent;
@@ -62,7 +61,8 @@ pub struct WriteOptions {
     /// Keys given twice in the request body (found while reading it).
     pub duplicate_fields: Vec<String>,
     /// The write is a pod binding: `spec.nodeName` may be set although pod specs are
-    /// otherwise immutable (only `bind_pod` sets this).
+    /// otherwise immutable, and the status (the `PodScheduled` condition) is written in
+    /// the same write (only `bind_pod` sets this).
     binding: bool,
     /// The client the write is for (the HTTP handlers set it): the kinds' admission
     /// rules (`Strategy::admit`: NodeRestriction, the event rate limit) apply to it.
@@ -119,7 +119,7 @@ pub struct Registry {
     /// `tolerationSeconds` given to pods for the not-ready/unreachable NoExecute taints
     /// they do not tolerate themselves (upstream's DefaultTolerationSeconds admission):
     /// how long pods stay on a lost node before they are evicted.
-    pub default_toleration_seconds: i64,
+    pub default_tolerations: defaults::DefaultTolerations,
     /// The cluster's pod network (`--cluster-cidr`): a Node's podCIDRs must lie inside.
     /// `None` (tests) checks nothing.
     pub cluster_cidr: Option<Ipv4Net>,
@@ -142,6 +142,19 @@ pub struct Registry {
     /// The RBAC policy in memory: the authorizer, and the escalation checks of RBAC
     /// writes (fed by `Rbac::load` and `Rbac::run`).
     pub rbac: Arc<crate::apiserver::rbac::Rbac>,
+    /// The nodes' last resource-metrics scrapes and rates (`metrics.k8s.io`, fed by
+    /// `resource_metrics::collect`; empty until it runs).
+    pub resource_metrics: Arc<crate::apiserver::resource_metrics::ResourceMetrics>,
+}
+
+/// A stored object as a client of version `def` sees it: custom objects in any served
+/// version, HorizontalPodAutoscalers as `autoscaling/v1`.
+pub fn in_version(def: &ResourceDef, kv: KeyValue) -> KeyValue {
+    if kinds::hpa::is_v1(def) {
+        kinds::hpa::v1_view(kv)
+    } else {
+        kinds::custom::in_version(def, kv)
+    }
 }
 
 impl Registry {
@@ -150,7 +163,7 @@ impl Registry {
             store,
             allocators,
             heartbeats: Arc::new(Heartbeats::new()),
-            default_toleration_seconds: defaults::DEFAULT_NOT_READY_TOLERATION_SECONDS,
+            default_tolerations: defaults::DefaultTolerations::default(),
             cluster_cidr: None,
             event_rate_limit: EventRateLimit::default(),
             catalog: Catalog::new(),
@@ -159,6 +172,7 @@ impl Registry {
             service_account_tokens: None,
             webhooks: Arc::new(Webhooks::default()),
             rbac: Arc::default(),
+            resource_metrics: Arc::default(),
         };
         registry.reclaim_allocations();
         registry

@@ -74,7 +74,7 @@ pub struct Context<'a> {
     pub allocators: &'a Allocators,
     pub heartbeats: &'a Heartbeats,
     /// `tolerationSeconds` for the not-ready/unreachable tolerations pods get by default.
-    pub default_toleration_seconds: i64,
+    pub default_tolerations: crate::api::defaults::DefaultTolerations,
     /// The cluster's pod network (`--cluster-cidr`), when known.
     pub cluster_cidr: Option<Ipv4Net>,
     /// The per-node event rate limit.
@@ -328,6 +328,12 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("apps", "StatefulSet") => &statefulset::StatefulSetStrategy,
         ("apps", "ControllerRevision") => &statefulset::ControllerRevisionStrategy,
         ("policy", "PodDisruptionBudget") => &PodDisruptionBudgetStrategy,
+        ("autoscaling", "HorizontalPodAutoscaler") if def.version == "v1" => {
+            &super::kinds::hpa::HorizontalPodAutoscalerV1Strategy
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            &super::kinds::hpa::HorizontalPodAutoscalerStrategy
+        }
         ("networking.k8s.io", "NetworkPolicy") => &NetworkPolicyStrategy,
         ("", "ResourceQuota") => &ResourceQuotaStrategy,
         ("", "LimitRange") => &LimitRangeStrategy,

@@ -104,6 +104,19 @@ pub trait Client: Send + Sync + 'static {
     fn heartbeats(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> u64;
     /// Drops the in-memory heartbeats of an object that is gone.
     fn forget_heartbeats(&self, def: &ResourceDef, ns: Option<&str>, name: &str);
+    /// The resource usage of pod `ns/name` last measured on `node` (`metrics.k8s.io`);
+    /// `None` until the node was scraped twice with the pod running.
+    fn pod_usage(&self, node: &str, ns: &str, name: &str) -> Option<crate::api::metrics::PodUsage>;
+    /// The `scale` subresource of an object of `def` (an `autoscaling/v1` Scale).
+    fn scale(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError>;
+    /// Sets `spec.replicas` through the `scale` subresource; answers the new Scale.
+    async fn update_scale(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<Value, ApiError>;
 }
 
 /// The served resource of a k8s-openapi type.
@@ -276,6 +289,30 @@ impl Client for Registry {
 
     fn forget_heartbeats(&self, def: &ResourceDef, ns: Option<&str>, name: &str) {
         self.heartbeats.forget(&def.key(ns, name));
+    }
+
+    fn pod_usage(&self, node: &str, ns: &str, name: &str) -> Option<crate::api::metrics::PodUsage> {
+        self.resource_metrics.pod(node, ns, name)
+    }
+
+    fn scale(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let kv = Registry::get(self, def, Some(ns), name)?;
+        Ok(self.scale_of(def, &kv.value))
+    }
+
+    async fn update_scale(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<Value, ApiError> {
+        let current = Client::scale(self, def, ns, name)?;
+        let mut scale = current.clone();
+        scale["spec"]["replicas"] = serde_json::json!(replicas);
+        let w = Registry::update_scale(self, def, Some(ns), name, &scale, &WriteOptions::default())
+            .await?;
+        Ok(self.scale_of(def, &w.kv.value))
     }
 }
 

@@ -2,12 +2,14 @@
 //! the rate limiting applied to retries (per key exponential back-off under an overall
 //! token bucket, upstream's default controller rate limiter).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::metrics::QueueHandle;
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure.
 pub const RETRY_BASE: Duration = Duration::from_millis(100);
@@ -20,9 +22,12 @@ const RETRY_BURST: f64 = 100.0;
 
 /// Keys waiting to be reconciled; a key queued twice is reconciled once.
 pub struct WorkQueue {
-    inner: Mutex<(VecDeque<String>, HashSet<String>)>,
+    /// The keys in order, and when each was queued.
+    inner: Mutex<(VecDeque<String>, HashMap<String, std::time::Instant>)>,
     notify: Notify,
     limiter: RateLimiter,
+    /// Upstream's `workqueue_*` series of this queue, once given by [`WorkQueue::attach_metrics`].
+    metrics: OnceLock<QueueHandle>,
 }
 
 impl WorkQueue {
@@ -31,16 +36,35 @@ impl WorkQueue {
             inner: Mutex::default(),
             notify: Notify::new(),
             limiter: RateLimiter::new(RETRY_RATE, RETRY_BURST),
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Reports this queue's depth, adds and latencies through `handle` (the first
+    /// handle given wins).
+    pub fn attach_metrics(&self, handle: QueueHandle) {
+        let _ = self.metrics.set(handle);
     }
 
     pub fn add(&self, key: impl Into<String>) {
         let key = key.into();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.1.insert(key.clone()) {
+        if !inner.1.contains_key(&key) {
+            inner.1.insert(key.clone(), std::time::Instant::now());
             inner.0.push_back(key);
+            if let Some(m) = self.metrics.get() {
+                m.adds.inc();
+                m.depth.set(inner.0.len() as i64);
+            }
             drop(inner);
             self.notify.notify_one();
+        }
+    }
+
+    /// Counts one reconcile of a key taken from this queue (`workqueue_work_duration_seconds`).
+    pub fn observe_work(&self, elapsed: Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.work_duration.observe(elapsed.as_secs_f64());
         }
     }
 
@@ -74,7 +98,11 @@ impl WorkQueue {
             {
                 let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(key) = inner.0.pop_front() {
-                    inner.1.remove(&key);
+                    let queued = inner.1.remove(&key);
+                    if let (Some(m), Some(queued)) = (self.metrics.get(), queued) {
+                        m.depth.set(inner.0.len() as i64);
+                        m.queue_duration.observe(queued.elapsed().as_secs_f64());
+                    }
                     if !inner.0.is_empty() {
                         self.notify.notify_one();
                     }
@@ -200,6 +228,32 @@ mod tests {
         assert!(q.is_empty());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(q.next().await, "x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instrumented_queue_reports_depth_adds_and_latencies() {
+        let metrics = crate::metrics::ServerMetrics::new(None);
+        let q = WorkQueue::new();
+        q.attach_metrics(metrics.workqueue.queue("test-controller"));
+        q.add("a");
+        q.add("b");
+        q.add("a");
+        let text = metrics.encode();
+        assert!(
+            text.contains("workqueue_adds_total{name=\"test-controller\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("workqueue_depth{name=\"test-controller\"} 2\n"));
+        assert_eq!(q.next().await, "a");
+        q.observe_work(Duration::from_millis(5));
+        let text = metrics.encode();
+        assert!(text.contains("workqueue_depth{name=\"test-controller\"} 1\n"));
+        assert!(
+            text.contains("workqueue_queue_duration_seconds_count{name=\"test-controller\"} 1\n")
+        );
+        assert!(
+            text.contains("workqueue_work_duration_seconds_count{name=\"test-controller\"} 1\n")
+        );
     }
 
     #[test]

@@ -23,8 +23,16 @@ struct KeyState {
     dirty: HashSet<String>,
 }
 
+tokio::task_local! {
+    /// The work queue metrics of the controllers started in this task (by
+    /// `controllers::start`, explicitly per task, so that each controller's `run` needs
+    /// no extra parameter); without it, queues are not instrumented.
+    pub static QUEUE_METRICS: crate::metrics::WorkQueueMetrics;
+}
+
 /// Reconciles keys from `queue` with `workers` concurrent workers, forever. Each call of
-/// `reconcile` runs in the span `reconcile{controller = name, object = key}`.
+/// `reconcile` runs in the span `reconcile{controller = name, object = key}`; the queue
+/// reports `workqueue_*{name}` when the task has [`QUEUE_METRICS`].
 pub async fn run_workers<F, Fut>(
     name: &'static str,
     queue: Arc<WorkQueue>,
@@ -34,6 +42,9 @@ pub async fn run_workers<F, Fut>(
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reconciled> + Send + 'static,
 {
+    if let Ok(handle) = QUEUE_METRICS.try_with(|m| m.queue(name)) {
+        queue.attach_metrics(handle);
+    }
     let reconcile = Arc::new(reconcile);
     let state = Arc::new(Mutex::new(KeyState::default()));
     let mut set = tokio::task::JoinSet::new();
@@ -50,7 +61,9 @@ pub async fn run_workers<F, Fut>(
                     }
                 }
                 let span = tracing::info_span!("reconcile", controller = name, object = %key);
+                let started = std::time::Instant::now();
                 let result = reconcile(key.clone()).instrument(span).await;
+                queue.observe_work(started.elapsed());
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 s.active.remove(&key);
                 match result {

@@ -264,7 +264,7 @@ mod tests {
     fn requests_must_fit_what_is_left_of_allocatable() {
         let n = node(json!({}));
         let mut usage = NodeUsage::default();
-        usage.add(&requesting("1500m", "3Gi"), &[]);
+        usage.add(&requesting("1500m", "3Gi"));
         assert_eq!(
             resources_fit(&requesting("500m", "1Gi"), &n, &usage),
             Ok(())
@@ -274,8 +274,8 @@ mod tests {
             Err(vec![Reason::InsufficientCpu, Reason::InsufficientMemory])
         );
         // A pod asking for nothing still takes a pod slot.
-        usage.add(&pod(json!({})), &[]);
-        usage.add(&pod(json!({})), &[]);
+        usage.add(&pod(json!({})));
+        usage.add(&pod(json!({})));
         assert_eq!(
             resources_fit(&pod(json!({})), &n, &usage),
             Err(vec![Reason::TooManyPods])
@@ -392,7 +392,7 @@ mod tests {
         );
         let mut usage = NodeUsage::default();
         assert_eq!(host_ports_free(&web, &usage), Ok(()));
-        usage.add(&web, &[]);
+        usage.add(&web);
         assert_eq!(host_ports_free(&web, &usage), Err(Reason::HostPorts));
         let udp = pod(
             json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]}]}),

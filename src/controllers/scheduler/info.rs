@@ -2,8 +2,6 @@
 //! so that filters and scores run on plain structs, and the per-node usage the
 //! scheduler keeps up to date from watch events.
 
-use std::collections::HashMap;
-
 use serde_json::{Map, Value};
 
 use crate::api::quantity::Quantity;
@@ -290,8 +288,6 @@ pub struct PodInfo {
     pub preferred_terms: Vec<(i64, NodeSelectorTerm)>,
     pub tolerations: Vec<Toleration>,
     pub host_ports: Vec<HostPort>,
-    /// UID of the controller ownerReference, when the pod has one.
-    pub controller_uid: Option<String>,
     /// `spec.priority` (resolved from the PriorityClass at admission).
     pub priority: i64,
     /// `spec.preemptionPolicy: Never`: the pod never preempts others.
@@ -374,13 +370,6 @@ impl PodInfo {
                 })
             })
             .collect();
-        let controller_uid = pod["metadata"]["ownerReferences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|o| o["controller"].as_bool() == Some(true))
-            .and_then(|o| o["uid"].as_str())
-            .map(str::to_string);
         PodInfo {
             requests,
             nonzero_requests,
@@ -389,7 +378,6 @@ impl PodInfo {
             preferred_terms,
             tolerations,
             host_ports,
-            controller_uid,
             priority: spec["priority"].as_i64().unwrap_or(0),
             preemption_never: spec["preemptionPolicy"] == "Never",
         }
@@ -467,50 +455,21 @@ pub struct NodeUsage {
     pub requested: Resources,
     pub nonzero_requested: Resources,
     pub host_ports: Vec<HostPort>,
-    /// Placed pods per spread group (an owner or a Service, see `SpreadKey`).
-    pub spread: HashMap<SpreadKey, u32>,
-}
-
-/// A group of pods the scheduler spreads across nodes: the pods of one controller, or
-/// the pods behind one Service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SpreadKey {
-    Controller(String),
-    Service { namespace: String, name: String },
 }
 
 impl NodeUsage {
-    pub fn add(&mut self, pod: &PodInfo, spread: &[SpreadKey]) {
+    pub fn add(&mut self, pod: &PodInfo) {
         self.requested = self.requested + pod.requests;
         self.nonzero_requested = self.nonzero_requested + pod.nonzero_requests;
         self.host_ports.extend(pod.host_ports.iter().cloned());
-        self.add_spread(spread);
     }
 
-    pub fn remove(&mut self, pod: &PodInfo, spread: &[SpreadKey]) {
+    pub fn remove(&mut self, pod: &PodInfo) {
         self.requested = self.requested - pod.requests;
         self.nonzero_requested = self.nonzero_requested - pod.nonzero_requests;
         for hp in &pod.host_ports {
             if let Some(i) = self.host_ports.iter().position(|x| x == hp) {
                 self.host_ports.swap_remove(i);
-            }
-        }
-        self.remove_spread(spread);
-    }
-
-    pub fn add_spread(&mut self, spread: &[SpreadKey]) {
-        for k in spread {
-            *self.spread.entry(k.clone()).or_default() += 1;
-        }
-    }
-
-    pub fn remove_spread(&mut self, spread: &[SpreadKey]) {
-        for k in spread {
-            if let Some(n) = self.spread.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    self.spread.remove(k);
-                }
             }
         }
     }
@@ -635,11 +594,10 @@ mod tests {
         let pod = PodInfo::from_json(&json!({"spec": {"containers": [
             {"resources": {"requests": {"cpu": "1"}}, "ports": [{"containerPort": 80, "hostPort": 80}]}
         ]}}));
-        let keys = [SpreadKey::Controller("u1".into())];
         let mut usage = NodeUsage::default();
-        usage.add(&pod, &keys);
-        assert_eq!(usage.spread[&keys[0]], 1);
-        usage.remove(&pod, &keys);
+        usage.add(&pod);
+        assert_eq!(usage.requested.pods, 1);
+        usage.remove(&pod);
         assert_eq!(usage, NodeUsage::default());
     }
 }

@@ -16,6 +16,7 @@ pub mod filters;
 pub mod info;
 pub mod preemption;
 pub mod scores;
+pub mod spread;
 pub mod volumes;
 
 use std::cmp::Reverse;
@@ -36,11 +37,14 @@ use crate::api::status::ApiError;
 use crate::apiserver::registry::set_condition;
 use crate::controllers::events::{Recorder, NORMAL, WARNING};
 use crate::controllers::framework::{object_key, split_key, Client};
+use crate::metrics::{ScheduleResult, SchedulerMetrics};
 use crate::store::{EventType, KeyValue};
 
 use filters::{can_schedule, fit_error, Reason};
-use info::{NodeInfo, NodeUsage, PodInfo, SpreadKey, DEFAULT_SCHEDULER_NAME};
+use info::{NodeInfo, NodeUsage, PodInfo, DEFAULT_SCHEDULER_NAME};
+use preemption::Budget;
 use scores::{raw_scores, total_scores, RawScores};
+use spread::{default_spread_raw, zone_counts, SpreadGroups, WorkloadKind, Workloads, ZONE_KEY};
 use volumes::{choices_on, pod_volumes, ClaimChoice, PodVolumes, StorageView};
 
 /// Writes (binds, unschedulable reports) in flight at once; the datastore group-commits
@@ -80,7 +84,6 @@ struct Pending {
 struct Placed {
     node: String,
     info: PodInfo,
-    spread: Vec<SpreadKey>,
     obj: Arc<Value>,
     assumed: bool,
 }
@@ -160,8 +163,12 @@ pub struct Cache {
     active: VecDeque<String>,
     backoff: BinaryHeap<Reverse<(Instant, String)>>,
     unschedulable: HashSet<String>,
-    /// Selectors of Services, by namespace then name.
-    services: HashMap<String, HashMap<String, LabelSelector>>,
+    /// Selectors of Services and of the controllers pods are spread by.
+    workloads: Workloads,
+    /// Placed pods per node of each selector some pod was spread by.
+    groups: SpreadGroups,
+    /// PodDisruptionBudgets by key, for choosing preemption victims.
+    budgets: HashMap<String, Budget>,
     /// Where the next search starts, so successive pods look at different nodes first.
     next_start: usize,
     /// Claims, volumes, classes, and the claim choices of binds in flight.
@@ -234,8 +241,11 @@ impl Cache {
         for (key, placed) in assumed {
             if let Some(p) = self.pending.get_mut(&key) {
                 p.stage = Stage::Binding;
-                self.usage_mut(&placed.node)
-                    .add(&placed.info, &placed.spread);
+                let i = self.entry_index(&placed.node);
+                self.nodes[i].usage.add(&placed.info);
+                let ns = object::namespace(&placed.obj).unwrap_or("");
+                self.groups
+                    .on_placed(ns, object::labels(&placed.obj), i, true);
                 self.placed.insert(key, placed);
             }
         }
@@ -249,11 +259,6 @@ impl Cache {
         let i = self.nodes.len() - 1;
         self.node_index.insert(node.to_string(), i);
         i
-    }
-
-    fn usage_mut(&mut self, node: &str) -> &mut NodeUsage {
-        let i = self.entry_index(node);
-        &mut self.nodes[i].usage
     }
 
     pub fn on_node(&mut self, kind: EventType, node: Arc<Value>) {
@@ -312,41 +317,24 @@ impl Cache {
         self.cluster_changed(Instant::now());
     }
 
+    /// A Service changed: the default spreading of the pods it selects follows.
     pub fn on_service(&mut self, kind: EventType, svc: Arc<Value>) {
-        let ns = object::namespace(&svc).unwrap_or("").to_string();
-        let name = object::name(&svc).to_string();
-        let selector = match (kind, svc["spec"]["selector"].as_object()) {
-            (EventType::Deleted, _) | (_, None) => None,
-            (_, Some(m)) if m.is_empty() => None,
-            (_, Some(m)) => Some(LabelSelector::from_map(m)),
-        };
-        let in_ns = self.services.entry(ns.clone()).or_default();
-        if in_ns.get(&name) == selector.as_ref() {
-            return;
-        }
-        match selector {
-            Some(s) => in_ns.insert(name, s),
-            None => in_ns.remove(&name),
-        };
-        // Regroup the placed pods of the namespace (Services change rarely).
-        let keys: Vec<String> = self
-            .placed
-            .iter()
-            .filter(|(_, p)| object::namespace(&p.obj) == Some(ns.as_str()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            let placed = &self.placed[&key];
-            let spread = self.spread_keys(&placed.obj, &placed.info);
-            if spread == placed.spread {
-                continue;
-            }
-            let placed = self.placed.get_mut(&key).expect("listed above");
-            let old = std::mem::replace(&mut placed.spread, spread.clone());
-            let node = placed.node.clone();
-            let usage = self.usage_mut(&node);
-            usage.remove_spread(&old);
-            usage.add_spread(&spread);
+        self.workloads.on_event(WorkloadKind::Service, kind, &svc);
+    }
+
+    /// A ReplicationController, ReplicaSet or StatefulSet changed (its selector is what
+    /// its pods are spread by).
+    pub fn on_workload(&mut self, kind: WorkloadKind, event: EventType, obj: Arc<Value>) {
+        self.workloads.on_event(kind, event, &obj);
+    }
+
+    /// A PodDisruptionBudget changed.
+    pub fn on_budget(&mut self, kind: EventType, pdb: Arc<Value>) {
+        let key = object_key(&pdb);
+        if kind == EventType::Deleted {
+            self.budgets.remove(&key);
+        } else {
+            self.budgets.insert(key, Budget::from_json(&pdb));
         }
     }
 
@@ -411,16 +399,40 @@ impl Cache {
     }
 
     fn place(&mut self, key: String, node: &str, pod: Arc<Value>, assumed: bool) {
+        if let Some(p) = self.placed.get_mut(&key) {
+            // The watch confirming an assumed pod, or a status update: nothing the
+            // scheduler counts changed, so nothing is parsed or recounted.
+            let same = p.node == node
+                && object::labels(&p.obj) == object::labels(&pod)
+                && (p.assumed || p.obj["spec"] == pod["spec"]);
+            if same {
+                p.obj = pod;
+                p.assumed = assumed;
+                return;
+            }
+        }
         let info = PodInfo::from_json(&pod);
-        let spread = self.spread_keys(&pod, &info);
+        self.place_info(key, node, pod, info, assumed);
+    }
+
+    fn place_info(
+        &mut self,
+        key: String,
+        node: &str,
+        pod: Arc<Value>,
+        info: PodInfo,
+        assumed: bool,
+    ) {
         self.unplace(&key);
-        self.usage_mut(node).add(&info, &spread);
+        let i = self.entry_index(node);
+        self.nodes[i].usage.add(&info);
+        let ns = object::namespace(&pod).unwrap_or("");
+        self.groups.on_placed(ns, object::labels(&pod), i, true);
         self.placed.insert(
             key,
             Placed {
                 node: node.to_string(),
                 info,
-                spread,
                 obj: pod,
                 assumed,
             },
@@ -431,7 +443,10 @@ impl Cache {
     fn unplace(&mut self, key: &str) -> bool {
         match self.placed.remove(key) {
             Some(p) => {
-                self.usage_mut(&p.node).remove(&p.info, &p.spread);
+                let i = self.entry_index(&p.node);
+                self.nodes[i].usage.remove(&p.info);
+                let ns = object::namespace(&p.obj).unwrap_or("");
+                self.groups.on_placed(ns, object::labels(&p.obj), i, false);
                 true
             }
             None => false,
@@ -497,9 +512,9 @@ impl Cache {
             }
             let pod = p.obj.clone();
             let info = PodInfo::from_json(&pod);
-            let spread = self.spread_keys(&pod, &info);
+            let selector = self.workloads.default_selector(&pod);
             let decision = match pod_volumes(&pod, &self.storage) {
-                Ok(vols) => self.select_node(&key, &info, &spread, &vols),
+                Ok(vols) => self.select_node(&key, &pod, &info, selector.as_ref(), &vols),
                 Err(why) => Err(volume_fit_error(self.known_nodes, &why)),
             };
             let p = self.pending.get_mut(&key).expect("looked up above");
@@ -509,18 +524,7 @@ impl Cache {
                     self.nominated.remove(&key);
                     let node = self.node_name(i);
                     self.assume_claims(&key, &node, &volumes);
-                    self.unplace(&key);
-                    self.nodes[i].usage.add(&info, &spread);
-                    self.placed.insert(
-                        key.clone(),
-                        Placed {
-                            node: node.clone(),
-                            info,
-                            spread,
-                            obj: pod.clone(),
-                            assumed: true,
-                        },
-                    );
+                    self.place_info(key.clone(), &node, pod.clone(), info, true);
                     return Some(Action::Bind {
                         key,
                         pod,
@@ -570,9 +574,10 @@ impl Cache {
                 .push(preemption::PlacedPod {
                     key: k,
                     info: &p.info,
-                    spread: &p.spread,
+                    labels: object::labels(&p.obj),
                 });
         }
+        let budgets: Vec<&Budget> = self.budgets.values().collect();
         let mut best: Option<(_, String, Vec<preemption::PlacedPod<'_>>)> = None;
         for entry in &self.nodes {
             let Some(node) = &entry.info else {
@@ -582,10 +587,12 @@ impl Cache {
                 continue;
             };
             let usage = self.usage_with_nominated(key, pod, &node.name, &entry.usage);
-            let Some(victims) = preemption::victims_on(pod, node, &usage, placed) else {
+            let Some((victims, violations)) =
+                preemption::victims_on(pod, node, &usage, placed, &budgets)
+            else {
                 continue;
             };
-            let cost = preemption::cost(&victims);
+            let cost = preemption::cost(&victims, violations);
             let better = match &best {
                 None => true,
                 Some((c, name, _)) => (cost, &node.name) < (*c, name),
@@ -614,7 +621,7 @@ impl Cache {
         let mut usage = usage.clone();
         for (k, (n, info)) in &self.nominated {
             if k != key && n == node && info.priority >= pod.priority {
-                usage.add(info, &[]);
+                usage.add(info);
             }
         }
         usage
@@ -659,8 +666,9 @@ impl Cache {
     fn select_node(
         &mut self,
         key: &str,
+        obj: &Value,
         pod: &PodInfo,
-        spread: &[SpreadKey],
+        selector: Option<&LabelSelector>,
         vols: &PodVolumes,
     ) -> Result<(usize, Vec<ClaimChoice>), String> {
         let len = self.nodes.len();
@@ -699,7 +707,7 @@ impl Cache {
             });
             match fits {
                 Ok(()) => {
-                    feasible.push((i, raw_scores(pod, spread, node, &entry.usage)));
+                    feasible.push((i, raw_scores(pod, node, &entry.usage)));
                     if feasible.len() >= enough {
                         break;
                     }
@@ -716,6 +724,10 @@ impl Cache {
             0 => return Err(fit_error(self.known_nodes, &reasons)),
             1 => feasible[0].0,
             _ => {
+                if let Some(selector) = selector {
+                    let ns = object::namespace(obj).unwrap_or("");
+                    self.score_spread(ns, pod, selector, &mut feasible);
+                }
                 let raw: Vec<RawScores> = feasible.iter().map(|(_, r)| *r).collect();
                 let totals = total_scores(&raw);
                 feasible[pick_best(&totals)].0
@@ -724,26 +736,52 @@ impl Cache {
         Ok((best, choices.remove(&best).unwrap_or_default()))
     }
 
-    /// The groups the pod is spread with: its controller and the Services selecting it.
-    fn spread_keys(&self, pod: &Value, info: &PodInfo) -> Vec<SpreadKey> {
-        let mut keys = Vec::new();
-        if let Some(uid) = &info.controller_uid {
-            keys.push(SpreadKey::Controller(uid.clone()));
+    /// Fills in the PodTopologySpread score of each feasible node for a pod spread by
+    /// `selector` (the system-default constraints).
+    fn score_spread(
+        &mut self,
+        ns: &str,
+        pod: &PodInfo,
+        selector: &LabelSelector,
+        feasible: &mut [(usize, RawScores)],
+    ) {
+        let Cache {
+            groups,
+            placed,
+            node_index,
+            nodes,
+            ..
+        } = self;
+        let group = groups.group(
+            ns,
+            selector,
+            placed.values().filter_map(|p| {
+                let i = *node_index.get(&p.node)?;
+                Some((
+                    object::namespace(&p.obj).unwrap_or(""),
+                    object::labels(&p.obj),
+                    i,
+                ))
+            }),
+        );
+        let infos: Vec<&NodeInfo> = feasible
+            .iter()
+            .filter_map(|(i, _)| nodes[*i].info.as_ref())
+            .collect();
+        let host_counts: Vec<u32> = feasible.iter().map(|(i, _)| group.on_node(*i)).collect();
+        let zones = if infos.iter().any(|n| n.labels.contains_key(ZONE_KEY)) {
+            let known = nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| Some((i, e.info.as_ref()?)));
+            zone_counts(pod, known, group)
+        } else {
+            HashMap::new()
+        };
+        let raw = default_spread_raw(&infos, &host_counts, &zones);
+        for ((_, scores), spread) in feasible.iter_mut().zip(raw) {
+            scores.spread = Some(spread);
         }
-        let ns = object::namespace(pod).unwrap_or("");
-        if let Some(services) = self.services.get(ns) {
-            let labels = object::labels(pod);
-            for (name, selector) in services {
-                if selector.matches(labels) {
-                    keys.push(SpreadKey::Service {
-                        namespace: ns.to_string(),
-                        name: name.clone(),
-                    });
-                }
-            }
-        }
-        keys.sort();
-        keys
     }
 
     /// Feeds back the result of an action.
@@ -829,6 +867,7 @@ fn pick_best(scores: &[i64]) -> usize {
 struct Context {
     client: Arc<dyn Client>,
     recorder: Recorder,
+    metrics: SchedulerMetrics,
 }
 
 /// Runs the scheduler until aborted.
@@ -836,10 +875,11 @@ struct Context {
 /// Unlike the other controllers it keeps its own queue of pods (active, backing off,
 /// unschedulable) and its own cache of what is placed where, as upstream's scheduler
 /// does; it reads and writes through the same `Client`.
-pub async fn run(client: Arc<dyn Client>) {
+pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), DEFAULT_SCHEDULER_NAME),
         client,
+        metrics,
     });
     let nodes_def = resources::by_plural("", "v1", "nodes").expect("served");
     let pods_def = resources::by_plural("", "v1", "pods").expect("served");
@@ -848,6 +888,21 @@ pub async fn run(client: Arc<dyn Client>) {
     let volumes_def = resources::by_plural("", "v1", "persistentvolumes").expect("served");
     let classes_def =
         resources::by_plural("storage.k8s.io", "v1", "storageclasses").expect("served");
+    let workload_defs = [
+        (
+            WorkloadKind::ReplicationController,
+            resources::by_plural("", "v1", "replicationcontrollers").expect("served"),
+        ),
+        (
+            WorkloadKind::ReplicaSet,
+            resources::by_plural("apps", "v1", "replicasets").expect("served"),
+        ),
+        (
+            WorkloadKind::StatefulSet,
+            resources::by_plural("apps", "v1", "statefulsets").expect("served"),
+        ),
+    ];
+    let budgets_def = resources::by_plural("policy", "v1", "poddisruptionbudgets").expect("served");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut cache = Cache::new();
     let mut in_flight = 0usize;
@@ -859,8 +914,21 @@ pub async fn run(client: Arc<dyn Client>) {
         let (claims, _, mut claim_watch) = client.list_and_watch(claims_def);
         let (volumes, _, mut volume_watch) = client.list_and_watch(volumes_def);
         let (classes, _, mut class_watch) = client.list_and_watch(classes_def);
+        let [mut rc_watch, mut rs_watch, mut ss_watch] = workload_defs.map(|(kind, def)| {
+            let (objs, _, watch) = client.list_and_watch(def);
+            (kind, objs, watch)
+        });
+        let (budgets, _, mut budget_watch) = client.list_and_watch(budgets_def);
         cache.resync(&nodes, &services, &pods);
         cache.resync_storage(&claims, &volumes, &classes);
+        for (kind, objs, _) in [&mut rc_watch, &mut rs_watch, &mut ss_watch] {
+            for kv in std::mem::take(objs) {
+                cache.on_workload(*kind, EventType::Added, kv.value);
+            }
+        }
+        for kv in budgets {
+            cache.on_budget(EventType::Added, kv.value);
+        }
         drop((nodes, services, pods, claims, volumes, classes));
         let mut flush =
             tokio::time::interval_at(Instant::now() + UNSCHEDULABLE_FLUSH, UNSCHEDULABLE_FLUSH);
@@ -894,6 +962,22 @@ pub async fn run(client: Arc<dyn Client>) {
                         break;
                     }
                 },
+                event = rc_watch.2.next() => match event {
+                    Ok(e) => cache.on_workload(rc_watch.0, e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
+                event = rs_watch.2.next() => match event {
+                    Ok(e) => cache.on_workload(rs_watch.0, e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
+                event = ss_watch.2.next() => match event {
+                    Ok(e) => cache.on_workload(ss_watch.0, e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
+                event = budget_watch.next() => match event {
+                    Ok(e) => cache.on_budget(e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
                 event = claim_watch.next() => match event {
                     Ok(e) => cache.on_storage(claims_def.plural, e.kind, e.kv.value.clone()),
                     Err(_) => break,
@@ -911,10 +995,11 @@ pub async fn run(client: Arc<dyn Client>) {
                 }
                 _ = flush.tick() => cache.flush_unschedulable(Instant::now()),
                 _ = std::future::ready(()), if can_act => {
-                    if let Some(action) = cache.next_action(Instant::now()) {
+                    let started = Instant::now();
+                    if let Some(action) = cache.next_action(started) {
                         in_flight += 1;
                         let span = tracing::info_span!("reconcile", controller = DEFAULT_SCHEDULER_NAME, object = %action.key());
-                        tokio::spawn(perform(ctx.clone(), action, done_tx.clone()).instrument(span));
+                        tokio::spawn(perform(ctx.clone(), action, started, done_tx.clone()).instrument(span));
                     }
                 }
             }
@@ -922,8 +1007,14 @@ pub async fn run(client: Arc<dyn Client>) {
     }
 }
 
-/// Performs one action and reports its outcome.
-async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<Outcome>) {
+/// Performs one action (decided at `started`) and reports its outcome.
+async fn perform(
+    ctx: Arc<Context>,
+    action: Action,
+    started: Instant,
+    done: mpsc::UnboundedSender<Outcome>,
+) {
+    let attempt = attempt_result(&action);
     let outcome = match action {
         Action::Bind {
             key,
@@ -943,6 +1034,8 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
                     .record(&pod, WARNING, "FailedScheduling", &message)
                     .await;
                 let _ = done.send(Outcome::BindFailed { key, node, error });
+                ctx.metrics
+                    .observe_attempt(ScheduleResult::Error, started.elapsed());
                 return;
             }
             let binding = json!({
@@ -952,11 +1045,14 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
             });
             match ctx.client.bind_pod(ns, name, &binding).await {
                 Ok(written) => {
+                    // The bind is done: free its slot before the event is written.
                     let message = format!("Successfully assigned {ns}/{name} to {node}");
+                    let _ = done.send(Outcome::Bound { key });
+                    ctx.metrics.observe_attempt(attempt, started.elapsed());
                     ctx.recorder
                         .record(&written.kv.value, NORMAL, "Scheduled", &message)
                         .await;
-                    Outcome::Bound { key }
+                    return;
                 }
                 Err(error) => {
                     tracing::debug!(pod = %key, %node, error = %error, "bind failed");
@@ -1003,8 +1099,24 @@ async fn perform(ctx: Arc<Context>, action: Action, done: mpsc::UnboundedSender<
             Outcome::Reported { key }
         }
     };
+    let result = match outcome {
+        Outcome::BindFailed { .. } => ScheduleResult::Error,
+        _ => attempt,
+    };
+    ctx.metrics.observe_attempt(result, started.elapsed());
     // The loop owns the receiver for as long as it runs.
     let _ = done.send(outcome);
+}
+
+/// How an attempt counts in `scheduler_schedule_attempts_total` if its writes succeed:
+/// a preemption, like a pod that fits nowhere, is `unschedulable`, as upstream.
+fn attempt_result(action: &Action) -> ScheduleResult {
+    match action {
+        Action::Bind { .. } => ScheduleResult::Scheduled,
+        Action::ReportUnschedulable { .. } | Action::Preempt { .. } => {
+            ScheduleResult::Unschedulable
+        }
+    }
 }
 
 /// Reason and message of the `DisruptionTarget` condition of a preempted pod (upstream).

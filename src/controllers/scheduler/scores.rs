@@ -1,11 +1,15 @@
 //! Scores: how good a feasible node is for a pod (higher is better), with upstream's
-//! plugins and weights: least-allocated resources (1), spreading a group of pods (2),
-//! intolerable `PreferNoSchedule` taints (3), preferred node affinity (2).
+//! default plugins and weights: NodeResourcesFit least-allocated (1),
+//! NodeResourcesBalancedAllocation (1), PodTopologySpread with the system-default
+//! constraints (2, see [`super::spread`]), intolerable `PreferNoSchedule` taints (3),
+//! preferred node affinity (2).
 
-use super::info::{tolerated, NodeInfo, NodeUsage, PodInfo, SpreadKey, TaintEffect};
+use super::info::{tolerated, NodeInfo, NodeUsage, PodInfo, TaintEffect};
+use super::spread;
 
 pub const MAX_NODE_SCORE: i64 = 100;
 const LEAST_ALLOCATED_WEIGHT: i64 = 1;
+const BALANCED_ALLOCATION_WEIGHT: i64 = 1;
 const SPREAD_WEIGHT: i64 = 2;
 const TAINT_TOLERATION_WEIGHT: i64 = 3;
 const NODE_AFFINITY_WEIGHT: i64 = 2;
@@ -15,23 +19,24 @@ const NODE_AFFINITY_WEIGHT: i64 = 2;
 pub struct RawScores {
     /// Already 0..=100.
     pub least_allocated: i64,
-    /// Pods of the pod's spread groups already on the node.
-    pub spread_count: i64,
+    /// Already 0..=100.
+    pub balanced_allocation: i64,
+    /// PodTopologySpread's raw score (lower is better); `None` when the pod is not
+    /// spread (nothing selects or owns it).
+    pub spread: Option<i64>,
     /// `PreferNoSchedule` taints the pod does not tolerate.
     pub intolerable_taints: i64,
     /// Sum of the weights of matching preferred node-affinity terms.
     pub preferred_affinity: i64,
 }
 
-pub fn raw_scores(
-    pod: &PodInfo,
-    spread: &[SpreadKey],
-    node: &NodeInfo,
-    usage: &NodeUsage,
-) -> RawScores {
+/// The scores that depend on the node alone (spreading is filled in across the
+/// feasible nodes afterwards).
+pub fn raw_scores(pod: &PodInfo, node: &NodeInfo, usage: &NodeUsage) -> RawScores {
     RawScores {
         least_allocated: least_allocated(pod, node, usage),
-        spread_count: spread_count(spread, usage),
+        balanced_allocation: balanced_allocation(pod, node, usage),
+        spread: None,
         intolerable_taints: intolerable_prefer_no_schedule(pod, node),
         preferred_affinity: preferred_affinity(pod, node),
     }
@@ -54,13 +59,27 @@ pub fn least_allocated(pod: &PodInfo, node: &NodeInfo, usage: &NodeUsage) -> i64
         / 2
 }
 
-/// Pods of the pod's groups (its controller, the Services selecting it) on the node.
-/// A pod in several groups counts once per group it shares.
-pub fn spread_count(spread: &[SpreadKey], usage: &NodeUsage) -> i64 {
-    spread
-        .iter()
-        .map(|k| usage.spread.get(k).copied().unwrap_or(0) as i64)
-        .sum()
+/// Upstream `BalancedAllocation` over cpu and memory: 100 minus the standard deviation
+/// of the shares of each resource requested once the pod is placed (actual requests),
+/// so nodes whose cpu and memory fill alike are preferred. A pod requesting neither is
+/// not scored (every node gets the same).
+pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo, usage: &NodeUsage) -> i64 {
+    if pod.requests.milli_cpu == 0 && pod.requests.memory == 0 {
+        return 0;
+    }
+    let requested = usage.requested + pod.requests;
+    let share = |requested: i64, capacity: i64| {
+        if capacity <= 0 {
+            1.0
+        } else {
+            (requested as f64 / capacity as f64).min(1.0)
+        }
+    };
+    let cpu = share(requested.milli_cpu, node.allocatable.milli_cpu);
+    let memory = share(requested.memory, node.allocatable.memory);
+    // The standard deviation of two values is half their distance.
+    let std = (cpu - memory).abs() / 2.0;
+    ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
 pub fn intolerable_prefer_no_schedule(pod: &PodInfo, node: &NodeInfo) -> i64 {
@@ -81,12 +100,17 @@ pub fn preferred_affinity(pod: &PodInfo, node: &NodeInfo) -> i64 {
 /// Final scores of the feasible nodes (same order as `raw`): each plugin normalized to
 /// 0..=100 across the nodes, then weighted and summed.
 pub fn total_scores(raw: &[RawScores]) -> Vec<i64> {
-    let max_spread = raw.iter().map(|r| r.spread_count).max().unwrap_or(0);
     let max_taints = raw.iter().map(|r| r.intolerable_taints).max().unwrap_or(0);
     let max_affinity = raw.iter().map(|r| r.preferred_affinity).max().unwrap_or(0);
+    let spread_raw: Vec<i64> = raw.iter().filter_map(|r| r.spread).collect();
+    let spread = if spread_raw.len() == raw.len() {
+        spread::normalize(&spread_raw)
+    } else {
+        vec![0; raw.len()]
+    };
     raw.iter()
-        .map(|r| {
-            let spread = reversed(r.spread_count, max_spread);
+        .zip(spread)
+        .map(|(r, spread)| {
             let taints = reversed(r.intolerable_taints, max_taints);
             let affinity = if max_affinity > 0 {
                 r.preferred_affinity * MAX_NODE_SCORE / max_affinity
@@ -94,6 +118,7 @@ pub fn total_scores(raw: &[RawScores]) -> Vec<i64> {
                 0
             };
             r.least_allocated * LEAST_ALLOCATED_WEIGHT
+                + r.balanced_allocation * BALANCED_ALLOCATION_WEIGHT
                 + spread * SPREAD_WEIGHT
                 + taints * TAINT_TOLERATION_WEIGHT
                 + affinity * NODE_AFFINITY_WEIGHT
@@ -134,7 +159,7 @@ mod tests {
         let n = node(json!({}));
         let empty = NodeUsage::default();
         let mut busy = NodeUsage::default();
-        busy.add(&pod("2", "4Gi"), &[]);
+        busy.add(&pod("2", "4Gi"));
         let p = pod("1", "2Gi");
         assert_eq!(least_allocated(&p, &n, &empty), 75);
         assert_eq!(least_allocated(&p, &n, &busy), 25);
@@ -142,30 +167,37 @@ mod tests {
     }
 
     #[test]
-    fn spreading_prefers_nodes_with_fewer_pods_of_the_group() {
-        let key = SpreadKey::Controller("rs-1".into());
-        let p = pod("100m", "100Mi");
-        let n = node(json!({}));
-        let mut usages = vec![NodeUsage::default(); 3];
-        usages[0].add(&p, std::slice::from_ref(&key));
-        usages[0].add(&p, std::slice::from_ref(&key));
-        usages[1].add(&p, std::slice::from_ref(&key));
-        let raw: Vec<RawScores> = usages
-            .iter()
-            .map(|u| RawScores {
-                spread_count: spread_count(std::slice::from_ref(&key), u),
+    fn spreading_weighs_twice_and_outvotes_small_resource_differences() {
+        let raw: Vec<RawScores> = [(90, Some(2)), (91, Some(4)), (92, Some(5))]
+            .into_iter()
+            .map(|(least_allocated, spread)| RawScores {
+                least_allocated,
+                spread,
                 ..Default::default()
             })
             .collect();
-        assert_eq!(
-            raw.iter().map(|r| r.spread_count).collect::<Vec<_>>(),
-            [2, 1, 0]
-        );
-        assert_eq!(total_scores(&raw), [300, 400, 500]);
-        // Other groups do not count.
-        let other = [SpreadKey::Controller("rs-2".into())];
-        assert_eq!(spread_count(&other, &usages[0]), 0);
-        let _ = raw_scores(&p, &other, &n, &usages[0]);
+        // Spread normalizes to 100, 60, 40, weighted 2 (no taints: 300 each).
+        assert_eq!(total_scores(&raw), [590, 511, 472]);
+        // A pod nothing selects is not spread: resources decide.
+        let unspread: Vec<RawScores> = raw
+            .iter()
+            .map(|r| RawScores { spread: None, ..*r })
+            .collect();
+        assert_eq!(total_scores(&unspread), [390, 391, 392]);
+    }
+
+    #[test]
+    fn balanced_allocation_prefers_nodes_whose_resources_fill_alike() {
+        let n = node(json!({}));
+        let mut cpu_heavy = NodeUsage::default();
+        cpu_heavy.add(&pod("3", "0"));
+        let p = pod("1", "2Gi");
+        // Empty node: cpu 1/4, memory 2/8: perfectly balanced.
+        assert_eq!(balanced_allocation(&p, &n, &NodeUsage::default()), 100);
+        // cpu 4/4, memory 2/8: std 0.375.
+        assert_eq!(balanced_allocation(&p, &n, &cpu_heavy), 62);
+        // A pod requesting nothing is not scored.
+        assert_eq!(balanced_allocation(&pod("0", "0"), &n, &cpu_heavy), 0);
     }
 
     #[test]

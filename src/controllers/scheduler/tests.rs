@@ -149,7 +149,7 @@ fn unschedulable_pods_wait_for_a_cluster_change_not_their_own_status() {
 }
 
 #[test]
-fn service_spreading_counts_pods_the_service_selects() {
+fn pods_a_service_selects_spread_although_resources_favour_one_node() {
     let mut cache = Cache::new();
     for n in ["a", "b"] {
         cache.on_node(EventType::Added, Arc::new(node_json(n, "4", "8Gi")));
@@ -157,23 +157,49 @@ fn service_spreading_counts_pods_the_service_selects() {
     let svc = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {"selector": {"app": "web"}}});
-    let mut running = pod_json("old", "1Mi");
-    running["metadata"]["labels"] = json!({"app": "web"});
-    running["spec"]["nodeName"] = json!("a");
-    cache.on_pod(EventType::Added, Arc::new(running));
-    let key = SpreadKey::Service {
-        namespace: "default".into(),
-        name: "web".into(),
-    };
-    assert_eq!(cache.usage("a").unwrap().spread.get(&key), None);
+    let mut web = bound_to(pod_json("web-0", "1Mi"), "a");
+    web["metadata"]["labels"] = json!({"app": "web"});
+    cache.on_pod(EventType::Added, Arc::new(web));
+    // b is busier, so resources alone send pods to a.
+    let busy = bound_to(pod_json("other", "2Gi"), "b");
+    cache.on_pod(EventType::Added, Arc::new(busy));
     cache.on_service(EventType::Added, Arc::new(svc.clone()));
-    assert_eq!(cache.usage("a").unwrap().spread.get(&key), Some(&1));
-    let mut new = pod_json("new", "1Mi");
+    let mut new = pod_json("web-1", "1Mi");
     new["metadata"]["labels"] = json!({"app": "web"});
     cache.on_pod(EventType::Added, Arc::new(new));
     assert_eq!(bind_target(cache.next_action(Instant::now())), "b");
+    // Without the Service nothing spreads the pods: resources decide.
     cache.on_service(EventType::Deleted, Arc::new(svc));
-    assert_eq!(cache.usage("a").unwrap().spread.get(&key), None);
+    let mut last = pod_json("web-2", "1Mi");
+    last["metadata"]["labels"] = json!({"app": "web"});
+    cache.on_pod(EventType::Added, Arc::new(last));
+    assert_eq!(bind_target(cache.next_action(Instant::now())), "a");
+}
+
+#[test]
+fn replicas_of_a_replica_set_land_evenly_with_a_skew_of_at_most_one() {
+    let mut cache = Cache::new();
+    for i in 0..10 {
+        cache.on_node(
+            EventType::Added,
+            Arc::new(node_json(&format!("n{i}"), "32", "64Gi")),
+        );
+    }
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-1", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}}});
+    cache.on_workload(WorkloadKind::ReplicaSet, EventType::Added, Arc::new(rs));
+    for i in 0..100 {
+        let mut p = owned_pod(&format!("web-{i}"), "rs-uid-1");
+        p["metadata"]["labels"] = json!({"app": "web"});
+        cache.on_pod(EventType::Added, Arc::new(p));
+    }
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    while let Some(action) = cache.next_action(Instant::now()) {
+        *per_node.entry(bind_target(Some(action))).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 10);
+    assert!(per_node.values().all(|&n| n == 10), "{per_node:?}");
 }
 
 #[test]
@@ -208,7 +234,7 @@ fn def(plural: &str) -> &'static crate::api::resources::ResourceDef {
 /// A registry on the in-memory store with the scheduler running on it.
 async fn cluster() -> Cluster {
     let registry = testutil::registry().await;
-    let scheduler = tokio::spawn(run(registry.clone()));
+    let scheduler = tokio::spawn(run(registry.clone(), Default::default()));
     Cluster {
         registry,
         scheduler,
@@ -319,13 +345,25 @@ fn owned_pod(name: &str, owner_uid: &str) -> Value {
 }
 
 #[tokio::test(start_paused = true)]
-async fn six_pods_of_one_owner_spread_two_per_node() {
+async fn six_pods_of_one_replica_set_spread_two_per_node() {
     let c = cluster().await;
     for n in ["node1", "node2", "node3"] {
         c.add_node(node_json(n, "4", "8Gi")).await;
     }
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-1", "namespace": "default"},
+        "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let replica_sets = resources::by_plural("apps", "v1", "replicasets").expect("served");
+    c.registry
+        .create(replica_sets, Some("default"), rs, &WriteOptions::default())
+        .await
+        .expect("create replica set");
     for i in 0..6 {
-        c.add_pod(owned_pod(&format!("web-{i}"), "rs-uid-1")).await;
+        let mut p = owned_pod(&format!("web-{i}"), "rs-uid-1");
+        p["metadata"]["labels"] = json!({"app": "web"});
+        c.add_pod(p).await;
     }
     let mut per_node: HashMap<String, usize> = HashMap::new();
     for i in 0..6 {

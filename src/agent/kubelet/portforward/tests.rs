@@ -327,6 +327,8 @@ fn host_network_pods_are_dialed_in_the_nodes_namespace() {
         pods_dir: "/pods".into(),
         netns_dir: "/netns".into(),
         runtime: Arc::new(crate::agent::runtime::FakeRuntime::new()),
+        cgroups: crate::agent::stats::CgroupReader::new("/nonexistent"),
+        metrics: crate::metrics::NodeMetrics::new(),
     };
     for (name, uid, host_network) in [("net", "u1", false), ("host", "u2", true)] {
         endpoint.pods.write().unwrap().insert(

@@ -212,23 +212,38 @@ impl PodWorker {
         {
             return;
         }
-        let Some(image_id) = self
-            .pull_for_instance(init, i, &name, spec, &image, now)
-            .await
-        else {
+        // The image lookup (or pull) and the config (API reads for env sources and
+        // service variables) do not depend on each other.
+        let (pulled, built) = tokio::join!(
+            self.pull(init, &name, spec, &image),
+            self.build_config(spec, restart_count, init)
+        );
+        let prepared = now.elapsed();
+        let Some(image_id) = self.pull_for_instance(init, i, &name, pulled, now).await else {
             return;
         };
-        let Some(config) = self
-            .config_for_instance(init, i, &name, spec, restart_count)
-            .await
-        else {
+        let Some(config) = self.config_for_instance(init, i, &name, built).await else {
             return;
         };
+        let step = Instant::now();
         let old = self.retire_previous_instance(init, i, &name).await;
+        let retired = step.elapsed();
+        let step = Instant::now();
         if !self.create_instance(init, i, &name, &config, old).await {
             return;
         }
+        let created = step.elapsed();
+        let step = Instant::now();
         let (started_at, state) = self.start_created_instance(&name, &config.id).await;
+        debug!(
+            pod = %self.name(),
+            container = %name,
+            image_and_config_ms = prepared.as_millis() as u64,
+            retire_ms = retired.as_millis() as u64,
+            create_ms = created.as_millis() as u64,
+            start_ms = step.elapsed().as_millis() as u64,
+            "container instance started"
+        );
         {
             let t = self.track.entry(name.clone()).or_default();
             t.started = Some(Instant::now());
@@ -285,18 +300,17 @@ impl PodWorker {
         true
     }
 
-    /// Pulls the image, counting failures towards the pull back-off; the image ID, or
-    /// `None` with the container left waiting.
+    /// Counts a failed pull towards the pull back-off; the image ID, or `None` with the
+    /// container left waiting.
     async fn pull_for_instance(
         &mut self,
         init: bool,
         i: usize,
         name: &str,
-        spec: &Value,
-        image: &str,
+        pulled: Result<String, (Waiting, String)>,
         now: Instant,
     ) -> Option<String> {
-        let image_id = match self.pull(init, name, spec, image).await {
+        let image_id = match pulled {
             Ok(id) => id,
             Err((waiting, error)) => {
                 let error_event = format!("Error: {}", waiting.reason);
@@ -324,10 +338,9 @@ impl PodWorker {
         init: bool,
         i: usize,
         name: &str,
-        spec: &Value,
-        restart_count: u32,
+        built: Result<ContainerConfig, String>,
     ) -> Option<ContainerConfig> {
-        match self.build_config(spec, restart_count, init).await {
+        match built {
             Ok(c) => Some(c),
             Err(message) => {
                 // Retried every sync: tell only when the problem changes.
@@ -447,24 +460,23 @@ impl PodWorker {
         name: &str,
         id: &str,
     ) -> (DateTime<Utc>, InstanceState) {
-        self.event(
+        // Told after the status is written (the status is what clients wait for).
+        self.event_later(
             "Normal",
             "Created",
             &format!("Created container {name}"),
             Some(name),
-        )
-        .await;
+        );
         let started = self.shared.runtime.start(id).await;
         let started_at = Utc::now();
         let state = match started {
             Ok(_) => {
-                self.event(
+                self.event_later(
                     "Normal",
                     "Started",
                     &format!("Started container {name}"),
                     Some(name),
-                )
-                .await;
+                );
                 InstanceState::Running
             }
             Err(e) => {

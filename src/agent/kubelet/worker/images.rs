@@ -25,13 +25,13 @@ impl PodWorker {
         let field = self.field_path(init, name);
         if policy != PullPolicy::Always {
             if let Ok(info) = runtime.ensure_image(image, PullPolicy::Never, None).await {
-                self.event_at(
+                // Told after the status is written.
+                self.event_at_later(
                     "Normal",
                     "Pulled",
                     &format!("Container image {image:?} already present on machine"),
                     &field,
-                )
-                .await;
+                );
                 return Ok(image_id(&info));
             }
         }

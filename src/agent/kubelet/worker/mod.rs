@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::probes::ProbeState;
-use super::status::ContainerRecord;
+use super::probes::{ProbeKind, ProbeSpec, ProbeState};
+use super::status::{ContainerRecord, InstanceState};
 use super::Shared;
 use crate::agent::runtime::ContainerSummary;
 
@@ -35,6 +35,10 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 /// How often configMap and secret volumes are rewritten from their objects.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(60);
+/// Longest a worker whose pod is quiet (containers running or ended for good, no
+/// probes, nothing failing) sleeps when nothing wakes it: the runtime's events (a
+/// container exited), pod changes and eviction orders do. A safety resync.
+pub const QUIET_RESYNC: Duration = Duration::from_secs(60);
 /// Exit code reported for an instance found without a task (as upstream's "Unknown").
 const UNKNOWN_EXIT_CODE: i32 = 255;
 /// Why and how a pod past its activeDeadlineSeconds failed (upstream's words).
@@ -99,6 +103,20 @@ pub struct PodWorker {
     evicted_at: Option<DateTime<Utc>>,
     /// The last container status read failed (the runtime may be down).
     status_failing: bool,
+    /// The last status write failed: it is retried on the next sync.
+    status_unposted: bool,
+    /// Events to record once the sync has written the status.
+    events_later: std::sync::Mutex<Vec<LaterEvent>>,
+    /// When this kubelet first saw the pod (`kubelet_pod_start_duration_seconds`).
+    seen: std::time::Instant,
+}
+
+/// An event queued until the status is written.
+struct LaterEvent {
+    kind: String,
+    reason: String,
+    message: String,
+    field_path: String,
 }
 
 fn record_for(spec: &Value) -> ContainerRecord {
@@ -166,6 +184,9 @@ impl PodWorker {
             stopped: false,
             evicted_at: None,
             status_failing: false,
+            status_unposted: false,
+            events_later: Default::default(),
+            seen: std::time::Instant::now(),
         };
         worker.adopt(adopted);
         worker
@@ -196,9 +217,11 @@ impl PodWorker {
     }
 
     /// Runs until the pod is deleted (or gone from the API) and torn down, or until the
-    /// kubelet drops the sender.
-    pub async fn run(mut self, mut desired: watch::Receiver<Option<Value>>) {
-        let interval = self.shared.config.sync_interval;
+    /// kubelet drops the sender. Syncs when the pod changes, when `nudge` is notified (the
+    /// runtime told of one of its containers), when an eviction is ordered, and otherwise
+    /// after [`Self::next_sync_in`].
+    pub async fn run(mut self, mut desired: watch::Receiver<Option<Value>>, nudge: Arc<Notify>) {
+        let mut evictions = self.shared.evictions.subscribe();
         loop {
             let latest = desired.borrow_and_update().clone();
             match latest {
@@ -215,11 +238,97 @@ impl PodWorker {
                     self.sync_once().await;
                 }
             }
+            let wait = self.next_sync_in();
             tokio::select! {
                 changed = desired.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(interval) => {}
+                () = nudge.notified() => {}
+                Ok(()) = evictions.changed() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// How long the worker may wait for its next sync when nothing wakes it: the sync
+    /// interval while something is under way (see [`Self::busy`]), else until the next
+    /// thing due by time — the activeDeadlineSeconds, the volume refresh — at most
+    /// [`QUIET_RESYNC`].
+    pub fn next_sync_in(&self) -> Duration {
+        let interval = self.shared.config.sync_interval;
+        if self.busy() {
+            return interval;
+        }
+        let mut wait = QUIET_RESYNC.max(interval);
+        if !self.stopped && !self.is_terminal() {
+            wait = wait.min(VOLUME_REFRESH.saturating_sub(self.volumes_refreshed.elapsed()));
+            if let (Some(deadline), Some(since)) = (
+                self.pod["spec"]["activeDeadlineSeconds"].as_u64(),
+                self.active_since,
+            ) {
+                wait = wait.min(Duration::from_secs(deadline).saturating_sub(since.elapsed()));
+            }
+        }
+        if wait.is_zero() {
+            interval
+        } else {
+            wait
+        }
+    }
+
+    /// Whether the pod needs a sync every sync interval: it is being set up, a container
+    /// waits (to start, to be pulled, in back-off) or is probed, a status write or a
+    /// runtime read failed. A pod whose containers run or ended for good needs none:
+    /// what changes them comes as an event.
+    pub fn busy(&self) -> bool {
+        if self.status_failing || self.status_unposted {
+            return true;
+        }
+        if self.stopped || self.is_terminal() {
+            return false;
+        }
+        if !self.sandbox_ready || self.message.is_some() {
+            return true;
+        }
+        let policy = self.policy();
+        let init_policy = if policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        let settled = |r: &ContainerRecord, policy: &str| {
+            r.waiting.is_none()
+                && match r.current.as_ref().map(|c| &c.state) {
+                    Some(InstanceState::Running) => true,
+                    Some(InstanceState::Exited(t)) => {
+                        !super::status::should_restart(policy, t.exit_code)
+                    }
+                    Some(InstanceState::Created) | None => false,
+                }
+        };
+        if !self.init.iter().all(|r| settled(r, init_policy)) {
+            return true;
+        }
+        let initialized = self
+            .init
+            .iter()
+            .all(|r| r.terminated().is_some_and(|t| t.exit_code == 0));
+        if !initialized {
+            // An init container runs: its exit comes as an event.
+            return false;
+        }
+        if !self.apps.iter().all(|r| settled(r, &policy)) {
+            return true;
+        }
+        containers(&self.pod["spec"], "containers")
+            .iter()
+            .any(|spec| {
+                [
+                    ProbeKind::Startup,
+                    ProbeKind::Liveness,
+                    ProbeKind::Readiness,
+                ]
+                .into_iter()
+                .any(|kind| ProbeSpec::of(spec, kind).is_some())
+            })
     }
 
     /// Takes the pod as the API has it now (the next sync acts on it).
@@ -270,6 +379,7 @@ impl PodWorker {
             self.poll_containers().await;
         }
         self.post_status().await;
+        self.flush_events().await;
     }
 
     /// Whether the pod has been active on this node for its activeDeadlineSeconds

@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tracing::{debug, warn};
 
-use super::PodWorker;
+use super::{LaterEvent, PodWorker};
 use crate::agent::kubelet::status::{self, PodFacts};
 
 impl PodWorker {
@@ -65,12 +65,59 @@ impl PodWorker {
             .map(|(k, _)| k)
             .collect();
         debug!(pod = %self.name(), ?changed, "posting pod status");
+        let previous = self.last_posted.as_ref().unwrap_or(&self.pod["status"]);
+        let began_running = status["phase"] == "Running" && previous["phase"] != "Running";
+        let begun = std::time::Instant::now();
         match self.shared.api.patch_status(&ns, &name, &status).await {
             Ok(()) => {
-                debug!(pod = %self.name(), phase = %status["phase"], "pod status updated");
+                if began_running {
+                    self.shared.metrics.observe_pod_start(self.seen.elapsed());
+                }
+                debug!(pod = %self.name(), phase = %status["phase"], ms = begun.elapsed().as_millis() as u64, "pod status updated");
                 self.last_posted = Some(status);
+                self.status_unposted = false;
             }
-            Err(e) => warn!(pod = %self.name(), error = %e, "pod status update failed"),
+            Err(e) => {
+                warn!(pod = %self.name(), error = %e, "pod status update failed");
+                self.status_unposted = true;
+            }
+        }
+    }
+
+    /// Queues an event to be recorded once the sync has written the status
+    /// ([`Self::flush_events`]): the routine events of a container start do not delay
+    /// the status clients wait for.
+    pub(super) fn event_later(
+        &self,
+        kind: &str,
+        reason: &str,
+        message: &str,
+        container: Option<&str>,
+    ) {
+        let field = container.map(|c| {
+            let init = self.init.iter().any(|r| r.name == c);
+            self.field_path(init, c)
+        });
+        self.event_at_later(kind, reason, message, field.as_deref().unwrap_or(""));
+    }
+
+    pub(super) fn event_at_later(&self, kind: &str, reason: &str, message: &str, field_path: &str) {
+        let mut queue = self.events_later.lock().unwrap_or_else(|e| e.into_inner());
+        queue.push(LaterEvent {
+            kind: kind.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            field_path: field_path.to_string(),
+        });
+    }
+
+    /// Records the queued events, in order.
+    pub(super) async fn flush_events(&mut self) {
+        let queued =
+            std::mem::take(&mut *self.events_later.lock().unwrap_or_else(|e| e.into_inner()));
+        for e in queued {
+            self.event_at(&e.kind, &e.reason, &e.message, &e.field_path)
+                .await;
         }
     }
 

@@ -17,8 +17,10 @@ impl PodWorker {
             self.start_time = Some(Utc::now());
             self.active_since = Some(Instant::now());
         }
+        let begun = Instant::now();
         match self.make_sandbox().await {
             Ok(()) => {
+                tracing::debug!(pod = %self.name(), ms = begun.elapsed().as_millis() as u64, "pod sandbox ready");
                 self.sandbox_ready = true;
                 self.message = None;
             }

@@ -22,6 +22,7 @@ use crate::agent::runtime::archive::{self, BlobSource, Descriptor};
 use crate::agent::runtime::{ImageInfo, PullPolicy, Reference, RegistryAuth, Result, RuntimeError};
 
 /// An image resolved to this platform's manifest and config.
+#[derive(Clone)]
 pub(super) struct ResolvedImage {
     pub(super) target: Descriptor,
     pub(super) config_digest: String,
@@ -44,6 +45,19 @@ impl ResolvedImage {
 impl ContainerdRuntime {
     /// Follows an image target to this platform's manifest and config (read from content).
     async fn resolve(&self, reference: &str, target: &Descriptor) -> Result<ResolvedImage> {
+        if let Some(known) = self.resolved_cache(&target.digest) {
+            return Ok(known);
+        }
+        let resolved = self.resolve_from_content(reference, target).await?;
+        self.remember_resolved(&resolved);
+        Ok(resolved)
+    }
+
+    async fn resolve_from_content(
+        &self,
+        reference: &str,
+        target: &Descriptor,
+    ) -> Result<ResolvedImage> {
         let invalid = |reason: String| RuntimeError::InvalidImage {
             reference: reference.to_string(),
             reason,

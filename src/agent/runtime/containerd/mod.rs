@@ -4,13 +4,16 @@
 //! is written with the Images service — all under a lease so GC cannot race us.
 
 mod content;
+mod events;
 mod exec;
 mod images;
 mod manifest;
 mod snapshots;
 mod tasks;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,8 +24,9 @@ use tracing::{debug, warn};
 
 use super::registry::RegistryClient;
 use super::{
-    cgroup, ContainerConfig, ContainerRuntime, ContainerStatus, ContainerSummary, ExecOutput,
-    ExecRequest, ExecSession, ImageInfo, PullPolicy, RegistryAuth, Result, RuntimeError,
+    cgroup, ContainerConfig, ContainerEvent, ContainerRuntime, ContainerStatus, ContainerSummary,
+    ExecOutput, ExecRequest, ExecSession, ImageInfo, PullPolicy, RegistryAuth, Result,
+    RuntimeError,
 };
 
 pub use manifest::{chain_ids, gc_labels, host_platform};
@@ -85,7 +89,18 @@ pub struct ContainerdRuntime {
     config: ContainerdConfig,
     namespace: AsciiMetadataValue,
     registry: RegistryClient,
+    /// Images resolved from content, by target digest: content is immutable by digest,
+    /// so a lookup of a present image reads only the image record and its top snapshot.
+    resolved: Mutex<HashMap<String, images::ResolvedImage>>,
+    /// Containers created here and not started yet, with what starting them needs: the
+    /// start of a new container asks containerd nothing it has just been told.
+    created: Mutex<HashMap<String, tasks::Created>>,
 }
+
+/// Most images [`ContainerdRuntime`] keeps resolved (it forgets them all past this).
+const RESOLVED_CACHE_MAX: usize = 256;
+/// Most created-not-started containers it remembers (older ones are looked up).
+const CREATED_CACHE_MAX: usize = 1024;
 
 fn grpc(op: &'static str) -> impl FnOnce(Status) -> RuntimeError {
     move |source| RuntimeError::Containerd { op, source }
@@ -125,11 +140,39 @@ impl ContainerdRuntime {
             config,
             namespace,
             registry: RegistryClient::new()?,
+            resolved: Mutex::default(),
+            created: Mutex::default(),
         })
     }
 
     pub fn config(&self) -> &ContainerdConfig {
         &self.config
+    }
+
+    fn resolved_cache(&self, digest: &str) -> Option<images::ResolvedImage> {
+        let cache = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(digest).cloned()
+    }
+
+    fn remember_resolved(&self, image: &images::ResolvedImage) {
+        let mut cache = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= RESOLVED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(image.target.digest.clone(), image.clone());
+    }
+
+    fn remember_created(&self, id: &str, created: tasks::Created) {
+        let mut cache = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CREATED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id.to_string(), created);
+    }
+
+    fn take_created(&self, id: &str) -> Option<tasks::Created> {
+        let mut cache = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(id)
     }
 
     fn request<T>(&self, msg: T, lease: Option<&str>) -> Request<T> {
@@ -245,5 +288,9 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
         self.container_summaries().await
+    }
+
+    async fn follow_events(&self, out: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()> {
+        self.follow_task_events(out).await
     }
 }

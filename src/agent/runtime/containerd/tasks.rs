@@ -25,6 +25,13 @@ use crate::agent::runtime::{
     Reference, Result, RuntimeError, SIGKILL,
 };
 
+/// A container just created, with what starting it needs.
+pub(super) struct Created {
+    /// The root filesystem mounts of its snapshot (as preparing it answered).
+    mounts: Vec<PbMount>,
+    log_path: PathBuf,
+}
+
 impl ContainerdRuntime {
     pub(super) async fn get_container(&self, id: &str) -> Result<Container> {
         let req = self.request(GetContainerRequest { id: id.to_string() }, None);
@@ -174,90 +181,80 @@ impl ContainerdRuntime {
         );
         labels.insert(CGROUP_PATH_LABEL.into(), spec::cgroup_path(config));
 
-        let lease = self.create_lease().await?;
-        let created = async {
-            self.client
-                .snapshots()
-                .prepare(self.request(
-                    PrepareSnapshotRequest {
-                        snapshotter: self.config.snapshotter.clone(),
-                        key: config.id.clone(),
-                        parent: top,
-                        labels: HashMap::new(),
-                    },
-                    Some(&lease),
-                ))
-                .await
-                .map_err(grpc("prepare container snapshot"))?;
-            let container = Container {
-                id: config.id.clone(),
-                labels,
-                image: name.clone(),
-                runtime: Some(ContainerRuntimeInfo {
-                    name: self.config.runtime.clone(),
-                    options: None,
-                }),
-                spec: Some(prost_types::Any {
-                    type_url: SPEC_TYPE_URL.to_string(),
-                    value: spec_json,
-                }),
-                snapshotter: self.config.snapshotter.clone(),
-                snapshot_key: config.id.clone(),
-                ..Default::default()
-            };
-            let made = self
-                .client
-                .containers()
-                .create(self.request(
-                    CreateContainerRequest {
-                        container: Some(container),
-                    },
-                    Some(&lease),
-                ))
-                .await
-                .map_err(grpc("create container"));
-            if made.is_err() {
-                let _ = self.remove_snapshot(&config.id).await;
-            }
-            made.map(|_| ())
-        }
-        .await;
-        self.delete_lease(&lease).await;
-        created?;
-        Ok(config.id.clone())
-    }
-
-    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
-        let container = self.get_container(id).await?;
-        match self.get_task(id, "").await? {
-            Some(p) if TaskStatus::try_from(p.status) == Ok(TaskStatus::Running) => {
-                return Ok(p.pid)
-            }
-            Some(_) => self.delete_task(id).await?,
-            None => {}
-        }
-        let mounts: Vec<PbMount> = self
-            .client
-            .snapshots()
-            .mounts(self.request(
-                MountsRequest {
-                    snapshotter: container.snapshotter.clone(),
-                    key: container.snapshot_key.clone(),
+        // The container record comes first and names its snapshot: the snapshot is
+        // referenced from the moment it exists, so containerd's garbage collector cannot
+        // take it and no lease (two more writes) is needed.
+        let container = Container {
+            id: config.id.clone(),
+            labels,
+            image: name.clone(),
+            runtime: Some(ContainerRuntimeInfo {
+                name: self.config.runtime.clone(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: SPEC_TYPE_URL.to_string(),
+                value: spec_json,
+            }),
+            snapshotter: self.config.snapshotter.clone(),
+            snapshot_key: config.id.clone(),
+            ..Default::default()
+        };
+        self.client
+            .containers()
+            .create(self.request(
+                CreateContainerRequest {
+                    container: Some(container),
                 },
                 None,
             ))
             .await
-            .map_err(grpc("snapshot mounts"))?
-            .into_inner()
-            .mounts;
-        let log_path = container
-            .labels
-            .get(LOG_PATH_LABEL)
-            .map(PathBuf::from)
-            .ok_or_else(|| RuntimeError::Spec {
-                id: id.to_string(),
-                reason: format!("container has no {LOG_PATH_LABEL} label (not made by orc?)"),
-            })?;
+            .map_err(grpc("create container"))?;
+        let prepared = self
+            .client
+            .snapshots()
+            .prepare(self.request(
+                PrepareSnapshotRequest {
+                    snapshotter: self.config.snapshotter.clone(),
+                    key: config.id.clone(),
+                    parent: top,
+                    labels: HashMap::new(),
+                },
+                None,
+            ))
+            .await
+            .map_err(grpc("prepare container snapshot"));
+        let mounts = match prepared {
+            Ok(resp) => resp.into_inner().mounts,
+            Err(e) => {
+                let req = self.request(
+                    DeleteContainerRequest {
+                        id: config.id.clone(),
+                    },
+                    None,
+                );
+                let _ = self.client.containers().delete(req).await;
+                return Err(e);
+            }
+        };
+        self.remember_created(
+            &config.id,
+            Created {
+                mounts,
+                log_path: config.log_path.clone(),
+            },
+        );
+        Ok(config.id.clone())
+    }
+
+    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
+        let Created { mounts, log_path } = match self.take_created(id) {
+            Some(created) => created,
+            None => match self.existing_for_start(id).await? {
+                Ok(created) => created,
+                Err(running_pid) => return Ok(running_pid),
+            },
+        };
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io {
                 what: "create log directory",
@@ -298,6 +295,43 @@ impl ContainerdRuntime {
                 Err(grpc("start task")(s))
             }
         }
+    }
+
+    /// What starting container `id` (not created by this runtime just before) needs,
+    /// read from containerd (a task left stopped is deleted first), or the pid of its
+    /// task running already.
+    async fn existing_for_start(&self, id: &str) -> Result<Result<Created, u32>> {
+        let container = self.get_container(id).await?;
+        match self.get_task(id, "").await? {
+            Some(p) if TaskStatus::try_from(p.status) == Ok(TaskStatus::Running) => {
+                return Ok(Err(p.pid))
+            }
+            Some(_) => self.delete_task(id).await?,
+            None => {}
+        }
+        let mounts: Vec<PbMount> = self
+            .client
+            .snapshots()
+            .mounts(self.request(
+                MountsRequest {
+                    snapshotter: container.snapshotter.clone(),
+                    key: container.snapshot_key.clone(),
+                },
+                None,
+            ))
+            .await
+            .map_err(grpc("snapshot mounts"))?
+            .into_inner()
+            .mounts;
+        let log_path = container
+            .labels
+            .get(LOG_PATH_LABEL)
+            .map(PathBuf::from)
+            .ok_or_else(|| RuntimeError::Spec {
+                id: id.to_string(),
+                reason: format!("container has no {LOG_PATH_LABEL} label (not made by orc?)"),
+            })?;
+        Ok(Ok(Created { mounts, log_path }))
     }
 
     pub(super) async fn stop_task(
@@ -341,6 +375,7 @@ impl ContainerdRuntime {
     }
 
     pub(super) async fn remove_container(&self, id: &str) -> Result<()> {
+        self.take_created(id);
         if let Some(task) = self.get_task(id, "").await? {
             if TaskStatus::try_from(task.status) != Ok(TaskStatus::Stopped) {
                 self.kill_and_wait(id).await?;

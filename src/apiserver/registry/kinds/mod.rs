@@ -9,6 +9,7 @@ pub mod daemonset;
 pub mod default;
 pub mod endpoints;
 pub mod event;
+pub mod hpa;
 pub mod ingress;
 pub mod lease;
 pub mod namespace;

@@ -72,7 +72,7 @@ impl Strategy for PodStrategy {
         let unset = |obj: &Value, key: &str| obj["spec"].get(key).is_none_or(Value::is_null);
         let (no_priority, no_policy) = (unset(obj, "priority"), unset(obj, "preemptionPolicy"));
         defaults::apply_defaults(cx.def.kind, obj);
-        admit_default_tolerations(obj, &own, cx.default_toleration_seconds);
+        admit_default_tolerations(obj, &own, cx.default_tolerations);
         // The Priority admission tells what the pod brought from what it computes.
         if let Some(spec) = obj["spec"].as_object_mut() {
             if no_priority {
@@ -131,16 +131,20 @@ fn toleration_keys(pod: &Value) -> Vec<String> {
 
 /// Sets the configured eviction delay on the not-ready/unreachable tolerations that
 /// defaulting added (never on ones the pod brought).
-fn admit_default_tolerations(pod: &mut Value, own: &[String], seconds: i64) {
+fn admit_default_tolerations(
+    pod: &mut Value,
+    own: &[String],
+    seconds: defaults::DefaultTolerations,
+) {
     let Some(tolerations) = pod["spec"]["tolerations"].as_array_mut() else {
         return;
     };
     for t in tolerations {
         let key = t["key"].as_str().unwrap_or("");
-        let added = (key == defaults::TAINT_NODE_NOT_READY
-            || key == defaults::TAINT_NODE_UNREACHABLE)
-            && !own.iter().any(|k| k == key);
-        if added {
+        if own.iter().any(|k| k == key) {
+            continue;
+        }
+        if let Some(seconds) = seconds.for_taint(key) {
             t["tolerationSeconds"] = json!(seconds);
         }
     }
@@ -191,12 +195,6 @@ impl Registry {
             }
             let mut pod = pod.clone();
             pod["spec"]["nodeName"] = json!(target);
-            Ok(pod)
-        })
-        .await?;
-        // Record the PodScheduled condition through the status path.
-        self.modify(pods, Some(ns), pod_name, Some("status"), opts, &|pod| {
-            let mut pod = pod.clone();
             set_condition(&mut pod, "PodScheduled", "True", None, None);
             Ok(pod)
         })
@@ -229,10 +227,28 @@ mod tests {
             {"key": defaults::TAINT_NODE_NOT_READY, "operator": "Exists", "effect": "NoExecute"},
             {"key": defaults::TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"},
         ]}});
-        admit_default_tolerations(&mut pod, &[defaults::TAINT_NODE_NOT_READY.to_string()], 7);
+        let seconds = defaults::DefaultTolerations {
+            not_ready: 60,
+            unreachable: 7,
+        };
+        admit_default_tolerations(
+            &mut pod,
+            &[defaults::TAINT_NODE_NOT_READY.to_string()],
+            seconds,
+        );
         let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
         assert!(tolerations[0].get("tolerationSeconds").is_none());
         assert_eq!(tolerations[1]["tolerationSeconds"], 7);
+        let mut bare = json!({"spec": {"tolerations": [
+            {"key": defaults::TAINT_NODE_NOT_READY, "operator": "Exists", "effect": "NoExecute"},
+            {"key": defaults::TAINT_NODE_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"},
+        ]}});
+        admit_default_tolerations(&mut bare, &[], seconds);
+        assert_eq!(
+            bare["spec"]["tolerations"][0]["tolerationSeconds"], 60,
+            "per taint"
+        );
+        assert_eq!(bare["spec"]["tolerations"][1]["tolerationSeconds"], 7);
     }
 
     #[test]

@@ -226,7 +226,7 @@ mod tests {
             def: resources::by_plural("", "v1", "services").expect("served"),
             allocators: &allocators,
             heartbeats: &heartbeats,
-            default_toleration_seconds: 300,
+            default_tolerations: Default::default(),
             cluster_cidr: None,
             event_rate_limit: &event_rate_limit,
             rbac: &rbac,

@@ -1,0 +1,204 @@
+//! Giving freed heap memory back to the system: few malloc arenas and a periodic trim
+//! (glibc builds; static musl builds allocate with mimalloc, which returns memory itself).
+//!
+//! glibc gives each thread that allocates under contention an arena of its own, up to 8
+//! per core, and keeps the pages freed chunks sit on unless they are at the top of the
+//! heap. The server's tokio workers, blocking-pool threads and the agent's per-pod
+//! threads (network namespaces, log readers) all allocate: after 100 pods came and went,
+//! `orc server` with its embedded agent idled at 114 MB, and one `malloc_trim` took it
+//! to 82 MB (README, "Memory"). Two arenas, and `malloc_trim` once resident memory the
+//! heap does not use has grown by a few MB, give that back.
+
+use std::time::Duration;
+
+/// Arenas glibc may create (its default is 8 per core).
+pub const ARENA_MAX: i32 = 2;
+/// How often the trimmer looks at the heap (`--malloc-trim-interval`).
+pub const DEFAULT_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+/// Resident memory not in use by the heap that may build up before it is given back.
+pub const TRIM_THRESHOLD: usize = 4 << 20;
+
+/// When to trim: the process's resident memory less what the heap has in use (code,
+/// stacks, and the free pages the arenas keep) grew by more than a threshold since the
+/// last trim. A trim with nothing to give back is never repeated, so an idle process
+/// does not walk its heap every interval.
+#[derive(Debug)]
+pub struct TrimPolicy {
+    threshold: usize,
+    /// The lowest slack seen since the last trim (after it, at first).
+    baseline: Option<usize>,
+}
+
+impl TrimPolicy {
+    pub fn new(threshold: usize) -> TrimPolicy {
+        TrimPolicy {
+            threshold,
+            baseline: None,
+        }
+    }
+
+    /// Whether to trim now, given the resident bytes and the heap's bytes in use.
+    pub fn should_trim(&mut self, resident: usize, in_use: usize) -> bool {
+        let slack = resident.saturating_sub(in_use);
+        match self.baseline {
+            Some(baseline) if slack > baseline.saturating_add(self.threshold) => true,
+            Some(baseline) if slack >= baseline => false,
+            _ => {
+                self.baseline = Some(slack);
+                false
+            }
+        }
+    }
+
+    /// Records the state right after a trim: the new baseline.
+    pub fn trimmed(&mut self, resident: usize, in_use: usize) {
+        self.baseline = Some(resident.saturating_sub(in_use));
+    }
+}
+
+/// Caps glibc's arenas at [`ARENA_MAX`], unless the user chose with `MALLOC_ARENA_MAX`.
+/// Call first thing in `main`, before any thread exists.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a malloc tunable; called before other threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
+        }
+    }
+}
+
+/// Other C libraries: nothing to set (musl builds allocate with mimalloc).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn limit_arenas() {}
+
+/// Starts a thread that, every `interval`, gives freed heap memory back to the system
+/// when [`TrimPolicy`] says so. A zero interval starts nothing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn start_trimmer(interval: Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("orc-malloc-trim".into())
+        // It allocates (almost) nothing: a small stack is plenty.
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let mut policy = TrimPolicy::new(TRIM_THRESHOLD);
+            loop {
+                std::thread::sleep(interval);
+                let Some((resident, in_use)) = heap_usage() else {
+                    continue;
+                };
+                if policy.should_trim(resident, in_use) {
+                    // SAFETY: malloc_trim only releases free pages; it is thread-safe.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                    let (after, in_use) = heap_usage().unwrap_or((resident, in_use));
+                    policy.trimmed(after, in_use);
+                    tracing::debug!(
+                        before = resident,
+                        after,
+                        "gave freed heap memory back to the system"
+                    );
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the memory trimmer; freed memory stays with the process");
+    }
+}
+
+/// Other C libraries: nothing to do (mimalloc returns freed memory itself).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn start_trimmer(_interval: Duration) {}
+
+/// Resident bytes of this process and bytes the heap has in use.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_usage() -> Option<(usize, usize)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    // SAFETY: mallinfo2 only reads malloc's statistics (under the arenas' locks).
+    let info = unsafe { libc::mallinfo2() };
+    Some((pages * page, info.uordblks + info.hblkhd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: usize = 1 << 20;
+
+    #[test]
+    fn trims_when_unused_resident_memory_grew_past_the_threshold() {
+        let mut p = TrimPolicy::new(4 * MB);
+        assert!(
+            !p.should_trim(30 * MB, 20 * MB),
+            "first look: baseline 10 MB"
+        );
+        assert!(!p.should_trim(60 * MB, 50 * MB), "busy, not wasteful");
+        assert!(!p.should_trim(64 * MB, 50 * MB), "14 MB slack: within 4 MB");
+        assert!(p.should_trim(90 * MB, 20 * MB), "a burst came and went");
+        p.trimmed(32 * MB, 20 * MB);
+        assert!(!p.should_trim(32 * MB, 20 * MB), "nothing new to give back");
+        assert!(
+            !p.should_trim(32 * MB, 20 * MB),
+            "still nothing: no repeated trims"
+        );
+    }
+
+    #[test]
+    fn a_trim_that_gave_little_back_is_not_repeated() {
+        let mut p = TrimPolicy::new(4 * MB);
+        assert!(!p.should_trim(20 * MB, 10 * MB));
+        assert!(p.should_trim(40 * MB, 10 * MB));
+        // Fragmented: only 5 MB came back; the 25 MB slack is the new baseline.
+        p.trimmed(35 * MB, 10 * MB);
+        assert!(!p.should_trim(35 * MB, 10 * MB));
+        assert!(!p.should_trim(38 * MB, 10 * MB));
+        assert!(p.should_trim(40 * MB, 10 * MB));
+    }
+
+    #[test]
+    fn the_baseline_follows_slack_down() {
+        let mut p = TrimPolicy::new(4 * MB);
+        assert!(!p.should_trim(40 * MB, 10 * MB));
+        // Freed pages were reused: slack fell to 5 MB; growth is measured from there.
+        assert!(!p.should_trim(45 * MB, 40 * MB));
+        assert!(p.should_trim(50 * MB, 40 * MB));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn freed_memory_is_given_back_by_a_trim() {
+        fn rss_kb() -> u64 {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap()
+        }
+        // 64 MB in chunks small enough to stay in the heap (not mmap'd one by one).
+        let blocks: Vec<Vec<u8>> = (0..16_384).map(|i| vec![(i % 251) as u8; 4096]).collect();
+        let full = rss_kb();
+        // Keep the last block so the heap top is pinned and free() alone cannot shrink it.
+        let last = blocks.into_iter().last();
+        // SAFETY: as in heap_usage.
+        let free = unsafe { libc::mallinfo2() }.fordblks;
+        assert!(free > 32 * MB, "only {free} B free");
+        // SAFETY: as in start_trimmer.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        let trimmed = rss_kb();
+        assert!(
+            trimmed + 32_768 < full,
+            "RSS {full} kB with the blocks, {trimmed} kB after freeing and trimming"
+        );
+        drop(last);
+    }
+}
