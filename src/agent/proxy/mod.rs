@@ -251,10 +251,7 @@ fn exchange(
             // sequence numbers are answers to an earlier, abandoned exchange.
             let offset = reply.seq.wrapping_sub(batch.first_seq.wrapping_sub(1)) as usize;
             if code < 0 && refused.is_none() && offset <= batch.commands + 1 {
-                let index = offset
-                    .checked_sub(1)
-                    .and_then(|i| batch.order.get(i).copied())
-                    .unwrap_or(usize::MAX);
+                let index = offset.checked_sub(1).unwrap_or(usize::MAX);
                 refused = Some(Error::NetlinkRefused {
                     step,
                     index,

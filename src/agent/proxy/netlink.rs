@@ -106,8 +106,6 @@ pub struct Batch {
     /// The sequence number of the first command's message; the others follow.
     pub first_seq: u32,
     pub commands: usize,
-    /// The command each message carries (message `i` is `commands[order[i]]`).
-    pub order: Vec<usize>,
 }
 
 /// Encodes `commands` (`{"nftables": [...]}` items, family `ip`) as one batch.
@@ -124,10 +122,11 @@ pub fn encode(
     w.end_msg(begin);
     let first_seq = seq.wrapping_add(1);
     let mut set_id = 1u32;
-    let order = creation_order(commands);
-    for (i, &index) in order.iter().enumerate() {
+    // In the given order, as `nft` sends them: the kernel resolves a jump to a chain
+    // when the rule is added, so the caller creates chains before rules that use them.
+    for (i, command) in commands.iter().enumerate() {
         let command_seq = first_seq.wrapping_add(i as u32);
-        encode_command(&mut w, &commands[index], &maps, command_seq, &mut set_id)?;
+        encode_command(&mut w, command, &maps, command_seq, &mut set_id)?;
     }
     let end_seq = first_seq.wrapping_add(commands.len() as u32);
     let end = w.begin_msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, end_seq, 0);
@@ -136,28 +135,7 @@ pub fn encode(
         bytes: w.buf,
         first_seq,
         commands: commands.len(),
-        order,
     })
-}
-
-/// The order the commands are sent in: tables and chains created first (the kernel
-/// resolves a `goto` to a chain by name when the rule is added, so a rule may not come
-/// before the chain it jumps to, which `nft` sorts out by itself), then everything else
-/// in the given order. A chain the batch also deletes keeps its place.
-fn creation_order(commands: &[Value]) -> Vec<usize> {
-    let chain_of = |cmd: &Value, verb: &str| cmd[verb]["chain"]["name"].as_str().map(String::from);
-    let deleted: std::collections::HashSet<String> = commands
-        .iter()
-        .filter_map(|c| chain_of(c, "delete"))
-        .collect();
-    let early = |cmd: &Value| {
-        cmd["add"].get("table").is_some()
-            || chain_of(cmd, "add").is_some_and(|name| !deleted.contains(&name))
-    };
-    let (mut first, rest): (Vec<usize>, Vec<usize>) =
-        (0..commands.len()).partition(|&i| early(&commands[i]));
-    first.extend(rest);
-    first
 }
 
 /// A request for the ruleset generation with an acknowledgment: sent after a batch, its
@@ -1113,31 +1091,6 @@ mod tests {
         let unknown_map = json!({"add": {"element": {"family": "ip", "table": T,
             "name": "policy-ips", "elem": ["10.42.0.9"]}}});
         assert!(encode(&[unknown_map], &MAPS, 1).is_err());
-    }
-
-    #[test]
-    fn chains_are_created_before_rules_that_jump_to_them() {
-        let chain = |verb: &str, name: &str| json!({verb: {"chain": {"family": "ip", "table": T, "name": name}}});
-        let rule = json!({"add": {"rule": {"family": "ip", "table": T, "chain": "external",
-            "expr": [{"goto": {"target": "service"}}]}}});
-        let cmds = vec![
-            chain("add", "external"),
-            rule,
-            chain("add", "service"),
-            chain("delete", "old"),
-            chain("add", "old"),
-        ];
-        let batch = encode(&cmds, &MAPS, 1).unwrap();
-        assert_eq!(batch.order, vec![0, 2, 1, 3, 4]);
-        let kinds: Vec<u16> = messages(&batch.bytes).iter().map(|m| m.0).collect();
-        assert_eq!(
-            kinds[1..4],
-            [
-                nft_type(NFT_MSG_NEWCHAIN),
-                nft_type(NFT_MSG_NEWCHAIN),
-                nft_type(NFT_MSG_NEWRULE)
-            ]
-        );
     }
 
     #[test]

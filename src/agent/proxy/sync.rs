@@ -146,12 +146,16 @@ pub fn diff_phases(table: &str, old: &Ruleset, new: &Ruleset) -> (Vec<Value>, Ve
     for set in new.affinity_sets.difference(&old.affinity_sets) {
         cmds.add_set(set);
     }
+    // Every new chain before any rule: a rule may jump to a chain that sorts after its
+    // own, and the kernel resolves the target when the rule is added (ENOENT otherwise).
+    for (name, spec) in &new.chains {
+        if !old.chains.contains_key(name) {
+            cmds.add_chain(name, spec);
+        }
+    }
     for (name, spec) in &new.chains {
         match old.chains.get(name) {
-            None => {
-                cmds.add_chain(name, spec);
-                cmds.add_rules(name, spec);
-            }
+            None => cmds.add_rules(name, spec),
             Some(old_spec) if old_spec != spec => {
                 cmds.chain("flush", name);
                 cmds.add_rules(name, spec);
@@ -370,5 +374,76 @@ mod tests {
         assert_eq!(live.sets.len(), 1);
         assert_eq!(live.maps.len(), 1);
         assert!(!live.has_maps(), "three of the four maps are missing");
+    }
+
+    /// Every chain a rule jumps to or an element points at is created (or kept) before
+    /// that command, in a diff that adds a rich service (NodePort, load balancer, local
+    /// policy, affinity): the kernel refuses a jump to a chain that does not exist yet.
+    #[test]
+    fn a_new_service_creates_its_chains_before_the_rules_that_jump_to_them() {
+        let mut lb = service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.43.0.10", "type": "LoadBalancer",
+                   "externalTrafficPolicy": "Local", "sessionAffinity": "ClientIP",
+                   "externalIPs": ["198.51.100.9"],
+                   "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
+                             {"name": "https", "port": 443, "targetPort": 8443, "nodePort": 30443}]}),
+        );
+        lb.status = Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}))
+                .unwrap(),
+        );
+        let endpoints = crate::agent::proxy::rules::tests::endpoints(
+            "default",
+            "web",
+            json!([{"addresses": [{"ip": "10.42.0.2", "nodeName": "here"},
+                                  {"ip": "10.42.0.3", "nodeName": "there"}],
+                    "ports": [{"name": "http", "port": 8080}, {"name": "https", "port": 8443}]}]),
+        );
+        let (s, e) = maps(vec![lb], vec![endpoints]);
+        let new = build(&s, &e, Some("here"));
+        assert!(
+            new.chains.len() > 4,
+            "a rich service: {:?}",
+            new.chains.keys()
+        );
+        let (removals, cmds) = diff_phases(TABLE, &Ruleset::default(), &new);
+        assert!(removals.is_empty());
+        fn targets(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for verb in ["jump", "goto"] {
+                        if let Some(target) = map.get(verb).and_then(|v| v["target"].as_str()) {
+                            out.push(target.to_string());
+                        }
+                    }
+                    map.values().for_each(|v| targets(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| targets(v, out)),
+                _ => {}
+            }
+        }
+        let mut created = BTreeSet::new();
+        let mut jumps = 0;
+        for cmd in &cmds {
+            if let Some(name) = cmd["add"]["chain"]["name"].as_str() {
+                created.insert(name.to_string());
+                continue;
+            }
+            let mut to = Vec::new();
+            targets(cmd, &mut to);
+            for target in to {
+                jumps += 1;
+                assert!(
+                    created.contains(&target) || !new.chains.contains_key(&target),
+                    "{target} used before it is created: {cmd}"
+                );
+            }
+        }
+        assert!(
+            jumps > 4,
+            "the service's rules and elements jump: {cmds:#?}"
+        );
     }
 }
