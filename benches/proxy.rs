@@ -22,7 +22,7 @@ use orc::agent::proxy::{rules, Change, Nft, NftCli, Proxier};
 
 const TABLE: &str = "orc-proxy-bench";
 /// How many times one more service is added (after the full sync).
-const ONE_MORE_ROUNDS: usize = 10;
+const ONE_MORE_ROUNDS: usize = 25;
 
 fn service(i: usize) -> Service {
     serde_json::from_value(json!({
