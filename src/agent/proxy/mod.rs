@@ -420,9 +420,9 @@ type ObjectKey = (String, String);
 /// A load-balancer address, protocol and Service port.
 type LbKey = (Ipv4Addr, Protocol, u16);
 
-/// The load-balancer keys a Service asks for.
+/// The external keys a Service asks for (load-balancer addresses and externalIPs).
 fn lb_keys(service: &Service) -> BTreeSet<LbKey> {
-    let ips = rules::load_balancer_ips(service);
+    let ips = rules::external_ips(service);
     let ports = service.spec.iter().flat_map(|s| s.ports.iter().flatten());
     ports
         .filter_map(|p| {

@@ -191,7 +191,9 @@ pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Val
     let mut cmds = Commands::new(table);
     cmds.add_table();
     let sets: BTreeSet<&String> = desired.iter().flat_map(|r| &r.affinity_sets).collect();
-    for set in &sets {
+    // Only the missing ones: a set that rules update is `dynamic` in the kernel, and
+    // adding it again as declared (`flags timeout`) is refused with EEXIST.
+    for set in sets.iter().filter(|set| !live.sets.contains(**set)) {
         cmds.add_set(set);
     }
     let chains = || desired.iter().flat_map(|r| &r.chains);
@@ -357,6 +359,25 @@ mod tests {
             .collect();
         assert_eq!(deleted, vec!["handmade", "affinity-old"]);
         assert_eq!(cmds[0]["add"]["table"]["name"], TABLE);
+    }
+
+    /// An affinity set already in the table is kept as it is, not added again: the
+    /// kernel holds it as `dynamic` and refuses it re-declared (EEXIST).
+    #[test]
+    fn full_sync_adds_only_the_affinity_sets_the_table_lacks() {
+        let mut svc = web_service();
+        svc.spec.as_mut().unwrap().session_affinity = Some("ClientIP".into());
+        let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2"])]);
+        let desired = build(&s, &e, None);
+        assert_eq!(desired.affinity_sets.len(), 1);
+        let added_sets = |live: &LiveTable| {
+            let cmds = full_sync(TABLE, &[&desired], live);
+            count(&cmds, "add", "set")
+        };
+        assert_eq!(added_sets(&LiveTable::default()), 1, "a fresh table");
+        let mut live = LiveTable::default();
+        live.sets.extend(desired.affinity_sets.iter().cloned());
+        assert_eq!(added_sets(&live), 0, "a table that has it");
     }
 
     #[test]
