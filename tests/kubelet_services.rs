@@ -197,6 +197,120 @@ spec:
     });
 }
 
+/// Routes `cidr` into the node's namespace over the pod bridge (service addresses are
+/// no local addresses: the node only needs a route for them).
+fn route_to_node(w: &World, cidr: &str) {
+    let routed =
+        run(Command::new("ip").args(["-n", &w.netns, "route", "replace", cidr, "dev", "orc0"]));
+    assert!(
+        routed.status.success(),
+        "route {cidr} in the test namespace: {}",
+        String::from_utf8_lossy(&routed.stderr)
+    );
+}
+
+/// A ClientIP-affinity Service with an external IP, in front of three pods, made with
+/// kubectl: the node always reaches the same pod through the ClusterIP and through the
+/// external IP (one affinity per service port, as upstream), and the external IP stops
+/// answering once it is patched out of the Service.
+#[test]
+fn session_affinity_and_external_ips_reach_the_pods() {
+    const EXTERNAL_IP: &str = "198.51.100.50";
+    let w = World::start();
+    let pods = ["sticky-1", "sticky-2", "sticky-3"];
+    let mut yaml = format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: sticky
+spec:
+  selector:
+    app: sticky
+  sessionAffinity: ClientIP
+  externalIPs: [\"{EXTERNAL_IP}\"]
+  ports:
+  - port: 80
+    targetPort: 8080
+"
+    );
+    for name in pods {
+        yaml.push_str(&httpd_pod(name, "default", "sticky"));
+        w.remember(name);
+    }
+    w.apply(&yaml);
+    w.wait_for("Endpoints sticky to list the three pods as ready", || {
+        let ips = w.kubectl_out(&[
+            "get",
+            "endpoints",
+            "sticky",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ]);
+        ips.split_whitespace().count() == pods.len()
+    });
+    let cluster_ip: std::net::Ipv4Addr = w
+        .kubectl_out(&[
+            "get",
+            "service",
+            "sticky",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .parse()
+        .expect("service sticky has a ClusterIP");
+    let shown = w.kubectl_out(&["get", "service", "sticky", "-o", "wide"]);
+    assert!(shown.contains(EXTERNAL_IP), "EXTERNAL-IP column: {shown}");
+    route_to_node(&w, SERVICE_CIDR);
+    route_to_node(&w, &format!("{EXTERNAL_IP}/32"));
+    let external: std::net::Ipv4Addr = EXTERNAL_IP.parse().unwrap();
+
+    w.step("Every request from the node reaches one pod, through either address");
+    let mut first = None;
+    for addr in [
+        SocketAddr::from((cluster_ip, 80)),
+        SocketAddr::from((external, 80)),
+    ] {
+        wait_until_every(DEADLINE, POLL_EVERY, &format!("{addr} to answer"), || {
+            w.http_get_from_node(addr).map(|_| ())
+        });
+        let answers: std::collections::BTreeSet<String> = (0..15)
+            .map(|_| w.http_get_from_node(addr).expect("the service answers"))
+            .collect();
+        assert_eq!(
+            answers.len(),
+            1,
+            "ClientIP affinity through {addr}: {answers:?}"
+        );
+        let pod = answers.into_iter().next().unwrap();
+        assert!(pods.contains(&pod.as_str()), "{pod}");
+        assert_eq!(
+            *first.get_or_insert(pod.clone()),
+            pod,
+            "one affinity per port"
+        );
+    }
+
+    w.step("An external IP patched out of the Service stops answering");
+    let patched = w.kubectl(&[
+        "patch",
+        "service",
+        "sticky",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/externalIPs"}]"#,
+    ]);
+    assert!(patched.status.success(), "kubectl patch: {patched:?}");
+    w.wait_for("the external IP to stop answering", || {
+        w.http_get_from_node(SocketAddr::from((external, 80)))
+            .is_err()
+    });
+    assert!(
+        w.http_get_from_node(SocketAddr::from((cluster_ip, 80)))
+            .is_ok(),
+        "the ClusterIP still answers"
+    );
+}
+
 /// Pods get Docker-link variables for the Services made before them and the API
 /// server's, unless they set enableServiceLinks: false.
 #[test]

@@ -32,9 +32,7 @@ impl Netns {
     }
 
     fn nft(&self) -> NftCli {
-        NftCli {
-            netns: Some(self.path.clone()),
-        }
+        NftCli::in_netns(&self.path)
     }
 
     /// `nft -j list …` inside the namespace; `None` when nft fails (no such table).

@@ -278,12 +278,7 @@ impl Fixture {
     }
 
     fn proxier(&self) -> Proxier<NftCli> {
-        Proxier::new(
-            TABLE,
-            NftCli {
-                netns: Some(self.ns.clone()),
-            },
-        )
+        Proxier::new(TABLE, NftCli::in_netns(&self.ns))
     }
 
     fn table_text(&self) -> String {
@@ -569,4 +564,295 @@ fn local_traffic_policies_keep_traffic_on_this_nodes_endpoints() {
         .connect(CLUSTER_IP, SERVICE_PORT)
         .expect_err("no local endpoint: the ClusterIP must not answer");
     assert_eq!(kind, ErrorKind::TimedOut, "dropped, not rejected");
+}
+
+/// `nft -j list table` without handles, map elements sorted: comparable between tables
+/// built the same way (hash sets list their elements in a per-set random order).
+fn normalized_listing(fixture: &Fixture) -> Value {
+    let mut listing: Value =
+        serde_json::from_str(&fixture.sh(&["nft", "-j", "list", "table", "ip", TABLE]))
+            .expect("nft -j prints JSON");
+    fn scrub(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.remove("handle");
+                if let Some(Value::Array(elems)) = map.get_mut("elem") {
+                    elems.sort_by_key(|e| e.to_string());
+                }
+                map.values_mut().for_each(scrub);
+            }
+            Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    scrub(&mut listing);
+    let items = listing["nftables"].as_array_mut().expect("nftables array");
+    items.retain(|item| item.get("metainfo").is_none());
+    listing
+}
+
+fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("a valid object")
+}
+
+/// A Service `default/name` with exactly `spec`.
+fn service_spec(name: &str, spec: Value) -> Service {
+    object(json!({"metadata": {"namespace": "default", "name": name}, "spec": spec}))
+}
+
+/// Endpoints `default/name` with `subsets`.
+fn endpoints_subsets(name: &str, subsets: Value) -> Endpoints {
+    object(json!({"metadata": {"namespace": "default", "name": name}, "subsets": subsets}))
+}
+
+/// A Service with many ports (TCP and UDP, named, numeric target ports) and its
+/// endpoints at `ips`.
+fn many_ports(ips: &[Ipv4Addr]) -> (Service, Endpoints) {
+    let mut ports = vec![json!({"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353})];
+    let mut endpoint_ports = vec![json!({"name": "dns", "port": 5353, "protocol": "UDP"})];
+    for i in 0..10u16 {
+        ports.push(json!({"name": format!("p{i}"), "port": 9000 + i, "targetPort": 19000 + i}));
+        endpoint_ports.push(json!({"name": format!("p{i}"), "port": 19000 + i}));
+    }
+    let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+    (
+        service_spec("many", json!({"clusterIP": "10.43.0.20", "ports": ports})),
+        endpoints_subsets(
+            "many",
+            json!([{"addresses": addresses, "ports": endpoint_ports}]),
+        ),
+    )
+}
+
+/// The endpoints of Service `terminating` from an EndpointSlice whose endpoints are
+/// all terminating, one still serving (upstream's fallback uses it) and one not.
+fn terminating_endpoints() -> Endpoints {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slice: EndpointSlice = object(json!({
+        "metadata": {"namespace": "default", "name": "terminating-x1",
+                     "labels": {"kubernetes.io/service-name": "terminating"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": ENDPOINT_PORT, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [ENDPOINT_IPS[1].to_string()],
+             "conditions": {"ready": false, "serving": true, "terminating": true}},
+            {"addresses": [ENDPOINT_IPS[2].to_string()],
+             "conditions": {"ready": false, "serving": false, "terminating": true}},
+        ],
+    }));
+    orc::agent::proxy::source::merge_slices("default", "terminating", &[&slice])
+}
+
+/// A NodePort Service like [`service`] with its own node port (they are unique in a
+/// cluster).
+fn with_node_port(name: &str, cluster_ip: Ipv4Addr, node_port: u16) -> Service {
+    let ports = json!([{"name": "http", "port": SERVICE_PORT, "targetPort": "web",
+                        "nodePort": node_port}]);
+    service(name, cluster_ip, json!({ "ports": ports }))
+}
+
+/// One step of the comparison: changes made to a proxier, then one sync.
+type Step = Box<dyn Fn(&mut Proxier<NftCli>)>;
+
+/// The same sequence of syncs (a full sync, incremental ones adding, changing and
+/// deleting services, a full resync of the existing table) on two namespaces, one over
+/// netlink and one with the nft binary only: after every sync `nft -j list table`
+/// shows the same table in both.
+#[test]
+fn netlink_batches_build_the_same_table_as_the_nft_binary() {
+    let netlink = Fixture::new();
+    let binary = Fixture::new();
+    let lb_ip = Ipv4Addr::new(203, 0, 113, 7);
+    let lb_spec = json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                         "sessionAffinity": "ClientIP",
+                         "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}});
+    let mut with_lb = service("web", CLUSTER_IP, lb_spec);
+    with_lb.status = Some(object(
+        json!({"loadBalancer": {"ingress": [{"ip": lb_ip.to_string()}, {"ip": "203.0.113.8"}]}}),
+    ));
+    let udp = service_spec(
+        "dns",
+        json!({"clusterIP": "10.43.0.53", "internalTrafficPolicy": "Local",
+               "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}),
+    );
+    let udp_endpoints = endpoints_subsets(
+        "dns",
+        json!([{"addresses": [{"ip": "192.0.2.11", "nodeName": "here"}],
+                "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]}]),
+    );
+    let external = |ips: Value| {
+        service_spec(
+            "external",
+            json!({"clusterIP": "10.43.0.30", "externalIPs": ips, "sessionAffinity": "ClientIP",
+                   "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": ENDPOINT_PORT}]}),
+        )
+    };
+    let terminating = service_spec(
+        "terminating",
+        json!({"clusterIP": "10.43.0.31", "type": "NodePort",
+               "ports": [{"name": "http", "port": SERVICE_PORT, "nodePort": 30090}]}),
+    );
+    let plain = Ipv4Addr::new(10, 43, 0, 13);
+    let steps: Vec<(&str, bool, Step)> = vec![
+        (
+            "full sync: a service without endpoints, a NodePort service",
+            true,
+            Box::new(|p| {
+                p.update_service(with_node_port("empty", EMPTY_CLUSTER_IP, 30081));
+                p.update_service(with_node_port("gone", Ipv4Addr::new(10, 43, 0, 12), 30082));
+                p.update_endpoints(endpoints("gone", &ENDPOINT_IPS[2..]));
+            }),
+        ),
+        (
+            "add load balancer, UDP, many ports, externalIPs, terminating endpoints",
+            false,
+            Box::new(move |p| {
+                p.update_service(with_lb.clone());
+                p.update_endpoints(endpoints_on_nodes(&[
+                    (ENDPOINT_IPS[0], "here"),
+                    (ENDPOINT_IPS[1], "elsewhere"),
+                ]));
+                p.update_service(udp.clone());
+                p.update_endpoints(udp_endpoints.clone());
+                let (many, many_eps) = many_ports(&ENDPOINT_IPS);
+                p.update_service(many);
+                p.update_endpoints(many_eps);
+                p.update_service(external(json!(["198.51.100.7", "198.51.100.8"])));
+                p.update_endpoints(endpoints("external", &ENDPOINT_IPS[..2]));
+                p.update_service(terminating.clone());
+                p.update_endpoints(terminating_endpoints());
+            }),
+        ),
+        (
+            "change endpoints, delete a service, add one",
+            false,
+            Box::new(move |p| {
+                p.update_endpoints(endpoints_on_nodes(&[
+                    (ENDPOINT_IPS[0], "here"),
+                    (ENDPOINT_IPS[2], "here"),
+                ]));
+                p.delete_service("default", "gone");
+                p.delete_endpoints("default", "gone");
+                p.update_service(with_node_port("plain", plain, 30083));
+                p.update_endpoints(endpoints("plain", &ENDPOINT_IPS));
+                p.update_endpoints(endpoints("empty", &ENDPOINT_IPS[..1]));
+                let (_, many_eps) = many_ports(&ENDPOINT_IPS[1..]);
+                p.update_endpoints(many_eps);
+            }),
+        ),
+        (
+            "endpoints go, externalIPs change, a service goes",
+            false,
+            Box::new(move |p| {
+                p.delete_endpoints("default", "empty");
+                p.update_service(external(json!(["198.51.100.8"])));
+                p.delete_service("default", "many");
+                p.delete_endpoints("default", "many");
+                p.update_endpoints(endpoints_subsets("terminating", json!([])));
+            }),
+        ),
+        (
+            "full resync of the existing table",
+            true,
+            Box::new(|p| p.force_full_sync()),
+        ),
+    ];
+    let nfts = [
+        NftCli::in_netns(&netlink.ns),
+        NftCli::in_netns(&binary.ns).binary_only(),
+    ];
+    let mut proxiers: Vec<Proxier<NftCli>> = nfts
+        .iter()
+        .map(|nft| Proxier::new(TABLE, nft.clone()).with_node_name("here"))
+        .collect();
+    for (what, full, step) in &steps {
+        let mut listings = Vec::new();
+        for (proxier, fixture) in proxiers.iter_mut().zip([&netlink, &binary]) {
+            step(proxier);
+            let stats = proxier.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(stats.full, *full, "{what}");
+            listings.push(normalized_listing(fixture));
+        }
+        assert_eq!(
+            serde_json::to_string_pretty(&listings[0]).unwrap(),
+            serde_json::to_string_pretty(&listings[1]).unwrap(),
+            "{what}: netlink and nft made different tables"
+        );
+    }
+    assert_eq!(
+        nfts.iter()
+            .map(NftCli::netlink_transactions)
+            .collect::<Vec<_>>(),
+        vec![steps.len() as u64, 0],
+        "every sync went over netlink (only the maps through nft), none in binary mode"
+    );
+    // And the table built over netlink works.
+    assert_eq!(
+        netlink.answers(CLUSTER_IP, SERVICE_PORT, 10).len(),
+        1,
+        "ClientIP affinity"
+    );
+    assert_eq!(netlink.answers(plain, SERVICE_PORT, 20), set(&ENDPOINT_IPS));
+    netlink.sh(&["ip", "route", "add", "198.51.100.0/24", "dev", "uplink0"]);
+    assert_eq!(
+        netlink
+            .answers(Ipv4Addr::new(198, 51, 100, 8), SERVICE_PORT, 10)
+            .len(),
+        1,
+        "the external IP, with ClientIP affinity"
+    );
+    let (kind, _) = netlink
+        .connect(Ipv4Addr::new(198, 51, 100, 7), SERVICE_PORT)
+        .expect_err("an external IP the Service no longer has");
+    assert_ne!(
+        kind,
+        ErrorKind::ConnectionRefused,
+        "not the service's reject"
+    );
+}
+
+/// A transaction the kernel refuses is all or nothing over netlink too: nothing of it
+/// is applied, the caller gets nft's error (the same transaction, retried with the
+/// binary), and the next transaction goes over netlink again (on the same socket).
+#[test]
+fn a_refused_netlink_batch_changes_nothing_and_the_next_one_goes_over_netlink() {
+    use orc::agent::proxy::Nft;
+    let fixture = Fixture::new();
+    let nft = NftCli::in_netns(&fixture.ns);
+    let mut proxier = Proxier::new(TABLE, nft.clone());
+    proxier.update_service(service("web", CLUSTER_IP, json!({})));
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS[..1]));
+    proxier.sync().expect("full sync");
+    let before = normalized_listing(&fixture);
+    let sent = nft.netlink_transactions();
+    let cmd = |verb: &str, what: Value| json!({ verb: what });
+    let refused = [
+        cmd(
+            "add",
+            json!({"chain": {"family": "ip", "table": TABLE, "name": "half-made"}}),
+        ),
+        cmd(
+            "add",
+            json!({"rule": {"family": "ip", "table": TABLE, "chain": "half-made",
+                            "expr": [{"goto": {"target": "no-such-chain"}}]}}),
+        ),
+    ];
+    let err = nft.apply(&refused).expect_err("a jump to a missing chain");
+    assert!(
+        matches!(err, orc::agent::proxy::Error::NftFailed { .. }),
+        "nft's own error after the netlink refusal: {err:?}"
+    );
+    assert_eq!(nft.netlink_transactions(), sent, "the refused batch");
+    assert_eq!(
+        normalized_listing(&fixture),
+        before,
+        "nothing of the refused transaction is in the table"
+    );
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS[1..2]));
+    assert!(!proxier.sync().expect("the next change").full);
+    assert_eq!(nft.netlink_transactions(), sent + 1, "over netlink again");
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 5),
+        set(&ENDPOINT_IPS[1..2])
+    );
 }

@@ -4,9 +4,11 @@
 //! [`rules`] builds the desired table from Services + Endpoints (pure), [`sync`] turns
 //! it into nft JSON commands (an incremental diff, or a full resync against the live
 //! table), and [`Proxier`] keeps the last applied state and applies each change as one
-//! atomic `nft -j` transaction through an [`Nft`] backend. [`source`] feeds it from the
-//! API server.
+//! atomic transaction through an [`Nft`] backend: [`NftCli`] sends it as an nf_tables
+//! netlink batch ([`netlink`]) when it can, else pipes it to `nft -j`. [`source`] feeds
+//! it from the API server.
 
+pub mod netlink;
 pub mod rules;
 pub mod source;
 pub mod sync;
@@ -28,7 +30,9 @@ use rules::{EndpointsMap, Protocol, Ruleset, ServiceMap};
 use sync::LiveTable;
 
 pub const DEFAULT_TABLE: &str = "orc-proxy";
-/// Changes arriving closer together than this are applied in one sync.
+/// At most one sync per interval (kube-proxy's `minSyncPeriod`): changes arriving
+/// within it of the last sync are applied together when it is over; a change after a
+/// quiet spell is applied at once.
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// Wait before retrying a failed sync (the retry is a full resync).
 pub const SYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -48,6 +52,22 @@ pub enum Error {
     Netns(#[source] crate::agent::net::Error),
     #[error("nft thread panicked")]
     ThreadPanicked,
+    #[error("open a netfilter netlink socket")]
+    NetlinkSocket(#[source] std::io::Error),
+    #[error("netlink transaction to {step}: {source}")]
+    NetlinkIo {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the kernel refused a netlink transaction to {step}: command {index} ({command}): {source}"
+    )]
+    NetlinkRefused {
+        step: &'static str,
+        index: usize,
+        command: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -56,16 +76,198 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub trait Nft: Send + Sync {
     /// Applies `commands` as one transaction (all or nothing).
     fn apply(&self, commands: &[Value]) -> Result<()>;
-    /// The chains and sets of `table` as an `nft -j` listing (`{"nftables": [...]}`,
+    /// The chains, sets and maps of `table` as an `nft -j` listing (`{"nftables": [...]}`,
     /// without rules or elements); `None` when the table holds none (or does not exist).
     fn list_table(&self, table: &str) -> Result<Option<Value>>;
 }
 
-/// The real backend: runs the `nft` binary, inside `netns` when set (in a test's or a
-/// node's namespace; the process's own otherwise).
+/// The real backend, inside `netns` when set (in a test's or a node's namespace; the
+/// process's own otherwise). A transaction goes to the kernel as one nf_tables netlink
+/// batch when [`netlink::encode`] can encode it (every incremental proxy sync): no
+/// process, and no dump of the whole ruleset, which the `nft` binary does before each
+/// transaction. Otherwise (full resyncs, which create the maps, and most NetworkPolicy
+/// transactions) it runs the `nft` binary. Listings always come from `nft`.
 #[derive(Debug, Clone, Default)]
 pub struct NftCli {
     pub netns: Option<PathBuf>,
+    /// The netlink socket, opened in `netns` on first use and shared by clones.
+    socket: Arc<Mutex<Option<NetlinkSocket>>>,
+    /// Always run the `nft` binary (tests compare both paths).
+    binary_only: bool,
+    /// Transactions sent over netlink so far (shared by clones).
+    netlink_transactions: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// An open NETLINK_NETFILTER socket, the next sequence number and the send buffer size.
+struct NetlinkSocket {
+    socket: netlink_sys::Socket,
+    seq: u32,
+    send_buffer: usize,
+}
+
+impl std::fmt::Debug for NetlinkSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetlinkSocket")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch is sent in one message: the socket's send buffer grows to the largest batch
+/// so far (a full sync of 10,000 services is ~25 MB). Bigger ones go to `nft`.
+const MAX_NETLINK_BATCH: usize = 256 << 20;
+/// The send buffer a socket starts with.
+const INITIAL_SEND_BUFFER: usize = 1 << 20;
+
+impl NftCli {
+    /// The backend for the network namespace at `netns`.
+    pub fn in_netns(netns: impl Into<PathBuf>) -> Self {
+        Self {
+            netns: Some(netns.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Never uses netlink: every transaction runs the `nft` binary.
+    pub fn binary_only(mut self) -> Self {
+        self.binary_only = true;
+        self
+    }
+
+    /// How many transactions went to the kernel over netlink (the others ran `nft`).
+    pub fn netlink_transactions(&self) -> u64 {
+        self.netlink_transactions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Opens a netfilter netlink socket in `netns`: a socket belongs to the namespace it
+    /// was created in, whichever thread uses it later.
+    fn open_socket(&self) -> Result<NetlinkSocket> {
+        let open = || -> std::io::Result<netlink_sys::Socket> {
+            let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
+            socket.bind_auto()?;
+            socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+            // Room for a whole batch and for the kernel's answers to it.
+            let fd = std::os::fd::AsFd::as_fd(&socket);
+            use nix::sys::socket::{setsockopt, sockopt};
+            setsockopt(&fd, sockopt::SndBufForce, &INITIAL_SEND_BUFFER)?;
+            setsockopt(&fd, sockopt::RcvBufForce, &(1 << 20))?;
+            // The kernel answers at once; never block a sync forever.
+            let timeout = nix::sys::time::TimeVal::new(5, 0);
+            setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)?;
+            Ok(socket)
+        };
+        let socket = match &self.netns {
+            None => open(),
+            Some(path) => crate::agent::net::spawn_in_netns(Some(path.clone()), move || Ok(open()))
+                .map_err(Error::Netns)?
+                .join()
+                .map_err(|_| Error::ThreadPanicked)?
+                .map_err(Error::Netns)?,
+        }
+        .map_err(Error::NetlinkSocket)?;
+        Ok(NetlinkSocket {
+            socket,
+            seq: 1,
+            send_buffer: INITIAL_SEND_BUFFER,
+        })
+    }
+
+    /// Sends `commands` as one netlink batch; `Ok(false)` when they are not encodable
+    /// (the caller runs `nft`). On an I/O error the socket is dropped (reopened next time).
+    fn apply_netlink(&self, commands: &[Value], step: &'static str) -> Result<bool> {
+        if self.binary_only {
+            return Ok(false);
+        }
+        let mut guard = self.socket.lock().expect("netlink socket lock");
+        if guard.is_none() {
+            *guard = Some(self.open_socket()?);
+        }
+        let link = guard.as_mut().expect("socket just opened");
+        let batch = match netlink::encode(commands, &rules::MAPS, link.seq) {
+            Ok(batch) if batch.bytes.len() <= MAX_NETLINK_BATCH => batch,
+            Ok(_) => return Ok(false),
+            Err(unsupported) => {
+                debug!(reason = %unsupported, "nft transaction goes to the nft binary");
+                return Ok(false);
+            }
+        };
+        if batch.bytes.len() > link.send_buffer {
+            let fd = std::os::fd::AsFd::as_fd(&link.socket);
+            let size = batch.bytes.len() + (64 << 10);
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &size)
+                .map_err(|e| Error::NetlinkIo {
+                    step,
+                    source: e.into(),
+                })?;
+            link.send_buffer = size;
+        }
+        // BATCH_BEGIN, the commands, BATCH_END, then the barrier.
+        let barrier_seq = link.seq.wrapping_add(batch.commands as u32 + 2);
+        link.seq = barrier_seq.wrapping_add(1);
+        let result = exchange(&link.socket, &batch, barrier_seq, commands, step);
+        match &result {
+            Ok(()) => {
+                self.netlink_transactions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(Error::NetlinkIo { .. }) => *guard = None,
+            Err(_) => {}
+        }
+        result.map(|()| true)
+    }
+}
+
+/// Sends a batch and a barrier, and reads the answers up to the barrier's ack: the
+/// first error of a command fails the transaction (the kernel applied none of it).
+fn exchange(
+    socket: &netlink_sys::Socket,
+    batch: &netlink::Batch,
+    barrier_seq: u32,
+    commands: &[Value],
+    step: &'static str,
+) -> Result<()> {
+    let io = |source| Error::NetlinkIo { step, source };
+    socket.send(&batch.bytes, 0).map_err(io)?;
+    socket.send(&netlink::barrier(barrier_seq), 0).map_err(io)?;
+    let mut refused = None;
+    let mut buf = Vec::with_capacity(1 << 16);
+    // Bounded: the kernel answers the barrier after every answer to the batch.
+    for _ in 0..(batch.commands + 16) {
+        buf.clear();
+        socket.recv(&mut buf, 0).map_err(io)?;
+        for reply in netlink::parse_replies(&buf) {
+            let Some(code) = reply.error else {
+                continue; // the barrier's generation message
+            };
+            if reply.seq == barrier_seq {
+                return match refused {
+                    Some(e) => Err(e),
+                    None if code < 0 => Err(io(std::io::Error::from_raw_os_error(-code))),
+                    None => Ok(()),
+                };
+            }
+            // BATCH_BEGIN is first_seq - 1, BATCH_END first_seq + commands; older
+            // sequence numbers are answers to an earlier, abandoned exchange.
+            let offset = reply.seq.wrapping_sub(batch.first_seq.wrapping_sub(1)) as usize;
+            if code < 0 && refused.is_none() && offset <= batch.commands + 1 {
+                let index = offset.checked_sub(1).unwrap_or(usize::MAX);
+                refused = Some(Error::NetlinkRefused {
+                    step,
+                    index,
+                    command: commands
+                        .get(index)
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "batch".into()),
+                    source: std::io::Error::from_raw_os_error(-code),
+                });
+            }
+        }
+    }
+    Err(io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no acknowledgment of the netlink barrier",
+    )))
 }
 
 impl NftCli {
@@ -112,6 +314,13 @@ impl NftCli {
 impl Nft for NftCli {
     fn apply(&self, commands: &[Value]) -> Result<()> {
         const STEP: &str = "apply proxy rules";
+        match self.apply_netlink(commands, STEP) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // The kernel applied none of it: `nft` gets the same transaction (and its
+            // own error message if it fails too).
+            Err(e) => warn!(error = %e, "netlink transaction failed; running nft"),
+        }
         /// `{"nftables": [...]}`, serialized without copying the commands.
         #[derive(serde::Serialize)]
         struct Payload<'a> {
@@ -129,14 +338,15 @@ impl Nft for NftCli {
     }
 
     fn list_table(&self, table: &str) -> Result<Option<Value>> {
-        // `list chains` and `list sets` leave out rules and map elements: at 10,000
-        // services they take 0.2 s where `list table` takes 1.9 s.
+        // `list chains`, `list sets` and terse `list maps` leave out rules and map
+        // elements: at 10,000 services they take 0.2 s where `list table` takes 1.9 s.
         let mut items = Vec::new();
         for (what, step) in [
             ("chains", "list the proxy table's chains"),
             ("sets", "list the proxy table's sets"),
+            ("maps", "list the proxy table's maps"),
         ] {
-            let args = ["-j", "list", what, "ip"].map(String::from).to_vec();
+            let args = ["-j", "-t", "list", what, "ip"].map(String::from).to_vec();
             let stdout = self
                 .run(args, None, step)?
                 .map_err(|stderr| Error::NftFailed { step, stderr })?;
@@ -210,9 +420,9 @@ type ObjectKey = (String, String);
 /// A load-balancer address, protocol and Service port.
 type LbKey = (Ipv4Addr, Protocol, u16);
 
-/// The load-balancer keys a Service asks for.
+/// The external keys a Service asks for (load-balancer addresses and externalIPs).
 fn lb_keys(service: &Service) -> BTreeSet<LbKey> {
-    let ips = rules::load_balancer_ips(service);
+    let ips = rules::external_ips(service);
     let ports = service.spec.iter().flat_map(|s| s.ports.iter().flatten());
     ports
         .filter_map(|p| {
@@ -388,6 +598,9 @@ impl<N: Nft> Proxier<N> {
                     .list_table(&self.table)?
                     .map(|listing| LiveTable::from_listing(&listing))
                     .unwrap_or_default();
+                if !live.has_maps() {
+                    self.nft.apply(&sync::create_maps(&self.table))?;
+                }
                 (
                     true,
                     sync::full_sync(&self.table, &desired, &live),
@@ -455,9 +668,18 @@ pub(crate) fn drain_changes<C>(changes: &mut mpsc::Receiver<C>, mut apply: impl 
     }
 }
 
+/// How long to wait before the next sync: nothing unless the last one began less than
+/// [`MIN_SYNC_INTERVAL`] ago, so a lone change is applied at once and a burst costs at
+/// most one sync per interval.
+fn sync_delay(last_sync: Option<tokio::time::Instant>, now: tokio::time::Instant) -> Duration {
+    last_sync.map_or(Duration::ZERO, |last| {
+        (last + MIN_SYNC_INTERVAL).saturating_duration_since(now)
+    })
+}
+
 impl<N: Nft + 'static> Proxier<N> {
-    /// Applies changes as they arrive, batching those that come within
-    /// [`MIN_SYNC_INTERVAL`] of each other into one sync, until `changes` closes. nft runs
+    /// Applies changes as they arrive, at once after a quiet spell, else batching those
+    /// that come within [`MIN_SYNC_INTERVAL`] of the last sync, until `changes` closes. nft runs
     /// on a blocking thread. A failed sync is logged and retried as a full resync.
     ///
     /// Starts with a full resync, which deletes every service the proxier does not know:
@@ -469,6 +691,7 @@ impl<N: Nft + 'static> Proxier<N> {
         let proxier = Arc::new(Mutex::new(self));
         let table = proxier.lock().expect("proxier lock").table.clone();
         let mut dirty = true;
+        let mut last_sync = None;
         loop {
             if !dirty {
                 let Some(change) = changes.recv().await else {
@@ -476,7 +699,11 @@ impl<N: Nft + 'static> Proxier<N> {
                 };
                 proxier.lock().expect("proxier lock").apply_change(change);
             }
-            tokio::time::sleep(MIN_SYNC_INTERVAL).await;
+            let wait = sync_delay(last_sync, tokio::time::Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            last_sync = Some(tokio::time::Instant::now());
             let closed = drain_changes(&mut changes, |change| {
                 proxier.lock().expect("proxier lock").apply_change(change)
             });
@@ -570,8 +797,8 @@ mod tests {
         );
         assert_eq!(
             nft.applied.lock().unwrap().len(),
-            1,
-            "empty diff applies nothing"
+            2,
+            "the maps, the full sync; an empty diff applies nothing"
         );
         proxier.delete_service("default", "web");
         let stats = proxier.sync().unwrap();
@@ -739,6 +966,51 @@ mod tests {
         assert_eq!(lb_elements(&nft, lb_ip).len(), 1);
     }
 
+    #[test]
+    fn a_change_after_a_quiet_spell_syncs_at_once_a_burst_waits_for_the_interval() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(sync_delay(None, now), Duration::ZERO, "first sync");
+        let quiet = now - Duration::from_secs(5);
+        assert_eq!(sync_delay(Some(quiet), now), Duration::ZERO);
+        let just_now = now - Duration::from_millis(30);
+        assert_eq!(
+            sync_delay(Some(just_now), now),
+            MIN_SYNC_INTERVAL - Duration::from_millis(30)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_change_is_applied_without_waiting() {
+        let nft = FakeNft::default();
+        let proxier = Proxier::new("orc-proxy-test", nft.clone());
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(proxier.run(rx));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sent = tokio::time::Instant::now();
+        tx.send(Change::Service(Box::new(web_service())))
+            .await
+            .unwrap();
+        // Bounded: the paused clock only moves when every task waits on a timer.
+        for _ in 0..1000 {
+            if nft.applied.lock().unwrap().len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            nft.applied.lock().unwrap().len(),
+            3,
+            "startup (maps, full sync) + the change"
+        );
+        assert!(
+            sent.elapsed() < MIN_SYNC_INTERVAL,
+            "applied after {:?}",
+            sent.elapsed()
+        );
+        drop(tx);
+        task.await.unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn run_batches_changes_that_arrive_together() {
         let nft = FakeNft::default();
@@ -759,7 +1031,7 @@ mod tests {
             .expect("proxier run loop deadlocked")
             .unwrap();
         let applied = nft.applied.lock().unwrap();
-        assert_eq!(initial, 1, "startup full sync");
-        assert_eq!(applied.len(), 2, "both changes in one transaction");
+        assert_eq!(initial, 2, "startup: the maps, the full sync");
+        assert_eq!(applied.len(), 3, "both changes in one transaction");
     }
 }

@@ -182,7 +182,7 @@ pub fn build_service(
     else {
         return ruleset;
     };
-    let load_balancer_ips = load_balancer_ips(service);
+    let external_ips = external_ips(service);
     let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
         spec.session_affinity_config
             .as_ref()
@@ -206,7 +206,7 @@ pub fn build_service(
             cluster_ip,
             port: service_port,
             node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
-            load_balancer_ips: &load_balancer_ips,
+            external_ips: &external_ips,
             affinity,
             internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
             external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
@@ -237,6 +237,25 @@ pub fn load_balancer_ips(service: &Service) -> Vec<Ipv4Addr> {
     ips.into_iter().collect()
 }
 
+/// The addresses outside the cluster the Service takes traffic for, like kube-proxy:
+/// its load-balancer addresses ([`load_balancer_ips`]) and `spec.externalIPs`, both
+/// through the service's external chain (so `externalTrafficPolicy` applies to both).
+/// IPv4 only, as the rest of the proxy; sorted, without duplicates.
+pub fn external_ips(service: &Service) -> Vec<Ipv4Addr> {
+    let external = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.parse::<Ipv4Addr>().ok());
+    let ips: BTreeSet<Ipv4Addr> = load_balancer_ips(service)
+        .into_iter()
+        .chain(external)
+        .collect();
+    ips.into_iter().collect()
+}
+
 impl Ruleset {
     /// Adds `other`'s objects (same-named ones are replaced).
     pub fn merge(&mut self, other: Ruleset) {
@@ -255,7 +274,7 @@ struct ServicePortTarget<'a> {
     port: u16,
     node_port: Option<u16>,
     /// `status.loadBalancer.ingress` addresses: handled like the NodePort.
-    load_balancer_ips: &'a [Ipv4Addr],
+    external_ips: &'a [Ipv4Addr],
     affinity: Option<u32>,
     /// `internalTrafficPolicy: Local`: ClusterIP traffic only to this node's endpoints.
     internal_local: bool,
@@ -382,7 +401,7 @@ fn add_service_port(
                 REJECT_CHAIN.into(),
             );
         }
-        for ip in target.load_balancer_ips {
+        for ip in target.external_ips {
             ruleset.elements.insert(
                 load_balancer_key(NO_ENDPOINT_SERVICES_MAP, *ip),
                 REJECT_CHAIN.into(),
@@ -465,7 +484,7 @@ fn add_service_port(
         }
     }
 
-    if target.node_port.is_some() || !target.load_balancer_ips.is_empty() {
+    if target.node_port.is_some() || !target.external_ips.is_empty() {
         // Traffic from outside (to a NodePort or a load-balancer address) must come back
         // through this node: masquerade it. With externalTrafficPolicy Local it stays on
         // this node's endpoints and keeps its source address; the node's own traffic may
@@ -497,7 +516,7 @@ fn add_service_port(
             .insert(external_chain.clone(), regular(rules));
         // kube-proxy's nftables mode: load-balancer addresses are `service-ips` keys
         // that jump to the external chain.
-        for ip in target.load_balancer_ips {
+        for ip in target.external_ips {
             ruleset.elements.insert(
                 load_balancer_key(SERVICE_IPS_MAP, *ip),
                 external_chain.clone(),
@@ -953,6 +972,32 @@ pub(crate) mod tests {
         // The external chain masquerades and goes to every endpoint.
         let rule = &r.chains[external].rules[0];
         assert!(rule[0].get("mangle").is_some(), "{rule}");
+    }
+
+    #[test]
+    fn external_ips_go_through_the_external_chain_and_are_rejected_without_endpoints() {
+        let svc = service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.43.0.10", "externalIPs": ["198.51.100.7", "fd00::7", "junk"],
+                   "ports": [{"name": "http", "port": 80}]}),
+        );
+        let (s, e) = maps(vec![svc.clone()], vec![web_endpoints(&["10.42.0.2"])]);
+        let r = build(&s, &e, None);
+        let external = &r.elements[&lb_key(SERVICE_IPS_MAP, "198.51.100.7")];
+        assert!(
+            external.starts_with("external-"),
+            "a ClusterIP Service too: {external}"
+        );
+        assert!(r.chains.contains_key(external));
+        let ips = r.elements.keys().filter(|k| k.ip.is_some()).count();
+        assert_eq!(ips, 2, "the ClusterIP and the IPv4 external IP: {r:?}");
+        let (s, e) = maps(vec![svc], vec![]);
+        let r = build(&s, &e, None);
+        assert_eq!(
+            r.elements[&lb_key(NO_ENDPOINT_SERVICES_MAP, "198.51.100.7")],
+            REJECT_CHAIN
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::rules::{ChainSpec, ElementKey, Ruleset, MAPS};
 pub struct LiveTable {
     pub chains: BTreeSet<String>,
     pub sets: BTreeSet<String>,
+    pub maps: BTreeSet<String>,
 }
 
 impl LiveTable {
@@ -23,10 +24,28 @@ impl LiveTable {
                 live.chains.insert(name.to_string());
             } else if let Some(name) = item["set"]["name"].as_str() {
                 live.sets.insert(name.to_string());
+            } else if let Some(name) = item["map"]["name"].as_str() {
+                live.maps.insert(name.to_string());
             }
         }
         live
     }
+
+    /// Whether every verdict map of the table exists ([`full_sync`] needs them).
+    pub fn has_maps(&self) -> bool {
+        MAPS.iter().all(|(name, _)| self.maps.contains(*name))
+    }
+}
+
+/// Creates the table and its verdict maps (empty), leaving whatever exists as it is.
+/// Its own transaction before a [`full_sync`] when a map is missing (the first install):
+/// only `nft` creates maps (it records their key types for listing), and the full sync
+/// can then go over netlink. Harmless on its own: no chain, no hook, no traffic effect.
+pub fn create_maps(table: &str) -> Vec<Value> {
+    let mut cmds = Commands::new(table);
+    cmds.add_table();
+    cmds.add_maps();
+    cmds.list
 }
 
 /// The nft commands of one transaction, with the table they act on.
@@ -127,12 +146,16 @@ pub fn diff_phases(table: &str, old: &Ruleset, new: &Ruleset) -> (Vec<Value>, Ve
     for set in new.affinity_sets.difference(&old.affinity_sets) {
         cmds.add_set(set);
     }
+    // Every new chain before any rule: a rule may jump to a chain that sorts after its
+    // own, and the kernel resolves the target when the rule is added (ENOENT otherwise).
+    for (name, spec) in &new.chains {
+        if !old.chains.contains_key(name) {
+            cmds.add_chain(name, spec);
+        }
+    }
     for (name, spec) in &new.chains {
         match old.chains.get(name) {
-            None => {
-                cmds.add_chain(name, spec);
-                cmds.add_rules(name, spec);
-            }
+            None => cmds.add_rules(name, spec),
             Some(old_spec) if old_spec != spec => {
                 cmds.chain("flush", name);
                 cmds.add_rules(name, spec);
@@ -159,16 +182,18 @@ pub fn diff_phases(table: &str, old: &Ruleset, new: &Ruleset) -> (Vec<Value>, Ve
 
 /// The commands that make the live table exactly `desired` (the union of its parts:
 /// the static chains and one fragment per service), whatever it held: creates the table,
-/// maps, sets and chains that are missing, rewrites every chain and map, and deletes
+/// sets and chains that are missing (the maps must exist: [`create_maps`]), rewrites
+/// every chain and map, and deletes
 /// chains and sets orc no longer wants (also ones added by hand). One transaction, so
 /// traffic sees either the old or the new rules. Affinity sets are kept (not flushed):
 /// clients stay on their endpoint across an orc restart.
 pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Value> {
     let mut cmds = Commands::new(table);
     cmds.add_table();
-    cmds.add_maps();
     let sets: BTreeSet<&String> = desired.iter().flat_map(|r| &r.affinity_sets).collect();
-    for set in &sets {
+    // Only the missing ones: a set that rules update is `dynamic` in the kernel, and
+    // adding it again as declared (`flags timeout`) is refused with EEXIST.
+    for set in sets.iter().filter(|set| !live.sets.contains(**set)) {
         cmds.add_set(set);
     }
     let chains = || desired.iter().flat_map(|r| &r.chains);
@@ -336,6 +361,25 @@ mod tests {
         assert_eq!(cmds[0]["add"]["table"]["name"], TABLE);
     }
 
+    /// An affinity set already in the table is kept as it is, not added again: the
+    /// kernel holds it as `dynamic` and refuses it re-declared (EEXIST).
+    #[test]
+    fn full_sync_adds_only_the_affinity_sets_the_table_lacks() {
+        let mut svc = web_service();
+        svc.spec.as_mut().unwrap().session_affinity = Some("ClientIP".into());
+        let (s, e) = maps(vec![svc], vec![web_endpoints(&["10.42.0.2"])]);
+        let desired = build(&s, &e, None);
+        assert_eq!(desired.affinity_sets.len(), 1);
+        let added_sets = |live: &LiveTable| {
+            let cmds = full_sync(TABLE, &[&desired], live);
+            count(&cmds, "add", "set")
+        };
+        assert_eq!(added_sets(&LiveTable::default()), 1, "a fresh table");
+        let mut live = LiveTable::default();
+        live.sets.extend(desired.affinity_sets.iter().cloned());
+        assert_eq!(added_sets(&live), 0, "a table that has it");
+    }
+
     #[test]
     fn live_table_listing_is_parsed() {
         let listing = json!({"nftables": [
@@ -349,5 +393,78 @@ mod tests {
         assert!(live.chains.contains("services"));
         assert!(live.sets.contains("affinity-x"));
         assert_eq!(live.sets.len(), 1);
+        assert_eq!(live.maps.len(), 1);
+        assert!(!live.has_maps(), "three of the four maps are missing");
+    }
+
+    /// Every chain a rule jumps to or an element points at is created (or kept) before
+    /// that command, in a diff that adds a rich service (NodePort, load balancer, local
+    /// policy, affinity): the kernel refuses a jump to a chain that does not exist yet.
+    #[test]
+    fn a_new_service_creates_its_chains_before_the_rules_that_jump_to_them() {
+        let mut lb = service(
+            "default",
+            "web",
+            json!({"clusterIP": "10.43.0.10", "type": "LoadBalancer",
+                   "externalTrafficPolicy": "Local", "sessionAffinity": "ClientIP",
+                   "externalIPs": ["198.51.100.9"],
+                   "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
+                             {"name": "https", "port": 443, "targetPort": 8443, "nodePort": 30443}]}),
+        );
+        lb.status = Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}))
+                .unwrap(),
+        );
+        let endpoints = crate::agent::proxy::rules::tests::endpoints(
+            "default",
+            "web",
+            json!([{"addresses": [{"ip": "10.42.0.2", "nodeName": "here"},
+                                  {"ip": "10.42.0.3", "nodeName": "there"}],
+                    "ports": [{"name": "http", "port": 8080}, {"name": "https", "port": 8443}]}]),
+        );
+        let (s, e) = maps(vec![lb], vec![endpoints]);
+        let new = build(&s, &e, Some("here"));
+        assert!(
+            new.chains.len() > 4,
+            "a rich service: {:?}",
+            new.chains.keys()
+        );
+        let (removals, cmds) = diff_phases(TABLE, &Ruleset::default(), &new);
+        assert!(removals.is_empty());
+        fn targets(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for verb in ["jump", "goto"] {
+                        if let Some(target) = map.get(verb).and_then(|v| v["target"].as_str()) {
+                            out.push(target.to_string());
+                        }
+                    }
+                    map.values().for_each(|v| targets(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| targets(v, out)),
+                _ => {}
+            }
+        }
+        let mut created = BTreeSet::new();
+        let mut jumps = 0;
+        for cmd in &cmds {
+            if let Some(name) = cmd["add"]["chain"]["name"].as_str() {
+                created.insert(name.to_string());
+                continue;
+            }
+            let mut to = Vec::new();
+            targets(cmd, &mut to);
+            for target in to {
+                jumps += 1;
+                assert!(
+                    created.contains(&target) || !new.chains.contains_key(&target),
+                    "{target} used before it is created: {cmd}"
+                );
+            }
+        }
+        assert!(
+            jumps > 4,
+            "the service's rules and elements jump: {cmds:#?}"
+        );
     }
 }
