@@ -305,7 +305,7 @@ fn load(
         })?;
         let kv = KeyValue {
             key: Arc::from(key.as_str()),
-            value: Arc::new(value),
+            value: Arc::new(super::compact_value(value)),
             raw: Bytes::from(raw),
             create_revision: create_rev,
             mod_revision: rev,
