@@ -147,6 +147,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("start the watch-cache history expiry thread")]
+    SpawnExpiry {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the datastore writer has stopped")]
     WriterGone,
 }
@@ -306,7 +311,12 @@ mod tests {
 
     #[test]
     fn make_kv_caches_a_compact_object_and_its_json() {
-        let kv = make_kv("/pods/default/p", json!({"metadata": {"name": "p"}, "a": ["x"]}), 3, 7);
+        let kv = make_kv(
+            "/pods/default/p",
+            json!({"metadata": {"name": "p"}, "a": ["x"]}),
+            3,
+            7,
+        );
         assert_eq!(kv.value["metadata"]["resourceVersion"], "7");
         assert_exact(&kv.value);
         let parsed: Value = serde_json::from_slice(&kv.raw).unwrap();

@@ -168,6 +168,11 @@ impl SqliteStore {
             .name("orc-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|source| StoreError::SpawnWriter { source })?;
+        let expiring = Arc::downgrade(&cache);
+        std::thread::Builder::new()
+            .name("orc-history-expiry".into())
+            .spawn(move || super::cache::expire_periodically(expiring))
+            .map_err(|source| StoreError::SpawnExpiry { source })?;
         Ok(SqliteStore {
             cache,
             queue,
