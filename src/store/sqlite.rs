@@ -789,7 +789,8 @@ impl Store for SqliteStore {
     async fn create(&self, key: &str, value: Value) -> Result<KeyValue> {
         let op = Op::Create {
             key: key.to_string(),
-            value,
+            // Here, in the caller's task: the writer thread serializes every write.
+            value: super::compact_for_store(value),
         };
         self.submit(op).await?.ok_or(StoreError::WriterGone)
     }
@@ -802,7 +803,8 @@ impl Store for SqliteStore {
     ) -> Result<KeyValue> {
         let op = Op::Update {
             key: key.to_string(),
-            value,
+            // Here, in the caller's task: the writer thread serializes every write.
+            value: super::compact_for_store(value),
             expected,
         };
         self.submit(op).await?.ok_or(StoreError::WriterGone)
