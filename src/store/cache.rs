@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
@@ -19,6 +20,13 @@ const WATCH_BUFFER: usize = 8192;
 pub const MAX_HISTORY: usize = 20_000;
 /// Default bound of the history in bytes (see [`HistoryLimits::max_bytes`]).
 pub const DEFAULT_HISTORY_BYTES: usize = 8 << 20;
+/// Default age past which events go (see [`HistoryLimits::max_age`]): upstream's watch
+/// cache sizes itself to keep 75 s of events (`eventFreshDuration`).
+pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(75);
+/// Newest events kept whatever their age (upstream's smallest watch cache: 100 events).
+pub const MIN_HISTORY_EVENTS: usize = 100;
+/// How often [`expire_periodically`] drops events past their age.
+pub const EXPIRY_TICK: Duration = Duration::from_secs(5);
 
 /// How much of the recent past the cache keeps so watches can resume from an older
 /// resourceVersion. Whichever bound is reached first drops the oldest events; a watch
@@ -34,6 +42,12 @@ pub struct HistoryLimits {
     /// hundreds of megabytes; the memory held is a small multiple of this (each object
     /// is also kept parsed).
     pub max_bytes: usize,
+    /// Events older than this go, beyond the newest [`HistoryLimits::min_events`]: a
+    /// burst of changes (100 pods created and deleted) no longer holds memory once it is
+    /// over, and a quiet cluster still keeps its last changes for resuming watches.
+    pub max_age: Duration,
+    /// Newest events the age bound never drops.
+    pub min_events: usize,
 }
 
 impl Default for HistoryLimits {
@@ -41,6 +55,8 @@ impl Default for HistoryLimits {
         HistoryLimits {
             max_events: MAX_HISTORY,
             max_bytes: DEFAULT_HISTORY_BYTES,
+            max_age: DEFAULT_HISTORY_AGE,
+            min_events: MIN_HISTORY_EVENTS,
         }
     }
 }
@@ -50,10 +66,22 @@ fn event_bytes(event: &Event) -> usize {
     event.kv.key.len() + event.kv.raw.len() + event.prev.as_ref().map_or(0, |p| p.raw.len())
 }
 
-#[derive(Default)]
+/// An event of the history and when the cache applied it.
+struct Entry {
+    at: Instant,
+    event: Arc<Event>,
+}
+
+impl std::ops::Deref for Entry {
+    type Target = Event;
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
 struct Inner {
     objects: BTreeMap<Arc<str>, KeyValue>,
-    history: VecDeque<Arc<Event>>,
+    history: VecDeque<Entry>,
     /// Sum of [`event_bytes`] over `history`.
     history_bytes: usize,
     limits: HistoryLimits,
@@ -88,7 +116,14 @@ impl Cache {
         limits: HistoryLimits,
     ) -> Cache {
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        let history: VecDeque<Arc<Event>> = history.into_iter().map(Arc::new).collect();
+        let now = Instant::now();
+        let history: VecDeque<Entry> = history
+            .into_iter()
+            .map(|e| Entry {
+                at: now,
+                event: Arc::new(e),
+            })
+            .collect();
         let mut inner = Inner {
             objects: objects.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
             history_bytes: history.iter().map(|e| event_bytes(e)).sum(),
@@ -97,7 +132,7 @@ impl Cache {
             revision,
             floor,
         };
-        trim_history(&mut inner);
+        trim_history(&mut inner, now);
         Cache {
             inner: RwLock::new(inner),
             events,
@@ -169,6 +204,10 @@ impl Cache {
 
     /// Applies committed events (in revision order) and notifies watchers.
     pub fn apply(&self, events: Vec<Event>) {
+        self.apply_at(events, Instant::now());
+    }
+
+    fn apply_at(&self, events: Vec<Event>, now: Instant) {
         let mut inner = self.write();
         for event in events {
             let event = Arc::new(event);
@@ -182,11 +221,20 @@ impl Cache {
                 }
             }
             inner.history_bytes += event_bytes(&event);
-            inner.history.push_back(event.clone());
+            inner.history.push_back(Entry {
+                at: now,
+                event: event.clone(),
+            });
             // No receivers is fine: nobody is watching.
             let _ = self.events.send(event);
         }
-        trim_history(&mut inner);
+        trim_history(&mut inner, now);
+    }
+
+    /// Drops events past [`HistoryLimits::max_age`] at `now` (see [`expire_periodically`]).
+    pub fn expire(&self, now: Instant) {
+        let mut inner = self.write();
+        trim_history(&mut inner, now);
     }
 
     /// Drops history at and below `revision`.
@@ -222,7 +270,7 @@ impl Cache {
             .history
             .range(start..)
             .filter(|e| e.kv.key.starts_with(prefix))
-            .cloned()
+            .map(|e| e.event.clone())
             .collect();
         Ok(Watcher {
             prefix: prefix.to_string(),
@@ -258,15 +306,35 @@ fn pop_oldest(inner: &mut Inner) {
     }
 }
 
-fn trim_history(inner: &mut Inner) {
+fn trim_history(inner: &mut Inner, now: Instant) {
     let before = inner.history.len();
+    let expired = |inner: &Inner| {
+        inner.history.len() > inner.limits.min_events
+            && inner
+                .history
+                .front()
+                .is_some_and(|e| now.saturating_duration_since(e.at) > inner.limits.max_age)
+    };
     while inner.history.len() > inner.limits.max_events
         || (inner.history_bytes > inner.limits.max_bytes && !inner.history.is_empty())
+        || expired(inner)
     {
         pop_oldest(inner);
     }
     if inner.history.len() < before {
         shrink_history(inner);
+    }
+}
+
+/// Every [`EXPIRY_TICK`], drops the history's events past their age, until the cache is
+/// dropped (a server with no writes would otherwise keep a burst's history).
+pub fn expire_periodically(cache: Weak<Cache>) {
+    loop {
+        std::thread::sleep(EXPIRY_TICK);
+        match cache.upgrade() {
+            Some(cache) => cache.expire(Instant::now()),
+            None => return,
+        }
     }
 }
 
@@ -393,6 +461,78 @@ mod tests {
         HistoryLimits {
             max_events,
             max_bytes,
+            ..HistoryLimits::default()
+        }
+    }
+
+    fn aged(max_age: Duration, min_events: usize) -> HistoryLimits {
+        HistoryLimits {
+            max_age,
+            min_events,
+            ..HistoryLimits::default()
+        }
+    }
+
+    #[test]
+    fn events_past_their_age_go_beyond_the_newest_few() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, aged(Duration::from_secs(75), 2));
+        let start = Instant::now();
+        cache.apply_at(
+            (1..=5).map(|i| added(&format!("/p/{i}"), i)).collect(),
+            start,
+        );
+        cache.apply_at(vec![added("/p/6", 6)], start + Duration::from_secs(60));
+        cache.expire(start + Duration::from_secs(75));
+        assert_eq!(cache.history_size().0, 6, "nothing is older than 75 s yet");
+        cache.expire(start + Duration::from_secs(76));
+        // Events 1-5 are past their age; 6 is not. The newest two are kept anyway.
+        assert_eq!(cache.history_size().0, 2);
+        assert_eq!(cache.floor(), 4);
+        assert!(cache.watch("/p/", 3).is_err(), "the client relists");
+        let mut w = cache.watch("/p/", 4).unwrap();
+        assert_eq!(w.backlog.pop_front().unwrap().revision(), 5);
+        cache.expire(start + Duration::from_secs(3600));
+        assert_eq!(
+            cache.history_size().0,
+            2,
+            "a quiet cluster keeps its last changes"
+        );
+        assert_eq!(cache.list("/p/", None, 0, &|_| true).items.len(), 6);
+    }
+
+    #[test]
+    fn a_burst_is_given_back_once_past_its_age() {
+        let cache = Cache::with_limits(vec![], vec![], 0, 0, aged(Duration::from_secs(75), 100));
+        let start = Instant::now();
+        cache.apply_at(
+            (1..=5000)
+                .map(|i| sized(&format!("/p/{i}"), i, 50))
+                .collect(),
+            start,
+        );
+        // The next write, or the periodic expiry on an idle server, drops the burst.
+        cache.apply_at(
+            vec![sized("/p/late", 5001, 50)],
+            start + Duration::from_secs(80),
+        );
+        assert_eq!(cache.history_size(), (100, 5000));
+        assert!(cache.read().history.capacity() < 1024);
+    }
+
+    #[test]
+    fn expiry_stops_when_the_cache_is_dropped() {
+        let cache = Arc::new(Cache::new(vec![], vec![], 0, 0));
+        let weak = Arc::downgrade(&cache);
+        drop(cache);
+        // Returns after one tick instead of running forever.
+        let done = std::thread::spawn(move || expire_periodically(weak));
+        let deadline = Instant::now() + EXPIRY_TICK * 4;
+        while !done.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "expiry thread outlived its cache"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -25,8 +25,8 @@ use serde_json::Value;
 use super::cache::{Cache, HistoryLimits};
 use super::encryption::ValueTransformer;
 use super::{
-    make_kv, Event, EventType, KeyValue, ListFilter, ListPage, Result, Revision, Store, StoreError,
-    Watcher,
+    compact_value, make_kv, Event, EventType, KeyValue, ListFilter, ListPage, Result, Revision,
+    Store, StoreError, Watcher,
 };
 
 /// What orc's keys (`/<group>/<resource>/[<namespace>/]<name>`, group `core` for the
@@ -351,7 +351,7 @@ pub async fn claim(client: &Client, config: &EtcdConfig, ca_hash: &str) -> Resul
 
 /// The state the watch task shares with writers.
 struct Shared {
-    cache: Cache,
+    cache: Arc<Cache>,
     transformer: Arc<dyn ValueTransformer>,
     config: EtcdConfig,
 }
@@ -400,8 +400,20 @@ impl EtcdStore {
             .max_encoding_message_size(MAX_MESSAGE);
         let (objects, revision) = load(&kv, &config, &*transformer).await?;
         tracing::info!(endpoints = %config.describe(), objects = objects.len(), revision, "loaded the datastore from etcd");
+        let cache = Arc::new(Cache::with_limits(
+            objects,
+            vec![],
+            revision,
+            revision,
+            limits,
+        ));
+        let expiring = Arc::downgrade(&cache);
+        std::thread::Builder::new()
+            .name("orc-history-expiry".into())
+            .spawn(move || super::cache::expire_periodically(expiring))
+            .map_err(|source| StoreError::SpawnExpiry { source })?;
         let shared = Arc::new(Shared {
-            cache: Cache::with_limits(objects, vec![], revision, revision, limits),
+            cache,
             transformer,
             config,
         });
@@ -583,7 +595,12 @@ fn decode(
                 source,
             }
         })?;
-    Ok(make_kv(key, value, create_revision, mod_revision))
+    Ok(make_kv(
+        key,
+        compact_value(value),
+        create_revision,
+        mod_revision,
+    ))
 }
 
 /// Every object under [`PREFIX`] (but orc's reserved keys) at one revision, read in pages.

@@ -168,6 +168,11 @@ impl SqliteStore {
             .name("orc-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|source| StoreError::SpawnWriter { source })?;
+        let expiring = Arc::downgrade(&cache);
+        std::thread::Builder::new()
+            .name("orc-history-expiry".into())
+            .spawn(move || super::cache::expire_periodically(expiring))
+            .map_err(|source| StoreError::SpawnExpiry { source })?;
         Ok(SqliteStore {
             cache,
             queue,
@@ -305,7 +310,7 @@ fn load(
         })?;
         let kv = KeyValue {
             key: Arc::from(key.as_str()),
-            value: Arc::new(value),
+            value: Arc::new(super::compact_value(value)),
             raw: Bytes::from(raw),
             create_revision: create_rev,
             mod_revision: rev,
@@ -784,7 +789,8 @@ impl Store for SqliteStore {
     async fn create(&self, key: &str, value: Value) -> Result<KeyValue> {
         let op = Op::Create {
             key: key.to_string(),
-            value,
+            // Here, in the caller's task: the writer thread serializes every write.
+            value: super::compact_for_store(value),
         };
         self.submit(op).await?.ok_or(StoreError::WriterGone)
     }
@@ -797,7 +803,8 @@ impl Store for SqliteStore {
     ) -> Result<KeyValue> {
         let op = Op::Update {
             key: key.to_string(),
-            value,
+            // Here, in the caller's task: the writer thread serializes every write.
+            value: super::compact_for_store(value),
             expected,
         };
         self.submit(op).await?.ok_or(StoreError::WriterGone)
