@@ -545,7 +545,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
     if config.shared_datastore {
         let bundle = tls::bootstrap::collect(&server_dir)?;
-        if tls::bootstrap::publish(store.as_ref(), &token.secret, &bundle)
+        if super::server_join::publish(store.as_ref(), &token.secret, &bundle)
             .await
             .context("store the cluster's bootstrap data in the datastore")?
         {
@@ -800,11 +800,11 @@ async fn republish_bootstrap(
     server_dir: &Path,
     token: &tls::JoinToken,
     previous: Option<&str>,
-) -> Result<(), tls::bootstrap::BootstrapError> {
+) -> super::server_join::Result<()> {
     let bundle = tls::bootstrap::collect(server_dir)?;
-    tls::bootstrap::publish(store, &token.secret, &bundle).await?;
+    super::server_join::publish(store, &token.secret, &bundle).await?;
     if let Some(previous) = previous.filter(|p| *p != token.secret) {
-        tls::bootstrap::withdraw(store, previous).await?;
+        super::server_join::withdraw(store, previous).await?;
     }
     tracing::info!("the cluster's bootstrap data is now encrypted with the new join token");
     Ok(())

@@ -29,9 +29,48 @@ pub enum ServerJoinError {
     CaMismatch { server: String },
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    #[error("bootstrap data in the datastore")]
+    Store(#[source] crate::store::StoreError),
 }
 
 pub type Result<T, E = ServerJoinError> = std::result::Result<T, E>;
+
+/// Fetches and opens the bootstrap record for `secret` (`None`: there is none, e.g. a
+/// wrong token). Only reads the datastore.
+pub fn fetch(store: &dyn Store, secret: &str) -> Result<Option<bootstrap::Bundle>> {
+    let key = bootstrap::record_key(secret);
+    match store.get(&key) {
+        Some(kv) => Ok(Some(bootstrap::open(secret, &key, &kv.value)?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores `bundle` for `secret` unless the datastore already holds exactly it: a
+/// restarted server writes nothing. Returns whether it wrote.
+pub async fn publish(store: &dyn Store, secret: &str, bundle: &bootstrap::Bundle) -> Result<bool> {
+    let key = bootstrap::record_key(secret);
+    let current = store.get(&key);
+    if let Some(kv) = &current {
+        if bootstrap::open(secret, &key, &kv.value).ok().as_ref() == Some(bundle) {
+            return Ok(false);
+        }
+    }
+    let sealed = bootstrap::seal(secret, &key, bundle)?;
+    let written = match current {
+        Some(kv) => store.update(&key, sealed, Some(kv.mod_revision)).await,
+        None => store.create(&key, sealed).await,
+    };
+    written.map_err(ServerJoinError::Store)?;
+    Ok(true)
+}
+
+/// Removes the record of a token that is no longer valid (after a rotation).
+pub async fn withdraw(store: &dyn Store, secret: &str) -> Result<()> {
+    match store.delete(&bootstrap::record_key(secret), None).await {
+        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(ServerJoinError::Store(e)),
+    }
+}
 
 /// `--token` parsed for a joining server.
 pub fn parse_token(token: Option<&str>) -> Result<JoinToken> {
@@ -81,12 +120,12 @@ pub fn fetch_bootstrap(
     served_ca: &str,
     server_dir: &Path,
 ) -> Result<bootstrap::Bundle> {
-    let bundle = match bootstrap::fetch(store, &token.secret) {
+    let bundle = match fetch(store, &token.secret) {
         Ok(Some(bundle)) => bundle,
-        Ok(None) | Err(bootstrap::BootstrapError::WrongToken) => {
+        Ok(None) | Err(ServerJoinError::Bootstrap(bootstrap::BootstrapError::WrongToken)) => {
             return Err(ServerJoinError::WrongToken)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let ca = bundle.files.get("tls/ca.crt").map(Vec::as_slice);
     if ca != Some(served_ca.as_bytes()) {
@@ -115,7 +154,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_token_is_refused_and_nothing_is_written() {
         let store = MemoryStore::new();
-        bootstrap::publish(&store, SECRET, &bundle()).await.unwrap();
+        publish(&store, SECRET, &bundle()).await.unwrap();
         let revision = store.revision();
         let dir = tempfile::tempdir().unwrap();
         let server_dir = dir.path().join("server");
@@ -143,5 +182,18 @@ mod tests {
             parse_token(Some("K10zz::node:x")),
             Err(ServerJoinError::BadToken(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn publish_writes_once_and_fetch_needs_the_token() {
+        let store = MemoryStore::new();
+        assert!(publish(&store, SECRET, &bundle()).await.unwrap());
+        let rev = store.revision();
+        assert!(!publish(&store, SECRET, &bundle()).await.unwrap());
+        assert_eq!(store.revision(), rev, "a restart writes nothing");
+        assert_eq!(fetch(&store, SECRET).unwrap(), Some(bundle()));
+        assert_eq!(fetch(&store, "wrong-token-0123456789").unwrap(), None);
+        withdraw(&store, SECRET).await.unwrap();
+        assert_eq!(fetch(&store, SECRET).unwrap(), None);
     }
 }

@@ -21,8 +21,6 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{Store, StoreError};
-
 /// Where bootstrap records live in the datastore (outside every API resource's prefix).
 pub const KEY_PREFIX: &str = "/bootstrap/";
 /// Files of `<data-dir>/server/` shared by every server of a cluster. The CA key signs
@@ -66,8 +64,6 @@ pub enum BootstrapError {
     Write(#[from] super::Error),
     #[error("{path} differs from the cluster's bootstrap data: this data dir belongs to another cluster (remove {dir} to join this one)")]
     Conflict { path: PathBuf, dir: PathBuf },
-    #[error("bootstrap data in the datastore")]
-    Store(#[source] StoreError),
 }
 
 pub type Result<T, E = BootstrapError> = std::result::Result<T, E>;
@@ -244,43 +240,6 @@ pub fn check_installable(server_dir: &Path, bundle: &Bundle) -> Result<()> {
     Ok(())
 }
 
-/// Fetches and opens the bootstrap record for `secret` (`None`: there is none, e.g. a
-/// wrong token). Only reads the datastore.
-pub fn fetch(store: &dyn Store, secret: &str) -> Result<Option<Bundle>> {
-    let key = record_key(secret);
-    match store.get(&key) {
-        Some(kv) => open(secret, &key, &kv.value).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Stores `bundle` for `secret` unless the datastore already holds exactly it: a
-/// restarted server writes nothing. Returns whether it wrote.
-pub async fn publish(store: &dyn Store, secret: &str, bundle: &Bundle) -> Result<bool> {
-    let key = record_key(secret);
-    let current = store.get(&key);
-    if let Some(kv) = &current {
-        if open(secret, &key, &kv.value).ok().as_ref() == Some(bundle) {
-            return Ok(false);
-        }
-    }
-    let sealed = seal(secret, &key, bundle)?;
-    let written = match current {
-        Some(kv) => store.update(&key, sealed, Some(kv.mod_revision)).await,
-        None => store.create(&key, sealed).await,
-    };
-    written.map_err(BootstrapError::Store)?;
-    Ok(true)
-}
-
-/// Removes the record of a token that is no longer valid (after a rotation).
-pub async fn withdraw(store: &dyn Store, secret: &str) -> Result<()> {
-    match store.delete(&record_key(secret), None).await {
-        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(BootstrapError::Store(e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,18 +324,5 @@ mod tests {
         let err = install(dir.path(), &other).unwrap_err();
         assert!(matches!(err, BootstrapError::Conflict { .. }), "{err}");
         assert!(!dir.path().join("tls/service-account.key").exists());
-    }
-
-    #[tokio::test]
-    async fn publish_writes_once_and_fetch_needs_the_token() {
-        let store = crate::store::memory::MemoryStore::new();
-        assert!(publish(&store, SECRET, &bundle()).await.unwrap());
-        let rev = store.revision();
-        assert!(!publish(&store, SECRET, &bundle()).await.unwrap());
-        assert_eq!(store.revision(), rev, "a restart writes nothing");
-        assert_eq!(fetch(&store, SECRET).unwrap(), Some(bundle()));
-        assert_eq!(fetch(&store, "wrong-token-0123456789").unwrap(), None);
-        withdraw(&store, SECRET).await.unwrap();
-        assert_eq!(fetch(&store, SECRET).unwrap(), None);
     }
 }
