@@ -512,6 +512,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         store,
         metrics.datastore.clone(),
     ));
+    if config.shared_datastore && joined.is_none() {
+        adopt_bootstrap(&config, store.as_ref(), &server_dir)?;
+    }
     let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
         .context("set up the cluster CA and certificates")?
         .with_node_cert_validity(config.node_certificate_validity);
@@ -608,20 +611,20 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
     let controllers_config = controllers::Config {
-            node_monitor_grace_period: config.node_monitor_grace_period,
-            node_monitor_period: config.node_monitor_period,
-            pod_eviction_timeout: config.pod_eviction_timeout,
-            legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
-                key: signing_key.clone(),
-                root_ca: pki.ca_cert_pem().to_string(),
-            }),
-            root_ca_pem: Some(pki.ca_cert_pem().to_string()),
-            local_storage_path: config.local_storage_path.clone(),
-            create_ingress_class: config.create_ingress_class,
-            service_lb: config.service_lb,
-            scheduler_metrics: metrics.scheduler.clone(),
-            workqueue_metrics: metrics.workqueue.clone(),
-            ..Default::default()
+        node_monitor_grace_period: config.node_monitor_grace_period,
+        node_monitor_period: config.node_monitor_period,
+        pod_eviction_timeout: config.pod_eviction_timeout,
+        legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
+            key: signing_key.clone(),
+            root_ca: pki.ca_cert_pem().to_string(),
+        }),
+        root_ca_pem: Some(pki.ca_cert_pem().to_string()),
+        local_storage_path: config.local_storage_path.clone(),
+        create_ingress_class: config.create_ingress_class,
+        service_lb: config.service_lb,
+        scheduler_metrics: metrics.scheduler.clone(),
+        workqueue_metrics: metrics.workqueue.clone(),
+        ..Default::default()
     };
     // What runs once per cluster: on the leader only when servers elect one.
     let leader_work = {
@@ -737,6 +740,31 @@ fn open_store(
     ))
 }
 
+/// A server on a shared datastore started without `--server` (the first one, or one
+/// restarted): when the datastore already holds bootstrap data for its token, its files
+/// are installed before the PKI is loaded, so this server serves the cluster's CA instead
+/// of making its own; files of another cluster in its data dir are refused. Without a
+/// record (a new cluster, or another token) the server sets up its own and publishes it.
+fn adopt_bootstrap(
+    config: &ServerConfig,
+    store: &dyn Store,
+    server_dir: &Path,
+) -> anyhow::Result<()> {
+    let secret = match config.token.as_deref() {
+        Some(token) => Some(token.parse::<tls::JoinToken>()?.secret),
+        None => tls::read_token_file(&server_dir.join("token"))?.map(|t| t.secret),
+    };
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    if let Some(bundle) = super::server_join::fetch(store, &secret)? {
+        tls::bootstrap::install(server_dir, &bundle).context(
+            "adopt the cluster's bootstrap data (to join this cluster, start on an empty --data-dir with --server and --token)",
+        )?;
+    }
+    Ok(())
+}
+
 /// A joining server's first steps, which write nothing: check `--server`'s CA against
 /// the token, then read the cluster's bootstrap data from the datastore and open it.
 async fn fetch_join_bootstrap(
@@ -748,8 +776,7 @@ async fn fetch_join_bootstrap(
     let token = server_join::parse_token(config.token.as_deref())?;
     let served_ca = server_join::fetch_server_ca(url, &token).await?;
     let store = open_store(config, Arc::new(crate::store::encryption::Identity))?;
-    let bundle =
-        server_join::fetch_bootstrap(store.as_ref(), &token, url, &served_ca, server_dir)?;
+    let bundle = server_join::fetch_bootstrap(store.as_ref(), &token, url, &served_ca, server_dir)?;
     Ok(bundle)
 }
 
@@ -1022,8 +1049,13 @@ mod tests {
 
     #[test]
     fn a_joining_server_needs_a_shared_datastore_and_a_token() {
-        let e = config(&["--server", "https://10.0.0.1:6443", "--token", "0123456789abcdef"])
-            .unwrap_err();
+        let e = config(&[
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token",
+            "0123456789abcdef",
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("SQLite cannot be shared"), "{e}");
     }
 
