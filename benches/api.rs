@@ -8,7 +8,9 @@
 //! create figure is measured that many times, each on a fresh server, and reported as
 //! min/median/max with what explains the spread: the data disk's fsync latency, the
 //! server's CPU per create and the machine's load), ORC_BENCH_RUN_PODS (creates per run,
-//! default 5000).
+//! default 5000), ORC_BENCH_DATASTORE (`sqlite`, the default, or `etcd`: every server
+//! gets a fresh private 3-member etcd cluster from scripts/etcd-test-env.sh),
+//! ORC_BENCH_CREATES_ONLY (`1`: only the repeated 16-way create figure).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -630,9 +632,53 @@ fn client(kubeconfig: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// Whether the servers keep their state in etcd (`ORC_BENCH_DATASTORE=etcd`).
+fn on_etcd() -> bool {
+    std::env::var("ORC_BENCH_DATASTORE").is_ok_and(|d| d == "etcd")
+}
+
+/// Where the private etcd cluster of the server with data dir `data` lives.
+fn etcd_dir(data: &Path) -> std::path::PathBuf {
+    data.with_extension("etcd")
+}
+
+/// The datastore flags of the server with data dir `data`: on etcd, a fresh private
+/// 3-member cluster (stopped by [`stop_datastore`]).
+fn datastore_args(data: &Path) -> Vec<String> {
+    if !on_etcd() {
+        return Vec::new();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/etcd-test-env.sh");
+    let out = Command::new(script)
+        .arg("start")
+        .arg(etcd_dir(data))
+        .arg("3")
+        .output()
+        .expect("run scripts/etcd-test-env.sh");
+    assert!(
+        out.status.success(),
+        "etcd did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoint = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    vec!["--datastore-endpoint".into(), endpoint]
+}
+
+/// Stops the private etcd cluster of the server with data dir `data`, if any.
+fn stop_datastore(data: &Path) {
+    if on_etcd() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/etcd-test-env.sh");
+        let _ = Command::new(script)
+            .arg("stop")
+            .arg(etcd_dir(data))
+            .status();
+    }
+}
+
 /// Starts `orc server` (control plane only) on `port` with its own data dir: this
 /// build's binary, or `ORC_BIN` (to measure a release binary, e.g. a static musl one).
 fn spawn_server(port: u16, data: &Path, kubeconfig: &Path) -> std::process::Child {
+    let datastore = datastore_args(data);
     Command::new(std::env::var_os("ORC_BIN").unwrap_or_else(|| ORC.into()))
         .args([
             "server",
@@ -648,6 +694,7 @@ fn spawn_server(port: u16, data: &Path, kubeconfig: &Path) -> std::process::Chil
         .arg(data)
         .arg("--write-kubeconfig")
         .arg(kubeconfig)
+        .args(datastore)
         .stdout(Stdio::null())
         .spawn()
         .expect("start orc server")
@@ -700,6 +747,7 @@ async fn fresh_server(dir: &Path) -> (reqwest::Client, String, std::process::Chi
         if started.elapsed() >= Duration::from_secs(30) {
             let _ = child.kill();
             let _ = child.wait();
+            stop_datastore(&dir.join("data"));
             panic!("server did not start");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -750,6 +798,7 @@ async fn repeated_creates(root: &Path, runs: usize, n: usize) {
         drop(http);
         let _ = child.kill();
         let _ = child.wait();
+        stop_datastore(&dir.join("data"));
         let _ = std::fs::remove_dir_all(&dir);
     }
     rates.sort_by(f64::total_cmp);
@@ -777,6 +826,9 @@ async fn main() {
         env_num("ORC_BENCH_RUN_PODS", 5000) as usize,
     )
     .await;
+    if env_num("ORC_BENCH_CREATES_ONLY", 0) == 1 {
+        return;
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -903,6 +955,7 @@ async fn main() {
     // Idle: a fresh server with an empty cluster.
     let _ = child.kill();
     let _ = child.wait();
+    stop_datastore(&data);
     let idle_dir = dir.path().join("idle");
     let idle_kc = dir.path().join("idle-kc.yaml");
     let mut child = spawn_server(port, &idle_dir, &idle_kc);
@@ -923,4 +976,5 @@ async fn main() {
     );
     let _ = child.kill();
     let _ = child.wait();
+    stop_datastore(&idle_dir);
 }

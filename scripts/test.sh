@@ -11,6 +11,12 @@ command -v kubectl >/dev/null 2>&1 || {
   echo "test.sh: kubectl not found: the integration tests drive the real kubectl (v1.32)" >&2
   exit 1
 }
+for bin in etcd etcdctl; do
+  command -v "$bin" >/dev/null 2>&1 || {
+    echo "test.sh: $bin not found: the etcd datastore tests start a private etcd (Debian's etcd-server, etcd-client)" >&2
+    exit 1
+  }
+done
 
 # The lint gates need rustfmt and clippy; add them when missing (a machine that already
 # has them carries on even when rustup cannot reach the network).

@@ -1,6 +1,7 @@
 //! The etcd v3 datastore: the same [`Store`] as SQLite, kept in an etcd cluster.
 //!
-//! Keys keep orc's `/registry/…` layout (upstream's), values are the JSON objects
+//! Keys are orc's keys under `/registry` (`/registry/<group>/<resource>/<ns>/<name>`,
+//! as upstream's but for the group segment), values are the JSON objects
 //! (without `metadata.resourceVersion`, which is the key's etcd mod revision, as
 //! upstream) passed through the secrets-encryption transformer. Writes are single-key
 //! transactions with revision preconditions; reads are served from the same in-memory
@@ -28,6 +29,9 @@ use super::{
     Watcher,
 };
 
+/// What orc's keys (`/<group>/<resource>/[<namespace>/]<name>`, group `core` for the
+/// legacy group) are prefixed with in etcd.
+pub const ROOT: &str = "/registry";
 /// Every key orc stores lives under this prefix.
 pub const PREFIX: &str = "/registry/";
 /// orc's own bookkeeping keys (not API objects; kept out of the cache).
@@ -195,6 +199,35 @@ fn etcd_error(config: &EtcdConfig, step: &'static str, source: etcd_client::Erro
 /// Whether etcd refused a request for its size (`--max-request-bytes`).
 fn too_large(error: &etcd_client::Error) -> bool {
     matches!(error, etcd_client::Error::GRpcStatus(s) if s.message().contains("too large"))
+}
+
+/// Whether a request failed because etcd could not serve it now (a member down, no
+/// leader): worth retrying, though it may have been applied.
+fn unavailable(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+        ),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// The key's state in a transaction's failure branch (its `get`): mod revision,
+/// create revision and stored bytes (empty with a keys-only get).
+fn current_of(resp: &etcd_client::TxnResponse) -> Option<(Revision, Revision, Vec<u8>)> {
+    resp.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
+            (
+                kv.mod_revision() as Revision,
+                kv.create_revision() as Revision,
+                kv.value().to_vec(),
+            )
+        }),
+        _ => None,
+    })
 }
 
 /// Whether etcd no longer holds the requested revision.
@@ -395,28 +428,51 @@ impl EtcdStore {
         etcd_error(&self.shared.config, step, source)
     }
 
-    /// Runs `txn` within [`REQUEST_TIMEOUT`].
+    /// Runs the transaction `make(retried)` builds, again while etcd is unavailable (a
+    /// member down, a leader election) for at most [`REQUEST_TIMEOUT`]. The answer says
+    /// whether an earlier attempt may have been applied: the caller then recognises its
+    /// own write in the failure branch (the key holds exactly the bytes it wrote).
     async fn txn(
         &self,
         key: &str,
         step: &'static str,
-        txn: Txn,
-    ) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.kv.clone();
-        match tokio::time::timeout(REQUEST_TIMEOUT, kv.txn(txn)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if too_large(&e) => Err(StoreError::TooLarge {
-                key: key.into(),
-                reason: e.to_string(),
-            }),
-            Ok(Err(e)) => Err(self.err(step, e)),
-            Err(_) => Err(StoreError::CommitFailed {
-                reason: format!(
-                    "etcd ({}) did not answer within {}s",
-                    self.shared.config.describe(),
-                    REQUEST_TIMEOUT.as_secs()
-                ),
-            }),
+        make: impl Fn(bool) -> Txn,
+    ) -> Result<(etcd_client::TxnResponse, bool)> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut retried = false;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let mut kv = self.kv.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(left, kv.txn(make(retried))).await;
+            let error = match outcome {
+                Ok(Ok(resp)) => return Ok((resp, retried)),
+                Ok(Err(e)) if too_large(&e) => {
+                    return Err(StoreError::TooLarge {
+                        key: key.into(),
+                        reason: e.to_string(),
+                    })
+                }
+                Ok(Err(e)) if unavailable(&e) => Some(e),
+                Ok(Err(e)) => return Err(self.err(step, e)),
+                Err(_) => None,
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(match error {
+                    Some(e) => self.err(step, e),
+                    None => StoreError::CommitFailed {
+                        reason: format!(
+                            "etcd ({}) did not answer within {}s",
+                            self.shared.config.describe(),
+                            REQUEST_TIMEOUT.as_secs()
+                        ),
+                    },
+                });
+            }
+            tracing::debug!(key, step, error = ?error, "etcd unavailable, retrying the write");
+            retried = true;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -464,6 +520,21 @@ impl EtcdStore {
     }
 }
 
+/// The etcd key of orc's `key`.
+fn etcd_key(key: &str) -> String {
+    format!("{ROOT}{key}")
+}
+
+/// orc's key of an etcd key (`None`: not an API object: outside [`PREFIX`], orc's
+/// reserved keys, not UTF-8).
+fn orc_key(key: &[u8]) -> Option<&str> {
+    let key = std::str::from_utf8(key).ok()?;
+    if key.starts_with(RESERVED_PREFIX) {
+        return None;
+    }
+    key.strip_prefix(ROOT).filter(|k| k.starts_with('/'))
+}
+
 /// The precondition of an update or delete: the key exists, at `expected` if given.
 fn exists_at(key: &str, expected: Option<Revision>) -> Compare {
     match expected {
@@ -474,11 +545,7 @@ fn exists_at(key: &str, expected: Option<Revision>) -> Compare {
 
 /// Why a conditional update or delete failed, from its failure branch's keys-only get.
 fn refusal(key: &str, expected: Option<Revision>, resp: &etcd_client::TxnResponse) -> StoreError {
-    let current = resp.op_responses().into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.mod_revision() as Revision),
-        _ => None,
-    });
-    match (current, expected) {
+    match (current_of(resp).map(|(rev, _, _)| rev), expected) {
         (Some(current), Some(expected)) => StoreError::Conflict {
             key: key.into(),
             expected,
@@ -542,10 +609,9 @@ async fn load(
             revision = resp.header().map_or(0, |h| h.revision());
         }
         for item in resp.kvs() {
-            let Ok(key) = item.key_str() else { continue };
-            if key.starts_with(RESERVED_PREFIX) {
+            let Some(key) = orc_key(item.key()) else {
                 continue;
-            }
+            };
             objects.push(decode(
                 transformer,
                 key,
@@ -656,10 +722,9 @@ fn apply(shared: &Shared, events: &[etcd_client::Event]) -> Option<Revision> {
         let Some(item) = event.kv() else { continue };
         let revision = item.mod_revision() as Revision;
         last = Some(revision);
-        let Ok(key) = item.key_str() else { continue };
-        if key.starts_with(RESERVED_PREFIX) {
+        let Some(key) = orc_key(item.key()) else {
             continue;
-        }
+        };
         let previous = match overlay.get(key) {
             Some(state) => state.clone(),
             None => shared.cache.get(key),
@@ -710,7 +775,7 @@ fn apply(shared: &Shared, events: &[etcd_client::Event]) -> Option<Revision> {
 /// earlier get 410 and relist). Returns the revision read at.
 async fn relist(kv: &KvClient, shared: &Shared) -> Result<Revision> {
     let (objects, revision) = load(kv, &shared.config, &*shared.transformer).await?;
-    let current = shared.cache.list(PREFIX, None, 0, &|_| true).items;
+    let current = shared.cache.list("/", None, 0, &|_| true).items;
     let mut by_key: HashMap<Arc<str>, KeyValue> =
         current.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
     let mut events = Vec::new();
@@ -760,15 +825,26 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, mut value: Value) -> Result<KeyValue> {
+        let ek = etcd_key(key);
         let stored = self.encode(key, &mut value)?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, stored, None)]);
-        let resp = self.txn(key, "create", txn).await?;
-        if !resp.succeeded() {
-            return Err(StoreError::AlreadyExists { key: key.into() });
-        }
-        let rev = header_revision(&resp);
+        let (resp, retried) = self
+            .txn(key, "create", |retried| {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(ek.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(ek.as_str(), stored.clone(), None)]);
+                if retried {
+                    txn.or_else([TxnOp::get(ek.as_str(), None)])
+                } else {
+                    txn
+                }
+            })
+            .await?;
+        let rev = match current_of(&resp) {
+            _ if resp.succeeded() => header_revision(&resp),
+            // An earlier attempt went through.
+            Some((rev, created, bytes)) if retried && rev == created && bytes == stored => rev,
+            _ => return Err(StoreError::AlreadyExists { key: key.into() }),
+        };
         self.visible(key, || make_kv(key, value, rev, rev), rev)
             .await
     }
@@ -779,38 +855,49 @@ impl Store for EtcdStore {
         mut value: Value,
         expected: Option<Revision>,
     ) -> Result<KeyValue> {
+        let ek = etcd_key(key);
         let stored = self.encode(key, &mut value)?;
         let keys_only = || Some(GetOptions::new().with_keys_only());
-        let txn = Txn::new()
-            .when([exists_at(key, expected)])
-            .and_then([TxnOp::put(key, stored, None), TxnOp::get(key, keys_only())])
-            .or_else([TxnOp::get(key, keys_only())]);
-        let resp = self.txn(key, "update", txn).await?;
-        if !resp.succeeded() {
-            return Err(refusal(key, expected, &resp));
-        }
-        let rev = header_revision(&resp);
-        let created = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision()),
-                _ => None,
+        let (resp, retried) = self
+            .txn(key, "update", |retried| {
+                Txn::new()
+                    .when([exists_at(&ek, expected)])
+                    .and_then([
+                        TxnOp::put(ek.as_str(), stored.clone(), None),
+                        TxnOp::get(ek.as_str(), keys_only()),
+                    ])
+                    .or_else([TxnOp::get(
+                        ek.as_str(),
+                        if retried { None } else { keys_only() },
+                    )])
             })
-            .unwrap_or_default() as Revision;
+            .await?;
+        let (rev, created) = match current_of(&resp) {
+            Some((_, created, _)) if resp.succeeded() => (header_revision(&resp), created),
+            // An earlier attempt went through.
+            Some((rev, created, bytes)) if retried && bytes == stored => (rev, created),
+            _ => return Err(refusal(key, expected, &resp)),
+        };
         self.visible(key, || make_kv(key, value, created, rev), rev)
             .await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        let txn = Txn::new()
-            .when([exists_at(key, expected)])
-            .and_then([TxnOp::delete(
-                key,
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
-        let resp = self.txn(key, "delete", txn).await?;
+        let ek = etcd_key(key);
+        let (resp, _) = self
+            .txn(key, "delete", |_| {
+                Txn::new()
+                    .when([exists_at(&ek, expected)])
+                    .and_then([TxnOp::delete(
+                        ek.as_str(),
+                        Some(DeleteOptions::new().with_prev_key()),
+                    )])
+                    .or_else([TxnOp::get(
+                        ek.as_str(),
+                        Some(GetOptions::new().with_keys_only()),
+                    )])
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(refusal(key, expected, &resp));
         }
@@ -871,18 +958,29 @@ impl Store for EtcdStore {
         Ok(())
     }
 
+    /// Ready while some etcd member answers (a request to a member that just went
+    /// down is retried on another within the probe's 3 s).
     async fn ready(&self) -> Result<()> {
-        let mut kv = self.kv.clone();
-        let probe = kv.get(MARKER_KEY, Some(GetOptions::new().with_count_only()));
-        match tokio::time::timeout(Duration::from_secs(3), probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.err("readiness probe", e)),
-            Err(_) => Err(StoreError::CommitFailed {
-                reason: format!(
-                    "etcd ({}) did not answer within 3s",
-                    self.shared.config.describe()
-                ),
-            }),
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut kv = self.kv.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let probe = kv.get(MARKER_KEY, Some(GetOptions::new().with_count_only()));
+            let error = match tokio::time::timeout(left, probe).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) if unavailable(&e) && Instant::now() < deadline => e,
+                Ok(Err(e)) => return Err(self.err("readiness probe", e)),
+                Err(_) => {
+                    return Err(StoreError::CommitFailed {
+                        reason: format!(
+                            "etcd ({}) did not answer within 3s",
+                            self.shared.config.describe()
+                        ),
+                    })
+                }
+            };
+            tracing::debug!(%error, "etcd readiness probe failed, retrying");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

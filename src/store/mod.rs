@@ -150,7 +150,7 @@ pub enum StoreError {
     },
     #[error("the datastore writer has stopped")]
     WriterGone,
-    #[error("etcd {endpoints}: {step} failed")]
+    #[error("etcd {endpoints}: {step} failed: {source}")]
     Etcd {
         endpoints: String,
         step: &'static str,

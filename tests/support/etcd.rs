@@ -16,11 +16,22 @@ pub struct Member {
     pub client_port: u16,
     pub peer_port: u16,
     child: Option<Child>,
+    tls: bool,
+}
+
+/// The PEM files of a TLS cluster: its CA, and a certificate (for 127.0.0.1, server and
+/// client use) with its key, which the members serve and clients present.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Member {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -36,11 +47,47 @@ pub struct EtcdCluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
     token: String,
+    /// Set for a cluster serving clients over TLS with client certificates required.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Writes a CA and a certificate signed by it for 127.0.0.1 (server and client use).
+fn write_tls_files(dir: &std::path::Path) -> TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let files = TlsFiles {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("etcd.crt"),
+        key: dir.join("etcd.key"),
+    };
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    files
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until every one is healthy.
     pub fn start(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, false)
+    }
+
+    /// Starts `n` members serving clients over TLS (client certificates required).
+    pub fn start_tls(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("tempdir for etcd");
         let members = (0..n)
             .map(|i| Member {
@@ -48,12 +95,15 @@ impl EtcdCluster {
                 client_port: free_port(),
                 peer_port: free_port(),
                 child: None,
+                tls,
             })
             .collect();
+        let tls = tls.then(|| write_tls_files(dir.path()));
         let mut cluster = EtcdCluster {
             token: format!("orc-test-{}", dir.path().display()).replace('/', "-"),
             dir,
             members,
+            tls,
         };
         for i in 0..n {
             cluster.spawn(i, "new");
@@ -76,7 +126,18 @@ impl EtcdCluster {
             .append(true)
             .open(self.log_path(i))
             .expect("open etcd log");
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&member.name)
             .arg("--data-dir")
@@ -127,7 +188,7 @@ impl EtcdCluster {
                 {
                     panic!("etcd member {url} exited ({status}):\n{}", self.log(i));
                 }
-                let out = etcdctl(&url, &["endpoint", "health"]);
+                let out = self.etcdctl_at(&url, &["endpoint", "health"]);
                 out.status.success()
             },
         );
@@ -140,7 +201,8 @@ impl EtcdCluster {
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect();
-        format!("etcd://{}", hosts.join(","))
+        let scheme = if self.tls.is_some() { "https" } else { "etcd" };
+        format!("{scheme}://{}", hosts.join(","))
     }
 
     /// Every member's client URL, comma-separated (for etcdctl).
@@ -171,7 +233,19 @@ impl EtcdCluster {
             .filter(|m| m.running())
             .map(Member::client_url)
             .collect();
-        etcdctl(&urls.join(","), args)
+        self.etcdctl_at(&urls.join(","), args)
+    }
+
+    fn etcdctl_at(&self, urls: &str, args: &[&str]) -> Output {
+        let mut all: Vec<String> = Vec::new();
+        if let Some(tls) = &self.tls {
+            all.push(format!("--cacert={}", tls.ca.display()));
+            all.push(format!("--cert={}", tls.cert.display()));
+            all.push(format!("--key={}", tls.key.display()));
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        etcdctl(urls, &all)
     }
 }
 
