@@ -59,10 +59,39 @@ fn key_for(secret: &str) -> String {
     )
 }
 
+/// Attempts of one etcd request: the client balances over the endpoints, so a request
+/// that met a stopped member goes to another on the next attempt.
+const ETCD_ATTEMPTS: u32 = 5;
+const ETCD_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Runs `request` until it succeeds or [`ETCD_ATTEMPTS`] are spent.
+async fn with_retries<T, F, Fut>(mut request: F) -> Result<T, KvError>
+where
+    F: FnMut() -> Fut + Send,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>> + Send,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt >= ETCD_ATTEMPTS => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!(attempt, error = %e, "etcd request failed, retrying");
+                attempt += 1;
+                tokio::time::sleep(ETCD_RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl BootstrapKv for etcd_client::Client {
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, KvError> {
-        let resp = self.kv_client().get(key, None).await?;
+        let resp = with_retries(|| {
+            let mut kv = self.kv_client();
+            async move { kv.get(key, None).await }
+        })
+        .await?;
         Ok(resp
             .kvs()
             .first()
@@ -78,11 +107,23 @@ impl BootstrapKv for etcd_client::Client {
         let txn = Txn::new()
             .when([guard])
             .and_then([TxnOp::put(key, value, None)]);
-        Ok(self.kv_client().txn(txn).await?.succeeded())
+        // A transaction with a precondition is safe to send again: a first attempt that
+        // did commit makes the second one fail its comparison, reported as a race.
+        let resp = with_retries(|| {
+            let mut kv = self.kv_client();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+        Ok(resp.succeeded())
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.kv_client().delete(key, None).await?;
+        with_retries(|| {
+            let mut kv = self.kv_client();
+            async move { kv.delete(key, None).await }
+        })
+        .await?;
         Ok(())
     }
 }
