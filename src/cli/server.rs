@@ -91,9 +91,31 @@ pub struct ServerArgs {
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san", env = "ORC_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
-    /// Join token secret (generated on first start when absent).
+    /// Join token secret (generated on first start when absent). A joining server
+    /// (--server) needs the cluster's: its bootstrap data is encrypted with it.
     #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Join the cluster of this running server (https://HOST:6443) as another server:
+    /// its CA and keys are read from the shared datastore (--datastore-endpoint
+    /// etcd://…) and decrypted with --token (k3s: --server).
+    #[arg(long, env = "ORC_URL")]
+    pub server: Option<String>,
+    /// Run the scheduler and controllers only while holding the Lease
+    /// kube-system/orc-controllers (leader election). Default: on when the datastore is
+    /// shared (etcd), off on SQLite (a single server: no election, no Lease writes).
+    #[arg(long, env = "ORC_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// How long a leader's Lease is valid: other servers take over this long after the
+    /// leader last renewed (whole seconds).
+    #[arg(long, env = "ORC_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_positive_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops its controllers
+    /// (shorter than the lease duration).
+    #[arg(long, env = "ORC_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_positive_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire, and the leader to renew, the Lease.
+    #[arg(long, env = "ORC_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_positive_duration)]
+    pub leader_elect_retry_period: Duration,
     /// NodePort range, as LOW-HIGH.
     #[arg(
         long,
@@ -222,6 +244,10 @@ pub struct ServerConfig {
     pub create_ingress_class: bool,
     /// Whether the built-in ServiceLB runs (`false`: --disable-servicelb).
     pub service_lb: bool,
+    /// `--server`: the running server whose cluster this one joins.
+    pub join_server: Option<String>,
+    /// The controllers' leader election (`None`: they run at once, unconditionally).
+    pub leader_election: Option<controllers::leader_election::ElectionConfig>,
 }
 
 impl ServerArgs {
@@ -258,6 +284,27 @@ impl ServerArgs {
         {
             bail!("--datastore-cafile, --datastore-certfile and --datastore-keyfile need an etcd --datastore-endpoint");
         }
+        if let Some(url) = &self.server {
+            if etcd.is_none() {
+                bail!(
+                    "--server {url}: servers of one cluster share its datastore, and SQLite cannot be shared: pass --datastore-endpoint etcd://HOST:2379 (the first server's)"
+                );
+            }
+            crate::agent::client::ServerAddr::parse(url)
+                .map_err(|_| anyhow::anyhow!("--server {url}: expected https://HOST:PORT"))?;
+            super::server_join::parse_token(self.token.as_deref())?;
+        }
+        let leader_election = if self.leader_elect.unwrap_or(etcd.is_some()) {
+            let name = self.node.node_name.clone().unwrap_or_else(hostname);
+            Some(controllers::leader_election::ElectionConfig::controllers(
+                &name,
+                self.leader_elect_lease_duration,
+                self.leader_elect_renew_deadline,
+                self.leader_elect_retry_period,
+            )?)
+        } else {
+            None
+        };
         if self
             .token
             .as_deref()
@@ -382,6 +429,8 @@ impl ServerArgs {
             },
             service_account_issuer: self.service_account_issuer,
             service_lb: !self.disable_servicelb,
+            join_server: self.server,
+            leader_election,
         })
     }
 }
@@ -456,6 +505,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = config.data_dir.join("server");
+    // A joining server checks its token against the cluster before it writes anything.
+    let joined = match &config.join_server {
+        Some(url) => Some(fetch_join_bootstrap(&config, url, &server_dir).await?),
+        None => None,
+    };
     for dir in [
         Some(config.data_dir.as_path()),
         Some(server_dir.as_path()),
@@ -467,6 +521,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     {
         create_private_dir(dir, dir.starts_with(&config.data_dir))?;
     }
+    if let Some(bundle) = &joined {
+        tls::bootstrap::install(&server_dir, bundle)
+            .context("install the cluster's bootstrap data")?;
+        tracing::info!(files = ?bundle, "installed the cluster's CA and keys from the datastore");
+    }
     // An etcd datastore is reached (with bounded retries) and inspected before any
     // credentials are created; it is claimed for this cluster's CA further down.
     let etcd_client = match &config.etcd {
@@ -476,6 +535,11 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
         Some(etcd) => Some(check_etcd_matches_credentials(etcd, &server_dir).await?),
     };
+    // Where the cluster's bootstrap data is kept (several servers share it via etcd).
+    let bootstrap_kv = etcd_client.clone();
+    if let (Some(kv), None) = (&bootstrap_kv, &joined) {
+        adopt_bootstrap(&config, kv, &server_dir).await?;
+    }
     let encryption =
         super::secrets_encrypt::server_encryption(&config.data_dir, config.secrets_encryption)
             .context("set up secrets encryption")?;
@@ -543,6 +607,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tls::service_account::SigningKey::load_or_create(&server_dir.join("tls"))
             .context("set up the service-account token signing key")?,
     );
+    if let Some(kv) = &bootstrap_kv {
+        let bundle = tls::bootstrap::collect(&server_dir)?;
+        if super::server_join::publish(kv, &token.secret, &bundle)
+            .await
+            .context("store the cluster's bootstrap data in the datastore")?
+        {
+            tracing::info!(files = ?bundle, "stored the cluster's bootstrap data (encrypted with the join token) in the datastore");
+        }
+    }
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
     registry.default_tolerations = config.default_tolerations;
@@ -598,37 +671,58 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
-    let mut controllers = controllers::start(
-        registry.clone(),
-        controllers::Config {
-            node_monitor_grace_period: config.node_monitor_grace_period,
-            node_monitor_period: config.node_monitor_period,
-            pod_eviction_timeout: config.pod_eviction_timeout,
-            legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
-                key: signing_key.clone(),
-                root_ca: pki.ca_cert_pem().to_string(),
-            }),
-            root_ca_pem: Some(pki.ca_cert_pem().to_string()),
-            local_storage_path: config.local_storage_path.clone(),
-            create_ingress_class: config.create_ingress_class,
-            service_lb: config.service_lb,
-            scheduler_metrics: metrics.scheduler.clone(),
-            workqueue_metrics: metrics.workqueue.clone(),
-            ..Default::default()
-        },
-    );
-    controllers.spawn(controllers::node_ipam::run(
-        registry.clone(),
-        config.cluster_cidr,
-    ));
-    tokio::spawn(compact_periodically(store.clone()));
+    let controllers_config = controllers::Config {
+        node_monitor_grace_period: config.node_monitor_grace_period,
+        node_monitor_period: config.node_monitor_period,
+        pod_eviction_timeout: config.pod_eviction_timeout,
+        legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
+            key: signing_key.clone(),
+            root_ca: pki.ca_cert_pem().to_string(),
+        }),
+        root_ca_pem: Some(pki.ca_cert_pem().to_string()),
+        local_storage_path: config.local_storage_path.clone(),
+        create_ingress_class: config.create_ingress_class,
+        service_lb: config.service_lb,
+        scheduler_metrics: metrics.scheduler.clone(),
+        workqueue_metrics: metrics.workqueue.clone(),
+        ..Default::default()
+    };
+    // What runs once per cluster: on the leader only when servers elect one.
+    let leader_work = {
+        let registry = registry.clone();
+        let store = store.clone();
+        let cluster_cidr = config.cluster_cidr;
+        move || {
+            let mut tasks = controllers::start(registry.clone(), controllers_config.clone());
+            tasks.spawn(controllers::node_ipam::run(registry.clone(), cluster_cidr));
+            tasks.spawn(compact_periodically(store.clone()));
+            tasks
+        }
+    };
+    let (mut controllers, elector) = match config.leader_election.clone() {
+        None => (leader_work(), None),
+        Some(election) => {
+            let elector = controllers::leader_election::LeaderElector::new(
+                registry.clone(),
+                election,
+                Arc::new(controllers::clock::RealClock),
+            );
+            let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(elector.clone().run(leader_work));
+            (tasks, Some(elector))
+        }
+    };
     controllers.spawn(crds.run(registry.clone()));
     controllers.spawn(registry.webhooks.clone().run(registry.clone()));
     controllers.spawn(registry.rbac.clone().run(registry.clone()));
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),
     ));
-    tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
+    tokio::spawn(reload_token(
+        server_dir.join("token"),
+        ctx.clone(),
+        bootstrap_kv.map(|kv| (kv, server_dir.clone())),
+    ));
     if !config.metric_resolution.is_zero() {
         tokio::spawn(apiserver::resource_metrics::collect(
             ctx.clone(),
@@ -686,12 +780,69 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     api.abort();
     controllers.abort_all();
+    while controllers.join_next().await.is_some() {}
+    if let Some(elector) = elector {
+        // Another server takes over at once instead of after the lease duration.
+        elector.release().await;
+    }
     Ok(())
+}
+
+/// A server on a shared datastore started without `--server` (the first one, or one
+/// restarted): when the datastore already holds bootstrap data for its token, its files
+/// are installed before the PKI is loaded, so this server serves the cluster's CA instead
+/// of making its own; files of another cluster in its data dir are refused. Without a
+/// record (a new cluster, or another token) the server sets up its own and publishes it.
+async fn adopt_bootstrap(
+    config: &ServerConfig,
+    kv: &etcd_client::Client,
+    server_dir: &Path,
+) -> anyhow::Result<()> {
+    let secret = match config.token.as_deref() {
+        Some(token) => Some(token.parse::<tls::JoinToken>()?.secret),
+        None => tls::read_token_file(&server_dir.join("token"))?.map(|t| t.secret),
+    };
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    if let Some(bundle) = super::server_join::fetch(kv, &secret).await? {
+        tls::bootstrap::install(server_dir, &bundle).context(
+            "adopt the cluster's bootstrap data (to join this cluster, start on an empty --data-dir with --server and --token)",
+        )?;
+    }
+    Ok(())
+}
+
+/// A joining server's first steps, which write nothing: check `--server`'s CA against
+/// the token, then read the cluster's bootstrap data from the datastore and open it.
+async fn fetch_join_bootstrap(
+    config: &ServerConfig,
+    url: &str,
+    server_dir: &Path,
+) -> anyhow::Result<tls::bootstrap::Bundle> {
+    use super::server_join;
+    let token = server_join::parse_token(config.token.as_deref())?;
+    let served_ca = server_join::fetch_server_ca(url, &token).await?;
+    let etcd = config
+        .etcd
+        .as_ref()
+        .context("--server needs an etcd --datastore-endpoint")?;
+    let kv = etcd_store::connect(etcd).await?;
+    let bundle = server_join::fetch_bootstrap(&kv, &token, url, &served_ca, server_dir).await?;
+    Ok(bundle)
 }
 
 /// Follows the token file: after `orc token rotate`, the new token authenticates joins
 /// and the old one no longer does. Joined nodes use certificates and are not affected.
-async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
+///
+/// On a shared datastore (`bootstrap`: the store and this server's `server/` dir), the
+/// cluster's bootstrap data is re-encrypted under the new token and the old record is
+/// removed, so servers join with the new token only.
+async fn reload_token(
+    path: PathBuf,
+    ctx: Arc<ApiContext>,
+    bootstrap: Option<(etcd_client::Client, PathBuf)>,
+) {
     let mut current = tls::read_token_file(&path).ok().flatten();
     let mut warned = false;
     loop {
@@ -700,6 +851,12 @@ async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
             Ok(Some(token)) if Some(&token) != current.as_ref() => {
                 ctx.tokens.replace(&token.secret, User::bootstrap());
                 tracing::info!(path = %path.display(), "join token rotated: the previous one is refused from now on");
+                if let Some((kv, server_dir)) = &bootstrap {
+                    let previous = current.as_ref().map(|t| t.secret.as_str());
+                    if let Err(e) = republish_bootstrap(kv, server_dir, &token, previous).await {
+                        tracing::error!(error = %e, "cannot re-encrypt the cluster's bootstrap data under the new token: joining servers need the previous token until this server restarts");
+                    }
+                }
                 current = Some(token);
                 warned = false;
             }
@@ -712,6 +869,22 @@ async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
             Err(_) => {}
         }
     }
+}
+
+/// Stores the bootstrap data under `token` and withdraws the record of `previous`.
+async fn republish_bootstrap(
+    kv: &etcd_client::Client,
+    server_dir: &Path,
+    token: &tls::JoinToken,
+    previous: Option<&str>,
+) -> super::server_join::Result<()> {
+    let bundle = tls::bootstrap::collect(server_dir)?;
+    super::server_join::publish(kv, &token.secret, &bundle).await?;
+    if let Some(previous) = previous.filter(|p| *p != token.secret) {
+        super::server_join::withdraw(kv, previous).await?;
+    }
+    tracing::info!("the cluster's bootstrap data is now encrypted with the new join token");
+    Ok(())
 }
 
 /// Creates `dir` and its missing parents 0700 whatever the umask: they hold keys and
@@ -926,6 +1099,43 @@ mod tests {
         assert_eq!(c.default_tolerations.unreachable, 300);
         assert_eq!(c.default_tolerations.not_ready, 0);
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn leader_election_is_off_on_sqlite_unless_asked_for() {
+        let c = config(&[]).unwrap();
+        assert!(c.leader_election.is_none(), "a single server elects nobody");
+        assert!(c.etcd.is_none());
+        let c = config(&["--leader-elect", "--node-name", "srv-a"]).unwrap();
+        let e = c.leader_election.expect("election");
+        assert!(e.identity.starts_with("srv-a_"), "{}", e.identity);
+        assert_eq!(e.namespace, "kube-system");
+        assert_eq!(
+            (e.lease_duration, e.renew_deadline, e.retry_period),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        assert!(config(&["--leader-elect=false"])
+            .unwrap()
+            .leader_election
+            .is_none());
+        let e = config(&["--leader-elect", "--leader-elect-retry-period", "10s"]).unwrap_err();
+        assert!(e.to_string().contains("--leader-elect-retry-period"), "{e}");
+    }
+
+    #[test]
+    fn a_joining_server_needs_a_shared_datastore_and_a_token() {
+        let e = config(&[
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token",
+            "0123456789abcdef",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("SQLite cannot be shared"), "{e}");
     }
 
     #[test]
