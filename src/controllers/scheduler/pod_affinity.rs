@@ -304,7 +304,8 @@ impl<'a> AffinityFilter<'a> {
                 }
             }
             // The first pod of a group with affinity to itself may go anywhere.
-            if !pods_exist && !(self.affinity.is_empty() && self.self_match) {
+            let first_of_its_group = self.affinity.is_empty() && self.self_match;
+            if !pods_exist && !first_of_its_group {
                 return Err(AffinityFailure::Affinity);
             }
             for t in &rules.required_anti {
