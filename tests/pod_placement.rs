@@ -81,20 +81,23 @@ fn pod_anti_affinity_and_topology_spread_place_replicas_as_upstream() {
 ";
     c.apply(&deployment("apart", 3, anti));
     let mut pending = Value::Null;
-    c.wait_for("two replicas running on two nodes and one unschedulable", || {
-        let pods = pods_of(&c, "apart");
-        let per_node = running_per_node(&pods);
-        let unschedulable: Vec<&Value> = pods
-            .iter()
-            .filter(|p| unschedulable_message(p).is_some())
-            .collect();
-        if let [one] = unschedulable.as_slice() {
-            pending = (*one).clone();
-        }
-        per_node.len() == NODES.len()
-            && per_node.values().all(|&n| n == 1)
-            && unschedulable.len() == 1
-    });
+    c.wait_for(
+        "two replicas running on two nodes and one unschedulable",
+        || {
+            let pods = pods_of(&c, "apart");
+            let per_node = running_per_node(&pods);
+            let unschedulable: Vec<&Value> = pods
+                .iter()
+                .filter(|p| unschedulable_message(p).is_some())
+                .collect();
+            if let [one] = unschedulable.as_slice() {
+                pending = (*one).clone();
+            }
+            per_node.len() == NODES.len()
+                && per_node.values().all(|&n| n == 1)
+                && unschedulable.len() == 1
+        },
+    );
     for p in pods_of(&c, "apart") {
         c.remember(&p);
     }
@@ -106,7 +109,10 @@ fn pod_anti_affinity_and_topology_spread_place_replicas_as_upstream() {
         ),
         "{message}"
     );
-    let name = pending["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let name = pending["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     c.wait_for("a FailedScheduling event in upstream's words", || {
         c.kubectl_json(&[
             "get",
