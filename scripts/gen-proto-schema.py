@@ -60,6 +60,7 @@ ROOTS = [
     ("autoscaling/v1", "Scale", "api/autoscaling/v1", "Scale"),
     ("autoscaling/v1", "HorizontalPodAutoscaler", "api/autoscaling/v1", "HorizontalPodAutoscaler"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "api/autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("events.k8s.io/v1", "Event", "api/events/v1", "Event"),
     ("authentication.k8s.io/v1", "TokenRequest", "api/authentication/v1", "TokenRequest"),
     ("authentication.k8s.io/v1", "TokenReview", "api/authentication/v1", "TokenReview"),
     ("authentication.k8s.io/v1", "SelfSubjectReview", "api/authentication/v1", "SelfSubjectReview"),

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod disruption;
 pub mod duration;
 pub mod ephemeral;
+pub mod events;
 pub mod identity;
 pub mod ingress;
 pub mod jsonpath;

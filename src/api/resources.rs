@@ -55,9 +55,10 @@ impl ResourceDef {
         self.has_subresource("status")
     }
 
-    /// Datastore key prefix for all objects of this resource.
+    /// Datastore key prefix for all objects of this resource. `events.k8s.io` Events
+    /// are the core Events in another shape: one storage, as upstream.
     pub fn prefix(&self) -> String {
-        let group = if self.group.is_empty() {
+        let group = if self.group.is_empty() || self.group == super::events::GROUP {
             "core"
         } else {
             self.group
@@ -433,6 +434,21 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: &["status"],
         roundtrip: roundtrip::<policy::PodDisruptionBudget>,
+        custom: None,
+    },
+    // The core Events (same keys: `prefix` stores both under core), converted from and
+    // to the core shape by their strategy.
+    ResourceDef {
+        group: super::events::GROUP,
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: NONE,
+        subresources: NONE,
+        roundtrip: roundtrip::<k8s_openapi::api::events::v1::Event>,
         custom: None,
     },
     ResourceDef {
@@ -896,6 +912,8 @@ mod tests {
         assert_eq!(pods.list_prefix(None), "/core/pods/");
         let nodes = by_plural("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(Some("ignored"), "n1"), "/core/nodes/n1");
+        let events = by_plural("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(events.key(Some("ns"), "e"), "/core/events/ns/e");
         let deploy = by_kind("apps/v1", "Deployment").unwrap();
         assert_eq!(deploy.key(Some("x"), "web"), "/apps/deployments/x/web");
     }

@@ -953,7 +953,7 @@ async fn watch(
         def,
         predicate,
         encoder: match as_table {
-            None if def.custom.is_some() => {
+            None if super::registry::converts(def) => {
                 Arc::new(move |kv: &KeyValue| super::registry::in_version(def, kv.clone()).raw)
             }
             None => Arc::new(|kv: &KeyValue| kv.raw.clone()),

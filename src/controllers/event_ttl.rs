@@ -15,11 +15,18 @@ use super::framework::{
 /// How long Events are kept after their last occurrence.
 pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
 
-/// When an Event last happened (lastTimestamp, eventTime, or creation time).
+/// When an Event last happened (its series' last observation, lastTimestamp,
+/// eventTime, or creation time). Events of both APIs are stored as core Events, so this
+/// one controller expires `events.k8s.io/v1` Events too.
 fn last_seen(event: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    ["lastTimestamp", "eventTime"]
-        .iter()
-        .filter_map(|f| event[*f].as_str())
+    event["series"]["lastObservedTime"]
+        .as_str()
+        .into_iter()
+        .chain(
+            ["lastTimestamp", "eventTime"]
+                .iter()
+                .filter_map(|f| event[*f].as_str()),
+        )
         .chain(event["metadata"]["creationTimestamp"].as_str())
         .find_map(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -135,5 +142,9 @@ mod tests {
         let micro = json!({"eventTime": "2026-01-01T01:59:00.000000Z"});
         assert_eq!(time_left(&micro, ttl, now), Duration::from_secs(3540));
         assert_eq!(time_left(&json!({}), ttl, now), Duration::ZERO);
+        // An events.k8s.io series lives as long as its last observation.
+        let series = json!({"eventTime": "2026-01-01T00:00:00.000000Z",
+                            "series": {"count": 5, "lastObservedTime": "2026-01-01T01:45:00.000000Z"}});
+        assert_eq!(time_left(&series, ttl, now), Duration::from_secs(2700));
     }
 }

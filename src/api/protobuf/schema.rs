@@ -47,6 +47,7 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
     ("autoscaling/v1", "HorizontalPodAutoscaler", &AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER),
     ("autoscaling/v2", "HorizontalPodAutoscaler", &AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER),
+    ("events.k8s.io/v1", "Event", &EVENTS_V1_EVENT),
     ("authentication.k8s.io/v1", "TokenRequest", &AUTHENTICATION_V1_TOKEN_REQUEST),
     ("authentication.k8s.io/v1", "TokenReview", &AUTHENTICATION_V1_TOKEN_REVIEW),
     ("authentication.k8s.io/v1", "SelfSubjectReview", &AUTHENTICATION_V1_SELF_SUBJECT_REVIEW),
@@ -422,6 +423,27 @@ pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: Message = Message {
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit_empty: false },
         Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static EVENTS_V1_EVENT: Message = Message {
+    name: "k8s.io.api.events.v1.Event",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "eventTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "series", kind: Message(&EVENTS_V1_EVENT_SERIES), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "reportingController", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "reportingInstance", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "action", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 7, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 8, json: "regarding", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "related", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "note", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 11, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 12, json: "deprecatedSource", kind: Message(&CORE_V1_EVENT_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 13, json: "deprecatedFirstTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 14, json: "deprecatedLastTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 15, json: "deprecatedCount", kind: Int32, cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -1229,6 +1251,14 @@ pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: Message = Message {
         Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
         Field { tag: 5, json: "currentMetrics", kind: Message(&AUTOSCALING_V2_METRIC_STATUS), cardinality: Repeated, omit_empty: false },
         Field { tag: 6, json: "conditions", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static EVENTS_V1_EVENT_SERIES: Message = Message {
+    name: "k8s.io.api.events.v1.EventSeries",
+    fields: &[
+        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "lastObservedTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
     ],
 };
 

@@ -1,4 +1,5 @@
-//! Event cells: last seen, type, reason, object and message.
+//! Event cells: last seen, type, reason, object and message — the same columns for
+//! core/v1 and events.k8s.io/v1 Events (upstream prints both from one internal type).
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -6,6 +7,13 @@ use serde_json::{json, Value};
 use super::cells::{human_duration, int, meta_str, parse_time, str_at};
 
 pub(super) fn event_cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let core_shape;
+    let ev = if ev["apiVersion"] == crate::api::events::API_VERSION {
+        core_shape = crate::api::events::from_v1(ev);
+        &core_shape
+    } else {
+        ev
+    };
     let since = |v: &Value| match parse_time(v) {
         Some(t) => human_duration(now - t),
         None => "<unknown>".into(),
@@ -74,6 +82,25 @@ mod tests {
     use super::super::{RowPrinter, EVENT};
     use crate::api::table::test_support::{ago, cells, now};
     use serde_json::json;
+
+    #[test]
+    fn v1_events_print_as_their_core_shape() {
+        let core = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "web.17a", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web"},
+            "reason": "Started",
+            "message": "Started container app",
+            "type": "Normal",
+            "source": {"component": "kubelet", "host": "n1"},
+            "firstTimestamp": ago(600),
+            "lastTimestamp": ago(65),
+            "count": 2,
+        });
+        let v1 = crate::api::events::to_v1(&core);
+        assert_eq!(EVENT.row(&v1, now()), EVENT.row(&core, now()));
+    }
 
     #[test]
     fn event_cells() {

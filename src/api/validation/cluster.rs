@@ -96,24 +96,201 @@ fn validate_pod_cidr_update(spec: &Value, old_spec: &Value, errs: &mut Errs) {
     }
 }
 
-pub(super) fn validate_event(obj: &Value, errs: &mut Errs) {
+/// Upstream's length limits of events.k8s.io fields (`pkg/apis/core/validation/events.go`).
+const REPORTING_INSTANCE_LENGTH_LIMIT: usize = 128;
+const ACTION_LENGTH_LIMIT: usize = 128;
+const REASON_LENGTH_LIMIT: usize = 128;
+const NOTE_LENGTH_LIMIT: usize = 1024;
+
+/// The API an Event write came through: the rules (and one field name) differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventApi {
+    /// core/v1: legacy rules only (backwards compatibility).
+    Core,
+    /// events.k8s.io/v1: legacy rules, then upstream's strict rules for new events.
+    EventsV1,
+}
+
+/// Upstream `ValidateEventCreate`/`ValidateEventUpdate` on the stored (core) shape:
+/// `legacyValidateEvent` for every write; for events.k8s.io/v1 writes also eventTime,
+/// type and the deprecated fields on create, and the immutable fields on update.
+pub(super) fn validate_event(obj: &Value, old: Option<&Value>, api: EventApi, errs: &mut Errs) {
+    legacy_validate_event(obj, api, errs);
+    if api == EventApi::Core {
+        return;
+    }
+    match old {
+        None => strict_validate_event_create(obj, errs),
+        Some(old) => {
+            if obj.get("series") != old.get("series") {
+                validate_event_series(obj, errs);
+            }
+            for f in [
+                "involvedObject",
+                "reason",
+                "message",
+                "source",
+                "firstTimestamp",
+                "lastTimestamp",
+                "count",
+                "type",
+                "eventTime",
+                "action",
+                "related",
+                "reportingComponent",
+                "reportingInstance",
+            ] {
+                let (new_v, old_v) = (set_field(obj, f), set_field(old, f));
+                if new_v != old_v {
+                    let path = if f == "reportingComponent" {
+                        "reportingController"
+                    } else {
+                        f
+                    };
+                    errs.push(match new_v.and_then(Value::as_str) {
+                        Some(s) => FieldError::invalid(path, s, "field is immutable"),
+                        None => FieldError::invalid_rendered(
+                            path,
+                            new_v.map(Value::to_string).unwrap_or_else(|| "null".into()),
+                            "field is immutable",
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A field's value unless it is absent, null or the zero value Go would not tell apart.
+fn set_field<'a>(obj: &'a Value, f: &str) -> Option<&'a Value> {
+    obj.get(f).filter(|v| match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_i64() != Some(0),
+        Value::Object(m) => !m.is_empty(),
+        _ => true,
+    })
+}
+
+fn legacy_validate_event(obj: &Value, api: EventApi, errs: &mut Errs) {
+    let reporting_path = match api {
+        EventApi::Core => "reportingComponent",
+        EventApi::EventsV1 => "reportingController",
+    };
     let namespace = obj
         .get("metadata")
         .map(|m| str_at(m, "namespace"))
         .unwrap_or("");
     let involved = obj.get("involvedObject").unwrap_or(&Value::Null);
     let involved_ns = str_at(involved, "namespace");
-    let mismatch = if involved_ns.is_empty() {
-        !namespace.is_empty() && namespace != "default"
-    } else {
-        namespace != involved_ns
-    };
-    if mismatch {
+    if set_field(obj, "eventTime").is_none() {
+        let mismatch = if involved_ns.is_empty() {
+            !namespace.is_empty() && namespace != "default"
+        } else {
+            namespace != involved_ns
+        };
+        if mismatch {
+            errs.push(FieldError::invalid(
+                "involvedObject.namespace",
+                involved_ns,
+                "does not match event.namespace",
+            ));
+        }
+        return;
+    }
+    if involved_ns.is_empty() && namespace != "default" && namespace != "kube-system" {
         errs.push(FieldError::invalid(
             "involvedObject.namespace",
             involved_ns,
             "does not match event.namespace",
         ));
+    }
+    let controller = str_at(obj, "reportingComponent");
+    if controller.is_empty() {
+        errs.push(FieldError::required(reporting_path, ""));
+    }
+    for m in is_qualified_name(controller) {
+        errs.push(FieldError::invalid(reporting_path, controller, m));
+    }
+    let instance = str_at(obj, "reportingInstance");
+    if instance.is_empty() {
+        errs.push(FieldError::required("reportingInstance", ""));
+    }
+    if instance.len() > REPORTING_INSTANCE_LENGTH_LIMIT {
+        errs.push(at_most(
+            "reportingInstance",
+            REPORTING_INSTANCE_LENGTH_LIMIT,
+        ));
+    }
+    let action = str_at(obj, "action");
+    if action.is_empty() {
+        errs.push(FieldError::required("action", ""));
+    }
+    if action.len() > ACTION_LENGTH_LIMIT {
+        errs.push(at_most("action", ACTION_LENGTH_LIMIT));
+    }
+    let reason = str_at(obj, "reason");
+    if reason.is_empty() {
+        errs.push(FieldError::required("reason", ""));
+    }
+    if reason.len() > REASON_LENGTH_LIMIT {
+        errs.push(at_most("reason", REASON_LENGTH_LIMIT));
+    }
+    if str_at(obj, "message").len() > NOTE_LENGTH_LIMIT {
+        errs.push(at_most("message", NOTE_LENGTH_LIMIT));
+    }
+}
+
+/// Upstream reports these with an empty value: `Invalid value: "": can have at most N characters`.
+fn at_most(path: &str, limit: usize) -> FieldError {
+    FieldError::invalid(path, "", format!("can have at most {limit} characters"))
+}
+
+fn strict_validate_event_create(obj: &Value, errs: &mut Errs) {
+    validate_event_series(obj, errs);
+    if set_field(obj, "eventTime").is_none() {
+        errs.push(FieldError::required("eventTime", ""));
+    }
+    let event_type = str_at(obj, "type");
+    if event_type != "Normal" && event_type != "Warning" {
+        errs.push(FieldError::invalid(
+            "type",
+            "",
+            format!("has invalid value: {event_type}"),
+        ));
+    }
+    for (core, v1) in [
+        ("firstTimestamp", "deprecatedFirstTimestamp"),
+        ("lastTimestamp", "deprecatedLastTimestamp"),
+        ("count", "deprecatedCount"),
+    ] {
+        if set_field(obj, core).is_some() {
+            errs.push(FieldError::invalid(v1, "", "needs to be unset"));
+        }
+    }
+    let source = obj.get("source").unwrap_or(&Value::Null);
+    if !str_at(source, "component").is_empty() || !str_at(source, "host").is_empty() {
+        errs.push(FieldError::invalid(
+            "deprecatedSource",
+            "",
+            "needs to be unset",
+        ));
+    }
+}
+
+fn validate_event_series(obj: &Value, errs: &mut Errs) {
+    let Some(series) = obj.get("series").filter(|s| s.is_object()) else {
+        return;
+    };
+    if int_at(series, "count").unwrap_or(0) < 2 {
+        errs.push(FieldError::invalid(
+            "series.count",
+            "",
+            "should be at least 2",
+        ));
+    }
+    if str_at(series, "lastObservedTime").is_empty() {
+        errs.push(FieldError::required("series.lastObservedTime", ""));
     }
 }
 
@@ -215,6 +392,140 @@ mod tests {
         assert_eq!(
             messages(&validate("Event", &bad, None)),
             vec!["involvedObject.namespace: Invalid value: \"ns\": does not match event.namespace"]
+        );
+    }
+
+    fn v1_event() -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "e", "namespace": "ns"},
+            "involvedObject": {"kind": "Pod", "namespace": "ns", "name": "p"},
+            "eventTime": "2026-12-04T10:00:00.000000Z",
+            "reportingComponent": "example.com/ctl",
+            "reportingInstance": "ctl-1",
+            "action": "Check",
+            "reason": "Checked",
+            "type": "Normal",
+            "message": "fine",
+        })
+    }
+
+    #[test]
+    fn a_complete_v1_event_is_valid() {
+        assert!(super::super::validate_event_v1(&v1_event(), None).is_empty());
+    }
+
+    #[test]
+    fn v1_creates_need_event_time_reporting_fields_and_a_known_type() {
+        let mut ev = v1_event();
+        for f in [
+            "eventTime",
+            "reportingComponent",
+            "reportingInstance",
+            "action",
+            "reason",
+        ] {
+            ev.as_object_mut().unwrap().remove(f);
+        }
+        ev["type"] = json!("Odd");
+        let errs = messages(&super::super::validate_event_v1(&ev, None));
+        assert!(
+            errs.contains(&"eventTime: Required value".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(&"type: Invalid value: \"\": has invalid value: Odd".to_string()),
+            "{errs:?}"
+        );
+        // Without eventTime the legacy rules do not ask for the reporting fields.
+        assert!(
+            !errs.iter().any(|e| e.starts_with("reportingController")),
+            "{errs:?}"
+        );
+        let mut ev = v1_event();
+        ev["reportingComponent"] = json!("");
+        ev["reportingInstance"] = json!("i".repeat(129));
+        ev["action"] = json!("");
+        ev["message"] = json!("n".repeat(1025));
+        let errs = messages(&super::super::validate_event_v1(&ev, None));
+        assert!(
+            errs.contains(&"reportingController: Required value".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(
+                &"reportingInstance: Invalid value: \"\": can have at most 128 characters"
+                    .to_string()
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(&"action: Required value".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(
+                &"message: Invalid value: \"\": can have at most 1024 characters".to_string()
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn v1_creates_refuse_the_deprecated_fields_and_short_series() {
+        let mut ev = v1_event();
+        ev["count"] = json!(2);
+        ev["firstTimestamp"] = json!("2026-12-04T10:00:00Z");
+        ev["source"] = json!({"component": "x"});
+        ev["series"] = json!({"count": 1});
+        let errs = messages(&super::super::validate_event_v1(&ev, None));
+        for want in [
+            "deprecatedCount: Invalid value: \"\": needs to be unset",
+            "deprecatedFirstTimestamp: Invalid value: \"\": needs to be unset",
+            "deprecatedSource: Invalid value: \"\": needs to be unset",
+            "series.count: Invalid value: \"\": should be at least 2",
+            "series.lastObservedTime: Required value",
+        ] {
+            assert!(errs.contains(&want.to_string()), "{want} in {errs:?}");
+        }
+    }
+
+    #[test]
+    fn v1_updates_keep_what_happened_and_may_grow_the_series() {
+        let old = v1_event();
+        let mut grown = old.clone();
+        grown["series"] = json!({"count": 2, "lastObservedTime": "2026-12-04T10:01:00.000000Z"});
+        assert!(super::super::validate_event_v1(&grown, Some(&old)).is_empty());
+        let mut changed = old.clone();
+        changed["reason"] = json!("Other");
+        changed["reportingComponent"] = json!("other");
+        let errs = messages(&super::super::validate_event_v1(&changed, Some(&old)));
+        assert!(
+            errs.contains(&"reason: Invalid value: \"Other\": field is immutable".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(
+                &"reportingController: Invalid value: \"other\": field is immutable".to_string()
+            ),
+            "{errs:?}"
+        );
+        // Core updates keep the legacy rules only.
+        assert!(validate("Event", &changed, Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn core_events_with_an_event_time_follow_the_legacy_rules() {
+        let mut ev = v1_event();
+        ev["reportingComponent"] = json!("");
+        let errs = messages(&validate("Event", &ev, None));
+        assert_eq!(errs[0], "reportingComponent: Required value");
+        // As upstream, the empty name also fails the qualified-name check.
+        assert!(
+            errs[1..]
+                .iter()
+                .all(|e| e.starts_with("reportingComponent: Invalid value: \"\"")),
+            "{errs:?}"
         );
     }
 

@@ -58,7 +58,7 @@ use serde_json::{Map, Value};
 
 use autoscaling::validate_horizontal_pod_autoscaler;
 use batch::{validate_cron_job, validate_job};
-use cluster::{validate_event, validate_lease, validate_namespace, validate_node};
+use cluster::{validate_event, validate_lease, validate_namespace, validate_node, EventApi};
 use config::{validate_config_map, validate_secret};
 use daemonset::validate_daemon_set;
 use disruption::validate_pod_disruption_budget;
@@ -185,6 +185,20 @@ pub fn validate_object_meta_subdomain(meta: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Validates an Event written through `events.k8s.io/v1`, in its stored (core/v1)
+/// shape: metadata, upstream's legacy rules (with v1's `reportingController` name) and
+/// its strict rules for new events; `old` (stored shape) on update.
+pub fn validate_event_v1(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_object_meta(
+        obj.get("metadata").unwrap_or(&Value::Null),
+        name_fn_for("Event"),
+        &mut errs,
+    );
+    validate_event(obj, old, EventApi::EventsV1, &mut errs);
+    errs
+}
+
 /// Validates `obj` of `kind` (after defaulting); `old` is the stored object on update.
 /// Kinds without specific rules get metadata validation only.
 pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
@@ -208,7 +222,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "Endpoints" => validate_endpoints(obj, &mut errs),
         "EndpointSlice" => validate_endpoint_slice(obj, old, &mut errs),
         "Node" => validate_node(obj, old, &mut errs),
-        "Event" => validate_event(obj, &mut errs),
+        "Event" => validate_event(obj, old, EventApi::Core, &mut errs),
         "ConfigMap" => validate_config_map(obj, old, &mut errs),
         "Secret" => validate_secret(obj, old, &mut errs),
         "Lease" => validate_lease(obj, &mut errs),

@@ -147,11 +147,19 @@ pub struct Registry {
     pub resource_metrics: Arc<crate::apiserver::resource_metrics::ResourceMetrics>,
 }
 
+/// Whether objects of `def` are stored in another shape than `def` serves (reads go
+/// through [`in_version`]).
+pub fn converts(def: &ResourceDef) -> bool {
+    def.custom.is_some() || kinds::hpa::is_v1(def) || kinds::event::is_v1(def)
+}
+
 /// A stored object as a client of version `def` sees it: custom objects in any served
-/// version, HorizontalPodAutoscalers as `autoscaling/v1`.
+/// version, HorizontalPodAutoscalers as `autoscaling/v1`, Events as `events.k8s.io/v1`.
 pub fn in_version(def: &ResourceDef, kv: KeyValue) -> KeyValue {
     if kinds::hpa::is_v1(def) {
         kinds::hpa::v1_view(kv)
+    } else if kinds::event::is_v1(def) {
+        kinds::event::v1_view(kv)
     } else {
         kinds::custom::in_version(def, kv)
     }

@@ -27,6 +27,37 @@ pub enum Reason {
     VolumeNodeAffinityConflict,
     /// An unbound `WaitForFirstConsumer` claim has no volume and no provisioner there.
     NoVolumesToBind,
+    /// The node lacks a topology label of the pod's `DoNotSchedule` spread constraints.
+    SpreadMissingLabel,
+    /// Placing the pod there would exceed a spread constraint's maxSkew.
+    SpreadConstraints,
+    /// The pod's required pod affinity is not satisfied there.
+    PodAffinity,
+    /// The pod's required pod anti-affinity is not satisfied there.
+    PodAntiAffinity,
+    /// A placed pod's required anti-affinity keeps the pod away.
+    ExistingPodsAntiAffinity,
+}
+
+impl From<super::pod_affinity::AffinityFailure> for Reason {
+    fn from(f: super::pod_affinity::AffinityFailure) -> Reason {
+        use super::pod_affinity::AffinityFailure;
+        match f {
+            AffinityFailure::Affinity => Reason::PodAffinity,
+            AffinityFailure::AntiAffinity => Reason::PodAntiAffinity,
+            AffinityFailure::ExistingAntiAffinity => Reason::ExistingPodsAntiAffinity,
+        }
+    }
+}
+
+impl From<super::topology_spread::SpreadFailure> for Reason {
+    fn from(f: super::topology_spread::SpreadFailure) -> Reason {
+        use super::topology_spread::SpreadFailure;
+        match f {
+            SpreadFailure::MissingLabel => Reason::SpreadMissingLabel,
+            SpreadFailure::Skew => Reason::SpreadConstraints,
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -51,6 +82,17 @@ impl fmt::Display for Reason {
             }
             Reason::NoVolumesToBind => {
                 f.write_str("node(s) didn't find available persistent volumes to bind")
+            }
+            Reason::SpreadMissingLabel => f.write_str(
+                "node(s) didn't match pod topology spread constraints (missing required label)",
+            ),
+            Reason::SpreadConstraints => {
+                f.write_str("node(s) didn't match pod topology spread constraints")
+            }
+            Reason::PodAffinity => f.write_str("node(s) didn't match pod affinity rules"),
+            Reason::PodAntiAffinity => f.write_str("node(s) didn't match pod anti-affinity rules"),
+            Reason::ExistingPodsAntiAffinity => {
+                f.write_str("node(s) didn't satisfy existing pods anti-affinity rules")
             }
         }
     }

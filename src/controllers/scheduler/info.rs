@@ -292,6 +292,10 @@ pub struct PodInfo {
     pub priority: i64,
     /// `spec.preemptionPolicy: Never`: the pod never preempts others.
     pub preemption_never: bool,
+    /// `podAffinity` / `podAntiAffinity` terms; `None` for the usual pod without any.
+    pub pod_affinity: Option<std::sync::Arc<super::pod_affinity::PodAffinity>>,
+    /// `topologySpreadConstraints` (empty for the usual pod without any).
+    pub spread_constraints: Vec<super::topology_spread::SpreadConstraint>,
 }
 
 impl PodInfo {
@@ -380,6 +384,8 @@ impl PodInfo {
             host_ports,
             priority: spec["priority"].as_i64().unwrap_or(0),
             preemption_never: spec["preemptionPolicy"] == "Never",
+            pod_affinity: super::pod_affinity::PodAffinity::from_pod(pod).map(std::sync::Arc::new),
+            spread_constraints: super::topology_spread::constraints_of(pod),
         }
     }
 }

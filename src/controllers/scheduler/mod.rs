@@ -14,9 +14,12 @@
 
 pub mod filters;
 pub mod info;
+pub mod pod_affinity;
 pub mod preemption;
+mod rules;
 pub mod scores;
 pub mod spread;
+pub mod topology_spread;
 pub mod volumes;
 
 use std::cmp::Reverse;
@@ -42,6 +45,7 @@ use crate::store::{EventType, KeyValue};
 
 use filters::{can_schedule, fit_error, Reason};
 use info::{NodeInfo, NodeUsage, PodInfo, DEFAULT_SCHEDULER_NAME};
+use pod_affinity::NamespaceLabels;
 use preemption::Budget;
 use scores::{raw_scores, total_scores, RawScores};
 use spread::{default_spread_raw, zone_counts, SpreadGroups, WorkloadKind, Workloads, ZONE_KEY};
@@ -177,6 +181,11 @@ pub struct Cache {
     assumed_by_pod: HashMap<String, Vec<String>>,
     /// Pods that preempted others, by key: the node they wait for and what they need.
     nominated: HashMap<String, (String, PodInfo)>,
+    /// Placed pods with pod affinity or anti-affinity terms of their own (the only
+    /// placed pods InterPodAffinity reads for pods without terms).
+    with_affinity: HashSet<String>,
+    /// Namespace labels, for the terms' `namespaceSelector`.
+    namespaces: NamespaceLabels,
 }
 
 fn is_terminal(pod: &Value) -> bool {
@@ -246,6 +255,9 @@ impl Cache {
                 let ns = object::namespace(&placed.obj).unwrap_or("");
                 self.groups
                     .on_placed(ns, object::labels(&placed.obj), i, true);
+                if placed.info.pod_affinity.is_some() {
+                    self.with_affinity.insert(key.clone());
+                }
                 self.placed.insert(key, placed);
             }
         }
@@ -329,6 +341,17 @@ impl Cache {
     }
 
     /// A PodDisruptionBudget changed.
+    /// Keeps the namespaces' labels (for `namespaceSelector` in pod affinity terms).
+    pub fn on_namespace(&mut self, kind: EventType, ns: Arc<Value>) {
+        let name = object::name(&ns).to_string();
+        if kind == EventType::Deleted {
+            self.namespaces.remove(&name);
+        } else {
+            let labels = object::labels(&ns).cloned().unwrap_or_default();
+            self.namespaces.insert(name, labels);
+        }
+    }
+
     pub fn on_budget(&mut self, kind: EventType, pdb: Arc<Value>) {
         let key = object_key(&pdb);
         if kind == EventType::Deleted {
@@ -428,6 +451,9 @@ impl Cache {
         self.nodes[i].usage.add(&info);
         let ns = object::namespace(&pod).unwrap_or("");
         self.groups.on_placed(ns, object::labels(&pod), i, true);
+        if info.pod_affinity.is_some() {
+            self.with_affinity.insert(key.clone());
+        }
         self.placed.insert(
             key,
             Placed {
@@ -443,6 +469,7 @@ impl Cache {
     fn unplace(&mut self, key: &str) -> bool {
         match self.placed.remove(key) {
             Some(p) => {
+                self.with_affinity.remove(key);
                 let i = self.entry_index(&p.node);
                 self.nodes[i].usage.remove(&p.info);
                 let ns = object::namespace(&p.obj).unwrap_or("");
@@ -515,7 +542,7 @@ impl Cache {
             let selector = self.workloads.default_selector(&pod);
             let decision = match pod_volumes(&pod, &self.storage) {
                 Ok(vols) => self.select_node(&key, &pod, &info, selector.as_ref(), &vols),
-                Err(why) => Err(volume_fit_error(self.known_nodes, &why)),
+                Err(why) => Err((volume_fit_error(self.known_nodes, &why), HashSet::new())),
             };
             let p = self.pending.get_mut(&key).expect("looked up above");
             match decision {
@@ -532,12 +559,12 @@ impl Cache {
                         volumes,
                     });
                 }
-                Err(message) => {
+                Err((message, rules_fail)) => {
                     p.attempts += 1;
                     p.last_attempt = Some(now);
                     p.stage = Stage::Unschedulable;
                     self.unschedulable.insert(key.clone());
-                    if let Some((node, victims)) = self.find_preemption(&key, &info) {
+                    if let Some((node, victims)) = self.find_preemption(&key, &info, &rules_fail) {
                         self.nominated.insert(key.clone(), (node.clone(), info));
                         // As upstream, a successful preemption leaves no "preemption:"
                         // part in the message.
@@ -562,7 +589,15 @@ impl Cache {
 
     /// The node where evicting the least important lower-priority pods lets `pod` fit,
     /// and those pods; `None` when preemption does not help (or is not allowed).
-    fn find_preemption(&self, key: &str, pod: &PodInfo) -> Option<(String, Victims)> {
+    /// Nodes in `rules_fail` (where the pod's spread or pod-affinity rules, or placed
+    /// pods' anti-affinity, refuse it) are not considered: evicting lower-priority pods
+    /// for resources cannot make those rules pass, and preempting there would loop.
+    fn find_preemption(
+        &self,
+        key: &str,
+        pod: &PodInfo,
+        rules_fail: &HashSet<usize>,
+    ) -> Option<(String, Victims)> {
         if !preemption::may_preempt(pod) {
             return None;
         }
@@ -579,10 +614,13 @@ impl Cache {
         }
         let budgets: Vec<&Budget> = self.budgets.values().collect();
         let mut best: Option<(_, String, Vec<preemption::PlacedPod<'_>>)> = None;
-        for entry in &self.nodes {
+        for (i, entry) in self.nodes.iter().enumerate() {
             let Some(node) = &entry.info else {
                 continue;
             };
+            if rules_fail.contains(&i) {
+                continue;
+            }
             let Some(placed) = by_node.get(node.name.as_str()) else {
                 continue;
             };
@@ -662,7 +700,8 @@ impl Cache {
     }
 
     /// Filters then scores the nodes; the index of the best one and the choices for the
-    /// pod's unbound claims there, or why none fits.
+    /// pod's unbound claims there, or why none fits and the nodes its spread and
+    /// pod-affinity rules refuse (for preemption to leave alone).
     fn select_node(
         &mut self,
         key: &str,
@@ -670,16 +709,40 @@ impl Cache {
         pod: &PodInfo,
         selector: Option<&LabelSelector>,
         vols: &PodVolumes,
-    ) -> Result<(usize, Vec<ClaimChoice>), String> {
+    ) -> Result<(usize, Vec<ClaimChoice>), (String, HashSet<usize>)> {
         let len = self.nodes.len();
         if self.known_nodes == 0 || len == 0 {
-            return Err(fit_error(0, &HashMap::new()));
+            return Err((fit_error(0, &HashMap::new()), HashSet::new()));
         }
+        let ns = object::namespace(obj).unwrap_or("");
+        // The pod's own spread constraints and pod-affinity rules, and the placed pods'
+        // anti-affinity: computed once per attempt, and only when there are any.
+        let spread_counts: Vec<Vec<u32>> = pod
+            .spread_constraints
+            .iter()
+            .map(|c| match &c.selector {
+                Some(sel) => self.per_node_counts(ns, sel),
+                None => vec![0; len],
+            })
+            .collect();
+        let spread_filter = self.spread_filter(obj, pod, &spread_counts);
+        let affinity_filter = self.affinity_filter(obj, pod);
+        let rules = |node: &NodeInfo| -> Result<(), Reason> {
+            if let Some(f) = &spread_filter {
+                f.check(node).map_err(Reason::from)?;
+            }
+            if let Some(f) = &affinity_filter {
+                f.check(node).map_err(Reason::from)?;
+            }
+            Ok(())
+        };
+        let has_rules = spread_filter.is_some() || affinity_filter.is_some();
         let enough = feasible_nodes_to_find(self.known_nodes);
         let start = self.next_start % len;
         let mut feasible: Vec<(usize, RawScores)> = Vec::new();
         let mut choices: HashMap<usize, Vec<ClaimChoice>> = HashMap::new();
         let mut reasons: HashMap<Reason, usize> = HashMap::new();
+        let mut rules_fail: HashSet<usize> = HashSet::new();
         let mut looked_at = 0;
         for offset in 0..len {
             let i = (start + offset) % len;
@@ -697,14 +760,25 @@ impl Cache {
             } else {
                 &entry.usage
             };
-            let fits = can_schedule(pod, node, usage).and_then(|()| {
-                if vols.is_empty() {
-                    return Ok(());
+            let rules_ok = if has_rules {
+                let verdict = rules(node);
+                if verdict.is_err() {
+                    rules_fail.insert(i);
                 }
-                let c = choices_on(vols, node, &self.storage).map_err(|r| vec![r])?;
-                choices.insert(i, c);
+                verdict
+            } else {
                 Ok(())
-            });
+            };
+            let fits = can_schedule(pod, node, usage)
+                .and_then(|()| {
+                    if vols.is_empty() {
+                        return Ok(());
+                    }
+                    let c = choices_on(vols, node, &self.storage).map_err(|r| vec![r])?;
+                    choices.insert(i, c);
+                    Ok(())
+                })
+                .and_then(|()| rules_ok.map_err(|r| vec![r]));
             match fits {
                 Ok(()) => {
                     feasible.push((i, raw_scores(pod, node, &entry.usage)));
@@ -721,13 +795,17 @@ impl Cache {
         }
         self.next_start = (start + looked_at) % len;
         let best = match feasible.len() {
-            0 => return Err(fit_error(self.known_nodes, &reasons)),
+            0 => return Err((fit_error(self.known_nodes, &reasons), rules_fail)),
             1 => feasible[0].0,
             _ => {
-                if let Some(selector) = selector {
-                    let ns = object::namespace(obj).unwrap_or("");
-                    self.score_spread(ns, pod, selector, &mut feasible);
+                if pod.spread_constraints.is_empty() {
+                    if let Some(selector) = selector {
+                        self.score_spread(ns, pod, selector, &mut feasible);
+                    }
+                } else {
+                    self.score_own_spread(pod, &spread_counts, &mut feasible);
                 }
+                self.score_inter_pod_affinity(obj, pod, &mut feasible);
                 let raw: Vec<RawScores> = feasible.iter().map(|(_, r)| *r).collect();
                 let totals = total_scores(&raw);
                 feasible[pick_best(&totals)].0
@@ -903,6 +981,7 @@ pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
         ),
     ];
     let budgets_def = resources::by_plural("policy", "v1", "poddisruptionbudgets").expect("served");
+    let namespaces_def = resources::by_plural("", "v1", "namespaces").expect("served");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut cache = Cache::new();
     let mut in_flight = 0usize;
@@ -919,7 +998,11 @@ pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
             (kind, objs, watch)
         });
         let (budgets, _, mut budget_watch) = client.list_and_watch(budgets_def);
+        let (namespaces, _, mut namespace_watch) = client.list_and_watch(namespaces_def);
         cache.resync(&nodes, &services, &pods);
+        for kv in namespaces {
+            cache.on_namespace(EventType::Added, kv.value);
+        }
         cache.resync_storage(&claims, &volumes, &classes);
         for (kind, objs, _) in [&mut rc_watch, &mut rs_watch, &mut ss_watch] {
             for kv in std::mem::take(objs) {
@@ -976,6 +1059,10 @@ pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
                 },
                 event = budget_watch.next() => match event {
                     Ok(e) => cache.on_budget(e.kind, e.kv.value.clone()),
+                    Err(_) => break,
+                },
+                event = namespace_watch.next() => match event {
+                    Ok(e) => cache.on_namespace(e.kind, e.kv.value.clone()),
                     Err(_) => break,
                 },
                 event = claim_watch.next() => match event {

@@ -1,8 +1,10 @@
 //! Scores: how good a feasible node is for a pod (higher is better), with upstream's
 //! default plugins and weights: NodeResourcesFit least-allocated (1),
 //! NodeResourcesBalancedAllocation (1), PodTopologySpread with the system-default
-//! constraints (2, see [`super::spread`]), intolerable `PreferNoSchedule` taints (3),
-//! preferred node affinity (2).
+//! constraints (2, see [`super::spread`]) or the pod's own `ScheduleAnyway` constraints
+//! (2, see [`super::topology_spread`]), InterPodAffinity (2, see
+//! [`super::pod_affinity`]), intolerable `PreferNoSchedule` taints (3), preferred node
+//! affinity (2).
 
 use super::info::{tolerated, NodeInfo, NodeUsage, PodInfo, TaintEffect};
 use super::spread;
@@ -13,6 +15,7 @@ const BALANCED_ALLOCATION_WEIGHT: i64 = 1;
 const SPREAD_WEIGHT: i64 = 2;
 const TAINT_TOLERATION_WEIGHT: i64 = 3;
 const NODE_AFFINITY_WEIGHT: i64 = 2;
+const INTER_POD_AFFINITY_WEIGHT: i64 = 2;
 
 /// Per-node figures before normalization across the feasible nodes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +31,11 @@ pub struct RawScores {
     pub intolerable_taints: i64,
     /// Sum of the weights of matching preferred node-affinity terms.
     pub preferred_affinity: i64,
+    /// PodTopologySpread's score (0..=100) from the pod's own `ScheduleAnyway`
+    /// constraints; replaces the default spreading when set.
+    pub pod_spread: Option<i64>,
+    /// InterPodAffinity's score, already normalized (0..=100).
+    pub inter_pod_affinity: i64,
 }
 
 /// The scores that depend on the node alone (spreading is filled in across the
@@ -39,6 +47,8 @@ pub fn raw_scores(pod: &PodInfo, node: &NodeInfo, usage: &NodeUsage) -> RawScore
         spread: None,
         intolerable_taints: intolerable_prefer_no_schedule(pod, node),
         preferred_affinity: preferred_affinity(pod, node),
+        pod_spread: None,
+        inter_pod_affinity: 0,
     }
 }
 
@@ -103,7 +113,9 @@ pub fn total_scores(raw: &[RawScores]) -> Vec<i64> {
     let max_taints = raw.iter().map(|r| r.intolerable_taints).max().unwrap_or(0);
     let max_affinity = raw.iter().map(|r| r.preferred_affinity).max().unwrap_or(0);
     let spread_raw: Vec<i64> = raw.iter().filter_map(|r| r.spread).collect();
-    let spread = if spread_raw.len() == raw.len() {
+    let spread = if raw.iter().all(|r| r.pod_spread.is_some()) && !raw.is_empty() {
+        raw.iter().map(|r| r.pod_spread.unwrap_or(0)).collect()
+    } else if spread_raw.len() == raw.len() {
         spread::normalize(&spread_raw)
     } else {
         vec![0; raw.len()]
@@ -122,6 +134,7 @@ pub fn total_scores(raw: &[RawScores]) -> Vec<i64> {
                 + spread * SPREAD_WEIGHT
                 + taints * TAINT_TOLERATION_WEIGHT
                 + affinity * NODE_AFFINITY_WEIGHT
+                + r.inter_pod_affinity * INTER_POD_AFFINITY_WEIGHT
         })
         .collect()
 }

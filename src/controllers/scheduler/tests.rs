@@ -586,3 +586,168 @@ fn preemption_policy_never_and_equal_priorities_do_not_preempt() {
         ));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Pod affinity and topology spread (no I/O)
+// ---------------------------------------------------------------------------
+
+fn labelled(name: &str, app: &str, affinity: Value, spread: Value) -> Value {
+    let mut p = pod_json(name, "64Mi");
+    p["metadata"]["labels"] = json!({"app": app});
+    if !affinity.is_null() {
+        p["spec"]["affinity"] = affinity;
+    }
+    if !spread.is_null() {
+        p["spec"]["topologySpreadConstraints"] = spread;
+    }
+    p
+}
+
+fn anti_affinity_to(app: &str) -> Value {
+    json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}]}})
+}
+
+#[test]
+fn required_anti_affinity_on_hostname_leaves_the_third_replica_pending() {
+    let mut cache = Cache::new();
+    for n in ["a", "b"] {
+        cache.on_node(EventType::Added, Arc::new(node_json(n, "4", "8Gi")));
+    }
+    for p in ["web-1", "web-2", "web-3"] {
+        let pod = labelled(p, "web", anti_affinity_to("web"), Value::Null);
+        cache.on_pod(EventType::Added, Arc::new(pod));
+    }
+    let now = Instant::now();
+    let mut nodes = vec![
+        bind_target(cache.next_action(now)),
+        bind_target(cache.next_action(now)),
+    ];
+    nodes.sort();
+    assert_eq!(nodes, ["a", "b"]);
+    match cache.next_action(now) {
+        Some(Action::ReportUnschedulable { message, .. }) => assert_eq!(
+            message,
+            "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. \
+             preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+        ),
+        other => panic!("expected unschedulable, got {other:?}"),
+    }
+}
+
+#[test]
+fn placed_pods_anti_affinity_keeps_matching_pods_off_their_node() {
+    let mut cache = Cache::new();
+    for n in ["a", "b"] {
+        cache.on_node(EventType::Added, Arc::new(node_json(n, "4", "8Gi")));
+    }
+    let loner = bound_to(
+        labelled("loner", "db", anti_affinity_to("web"), Value::Null),
+        "a",
+    );
+    cache.on_pod(EventType::Added, Arc::new(loner));
+    let now = Instant::now();
+    for p in ["web-1", "web-2", "web-3"] {
+        cache.on_pod(
+            EventType::Added,
+            Arc::new(labelled(p, "web", Value::Null, Value::Null)),
+        );
+        assert_eq!(bind_target(cache.next_action(now)), "b");
+    }
+    // Pods the rule does not select may still go there.
+    cache.on_pod(
+        EventType::Added,
+        Arc::new(labelled("other", "cache", Value::Null, Value::Null)),
+    );
+    assert!(matches!(cache.next_action(now), Some(Action::Bind { .. })));
+}
+
+#[test]
+fn do_not_schedule_spread_keeps_replicas_even_although_resources_favour_one_node() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("big", "64", "256Gi")));
+    for n in ["small-1", "small-2"] {
+        cache.on_node(EventType::Added, Arc::new(node_json(n, "2", "2Gi")));
+    }
+    let spread = json!([{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]);
+    let now = Instant::now();
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for i in 0..6 {
+        let pod = labelled(&format!("web-{i}"), "web", Value::Null, spread.clone());
+        cache.on_pod(EventType::Added, Arc::new(pod));
+        *per_node
+            .entry(bind_target(cache.next_action(now)))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{per_node:?}"
+    );
+    // A node without the topology key is refused with upstream's words.
+    let mut bare = node_json("bare", "64", "256Gi");
+    bare["metadata"]["labels"] = json!({});
+    cache.on_node(EventType::Added, Arc::new(bare));
+    cache.on_node(
+        EventType::Deleted,
+        Arc::new(node_json("big", "64", "256Gi")),
+    );
+    let pod = labelled("web-late", "web", Value::Null, spread);
+    let mut pinned = pod.clone();
+    pinned["spec"]["nodeSelector"] = json!({});
+    cache.on_pod(EventType::Added, Arc::new(pinned));
+    match cache.next_action(now) {
+        // small-1 and small-2 hold 2 each (the domain of big is gone): 3 - 2 ≤ 1 fits.
+        Some(Action::Bind { node, .. }) => assert!(node.starts_with("small"), "{node}"),
+        Some(Action::ReportUnschedulable { message, .. }) => panic!("{message}"),
+        other => panic!("expected a bind, got {other:?}"),
+    }
+}
+
+#[test]
+fn spread_refusals_are_reported_in_upstreams_words() {
+    let mut cache = Cache::new();
+    let mut bare = node_json("bare", "4", "8Gi");
+    bare["metadata"]["labels"] = json!({});
+    cache.on_node(EventType::Added, Arc::new(bare));
+    let spread = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]);
+    cache.on_pod(
+        EventType::Added,
+        Arc::new(labelled("web", "web", Value::Null, spread)),
+    );
+    match cache.next_action(Instant::now()) {
+        Some(Action::ReportUnschedulable { message, .. }) => assert!(
+            message.starts_with(
+                "0/1 nodes are available: 1 node(s) didn't match pod topology spread \
+                 constraints (missing required label)."
+            ),
+            "{message}"
+        ),
+        other => panic!("expected unschedulable, got {other:?}"),
+    }
+}
+
+#[test]
+fn preemption_leaves_nodes_the_anti_affinity_refuses_alone() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("a", "1", "1Gi")));
+    let mut db = bound_to(prioritized("db", "768Mi", 10), "a");
+    db["metadata"]["labels"] = json!({"app": "db"});
+    cache.on_pod(EventType::Added, Arc::new(db));
+    // Evicting db would free the memory, but the pod's anti-affinity to db pods on the
+    // node is what matters here as well: no victims that cannot help.
+    let mut high = prioritized("high", "512Mi", 100);
+    high["spec"]["affinity"] = anti_affinity_to("cache");
+    let mut cache_pod = bound_to(prioritized("cache", "64Mi", 1000), "a");
+    cache_pod["metadata"]["labels"] = json!({"app": "cache"});
+    cache.on_pod(EventType::Added, Arc::new(cache_pod));
+    cache.on_pod(EventType::Added, Arc::new(high));
+    match cache.next_action(Instant::now()) {
+        Some(Action::ReportUnschedulable { message, .. }) => {
+            assert!(message.contains("Insufficient memory"), "{message}")
+        }
+        other => panic!("expected no preemption, got {other:?}"),
+    }
+}

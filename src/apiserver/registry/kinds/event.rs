@@ -1,18 +1,25 @@
 //! Event rules: printed as `kubectl get events` lists them, selectable by the
 //! object they are about, their reason, source and type; writes by each node identity
-//! rate-limited (upstream's EventRateLimit admission, type User).
+//! rate-limited (upstream's EventRateLimit admission, type User). Served twice over one
+//! storage, as upstream: core/v1 as stored, and `events.k8s.io/v1` converted on every
+//! write (to the core shape, then its stricter validation) and every read.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::api::events::{self as events_v1, core_field_label, V1_SELECTABLE_FIELDS};
 use crate::api::identity::User;
+use crate::api::resources::ResourceDef;
 use crate::api::selector;
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
-use crate::apiserver::registry::strategy::{Context, Strategy};
+use crate::api::validation::{self, FieldError};
+use crate::apiserver::registry::strategy::{schema_of, Context, Strategy};
+use crate::store::KeyValue;
 
 pub struct EventStrategy;
 
@@ -175,9 +182,127 @@ impl Strategy for EventStrategy {
     }
 }
 
+/// Whether `def` is the `events.k8s.io/v1` view of the stored core Events.
+pub fn is_v1(def: &ResourceDef) -> bool {
+    def.group == events_v1::GROUP && def.custom.is_none()
+}
+
+/// The stored (core) Event `kv` as `events.k8s.io/v1` shows it.
+pub fn v1_view(kv: KeyValue) -> KeyValue {
+    if kv.value["apiVersion"] == events_v1::API_VERSION {
+        return kv;
+    }
+    let value = events_v1::to_v1(&kv.value);
+    let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+    KeyValue {
+        value: Arc::new(value),
+        raw,
+        ..kv
+    }
+}
+
+/// `events.k8s.io/v1` Events: the core Events' storage and admission, upstream's v1
+/// validation, field labels and shape.
+pub struct EventV1Strategy;
+
+impl Strategy for EventV1Strategy {
+    fn admit(
+        &self,
+        cx: &Context,
+        requester: &User,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        cx.event_rate_limit.admit(requester, Instant::now())
+    }
+
+    fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
+        schema_of::<k8s_openapi::api::events::v1::Event>(gen)
+    }
+
+    fn printer(&self) -> &'static Printer {
+        &table::EVENT
+    }
+
+    fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
+        *obj = events_v1::from_v1(obj);
+    }
+
+    /// `old` is the v1 view of the stored object; `new` is stored in core shape.
+    fn prepare_for_update(
+        &self,
+        _cx: &Context,
+        new: &mut Value,
+        _old: &Value,
+        _subresource: Option<&str>,
+    ) {
+        *new = events_v1::from_v1(new);
+    }
+
+    fn validate(&self, _cx: &Context, obj: &Value) -> Vec<FieldError> {
+        validation::validate_event_v1(obj, None)
+    }
+
+    fn validate_update(&self, _cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
+        validation::validate_event_v1(new, Some(&events_v1::from_v1(old)))
+    }
+
+    fn fresh_view(&self, _cx: &Context, kv: KeyValue) -> KeyValue {
+        v1_view(kv)
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        V1_SELECTABLE_FIELDS
+    }
+
+    /// Selectors run on the stored (core) shape: each v1 label reads its core field.
+    fn field_value(&self, obj: &Value, field: &str) -> String {
+        let field = core_field_label(field).unwrap_or(field);
+        if obj["apiVersion"] == events_v1::API_VERSION {
+            return selector::field_value(&events_v1::from_v1(obj), field);
+        }
+        selector::field_value(obj, field)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1_field_selectors_read_the_stored_core_event() {
+        let core = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "involvedObject": {"kind": "Pod", "name": "web"},
+            "reportingComponent": "kubelet", "reason": "Started", "type": "Normal",
+        });
+        let s = EventV1Strategy;
+        assert_eq!(s.field_value(&core, "regarding.name"), "web");
+        assert_eq!(s.field_value(&core, "regarding.kind"), "Pod");
+        assert_eq!(s.field_value(&core, "reportingController"), "kubelet");
+        assert_eq!(s.field_value(&core, "reason"), "Started");
+        let v1 = events_v1::to_v1(&core);
+        assert_eq!(s.field_value(&v1, "regarding.name"), "web");
+        let sel = selector::FieldSelector::parse("involvedObject.name=web").unwrap();
+        assert!(selector::check_supported(s.selectable_fields(), &sel).is_err());
+    }
+
+    #[test]
+    fn the_v1_view_converts_once() {
+        let kv = KeyValue {
+            key: "/core/events/ns/e".into(),
+            value: Arc::new(json!({"apiVersion": "v1", "kind": "Event", "message": "m"})),
+            raw: Bytes::new(),
+            create_revision: 3,
+            mod_revision: 3,
+        };
+        let view = v1_view(kv);
+        assert_eq!(view.value["note"], "m");
+        assert_eq!(view.mod_revision, 3);
+        let raw: Value = serde_json::from_slice(&view.raw).unwrap();
+        assert_eq!(raw["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(v1_view(view.clone()).raw, view.raw);
+    }
 
     fn node(name: &str) -> User {
         User {
