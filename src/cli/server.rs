@@ -206,6 +206,10 @@ pub struct ServerConfig {
     pub create_ingress_class: bool,
     /// Whether the built-in ServiceLB runs (`false`: --disable-servicelb).
     pub service_lb: bool,
+    /// The datastore is shared with other servers (etcd): the servers renew peer
+    /// leases with their heartbeat digests and list each other as `kubernetes`
+    /// endpoints (`apiserver::peers`). Never with SQLite.
+    pub shared_datastore: bool,
 }
 
 impl ServerArgs {
@@ -344,11 +348,22 @@ impl ServerArgs {
             },
             service_account_issuer: self.service_account_issuer,
             service_lb: !self.disable_servicelb,
+            shared_datastore: self
+                .datastore_endpoint
+                .as_deref()
+                .is_some_and(is_shared_datastore),
         })
     }
 }
 
 /// A duration as Go writes them (`40s`, `5m`, `1m30s`, `500ms`) or plain seconds.
+/// Whether a `--datastore-endpoint` names a datastore several servers share (etcd).
+fn is_shared_datastore(endpoint: &str) -> bool {
+    ["etcd://", "http://", "https://"]
+        .iter()
+        .any(|scheme| endpoint.starts_with(scheme))
+}
+
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
@@ -503,6 +518,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             advertise_ip: config.advertise_ip,
             https_port: config.listen.port(),
             cluster_dns: config.cluster_dns,
+            endpoints_from_peers: config.shared_datastore,
         },
     )
     .await
@@ -556,6 +572,13 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.cluster_cidr,
     ));
     tokio::spawn(compact_periodically(store.clone()));
+    if config.shared_datastore {
+        let address = SocketAddr::new(config.advertise_ip, config.listen.port());
+        tokio::spawn(apiserver::peers::run(
+            registry.clone(),
+            apiserver::peers::PeerConfig::new(address),
+        ));
+    }
     controllers.spawn(crds.run(registry.clone()));
     controllers.spawn(registry.webhooks.clone().run(registry.clone()));
     controllers.spawn(registry.rbac.clone().run(registry.clone()));
