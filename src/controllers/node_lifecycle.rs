@@ -862,6 +862,65 @@ mod tests {
         assert_eq!(ready_status(&node.value), "True");
     }
 
+    /// Another server's lease saying `node` beat through it `age` ago.
+    async fn peer_digest(registry: &Registry, node: &str, age: Duration) {
+        let addr: std::net::SocketAddr = "192.0.2.2:6443".parse().unwrap();
+        let digest = peers::encode_digest(&[(node.to_string(), age)].into());
+        let lease = peers::server_lease(addr, "other", &digest, "2026-12-04T16:00:00.000000Z");
+        let name = peers::lease_name(addr);
+        let opts = WriteOptions::default();
+        let ns = Some(peers::PEER_NAMESPACE);
+        let namespaces = resources::by_plural("", "v1", "namespaces").unwrap();
+        let body = json!({"metadata": {"name": peers::PEER_NAMESPACE}});
+        let _exists = registry.create(namespaces, None, body, &opts).await;
+        if registry.get(leases(), ns, &name).is_err() {
+            registry.create(leases(), ns, lease, &opts).await.unwrap();
+        } else {
+            registry
+                .modify(leases(), ns, &name, None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    cur["metadata"]["annotations"] = lease["metadata"]["annotations"].clone();
+                    Ok(cur)
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_heartbeating_through_another_server_stays_ready_until_its_digest_stops() {
+        let n = node_with_pods().await;
+        // No beat reaches this server: only the other server's digest, every 10 s.
+        for i in 0..12 {
+            n.clock.advance(Duration::from_secs(10));
+            peer_digest(&n.registry, "n1", Duration::from_millis(1000 + i)).await;
+            n.controller.monitor().await;
+        }
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "120 s of remote beats keep it ready"
+        );
+        // The other server keeps an old digest (or died): no new version, no new beat.
+        n.clock.advance(Duration::from_secs(30));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "still within the grace period"
+        );
+        n.clock.advance(Duration::from_secs(10));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "Unknown",
+            "silent for 41 s since its last remote beat"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_silent_node_is_marked_unknown_and_tainted_unreachable() {
         let LostNode { registry, .. } = lost_node().await;
