@@ -8,6 +8,7 @@ pub mod images;
 pub mod malloc;
 pub mod secrets_encrypt;
 pub mod server;
+pub mod server_join;
 pub mod token;
 pub mod version;
 

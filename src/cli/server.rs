@@ -77,9 +77,31 @@ pub struct ServerArgs {
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san", env = "ORC_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
-    /// Join token secret (generated on first start when absent).
+    /// Join token secret (generated on first start when absent). A joining server
+    /// (--server) needs the cluster's: its bootstrap data is encrypted with it.
     #[arg(long, env = "ORC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Join the cluster of this running server (https://HOST:6443) as another server:
+    /// its CA and keys are read from the shared datastore (--datastore-endpoint
+    /// etcd://…) and decrypted with --token (k3s: --server).
+    #[arg(long, env = "ORC_URL")]
+    pub server: Option<String>,
+    /// Run the scheduler and controllers only while holding the Lease
+    /// kube-system/orc-controllers (leader election). Default: on when the datastore is
+    /// shared (etcd), off on SQLite (a single server: no election, no Lease writes).
+    #[arg(long, env = "ORC_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// How long a leader's Lease is valid: other servers take over this long after the
+    /// leader last renewed (whole seconds).
+    #[arg(long, env = "ORC_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_positive_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops its controllers
+    /// (shorter than the lease duration).
+    #[arg(long, env = "ORC_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_positive_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to acquire, and the leader to renew, the Lease.
+    #[arg(long, env = "ORC_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_positive_duration)]
+    pub leader_elect_retry_period: Duration,
     /// NodePort range, as LOW-HIGH.
     #[arg(
         long,
@@ -206,15 +228,43 @@ pub struct ServerConfig {
     pub create_ingress_class: bool,
     /// Whether the built-in ServiceLB runs (`false`: --disable-servicelb).
     pub service_lb: bool,
-    /// The datastore is shared with other servers (etcd): the servers renew peer
-    /// leases with their heartbeat digests and list each other as `kubernetes`
-    /// endpoints (`apiserver::peers`). Never with SQLite.
+    /// Whether the datastore is shared with other servers (etcd): the cluster's
+    /// bootstrap data is kept there.
     pub shared_datastore: bool,
+    /// `--server`: the running server whose cluster this one joins.
+    pub join_server: Option<String>,
+    /// The controllers' leader election (`None`: they run at once, unconditionally).
+    pub leader_election: Option<controllers::leader_election::ElectionConfig>,
 }
 
 impl ServerArgs {
     /// Checks the flags and derives the paths and addresses the server uses.
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let shared_datastore = self
+            .datastore_endpoint
+            .as_deref()
+            .is_some_and(|ep| ep.starts_with("etcd://"));
+        if let Some(url) = &self.server {
+            if !shared_datastore {
+                bail!(
+                    "--server {url}: servers of one cluster share its datastore, and SQLite cannot be shared: pass --datastore-endpoint etcd://HOST:2379 (the first server's)"
+                );
+            }
+            crate::agent::client::ServerAddr::parse(url)
+                .map_err(|_| anyhow::anyhow!("--server {url}: expected https://HOST:PORT"))?;
+            super::server_join::parse_token(self.token.as_deref())?;
+        }
+        let leader_election = if self.leader_elect.unwrap_or(shared_datastore) {
+            let name = self.node.node_name.clone().unwrap_or_else(hostname);
+            Some(controllers::leader_election::ElectionConfig::controllers(
+                &name,
+                self.leader_elect_lease_duration,
+                self.leader_elect_renew_deadline,
+                self.leader_elect_retry_period,
+            )?)
+        } else {
+            None
+        };
         let db_path = match self.datastore_endpoint.as_deref() {
             None | Some("") => self.data_dir.join("server/db/state.db"),
             Some(ep) if ep.starts_with("sqlite://") => PathBuf::from(&ep["sqlite://".len()..]),
@@ -348,22 +398,14 @@ impl ServerArgs {
             },
             service_account_issuer: self.service_account_issuer,
             service_lb: !self.disable_servicelb,
-            shared_datastore: self
-                .datastore_endpoint
-                .as_deref()
-                .is_some_and(is_shared_datastore),
+            shared_datastore,
+            join_server: self.server,
+            leader_election,
         })
     }
 }
 
 /// A duration as Go writes them (`40s`, `5m`, `1m30s`, `500ms`) or plain seconds.
-/// Whether a `--datastore-endpoint` names a datastore several servers share (etcd).
-fn is_shared_datastore(endpoint: &str) -> bool {
-    ["etcd://", "http://", "https://"]
-        .iter()
-        .any(|scheme| endpoint.starts_with(scheme))
-}
-
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
@@ -433,6 +475,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = config.data_dir.join("server");
+    // A joining server checks its token against the cluster before it writes anything.
+    let joined = match &config.join_server {
+        Some(url) => Some(fetch_join_bootstrap(&config, url, &server_dir).await?),
+        None => None,
+    };
     for dir in [
         Some(config.data_dir.as_path()),
         Some(server_dir.as_path()),
@@ -444,7 +491,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     {
         create_private_dir(dir, dir.starts_with(&config.data_dir))?;
     }
-    check_datastore_matches_credentials(&config, &server_dir)?;
+    if let Some(bundle) = &joined {
+        tls::bootstrap::install(&server_dir, bundle)
+            .context("install the cluster's bootstrap data")?;
+        tracing::info!(files = ?bundle, "installed the cluster's CA and keys from the datastore");
+    }
+    if !config.shared_datastore {
+        check_datastore_matches_credentials(&config, &server_dir)?;
+    }
     let encryption =
         super::secrets_encrypt::server_encryption(&config.data_dir, config.secrets_encryption)
             .context("set up secrets encryption")?;
@@ -453,10 +507,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
     };
     let metrics = crate::metrics::ServerMetrics::new(Some(config.db_path.clone()));
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
-            .with_context(|| format!("open datastore {}", config.db_path.display()))?,
-    );
+    let store = open_store(&config, transformer)?;
     let store: Arc<dyn Store> = Arc::new(crate::store::instrumented::Instrumented::new(
         store,
         metrics.datastore.clone(),
@@ -492,6 +543,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tls::service_account::SigningKey::load_or_create(&server_dir.join("tls"))
             .context("set up the service-account token signing key")?,
     );
+    if config.shared_datastore {
+        let bundle = tls::bootstrap::collect(&server_dir)?;
+        if super::server_join::publish(store.as_ref(), &token.secret, &bundle)
+            .await
+            .context("store the cluster's bootstrap data in the datastore")?
+        {
+            tracing::info!(files = ?bundle, "stored the cluster's bootstrap data (encrypted with the join token) in the datastore");
+        }
+    }
     let allocators = Allocators::new(config.service_cidr, config.node_ports);
     let mut registry = Registry::new(store.clone(), allocators);
     registry.default_tolerations = config.default_tolerations;
@@ -548,9 +608,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     });
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
-    let mut controllers = controllers::start(
-        registry.clone(),
-        controllers::Config {
+    let controllers_config = controllers::Config {
             node_monitor_grace_period: config.node_monitor_grace_period,
             node_monitor_period: config.node_monitor_period,
             pod_eviction_timeout: config.pod_eviction_timeout,
@@ -565,27 +623,53 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             scheduler_metrics: metrics.scheduler.clone(),
             workqueue_metrics: metrics.workqueue.clone(),
             ..Default::default()
-        },
-    );
-    controllers.spawn(controllers::node_ipam::run(
-        registry.clone(),
-        config.cluster_cidr,
-    ));
-    tokio::spawn(compact_periodically(store.clone()));
-    if config.shared_datastore {
-        let address = SocketAddr::new(config.advertise_ip, config.listen.port());
-        tokio::spawn(apiserver::peers::run(
-            registry.clone(),
-            apiserver::peers::PeerConfig::new(address),
-        ));
-    }
+    };
+    // What runs once per cluster: on the leader only when servers elect one.
+    let leader_work = {
+        let registry = registry.clone();
+        let store = store.clone();
+        let cluster_cidr = config.cluster_cidr;
+        move || {
+            let mut tasks = controllers::start(registry.clone(), controllers_config.clone());
+            tasks.spawn(controllers::node_ipam::run(registry.clone(), cluster_cidr));
+            tasks.spawn(compact_periodically(store.clone()));
+            tasks
+        }
+    };
+    let (mut controllers, elector) = match config.leader_election.clone() {
+        None => (leader_work(), None),
+        Some(election) => {
+            let elector = controllers::leader_election::LeaderElector::new(
+                registry.clone(),
+                election,
+                Arc::new(controllers::clock::RealClock),
+            );
+            let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(elector.clone().run(leader_work));
+            (tasks, Some(elector))
+        }
+    };
     controllers.spawn(crds.run(registry.clone()));
     controllers.spawn(registry.webhooks.clone().run(registry.clone()));
     controllers.spawn(registry.rbac.clone().run(registry.clone()));
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),
     ));
-    tokio::spawn(reload_token(server_dir.join("token"), ctx.clone()));
+    if config.shared_datastore {
+        // Every server (not only the leader): its lease, heartbeat digest and address.
+        let address = SocketAddr::new(config.advertise_ip, config.listen.port());
+        controllers.spawn(apiserver::peers::run(
+            registry.clone(),
+            apiserver::peers::PeerConfig::new(address),
+        ));
+    }
+    tokio::spawn(reload_token(
+        server_dir.join("token"),
+        ctx.clone(),
+        config
+            .shared_datastore
+            .then(|| (store.clone(), server_dir.clone())),
+    ));
     if !config.metric_resolution.is_zero() {
         tokio::spawn(apiserver::resource_metrics::collect(
             ctx.clone(),
@@ -643,12 +727,52 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     api.abort();
     controllers.abort_all();
+    while controllers.join_next().await.is_some() {}
+    if let Some(elector) = elector {
+        // Another server takes over at once instead of after the lease duration.
+        elector.release().await;
+    }
     Ok(())
+}
+
+/// Opens the datastore `--datastore-endpoint` names.
+fn open_store(
+    config: &ServerConfig,
+    transformer: Arc<dyn crate::store::encryption::ValueTransformer>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(
+        SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
+            .with_context(|| format!("open datastore {}", config.db_path.display()))?,
+    ))
+}
+
+/// A joining server's first steps, which write nothing: check `--server`'s CA against
+/// the token, then read the cluster's bootstrap data from the datastore and open it.
+async fn fetch_join_bootstrap(
+    config: &ServerConfig,
+    url: &str,
+    server_dir: &Path,
+) -> anyhow::Result<tls::bootstrap::Bundle> {
+    use super::server_join;
+    let token = server_join::parse_token(config.token.as_deref())?;
+    let served_ca = server_join::fetch_server_ca(url, &token).await?;
+    let store = open_store(config, Arc::new(crate::store::encryption::Identity))?;
+    let bundle =
+        server_join::fetch_bootstrap(store.as_ref(), &token, url, &served_ca, server_dir)?;
+    Ok(bundle)
 }
 
 /// Follows the token file: after `orc token rotate`, the new token authenticates joins
 /// and the old one no longer does. Joined nodes use certificates and are not affected.
-async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
+///
+/// On a shared datastore (`bootstrap`: the store and this server's `server/` dir), the
+/// cluster's bootstrap data is re-encrypted under the new token and the old record is
+/// removed, so servers join with the new token only.
+async fn reload_token(
+    path: PathBuf,
+    ctx: Arc<ApiContext>,
+    bootstrap: Option<(Arc<dyn Store>, PathBuf)>,
+) {
     let mut current = tls::read_token_file(&path).ok().flatten();
     let mut warned = false;
     loop {
@@ -657,6 +781,14 @@ async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
             Ok(Some(token)) if Some(&token) != current.as_ref() => {
                 ctx.tokens.replace(&token.secret, User::bootstrap());
                 tracing::info!(path = %path.display(), "join token rotated: the previous one is refused from now on");
+                if let Some((store, server_dir)) = &bootstrap {
+                    let previous = current.as_ref().map(|t| t.secret.as_str());
+                    if let Err(e) =
+                        republish_bootstrap(store.as_ref(), server_dir, &token, previous).await
+                    {
+                        tracing::error!(error = %e, "cannot re-encrypt the cluster's bootstrap data under the new token: joining servers need the previous token until this server restarts");
+                    }
+                }
                 current = Some(token);
                 warned = false;
             }
@@ -669,6 +801,22 @@ async fn reload_token(path: PathBuf, ctx: Arc<ApiContext>) {
             Err(_) => {}
         }
     }
+}
+
+/// Stores the bootstrap data under `token` and withdraws the record of `previous`.
+async fn republish_bootstrap(
+    store: &dyn Store,
+    server_dir: &Path,
+    token: &tls::JoinToken,
+    previous: Option<&str>,
+) -> super::server_join::Result<()> {
+    let bundle = tls::bootstrap::collect(server_dir)?;
+    super::server_join::publish(store, &token.secret, &bundle).await?;
+    if let Some(previous) = previous.filter(|p| *p != token.secret) {
+        super::server_join::withdraw(store, previous).await?;
+    }
+    tracing::info!("the cluster's bootstrap data is now encrypted with the new join token");
+    Ok(())
 }
 
 /// Creates `dir` and its missing parents 0700 whatever the umask: they hold keys and
@@ -854,6 +1002,38 @@ mod tests {
         assert_eq!(c.default_tolerations.unreachable, 300);
         assert_eq!(c.default_tolerations.not_ready, 0);
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn leader_election_is_off_on_sqlite_unless_asked_for() {
+        let c = config(&[]).unwrap();
+        assert!(c.leader_election.is_none(), "a single server elects nobody");
+        assert!(!c.shared_datastore);
+        let c = config(&["--leader-elect", "--node-name", "srv-a"]).unwrap();
+        let e = c.leader_election.expect("election");
+        assert!(e.identity.starts_with("srv-a_"), "{}", e.identity);
+        assert_eq!(e.namespace, "kube-system");
+        assert_eq!(
+            (e.lease_duration, e.renew_deadline, e.retry_period),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        assert!(config(&["--leader-elect=false"])
+            .unwrap()
+            .leader_election
+            .is_none());
+        let e = config(&["--leader-elect", "--leader-elect-retry-period", "10s"]).unwrap_err();
+        assert!(e.to_string().contains("--leader-elect-retry-period"), "{e}");
+    }
+
+    #[test]
+    fn a_joining_server_needs_a_shared_datastore_and_a_token() {
+        let e = config(&["--server", "https://10.0.0.1:6443", "--token", "0123456789abcdef"])
+            .unwrap_err();
+        assert!(e.to_string().contains("SQLite cannot be shared"), "{e}");
     }
 
     #[test]

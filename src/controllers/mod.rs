@@ -20,6 +20,7 @@ pub mod history;
 pub mod hpa;
 pub mod ingress;
 pub mod job;
+pub mod leader_election;
 pub mod local_path;
 pub mod manifests;
 pub mod namespace;

@@ -1,5 +1,6 @@
 //! TLS for orc: the cluster CA and its certificates, kubeconfigs, join tokens and the rustls configs built from them.
 
+pub mod bootstrap;
 mod ca;
 mod kubeconfig;
 pub mod node_credentials;
