@@ -60,9 +60,15 @@ fn all_healthy(c: &Cluster, pods: &[&str]) -> Result<(), String> {
     for (node, _) in NODES {
         let n = c.node(node).ok_or(format!("node {node} unreadable"))?;
         if !is_ready(&n) {
-            return Err(format!("node {node} not Ready: {}", n["status"]["conditions"]));
+            return Err(format!(
+                "node {node} not Ready: {}",
+                n["status"]["conditions"]
+            ));
         }
-        if n["spec"]["taints"].as_array().is_some_and(|t| !t.is_empty()) {
+        if n["spec"]["taints"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+        {
             return Err(format!("node {node} tainted: {}", n["spec"]["taints"]));
         }
     }
@@ -87,7 +93,9 @@ fn stays_healthy(c: &Cluster, pods: &[&str], period: Duration) {
 }
 
 fn kubernetes_endpoints(c: &Cluster) -> Vec<String> {
-    let ep = c.kubectl_json(&["get", "endpoints", "kubernetes"]).unwrap_or_default();
+    let ep = c
+        .kubectl_json(&["get", "endpoints", "kubernetes"])
+        .unwrap_or_default();
     let mut ips: Vec<String> = ep["subsets"]
         .as_array()
         .into_iter()
@@ -132,7 +140,12 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
     let mut c = Cluster::start_ha();
     c.step("server 1 leads the controllers");
     let holder = c.kubectl_ok(&[
-        "get", "lease", "-n", "kube-system", "orc-controllers", "-o",
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "orc-controllers",
+        "-o",
         "jsonpath={.spec.holderIdentity}",
     ]);
     assert!(holder.starts_with("srv1"), "leader: {holder}");
@@ -141,7 +154,16 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
     c.wait_for("both servers in the kubernetes endpoints", || {
         kubernetes_endpoints(&c) == [SERVER_IP, SERVER2_IP]
     });
-    let leases = c.kubectl_ok(&["get", "leases", "-n", "kube-system", "-l", "apiserver.kubernetes.io/identity=kube-apiserver", "-o", "name"]);
+    let leases = c.kubectl_ok(&[
+        "get",
+        "leases",
+        "-n",
+        "kube-system",
+        "-l",
+        "apiserver.kubernetes.io/identity=kube-apiserver",
+        "-o",
+        "name",
+    ]);
     assert_eq!(leases.lines().count(), 2, "{leases}");
 
     c.step("pods run on both nodes");
@@ -156,11 +178,15 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
 
     c.step("the agents learn both servers");
     for (node, _) in NODES {
-        c.wait_within(Duration::from_secs(45), &format!("agent {node} to know server 1"), || {
-            agent_log(&c, node)
-                .lines()
-                .any(|l| l.contains("API servers") && l.contains(SERVER_IP) && l.contains(SERVER2_IP))
-        });
+        c.wait_within(
+            Duration::from_secs(45),
+            &format!("agent {node} to know server 1"),
+            || {
+                agent_log(&c, node).lines().any(|l| {
+                    l.contains("API servers") && l.contains(SERVER_IP) && l.contains(SERVER2_IP)
+                })
+            },
+        );
     }
 
     c.step("idle: the leader sees the nodes only through server 2's digest, and they stay Ready");
@@ -177,13 +203,20 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
     assert_eq!(pod_state(&c, &pods), before);
     // Two servers renewing every 10 s (server leases), the leader's election lease every
     // 2 s: nothing per node renewal (which would be 2 nodes × 6/min on top).
-    assert!(writes as f64 / minutes <= 60.0, "{writes} writes in {minutes:.2} min");
+    assert!(
+        writes as f64 / minutes <= 60.0,
+        "{writes} writes in {minutes:.2} min"
+    );
 
     c.step("server 2, which the agents talk to, is killed");
     c.kill_server(2);
     let killed = Instant::now();
     stays_healthy(&c, &pods, WATCH_FOR);
-    assert_eq!(pod_state(&c, &pods), before, "containers restarted or replaced");
+    assert_eq!(
+        pod_state(&c, &pods),
+        before,
+        "containers restarted or replaced"
+    );
     for (node, _) in NODES {
         assert!(
             agent_log(&c, node).contains("failing over"),
@@ -191,16 +224,30 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
         );
         // Its lease is renewed through server 1 now: renewTime is recent there.
         let renew = c.kubectl_ok(&[
-            "get", "lease", "-n", "kube-node-lease", node, "-o", "jsonpath={.spec.renewTime}",
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            node,
+            "-o",
+            "jsonpath={.spec.renewTime}",
         ]);
         let renew = chrono::DateTime::parse_from_rfc3339(&renew).expect("renewTime");
         let age = chrono::Utc::now().signed_duration_since(renew);
-        assert!(age < chrono::Duration::seconds(20), "{node} renewed {age} ago");
+        assert!(
+            age < chrono::Duration::seconds(20),
+            "{node} renewed {age} ago"
+        );
     }
 
     c.step("server 2 drops out of the kubernetes endpoints");
-    c.wait_within(Duration::from_secs(60), "server 2 gone from the endpoints", || {
-        kubernetes_endpoints(&c) == [SERVER_IP]
-    });
-    eprintln!("server 2 left the endpoints {:?} after it died", killed.elapsed());
+    c.wait_within(
+        Duration::from_secs(60),
+        "server 2 gone from the endpoints",
+        || kubernetes_endpoints(&c) == [SERVER_IP],
+    );
+    eprintln!(
+        "server 2 left the endpoints {:?} after it died",
+        killed.elapsed()
+    );
 }

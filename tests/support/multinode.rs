@@ -179,7 +179,12 @@ impl Cluster {
         c.make_lan();
         if ha {
             c.start_etcd();
-            c.spawn_server_with(&["--datastore-endpoint", "etcd://127.0.0.1:2379", "--node-name", "srv1"]);
+            c.spawn_server_with(&[
+                "--datastore-endpoint",
+                "etcd://127.0.0.1:2379",
+                "--node-name",
+                "srv1",
+            ]);
         } else {
             c.spawn_server();
         }
@@ -276,14 +281,21 @@ impl Cluster {
         let mut cmd = self.in_netns("srv", "etcd");
         cmd.args(["--name", "m0", "--data-dir"])
             .arg(&data)
-            .args(["--listen-client-urls", ETCD_CLIENT, "--advertise-client-urls", ETCD_CLIENT])
+            .args([
+                "--listen-client-urls",
+                ETCD_CLIENT,
+                "--advertise-client-urls",
+                ETCD_CLIENT,
+            ])
             .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
             .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
             .args(["--initial-cluster", "m0=http://127.0.0.1:2380"])
             .args(["--logger=zap", "--log-outputs=stderr"]);
         self.etcd = Some(self.spawn_logged(cmd, "etcd"));
         self.wait_for("the private etcd to be healthy", || {
-            run(&mut self.etcdctl(&["endpoint", "health"])).status.success()
+            run(&mut self.etcdctl(&["endpoint", "health"]))
+                .status
+                .success()
         });
     }
 
@@ -297,7 +309,15 @@ impl Cluster {
     /// The second server at [`SERVER2_IP`], joining the first with `token`.
     fn spawn_server2(&mut self, token: &str) {
         let cidr = format!("{SERVER2_IP}/{LAN_PREFIX_LEN}");
-        ip(&["-n", &self.netns_name("srv"), "addr", "add", &cidr, "dev", "eth0"]);
+        ip(&[
+            "-n",
+            &self.netns_name("srv"),
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            "eth0",
+        ]);
         let mut cmd = self.in_netns("srv", ORC);
         cmd.arg("server")
             .arg("--disable-agent")
@@ -308,7 +328,12 @@ impl Cluster {
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig2())
             .args(["--cluster-cidr", CLUSTER_CIDR])
-            .args(["--datastore-endpoint", "etcd://127.0.0.1:2379", "--node-name", "srv2"])
+            .args([
+                "--datastore-endpoint",
+                "etcd://127.0.0.1:2379",
+                "--node-name",
+                "srv2",
+            ])
             .args(["--server", &format!("https://{SERVER_IP}:{API_PORT}")])
             .args(["--token", token]);
         self.server2 = Some(self.spawn_logged(cmd, "server2"));
@@ -328,7 +353,11 @@ impl Cluster {
 
     /// Kills server `n` (1 or 2) at once (SIGKILL); kubectl then talks to the other.
     pub fn kill_server(&mut self, n: u8) {
-        let child = if n == 1 { self.server.take() } else { self.server2.take() };
+        let child = if n == 1 {
+            self.server.take()
+        } else {
+            self.server2.take()
+        };
         if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
@@ -615,7 +644,11 @@ impl Cluster {
     }
 
     pub fn print_logs(&self) {
-        let mut who = vec!["server".to_string(), "server2".to_string(), "etcd".to_string()];
+        let mut who = vec![
+            "server".to_string(),
+            "server2".to_string(),
+            "etcd".to_string(),
+        ];
         who.extend(NODES.iter().map(|(n, _)| format!("agent-{n}")));
         for w in who {
             let log = std::fs::read_to_string(self.log_path(&w)).unwrap_or_default();

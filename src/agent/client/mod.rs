@@ -191,9 +191,16 @@ impl ApiClient {
     }
 
     /// Drops the kept connection (the next request opens a new one): for a caller that
-    /// gave up on a request, whose connection may be stuck on a dead link.
+    /// gave up on a request, whose connection may be stuck on a dead link or on a
+    /// server that died. The next request goes to the next known server (the caller's
+    /// timeout may have cut a connection attempt short, before it could fail over).
     pub async fn disconnect(&self) {
-        *self.conn.lock().await = None;
+        let mut conn = self.conn.lock().await;
+        let addr = match conn.take() {
+            Some(c) => c.addr,
+            None => self.servers.current(),
+        };
+        self.servers.failed(&addr);
     }
 
     pub async fn get(&self, path: &str) -> Result<Response> {
