@@ -609,20 +609,20 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
     let controllers_config = controllers::Config {
-        node_monitor_grace_period: config.node_monitor_grace_period,
-        node_monitor_period: config.node_monitor_period,
-        pod_eviction_timeout: config.pod_eviction_timeout,
-        legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
-            key: signing_key.clone(),
-            root_ca: pki.ca_cert_pem().to_string(),
-        }),
-        root_ca_pem: Some(pki.ca_cert_pem().to_string()),
-        local_storage_path: config.local_storage_path.clone(),
-        create_ingress_class: config.create_ingress_class,
-        service_lb: config.service_lb,
-        scheduler_metrics: metrics.scheduler.clone(),
-        workqueue_metrics: metrics.workqueue.clone(),
-        ..Default::default()
+            node_monitor_grace_period: config.node_monitor_grace_period,
+            node_monitor_period: config.node_monitor_period,
+            pod_eviction_timeout: config.pod_eviction_timeout,
+            legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
+                key: signing_key.clone(),
+                root_ca: pki.ca_cert_pem().to_string(),
+            }),
+            root_ca_pem: Some(pki.ca_cert_pem().to_string()),
+            local_storage_path: config.local_storage_path.clone(),
+            create_ingress_class: config.create_ingress_class,
+            service_lb: config.service_lb,
+            scheduler_metrics: metrics.scheduler.clone(),
+            workqueue_metrics: metrics.workqueue.clone(),
+            ..Default::default()
     };
     // What runs once per cluster: on the leader only when servers elect one.
     let leader_work = {
@@ -757,7 +757,8 @@ async fn fetch_join_bootstrap(
     let token = server_join::parse_token(config.token.as_deref())?;
     let served_ca = server_join::fetch_server_ca(url, &token).await?;
     let store = open_store(config, Arc::new(crate::store::encryption::Identity))?;
-    let bundle = server_join::fetch_bootstrap(store.as_ref(), &token, url, &served_ca, server_dir)?;
+    let bundle =
+        server_join::fetch_bootstrap(store.as_ref(), &token, url, &served_ca, server_dir)?;
     Ok(bundle)
 }
 
@@ -1030,13 +1031,8 @@ mod tests {
 
     #[test]
     fn a_joining_server_needs_a_shared_datastore_and_a_token() {
-        let e = config(&[
-            "--server",
-            "https://10.0.0.1:6443",
-            "--token",
-            "0123456789abcdef",
-        ])
-        .unwrap_err();
+        let e = config(&["--server", "https://10.0.0.1:6443", "--token", "0123456789abcdef"])
+            .unwrap_err();
         assert!(e.to_string().contains("SQLite cannot be shared"), "{e}");
     }
 

@@ -84,10 +84,11 @@ pub fn parse_token(token: Option<&str>) -> Result<JoinToken> {
 /// without a hash is checked later against the bootstrap data, which it decrypts).
 pub async fn fetch_server_ca(url: &str, token: &JoinToken) -> Result<String> {
     let addr = ServerAddr::parse(url).map_err(|_| ServerJoinError::BadUrl { url: url.into() })?;
-    let unverified = tls::client_config_unverified().map_err(|e| ServerJoinError::Unreachable {
-        server: addr.url(),
-        reason: e.to_string(),
-    })?;
+    let unverified =
+        tls::client_config_unverified().map_err(|e| ServerJoinError::Unreachable {
+            server: addr.url(),
+            reason: e.to_string(),
+        })?;
     let client = ApiClient::new(addr.clone(), unverified, None);
     let resp = client
         .get("/cacerts")
@@ -158,18 +159,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let server_dir = dir.path().join("server");
         let wrong = parse_token(Some("another-secret-of-the-right-length")).unwrap();
-        let err =
-            fetch_bootstrap(&store, &wrong, "https://a:6443", "CA PEM", &server_dir).unwrap_err();
+        let err = fetch_bootstrap(&store, &wrong, "https://a:6443", "CA PEM", &server_dir)
+            .unwrap_err();
         assert!(matches!(err, ServerJoinError::WrongToken), "{err}");
         assert!(err.to_string().contains("nothing was written"), "{err}");
         assert!(!server_dir.exists());
         assert_eq!(store.revision(), revision);
 
         let right = parse_token(Some(SECRET)).unwrap();
-        let got = fetch_bootstrap(&store, &right, "https://a:6443", "CA PEM", &server_dir).unwrap();
+        let got = fetch_bootstrap(&store, &right, "https://a:6443", "CA PEM", &server_dir)
+            .unwrap();
         assert_eq!(got, bundle());
-        let err =
-            fetch_bootstrap(&store, &right, "https://b:6443", "OTHER CA", &server_dir).unwrap_err();
+        let err = fetch_bootstrap(&store, &right, "https://b:6443", "OTHER CA", &server_dir)
+            .unwrap_err();
         assert!(matches!(err, ServerJoinError::CaMismatch { .. }), "{err}");
     }
 

@@ -269,7 +269,9 @@ mod tests {
         let key = record_key(SECRET);
         let sealed = seal(SECRET, &key, &bundle()).unwrap();
         let mut flipped = sealed.clone();
-        let mut ct = B64.decode(sealed["ciphertext"].as_str().unwrap()).unwrap();
+        let mut ct = B64
+            .decode(sealed["ciphertext"].as_str().unwrap())
+            .unwrap();
         ct[0] ^= 1;
         flipped["ciphertext"] = Value::String(B64.encode(ct));
         assert!(matches!(
@@ -297,11 +299,7 @@ mod tests {
     fn record_key_depends_on_the_token_and_hides_it() {
         let key = record_key(SECRET);
         assert!(key.starts_with(KEY_PREFIX));
-        assert_eq!(
-            key,
-            record_key(SECRET),
-            "every server finds the same record"
-        );
+        assert_eq!(key, record_key(SECRET), "every server finds the same record");
         assert_ne!(key, record_key("0123456789abcdef0123456789abcdeX"));
         assert!(!key.contains(SECRET));
     }
