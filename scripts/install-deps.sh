@@ -5,7 +5,7 @@
 # missing, the Rust toolchain with rustup (https://rustup.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-PKGS=(containerd runc nftables protobuf-compiler busybox-static docker-registry skopeo iproute2 curl ca-certificates gcc libc6-dev)
+PKGS=(containerd runc nftables protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox-static docker-registry skopeo iproute2 curl ca-certificates gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +18,11 @@ fi
 # The distribution starts its own registry service; orc's tests run a private one instead.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
+fi
+# Likewise Debian's etcd service: orc's tests and benchmarks start private etcd clusters.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+  systemctl disable etcd >/dev/null 2>&1 || true
 fi
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

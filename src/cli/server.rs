@@ -14,6 +14,7 @@ use crate::apiserver::registry::Registry;
 use crate::apiserver::{self, ApiContext};
 use crate::controllers;
 use crate::store::cache::HistoryLimits;
+use crate::store::etcd::{self as etcd_store, EtcdConfig, EtcdStore};
 use crate::store::sqlite::{self, Contents, SqliteStore};
 use crate::store::Store;
 use crate::tls;
@@ -71,9 +72,22 @@ pub struct ServerArgs {
     /// Cluster domain for DNS names.
     #[arg(long, env = "ORC_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
-    /// Datastore: sqlite://PATH (default: <data-dir>/server/db/state.db).
+    /// Datastore: sqlite://PATH (default: <data-dir>/server/db/state.db), or an etcd v3
+    /// cluster as etcd://HOST:PORT[,HOST:PORT…] (https://… or http://… as k3s).
     #[arg(long, env = "ORC_DATASTORE_ENDPOINT")]
     pub datastore_endpoint: Option<String>,
+    /// CA bundle verifying the etcd members' certificates (https endpoints).
+    #[arg(long, env = "ORC_DATASTORE_CAFILE")]
+    pub datastore_cafile: Option<PathBuf>,
+    /// Client certificate presented to etcd (with --datastore-keyfile).
+    #[arg(long, env = "ORC_DATASTORE_CERTFILE")]
+    pub datastore_certfile: Option<PathBuf>,
+    /// Key of --datastore-certfile.
+    #[arg(long, env = "ORC_DATASTORE_KEYFILE")]
+    pub datastore_keyfile: Option<PathBuf>,
+    /// How long a start retries an unreachable etcd before giving up (e.g. 30s).
+    #[arg(long, env = "ORC_DATASTORE_RETRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub datastore_retry_timeout: Duration,
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san", env = "ORC_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
@@ -192,6 +206,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub kubeconfig: PathBuf,
     pub db_path: PathBuf,
+    /// The etcd datastore (`--datastore-endpoint etcd://…`); `None`: SQLite at `db_path`.
+    pub etcd: Option<EtcdConfig>,
     pub service_cidr: Ipv4Net,
     pub cluster_cidr: Ipv4Net,
     pub cluster_dns: Ipv4Addr,
@@ -228,9 +244,6 @@ pub struct ServerConfig {
     pub create_ingress_class: bool,
     /// Whether the built-in ServiceLB runs (`false`: --disable-servicelb).
     pub service_lb: bool,
-    /// Whether the datastore is shared with other servers (etcd): the cluster's
-    /// bootstrap data is kept there.
-    pub shared_datastore: bool,
     /// `--server`: the running server whose cluster this one joins.
     pub join_server: Option<String>,
     /// The controllers' leader election (`None`: they run at once, unconditionally).
@@ -240,12 +253,39 @@ pub struct ServerConfig {
 impl ServerArgs {
     /// Checks the flags and derives the paths and addresses the server uses.
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
-        let shared_datastore = self
-            .datastore_endpoint
-            .as_deref()
-            .is_some_and(|ep| ep.starts_with("etcd://"));
+        let default_db = self.data_dir.join("server/db/state.db");
+        let (db_path, etcd) = match self.datastore_endpoint.as_deref() {
+            None | Some("") => (default_db, None),
+            Some(ep) if ep.starts_with("sqlite://") => {
+                (PathBuf::from(&ep["sqlite://".len()..]), None)
+            }
+            Some(ep)
+                if ep.starts_with("etcd://")
+                    || ep.starts_with("https://")
+                    || ep.starts_with("http://") =>
+            {
+                let etcd = EtcdConfig::parse(
+                    ep,
+                    self.datastore_cafile.clone(),
+                    self.datastore_certfile.clone(),
+                    self.datastore_keyfile.clone(),
+                    self.datastore_retry_timeout,
+                )?;
+                (default_db, Some(etcd))
+            }
+            Some(ep) => bail!(
+                "--datastore-endpoint {ep}: unsupported scheme; use sqlite://PATH or etcd://HOST:PORT"
+            ),
+        };
+        if etcd.is_none()
+            && (self.datastore_cafile.is_some()
+                || self.datastore_certfile.is_some()
+                || self.datastore_keyfile.is_some())
+        {
+            bail!("--datastore-cafile, --datastore-certfile and --datastore-keyfile need an etcd --datastore-endpoint");
+        }
         if let Some(url) = &self.server {
-            if !shared_datastore {
+            if etcd.is_none() {
                 bail!(
                     "--server {url}: servers of one cluster share its datastore, and SQLite cannot be shared: pass --datastore-endpoint etcd://HOST:2379 (the first server's)"
                 );
@@ -254,7 +294,7 @@ impl ServerArgs {
                 .map_err(|_| anyhow::anyhow!("--server {url}: expected https://HOST:PORT"))?;
             super::server_join::parse_token(self.token.as_deref())?;
         }
-        let leader_election = if self.leader_elect.unwrap_or(shared_datastore) {
+        let leader_election = if self.leader_elect.unwrap_or(etcd.is_some()) {
             let name = self.node.node_name.clone().unwrap_or_else(hostname);
             Some(controllers::leader_election::ElectionConfig::controllers(
                 &name,
@@ -264,16 +304,6 @@ impl ServerArgs {
             )?)
         } else {
             None
-        };
-        let db_path = match self.datastore_endpoint.as_deref() {
-            None | Some("") => self.data_dir.join("server/db/state.db"),
-            Some(ep) if ep.starts_with("sqlite://") => PathBuf::from(&ep["sqlite://".len()..]),
-            Some(ep) if ep.starts_with("etcd://") => bail!(
-                "--datastore-endpoint {ep}: the etcd datastore is not available in this build; use sqlite:// or omit the flag"
-            ),
-            Some(ep) => bail!(
-                "--datastore-endpoint {ep}: unsupported scheme; use sqlite://PATH or etcd://HOST:PORT"
-            ),
         };
         if self
             .token
@@ -347,6 +377,7 @@ impl ServerArgs {
             listen: SocketAddr::new(self.bind_address, self.https_port),
             kubeconfig: self.write_kubeconfig,
             db_path,
+            etcd,
             service_cidr: self.service_cidr,
             cluster_cidr: self.cluster_cidr,
             cluster_dns: self.cluster_dns,
@@ -398,7 +429,6 @@ impl ServerArgs {
             },
             service_account_issuer: self.service_account_issuer,
             service_lb: !self.disable_servicelb,
-            shared_datastore,
             join_server: self.server,
             leader_election,
         })
@@ -483,7 +513,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     for dir in [
         Some(config.data_dir.as_path()),
         Some(server_dir.as_path()),
-        config.db_path.parent(),
+        config.db_path.parent().filter(|_| config.etcd.is_none()),
     ]
     .into_iter()
     .flatten()
@@ -496,8 +526,19 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             .context("install the cluster's bootstrap data")?;
         tracing::info!(files = ?bundle, "installed the cluster's CA and keys from the datastore");
     }
-    if !config.shared_datastore {
-        check_datastore_matches_credentials(&config, &server_dir)?;
+    // An etcd datastore is reached (with bounded retries) and inspected before any
+    // credentials are created; it is claimed for this cluster's CA further down.
+    let etcd_client = match &config.etcd {
+        None => {
+            check_datastore_matches_credentials(&config, &server_dir)?;
+            None
+        }
+        Some(etcd) => Some(check_etcd_matches_credentials(etcd, &server_dir).await?),
+    };
+    // Where the cluster's bootstrap data is kept (several servers share it via etcd).
+    let bootstrap_kv = etcd_client.clone();
+    if let (Some(kv), None) = (&bootstrap_kv, &joined) {
+        adopt_bootstrap(&config, kv, &server_dir).await?;
     }
     let encryption =
         super::secrets_encrypt::server_encryption(&config.data_dir, config.secrets_encryption)
@@ -506,15 +547,38 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Some((transformer, lock)) => (transformer, Some(lock)),
         None => (Arc::new(crate::store::encryption::Identity) as Arc<_>, None),
     };
-    let metrics = crate::metrics::ServerMetrics::new(Some(config.db_path.clone()));
-    let store = open_store(&config, transformer)?;
+    let metrics =
+        crate::metrics::ServerMetrics::new(config.etcd.is_none().then(|| config.db_path.clone()));
+    // The etcd marker names the cluster by its CA: the CA comes first there.
+    let mut pki = None;
+    let store: Arc<dyn Store> = match (&config.etcd, etcd_client) {
+        (Some(etcd), Some(client)) => {
+            let loaded = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
+                .context("set up the cluster CA and certificates")?;
+            let ca_hash = tls::ca_hash(loaded.ca_cert_pem());
+            pki = Some(loaded);
+            etcd_store::claim(&client, etcd, &ca_hash).await?;
+            Arc::new(
+                EtcdStore::open_claimed(client, etcd.clone(), transformer, config.history_limits)
+                    .await
+                    .with_context(|| format!("open the etcd datastore {}", etcd.describe()))?,
+            )
+        }
+        _ => Arc::new(
+            SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
+                .with_context(|| format!("open datastore {}", config.db_path.display()))?,
+        ),
+    };
     let store: Arc<dyn Store> = Arc::new(crate::store::instrumented::Instrumented::new(
         store,
         metrics.datastore.clone(),
     ));
-    let pki = tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
-        .context("set up the cluster CA and certificates")?
-        .with_node_cert_validity(config.node_certificate_validity);
+    let pki = match pki {
+        Some(pki) => pki,
+        None => tls::Pki::load_or_create(&server_dir.join("tls"), &config.tls_sans)
+            .context("set up the cluster CA and certificates")?,
+    }
+    .with_node_cert_validity(config.node_certificate_validity);
     let token = tls::load_or_create_token(
         &server_dir.join("token"),
         pki.ca_cert_pem(),
@@ -543,9 +607,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tls::service_account::SigningKey::load_or_create(&server_dir.join("tls"))
             .context("set up the service-account token signing key")?,
     );
-    if config.shared_datastore {
+    if let Some(kv) = &bootstrap_kv {
         let bundle = tls::bootstrap::collect(&server_dir)?;
-        if super::server_join::publish(store.as_ref(), &token.secret, &bundle)
+        if super::server_join::publish(kv, &token.secret, &bundle)
             .await
             .context("store the cluster's bootstrap data in the datastore")?
         {
@@ -609,20 +673,20 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listener = apiserver::bind(config.listen).await?;
     let tls_config = pki.server_config().context("build the TLS server config")?;
     let controllers_config = controllers::Config {
-            node_monitor_grace_period: config.node_monitor_grace_period,
-            node_monitor_period: config.node_monitor_period,
-            pod_eviction_timeout: config.pod_eviction_timeout,
-            legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
-                key: signing_key.clone(),
-                root_ca: pki.ca_cert_pem().to_string(),
-            }),
-            root_ca_pem: Some(pki.ca_cert_pem().to_string()),
-            local_storage_path: config.local_storage_path.clone(),
-            create_ingress_class: config.create_ingress_class,
-            service_lb: config.service_lb,
-            scheduler_metrics: metrics.scheduler.clone(),
-            workqueue_metrics: metrics.workqueue.clone(),
-            ..Default::default()
+        node_monitor_grace_period: config.node_monitor_grace_period,
+        node_monitor_period: config.node_monitor_period,
+        pod_eviction_timeout: config.pod_eviction_timeout,
+        legacy_tokens: Some(controllers::service_account_tokens::LegacyTokenSigner {
+            key: signing_key.clone(),
+            root_ca: pki.ca_cert_pem().to_string(),
+        }),
+        root_ca_pem: Some(pki.ca_cert_pem().to_string()),
+        local_storage_path: config.local_storage_path.clone(),
+        create_ingress_class: config.create_ingress_class,
+        service_lb: config.service_lb,
+        scheduler_metrics: metrics.scheduler.clone(),
+        workqueue_metrics: metrics.workqueue.clone(),
+        ..Default::default()
     };
     // What runs once per cluster: on the leader only when servers elect one.
     let leader_work = {
@@ -666,9 +730,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tokio::spawn(reload_token(
         server_dir.join("token"),
         ctx.clone(),
-        config
-            .shared_datastore
-            .then(|| (store.clone(), server_dir.clone())),
+        bootstrap_kv.map(|kv| (kv, server_dir.clone())),
     ));
     if !config.metric_resolution.is_zero() {
         tokio::spawn(apiserver::resource_metrics::collect(
@@ -735,15 +797,29 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the datastore `--datastore-endpoint` names.
-fn open_store(
+/// A server on a shared datastore started without `--server` (the first one, or one
+/// restarted): when the datastore already holds bootstrap data for its token, its files
+/// are installed before the PKI is loaded, so this server serves the cluster's CA instead
+/// of making its own; files of another cluster in its data dir are refused. Without a
+/// record (a new cluster, or another token) the server sets up its own and publishes it.
+async fn adopt_bootstrap(
     config: &ServerConfig,
-    transformer: Arc<dyn crate::store::encryption::ValueTransformer>,
-) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(Arc::new(
-        SqliteStore::open_configured(&config.db_path, transformer, config.history_limits)
-            .with_context(|| format!("open datastore {}", config.db_path.display()))?,
-    ))
+    kv: &etcd_client::Client,
+    server_dir: &Path,
+) -> anyhow::Result<()> {
+    let secret = match config.token.as_deref() {
+        Some(token) => Some(token.parse::<tls::JoinToken>()?.secret),
+        None => tls::read_token_file(&server_dir.join("token"))?.map(|t| t.secret),
+    };
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    if let Some(bundle) = super::server_join::fetch(kv, &secret).await? {
+        tls::bootstrap::install(server_dir, &bundle).context(
+            "adopt the cluster's bootstrap data (to join this cluster, start on an empty --data-dir with --server and --token)",
+        )?;
+    }
+    Ok(())
 }
 
 /// A joining server's first steps, which write nothing: check `--server`'s CA against
@@ -756,9 +832,12 @@ async fn fetch_join_bootstrap(
     use super::server_join;
     let token = server_join::parse_token(config.token.as_deref())?;
     let served_ca = server_join::fetch_server_ca(url, &token).await?;
-    let store = open_store(config, Arc::new(crate::store::encryption::Identity))?;
-    let bundle =
-        server_join::fetch_bootstrap(store.as_ref(), &token, url, &served_ca, server_dir)?;
+    let etcd = config
+        .etcd
+        .as_ref()
+        .context("--server needs an etcd --datastore-endpoint")?;
+    let kv = etcd_store::connect(etcd).await?;
+    let bundle = server_join::fetch_bootstrap(&kv, &token, url, &served_ca, server_dir).await?;
     Ok(bundle)
 }
 
@@ -771,7 +850,7 @@ async fn fetch_join_bootstrap(
 async fn reload_token(
     path: PathBuf,
     ctx: Arc<ApiContext>,
-    bootstrap: Option<(Arc<dyn Store>, PathBuf)>,
+    bootstrap: Option<(etcd_client::Client, PathBuf)>,
 ) {
     let mut current = tls::read_token_file(&path).ok().flatten();
     let mut warned = false;
@@ -781,11 +860,9 @@ async fn reload_token(
             Ok(Some(token)) if Some(&token) != current.as_ref() => {
                 ctx.tokens.replace(&token.secret, User::bootstrap());
                 tracing::info!(path = %path.display(), "join token rotated: the previous one is refused from now on");
-                if let Some((store, server_dir)) = &bootstrap {
+                if let Some((kv, server_dir)) = &bootstrap {
                     let previous = current.as_ref().map(|t| t.secret.as_str());
-                    if let Err(e) =
-                        republish_bootstrap(store.as_ref(), server_dir, &token, previous).await
-                    {
+                    if let Err(e) = republish_bootstrap(kv, server_dir, &token, previous).await {
                         tracing::error!(error = %e, "cannot re-encrypt the cluster's bootstrap data under the new token: joining servers need the previous token until this server restarts");
                     }
                 }
@@ -805,15 +882,15 @@ async fn reload_token(
 
 /// Stores the bootstrap data under `token` and withdraws the record of `previous`.
 async fn republish_bootstrap(
-    store: &dyn Store,
+    kv: &etcd_client::Client,
     server_dir: &Path,
     token: &tls::JoinToken,
     previous: Option<&str>,
 ) -> super::server_join::Result<()> {
     let bundle = tls::bootstrap::collect(server_dir)?;
-    super::server_join::publish(store, &token.secret, &bundle).await?;
+    super::server_join::publish(kv, &token.secret, &bundle).await?;
     if let Some(previous) = previous.filter(|p| *p != token.secret) {
-        super::server_join::withdraw(store, previous).await?;
+        super::server_join::withdraw(kv, previous).await?;
     }
     tracing::info!("the cluster's bootstrap data is now encrypted with the new join token");
     Ok(())
@@ -859,6 +936,35 @@ fn check_datastore_matches_credentials(
         config.db_path.display(),
         server_dir.display()
     )
+}
+
+/// Connects to the etcd datastore (retrying, bounded) and refuses what cannot be this
+/// cluster's: another application's keys, or an empty etcd while this data dir holds
+/// cluster credentials (its cluster's state would be lost: an empty new cluster would
+/// silently replace it). Whether a marked etcd is this cluster's is checked against the
+/// CA once it is loaded.
+async fn check_etcd_matches_credentials(
+    etcd: &EtcdConfig,
+    server_dir: &Path,
+) -> anyhow::Result<etcd_client::Client> {
+    let client = etcd_store::connect(etcd).await?;
+    let contents = etcd_store::inspect(&client, etcd).await?;
+    let has_credentials = server_dir.join("token").exists()
+        || std::fs::read_dir(server_dir.join("tls")).is_ok_and(|mut e| e.next().is_some());
+    match contents {
+        etcd_store::Contents::Foreign { keys } => Err(crate::store::StoreError::ForeignEtcd {
+            endpoints: etcd.describe(),
+            keys,
+        }
+        .into()),
+        etcd_store::Contents::Empty if has_credentials => bail!(
+            "etcd {} is empty but {} holds this cluster's credentials: its state is not in this etcd; point --datastore-endpoint at the cluster's etcd, or remove {} to start a new cluster",
+            etcd.describe(),
+            server_dir.display(),
+            server_dir.display()
+        ),
+        _ => Ok(client),
+    }
 }
 
 fn kubeconfig_host(config: &ServerConfig) -> String {
@@ -1008,7 +1114,7 @@ mod tests {
     fn leader_election_is_off_on_sqlite_unless_asked_for() {
         let c = config(&[]).unwrap();
         assert!(c.leader_election.is_none(), "a single server elects nobody");
-        assert!(!c.shared_datastore);
+        assert!(c.etcd.is_none());
         let c = config(&["--leader-elect", "--node-name", "srv-a"]).unwrap();
         let e = c.leader_election.expect("election");
         assert!(e.identity.starts_with("srv-a_"), "{}", e.identity);
@@ -1031,8 +1137,13 @@ mod tests {
 
     #[test]
     fn a_joining_server_needs_a_shared_datastore_and_a_token() {
-        let e = config(&["--server", "https://10.0.0.1:6443", "--token", "0123456789abcdef"])
-            .unwrap_err();
+        let e = config(&[
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token",
+            "0123456789abcdef",
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("SQLite cannot be shared"), "{e}");
     }
 
@@ -1056,5 +1167,20 @@ mod tests {
         assert_eq!(c.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         let c = config(&["--datastore-endpoint", "sqlite:///tmp/a.db"]).unwrap();
         assert_eq!(c.db_path, PathBuf::from("/tmp/a.db"));
+        assert!(c.etcd.is_none());
+        let c = config(&[
+            "--datastore-endpoint",
+            "etcd://127.0.0.1:2379,127.0.0.2:2379",
+        ])
+        .unwrap();
+        let etcd = c.etcd.expect("etcd datastore");
+        assert_eq!(
+            etcd.describe(),
+            "http://127.0.0.1:2379,http://127.0.0.2:2379"
+        );
+        let e = config(&["--datastore-endpoint", "etcd://a"]).unwrap_err();
+        assert!(e.to_string().contains("is not HOST:PORT"), "{e}");
+        let e = config(&["--datastore-cafile", "/tmp/ca.pem"]).unwrap_err();
+        assert!(e.to_string().contains("need an etcd"), "{e}");
     }
 }

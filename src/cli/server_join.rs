@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use crate::agent::client::{ApiClient, ServerAddr};
-use crate::store::Store;
 use crate::tls::{self, bootstrap, JoinToken};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,47 +28,114 @@ pub enum ServerJoinError {
     CaMismatch { server: String },
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
-    #[error("bootstrap data in the datastore")]
-    Store(#[source] crate::store::StoreError),
+    #[error("read or write the bootstrap data in the datastore")]
+    Datastore(#[source] KvError),
+    #[error("another server wrote the bootstrap data at the same time: start again")]
+    Raced,
 }
 
 pub type Result<T, E = ServerJoinError> = std::result::Result<T, E>;
 
+/// Where the bootstrap record is kept: a few raw keys beside the cluster's objects (in
+/// etcd under `/registry/orc/`, which the object cache neither loads nor watches).
+#[async_trait::async_trait]
+pub trait BootstrapKv: Send + Sync {
+    /// The value at `key` and its modification revision.
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, KvError>;
+    /// Writes `key` if its modification revision is still `expected` (`None`: if it
+    /// does not exist); `false` when someone else wrote it first.
+    async fn put(&self, key: &str, value: Vec<u8>, expected: Option<i64>) -> Result<bool, KvError>;
+    async fn delete(&self, key: &str) -> Result<(), KvError>;
+}
+
+pub type KvError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The datastore key of the record for `secret`.
+fn key_for(secret: &str) -> String {
+    format!(
+        "{}{}",
+        crate::store::etcd::RESERVED_PREFIX,
+        bootstrap::record_key(secret)
+    )
+}
+
+#[async_trait::async_trait]
+impl BootstrapKv for etcd_client::Client {
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, KvError> {
+        let resp = self.kv_client().get(key, None).await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, expected: Option<i64>) -> Result<bool, KvError> {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let guard = match expected {
+            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            None => Compare::create_revision(key, CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([guard])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.kv_client().txn(txn).await?.succeeded())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.kv_client().delete(key, None).await?;
+        Ok(())
+    }
+}
+
 /// Fetches and opens the bootstrap record for `secret` (`None`: there is none, e.g. a
 /// wrong token). Only reads the datastore.
-pub fn fetch(store: &dyn Store, secret: &str) -> Result<Option<bootstrap::Bundle>> {
-    let key = bootstrap::record_key(secret);
-    match store.get(&key) {
-        Some(kv) => Ok(Some(bootstrap::open(secret, &key, &kv.value)?)),
-        None => Ok(None),
-    }
+pub async fn fetch(kv: &dyn BootstrapKv, secret: &str) -> Result<Option<bootstrap::Bundle>> {
+    let key = key_for(secret);
+    let Some((value, _)) = kv.get(&key).await.map_err(ServerJoinError::Datastore)? else {
+        return Ok(None);
+    };
+    let record: serde_json::Value =
+        serde_json::from_slice(&value).map_err(|e| bootstrap::BootstrapError::Malformed {
+            reason: e.to_string(),
+        })?;
+    Ok(Some(bootstrap::open(secret, &key, &record)?))
 }
 
 /// Stores `bundle` for `secret` unless the datastore already holds exactly it: a
 /// restarted server writes nothing. Returns whether it wrote.
-pub async fn publish(store: &dyn Store, secret: &str, bundle: &bootstrap::Bundle) -> Result<bool> {
-    let key = bootstrap::record_key(secret);
-    let current = store.get(&key);
-    if let Some(kv) = &current {
-        if bootstrap::open(secret, &key, &kv.value).ok().as_ref() == Some(bundle) {
+pub async fn publish(
+    kv: &dyn BootstrapKv,
+    secret: &str,
+    bundle: &bootstrap::Bundle,
+) -> Result<bool> {
+    let key = key_for(secret);
+    let current = kv.get(&key).await.map_err(ServerJoinError::Datastore)?;
+    if let Some((value, _)) = &current {
+        let same = serde_json::from_slice(value)
+            .ok()
+            .and_then(|record| bootstrap::open(secret, &key, &record).ok());
+        if same.as_ref() == Some(bundle) {
             return Ok(false);
         }
     }
     let sealed = bootstrap::seal(secret, &key, bundle)?;
-    let written = match current {
-        Some(kv) => store.update(&key, sealed, Some(kv.mod_revision)).await,
-        None => store.create(&key, sealed).await,
-    };
-    written.map_err(ServerJoinError::Store)?;
+    let value = serde_json::to_vec(&sealed).map_err(|_| bootstrap::BootstrapError::Seal)?;
+    let expected = current.map(|(_, rev)| rev);
+    if !kv
+        .put(&key, value, expected)
+        .await
+        .map_err(ServerJoinError::Datastore)?
+    {
+        return Err(ServerJoinError::Raced);
+    }
     Ok(true)
 }
 
 /// Removes the record of a token that is no longer valid (after a rotation).
-pub async fn withdraw(store: &dyn Store, secret: &str) -> Result<()> {
-    match store.delete(&bootstrap::record_key(secret), None).await {
-        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(ServerJoinError::Store(e)),
-    }
+pub async fn withdraw(kv: &dyn BootstrapKv, secret: &str) -> Result<()> {
+    kv.delete(&key_for(secret))
+        .await
+        .map_err(ServerJoinError::Datastore)
 }
 
 /// `--token` parsed for a joining server.
@@ -84,11 +150,10 @@ pub fn parse_token(token: Option<&str>) -> Result<JoinToken> {
 /// without a hash is checked later against the bootstrap data, which it decrypts).
 pub async fn fetch_server_ca(url: &str, token: &JoinToken) -> Result<String> {
     let addr = ServerAddr::parse(url).map_err(|_| ServerJoinError::BadUrl { url: url.into() })?;
-    let unverified =
-        tls::client_config_unverified().map_err(|e| ServerJoinError::Unreachable {
-            server: addr.url(),
-            reason: e.to_string(),
-        })?;
+    let unverified = tls::client_config_unverified().map_err(|e| ServerJoinError::Unreachable {
+        server: addr.url(),
+        reason: e.to_string(),
+    })?;
     let client = ApiClient::new(addr.clone(), unverified, None);
     let resp = client
         .get("/cacerts")
@@ -113,14 +178,14 @@ pub async fn fetch_server_ca(url: &str, token: &JoinToken) -> Result<String> {
 /// Reads and checks the bootstrap data for `token` (the datastore is only read): it
 /// must exist, open with the token, hold the CA `served_ca` that `server` serves, and
 /// agree with whatever `server_dir` already holds (a restarted joined server).
-pub fn fetch_bootstrap(
-    store: &dyn Store,
+pub async fn fetch_bootstrap(
+    kv: &dyn BootstrapKv,
     token: &JoinToken,
     server: &str,
     served_ca: &str,
     server_dir: &Path,
 ) -> Result<bootstrap::Bundle> {
-    let bundle = match fetch(store, &token.secret) {
+    let bundle = match fetch(kv, &token.secret).await {
         Ok(Some(bundle)) => bundle,
         Ok(None) | Err(ServerJoinError::Bootstrap(bootstrap::BootstrapError::WrongToken)) => {
             return Err(ServerJoinError::WrongToken)
@@ -140,7 +205,50 @@ pub fn fetch_bootstrap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// A datastore of raw keys that counts its writes.
+    #[derive(Default)]
+    struct MemoryKv {
+        keys: Mutex<HashMap<String, (Vec<u8>, i64)>>,
+        writes: Mutex<i64>,
+    }
+
+    #[async_trait::async_trait]
+    impl BootstrapKv for MemoryKv {
+        async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, KvError> {
+            Ok(self.keys.lock().unwrap().get(key).cloned())
+        }
+
+        async fn put(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            expected: Option<i64>,
+        ) -> Result<bool, KvError> {
+            let mut keys = self.keys.lock().unwrap();
+            if keys.get(key).map(|(_, rev)| *rev) != expected {
+                return Ok(false);
+            }
+            let mut writes = self.writes.lock().unwrap();
+            *writes += 1;
+            keys.insert(key.into(), (value, *writes));
+            Ok(true)
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), KvError> {
+            *self.writes.lock().unwrap() += 1;
+            self.keys.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    impl MemoryKv {
+        fn writes(&self) -> i64 {
+            *self.writes.lock().unwrap()
+        }
+    }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -153,24 +261,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_token_is_refused_and_nothing_is_written() {
-        let store = MemoryStore::new();
+        let store = MemoryKv::default();
         publish(&store, SECRET, &bundle()).await.unwrap();
-        let revision = store.revision();
+        let writes = store.writes();
         let dir = tempfile::tempdir().unwrap();
         let server_dir = dir.path().join("server");
         let wrong = parse_token(Some("another-secret-of-the-right-length")).unwrap();
         let err = fetch_bootstrap(&store, &wrong, "https://a:6443", "CA PEM", &server_dir)
+            .await
             .unwrap_err();
         assert!(matches!(err, ServerJoinError::WrongToken), "{err}");
         assert!(err.to_string().contains("nothing was written"), "{err}");
         assert!(!server_dir.exists());
-        assert_eq!(store.revision(), revision);
+        assert_eq!(store.writes(), writes);
 
         let right = parse_token(Some(SECRET)).unwrap();
         let got = fetch_bootstrap(&store, &right, "https://a:6443", "CA PEM", &server_dir)
+            .await
             .unwrap();
         assert_eq!(got, bundle());
         let err = fetch_bootstrap(&store, &right, "https://b:6443", "OTHER CA", &server_dir)
+            .await
             .unwrap_err();
         assert!(matches!(err, ServerJoinError::CaMismatch { .. }), "{err}");
     }
@@ -186,14 +297,27 @@ mod tests {
 
     #[tokio::test]
     async fn publish_writes_once_and_fetch_needs_the_token() {
-        let store = MemoryStore::new();
+        let store = MemoryKv::default();
         assert!(publish(&store, SECRET, &bundle()).await.unwrap());
-        let rev = store.revision();
+        let writes = store.writes();
         assert!(!publish(&store, SECRET, &bundle()).await.unwrap());
-        assert_eq!(store.revision(), rev, "a restart writes nothing");
-        assert_eq!(fetch(&store, SECRET).unwrap(), Some(bundle()));
-        assert_eq!(fetch(&store, "wrong-token-0123456789").unwrap(), None);
+        assert_eq!(store.writes(), writes, "a restart writes nothing");
+        assert!(store
+            .keys
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|k| k.starts_with("/registry/orc/bootstrap/")));
+        assert_eq!(fetch(&store, SECRET).await.unwrap(), Some(bundle()));
+        assert_eq!(fetch(&store, "wrong-token-0123456789").await.unwrap(), None);
+        // A changed bundle (e.g. an encryption config added) replaces the record.
+        let mut other = bundle();
+        other
+            .files
+            .insert("tls/service-account.key".into(), b"SA".to_vec());
+        assert!(publish(&store, SECRET, &other).await.unwrap());
+        assert_eq!(fetch(&store, SECRET).await.unwrap(), Some(other));
         withdraw(&store, SECRET).await.unwrap();
-        assert_eq!(fetch(&store, SECRET).unwrap(), None);
+        assert_eq!(fetch(&store, SECRET).await.unwrap(), None);
     }
 }

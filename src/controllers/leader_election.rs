@@ -380,11 +380,7 @@ impl LeaderElector {
             },
             "spec": record.to_spec(),
         });
-        match self
-            .client
-            .update(def, ns, &self.config.name, body)
-            .await
-        {
+        match self.client.update(def, ns, &self.config.name, body).await {
             Ok(_) => tracing::info!("released the leader lease"),
             Err(e) => tracing::warn!(error = %e, "cannot release the leader lease"),
         }
@@ -444,7 +440,10 @@ mod tests {
         let id = ElectionConfig::controllers("srv1", LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD)
             .unwrap()
             .identity;
-        assert!(id.starts_with("srv1_") && id.len() > "srv1_".len() + 30, "{id}");
+        assert!(
+            id.starts_with("srv1_") && id.len() > "srv1_".len() + 30,
+            "{id}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod encryption;
+pub mod etcd;
 pub mod instrumented;
 #[cfg(test)]
 pub mod memory;
@@ -149,6 +150,40 @@ pub enum StoreError {
     },
     #[error("the datastore writer has stopped")]
     WriterGone,
+    #[error("etcd {endpoints}: {step} failed")]
+    Etcd {
+        endpoints: String,
+        step: &'static str,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error(
+        "etcd {endpoints} is unreachable (retried for {waited}s): check that the endpoints \
+         are right and that etcd runs there"
+    )]
+    EtcdUnreachable {
+        endpoints: String,
+        waited: u64,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error(
+        "etcd {endpoints} holds another orc cluster (its CA hash is {found}, this server's is \
+         {expected}): point --datastore-endpoint at this cluster's etcd, or start this server \
+         with that cluster's CA"
+    )]
+    OtherCluster {
+        endpoints: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "etcd {endpoints} holds {keys} keys under /registry/ but no orc cluster marker \
+         (another Kubernetes?): refusing to use it; give orc an etcd of its own"
+    )]
+    ForeignEtcd { endpoints: String, keys: i64 },
+    #[error("{key} is too large for the datastore: {reason}")]
+    TooLarge { key: String, reason: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

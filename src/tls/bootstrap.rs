@@ -4,7 +4,7 @@
 //! `--token` can fetch them and nobody reading the datastore without it can.
 //!
 //! As k3s does, the record is found without the secret: its datastore key is
-//! `/bootstrap/<name>`, where the name is derived from the token. Unlike k3s (a bare
+//! `bootstrap/<name>` (under etcd's `/registry/orc/`), where the name is derived from the token. Unlike k3s (a bare
 //! SHA-256), the name is itself a PBKDF2 output, so the key name is no shortcut for
 //! guessing the token offline. The contents are AES-256-GCM with a PBKDF2-HMAC-SHA256 key
 //! (random salt per record), the datastore key as additional authenticated data.
@@ -21,8 +21,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Where bootstrap records live in the datastore (outside every API resource's prefix).
-pub const KEY_PREFIX: &str = "/bootstrap/";
+/// Name prefix of bootstrap records (etcd keeps them under `/registry/orc/`).
+pub const KEY_PREFIX: &str = "bootstrap/";
 /// Files of `<data-dir>/server/` shared by every server of a cluster. The CA key signs
 /// every server's own serving certificate; the signing key makes service-account tokens
 /// issued by one server valid on all; the encryption config lets each read Secrets.
@@ -269,9 +269,7 @@ mod tests {
         let key = record_key(SECRET);
         let sealed = seal(SECRET, &key, &bundle()).unwrap();
         let mut flipped = sealed.clone();
-        let mut ct = B64
-            .decode(sealed["ciphertext"].as_str().unwrap())
-            .unwrap();
+        let mut ct = B64.decode(sealed["ciphertext"].as_str().unwrap()).unwrap();
         ct[0] ^= 1;
         flipped["ciphertext"] = Value::String(B64.encode(ct));
         assert!(matches!(
@@ -299,7 +297,11 @@ mod tests {
     fn record_key_depends_on_the_token_and_hides_it() {
         let key = record_key(SECRET);
         assert!(key.starts_with(KEY_PREFIX));
-        assert_eq!(key, record_key(SECRET), "every server finds the same record");
+        assert_eq!(
+            key,
+            record_key(SECRET),
+            "every server finds the same record"
+        );
         assert_ne!(key, record_key("0123456789abcdef0123456789abcdeX"));
         assert!(!key.contains(SECRET));
     }

@@ -3,6 +3,7 @@
 //! kubelet cluster, bounded waits.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod host;
 pub mod kubelet;
 pub mod multinode;

@@ -40,6 +40,13 @@ fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
         StoreError::Compacted { requested, oldest } => {
             ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
         }
+        // etcd refused the request for its size (its --max-request-bytes is below
+        // MAX_OBJECT_BYTES plus the key and encryption overhead).
+        StoreError::TooLarge { reason, .. } => {
+            let mut e = ApiError::new(413, "RequestEntityTooLarge", reason);
+            e.details = Some(json!({"name": name, "group": def.group, "kind": def.plural}));
+            e
+        }
         // Logged once per failed commit by the datastore writer.
         StoreError::OutOfSpace { .. } => ApiError::internal(
             "datastore out of space: the server cannot store changes until disk space is freed on its data volume",
