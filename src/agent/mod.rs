@@ -110,8 +110,17 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         .map_err(AgentError::Credential)?;
     let tls = crate::tls::client_config_rotating(&creds.ca_certificate, &client_cert)
         .map_err(AgentError::Credential)?;
-    let client = ApiClient::new(config.server.clone(), tls.clone(), None);
-    let renewal_client = ApiClient::new(config.server.clone(), tls.clone(), None);
+    // Every client follows the same server list and fails over together.
+    let servers = client::Servers::new(config.server.clone());
+    let new_client =
+        |tls: Arc<rustls::ClientConfig>| ApiClient::with_servers(servers.clone(), tls, None);
+    let client = new_client(tls.clone());
+    let renewal_client = new_client(tls.clone());
+    tokio::spawn(client::servers::follow_endpoints(
+        Arc::new(new_client(tls.clone())),
+        servers.clone(),
+        config.server.clone(),
+    ));
     tokio::spawn(join::keep_renewed(
         join.clone(),
         renewal_client,
@@ -126,7 +135,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         "orc agent is running"
     );
     if let Some(table) = config.proxy_table.clone() {
-        let services_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+        let services_client = Arc::new(new_client(tls.clone()));
         let mut proxier = proxy::Proxier::new(table, proxy::NftCli::default())
             .with_node_name(config.node_name.clone())
             .with_metrics(metrics.clone());
@@ -159,7 +168,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         });
     }
     if let Some(ingress_config) = config.ingress.clone() {
-        let ingress_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+        let ingress_client = Arc::new(new_client(tls.clone()));
         let node = config.node_name.clone();
         tokio::spawn(async move {
             if let Err(e) = ingress::run(ingress_client, ingress_config, node).await {
@@ -167,18 +176,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             }
         });
     }
-    start_network_policy(
-        &config,
-        Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None)),
-    );
+    start_network_policy(&config, Arc::new(new_client(tls.clone())));
     // Local-path volumes on this node: directories made and removed.
-    let volumes_client = Arc::new(ApiClient::new(config.server.clone(), tls.clone(), None));
+    let volumes_client = Arc::new(new_client(tls.clone()));
     tokio::spawn(local_path::run(
         volumes_client.clone(),
         volumes_client,
         config.node_name.clone(),
     ));
-    let kubelet_client = Arc::new(ApiClient::new(config.server.clone(), tls, None));
+    let kubelet_client = Arc::new(new_client(tls));
     let (runtime_health, runtime_seen) =
         tokio::sync::watch::channel(node::RuntimeHealth::Unknown { error: None });
     let (pressure, pressure_seen) = tokio::sync::watch::channel(eviction::Pressure::default());

@@ -6,10 +6,13 @@
 //! and the *stored* resourceVersion: the client uses the returned object for its next
 //! update, which therefore never conflicts, and `get` returns the fresh timestamps.
 //! Watches and lists see only persisted changes. Heartbeats are per server process: a
-//! restarted server starts from the persisted timestamps.
+//! restarted server starts from the persisted timestamps. With several servers on one
+//! datastore, each shares how long ago every node last beat through it in its server
+//! Lease (see `apiserver::peers`), from [`Heartbeats::recent`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -37,6 +40,14 @@ struct Inner {
     pending: HashMap<String, Pending>,
     /// Heartbeats acknowledged without a write, per datastore key (monotonic).
     counts: HashMap<String, u64>,
+    /// When each node (by object name: a node's Lease and Node share it) last beat
+    /// through this server, on the monotonic clock.
+    last_beat: HashMap<String, Instant>,
+}
+
+/// The object name at the end of a datastore key.
+fn name_of_key(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
 }
 
 /// `obj` without the bookkeeping a heartbeat write changes besides its timestamps.
@@ -83,6 +94,9 @@ impl Heartbeats {
         let mut inner = self.lock();
         *inner.counts.entry(base.key.to_string()).or_default() += 1;
         inner
+            .last_beat
+            .insert(name_of_key(&base.key).to_string(), Instant::now());
+        inner
             .pending
             .insert(base.key.to_string(), Pending { kv: kv.clone() });
         kv
@@ -113,6 +127,22 @@ impl Heartbeats {
         let mut inner = self.lock();
         inner.pending.remove(key);
         inner.counts.remove(key);
+        inner.last_beat.remove(name_of_key(key));
+    }
+
+    /// How long ago (at `now`) each node last beat through this server, for the nodes
+    /// that did within `within`; older entries are dropped (their node talks to
+    /// another server, or is gone).
+    pub fn recent(&self, now: Instant, within: Duration) -> BTreeMap<String, Duration> {
+        let mut inner = self.lock();
+        inner
+            .last_beat
+            .retain(|_, at| now.saturating_duration_since(*at) <= within);
+        inner
+            .last_beat
+            .iter()
+            .map(|(name, at)| (name.clone(), now.saturating_duration_since(*at)))
+            .collect()
     }
 }
 
@@ -153,5 +183,29 @@ mod tests {
         let newer = make_kv("/k", lease("c"), 3, 9);
         assert_eq!(hb.overlay(newer).value["spec"]["renewTime"], "c");
         assert_eq!(hb.overlay(base).value["spec"]["renewTime"], "a");
+    }
+
+    #[test]
+    fn recent_beats_are_named_by_node_and_age_out() {
+        let hb = Heartbeats::new();
+        let base = make_kv("/registry/leases/kube-node-lease/n1", lease("a"), 3, 5);
+        hb.record(&base, lease("b"));
+        let now = Instant::now() + Duration::from_secs(3);
+        let recent = hb.recent(now, Duration::from_secs(60));
+        let age = recent.get("n1").copied().expect("n1 beat here");
+        assert!(
+            age >= Duration::from_secs(3) && age < Duration::from_secs(60),
+            "{age:?}"
+        );
+        assert!(hb
+            .recent(now + Duration::from_secs(120), Duration::from_secs(60))
+            .is_empty());
+        // Dropped for good, not only hidden.
+        assert!(hb.recent(now, Duration::from_secs(60)).is_empty());
+        hb.record(&base, lease("c"));
+        hb.forget(&base.key);
+        assert!(hb
+            .recent(Instant::now(), Duration::from_secs(60))
+            .is_empty());
     }
 }

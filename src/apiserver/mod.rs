@@ -17,6 +17,7 @@ pub mod kubelet_proxy;
 pub mod metrics;
 pub mod node_credentials;
 pub mod openapi;
+pub mod peers;
 pub mod proxy;
 pub mod quota;
 pub mod rbac;

@@ -642,6 +642,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             advertise_ip: config.advertise_ip,
             https_port: config.listen.port(),
             cluster_dns: config.cluster_dns,
+            endpoints_from_peers: config.etcd.is_some(),
         },
     )
     .await
@@ -718,6 +719,14 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),
     ));
+    if config.etcd.is_some() {
+        // Every server (not only the leader): its lease, heartbeat digest and address.
+        let address = SocketAddr::new(config.advertise_ip, config.listen.port());
+        controllers.spawn(apiserver::peers::run(
+            registry.clone(),
+            apiserver::peers::PeerConfig::new(address),
+        ));
+    }
     tokio::spawn(reload_token(
         server_dir.join("token"),
         ctx.clone(),

@@ -2,12 +2,13 @@
 //! `kubernetes` Service and the `kube-system/kube-dns` Service reserving the cluster DNS
 //! address.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 
 use crate::api::resources;
 use crate::api::status::ApiError;
+use crate::apiserver::peers::write_kubernetes_endpoints;
 use crate::apiserver::registry::{Registry, WriteOptions, SYSTEM_NAMESPACES};
 
 pub struct Bootstrap {
@@ -16,6 +17,9 @@ pub struct Bootstrap {
     pub https_port: u16,
     /// The cluster DNS address (`--cluster-dns`), ClusterIP of `kube-system/kube-dns`.
     pub cluster_dns: Ipv4Addr,
+    /// Servers on a shared datastore list each other in the `kubernetes` endpoints
+    /// (`apiserver::peers`); a lone server writes only its own address here.
+    pub endpoints_from_peers: bool,
 }
 
 fn ignore_exists(r: Result<impl Sized, ApiError>) -> Result<(), ApiError> {
@@ -71,75 +75,9 @@ pub async fn run(registry: &Registry, b: &Bootstrap) -> Result<(), ApiError> {
             tracing::warn!(cluster_dns = %b.cluster_dns, error = %e.message, "cannot reserve the cluster DNS address as Service kube-system/kube-dns: is another Service using it?");
         }
     }
-    let endpoints = resources::by_plural("", "v1", "endpoints").expect("served");
-    let subsets = json!([{
-        "addresses": [{"ip": b.advertise_ip.to_string()}],
-        "ports": [{"name": "https", "port": b.https_port, "protocol": "TCP"}],
-    }]);
-    match registry.get(endpoints, Some("default"), "kubernetes") {
-        Ok(kv) if kv.value["subsets"] == subsets => {}
-        Ok(_) => {
-            let subsets = subsets.clone();
-            registry
-                .modify(
-                    endpoints,
-                    Some("default"),
-                    "kubernetes",
-                    None,
-                    &opts,
-                    &|cur| {
-                        let mut cur = cur.clone();
-                        cur["subsets"] = subsets.clone();
-                        Ok(cur)
-                    },
-                )
-                .await?;
-        }
-        Err(_) => {
-            let ep = json!({
-                "apiVersion": "v1", "kind": "Endpoints",
-                "metadata": {"name": "kubernetes", "namespace": "default",
-                             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                "subsets": subsets,
-            });
-            ignore_exists(registry.create(endpoints, Some("default"), ep, &opts).await)?;
-        }
-    }
-    // The API server writes the Service's EndpointSlice itself, as upstream's endpoint
-    // reconciler does (its Endpoints are marked not to be mirrored).
-    let slices = resources::by_plural("discovery.k8s.io", "v1", "endpointslices").expect("served");
-    let family = if b.advertise_ip.is_ipv6() {
-        "IPv6"
-    } else {
-        "IPv4"
-    };
-    let endpoints =
-        json!([{"addresses": [b.advertise_ip.to_string()], "conditions": {"ready": true}}]);
-    let ports = json!([{"name": "https", "port": b.https_port, "protocol": "TCP"}]);
-    match registry.get(slices, Some("default"), "kubernetes") {
-        Ok(kv) if kv.value["endpoints"] == endpoints && kv.value["ports"] == ports => {}
-        Ok(_) => {
-            registry
-                .modify(slices, Some("default"), "kubernetes", None, &opts, &|cur| {
-                    let mut cur = cur.clone();
-                    cur["addressType"] = json!(family);
-                    cur["endpoints"] = endpoints.clone();
-                    cur["ports"] = ports.clone();
-                    Ok(cur)
-                })
-                .await?;
-        }
-        Err(_) => {
-            let slice = json!({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "kubernetes", "namespace": "default",
-                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
-                "addressType": family,
-                "endpoints": endpoints,
-                "ports": ports,
-            });
-            ignore_exists(registry.create(slices, Some("default"), slice, &opts).await)?;
-        }
+    if !b.endpoints_from_peers {
+        let own = SocketAddr::new(b.advertise_ip, b.https_port);
+        write_kubernetes_endpoints(registry, &[own], b.https_port).await?;
     }
     Ok(())
 }
@@ -169,6 +107,7 @@ mod tests {
             advertise_ip: "192.0.2.1".parse().unwrap(),
             https_port: 6443,
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
+            endpoints_from_peers: false,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod peer_heartbeats;
 pub mod persistent_volume;
 pub mod pod_gc;
 pub mod pods;

@@ -7,7 +7,9 @@
 //! watch, so the controller looks at them every monitor period. As upstream, staleness
 //! is measured from when the controller *observed* a heartbeat change on its own clock
 //! (never from the timestamps the kubelet wrote), so clock skew and a server restart do
-//! not make healthy nodes look dead.
+//! not make healthy nodes look dead. With several servers on one datastore, a node
+//! renewing through another server is seen through that server's heartbeat digest
+//! (`controllers::peer_heartbeats`): a node is silent for the shorter of the two.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,7 @@ use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::apiserver::heartbeats::NODE_LEASE_NAMESPACE;
+use crate::apiserver::peers;
 use crate::apiserver::registry::{self, DeleteOptions};
 use crate::store::KeyValue;
 
@@ -30,6 +33,7 @@ use super::events::{Recorder, NORMAL};
 use super::framework::{
     object_key, run_workers, wait_for_sync, Client, Informer, Reconciled, WorkQueue,
 };
+use super::peer_heartbeats::PeerHeartbeats;
 
 const NAME: &str = "node-lifecycle-controller";
 
@@ -243,6 +247,7 @@ pub struct NodeLifecycle {
     config: NodeLifecycleConfig,
     recorder: Recorder,
     health: Mutex<HashMap<String, Health>>,
+    peers: Mutex<PeerHeartbeats>,
 }
 
 /// Runs the controller until aborted: every node is checked when it changes and every
@@ -271,6 +276,7 @@ impl NodeLifecycle {
             client,
             config,
             health: Mutex::default(),
+            peers: Mutex::default(),
         }
     }
 
@@ -304,6 +310,7 @@ impl NodeLifecycle {
     async fn reconcile(&self, name: &str) -> Reconciled {
         let Ok(node) = self.client.get(nodes(), None, name) else {
             self.health().remove(name);
+            self.peers().forget(name);
             self.client.forget_heartbeats(nodes(), None, name);
             self.client
                 .forget_heartbeats(leases(), Some(NODE_LEASE_NAMESPACE), name);
@@ -315,21 +322,54 @@ impl NodeLifecycle {
         Ok(Some(next_check(self.config.monitor_period, next_eviction)))
     }
 
-    /// How long the node's heartbeats have not changed, as observed on our clock.
+    fn peers(&self) -> std::sync::MutexGuard<'_, PeerHeartbeats> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in the heartbeat digests of the server leases (none on a lone server).
+    fn observe_peers(&self, now: DateTime<Utc>) {
+        let leases = self
+            .client
+            .list(leases(), Some(peers::PEER_NAMESPACE), &|kv| {
+                peers::is_server_lease(&kv.value)
+            });
+        self.peers().observe(
+            leases.iter().map(|kv| {
+                (
+                    object::name(&kv.value),
+                    kv.value["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or(""),
+                    peers::decode_digest(&kv.value),
+                )
+            }),
+            now,
+        );
+    }
+
+    /// How long the node's heartbeats have not changed, as observed on our clock,
+    /// through this server or (from their digests) through the others.
     fn silent_for(&self, node: &KeyValue, now: DateTime<Utc>) -> Duration {
+        let name = object::name(&node.value);
         let sig = signature(&*self.client, node);
-        let mut health = self.health();
-        let health = health
-            .entry(object::name(&node.value).to_string())
-            .or_insert(Health {
+        let local = {
+            let mut health = self.health();
+            let health = health.entry(name.to_string()).or_insert(Health {
                 signature: sig.clone(),
                 observed: now,
             });
-        if health.signature != sig {
-            health.signature = sig;
-            health.observed = now;
-        }
-        (now - health.observed).to_std().unwrap_or_default()
+            if health.signature != sig {
+                health.signature = sig;
+                health.observed = now;
+            }
+            health.observed
+        };
+        self.observe_peers(now);
+        let last = match self.peers().last_beat(name) {
+            Some(remote) => local.max(remote),
+            None => local,
+        };
+        (now - last).to_std().unwrap_or_default()
     }
 
     /// Marks, taints and evicts as the node's heartbeats say; returns how long until the
@@ -820,6 +860,65 @@ mod tests {
         n.controller.monitor().await;
         let node = n.registry.get(nodes(), None, "n1").unwrap();
         assert_eq!(ready_status(&node.value), "True");
+    }
+
+    /// Another server's lease saying `node` beat through it `age` ago.
+    async fn peer_digest(registry: &Registry, node: &str, age: Duration) {
+        let addr: std::net::SocketAddr = "192.0.2.2:6443".parse().unwrap();
+        let digest = peers::encode_digest(&[(node.to_string(), age)].into());
+        let lease = peers::server_lease(addr, "other", &digest, "2026-12-04T16:00:00.000000Z");
+        let name = peers::lease_name(addr);
+        let opts = WriteOptions::default();
+        let ns = Some(peers::PEER_NAMESPACE);
+        let namespaces = resources::by_plural("", "v1", "namespaces").unwrap();
+        let body = json!({"metadata": {"name": peers::PEER_NAMESPACE}});
+        let _exists = registry.create(namespaces, None, body, &opts).await;
+        if registry.get(leases(), ns, &name).is_err() {
+            registry.create(leases(), ns, lease, &opts).await.unwrap();
+        } else {
+            registry
+                .modify(leases(), ns, &name, None, &opts, &|cur| {
+                    let mut cur = cur.clone();
+                    cur["metadata"]["annotations"] = lease["metadata"]["annotations"].clone();
+                    Ok(cur)
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_heartbeating_through_another_server_stays_ready_until_its_digest_stops() {
+        let n = node_with_pods().await;
+        // No beat reaches this server: only the other server's digest, every 10 s.
+        for i in 0..12 {
+            n.clock.advance(Duration::from_secs(10));
+            peer_digest(&n.registry, "n1", Duration::from_millis(1000 + i)).await;
+            n.controller.monitor().await;
+        }
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "120 s of remote beats keep it ready"
+        );
+        // The other server keeps an old digest (or died): no new version, no new beat.
+        n.clock.advance(Duration::from_secs(30));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "True",
+            "still within the grace period"
+        );
+        n.clock.advance(Duration::from_secs(10));
+        n.controller.monitor().await;
+        let node = n.registry.get(nodes(), None, "n1").unwrap();
+        assert_eq!(
+            ready_status(&node.value),
+            "Unknown",
+            "silent for 41 s since its last remote beat"
+        );
     }
 
     #[tokio::test(start_paused = true)]

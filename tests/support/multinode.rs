@@ -34,6 +34,11 @@ pub const LAN_PREFIX_LEN: u8 = 24;
 /// The API port; free, as the server has a network namespace of its own.
 pub const API_PORT: u16 = 6443;
 pub const CLUSTER_CIDR: &str = "10.201.0.0/16";
+/// The second server of [`Cluster::start_ha`]: in the server's namespace too, so that
+/// both reach the private etcd on that namespace's loopback.
+pub const SERVER2_IP: &str = "192.168.77.2";
+/// The private etcd of [`Cluster::start_ha`] (loopback of the servers' namespace).
+pub const ETCD_CLIENT: &str = "http://127.0.0.1:2379";
 /// The nodes: name and LAN address.
 pub const NODES: [(&str, &str); 2] = [("n1", "192.168.77.11"), ("n2", "192.168.77.12")];
 /// Short heartbeats and timeouts, so that a dead node is noticed within seconds
@@ -72,6 +77,11 @@ pub struct Cluster {
     /// The behaviour the test is checking now (named when the test fails).
     step: RefCell<String>,
     timing: Timing,
+    /// The etcd and the second server of [`Cluster::start_ha`].
+    etcd: Option<Child>,
+    server2: Option<Child>,
+    /// Which server the agents join (1 or 2).
+    join_server: u8,
 }
 
 impl Cluster {
@@ -98,6 +108,17 @@ impl Cluster {
     }
 
     pub fn start_with(extra_images: &[&str], timing: Timing) -> Cluster {
+        Cluster::start_cluster(extra_images, timing, false)
+    }
+
+    /// Two servers on a private etcd (in the servers' namespace): server 1 at
+    /// [`SERVER_IP`] starts the cluster (and so leads its controllers), server 2 at
+    /// [`SERVER2_IP`] joins it, and the agents join server 2. orc's default timings.
+    pub fn start_ha() -> Cluster {
+        Cluster::start_cluster(&[], Timing::Default, true)
+    }
+
+    fn start_cluster(extra_images: &[&str], timing: Timing, ha: bool) -> Cluster {
         require_root_and_tools("tests/multinode.rs");
         assert!(
             run(Command::new("sh").args(["-c", "command -v busybox"]))
@@ -118,6 +139,9 @@ impl Cluster {
             uids: Default::default(),
             step: RefCell::new("starting the cluster".to_string()),
             timing,
+            etcd: None,
+            server2: None,
+            join_server: if ha { 2 } else { 1 },
         };
         let mut tarballs = Vec::new();
         for (i, name) in std::iter::once(IMAGE)
@@ -153,9 +177,22 @@ impl Cluster {
             }
         }
         c.make_lan();
-        c.spawn_server();
+        if ha {
+            c.start_etcd();
+            c.spawn_server_with(&[
+                "--datastore-endpoint",
+                "etcd://127.0.0.1:2379",
+                "--node-name",
+                "srv1",
+            ]);
+        } else {
+            c.spawn_server();
+        }
         let token = std::fs::read_to_string(c.dir.join("server-data/server/token"))
             .expect("the server wrote its join token");
+        if ha {
+            c.spawn_server2(token.trim());
+        }
         for i in 0..NODES.len() {
             c.spawn_agent(i, token.trim());
         }
@@ -235,6 +272,103 @@ impl Cluster {
 
     /// The control plane alone, in namespace `srv`, with short node timeouts.
     pub fn spawn_server(&mut self) {
+        self.spawn_server_with(&[]);
+    }
+
+    /// A one-member etcd on the loopback of namespace `srv` (the servers' namespace).
+    fn start_etcd(&mut self) {
+        let data = self.dir.join("etcd");
+        let mut cmd = self.in_netns("srv", "etcd");
+        cmd.args(["--name", "m0", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                ETCD_CLIENT,
+                "--advertise-client-urls",
+                ETCD_CLIENT,
+            ])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "m0=http://127.0.0.1:2380"])
+            .args(["--logger=zap", "--log-outputs=stderr"]);
+        self.etcd = Some(self.spawn_logged(cmd, "etcd"));
+        self.wait_for("the private etcd to be healthy", || {
+            run(&mut self.etcdctl(&["endpoint", "health"]))
+                .status
+                .success()
+        });
+    }
+
+    /// `etcdctl ARGS…` against the private etcd of [`Cluster::start_ha`].
+    pub fn etcdctl(&self, args: &[&str]) -> Command {
+        let mut cmd = self.in_netns("srv", "etcdctl");
+        cmd.args(["--endpoints", ETCD_CLIENT]).args(args);
+        cmd
+    }
+
+    /// The second server at [`SERVER2_IP`], joining the first with `token`.
+    fn spawn_server2(&mut self, token: &str) {
+        let cidr = format!("{SERVER2_IP}/{LAN_PREFIX_LEN}");
+        ip(&[
+            "-n",
+            &self.netns_name("srv"),
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            "eth0",
+        ]);
+        let mut cmd = self.in_netns("srv", ORC);
+        cmd.arg("server")
+            .arg("--disable-agent")
+            .arg("--data-dir")
+            .arg(self.dir.join("server2-data"))
+            .args(["--bind-address", SERVER2_IP])
+            .args(["--https-port", &API_PORT.to_string()])
+            .arg("--write-kubeconfig")
+            .arg(self.kubeconfig2())
+            .args(["--cluster-cidr", CLUSTER_CIDR])
+            .args([
+                "--datastore-endpoint",
+                "etcd://127.0.0.1:2379",
+                "--node-name",
+                "srv2",
+            ])
+            .args(["--server", &format!("https://{SERVER_IP}:{API_PORT}")])
+            .args(["--token", token]);
+        self.server2 = Some(self.spawn_logged(cmd, "server2"));
+        self.wait_for("the second server to answer", || {
+            self.kubeconfig2().exists()
+                && run(self
+                    .kubectl_cmd(&["get", "namespace", "default"])
+                    .env("KUBECONFIG", self.kubeconfig2()))
+                .status
+                .success()
+        });
+    }
+
+    pub fn kubeconfig2(&self) -> PathBuf {
+        self.dir.join("kubeconfig-2.yaml")
+    }
+
+    /// Kills server `n` (1 or 2) at once (SIGKILL); kubectl then talks to the other.
+    pub fn kill_server(&mut self, n: u8) {
+        let child = if n == 1 {
+            self.server.take()
+        } else {
+            self.server2.take()
+        };
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if n == 1 {
+            std::fs::copy(self.kubeconfig2(), self.kubeconfig()).unwrap();
+        }
+    }
+
+    /// The first server with `extra` flags.
+    fn spawn_server_with(&mut self, extra: &[&str]) {
         let mut cmd = self.in_netns("srv", ORC);
         cmd.arg("server")
             .arg("--disable-agent")
@@ -258,6 +392,7 @@ impl Cluster {
                     DEFAULT_TOLERATION_SECONDS,
                 ]);
         }
+        cmd.args(extra);
         self.server = Some(self.spawn_logged(cmd, "server"));
         self.wait_for("the API server to answer", || {
             self.kubeconfig().exists()
@@ -273,7 +408,7 @@ impl Cluster {
         let (node, address) = NODES[i];
         let mut cmd = self.in_netns(node, ORC);
         cmd.arg("agent")
-            .args(["--join", &format!("https://{SERVER_IP}:{API_PORT}")])
+            .args(["--join", &format!("https://{}:{API_PORT}", self.join_ip())])
             .args(["--token", token])
             .args(["--node-name", node, "--node-ip", address])
             .arg("--data-dir")
@@ -288,6 +423,15 @@ impl Cluster {
             cmd.args(["--node-lease-duration", NODE_LEASE_DURATION]);
         }
         self.agents[i] = Some(self.spawn_logged(cmd, &format!("agent-{node}")));
+    }
+
+    /// The address the agents join.
+    pub fn join_ip(&self) -> &'static str {
+        if self.join_server == 2 {
+            SERVER2_IP
+        } else {
+            SERVER_IP
+        }
     }
 
     /// Kills the agent of `node` at once (SIGKILL): its containers keep running.
@@ -500,7 +644,11 @@ impl Cluster {
     }
 
     pub fn print_logs(&self) {
-        let mut who = vec!["server".to_string()];
+        let mut who = vec![
+            "server".to_string(),
+            "server2".to_string(),
+            "etcd".to_string(),
+        ];
         who.extend(NODES.iter().map(|(n, _)| format!("agent-{n}")));
         for w in who {
             let log = std::fs::read_to_string(self.log_path(&w)).unwrap_or_default();
@@ -521,7 +669,8 @@ impl Drop for Cluster {
             self.print_logs();
             eprintln!("--- failed while checking: {} ---", self.step.borrow());
         }
-        for child in self.agents.iter_mut().chain([&mut self.server]) {
+        let servers = [&mut self.server, &mut self.server2, &mut self.etcd];
+        for child in self.agents.iter_mut().chain(servers) {
             if let Some(mut c) = child.take() {
                 let _ = c.kill();
                 let _ = c.wait();

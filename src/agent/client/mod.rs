@@ -1,15 +1,18 @@
 //! A small HTTPS client for the Kubernetes API, as the agent uses it: JSON in and out over
 //! one kept-alive HTTP/1.1 connection (reopened when it breaks), TLS pinned by the caller.
 //! [`watch`] lists and watches on top of it; [`error`] is what a failed call returns;
-//! [`last_known`] keeps what the watches saw on disk, for a start without server.
+//! [`last_known`] keeps what the watches saw on disk, for a start without server;
+//! [`servers`] is the list of servers the clients of one agent share and fail over in.
 
 pub mod error;
 #[cfg(test)]
 pub mod fake;
 pub mod last_known;
+pub mod servers;
 pub mod watch;
 
 pub use error::{ApiError, Rejection};
+pub use servers::Servers;
 pub use watch::{Event, ListWatchApi, Query, Reflector};
 
 use std::sync::Arc;
@@ -137,43 +140,67 @@ impl Response {
     }
 }
 
-/// An API client for one server. Cheap to share (`Arc`); requests are serialized over
-/// one connection, which suits the agent's few requests.
+/// An API client. Cheap to share (`Arc`); requests are serialized over one
+/// connection, which suits the agent's few requests. It talks to the current server
+/// of its [`Servers`]; a server that cannot be reached hands over to the next.
 pub struct ApiClient {
-    addr: ServerAddr,
+    servers: Arc<Servers>,
     tls: TlsConnector,
     bearer: Option<String>,
-    conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    conn: Mutex<Option<Conn>>,
+}
+
+/// A kept connection and the server at its other end.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    addr: ServerAddr,
 }
 
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiClient")
-            .field("addr", &self.addr)
+            .field("addr", &self.servers.current())
             .finish_non_exhaustive()
     }
 }
 
 impl ApiClient {
-    /// A client for `addr` with `tls` (pinned CA, maybe a client certificate) and an
-    /// optional bearer token.
+    /// A client for `addr` alone with `tls` (pinned CA, maybe a client certificate)
+    /// and an optional bearer token.
     pub fn new(addr: ServerAddr, tls: Arc<ClientConfig>, bearer: Option<String>) -> ApiClient {
+        ApiClient::with_servers(Servers::new(addr), tls, bearer)
+    }
+
+    /// A client of the servers in `servers` (shared with the agent's other clients).
+    pub fn with_servers(
+        servers: Arc<Servers>,
+        tls: Arc<ClientConfig>,
+        bearer: Option<String>,
+    ) -> ApiClient {
         ApiClient {
-            addr,
+            servers,
             tls: TlsConnector::from(tls),
             bearer,
             conn: Mutex::new(None),
         }
     }
 
-    pub fn addr(&self) -> &ServerAddr {
-        &self.addr
+    /// The server requests go to now.
+    pub fn addr(&self) -> ServerAddr {
+        self.servers.current()
     }
 
     /// Drops the kept connection (the next request opens a new one): for a caller that
-    /// gave up on a request, whose connection may be stuck on a dead link.
+    /// gave up on a request, whose connection may be stuck on a dead link or on a
+    /// server that died. The next request goes to the next known server (the caller's
+    /// timeout may have cut a connection attempt short, before it could fail over).
     pub async fn disconnect(&self) {
-        *self.conn.lock().await = None;
+        let mut conn = self.conn.lock().await;
+        let addr = match conn.take() {
+            Some(c) => c.addr,
+            None => self.servers.current(),
+        };
+        self.servers.failed(&addr);
     }
 
     pub async fn get(&self, path: &str) -> Result<Response> {
@@ -210,14 +237,15 @@ impl ApiClient {
             let mut conn = self.conn.lock().await;
             let mut fresh = false;
             loop {
-                if conn.as_ref().is_none_or(|s| s.is_closed()) {
+                if conn.as_ref().is_none_or(|c| c.sender.is_closed()) {
                     fresh = true;
                     *conn = Some(self.connect().await?);
                 }
-                let Some(sender) = conn.as_mut() else {
+                let Some(Conn { sender, addr }) = conn.as_mut() else {
                     unreachable!("connected above");
                 };
-                let req = self.build(&method, path, bytes.clone(), content_type)?;
+                let addr = addr.clone();
+                let req = self.build(&addr, &method, path, bytes.clone(), content_type)?;
                 let sent = match sender.ready().await {
                     Ok(()) => sender.send_request(req).await,
                     Err(e) => Err(e),
@@ -227,7 +255,7 @@ impl ApiClient {
                         let status = resp.status();
                         let body = resp.into_body().collect().await.map_err(|source| {
                             ClientError::Http {
-                                addr: self.addr.authority(),
+                                addr: addr.authority(),
                                 source,
                             }
                         })?;
@@ -244,22 +272,25 @@ impl ApiClient {
                     Err(source) => {
                         *conn = None;
                         return Err(ClientError::Http {
-                            addr: self.addr.authority(),
+                            addr: addr.authority(),
                             source,
                         });
                     }
                 }
             }
         };
+        let addr = self.servers.current();
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(result) => result,
             Err(_) => {
-                // The connection may be stuck mid-exchange: never reuse it.
+                // The connection may be stuck mid-exchange: never reuse it, and try
+                // another server next time.
                 if let Ok(mut conn) = self.conn.try_lock() {
                     *conn = None;
                 }
+                self.servers.failed(&addr);
                 Err(ClientError::Timeout {
-                    addr: self.addr.authority(),
+                    addr: addr.authority(),
                 })
             }
         }
@@ -269,8 +300,8 @@ impl ApiClient {
     /// own, so the kept connection stays free for other requests. Only connecting and the
     /// response head are bounded in time; the body is read by the caller.
     pub async fn stream(&self, path: &str) -> Result<(StatusCode, hyper::body::Incoming)> {
-        let mut sender = self.connect().await?;
-        let req = self.build(&Method::GET, path, Bytes::new(), "")?;
+        let Conn { mut sender, addr } = self.connect().await?;
+        let req = self.build(&addr, &Method::GET, path, Bytes::new(), "")?;
         let head = async {
             sender.ready().await?;
             sender.send_request(req).await
@@ -278,12 +309,15 @@ impl ApiClient {
         match tokio::time::timeout(REQUEST_TIMEOUT, head).await {
             Ok(Ok(resp)) => Ok((resp.status(), resp.into_body())),
             Ok(Err(source)) => Err(ClientError::Http {
-                addr: self.addr.authority(),
+                addr: addr.authority(),
                 source,
             }),
-            Err(_) => Err(ClientError::Timeout {
-                addr: self.addr.authority(),
-            }),
+            Err(_) => {
+                self.servers.failed(&addr);
+                Err(ClientError::Timeout {
+                    addr: addr.authority(),
+                })
+            }
         }
     }
 
@@ -299,6 +333,7 @@ impl ApiClient {
 
     fn build(
         &self,
+        addr: &ServerAddr,
         method: &Method,
         path: &str,
         body: Bytes,
@@ -307,7 +342,7 @@ impl ApiClient {
         let mut req = Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(header::HOST, self.addr.authority())
+            .header(header::HOST, addr.authority())
             .header(header::ACCEPT, "application/json")
             .header(
                 header::USER_AGENT,
@@ -322,21 +357,39 @@ impl ApiClient {
         req.body(Full::new(body)).map_err(ClientError::BuildRequest)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>> {
-        let addr = self.addr.authority();
+    /// Connects to the current server; one that cannot be reached hands over to the
+    /// next, each known server tried once.
+    async fn connect(&self) -> Result<Conn> {
+        let mut addr = self.servers.current();
+        let mut tries = self.servers.all().len();
+        loop {
+            match self.connect_to(&addr).await {
+                Ok(sender) => return Ok(Conn { sender, addr }),
+                Err(e) => {
+                    let next = self.servers.failed(&addr);
+                    tries -= 1;
+                    if tries == 0 || next == addr {
+                        return Err(e);
+                    }
+                    tracing::debug!(server = %addr.authority(), error = %e, "connect failed; trying the next server");
+                    addr = next;
+                }
+            }
+        }
+    }
+
+    async fn connect_to(&self, server: &ServerAddr) -> Result<SendRequest<Full<Bytes>>> {
+        let addr = server.authority();
         let connect = async {
-            let tcp = TcpStream::connect((self.addr.host.as_str(), self.addr.port))
+            let tcp = TcpStream::connect((server.host.as_str(), server.port))
                 .await
                 .map_err(|source| ClientError::Connect {
                     addr: addr.clone(),
                     source,
                 })?;
             let _ = tcp.set_nodelay(true);
-            let name = ServerName::try_from(self.addr.host.clone()).map_err(|_| {
-                ClientError::InvalidUrl {
-                    url: self.addr.url(),
-                }
-            })?;
+            let name = ServerName::try_from(server.host.clone())
+                .map_err(|_| ClientError::InvalidUrl { url: server.url() })?;
             let tls =
                 self.tls
                     .connect(name, tcp)
