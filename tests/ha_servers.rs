@@ -13,26 +13,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use support::etcd::EtcdCluster;
-use support::server::{kubectl_with, stdout, Server, ORC};
+use support::server::{kubectl_with, stdout, Server, ORC, WEB_RC};
 use support::wait::wait_until;
 
 const TOKEN: &str = "ha-test-token-0123456789abcdef";
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The issue's bound for an RC to heal through the second server after the leader died.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
-
-const RC: &str = r#"
-apiVersion: v1
-kind: ReplicationController
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 2
-  selector: {app: web}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: c, image: busybox}]
-"#;
 
 fn config_map(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default}}\ndata: {{k: v}}\n")
@@ -156,7 +143,7 @@ fn two_servers_on_three_etcd_members_share_one_cluster() {
     let leader = wait_until(DEADLINE, "a leader", || {
         Some(holder(&second)).filter(|h| !h.is_empty())
     });
-    second.apply_yaml("create", RC);
+    second.apply_yaml("create", WEB_RC);
     wait_until(DEADLINE, "the RC's two pods", || live_pods(&second) == 2);
     first.kill9();
     let pods = second.get_json(&["pods", "-n", "default", "-l", "app=web"]);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::server::{Server, ORC};
+use support::server::{Server, ORC, WEB_RC};
 use support::wait::{assert_stays_for, wait_until};
 
 const LEASE: [&str; 3] = ["-n", "kube-system", "lease/orc-controllers"];
@@ -24,19 +24,6 @@ const FAST_ELECTION: [&str; 7] = [
     "500ms",
 ];
 const DEADLINE: Duration = Duration::from_secs(30);
-
-const RC: &str = r#"
-apiVersion: v1
-kind: ReplicationController
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 2
-  selector: {app: web}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: c, image: busybox}]
-"#;
 
 fn lease(server: &Server) -> Option<Value> {
     let out = server.kubectl(&["get", LEASE[0], LEASE[1], LEASE[2], "-o", "json"]);
@@ -81,7 +68,7 @@ fn controllers_run_only_while_this_server_holds_the_lease() {
         lease(&server).is_some_and(|l| l["spec"]["renewTime"] != first)
     });
 
-    server.apply_yaml("create", RC);
+    server.apply_yaml("create", WEB_RC);
     wait_until(DEADLINE, "the RC's two pods", || {
         pod_names(&server).len() == 2
     });
@@ -133,7 +120,7 @@ fn controllers_run_only_while_this_server_holds_the_lease() {
 #[test]
 fn a_single_sqlite_server_elects_nobody() {
     let server = Server::start();
-    server.apply_yaml("create", RC);
+    server.apply_yaml("create", WEB_RC);
     wait_until(DEADLINE, "the RC's pods", || pod_names(&server).len() == 2);
     let leases = server.ok(&["get", "leases", "-n", "kube-system", "-o", "name"]);
     assert!(leases.trim().is_empty(), "no election lease: {leases}");

@@ -247,3 +247,18 @@ pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// A ReplicationController of two pods labelled `app=web` in `default` (the pods need
+/// not run: the tests that use it count pod objects, e.g. to see the controllers heal).
+pub const WEB_RC: &str = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {app: web}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: c, image: busybox}]
+"#;
