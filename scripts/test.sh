@@ -31,4 +31,13 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 cargo build --locked --all-targets
+# The tests run agents in network namespaces of their own (or with orc's tables turned
+# off): any orc nftables table they leave in the host's namespace is a bug.
+orc_tables() { { nft list tables 2>/dev/null || true; } | awk '$3 ~ /^orc/ { print $2 " " $3 }' | sort; }
+tables_before=$(orc_tables)
 cargo test --locked -- --test-threads="${ORC_TEST_THREADS:-4}"
+left=$(comm -13 <(echo "$tables_before") <(orc_tables) | paste -sd, -)
+if [[ -n "$left" ]]; then
+  echo "test.sh: the tests left nftables tables in the host's network namespace: $left" >&2
+  exit 1
+fi

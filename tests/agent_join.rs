@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::server::{kubectl_with, stdout, wait_for, Server, DEADLINE, ORC};
+use support::server::{
+    kubectl_with, stdout, wait_for, Server, DEADLINE, HOST_NETNS_AGENT_ARGS, ORC,
+};
 use support::wait::wait_until;
 
 /// How long an agent may take to renew its node lease (it renews every 10 s).
@@ -34,12 +36,10 @@ impl Agent {
                 token,
                 "--node-name",
                 node,
-                // Agents here run in the host's network namespace: keep the proxy's
-                // nftables table out of it.
-                "--disable-proxy",
-                // … and no ingress proxy on the host's ports 80 and 443.
-                "--disable-ingress",
             ])
+            // Agents here run in the host's network namespace: keep orc's nftables
+            // tables and the ingress proxy's ports out of it.
+            .args(HOST_NETNS_AGENT_ARGS)
             .arg("--data-dir")
             .arg(data_dir)
             // No containerd, so no pod network either: even on a host running its own
@@ -389,8 +389,7 @@ fn server_with_embedded_agent_registers_its_own_node() {
         .arg("--write-kubeconfig")
         .arg(s.kubeconfig())
         .args(["--node-name", "embedded", "--node-label", "zone=attic"])
-        .arg("--disable-proxy")
-        .arg("--disable-ingress")
+        .args(HOST_NETNS_AGENT_ARGS)
         .arg("--containerd-socket")
         .arg(s.dir.path().join(NO_CONTAINERD))
         .env("RUST_LOG", "info")

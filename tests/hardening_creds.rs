@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::server::{kubectl_with, stdout, wait_for, Server, ORC};
+use support::server::{kubectl_with, stdout, wait_for, Server, HOST_NETNS_AGENT_ARGS, ORC};
 use support::wait::wait_until;
 
 /// The socket the test agents are given for containerd: there is none.
@@ -30,7 +30,8 @@ impl Agent {
         let log = data_dir.join("agent.log");
         let child = Command::new(ORC)
             .args(["agent", "--join", &s.url(), "--token", token])
-            .args(["--node-name", node, "--disable-proxy", "--disable-ingress"])
+            .args(["--node-name", node])
+            .args(HOST_NETNS_AGENT_ARGS)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--containerd-socket")

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::server::{kubectl_with, wait_for, Server, ORC};
+use support::server::{kubectl_with, wait_for, Server, HOST_NETNS_AGENT_ARGS, ORC};
 
 /// A running `orc agent` without containerd (killed on drop; its log is printed when the
 /// test fails): what gives the test a real node credential.
@@ -26,7 +26,8 @@ impl Agent {
         std::fs::create_dir_all(&data_dir).unwrap();
         let child = Command::new(ORC)
             .args(["agent", "--join", &s.url(), "--token", token.trim()])
-            .args(["--node-name", node, "--disable-proxy", "--disable-ingress"])
+            .args(["--node-name", node])
+            .args(HOST_NETNS_AGENT_ARGS)
             .arg("--data-dir")
             .arg(&data_dir)
             // No containerd, so no pod network: the agent never touches the host's routes.

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::server::{free_port, wait_for, Server, DEADLINE, ORC};
+use support::server::{free_port, wait_for, Server, DEADLINE, HOST_NETNS_AGENT_ARGS, ORC};
 
 fn config_map(name: &str, labels: Value, data: &str) -> Value {
     json!({
@@ -357,12 +357,8 @@ fn an_agents_data_dir_is_private_under_umask_000() {
     let mut command = Command::new(ORC);
     command
         .args(["agent", "--join", &s.url(), "--token", token.trim()])
-        .args([
-            "--node-name",
-            "private-node",
-            "--disable-proxy",
-            "--disable-ingress",
-        ])
+        .args(["--node-name", "private-node"])
+        .args(HOST_NETNS_AGENT_ARGS)
         .arg("--data-dir")
         .arg(&data)
         // No containerd: the agent joins and registers without touching the host.
