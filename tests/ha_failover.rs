@@ -211,7 +211,17 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
     c.step("server 2, which the agents talk to, is killed");
     c.kill_server(2);
     let killed = Instant::now();
-    stays_healthy(&c, &pods, WATCH_FOR);
+    // Healthy all along; when server 2 leaves the endpoints is noted on the way.
+    let mut left_endpoints = None;
+    while killed.elapsed() < WATCH_FOR {
+        if let Err(e) = all_healthy(&c, &pods) {
+            panic!("after {:?}: {e}", killed.elapsed());
+        }
+        if left_endpoints.is_none() && kubernetes_endpoints(&c) == [SERVER_IP] {
+            left_endpoints = Some(killed.elapsed());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     assert_eq!(
         pod_state(&c, &pods),
         before,
@@ -223,17 +233,7 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
             "agent {node} did not fail over"
         );
         // Its lease is renewed through server 1 now: renewTime is recent there.
-        let renew = c.kubectl_ok(&[
-            "get",
-            "lease",
-            "-n",
-            "kube-node-lease",
-            node,
-            "-o",
-            "jsonpath={.spec.renewTime}",
-        ]);
-        let renew = chrono::DateTime::parse_from_rfc3339(&renew).expect("renewTime");
-        let age = chrono::Utc::now().signed_duration_since(renew);
+        let age = chrono::Utc::now().signed_duration_since(renew_time(&c, node));
         assert!(
             age < chrono::Duration::seconds(20),
             "{node} renewed {age} ago"
@@ -241,13 +241,51 @@ fn agents_fail_over_to_the_other_server_without_disturbing_their_pods() {
     }
 
     c.step("server 2 drops out of the kubernetes endpoints");
-    c.wait_within(
-        Duration::from_secs(60),
-        "server 2 gone from the endpoints",
-        || kubernetes_endpoints(&c) == [SERVER_IP],
-    );
-    eprintln!(
-        "server 2 left the endpoints {:?} after it died",
+    let left_endpoints = left_endpoints.unwrap_or_else(|| {
+        c.wait_within(
+            Duration::from_secs(30),
+            "server 2 gone from the endpoints",
+            || kubernetes_endpoints(&c) == [SERVER_IP],
+        );
         killed.elapsed()
+    });
+    eprintln!("server 2 left the endpoints {left_endpoints:?} after it died");
+    // Its last renewal is at most one period old, the survivor notices a lease that
+    // stopped changing within a lease duration and one period of its own.
+    assert!(
+        left_endpoints <= Duration::from_secs(55),
+        "server 2 left the endpoints {left_endpoints:?} after it died"
     );
+
+    c.step("an agent restarted while the server it joined through is down uses server 1");
+    let (node, _) = NODES[0];
+    let restarted = chrono::Utc::now();
+    c.restart_agent(node);
+    c.wait_within(
+        Duration::from_secs(45),
+        &format!("{node} to renew its lease after the restart"),
+        || renew_time(&c, node) > restarted,
+    );
+    stays_healthy(&c, &pods, Duration::from_secs(10));
+    assert_eq!(
+        pod_state(&c, &pods),
+        before,
+        "containers restarted or replaced"
+    );
+}
+
+/// When `node` last renewed its Lease.
+fn renew_time(c: &Cluster, node: &str) -> chrono::DateTime<chrono::Utc> {
+    let renew = c.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        node,
+        "-o",
+        "jsonpath={.spec.renewTime}",
+    ]);
+    chrono::DateTime::parse_from_rfc3339(&renew)
+        .expect("renewTime")
+        .with_timezone(&chrono::Utc)
 }

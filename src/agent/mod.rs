@@ -110,8 +110,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         .map_err(AgentError::Credential)?;
     let tls = crate::tls::client_config_rotating(&creds.ca_certificate, &client_cert)
         .map_err(AgentError::Credential)?;
-    // Every client follows the same server list and fails over together.
-    let servers = client::Servers::new(config.server.clone());
+    // Every client follows the same server list and fails over together; the list an
+    // earlier run kept lets it start while the configured server is down.
+    let last_known = client::last_known::LastKnownDir::new(&config.agent_dir());
+    let servers_file = last_known.file(client::servers::LAST_KNOWN);
+    let servers = client::Servers::with_known(
+        config.server.clone(),
+        client::servers::load_known(&servers_file),
+    );
     let new_client =
         |tls: Arc<rustls::ClientConfig>| ApiClient::with_servers(servers.clone(), tls, None);
     let client = new_client(tls.clone());
@@ -120,6 +126,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         Arc::new(new_client(tls.clone())),
         servers.clone(),
         config.server.clone(),
+        servers_file,
     ));
     tokio::spawn(join::keep_renewed(
         join.clone(),
@@ -147,7 +154,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             // The cluster DNS address is answered by this node's own DNS server.
             proxier = proxier.with_local_ip(config.cluster_dns);
         }
-        let last_known = client::last_known::LastKnownDir::new(&config.agent_dir());
+        let last_known = last_known.clone();
         tokio::spawn(async move {
             // One watch of Services and Endpoints for both.
             let consumer = if dns_config.is_some() {

@@ -443,6 +443,15 @@ impl Cluster {
         }
     }
 
+    /// Kills the agent of `node` (SIGKILL) and starts it again with the same data dir.
+    pub fn restart_agent(&mut self, node: &str) {
+        self.kill_agent(node);
+        let i = NODES.iter().position(|(n, _)| *n == node).unwrap();
+        let token = std::fs::read_to_string(self.dir.join("server-data/server/token"))
+            .expect("the server wrote its join token");
+        self.spawn_agent(i, token.trim());
+    }
+
     /// `node` dies as a machine would: its agent is killed (SIGKILL), its containers
     /// too, and its LAN cable is pulled (nothing of it answers any more).
     pub fn kill_node(&mut self, node: &str) {

@@ -3,14 +3,20 @@
 //! keeps its address there, see `apiserver::peers`). Clients use the current server;
 //! when it cannot be reached they move on to the next, so an agent whose server dies
 //! reconnects to another one (watches resume, heartbeats continue) without touching
-//! its pods.
+//! its pods. The list is kept on disk (`<data-dir>/agent/last-known/servers.json`), so
+//! an agent restarted while the server it joined through is down starts with the
+//! others.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::last_known::LastKnownFile;
 use super::{ApiClient, ServerAddr};
+
+/// The last-known file (and its collection name) holding the server list.
+pub const LAST_KNOWN: &str = "servers";
 
 /// How often the list is refreshed from the `kubernetes` Endpoints.
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(15);
@@ -31,11 +37,19 @@ struct Inner {
 impl Servers {
     /// Only the configured server (`--join`, or the embedded agent's own server).
     pub fn new(configured: ServerAddr) -> Arc<Servers> {
+        Servers::with_known(configured, Vec::new())
+    }
+
+    /// The configured server first, then the others known from an earlier run.
+    pub fn with_known(configured: ServerAddr, known: Vec<ServerAddr>) -> Arc<Servers> {
+        let mut list = vec![configured];
+        for s in known {
+            if !list.contains(&s) {
+                list.push(s);
+            }
+        }
         Arc::new(Servers {
-            inner: Mutex::new(Inner {
-                list: vec![configured],
-                current: 0,
-            }),
+            inner: Mutex::new(Inner { list, current: 0 }),
         })
     }
 
@@ -70,8 +84,9 @@ impl Servers {
 
     /// Takes the servers the `kubernetes` Endpoints name. The current server stays in
     /// use while it is listed (no needless reconnects); the configured one is kept at
-    /// the end as a last resort (it may come back, or the list may be stale).
-    pub fn update(&self, listed: Vec<ServerAddr>, configured: &ServerAddr) {
+    /// the end as a last resort (it may come back, or the list may be stale). Returns
+    /// whether the list changed.
+    pub fn update(&self, listed: Vec<ServerAddr>, configured: &ServerAddr) -> bool {
         let mut inner = self.lock();
         let current = inner.list[inner.current].clone();
         let mut list: Vec<ServerAddr> = Vec::new();
@@ -81,7 +96,7 @@ impl Servers {
             }
         }
         if list == inner.list {
-            return;
+            return false;
         }
         tracing::info!(servers = ?list.iter().map(ServerAddr::authority).collect::<Vec<_>>(), "API servers");
         inner.current = match list.iter().position(|s| *s == current) {
@@ -92,6 +107,36 @@ impl Servers {
             }
         };
         inner.list = list;
+        true
+    }
+}
+
+/// The servers kept by an earlier run (none when there is no readable file: the agent
+/// then starts with the configured server alone, as on its first start).
+pub fn load_known(file: &LastKnownFile) -> Vec<ServerAddr> {
+    match file.load::<String>(LAST_KNOWN) {
+        Ok(urls) => urls
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|url| ServerAddr::parse(url).ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %crate::agent::error_chain(&e), "ignoring the kept server list");
+            Vec::new()
+        }
+    }
+}
+
+fn keep(file: &LastKnownFile, servers: &[ServerAddr]) {
+    let urls: Vec<String> = servers.iter().map(ServerAddr::url).collect();
+    let stored = LastKnownFile::encode(LAST_KNOWN, urls.iter())
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            file.store(&bytes)
+                .map_err(|e| crate::agent::error_chain(&e))
+        });
+    if let Err(error) = stored {
+        tracing::warn!(%error, "cannot keep the server list");
     }
 }
 
@@ -123,11 +168,13 @@ pub fn from_endpoints(endpoints: &Value) -> Vec<ServerAddr> {
 }
 
 /// Refreshes `servers` from the `kubernetes` Endpoints every [`REFRESH_PERIOD`], until
-/// the task is dropped. A failed read keeps the list as it is.
+/// the task is dropped, and keeps each new list in `file`. A failed read keeps the list
+/// as it is.
 pub async fn follow_endpoints(
     client: Arc<ApiClient>,
     servers: Arc<Servers>,
     configured: ServerAddr,
+    file: LastKnownFile,
 ) {
     let mut ticker = tokio::time::interval(REFRESH_PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -139,8 +186,8 @@ pub async fn follow_endpoints(
         {
             Ok(resp) if resp.status.is_success() => {
                 let listed = resp.json().map(|v| from_endpoints(&v)).unwrap_or_default();
-                if !listed.is_empty() {
-                    servers.update(listed, &configured);
+                if !listed.is_empty() && servers.update(listed, &configured) {
+                    keep(&file, &servers.all());
                 }
             }
             Ok(resp) => {
@@ -217,5 +264,22 @@ mod tests {
             servers.failed(&addr("10.0.0.2:6443")),
             addr("10.0.0.3:6443")
         );
+    }
+
+    #[test]
+    fn the_kept_list_comes_back_after_the_configured_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LastKnownFile::at(dir.path().join("servers.json"));
+        assert!(load_known(&file).is_empty(), "nothing kept yet");
+        let join = addr("10.0.0.2:6443");
+        keep(&file, &[addr("10.0.0.1:6443"), join.clone()]);
+        let servers = Servers::with_known(join.clone(), load_known(&file));
+        assert_eq!(servers.current(), join);
+        assert_eq!(servers.all(), vec![join.clone(), addr("10.0.0.1:6443")]);
+        // The configured server is down: the next is the one kept.
+        assert_eq!(servers.failed(&join), addr("10.0.0.1:6443"));
+        // A damaged file is ignored, not fatal.
+        std::fs::write(file.path(), b"{not json").unwrap();
+        assert!(load_known(&file).is_empty());
     }
 }
