@@ -4,108 +4,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::server::{
-    kubectl_with, stdout, wait_for, Server, DEADLINE, HOST_NETNS_AGENT_ARGS, ORC,
+use support::host_agent::{
+    join_token as token, HostAgent as Agent, HOST_NETNS_AGENT_ARGS, NO_CONTAINERD,
 };
+use support::server::{kubectl_with, stdout, wait_for, Server, ORC};
 use support::wait::wait_until;
 
 /// How long an agent may take to renew its node lease (it renews every 10 s).
 const LEASE_RENEWED_WITHIN: Duration = Duration::from_secs(25);
-
-/// A running `orc agent` (killed on drop; its log is printed when the test fails).
-struct Agent {
-    child: Option<Child>,
-    data_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(s: &Server, token: &str, data_dir: &Path, node: &str) -> Agent {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let log = data_dir.join(format!("agent-{}.log", support::server::free_port()));
-        let child = Command::new(ORC)
-            .args([
-                "agent",
-                "--join",
-                &s.url(),
-                "--token",
-                token,
-                "--node-name",
-                node,
-            ])
-            // Agents here run in the host's network namespace: keep orc's nftables
-            // tables and the ingress proxy's ports out of it.
-            .args(HOST_NETNS_AGENT_ARGS)
-            .arg("--data-dir")
-            .arg(data_dir)
-            // No containerd, so no pod network either: even on a host running its own
-            // containerd, these agents never make a bridge or routes in its namespace.
-            .arg("--containerd-socket")
-            .arg(data_dir.join(NO_CONTAINERD))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn orc agent");
-        Agent {
-            child: Some(child),
-            data_dir: data_dir.to_owned(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn agent_file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.data_dir.join("agent").join(name)).unwrap()
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data_dir.join("agent/kubelet.kubeconfig")
-    }
-
-    /// Waits (bounded) for the agent to exit by itself; returns whether it succeeded.
-    fn wait_exit(&mut self) -> bool {
-        let child = self.child.as_mut().unwrap();
-        wait_until(DEADLINE, "the agent to exit by itself", || {
-            child.try_wait().unwrap()
-        })
-        .success()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- orc agent log ({}) ---\n{}",
-                self.log.display(),
-                self.log()
-            );
-        }
-    }
-}
-
-fn token(s: &Server) -> String {
-    std::fs::read_to_string(s.data_dir().join("server/token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 fn node_json(s: &Server, node: &str) -> Option<serde_json::Value> {
     let out = s.kubectl(&["get", "node", node, "-o", "json"]);
@@ -131,7 +40,6 @@ fn no_runtime(node: &serde_json::Value) -> bool {
 }
 
 /// The socket the test agents are given for containerd: there is none.
-const NO_CONTAINERD: &str = "no-containerd.sock";
 
 fn wait_registered_with_cidr(s: &Server, node: &str) -> serde_json::Value {
     let mut last = None;

@@ -6,84 +6,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::server::{kubectl_with, stdout, wait_for, Server, HOST_NETNS_AGENT_ARGS, ORC};
+use support::host_agent::{join_token as token, HostAgent as Agent};
+use support::server::{stdout, wait_for, Server, ORC};
 use support::wait::wait_until;
-
-/// The socket the test agents are given for containerd: there is none.
-const NO_CONTAINERD: &str = "no-containerd.sock";
-
-/// A running `orc agent` without containerd (killed on drop; its log is printed when the
-/// test fails).
-struct Agent {
-    child: Option<Child>,
-    data_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(s: &Server, token: &str, data_dir: &Path, node: &str) -> Agent {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let log = data_dir.join("agent.log");
-        let child = Command::new(ORC)
-            .args(["agent", "--join", &s.url(), "--token", token])
-            .args(["--node-name", node])
-            .args(HOST_NETNS_AGENT_ARGS)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--containerd-socket")
-            .arg(data_dir.join(NO_CONTAINERD))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn orc agent");
-        Agent {
-            child: Some(child),
-            data_dir: data_dir.to_owned(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn agent_file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.data_dir.join("agent").join(name)).unwrap_or_default()
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data_dir.join("agent/kubelet.kubeconfig")
-    }
-
-    /// kubectl with the node's own credential.
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        kubectl_with(&self.kubeconfig(), args, None)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- orc agent log ---\n{}", self.log());
-        }
-    }
-}
-
-fn token(s: &Server) -> String {
-    std::fs::read_to_string(s.data_dir().join("server/token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 fn secret_of(token: &str) -> String {
     token.rsplit(':').next().unwrap().to_string()

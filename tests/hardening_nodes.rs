@@ -5,86 +5,38 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::server::{kubectl_with, wait_for, Server, HOST_NETNS_AGENT_ARGS, ORC};
+use support::host_agent::{join_token, HostAgent};
+use support::server::{wait_for, Server};
 
-/// A running `orc agent` without containerd (killed on drop; its log is printed when the
-/// test fails): what gives the test a real node credential.
-struct Agent {
-    child: Child,
-    data_dir: PathBuf,
+/// A joined node `node` (an agent without containerd) once it has its podCIDR: what
+/// gives the test a real node credential.
+fn join(s: &Server, node: &str) -> HostAgent {
+    let data_dir = s.dir.path().join(format!("agent-{node}"));
+    let agent = HostAgent::start(s, &join_token(s), &data_dir, node);
+    wait_for(&format!("node {node} to get its podCIDR"), || {
+        agent.kubeconfig().exists()
+            && s.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"])
+                .stdout
+                .starts_with(b"10.42.")
+    });
+    agent
 }
 
-impl Agent {
-    fn join(s: &Server, node: &str) -> Agent {
-        let token = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
-        let data_dir = s.dir.path().join(format!("agent-{node}"));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let child = Command::new(ORC)
-            .args(["agent", "--join", &s.url(), "--token", token.trim()])
-            .args(["--node-name", node])
-            .args(HOST_NETNS_AGENT_ARGS)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            // No containerd, so no pod network: the agent never touches the host's routes.
-            .arg("--containerd-socket")
-            .arg(data_dir.join("no-containerd.sock"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data_dir.join("agent.log")).unwrap())
-            .spawn()
-            .expect("spawn orc agent");
-        let agent = Agent { child, data_dir };
-        wait_for(&format!("node {node} to get its podCIDR"), || {
-            agent.kubeconfig().exists()
-                && s.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"])
-                    .stdout
-                    .starts_with(b"10.42.")
-        });
-        agent
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data_dir.join("agent/kubelet.kubeconfig")
-    }
-
-    /// kubectl with the node's own credential.
-    fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.kubeconfig(), args, None)
-    }
-
-    /// Runs kubectl as the node expecting a refusal; returns stderr. (`kubectl
-    /// uncordon` reports a refusal on stderr but exits 0.)
-    fn refused(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success() || stderr.starts_with("error: "),
-            "node's kubectl {args:?} unexpectedly succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stderr
-    }
-
-    /// An HTTPS client pinned to the cluster CA, authenticated as the node.
-    fn client(&self) -> reqwest::Client {
-        client_for(&self.kubeconfig())
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.data_dir.join("agent.log"));
-            eprintln!("--- orc agent log ---\n{}", log.unwrap_or_default());
-        }
-    }
+/// Runs kubectl as the node expecting a refusal; returns stderr. (`kubectl uncordon`
+/// reports a refusal on stderr but exits 0.)
+fn refused(agent: &HostAgent, args: &[&str]) -> String {
+    let out = agent.kubectl(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() || stderr.starts_with("error: "),
+        "node's kubectl {args:?} unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
 }
 
 fn client_for(kubeconfig: &Path) -> reqwest::Client {
@@ -130,14 +82,14 @@ fn escalation_surface(s: &Server, node: &str) -> Value {
 #[test]
 fn node_cannot_escalate_through_its_own_node_object() {
     let s = Server::start();
-    let n1 = Agent::join(&s, "n1");
+    let n1 = join(&s, "n1");
     // The admin taints and cordons the node and pins its role.
     s.ok(&["taint", "node", "n1", "dedicated=db:NoSchedule"]);
     s.ok(&["cordon", "n1"]);
     s.ok(&["label", "node", "n1", "node-role.kubernetes.io/worker="]);
     let before = escalation_surface(&s, "n1");
     let forbidden = |args: &[&str], why: &str| {
-        let err = n1.refused(args);
+        let err = refused(&n1, args);
         assert!(
             err.contains("nodes \"n1\" is forbidden: ") && err.contains(why),
             "{args:?}: {err}"
@@ -199,8 +151,7 @@ fn node_cannot_escalate_through_its_own_node_object() {
     let mut node = s.get_json(&["node", "n1"]);
     node["spec"]["taints"] = json!([]);
     let (code, status) = runtime().block_on(async {
-        let resp = n1
-            .client()
+        let resp = client_for(&n1.kubeconfig())
             .put(format!("{}/api/v1/nodes/n1", s.url()))
             .json(&node)
             .send()
@@ -268,18 +219,21 @@ fn node_cannot_escalate_through_its_own_node_object() {
 #[test]
 fn node_status_with_invalid_quantities_is_refused_and_describe_still_works() {
     let s = Server::start();
-    let n1 = Agent::join(&s, "n1");
+    let n1 = join(&s, "n1");
     for bad in ["*", "0x10", "lots"] {
         let patch = json!({"status": {"capacity": {"cpu": bad}}}).to_string();
-        let err = n1.refused(&[
-            "patch",
-            "node",
-            "n1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ]);
+        let err = refused(
+            &n1,
+            &[
+                "patch",
+                "node",
+                "n1",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+        );
         assert!(
             err.contains("The Node \"n1\" is invalid: ")
                 && err.contains(&format!(
@@ -288,15 +242,18 @@ fn node_status_with_invalid_quantities_is_refused_and_describe_still_works() {
             "{bad}: {err}"
         );
     }
-    let err = n1.refused(&[
-        "patch",
-        "node",
-        "n1",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"allocatable":{"memory":"-1Gi"}}}"#,
-    ]);
+    let err = refused(
+        &n1,
+        &[
+            "patch",
+            "node",
+            "n1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"allocatable":{"memory":"-1Gi"}}}"#,
+        ],
+    );
     assert!(
         err.contains("status.allocatable.memory: Invalid value: \"-1Gi\": must be greater than or equal to 0"),
         "{err}"
@@ -309,8 +266,8 @@ fn node_status_with_invalid_quantities_is_refused_and_describe_still_works() {
 #[test]
 fn oversized_objects_are_refused_and_node_events_are_rate_limited() {
     let s = Server::start();
-    let n1 = Agent::join(&s, "n1");
-    let node = n1.client();
+    let n1 = join(&s, "n1");
+    let node = client_for(&n1.kubeconfig());
     let admin = s.client(true);
     let events = format!("{}/api/v1/namespaces/default/events", s.url());
     let event = |name: &str, message: &str| {

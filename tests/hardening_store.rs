@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::server::{free_port, wait_for, Server, DEADLINE, HOST_NETNS_AGENT_ARGS, ORC};
+use support::host_agent::HOST_NETNS_AGENT_ARGS;
+use support::server::{free_port, wait_for, Server, DEADLINE, ORC};
 
 fn config_map(name: &str, labels: Value, data: &str) -> Value {
     json!({

@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod host;
+pub mod host_agent;
 pub mod kubelet;
 pub mod multinode;
 pub mod server;

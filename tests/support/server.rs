@@ -13,18 +13,6 @@ pub const ORC: &str = env!("CARGO_BIN_EXE_orc");
 /// Longest any test waits for a condition.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Flags for an agent (or a server's embedded agent) run in the host's own network
-/// namespace without containerd: no service proxy, no ingress proxy on ports 80/443, and
-/// no NetworkPolicy table — `--disable-network-policy` removes the named table, so it
-/// names a private one that does not exist, never the host's `orc-netpol`.
-pub const HOST_NETNS_AGENT_ARGS: [&str; 5] = [
-    "--disable-proxy",
-    "--disable-ingress",
-    "--disable-network-policy",
-    "--network-policy-nft-table",
-    "orc-test-absent",
-];
-
 /// What the server prints once it serves.
 const READY: &str = "orc server is ready";
 
