@@ -39,8 +39,6 @@ fn no_runtime(node: &serde_json::Value) -> bool {
         })
 }
 
-/// The socket the test agents are given for containerd: there is none.
-
 fn wait_registered_with_cidr(s: &Server, node: &str) -> serde_json::Value {
     let mut last = None;
     wait_for(

@@ -220,9 +220,8 @@ fn node_cannot_escalate_through_its_own_node_object() {
 fn node_status_with_invalid_quantities_is_refused_and_describe_still_works() {
     let s = Server::start();
     let n1 = join(&s, "n1");
-    for bad in ["*", "0x10", "lots"] {
-        let patch = json!({"status": {"capacity": {"cpu": bad}}}).to_string();
-        let err = refused(
+    let status_patch_refused = |patch: &str| {
+        refused(
             &n1,
             &[
                 "patch",
@@ -231,9 +230,13 @@ fn node_status_with_invalid_quantities_is_refused_and_describe_still_works() {
                 "--subresource=status",
                 "--type=merge",
                 "-p",
-                &patch,
+                patch,
             ],
-        );
+        )
+    };
+    for bad in ["*", "0x10", "lots"] {
+        let patch = json!({"status": {"capacity": {"cpu": bad}}}).to_string();
+        let err = status_patch_refused(&patch);
         assert!(
             err.contains("The Node \"n1\" is invalid: ")
                 && err.contains(&format!(
@@ -242,18 +245,7 @@ fn node_status_with_invalid_quantities_is_refused_and_describe_still_works() {
             "{bad}: {err}"
         );
     }
-    let err = refused(
-        &n1,
-        &[
-            "patch",
-            "node",
-            "n1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"allocatable":{"memory":"-1Gi"}}}"#,
-        ],
-    );
+    let err = status_patch_refused(r#"{"status":{"allocatable":{"memory":"-1Gi"}}}"#);
     assert!(
         err.contains("status.allocatable.memory: Invalid value: \"-1Gi\": must be greater than or equal to 0"),
         "{err}"
