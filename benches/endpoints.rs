@@ -86,6 +86,21 @@ fn client(w: &World) -> (reqwest::Client, String) {
     (client, format!("https://{}:{}", w.bind_address, w.port))
 }
 
+/// Runs `f` to completion on a thread inside the world's network namespace (where the
+/// server listens).
+fn in_world<T: Send + 'static>(
+    w: &World,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    on_netns_thread(&w.netns_path(), move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    })
+}
+
 async fn send(req: reqwest::RequestBuilder, what: &str) {
     let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
     let status = resp.status();
@@ -168,43 +183,37 @@ fn main() {
     let created = Instant::now();
     {
         let (http, url) = (http.clone(), url.clone());
-        on_netns_thread(&w.netns_path(), move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                send(
-                    http.post(format!("{url}/api/v1/namespaces"))
-                        .json(&json!({"metadata": {"name": NAMESPACE}})),
-                    "create the namespace",
-                )
-                .await;
-                let next = std::sync::atomic::AtomicUsize::new(0);
-                let writer = || async {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= services {
-                            break;
-                        }
-                        send(
-                            http.post(format!("{url}/api/v1/namespaces/{NAMESPACE}/services"))
-                                .json(&service(i)),
-                            "create a Service",
-                        )
-                        .await;
-                        send(
-                            http.post(format!(
-                                "{url}/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
-                            ))
-                            .json(&slice(i)),
-                            "create an EndpointSlice",
-                        )
-                        .await;
+        in_world(&w, async move {
+            send(
+                http.post(format!("{url}/api/v1/namespaces"))
+                    .json(&json!({"metadata": {"name": NAMESPACE}})),
+                "create the namespace",
+            )
+            .await;
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let writer = || async {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= services {
+                        break;
                     }
-                };
-                futures::future::join_all((0..WRITERS).map(|_| writer())).await;
-            })
+                    send(
+                        http.post(format!("{url}/api/v1/namespaces/{NAMESPACE}/services"))
+                            .json(&service(i)),
+                        "create a Service",
+                    )
+                    .await;
+                    send(
+                        http.post(format!(
+                            "{url}/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+                        ))
+                        .json(&slice(i)),
+                        "create an EndpointSlice",
+                    )
+                    .await;
+                }
+            };
+            futures::future::join_all((0..WRITERS).map(|_| writer())).await;
         });
     }
     eprintln!(
@@ -242,23 +251,17 @@ fn main() {
             endpoint_ip(2 * i), endpoint_ip(2 * i + 1), new_ip.clone()
         ])});
         let (http, url) = (http.clone(), url.clone());
-        let answered = on_netns_thread(&w.netns_path(), move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                send(
-                    http.patch(format!(
-                        "{url}/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/svc-{i}"
-                    ))
-                    .header("Content-Type", "application/merge-patch+json")
-                    .body(patch.to_string()),
-                    "patch an EndpointSlice",
-                )
-                .await;
-                Instant::now()
-            })
+        let answered = in_world(&w, async move {
+            send(
+                http.patch(format!(
+                    "{url}/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/svc-{i}"
+                ))
+                .header("Content-Type", "application/merge-patch+json")
+                .body(patch.to_string()),
+                "patch an EndpointSlice",
+            )
+            .await;
+            Instant::now()
         });
         let seen = monitor
             .wait_for(&new_ip, CHANGE_DEADLINE)
