@@ -445,7 +445,10 @@ async fn openapi_v2_is_served_as_json_and_protobuf() {
         &mut unzipped,
     )
     .unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&unzipped).unwrap(), json);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&unzipped).unwrap(),
+        json
+    );
 
     let cached = c.get(&url).header("If-None-Match", &etag).send().await;
     assert_eq!(cached.unwrap().status(), 304);

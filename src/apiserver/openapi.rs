@@ -810,7 +810,11 @@ mod tests {
             body.len(),
             gzipped.len()
         );
-        assert_eq!(hex::encode(Sha256::digest(&body)), doc.hash, "hash of the JSON");
+        assert_eq!(
+            hex::encode(Sha256::digest(&body)),
+            doc.hash,
+            "hash of the JSON"
+        );
         let mut unzipped = Vec::new();
         std::io::Read::read_to_end(
             &mut flate2::read::GzDecoder::new(&gzipped[..]),

@@ -95,8 +95,7 @@ pub fn start_trimmer(interval: Duration) {
             let mut code_released = false;
             loop {
                 std::thread::sleep(interval);
-                let start_up_over =
-                    !code_released && started.elapsed() >= CODE_RELEASE_AFTER_START;
+                let start_up_over = !code_released && started.elapsed() >= CODE_RELEASE_AFTER_START;
                 if trim_heap(&mut policy) || start_up_over {
                     let bytes = super::code_pages::release();
                     code_released = true;
@@ -188,7 +187,8 @@ mod tests {
 
     #[test]
     fn heap_slack_is_measured_on_anonymous_memory() {
-        let status = "Name:\torc\nVmRSS:\t   41312 kB\nRssAnon:\t    8812 kB\nRssFile:\t   32500 kB\n";
+        let status =
+            "Name:\torc\nVmRSS:\t   41312 kB\nRssAnon:\t    8812 kB\nRssFile:\t   32500 kB\n";
         assert_eq!(resident_anon_bytes(status), Some(8812 * 1024));
         assert_eq!(resident_anon_bytes("VmRSS:\t1 kB\n"), None);
     }
