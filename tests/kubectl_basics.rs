@@ -418,7 +418,7 @@ async fn openapi_v2_is_served_as_json_and_protobuf() {
         resp.headers()["content-type"],
         "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
-    assert_eq!(resp.headers()["vary"], "Accept");
+    assert_eq!(resp.headers()["vary"], "Accept, Accept-Encoding");
     assert_ne!(resp.headers()["etag"].to_str().unwrap(), etag);
     let protobuf = resp.bytes().await.unwrap();
     // The protobuf form is the served JSON, encoded.
@@ -426,6 +426,28 @@ async fn openapi_v2_is_served_as_json_and_protobuf() {
     assert!(
         protobuf[..] == encoded[..],
         "protobuf is not the JSON encoded"
+    );
+
+    // Kept compressed: clients that accept gzip (kubectl) get it as it is.
+    let resp = c
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+    let gzipped = resp.bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gzipped[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&unzipped).unwrap(),
+        json
     );
 
     let cached = c.get(&url).header("If-None-Match", &etag).send().await;

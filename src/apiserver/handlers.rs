@@ -385,12 +385,25 @@ fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response
             let tag = tag.trim();
             tag == "*" || tag.trim_start_matches("W/") == etag
         });
+    let gzipped = doc
+        .gzipped()
+        .filter(|_| accepts_gzip(header_str(req, header::ACCEPT_ENCODING)));
     let mut resp = if not_modified {
         let mut resp = response::raw_json(304, Bytes::new());
         resp.headers_mut().remove(header::CONTENT_TYPE);
         resp
+    } else if let Some(body) = gzipped.clone() {
+        let mut resp = response::raw_json(200, body);
+        resp.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+        resp
     } else {
-        response::raw_json(200, doc.body.clone())
+        let body = doc
+            .body()
+            .map_err(|e| ApiError::internal(format!("reading the OpenAPI document: {e}")))?;
+        response::raw_json(200, body)
     };
     let immutable = Query::parse(req.uri().query()).get("hash") == Some(doc.hash.as_str());
     let cache_control = if immutable {
@@ -406,14 +419,36 @@ fn openapi<B>(ctx: &ApiContext, path: &str, req: &Request<B>) -> Result<Response
         header::CACHE_CONTROL,
         http::HeaderValue::from_static(cache_control),
     );
+    // The body depends on Accept-Encoding (and, for v2, on Accept).
+    let vary = if v2_format.is_some() {
+        "Accept, Accept-Encoding"
+    } else {
+        "Accept-Encoding"
+    };
+    headers.insert(header::VARY, http::HeaderValue::from_static(vary));
     if let Some(format) = v2_format {
-        headers.insert(header::VARY, http::HeaderValue::from_static("Accept"));
         if !not_modified {
             let content_type = http::HeaderValue::from_static(format.content_type());
             headers.insert(header::CONTENT_TYPE, content_type);
         }
     }
     Ok(resp)
+}
+
+/// Whether an `Accept-Encoding` header value allows a gzip-encoded body (`gzip` or `*`
+/// without `q=0`).
+pub(super) fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                == Some(0.0)
+        });
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
 }
 
 pub(super) fn verb_of(method: &Method, r: &ResourceRoute, query: &Query) -> &'static str {

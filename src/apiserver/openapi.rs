@@ -39,12 +39,19 @@ const PATCH_CONTENT_TYPES: &[&str] = &[
     "application/apply-patch+yaml",
 ];
 
-/// One served OpenAPI document: its JSON and the hex sha256 of that JSON (stable for a
-/// given orc build and set of served kinds, used as `hash=` in the index and as the
-/// strong `ETag`).
+/// One served OpenAPI document: its body (JSON, or protobuf for `/openapi/v2`) and the
+/// hex sha256 of that body (stable for a given orc build and set of served kinds, used as
+/// `hash=` in the index and as the strong `ETag`).
+///
+/// The body is kept gzip-compressed: the documents are large (the v3 set ~4 MB of JSON,
+/// `/openapi/v2` ~6 MB more as JSON and protobuf), live as long as the served kinds do,
+/// and compress ~10×. Clients that accept gzip (kubectl, client-go) get the compressed
+/// bytes as they are; others get them decompressed.
 #[derive(Debug, Clone)]
 pub struct Document {
-    pub body: Bytes,
+    /// `body` compressed when `gzipped`; as generated otherwise (compression failed).
+    stored: Bytes,
+    gzipped: bool,
     pub hash: String,
 }
 
@@ -55,10 +62,39 @@ impl Document {
 
     fn from_bytes(body: Vec<u8>) -> Document {
         let hash = hex::encode(Sha256::digest(&body));
-        Document {
-            body: Bytes::from(body),
-            hash,
+        match gzip(&body) {
+            Ok(compressed) => Document {
+                stored: Bytes::from(compressed),
+                gzipped: true,
+                hash,
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot compress an OpenAPI document; kept as it is");
+                Document {
+                    stored: Bytes::from(body),
+                    gzipped: false,
+                    hash,
+                }
+            }
         }
+    }
+
+    /// The body gzip-compressed, when it is kept so (`Content-Encoding: gzip`).
+    pub fn gzipped(&self) -> Option<Bytes> {
+        self.gzipped.then(|| self.stored.clone())
+    }
+
+    /// The body as generated.
+    pub fn body(&self) -> std::io::Result<Bytes> {
+        if !self.gzipped {
+            return Ok(self.stored.clone());
+        }
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&self.stored[..]),
+            &mut body,
+        )?;
+        Ok(Bytes::from(body))
     }
 
     /// The `ETag` header value (quoted, strong).
@@ -67,8 +103,22 @@ impl Document {
     }
 }
 
+/// `body` gzip-compressed (fast level: the documents are generated on a request's path).
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    let mut compressed = encoder.finish()?;
+    compressed.shrink_to_fit();
+    Ok(compressed)
+}
+
 /// The OpenAPI documents of this server, generated on first use and again after the
 /// served kinds change (a CustomResourceDefinition was established, changed or deleted).
+/// `/openapi/v2` is generated only when asked for (kubectl reads v3 when served).
 #[derive(Debug, Default)]
 pub struct OpenApi {
     docs: Mutex<Option<Arc<Documents>>>,
@@ -81,9 +131,15 @@ struct Documents {
     index: Document,
     /// By index path: `api/v1`, `apis/apps/v1`.
     group_versions: BTreeMap<String, Document>,
+    /// `/openapi/v2`, once asked for.
+    v2: std::sync::OnceLock<V2Documents>,
+}
+
+#[derive(Debug)]
+struct V2Documents {
     /// `/openapi/v2` as JSON, and as protobuf (`None` if it could not be encoded).
-    v2_json: Document,
-    v2_protobuf: Option<Document>,
+    json: Document,
+    protobuf: Option<Document>,
 }
 
 impl OpenApi {
@@ -110,6 +166,8 @@ impl OpenApi {
         match &*docs {
             Some(d) if d.generation == served.generation => d.clone(),
             _ => {
+                // The old set goes before the new one is built: both are large.
+                *docs = None;
                 let fresh = Arc::new(Documents::generate(served));
                 *docs = Some(fresh.clone());
                 fresh
@@ -121,25 +179,38 @@ impl OpenApi {
     /// could not be encoded (logged when generated).
     pub fn v2(&self, format: v2::Format, served: &Resources) -> Option<Document> {
         let docs = self.documents(served);
+        let v2 = docs.v2.get_or_init(|| V2Documents::generate(served));
         match format {
-            v2::Format::Json => Some(docs.v2_json.clone()),
-            v2::Format::Protobuf => docs.v2_protobuf.clone(),
+            v2::Format::Json => Some(v2.json.clone()),
+            v2::Format::Protobuf => v2.protobuf.clone(),
         }
     }
 }
 
 impl Documents {
     fn generate(served: &Resources) -> Documents {
-        let values = group_version_documents(served);
-        let group_versions: BTreeMap<String, Document> = values
+        let group_versions: BTreeMap<String, Document> = group_version_documents(served)
             .iter()
             .map(|(path, doc)| (path.clone(), Document::new(doc)))
             .collect();
         let index = Document::new(&index(&group_versions));
+        Documents {
+            generation: served.generation,
+            index,
+            group_versions,
+            v2: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl V2Documents {
+    /// From the v3 documents of `served`, generated again (the same as the cached ones:
+    /// `served` has their generation).
+    fn generate(served: &Resources) -> V2Documents {
         let started = std::time::Instant::now();
-        let swagger = v2::swagger(&values);
-        let v2_json = Document::new(&swagger);
-        let v2_protobuf = match v2::to_protobuf(&swagger) {
+        let swagger = v2::swagger(&group_version_documents(served));
+        let json = Document::new(&swagger);
+        let protobuf = match v2::to_protobuf(&swagger) {
             Ok(body) => Some(Document::from_bytes(body)),
             Err(error) => {
                 tracing::error!(%error, "cannot encode /openapi/v2 as protobuf");
@@ -147,18 +218,12 @@ impl Documents {
             }
         };
         tracing::info!(
-            json_bytes = v2_json.body.len(),
-            protobuf_bytes = v2_protobuf.as_ref().map_or(0, |d| d.body.len()),
+            json_gzip_bytes = json.stored.len(),
+            protobuf_gzip_bytes = protobuf.as_ref().map_or(0, |d| d.stored.len()),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "generated /openapi/v2"
         );
-        Documents {
-            generation: served.generation,
-            index,
-            group_versions,
-            v2_json,
-            v2_protobuf,
-        }
+        V2Documents { json, protobuf }
     }
 }
 
@@ -716,20 +781,60 @@ mod tests {
     fn index_lists_every_served_group_version_with_its_hash() {
         let openapi = OpenApi::new();
         let index: Value =
-            serde_json::from_slice(&openapi.document("v3", &builtin()).unwrap().body).unwrap();
+            serde_json::from_slice(&openapi.document("v3", &builtin()).unwrap().body().unwrap())
+                .unwrap();
         let paths = index["paths"].as_object().unwrap();
         for (group, version) in served_group_versions(&builtin()) {
             let key = index_path(group, version);
             let url = paths[&key]["serverRelativeURL"].as_str().unwrap();
             let doc = openapi.document(&format!("v3/{key}"), &builtin()).unwrap();
             assert_eq!(url, format!("/openapi/v3/{key}?hash={}", doc.hash));
-            let parsed: Value = serde_json::from_slice(&doc.body).unwrap();
+            let parsed: Value = serde_json::from_slice(&doc.body().unwrap()).unwrap();
             assert_eq!(parsed["openapi"], "3.0.0");
         }
         assert_eq!(paths.len(), served_group_versions(&builtin()).len());
         assert!(paths.contains_key("api/v1"));
         assert!(paths.contains_key("apis/apps/v1"));
         assert!(paths.contains_key("apis/coordination.k8s.io/v1"));
+    }
+
+    #[test]
+    fn documents_are_kept_compressed_and_served_as_generated() {
+        let openapi = OpenApi::new();
+        let doc = openapi.document("v3/api/v1", &builtin()).unwrap();
+        let body = doc.body().unwrap();
+        let gzipped = doc.gzipped().expect("kept compressed");
+        assert!(
+            gzipped.len() * 4 < body.len(),
+            "{} bytes compressed to {}",
+            body.len(),
+            gzipped.len()
+        );
+        assert_eq!(
+            hex::encode(Sha256::digest(&body)),
+            doc.hash,
+            "hash of the JSON"
+        );
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&gzipped[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, body);
+    }
+
+    #[test]
+    fn v2_is_generated_only_when_asked_for() {
+        let openapi = OpenApi::new();
+        openapi.document("v3", &builtin()).unwrap();
+        let docs = openapi.documents(&builtin());
+        assert!(docs.v2.get().is_none(), "v3 alone does not build v2");
+        let json = openapi.v2(v2::Format::Json, &builtin()).unwrap();
+        let swagger: Value = serde_json::from_slice(&json.body().unwrap()).unwrap();
+        assert_eq!(swagger["swagger"], "2.0");
+        assert!(docs.v2.get().is_some());
+        assert!(openapi.v2(v2::Format::Protobuf, &builtin()).is_some());
     }
 
     #[test]

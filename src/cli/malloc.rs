@@ -18,8 +18,8 @@ pub const DEFAULT_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 /// Resident memory not in use by the heap that may build up before it is given back.
 pub const TRIM_THRESHOLD: usize = 4 << 20;
 
-/// When to trim: the process's resident memory less what the heap has in use (code,
-/// stacks, and the free pages the arenas keep) grew by more than a threshold since the
+/// When to trim: the process's resident anonymous memory less what the heap has in use
+/// (stacks, and the free pages the arenas keep) grew by more than a threshold since the
 /// last trim. A trim with nothing to give back is never repeated, so an idle process
 /// does not walk its heap every interval.
 #[derive(Debug)]
@@ -72,9 +72,15 @@ pub fn limit_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn limit_arenas() {}
 
+/// When the trimmer first unmaps the code pages start-up touched
+/// ([`super::code_pages`]): start-up (joining, the first lists and watches) is over.
+pub const CODE_RELEASE_AFTER_START: Duration = Duration::from_secs(20);
+
 /// Starts a thread that, every `interval`, gives freed heap memory back to the system
-/// when [`TrimPolicy`] says so. A zero interval starts nothing.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// when [`TrimPolicy`] says so (glibc builds), and unmaps the executable's code pages
+/// once start-up is over and again after each trim (a burst of work came and went). A
+/// zero interval starts nothing.
+#[cfg(target_os = "linux")]
 pub fn start_trimmer(interval: Duration) {
     if interval.is_zero() {
         return;
@@ -84,24 +90,16 @@ pub fn start_trimmer(interval: Duration) {
         // It allocates (almost) nothing: a small stack is plenty.
         .stack_size(256 << 10)
         .spawn(move || {
+            let started = std::time::Instant::now();
             let mut policy = TrimPolicy::new(TRIM_THRESHOLD);
+            let mut code_released = false;
             loop {
                 std::thread::sleep(interval);
-                let Some((resident, in_use)) = heap_usage() else {
-                    continue;
-                };
-                if policy.should_trim(resident, in_use) {
-                    // SAFETY: malloc_trim only releases free pages; it is thread-safe.
-                    unsafe {
-                        libc::malloc_trim(0);
-                    }
-                    let (after, in_use) = heap_usage().unwrap_or((resident, in_use));
-                    policy.trimmed(after, in_use);
-                    tracing::debug!(
-                        before = resident,
-                        after,
-                        "gave freed heap memory back to the system"
-                    );
+                let start_up_over = !code_released && started.elapsed() >= CODE_RELEASE_AFTER_START;
+                if trim_heap(&mut policy) || start_up_over {
+                    let bytes = super::code_pages::release();
+                    code_released = true;
+                    tracing::debug!(bytes, "unmapped the executable's clean code pages");
                 }
             }
         });
@@ -110,20 +108,57 @@ pub fn start_trimmer(interval: Duration) {
     }
 }
 
-/// Other C libraries: nothing to do (mimalloc returns freed memory itself).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+/// Other systems: nothing to do.
+#[cfg(not(target_os = "linux"))]
 pub fn start_trimmer(_interval: Duration) {}
 
-/// Resident bytes of this process and bytes the heap has in use.
+/// Trims the heap when `policy` says so; whether it did.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap(policy: &mut TrimPolicy) -> bool {
+    let Some((resident, in_use)) = heap_usage() else {
+        return false;
+    };
+    if !policy.should_trim(resident, in_use) {
+        return false;
+    }
+    // SAFETY: malloc_trim only releases free pages; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let (after, in_use) = heap_usage().unwrap_or((resident, in_use));
+    policy.trimmed(after, in_use);
+    tracing::debug!(
+        before = resident,
+        after,
+        "gave freed heap memory back to the system"
+    );
+    true
+}
+
+/// Static musl builds allocate with mimalloc, which returns freed memory itself.
+#[cfg(all(target_os = "linux", not(target_env = "gnu")))]
+fn trim_heap(_policy: &mut TrimPolicy) -> bool {
+    false
+}
+
+/// Resident anonymous bytes of this process (heap, stacks; not the code pages of the
+/// executable, which [`super::code_pages`] unmaps and which fault back in as they run)
+/// and bytes the heap has in use.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn heap_usage() -> Option<(usize, usize)> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let anon = resident_anon_bytes(&status)?;
     // SAFETY: mallinfo2 only reads malloc's statistics (under the arenas' locks).
     let info = unsafe { libc::mallinfo2() };
-    Some((pages * page, info.uordblks + info.hblkhd))
+    Some((anon, info.uordblks + info.hblkhd))
+}
+
+/// `RssAnon` of a `/proc/PID/status` text, in bytes.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn resident_anon_bytes(status: &str) -> Option<usize> {
+    let kb = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))?;
+    let kb: usize = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 #[cfg(test)]
@@ -148,6 +183,14 @@ mod tests {
             !p.should_trim(32 * MB, 20 * MB),
             "still nothing: no repeated trims"
         );
+    }
+
+    #[test]
+    fn heap_slack_is_measured_on_anonymous_memory() {
+        let status =
+            "Name:\torc\nVmRSS:\t   41312 kB\nRssAnon:\t    8812 kB\nRssFile:\t   32500 kB\n";
+        assert_eq!(resident_anon_bytes(status), Some(8812 * 1024));
+        assert_eq!(resident_anon_bytes("VmRSS:\t1 kB\n"), None);
     }
 
     #[test]

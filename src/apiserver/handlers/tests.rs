@@ -514,3 +514,15 @@ async fn bad_input_gets_a_status_and_stores_nothing() {
         .expect("held is still there");
     assert_eq!(held.value["data"]["k"], "2");
 }
+
+#[test]
+fn gzip_is_accepted_unless_refused() {
+    use super::accepts_gzip;
+    assert!(accepts_gzip("gzip"));
+    assert!(accepts_gzip("deflate, GZIP;q=0.5"));
+    assert!(accepts_gzip("br, *"));
+    assert!(!accepts_gzip(""));
+    assert!(!accepts_gzip("identity"));
+    assert!(!accepts_gzip("gzip;q=0"));
+    assert!(!accepts_gzip("x-gzip2"));
+}
