@@ -72,15 +72,9 @@ pub fn limit_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn limit_arenas() {}
 
-/// When the trimmer first unmaps the code pages start-up touched
-/// ([`super::code_pages`]): start-up (joining, the first lists and watches) is over.
-pub const CODE_RELEASE_AFTER_START: Duration = Duration::from_secs(20);
-
 /// Starts a thread that, every `interval`, gives freed heap memory back to the system
-/// when [`TrimPolicy`] says so (glibc builds), and unmaps the executable's code pages
-/// once start-up is over and again after each trim (a burst of work came and went). A
-/// zero interval starts nothing.
-#[cfg(target_os = "linux")]
+/// when [`TrimPolicy`] says so. A zero interval starts nothing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn start_trimmer(interval: Duration) {
     if interval.is_zero() {
         return;
@@ -90,17 +84,10 @@ pub fn start_trimmer(interval: Duration) {
         // It allocates (almost) nothing: a small stack is plenty.
         .stack_size(256 << 10)
         .spawn(move || {
-            let started = std::time::Instant::now();
             let mut policy = TrimPolicy::new(TRIM_THRESHOLD);
-            let mut code_released = false;
             loop {
                 std::thread::sleep(interval);
-                let start_up_over = !code_released && started.elapsed() >= CODE_RELEASE_AFTER_START;
-                if trim_heap(&mut policy) || start_up_over {
-                    let bytes = super::code_pages::release();
-                    code_released = true;
-                    tracing::debug!(bytes, "unmapped the executable's clean code pages");
-                }
+                trim_heap(&mut policy);
             }
         });
     if let Err(e) = spawned {
@@ -108,18 +95,18 @@ pub fn start_trimmer(interval: Duration) {
     }
 }
 
-/// Other systems: nothing to do.
-#[cfg(not(target_os = "linux"))]
+/// Other C libraries: nothing to do (mimalloc returns freed memory itself).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn start_trimmer(_interval: Duration) {}
 
-/// Trims the heap when `policy` says so; whether it did.
+/// Trims the heap when `policy` says so.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap(policy: &mut TrimPolicy) -> bool {
+fn trim_heap(policy: &mut TrimPolicy) {
     let Some((resident, in_use)) = heap_usage() else {
-        return false;
+        return;
     };
     if !policy.should_trim(resident, in_use) {
-        return false;
+        return;
     }
     // SAFETY: malloc_trim only releases free pages; it is thread-safe.
     unsafe {
@@ -132,18 +119,10 @@ fn trim_heap(policy: &mut TrimPolicy) -> bool {
         after,
         "gave freed heap memory back to the system"
     );
-    true
-}
-
-/// Static musl builds allocate with mimalloc, which returns freed memory itself.
-#[cfg(all(target_os = "linux", not(target_env = "gnu")))]
-fn trim_heap(_policy: &mut TrimPolicy) -> bool {
-    false
 }
 
 /// Resident anonymous bytes of this process (heap, stacks; not the code pages of the
-/// executable, which [`super::code_pages`] unmaps and which fault back in as they run)
-/// and bytes the heap has in use.
+/// executable, which come and go with the code that runs) and bytes the heap has in use.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn heap_usage() -> Option<(usize, usize)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -2,7 +2,6 @@
 
 pub mod agent;
 pub mod check;
-pub mod code_pages;
 pub mod config_file;
 pub mod eviction;
 pub mod images;
