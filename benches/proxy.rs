@@ -113,6 +113,12 @@ fn run(services: usize, netns: &Path) {
         commands = proxier.sync().expect("incremental sync").commands;
         took.push(started.elapsed());
     }
+    // In order: which rounds are slow (the first after the full sync, periodic ones…).
+    let rounds: Vec<String> = took
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+        .collect();
+    println!("{services} services: one more service, rounds in order (ms): {}", rounds.join(" "));
     took.sort();
     println!(
         "{services} services: one more service: compute+apply median {}, max {} ({commands} nft commands, {ONE_MORE_ROUNDS} rounds, {} of {} transactions over netlink)",
@@ -177,17 +183,15 @@ fn latency(services: usize, netns: &Path) {
     // The last endpoint is in the kernel's table: in the DNAT map (a plain service of
     // three endpoints) or, without it, in the service's chain.
     let last = LATENCY_ROUNDS - 1;
-    let object = if nft.supports_dnat_maps() {
-        ["map", rules::SERVICE_ENDPOINTS_MAP.to_string()]
+    let object: (&str, String) = if nft.supports_dnat_maps() {
+        ("map", rules::SERVICE_ENDPOINTS_MAP.to_string())
     } else {
-        [
-            "chain",
-            rules::object_name("service", &format!("bench/svc-{}/tcp/http", last % services)),
-        ]
+        let chain = format!("bench/svc-{}/tcp/http", last % services);
+        ("chain", rules::object_name("service", &chain))
     };
     let listed = std::process::Command::new("nsenter")
         .arg(format!("--net={}", netns.display()))
-        .args(["nft", "list", object[0], "ip", TABLE, &object[1]])
+        .args(["nft", "list", object.0, "ip", TABLE, &object.1])
         .output()
         .expect("run nft");
     let listed = String::from_utf8_lossy(&listed.stdout);

@@ -499,8 +499,8 @@ impl<N: Nft> Proxier<N> {
     }
 
     /// Dispatches plain services through the DNAT maps (`true`, when the backend
-    /// supports them) or through a chain per service (`false`). Takes effect at the next
-    /// full resync.
+    /// supports them) or through a chain per service (`false`). A builder: before the
+    /// first sync.
     pub fn with_dnat_maps(mut self, on: bool) -> Self {
         self.shape.dnat_maps = on && self.nft.supports_dnat_maps();
         self
@@ -1081,6 +1081,45 @@ mod tests {
         proxier.force_full_sync();
         proxier.sync().unwrap();
         assert_eq!(lb_elements(&nft, lb_ip).len(), 1);
+    }
+
+    /// The hairpin element of an endpoint two plain services share stays until both
+    /// are gone; the endpoint map is made by a script on the first install.
+    #[test]
+    fn a_shared_hairpin_element_stays_while_any_service_uses_it() {
+        let nft = FakeNft {
+            dnat_maps: true,
+            ..FakeNft::default()
+        };
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        let other = rules::tests::service(
+            "default",
+            "other",
+            json!({"clusterIP": "10.43.0.20", "ports": [{"name": "http", "port": 80}]}),
+        );
+        let mut other_eps = web_endpoints(&["10.42.0.2"]);
+        other_eps.metadata.name = Some("other".into());
+        proxier.update_service(web_service());
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        proxier.update_service(other);
+        proxier.update_endpoints(other_eps);
+        proxier.sync().unwrap();
+        assert_eq!(nft.scripts.lock().unwrap().len(), 1, "the endpoint map");
+        let hairpin = |verb: &str| {
+            let applied = nft.applied.lock().unwrap();
+            let last = applied.last().unwrap();
+            last.iter()
+                .filter(|c| c[verb]["element"]["name"] == rules::HAIRPIN_SET)
+                .count()
+        };
+        assert_eq!(hairpin("add"), 1, "once for both services");
+        proxier.delete_service("default", "web");
+        proxier.sync().unwrap();
+        assert_eq!(hairpin("delete"), 0, "`other` still needs it");
+        proxier.delete_service("default", "other");
+        proxier.sync().unwrap();
+        assert_eq!(hairpin("delete"), 1);
+        assert!(proxier.hairpin.is_empty());
     }
 
     #[test]

@@ -1043,6 +1043,73 @@ mod tests {
         assert_eq!(attr(&verdict, NFTA_VERDICT_CHAIN), b"svc\0");
     }
 
+    /// nft --debug=netlink for `dnat ip to ip daddr . meta l4proto . th dport . numgen
+    /// random mod 2 offset 1 map @service-endpoints`: payload => reg 1, meta => reg 9,
+    /// payload => reg 10, numgen => reg 11, lookup reg 1 dreg 1, nat addr reg 1 proto
+    /// reg 9 flags 0x3.
+    #[test]
+    fn a_dnat_map_rule_is_encoded_as_nft_does() {
+        let statics = crate::agent::proxy::rules::build_static(
+            crate::agent::proxy::rules::Shape { dnat_maps: true },
+        );
+        let rules = &statics.chains[crate::agent::proxy::rules::DNAT_CHAIN].rules;
+        let cmd = json!({"add": {"rule": {"family": "ip", "table": T, "chain": "service-dnat",
+            "expr": rules[1]}}});
+        let batch = encode(&[cmd], &MAPS, 1).unwrap();
+        let msgs = messages(&batch.bytes);
+        let expressions = attr(&attrs(&msgs[1].3), NFTA_RULE_EXPRESSIONS);
+        assert_eq!(
+            expr_names(&expressions),
+            ["payload", "meta", "payload", "numgen", "lookup", "nat"]
+        );
+        let exprs = attrs(&expressions);
+        let data = |i: usize| attrs(&attr(&attrs(&exprs[i].1), NFTA_EXPR_DATA));
+        let be = |n: u32| n.to_be_bytes().to_vec();
+        assert_eq!(attr(&data(0), 1), be(NFT_REG_1), "ip daddr in reg 1");
+        assert_eq!(attr(&data(1), 1), be(9), "l4proto in reg 9");
+        assert_eq!(attr(&data(2), 1), be(10), "th dport in reg 10");
+        let numgen = data(3);
+        assert_eq!(attr(&numgen, 1), be(11));
+        assert_eq!(attr(&numgen, 2), be(2), "mod 2");
+        assert_eq!(attr(&numgen, 4), be(1), "offset 1: the slots of two endpoints");
+        let lookup = data(4);
+        assert_eq!(attr(&lookup, 1), b"service-endpoints\0");
+        assert_eq!(attr(&lookup, 3), be(NFT_REG_1), "a value lookup: dreg 1");
+        let nat = data(5);
+        assert_eq!(attr(&nat, 3), be(NFT_REG_1));
+        assert_eq!(attr(&nat, 5), be(9), "the port after the address");
+        assert_eq!(attr(&nat, 7), be(3), "MAP_IPS | PROTO_SPECIFIED");
+    }
+
+    #[test]
+    fn value_elements_carry_their_data_and_set_elements_none() {
+        let types = crate::agent::proxy::rules::element_key_types();
+        let cmds = [
+            json!({"add": {"element": {"family": "ip", "table": T, "name": "service-endpoints",
+                "elem": [[{"concat": ["10.43.0.10", "udp", 53, 3]}, {"concat": ["10.42.0.2", 5353]}]]}}}),
+            json!({"add": {"element": {"family": "ip", "table": T, "name": "hairpin-endpoints",
+                "elem": [{"concat": ["10.42.0.2", "10.42.0.2"]}]}}}),
+        ];
+        let batch = encode(&cmds, &types, 1).unwrap();
+        let msgs = messages(&batch.bytes);
+        let elem = |i: usize| {
+            let list = attrs(&msgs[i].3);
+            let elems = attrs(&attr(&list, NFTA_SET_ELEM_LIST_ELEMENTS));
+            attrs(&elems[0].1)
+        };
+        let slot = elem(1);
+        let key = attr(&attrs(&attr(&slot, NFTA_SET_ELEM_KEY)), NFTA_DATA_VALUE);
+        let mut expected = vec![10, 43, 0, 10, 17, 0, 0, 0, 0, 53, 0, 0];
+        expected.extend(3u32.to_ne_bytes());
+        assert_eq!(key, expected, "the slot in host byte order, as numgen writes it");
+        let data = attr(&attrs(&attr(&slot, NFTA_SET_ELEM_DATA)), NFTA_DATA_VALUE);
+        assert_eq!(data, vec![10, 42, 0, 2, 0x14, 0xe9, 0, 0]);
+        let hairpin = elem(2);
+        assert!(hairpin.iter().all(|(kind, _)| *kind != NFTA_SET_ELEM_DATA));
+        let key = attr(&attrs(&attr(&hairpin, NFTA_SET_ELEM_KEY)), NFTA_DATA_VALUE);
+        assert_eq!(key, vec![10, 42, 0, 2, 10, 42, 0, 2]);
+    }
+
     #[test]
     fn a_dnat_rule_is_encoded_as_nft_does() {
         // nft --debug=netlink: payload, cmp, numgen, cmp, meta, cmp, meta, bitwise, meta,

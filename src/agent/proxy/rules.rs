@@ -977,6 +977,98 @@ pub(crate) mod tests {
         assert!(r.affinity_sets.is_empty());
     }
 
+    const MAPS_SHAPE: Shape = Shape { dnat_maps: true };
+
+    #[test]
+    fn a_plain_service_is_dnat_elements_without_a_chain() {
+        let (s, e) = maps(
+            vec![web_service()],
+            vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])],
+        );
+        let r = build_with(&s, &e, None, MAPS_SHAPE);
+        assert_eq!(r.chains, build_static(MAPS_SHAPE).chains, "no chain of its own");
+        assert!(r.elements.is_empty(), "no verdict element: {:?}", r.elements);
+        let key = ElementKey {
+            map: DNAT_SERVICES_SET,
+            ip: Some("10.43.0.10".parse().unwrap()),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        assert_eq!(r.dnat_services, BTreeSet::from([key]));
+        let slots: Vec<(u32, String)> = r
+            .dnat_slots
+            .iter()
+            .map(|(slot, (ip, port))| (slot.slot, format!("{ip}:{port}")))
+            .collect();
+        assert_eq!(
+            slots,
+            [(1, "10.42.0.2:8080".into()), (2, "10.42.0.3:8080".into())],
+            "two endpoints: slots 1 and 2, the named target port"
+        );
+        let hairpin: Vec<String> = r.hairpin.iter().map(Ipv4Addr::to_string).collect();
+        assert_eq!(hairpin, ["10.42.0.2", "10.42.0.3"]);
+        // Without endpoints it is rejected as before.
+        let (s, e) = maps(vec![web_service()], vec![]);
+        let r = build_with(&s, &e, None, MAPS_SHAPE);
+        assert!(r.dnat_slots.is_empty() && r.dnat_services.is_empty());
+        assert_eq!(
+            r.elements[&cluster_ip_key(NO_ENDPOINT_SERVICES_MAP)],
+            REJECT_CHAIN
+        );
+    }
+
+    #[test]
+    fn the_slots_of_each_endpoint_count_follow_each_other_without_overlap() {
+        let mut next = 0;
+        for n in 1..=MAX_MAP_ENDPOINTS {
+            assert_eq!(first_slot(n), next, "{n} endpoints");
+            next += n as u32;
+        }
+        // The DNAT chain: one rule per count, drawing that count's slots.
+        let statics = build_static(MAPS_SHAPE);
+        let rules = &statics.chains[DNAT_CHAIN].rules;
+        assert_eq!(rules.len(), MAX_MAP_ENDPOINTS);
+        for (i, rule) in rules.iter().enumerate() {
+            let key = &rule[0]["dnat"]["addr"]["map"]["key"]["concat"];
+            assert_eq!(key[3]["numgen"]["mod"], i + 1);
+            assert_eq!(key[3]["numgen"]["offset"], first_slot(i + 1));
+        }
+        assert!(!build_static(Shape::default())
+            .chains
+            .contains_key(DNAT_CHAIN));
+    }
+
+    #[test]
+    fn services_that_need_chains_keep_them_with_dnat_maps() {
+        let many: Vec<String> = (0..=MAX_MAP_ENDPOINTS)
+            .map(|i| format!("10.42.1.{}", i + 1))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let cases = [
+            (json!({"sessionAffinity": "ClientIP"}), vec!["10.42.0.2"]),
+            (json!({"internalTrafficPolicy": "Local"}), vec!["10.42.0.2"]),
+            (json!({"externalIPs": ["198.51.100.7"]}), vec!["10.42.0.2"]),
+            (json!({}), many),
+        ];
+        for (extra, ips) in cases {
+            let mut spec = json!({"clusterIP": "10.43.0.10",
+                "ports": [{"name": "http", "port": 80, "targetPort": "web"}]});
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let (s, e) = maps(
+                vec![service("default", "web", spec)],
+                vec![web_endpoints(&ips)],
+            );
+            let r = build_with(&s, &e, Some("here"), MAPS_SHAPE);
+            assert!(r.dnat_slots.is_empty(), "{extra}");
+            assert!(!r.elements.is_empty(), "{extra}: dispatched by the verdict maps");
+        }
+        // A NodePort service too.
+        let r = web_with_policies(json!({}), true);
+        assert!(r.dnat_slots.is_empty() && r.elements.contains_key(&node_port_key()));
+    }
+
     #[test]
     fn uniform_choice_draws_one_in_n_then_one_in_the_rest() {
         let chains: Vec<String> = (0..4).map(|i| format!("endpoint-{i}")).collect();

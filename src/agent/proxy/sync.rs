@@ -414,6 +414,57 @@ mod tests {
         );
     }
 
+    fn plain_web(ips: &[&str]) -> Ruleset {
+        use crate::agent::proxy::rules::{build_with, Shape};
+        let (s, e) = maps(vec![web_service()], vec![web_endpoints(ips)]);
+        build_with(&s, &e, None, Shape { dnat_maps: true })
+    }
+
+    /// An endpoint change of a plain service adds no rule, chain or verdict: only value
+    /// elements, their deletions in the first phase.
+    #[test]
+    fn an_endpoint_change_of_a_plain_service_changes_only_value_elements() {
+        let old = plain_web(&["10.42.0.2"]);
+        let new = plain_web(&["10.42.0.2", "10.42.0.3"]);
+        let (removals, cmds) = diff_phases(TABLE, &old, &new);
+        for cmd in removals.iter().chain(&cmds) {
+            assert!(
+                cmd["add"].get("element").or(cmd["delete"].get("element")).is_some(),
+                "{cmd}"
+            );
+            assert!(!cmd.to_string().contains("goto"), "{cmd}");
+        }
+        // One endpoint had slot 0; two have slots 1 and 2.
+        assert_eq!(count(&removals, "delete", "element"), 1);
+        assert_eq!(count(&cmds, "add", "element"), 2);
+        assert!(cmds.iter().all(|c| c["add"]["element"]["name"] == "service-endpoints"));
+        // The service goes: its key and slots are deleted.
+        let statics = crate::agent::proxy::rules::build_static(
+            crate::agent::proxy::rules::Shape { dnat_maps: true },
+        );
+        let (removals, cmds) = diff_phases(TABLE, &new, &statics);
+        assert_eq!(count(&removals, "delete", "element"), 3, "{removals:#?}");
+        assert!(cmds.is_empty());
+    }
+
+    #[test]
+    fn full_sync_flushes_and_fills_the_dnat_sets() {
+        let desired = plain_web(&["10.42.0.2", "10.42.0.3"]);
+        let cmds = full_sync(TABLE, &[&desired, &plain_web(&["10.42.0.2"])], &LiveTable::default());
+        let flushed: Vec<&str> = cmds
+            .iter()
+            .filter_map(|c| c["flush"]["set"]["name"].as_str().or(c["flush"]["map"]["name"].as_str()))
+            .collect();
+        for name in ["dnat-services", "service-endpoints", "hairpin-endpoints"] {
+            assert!(flushed.contains(&name), "{name}: {flushed:?}");
+        }
+        let hairpins = cmds
+            .iter()
+            .filter(|c| c["add"]["element"]["name"] == "hairpin-endpoints")
+            .count();
+        assert_eq!(hairpins, 2, "each address once, however many services share it");
+    }
+
     #[test]
     fn losing_all_endpoints_moves_the_key_to_the_reject_map() {
         let old = web(&["10.42.0.2"]);
