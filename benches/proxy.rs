@@ -118,7 +118,10 @@ fn run(services: usize, netns: &Path) {
         .iter()
         .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
         .collect();
-    println!("{services} services: one more service, rounds in order (ms): {}", rounds.join(" "));
+    println!(
+        "{services} services: one more service, rounds in order (ms): {}",
+        rounds.join(" ")
+    );
     took.sort();
     println!(
         "{services} services: one more service: compute+apply median {}, max {} ({commands} nft commands, {ONE_MORE_ROUNDS} rounds, {} of {} transactions over netlink)",

@@ -900,8 +900,9 @@ fn plain_services_are_elements_of_the_dnat_maps() {
     assert!(proxier.sync().expect("full sync").full);
     let static_chains = chains(&fixture);
     assert!(
-        static_chains.iter().all(|c| !c.starts_with("service-")
-            || c == orc::agent::proxy::rules::DNAT_CHAIN),
+        static_chains
+            .iter()
+            .all(|c| !c.starts_with("service-") || c == orc::agent::proxy::rules::DNAT_CHAIN),
         "no chain per service: {static_chains:?}"
     );
     assert_eq!(
@@ -937,7 +938,10 @@ fn plain_services_are_elements_of_the_dnat_maps() {
     proxier.update_endpoints(endpoints("other", &ENDPOINT_IPS[..1]));
     proxier.sync().expect("sync two more services");
     assert_eq!(chains(&fixture), static_chains, "elements only");
-    assert_eq!(fixture.ask_udp(dns_ip, SERVICE_PORT), ENDPOINT_IPS[1].to_string());
+    assert_eq!(
+        fixture.ask_udp(dns_ip, SERVICE_PORT),
+        ENDPOINT_IPS[1].to_string()
+    );
     assert_eq!(
         fixture.answers(other, SERVICE_PORT, 10),
         set(&ENDPOINT_IPS[..1])
@@ -991,7 +995,11 @@ fn pod_reaching_itself_through_a_plain_service_is_masqueraded() {
     proxier.sync().expect("sync");
     for ip in [CLUSTER_IP, second] {
         let seen = connect_from(&pod, ip, SERVICE_PORT).expect("hairpin connection");
-        assert_eq!(seen, POD_GATEWAY.to_string(), "the pod sees the node via {ip}");
+        assert_eq!(
+            seen,
+            POD_GATEWAY.to_string(),
+            "the pod sees the node via {ip}"
+        );
     }
     proxier.delete_service("default", "web");
     proxier.delete_endpoints("default", "web");

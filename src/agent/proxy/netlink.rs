@@ -819,7 +819,7 @@ fn encode_statement(w: &mut Writer, statement: &Value) -> Result<(), Unsupported
                 w.be32(4, NFT_REG_1); // NFTA_NAT_REG_ADDR_MAX
                 w.be32(5, NFT_REG32_00 + 1); // NFTA_NAT_REG_PROTO_MIN
                 w.be32(6, NFT_REG32_00 + 1); // NFTA_NAT_REG_PROTO_MAX
-                // NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
+                                             // NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
                 w.be32(7, 0x3); // NFTA_NAT_FLAGS
             });
         }
@@ -1049,9 +1049,9 @@ mod tests {
     /// reg 9 flags 0x3.
     #[test]
     fn a_dnat_map_rule_is_encoded_as_nft_does() {
-        let statics = crate::agent::proxy::rules::build_static(
-            crate::agent::proxy::rules::Shape { dnat_maps: true },
-        );
+        let statics = crate::agent::proxy::rules::build_static(crate::agent::proxy::rules::Shape {
+            dnat_maps: true,
+        });
         let rules = &statics.chains[crate::agent::proxy::rules::DNAT_CHAIN].rules;
         let cmd = json!({"add": {"rule": {"family": "ip", "table": T, "chain": "service-dnat",
             "expr": rules[1]}}});
@@ -1071,7 +1071,11 @@ mod tests {
         let numgen = data(3);
         assert_eq!(attr(&numgen, 1), be(11));
         assert_eq!(attr(&numgen, 2), be(2), "mod 2");
-        assert_eq!(attr(&numgen, 4), be(1), "offset 1: the slots of two endpoints");
+        assert_eq!(
+            attr(&numgen, 4),
+            be(1),
+            "offset 1: the slots of two endpoints"
+        );
         let lookup = data(4);
         assert_eq!(attr(&lookup, 1), b"service-endpoints\0");
         assert_eq!(attr(&lookup, 3), be(NFT_REG_1), "a value lookup: dreg 1");
@@ -1101,7 +1105,10 @@ mod tests {
         let key = attr(&attrs(&attr(&slot, NFTA_SET_ELEM_KEY)), NFTA_DATA_VALUE);
         let mut expected = vec![10, 43, 0, 10, 17, 0, 0, 0, 0, 53, 0, 0];
         expected.extend(3u32.to_ne_bytes());
-        assert_eq!(key, expected, "the slot in host byte order, as numgen writes it");
+        assert_eq!(
+            key, expected,
+            "the slot in host byte order, as numgen writes it"
+        );
         let data = attr(&attrs(&attr(&slot, NFTA_SET_ELEM_DATA)), NFTA_DATA_VALUE);
         assert_eq!(data, vec![10, 42, 0, 2, 0x14, 0xe9, 0, 0]);
         let hairpin = elem(2);

@@ -788,9 +788,10 @@ fn add_static_chains(ruleset: &mut Ruleset, shape: Shape) {
         let dnat_rules = (1..=MAX_MAP_ENDPOINTS)
             .map(|n| {
                 let mut key = service_key();
-                key["concat"].as_array_mut().expect("a concatenation").push(
-                    json!({"numgen": {"mode": "random", "mod": n, "offset": first_slot(n)}}),
-                );
+                key["concat"]
+                    .as_array_mut()
+                    .expect("a concatenation")
+                    .push(json!({"numgen": {"mode": "random", "mod": n, "offset": first_slot(n)}}));
                 json!([{"dnat": {"family": "ip", "addr": {"map": {
                     "key": key,
                     "data": format!("@{SERVICE_ENDPOINTS_MAP}"),
@@ -986,8 +987,16 @@ pub(crate) mod tests {
             vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])],
         );
         let r = build_with(&s, &e, None, MAPS_SHAPE);
-        assert_eq!(r.chains, build_static(MAPS_SHAPE).chains, "no chain of its own");
-        assert!(r.elements.is_empty(), "no verdict element: {:?}", r.elements);
+        assert_eq!(
+            r.chains,
+            build_static(MAPS_SHAPE).chains,
+            "no chain of its own"
+        );
+        assert!(
+            r.elements.is_empty(),
+            "no verdict element: {:?}",
+            r.elements
+        );
         let key = ElementKey {
             map: DNAT_SERVICES_SET,
             ip: Some("10.43.0.10".parse().unwrap()),
@@ -1062,7 +1071,10 @@ pub(crate) mod tests {
             );
             let r = build_with(&s, &e, Some("here"), MAPS_SHAPE);
             assert!(r.dnat_slots.is_empty(), "{extra}");
-            assert!(!r.elements.is_empty(), "{extra}: dispatched by the verdict maps");
+            assert!(
+                !r.elements.is_empty(),
+                "{extra}: dispatched by the verdict maps"
+            );
         }
         // A NodePort service too.
         let r = web_with_policies(json!({}), true);

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 
 use super::rules::{
-    ChainSpec, DnatSlot, ElementKey, Ruleset, DATA_SETS, HAIRPIN_SET, MAPS,
-    SERVICE_ENDPOINTS_DATA, SERVICE_ENDPOINTS_MAP,
+    ChainSpec, DnatSlot, ElementKey, Ruleset, DATA_SETS, HAIRPIN_SET, MAPS, SERVICE_ENDPOINTS_DATA,
+    SERVICE_ENDPOINTS_MAP,
 };
 
 /// What the live table holds, as far as a full resync needs to know.
@@ -172,7 +172,11 @@ impl<'a> Commands<'a> {
 
 /// The commands that add (`add`) or delete (`delete`) the [`HAIRPIN_SET`] elements of
 /// `ips`.
-pub fn hairpin_elements(table: &str, verb: &str, ips: impl IntoIterator<Item = Ipv4Addr>) -> Vec<Value> {
+pub fn hairpin_elements(
+    table: &str,
+    verb: &str,
+    ips: impl IntoIterator<Item = Ipv4Addr>,
+) -> Vec<Value> {
     let mut cmds = Commands::new(table);
     for ip in ips {
         cmds.hairpin(verb, ip);
@@ -279,7 +283,11 @@ pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Val
         cmds.push("flush", "map", json!({ "name": name }));
     }
     for (name, _) in DATA_SETS {
-        let kind = if name == SERVICE_ENDPOINTS_MAP { "map" } else { "set" };
+        let kind = if name == SERVICE_ENDPOINTS_MAP {
+            "map"
+        } else {
+            "set"
+        };
         cmds.push("flush", kind, json!({ "name": name }));
     }
     for (name, spec) in chains() {
@@ -298,7 +306,10 @@ pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Val
     for (slot, endpoint) in desired.iter().flat_map(|r| &r.dnat_slots) {
         cmds.dnat_slot("add", slot, Some(*endpoint));
     }
-    let hairpin: BTreeSet<Ipv4Addr> = desired.iter().flat_map(|r| r.hairpin.iter().copied()).collect();
+    let hairpin: BTreeSet<Ipv4Addr> = desired
+        .iter()
+        .flat_map(|r| r.hairpin.iter().copied())
+        .collect();
     for ip in hairpin {
         cmds.hairpin("add", ip);
     }
@@ -429,7 +440,10 @@ mod tests {
         let (removals, cmds) = diff_phases(TABLE, &old, &new);
         for cmd in removals.iter().chain(&cmds) {
             assert!(
-                cmd["add"].get("element").or(cmd["delete"].get("element")).is_some(),
+                cmd["add"]
+                    .get("element")
+                    .or(cmd["delete"].get("element"))
+                    .is_some(),
                 "{cmd}"
             );
             assert!(!cmd.to_string().contains("goto"), "{cmd}");
@@ -437,11 +451,13 @@ mod tests {
         // One endpoint had slot 0; two have slots 1 and 2.
         assert_eq!(count(&removals, "delete", "element"), 1);
         assert_eq!(count(&cmds, "add", "element"), 2);
-        assert!(cmds.iter().all(|c| c["add"]["element"]["name"] == "service-endpoints"));
+        assert!(cmds
+            .iter()
+            .all(|c| c["add"]["element"]["name"] == "service-endpoints"));
         // The service goes: its key and slots are deleted.
-        let statics = crate::agent::proxy::rules::build_static(
-            crate::agent::proxy::rules::Shape { dnat_maps: true },
-        );
+        let statics = crate::agent::proxy::rules::build_static(crate::agent::proxy::rules::Shape {
+            dnat_maps: true,
+        });
         let (removals, cmds) = diff_phases(TABLE, &new, &statics);
         assert_eq!(count(&removals, "delete", "element"), 3, "{removals:#?}");
         assert!(cmds.is_empty());
@@ -450,10 +466,18 @@ mod tests {
     #[test]
     fn full_sync_flushes_and_fills_the_dnat_sets() {
         let desired = plain_web(&["10.42.0.2", "10.42.0.3"]);
-        let cmds = full_sync(TABLE, &[&desired, &plain_web(&["10.42.0.2"])], &LiveTable::default());
+        let cmds = full_sync(
+            TABLE,
+            &[&desired, &plain_web(&["10.42.0.2"])],
+            &LiveTable::default(),
+        );
         let flushed: Vec<&str> = cmds
             .iter()
-            .filter_map(|c| c["flush"]["set"]["name"].as_str().or(c["flush"]["map"]["name"].as_str()))
+            .filter_map(|c| {
+                c["flush"]["set"]["name"]
+                    .as_str()
+                    .or(c["flush"]["map"]["name"].as_str())
+            })
             .collect();
         for name in ["dnat-services", "service-endpoints", "hairpin-endpoints"] {
             assert!(flushed.contains(&name), "{name}: {flushed:?}");
@@ -462,7 +486,10 @@ mod tests {
             .iter()
             .filter(|c| c["add"]["element"]["name"] == "hairpin-endpoints")
             .count();
-        assert_eq!(hairpins, 2, "each address once, however many services share it");
+        assert_eq!(
+            hairpins, 2,
+            "each address once, however many services share it"
+        );
     }
 
     #[test]
