@@ -660,7 +660,12 @@ fn add_dnat_slots(ruleset: &mut Ruleset, target: &ServicePortTarget<'_>, ready: 
         ruleset
             .dnat_slots
             .insert(slot, (endpoint.ip, endpoint.port));
-        ruleset.hairpin.insert(endpoint.ip);
+        // A loopback endpoint (the API server behind `kubernetes` on a one-node test
+        // cluster) is no pod that could reach itself over the bridge: masquerading every
+        // `127.0.0.1 → 127.0.0.1` connection would only add NAT to the node's own traffic.
+        if !endpoint.ip.is_loopback() {
+            ruleset.hairpin.insert(endpoint.ip);
+        }
     }
 }
 
@@ -1023,6 +1028,22 @@ pub(crate) mod tests {
         assert_eq!(
             r.elements[&cluster_ip_key(NO_ENDPOINT_SERVICES_MAP)],
             REJECT_CHAIN
+        );
+    }
+
+    #[test]
+    fn a_loopback_endpoint_gets_a_slot_but_no_hairpin_masquerade() {
+        let (s, e) = maps(
+            vec![web_service()],
+            vec![web_endpoints(&["127.0.0.1", "10.42.0.3"])],
+        );
+        let r = build_with(&s, &e, None, MAPS_SHAPE);
+        assert_eq!(r.dnat_slots.len(), 2);
+        let hairpin: Vec<String> = r.hairpin.iter().map(Ipv4Addr::to_string).collect();
+        assert_eq!(
+            hairpin,
+            ["10.42.0.3"],
+            "127.0.0.1 → 127.0.0.1 is the node's own traffic"
         );
     }
 
