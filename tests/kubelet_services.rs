@@ -39,6 +39,18 @@ spec:
   ports:
   - port: 80
     targetPort: 8080
+---
+# A plain ClusterIP Service: no chain of its own, elements of the proxy's DNAT maps.
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-plain
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
 ",
     );
     for name in pods {
@@ -97,8 +109,23 @@ spec:
     let service = SocketAddr::from((cluster_ip, 80));
     let node_ip: std::net::Ipv4Addr = NODE_IP.parse().unwrap();
     let on_node_port = SocketAddr::from((node_ip, node_port));
-    w.step("The node reaches every ready pod through the ClusterIP and the NodePort");
-    for (what, addr) in [("ClusterIP", service), ("NodePort", on_node_port)] {
+    let plain_ip: std::net::Ipv4Addr = w
+        .kubectl_out(&[
+            "get",
+            "service",
+            "web-plain",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .parse()
+        .expect("service web-plain has a ClusterIP");
+    let plain = SocketAddr::from((plain_ip, 80));
+    w.step("The node reaches every ready pod through the ClusterIPs and the NodePort");
+    for (what, addr) in [
+        ("ClusterIP", service),
+        ("NodePort", on_node_port),
+        ("plain ClusterIP", plain),
+    ] {
         let mut seen = std::collections::BTreeSet::new();
         wait_until_every(
             DEADLINE,

@@ -763,7 +763,13 @@ fn netlink_batches_build_the_same_table_as_the_nft_binary() {
     ];
     let mut proxiers: Vec<Proxier<NftCli>> = nfts
         .iter()
-        .map(|nft| Proxier::new(TABLE, nft.clone()).with_node_name("here"))
+        // Chains for every service on both sides: the DNAT maps' rule only goes over
+        // netlink (`plain_services_are_elements_of_the_dnat_maps` covers them).
+        .map(|nft| {
+            Proxier::new(TABLE, nft.clone())
+                .with_node_name("here")
+                .with_dnat_maps(false)
+        })
         .collect();
     for (what, full, step) in &steps {
         let mut listings = Vec::new();
@@ -855,4 +861,154 @@ fn a_refused_netlink_batch_changes_nothing_and_the_next_one_goes_over_netlink() 
         fixture.answers(CLUSTER_IP, SERVICE_PORT, 5),
         set(&ENDPOINT_IPS[1..2])
     );
+}
+
+/// A ClusterIP Service with one port and nothing else: dispatched through the DNAT maps.
+fn plain_service(name: &str, cluster_ip: Ipv4Addr, protocol: &str) -> Service {
+    service_spec(
+        name,
+        json!({"clusterIP": cluster_ip.to_string(),
+               "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "web",
+                          "protocol": protocol}]}),
+    )
+}
+
+/// The chain names of the proxy table.
+fn chains(fixture: &Fixture) -> Vec<String> {
+    fixture
+        .table_text()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("chain "))
+        .map(|l| l.trim_end_matches(" {").to_string())
+        .collect()
+}
+
+/// Plain ClusterIP services (no affinity, no NodePort, no external address, cluster
+/// traffic policy) get no chain of their own: their keys and endpoints are elements of
+/// the DNAT maps, drawn by a static rule per endpoint count. Connections spread over
+/// the endpoints and follow changes; a service that gains session affinity moves to a
+/// chain and back.
+#[test]
+fn plain_services_are_elements_of_the_dnat_maps() {
+    let fixture = Fixture::new();
+    for ip in ENDPOINT_IPS {
+        fixture.serve_udp(ip);
+    }
+    let mut proxier = fixture.proxier();
+    proxier.update_service(plain_service("web", CLUSTER_IP, "TCP"));
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS[..2]));
+    assert!(proxier.sync().expect("full sync").full);
+    let static_chains = chains(&fixture);
+    assert!(
+        static_chains
+            .iter()
+            .all(|c| !c.starts_with("service-") || c == orc::agent::proxy::rules::DNAT_CHAIN),
+        "no chain per service: {static_chains:?}"
+    );
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 40),
+        set(&ENDPOINT_IPS[..2]),
+        "connections spread over both endpoints"
+    );
+
+    // One more endpoint, one less: only the map's elements change.
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS));
+    proxier.sync().expect("sync one more endpoint");
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 60),
+        set(&ENDPOINT_IPS)
+    );
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS[2..]));
+    proxier.sync().expect("sync fewer endpoints");
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 20),
+        set(&ENDPOINT_IPS[2..])
+    );
+
+    // A UDP service on the same port and another TCP one: still no new chain.
+    let dns_ip = Ipv4Addr::new(10, 43, 0, 53);
+    proxier.update_service(plain_service("dns", dns_ip, "UDP"));
+    proxier.update_endpoints(endpoints_subsets(
+        "dns",
+        json!([{"addresses": [{"ip": ENDPOINT_IPS[1].to_string()}],
+                "ports": [{"name": "http", "port": UDP_ENDPOINT_PORT, "protocol": "UDP"}]}]),
+    ));
+    let other = Ipv4Addr::new(10, 43, 0, 14);
+    proxier.update_service(plain_service("other", other, "TCP"));
+    proxier.update_endpoints(endpoints("other", &ENDPOINT_IPS[..1]));
+    proxier.sync().expect("sync two more services");
+    assert_eq!(chains(&fixture), static_chains, "elements only");
+    assert_eq!(
+        fixture.ask_udp(dns_ip, SERVICE_PORT),
+        ENDPOINT_IPS[1].to_string()
+    );
+    assert_eq!(
+        fixture.answers(other, SERVICE_PORT, 10),
+        set(&ENDPOINT_IPS[..1])
+    );
+
+    // Without endpoints: rejected at once, as with chains.
+    proxier.delete_endpoints("default", "other");
+    proxier.sync().expect("sync no endpoints");
+    let (kind, took) = fixture
+        .connect(other, SERVICE_PORT)
+        .expect_err("a service without endpoints must not answer");
+    assert_eq!(kind, ErrorKind::ConnectionRefused);
+    assert!(took < Duration::from_secs(1), "rejected, not dropped");
+
+    // Session affinity needs chains; dropping it goes back to the maps.
+    let mut sticky = plain_service("web", CLUSTER_IP, "TCP");
+    sticky.spec.as_mut().unwrap().session_affinity = Some("ClientIP".into());
+    proxier.update_service(sticky);
+    proxier.update_endpoints(endpoints("web", &ENDPOINT_IPS));
+    proxier.sync().expect("sync affinity");
+    assert_ne!(chains(&fixture), static_chains);
+    assert_eq!(fixture.answers(CLUSTER_IP, SERVICE_PORT, 20).len(), 1);
+    proxier.update_service(plain_service("web", CLUSTER_IP, "TCP"));
+    proxier.sync().expect("sync without affinity");
+    assert_eq!(chains(&fixture), static_chains);
+    assert_eq!(
+        fixture.answers(CLUSTER_IP, SERVICE_PORT, 60),
+        set(&ENDPOINT_IPS)
+    );
+
+    // A full resync of the existing table changes nothing.
+    let before = fixture.table_text();
+    proxier.force_full_sync();
+    assert!(proxier.sync().expect("full resync").full);
+    assert_eq!(fixture.table_text(), before);
+}
+
+/// The hairpin of the DNAT maps: a pod behind two plain services reaches itself through
+/// either, masqueraded; when one service goes the other still masquerades (the
+/// `hairpin-endpoints` element is shared).
+#[test]
+fn pod_reaching_itself_through_a_plain_service_is_masqueraded() {
+    let mut fixture = Fixture::new();
+    let pod = fixture.add_pod();
+    let mut proxier = fixture.proxier();
+    let second = Ipv4Addr::new(10, 43, 0, 15);
+    proxier.update_service(plain_service("web", CLUSTER_IP, "TCP"));
+    proxier.update_endpoints(endpoints("web", &[POD_IP]));
+    proxier.update_service(plain_service("second", second, "TCP"));
+    proxier.update_endpoints(endpoints("second", &[POD_IP]));
+    proxier.sync().expect("sync");
+    for ip in [CLUSTER_IP, second] {
+        let seen = connect_from(&pod, ip, SERVICE_PORT).expect("hairpin connection");
+        assert_eq!(
+            seen,
+            POD_GATEWAY.to_string(),
+            "the pod sees the node via {ip}"
+        );
+    }
+    proxier.delete_service("default", "web");
+    proxier.delete_endpoints("default", "web");
+    proxier.sync().expect("sync without web");
+    let seen = connect_from(&pod, second, SERVICE_PORT).expect("hairpin connection");
+    assert_eq!(seen, POD_GATEWAY.to_string(), "still masqueraded");
+    proxier.delete_service("default", "second");
+    proxier.delete_endpoints("default", "second");
+    proxier.sync().expect("sync without services");
+    let listed = fixture.sh(&["nft", "list", "set", "ip", TABLE, "hairpin-endpoints"]);
+    assert!(!listed.contains(&POD_IP.to_string()), "{listed}");
 }

@@ -79,6 +79,13 @@ pub trait Nft: Send + Sync {
     /// The chains, sets and maps of `table` as an `nft -j` listing (`{"nftables": [...]}`,
     /// without rules or elements); `None` when the table holds none (or does not exist).
     fn list_table(&self, table: &str) -> Result<Option<Value>>;
+    /// Applies an nft script (text, `nft -f`): what nft's JSON cannot say.
+    fn apply_script(&self, script: &str) -> Result<()>;
+    /// Whether every transaction the DNAT maps need can be applied ([`rules::Shape`]):
+    /// only over netlink, since nft 1.0.6 cannot parse their rule from JSON.
+    fn supports_dnat_maps(&self) -> bool {
+        false
+    }
 }
 
 /// The real backend, inside `netns` when set (in a test's or a node's namespace; the
@@ -184,7 +191,7 @@ impl NftCli {
             *guard = Some(self.open_socket()?);
         }
         let link = guard.as_mut().expect("socket just opened");
-        let batch = match netlink::encode(commands, &rules::MAPS, link.seq) {
+        let batch = match netlink::encode(commands, &rules::element_key_types(), link.seq) {
             Ok(batch) if batch.bytes.len() <= MAX_NETLINK_BATCH => batch,
             Ok(_) => return Ok(false),
             Err(unsupported) => {
@@ -337,6 +344,21 @@ impl Nft for NftCli {
         .map_err(|stderr| Error::NftFailed { step: STEP, stderr })
     }
 
+    fn apply_script(&self, script: &str) -> Result<()> {
+        const STEP: &str = "create the proxy table's endpoint map";
+        self.run(
+            vec!["-f".into(), "-".into()],
+            Some(script.as_bytes().to_vec()),
+            STEP,
+        )?
+        .map(|_| ())
+        .map_err(|stderr| Error::NftFailed { step: STEP, stderr })
+    }
+
+    fn supports_dnat_maps(&self) -> bool {
+        !self.binary_only
+    }
+
     fn list_table(&self, table: &str) -> Result<Option<Value>> {
         // `list chains`, `list sets` and terse `list maps` leave out rules and map
         // elements: at 10,000 services they take 0.2 s where `list table` takes 1.9 s.
@@ -412,6 +434,11 @@ pub struct Proxier<N: Nft> {
     lb_claims: BTreeMap<LbKey, BTreeSet<ObjectKey>>,
     /// The claims of each Service, to take them back when it changes.
     claims_of: BTreeMap<ObjectKey, BTreeSet<LbKey>>,
+    /// How services are dispatched (chains, or DNAT maps for the plain ones).
+    shape: rules::Shape,
+    /// How many applied fragments want each [`rules::HAIRPIN_SET`] element (an endpoint
+    /// may serve several services); the element exists while the count is above 0.
+    hairpin: BTreeMap<Ipv4Addr, usize>,
 }
 
 /// `(namespace, name)` of a Service and of its Endpoints.
@@ -441,8 +468,15 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 }
 
 impl<N: Nft> Proxier<N> {
+    /// A proxier for `table`; plain services go through the DNAT maps when `nft`
+    /// supports them ([`Nft::supports_dnat_maps`]).
     pub fn new(table: impl Into<String>, nft: N) -> Self {
+        let shape = rules::Shape {
+            dnat_maps: nft.supports_dnat_maps(),
+        };
         Self {
+            shape,
+            hairpin: BTreeMap::new(),
             table: table.into(),
             nft,
             services: BTreeMap::new(),
@@ -461,6 +495,14 @@ impl<N: Nft> Proxier<N> {
     /// traffic on the endpoints whose `nodeName` it is. Without it no endpoint is local.
     pub fn with_node_name(mut self, node: impl Into<String>) -> Self {
         self.node = Some(node.into());
+        self
+    }
+
+    /// Dispatches plain services through the DNAT maps (`true`, when the backend
+    /// supports them) or through a chain per service (`false`). A builder: before the
+    /// first sync.
+    pub fn with_dnat_maps(mut self, on: bool) -> Self {
+        self.shape.dnat_maps = on && self.nft.supports_dnat_maps();
         self
     }
 
@@ -570,17 +612,22 @@ impl<N: Nft> Proxier<N> {
                 // Every service's element deletions first (see `sync::diff_phases`).
                 let mut commands = Vec::new();
                 let mut rest = Vec::new();
+                let mut hairpin = HairpinChanges::default();
                 for key in changed {
                     let new = self.fragment(&key);
                     let old = fragments.remove(&key).unwrap_or_default();
                     let (removals, others) = sync::diff_phases(&self.table, &old, &new);
                     commands.extend(removals);
                     rest.extend(others);
+                    hairpin.count(&mut self.hairpin, &old.hairpin, &new.hairpin);
                     if new != Ruleset::default() {
                         fragments.insert(key, new);
                     }
                 }
+                let (gone, added) = hairpin.settle(&mut self.hairpin);
+                commands.extend(sync::hairpin_elements(&self.table, "delete", gone));
                 commands.extend(rest);
+                commands.extend(sync::hairpin_elements(&self.table, "add", added));
                 (false, commands, fragments)
             }
             None => {
@@ -589,7 +636,13 @@ impl<N: Nft> Proxier<N> {
                     .keys()
                     .map(|key| (key.clone(), self.fragment(key)))
                     .collect();
-                let static_chains = rules::build_static();
+                self.hairpin.clear();
+                for fragment in fragments.values() {
+                    for ip in &fragment.hairpin {
+                        *self.hairpin.entry(*ip).or_default() += 1;
+                    }
+                }
+                let static_chains = rules::build_static(self.shape);
                 let desired: Vec<&Ruleset> = std::iter::once(&static_chains)
                     .chain(fragments.values())
                     .collect();
@@ -600,6 +653,8 @@ impl<N: Nft> Proxier<N> {
                     .unwrap_or_default();
                 if !live.has_maps() {
                     self.nft.apply(&sync::create_maps(&self.table))?;
+                    self.nft
+                        .apply_script(&sync::create_endpoints_map(&self.table))?;
                 }
                 (
                     true,
@@ -629,6 +684,7 @@ impl<N: Nft> Proxier<N> {
                     service,
                     self.endpoints.get(key),
                     self.node.as_deref(),
+                    self.shape,
                 );
                 if self.claims_of.contains_key(key) {
                     fragment
@@ -652,6 +708,51 @@ impl<N: Nft> Proxier<N> {
     pub fn uninstall(&mut self) -> Result<()> {
         self.applied = None;
         self.nft.apply(&sync::uninstall(&self.table))
+    }
+}
+
+/// The [`rules::HAIRPIN_SET`] elements a sync touches: their counts before it.
+#[derive(Debug, Default)]
+struct HairpinChanges {
+    before: BTreeMap<Ipv4Addr, usize>,
+}
+
+impl HairpinChanges {
+    /// Moves `counts` from one fragment's `old` hairpin addresses to its `new` ones.
+    fn count(
+        &mut self,
+        counts: &mut BTreeMap<Ipv4Addr, usize>,
+        old: &BTreeSet<Ipv4Addr>,
+        new: &BTreeSet<Ipv4Addr>,
+    ) {
+        for ip in old.symmetric_difference(new) {
+            let count = counts.entry(*ip).or_default();
+            self.before.entry(*ip).or_insert(*count);
+            if new.contains(ip) {
+                *count += 1;
+            } else {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The elements to delete (no longer wanted) and to add (newly wanted), dropping
+    /// zero counts from `counts`.
+    fn settle(self, counts: &mut BTreeMap<Ipv4Addr, usize>) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
+        let mut gone = Vec::new();
+        let mut added = Vec::new();
+        for (ip, before) in self.before {
+            let after = counts.get(&ip).copied().unwrap_or(0);
+            match (before > 0, after > 0) {
+                (true, false) => gone.push(ip),
+                (false, true) => added.push(ip),
+                _ => {}
+            }
+            if after == 0 {
+                counts.remove(&ip);
+            }
+        }
+        (gone, added)
     }
 }
 
@@ -748,6 +849,10 @@ pub struct FakeNft {
     pub applied: Arc<Mutex<Vec<Vec<Value>>>>,
     pub listing: Arc<Mutex<Option<Value>>>,
     pub fail_next: Arc<std::sync::atomic::AtomicBool>,
+    /// Scripts applied with [`Nft::apply_script`].
+    pub scripts: Arc<Mutex<Vec<String>>>,
+    /// What [`Nft::supports_dnat_maps`] answers.
+    pub dnat_maps: bool,
 }
 
 #[cfg(test)]
@@ -771,6 +876,18 @@ impl Nft for FakeNft {
 
     fn list_table(&self, _table: &str) -> Result<Option<Value>> {
         Ok(self.listing.lock().expect("fake nft lock").clone())
+    }
+
+    fn apply_script(&self, script: &str) -> Result<()> {
+        self.scripts
+            .lock()
+            .expect("fake nft lock")
+            .push(script.to_string());
+        Ok(())
+    }
+
+    fn supports_dnat_maps(&self) -> bool {
+        self.dnat_maps
     }
 }
 
@@ -964,6 +1081,45 @@ mod tests {
         proxier.force_full_sync();
         proxier.sync().unwrap();
         assert_eq!(lb_elements(&nft, lb_ip).len(), 1);
+    }
+
+    /// The hairpin element of an endpoint two plain services share stays until both
+    /// are gone; the endpoint map is made by a script on the first install.
+    #[test]
+    fn a_shared_hairpin_element_stays_while_any_service_uses_it() {
+        let nft = FakeNft {
+            dnat_maps: true,
+            ..FakeNft::default()
+        };
+        let mut proxier = Proxier::new("orc-proxy-test", nft.clone());
+        let other = rules::tests::service(
+            "default",
+            "other",
+            json!({"clusterIP": "10.43.0.20", "ports": [{"name": "http", "port": 80}]}),
+        );
+        let mut other_eps = web_endpoints(&["10.42.0.2"]);
+        other_eps.metadata.name = Some("other".into());
+        proxier.update_service(web_service());
+        proxier.update_endpoints(web_endpoints(&["10.42.0.2"]));
+        proxier.update_service(other);
+        proxier.update_endpoints(other_eps);
+        proxier.sync().unwrap();
+        assert_eq!(nft.scripts.lock().unwrap().len(), 1, "the endpoint map");
+        let hairpin = |verb: &str| {
+            let applied = nft.applied.lock().unwrap();
+            let last = applied.last().unwrap();
+            last.iter()
+                .filter(|c| c[verb]["element"]["name"] == rules::HAIRPIN_SET)
+                .count()
+        };
+        assert_eq!(hairpin("add"), 1, "once for both services");
+        proxier.delete_service("default", "web");
+        proxier.sync().unwrap();
+        assert_eq!(hairpin("delete"), 0, "`other` still needs it");
+        proxier.delete_service("default", "other");
+        proxier.sync().unwrap();
+        assert_eq!(hairpin("delete"), 1);
+        assert!(proxier.hairpin.is_empty());
     }
 
     #[test]

@@ -398,7 +398,7 @@ fn encode_command(
             w.str(NFTA_SET_TABLE, table);
             w.str(NFTA_SET_NAME, str_field(body, "name")?);
         }
-        ("flush", "map") => {
+        ("flush", "map" | "set") => {
             // Deleting the elements of a set without naming one flushes it.
             start = msg(w, NFT_MSG_DELSETELEM, 0);
             w.str(NFTA_SET_ELEM_LIST_TABLE, table);
@@ -422,17 +422,24 @@ fn encode_command(
             w.str(NFTA_SET_ELEM_LIST_SET, name);
             let list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
             for elem in elems {
-                // `[key, {"goto": {"target": chain}}]` to add, the key alone to delete.
-                let (key, verdict) = match elem.as_array() {
+                // `[key, {"goto": {"target": chain}}]` or `[key, {"concat": [ip, port]}]`
+                // to add to a map, the key alone to add to a set or to delete.
+                let (key, data) = match elem.as_array() {
                     Some(pair) if pair.len() == 2 && verb == "add" => (&pair[0], Some(&pair[1])),
-                    _ if verb == "delete" => (elem, None),
-                    _ => return unsupported(format_args!("element {elem}")),
+                    Some(_) => return unsupported(format_args!("element {elem}")),
+                    None => (elem, None),
                 };
                 let item = w.nest(NFTA_LIST_ELEM);
                 w.data_value(NFTA_SET_ELEM_KEY, &encode_key(key, types)?);
-                if let Some(verdict) = verdict {
-                    let (code, chain) = verdict_of(verdict)?;
-                    w.data_verdict(NFTA_SET_ELEM_DATA, code, chain);
+                match data {
+                    Some(value) if value.get("concat").is_some() => {
+                        w.data_value(NFTA_SET_ELEM_DATA, &encode_data(value)?);
+                    }
+                    Some(verdict) => {
+                        let (code, chain) = verdict_of(verdict)?;
+                        w.data_verdict(NFTA_SET_ELEM_DATA, code, chain);
+                    }
+                    None => {}
                 }
                 w.end_nest(item);
             }
@@ -463,6 +470,20 @@ fn encode_key(key: &Value, types: &[&str]) -> Result<Vec<u8>, Unsupported> {
     Ok(out)
 }
 
+/// A map value `{"concat": [ip, port]}` (`ipv4_addr . inet_service`, the DNAT map's
+/// values) laid out as the kernel stores it: 4-byte registers, big endian, zero padded.
+fn encode_data(value: &Value) -> Result<Vec<u8>, Unsupported> {
+    let parts = value["concat"].as_array().map(Vec::as_slice);
+    let Some([ip, port]) = parts else {
+        return unsupported(format_args!("map value {value}"));
+    };
+    let mut out = value_bytes(ip, "ipv4_addr")?;
+    let mut port = value_bytes(port, "inet_service")?;
+    port.resize(4, 0);
+    out.extend(port);
+    Ok(out)
+}
+
 /// A constant of nft type `kind` as the kernel compares it.
 fn value_bytes(value: &Value, kind: &str) -> Result<Vec<u8>, Unsupported> {
     let bytes = match kind {
@@ -475,6 +496,11 @@ fn value_bytes(value: &Value, kind: &str) -> Result<Vec<u8>, Unsupported> {
             .as_u64()
             .and_then(|p| u16::try_from(p).ok())
             .map(|p| p.to_be_bytes().to_vec()),
+        // A kernel-computed value (the `numgen` slot), host byte order.
+        "mark" => value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|n| n.to_ne_bytes().to_vec()),
         _ => None,
     };
     match bytes {
@@ -663,6 +689,27 @@ fn immediate_verdict(w: &mut Writer, code: i32, chain: Option<&str>) {
     });
 }
 
+/// Loads the parts of a concatenation (`[a, b, …]`) as nft does: each in its own
+/// 4-byte register, the first in reg 1 (the same storage as reg32 0).
+fn emit_concat(w: &mut Writer, parts: &Value) -> Result<(), Unsupported> {
+    let Some(parts) = parts.as_array() else {
+        return unsupported(format_args!("concatenation {parts}"));
+    };
+    let loads = parts
+        .iter()
+        .map(|p| Load::parse(p).map(|(load, _)| load))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, load) in loads.iter().enumerate() {
+        let reg = if i == 0 {
+            NFT_REG_1
+        } else {
+            NFT_REG32_00 + i as u32
+        };
+        load.emit(w, reg);
+    }
+    Ok(())
+}
+
 /// A set reference `@name`.
 fn set_name(value: &Value) -> Option<&str> {
     value.as_str().and_then(|s| s.strip_prefix('@'))
@@ -700,6 +747,18 @@ fn encode_statement(w: &mut Writer, statement: &Value) -> Result<(), Unsupported
                     _ => unsupported(format_args!("match {body}")),
                 };
             }
+            if let (Some(parts), Some(set)) = (left.get("concat"), set_name(right)) {
+                // `a . b . c @set`: each part in its own 4-byte register, then a lookup.
+                if op != 0 {
+                    return unsupported(format_args!("match {body}"));
+                }
+                emit_concat(w, parts)?;
+                w.expr("lookup", |w| {
+                    w.str(1, set); // NFTA_LOOKUP_SET
+                    w.be32(2, NFT_REG_1); // NFTA_LOOKUP_SREG
+                });
+                return Ok(());
+            }
             let (load, kind) = Load::parse(left)?;
             if let Some(set) = set_name(right) {
                 if op != 0 {
@@ -734,6 +793,34 @@ fn encode_statement(w: &mut Writer, statement: &Value) -> Result<(), Unsupported
             w.expr("meta", |w| {
                 w.be32(2, NFT_META_MARK); // NFTA_META_KEY
                 w.be32(3, NFT_REG_1); // NFTA_META_SREG
+            });
+        }
+        "dnat" if body["addr"].get("map").is_some() => {
+            // `dnat ip to a . b . c . numgen … map @m`, `m` mapping to `ip . port`: the
+            // lookup leaves the address in reg 1 and the port in the next 4-byte register.
+            let map = &body["addr"]["map"];
+            let (Some(set), Some(parts), Some("ip")) = (
+                set_name(&map["data"]),
+                map.get("key").and_then(|k| k.get("concat")),
+                body["family"].as_str(),
+            ) else {
+                return unsupported(format_args!("dnat {body}"));
+            };
+            emit_concat(w, parts)?;
+            w.expr("lookup", |w| {
+                w.str(1, set); // NFTA_LOOKUP_SET
+                w.be32(2, NFT_REG_1); // NFTA_LOOKUP_SREG
+                w.be32(3, NFT_REG_1); // NFTA_LOOKUP_DREG
+            });
+            w.expr("nat", |w| {
+                w.be32(1, 1); // NFTA_NAT_TYPE: NFT_NAT_DNAT
+                w.be32(2, u32::from(NFPROTO_IPV4)); // NFTA_NAT_FAMILY
+                w.be32(3, NFT_REG_1); // NFTA_NAT_REG_ADDR_MIN
+                w.be32(4, NFT_REG_1); // NFTA_NAT_REG_ADDR_MAX
+                w.be32(5, NFT_REG32_00 + 1); // NFTA_NAT_REG_PROTO_MIN
+                w.be32(6, NFT_REG32_00 + 1); // NFTA_NAT_REG_PROTO_MAX
+                                             // NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
+                w.be32(7, 0x3); // NFTA_NAT_FLAGS
             });
         }
         "dnat" => {
@@ -789,22 +876,9 @@ fn encode_statement(w: &mut Writer, statement: &Value) -> Result<(), Unsupported
                 return unsupported(format_args!("vmap {body}"));
             };
             let key = &body["key"];
-            let parts: Vec<&Value> = match key.get("concat").and_then(Value::as_array) {
-                Some(parts) => parts.iter().collect(),
-                None => vec![key],
-            };
-            let loads = parts
-                .iter()
-                .map(|p| Load::parse(p).map(|(load, _)| load))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (i, load) in loads.iter().enumerate() {
-                // nft loads the first part into reg 1 (the same storage as reg32 0).
-                let reg = if i == 0 {
-                    NFT_REG_1
-                } else {
-                    NFT_REG32_00 + i as u32
-                };
-                load.emit(w, reg);
+            match key.get("concat") {
+                Some(parts) => emit_concat(w, parts)?,
+                None => Load::parse(key)?.0.emit(w, NFT_REG_1),
             }
             w.expr("lookup", |w| {
                 w.str(1, map); // NFTA_LOOKUP_SET
@@ -969,6 +1043,80 @@ mod tests {
         assert_eq!(attr(&verdict, NFTA_VERDICT_CHAIN), b"svc\0");
     }
 
+    /// nft --debug=netlink for `dnat ip to ip daddr . meta l4proto . th dport . numgen
+    /// random mod 2 offset 1 map @service-endpoints`: payload => reg 1, meta => reg 9,
+    /// payload => reg 10, numgen => reg 11, lookup reg 1 dreg 1, nat addr reg 1 proto
+    /// reg 9 flags 0x3.
+    #[test]
+    fn a_dnat_map_rule_is_encoded_as_nft_does() {
+        let statics = crate::agent::proxy::rules::build_static(crate::agent::proxy::rules::Shape {
+            dnat_maps: true,
+        });
+        let rules = &statics.chains[crate::agent::proxy::rules::DNAT_CHAIN].rules;
+        let cmd = json!({"add": {"rule": {"family": "ip", "table": T, "chain": "service-dnat",
+            "expr": rules[1]}}});
+        let batch = encode(&[cmd], &MAPS, 1).unwrap();
+        let msgs = messages(&batch.bytes);
+        let expressions = attr(&attrs(&msgs[1].3), NFTA_RULE_EXPRESSIONS);
+        assert_eq!(
+            expr_names(&expressions),
+            ["payload", "meta", "payload", "numgen", "lookup", "nat"]
+        );
+        let exprs = attrs(&expressions);
+        let data = |i: usize| attrs(&attr(&attrs(&exprs[i].1), NFTA_EXPR_DATA));
+        let be = |n: u32| n.to_be_bytes().to_vec();
+        assert_eq!(attr(&data(0), 1), be(NFT_REG_1), "ip daddr in reg 1");
+        assert_eq!(attr(&data(1), 1), be(9), "l4proto in reg 9");
+        assert_eq!(attr(&data(2), 1), be(10), "th dport in reg 10");
+        let numgen = data(3);
+        assert_eq!(attr(&numgen, 1), be(11));
+        assert_eq!(attr(&numgen, 2), be(2), "mod 2");
+        assert_eq!(
+            attr(&numgen, 4),
+            be(1),
+            "offset 1: the slots of two endpoints"
+        );
+        let lookup = data(4);
+        assert_eq!(attr(&lookup, 1), b"service-endpoints\0");
+        assert_eq!(attr(&lookup, 3), be(NFT_REG_1), "a value lookup: dreg 1");
+        let nat = data(5);
+        assert_eq!(attr(&nat, 3), be(NFT_REG_1));
+        assert_eq!(attr(&nat, 5), be(9), "the port after the address");
+        assert_eq!(attr(&nat, 7), be(3), "MAP_IPS | PROTO_SPECIFIED");
+    }
+
+    #[test]
+    fn value_elements_carry_their_data_and_set_elements_none() {
+        let types = crate::agent::proxy::rules::element_key_types();
+        let cmds = [
+            json!({"add": {"element": {"family": "ip", "table": T, "name": "service-endpoints",
+                "elem": [[{"concat": ["10.43.0.10", "udp", 53, 3]}, {"concat": ["10.42.0.2", 5353]}]]}}}),
+            json!({"add": {"element": {"family": "ip", "table": T, "name": "hairpin-endpoints",
+                "elem": [{"concat": ["10.42.0.2", "10.42.0.2"]}]}}}),
+        ];
+        let batch = encode(&cmds, &types, 1).unwrap();
+        let msgs = messages(&batch.bytes);
+        let elem = |i: usize| {
+            let list = attrs(&msgs[i].3);
+            let elems = attrs(&attr(&list, NFTA_SET_ELEM_LIST_ELEMENTS));
+            attrs(&elems[0].1)
+        };
+        let slot = elem(1);
+        let key = attr(&attrs(&attr(&slot, NFTA_SET_ELEM_KEY)), NFTA_DATA_VALUE);
+        let mut expected = vec![10, 43, 0, 10, 17, 0, 0, 0, 0, 53, 0, 0];
+        expected.extend(3u32.to_ne_bytes());
+        assert_eq!(
+            key, expected,
+            "the slot in host byte order, as numgen writes it"
+        );
+        let data = attr(&attrs(&attr(&slot, NFTA_SET_ELEM_DATA)), NFTA_DATA_VALUE);
+        assert_eq!(data, vec![10, 42, 0, 2, 0x14, 0xe9, 0, 0]);
+        let hairpin = elem(2);
+        assert!(hairpin.iter().all(|(kind, _)| *kind != NFTA_SET_ELEM_DATA));
+        let key = attr(&attrs(&attr(&hairpin, NFTA_SET_ELEM_KEY)), NFTA_DATA_VALUE);
+        assert_eq!(key, vec![10, 42, 0, 2, 10, 42, 0, 2]);
+    }
+
     #[test]
     fn a_dnat_rule_is_encoded_as_nft_does() {
         // nft --debug=netlink: payload, cmp, numgen, cmp, meta, cmp, meta, bitwise, meta,
@@ -1079,11 +1227,14 @@ mod tests {
 
     #[test]
     fn the_static_chains_are_encodable_but_maps_are_left_to_nft() {
-        let statics = crate::agent::proxy::rules::build_static();
-        let cmds = sync::diff(T, &Ruleset::default(), &statics);
-        encode(&cmds, &MAPS, 1).unwrap();
-        let full = sync::full_sync(T, &[&statics], &sync::LiveTable::default());
-        encode(&full, &MAPS, 1).unwrap();
+        for dnat_maps in [false, true] {
+            let shape = crate::agent::proxy::rules::Shape { dnat_maps };
+            let statics = crate::agent::proxy::rules::build_static(shape);
+            let cmds = sync::diff(T, &Ruleset::default(), &statics);
+            encode(&cmds, &MAPS, 1).unwrap();
+            let full = sync::full_sync(T, &[&statics], &sync::LiveTable::default());
+            encode(&full, &MAPS, 1).unwrap();
+        }
         let err = encode(&sync::create_maps(T), &MAPS, 1).unwrap_err();
         assert!(err.0.contains("add map"), "{err}");
         let other_family = json!({"add": {"chain": {"family": "inet", "table": T, "name": "x"}}});

@@ -28,6 +28,23 @@ const NO_ENDPOINTS_CHAIN: &str = "no-endpoints";
 const MASQUERADING_CHAIN: &str = "masquerading";
 /// Packet mark bit asking the postrouting chain to masquerade (hairpin, NodePort).
 pub const MASQUERADE_MARK: u32 = 0x4000;
+/// `ip daddr . meta l4proto . th dport` of the services dispatched without a chain of
+/// their own ([`DnatSlot`]): a plain set, so adding to it never makes the kernel
+/// validate the table.
+pub const DNAT_SERVICES_SET: &str = "dnat-services";
+/// `ip daddr . meta l4proto . th dport . numgen` → `endpoint ip . port` (see
+/// [`DnatSlot`]): a map of values, not verdicts.
+pub const SERVICE_ENDPOINTS_MAP: &str = "service-endpoints";
+/// `ip saddr . ip daddr` of every endpoint of those services with itself: a pod that
+/// reached itself through its service is masqueraded in postrouting.
+pub const HAIRPIN_SET: &str = "hairpin-endpoints";
+/// The static chain that DNATs the services of [`DNAT_SERVICES_SET`].
+pub const DNAT_CHAIN: &str = "service-dnat";
+/// Services (ports) with up to this many ready endpoints are dispatched through
+/// [`SERVICE_ENDPOINTS_MAP`]; more take a chain. The DNAT chain tries one rule per
+/// endpoint count, so a new connection to a service of `n` endpoints costs `n` hash
+/// lookups.
+pub const MAX_MAP_ENDPOINTS: usize = 16;
 /// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 pub const DEFAULT_AFFINITY_TIMEOUT_SECS: u32 = 10_800;
 /// nft accepts names up to 255 bytes; stay well below it (the hash keeps names unique).
@@ -46,6 +63,53 @@ pub const MAPS: [(&str, &[&str]); 4] = [
     ),
     (NO_ENDPOINT_NODEPORTS_MAP, &["inet_proto", "inet_service"]),
 ];
+
+/// The sets and maps of values (no verdicts) of the table, with their key types. The
+/// key type `mark` stands for the `numgen` value (a 32-bit host-order integer: nft
+/// 1.0.6 cannot declare a map keyed by `numgen` in JSON).
+pub const DATA_SETS: [(&str, &[&str]); 3] = [
+    (
+        DNAT_SERVICES_SET,
+        &["ipv4_addr", "inet_proto", "inet_service"],
+    ),
+    (
+        SERVICE_ENDPOINTS_MAP,
+        &["ipv4_addr", "inet_proto", "inet_service", "mark"],
+    ),
+    (HAIRPIN_SET, &["ipv4_addr", "ipv4_addr"]),
+];
+
+/// The value type of [`SERVICE_ENDPOINTS_MAP`].
+pub const SERVICE_ENDPOINTS_DATA: [&str; 2] = ["ipv4_addr", "inet_service"];
+
+/// The key types of every set and map whose elements the proxy adds.
+pub fn element_key_types() -> Vec<(&'static str, &'static [&'static str])> {
+    MAPS.iter().chain(DATA_SETS.iter()).copied().collect()
+}
+
+/// The first `numgen` value of the services with `n` endpoints: the DNAT rule for `n`
+/// draws `numgen random mod n offset first_slot(n)`, so the slots of different
+/// endpoint counts never overlap (0; 1, 2; 3, 4, 5; …) and one map serves them all.
+pub fn first_slot(n: usize) -> u32 {
+    (n * n.saturating_sub(1) / 2) as u32
+}
+
+/// One element of [`SERVICE_ENDPOINTS_MAP`]: the service key (address, protocol, port)
+/// and the drawn slot, mapping to one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnatSlot {
+    pub ip: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub slot: u32,
+}
+
+impl DnatSlot {
+    /// The key in nft JSON.
+    pub fn to_json(&self) -> Value {
+        json!({"concat": [self.ip.to_string(), self.protocol.nft(), self.port, self.slot]})
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
@@ -125,6 +189,13 @@ pub struct Ruleset {
     pub affinity_sets: BTreeSet<String>,
     /// Map element → the chain it jumps to (`goto`).
     pub elements: BTreeMap<ElementKey, String>,
+    /// Elements of [`DNAT_SERVICES_SET`] (`map` is that set's name).
+    pub dnat_services: BTreeSet<ElementKey>,
+    /// Elements of [`SERVICE_ENDPOINTS_MAP`]: slot → endpoint address and port.
+    pub dnat_slots: BTreeMap<DnatSlot, (Ipv4Addr, u16)>,
+    /// Endpoint addresses that need an element `ip . ip` in [`HAIRPIN_SET`]. Shared
+    /// between services (one pod behind several): the proxier counts them.
+    pub hairpin: BTreeSet<Ipv4Addr>,
 }
 
 /// Services and Endpoints, keyed by `(namespace, name)`.
@@ -136,7 +207,17 @@ pub type EndpointsMap = BTreeMap<(String, String), Endpoints>;
 /// gives the same names and rule order. The static chains plus every
 /// [`build_service`] fragment.
 pub fn build(services: &ServiceMap, endpoints: &EndpointsMap, node: Option<&str>) -> Ruleset {
-    let mut ruleset = build_static();
+    build_with(services, endpoints, node, Shape::default())
+}
+
+/// [`build`] in the given [`Shape`].
+pub fn build_with(
+    services: &ServiceMap,
+    endpoints: &EndpointsMap,
+    node: Option<&str>,
+    shape: Shape,
+) -> Ruleset {
+    let mut ruleset = build_static(shape);
     for (key, service) in services {
         ruleset.merge(build_service(
             &key.0,
@@ -144,15 +225,30 @@ pub fn build(services: &ServiceMap, endpoints: &EndpointsMap, node: Option<&str>
             service,
             endpoints.get(key),
             node,
+            shape,
         ));
     }
     ruleset
 }
 
+/// How services are dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// Plain ClusterIP service ports (no session affinity, `internalTrafficPolicy:
+    /// Cluster`, no NodePort, no external address, 1 to [`MAX_MAP_ENDPOINTS`] ready
+    /// endpoints) get no chain: elements of [`DNAT_SERVICES_SET`],
+    /// [`SERVICE_ENDPOINTS_MAP`] and [`HAIRPIN_SET`], which a static chain uses. Adding
+    /// such a service, or changing its endpoints, then adds no rule and no jump, and the
+    /// kernel does not validate the whole table (`nft_table_validate`, which every new
+    /// rule or verdict element triggers: ~30 ms at 10,000 services). Only over netlink:
+    /// nft 1.0.6 cannot parse the DNAT rule back from JSON.
+    pub dnat_maps: bool,
+}
+
 /// The chains every table has, services or not.
-pub fn build_static() -> Ruleset {
+pub fn build_static(shape: Shape) -> Ruleset {
     let mut ruleset = Ruleset::default();
-    add_static_chains(&mut ruleset);
+    add_static_chains(&mut ruleset, shape);
     ruleset
 }
 
@@ -167,6 +263,7 @@ pub fn build_service(
     service: &Service,
     endpoints: Option<&Endpoints>,
     node: Option<&str>,
+    shape: Shape,
 ) -> Ruleset {
     let mut ruleset = Ruleset::default();
     let Some(spec) = &service.spec else {
@@ -214,7 +311,7 @@ pub fn build_service(
         let ready = endpoints
             .map(|e| ready_endpoints(e, port, protocol))
             .unwrap_or_default();
-        add_service_port(&mut ruleset, &target, &ready, node);
+        add_service_port(&mut ruleset, &target, &ready, node, shape);
     }
     ruleset
 }
@@ -262,6 +359,9 @@ impl Ruleset {
         self.chains.extend(other.chains);
         self.affinity_sets.extend(other.affinity_sets);
         self.elements.extend(other.elements);
+        self.dnat_services.extend(other.dnat_services);
+        self.dnat_slots.extend(other.dnat_slots);
+        self.hairpin.extend(other.hairpin);
     }
 }
 
@@ -372,6 +472,7 @@ fn add_service_port(
     target: &ServicePortTarget<'_>,
     ready: &[ReadyEndpoint],
     node: Option<&str>,
+    shape: Shape,
 ) {
     let cluster_key = |map| ElementKey {
         map,
@@ -407,6 +508,14 @@ fn add_service_port(
                 REJECT_CHAIN.into(),
             );
         }
+        return;
+    }
+    let plain = target.affinity.is_none()
+        && !target.internal_local
+        && target.node_port.is_none()
+        && target.external_ips.is_empty();
+    if shape.dnat_maps && plain && ready.len() <= MAX_MAP_ENDPOINTS {
+        add_dnat_slots(ruleset, target, ready);
         return;
     }
 
@@ -530,6 +639,36 @@ fn add_service_port(
     }
 }
 
+/// A plain service port as elements only: its key in [`DNAT_SERVICES_SET`], one slot per
+/// endpoint in [`SERVICE_ENDPOINTS_MAP`] (drawn by the DNAT rule for its endpoint count),
+/// and its endpoints in [`HAIRPIN_SET`].
+fn add_dnat_slots(ruleset: &mut Ruleset, target: &ServicePortTarget<'_>, ready: &[ReadyEndpoint]) {
+    ruleset.dnat_services.insert(ElementKey {
+        map: DNAT_SERVICES_SET,
+        ip: Some(target.cluster_ip),
+        protocol: target.protocol,
+        port: target.port,
+    });
+    let first = first_slot(ready.len());
+    for (i, endpoint) in ready.iter().enumerate() {
+        let slot = DnatSlot {
+            ip: target.cluster_ip,
+            protocol: target.protocol,
+            port: target.port,
+            slot: first + i as u32,
+        };
+        ruleset
+            .dnat_slots
+            .insert(slot, (endpoint.ip, endpoint.port));
+        // A loopback endpoint (the API server behind `kubernetes` on a one-node test
+        // cluster) is no pod that could reach itself over the bridge: masquerading every
+        // `127.0.0.1 → 127.0.0.1` connection would only add NAT to the node's own traffic.
+        if !endpoint.ip.is_loopback() {
+            ruleset.hairpin.insert(endpoint.ip);
+        }
+    }
+}
+
 /// `numgen random mod (n - i) == 0`: choice `i` of `n` taken with the same overall
 /// probability for every `i` (1/n, then 1/(n-1) of the rest, …) when each choice draws
 /// anew; `None` for the last one, which takes what is left. One anonymous verdict map
@@ -595,7 +734,7 @@ fn dnat(endpoint: &ReadyEndpoint) -> Value {
 }
 
 /// The chains every table has, services or not.
-fn add_static_chains(ruleset: &mut Ruleset) {
+fn add_static_chains(ruleset: &mut Ruleset, shape: Shape) {
     let base = |chain_type, hook, priority, rules| ChainSpec {
         hook: Some(BaseHook {
             chain_type,
@@ -636,10 +775,44 @@ fn add_static_chains(ruleset: &mut Ruleset) {
             base("filter", hook, -110, jump_to(NO_ENDPOINTS_CHAIN)),
         );
     }
-    chains.insert(
-        SERVICES_CHAIN.into(),
-        regular(vmap_rules(SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP)),
-    );
+    let mut services = vmap_rules(SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP);
+    let mut masquerading = vec![json!([
+        match_eq(
+            json!({"&": [{"meta": {"key": "mark"}}, MASQUERADE_MARK]}),
+            json!(MASQUERADE_MARK)
+        ),
+        {"masquerade": null},
+    ])];
+    if shape.dnat_maps {
+        services.push(json!([
+            match_eq(service_key(), json!(format!("@{DNAT_SERVICES_SET}"))),
+            goto(DNAT_CHAIN),
+        ]));
+        // One rule per endpoint count n, drawing among the n slots of that count; a
+        // service's key matches only in the rule of its own count (the others miss).
+        let dnat_rules = (1..=MAX_MAP_ENDPOINTS)
+            .map(|n| {
+                let mut key = service_key();
+                key["concat"]
+                    .as_array_mut()
+                    .expect("a concatenation")
+                    .push(json!({"numgen": {"mode": "random", "mod": n, "offset": first_slot(n)}}));
+                json!([{"dnat": {"family": "ip", "addr": {"map": {
+                    "key": key,
+                    "data": format!("@{SERVICE_ENDPOINTS_MAP}"),
+                }}}}])
+            })
+            .collect();
+        chains.insert(DNAT_CHAIN.into(), regular(dnat_rules));
+        masquerading.push(json!([
+            match_eq(
+                json!({"concat": [ip_field("saddr"), ip_field("daddr")]}),
+                json!(format!("@{HAIRPIN_SET}"))
+            ),
+            {"masquerade": null},
+        ]));
+    }
+    chains.insert(SERVICES_CHAIN.into(), regular(services));
     chains.insert(
         NO_ENDPOINTS_CHAIN.into(),
         regular(vmap_rules(
@@ -647,16 +820,7 @@ fn add_static_chains(ruleset: &mut Ruleset) {
             NO_ENDPOINT_NODEPORTS_MAP,
         )),
     );
-    chains.insert(
-        MASQUERADING_CHAIN.into(),
-        regular(vec![json!([
-            match_eq(
-                json!({"&": [{"meta": {"key": "mark"}}, MASQUERADE_MARK]}),
-                json!(MASQUERADE_MARK)
-            ),
-            {"masquerade": null},
-        ])]),
-    );
+    chains.insert(MASQUERADING_CHAIN.into(), regular(masquerading));
     chains.insert(DROP_CHAIN.into(), regular(vec![json!([{"drop": null}])]));
     chains.insert(
         REJECT_CHAIN.into(),
@@ -684,6 +848,11 @@ fn ip_field(field: &str) -> Value {
 
 fn l4proto() -> Value {
     json!({"meta": {"key": "l4proto"}})
+}
+
+/// `ip daddr . meta l4proto . th dport`, the key of a service.
+fn service_key() -> Value {
+    json!({"concat": [ip_field("daddr"), l4proto(), th_dport()]})
 }
 
 fn th_dport() -> Value {
@@ -812,6 +981,125 @@ pub(crate) mod tests {
         assert_eq!(rules[3].as_array().unwrap().len(), 2, "{}", rules[3]);
         assert!(chains_with_prefix(&r, "endpoint-").is_empty());
         assert!(r.affinity_sets.is_empty());
+    }
+
+    const MAPS_SHAPE: Shape = Shape { dnat_maps: true };
+
+    #[test]
+    fn a_plain_service_is_dnat_elements_without_a_chain() {
+        let (s, e) = maps(
+            vec![web_service()],
+            vec![web_endpoints(&["10.42.0.2", "10.42.0.3"])],
+        );
+        let r = build_with(&s, &e, None, MAPS_SHAPE);
+        assert_eq!(
+            r.chains,
+            build_static(MAPS_SHAPE).chains,
+            "no chain of its own"
+        );
+        assert!(
+            r.elements.is_empty(),
+            "no verdict element: {:?}",
+            r.elements
+        );
+        let key = ElementKey {
+            map: DNAT_SERVICES_SET,
+            ip: Some("10.43.0.10".parse().unwrap()),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        assert_eq!(r.dnat_services, BTreeSet::from([key]));
+        let slots: Vec<(u32, String)> = r
+            .dnat_slots
+            .iter()
+            .map(|(slot, (ip, port))| (slot.slot, format!("{ip}:{port}")))
+            .collect();
+        assert_eq!(
+            slots,
+            [(1, "10.42.0.2:8080".into()), (2, "10.42.0.3:8080".into())],
+            "two endpoints: slots 1 and 2, the named target port"
+        );
+        let hairpin: Vec<String> = r.hairpin.iter().map(Ipv4Addr::to_string).collect();
+        assert_eq!(hairpin, ["10.42.0.2", "10.42.0.3"]);
+        // Without endpoints it is rejected as before.
+        let (s, e) = maps(vec![web_service()], vec![]);
+        let r = build_with(&s, &e, None, MAPS_SHAPE);
+        assert!(r.dnat_slots.is_empty() && r.dnat_services.is_empty());
+        assert_eq!(
+            r.elements[&cluster_ip_key(NO_ENDPOINT_SERVICES_MAP)],
+            REJECT_CHAIN
+        );
+    }
+
+    #[test]
+    fn a_loopback_endpoint_gets_a_slot_but_no_hairpin_masquerade() {
+        let (s, e) = maps(
+            vec![web_service()],
+            vec![web_endpoints(&["127.0.0.1", "10.42.0.3"])],
+        );
+        let r = build_with(&s, &e, None, MAPS_SHAPE);
+        assert_eq!(r.dnat_slots.len(), 2);
+        let hairpin: Vec<String> = r.hairpin.iter().map(Ipv4Addr::to_string).collect();
+        assert_eq!(
+            hairpin,
+            ["10.42.0.3"],
+            "127.0.0.1 → 127.0.0.1 is the node's own traffic"
+        );
+    }
+
+    #[test]
+    fn the_slots_of_each_endpoint_count_follow_each_other_without_overlap() {
+        let mut next = 0;
+        for n in 1..=MAX_MAP_ENDPOINTS {
+            assert_eq!(first_slot(n), next, "{n} endpoints");
+            next += n as u32;
+        }
+        // The DNAT chain: one rule per count, drawing that count's slots.
+        let statics = build_static(MAPS_SHAPE);
+        let rules = &statics.chains[DNAT_CHAIN].rules;
+        assert_eq!(rules.len(), MAX_MAP_ENDPOINTS);
+        for (i, rule) in rules.iter().enumerate() {
+            let key = &rule[0]["dnat"]["addr"]["map"]["key"]["concat"];
+            assert_eq!(key[3]["numgen"]["mod"], i + 1);
+            assert_eq!(key[3]["numgen"]["offset"], first_slot(i + 1));
+        }
+        assert!(!build_static(Shape::default())
+            .chains
+            .contains_key(DNAT_CHAIN));
+    }
+
+    #[test]
+    fn services_that_need_chains_keep_them_with_dnat_maps() {
+        let many: Vec<String> = (0..=MAX_MAP_ENDPOINTS)
+            .map(|i| format!("10.42.1.{}", i + 1))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let cases = [
+            (json!({"sessionAffinity": "ClientIP"}), vec!["10.42.0.2"]),
+            (json!({"internalTrafficPolicy": "Local"}), vec!["10.42.0.2"]),
+            (json!({"externalIPs": ["198.51.100.7"]}), vec!["10.42.0.2"]),
+            (json!({}), many),
+        ];
+        for (extra, ips) in cases {
+            let mut spec = json!({"clusterIP": "10.43.0.10",
+                "ports": [{"name": "http", "port": 80, "targetPort": "web"}]});
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let (s, e) = maps(
+                vec![service("default", "web", spec)],
+                vec![web_endpoints(&ips)],
+            );
+            let r = build_with(&s, &e, Some("here"), MAPS_SHAPE);
+            assert!(r.dnat_slots.is_empty(), "{extra}");
+            assert!(
+                !r.elements.is_empty(),
+                "{extra}: dispatched by the verdict maps"
+            );
+        }
+        // A NodePort service too.
+        let r = web_with_policies(json!({}), true);
+        assert!(r.dnat_slots.is_empty() && r.elements.contains_key(&node_port_key()));
     }
 
     #[test]

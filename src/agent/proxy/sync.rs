@@ -5,7 +5,12 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::rules::{ChainSpec, ElementKey, Ruleset, MAPS};
+use std::net::Ipv4Addr;
+
+use super::rules::{
+    ChainSpec, DnatSlot, ElementKey, Ruleset, DATA_SETS, HAIRPIN_SET, MAPS, SERVICE_ENDPOINTS_DATA,
+    SERVICE_ENDPOINTS_MAP,
+};
 
 /// What the live table holds, as far as a full resync needs to know.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,13 +36,16 @@ impl LiveTable {
         live
     }
 
-    /// Whether every verdict map of the table exists ([`full_sync`] needs them).
+    /// Whether every map and set of the table exists ([`full_sync`] needs them).
     pub fn has_maps(&self) -> bool {
-        MAPS.iter().all(|(name, _)| self.maps.contains(*name))
+        let present = |name: &str| self.maps.contains(name) || self.sets.contains(name);
+        MAPS.iter()
+            .chain(DATA_SETS.iter())
+            .all(|(name, _)| present(name))
     }
 }
 
-/// Creates the table and its verdict maps (empty), leaving whatever exists as it is.
+/// Creates the table, its verdict maps and sets (empty), leaving whatever exists as it is.
 /// Its own transaction before a [`full_sync`] when a map is missing (the first install):
 /// only `nft` creates maps (it records their key types for listing), and the full sync
 /// can then go over netlink. Harmless on its own: no chain, no hook, no traffic effect.
@@ -46,6 +54,19 @@ pub fn create_maps(table: &str) -> Vec<Value> {
     cmds.add_table();
     cmds.add_maps();
     cmds.list
+}
+
+/// The nft script (text) that creates [`SERVICE_ENDPOINTS_MAP`] in `table` when missing.
+pub fn create_endpoints_map(table: &str) -> String {
+    let key = DATA_SETS
+        .iter()
+        .find(|(name, _)| *name == SERVICE_ENDPOINTS_MAP)
+        .map(|(_, key)| key.join(" . "))
+        .expect("the endpoints map is a data set");
+    format!(
+        "add table ip {table}\nadd map ip {table} {SERVICE_ENDPOINTS_MAP} {{ type {key} : {}; }}\n",
+        SERVICE_ENDPOINTS_DATA.join(" . ")
+    )
 }
 
 /// The nft commands of one transaction, with the table they act on.
@@ -80,6 +101,14 @@ impl<'a> Commands<'a> {
                 "map",
                 json!({"name": name, "type": key_type, "map": "verdict"}),
             );
+        }
+        // The sets of values; `service-endpoints`, a map of concatenated values, is
+        // made by `nft` from text ([`create_endpoints_map`]): nft 1.0.6 ignores such a
+        // map in JSON.
+        for (name, key_type) in DATA_SETS {
+            if name != SERVICE_ENDPOINTS_MAP {
+                self.push("add", "set", json!({"name": name, "type": key_type}));
+            }
         }
     }
 
@@ -119,6 +148,40 @@ impl<'a> Commands<'a> {
         };
         self.push(verb, "element", json!({"name": key.map, "elem": elem}));
     }
+
+    /// An element of a set (`data` `None`) or of a map of values.
+    fn value_element(&mut self, verb: &str, set: &str, key: Value, data: Option<Value>) {
+        let elem = match data {
+            Some(data) => json!([[key, data]]),
+            None => json!([key]),
+        };
+        self.push(verb, "element", json!({"name": set, "elem": elem}));
+    }
+
+    fn dnat_slot(&mut self, verb: &str, slot: &DnatSlot, endpoint: Option<(Ipv4Addr, u16)>) {
+        let data = endpoint.map(|(ip, port)| json!({"concat": [ip.to_string(), port]}));
+        self.value_element(verb, SERVICE_ENDPOINTS_MAP, slot.to_json(), data);
+    }
+
+    /// `verb` the element `ip . ip` of [`HAIRPIN_SET`].
+    pub(crate) fn hairpin(&mut self, verb: &str, ip: Ipv4Addr) {
+        let key = json!({"concat": [ip.to_string(), ip.to_string()]});
+        self.value_element(verb, HAIRPIN_SET, key, None);
+    }
+}
+
+/// The commands that add (`add`) or delete (`delete`) the [`HAIRPIN_SET`] elements of
+/// `ips`.
+pub fn hairpin_elements(
+    table: &str,
+    verb: &str,
+    ips: impl IntoIterator<Item = Ipv4Addr>,
+) -> Vec<Value> {
+    let mut cmds = Commands::new(table);
+    for ip in ips {
+        cmds.hairpin(verb, ip);
+    }
+    cmds.list
 }
 
 /// The commands that turn the table from `old` (what the last sync applied) into `new`:
@@ -142,7 +205,23 @@ pub fn diff_phases(table: &str, old: &Ruleset, new: &Ruleset) -> (Vec<Value>, Ve
             removals.element("delete", key, None);
         }
     }
+    for key in old.dnat_services.difference(&new.dnat_services) {
+        removals.element("delete", key, None);
+    }
+    for (slot, endpoint) in &old.dnat_slots {
+        if new.dnat_slots.get(slot) != Some(endpoint) {
+            removals.dnat_slot("delete", slot, None);
+        }
+    }
     let mut cmds = Commands::new(table);
+    for key in new.dnat_services.difference(&old.dnat_services) {
+        cmds.value_element("add", key.map, key.to_json(), None);
+    }
+    for (slot, endpoint) in &new.dnat_slots {
+        if old.dnat_slots.get(slot) != Some(endpoint) {
+            cmds.dnat_slot("add", slot, Some(*endpoint));
+        }
+    }
     for set in new.affinity_sets.difference(&old.affinity_sets) {
         cmds.add_set(set);
     }
@@ -203,6 +282,14 @@ pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Val
     for (name, _) in MAPS {
         cmds.push("flush", "map", json!({ "name": name }));
     }
+    for (name, _) in DATA_SETS {
+        let kind = if name == SERVICE_ENDPOINTS_MAP {
+            "map"
+        } else {
+            "set"
+        };
+        cmds.push("flush", kind, json!({ "name": name }));
+    }
     for (name, spec) in chains() {
         // A chain made by this transaction is empty already.
         if live.chains.contains(name) {
@@ -213,6 +300,19 @@ pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Val
     for (key, target) in desired.iter().flat_map(|r| &r.elements) {
         cmds.element("add", key, Some(target));
     }
+    for key in desired.iter().flat_map(|r| &r.dnat_services) {
+        cmds.value_element("add", key.map, key.to_json(), None);
+    }
+    for (slot, endpoint) in desired.iter().flat_map(|r| &r.dnat_slots) {
+        cmds.dnat_slot("add", slot, Some(*endpoint));
+    }
+    let hairpin: BTreeSet<Ipv4Addr> = desired
+        .iter()
+        .flat_map(|r| r.hairpin.iter().copied())
+        .collect();
+    for ip in hairpin {
+        cmds.hairpin("add", ip);
+    }
     let wanted: BTreeSet<&String> = chains().map(|(name, _)| name).collect();
     let stale: Vec<&String> = live
         .chains
@@ -220,7 +320,11 @@ pub fn full_sync(table: &str, desired: &[&Ruleset], live: &LiveTable) -> Vec<Val
         .filter(|name| !wanted.contains(name))
         .collect();
     delete_chains(&mut cmds, stale);
-    let maps: BTreeSet<&str> = MAPS.iter().map(|(name, _)| *name).collect();
+    let maps: BTreeSet<&str> = MAPS
+        .iter()
+        .chain(DATA_SETS.iter())
+        .map(|(name, _)| *name)
+        .collect();
     for set in &live.sets {
         if !sets.contains(set) && !maps.contains(set.as_str()) {
             cmds.push("delete", "set", json!({ "name": set }));
@@ -318,6 +422,73 @@ mod tests {
         assert!(
             last_flush < first_delete,
             "chains are emptied before deletion"
+        );
+    }
+
+    fn plain_web(ips: &[&str]) -> Ruleset {
+        use crate::agent::proxy::rules::{build_with, Shape};
+        let (s, e) = maps(vec![web_service()], vec![web_endpoints(ips)]);
+        build_with(&s, &e, None, Shape { dnat_maps: true })
+    }
+
+    /// An endpoint change of a plain service adds no rule, chain or verdict: only value
+    /// elements, their deletions in the first phase.
+    #[test]
+    fn an_endpoint_change_of_a_plain_service_changes_only_value_elements() {
+        let old = plain_web(&["10.42.0.2"]);
+        let new = plain_web(&["10.42.0.2", "10.42.0.3"]);
+        let (removals, cmds) = diff_phases(TABLE, &old, &new);
+        for cmd in removals.iter().chain(&cmds) {
+            assert!(
+                cmd["add"]
+                    .get("element")
+                    .or(cmd["delete"].get("element"))
+                    .is_some(),
+                "{cmd}"
+            );
+            assert!(!cmd.to_string().contains("goto"), "{cmd}");
+        }
+        // One endpoint had slot 0; two have slots 1 and 2.
+        assert_eq!(count(&removals, "delete", "element"), 1);
+        assert_eq!(count(&cmds, "add", "element"), 2);
+        assert!(cmds
+            .iter()
+            .all(|c| c["add"]["element"]["name"] == "service-endpoints"));
+        // The service goes: its key and slots are deleted.
+        let statics = crate::agent::proxy::rules::build_static(crate::agent::proxy::rules::Shape {
+            dnat_maps: true,
+        });
+        let (removals, cmds) = diff_phases(TABLE, &new, &statics);
+        assert_eq!(count(&removals, "delete", "element"), 3, "{removals:#?}");
+        assert!(cmds.is_empty());
+    }
+
+    #[test]
+    fn full_sync_flushes_and_fills_the_dnat_sets() {
+        let desired = plain_web(&["10.42.0.2", "10.42.0.3"]);
+        let cmds = full_sync(
+            TABLE,
+            &[&desired, &plain_web(&["10.42.0.2"])],
+            &LiveTable::default(),
+        );
+        let flushed: Vec<&str> = cmds
+            .iter()
+            .filter_map(|c| {
+                c["flush"]["set"]["name"]
+                    .as_str()
+                    .or(c["flush"]["map"]["name"].as_str())
+            })
+            .collect();
+        for name in ["dnat-services", "service-endpoints", "hairpin-endpoints"] {
+            assert!(flushed.contains(&name), "{name}: {flushed:?}");
+        }
+        let hairpins = cmds
+            .iter()
+            .filter(|c| c["add"]["element"]["name"] == "hairpin-endpoints")
+            .count();
+        assert_eq!(
+            hairpins, 2,
+            "each address once, however many services share it"
         );
     }
 
