@@ -79,6 +79,13 @@ impl NetworkBackend for FakeNetwork {
         Ok(())
     }
 
+    fn allocate_pod_ip(&self, owner: &str) -> Result<Ipv4Addr> {
+        self.ipam
+            .lock()
+            .expect("fake network poisoned")
+            .allocate(owner)
+    }
+
     async fn attach_pod(&self, pod: &PodInterface) -> Result<Ipv4Addr> {
         let ip = self
             .ipam

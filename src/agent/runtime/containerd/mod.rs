@@ -11,7 +11,7 @@ mod manifest;
 mod snapshots;
 mod tasks;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -95,6 +95,9 @@ pub struct ContainerdRuntime {
     /// Containers created here and not started yet, with what starting them needs: the
     /// start of a new container asks containerd nothing it has just been told.
     created: Mutex<HashMap<String, tasks::Created>>,
+    /// Containers whose task `prepare_start` created here and that have not started
+    /// yet: their start is one call.
+    tasks_created: Mutex<HashSet<String>>,
 }
 
 /// Most images [`ContainerdRuntime`] keeps resolved (it forgets them all past this).
@@ -142,6 +145,7 @@ impl ContainerdRuntime {
             registry: RegistryClient::new()?,
             resolved: Mutex::default(),
             created: Mutex::default(),
+            tasks_created: Mutex::default(),
         })
     }
 
@@ -173,6 +177,21 @@ impl ContainerdRuntime {
     fn take_created(&self, id: &str) -> Option<tasks::Created> {
         let mut cache = self.created.lock().unwrap_or_else(|e| e.into_inner());
         cache.remove(id)
+    }
+
+    fn remember_task_created(&self, id: &str) {
+        let mut set = self.tasks_created.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= CREATED_CACHE_MAX {
+            // Forgotten ones are found again by their start (task created, not running).
+            set.clear();
+        }
+        set.insert(id.to_string());
+    }
+
+    /// Whether the task of `id` was created here by `prepare_start` (and forgets it).
+    fn take_task_created(&self, id: &str) -> bool {
+        let mut set = self.tasks_created.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(id)
     }
 
     fn request<T>(&self, msg: T, lease: Option<&str>) -> Request<T> {
@@ -256,6 +275,10 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
         self.create_container_record(config).await
+    }
+
+    async fn prepare_start(&self, id: &str) -> Result<()> {
+        self.prepare_task(id).await
     }
 
     async fn start(&self, id: &str) -> Result<u32> {

@@ -247,12 +247,15 @@ impl ContainerdRuntime {
         Ok(config.id.clone())
     }
 
-    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
+    /// Creates the task of container `id` — the shim starts, with orc's logger on the
+    /// container's stdio, and `runc create` makes the process, which waits for
+    /// [`Self::start_created_task`]. `Some(pid)` when its task runs already.
+    async fn create_task(&self, id: &str) -> Result<Option<u32>> {
         let Created { mounts, log_path } = match self.take_created(id) {
             Some(created) => created,
             None => match self.existing_for_start(id).await? {
                 Ok(created) => created,
-                Err(running_pid) => return Ok(running_pid),
+                Err(running_pid) => return Ok(Some(running_pid)),
             },
         };
         if let Some(dir) = log_path.parent() {
@@ -277,6 +280,12 @@ impl ContainerdRuntime {
             ))
             .await
             .map_err(grpc("create task"))?;
+        Ok(None)
+    }
+
+    /// Starts the process of the task [`Self::create_task`] made (the task goes if it
+    /// cannot start).
+    async fn start_created_task(&self, id: &str) -> Result<u32> {
         let started = self
             .client
             .tasks()
@@ -295,6 +304,23 @@ impl ContainerdRuntime {
                 Err(grpc("start task")(s))
             }
         }
+    }
+
+    /// Creates the task of container `id` ahead of its start.
+    pub(super) async fn prepare_task(&self, id: &str) -> Result<()> {
+        if self.create_task(id).await?.is_none() {
+            self.remember_task_created(id);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
+        if !self.take_task_created(id) {
+            if let Some(running_pid) = self.create_task(id).await? {
+                return Ok(running_pid);
+            }
+        }
+        self.start_created_task(id).await
     }
 
     /// What starting container `id` (not created by this runtime just before) needs,
@@ -376,6 +402,7 @@ impl ContainerdRuntime {
 
     pub(super) async fn remove_container(&self, id: &str) -> Result<()> {
         self.take_created(id);
+        self.take_task_created(id);
         if let Some(task) = self.get_task(id, "").await? {
             if TaskStatus::try_from(task.status) != Ok(TaskStatus::Stopped) {
                 self.kill_and_wait(id).await?;
