@@ -164,7 +164,7 @@ impl ContainerdRuntime {
         let r = Reference::parse(&config.image)?;
         let name = r.to_string();
         let (image, top) =
-            self.present_image(&name)
+            self.present_image_recent(&name)
                 .await?
                 .ok_or(RuntimeError::ImageNeverPull {
                     reference: name.clone(),
@@ -227,6 +227,8 @@ impl ContainerdRuntime {
         let mounts = match prepared {
             Ok(resp) => resp.into_inner().mounts,
             Err(e) => {
+                // Perhaps the image went since it was found: looked up afresh next time.
+                self.forget_present(&name);
                 let req = self.request(
                     DeleteContainerRequest {
                         id: config.id.clone(),
