@@ -89,19 +89,34 @@ impl PodWorker {
             let hostname = pod_files::pod_hostname(&self.pod);
             tokio::task::spawn_blocking(move || files.create(&hostname))
         });
+        // The network namespace (a thread that unshares, which the kernel takes its time
+        // over) is made while the volumes are.
         let begun = Instant::now();
-        let network = self.make_network(host_network).await;
-        let network_ms = begun.elapsed().as_millis() as u64;
-        let files = network.and_then(|()| self.write_etc_files());
-        let begun = Instant::now();
-        let volumes = match files {
-            Ok(()) => self
-                .prepare_volumes()
-                .await
-                .map_err(|m| ("FailedMount".to_string(), m)),
-            Err(e) => Err(e),
+        let netns = self.netns_to_make(host_network).map(|path| {
+            let net = self.shared.network.clone();
+            async move { net.create_netns(&path).await }
+        });
+        let (netns, volumes) = tokio::join!(
+            async move {
+                let made = match netns {
+                    Some(make) => make.await.map(|()| true),
+                    None => Ok(false),
+                };
+                (made, begun.elapsed().as_millis() as u64)
+            },
+            async {
+                let volumes = self.prepare_volumes().await;
+                (volumes, begun.elapsed().as_millis() as u64)
+            }
+        );
+        let ((made, netns_ms), (volumes, volumes_ms)) = (netns, volumes);
+        let network = match made {
+            Ok(made) => self.address_pod(host_network, made),
+            Err(e) => Err(("FailedCreatePodSandBox".to_string(), error_chain(&e))),
         };
-        let volumes_ms = begun.elapsed().as_millis() as u64;
+        let result = network
+            .and_then(|()| self.write_etc_files())
+            .and(volumes.map_err(|m| ("FailedMount".to_string(), m)));
         let begun = Instant::now();
         let namespaces = match ipc_uts {
             Some(made) => match made.await {
@@ -110,42 +125,44 @@ impl PodWorker {
             },
             None => Ok(()),
         };
-        tracing::debug!(pod = %self.name(), network_ms, volumes_ms, ipc_uts_wait_ms = begun.elapsed().as_millis() as u64, "pod sandbox steps");
+        tracing::debug!(pod = %self.name(), netns_ms, volumes_ms, ipc_uts_wait_ms = begun.elapsed().as_millis() as u64, "pod sandbox steps");
         namespaces.map_err(sandbox_err)?;
-        volumes
+        result
     }
 
-    /// The pod's address, and unless it is re-adopted its network namespace, plugged
-    /// in meanwhile (see [`Self::await_network`]).
-    async fn make_network(&mut self, host_network: bool) -> Result<(), (String, String)> {
-        let sandbox_err = |m: String| ("FailedCreatePodSandBox".to_string(), m);
+    /// The network namespace to make for the pod: none with the host's network or when
+    /// re-adopted (the pod keeps its address and interface untouched).
+    fn netns_to_make(&self, host_network: bool) -> Option<std::path::PathBuf> {
+        if host_network {
+            return None;
+        }
+        let adopted = self.shared.network.pod_ip(&self.uid).is_some()
+            && crate::agent::net::is_netns(&self.netns);
+        (!adopted).then(|| self.netns.clone())
+    }
+
+    /// The pod's address: the host's, the one it kept (re-adopted), or with its network
+    /// namespace just `made` a new one, plugged in meanwhile (see
+    /// [`Self::await_network`]).
+    fn address_pod(&mut self, host_network: bool, made: bool) -> Result<(), (String, String)> {
         if host_network {
             self.pod_ip = Some(self.shared.config.host_ip);
             return Ok(());
         }
         let net = &self.shared.network;
-        let existing = net.pod_ip(&self.uid);
-        let have_netns = crate::agent::net::is_netns(&self.netns);
-        self.pod_ip = match existing {
-            // Re-adopted: the pod keeps its address and interface untouched.
-            Some(ip) if have_netns => Some(IpAddr::V4(ip)),
-            _ => {
-                net.create_netns(&self.netns)
-                    .await
-                    .map_err(|e| sandbox_err(error_chain(&e)))?;
-                let ip = net
-                    .allocate_pod_ip(&self.uid)
-                    .map_err(|e| sandbox_err(error_chain(&e)))?;
-                // Plugging in (netlink: veth, addresses, routes) goes on while the rest
-                // of the sandbox and the first container are made; the container's
-                // start waits for it.
-                let iface = PodInterface::new(self.uid.clone(), self.netns.clone());
-                let network = net.clone();
-                self.pending_attach =
-                    Some(tokio::spawn(async move { network.attach_pod(&iface).await }));
-                Some(IpAddr::V4(ip))
-            }
-        };
+        if !made {
+            self.pod_ip = net.pod_ip(&self.uid).map(IpAddr::V4);
+            return Ok(());
+        }
+        let ip = net
+            .allocate_pod_ip(&self.uid)
+            .map_err(|e| ("FailedCreatePodSandBox".to_string(), error_chain(&e)))?;
+        // Plugging in (netlink: veth, addresses, routes) goes on while the rest of the
+        // sandbox and the first container are made; the container's start waits for it.
+        let iface = PodInterface::new(self.uid.clone(), self.netns.clone());
+        let network = net.clone();
+        self.pending_attach = Some(tokio::spawn(async move { network.attach_pod(&iface).await }));
+        self.pod_ip = Some(IpAddr::V4(ip));
         Ok(())
     }
 
