@@ -189,11 +189,16 @@ async fn failed_network_attach_starts_nothing_and_the_sandbox_is_made_again() {
     assert_eq!(h.net.pod_ip("u1"), None);
     let s = last_status(&h.api);
     assert_eq!(s["phase"], "Pending");
-    assert!(s["containerStatuses"][0]["state"]["running"].is_null(), "{s}");
+    assert!(
+        s["containerStatuses"][0]["state"]["running"].is_null(),
+        "{s}"
+    );
     let events = h.api.events();
     assert!(
-        events.iter().any(|(reason, message)| reason == "FailedCreatePodSandBox"
-            && message.contains("bridge orc0 does not exist")),
+        events
+            .iter()
+            .any(|(reason, message)| reason == "FailedCreatePodSandBox"
+                && message.contains("bridge orc0 does not exist")),
         "{events:?}"
     );
 

@@ -231,7 +231,10 @@ impl NetworkBackend for LinuxNetwork {
     }
 
     fn allocate_pod_ip(&self, owner: &str) -> Result<Ipv4Addr> {
-        self.ipam.lock().expect("ipam lock poisoned").allocate(owner)
+        self.ipam
+            .lock()
+            .expect("ipam lock poisoned")
+            .allocate(owner)
     }
 
     async fn attach_pod(&self, pod: &PodInterface) -> Result<Ipv4Addr> {

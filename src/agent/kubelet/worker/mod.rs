@@ -361,7 +361,11 @@ impl PodWorker {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
             }
-            if self.pending_attach.as_ref().is_some_and(|h| h.is_finished()) {
+            if self
+                .pending_attach
+                .as_ref()
+                .is_some_and(|h| h.is_finished())
+            {
                 // Plugged in (or failed to) while no container was ready to start.
                 let _ = self.await_network().await;
             }

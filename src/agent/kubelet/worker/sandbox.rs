@@ -161,7 +161,9 @@ impl PodWorker {
         // sandbox and the first container are made; the container's start waits for it.
         let iface = PodInterface::new(self.uid.clone(), self.netns.clone());
         let network = net.clone();
-        self.pending_attach = Some(tokio::spawn(async move { network.attach_pod(&iface).await }));
+        self.pending_attach = Some(tokio::spawn(
+            async move { network.attach_pod(&iface).await },
+        ));
         self.pod_ip = Some(IpAddr::V4(ip));
         Ok(())
     }
@@ -178,14 +180,8 @@ impl PodWorker {
             ("resolv.conf", resolv),
             ("hostname", hostname),
         ] {
-            pod_files::write_if_changed(&self.pod_dir.join(file), contents.as_bytes()).map_err(
-                |e| {
-                    (
-                        "FailedCreatePodSandBox".to_string(),
-                        error_chain(&e),
-                    )
-                },
-            )?;
+            pod_files::write_if_changed(&self.pod_dir.join(file), contents.as_bytes())
+                .map_err(|e| ("FailedCreatePodSandBox".to_string(), error_chain(&e)))?;
         }
         Ok(())
     }
