@@ -185,7 +185,7 @@ impl World {
     /// all its addresses so that the separate agent can reach it over the veth.
     fn spawn_server(&mut self) {
         let child = spawn_logged(
-            in_netns(&self.netns, &orc_bin())
+            in_netns(&self.netns, orc_bin())
                 .arg("server")
                 .arg("--data-dir")
                 .arg(self.data_dir())
@@ -215,7 +215,7 @@ impl World {
         let data_dir = self.dir.join("agent-data");
         std::fs::create_dir_all(&data_dir).unwrap();
         let child = spawn_logged(
-            in_netns(&self.agent_netns, &orc_bin())
+            in_netns(&self.agent_netns, orc_bin())
                 .arg("agent")
                 .arg("--join")
                 .arg(format!("https://{SERVER_VETH_IP}:{}", self.port))
