@@ -11,7 +11,12 @@
 //! Everything lives in one directory under /run that is removed, with both namespaces,
 //! when the bench ends (also on panic).
 //!
-//! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30).
+//! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30). For profiling,
+//! ORC_BENCH_LOG sets the server's RUST_LOG (default `info`; e.g.
+//! `info,orc::agent::kubelet=debug` for the kubelet's per-step timings) and
+//! ORC_BENCH_SERVER_LOG names a file the server's log is copied to before the bench's
+//! directory is removed. ORC_BENCH_BIN runs another orc binary than the one built with the
+//! bench (e.g. a baseline's, for a before/after in the same conditions).
 //!
 //! Idle mode (`scripts/bench-idle.sh`): with ORC_BENCH_IDLE_PODS set to counts such as
 //! `0,30,100`, runs that many idle pods (`sleep`, no probes) in turn and measures the CPU
@@ -32,7 +37,11 @@ use serde_json::Value;
 mod support;
 use support::host::{free_port, in_netns, repo_path, require_root_and_tools, run};
 
-const ORC: &str = env!("CARGO_BIN_EXE_orc");
+/// The orc binary the bench runs: ORC_BENCH_BIN, else the one cargo built with it (so one
+/// bench binary can compare two orc builds in the same conditions).
+fn orc_bin() -> String {
+    std::env::var("ORC_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_orc").to_string())
+}
 const IMAGE: &str = "docker.io/library/busybox:test";
 const NAMESPACE: &str = "orc-bench-pods";
 const AGENT_NAMESPACE: &str = "orc-bench-agent";
@@ -176,7 +185,7 @@ impl World {
     /// all its addresses so that the separate agent can reach it over the veth.
     fn spawn_server(&mut self) {
         let child = spawn_logged(
-            in_netns(&self.netns, ORC)
+            in_netns(&self.netns, orc_bin())
                 .arg("server")
                 .arg("--data-dir")
                 .arg(self.data_dir())
@@ -189,7 +198,10 @@ impl World {
                 .arg("--containerd-socket")
                 .arg(self.dir.join("containerd.sock"))
                 .args(["--containerd-namespace", NAMESPACE])
-                .env("RUST_LOG", "info"),
+                .env(
+                    "RUST_LOG",
+                    std::env::var("ORC_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+                ),
             &self.dir.join("server.log"),
         );
         self.server = Some(child);
@@ -203,7 +215,7 @@ impl World {
         let data_dir = self.dir.join("agent-data");
         std::fs::create_dir_all(&data_dir).unwrap();
         let child = spawn_logged(
-            in_netns(&self.agent_netns, ORC)
+            in_netns(&self.agent_netns, orc_bin())
                 .arg("agent")
                 .arg("--join")
                 .arg(format!("https://{SERVER_VETH_IP}:{}", self.port))
@@ -287,6 +299,11 @@ impl Drop for World {
         {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Ok(keep) = std::env::var("ORC_BENCH_SERVER_LOG") {
+            if let Err(e) = std::fs::copy(self.dir.join("server.log"), &keep) {
+                eprintln!("copy the server log to {keep}: {e}");
+            }
         }
         if std::thread::panicking() {
             for log in ["server.log", "agent.log"] {

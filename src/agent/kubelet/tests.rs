@@ -149,6 +149,68 @@ async fn new_pod_gets_a_sandbox_and_a_running_container() {
 }
 
 #[tokio::test]
+async fn first_container_task_is_prepared_before_it_starts_once_the_pod_is_plugged_in() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    let calls = h.rt.calls();
+    let prepared = calls
+        .iter()
+        .position(|c| *c == FakeCall::PrepareStart("u1-app-0".into()))
+        .expect("the task is prepared while the pod is plugged in");
+    let started = calls
+        .iter()
+        .position(|c| *c == FakeCall::Start("u1-app-0".into()))
+        .expect("the container starts");
+    assert!(prepared < started, "{calls:?}");
+    assert!(h
+        .net
+        .calls()
+        .iter()
+        .any(|c| matches!(c, NetCall::AttachPod { owner, .. } if owner == "u1")));
+    assert_eq!(last_status(&h.api)["podIP"], "10.42.3.2");
+}
+
+#[tokio::test]
+async fn failed_network_attach_starts_nothing_and_the_sandbox_is_made_again() {
+    let h = harness();
+    h.net.set_bridge_missing(true);
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+
+    // The container made meanwhile never ran and is gone; the address is given back.
+    assert!(!h.rt.calls().iter().any(|c| matches!(c, FakeCall::Start(_))));
+    assert!(h.rt.calls().contains(&FakeCall::Remove("u1-app-0".into())));
+    assert!(h
+        .net
+        .calls()
+        .iter()
+        .any(|c| matches!(c, NetCall::DetachPod { owner, .. } if owner == "u1")));
+    assert_eq!(h.net.pod_ip("u1"), None);
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Pending");
+    assert!(
+        s["containerStatuses"][0]["state"]["running"].is_null(),
+        "{s}"
+    );
+    let events = h.api.events();
+    assert!(
+        events
+            .iter()
+            .any(|(reason, message)| reason == "FailedCreatePodSandBox"
+                && message.contains("bridge orc0 does not exist")),
+        "{events:?}"
+    );
+
+    h.net.set_bridge_missing(false);
+    w.sync_once().await;
+    let s = last_status(&h.api);
+    assert_eq!(s["phase"], "Running", "{s}");
+    assert_eq!(s["podIP"], h.net.pod_ip("u1").unwrap().to_string());
+    assert_eq!(s["containerStatuses"][0]["restartCount"], 0);
+}
+
+#[tokio::test]
 async fn status_is_posted_only_when_it_changes() {
     let h = harness();
     let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);

@@ -36,6 +36,8 @@ pub struct FakeNetwork {
     calls: Mutex<Vec<NetCall>>,
     ipam: Mutex<Ipam<MemoryStore>>,
     routes: Mutex<Vec<(Ipv4Net, Ipv4Addr)>>,
+    /// While set, plugging a pod in fails as without the node's bridge.
+    bridge_missing: Mutex<bool>,
 }
 
 impl FakeNetwork {
@@ -44,6 +46,7 @@ impl FakeNetwork {
             calls: Mutex::new(Vec::new()),
             ipam: Mutex::new(Ipam::with_store(MemoryStore::default(), pod_cidr)?),
             routes: Mutex::new(Vec::new()),
+            bridge_missing: Mutex::new(false),
         })
     }
 
@@ -55,6 +58,12 @@ impl FakeNetwork {
     /// The routes the last `sync_routes` asked for.
     pub fn routes(&self) -> Vec<(Ipv4Net, Ipv4Addr)> {
         self.routes.lock().expect("fake network poisoned").clone()
+    }
+
+    /// Makes [`NetworkBackend::attach_pod`] fail (as the real one does when the bridge
+    /// is gone) until called again with `false`.
+    pub fn set_bridge_missing(&self, missing: bool) {
+        *self.bridge_missing.lock().expect("fake network poisoned") = missing;
     }
 
     fn record(&self, call: NetCall) {
@@ -79,7 +88,19 @@ impl NetworkBackend for FakeNetwork {
         Ok(())
     }
 
+    fn allocate_pod_ip(&self, owner: &str) -> Result<Ipv4Addr> {
+        self.ipam
+            .lock()
+            .expect("fake network poisoned")
+            .allocate(owner)
+    }
+
     async fn attach_pod(&self, pod: &PodInterface) -> Result<Ipv4Addr> {
+        if *self.bridge_missing.lock().expect("fake network poisoned") {
+            return Err(super::Error::BridgeMissing {
+                name: super::DEFAULT_BRIDGE.into(),
+            });
+        }
         let ip = self
             .ipam
             .lock()

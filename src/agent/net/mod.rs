@@ -153,6 +153,10 @@ pub trait NetworkBackend: Send + Sync {
     async fn create_netns(&self, path: &Path) -> Result<()>;
     /// Removes a namespace made by `create_netns` (idempotent).
     async fn delete_netns(&self, path: &Path) -> Result<()>;
+    /// Gives `owner` its address (the same one again if it already has one) without
+    /// plugging anything: the address is known before [`Self::attach_pod`] ends, which
+    /// then hands out the same one.
+    fn allocate_pod_ip(&self, owner: &str) -> Result<Ipv4Addr>;
     /// Gives the pod an address (the same one again if it already has one) and plugs
     /// it into the bridge. Returns the pod IP.
     async fn attach_pod(&self, pod: &PodInterface) -> Result<Ipv4Addr>;
@@ -224,6 +228,13 @@ impl NetworkBackend for LinuxNetwork {
     async fn delete_netns(&self, path: &Path) -> Result<()> {
         let path = path.to_path_buf();
         blocking(move || netns::delete_netns(&path)).await
+    }
+
+    fn allocate_pod_ip(&self, owner: &str) -> Result<Ipv4Addr> {
+        self.ipam
+            .lock()
+            .expect("ipam lock poisoned")
+            .allocate(owner)
     }
 
     async fn attach_pod(&self, pod: &PodInterface) -> Result<Ipv4Addr> {

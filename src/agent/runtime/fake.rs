@@ -26,6 +26,7 @@ pub enum FakeCall {
     ListImages,
     RemoveImage(String),
     CreateContainer(Box<ContainerConfig>),
+    PrepareStart(String),
     Start(String),
     Stop {
         id: String,
@@ -286,6 +287,12 @@ impl ContainerRuntime for FakeRuntime {
             },
         );
         Ok(config.id.clone())
+    }
+
+    async fn prepare_start(&self, id: &str) -> Result<()> {
+        self.record(FakeCall::PrepareStart(id.to_string()));
+        self.check_up("create task")?;
+        self.with_container(id, |_, _| ())
     }
 
     async fn start(&self, id: &str) -> Result<u32> {

@@ -452,7 +452,16 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_image(&self, name: &str) -> Result<()>;
     /// Creates the container (record + writable snapshot), not yet running.
     async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
-    /// Starts the container's process; returns its host pid.
+    /// Readies created container `id` for [`Self::start`] without running anything of
+    /// the workload (containerd: the task — shim, logger, `runc create` — whose process
+    /// waits for the start), so that what the caller waits for meanwhile (the pod's
+    /// network being plugged) overlaps with it. A prepared container that is not to
+    /// start after all goes with [`Self::remove`]. Default: nothing to do.
+    async fn prepare_start(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Starts the container's process (preparing it first unless
+    /// [`Self::prepare_start`] did); returns its host pid.
     async fn start(&self, id: &str) -> Result<u32>;
     /// Sends `signal`, then SIGKILL after `grace` if still running; returns once exited.
     async fn stop(&self, id: &str, signal: u32, grace: Duration) -> Result<ContainerStatus>;

@@ -229,10 +229,34 @@ impl PodWorker {
         let old = self.retire_previous_instance(init, i, &name).await;
         let retired = step.elapsed();
         let step = Instant::now();
-        if !self.create_instance(init, i, &name, &config, old).await {
+        if !self
+            .create_instance(init, i, &name, &config, old.clone())
+            .await
+        {
             return;
         }
         let created = step.elapsed();
+        let step = Instant::now();
+        if self.pending_attach.is_some() {
+            // The task (shim, logger, `runc create`) is made while the pod is plugged
+            // into the network; its process starts once both are done.
+            let runtime = self.shared.runtime.clone();
+            let (prepared_start, network) =
+                tokio::join!(runtime.prepare_start(&config.id), self.await_network());
+            if network.is_err() {
+                // It never ran: it goes, and the next sync makes the sandbox again.
+                if let Err(e) = runtime.remove(&config.id).await {
+                    warn!(pod = %self.name(), container = %name, error = %e, "removing the container of a failed sandbox failed");
+                }
+                self.keep_old_instance(init, i, &name, old);
+                return;
+            }
+            if let Err(e) = prepared_start {
+                // The start makes the task again and tells if it still fails.
+                debug!(pod = %self.name(), container = %name, error = %e, "preparing the start failed");
+            }
+        }
+        let attached = step.elapsed();
         let step = Instant::now();
         let (started_at, state) = self.start_created_instance(&name, &config.id).await;
         debug!(
@@ -241,6 +265,7 @@ impl PodWorker {
             image_and_config_ms = prepared.as_millis() as u64,
             retire_ms = retired.as_millis() as u64,
             create_ms = created.as_millis() as u64,
+            prepare_and_network_ms = attached.as_millis() as u64,
             start_ms = step.elapsed().as_millis() as u64,
             "container instance started"
         );
@@ -428,13 +453,19 @@ impl PodWorker {
             Some(name),
         )
         .await;
-        let record = self.record_mut(init, i);
-        record.waiting = Some(Waiting {
+        self.record_mut(init, i).waiting = Some(Waiting {
             reason: "CreateContainerError".into(),
             message,
         });
+        self.keep_old_instance(init, i, name, old);
+        false
+    }
+
+    /// A new instance could not be made: `old`, if any, stays the current (exited)
+    /// instance, so restarts keep counting from it.
+    fn keep_old_instance(&mut self, init: bool, i: usize, name: &str, old: Option<Instance>) {
+        let record = self.record_mut(init, i);
         if let Some(old) = old {
-            // Keep counting restarts from the old instance.
             record.current = Some(Instance {
                 state: InstanceState::Exited(record.last_termination.clone().unwrap_or(
                     Terminated {
@@ -450,7 +481,6 @@ impl PodWorker {
             });
             self.track.entry(name.to_string()).or_default().exited_at = Some(Instant::now());
         }
-        false
     }
 
     /// Starts created container `id`; when it started and the state it is in (exited

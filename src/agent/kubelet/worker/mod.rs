@@ -109,6 +109,10 @@ pub struct PodWorker {
     events_later: std::sync::Mutex<Vec<LaterEvent>>,
     /// When this kubelet first saw the pod (`kubelet_pod_start_duration_seconds`).
     seen: std::time::Instant,
+    /// The pod being plugged into the network (veth, addresses, routes) while the rest
+    /// of its sandbox and its first container are made: no container starts before it
+    /// ends ([`Self::await_network`]).
+    pending_attach: Option<tokio::task::JoinHandle<crate::agent::net::Result<std::net::Ipv4Addr>>>,
 }
 
 /// An event queued until the status is written.
@@ -187,6 +191,7 @@ impl PodWorker {
             status_unposted: false,
             events_later: Default::default(),
             seen: std::time::Instant::now(),
+            pending_attach: None,
         };
         worker.adopt(adopted);
         worker
@@ -355,6 +360,14 @@ impl PodWorker {
         if !self.is_terminal() && !self.stopped {
             if !self.sandbox_ready {
                 self.ensure_sandbox().await;
+            }
+            if self
+                .pending_attach
+                .as_ref()
+                .is_some_and(|h| h.is_finished())
+            {
+                // Plugged in (or failed to) while no container was ready to start.
+                let _ = self.await_network().await;
             }
             let meta_changed = volumes::volume_meta(&self.pod) != self.volumes_meta;
             if self.sandbox_ready

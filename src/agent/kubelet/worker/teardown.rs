@@ -105,6 +105,10 @@ impl PodWorker {
     /// the pod from the network and removes its files. Idempotent.
     pub async fn teardown(&mut self, grace: Duration) {
         let pod = self.name();
+        if let Some(attach) = self.pending_attach.take() {
+            // Unplugged below once plugged in.
+            let _ = attach.await;
+        }
         let runtime = self.shared.runtime.clone();
         let mut ids: Vec<(String, String)> = Vec::new();
         for r in self.init.iter().chain(self.apps.iter()) {

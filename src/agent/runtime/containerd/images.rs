@@ -180,7 +180,19 @@ impl ContainerdRuntime {
         };
         let resolved = self.resolve(name, &target).await?;
         let top = self.unpack(name, &resolved).await?;
+        self.remember_present(name, &resolved, &top);
         Ok(Some((resolved, top)))
+    }
+
+    /// [`Self::present_image`], unless it found the image a moment ago.
+    pub(super) async fn present_image_recent(
+        &self,
+        name: &str,
+    ) -> Result<Option<(ResolvedImage, String)>> {
+        if let Some(known) = self.recently_present(name) {
+            return Ok(Some(known));
+        }
+        self.present_image(name).await
     }
 
     /// Pulls `r` from its registry into content, unpacks it and records the image.
@@ -193,8 +205,9 @@ impl ContainerdRuntime {
         let result = async {
             let target = self.pull_with_lease(&lease, r, auth).await?;
             let resolved = self.resolve(&name, &target).await?;
-            self.unpack(&name, &resolved).await?;
+            let top = self.unpack(&name, &resolved).await?;
             self.put_image(&name, &target).await?;
+            self.remember_present(&name, &resolved, &top);
             Ok(resolved.info(&name))
         }
         .await;
@@ -409,6 +422,10 @@ impl ContainerdRuntime {
         let lease = self.create_lease().await?;
         let result = self.import_with_lease(&lease, path).await;
         self.delete_lease(&lease).await;
+        for name in result.iter().flatten() {
+            // It may name other content now.
+            self.forget_present(name);
+        }
         result
     }
 
@@ -440,6 +457,7 @@ impl ContainerdRuntime {
     /// Deletes the image record with containerd's garbage collection done synchronously
     /// (`sync`), so the space is free when this returns.
     pub(super) async fn delete_image(&self, name: &str) -> Result<()> {
+        self.forget_present(name);
         let req = self.request(
             DeleteImageRequest {
                 name: name.to_string(),

@@ -11,7 +11,7 @@ mod manifest;
 mod snapshots;
 mod tasks;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -92,13 +92,23 @@ pub struct ContainerdRuntime {
     /// Images resolved from content, by target digest: content is immutable by digest,
     /// so a lookup of a present image reads only the image record and its top snapshot.
     resolved: Mutex<HashMap<String, images::ResolvedImage>>,
+    /// Images found present (record read, top snapshot unpacked) by name, and when: a
+    /// container made right after its image was ensured asks containerd no more about
+    /// it (see [`PRESENT_FRESH`]).
+    present: Mutex<HashMap<String, (std::time::Instant, images::ResolvedImage, String)>>,
     /// Containers created here and not started yet, with what starting them needs: the
     /// start of a new container asks containerd nothing it has just been told.
     created: Mutex<HashMap<String, tasks::Created>>,
+    /// Containers whose task `prepare_start` created here and that have not started
+    /// yet: their start is one call.
+    tasks_created: Mutex<HashSet<String>>,
 }
 
 /// Most images [`ContainerdRuntime`] keeps resolved (it forgets them all past this).
 const RESOLVED_CACHE_MAX: usize = 256;
+/// How long an image found present is taken as present without asking again. A
+/// container whose image went meanwhile fails to get its snapshot, and is retried.
+const PRESENT_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most created-not-started containers it remembers (older ones are looked up).
 const CREATED_CACHE_MAX: usize = 1024;
 
@@ -141,7 +151,9 @@ impl ContainerdRuntime {
             namespace,
             registry: RegistryClient::new()?,
             resolved: Mutex::default(),
+            present: Mutex::default(),
             created: Mutex::default(),
+            tasks_created: Mutex::default(),
         })
     }
 
@@ -170,9 +182,48 @@ impl ContainerdRuntime {
         cache.insert(id.to_string(), created);
     }
 
+    fn remember_present(&self, name: &str, image: &images::ResolvedImage, top: &str) {
+        let mut cache = self.present.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= RESOLVED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            name.to_string(),
+            (std::time::Instant::now(), image.clone(), top.to_string()),
+        );
+    }
+
+    /// The image `name` and its top snapshot if found present less than
+    /// [`PRESENT_FRESH`] ago.
+    fn recently_present(&self, name: &str) -> Option<(images::ResolvedImage, String)> {
+        let cache = self.present.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, image, top) = cache.get(name)?;
+        (at.elapsed() < PRESENT_FRESH).then(|| (image.clone(), top.clone()))
+    }
+
+    fn forget_present(&self, name: &str) {
+        let mut cache = self.present.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(name);
+    }
+
     fn take_created(&self, id: &str) -> Option<tasks::Created> {
         let mut cache = self.created.lock().unwrap_or_else(|e| e.into_inner());
         cache.remove(id)
+    }
+
+    fn remember_task_created(&self, id: &str) {
+        let mut set = self.tasks_created.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= CREATED_CACHE_MAX {
+            // Forgotten ones are found again by their start (task created, not running).
+            set.clear();
+        }
+        set.insert(id.to_string());
+    }
+
+    /// Whether the task of `id` was created here by `prepare_start` (and forgets it).
+    fn take_task_created(&self, id: &str) -> bool {
+        let mut set = self.tasks_created.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(id)
     }
 
     fn request<T>(&self, msg: T, lease: Option<&str>) -> Request<T> {
@@ -256,6 +307,10 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
         self.create_container_record(config).await
+    }
+
+    async fn prepare_start(&self, id: &str) -> Result<()> {
+        self.prepare_task(id).await
     }
 
     async fn start(&self, id: &str) -> Result<u32> {

@@ -164,7 +164,7 @@ impl ContainerdRuntime {
         let r = Reference::parse(&config.image)?;
         let name = r.to_string();
         let (image, top) =
-            self.present_image(&name)
+            self.present_image_recent(&name)
                 .await?
                 .ok_or(RuntimeError::ImageNeverPull {
                     reference: name.clone(),
@@ -227,6 +227,8 @@ impl ContainerdRuntime {
         let mounts = match prepared {
             Ok(resp) => resp.into_inner().mounts,
             Err(e) => {
+                // Perhaps the image went since it was found: looked up afresh next time.
+                self.forget_present(&name);
                 let req = self.request(
                     DeleteContainerRequest {
                         id: config.id.clone(),
@@ -247,12 +249,15 @@ impl ContainerdRuntime {
         Ok(config.id.clone())
     }
 
-    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
+    /// Creates the task of container `id` — the shim starts, with orc's logger on the
+    /// container's stdio, and `runc create` makes the process, which waits for
+    /// [`Self::start_created_task`]. `Some(pid)` when its task runs already.
+    async fn create_task(&self, id: &str) -> Result<Option<u32>> {
         let Created { mounts, log_path } = match self.take_created(id) {
             Some(created) => created,
             None => match self.existing_for_start(id).await? {
                 Ok(created) => created,
-                Err(running_pid) => return Ok(running_pid),
+                Err(running_pid) => return Ok(Some(running_pid)),
             },
         };
         if let Some(dir) = log_path.parent() {
@@ -277,6 +282,12 @@ impl ContainerdRuntime {
             ))
             .await
             .map_err(grpc("create task"))?;
+        Ok(None)
+    }
+
+    /// Starts the process of the task [`Self::create_task`] made (the task goes if it
+    /// cannot start).
+    async fn start_created_task(&self, id: &str) -> Result<u32> {
         let started = self
             .client
             .tasks()
@@ -295,6 +306,23 @@ impl ContainerdRuntime {
                 Err(grpc("start task")(s))
             }
         }
+    }
+
+    /// Creates the task of container `id` ahead of its start.
+    pub(super) async fn prepare_task(&self, id: &str) -> Result<()> {
+        if self.create_task(id).await?.is_none() {
+            self.remember_task_created(id);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn start_task(&self, id: &str) -> Result<u32> {
+        if !self.take_task_created(id) {
+            if let Some(running_pid) = self.create_task(id).await? {
+                return Ok(running_pid);
+            }
+        }
+        self.start_created_task(id).await
     }
 
     /// What starting container `id` (not created by this runtime just before) needs,
@@ -376,6 +404,7 @@ impl ContainerdRuntime {
 
     pub(super) async fn remove_container(&self, id: &str) -> Result<()> {
         self.take_created(id);
+        self.take_task_created(id);
         if let Some(task) = self.get_task(id, "").await? {
             if TaskStatus::try_from(task.status) != Ok(TaskStatus::Stopped) {
                 self.kill_and_wait(id).await?;
