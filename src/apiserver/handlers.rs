@@ -735,7 +735,7 @@ fn bound_pod(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Arc<Value>, ApiError> {
-    let pod = ctx.registry.get(def, ns, name)?.value;
+    let pod = ctx.registry.get(def, ns, name)?.value.get();
     if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
         return Err(ApiError::bad_request(format!(
             "pod {name} does not have a host assigned"

@@ -121,11 +121,14 @@ impl Cache {
             .into_iter()
             .map(|e| Entry {
                 at: now,
-                event: Arc::new(e),
+                event: Arc::new(e.cold()),
             })
             .collect();
         let mut inner = Inner {
-            objects: objects.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+            objects: objects
+                .into_iter()
+                .map(|kv| (kv.key.clone(), kv.cold()))
+                .collect(),
             history_bytes: history.iter().map(|e| event_bytes(e)).sum(),
             history,
             limits,
@@ -179,14 +182,17 @@ impl Cache {
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
         {
-            if !filter(kv) {
+            // The filter reads a handle of its own: what it parses goes with it (or
+            // with the list's items) instead of staying in the cache.
+            let item = kv.cold();
+            if !filter(&item) {
                 continue;
             }
             if limit > 0 && items.len() >= limit {
                 remaining += 1;
                 continue;
             }
-            items.push(kv.clone());
+            items.push(item);
             if limit > 0 && items.len() == limit {
                 continue_after = Some(key.to_string());
             }
@@ -214,16 +220,18 @@ impl Cache {
             inner.revision = inner.revision.max(event.revision());
             match event.kind {
                 EventType::Added | EventType::Modified => {
-                    inner.objects.insert(event.kv.key.clone(), event.kv.clone());
+                    inner.objects.insert(event.kv.key.clone(), event.kv.cold());
                 }
                 EventType::Deleted => {
                     inner.objects.remove(&event.kv.key);
                 }
             }
             inner.history_bytes += event_bytes(&event);
+            // The live event keeps the writer's parsed form for the watchers it is
+            // sent to; the history and the objects keep only the JSON.
             inner.history.push_back(Entry {
                 at: now,
-                event: event.clone(),
+                event: Arc::new(event.cold()),
             });
             // No receivers is fine: nobody is watching.
             let _ = self.events.send(event);
@@ -270,7 +278,8 @@ impl Cache {
             .history
             .range(start..)
             .filter(|e| e.kv.key.starts_with(prefix))
-            .map(|e| e.event.clone())
+            // Fresh handles: what the watcher parses is not pinned in the history.
+            .map(|e| Arc::new(e.event.cold()))
             .collect();
         Ok(Watcher {
             prefix: prefix.to_string(),
@@ -286,7 +295,7 @@ impl Cache {
             .objects
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, kv)| kv.clone())
+            .map(|(_, kv)| kv.cold())
             .collect();
         let watcher = Watcher {
             prefix: prefix.to_string(),

@@ -140,8 +140,13 @@ async fn run(
     }
 }
 
+/// `namespace/name` (or `name`), read from the datastore key `/<group>/<plural>/<rest>`
+/// without parsing the object.
 fn object_key_of(kv: &KeyValue) -> String {
-    super::object_key(&kv.value)
+    match kv.key.splitn(4, '/').nth(3) {
+        Some(rest) if !rest.is_empty() => rest.to_string(),
+        _ => super::object_key(&kv.value),
+    }
 }
 
 fn apply(reader: &Reader, event: &Event) {
@@ -149,7 +154,8 @@ fn apply(reader: &Reader, event: &Event) {
     let mut objects = reader.write();
     match event.kind {
         EventType::Deleted => objects.remove(&key),
-        EventType::Added | EventType::Modified => objects.insert(key, event.kv.clone()),
+        // A cold handle: the parsed form goes with the event, not kept in the map.
+        EventType::Added | EventType::Modified => objects.insert(key, event.kv.cold()),
     };
 }
 
@@ -159,7 +165,7 @@ fn apply(reader: &Reader, event: &Event) {
 fn relist(reader: &Reader, items: Vec<KeyValue>) -> Vec<Event> {
     let fresh: BTreeMap<String, KeyValue> = items
         .into_iter()
-        .map(|kv| (object_key_of(&kv), kv))
+        .map(|kv| (object_key_of(&kv), kv.cold()))
         .collect();
     let old = std::mem::replace(&mut *reader.write(), fresh.clone());
     let gone: Vec<Event> = old
