@@ -431,6 +431,38 @@ mod tests {
         assert_eq!(&*e.kv.key, "/a/3");
     }
 
+    #[tokio::test]
+    async fn the_cache_keeps_json_and_live_events_carry_the_writers_parsed_form() {
+        let cache = Cache::new(vec![], vec![], 0, 0);
+        let mut live = cache.watch("/a/", 0).unwrap();
+        let event = added("/a/1", 1);
+        let written = event.kv.clone();
+        assert!(written.value.is_pinned(), "the writer's object is parsed");
+        cache.apply(vec![event]);
+        // Watchers share the writer's parse instead of parsing again.
+        let e = live.next().await.unwrap();
+        assert!(e.kv.value.is_pinned());
+        assert!(std::ptr::eq(&*e.kv.value, &*written.value));
+        drop((e, written, live));
+        // Nothing in the cache holds it any more: objects, history and lists are cold.
+        let cached = cache.get("/a/1").unwrap();
+        assert!(!cached.value.is_parsed());
+        assert!(!cache.read().history[0].kv.value.is_parsed());
+        // A reader parses it for itself; the cache's copy stays cold.
+        let all: ListFilter = &|kv| kv.value["metadata"]["name"] == "/a/1";
+        let listed = cache.list("/a/", None, 0, all).items;
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].value.is_pinned());
+        assert!(!cache.read().objects["/a/1"].value.is_pinned());
+        drop(listed);
+        assert!(!cached.value.is_parsed(), "released with the list");
+        // A watch resumed from the history gets handles of its own too.
+        let mut resumed = cache.watch("/a/", 0).unwrap();
+        let replayed = resumed.next().await.unwrap();
+        assert_eq!(replayed.kv.value["metadata"]["name"], "/a/1");
+        assert!(!cache.read().history[0].kv.value.is_pinned());
+    }
+
     #[test]
     fn watch_before_floor_is_compacted() {
         let cache = Cache::new(vec![], vec![], 0, 0);

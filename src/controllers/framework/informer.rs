@@ -261,4 +261,26 @@ mod tests {
         );
         assert_eq!(reader.len(), 1);
     }
+
+    #[test]
+    fn the_map_holds_cold_handles_keyed_without_parsing() {
+        let reader = Reader::default();
+        let written = make_kv("/core/configmaps/default/a", config_map("a"), 1, 1);
+        let event = Event {
+            kind: EventType::Added,
+            kv: written.clone(),
+            prev: None,
+        };
+        apply(&reader, &event);
+        drop((event, written));
+        let held = reader.get("default/a").expect("keyed by namespace/name");
+        assert!(!held.value.is_parsed(), "the informer does not keep the parsed form");
+        assert_eq!(held.value["metadata"]["name"], "a");
+        // A cluster-scoped object is keyed by its name.
+        let ns = make_kv("/core/namespaces/prod", json!({"metadata": {"name": "prod"}}), 2, 2);
+        let cold = ns.cold();
+        drop(ns);
+        assert_eq!(object_key_of(&cold), "prod");
+        assert!(!cold.value.is_parsed(), "keyed without parsing");
+    }
 }
