@@ -259,7 +259,10 @@ mod tests {
         let v = LazyValue::from(pod());
         let parsed: Value = serde_json::from_slice(v.raw()).unwrap();
         assert_eq!(parsed, *v);
-        assert_eq!(format!("{:?}", v.cold()), String::from_utf8(v.raw().to_vec()).unwrap());
+        assert_eq!(
+            format!("{:?}", v.cold()),
+            String::from_utf8(v.raw().to_vec()).unwrap()
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! deletion and finalizers, and store errors as API errors. Everything a kind does
 //! differently it asks the kind's `Strategy`.
 
-
 use serde_json::{json, Value};
 
 use super::admit::Call;

@@ -274,10 +274,18 @@ mod tests {
         apply(&reader, &event);
         drop((event, written));
         let held = reader.get("default/a").expect("keyed by namespace/name");
-        assert!(!held.value.is_parsed(), "the informer does not keep the parsed form");
+        assert!(
+            !held.value.is_parsed(),
+            "the informer does not keep the parsed form"
+        );
         assert_eq!(held.value["metadata"]["name"], "a");
         // A cluster-scoped object is keyed by its name.
-        let ns = make_kv("/core/namespaces/prod", json!({"metadata": {"name": "prod"}}), 2, 2);
+        let ns = make_kv(
+            "/core/namespaces/prod",
+            json!({"metadata": {"name": "prod"}}),
+            2,
+            2,
+        );
         let cold = ns.cold();
         drop(ns);
         assert_eq!(object_key_of(&cold), "prod");

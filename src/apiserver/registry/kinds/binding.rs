@@ -1,7 +1,6 @@
 //! Binding rules: a Binding is never stored; creating one assigns its pod to the
 //! target node (see `Registry::bind_pod`) and answers a Success `Status`.
 
-
 use futures::future::BoxFuture;
 use serde_json::Value;
 

@@ -2,7 +2,6 @@
 //! resource strategy — no built-in defaults, status reset behind the status subresource,
 //! metadata validated as any object's and the rest by the CRD's schema.
 
-
 use serde_json::{json, Value};
 
 use crate::api::crd;

@@ -3,7 +3,6 @@
 //! `autoscaling/v1` too: a v1 write is converted to v2 before the v2 rules apply, and
 //! every v1 read (get, list, watch, write answers) converts the stored object back.
 
-
 use serde_json::{json, Value};
 
 use crate::api::autoscaling::{from_v1, to_v1};
