@@ -25,6 +25,13 @@ pub const DEFAULT_HISTORY_BYTES: usize = 8 << 20;
 pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(75);
 /// Newest events kept whatever their age (upstream's smallest watch cache: 100 events).
 pub const MIN_HISTORY_EVENTS: usize = 100;
+/// Newest written objects whose parsed form the cache keeps (the writer's), at most: the
+/// scheduler's attempt, the kubelet's status write and watchers reading the previous
+/// state of a just-created pod then share it instead of parsing the JSON again.
+pub const RECENT_PARSED: usize = 256;
+/// Bound of [`RECENT_PARSED`] in bytes of JSON (the parsed form is ~7 times larger):
+/// a few large objects do not keep megabytes parsed.
+pub const RECENT_PARSED_BYTES: usize = 1 << 20;
 /// How often [`expire_periodically`] drops events past their age.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(5);
 
@@ -88,11 +95,30 @@ struct Inner {
     revision: Revision,
     /// Watches must start after this revision; older history is gone.
     floor: Revision,
+    /// Pinned handles of the newest writes (see [`RECENT_PARSED`]), oldest first.
+    recent: VecDeque<KeyValue>,
+    /// JSON bytes of `recent`.
+    recent_bytes: usize,
 }
 
 pub struct Cache {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<Event>>,
+}
+
+/// Keeps the writer's parsed form of `kv` among the newest writes (every handle of that
+/// version shares it meanwhile), dropping the oldest past the bounds.
+fn keep_parsed(inner: &mut Inner, kv: KeyValue) {
+    inner.recent_bytes += kv.raw.len();
+    inner.recent.push_back(kv);
+    while inner.recent.len() > RECENT_PARSED
+        || (inner.recent_bytes > RECENT_PARSED_BYTES && inner.recent.len() > 1)
+    {
+        let Some(old) = inner.recent.pop_front() else {
+            break;
+        };
+        inner.recent_bytes -= old.raw.len();
+    }
 }
 
 impl Cache {
@@ -134,6 +160,8 @@ impl Cache {
             limits,
             revision,
             floor,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
         };
         trim_history(&mut inner, now);
         Cache {
@@ -221,6 +249,9 @@ impl Cache {
             match event.kind {
                 EventType::Added | EventType::Modified => {
                     inner.objects.insert(event.kv.key.clone(), event.kv.cold());
+                    if event.kv.value.is_pinned() {
+                        keep_parsed(&mut inner, event.kv.clone());
+                    }
                 }
                 EventType::Deleted => {
                     inner.objects.remove(&event.kv.key);
@@ -237,6 +268,12 @@ impl Cache {
             let _ = self.events.send(event);
         }
         trim_history(&mut inner, now);
+    }
+
+    /// How many written objects the cache keeps parsed, and their JSON bytes.
+    pub fn recent_parsed(&self) -> (usize, usize) {
+        let inner = self.read();
+        (inner.recent.len(), inner.recent_bytes)
     }
 
     /// Drops events past [`HistoryLimits::max_age`] at `now` (see [`expire_periodically`]).
@@ -444,8 +481,18 @@ mod tests {
         assert!(e.kv.value.is_pinned());
         assert!(std::ptr::eq(&*e.kv.value, &*written.value));
         drop((e, written, live));
-        // Nothing in the cache holds it any more: objects, history and lists are cold.
+        // The cache keeps the newest writes parsed: a reader shares the writer's form.
         let cached = cache.get("/a/1").unwrap();
+        assert!(cached.value.is_parsed() && !cached.value.is_pinned());
+        assert_eq!(cache.recent_parsed().0, 1);
+        // Until RECENT_PARSED newer writes push it out.
+        cache.apply(
+            (0..RECENT_PARSED as u64)
+                .map(|i| added(&format!("/b/{i}"), 2 + i))
+                .collect(),
+        );
+        assert_eq!(cache.recent_parsed().0, RECENT_PARSED);
+        // Nothing in the cache holds it any more: objects, history and lists are cold.
         assert!(!cached.value.is_parsed());
         assert!(!cache.read().history[0].kv.value.is_parsed());
         // A reader parses it for itself; the cache's copy stays cold.

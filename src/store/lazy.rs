@@ -15,7 +15,10 @@
 //!   when the last pinned handle (a request, a reconcile, a watch event in flight) is
 //!   dropped;
 //! - [`LazyValue::get`] returns the parsed form without pinning it (for holders that
-//!   read once and keep the handle).
+//!   read once and keep the handle);
+//! - [`LazyValue::selectable`] gives what label and field selectors read (the labels
+//!   and the kind's selectable fields), extracted once per version and kept with the
+//!   JSON, so selector lists do not parse every object.
 
 use std::fmt;
 use std::ops::Deref;
@@ -30,6 +33,76 @@ struct Shared {
     raw: Bytes,
     /// The parsed form while some handle holds it.
     parsed: Mutex<Weak<Value>>,
+    /// What selectors read, once extracted.
+    selectable: OnceLock<Box<Selectable>>,
+}
+
+/// What label and field selectors read of one object version: its labels and the
+/// values of its kind's selectable fields (~30 bytes and one or two allocations a
+/// label or non-empty field; a pod with two labels ~0.3 KB against its ~2.7 KB of JSON).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Selectable {
+    /// The field labels `values` are for (the kind's `selectable_fields`).
+    fields: &'static [&'static str],
+    values: Box<[Box<str>]>,
+    /// `metadata.labels`, sorted by key; a value that is not a string reads as "".
+    labels: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl Selectable {
+    /// Extracts the labels of `obj` and the value `value_of` gives each of `fields`.
+    pub fn extract(
+        obj: &Value,
+        fields: &'static [&'static str],
+        value_of: impl Fn(&Value, &str) -> String,
+    ) -> Selectable {
+        let mut labels: Vec<(Box<str>, Box<str>)> = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str().unwrap_or(""))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Selectable {
+            fields,
+            values: fields
+                .iter()
+                .map(|f| value_of(obj, f).into_boxed_str())
+                .collect(),
+            labels: labels.into_boxed_slice(),
+        }
+    }
+
+    /// The value of label `key`, if the object has it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
+    }
+
+    /// The value of the selectable field `field` ("" for a field not extracted).
+    pub fn field(&self, field: &str) -> &str {
+        self.fields
+            .iter()
+            .position(|f| *f == field)
+            .map_or("", |i| &self.values[i])
+    }
+
+    /// Heap bytes held (for measurements).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Selectable>()
+            + self.values.iter().map(|v| 16 + v.len()).sum::<usize>()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| 32 + k.len() + v.len())
+                .sum::<usize>()
+    }
 }
 
 impl Shared {
@@ -69,6 +142,7 @@ impl LazyValue {
         let shared = Shared {
             raw,
             parsed: Mutex::new(Arc::downgrade(&value)),
+            selectable: OnceLock::new(),
         };
         LazyValue {
             shared: Arc::new(shared),
@@ -82,6 +156,7 @@ impl LazyValue {
             shared: Arc::new(Shared {
                 raw,
                 parsed: Mutex::new(Weak::new()),
+                selectable: OnceLock::new(),
             }),
             pinned: OnceLock::new(),
         }
@@ -94,6 +169,28 @@ impl LazyValue {
             Some(value) => value.clone(),
             None => self.shared.load(),
         }
+    }
+
+    /// What selectors read of this version, for a kind whose selectable fields are
+    /// `fields` (rendered by `value_of`): extracted on first use from the parsed form
+    /// (the one a handle holds, else a parse not kept) and kept with the JSON. `None`
+    /// when it was extracted for another field set (another view of the same storage,
+    /// such as `events.k8s.io` Events): the caller evaluates on the parsed object.
+    pub fn selectable(
+        &self,
+        fields: &'static [&'static str],
+        value_of: impl Fn(&Value, &str) -> String,
+    ) -> Option<&Selectable> {
+        let extracted = self
+            .shared
+            .selectable
+            .get_or_init(|| Box::new(Selectable::extract(&self.get(), fields, value_of)));
+        std::ptr::eq(extracted.fields, fields).then_some(&**extracted)
+    }
+
+    /// Whether this version's selectable values were extracted.
+    pub fn is_extracted(&self) -> bool {
+        self.shared.selectable.get().is_some()
     }
 
     /// Another handle on the same object version, without this one's pin.
@@ -263,6 +360,46 @@ mod tests {
             format!("{:?}", v.cold()),
             String::from_utf8(v.raw().to_vec()).unwrap()
         );
+    }
+
+    static FIELDS: &[&str] = &["spec.nodeName", "status.phase"];
+    static OTHER: &[&str] = &["spec.nodeName"];
+
+    fn value_of(obj: &Value, field: &str) -> String {
+        crate::api::selector::field_value(obj, field)
+    }
+
+    #[test]
+    fn selectable_values_are_extracted_once_per_version_without_keeping_a_parse() {
+        let kv = cold_pod();
+        let other = kv.cold();
+        let s = kv.selectable(FIELDS, value_of).expect("these fields");
+        assert_eq!(s.label("app"), Some("web"));
+        assert_eq!(s.label("tier"), None);
+        assert_eq!(s.field("spec.nodeName"), "n1");
+        assert_eq!(s.field("status.phase"), "");
+        assert_eq!(s.field("not.extracted"), "");
+        assert!(!kv.is_parsed(), "the parse made for it is not kept");
+        // Every handle of the version shares it: not extracted (nor parsed) again.
+        assert!(other.is_extracted());
+        let again = other.selectable(FIELDS, |_, _| unreachable!("extracted once"));
+        assert!(std::ptr::eq(again.expect("same fields"), s));
+        // Another field set (another view of the same storage) gets none.
+        assert!(other.selectable(OTHER, value_of).is_none());
+        assert!(!other.is_parsed());
+    }
+
+    #[test]
+    fn selectable_labels_are_sorted_and_non_strings_read_empty() {
+        let obj = json!({"metadata": {"labels": {"z": "1", "a": "2", "m": 3}}});
+        let s = Selectable::extract(&obj, FIELDS, value_of);
+        assert_eq!(s.label("a"), Some("2"));
+        assert_eq!(s.label("m"), Some(""));
+        assert_eq!(s.label("z"), Some("1"));
+        assert_eq!(s.label("b"), None);
+        assert!(s.heap_bytes() > 0);
+        let none = Selectable::extract(&json!({}), FIELDS, value_of);
+        assert_eq!(none.label("a"), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use cache::Watcher;
-pub use lazy::LazyValue;
+pub use lazy::{LazyValue, Selectable};
 
 /// A store revision (the `resourceVersion` clients see).
 pub type Revision = u64;
