@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use orc::store::cache::Cache;
+use orc::store::cache::{self, Cache};
 use orc::store::{make_kv, Event, EventType, KeyValue, ListFilter};
 use serde_json::{json, Value};
 
@@ -44,6 +44,21 @@ fn live() -> isize {
 }
 
 const PODS: usize = 2000;
+
+/// The pod kind's selectable fields (its registry strategy's).
+static POD_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.podIPs",
+    "status.nominatedNodeName",
+];
 
 /// A pending pod as the API stores it: defaults, the service-account volume, the
 /// scheduler's condition and managedFields of two writers.
@@ -130,7 +145,28 @@ fn cached_pods_cost_about_their_json_and_parsed_forms_are_released() {
         })
         .collect();
     cache.apply(events);
-    let cached = live() - start;
+    let with_recent = live() - start;
+    // The cache keeps its newest writes parsed (a bounded set): push the pods out of it
+    // with as many tiny objects (their own cost measured apart) to count what every
+    // cached pod costs.
+    let tiny = || -> Vec<Event> {
+        (0..cache::RECENT_PARSED)
+            .map(|i| Event {
+                kind: EventType::Added,
+                kv: make_kv(&format!("/x/{i}"), json!({}), (PODS + i) as u64 + 1, 1),
+                prev: None,
+            })
+            .collect()
+    };
+    let tiny_cost = {
+        let other = Cache::new(vec![], vec![], 0, 0);
+        let before = live();
+        other.apply(tiny());
+        live() - before
+    };
+    cache.apply(tiny());
+    let cached = live() - start - tiny_cost;
+    let recent_held = with_recent - cached;
     let (history_events, _) = cache.history_size();
 
     // Every object read and held (a list whose items are all parsed).
@@ -145,6 +181,24 @@ fn cached_pods_cost_about_their_json_and_parsed_forms_are_released() {
     drop(items);
     let after_release = live() - before_read;
 
+    // A selector list: what selectors read (labels, the pod's selectable fields) is
+    // extracted once per object and kept with its JSON; the parse made for it is not.
+    let before_extract = live();
+    let value_of = |obj: &Value, field: &str| match field {
+        "metadata.name" | "metadata.namespace" => String::new(),
+        _ => orc::api::selector::field_value(obj, field),
+    };
+    let selected: ListFilter = &|kv| {
+        kv.value
+            .selectable(POD_FIELDS, value_of)
+            .is_some_and(|s| s.label("app") == Some("bench") && s.field("spec.nodeName").is_empty())
+    };
+    assert_eq!(
+        cache.list("/core/pods/", None, 0, selected).items.len(),
+        PODS
+    );
+    let extracted = live() - before_extract;
+
     // An informer's map: cold copies by namespace/name.
     let before_map = live();
     let map: BTreeMap<String, KeyValue> = cache
@@ -157,11 +211,26 @@ fn cached_pods_cost_about_their_json_and_parsed_forms_are_released() {
 
     println!(
         "pending pod: {json_bytes} bytes of JSON; per pod: cache with {history_events} history events \
-         {} B, parsed and held {} B, after the readers dropped it {} B, an informer's entry {} B",
+         {} B, parsed and held {} B, after the readers dropped it {} B, selector values extracted {} B, \
+         an informer's entry {} B; the newest {} writes kept parsed: {} KB",
         per_pod(cached),
         per_pod(parsed),
         per_pod(after_release),
-        per_pod(informer)
+        per_pod(extracted),
+        per_pod(informer),
+        cache::RECENT_PARSED,
+        recent_held / 1024
+    );
+    // What selectors read is small beside the JSON.
+    assert!(
+        per_pod(extracted) < 512,
+        "extraction costs {} B per pod",
+        per_pod(extracted)
+    );
+    // The newest writes kept parsed: a bounded amount (~256 parsed pods).
+    assert!(
+        recent_held < cache::RECENT_PARSED as isize * 10 * json_bytes,
+        "{recent_held} B kept parsed"
     );
     // The cache (objects and history) holds about the JSON, not the parsed form.
     assert!(

@@ -28,8 +28,8 @@ pub const MIN_HISTORY_EVENTS: usize = 100;
 /// Newest written objects whose parsed form the cache keeps (the writer's), at most: the
 /// scheduler's attempt, the kubelet's status write and watchers reading the previous
 /// state of a just-created pod then share it instead of parsing the JSON again.
-pub const RECENT_PARSED: usize = 256;
-/// Bound of [`RECENT_PARSED`] in bytes of JSON (the parsed form is ~7 times larger):
+pub const RECENT_PARSED: usize = 128;
+/// Bound of [`RECENT_PARSED`] in bytes of JSON (the parsed form is ~9 times larger):
 /// a few large objects do not keep megabytes parsed.
 pub const RECENT_PARSED_BYTES: usize = 1 << 20;
 /// How often [`expire_periodically`] drops events past their age.
