@@ -153,14 +153,19 @@ impl Requirement {
     /// Whether the requirement holds for `labels` (upstream `Requirement.Matches`).
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         let value = labels.and_then(|l| l.get(&self.key));
-        let text = value.map(|v| v.as_str().unwrap_or(""));
+        self.matches_value(value.map(|v| v.as_str().unwrap_or("")))
+    }
+
+    /// Whether the requirement holds when its label has the value `text` (None: the
+    /// object has no such label; a label that is not a string reads as "").
+    pub fn matches_value(&self, text: Option<&str>) -> bool {
         match self.operator {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
                 text.is_some_and(|t| self.has_value(t))
             }
             Operator::NotIn | Operator::NotEquals => !text.is_some_and(|t| self.has_value(t)),
-            Operator::Exists => value.is_some(),
-            Operator::DoesNotExist => value.is_none(),
+            Operator::Exists => text.is_some(),
+            Operator::DoesNotExist => text.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
                 let (Some(Ok(have)), [want]) =
                     (text.map(str::parse::<i64>), self.values.as_slice())
@@ -317,6 +322,14 @@ impl LabelSelector {
     /// Whether an object with these `metadata.labels` is selected (None = no labels).
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Whether an object whose label values `label` gives is selected (the same as
+    /// [`LabelSelector::matches`] on labels read elsewhere than from the object).
+    pub fn matches_by<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements
+            .iter()
+            .all(|r| r.matches_value(label(&r.key)))
     }
 
     /// The single value `label` must have, if the selector pins it (`a=b`, `a in (b)`).

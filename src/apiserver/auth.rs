@@ -506,14 +506,22 @@ pub fn narrow_for_node(
     def: &ResourceDef,
     predicate: super::watch::Predicate,
 ) -> super::watch::Predicate {
-    match (user.node_name(), def.group, def.plural) {
-        (Some(node), "", "persistentvolumes") => {
+    match narrows_for_node(user, def) {
+        Some(node) => {
             let node = node.to_string();
             std::sync::Arc::new(move |obj: &Value| {
                 crate::api::storage::volume_names_node(obj, &node) && predicate(obj)
             })
         }
         _ => predicate,
+    }
+}
+
+/// The node whose reads of `def` [`narrow_for_node`] narrows, if any.
+pub fn narrows_for_node<'u>(user: &'u User, def: &ResourceDef) -> Option<&'u str> {
+    match (user.node_name(), def.group, def.plural) {
+        (Some(node), "", "persistentvolumes") => Some(node),
+        _ => None,
     }
 }
 

@@ -770,7 +770,7 @@ fn bound_pod(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Arc<Value>, ApiError> {
-    let pod = ctx.registry.get(def, ns, name)?.value;
+    let pod = ctx.registry.get(def, ns, name)?.value.get();
     if pod["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
         return Err(ApiError::bad_request(format!(
             "pod {name} does not have a host assigned"
@@ -828,6 +828,57 @@ fn selectors(def: &ResourceDef, query: &Query) -> Result<watch::Predicate, ApiEr
     }))
 }
 
+/// A list's (or a collection delete's) selectors as a filter of stored objects: on what
+/// each object version extracts once (its labels and the kind's selectable fields, see
+/// `store::LazyValue::selectable`), so a selector list does not parse every object.
+/// `metadata.name` and `metadata.namespace` are read from the key. A node's narrowed
+/// reads (persistent volumes) and views of another field set read the parsed object.
+fn list_filter(
+    user: &User,
+    def: &'static ResourceDef,
+    query: &Query,
+) -> Result<impl Fn(&KeyValue) -> bool + Sync, ApiError> {
+    let predicate = auth::narrow_for_node(user, def, selectors(def, query)?);
+    let narrowed = auth::narrows_for_node(user, def).is_some();
+    // `selectors` checked both.
+    let labels = LabelSelector::parse(query.str("labelSelector")).unwrap_or_default();
+    let fields = FieldSelector::parse(query.str("fieldSelector")).unwrap_or_default();
+    let everything = labels.is_empty() && fields.is_empty() && !narrowed;
+    let strategy = strategy_for(def);
+    let prefix_len = def.list_prefix(None).len();
+    Ok(move |kv: &KeyValue| {
+        if everything {
+            return true;
+        }
+        if narrowed {
+            return predicate(&kv.value.get());
+        }
+        let value_of = |obj: &Value, field: &str| match field {
+            "metadata.name" | "metadata.namespace" => String::new(),
+            _ => strategy.field_value(obj, field),
+        };
+        let Some(extracted) = kv.value.selectable(strategy.selectable_fields(), value_of) else {
+            return predicate(&kv.value.get());
+        };
+        let (namespace, name) = key_name(def, &kv.key[prefix_len.min(kv.key.len())..]);
+        labels.matches_by(|key| extracted.label(key))
+            && fields.matches_by(|field| match field {
+                "metadata.name" => name.to_string(),
+                "metadata.namespace" => namespace.to_string(),
+                _ => extracted.field(field).to_string(),
+            })
+    })
+}
+
+/// The namespace ("" for a cluster-scoped kind) and name in the key of an object of
+/// `def`, past the kind's prefix.
+fn key_name<'k>(def: &ResourceDef, rest: &'k str) -> (&'k str, &'k str) {
+    match rest.split_once('/') {
+        Some((namespace, name)) if def.namespaced => (namespace, name),
+        _ => ("", rest),
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     rv: u64,
@@ -869,7 +920,7 @@ async fn list(
     query: &Query,
     as_table: Option<TableRequest>,
 ) -> Result<Response<Body>, ApiError> {
-    let predicate = auth::narrow_for_node(user, def, selectors(def, query)?);
+    let filter = list_filter(user, def, query)?;
     let limit = query.int("limit")?.unwrap_or(0).max(0) as usize;
     let start_after = match query.get("continue").filter(|c| !c.is_empty()) {
         None => None,
@@ -903,7 +954,6 @@ async fn list(
             )));
         }
     }
-    let filter = |kv: &KeyValue| predicate(&kv.value);
     let page = ctx
         .registry
         .list(def, ns, start_after.as_deref(), limit, &filter);
@@ -1063,7 +1113,9 @@ async fn delete_collection(
     dopts: &DeleteOptions,
 ) -> Result<Response<Body>, ApiError> {
     let predicate = selectors(def, query)?;
-    let filter = |kv: &KeyValue| predicate(&kv.value);
+    let everything = query.str("labelSelector").trim().is_empty()
+        && query.str("fieldSelector").trim().is_empty();
+    let filter = |kv: &KeyValue| everything || predicate(&kv.value);
     let page = ctx.registry.list(def, ns, None, 0, &filter);
     let mut out = BytesMut::new();
     let mut first = true;

@@ -25,6 +25,13 @@ pub const DEFAULT_HISTORY_BYTES: usize = 8 << 20;
 pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(75);
 /// Newest events kept whatever their age (upstream's smallest watch cache: 100 events).
 pub const MIN_HISTORY_EVENTS: usize = 100;
+/// Newest written objects whose parsed form the cache keeps (the writer's), at most: the
+/// scheduler's attempt, the kubelet's status write and watchers reading the previous
+/// state of a just-created pod then share it instead of parsing the JSON again.
+pub const RECENT_PARSED: usize = 128;
+/// Bound of [`RECENT_PARSED`] in bytes of JSON (the parsed form is ~9 times larger):
+/// a few large objects do not keep megabytes parsed.
+pub const RECENT_PARSED_BYTES: usize = 1 << 20;
 /// How often [`expire_periodically`] drops events past their age.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(5);
 
@@ -88,11 +95,30 @@ struct Inner {
     revision: Revision,
     /// Watches must start after this revision; older history is gone.
     floor: Revision,
+    /// Pinned handles of the newest writes (see [`RECENT_PARSED`]), oldest first.
+    recent: VecDeque<KeyValue>,
+    /// JSON bytes of `recent`.
+    recent_bytes: usize,
 }
 
 pub struct Cache {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<Event>>,
+}
+
+/// Keeps the writer's parsed form of `kv` among the newest writes (every handle of that
+/// version shares it meanwhile), dropping the oldest past the bounds.
+fn keep_parsed(inner: &mut Inner, kv: KeyValue) {
+    inner.recent_bytes += kv.raw.len();
+    inner.recent.push_back(kv);
+    while inner.recent.len() > RECENT_PARSED
+        || (inner.recent_bytes > RECENT_PARSED_BYTES && inner.recent.len() > 1)
+    {
+        let Some(old) = inner.recent.pop_front() else {
+            break;
+        };
+        inner.recent_bytes -= old.raw.len();
+    }
 }
 
 impl Cache {
@@ -121,16 +147,21 @@ impl Cache {
             .into_iter()
             .map(|e| Entry {
                 at: now,
-                event: Arc::new(e),
+                event: Arc::new(e.cold()),
             })
             .collect();
         let mut inner = Inner {
-            objects: objects.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+            objects: objects
+                .into_iter()
+                .map(|kv| (kv.key.clone(), kv.cold()))
+                .collect(),
             history_bytes: history.iter().map(|e| event_bytes(e)).sum(),
             history,
             limits,
             revision,
             floor,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
         };
         trim_history(&mut inner, now);
         Cache {
@@ -179,14 +210,17 @@ impl Cache {
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
         {
-            if !filter(kv) {
+            // The filter reads a handle of its own: what it parses goes with it (or
+            // with the list's items) instead of staying in the cache.
+            let item = kv.cold();
+            if !filter(&item) {
                 continue;
             }
             if limit > 0 && items.len() >= limit {
                 remaining += 1;
                 continue;
             }
-            items.push(kv.clone());
+            items.push(item);
             if limit > 0 && items.len() == limit {
                 continue_after = Some(key.to_string());
             }
@@ -214,21 +248,32 @@ impl Cache {
             inner.revision = inner.revision.max(event.revision());
             match event.kind {
                 EventType::Added | EventType::Modified => {
-                    inner.objects.insert(event.kv.key.clone(), event.kv.clone());
+                    inner.objects.insert(event.kv.key.clone(), event.kv.cold());
+                    if event.kv.value.is_pinned() {
+                        keep_parsed(&mut inner, event.kv.clone());
+                    }
                 }
                 EventType::Deleted => {
                     inner.objects.remove(&event.kv.key);
                 }
             }
             inner.history_bytes += event_bytes(&event);
+            // The live event keeps the writer's parsed form for the watchers it is
+            // sent to; the history and the objects keep only the JSON.
             inner.history.push_back(Entry {
                 at: now,
-                event: event.clone(),
+                event: Arc::new(event.cold()),
             });
             // No receivers is fine: nobody is watching.
             let _ = self.events.send(event);
         }
         trim_history(&mut inner, now);
+    }
+
+    /// How many written objects the cache keeps parsed, and their JSON bytes.
+    pub fn recent_parsed(&self) -> (usize, usize) {
+        let inner = self.read();
+        (inner.recent.len(), inner.recent_bytes)
     }
 
     /// Drops events past [`HistoryLimits::max_age`] at `now` (see [`expire_periodically`]).
@@ -270,7 +315,8 @@ impl Cache {
             .history
             .range(start..)
             .filter(|e| e.kv.key.starts_with(prefix))
-            .map(|e| e.event.clone())
+            // Fresh handles: what the watcher parses is not pinned in the history.
+            .map(|e| Arc::new(e.event.cold()))
             .collect();
         Ok(Watcher {
             prefix: prefix.to_string(),
@@ -286,7 +332,7 @@ impl Cache {
             .objects
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, kv)| kv.clone())
+            .map(|(_, kv)| kv.cold())
             .collect();
         let watcher = Watcher {
             prefix: prefix.to_string(),
@@ -420,6 +466,48 @@ mod tests {
             .expect("watch deadlocked")
             .unwrap();
         assert_eq!(&*e.kv.key, "/a/3");
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_json_and_live_events_carry_the_writers_parsed_form() {
+        let cache = Cache::new(vec![], vec![], 0, 0);
+        let mut live = cache.watch("/a/", 0).unwrap();
+        let event = added("/a/1", 1);
+        let written = event.kv.clone();
+        assert!(written.value.is_pinned(), "the writer's object is parsed");
+        cache.apply(vec![event]);
+        // Watchers share the writer's parse instead of parsing again.
+        let e = live.next().await.unwrap();
+        assert!(e.kv.value.is_pinned());
+        assert!(std::ptr::eq(&*e.kv.value, &*written.value));
+        drop((e, written, live));
+        // The cache keeps the newest writes parsed: a reader shares the writer's form.
+        let cached = cache.get("/a/1").unwrap();
+        assert!(cached.value.is_parsed() && !cached.value.is_pinned());
+        assert_eq!(cache.recent_parsed().0, 1);
+        // Until RECENT_PARSED newer writes push it out.
+        cache.apply(
+            (0..RECENT_PARSED as u64)
+                .map(|i| added(&format!("/b/{i}"), 2 + i))
+                .collect(),
+        );
+        assert_eq!(cache.recent_parsed().0, RECENT_PARSED);
+        // Nothing in the cache holds it any more: objects, history and lists are cold.
+        assert!(!cached.value.is_parsed());
+        assert!(!cache.read().history[0].kv.value.is_parsed());
+        // A reader parses it for itself; the cache's copy stays cold.
+        let all: ListFilter = &|kv| kv.value["metadata"]["name"] == "/a/1";
+        let listed = cache.list("/a/", None, 0, all).items;
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].value.is_pinned());
+        assert!(!cache.read().objects["/a/1"].value.is_pinned());
+        drop(listed);
+        assert!(!cached.value.is_parsed(), "released with the list");
+        // A watch resumed from the history gets handles of its own too.
+        let mut resumed = cache.watch("/a/", 0).unwrap();
+        let replayed = resumed.next().await.unwrap();
+        assert_eq!(replayed.kv.value["metadata"]["name"], "/a/1");
+        assert!(!cache.read().history[0].kv.value.is_pinned());
     }
 
     #[test]

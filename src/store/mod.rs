@@ -9,6 +9,7 @@ pub mod cache;
 pub mod encryption;
 pub mod etcd;
 pub mod instrumented;
+pub mod lazy;
 #[cfg(test)]
 pub mod memory;
 pub mod sqlite;
@@ -19,16 +20,21 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use cache::Watcher;
+pub use lazy::{LazyValue, Selectable};
 
 /// A store revision (the `resourceVersion` clients see).
 pub type Revision = u64;
 
 /// One stored object at one revision.
+///
+/// Cloning is cheap (reference counts). `value` is parsed from `raw` on first use and
+/// shared by every handle of this version while one holds it (see [`LazyValue`]); keep
+/// [`KeyValue::cold`] copies in long-lived maps so the parsed form is not held there.
 #[derive(Debug, Clone)]
 pub struct KeyValue {
     pub key: Arc<str>,
     /// The object, with `metadata.resourceVersion` set to `mod_revision`.
-    pub value: Arc<Value>,
+    pub value: LazyValue,
     /// `value` serialized as JSON (what clients receive; never re-serialized on reads).
     pub raw: Bytes,
     pub create_revision: Revision,
@@ -40,6 +46,71 @@ pub enum EventType {
     Added,
     Modified,
     Deleted,
+}
+
+impl KeyValue {
+    /// The same object version, without the parsed form this handle may hold.
+    pub fn cold(&self) -> KeyValue {
+        KeyValue {
+            key: self.key.clone(),
+            value: self.value.cold(),
+            raw: self.raw.clone(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+        }
+    }
+
+    /// The same key and revisions holding `value` instead (a view of the stored
+    /// object: another version of its kind, a converted custom resource).
+    pub fn with_value(self, value: Value) -> KeyValue {
+        let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        KeyValue {
+            value: LazyValue::new(Arc::new(value), raw.clone()),
+            raw,
+            ..self
+        }
+    }
+
+    /// An object that is not stored (a dry run's result, a `Status` answer), at
+    /// revision 0.
+    pub fn unstored(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: Arc::from(key),
+            value: LazyValue::from_raw(Bytes::new()),
+            raw: Bytes::new(),
+            create_revision: 0,
+            mod_revision: 0,
+        }
+        .with_value(value)
+    }
+
+    /// A handle on an object read back from the datastore as JSON (`raw` holds its
+    /// resourceVersion already); parsed when first used.
+    pub fn from_raw(
+        key: &str,
+        raw: Bytes,
+        create_revision: Revision,
+        mod_revision: Revision,
+    ) -> KeyValue {
+        KeyValue {
+            key: Arc::from(key),
+            value: LazyValue::from_raw(raw.clone()),
+            raw,
+            create_revision,
+            mod_revision,
+        }
+    }
+}
+
+impl Event {
+    /// The same event with cold handles (what the history keeps).
+    pub fn cold(&self) -> Event {
+        Event {
+            kind: self.kind,
+            kv: self.kv.cold(),
+            prev: self.prev.as_ref().map(KeyValue::cold),
+        }
+    }
 }
 
 impl EventType {
@@ -259,10 +330,11 @@ pub fn make_kv(
     let mut raw = serde_json::to_vec(&value).unwrap_or_default();
     // `Bytes::from` keeps a vector's spare capacity for as long as the object is cached.
     raw.shrink_to_fit();
+    let raw = Bytes::from(raw);
     KeyValue {
         key: Arc::from(key),
-        value: Arc::new(value),
-        raw: Bytes::from(raw),
+        value: LazyValue::new(Arc::new(value), raw.clone()),
+        raw,
         create_revision,
         mod_revision,
     }

@@ -304,17 +304,14 @@ fn load(
             Ok(decoded) => decoded.unwrap_or(raw),
             Err(source) => return Err(StoreError::Transform { key, source }),
         };
-        let value: Value = serde_json::from_slice(&raw).map_err(|source| StoreError::Decode {
-            key: key.clone(),
-            source,
+        // Checked, not kept: the cache parses objects when they are used.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&raw).map_err(|source| {
+            StoreError::Decode {
+                key: key.clone(),
+                source,
+            }
         })?;
-        let kv = KeyValue {
-            key: Arc::from(key.as_str()),
-            value: Arc::new(super::compact_value(value)),
-            raw: Bytes::from(raw),
-            create_revision: create_rev,
-            mod_revision: rev,
-        };
+        let kv = KeyValue::from_raw(&key, Bytes::from(raw), create_rev, rev);
         revision = revision.max(rev);
         let (kind, prev) = if deleted {
             objects.remove(&kv.key);

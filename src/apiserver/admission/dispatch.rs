@@ -169,7 +169,7 @@ impl Webhooks {
             let (items, _, mut watcher) = registry.snapshot_and_watch(CONFIGURATIONS_PREFIX);
             let mut current: std::collections::BTreeMap<String, Arc<Value>> = items
                 .into_iter()
-                .map(|kv| (kv.key.to_string(), kv.value))
+                .map(|kv| (kv.key.to_string(), kv.value.get()))
                 .collect();
             self.configure(current.values().map(|v| &**v));
             loop {
@@ -177,7 +177,7 @@ impl Webhooks {
                     Ok(event) => {
                         match event.kind {
                             EventType::Deleted => current.remove(&*event.kv.key),
-                            _ => current.insert(event.kv.key.to_string(), event.kv.value.clone()),
+                            _ => current.insert(event.kv.key.to_string(), event.kv.value.get()),
                         };
                         self.configure(current.values().map(|v| &**v));
                         tracing::info!(

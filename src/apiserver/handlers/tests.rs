@@ -526,3 +526,153 @@ fn gzip_is_accepted_unless_refused() {
     assert!(!accepts_gzip("gzip;q=0"));
     assert!(!accepts_gzip("x-gzip2"));
 }
+
+/// Label and field selectors of lists evaluated on what each object version extracts
+/// once (`list_filter`) agree with the same selectors on the parsed object, for labels
+/// and every selectable field of a few kinds, on the writer's handle, on a cold handle
+/// of the cache and on an object loaded as JSON.
+#[test]
+fn list_filters_on_extracted_fields_agree_with_selectors_on_the_object() {
+    use super::{list_filter, selectors};
+    use crate::apiserver::registry::strategy_for;
+    use crate::apiserver::request::Query;
+    use crate::store::{make_kv, KeyValue};
+
+    let admin = Sender::Admin.user().expect("admin");
+    let pod = |name: &str, labels: Value, spec: Value, status: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns1", "labels": labels},
+            "spec": spec, "status": status})
+    };
+    let cases: Vec<(&str, &str, Vec<Value>)> = vec![
+        (
+            "v1",
+            "pods",
+            vec![
+                pod(
+                    "a",
+                    json!({"app": "web", "tier": "1"}),
+                    json!({"nodeName": "n1", "restartPolicy": "Always",
+                        "schedulerName": "default-scheduler", "serviceAccountName": "sa",
+                        "hostNetwork": true}),
+                    json!({"phase": "Running", "podIP": "10.0.0.1",
+                        "podIPs": [{"ip": "10.0.0.9"}], "nominatedNodeName": "n2"}),
+                ),
+                pod(
+                    "b",
+                    json!({"app": "db", "n": 7}),
+                    json!({"restartPolicy": "Never"}),
+                    json!({"phase": "Pending", "podIP": "10.0.0.2"}),
+                ),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "c", "namespace": "ns2"}, "spec": {}}),
+            ],
+        ),
+        (
+            "v1",
+            "nodes",
+            vec![
+                json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": "n1", "labels": {"zone": "a"}},
+                    "spec": {"unschedulable": true}}),
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"}}),
+            ],
+        ),
+        (
+            "v1",
+            "events",
+            vec![
+                json!({"apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": "e1", "namespace": "ns1"},
+                    "involvedObject": {"kind": "Pod", "name": "a", "namespace": "ns1"},
+                    "reason": "Started", "source": {"component": "kubelet"}, "type": "Normal"}),
+                json!({"apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": "e2", "namespace": "ns1"},
+                    "involvedObject": {"kind": "Node", "name": "n1"},
+                    "reportingComponent": "sched", "type": "Warning"}),
+            ],
+        ),
+        (
+            "batch/v1",
+            "jobs",
+            vec![
+                json!({"apiVersion": "batch/v1", "kind": "Job",
+                    "metadata": {"name": "j1", "namespace": "ns1", "labels": {"app": "web"}},
+                    "status": {"succeeded": 2}}),
+                json!({"apiVersion": "batch/v1", "kind": "Job",
+                    "metadata": {"name": "j2", "namespace": "ns1"}}),
+            ],
+        ),
+    ];
+    let label_selectors = [
+        "",
+        "app=web",
+        "app!=web",
+        "app in (web,db)",
+        "app notin (web)",
+        "tier",
+        "!tier",
+        "n=7",
+        "n>5",
+        "tier<2",
+        "app=web,tier=1",
+        "zone=a",
+        "missing=x",
+    ];
+    let mut checked = 0;
+    for (group_version, plural, objects) in cases {
+        let (group, version) = group_version.split_once('/').unwrap_or(("", group_version));
+        let def = resources::by_plural(group, version, plural).expect("served");
+        let strategy = strategy_for(def);
+        let fields = strategy.selectable_fields();
+        for (i, obj) in objects.iter().enumerate() {
+            let ns = def
+                .namespaced
+                .then(|| obj["metadata"]["namespace"].as_str().unwrap());
+            let key = def.key(ns, obj["metadata"]["name"].as_str().unwrap());
+            let written = make_kv(&key, obj.clone(), 5, 5);
+            let loaded = KeyValue::from_raw(&key, written.raw.clone(), 5, 5);
+            // Field selectors: each field equal to this object's value, to another
+            // object's value, and "" (missing), with = and !=.
+            let mut field_selectors: Vec<String> = Vec::new();
+            for field in fields {
+                for other in &objects {
+                    let value = strategy.field_value(other, field);
+                    field_selectors.push(format!("{field}={value}"));
+                    field_selectors.push(format!("{field}!={value}"));
+                }
+                field_selectors.push(format!("{field}="));
+            }
+            for labels in label_selectors {
+                for fs in std::iter::once(String::new()).chain(field_selectors.iter().cloned()) {
+                    let raw_query = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("labelSelector", labels)
+                        .append_pair("fieldSelector", &fs)
+                        .finish();
+                    let query = Query::parse(Some(&raw_query));
+                    let want = selectors(def, &query).expect("valid")(obj);
+                    let filter = list_filter(&admin, def, &query).expect("valid");
+                    for (what, kv) in [
+                        ("writer's handle", &written),
+                        ("cached cold handle", &written.cold()),
+                        ("loaded as JSON", &loaded),
+                    ] {
+                        assert_eq!(
+                            filter(kv),
+                            want,
+                            "{plural} #{i} {what}: labelSelector={labels:?} fieldSelector={fs:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(written.value.is_extracted() && loaded.value.is_extracted());
+            let extracted = loaded.value.selectable(fields, |_, _| String::new());
+            assert!(
+                extracted.is_some(),
+                "extracted once, for this kind's fields"
+            );
+        }
+    }
+    assert!(checked > 1000, "{checked} comparisons");
+}

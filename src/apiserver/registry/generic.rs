@@ -3,8 +3,6 @@
 //! deletion and finalizers, and store errors as API errors. Everything a kind does
 //! differently it asks the kind's `Strategy`.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use super::admit::Call;
@@ -22,14 +20,7 @@ use crate::store::{KeyValue, StoreError};
 
 /// A write that was not stored (dry run): the object as it would have been.
 fn unstored(key: &str, value: Value) -> KeyValue {
-    let raw = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-    KeyValue {
-        key: Arc::from(key),
-        value: Arc::new(value),
-        raw,
-        create_revision: 0,
-        mod_revision: 0,
-    }
+    KeyValue::unstored(key, value)
 }
 
 fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {

@@ -241,7 +241,7 @@ fn lookup(
 ) -> Result<Arc<Value>, TokenError> {
     registry
         .get(core(plural), ns, name)
-        .map(|kv| kv.value)
+        .map(|kv| kv.value.get())
         .map_err(|e| TokenError::Gone(e.message))
 }
 

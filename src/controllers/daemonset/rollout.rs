@@ -488,7 +488,7 @@ mod tests {
         let mut v = (*gone.value).clone();
         v["status"]["phase"] = json!("Failed");
         v["metadata"]["deletionTimestamp"] = json!(T0);
-        gone.value = std::sync::Arc::new(v);
+        gone = gone.with_value(v);
         let pods = vec![pod("a", "n1", HASH, true, 1), unscheduled, gone];
         let by_node = pods_by_node(&pods, false);
         assert_eq!(names(&by_node["n1"]), ["a"]);
@@ -528,11 +528,11 @@ mod tests {
         let mut failed = pod("failed", "n1", HASH, false, 1);
         let mut v = (*failed.value).clone();
         v["status"]["phase"] = json!("Failed");
-        failed.value = std::sync::Arc::new(v);
+        failed = failed.with_value(v);
         let mut done = pod("done", "n2", HASH, false, 2);
         let mut v = (*done.value).clone();
         v["status"]["phase"] = json!("Succeeded");
-        done.value = std::sync::Arc::new(v);
+        done = done.with_value(v);
         let orphan = crate::store::make_kv(
             "orphan",
             json!({"metadata": {"name": "orphan"}, "spec": {"affinity": {"nodeAffinity": {

@@ -140,8 +140,13 @@ async fn run(
     }
 }
 
+/// `namespace/name` (or `name`), read from the datastore key `/<group>/<plural>/<rest>`
+/// without parsing the object.
 fn object_key_of(kv: &KeyValue) -> String {
-    super::object_key(&kv.value)
+    match kv.key.splitn(4, '/').nth(3) {
+        Some(rest) if !rest.is_empty() => rest.to_string(),
+        _ => super::object_key(&kv.value),
+    }
 }
 
 fn apply(reader: &Reader, event: &Event) {
@@ -149,7 +154,8 @@ fn apply(reader: &Reader, event: &Event) {
     let mut objects = reader.write();
     match event.kind {
         EventType::Deleted => objects.remove(&key),
-        EventType::Added | EventType::Modified => objects.insert(key, event.kv.clone()),
+        // A cold handle: the parsed form goes with the event, not kept in the map.
+        EventType::Added | EventType::Modified => objects.insert(key, event.kv.cold()),
     };
 }
 
@@ -159,7 +165,7 @@ fn apply(reader: &Reader, event: &Event) {
 fn relist(reader: &Reader, items: Vec<KeyValue>) -> Vec<Event> {
     let fresh: BTreeMap<String, KeyValue> = items
         .into_iter()
-        .map(|kv| (object_key_of(&kv), kv))
+        .map(|kv| (object_key_of(&kv), kv.cold()))
         .collect();
     let old = std::mem::replace(&mut *reader.write(), fresh.clone());
     let gone: Vec<Event> = old
@@ -254,5 +260,35 @@ mod tests {
             ]
         );
         assert_eq!(reader.len(), 1);
+    }
+
+    #[test]
+    fn the_map_holds_cold_handles_keyed_without_parsing() {
+        let reader = Reader::default();
+        let written = make_kv("/core/configmaps/default/a", config_map("a"), 1, 1);
+        let event = Event {
+            kind: EventType::Added,
+            kv: written.clone(),
+            prev: None,
+        };
+        apply(&reader, &event);
+        drop((event, written));
+        let held = reader.get("default/a").expect("keyed by namespace/name");
+        assert!(
+            !held.value.is_parsed(),
+            "the informer does not keep the parsed form"
+        );
+        assert_eq!(held.value["metadata"]["name"], "a");
+        // A cluster-scoped object is keyed by its name.
+        let ns = make_kv(
+            "/core/namespaces/prod",
+            json!({"metadata": {"name": "prod"}}),
+            2,
+            2,
+        );
+        let cold = ns.cold();
+        drop(ns);
+        assert_eq!(object_key_of(&cold), "prod");
+        assert!(!cold.value.is_parsed(), "keyed without parsing");
     }
 }

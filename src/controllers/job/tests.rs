@@ -46,12 +46,11 @@ fn pod(name: &str, phase: &str, index: Option<i64>, tracked: bool) -> KeyValue {
     make_kv(name, p, 1, 1)
 }
 
-fn exit_code(mut kv: KeyValue, code: i64) -> KeyValue {
+fn exit_code(kv: KeyValue, code: i64) -> KeyValue {
     let mut p = (*kv.value).clone();
     p["status"]["containerStatuses"] = json!([{"name": "main", "restartCount": 0,
         "state": {"terminated": {"exitCode": code, "finishedAt": "2024-05-01T09:59:50Z"}}}]);
-    kv.value = Arc::new(p);
-    kv
+    kv.with_value(p)
 }
 
 fn names(pods: &[KeyValue]) -> Vec<&str> {

@@ -41,7 +41,7 @@ use crate::apiserver::registry::set_condition;
 use crate::controllers::events::{Recorder, NORMAL, WARNING};
 use crate::controllers::framework::{object_key, split_key, Client};
 use crate::metrics::{ScheduleResult, SchedulerMetrics};
-use crate::store::{EventType, KeyValue};
+use crate::store::{EventType, KeyValue, LazyValue};
 
 use filters::{can_schedule, fit_error, Reason};
 use info::{NodeInfo, NodeUsage, PodInfo, DEFAULT_SCHEDULER_NAME};
@@ -78,7 +78,9 @@ enum Stage {
 }
 
 struct Pending {
-    obj: Arc<Value>,
+    /// Without its parsed form: 10,000 unschedulable pods would otherwise each hold
+    /// ~18 KB parsed. Each attempt parses it (or shares a form someone holds).
+    obj: LazyValue,
     stage: Stage,
     attempts: u32,
     last_attempt: Option<Instant>,
@@ -239,10 +241,10 @@ impl Cache {
             ..Cache::default()
         };
         for kv in nodes {
-            self.on_node(EventType::Added, kv.value.clone());
+            self.on_node(EventType::Added, kv.value.get());
         }
         for kv in services {
-            self.on_service(EventType::Added, kv.value.clone());
+            self.on_service(EventType::Added, kv.value.get());
         }
         for kv in pods {
             self.on_pod(EventType::Added, kv.value.clone());
@@ -305,7 +307,7 @@ impl Cache {
     ) {
         let by = |kvs: &[KeyValue]| -> HashMap<String, Arc<Value>> {
             kvs.iter()
-                .map(|kv| (object_key(&kv.value), kv.value.clone()))
+                .map(|kv| (object_key(&kv.value), kv.value.get()))
                 .collect()
         };
         self.storage.claims = by(claims);
@@ -361,7 +363,9 @@ impl Cache {
         }
     }
 
-    pub fn on_pod(&mut self, kind: EventType, pod: Arc<Value>) {
+    pub fn on_pod(&mut self, kind: EventType, pod: impl Into<LazyValue>) {
+        let handle: LazyValue = pod.into();
+        let pod = handle.get();
         let key = object_key(&pod);
         if kind == EventType::Deleted {
             self.forget_pending(&key);
@@ -391,7 +395,7 @@ impl Cache {
                 self.pending.insert(
                     key.clone(),
                     Pending {
-                        obj: pod,
+                        obj: handle.cold(),
                         stage: Stage::Queued,
                         attempts: 0,
                         last_attempt: None,
@@ -402,9 +406,10 @@ impl Cache {
             Some(p) => {
                 // Our own status writes come back here: only spec or label changes
                 // can make an unschedulable pod fit.
+                let old = p.obj.get();
                 let changed =
-                    p.obj["spec"] != pod["spec"] || object::labels(&p.obj) != object::labels(&pod);
-                p.obj = pod;
+                    old["spec"] != pod["spec"] || object::labels(&old) != object::labels(&pod);
+                p.obj = handle.cold();
                 if changed && p.stage == Stage::Unschedulable {
                     p.stage = Stage::Queued;
                     self.unschedulable.remove(&key);
@@ -537,7 +542,7 @@ impl Cache {
             if p.stage != Stage::Queued {
                 continue;
             }
-            let pod = p.obj.clone();
+            let pod = p.obj.get();
             let info = PodInfo::from_json(&pod);
             let selector = self.workloads.default_selector(&pod);
             let decision = match pod_volumes(&pod, &self.storage) {
@@ -1001,16 +1006,16 @@ pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
         let (namespaces, _, mut namespace_watch) = client.list_and_watch(namespaces_def);
         cache.resync(&nodes, &services, &pods);
         for kv in namespaces {
-            cache.on_namespace(EventType::Added, kv.value);
+            cache.on_namespace(EventType::Added, kv.value.get());
         }
         cache.resync_storage(&claims, &volumes, &classes);
         for (kind, objs, _) in [&mut rc_watch, &mut rs_watch, &mut ss_watch] {
             for kv in std::mem::take(objs) {
-                cache.on_workload(*kind, EventType::Added, kv.value);
+                cache.on_workload(*kind, EventType::Added, kv.value.get());
             }
         }
         for kv in budgets {
-            cache.on_budget(EventType::Added, kv.value);
+            cache.on_budget(EventType::Added, kv.value.get());
         }
         drop((nodes, services, pods, claims, volumes, classes));
         let mut flush =
@@ -1025,14 +1030,14 @@ pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
                     cache.on_outcome(outcome, Instant::now());
                 }
                 event = node_watch.next() => match event {
-                    Ok(e) => cache.on_node(e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_node(e.kind, e.kv.value.get()),
                     Err(e) => {
                         tracing::debug!(error = %e, "scheduler node watch ended; relisting");
                         break;
                     }
                 },
                 event = service_watch.next() => match event {
-                    Ok(e) => cache.on_service(e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_service(e.kind, e.kv.value.get()),
                     Err(e) => {
                         tracing::debug!(error = %e, "scheduler service watch ended; relisting");
                         break;
@@ -1046,35 +1051,35 @@ pub async fn run(client: Arc<dyn Client>, metrics: SchedulerMetrics) {
                     }
                 },
                 event = rc_watch.2.next() => match event {
-                    Ok(e) => cache.on_workload(rc_watch.0, e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_workload(rc_watch.0, e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = rs_watch.2.next() => match event {
-                    Ok(e) => cache.on_workload(rs_watch.0, e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_workload(rs_watch.0, e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = ss_watch.2.next() => match event {
-                    Ok(e) => cache.on_workload(ss_watch.0, e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_workload(ss_watch.0, e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = budget_watch.next() => match event {
-                    Ok(e) => cache.on_budget(e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_budget(e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = namespace_watch.next() => match event {
-                    Ok(e) => cache.on_namespace(e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_namespace(e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = claim_watch.next() => match event {
-                    Ok(e) => cache.on_storage(claims_def.plural, e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_storage(claims_def.plural, e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = volume_watch.next() => match event {
-                    Ok(e) => cache.on_storage(volumes_def.plural, e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_storage(volumes_def.plural, e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 event = class_watch.next() => match event {
-                    Ok(e) => cache.on_storage(classes_def.plural, e.kind, e.kv.value.clone()),
+                    Ok(e) => cache.on_storage(classes_def.plural, e.kind, e.kv.value.get()),
                     Err(_) => break,
                 },
                 _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {

@@ -265,6 +265,7 @@ impl Cluster {
             .get(def("pods"), Some("default"), name)
             .expect("pod exists")
             .value
+            .get()
     }
 
     fn node_of(&self, name: &str) -> Option<String> {

@@ -1,9 +1,6 @@
 //! Binding rules: a Binding is never stored; creating one assigns its pod to the
 //! target node (see `Registry::bind_pod`) and answers a Success `Status`.
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -41,15 +38,8 @@ impl Strategy for BindingStrategy {
 
 /// An answer (a `Status`, a review) given in place of a stored object.
 pub(super) fn status_written(status: Value) -> Written {
-    let raw = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
     Written {
-        kv: KeyValue {
-            key: Arc::from(""),
-            value: Arc::new(status),
-            raw,
-            create_revision: 0,
-            mod_revision: 0,
-        },
+        kv: KeyValue::unstored("", status),
         warnings: Vec::new(),
         deleted: false,
     }

@@ -2,9 +2,6 @@
 //! resource strategy — no built-in defaults, status reset behind the status subresource,
 //! metadata validated as any object's and the rest by the CRD's schema.
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::api::crd;
@@ -23,12 +20,7 @@ pub fn in_version(def: &ResourceDef, kv: KeyValue) -> KeyValue {
     }
     let mut value = (*kv.value).clone();
     value["apiVersion"] = json!(wanted);
-    let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-    KeyValue {
-        value: Arc::new(value),
-        raw,
-        ..kv
-    }
+    kv.with_value(value)
 }
 
 /// Sets a custom object's `apiVersion` to its CRD's storage version.

@@ -5,10 +5,9 @@
 //! write (to the core shape, then its stricter validation) and every read.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::api::events::{self as events_v1, core_field_label, V1_SELECTABLE_FIELDS};
@@ -193,12 +192,7 @@ pub fn v1_view(kv: KeyValue) -> KeyValue {
         return kv;
     }
     let value = events_v1::to_v1(&kv.value);
-    let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-    KeyValue {
-        value: Arc::new(value),
-        raw,
-        ..kv
-    }
+    kv.with_value(value)
 }
 
 /// `events.k8s.io/v1` Events: the core Events' storage and admission, upstream's v1
@@ -289,13 +283,12 @@ mod tests {
 
     #[test]
     fn the_v1_view_converts_once() {
-        let kv = KeyValue {
-            key: "/core/events/ns/e".into(),
-            value: Arc::new(json!({"apiVersion": "v1", "kind": "Event", "message": "m"})),
-            raw: Bytes::new(),
-            create_revision: 3,
-            mod_revision: 3,
-        };
+        let kv = crate::store::make_kv(
+            "/core/events/ns/e",
+            json!({"apiVersion": "v1", "kind": "Event", "message": "m"}),
+            3,
+            3,
+        );
         let view = v1_view(kv);
         assert_eq!(view.value["note"], "m");
         assert_eq!(view.mod_revision, 3);

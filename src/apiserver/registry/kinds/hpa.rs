@@ -3,9 +3,6 @@
 //! `autoscaling/v1` too: a v1 write is converted to v2 before the v2 rules apply, and
 //! every v1 read (get, list, watch, write answers) converts the stored object back.
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::api::autoscaling::{from_v1, to_v1};
@@ -31,12 +28,7 @@ pub fn v1_view(kv: KeyValue) -> KeyValue {
         return kv;
     }
     let value = to_v1(&kv.value);
-    let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-    KeyValue {
-        value: Arc::new(value),
-        raw,
-        ..kv
-    }
+    kv.with_value(value)
 }
 
 pub struct HorizontalPodAutoscalerStrategy;
