@@ -45,21 +45,6 @@ fn live() -> isize {
 
 const PODS: usize = 2000;
 
-/// The pod kind's selectable fields (its registry strategy's).
-static POD_FIELDS: &[&str] = &[
-    "metadata.name",
-    "metadata.namespace",
-    "spec.nodeName",
-    "spec.restartPolicy",
-    "spec.schedulerName",
-    "spec.serviceAccountName",
-    "spec.hostNetwork",
-    "status.phase",
-    "status.podIP",
-    "status.podIPs",
-    "status.nominatedNodeName",
-];
-
 /// A pending pod as the API stores it: defaults, the service-account volume, the
 /// scheduler's condition and managedFields of two writers.
 fn pending_pod(i: usize) -> Value {
@@ -188,9 +173,11 @@ fn cached_pods_cost_about_their_json_and_parsed_forms_are_released() {
         "metadata.name" | "metadata.namespace" => String::new(),
         _ => orc::api::selector::field_value(obj, field),
     };
+    let pods = orc::api::resources::by_plural("", "v1", "pods").expect("pods are served");
+    let pod_fields = orc::apiserver::registry::strategy_for(pods).selectable_fields();
     let selected: ListFilter = &|kv| {
         kv.value
-            .selectable(POD_FIELDS, value_of)
+            .selectable(pod_fields, value_of)
             .is_some_and(|s| s.label("app") == Some("bench") && s.field("spec.nodeName").is_empty())
     };
     assert_eq!(
