@@ -815,17 +815,35 @@ fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
 
 /// Label and field selectors of a list/watch request, as one predicate.
 fn selectors(def: &ResourceDef, query: &Query) -> Result<watch::Predicate, ApiError> {
+    let (labels, fields) = parse_selectors(def, query)?;
+    Ok(predicate_of(def, labels, fields))
+}
+
+/// The request's label and field selectors, checked (syntax, supported fields).
+fn parse_selectors(
+    def: &ResourceDef,
+    query: &Query,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(query.str("labelSelector"))
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = FieldSelector::parse(query.str("fieldSelector"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let strategy = strategy_for(def);
-    selector::check_supported(strategy.selectable_fields(), &fields)
+    selector::check_supported(strategy_for(def).selectable_fields(), &fields)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Arc::new(move |obj: &Value| {
+    Ok((labels, fields))
+}
+
+/// Selectors as a predicate on the parsed object.
+fn predicate_of(
+    def: &ResourceDef,
+    labels: LabelSelector,
+    fields: FieldSelector,
+) -> watch::Predicate {
+    let strategy = strategy_for(def);
+    Arc::new(move |obj: &Value| {
         labels.matches(object::labels(obj))
             && fields.matches_by(|field| strategy.field_value(obj, field))
-    }))
+    })
 }
 
 /// A list's (or a collection delete's) selectors as a filter of stored objects: on what
@@ -838,11 +856,10 @@ fn list_filter(
     def: &'static ResourceDef,
     query: &Query,
 ) -> Result<impl Fn(&KeyValue) -> bool + Sync, ApiError> {
-    let predicate = auth::narrow_for_node(user, def, selectors(def, query)?);
+    let (labels, fields) = parse_selectors(def, query)?;
+    let predicate =
+        auth::narrow_for_node(user, def, predicate_of(def, labels.clone(), fields.clone()));
     let narrowed = auth::narrows_for_node(user, def).is_some();
-    // `selectors` checked both.
-    let labels = LabelSelector::parse(query.str("labelSelector")).unwrap_or_default();
-    let fields = FieldSelector::parse(query.str("fieldSelector")).unwrap_or_default();
     let everything = labels.is_empty() && fields.is_empty() && !narrowed;
     let strategy = strategy_for(def);
     let prefix_len = def.list_prefix(None).len();
@@ -1112,9 +1129,9 @@ async fn delete_collection(
     query: &Query,
     dopts: &DeleteOptions,
 ) -> Result<Response<Body>, ApiError> {
-    let predicate = selectors(def, query)?;
-    let everything = query.str("labelSelector").trim().is_empty()
-        && query.str("fieldSelector").trim().is_empty();
+    let (labels, fields) = parse_selectors(def, query)?;
+    let everything = labels.is_empty() && fields.is_empty();
+    let predicate = predicate_of(def, labels, fields);
     let filter = |kv: &KeyValue| everything || predicate(&kv.value);
     let page = ctx.registry.list(def, ns, None, 0, &filter);
     let mut out = BytesMut::new();

@@ -237,8 +237,7 @@ impl LazyValue {
 impl From<Value> for LazyValue {
     /// A pinned handle on an object not read from the store (serialized once).
     fn from(value: Value) -> LazyValue {
-        let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        LazyValue::new(Arc::new(value), raw)
+        LazyValue::from(Arc::new(value))
     }
 }
 

@@ -63,10 +63,10 @@ impl KeyValue {
     /// The same key and revisions holding `value` instead (a view of the stored
     /// object: another version of its kind, a converted custom resource).
     pub fn with_value(self, value: Value) -> KeyValue {
-        let raw = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        let value = LazyValue::from(value);
         KeyValue {
-            value: LazyValue::new(Arc::new(value), raw.clone()),
-            raw,
+            raw: value.raw().clone(),
+            value,
             ..self
         }
     }
@@ -74,14 +74,14 @@ impl KeyValue {
     /// An object that is not stored (a dry run's result, a `Status` answer), at
     /// revision 0.
     pub fn unstored(key: &str, value: Value) -> KeyValue {
+        let value = LazyValue::from(value);
         KeyValue {
             key: Arc::from(key),
-            value: LazyValue::from_raw(Bytes::new()),
-            raw: Bytes::new(),
+            raw: value.raw().clone(),
+            value,
             create_revision: 0,
             mod_revision: 0,
         }
-        .with_value(value)
     }
 
     /// A handle on an object read back from the datastore as JSON (`raw` holds its
