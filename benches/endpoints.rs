@@ -9,7 +9,8 @@
 //! Run as root: `scripts/bench-endpoints.sh` (or `cargo bench --bench endpoints`). Needs
 //! what the kubelet tests need (tests/support/kubelet.rs: containerd, runc, nsenter, ip,
 //! kubectl) and nft, stdbuf. Env: ORC_BENCH_ENDPOINT_SERVICES (default 1000),
-//! ORC_BENCH_ENDPOINT_ROUNDS (default 100).
+//! ORC_BENCH_ENDPOINT_ROUNDS (default 100), ORC_BENCH_TRACE (set: each round's wall-clock
+//! times on stderr, to set beside the server log).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -244,6 +245,7 @@ fn main() {
     // Let nft monitor subscribe before the first change.
     std::thread::sleep(Duration::from_millis(500));
     let mut latencies = Vec::with_capacity(rounds);
+    let trace = std::env::var_os("ORC_BENCH_TRACE").is_some();
     for round in 0..rounds {
         let i = (round * 7919) % services;
         let new_ip = new_endpoint_ip(round);
@@ -270,6 +272,19 @@ fn main() {
             });
         // The monitor may read the commit before the client reads the write's answer.
         latencies.push(seen.saturating_duration_since(answered));
+        if trace {
+            // Wall-clock times to set beside the server's log (RUST_LOG timestamps).
+            let now = (std::time::SystemTime::now(), Instant::now());
+            let wall = |at: Instant| {
+                chrono::DateTime::<chrono::Utc>::from(now.0 - now.1.saturating_duration_since(at))
+                    .format("%H:%M:%S%.6f")
+            };
+            eprintln!(
+                "round {round}: {new_ip} answered {} seen {}",
+                wall(answered),
+                wall(seen)
+            );
+        }
         // Changes a little apart, as a cluster's are (not one burst).
         std::thread::sleep(Duration::from_millis(20 + (round % 5) as u64 * 10));
     }

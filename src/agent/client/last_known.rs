@@ -9,6 +9,7 @@
 //! state to keep until the server answers, never as what exists now.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -52,6 +53,12 @@ pub enum LastKnownError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("encode the state for {path}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("write {path}")]
     Write {
@@ -197,24 +204,50 @@ impl LastKnownFile {
         }
     }
 
+    /// Carries out one [`Save`]: encodes the state and replaces the file with it, or
+    /// removes the file when the state outgrew [`MAX_FILE_BYTES`].
+    fn carry_out(&self, save: &Save) -> Result<Saved> {
+        let contents = (save.0)().map_err(|source| LastKnownError::Encode {
+            path: self.path.clone(),
+            source,
+        })?;
+        if contents.len() > MAX_FILE_BYTES {
+            self.remove()?;
+            return Ok(Saved::TooLarge {
+                bytes: contents.len(),
+            });
+        }
+        self.store(&contents)?;
+        Ok(Saved::Written)
+    }
+
     /// A writer task for this file: the latest [`Save`] sent to the returned sender is
-    /// carried out (off the async workers); it ends when the sender is dropped.
+    /// carried out (encoded and written off the async workers, so whoever sends it goes
+    /// on at once); it ends when the sender is dropped.
     pub fn spawn_writer(self) -> watch::Sender<Option<Save>> {
         let (tx, mut rx) = watch::channel::<Option<Save>>(None);
         tokio::spawn(async move {
+            let mut warned_too_large = false;
             while rx.changed().await.is_ok() {
                 let Some(save) = rx.borrow_and_update().clone() else {
                     continue;
                 };
                 let file = self.clone();
-                let done = tokio::task::spawn_blocking(move || match save {
-                    Save::Contents(contents) => file.store(&contents),
-                    Save::Remove => file.remove(),
-                })
-                .await;
+                let done = tokio::task::spawn_blocking(move || file.carry_out(&save)).await;
                 match done {
-                    Ok(Ok(())) => {
+                    Ok(Ok(Saved::Written)) => {
+                        warned_too_large = false;
                         tracing::debug!(file = %self.path.display(), "last known state saved")
+                    }
+                    Ok(Ok(Saved::TooLarge { bytes })) => {
+                        if !std::mem::replace(&mut warned_too_large, true) {
+                            tracing::warn!(
+                                file = %self.path.display(),
+                                bytes,
+                                limit = MAX_FILE_BYTES,
+                                "too many objects to keep on disk: a restart without server starts without them"
+                            );
+                        }
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %crate::agent::error_chain(&e), "saving the last known state failed")
@@ -227,13 +260,31 @@ impl LastKnownFile {
     }
 }
 
-/// What the writer task of a [`LastKnownFile`] does.
-#[derive(Debug, Clone)]
-pub enum Save {
-    /// Replace the file with these contents.
-    Contents(Vec<u8>),
-    /// Remove the file (the state outgrew it).
-    Remove,
+/// What the writer task of a [`LastKnownFile`] does with the state: the function
+/// encoding it (with [`LastKnownFile::encode`]), called on a blocking thread.
+#[derive(Clone)]
+pub struct Save(Arc<dyn Fn() -> serde_json::Result<Vec<u8>> + Send + Sync>);
+
+impl Save {
+    pub fn new(encode: impl Fn() -> serde_json::Result<Vec<u8>> + Send + Sync + 'static) -> Save {
+        Save(Arc::new(encode))
+    }
+}
+
+impl std::fmt::Debug for Save {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Save")
+    }
+}
+
+/// What a [`Save`] came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Saved {
+    Written,
+    /// The state outgrew [`MAX_FILE_BYTES`]: the file was removed.
+    TooLarge {
+        bytes: usize,
+    },
 }
 
 #[cfg(test)]
@@ -280,6 +331,28 @@ mod tests {
             file.load::<Value>("/api/v1/services"),
             Err(LastKnownError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_save_encodes_when_carried_out_and_an_outgrown_state_removes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LastKnownDir::new(dir.path()).file("services");
+        let services = vec![json!({"metadata": {"name": "web"}})];
+        let items = services.clone();
+        let save = Save::new(move || LastKnownFile::encode("/api/v1/services", items.iter()));
+        assert_eq!(file.carry_out(&save).unwrap(), Saved::Written);
+        assert_eq!(
+            file.load::<Value>("/api/v1/services").unwrap().unwrap(),
+            services
+        );
+        let huge = Save::new(|| Ok(vec![b' '; MAX_FILE_BYTES + 1]));
+        assert_eq!(
+            file.carry_out(&huge).unwrap(),
+            Saved::TooLarge {
+                bytes: MAX_FILE_BYTES + 1
+            }
+        );
+        assert!(file.load::<Value>("/api/v1/services").unwrap().is_none());
     }
 
     #[test]

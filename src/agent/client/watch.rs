@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::error::{ApiError, Rejection};
-use super::last_known::{LastKnownFile, Save, MAX_FILE_BYTES, SAVE_DEBOUNCE};
+use super::last_known::{LastKnownFile, Save, SAVE_DEBOUNCE};
 use super::{backoff, ApiClient, ClientError, Response, WatchEvent, WatchEvents};
 
 /// How long one watch request stays open before it is renewed.
@@ -223,8 +223,6 @@ struct Keeper<T> {
     due: Option<Instant>,
     /// Whether the file was read already, or needs no reading (a list succeeded).
     loaded: bool,
-    /// The objects outgrew the file (warned once).
-    too_large: bool,
 }
 
 /// Serializes a collection's objects into a last-known file's contents.
@@ -260,7 +258,7 @@ pub struct Reflector<T> {
     keeper: Option<Keeper<T>>,
 }
 
-impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
+impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
     pub fn new(api: Arc<dyn ListWatchApi>, query: Query) -> Reflector<T> {
         Reflector {
             api,
@@ -287,7 +285,6 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
             writer: None,
             due: None,
             loaded: false,
-            too_large: false,
         });
         self
     }
@@ -474,29 +471,11 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Reflector<T> {
             return;
         }
         keeper.due = None;
-        let contents = match (keeper.encode)(&self.query.list_path(), self.known.values().collect())
-        {
-            Ok(contents) => contents,
-            Err(e) => {
-                tracing::warn!(resource = %self.query.collection, error = %e, "encoding the last known state failed");
-                return;
-            }
-        };
-        let save = if contents.len() > MAX_FILE_BYTES {
-            if !keeper.too_large {
-                keeper.too_large = true;
-                tracing::warn!(
-                    resource = %self.query.collection,
-                    bytes = contents.len(),
-                    limit = MAX_FILE_BYTES,
-                    "too many objects to keep on disk: a restart without server starts without them"
-                );
-            }
-            Save::Remove
-        } else {
-            keeper.too_large = false;
-            Save::Contents(contents)
-        };
+        // A copy of the objects goes to the writer, which encodes them on a blocking
+        // thread: changes keep flowing to the consumer meanwhile.
+        let items: Vec<T> = self.known.values().cloned().collect();
+        let (collection, encode) = (self.query.list_path(), keeper.encode);
+        let save = Save::new(move || encode(&collection, items.iter().collect()));
         let file = &keeper.file;
         let writer = keeper
             .writer

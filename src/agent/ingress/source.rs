@@ -114,7 +114,7 @@ impl<T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v
 }
 
 /// Forwards a reflector's events until the receiver is gone.
-fn follow<T: DeserializeOwned + Clone + Send + 'static>(
+fn follow<T: DeserializeOwned + Clone + Send + Sync + 'static>(
     api: Arc<dyn ListWatchApi>,
     query: Query,
     wrap: fn(Event<T>) -> Update,

@@ -30,10 +30,13 @@ use rules::{EndpointsMap, Protocol, Ruleset, ServiceMap};
 use sync::LiveTable;
 
 pub const DEFAULT_TABLE: &str = "orc-proxy";
-/// At most one sync per interval (kube-proxy's `minSyncPeriod`): changes arriving
-/// within it of the last sync are applied together when it is over; a change after a
-/// quiet spell is applied at once.
+/// The longest wait between two syncs (kube-proxy's `minSyncPeriod`): see [`SyncPacer`].
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest: changes that come within it of a sync are applied together.
+pub const SHORTEST_SYNC_INTERVAL: Duration = Duration::from_millis(5);
+/// A sync is followed by a pause of this many times its own duration (bounded by the two
+/// intervals above), so the proxier spends at most about a tenth of its time syncing.
+pub const SYNC_PAUSE_FACTOR: u32 = 10;
 /// Wait before retrying a failed sync (the retry is a full resync).
 pub const SYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -769,13 +772,30 @@ pub(crate) fn drain_changes<C>(changes: &mut mpsc::Receiver<C>, mut apply: impl 
     }
 }
 
-/// How long to wait before the next sync: nothing unless the last one began less than
-/// [`MIN_SYNC_INTERVAL`] ago, so a lone change is applied at once and a burst costs at
-/// most one sync per interval.
-fn sync_delay(last_sync: Option<tokio::time::Instant>, now: tokio::time::Instant) -> Duration {
-    last_sync.map_or(Duration::ZERO, |last| {
-        (last + MIN_SYNC_INTERVAL).saturating_duration_since(now)
-    })
+/// Paces syncs by what they cost: after a sync that took `d`, the next may begin
+/// `SYNC_PAUSE_FACTOR × d` after it began, at least [`SHORTEST_SYNC_INTERVAL`] and at
+/// most [`MIN_SYNC_INTERVAL`]. A change after a quiet spell is applied at once; changes
+/// arriving meanwhile wait and go together. Element-only syncs (well under a millisecond)
+/// so follow each other within a few milliseconds, while syncs that make the kernel
+/// validate a large table (tens of milliseconds) get kube-proxy's pacing.
+#[derive(Debug, Clone, Copy, Default)]
+struct SyncPacer {
+    last: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl SyncPacer {
+    /// How long until a sync may begin.
+    fn delay(&self, now: tokio::time::Instant) -> Duration {
+        self.last.map_or(Duration::ZERO, |(began, took)| {
+            let pause = (took * SYNC_PAUSE_FACTOR).clamp(SHORTEST_SYNC_INTERVAL, MIN_SYNC_INTERVAL);
+            (began + pause).saturating_duration_since(now)
+        })
+    }
+
+    /// A sync began at `began` and took `took`.
+    fn record(&mut self, began: tokio::time::Instant, took: Duration) {
+        self.last = Some((began, took));
+    }
 }
 
 impl<N: Nft + 'static> Proxier<N> {
@@ -792,7 +812,7 @@ impl<N: Nft + 'static> Proxier<N> {
         let proxier = Arc::new(Mutex::new(self));
         let table = proxier.lock().expect("proxier lock").table.clone();
         let mut dirty = true;
-        let mut last_sync = None;
+        let mut pacer = SyncPacer::default();
         loop {
             if !dirty {
                 let Some(change) = changes.recv().await else {
@@ -800,23 +820,24 @@ impl<N: Nft + 'static> Proxier<N> {
                 };
                 proxier.lock().expect("proxier lock").apply_change(change);
             }
-            let wait = sync_delay(last_sync, tokio::time::Instant::now());
+            let wait = pacer.delay(tokio::time::Instant::now());
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
-            last_sync = Some(tokio::time::Instant::now());
+            let began = tokio::time::Instant::now();
             let closed = drain_changes(&mut changes, |change| {
                 proxier.lock().expect("proxier lock").apply_change(change)
             });
             let worker = Arc::clone(&proxier);
             let span = info_span!("proxy_sync", table = %table);
-            let started = std::time::Instant::now();
             let result =
                 tokio::task::spawn_blocking(move || worker.lock().expect("proxier lock").sync())
                     .instrument(span)
                     .await;
+            let took = began.elapsed();
+            pacer.record(began, took);
             if let Some(metrics) = &metrics {
-                metrics.observe_proxy_sync(started.elapsed());
+                metrics.observe_proxy_sync(took);
             }
             match result {
                 Ok(Ok(stats)) => {
@@ -1123,16 +1144,22 @@ mod tests {
     }
 
     #[test]
-    fn a_change_after_a_quiet_spell_syncs_at_once_a_burst_waits_for_the_interval() {
-        let now = tokio::time::Instant::now();
-        assert_eq!(sync_delay(None, now), Duration::ZERO, "first sync");
-        let quiet = now - Duration::from_secs(5);
-        assert_eq!(sync_delay(Some(quiet), now), Duration::ZERO);
-        let just_now = now - Duration::from_millis(30);
-        assert_eq!(
-            sync_delay(Some(just_now), now),
-            MIN_SYNC_INTERVAL - Duration::from_millis(30)
-        );
+    fn the_pause_after_a_sync_follows_what_it_cost() {
+        let start = tokio::time::Instant::now();
+        let mut pacer = SyncPacer::default();
+        assert_eq!(pacer.delay(start), Duration::ZERO, "first sync");
+        let ms = Duration::from_millis;
+        // Cheap (an element change): the shortest pause.
+        pacer.record(start, Duration::from_micros(300));
+        assert_eq!(pacer.delay(start), SHORTEST_SYNC_INTERVAL);
+        // 3 ms: ten times it, counted from when the sync began.
+        pacer.record(start, ms(3));
+        assert_eq!(pacer.delay(start + ms(10)), ms(20));
+        // Expensive (a validated table): kube-proxy's interval, no more.
+        pacer.record(start, ms(40));
+        assert_eq!(pacer.delay(start + ms(30)), MIN_SYNC_INTERVAL - ms(30));
+        // After a quiet spell: at once.
+        assert_eq!(pacer.delay(start + Duration::from_secs(5)), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,7 +25,7 @@ use crate::agent::client::{Event, ListWatchApi, Query, Reflector};
 const CHANGE_BUFFER: usize = 1024;
 
 /// A kind of object the proxy follows, and the changes it makes.
-trait Followed: DeserializeOwned + Clone + Send + 'static {
+trait Followed: DeserializeOwned + Clone + Send + Sync + 'static {
     const PLURAL: &'static str;
     /// The change that adds or updates this object.
     fn upserted(self) -> Change;
@@ -285,7 +285,7 @@ pub async fn watch_services(
 
 /// The objects of the first list (the first event of a reflector), or the last known
 /// ones while the server cannot be reached.
-async fn first_list<T: DeserializeOwned + Clone + Send + 'static>(
+async fn first_list<T: DeserializeOwned + Clone + Send + Sync + 'static>(
     reflector: &mut Reflector<T>,
 ) -> Vec<T> {
     loop {
