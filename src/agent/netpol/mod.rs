@@ -21,13 +21,12 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::agent::proxy::SyncPacer;
 pub use crate::agent::proxy::{Nft, NftCli};
 use model::{ObjectKey, PodInfo, Policy};
 use rules::{Cluster, Fragment};
 
 pub const DEFAULT_TABLE: &str = "orc-netpol";
-/// Changes arriving closer together than this are applied in one sync.
-pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 /// Wait before retrying a failed sync (the retry is a full resync).
 pub const SYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -324,9 +323,10 @@ fn object_key(object: &Value) -> ObjectKey {
 }
 
 impl<N: Nft + 'static> Enforcer<N> {
-    /// Applies changes as they arrive, batching those that come within
-    /// [`MIN_SYNC_INTERVAL`] of each other into one sync, until `changes` closes. nft
-    /// runs on a blocking thread; a failed sync is logged and retried as a full one.
+    /// Applies changes as they arrive, paced as the service proxy's syncs are
+    /// ([`SyncPacer`]: at once after a quiet spell, else those arriving meanwhile
+    /// together), until `changes` closes. nft runs on a blocking thread; a failed sync
+    /// is logged and retried as a full one.
     ///
     /// Starts with a full sync: load the complete initial objects with
     /// [`apply_change`](Self::apply_change) first, or pods stay unprotected (or
@@ -335,14 +335,19 @@ impl<N: Nft + 'static> Enforcer<N> {
         let enforcer = Arc::new(Mutex::new(self));
         let table = enforcer.lock().expect("enforcer lock").table.clone();
         let mut dirty = true;
+        let mut pacer = SyncPacer::default();
         loop {
             if !dirty {
                 let Some(change) = changes.recv().await else {
                     return;
                 };
                 enforcer.lock().expect("enforcer lock").apply_change(change);
-                tokio::time::sleep(MIN_SYNC_INTERVAL).await;
             }
+            let wait = pacer.delay(tokio::time::Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let began = tokio::time::Instant::now();
             let closed = crate::agent::proxy::drain_changes(&mut changes, |change| {
                 enforcer.lock().expect("enforcer lock").apply_change(change)
             });
@@ -355,6 +360,7 @@ impl<N: Nft + 'static> Enforcer<N> {
             })
             .instrument(span)
             .await;
+            pacer.record(began, began.elapsed());
             match result {
                 Ok((Ok(stats), took)) => {
                     debug!(%table, full = stats.full, commands = stats.commands,

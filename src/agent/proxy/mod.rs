@@ -779,13 +779,13 @@ pub(crate) fn drain_changes<C>(changes: &mut mpsc::Receiver<C>, mut apply: impl 
 /// so follow each other within a few milliseconds, while syncs that make the kernel
 /// validate a large table (tens of milliseconds) get kube-proxy's pacing.
 #[derive(Debug, Clone, Copy, Default)]
-struct SyncPacer {
+pub(crate) struct SyncPacer {
     last: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl SyncPacer {
     /// How long until a sync may begin.
-    fn delay(&self, now: tokio::time::Instant) -> Duration {
+    pub(crate) fn delay(&self, now: tokio::time::Instant) -> Duration {
         self.last.map_or(Duration::ZERO, |(began, took)| {
             let pause = (took * SYNC_PAUSE_FACTOR).clamp(SHORTEST_SYNC_INTERVAL, MIN_SYNC_INTERVAL);
             (began + pause).saturating_duration_since(now)
@@ -793,7 +793,7 @@ impl SyncPacer {
     }
 
     /// A sync began at `began` and took `took`.
-    fn record(&mut self, began: tokio::time::Instant, took: Duration) {
+    pub(crate) fn record(&mut self, began: tokio::time::Instant, took: Duration) {
         self.last = Some((began, took));
     }
 }
