@@ -59,7 +59,10 @@ fn apply_twice(s: &Server, file: &str, objects: usize, configured: &[&str]) {
     let second = s.ok(&["apply", "-f", file]);
     let mut changed = lines_not(&second, "unchanged");
     changed.sort();
-    let mut expected: Vec<String> = configured.iter().map(|c| format!("{c} configured")).collect();
+    let mut expected: Vec<String> = configured
+        .iter()
+        .map(|c| format!("{c} configured"))
+        .collect();
     expected.sort();
     assert_eq!(changed, expected, "second apply:\n{second}");
 }
@@ -102,7 +105,10 @@ fn deployments_have_pods(s: &Server, ns: &str) {
             };
             let sets = owned("Deployment", &name, &s.get_json(&["rs", "-n", ns]));
             let pods = s.get_json(&["pods", "-n", ns]);
-            let count: usize = sets.iter().map(|rs| owned("ReplicaSet", rs, &pods).len()).sum();
+            let count: usize = sets
+                .iter()
+                .map(|rs| owned("ReplicaSet", rs, &pods).len())
+                .sum();
             (sets.len() == 1 && count == want).then_some(())
         });
     }
@@ -118,12 +124,15 @@ fn delete_all(s: &Server, file: &str, namespaces: &[&str]) {
         String::from_utf8_lossy(&out.stderr),
         stdout(&out)
     );
-    assert!(lines_not(&stdout(&out), "deleted").is_empty(), "{}", stdout(&out));
+    assert!(
+        lines_not(&stdout(&out), "deleted").is_empty(),
+        "{}",
+        stdout(&out)
+    );
     for ns in namespaces {
         wait_until(TERMINATING, &format!("namespace {ns} to be gone"), || {
             let out = s.kubectl(&["get", "namespace", ns]);
-            !out.status.success()
-                && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
         });
     }
 }
@@ -146,7 +155,10 @@ fn ingress_nginx_installs_reapplies_unchanged_and_uninstalls() {
     );
     deployments_have_pods(&s, "ingress-nginx");
     // The admission Jobs ran their pods; the webhook is registered.
-    for job in ["ingress-nginx-admission-create", "ingress-nginx-admission-patch"] {
+    for job in [
+        "ingress-nginx-admission-create",
+        "ingress-nginx-admission-patch",
+    ] {
         wait_until(SETTLE, &format!("job {job}'s pod"), || {
             let pods = s.ok(&[
                 "get",
@@ -162,13 +174,19 @@ fn ingress_nginx_installs_reapplies_unchanged_and_uninstalls() {
         });
     }
     let hook = s.get_json(&["validatingwebhookconfiguration", "ingress-nginx-admission"]);
-    assert_eq!(hook["webhooks"][0]["name"], "validate.nginx.ingress.kubernetes.io");
+    assert_eq!(
+        hook["webhooks"][0]["name"],
+        "validate.nginx.ingress.kubernetes.io"
+    );
     assert!(s.ok(&["get", "ingressclass"]).contains("nginx"));
     // The ConfigMap's explicit null is the only difference kubectl diff could see, and
     // it removes nothing: the live object has no data.
     diff_is_empty(&s, &file);
     let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
-    assert!(ssa.lines().all(|l| l.ends_with(" serverside-applied")), "{ssa}");
+    assert!(
+        ssa.lines().all(|l| l.ends_with(" serverside-applied")),
+        "{ssa}"
+    );
     delete_all(&s, &file, &["ingress-nginx"]);
     // Cluster-scoped objects went with the rest.
     assert!(!s.ok(&["get", "ingressclass"]).contains("nginx"));
@@ -206,10 +224,15 @@ fn metallb_installs_serves_its_custom_resources_and_uninstalls() {
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: early, namespace: metallb-system}\nspec: {addresses: [10.0.0.0/30]}\n",
     );
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("ipaddresspoolvalidationwebhook.metallb.io"),
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("ipaddresspoolvalidationwebhook.metallb.io"),
         "{refused:?}"
     );
-    s.ok(&["delete", "validatingwebhookconfiguration", "metallb-webhook-configuration"]);
+    s.ok(&[
+        "delete",
+        "validatingwebhookconfiguration",
+        "metallb-webhook-configuration",
+    ]);
     // A pool and its advertisement, as in MetalLB's layer 2 documentation.
     s.apply_yaml(
         "apply",
@@ -221,9 +244,14 @@ fn metallb_installs_serves_its_custom_resources_and_uninstalls() {
     let out = s.kubectl(&["delete", "-f", &file, "--wait=false"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("metallb-webhook-configuration") && err.contains("NotFound"), "{err}");
+    assert!(
+        err.contains("metallb-webhook-configuration") && err.contains("NotFound"),
+        "{err}"
+    );
     wait_until(TERMINATING, "namespace metallb-system to be gone", || {
-        !s.kubectl(&["get", "namespace", "metallb-system"]).status.success()
+        !s.kubectl(&["get", "namespace", "metallb-system"])
+            .status
+            .success()
     });
     wait_until(TERMINATING, "MetalLB's CRDs to be gone", || {
         !s.ok(&["get", "crd"]).contains("metallb.io")
@@ -252,7 +280,8 @@ fn gatekeeper_installs_reapplies_and_uninstalls() {
     // answers here: a new namespace is refused, as upstream refuses it.
     let refused = s.fails(&["create", "namespace", "blocked"]);
     assert!(
-        refused.contains("check-ignore-label.gatekeeper.sh") && refused.contains("no ready endpoints"),
+        refused.contains("check-ignore-label.gatekeeper.sh")
+            && refused.contains("no ready endpoints"),
         "{refused}"
     );
     diff_is_empty(&s, &gatekeeper);
@@ -323,8 +352,16 @@ fn metrics_server_and_keda_register_their_api_services() {
         "apply",
         "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: cron-scaledobject, namespace: default}\nspec:\n  scaleTargetRef: {name: web}\n  triggers:\n  - type: cron\n    metadata: {timezone: Europe/Berlin, start: 0 6 * * *, end: 0 20 * * *, desiredReplicas: \"2\"}\n",
     );
-    assert!(s.ok(&["get", "scaledobjects", "-n", "default"]).contains("cron-scaledobject"));
-    s.ok(&["delete", "scaledobject", "-n", "default", "cron-scaledobject"]);
+    assert!(s
+        .ok(&["get", "scaledobjects", "-n", "default"])
+        .contains("cron-scaledobject"));
+    s.ok(&[
+        "delete",
+        "scaledobject",
+        "-n",
+        "default",
+        "cron-scaledobject",
+    ]);
     delete_all(&s, &keda, &["keda"]);
     delete_all(&s, &metrics, &[]);
     assert!(!s.ok(&["get", "apiservices"]).contains("metrics.k8s.io"));
@@ -340,9 +377,15 @@ fn argo_cd_installs_server_side_and_diffs_clean() {
     deployments_have_pods(&s, "argocd");
     // The StatefulSet made its pod.
     wait_until(SETTLE, "the application controller's pod", || {
-        s.kubectl(&["get", "pod", "-n", "argocd", "argocd-application-controller-0"])
-            .status
-            .success()
+        s.kubectl(&[
+            "get",
+            "pod",
+            "-n",
+            "argocd",
+            "argocd-application-controller-0",
+        ])
+        .status
+        .success()
     });
     // A client-side diff of objects that were applied server-side (no last-applied
     // annotation) finds nothing to change.
@@ -364,17 +407,78 @@ fn argo_cd_installs_server_side_and_diffs_clean() {
         "apply",
         "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: guestbook, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: 'https://github.com/argoproj/argocd-example-apps.git', targetRevision: HEAD, path: guestbook}\n  destination: {server: 'https://kubernetes.default.svc', namespace: guestbook}\n",
     );
-    assert!(s.ok(&["get", "applications", "-n", "argocd"]).contains("guestbook"));
+    assert!(s
+        .ok(&["get", "applications", "-n", "argocd"])
+        .contains("guestbook"));
     let all = s.ok(&["get", "all", "-n", "argocd"]);
     assert!(all.contains("deployment.apps/argocd-server"), "{all}");
     let out = s.kubectl(&["delete", "-n", "argocd", "-f", &file, "--wait=false"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(lines_not(&stdout(&out), "deleted").is_empty(), "{}", stdout(&out));
+    assert!(
+        lines_not(&stdout(&out), "deleted").is_empty(),
+        "{}",
+        stdout(&out)
+    );
     wait_until(TERMINATING, "Argo CD's CRDs to be gone", || {
         !s.ok(&["get", "crd"]).contains("argoproj.io")
     });
     s.ok(&["delete", "namespace", "argocd", "--wait=false"]);
     wait_until(TERMINATING, "namespace argocd to be gone", || {
         !s.kubectl(&["get", "namespace", "argocd"]).status.success()
+    });
+}
+
+#[test]
+fn prometheus_operator_applies_server_side_twice_in_a_row() {
+    let s = Server::start();
+    let file = manifest(&s, "prometheus-operator");
+    // Its CRDs exceed client-side apply's annotation: server-side, as documented. The
+    // first apply cannot map the ServiceMonitor before its CRD exists (kubectl says
+    // so, as against any Kubernetes); everything else is created.
+    let only_the_service_monitor_unmapped = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.lines()
+                .all(|l| l.contains("ServiceMonitor")
+                    || l.contains("ensure CRDs are installed first")),
+            "{err}"
+        );
+        let applied = stdout(out);
+        assert!(applied.lines().count() >= 15, "{applied}");
+    };
+    let first = s.kubectl(&["apply", "--server-side", "-f", &file]);
+    only_the_service_monitor_unmapped(&first);
+    // At once again, before the definitions are established: every one takes the write
+    // (none is refused for having no stored version yet).
+    let second = s.kubectl(&["apply", "--server-side", "-f", &file]);
+    only_the_service_monitor_unmapped(&second);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "--timeout=20s",
+    ]);
+    let third = s.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(third.lines().count(), 16, "{third}");
+    assert!(third
+        .contains("servicemonitor.monitoring.coreos.com/prometheus-operator serverside-applied"));
+    deployments_have_pods(&s, "default");
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/prometheuses.monitoring.coreos.com",
+        "--timeout=20s",
+    ]);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {name: prometheus, namespace: default}\nspec:\n  serviceAccountName: prometheus\n  serviceMonitorSelector: {matchLabels: {team: frontend}}\n  resources: {requests: {memory: 400Mi}}\n",
+    );
+    assert!(s
+        .ok(&["get", "prometheuses", "-n", "default"])
+        .contains("prometheus"));
+    let out = s.kubectl(&["delete", "-f", &file, "--wait=false"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(TERMINATING, "Prometheus Operator's CRDs to be gone", || {
+        !s.ok(&["get", "crd"]).contains("monitoring.coreos.com")
     });
 }

@@ -40,7 +40,11 @@ pub struct Availability {
 
 /// The availability of `api_service`: `service` is its backing Service when it exists,
 /// `served_here` whether orc itself serves its group/version.
-pub fn availability(api_service: &Value, service: Option<&Value>, served_here: bool) -> Availability {
+pub fn availability(
+    api_service: &Value,
+    service: Option<&Value>,
+    served_here: bool,
+) -> Availability {
     let spec = &api_service["spec"];
     let svc = &spec["service"];
     if svc.is_null() {
@@ -181,7 +185,11 @@ async fn sync(ctx: &Ctx, key: &str) -> Reconciled {
         .resources()
         .iter()
         .any(|d| d.group == group && d.version == version);
-    let want = availability(&api_service, service.as_ref().map(|kv| &*kv.value), served_here);
+    let want = availability(
+        &api_service,
+        service.as_ref().map(|kv| &*kv.value),
+        served_here,
+    );
     let now = object::timestamp(chrono::Utc::now());
     if with_condition(&api_service, &want, &now).is_none() {
         return Ok(None);
@@ -219,7 +227,8 @@ mod tests {
 
     #[test]
     fn a_missing_service_is_reported_as_upstream_does() {
-        let svc = json!({"namespace": "keda", "name": "keda-operator-metrics-apiserver", "port": 443});
+        let svc =
+            json!({"namespace": "keda", "name": "keda-operator-metrics-apiserver", "port": 443});
         let a = availability(&api_service("external.metrics.k8s.io", svc), None, false);
         assert_eq!((a.status, a.reason), ("False", "ServiceNotFound"));
         assert_eq!(
@@ -232,11 +241,24 @@ mod tests {
     fn a_group_served_here_is_available_and_others_are_not_proxied() {
         let svc = json!({"namespace": "kube-system", "name": "metrics-server", "port": 443});
         let service = json!({"metadata": {"name": "metrics-server", "namespace": "kube-system"}});
-        let metrics = availability(&api_service("metrics.k8s.io", svc.clone()), Some(&service), true);
+        let metrics = availability(
+            &api_service("metrics.k8s.io", svc.clone()),
+            Some(&service),
+            true,
+        );
         assert_eq!((metrics.status, metrics.reason), ("True", "Local"));
-        assert!(metrics.message.contains("orc serves metrics.k8s.io/v1beta1 itself"));
-        let custom = availability(&api_service("custom.metrics.k8s.io", svc), Some(&service), false);
-        assert_eq!((custom.status, custom.reason), ("False", "ProxyNotSupported"));
+        assert!(metrics
+            .message
+            .contains("orc serves metrics.k8s.io/v1beta1 itself"));
+        let custom = availability(
+            &api_service("custom.metrics.k8s.io", svc),
+            Some(&service),
+            false,
+        );
+        assert_eq!(
+            (custom.status, custom.reason),
+            ("False", "ProxyNotSupported")
+        );
         assert!(custom.message.contains("custom.metrics.k8s.io/v1beta1"));
     }
 

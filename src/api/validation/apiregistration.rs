@@ -15,7 +15,9 @@ pub(super) fn validate_api_service(obj: &Value, errs: &mut Errs) {
     let version = spec["version"].as_str().unwrap_or("");
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let required_name = format!("{version}.{group}");
-    if !name.is_empty() && super::rbac::is_path_segment_name(name).is_empty() && name != required_name
+    if !name.is_empty()
+        && super::rbac::is_path_segment_name(name).is_empty()
+        && name != required_name
     {
         errs.push(FieldError::invalid(
             "metadata.name",
@@ -135,7 +137,9 @@ mod tests {
         );
         assert_eq!(
             messages(&validate("APIService", &obj, None)),
-            [r#"metadata.name: Invalid value: "metrics": must be `spec.version+"."+spec.group`: "v1beta1.metrics.k8s.io""#]
+            [
+                r#"metadata.name: Invalid value: "metrics": must be `spec.version+"."+spec.group`: "v1beta1.metrics.k8s.io""#
+            ]
         );
     }
 
@@ -177,7 +181,9 @@ mod tests {
         );
         assert_eq!(
             messages(&validate("APIService", &obj, None)),
-            [r#"spec.caBundle: Invalid value: "3 bytes": local APIServices may not have a caBundle"#]
+            [
+                r#"spec.caBundle: Invalid value: "3 bytes": local APIServices may not have a caBundle"#
+            ]
         );
         let legacy = api_service(
             "v2.",
