@@ -80,7 +80,15 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             webhook_configuration_defaults(kind, obj)
         }
+        "APIService" => api_service_defaults(obj),
         _ => {}
+    }
+}
+
+/// Upstream kube-aggregator `SetDefaults_ServiceReference`: a service port defaults to 443.
+fn api_service_defaults(obj: &mut Value) {
+    if let Some(service) = obj["spec"]["service"].as_object_mut() {
+        default_to(service, "port", json!(443));
     }
 }
 

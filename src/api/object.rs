@@ -50,6 +50,27 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
+/// The `omitempty` collections of `metav1.ObjectMeta` that Go drops when empty: an
+/// object written with `annotations: {}` (as `kubectl apply` sends when it strips its
+/// last-applied annotation) is stored and answered without them, as upstream's.
+const OMIT_EMPTY_META: [&str; 4] = ["labels", "annotations", "finalizers", "ownerReferences"];
+
+/// Removes the empty (or null) `omitempty` collections from `obj`'s metadata.
+pub fn drop_empty_metadata(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    meta.retain(|k, v| {
+        !OMIT_EMPTY_META.contains(&k.as_str())
+            || match v {
+                Value::Null => false,
+                Value::Object(m) => !m.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                _ => true,
+            }
+    });
+}
+
 /// RFC 3339 timestamp with second precision, as Kubernetes writes `metav1.Time`.
 pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y-%m-%dT%H:%M:%SZ").to_string()

@@ -122,6 +122,7 @@ use k8s_openapi::api::{
 };
 use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -542,6 +543,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: NONE,
         subresources: NONE,
         roundtrip: roundtrip::<k8s_openapi::api::networking::v1::IngressClass>,
+        custom: None,
+    },
+    ResourceDef {
+        group: "apiregistration.k8s.io",
+        version: "v1",
+        kind: "APIService",
+        plural: "apiservices",
+        singular: "apiservice",
+        namespaced: false,
+        short_names: NONE,
+        categories: &["api-extensions"],
+        subresources: &["status"],
+        roundtrip: roundtrip::<APIService>,
         custom: None,
     },
     ResourceDef {

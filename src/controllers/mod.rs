@@ -1,6 +1,7 @@
 //! Controllers running inside `orc server`, each on the framework in `framework/`:
 //! informers over the watch cache, a rate-limited work queue, and a small API client.
 
+pub mod api_service;
 pub mod bootstrap;
 pub mod clock;
 pub mod clusterrole_aggregation;
@@ -107,6 +108,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     let mut set = Spawner::new(config.workqueue_metrics.clone());
     set.spawn(namespace::run(client.clone()));
     set.spawn(clusterrole_aggregation::run(client.clone()));
+    set.spawn(api_service::run(client.clone()));
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
     set.spawn(endpoints::run(client.clone()));
     set.spawn(endpoint_slices::run(client.clone()));

@@ -1,8 +1,16 @@
 //! Namespace controller: gives every namespace its `default` ServiceAccount and drains
 //! terminating namespaces (deletes their objects, then finalizes them).
+//!
+//! As upstream's, it starts draining a terminating namespace only
+//! [`DELETION_GRACE_PERIOD`] after it first sees it terminating: `kubectl delete -f`
+//! of a manifest that lists its Namespace first then still finds (and deletes) the
+//! namespace's other objects itself instead of failing with NotFound on each.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::json;
 
@@ -18,6 +26,9 @@ use super::framework::{
 
 /// How soon a namespace that still has content is looked at again.
 const DRAIN_RETRY: Duration = Duration::from_secs(1);
+/// How long after a namespace is first seen terminating its content is deleted
+/// (upstream's `namespaceDeletionGracePeriod`).
+pub const DELETION_GRACE_PERIOD: Duration = Duration::from_secs(5);
 /// Finalizer the namespace controller owns (in `spec.finalizers`).
 pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 /// Namespaces reconciled at once.
@@ -39,24 +50,56 @@ pub async fn run(client: Arc<dyn Client>) {
         }),
     )];
     wait_for_sync(&informers).await;
+    let seen = Arc::new(TerminatingSince::default());
     run_workers("namespace-controller", queue, WORKERS, move |name| {
-        let client = client.clone();
-        async move { reconcile(&*client, &name).await }
+        let (client, seen) = (client.clone(), seen.clone());
+        async move { reconcile(&*client, &seen, &name).await }
     })
     .await;
 }
 
-/// A live namespace gets its default ServiceAccount; a terminating one is drained and
-/// looked at again until it is empty and finalized.
-async fn reconcile(client: &dyn Client, name: &str) -> Reconciled {
+/// When this controller first saw each terminating namespace (by name).
+#[derive(Default)]
+struct TerminatingSince(Mutex<HashMap<String, Instant>>);
+
+impl TerminatingSince {
+    /// How much longer namespace `name`, terminating as of `now`, waits before it is
+    /// drained (zero once [`DELETION_GRACE_PERIOD`] has passed since it was first seen).
+    fn wait(&self, name: &str, now: Instant) -> Duration {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let since = *seen.entry(name.to_string()).or_insert(now);
+        DELETION_GRACE_PERIOD.saturating_sub(now.saturating_duration_since(since))
+    }
+
+    fn forget(&self, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+}
+
+/// A live namespace gets its default ServiceAccount; a terminating one is drained, after
+/// the grace period, and looked at again until it is empty and finalized.
+async fn reconcile(client: &dyn Client, seen: &TerminatingSince, name: &str) -> Reconciled {
     let Ok(ns) = client.get(namespaces(), None, name) else {
+        seen.forget(name);
         return Ok(None);
     };
     if !object::is_deleting(&ns.value) {
+        seen.forget(name);
         ensure_default_service_account(client, name).await?;
         return Ok(None);
     }
-    Ok((!drain(client, name).await?).then_some(DRAIN_RETRY))
+    let wait = seen.wait(name, Instant::now());
+    if !wait.is_zero() {
+        return Ok(Some(wait));
+    }
+    if drain(client, name).await? {
+        seen.forget(name);
+        return Ok(None);
+    }
+    Ok(Some(DRAIN_RETRY))
 }
 
 async fn ensure_default_service_account(client: &dyn Client, ns: &str) -> Result<(), ApiError> {
@@ -164,11 +207,66 @@ mod tests {
             .delete(namespaces(), None, "team", &DeleteOptions::default())
             .await
             .unwrap();
+        let deleted = tokio::time::Instant::now();
         wait_for("the namespace to be gone", WAIT, || {
             registry.get(namespaces(), None, "team").is_err()
         })
         .await;
         assert!(registry.get(cms, Some("team"), "c").is_err());
+        assert!(
+            deleted.elapsed() >= DELETION_GRACE_PERIOD,
+            "drained after {:?}, before the grace period",
+            deleted.elapsed()
+        );
         task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn content_outlives_the_namespace_delete_for_the_grace_period() {
+        let registry = testutil::registry().await;
+        let task = tokio::spawn(run(registry.clone()));
+        create_namespace(&registry, "app").await;
+        let cms = resources::by_plural("", "v1", "configmaps").unwrap();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "app"}});
+        registry
+            .create(cms, Some("app"), cm, &WriteOptions::default())
+            .await
+            .unwrap();
+        registry
+            .delete(namespaces(), None, "app", &DeleteOptions::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(DELETION_GRACE_PERIOD - Duration::from_millis(500)).await;
+        // What `kubectl delete -f` does next: delete the namespace's objects itself.
+        registry
+            .delete(cms, Some("app"), "c", &DeleteOptions::default())
+            .await
+            .expect("the config map is still there to delete");
+        wait_for("the namespace to be gone", WAIT, || {
+            registry.get(namespaces(), None, "app").is_err()
+        })
+        .await;
+        task.abort();
+    }
+
+    #[test]
+    fn the_grace_period_runs_from_when_the_namespace_is_first_seen_terminating() {
+        let seen = TerminatingSince::default();
+        let t0 = Instant::now();
+        assert_eq!(seen.wait("a", t0), DELETION_GRACE_PERIOD);
+        assert_eq!(
+            seen.wait("a", t0 + Duration::from_secs(2)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(seen.wait("a", t0 + Duration::from_secs(9)), Duration::ZERO);
+        assert_eq!(
+            seen.wait("b", t0 + Duration::from_secs(9)),
+            DELETION_GRACE_PERIOD
+        );
+        seen.forget("a");
+        assert_eq!(
+            seen.wait("a", t0 + Duration::from_secs(10)),
+            DELETION_GRACE_PERIOD
+        );
     }
 }

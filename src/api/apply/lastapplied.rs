@@ -24,17 +24,23 @@ fn annotation(object: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The fields the last client-side apply set that still hold the values it set: the
-/// applier may take these over without conflict. `None` when the object has no usable
-/// annotation (absent, not JSON, another API version, or not a valid object).
+/// The fields the last client-side apply set that still hold the values it set, as the
+/// server stored them (defaulted: a webhook rule's `scope: "*"`, a Deployment's
+/// `strategy.type`): the applier may take these over without conflict, which is where
+/// upstream's kubectl ends after moving its client-side manager's fields to itself.
+/// `None` when the object has no usable annotation (absent, not JSON, another API
+/// version, or not a valid object).
 pub(crate) fn allowed_conflicts(
     live: &Value,
     live_object: &Value,
     req: &Request,
 ) -> Option<FieldSet> {
-    let last: Value = serde_json::from_str(annotation(live)?).ok()?;
+    let mut last: Value = serde_json::from_str(annotation(live)?).ok()?;
     if last.get("apiVersion").and_then(Value::as_str) != Some(req.api_version) {
         return None;
+    }
+    if req.subresource.is_empty() {
+        crate::api::defaults::apply_defaults(req.kind, &mut last);
     }
     let node = &req.shape.root;
     validate(&last, node, false).ok()?;

@@ -174,7 +174,9 @@ fn builtin_override(ty: Ty, field: &str) -> Option<Node> {
         | (Ty::ServiceSpec, "selector")
         | (Ty::ReplicationControllerSpec, "selector")
         | (Ty::DeploymentSpec, "selector")
-        | (Ty::ReplicaSetSpec, "selector") => Node::Atomic,
+        | (Ty::ReplicaSetSpec, "selector")
+        | (Ty::JobSpec, "selector")
+        | (Ty::PodDisruptionBudgetSpec, "selector") => Node::Atomic,
         _ => return None,
     };
     Some(node)
@@ -250,6 +252,18 @@ impl Shape {
                     "template": {"metadata": {}, "spec": {"containers": null}},
                     "updateStrategy": {},
                 },
+                "status": {},
+            }),
+            "Job" => json!({
+                "metadata": {},
+                "spec": {"template": {"metadata": {}, "spec": {"containers": null}}},
+                "status": {},
+            }),
+            "CronJob" => json!({
+                "metadata": {},
+                "spec": {"jobTemplate": {"metadata": {}, "spec": {
+                    "template": {"metadata": {}, "spec": {"containers": null}},
+                }}},
                 "status": {},
             }),
             _ => json!({"metadata": {}}),

@@ -653,6 +653,39 @@ fn kubectl_takes_over_fields_it_applied_client_side_without_conflict() {
 }
 
 #[test]
+fn kubectl_takes_over_an_untracked_client_side_applied_object_with_defaulted_atomic_lists() {
+    // What `kubectl apply -f` of ingress-nginx leaves: a webhook configuration stored
+    // defaulted (each rule gets `scope: "*"`, an atomic list) and not tracked.
+    let ep = Endpoint::builtin(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        false,
+    );
+    let config = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "hook"},
+        "webhooks": [{"name": "validate.example.com", "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "clientConfig": {"service": {"name": "svc", "namespace": "ns"}},
+            "rules": [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["ingresses"]}]}]});
+    let mut live = config.clone();
+    crate::api::defaults::apply_defaults(ep.kind, &mut live);
+    assert_eq!(live["webhooks"][0]["rules"][0]["scope"], "*");
+    live["metadata"]["uid"] = json!("u1");
+    live["metadata"]["annotations"] = json!({
+        LAST_APPLIED_ANNOTATION: format!("{}\n", json::go_json(&config)),
+    });
+    let object = apply(Some(&live), &config, false, &ep.req("kubectl", T2))
+        .expect("kubectl takes over what it applied client-side");
+    assert_eq!(object["webhooks"][0]["name"], "validate.example.com");
+    // A field changed since (by someone else) still conflicts.
+    let mut edited = live.clone();
+    edited["webhooks"][0]["rules"][0]["operations"] = json!(["CREATE", "UPDATE"]);
+    let err = apply(Some(&edited), &config, false, &ep.req("kubectl", T2)).unwrap_err();
+    assert_eq!(conflicts(err).0.len(), 1);
+}
+
+#[test]
 fn kubectl_still_conflicts_on_fields_changed_since_the_client_side_apply() {
     let ep = Endpoint::deployment();
     let csa = client_side_applied(&ep, &deployment_config(3, "nginx:1.24"));

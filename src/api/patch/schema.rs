@@ -1,5 +1,6 @@
 //! Patch strategies and merge keys of the served kinds, as the `patchStrategy` /
-//! `patchMergeKey` struct tags of k8s.io/api (core/v1, apps/v1, coordination/v1) declare them.
+//! `patchMergeKey` struct tags of k8s.io/api (core/v1, apps/v1, batch/v1, policy/v1,
+//! autoscaling/v2, admissionregistration/v1, coordination/v1) declare them.
 //!
 //! The table is keyed by Go type and JSON field name, like upstream's struct-tag lookup, so
 //! a pod template inside a ReplicationController, ReplicaSet or Deployment shares the
@@ -45,6 +46,23 @@ pub(crate) enum Ty {
     DaemonSetSpec,
     DaemonSetStatus,
     ServiceAccount,
+    PersistentVolumeClaim,
+    PersistentVolumeClaimStatus,
+    Job,
+    JobSpec,
+    JobStatus,
+    CronJob,
+    CronJobSpec,
+    JobTemplateSpec,
+    PodDisruptionBudget,
+    PodDisruptionBudgetSpec,
+    PodDisruptionBudgetStatus,
+    HorizontalPodAutoscaler,
+    HorizontalPodAutoscalerStatus,
+    /// ValidatingWebhookConfiguration and MutatingWebhookConfiguration.
+    WebhookConfiguration,
+    /// ValidatingWebhook and MutatingWebhook.
+    Webhook,
 }
 
 impl Ty {
@@ -61,6 +79,14 @@ impl Ty {
             "StatefulSet" => Ty::StatefulSet,
             "DaemonSet" => Ty::DaemonSet,
             "ServiceAccount" => Ty::ServiceAccount,
+            "PersistentVolumeClaim" => Ty::PersistentVolumeClaim,
+            "Job" => Ty::Job,
+            "CronJob" => Ty::CronJob,
+            "PodDisruptionBudget" => Ty::PodDisruptionBudget,
+            "HorizontalPodAutoscaler" => Ty::HorizontalPodAutoscaler,
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+                Ty::WebhookConfiguration
+            }
             _ => Ty::Object,
         }
     }
@@ -91,6 +117,11 @@ const RETAIN_KEYS: Strategy = Strategy {
     merge: false,
     retain_keys: true,
     replace: false,
+};
+const REPLACE: Strategy = Strategy {
+    merge: false,
+    retain_keys: false,
+    replace: true,
 };
 const MERGE_RETAIN_KEYS: Strategy = Strategy {
     merge: true,
@@ -319,6 +350,71 @@ static FIELDS: &[Entry] = &[
     // apps/v1 DaemonSet
     field(Ty::DaemonSetSpec, "template", Ty::PodTemplateSpec),
     keyed(Ty::DaemonSetStatus, "conditions", MERGE, "type", Ty::Opaque),
+    // core/v1 PersistentVolumeClaim
+    field(Ty::PersistentVolumeClaim, "metadata", Ty::ObjectMeta),
+    field(
+        Ty::PersistentVolumeClaim,
+        "status",
+        Ty::PersistentVolumeClaimStatus,
+    ),
+    keyed(
+        Ty::PersistentVolumeClaimStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
+    // batch/v1 Job, CronJob
+    field(Ty::Job, "metadata", Ty::ObjectMeta),
+    field(Ty::Job, "spec", Ty::JobSpec),
+    field(Ty::Job, "status", Ty::JobStatus),
+    field(Ty::JobSpec, "template", Ty::PodTemplateSpec),
+    keyed(Ty::JobStatus, "conditions", MERGE, "type", Ty::Opaque),
+    field(Ty::CronJob, "metadata", Ty::ObjectMeta),
+    field(Ty::CronJob, "spec", Ty::CronJobSpec),
+    field(Ty::CronJobSpec, "jobTemplate", Ty::JobTemplateSpec),
+    field(Ty::JobTemplateSpec, "metadata", Ty::ObjectMeta),
+    field(Ty::JobTemplateSpec, "spec", Ty::JobSpec),
+    // policy/v1 PodDisruptionBudget
+    field(Ty::PodDisruptionBudget, "metadata", Ty::ObjectMeta),
+    field(Ty::PodDisruptionBudget, "spec", Ty::PodDisruptionBudgetSpec),
+    field(
+        Ty::PodDisruptionBudget,
+        "status",
+        Ty::PodDisruptionBudgetStatus,
+    ),
+    strategy(Ty::PodDisruptionBudgetSpec, "selector", REPLACE),
+    keyed(
+        Ty::PodDisruptionBudgetStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
+    // autoscaling/v2 HorizontalPodAutoscaler
+    field(Ty::HorizontalPodAutoscaler, "metadata", Ty::ObjectMeta),
+    field(
+        Ty::HorizontalPodAutoscaler,
+        "status",
+        Ty::HorizontalPodAutoscalerStatus,
+    ),
+    keyed(
+        Ty::HorizontalPodAutoscalerStatus,
+        "conditions",
+        MERGE,
+        "type",
+        Ty::Opaque,
+    ),
+    // admissionregistration/v1 Validating/MutatingWebhookConfiguration
+    field(Ty::WebhookConfiguration, "metadata", Ty::ObjectMeta),
+    keyed(
+        Ty::WebhookConfiguration,
+        "webhooks",
+        MERGE,
+        "name",
+        Ty::Webhook,
+    ),
+    keyed(Ty::Webhook, "matchConditions", MERGE, "name", Ty::Opaque),
 ];
 
 /// Patch metadata of `field` within `owner`; fields not in the table have none.
@@ -352,6 +448,46 @@ mod tests {
             assert!(env.strategy.merge);
             assert_eq!(env.merge_key, Some("name"));
         }
+    }
+
+    #[test]
+    fn job_and_cron_job_templates_reach_container_env() {
+        let job_spec = lookup(Ty::of_kind("Job"), "spec").ty;
+        let cron_spec = lookup(Ty::of_kind("CronJob"), "spec").ty;
+        let cron_job_spec = lookup(lookup(cron_spec, "jobTemplate").ty, "spec").ty;
+        for spec in [job_spec, cron_job_spec] {
+            let pod_spec = lookup(lookup(spec, "template").ty, "spec").ty;
+            let containers = lookup(pod_spec, "containers");
+            assert_eq!(containers.merge_key, Some("name"));
+            assert_eq!(lookup(containers.ty, "env").merge_key, Some("name"));
+        }
+        let status = lookup(Ty::Job, "status").ty;
+        assert_eq!(lookup(status, "conditions").merge_key, Some("type"));
+    }
+
+    #[test]
+    fn webhook_configurations_merge_webhooks_by_name() {
+        for kind in [
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+        ] {
+            let webhooks = lookup(Ty::of_kind(kind), "webhooks");
+            assert!(webhooks.strategy.merge, "{kind}");
+            assert_eq!(webhooks.merge_key, Some("name"), "{kind}");
+            let conditions = lookup(webhooks.ty, "matchConditions");
+            assert_eq!(conditions.merge_key, Some("name"), "{kind}");
+            assert_eq!(lookup(webhooks.ty, "rules"), FieldMeta::UNKNOWN);
+        }
+    }
+
+    #[test]
+    fn disruption_budget_selector_is_replaced_whole() {
+        let spec = lookup(Ty::of_kind("PodDisruptionBudget"), "spec").ty;
+        assert!(lookup(spec, "selector").strategy.replace);
+        let pvc = lookup(Ty::of_kind("PersistentVolumeClaim"), "status").ty;
+        assert_eq!(lookup(pvc, "conditions").merge_key, Some("type"));
+        let hpa = lookup(Ty::of_kind("HorizontalPodAutoscaler"), "status").ty;
+        assert_eq!(lookup(hpa, "conditions").merge_key, Some("type"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! server state (namespace existence, name/namespace/uid immutability, nodePort
 //! allocation) belong to the API server, not here.
 
+mod apiregistration;
 mod autoscaling;
 mod batch;
 mod cluster;
@@ -56,6 +57,7 @@ pub use super::quantity::{
 
 use serde_json::{Map, Value};
 
+use apiregistration::validate_api_service;
 use autoscaling::validate_horizontal_pod_autoscaler;
 use batch::{validate_cron_job, validate_job};
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node, EventApi};
@@ -244,6 +246,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ResourceQuota" => validate_resource_quota(obj, &mut errs),
         "LimitRange" => validate_limit_range(obj, &mut errs),
         "HorizontalPodAutoscaler" => validate_horizontal_pod_autoscaler(obj, &mut errs),
+        "APIService" => validate_api_service(obj, &mut errs),
         _ => {}
     }
     errs

@@ -282,7 +282,7 @@ pub(super) fn name_fn_for(kind: &str) -> NameFn {
     match kind {
         "Namespace" => is_dns1123_label,
         "Service" => is_dns1035_label,
-        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" | "APIService" => {
             super::rbac::is_path_segment_name
         }
         _ => is_dns1123_subdomain,

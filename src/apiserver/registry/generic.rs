@@ -339,6 +339,7 @@ impl Registry {
         ] {
             meta.remove(f);
         }
+        object::drop_empty_metadata(&mut obj);
         let name = object::name(&obj).to_string();
         strategy.prepare_for_create(&cx, &mut obj);
         // Upstream's NamespaceLifecycle admission comes before the other plugins.
@@ -505,6 +506,7 @@ impl Registry {
             }
             meta.remove("resourceVersion");
         }
+        object::drop_empty_metadata(&mut new);
         let mut warnings = Vec::new();
         let call = opts.requester.as_ref().map(|user| Call {
             operation: Operation::Update,
@@ -634,8 +636,12 @@ impl Registry {
         }
         if opts.dry_run {
             allocated.release(&self.allocators);
+            // As upstream's dry-run storage: the answer carries the current
+            // resourceVersion (`kubectl diff` compares it with the live object).
+            let mut new = new;
+            crate::store::set_resource_version(&mut new, old.mod_revision);
             return Ok(with_warnings(
-                written(unstored(&old.key, new), false),
+                written(old.clone().with_value(new), false),
                 warnings,
             ));
         }

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
+    api_service::ApiServiceStrategy,
     batch,
     binding::BindingStrategy,
     config_map::ConfigMapStrategy,
@@ -336,6 +337,7 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
             &super::kinds::hpa::HorizontalPodAutoscalerStrategy
         }
         ("networking.k8s.io", "NetworkPolicy") => &NetworkPolicyStrategy,
+        ("apiregistration.k8s.io", "APIService") => &ApiServiceStrategy,
         ("", "ResourceQuota") => &ResourceQuotaStrategy,
         ("", "LimitRange") => &LimitRangeStrategy,
         ("scheduling.k8s.io", "PriorityClass") => &PriorityClassStrategy,

@@ -496,3 +496,98 @@ async fn objects_over_the_stored_size_limit_are_refused_and_not_written() {
     let now = registry.get_with(&Plain, nodes(), None, "n1").unwrap();
     assert_eq!(now.mod_revision, stored.mod_revision);
 }
+
+#[tokio::test]
+async fn a_dry_run_update_answers_the_current_resource_version() {
+    let (_dir, registry) = registry();
+    let stored = create(&registry, &Plain, "n1").await;
+    let mut changed = node("n1");
+    changed["spec"]["providerID"] = json!("orc://n1");
+    let dry_run = WriteOptions {
+        dry_run: true,
+        ..WriteOptions::default()
+    };
+    let answer = registry
+        .update_with(&Plain, nodes(), None, "n1", changed, None, &dry_run)
+        .await
+        .expect("dry run");
+    assert_eq!(answer.kv.value["spec"]["providerID"], "orc://n1");
+    assert_eq!(
+        answer.kv.value["metadata"]["resourceVersion"],
+        stored.value["metadata"]["resourceVersion"]
+    );
+    let live = registry.get(nodes(), None, "n1").expect("stored");
+    assert!(
+        live.value["spec"]["providerID"].is_null(),
+        "a dry run wrote"
+    );
+}
+
+#[tokio::test]
+async fn empty_labels_and_annotations_are_not_kept() {
+    let (_dir, registry) = registry();
+    let mut n = node("n1");
+    n["metadata"]["labels"] = json!({});
+    n["metadata"]["annotations"] = json!({});
+    let created = registry
+        .create_with(&Plain, nodes(), None, n, &WriteOptions::default())
+        .await
+        .expect("create");
+    assert!(created.kv.value["metadata"].get("labels").is_none());
+    assert!(created.kv.value["metadata"].get("annotations").is_none());
+    let mut updated = node("n1");
+    updated["metadata"]["annotations"] = json!({});
+    updated["metadata"]["finalizers"] = json!([]);
+    updated["metadata"]["labels"] = json!({"a": "b"});
+    let answer = registry
+        .update_with(
+            &Plain,
+            nodes(),
+            None,
+            "n1",
+            updated,
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("update");
+    let meta = &answer.kv.value["metadata"];
+    assert!(meta.get("annotations").is_none() && meta.get("finalizers").is_none());
+    assert_eq!(meta["labels"], json!({"a": "b"}));
+}
+
+#[tokio::test]
+async fn a_new_crd_records_its_storage_version_and_takes_an_update_at_once() {
+    let (_dir, registry) = registry();
+    let crds = resources::by_plural("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("served");
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false,
+                 "schema": {"openAPIV3Schema": {"type": "object"}}},
+                {"name": "v1", "served": true, "storage": true,
+                 "schema": {"openAPIV3Schema": {"type": "object"}}}]}});
+    let created = registry
+        .create(crds, None, crd.clone(), &WriteOptions::default())
+        .await
+        .expect("create");
+    assert_eq!(created.kv.value["status"]["storedVersions"], json!(["v1"]));
+    // No controller has looked at it yet: a second write of the same definition (what
+    // a repeated `kubectl apply --server-side` sends) is still valid.
+    let mut again = crd;
+    again["metadata"]["labels"] = json!({"app": "widgets"});
+    registry
+        .update(
+            crds,
+            None,
+            "widgets.example.com",
+            again,
+            None,
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("update right after the create");
+}

@@ -16,12 +16,23 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 pub struct CrdStrategy;
 
 impl Strategy for CrdStrategy {
+    /// Upstream `PrepareForCreate`: the status starts empty but for the storage version,
+    /// already recorded as stored (an update right after the create, before the
+    /// establishing controller ran, must still pass the stored-versions validation).
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         crd::default_crd(obj);
+        let stored: Vec<Value> = obj["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["storage"] == true)
+            .map(|v| v["name"].clone())
+            .into_iter()
+            .collect();
         obj["status"] = json!({
             "conditions": [],
             "acceptedNames": {"plural": "", "kind": ""},
-            "storedVersions": [],
+            "storedVersions": stored,
         });
     }
 

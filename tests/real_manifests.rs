@@ -1,0 +1,484 @@
+//! Real projects' published install manifests (tests/data/manifests, see its README)
+//! applied to the real binary with the real kubectl, as a homelab user does: `kubectl
+//! apply -f` creates everything (Deployments get their ReplicaSets and Pods), a second
+//! apply says `unchanged` (the few `configured` lines upstream prints too, for
+//! manifests that carry explicit nulls, are named), `kubectl diff` finds nothing,
+//! server-side apply takes the same file, the projects' custom resources are served,
+//! and `kubectl delete -f` deletes every object and the namespace finishes
+//! terminating.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod support;
+use support::server::{stdout, Server};
+use support::wait::wait_until;
+
+/// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
+/// then the drain).
+const TERMINATING: Duration = Duration::from_secs(30);
+/// Longest the controllers may take to create what a manifest implies.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Decompresses `tests/data/manifests/<name>.yaml.gz` into the server's directory and
+/// answers the file's path (kubectl reads it as `-f FILE`, as users do).
+fn manifest(s: &Server, name: &str) -> String {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/manifests")
+        .join(format!("{name}.yaml.gz"));
+    let mut yaml = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&src).expect("open manifest"))
+        .read_to_string(&mut yaml)
+        .expect("gunzip manifest");
+    let path = s.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("write manifest");
+    path.to_string_lossy().into_owned()
+}
+
+/// The `kind/name verb` lines kubectl printed, except those whose verb is `verb`.
+fn lines_not(out: &str, verb: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty() && !l.ends_with(&format!(" {verb}")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `kubectl apply -f FILE` twice: the first creates every object, the second changes
+/// none but `configured` (objects whose manifest holds explicit nulls, which kubectl
+/// always sends, as against any Kubernetes).
+fn apply_twice(s: &Server, file: &str, objects: usize, configured: &[&str]) {
+    let first = s.ok(&["apply", "-f", file]);
+    assert_eq!(
+        first.lines().filter(|l| l.ends_with(" created")).count(),
+        objects,
+        "first apply:\n{first}"
+    );
+    let second = s.ok(&["apply", "-f", file]);
+    let mut changed = lines_not(&second, "unchanged");
+    changed.sort();
+    let mut expected: Vec<String> = configured
+        .iter()
+        .map(|c| format!("{c} configured"))
+        .collect();
+    expected.sort();
+    assert_eq!(changed, expected, "second apply:\n{second}");
+}
+
+/// `kubectl diff -f FILE` finds no difference (exit status 0).
+fn diff_is_empty(s: &Server, file: &str) {
+    let out = s.kubectl(&["diff", "-f", file]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "kubectl diff: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stdout(&out)
+    );
+}
+
+/// Every Deployment in `ns` has a ReplicaSet and as many Pods as it asks for.
+fn deployments_have_pods(s: &Server, ns: &str) {
+    let deployments = s.get_json(&["deployments", "-n", ns]);
+    let deployments = deployments["items"].as_array().expect("items").clone();
+    assert!(!deployments.is_empty(), "no deployments in {ns}");
+    for d in deployments {
+        let name = d["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let want = d["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+        wait_until(SETTLE, &format!("deployment {ns}/{name}'s pods"), || {
+            let owned = |kind: &str, owner: &str, items: &Value| -> Vec<String> {
+                items["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|o| {
+                        o["metadata"]["ownerReferences"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|r| r["kind"] == kind && r["name"] == owner)
+                    })
+                    .map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            };
+            let sets = owned("Deployment", &name, &s.get_json(&["rs", "-n", ns]));
+            let pods = s.get_json(&["pods", "-n", ns]);
+            let count: usize = sets
+                .iter()
+                .map(|rs| owned("ReplicaSet", rs, &pods).len())
+                .sum();
+            (sets.len() == 1 && count == want).then_some(())
+        });
+    }
+}
+
+/// `kubectl delete -f FILE` succeeds (every object is found and deleted, none answers
+/// NotFound) and `namespaces` are gone within [`TERMINATING`].
+fn delete_all(s: &Server, file: &str, namespaces: &[&str]) {
+    let out = s.kubectl(&["delete", "-f", file, "--wait=false"]);
+    assert!(
+        out.status.success(),
+        "kubectl delete -f: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        stdout(&out)
+    );
+    assert!(
+        lines_not(&stdout(&out), "deleted").is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    for ns in namespaces {
+        wait_until(TERMINATING, &format!("namespace {ns} to be gone"), || {
+            let out = s.kubectl(&["get", "namespace", ns]);
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+        });
+    }
+}
+
+#[test]
+fn ingress_nginx_installs_reapplies_unchanged_and_uninstalls() {
+    let s = Server::start();
+    let file = manifest(&s, "ingress-nginx");
+    // As against any Kubernetes: the ConfigMap's manifest says `data: null`, which
+    // kubectl sends on every apply, and the webhook's `rules` (an atomic list) differ
+    // from the live ones by the defaulted `scope: "*"`, so kubectl sends them again.
+    apply_twice(
+        &s,
+        &file,
+        19,
+        &[
+            "configmap/ingress-nginx-controller",
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/ingress-nginx-admission",
+        ],
+    );
+    deployments_have_pods(&s, "ingress-nginx");
+    // The admission Jobs ran their pods; the webhook is registered.
+    for job in [
+        "ingress-nginx-admission-create",
+        "ingress-nginx-admission-patch",
+    ] {
+        wait_until(SETTLE, &format!("job {job}'s pod"), || {
+            let pods = s.ok(&[
+                "get",
+                "pods",
+                "-n",
+                "ingress-nginx",
+                "-l",
+                &format!("batch.kubernetes.io/job-name={job}"),
+                "-o",
+                "name",
+            ]);
+            !pods.trim().is_empty()
+        });
+    }
+    let hook = s.get_json(&["validatingwebhookconfiguration", "ingress-nginx-admission"]);
+    assert_eq!(
+        hook["webhooks"][0]["name"],
+        "validate.nginx.ingress.kubernetes.io"
+    );
+    assert!(s.ok(&["get", "ingressclass"]).contains("nginx"));
+    // The ConfigMap's explicit null is the only difference kubectl diff could see, and
+    // it removes nothing: the live object has no data.
+    diff_is_empty(&s, &file);
+    let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
+    assert!(
+        ssa.lines().all(|l| l.ends_with(" serverside-applied")),
+        "{ssa}"
+    );
+    delete_all(&s, &file, &["ingress-nginx"]);
+    // Cluster-scoped objects went with the rest.
+    assert!(!s.ok(&["get", "ingressclass"]).contains("nginx"));
+    assert!(!s
+        .ok(&["get", "clusterroles", "-o", "name"])
+        .contains("ingress-nginx"));
+}
+
+#[test]
+fn metallb_installs_serves_its_custom_resources_and_uninstalls() {
+    let s = Server::start();
+    let file = manifest(&s, "metallb-native");
+    // The webhook's rules (atomic) differ from the live ones by the defaulted scope.
+    apply_twice(
+        &s,
+        &file,
+        26,
+        &["validatingwebhookconfiguration.admissionregistration.k8s.io/metallb-webhook-configuration"],
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/ipaddresspools.metallb.io",
+        "crd/l2advertisements.metallb.io",
+        "--timeout=20s",
+    ]);
+    deployments_have_pods(&s, "metallb-system");
+    let ds = s.get_json(&["daemonset", "-n", "metallb-system", "speaker"]);
+    assert_eq!(ds["spec"]["template"]["spec"]["hostNetwork"], true);
+    diff_is_empty(&s, &file);
+    // MetalLB's validating webhook (failurePolicy Fail) refuses pools while its
+    // controller pod does not answer (no node runs it here), as upstream does.
+    let refused = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: early, namespace: metallb-system}\nspec: {addresses: [10.0.0.0/30]}\n",
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("ipaddresspoolvalidationwebhook.metallb.io"),
+        "{refused:?}"
+    );
+    s.ok(&[
+        "delete",
+        "validatingwebhookconfiguration",
+        "metallb-webhook-configuration",
+    ]);
+    // A pool and its advertisement, as in MetalLB's layer 2 documentation.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: first-pool, namespace: metallb-system}\nspec:\n  addresses: [192.168.1.240-192.168.1.250]\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: example, namespace: metallb-system}\n",
+    );
+    let pool = s.get_json(&["ipaddresspools", "-n", "metallb-system", "first-pool"]);
+    assert_eq!(pool["spec"]["addresses"][0], "192.168.1.240-192.168.1.250");
+    // The webhook configuration deleted above is the one object not found.
+    let out = s.kubectl(&["delete", "-f", &file, "--wait=false"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("metallb-webhook-configuration") && err.contains("NotFound"),
+        "{err}"
+    );
+    wait_until(TERMINATING, "namespace metallb-system to be gone", || {
+        !s.kubectl(&["get", "namespace", "metallb-system"])
+            .status
+            .success()
+    });
+    wait_until(TERMINATING, "MetalLB's CRDs to be gone", || {
+        !s.ok(&["get", "crd"]).contains("metallb.io")
+    });
+}
+
+#[test]
+fn gatekeeper_installs_reapplies_and_uninstalls() {
+    let s = Server::start();
+    let gatekeeper = manifest(&s, "gatekeeper");
+    // As against any Kubernetes: the PodDisruptionBudget's selector has the `replace`
+    // patch strategy (kubectl always sends it) and the webhooks' rules differ from the
+    // live ones by the defaulted scope.
+    apply_twice(
+        &s,
+        &gatekeeper,
+        31,
+        &[
+            "poddisruptionbudget.policy/gatekeeper-controller-manager",
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io/gatekeeper-mutating-webhook-configuration",
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/gatekeeper-validating-webhook-configuration",
+        ],
+    );
+    deployments_have_pods(&s, "gatekeeper-system");
+    // Its webhook (failurePolicy Fail) now guards namespaces, and no gatekeeper pod
+    // answers here: a new namespace is refused, as upstream refuses it.
+    let refused = s.fails(&["create", "namespace", "blocked"]);
+    assert!(
+        refused.contains("check-ignore-label.gatekeeper.sh")
+            && refused.contains("no ready endpoints"),
+        "{refused}"
+    );
+    diff_is_empty(&s, &gatekeeper);
+    delete_all(&s, &gatekeeper, &["gatekeeper-system"]);
+    s.ok(&["create", "namespace", "allowed"]);
+}
+
+#[test]
+fn longhorn_installs_reapplies_and_uninstalls() {
+    let s = Server::start();
+    let longhorn = manifest(&s, "longhorn");
+    // `nodePort: null` in the frontend Service's port: kubectl sends it every time.
+    apply_twice(&s, &longhorn, 51, &["service/longhorn-frontend"]);
+    deployments_have_pods(&s, "longhorn-system");
+    assert!(s
+        .ok(&["get", "priorityclass"])
+        .contains("longhorn-critical"));
+    let ds = s.get_json(&["daemonset", "-n", "longhorn-system", "longhorn-manager"]);
+    assert_eq!(ds["metadata"]["name"], "longhorn-manager");
+    diff_is_empty(&s, &longhorn);
+    delete_all(&s, &longhorn, &["longhorn-system"]);
+}
+
+#[test]
+fn metrics_server_and_keda_register_their_api_services() {
+    let s = Server::start();
+    let metrics = manifest(&s, "metrics-server");
+    // Its Deployment's `strategy` omits the defaulted `type`: kubectl sends
+    // `$retainKeys` on every apply, against any Kubernetes. Of its 9 objects, the
+    // ClusterRole `system:aggregated-metrics-reader` exists already (orc serves
+    // metrics.k8s.io, as k3s ships metrics-server): the first apply configures it.
+    apply_twice(&s, &metrics, 8, &["deployment.apps/metrics-server"]);
+    deployments_have_pods(&s, "kube-system");
+    // orc serves metrics.k8s.io itself: the registration is available, and says so.
+    wait_until(SETTLE, "v1beta1.metrics.k8s.io to be available", || {
+        let a = s.get_json(&["apiservice", "v1beta1.metrics.k8s.io"]);
+        let c = &a["status"]["conditions"][0];
+        (c["type"] == "Available" && c["status"] == "True").then_some(())
+    });
+    let table = s.ok(&["get", "apiservices"]);
+    assert!(
+        table.contains("v1beta1.metrics.k8s.io")
+            && table.contains("kube-system/metrics-server")
+            && table.contains("True"),
+        "{table}"
+    );
+    // KEDA's CRDs are too big for a client-side apply's annotation (as anywhere): its
+    // documented install is server-side.
+    let keda = manifest(&s, "keda");
+    let out = s.ok(&["apply", "--server-side", "-f", &keda]);
+    assert_eq!(out.lines().count(), 26, "{out}");
+    let again = s.ok(&["apply", "--server-side", "-f", &keda]);
+    assert_eq!(again.lines().count(), 26, "{again}");
+    deployments_have_pods(&s, "keda");
+    // Its external-metrics APIService is stored; orc does not proxy it and says why.
+    wait_until(SETTLE, "KEDA's APIService condition", || {
+        let a = s.get_json(&["apiservice", "v1beta1.external.metrics.k8s.io"]);
+        let c = &a["status"]["conditions"][0];
+        (c["status"] == "False" && c["reason"] == "ProxyNotSupported").then_some(())
+    });
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/scaledobjects.keda.sh",
+        "--timeout=20s",
+    ]);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: cron-scaledobject, namespace: default}\nspec:\n  scaleTargetRef: {name: web}\n  triggers:\n  - type: cron\n    metadata: {timezone: Europe/Berlin, start: 0 6 * * *, end: 0 20 * * *, desiredReplicas: \"2\"}\n",
+    );
+    assert!(s
+        .ok(&["get", "scaledobjects", "-n", "default"])
+        .contains("cron-scaledobject"));
+    s.ok(&[
+        "delete",
+        "scaledobject",
+        "-n",
+        "default",
+        "cron-scaledobject",
+    ]);
+    delete_all(&s, &keda, &["keda"]);
+    delete_all(&s, &metrics, &[]);
+    assert!(!s.ok(&["get", "apiservices"]).contains("metrics.k8s.io"));
+}
+
+#[test]
+fn argo_cd_installs_server_side_and_diffs_clean() {
+    let s = Server::start();
+    let file = manifest(&s, "argocd-install");
+    s.ok(&["create", "namespace", "argocd"]);
+    let out = s.ok(&["apply", "-n", "argocd", "--server-side", "-f", &file]);
+    assert_eq!(out.lines().count(), 59, "{out}");
+    deployments_have_pods(&s, "argocd");
+    // The StatefulSet made its pod.
+    wait_until(SETTLE, "the application controller's pod", || {
+        s.kubectl(&[
+            "get",
+            "pod",
+            "-n",
+            "argocd",
+            "argocd-application-controller-0",
+        ])
+        .status
+        .success()
+    });
+    // A client-side diff of objects that were applied server-side (no last-applied
+    // annotation) finds nothing to change.
+    let diff = s.kubectl(&["diff", "-n", "argocd", "-f", &file]);
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&diff.stderr),
+        stdout(&diff)
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/applications.argoproj.io",
+        "--timeout=20s",
+    ]);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: guestbook, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: 'https://github.com/argoproj/argocd-example-apps.git', targetRevision: HEAD, path: guestbook}\n  destination: {server: 'https://kubernetes.default.svc', namespace: guestbook}\n",
+    );
+    assert!(s
+        .ok(&["get", "applications", "-n", "argocd"])
+        .contains("guestbook"));
+    let all = s.ok(&["get", "all", "-n", "argocd"]);
+    assert!(all.contains("deployment.apps/argocd-server"), "{all}");
+    let out = s.kubectl(&["delete", "-n", "argocd", "-f", &file, "--wait=false"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        lines_not(&stdout(&out), "deleted").is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    wait_until(TERMINATING, "Argo CD's CRDs to be gone", || {
+        !s.ok(&["get", "crd"]).contains("argoproj.io")
+    });
+    s.ok(&["delete", "namespace", "argocd", "--wait=false"]);
+    wait_until(TERMINATING, "namespace argocd to be gone", || {
+        !s.kubectl(&["get", "namespace", "argocd"]).status.success()
+    });
+}
+
+#[test]
+fn prometheus_operator_applies_server_side_twice_in_a_row() {
+    let s = Server::start();
+    let file = manifest(&s, "prometheus-operator");
+    // Its CRDs exceed client-side apply's annotation: server-side, as documented. The
+    // first apply cannot map the ServiceMonitor before its CRD exists (kubectl says
+    // so, as against any Kubernetes); everything else is created.
+    let only_the_service_monitor_unmapped = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.lines()
+                .all(|l| l.contains("ServiceMonitor")
+                    || l.contains("ensure CRDs are installed first")),
+            "{err}"
+        );
+        let applied = stdout(out);
+        assert!(applied.lines().count() >= 15, "{applied}");
+    };
+    let first = s.kubectl(&["apply", "--server-side", "-f", &file]);
+    only_the_service_monitor_unmapped(&first);
+    // At once again, before the definitions are established: every one takes the write
+    // (none is refused for having no stored version yet).
+    let second = s.kubectl(&["apply", "--server-side", "-f", &file]);
+    only_the_service_monitor_unmapped(&second);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "--timeout=20s",
+    ]);
+    let third = s.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(third.lines().count(), 16, "{third}");
+    assert!(third
+        .contains("servicemonitor.monitoring.coreos.com/prometheus-operator serverside-applied"));
+    deployments_have_pods(&s, "default");
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/prometheuses.monitoring.coreos.com",
+        "--timeout=20s",
+    ]);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {name: prometheus, namespace: default}\nspec:\n  serviceAccountName: prometheus\n  serviceMonitorSelector: {matchLabels: {team: frontend}}\n  resources: {requests: {memory: 400Mi}}\n",
+    );
+    assert!(s
+        .ok(&["get", "prometheuses", "-n", "default"])
+        .contains("prometheus"));
+    let out = s.kubectl(&["delete", "-f", &file, "--wait=false"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(TERMINATING, "Prometheus Operator's CRDs to be gone", || {
+        !s.ok(&["get", "crd"]).contains("monitoring.coreos.com")
+    });
+}
