@@ -369,16 +369,20 @@ pub fn fast_args(args: &[OsString]) -> Option<LoggerArgs> {
     if path.as_os_str().is_empty() || path.to_string_lossy().starts_with('-') {
         return None;
     }
-    let (mut max_size, mut max_files) = (None, DEFAULT_ROTATION.max_files);
+    let (mut max_size, mut max_files) = (None, None);
     while let Some(flag) = rest.next() {
         let value = rest.next()?.to_str()?;
         match flag.to_str()? {
             MAX_SIZE_FLAG if max_size.is_none() => max_size = Some(value.parse().ok()?),
-            MAX_FILES_FLAG => max_files = value.parse().ok()?,
+            MAX_FILES_FLAG if max_files.is_none() => max_files = Some(value.parse().ok()?),
             _ => return None,
         }
     }
-    Some(LoggerArgs::new(path, max_size, max_files))
+    Some(LoggerArgs::new(
+        path,
+        max_size,
+        max_files.unwrap_or(DEFAULT_ROTATION.max_files),
+    ))
 }
 
 /// Body of `orc container-logger PATH`: opens the log file, signals readiness to the
@@ -751,6 +755,15 @@ mod tests {
                 "2",
             ]),
             args(&["orc", "container-logger", "/l/0.log", "--max-files", "-1"]),
+            args(&[
+                "orc",
+                "container-logger",
+                "/l/0.log",
+                "--max-files",
+                "2",
+                "--max-files",
+                "3",
+            ]),
             args(&[
                 "orc",
                 "container-logger",
