@@ -11,7 +11,9 @@
 //! Everything lives in one directory under /run that is removed, with both namespaces,
 //! when the bench ends (also on panic).
 //!
-//! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30). For profiling,
+//! Env: ORC_BENCH_PODS (default 100), ORC_BENCH_IDLE_SECS (default 30),
+//! ORC_EVICTION_HARD (the nodes' hard eviction thresholds; default: memory and a disk
+//! 99 % full only, so that a busy development disk does not stop the pods). For profiling,
 //! ORC_BENCH_LOG sets the server's RUST_LOG (default `info`; e.g.
 //! `info,orc::agent::kubelet=debug` for the kubelet's per-step timings) and
 //! ORC_BENCH_SERVER_LOG names a file the server's log is copied to before the bench's
@@ -99,6 +101,17 @@ fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+}
+
+/// The node-pressure thresholds the bench's nodes run with (ORC_EVICTION_HARD, else
+/// memory and a nearly full disk only): a development machine's disk is often past the
+/// default 10 % / 15 % free, and a node under DiskPressure schedules nothing, so the
+/// bench would wait for pods that never start.
+fn eviction_hard() -> String {
+    std::env::var("ORC_EVICTION_HARD").unwrap_or_else(|_| {
+        "memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<5%"
+            .to_string()
+    })
 }
 
 /// The bench's world: a directory, a private containerd, two network namespaces, the
@@ -198,6 +211,7 @@ impl World {
                 .arg("--containerd-socket")
                 .arg(self.dir.join("containerd.sock"))
                 .args(["--containerd-namespace", NAMESPACE])
+                .arg(format!("--eviction-hard={}", eviction_hard()))
                 .env(
                     "RUST_LOG",
                     std::env::var("ORC_BENCH_LOG").unwrap_or_else(|_| "info".into()),
@@ -227,6 +241,7 @@ impl World {
                 .arg("--containerd-socket")
                 .arg(self.dir.join("containerd.sock"))
                 .args(["--containerd-namespace", AGENT_NAMESPACE])
+                .arg(format!("--eviction-hard={}", eviction_hard()))
                 .env("RUST_LOG", "info"),
             &self.dir.join("agent.log"),
         );

@@ -10,8 +10,14 @@ use orc::cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    use orc::agent::runtime::logger;
+    let args = logger::reorder_shim_args(std::env::args_os().collect());
+    // The container logger is on every container start's path (the shim waits for it):
+    // straight to it, before anything the other subcommands set up.
+    if let Some(logger_args) = logger::fast_args(&args) {
+        return logger::main(&logger_args);
+    }
     cli::malloc::limit_arenas();
-    let args = orc::agent::runtime::logger::reorder_shim_args(std::env::args_os().collect());
     let args = match cli::config_file::expand(args) {
         Ok(args) => args,
         Err(e) => {

@@ -120,12 +120,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             max_size,
             max_files,
         } => {
-            let rotation = max_size.map(|max_size| crate::agent::runtime::logger::Rotation {
-                max_size,
-                max_files: max_files.max(2),
-            });
-            crate::agent::runtime::logger::run(&path, rotation)
-                .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", path.display()))
+            // Reached when `fast_args` (main.rs) did not take the command line.
+            let args = crate::agent::runtime::logger::LoggerArgs::new(path, max_size, max_files);
+            crate::agent::runtime::logger::run(&args)
+                .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", args.path.display()))
         }
         Command::Check(args) => check::run(args),
         Command::SecretsEncrypt(args) => secrets_encrypt::run(args),

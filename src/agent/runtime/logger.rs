@@ -332,14 +332,70 @@ pub fn reorder_shim_args(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
-/// Body of `orc container-logger PATH`: signals readiness to the shim, then copies both
-/// pipes into PATH until the container closes them. SIGTERM from the shim is ignored so
-/// that what is still in the pipes gets written (the shim SIGKILLs after its timeout).
-pub fn run(path: &Path, rotation: Option<Rotation>) -> std::io::Result<()> {
+/// What `orc container-logger PATH [--max-size N] [--max-files N]` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggerArgs {
+    pub path: PathBuf,
+    pub rotation: Option<Rotation>,
+}
+
+impl LoggerArgs {
+    /// The rotation `--max-size`/`--max-files` give: none without a size; at least two
+    /// files (the current one and one rotated) with one.
+    pub fn new(path: PathBuf, max_size: Option<u64>, max_files: usize) -> Self {
+        LoggerArgs {
+            path,
+            rotation: max_size.map(|max_size| Rotation {
+                max_size,
+                max_files: max_files.max(2),
+            }),
+        }
+    }
+}
+
+/// The logger's command line (`orc container-logger PATH [--max-size N] [--max-files N]`,
+/// after [`reorder_shim_args`]) read without clap, so that the shim's wait for the
+/// logger (it runs nothing before the logger says it is ready) costs no more than the
+/// exec: no argument parser for the whole CLI, no config file, no tracing, no runtime.
+/// `None` when `args` is not a logger invocation or not one of the shapes the shim
+/// makes (e.g. `--help`, `--max-size=N`, a bad number): clap then reads it and answers
+/// as for any other subcommand.
+pub fn fast_args(args: &[OsString]) -> Option<LoggerArgs> {
+    let mut rest = args.get(1..)?.iter();
+    if rest.next()? != SUBCOMMAND {
+        return None;
+    }
+    let path = PathBuf::from(rest.next()?);
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with('-') {
+        return None;
+    }
+    let (mut max_size, mut max_files) = (None, None);
+    while let Some(flag) = rest.next() {
+        let value = rest.next()?.to_str()?;
+        match flag.to_str()? {
+            MAX_SIZE_FLAG if max_size.is_none() => max_size = Some(value.parse().ok()?),
+            MAX_FILES_FLAG if max_files.is_none() => max_files = Some(value.parse().ok()?),
+            _ => return None,
+        }
+    }
+    Some(LoggerArgs::new(
+        path,
+        max_size,
+        max_files.unwrap_or(DEFAULT_ROTATION.max_files),
+    ))
+}
+
+/// Body of `orc container-logger PATH`: opens the log file, signals readiness to the
+/// shim, then copies both pipes into PATH until the container closes them. SIGTERM from
+/// the shim is ignored so that what is still in the pipes gets written (the shim SIGKILLs
+/// after its timeout). Nothing before the ready signal but the file: the shim waits for
+/// it before `runc create`, on every container start.
+pub fn run(args: &LoggerArgs) -> std::io::Result<()> {
+    let path = &args.path;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = RotatingFile::open(path, rotation, Utc::now)?;
+    let file = RotatingFile::open(path, args.rotation, Utc::now)?;
     // SAFETY: the containerd shim starts a binary:// logger with fds 3 and 4 open on the
     // read ends of the stdout/stderr pipes and fd 5 on the write end of its ready pipe;
     // nothing else in this process owns them.
@@ -350,13 +406,7 @@ pub fn run(path: &Path, rotation: Option<Rotation>) -> std::io::Result<()> {
             OwnedFd::from_raw_fd(READY_FD),
         )
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    // Installing a handler replaces SIGTERM's default action (terminate) for the process.
-    let _sigterm = runtime.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    })?;
+    ignore_sigterm()?;
     drop(ready);
 
     let sink = Arc::new(Mutex::new(file));
@@ -368,6 +418,27 @@ pub fn run(path: &Path, rotation: Option<Rotation>) -> std::io::Result<()> {
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("stderr copier panicked")));
     out.and(err)
+}
+
+/// Sets SIGTERM's disposition to "ignore" for this process.
+fn ignore_sigterm() -> std::io::Result<()> {
+    // SAFETY: SIG_IGN installs no handler code; the logger has no other thread yet.
+    let previous = unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    if previous == libc::SIG_ERR {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `orc container-logger` as a whole process: [`run`], its error on stderr.
+pub fn main(args: &LoggerArgs) -> std::process::ExitCode {
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orc: container logger for {}: {e}", args.path.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
@@ -595,6 +666,121 @@ mod tests {
             ]),
         ] {
             assert_eq!(reorder_shim_args(other.clone()), other);
+        }
+    }
+
+    /// What clap makes of a logger command line (the slow path's reading).
+    fn clap_args(args: &[OsString]) -> Option<LoggerArgs> {
+        use clap::Parser;
+        match crate::cli::Cli::try_parse_from(args).ok()?.command {
+            crate::cli::Command::ContainerLogger {
+                path,
+                max_size,
+                max_files,
+            } => Some(LoggerArgs::new(path, max_size, max_files)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_shims_command_lines_are_read_without_clap_as_clap_reads_them() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let cases = [
+            (
+                args(&[
+                    "orc",
+                    "container-logger",
+                    "/l/0.log",
+                    "--max-size",
+                    "10",
+                    "--max-files",
+                    "3",
+                ]),
+                LoggerArgs::new("/l/0.log".into(), Some(10), 3),
+            ),
+            (
+                args(&[
+                    "orc",
+                    "container-logger",
+                    "/l/0.log",
+                    "--max-files",
+                    "1",
+                    "--max-size",
+                    "10",
+                ]),
+                LoggerArgs::new("/l/0.log".into(), Some(10), 2),
+            ),
+            (
+                args(&["orc", "container-logger", "/l/0.log", "--max-size", "10"]),
+                LoggerArgs::new("/l/0.log".into(), Some(10), DEFAULT_ROTATION.max_files),
+            ),
+            (
+                args(&["orc", "container-logger", "/l/0.log"]),
+                LoggerArgs::new("/l/0.log".into(), None, 5),
+            ),
+        ];
+        for (argv, want) in cases {
+            assert_eq!(fast_args(&argv).as_ref(), Some(&want), "{argv:?}");
+            assert_eq!(clap_args(&argv).as_ref(), Some(&want), "{argv:?}");
+        }
+        assert_eq!(
+            LoggerArgs::new("/l/0.log".into(), Some(10), 1).rotation,
+            Some(Rotation {
+                max_size: 10,
+                max_files: 2
+            })
+        );
+        assert_eq!(LoggerArgs::new("/l/0.log".into(), None, 3).rotation, None);
+    }
+
+    #[test]
+    fn unusual_logger_command_lines_are_left_to_clap() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        for argv in [
+            args(&["orc"]),
+            args(&["orc", "server"]),
+            args(&["orc", "container-logger"]),
+            args(&["orc", "container-logger", "--help"]),
+            args(&["orc", "container-logger", "/l/0.log", "--help"]),
+            args(&["orc", "container-logger", "/l/0.log", "--max-size=10"]),
+            args(&["orc", "container-logger", "/l/0.log", "--max-size"]),
+            args(&["orc", "container-logger", "/l/0.log", "--max-size", "ten"]),
+            args(&[
+                "orc",
+                "container-logger",
+                "/l/0.log",
+                "--max-size",
+                "1",
+                "--max-size",
+                "2",
+            ]),
+            args(&["orc", "container-logger", "/l/0.log", "--max-files", "-1"]),
+            args(&[
+                "orc",
+                "container-logger",
+                "/l/0.log",
+                "--max-files",
+                "2",
+                "--max-files",
+                "3",
+            ]),
+            args(&[
+                "orc",
+                "container-logger",
+                "/l/0.log",
+                "--log-level",
+                "debug",
+            ]),
+            args(&["orc", "container-logger", "/l/0.log", "extra", "x"]),
+            args(&[
+                "orc",
+                "--log-level",
+                "debug",
+                "container-logger",
+                "/l/0.log",
+            ]),
+        ] {
+            assert_eq!(fast_args(&argv), None, "{argv:?}");
         }
     }
 }
