@@ -11,7 +11,10 @@
 # Env: ORC_BENCH_IDLE_SECS (default 30) idle before each idle figure; ORC_BENCH_ENV
 # ("NAME=VALUE ...", e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2") set
 # for orc only, to compare allocators and their settings; ORC_BENCH_API_PODS;
-# ORC_BENCH_PARTS (default "pods,api": which of the two parts to run).
+# ORC_BENCH_PARTS (default "pods,api": which of the two parts to run); ORC_BENCH_MALLOC_STATS=1
+# prints glibc's malloc_stats() of orc at each step of the pods part (through gdb, which
+# stops orc for a moment; glibc builds only); ORC_BENCH_PROBE="COMMAND" runs COMMAND with
+# orc's pid as its last argument at each step of the pods part (e.g. a smaps breakdown).
 # Needs root, containerd, runc, kubectl, busybox-static (scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,11 +99,25 @@ node_ready() {
         -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 api_ready() { [[ -s "$kubeconfig" ]] && kc get --raw /readyz; }
+status_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+# glibc's malloc_stats() of orc (to its stderr, the server log): the arenas' totals.
+malloc_stats() {
+    local from
+    from=$(wc -l <"$dir/server.log")
+    gdb -p "$pid" -batch -ex 'call (void) malloc_stats()' >/dev/null 2>&1 || return 0
+    tail -n +"$((from + 1))" "$dir/server.log" | awk '/^Total \(incl. mmap\):/ { t = 1 }
+        t && /system bytes/ { sys = $4 } t && /in use bytes/ { use = $5 }
+        END { if (sys) printf "    malloc: %.1f MB from the system, %.1f MB in use\n", sys / 1048576, use / 1048576 }'
+}
 report() { # LABEL
     local orc ctd shims
     orc=$(rss_kb "$pid") ctd=$(rss_kb "$(cat "$dir/containerd.pid")") shims=$(shims_kb)
     printf '%-34s orc %6s MB   containerd %5s MB   shims (PSS) %5s MB   total %6s MB\n' "$1" \
         "$(mb "$orc")" "$(mb "$ctd")" "$(mb "$shims")" "$(mb $((orc + ctd + shims)))"
+    printf '    orc: anon %s MB, file %s MB, shmem %s MB, %s threads\n' "$(mb "$(status_kb "$pid" RssAnon)")" \
+        "$(mb "$(status_kb "$pid" RssFile)")" "$(mb "$(status_kb "$pid" RssShmem)")" "$(status_kb "$pid" Threads)"
+    [[ ${ORC_BENCH_MALLOC_STATS:-0} != 1 ]] || malloc_stats
+    [[ -z ${ORC_BENCH_PROBE:-} ]] || ${ORC_BENCH_PROBE} "$pid" || true
 }
 
 mkdir -p "$dir/data/agent/images"

@@ -246,6 +246,18 @@ async fn container_writes_cri_log_and_exits_zero() {
         Some("uid-1")
     );
     assert_eq!(listed[0].image, TEST_IMAGE);
+    // A pod's own containers, filtered by containerd (a pod's teardown asks so).
+    let own = rt
+        .list_containers_labelled("io.kubernetes.pod.uid", "uid-1")
+        .await
+        .unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].id, "log-c1");
+    let other = rt
+        .list_containers_labelled("io.kubernetes.pod.uid", "uid-1-other")
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "{other:?}");
 
     let pid = rt.start("log-c1").await.unwrap();
     assert!(pid > 0);

@@ -32,6 +32,10 @@ pub const RECENT_PARSED: usize = 128;
 /// Bound of [`RECENT_PARSED`] in bytes of JSON (the parsed form is ~9 times larger):
 /// a few large objects do not keep megabytes parsed.
 pub const RECENT_PARSED_BYTES: usize = 1 << 20;
+/// How long the newest writes stay parsed once writes stop (see [`RECENT_PARSED`]): their
+/// readers come within moments of the write, and a server idle after a burst does not
+/// keep its last 128 objects parsed (~3 MB of pods) until the next writes push them out.
+pub const RECENT_PARSED_IDLE: Duration = Duration::from_secs(5);
 /// How often [`expire_periodically`] drops events past their age.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(5);
 
@@ -99,6 +103,8 @@ struct Inner {
     recent: VecDeque<KeyValue>,
     /// JSON bytes of `recent`.
     recent_bytes: usize,
+    /// When the newest events were applied.
+    last_write: Instant,
 }
 
 pub struct Cache {
@@ -162,6 +168,7 @@ impl Cache {
             floor,
             recent: VecDeque::new(),
             recent_bytes: 0,
+            last_write: now,
         };
         trim_history(&mut inner, now);
         Cache {
@@ -243,6 +250,7 @@ impl Cache {
 
     fn apply_at(&self, events: Vec<Event>, now: Instant) {
         let mut inner = self.write();
+        inner.last_write = now;
         for event in events {
             let event = Arc::new(event);
             inner.revision = inner.revision.max(event.revision());
@@ -276,10 +284,17 @@ impl Cache {
         (inner.recent.len(), inner.recent_bytes)
     }
 
-    /// Drops events past [`HistoryLimits::max_age`] at `now` (see [`expire_periodically`]).
+    /// Drops events past [`HistoryLimits::max_age`] at `now` (see [`expire_periodically`]),
+    /// and the parsed forms of the newest writes once none came for [`RECENT_PARSED_IDLE`].
     pub fn expire(&self, now: Instant) {
         let mut inner = self.write();
         trim_history(&mut inner, now);
+        if !inner.recent.is_empty()
+            && now.saturating_duration_since(inner.last_write) >= RECENT_PARSED_IDLE
+        {
+            inner.recent = VecDeque::new();
+            inner.recent_bytes = 0;
+        }
     }
 
     /// Drops history at and below `revision`.
@@ -586,6 +601,27 @@ mod tests {
             "a quiet cluster keeps its last changes"
         );
         assert_eq!(cache.list("/p/", None, 0, &|_| true).items.len(), 6);
+    }
+
+    #[test]
+    fn the_newest_writes_are_unpinned_once_writes_stop() {
+        let cache = Cache::new(vec![], vec![], 0, 0);
+        let start = Instant::now();
+        let event = added("/a/1", 1);
+        let written = event.kv.clone();
+        cache.apply_at(vec![event], start);
+        drop(written);
+        let cached = cache.get("/a/1").unwrap();
+        assert!(cached.value.is_parsed(), "kept parsed while recent");
+        cache.expire(start + RECENT_PARSED_IDLE / 2);
+        assert_eq!(cache.recent_parsed().0, 1, "writes may still come");
+        cache.apply_at(vec![added("/a/2", 2)], start + RECENT_PARSED_IDLE);
+        cache.expire(start + RECENT_PARSED_IDLE * 3 / 2);
+        assert_eq!(cache.recent_parsed().0, 2, "the last write was recent");
+        cache.expire(start + RECENT_PARSED_IDLE * 2);
+        assert_eq!(cache.recent_parsed(), (0, 0));
+        assert!(!cached.value.is_parsed(), "nothing holds the parsed form");
+        assert_eq!(cache.get("/a/1").unwrap().value["metadata"]["name"], "/a/1");
     }
 
     #[test]

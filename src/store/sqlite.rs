@@ -6,11 +6,13 @@
 //! writes into a single transaction, commits it durably (WAL, `synchronous=FULL`),
 //! then applies the events to the cache and answers the callers. No caller is answered
 //! before its batch's transaction committed or failed: every answer reflects a durable
-//! outcome.
+//! outcome. A writer without writes for a few seconds gives SQLite's page cache back
+//! (the next writes refill it from the OS page cache).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -34,6 +36,11 @@ const JOURNAL_SIZE_LIMIT: u64 = 4 << 20;
 /// Free space the datastore's filesystem needs before a store that ran out of space
 /// reports ready again (a successful write clears the failure at once).
 const READY_FREE_SPACE: u64 = 4 << 20;
+/// How long the writer goes without writes before it gives SQLite's page cache back
+/// (`sqlite3_db_release_memory`): up to 2 MiB (SQLite's default `cache_size`) that an idle
+/// server would otherwise keep after a burst of writes. Its next writes read the pages they
+/// need again, from the OS page cache.
+const IDLE_RELEASE: Duration = Duration::from_secs(5);
 /// The tables of an orc datastore; a database holding others belongs to someone else.
 const ORC_TABLES: [&str; 2] = ["kv", "meta"];
 
@@ -163,10 +170,13 @@ impl SqliteStore {
             path: path.to_path_buf(),
             failure: None,
             transformer,
+            idle_release: IDLE_RELEASE,
         };
         std::thread::Builder::new()
             .name("orc-store-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                writer.run(rx);
+            })
             .map_err(|source| StoreError::SpawnWriter { source })?;
         let expiring = Arc::downgrade(&cache);
         std::thread::Builder::new()
@@ -352,6 +362,8 @@ struct Writer {
     path: PathBuf,
     failure: Option<Failure>,
     transformer: Arc<dyn ValueTransformer>,
+    /// See [`IDLE_RELEASE`].
+    idle_release: Duration,
 }
 
 struct Row {
@@ -379,8 +391,37 @@ struct Pending {
 type Decision = (KeyValue, EventType, Option<KeyValue>);
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.blocking_recv() {
+    /// Serves writes until every sender is gone; returns the writer (tests look at it).
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) -> Writer {
+        // The clock for the idle release; without it (it could not be built) the writer
+        // only waits for writes and keeps its page cache.
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .inspect_err(|error| {
+                tracing::warn!(%error, "no timer for the datastore writer: SQLite's page cache is kept while idle");
+            })
+            .ok();
+        let mut wrote = false;
+        loop {
+            let next = match &timer {
+                Some(timer) if wrote => {
+                    // The timeout is made inside the runtime: its timer needs the clock.
+                    let idle = self.idle_release;
+                    match timer.block_on(async { tokio::time::timeout(idle, rx.recv()).await }) {
+                        Ok(next) => next,
+                        Err(_idle) => {
+                            self.release_memory();
+                            wrote = false;
+                            continue;
+                        }
+                    }
+                }
+                _ => rx.blocking_recv(),
+            };
+            let Some(first) = next else {
+                return self;
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -389,6 +430,41 @@ impl Writer {
                 }
             }
             self.process(batch);
+            wrote = true;
+        }
+    }
+
+    /// Bytes of SQLite's page cache held by the connection.
+    fn page_cache_bytes(&self) -> usize {
+        let (mut current, mut highwater) = (0, 0);
+        // SAFETY: the handle is this writer's open connection, used only by this thread;
+        // sqlite3_db_status only reads counters into the two integers.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                self.conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+                &mut current,
+                &mut highwater,
+                0,
+            )
+        };
+        if rc == rusqlite::ffi::SQLITE_OK {
+            usize::try_from(current).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// Gives SQLite's unused cached pages back to the allocator (see [`IDLE_RELEASE`]).
+    fn release_memory(&self) {
+        let before = self.page_cache_bytes();
+        match self.conn.release_memory() {
+            Ok(()) => tracing::debug!(
+                before,
+                after = self.page_cache_bytes(),
+                "idle datastore writer gave SQLite's page cache back"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot release SQLite's page cache"),
         }
     }
 
@@ -982,6 +1058,7 @@ mod tests {
             path,
             failure: None,
             transformer: Arc::new(Identity),
+            idle_release: IDLE_RELEASE,
         }
     }
 
@@ -1046,6 +1123,46 @@ mod tests {
         let store = open(&dir);
         assert_eq!(store.revision(), revision + 1);
         assert!(store.get("/t/boom").is_none());
+    }
+
+    #[test]
+    fn an_idle_writer_gives_sqlites_page_cache_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(&dir);
+        let data = "x".repeat(1000);
+        let batch: Vec<Request> = (0..2000)
+            .map(|i| {
+                request(Op::Create {
+                    key: format!("/t/{i:05}"),
+                    value: obj("x", &data),
+                })
+                .0
+            })
+            .collect();
+        w.process(batch);
+        let busy = w.page_cache_bytes();
+        assert!(busy > 1 << 20, "page cache after 2 MB of writes: {busy} B");
+        // Served by its thread: one more write, then nothing for a while.
+        w.idle_release = Duration::from_millis(20);
+        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        let thread = std::thread::spawn(move || w.run(rx));
+        let (req, reply) = request(create("/t/last"));
+        queue.blocking_send(req).unwrap();
+        assert!(reply.blocking_recv().unwrap().is_ok());
+        // Idle for 25 times the release delay.
+        std::thread::sleep(Duration::from_millis(500));
+        drop(queue);
+        let w = thread
+            .join()
+            .expect("the writer ends when its queue closes");
+        let idle = w.page_cache_bytes();
+        assert!(idle < busy / 8, "page cache {busy} B busy, {idle} B idle");
+        // Still a working store: the next write reads what it needs again.
+        let (req, reply) = request(create("/t/after"));
+        let mut w = w;
+        w.process(vec![req]);
+        assert!(reply.blocking_recv().unwrap().is_ok());
+        assert!(w.cache.get("/t/00000").is_some() && w.cache.get("/t/after").is_some());
     }
 
     #[test]

@@ -475,6 +475,18 @@ pub trait ContainerRuntime: Send + Sync {
     /// Starts `request.cmd` in the running container with the streams it asks for.
     async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession>;
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
+    /// The containers whose label `key` is `value` (a pod's, by its uid label). Runtimes
+    /// that can filter on their side override this: a pod's teardown then does not fetch
+    /// every container of the node (with its runtime spec) to find its own.
+    async fn list_containers_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerSummary>> {
+        let mut all = self.list_containers().await?;
+        all.retain(|c| c.labels.get(key).is_some_and(|v| v == value));
+        Ok(all)
+    }
     /// The runtime's version; an error when it does not answer (the health check).
     async fn version(&self) -> Result<String>;
     /// Sends the runtime's container events to `out` as they happen, until the event

@@ -117,11 +117,12 @@ impl PodWorker {
             }
         }
         // Also instances not tracked (stale ones a previous agent left).
-        if let Ok(all) = runtime.list_containers().await {
-            for c in all {
-                if c.labels.get(container::POD_UID_LABEL) == Some(&self.uid)
-                    && !ids.iter().any(|(_, id)| *id == c.id)
-                {
+        if let Ok(own) = runtime
+            .list_containers_labelled(container::POD_UID_LABEL, &self.uid)
+            .await
+        {
+            for c in own {
+                if !ids.iter().any(|(_, id)| *id == c.id) {
                     let name = c
                         .labels
                         .get(CONTAINER_NAME_LABEL)

@@ -342,7 +342,16 @@ impl ContainerRuntime for ContainerdRuntime {
     }
 
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {
-        self.container_summaries().await
+        self.container_summaries(Vec::new()).await
+    }
+
+    async fn list_containers_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerSummary>> {
+        self.container_summaries(vec![tasks::label_filter(key, value)])
+            .await
     }
 
     async fn follow_events(&self, out: tokio::sync::mpsc::Sender<ContainerEvent>) -> Result<()> {

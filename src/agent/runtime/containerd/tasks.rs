@@ -420,11 +420,16 @@ impl ContainerdRuntime {
         self.remove_snapshot(id).await
     }
 
-    pub(super) async fn container_summaries(&self) -> Result<Vec<ContainerSummary>> {
+    /// The containers matching any of `filters` (containerd's filter syntax; none: all),
+    /// with their state.
+    pub(super) async fn container_summaries(
+        &self,
+        filters: Vec<String>,
+    ) -> Result<Vec<ContainerSummary>> {
         let containers = self
             .client
             .containers()
-            .list(self.request(ListContainersRequest { filters: vec![] }, None))
+            .list(self.request(ListContainersRequest { filters }, None))
             .await
             .map_err(grpc("list containers"))?
             .into_inner()
@@ -476,6 +481,13 @@ impl ContainerdRuntime {
     }
 }
 
+/// A containerd filter selecting the containers whose label `key` equals `value`
+/// (`labels."KEY"=="VALUE"`, both quoted so that dots and dashes are taken literally).
+pub(super) fn label_filter(key: &str, value: &str) -> String {
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("labels.\"{}\"==\"{}\"", quote(key), quote(value))
+}
+
 /// `binary://` URI making the shim run `logger` as orc's container logger writing to
 /// `log_path`, rotated as `rotation` says. The shim passes the query as `key value`
 /// arguments in no fixed order (see [`logger::reorder_shim_args`]).
@@ -487,4 +499,18 @@ pub fn log_uri(logger: &Path, log_path: &Path, rotation: Option<logger::Rotation
         query.append_pair(logger::MAX_FILES_FLAG, &r.max_files.to_string());
     }
     format!("binary://{}?{}", logger.display(), query.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filters_quote_the_key_and_the_value() {
+        assert_eq!(
+            label_filter("io.kubernetes.pod.uid", "6f1c-22"),
+            r#"labels."io.kubernetes.pod.uid"=="6f1c-22""#
+        );
+        assert_eq!(label_filter("k", r#"a"b\c"#), r#"labels."k"=="a\"b\\c""#);
+    }
 }
