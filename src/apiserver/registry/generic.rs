@@ -569,7 +569,7 @@ impl Registry {
                 ));
             }
         }
-        if object::spec_part(&new) != object::spec_part(oldv) {
+        if !object::same_spec_part(&new, oldv) {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
