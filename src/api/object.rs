@@ -221,30 +221,62 @@ impl<'de> serde::de::Visitor<'de> for DuplicateCheck<'_> {
 }
 
 /// Whether two versions of an object are the same apart from bookkeeping fields
-/// (resourceVersion, managedFields), so that an update can be skipped.
+/// (resourceVersion, managedFields), so that an update can be skipped. Compares in
+/// place (no copy of either version).
 pub fn same_content(a: &Value, b: &Value) -> bool {
-    strip_bookkeeping(a) == strip_bookkeeping(b)
+    let bookkeeping = |k: &str| k == "resourceVersion" || k == "managedFields";
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => members_equal(
+            a,
+            b,
+            |_| false,
+            |k, v, w| match k {
+                "metadata" => match (v.as_object(), w.as_object()) {
+                    (Some(m), Some(n)) => members_equal(m, n, bookkeeping, |_, x, y| x == y),
+                    _ => v == w,
+                },
+                _ => v == w,
+            },
+        ),
+        _ => a == b,
+    }
 }
 
-fn strip_bookkeeping(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        meta.remove("managedFields");
-    }
-    v
+/// Whether `a` and `b` have the same members (in any order, as `Value`'s equality)
+/// apart from those `skip` names, members compared by `eq`.
+fn members_equal(
+    a: &Map<String, Value>,
+    b: &Map<String, Value>,
+    skip: impl Fn(&str) -> bool,
+    eq: impl Fn(&str, &Value, &Value) -> bool,
+) -> bool {
+    let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip(k)).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip(k))
+            .all(|(k, v)| b.get(k).is_some_and(|w| eq(k, v, w)))
 }
+
+/// The members that are not what `metadata.generation` tracks.
+const NOT_SPEC: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
 
 /// Everything but `metadata` and `status`: what `metadata.generation` tracks.
 pub fn spec_part(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(obj) = v.as_object_mut() {
-        obj.remove("metadata");
-        obj.remove("status");
-        obj.remove("apiVersion");
-        obj.remove("kind");
+        for k in NOT_SPEC {
+            obj.remove(k);
+        }
     }
     v
+}
+
+/// Whether `spec_part(a) == spec_part(b)`, compared in place.
+pub fn same_spec_part(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => members_equal(a, b, |k| NOT_SPEC.contains(&k), |_, v, w| v == w),
+        _ => a == b,
+    }
 }
 
 /// A random suffix for `generateName`, from the same alphabet upstream uses.
@@ -261,6 +293,45 @@ pub fn random_suffix(len: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn in_place_comparisons_agree_with_comparing_stripped_copies() {
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+                meta.remove("managedFields");
+            }
+            v
+        };
+        let base = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "resourceVersion": "1", "labels": {"a": "1"}},
+            "spec": {"x": 1}, "status": {"phase": "Pending"}});
+        let variants = [
+            base.clone(),
+            json!({"kind": "Pod", "apiVersion": "v1", "status": {"phase": "Pending"}, "spec": {"x": 1},
+                   "metadata": {"labels": {"a": "1"}, "name": "p", "resourceVersion": "9", "managedFields": []}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1}, "status": {"phase": "Pending"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"x": 2}, "status": {"phase": "Pending"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"x": 1}, "status": {"phase": "Running"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"x": 1}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"x": 1}, "extra": null, "status": {"phase": "Pending"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": "odd", "spec": {"x": 1}}),
+            json!({"metadata": {"name": "p", "resourceVersion": "3"}, "status": {}}),
+            json!([1, 2]),
+            json!(null),
+        ];
+        for a in &variants {
+            for b in &variants {
+                assert_eq!(same_content(a, b), strip(a) == strip(b), "{a} vs {b}");
+                assert_eq!(
+                    same_spec_part(a, b),
+                    spec_part(a) == spec_part(b),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn unknown_fields_are_reported_with_their_path() {

@@ -16,10 +16,10 @@ use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::status::ApiError;
 use crate::apiserver::registry::DeleteOptions;
-use crate::store::{Event, KeyValue};
+use crate::store::KeyValue;
 
 use super::endpoints::{
-    pod_has_address, pod_is_ready, resolve_target_port, service_selector, services_selecting,
+    pod_has_address, pod_is_ready, resolve_target_port, service_selector, ServiceSelectors,
 };
 use super::framework::{
     object_key, run_workers, split_key, wait_for_sync, Client, Informer, WorkQueue,
@@ -60,24 +60,15 @@ fn slice_service_key(slice: &Value) -> Option<String> {
     Some(format!("{}/{name}", object::namespace(slice)?))
 }
 
-fn pod_event_keys(client: &dyn Client, event: &Event) -> Vec<String> {
-    let mut versions = vec![&*event.kv.value];
-    if let Some(prev) = &event.prev {
-        versions.push(&*prev.value);
-    }
-    services_selecting(client, &versions)
-}
-
 /// Runs both controllers (one queue of Service keys) until aborted.
 pub async fn run(client: Arc<dyn Client>) {
     let queue = WorkQueue::new();
+    let selectors = Arc::new(ServiceSelectors::default());
     let informers = [
-        Informer::start(
-            client.clone(),
-            services(),
-            queue.clone(),
-            Box::new(|e| vec![object_key(&e.kv.value)]),
-        ),
+        Informer::start(client.clone(), services(), queue.clone(), {
+            let selectors = selectors.clone();
+            Box::new(move |e| selectors.on_service(e))
+        }),
         Informer::start(
             client.clone(),
             endpoints(),
@@ -90,10 +81,12 @@ pub async fn run(client: Arc<dyn Client>) {
             queue.clone(),
             Box::new(|e| slice_service_key(&e.kv.value).into_iter().collect()),
         ),
-        Informer::start(client.clone(), pods(), queue.clone(), {
-            let client = client.clone();
-            Box::new(move |e| pod_event_keys(&*client, e))
-        }),
+        Informer::start(
+            client.clone(),
+            pods(),
+            queue.clone(),
+            Box::new(move |e| selectors.selecting(e)),
+        ),
     ];
     wait_for_sync(&informers).await;
     run_workers("endpointslice-controller", queue, WORKERS, move |key| {

@@ -5,8 +5,8 @@
 //! Services without a selector are left alone (their Endpoints are user-managed); the
 //! `kubernetes` Service in `default` is maintained by bootstrap.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
@@ -15,7 +15,7 @@ use crate::api::resources::{self, ResourceDef};
 use crate::api::selector::LabelSelector;
 use crate::api::status::ApiError;
 use crate::apiserver::registry::DeleteOptions;
-use crate::store::{Event, KeyValue};
+use crate::store::{Event, EventType, KeyValue};
 
 use super::framework::{
     object_key, run_workers, split_key, wait_for_sync, Client, Informer, WorkQueue,
@@ -51,46 +51,88 @@ fn is_bootstrap_managed(ns: &str, name: &str) -> bool {
     ns == "default" && name == "kubernetes"
 }
 
-/// Keys of the services in the pod's namespace that select `pod` (any of its versions).
-pub(crate) fn services_selecting(client: &dyn Client, pods: &[&Value]) -> Vec<String> {
-    let Some(ns) = pods.first().and_then(|p| object::namespace(p)) else {
-        return vec![];
-    };
-    let selecting = client.list(services(), Some(ns), &|kv: &KeyValue| {
-        service_selector(&kv.value)
-            .is_some_and(|sel| pods.iter().any(|p| sel.matches(object::labels(p))))
-    });
-    selecting.iter().map(|kv| object_key(&kv.value)).collect()
+/// The selectors of the Services that have one, by namespace and name, kept from the
+/// Service informer's events: a pod event is matched against them without listing (and
+/// parsing) Services, and without parsing the pod's versions when no Service of its
+/// namespace has a selector. It may lag the store by a Service event; that event
+/// enqueues the Service itself, so no change is missed.
+#[derive(Default)]
+pub(crate) struct ServiceSelectors {
+    by_namespace: Mutex<HashMap<String, BTreeMap<String, LabelSelector>>>,
 }
 
-fn pod_event_keys(client: &dyn Client, event: &Event) -> Vec<String> {
-    let mut versions = vec![&*event.kv.value];
-    if let Some(prev) = &event.prev {
-        versions.push(&*prev.value);
+impl ServiceSelectors {
+    /// Follows a Service event; the key to enqueue for it.
+    pub(crate) fn on_service(&self, event: &Event) -> Vec<String> {
+        let svc = &event.kv.value;
+        let key = object_key(svc);
+        let ns = object::namespace(svc).unwrap_or("").to_string();
+        let name = object::name(svc).to_string();
+        let selector = match event.kind {
+            EventType::Deleted => None,
+            EventType::Added | EventType::Modified => service_selector(svc),
+        };
+        let mut by_namespace = self.by_namespace.lock().unwrap_or_else(|e| e.into_inner());
+        match selector {
+            Some(selector) => {
+                by_namespace.entry(ns).or_default().insert(name, selector);
+            }
+            None => {
+                if let Some(names) = by_namespace.get_mut(&ns) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        by_namespace.remove(&ns);
+                    }
+                }
+            }
+        }
+        vec![key]
     }
-    services_selecting(client, &versions)
+
+    /// Keys of the Services that select the pod of `event` (either of its versions).
+    pub(crate) fn selecting(&self, event: &Event) -> Vec<String> {
+        // The namespace from the datastore key `/core/pods/<namespace>/<name>`.
+        let ns = match event.kv.key.split('/').nth(3) {
+            Some(ns) => ns.to_string(),
+            None => object::namespace(&event.kv.value).unwrap_or("").to_string(),
+        };
+        let by_namespace = self.by_namespace.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(names) = by_namespace.get(&ns) else {
+            return vec![];
+        };
+        let mut versions = vec![event.kv.value.get()];
+        if let Some(prev) = &event.prev {
+            versions.push(prev.value.get());
+        }
+        names
+            .iter()
+            .filter(|(_, sel)| versions.iter().any(|p| sel.matches(object::labels(p))))
+            .map(|(name, _)| format!("{ns}/{name}"))
+            .collect()
+    }
 }
 
 /// Runs the controller until aborted.
 pub async fn run(client: Arc<dyn Client>) {
     let queue = WorkQueue::new();
+    let selectors = Arc::new(ServiceSelectors::default());
     let informers = [
-        Informer::start(
-            client.clone(),
-            services(),
-            queue.clone(),
-            Box::new(|e| vec![object_key(&e.kv.value)]),
-        ),
+        Informer::start(client.clone(), services(), queue.clone(), {
+            let selectors = selectors.clone();
+            Box::new(move |e| selectors.on_service(e))
+        }),
         Informer::start(
             client.clone(),
             endpoints(),
             queue.clone(),
             Box::new(|e| vec![object_key(&e.kv.value)]),
         ),
-        Informer::start(client.clone(), pods(), queue.clone(), {
-            let client = client.clone();
-            Box::new(move |e| pod_event_keys(&*client, e))
-        }),
+        Informer::start(
+            client.clone(),
+            pods(),
+            queue.clone(),
+            Box::new(move |e| selectors.selecting(e)),
+        ),
     ];
     wait_for_sync(&informers).await;
     run_workers("endpoints-controller", queue, WORKERS, move |key| {
@@ -347,6 +389,70 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox", "ports": ports}]},
             "status": {"podIP": ip, "phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
         })
+    }
+
+    fn event(kind: EventType, key: &str, obj: Value, prev: Option<Value>) -> Event {
+        Event {
+            kind,
+            kv: KeyValue::unstored(key, obj),
+            prev: prev.map(|p| KeyValue::unstored(key, p)),
+        }
+    }
+
+    #[test]
+    fn pod_events_enqueue_the_services_selecting_either_version() {
+        let selectors = ServiceSelectors::default();
+        let svc = |name: &str, selector: Value| json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"selector": selector}});
+        let added = |name: &str, obj: Value| {
+            event(
+                EventType::Added,
+                &format!("/core/services/default/{name}"),
+                obj,
+                None,
+            )
+        };
+        assert_eq!(
+            selectors.on_service(&added("web", svc("web", json!({"app": "web"})))),
+            ["default/web"]
+        );
+        selectors.on_service(&added("db", svc("db", json!({"app": "db"}))));
+        // No selector: user-managed endpoints, never matched.
+        selectors.on_service(&added("kubernetes", svc("kubernetes", json!({}))));
+        let labelled = |app: &str| json!({"metadata": {"name": "p", "namespace": "default", "labels": {"app": app}}});
+        let key = "/core/pods/default/p";
+        let created = event(EventType::Added, key, labelled("web"), None);
+        assert_eq!(selectors.selecting(&created), ["default/web"]);
+        let relabelled = event(
+            EventType::Modified,
+            key,
+            labelled("db"),
+            Some(labelled("web")),
+        );
+        assert_eq!(
+            selectors.selecting(&relabelled),
+            ["default/db", "default/web"]
+        );
+        let elsewhere = event(
+            EventType::Added,
+            "/core/pods/other/p",
+            json!({"metadata": {"name": "p", "namespace": "other", "labels": {"app": "web"}}}),
+            None,
+        );
+        assert!(selectors.selecting(&elsewhere).is_empty());
+        // A selector removed, and a Service deleted, select no more.
+        selectors.on_service(&event(
+            EventType::Modified,
+            "/core/services/default/web",
+            svc("web", json!({})),
+            None,
+        ));
+        selectors.on_service(&event(
+            EventType::Deleted,
+            "/core/services/default/db",
+            svc("db", json!({"app": "db"})),
+            None,
+        ));
+        assert!(selectors.selecting(&relabelled).is_empty());
     }
 
     fn service(target_port: Value) -> Value {

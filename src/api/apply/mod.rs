@@ -356,6 +356,26 @@ fn apply_merge(
     Ok((merged, managers))
 }
 
+/// Whether [`update`] would return `new` unchanged without looking at it: an update
+/// (`old` has a uid) of an untracked object (no managed fields) that sends none. Most
+/// writes of a cluster that does not use server-side apply are these (the scheduler's
+/// and the kubelet's status writes), so checking this first spares [`update`]'s copy of
+/// the object and the shape's reset fields.
+pub fn stays_untracked(old: Option<&Value>, new: &Value) -> bool {
+    let untracked = |v: &Value| match v.pointer("/metadata/managedFields") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    };
+    let has_uid = |v: &Value| {
+        v.pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .is_some_and(|uid| !uid.is_empty())
+    };
+    old.is_some_and(|old| has_uid(old) && untracked(old))
+        && new.pointer("/metadata/managedFields").is_none()
+}
+
 /// Records a non-apply write: `new` replaced `old` (`None` for a create). Returns `new`
 /// with `metadata.managedFields` updated; never fails (a value that does not fit the
 /// shape keeps the old object's managed fields, as upstream's `UpdateNoErrors`).

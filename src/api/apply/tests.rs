@@ -573,6 +573,35 @@ fn managed_fields_sent_with_an_update_are_honoured_or_reset() {
 }
 
 #[test]
+fn stays_untracked_only_when_update_would_return_the_write_unchanged() {
+    let ep = Endpoint::config_map();
+    let untracked = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "c", "uid": "u1"}, "data": {"a": "1"}});
+    let mut edited = untracked.clone();
+    edited["data"]["a"] = json!("2");
+    assert!(stays_untracked(Some(&untracked), &edited));
+    // What the fast path skips gives the same answer.
+    assert_eq!(
+        update(Some(&untracked), &edited, &ep.req("editor", T2)),
+        edited
+    );
+    let mut empty = untracked.clone();
+    empty["metadata"]["managedFields"] = json!([]);
+    assert!(stays_untracked(Some(&empty), &edited));
+
+    // A create, a tracked object, and managed fields sent with the write: computed.
+    assert!(!stays_untracked(None, &edited));
+    let mut no_uid = untracked.clone();
+    no_uid["metadata"]["uid"] = json!("");
+    assert!(!stays_untracked(Some(&no_uid), &edited));
+    let tracked = update(None, &untracked, &ep.req("creator", T1));
+    assert!(!stays_untracked(Some(&tracked), &edited));
+    let mut sending = edited.clone();
+    sending["metadata"]["managedFields"] = json!([]);
+    assert!(!stays_untracked(Some(&untracked), &sending));
+}
+
+#[test]
 fn first_apply_to_an_untracked_object_gives_prior_fields_to_before_first_apply() {
     let ep = Endpoint::config_map();
     let live = json!({"apiVersion": "v1", "kind": "ConfigMap",

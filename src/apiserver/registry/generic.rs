@@ -102,6 +102,31 @@ impl std::io::Write for ByteCount {
     }
 }
 
+/// Bytes a number takes in JSON, at most (`-1.7976931348623157e308`, `u64::MAX`).
+const MAX_NUMBER_LEN: usize = 24;
+/// Bytes one byte of a string takes in JSON, at most (a control character: `\u001f`).
+const MAX_ESCAPED_LEN: usize = 6;
+
+/// An upper bound of the length of `value`'s compact JSON, from the lengths of its
+/// strings and the count of its values (no formatting, no escaping).
+fn max_json_len(value: &Value) -> usize {
+    let string = |s: &str| 2 + MAX_ESCAPED_LEN * s.len();
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => MAX_NUMBER_LEN,
+        Value::String(s) => string(s),
+        // Brackets, a comma after each item (one too many: a bound).
+        Value::Array(items) => 2 + items.iter().map(|v| 1 + max_json_len(v)).sum::<usize>(),
+        // Braces, and a colon and a comma for each member.
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| string(k) + 2 + max_json_len(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// Refuses an object whose stored JSON would exceed [`MAX_OBJECT_BYTES`] with upstream's
 /// answer to etcd's refusal (413 `RequestEntityTooLarge`), saying by how much.
 pub(super) fn check_stored_size(
@@ -109,6 +134,11 @@ pub(super) fn check_stored_size(
     name: &str,
     obj: &Value,
 ) -> Result<(), ApiError> {
+    // Nearly every object is far below the limit: a bound found without serializing
+    // settles it; only an object near the limit is serialized to count its bytes.
+    if max_json_len(obj) <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
     let mut count = ByteCount(0);
     serde_json::to_writer(&mut count, obj)
         .map_err(|e| ApiError::internal(format!("encode {} {name:?}: {e}", def.kind)))?;
@@ -489,7 +519,8 @@ impl Registry {
             strategy.prepare_for_update(&cx, &mut new, oldv, subresource);
         }
         {
-            let old_meta = oldv["metadata"].as_object().cloned().unwrap_or_default();
+            // Only these fields of the stored metadata are read: no copy of the rest.
+            let old_meta = oldv["metadata"].as_object();
             let meta = meta_mut(&mut new);
             for f in [
                 "uid",
@@ -499,7 +530,7 @@ impl Registry {
                 "generation",
                 "namespace",
             ] {
-                match old_meta.get(f) {
+                match old_meta.and_then(|m| m.get(f)) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
                 };
@@ -540,7 +571,7 @@ impl Registry {
                 ));
             }
         }
-        if object::spec_part(&new) != object::spec_part(oldv) {
+        if !object::same_spec_part(&new, oldv) {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
@@ -940,6 +971,39 @@ fn deletion_time(now: chrono::DateTime<chrono::Utc>, grace: i64) -> chrono::Date
 #[cfg(test)]
 mod deletion_time_tests {
     use super::*;
+
+    #[test]
+    fn the_size_bound_is_never_below_the_json_length() {
+        let samples = [
+            json!(null),
+            json!(true),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(-1.7976931348623157e308),
+            json!("\u{1}\u{1f}\"\\\n é ✓"),
+            json!([]),
+            json!({}),
+            json!({"metadata": {"name": "p", "labels": {"a\u{0}": "b\t"}},
+                   "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}]}]},
+                   "list": [1, 2.5, null, false, [], {}]}),
+        ];
+        for v in samples {
+            let exact = serde_json::to_vec(&v).unwrap().len();
+            assert!(max_json_len(&v) >= exact, "{v}: bound below {exact}");
+        }
+    }
+
+    #[test]
+    fn objects_near_the_limit_are_measured_exactly() {
+        let def = crate::api::resources::by_plural("", "v1", "configmaps").unwrap();
+        // Its bound is above the limit, its JSON below: admitted.
+        let big = json!({"data": {"a": "x".repeat(MAX_OBJECT_BYTES / 2)}});
+        assert!(max_json_len(&big) > MAX_OBJECT_BYTES);
+        assert!(check_stored_size(def, "big", &big).is_ok());
+        let huge = json!({"data": {"a": "x".repeat(MAX_OBJECT_BYTES)}});
+        let e = check_stored_size(def, "huge", &huge).unwrap_err();
+        assert_eq!((e.code, e.reason), (413, "RequestEntityTooLarge"));
+    }
 
     #[test]
     fn huge_grace_periods_end_in_the_year_9999_and_negative_ones_now() {

@@ -133,7 +133,10 @@ impl Registry {
         // Without `--managed-fields all`, a create that is not an apply leaves the object
         // untracked (as objects older than server-side apply upstream): `apply::update`
         // then leaves it so until an apply starts tracking it.
-        if opts.fields_managed || (old.is_none() && !self.managed_fields_for_all) {
+        if opts.fields_managed
+            || (old.is_none() && !self.managed_fields_for_all)
+            || apply::stays_untracked(old, &new)
+        {
             return new;
         }
         let shape = self.shapes.of(def);

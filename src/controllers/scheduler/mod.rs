@@ -81,6 +81,9 @@ struct Pending {
     /// Without its parsed form: 10,000 unschedulable pods would otherwise each hold
     /// ~18 KB parsed. Each attempt parses it (or shares a form someone holds).
     obj: LazyValue,
+    /// [`fit_fingerprint`] of `obj`: tells whether an update can change where the pod
+    /// fits without parsing `obj` again.
+    fit: u64,
     stage: Stage,
     attempts: u32,
     last_attempt: Option<Instant>,
@@ -202,6 +205,39 @@ fn is_ours(pod: &Value) -> bool {
         pod["spec"]["schedulerName"].as_str(),
         None | Some("") | Some(DEFAULT_SCHEDULER_NAME)
     )
+}
+
+/// A hash of what decides where a pod fits (its spec and labels), equal for equal
+/// values (maps in any order, as `Value`'s equality): comparing it spares parsing the
+/// pod's previous version, which the scheduler keeps only as JSON.
+fn fit_fingerprint(pod: &Value) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    fn feed(v: &Value, h: &mut DefaultHasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => (1u8, b).hash(h),
+            Value::Number(n) => (2u8, n.to_string()).hash(h),
+            Value::String(s) => (3u8, s).hash(h),
+            Value::Array(items) => {
+                (4u8, items.len()).hash(h);
+                items.iter().for_each(|v| feed(v, h));
+            }
+            Value::Object(map) => {
+                // Members in any order: the sum of each member's own hash.
+                let members = map.iter().fold(0u64, |sum, (k, v)| {
+                    let mut m = DefaultHasher::new();
+                    k.hash(&mut m);
+                    feed(v, &mut m);
+                    sum.wrapping_add(m.finish())
+                });
+                (5u8, map.len(), members).hash(h);
+            }
+        }
+    }
+    let mut h = DefaultHasher::new();
+    feed(&pod["spec"], &mut h);
+    feed(&pod["metadata"]["labels"], &mut h);
+    h.finish()
 }
 
 fn backoff_for(attempts: u32) -> Duration {
@@ -396,6 +432,7 @@ impl Cache {
                     key.clone(),
                     Pending {
                         obj: handle.cold(),
+                        fit: fit_fingerprint(&pod),
                         stage: Stage::Queued,
                         attempts: 0,
                         last_attempt: None,
@@ -406,9 +443,9 @@ impl Cache {
             Some(p) => {
                 // Our own status writes come back here: only spec or label changes
                 // can make an unschedulable pod fit.
-                let old = p.obj.get();
-                let changed =
-                    old["spec"] != pod["spec"] || object::labels(&old) != object::labels(&pod);
+                let fit = fit_fingerprint(&pod);
+                let changed = fit != p.fit;
+                p.fit = fit;
                 p.obj = handle.cold();
                 if changed && p.stage == Stage::Unschedulable {
                     p.stage = Stage::Queued;

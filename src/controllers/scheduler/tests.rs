@@ -149,6 +149,57 @@ fn unschedulable_pods_wait_for_a_cluster_change_not_their_own_status() {
 }
 
 #[test]
+fn an_unschedulable_pod_whose_labels_or_spec_change_is_tried_again_at_once() {
+    let mut cache = Cache::new();
+    cache.on_node(EventType::Added, Arc::new(node_json("small", "1", "1Gi")));
+    cache.on_pod(EventType::Added, Arc::new(pod_json("big", "2Gi")));
+    let t0 = Instant::now();
+    assert!(matches!(
+        cache.next_action(t0),
+        Some(Action::ReportUnschedulable { .. })
+    ));
+    assert!(!cache.has_queued());
+    let mut relabelled = pod_json("big", "2Gi");
+    relabelled["metadata"]["labels"] = json!({"tier": "db"});
+    cache.on_pod(EventType::Modified, Arc::new(relabelled.clone()));
+    assert!(cache.has_queued(), "a label change requeues the pod");
+    assert!(matches!(
+        cache.next_action(t0),
+        Some(Action::ReportUnschedulable { .. })
+    ));
+    let mut tolerating = relabelled;
+    tolerating["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}]);
+    cache.on_pod(EventType::Modified, Arc::new(tolerating));
+    assert!(cache.has_queued(), "a spec change requeues the pod");
+}
+
+#[test]
+fn the_fit_fingerprint_follows_spec_and_labels_not_status_or_member_order() {
+    let a = json!({"metadata": {"name": "p", "labels": {"a": "1", "b": "2"}},
+                   "spec": {"containers": [{"name": "c", "image": "i"}], "priority": 0}});
+    let mut reordered = json!({"metadata": {"labels": {"b": "2", "a": "1"}, "name": "p"},
+                               "spec": {"priority": 0, "containers": [{"image": "i", "name": "c"}]}});
+    assert_eq!(a, reordered);
+    assert_eq!(fit_fingerprint(&a), fit_fingerprint(&reordered));
+    reordered["status"] = json!({"phase": "Pending"});
+    reordered["metadata"]["resourceVersion"] = json!("7");
+    assert_eq!(fit_fingerprint(&a), fit_fingerprint(&reordered));
+    let mut relabelled = a.clone();
+    relabelled["metadata"]["labels"]["a"] = json!("9");
+    assert_ne!(fit_fingerprint(&a), fit_fingerprint(&relabelled));
+    let mut respecced = a.clone();
+    respecced["spec"]["priority"] = json!(1);
+    assert_ne!(fit_fingerprint(&a), fit_fingerprint(&respecced));
+    // Values do not shift between members or items.
+    let ab = json!({"spec": {"x": "ab", "y": ""}});
+    let a_b = json!({"spec": {"x": "a", "y": "b"}});
+    assert_ne!(fit_fingerprint(&ab), fit_fingerprint(&a_b));
+    let items = json!({"spec": {"x": [["a"], []]}});
+    let items2 = json!({"spec": {"x": [[], ["a"]]}});
+    assert_ne!(fit_fingerprint(&items), fit_fingerprint(&items2));
+}
+
+#[test]
 fn pods_a_service_selects_spread_although_resources_favour_one_node() {
     let mut cache = Cache::new();
     for n in ["a", "b"] {
