@@ -142,3 +142,74 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use crate::agent::runtime::logger::{fast_args, LoggerArgs, Rotation, DEFAULT_ROTATION};
+
+    /// What clap makes of a logger command line (the slow path's reading).
+    fn clap_args(args: &[OsString]) -> Option<LoggerArgs> {
+        use clap::Parser;
+        match super::Cli::try_parse_from(args).ok()?.command {
+            super::Command::ContainerLogger {
+                path,
+                max_size,
+                max_files,
+            } => Some(LoggerArgs::new(path, max_size, max_files)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_shims_command_lines_are_read_without_clap_as_clap_reads_them() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let cases = [
+            (
+                args(&[
+                    "orc",
+                    "container-logger",
+                    "/l/0.log",
+                    "--max-size",
+                    "10",
+                    "--max-files",
+                    "3",
+                ]),
+                LoggerArgs::new("/l/0.log".into(), Some(10), 3),
+            ),
+            (
+                args(&[
+                    "orc",
+                    "container-logger",
+                    "/l/0.log",
+                    "--max-files",
+                    "1",
+                    "--max-size",
+                    "10",
+                ]),
+                LoggerArgs::new("/l/0.log".into(), Some(10), 2),
+            ),
+            (
+                args(&["orc", "container-logger", "/l/0.log", "--max-size", "10"]),
+                LoggerArgs::new("/l/0.log".into(), Some(10), DEFAULT_ROTATION.max_files),
+            ),
+            (
+                args(&["orc", "container-logger", "/l/0.log"]),
+                LoggerArgs::new("/l/0.log".into(), None, 5),
+            ),
+        ];
+        for (argv, want) in cases {
+            assert_eq!(fast_args(&argv).as_ref(), Some(&want), "{argv:?}");
+            assert_eq!(clap_args(&argv).as_ref(), Some(&want), "{argv:?}");
+        }
+        assert_eq!(
+            LoggerArgs::new("/l/0.log".into(), Some(10), 1).rotation,
+            Some(Rotation {
+                max_size: 10,
+                max_files: 2
+            })
+        );
+        assert_eq!(LoggerArgs::new("/l/0.log".into(), None, 3).rotation, None);
+    }
+}
