@@ -35,8 +35,9 @@ pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest: changes that come within it of a sync are applied together.
 pub const SHORTEST_SYNC_INTERVAL: Duration = Duration::from_millis(5);
 /// A sync is followed by a pause of this many times its own duration (bounded by the two
-/// intervals above), so the proxier spends at most about a tenth of its time syncing.
-pub const SYNC_PAUSE_FACTOR: u32 = 10;
+/// intervals above), so the proxier spends at most about a quarter of its time syncing (a larger factor
+/// turned a sync slowed by a few milliseconds of jitter into a long pause).
+pub const SYNC_PAUSE_FACTOR: u32 = 4;
 /// Wait before retrying a failed sync (the retry is a full resync).
 pub const SYNC_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -1152,11 +1153,15 @@ mod tests {
         // Cheap (an element change): the shortest pause.
         pacer.record(start, Duration::from_micros(300));
         assert_eq!(pacer.delay(start), SHORTEST_SYNC_INTERVAL);
-        // 3 ms: ten times it, counted from when the sync began.
-        pacer.record(start, ms(3));
-        assert_eq!(pacer.delay(start + ms(10)), ms(20));
+        // 5 ms: SYNC_PAUSE_FACTOR times it, counted from when the sync began.
+        pacer.record(start, ms(5));
+        assert_eq!(
+            pacer.delay(start + ms(10)),
+            ms(5) * SYNC_PAUSE_FACTOR - ms(10)
+        );
         // Expensive (a validated table): kube-proxy's interval, no more.
         pacer.record(start, ms(40));
+        assert!(ms(40) * SYNC_PAUSE_FACTOR >= MIN_SYNC_INTERVAL);
         assert_eq!(pacer.delay(start + ms(30)), MIN_SYNC_INTERVAL - ms(30));
         // After a quiet spell: at once.
         assert_eq!(pacer.delay(start + Duration::from_secs(5)), Duration::ZERO);
