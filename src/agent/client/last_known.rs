@@ -178,6 +178,25 @@ impl LastKnownFile {
         })
     }
 
+    /// The file's contents for `items` of `collection`, each already compact JSON (as
+    /// [`LastKnownFile::encode`] writes them, without parsing them again).
+    pub fn encode_json(collection: &str, items: &[impl AsRef<str>]) -> serde_json::Result<Vec<u8>> {
+        let collection = serde_json::to_vec(collection)?;
+        let len = items.iter().map(|item| item.as_ref().len() + 1).sum::<usize>();
+        let mut out = Vec::with_capacity(len + collection.len() + 32);
+        out.extend_from_slice(br#"{"collection":"#);
+        out.extend_from_slice(&collection);
+        out.extend_from_slice(br#","items":["#);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item.as_ref().as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    }
+
     /// Replaces the file with `contents` (atomically, 0600), unless they are too large.
     pub fn store(&self, contents: &[u8]) -> Result<()> {
         if contents.len() > MAX_FILE_BYTES {
@@ -261,7 +280,8 @@ impl LastKnownFile {
 }
 
 /// What the writer task of a [`LastKnownFile`] does with the state: the function
-/// encoding it (with [`LastKnownFile::encode`]), called on a blocking thread.
+/// encoding it (with [`LastKnownFile::encode`] or [`LastKnownFile::encode_json`]),
+/// called on a blocking thread.
 #[derive(Clone)]
 pub struct Save(Arc<dyn Fn() -> serde_json::Result<Vec<u8>> + Send + Sync>);
 
@@ -309,6 +329,32 @@ mod tests {
         assert!(
             matches!(other, Err(LastKnownError::OtherCollection { .. })),
             "{other:?}"
+        );
+    }
+
+    #[test]
+    fn objects_kept_as_json_are_written_as_parsed_ones_are() {
+        let pods = [
+            json!({"metadata": {"name": "a", "labels": {"app": "x\"y"}}, "spec": {}}),
+            json!({"metadata": {"name": "b"}}),
+        ];
+        let texts: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
+        let collection = "/api/v1/pods?fieldSelector=spec.nodeName%3D\"n\"";
+        assert_eq!(
+            LastKnownFile::encode_json(collection, &texts).unwrap(),
+            LastKnownFile::encode(collection, pods.iter()).unwrap()
+        );
+        assert_eq!(
+            LastKnownFile::encode_json(collection, &[] as &[String]).unwrap(),
+            LastKnownFile::encode(collection, [].iter() as std::slice::Iter<Value>).unwrap()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = LastKnownDir::new(dir.path()).file("pods");
+        file.store(&LastKnownFile::encode_json(collection, &texts).unwrap())
+            .unwrap();
+        assert_eq!(
+            file.load::<Value>(collection).unwrap().unwrap(),
+            pods.to_vec()
         );
     }
 

@@ -4,6 +4,7 @@
 //! on failures; the consumer gets typed [`Event`]s. Optionally it keeps what it saw on
 //! disk ([`super::last_known`]) and starts from that when the server cannot be reached.
 
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,6 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -213,10 +213,20 @@ fn key_of(object: &Value) -> ObjectKey {
     (text("namespace"), text("name"), text("uid"))
 }
 
+/// An object the consumer was told about, kept as the compact JSON the server sent: a
+/// parsed copy costs several times its text (a pod: ~4 KB of JSON, ~30 KB as a
+/// `Value`), and the reflector reads its objects back only to report a relist's
+/// deletions and to save them ([`Reflector::remember_in`]), which then shares them.
+type Kept = Arc<str>;
+
+fn kept(object: &Value) -> Kept {
+    // A `Value` always serializes (its map keys are strings).
+    Arc::from(serde_json::to_string(object).unwrap_or_default())
+}
+
 /// A reflector's objects kept on disk ([`Reflector::remember_in`]).
-struct Keeper<T> {
+struct Keeper {
     file: LastKnownFile,
-    encode: Encoder<T>,
     /// The writer task, started at the first save.
     writer: Option<tokio::sync::watch::Sender<Option<Save>>>,
     /// When the objects changed since the last save are due to be saved.
@@ -224,9 +234,6 @@ struct Keeper<T> {
     /// Whether the file was read already, or needs no reading (a list succeeded).
     loaded: bool,
 }
-
-/// Serializes a collection's objects into a last-known file's contents.
-type Encoder<T> = fn(&str, Vec<&T>) -> serde_json::Result<Vec<u8>>;
 
 struct OpenWatch {
     events: EventStream,
@@ -247,7 +254,7 @@ pub struct Reflector<T> {
     api: Arc<dyn ListWatchApi>,
     query: Query,
     /// The objects the consumer was told about, by key.
-    known: BTreeMap<ObjectKey, T>,
+    known: BTreeMap<ObjectKey, Kept>,
     /// Where the next watch starts; `None`: list first.
     resource_version: Option<String>,
     watch: Option<OpenWatch>,
@@ -255,7 +262,7 @@ pub struct Reflector<T> {
     pending: VecDeque<Event<T>>,
     /// Failures since the last success; the next delay grows with them.
     failures: u32,
-    keeper: Option<Keeper<T>>,
+    keeper: Option<Keeper>,
 }
 
 impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
@@ -275,13 +282,9 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
 
     /// Keeps the objects in `file` (debounced) and, when the server cannot be reached
     /// at start, reports what the file holds as an [`Event::LastKnown`].
-    pub fn remember_in(mut self, file: LastKnownFile) -> Reflector<T>
-    where
-        T: Serialize,
-    {
+    pub fn remember_in(mut self, file: LastKnownFile) -> Reflector<T> {
         self.keeper = Some(Keeper {
             file,
-            encode: |collection, items| LastKnownFile::encode(collection, items.into_iter()),
             writer: None,
             due: None,
             loaded: false,
@@ -402,17 +405,15 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
             Value::Array(items) => items,
             _ => Vec::new(),
         };
-        let listed: BTreeMap<ObjectKey, T> = items
-            .into_iter()
-            .filter_map(|object| Some((key_of(&object), self.decode(object)?)))
-            .collect();
+        let (listed, objects) = self.decode_all(items);
         let previous = std::mem::replace(&mut self.known, listed);
-        for (key, object) in previous {
+        for (key, text) in previous {
             if !self.known.contains_key(&key) {
-                self.pending.push_back(Event::Deleted(object));
+                if let Some(object) = self.decode_kept(&text) {
+                    self.pending.push_back(Event::Deleted(object));
+                }
             }
         }
-        let objects = self.known.values().cloned().collect();
         self.pending.push_back(Event::Restarted(objects));
         self.resource_version = Some(resource_version);
         self.listed_at = Instant::now();
@@ -440,16 +441,13 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
                 return;
             }
         };
-        self.known = objects
-            .into_iter()
-            .filter_map(|object| Some((key_of(&object), self.decode(object)?)))
-            .collect();
+        let (known, objects) = self.decode_all(objects);
+        self.known = known;
         tracing::info!(
             resource = %self.query.collection,
             objects = self.known.len(),
             "the server cannot be reached: going on with the last known state"
         );
-        let objects = self.known.values().cloned().collect();
         self.pending.push_back(Event::LastKnown(objects));
     }
 
@@ -471,11 +469,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
             return;
         }
         keeper.due = None;
-        // A copy of the objects goes to the writer, which encodes them on a blocking
-        // thread: changes keep flowing to the consumer meanwhile.
-        let items: Vec<T> = self.known.values().cloned().collect();
-        let (collection, encode) = (self.query.list_path(), keeper.encode);
-        let save = Save::new(move || encode(&collection, items.iter().collect()));
+        // The objects (shared, not copied) go to the writer, which encodes them on a
+        // blocking thread: changes keep flowing to the consumer meanwhile.
+        let items: Vec<Kept> = self.known.values().cloned().collect();
+        let collection = self.query.list_path();
+        let save = Save::new(move || LastKnownFile::encode_json(&collection, &items));
         let file = &keeper.file;
         let writer = keeper
             .writer
@@ -501,8 +499,9 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
         let key = key_of(&object);
         match kind.as_str() {
             "ADDED" | "MODIFIED" => {
+                let text = kept(&object);
                 if let Some(decoded) = self.decode(object) {
-                    self.known.insert(key, decoded.clone());
+                    self.known.insert(key, text);
                     self.pending.push_back(Event::Applied(decoded));
                     self.changed();
                 }
@@ -511,7 +510,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
                 // An object that does not decode is still gone: report it as it was.
                 let known = self.known.remove(&key);
                 self.changed();
-                if let Some(gone) = self.decode(object).or(known) {
+                let gone = match self.decode(object) {
+                    Some(gone) => Some(gone),
+                    None => known.and_then(|text| self.decode_kept(&text)),
+                };
+                if let Some(gone) = gone {
                     self.pending.push_back(Event::Deleted(gone));
                 }
             }
@@ -523,7 +526,43 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
         Ok(())
     }
 
+    /// The objects that decode, by key (kept) and in key order (decoded).
+    fn decode_all(&self, objects: Vec<Value>) -> (BTreeMap<ObjectKey, Kept>, Vec<T>) {
+        let mut decoded: BTreeMap<ObjectKey, (Kept, T)> = BTreeMap::new();
+        for object in objects {
+            let (key, text) = (key_of(&object), kept(&object));
+            if let Some(object) = self.decode(object) {
+                decoded.insert(key, (text, object));
+            }
+        }
+        let mut known = BTreeMap::new();
+        let objects = decoded
+            .into_iter()
+            .map(|(key, (text, object))| {
+                known.insert(key, text);
+                object
+            })
+            .collect();
+        (known, objects)
+    }
+
+    /// A kept object, decoded again (it decoded when it was kept).
+    fn decode_kept(&self, text: &str) -> Option<T> {
+        serde_json::from_str(text)
+            .inspect_err(|e| {
+                tracing::warn!(resource = %self.query.collection, error = %e, "ignoring an unreadable object")
+            })
+            .ok()
+    }
+
     fn decode(&self, object: Value) -> Option<T> {
+        // A reflector of `Value`s takes the object as it is: deserializing a `Value` into
+        // a `Value` would build a copy of it.
+        let object: Box<dyn Any> = Box::new(object);
+        let object = match object.downcast::<T>() {
+            Ok(same) => return Some(*same),
+            Err(other) => *other.downcast::<Value>().ok()?,
+        };
         serde_json::from_value(object)
             .inspect_err(|e| {
                 tracing::warn!(resource = %self.query.collection, error = %e, "ignoring an unreadable object")
