@@ -11,7 +11,8 @@
 # Env: ORC_BENCH_IDLE_SECS (default 30) idle before each idle figure; ORC_BENCH_ENV
 # ("NAME=VALUE ...", e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2") set
 # for orc only, to compare allocators and their settings; ORC_BENCH_API_PODS;
-# ORC_BENCH_PARTS (default "pods,api": which of the two parts to run); ORC_BENCH_MALLOC_STATS=1
+# ORC_EVICTION_HARD (the node's hard eviction thresholds; default: memory and a nearly full
+# disk only); ORC_BENCH_PARTS (default "pods,api": which of the two parts to run); ORC_BENCH_MALLOC_STATS=1
 # prints glibc's malloc_stats() of orc at each step of the pods part (through gdb, which
 # stops orc for a moment; glibc builds only); ORC_BENCH_PROBE="COMMAND" runs COMMAND with
 # orc's pid as its last argument at each step of the pods part (e.g. a smaps breakdown).
@@ -28,6 +29,10 @@ bin=$(realpath "$bin")
 idle=${ORC_BENCH_IDLE_SECS:-30}
 api_pods=${ORC_BENCH_API_PODS:-10000}
 read -r -a extra_env <<<"${ORC_BENCH_ENV:-}"
+# The node's hard eviction thresholds (as benches/pods.rs): memory and a nearly full disk
+# only, so a development machine's disk past the default 10 % free (DiskPressure: no pod
+# is scheduled) does not stop the bench. ORC_EVICTION_HARD overrides.
+eviction_hard=${ORC_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<5%}
 image=docker.io/library/busybox:test
 tag=$(printf '%06x' $((RANDOM * 32768 + RANDOM)))
 dir=/run/orc-bench-memory-$tag ns=orc-bm-$tag
@@ -134,7 +139,7 @@ echo "orc memory: $bin ${ORC_BENCH_ENV:+($ORC_BENCH_ENV) }$(stat -c %s "$bin") b
 if [[ ${ORC_BENCH_PARTS:-pods,api} == *pods* ]]; then
 kubeconfig=$dir/kubeconfig
 # nsenter and env exec: $! is orc's pid.
-nsenter --net="/var/run/netns/$ns" env "${extra_env[@]}" "$bin" server --data-dir "$dir/data" --bind-address 127.0.0.1 \
+nsenter --net="/var/run/netns/$ns" env ORC_EVICTION_HARD="$eviction_hard" "${extra_env[@]}" "$bin" server --data-dir "$dir/data" --bind-address 127.0.0.1 \
     --https-port "$port" --write-kubeconfig "$kubeconfig" --node-name bench-node \
     --cluster-cidr 10.196.0.0/16 --node-ip 192.168.234.2 --log-level warn \
     --containerd-socket "$dir/containerd.sock" --containerd-namespace orc-bench-memory \

@@ -26,6 +26,16 @@ const WORKERS: usize = 2;
 /// Work item prefixes: check a dependent against its owners / process a deleting owner.
 const ATTEMPT: &str = "attempt:";
 const OWNER: &str = "owner:";
+/// Datastore prefixes of what the collector leaves out, as upstream's
+/// `DefaultIgnoredResources`: events (core and `events.k8s.io`, one store). A cluster
+/// keeps thousands of them for an hour; tracking each would cost the graph several
+/// small allocations per event for nothing — events own nothing, and upstream never
+/// collects an event through its owner references either.
+const IGNORED_PREFIXES: [&str; 2] = ["/core/events/", "/events.k8s.io/events/"];
+
+fn ignored(key: &str) -> bool {
+    IGNORED_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
 
 /// Owner uid → references (`ObjectRef`) of its dependents, and the reverse.
 #[derive(Default)]
@@ -128,6 +138,9 @@ impl ObjectRef {
 
 /// Updates the graph for a change and returns the work it causes.
 fn observe(graph: &mut Graph, event: &Event, served: &Resources) -> Vec<String> {
+    if ignored(&event.kv.key) {
+        return vec![];
+    }
     let obj = &*event.kv.value;
     // Objects of kinds this server does not serve can be neither checked nor deleted.
     let Some(key) = ObjectRef::of(obj, served) else {
@@ -550,6 +563,41 @@ mod tests {
 
     fn exists(registry: &Registry, def: &ResourceDef, name: &str) -> bool {
         registry.get(def, Some("default"), name).is_ok()
+    }
+
+    #[test]
+    fn events_are_left_out_of_the_graph_as_upstream() {
+        let served = resources::Catalog::new().snapshot();
+        let owner_uid = "5df3fcee-97ec-4602-b1cd-1a6dfcc3aaaa";
+        let event = |key: &str, kind: &str, api_version: &str| Event {
+            kind: EventType::Added,
+            kv: crate::store::make_kv(
+                key,
+                json!({"apiVersion": api_version, "kind": kind,
+                    "metadata": {"name": "e", "namespace": "default", "uid": "u-1",
+                        "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": owner_uid}]}}),
+                1,
+                1,
+            ),
+            prev: None,
+        };
+        let mut graph = Graph::default();
+        for (key, kind, api_version) in [
+            ("/core/events/default/e", "Event", "v1"),
+            ("/events.k8s.io/events/default/e", "Event", "events.k8s.io/v1"),
+        ] {
+            assert!(observe(&mut graph, &event(key, kind, api_version), &served).is_empty());
+        }
+        assert!(graph.owners_of.is_empty() && graph.uid_to_key.is_empty());
+        assert!(graph.dependents_of(owner_uid).is_empty());
+        // Anything else with the same owner reference is tracked and checked.
+        let work = observe(
+            &mut graph,
+            &event("/core/configmaps/default/e", "ConfigMap", "v1"),
+            &served,
+        );
+        assert_eq!(work, vec!["attempt:v1|ConfigMap|default|e".to_string()]);
+        assert_eq!(graph.dependents_of(owner_uid).len(), 1);
     }
 
     async fn delete_with(registry: &Registry, name: &str, policy: Option<&str>) {
