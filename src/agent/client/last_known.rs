@@ -182,7 +182,10 @@ impl LastKnownFile {
     /// [`LastKnownFile::encode`] writes them, without parsing them again).
     pub fn encode_json(collection: &str, items: &[impl AsRef<str>]) -> serde_json::Result<Vec<u8>> {
         let collection = serde_json::to_vec(collection)?;
-        let len = items.iter().map(|item| item.as_ref().len() + 1).sum::<usize>();
+        let len = items
+            .iter()
+            .map(|item| item.as_ref().len() + 1)
+            .sum::<usize>();
         let mut out = Vec::with_capacity(len + collection.len() + 32);
         out.extend_from_slice(br#"{"collection":"#);
         out.extend_from_slice(&collection);
