@@ -269,6 +269,21 @@ pub fn same_spec_part(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether `a` and `b` agree on everything but `metadata`, `apiVersion` and `kind`
+/// (what a custom object's generation tracks when its kind has no status
+/// subresource), compared in place.
+pub fn same_but_metadata(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => members_equal(
+            a,
+            b,
+            |k| matches!(k, "metadata" | "apiVersion" | "kind"),
+            |_, v, w| v == w,
+        ),
+        _ => a == b,
+    }
+}
+
 /// A random suffix for `generateName`, from the same alphabet upstream uses.
 pub fn random_suffix(len: usize) -> String {
     use rand::Rng;

@@ -360,7 +360,9 @@ impl Registry {
             Value::String(uuid::Uuid::new_v4().to_string()),
         );
         meta.insert("creationTimestamp".into(), Value::String(now()));
-        meta.insert("generation".into(), json!(1));
+        if strategy.tracks_generation() {
+            meta.insert("generation".into(), json!(1));
+        }
         for f in [
             "resourceVersion",
             "deletionTimestamp",
@@ -571,7 +573,7 @@ impl Registry {
                 ));
             }
         }
-        if !object::same_spec_part(&new, oldv) {
+        if strategy.tracks_generation() && strategy.generation_moves(&cx, &new, oldv) {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
