@@ -728,3 +728,79 @@ fn rabbitmq_operator_installs_and_serves_a_cluster() {
     s.ok(&["delete", "rabbitmqcluster", "-n", "default", "hello-world"]);
     delete_all(&s, &file, &["rabbitmq-system-customized"]);
 }
+
+#[test]
+fn eck_operator_applies_with_its_placeholder_ca_bundle_then_server_side() {
+    let s = Server::start();
+    let file = manifest(&s, "eck-all-in-one");
+    // The user's copy installs into a namespace of their own, created beforehand.
+    s.ok(&["create", "namespace", "platform"]);
+    // Its webhook configuration carries ECK's placeholder `caBundle: Cg==` (a newline,
+    // replaced by the operator): stored as upstream stores it, not refused. On
+    // re-apply, as against any Kubernetes: CRDs holding `creationTimestamp: null` and
+    // an empty status, the StatefulSet's `cpu: 1` (kubernetes#66450) and the webhooks'
+    // rules without the defaulted scope say `configured`.
+    let crds = [
+        "agents.agent.k8s.elastic.co",
+        "apmservers.apm.k8s.elastic.co",
+        "beats.beat.k8s.elastic.co",
+        "elasticmapsservers.maps.k8s.elastic.co",
+        "elasticsearches.elasticsearch.k8s.elastic.co",
+        "enterprisesearches.enterprisesearch.k8s.elastic.co",
+        "kibanas.kibana.k8s.elastic.co",
+    ]
+    .map(|c| format!("customresourcedefinition.apiextensions.k8s.io/{c}"));
+    let mut configured: Vec<&str> = crds.iter().map(String::as_str).collect();
+    configured.push("statefulset.apps/elastic-operator");
+    configured.push(
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/elastic-operator.platform.k8s.elastic.co",
+    );
+    apply_twice(&s, &file, 17, &configured);
+    let hook = s.get_json(&[
+        "validatingwebhookconfiguration",
+        "elastic-operator.platform.k8s.elastic.co",
+    ]);
+    assert_eq!(hook["webhooks"][0]["clientConfig"]["caBundle"], "Cg==");
+    // Server-side apply after the client-side one: `cpu: 1` is the stored "1", so
+    // it conflicts with nothing.
+    for _ in 0..2 {
+        let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
+        assert_eq!(
+            ssa.lines()
+                .filter(|l| l.ends_with(" serverside-applied"))
+                .count(),
+            17,
+            "{ssa}"
+        );
+    }
+    diff_is_empty(&s, &file);
+    wait_until(SETTLE, "the operator's pod", || {
+        s.kubectl(&["get", "pod", "-n", "platform", "elastic-operator-0"])
+            .status
+            .success()
+    });
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/elasticsearches.elasticsearch.k8s.elastic.co",
+        "--timeout=20s",
+    ]);
+    // ECK's quickstart: its webhook (failurePolicy Ignore) cannot be called here, so
+    // the object is admitted, as upstream admits it.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: elasticsearch.k8s.elastic.co/v1\nkind: Elasticsearch\nmetadata: {name: quickstart, namespace: default}\nspec:\n  version: 8.2.0\n  nodeSets:\n  - name: default\n    count: 1\n    config: {node.store.allow_mmap: false}\n",
+    );
+    assert!(s
+        .ok(&["get", "elasticsearch", "-n", "default"])
+        .contains("quickstart"));
+    delete_all(&s, &file, &[]);
+    s.ok(&["delete", "namespace", "platform", "--wait=false"]);
+    wait_until(TERMINATING, "ECK's CRDs and namespace to be gone", || {
+        !s.ok(&["get", "crd"]).contains("k8s.elastic.co")
+            && !s
+                .kubectl(&["get", "namespace", "platform"])
+                .status
+                .success()
+    });
+}

@@ -696,3 +696,41 @@ async fn a_generation_a_client_sends_is_kept_on_create_and_never_updated() {
     .await;
     assert_eq!(reset, (json!(1), json!(2)));
 }
+
+#[tokio::test]
+async fn a_numeric_quantity_in_an_apply_matches_the_stored_string() {
+    // Created by another client (as `kubectl apply` without --server-side does), then
+    // server-side applied with the same `cpu: 1`: the same value, so no conflict with
+    // the fields the object held before its first apply.
+    let registry = crate::controllers::testutil::registry().await;
+    let def = resources::by_plural("apps", "v1", "deployments").expect("served");
+    let created = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "op", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "op"}},
+                 "template": {"metadata": {"labels": {"app": "op"}},
+                              "spec": {"containers": [{"name": "c", "image": "img",
+                                  "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}}}});
+    registry
+        .create(def, Some("default"), created, &WriteOptions::default())
+        .await
+        .expect("create");
+    let config = b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op, namespace: default}\nspec:\n  selector: {matchLabels: {app: op}}\n  template:\n    metadata: {labels: {app: op}}\n    spec:\n      containers:\n      - name: c\n        image: img\n        resources: {limits: {cpu: 1, memory: 1Gi}}\n";
+    let opts = WriteOptions {
+        field_manager: Some("installer".into()),
+        ..Default::default()
+    };
+    let applied = registry
+        .patch(
+            def,
+            Some("default"),
+            "op",
+            (crate::api::patch::PatchType::Apply, config),
+            None,
+            &opts,
+        )
+        .await
+        .expect("no conflict");
+    let limits =
+        &applied.kv.value["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"];
+    assert_eq!(limits["cpu"], "1");
+}
