@@ -255,7 +255,10 @@ impl Registry {
             }
             None => obj["kind"] = Value::String(def.kind.to_string()),
         }
-        object::normalize_quantities(&mut obj);
+        if def.custom.is_none() {
+            // Custom objects keep their numbers: their schema says what they are.
+            object::normalize_quantities(&mut obj);
+        }
         let typed = strategy.typed(&self.context(def), &obj).map_err(|e| {
             ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
