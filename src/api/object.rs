@@ -90,7 +90,8 @@ pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
 /// decoder only takes strings, so numbers under quantity maps are turned into strings:
 /// those of a built-in object's resources, capacities and volume sizes anywhere, and
 /// the quantity maps of ResourceQuotas (`hard`, `used`) and LimitRanges (`max`, `min`,
-/// `default`, `defaultRequest`, `maxLimitRequestRatio`) at their own places.
+/// `default`, `defaultRequest`, `maxLimitRequestRatio`) and the metric values of
+/// HorizontalPodAutoscalers at their own places.
 pub fn normalize_quantities(value: &mut Value) {
     normalize_kind_quantity_maps(value);
     normalize_nested_quantities(value);
@@ -128,6 +129,33 @@ fn normalize_kind_quantity_maps(obj: &mut Value) {
                     "maxLimitRequestRatio",
                 ] {
                     quantity_map_to_strings(item.get_mut(key));
+                }
+            }
+        }
+        Some("HorizontalPodAutoscaler") => {
+            // autoscaling/v2 metric targets and current values (`averageValue: 1000`).
+            let metrics = [
+                ("/spec/metrics", "target"),
+                ("/status/currentMetrics", "current"),
+            ];
+            for (path, member) in metrics {
+                let list = obj.pointer_mut(path).and_then(Value::as_array_mut);
+                for metric in list.into_iter().flatten() {
+                    let sources = metric
+                        .as_object_mut()
+                        .into_iter()
+                        .flat_map(|m| m.values_mut());
+                    for source in sources {
+                        if let Some(values) = source.get_mut(member).and_then(Value::as_object_mut)
+                        {
+                            for key in ["value", "averageValue"] {
+                                if let Some(Value::Number(n)) = values.get(key) {
+                                    let text = n.to_string();
+                                    values.insert(key.into(), Value::String(text));
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -445,6 +473,25 @@ mod tests {
         ] {
             assert!(range["spec"]["limits"][0][key]["cpu"].is_string(), "{key}");
         }
+        let mut hpa = json!({"kind": "HorizontalPodAutoscaler", "spec": {"metrics": [
+            {"type": "Pods", "pods": {"metric": {"name": "pps"},
+                "target": {"type": "AverageValue", "averageValue": 1000}}},
+            {"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}]},
+            "status": {"currentMetrics": [{"type": "Object", "object": {"current": {"value": 3}}}]}});
+        normalize_quantities(&mut hpa);
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"],
+            "1000"
+        );
+        assert_eq!(
+            hpa["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"],
+            50
+        );
+        assert_eq!(
+            hpa["status"]["currentMetrics"][0]["object"]["current"]["value"],
+            "3"
+        );
         // Elsewhere such names are not quantities.
         let mut other =
             json!({"kind": "HorizontalPodAutoscaler", "spec": {"max": {"replicas": 3}}});
