@@ -494,3 +494,33 @@ fn schemas_default_prune_and_validate_custom_objects_with_cel_rules() {
         "{out:?}"
     );
 }
+
+#[test]
+fn without_a_status_subresource_any_change_but_metadata_moves_the_generation() {
+    let s = Server::start();
+    s.apply_yaml(
+        "apply",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gadgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: gadgets, singular: gadget, kind: Gadget}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n",
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=20s",
+    ]);
+    s.apply_yaml(
+        "create",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: default}\nspec: {size: 1}\n",
+    );
+    let generation = || s.get_json(&["gadget", "g"])["metadata"]["generation"].clone();
+    assert_eq!(generation(), 1);
+    // As upstream's custom resource strategy: with no status subresource, the status
+    // is part of what generation tracks; labels are not.
+    let patch = |p: &str| s.ok(&["patch", "gadget", "g", "--type=merge", "-p", p]);
+    patch(r#"{"status":{"ready":true}}"#);
+    assert_eq!(generation(), 2);
+    patch(r#"{"metadata":{"labels":{"tier":"a"}}}"#);
+    assert_eq!(generation(), 2);
+    patch(r#"{"spec":{"size":2}}"#);
+    assert_eq!(generation(), 3);
+}

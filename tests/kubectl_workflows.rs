@@ -48,6 +48,14 @@ spec:
 fn apply_creates_is_idempotent_updates_and_prunes_removed_fields() {
     let s = Server::start();
     assert!(s.apply_yaml("apply", DEPLOY_V1).contains("created"));
+    // The deployment controller's status writes come first: only then does an
+    // unchanged apply have a resourceVersion to keep.
+    support::server::wait_for("the deployment's status", || {
+        let d = s.get_json(&["deploy", "web"]);
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["replicas"] == d["spec"]["replicas"]
+            && d["status"]["unavailableReplicas"] == d["spec"]["replicas"]
+    });
     let first = s.get_json(&["deploy", "web"]);
     assert!(
         first["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]

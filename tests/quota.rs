@@ -338,3 +338,43 @@ spec:
         stderr(&out)
     );
 }
+
+#[test]
+fn quotas_and_limit_ranges_written_with_plain_numbers_are_accepted_and_enforced() {
+    // `pods: 10` and `cpu: 0.5` as YAML numbers, as many charts render them: upstream
+    // reads them as quantities.
+    let s = Server::start();
+    s.apply_yaml(
+        "apply",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: default}\nspec:\n  hard: {pods: 1, requests.cpu: 1}\n---\napiVersion: v1\nkind: LimitRange\nmetadata: {name: lr, namespace: default}\nspec:\n  limits:\n  - type: Container\n    max: {cpu: 2}\n    default: {cpu: 0.5}\n    defaultRequest: {cpu: 0.25}\n    maxLimitRequestRatio: {cpu: 4}\n",
+    );
+    let q = s.get_json(&["quota", "q"]);
+    assert_eq!(q["spec"]["hard"]["pods"], "1");
+    let lr = s.get_json(&["limitrange", "lr"]);
+    assert_eq!(lr["spec"]["limits"][0]["default"]["cpu"], "0.5");
+    // The range defaults a container's request; the quota counts it and holds the
+    // second pod back.
+    let first = create_in(&s, "default", &pod_yaml("first", ""));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let pod = s.get_json(&["pod", "first"]);
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "0.25"
+    );
+    let second = create_in(&s, "default", &pod_yaml("second", ""));
+    assert!(
+        stderr(&second).contains("exceeded quota: q"),
+        "{}",
+        stderr(&second)
+    );
+    // Server-side apply takes the same file.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: default}\nspec:\n  hard: {pods: 2, requests.cpu: 1}\n",
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: default}\nspec:\n  hard: {pods: 2, requests.cpu: 1}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -482,3 +482,325 @@ fn prometheus_operator_applies_server_side_twice_in_a_row() {
         !s.ok(&["get", "crd"]).contains("monitoring.coreos.com")
     });
 }
+
+/// `metadata.generation` of `kubectl get ARGS` (empty when the object has none).
+fn generation(s: &Server, args: &[&str]) -> String {
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["-o", "jsonpath={.metadata.generation}"]);
+    s.ok(&a).trim().to_string()
+}
+
+#[test]
+fn flux_installs_serves_its_sources_and_uninstalls() {
+    let s = Server::start();
+    let file = manifest(&s, "flux");
+    apply_twice(&s, &file, 31, &[]);
+    deployments_have_pods(&s, "flux-system");
+    diff_is_empty(&s, &file);
+    let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(
+        ssa.lines()
+            .filter(|l| l.ends_with(" serverside-applied"))
+            .count(),
+        31,
+        "{ssa}"
+    );
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gitrepositories.source.toolkit.fluxcd.io",
+        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+        "--timeout=20s",
+    ]);
+    // A source and what Flux builds from it, as in Flux's getting-started guide.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: podinfo, namespace: flux-system}\nspec:\n  interval: 1m\n  url: https://github.com/stefanprodan/podinfo\n  ref: {branch: master}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: podinfo, namespace: flux-system}\nspec:\n  interval: 30m\n  path: ./kustomize\n  prune: true\n  sourceRef: {kind: GitRepository, name: podinfo}\n  targetNamespace: default\n",
+    );
+    let table = s.ok(&["get", "gitrepositories", "-n", "flux-system"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("URL") && table.contains("podinfo"),
+        "{table}"
+    );
+    // Custom objects always carry a generation; a spec change moves it on.
+    assert_eq!(
+        generation(&s, &["gitrepository", "-n", "flux-system", "podinfo"]),
+        "1"
+    );
+    s.ok(&[
+        "patch",
+        "gitrepository",
+        "-n",
+        "flux-system",
+        "podinfo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"interval":"5m"}}"#,
+    ]);
+    assert_eq!(
+        generation(&s, &["gitrepository", "-n", "flux-system", "podinfo"]),
+        "2"
+    );
+    delete_all(&s, &file, &["flux-system"]);
+    assert!(!s.ok(&["get", "crd"]).contains("fluxcd.io"));
+}
+
+#[test]
+fn cert_manager_installs_guards_its_resources_and_uninstalls() {
+    let s = Server::start();
+    let file = manifest(&s, "cert-manager");
+    // The webhooks' rules (atomic) differ from the live ones by the defaulted scope.
+    apply_twice(
+        &s,
+        &file,
+        46,
+        &[
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io/cert-manager-webhook",
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/cert-manager-webhook",
+        ],
+    );
+    deployments_have_pods(&s, "cert-manager");
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/clusterissuers.cert-manager.io",
+        "--timeout=20s",
+    ]);
+    // Its webhook (failurePolicy Fail) validates cert-manager's own kinds and no
+    // webhook pod answers here: an issuer is refused, as upstream refuses it.
+    let refused = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: selfsigned}\nspec: {selfSigned: {}}\n",
+    );
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        err.contains("webhook.cert-manager.io") && err.contains("no ready endpoints"),
+        "{err}"
+    );
+    // Webhook configurations track their generation; Secrets and Services do not.
+    assert_eq!(
+        generation(
+            &s,
+            &["validatingwebhookconfiguration", "cert-manager-webhook"]
+        ),
+        "1"
+    );
+    assert_eq!(
+        generation(
+            &s,
+            &["service", "-n", "cert-manager", "cert-manager-webhook"]
+        ),
+        ""
+    );
+    delete_all(&s, &file, &["cert-manager"]);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: after, namespace: default}\n",
+    );
+}
+
+#[test]
+fn kube_prometheus_installs_in_two_steps_and_uninstalls() {
+    let s = Server::start();
+    // kube-prometheus' documented install: the CRDs and namespace server-side, wait,
+    // then the rest.
+    let setup = manifest(&s, "kube-prometheus-setup");
+    let out = s.ok(&["apply", "--server-side", "-f", &setup]);
+    assert_eq!(out.lines().count(), 11, "{out}");
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--all",
+        "crd",
+        "--timeout=20s",
+    ]);
+    let file = manifest(&s, "kube-prometheus");
+    // prometheus-adapter's ClusterRole `system:aggregated-metrics-reader` is one orc
+    // has (it serves metrics.k8s.io itself): configured, not created. On re-apply,
+    // as against any Kubernetes: Secrets written with `stringData` (kubernetes#87736),
+    // PodDisruptionBudgets (`selector` is replaced) and a Deployment whose `strategy`
+    // omits `type` say `configured`.
+    let first = s.ok(&["apply", "-f", &file]);
+    assert_eq!(
+        first.lines().filter(|l| l.ends_with(" created")).count(),
+        119,
+        "{first}"
+    );
+    assert_eq!(
+        lines_not(&first, "created"),
+        ["clusterrole.rbac.authorization.k8s.io/system:aggregated-metrics-reader configured"]
+    );
+    let second = s.ok(&["apply", "-f", &file]);
+    let mut changed = lines_not(&second, "unchanged");
+    changed.sort();
+    assert_eq!(
+        changed,
+        [
+            "deployment.apps/prometheus-adapter configured",
+            "poddisruptionbudget.policy/alertmanager-main configured",
+            "poddisruptionbudget.policy/prometheus-adapter configured",
+            "poddisruptionbudget.policy/prometheus-k8s configured",
+            "secret/alertmanager-main configured",
+            "secret/grafana-config configured",
+            "secret/grafana-datasources configured",
+        ],
+        "{second}"
+    );
+    deployments_have_pods(&s, "monitoring");
+    diff_is_empty(&s, &file);
+    let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(ssa.lines().count(), 120, "{ssa}");
+    // The stack's own custom resources are served with their columns.
+    let table = s.ok(&["get", "prometheus", "-n", "monitoring"]);
+    assert!(
+        table.contains("k8s") && table.contains("DESIRED"),
+        "{table}"
+    );
+    assert_eq!(
+        generation(&s, &["prometheus", "-n", "monitoring", "k8s"]),
+        "1"
+    );
+    assert_eq!(
+        generation(&s, &["deployment", "-n", "monitoring", "grafana"]),
+        "1"
+    );
+    assert_eq!(
+        generation(&s, &["secret", "-n", "monitoring", "grafana-config"]),
+        ""
+    );
+    // Uninstalling deletes the metrics reader role too; orc puts its own back.
+    let out = s.kubectl(&["delete", "-f", &file, "--wait=false"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        lines_not(&stdout(&out), "deleted").is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    wait_until(
+        SETTLE,
+        "system:aggregated-metrics-reader to be back",
+        || {
+            s.kubectl(&["get", "clusterrole", "system:aggregated-metrics-reader"])
+                .status
+                .success()
+        },
+    );
+    delete_all(&s, &setup, &["monitoring"]);
+    assert!(!s.ok(&["get", "crd"]).contains("monitoring.coreos.com"));
+}
+
+#[test]
+fn rabbitmq_operator_installs_and_serves_a_cluster() {
+    let s = Server::start();
+    let file = manifest(&s, "rabbitmq-operator");
+    apply_twice(&s, &file, 9, &[]);
+    deployments_have_pods(&s, "rabbitmq-system-customized");
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/rabbitmqclusters.rabbitmq.com",
+        "--timeout=20s",
+    ]);
+    // RabbitMQ's hello-world example.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: rabbitmq.com/v1beta1\nkind: RabbitmqCluster\nmetadata: {name: hello-world, namespace: default}\n",
+    );
+    let table = s.ok(&["get", "rabbitmqclusters", "-n", "default"]);
+    assert!(
+        table.contains("hello-world") && table.contains("ALLREPLICASREADY"),
+        "{table}"
+    );
+    // A misplaced field is refused by strict decoding, naming it, as upstream does.
+    let refused = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: rabbitmq.com/v1beta1\nkind: RabbitmqCluster\nmetadata: {name: bad, namespace: default}\nspec:\n  affinity:\n    podAntiAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n      - weight: 1\n        topologyKey: kubernetes.io/hostname\n",
+    );
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        err.contains("strict decoding error")
+            && err.contains("preferredDuringSchedulingIgnoredDuringExecution[0].topologyKey"),
+        "{err}"
+    );
+    s.ok(&["delete", "rabbitmqcluster", "-n", "default", "hello-world"]);
+    delete_all(&s, &file, &["rabbitmq-system-customized"]);
+}
+
+#[test]
+fn eck_operator_applies_with_its_placeholder_ca_bundle_then_server_side() {
+    let s = Server::start();
+    let file = manifest(&s, "eck-all-in-one");
+    // The user's copy installs into a namespace of their own, created beforehand.
+    s.ok(&["create", "namespace", "platform"]);
+    // Its webhook configuration carries ECK's placeholder `caBundle: Cg==` (a newline,
+    // replaced by the operator): stored as upstream stores it, not refused. On
+    // re-apply, as against any Kubernetes: CRDs holding `creationTimestamp: null` and
+    // an empty status, the StatefulSet's `cpu: 1` (kubernetes#66450) and the webhooks'
+    // rules without the defaulted scope say `configured`.
+    let crds = [
+        "agents.agent.k8s.elastic.co",
+        "apmservers.apm.k8s.elastic.co",
+        "beats.beat.k8s.elastic.co",
+        "elasticmapsservers.maps.k8s.elastic.co",
+        "elasticsearches.elasticsearch.k8s.elastic.co",
+        "enterprisesearches.enterprisesearch.k8s.elastic.co",
+        "kibanas.kibana.k8s.elastic.co",
+    ]
+    .map(|c| format!("customresourcedefinition.apiextensions.k8s.io/{c}"));
+    let mut configured: Vec<&str> = crds.iter().map(String::as_str).collect();
+    configured.push("statefulset.apps/elastic-operator");
+    configured.push(
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/elastic-operator.platform.k8s.elastic.co",
+    );
+    apply_twice(&s, &file, 17, &configured);
+    let hook = s.get_json(&[
+        "validatingwebhookconfiguration",
+        "elastic-operator.platform.k8s.elastic.co",
+    ]);
+    assert_eq!(hook["webhooks"][0]["clientConfig"]["caBundle"], "Cg==");
+    // Server-side apply after the client-side one: `cpu: 1` is the stored "1", so
+    // it conflicts with nothing.
+    for _ in 0..2 {
+        let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
+        assert_eq!(
+            ssa.lines()
+                .filter(|l| l.ends_with(" serverside-applied"))
+                .count(),
+            17,
+            "{ssa}"
+        );
+    }
+    diff_is_empty(&s, &file);
+    wait_until(SETTLE, "the operator's pod", || {
+        s.kubectl(&["get", "pod", "-n", "platform", "elastic-operator-0"])
+            .status
+            .success()
+    });
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/elasticsearches.elasticsearch.k8s.elastic.co",
+        "--timeout=20s",
+    ]);
+    // ECK's quickstart: its webhook (failurePolicy Ignore) cannot be called here, so
+    // the object is admitted, as upstream admits it.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: elasticsearch.k8s.elastic.co/v1\nkind: Elasticsearch\nmetadata: {name: quickstart, namespace: default}\nspec:\n  version: 8.2.0\n  nodeSets:\n  - name: default\n    count: 1\n    config: {node.store.allow_mmap: false}\n",
+    );
+    assert!(s
+        .ok(&["get", "elasticsearch", "-n", "default"])
+        .contains("quickstart"));
+    delete_all(&s, &file, &[]);
+    s.ok(&["delete", "namespace", "platform", "--wait=false"]);
+    wait_until(TERMINATING, "ECK's CRDs and namespace to be gone", || {
+        !s.ok(&["get", "crd"]).contains("k8s.elastic.co")
+            && !s
+                .kubectl(&["get", "namespace", "platform"])
+                .status
+                .success()
+    });
+}

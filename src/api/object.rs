@@ -87,8 +87,83 @@ pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
 }
 
 /// Upstream accepts plain numbers where a `Quantity` is expected (`cpu: 1`); the typed
-/// decoder only takes strings, so numbers under quantity maps are turned into strings.
+/// decoder only takes strings, so numbers under quantity maps are turned into strings:
+/// those of a built-in object's resources, capacities and volume sizes anywhere, and
+/// the quantity maps of ResourceQuotas (`hard`, `used`) and LimitRanges (`max`, `min`,
+/// `default`, `defaultRequest`, `maxLimitRequestRatio`) and the metric values of
+/// HorizontalPodAutoscalers at their own places.
 pub fn normalize_quantities(value: &mut Value) {
+    normalize_kind_quantity_maps(value);
+    normalize_nested_quantities(value);
+}
+
+/// Numbers among the values of the map at `map` become strings.
+fn quantity_map_to_strings(map: Option<&mut Value>) {
+    if let Some(Value::Object(q)) = map {
+        for qv in q.values_mut() {
+            if let Value::Number(n) = qv {
+                *qv = Value::String(n.to_string());
+            }
+        }
+    }
+}
+
+/// The quantity maps whose names are too common to be looked for everywhere.
+fn normalize_kind_quantity_maps(obj: &mut Value) {
+    match obj.get("kind").and_then(Value::as_str) {
+        Some("ResourceQuota") => {
+            for path in ["/spec/hard", "/status/hard", "/status/used"] {
+                quantity_map_to_strings(obj.pointer_mut(path));
+            }
+        }
+        Some("LimitRange") => {
+            let items = obj
+                .pointer_mut("/spec/limits")
+                .and_then(Value::as_array_mut);
+            for item in items.into_iter().flatten() {
+                for key in [
+                    "max",
+                    "min",
+                    "default",
+                    "defaultRequest",
+                    "maxLimitRequestRatio",
+                ] {
+                    quantity_map_to_strings(item.get_mut(key));
+                }
+            }
+        }
+        Some("HorizontalPodAutoscaler") => {
+            // autoscaling/v2 metric targets and current values (`averageValue: 1000`).
+            let metrics = [
+                ("/spec/metrics", "target"),
+                ("/status/currentMetrics", "current"),
+            ];
+            for (path, member) in metrics {
+                let list = obj.pointer_mut(path).and_then(Value::as_array_mut);
+                for metric in list.into_iter().flatten() {
+                    let sources = metric
+                        .as_object_mut()
+                        .into_iter()
+                        .flat_map(|m| m.values_mut());
+                    for source in sources {
+                        if let Some(values) = source.get_mut(member).and_then(Value::as_object_mut)
+                        {
+                            for key in ["value", "averageValue"] {
+                                if let Some(Value::Number(n)) = values.get(key) {
+                                    let text = n.to_string();
+                                    values.insert(key.into(), Value::String(text));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn normalize_nested_quantities(value: &mut Value) {
     const QUANTITY_MAPS: &[&str] = &["limits", "requests", "capacity", "allocatable", "overhead"];
     match value {
         Value::Object(map) => {
@@ -106,11 +181,11 @@ pub fn normalize_quantities(value: &mut Value) {
                         *v = Value::String(n.to_string());
                     }
                 } else {
-                    normalize_quantities(v);
+                    normalize_nested_quantities(v);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(normalize_quantities),
+        Value::Array(items) => items.iter_mut().for_each(normalize_nested_quantities),
         _ => {}
     }
 }
@@ -269,6 +344,21 @@ pub fn same_spec_part(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether `a` and `b` agree on everything but `metadata`, `apiVersion` and `kind`
+/// (what a custom object's generation tracks when its kind has no status
+/// subresource), compared in place.
+pub fn same_but_metadata(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => members_equal(
+            a,
+            b,
+            |k| matches!(k, "metadata" | "apiVersion" | "kind"),
+            |_, v, w| v == w,
+        ),
+        _ => a == b,
+    }
+}
+
 /// A random suffix for `generateName`, from the same alphabet upstream uses.
 pub fn random_suffix(len: usize) -> String {
     use rand::Rng;
@@ -359,6 +449,54 @@ mod tests {
         normalize_quantities(&mut v);
         assert_eq!(v["resources"]["limits"]["cpu"], "1");
         assert_eq!(v["x"]["requests"]["cpu"], "0.5");
+    }
+
+    #[test]
+    fn quota_and_limit_range_quantities_become_strings_only_at_their_places() {
+        let mut quota = json!({"kind": "ResourceQuota",
+            "spec": {"hard": {"pods": 10, "requests.cpu": 1.5, "requests.memory": "1Gi"}},
+            "status": {"used": {"pods": 2}}});
+        normalize_quantities(&mut quota);
+        assert_eq!(quota["spec"]["hard"]["pods"], "10");
+        assert_eq!(quota["spec"]["hard"]["requests.cpu"], "1.5");
+        assert_eq!(quota["status"]["used"]["pods"], "2");
+        let mut range = json!({"kind": "LimitRange", "spec": {"limits": [{"type": "Container",
+            "max": {"cpu": 2}, "min": {"cpu": 0.1}, "default": {"cpu": 1},
+            "defaultRequest": {"cpu": 0.5}, "maxLimitRequestRatio": {"cpu": 4}}]}});
+        normalize_quantities(&mut range);
+        for key in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
+            assert!(range["spec"]["limits"][0][key]["cpu"].is_string(), "{key}");
+        }
+        let mut hpa = json!({"kind": "HorizontalPodAutoscaler", "spec": {"metrics": [
+            {"type": "Pods", "pods": {"metric": {"name": "pps"},
+                "target": {"type": "AverageValue", "averageValue": 1000}}},
+            {"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}]},
+            "status": {"currentMetrics": [{"type": "Object", "object": {"current": {"value": 3}}}]}});
+        normalize_quantities(&mut hpa);
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"],
+            "1000"
+        );
+        assert_eq!(
+            hpa["spec"]["metrics"][1]["resource"]["target"]["averageUtilization"],
+            50
+        );
+        assert_eq!(
+            hpa["status"]["currentMetrics"][0]["object"]["current"]["value"],
+            "3"
+        );
+        // Elsewhere such names are not quantities.
+        let mut other =
+            json!({"kind": "HorizontalPodAutoscaler", "spec": {"max": {"replicas": 3}}});
+        normalize_quantities(&mut other);
+        assert_eq!(other["spec"]["max"]["replicas"], 3);
     }
 
     #[test]

@@ -56,7 +56,8 @@ fn without_bookkeeping(obj: &Value) -> Value {
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         meta.remove("managedFields");
-        // A Lease's renewTime is in its spec: the update path bumps generation for it.
+        // The update path takes generation from the stored object, never from the
+        // heartbeat (Leases written by older orc versions carry one).
         meta.remove("generation");
     }
     v

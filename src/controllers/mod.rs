@@ -32,6 +32,7 @@ pub mod peer_heartbeats;
 pub mod persistent_volume;
 pub mod pod_gc;
 pub mod pods;
+pub mod rbac_bootstrap;
 pub mod replication;
 pub mod resource_quota;
 pub mod root_ca;
@@ -108,6 +109,7 @@ pub fn start(client: Arc<dyn Client>, config: Config) -> JoinSet<()> {
     let mut set = Spawner::new(config.workqueue_metrics.clone());
     set.spawn(namespace::run(client.clone()));
     set.spawn(clusterrole_aggregation::run(client.clone()));
+    set.spawn(rbac_bootstrap::run(client.clone()));
     set.spawn(api_service::run(client.clone()));
     set.spawn(event_ttl::run(client.clone(), event_ttl::DEFAULT_EVENT_TTL));
     set.spawn(endpoints::run(client.clone()));

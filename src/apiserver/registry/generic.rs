@@ -255,7 +255,10 @@ impl Registry {
             }
             None => obj["kind"] = Value::String(def.kind.to_string()),
         }
-        object::normalize_quantities(&mut obj);
+        if def.custom.is_none() {
+            // Custom objects keep their numbers: their schema says what they are.
+            object::normalize_quantities(&mut obj);
+        }
         let typed = strategy.typed(&self.context(def), &obj).map_err(|e| {
             ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
@@ -360,7 +363,9 @@ impl Registry {
             Value::String(uuid::Uuid::new_v4().to_string()),
         );
         meta.insert("creationTimestamp".into(), Value::String(now()));
-        meta.insert("generation".into(), json!(1));
+        if strategy.tracks_generation() {
+            meta.insert("generation".into(), json!(1));
+        }
         for f in [
             "resourceVersion",
             "deletionTimestamp",
@@ -571,7 +576,7 @@ impl Registry {
                 ));
             }
         }
-        if !object::same_spec_part(&new, oldv) {
+        if strategy.tracks_generation() && strategy.generation_moves(&cx, &new, oldv) {
             let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }

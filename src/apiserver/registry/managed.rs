@@ -169,8 +169,13 @@ impl Registry {
         check_options(opts.field_manager.as_deref(), opts.force, true)?;
         nesting::check_yaml_depth(body, nesting::MAX_NESTING_DEPTH)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-        let config: Value = serde_yaml::from_slice(body)
+        let mut config: Value = serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        if def.custom.is_none() {
+            // Upstream reads the configuration as the typed object, where `cpu: 1` is
+            // the quantity "1": compared as stored, not as a number that conflicts.
+            crate::api::object::normalize_quantities(&mut config);
+        }
         let shape = self.shapes.of(def);
         let sub = subresource.unwrap_or("");
         let reset = apply::reset_fields(def.kind, sub, def.has_status());

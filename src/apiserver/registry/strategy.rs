@@ -198,6 +198,22 @@ pub trait Strategy: Sync {
         Reservation::default()
     }
 
+    /// Whether the kind keeps `metadata.generation`: upstream's strategies that set it
+    /// to 1 in `PrepareForCreate` and move it on in `PrepareForUpdate` when the spec
+    /// changes (workloads, Jobs, CronJobs, PDBs, NetworkPolicies, Ingresses,
+    /// IngressClasses, EndpointSlices, webhook configurations, CRDs and custom objects
+    /// in Kubernetes 1.32). Other kinds keep whatever generation the client created
+    /// them with (none, as a rule) and updates never change it.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// For a kind that tracks generation: whether the update from `old` to `new`
+    /// moves it on (by default, anything but metadata and status changed).
+    fn generation_moves(&self, _cx: &Context, new: &Value, old: &Value) -> bool {
+        !crate::api::object::same_spec_part(new, old)
+    }
+
     /// Whether an update changes nothing but heartbeat timestamps: such an update is
     /// acknowledged in memory instead of being written (see `heartbeats`).
     fn is_heartbeat(&self, _old: &Value, _new: &Value) -> bool {

@@ -591,3 +591,146 @@ async fn a_new_crd_records_its_storage_version_and_takes_an_update_at_once() {
         .await
         .expect("update right after the create");
 }
+
+/// Writes `body` as `kind` (`plural` of `group/version`) in `default`, then writes it
+/// again changed by `change`: answers the generation after each write.
+async fn generations(
+    group: &str,
+    version: &str,
+    plural: &str,
+    body: Value,
+    change: fn(&mut Value),
+) -> (Value, Value) {
+    let registry = crate::controllers::testutil::registry().await;
+    let def = resources::by_plural(group, version, plural).expect("served");
+    let opts = WriteOptions::default();
+    let created = registry
+        .create(def, Some("default"), body, &opts)
+        .await
+        .expect("create")
+        .kv;
+    let mut next = (*created.value).clone();
+    change(&mut next);
+    let name = next["metadata"]["name"].as_str().expect("name").to_string();
+    let updated = registry
+        .update(def, Some("default"), &name, next, None, &opts)
+        .await
+        .expect("update")
+        .kv;
+    (
+        created.value["metadata"]["generation"].clone(),
+        updated.value["metadata"]["generation"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn only_kinds_whose_upstream_strategy_tracks_it_get_a_generation() {
+    // Deployments: 1 on create, moved on by a spec change, not by a label.
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "img"}]}}}});
+    let moved = generations("apps", "v1", "deployments", deployment.clone(), |d| {
+        d["spec"]["replicas"] = json!(3)
+    })
+    .await;
+    assert_eq!(moved, (json!(1), json!(2)));
+    let kept = generations("apps", "v1", "deployments", deployment, |d| {
+        d["metadata"]["labels"] = json!({"tier": "front"})
+    })
+    .await;
+    assert_eq!(kept, (json!(1), json!(1)));
+    // NetworkPolicies and Ingresses track it too (networking's strategies).
+    let policy = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "deny"}, "spec": {"podSelector": {}}});
+    let moved = generations("networking.k8s.io", "v1", "networkpolicies", policy, |p| {
+        p["spec"]["podSelector"] = json!({"matchLabels": {"app": "db"}})
+    })
+    .await;
+    assert_eq!(moved, (json!(1), json!(2)));
+    // ConfigMaps, Secrets, Services and Pods (before 1.33) never have one.
+    let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings"}, "data": {"a": "1"}});
+    let none = generations("", "v1", "configmaps", config_map, |c| {
+        c["data"]["a"] = json!("2")
+    })
+    .await;
+    assert_eq!(none, (Value::Null, Value::Null));
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"ports": [{"port": 80}]}});
+    let none = generations("", "v1", "services", service, |s| {
+        s["spec"]["ports"][0]["port"] = json!(8080)
+    })
+    .await;
+    assert_eq!(none, (Value::Null, Value::Null));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "img"}]}});
+    let none = generations("", "v1", "pods", pod, |p| {
+        p["spec"]["activeDeadlineSeconds"] = json!(30)
+    })
+    .await;
+    assert_eq!(none, (Value::Null, Value::Null));
+}
+
+#[tokio::test]
+async fn a_generation_a_client_sends_is_kept_on_create_and_never_updated() {
+    // As upstream's BeforeCreate: only a tracking strategy sets it; BeforeUpdate keeps
+    // the stored one whatever the body says.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s", "generation": 4}, "data": {"k": "dg=="}});
+    let kept = generations("", "v1", "secrets", secret, |s| {
+        s["metadata"]["generation"] = json!(9);
+        s["data"]["k"] = json!("dw==");
+    })
+    .await;
+    assert_eq!(kept, (json!(4), json!(4)));
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "once", "generation": 7},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "c", "image": "img"}]}}}});
+    let reset = generations("batch", "v1", "jobs", job, |j| {
+        j["metadata"]["generation"] = json!(9);
+        j["spec"]["suspend"] = json!(true);
+    })
+    .await;
+    assert_eq!(reset, (json!(1), json!(2)));
+}
+
+#[tokio::test]
+async fn a_numeric_quantity_in_an_apply_matches_the_stored_string() {
+    // Created by another client (as `kubectl apply` without --server-side does), then
+    // server-side applied with the same `cpu: 1`: the same value, so no conflict with
+    // the fields the object held before its first apply.
+    let registry = crate::controllers::testutil::registry().await;
+    let def = resources::by_plural("apps", "v1", "deployments").expect("served");
+    let created = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "op", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "op"}},
+                 "template": {"metadata": {"labels": {"app": "op"}},
+                              "spec": {"containers": [{"name": "c", "image": "img",
+                                  "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}}}});
+    registry
+        .create(def, Some("default"), created, &WriteOptions::default())
+        .await
+        .expect("create");
+    let config = b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op, namespace: default}\nspec:\n  selector: {matchLabels: {app: op}}\n  template:\n    metadata: {labels: {app: op}}\n    spec:\n      containers:\n      - name: c\n        image: img\n        resources: {limits: {cpu: 1, memory: 1Gi}}\n";
+    let opts = WriteOptions {
+        field_manager: Some("installer".into()),
+        ..Default::default()
+    };
+    let applied = registry
+        .patch(
+            def,
+            Some("default"),
+            "op",
+            (crate::api::patch::PatchType::Apply, config),
+            None,
+            &opts,
+        )
+        .await
+        .expect("no conflict");
+    let limits =
+        &applied.kv.value["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"];
+    assert_eq!(limits["cpu"], "1");
+}

@@ -57,6 +57,10 @@ fn object_at<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String
 const JOB_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.successful"];
 
 impl Strategy for JobStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::batch::v1::Job>(gen)
     }
@@ -92,6 +96,10 @@ impl Strategy for JobStrategy {
 }
 
 impl Strategy for CronJobStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::batch::v1::CronJob>(gen)
     }

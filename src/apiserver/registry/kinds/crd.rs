@@ -16,6 +16,10 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 pub struct CrdStrategy;
 
 impl Strategy for CrdStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     /// Upstream `PrepareForCreate`: the status starts empty but for the storage version,
     /// already recorded as stored (an update right after the create, before the
     /// establishing controller ran, must still pass the stored-versions validation).

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::api::crd;
+use crate::api::object;
 use crate::api::resources::ResourceDef;
 use crate::api::validation::{self, FieldError};
 use crate::apiserver::registry::strategy::{keep_unwritten_part, Context, Strategy};
@@ -33,6 +34,20 @@ fn to_storage_version(def: &ResourceDef, obj: &mut Value) {
 pub struct CustomStrategy;
 
 impl Strategy for CustomStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    /// Upstream's custom resource strategy: behind a status subresource the spec part
+    /// moves generation on; without one, any change but metadata does (status too).
+    fn generation_moves(&self, cx: &Context, new: &Value, old: &Value) -> bool {
+        if cx.def.has_status() {
+            !object::same_spec_part(new, old)
+        } else {
+            !object::same_but_metadata(new, old)
+        }
+    }
+
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         // Behind a status subresource, a create starts without status (upstream's
         // PrepareForCreate); the kind's schema defaults apply in `decode_custom`.

@@ -25,6 +25,10 @@ fn set_template_generation(ds: &mut Value, generation: i64) {
 }
 
 impl Strategy for DaemonSetStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::apps::v1::DaemonSet>(gen)
     }

@@ -21,6 +21,10 @@ impl Strategy for EndpointsStrategy {
 pub struct EndpointSliceStrategy;
 
 impl Strategy for EndpointSliceStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         crate::apiserver::registry::strategy::schema_of::<
             k8s_openapi::api::discovery::v1::EndpointSlice,

@@ -24,6 +24,10 @@ pub fn empty_status() -> Value {
 pub struct IngressStrategy;
 
 impl Strategy for IngressStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         obj["status"] = empty_status();
     }
@@ -74,6 +78,10 @@ pub struct IngressClassStrategy;
 const CLASS_FIELDS: &[&str] = &["metadata.name"];
 
 impl Strategy for IngressClassStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         default_parameters_scope(obj);
     }

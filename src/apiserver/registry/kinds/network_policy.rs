@@ -8,6 +8,10 @@ use crate::apiserver::registry::strategy::{schema_of, Strategy};
 pub struct NetworkPolicyStrategy;
 
 impl Strategy for NetworkPolicyStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::networking::v1::NetworkPolicy>(gen)
     }

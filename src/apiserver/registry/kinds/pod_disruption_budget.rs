@@ -16,6 +16,10 @@ pub fn empty_status() -> Value {
 }
 
 impl Strategy for PodDisruptionBudgetStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(gen)
     }

@@ -11,6 +11,10 @@ use crate::apiserver::registry::strategy::{schema_of, Context, Strategy};
 pub struct StatefulSetStrategy;
 
 impl Strategy for StatefulSetStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::apps::v1::StatefulSet>(gen)
     }

@@ -22,6 +22,10 @@ pub static MUTATING: WebhookConfigurationStrategy = WebhookConfigurationStrategy
 };
 
 impl Strategy for WebhookConfigurationStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut SchemaGenerator) -> Option<String> {
         (self.schema)(gen)
     }

@@ -57,6 +57,10 @@ pub static DEPLOYMENT: WorkloadStrategy = WorkloadStrategy {
 };
 
 impl Strategy for WorkloadStrategy {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         (self.schema)(gen)
     }
