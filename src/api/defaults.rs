@@ -314,14 +314,40 @@ fn pod_defaults(obj: &mut Value) {
     .to_string();
     spec.insert("serviceAccountName".into(), json!(account));
     spec.insert("serviceAccount".into(), json!(account));
+    priority_defaults(spec);
+    default_tolerations(spec);
+    pod_status_defaults(obj);
+}
+
+/// What upstream's Priority admission leaves unset and defaulting fills in: the
+/// priority and the preemption policy.
+fn priority_defaults(spec: &mut Map<String, Value>) {
     default_to(spec, "priority", json!(0));
     default_to(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    default_tolerations(spec);
-    let qos = pod_qos_class(&Value::Object(spec.clone()));
+}
 
+/// The defaults of what a pod's create admission (ServiceAccount, Priority) adds: a pod
+/// defaulted before admission is then as defaulted as one defaulted after it (the token
+/// volume and its mounts come complete; the Priority admission may leave the preemption
+/// policy unset).
+pub fn pod_admission_defaults(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        priority_defaults(spec);
+    }
+}
+
+/// A pod status's defaults: `Pending`, and the QoS class of the pod's spec. The only
+/// defaults of a status write (upstream's status strategy leaves the spec alone).
+pub fn pod_status_defaults(obj: &mut Value) {
+    let Some(pod) = obj.as_object_mut() else {
+        return;
+    };
     let status = child(pod, "status");
     default_to(status, "phase", json!("Pending"));
-    default_to(status, "qosClass", json!(qos));
+    if is_unset(status, "qosClass") {
+        let qos = pod_qos_class(pod.get("spec").unwrap_or(&Value::Null));
+        child(pod, "status").insert("qosClass".into(), json!(qos));
+    }
 }
 
 /// Upstream `SetDefaults_Pod`: a resource with a limit but no request requests the limit.

@@ -118,30 +118,48 @@ pub fn normalize_quantities(value: &mut Value) {
 /// Paths (like `spec.foo` or `spec.containers[0].bogus`) of fields present in `original`
 /// but dropped by decoding into the typed form, i.e. fields the schema does not declare.
 pub fn unknown_fields(original: &Value, typed: &Value) -> Vec<String> {
+    unknown_fields_at("", original, typed)
+}
+
+/// [`unknown_fields`] of a part of an object found at `prefix` (like `status`): the
+/// paths start with it.
+pub fn unknown_fields_at(prefix: &str, original: &Value, typed: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    collect_unknown(original, typed, String::new(), &mut out);
+    let mut path = prefix.to_string();
+    collect_unknown(original, typed, &mut path, &mut out);
     out
 }
 
-fn collect_unknown(original: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+/// Walks `original` beside `typed` with one path buffer (a path is copied only for a
+/// field that is reported).
+fn collect_unknown(original: &Value, typed: &Value, path: &mut String, out: &mut Vec<String>) {
+    use std::fmt::Write;
     match (original, typed) {
         (Value::Object(o), Value::Object(t)) => {
             for (k, v) in o {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
                 match t.get(k) {
-                    Some(tv) => collect_unknown(v, tv, child, out),
-                    None if !v.is_null() && !is_empty_container(v) => out.push(child),
+                    Some(tv) => collect_unknown(v, tv, path, out),
+                    None if !v.is_null() && !is_empty_container(v) => out.push(path.clone()),
                     None => {}
                 }
+                path.truncate(len);
             }
         }
         (Value::Array(o), Value::Array(t)) => {
             for (i, (ov, tv)) in o.iter().zip(t.iter()).enumerate() {
-                collect_unknown(ov, tv, format!("{path}[{i}]"), out);
+                // Only containers can hold unknown fields.
+                if !(ov.is_object() || ov.is_array()) {
+                    continue;
+                }
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                collect_unknown(ov, tv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -239,6 +257,27 @@ pub fn same_content(a: &Value, b: &Value) -> bool {
             },
         ),
         _ => a == b,
+    }
+}
+
+/// Whether a status write's body `new` holds the stored object `old` apart from its
+/// status (and a resourceVersion string in its metadata, which is a precondition):
+/// compared in place. Such a body needs only its status decoded.
+pub fn same_but_status(new: &Value, old: &Value) -> bool {
+    match (new.as_object(), old.as_object()) {
+        (Some(a), Some(b)) => members_equal(
+            a,
+            b,
+            |k| k == "status",
+            |k, v, w| match (k, v.as_object(), w.as_object()) {
+                ("metadata", Some(m), Some(n)) => {
+                    m.get("resourceVersion").is_none_or(Value::is_string)
+                        && members_equal(m, n, |k| k == "resourceVersion", |_, x, y| x == y)
+                }
+                _ => v == w,
+            },
+        ),
+        _ => false,
     }
 }
 

@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use super::{pod_service_account, priority_class};
 use crate::api::defaults;
 use crate::api::object;
-use crate::api::resources;
+use crate::api::resources::{self, Roundtrip};
 use crate::api::selector;
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
-use crate::api::validation::FieldErrorKind;
+use crate::api::validation::{self, FieldError, FieldErrorKind};
 use crate::apiserver::registry::generic::field_error;
-use crate::apiserver::registry::strategy::{Context, Strategy};
+use crate::apiserver::registry::strategy::{keep_unwritten_part, Context, Strategy};
 use crate::apiserver::registry::{set_condition, Registry, WriteOptions, Written};
 
 /// Grace period of a pod that does not set `terminationGracePeriodSeconds`.
@@ -84,6 +84,33 @@ impl Strategy for PodStrategy {
         }
     }
 
+    /// Upstream's pod status strategy for `status` writes: the stored spec and metadata
+    /// are kept, only the status is defaulted; any other write as every kind's.
+    fn prepare_for_update(
+        &self,
+        cx: &Context,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) {
+        keep_unwritten_part(cx.def, new, old, subresource);
+        if subresource == Some("status") {
+            defaults::pod_status_defaults(new);
+        } else {
+            defaults::apply_defaults(cx.def.kind, new);
+        }
+    }
+
+    fn status_type(&self) -> Option<Roundtrip> {
+        Some(resources::roundtrip::<k8s_openapi::api::core::v1::PodStatus>)
+    }
+
+    /// Upstream's `ValidatePodStatusUpdate`: the spec and metadata are the stored ones,
+    /// so only the status is checked.
+    fn validate_status_update(&self, _cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
+        validation::validate_pod_status_update(new, old)
+    }
+
     fn admit_create<'a>(
         &'a self,
         cx: &'a Context<'a>,
@@ -95,8 +122,9 @@ impl Strategy for PodStrategy {
             let own_priority = obj["spec"].get("priority").is_some();
             let own_policy = obj["spec"].get("preemptionPolicy").is_some();
             priority_class::admit_pod(cx, obj, own_priority, own_policy)?;
-            // What admission added is stored defaulted, as upstream stores it.
-            defaults::apply_defaults(cx.def.kind, obj);
+            // What admission added is stored defaulted, as upstream stores it (the rest
+            // was defaulted by `prepare_for_create`).
+            defaults::pod_admission_defaults(obj);
             Ok(())
         })
     }
