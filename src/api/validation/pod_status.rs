@@ -80,8 +80,7 @@ fn container_state_transitions(
         return;
     }
     for (i, before) in old.iter().enumerate() {
-        let Some(terminated) = before["state"].get("terminated").filter(|t| t.is_object())
-        else {
+        let Some(terminated) = before["state"].get("terminated").filter(|t| t.is_object()) else {
             continue;
         };
         let failed = terminated["exitCode"].as_i64().unwrap_or(0) != 0;

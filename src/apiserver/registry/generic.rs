@@ -532,9 +532,15 @@ impl Registry {
             _ => None,
         };
         let new = match &stored {
-            Some(old) => {
-                self.decode_status(strategy, def, body, &old.value, fv, duplicates, &mut warnings)?
-            }
+            Some(old) => self.decode_status(
+                strategy,
+                def,
+                body,
+                &old.value,
+                fv,
+                duplicates,
+                &mut warnings,
+            )?,
             None => self.decode(strategy, def, body, fv, duplicates, &mut warnings)?,
         };
         check_name(&new, name)?;

@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use crate::api::resources::{self, ResourceDef, Resources};
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{
-    DeleteOptions, FieldValidation, Registry, WriteOptions, Written,
-};
+use crate::apiserver::registry::{DeleteOptions, FieldValidation, Registry, WriteOptions, Written};
 use crate::store::{KeyValue, ListFilter, Revision, StoreError, Watcher};
 
 /// Maps the current object to the desired one (read-modify-write, retried on conflict).
