@@ -314,30 +314,19 @@ fn pod_defaults(obj: &mut Value) {
     .to_string();
     spec.insert("serviceAccountName".into(), json!(account));
     spec.insert("serviceAccount".into(), json!(account));
-    priority_defaults(spec);
+    pod_admission_defaults(spec);
     default_tolerations(spec);
     pod_status_defaults(obj);
 }
 
-/// What upstream's Priority admission leaves unset and defaulting fills in: the
-/// priority and the preemption policy.
-fn priority_defaults(spec: &mut Map<String, Value>) {
+/// The defaults of what a pod's create admission adds (the token volume comes complete;
+/// the Priority admission may leave the preemption policy unset).
+pub fn pod_admission_defaults(spec: &mut Map<String, Value>) {
     default_to(spec, "priority", json!(0));
     default_to(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
 
-/// The defaults of what a pod's create admission (ServiceAccount, Priority) adds: a pod
-/// defaulted before admission is then as defaulted as one defaulted after it (the token
-/// volume and its mounts come complete; the Priority admission may leave the preemption
-/// policy unset).
-pub fn pod_admission_defaults(obj: &mut Value) {
-    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-        priority_defaults(spec);
-    }
-}
-
-/// A pod status's defaults: `Pending`, and the QoS class of the pod's spec. The only
-/// defaults of a status write (upstream's status strategy leaves the spec alone).
+/// A pod status's defaults (the only ones of a status write): `Pending`, the QoS class.
 pub fn pod_status_defaults(obj: &mut Value) {
     let Some(pod) = obj.as_object_mut() else {
         return;

@@ -124,7 +124,9 @@ impl Strategy for PodStrategy {
             priority_class::admit_pod(cx, obj, own_priority, own_policy)?;
             // What admission added is stored defaulted, as upstream stores it (the rest
             // was defaulted by `prepare_for_create`).
-            defaults::pod_admission_defaults(obj);
+            if let Some(spec) = obj["spec"].as_object_mut() {
+                defaults::pod_admission_defaults(spec);
+            }
             Ok(())
         })
     }
