@@ -172,6 +172,13 @@ fn written(kv: KeyValue, deleted: bool) -> Written {
     }
 }
 
+/// Whether a stored object is being deleted. Its JSON is searched for the key first: an
+/// object without it (nearly every Namespace, read by every create in it) is not parsed.
+fn stored_is_deleting(kv: &KeyValue) -> bool {
+    const KEY: &[u8] = b"\"deletionTimestamp\"";
+    kv.raw.windows(KEY.len()).any(|w| w == KEY) && object::is_deleting(&kv.value)
+}
+
 /// A body that is not a JSON object of `def`'s kind and version is refused; a missing
 /// `apiVersion` or `kind` is filled in.
 fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
@@ -360,7 +367,7 @@ impl Registry {
         let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
         match self.store.get(&namespaces.key(None, ns)) {
             None => Err(ApiError::not_found(namespaces, ns)),
-            Some(kv) if object::is_deleting(&kv.value) => {
+            Some(kv) if stored_is_deleting(&kv) => {
                 let mut e = ApiError::forbidden(format!(
                     "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     crate::api::status::resource_name(def)
@@ -1084,6 +1091,23 @@ mod deletion_time_tests {
         let huge = json!({"data": {"a": "x".repeat(MAX_OBJECT_BYTES)}});
         let e = check_stored_size(def, "huge", &huge).unwrap_err();
         assert_eq!((e.code, e.reason), (413, "RequestEntityTooLarge"));
+    }
+
+    #[test]
+    fn a_stored_object_is_deleting_only_with_a_deletion_timestamp() {
+        let kv = |v: Value| KeyValue::from_raw("k", serde_json::to_vec(&v).unwrap().into(), 1, 1);
+        assert!(!stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns"}})
+        )));
+        assert!(stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns", "deletionTimestamp": "2026-12-05T00:00:00Z"}})
+        )));
+        assert!(!stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns", "labels": {"x": "\"deletionTimestamp\""}}})
+        )));
+        assert!(!stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns", "deletionTimestamp": null}})
+        )));
     }
 
     #[test]
