@@ -131,6 +131,93 @@ fn create_get_and_select_pods() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("AlreadyExists"));
 }
 
+/// `kubectl patch --subresource=status` as upstream's pod status strategy answers it:
+/// only the status is taken (a spec or label change in the body is ignored), a bad
+/// status is refused with 422 and nothing written, unknown status fields are warned
+/// about; and the scheduler's own status write (no node can take the pod) still lands.
+#[test]
+fn pod_status_writes_take_only_the_status_and_check_it() {
+    let s = Server::start();
+    s.apply_yaml("create", POD);
+    wait_for("the scheduler's Unschedulable condition", || {
+        let pod = s.get_json(&["pod", "web"]);
+        pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["type"] == "PodScheduled"
+                    && c["status"] == "False"
+                    && c["reason"] == "Unschedulable"
+            })
+        })
+    });
+    let before = s.get_json(&["pod", "web"]);
+    let patch = r#"{"metadata": {"labels": {"app": "other"}},
+        "spec": {"activeDeadlineSeconds": 5, "containers": [{"name": "c", "image": "busybox:2"}]},
+        "status": {"conditions": [{"type": "example.com/gate", "status": "True"}]}}"#;
+    s.ok(&[
+        "patch",
+        "pod",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    let after = s.get_json(&["pod", "web"]);
+    assert_eq!(
+        after["spec"], before["spec"],
+        "the spec is not written through status"
+    );
+    assert_eq!(after["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        after["metadata"]["generation"],
+        before["metadata"]["generation"]
+    );
+    assert_eq!(
+        after["status"]["conditions"][0]["type"], "example.com/gate",
+        "{after}"
+    );
+    assert_eq!(after["status"]["qosClass"], "Guaranteed");
+
+    let refused = s.fails(&[
+        "patch", "pod", "web", "--subresource=status", "--type=merge", "-p",
+        r#"{"status": {"podIPs": [{"ip": "10.42.0.9"}, {"ip": "bogus"}], "conditions": [{"type": "no spaces allowed", "status": "True"}]}}"#,
+    ]);
+    assert!(
+        refused.contains(r#"The Pod "web" is invalid"#)
+            && refused.contains(
+                r#"status.podIPs[1]: Invalid value: "bogus": must be a valid IP address"#
+            )
+            && refused
+                .contains(r#"metadata.conditions[0].Type: Invalid value: "no spaces allowed""#),
+        "{refused}"
+    );
+    let raw = s.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web"]);
+    let unchanged: serde_json::Value = serde_json::from_str(&raw).expect("pod json");
+    assert_eq!(
+        unchanged["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"],
+        "a refused status write stores nothing"
+    );
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"phase": "Pending", "bogusField": 1}}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains(r#"unknown field "status.bogusField""#),
+        "{warned}"
+    );
+}
+
 #[test]
 fn label_annotate_and_delete() {
     let s = Server::start();

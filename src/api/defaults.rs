@@ -314,14 +314,29 @@ fn pod_defaults(obj: &mut Value) {
     .to_string();
     spec.insert("serviceAccountName".into(), json!(account));
     spec.insert("serviceAccount".into(), json!(account));
+    pod_admission_defaults(spec);
+    default_tolerations(spec);
+    pod_status_defaults(obj);
+}
+
+/// The defaults of what a pod's create admission adds (the token volume comes complete;
+/// the Priority admission may leave the preemption policy unset).
+pub fn pod_admission_defaults(spec: &mut Map<String, Value>) {
     default_to(spec, "priority", json!(0));
     default_to(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    default_tolerations(spec);
-    let qos = pod_qos_class(&Value::Object(spec.clone()));
+}
 
+/// A pod status's defaults (the only ones of a status write): `Pending`, the QoS class.
+pub fn pod_status_defaults(obj: &mut Value) {
+    let Some(pod) = obj.as_object_mut() else {
+        return;
+    };
     let status = child(pod, "status");
     default_to(status, "phase", json!("Pending"));
-    default_to(status, "qosClass", json!(qos));
+    if is_unset(status, "qosClass") {
+        let qos = pod_qos_class(pod.get("spec").unwrap_or(&Value::Null));
+        child(pod, "status").insert("qosClass".into(), json!(qos));
+    }
 }
 
 /// Upstream `SetDefaults_Pod`: a resource with a limit but no request requests the limit.

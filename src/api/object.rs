@@ -193,30 +193,48 @@ fn normalize_nested_quantities(value: &mut Value) {
 /// Paths (like `spec.foo` or `spec.containers[0].bogus`) of fields present in `original`
 /// but dropped by decoding into the typed form, i.e. fields the schema does not declare.
 pub fn unknown_fields(original: &Value, typed: &Value) -> Vec<String> {
+    unknown_fields_at("", original, typed)
+}
+
+/// [`unknown_fields`] of a part of an object found at `prefix` (like `status`): the
+/// paths start with it.
+pub fn unknown_fields_at(prefix: &str, original: &Value, typed: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    collect_unknown(original, typed, String::new(), &mut out);
+    let mut path = prefix.to_string();
+    collect_unknown(original, typed, &mut path, &mut out);
     out
 }
 
-fn collect_unknown(original: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
+/// Walks `original` beside `typed` with one path buffer (a path is copied only for a
+/// field that is reported).
+fn collect_unknown(original: &Value, typed: &Value, path: &mut String, out: &mut Vec<String>) {
+    use std::fmt::Write;
     match (original, typed) {
         (Value::Object(o), Value::Object(t)) => {
             for (k, v) in o {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
                 match t.get(k) {
-                    Some(tv) => collect_unknown(v, tv, child, out),
-                    None if !v.is_null() && !is_empty_container(v) => out.push(child),
+                    Some(tv) => collect_unknown(v, tv, path, out),
+                    None if !v.is_null() && !is_empty_container(v) => out.push(path.clone()),
                     None => {}
                 }
+                path.truncate(len);
             }
         }
         (Value::Array(o), Value::Array(t)) => {
             for (i, (ov, tv)) in o.iter().zip(t.iter()).enumerate() {
-                collect_unknown(ov, tv, format!("{path}[{i}]"), out);
+                // Only containers can hold unknown fields.
+                if !(ov.is_object() || ov.is_array()) {
+                    continue;
+                }
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                collect_unknown(ov, tv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -242,6 +260,28 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     found.into_inner()
 }
 
+/// A map key, borrowed from the input when it has no escapes.
+struct BorrowedKey<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for BorrowedKey<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = BorrowedKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<BorrowedKey<'de>, E> {
+                Ok(BorrowedKey(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<BorrowedKey<'de>, E> {
+                Ok(BorrowedKey(std::borrow::Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
 struct DuplicateCheck<'a> {
     found: &'a std::cell::RefCell<Vec<String>>,
 }
@@ -259,10 +299,24 @@ impl<'de> serde::de::Visitor<'de> for DuplicateCheck<'_> {
         f.write_str("any JSON value")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                self.found.borrow_mut().push(key);
+        // Keys borrowed from the body where they need no unescaping, compared in a list
+        // while the object has few (most do), then in a set; nothing is copied unless a
+        // key repeats.
+        const LIST_KEYS: usize = 32;
+        let mut few: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many = std::collections::HashSet::new();
+        while let Some(BorrowedKey(key)) = map.next_key::<BorrowedKey<'de>>()? {
+            let repeated = if many.is_empty() && few.len() < LIST_KEYS {
+                few.contains(&key) || {
+                    few.push(key.clone());
+                    false
+                }
+            } else {
+                many.extend(few.drain(..));
+                !many.insert(key.clone())
+            };
+            if repeated {
+                self.found.borrow_mut().push(key.into_owned());
             }
             map.next_value_seed(DuplicateCheck { found: self.found })?;
         }
@@ -314,6 +368,27 @@ pub fn same_content(a: &Value, b: &Value) -> bool {
             },
         ),
         _ => a == b,
+    }
+}
+
+/// Whether a status write's body `new` holds the stored object `old` apart from its
+/// status (and a resourceVersion string in its metadata, which is a precondition):
+/// compared in place. Such a body needs only its status decoded.
+pub fn same_but_status(new: &Value, old: &Value) -> bool {
+    match (new.as_object(), old.as_object()) {
+        (Some(a), Some(b)) => members_equal(
+            a,
+            b,
+            |k| k == "status",
+            |k, v, w| match (k, v.as_object(), w.as_object()) {
+                ("metadata", Some(m), Some(n)) => {
+                    m.get("resourceVersion").is_none_or(Value::is_string)
+                        && members_equal(m, n, |k| k == "resourceVersion", |_, x, y| x == y)
+                }
+                _ => v == w,
+            },
+        ),
+        _ => false,
     }
 }
 
@@ -441,6 +516,59 @@ mod tests {
         assert_eq!(duplicate_fields(body), vec!["name", "k"]);
         assert!(duplicate_fields(br#"{"a": 1, "b": {"a": 2}}"#).is_empty());
         assert!(duplicate_fields(b"{not json").is_empty());
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_among_many_keys_and_escaped_ones() {
+        let mut keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\": {i}")).collect();
+        keys.push("\"k7\": 0".into());
+        keys.push("\"k99\": 0".into());
+        let body = format!("{{{}}}", keys.join(", "));
+        assert_eq!(duplicate_fields(body.as_bytes()), vec!["k7", "k99"]);
+        assert_eq!(
+            duplicate_fields(br#"{"a\u0062": 1, "ab": 2, "q\"": 1, "q\"": 2}"#),
+            vec!["ab", "q\""]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_of_a_part_start_with_its_path() {
+        let original =
+            json!({"phase": "Running", "bogus": [1], "conditions": [{"type": "Ready", "x": 1}]});
+        let typed = json!({"phase": "Running", "conditions": [{"type": "Ready"}]});
+        assert_eq!(
+            unknown_fields_at("status", &original, &typed),
+            vec!["status.bogus", "status.conditions[0].x"]
+        );
+    }
+
+    #[test]
+    fn a_status_body_holds_the_stored_object_when_only_status_and_version_differ() {
+        let old = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "resourceVersion": "5", "labels": {"a": "b"}},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Pending"}});
+        let mut new = old.clone();
+        new["status"] = json!({"phase": "Running"});
+        new["metadata"]["resourceVersion"] = json!("9");
+        assert!(same_but_status(&new, &old));
+        new["status"] = Value::Null;
+        new.as_object_mut().unwrap().remove("status");
+        assert!(same_but_status(&new, &old), "a body without a status");
+        let mut other = new.clone();
+        other["metadata"]["resourceVersion"] = json!(9);
+        assert!(
+            !same_but_status(&other, &old),
+            "a version of the wrong type is decoded"
+        );
+        let mut other = new.clone();
+        other["spec"]["nodeName"] = json!("n2");
+        assert!(!same_but_status(&other, &old));
+        let mut other = new.clone();
+        other["metadata"]["labels"] = json!({});
+        assert!(!same_but_status(&other, &old));
+        let mut other = new;
+        other["extra"] = json!(1);
+        assert!(!same_but_status(&other, &old));
     }
 
     #[test]

@@ -108,7 +108,8 @@ impl ResourceDef {
     }
 }
 
-fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
+/// A value read as `T` and written back (unknown fields dropped, wrong types refused).
+pub fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
     let typed: T = T::deserialize(v)?;
     serde_json::to_value(typed)
 }

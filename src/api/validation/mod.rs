@@ -19,6 +19,7 @@ mod meta;
 mod names;
 mod network_policy;
 mod pod;
+mod pod_status;
 mod quota;
 mod rbac;
 mod scheduling;
@@ -42,6 +43,7 @@ pub use names::{
 };
 pub use network_policy::POLICY_TYPES;
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
+pub use pod_status::validate_pod_status_update;
 pub use rbac::{is_path_segment_name, RBAC_GROUP};
 pub use scheduling::{
     HIGHEST_USER_DEFINABLE_PRIORITY, PREEMPTION_POLICIES, SYSTEM_PRIORITY_CLASSES,

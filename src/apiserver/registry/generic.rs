@@ -172,6 +172,78 @@ fn written(kv: KeyValue, deleted: bool) -> Written {
     }
 }
 
+/// Whether a stored object is being deleted. Its JSON is searched for the key first: an
+/// object without it (nearly every Namespace, read by every create in it) is not parsed.
+fn stored_is_deleting(kv: &KeyValue) -> bool {
+    const KEY: &[u8] = b"\"deletionTimestamp\"";
+    kv.raw.windows(KEY.len()).any(|w| w == KEY) && object::is_deleting(&kv.value)
+}
+
+/// A body that is not a JSON object of `def`'s kind and version is refused; a missing
+/// `apiVersion` or `kind` is filled in.
+fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: the body must be a JSON object",
+            def.kind, def.version, def.kind
+        )));
+    }
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v == def.api_version() => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                def.api_version()
+            )))
+        }
+        None => obj["apiVersion"] = Value::String(def.api_version()),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if k == def.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                def.kind
+            )))
+        }
+        None => obj["kind"] = Value::String(def.kind.to_string()),
+    }
+    Ok(())
+}
+
+/// A body's duplicate and unknown fields (paths), as `fieldValidation` asks: refused
+/// (Strict), warned about (Warn) or ignored.
+fn report_field_problems(
+    def: &ResourceDef,
+    fv: FieldValidation,
+    duplicates: &[String],
+    unknown: Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    if fv == FieldValidation::Ignore {
+        return Ok(());
+    }
+    let problems: Vec<String> = duplicates
+        .iter()
+        .map(|f| format!("duplicate field \"{f}\""))
+        .chain(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if fv == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            def.kind,
+            def.version,
+            def.kind,
+            problems.join(", ")
+        )));
+    }
+    warnings.extend(problems);
+    Ok(())
+}
+
 impl Registry {
     /// What `def`'s strategy may use of this registry.
     pub(super) fn context<'a>(&'a self, def: &'a ResourceDef) -> Context<'a> {
@@ -229,32 +301,7 @@ impl Registry {
         duplicates: &[String],
         warnings: &mut Vec<String>,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: the body must be a JSON object",
-                def.kind, def.version, def.kind
-            )));
-        }
-        match obj.get("apiVersion").and_then(Value::as_str) {
-            Some(v) if v == def.api_version() => {}
-            Some(v) => {
-                return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({})",
-                def.api_version()
-            )))
-            }
-            None => obj["apiVersion"] = Value::String(def.api_version()),
-        }
-        match obj.get("kind").and_then(Value::as_str) {
-            Some(k) if k == def.kind => {}
-            Some(k) => {
-                return Err(ApiError::bad_request(format!(
-                    "the kind in the data ({k}) does not match the expected kind ({})",
-                    def.kind
-                )))
-            }
-            None => obj["kind"] = Value::String(def.kind.to_string()),
-        }
+        check_type_meta(def, &mut obj)?;
         if def.custom.is_none() {
             // Custom objects keep their numbers: their schema says what they are.
             object::normalize_quantities(&mut obj);
@@ -265,30 +312,57 @@ impl Registry {
                 def.kind, def.version, def.kind
             ))
         })?;
-        if fv != FieldValidation::Ignore {
-            let problems: Vec<String> = duplicates
-                .iter()
-                .map(|f| format!("duplicate field \"{f}\""))
-                .chain(
-                    object::unknown_fields(&obj, &typed)
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\"")),
-                )
-                .collect();
-            if !problems.is_empty() {
-                if fv == FieldValidation::Strict {
-                    return Err(ApiError::bad_request(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                        def.kind,
-                        def.version,
-                        def.kind,
-                        problems.join(", ")
-                    )));
-                }
-                warnings.extend(problems);
-            }
-        }
+        let unknown = if fv == FieldValidation::Ignore {
+            Vec::new()
+        } else {
+            object::unknown_fields(&obj, &typed)
+        };
+        report_field_problems(def, fv, duplicates, unknown, warnings)?;
         Ok(typed)
+    }
+
+    /// Checks the body of a `status` write against the stored `old`. A kind with a status
+    /// type of its own whose body holds the stored object apart from the status (as the
+    /// scheduler's, the kubelet's and most patches do) has only its status decoded: the
+    /// rest is the stored object, already typed, and the write keeps it anyway. Any
+    /// other body is decoded whole, so its type errors and unknown fields are reported
+    /// as before.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_status(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        mut obj: Value,
+        old: &Value,
+        fv: FieldValidation,
+        duplicates: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let Some(status_type) = strategy.status_type() else {
+            return self.decode(strategy, def, obj, fv, duplicates, warnings);
+        };
+        check_type_meta(def, &mut obj)?;
+        if !object::same_but_status(&obj, old) {
+            return self.decode(strategy, def, obj, fv, duplicates, warnings);
+        }
+        let Some(status) = obj.get_mut("status") else {
+            return Ok(obj);
+        };
+        object::normalize_quantities(status);
+        let typed = status_type(status).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                def.kind, def.version, def.kind
+            ))
+        })?;
+        let unknown = if fv == FieldValidation::Ignore {
+            Vec::new()
+        } else {
+            object::unknown_fields_at("status", status, &typed)
+        };
+        report_field_problems(def, fv, duplicates, unknown, warnings)?;
+        *status = typed;
+        Ok(obj)
     }
 
     /// The namespace must exist and not be terminating for new content.
@@ -296,7 +370,7 @@ impl Registry {
         let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
         match self.store.get(&namespaces.key(None, ns)) {
             None => Err(ApiError::not_found(namespaces, ns)),
-            Some(kv) if object::is_deleting(&kv.value) => {
+            Some(kv) if stored_is_deleting(&kv) => {
                 let mut e = ApiError::forbidden(format!(
                     "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     crate::api::status::resource_name(def)
@@ -462,14 +536,25 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
-        let new = self.decode(
-            strategy,
-            def,
-            body,
-            opts.field_validation,
-            &opts.duplicate_fields,
-            &mut warnings,
-        )?;
+        let (fv, duplicates) = (opts.field_validation, &opts.duplicate_fields[..]);
+        // A status write's body is checked against the stored object (when there is
+        // one: otherwise a bad body is refused before the object is found missing).
+        let stored = match subresource {
+            Some("status") => self.get_with(strategy, def, ns, name).ok(),
+            _ => None,
+        };
+        let new = match &stored {
+            Some(old) => self.decode_status(
+                strategy,
+                def,
+                body,
+                &old.value,
+                fv,
+                duplicates,
+                &mut warnings,
+            )?,
+            None => self.decode(strategy, def, body, fv, duplicates, &mut warnings)?,
+        };
         check_name(&new, name)?;
         if def.namespaced {
             if let (Some(body_ns), Some(ns)) = (object::namespace(&new), ns) {
@@ -481,7 +566,10 @@ impl Registry {
         let expected =
             object::parse_resource_version(object::meta_str(&new, "resourceVersion").unwrap_or(""))
                 .map_err(ApiError::bad_request)?;
-        let old = self.get_with(strategy, def, ns, name)?;
+        let old = match stored {
+            Some(old) => old,
+            None => self.get_with(strategy, def, ns, name)?,
+        };
         if expected.is_some_and(|rv| rv != old.mod_revision) {
             return Err(ApiError::modified(def, name));
         }
@@ -595,6 +683,8 @@ impl Registry {
         let errors = if opts.binding {
             // A binding sets the one field updates may not change: validated as new.
             strategy.validate(&cx, &new)
+        } else if subresource == Some("status") {
+            strategy.validate_status_update(&cx, &new, oldv)
         } else {
             strategy.validate_update(&cx, &new, oldv)
         };
@@ -743,14 +833,12 @@ impl Registry {
             let old = self.get_with(strategy, def, ns, name)?;
             let new = mutate(&old.value)?;
             let mut warnings = Vec::new();
-            let new = self.decode(
-                strategy,
-                def,
-                new,
-                opts.field_validation,
-                &[],
-                &mut warnings,
-            )?;
+            let fv = opts.field_validation;
+            let new = if subresource == Some("status") {
+                self.decode_status(strategy, def, new, &old.value, fv, &[], &mut warnings)?
+            } else {
+                self.decode(strategy, def, new, fv, &[], &mut warnings)?
+            };
             check_name(&new, name)?;
             // A resourceVersion set by the caller (e.g. in a patch) is a precondition.
             let rv = object::meta_str(&new, "resourceVersion").unwrap_or("");
@@ -1008,6 +1096,23 @@ mod deletion_time_tests {
         let huge = json!({"data": {"a": "x".repeat(MAX_OBJECT_BYTES)}});
         let e = check_stored_size(def, "huge", &huge).unwrap_err();
         assert_eq!((e.code, e.reason), (413, "RequestEntityTooLarge"));
+    }
+
+    #[test]
+    fn a_stored_object_is_deleting_only_with_a_deletion_timestamp() {
+        let kv = |v: Value| KeyValue::from_raw("k", serde_json::to_vec(&v).unwrap().into(), 1, 1);
+        assert!(!stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns"}})
+        )));
+        assert!(stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns", "deletionTimestamp": "2026-12-05T00:00:00Z"}})
+        )));
+        assert!(!stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns", "labels": {"x": "\"deletionTimestamp\""}}})
+        )));
+        assert!(!stored_is_deleting(&kv(
+            json!({"metadata": {"name": "ns", "deletionTimestamp": null}})
+        )));
     }
 
     #[test]

@@ -57,7 +57,7 @@ use super::kinds::{
     webhook_configuration, workload,
 };
 use crate::api::identity::User;
-use crate::api::resources::ResourceDef;
+use crate::api::resources::{ResourceDef, Roundtrip};
 use crate::api::selector::{self, LabelSelector};
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
@@ -146,6 +146,23 @@ pub trait Strategy: Sync {
     /// Field errors of an update from `old` to `new` (immutable fields included).
     fn validate_update(&self, cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
         validation::validate(cx.def.kind, new, Some(old))
+    }
+
+    /// The kind's status type, for kinds whose status writes follow upstream's status
+    /// strategy: such a write keeps every other part of the stored object, so when the
+    /// body's other parts are the stored ones only its status is decoded (read as this
+    /// type and written back), and `prepare_for_update` and
+    /// [`Strategy::validate_status_update`] look at the status only. `None`: a status
+    /// write is decoded whole.
+    fn status_type(&self) -> Option<Roundtrip> {
+        None
+    }
+
+    /// Field errors of a write of the `status` subresource from `old` to `new` (`new`
+    /// holds the stored object's other parts): the whole-object rules unless the kind
+    /// validates a status on its own (upstream's `…StatusStrategy.ValidateUpdate`).
+    fn validate_status_update(&self, cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.validate_update(cx, new, old)
     }
 
     /// Upstream's admission plugins for this kind (NodeRestriction, EventRateLimit): run
@@ -369,7 +386,8 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
 }
 
 /// Upstream's status reset: a `status` write takes only the status from `new`, any
-/// other write of a kind with a status keeps the stored one.
+/// other write of a kind with a status keeps the stored one. Parts of `new` equal to
+/// the stored ones are kept as they are: only a part that differs is copied from `old`.
 pub fn keep_unwritten_part(
     def: &ResourceDef,
     new: &mut Value,
@@ -377,20 +395,29 @@ pub fn keep_unwritten_part(
     subresource: Option<&str>,
 ) {
     if subresource == Some("status") {
-        let status = new.get("status").cloned();
-        *new = old.clone();
-        match status {
-            Some(s) => new["status"] = s,
-            None => {
-                new.as_object_mut().map(|o| o.remove("status"));
+        let (Some(fields), Some(stored)) = (new.as_object_mut(), old.as_object()) else {
+            let status = new.get("status").cloned();
+            *new = old.clone();
+            set_status(new, status);
+            return;
+        };
+        fields.retain(|k, _| k == "status" || stored.contains_key(k));
+        for (k, v) in stored.iter().filter(|(k, _)| *k != "status") {
+            if fields.get(k) != Some(v) {
+                fields.insert(k.clone(), v.clone());
             }
         }
     } else if def.has_status() {
-        match old.get("status") {
-            Some(s) => new["status"] = s.clone(),
-            None => {
-                new.as_object_mut().map(|o| o.remove("status"));
-            }
+        set_status(new, old.get("status").cloned());
+    }
+}
+
+/// Sets `obj`'s status, or removes it (`None`).
+fn set_status(obj: &mut Value, status: Option<Value>) {
+    match status {
+        Some(s) => obj["status"] = s,
+        None => {
+            obj.as_object_mut().map(|o| o.remove("status"));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::api::resources::{self, ResourceDef, Resources};
 use crate::api::status::ApiError;
-use crate::apiserver::registry::{DeleteOptions, Registry, WriteOptions, Written};
+use crate::apiserver::registry::{DeleteOptions, FieldValidation, Registry, WriteOptions, Written};
 use crate::store::{KeyValue, ListFilter, Revision, StoreError, Watcher};
 
 /// Maps the current object to the desired one (read-modify-write, retried on conflict).
@@ -164,6 +164,15 @@ pub trait ClientExt: Client {
 
 impl<C: Client + ?Sized> ClientExt for C {}
 
+/// The options of an in-process component's write: its bodies are built by orc and
+/// nobody reads warnings about their unknown fields, so none are looked for (type
+/// errors are still refused).
+fn in_process() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.field_validation = FieldValidation::Ignore;
+    opts
+}
+
 #[async_trait]
 impl Client for Registry {
     fn resources(&self) -> Arc<Resources> {
@@ -206,7 +215,7 @@ impl Client for Registry {
         ns: Option<&str>,
         body: Value,
     ) -> Result<Written, ApiError> {
-        Registry::create(self, def, ns, body, &WriteOptions::default()).await
+        Registry::create(self, def, ns, body, &in_process()).await
     }
 
     async fn update(
@@ -216,7 +225,7 @@ impl Client for Registry {
         name: &str,
         body: Value,
     ) -> Result<Written, ApiError> {
-        Registry::update(self, def, ns, name, body, None, &WriteOptions::default()).await
+        Registry::update(self, def, ns, name, body, None, &in_process()).await
     }
 
     async fn update_status(
@@ -226,7 +235,7 @@ impl Client for Registry {
         name: &str,
         body: Value,
     ) -> Result<Written, ApiError> {
-        let opts = WriteOptions::default();
+        let opts = in_process();
         Registry::update(self, def, ns, name, body, Some("status"), &opts).await
     }
 
@@ -238,7 +247,7 @@ impl Client for Registry {
         subresource: Option<&str>,
         mutate: Mutation<'_>,
     ) -> Result<Written, ApiError> {
-        let opts = WriteOptions::default();
+        let opts = in_process();
         Registry::modify(self, def, ns, name, subresource, &opts, mutate).await
     }
 
@@ -250,7 +259,7 @@ impl Client for Registry {
         patch_type: PatchType,
         body: &[u8],
     ) -> Result<Written, ApiError> {
-        let opts = WriteOptions::default();
+        let opts = in_process();
         Registry::patch(self, def, ns, name, (patch_type, body), None, &opts).await
     }
 
@@ -280,7 +289,7 @@ impl Client for Registry {
     }
 
     async fn bind_pod(&self, ns: &str, name: &str, binding: &Value) -> Result<Written, ApiError> {
-        Registry::bind_pod(self, ns, name, binding, &WriteOptions::default()).await
+        Registry::bind_pod(self, ns, name, binding, &in_process()).await
     }
 
     fn heartbeats(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> u64 {

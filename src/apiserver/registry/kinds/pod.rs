@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use super::{pod_service_account, priority_class};
 use crate::api::defaults;
 use crate::api::object;
-use crate::api::resources;
+use crate::api::resources::{self, Roundtrip};
 use crate::api::selector;
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
-use crate::api::validation::FieldErrorKind;
+use crate::api::validation::{self, FieldError, FieldErrorKind};
 use crate::apiserver::registry::generic::field_error;
-use crate::apiserver::registry::strategy::{Context, Strategy};
+use crate::apiserver::registry::strategy::{keep_unwritten_part, Context, Strategy};
 use crate::apiserver::registry::{set_condition, Registry, WriteOptions, Written};
 
 /// Grace period of a pod that does not set `terminationGracePeriodSeconds`.
@@ -84,6 +84,33 @@ impl Strategy for PodStrategy {
         }
     }
 
+    /// Upstream's pod status strategy for `status` writes: the stored spec and metadata
+    /// are kept, only the status is defaulted; any other write as every kind's.
+    fn prepare_for_update(
+        &self,
+        cx: &Context,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) {
+        keep_unwritten_part(cx.def, new, old, subresource);
+        if subresource == Some("status") {
+            defaults::pod_status_defaults(new);
+        } else {
+            defaults::apply_defaults(cx.def.kind, new);
+        }
+    }
+
+    fn status_type(&self) -> Option<Roundtrip> {
+        Some(resources::roundtrip::<k8s_openapi::api::core::v1::PodStatus>)
+    }
+
+    /// Upstream's `ValidatePodStatusUpdate`: the spec and metadata are the stored ones,
+    /// so only the status is checked.
+    fn validate_status_update(&self, _cx: &Context, new: &Value, old: &Value) -> Vec<FieldError> {
+        validation::validate_pod_status_update(new, old)
+    }
+
     fn admit_create<'a>(
         &'a self,
         cx: &'a Context<'a>,
@@ -95,8 +122,11 @@ impl Strategy for PodStrategy {
             let own_priority = obj["spec"].get("priority").is_some();
             let own_policy = obj["spec"].get("preemptionPolicy").is_some();
             priority_class::admit_pod(cx, obj, own_priority, own_policy)?;
-            // What admission added is stored defaulted, as upstream stores it.
-            defaults::apply_defaults(cx.def.kind, obj);
+            // What admission added is stored defaulted, as upstream stores it (the rest
+            // was defaulted by `prepare_for_create`).
+            if let Some(spec) = obj["spec"].as_object_mut() {
+                defaults::pod_admission_defaults(spec);
+            }
             Ok(())
         })
     }
@@ -249,6 +279,225 @@ mod tests {
             "per taint"
         );
         assert_eq!(bare["spec"]["tolerations"][1]["tolerationSeconds"], 7);
+    }
+
+    mod status_writes {
+        use std::sync::Arc;
+
+        use serde_json::{json, Value};
+
+        use crate::api::patch::PatchType;
+        use crate::api::resources::{self, ResourceDef};
+        use crate::api::status::ApiError;
+        use crate::apiserver::allocator::Allocators;
+        use crate::apiserver::registry::{FieldValidation, Registry, WriteOptions};
+        use crate::store::memory::MemoryStore;
+
+        fn pods() -> &'static ResourceDef {
+            resources::by_plural("", "v1", "pods").expect("served")
+        }
+
+        /// A registry with the `default` namespace and its account, holding `pods`.
+        async fn registry(pods_to_create: &[Value]) -> Registry {
+            let allocators = Allocators::new("10.43.0.0/16".parse().expect("cidr"), (30000, 32767));
+            let reg = Registry::new(Arc::new(MemoryStore::new()), allocators);
+            let opts = WriteOptions::default();
+            let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
+            let ns =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+            reg.create(namespaces, None, ns, &opts)
+                .await
+                .expect("namespace");
+            let accounts = resources::by_plural("", "v1", "serviceaccounts").expect("served");
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": "default"}});
+            reg.create(accounts, Some("default"), sa, &opts)
+                .await
+                .expect("account");
+            for pod in pods_to_create {
+                reg.create(pods(), Some("default"), pod.clone(), &opts)
+                    .await
+                    .expect("pod");
+            }
+            reg
+        }
+
+        fn web() -> Value {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}})
+        }
+
+        fn stored(reg: &Registry) -> (u64, Value) {
+            let kv = reg.get(pods(), Some("default"), "web").expect("stored");
+            (kv.mod_revision, (*kv.value).clone())
+        }
+
+        async fn patch_status(
+            reg: &Registry,
+            body: Value,
+            fv: FieldValidation,
+        ) -> Result<Vec<String>, ApiError> {
+            let opts = WriteOptions {
+                field_validation: fv,
+                ..WriteOptions::default()
+            };
+            let body = serde_json::to_vec(&body).expect("json");
+            reg.patch(
+                pods(),
+                Some("default"),
+                "web",
+                (PatchType::Merge, &body),
+                Some("status"),
+                &opts,
+            )
+            .await
+            .map(|w| w.warnings)
+        }
+
+        #[tokio::test]
+        async fn a_status_write_takes_the_status_and_keeps_the_stored_spec_and_metadata() {
+            let reg = registry(&[web()]).await;
+            let (_, before) = stored(&reg);
+            let body = json!({"metadata": {"labels": {"app": "changed"}},
+                "spec": {"activeDeadlineSeconds": 5, "containers": [{"name": "app", "image": "nginx:2"}]},
+                "status": {"phase": "Running", "podIP": "10.42.0.7", "podIPs": [{"ip": "10.42.0.7"}],
+                           "conditions": [{"type": "Ready", "status": "True"}]}});
+            patch_status(&reg, body, FieldValidation::Warn)
+                .await
+                .expect("written");
+            let (_, after) = stored(&reg);
+            assert_eq!(after["spec"], before["spec"], "the spec is the stored one");
+            assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+            assert_eq!(after["metadata"]["generation"], 1);
+            assert_eq!(after["status"]["phase"], "Running");
+            assert_eq!(after["status"]["podIPs"], json!([{"ip": "10.42.0.7"}]));
+            assert_eq!(after["status"]["qosClass"], "BestEffort", "kept");
+
+            // A replace of the status whose other parts differ from the stored ones: the
+            // same (and decoded whole).
+            let mut put = after.clone();
+            put["spec"]["containers"][0]["image"] = json!("nginx:3");
+            put["status"]["phase"] = json!("Succeeded");
+            put["status"]
+                .as_object_mut()
+                .expect("status")
+                .remove("qosClass");
+            let w = reg
+                .update(
+                    pods(),
+                    Some("default"),
+                    "web",
+                    put,
+                    Some("status"),
+                    &WriteOptions::default(),
+                )
+                .await
+                .expect("replaced");
+            assert_eq!(w.kv.value["spec"], before["spec"]);
+            assert_eq!(w.kv.value["status"]["phase"], "Succeeded");
+            assert_eq!(
+                w.kv.value["status"]["qosClass"], "BestEffort",
+                "defaulted again"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_bad_status_is_refused_as_invalid_and_nothing_is_written() {
+            let reg = registry(&[web()]).await;
+            let (revision, _) = stored(&reg);
+            for (body, message) in [
+                (
+                    json!({"status": {"podIPs": [{"ip": "not-an-ip"}]}}),
+                    "status.podIPs[0]: Invalid value: \"not-an-ip\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                ),
+                (
+                    json!({"status": {"qosClass": "Guaranteed"}}),
+                    "status.qosClass: Invalid value: \"Guaranteed\": field is immutable",
+                ),
+            ] {
+                let e = patch_status(&reg, body, FieldValidation::Warn).await.unwrap_err();
+                assert_eq!((e.code, e.reason), (422, "Invalid"), "{}", e.message);
+                assert!(e.message.contains(message), "{}", e.message);
+            }
+            // Wrong types are refused by decoding, in the status and outside it.
+            for body in [
+                json!({"status": {"conditions": "Ready"}}),
+                json!({"spec": {"containers": "app"}, "status": {"phase": "Running"}}),
+            ] {
+                let e = patch_status(&reg, body, FieldValidation::Warn)
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.code, 400, "{}", e.message);
+            }
+            assert_eq!(stored(&reg).0, revision, "nothing written");
+        }
+
+        #[tokio::test]
+        async fn unknown_fields_of_a_status_write_are_reported_wherever_they_are() {
+            let reg = registry(&[web()]).await;
+            let warnings = patch_status(
+                &reg,
+                json!({"status": {"phase": "Running", "bogus": 1}}),
+                FieldValidation::Warn,
+            )
+            .await
+            .expect("written");
+            assert_eq!(warnings, ["unknown field \"status.bogus\""]);
+            assert!(stored(&reg).1["status"].get("bogus").is_none(), "dropped");
+            let warnings = patch_status(
+                &reg,
+                json!({"spec": {"bogus": 1}, "status": {"phase": "Failed"}}),
+                FieldValidation::Warn,
+            )
+            .await
+            .expect("written");
+            assert_eq!(warnings, ["unknown field \"spec.bogus\""]);
+            let e = patch_status(
+                &reg,
+                json!({"status": {"other": 1}}),
+                FieldValidation::Strict,
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.code, 400);
+            assert!(
+                e.message
+                    .contains("strict decoding error: unknown field \"status.other\""),
+                "{}",
+                e.message
+            );
+        }
+
+        /// The second defaulting pass after admission is gone: what a create stores is
+        /// as defaulted as defaulting it once more makes it (so a full pass after the
+        /// admission, as before, would have stored the same).
+        #[tokio::test]
+        async fn a_created_pod_is_stored_as_defaulted_as_a_second_pass_would_make_it() {
+            let pods_to_create = [
+                web(),
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "limited"},
+                    "spec": {"automountServiceAccountToken": false, "restartPolicy": "Never",
+                        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}],
+                        "initContainers": [{"name": "init", "image": "busybox"}],
+                        "containers": [{"name": "app", "image": "busybox", "ports": [{"containerPort": 80}],
+                            "resources": {"limits": {"cpu": "1", "memory": "64Mi"}}}],
+                        "volumes": [{"name": "cfg", "configMap": {"name": "c"}}, {"name": "scratch"}]}}),
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "preempting"},
+                    "spec": {"preemptionPolicy": "Never", "hostNetwork": true,
+                        "containers": [{"name": "app", "image": "busybox:1", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+                        "volumes": [{"name": "v", "emptyDir": {}}]}}),
+            ];
+            let reg = registry(&pods_to_create).await;
+            for pod in &pods_to_create {
+                let name = pod["metadata"]["name"].as_str().expect("name");
+                let kv = reg.get(pods(), Some("default"), name).expect("stored");
+                let mut again = (*kv.value).clone();
+                crate::api::defaults::apply_defaults("Pod", &mut again);
+                assert_eq!(*kv.value, again, "{name}");
+                assert!(kv.value["spec"]["preemptionPolicy"].is_string(), "{name}");
+            }
+        }
     }
 
     #[test]

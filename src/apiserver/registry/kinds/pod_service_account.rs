@@ -145,7 +145,8 @@ pub fn mount_token(pod: &mut Value, volume: &str) {
             }
             match c["volumeMounts"].as_array_mut() {
                 Some(mounts) => mounts.push(mount.clone()),
-                None => c["volumeMounts"] = json!([mount.clone()]),
+                // Not `json!([…])`: it would copy the value through its serializer.
+                None => c["volumeMounts"] = Value::Array(vec![mount.clone()]),
             }
             needed = true;
         }
@@ -154,7 +155,7 @@ pub fn mount_token(pod: &mut Value, volume: &str) {
         let spec = &mut pod["spec"];
         match spec["volumes"].as_array_mut() {
             Some(volumes) => volumes.push(token_volume(&name)),
-            None => spec["volumes"] = json!([token_volume(&name)]),
+            None => spec["volumes"] = Value::Array(vec![token_volume(&name)]),
         }
     }
 }
