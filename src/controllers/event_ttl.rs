@@ -188,8 +188,9 @@ mod tests {
     #[tokio::test]
     async fn an_event_written_again_lives_a_ttl_after_its_last_occurrence() {
         let registry = testutil::registry().await;
-        // Timestamps are whole seconds.
-        let ttl = Duration::from_secs(2);
+        // Timestamps are whole seconds: an event created at c expires in (c + 2 s, c + 3 s];
+        // written again 1.2 s later, it expires a second later at least.
+        let ttl = Duration::from_secs(3);
         let created = chrono::Utc::now();
         for name in ["once", "again"] {
             registry
@@ -231,7 +232,7 @@ mod tests {
         .await;
         let gone_at = chrono::Utc::now();
         assert!(
-            gone_at - created >= chrono::Duration::milliseconds(1000),
+            gone_at - created >= chrono::Duration::milliseconds(2000),
             "deleted before its TTL"
         );
         assert!(
