@@ -11,6 +11,15 @@ use serde_json::{json, Map, Value};
 use super::quantity::Quantity;
 use super::quota::{from_json, ResourceList};
 
+/// The quantity maps of a LimitRange item (`spec.limits[*]`).
+pub const QUANTITY_MAPS: [&str; 5] = [
+    "max",
+    "min",
+    "default",
+    "defaultRequest",
+    "maxLimitRequestRatio",
+];
+
 /// The annotation that records which defaults were set.
 pub const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 

@@ -121,13 +121,7 @@ fn normalize_kind_quantity_maps(obj: &mut Value) {
                 .pointer_mut("/spec/limits")
                 .and_then(Value::as_array_mut);
             for item in items.into_iter().flatten() {
-                for key in [
-                    "max",
-                    "min",
-                    "default",
-                    "defaultRequest",
-                    "maxLimitRequestRatio",
-                ] {
+                for key in crate::api::limit_range::QUANTITY_MAPS {
                     quantity_map_to_strings(item.get_mut(key));
                 }
             }

@@ -203,13 +203,7 @@ pub(super) fn validate_limit_range(obj: &Value, errs: &mut Errs) {
                 &TYPES,
             ));
         }
-        for key in [
-            "max",
-            "min",
-            "default",
-            "defaultRequest",
-            "maxLimitRequestRatio",
-        ] {
+        for key in crate::api::limit_range::QUANTITY_MAPS {
             for (name, value) in obj_at(item, key).into_iter().flatten() {
                 validate_resource_quantity(name, value, &format!("{path}.{key}[{name}]"), errs);
             }
@@ -244,16 +238,10 @@ pub(super) fn validate_limit_range(obj: &Value, errs: &mut Errs) {
                 .find(|(n, _, _)| n == name)
                 .map(|(_, text, q)| (text, q))
         };
-        let mut names: Vec<String> = [
-            "max",
-            "min",
-            "default",
-            "defaultRequest",
-            "maxLimitRequestRatio",
-        ]
-        .iter()
-        .flat_map(|k| quantities(item, k).into_iter().map(|(n, _, _)| n))
-        .collect();
+        let mut names: Vec<String> = crate::api::limit_range::QUANTITY_MAPS
+            .iter()
+            .flat_map(|k| quantities(item, k).into_iter().map(|(n, _, _)| n))
+            .collect();
         names.sort();
         names.dedup();
         for name in names {

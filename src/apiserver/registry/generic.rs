@@ -179,6 +179,14 @@ fn stored_is_deleting(kv: &KeyValue) -> bool {
     kv.raw.windows(KEY.len()).any(|w| w == KEY) && object::is_deleting(&kv.value)
 }
 
+/// A body that does not decode as its kind (upstream's words).
+fn undecodable(def: &ResourceDef, e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {e}",
+        def.kind, def.version, def.kind
+    ))
+}
+
 /// A body that is not a JSON object of `def`'s kind and version is refused; a missing
 /// `apiVersion` or `kind` is filled in.
 fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
@@ -306,12 +314,9 @@ impl Registry {
             // Custom objects keep their numbers: their schema says what they are.
             object::normalize_quantities(&mut obj);
         }
-        let typed = strategy.typed(&self.context(def), &obj).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {e}",
-                def.kind, def.version, def.kind
-            ))
-        })?;
+        let typed = strategy
+            .typed(&self.context(def), &obj)
+            .map_err(|e| undecodable(def, e))?;
         let unknown = if fv == FieldValidation::Ignore {
             Vec::new()
         } else {
@@ -349,12 +354,7 @@ impl Registry {
             return Ok(obj);
         };
         object::normalize_quantities(status);
-        let typed = status_type(status).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {e}",
-                def.kind, def.version, def.kind
-            ))
-        })?;
+        let typed = status_type(status).map_err(|e| undecodable(def, e))?;
         let unknown = if fv == FieldValidation::Ignore {
             Vec::new()
         } else {
