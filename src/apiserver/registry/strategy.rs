@@ -395,7 +395,16 @@ pub fn keep_unwritten_part(
     subresource: Option<&str>,
 ) {
     if subresource == Some("status") {
-        let (Some(fields), Some(stored)) = (new.as_object_mut(), old.as_object()) else {
+        // A body missing one of the stored members is rebuilt from the stored object, so
+        // the members keep the stored order (an appended one would move to the end).
+        let in_place = match (new.as_object(), old.as_object()) {
+            (Some(fields), Some(stored)) => stored
+                .keys()
+                .all(|k| k == "status" || fields.contains_key(k)),
+            _ => false,
+        };
+        let (true, Some(fields), Some(stored)) = (in_place, new.as_object_mut(), old.as_object())
+        else {
             let status = new.get("status").cloned();
             *new = old.clone();
             set_status(new, status);
@@ -542,5 +551,18 @@ mod tests {
             main_write,
             serde_json::json!({"spec": {"a": 2}, "status": {"phase": "Running"}})
         );
+    }
+
+    #[test]
+    fn a_status_write_keeps_the_stored_members_in_their_order() {
+        let pods = def("Pod");
+        let old = serde_json::json!({"apiVersion": "v1", "metadata": {"name": "p"},
+            "spec": {"a": 1}, "status": {"phase": "Running"}});
+        let mut write =
+            serde_json::json!({"status": {"phase": "Failed"}, "metadata": {"name": "p"}});
+        keep_unwritten_part(pods, &mut write, &old, Some("status"));
+        let keys: Vec<&String> = write.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["apiVersion", "metadata", "spec", "status"]);
+        assert_eq!(write["status"]["phase"], "Failed");
     }
 }
