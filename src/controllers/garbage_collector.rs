@@ -570,6 +570,11 @@ mod tests {
     #[test]
     fn events_are_left_out_of_the_graph_as_upstream() {
         let served = resources::Catalog::new().snapshot();
+        // The prefixes are the event kinds' own (`ResourceDef::prefix`).
+        for (group, version) in [("", "v1"), ("events.k8s.io", "v1")] {
+            let def = resources::by_plural(group, version, "events").unwrap();
+            assert!(IGNORED_PREFIXES.contains(&def.prefix().as_str()));
+        }
         let owner_uid = "5df3fcee-97ec-4602-b1cd-1a6dfcc3aaaa";
         let event = |key: &str, kind: &str, api_version: &str| Event {
             kind: EventType::Added,

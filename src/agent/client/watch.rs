@@ -548,11 +548,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Reflector<T> {
 
     /// A kept object, decoded again (it decoded when it was kept).
     fn decode_kept(&self, text: &str) -> Option<T> {
-        serde_json::from_str(text)
-            .inspect_err(|e| {
-                tracing::warn!(resource = %self.query.collection, error = %e, "ignoring an unreadable object")
-            })
-            .ok()
+        self.decode(serde_json::from_str(text).ok()?)
     }
 
     fn decode(&self, object: Value) -> Option<T> {

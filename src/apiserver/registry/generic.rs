@@ -191,10 +191,7 @@ fn undecodable(def: &ResourceDef, e: impl std::fmt::Display) -> ApiError {
 /// `apiVersion` or `kind` is filled in.
 fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: the body must be a JSON object",
-            def.kind, def.version, def.kind
-        )));
+        return Err(undecodable(def, "the body must be a JSON object"));
     }
     match obj.get("apiVersion").and_then(Value::as_str) {
         Some(v) if v == def.api_version() => {}
@@ -240,13 +237,11 @@ fn report_field_problems(
         return Ok(());
     }
     if fv == FieldValidation::Strict {
-        return Err(ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-            def.kind,
-            def.version,
-            def.kind,
-            problems.join(", ")
-        )));
+        let problems = problems.join(", ");
+        return Err(undecodable(
+            def,
+            format!("strict decoding error: {problems}"),
+        ));
     }
     warnings.extend(problems);
     Ok(())
