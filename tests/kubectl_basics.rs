@@ -668,6 +668,22 @@ subsets:
   ports: [{port: 5432}]
 "#,
     );
+    // Before any pod has an address the Service has an empty placeholder slice, as
+    // upstream: listed with its ports and endpoints unset.
+    wait_for(
+        "the placeholder slice of a Service without endpoints",
+        || {
+            let table = s.ok(&[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=web",
+                "--no-headers",
+            ]);
+            let row: Vec<&str> = table.split_whitespace().collect();
+            row.len() == 5 && row[1..4] == ["IPv4", "<unset>", "<unset>"]
+        },
+    );
     // The pod gets an address and turns ready, as its node would report.
     s.ok(&[
         "patch",

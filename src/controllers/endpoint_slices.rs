@@ -376,7 +376,46 @@ fn pod_endpoint(svc: &Value, pod: &Value, ip: &str) -> Value {
 /// family and resolved port set, endpoints sorted by address, cut into slices of at most
 /// [`MAX_ENDPOINTS_PER_SLICE`]. Terminating pods stay in (not ready; serving while they
 /// still pass their readiness), as upstream's.
+/// The address types a Service's slices carry (upstream `getAddressTypesForService`): its
+/// `ipFamilies`, else the family of its cluster IP, else IPv4.
+fn address_types(svc: &Value) -> Vec<&'static str> {
+    let mut types: Vec<&'static str> = Vec::new();
+    for family in svc["spec"]["ipFamilies"].as_array().into_iter().flatten() {
+        let t = match family.as_str() {
+            Some("IPv4") => "IPv4",
+            Some("IPv6") => "IPv6",
+            _ => continue,
+        };
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    if types.is_empty() {
+        let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
+        types.push(family(cluster_ip).unwrap_or("IPv4"));
+    }
+    types
+}
+
+/// The slices a selector Service wants from its pods: endpoints of the Service's address
+/// types only, and, as upstream, an empty placeholder slice for each address type that
+/// has no endpoint (so `kubectl get endpointslices` lists every such Service).
 pub fn desired_from_pods(svc: &Value, pods: &[&Value]) -> Vec<SliceContent> {
+    let types = address_types(svc);
+    let mut slices = slices_from_pods(svc, pods, &types);
+    for address_type in types {
+        if !slices.iter().any(|s| s.address_type == address_type) {
+            slices.push(SliceContent {
+                address_type,
+                ports: Vec::new(),
+                endpoints: Vec::new(),
+            });
+        }
+    }
+    slices
+}
+
+fn slices_from_pods(svc: &Value, pods: &[&Value], types: &[&'static str]) -> Vec<SliceContent> {
     let svc_ports: Vec<&Value> = svc["spec"]["ports"]
         .as_array()
         .into_iter()
@@ -394,7 +433,9 @@ pub fn desired_from_pods(svc: &Value, pods: &[&Value]) -> Vec<SliceContent> {
         ports.sort_by_key(|p| p.to_string());
         let ips = pod_ips(pod);
         for ip in ips {
-            let Some(family) = family(&ip) else { continue };
+            let Some(family) = family(&ip).filter(|f| types.contains(f)) else {
+                continue;
+            };
             let group = groups
                 .entry((family, Value::Array(ports.clone()).to_string()))
                 .or_insert_with(|| (ports.clone(), Vec::new()));
@@ -545,7 +586,8 @@ mod tests {
 
     #[test]
     fn more_than_a_hundred_pods_take_several_slices_and_families_split() {
-        let svc = service();
+        let mut svc = service();
+        svc["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
         let pods: Vec<Value> = (0..250)
             .map(|i| {
                 pod(
@@ -568,6 +610,41 @@ mod tests {
             sizes,
             [("IPv4", 100), ("IPv4", 100), ("IPv4", 50), ("IPv6", 1)]
         );
+    }
+
+    #[test]
+    fn a_family_without_endpoints_gets_a_placeholder_and_other_families_stay_out() {
+        // No pod with an address: one empty IPv4 slice (the cluster IP's family).
+        let svc = service();
+        let pending = json!({"metadata": {"name": "p", "labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "c"}]}, "status": {}});
+        let slices = desired_from_pods(&svc, &[&pending]);
+        assert_eq!(
+            slices,
+            [SliceContent {
+                address_type: "IPv4",
+                ports: vec![],
+                endpoints: vec![]
+            }]
+        );
+        // A single-stack IPv4 Service leaves a pod's IPv6 address out.
+        let six = pod("six", "fd00::5", true);
+        let slices = desired_from_pods(&svc, &[&six]);
+        assert_eq!(slices.len(), 1);
+        assert!(slices[0].endpoints.is_empty());
+        // Dual stack with IPv4 pods only: the IPv6 family gets the placeholder.
+        let mut dual = service();
+        dual["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
+        let four = pod("four", "10.42.0.9", true);
+        let types: Vec<(&str, usize)> = desired_from_pods(&dual, &[&four])
+            .iter()
+            .map(|s| (s.address_type, s.endpoints.len()))
+            .collect();
+        assert_eq!(types, [("IPv4", 1), ("IPv6", 0)]);
+        // An IPv6 cluster IP without ipFamilies (an old object) means IPv6.
+        let mut v6 = service();
+        v6["spec"]["clusterIP"] = json!("fd00:43::10");
+        assert_eq!(desired_from_pods(&v6, &[])[0].address_type, "IPv6");
     }
 
     #[test]
@@ -620,6 +697,12 @@ mod tests {
             "metadata": {"name": "web", "labels": {"team": "a"}},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
         )
+        .await;
+        wait_for("the placeholder slice", Duration::from_secs(10), || {
+            slices_of(&registry, MANAGED_BY_CONTROLLER)
+                .first()
+                .is_some_and(|s| s["endpoints"] == json!([]) && s["addressType"] == "IPv4")
+        })
         .await;
         let mut p = pod("a", "10.42.0.7", true);
         p["metadata"].as_object_mut().unwrap().remove("uid");
