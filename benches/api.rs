@@ -217,6 +217,117 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Per-thread CPU seconds and context switches of process `pid`, keyed by thread id:
+/// (thread name, CPU seconds, voluntary, involuntary switches).
+fn thread_stats(pid: u32) -> std::collections::HashMap<u32, (String, f64, u64, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = task.path();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        let fields: Vec<f64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        let cpu = (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0;
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let switches = |label: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(label))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        };
+        out.insert(
+            tid,
+            (
+                name,
+                cpu,
+                switches("voluntary_ctxt_switches:"),
+                switches("nonvoluntary_ctxt_switches:"),
+            ),
+        );
+    }
+    out
+}
+
+/// What each named group of the server's threads used between two [`thread_stats`]
+/// readings, per create: "name CPUµs/ctx-switches" for the busiest groups.
+fn thread_split(
+    before: &std::collections::HashMap<u32, (String, f64, u64, u64)>,
+    after: &std::collections::HashMap<u32, (String, f64, u64, u64)>,
+    n: usize,
+) -> String {
+    let mut groups: std::collections::BTreeMap<&str, (f64, u64)> = Default::default();
+    for (tid, (name, cpu, vol, invol)) in after {
+        let (cpu0, vol0, invol0) = before
+            .get(tid)
+            .map_or((0.0, 0, 0), |(_, c, v, i)| (*c, *v, *i));
+        let group = groups.entry(name.as_str()).or_default();
+        group.0 += cpu - cpu0;
+        group.1 += (vol + invol).saturating_sub(vol0 + invol0);
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    groups
+        .iter()
+        .take(3)
+        .map(|(name, (cpu, switches))| {
+            format!(
+                "{name} {:.0} µs/{:.1} cs",
+                cpu * 1e6 / n as f64,
+                *switches as f64 / n as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Busy and total CPU seconds of the whole machine (all cores) from /proc/stat.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let total: f64 = fields.iter().take(8).sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = fields.get(3).unwrap_or(&0.0) + fields.get(4).unwrap_or(&0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+/// System CPU seconds and minor page faults of process `pid` so far (all threads).
+fn sys_and_faults(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // minflt is field 10 (index 7 after the state), stime field 15 (index 12).
+    (field(12) as f64 / 100.0, field(7))
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -726,6 +837,22 @@ fn load_average() -> String {
         .to_string()
 }
 
+/// How many pods the scheduler has answered as unschedulable so far (its
+/// `scheduler_schedule_attempts_total{result="unschedulable"}`; the bench's pods fit no
+/// node, there is none).
+async fn unschedulable_attempts(http: &reqwest::Client, url: &str) -> u64 {
+    let Ok(r) = http.get(format!("{url}/metrics")).send().await else {
+        return 0;
+    };
+    r.text()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("scheduler_schedule_attempts_total{result=\"unschedulable\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// Starts a fresh server in `dir` and waits until it answers; its client and process.
 async fn fresh_server(dir: &Path) -> (reqwest::Client, String, std::process::Child) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -780,10 +907,32 @@ async fn repeated_creates(root: &Path, runs: usize, n: usize) {
         let fsync = fsync_latency(&dir);
         let load = load_average();
         let cpu0 = cpu_secs(pid);
+        let threads0 = thread_stats(pid);
+        let (sys0, faults0) = sys_and_faults(pid);
+        let (client0, machine0) = (cpu_secs(std::process::id()), machine_cpu());
         let base = format!("{url}/api/v1/namespaces/default/pods");
         let (elapsed, mut lat) =
             concurrent_creates(&http, &base, n, |i| pod(&format!("run-{i}"))).await;
         let cpu = (cpu_secs(pid) - cpu0) * 1e6 / n as f64;
+        let client = (cpu_secs(std::process::id()) - client0) * 1e6 / n as f64;
+        let machine = machine_cpu();
+        let (busy, total) = (machine.0 - machine0.0, machine.1 - machine0.1);
+        let threads = thread_split(&threads0, &thread_stats(pid), n);
+        let (sys1, faults1) = sys_and_faults(pid);
+        // The scheduler answers each pod (its status and a FailedScheduling Event) on its
+        // own time: how much of that fell inside the timed window, and the server's CPU
+        // per pod once it has answered every pod (the end-to-end cost, whatever the split).
+        let in_window = unschedulable_attempts(&http, &url).await;
+        let settle = Instant::now();
+        while unschedulable_attempts(&http, &url).await < n as u64
+            && settle.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let end_to_end = (cpu_secs(pid) - cpu0) * 1e6 / n as f64;
+        let settled = settle.elapsed().as_secs_f64();
+        let sys = (sys1 - sys0) * 1e6 / n as f64;
+        let faults = (faults1 - faults0) as f64 / n as f64;
         lat.sort();
         let rate = n as f64 / elapsed.as_secs_f64();
         let p99 = percentile(&lat, 0.99).as_secs_f64() * 1e3;
@@ -792,6 +941,17 @@ async fn repeated_creates(root: &Path, runs: usize, n: usize) {
             run + 1,
             percentile(&lat, 0.5).as_secs_f64() * 1e3,
             fsync.as_secs_f64() * 1e3,
+        );
+        println!(
+            "    scheduler answered {in_window} of {n} pods in the window; server CPU per pod with every pod answered {end_to_end:.0} µs ({settled:.1} s later)"
+        );
+        // Where the machine's CPU went in the timed window: the server's threads, this
+        // bench's clients (reqwest, TLS, JSON on the same cores), everything else.
+        println!(
+            "    server threads: {threads};  server system CPU {sys:.0} µs and {faults:.1} page faults per create;  bench client {client:.0} µs/create;  machine busy {:.0} % of {:.1} core-s, server + client {:.0} % of it",
+            busy / total * 100.0,
+            total,
+            (cpu + client) * n as f64 / 1e6 / busy * 100.0,
         );
         rates.push(rate);
         p99s.push(p99);
