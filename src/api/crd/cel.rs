@@ -2,11 +2,14 @@
 //! way upstream types them from the schema, and evaluating a rule within a cost bound.
 //!
 //! Built on the `cel` crate (stdlib macros `has`/`all`/`exists`/`exists_one`/`map`/`filter`,
-//! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, its strings and lists
-//! extensions) plus the Kubernetes list functions `isSorted`, `sum`, `min`, `max` and the
-//! regex functions `find`, `findAll`. Missing against upstream: type-checking (only
-//! identifiers are checked at compile time), `timestamp`/`duration` (the crate's `chrono`
-//! feature is off), the `url`, `quantity`, `ip`/`cidr`, `authz` and `format` libraries,
+//! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, `timestamp`/`duration`
+//! and their comparisons and accessors, its strings and lists extensions) plus the
+//! Kubernetes list functions `isSorted`, `sum`, `min`, `max` and the regex functions
+//! `find`, `findAll`. Missing against upstream: type-checking (only identifiers are
+//! checked at compile time), typing strings of `format: duration`/`date-time` as
+//! durations and timestamps (rules convert them with `duration()`/`timestamp()`, as
+//! Gateway API's do), the `url`, `quantity`,
+//! `ip`/`cidr`, `authz` and `format` libraries,
 //! list `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
 //! exact cost accounting.
 //!
@@ -572,6 +575,38 @@ mod tests {
             Outcome::Error(_)
         ));
         assert_eq!(run("self.name", v), Outcome::NotBool);
+    }
+
+    #[test]
+    fn durations_and_timestamps_compare_as_upstream() {
+        // Gateway API's HTTPRoute timeouts rule, valid and invalid.
+        let rule = "!(has(self.request) && has(self.backendRequest) && \
+                    duration(self.request) != duration('0s') && \
+                    duration(self.backendRequest) > duration(self.request))";
+        assert_eq!(
+            run(rule, json!({"request": "10s", "backendRequest": "2s"})),
+            Outcome::Pass
+        );
+        assert_eq!(
+            run(rule, json!({"request": "1s", "backendRequest": "1m30s"})),
+            Outcome::Fail
+        );
+        assert_eq!(
+            run(rule, json!({"request": "0s", "backendRequest": "1h"})),
+            Outcome::Pass
+        );
+        assert_eq!(
+            run(
+                "timestamp(self.at) < timestamp('2030-01-01T00:00:00Z') && \
+                 duration('1h30m').getMinutes() == 90",
+                json!({"at": "2026-12-05T05:00:00Z"})
+            ),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            run("duration(self.d) > duration('1s')", json!({"d": "soon"})),
+            Outcome::Error(_)
+        ));
     }
 
     #[test]
