@@ -944,7 +944,10 @@ fn small_homelab_controllers_install_reapply_and_uninstall() {
         diff_is_empty(&s, &file);
     }
     // Each project's documented example of its custom resources.
-    for crd in ["plans.upgrade.cattle.io", "nodefeaturerules.nfd.k8s-sigs.io"] {
+    for crd in [
+        "plans.upgrade.cattle.io",
+        "nodefeaturerules.nfd.k8s-sigs.io",
+    ] {
         s.ok(&[
             "wait",
             "--for=condition=Established",
@@ -1012,4 +1015,32 @@ fn argo_workflows_and_rollouts_install_into_their_namespaces() {
     delete_all(&s, &workflows, &[]);
     delete_all_with(&s, &args, &[]);
     s.ok(&["delete", "namespace", "argo", "argo-rollouts"]);
+}
+
+#[test]
+fn gateway_api_1_6_crds_refuse_ip_hostnames_in_tls_routes() {
+    let s = Server::start();
+    let file = manifest(&s, "gateway-api-v1.6-crds");
+    apply_twice(&s, &file, 10, &[]);
+    server_side_twice(&s, &["-f", &file]);
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/tlsroutes.gateway.networking.k8s.io",
+        "--timeout=20s",
+    ]);
+    let route = |name: &str, host: &str| {
+        format!("apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  parentRefs: [{{name: web}}]\n  hostnames: [\"{host}\"]\n  rules:\n  - backendRefs: [{{name: api, port: 443}}]\n")
+    };
+    // TLSRoute's hostnames rule calls the IP library's `isIP`.
+    s.apply_yaml("apply", &route("tls", "foo.example.com"));
+    s.ok(&["get", "tlsroute", "-n", "default", "tls"]);
+    let err = refused(&s, &route("by-ip", "10.0.0.1"));
+    assert!(
+        err.contains("spec.hostnames: Invalid value: \"array\": Hostnames cannot contain an IP"),
+        "{err}"
+    );
+    s.ok(&["delete", "tlsroute", "-n", "default", "tls"]);
+    delete_all(&s, &file, &[]);
 }

@@ -4,13 +4,13 @@
 //! Built on the `cel` crate (stdlib macros `has`/`all`/`exists`/`exists_one`/`map`/`filter`,
 //! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, `timestamp`/`duration`
 //! and their comparisons and accessors, its strings and lists extensions) plus the
-//! Kubernetes list functions `isSorted`, `sum`, `min`, `max` and the regex functions
-//! `find`, `findAll`. Missing against upstream: type-checking (only identifiers are
-//! checked at compile time), typing strings of `format: duration`/`date-time` as
-//! durations and timestamps (rules convert them with `duration()`/`timestamp()`, as
-//! Gateway API's do), the `url`, `quantity`,
-//! `ip`/`cidr`, `authz` and `format` libraries,
-//! list `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
+//! Kubernetes list functions `isSorted`, `sum`, `min`, `max`, the regex functions `find`,
+//! `findAll` and the IP library's `isIP`. Missing against upstream: type-checking (only
+//! identifiers are checked at compile time), typing strings of `format: duration` or
+//! `date-time` as durations and timestamps (rules convert them with `duration()` and
+//! `timestamp()`, as Gateway API's do), the `url`, `quantity`, `authz` and `format`
+//! libraries, the rest of `ip` (`ip()`, its type and members) and `cidr`, list
+//! `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
 //! exact cost accounting.
 //!
 //! Cost: cel-go counts steps while it evaluates; this crate has no such hook, so a rule's
@@ -336,6 +336,17 @@ fn add_kubernetes_functions(ctx: &mut Context) {
         "findAll",
         |This(s): This<Arc<String>>, pattern: CelValue| regex_find(&s, &pattern, true),
     );
+    let _ = ctx.add_function("isIP", |s: Arc<String>| is_ip(&s));
+}
+
+/// Upstream's `isIP` (the IP library's `parseIPAddr`): an IPv4 address without leading
+/// zeros or an IPv6 address, neither with a zone nor IPv4-mapped.
+fn is_ip(s: &str) -> bool {
+    match s.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => true,
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().is_none(),
+        Err(_) => false,
+    }
 }
 
 /// The Kubernetes regex library: `find` (first match or `''`) and `findAll`.
@@ -607,6 +618,23 @@ mod tests {
             run("duration(self.d) > duration('1s')", json!({"d": "soon"})),
             Outcome::Error(_)
         ));
+    }
+
+    #[test]
+    fn is_ip_accepts_what_upstream_parses() {
+        // Gateway API's TLSRoute hostnames rule.
+        let rule = "self.all(h, !isIP(h))";
+        assert_eq!(
+            run(rule, json!(["foo.example.com", "*.example.com"])),
+            Outcome::Pass
+        );
+        for ip in ["10.0.0.1", "2001:db8::1", "::1"] {
+            assert_eq!(run(rule, json!(["a.example", ip])), Outcome::Fail, "{ip}");
+        }
+        // Leading zeros, zones and IPv4-mapped IPv6 addresses are no IPs upstream.
+        for not_ip in ["010.0.0.1", "fe80::1%eth0", "::ffff:10.0.0.1", "10.0.0", ""] {
+            assert_eq!(run(rule, json!([not_ip])), Outcome::Pass, "{not_ip}");
+        }
     }
 
     #[test]
