@@ -50,13 +50,20 @@ fn lines_not(out: &str, verb: &str) -> Vec<String> {
 /// none but `configured` (objects whose manifest holds explicit nulls, which kubectl
 /// always sends, as against any Kubernetes).
 fn apply_twice(s: &Server, file: &str, objects: usize, configured: &[&str]) {
-    let first = s.ok(&["apply", "-f", file]);
+    apply_twice_with(s, &["-f", file], objects, configured);
+}
+
+/// [`apply_twice`] with kubectl arguments of the caller's (`-n NS -f FILE`, for files
+/// that leave the namespace to the user).
+fn apply_twice_with(s: &Server, args: &[&str], objects: usize, configured: &[&str]) {
+    let apply: Vec<&str> = ["apply"].iter().chain(args).copied().collect();
+    let first = s.ok(&apply);
     assert_eq!(
         first.lines().filter(|l| l.ends_with(" created")).count(),
         objects,
         "first apply:\n{first}"
     );
-    let second = s.ok(&["apply", "-f", file]);
+    let second = s.ok(&apply);
     let mut changed = lines_not(&second, "unchanged");
     changed.sort();
     let mut expected: Vec<String> = configured
@@ -69,7 +76,13 @@ fn apply_twice(s: &Server, file: &str, objects: usize, configured: &[&str]) {
 
 /// `kubectl diff -f FILE` finds no difference (exit status 0).
 fn diff_is_empty(s: &Server, file: &str) {
-    let out = s.kubectl(&["diff", "-f", file]);
+    diff_is_empty_with(s, &["-f", file]);
+}
+
+/// [`diff_is_empty`] with kubectl arguments of the caller's.
+fn diff_is_empty_with(s: &Server, args: &[&str]) {
+    let diff: Vec<&str> = ["diff"].iter().chain(args).copied().collect();
+    let out = s.kubectl(&diff);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -117,7 +130,17 @@ fn deployments_have_pods(s: &Server, ns: &str) {
 /// `kubectl delete -f FILE` succeeds (every object is found and deleted, none answers
 /// NotFound) and `namespaces` are gone within [`TERMINATING`].
 fn delete_all(s: &Server, file: &str, namespaces: &[&str]) {
-    let out = s.kubectl(&["delete", "-f", file, "--wait=false"]);
+    delete_all_with(s, &["-f", file], namespaces);
+}
+
+/// [`delete_all`] with kubectl arguments of the caller's.
+fn delete_all_with(s: &Server, args: &[&str], namespaces: &[&str]) {
+    let delete: Vec<&str> = ["delete", "--wait=false"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    let out = s.kubectl(&delete);
     assert!(
         out.status.success(),
         "kubectl delete -f: {}\n{}",
@@ -803,4 +826,221 @@ fn eck_operator_applies_with_its_placeholder_ca_bundle_then_server_side() {
                 .status
                 .success()
     });
+}
+
+/// `kubectl apply --server-side` of `args` twice in a row: every object is applied,
+/// without a conflict.
+fn server_side_twice(s: &Server, args: &[&str]) {
+    let apply: Vec<&str> = ["apply", "--server-side"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    for _ in 0..2 {
+        let out = s.ok(&apply);
+        assert!(
+            lines_not(&out, "serverside-applied").is_empty(),
+            "apply --server-side:\n{out}"
+        );
+    }
+}
+
+/// The error kubectl printed for `yaml`, which the server must refuse.
+fn refused(s: &Server, yaml: &str) -> String {
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(!out.status.success(), "accepted:\n{yaml}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn gateway_api_crds_validate_routes_with_their_cel_rules() {
+    let s = Server::start();
+    let file = manifest(&s, "gateway-api-standard");
+    // The CRDs carry `creationTimestamp: null` and a `status` of nulls, which kubectl
+    // always sends: `configured` on re-apply, as against any Kubernetes.
+    let crds = [
+        "gatewayclasses",
+        "gateways",
+        "grpcroutes",
+        "httproutes",
+        "referencegrants",
+    ];
+    let configured: Vec<String> = crds
+        .iter()
+        .map(|c| {
+            format!("customresourcedefinition.apiextensions.k8s.io/{c}.gateway.networking.k8s.io")
+        })
+        .collect();
+    let configured: Vec<&str> = configured.iter().map(String::as_str).collect();
+    apply_twice(&s, &file, 5, &configured);
+    server_side_twice(&s, &["-f", &file]);
+    diff_is_empty(&s, &file);
+    for c in crds {
+        s.ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{c}.gateway.networking.k8s.io"),
+            "--timeout=20s",
+        ]);
+    }
+    // The project's getting-started objects, with an HTTPRoute whose timeouts rule
+    // converts with `duration()`.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: example}\nspec: {controllerName: example.com/gateway-controller}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: web, namespace: default}\nspec:\n  gatewayClassName: example\n  listeners:\n  - {name: http, protocol: HTTP, port: 80}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: default}\nspec:\n  parentRefs: [{name: web}]\n  hostnames: [www.example.com]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /api}}]\n    timeouts: {request: 10s, backendRequest: 2s}\n    backendRefs: [{name: api, port: 8080}]\n",
+    );
+    let route = s.get_json(&["httproute", "web", "-n", "default"]);
+    // Defaults from the schema, as upstream fills them.
+    assert_eq!(route["spec"]["rules"][0]["backendRefs"][0]["weight"], 1);
+    assert_eq!(route["spec"]["parentRefs"][0]["kind"], "Gateway");
+    let table = s.ok(&["get", "httproutes", "-n", "default"]);
+    assert!(table.contains("[\"www.example.com\"]"), "{table}");
+    // Invalid objects are refused with the rules' own messages, as upstream.
+    let err = refused(
+        &s,
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: slow, namespace: default}\nspec:\n  parentRefs: [{name: web}]\n  rules:\n  - timeouts: {request: 1s, backendRequest: 1m30s}\n    backendRefs: [{name: api, port: 8080}]\n",
+    );
+    assert!(
+        err.contains("spec.rules[0].timeouts: Invalid value: \"object\": backendRequest timeout cannot be longer than request timeout"),
+        "{err}"
+    );
+    let err = refused(
+        &s,
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: twice, namespace: default}\nspec:\n  gatewayClassName: example\n  listeners:\n  - {name: http, protocol: HTTP, port: 80}\n  - {name: http, protocol: TCP, port: 443, hostname: example.com}\n",
+    );
+    assert!(
+        err.contains("Listener name must be unique within the Gateway")
+            && err.contains("hostname must not be specified for protocols ['TCP', 'UDP']"),
+        "{err}"
+    );
+    s.ok(&["delete", "httproute,gateway", "-n", "default", "web"]);
+    s.ok(&["delete", "gatewayclass", "example"]);
+    delete_all(&s, &file, &[]);
+    wait_until(SETTLE, "the Gateway API's resources to be gone", || {
+        let out = s.kubectl(&["get", "httproutes", "-A"]);
+        (!out.status.success()).then_some(())
+    });
+}
+
+#[test]
+fn small_homelab_controllers_install_reapply_and_uninstall() {
+    // Reloader, kured, descheduler (Deployment), node-feature-discovery and k3s's
+    // system-upgrade-controller: their published files, each installed, re-applied,
+    // applied server-side, diffed and deleted on one server.
+    let s = Server::start();
+    for (name, objects, namespace, deployments) in [
+        ("reloader", 6, "default", true),
+        ("kured", 6, "kube-system", false),
+        ("descheduler", 7, "kube-system", true),
+        ("nfd", 18, "node-feature-discovery", true),
+        ("system-upgrade-controller", 11, "system-upgrade", true),
+    ] {
+        let file = manifest(&s, name);
+        apply_twice(&s, &file, objects, &[]);
+        if deployments {
+            deployments_have_pods(&s, namespace);
+        }
+        server_side_twice(&s, &["-f", &file]);
+        diff_is_empty(&s, &file);
+    }
+    // Each project's documented example of its custom resources.
+    for crd in [
+        "plans.upgrade.cattle.io",
+        "nodefeaturerules.nfd.k8s-sigs.io",
+    ] {
+        s.ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{crd}"),
+            "--timeout=20s",
+        ]);
+    }
+    s.apply_yaml(
+        "apply",
+        "apiVersion: upgrade.cattle.io/v1\nkind: Plan\nmetadata: {name: server-plan, namespace: system-upgrade}\nspec:\n  concurrency: 1\n  cordon: true\n  nodeSelector:\n    matchExpressions:\n    - {key: node-role.kubernetes.io/control-plane, operator: In, values: [\"true\"]}\n  serviceAccountName: system-upgrade\n  upgrade: {image: rancher/k3s-upgrade}\n  channel: https://update.k3s.io/v1-release/channels/stable\n---\napiVersion: nfd.k8s-sigs.io/v1alpha1\nkind: NodeFeatureRule\nmetadata: {name: my-sample-rule-object}\nspec:\n  rules:\n  - name: my sample rule\n    labels: {feature.node.kubernetes.io/my-sample-feature: \"true\"}\n    matchFeatures:\n    - feature: kernel.loadedmodule\n      matchExpressions:\n        dummy: {op: Exists}\n",
+    );
+    let plans = s.ok(&["get", "plans", "-n", "system-upgrade"]);
+    assert!(
+        plans.contains("server-plan")
+            && plans.contains("https://update.k3s.io/v1-release/channels/stable"),
+        "{plans}"
+    );
+    s.ok(&["get", "nodefeaturerule", "my-sample-rule-object"]);
+    s.ok(&["delete", "plan", "-n", "system-upgrade", "server-plan"]);
+    s.ok(&["delete", "nodefeaturerule", "my-sample-rule-object"]);
+    for (name, namespaces) in [
+        ("reloader", &[][..]),
+        ("kured", &[]),
+        ("descheduler", &[]),
+        ("nfd", &["node-feature-discovery"]),
+        ("system-upgrade-controller", &["system-upgrade"]),
+    ] {
+        let file = s.dir.path().join(format!("{name}.yaml"));
+        delete_all(&s, &file.to_string_lossy(), namespaces);
+    }
+}
+
+#[test]
+fn argo_workflows_and_rollouts_install_into_their_namespaces() {
+    let s = Server::start();
+    // Both leave the namespace to the user: `kubectl create namespace`, then apply
+    // (Rollouts with `-n`), as their getting-started pages say.
+    s.ok(&["create", "namespace", "argo"]);
+    s.ok(&["create", "namespace", "argo-rollouts"]);
+    let workflows = manifest(&s, "argo-workflows");
+    apply_twice(&s, &workflows, 24, &[]);
+    deployments_have_pods(&s, "argo");
+    server_side_twice(&s, &["-f", &workflows]);
+    diff_is_empty(&s, &workflows);
+    let rollouts = manifest(&s, "argo-rollouts");
+    let args = ["-n", "argo-rollouts", "-f", &rollouts];
+    // Its Deployment's `strategy` names only `type`: kubectl's patch carries
+    // `$retainKeys` against the defaulted `rollingUpdate`, `configured` as upstream.
+    apply_twice_with(&s, &args, 15, &["deployment.apps/argo-rollouts"]);
+    deployments_have_pods(&s, "argo-rollouts");
+    server_side_twice(&s, &args);
+    diff_is_empty_with(&s, &args);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: argoproj.io/v1alpha1\nkind: WorkflowTemplate\nmetadata: {name: hello-world, namespace: argo}\nspec:\n  entrypoint: whalesay\n  templates:\n  - name: whalesay\n    container: {image: docker/whalesay, command: [cowsay], args: [hello world]}\n---\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: rollouts-demo, namespace: default}\nspec:\n  replicas: 2\n  strategy:\n    canary:\n      steps: [{setWeight: 20}, {pause: {}}, {setWeight: 60}, {pause: {duration: 10}}]\n  revisionHistoryLimit: 2\n  selector: {matchLabels: {app: rollouts-demo}}\n  template:\n    metadata: {labels: {app: rollouts-demo}}\n    spec:\n      containers:\n      - {name: rollouts-demo, image: \"argoproj/rollouts-demo:blue\", ports: [{name: http, containerPort: 8080}]}\n",
+    );
+    s.ok(&["get", "workflowtemplate", "-n", "argo", "hello-world"]);
+    let table = s.ok(&["get", "rollouts", "-n", "default"]);
+    assert!(
+        table.contains("rollouts-demo") && table.contains("DESIRED"),
+        "{table}"
+    );
+    s.ok(&["delete", "rollout", "-n", "default", "rollouts-demo"]);
+    s.ok(&["delete", "workflowtemplate", "-n", "argo", "hello-world"]);
+    delete_all(&s, &workflows, &[]);
+    delete_all_with(&s, &args, &[]);
+    s.ok(&["delete", "namespace", "argo", "argo-rollouts"]);
+}
+
+#[test]
+fn gateway_api_1_6_crds_refuse_ip_hostnames_in_tls_routes() {
+    let s = Server::start();
+    let file = manifest(&s, "gateway-api-v1.6-crds");
+    apply_twice(&s, &file, 10, &[]);
+    server_side_twice(&s, &["-f", &file]);
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/tlsroutes.gateway.networking.k8s.io",
+        "--timeout=20s",
+    ]);
+    let route = |name: &str, host: &str| {
+        format!("apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  parentRefs: [{{name: web}}]\n  hostnames: [\"{host}\"]\n  rules:\n  - backendRefs: [{{name: api, port: 443}}]\n")
+    };
+    // TLSRoute's hostnames rule calls the IP library's `isIP`.
+    s.apply_yaml("apply", &route("tls", "foo.example.com"));
+    s.ok(&["get", "tlsroute", "-n", "default", "tls"]);
+    let err = refused(&s, &route("by-ip", "10.0.0.1"));
+    assert!(
+        err.contains("spec.hostnames: Invalid value: \"array\": Hostnames cannot contain an IP"),
+        "{err}"
+    );
+    s.ok(&["delete", "tlsroute", "-n", "default", "tls"]);
+    delete_all(&s, &file, &[]);
 }

@@ -2,12 +2,15 @@
 //! way upstream types them from the schema, and evaluating a rule within a cost bound.
 //!
 //! Built on the `cel` crate (stdlib macros `has`/`all`/`exists`/`exists_one`/`map`/`filter`,
-//! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, its strings and lists
-//! extensions) plus the Kubernetes list functions `isSorted`, `sum`, `min`, `max` and the
-//! regex functions `find`, `findAll`. Missing against upstream: type-checking (only
-//! identifiers are checked at compile time), `timestamp`/`duration` (the crate's `chrono`
-//! feature is off), the `url`, `quantity`, `ip`/`cidr`, `authz` and `format` libraries,
-//! list `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
+//! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, `timestamp`/`duration`
+//! and their comparisons and accessors, its strings and lists extensions) plus the
+//! Kubernetes list functions `isSorted`, `sum`, `min`, `max`, the regex functions `find`,
+//! `findAll` and the IP library's `isIP`. Missing against upstream: type-checking (only
+//! identifiers are checked at compile time), typing strings of `format: duration` or
+//! `date-time` as durations and timestamps (rules convert them with `duration()` and
+//! `timestamp()`, as Gateway API's do), the `url`, `quantity`, `authz` and `format`
+//! libraries, the rest of `ip` (`ip()`, its type and members) and `cidr`, list
+//! `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
 //! exact cost accounting.
 //!
 //! Cost: cel-go counts steps while it evaluates; this crate has no such hook, so a rule's
@@ -333,6 +336,17 @@ fn add_kubernetes_functions(ctx: &mut Context) {
         "findAll",
         |This(s): This<Arc<String>>, pattern: CelValue| regex_find(&s, &pattern, true),
     );
+    let _ = ctx.add_function("isIP", |s: Arc<String>| is_ip(&s));
+}
+
+/// Upstream's `isIP` (the IP library's `parseIPAddr`): an IPv4 address without leading
+/// zeros or an IPv6 address, neither with a zone nor IPv4-mapped.
+fn is_ip(s: &str) -> bool {
+    match s.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => true,
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().is_none(),
+        Err(_) => false,
+    }
 }
 
 /// The Kubernetes regex library: `find` (first match or `''`) and `findAll`.
@@ -572,6 +586,55 @@ mod tests {
             Outcome::Error(_)
         ));
         assert_eq!(run("self.name", v), Outcome::NotBool);
+    }
+
+    #[test]
+    fn durations_and_timestamps_compare_as_upstream() {
+        // Gateway API's HTTPRoute timeouts rule, valid and invalid.
+        let rule = "!(has(self.request) && has(self.backendRequest) && \
+                    duration(self.request) != duration('0s') && \
+                    duration(self.backendRequest) > duration(self.request))";
+        assert_eq!(
+            run(rule, json!({"request": "10s", "backendRequest": "2s"})),
+            Outcome::Pass
+        );
+        assert_eq!(
+            run(rule, json!({"request": "1s", "backendRequest": "1m30s"})),
+            Outcome::Fail
+        );
+        assert_eq!(
+            run(rule, json!({"request": "0s", "backendRequest": "1h"})),
+            Outcome::Pass
+        );
+        assert_eq!(
+            run(
+                "timestamp(self.at) < timestamp('2030-01-01T00:00:00Z') && \
+                 duration('1h30m').getMinutes() == 90",
+                json!({"at": "2026-12-05T05:00:00Z"})
+            ),
+            Outcome::Pass
+        );
+        assert!(matches!(
+            run("duration(self.d) > duration('1s')", json!({"d": "soon"})),
+            Outcome::Error(_)
+        ));
+    }
+
+    #[test]
+    fn is_ip_accepts_what_upstream_parses() {
+        // Gateway API's TLSRoute hostnames rule.
+        let rule = "self.all(h, !isIP(h))";
+        assert_eq!(
+            run(rule, json!(["foo.example.com", "*.example.com"])),
+            Outcome::Pass
+        );
+        for ip in ["10.0.0.1", "2001:db8::1", "::1"] {
+            assert_eq!(run(rule, json!(["a.example", ip])), Outcome::Fail, "{ip}");
+        }
+        // Leading zeros, zones and IPv4-mapped IPv6 addresses are no IPs upstream.
+        for not_ip in ["010.0.0.1", "fe80::1%eth0", "::ffff:10.0.0.1", "10.0.0", ""] {
+            assert_eq!(run(rule, json!([not_ip])), Outcome::Pass, "{not_ip}");
+        }
     }
 
     #[test]
