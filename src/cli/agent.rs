@@ -76,7 +76,7 @@ pub struct NodeArgs {
     /// Containers one containerd shim serves over its life (1: a shim per container).
     /// A shared shim saves the start of a shim daemon for all but the first of its
     /// containers; its crash ends all of them (they restart under their pods' policy).
-    #[arg(long, env = "ORC_SHIM_GROUP_SIZE", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "ORC_SHIM_GROUP_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     pub shim_group_size: u64,
     /// Shared shims filled at the same time, taking consecutive containers in turn (a
     /// shim creates one container at a time).
