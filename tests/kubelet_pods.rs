@@ -427,3 +427,86 @@ spec:
     assert_eq!(last["exitCode"], 0, "{last}");
     assert_eq!(last["reason"], "Completed", "{last}");
 }
+
+/// The parent of process `pid` (the shim, for a container's main process).
+fn parent_pid(pid: &str) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // pid (comm) state ppid …; comm may hold spaces, so count from its ')'.
+    let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+    rest.split(' ').nth(1).unwrap_or("").to_string()
+}
+
+/// The containerd id of a pod's (first) container.
+fn container_id(w: &World, pod: &str) -> String {
+    let pod = w.pod(pod).unwrap_or_default();
+    container_status(&pod)["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("containerd://")
+        .to_string()
+}
+
+/// With `--shim-group-size 2`, two pods' containers share one containerd shim: deleting
+/// the first pod leaves the second running (logs, exec) in that shim; the shim's death
+/// ends the second pod's container, which is restarted (lastState: exit code 255).
+#[test]
+fn pods_sharing_a_shim_outlive_each_other_and_restart_when_it_dies() {
+    let mut w = World::prepare(false);
+    w.server_args
+        .extend(["--shim-group-size", "2", "--shim-group-spread", "1"].map(String::from));
+    w.spawn_server();
+    for name in ["first", "second"] {
+        w.apply(&format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: kt-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"while true; do echo tick; sleep 0.2; done\"]
+"
+        ));
+        w.remember(name);
+        w.wait_running(name);
+    }
+    w.step("both pods' containers run in one shim");
+    let pids: Vec<String> = ["first", "second"]
+        .iter()
+        .map(|p| w.task_pid(&container_id(&w, p)).expect("task runs"))
+        .collect();
+    let shim = parent_pid(&pids[0]);
+    assert!(!shim.is_empty());
+    assert_eq!(parent_pid(&pids[1]), shim, "pids {pids:?}");
+
+    w.step("the first pod goes; the second runs on in the shared shim");
+    w.kubectl_ok(&["delete", "pod", "first", "--wait=true"]);
+    let second = container_id(&w, "second");
+    assert_eq!(w.task_pid(&second).as_deref(), Some(pids[1].as_str()));
+    let logs = w.kubectl_out(&["logs", "second", "--tail=1"]);
+    assert_eq!(logs, "tick");
+    let said = w.kubectl_out(&["exec", "second", "--", "echo", "still here"]);
+    assert_eq!(said, "still here");
+
+    w.step("the shim dies: the second pod's container is restarted");
+    let killed = run(Command::new("kill").args(["-9", &shim]));
+    assert!(killed.status.success(), "{killed:?}");
+    w.wait_for(
+        "the second pod's container restarted after the shim's death",
+        || {
+            let pod = w.pod("second").unwrap_or_default();
+            let cs = container_status(&pod);
+            cs["restartCount"].as_u64().unwrap_or(0) >= 1
+                && cs["lastState"]["terminated"]["exitCode"] == 255
+                && cs["state"]["running"].is_object()
+        },
+    );
+    let restarted = w.task_pid(&container_id(&w, "second")).expect("task runs");
+    assert_ne!(parent_pid(&restarted), shim);
+    let logs = w.kubectl_out(&["logs", "second", "--previous", "--tail=1"]);
+    assert_eq!(logs, "tick");
+}

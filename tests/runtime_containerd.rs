@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use orc::agent::runtime::logger::{parse_line, Stream};
 use orc::agent::runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerdConfig, ContainerdRuntime,
-    ExecRequest, PullPolicy, Resources, RuntimeError, TerminalSize, SIGTERM,
+    ExecRequest, PullPolicy, Resources, RuntimeError, ShimSharing, TerminalSize, SIGTERM,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -128,7 +128,12 @@ impl TestEnv {
     }
 
     async fn runtime(&self) -> ContainerdRuntime {
+        self.runtime_sharing(ShimSharing::NONE).await
+    }
+
+    async fn runtime_sharing(&self, shim_sharing: ShimSharing) -> ContainerdRuntime {
         let mut config = ContainerdConfig::new(self.socket());
+        config.shim_sharing = shim_sharing;
         config.namespace = NAMESPACE.to_string();
         config.logger_binary = PathBuf::from(env!("CARGO_BIN_EXE_orc"));
         config.exec_dir = self.dir.join("exec");
@@ -629,4 +634,100 @@ async fn pulls_from_a_private_registry_and_reports_missing_images() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
+}
+
+/// The parent of process `pid` (the shim, for a container's main process).
+fn parent_pid(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // pid (comm) state ppid …; comm may hold spaces, so count from its ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+async fn running_pid(rt: &ContainerdRuntime, id: &str) -> u32 {
+    match rt.status(id).await.unwrap().state {
+        ContainerState::Running { pid } => pid,
+        other => panic!("{id} should be running, is {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn containers_share_shims_in_bounded_groups_and_outlive_the_first() {
+    let env = TestEnv::start("shim-group", false);
+    let rt = env
+        .runtime_sharing(ShimSharing { size: 2, spread: 1 })
+        .await;
+    rt.import_archive(test_image()).await.unwrap();
+    let ticking = ["sh", "-c", "while true; do echo tick; sleep 0.1; done"];
+    let mut configs = Vec::new();
+    for id in ["group-a", "group-b", "group-c"] {
+        let cfg = env.container(id, &ticking);
+        rt.create_container(&cfg).await.unwrap();
+        rt.start(id).await.unwrap();
+        configs.push(cfg);
+    }
+    let mut shims = Vec::new();
+    for id in ["group-a", "group-b", "group-c"] {
+        shims.push(parent_pid(running_pid(&rt, id).await));
+    }
+    assert_eq!(shims[0], shims[1], "the first two containers share a shim");
+    assert_ne!(shims[1], shims[2], "a group takes at most two containers");
+
+    // The first container of a shim goes; the second keeps running, logging and
+    // answering execs through the same shim.
+    rt.remove("group-a").await.unwrap();
+    let b_pid = running_pid(&rt, "group-b").await;
+    assert_eq!(parent_pid(b_pid), shims[1]);
+    let logged = log_records(&configs[1].log_path).len();
+    eventually(Duration::from_secs(10), "group-b logging on", || {
+        (log_records(&configs[1].log_path).len() > logged + 3).then_some(())
+    })
+    .await;
+    let out = rt
+        .exec(
+            "group-b",
+            &["echo".into(), "still here".into()],
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+
+    // Shared fate: the shim's death ends its containers (reported exited, not
+    // running), and such a container starts again in a shim of its own group.
+    let killed = Command::new("kill")
+        .args(["-9", &shims[1].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until_async(
+        Duration::from_secs(30),
+        "group-b reported ended",
+        || async {
+            (!matches!(
+                rt.status("group-b").await.unwrap().state,
+                ContainerState::Running { .. }
+            ))
+            .then_some(())
+        },
+    )
+    .await;
+    let c_pid = running_pid(&rt, "group-c").await;
+    assert_eq!(
+        parent_pid(c_pid),
+        shims[2],
+        "another group's shim is untouched"
+    );
+    // containerd cleans up after the dead shim in the background: the task may still
+    // be there for a moment (the kubelet starts a new instance, with a new id).
+    wait_until_async(Duration::from_secs(30), "group-b started again", || async {
+        rt.start("group-b").await.ok()
+    })
+    .await;
+    let restarted = running_pid(&rt, "group-b").await;
+    assert_ne!(parent_pid(restarted), shims[1]);
+    for id in ["group-b", "group-c"] {
+        rt.remove(id).await.unwrap();
+    }
+    assert!(rt.list_containers().await.unwrap().is_empty());
 }

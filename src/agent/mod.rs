@@ -66,6 +66,8 @@ pub struct AgentConfig {
     pub enforce_network_policy: bool,
     /// How containers' log files are rotated; `None`: never.
     pub log_rotation: Option<runtime::logger::Rotation>,
+    /// How many containers share a containerd shim.
+    pub shim_sharing: runtime::ShimSharing,
     /// When unused images are removed.
     pub image_gc: kubelet::image_gc::ImageGcPolicy,
     /// containerd's root: its filesystem is the image filesystem.
@@ -426,6 +428,7 @@ async fn connect_containerd(
     let mut rc = runtime::ContainerdConfig::new(&config.containerd_socket);
     rc.namespace = config.containerd_namespace.clone();
     rc.log_rotation = config.log_rotation;
+    rc.shim_sharing = config.shim_sharing;
     let mut attempt = 0;
     loop {
         match runtime::ContainerdRuntime::connect(rc.clone()).await {

@@ -73,6 +73,15 @@ pub struct NodeArgs {
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, env = "ORC_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
     pub container_log_max_files: usize,
+    /// Containers one containerd shim serves over its life (1: a shim per container).
+    /// A shared shim saves the start of a shim daemon for all but the first of its
+    /// containers; its crash ends all of them (they restart under their pods' policy).
+    #[arg(long, env = "ORC_SHIM_GROUP_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shim_group_size: u64,
+    /// Shared shims filled at the same time, taking consecutive containers in turn (a
+    /// shim creates one container at a time).
+    #[arg(long, env = "ORC_SHIM_GROUP_SPREAD", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shim_group_spread: u64,
     /// Percent of the image filesystem in use at which unused images are removed.
     #[arg(long, env = "ORC_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
     pub image_gc_high_threshold: u8,
@@ -247,6 +256,10 @@ impl NodeArgs {
             netpol_table: self.network_policy_nft_table,
             enforce_network_policy: !self.disable_network_policy,
             log_rotation,
+            shim_sharing: agent::runtime::ShimSharing {
+                size: self.shim_group_size,
+                spread: self.shim_group_spread,
+            },
             image_gc,
             containerd_root: self.containerd_root,
             allocation,

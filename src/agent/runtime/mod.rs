@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
-pub use containerd::{ContainerdConfig, ContainerdRuntime};
+pub use containerd::{ContainerdConfig, ContainerdRuntime, ShimSharing};
 #[cfg(test)]
 pub use fake::{FakeCall, FakeRuntime};
 pub use reference::Reference;

@@ -17,6 +17,10 @@ use crate::agent::kubelet::status::{
 };
 use crate::agent::runtime::{ContainerConfig, ContainerState, RuntimeError, SIGTERM};
 
+/// The exit code of a container whose shim died (containerd reports such a task's
+/// exit with 255 too).
+const SHIM_LOST_EXIT_CODE: u32 = 255;
+
 impl PodWorker {
     /// Reads the runtime state of every instance that may still change.
     pub(super) async fn poll_containers(&mut self) {
@@ -48,6 +52,18 @@ impl PodWorker {
                 }
             };
             self.status_failing = false;
+            let state = match state {
+                // A started container whose task is gone without an exit status (its
+                // shim died, with the other containers it served): it ended.
+                ContainerState::Created if matches!(instance.state, InstanceState::Running) => {
+                    ContainerState::Exited {
+                        exit_code: SHIM_LOST_EXIT_CODE,
+                        finished_at: None,
+                        oom_killed: false,
+                    }
+                }
+                state => state,
+            };
             match state {
                 ContainerState::Running { .. } => instance.state = InstanceState::Running,
                 ContainerState::Exited {

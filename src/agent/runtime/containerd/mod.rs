@@ -8,6 +8,7 @@ mod events;
 mod exec;
 mod images;
 mod manifest;
+mod shim_groups;
 mod snapshots;
 mod tasks;
 
@@ -30,6 +31,7 @@ use super::{
 };
 
 pub use manifest::{chain_ids, gc_labels, host_platform};
+pub use shim_groups::ShimSharing;
 
 pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
@@ -65,6 +67,8 @@ pub struct ContainerdConfig {
     /// Directory exec output is collected in.
     pub exec_dir: PathBuf,
     pub cgroup_root: PathBuf,
+    /// How many containers share a shim (see [`shim_groups`]).
+    pub shim_sharing: ShimSharing,
 }
 
 impl ContainerdConfig {
@@ -80,6 +84,7 @@ impl ContainerdConfig {
             log_rotation: Some(super::logger::DEFAULT_ROTATION),
             exec_dir: std::env::temp_dir().join("orc-exec"),
             cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
+            shim_sharing: ShimSharing::NONE,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct ContainerdRuntime {
     /// Containers whose task `prepare_start` created here and that have not started
     /// yet: their start is one call.
     tasks_created: Mutex<HashSet<String>>,
+    /// The shim each new container's task joins.
+    shim_groups: shim_groups::ShimGroups,
 }
 
 /// Most images [`ContainerdRuntime`] keeps resolved (it forgets them all past this).
@@ -145,6 +152,10 @@ impl ContainerdRuntime {
             .map_err(grpc("version"))?
             .into_inner();
         debug!(version = %version.version, socket = %config.socket.display(), "connected to containerd");
+        let shim_groups = shim_groups::ShimGroups::new(
+            config.shim_sharing,
+            format!("orc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        );
         Ok(ContainerdRuntime {
             client,
             config,
@@ -154,6 +165,7 @@ impl ContainerdRuntime {
             present: Mutex::default(),
             created: Mutex::default(),
             tasks_created: Mutex::default(),
+            shim_groups,
         })
     }
 

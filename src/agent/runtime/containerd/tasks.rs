@@ -18,7 +18,8 @@ use containerd_client::types::Mount as PbMount;
 use tracing::info;
 
 use super::{
-    grpc, timestamp, ContainerdRuntime, CGROUP_PATH_LABEL, KILL_WAIT, LOG_PATH_LABEL, SPEC_TYPE_URL,
+    grpc, shim_groups, timestamp, ContainerdRuntime, CGROUP_PATH_LABEL, KILL_WAIT, LOG_PATH_LABEL,
+    SPEC_TYPE_URL,
 };
 use crate::agent::runtime::{
     cgroup, logger, spec, ContainerConfig, ContainerState, ContainerStatus, ContainerSummary,
@@ -169,7 +170,13 @@ impl ContainerdRuntime {
                 .ok_or(RuntimeError::ImageNeverPull {
                     reference: name.clone(),
                 })?;
-        let spec = spec::build_spec(config, image.config.as_ref())?;
+        let mut spec = spec::build_spec(config, image.config.as_ref())?;
+        if let Some(group) = self.shim_groups.next() {
+            spec.set_annotations(Some(HashMap::from([(
+                shim_groups::GROUP_ANNOTATION.to_string(),
+                group,
+            )])));
+        }
         let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Spec {
             id: config.id.clone(),
             reason: e.to_string(),
