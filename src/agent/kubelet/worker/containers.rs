@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{containers, error_chain, exit_reason, humantime, PodWorker};
+use super::{containers, error_chain, exit_reason, humantime, PodWorker, UNKNOWN_EXIT_CODE};
 use crate::agent::kubelet::container::{self, env_sources, PodContext, Sources};
 use crate::agent::kubelet::probes::{ProbeKind, ProbeSpec};
 use crate::agent::kubelet::status::{
@@ -16,10 +16,6 @@ use crate::agent::kubelet::status::{
     BACKOFF_RESET_AFTER,
 };
 use crate::agent::runtime::{ContainerConfig, ContainerState, RuntimeError, SIGTERM};
-
-/// The exit code of a container whose shim died (containerd reports such a task's
-/// exit with 255 too).
-const SHIM_LOST_EXIT_CODE: u32 = 255;
 
 impl PodWorker {
     /// Reads the runtime state of every instance that may still change.
@@ -54,10 +50,11 @@ impl PodWorker {
             self.status_failing = false;
             let state = match state {
                 // A started container whose task is gone without an exit status (its
-                // shim died, with the other containers it served): it ended.
+                // shim died, with the other containers it served): it ended, with the
+                // exit code of a container found without a task (containerd's too).
                 ContainerState::Created if matches!(instance.state, InstanceState::Running) => {
                     ContainerState::Exited {
-                        exit_code: SHIM_LOST_EXIT_CODE,
+                        exit_code: UNKNOWN_EXIT_CODE as u32,
                         finished_at: None,
                         oom_killed: false,
                     }

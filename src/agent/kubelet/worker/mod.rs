@@ -39,7 +39,8 @@ pub const VOLUME_REFRESH: Duration = Duration::from_secs(60);
 /// probes, nothing failing) sleeps when nothing wakes it: the runtime's events (a
 /// container exited), pod changes and eviction orders do. A safety resync.
 pub const QUIET_RESYNC: Duration = Duration::from_secs(60);
-/// Exit code reported for an instance found without a task (as upstream's "Unknown").
+/// Exit code reported for an instance found without a task (as upstream's "Unknown"),
+/// at the agent's start or when its shim died.
 const UNKNOWN_EXIT_CODE: i32 = 255;
 /// Why and how a pod past its activeDeadlineSeconds failed (upstream's words).
 pub const DEADLINE_REASON: &str = "DeadlineExceeded";
