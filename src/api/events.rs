@@ -103,8 +103,22 @@ pub fn to_v1(core: &Value) -> Value {
     for (core_name, v1_name) in RENAMED {
         copy(from, &mut out, core_name, v1_name);
     }
+    // Upstream's v1 type marks its strings `omitempty` (core/v1 writes the reporting
+    // fields even when empty) and writes `eventTime` always: `null` when unset.
+    out.retain(|k, v| !(V1_OMITTED_WHEN_EMPTY.contains(&k.as_str()) && v == ""));
+    out.entry("eventTime").or_insert(Value::Null);
     Value::Object(out)
 }
+
+/// The `events.k8s.io/v1` string fields left out when empty (`omitempty` upstream).
+const V1_OMITTED_WHEN_EMPTY: &[&str] = &[
+    "reportingController",
+    "reportingInstance",
+    "action",
+    "reason",
+    "note",
+    "type",
+];
 
 /// The `events.k8s.io/v1` Event `v1` as it is stored (core/v1). An object already in
 /// core shape is returned as it is.
@@ -190,6 +204,31 @@ mod tests {
             typed.note.as_deref(),
             Some("Back-off restarting failed container")
         );
+    }
+
+    #[test]
+    fn v1_writes_an_unset_event_time_as_null_and_leaves_out_empty_strings() {
+        // What `kubectl create` or an old client stores: no eventTime, empty reporting
+        // fields (core/v1 writes them always).
+        let core = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "web.2", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web"},
+            "reason": "Started",
+            "message": "",
+            "reportingComponent": "",
+            "reportingInstance": "",
+            "firstTimestamp": "2026-12-04T10:00:00Z",
+        });
+        let v1 = to_v1(&core);
+        assert_eq!(v1.get("eventTime"), Some(&Value::Null));
+        for omitted in ["reportingController", "reportingInstance", "note"] {
+            assert!(v1.get(omitted).is_none(), "{omitted} written empty");
+        }
+        assert_eq!(v1["reason"], "Started");
+        // Back in core shape nothing new appears.
+        assert!(from_v1(&v1).get("eventTime").is_none());
     }
 
     #[test]
