@@ -92,7 +92,18 @@ pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
 /// the quantity maps of ResourceQuotas (`hard`, `used`) and LimitRanges (`max`, `min`,
 /// `default`, `defaultRequest`, `maxLimitRequestRatio`) and the metric values of
 /// HorizontalPodAutoscalers at their own places.
+/// Kinds whose fields may carry those names without being quantities (a CRD's schema
+/// names its properties freely — `requests: {type: integer, minimum: 1}`; a
+/// ControllerRevision's `data` is kept raw) are left as they are.
 pub fn normalize_quantities(value: &mut Value) {
+    const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
+    if value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| FREE_FORM.contains(&kind))
+    {
+        return;
+    }
     normalize_kind_quantity_maps(value);
     normalize_nested_quantities(value);
 }
@@ -571,6 +582,25 @@ mod tests {
         normalize_quantities(&mut v);
         assert_eq!(v["resources"]["limits"]["cpu"], "1");
         assert_eq!(v["x"]["requests"]["cpu"], "0.5");
+    }
+
+    #[test]
+    fn schemas_naming_a_property_like_a_quantity_map_keep_their_numbers() {
+        // Contour's HTTPProxy CRD: `rateLimitPolicy.local.requests` is an integer.
+        let requests = json!({"type": "integer", "format": "int32", "minimum": 1});
+        let mut crd = json!({"kind": "CustomResourceDefinition", "spec": {"versions": [
+            {"schema": {"openAPIV3Schema": {"properties": {"requests": requests.clone(),
+                "limits": {"type": "object", "maxProperties": 4}}}}}]}});
+        normalize_quantities(&mut crd);
+        let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+        assert_eq!(props["requests"], requests);
+        assert_eq!(props["limits"]["maxProperties"], 4);
+        let mut revision = json!({"kind": "ControllerRevision", "revision": 1,
+            "data": {"spec": {"template": {"spec": {"containers": [
+                {"resources": {"limits": {"cpu": 1}}}]}}}}});
+        let kept = revision.clone();
+        normalize_quantities(&mut revision);
+        assert_eq!(revision, kept);
     }
 
     #[test]
