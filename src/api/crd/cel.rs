@@ -358,7 +358,8 @@ fn regex_find(s: &str, pattern: &CelValue, all: bool) -> Result<CelValue, Execut
             "pattern must be a string",
         ));
     };
-    let re = Regex::new(pattern).map_err(|e| ExecutionError::function_error(name, e))?;
+    let re = Regex::new(&super::re2::from_re2(pattern))
+        .map_err(|e| ExecutionError::function_error(name, e))?;
     let text = |m: regex::Match<'_>| CelValue::String(Arc::new(m.as_str().to_string()));
     Ok(if all {
         CelValue::List(Arc::new(re.find_iter(s).map(text).collect()))

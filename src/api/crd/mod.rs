@@ -18,6 +18,7 @@ mod defaulting;
 mod definition;
 mod formats;
 mod pruning;
+mod re2;
 mod rules;
 mod schema;
 mod schema_checks;

@@ -250,7 +250,7 @@ fn parse(v: &Value, path: &str) -> Result<Structural> {
         Some(_) => return Err(wrong(path, "enum", "array")),
     }
     if let Some(p) = opt_string_of(m, "pattern", path)? {
-        let regex = Regex::new(&p).map_err(|e| regex_error_text(&e));
+        let regex = Regex::new(&super::re2::from_re2(&p)).map_err(|e| regex_error_text(&e));
         s.pattern = Some(Pattern { source: p, regex });
     }
     match m.get("properties") {
