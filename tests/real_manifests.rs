@@ -1044,3 +1044,40 @@ fn gateway_api_1_6_crds_refuse_ip_hostnames_in_tls_routes() {
     s.ok(&["delete", "tlsroute", "-n", "default", "tls"]);
     delete_all(&s, &file, &[]);
 }
+
+#[test]
+fn contour_installs_and_checks_http_proxies_with_go_regex_patterns() {
+    // Its HTTPProxy CRD has an integer property named `requests` (read as a quantity
+    // map before) and an RFC 6265 token `pattern` with `[` inside a character class,
+    // literal in Go's regexp and a nested class to the regex crate.
+    let s = Server::start();
+    let file = manifest(&s, "contour");
+    apply_twice(&s, &file, 21, &[]);
+    deployments_have_pods(&s, "projectcontour");
+    server_side_twice(&s, &["-f", &file]);
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/httpproxies.projectcontour.io",
+        "--timeout=20s",
+    ]);
+    let proxy = |name: &str, requests: u32, cookie: &str| {
+        format!("apiVersion: projectcontour.io/v1\nkind: HTTPProxy\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  virtualhost:\n    fqdn: {name}.example.com\n    rateLimitPolicy:\n      local: {{requests: {requests}, unit: minute}}\n  routes:\n  - conditions: [{{prefix: /}}]\n    services: [{{name: web, port: 80}}]\n    cookieRewritePolicies:\n    - name: \"{cookie}\"\n      pathRewrite: {{value: /}}\n")
+    };
+    s.apply_yaml("apply", &proxy("basic", 100, "session-id"));
+    let table = s.ok(&["get", "httpproxies", "-n", "default"]);
+    assert!(table.contains("basic.example.com"), "{table}");
+    let err = refused(&s, &proxy("bracket", 100, "bad[name"));
+    assert!(
+        err.contains("spec.routes[0].cookieRewritePolicies[0].name: Invalid value: \"bad[name\": spec.routes[0].cookieRewritePolicies[0].name in body should match '^[^()<>@,;:"),
+        "{err}"
+    );
+    let err = refused(&s, &proxy("none", 0, "session-id"));
+    assert!(
+        err.contains("spec.virtualhost.rateLimitPolicy.local.requests: Invalid value: 0: spec.virtualhost.rateLimitPolicy.local.requests in body should be greater than or equal to 1"),
+        "{err}"
+    );
+    s.ok(&["delete", "httpproxy", "-n", "default", "basic"]);
+    delete_all(&s, &file, &["projectcontour"]);
+}
