@@ -1081,3 +1081,55 @@ fn contour_installs_and_checks_http_proxies_with_go_regex_patterns() {
     s.ok(&["delete", "httpproxy", "-n", "default", "basic"]);
     delete_all(&s, &file, &["projectcontour"]);
 }
+
+#[test]
+fn tailscale_operator_installs_with_its_empty_oauth_keys() {
+    // Its Secret leaves the OAuth keys for the user to fill in (`client_id:` → null):
+    // Go decodes a null map value as "", so upstream accepts it, server-side too.
+    let s = Server::start();
+    let file = manifest(&s, "tailscale-operator");
+    // Re-apply: the Secret's `stringData` (kubernetes#87736) and the Deployment's
+    // explicit `value: null` and `strategy: {type: Recreate}` say `configured`, as
+    // against any Kubernetes.
+    apply_twice(
+        &s,
+        &file,
+        20,
+        &["secret/operator-oauth", "deployment.apps/operator"],
+    );
+    deployments_have_pods(&s, "tailscale");
+    // kubectl's client-side apply drops the nulls itself; server-side apply sends them.
+    server_side_twice(&s, &["-f", &file]);
+    let keys = s.ok(&[
+        "get",
+        "secret",
+        "-n",
+        "tailscale",
+        "operator-oauth",
+        "-o",
+        "jsonpath={.data}",
+    ]);
+    assert_eq!(keys, r#"{"client_id":"","client_secret":""}"#);
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/connectors.tailscale.com",
+        "--timeout=20s",
+    ]);
+    // The project's subnet router example, and one its CEL rule refuses.
+    s.apply_yaml(
+        "apply",
+        "apiVersion: tailscale.com/v1alpha1\nkind: Connector\nmetadata: {name: ts-pod-cidrs}\nspec:\n  hostname: ts-pod-cidrs\n  subnetRouter:\n    advertiseRoutes: [\"10.40.0.0/14\"]\n",
+    );
+    let err = refused(
+        &s,
+        "apiVersion: tailscale.com/v1alpha1\nkind: Connector\nmetadata: {name: nothing}\nspec: {hostname: nothing}\n",
+    );
+    assert!(
+        err.contains("spec: Invalid value: \"object\": A Connector needs to have at least one of exit node, subnet router or app connector configured."),
+        "{err}"
+    );
+    s.ok(&["delete", "connector", "ts-pod-cidrs"]);
+    delete_all(&s, &file, &["tailscale"]);
+}

@@ -96,16 +96,62 @@ pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
 /// names its properties freely — `requests: {type: integer, minimum: 1}`; a
 /// ControllerRevision's `data` is kept raw) are left as they are.
 pub fn normalize_quantities(value: &mut Value) {
-    const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
-    if value
-        .get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|kind| FREE_FORM.contains(&kind))
-    {
+    if is_free_form(value) {
         return;
     }
     normalize_kind_quantity_maps(value);
     normalize_nested_quantities(value);
+}
+
+/// A built-in object as upstream's typed decoder reads it where the JSON says more
+/// than the typed form holds: numbers as quantities ([`normalize_quantities`]) and
+/// `null` values of string maps as `""` ([`null_map_values_to_empty`]).
+pub fn normalize_for_decoding(value: &mut Value) {
+    normalize_quantities(value);
+    if !is_free_form(value) {
+        null_map_values_to_empty(value);
+    }
+}
+
+fn is_free_form(value: &Value) -> bool {
+    const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
+    value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| FREE_FORM.contains(&kind))
+}
+
+/// Go decodes a JSON `null` map value as the value type's zero value: a Secret written
+/// with `stringData: {client_id: null}` (Tailscale's operator manifest leaves its OAuth
+/// keys empty so) is accepted upstream and holds `client_id: ""`. The string maps of
+/// the built-in kinds whose names are theirs alone: labels, annotations, ConfigMap and
+/// Secret data, node selectors, `matchLabels`.
+pub fn null_map_values_to_empty(value: &mut Value) {
+    const STRING_MAPS: &[&str] = &[
+        "labels",
+        "annotations",
+        "data",
+        "stringData",
+        "binaryData",
+        "nodeSelector",
+        "matchLabels",
+    ];
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::Object(members) if STRING_MAPS.contains(&k.as_str()) => {
+                        for member in members.values_mut().filter(|m| m.is_null()) {
+                            *member = Value::String(String::new());
+                        }
+                    }
+                    _ => null_map_values_to_empty(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(null_map_values_to_empty),
+        _ => {}
+    }
 }
 
 /// Numbers among the values of the map at `map` become strings.
@@ -582,6 +628,30 @@ mod tests {
         normalize_quantities(&mut v);
         assert_eq!(v["resources"]["limits"]["cpu"], "1");
         assert_eq!(v["x"]["requests"]["cpu"], "0.5");
+    }
+
+    #[test]
+    fn null_values_of_string_maps_read_as_empty_strings() {
+        let mut secret = json!({"kind": "Secret",
+            "metadata": {"name": "s", "labels": {"a": null}},
+            "stringData": {"client_id": null, "client_secret": "x"}});
+        normalize_for_decoding(&mut secret);
+        assert_eq!(
+            secret["stringData"],
+            json!({"client_id": "", "client_secret": "x"})
+        );
+        assert_eq!(secret["metadata"]["labels"]["a"], "");
+        // Elsewhere a null stays a null (an unset field), and free-form kinds are kept.
+        let mut deployment = json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "nodeSelector": {"disk": null}, "containers": [{"env": [{"name": "A", "value": null}]}]}}}});
+        normalize_for_decoding(&mut deployment);
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["nodeSelector"]["disk"], "");
+        assert!(pod["containers"][0]["env"][0]["value"].is_null());
+        let mut crd = json!({"kind": "CustomResourceDefinition", "spec": {"data": {"x": null}}});
+        let kept = crd.clone();
+        normalize_for_decoding(&mut crd);
+        assert_eq!(crd, kept);
     }
 
     #[test]

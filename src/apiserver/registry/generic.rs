@@ -307,7 +307,7 @@ impl Registry {
         check_type_meta(def, &mut obj)?;
         if def.custom.is_none() {
             // Custom objects keep their numbers: their schema says what they are.
-            object::normalize_quantities(&mut obj);
+            object::normalize_for_decoding(&mut obj);
         }
         let typed = strategy
             .typed(&self.context(def), &obj)
