@@ -16,7 +16,7 @@
 mod cel;
 mod defaulting;
 mod definition;
-mod formats;
+pub(crate) mod formats;
 mod pruning;
 mod rules;
 mod schema;
