@@ -258,6 +258,9 @@ mod tests {
             ("format.named('dns1123Label').hasValue()", True),
             ("format.named('dns1123Label').value().validate('ok').hasValue()", False),
             ("format.named('nope').hasValue()", False),
+            // An optional is never `null` (cel-go's `Optional.Equal`): Gateway API's
+            // XBackend rule `validate(self) == null` is false even for a valid name.
+            ("format.dns1123Label().validate('ok') == null", False),
             ("format.named('dns1123Label').value() == format.dns1123Label()", True),
         ]);
     }
