@@ -17,6 +17,8 @@
 //! as the longest list, map or (for rules that split or search strings) string in the
 //! value the rule sees, times the number of concatenations in the rule. That bounds the
 //! work a rule can do by a polynomial the caller can refuse up front.
+//! The list library's functions count as one loop over their list, `sets.*` as two
+//! (upstream's estimates are linear and the product of the two sizes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -54,7 +56,17 @@ const DECLARED: [&str; 14] = [
 ];
 
 /// Functions whose work grows with the length of a string argument.
-const STRING_SCANNING: [&str; 4] = ["split", "findAll", "replace", "join"];
+const STRING_SCANNING: [&str; 6] = [
+    "split",
+    "findAll",
+    "replace",
+    "join",
+    "indexOf",
+    "lastIndexOf",
+];
+
+/// Library functions that walk a whole list argument once, like a comprehension would.
+const LIST_SCANNING: [&str; 6] = ["isSorted", "sum", "min", "max", "indexOf", "lastIndexOf"];
 
 /// A compiled rule (or `messageExpression`) and what its evaluation needs to know.
 #[derive(Debug)]
@@ -142,6 +154,21 @@ fn walk(
             });
             if let Some(t) = call.target.as_ref().filter(|_| !namespaced) {
                 walk(t, depth, scope, shape)?;
+            }
+            // Their cost as loops of their own: the list functions one pass over their
+            // list, `sets.*` one list against the other (upstream estimates the product).
+            let loops = match &call.target {
+                Some(t) if namespaced => {
+                    usize::from(matches!(&t.expr, Expr::Ident(ns) if ns == "sets")) * 2
+                }
+                Some(_) if LIST_SCANNING.contains(&call.func_name.as_str()) => 1,
+                _ => 0,
+            };
+            if loops > 0 {
+                if shape.weights.len() <= depth + loops {
+                    shape.weights.resize(depth + loops + 1, 0);
+                }
+                shape.weights[depth + loops] += 1;
             }
             for a in &call.args {
                 walk(a, depth, scope, shape)?;
@@ -741,5 +768,15 @@ mod tests {
         assert!(flat.cost_bound(sizes) < 10);
         assert!(one.cost_bound(sizes) < 10_000);
         assert!(two.cost_bound(sizes) > PER_CALL_LIMIT);
+        // Library functions cost as the loops they run.
+        let sum = compile_rule("self.l.sum() > 0").unwrap();
+        assert!(sum.cost_bound(sizes) >= 1000);
+        let sets = compile_rule("sets.contains(self.a, self.b)").unwrap();
+        assert!(sets.cost_bound(sizes) >= 1_000_000);
+        let big = Sizes {
+            longest_collection: 10_000,
+            longest_string: 0,
+        };
+        assert!(sets.cost_bound(big) > PER_CALL_LIMIT);
     }
 }
