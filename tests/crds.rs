@@ -524,3 +524,108 @@ fn without_a_status_subresource_any_change_but_metadata_moves_the_generation() {
     patch(r#"{"spec":{"size":2}}"#);
     assert_eq!(generation(), 3);
 }
+
+const LIBRARY_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: pools.net.example.com}
+spec:
+  group: net.example.com
+  scope: Namespaced
+  names: {plural: pools, kind: Pool}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "quantity(self.request).compareTo(quantity(self.limit)) <= 0"
+              message: "request must not exceed limit"
+            - rule: "cidr(self.network).containsIP(self.gateway)"
+              messageExpression: "'gateway ' + self.gateway + ' is outside ' + string(cidr(self.network).masked())"
+            - rule: "!has(self.interval) || self.interval >= duration('1m')"
+              message: "interval must be at least a minute"
+            properties:
+              request:
+                type: string
+                x-kubernetes-validations:
+                - {rule: "isQuantity(self)", message: "request must be a quantity"}
+              limit: {type: string}
+              endpoint:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isURL(self) && url(self).getScheme() == 'https'"
+                  message: "endpoint must be an https URL"
+              network: {type: string}
+              gateway: {type: string}
+              interval: {type: string, format: duration}
+              name:
+                type: string
+                x-kubernetes-validations:
+                - rule: "!format.dns1123Label().validate(self).hasValue()"
+                  messageExpression: "format.dns1123Label().validate(self).value().join(', ')"
+"#;
+
+#[test]
+fn kubernetes_cel_libraries_check_quantities_urls_and_networks() {
+    let s = Server::start();
+    s.apply_yaml("apply", LIBRARY_CRD);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/pools.net.example.com",
+    ]);
+    let pool = |spec: &str| {
+        format!(
+            "apiVersion: net.example.com/v1\nkind: Pool\nmetadata: {{name: lan}}\nspec: {spec}\n"
+        )
+    };
+    let valid = "{request: 500Mi, limit: 1Gi, endpoint: 'https://pool.example.com:8443/api', \
+                 network: 10.1.0.0/16, gateway: 10.1.0.1, interval: 5m, name: lan-1}";
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &pool(valid));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s.get_json(&["pool", "lan"])["spec"]["limit"], "1Gi");
+
+    for (spec, message) in [
+        (
+            "{request: 2Gi, limit: 1G, network: 10.1.0.0/16, gateway: 10.1.0.1}",
+            "request must not exceed limit",
+        ),
+        (
+            "{request: 1, limit: 2, network: 10.1.0.0/16, gateway: 10.2.0.1}",
+            "gateway 10.2.0.1 is outside 10.1.0.0/16",
+        ),
+        (
+            "{request: 1, limit: 2, network: 10.1.0.0/16, gateway: 10.1.0.1, interval: 30s}",
+            "interval must be at least a minute",
+        ),
+        (
+            "{request: 1, limit: 2, network: 10.1.0.0/16, gateway: 10.1.0.1, endpoint: 'http://pool'}",
+            "endpoint must be an https URL",
+        ),
+        (
+            "{request: 1, limit: 2, network: 10.1.0.0/16, gateway: 10.1.0.1, name: Lan_1}",
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters",
+        ),
+        (
+            "{request: lots, limit: 2, network: 10.1.0.0/16, gateway: 10.1.0.1}",
+            "request must be a quantity",
+        ),
+        // A value a library function cannot parse is an evaluation error, as upstream.
+        (
+            "{request: 1, limit: 2, network: 10.1.0.0/33, gateway: 10.1.0.1}",
+            "prefix length out of range evaluating rule",
+        ),
+    ] {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &pool(spec));
+        assert!(!out.status.success(), "{spec} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{spec}: {stderr}");
+    }
+    assert_eq!(s.get_json(&["pool", "lan"])["spec"]["gateway"], "10.1.0.1");
+}

@@ -1133,3 +1133,41 @@ fn tailscale_operator_installs_with_its_empty_oauth_keys() {
     s.ok(&["delete", "connector", "ts-pod-cidrs"]);
     delete_all(&s, &file, &["tailscale"]);
 }
+
+#[test]
+fn gateway_api_xbackends_check_port_names_with_the_format_library() {
+    let s = Server::start();
+    let file = manifest(&s, "gateway-api-xbackends");
+    // The CRD's port-name rule calls `format.dns1123Label().validate(self)`: refused as an
+    // undeclared reference before the format library.
+    apply_twice(&s, &file, 1, &[]);
+    server_side_twice(&s, &["-f", &file]);
+    diff_is_empty(&s, &file);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/xbackends.gateway.networking.x-k8s.io",
+        "--timeout=20s",
+    ]);
+    let backend = |name: &str, port: &str| {
+        format!("apiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XBackend\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: ExternalHostname\n  externalHostname: {{hostname: api.example.com}}\n  port: {port}\n")
+    };
+    s.apply_yaml("apply", &backend("api", "{port: 443}"));
+    s.ok(&["get", "xbackend", "-n", "default", "api"]);
+    let err = refused(&s, &backend("bad", "{port: 443, name: Not_A_Label}"));
+    assert!(
+        err.contains("spec.port.name: Invalid value: \"string\": Name must be a valid DNS label"),
+        "{err}"
+    );
+    // Its other rules still hold: no in-cluster hostname.
+    let err = refused(
+        &s,
+        &backend("cluster", "{port: 443}").replace("api.example.com", "api.svc.cluster.local"),
+    );
+    assert!(
+        err.contains("must not be an IP address or end with .cluster.local"),
+        "{err}"
+    );
+    s.ok(&["delete", "xbackend", "-n", "default", "api"]);
+    delete_all(&s, &file, &[]);
+}

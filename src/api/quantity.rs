@@ -116,6 +116,20 @@ impl Quantity {
         saturate(div_away_from_zero(self.nanos, NANOS_PER_MILLI))
     }
 
+    /// The value as a whole number of units when it is one and fits an `i64` (upstream
+    /// `AsInt64`).
+    pub fn as_exact_i64(&self) -> Option<i64> {
+        if self.nanos % NANOS_PER_UNIT != 0 {
+            return None;
+        }
+        i64::try_from(self.nanos / NANOS_PER_UNIT).ok()
+    }
+
+    /// The value as the nearest `f64` (upstream `AsApproximateFloat64`).
+    pub fn as_approximate_f64(&self) -> f64 {
+        self.nanos as f64 / NANOS_PER_UNIT as f64
+    }
+
     pub fn is_zero(&self) -> bool {
         self.nanos == 0
     }

@@ -3,15 +3,13 @@
 //!
 //! Built on the `cel` crate (stdlib macros `has`/`all`/`exists`/`exists_one`/`map`/`filter`,
 //! `size`, string `matches`/`startsWith`/`endsWith`/`contains`, `timestamp`/`duration`
-//! and their comparisons and accessors, its strings and lists extensions) plus the
-//! Kubernetes list functions `isSorted`, `sum`, `min`, `max`, the regex functions `find`,
-//! `findAll` and the IP library's `isIP`. Missing against upstream: type-checking (only
-//! identifiers are checked at compile time), typing strings of `format: duration` or
-//! `date-time` as durations and timestamps (rules convert them with `duration()` and
-//! `timestamp()`, as Gateway API's do), the `url`, `quantity`, `authz` and `format`
-//! libraries, the rest of `ip` (`ip()`, its type and members) and `cidr`, list
-//! `indexOf`/`lastIndexOf` (the strings extension owns those names), and cel-go's
-//! exact cost accounting.
+//! and their comparisons and accessors, optional types) with Kubernetes' libraries as
+//! [`crate::api::cel_lib`] registers them: strings and lists extensions, `sets`, the
+//! Kubernetes `lists`, `regex`, `quantity`, `url`, `ip`, `cidr` and `format` libraries.
+//! Strings of `format: duration`, `date`, `date-time` and `byte` are durations,
+//! timestamps and bytes, as upstream types them. Missing against upstream: type-checking
+//! (only identifiers are checked at compile time; an unknown function or a wrong argument
+//! type shows when a rule runs), the `authz` library, and cel-go's exact cost accounting.
 //!
 //! Cost: cel-go counts steps while it evaluates; this crate has no such hook, so a rule's
 //! cost is bounded *before* it runs: every AST node costs 1, and the loop body of a
@@ -19,18 +17,20 @@
 //! as the longest list, map or (for rules that split or search strings) string in the
 //! value the rule sees, times the number of concatenations in the rule. That bounds the
 //! work a rule can do by a polynomial the caller can refuse up front.
+//! The list library's functions count as one loop over their list, `sets.*` as two
+//! (upstream's estimates are linear and the product of the two sizes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use base64::Engine as _;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
-use regex::Regex;
 use serde_json::Value;
 
 use super::schema::Structural;
+use crate::api::cel_lib;
 
 /// Upstream `celconfig.PerCallLimit`: the most one rule evaluation may cost.
 pub const PER_CALL_LIMIT: u64 = 1_000_000;
@@ -56,7 +56,17 @@ const DECLARED: [&str; 14] = [
 ];
 
 /// Functions whose work grows with the length of a string argument.
-const STRING_SCANNING: [&str; 4] = ["split", "findAll", "replace", "join"];
+const STRING_SCANNING: [&str; 6] = [
+    "split",
+    "findAll",
+    "replace",
+    "join",
+    "indexOf",
+    "lastIndexOf",
+];
+
+/// Library functions that walk a whole list argument once, like a comprehension would.
+const LIST_SCANNING: [&str; 6] = ["isSorted", "sum", "min", "max", "indexOf", "lastIndexOf"];
 
 /// A compiled rule (or `messageExpression`) and what its evaluation needs to know.
 #[derive(Debug)]
@@ -76,9 +86,7 @@ fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Env::stdlib();
-        // Both extensions register fixed names on a fresh environment: they cannot clash.
-        let _ = env.add_extension(cel::extensions::strings);
-        let _ = env.add_extension(cel::extensions::lists);
+        cel_lib::register(&mut env).expect("the libraries register once on a fresh environment");
         Arc::new(env)
     })
     .clone()
@@ -139,8 +147,28 @@ fn walk(
             if STRING_SCANNING.contains(&call.func_name.as_str()) {
                 shape.scans_strings = true;
             }
-            if let Some(t) = &call.target {
+            // `ip.isCanonical(s)`: `ip` names the function's namespace, not a variable.
+            let namespaced = call.target.as_ref().is_some_and(|t| {
+                matches!(&t.expr, Expr::Ident(ns) if cel_lib::NAMESPACES.contains(&ns.as_str())
+                    && !scope.iter().any(|v| v == ns))
+            });
+            if let Some(t) = call.target.as_ref().filter(|_| !namespaced) {
                 walk(t, depth, scope, shape)?;
+            }
+            // Their cost as loops of their own: the list functions one pass over their
+            // list, `sets.*` one list against the other (upstream estimates the product).
+            let loops = match &call.target {
+                Some(t) if namespaced => {
+                    usize::from(matches!(&t.expr, Expr::Ident(ns) if ns == "sets")) * 2
+                }
+                Some(_) if LIST_SCANNING.contains(&call.func_name.as_str()) => 1,
+                _ => 0,
+            };
+            if loops > 0 {
+                if shape.weights.len() <= depth + loops {
+                    shape.weights.resize(depth + loops + 1, 0);
+                }
+                shape.weights[depth + loops] += 1;
             }
             for a in &call.args {
                 walk(a, depth, scope, shape)?;
@@ -273,8 +301,16 @@ pub fn evaluate(
     } else if let Some(old) = old_self {
         ctx.add_variable_from_value("oldSelf", old);
     }
-    add_kubernetes_functions(&mut ctx);
-    rule.program.execute(&ctx).map_err(|e| e.to_string())
+    rule.program.execute(&ctx).map_err(error_message)
+}
+
+/// An evaluation error as upstream words it: a library function's own message, without
+/// the crate's `Error executing function` preamble.
+fn error_message(e: ExecutionError) -> String {
+    match e {
+        ExecutionError::FunctionError { message, .. } => message,
+        e => e.to_string(),
+    }
 }
 
 /// Evaluates a validation rule to its outcome.
@@ -314,108 +350,6 @@ fn wrap_optional(old: Option<CelValue>) -> Result<CelValue, String> {
     program.execute(&ctx).map_err(|e| e.to_string())
 }
 
-fn add_kubernetes_functions(ctx: &mut Context) {
-    // A name the environment already declares is refused; such a function is simply absent.
-    let _ = ctx.add_function("isSorted", |This(list): This<Arc<Vec<CelValue>>>| {
-        CelValue::Bool(
-            list.windows(2)
-                .all(|w| w[0].partial_cmp(&w[1]).is_some_and(|o| o.is_le())),
-        )
-    });
-    let _ = ctx.add_function("sum", |This(list): This<Arc<Vec<CelValue>>>| sum(&list));
-    let _ = ctx.add_function("min", |This(list): This<Arc<Vec<CelValue>>>| {
-        extreme(&list, true)
-    });
-    let _ = ctx.add_function("max", |This(list): This<Arc<Vec<CelValue>>>| {
-        extreme(&list, false)
-    });
-    let _ = ctx.add_function("find", |This(s): This<Arc<String>>, pattern: CelValue| {
-        regex_find(&s, &pattern, false)
-    });
-    let _ = ctx.add_function(
-        "findAll",
-        |This(s): This<Arc<String>>, pattern: CelValue| regex_find(&s, &pattern, true),
-    );
-    let _ = ctx.add_function("isIP", |s: Arc<String>| is_ip(&s));
-}
-
-/// Upstream's `isIP` (the IP library's `parseIPAddr`): an IPv4 address without leading
-/// zeros or an IPv6 address, neither with a zone nor IPv4-mapped.
-fn is_ip(s: &str) -> bool {
-    match s.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => true,
-        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().is_none(),
-        Err(_) => false,
-    }
-}
-
-/// The Kubernetes regex library: `find` (first match or `''`) and `findAll`.
-fn regex_find(s: &str, pattern: &CelValue, all: bool) -> Result<CelValue, ExecutionError> {
-    let name = if all { "findAll" } else { "find" };
-    let CelValue::String(pattern) = pattern else {
-        return Err(ExecutionError::function_error(
-            name,
-            "pattern must be a string",
-        ));
-    };
-    let re = Regex::new(&super::re2::from_re2(pattern))
-        .map_err(|e| ExecutionError::function_error(name, e))?;
-    let text = |m: regex::Match<'_>| CelValue::String(Arc::new(m.as_str().to_string()));
-    Ok(if all {
-        CelValue::List(Arc::new(re.find_iter(s).map(text).collect()))
-    } else {
-        re.find(s)
-            .map(text)
-            .unwrap_or_else(|| CelValue::String(Arc::new(String::new())))
-    })
-}
-
-fn sum(list: &[CelValue]) -> Result<CelValue, ExecutionError> {
-    let mut int: i64 = 0;
-    let mut float: f64 = 0.0;
-    let mut is_float = false;
-    for v in list {
-        match v {
-            CelValue::Int(i) => {
-                int = int
-                    .checked_add(*i)
-                    .ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?
-            }
-            CelValue::Float(f) => {
-                is_float = true;
-                float += f;
-            }
-            other => {
-                return Err(ExecutionError::function_error(
-                    "sum",
-                    format!("cannot sum {other:?}"),
-                ))
-            }
-        }
-    }
-    Ok(if is_float {
-        CelValue::Float(float + int as f64)
-    } else {
-        CelValue::Int(int)
-    })
-}
-
-fn extreme(items: &[CelValue], least: bool) -> Result<CelValue, ExecutionError> {
-    let name = if least { "min" } else { "max" };
-    let Some(first) = items.first() else {
-        return Err(ExecutionError::function_error(name, "list is empty"));
-    };
-    let mut best = first;
-    for x in &items[1..] {
-        match best.partial_cmp(x) {
-            Some(o) if (least && o.is_gt()) || (!least && o.is_lt()) => best = x,
-            Some(_) => {}
-            None => return Err(ExecutionError::ValuesNotComparable(best.clone(), x.clone())),
-        }
-    }
-    Ok(best.clone())
-}
-
 // ---------------------------------------------------------------------------
 // JSON to CEL, typed by the schema
 // ---------------------------------------------------------------------------
@@ -438,7 +372,10 @@ pub fn to_cel(v: &Value, s: Option<&Structural>, resource_root: bool) -> CelValu
                 },
             }
         }
-        Value::String(st) => CelValue::String(Arc::new(st.clone())),
+        Value::String(st) => match s.filter(|s| s.type_ == "string" && !s.x_int_or_string) {
+            Some(s) => typed_string(st, &s.format),
+            None => CelValue::String(Arc::new(st.clone())),
+        },
         Value::Array(a) => {
             let item_schema = s.and_then(|s| s.items.as_deref());
             let embedded = item_schema.is_some_and(|i| i.x_embedded_resource);
@@ -471,6 +408,65 @@ pub fn to_cel(v: &Value, s: Option<&Structural>, resource_root: bool) -> CelValu
             CelValue::Map(Map { map: Arc::new(out) })
         }
     }
+}
+
+/// Upstream `UnstructuredToVal` for strings: `format: duration` is a duration, `date` and
+/// `date-time` are timestamps, `byte` is the decoded bytes. A value that does not parse
+/// (the schema's format check refuses it anyway) stays a string, where upstream would
+/// give an error value.
+fn typed_string(st: &str, format: &str) -> CelValue {
+    let typed = match format {
+        "duration" => parse_duration(st).map(CelValue::Duration),
+        "date" => chrono::NaiveDate::parse_from_str(st, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| CelValue::Timestamp(t.and_utc().fixed_offset())),
+        "date-time" => parse_date_time(st).map(CelValue::Timestamp),
+        "byte" => base64::engine::general_purpose::STANDARD
+            .decode(st)
+            .ok()
+            .map(|b| CelValue::Bytes(Arc::new(b))),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| CelValue::String(Arc::new(st.to_string())))
+}
+
+/// strfmt's `ParseDuration`: a Go duration (`1h30m`, `1.5s`, `-2m`, as CEL's `duration()`
+/// reads it) or `<n> <unit>` (`3 days`, `2w`).
+fn parse_duration(s: &str) -> Option<chrono::Duration> {
+    static PROGRAM: OnceLock<Program> = OnceLock::new();
+    let program =
+        PROGRAM.get_or_init(|| env().compile("duration(v)").expect("constant expression"));
+    let mut ctx = Context::with_env(env());
+    ctx.add_variable_from_value("v", s.to_string());
+    if let Ok(CelValue::Duration(d)) = program.execute(&ctx) {
+        return Some(d);
+    }
+    let digits = s.find(|c: char| !c.is_ascii_digit()).filter(|&i| i > 0)?;
+    let n: i64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim_start();
+    let per_unit = match unit {
+        "ns" | "nanosecond" | "nanoseconds" => chrono::Duration::nanoseconds(1),
+        "us" | "µs" | "μs" | "microsecond" | "microseconds" => chrono::Duration::microseconds(1),
+        "ms" | "millisecond" | "milliseconds" => chrono::Duration::milliseconds(1),
+        "s" | "second" | "seconds" => chrono::Duration::seconds(1),
+        "m" | "minute" | "minutes" => chrono::Duration::minutes(1),
+        "h" | "hour" | "hours" => chrono::Duration::hours(1),
+        "d" | "day" | "days" => chrono::Duration::days(1),
+        "w" | "wk" | "week" | "weeks" => chrono::Duration::weeks(1),
+        _ => return None,
+    };
+    per_unit.checked_mul(i32::try_from(n).ok()?)
+}
+
+/// strfmt's `ParseDateTime`: RFC 3339, with or without fractional seconds, offsets with or
+/// without a colon.
+fn parse_date_time(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().or_else(|| {
+        ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z"]
+            .iter()
+            .find_map(|f| chrono::DateTime::parse_from_str(s, f).ok())
+    })
 }
 
 fn root_metadata(meta: &Value) -> CelValue {
@@ -667,6 +663,81 @@ mod tests {
     }
 
     #[test]
+    fn formatted_strings_are_typed_as_upstream() {
+        let string = |format: &str| Structural {
+            type_: "string".into(),
+            format: format.into(),
+            ..Structural::default()
+        };
+        let typed = |v: &str, format: &str| to_cel(&json!(v), Some(&string(format)), false);
+        assert_eq!(
+            typed("1h30m", "duration"),
+            CelValue::Duration(chrono::Duration::minutes(90))
+        );
+        assert_eq!(
+            typed("3 days", "duration"),
+            CelValue::Duration(chrono::Duration::days(3))
+        );
+        assert!(matches!(
+            typed("2024-01-02", "date"),
+            CelValue::Timestamp(_)
+        ));
+        assert!(matches!(
+            typed("2024-01-02T03:04:05Z", "date-time"),
+            CelValue::Timestamp(_)
+        ));
+        assert_eq!(
+            typed("aGVsbG8=", "byte"),
+            CelValue::Bytes(Arc::new(b"hello".to_vec()))
+        );
+        // Other formats, and values that do not parse, stay strings.
+        assert_eq!(
+            typed("10.0.0.1", "ipv4"),
+            CelValue::String(Arc::new("10.0.0.1".into()))
+        );
+        assert_eq!(
+            typed("soon", "duration"),
+            CelValue::String(Arc::new("soon".into()))
+        );
+        // A rule sees a typed field as its type: compared as a duration, not a string.
+        let rule = compile_rule(
+            "self.timeout > duration('1m') && self.at < timestamp('2030-01-01T00:00:00Z')",
+        )
+        .unwrap();
+        let mut schema = Structural {
+            type_: "object".into(),
+            ..Structural::default()
+        };
+        schema
+            .properties
+            .insert("timeout".into(), string("duration"));
+        schema.properties.insert("at".into(), string("date-time"));
+        let value = json!({"timeout": "90s", "at": "2026-12-05T08:00:00Z"});
+        assert_eq!(
+            check(&rule, to_cel(&value, Some(&schema), false), None, false),
+            Outcome::Pass
+        );
+    }
+
+    #[test]
+    fn library_namespaces_are_no_undeclared_references() {
+        for rule in [
+            "ip.isCanonical(self.ip)",
+            "format.dns1123Label().validate(self.name).hasValue()",
+            "sets.contains(self.a, self.b)",
+            "strings.quote(self.name) != ''",
+            "optional.of(self.x).hasValue()",
+            "quantity(self.q).isLessThan(quantity('1Gi')) && url(self.u).getScheme() == 'https'",
+            "cidr(self.net).containsIP(self.ip)",
+        ] {
+            assert!(compile_rule(rule).is_ok(), "{rule}");
+        }
+        // A comprehension variable shadowing a namespace is still a variable.
+        assert!(compile_rule("self.l.all(ip, ip.family() == 4)").is_ok());
+        assert!(compile_rule("net.isCanonical(self.ip)").is_err());
+    }
+
+    #[test]
     fn numbers_follow_the_schema_type() {
         let s = Structural {
             type_: "number".into(),
@@ -697,5 +768,15 @@ mod tests {
         assert!(flat.cost_bound(sizes) < 10);
         assert!(one.cost_bound(sizes) < 10_000);
         assert!(two.cost_bound(sizes) > PER_CALL_LIMIT);
+        // Library functions cost as the loops they run.
+        let sum = compile_rule("self.l.sum() > 0").unwrap();
+        assert!(sum.cost_bound(sizes) >= 1000);
+        let sets = compile_rule("sets.contains(self.a, self.b)").unwrap();
+        assert!(sets.cost_bound(sizes) >= 1_000_000);
+        let big = Sizes {
+            longest_collection: 10_000,
+            longest_string: 0,
+        };
+        assert!(sets.cost_bound(big) > PER_CALL_LIMIT);
     }
 }

@@ -16,9 +16,9 @@
 mod cel;
 mod defaulting;
 mod definition;
-mod formats;
+pub(crate) mod formats;
 mod pruning;
-mod re2;
+pub(crate) mod re2;
 mod rules;
 mod schema;
 mod schema_checks;

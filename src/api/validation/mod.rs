@@ -39,7 +39,7 @@ pub use meta::validate_labels;
 pub use names::{
     is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
     is_qualified_name, is_valid_label_value, is_valid_port_name, is_valid_port_num,
-    MAX_SECRET_SIZE, TOTAL_ANNOTATION_SIZE_LIMIT,
+    mask_trailing_dash, MAX_SECRET_SIZE, TOTAL_ANNOTATION_SIZE_LIMIT,
 };
 pub use network_policy::POLICY_TYPES;
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};

@@ -268,7 +268,7 @@ pub(super) fn is_valid_ip(s: &str) -> bool {
 }
 
 /// Upstream `NameIsDNSSubdomain` etc. with `prefix` = validating a generateName.
-pub(super) fn mask_trailing_dash(name: &str) -> String {
+pub fn mask_trailing_dash(name: &str) -> String {
     if name.len() > 1 && name.ends_with('-') {
         format!("{}a", &name[..name.len() - 2])
     } else {
