@@ -1171,3 +1171,48 @@ fn gateway_api_xbackends_check_port_names_with_the_format_library() {
     s.ok(&["delete", "xbackend", "-n", "default", "api"]);
     delete_all(&s, &file, &[]);
 }
+
+#[test]
+fn csi_driver_nfs_installs_its_csi_driver_reapplies_and_uninstalls() {
+    // kubernetes-csi/csi-driver-nfs's deploy/ files, in install-driver.sh's order.
+    let s = Server::start();
+    let file = manifest(&s, "csi-driver-nfs");
+    apply_twice(&s, &file, 9, &[]);
+    let driver = s.ok(&["get", "csidriver", "nfs.csi.k8s.io"]);
+    let row: Vec<&str> = driver
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..7],
+        [
+            "nfs.csi.k8s.io",
+            "false",
+            "false",
+            "false",
+            "<unset>",
+            "false",
+            "Persistent"
+        ],
+        "{driver}"
+    );
+    let spec = s.get_json(&["csidriver", "nfs.csi.k8s.io"])["spec"].clone();
+    assert_eq!(spec["fsGroupPolicy"], "File");
+    assert_eq!(spec["seLinuxMount"], false);
+    deployments_have_pods(&s, "kube-system");
+    server_side_twice(&s, &["-f", &file]);
+    diff_is_empty(&s, &file);
+    delete_all(&s, &file, &[]);
+    for (kind, name) in [
+        ("csidriver", "nfs.csi.k8s.io"),
+        ("deployment", "csi-nfs-controller"),
+        ("daemonset", "csi-nfs-node"),
+        ("serviceaccount", "csi-nfs-controller-sa"),
+        ("clusterrole", "nfs-external-provisioner-role"),
+    ] {
+        let out = s.kubectl(&["get", kind, "-n", "kube-system", name]);
+        assert!(!out.status.success(), "{kind}/{name} is still there");
+    }
+}

@@ -26,6 +26,7 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("v1", "PersistentVolume", &CORE_V1_PERSISTENT_VOLUME),
     ("v1", "ResourceQuota", &CORE_V1_RESOURCE_QUOTA),
     ("v1", "LimitRange", &CORE_V1_LIMIT_RANGE),
+    ("v1", "PodTemplate", &CORE_V1_POD_TEMPLATE),
     ("apps/v1", "StatefulSet", &APPS_V1_STATEFUL_SET),
     ("apps/v1", "DaemonSet", &APPS_V1_DAEMON_SET),
     ("apps/v1", "ControllerRevision", &APPS_V1_CONTROLLER_REVISION),
@@ -35,6 +36,11 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("policy/v1", "Eviction", &POLICY_V1_EVICTION),
     ("scheduling.k8s.io/v1", "PriorityClass", &SCHEDULING_V1_PRIORITY_CLASS),
     ("storage.k8s.io/v1", "StorageClass", &STORAGE_V1_STORAGE_CLASS),
+    ("storage.k8s.io/v1", "CSIDriver", &STORAGE_V1_CSI_DRIVER),
+    ("storage.k8s.io/v1", "CSINode", &STORAGE_V1_CSI_NODE),
+    ("storage.k8s.io/v1", "VolumeAttachment", &STORAGE_V1_VOLUME_ATTACHMENT),
+    ("storage.k8s.io/v1", "CSIStorageCapacity", &STORAGE_V1_CSI_STORAGE_CAPACITY),
+    ("node.k8s.io/v1", "RuntimeClass", &NODE_V1_RUNTIME_CLASS),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
     ("networking.k8s.io/v1", "Ingress", &NETWORKING_V1_INGRESS),
     ("networking.k8s.io/v1", "IngressClass", &NETWORKING_V1_INGRESS_CLASS),
@@ -234,6 +240,14 @@ pub static CORE_V1_LIMIT_RANGE: Message = Message {
     ],
 };
 
+pub static CORE_V1_POD_TEMPLATE: Message = Message {
+    name: "k8s.io.api.core.v1.PodTemplate",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_STATEFUL_SET: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSet",
     fields: &[
@@ -318,6 +332,52 @@ pub static STORAGE_V1_STORAGE_CLASS: Message = Message {
         Field { tag: 6, json: "allowVolumeExpansion", kind: Bool, cardinality: Optional, omit_empty: false },
         Field { tag: 7, json: "volumeBindingMode", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 8, json: "allowedTopologies", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_CSI_DRIVER: Message = Message {
+    name: "k8s.io.api.storage.v1.CSIDriver",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_CSI_DRIVER_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_CSI_NODE: Message = Message {
+    name: "k8s.io.api.storage.v1.CSINode",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_CSI_NODE_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_VOLUME_ATTACHMENT: Message = Message {
+    name: "k8s.io.api.storage.v1.VolumeAttachment",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_CSI_STORAGE_CAPACITY: Message = Message {
+    name: "k8s.io.api.storage.v1.CSIStorageCapacity",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "nodeTopology", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "capacity", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "maximumVolumeSize", kind: Quantity, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static NODE_V1_RUNTIME_CLASS: Message = Message {
+    name: "k8s.io.api.node.v1.RuntimeClass",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "handler", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "overhead", kind: Message(&NODE_V1_OVERHEAD), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "scheduling", kind: Message(&NODE_V1_SCHEDULING), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -934,6 +994,14 @@ pub static CORE_V1_LIMIT_RANGE_SPEC: Message = Message {
     ],
 };
 
+pub static CORE_V1_POD_TEMPLATE_SPEC: Message = Message {
+    name: "k8s.io.api.core.v1.PodTemplateSpec",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_POD_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
 pub static APPS_V1_STATEFUL_SET_SPEC: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetSpec",
     fields: &[
@@ -1083,6 +1151,71 @@ pub static CORE_V1_TOPOLOGY_SELECTOR_TERM: Message = Message {
     name: "k8s.io.api.core.v1.TopologySelectorTerm",
     fields: &[
         Field { tag: 1, json: "matchLabelExpressions", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_CSI_DRIVER_SPEC: Message = Message {
+    name: "k8s.io.api.storage.v1.CSIDriverSpec",
+    fields: &[
+        Field { tag: 1, json: "attachRequired", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "podInfoOnMount", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "volumeLifecycleModes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "storageCapacity", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 5, json: "fsGroupPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 6, json: "tokenRequests", kind: Message(&STORAGE_V1_TOKEN_REQUEST), cardinality: Repeated, omit_empty: false },
+        Field { tag: 7, json: "requiresRepublish", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 8, json: "seLinuxMount", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 9, json: "nodeAllocatableUpdatePeriodSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 10, json: "serviceAccountTokenInSecrets", kind: Bool, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_CSI_NODE_SPEC: Message = Message {
+    name: "k8s.io.api.storage.v1.CSINodeSpec",
+    fields: &[
+        Field { tag: 1, json: "drivers", kind: Message(&STORAGE_V1_CSI_NODE_DRIVER), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_VOLUME_ATTACHMENT_SPEC: Message = Message {
+    name: "k8s.io.api.storage.v1.VolumeAttachmentSpec",
+    fields: &[
+        Field { tag: 1, json: "attacher", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "source", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "nodeName", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static STORAGE_V1_VOLUME_ATTACHMENT_STATUS: Message = Message {
+    name: "k8s.io.api.storage.v1.VolumeAttachmentStatus",
+    fields: &[
+        Field { tag: 1, json: "attached", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "attachmentMetadata", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 3, json: "attachError", kind: Message(&STORAGE_V1_VOLUME_ERROR), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "detachError", kind: Message(&STORAGE_V1_VOLUME_ERROR), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static META_V1_LABEL_SELECTOR: Message = Message {
+    name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector",
+    fields: &[
+        Field { tag: 1, json: "matchLabels", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "matchExpressions", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static NODE_V1_OVERHEAD: Message = Message {
+    name: "k8s.io.api.node.v1.Overhead",
+    fields: &[
+        Field { tag: 1, json: "podFixed", kind: Quantity, cardinality: Map, omit_empty: false },
+    ],
+};
+
+pub static NODE_V1_SCHEDULING: Message = Message {
+    name: "k8s.io.api.node.v1.Scheduling",
+    fields: &[
+        Field { tag: 1, json: "nodeSelector", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 2, json: "tolerations", kind: Message(&CORE_V1_TOLERATION), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -1689,14 +1822,6 @@ pub static CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS: Message = Message {
     ],
 };
 
-pub static CORE_V1_POD_TEMPLATE_SPEC: Message = Message {
-    name: "k8s.io.api.core.v1.PodTemplateSpec",
-    fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_POD_SPEC), cardinality: Optional, omit_empty: false },
-    ],
-};
-
 pub static CORE_V1_REPLICATION_CONTROLLER_CONDITION: Message = Message {
     name: "k8s.io.api.core.v1.ReplicationControllerCondition",
     fields: &[
@@ -1865,14 +1990,6 @@ pub static CORE_V1_NODE_FEATURES: Message = Message {
     name: "k8s.io.api.core.v1.NodeFeatures",
     fields: &[
         Field { tag: 1, json: "supplementalGroupsPolicy", kind: Bool, cardinality: Optional, omit_empty: false },
-    ],
-};
-
-pub static META_V1_LABEL_SELECTOR: Message = Message {
-    name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector",
-    fields: &[
-        Field { tag: 1, json: "matchLabels", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "matchExpressions", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2108,6 +2225,50 @@ pub static CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT: Message = Message {
     fields: &[
         Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_TOKEN_REQUEST: Message = Message {
+    name: "k8s.io.api.storage.v1.TokenRequest",
+    fields: &[
+        Field { tag: 1, json: "audience", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_CSI_NODE_DRIVER: Message = Message {
+    name: "k8s.io.api.storage.v1.CSINodeDriver",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "nodeID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "topologyKeys", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "allocatable", kind: Message(&STORAGE_V1_VOLUME_NODE_RESOURCES), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_VOLUME_ATTACHMENT_SOURCE: Message = Message {
+    name: "k8s.io.api.storage.v1.VolumeAttachmentSource",
+    fields: &[
+        Field { tag: 1, json: "persistentVolumeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "inlineVolumeSpec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_VOLUME_ERROR: Message = Message {
+    name: "k8s.io.api.storage.v1.VolumeError",
+    fields: &[
+        Field { tag: 1, json: "time", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "errorCode", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static META_V1_LABEL_SELECTOR_REQUIREMENT: Message = Message {
+    name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
+    fields: &[
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2692,15 +2853,6 @@ pub static CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: Message = Message {
     ],
 };
 
-pub static META_V1_LABEL_SELECTOR_REQUIREMENT: Message = Message {
-    name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
-    fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
-    ],
-};
-
 pub static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     name: "k8s.io.api.apps.v1.RollingUpdateDeployment",
     fields: &[
@@ -2997,6 +3149,13 @@ pub static BATCH_V1_SUCCESS_POLICY_RULE: Message = Message {
     fields: &[
         Field { tag: 1, json: "succeededIndexes", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 2, json: "succeededCount", kind: Int32, cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static STORAGE_V1_VOLUME_NODE_RESOURCES: Message = Message {
+    name: "k8s.io.api.storage.v1.VolumeNodeResources",
+    fields: &[
+        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit_empty: false },
     ],
 };
 

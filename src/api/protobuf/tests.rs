@@ -614,3 +614,29 @@ fn every_served_kind_has_a_schema_and_tables_are_sorted() {
         }
     }
 }
+
+#[test]
+fn csi_drivers_and_runtime_classes_decode() {
+    let spec = Enc::new()
+        .varint(1, 0)
+        .str(3, "Persistent")
+        .str(3, "Ephemeral")
+        .str(5, "File");
+    let driver = Enc::new()
+        .msg(1, go_object_meta("nfs.csi.k8s.io", ""))
+        .msg(2, spec);
+    let v = decode_object(&body("storage.k8s.io/v1", "CSIDriver", driver)).unwrap();
+    assert_eq!(v["metadata"]["name"], "nfs.csi.k8s.io");
+    assert_eq!(
+        v["spec"],
+        json!({"attachRequired": false, "volumeLifecycleModes": ["Persistent", "Ephemeral"],
+            "fsGroupPolicy": "File"})
+    );
+    let class = Enc::new()
+        .msg(1, go_object_meta("gvisor", ""))
+        .str(2, "runsc")
+        .msg(3, Enc::new().entry_msg(1, "cpu", quantity("250m")));
+    let v = decode_object(&body("node.k8s.io/v1", "RuntimeClass", class)).unwrap();
+    assert_eq!(v["handler"], "runsc");
+    assert_eq!(v["overhead"], json!({"podFixed": {"cpu": "250m"}}));
+}

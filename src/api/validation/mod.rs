@@ -11,6 +11,7 @@ mod autoscaling;
 mod batch;
 mod cluster;
 mod config;
+mod csi;
 mod daemonset;
 mod disruption;
 mod field_error;
@@ -18,6 +19,7 @@ mod ingress;
 mod meta;
 mod names;
 mod network_policy;
+mod node_class;
 mod pod;
 mod pod_status;
 mod quota;
@@ -31,6 +33,7 @@ mod test_support;
 mod webhooks;
 mod workloads;
 
+pub use csi::{FS_GROUP_POLICIES, VOLUME_LIFECYCLE_MODES};
 pub use disruption::UNHEALTHY_POD_EVICTION_POLICIES;
 pub(crate) use field_error::go_quote;
 pub use field_error::{FieldError, FieldErrorKind};
@@ -64,12 +67,17 @@ use autoscaling::validate_horizontal_pod_autoscaler;
 use batch::{validate_cron_job, validate_job};
 use cluster::{validate_event, validate_lease, validate_namespace, validate_node, EventApi};
 use config::{validate_config_map, validate_secret};
+use csi::{
+    validate_csi_driver, validate_csi_node, validate_csi_storage_capacity,
+    validate_volume_attachment,
+};
 use daemonset::validate_daemon_set;
 use disruption::validate_pod_disruption_budget;
 use ingress::{validate_ingress, validate_ingress_class};
 use meta::validate_object_meta;
 use names::{name_fn_for, NON_NEGATIVE_ERR};
 use network_policy::validate_network_policy;
+use node_class::{validate_pod_template_object, validate_runtime_class};
 use pod::validate_pod;
 use quota::{validate_limit_range, validate_resource_quota};
 use rbac::{validate_binding, validate_cluster_role, validate_role};
@@ -243,6 +251,12 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "PersistentVolumeClaim" => validate_persistent_volume_claim(obj, old, &mut errs),
         "PersistentVolume" => validate_persistent_volume(obj, old, &mut errs),
         "StorageClass" => validate_storage_class(obj, old, &mut errs),
+        "CSIDriver" => validate_csi_driver(obj, old, &mut errs),
+        "CSINode" => validate_csi_node(obj, old, &mut errs),
+        "VolumeAttachment" => validate_volume_attachment(obj, old, &mut errs),
+        "CSIStorageCapacity" => validate_csi_storage_capacity(obj, old, &mut errs),
+        "RuntimeClass" => validate_runtime_class(obj, old, &mut errs),
+        "PodTemplate" => validate_pod_template_object(obj, &mut errs),
         "Ingress" => validate_ingress(obj, old, &mut errs),
         "IngressClass" => validate_ingress_class(obj, old, &mut errs),
         "ResourceQuota" => validate_resource_quota(obj, &mut errs),

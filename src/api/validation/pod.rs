@@ -477,7 +477,7 @@ fn validate_resources(res: &Value, path: &str, errs: &mut Errs) {
     }
 }
 
-fn validate_toleration(t: &Value, path: &str, errs: &mut Errs) {
+pub(super) fn validate_toleration(t: &Value, path: &str, errs: &mut Errs) {
     let key = str_at(t, "key");
     let operator = str_at(t, "operator");
     let effect = str_at(t, "effect");

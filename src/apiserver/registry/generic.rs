@@ -432,7 +432,7 @@ impl Registry {
             Value::String(uuid::Uuid::new_v4().to_string()),
         );
         meta.insert("creationTimestamp".into(), Value::String(now()));
-        if strategy.tracks_generation() {
+        if strategy.tracks_generation() && strategy.generation_set_on_create() {
             meta.insert("generation".into(), json!(1));
         }
         for f in [
@@ -660,7 +660,8 @@ impl Registry {
             }
         }
         if strategy.tracks_generation() && strategy.generation_moves(&cx, &new, oldv) {
-            let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            let unset = i64::from(strategy.generation_set_on_create());
+            let generation = oldv["metadata"]["generation"].as_i64().unwrap_or(unset) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));
         }
         if let Some(call) = &call {

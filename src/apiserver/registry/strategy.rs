@@ -34,6 +34,9 @@ use super::kinds::{
     binding::BindingStrategy,
     config_map::ConfigMapStrategy,
     crd::CrdStrategy,
+    csi::{
+        CsiDriverStrategy, CsiNodeStrategy, CsiStorageCapacityStrategy, VolumeAttachmentStrategy,
+    },
     custom::CustomStrategy,
     daemonset::DaemonSetStrategy,
     default::DefaultStrategy,
@@ -46,9 +49,11 @@ use super::kinds::{
     node::NodeStrategy,
     pod::PodStrategy,
     pod_disruption_budget::PodDisruptionBudgetStrategy,
+    pod_template::PodTemplateStrategy,
     priority_class::PriorityClassStrategy,
     quota::{LimitRangeStrategy, ResourceQuotaStrategy},
     rbac, review,
+    runtime_class::RuntimeClassStrategy,
     secret::SecretStrategy,
     service::ServiceStrategy,
     service_account::ServiceAccountStrategy,
@@ -225,6 +230,13 @@ pub trait Strategy: Sync {
         false
     }
 
+    /// For a kind that tracks generation: whether a new object starts at generation 1
+    /// (upstream's CSIDriver strategy moves it on spec changes but never sets it on
+    /// create, so its first spec change makes it 1).
+    fn generation_set_on_create(&self) -> bool {
+        true
+    }
+
     /// For a kind that tracks generation: whether the update from `old` to `new`
     /// moves it on (by default, anything but metadata and status changed).
     fn generation_moves(&self, _cx: &Context, new: &Value, old: &Value) -> bool {
@@ -374,6 +386,12 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         ("", "ResourceQuota") => &ResourceQuotaStrategy,
         ("", "LimitRange") => &LimitRangeStrategy,
         ("scheduling.k8s.io", "PriorityClass") => &PriorityClassStrategy,
+        ("storage.k8s.io", "CSIDriver") => &CsiDriverStrategy,
+        ("storage.k8s.io", "CSINode") => &CsiNodeStrategy,
+        ("storage.k8s.io", "VolumeAttachment") => &VolumeAttachmentStrategy,
+        ("storage.k8s.io", "CSIStorageCapacity") => &CsiStorageCapacityStrategy,
+        ("node.k8s.io", "RuntimeClass") => &RuntimeClassStrategy,
+        ("", "PodTemplate") => &PodTemplateStrategy,
         ("apps", "DaemonSet") => &DaemonSetStrategy,
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &webhook_configuration::VALIDATING

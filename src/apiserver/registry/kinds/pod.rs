@@ -2,12 +2,13 @@
 //! configured eviction delay (upstream's DefaultTolerationSeconds admission), a delete
 //! of a running pod bound to a node waits its grace period for the kubelet, and the
 //! `binding` subresource assigns the pod to a node. New pods pass the ServiceAccount
-//! admission (`pod_service_account`) and the Priority admission (`priority_class`).
+//! admission (`pod_service_account`), the Priority admission (`priority_class`) and the
+//! RuntimeClass admission (`runtime_class`).
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::{pod_service_account, priority_class};
+use super::{pod_service_account, priority_class, runtime_class};
 use crate::api::defaults;
 use crate::api::object;
 use crate::api::resources::{self, Roundtrip};
@@ -122,6 +123,7 @@ impl Strategy for PodStrategy {
             let own_priority = obj["spec"].get("priority").is_some();
             let own_policy = obj["spec"].get("preemptionPolicy").is_some();
             priority_class::admit_pod(cx, obj, own_priority, own_policy)?;
+            runtime_class::admit_pod(cx, obj)?;
             // What admission added is stored defaulted, as upstream stores it (the rest
             // was defaulted by `prepare_for_create`).
             if let Some(spec) = obj["spec"].as_object_mut() {
