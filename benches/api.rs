@@ -10,7 +10,11 @@
 //! server's CPU per create and the machine's load), ORC_BENCH_RUN_PODS (creates per run,
 //! default 5000), ORC_BENCH_DATASTORE (`sqlite`, the default, or `etcd`: every server
 //! gets a fresh private 3-member etcd cluster from scripts/etcd-test-env.sh),
-//! ORC_BENCH_CREATES_ONLY (`1`: only the repeated 16-way create figure).
+//! ORC_BENCH_CREATES_ONLY (`1`: only the repeated 16-way create figure),
+//! ORC_BENCH_IDLE_ONLY (`1`: only the idle server's RSS, CPU and writes),
+//! ORC_BENCH_SPIN (`1`: a nice-19 busy loop pinned on every core during the 16-way runs,
+//! so that no core ever goes idle: what the server costs when its wake-ups never find a
+//! halted CPU).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -311,6 +315,75 @@ fn machine_cpu() -> (f64, f64) {
     // idle and iowait are fields 4 and 5.
     let idle = fields.get(3).unwrap_or(&0.0) + fields.get(4).unwrap_or(&0.0);
     ((total - idle) / 100.0, total / 100.0)
+}
+
+/// How many times the machine's CPUs entered an idle state so far (the cpuidle
+/// counters of every CPU; on a VM each is a halted vCPU that a wake-up must restart).
+fn idle_entries() -> u64 {
+    let Ok(cpus) = std::fs::read_dir("/sys/devices/system/cpu") else {
+        return 0;
+    };
+    let mut total = 0;
+    for cpu in cpus.flatten() {
+        let Ok(states) = std::fs::read_dir(cpu.path().join("cpuidle")) else {
+            continue;
+        };
+        for state in states.flatten() {
+            total += std::fs::read_to_string(state.path().join("usage"))
+                .ok()
+                .and_then(|u| u.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Rescheduling interrupts (one CPU telling another to run a thread it woke) on every
+/// CPU so far, from /proc/interrupts.
+fn resched_ipis() -> u64 {
+    std::fs::read_to_string("/proc/interrupts")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.trim_start().starts_with("RES:"))
+        .map_or(0, |l| {
+            l.split_whitespace()
+                .skip(1)
+                .map_while(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+}
+
+/// With `ORC_BENCH_SPIN=1`, one nice-19 busy loop pinned on each core (killed on drop):
+/// the cores never idle, while the benchmark's processes still get nearly all the CPU.
+struct Spinners(Vec<std::process::Child>);
+
+impl Spinners {
+    fn start() -> Spinners {
+        if env_num("ORC_BENCH_SPIN", 0) != 1 {
+            return Spinners(Vec::new());
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let spinners = (0..cores)
+            .map(|core| {
+                Command::new("nice")
+                    .args(["-n", "19", "taskset", "-c", &core.to_string()])
+                    .args(["sh", "-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("start a busy loop (nice, taskset, sh)")
+            })
+            .collect();
+        println!("busy loops: one nice-19 loop pinned on each of {cores} cores");
+        Spinners(spinners)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// System CPU seconds and minor page faults of process `pid` so far (all threads).
@@ -887,6 +960,7 @@ async fn fresh_server(dir: &Path) -> (reqwest::Client, String, std::process::Chi
 async fn repeated_creates(root: &Path, runs: usize, n: usize) {
     let mut rates = Vec::new();
     let mut p99s = Vec::new();
+    let _spinners = Spinners::start();
     for run in 0..runs {
         let dir = root.join(format!("run-{run}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -910,12 +984,15 @@ async fn repeated_creates(root: &Path, runs: usize, n: usize) {
         let threads0 = thread_stats(pid);
         let (sys0, faults0) = sys_and_faults(pid);
         let (client0, machine0) = (cpu_secs(std::process::id()), machine_cpu());
+        let (idle0, ipis0) = (idle_entries(), resched_ipis());
         let base = format!("{url}/api/v1/namespaces/default/pods");
         let (elapsed, mut lat) =
             concurrent_creates(&http, &base, n, |i| pod(&format!("run-{i}"))).await;
         let cpu = (cpu_secs(pid) - cpu0) * 1e6 / n as f64;
         let client = (cpu_secs(std::process::id()) - client0) * 1e6 / n as f64;
         let machine = machine_cpu();
+        let idles = (idle_entries() - idle0) as f64 / n as f64;
+        let ipis = (resched_ipis() - ipis0) as f64 / n as f64;
         let (busy, total) = (machine.0 - machine0.0, machine.1 - machine0.1);
         let threads = thread_split(&threads0, &thread_stats(pid), n);
         let (sys1, faults1) = sys_and_faults(pid);
@@ -948,7 +1025,7 @@ async fn repeated_creates(root: &Path, runs: usize, n: usize) {
         // Where the machine's CPU went in the timed window: the server's threads, this
         // bench's clients (reqwest, TLS, JSON on the same cores), everything else.
         println!(
-            "    server threads: {threads};  server system CPU {sys:.0} µs and {faults:.1} page faults per create;  bench client {client:.0} µs/create;  machine busy {:.0} % of {:.1} core-s, server + client {:.0} % of it",
+            "    server threads: {threads};  server system CPU {sys:.0} µs and {faults:.1} page faults per create;  bench client {client:.0} µs/create;  machine busy {:.0} % of {:.1} core-s, server + client {:.0} % of it;  CPU idle entries {idles:.1} and rescheduling IPIs {ipis:.1} per create",
             busy / total * 100.0,
             total,
             (cpu + client) * n as f64 / 1e6 / busy * 100.0,
@@ -979,6 +1056,15 @@ async fn main() {
     let pods_total = env_num("ORC_BENCH_PODS", 10_000) as usize;
     let idle_secs = env_num("ORC_BENCH_IDLE_SECS", 60);
     let dir = tempfile::tempdir().unwrap();
+    if env_num("ORC_BENCH_IDLE_ONLY", 0) == 1 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        idle(dir.path(), port, idle_secs).await;
+        return;
+    }
     // First, alone on the machine (no other orc server running).
     repeated_creates(
         dir.path(),
@@ -1116,18 +1202,29 @@ async fn main() {
     let _ = child.kill();
     let _ = child.wait();
     stop_datastore(&data);
-    let idle_dir = dir.path().join("idle");
-    let idle_kc = dir.path().join("idle-kc.yaml");
+    idle(dir.path(), port, idle_secs).await;
+}
+
+/// A fresh server with an empty cluster left alone for `idle_secs`: its RSS, CPU and
+/// disk writes.
+async fn idle(root: &Path, port: u16, idle_secs: u64) {
+    let idle_dir = root.join("idle");
+    let idle_kc = root.join("idle-kc.yaml");
     let mut child = spawn_server(port, &idle_dir, &idle_kc);
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (w0, s0) = (write_bytes(pid), dir_size(&idle_dir));
+    let (w0, s0, cpu0) = (write_bytes(pid), dir_size(&idle_dir), cpu_secs(pid));
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
-    let (w1, s1) = (write_bytes(pid), dir_size(&idle_dir));
+    let (w1, s1, cpu1) = (write_bytes(pid), dir_size(&idle_dir), cpu_secs(pid));
     let per_min = |d: u64| d as f64 * 60.0 / idle_secs as f64;
     println!(
         "idle RSS (empty cluster): {:.1} MB",
         rss_kb(pid) as f64 / 1024.0
+    );
+    println!(
+        "idle CPU over {idle_secs}s: {:.2} % of one core ({:.2} s)",
+        (cpu1 - cpu0) * 100.0 / idle_secs as f64,
+        cpu1 - cpu0
     );
     println!(
         "idle writes over {idle_secs}s: {:.0} bytes/min written by the process, data dir grew {:.0} bytes/min",
