@@ -2,7 +2,8 @@
 //! kubectl: the upstream documentation's replicas example refuses and admits, a
 //! namespace selector narrows it, Warn prints a kubectl warning, params come from
 //! ConfigMaps picked by a selector (and a missing param refuses), a policy whose CEL does
-//! not compile is refused with 422, and deleting the binding lifts the rule at once.
+//! not compile is refused with 422, deleting the binding lifts the rule at once, and the
+//! Audit action and audit annotations reach the audit log.
 
 mod support;
 use support::server::{stdout, Server};
@@ -268,4 +269,71 @@ spec:
     ]);
     let (ok, err) = apply(&s, &deployment("web", "default", 9));
     assert!(ok, "{err}");
+}
+
+#[test]
+fn audit_actions_and_audit_annotations_reach_the_audit_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.log");
+    let s = Server::start_with(&["--audit-log-path", audit.to_str().expect("path")]);
+    s.apply_yaml(
+        "apply",
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: small-config}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: \"!has(object.data) || object.data.size() < 2\"
+    message: at most one key
+  auditAnnotations:
+  - key: keys
+    valueExpression: \"has(object.data) ? string(object.data.size()) : null\"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: small-config}
+spec:
+  policyName: small-config
+  validationActions: [Audit]
+",
+    );
+    // Audit only records: the create succeeds.
+    s.apply_yaml(
+        "create",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big, namespace: default}\ndata: {a: \"1\", b: \"2\", c: \"3\"}\n",
+    );
+    support::wait::wait_until(
+        std::time::Duration::from_secs(10),
+        "the create's audit event",
+        || {
+            let text = std::fs::read_to_string(&audit).unwrap_or_default();
+            text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| {
+                e["verb"] == "create"
+                    && e["objectRef"]["resource"] == "configmaps"
+                    && e["objectRef"]["name"] == "big"
+                    && e["stage"] == "ResponseComplete"
+            })
+            .map(|e| {
+                let a = &e["annotations"];
+                assert_eq!(a["small-config/keys"], "3", "{e}");
+                let failure: serde_json::Value = serde_json::from_str(
+                    a["validation.policy.admission.k8s.io/validation_failure"]
+                        .as_str()
+                        .expect("validation failure annotation"),
+                )
+                .expect("JSON");
+                assert_eq!(
+                    failure,
+                    serde_json::json!([{"message": "at most one key", "policy": "small-config",
+                        "binding": "small-config", "expressionIndex": 0, "validationActions": ["Audit"]}])
+                );
+                assert_eq!(a["authorization.k8s.io/decision"], "allow");
+            })
+        },
+    );
 }

@@ -614,3 +614,38 @@ fn every_served_kind_has_a_schema_and_tables_are_sorted() {
         }
     }
 }
+
+#[test]
+fn validating_admission_policy_decodes() {
+    let validation = Enc::new()
+        .str(1, "object.spec.replicas <= 5")
+        .str(3, "Forbidden");
+    let spec = Enc::new()
+        .msg(2, Enc::new().str(7, "Equivalent"))
+        .msg(3, validation)
+        .str(4, "Fail");
+    let policy = Enc::new().msg(1, Enc::new().str(1, "demo")).msg(2, spec);
+    let v = decode_object(&body(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+        policy,
+    ))
+    .unwrap();
+    assert_eq!(v["spec"]["failurePolicy"], "Fail");
+    assert_eq!(v["spec"]["matchConstraints"]["matchPolicy"], "Equivalent");
+    assert_eq!(
+        v["spec"]["validations"],
+        json!([{"expression": "object.spec.replicas <= 5", "reason": "Forbidden"}])
+    );
+    let binding = Enc::new()
+        .msg(1, Enc::new().str(1, "b"))
+        .msg(2, Enc::new().str(1, "demo").str(4, "Deny"));
+    let v = decode_object(&body(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        binding,
+    ))
+    .unwrap();
+    assert_eq!(v["spec"]["policyName"], "demo");
+    assert_eq!(v["spec"]["validationActions"], json!(["Deny"]));
+}

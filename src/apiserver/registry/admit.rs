@@ -197,7 +197,7 @@ impl Registry {
 
     /// The ValidatingAdmissionPolicies (upstream runs them before the validating
     /// webhooks): a refusal is the answer; their warnings join `warnings`, their audit
-    /// annotations are logged.
+    /// annotations go to the request's audit event.
     fn admit_by_policies(
         &self,
         def: &ResourceDef,
@@ -210,7 +210,7 @@ impl Registry {
         let verdict = self.policies.validate(self, def, request)?;
         warnings.extend(verdict.warnings);
         for (key, value) in &verdict.audit_annotations {
-            tracing::info!(resource = def.plural, name = request.name, namespace = request.namespace.unwrap_or(""), %key, %value, "admission policy audit annotation");
+            crate::apiserver::audit::annotate(key, value);
         }
         Ok(())
     }
