@@ -200,11 +200,8 @@ fn failure_message(eval: &mut Evaluation, i: usize) -> String {
                 (!s.is_empty() && s.len() <= MAX_MESSAGE_BYTES && !s.contains('\n'))
                     .then(|| s.to_string())
             }
-            Ok(_) => None,
-            Err(e) => {
-                tracing::debug!(policy = %eval.policy.name, error = %e, "messageExpression failed");
-                None
-            }
+            // One that fails or gives no usable string falls back (upstream only logs it).
+            Ok(_) | Err(_) => None,
         });
     from_expression
         .or_else(|| (!v.message.is_empty()).then(|| v.message.clone()))
