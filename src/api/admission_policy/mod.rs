@@ -188,8 +188,15 @@ pub fn compile_policy(policy: &Value) -> Result<CompiledPolicy, String> {
 
 /// Upstream v1 defaults of the two kinds: `SetDefaults_ValidatingAdmissionPolicySpec`
 /// (failurePolicy Fail) and `SetDefaults_MatchResources` on the policy's
-/// matchConstraints and the binding's matchResources (when set).
+/// matchConstraints and the binding's matchResources (when set). Other kinds are left
+/// as they are.
 pub fn apply_defaults(kind: &str, obj: &mut Value) {
+    if !matches!(
+        kind,
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding"
+    ) {
+        return;
+    }
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
@@ -252,6 +259,9 @@ mod tests {
         assert_eq!(m["matchPolicy"], "Equivalent");
         assert_eq!(m["namespaceSelector"]["matchLabels"]["a"], "b");
         assert_eq!(m["objectSelector"], json!({}));
+        let mut other = json!({"spec": {"matchResources": {}}});
+        apply_defaults("ConfigMap", &mut other);
+        assert_eq!(other, json!({"spec": {"matchResources": {}}}));
     }
 
     #[test]
