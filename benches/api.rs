@@ -15,6 +15,7 @@
 //! ORC_BENCH_SPIN (`1`: a nice-19 busy loop pinned on every core during the 16-way runs,
 //! so that no core ever goes idle: what the server costs when its wake-ups never find a
 //! halted CPU).
+//! ORC_BENCH_POLICIES_ONLY (`1`: only what a ValidatingAdmissionPolicy costs a create).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -803,6 +804,104 @@ async fn webhooks(admin: &reqwest::Client, (api, pid): (&str, u32), n: usize) {
     );
 }
 
+/// What ValidatingAdmissionPolicies cost a create: ConfigMaps that the policy's binding
+/// does not select next to ConfigMaps it does (three CEL validations each), in
+/// alternating rounds.
+async fn admission_policies(admin: &reqwest::Client, (api, pid): (&str, u32), n: usize) {
+    let group = format!("{api}/apis/admissionregistration.k8s.io/v1");
+    let policy = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "bench-policy"},
+        "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}]},
+                 "validations": [
+                    {"expression": "object.metadata.name.startsWith('pc-') || object.metadata.name.startsWith('probe-')"},
+                    {"expression": "!has(object.data) || object.data.size() <= 10"},
+                    {"expression": "object.metadata.labels.all(k, k.size() < 64)",
+                     "messageExpression": "'label keys must be short in ' + object.metadata.name"}]}});
+    let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "bench-binding"},
+        "spec": {"policyName": "bench-policy", "validationActions": ["Deny"],
+                 "matchResources": {"objectSelector": {"matchLabels": {"policy": "yes"}}}}});
+    for (plural, body) in [
+        ("validatingadmissionpolicies", &policy),
+        ("validatingadmissionpolicybindings", &binding),
+    ] {
+        let r = admin
+            .post(format!("{group}/{plural}"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let url = format!("{api}/api/v1/namespaces/default/configmaps");
+    // The binding reaches the policies through their watch: wait for a refusal.
+    let t = Instant::now();
+    loop {
+        let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"generateName": "refused-", "labels": {"policy": "yes"}}});
+        let r = admin.post(&url).json(&probe).send().await.unwrap();
+        if r.status().as_u16() == 422 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the policy was not enforced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rounds = 3;
+    let per_round = n / rounds;
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut p50s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for (c, label) in ["not selected", "3 validations"].into_iter().enumerate() {
+            let cpu_before = cpu_secs(pid);
+            let (elapsed, lat) = concurrent_creates(admin, &url, per_round, move |i| {
+                let mut cm = config_map(i);
+                cm["metadata"]["name"] = json!(format!("pc-{c}-{round}-{i}"));
+                if c == 1 {
+                    cm["metadata"]["labels"]["policy"] = json!("yes");
+                }
+                cm
+            })
+            .await;
+            cpu[c].push((cpu_secs(pid) - cpu_before) * 1e6 / per_round as f64);
+            rates[c].push(per_round as f64 / elapsed.as_secs_f64());
+            let mut sorted = lat.clone();
+            sorted.sort();
+            p50s[c].push(percentile(&sorted, 0.5).as_secs_f64() * 1e3);
+            report(
+                &format!("16-way ConfigMaps, policy {label} #{}", round + 1),
+                per_round,
+                elapsed,
+                lat,
+            );
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "admission policies: {:.0}/s not selected, {:.0}/s with 3 validations; p50 {:.2} -> {:.2} ms; server CPU {:.0} -> {:.0} µs/create; load {}",
+        median(&rates[0]),
+        median(&rates[1]),
+        median(&p50s[0]),
+        median(&p50s[1]),
+        median(&cpu[0]),
+        median(&cpu[1]),
+        load_average(),
+    );
+}
+
 fn client(kubeconfig: &Path) -> reqwest::Client {
     let creds =
         orc::tls::kubeconfig_credentials(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
@@ -1065,13 +1164,16 @@ async fn main() {
         idle(dir.path(), port, idle_secs).await;
         return;
     }
+    let policies_only = env_num("ORC_BENCH_POLICIES_ONLY", 0) == 1;
     // First, alone on the machine (no other orc server running).
-    repeated_creates(
-        dir.path(),
-        env_num("ORC_BENCH_RUNS", 5) as usize,
-        env_num("ORC_BENCH_RUN_PODS", 5000) as usize,
-    )
-    .await;
+    if !policies_only {
+        repeated_creates(
+            dir.path(),
+            env_num("ORC_BENCH_RUNS", 5) as usize,
+            env_num("ORC_BENCH_RUN_PODS", 5000) as usize,
+        )
+        .await;
+    }
     if env_num("ORC_BENCH_CREATES_ONLY", 0) == 1 {
         return;
     }
@@ -1124,6 +1226,18 @@ async fn main() {
         "start to ready: {:.0} ms (process spawn to first HTTPS answer)",
         started.elapsed().as_secs_f64() * 1e3
     );
+    if policies_only {
+        admission_policies(
+            &http,
+            (&format!("https://127.0.0.1:{port}"), pid),
+            env_num("ORC_BENCH_KINDS", 2000) as usize,
+        )
+        .await;
+        let _ = child.kill();
+        let _ = child.wait();
+        stop_datastore(&data);
+        return;
+    }
     let base = format!("https://127.0.0.1:{port}/api/v1/namespaces/default/pods");
 
     // Sequential creates.
@@ -1191,6 +1305,12 @@ async fn main() {
     )
     .await;
     webhooks(
+        &http,
+        (&format!("https://127.0.0.1:{port}"), pid),
+        env_num("ORC_BENCH_KINDS", 2000) as usize,
+    )
+    .await;
+    admission_policies(
         &http,
         (&format!("https://127.0.0.1:{port}"), pid),
         env_num("ORC_BENCH_KINDS", 2000) as usize,

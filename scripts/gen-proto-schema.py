@@ -80,6 +80,8 @@ ROOTS = [
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "api/rbac/v1", "ClusterRoleBinding"),
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "api/admissionregistration/v1", "ValidatingWebhookConfiguration"),
     ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "api/admissionregistration/v1", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "api/admissionregistration/v1", "ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "api/admissionregistration/v1", "ValidatingAdmissionPolicyBinding"),
     ("meta.k8s.io/v1", "DeleteOptions", "apimachinery/pkg/apis/meta/v1", "DeleteOptions"),
     ("meta.k8s.io/v1", "Status", "apimachinery/pkg/apis/meta/v1", "Status"),
 ]

@@ -1018,10 +1018,21 @@ fn argo_workflows_and_rollouts_install_into_their_namespaces() {
 }
 
 #[test]
-fn gateway_api_1_6_crds_refuse_ip_hostnames_in_tls_routes() {
+fn gateway_api_1_6_standard_install_applies_with_its_safe_upgrades_policy() {
     let s = Server::start();
-    let file = manifest(&s, "gateway-api-v1.6-crds");
-    apply_twice(&s, &file, 10, &[]);
+    let file = manifest(&s, "gateway-api-v1.6.1-standard-install");
+    // Ten CRDs, the safe-upgrades ValidatingAdmissionPolicy and its binding; their
+    // resourceRules (atomic) differ from the live ones by the defaulted scope, so
+    // kubectl sends them again (`configured`), as against any Kubernetes.
+    apply_twice(
+        &s,
+        &file,
+        12,
+        &[
+            "validatingadmissionpolicy.admissionregistration.k8s.io/safe-upgrades.gateway.networking.k8s.io",
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/safe-upgrades.gateway.networking.k8s.io",
+        ],
+    );
     server_side_twice(&s, &["-f", &file]);
     diff_is_empty(&s, &file);
     s.ok(&[
@@ -1042,7 +1053,59 @@ fn gateway_api_1_6_crds_refuse_ip_hostnames_in_tls_routes() {
         "{err}"
     );
     s.ok(&["delete", "tlsroute", "-n", "default", "tls"]);
+
+    // The policy refuses what it is meant to: CRDs of the group older than v1.5.0 (a
+    // create or an update) and experimental-channel CRDs over standard ones.
+    let denied = "ValidatingAdmissionPolicy 'safe-upgrades.gateway.networking.k8s.io' with binding 'safe-upgrades.gateway.networking.k8s.io' denied request:";
+    let crd = "crd/gatewayclasses.gateway.networking.k8s.io";
+    let out = s.kubectl(&[
+        "annotate",
+        crd,
+        "--overwrite",
+        "gateway.networking.k8s.io/bundle-version=v1.4.0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(denied)
+            && err.contains("Installing CRDs with version before v1.5.0 is prohibited by default."),
+        "{err}"
+    );
+    let out = s.kubectl(&[
+        "annotate",
+        crd,
+        "--overwrite",
+        "gateway.networking.k8s.io/channel=experimental",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(denied)
+            && err.contains("Installing experimental CRDs on top of standard channel CRDs is prohibited by default."),
+        "{err}"
+    );
+    let old = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: meshes.gateway.networking.k8s.io\n  annotations: {gateway.networking.k8s.io/bundle-version: v1.2.1, gateway.networking.k8s.io/channel: standard}\nspec:\n  group: gateway.networking.k8s.io\n  names: {kind: Mesh, plural: meshes}\n  scope: Cluster\n  versions:\n  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}\n";
+    let err = refused(&s, old);
+    assert!(
+        err.contains(denied) && err.contains("before v1.5.0"),
+        "{err}"
+    );
+    // Other groups' CRDs are not its business, and a newer version of its own is fine.
+    s.apply_yaml("apply", &old.replace("v1.2.1", "v1.7.0"));
+    s.ok(&["delete", "crd", "meshes.gateway.networking.k8s.io"]);
+
     delete_all(&s, &file, &[]);
+    wait_until(SETTLE, "the Gateway API install to be gone", || {
+        let left = stdout(&s.kubectl(&[
+            "get",
+            "crd,validatingadmissionpolicies,validatingadmissionpolicybindings",
+            "-o",
+            "name",
+        ]));
+        (!left.contains("gateway.networking.k8s.io"))
+            .then_some(())
+            .ok_or(left)
+    });
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
             webhook_configuration_defaults(kind, obj)
         }
         "APIService" => api_service_defaults(obj),
-        _ => {}
+        _ => super::admission_policy::apply_defaults(kind, obj), // the admission policies
     }
 }
 

@@ -1,5 +1,6 @@
 //! Kubernetes API glue without I/O: resource definitions, defaulting, validation, selectors, patch, tables.
 
+pub mod admission_policy;
 pub mod apply;
 pub mod autoscaling;
 pub mod batch;

@@ -7,6 +7,8 @@
 //! behind, new events are dropped, counted, and a warning is logged at most every
 //! [`DROP_WARNING_INTERVAL`].
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
@@ -187,6 +189,7 @@ impl AuditLog {
             long_running,
             decision: user.map(|_| if allowed { "allow" } else { "forbid" }),
             failure: None,
+            annotations: BTreeMap::new(),
         }
     }
 
@@ -268,6 +271,31 @@ pub struct Pending {
     /// `allow` or `forbid` (`None`: not authenticated, so never authorized).
     decision: Option<&'static str>,
     failure: Option<ResponseStatus>,
+    /// What the request's admission added (ValidatingAdmissionPolicies' audit annotations).
+    annotations: BTreeMap<String, String>,
+}
+
+tokio::task_local! {
+    /// The audit annotations of the request being handled in this task.
+    static ANNOTATIONS: RefCell<BTreeMap<String, String>>;
+}
+
+/// Adds an annotation to the audit event of the request being handled (nothing when
+/// the request is not audited).
+pub fn annotate(key: &str, value: &str) {
+    let _ = ANNOTATIONS.try_with(|a| a.borrow_mut().insert(key.to_string(), value.to_string()));
+}
+
+/// Runs `handling` collecting the audit annotations [`annotate`] adds meanwhile.
+pub async fn collecting<F: std::future::Future>(
+    handling: F,
+) -> (F::Output, BTreeMap<String, String>) {
+    ANNOTATIONS
+        .scope(RefCell::new(BTreeMap::new()), async {
+            let out = handling.await;
+            (out, ANNOTATIONS.with(|a| a.take()))
+        })
+        .await
 }
 
 impl Pending {
@@ -276,6 +304,11 @@ impl Pending {
     /// `impersonatedUser`, as upstream.
     pub fn impersonated_by(&mut self, caller: &User) {
         self.impersonated = self.user.replace(caller.clone());
+    }
+
+    /// Annotations the request's admission added.
+    pub fn annotate(&mut self, annotations: BTreeMap<String, String>) {
+        self.annotations.extend(annotations);
     }
 
     /// The request failed with `e`: its Status (reason, message, code; never a body)
@@ -366,7 +399,17 @@ impl Pending {
             }),
             request_received_timestamp: micros(self.received),
             stage_timestamp: micros(Utc::now()),
-            annotations: self.decision.map(|decision| Annotations { decision }),
+            annotations: {
+                let mut all: BTreeMap<&str, &str> = self
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if let Some(decision) = self.decision {
+                    all.insert("authorization.k8s.io/decision", decision);
+                }
+                all
+            },
         }
     }
 }
@@ -400,14 +443,8 @@ struct Event<'a> {
     response_status: ResponseStatus,
     request_received_timestamp: String,
     stage_timestamp: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    annotations: Option<Annotations>,
-}
-
-#[derive(Serialize)]
-struct Annotations {
-    #[serde(rename = "authorization.k8s.io/decision")]
-    decision: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Serialize)]

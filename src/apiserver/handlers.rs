@@ -62,7 +62,15 @@ pub async fn handle(
         }
     }
     let resp = match &user {
-        Ok(user) => match dispatch(&ctx, user.as_ref(), req).await {
+        Ok(user) => match match &mut audit {
+            Some(audit) => {
+                let (result, annotations) =
+                    super::audit::collecting(dispatch(&ctx, user.as_ref(), req)).await;
+                audit.annotate(annotations);
+                result
+            }
+            None => dispatch(&ctx, user.as_ref(), req).await,
+        } {
             Ok(resp) => resp,
             Err(e) => {
                 if let Some(audit) = &mut audit {

@@ -633,6 +633,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     )));
     let registry = Arc::new(registry);
     registry.webhooks.load(&registry);
+    registry.policies.load(&registry);
     // Custom resources are served from the first request on.
     let mut crds = apiserver::crds::CrdServer::new();
     crds.load(&registry);
@@ -715,6 +716,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     };
     controllers.spawn(crds.run(registry.clone()));
     controllers.spawn(registry.webhooks.clone().run(registry.clone()));
+    controllers.spawn(registry.policies.clone().run(registry.clone()));
     controllers.spawn(registry.rbac.clone().run(registry.clone()));
     controllers.spawn(apiserver::node_credentials::revoke_deleted_nodes(
         registry.clone(),

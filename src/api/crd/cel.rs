@@ -38,9 +38,10 @@ pub const PER_CALL_LIMIT: u64 = 1_000_000;
 pub const RUNTIME_COST_BUDGET: u64 = 10_000_000;
 
 /// Names a rule may use besides its own comprehension variables.
-const DECLARED: [&str; 14] = [
-    "self",
-    "oldSelf",
+const DECLARED: [&str; 2] = ["self", "oldSelf"];
+
+/// The type names every expression may use.
+const TYPE_NAMES: [&str; 12] = [
     "int",
     "uint",
     "double",
@@ -73,6 +74,8 @@ const LIST_SCANNING: [&str; 6] = ["isSorted", "sum", "min", "max", "indexOf", "l
 pub struct CompiledRule {
     program: Program,
     pub uses_old_self: bool,
+    /// The names the expression reads from `variables` (`variables.name`).
+    pub variables_used: Vec<String>,
     /// Loops nest this deep at most (0: no comprehension).
     depth: u32,
     /// AST nodes, each weighted by the loops around it: `weights[d]` nodes sit under `d` loops.
@@ -94,12 +97,23 @@ fn env() -> Arc<Env> {
 
 /// Compiles a rule; the error reads as upstream's compiler output (`ERROR: <input>:1:5: …`).
 pub fn compile_rule(source: &str) -> Result<CompiledRule, String> {
+    compile_with(source, &DECLARED)
+}
+
+/// Compiles an expression that may use the variables `declared` (besides the type names
+/// and its own comprehension variables): the admission policies' environment.
+pub fn compile_with(source: &str, declared: &[&str]) -> Result<CompiledRule, String> {
     let program = env().compile(source).map_err(|e| e.to_string())?;
     let mut shape = Shape::default();
-    let mut scope = Vec::new();
+    let mut scope: Vec<String> = declared
+        .iter()
+        .chain(TYPE_NAMES.iter())
+        .map(|s| s.to_string())
+        .collect();
     walk(program.expression(), 0, &mut scope, &mut shape)?;
     Ok(CompiledRule {
         uses_old_self: shape.uses_old_self,
+        variables_used: std::mem::take(&mut shape.variables_used),
         depth: shape.weights.len().saturating_sub(1) as u32,
         weights: shape.weights,
         concatenations: shape.concatenations,
@@ -114,6 +128,7 @@ struct Shape {
     concatenations: u64,
     uses_old_self: bool,
     scans_strings: bool,
+    variables_used: Vec<String>,
 }
 
 fn walk(
@@ -131,9 +146,7 @@ fn walk(
             if name == "oldSelf" {
                 shape.uses_old_self = true;
             }
-            let declared = DECLARED.contains(&name.as_str())
-                || scope.iter().any(|v| v == name)
-                || name.starts_with('@');
+            let declared = scope.iter().any(|v| v == name) || name.starts_with('@');
             if !declared {
                 return Err(format!(
                     "ERROR: <input>:1:1: undeclared reference to '{name}' (in container '')"
@@ -174,7 +187,14 @@ fn walk(
                 walk(a, depth, scope, shape)?;
             }
         }
-        Expr::Select(sel) => walk(&sel.operand, depth, scope, shape)?,
+        Expr::Select(sel) => {
+            if matches!(&sel.operand.expr, Expr::Ident(n) if n == "variables")
+                && !shape.variables_used.contains(&sel.field)
+            {
+                shape.variables_used.push(sel.field.clone());
+            }
+            walk(&sel.operand, depth, scope, shape)?
+        }
         Expr::List(list) => {
             for el in &list.elements {
                 walk(el, depth, scope, shape)?;
@@ -311,6 +331,20 @@ fn error_message(e: ExecutionError) -> String {
         ExecutionError::FunctionError { message, .. } => message,
         e => e.to_string(),
     }
+}
+
+/// Evaluates a compiled expression with the given variables bound (the admission
+/// policies' `object`, `oldObject`, `request`, …); the Kubernetes libraries are the
+/// environment's.
+pub fn evaluate_with<'a>(
+    rule: &CompiledRule,
+    variables: impl IntoIterator<Item = (&'a str, CelValue)>,
+) -> Result<CelValue, String> {
+    let mut ctx = Context::with_env(env());
+    for (name, value) in variables {
+        ctx.add_variable_from_value(name, value);
+    }
+    rule.program.execute(&ctx).map_err(error_message)
 }
 
 /// Evaluates a validation rule to its outcome.

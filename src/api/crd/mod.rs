@@ -13,7 +13,7 @@
 //! - CEL cost is an upper-bound estimate from the rule's syntax and the size of the value
 //!   it sees (see `cel.rs`), not cel-go's exact accounting.
 
-mod cel;
+pub mod cel;
 mod defaulting;
 mod definition;
 pub(crate) mod formats;

@@ -67,6 +67,8 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &RBAC_V1_CLUSTER_ROLE_BINDING),
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", &ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK_CONFIGURATION),
     ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", &ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", &ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY),
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", &ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
     ("meta.k8s.io/v1", "Status", &META_V1_STATUS),
 ];
@@ -582,6 +584,23 @@ pub static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION: Message = Me
     fields: &[
         Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
         Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicy",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "status", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS), cardinality: Optional, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding",
+    fields: &[
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "spec", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC), cardinality: Optional, omit_empty: false },
     ],
 };
 
@@ -1516,6 +1535,38 @@ pub static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK: Message = Message {
         Field { tag: 10, json: "reinvocationPolicy", kind: String, cardinality: Optional, omit_empty: true },
         Field { tag: 11, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
         Field { tag: 12, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicySpec",
+    fields: &[
+        Field { tag: 1, json: "paramKind", kind: Message(&ADMISSIONREGISTRATION_V1_PARAM_KIND), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "matchConstraints", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "validations", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 5, json: "auditAnnotations", kind: Message(&ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 6, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 7, json: "variables", kind: Message(&ADMISSIONREGISTRATION_V1_VARIABLE), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicyStatus",
+    fields: &[
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "typeChecking", kind: Message(&ADMISSIONREGISTRATION_V1_TYPE_CHECKING), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpec",
+    fields: &[
+        Field { tag: 1, json: "policyName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "paramRef", kind: Message(&ADMISSIONREGISTRATION_V1_PARAM_REF), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "matchResources", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "validationActions", kind: String, cardinality: Repeated, omit_empty: false },
     ],
 };
 
@@ -2494,6 +2545,68 @@ pub static ADMISSIONREGISTRATION_V1_MATCH_CONDITION: Message = Message {
     ],
 };
 
+pub static ADMISSIONREGISTRATION_V1_PARAM_KIND: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ParamKind",
+    fields: &[
+        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_MATCH_RESOURCES: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.MatchResources",
+    fields: &[
+        Field { tag: 1, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "resourceRules", kind: Message(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 4, json: "excludeResourceRules", kind: Message(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 7, json: "matchPolicy", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VALIDATION: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.Validation",
+    fields: &[
+        Field { tag: 1, json: "expression", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 4, json: "messageExpression", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.AuditAnnotation",
+    fields: &[
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "valueExpression", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_VARIABLE: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.Variable",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "expression", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_TYPE_CHECKING: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.TypeChecking",
+    fields: &[
+        Field { tag: 1, json: "expressionWarnings", kind: Message(&ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING), cardinality: Repeated, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_PARAM_REF: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ParamRef",
+    fields: &[
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 4, json: "parameterNotFoundAction", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
 pub static META_V1_STATUS_CAUSE: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause",
     fields: &[
@@ -3342,6 +3455,22 @@ pub static ADMISSIONREGISTRATION_V1_RULE: Message = Message {
         Field { tag: 2, json: "apiVersions", kind: String, cardinality: Repeated, omit_empty: false },
         Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
         Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit_empty: true },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.NamedRuleWithOperations",
+    fields: &[
+        Field { tag: 1, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 2, json: "", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Inline, omit_empty: false },
+    ],
+};
+
+pub static ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING: Message = Message {
+    name: "k8s.io.api.admissionregistration.v1.ExpressionWarning",
+    fields: &[
+        Field { tag: 2, json: "fieldRef", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 3, json: "warning", kind: String, cardinality: Optional, omit_empty: true },
     ],
 };
 

@@ -640,3 +640,38 @@ fn csi_drivers_and_runtime_classes_decode() {
     assert_eq!(v["handler"], "runsc");
     assert_eq!(v["overhead"], json!({"podFixed": {"cpu": "250m"}}));
 }
+
+#[test]
+fn validating_admission_policy_decodes() {
+    let validation = Enc::new()
+        .str(1, "object.spec.replicas <= 5")
+        .str(3, "Forbidden");
+    let spec = Enc::new()
+        .msg(2, Enc::new().str(7, "Equivalent"))
+        .msg(3, validation)
+        .str(4, "Fail");
+    let policy = Enc::new().msg(1, Enc::new().str(1, "demo")).msg(2, spec);
+    let v = decode_object(&body(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+        policy,
+    ))
+    .unwrap();
+    assert_eq!(v["spec"]["failurePolicy"], "Fail");
+    assert_eq!(v["spec"]["matchConstraints"]["matchPolicy"], "Equivalent");
+    assert_eq!(
+        v["spec"]["validations"],
+        json!([{"expression": "object.spec.replicas <= 5", "reason": "Forbidden"}])
+    );
+    let binding = Enc::new()
+        .msg(1, Enc::new().str(1, "b"))
+        .msg(2, Enc::new().str(1, "demo").str(4, "Deny"));
+    let v = decode_object(&body(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        binding,
+    ))
+    .unwrap();
+    assert_eq!(v["spec"]["policyName"], "demo");
+    assert_eq!(v["spec"]["validationActions"], json!(["Deny"]));
+}

@@ -7,6 +7,7 @@
 //! hides priority-1 columns unless `-o wide`. Cells are computed from the object's
 //! Kubernetes JSON, so missing fields read as their zero value, as in Go.
 
+mod admission_policy;
 mod apiregistration;
 mod autoscaling;
 mod batch;
@@ -30,6 +31,7 @@ mod storage;
 #[cfg(test)]
 mod test_support;
 
+pub use admission_policy::{VALIDATING_ADMISSION_POLICY, VALIDATING_ADMISSION_POLICY_BINDING};
 pub use apiregistration::API_SERVICE;
 pub use autoscaling::{HORIZONTAL_POD_AUTOSCALER, HORIZONTAL_POD_AUTOSCALER_V1};
 pub use batch::{CRON_JOB, JOB};

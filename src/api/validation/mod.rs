@@ -6,6 +6,7 @@
 //! server state (namespace existence, name/namespace/uid immutability, nodePort
 //! allocation) belong to the API server, not here.
 
+mod admission_policy;
 mod apiregistration;
 mod autoscaling;
 mod batch;
@@ -62,6 +63,7 @@ pub use super::quantity::{
 
 use serde_json::{Map, Value};
 
+use admission_policy::{validate_admission_policy, validate_admission_policy_binding};
 use apiregistration::validate_api_service;
 use autoscaling::validate_horizontal_pod_autoscaler;
 use batch::{validate_cron_job, validate_job};
@@ -241,6 +243,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
             validate_webhook_configuration(kind, obj, &mut errs)
         }
+        "ValidatingAdmissionPolicy" => validate_admission_policy(obj, &mut errs),
+        "ValidatingAdmissionPolicyBinding" => validate_admission_policy_binding(obj, &mut errs),
         "Role" => validate_role(obj, &mut errs),
         "ClusterRole" => validate_cluster_role(obj, &mut errs),
         "RoleBinding" => validate_binding(obj, old, false, &mut errs),

@@ -185,7 +185,8 @@ fn validate_wildcard_list(rule: &Value, key: &str, path: &str, what: &str, errs:
     }
 }
 
-fn validate_rule(rule: &Value, path: &str, errs: &mut Errs) {
+/// Upstream `validateRuleWithOperations` (subresources allowed).
+pub(super) fn validate_rule(rule: &Value, path: &str, errs: &mut Errs) {
     validate_wildcard_list(rule, "operations", path, "operations", errs);
     for (i, op) in arr_at(rule, "operations").iter().enumerate() {
         let op = op.as_str().unwrap_or("");

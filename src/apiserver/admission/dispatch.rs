@@ -121,7 +121,13 @@ impl Webhooks {
 
     /// Serves exactly the given stored configurations (either kind, any order).
     pub fn configure<'a>(&self, configurations: impl Iterator<Item = &'a Value>) {
+        // The prefix the configurations are watched under holds the admission policies too.
         let mut named: Vec<(&str, bool, &Value)> = configurations
+            .filter(|c| {
+                c["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+            })
             .map(|c| {
                 (
                     object::name(c),
@@ -263,7 +269,7 @@ impl Webhooks {
         }
     }
 
-    fn target<'a>(
+    pub(super) fn target<'a>(
         registry: &Registry,
         def: &'a ResourceDef,
         req: &'a Request,

@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use crate::api::object;
 use crate::api::selector::LabelSelector;
 
-/// The resources admission webhooks never see (upstream
-/// `IsExemptAdmissionConfigurationResource`): a bad webhook must not lock its own
-/// configuration.
+/// The resources admission webhooks and policies never see (upstream
+/// `IsExemptAdmissionConfigurationResource`): a bad webhook or policy must not lock its
+/// own configuration.
 const EXEMPT_RESOURCES: &[(&str, &str)] = &[
     (
         "admissionregistration.k8s.io",
@@ -20,6 +20,14 @@ const EXEMPT_RESOURCES: &[(&str, &str)] = &[
     (
         "admissionregistration.k8s.io",
         "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
     ),
 ];
 
@@ -211,7 +219,7 @@ fn resource_listed(list: &[String], resource: &str, subresource: &str) -> bool {
 }
 
 impl Rule {
-    fn matches_version(&self, t: &Target, version: &str) -> bool {
+    pub(super) fn matches_version(&self, t: &Target, version: &str) -> bool {
         listed(&self.operations, t.operation.as_str())
             && listed(&self.api_groups, t.group)
             && listed(&self.api_versions, version)

@@ -1,15 +1,18 @@
 //! Admission webhooks (`admissionregistration.k8s.io/v1`): which webhooks a write
 //! reaches (`matching`), the AdmissionReview exchanged (`review`), calling a webhook
 //! (`client`), applying a mutating webhook's JSONPatch (`patch`) and the dispatcher the
-//! registry calls on every client write (`dispatch`).
+//! registry calls on every client write (`dispatch`); ValidatingAdmissionPolicies
+//! (`policy`), evaluated on the same writes before the validating webhooks.
 
 mod client;
 mod dispatch;
 mod matching;
 mod patch;
+mod policy;
 mod review;
 
 pub use client::CallError;
 pub use dispatch::{denied, Webhooks};
 pub use matching::Operation;
+pub use policy::{Policies, Verdict};
 pub use review::{options, Request};

@@ -1,4 +1,4 @@
-//! The registry's side of the admission webhooks: what a write tells them, and the
+//! The registry's side of the admission webhooks and policies: what a write tells them, and the
 //! object a mutating webhook returned brought back to the kind's rules (decoded,
 //! server-set metadata kept, defaulted again) before validation.
 
@@ -169,7 +169,7 @@ impl Registry {
         old: Option<&Value>,
         warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
-        if self.webhooks.is_idle() {
+        if self.webhooks.is_idle() && self.policies.is_idle() {
             return Ok(());
         }
         let Some(subject) = obj.or(old) else {
@@ -191,7 +191,28 @@ impl Registry {
             (obj, old)
         };
         let request = call.request(def, &name, namespace.as_deref(), obj, old);
+        self.admit_by_policies(def, &request, warnings)?;
         self.webhooks.validate(self, def, &request, warnings).await
+    }
+
+    /// The ValidatingAdmissionPolicies (upstream runs them before the validating
+    /// webhooks): a refusal is the answer; their warnings join `warnings`, their audit
+    /// annotations go to the request's audit event.
+    fn admit_by_policies(
+        &self,
+        def: &ResourceDef,
+        request: &Request<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        if self.policies.is_idle() {
+            return Ok(());
+        }
+        let verdict = self.policies.validate(self, def, request)?;
+        warnings.extend(verdict.warnings);
+        for (key, value) in &verdict.audit_annotations {
+            crate::apiserver::audit::annotate(key, value);
+        }
+        Ok(())
     }
 
     /// Both kinds of webhooks on a delete of the stored `old` (patches do not apply:
@@ -203,12 +224,13 @@ impl Registry {
         old: &Value,
         warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
-        if self.webhooks.is_idle() {
+        if self.webhooks.is_idle() && self.policies.is_idle() {
             return Ok(());
         }
         let name = object::name(old).to_string();
         let namespace = object::namespace(old).map(str::to_string);
         let request = call.request(def, &name, namespace.as_deref(), None, Some(old));
+        self.admit_by_policies(def, &request, warnings)?;
         let mut none = None;
         self.webhooks
             .mutate(self, def, &request, &mut none, warnings)

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
-use super::admission::Webhooks;
+use super::admission::{Policies, Webhooks};
 use super::allocator::Allocators;
 use super::heartbeats::Heartbeats;
 use crate::api::defaults;
@@ -139,6 +139,9 @@ pub struct Registry {
     /// The admission webhooks asked about every client write (kept current by
     /// `Webhooks::run`; idle until a configuration is stored).
     pub webhooks: Arc<Webhooks>,
+    /// The ValidatingAdmissionPolicies evaluated on every client write (kept current by
+    /// `Policies::run`; idle until a binding is stored).
+    pub policies: Arc<Policies>,
     /// The RBAC policy in memory: the authorizer, and the escalation checks of RBAC
     /// writes (fed by `Rbac::load` and `Rbac::run`).
     pub rbac: Arc<crate::apiserver::rbac::Rbac>,
@@ -179,6 +182,7 @@ impl Registry {
             managed_fields_for_all: false,
             service_account_tokens: None,
             webhooks: Arc::new(Webhooks::default()),
+            policies: Arc::default(),
             rbac: Arc::default(),
             resource_metrics: Arc::default(),
         };

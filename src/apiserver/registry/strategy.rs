@@ -29,6 +29,9 @@ use serde_json::Value;
 
 use super::kinds::event::EventRateLimit;
 use super::kinds::{
+    admission_policy::{
+        ValidatingAdmissionPolicyBindingStrategy, ValidatingAdmissionPolicyStrategy,
+    },
     api_service::ApiServiceStrategy,
     batch,
     binding::BindingStrategy,
@@ -398,6 +401,12 @@ pub fn strategy_for(def: &ResourceDef) -> &'static dyn Strategy {
         }
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
             &webhook_configuration::MUTATING
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            &ValidatingAdmissionPolicyStrategy
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            &ValidatingAdmissionPolicyBindingStrategy
         }
         _ => &DefaultStrategy,
     }

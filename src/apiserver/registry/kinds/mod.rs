@@ -1,5 +1,6 @@
 //! One registry strategy per kind with rules of its own; `default` for every other kind.
 
+pub mod admission_policy;
 pub mod api_service;
 pub mod batch;
 pub mod binding;
