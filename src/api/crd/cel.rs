@@ -516,7 +516,8 @@ fn root_metadata(meta: &Value) -> CelValue {
     CelValue::Map(Map { map: Arc::new(out) })
 }
 
-const CEL_RESERVED: [&str; 19] = [
+/// CEL's reserved words: no identifier (property name, variable) may be one.
+pub const CEL_RESERVED: [&str; 19] = [
     "true",
     "false",
     "null",
