@@ -86,72 +86,31 @@ pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
         .map_err(|_| format!("invalid resource version: {rv}"))
 }
 
-/// Upstream accepts plain numbers where a `Quantity` is expected (`cpu: 1`); the typed
-/// decoder only takes strings, so numbers under quantity maps are turned into strings:
-/// those of a built-in object's resources, capacities and volume sizes anywhere, and
-/// the quantity maps of ResourceQuotas (`hard`, `used`) and LimitRanges (`max`, `min`,
-/// `default`, `defaultRequest`, `maxLimitRequestRatio`) and the metric values of
-/// HorizontalPodAutoscalers at their own places.
-/// Kinds whose fields may carry those names without being quantities (a CRD's schema
-/// names its properties freely — `requests: {type: integer, minimum: 1}`; a
+/// A built-in object as upstream's typed decoder reads it where the JSON says more
+/// than the typed form holds.
+/// - Upstream accepts plain numbers where a `Quantity` is expected (`cpu: 1`); the
+///   typed decoder only takes strings, so numbers under quantity maps are turned into
+///   strings: those of a built-in object's resources, capacities and volume sizes
+///   anywhere, and the quantity maps of ResourceQuotas (`hard`, `used`) and LimitRanges
+///   (`max`, `min`, `default`, `defaultRequest`, `maxLimitRequestRatio`) and the metric
+///   values of HorizontalPodAutoscalers at their own places.
+/// - Go decodes a JSON `null` map value as the value type's zero value: a Secret
+///   written with `stringData: {client_id: null}` (Tailscale's operator manifest leaves
+///   its OAuth keys empty so) is accepted upstream and holds `client_id: ""`; so are
+///   the `null` values of the string maps whose names are theirs alone (labels,
+///   annotations, ConfigMap and Secret data, node selectors, `matchLabels`).
+///
+/// Kinds whose fields may carry those names freely (a CRD's schema names its
+/// properties as it likes — `requests: {type: integer, minimum: 1}`; a
 /// ControllerRevision's `data` is kept raw) are left as they are.
-pub fn normalize_quantities(value: &mut Value) {
-    if is_free_form(value) {
+pub fn normalize_for_decoding(value: &mut Value) {
+    const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
+    let kind = value.get("kind").and_then(Value::as_str);
+    if kind.is_some_and(|kind| FREE_FORM.contains(&kind)) {
         return;
     }
     normalize_kind_quantity_maps(value);
-    normalize_nested_quantities(value);
-}
-
-/// A built-in object as upstream's typed decoder reads it where the JSON says more
-/// than the typed form holds: numbers as quantities ([`normalize_quantities`]) and
-/// `null` values of string maps as `""` ([`null_map_values_to_empty`]).
-pub fn normalize_for_decoding(value: &mut Value) {
-    normalize_quantities(value);
-    if !is_free_form(value) {
-        null_map_values_to_empty(value);
-    }
-}
-
-fn is_free_form(value: &Value) -> bool {
-    const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
-    value
-        .get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|kind| FREE_FORM.contains(&kind))
-}
-
-/// Go decodes a JSON `null` map value as the value type's zero value: a Secret written
-/// with `stringData: {client_id: null}` (Tailscale's operator manifest leaves its OAuth
-/// keys empty so) is accepted upstream and holds `client_id: ""`. The string maps of
-/// the built-in kinds whose names are theirs alone: labels, annotations, ConfigMap and
-/// Secret data, node selectors, `matchLabels`.
-pub fn null_map_values_to_empty(value: &mut Value) {
-    const STRING_MAPS: &[&str] = &[
-        "labels",
-        "annotations",
-        "data",
-        "stringData",
-        "binaryData",
-        "nodeSelector",
-        "matchLabels",
-    ];
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                match v {
-                    Value::Object(members) if STRING_MAPS.contains(&k.as_str()) => {
-                        for member in members.values_mut().filter(|m| m.is_null()) {
-                            *member = Value::String(String::new());
-                        }
-                    }
-                    _ => null_map_values_to_empty(v),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(null_map_values_to_empty),
-        _ => {}
-    }
+    normalize_nested(value);
 }
 
 /// Numbers among the values of the map at `map` become strings.
@@ -214,29 +173,38 @@ fn normalize_kind_quantity_maps(obj: &mut Value) {
     }
 }
 
-fn normalize_nested_quantities(value: &mut Value) {
+/// The names [`normalize_for_decoding`] looks for anywhere, in one walk of the object.
+fn normalize_nested(value: &mut Value) {
     const QUANTITY_MAPS: &[&str] = &["limits", "requests", "capacity", "allocatable", "overhead"];
+    const STRING_MAPS: &[&str] = &[
+        "labels",
+        "annotations",
+        "data",
+        "stringData",
+        "binaryData",
+        "nodeSelector",
+        "matchLabels",
+    ];
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                if QUANTITY_MAPS.contains(&k.as_str()) {
-                    if let Value::Object(q) = v {
-                        for qv in q.values_mut() {
-                            if let Value::Number(n) = qv {
-                                *qv = Value::String(n.to_string());
-                            }
-                        }
-                    }
+                let k = k.as_str();
+                if QUANTITY_MAPS.contains(&k) {
+                    quantity_map_to_strings(Some(v));
                 } else if k == "sizeLimit" || k == "storage" {
                     if let Value::Number(n) = v {
                         *v = Value::String(n.to_string());
                     }
+                } else if let (true, Value::Object(members)) = (STRING_MAPS.contains(&k), &mut *v) {
+                    for member in members.values_mut().filter(|m| m.is_null()) {
+                        *member = Value::String(String::new());
+                    }
                 } else {
-                    normalize_nested_quantities(v);
+                    normalize_nested(v);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(normalize_nested_quantities),
+        Value::Array(items) => items.iter_mut().for_each(normalize_nested),
         _ => {}
     }
 }
@@ -625,7 +593,7 @@ mod tests {
     #[test]
     fn numeric_quantities_become_strings() {
         let mut v = json!({"resources": {"limits": {"cpu": 1, "memory": "1Gi"}}, "x": {"requests": {"cpu": 0.5}}});
-        normalize_quantities(&mut v);
+        normalize_for_decoding(&mut v);
         assert_eq!(v["resources"]["limits"]["cpu"], "1");
         assert_eq!(v["x"]["requests"]["cpu"], "0.5");
     }
@@ -661,7 +629,7 @@ mod tests {
         let mut crd = json!({"kind": "CustomResourceDefinition", "spec": {"versions": [
             {"schema": {"openAPIV3Schema": {"properties": {"requests": requests.clone(),
                 "limits": {"type": "object", "maxProperties": 4}}}}}]}});
-        normalize_quantities(&mut crd);
+        normalize_for_decoding(&mut crd);
         let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
         assert_eq!(props["requests"], requests);
         assert_eq!(props["limits"]["maxProperties"], 4);
@@ -669,7 +637,7 @@ mod tests {
             "data": {"spec": {"template": {"spec": {"containers": [
                 {"resources": {"limits": {"cpu": 1}}}]}}}}});
         let kept = revision.clone();
-        normalize_quantities(&mut revision);
+        normalize_for_decoding(&mut revision);
         assert_eq!(revision, kept);
     }
 
@@ -678,14 +646,14 @@ mod tests {
         let mut quota = json!({"kind": "ResourceQuota",
             "spec": {"hard": {"pods": 10, "requests.cpu": 1.5, "requests.memory": "1Gi"}},
             "status": {"used": {"pods": 2}}});
-        normalize_quantities(&mut quota);
+        normalize_for_decoding(&mut quota);
         assert_eq!(quota["spec"]["hard"]["pods"], "10");
         assert_eq!(quota["spec"]["hard"]["requests.cpu"], "1.5");
         assert_eq!(quota["status"]["used"]["pods"], "2");
         let mut range = json!({"kind": "LimitRange", "spec": {"limits": [{"type": "Container",
             "max": {"cpu": 2}, "min": {"cpu": 0.1}, "default": {"cpu": 1},
             "defaultRequest": {"cpu": 0.5}, "maxLimitRequestRatio": {"cpu": 4}}]}});
-        normalize_quantities(&mut range);
+        normalize_for_decoding(&mut range);
         for key in [
             "max",
             "min",
@@ -701,7 +669,7 @@ mod tests {
             {"type": "Resource", "resource": {"name": "cpu",
                 "target": {"type": "Utilization", "averageUtilization": 50}}}]},
             "status": {"currentMetrics": [{"type": "Object", "object": {"current": {"value": 3}}}]}});
-        normalize_quantities(&mut hpa);
+        normalize_for_decoding(&mut hpa);
         assert_eq!(
             hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"],
             "1000"
@@ -717,7 +685,7 @@ mod tests {
         // Elsewhere such names are not quantities.
         let mut other =
             json!({"kind": "HorizontalPodAutoscaler", "spec": {"max": {"replicas": 3}}});
-        normalize_quantities(&mut other);
+        normalize_for_decoding(&mut other);
         assert_eq!(other["spec"]["max"]["replicas"], 3);
     }
 

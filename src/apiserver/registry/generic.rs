@@ -348,7 +348,7 @@ impl Registry {
         let Some(status) = obj.get_mut("status") else {
             return Ok(obj);
         };
-        object::normalize_quantities(status);
+        object::normalize_for_decoding(status);
         let typed = status_type(status).map_err(|e| undecodable(def, e))?;
         let unknown = if fv == FieldValidation::Ignore {
             Vec::new()
