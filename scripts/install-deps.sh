@@ -5,7 +5,7 @@
 # missing, the Rust toolchain with rustup (https://rustup.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-PKGS=(containerd runc nftables protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox-static docker-registry skopeo iproute2 curl ca-certificates gcc libc6-dev)
+PKGS=(containerd runc crun nftables protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox-static docker-registry skopeo iproute2 curl ca-certificates gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("rbac/bootstrap.yaml", RBAC_BOOTSTRAP_POLICY),
     ("storage/local-path.yaml", LOCAL_PATH_STORAGE_CLASS),
     ("ingress/orc.yaml", INGRESS_CLASS),
+    ("manifests/runtimes.yaml", RUNTIME_CLASSES),
 ];
 
 /// The IngressClass of the built-in ingress (`embedded/ingress/`), created at server
@@ -30,11 +31,13 @@ pub const LOCAL_PATH_STORAGE_CLASS: &str = include_str!("../embedded/storage/loc
 /// server start (`apiserver::rbac::bootstrap`).
 pub const RBAC_BOOTSTRAP_POLICY: &str = include_str!("../embedded/rbac/bootstrap.yaml");
 
+/// The RuntimeClasses of the runtimes agents find beside runc (`embedded/manifests/`).
+pub const RUNTIME_CLASSES: &str = include_str!("../embedded/manifests/runtimes.yaml");
+
 /// orc's default manifests (`embedded/manifests/NAME`), written to
 /// `<data-dir>/server/manifests/` at every start and applied from there: `(NAME,
-/// contents)`. None yet: the kinds they are for (a default StorageClass, an IngressClass)
-/// come with their features.
-pub const MANIFESTS: &[(&str, &str)] = &[];
+/// contents)`.
+pub const MANIFESTS: &[(&str, &str)] = &[("runtimes.yaml", RUNTIME_CLASSES)];
 
 /// The embedded file at `path` (as listed by [`FILES`]).
 pub fn file(path: &str) -> Option<&'static str> {

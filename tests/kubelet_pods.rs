@@ -510,3 +510,106 @@ spec:
     let logs = w.kubectl_out(&["logs", "second", "--previous", "--tail=1"]);
     assert_eq!(logs, "tick");
 }
+
+/// Which OCI runtime holds container `id`: `crun` and `runc` each answer `state` only
+/// for containers they made (crun keeps a `status` file, runc a `state.json`, in the
+/// root containerd's runc shim gives both: `/run/containerd/runc/<namespace>`).
+fn runtime_of(id: &str) -> Option<&'static str> {
+    let root = format!("/run/containerd/runc/{NAMESPACE}");
+    ["crun", "runc"].into_iter().find(|bin| {
+        run(Command::new(bin).args(["--root", &root, "state", id]))
+            .status
+            .success()
+    })
+}
+
+fn runtime_class_pod(name: &str, class: Option<&str>) -> String {
+    let class = class
+        .map(|c| format!("  runtimeClassName: {c}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+{class}  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"echo up; sleep 3600\"]
+"
+    )
+}
+
+/// RuntimeClasses pick the runtime, as on k3s: the server's `crun` RuntimeClass runs a
+/// pod's containers with crun (the agent found it), pods without a class run on runc; a
+/// handler the node lacks leaves the pod in ContainerCreating with upstream's
+/// FailedCreatePodSandBox event; `--default-runtime crun` moves classless pods to crun
+/// while the ones already running stay on runc across the agent's restart.
+#[test]
+fn runtime_classes_pick_the_runtime_their_handler_names() {
+    let mut w = World::start();
+    w.step("the server made k3s's RuntimeClasses; the node reports its handlers");
+    w.wait_for("the crun RuntimeClass", || {
+        w.kubectl_out(&["get", "runtimeclass", "crun", "-o", "jsonpath={.handler}"]) == "crun"
+    });
+    let handlers = w.kubectl_out(&[
+        "get",
+        "node",
+        "kt-node",
+        "-o",
+        "jsonpath={.status.runtimeHandlers[*].name}",
+    ]);
+    assert_eq!(handlers, "crun runc");
+
+    w.step("a pod of class crun runs on crun, one without a class on runc");
+    for (name, class) in [("on-crun", Some("crun")), ("on-runc", None)] {
+        w.apply(&runtime_class_pod(name, class));
+        w.remember(name);
+        w.wait_running(name);
+    }
+    let on_crun = container_id(&w, "on-crun");
+    let on_runc = container_id(&w, "on-runc");
+    assert_eq!(runtime_of(&on_crun), Some("crun"), "{}", w.log());
+    assert_eq!(runtime_of(&on_runc), Some("runc"));
+    assert_eq!(w.kubectl_out(&["logs", "on-crun"]), "up");
+    assert_eq!(
+        w.kubectl_out(&["exec", "on-crun", "--", "echo", "in crun"]),
+        "in crun"
+    );
+
+    w.step("a handler the node lacks: the sandbox is not made, as upstream says");
+    w.apply(
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: kata}\nhandler: kata\n",
+    );
+    w.apply(&runtime_class_pod("on-kata", Some("kata")));
+    w.remember("on-kata");
+    let wanted = "Failed to create pod sandbox: failed to get sandbox runtime: no runtime for \"kata\" is configured";
+    w.wait_for("the FailedCreatePodSandBox event", || {
+        w.pod_events("on-kata")
+            .iter()
+            .any(|(reason, message)| reason == "FailedCreatePodSandBox" && message == wanted)
+    });
+    let waiting = &container_status(&w.pod("on-kata").unwrap())["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ContainerCreating", "{waiting}");
+    w.kubectl_ok(&["delete", "pod", "on-kata", "--wait=true"]);
+
+    w.step("--default-runtime crun: new classless pods run on crun, running ones stay");
+    w.kill_server();
+    w.server_args
+        .extend(["--default-runtime", "crun"].map(String::from));
+    w.spawn_server();
+    w.apply(&runtime_class_pod("later", None));
+    w.remember("later");
+    w.wait_running("later");
+    assert_eq!(runtime_of(&container_id(&w, "later")), Some("crun"));
+    assert_eq!(
+        container_id(&w, "on-runc"),
+        on_runc,
+        "re-adopted, not remade"
+    );
+    assert_eq!(runtime_of(&on_runc), Some("runc"));
+    assert_eq!(runtime_of(&on_crun), Some("crun"));
+}

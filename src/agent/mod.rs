@@ -68,6 +68,8 @@ pub struct AgentConfig {
     pub log_rotation: Option<runtime::logger::Rotation>,
     /// How many containers share a containerd shim.
     pub shim_sharing: runtime::ShimSharing,
+    /// The runtime handlers (RuntimeClass handlers) this node has, and its default.
+    pub runtime_handlers: runtime::handlers::Handlers,
     /// When unused images are removed.
     pub image_gc: kubelet::image_gc::ImageGcPolicy,
     /// containerd's root: its filesystem is the image filesystem.
@@ -216,6 +218,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .with_lease_duration(config.node_lease_duration)
     .with_allocation(config.allocation.clone())
     .with_pressure(pressure_seen)
+    .with_runtime_handlers(
+        config
+            .runtime_handlers
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    )
     .run()
     .await;
     Ok(())
@@ -317,6 +327,12 @@ async fn run_pods(
             ),
             max_pods: config.allocation.max_pods as usize,
             oom_score_floor: kubelet::qos::oom_score_floor(std::path::Path::new("/proc")),
+            runtime_handlers: config
+                .runtime_handlers
+                .names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
         },
         runtime,
         network,
@@ -429,6 +445,7 @@ async fn connect_containerd(
     rc.namespace = config.containerd_namespace.clone();
     rc.log_rotation = config.log_rotation;
     rc.shim_sharing = config.shim_sharing;
+    rc.handlers = config.runtime_handlers.clone();
     let mut attempt = 0;
     loop {
         match runtime::ContainerdRuntime::connect(rc.clone()).await {

@@ -148,6 +148,8 @@ pub struct NodeFacts {
     pub allocation: crate::agent::allocatable::NodeAllocation,
     /// The pressure conditions the eviction manager reports.
     pub pressure: crate::agent::eviction::Pressure,
+    /// The runtime handlers RuntimeClasses may name here (`status.runtimeHandlers`).
+    pub runtime_handlers: Vec<String>,
 }
 
 impl NodeFacts {
@@ -179,6 +181,7 @@ impl NodeFacts {
             labels: labels.clone(),
             allocation: Default::default(),
             pressure: Default::default(),
+            runtime_handlers: Vec::new(),
         }
     }
 }
@@ -279,7 +282,7 @@ pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> V
             "lastHeartbeatTime": timestamp(now), "lastTransitionTime": transition,
         })
     };
-    json!({
+    let mut status = json!({
         "capacity": capacity,
         "allocatable": allocatable,
         "addresses": [
@@ -323,7 +326,17 @@ pub fn node_status(facts: &NodeFacts, now: DateTime<Utc>, previous: &Value) -> V
             },
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-    })
+    });
+    if !facts.runtime_handlers.is_empty() {
+        // Neither recursive read-only mounts nor user namespaces are offered.
+        let features = json!({"recursiveReadOnlyMounts": false, "userNamespaces": false});
+        status["runtimeHandlers"] = facts
+            .runtime_handlers
+            .iter()
+            .map(|name| json!({"name": name, "features": features}))
+            .collect();
+    }
+    status
 }
 
 /// The Node to create for `facts` at `now` (the server assigns `spec.podCIDR`).
@@ -412,6 +425,7 @@ pub struct Heartbeat {
     allocation: crate::agent::allocatable::NodeAllocation,
     /// The node's pressure conditions, as the eviction manager publishes them.
     pressure: Option<tokio::sync::watch::Receiver<crate::agent::eviction::Pressure>>,
+    runtime_handlers: Vec<String>,
 }
 
 impl Heartbeat {
@@ -435,7 +449,14 @@ impl Heartbeat {
             runtime_version: None,
             allocation: Default::default(),
             pressure: None,
+            runtime_handlers: Vec::new(),
         }
+    }
+
+    /// The runtime handlers the node reports in `status.runtimeHandlers`.
+    pub fn with_runtime_handlers(mut self, names: Vec<String>) -> Heartbeat {
+        self.runtime_handlers = names;
+        self
     }
 
     /// Reservations and --max-pods shown in the node's capacity and allocatable.
@@ -471,6 +492,7 @@ impl Heartbeat {
         facts.containerd_version = self.runtime_version.clone();
         facts.runtime_problem = health.problem();
         facts.allocation = self.allocation.clone();
+        facts.runtime_handlers = self.runtime_handlers.clone();
         if let Some(p) = self.pressure.as_mut() {
             facts.pressure = *p.borrow_and_update();
         }
@@ -652,6 +674,7 @@ mod tests {
             labels: BTreeMap::from([("zone".to_string(), "attic".to_string())]),
             allocation: Default::default(),
             pressure: Default::default(),
+            runtime_handlers: vec!["crun".into(), "runc".into()],
         }
     }
 
@@ -688,6 +711,11 @@ mod tests {
         assert_eq!(info["osImage"], "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(info["architecture"], "arm64");
         assert_eq!(info["machineID"], "abc");
+        let no_features = json!({"recursiveReadOnlyMounts": false, "userNamespaces": false});
+        assert_eq!(
+            status["runtimeHandlers"],
+            json!([{"name": "crun", "features": no_features}, {"name": "runc", "features": no_features}])
+        );
         let ready = status["conditions"]
             .as_array()
             .unwrap()

@@ -371,6 +371,8 @@ fn authorize_node(
         }
         ("", "services" | "endpoints" | "namespaces", None) if read => Ok(()),
         ("discovery.k8s.io", "endpointslices", None) if read => Ok(()),
+        // Upstream's node rules: a kubelet reads the RuntimeClasses of its pods' handlers.
+        ("node.k8s.io", "runtimeclasses", None) if read => Ok(()),
         // The built-in ingress proxy routes by every Ingress of its classes.
         ("networking.k8s.io", "ingresses" | "ingressclasses", None) if read => Ok(()),
         // Every agent enforces NetworkPolicies for its pods: it reads the policies (and

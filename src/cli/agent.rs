@@ -82,6 +82,10 @@ pub struct NodeArgs {
     /// shim creates one container at a time).
     #[arg(long, env = "ORC_SHIM_GROUP_SPREAD", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub shim_group_spread: u64,
+    /// The runtime handler of pods that name no RuntimeClass: runc, or a runtime found
+    /// on this node (crun, nvidia, nvidia-experimental), as k3s's --default-runtime.
+    #[arg(long, env = "ORC_DEFAULT_RUNTIME", default_value = agent::runtime::handlers::RUNC)]
+    pub default_runtime: String,
     /// Percent of the image filesystem in use at which unused images are removed.
     #[arg(long, env = "ORC_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
     pub image_gc_high_threshold: u8,
@@ -234,6 +238,9 @@ impl NodeArgs {
             node_labels.insert(crate::api::ingress::NODE_LABEL.to_string(), "true".into());
         }
         let eviction = self.eviction.into_config(self.containerd_root.clone())?;
+        let runtime_handlers =
+            agent::runtime::handlers::Handlers::detect(std::path::Path::new("/"))
+                .with_default(&self.default_runtime)?;
         Ok(AgentConfig {
             server,
             token,
@@ -260,6 +267,7 @@ impl NodeArgs {
                 size: self.shim_group_size,
                 spread: self.shim_group_spread,
             },
+            runtime_handlers,
             image_gc,
             containerd_root: self.containerd_root,
             allocation,

@@ -25,7 +25,8 @@ pub trait PodApi: Send + Sync {
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<()>;
     /// Reads a ConfigMap, Secret or PersistentVolumeClaim (`plural` is `configmaps`,
     /// `secrets` or `persistentvolumeclaims`), or with an empty `namespace` a
-    /// PersistentVolume (`persistentvolumes`); `None` if missing.
+    /// PersistentVolume (`persistentvolumes`) or RuntimeClass (`runtimeclasses`); `None`
+    /// if missing.
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
     /// Records an event (best effort: callers log failures and go on).
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()>;
@@ -108,14 +109,18 @@ impl PodApi for HttpPodApi {
     }
 
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>> {
+        let prefix = match plural {
+            "runtimeclasses" => "/apis/node.k8s.io/v1",
+            _ => "/api/v1",
+        };
         let (path, what) = if namespace.is_empty() {
             (
-                format!("/api/v1/{plural}/{name}"),
+                format!("{prefix}/{plural}/{name}"),
                 format!("read {plural} {name}"),
             )
         } else {
             (
-                format!("/api/v1/namespaces/{namespace}/{plural}/{name}"),
+                format!("{prefix}/namespaces/{namespace}/{plural}/{name}"),
                 format!("read {plural} {namespace}/{name}"),
             )
         };

@@ -71,6 +71,8 @@ pub struct KubeletConfig {
     pub oom_score_floor: Option<i32>,
     /// Most pods this node runs (`--max-pods`); more are rejected at admission.
     pub max_pods: usize,
+    /// The runtime handlers of this node (a pod's RuntimeClass must name one).
+    pub runtime_handlers: Vec<String>,
 }
 
 impl KubeletConfig {

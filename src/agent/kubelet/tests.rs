@@ -47,6 +47,7 @@ fn harness() -> Harness {
         secrets_on_tmpfs: false,
         memory_capacity: 1 << 30,
         oom_score_floor: None,
+        runtime_handlers: vec!["runc".into(), "crun".into()],
         max_pods: 110,
     };
     let shared = Arc::new(Shared {
@@ -1293,4 +1294,67 @@ async fn an_eviction_order_wakes_a_quiet_pod() {
     })
     .await;
     task.abort();
+}
+
+#[tokio::test]
+async fn a_pods_runtime_class_picks_the_handler_its_containers_run_with() {
+    let h = harness();
+    h.api.add_object(
+        "runtimeclasses",
+        json!({"metadata": {"name": "fast"}, "handler": "crun"}),
+    );
+    h.api.add_object(
+        "runtimeclasses",
+        json!({"metadata": {"name": "vm"}, "handler": "kata"}),
+    );
+    let created_with = |rt: &FakeRuntime| -> Vec<Option<String>> {
+        rt.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                FakeCall::CreateContainer(cfg) => Some(cfg.runtime_handler),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut fast = pod("u1", "Always", "sleep 1000");
+    fast["spec"]["runtimeClassName"] = json!("fast");
+    PodWorker::new(h.shared.clone(), fast, vec![])
+        .sync_once()
+        .await;
+    assert_eq!(created_with(&h.rt), [Some("crun".to_string())]);
+
+    let mut classless = pod("u2", "Always", "sleep 1000");
+    classless["metadata"]["name"] = json!("plain");
+    PodWorker::new(h.shared.clone(), classless, vec![])
+        .sync_once()
+        .await;
+    assert_eq!(created_with(&h.rt)[1], None, "the node's default");
+
+    // A handler the node lacks, and a class gone since admission: no sandbox, no
+    // container, upstream's event.
+    for (uid, class, message) in [
+        (
+            "u3",
+            "vm",
+            "Failed to create pod sandbox: failed to get sandbox runtime: no runtime for \"kata\" is configured",
+        ),
+        (
+            "u4",
+            "gone",
+            "Failed to create pod sandbox: runtimeclass.node.k8s.io \"gone\" not found",
+        ),
+    ] {
+        let mut p = pod(uid, "Always", "sleep 1000");
+        p["metadata"]["name"] = json!(uid);
+        p["spec"]["runtimeClassName"] = json!(class);
+        PodWorker::new(h.shared.clone(), p, vec![]).sync_once().await;
+        assert!(
+            events_with(&h.api, "FailedCreatePodSandBox").contains(&message.to_string()),
+            "{:?}",
+            h.api.events()
+        );
+    }
+    assert_eq!(created_with(&h.rt).len(), 2);
+    let waiting = &last_status(&h.api)["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ContainerCreating", "{waiting}");
 }

@@ -7,6 +7,7 @@ pub mod containerd;
 pub mod exec_fifos;
 #[cfg(test)]
 pub mod fake;
+pub mod handlers;
 pub mod logger;
 pub mod reference;
 pub mod registry;
@@ -57,6 +58,9 @@ pub enum RuntimeError {
     ImageNotFound { reference: String, registry: String },
     #[error("image {reference} is not present and the pull policy is Never")]
     ImageNeverPull { reference: String },
+    /// As containerd's CRI words it.
+    #[error("failed to get sandbox runtime: no runtime for {handler:?} is configured")]
+    UnknownHandler { handler: String },
     #[error(
         "registry {registry} refused access to {reference}: \
          wrong or missing credentials (imagePullSecrets)"
@@ -248,6 +252,8 @@ pub struct ContainerConfig {
     pub read_only_root: bool,
     /// The process's `oom_score_adj` (by the pod's QoS class); `None` inherits the shim's.
     pub oom_score_adj: Option<i32>,
+    /// The runtime handler (its pod's RuntimeClass's); `None`: the node's default.
+    pub runtime_handler: Option<String>,
 }
 
 impl ContainerConfig {
@@ -270,6 +276,7 @@ impl ContainerConfig {
             labels: BTreeMap::new(),
             read_only_root: false,
             oom_score_adj: None,
+            runtime_handler: None,
         }
     }
 }

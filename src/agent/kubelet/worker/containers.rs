@@ -612,6 +612,12 @@ impl PodWorker {
             services: &services,
         };
         let mut config = container::container_config(&ctx, spec, restart_count, init)?;
+        // Looked up when the sandbox was made; a pod re-adopted after a restart looks
+        // it up for its next container.
+        config.runtime_handler = match &self.runtime_handler {
+            Some(handler) => handler.clone(),
+            None => self.lookup_runtime_handler().await?,
+        };
         let score = crate::agent::kubelet::qos::oom_score_adj(
             &self.pod,
             spec,

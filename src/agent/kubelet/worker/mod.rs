@@ -114,6 +114,9 @@ pub struct PodWorker {
     /// of its sandbox and its first container are made: no container starts before it
     /// ends ([`Self::await_network`]).
     pending_attach: Option<tokio::task::JoinHandle<crate::agent::net::Result<std::net::Ipv4Addr>>>,
+    /// The runtime handler its RuntimeClass names, once looked up (`Some(None)`: the
+    /// node's default).
+    runtime_handler: Option<Option<String>>,
 }
 
 /// An event queued until the status is written.
@@ -193,6 +196,7 @@ impl PodWorker {
             events_later: Default::default(),
             seen: std::time::Instant::now(),
             pending_attach: None,
+            runtime_handler: None,
         };
         worker.adopt(adopted);
         worker

@@ -74,6 +74,13 @@ impl PodWorker {
 
     async fn make_sandbox(&mut self) -> Result<(), (String, String)> {
         let sandbox_err = |m: String| ("FailedCreatePodSandBox".to_string(), m);
+        if self.runtime_handler.is_none() {
+            let handler = self
+                .lookup_runtime_handler()
+                .await
+                .map_err(|e| sandbox_err(format!("Failed to create pod sandbox: {e}")))?;
+            self.runtime_handler = Some(handler);
+        }
         std::fs::create_dir_all(&self.pod_dir).map_err(|e| {
             sandbox_err(format!(
                 "create pod directory {}: {e}",
@@ -128,6 +135,39 @@ impl PodWorker {
         tracing::debug!(pod = %self.name(), netns_ms, volumes_ms, ipc_uts_wait_ms = begun.elapsed().as_millis() as u64, "pod sandbox steps");
         namespaces.map_err(sandbox_err)?;
         result
+    }
+
+    /// The runtime handler of the pod's RuntimeClass (`None` without one: the node's
+    /// default), which must be one of this node's. The error as upstream's kubelet and
+    /// containerd word it.
+    pub(super) async fn lookup_runtime_handler(&self) -> Result<Option<String>, String> {
+        let Some(class) = self.pod["spec"]["runtimeClassName"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+        else {
+            return Ok(None);
+        };
+        let object = self
+            .shared
+            .api
+            .get_object("runtimeclasses", "", class)
+            .await
+            .map_err(|e| format!("failed to lookup RuntimeClass {class}: {}", error_chain(&e)))?
+            .ok_or_else(|| format!("runtimeclass.node.k8s.io {class:?} not found"))?;
+        let handler = object["handler"].as_str().unwrap_or_default();
+        if !self
+            .shared
+            .config
+            .runtime_handlers
+            .iter()
+            .any(|h| h == handler)
+        {
+            return Err(crate::agent::runtime::RuntimeError::UnknownHandler {
+                handler: handler.to_string(),
+            }
+            .to_string());
+        }
+        Ok(Some(handler.to_string()))
     }
 
     /// The network namespace to make for the pod: none with the host's network or when

@@ -34,7 +34,6 @@ pub use manifest::{chain_ids, gc_labels, host_platform};
 pub use shim_groups::ShimSharing;
 
 pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
-pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
 /// Label on orc's containerd containers: where the logger writes.
 pub const LOG_PATH_LABEL: &str = "io.orc.runtime/log-path";
 /// Label on orc's containerd containers: the container's cgroup path.
@@ -59,7 +58,8 @@ pub struct ContainerdConfig {
     pub socket: PathBuf,
     pub namespace: String,
     pub snapshotter: String,
-    pub runtime: String,
+    /// The runtime handlers containers may name, and the default one.
+    pub handlers: super::handlers::Handlers,
     /// The binary the shim runs as the container logger (`orc container-logger PATH`).
     pub logger_binary: PathBuf,
     /// How the logger rotates containers' log files; `None`: never.
@@ -72,13 +72,13 @@ pub struct ContainerdConfig {
 }
 
 impl ContainerdConfig {
-    /// Defaults for `socket`: namespace `orc`, overlayfs, runc v2, this executable as logger.
+    /// Defaults for `socket`: namespace `orc`, overlayfs, runc only, this executable as logger.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         ContainerdConfig {
             socket: socket.into(),
             namespace: super::DEFAULT_NAMESPACE.to_string(),
             snapshotter: DEFAULT_SNAPSHOTTER.to_string(),
-            runtime: DEFAULT_RUNTIME.to_string(),
+            handlers: super::handlers::Handlers::default(),
             logger_binary: std::env::current_exe()
                 .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/orc")),
             log_rotation: Some(super::logger::DEFAULT_ROTATION),

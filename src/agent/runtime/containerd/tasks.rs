@@ -31,6 +31,8 @@ pub(super) struct Created {
     /// The root filesystem mounts of its snapshot (as preparing it answered).
     mounts: Vec<PbMount>,
     log_path: PathBuf,
+    /// Its runtime's options (`None`: the shim's defaults, runc).
+    options: Option<prost_types::Any>,
 }
 
 impl ContainerdRuntime {
@@ -170,6 +172,13 @@ impl ContainerdRuntime {
                 .ok_or(RuntimeError::ImageNeverPull {
                     reference: name.clone(),
                 })?;
+        let handler = self
+            .config
+            .handlers
+            .get(config.runtime_handler.as_deref())
+            .ok_or_else(|| RuntimeError::UnknownHandler {
+                handler: config.runtime_handler.clone().unwrap_or_default(),
+            })?;
         let mut spec = spec::build_spec(config, image.config.as_ref())?;
         if let Some(group) = self.shim_groups.next() {
             spec.set_annotations(Some(HashMap::from([(
@@ -196,8 +205,8 @@ impl ContainerdRuntime {
             labels,
             image: name.clone(),
             runtime: Some(ContainerRuntimeInfo {
-                name: self.config.runtime.clone(),
-                options: None,
+                name: handler.runtime.clone(),
+                options: handler.options(),
             }),
             spec: Some(prost_types::Any {
                 type_url: SPEC_TYPE_URL.to_string(),
@@ -251,6 +260,7 @@ impl ContainerdRuntime {
             Created {
                 mounts,
                 log_path: config.log_path.clone(),
+                options: handler.options(),
             },
         );
         Ok(config.id.clone())
@@ -260,7 +270,11 @@ impl ContainerdRuntime {
     /// container's stdio, and `runc create` makes the process, which waits for
     /// [`Self::start_created_task`]. `Some(pid)` when its task runs already.
     async fn create_task(&self, id: &str) -> Result<Option<u32>> {
-        let Created { mounts, log_path } = match self.take_created(id) {
+        let Created {
+            mounts,
+            log_path,
+            options,
+        } = match self.take_created(id) {
             Some(created) => created,
             None => match self.existing_for_start(id).await? {
                 Ok(created) => created,
@@ -283,6 +297,9 @@ impl ContainerdRuntime {
                     rootfs: mounts,
                     stdout: uri.clone(),
                     stderr: uri,
+                    // The runtime's options (which binary the runc shim runs) go with
+                    // the task too: the shim reads them from its create request.
+                    options,
                     ..Default::default()
                 },
                 None,
@@ -366,7 +383,12 @@ impl ContainerdRuntime {
                 id: id.to_string(),
                 reason: format!("container has no {LOG_PATH_LABEL} label (not made by orc?)"),
             })?;
-        Ok(Ok(Created { mounts, log_path }))
+        let options = container.runtime.and_then(|r| r.options);
+        Ok(Ok(Created {
+            mounts,
+            log_path,
+            options,
+        }))
     }
 
     pub(super) async fn stop_task(
