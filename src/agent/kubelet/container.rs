@@ -517,6 +517,9 @@ pub fn container_config(
     let security = &container["securityContext"];
     let pod_security = &ctx.pod["spec"]["securityContext"];
     config.read_only_root = security["readOnlyRootFilesystem"].as_bool() == Some(true);
+    config.stdin = container["stdin"].as_bool() == Some(true);
+    config.stdin_once = config.stdin && container["stdinOnce"].as_bool() == Some(true);
+    config.tty = container["tty"].as_bool() == Some(true);
     let run_as_user = security["runAsUser"]
         .as_u64()
         .or_else(|| pod_security["runAsUser"].as_u64());
