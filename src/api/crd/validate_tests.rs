@@ -98,7 +98,7 @@ fn required_enum_and_bounds() {
     );
     assert_eq!(
         errors(&s, json!({"name": "abcdef"})),
-        vec!["spec.name: Too long: must have at most 5 bytes"]
+        vec!["spec.name: Too long: may not be more than 5 bytes"]
     );
 }
 
