@@ -17,6 +17,9 @@ mod support;
 use support::server::{stdout, Server};
 use support::wait::wait_until;
 
+#[path = "real_manifests/operators.rs"]
+mod operators;
+
 /// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
 /// then the drain).
 const TERMINATING: Duration = Duration::from_secs(30);
