@@ -163,6 +163,16 @@ fn delete_all_with(s: &Server, args: &[&str], namespaces: &[&str]) {
     }
 }
 
+/// Waits until no CustomResourceDefinition of `group` is left (a CRD goes once its
+/// objects are gone).
+fn crds_gone(s: &Server, group: &str) {
+    wait_until(
+        TERMINATING,
+        &format!("the CRDs of {group} to be gone"),
+        || !s.ok(&["get", "crd", "-o", "name"]).contains(group),
+    );
+}
+
 #[test]
 fn ingress_nginx_installs_reapplies_unchanged_and_uninstalls() {
     let s = Server::start();
@@ -569,7 +579,7 @@ fn flux_installs_serves_its_sources_and_uninstalls() {
         "2"
     );
     delete_all(&s, &file, &["flux-system"]);
-    assert!(!s.ok(&["get", "crd"]).contains("fluxcd.io"));
+    crds_gone(&s, "fluxcd.io");
 }
 
 #[test]
@@ -714,7 +724,7 @@ fn kube_prometheus_installs_in_two_steps_and_uninstalls() {
         },
     );
     delete_all(&s, &setup, &["monitoring"]);
-    assert!(!s.ok(&["get", "crd"]).contains("monitoring.coreos.com"));
+    crds_gone(&s, "monitoring.coreos.com");
 }
 
 #[test]

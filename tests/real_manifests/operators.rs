@@ -36,16 +36,6 @@ fn annotation_too_long(stderr: &str, crds: &[&str]) {
     }
 }
 
-/// Waits until no CustomResourceDefinition of `group` is left (a CRD goes once its
-/// objects are gone).
-fn crds_gone(s: &Server, group: &str) {
-    wait_until(
-        TERMINATING,
-        &format!("the CRDs of {group} to be gone"),
-        || !s.ok(&["get", "crd", "-o", "name"]).contains(group),
-    );
-}
-
 #[test]
 fn cloudnative_pg_installs_server_side_and_checks_its_clusters() {
     let s = Server::start();
