@@ -17,6 +17,9 @@ mod support;
 use support::server::{stdout, Server};
 use support::wait::wait_until;
 
+#[path = "real_manifests/operators.rs"]
+mod operators;
+
 /// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
 /// then the drain).
 const TERMINATING: Duration = Duration::from_secs(30);
@@ -158,6 +161,16 @@ fn delete_all_with(s: &Server, args: &[&str], namespaces: &[&str]) {
             !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
         });
     }
+}
+
+/// Waits until no CustomResourceDefinition of `group` is left (a CRD goes once its
+/// objects are gone).
+fn crds_gone(s: &Server, group: &str) {
+    wait_until(
+        TERMINATING,
+        &format!("the CRDs of {group} to be gone"),
+        || !s.ok(&["get", "crd", "-o", "name"]).contains(group),
+    );
 }
 
 #[test]
@@ -566,7 +579,7 @@ fn flux_installs_serves_its_sources_and_uninstalls() {
         "2"
     );
     delete_all(&s, &file, &["flux-system"]);
-    assert!(!s.ok(&["get", "crd"]).contains("fluxcd.io"));
+    crds_gone(&s, "fluxcd.io");
 }
 
 #[test]
@@ -711,7 +724,7 @@ fn kube_prometheus_installs_in_two_steps_and_uninstalls() {
         },
     );
     delete_all(&s, &setup, &["monitoring"]);
-    assert!(!s.ok(&["get", "crd"]).contains("monitoring.coreos.com"));
+    crds_gone(&s, "monitoring.coreos.com");
 }
 
 #[test]
