@@ -128,7 +128,7 @@ fn walk_message(m: &'static Message, obj: &Map<String, Value>, path: &mut Vec<St
     Walk::Fits
 }
 
-fn walk_field(f: &'static Field, v: &Value, strukt: &'static str, path: &mut Vec<String>) -> Walk {
+fn walk_field(f: &'static Field, v: &Value, strukt: &'static str, path: &[String]) -> Walk {
     let misfit = |value: &str, go_type: String, path: &[String]| {
         Walk::Misfit(Misfit {
             value: value.to_string(),
@@ -168,7 +168,7 @@ fn fits_integer(n: &serde_json::Number, bits: u32) -> bool {
     bits == 64 || (i >= i64::from(i32::MIN) && i <= i64::from(i32::MAX))
 }
 
-fn walk_value(kind: Kind, v: &Value, strukt: &'static str, path: &mut Vec<String>) -> Walk {
+fn walk_value(kind: Kind, v: &Value, strukt: &'static str, path: &[String]) -> Walk {
     let misfit = |value: String| {
         Walk::Misfit(Misfit {
             value,
@@ -191,7 +191,7 @@ fn walk_value(kind: Kind, v: &Value, strukt: &'static str, path: &mut Vec<String
             }
         }
         (Kind::Message(m), Value::Object(obj)) => {
-            return walk_message(m, obj, &mut path.clone());
+            return walk_message(m, obj, &mut path.to_vec());
         }
         // Decoders of their own: any JSON for raw fields; otherwise their own words.
         (Kind::FieldsV1 | Kind::RawExtension, _) => true,
