@@ -645,6 +645,27 @@ fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> String {
     out
 }
 
+/// A pod whose container has stdin open (and a terminal with `tty`), running
+/// `command` (a YAML list).
+fn stdin_pod(name: &str, tty: bool, command: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    tty: {tty}
+    command: {command}
+"
+    )
+}
+
 /// `kubectl run -i --rm` as users run one-off commands: the piped input reaches the
 /// container's stdin (`stdinOnce`: EOF when kubectl's input ends), the output comes
 /// back and the pod is deleted; `kubectl attach -i` to a container whose stdin stays
@@ -676,20 +697,10 @@ fn kubectl_run_and_attach_carry_stdin_to_the_container() {
     w.wait_for("the pod to be deleted", || w.pod("once").is_none());
 
     w.step("kubectl attach -i twice to a container whose stdin stays open");
-    w.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: open
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: {IMAGE}
-    imagePullPolicy: IfNotPresent
-    stdin: true
-    command: [\"sh\", \"-c\", \"while read line; do echo \\\"got $line\\\"; done; echo eof\"]
-"
+    w.apply(&stdin_pod(
+        "open",
+        false,
+        r#"["sh", "-c", "while read line; do echo \"got $line\"; done; echo eof"]"#,
     ));
     w.remember("open");
     w.wait_running("open");
@@ -708,22 +719,7 @@ spec:
     assert!(container_status(&w.pod("open").unwrap())["state"]["running"].is_object());
 
     w.step("a shell on a terminal (stdin + tty) runs what an attach types");
-    w.apply(&format!(
-        "apiVersion: v1
-kind: Pod
-metadata:
-  name: shell
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: {IMAGE}
-    imagePullPolicy: IfNotPresent
-    stdin: true
-    tty: true
-    command: [\"sh\"]
-"
-    ));
+    w.apply(&stdin_pod("shell", true, r#"["sh"]"#));
     w.remember("shell");
     w.wait_running("shell");
     let attach = w.kubectl_cmd(&["attach", "-i", "shell"]);

@@ -92,18 +92,6 @@ fn go_type(kind: Kind) -> String {
     }
 }
 
-/// The JSON type of `v` as Go names it in the message.
-fn json_word(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// The field of `m` (or of a struct it embeds inline) named `json`.
 fn field_of(m: &'static Message, json: &str) -> Option<&'static Field> {
     m.fields.iter().find_map(|f| match (f.cardinality, f.kind) {
@@ -144,14 +132,18 @@ fn walk_field(f: &'static Field, v: &Value, strukt: &'static str, path: &[String
             .map(|item| walk_value(f.kind, item, strukt, path))
             .find(|w| !matches!(w, Walk::Fits))
             .unwrap_or(Walk::Fits),
-        (Cardinality::Repeated, _) => misfit(json_word(v), format!("[]{}", go_type(f.kind)), path),
+        (Cardinality::Repeated, _) => misfit(
+            crate::api::patch::json_type_name(v),
+            format!("[]{}", go_type(f.kind)),
+            path,
+        ),
         (Cardinality::Map, Value::Object(entries)) => entries
             .values()
             .map(|item| walk_value(f.kind, item, strukt, path))
             .find(|w| !matches!(w, Walk::Fits))
             .unwrap_or(Walk::Fits),
         (Cardinality::Map, _) => misfit(
-            json_word(v),
+            crate::api::patch::json_type_name(v),
             format!("map[string]{}", go_type(f.kind)),
             path,
         ),
@@ -211,7 +203,7 @@ fn walk_value(kind: Kind, v: &Value, strukt: &'static str, path: &[String]) -> W
     if fits {
         Walk::Fits
     } else {
-        misfit(json_word(v).to_string())
+        misfit(crate::api::patch::json_type_name(v).to_string())
     }
 }
 

@@ -277,7 +277,8 @@ fn decode_json(body: &[u8]) -> Result<Value, PatchError> {
     })
 }
 
-fn json_type_name(v: &Value) -> &'static str {
+/// The JSON type of `v` as Go's decoders name it in their messages.
+pub(crate) fn json_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",

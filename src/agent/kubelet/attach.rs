@@ -136,7 +136,11 @@ async fn follow(
         .await
         .map_err(|e| format!("read {}: {e}", file.display()))?;
     let mut ticker = tokio::time::interval(FOLLOW_POLL);
-    let mut stopping = false;
+    // Polls without new output since the container stopped: the logger may still be
+    // writing its last lines (on a busy machine well after the exit is seen), so the
+    // session ends once the file has been quiet for QUIET_POLLS polls, or after
+    // STOPPED_MAX polls in all.
+    let mut stopped_polls: Option<(u32, u32)> = None;
     loop {
         ticker.tick().await;
         let running = matches!(
@@ -148,7 +152,8 @@ async fn follow(
         let read_error = |e: std::io::Error| format!("read {}: {e}", file.display());
         f.seek(SeekFrom::Start(offset)).await.map_err(read_error)?;
         f.read_to_end(&mut more).await.map_err(read_error)?;
-        if let Some(end) = more.iter().rposition(|&b| b == b'\n') {
+        let got = more.iter().rposition(|&b| b == b'\n');
+        if let Some(end) = got {
             offset += end as u64 + 1;
             for frame in frames(&more[..=end], request) {
                 if outbound.send(frame).await.is_err() {
@@ -156,12 +161,26 @@ async fn follow(
                 }
             }
         }
-        if stopping || restarted {
+        if restarted {
             return Ok(());
         }
-        stopping = !running;
+        if !running {
+            let (quiet, all) = stopped_polls.unwrap_or((0, 0));
+            let quiet = if got.is_some() { 0 } else { quiet + 1 };
+            if quiet >= QUIET_POLLS || all + 1 >= STOPPED_MAX {
+                return Ok(());
+            }
+            stopped_polls = Some((quiet, all + 1));
+        } else {
+            stopped_polls = None;
+        }
     }
 }
+
+/// Polls without new output after which a stopped container's attach ends.
+const QUIET_POLLS: u32 = 2;
+/// Most polls an attach goes on for after its container stopped (5 s).
+const STOPPED_MAX: u32 = 20;
 
 /// CRI log records → messages on the streams the client asked for (everything on
 /// stdout with a tty).
