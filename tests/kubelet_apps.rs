@@ -249,3 +249,50 @@ spec:
     assert!(privileged_log.contains("host-devices"), "{privileged_log}");
     w.remember("caps");
 }
+
+#[test]
+fn host_network_pods_run_with_the_nodes_hosts_name_and_their_own_ipc() {
+    // Pi-hole, Home Assistant and node agents run on the host's network.
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
+  hostAliases:
+  - ip: 10.0.0.9
+    hostnames: [db]
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /etc/resolv.conf /etc/hosts; echo host=$(hostname); echo ipc=$(readlink /proc/self/ns/ipc); echo reported; sleep 3600"]
+"#
+    ));
+    w.step("a host-network pod starts (its IPC namespace is made for it)");
+    w.wait_running("hostnet");
+    let mut log = String::new();
+    w.wait_for("the pod's report", || {
+        log = w.kubectl_out(&["logs", "hostnet"]);
+        log.contains("reported")
+    });
+    w.step("ClusterFirstWithHostNet: the cluster's resolver");
+    assert!(log.contains(&format!("nameserver {CLUSTER_DNS}")), "{log}");
+    w.step("the node's hosts file with the pod's aliases, and the node's name");
+    assert!(
+        log.contains("# Kubernetes-managed hosts file (host network).\n"),
+        "{log}"
+    );
+    assert!(log.contains("10.0.0.9\tdb"), "{log}");
+    let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(log.contains(&format!("host={}", node_name.trim())), "{log}");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert!(
+        !log.contains(&format!("ipc={}", host_ipc.display())),
+        "not the host's IPC namespace: {log}"
+    );
+}

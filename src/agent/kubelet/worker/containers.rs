@@ -593,8 +593,9 @@ impl PodWorker {
             (self.pod_dir.join("resolv.conf"), "/etc/resolv.conf"),
             (self.pod_dir.join("hostname"), "/etc/hostname"),
         ];
-        let host_network = self.pod["spec"]["hostNetwork"].as_bool() == Some(true);
-        let etc_files = if host_network { &etc[..0] } else { &etc[..] };
+        // Host-network pods get theirs too (the node's hosts file and name, resolvers by
+        // dnsPolicy), as upstream.
+        let etc_files = &etc[..];
         let cfg = &self.shared.config;
         let files = cfg.pod_namespaces(&self.uid);
         let shared = cfg
