@@ -350,7 +350,7 @@ fn oversized_objects_are_refused_and_node_events_are_rate_limited() {
         status["message"]
             .as_str()
             .unwrap()
-            .contains("Too long: must have at most 1048576 bytes"),
+            .contains("Too long: may not be more than 1048576 bytes"),
         "{status}"
     );
 }

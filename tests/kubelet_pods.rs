@@ -613,3 +613,123 @@ fn runtime_classes_pick_the_runtime_their_handler_names() {
     assert_eq!(runtime_of(&on_runc), Some("runc"));
     assert_eq!(runtime_of(&on_crun), Some("crun"));
 }
+
+/// Runs `cmd` with `input` on its stdin; its stdout once it exits (killed after
+/// `deadline`, then whatever it printed).
+fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> String {
+    use std::io::{Read, Write};
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait kubectl").is_none() && started.elapsed() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut out = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    out
+}
+
+/// `kubectl run -i --rm` as users run one-off commands: the piped input reaches the
+/// container's stdin (`stdinOnce`: EOF when kubectl's input ends), the output comes
+/// back and the pod is deleted; `kubectl attach -i` to a container whose stdin stays
+/// open feeds it across attaches without ending its input.
+#[test]
+fn kubectl_run_and_attach_carry_stdin_to_the_container() {
+    let w = World::start();
+    w.step("kubectl run -i --rm: input in, output out, pod gone");
+    let image = format!("--image={IMAGE}");
+    let run = w.kubectl_cmd(&[
+        "run",
+        "once",
+        "-i",
+        "--rm",
+        "--restart=Never",
+        &image,
+        "--image-pull-policy=IfNotPresent",
+        "--",
+        "sh",
+        "-c",
+        "while read line; do echo \"got $line\"; done; echo done",
+    ]);
+    let out = run_with_input(run, "hello\nworld\n", DEADLINE);
+    assert!(
+        out.contains("got hello\ngot world\ndone"),
+        "kubectl run printed {out:?}\n{}",
+        w.log()
+    );
+    w.wait_for("the pod to be deleted", || w.pod("once").is_none());
+
+    w.step("kubectl attach -i twice to a container whose stdin stays open");
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: open
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    command: [\"sh\", \"-c\", \"while read line; do echo \\\"got $line\\\"; done; echo eof\"]
+"
+    ));
+    w.remember("open");
+    w.wait_running("open");
+    for word in ["one", "two"] {
+        let attach = w.kubectl_cmd(&["attach", "-i", "open"]);
+        // kubectl attach stays until the container ends: it is stopped once the
+        // container has answered.
+        let _ = run_with_input(attach, &format!("{word}\n"), Duration::from_secs(3));
+        w.wait_for("the container to read the attach's input", || {
+            w.kubectl_out(&["logs", "open"])
+                .contains(&format!("got {word}"))
+        });
+    }
+    let logs = w.kubectl_out(&["logs", "open"]);
+    assert!(!logs.contains("eof"), "stdin stayed open: {logs:?}");
+    assert!(container_status(&w.pod("open").unwrap())["state"]["running"].is_object());
+
+    w.step("a shell on a terminal (stdin + tty) runs what an attach types");
+    w.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: shell
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    tty: true
+    command: [\"sh\"]
+"
+    ));
+    w.remember("shell");
+    w.wait_running("shell");
+    let attach = w.kubectl_cmd(&["attach", "-i", "shell"]);
+    let _ = run_with_input(attach, "echo \"$TERM on $(tty)\"\n", Duration::from_secs(3));
+    w.wait_for("the shell to run the typed command", || {
+        w.kubectl_out(&["logs", "shell"])
+            .contains("xterm on /dev/pts/0")
+    });
+}

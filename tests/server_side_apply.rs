@@ -253,7 +253,8 @@ fn custom_lists_merge_by_schema_keys_and_a_huge_crd_applies_server_side() {
     let csa = s.kubectl_stdin(&["apply", "-f", "-"], &crd);
     assert!(!csa.status.success());
     assert!(
-        String::from_utf8_lossy(&csa.stderr).contains("Too long: must have at most 262144 bytes"),
+        String::from_utf8_lossy(&csa.stderr)
+            .contains("Too long: may not be more than 262144 bytes"),
         "{csa:?}"
     );
     let ssa = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &crd);

@@ -76,6 +76,12 @@ pub enum Command {
         /// Files kept, the current one included (with --max-size; at least 2).
         #[arg(long, default_value_t = crate::agent::runtime::logger::DEFAULT_ROTATION.max_files)]
         max_files: usize,
+        /// Read stdout from this fifo (with --stderr-fifo; a logger orc starts itself).
+        #[arg(long, requires = "stderr_fifo")]
+        stdout_fifo: Option<std::path::PathBuf>,
+        /// Read stderr from this fifo (with --stdout-fifo).
+        #[arg(long, requires = "stdout_fifo")]
+        stderr_fifo: Option<std::path::PathBuf>,
     },
 }
 
@@ -119,9 +125,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             path,
             max_size,
             max_files,
+            stdout_fifo,
+            stderr_fifo,
         } => {
             // Reached when `fast_args` (main.rs) did not take the command line.
-            let args = crate::agent::runtime::logger::LoggerArgs::new(path, max_size, max_files);
+            let args = crate::agent::runtime::logger::LoggerArgs {
+                fifos: stdout_fifo.zip(stderr_fifo),
+                ..crate::agent::runtime::logger::LoggerArgs::new(path, max_size, max_files)
+            };
             crate::agent::runtime::logger::run(&args)
                 .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", args.path.display()))
         }
@@ -157,6 +168,7 @@ mod tests {
                 path,
                 max_size,
                 max_files,
+                ..
             } => Some(LoggerArgs::new(path, max_size, max_files)),
             _ => None,
         }

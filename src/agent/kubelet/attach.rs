@@ -1,14 +1,17 @@
-//! The kubelet's end of `kubectl attach`: the output of a container's main process from
-//! now on, read from its CRI log file (the shim owns the process's stdio, see DESIGN
-//! 3b), sent on the stdout and stderr streams until the container stops or restarts.
-//! Containers get no stdin, so the client's input is dropped.
+//! The kubelet's end of `kubectl attach` (and of `kubectl run -i`): the output of a
+//! container's main process from now on, read from its CRI log file (the shim owns the
+//! process's stdio, see DESIGN 3b), sent on the stdout and stderr streams until the
+//! container stops or restarts; the client's input goes to the container's stdin when
+//! it has one (`stdin: true`; else it is dropped, as the container reads none), and its
+//! terminal is resized with the client's. A `stdinOnce` container's stdin closes for
+//! good when the first attach ends.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -28,9 +31,22 @@ pub async fn run<S>(
     id: &str,
     logs: &Path,
     request: &ExecRequest,
+    protocol: &'static str,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let stdin = if request.stdin {
+        match runtime.attach_stdin(id).await {
+            Ok(stdin) => stdin,
+            Err(e) => {
+                debug!(error = %e, "the container's stdin cannot be opened; input is dropped");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let once = stdin.as_ref().is_some_and(|s| s.once);
     let (sink, mut incoming) = ws.split();
     let (outbound, queue) = mpsc::channel::<Vec<u8>>(OUTBOUND_BUFFER);
     let writer = tokio::spawn(write_client(sink, queue));
@@ -43,10 +59,40 @@ pub async fn run<S>(
     };
     let _ = outbound.send(rc::frame(first, &[])).await;
     let client_gone = async {
+        let mut stdin = stdin.map(|s| s.writer);
         while let Some(Ok(message)) = incoming.next().await {
-            if let Message::Close(_) = message {
-                break;
+            let data = match message {
+                Message::Binary(data) => data,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            match rc::parse(&data, protocol) {
+                rc::Inbound::Stdin(bytes) => {
+                    if let Some(w) = stdin.as_mut() {
+                        if w.write_all(bytes).await.is_err() || w.flush().await.is_err() {
+                            stdin = None;
+                        }
+                    }
+                }
+                rc::Inbound::Resize(size) if request.tty => {
+                    runtime.resize_terminal(id, size).await;
+                }
+                rc::Inbound::CloseStdin => {
+                    if let Some(mut w) = stdin.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    if once {
+                        runtime.close_stdin(id).await;
+                    }
+                }
+                rc::Inbound::Invalid(why) => debug!(%why, "attach client message ignored"),
+                _ => {}
             }
+        }
+        // The client went: a stdinOnce container's input ends with it.
+        drop(stdin);
+        if once {
+            runtime.close_stdin(id).await;
         }
     };
     tokio::pin!(client_gone);

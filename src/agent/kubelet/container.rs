@@ -531,6 +531,9 @@ pub fn container_config(
     };
     // Upstream `AddNoNewPrivileges`: only an explicit `allowPrivilegeEscalation: false`.
     config.no_new_privileges = security["allowPrivilegeEscalation"].as_bool() == Some(false);
+    config.stdin = container["stdin"].as_bool() == Some(true);
+    config.stdin_once = config.stdin && container["stdinOnce"].as_bool() == Some(true);
+    config.tty = container["tty"].as_bool() == Some(true);
     let run_as_user = security["runAsUser"]
         .as_u64()
         .or_else(|| pod_security["runAsUser"].as_u64());

@@ -168,7 +168,7 @@ pub async fn exec(
                             .join(&target.container);
                         info!(protocol, "attached");
                         let runtime = endpoint.runtime.clone();
-                        attach::run(ws, runtime, &running.id, &logs, &request).await;
+                        attach::run(ws, runtime, &running.id, &logs, &request, protocol).await;
                     }
                     Err(e) => refuse_session(ws, &e.message()).await,
                 };

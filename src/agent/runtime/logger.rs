@@ -332,11 +332,18 @@ pub fn reorder_shim_args(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// Flags of a logger orc starts itself for a container with stdin and no terminal (the
+/// shim's binary logging has no stdin): the fifos the shim copies the output into.
+pub const STDOUT_FIFO_FLAG: &str = "--stdout-fifo";
+pub const STDERR_FIFO_FLAG: &str = "--stderr-fifo";
+
 /// What `orc container-logger PATH [--max-size N] [--max-files N]` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggerArgs {
     pub path: PathBuf,
     pub rotation: Option<Rotation>,
+    /// Read the output from these fifos (stdout, stderr) instead of the shim's pipes.
+    pub fifos: Option<(PathBuf, PathBuf)>,
 }
 
 impl LoggerArgs {
@@ -349,6 +356,7 @@ impl LoggerArgs {
                 max_size,
                 max_files: max_files.max(2),
             }),
+            fifos: None,
         }
     }
 }
@@ -396,18 +404,26 @@ pub fn run(args: &LoggerArgs) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let file = RotatingFile::open(path, args.rotation, Utc::now)?;
-    // SAFETY: the containerd shim starts a binary:// logger with fds 3 and 4 open on the
-    // read ends of the stdout/stderr pipes and fd 5 on the write end of its ready pipe;
-    // nothing else in this process owns them.
-    let (stdout, stderr, ready) = unsafe {
-        (
-            File::from(OwnedFd::from_raw_fd(STDOUT_FD)),
-            File::from(OwnedFd::from_raw_fd(STDERR_FD)),
-            OwnedFd::from_raw_fd(READY_FD),
-        )
+    let (stdout, stderr) = match &args.fifos {
+        // Started by orc: the output ends when the shim closes its ends of the fifos
+        // (opening them waits for the shim to open its ends).
+        Some((out, err)) => (File::open(out)?, File::open(err)?),
+        None => {
+            // SAFETY: the containerd shim starts a binary:// logger with fds 3 and 4
+            // open on the read ends of the stdout/stderr pipes and fd 5 on the write end
+            // of its ready pipe; nothing else in this process owns them.
+            let (stdout, stderr, ready) = unsafe {
+                (
+                    File::from(OwnedFd::from_raw_fd(STDOUT_FD)),
+                    File::from(OwnedFd::from_raw_fd(STDERR_FD)),
+                    OwnedFd::from_raw_fd(READY_FD),
+                )
+            };
+            ignore_sigterm()?;
+            drop(ready);
+            (stdout, stderr)
+        }
     };
-    ignore_sigterm()?;
-    drop(ready);
 
     let sink = Arc::new(Mutex::new(file));
     let err_sink = sink.clone();

@@ -254,6 +254,12 @@ pub struct ContainerConfig {
     pub oom_score_adj: Option<i32>,
     /// The runtime handler (its pod's RuntimeClass's); `None`: the node's default.
     pub runtime_handler: Option<String>,
+    /// The container's stdin is open for `kubectl attach -i` (Kubernetes `stdin`); with
+    /// `stdin_once`, it reaches EOF when the first attach ends.
+    pub stdin: bool,
+    pub stdin_once: bool,
+    /// The process runs on a terminal (Kubernetes `tty`).
+    pub tty: bool,
     /// `securityContext.privileged`: every capability, no masked or read-only paths,
     /// writable sysfs and cgroupfs, every device allowed (containerd's `WithPrivileged`,
     /// `WithAllDevicesAllowed`); [`ContainerConfig::devices`] then holds the host's.
@@ -320,6 +326,9 @@ impl ContainerConfig {
             no_new_privileges: false,
             devices: Vec::new(),
             host_capabilities: None,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 }
@@ -384,6 +393,13 @@ pub struct TerminalSize {
 
 pub type ExecReader = Box<dyn AsyncRead + Send + Unpin>;
 pub type ExecWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// An attach's end of a container's stdin.
+pub struct AttachedStdin {
+    pub writer: ExecWriter,
+    /// The container's stdin closes for good when this attach ends (`stdinOnce`).
+    pub once: bool,
+}
 
 /// A started exec process: the streams it was asked for, and its control.
 pub struct ExecSession {
@@ -524,6 +540,18 @@ pub trait ContainerRuntime: Send + Sync {
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
     /// Starts `request.cmd` in the running container with the streams it asks for.
     async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession>;
+    /// A write end of the container's stdin for an attach (the process reads what is
+    /// written); `None` when it has none or it was closed (`stdinOnce`, attached
+    /// before). Default: none.
+    async fn attach_stdin(&self, _id: &str) -> Result<Option<AttachedStdin>> {
+        Ok(None)
+    }
+    /// Closes the container's stdin for good once the writers are gone (the process
+    /// reads EOF): a `stdinOnce` container's first attach ended. Best effort.
+    async fn close_stdin(&self, _id: &str) {}
+    /// Resizes the terminal of the container's main process (`tty: true`); best
+    /// effort. Default: nothing.
+    async fn resize_terminal(&self, _id: &str, _size: TerminalSize) {}
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>>;
     /// The containers whose label `key` is `value` (a pod's, by its uid label). Runtimes
     /// that can filter on their side override this: a pod's teardown then does not fetch

@@ -205,6 +205,10 @@ pub fn process_env(config: &ContainerConfig, image: Option<&ImageConfig>) -> Vec
     if let Some(h) = &config.hostname {
         set("HOSTNAME", h);
     }
+    // As containerd's CRI for a container with a tty (the pod's own env still wins).
+    if config.tty {
+        set("TERM", "xterm");
+    }
     for (name, value) in &config.env {
         set(name, value);
     }
@@ -303,7 +307,7 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(config.tty)
         .user(
             UserBuilder::default()
                 .uid(user.uid)

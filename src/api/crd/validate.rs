@@ -23,8 +23,18 @@ pub fn validate(schema: &Structural, obj: &Value, old: Option<&Value>) -> Vec<Fi
     validate_lists(schema, obj, &root, &mut errs);
     validate_embedded(schema, obj, &root, &mut errs);
     errs.extend(validate_rules(schema, obj, old));
+    // Upstream validates a custom object from a nil field path: what is wrong with the
+    // object as a whole (a root rule, a root keyword) reads `<nil>: ...`.
+    for e in &mut errs {
+        if e.field.is_empty() {
+            e.field = NIL_PATH.to_string();
+        }
+    }
     errs
 }
+
+/// How upstream prints the nil `field.Path` it validates custom objects from.
+const NIL_PATH: &str = "<nil>";
 
 // ---------------------------------------------------------------------------
 // OpenAPI keywords

@@ -98,7 +98,7 @@ fn required_enum_and_bounds() {
     );
     assert_eq!(
         errors(&s, json!({"name": "abcdef"})),
-        vec!["spec.name: Too long: must have at most 5 bytes"]
+        vec!["spec.name: Too long: may not be more than 5 bytes"]
     );
 }
 
@@ -263,4 +263,32 @@ fn preserve_unknown_fields_and_untyped_nodes_accept_anything() {
     let s = spec_schema(json!({"any": {"x-kubernetes-preserve-unknown-fields": true}}));
     assert!(errors(&s, json!({"any": {"deep": [1, "x", null]}})).is_empty());
     assert!(errors(&s, json!({"any": 5})).is_empty());
+}
+
+#[test]
+fn errors_about_the_whole_object_name_upstreams_nil_path() {
+    // Calico's Tier and FelixConfiguration rules look at `metadata.name` from the root;
+    // upstream validates from a nil path, printed `<nil>`.
+    let s = schema(json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {
+            "defaultAction": {"type": "string"}, "nodeSelector": {"type": "string"}}}},
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name == 'default' ? self.spec.defaultAction == 'Deny' : true",
+             "message": "The 'default' tier must have default action 'Deny'"},
+            {"rule": "self.metadata.name == 'default' ? !has(self.spec.nodeSelector) : true",
+             "message": "nodeSelector must not be set", "reason": "FieldValueForbidden"}
+        ]
+    }));
+    let mut o = obj(json!({"defaultAction": "Pass", "nodeSelector": "all()"}));
+    o["metadata"]["name"] = json!("default");
+    assert_eq!(
+        messages(&validate(&s, &o, None)),
+        vec![
+            r#"<nil>: Invalid value: "object": The 'default' tier must have default action 'Deny'"#,
+            "<nil>: Forbidden: nodeSelector must not be set",
+        ]
+    );
+    o["metadata"]["name"] = json!("other");
+    assert!(validate(&s, &o, None).is_empty());
 }

@@ -183,7 +183,7 @@ mod tests {
             json!({"metadata": {"name": "c"}, "data": {"a": "x".repeat(MAX_SECRET_SIZE + 1)}});
         assert_eq!(
             messages(&validate("ConfigMap", &big, None)),
-            vec![": Too long: must have at most 1048576 bytes"]
+            vec![": Too long: may not be more than 1048576 bytes"]
         );
     }
 
@@ -247,7 +247,7 @@ mod tests {
         let big = json!({"metadata": {"name": "s"}, "stringData": {"a": "x".repeat(MAX_SECRET_SIZE + 1)}});
         assert_eq!(
             messages(&validate("Secret", &big, None)),
-            vec!["data: Too long: must have at most 1048576 bytes"]
+            vec!["data: Too long: may not be more than 1048576 bytes"]
         );
     }
 

@@ -124,12 +124,14 @@ impl FieldError {
         Self::new(field, FieldErrorKind::Forbidden, None, detail)
     }
 
+    /// Upstream 1.32's `field.TooLong`: the value is never shown, and the limit is worded
+    /// in bytes whatever it counts (apimachinery v0.32; 1.31 said "must have at most").
     pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
         Self::new(
             field,
             FieldErrorKind::TooLong,
             None,
-            format!("must have at most {max_bytes} bytes"),
+            format!("may not be more than {max_bytes} bytes"),
         )
     }
 
@@ -303,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             FieldError::too_long("metadata.annotations", 262144).to_string(),
-            "metadata.annotations: Too long: must have at most 262144 bytes"
+            "metadata.annotations: Too long: may not be more than 262144 bytes"
         );
         assert_eq!(
             FieldError::too_many("spec.x", 5, 4).to_string(),

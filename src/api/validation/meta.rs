@@ -158,7 +158,7 @@ mod tests {
         let obj = json!({"metadata": {"name": "x", "annotations": {"a": big}}});
         assert_eq!(
             messages(&validate("ConfigMap", &obj, None)),
-            vec!["metadata.annotations: Too long: must have at most 262144 bytes"]
+            vec!["metadata.annotations: Too long: may not be more than 262144 bytes"]
         );
     }
 }

@@ -187,6 +187,22 @@ fn undecodable(def: &ResourceDef, e: impl std::fmt::Display) -> ApiError {
     ))
 }
 
+/// A body of a built-in kind that does not decode: in Go's words where a value has the
+/// wrong JSON type for its field (`json: cannot unmarshal bool into Go struct field
+/// ConfigMap.data of type string`), else in the decoder's.
+fn undecodable_body(def: &ResourceDef, obj: &Value, e: impl std::fmt::Display) -> ApiError {
+    let go_words = if def.custom.is_none() {
+        crate::api::protobuf::schema_for(&def.api_version(), def.kind)
+            .and_then(|m| crate::api::go_json::type_error(m, obj))
+    } else {
+        None
+    };
+    match go_words {
+        Some(words) => undecodable(def, words),
+        None => undecodable(def, e),
+    }
+}
+
 /// A body that is not a JSON object of `def`'s kind and version is refused; a missing
 /// `apiVersion` or `kind` is filled in.
 fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
@@ -311,7 +327,7 @@ impl Registry {
         }
         let typed = strategy
             .typed(&self.context(def), &obj)
-            .map_err(|e| undecodable(def, e))?;
+            .map_err(|e| undecodable_body(def, &obj, e))?;
         let unknown = if fv == FieldValidation::Ignore {
             Vec::new()
         } else {

@@ -582,9 +582,15 @@ impl Cache {
             let pod = p.obj.get();
             let info = PodInfo::from_json(&pod);
             let selector = self.workloads.default_selector(&pod);
-            let decision = match pod_volumes(&pod, &self.storage) {
-                Ok(vols) => self.select_node(&key, &pod, &info, selector.as_ref(), &vols),
-                Err(why) => Err((volume_fit_error(self.known_nodes, &why), HashSet::new())),
+            // As upstream's `schedulePod`: no nodes is told before any plugin (the
+            // volumes' PreFilter included) looks at the pod.
+            let decision = if self.has_no_nodes() {
+                Err((fit_error(0, &HashMap::new()), HashSet::new()))
+            } else {
+                match pod_volumes(&pod, &self.storage) {
+                    Ok(vols) => self.select_node(&key, &pod, &info, selector.as_ref(), &vols),
+                    Err(why) => Err((volume_fit_error(self.known_nodes, &why), HashSet::new())),
+                }
             };
             let p = self.pending.get_mut(&key).expect("looked up above");
             match decision {
@@ -753,7 +759,7 @@ impl Cache {
         vols: &PodVolumes,
     ) -> Result<(usize, Vec<ClaimChoice>), (String, HashSet<usize>)> {
         let len = self.nodes.len();
-        if self.known_nodes == 0 || len == 0 {
+        if self.has_no_nodes() {
             return Err((fit_error(0, &HashMap::new()), HashSet::new()));
         }
         let ns = object::namespace(obj).unwrap_or("");
@@ -941,6 +947,11 @@ impl Cache {
         p.stage = Stage::Backoff;
         self.backoff
             .push(Reverse((now + backoff_for(p.attempts), key)));
+    }
+
+    /// Whether there is no node to schedule onto (upstream's `ErrNoNodesAvailable`).
+    fn has_no_nodes(&self) -> bool {
+        self.known_nodes == 0 || self.nodes.is_empty()
     }
 
     /// The node a pod is counted on (bound or assumed), for tests and diagnostics.

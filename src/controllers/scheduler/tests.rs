@@ -531,6 +531,27 @@ async fn a_pending_pod_is_scheduled_once_a_node_is_added() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn no_nodes_is_told_before_the_pods_claims_are_looked_at() {
+    let c = cluster().await;
+    let mut p = pod_json("with-claim", "64Mi");
+    p["spec"]["volumes"] =
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]);
+    c.add_pod(p).await;
+    assert_eq!(
+        c.wait_unschedulable("with-claim").await,
+        "no nodes available to schedule pods"
+    );
+    c.add_node(node_json("n1", "1", "1Gi")).await;
+    let claim_missing = "0/1 nodes are available: persistentvolumeclaim \"data\" not found. \
+                         preemption: 0/1 nodes are available: 1 Preemption is not helpful for \
+                         scheduling.";
+    c.wait_for("the claim's message once a node exists", |c| {
+        unschedulable_message(&c.pod("with-claim")).as_deref() == Some(claim_missing)
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn deleting_a_pod_frees_room_for_a_pending_one() {
     let c = cluster().await;
     c.add_node(node_json("only", "1", "1Gi")).await;

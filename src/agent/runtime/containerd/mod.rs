@@ -10,6 +10,7 @@ mod images;
 mod manifest;
 mod shim_groups;
 mod snapshots;
+mod stdin;
 mod tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -109,6 +110,8 @@ pub struct ContainerdRuntime {
     tasks_created: Mutex<HashSet<String>>,
     /// The shim each new container's task joins.
     shim_groups: shim_groups::ShimGroups,
+    /// Containers' stdin fifos (`stdin: true`).
+    stdins: stdin::Stdins,
 }
 
 /// Most images [`ContainerdRuntime`] keeps resolved (it forgets them all past this).
@@ -156,6 +159,7 @@ impl ContainerdRuntime {
             config.shim_sharing,
             format!("orc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         );
+        let stdins = stdin::Stdins::new(config.exec_dir.join("stdin").join(&config.namespace));
         Ok(ContainerdRuntime {
             client,
             config,
@@ -166,6 +170,7 @@ impl ContainerdRuntime {
             created: Mutex::default(),
             tasks_created: Mutex::default(),
             shim_groups,
+            stdins,
         })
     }
 
@@ -351,6 +356,18 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn exec_streaming(&self, id: &str, request: &ExecRequest) -> Result<ExecSession> {
         self.exec_streamed(id, request).await
+    }
+
+    async fn attach_stdin(&self, id: &str) -> Result<Option<super::AttachedStdin>> {
+        self.open_container_stdin(id).await
+    }
+
+    async fn close_stdin(&self, id: &str) {
+        self.close_container_stdin(id).await
+    }
+
+    async fn resize_terminal(&self, id: &str, size: super::TerminalSize) {
+        self.resize_task_terminal(id, size).await
     }
 
     async fn list_containers(&self) -> Result<Vec<ContainerSummary>> {

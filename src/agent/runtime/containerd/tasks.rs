@@ -18,8 +18,8 @@ use containerd_client::types::Mount as PbMount;
 use tracing::info;
 
 use super::{
-    grpc, shim_groups, timestamp, ContainerdRuntime, CGROUP_PATH_LABEL, KILL_WAIT, LOG_PATH_LABEL,
-    SPEC_TYPE_URL,
+    grpc, shim_groups, stdin, timestamp, ContainerdRuntime, CGROUP_PATH_LABEL, KILL_WAIT,
+    LOG_PATH_LABEL, SPEC_TYPE_URL,
 };
 use crate::agent::runtime::{
     cgroup, logger, spec, ContainerConfig, ContainerState, ContainerStatus, ContainerSummary,
@@ -33,6 +33,8 @@ pub(super) struct Created {
     log_path: PathBuf,
     /// Its runtime's options (`None`: the shim's defaults, runc).
     options: Option<prost_types::Any>,
+    /// Its stdin and terminal.
+    io: stdin::TaskIo,
 }
 
 impl ContainerdRuntime {
@@ -196,6 +198,8 @@ impl ContainerdRuntime {
             config.log_path.to_string_lossy().into_owned(),
         );
         labels.insert(CGROUP_PATH_LABEL.into(), spec::cgroup_path(config));
+        let io = stdin::TaskIo::of(config);
+        io.label(&mut labels);
 
         // The container record comes first and names its snapshot: the snapshot is
         // referenced from the moment it exists, so containerd's garbage collector cannot
@@ -261,6 +265,7 @@ impl ContainerdRuntime {
                 mounts,
                 log_path: config.log_path.clone(),
                 options: handler.options(),
+                io,
             },
         );
         Ok(config.id.clone())
@@ -274,6 +279,7 @@ impl ContainerdRuntime {
             mounts,
             log_path,
             options,
+            io,
         } = match self.take_created(id) {
             Some(created) => created,
             None => match self.existing_for_start(id).await? {
@@ -288,24 +294,48 @@ impl ContainerdRuntime {
                 source,
             })?;
         }
-        let uri = self.log_uri(&log_path);
-        self.client
+        let stdin = self.task_stdin(id, &io)?;
+        // A terminal's output goes through the shim's console copy, which runs the
+        // binary logger with stdin; plain pipes do not (see `fifo_logger`).
+        let (stdout, stderr, mut logger) = if stdin.is_some() && !io.terminal {
+            let (out, err, logger) = self.fifo_logger(id, &log_path)?;
+            (out, err, Some(logger))
+        } else {
+            let uri = self.log_uri(&log_path);
+            (uri.clone(), uri, None)
+        };
+        let created = self
+            .client
             .tasks()
-            .create(self.request(
-                CreateTaskRequest {
-                    container_id: id.to_string(),
-                    rootfs: mounts,
-                    stdout: uri.clone(),
-                    stderr: uri,
-                    // The runtime's options (which binary the runc shim runs) go with
-                    // the task too: the shim reads them from its create request.
-                    options,
-                    ..Default::default()
-                },
-                None,
-            ))
+            .create(
+                self.request(
+                    CreateTaskRequest {
+                        container_id: id.to_string(),
+                        rootfs: mounts,
+                        stdin: stdin
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        stdout,
+                        stderr,
+                        terminal: io.terminal,
+                        // The runtime's options (which binary the runc shim runs) go with
+                        // the task too: the shim reads them from its create request.
+                        options,
+                        ..Default::default()
+                    },
+                    None,
+                ),
+            )
             .await
-            .map_err(grpc("create task"))?;
+            .map_err(grpc("create task"));
+        if let Some(mut logger) = logger.take() {
+            if created.is_err() {
+                let _ = logger.kill();
+            }
+            // Reaped when it ends (after an agent restart, init or the subreaper does).
+            tokio::task::spawn_blocking(move || logger.wait());
+        }
+        created?;
         Ok(None)
     }
 
@@ -388,6 +418,7 @@ impl ContainerdRuntime {
             mounts,
             log_path,
             options,
+            io: stdin::TaskIo::from_labels(&container.labels),
         }))
     }
 
@@ -446,6 +477,7 @@ impl ContainerdRuntime {
             Err(s) if s.code() == Code::NotFound => {}
             Err(s) => return Err(grpc("delete container")(s)),
         }
+        self.forget_stdin(id);
         self.remove_snapshot(id).await
     }
 
