@@ -30,6 +30,10 @@ pub trait PodApi: Send + Sync {
     async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
     /// Records an event (best effort: callers log failures and go on).
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()>;
+    /// Records a repeat of an event created before: `event` is it with its new `count`
+    /// and `lastTimestamp`, which are merged into the stored one (a NotFound error when
+    /// it expired meanwhile).
+    async fn repeat_event(&self, namespace: &str, event: &Value) -> Result<()>;
     /// The Services of a namespace (for the service environment variables).
     async fn list_services(&self, namespace: &str) -> Result<Vec<Value>>;
     /// Asks for a token of ServiceAccount `account` (`request` is a `TokenRequest`);
@@ -134,6 +138,20 @@ impl PodApi for HttpPodApi {
     async fn create_event(&self, namespace: &str, event: &Value) -> Result<()> {
         let path = format!("/api/v1/namespaces/{namespace}/events");
         accepted("create event", self.client.post(&path, event))
+            .await
+            .map(drop)
+    }
+
+    async fn repeat_event(&self, namespace: &str, event: &Value) -> Result<()> {
+        let name = event["metadata"]["name"].as_str().unwrap_or("");
+        let path = format!("/api/v1/namespaces/{namespace}/events/{name}");
+        // What upstream's recorder patches on a repeat.
+        let body = json!({
+            "count": event["count"],
+            "lastTimestamp": event["lastTimestamp"],
+            "message": event["message"],
+        });
+        accepted("update event", self.client.merge_patch(&path, &body))
             .await
             .map(drop)
     }
@@ -357,6 +375,10 @@ mod fake {
                 message: event["message"].as_str().unwrap_or("").to_string(),
             });
             Ok(())
+        }
+
+        async fn repeat_event(&self, namespace: &str, event: &Value) -> Result<()> {
+            self.create_event(namespace, event).await
         }
 
         async fn request_token(

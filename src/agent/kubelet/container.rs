@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::pod_files::object_data;
 use crate::agent::runtime::{
-    BindMount, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy, RegistryAuth, Resources,
-    RunAs,
+    BindMount, CapabilityChanges, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy,
+    RegistryAuth, Resources, RunAs,
 };
 use crate::api::quantity::Quantity;
 
@@ -517,6 +517,20 @@ pub fn container_config(
     let security = &container["securityContext"];
     let pod_security = &ctx.pod["spec"]["securityContext"];
     config.read_only_root = security["readOnlyRootFilesystem"].as_bool() == Some(true);
+    config.privileged = security["privileged"].as_bool() == Some(true);
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect()
+    };
+    config.capabilities = CapabilityChanges {
+        add: names(&security["capabilities"]["add"]),
+        drop: names(&security["capabilities"]["drop"]),
+    };
+    // Upstream `AddNoNewPrivileges`: only an explicit `allowPrivilegeEscalation: false`.
+    config.no_new_privileges = security["allowPrivilegeEscalation"].as_bool() == Some(false);
     config.stdin = container["stdin"].as_bool() == Some(true);
     config.stdin_once = config.stdin && container["stdinOnce"].as_bool() == Some(true);
     config.tty = container["tty"].as_bool() == Some(true);
@@ -869,6 +883,40 @@ mod tests {
         let hub = registry_auth(&secrets, "docker.io").unwrap();
         assert_eq!(hub.username, "hub");
         assert!(registry_auth(&secrets, "other.lan").is_none());
+    }
+
+    #[test]
+    fn security_context_reaches_the_runtime_config() {
+        let container = json!({"name": "pihole", "image": "pihole/pihole", "securityContext": {
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["all"]},
+            "allowPrivilegeEscalation": false, "privileged": null}});
+        let config = with_ctx(&pod(), &Sources::new(), |ctx| {
+            container_config(ctx, &container, 0, false).unwrap()
+        });
+        assert_eq!(config.capabilities.add, vec!["NET_ADMIN".to_string()]);
+        assert_eq!(config.capabilities.drop, vec!["all".to_string()]);
+        assert!(config.no_new_privileges);
+        assert!(!config.privileged);
+        let spec = crate::agent::runtime::spec::build_spec(&config, None);
+        // No command and no image: only the capabilities matter here.
+        assert!(spec.is_err());
+        assert_eq!(
+            crate::agent::runtime::spec::capability_set(&config),
+            std::collections::HashSet::from([oci_spec::runtime::Capability::NetAdmin])
+        );
+
+        let privileged = json!({"name": "ha", "image": "home-assistant",
+            "securityContext": {"privileged": true}});
+        let config = with_ctx(&pod(), &Sources::new(), |ctx| {
+            container_config(ctx, &privileged, 0, false).unwrap()
+        });
+        assert!(config.privileged && !config.no_new_privileges);
+        let plain = json!({"name": "web", "image": "nginx"});
+        let config = with_ctx(&pod(), &Sources::new(), |ctx| {
+            container_config(ctx, &plain, 0, false).unwrap()
+        });
+        assert!(!config.privileged && !config.no_new_privileges);
+        assert_eq!(config.capabilities, CapabilityChanges::default());
     }
 
     /// The OCI memory limit and CPU shares/quota/period a container with these

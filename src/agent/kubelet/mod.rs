@@ -8,6 +8,7 @@ pub mod attach;
 pub mod container;
 pub mod evictions;
 pub mod exec;
+pub mod host_privileges;
 pub mod image_gc;
 pub mod pod_files;
 pub mod podns;

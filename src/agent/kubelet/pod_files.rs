@@ -74,7 +74,23 @@ pub fn render_hosts(pod: &Value, pod_ip: Option<IpAddr>, domain: &str) -> String
             None => out.push_str(&format!("{ip}\t{hostname}\n")),
         }
     }
-    for alias in spec["hostAliases"].as_array().into_iter().flatten() {
+    out.push_str(&host_alias_entries(pod));
+    out
+}
+
+/// The hosts file of a pod on the host's network (upstream's `nodeHostsFileContent`):
+/// the node's own, then the pod's host aliases.
+pub fn render_host_network_hosts(pod: &Value, node_hosts: &str) -> String {
+    let mut out = String::from("# Kubernetes-managed hosts file (host network).\n");
+    out.push_str(node_hosts);
+    out.push_str(&host_alias_entries(pod));
+    out
+}
+
+/// The entries of the pod's `hostAliases`.
+fn host_alias_entries(pod: &Value) -> String {
+    let mut out = String::new();
+    for alias in pod["spec"]["hostAliases"].as_array().into_iter().flatten() {
         let names: Vec<&str> = alias["hostnames"]
             .as_array()
             .into_iter()
@@ -559,6 +575,19 @@ mod tests {
             "{conf}"
         );
         assert!(conf.ends_with("options ndots:2 edns0\n"), "{conf}");
+    }
+
+    #[test]
+    fn host_network_hosts_file_is_the_nodes_with_the_pods_aliases() {
+        let mut p = pod();
+        p["spec"]["hostNetwork"] = json!(true);
+        p["spec"]["hostAliases"] = json!([{"ip": "10.0.0.9", "hostnames": ["db"]}]);
+        let hosts = render_host_network_hosts(&p, "127.0.0.1\tlocalhost\n192.168.1.5\tpi\n");
+        assert_eq!(
+            hosts,
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1\tlocalhost\n\
+             192.168.1.5\tpi\n\n# Entries added by HostAliases.\n10.0.0.9\tdb\n"
+        );
     }
 
     #[test]

@@ -260,6 +260,44 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     /// The process runs on a terminal (Kubernetes `tty`).
     pub tty: bool,
+    /// `securityContext.privileged`: every capability, no masked or read-only paths,
+    /// writable sysfs and cgroupfs, every device allowed (containerd's `WithPrivileged`,
+    /// `WithAllDevicesAllowed`); [`ContainerConfig::devices`] then holds the host's.
+    pub privileged: bool,
+    /// `securityContext.capabilities` over the default set (ignored when privileged).
+    pub capabilities: CapabilityChanges,
+    /// `allowPrivilegeEscalation: false`: the process and its children gain no privileges
+    /// (setuid binaries, file capabilities).
+    pub no_new_privileges: bool,
+    /// Device nodes made in the container (and allowed by its device cgroup).
+    pub devices: Vec<DeviceNode>,
+    /// The capabilities the agent itself has, as a mask (`CapEff`): what privileged and
+    /// `add: [ALL]` grant (containerd's `cap.Current()`), as runc fails to grant one the
+    /// host withholds. `None`: every capability Linux has.
+    pub host_capabilities: Option<u64>,
+}
+
+/// Capabilities added to and dropped from the default set, as a container's
+/// `securityContext.capabilities` names them (`NET_ADMIN`, `ALL`; any case, with or
+/// without `CAP_`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CapabilityChanges {
+    pub add: Vec<String>,
+    pub drop: Vec<String>,
+}
+
+/// A device node of the host, made at the same path in a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    pub path: String,
+    /// A character device (`c`), else a block device (`b`).
+    pub char_device: bool,
+    pub major: i64,
+    pub minor: i64,
+    /// The permission bits of the node.
+    pub file_mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl ContainerConfig {
@@ -283,6 +321,11 @@ impl ContainerConfig {
             read_only_root: false,
             oom_score_adj: None,
             runtime_handler: None,
+            privileged: false,
+            capabilities: CapabilityChanges::default(),
+            no_new_privileges: false,
+            devices: Vec::new(),
+            host_capabilities: None,
             stdin: false,
             stdin_once: false,
             tty: false,

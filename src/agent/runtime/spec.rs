@@ -1,18 +1,20 @@
 //! Builds a container's OCI runtime spec from its `ContainerConfig` and image config:
 //! runc's default spec (mounts, masked and read-only paths) with containerd's default
-//! capabilities, then the pod's command, environment, namespaces, mounts and cgroup.
+//! capabilities, then the pod's command, environment, namespaces, mounts, cgroup and
+//! security context (capabilities added and dropped, privileged, no new privileges).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
     LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec, UserBuilder,
 };
 
-use super::{ContainerConfig, NamespaceMode, Result, RunAs, RuntimeError};
+use super::{ContainerConfig, DeviceNode, NamespaceMode, Result, RunAs, RuntimeError};
 
 /// PATH set when the image does not set one (as containerd does).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -34,6 +36,137 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::Kill,
     Capability::AuditWrite,
 ];
+
+/// Every capability Linux has (kernel 6.x), at its number (its bit in a capability
+/// mask such as `/proc/self/status`'s `CapEff`).
+const ALL_CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The capabilities whose bits are set in `mask`.
+pub fn capabilities_in_mask(mask: u64) -> HashSet<Capability> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .filter_map(|(_, name)| parse_capability(name))
+        .collect()
+}
+
+/// A capability as Kubernetes names it (`NET_ADMIN`; any case, `CAP_` prefix allowed);
+/// `None` for a name Linux does not have (containerd hands those to runc, which skips
+/// them).
+fn parse_capability(name: &str) -> Option<Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// The capabilities a container's process gets: all the agent has (containerd's
+/// `cap.Current()`; every one Linux has when unknown) when privileged, else containerd's
+/// default set changed by `securityContext.capabilities` in containerd's order (`add:
+/// [ALL]`, then `drop: [ALL]`, then each named one added, then each named one dropped;
+/// `ALL` in any case).
+pub fn capability_set(config: &ContainerConfig) -> HashSet<Capability> {
+    let all = || capabilities_in_mask(config.host_capabilities.unwrap_or(u64::MAX));
+    if config.privileged {
+        return all();
+    }
+    let changes = &config.capabilities;
+    let is_all = |c: &&String| c.eq_ignore_ascii_case("ALL");
+    let mut caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    if changes.add.iter().any(|c| is_all(&c)) {
+        caps = all();
+    }
+    if changes.drop.iter().any(|c| is_all(&c)) {
+        caps.clear();
+    }
+    caps.extend(
+        changes
+            .add
+            .iter()
+            .filter(|c| !is_all(c))
+            .filter_map(|c| parse_capability(c)),
+    );
+    for c in changes
+        .drop
+        .iter()
+        .filter(|c| !is_all(c))
+        .filter_map(|c| parse_capability(c))
+    {
+        caps.remove(&c);
+    }
+    caps
+}
+
+fn linux_device(d: &DeviceNode) -> std::result::Result<LinuxDevice, oci_spec::OciSpecError> {
+    LinuxDeviceBuilder::default()
+        .path(PathBuf::from(&d.path))
+        .typ(if d.char_device {
+            LinuxDeviceType::C
+        } else {
+            LinuxDeviceType::B
+        })
+        .major(d.major)
+        .minor(d.minor)
+        .file_mode(d.file_mode)
+        .uid(d.uid)
+        .gid(d.gid)
+        .build()
+}
+
+/// The device cgroup: nothing but runc's default devices, or every device for a
+/// privileged container; the container's own device nodes allowed either way.
+fn device_rules(
+    config: &ContainerConfig,
+) -> std::result::Result<Vec<LinuxDeviceCgroup>, oci_spec::OciSpecError> {
+    let mut rules = vec![LinuxDeviceCgroupBuilder::default()
+        .allow(config.privileged)
+        .access("rwm")
+        .build()?];
+    for d in &config.devices {
+        rules.push(LinuxDeviceCgroup::from(&linux_device(d)?));
+    }
+    Ok(rules)
+}
 
 /// The full argv: Kubernetes `command`/`args` over the image's Entrypoint/Cmd.
 pub fn process_args(config: &ContainerConfig, image: Option<&ImageConfig>) -> Vec<String> {
@@ -161,11 +294,16 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
             "working directory {cwd:?} is not absolute"
         )));
     }
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let caps = capability_set(config);
+    // No inheritable or ambient capabilities (containerd since 1.6.18, and CRI's
+    // `WithoutAmbientCaps`): a process that switches to another user loses its
+    // capabilities, as Kubernetes expects.
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
     let process = ProcessBuilder::default()
@@ -181,7 +319,7 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         .env(process_env(config, image))
         .cwd(cwd)
         .capabilities(capabilities)
-        .no_new_privileges(false)
+        .no_new_privileges(config.no_new_privileges)
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
     let mut process = process;
@@ -200,12 +338,8 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
     .flatten()
     .collect();
 
-    let mut resources =
-        LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(false)
-            .access("rwm")
-            .build()
-            .map_err(|e| spec_err(e.to_string()))?]);
+    let mut resources = LinuxResourcesBuilder::default()
+        .devices(device_rules(config).map_err(|e| spec_err(e.to_string()))?);
     let r = &config.resources;
     if let Some(limit) = r.memory_limit_bytes {
         // swap = limit: a memory limit is not escaped into swap (as the kubelet does).
@@ -230,16 +364,48 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         resources = resources.cpu(cpu.build().map_err(|e| spec_err(e.to_string()))?);
     }
     let defaults = oci_spec::runtime::Linux::default();
+    // A privileged container sees the whole of /proc and /sys (containerd's
+    // `WithPrivileged`: no masked or read-only paths).
+    let (masked, readonly) = if config.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            defaults.masked_paths().clone().unwrap_or_default(),
+            defaults.readonly_paths().clone().unwrap_or_default(),
+        )
+    };
+    let devices = config
+        .devices
+        .iter()
+        .map(linux_device)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| spec_err(e.to_string()))?;
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(cgroup_path(config)))
         .resources(resources.build().map_err(|e| spec_err(e.to_string()))?)
-        .masked_paths(defaults.masked_paths().clone().unwrap_or_default())
-        .readonly_paths(defaults.readonly_paths().clone().unwrap_or_default())
+        .masked_paths(masked)
+        .readonly_paths(readonly)
+        .devices(devices)
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
 
     let mut mounts = oci_spec::runtime::get_default_mounts();
+    if config.privileged {
+        // Writable sysfs and cgroupfs (containerd's `WithWriteableSysfs`,
+        // `WithWriteableCgroupfs`).
+        for m in &mut mounts {
+            if matches!(m.typ().as_deref(), Some("sysfs" | "cgroup" | "cgroup2")) {
+                let options = m.options().clone().unwrap_or_default();
+                m.set_options(Some(
+                    options
+                        .into_iter()
+                        .map(|o| if o == "ro" { "rw".to_string() } else { o })
+                        .collect(),
+                ));
+            }
+        }
+    }
     // A mount of the pod's replaces a default one at the same place (e.g. /dev/shm).
     mounts.retain(|d| {
         !config
@@ -446,6 +612,160 @@ mod tests {
         let devices = res.devices().as_ref().unwrap();
         assert_eq!(devices.len(), 1);
         assert!(!devices[0].allow());
+    }
+
+    fn strings_of(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn with_changes(add: &[&str], drop: &[&str]) -> HashSet<Capability> {
+        let mut c = config();
+        c.capabilities = crate::agent::runtime::CapabilityChanges {
+            add: strings_of(add),
+            drop: strings_of(drop),
+        };
+        capability_set(&c)
+    }
+
+    #[test]
+    fn capabilities_are_added_and_dropped_in_containerds_order() {
+        let defaults: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+        assert_eq!(with_changes(&[], &[]), defaults);
+        // Sock Shop's services: everything dropped (lower case), one added back.
+        assert_eq!(
+            with_changes(&["NET_BIND_SERVICE"], &["all"]),
+            HashSet::from([Capability::NetBindService])
+        );
+        // Pi-hole's NET_ADMIN; a `CAP_` prefix and lower case are read too.
+        let added = with_changes(&["NET_ADMIN", "cap_sys_time"], &["CHOWN"]);
+        assert!(added.contains(&Capability::NetAdmin));
+        assert!(added.contains(&Capability::SysTime));
+        assert!(!added.contains(&Capability::Chown));
+        assert_eq!(added.len(), defaults.len() + 1);
+        // `ALL` then a named drop: every capability but that one.
+        let all_but_chown = with_changes(&["ALL"], &["CHOWN"]);
+        assert_eq!(all_but_chown.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(all_but_chown.contains(&Capability::SysAdmin));
+        // `ALL` is what the agent itself has (this host's bounding set may lack some).
+        let mut c = config();
+        c.capabilities.add = strings_of(&["all"]);
+        c.host_capabilities = Some((1 << 12) | (1 << 21));
+        assert_eq!(
+            capability_set(&c),
+            HashSet::from([Capability::NetAdmin, Capability::SysAdmin])
+        );
+        // A name Linux does not have changes nothing (runc skips it upstream).
+        assert_eq!(with_changes(&["NOT_A_CAPABILITY"], &[]), defaults);
+        // A named add survives `drop: [ALL]`; a named drop wins over its add.
+        assert_eq!(
+            with_changes(&["NET_RAW", "KILL"], &["ALL", "KILL"]),
+            HashSet::from([Capability::NetRaw])
+        );
+    }
+
+    #[test]
+    fn privileged_containers_get_everything_unmasked_and_every_device() {
+        let mut c = config();
+        c.privileged = true;
+        // Ignored when privileged, as containerd does.
+        c.capabilities.drop = strings_of(&["ALL"]);
+        c.devices = vec![crate::agent::runtime::DeviceNode {
+            path: "/dev/ttyUSB0".into(),
+            char_device: true,
+            major: 188,
+            minor: 0,
+            file_mode: 0o660,
+            uid: 0,
+            gid: 20,
+        }];
+        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(
+            caps.bounding().as_ref().unwrap().len(),
+            ALL_CAPABILITIES.len()
+        );
+        assert!(caps.ambient().as_ref().unwrap().is_empty());
+        assert!(caps.inheritable().as_ref().unwrap().is_empty());
+        assert!(caps
+            .effective()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths().as_ref().unwrap().len(), 0);
+        assert_eq!(linux.readonly_paths().as_ref().unwrap().len(), 0);
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert!(rules[0].allow(), "every device allowed: {rules:?}");
+        let devices = linux.devices().clone().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].path(), &PathBuf::from("/dev/ttyUSB0"));
+        assert_eq!((devices[0].major(), devices[0].minor()), (188, 0));
+        let mounts = spec.mounts().as_ref().unwrap();
+        let sys = mounts
+            .iter()
+            .find(|m| m.destination() == &PathBuf::from("/sys"))
+            .unwrap();
+        let options = sys.options().as_ref().unwrap();
+        assert!(options.contains(&"rw".to_string()) && !options.contains(&"ro".to_string()));
+
+        let plain = build_spec(&config(), Some(&image(&[], &["sh"]))).unwrap();
+        let sys = plain
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == &PathBuf::from("/sys"))
+            .cloned()
+            .unwrap();
+        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        assert!(!plain
+            .process()
+            .as_ref()
+            .unwrap()
+            .no_new_privileges()
+            .unwrap());
+        let caps = plain
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert!(caps.ambient().as_ref().unwrap().is_empty());
+
+        c.host_capabilities = Some(u64::MAX >> 40);
+        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 24, "bits 0-23");
+    }
+
+    #[test]
+    fn no_new_privileges_follows_the_config() {
+        let mut c = config();
+        c.no_new_privileges = true;
+        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        assert_eq!(
+            spec.process().as_ref().unwrap().no_new_privileges(),
+            Some(true)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Init and app containers under the restart policy: runtime state polled, the next step
 //! decided (keep, back off, start), and a new instance started step by step.
 
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::{containers, error_chain, exit_reason, humantime, PodWorker, UNKNOWN_EXIT_CODE};
 use crate::agent::kubelet::container::{self, env_sources, PodContext, Sources};
+use crate::agent::kubelet::host_privileges;
 use crate::agent::kubelet::probes::{ProbeKind, ProbeSpec};
 use crate::agent::kubelet::status::{
     self, backoff_delay, next_step, Instance, InstanceState, Step, Terminated, Waiting,
@@ -591,8 +593,9 @@ impl PodWorker {
             (self.pod_dir.join("resolv.conf"), "/etc/resolv.conf"),
             (self.pod_dir.join("hostname"), "/etc/hostname"),
         ];
-        let host_network = self.pod["spec"]["hostNetwork"].as_bool() == Some(true);
-        let etc_files = if host_network { &etc[..0] } else { &etc[..] };
+        // Host-network pods get theirs too (the node's hosts file and name, resolvers by
+        // dnsPolicy), as upstream.
+        let etc_files = &etc[..];
         let cfg = &self.shared.config;
         let files = cfg.pod_namespaces(&self.uid);
         let shared = cfg
@@ -618,6 +621,22 @@ impl PodWorker {
             Some(handler) => handler.clone(),
             None => self.lookup_runtime_handler().await?,
         };
+        let adds_all = config
+            .capabilities
+            .add
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("ALL"));
+        if config.privileged || adds_all {
+            config.host_capabilities = Some(
+                host_privileges::current_capabilities()
+                    .map_err(|e| format!("failed to read the agent's own capabilities: {e}"))?,
+            );
+        }
+        if config.privileged {
+            config.devices = host_privileges::host_devices(Path::new("/dev")).map_err(|e| {
+                format!("failed to list the host's devices for a privileged container: {e}")
+            })?;
+        }
         let score = crate::agent::kubelet::qos::oom_score_adj(
             &self.pod,
             spec,

@@ -108,6 +108,8 @@ pub struct PodWorker {
     status_unposted: bool,
     /// Events to record once the sync has written the status.
     events_later: std::sync::Mutex<Vec<LaterEvent>>,
+    /// The events recorded so far, so repeats raise their count.
+    event_series: std::sync::Mutex<report::EventSeries>,
     /// When this kubelet first saw the pod (`kubelet_pod_start_duration_seconds`).
     seen: std::time::Instant,
     /// The pod being plugged into the network (veth, addresses, routes) while the rest
@@ -194,6 +196,7 @@ impl PodWorker {
             status_failing: false,
             status_unposted: false,
             events_later: Default::default(),
+            event_series: Default::default(),
             seen: std::time::Instant::now(),
             pending_attach: None,
             runtime_handler: None,

@@ -1,5 +1,7 @@
 //! What the worker tells the API: the pod status (posted only when it changed) and
-//! events on the pod.
+//! events on the pod, repeats aggregated into one Event as upstream's recorder does.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -7,6 +9,93 @@ use tracing::{debug, warn};
 
 use super::{LaterEvent, PodWorker};
 use crate::agent::kubelet::status::{self, PodFacts};
+
+/// Most distinct events a pod's series remembers; past it the oldest are forgotten
+/// (their next repeat starts a new Event), as upstream's recorder keeps an LRU cache.
+const EVENT_SERIES_CAPACITY: usize = 256;
+
+/// The events recorded about one pod, by what makes two of them the same (type,
+/// reason, container and message; client-go's `EventLogger` key): a repeat raises the
+/// first Event's `count` and `lastTimestamp` instead of creating another, so `kubectl
+/// describe` shows `(x4 over 3m)` and a pod backing off does not pile up Events.
+#[derive(Debug, Default)]
+pub(super) struct EventSeries {
+    /// Key → (Event name, count, when it was last recorded: a sequence number).
+    seen: HashMap<String, (String, u64, u64)>,
+    next: u64,
+}
+
+/// What to do with an event.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Occurrence {
+    /// Create an Event; remember it with [`EventSeries::created`].
+    First,
+    /// Raise Event `name` to `count`.
+    Repeat { name: String, count: u64 },
+}
+
+impl EventSeries {
+    fn key(kind: &str, reason: &str, message: &str, field_path: &str) -> String {
+        [kind, reason, field_path, message].join("\u{0}")
+    }
+
+    /// Counts an occurrence of the event.
+    pub(super) fn observe(
+        &mut self,
+        kind: &str,
+        reason: &str,
+        message: &str,
+        field_path: &str,
+    ) -> Occurrence {
+        self.next += 1;
+        let now = self.next;
+        match self
+            .seen
+            .get_mut(&Self::key(kind, reason, message, field_path))
+        {
+            Some((name, count, last)) => {
+                *count += 1;
+                *last = now;
+                Occurrence::Repeat {
+                    name: name.clone(),
+                    count: *count,
+                }
+            }
+            None => Occurrence::First,
+        }
+    }
+
+    /// Remembers Event `name`, just created for the event (count 1).
+    pub(super) fn created(
+        &mut self,
+        kind: &str,
+        reason: &str,
+        message: &str,
+        field_path: &str,
+        name: &str,
+    ) {
+        if self.seen.len() >= EVENT_SERIES_CAPACITY {
+            if let Some(oldest) = self
+                .seen
+                .iter()
+                .min_by_key(|(_, (_, _, last))| *last)
+                .map(|(k, _)| k.clone())
+            {
+                self.seen.remove(&oldest);
+            }
+        }
+        self.seen.insert(
+            Self::key(kind, reason, message, field_path),
+            (name.to_string(), 1, self.next),
+        );
+    }
+
+    /// Forgets the event (its Event is gone: the next occurrence creates a new one).
+    pub(super) fn forget(&mut self, kind: &str, reason: &str, message: &str, field_path: &str) {
+        self.seen
+            .remove(&Self::key(kind, reason, message, field_path));
+    }
+}
 
 impl PodWorker {
     pub(super) fn facts(&self) -> PodFacts<'_> {
@@ -143,7 +232,35 @@ impl PodWorker {
             return;
         }
         let now = status::timestamp(Utc::now());
+        let occurrence = self
+            .event_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(kind, reason, message, field_path);
+        if let Occurrence::Repeat { name, count } = occurrence {
+            let repeat = json!({
+                "metadata": {"name": name, "namespace": ns},
+                "reason": reason,
+                "message": message,
+                "count": count,
+                "lastTimestamp": now,
+            });
+            match self.shared.api.repeat_event(ns, &repeat).await {
+                Ok(()) => return,
+                // Expired (the event TTL): recorded anew below.
+                Err(e) if e.status() == Some(404) => self
+                    .event_series
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .forget(kind, reason, message, field_path),
+                Err(e) => {
+                    debug!(pod = %self.name(), %reason, error = %e, "event repeat not recorded");
+                    return;
+                }
+            }
+        }
         let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let event_name = format!("{}.{}", self.pod_name(), &suffix[..16]);
         let mut involved = json!({
             "kind": "Pod", "apiVersion": "v1", "namespace": ns,
             "name": self.pod_name(), "uid": self.uid,
@@ -155,7 +272,7 @@ impl PodWorker {
         let event = json!({
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": format!("{}.{}", self.pod_name(), &suffix[..16]), "namespace": ns},
+            "metadata": {"name": event_name, "namespace": ns},
             "involvedObject": involved,
             "reason": reason,
             "message": message,
@@ -167,8 +284,108 @@ impl PodWorker {
             "lastTimestamp": now,
             "count": 1,
         });
-        if let Err(e) = self.shared.api.create_event(ns, &event).await {
-            debug!(pod = %self.name(), %reason, error = %e, "event not recorded");
+        match self.shared.api.create_event(ns, &event).await {
+            Ok(()) => self
+                .event_series
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .created(kind, reason, message, field_path, &event_name),
+            Err(e) => debug!(pod = %self.name(), %reason, error = %e, "event not recorded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_of_an_event_raise_the_first_ones_count() {
+        let mut series = EventSeries::default();
+        let pull = |s: &mut EventSeries| {
+            s.observe(
+                "Normal",
+                "Pulling",
+                "Pulling image \"x\"",
+                "spec.containers{app}",
+            )
+        };
+        assert_eq!(pull(&mut series), Occurrence::First);
+        series.created(
+            "Normal",
+            "Pulling",
+            "Pulling image \"x\"",
+            "spec.containers{app}",
+            "p.1",
+        );
+        assert_eq!(
+            pull(&mut series),
+            Occurrence::Repeat {
+                name: "p.1".into(),
+                count: 2
+            }
+        );
+        assert_eq!(
+            pull(&mut series),
+            Occurrence::Repeat {
+                name: "p.1".into(),
+                count: 3
+            }
+        );
+        // Another message, reason, type or container is another event.
+        assert_eq!(
+            series.observe(
+                "Normal",
+                "Pulling",
+                "Pulling image \"y\"",
+                "spec.containers{app}"
+            ),
+            Occurrence::First
+        );
+        assert_eq!(
+            series.observe(
+                "Normal",
+                "Pulling",
+                "Pulling image \"x\"",
+                "spec.containers{side}"
+            ),
+            Occurrence::First
+        );
+        assert_eq!(
+            series.observe(
+                "Warning",
+                "Pulling",
+                "Pulling image \"x\"",
+                "spec.containers{app}"
+            ),
+            Occurrence::First
+        );
+        // A forgotten (expired) one starts over.
+        series.forget(
+            "Normal",
+            "Pulling",
+            "Pulling image \"x\"",
+            "spec.containers{app}",
+        );
+        assert_eq!(pull(&mut series), Occurrence::First);
+    }
+
+    #[test]
+    fn the_series_forgets_its_oldest_events_past_its_capacity() {
+        let mut series = EventSeries::default();
+        for i in 0..EVENT_SERIES_CAPACITY + 1 {
+            let message = format!("m{i}");
+            assert_eq!(
+                series.observe("Normal", "R", &message, ""),
+                Occurrence::First
+            );
+            series.created("Normal", "R", &message, "", &format!("e{i}"));
+        }
+        assert_eq!(series.seen.len(), EVENT_SERIES_CAPACITY);
+        assert_eq!(series.observe("Normal", "R", "m0", ""), Occurrence::First);
+        assert!(matches!(
+            series.observe("Normal", "R", &format!("m{EVENT_SERIES_CAPACITY}"), ""),
+            Occurrence::Repeat { count: 2, .. }
+        ));
     }
 }

@@ -11,6 +11,9 @@ use super::{error_chain, PodWorker};
 use crate::agent::kubelet::pod_files;
 use crate::agent::net::PodInterface;
 
+/// The node's hosts file, the base of a host-network pod's.
+const NODE_HOSTS_FILE: &str = "/etc/hosts";
+
 impl PodWorker {
     pub(super) async fn ensure_sandbox(&mut self) {
         if self.start_time.is_none() {
@@ -90,8 +93,9 @@ impl PodWorker {
         let host_network = self.pod["spec"]["hostNetwork"].as_bool() == Some(true);
         let cfg = &self.shared.config;
         // The IPC/UTS namespaces (a thread that unshares, bind-mounts and ends) are made
-        // while the network namespace and the volumes are.
-        let ipc_uts = (cfg.shared_ipc_uts && !host_network).then(|| {
+        // while the network namespace and the volumes are. A pod on the host's network
+        // has the host's UTS namespace but an IPC namespace of its own, as upstream.
+        let ipc_uts = cfg.shared_ipc_uts.then(|| {
             let files = cfg.pod_namespaces(&self.uid);
             let hostname = pod_files::pod_hostname(&self.pod);
             tokio::task::spawn_blocking(move || files.create(&hostname))
@@ -211,10 +215,25 @@ impl PodWorker {
     /// /etc/hosts (with the pod's address), resolv.conf and hostname for its containers.
     fn write_etc_files(&self) -> Result<(), (String, String)> {
         let cfg = &self.shared.config;
-        let hosts = pod_files::render_hosts(&self.pod, self.pod_ip, &cfg.dns.domain);
         let host_resolv = std::fs::read_to_string(&cfg.dns.host_resolv_conf).unwrap_or_default();
         let resolv = pod_files::render_resolv_conf(&self.pod, &cfg.dns, &host_resolv);
-        let hostname = format!("{}\n", pod_files::pod_hostname(&self.pod));
+        let (hosts, hostname) = if self.pod["spec"]["hostNetwork"].as_bool() == Some(true) {
+            // The node's hosts file and name (upstream's `nodeHostsFileContent`; the
+            // sandbox of a host-network pod has the node's hostname).
+            let node_hosts = std::fs::read_to_string(NODE_HOSTS_FILE).unwrap_or_default();
+            let node_name = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (
+                pod_files::render_host_network_hosts(&self.pod, &node_hosts),
+                format!("{node_name}\n"),
+            )
+        } else {
+            (
+                pod_files::render_hosts(&self.pod, self.pod_ip, &cfg.dns.domain),
+                format!("{}\n", pod_files::pod_hostname(&self.pod)),
+            )
+        };
         for (file, contents) in [
             ("etc-hosts", hosts),
             ("resolv.conf", resolv),

@@ -1,0 +1,298 @@
+//! Published applications on a real node (the one-node cluster of `support::kubelet`;
+//! needs root and containerd): with no registry reachable, Istio's Bookinfo pods back off
+//! pulling their images as upstream's kubelet tells it (`kubectl get pods` STATUS, the
+//! waiting message, describe's counted Pulling/Failed/BackOff events), their Services get
+//! no ready endpoints and `kubectl rollout status` gives up within its timeout; and the
+//! security contexts homelab apps ask for (capabilities, privileged,
+//! allowPrivilegeEscalation) reach the containers.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod support;
+use support::kubelet::*;
+
+/// The first image pull and its retry (upstream's first back-off is 10 s).
+const PULL_RETRIED: Duration = Duration::from_secs(40);
+
+/// `tests/data/manifests/<name>.yaml.gz`, decompressed.
+fn published(name: &str) -> String {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/manifests")
+        .join(format!("{name}.yaml.gz"));
+    let mut yaml = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&src).expect("open manifest"))
+        .read_to_string(&mut yaml)
+        .expect("gunzip manifest");
+    yaml
+}
+
+/// The pods of the default namespace.
+fn pods(w: &World) -> Vec<Value> {
+    let list: Value =
+        serde_json::from_str(&w.kubectl_out(&["get", "pods", "-o", "json"])).unwrap_or_default();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The event about `pod` with `reason` whose message starts with `message`, if any.
+fn event(w: &World, pod: &str, reason: &str, message: &str) -> Option<Value> {
+    let list: Value =
+        serde_json::from_str(&w.kubectl_out(&["get", "events", "-o", "json"])).unwrap_or_default();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|e| {
+            (e["involvedObject"]["name"] == pod
+                && e["reason"] == reason
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message)))
+            .then(|| e.clone())
+        })
+}
+
+#[test]
+fn bookinfo_pods_back_off_pulling_with_counted_events_and_no_ready_endpoints() {
+    let w = World::start();
+    w.step("applying Istio's Bookinfo");
+    w.apply(&published("istio-bookinfo"));
+
+    w.step("every pod fails to pull its image and backs off");
+    w.wait_for_within(
+        PULL_RETRIED,
+        "six Bookinfo pods in ImagePullBackOff",
+        || {
+            let pods = pods(&w);
+            for p in &pods {
+                w.remember(p["metadata"]["name"].as_str().unwrap_or(""));
+            }
+            pods.len() == 6
+                && pods.iter().all(|p| {
+                    container_status(p)["state"]["waiting"]["reason"] == "ImagePullBackOff"
+                })
+        },
+    );
+    let details = pods(&w)
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["app"] == "details")
+        .expect("the details pod");
+    let name = details["metadata"]["name"].as_str().unwrap().to_string();
+    let image = details["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting = &container_status(&details)["state"]["waiting"];
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&format!(
+                "Back-off pulling image \"{image}\": ErrImagePull: "
+            )),
+        "{waiting}"
+    );
+    let table = w.kubectl_ok(&["get", "pod", &name, "--no-headers"]);
+    assert_eq!(
+        table.split_whitespace().nth(2),
+        Some("ImagePullBackOff"),
+        "{table}"
+    );
+
+    w.step("the retried pull raises the count of the first events");
+    w.wait_for_within(PULL_RETRIED, "the Pulling event to count 2", || {
+        event(&w, &name, "Pulling", &format!("Pulling image \"{image}\""))
+            .is_some_and(|e| e["count"].as_i64() >= Some(2))
+    });
+    let pulling: Vec<Value> = {
+        let list: Value = serde_json::from_str(&w.kubectl_out(&["get", "events", "-o", "json"]))
+            .unwrap_or_default();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["involvedObject"]["name"] == name.as_str() && e["reason"] == "Pulling")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(pulling.len(), 1, "one Event, counted: {pulling:?}");
+    let failed = event(
+        &w,
+        &name,
+        "Failed",
+        &format!("Failed to pull image \"{image}\""),
+    )
+    .expect("the Failed event");
+    assert!(failed["count"].as_i64() >= Some(2), "{failed}");
+    let described = w.kubectl_ok(&["describe", "pod", &name]);
+    for text in [
+        "ImagePullBackOff",
+        "Error: ErrImagePull",
+        "Back-off pulling image",
+        " over ",
+    ] {
+        assert!(described.contains(text), "no {text:?} in:\n{described}");
+    }
+
+    w.step("the Service has its pod as not ready, and no ready address");
+    let endpoints: Value =
+        serde_json::from_str(&w.kubectl_out(&["get", "endpoints", "details", "-o", "json"]))
+            .unwrap_or_default();
+    let subsets = endpoints["subsets"].as_array().cloned().unwrap_or_default();
+    assert!(
+        subsets.iter().all(|s| s["addresses"].is_null()),
+        "{endpoints}"
+    );
+    assert!(
+        subsets
+            .iter()
+            .any(|s| s["notReadyAddresses"][0]["targetRef"]["name"] == name.as_str()),
+        "{endpoints}"
+    );
+
+    w.step("kubectl rollout status gives up within its timeout");
+    let begun = Instant::now();
+    let out = w.kubectl(&["rollout", "status", "deployment/details-v1", "--timeout=2s"]);
+    assert!(begun.elapsed() < Duration::from_secs(10));
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "Waiting for deployment \"details-v1\" rollout to finish: 0 of 1 updated replicas are available"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timed out waiting for the condition"),
+        "{out:?}"
+    );
+}
+
+/// The `Cap…` masks and `NoNewPrivs` of `/proc/self/status` a container logged.
+fn status_fields(log: &str) -> std::collections::BTreeMap<String, String> {
+    log.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn capabilities_privileged_and_no_new_privileges_reach_the_containers() {
+    let w = World::start();
+    let report = "grep -E 'Cap|NoNewPrivs' /proc/self/status; \
+                  test -c /dev/loop-control && echo host-devices; echo reported; sleep 3600";
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: caps
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: dropped
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{report}"]
+    securityContext:
+      capabilities:
+        drop: ["all"]
+        add: ["NET_ADMIN"]
+      allowPrivilegeEscalation: false
+  - name: plain
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{report}"]
+  - name: privileged
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{report}"]
+    securityContext:
+      privileged: true
+"#
+    ));
+    w.wait_running("caps");
+    let log = |c: &str| {
+        let mut out = String::new();
+        w.wait_for(&format!("container {c}'s report"), || {
+            out = w.kubectl_out(&["logs", "caps", "-c", c]);
+            out.contains("reported")
+        });
+        out
+    };
+
+    w.step("drop: [all], add: [NET_ADMIN] leaves NET_ADMIN alone; no privilege escalation");
+    let dropped = status_fields(&log("dropped"));
+    assert_eq!(dropped["CapEff"], "0000000000001000", "{dropped:?}");
+    assert_eq!(dropped["CapBnd"], "0000000000001000", "{dropped:?}");
+    assert_eq!(dropped["NoNewPrivs"], "1", "{dropped:?}");
+
+    w.step("no security context: containerd's fourteen defaults, none ambient");
+    let plain_log = log("plain");
+    let plain = status_fields(&plain_log);
+    assert_eq!(plain["CapEff"], "00000000a80425fb", "{plain:?}");
+    assert_eq!(plain["CapAmb"], "0000000000000000", "{plain:?}");
+    assert_eq!(plain["NoNewPrivs"], "0", "{plain:?}");
+    assert!(!plain_log.contains("host-devices"), "{plain_log}");
+
+    w.step("privileged: every capability the agent has, and the host's devices");
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let privileged_log = log("privileged");
+    let privileged = status_fields(&privileged_log);
+    assert_eq!(
+        privileged["CapEff"],
+        status_fields(&own)["CapEff"],
+        "{privileged:?}"
+    );
+    assert!(privileged_log.contains("host-devices"), "{privileged_log}");
+    w.remember("caps");
+}
+
+#[test]
+fn host_network_pods_run_with_the_nodes_hosts_name_and_their_own_ipc() {
+    // Pi-hole, Home Assistant and node agents run on the host's network.
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
+  dnsPolicy: ClusterFirstWithHostNet
+  hostAliases:
+  - ip: 10.0.0.9
+    hostnames: [db]
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /etc/resolv.conf /etc/hosts; echo host=$(hostname); echo ipc=$(readlink /proc/self/ns/ipc); echo reported; sleep 3600"]
+"#
+    ));
+    w.step("a host-network pod starts (its IPC namespace is made for it)");
+    w.wait_running("hostnet");
+    let mut log = String::new();
+    w.wait_for("the pod's report", || {
+        log = w.kubectl_out(&["logs", "hostnet"]);
+        log.contains("reported")
+    });
+    w.step("ClusterFirstWithHostNet: the cluster's resolver");
+    assert!(log.contains(&format!("nameserver {CLUSTER_DNS}")), "{log}");
+    w.step("the node's hosts file with the pod's aliases, and the node's name");
+    assert!(
+        log.contains("# Kubernetes-managed hosts file (host network).\n"),
+        "{log}"
+    );
+    assert!(log.contains("10.0.0.9\tdb"), "{log}");
+    let node_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(log.contains(&format!("host={}", node_name.trim())), "{log}");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert!(
+        !log.contains(&format!("ipc={}", host_ipc.display())),
+        "not the host's IPC namespace: {log}"
+    );
+}
