@@ -296,7 +296,11 @@ fn cases(stale_held: &Value) -> Vec<Case> {
             .expect(422, "Invalid", "image"),
         case("wrong field type", "POST", PODS)
             .json(wrong_type)
-            .expect(400, "BadRequest", "expected a sequence"),
+            .expect(
+                400,
+                "BadRequest",
+                "json: cannot unmarshal string into Go struct field PodSpec.spec.containers of type []v1.Container",
+            ),
         case(
             "unknown field with strict validation",
             "POST",
