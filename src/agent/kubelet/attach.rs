@@ -47,6 +47,7 @@ pub async fn run<S>(
         None
     };
     let once = stdin.as_ref().is_some_and(|s| s.once);
+    let log_end = log_end(id, logs).await;
     let (sink, mut incoming) = ws.split();
     let (outbound, queue) = mpsc::channel::<Vec<u8>>(OUTBOUND_BUFFER);
     let writer = tokio::spawn(write_client(sink, queue));
@@ -97,7 +98,7 @@ pub async fn run<S>(
     };
     tokio::pin!(client_gone);
     let followed = tokio::select! {
-        followed = follow(&*runtime, id, logs, request, &outbound) => followed,
+        followed = follow(&*runtime, id, logs, request, &outbound, log_end) => followed,
         _ = &mut client_gone => {
             debug!("attach client went away");
             writer.abort();
@@ -125,16 +126,13 @@ async fn follow(
     logs: &Path,
     request: &ExecRequest,
     outbound: &mpsc::Sender<Vec<u8>>,
+    log_end: Result<LogEnd, String>,
 ) -> Result<(), String> {
-    let file: PathBuf =
-        log_file(logs, false).ok_or_else(|| format!("container {id} has no log file"))?;
-    let mut f = tokio::fs::File::open(&file)
-        .await
-        .map_err(|e| format!("open {}: {e}", file.display()))?;
-    let mut offset = f
-        .seek(SeekFrom::End(0))
-        .await
-        .map_err(|e| format!("read {}: {e}", file.display()))?;
+    let LogEnd {
+        file,
+        mut f,
+        mut offset,
+    } = log_end?;
     let mut ticker = tokio::time::interval(FOLLOW_POLL);
     // Polls without new output since the container stopped: the logger may still be
     // writing its last lines (on a busy machine well after the exit is seen), so the
@@ -175,6 +173,29 @@ async fn follow(
             stopped_polls = None;
         }
     }
+}
+
+/// The container's current log file, open at its end: where the attach's output
+/// starts.
+struct LogEnd {
+    file: PathBuf,
+    f: tokio::fs::File,
+    offset: u64,
+}
+
+/// [`LogEnd`] of container `id`, taken before any of the client's input reaches the
+/// container (its answer must not land before the point the attach reads from).
+async fn log_end(id: &str, logs: &Path) -> Result<LogEnd, String> {
+    let file: PathBuf =
+        log_file(logs, false).ok_or_else(|| format!("container {id} has no log file"))?;
+    let mut f = tokio::fs::File::open(&file)
+        .await
+        .map_err(|e| format!("open {}: {e}", file.display()))?;
+    let offset = f
+        .seek(SeekFrom::End(0))
+        .await
+        .map_err(|e| format!("read {}: {e}", file.display()))?;
+    Ok(LogEnd { file, f, offset })
 }
 
 /// Polls without new output after which a stopped container's attach ends.
