@@ -6,8 +6,6 @@
 //! security contexts homelab apps ask for (capabilities, privileged,
 //! allowPrivilegeEscalation) reach the containers.
 
-use std::io::Read;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,18 +15,6 @@ use support::kubelet::*;
 
 /// The first image pull and its retry (upstream's first back-off is 10 s).
 const PULL_RETRIED: Duration = Duration::from_secs(40);
-
-/// `tests/data/manifests/<name>.yaml.gz`, decompressed.
-fn published(name: &str) -> String {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/manifests")
-        .join(format!("{name}.yaml.gz"));
-    let mut yaml = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&src).expect("open manifest"))
-        .read_to_string(&mut yaml)
-        .expect("gunzip manifest");
-    yaml
-}
 
 /// The pods of the default namespace.
 fn pods(w: &World) -> Vec<Value> {
@@ -59,7 +45,7 @@ fn event(w: &World, pod: &str, reason: &str, message: &str) -> Option<Value> {
 fn bookinfo_pods_back_off_pulling_with_counted_events_and_no_ready_endpoints() {
     let w = World::start();
     w.step("applying Istio's Bookinfo");
-    w.apply(&published("istio-bookinfo"));
+    w.apply(&support::host::published_manifest("istio-bookinfo"));
 
     w.step("every pod fails to pull its image and backs off");
     w.wait_for_within(

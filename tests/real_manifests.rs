@@ -7,8 +7,6 @@
 //! and `kubectl delete -f` deletes every object and the namespace finishes
 //! terminating.
 
-use std::io::Read;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -33,13 +31,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 /// Decompresses `tests/data/manifests/<name>.yaml.gz` into the server's directory and
 /// answers the file's path (kubectl reads it as `-f FILE`, as users do).
 fn manifest(s: &Server, name: &str) -> String {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/manifests")
-        .join(format!("{name}.yaml.gz"));
-    let mut yaml = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&src).expect("open manifest"))
-        .read_to_string(&mut yaml)
-        .expect("gunzip manifest");
+    let yaml = support::host::published_manifest(name);
     let path = s.dir.path().join(format!("{name}.yaml"));
     std::fs::write(&path, yaml).expect("write manifest");
     path.to_string_lossy().into_owned()

@@ -9,6 +9,18 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// A published manifest, `tests/data/manifests/<name>.yaml.gz` (sources in its README),
+/// decompressed.
+pub fn published_manifest(name: &str) -> String {
+    use std::io::Read;
+    let src = repo_path(&format!("tests/data/manifests/{name}.yaml.gz"));
+    let mut yaml = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&src).expect("open manifest"))
+        .read_to_string(&mut yaml)
+        .expect("gunzip manifest");
+    yaml
+}
+
 /// Fails loudly, naming the fix, unless running as root with containerd, runc, ctr,
 /// nsenter, ip and kubectl installed. `who` names the test or benchmark.
 pub fn require_root_and_tools(who: &str) {

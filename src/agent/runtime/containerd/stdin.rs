@@ -104,13 +104,18 @@ impl Stdins {
         }
     }
 
+    /// Where container `id`'s stdout and stderr fifos are.
+    fn output_paths(&self, id: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{id}.stdout")),
+            self.dir.join(format!("{id}.stderr")),
+        )
+    }
+
     /// The stdout and stderr fifos of container `id` (made if missing).
     pub fn output_fifos(&self, id: &str) -> io::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(&self.dir)?;
-        let paths = (
-            self.dir.join(format!("{id}.stdout")),
-            self.dir.join(format!("{id}.stderr")),
-        );
+        let paths = self.output_paths(id);
         for path in [&paths.0, &paths.1] {
             match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
@@ -145,11 +150,8 @@ impl Stdins {
 
     /// Container `id` is gone: its fifos are removed.
     pub fn forget(&self, id: &str) {
-        for path in [
-            self.fifo(id),
-            self.dir.join(format!("{id}.stdout")),
-            self.dir.join(format!("{id}.stderr")),
-        ] {
+        let (stdout, stderr) = self.output_paths(id);
+        for path in [self.fifo(id), stdout, stderr] {
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::debug!(fifo = %path.display(), error = %e, "removing a fifo failed");
