@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::images::PulledImage;
 use super::{containers, error_chain, exit_reason, humantime, PodWorker, UNKNOWN_EXIT_CODE};
 use crate::agent::kubelet::container::{self, env_sources, PodContext, Sources};
 use crate::agent::kubelet::host_privileges;
@@ -234,9 +235,13 @@ impl PodWorker {
             self.build_config(spec, restart_count, init)
         );
         let prepared = now.elapsed();
-        let Some(image_id) = self.pull_for_instance(init, i, &name, pulled, now).await else {
+        let Some(pulled) = self.pull_for_instance(init, i, &name, pulled, now).await else {
             return;
         };
+        let image_id = pulled.id;
+        let built = built.and_then(|config| {
+            container::verify_run_as_non_root(&self.pod, spec, &pulled.user).map(|()| config)
+        });
         let Some(config) = self.config_for_instance(init, i, &name, built).await else {
             return;
         };
@@ -340,18 +345,18 @@ impl PodWorker {
         true
     }
 
-    /// Counts a failed pull towards the pull back-off; the image ID, or `None` with the
+    /// Counts a failed pull towards the pull back-off; the image, or `None` with the
     /// container left waiting.
     async fn pull_for_instance(
         &mut self,
         init: bool,
         i: usize,
         name: &str,
-        pulled: Result<String, (Waiting, String)>,
+        pulled: Result<PulledImage, (Waiting, String)>,
         now: Instant,
-    ) -> Option<String> {
-        let image_id = match pulled {
-            Ok(id) => id,
+    ) -> Option<PulledImage> {
+        let image = match pulled {
+            Ok(image) => image,
             Err((waiting, error)) => {
                 let error_event = format!("Error: {}", waiting.reason);
                 self.event("Warning", "Failed", &error_event, Some(name))
@@ -368,7 +373,7 @@ impl PodWorker {
         t.pull_failures = 0;
         t.pull_retry_at = None;
         t.pull_error = None;
-        Some(image_id)
+        Some(image)
     }
 
     /// The container's runtime config, or `None` with the container left waiting in
