@@ -4,7 +4,8 @@
 //! waiting message, describe's counted Pulling/Failed/BackOff events), their Services get
 //! no ready endpoints and `kubectl rollout status` gives up within its timeout; and the
 //! security contexts homelab apps ask for (capabilities, privileged,
-//! allowPrivilegeEscalation) reach the containers.
+//! allowPrivilegeEscalation, users and groups, runAsNonRoot, seccomp profiles) reach the
+//! containers.
 
 use std::time::{Duration, Instant};
 
@@ -440,4 +441,105 @@ spec:
     ] {
         w.remember(name);
     }
+}
+
+#[test]
+fn seccomp_profiles_filter_the_containers_system_calls() {
+    let mut w = World::prepare(false);
+    let root = w.data_dir().join("seccomp");
+    std::fs::create_dir_all(root.join("profiles")).unwrap();
+    // A Localhost profile in the Docker format: everything but mkdir.
+    std::fs::write(
+        root.join("profiles/no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+                        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    w.server_args.extend([
+        "--seccomp-profile-root".to_string(),
+        root.display().to_string(),
+    ]);
+    w.spawn_server();
+    let report = "grep -E '^Seccomp' /proc/self/status; mkdir /tmp/made && echo mkdir-ok; \
+                  echo reported; sleep 3600";
+    let container = |name: &str, security: &str| {
+        format!(
+            r#"  - name: {name}
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{report}"]
+    securityContext: {security}
+"#
+        )
+    };
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: seccomp\nspec:\n  \
+         terminationGracePeriodSeconds: 0\n  securityContext:\n    seccompProfile:\n      \
+         type: RuntimeDefault\n  containers:\n",
+    );
+    for (name, security) in [
+        ("default", "{}"),
+        ("unconfined", "{seccompProfile: {type: Unconfined}}"),
+        (
+            "localhost",
+            "{seccompProfile: {type: Localhost, localhostProfile: profiles/no-mkdir.json}}",
+        ),
+        ("privileged", "{privileged: true}"),
+    ] {
+        yaml.push_str(&container(name, security));
+    }
+    yaml.push_str(&format!(
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: missing-profile
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+{}"#,
+        container(
+            "c",
+            "{seccompProfile: {type: Localhost, localhostProfile: profiles/absent.json}}"
+        )
+    ));
+    w.apply(&yaml);
+    w.wait_running("seccomp");
+    let log = |c: &str| {
+        let mut out = String::new();
+        w.wait_for(&format!("container {c}'s report"), || {
+            out = w.kubectl_out(&["logs", "seccomp", "-c", c]);
+            out.contains("reported")
+        });
+        status_fields(&out)
+            .into_iter()
+            .chain([("mkdir".to_string(), out.contains("mkdir-ok").to_string())])
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+
+    w.step("the pod's RuntimeDefault: containerd's default filter (mode 2)");
+    let default = log("default");
+    assert_eq!(default["Seccomp"], "2", "{default:?}");
+    assert_eq!(default["mkdir"], "true", "{default:?}");
+    w.step("a container's Unconfined wins over the pod's profile");
+    assert_eq!(log("unconfined")["Seccomp"], "0");
+    w.step("a Localhost profile from the node's seccomp root refuses mkdir");
+    let localhost = log("localhost");
+    assert_eq!(localhost["Seccomp"], "2", "{localhost:?}");
+    assert_eq!(localhost["mkdir"], "false", "{localhost:?}");
+    w.step("privileged containers run without a filter, as containerd's");
+    assert_eq!(log("privileged")["Seccomp"], "0");
+    w.step("a profile missing from the node fails the container's creation");
+    w.wait_for("missing-profile to fail", || {
+        waiting(&w, "missing-profile").0 == "CreateContainerError"
+    });
+    let message = waiting(&w, "missing-profile").1;
+    assert!(
+        message.contains("cannot load seccomp profile") && message.contains("profiles/absent.json"),
+        "{message}"
+    );
+    w.remember("seccomp");
+    w.remember("missing-profile");
 }

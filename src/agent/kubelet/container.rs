@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::pod_files::object_data;
+use crate::agent::runtime::seccomp::SeccompProfile;
 use crate::agent::runtime::users::{ImageUser, UserRequest};
 use crate::agent::runtime::{
     BindMount, CapabilityChanges, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy,
@@ -507,6 +508,25 @@ fn user_request(security: &Value, pod_security: &Value) -> UserRequest {
     }
 }
 
+/// The container's `seccompProfile` over the pod's (the kubelet's `getSeccompProfile`;
+/// Unconfined when neither sets one, as the kubelet without `--seccomp-default`);
+/// `Localhost` profiles are found under `root`.
+pub fn seccomp_profile(pod: &Value, container: &Value, root: &Path) -> SeccompProfile {
+    let own = &container["securityContext"]["seccompProfile"];
+    let profile = if own.is_object() {
+        own
+    } else {
+        &pod["spec"]["securityContext"]["seccompProfile"]
+    };
+    match profile["type"].as_str() {
+        Some("RuntimeDefault") => SeccompProfile::RuntimeDefault,
+        Some("Localhost") => {
+            SeccompProfile::Localhost(root.join(profile["localhostProfile"].as_str().unwrap_or("")))
+        }
+        _ => SeccompProfile::Unconfined,
+    }
+}
+
 /// The kubelet's `verifyRunAsNonRoot`: with `runAsNonRoot: true` (container over pod),
 /// the container must not run as uid 0, and an image user that is a name cannot be
 /// verified. `image_user` is the image's `User`. An error is a
@@ -814,6 +834,34 @@ mod tests {
             container_config(ctx, &bare, 0, false)
         });
         assert_eq!(cfg.unwrap().user, UserRequest::default());
+    }
+
+    #[test]
+    fn the_containers_seccomp_profile_wins_over_the_pods() {
+        let root = Path::new("/var/lib/kubelet/seccomp");
+        let mut p = pod();
+        let plain = json!({"name": "app"});
+        assert_eq!(
+            seccomp_profile(&p, &plain, root),
+            SeccompProfile::Unconfined
+        );
+        p["spec"]["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault"}});
+        assert_eq!(
+            seccomp_profile(&p, &plain, root),
+            SeccompProfile::RuntimeDefault
+        );
+        let own = json!({"name": "app", "securityContext": {"seccompProfile": {
+            "type": "Localhost", "localhostProfile": "profiles/audit.json"}}});
+        assert_eq!(
+            seccomp_profile(&p, &own, root),
+            SeccompProfile::Localhost(root.join("profiles/audit.json"))
+        );
+        let unconfined = json!({"name": "app", "securityContext": {"seccompProfile": {
+            "type": "Unconfined"}}});
+        assert_eq!(
+            seccomp_profile(&p, &unconfined, root),
+            SeccompProfile::Unconfined
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod logger;
 pub mod reference;
 pub mod registry;
+pub mod seccomp;
 pub mod spec;
 pub mod users;
 
@@ -91,6 +92,8 @@ pub enum RuntimeError {
     ContainerNotFound { id: String },
     #[error("container {id} has no running task")]
     NotRunning { id: String },
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// containerd's CRI words for an image user name its `/etc/passwd` lacks.
     #[error(
         "failed to create containerd container: no users found \
@@ -270,6 +273,8 @@ pub struct ContainerConfig {
     pub privileged: bool,
     /// `securityContext.capabilities` over the default set (ignored when privileged).
     pub capabilities: CapabilityChanges,
+    /// `seccompProfile` (ignored when privileged, as containerd does).
+    pub seccomp: seccomp::SeccompProfile,
     /// `allowPrivilegeEscalation: false`: the process and its children gain no privileges
     /// (setuid binaries, file capabilities).
     pub no_new_privileges: bool,
@@ -328,6 +333,7 @@ impl ContainerConfig {
             privileged: false,
             capabilities: CapabilityChanges::default(),
             no_new_privileges: false,
+            seccomp: seccomp::SeccompProfile::Unconfined,
             devices: Vec::new(),
             host_capabilities: None,
             stdin: false,

@@ -1,7 +1,8 @@
 //! Builds a container's OCI runtime spec from its `ContainerConfig` and image config:
 //! runc's default spec (mounts, masked and read-only paths) with containerd's default
 //! capabilities, then the pod's command, environment, namespaces, mounts, cgroup and
-//! security context (capabilities added and dropped, privileged, no new privileges).
+//! security context (user and groups, capabilities added and dropped, privileged, no new
+//! privileges, seccomp).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use oci_spec::runtime::{
     LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec, UserBuilder,
 };
 
+use super::seccomp::{Node, SeccompProfile};
 use super::users::{ProcessUser, UserDb};
 use super::{ContainerConfig, DeviceNode, NamespaceMode, Result, RuntimeError};
 
@@ -291,6 +293,7 @@ pub fn build_spec(
         )));
     }
     let caps = capability_set(config);
+    let bounding = caps.clone();
     // No inheritable or ambient capabilities (containerd since 1.6.18, and CRI's
     // `WithoutAmbientCaps`): a process that switches to another user loses its
     // capabilities, as Kubernetes expects.
@@ -377,7 +380,16 @@ pub fn build_spec(
         .map(linux_device)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| spec_err(e.to_string()))?;
-    let linux = LinuxBuilder::default()
+    let seccomp = match (&config.seccomp, config.privileged) {
+        (_, true) | (SeccompProfile::Unconfined, _) => None,
+        (SeccompProfile::RuntimeDefault, false) => {
+            Some(super::seccomp::default_profile(&bounding, Node::this()))
+        }
+        (SeccompProfile::Localhost(path), false) => {
+            Some(super::seccomp::load_profile(path, &bounding, Node::this())?)
+        }
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(cgroup_path(config)))
         .resources(resources.build().map_err(|e| spec_err(e.to_string()))?)
@@ -386,6 +398,7 @@ pub fn build_spec(
         .devices(devices)
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
+    linux.set_seccomp(seccomp);
 
     let mut mounts = oci_spec::runtime::get_default_mounts();
     if config.privileged {

@@ -620,6 +620,7 @@ impl PodWorker {
             services: &services,
         };
         let mut config = container::container_config(&ctx, spec, restart_count, init)?;
+        config.seccomp = container::seccomp_profile(&self.pod, spec, &cfg.seccomp_root);
         // Looked up when the sandbox was made; a pod re-adopted after a restart looks
         // it up for its next container.
         config.runtime_handler = match &self.runtime_handler {
