@@ -18,6 +18,10 @@ pub struct NamespaceStrategy;
 const SELECTABLE_FIELDS: &[&str] = &["status.phase", "metadata.name"];
 
 impl Strategy for NamespaceStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Namespace>(
             gen,
