@@ -5,7 +5,7 @@
 //! the cargo registry. Regenerate with `python3 scripts/gen-proto-schema.py` after
 //! changing the kinds it walks (ROOTS) or the crate versions.
 
-use super::{Cardinality::*, Field, Kind::*, Message};
+use super::{Cardinality::*, Field, Kind::*, Message, Omit::*};
 
 /// (apiVersion, kind, message) of every object kind accepted as a protobuf body.
 pub static KINDS: &[(&str, &str, &Message)] = &[
@@ -79,4057 +79,4057 @@ pub static ENVELOPE: &Message = &RUNTIME_UNKNOWN;
 pub static CORE_V1_NAMESPACE: Message = Message {
     name: "k8s.io.api.core.v1.Namespace",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_NAMESPACE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_NAMESPACE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_NAMESPACE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_NAMESPACE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD: Message = Message {
     name: "k8s.io.api.core.v1.Pod",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_POD_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_POD_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_POD_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_POD_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_BINDING: Message = Message {
     name: "k8s.io.api.core.v1.Binding",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "target", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "target", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_REPLICATION_CONTROLLER: Message = Message {
     name: "k8s.io.api.core.v1.ReplicationController",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_REPLICATION_CONTROLLER_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_REPLICATION_CONTROLLER_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_REPLICATION_CONTROLLER_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_REPLICATION_CONTROLLER_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_SERVICE: Message = Message {
     name: "k8s.io.api.core.v1.Service",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_SERVICE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_SERVICE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_SERVICE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_SERVICE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_ENDPOINTS: Message = Message {
     name: "k8s.io.api.core.v1.Endpoints",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "subsets", kind: Message(&CORE_V1_ENDPOINT_SUBSET), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "subsets", kind: Message(&CORE_V1_ENDPOINT_SUBSET), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NODE: Message = Message {
     name: "k8s.io.api.core.v1.Node",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_NODE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_NODE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_NODE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_NODE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_EVENT: Message = Message {
     name: "k8s.io.api.core.v1.Event",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "involvedObject", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "source", kind: Message(&CORE_V1_EVENT_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "firstTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "lastTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "count", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "eventTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "series", kind: Message(&CORE_V1_EVENT_SERIES), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "action", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 13, json: "related", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "reportingComponent", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 15, json: "reportingInstance", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "involvedObject", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "source", kind: Message(&CORE_V1_EVENT_SOURCE), cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "firstTimestamp", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "lastTimestamp", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 8, json: "count", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "eventTime", kind: MicroTime, cardinality: Optional, omit: Never },
+        Field { tag: 11, json: "series", kind: Message(&CORE_V1_EVENT_SERIES), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "action", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 13, json: "related", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 14, json: "reportingComponent", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 15, json: "reportingInstance", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONFIG_MAP: Message = Message {
     name: "k8s.io.api.core.v1.ConfigMap",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "data", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "binaryData", kind: Bytes, cardinality: Map, omit_empty: false },
-        Field { tag: 4, json: "immutable", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "data", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "binaryData", kind: Bytes, cardinality: Map, omit: Empty },
+        Field { tag: 4, json: "immutable", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SECRET: Message = Message {
     name: "k8s.io.api.core.v1.Secret",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "data", kind: Bytes, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "stringData", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 5, json: "immutable", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "data", kind: Bytes, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "stringData", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 5, json: "immutable", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SERVICE_ACCOUNT: Message = Message {
     name: "k8s.io.api.core.v1.ServiceAccount",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "secrets", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "imagePullSecrets", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "automountServiceAccountToken", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "secrets", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "imagePullSecrets", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "automountServiceAccountToken", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_DEPLOYMENT: Message = Message {
     name: "k8s.io.api.apps.v1.Deployment",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_DEPLOYMENT_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&APPS_V1_DEPLOYMENT_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_DEPLOYMENT_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&APPS_V1_DEPLOYMENT_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_REPLICA_SET: Message = Message {
     name: "k8s.io.api.apps.v1.ReplicaSet",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_REPLICA_SET_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&APPS_V1_REPLICA_SET_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_REPLICA_SET_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&APPS_V1_REPLICA_SET_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_CLAIM: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeClaim",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolume",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_PERSISTENT_VOLUME_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_RESOURCE_QUOTA: Message = Message {
     name: "k8s.io.api.core.v1.ResourceQuota",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_RESOURCE_QUOTA_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&CORE_V1_RESOURCE_QUOTA_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_RESOURCE_QUOTA_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&CORE_V1_RESOURCE_QUOTA_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_LIMIT_RANGE: Message = Message {
     name: "k8s.io.api.core.v1.LimitRange",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_LIMIT_RANGE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_LIMIT_RANGE_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_TEMPLATE: Message = Message {
     name: "k8s.io.api.core.v1.PodTemplate",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSet",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_STATEFUL_SET_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&APPS_V1_STATEFUL_SET_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_STATEFUL_SET_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&APPS_V1_STATEFUL_SET_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_DAEMON_SET: Message = Message {
     name: "k8s.io.api.apps.v1.DaemonSet",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_DAEMON_SET_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&APPS_V1_DAEMON_SET_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&APPS_V1_DAEMON_SET_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&APPS_V1_DAEMON_SET_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_CONTROLLER_REVISION: Message = Message {
     name: "k8s.io.api.apps.v1.ControllerRevision",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "data", kind: RawExtension, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "revision", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "data", kind: RawExtension, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "revision", kind: Int64, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static BATCH_V1_JOB: Message = Message {
     name: "k8s.io.api.batch.v1.Job",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_JOB_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&BATCH_V1_JOB_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_JOB_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&BATCH_V1_JOB_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static BATCH_V1_CRON_JOB: Message = Message {
     name: "k8s.io.api.batch.v1.CronJob",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_CRON_JOB_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&BATCH_V1_CRON_JOB_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_CRON_JOB_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&BATCH_V1_CRON_JOB_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static POLICY_V1_POD_DISRUPTION_BUDGET: Message = Message {
     name: "k8s.io.api.policy.v1.PodDisruptionBudget",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&POLICY_V1_POD_DISRUPTION_BUDGET_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&POLICY_V1_POD_DISRUPTION_BUDGET_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static POLICY_V1_EVICTION: Message = Message {
     name: "k8s.io.api.policy.v1.Eviction",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "deleteOptions", kind: Message(&META_V1_DELETE_OPTIONS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "deleteOptions", kind: Message(&META_V1_DELETE_OPTIONS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static SCHEDULING_V1_PRIORITY_CLASS: Message = Message {
     name: "k8s.io.api.scheduling.v1.PriorityClass",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "value", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "globalDefault", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "description", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "preemptionPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "globalDefault", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "description", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "preemptionPolicy", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static STORAGE_V1_STORAGE_CLASS: Message = Message {
     name: "k8s.io.api.storage.v1.StorageClass",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "provisioner", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "parameters", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 4, json: "reclaimPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "mountOptions", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "allowVolumeExpansion", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "volumeBindingMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "allowedTopologies", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "provisioner", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "parameters", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 4, json: "reclaimPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "mountOptions", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 6, json: "allowVolumeExpansion", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "volumeBindingMode", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "allowedTopologies", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_TERM), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static STORAGE_V1_CSI_DRIVER: Message = Message {
     name: "k8s.io.api.storage.v1.CSIDriver",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_CSI_DRIVER_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_CSI_DRIVER_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static STORAGE_V1_CSI_NODE: Message = Message {
     name: "k8s.io.api.storage.v1.CSINode",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_CSI_NODE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_CSI_NODE_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static STORAGE_V1_VOLUME_ATTACHMENT: Message = Message {
     name: "k8s.io.api.storage.v1.VolumeAttachment",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static STORAGE_V1_CSI_STORAGE_CAPACITY: Message = Message {
     name: "k8s.io.api.storage.v1.CSIStorageCapacity",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "nodeTopology", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "capacity", kind: Quantity, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "maximumVolumeSize", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "nodeTopology", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "storageClassName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "capacity", kind: Quantity, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "maximumVolumeSize", kind: Quantity, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NODE_V1_RUNTIME_CLASS: Message = Message {
     name: "k8s.io.api.node.v1.RuntimeClass",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "handler", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "overhead", kind: Message(&NODE_V1_OVERHEAD), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "scheduling", kind: Message(&NODE_V1_SCHEDULING), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "handler", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "overhead", kind: Message(&NODE_V1_OVERHEAD), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "scheduling", kind: Message(&NODE_V1_SCHEDULING), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static DISCOVERY_V1_ENDPOINT_SLICE: Message = Message {
     name: "k8s.io.api.discovery.v1.EndpointSlice",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "endpoints", kind: Message(&DISCOVERY_V1_ENDPOINT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "ports", kind: Message(&DISCOVERY_V1_ENDPOINT_PORT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "addressType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "endpoints", kind: Message(&DISCOVERY_V1_ENDPOINT), cardinality: Repeated, omit: Never },
+        Field { tag: 3, json: "ports", kind: Message(&DISCOVERY_V1_ENDPOINT_PORT), cardinality: Repeated, omit: Never },
+        Field { tag: 4, json: "addressType", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS: Message = Message {
     name: "k8s.io.api.networking.v1.Ingress",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_INGRESS_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&NETWORKING_V1_INGRESS_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_INGRESS_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&NETWORKING_V1_INGRESS_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_CLASS: Message = Message {
     name: "k8s.io.api.networking.v1.IngressClass",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_INGRESS_CLASS_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_INGRESS_CLASS_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_NETWORK_POLICY: Message = Message {
     name: "k8s.io.api.networking.v1.NetworkPolicy",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_NETWORK_POLICY_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&NETWORKING_V1_NETWORK_POLICY_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static COORDINATION_V1_LEASE: Message = Message {
     name: "k8s.io.api.coordination.v1.Lease",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&COORDINATION_V1_LEASE_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&COORDINATION_V1_LEASE_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static RBAC_V1_ROLE: Message = Message {
     name: "k8s.io.api.rbac.v1.Role",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static RBAC_V1_CLUSTER_ROLE: Message = Message {
     name: "k8s.io.api.rbac.v1.ClusterRole",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "aggregationRule", kind: Message(&RBAC_V1_AGGREGATION_RULE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "rules", kind: Message(&RBAC_V1_POLICY_RULE), cardinality: Repeated, omit: Never },
+        Field { tag: 3, json: "aggregationRule", kind: Message(&RBAC_V1_AGGREGATION_RULE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static RBAC_V1_ROLE_BINDING: Message = Message {
     name: "k8s.io.api.rbac.v1.RoleBinding",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static RBAC_V1_CLUSTER_ROLE_BINDING: Message = Message {
     name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "subjects", kind: Message(&RBAC_V1_SUBJECT), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "roleRef", kind: Message(&RBAC_V1_ROLE_REF), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V1_SCALE: Message = Message {
     name: "k8s.io.api.autoscaling.v1.Scale",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_SCALE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_SCALE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_SCALE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_SCALE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER: Message = Message {
     name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static EVENTS_V1_EVENT: Message = Message {
     name: "k8s.io.api.events.v1.Event",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "eventTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "series", kind: Message(&EVENTS_V1_EVENT_SERIES), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "reportingController", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "reportingInstance", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "action", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "regarding", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "related", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "note", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 11, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 12, json: "deprecatedSource", kind: Message(&CORE_V1_EVENT_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 13, json: "deprecatedFirstTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "deprecatedLastTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 15, json: "deprecatedCount", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "eventTime", kind: MicroTime, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "series", kind: Message(&EVENTS_V1_EVENT_SERIES), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "reportingController", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "reportingInstance", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "action", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "regarding", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 9, json: "related", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "note", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 11, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 12, json: "deprecatedSource", kind: Message(&CORE_V1_EVENT_SOURCE), cardinality: Optional, omit: Never },
+        Field { tag: 13, json: "deprecatedFirstTimestamp", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 14, json: "deprecatedLastTimestamp", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 15, json: "deprecatedCount", kind: Int32, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHENTICATION_V1_TOKEN_REQUEST: Message = Message {
     name: "k8s.io.api.authentication.v1.TokenRequest",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHENTICATION_V1_TOKEN_REVIEW: Message = Message {
     name: "k8s.io.api.authentication.v1.TokenReview",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTHENTICATION_V1_TOKEN_REVIEW_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHENTICATION_V1_SELF_SUBJECT_REVIEW: Message = Message {
     name: "k8s.io.api.authentication.v1.SelfSubjectReview",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "status", kind: Message(&AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: Message(&AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
     name: "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW: Message = Message {
     name: "k8s.io.api.authorization.v1.SubjectAccessReview",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW: Message = Message {
     name: "k8s.io.api.authorization.v1.LocalSubjectAccessReview",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: Message = Message {
     name: "k8s.io.api.authorization.v1.SelfSubjectRulesReview",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK_CONFIGURATION: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingWebhookConfiguration",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK_CONFIGURATION: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.MutatingWebhookConfiguration",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "webhooks", kind: Message(&ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicy",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "status", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "status", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static META_V1_DELETE_OPTIONS: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     fields: &[
-        Field { tag: 1, json: "gracePeriodSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "preconditions", kind: Message(&META_V1_PRECONDITIONS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "orphanDependents", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "propagationPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "dryRun", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "ignoreStoreReadErrorWithClusterBreakingPotential", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "gracePeriodSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "preconditions", kind: Message(&META_V1_PRECONDITIONS), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "orphanDependents", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "propagationPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "dryRun", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 6, json: "ignoreStoreReadErrorWithClusterBreakingPotential", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_STATUS: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.Status",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_LIST_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "details", kind: Message(&META_V1_STATUS_DETAILS), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "code", kind: Int32, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_LIST_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "details", kind: Message(&META_V1_STATUS_DETAILS), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "code", kind: Int32, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static RUNTIME_UNKNOWN: Message = Message {
     name: "k8s.io.apimachinery.pkg.runtime.Unknown",
     fields: &[
-        Field { tag: 1, json: "typeMeta", kind: Message(&RUNTIME_TYPE_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "raw", kind: Bytes, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "contentEncoding", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "contentType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "typeMeta", kind: Message(&RUNTIME_TYPE_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "raw", kind: Bytes, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "contentEncoding", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "contentType", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static META_V1_OBJECT_META: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "generateName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "selfLink", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "resourceVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "generation", kind: Int64, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "creationTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "deletionTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "deletionGracePeriodSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "labels", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 12, json: "annotations", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 13, json: "ownerReferences", kind: Message(&META_V1_OWNER_REFERENCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 14, json: "finalizers", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 17, json: "managedFields", kind: Message(&META_V1_MANAGED_FIELDS_ENTRY), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "generateName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "selfLink", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "uid", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "resourceVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "generation", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "creationTimestamp", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 9, json: "deletionTimestamp", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "deletionGracePeriodSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "labels", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 12, json: "annotations", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 13, json: "ownerReferences", kind: Message(&META_V1_OWNER_REFERENCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 14, json: "finalizers", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 17, json: "managedFields", kind: Message(&META_V1_MANAGED_FIELDS_ENTRY), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NAMESPACE_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.NamespaceSpec",
     fields: &[
-        Field { tag: 1, json: "finalizers", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "finalizers", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NAMESPACE_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.NamespaceStatus",
     fields: &[
-        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "conditions", kind: Message(&CORE_V1_NAMESPACE_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "conditions", kind: Message(&CORE_V1_NAMESPACE_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.PodSpec",
     fields: &[
-        Field { tag: 1, json: "volumes", kind: Message(&CORE_V1_VOLUME), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "containers", kind: Message(&CORE_V1_CONTAINER), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "restartPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "terminationGracePeriodSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "activeDeadlineSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "dnsPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "nodeSelector", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 8, json: "serviceAccountName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "serviceAccount", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "nodeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 11, json: "hostNetwork", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 12, json: "hostPID", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 13, json: "hostIPC", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 14, json: "securityContext", kind: Message(&CORE_V1_POD_SECURITY_CONTEXT), cardinality: Optional, omit_empty: false },
-        Field { tag: 15, json: "imagePullSecrets", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 16, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 17, json: "subdomain", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 18, json: "affinity", kind: Message(&CORE_V1_AFFINITY), cardinality: Optional, omit_empty: false },
-        Field { tag: 19, json: "schedulerName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 20, json: "initContainers", kind: Message(&CORE_V1_CONTAINER), cardinality: Repeated, omit_empty: false },
-        Field { tag: 21, json: "automountServiceAccountToken", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 22, json: "tolerations", kind: Message(&CORE_V1_TOLERATION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 23, json: "hostAliases", kind: Message(&CORE_V1_HOST_ALIAS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 24, json: "priorityClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 25, json: "priority", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 26, json: "dnsConfig", kind: Message(&CORE_V1_POD_DNS_CONFIG), cardinality: Optional, omit_empty: false },
-        Field { tag: 27, json: "shareProcessNamespace", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 28, json: "readinessGates", kind: Message(&CORE_V1_POD_READINESS_GATE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 29, json: "runtimeClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 30, json: "enableServiceLinks", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 31, json: "preemptionPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 32, json: "overhead", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 33, json: "topologySpreadConstraints", kind: Message(&CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 34, json: "ephemeralContainers", kind: Message(&CORE_V1_EPHEMERAL_CONTAINER), cardinality: Repeated, omit_empty: false },
-        Field { tag: 35, json: "setHostnameAsFQDN", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 36, json: "os", kind: Message(&CORE_V1_POD_OS), cardinality: Optional, omit_empty: false },
-        Field { tag: 37, json: "hostUsers", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 38, json: "schedulingGates", kind: Message(&CORE_V1_POD_SCHEDULING_GATE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 39, json: "resourceClaims", kind: Message(&CORE_V1_POD_RESOURCE_CLAIM), cardinality: Repeated, omit_empty: false },
-        Field { tag: 40, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 41, json: "hostnameOverride", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 42, json: "workloadRef", kind: Message(&CORE_V1_WORKLOAD_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumes", kind: Message(&CORE_V1_VOLUME), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "containers", kind: Message(&CORE_V1_CONTAINER), cardinality: Repeated, omit: Never },
+        Field { tag: 3, json: "restartPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "terminationGracePeriodSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "activeDeadlineSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "dnsPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "nodeSelector", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 8, json: "serviceAccountName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "serviceAccount", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "nodeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 11, json: "hostNetwork", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 12, json: "hostPID", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 13, json: "hostIPC", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 14, json: "securityContext", kind: Message(&CORE_V1_POD_SECURITY_CONTEXT), cardinality: Optional, omit: Nil },
+        Field { tag: 15, json: "imagePullSecrets", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 16, json: "hostname", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 17, json: "subdomain", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 18, json: "affinity", kind: Message(&CORE_V1_AFFINITY), cardinality: Optional, omit: Nil },
+        Field { tag: 19, json: "schedulerName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 20, json: "initContainers", kind: Message(&CORE_V1_CONTAINER), cardinality: Repeated, omit: Empty },
+        Field { tag: 21, json: "automountServiceAccountToken", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 22, json: "tolerations", kind: Message(&CORE_V1_TOLERATION), cardinality: Repeated, omit: Empty },
+        Field { tag: 23, json: "hostAliases", kind: Message(&CORE_V1_HOST_ALIAS), cardinality: Repeated, omit: Empty },
+        Field { tag: 24, json: "priorityClassName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 25, json: "priority", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 26, json: "dnsConfig", kind: Message(&CORE_V1_POD_DNS_CONFIG), cardinality: Optional, omit: Nil },
+        Field { tag: 27, json: "shareProcessNamespace", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 28, json: "readinessGates", kind: Message(&CORE_V1_POD_READINESS_GATE), cardinality: Repeated, omit: Empty },
+        Field { tag: 29, json: "runtimeClassName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 30, json: "enableServiceLinks", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 31, json: "preemptionPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 32, json: "overhead", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 33, json: "topologySpreadConstraints", kind: Message(&CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT), cardinality: Repeated, omit: Empty },
+        Field { tag: 34, json: "ephemeralContainers", kind: Message(&CORE_V1_EPHEMERAL_CONTAINER), cardinality: Repeated, omit: Empty },
+        Field { tag: 35, json: "setHostnameAsFQDN", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 36, json: "os", kind: Message(&CORE_V1_POD_OS), cardinality: Optional, omit: Nil },
+        Field { tag: 37, json: "hostUsers", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 38, json: "schedulingGates", kind: Message(&CORE_V1_POD_SCHEDULING_GATE), cardinality: Repeated, omit: Empty },
+        Field { tag: 39, json: "resourceClaims", kind: Message(&CORE_V1_POD_RESOURCE_CLAIM), cardinality: Repeated, omit: Empty },
+        Field { tag: 40, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit: Nil },
+        Field { tag: 41, json: "hostnameOverride", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 42, json: "workloadRef", kind: Message(&CORE_V1_WORKLOAD_REFERENCE), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.PodStatus",
     fields: &[
-        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "conditions", kind: Message(&CORE_V1_POD_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "hostIP", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "podIP", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "startTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "containerStatuses", kind: Message(&CORE_V1_CONTAINER_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 9, json: "qosClass", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "initContainerStatuses", kind: Message(&CORE_V1_CONTAINER_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 11, json: "nominatedNodeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 12, json: "podIPs", kind: Message(&CORE_V1_POD_IP), cardinality: Repeated, omit_empty: false },
-        Field { tag: 13, json: "ephemeralContainerStatuses", kind: Message(&CORE_V1_CONTAINER_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 14, json: "resize", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 15, json: "resourceClaimStatuses", kind: Message(&CORE_V1_POD_RESOURCE_CLAIM_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 16, json: "hostIPs", kind: Message(&CORE_V1_HOST_IP), cardinality: Repeated, omit_empty: false },
-        Field { tag: 17, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 18, json: "extendedResourceClaimStatus", kind: Message(&CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 19, json: "allocatedResources", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 20, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "conditions", kind: Message(&CORE_V1_POD_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "hostIP", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "podIP", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "startTime", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "containerStatuses", kind: Message(&CORE_V1_CONTAINER_STATUS), cardinality: Repeated, omit: Empty },
+        Field { tag: 9, json: "qosClass", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "initContainerStatuses", kind: Message(&CORE_V1_CONTAINER_STATUS), cardinality: Repeated, omit: Empty },
+        Field { tag: 11, json: "nominatedNodeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 12, json: "podIPs", kind: Message(&CORE_V1_POD_IP), cardinality: Repeated, omit: Empty },
+        Field { tag: 13, json: "ephemeralContainerStatuses", kind: Message(&CORE_V1_CONTAINER_STATUS), cardinality: Repeated, omit: Empty },
+        Field { tag: 14, json: "resize", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 15, json: "resourceClaimStatuses", kind: Message(&CORE_V1_POD_RESOURCE_CLAIM_STATUS), cardinality: Repeated, omit: Empty },
+        Field { tag: 16, json: "hostIPs", kind: Message(&CORE_V1_HOST_IP), cardinality: Repeated, omit: Empty },
+        Field { tag: 17, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 18, json: "extendedResourceClaimStatus", kind: Message(&CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS), cardinality: Optional, omit: Nil },
+        Field { tag: 19, json: "allocatedResources", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 20, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.core.v1.ObjectReference",
     fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "resourceVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "fieldPath", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "resourceVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "fieldPath", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_REPLICATION_CONTROLLER_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.ReplicationControllerSpec",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "selector", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_REPLICATION_CONTROLLER_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.ReplicationControllerStatus",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "fullyLabeledReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readyReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "availableReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "conditions", kind: Message(&CORE_V1_REPLICATION_CONTROLLER_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fullyLabeledReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readyReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "availableReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "conditions", kind: Message(&CORE_V1_REPLICATION_CONTROLLER_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_SERVICE_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.ServiceSpec",
     fields: &[
-        Field { tag: 1, json: "ports", kind: Message(&CORE_V1_SERVICE_PORT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "clusterIP", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "externalIPs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "sessionAffinity", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "loadBalancerIP", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "loadBalancerSourceRanges", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 10, json: "externalName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 11, json: "externalTrafficPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 12, json: "healthCheckNodePort", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 13, json: "publishNotReadyAddresses", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 14, json: "sessionAffinityConfig", kind: Message(&CORE_V1_SESSION_AFFINITY_CONFIG), cardinality: Optional, omit_empty: false },
-        Field { tag: 17, json: "ipFamilyPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 18, json: "clusterIPs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 19, json: "ipFamilies", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 20, json: "allocateLoadBalancerNodePorts", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 21, json: "loadBalancerClass", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 22, json: "internalTrafficPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 23, json: "trafficDistribution", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "ports", kind: Message(&CORE_V1_SERVICE_PORT), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "selector", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "clusterIP", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "externalIPs", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "sessionAffinity", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "loadBalancerIP", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "loadBalancerSourceRanges", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 10, json: "externalName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 11, json: "externalTrafficPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 12, json: "healthCheckNodePort", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 13, json: "publishNotReadyAddresses", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 14, json: "sessionAffinityConfig", kind: Message(&CORE_V1_SESSION_AFFINITY_CONFIG), cardinality: Optional, omit: Nil },
+        Field { tag: 17, json: "ipFamilyPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 18, json: "clusterIPs", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 19, json: "ipFamilies", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 20, json: "allocateLoadBalancerNodePorts", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 21, json: "loadBalancerClass", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 22, json: "internalTrafficPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 23, json: "trafficDistribution", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SERVICE_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.ServiceStatus",
     fields: &[
-        Field { tag: 1, json: "loadBalancer", kind: Message(&CORE_V1_LOAD_BALANCER_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "loadBalancer", kind: Message(&CORE_V1_LOAD_BALANCER_STATUS), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_ENDPOINT_SUBSET: Message = Message {
     name: "k8s.io.api.core.v1.EndpointSubset",
     fields: &[
-        Field { tag: 1, json: "addresses", kind: Message(&CORE_V1_ENDPOINT_ADDRESS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "notReadyAddresses", kind: Message(&CORE_V1_ENDPOINT_ADDRESS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "ports", kind: Message(&CORE_V1_ENDPOINT_PORT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "addresses", kind: Message(&CORE_V1_ENDPOINT_ADDRESS), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "notReadyAddresses", kind: Message(&CORE_V1_ENDPOINT_ADDRESS), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "ports", kind: Message(&CORE_V1_ENDPOINT_PORT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NODE_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.NodeSpec",
     fields: &[
-        Field { tag: 1, json: "podCIDR", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "externalID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "providerID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "unschedulable", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "taints", kind: Message(&CORE_V1_TAINT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "configSource", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "podCIDRs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "podCIDR", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "externalID", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "providerID", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "unschedulable", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "taints", kind: Message(&CORE_V1_TAINT), cardinality: Repeated, omit: Empty },
+        Field { tag: 6, json: "configSource", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "podCIDRs", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NODE_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.NodeStatus",
     fields: &[
-        Field { tag: 1, json: "capacity", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "allocatable", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "conditions", kind: Message(&CORE_V1_NODE_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "addresses", kind: Message(&CORE_V1_NODE_ADDRESS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "daemonEndpoints", kind: Message(&CORE_V1_NODE_DAEMON_ENDPOINTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "nodeInfo", kind: Message(&CORE_V1_NODE_SYSTEM_INFO), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "images", kind: Message(&CORE_V1_CONTAINER_IMAGE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 9, json: "volumesInUse", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 10, json: "volumesAttached", kind: Message(&CORE_V1_ATTACHED_VOLUME), cardinality: Repeated, omit_empty: false },
-        Field { tag: 11, json: "config", kind: Message(&CORE_V1_NODE_CONFIG_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "runtimeHandlers", kind: Message(&CORE_V1_NODE_RUNTIME_HANDLER), cardinality: Repeated, omit_empty: false },
-        Field { tag: 13, json: "features", kind: Message(&CORE_V1_NODE_FEATURES), cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "declaredFeatures", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "capacity", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "allocatable", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "phase", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "conditions", kind: Message(&CORE_V1_NODE_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "addresses", kind: Message(&CORE_V1_NODE_ADDRESS), cardinality: Repeated, omit: Empty },
+        Field { tag: 6, json: "daemonEndpoints", kind: Message(&CORE_V1_NODE_DAEMON_ENDPOINTS), cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "nodeInfo", kind: Message(&CORE_V1_NODE_SYSTEM_INFO), cardinality: Optional, omit: Never },
+        Field { tag: 8, json: "images", kind: Message(&CORE_V1_CONTAINER_IMAGE), cardinality: Repeated, omit: Empty },
+        Field { tag: 9, json: "volumesInUse", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 10, json: "volumesAttached", kind: Message(&CORE_V1_ATTACHED_VOLUME), cardinality: Repeated, omit: Empty },
+        Field { tag: 11, json: "config", kind: Message(&CORE_V1_NODE_CONFIG_STATUS), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "runtimeHandlers", kind: Message(&CORE_V1_NODE_RUNTIME_HANDLER), cardinality: Repeated, omit: Empty },
+        Field { tag: 13, json: "features", kind: Message(&CORE_V1_NODE_FEATURES), cardinality: Optional, omit: Nil },
+        Field { tag: 14, json: "declaredFeatures", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_EVENT_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.EventSource",
     fields: &[
-        Field { tag: 1, json: "component", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "host", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "component", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "host", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_EVENT_SERIES: Message = Message {
     name: "k8s.io.api.core.v1.EventSeries",
     fields: &[
-        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "lastObservedTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "lastObservedTime", kind: MicroTime, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_LOCAL_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.core.v1.LocalObjectReference",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static APPS_V1_DEPLOYMENT_SPEC: Message = Message {
     name: "k8s.io.api.apps.v1.DeploymentSpec",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "strategy", kind: Message(&APPS_V1_DEPLOYMENT_STRATEGY), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "paused", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "progressDeadlineSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "strategy", kind: Message(&APPS_V1_DEPLOYMENT_STRATEGY), cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "paused", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "progressDeadlineSeconds", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_DEPLOYMENT_STATUS: Message = Message {
     name: "k8s.io.api.apps.v1.DeploymentStatus",
     fields: &[
-        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "updatedReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "availableReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "unavailableReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "conditions", kind: Message(&APPS_V1_DEPLOYMENT_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "readyReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "collisionCount", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "terminatingReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "replicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "updatedReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "availableReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "unavailableReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "conditions", kind: Message(&APPS_V1_DEPLOYMENT_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "readyReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "collisionCount", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "terminatingReplicas", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_REPLICA_SET_SPEC: Message = Message {
     name: "k8s.io.api.apps.v1.ReplicaSetSpec",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static APPS_V1_REPLICA_SET_STATUS: Message = Message {
     name: "k8s.io.api.apps.v1.ReplicaSetStatus",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "fullyLabeledReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readyReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "availableReplicas", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "conditions", kind: Message(&APPS_V1_REPLICA_SET_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "terminatingReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fullyLabeledReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readyReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "availableReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "conditions", kind: Message(&APPS_V1_REPLICA_SET_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "terminatingReplicas", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec",
     fields: &[
-        Field { tag: 1, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "resources", kind: Message(&CORE_V1_VOLUME_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "volumeMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "dataSource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "dataSourceRef", kind: Message(&CORE_V1_TYPED_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "accessModes", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "resources", kind: Message(&CORE_V1_VOLUME_RESOURCE_REQUIREMENTS), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "volumeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "storageClassName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "volumeMode", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "dataSource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "dataSourceRef", kind: Message(&CORE_V1_TYPED_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeClaimStatus",
     fields: &[
-        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "capacity", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 4, json: "conditions", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "allocatedResources", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 7, json: "allocatedResourceStatuses", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 8, json: "currentVolumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "modifyVolumeStatus", kind: Message(&CORE_V1_MODIFY_VOLUME_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "accessModes", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "capacity", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 4, json: "conditions", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "allocatedResources", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 7, json: "allocatedResourceStatuses", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 8, json: "currentVolumeAttributesClassName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "modifyVolumeStatus", kind: Message(&CORE_V1_MODIFY_VOLUME_STATUS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeSpec",
     fields: &[
-        Field { tag: 1, json: "capacity", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SOURCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 3, json: "accessModes", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "claimRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "persistentVolumeReclaimPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "storageClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "mountOptions", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 8, json: "volumeMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "nodeAffinity", kind: Message(&CORE_V1_VOLUME_NODE_AFFINITY), cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "capacity", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SOURCE), cardinality: Inline, omit: Never },
+        Field { tag: 3, json: "accessModes", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "claimRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "persistentVolumeReclaimPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "storageClassName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "mountOptions", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 8, json: "volumeMode", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "nodeAffinity", kind: Message(&CORE_V1_VOLUME_NODE_AFFINITY), cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "volumeAttributesClassName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeStatus",
     fields: &[
-        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "lastPhaseTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "phase", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "lastPhaseTransitionTime", kind: Time, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_RESOURCE_QUOTA_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.ResourceQuotaSpec",
     fields: &[
-        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "scopes", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "scopeSelector", kind: Message(&CORE_V1_SCOPE_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "scopes", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "scopeSelector", kind: Message(&CORE_V1_SCOPE_SELECTOR), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_RESOURCE_QUOTA_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.ResourceQuotaStatus",
     fields: &[
-        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "used", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "hard", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "used", kind: Quantity, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static CORE_V1_LIMIT_RANGE_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.LimitRangeSpec",
     fields: &[
-        Field { tag: 1, json: "limits", kind: Message(&CORE_V1_LIMIT_RANGE_ITEM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "limits", kind: Message(&CORE_V1_LIMIT_RANGE_ITEM), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_TEMPLATE_SPEC: Message = Message {
     name: "k8s.io.api.core.v1.PodTemplateSpec",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_POD_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_POD_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET_SPEC: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetSpec",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "volumeClaimTemplates", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM), cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "serviceName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "podManagementPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "updateStrategy", kind: Message(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "persistentVolumeClaimRetentionPolicy", kind: Message(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "ordinals", kind: Message(&APPS_V1_STATEFUL_SET_ORDINALS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "volumeClaimTemplates", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM), cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "serviceName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "podManagementPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "updateStrategy", kind: Message(&APPS_V1_STATEFUL_SET_UPDATE_STRATEGY), cardinality: Optional, omit: Never },
+        Field { tag: 8, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "persistentVolumeClaimRetentionPolicy", kind: Message(&APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "ordinals", kind: Message(&APPS_V1_STATEFUL_SET_ORDINALS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET_STATUS: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetStatus",
     fields: &[
-        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "readyReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "currentReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "updatedReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "currentRevision", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "updateRevision", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "collisionCount", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "conditions", kind: Message(&APPS_V1_STATEFUL_SET_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 11, json: "availableReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "replicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readyReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "currentReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "updatedReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "currentRevision", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "updateRevision", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "collisionCount", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "conditions", kind: Message(&APPS_V1_STATEFUL_SET_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 11, json: "availableReplicas", kind: Int32, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_DAEMON_SET_SPEC: Message = Message {
     name: "k8s.io.api.apps.v1.DaemonSetSpec",
     fields: &[
-        Field { tag: 1, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "updateStrategy", kind: Message(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "updateStrategy", kind: Message(&APPS_V1_DAEMON_SET_UPDATE_STRATEGY), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "minReadySeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "revisionHistoryLimit", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_DAEMON_SET_STATUS: Message = Message {
     name: "k8s.io.api.apps.v1.DaemonSetStatus",
     fields: &[
-        Field { tag: 1, json: "currentNumberScheduled", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "numberMisscheduled", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "desiredNumberScheduled", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "numberReady", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "updatedNumberScheduled", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "numberAvailable", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "numberUnavailable", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "collisionCount", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "conditions", kind: Message(&APPS_V1_DAEMON_SET_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "currentNumberScheduled", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "numberMisscheduled", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "desiredNumberScheduled", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "numberReady", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "updatedNumberScheduled", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "numberAvailable", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "numberUnavailable", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "collisionCount", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "conditions", kind: Message(&APPS_V1_DAEMON_SET_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static BATCH_V1_JOB_SPEC: Message = Message {
     name: "k8s.io.api.batch.v1.JobSpec",
     fields: &[
-        Field { tag: 1, json: "parallelism", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "completions", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "activeDeadlineSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "manualSelector", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "backoffLimit", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "ttlSecondsAfterFinished", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "completionMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "suspend", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "podFailurePolicy", kind: Message(&BATCH_V1_POD_FAILURE_POLICY), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "backoffLimitPerIndex", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 13, json: "maxFailedIndexes", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "podReplacementPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 15, json: "managedBy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 16, json: "successPolicy", kind: Message(&BATCH_V1_SUCCESS_POLICY), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "parallelism", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "completions", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "activeDeadlineSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "manualSelector", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "template", kind: Message(&CORE_V1_POD_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "backoffLimit", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "ttlSecondsAfterFinished", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "completionMode", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "suspend", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "podFailurePolicy", kind: Message(&BATCH_V1_POD_FAILURE_POLICY), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "backoffLimitPerIndex", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 13, json: "maxFailedIndexes", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 14, json: "podReplacementPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 15, json: "managedBy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 16, json: "successPolicy", kind: Message(&BATCH_V1_SUCCESS_POLICY), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static BATCH_V1_JOB_STATUS: Message = Message {
     name: "k8s.io.api.batch.v1.JobStatus",
     fields: &[
-        Field { tag: 1, json: "conditions", kind: Message(&BATCH_V1_JOB_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "startTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "completionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "active", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "succeeded", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "failed", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "completedIndexes", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "uncountedTerminatedPods", kind: Message(&BATCH_V1_UNCOUNTED_TERMINATED_PODS), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "ready", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "failedIndexes", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 11, json: "terminating", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "conditions", kind: Message(&BATCH_V1_JOB_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "startTime", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "completionTime", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "active", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "succeeded", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "failed", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "completedIndexes", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "uncountedTerminatedPods", kind: Message(&BATCH_V1_UNCOUNTED_TERMINATED_PODS), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "ready", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "failedIndexes", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "terminating", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static BATCH_V1_CRON_JOB_SPEC: Message = Message {
     name: "k8s.io.api.batch.v1.CronJobSpec",
     fields: &[
-        Field { tag: 1, json: "schedule", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "startingDeadlineSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "concurrencyPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "suspend", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "jobTemplate", kind: Message(&BATCH_V1_JOB_TEMPLATE_SPEC), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "successfulJobsHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "failedJobsHistoryLimit", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "timeZone", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "schedule", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "startingDeadlineSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "concurrencyPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "suspend", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "jobTemplate", kind: Message(&BATCH_V1_JOB_TEMPLATE_SPEC), cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "successfulJobsHistoryLimit", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "failedJobsHistoryLimit", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "timeZone", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static BATCH_V1_CRON_JOB_STATUS: Message = Message {
     name: "k8s.io.api.batch.v1.CronJobStatus",
     fields: &[
-        Field { tag: 1, json: "active", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "lastScheduleTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "lastSuccessfulTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "active", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "lastScheduleTime", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "lastSuccessfulTime", kind: Time, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static POLICY_V1_POD_DISRUPTION_BUDGET_SPEC: Message = Message {
     name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
     fields: &[
-        Field { tag: 1, json: "minAvailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "unhealthyPodEvictionPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "minAvailable", kind: IntOrString, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "unhealthyPodEvictionPolicy", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static POLICY_V1_POD_DISRUPTION_BUDGET_STATUS: Message = Message {
     name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus",
     fields: &[
-        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "disruptedPods", kind: Time, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "disruptionsAllowed", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "currentHealthy", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "desiredHealthy", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "expectedPods", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "disruptedPods", kind: Time, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "disruptionsAllowed", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "currentHealthy", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "desiredHealthy", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "expectedPods", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_TOPOLOGY_SELECTOR_TERM: Message = Message {
     name: "k8s.io.api.core.v1.TopologySelectorTerm",
     fields: &[
-        Field { tag: 1, json: "matchLabelExpressions", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "matchLabelExpressions", kind: Message(&CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static STORAGE_V1_CSI_DRIVER_SPEC: Message = Message {
     name: "k8s.io.api.storage.v1.CSIDriverSpec",
     fields: &[
-        Field { tag: 1, json: "attachRequired", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "podInfoOnMount", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "volumeLifecycleModes", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "storageCapacity", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "fsGroupPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "tokenRequests", kind: Message(&STORAGE_V1_TOKEN_REQUEST), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "requiresRepublish", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "seLinuxMount", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "nodeAllocatableUpdatePeriodSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "serviceAccountTokenInSecrets", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "attachRequired", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "podInfoOnMount", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "volumeLifecycleModes", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "storageCapacity", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "fsGroupPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "tokenRequests", kind: Message(&STORAGE_V1_TOKEN_REQUEST), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "requiresRepublish", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "seLinuxMount", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "nodeAllocatableUpdatePeriodSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "serviceAccountTokenInSecrets", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static STORAGE_V1_CSI_NODE_SPEC: Message = Message {
     name: "k8s.io.api.storage.v1.CSINodeSpec",
     fields: &[
-        Field { tag: 1, json: "drivers", kind: Message(&STORAGE_V1_CSI_NODE_DRIVER), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "drivers", kind: Message(&STORAGE_V1_CSI_NODE_DRIVER), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static STORAGE_V1_VOLUME_ATTACHMENT_SPEC: Message = Message {
     name: "k8s.io.api.storage.v1.VolumeAttachmentSpec",
     fields: &[
-        Field { tag: 1, json: "attacher", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "source", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "nodeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "attacher", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "source", kind: Message(&STORAGE_V1_VOLUME_ATTACHMENT_SOURCE), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "nodeName", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static STORAGE_V1_VOLUME_ATTACHMENT_STATUS: Message = Message {
     name: "k8s.io.api.storage.v1.VolumeAttachmentStatus",
     fields: &[
-        Field { tag: 1, json: "attached", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "attachmentMetadata", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "attachError", kind: Message(&STORAGE_V1_VOLUME_ERROR), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "detachError", kind: Message(&STORAGE_V1_VOLUME_ERROR), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "attached", kind: Bool, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "attachmentMetadata", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "attachError", kind: Message(&STORAGE_V1_VOLUME_ERROR), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "detachError", kind: Message(&STORAGE_V1_VOLUME_ERROR), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_LABEL_SELECTOR: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector",
     fields: &[
-        Field { tag: 1, json: "matchLabels", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "matchExpressions", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "matchLabels", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "matchExpressions", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static NODE_V1_OVERHEAD: Message = Message {
     name: "k8s.io.api.node.v1.Overhead",
     fields: &[
-        Field { tag: 1, json: "podFixed", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "podFixed", kind: Quantity, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static NODE_V1_SCHEDULING: Message = Message {
     name: "k8s.io.api.node.v1.Scheduling",
     fields: &[
-        Field { tag: 1, json: "nodeSelector", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "tolerations", kind: Message(&CORE_V1_TOLERATION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "nodeSelector", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "tolerations", kind: Message(&CORE_V1_TOLERATION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static DISCOVERY_V1_ENDPOINT: Message = Message {
     name: "k8s.io.api.discovery.v1.Endpoint",
     fields: &[
-        Field { tag: 1, json: "addresses", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "conditions", kind: Message(&DISCOVERY_V1_ENDPOINT_CONDITIONS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "targetRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "deprecatedTopology", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 6, json: "nodeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "zone", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "hints", kind: Message(&DISCOVERY_V1_ENDPOINT_HINTS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "addresses", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "conditions", kind: Message(&DISCOVERY_V1_ENDPOINT_CONDITIONS), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "hostname", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "targetRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "deprecatedTopology", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 6, json: "nodeName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "zone", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "hints", kind: Message(&DISCOVERY_V1_ENDPOINT_HINTS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static DISCOVERY_V1_ENDPOINT_PORT: Message = Message {
     name: "k8s.io.api.discovery.v1.EndpointPort",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "appProtocol", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "port", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "appProtocol", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_SPEC: Message = Message {
     name: "k8s.io.api.networking.v1.IngressSpec",
     fields: &[
-        Field { tag: 1, json: "defaultBackend", kind: Message(&NETWORKING_V1_INGRESS_BACKEND), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "tls", kind: Message(&NETWORKING_V1_INGRESS_TLS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "rules", kind: Message(&NETWORKING_V1_INGRESS_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "ingressClassName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "defaultBackend", kind: Message(&NETWORKING_V1_INGRESS_BACKEND), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "tls", kind: Message(&NETWORKING_V1_INGRESS_TLS), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "rules", kind: Message(&NETWORKING_V1_INGRESS_RULE), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "ingressClassName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_STATUS: Message = Message {
     name: "k8s.io.api.networking.v1.IngressStatus",
     fields: &[
-        Field { tag: 1, json: "loadBalancer", kind: Message(&NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "loadBalancer", kind: Message(&NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_CLASS_SPEC: Message = Message {
     name: "k8s.io.api.networking.v1.IngressClassSpec",
     fields: &[
-        Field { tag: 1, json: "controller", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "parameters", kind: Message(&NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "controller", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "parameters", kind: Message(&NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_NETWORK_POLICY_SPEC: Message = Message {
     name: "k8s.io.api.networking.v1.NetworkPolicySpec",
     fields: &[
-        Field { tag: 1, json: "podSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "ingress", kind: Message(&NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "egress", kind: Message(&NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "policyTypes", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "podSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "ingress", kind: Message(&NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "egress", kind: Message(&NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "policyTypes", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static COORDINATION_V1_LEASE_SPEC: Message = Message {
     name: "k8s.io.api.coordination.v1.LeaseSpec",
     fields: &[
-        Field { tag: 1, json: "holderIdentity", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "leaseDurationSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "acquireTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "renewTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "leaseTransitions", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "strategy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "preferredHolder", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "holderIdentity", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "leaseDurationSeconds", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "acquireTime", kind: MicroTime, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "renewTime", kind: MicroTime, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "leaseTransitions", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "strategy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "preferredHolder", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static RBAC_V1_POLICY_RULE: Message = Message {
     name: "k8s.io.api.rbac.v1.PolicyRule",
     fields: &[
-        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static RBAC_V1_AGGREGATION_RULE: Message = Message {
     name: "k8s.io.api.rbac.v1.AggregationRule",
     fields: &[
-        Field { tag: 1, json: "clusterRoleSelectors", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "clusterRoleSelectors", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static RBAC_V1_SUBJECT: Message = Message {
     name: "k8s.io.api.rbac.v1.Subject",
     fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "apiGroup", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static RBAC_V1_ROLE_REF: Message = Message {
     name: "k8s.io.api.rbac.v1.RoleRef",
     fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V1_SCALE_SPEC: Message = Message {
     name: "k8s.io.api.autoscaling.v1.ScaleSpec",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTOSCALING_V1_SCALE_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v1.ScaleStatus",
     fields: &[
-        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "selector", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "replicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "selector", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_SPEC: Message = Message {
     name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec",
     fields: &[
-        Field { tag: 1, json: "scaleTargetRef", kind: Message(&AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "minReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "maxReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "targetCPUUtilizationPercentage", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "scaleTargetRef", kind: Message(&AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "minReplicas", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "maxReplicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "targetCPUUtilizationPercentage", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V1_HORIZONTAL_POD_AUTOSCALER_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerStatus",
     fields: &[
-        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "lastScaleTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "currentReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "currentCPUUtilizationPercentage", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "lastScaleTime", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "currentReplicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "currentCPUUtilizationPercentage", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
     fields: &[
-        Field { tag: 1, json: "scaleTargetRef", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "minReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "maxReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "metrics", kind: Message(&AUTOSCALING_V2_METRIC_SPEC), cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "behavior", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "scaleTargetRef", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "minReplicas", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "maxReplicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "metrics", kind: Message(&AUTOSCALING_V2_METRIC_SPEC), cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "behavior", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
     fields: &[
-        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "lastScaleTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "currentReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "currentMetrics", kind: Message(&AUTOSCALING_V2_METRIC_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "conditions", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "lastScaleTime", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "currentReplicas", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "desiredReplicas", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "currentMetrics", kind: Message(&AUTOSCALING_V2_METRIC_STATUS), cardinality: Repeated, omit: Never },
+        Field { tag: 6, json: "conditions", kind: Message(&AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static EVENTS_V1_EVENT_SERIES: Message = Message {
     name: "k8s.io.api.events.v1.EventSeries",
     fields: &[
-        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "lastObservedTime", kind: MicroTime, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "lastObservedTime", kind: MicroTime, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Message = Message {
     name: "k8s.io.api.authentication.v1.TokenRequestSpec",
     fields: &[
-        Field { tag: 1, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "boundObjectRef", kind: Message(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "audiences", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 3, json: "boundObjectRef", kind: Message(&AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Message = Message {
     name: "k8s.io.api.authentication.v1.TokenRequestStatus",
     fields: &[
-        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "expirationTimestamp", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "expirationTimestamp", kind: Time, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHENTICATION_V1_TOKEN_REVIEW_SPEC: Message = Message {
     name: "k8s.io.api.authentication.v1.TokenReviewSpec",
     fields: &[
-        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "token", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "audiences", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static AUTHENTICATION_V1_TOKEN_REVIEW_STATUS: Message = Message {
     name: "k8s.io.api.authentication.v1.TokenReviewStatus",
     fields: &[
-        Field { tag: 1, json: "authenticated", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "user", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "audiences", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "authenticated", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "user", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "audiences", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS: Message = Message {
     name: "k8s.io.api.authentication.v1.SelfSubjectReviewStatus",
     fields: &[
-        Field { tag: 1, json: "userInfo", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "userInfo", kind: Message(&AUTHENTICATION_V1_USER_INFO), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
     name: "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec",
     fields: &[
-        Field { tag: 1, json: "resourceAttributes", kind: Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "nonResourceAttributes", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "resourceAttributes", kind: Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "nonResourceAttributes", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: Message = Message {
     name: "k8s.io.api.authorization.v1.SubjectAccessReviewStatus",
     fields: &[
-        Field { tag: 1, json: "allowed", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "evaluationError", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "denied", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "allowed", kind: Bool, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "evaluationError", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "denied", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC: Message = Message {
     name: "k8s.io.api.authorization.v1.SubjectAccessReviewSpec",
     fields: &[
-        Field { tag: 1, json: "resourceAttributes", kind: Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "nonResourceAttributes", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "groups", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "extra", kind: StringList, cardinality: Map, omit_empty: false },
-        Field { tag: 6, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "resourceAttributes", kind: Message(&AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "nonResourceAttributes", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "groups", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "extra", kind: StringList, cardinality: Map, omit: Empty },
+        Field { tag: 6, json: "uid", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC: Message = Message {
     name: "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec",
     fields: &[
-        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: Message = Message {
     name: "k8s.io.api.authorization.v1.SubjectRulesReviewStatus",
     fields: &[
-        Field { tag: 1, json: "resourceRules", kind: Message(&AUTHORIZATION_V1_RESOURCE_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "nonResourceRules", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_RULE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "incomplete", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "evaluationError", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "resourceRules", kind: Message(&AUTHORIZATION_V1_RESOURCE_RULE), cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "nonResourceRules", kind: Message(&AUTHORIZATION_V1_NON_RESOURCE_RULE), cardinality: Repeated, omit: Never },
+        Field { tag: 3, json: "incomplete", kind: Bool, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "evaluationError", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_WEBHOOK: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingWebhook",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "clientConfig", kind: Message(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "rules", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "sideEffects", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "admissionReviewVersions", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 9, json: "matchPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "clientConfig", kind: Message(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "rules", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "sideEffects", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "admissionReviewVersions", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 9, json: "matchPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_MUTATING_WEBHOOK: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.MutatingWebhook",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "clientConfig", kind: Message(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "rules", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "sideEffects", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "admissionReviewVersions", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 9, json: "matchPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "reinvocationPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 11, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "clientConfig", kind: Message(&ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "rules", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "sideEffects", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "admissionReviewVersions", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 9, json: "matchPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "reinvocationPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_SPEC: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicySpec",
     fields: &[
-        Field { tag: 1, json: "paramKind", kind: Message(&ADMISSIONREGISTRATION_V1_PARAM_KIND), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "matchConstraints", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "validations", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "auditAnnotations", kind: Message(&ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "variables", kind: Message(&ADMISSIONREGISTRATION_V1_VARIABLE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "paramKind", kind: Message(&ADMISSIONREGISTRATION_V1_PARAM_KIND), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "matchConstraints", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "validations", kind: Message(&ADMISSIONREGISTRATION_V1_VALIDATION), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "failurePolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "auditAnnotations", kind: Message(&ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION), cardinality: Repeated, omit: Empty },
+        Field { tag: 6, json: "matchConditions", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_CONDITION), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "variables", kind: Message(&ADMISSIONREGISTRATION_V1_VARIABLE), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_STATUS: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicyStatus",
     fields: &[
-        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "typeChecking", kind: Message(&ADMISSIONREGISTRATION_V1_TYPE_CHECKING), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "typeChecking", kind: Message(&ADMISSIONREGISTRATION_V1_TYPE_CHECKING), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "conditions", kind: Message(&META_V1_CONDITION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATING_ADMISSION_POLICY_BINDING_SPEC: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpec",
     fields: &[
-        Field { tag: 1, json: "policyName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "paramRef", kind: Message(&ADMISSIONREGISTRATION_V1_PARAM_REF), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "matchResources", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "validationActions", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "policyName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "paramRef", kind: Message(&ADMISSIONREGISTRATION_V1_PARAM_REF), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "matchResources", kind: Message(&ADMISSIONREGISTRATION_V1_MATCH_RESOURCES), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "validationActions", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static META_V1_PRECONDITIONS: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions",
     fields: &[
-        Field { tag: 1, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "resourceVersion", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "uid", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "resourceVersion", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_LIST_META: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta",
     fields: &[
-        Field { tag: 1, json: "selfLink", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "resourceVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "continue", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "remainingItemCount", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "selfLink", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "resourceVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "continue", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "remainingItemCount", kind: Int64, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_STATUS_DETAILS: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusDetails",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "group", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "causes", kind: Message(&META_V1_STATUS_CAUSE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "retryAfterSeconds", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "group", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "kind", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "causes", kind: Message(&META_V1_STATUS_CAUSE), cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "retryAfterSeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "uid", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static RUNTIME_TYPE_META: Message = Message {
     name: "k8s.io.apimachinery.pkg.runtime.TypeMeta",
     fields: &[
-        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static META_V1_OWNER_REFERENCE: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference",
     fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "controller", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "blockOwnerDeletion", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "apiVersion", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "controller", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "blockOwnerDeletion", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_MANAGED_FIELDS_ENTRY: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry",
     fields: &[
-        Field { tag: 1, json: "manager", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operation", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "time", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "fieldsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "fieldsV1", kind: FieldsV1, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "subresource", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "manager", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "operation", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "time", kind: Time, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "fieldsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "fieldsV1", kind: FieldsV1, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "subresource", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NAMESPACE_CONDITION: Message = Message {
     name: "k8s.io.api.core.v1.NamespaceCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_VOLUME: Message = Message {
     name: "k8s.io.api.core.v1.Volume",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "", kind: Message(&CORE_V1_VOLUME_SOURCE), cardinality: Inline, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "", kind: Message(&CORE_V1_VOLUME_SOURCE), cardinality: Inline, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONTAINER: Message = Message {
     name: "k8s.io.api.core.v1.Container",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "command", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "args", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "workingDir", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "ports", kind: Message(&CORE_V1_CONTAINER_PORT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "env", kind: Message(&CORE_V1_ENV_VAR), cardinality: Repeated, omit_empty: false },
-        Field { tag: 8, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "volumeMounts", kind: Message(&CORE_V1_VOLUME_MOUNT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 10, json: "livenessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "readinessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "lifecycle", kind: Message(&CORE_V1_LIFECYCLE), cardinality: Optional, omit_empty: false },
-        Field { tag: 13, json: "terminationMessagePath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 14, json: "imagePullPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 15, json: "securityContext", kind: Message(&CORE_V1_SECURITY_CONTEXT), cardinality: Optional, omit_empty: false },
-        Field { tag: 16, json: "stdin", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 17, json: "stdinOnce", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 18, json: "tty", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 19, json: "envFrom", kind: Message(&CORE_V1_ENV_FROM_SOURCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 20, json: "terminationMessagePolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 21, json: "volumeDevices", kind: Message(&CORE_V1_VOLUME_DEVICE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 22, json: "startupProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit_empty: false },
-        Field { tag: 23, json: "resizePolicy", kind: Message(&CORE_V1_CONTAINER_RESIZE_POLICY), cardinality: Repeated, omit_empty: false },
-        Field { tag: 24, json: "restartPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 25, json: "restartPolicyRules", kind: Message(&CORE_V1_CONTAINER_RESTART_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "command", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "args", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "workingDir", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "ports", kind: Message(&CORE_V1_CONTAINER_PORT), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "env", kind: Message(&CORE_V1_ENV_VAR), cardinality: Repeated, omit: Empty },
+        Field { tag: 8, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit: Never },
+        Field { tag: 9, json: "volumeMounts", kind: Message(&CORE_V1_VOLUME_MOUNT), cardinality: Repeated, omit: Empty },
+        Field { tag: 10, json: "livenessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "readinessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "lifecycle", kind: Message(&CORE_V1_LIFECYCLE), cardinality: Optional, omit: Nil },
+        Field { tag: 13, json: "terminationMessagePath", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 14, json: "imagePullPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 15, json: "securityContext", kind: Message(&CORE_V1_SECURITY_CONTEXT), cardinality: Optional, omit: Nil },
+        Field { tag: 16, json: "stdin", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 17, json: "stdinOnce", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 18, json: "tty", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 19, json: "envFrom", kind: Message(&CORE_V1_ENV_FROM_SOURCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 20, json: "terminationMessagePolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 21, json: "volumeDevices", kind: Message(&CORE_V1_VOLUME_DEVICE), cardinality: Repeated, omit: Empty },
+        Field { tag: 22, json: "startupProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit: Nil },
+        Field { tag: 23, json: "resizePolicy", kind: Message(&CORE_V1_CONTAINER_RESIZE_POLICY), cardinality: Repeated, omit: Empty },
+        Field { tag: 24, json: "restartPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 25, json: "restartPolicyRules", kind: Message(&CORE_V1_CONTAINER_RESTART_RULE), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_EPHEMERAL_CONTAINER: Message = Message {
     name: "k8s.io.api.core.v1.EphemeralContainer",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_EPHEMERAL_CONTAINER_COMMON), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "targetContainerName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_EPHEMERAL_CONTAINER_COMMON), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "targetContainerName", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_SECURITY_CONTEXT: Message = Message {
     name: "k8s.io.api.core.v1.PodSecurityContext",
     fields: &[
-        Field { tag: 1, json: "seLinuxOptions", kind: Message(&CORE_V1_SE_LINUX_OPTIONS), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "runAsUser", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "runAsNonRoot", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "supplementalGroups", kind: Int64, cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "fsGroup", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "runAsGroup", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "sysctls", kind: Message(&CORE_V1_SYSCTL), cardinality: Repeated, omit_empty: false },
-        Field { tag: 8, json: "windowsOptions", kind: Message(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "fsGroupChangePolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "seccompProfile", kind: Message(&CORE_V1_SECCOMP_PROFILE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "appArmorProfile", kind: Message(&CORE_V1_APP_ARMOR_PROFILE), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "supplementalGroupsPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 13, json: "seLinuxChangePolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "seLinuxOptions", kind: Message(&CORE_V1_SE_LINUX_OPTIONS), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "runAsUser", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "runAsNonRoot", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "supplementalGroups", kind: Int64, cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "fsGroup", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "runAsGroup", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "sysctls", kind: Message(&CORE_V1_SYSCTL), cardinality: Repeated, omit: Empty },
+        Field { tag: 8, json: "windowsOptions", kind: Message(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "fsGroupChangePolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "seccompProfile", kind: Message(&CORE_V1_SECCOMP_PROFILE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "appArmorProfile", kind: Message(&CORE_V1_APP_ARMOR_PROFILE), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "supplementalGroupsPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 13, json: "seLinuxChangePolicy", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_AFFINITY: Message = Message {
     name: "k8s.io.api.core.v1.Affinity",
     fields: &[
-        Field { tag: 1, json: "nodeAffinity", kind: Message(&CORE_V1_NODE_AFFINITY), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "podAffinity", kind: Message(&CORE_V1_POD_AFFINITY), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "podAntiAffinity", kind: Message(&CORE_V1_POD_ANTI_AFFINITY), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "nodeAffinity", kind: Message(&CORE_V1_NODE_AFFINITY), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "podAffinity", kind: Message(&CORE_V1_POD_AFFINITY), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "podAntiAffinity", kind: Message(&CORE_V1_POD_ANTI_AFFINITY), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_TOLERATION: Message = Message {
     name: "k8s.io.api.core.v1.Toleration",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "value", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "effect", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "tolerationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "value", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "effect", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "tolerationSeconds", kind: Int64, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_HOST_ALIAS: Message = Message {
     name: "k8s.io.api.core.v1.HostAlias",
     fields: &[
-        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "hostnames", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "hostnames", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_DNS_CONFIG: Message = Message {
     name: "k8s.io.api.core.v1.PodDnsConfig",
     fields: &[
-        Field { tag: 1, json: "nameservers", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "searches", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "options", kind: Message(&CORE_V1_POD_DNS_CONFIG_OPTION), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "nameservers", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "searches", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "options", kind: Message(&CORE_V1_POD_DNS_CONFIG_OPTION), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_READINESS_GATE: Message = Message {
     name: "k8s.io.api.core.v1.PodReadinessGate",
     fields: &[
-        Field { tag: 1, json: "conditionType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "conditionType", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT: Message = Message {
     name: "k8s.io.api.core.v1.TopologySpreadConstraint",
     fields: &[
-        Field { tag: 1, json: "maxSkew", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "topologyKey", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "whenUnsatisfiable", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "labelSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "minDomains", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "nodeAffinityPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "nodeTaintsPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "matchLabelKeys", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "maxSkew", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "topologyKey", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "whenUnsatisfiable", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "labelSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "minDomains", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "nodeAffinityPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "nodeTaintsPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "matchLabelKeys", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_OS: Message = Message {
     name: "k8s.io.api.core.v1.PodOs",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_SCHEDULING_GATE: Message = Message {
     name: "k8s.io.api.core.v1.PodSchedulingGate",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_RESOURCE_CLAIM: Message = Message {
     name: "k8s.io.api.core.v1.PodResourceClaim",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "resourceClaimName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "resourceClaimTemplateName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "resourceClaimName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "resourceClaimTemplateName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_RESOURCE_REQUIREMENTS: Message = Message {
     name: "k8s.io.api.core.v1.ResourceRequirements",
     fields: &[
-        Field { tag: 1, json: "limits", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "requests", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "claims", kind: Message(&CORE_V1_RESOURCE_CLAIM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "limits", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "requests", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "claims", kind: Message(&CORE_V1_RESOURCE_CLAIM), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_WORKLOAD_REFERENCE: Message = Message {
     name: "k8s.io.api.core.v1.WorkloadReference",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "podGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "podGroupReplicaKey", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "podGroup", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "podGroupReplicaKey", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_CONDITION: Message = Message {
     name: "k8s.io.api.core.v1.PodCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_HOST_IP: Message = Message {
     name: "k8s.io.api.core.v1.HostIp",
     fields: &[
-        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_IP: Message = Message {
     name: "k8s.io.api.core.v1.PodIp",
     fields: &[
-        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONTAINER_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.ContainerStatus",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "state", kind: Message(&CORE_V1_CONTAINER_STATE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "lastState", kind: Message(&CORE_V1_CONTAINER_STATE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "ready", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "restartCount", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "image", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "imageID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "containerID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "started", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "allocatedResources", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 11, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "volumeMounts", kind: Message(&CORE_V1_VOLUME_MOUNT_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 13, json: "user", kind: Message(&CORE_V1_CONTAINER_USER), cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "allocatedResourcesStatus", kind: Message(&CORE_V1_RESOURCE_STATUS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 15, json: "stopSignal", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "state", kind: Message(&CORE_V1_CONTAINER_STATE), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastState", kind: Message(&CORE_V1_CONTAINER_STATE), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "ready", kind: Bool, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "restartCount", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "image", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "imageID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 8, json: "containerID", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "started", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "allocatedResources", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 11, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "volumeMounts", kind: Message(&CORE_V1_VOLUME_MOUNT_STATUS), cardinality: Repeated, omit: Empty },
+        Field { tag: 13, json: "user", kind: Message(&CORE_V1_CONTAINER_USER), cardinality: Optional, omit: Nil },
+        Field { tag: 14, json: "allocatedResourcesStatus", kind: Message(&CORE_V1_RESOURCE_STATUS), cardinality: Repeated, omit: Empty },
+        Field { tag: 15, json: "stopSignal", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_POD_RESOURCE_CLAIM_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.PodResourceClaimStatus",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "resourceClaimName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "resourceClaimName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.PodExtendedResourceClaimStatus",
     fields: &[
-        Field { tag: 1, json: "requestMappings", kind: Message(&CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "resourceClaimName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "requestMappings", kind: Message(&CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST), cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "resourceClaimName", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_REPLICATION_CONTROLLER_CONDITION: Message = Message {
     name: "k8s.io.api.core.v1.ReplicationControllerCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_SERVICE_PORT: Message = Message {
     name: "k8s.io.api.core.v1.ServicePort",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "targetPort", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "nodePort", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "appProtocol", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "port", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "targetPort", kind: IntOrString, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "nodePort", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "appProtocol", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SESSION_AFFINITY_CONFIG: Message = Message {
     name: "k8s.io.api.core.v1.SessionAffinityConfig",
     fields: &[
-        Field { tag: 1, json: "clientIP", kind: Message(&CORE_V1_CLIENT_IP_CONFIG), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "clientIP", kind: Message(&CORE_V1_CLIENT_IP_CONFIG), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_LOAD_BALANCER_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.LoadBalancerStatus",
     fields: &[
-        Field { tag: 1, json: "ingress", kind: Message(&CORE_V1_LOAD_BALANCER_INGRESS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ingress", kind: Message(&CORE_V1_LOAD_BALANCER_INGRESS), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static META_V1_CONDITION: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "observedGeneration", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "observedGeneration", kind: Int64, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_ENDPOINT_ADDRESS: Message = Message {
     name: "k8s.io.api.core.v1.EndpointAddress",
     fields: &[
-        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "targetRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "nodeName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "targetRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "hostname", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "nodeName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_ENDPOINT_PORT: Message = Message {
     name: "k8s.io.api.core.v1.EndpointPort",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "appProtocol", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "port", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "protocol", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "appProtocol", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_TAINT: Message = Message {
     name: "k8s.io.api.core.v1.Taint",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "effect", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "timeAdded", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "effect", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "timeAdded", kind: Time, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NODE_CONFIG_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.NodeConfigSource",
     fields: &[
-        Field { tag: 2, json: "configMap", kind: Message(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 2, json: "configMap", kind: Message(&CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NODE_CONDITION: Message = Message {
     name: "k8s.io.api.core.v1.NodeCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastHeartbeatTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastHeartbeatTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NODE_ADDRESS: Message = Message {
     name: "k8s.io.api.core.v1.NodeAddress",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "address", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "address", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_NODE_DAEMON_ENDPOINTS: Message = Message {
     name: "k8s.io.api.core.v1.NodeDaemonEndpoints",
     fields: &[
-        Field { tag: 1, json: "kubeletEndpoint", kind: Message(&CORE_V1_DAEMON_ENDPOINT), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "kubeletEndpoint", kind: Message(&CORE_V1_DAEMON_ENDPOINT), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_NODE_SYSTEM_INFO: Message = Message {
     name: "k8s.io.api.core.v1.NodeSystemInfo",
     fields: &[
-        Field { tag: 1, json: "machineID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "systemUUID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "bootID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "kernelVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "osImage", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "containerRuntimeVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "kubeletVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "kubeProxyVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "operatingSystem", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "architecture", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 11, json: "swap", kind: Message(&CORE_V1_NODE_SWAP_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "machineID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "systemUUID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "bootID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "kernelVersion", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "osImage", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "containerRuntimeVersion", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "kubeletVersion", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 8, json: "kubeProxyVersion", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 9, json: "operatingSystem", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 10, json: "architecture", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 11, json: "swap", kind: Message(&CORE_V1_NODE_SWAP_STATUS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CONTAINER_IMAGE: Message = Message {
     name: "k8s.io.api.core.v1.ContainerImage",
     fields: &[
-        Field { tag: 1, json: "names", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "sizeBytes", kind: Int64, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "names", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "sizeBytes", kind: Int64, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_ATTACHED_VOLUME: Message = Message {
     name: "k8s.io.api.core.v1.AttachedVolume",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "devicePath", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "devicePath", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_NODE_CONFIG_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.NodeConfigStatus",
     fields: &[
-        Field { tag: 1, json: "assigned", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "active", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "lastKnownGood", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "assigned", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "active", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "lastKnownGood", kind: Message(&CORE_V1_NODE_CONFIG_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "error", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NODE_RUNTIME_HANDLER: Message = Message {
     name: "k8s.io.api.core.v1.NodeRuntimeHandler",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "features", kind: Message(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "features", kind: Message(&CORE_V1_NODE_RUNTIME_HANDLER_FEATURES), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NODE_FEATURES: Message = Message {
     name: "k8s.io.api.core.v1.NodeFeatures",
     fields: &[
-        Field { tag: 1, json: "supplementalGroupsPolicy", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "supplementalGroupsPolicy", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_DEPLOYMENT_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.DeploymentStrategy",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_DEPLOYMENT), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_DEPLOYMENT_CONDITION: Message = Message {
     name: "k8s.io.api.apps.v1.DeploymentCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "lastUpdateTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "lastUpdateTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_REPLICA_SET_CONDITION: Message = Message {
     name: "k8s.io.api.apps.v1.ReplicaSetCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Message = Message {
     name: "k8s.io.api.core.v1.VolumeResourceRequirements",
     fields: &[
-        Field { tag: 1, json: "limits", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 2, json: "requests", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "limits", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 2, json: "requests", kind: Quantity, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.core.v1.TypedLocalObjectReference",
     fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_TYPED_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.core.v1.TypedObjectReference",
     fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "namespace", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeClaimCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_MODIFY_VOLUME_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.ModifyVolumeStatus",
     fields: &[
-        Field { tag: 1, json: "targetVolumeAttributesClassName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "targetVolumeAttributesClassName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "gcePersistentDisk", kind: Message(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "awsElasticBlockStore", kind: Message(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "hostPath", kind: Message(&CORE_V1_HOST_PATH_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "glusterfs", kind: Message(&CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "nfs", kind: Message(&CORE_V1_NFS_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "rbd", kind: Message(&CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "iscsi", kind: Message(&CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "cinder", kind: Message(&CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "cephfs", kind: Message(&CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "fc", kind: Message(&CORE_V1_FC_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "flocker", kind: Message(&CORE_V1_FLOCKER_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "flexVolume", kind: Message(&CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 13, json: "azureFile", kind: Message(&CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "vsphereVolume", kind: Message(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 15, json: "quobyte", kind: Message(&CORE_V1_QUOBYTE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 16, json: "azureDisk", kind: Message(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 17, json: "photonPersistentDisk", kind: Message(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 18, json: "portworxVolume", kind: Message(&CORE_V1_PORTWORX_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 19, json: "scaleIO", kind: Message(&CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 20, json: "local", kind: Message(&CORE_V1_LOCAL_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 21, json: "storageos", kind: Message(&CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 22, json: "csi", kind: Message(&CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "gcePersistentDisk", kind: Message(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "awsElasticBlockStore", kind: Message(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "hostPath", kind: Message(&CORE_V1_HOST_PATH_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "glusterfs", kind: Message(&CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "nfs", kind: Message(&CORE_V1_NFS_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "rbd", kind: Message(&CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "iscsi", kind: Message(&CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "cinder", kind: Message(&CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "cephfs", kind: Message(&CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "fc", kind: Message(&CORE_V1_FC_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "flocker", kind: Message(&CORE_V1_FLOCKER_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "flexVolume", kind: Message(&CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 13, json: "azureFile", kind: Message(&CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 14, json: "vsphereVolume", kind: Message(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 15, json: "quobyte", kind: Message(&CORE_V1_QUOBYTE_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 16, json: "azureDisk", kind: Message(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 17, json: "photonPersistentDisk", kind: Message(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 18, json: "portworxVolume", kind: Message(&CORE_V1_PORTWORX_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 19, json: "scaleIO", kind: Message(&CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 20, json: "local", kind: Message(&CORE_V1_LOCAL_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 21, json: "storageos", kind: Message(&CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 22, json: "csi", kind: Message(&CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_VOLUME_NODE_AFFINITY: Message = Message {
     name: "k8s.io.api.core.v1.VolumeNodeAffinity",
     fields: &[
-        Field { tag: 1, json: "required", kind: Message(&CORE_V1_NODE_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "required", kind: Message(&CORE_V1_NODE_SELECTOR), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SCOPE_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.ScopeSelector",
     fields: &[
-        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_LIMIT_RANGE_ITEM: Message = Message {
     name: "k8s.io.api.core.v1.LimitRangeItem",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "max", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 3, json: "min", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 4, json: "default", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 5, json: "defaultRequest", kind: Quantity, cardinality: Map, omit_empty: false },
-        Field { tag: 6, json: "maxLimitRequestRatio", kind: Quantity, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "max", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 3, json: "min", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 4, json: "default", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 5, json: "defaultRequest", kind: Quantity, cardinality: Map, omit: Empty },
+        Field { tag: 6, json: "maxLimitRequestRatio", kind: Quantity, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
     fields: &[
-        Field { tag: 1, json: "whenDeleted", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "whenScaled", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "whenDeleted", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "whenScaled", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET_ORDINALS: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetOrdinals",
     fields: &[
-        Field { tag: 1, json: "start", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "start", kind: Int32, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static APPS_V1_STATEFUL_SET_CONDITION: Message = Message {
     name: "k8s.io.api.apps.v1.StatefulSetCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static APPS_V1_DAEMON_SET_UPDATE_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.DaemonSetUpdateStrategy",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "rollingUpdate", kind: Message(&APPS_V1_ROLLING_UPDATE_DAEMON_SET), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_DAEMON_SET_CONDITION: Message = Message {
     name: "k8s.io.api.apps.v1.DaemonSetCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static BATCH_V1_POD_FAILURE_POLICY: Message = Message {
     name: "k8s.io.api.batch.v1.PodFailurePolicy",
     fields: &[
-        Field { tag: 1, json: "rules", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "rules", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_RULE), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static BATCH_V1_SUCCESS_POLICY: Message = Message {
     name: "k8s.io.api.batch.v1.SuccessPolicy",
     fields: &[
-        Field { tag: 1, json: "rules", kind: Message(&BATCH_V1_SUCCESS_POLICY_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "rules", kind: Message(&BATCH_V1_SUCCESS_POLICY_RULE), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static BATCH_V1_JOB_CONDITION: Message = Message {
     name: "k8s.io.api.batch.v1.JobCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastProbeTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static BATCH_V1_UNCOUNTED_TERMINATED_PODS: Message = Message {
     name: "k8s.io.api.batch.v1.UncountedTerminatedPods",
     fields: &[
-        Field { tag: 1, json: "succeeded", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "failed", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "succeeded", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "failed", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static BATCH_V1_JOB_TEMPLATE_SPEC: Message = Message {
     name: "k8s.io.api.batch.v1.JobTemplateSpec",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_JOB_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&BATCH_V1_JOB_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_TOPOLOGY_SELECTOR_LABEL_REQUIREMENT: Message = Message {
     name: "k8s.io.api.core.v1.TopologySelectorLabelRequirement",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "values", kind: String, cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static STORAGE_V1_TOKEN_REQUEST: Message = Message {
     name: "k8s.io.api.storage.v1.TokenRequest",
     fields: &[
-        Field { tag: 1, json: "audience", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "audience", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static STORAGE_V1_CSI_NODE_DRIVER: Message = Message {
     name: "k8s.io.api.storage.v1.CSINodeDriver",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "nodeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "topologyKeys", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "allocatable", kind: Message(&STORAGE_V1_VOLUME_NODE_RESOURCES), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "nodeID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "topologyKeys", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 4, json: "allocatable", kind: Message(&STORAGE_V1_VOLUME_NODE_RESOURCES), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static STORAGE_V1_VOLUME_ATTACHMENT_SOURCE: Message = Message {
     name: "k8s.io.api.storage.v1.VolumeAttachmentSource",
     fields: &[
-        Field { tag: 1, json: "persistentVolumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "inlineVolumeSpec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "persistentVolumeName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "inlineVolumeSpec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_SPEC), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static STORAGE_V1_VOLUME_ERROR: Message = Message {
     name: "k8s.io.api.storage.v1.VolumeError",
     fields: &[
-        Field { tag: 1, json: "time", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "errorCode", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "time", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "errorCode", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_LABEL_SELECTOR_REQUIREMENT: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static DISCOVERY_V1_ENDPOINT_CONDITIONS: Message = Message {
     name: "k8s.io.api.discovery.v1.EndpointConditions",
     fields: &[
-        Field { tag: 1, json: "ready", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "serving", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "terminating", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "ready", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "serving", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "terminating", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static DISCOVERY_V1_ENDPOINT_HINTS: Message = Message {
     name: "k8s.io.api.discovery.v1.EndpointHints",
     fields: &[
-        Field { tag: 1, json: "forZones", kind: Message(&DISCOVERY_V1_FOR_ZONE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "forNodes", kind: Message(&DISCOVERY_V1_FOR_NODE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "forZones", kind: Message(&DISCOVERY_V1_FOR_ZONE), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "forNodes", kind: Message(&DISCOVERY_V1_FOR_NODE), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_BACKEND: Message = Message {
     name: "k8s.io.api.networking.v1.IngressBackend",
     fields: &[
-        Field { tag: 3, json: "resource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "service", kind: Message(&NETWORKING_V1_INGRESS_SERVICE_BACKEND), cardinality: Optional, omit_empty: false },
+        Field { tag: 3, json: "resource", kind: Message(&CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "service", kind: Message(&NETWORKING_V1_INGRESS_SERVICE_BACKEND), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_TLS: Message = Message {
     name: "k8s.io.api.networking.v1.IngressTls",
     fields: &[
-        Field { tag: 1, json: "hosts", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "secretName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "hosts", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "secretName", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_RULE: Message = Message {
     name: "k8s.io.api.networking.v1.IngressRule",
     fields: &[
-        Field { tag: 1, json: "host", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "", kind: Message(&NETWORKING_V1_INGRESS_RULE_VALUE), cardinality: Inline, omit_empty: false },
+        Field { tag: 1, json: "host", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "", kind: Message(&NETWORKING_V1_INGRESS_RULE_VALUE), cardinality: Inline, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS: Message = Message {
     name: "k8s.io.api.networking.v1.IngressLoadBalancerStatus",
     fields: &[
-        Field { tag: 1, json: "ingress", kind: Message(&NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ingress", kind: Message(&NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE: Message = Message {
     name: "k8s.io.api.networking.v1.IngressClassParametersReference",
     fields: &[
-        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiGroup", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "namespace", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_NETWORK_POLICY_INGRESS_RULE: Message = Message {
     name: "k8s.io.api.networking.v1.NetworkPolicyIngressRule",
     fields: &[
-        Field { tag: 1, json: "ports", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PORT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "from", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PEER), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ports", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PORT), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "from", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PEER), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_NETWORK_POLICY_EGRESS_RULE: Message = Message {
     name: "k8s.io.api.networking.v1.NetworkPolicyEgressRule",
     fields: &[
-        Field { tag: 1, json: "ports", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PORT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "to", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PEER), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ports", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PORT), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "to", kind: Message(&NETWORKING_V1_NETWORK_POLICY_PEER), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static AUTOSCALING_V1_CROSS_VERSION_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.autoscaling.v1.CrossVersionObjectReference",
     fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.autoscaling.v2.CrossVersionObjectReference",
     fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTOSCALING_V2_METRIC_SPEC: Message = Message {
     name: "k8s.io.api.autoscaling.v2.MetricSpec",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "object", kind: Message(&AUTOSCALING_V2_OBJECT_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "pods", kind: Message(&AUTOSCALING_V2_PODS_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "resource", kind: Message(&AUTOSCALING_V2_RESOURCE_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "external", kind: Message(&AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "containerResource", kind: Message(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "object", kind: Message(&AUTOSCALING_V2_OBJECT_METRIC_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "pods", kind: Message(&AUTOSCALING_V2_PODS_METRIC_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "resource", kind: Message(&AUTOSCALING_V2_RESOURCE_METRIC_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "external", kind: Message(&AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "containerResource", kind: Message(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerBehavior",
     fields: &[
-        Field { tag: 1, json: "scaleUp", kind: Message(&AUTOSCALING_V2_HPA_SCALING_RULES), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "scaleDown", kind: Message(&AUTOSCALING_V2_HPA_SCALING_RULES), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "scaleUp", kind: Message(&AUTOSCALING_V2_HPA_SCALING_RULES), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "scaleDown", kind: Message(&AUTOSCALING_V2_HPA_SCALING_RULES), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_METRIC_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.MetricStatus",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "object", kind: Message(&AUTOSCALING_V2_OBJECT_METRIC_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "pods", kind: Message(&AUTOSCALING_V2_PODS_METRIC_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "resource", kind: Message(&AUTOSCALING_V2_RESOURCE_METRIC_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "external", kind: Message(&AUTOSCALING_V2_EXTERNAL_METRIC_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "containerResource", kind: Message(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "object", kind: Message(&AUTOSCALING_V2_OBJECT_METRIC_STATUS), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "pods", kind: Message(&AUTOSCALING_V2_PODS_METRIC_STATUS), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "resource", kind: Message(&AUTOSCALING_V2_RESOURCE_METRIC_STATUS), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "external", kind: Message(&AUTOSCALING_V2_EXTERNAL_METRIC_STATUS), cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "containerResource", kind: Message(&AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerCondition",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lastTransitionTime", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Message = Message {
     name: "k8s.io.api.authentication.v1.BoundObjectReference",
     fields: &[
-        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "kind", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "uid", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHENTICATION_V1_USER_INFO: Message = Message {
     name: "k8s.io.api.authentication.v1.UserInfo",
     fields: &[
-        Field { tag: 1, json: "username", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "groups", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "extra", kind: StringList, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "username", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "uid", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "groups", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "extra", kind: StringList, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: Message = Message {
     name: "k8s.io.api.authorization.v1.ResourceAttributes",
     fields: &[
-        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "verb", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "group", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "version", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "resource", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "subresource", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "fieldSelector", kind: Message(&AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "labelSelector", kind: Message(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "verb", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "group", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "version", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "resource", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "subresource", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "fieldSelector", kind: Message(&AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "labelSelector", kind: Message(&AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: Message = Message {
     name: "k8s.io.api.authorization.v1.NonResourceAttributes",
     fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "verb", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "verb", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_RESOURCE_RULE: Message = Message {
     name: "k8s.io.api.authorization.v1.ResourceRule",
     fields: &[
-        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "apiGroups", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "resourceNames", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_NON_RESOURCE_RULE: Message = Message {
     name: "k8s.io.api.authorization.v1.NonResourceRule",
     fields: &[
-        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "verbs", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "nonResourceURLs", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_WEBHOOK_CLIENT_CONFIG: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.WebhookClientConfig",
     fields: &[
-        Field { tag: 1, json: "service", kind: Message(&ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "caBundle", kind: Bytes, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "url", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "service", kind: Message(&ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "caBundle", kind: Bytes, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "url", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.RuleWithOperations",
     fields: &[
-        Field { tag: 1, json: "operations", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "", kind: Message(&ADMISSIONREGISTRATION_V1_RULE), cardinality: Inline, omit_empty: false },
+        Field { tag: 1, json: "operations", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "", kind: Message(&ADMISSIONREGISTRATION_V1_RULE), cardinality: Inline, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_MATCH_CONDITION: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.MatchCondition",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "expression", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "expression", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_PARAM_KIND: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ParamKind",
     fields: &[
-        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "kind", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_MATCH_RESOURCES: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.MatchResources",
     fields: &[
-        Field { tag: 1, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "resourceRules", kind: Message(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "excludeResourceRules", kind: Message(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "matchPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "objectSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "resourceRules", kind: Message(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "excludeResourceRules", kind: Message(&ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "matchPolicy", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VALIDATION: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.Validation",
     fields: &[
-        Field { tag: 1, json: "expression", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "messageExpression", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "expression", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "messageExpression", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_AUDIT_ANNOTATION: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.AuditAnnotation",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "valueExpression", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "valueExpression", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_VARIABLE: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.Variable",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "expression", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "expression", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_TYPE_CHECKING: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.TypeChecking",
     fields: &[
-        Field { tag: 1, json: "expressionWarnings", kind: Message(&ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "expressionWarnings", kind: Message(&ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_PARAM_REF: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ParamRef",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "parameterNotFoundAction", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "parameterNotFoundAction", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_STATUS_CAUSE: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause",
     fields: &[
-        Field { tag: 1, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "field", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "field", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.VolumeSource",
     fields: &[
-        Field { tag: 1, json: "hostPath", kind: Message(&CORE_V1_HOST_PATH_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "emptyDir", kind: Message(&CORE_V1_EMPTY_DIR_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "gcePersistentDisk", kind: Message(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "awsElasticBlockStore", kind: Message(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "gitRepo", kind: Message(&CORE_V1_GIT_REPO_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "secret", kind: Message(&CORE_V1_SECRET_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "nfs", kind: Message(&CORE_V1_NFS_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "iscsi", kind: Message(&CORE_V1_ISCSI_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "glusterfs", kind: Message(&CORE_V1_GLUSTERFS_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "persistentVolumeClaim", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "rbd", kind: Message(&CORE_V1_RBD_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "flexVolume", kind: Message(&CORE_V1_FLEX_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 13, json: "cinder", kind: Message(&CORE_V1_CINDER_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 14, json: "cephfs", kind: Message(&CORE_V1_CEPH_FS_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 15, json: "flocker", kind: Message(&CORE_V1_FLOCKER_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 16, json: "downwardAPI", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 17, json: "fc", kind: Message(&CORE_V1_FC_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 18, json: "azureFile", kind: Message(&CORE_V1_AZURE_FILE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 19, json: "configMap", kind: Message(&CORE_V1_CONFIG_MAP_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 20, json: "vsphereVolume", kind: Message(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 21, json: "quobyte", kind: Message(&CORE_V1_QUOBYTE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 22, json: "azureDisk", kind: Message(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 23, json: "photonPersistentDisk", kind: Message(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 24, json: "portworxVolume", kind: Message(&CORE_V1_PORTWORX_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 25, json: "scaleIO", kind: Message(&CORE_V1_SCALE_IO_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 26, json: "projected", kind: Message(&CORE_V1_PROJECTED_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 27, json: "storageos", kind: Message(&CORE_V1_STORAGE_OS_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 28, json: "csi", kind: Message(&CORE_V1_CSI_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 29, json: "ephemeral", kind: Message(&CORE_V1_EPHEMERAL_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 30, json: "image", kind: Message(&CORE_V1_IMAGE_VOLUME_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "hostPath", kind: Message(&CORE_V1_HOST_PATH_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "emptyDir", kind: Message(&CORE_V1_EMPTY_DIR_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "gcePersistentDisk", kind: Message(&CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "awsElasticBlockStore", kind: Message(&CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "gitRepo", kind: Message(&CORE_V1_GIT_REPO_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "secret", kind: Message(&CORE_V1_SECRET_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "nfs", kind: Message(&CORE_V1_NFS_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "iscsi", kind: Message(&CORE_V1_ISCSI_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "glusterfs", kind: Message(&CORE_V1_GLUSTERFS_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "persistentVolumeClaim", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "rbd", kind: Message(&CORE_V1_RBD_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "flexVolume", kind: Message(&CORE_V1_FLEX_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 13, json: "cinder", kind: Message(&CORE_V1_CINDER_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 14, json: "cephfs", kind: Message(&CORE_V1_CEPH_FS_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 15, json: "flocker", kind: Message(&CORE_V1_FLOCKER_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 16, json: "downwardAPI", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 17, json: "fc", kind: Message(&CORE_V1_FC_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 18, json: "azureFile", kind: Message(&CORE_V1_AZURE_FILE_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 19, json: "configMap", kind: Message(&CORE_V1_CONFIG_MAP_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 20, json: "vsphereVolume", kind: Message(&CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 21, json: "quobyte", kind: Message(&CORE_V1_QUOBYTE_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 22, json: "azureDisk", kind: Message(&CORE_V1_AZURE_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 23, json: "photonPersistentDisk", kind: Message(&CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 24, json: "portworxVolume", kind: Message(&CORE_V1_PORTWORX_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 25, json: "scaleIO", kind: Message(&CORE_V1_SCALE_IO_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 26, json: "projected", kind: Message(&CORE_V1_PROJECTED_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 27, json: "storageos", kind: Message(&CORE_V1_STORAGE_OS_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 28, json: "csi", kind: Message(&CORE_V1_CSI_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 29, json: "ephemeral", kind: Message(&CORE_V1_EPHEMERAL_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 30, json: "image", kind: Message(&CORE_V1_IMAGE_VOLUME_SOURCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CONTAINER_PORT: Message = Message {
     name: "k8s.io.api.core.v1.ContainerPort",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "hostPort", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "containerPort", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "hostIP", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "hostPort", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "containerPort", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "protocol", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "hostIP", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_ENV_FROM_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.EnvFromSource",
     fields: &[
-        Field { tag: 1, json: "prefix", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "configMapRef", kind: Message(&CORE_V1_CONFIG_MAP_ENV_SOURCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_ENV_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "prefix", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "configMapRef", kind: Message(&CORE_V1_CONFIG_MAP_ENV_SOURCE), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_ENV_SOURCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_ENV_VAR: Message = Message {
     name: "k8s.io.api.core.v1.EnvVar",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "valueFrom", kind: Message(&CORE_V1_ENV_VAR_SOURCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "valueFrom", kind: Message(&CORE_V1_ENV_VAR_SOURCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CONTAINER_RESIZE_POLICY: Message = Message {
     name: "k8s.io.api.core.v1.ContainerResizePolicy",
     fields: &[
-        Field { tag: 1, json: "resourceName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "restartPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "resourceName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "restartPolicy", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONTAINER_RESTART_RULE: Message = Message {
     name: "k8s.io.api.core.v1.ContainerRestartRule",
     fields: &[
-        Field { tag: 1, json: "action", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "exitCodes", kind: Message(&CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "action", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "exitCodes", kind: Message(&CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_VOLUME_MOUNT: Message = Message {
     name: "k8s.io.api.core.v1.VolumeMount",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "mountPath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "subPath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "mountPropagation", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "subPathExpr", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "recursiveReadOnly", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "mountPath", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "subPath", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "mountPropagation", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "subPathExpr", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "recursiveReadOnly", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_VOLUME_DEVICE: Message = Message {
     name: "k8s.io.api.core.v1.VolumeDevice",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "devicePath", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "devicePath", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_PROBE: Message = Message {
     name: "k8s.io.api.core.v1.Probe",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_PROBE_HANDLER), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "initialDelaySeconds", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "periodSeconds", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "successThreshold", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "failureThreshold", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "terminationGracePeriodSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_PROBE_HANDLER), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "initialDelaySeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "periodSeconds", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "successThreshold", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "failureThreshold", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "terminationGracePeriodSeconds", kind: Int64, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_LIFECYCLE: Message = Message {
     name: "k8s.io.api.core.v1.Lifecycle",
     fields: &[
-        Field { tag: 1, json: "postStart", kind: Message(&CORE_V1_LIFECYCLE_HANDLER), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "preStop", kind: Message(&CORE_V1_LIFECYCLE_HANDLER), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "stopSignal", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "postStart", kind: Message(&CORE_V1_LIFECYCLE_HANDLER), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "preStop", kind: Message(&CORE_V1_LIFECYCLE_HANDLER), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "stopSignal", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SECURITY_CONTEXT: Message = Message {
     name: "k8s.io.api.core.v1.SecurityContext",
     fields: &[
-        Field { tag: 1, json: "capabilities", kind: Message(&CORE_V1_CAPABILITIES), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "privileged", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "seLinuxOptions", kind: Message(&CORE_V1_SE_LINUX_OPTIONS), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "runAsUser", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "runAsNonRoot", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "readOnlyRootFilesystem", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "allowPrivilegeEscalation", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "runAsGroup", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "procMount", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "windowsOptions", kind: Message(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "seccompProfile", kind: Message(&CORE_V1_SECCOMP_PROFILE), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "appArmorProfile", kind: Message(&CORE_V1_APP_ARMOR_PROFILE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "capabilities", kind: Message(&CORE_V1_CAPABILITIES), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "privileged", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "seLinuxOptions", kind: Message(&CORE_V1_SE_LINUX_OPTIONS), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "runAsUser", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "runAsNonRoot", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "readOnlyRootFilesystem", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "allowPrivilegeEscalation", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "runAsGroup", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "procMount", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "windowsOptions", kind: Message(&CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "seccompProfile", kind: Message(&CORE_V1_SECCOMP_PROFILE), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "appArmorProfile", kind: Message(&CORE_V1_APP_ARMOR_PROFILE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_EPHEMERAL_CONTAINER_COMMON: Message = Message {
     name: "k8s.io.api.core.v1.EphemeralContainerCommon",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "command", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "args", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 5, json: "workingDir", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "ports", kind: Message(&CORE_V1_CONTAINER_PORT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 7, json: "env", kind: Message(&CORE_V1_ENV_VAR), cardinality: Repeated, omit_empty: false },
-        Field { tag: 8, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "volumeMounts", kind: Message(&CORE_V1_VOLUME_MOUNT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 10, json: "livenessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "readinessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "lifecycle", kind: Message(&CORE_V1_LIFECYCLE), cardinality: Optional, omit_empty: false },
-        Field { tag: 13, json: "terminationMessagePath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 14, json: "imagePullPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 15, json: "securityContext", kind: Message(&CORE_V1_SECURITY_CONTEXT), cardinality: Optional, omit_empty: false },
-        Field { tag: 16, json: "stdin", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 17, json: "stdinOnce", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 18, json: "tty", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 19, json: "envFrom", kind: Message(&CORE_V1_ENV_FROM_SOURCE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 20, json: "terminationMessagePolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 21, json: "volumeDevices", kind: Message(&CORE_V1_VOLUME_DEVICE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 22, json: "startupProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit_empty: false },
-        Field { tag: 23, json: "resizePolicy", kind: Message(&CORE_V1_CONTAINER_RESIZE_POLICY), cardinality: Repeated, omit_empty: false },
-        Field { tag: 24, json: "restartPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 25, json: "restartPolicyRules", kind: Message(&CORE_V1_CONTAINER_RESTART_RULE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "command", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "args", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 5, json: "workingDir", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "ports", kind: Message(&CORE_V1_CONTAINER_PORT), cardinality: Repeated, omit: Empty },
+        Field { tag: 7, json: "env", kind: Message(&CORE_V1_ENV_VAR), cardinality: Repeated, omit: Empty },
+        Field { tag: 8, json: "resources", kind: Message(&CORE_V1_RESOURCE_REQUIREMENTS), cardinality: Optional, omit: Never },
+        Field { tag: 9, json: "volumeMounts", kind: Message(&CORE_V1_VOLUME_MOUNT), cardinality: Repeated, omit: Empty },
+        Field { tag: 10, json: "livenessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "readinessProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit: Nil },
+        Field { tag: 12, json: "lifecycle", kind: Message(&CORE_V1_LIFECYCLE), cardinality: Optional, omit: Nil },
+        Field { tag: 13, json: "terminationMessagePath", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 14, json: "imagePullPolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 15, json: "securityContext", kind: Message(&CORE_V1_SECURITY_CONTEXT), cardinality: Optional, omit: Nil },
+        Field { tag: 16, json: "stdin", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 17, json: "stdinOnce", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 18, json: "tty", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 19, json: "envFrom", kind: Message(&CORE_V1_ENV_FROM_SOURCE), cardinality: Repeated, omit: Empty },
+        Field { tag: 20, json: "terminationMessagePolicy", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 21, json: "volumeDevices", kind: Message(&CORE_V1_VOLUME_DEVICE), cardinality: Repeated, omit: Empty },
+        Field { tag: 22, json: "startupProbe", kind: Message(&CORE_V1_PROBE), cardinality: Optional, omit: Nil },
+        Field { tag: 23, json: "resizePolicy", kind: Message(&CORE_V1_CONTAINER_RESIZE_POLICY), cardinality: Repeated, omit: Empty },
+        Field { tag: 24, json: "restartPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 25, json: "restartPolicyRules", kind: Message(&CORE_V1_CONTAINER_RESTART_RULE), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_SE_LINUX_OPTIONS: Message = Message {
     name: "k8s.io.api.core.v1.SeLinuxOptions",
     fields: &[
-        Field { tag: 1, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "role", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "level", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "role", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "type", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "level", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS: Message = Message {
     name: "k8s.io.api.core.v1.WindowsSecurityContextOptions",
     fields: &[
-        Field { tag: 1, json: "gmsaCredentialSpecName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "gmsaCredentialSpec", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "runAsUserName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "hostProcess", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "gmsaCredentialSpecName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "gmsaCredentialSpec", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "runAsUserName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "hostProcess", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SYSCTL: Message = Message {
     name: "k8s.io.api.core.v1.Sysctl",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_SECCOMP_PROFILE: Message = Message {
     name: "k8s.io.api.core.v1.SeccompProfile",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "localhostProfile", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "localhostProfile", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_APP_ARMOR_PROFILE: Message = Message {
     name: "k8s.io.api.core.v1.AppArmorProfile",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "localhostProfile", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "localhostProfile", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NODE_AFFINITY: Message = Message {
     name: "k8s.io.api.core.v1.NodeAffinity",
     fields: &[
-        Field { tag: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_NODE_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_PREFERRED_SCHEDULING_TERM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_NODE_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_PREFERRED_SCHEDULING_TERM), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_AFFINITY: Message = Message {
     name: "k8s.io.api.core.v1.PodAffinity",
     fields: &[
-        Field { tag: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_POD_AFFINITY_TERM), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_POD_AFFINITY_TERM), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_ANTI_AFFINITY: Message = Message {
     name: "k8s.io.api.core.v1.PodAntiAffinity",
     fields: &[
-        Field { tag: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_POD_AFFINITY_TERM), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_POD_AFFINITY_TERM), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", kind: Message(&CORE_V1_WEIGHTED_POD_AFFINITY_TERM), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_POD_DNS_CONFIG_OPTION: Message = Message {
     name: "k8s.io.api.core.v1.PodDnsConfigOption",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_RESOURCE_CLAIM: Message = Message {
     name: "k8s.io.api.core.v1.ResourceClaim",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "request", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "request", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONTAINER_STATE: Message = Message {
     name: "k8s.io.api.core.v1.ContainerState",
     fields: &[
-        Field { tag: 1, json: "waiting", kind: Message(&CORE_V1_CONTAINER_STATE_WAITING), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "running", kind: Message(&CORE_V1_CONTAINER_STATE_RUNNING), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "terminated", kind: Message(&CORE_V1_CONTAINER_STATE_TERMINATED), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "waiting", kind: Message(&CORE_V1_CONTAINER_STATE_WAITING), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "running", kind: Message(&CORE_V1_CONTAINER_STATE_RUNNING), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "terminated", kind: Message(&CORE_V1_CONTAINER_STATE_TERMINATED), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_VOLUME_MOUNT_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.VolumeMountStatus",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "mountPath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "recursiveReadOnly", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "mountPath", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "recursiveReadOnly", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CONTAINER_USER: Message = Message {
     name: "k8s.io.api.core.v1.ContainerUser",
     fields: &[
-        Field { tag: 1, json: "linux", kind: Message(&CORE_V1_LINUX_CONTAINER_USER), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "linux", kind: Message(&CORE_V1_LINUX_CONTAINER_USER), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_RESOURCE_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.ResourceStatus",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "resources", kind: Message(&CORE_V1_RESOURCE_HEALTH), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "resources", kind: Message(&CORE_V1_RESOURCE_HEALTH), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST: Message = Message {
     name: "k8s.io.api.core.v1.ContainerExtendedResourceRequest",
     fields: &[
-        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "resourceName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "requestName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "resourceName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "requestName", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CLIENT_IP_CONFIG: Message = Message {
     name: "k8s.io.api.core.v1.ClientIpConfig",
     fields: &[
-        Field { tag: 1, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "timeoutSeconds", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_LOAD_BALANCER_INGRESS: Message = Message {
     name: "k8s.io.api.core.v1.LoadBalancerIngress",
     fields: &[
-        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "ipMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "ports", kind: Message(&CORE_V1_PORT_STATUS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "hostname", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "ipMode", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "ports", kind: Message(&CORE_V1_PORT_STATUS), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ConfigMapNodeConfigSource",
     fields: &[
-        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "uid", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "resourceVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "kubeletConfigKey", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "uid", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "resourceVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "kubeletConfigKey", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_DAEMON_ENDPOINT: Message = Message {
     name: "k8s.io.api.core.v1.DaemonEndpoint",
     fields: &[
-        Field { tag: 1, json: "Port", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "Port", kind: Int32, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_NODE_SWAP_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.NodeSwapStatus",
     fields: &[
-        Field { tag: 1, json: "capacity", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "capacity", kind: Int64, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: Message = Message {
     name: "k8s.io.api.core.v1.NodeRuntimeHandlerFeatures",
     fields: &[
-        Field { tag: 1, json: "recursiveReadOnlyMounts", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "userNamespaces", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "recursiveReadOnlyMounts", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "userNamespaces", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Message = Message {
     name: "k8s.io.api.apps.v1.RollingUpdateDeployment",
     fields: &[
-        Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.GcePersistentDiskVolumeSource",
     fields: &[
-        Field { tag: 1, json: "pdName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "pdName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.AwsElasticBlockStoreVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "partition", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_HOST_PATH_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.HostPathVolumeSource",
     fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "type", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "type", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.GlusterfsPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "endpoints", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "endpointsNamespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "endpoints", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "endpointsNamespace", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NFS_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.NfsVolumeSource",
     fields: &[
-        Field { tag: 1, json: "server", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "server", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.RbdPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "pool", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "keyring", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "pool", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "keyring", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.IscsiPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "targetPortal", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "iqn", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lun", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "iscsiInterface", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "portals", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 8, json: "chapAuthDiscovery", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "chapAuthSession", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 12, json: "initiatorName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "targetPortal", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "iqn", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lun", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "iscsiInterface", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "portals", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 8, json: "chapAuthDiscovery", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "chapAuthSession", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 12, json: "initiatorName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.CinderPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.CephFsPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "secretFile", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "secretFile", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_FC_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.FcVolumeSource",
     fields: &[
-        Field { tag: 1, json: "targetWWNs", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "lun", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "wwids", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "targetWWNs", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "lun", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "wwids", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_FLOCKER_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.FlockerVolumeSource",
     fields: &[
-        Field { tag: 1, json: "datasetName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "datasetUUID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "datasetName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "datasetUUID", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.FlexPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "options", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "options", kind: String, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.AzureFilePersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "shareName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "secretNamespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "shareName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "secretNamespace", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.VsphereVirtualDiskVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumePath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "storagePolicyName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "storagePolicyID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "volumePath", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "storagePolicyName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "storagePolicyID", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_QUOBYTE_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.QuobyteVolumeSource",
     fields: &[
-        Field { tag: 1, json: "registry", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "volume", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "group", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "tenant", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "registry", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "volume", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "group", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "tenant", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_AZURE_DISK_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.AzureDiskVolumeSource",
     fields: &[
-        Field { tag: 1, json: "diskName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "diskURI", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "cachingMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "kind", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "diskName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "diskURI", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "cachingMode", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "readOnly", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "kind", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource",
     fields: &[
-        Field { tag: 1, json: "pdID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "pdID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_PORTWORX_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.PortworxVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ScaleIoPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "gateway", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "system", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "sslEnabled", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "protectionDomain", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "storagePool", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "storageMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "gateway", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "system", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "sslEnabled", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "protectionDomain", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "storagePool", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "storageMode", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "volumeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_LOCAL_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.LocalVolumeSource",
     fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.StorageOsPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "volumeNamespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "volumeNamespace", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.CSIPersistentVolumeSource",
     fields: &[
-        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "volumeHandle", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "volumeAttributes", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 6, json: "controllerPublishSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "nodeStageSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "nodePublishSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 9, json: "controllerExpandSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 10, json: "nodeExpandSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "volumeHandle", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "volumeAttributes", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 6, json: "controllerPublishSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 7, json: "nodeStageSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "nodePublishSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 9, json: "controllerExpandSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 10, json: "nodeExpandSecretRef", kind: Message(&CORE_V1_SECRET_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_NODE_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.NodeSelector",
     fields: &[
-        Field { tag: 1, json: "nodeSelectorTerms", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "nodeSelectorTerms", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: Message = Message {
     name: "k8s.io.api.core.v1.ScopedResourceSelectorRequirement",
     fields: &[
-        Field { tag: 1, json: "scopeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "scopeName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY: Message = Message {
     name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy",
     fields: &[
-        Field { tag: 1, json: "partition", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "partition", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static APPS_V1_ROLLING_UPDATE_DAEMON_SET: Message = Message {
     name: "k8s.io.api.apps.v1.RollingUpdateDaemonSet",
     fields: &[
-        Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "maxUnavailable", kind: IntOrString, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "maxSurge", kind: IntOrString, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static BATCH_V1_POD_FAILURE_POLICY_RULE: Message = Message {
     name: "k8s.io.api.batch.v1.PodFailurePolicyRule",
     fields: &[
-        Field { tag: 1, json: "action", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "onExitCodes", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "onPodConditions", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "action", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "onExitCodes", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "onPodConditions", kind: Message(&BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static BATCH_V1_SUCCESS_POLICY_RULE: Message = Message {
     name: "k8s.io.api.batch.v1.SuccessPolicyRule",
     fields: &[
-        Field { tag: 1, json: "succeededIndexes", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "succeededCount", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "succeededIndexes", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "succeededCount", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static STORAGE_V1_VOLUME_NODE_RESOURCES: Message = Message {
     name: "k8s.io.api.storage.v1.VolumeNodeResources",
     fields: &[
-        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "count", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static DISCOVERY_V1_FOR_ZONE: Message = Message {
     name: "k8s.io.api.discovery.v1.ForZone",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static DISCOVERY_V1_FOR_NODE: Message = Message {
     name: "k8s.io.api.discovery.v1.ForNode",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_SERVICE_BACKEND: Message = Message {
     name: "k8s.io.api.networking.v1.IngressServiceBackend",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "port", kind: Message(&NETWORKING_V1_SERVICE_BACKEND_PORT), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "port", kind: Message(&NETWORKING_V1_SERVICE_BACKEND_PORT), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_RULE_VALUE: Message = Message {
     name: "k8s.io.api.networking.v1.IngressRuleValue",
     fields: &[
-        Field { tag: 1, json: "http", kind: Message(&NETWORKING_V1_HTTP_INGRESS_RULE_VALUE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "http", kind: Message(&NETWORKING_V1_HTTP_INGRESS_RULE_VALUE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS: Message = Message {
     name: "k8s.io.api.networking.v1.IngressLoadBalancerIngress",
     fields: &[
-        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "hostname", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "ports", kind: Message(&NETWORKING_V1_INGRESS_PORT_STATUS), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "ip", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "hostname", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "ports", kind: Message(&NETWORKING_V1_INGRESS_PORT_STATUS), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_NETWORK_POLICY_PORT: Message = Message {
     name: "k8s.io.api.networking.v1.NetworkPolicyPort",
     fields: &[
-        Field { tag: 1, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "port", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "endPort", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "protocol", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "port", kind: IntOrString, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "endPort", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_NETWORK_POLICY_PEER: Message = Message {
     name: "k8s.io.api.networking.v1.NetworkPolicyPeer",
     fields: &[
-        Field { tag: 1, json: "podSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "ipBlock", kind: Message(&NETWORKING_V1_IP_BLOCK), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "podSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "ipBlock", kind: Message(&NETWORKING_V1_IP_BLOCK), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_OBJECT_METRIC_SOURCE: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ObjectMetricSource",
     fields: &[
-        Field { tag: 1, json: "describedObject", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "describedObject", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_PODS_METRIC_SOURCE: Message = Message {
     name: "k8s.io.api.autoscaling.v2.PodsMetricSource",
     fields: &[
-        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_RESOURCE_METRIC_SOURCE: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ResourceMetricSource",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ContainerResourceMetricSource",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "container", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "container", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ExternalMetricSource",
     fields: &[
-        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "target", kind: Message(&AUTOSCALING_V2_METRIC_TARGET), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_HPA_SCALING_RULES: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HpaScalingRules",
     fields: &[
-        Field { tag: 1, json: "selectPolicy", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "policies", kind: Message(&AUTOSCALING_V2_HPA_SCALING_POLICY), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "stabilizationWindowSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "tolerance", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "selectPolicy", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "policies", kind: Message(&AUTOSCALING_V2_HPA_SCALING_POLICY), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "stabilizationWindowSeconds", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "tolerance", kind: Quantity, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_OBJECT_METRIC_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ObjectMetricStatus",
     fields: &[
-        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "describedObject", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "describedObject", kind: Message(&AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_PODS_METRIC_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.PodsMetricStatus",
     fields: &[
-        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_RESOURCE_METRIC_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ResourceMetricStatus",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ContainerResourceMetricStatus",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "container", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "container", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_EXTERNAL_METRIC_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.ExternalMetricStatus",
     fields: &[
-        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metric", kind: Message(&AUTOSCALING_V2_METRIC_IDENTIFIER), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "current", kind: Message(&AUTOSCALING_V2_METRIC_VALUE_STATUS), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Message = Message {
     name: "k8s.io.api.authorization.v1.FieldSelectorAttributes",
     fields: &[
-        Field { tag: 1, json: "rawSelector", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "requirements", kind: Message(&META_V1_FIELD_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "rawSelector", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "requirements", kind: Message(&META_V1_FIELD_SELECTOR_REQUIREMENT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: Message = Message {
     name: "k8s.io.api.authorization.v1.LabelSelectorAttributes",
     fields: &[
-        Field { tag: 1, json: "rawSelector", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "requirements", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "rawSelector", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "requirements", kind: Message(&META_V1_LABEL_SELECTOR_REQUIREMENT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_SERVICE_REFERENCE: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ServiceReference",
     fields: &[
-        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "namespace", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "path", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "port", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_RULE: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.Rule",
     fields: &[
-        Field { tag: 1, json: "apiGroups", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "apiVersions", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiGroups", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "apiVersions", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "resources", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "scope", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_NAMED_RULE_WITH_OPERATIONS: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.NamedRuleWithOperations",
     fields: &[
-        Field { tag: 1, json: "resourceNames", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Inline, omit_empty: false },
+        Field { tag: 1, json: "resourceNames", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "", kind: Message(&ADMISSIONREGISTRATION_V1_RULE_WITH_OPERATIONS), cardinality: Inline, omit: Never },
     ],
 };
 
 pub static ADMISSIONREGISTRATION_V1_EXPRESSION_WARNING: Message = Message {
     name: "k8s.io.api.admissionregistration.v1.ExpressionWarning",
     fields: &[
-        Field { tag: 2, json: "fieldRef", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "warning", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 2, json: "fieldRef", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "warning", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_EMPTY_DIR_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.EmptyDirVolumeSource",
     fields: &[
-        Field { tag: 1, json: "medium", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "sizeLimit", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "medium", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "sizeLimit", kind: Quantity, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_GIT_REPO_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.GitRepoVolumeSource",
     fields: &[
-        Field { tag: 1, json: "repository", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "revision", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "directory", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "repository", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "revision", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "directory", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_SECRET_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.SecretVolumeSource",
     fields: &[
-        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "defaultMode", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_ISCSI_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.IscsiVolumeSource",
     fields: &[
-        Field { tag: 1, json: "targetPortal", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "iqn", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "lun", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "iscsiInterface", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "portals", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 8, json: "chapAuthDiscovery", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 11, json: "chapAuthSession", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 12, json: "initiatorName", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "targetPortal", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "iqn", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "lun", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "iscsiInterface", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "portals", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 8, json: "chapAuthDiscovery", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 11, json: "chapAuthSession", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 12, json: "initiatorName", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_GLUSTERFS_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.GlusterfsVolumeSource",
     fields: &[
-        Field { tag: 1, json: "endpoints", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "endpoints", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource",
     fields: &[
-        Field { tag: 1, json: "claimName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "claimName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_RBD_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.RbdVolumeSource",
     fields: &[
-        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "pool", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "keyring", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 8, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "image", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "pool", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "keyring", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 8, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_FLEX_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.FlexVolumeSource",
     fields: &[
-        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "options", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "options", kind: String, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CINDER_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.CinderVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumeID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CEPH_FS_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.CephFsVolumeSource",
     fields: &[
-        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "secretFile", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "monitors", kind: String, cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "user", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "secretFile", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_DOWNWARD_API_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.DownwardAPIVolumeSource",
     fields: &[
-        Field { tag: 1, json: "items", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_FILE), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "items", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_FILE), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "defaultMode", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_AZURE_FILE_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.AzureFileVolumeSource",
     fields: &[
-        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "shareName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "secretName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "shareName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONFIG_MAP_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ConfigMapVolumeSource",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "defaultMode", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PROJECTED_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ProjectedVolumeSource",
     fields: &[
-        Field { tag: 1, json: "sources", kind: Message(&CORE_V1_VOLUME_PROJECTION), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "defaultMode", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "sources", kind: Message(&CORE_V1_VOLUME_PROJECTION), cardinality: Repeated, omit: Never },
+        Field { tag: 2, json: "defaultMode", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SCALE_IO_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ScaleIoVolumeSource",
     fields: &[
-        Field { tag: 1, json: "gateway", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "system", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "sslEnabled", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "protectionDomain", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "storagePool", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "storageMode", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 8, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 9, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 10, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "gateway", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "system", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "sslEnabled", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "protectionDomain", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "storagePool", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "storageMode", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 8, json: "volumeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 9, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 10, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_STORAGE_OS_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.StorageOsVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "volumeNamespace", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "volumeNamespace", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "readOnly", kind: Bool, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "secretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CSI_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.CSIVolumeSource",
     fields: &[
-        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "readOnly", kind: Bool, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "volumeAttributes", kind: String, cardinality: Map, omit_empty: false },
-        Field { tag: 5, json: "nodePublishSecretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "driver", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "readOnly", kind: Bool, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "fsType", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "volumeAttributes", kind: String, cardinality: Map, omit: Empty },
+        Field { tag: 5, json: "nodePublishSecretRef", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_EPHEMERAL_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.EphemeralVolumeSource",
     fields: &[
-        Field { tag: 1, json: "volumeClaimTemplate", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumeClaimTemplate", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_IMAGE_VOLUME_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ImageVolumeSource",
     fields: &[
-        Field { tag: 1, json: "reference", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "pullPolicy", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "reference", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "pullPolicy", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONFIG_MAP_ENV_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.ConfigMapEnvSource",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SECRET_ENV_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.SecretEnvSource",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_ENV_VAR_SOURCE: Message = Message {
     name: "k8s.io.api.core.v1.EnvVarSource",
     fields: &[
-        Field { tag: 1, json: "fieldRef", kind: Message(&CORE_V1_OBJECT_FIELD_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "resourceFieldRef", kind: Message(&CORE_V1_RESOURCE_FIELD_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "configMapKeyRef", kind: Message(&CORE_V1_CONFIG_MAP_KEY_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "secretKeyRef", kind: Message(&CORE_V1_SECRET_KEY_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "fileKeyRef", kind: Message(&CORE_V1_FILE_KEY_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "fieldRef", kind: Message(&CORE_V1_OBJECT_FIELD_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "resourceFieldRef", kind: Message(&CORE_V1_RESOURCE_FIELD_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "configMapKeyRef", kind: Message(&CORE_V1_CONFIG_MAP_KEY_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "secretKeyRef", kind: Message(&CORE_V1_SECRET_KEY_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "fileKeyRef", kind: Message(&CORE_V1_FILE_KEY_SELECTOR), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES: Message = Message {
     name: "k8s.io.api.core.v1.ContainerRestartRuleOnExitCodes",
     fields: &[
-        Field { tag: 1, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "values", kind: Int32, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "operator", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "values", kind: Int32, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_PROBE_HANDLER: Message = Message {
     name: "k8s.io.api.core.v1.ProbeHandler",
     fields: &[
-        Field { tag: 1, json: "exec", kind: Message(&CORE_V1_EXEC_ACTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "httpGet", kind: Message(&CORE_V1_HTTP_GET_ACTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "tcpSocket", kind: Message(&CORE_V1_TCP_SOCKET_ACTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "grpc", kind: Message(&CORE_V1_GRPC_ACTION), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "exec", kind: Message(&CORE_V1_EXEC_ACTION), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "httpGet", kind: Message(&CORE_V1_HTTP_GET_ACTION), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "tcpSocket", kind: Message(&CORE_V1_TCP_SOCKET_ACTION), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "grpc", kind: Message(&CORE_V1_GRPC_ACTION), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_LIFECYCLE_HANDLER: Message = Message {
     name: "k8s.io.api.core.v1.LifecycleHandler",
     fields: &[
-        Field { tag: 1, json: "exec", kind: Message(&CORE_V1_EXEC_ACTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "httpGet", kind: Message(&CORE_V1_HTTP_GET_ACTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "tcpSocket", kind: Message(&CORE_V1_TCP_SOCKET_ACTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "sleep", kind: Message(&CORE_V1_SLEEP_ACTION), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "exec", kind: Message(&CORE_V1_EXEC_ACTION), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "httpGet", kind: Message(&CORE_V1_HTTP_GET_ACTION), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "tcpSocket", kind: Message(&CORE_V1_TCP_SOCKET_ACTION), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "sleep", kind: Message(&CORE_V1_SLEEP_ACTION), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_CAPABILITIES: Message = Message {
     name: "k8s.io.api.core.v1.Capabilities",
     fields: &[
-        Field { tag: 1, json: "add", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "drop", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "add", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "drop", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_PREFERRED_SCHEDULING_TERM: Message = Message {
     name: "k8s.io.api.core.v1.PreferredSchedulingTerm",
     fields: &[
-        Field { tag: 1, json: "weight", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "preference", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "weight", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "preference", kind: Message(&CORE_V1_NODE_SELECTOR_TERM), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_POD_AFFINITY_TERM: Message = Message {
     name: "k8s.io.api.core.v1.PodAffinityTerm",
     fields: &[
-        Field { tag: 1, json: "labelSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "namespaces", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 3, json: "topologyKey", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "matchLabelKeys", kind: String, cardinality: Repeated, omit_empty: false },
-        Field { tag: 6, json: "mismatchLabelKeys", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "labelSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "namespaces", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 3, json: "topologyKey", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "namespaceSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "matchLabelKeys", kind: String, cardinality: Repeated, omit: Empty },
+        Field { tag: 6, json: "mismatchLabelKeys", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_WEIGHTED_POD_AFFINITY_TERM: Message = Message {
     name: "k8s.io.api.core.v1.WeightedPodAffinityTerm",
     fields: &[
-        Field { tag: 1, json: "weight", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "podAffinityTerm", kind: Message(&CORE_V1_POD_AFFINITY_TERM), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "weight", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "podAffinityTerm", kind: Message(&CORE_V1_POD_AFFINITY_TERM), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONTAINER_STATE_WAITING: Message = Message {
     name: "k8s.io.api.core.v1.ContainerStateWaiting",
     fields: &[
-        Field { tag: 1, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "message", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONTAINER_STATE_RUNNING: Message = Message {
     name: "k8s.io.api.core.v1.ContainerStateRunning",
     fields: &[
-        Field { tag: 1, json: "startedAt", kind: Time, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "startedAt", kind: Time, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONTAINER_STATE_TERMINATED: Message = Message {
     name: "k8s.io.api.core.v1.ContainerStateTerminated",
     fields: &[
-        Field { tag: 1, json: "exitCode", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "signal", kind: Int32, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "message", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "startedAt", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "finishedAt", kind: Time, cardinality: Optional, omit_empty: false },
-        Field { tag: 7, json: "containerID", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "exitCode", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "signal", kind: Int32, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "reason", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "message", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "startedAt", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 6, json: "finishedAt", kind: Time, cardinality: Optional, omit: Never },
+        Field { tag: 7, json: "containerID", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_LINUX_CONTAINER_USER: Message = Message {
     name: "k8s.io.api.core.v1.LinuxContainerUser",
     fields: &[
-        Field { tag: 1, json: "uid", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "gid", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "supplementalGroups", kind: Int64, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "uid", kind: Int64, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "gid", kind: Int64, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "supplementalGroups", kind: Int64, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_RESOURCE_HEALTH: Message = Message {
     name: "k8s.io.api.core.v1.ResourceHealth",
     fields: &[
-        Field { tag: 1, json: "resourceID", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "health", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "resourceID", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "health", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_PORT_STATUS: Message = Message {
     name: "k8s.io.api.core.v1.PortStatus",
     fields: &[
-        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SECRET_REFERENCE: Message = Message {
     name: "k8s.io.api.core.v1.SecretReference",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "namespace", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_NODE_SELECTOR_TERM: Message = Message {
     name: "k8s.io.api.core.v1.NodeSelectorTerm",
     fields: &[
-        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
-        Field { tag: 2, json: "matchFields", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "matchExpressions", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit: Empty },
+        Field { tag: 2, json: "matchFields", kind: Message(&CORE_V1_NODE_SELECTOR_REQUIREMENT), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: Message = Message {
     name: "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
     fields: &[
-        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: Int32, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "values", kind: Int32, cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: Message = Message {
     name: "k8s.io.api.batch.v1.PodFailurePolicyOnPodConditionsPattern",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "status", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_SERVICE_BACKEND_PORT: Message = Message {
     name: "k8s.io.api.networking.v1.ServiceBackendPort",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "number", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "number", kind: Int32, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_HTTP_INGRESS_RULE_VALUE: Message = Message {
     name: "k8s.io.api.networking.v1.HttpIngressRuleValue",
     fields: &[
-        Field { tag: 1, json: "paths", kind: Message(&NETWORKING_V1_HTTP_INGRESS_PATH), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "paths", kind: Message(&NETWORKING_V1_HTTP_INGRESS_PATH), cardinality: Repeated, omit: Never },
     ],
 };
 
 pub static NETWORKING_V1_INGRESS_PORT_STATUS: Message = Message {
     name: "k8s.io.api.networking.v1.IngressPortStatus",
     fields: &[
-        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "protocol", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "error", kind: String, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static NETWORKING_V1_IP_BLOCK: Message = Message {
     name: "k8s.io.api.networking.v1.IpBlock",
     fields: &[
-        Field { tag: 1, json: "cidr", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "except", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "cidr", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "except", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static AUTOSCALING_V2_METRIC_TARGET: Message = Message {
     name: "k8s.io.api.autoscaling.v2.MetricTarget",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: Quantity, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "averageValue", kind: Quantity, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "averageUtilization", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: Quantity, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "averageValue", kind: Quantity, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "averageUtilization", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_METRIC_IDENTIFIER: Message = Message {
     name: "k8s.io.api.autoscaling.v2.MetricIdentifier",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "selector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static AUTOSCALING_V2_HPA_SCALING_POLICY: Message = Message {
     name: "k8s.io.api.autoscaling.v2.HpaScalingPolicy",
     fields: &[
-        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "periodSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "type", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "periodSeconds", kind: Int32, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static AUTOSCALING_V2_METRIC_VALUE_STATUS: Message = Message {
     name: "k8s.io.api.autoscaling.v2.MetricValueStatus",
     fields: &[
-        Field { tag: 1, json: "value", kind: Quantity, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "averageValue", kind: Quantity, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "averageUtilization", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "value", kind: Quantity, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "averageValue", kind: Quantity, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "averageUtilization", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static META_V1_FIELD_SELECTOR_REQUIREMENT: Message = Message {
     name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_KEY_TO_PATH: Message = Message {
     name: "k8s.io.api.core.v1.KeyToPath",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "mode", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "mode", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_DOWNWARD_API_VOLUME_FILE: Message = Message {
     name: "k8s.io.api.core.v1.DownwardAPIVolumeFile",
     fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fieldRef", kind: Message(&CORE_V1_OBJECT_FIELD_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "resourceFieldRef", kind: Message(&CORE_V1_RESOURCE_FIELD_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "mode", kind: Int32, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "fieldRef", kind: Message(&CORE_V1_OBJECT_FIELD_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "resourceFieldRef", kind: Message(&CORE_V1_RESOURCE_FIELD_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "mode", kind: Int32, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_VOLUME_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.VolumeProjection",
     fields: &[
-        Field { tag: 1, json: "secret", kind: Message(&CORE_V1_SECRET_PROJECTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "downwardAPI", kind: Message(&CORE_V1_DOWNWARD_API_PROJECTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "configMap", kind: Message(&CORE_V1_CONFIG_MAP_PROJECTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "serviceAccountToken", kind: Message(&CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 5, json: "clusterTrustBundle", kind: Message(&CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION), cardinality: Optional, omit_empty: false },
-        Field { tag: 6, json: "podCertificate", kind: Message(&CORE_V1_POD_CERTIFICATE_PROJECTION), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "secret", kind: Message(&CORE_V1_SECRET_PROJECTION), cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "downwardAPI", kind: Message(&CORE_V1_DOWNWARD_API_PROJECTION), cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "configMap", kind: Message(&CORE_V1_CONFIG_MAP_PROJECTION), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "serviceAccountToken", kind: Message(&CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION), cardinality: Optional, omit: Nil },
+        Field { tag: 5, json: "clusterTrustBundle", kind: Message(&CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION), cardinality: Optional, omit: Nil },
+        Field { tag: 6, json: "podCertificate", kind: Message(&CORE_V1_POD_CERTIFICATE_PROJECTION), cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: Message = Message {
     name: "k8s.io.api.core.v1.PersistentVolumeClaimTemplate",
     fields: &[
-        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "metadata", kind: Message(&META_V1_OBJECT_META), cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "spec", kind: Message(&CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC), cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_OBJECT_FIELD_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.ObjectFieldSelector",
     fields: &[
-        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "fieldPath", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "apiVersion", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "fieldPath", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_RESOURCE_FIELD_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.ResourceFieldSelector",
     fields: &[
-        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "resource", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "divisor", kind: Quantity, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "containerName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "resource", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "divisor", kind: Quantity, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CONFIG_MAP_KEY_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.ConfigMapKeySelector",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SECRET_KEY_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.SecretKeySelector",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_FILE_KEY_SELECTOR: Message = Message {
     name: "k8s.io.api.core.v1.FileKeySelector",
     fields: &[
-        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "volumeName", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_EXEC_ACTION: Message = Message {
     name: "k8s.io.api.core.v1.ExecAction",
     fields: &[
-        Field { tag: 1, json: "command", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "command", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_HTTP_GET_ACTION: Message = Message {
     name: "k8s.io.api.core.v1.HttpGetAction",
     fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "port", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "host", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 4, json: "scheme", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "httpHeaders", kind: Message(&CORE_V1_HTTP_HEADER), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "port", kind: IntOrString, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "host", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 4, json: "scheme", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "httpHeaders", kind: Message(&CORE_V1_HTTP_HEADER), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_TCP_SOCKET_ACTION: Message = Message {
     name: "k8s.io.api.core.v1.TcpSocketAction",
     fields: &[
-        Field { tag: 1, json: "port", kind: IntOrString, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "host", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "port", kind: IntOrString, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "host", kind: String, cardinality: Optional, omit: Empty },
     ],
 };
 
 pub static CORE_V1_GRPC_ACTION: Message = Message {
     name: "k8s.io.api.core.v1.GrpcAction",
     fields: &[
-        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 2, json: "service", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "port", kind: Int32, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "service", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_SLEEP_ACTION: Message = Message {
     name: "k8s.io.api.core.v1.SleepAction",
     fields: &[
-        Field { tag: 1, json: "seconds", kind: Int64, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "seconds", kind: Int64, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_NODE_SELECTOR_REQUIREMENT: Message = Message {
     name: "k8s.io.api.core.v1.NodeSelectorRequirement",
     fields: &[
-        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "key", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "operator", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "values", kind: String, cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static NETWORKING_V1_HTTP_INGRESS_PATH: Message = Message {
     name: "k8s.io.api.networking.v1.HttpIngressPath",
     fields: &[
-        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "backend", kind: Message(&NETWORKING_V1_INGRESS_BACKEND), cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "pathType", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "path", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "backend", kind: Message(&NETWORKING_V1_INGRESS_BACKEND), cardinality: Optional, omit: Never },
+        Field { tag: 3, json: "pathType", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_SECRET_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.SecretProjection",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_DOWNWARD_API_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.DownwardAPIProjection",
     fields: &[
-        Field { tag: 1, json: "items", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_FILE), cardinality: Repeated, omit_empty: false },
+        Field { tag: 1, json: "items", kind: Message(&CORE_V1_DOWNWARD_API_VOLUME_FILE), cardinality: Repeated, omit: Empty },
     ],
 };
 
 pub static CORE_V1_CONFIG_MAP_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.ConfigMapProjection",
     fields: &[
-        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit_empty: false },
-        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit_empty: false },
-        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "", kind: Message(&CORE_V1_LOCAL_OBJECT_REFERENCE), cardinality: Inline, omit: Never },
+        Field { tag: 2, json: "items", kind: Message(&CORE_V1_KEY_TO_PATH), cardinality: Repeated, omit: Empty },
+        Field { tag: 4, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.ServiceAccountTokenProjection",
     fields: &[
-        Field { tag: 1, json: "audience", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit_empty: false },
-        Field { tag: 3, json: "path", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "audience", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "expirationSeconds", kind: Int64, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "path", kind: String, cardinality: Optional, omit: Never },
     ],
 };
 
 pub static CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.ClusterTrustBundleProjection",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "signerName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "labelSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "path", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "optional", kind: Bool, cardinality: Optional, omit_empty: false },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 2, json: "signerName", kind: String, cardinality: Optional, omit: Nil },
+        Field { tag: 3, json: "labelSelector", kind: Message(&META_V1_LABEL_SELECTOR), cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "path", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 5, json: "optional", kind: Bool, cardinality: Optional, omit: Nil },
     ],
 };
 
 pub static CORE_V1_POD_CERTIFICATE_PROJECTION: Message = Message {
     name: "k8s.io.api.core.v1.PodCertificateProjection",
     fields: &[
-        Field { tag: 1, json: "signerName", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "keyType", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 3, json: "maxExpirationSeconds", kind: Int32, cardinality: Optional, omit_empty: false },
-        Field { tag: 4, json: "credentialBundlePath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 5, json: "keyPath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 6, json: "certificateChainPath", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 7, json: "userAnnotations", kind: String, cardinality: Map, omit_empty: false },
+        Field { tag: 1, json: "signerName", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 2, json: "keyType", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 3, json: "maxExpirationSeconds", kind: Int32, cardinality: Optional, omit: Nil },
+        Field { tag: 4, json: "credentialBundlePath", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 5, json: "keyPath", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 6, json: "certificateChainPath", kind: String, cardinality: Optional, omit: Empty },
+        Field { tag: 7, json: "userAnnotations", kind: String, cardinality: Map, omit: Empty },
     ],
 };
 
 pub static CORE_V1_HTTP_HEADER: Message = Message {
     name: "k8s.io.api.core.v1.HttpHeader",
     fields: &[
-        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit_empty: true },
-        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit_empty: true },
+        Field { tag: 1, json: "name", kind: String, cardinality: Optional, omit: Never },
+        Field { tag: 2, json: "value", kind: String, cardinality: Optional, omit: Never },
     ],
 };
