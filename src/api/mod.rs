@@ -13,6 +13,7 @@ pub mod disruption;
 pub mod duration;
 pub mod ephemeral;
 pub mod events;
+pub mod go_form;
 pub mod go_json;
 pub mod identity;
 pub mod ingress;

@@ -680,7 +680,7 @@ async fn resource(
             let finalizers = obj["spec"]["finalizers"].clone();
             let w = ctx
                 .registry
-                .modify(def, ns, name, None, &opts, &|cur| {
+                .modify(def, ns, name, Some("finalize"), &opts, &|cur| {
                     let mut cur = cur.clone();
                     cur["spec"]["finalizers"] = finalizers.clone();
                     Ok(cur)

@@ -364,7 +364,7 @@ impl Registry {
         let Some(status) = obj.get_mut("status") else {
             return Ok(obj);
         };
-        object::normalize_for_decoding(status);
+        object::normalize_status_for_decoding(&def.api_version(), def.kind, status);
         let typed = status_type(status).map_err(|e| undecodable(def, e))?;
         let unknown = if fv == FieldValidation::Ignore {
             Vec::new()
@@ -482,6 +482,12 @@ impl Registry {
             obj = self
                 .admit_mutating(strategy, def, call, obj, None, &mut warnings)
                 .await?;
+        }
+        if def.custom.is_none() {
+            // What defaulting and admission added, in the form the Go types store.
+            object::as_stored(&mut obj);
+        }
+        if let Some(call) = &call {
             strategy.admit(&cx, call.user, &obj, None)?;
         }
         let mut errors = Vec::new();
@@ -658,6 +664,9 @@ impl Registry {
             new = self
                 .admit_mutating(strategy, def, call, new, Some(oldv), &mut warnings)
                 .await?;
+        }
+        if def.custom.is_none() {
+            object::as_stored(&mut new);
         }
         // A deleting object may only lose finalizers, never gain new ones.
         if object::is_deleting(oldv) {
