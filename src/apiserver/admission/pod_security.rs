@@ -387,3 +387,183 @@ fn labels_of(obj: &Value) -> Map<String, Value> {
         .cloned()
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::resources;
+
+    /// Namespaces by name with their labels, and their pods.
+    struct FakeCluster {
+        namespaces: Vec<(String, Value)>,
+        pods: Vec<Value>,
+    }
+
+    impl Cluster for FakeCluster {
+        fn namespace_labels(&self, name: &str) -> Option<Map<String, Value>> {
+            self.namespaces
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, l)| l.as_object().cloned().unwrap_or_default())
+        }
+
+        fn pods(&self, namespace: &str) -> Vec<Value> {
+            self.pods
+                .iter()
+                .filter(|p| p["metadata"]["namespace"] == namespace)
+                .cloned()
+                .collect()
+        }
+    }
+
+    fn restricted_cluster() -> FakeCluster {
+        FakeCluster {
+            namespaces: vec![(
+                "apps".into(),
+                json!({"pod-security.kubernetes.io/enforce": "restricted"}),
+            )],
+            pods: vec![],
+        }
+    }
+
+    fn def(plural: &str) -> &'static ResourceDef {
+        let group = if plural == "deployments" { "apps" } else { "" };
+        resources::by_plural(group, "v1", plural).expect("served")
+    }
+
+    fn plain_pod() -> Value {
+        json!({"metadata": {"name": "web", "namespace": "apps"}, "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}})
+    }
+
+    fn create<'a>(plural: &str, object: &'a Value, username: Option<&'a str>) -> Attributes<'a> {
+        Attributes {
+            def: def(plural),
+            subresource: "",
+            operation: Operation::Create,
+            name: object["metadata"]["name"].as_str().unwrap_or(""),
+            username,
+            object,
+            old_object: None,
+        }
+    }
+
+    #[test]
+    fn enforce_refuses_a_pod_and_records_the_policy_for_audit() {
+        let pod = plain_pod();
+        let out =
+            PodSecurity::default().validate(&restricted_cluster(), &create("pods", &pod, None));
+        let e = out.refusal.expect("refused");
+        assert_eq!(e.code, 403);
+        assert!(e
+            .message
+            .starts_with("pods \"web\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"));
+        assert_eq!(
+            out.audit_annotations["pod-security.kubernetes.io/enforce-policy"],
+            "restricted:latest"
+        );
+    }
+
+    #[test]
+    fn a_deployment_is_warned_and_audited_never_refused() {
+        let mut cluster = restricted_cluster();
+        cluster.namespaces[0].1["pod-security.kubernetes.io/audit"] = json!("baseline");
+        let deployment = json!({"metadata": {"name": "web", "namespace": "apps"}, "spec": {"template": {"spec": {"hostNetwork": true, "containers": [{"name": "nginx", "image": "nginx"}]}}}});
+        let out =
+            PodSecurity::default().validate(&cluster, &create("deployments", &deployment, None));
+        assert!(out.refusal.is_none());
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].starts_with(
+            "would violate PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true), allowPrivilegeEscalation != false"
+        ));
+        assert_eq!(
+            out.audit_annotations["pod-security.kubernetes.io/audit-violations"],
+            "would violate PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+        );
+    }
+
+    #[test]
+    fn exemptions_let_users_namespaces_and_runtime_classes_through() {
+        let plugin = PodSecurity {
+            defaults: Policy::default(),
+            exemptions: Exemptions {
+                usernames: vec!["ci".into()],
+                namespaces: vec!["apps".into()],
+                runtime_classes: vec!["kata".into()],
+            },
+        };
+        let pod = plain_pod();
+        let out = plugin.validate(&restricted_cluster(), &create("pods", &pod, Some("ci")));
+        assert!(out.refusal.is_none());
+        assert_eq!(
+            out.audit_annotations["pod-security.kubernetes.io/exempt"],
+            "namespace"
+        );
+        let plugin = PodSecurity {
+            exemptions: Exemptions {
+                namespaces: vec![],
+                ..plugin.exemptions
+            },
+            ..plugin
+        };
+        let out = plugin.validate(&restricted_cluster(), &create("pods", &pod, Some("ci")));
+        assert_eq!(
+            out.audit_annotations["pod-security.kubernetes.io/exempt"],
+            "user"
+        );
+        let mut kata = plain_pod();
+        kata["spec"]["runtimeClassName"] = json!("kata");
+        let out = plugin.validate(&restricted_cluster(), &create("pods", &kata, None));
+        assert!(out.refusal.is_none());
+        assert_eq!(
+            out.audit_annotations["pod-security.kubernetes.io/exempt"],
+            "runtimeClass"
+        );
+    }
+
+    #[test]
+    fn an_exempt_namespace_is_told_its_labels_are_ignored() {
+        let plugin = PodSecurity {
+            exemptions: Exemptions {
+                namespaces: vec!["kube-system".into()],
+                ..Exemptions::default()
+            },
+            ..PodSecurity::default()
+        };
+        let ns = json!({"metadata": {"name": "kube-system", "labels": {
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/warn": "restricted",
+        }}});
+        let out = plugin.validate(&restricted_cluster(), &create("namespaces", &ns, None));
+        assert_eq!(
+            out.warnings,
+            ["namespace \"kube-system\" is exempt from Pod Security, and the policy (enforce=baseline:latest, warn=restricted:latest) will be ignored"]
+        );
+    }
+
+    #[test]
+    fn unchanged_images_and_status_writes_are_not_judged() {
+        let pod = plain_pod();
+        let mut relabelled = pod.clone();
+        relabelled["metadata"]["labels"] = json!({"a": "b"});
+        let update = Attributes {
+            operation: Operation::Update,
+            old_object: Some(&pod),
+            ..create("pods", &relabelled, None)
+        };
+        let cluster = restricted_cluster();
+        assert!(PodSecurity::default()
+            .validate(&cluster, &update)
+            .refusal
+            .is_none());
+        let status = Attributes {
+            subresource: "status",
+            ..create("pods", &pod, None)
+        };
+        assert!(PodSecurity::default()
+            .validate(&cluster, &status)
+            .refusal
+            .is_none());
+    }
+}
