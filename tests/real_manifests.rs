@@ -22,6 +22,8 @@ mod apps;
 mod homelab;
 #[path = "real_manifests/operators.rs"]
 mod operators;
+#[path = "real_manifests/pod_security.rs"]
+mod pod_security;
 
 /// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
 /// then the drain).

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod nesting;
 pub mod object;
 pub mod patch;
+pub mod pod_security;
 pub mod protobuf;
 pub mod quantity;
 pub mod quota;

@@ -503,6 +503,15 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(def, &name, &errors));
         }
+        self.admit_pod_security(
+            def,
+            Operation::Create,
+            None,
+            opts.requester.as_ref(),
+            &obj,
+            None,
+            &mut warnings,
+        )?;
         if let Some(call) = &call {
             self.admit_validating(def, call, Some(&obj), None, &mut warnings)
                 .await?;
@@ -716,6 +725,25 @@ impl Registry {
         if let Err(e) = check_stored_size(def, &name, &new) {
             allocated.release(&self.allocators);
             return Err(e);
+        }
+        if !opts.binding {
+            let subresource = if opts.scale {
+                Some("scale")
+            } else {
+                subresource
+            };
+            if let Err(e) = self.admit_pod_security(
+                def,
+                Operation::Update,
+                subresource,
+                opts.requester.as_ref(),
+                &new,
+                Some(oldv),
+                &mut warnings,
+            ) {
+                allocated.release(&self.allocators);
+                return Err(e);
+            }
         }
         if let Some(call) = &call {
             if let Err(e) = self
