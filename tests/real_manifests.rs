@@ -135,9 +135,11 @@ fn delete_all(s: &Server, file: &str, namespaces: &[&str]) {
     delete_all_with(s, &["-f", file], namespaces);
 }
 
-/// [`delete_all`] with kubectl arguments of the caller's.
+/// [`delete_all`] with kubectl arguments of the caller's. Objects of a namespace the
+/// same file deletes earlier may already be gone with it (the namespace controller
+/// empties it meanwhile, as upstream's may): those are not an error.
 fn delete_all_with(s: &Server, args: &[&str], namespaces: &[&str]) {
-    let delete: Vec<&str> = ["delete", "--wait=false"]
+    let delete: Vec<&str> = ["delete", "--wait=false", "--ignore-not-found"]
         .iter()
         .chain(args)
         .copied()

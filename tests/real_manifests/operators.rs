@@ -129,7 +129,7 @@ fn cloudnative_pg_installs_server_side_and_checks_its_clusters() {
         "{out:?}"
     );
     s.ok(&["delete", "cluster", "-n", "default", "cluster-example"]);
-    delete_all_with(&s, &["-f", &file, "--ignore-not-found"], &["cnpg-system"]);
+    delete_all_with(&s, &["-f", &file], &["cnpg-system"]);
     crds_gone(&s, "cnpg.io");
 }
 
