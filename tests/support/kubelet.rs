@@ -676,3 +676,33 @@ impl World {
         Ok((format!("{:?}", reply.metadata.response_code), addresses))
     }
 }
+
+/// Runs `cmd` with `input` on its stdin; its stdout once it exits (killed after
+/// `deadline`, then whatever it printed).
+pub fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait kubectl").is_none() && started.elapsed() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut out = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    out
+}
