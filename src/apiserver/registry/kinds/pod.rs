@@ -550,6 +550,26 @@ mod tests {
     }
 
     #[test]
+    fn an_ephemeral_containers_write_takes_only_the_ephemeral_containers() {
+        let old = json!({"metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            "status": {"phase": "Running"}});
+        let mut new = json!({"metadata": {"name": "web", "labels": {"app": "other"},
+                "managedFields": [{"manager": "kubectl-debug"}]},
+            "spec": {"activeDeadlineSeconds": 5, "containers": [{"name": "app", "image": "nginx:2"}],
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]},
+            "status": {"phase": "Failed"}});
+        take_only_ephemeral_containers(&mut new, &old);
+        let mut expected = old.clone();
+        expected["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox"}]);
+        expected["metadata"]["managedFields"] = json!([{"manager": "kubectl-debug"}]);
+        assert_eq!(new, expected);
+        let mut emptied = json!({"metadata": {}, "spec": {}});
+        take_only_ephemeral_containers(&mut emptied, &expected);
+        assert!(emptied["spec"].get("ephemeralContainers").is_none());
+    }
+
+    #[test]
     fn pods_select_host_network_as_a_boolean_and_their_first_ip() {
         let pod = json!({"spec": {}, "status": {"podIP": "10.42.0.5",
                          "podIPs": [{"ip": "10.42.0.9"}, {"ip": "fd00::9"}]}});
