@@ -181,3 +181,62 @@ fn kubectl_debug_node_runs_a_pod_in_the_hosts_namespaces_with_its_root_at_host()
         w.remember(pod.trim_start_matches("pod/"));
     }
 }
+
+/// `kubectl debug --copy-to --share-processes`: a copy of the pod with a debugging
+/// container, its containers in one PID namespace whose PID 1 is the pod's `orc pause`
+/// holder; the namespace outlives an agent restart and goes with the pod.
+#[test]
+fn kubectl_debug_copy_to_shares_one_process_namespace_across_the_copy() {
+    let mut w = World::start();
+    w.apply(&web_pod());
+    w.remember("web");
+    w.wait_running("web");
+    let image = format!("--image={IMAGE}");
+    let debug = w.kubectl_cmd(&[
+        "debug",
+        "web",
+        "-i",
+        "--copy-to=web-copy",
+        "--share-processes",
+        &image,
+        "--image-pull-policy=IfNotPresent",
+        "--container=debugger",
+        "--",
+        "sh",
+    ]);
+    let out = run_with_input(debug, "ps -o pid,args; exit\n", ANSWER_WITHIN);
+    w.remember("web-copy");
+    let holder_is_pid_1 = out
+        .lines()
+        .any(|l| l.trim_start().starts_with("1 ") && l.contains("orc pause"));
+    assert!(
+        out.contains("sleep 3600") && holder_is_pid_1,
+        "kubectl debug --copy-to printed {out:?}\n{}",
+        w.log()
+    );
+    let copy = w.pod("web-copy").unwrap();
+    assert_eq!(copy["spec"]["shareProcessNamespace"], true);
+    let uid = copy["metadata"]["uid"].as_str().unwrap().to_string();
+    let app = container_status(&copy)["containerID"].clone();
+
+    w.step("the shared namespace outlives an agent restart");
+    w.kill_server();
+    w.spawn_server();
+    w.wait_for("the holder to be seen from the app container again", || {
+        w.kubectl_out(&["exec", "web-copy", "-c", "app", "--", "ps", "-o", "args"])
+            .contains("orc pause")
+    });
+    assert_eq!(
+        container_status(&w.pod("web-copy").unwrap())["containerID"],
+        app
+    );
+
+    w.step("its holder goes with the pod");
+    let holder = w.data_dir().join(format!("agent/podns/{uid}-pid.holder"));
+    let pid = std::fs::read_to_string(&holder).unwrap();
+    w.kubectl_ok(&["delete", "pod", "web-copy", "--wait=true"]);
+    w.wait_for("the holder to end", || {
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+    });
+    assert!(!holder.exists());
+}

@@ -648,7 +648,10 @@ impl PodWorker {
         let shared = cfg
             .shared_ipc_uts
             .then_some((files.ipc.as_path(), files.uts.as_path()));
-        let namespaces = container::pod_namespaces(&self.pod, &self.netns, shared);
+        let mut namespaces = container::pod_namespaces(&self.pod, &self.netns, shared);
+        if self.shares_process_namespace() {
+            namespaces.pid = NamespaceMode::Path(cfg.pod_pid_namespace(&self.uid).file);
+        }
         let ctx = PodContext {
             pod: &self.pod,
             pod_dir: &self.pod_dir,

@@ -29,6 +29,9 @@ use super::status::{ContainerRecord, InstanceState};
 use super::Shared;
 use crate::agent::runtime::ContainerSummary;
 
+/// This agent's own binary, which `orc pause` holders run as (what the path names even
+/// after the file was replaced by an upgrade).
+const SELF_EXE: &str = "/proc/self/exe";
 /// Grace period when neither the delete nor the pod names one.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Grace period for containers of pods that vanished while the agent was away.
@@ -476,6 +479,12 @@ impl PodWorker {
             now.checked_sub(chrono_ago(Some(start))).unwrap_or(now)
         });
         since.elapsed() >= Duration::from_secs(deadline)
+    }
+
+    /// Whether the pod's containers share one PID namespace of its own
+    /// (`shareProcessNamespace`; made only where the agent makes the pod's namespaces).
+    fn shares_process_namespace(&self) -> bool {
+        self.shared.config.shared_ipc_uts && self.pod["spec"]["shareProcessNamespace"] == true
     }
 
     fn termination_grace(&self) -> Duration {

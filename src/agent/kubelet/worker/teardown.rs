@@ -176,6 +176,10 @@ impl PodWorker {
             if let Err(e) = self.shared.config.pod_namespaces(&self.uid).delete() {
                 warn!(%pod, error = %e, "deleting IPC/UTS namespaces failed");
             }
+            // Whether or not the pod (still) shares one: a holder left behind goes.
+            if let Err(e) = self.shared.config.pod_pid_namespace(&self.uid).delete() {
+                warn!(%pod, error = %e, "deleting the shared PID namespace failed");
+            }
         }
         // Secret volumes are tmpfs mounts: gone with their contents before the files.
         let mountinfo = std::fs::read_to_string(MOUNTINFO).unwrap_or_default();
