@@ -353,6 +353,18 @@ impl Drop for World {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .chain(self.uids.borrow().iter().cloned())
             .collect();
+        // The `orc pause` holders of shared PID namespaces outlive the server (as on a
+        // node, where they outlive an agent restart): a failed test leaves them.
+        for entry in std::fs::read_dir(self.data_dir().join("agent/podns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("-pid.holder"))
+        {
+            if let Ok(pid) = std::fs::read_to_string(entry.path()) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+        }
         // Stops tasks and shims, unmounts everything below the directory (rootfs, the
         // pods' network namespaces) and removes it.
         let _ = Command::new(repo_path("scripts/containerd-test-env.sh"))
