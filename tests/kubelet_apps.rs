@@ -4,7 +4,8 @@
 //! waiting message, describe's counted Pulling/Failed/BackOff events), their Services get
 //! no ready endpoints and `kubectl rollout status` gives up within its timeout; and the
 //! security contexts homelab apps ask for (capabilities, privileged,
-//! allowPrivilegeEscalation) reach the containers.
+//! allowPrivilegeEscalation, users and groups, runAsNonRoot, seccomp profiles) reach the
+//! containers.
 
 use std::time::{Duration, Instant};
 
@@ -281,4 +282,264 @@ spec:
         !log.contains(&format!("ipc={}", host_ipc.display())),
         "not the host's IPC namespace: {log}"
     );
+}
+
+/// Builds the busybox test image as `name` with the given `scripts/build-test-image.sh`
+/// variables into the agent's image directory (imported when the agent starts).
+fn build_image(w: &World, file: &str, name: &str, vars: &[(&str, &str)]) {
+    let built = support::host::run(
+        std::process::Command::new(support::host::repo_path("scripts/build-test-image.sh"))
+            .arg(w.data_dir().join("agent/images").join(file))
+            .arg(name)
+            .envs(vars.iter().copied()),
+    );
+    assert!(
+        built.status.success(),
+        "build {name}: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
+/// The `(reason, message)` a pod's first container waits with.
+fn waiting(w: &World, pod: &str) -> (String, String) {
+    let p = w.pod(pod).unwrap_or_default();
+    let waiting = &container_status(&p)["state"]["waiting"];
+    (
+        waiting["reason"].as_str().unwrap_or("").to_string(),
+        waiting["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn users_and_groups_follow_the_image_and_the_security_context() {
+    let mut w = World::prepare(false);
+    const NAMED: &str = "docker.io/library/busybox:named-user";
+    const GHOST: &str = "docker.io/library/busybox:ghost-user";
+    // `app` (1234) and its group `staff` (50) come from the image's second layer.
+    build_image(
+        &w,
+        "named.tar",
+        NAMED,
+        &[("IMAGE_USER", "app"), ("ADD_USER", "app")],
+    );
+    build_image(&w, "ghost.tar", GHOST, &[("IMAGE_USER", "ghost")]);
+    w.spawn_server();
+    let pod = |name: &str, image: &str, pod_security: &str, security: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 0
+  securityContext: {pod_security}
+  containers:
+  - name: c
+    image: {image}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo ids $(id -u) $(id -g) groups $(id -G); sleep 3600"]
+    securityContext: {security}
+---
+"#
+        )
+    };
+    let mut yaml = String::new();
+    for (name, image, pod_security, security) in [
+        ("named", NAMED, "{}", "{}"),
+        ("named-nonroot", NAMED, "{runAsNonRoot: true}", "{}"),
+        (
+            "ids",
+            IMAGE,
+            "{runAsUser: 1000, fsGroup: 2000, supplementalGroups: [3000]}",
+            "{}",
+        ),
+        (
+            "uid-in-image",
+            NAMED,
+            "{runAsUser: 1234}",
+            "{runAsGroup: 4000}",
+        ),
+        ("root-refused", IMAGE, "{runAsNonRoot: true}", "{}"),
+        (
+            "root-allowed",
+            IMAGE,
+            "{runAsNonRoot: true}",
+            "{runAsNonRoot: false}",
+        ),
+        ("ghost", GHOST, "{}", "{}"),
+    ] {
+        yaml.push_str(&pod(name, image, pod_security, security));
+    }
+    w.apply(&yaml);
+    let ids = |name: &str| {
+        w.wait_running(name);
+        let mut out = String::new();
+        w.wait_for(&format!("pod {name}'s ids"), || {
+            out = w.kubectl_out(&["logs", name]);
+            out.contains("ids")
+        });
+        out.trim().to_string()
+    };
+
+    w.step("an image's user name runs as its uid, with its groups from /etc/group");
+    assert_eq!(ids("named"), "ids 1234 1234 groups 1234 50");
+    w.step("a named image user passes runAsNonRoot only with a numeric runAsUser");
+    w.wait_for("named-nonroot to be refused", || {
+        waiting(&w, "named-nonroot").0 == "CreateContainerConfigError"
+    });
+    let uid = |name: &str| {
+        w.pod(name).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        waiting(&w, "named-nonroot").1,
+        format!(
+            "container has runAsNonRoot and image has non-numeric user (app), cannot verify \
+             user is non-root (pod: \"named-nonroot_default({})\", container: c)",
+            uid("named-nonroot")
+        )
+    );
+    w.step("runAsUser without a passwd entry: group 0, plus fsGroup and supplementalGroups");
+    assert_eq!(ids("ids"), "ids 1000 0 groups 0 2000 3000");
+    w.step("runAsGroup replaces the passwd group; the image's group memberships stay");
+    assert_eq!(ids("uid-in-image"), "ids 1234 4000 groups 4000 50");
+    w.step("runAsNonRoot refuses an image that runs as root, unless the container allows it");
+    w.wait_for("root-refused to be refused", || {
+        waiting(&w, "root-refused").0 == "CreateContainerConfigError"
+    });
+    assert_eq!(
+        waiting(&w, "root-refused").1,
+        format!(
+            "container has runAsNonRoot and image will run as root \
+             (pod: \"root-refused_default({})\", container: c)",
+            uid("root-refused")
+        )
+    );
+    assert!(w
+        .pod_events("root-refused")
+        .iter()
+        .any(|(reason, message)| reason == "Failed"
+            && message
+                .starts_with("Error: container has runAsNonRoot and image will run as root")));
+    assert_eq!(ids("root-allowed"), "ids 0 0 groups 0");
+    w.step("an image user missing from its /etc/passwd fails the container's creation");
+    w.wait_for("ghost to fail", || {
+        waiting(&w, "ghost").0 == "CreateContainerError"
+    });
+    let message = waiting(&w, "ghost").1;
+    assert!(message.contains("no users found"), "{message}");
+    for name in [
+        "named",
+        "named-nonroot",
+        "ids",
+        "uid-in-image",
+        "root-refused",
+        "root-allowed",
+        "ghost",
+    ] {
+        w.remember(name);
+    }
+}
+
+#[test]
+fn seccomp_profiles_filter_the_containers_system_calls() {
+    let mut w = World::prepare(false);
+    let root = w.data_dir().join("seccomp");
+    std::fs::create_dir_all(root.join("profiles")).unwrap();
+    // A Localhost profile in the Docker format: everything but mkdir.
+    std::fs::write(
+        root.join("profiles/no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+                        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    w.server_args.extend([
+        "--seccomp-profile-root".to_string(),
+        root.display().to_string(),
+    ]);
+    w.spawn_server();
+    let report = "grep -E '^Seccomp' /proc/self/status; mkdir /tmp/made && echo mkdir-ok; \
+                  echo reported; sleep 3600";
+    let container = |name: &str, security: &str| {
+        format!(
+            r#"  - name: {name}
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{report}"]
+    securityContext: {security}
+"#
+        )
+    };
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: seccomp\nspec:\n  \
+         terminationGracePeriodSeconds: 0\n  securityContext:\n    seccompProfile:\n      \
+         type: RuntimeDefault\n  containers:\n",
+    );
+    for (name, security) in [
+        ("default", "{}"),
+        ("unconfined", "{seccompProfile: {type: Unconfined}}"),
+        (
+            "localhost",
+            "{seccompProfile: {type: Localhost, localhostProfile: profiles/no-mkdir.json}}",
+        ),
+        ("privileged", "{privileged: true}"),
+    ] {
+        yaml.push_str(&container(name, security));
+    }
+    yaml.push_str(&format!(
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: missing-profile
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+{}"#,
+        container(
+            "c",
+            "{seccompProfile: {type: Localhost, localhostProfile: profiles/absent.json}}"
+        )
+    ));
+    w.apply(&yaml);
+    w.wait_running("seccomp");
+    let log = |c: &str| {
+        let mut out = String::new();
+        w.wait_for(&format!("container {c}'s report"), || {
+            out = w.kubectl_out(&["logs", "seccomp", "-c", c]);
+            out.contains("reported")
+        });
+        status_fields(&out)
+            .into_iter()
+            .chain([("mkdir".to_string(), out.contains("mkdir-ok").to_string())])
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+
+    w.step("the pod's RuntimeDefault: containerd's default filter (mode 2)");
+    let default = log("default");
+    assert_eq!(default["Seccomp"], "2", "{default:?}");
+    assert_eq!(default["mkdir"], "true", "{default:?}");
+    w.step("a container's Unconfined wins over the pod's profile");
+    assert_eq!(log("unconfined")["Seccomp"], "0");
+    w.step("a Localhost profile from the node's seccomp root refuses mkdir");
+    let localhost = log("localhost");
+    assert_eq!(localhost["Seccomp"], "2", "{localhost:?}");
+    assert_eq!(localhost["mkdir"], "false", "{localhost:?}");
+    w.step("privileged containers run without a filter, as containerd's");
+    assert_eq!(log("privileged")["Seccomp"], "0");
+    w.step("a profile missing from the node fails the container's creation");
+    w.wait_for("missing-profile to fail", || {
+        waiting(&w, "missing-profile").0 == "CreateContainerError"
+    });
+    let message = waiting(&w, "missing-profile").1;
+    assert!(
+        message.contains("cannot load seccomp profile") && message.contains("profiles/absent.json"),
+        "{message}"
+    );
+    w.remember("seccomp");
+    w.remember("missing-profile");
 }

@@ -70,6 +70,8 @@ pub struct AgentConfig {
     pub shim_sharing: runtime::ShimSharing,
     /// The runtime handlers (RuntimeClass handlers) this node has, and its default.
     pub runtime_handlers: runtime::handlers::Handlers,
+    /// Where pods' `Localhost` seccomp profiles are found.
+    pub seccomp_root: PathBuf,
     /// When unused images are removed.
     pub image_gc: kubelet::image_gc::ImageGcPolicy,
     /// containerd's root: its filesystem is the image filesystem.
@@ -333,6 +335,7 @@ async fn run_pods(
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            seccomp_root: config.seccomp_root.clone(),
         },
         runtime,
         network,

@@ -86,6 +86,14 @@ pub struct NodeArgs {
     /// on this node (crun, nvidia, nvidia-experimental), as k3s's --default-runtime.
     #[arg(long, env = "ORC_DEFAULT_RUNTIME", default_value = agent::runtime::handlers::RUNC)]
     pub default_runtime: String,
+    /// Where pods' `Localhost` seccomp profiles (`localhostProfile`) are found, as the
+    /// kubelet's `<root-dir>/seccomp` (the Security Profiles Operator writes there).
+    #[arg(
+        long,
+        env = "ORC_SECCOMP_PROFILE_ROOT",
+        default_value = "/var/lib/kubelet/seccomp"
+    )]
+    pub seccomp_profile_root: PathBuf,
     /// Percent of the image filesystem in use at which unused images are removed.
     #[arg(long, env = "ORC_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
     pub image_gc_high_threshold: u8,
@@ -268,6 +276,7 @@ impl NodeArgs {
                 spread: self.shim_group_spread,
             },
             runtime_handlers,
+            seccomp_root: self.seccomp_profile_root,
             image_gc,
             containerd_root: self.containerd_root,
             allocation,

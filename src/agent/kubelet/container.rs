@@ -1,6 +1,7 @@
 //! From a pod's container spec to the runtime's `ContainerConfig`: environment (values,
 //! fieldRef, resourceFieldRef, configMap/secret refs, envFrom, `$(VAR)` expansion),
-//! volume mounts (subPath, subPathExpr, readOnly), resources and the labels a restarted agent re-adopts containers by.
+//! volume mounts (subPath, subPathExpr, readOnly), resources, the security context (user,
+//! groups, `runAsNonRoot`) and the labels a restarted agent re-adopts containers by.
 //! Pure: ConfigMaps and Secrets are fetched by the caller and passed in.
 
 use std::collections::BTreeMap;
@@ -10,9 +11,11 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::pod_files::object_data;
+use crate::agent::runtime::seccomp::SeccompProfile;
+use crate::agent::runtime::users::{ImageUser, UserRequest};
 use crate::agent::runtime::{
     BindMount, CapabilityChanges, ContainerConfig, NamespaceMode, PodNamespaces, PullPolicy,
-    RegistryAuth, Resources, RunAs,
+    RegistryAuth, Resources,
 };
 use crate::api::quantity::Quantity;
 
@@ -480,6 +483,103 @@ pub fn pod_namespaces(pod: &Value, netns: &Path, ipc_uts: Option<(&Path, &Path)>
     }
 }
 
+/// A security context's `key` (the container's over the pod's), as a non-negative id.
+fn effective_id(security: &Value, pod_security: &Value, key: &str) -> Option<u32> {
+    let v = &security[key];
+    let v = if v.is_null() { &pod_security[key] } else { v };
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+/// The user and groups a container asks for (the kubelet's
+/// `determineEffectiveSecurityContext`): `runAsUser`/`runAsGroup` with the container's
+/// over the pod's, and the pod's `fsGroup` and `supplementalGroups`.
+fn user_request(security: &Value, pod_security: &Value) -> UserRequest {
+    let id = |v: &Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    let supplemental = id(&pod_security["fsGroup"])
+        .into_iter()
+        .chain(
+            pod_security["supplementalGroups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(id),
+        )
+        .collect();
+    UserRequest {
+        run_as_user: effective_id(security, pod_security, "runAsUser"),
+        run_as_group: effective_id(security, pod_security, "runAsGroup"),
+        supplemental_groups: supplemental,
+        strict_groups: pod_security["supplementalGroupsPolicy"].as_str() == Some("Strict"),
+    }
+}
+
+/// The container's `seccompProfile` over the pod's (the kubelet's `getSeccompProfile`;
+/// Unconfined when neither sets one, as the kubelet without `--seccomp-default`);
+/// `Localhost` profiles are found under `root`.
+pub fn seccomp_profile(pod: &Value, container: &Value, root: &Path) -> SeccompProfile {
+    let own = &container["securityContext"]["seccompProfile"];
+    let profile = if own.is_object() {
+        own
+    } else {
+        &pod["spec"]["securityContext"]["seccompProfile"]
+    };
+    match profile["type"].as_str() {
+        Some("RuntimeDefault") => SeccompProfile::RuntimeDefault,
+        Some("Localhost") => {
+            SeccompProfile::Localhost(root.join(profile["localhostProfile"].as_str().unwrap_or("")))
+        }
+        _ => SeccompProfile::Unconfined,
+    }
+}
+
+/// The kubelet's `verifyRunAsNonRoot`: with `runAsNonRoot: true` (container over pod),
+/// the container must not run as uid 0, and an image user that is a name cannot be
+/// verified. `image_user` is the image's `User`. An error is a
+/// CreateContainerConfigError message, in upstream's words.
+pub fn verify_run_as_non_root(
+    pod: &Value,
+    container: &Value,
+    image_user: &str,
+) -> Result<(), String> {
+    let security = &container["securityContext"];
+    let pod_security = &pod["spec"]["securityContext"];
+    let non_root = security["runAsNonRoot"]
+        .as_bool()
+        .or_else(|| pod_security["runAsNonRoot"].as_bool());
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    let meta = &pod["metadata"];
+    let pod_name = format!(
+        "{}_{}({})",
+        meta["name"].as_str().unwrap_or(""),
+        meta["namespace"].as_str().unwrap_or(""),
+        meta["uid"].as_str().unwrap_or("")
+    );
+    let name = container["name"].as_str().unwrap_or("");
+    let run_as_user = security["runAsUser"]
+        .as_i64()
+        .or_else(|| pod_security["runAsUser"].as_i64());
+    if let Some(uid) = run_as_user {
+        if uid == 0 {
+            return Err(format!(
+                "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {name})"
+            ));
+        }
+        return Ok(());
+    }
+    match ImageUser::of(image_user) {
+        ImageUser::Uid(0) => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {name})"
+        )),
+        ImageUser::Name(user) => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify \
+             user is non-root (pod: {pod_name:?}, container: {name})"
+        )),
+        ImageUser::Uid(_) => Ok(()),
+    }
+}
+
 /// The runtime config for one instance of `container`. An error is a
 /// CreateContainerConfigError message.
 pub fn container_config(
@@ -539,19 +639,7 @@ pub fn container_config(
     config.stdin = container["stdin"].as_bool() == Some(true);
     config.stdin_once = config.stdin && container["stdinOnce"].as_bool() == Some(true);
     config.tty = container["tty"].as_bool() == Some(true);
-    let run_as_user = security["runAsUser"]
-        .as_u64()
-        .or_else(|| pod_security["runAsUser"].as_u64());
-    if let Some(uid) = run_as_user {
-        let gid = security["runAsGroup"]
-            .as_u64()
-            .or_else(|| pod_security["runAsGroup"].as_u64())
-            .unwrap_or(0);
-        config.run_as = Some(RunAs {
-            uid: uid as u32,
-            gid: gid as u32,
-        });
-    }
+    config.user = user_request(security, pod_security);
     for (host, dest) in ctx.etc_files {
         config.mounts.push(BindMount {
             host_path: host.clone(),
@@ -724,6 +812,98 @@ mod tests {
             .find(|m| m.container_path == "/data")
             .unwrap();
         assert!(data.read_only);
+    }
+
+    #[test]
+    fn the_user_request_takes_the_containers_ids_over_the_pods() {
+        let mut p = pod();
+        p["spec"]["securityContext"] = json!({"runAsUser": 1000, "runAsGroup": 3000,
+            "fsGroup": 2000, "supplementalGroups": [4000, 5000]});
+        let c = json!({"name": "app", "image": "busybox:test",
+            "securityContext": {"runAsUser": 1001}});
+        let cfg = with_ctx(&p, &Sources::new(), |ctx| {
+            container_config(ctx, &c, 0, "app")
+        })
+        .unwrap();
+        assert_eq!(
+            cfg.user,
+            UserRequest {
+                run_as_user: Some(1001),
+                run_as_group: Some(3000),
+                supplemental_groups: vec![2000, 4000, 5000],
+                strict_groups: false,
+            }
+        );
+        let bare = json!({"name": "app", "image": "busybox:test"});
+        let cfg = with_ctx(&pod(), &Sources::new(), |ctx| {
+            container_config(ctx, &bare, 0, "app")
+        });
+        assert_eq!(cfg.unwrap().user, UserRequest::default());
+    }
+
+    #[test]
+    fn the_containers_seccomp_profile_wins_over_the_pods() {
+        let root = Path::new("/var/lib/kubelet/seccomp");
+        let mut p = pod();
+        let plain = json!({"name": "app"});
+        assert_eq!(
+            seccomp_profile(&p, &plain, root),
+            SeccompProfile::Unconfined
+        );
+        p["spec"]["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault"}});
+        assert_eq!(
+            seccomp_profile(&p, &plain, root),
+            SeccompProfile::RuntimeDefault
+        );
+        let own = json!({"name": "app", "securityContext": {"seccompProfile": {
+            "type": "Localhost", "localhostProfile": "profiles/audit.json"}}});
+        assert_eq!(
+            seccomp_profile(&p, &own, root),
+            SeccompProfile::Localhost(root.join("profiles/audit.json"))
+        );
+        let unconfined = json!({"name": "app", "securityContext": {"seccompProfile": {
+            "type": "Unconfined"}}});
+        assert_eq!(
+            seccomp_profile(&p, &unconfined, root),
+            SeccompProfile::Unconfined
+        );
+    }
+
+    #[test]
+    fn run_as_non_root_is_verified_in_upstreams_words() {
+        let mut p = pod();
+        let c = json!({"name": "app", "securityContext": {"runAsNonRoot": true}});
+        assert_eq!(
+            verify_run_as_non_root(&p, &c, ""),
+            Err("container has runAsNonRoot and image will run as root \
+                 (pod: \"p_ns(u1)\", container: app)"
+                .into())
+        );
+        assert_eq!(
+            verify_run_as_non_root(&p, &c, "nginx"),
+            Err(
+                "container has runAsNonRoot and image has non-numeric user (nginx), cannot \
+                 verify user is non-root (pod: \"p_ns(u1)\", container: app)"
+                    .into()
+            )
+        );
+        assert_eq!(verify_run_as_non_root(&p, &c, "101:101"), Ok(()));
+        // The pod's runAsUser decides before the image's user.
+        p["spec"]["securityContext"] = json!({"runAsUser": 0});
+        assert_eq!(
+            verify_run_as_non_root(&p, &c, "101"),
+            Err("container's runAsUser breaks non-root policy \
+                 (pod: \"p_ns(u1)\", container: app)"
+                .into())
+        );
+        p["spec"]["securityContext"] = json!({"runAsUser": 65534, "runAsNonRoot": true});
+        let plain = json!({"name": "app"});
+        assert_eq!(verify_run_as_non_root(&p, &plain, "nginx"), Ok(()));
+        // A container may allow root where the pod forbids it.
+        p["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+        let allowed = json!({"name": "app", "securityContext": {"runAsNonRoot": false}});
+        assert_eq!(verify_run_as_non_root(&p, &allowed, ""), Ok(()));
+        assert!(verify_run_as_non_root(&p, &plain, "").is_err());
     }
 
     #[test]
@@ -902,7 +1082,7 @@ mod tests {
         assert_eq!(config.capabilities.drop, vec!["all".to_string()]);
         assert!(config.no_new_privileges);
         assert!(!config.privileged);
-        let spec = crate::agent::runtime::spec::build_spec(&config, None);
+        let spec = crate::agent::runtime::spec::build_spec(&config, None, &Default::default());
         // No command and no image: only the capabilities matter here.
         assert!(spec.is_err());
         assert_eq!(
@@ -932,7 +1112,8 @@ mod tests {
         let config = with_ctx(&pod(), &Sources::new(), |ctx| {
             container_config(ctx, &container, 0, "app").unwrap()
         });
-        let spec = crate::agent::runtime::spec::build_spec(&config, None).unwrap();
+        let spec =
+            crate::agent::runtime::spec::build_spec(&config, None, &Default::default()).unwrap();
         let linux = spec.linux().as_ref().unwrap();
         let res = linux.resources().as_ref().unwrap();
         let memory = res.memory().as_ref().and_then(|m| m.limit());

@@ -75,6 +75,9 @@ pub struct KubeletConfig {
     pub max_pods: usize,
     /// The runtime handlers of this node (a pod's RuntimeClass must name one).
     pub runtime_handlers: Vec<String>,
+    /// Where `seccompProfile.localhostProfile` paths are found (the kubelet's
+    /// `<root-dir>/seccomp`).
+    pub seccomp_root: PathBuf,
 }
 
 impl KubeletConfig {

@@ -49,6 +49,7 @@ fn harness() -> Harness {
         oom_score_floor: None,
         runtime_handlers: vec!["runc".into(), "crun".into()],
         max_pods: 110,
+        seccomp_root: dir.path().join("seccomp"),
     };
     let shared = Arc::new(Shared {
         config,

@@ -85,6 +85,7 @@ fn fake_image(name: &str) -> ImageInfo {
         digest: super::registry::sha256_digest(name.as_bytes()),
         config_digest: super::registry::sha256_digest(format!("config {name}").as_bytes()),
         size: 1024,
+        user: String::new(),
     }
 }
 

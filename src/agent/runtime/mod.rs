@@ -11,7 +11,9 @@ pub mod handlers;
 pub mod logger;
 pub mod reference;
 pub mod registry;
+pub mod seccomp;
 pub mod spec;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +92,14 @@ pub enum RuntimeError {
     ContainerNotFound { id: String },
     #[error("container {id} has no running task")]
     NotRunning { id: String },
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    /// containerd's CRI words for an image user name its `/etc/passwd` lacks.
+    #[error(
+        "failed to create containerd container: no users found \
+         (user {user:?} is not in the image's /etc/passwd)"
+    )]
+    NoSuchUser { user: String },
     #[error("build runtime spec for container {id}: {reason}")]
     Spec { id: String, reason: String },
     #[error("exec in container {id} ended without an exit status")]
@@ -159,6 +169,8 @@ pub struct ImageInfo {
     pub config_digest: String,
     /// Compressed size of the layers for this platform.
     pub size: i64,
+    /// The image config's `User` (`name`, `uid`, `uid:gid` …; empty when it sets none).
+    pub user: String,
 }
 
 /// How a container gets one of its pod-shared namespaces.
@@ -217,13 +229,6 @@ impl Resources {
     }
 }
 
-/// Numeric user the process runs as; overrides the image's `User`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
-    pub uid: u32,
-    pub gid: u32,
-}
-
 /// Everything needed to create one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerConfig {
@@ -245,7 +250,9 @@ pub struct ContainerConfig {
     /// `<cgroup_parent>/<id>` is made in, e.g. `/orc/pod-UID`.
     pub cgroup_parent: String,
     pub resources: Resources,
-    pub run_as: Option<RunAs>,
+    /// Who the process runs as: the security context's part (the image's users and
+    /// groups fill in the rest, see [`users`]).
+    pub user: users::UserRequest,
     /// stdout/stderr land here in the CRI log format, written by a logger the shim owns.
     pub log_path: PathBuf,
     /// Kept on the containerd container record: the kubelet re-adopts by them.
@@ -269,6 +276,8 @@ pub struct ContainerConfig {
     pub privileged: bool,
     /// `securityContext.capabilities` over the default set (ignored when privileged).
     pub capabilities: CapabilityChanges,
+    /// `seccompProfile` (ignored when privileged, as containerd does).
+    pub seccomp: seccomp::SeccompProfile,
     /// `allowPrivilegeEscalation: false`: the process and its children gain no privileges
     /// (setuid binaries, file capabilities).
     pub no_new_privileges: bool,
@@ -318,7 +327,7 @@ impl ContainerConfig {
             hostname: None,
             cgroup_parent: "/orc".to_string(),
             resources: Resources::default(),
-            run_as: None,
+            user: users::UserRequest::default(),
             log_path,
             labels: BTreeMap::new(),
             read_only_root: false,
@@ -327,6 +336,7 @@ impl ContainerConfig {
             privileged: false,
             capabilities: CapabilityChanges::default(),
             no_new_privileges: false,
+            seccomp: seccomp::SeccompProfile::Unconfined,
             devices: Vec::new(),
             host_capabilities: None,
             stdin: false,

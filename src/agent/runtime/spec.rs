@@ -1,7 +1,8 @@
 //! Builds a container's OCI runtime spec from its `ContainerConfig` and image config:
 //! runc's default spec (mounts, masked and read-only paths) with containerd's default
 //! capabilities, then the pod's command, environment, namespaces, mounts, cgroup and
-//! security context (capabilities added and dropped, privileged, no new privileges).
+//! security context (user and groups, capabilities added and dropped, privileged, no new
+//! privileges, seccomp).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,7 +15,9 @@ use oci_spec::runtime::{
     LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec, UserBuilder,
 };
 
-use super::{ContainerConfig, DeviceNode, NamespaceMode, Result, RunAs, RuntimeError};
+use super::seccomp::{Node, SeccompProfile};
+use super::users::{ProcessUser, UserDb};
+use super::{ContainerConfig, DeviceNode, NamespaceMode, Result, RuntimeError};
 
 /// PATH set when the image does not set one (as containerd does).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -215,26 +218,17 @@ pub fn process_env(config: &ContainerConfig, image: Option<&ImageConfig>) -> Vec
     env.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
 }
 
-/// uid/gid: the explicit `run_as`, else the image's numeric `User` (`uid` or `uid:gid`).
-pub fn process_user(config: &ContainerConfig, image: Option<&ImageConfig>) -> Result<RunAs> {
-    if let Some(r) = config.run_as {
-        return Ok(r);
-    }
-    let user = image.and_then(|i| i.user().clone()).unwrap_or_default();
-    if user.is_empty() {
-        return Ok(RunAs { uid: 0, gid: 0 });
-    }
-    let (u, g) = user.split_once(':').unwrap_or((&user, "0"));
-    match (u.parse(), g.parse()) {
-        (Ok(uid), Ok(gid)) => Ok(RunAs { uid, gid }),
-        _ => Err(RuntimeError::Spec {
-            id: config.id.clone(),
-            reason: format!(
-                "image user {user:?} is not numeric; set securityContext.runAsUser \
-                 (user names from the image's /etc/passwd are not supported yet)"
-            ),
-        }),
-    }
+/// The process's user: the pod's security context over the image's `User`, with groups
+/// from the image's `/etc/passwd` and `/etc/group` in `users` (see [`super::users`]).
+pub fn process_user(
+    config: &ContainerConfig,
+    image: Option<&ImageConfig>,
+    users: &UserDb,
+) -> Result<ProcessUser> {
+    let image_user = image.and_then(|i| i.user().clone()).unwrap_or_default();
+    super::users::resolve(&config.user, &image_user, users).map_err(|_| RuntimeError::NoSuchUser {
+        user: image_user.split(':').next().unwrap_or("").to_string(),
+    })
 }
 
 /// The cgroup path (relative to each hierarchy's root) of this container.
@@ -269,7 +263,11 @@ fn bind_mount(m: &super::BindMount) -> Mount {
 }
 
 /// Builds the runtime spec. Pure: reads nothing from the host.
-pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Result<Spec> {
+pub fn build_spec(
+    config: &ContainerConfig,
+    image: Option<&ImageConfig>,
+    users: &UserDb,
+) -> Result<Spec> {
     let spec_err = |reason: String| RuntimeError::Spec {
         id: config.id.clone(),
         reason,
@@ -281,7 +279,7 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
                 .to_string(),
         ));
     }
-    let user = process_user(config, image)?;
+    let user = process_user(config, image, users)?;
     let cwd = config
         .working_dir
         .clone()
@@ -295,6 +293,7 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         )));
     }
     let caps = capability_set(config);
+    let bounding = caps.clone();
     // No inheritable or ambient capabilities (containerd since 1.6.18, and CRI's
     // `WithoutAmbientCaps`): a process that switches to another user loses its
     // capabilities, as Kubernetes expects.
@@ -312,6 +311,7 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
             UserBuilder::default()
                 .uid(user.uid)
                 .gid(user.gid)
+                .additional_gids(user.additional_gids)
                 .build()
                 .map_err(|e| spec_err(e.to_string()))?,
         )
@@ -380,7 +380,16 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         .map(linux_device)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| spec_err(e.to_string()))?;
-    let linux = LinuxBuilder::default()
+    let seccomp = match (&config.seccomp, config.privileged) {
+        (_, true) | (SeccompProfile::Unconfined, _) => None,
+        (SeccompProfile::RuntimeDefault, false) => {
+            Some(super::seccomp::default_profile(&bounding, Node::this()))
+        }
+        (SeccompProfile::Localhost(path), false) => {
+            Some(super::seccomp::load_profile(path, &bounding, Node::this())?)
+        }
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(cgroup_path(config)))
         .resources(resources.build().map_err(|e| spec_err(e.to_string()))?)
@@ -389,6 +398,7 @@ pub fn build_spec(config: &ContainerConfig, image: Option<&ImageConfig>) -> Resu
         .devices(devices)
         .build()
         .map_err(|e| spec_err(e.to_string()))?;
+    linux.set_seccomp(seccomp);
 
     let mut mounts = oci_spec::runtime::get_default_mounts();
     if config.privileged {
@@ -451,11 +461,11 @@ mod tests {
     #[test]
     fn root_filesystem_is_writable_unless_asked_otherwise() {
         let img = image(&[], &["sh"]);
-        let spec = build_spec(&config(), Some(&img)).unwrap();
+        let spec = build_spec(&config(), Some(&img), &UserDb::default()).unwrap();
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
         let mut ro = config();
         ro.read_only_root = true;
-        let spec = build_spec(&ro, Some(&img)).unwrap();
+        let spec = build_spec(&ro, Some(&img), &UserDb::default()).unwrap();
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
     }
 
@@ -499,7 +509,7 @@ mod tests {
 
     #[test]
     fn empty_command_is_an_error() {
-        let err = build_spec(&config(), Some(&image(&[], &[]))).unwrap_err();
+        let err = build_spec(&config(), Some(&image(&[], &[])), &UserDb::default()).unwrap_err();
         assert!(err.to_string().contains("no command"), "{err}");
     }
 
@@ -519,24 +529,31 @@ mod tests {
     }
 
     #[test]
-    fn image_user_must_be_numeric_unless_overridden() {
+    fn the_process_user_comes_from_the_image_and_the_security_context() {
         let mut img = image(&[], &["sh"]);
-        img.set_user(Some("1000:2000".into()));
-        assert_eq!(
-            process_user(&config(), Some(&img)).unwrap(),
-            RunAs {
-                uid: 1000,
-                gid: 2000
-            }
-        );
         img.set_user(Some("nginx".into()));
-        assert!(process_user(&config(), Some(&img)).is_err());
+        let users = UserDb {
+            passwd: Some(crate::agent::runtime::users::parse_passwd(
+                "root:x:0:0::/:/bin/sh\nnginx:x:101:101::/:/bin/sh\n",
+            )),
+            group: Some(crate::agent::runtime::users::parse_group(
+                "www:x:33:nginx\n",
+            )),
+        };
+        let spec = build_spec(&config(), Some(&img), &users).unwrap();
+        let user = spec.process().as_ref().unwrap().user().clone();
+        assert_eq!((user.uid(), user.gid()), (101, 101));
+        assert_eq!(user.additional_gids().as_deref(), Some(&[33, 101][..]));
+        let err = build_spec(&config(), Some(&img), &UserDb::default()).unwrap_err();
+        assert!(err.to_string().contains("no users found"), "{err}");
         let mut c = config();
-        c.run_as = Some(RunAs { uid: 7, gid: 8 });
-        assert_eq!(
-            process_user(&c, Some(&img)).unwrap(),
-            RunAs { uid: 7, gid: 8 }
-        );
+        c.user.run_as_user = Some(7);
+        c.user.run_as_group = Some(8);
+        c.user.supplemental_groups = vec![2000];
+        let spec = build_spec(&c, Some(&img), &UserDb::default()).unwrap();
+        let user = spec.process().as_ref().unwrap().user().clone();
+        assert_eq!((user.uid(), user.gid()), (7, 8));
+        assert_eq!(user.additional_gids().as_deref(), Some(&[8, 2000][..]));
     }
 
     #[test]
@@ -552,7 +569,7 @@ mod tests {
         }
         .with_cpu_millis(Some(250), Some(500));
         c.oom_score_adj = Some(1000);
-        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let spec = build_spec(&c, Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
 
         let process = spec.process().as_ref().unwrap();
         assert_eq!(process.oom_score_adj(), Some(1000));
@@ -678,7 +695,7 @@ mod tests {
             uid: 0,
             gid: 20,
         }];
-        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let spec = build_spec(&c, Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
         let caps = spec
             .process()
             .as_ref()
@@ -720,7 +737,7 @@ mod tests {
         let options = sys.options().as_ref().unwrap();
         assert!(options.contains(&"rw".to_string()) && !options.contains(&"ro".to_string()));
 
-        let plain = build_spec(&config(), Some(&image(&[], &["sh"]))).unwrap();
+        let plain = build_spec(&config(), Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
         let sys = plain
             .mounts()
             .as_ref()
@@ -746,7 +763,7 @@ mod tests {
         assert!(caps.ambient().as_ref().unwrap().is_empty());
 
         c.host_capabilities = Some(u64::MAX >> 40);
-        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let spec = build_spec(&c, Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
         let caps = spec
             .process()
             .as_ref()
@@ -761,7 +778,7 @@ mod tests {
     fn no_new_privileges_follows_the_config() {
         let mut c = config();
         c.no_new_privileges = true;
-        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let spec = build_spec(&c, Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
         assert_eq!(
             spec.process().as_ref().unwrap().no_new_privileges(),
             Some(true)
@@ -774,7 +791,7 @@ mod tests {
         c.hostname = Some("node".into());
         c.namespaces.network = NamespaceMode::Host;
         c.namespaces.uts = NamespaceMode::Path("/proc/42/ns/uts".into());
-        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let spec = build_spec(&c, Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
         let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
         assert_eq!(spec.hostname(), &None);
@@ -795,7 +812,7 @@ mod tests {
                 read_only: true,
             },
         ];
-        let spec = build_spec(&c, Some(&image(&[], &["sh"]))).unwrap();
+        let spec = build_spec(&c, Some(&image(&[], &["sh"])), &UserDb::default()).unwrap();
         let mounts = spec.mounts().as_ref().unwrap();
         let at = |d: &str| {
             mounts

@@ -206,6 +206,7 @@ fn candidates_are_ordered_least_recently_used_first() {
         digest: String::new(),
         config_digest: n.to_string(),
         size: 1,
+        user: String::new(),
     };
     let images = [image("new"), image("old"), image("never"), image("used")];
     let rec = |first: i64, used: Option<i64>| ImageRecord {

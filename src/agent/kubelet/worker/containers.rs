@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::images::PulledImage;
 use super::{containers, error_chain, exit_reason, humantime, Group, PodWorker, UNKNOWN_EXIT_CODE};
 use crate::agent::kubelet::container::{self, env_sources, PodContext, Sources};
 use crate::agent::kubelet::host_privileges;
@@ -281,9 +282,13 @@ impl PodWorker {
             self.build_config(spec, restart_count, group)
         );
         let prepared = now.elapsed();
-        let Some(image_id) = self.pull_for_instance(group, i, &name, pulled, now).await else {
+        let Some(pulled) = self.pull_for_instance(group, i, &name, pulled, now).await else {
             return;
         };
+        let image_id = pulled.id;
+        let built = built.and_then(|config| {
+            container::verify_run_as_non_root(&self.pod, spec, &pulled.user).map(|()| config)
+        });
         let Some(config) = self.config_for_instance(group, i, &name, built).await else {
             return;
         };
@@ -387,18 +392,18 @@ impl PodWorker {
         true
     }
 
-    /// Counts a failed pull towards the pull back-off; the image ID, or `None` with the
+    /// Counts a failed pull towards the pull back-off; the image, or `None` with the
     /// container left waiting.
     async fn pull_for_instance(
         &mut self,
         group: Group,
         i: usize,
         name: &str,
-        pulled: Result<String, (Waiting, String)>,
+        pulled: Result<PulledImage, (Waiting, String)>,
         now: Instant,
-    ) -> Option<String> {
-        let image_id = match pulled {
-            Ok(id) => id,
+    ) -> Option<PulledImage> {
+        let image = match pulled {
+            Ok(image) => image,
             Err((waiting, error)) => {
                 let error_event = format!("Error: {}", waiting.reason);
                 self.event("Warning", "Failed", &error_event, Some(name))
@@ -415,7 +420,7 @@ impl PodWorker {
         t.pull_failures = 0;
         t.pull_retry_at = None;
         t.pull_error = None;
-        Some(image_id)
+        Some(image)
     }
 
     /// The container's runtime config, or `None` with the container left waiting in
@@ -665,6 +670,7 @@ impl PodWorker {
             services: &services,
         };
         let mut config = container::container_config(&ctx, spec, restart_count, group.label())?;
+        config.seccomp = container::seccomp_profile(&self.pod, spec, &cfg.seccomp_root);
         if let Some(target) = spec["targetContainerName"]
             .as_str()
             .filter(|t| group == Group::Ephemeral && !t.is_empty())

@@ -10,16 +10,33 @@ use crate::agent::kubelet::container::{self, pull_policy};
 use crate::agent::kubelet::status::Waiting;
 use crate::agent::runtime::PullPolicy;
 
+/// An image made present for a container.
+pub(super) struct PulledImage {
+    /// The image ID as container statuses show it (`repo@digest`).
+    pub(super) id: String,
+    /// The image config's `User` (empty when it sets none).
+    pub(super) user: String,
+}
+
+impl From<&crate::agent::runtime::ImageInfo> for PulledImage {
+    fn from(info: &crate::agent::runtime::ImageInfo) -> Self {
+        PulledImage {
+            id: image_id(info),
+            user: info.user.clone(),
+        }
+    }
+}
+
 impl PodWorker {
-    /// Makes the image present; the image ID on success, the waiting state and the
-    /// error on failure.
+    /// Makes the image present; the image on success, the waiting state and the error
+    /// on failure.
     pub(super) async fn pull(
         &self,
         group: Group,
         name: &str,
         spec: &Value,
         image: &str,
-    ) -> Result<String, (Waiting, String)> {
+    ) -> Result<PulledImage, (Waiting, String)> {
         let policy = pull_policy(spec);
         let runtime = &self.shared.runtime;
         let field = self.field_path(group, name);
@@ -32,7 +49,7 @@ impl PodWorker {
                     &format!("Container image {image:?} already present on machine"),
                     &field,
                 );
-                return Ok(image_id(&info));
+                return Ok(PulledImage::from(&info));
             }
         }
         if policy == PullPolicy::Never {
@@ -67,7 +84,7 @@ impl PodWorker {
                     &field,
                 )
                 .await;
-                Ok(image_id(&info))
+                Ok(PulledImage::from(&info))
             }
             Err(e) => {
                 let error = error_chain(&e);

@@ -38,6 +38,11 @@ impl ResolvedImage {
             digest: self.target.digest.clone(),
             config_digest: self.config_digest.clone(),
             size: self.layers.iter().map(|l| l.size).sum(),
+            user: self
+                .config
+                .as_ref()
+                .and_then(|c| c.user().clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod shim_groups;
 mod snapshots;
 mod stdin;
 mod tasks;
+mod userdb;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -112,6 +113,8 @@ pub struct ContainerdRuntime {
     shim_groups: shim_groups::ShimGroups,
     /// Containers' stdin fifos (`stdin: true`).
     stdins: stdin::Stdins,
+    /// Images' users and groups, by top snapshot (see [`userdb`]).
+    users: Mutex<HashMap<String, std::sync::Arc<super::users::UserDb>>>,
 }
 
 /// Most images [`ContainerdRuntime`] keeps resolved (it forgets them all past this).
@@ -171,6 +174,7 @@ impl ContainerdRuntime {
             tasks_created: Mutex::default(),
             shim_groups,
             stdins,
+            users: Mutex::new(HashMap::new()),
         })
     }
 

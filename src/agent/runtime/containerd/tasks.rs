@@ -181,7 +181,8 @@ impl ContainerdRuntime {
             .ok_or_else(|| RuntimeError::UnknownHandler {
                 handler: config.runtime_handler.clone().unwrap_or_default(),
             })?;
-        let mut spec = spec::build_spec(config, image.config.as_ref())?;
+        let users = self.image_users(&top).await?;
+        let mut spec = spec::build_spec(config, image.config.as_ref(), &users)?;
         if let Some(group) = self.shim_groups.next() {
             spec.set_annotations(Some(HashMap::from([(
                 shim_groups::GROUP_ANNOTATION.to_string(),
