@@ -4,9 +4,15 @@
 Reads two crates from the cargo registry (stdlib only, no network):
   - k8s-pb:      prost-generated messages (field tags and wire types)
   - k8s-openapi: serde impls (the exact JSON name of every field)
+and the Go types themselves (the json tags: which fields are `omitempty`, which are
+pointers) from source trees of k8s.io/api and k8s.io/apimachinery at the release orc
+serves (v0.32.x), plus a newer k8s.io/api for the few fields k8s-pb has that 1.32 lacks,
 and writes a static table of every message reachable from the kinds orc serves.
 
-Usage: python3 scripts/gen-proto-schema.py [--registry DIR] [--out PATH]
+Usage: python3 scripts/gen-proto-schema.py --go-api DIR --go-apimachinery DIR
+           [--go-api-newer DIR] [--registry DIR] [--out PATH]
+  e.g. DIRs from `git archive v0.32.9` of github.com/kubernetes/api and
+  github.com/kubernetes/apimachinery, and `git archive HEAD` of kubernetes/api.
 The output is committed; the build never runs this script.
 """
 
@@ -111,78 +117,72 @@ SCALARS = {
     "bytes": "Bytes",
 }
 
-# Go fields that are plain (non-pointer) `omitempty` bools/integers: Go's protobuf encoder
-# always writes them, Go's JSON encoder drops them when zero, so the decoder drops a zero
-# too. Every other bool/integer keeps its zero (a pointer's false/0 is meaningful, e.g.
-# enableServiceLinks: false, replicas: 0). Keyed by (k8s-pb message, JSON name).
-GO_PLAIN_OMITEMPTY = {
-    "ObjectMeta": ["generation"],
-    "Status": ["code"],
-    "StatusDetails": ["retryAfterSeconds"],
-    "Container": ["stdin", "stdinOnce", "tty"],
-    "EphemeralContainerCommon": ["stdin", "stdinOnce", "tty"],
-    "ContainerPort": ["hostPort"],
-    "VolumeMount": ["readOnly"],
-    "PodSpec": ["hostNetwork", "hostPID", "hostIPC"],
-    "Probe": [
-        "initialDelaySeconds",
-        "timeoutSeconds",
-        "periodSeconds",
-        "successThreshold",
-        "failureThreshold",
-    ],
-    "ServiceSpec": ["healthCheckNodePort", "publishNotReadyAddresses"],
-    "ServicePort": ["nodePort"],
-    "NodeSpec": ["unschedulable"],
-    "ContainerImage": ["sizeBytes"],
-    "Event": ["count"],
-    "EventSeries": ["count"],
-    "ContainerStateTerminated": ["signal"],
-    "ReplicationControllerSpec": ["minReadySeconds"],
-    "ReplicationControllerStatus": [
-        "fullyLabeledReplicas",
-        "readyReplicas",
-        "availableReplicas",
-        "observedGeneration",
-    ],
-    "DeploymentSpec": ["minReadySeconds", "paused"],
-    "DeploymentStatus": [
-        "observedGeneration",
-        "replicas",
-        "updatedReplicas",
-        "readyReplicas",
-        "availableReplicas",
-        "unavailableReplicas",
-    ],
-    "ReplicaSetSpec": ["minReadySeconds"],
-    "ReplicaSetStatus": [
-        "fullyLabeledReplicas",
-        "readyReplicas",
-        "availableReplicas",
-        "observedGeneration",
-    ],
-    "ScaleSpec": ["replicas"],
-    "PersistentVolumeClaimVolumeSource": ["readOnly"],
-    "AWSElasticBlockStoreVolumeSource": ["partition", "readOnly"],
-    "GCEPersistentDiskVolumeSource": ["partition", "readOnly"],
-    "NFSVolumeSource": ["readOnly"],
-    "ISCSIVolumeSource": ["readOnly", "chapAuthDiscovery", "chapAuthSession"],
-    "RBDVolumeSource": ["readOnly"],
-    "CephFSVolumeSource": ["readOnly"],
-    "CinderVolumeSource": ["readOnly"],
-    "FCVolumeSource": ["readOnly"],
-    "FlexVolumeSource": ["readOnly"],
-    "AzureFileVolumeSource": ["readOnly"],
-    "GlusterfsVolumeSource": ["readOnly"],
-    "QuobyteVolumeSource": ["readOnly"],
-    "PortworxVolumeSource": ["readOnly"],
-    "ScaleIOVolumeSource": ["readOnly", "sslEnabled"],
-    "StorageOSVolumeSource": ["readOnly"],
-}
-
 PROST_ATTR = re.compile(r"#\[prost\((.*)\)\]")
 STRUCT_START = re.compile(r"^pub struct (\w+) \{")
 TYPE_PATH = re.compile(r"((?:super::)*(?:\w+::)*)(\w+)$")
+
+GO_STRUCT_START = re.compile(r"^type (\w+) struct \{")
+GO_JSON_TAG = re.compile(r'json:"([^"]*)"')
+
+# Protobuf kinds whose Go field is a plain value (not a struct): `omitempty` drops its
+# zero value.
+GO_SCALAR_KINDS = ("String", "Bool", "Int32", "Int64", "Double", "Bytes")
+
+
+def parse_go_structs(directory):
+    """Returns {lowercased struct: {json name: (go type, omitempty)}} of a Go package."""
+    structs = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*.go"))):
+        if path.endswith("_test.go") or path.endswith("generated.pb.go"):
+            continue
+        with open(path) as f:
+            lines = f.read().split("\n")
+        current = None
+        for line in lines:
+            m = GO_STRUCT_START.match(line)
+            if m:
+                # By lowercased name: k8s-pb spells `PodDNSConfig` `PodDnsConfig`.
+                current = structs.setdefault(m.group(1).lower(), {})
+                continue
+            if current is None:
+                continue
+            if line.startswith("}"):
+                current = None
+                continue
+            code = line.split("//", 1)[0] if "`" not in line else line
+            if "`" not in code:
+                continue
+            decl, tag = code.split("`", 1)
+            words = decl.split()
+            t = GO_JSON_TAG.search(tag)
+            if not t or not words or len(words) > 2:
+                continue
+            name, *options = t.group(1).split(",")
+            if name in ("", "-"):
+                continue
+            current[name] = (words[-1], "omitempty" in options)
+    return structs
+
+
+def go_package_dir(roots, module):
+    """The Go package directory of a k8s-pb module (`api/core/v1` → core/v1 of k8s.io/api)."""
+    head, _, rest = module.partition("/")
+    root = roots.get(head)
+    return os.path.join(root, rest) if root else None
+
+
+def omission(go_field, cardinality, kind):
+    """How Go's JSON encoder leaves the field out: `Never`, `Empty` (omitempty on a plain
+    value, list or map: its zero, empty list or empty map, and a JSON null) or `Nil`
+    (omitempty on a pointer: only a JSON null). Go's omitempty never drops a struct."""
+    go_type, omitempty = go_field
+    if not omitempty:
+        return "Never"
+    if go_type.startswith("*"):
+        return "Nil"
+    if cardinality in ("Repeated", "Map") or kind in GO_SCALAR_KINDS:
+        return "Empty"
+    return "Never"
 
 
 def find_crate(registry, name):
@@ -307,7 +307,27 @@ def main():
     ap.add_argument("--registry", default=os.path.expanduser("~/.cargo/registry/src"))
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "src", "api", "protobuf", "schema.rs"))
+    ap.add_argument("--go-api", required=True, help="k8s.io/api source tree (v0.32.x)")
+    ap.add_argument("--go-apimachinery", required=True, help="k8s.io/apimachinery source tree (v0.32.x)")
+    ap.add_argument("--go-api-newer", help="a newer k8s.io/api, for fields 1.32 lacks")
     args = ap.parse_args()
+    go_roots = [{"api": args.go_api, "apimachinery": args.go_apimachinery}]
+    if args.go_api_newer:
+        go_roots.append({"api": args.go_api_newer})
+    go_packages = {}
+
+    def go_field(module, message, json):
+        """(go type, omitempty) of a field from the first source tree that has it."""
+        for roots in go_roots:
+            directory = go_package_dir(roots, module)
+            if directory is None:
+                continue
+            if directory not in go_packages:
+                go_packages[directory] = parse_go_structs(directory)
+            hit = go_packages[directory].get(message.lower(), {}).get(json)
+            if hit:
+                return hit
+        return None
 
     pb_src = os.path.join(find_crate(args.registry, K8S_PB), "src")
     openapi_src = os.path.join(find_crate(args.registry, K8S_OPENAPI), "src")
@@ -365,16 +385,17 @@ def main():
                     changed = True
 
     unmatched = []
-    plain_by_message = {m.lower(): set(f) for m, f in GO_PLAIN_OMITEMPTY.items()}
+    no_go_field = []
     out = []
     out.append("// @generated by scripts/gen-proto-schema.py — do not edit")
     out.append("//! Kubernetes protobuf field tables: GENERATED by scripts/gen-proto-schema.py, do not edit.")
     out.append("//!")
     out.append(f"//! Source: the {K8S_PB} (tags, wire types) and {K8S_OPENAPI} (JSON names) crates in")
-    out.append("//! the cargo registry. Regenerate with `python3 scripts/gen-proto-schema.py` after")
-    out.append("//! changing the kinds it walks (ROOTS) or the crate versions.")
+    out.append("//! the cargo registry, and the Go json tags (`omit`) of k8s.io/api and")
+    out.append("//! k8s.io/apimachinery v0.32.9. Regenerate with `python3 scripts/gen-proto-schema.py`")
+    out.append("//! (see its usage) after changing the kinds it walks (ROOTS) or the versions.")
     out.append("")
-    out.append("use super::{Cardinality::*, Field, Kind::*, Message};")
+    out.append("use super::{Cardinality::*, Field, Kind::*, Message, Omit::*};")
     out.append("")
     out.append("/// (apiVersion, kind, message) of every object kind accepted as a protobuf body.")
     out.append("pub static KINDS: &[(&str, &str, &Message)] = &[")
@@ -388,7 +409,6 @@ def main():
     for module, message in order:
         fields = sorted(fields_of(module, message))
         names = pool[(module, message)]
-        plain = plain_by_message.pop(message.lower(), set())
         proto_name = "k8s.io." + module.replace("/", ".") + "." + message
         out.append("")
         out.append(f"pub static {const_name(module, message)}: Message = Message {{")
@@ -414,21 +434,26 @@ def main():
                 kind = SCALARS[value]
             else:
                 sys.exit(f"{message}.{name}: unsupported protobuf type {value!r}")
-            omit_empty = cardinality == "Optional" and (
-                kind == "String" or (json in plain and kind in ("Bool", "Int32", "Int64"))
-            )
-            plain.discard(json)
+            omit = "Never"
+            if cardinality != "Inline" and module != ENVELOPE[0][0]:
+                found = go_field(module, message, json)
+                if found is None:
+                    no_go_field.append(f"{message}.{json}")
+                else:
+                    omit = omission(found, cardinality, kind)
             out.append(
                 f'        Field {{ tag: {tag}, json: "{json}", kind: {kind}, '
-                f"cardinality: {cardinality}, omit_empty: {str(omit_empty).lower()} }},"
+                f"cardinality: {cardinality}, omit: {omit} }},"
             )
         out.append("    ],")
         out.append("};")
-        if plain:
-            sys.exit(f"GO_PLAIN_OMITEMPTY names unknown fields of {message}: {sorted(plain)}")
 
-    for message in plain_by_message:
-        print(f"note: GO_PLAIN_OMITEMPTY entry {message} is not reachable", file=sys.stderr)
+    if no_go_field:
+        print(
+            "note: fields without a Go struct field of that JSON name, kept as written: "
+            + ", ".join(no_go_field),
+            file=sys.stderr,
+        )
     for module, message, name in sorted(inline):
         print(f"note: {message}.{name} is an inlined Go struct", file=sys.stderr)
     if unmatched:

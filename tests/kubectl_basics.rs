@@ -782,14 +782,15 @@ endpoints: [{addresses: [fd00::1]}]
 #[test]
 fn autoscaler_metric_targets_written_as_numbers_are_quantities() {
     // `averageValue: 1000` as a YAML number, as upstream's own walkthrough writes
-    // custom-metric targets: read as the quantity "1000", on either kind of apply.
+    // custom-metric targets: read as the quantity 1000, stored in its canonical
+    // spelling "1k" as upstream's does, on either kind of apply.
     let s = Server::start();
     let hpa = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: h, namespace: default}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 1\n  maxReplicas: 5\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: packets-per-second}\n      target: {type: AverageValue, averageValue: 1000}\n  - type: Object\n    object:\n      metric: {name: requests-per-second}\n      describedObject: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: main-route}\n      target: {type: Value, value: 10}\n";
     s.apply_yaml("apply", hpa);
     let got = s.get_json(&["hpa", "h"]);
     assert_eq!(
         got["spec"]["metrics"][0]["pods"]["target"]["averageValue"],
-        "1000"
+        "1k"
     );
     assert_eq!(got["spec"]["metrics"][1]["object"]["target"]["value"], "10");
     let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], hpa);

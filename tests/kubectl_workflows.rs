@@ -414,3 +414,97 @@ fn guestbook_examples_apply_unchanged() {
     let svc = s.get_json(&["svc", "frontend"]);
     assert!(svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap() >= 30000);
 }
+
+/// A Deployment written as many published manifests are: empty lists, `false` and `""`
+/// in `omitempty` fields, and quantities in a spelling of their own.
+const DEPLOY_LOOSE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: loose
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: loose}}
+  template:
+    metadata: {labels: {app: loose}}
+    spec:
+      nodeSelector: {}
+      containers:
+      - name: app
+        image: busybox:1.36
+        args: []
+        stdin: false
+        env: [{name: EMPTY, value: ""}]
+        resources:
+          requests: {cpu: 0.5, memory: 1024Mi}
+          limits: {cpu: 1}
+"#;
+
+#[test]
+fn built_in_objects_are_stored_as_upstreams_go_types_write_them() {
+    let s = Server::start();
+    assert!(s.apply_yaml("apply", DEPLOY_LOOSE).contains("created"));
+    let d = s.get_json(&["deploy", "loose"]);
+    let spec = &d["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    // omitempty fields lose their empty values (kubernetes#114777) ...
+    assert!(spec.get("nodeSelector").is_none(), "{spec}");
+    assert!(c.get("args").is_none() && c.get("stdin").is_none(), "{c}");
+    assert_eq!(c["env"], serde_json::json!([{"name": "EMPTY"}]));
+    // ... and quantities are stored in canonical form (kubernetes#116135).
+    assert_eq!(
+        c["resources"],
+        serde_json::json!({"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1"}})
+    );
+    let jsonpath = s.ok(&[
+        "get",
+        "deploy",
+        "loose",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].resources.requests.cpu}",
+    ]);
+    assert_eq!(jsonpath, "500m");
+    // The file no longer matches what is stored, so every re-apply patches it and says
+    // `configured`, as against upstream; the object itself does not change.
+    for _ in 0..2 {
+        let again = s.apply_yaml("apply", DEPLOY_LOOSE);
+        assert!(
+            again.contains("deployment.apps/loose configured"),
+            "{again}"
+        );
+    }
+    let after = s.get_json(&["deploy", "loose"]);
+    assert_eq!(after["metadata"]["generation"], 1);
+    assert_eq!(after["spec"], d["spec"]);
+    // `kubectl diff` asks the server for the result of the same patch: nothing changes.
+    let out = s.kubectl_stdin(&["diff", "-f", "-"], DEPLOY_LOOSE);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // Server-side apply stores the same form and records the configuration's fields,
+    // empty ones too, as its manager's.
+    let ssa = DEPLOY_LOOSE.replace("name: loose\n", "name: loose-ssa\n");
+    for _ in 0..2 {
+        let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &ssa);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let d = s.get_json(&["deploy", "loose-ssa", "--show-managed-fields"]);
+    assert_eq!(d["metadata"]["generation"], 1);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert!(c.get("args").is_none(), "{c}");
+    assert_eq!(c["resources"]["requests"]["cpu"], "500m");
+    let applied = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["operation"] == "Apply")
+        .expect("the apply's managed fields");
+    let fields = &applied["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+        ["k:{\"name\":\"app\"}"];
+    assert!(fields.get("f:args").is_some(), "{fields}");
+    let out = s.kubectl_stdin(&["diff", "--server-side", "-f", "-"], &ssa);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

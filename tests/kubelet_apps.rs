@@ -543,3 +543,108 @@ spec:
     w.remember("seccomp");
     w.remember("missing-profile");
 }
+
+#[test]
+fn sidecar_containers_run_beside_the_app_and_end_with_a_job() {
+    let w = World::start();
+    w.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: with-sidecar
+spec:
+  terminationGracePeriodSeconds: 0
+  initContainers:
+  - name: proxy
+    image: {IMAGE}
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["sh", "-c", "touch /shared/proxy-up; if [ -e /shared/crashed ]; then sleep 3600; else touch /shared/crashed; sleep 2; exit 3; fi"]
+    startupProbe:
+      exec: {{command: ["test", "-e", "/shared/proxy-up"]}}
+      periodSeconds: 1
+    readinessProbe:
+      exec: {{command: ["true"]}}
+      periodSeconds: 1
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  - name: setup
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "test -e /shared/proxy-up && echo proxy-was-up"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: job-with-sidecar
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: logshipper
+    image: {IMAGE}
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["sleep", "3600"]
+  containers:
+  - name: work
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 2; echo done"]
+"#
+    ));
+    w.step("the sidecar starts first, the next init container after its startup probe");
+    w.wait_running("with-sidecar");
+    assert_eq!(
+        w.kubectl_out(&["logs", "with-sidecar", "-c", "setup"])
+            .trim(),
+        "proxy-was-up"
+    );
+    w.step("a crashed sidecar is restarted; the pod stays initialized and counts it as ready");
+    w.wait_for("the sidecar's restart and the pod's readiness", || {
+        let pod = w.pod("with-sidecar").unwrap_or_default();
+        let proxy = &pod["status"]["initContainerStatuses"][0];
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        proxy["restartCount"] == 1 && proxy["ready"] == true && proxy["started"] == true && ready
+    });
+    let pod = w.pod("with-sidecar").unwrap();
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap()
+        .clone();
+    assert_eq!(initialized["status"], "True", "{initialized}");
+    let row = w.kubectl_out(&["get", "pod", "with-sidecar", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[1..4], ["2/2", "Running", "1"], "{row}");
+
+    w.step("a Job's pod succeeds once its app container ends; its sidecar is stopped");
+    w.wait_for("job-with-sidecar to succeed", || {
+        w.pod("job-with-sidecar").unwrap_or_default()["status"]["phase"] == "Succeeded"
+    });
+    w.wait_for("the log shipper to be stopped", || {
+        let pod = w.pod("job-with-sidecar").unwrap_or_default();
+        !pod["status"]["initContainerStatuses"][0]["state"]["terminated"].is_null()
+    });
+    assert_eq!(
+        w.kubectl_out(&["logs", "job-with-sidecar", "-c", "work"])
+            .trim(),
+        "done"
+    );
+    w.remember("with-sidecar");
+    w.remember("job-with-sidecar");
+}

@@ -342,7 +342,7 @@ spec:
 #[test]
 fn quotas_and_limit_ranges_written_with_plain_numbers_are_accepted_and_enforced() {
     // `pods: 10` and `cpu: 0.5` as YAML numbers, as many charts render them: upstream
-    // reads them as quantities.
+    // reads them as quantities and stores their canonical spelling (`0.5` → `500m`).
     let s = Server::start();
     s.apply_yaml(
         "apply",
@@ -351,7 +351,7 @@ fn quotas_and_limit_ranges_written_with_plain_numbers_are_accepted_and_enforced(
     let q = s.get_json(&["quota", "q"]);
     assert_eq!(q["spec"]["hard"]["pods"], "1");
     let lr = s.get_json(&["limitrange", "lr"]);
-    assert_eq!(lr["spec"]["limits"][0]["default"]["cpu"], "0.5");
+    assert_eq!(lr["spec"]["limits"][0]["default"]["cpu"], "500m");
     // The range defaults a container's request; the quota counts it and holds the
     // second pod back.
     let first = create_in(&s, "default", &pod_yaml("first", ""));
@@ -359,7 +359,7 @@ fn quotas_and_limit_ranges_written_with_plain_numbers_are_accepted_and_enforced(
     let pod = s.get_json(&["pod", "first"]);
     assert_eq!(
         pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
-        "0.25"
+        "250m"
     );
     let second = create_in(&s, "default", &pod_yaml("second", ""));
     assert!(

@@ -1,8 +1,9 @@
 //! Real projects' published install manifests (tests/data/manifests, see its README)
 //! applied to the real binary with the real kubectl, as a homelab user does: `kubectl
 //! apply -f` creates everything (Deployments get their ReplicaSets and Pods), a second
-//! apply says `unchanged` (the few `configured` lines upstream prints too, for
-//! manifests that carry explicit nulls, are named), `kubectl diff` finds nothing,
+//! apply says `unchanged` (the `configured` lines upstream prints too, for manifests
+//! that carry explicit nulls, empty values Go's omitempty leaves out or quantities in
+//! a non-canonical spelling, are named), `kubectl diff` finds nothing,
 //! server-side apply takes the same file, the projects' custom resources are served,
 //! and `kubectl delete -f` deletes every object and the namespace finishes
 //! terminating.
@@ -21,6 +22,8 @@ mod apps;
 mod homelab;
 #[path = "real_manifests/operators.rs"]
 mod operators;
+#[path = "real_manifests/pod_security.rs"]
+mod pod_security;
 
 /// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
 /// then the drain).
@@ -174,14 +177,16 @@ fn ingress_nginx_installs_reapplies_unchanged_and_uninstalls() {
     let s = Server::start();
     let file = manifest(&s, "ingress-nginx");
     // As against any Kubernetes: the ConfigMap's manifest says `data: null`, which
-    // kubectl sends on every apply, and the webhook's `rules` (an atomic list) differ
-    // from the live ones by the defaulted `scope: "*"`, so kubectl sends them again.
+    // kubectl sends on every apply, the controller's `minReadySeconds: 0` is left out
+    // as Go's omitempty does (kubectl sends it again), and the webhook's `rules` (an
+    // atomic list) differ from the live ones by the defaulted `scope: "*"`.
     apply_twice(
         &s,
         &file,
         19,
         &[
             "configmap/ingress-nginx-controller",
+            "deployment.apps/ingress-nginx-controller",
             "validatingwebhookconfiguration.admissionregistration.k8s.io/ingress-nginx-admission",
         ],
     );
@@ -325,8 +330,18 @@ fn gatekeeper_installs_reapplies_and_uninstalls() {
 fn longhorn_installs_reapplies_and_uninstalls() {
     let s = Server::start();
     let longhorn = manifest(&s, "longhorn");
-    // `nodePort: null` in the frontend Service's port: kubectl sends it every time.
-    apply_twice(&s, &longhorn, 51, &["service/longhorn-frontend"]);
+    // `nodePort: null` in the frontend Service's port and the PriorityClass's
+    // `globalDefault: false` (left out, as Go's omitempty does): kubectl sends them
+    // every time.
+    apply_twice(
+        &s,
+        &longhorn,
+        51,
+        &[
+            "priorityclass.scheduling.k8s.io/longhorn-critical",
+            "service/longhorn-frontend",
+        ],
+    );
     deployments_have_pods(&s, "longhorn-system");
     assert!(s
         .ok(&["get", "priorityclass"])
@@ -527,7 +542,20 @@ fn generation(s: &Server, args: &[&str]) -> String {
 fn flux_installs_serves_its_sources_and_uninstalls() {
     let s = Server::start();
     let file = manifest(&s, "flux");
-    apply_twice(&s, &file, 31, &[]);
+    // Its controllers' `cpu: 1000m` limits and its quota's `pods: 1000` are stored in
+    // canonical form (`1`, `1k`), so kubectl sends them again (kubernetes#116135).
+    apply_twice(
+        &s,
+        &file,
+        31,
+        &[
+            "deployment.apps/helm-controller",
+            "deployment.apps/kustomize-controller",
+            "deployment.apps/notification-controller",
+            "deployment.apps/source-controller",
+            "resourcequota/critical-pods-flux-system",
+        ],
+    );
     deployments_have_pods(&s, "flux-system");
     diff_is_empty(&s, &file);
     let ssa = s.ok(&["apply", "--server-side", "-f", &file]);
@@ -582,13 +610,18 @@ fn flux_installs_serves_its_sources_and_uninstalls() {
 fn cert_manager_installs_guards_its_resources_and_uninstalls() {
     let s = Server::start();
     let file = manifest(&s, "cert-manager");
-    // The webhooks' rules (atomic) differ from the live ones by the defaulted scope.
+    // The webhooks' rules (atomic) differ from the live ones by the defaulted scope;
+    // the bindings' subjects say `apiGroup: ""`, left out as Go's omitempty does, so
+    // kubectl sends them again.
     apply_twice(
         &s,
         &file,
         46,
         &[
+            "clusterrolebinding.rbac.authorization.k8s.io/cert-manager-webhook:subjectaccessreviews",
             "mutatingwebhookconfiguration.admissionregistration.k8s.io/cert-manager-webhook",
+            "rolebinding.rbac.authorization.k8s.io/cert-manager-webhook:dynamic-serving",
+            "rolebinding.rbac.authorization.k8s.io/cert-manager:leaderelection",
             "validatingwebhookconfiguration.admissionregistration.k8s.io/cert-manager-webhook",
         ],
     );
@@ -652,8 +685,9 @@ fn kube_prometheus_installs_in_two_steps_and_uninstalls() {
     // prometheus-adapter's ClusterRole `system:aggregated-metrics-reader` is one orc
     // has (it serves metrics.k8s.io itself): configured, not created. On re-apply,
     // as against any Kubernetes: Secrets written with `stringData` (kubernetes#87736),
-    // PodDisruptionBudgets (`selector` is replaced) and a Deployment whose `strategy`
-    // omits `type` say `configured`.
+    // PodDisruptionBudgets (`selector` is replaced), a Deployment whose `strategy`
+    // omits `type` and Deployments whose volume mounts say `readOnly: false` (left
+    // out, as Go's omitempty does) say `configured`.
     let first = s.ok(&["apply", "-f", &file]);
     assert_eq!(
         first.lines().filter(|l| l.ends_with(" created")).count(),
@@ -670,6 +704,7 @@ fn kube_prometheus_installs_in_two_steps_and_uninstalls() {
     assert_eq!(
         changed,
         [
+            "deployment.apps/grafana configured",
             "deployment.apps/prometheus-adapter configured",
             "poddisruptionbudget.policy/alertmanager-main configured",
             "poddisruptionbudget.policy/prometheus-adapter configured",
@@ -937,17 +972,36 @@ fn small_homelab_controllers_install_reapply_and_uninstall() {
     // system-upgrade-controller: their published files, each installed, re-applied,
     // applied server-side, diffed and deleted on one server.
     let s = Server::start();
-    for (name, objects, namespace, deployments) in [
-        ("reloader", 6, "default", true),
-        ("kured", 6, "kube-system", false),
-        ("descheduler", 7, "kube-system", true),
-        ("nfd", 18, "node-feature-discovery", true),
-        ("system-upgrade-controller", 11, "system-upgrade", true),
+    // nfd-master's toleration says `value: ""`, left out as Go's omitempty does:
+    // kubectl sends it again, and a server-side apply after the client-side one finds
+    // the atomic `tolerations` it takes over (owned by `before-first-apply`) different
+    // from its own, a conflict upstream reports too (kubernetes#128924).
+    for (name, objects, namespace, deployments, configured) in [
+        ("reloader", 6, "default", true, &[][..]),
+        ("kured", 6, "kube-system", false, &[]),
+        ("descheduler", 7, "kube-system", true, &[]),
+        (
+            "nfd",
+            18,
+            "node-feature-discovery",
+            true,
+            &["deployment.apps/nfd-master"],
+        ),
+        ("system-upgrade-controller", 11, "system-upgrade", true, &[]),
     ] {
         let file = manifest(&s, name);
-        apply_twice(&s, &file, objects, &[]);
+        apply_twice(&s, &file, objects, configured);
         if deployments {
             deployments_have_pods(&s, namespace);
+        }
+        if name == "nfd" {
+            let err = s.fails(&["apply", "--server-side", "-f", &file]);
+            assert!(
+                err.contains("conflict with \"before-first-apply\"")
+                    && err.contains(".spec.template.spec.tolerations"),
+                "{err}"
+            );
+            s.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file]);
         }
         server_side_twice(&s, &["-f", &file]);
         diff_is_empty(&s, &file);
@@ -997,7 +1051,17 @@ fn argo_workflows_and_rollouts_install_into_their_namespaces() {
     s.ok(&["create", "namespace", "argo"]);
     s.ok(&["create", "namespace", "argo-rollouts"]);
     let workflows = manifest(&s, "argo-workflows");
-    apply_twice(&s, &workflows, 24, &[]);
+    // Its `env: []` and `args: []` are left out, as Go's omitempty does: kubectl sends
+    // them again.
+    apply_twice(
+        &s,
+        &workflows,
+        24,
+        &[
+            "deployment.apps/argo-server",
+            "deployment.apps/workflow-controller",
+        ],
+    );
     deployments_have_pods(&s, "argo");
     server_side_twice(&s, &["-f", &workflows]);
     diff_is_empty(&s, &workflows);

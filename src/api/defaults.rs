@@ -745,10 +745,6 @@ fn namespace_defaults(obj: &mut Value) {
     if !name.is_empty() {
         child(meta, "labels").insert(LABEL_METADATA_NAME.into(), json!(name));
     }
-    let spec = child(ns, "spec");
-    if spec.get("finalizers").is_none_or(Value::is_null) {
-        spec.insert("finalizers".into(), json!(["kubernetes"]));
-    }
     default_to(child(ns, "status"), "phase", json!("Active"));
 }
 
@@ -1322,8 +1318,10 @@ mod tests {
 
     #[test]
     fn namespace_defaults() {
+        // The `kubernetes` finalizer is the strategy's on create, not a default: an
+        // update that empties `spec.finalizers` leaves them empty.
         let ns = defaulted("Namespace", json!({"metadata": {"name": "team-a"}}));
-        assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(ns["spec"]["finalizers"], Value::Null);
         assert_eq!(ns["status"]["phase"], "Active");
         assert_eq!(
             ns["metadata"]["labels"]["kubernetes.io/metadata.name"],

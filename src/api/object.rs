@@ -2,6 +2,9 @@
 
 use serde_json::{Map, Value};
 
+use super::go_form::{self, Rewrite};
+use super::protobuf;
+
 /// `metadata.<field>` as a string.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()
@@ -103,14 +106,61 @@ pub fn parse_resource_version(rv: &str) -> Result<Option<u64>, String> {
 /// Kinds whose fields may carry those names freely (a CRD's schema names its
 /// properties as it likes — `requests: {type: integer, minimum: 1}`; a
 /// ControllerRevision's `data` is kept raw) are left as they are.
+///
+/// Then the object takes the form upstream's Go types give it ([`go_form`]): quantities
+/// in their stored spelling, `omitempty` fields without their empty values.
 pub fn normalize_for_decoding(value: &mut Value) {
-    const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
+    normalize_with(value, Rewrite::Stored);
+}
+
+/// [`normalize_for_decoding`] of a server-side apply configuration: its quantities take
+/// their stored spelling (compared as stored), but its empty fields stay, as they are
+/// fields its manager owns.
+pub fn normalize_apply_config(value: &mut Value) {
+    normalize_with(value, Rewrite::QuantitiesOnly);
+}
+
+/// [`normalize_for_decoding`] of the `status` of a built-in object of `api_version` and
+/// `kind`, written on its own.
+pub fn normalize_status_for_decoding(api_version: &str, kind: &str, status: &mut Value) {
+    normalize_nested(status);
+    let message =
+        protobuf::schema_for(api_version, kind).and_then(|m| go_form::field_message(m, "status"));
+    if let Some(message) = message {
+        go_form::rewrite(message, status, Rewrite::Stored);
+    }
+}
+
+/// A built-in object as upstream stores it ([`go_form`]): what defaulting, admission and
+/// the kind's own rules add is encoded by the Go types as well.
+pub fn as_stored(value: &mut Value) {
+    if let Some(message) = message_of(value) {
+        go_form::rewrite(message, value, Rewrite::Stored);
+    }
+}
+
+/// The field table of a built-in object's kind, by its `apiVersion` and `kind`.
+fn message_of(value: &Value) -> Option<&'static protobuf::Message> {
+    let kind = value.get("kind").and_then(Value::as_str)?;
+    if FREE_FORM.contains(&kind) {
+        return None;
+    }
+    protobuf::schema_for(value.get("apiVersion").and_then(Value::as_str)?, kind)
+}
+
+/// Kinds whose fields may carry the names [`normalize_for_decoding`] looks for freely.
+const FREE_FORM: &[&str] = &["CustomResourceDefinition", "ControllerRevision"];
+
+fn normalize_with(value: &mut Value, how: Rewrite) {
     let kind = value.get("kind").and_then(Value::as_str);
     if kind.is_some_and(|kind| FREE_FORM.contains(&kind)) {
         return;
     }
     normalize_kind_quantity_maps(value);
     normalize_nested(value);
+    if let Some(message) = message_of(value) {
+        go_form::rewrite(message, value, how);
+    }
 }
 
 /// Numbers among the values of the map at `map` become strings.

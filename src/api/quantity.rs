@@ -420,6 +420,66 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+/// The spelling upstream stores and answers for a quantity written `s` (a JSON string,
+/// or a JSON number's text): upstream's `UnmarshalJSON` trims spaces, and its parser
+/// keeps the string as written when it is already canonical and fits its fast `int64`
+/// path (`1Gi`, `500m`, `1e3` and, as written, `+5`); anything else is written back in
+/// the canonical form (`0.5` → `500m`, `1024Mi` → `1Gi`, `1000` → `1k`).
+pub fn stored_spelling(s: &str) -> Result<String, QuantityError> {
+    let s = s.trim();
+    let q: Quantity = s.parse()?;
+    if s == "0" || keeps_spelling(s) {
+        return Ok(s.to_string());
+    }
+    Ok(q.to_string())
+}
+
+/// Whether upstream's `ParseQuantity` keeps `s` as its string (its "if the number is in
+/// canonical form, reuse the string" branch), `s` being a valid quantity.
+fn keeps_spelling(s: &str) -> bool {
+    /// Decimal digits upstream's fast path takes (`maxInt64Factors`).
+    const MAX_INT64_FACTORS: i32 = 18;
+    let Ok(parts) = split_parts(s) else {
+        return false;
+    };
+    let Ok((exponent, power, format)) = interpret_suffix(parts.suffix) else {
+        return false;
+    };
+    let num = if parts.whole.is_empty() {
+        "0"
+    } else {
+        parts.whole
+    };
+    let (num_len, denom_len) = (num.len() as i32, parts.fraction.len() as i32);
+    let (mut scale, precision) = match format {
+        Format::DecimalSI | Format::DecimalExponent => {
+            (exponent, MAX_INT64_FACTORS - (num_len + denom_len))
+        }
+        // Only whole binary amounts take the fast path; `1Mi` has about six decimal
+        // digits of precision (upstream's `exponent*3/10`).
+        Format::BinarySI if denom_len == 0 => (0, 15 - num_len - (power as i32 * 3 / 10) - 1),
+        Format::BinarySI => return false,
+    };
+    if precision < 0 {
+        return false;
+    }
+    scale -= denom_len;
+    if scale < NANO_EXPONENT {
+        return false;
+    }
+    let shifted = format!("{num}{}", parts.fraction);
+    let Ok(value) = shifted.parse::<i64>() else {
+        return false;
+    };
+    if value.checked_mul(1i64 << power).is_none() {
+        return false;
+    }
+    match format {
+        Format::BinarySI => power % 10 == 0 && value & 0x07 != 0,
+        _ => scale % 3 == 0 && !shifted.ends_with("000") && !shifted.starts_with('0'),
+    }
+}
+
 /// A CPU quantity in millicores, rounded up (`"250m"` → 250, `"1"` → 1000); `None` when it
 /// does not parse.
 pub fn quantity_millis(s: &str) -> Option<i64> {
@@ -591,5 +651,119 @@ mod tests {
         assert_eq!(quantity_bytes("1T"), Some(1_000_000_000_000));
         assert_eq!(quantity_bytes("1P"), Some(1_000_000_000_000_000));
         assert_eq!(quantity_bytes("lots"), None);
+    }
+    #[test]
+    fn canonical_spellings_are_kept_and_others_rewritten_as_upstream_stores_them() {
+        // upstream quantity_test.go TestQuantityString: (canonical, alternate); parsing
+        // the canonical string keeps it, the alternate is written in canonical form.
+        let cases = [
+            ("1Gi", "1024Mi"),
+            ("300Mi", "307200Ki"),
+            ("6Ki", ""),
+            ("1001Gi", "1025024Mi"),
+            ("1Ti", "1024Gi"),
+            ("5", "5000m"),
+            ("500m", "0.5"),
+            ("1G", "1000M"),
+            ("1G", "0.001T"),
+            ("1m", "1000u"),
+            ("80m", ""),
+            ("1080m", "1.08"),
+            ("1080m", "1080000000n"),
+            ("300M", ""),
+            ("1T", ""),
+            ("1234567M", ""),
+            ("1234567m", ""),
+            ("3k", ""),
+            ("1025", ""),
+            ("0", ""),
+            ("1e9", ".001e12"),
+            ("1e-3", "0.001e0"),
+            ("1e-9", "1000e-12"),
+            ("80e-3", ""),
+            ("300e6", ""),
+            ("1e12", ""),
+            ("1e3", ""),
+            ("3e3", ""),
+            ("0", "00"),
+            ("1n", ""),
+            ("80n", ""),
+            ("1080n", ""),
+            ("1u", ""),
+            ("80u", ""),
+            ("1080u", ""),
+        ];
+        for (canonical, alternate) in cases {
+            assert_eq!(stored_spelling(canonical).as_deref(), Ok(canonical));
+            assert_eq!(
+                stored_spelling(&format!("-{canonical}")).as_deref(),
+                Ok(if canonical == "0" {
+                    "0".to_string()
+                } else {
+                    format!("-{canonical}")
+                }
+                .as_str()),
+                "negative {canonical}"
+            );
+            if !alternate.is_empty() {
+                assert_eq!(
+                    stored_spelling(alternate).as_deref(),
+                    Ok(canonical),
+                    "alternate {alternate}"
+                );
+            }
+        }
+        // TestQuantityParseEmit.
+        for (input, stored) in [
+            ("1Ki", "1Ki"),
+            ("1Mi", "1Mi"),
+            ("1Gi", "1Gi"),
+            ("1024Mi", "1Gi"),
+            ("1000M", "1G"),
+            (".001Ki", "1024m"),
+            (".000001Ki", "1024u"),
+            (".000000001Ki", "1024n"),
+            (".000000000001Ki", "2n"),
+        ] {
+            assert_eq!(stored_spelling(input).as_deref(), Ok(stored), "{input}");
+            assert_eq!(
+                stored_spelling(&format!("-{input}")),
+                Ok(format!("-{stored}")),
+                "-{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_spellings_of_manifest_values() {
+        for (input, stored) in [
+            // kubernetes#116135: `cpu: 0.5` is stored as 500m, `memory: 1024Mi` as 1Gi.
+            ("0.5", "500m"),
+            ("1", "1"),
+            ("2", "2"),
+            ("1.5", "1500m"),
+            ("1000", "1k"),
+            ("8Gi", "8Gi"),
+            ("1536Mi", "1536Mi"),
+            ("100m", "100m"),
+            ("1000m", "1"),
+            // Written as they came: canonical enough for upstream's parser.
+            ("1E3", "1E3"),
+            ("+5", "+5"),
+            ("1e0", "1e0"),
+            // TestJSONWhitespace: the JSON decoder trims spaces.
+            (" 1", "1"),
+            ("1 ", "1"),
+            (" -1", "-1"),
+            ("10", "10"),
+            // Outside the fast path: always canonical.
+            ("1Ei", "1Ei"),
+            ("2Pi", "2Pi"),
+            ("12e-1", "1200e-3"),
+            ("0.5Ki", "512"),
+        ] {
+            assert_eq!(stored_spelling(input).as_deref(), Ok(stored), "{input:?}");
+        }
+        assert_eq!(stored_spelling("lots"), Err(QuantityError::FormatWrong));
     }
 }

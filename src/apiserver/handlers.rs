@@ -680,7 +680,7 @@ async fn resource(
             let finalizers = obj["spec"]["finalizers"].clone();
             let w = ctx
                 .registry
-                .modify(def, ns, name, None, &opts, &|cur| {
+                .modify(def, ns, name, Some("finalize"), &opts, &|cur| {
                     let mut cur = cur.clone();
                     cur["spec"]["finalizers"] = finalizers.clone();
                     Ok(cur)
@@ -722,16 +722,9 @@ async fn resource(
         ("patch", Some(name), Some("scale")) => {
             let patch_type = patch_type(&content_type)?;
             let body = request::read_body(req.into_body(), content_length).await?;
-            let current = ctx.registry.get(def, ns, name)?;
-            let scale = ctx.registry.scale_of(def, &current.value);
-            let patched = crate::api::patch::apply_patch("Scale", &scale, &body, patch_type)
-                .map_err(|e| {
-                    let code = e.status_code();
-                    ApiError::new(code, super::registry::reason_for(code), e.to_string())
-                })?;
             let w = ctx
                 .registry
-                .update_scale(def, ns, name, &patched, &opts)
+                .patch_scale(def, ns, name, (patch_type, &body), &opts)
                 .await?;
             Ok(response::json(
                 200,
@@ -749,6 +742,15 @@ async fn resource(
             )?;
             dopts.requester = opts.requester.clone();
             let w = ctx.registry.delete(def, ns, name, &dopts).await?;
+            if w.deleted && !strategy_for(def).returns_deleted_object() {
+                // Upstream's finalizeDelete: a Status naming what went, unless the kind
+                // answers with the object.
+                let uid = w.kv.value["metadata"]["uid"].as_str();
+                return Ok(response::with_warnings(
+                    response::json(200, &status::success_status(def, name, uid)),
+                    &w.warnings,
+                ));
+            }
             let code = if w.deleted { 200 } else { 202 };
             Ok(written(def, code, w))
         }

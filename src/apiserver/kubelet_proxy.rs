@@ -180,7 +180,7 @@ pub async fn pod_stream(
     ctx: &ApiContext,
     pod: &Value,
     query: &Query,
-    mut req: Request<impl super::request::RequestBody>,
+    req: Request<impl super::request::RequestBody>,
     stream: Stream,
 ) -> Result<Response<Body>, ApiError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
@@ -202,12 +202,28 @@ pub async fn pod_stream(
             "orc serves exec over WebSocket only (protocols v5.channel.k8s.io, v4.channel.k8s.io): use kubectl 1.30 or newer",
         ));
     }
-    let mut forward = Request::get(format!(
-        "/{}/{ns}/{name}/{container}?{params}",
-        stream.as_str()
-    ))
-    .header(header::HOST, &kubelet.host)
-    .header(header::CONNECTION, "Upgrade");
+    let span = tracing::info_span!(
+        "stream",
+        kind = stream.as_str(),
+        pod = %format!("{ns}/{name}"),
+        %container
+    );
+    let uri = format!("/{}/{ns}/{name}/{container}?{params}", stream.as_str());
+    websocket_to_kubelet(&mut kubelet, req, uri, span).await
+}
+
+/// Passes a WebSocket handshake on to the kubelet as a GET of `uri` and, once the kubelet
+/// switched protocols, splices the client's connection to the kubelet's (the kubelet
+/// speaks the channel protocol with the client).
+async fn websocket_to_kubelet(
+    kubelet: &mut Kubelet,
+    mut req: Request<impl super::request::RequestBody>,
+    uri: String,
+    span: tracing::Span,
+) -> Result<Response<Body>, ApiError> {
+    let mut forward = Request::get(uri)
+        .header(header::HOST, &kubelet.host)
+        .header(header::CONNECTION, "Upgrade");
     for h in WEBSOCKET_HEADERS {
         for v in req.headers().get_all(&h) {
             forward = forward.header(&h, v);
@@ -229,12 +245,6 @@ pub async fn pod_stream(
     }
     let to_kubelet = hyper::upgrade::on(&mut resp);
     let to_client = hyper::upgrade::on(&mut req);
-    let span = tracing::info_span!(
-        "stream",
-        kind = stream.as_str(),
-        pod = %format!("{ns}/{name}"),
-        %container
-    );
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let (kubelet, client) = match tokio::try_join!(to_kubelet, to_client) {
@@ -267,6 +277,27 @@ pub async fn pod_port_forward(
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let websocket = is_websocket_upgrade(req.headers());
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    if websocket && !offers_protocol(req.headers(), PORT_FORWARD_WEBSOCKET_PROTOCOL) {
+        // The client libraries' channel protocol (v4.channel.k8s.io), which the kubelet
+        // serves itself; the pod's `ports` become the kubelet's `port` parameters.
+        let ports = {
+            let mut ports = form_urlencoded::Serializer::new(String::new());
+            for (_, p) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k == "ports")
+            {
+                ports.append_pair("port", &p);
+            }
+            ports.finish()
+        };
+        let mut kubelet = Kubelet::connect(ctx, pod).await?;
+        let span = tracing::info_span!(
+            "port_forward",
+            pod = %format!("{ns}/{name}"),
+            transport = "websocket"
+        );
+        let uri = format!("/portForward/{ns}/{name}?{ports}");
+        return websocket_to_kubelet(&mut kubelet, req, uri, span).await;
+    }
     if websocket {
         if !offers_protocol(req.headers(), PORT_FORWARD_WEBSOCKET_PROTOCOL) || key.is_none() {
             return Err(ApiError::bad_request(format!(

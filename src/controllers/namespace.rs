@@ -142,7 +142,7 @@ async fn drain(client: &dyn Client, ns: &str) -> Result<bool, ApiError> {
         return Ok(false);
     }
     let result = client
-        .modify(namespaces(), None, ns, None, &|cur| {
+        .modify(namespaces(), None, ns, Some("finalize"), &|cur| {
             let mut cur = cur.clone();
             let finalizers: Vec<serde_json::Value> = cur["spec"]["finalizers"]
                 .as_array()

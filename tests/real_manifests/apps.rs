@@ -85,22 +85,40 @@ fn podinfo_installs_its_kustomizations_with_their_database_and_jobs() {
     // HorizontalPodAutoscaler), the webapp demo (`kubectl apply -f deploy/webapp/…`), and
     // the dev overlay (a StatefulSet database with its claim, CronJobs, ConfigMaps from
     // generators, autoscalers).
+    // Their containers' `cpu: 1000m`/`2000m` limits are stored in canonical form (`1`,
+    // `2`): kubectl sends them again (`configured`, kubernetes#116135).
     let s = Server::start();
     let file = manifest(&s, "podinfo-kustomize");
-    apply_twice(&s, &file, 3, &[]);
+    apply_twice(&s, &file, 3, &["deployment.apps/podinfo"]);
     deployments_have_pods(&s, "default");
     server_side_twice(&s, &["-f", &file]);
     diff_is_empty(&s, &file);
     delete_all(&s, &file, &[]);
 
     let file = manifest(&s, "podinfo-webapp");
-    apply_twice(&s, &file, 11, &[]);
+    apply_twice(
+        &s,
+        &file,
+        11,
+        &["deployment.apps/backend", "deployment.apps/frontend"],
+    );
     server_side_twice(&s, &["-f", &file]);
     diff_is_empty(&s, &file);
     delete_all(&s, &file, &["webapp"]);
 
     let file = manifest(&s, "podinfo-dev");
-    apply_twice(&s, &file, 25, &[]);
+    apply_twice(
+        &s,
+        &file,
+        25,
+        &[
+            "deployment.apps/backend",
+            "deployment.apps/cache",
+            "deployment.apps/database-replica",
+            "deployment.apps/frontend",
+            "statefulset.apps/database-primary",
+        ],
+    );
     wait_until(SETTLE, "the database StatefulSet's first pod", || {
         s.kubectl(&["get", "pod", "-n", "dev", "database-primary-0"])
             .status

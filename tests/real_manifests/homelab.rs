@@ -28,7 +28,9 @@ fn homelab_dashboards_install_with_their_node_ports_claims_and_token_secrets() {
     // their READMEs install them.
     let s = Server::start();
     let portainer = manifest(&s, "portainer");
-    apply_twice(&s, &portainer, 6, &[]);
+    // Its `nodeSelector: {}` is left out, as Go's omitempty does: kubectl sends it
+    // again (`configured`), as against any Kubernetes.
+    apply_twice(&s, &portainer, 6, &["deployment.apps/portainer"]);
     deployments_have_pods(&s, "portainer");
     // The NodePorts the file asks for, and a ClusterIP.
     let svc = s.get_json(&["service", "portainer", "-n", "portainer"]);
@@ -109,7 +111,15 @@ fn homelab_dashboards_install_with_their_node_ports_claims_and_token_secrets() {
 fn sealed_secrets_and_external_dns_serve_their_custom_resources() {
     let s = Server::start();
     let sealed = manifest(&s, "sealed-secrets");
-    apply_twice(&s, &sealed, 11, &[]);
+    // The controller's `args: []`, `env: []`, `stdin: false`, `tty: false`,
+    // `imagePullSecrets: []`, `initContainers: []` and template `annotations: {}` are
+    // left out, as Go's omitempty does: kubectl sends them again (kubernetes#114777).
+    apply_twice(
+        &s,
+        &sealed,
+        11,
+        &["deployment.apps/sealed-secrets-controller"],
+    );
     deployments_have_pods(&s, "kube-system");
     server_side_twice(&s, &["-f", &sealed]);
     diff_is_empty(&s, &sealed);

@@ -64,6 +64,9 @@ pub async fn run<S>(
         while let Some(Ok(message)) = incoming.next().await {
             let data = match message {
                 Message::Binary(data) => data,
+                // As upstream's stream reader: a text frame's bytes count as a binary
+                // one's (the Python client sends str stdin in text frames).
+                Message::Text(text) => text.into(),
                 Message::Close(_) => break,
                 _ => continue,
             };

@@ -416,6 +416,9 @@ async fn read_client<S>(
     while let Some(Ok(message)) = incoming.next().await {
         let data = match message {
             Message::Binary(data) => data,
+            // As upstream's stream reader: a text frame's bytes count as a binary
+            // one's (the Python client sends str stdin in text frames).
+            Message::Text(text) => text.into(),
             Message::Close(_) => break,
             _ => continue,
         };
@@ -575,6 +578,41 @@ mod tests {
         assert_eq!(status["reason"], "NonZeroExitCode");
         assert_eq!(status["details"]["causes"][0]["message"], "7");
         assert_eq!(close.map(|c| c.code), Some(CloseCode::Normal));
+        task.await.unwrap();
+    }
+
+    /// The Python client sends `str` stdin in text frames (channel byte and all), which
+    /// upstream's reader takes as it takes binary ones.
+    #[tokio::test]
+    async fn stdin_in_text_frames_reaches_the_process() {
+        let (_endpoint, runtime) = endpoint_with(&[("app", true)]).await;
+        let request = ExecRequest {
+            cmd: vec!["cat".into()],
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: false,
+        };
+        let (mut client, task) = start_session(&runtime, request).await;
+        client.send(Message::text("\u{0}hi")).await.unwrap();
+        client
+            .send(Message::binary(vec![rc::CLOSE, rc::STDIN]))
+            .await
+            .unwrap();
+        let mut stdout = Vec::new();
+        let read = async {
+            while let Some(Ok(m)) = client.next().await {
+                if let Message::Binary(data) = m {
+                    if data[0] == rc::STDOUT {
+                        stdout.extend_from_slice(&data[1..]);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("session deadlocked");
+        assert_eq!(stdout, b"hi");
         task.await.unwrap();
     }
 

@@ -6,7 +6,8 @@
 //! failure is written on the pair's error stream, which kubectl prints.
 //!
 //! The API server reaches this endpoint for both of kubectl's transports: SPDY directly,
-//! and SPDY tunneled in WebSocket messages, which the API server unwraps.
+//! and SPDY tunneled in WebSocket messages, which the API server unwraps. The client
+//! libraries' WebSocket protocol (`v4.channel.k8s.io`) is served by `websocket`.
 
 use std::collections::HashMap;
 use std::io;
@@ -695,6 +696,8 @@ async fn write_frames<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Frame>
     }
     let _ = writer.shutdown().await;
 }
+
+pub mod websocket;
 
 #[cfg(test)]
 mod tests;

@@ -99,13 +99,16 @@ pub fn exit_status(cmd: &[String], code: u32) -> Value {
     })
 }
 
-/// The final `Status` of a command that could not run or be waited for.
+/// The final `Status` of a command that could not run or be waited for: upstream's
+/// `NewInternalError`, whose one cause carries the error (clients such as the Python
+/// one read `details.causes[0].message` of every failure).
 pub fn failure_status(message: &str) -> Value {
     json!({
         "metadata": {},
         "status": "Failure",
         "message": message,
         "reason": "InternalError",
+        "details": {"causes": [{"message": message}]},
         "code": 500,
     })
 }
@@ -204,6 +207,10 @@ mod tests {
             .unwrap()
             .ends_with("[sh -c exit 7], exit code 7"));
         assert_eq!(failure_status("boom")["status"], "Failure");
+        assert_eq!(
+            failure_status("boom")["details"]["causes"][0]["message"],
+            "boom"
+        );
     }
 
     #[test]

@@ -254,6 +254,12 @@ async fn handle(req: Request<Incoming>, endpoint: Arc<Endpoint>) -> Response<Bod
                 .unwrap_or_else(|e| text(e.status(), &e.message()))
         }
         ["metrics", "resource"] => resource_metrics(&endpoint).await,
+        ["portForward", namespace, pod]
+            if portforward::websocket::is_websocket_upgrade(req.headers()) =>
+        {
+            portforward::websocket::port_forward(req, &endpoint, namespace, pod)
+                .unwrap_or_else(|(code, message)| text(code, &message))
+        }
         ["portForward", namespace, pod] => {
             portforward::port_forward(req, &endpoint, namespace, pod)
                 .unwrap_or_else(|e| text(e.status(), &e.to_string()))

@@ -118,6 +118,12 @@ pub enum Step {
     BackOff { remaining: Duration },
 }
 
+/// Whether init container `spec` is a sidecar (`restartPolicy: Always`): it keeps
+/// running beside the app containers.
+pub fn is_sidecar(spec: &Value) -> bool {
+    spec["restartPolicy"] == "Always"
+}
+
 /// Whether an exited container is restarted under `policy`.
 pub fn should_restart(policy: &str, exit_code: i32) -> bool {
     match policy {
@@ -322,9 +328,15 @@ pub fn pod_status(
     let phase = if facts.failed {
         "Failed"
     } else if !facts.initialized {
+        // A sidecar's exit fails nothing: it restarts whatever the pod's policy.
+        let specs = spec["initContainers"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
         let failed = init
             .iter()
-            .any(|r| r.terminated().is_some_and(|t| t.exit_code != 0));
+            .zip(specs)
+            .filter(|(_, s)| !is_sidecar(s))
+            .any(|(r, _)| r.terminated().is_some_and(|t| t.exit_code != 0));
         if failed && policy == "Never" {
             "Failed"
         } else {
@@ -350,7 +362,16 @@ pub fn pod_status(
         c
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
-    let containers_ready = !records.is_empty() && records.iter().all(ContainerRecord::ready);
+    // Sidecars count as upstream's: their readiness is the pod's too.
+    let sidecars_ready = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(init)
+        .filter(|(s, _)| is_sidecar(s))
+        .all(|(_, r)| r.ready());
+    let containers_ready =
+        !records.is_empty() && records.iter().all(ContainerRecord::ready) && sidecars_ready;
     let not_ready_reason = if terminal {
         Some("PodCompleted")
     } else if containers_ready {

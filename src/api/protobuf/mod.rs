@@ -7,9 +7,9 @@
 //!
 //! Go's protobuf encoder writes plain (non-pointer) fields even when they hold their zero
 //! value, where Go's JSON encoder would drop them (`omitempty`). The decoder mirrors the
-//! JSON side: empty strings, zero `Time`s and the zero bools/integers of fields the
-//! table marks `omit_empty` are left out; other zeros (pointer fields such as
-//! `replicas: 0`) are kept.
+//! JSON side: zero `Time`s and the zero strings, bools and integers of fields the
+//! table marks [`Omit::Empty`] are left out; other zeros (pointer fields such as
+//! `replicas: 0`, fields without `omitempty` such as a container's `name`) are kept.
 
 #[rustfmt::skip]
 pub mod schema;
@@ -64,9 +64,22 @@ pub struct Field {
     /// Type of the value (of each element for `Repeated`, of each value for `Map`).
     pub kind: Kind,
     pub cardinality: Cardinality,
-    /// Leave the field out of the JSON when it holds its zero value (Go `omitempty` on a
-    /// non-pointer field).
-    pub omit_empty: bool,
+    /// When Go's JSON encoder leaves the field out (its `omitempty` tag).
+    pub omit: Omit,
+}
+
+/// When Go's JSON encoder leaves a field out, from the field's json tag and Go type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Omit {
+    /// No `omitempty`: the field is always written (an empty list stays `[]`), and so is
+    /// an `omitempty` struct (Go never counts a struct as empty: `resources: {}`).
+    Never,
+    /// `omitempty` on a plain value, list or map: left out when it is `""`, `false`, `0`,
+    /// `[]`, `{}` or `null`.
+    Empty,
+    /// `omitempty` on a pointer: left out only when nil (`null`); a pointer to a zero
+    /// (`replicas: 0`, `enableServiceLinks: false`) is written.
+    Nil,
 }
 
 /// The type of a field's value and its JSON form.
@@ -406,7 +419,7 @@ fn decode_message(
                 let Some(value) = decode_value(message, field, wire, depth)? else {
                     continue;
                 };
-                if field.omit_empty && is_zero(&value) {
+                if field.omit == Omit::Empty && is_zero(&value) {
                     object.remove(field.json);
                     continue;
                 }

@@ -112,6 +112,7 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
             "ephemeral containers not allowed in pod template",
         ));
     }
+    validate_container_restart_policies(spec, path, errs);
     check_enum(spec, "restartPolicy", path, &RESTART_POLICIES, errs);
     check_enum(spec, "dnsPolicy", path, &DNS_POLICIES, errs);
     validate_labels(
@@ -230,6 +231,46 @@ fn validate_volume_source(kind: &str, src: &Value, path: &str, errs: &mut Errs) 
                     FILE_MODE_ERR,
                 ));
             }
+        }
+    }
+}
+
+/// A container's own `restartPolicy` (upstream 1.32): only init containers may set
+/// one, and only `Always` (a sidecar); only sidecars may have probes and lifecycle hooks
+/// among init containers.
+fn validate_container_restart_policies(spec: &Value, path: &str, errs: &mut Errs) {
+    for (i, c) in arr_at(spec, "containers").iter().enumerate() {
+        if field(c, "restartPolicy").is_some() {
+            errs.push(FieldError::forbidden(
+                format!("{path}.containers[{i}].restartPolicy"),
+                "may not be set for non-init containers",
+            ));
+        }
+    }
+    for (i, c) in arr_at(spec, "initContainers").iter().enumerate() {
+        let at = format!("{path}.initContainers[{i}]");
+        match field(c, "restartPolicy") {
+            None => {
+                for f in [
+                    "lifecycle",
+                    "livenessProbe",
+                    "readinessProbe",
+                    "startupProbe",
+                ] {
+                    if field(c, f).is_some() {
+                        errs.push(FieldError::forbidden(
+                            format!("{at}.{f}"),
+                            "may not be set for init containers without restartPolicy=Always",
+                        ));
+                    }
+                }
+            }
+            Some(p) if p.as_str() == Some("Always") => {}
+            Some(p) => errs.push(FieldError::not_supported(
+                format!("{at}.restartPolicy"),
+                p.as_str().unwrap_or(""),
+                &["Always"],
+            )),
         }
     }
 }
@@ -718,8 +759,33 @@ mod tests {
         let mut spec = good_pod_spec();
         spec["restartPolicy"] = json!("Sometimes");
         spec["dnsPolicy"] = json!("Nope");
-        let errs = validate("Pod", &pod(spec), None);
+        let errs = validate("Pod", &pod(spec.clone()), None);
         assert!(has(&errs, "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""));
+        spec["restartPolicy"] = json!("Always");
+        spec["containers"][0]["restartPolicy"] = json!("Always");
+        spec["initContainers"] = json!([
+            {"name": "sidecar", "image": "c", "restartPolicy": "Always",
+             "readinessProbe": {"exec": {"command": ["true"]}}},
+            {"name": "setup", "image": "c", "restartPolicy": "Never",
+             "livenessProbe": {"exec": {"command": ["true"]}}},
+        ]);
+        let errs = validate("Pod", &pod(spec.clone()), None);
+        assert!(has(
+            &errs,
+            "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"
+        ));
+        assert!(has(&errs, "spec.initContainers[1].restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""));
+        let all = messages(&errs);
+        assert!(
+            !all.iter().any(|m| m.starts_with("spec.initContainers[0]")),
+            "a sidecar may have probes: {all:?}"
+        );
+        spec["initContainers"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
+        let errs = validate("Pod", &pod(spec), None);
+        assert!(has(&errs, "spec.initContainers[1].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always"));
         assert!(has(&errs, "spec.dnsPolicy: Unsupported value: \"Nope\": supported values: \"ClusterFirstWithHostNet\", \"ClusterFirst\", \"Default\", \"None\""));
     }
 

@@ -9,9 +9,12 @@ use super::strategy::Strategy;
 use super::Registry;
 use crate::api::identity::User;
 use crate::api::object::{self, meta_mut};
+use crate::api::resources;
 use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
-use crate::apiserver::admission::{self, Operation, Request};
+use crate::apiserver::admission::{
+    self, Cluster, Operation, PodSecurity, PodSecurityAttributes, Request,
+};
 
 /// Metadata only the server writes: a webhook's changes to it are not taken.
 const SERVER_SET_METADATA: &[&str] = &[
@@ -236,5 +239,70 @@ impl Registry {
             .mutate(self, def, &request, &mut none, warnings)
             .await?;
         self.webhooks.validate(self, def, &request, warnings).await
+    }
+}
+
+/// What the PodSecurity plugin reads: namespaces and pods from the cache.
+impl Cluster for Registry {
+    fn namespace_labels(&self, name: &str) -> Option<serde_json::Map<String, Value>> {
+        let namespaces = resources::by_plural("", "v1", "namespaces").expect("served");
+        self.store.get(&namespaces.key(None, name)).map(|kv| {
+            kv.value["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    fn pods(&self, namespace: &str) -> Vec<Value> {
+        let pods = resources::by_plural("", "v1", "pods").expect("served");
+        self.store
+            .list(&pods.list_prefix(Some(namespace)), None, 0, &|_| true)
+            .items
+            .into_iter()
+            .map(|kv| (*kv.value).clone())
+            .collect()
+    }
+}
+
+impl Registry {
+    /// The PodSecurity plugin on a create or update (`old` the stored object), for
+    /// clients and orc's own controllers alike (upstream's controllers write through
+    /// the API and meet it too): a refusal is the answer; warnings join `warnings`;
+    /// audit annotations go to the request's audit event.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit_pod_security(
+        &self,
+        def: &ResourceDef,
+        operation: Operation,
+        subresource: Option<&str>,
+        user: Option<&User>,
+        obj: &Value,
+        old: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        if !PodSecurity::applies_to(def) {
+            return Ok(());
+        }
+        let attrs = PodSecurityAttributes {
+            def,
+            subresource: subresource.unwrap_or(""),
+            operation,
+            name: object::name(obj),
+            username: user.map(|u| u.name.as_str()),
+            object: obj,
+            old_object: old,
+        };
+        let outcome = self.pod_security.validate(self, &attrs);
+        for (key, value) in &outcome.audit_annotations {
+            crate::apiserver::audit::annotate(key, value);
+        }
+        match outcome.refusal {
+            Some(e) => Err(e),
+            None => {
+                warnings.extend(outcome.warnings);
+                Ok(())
+            }
+        }
     }
 }

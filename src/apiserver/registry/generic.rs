@@ -364,7 +364,7 @@ impl Registry {
         let Some(status) = obj.get_mut("status") else {
             return Ok(obj);
         };
-        object::normalize_for_decoding(status);
+        object::normalize_status_for_decoding(&def.api_version(), def.kind, status);
         let typed = status_type(status).map_err(|e| undecodable(def, e))?;
         let unknown = if fv == FieldValidation::Ignore {
             Vec::new()
@@ -482,6 +482,12 @@ impl Registry {
             obj = self
                 .admit_mutating(strategy, def, call, obj, None, &mut warnings)
                 .await?;
+        }
+        if def.custom.is_none() {
+            // What defaulting and admission added, in the form the Go types store.
+            object::as_stored(&mut obj);
+        }
+        if let Some(call) = &call {
             strategy.admit(&cx, call.user, &obj, None)?;
         }
         let mut errors = Vec::new();
@@ -497,6 +503,15 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(def, &name, &errors));
         }
+        self.admit_pod_security(
+            def,
+            Operation::Create,
+            None,
+            opts.requester.as_ref(),
+            &obj,
+            None,
+            &mut warnings,
+        )?;
         if let Some(call) = &call {
             self.admit_validating(def, call, Some(&obj), None, &mut warnings)
                 .await?;
@@ -659,6 +674,9 @@ impl Registry {
                 .admit_mutating(strategy, def, call, new, Some(oldv), &mut warnings)
                 .await?;
         }
+        if def.custom.is_none() {
+            object::as_stored(&mut new);
+        }
         // A deleting object may only lose finalizers, never gain new ones.
         if object::is_deleting(oldv) {
             let old_f = object::finalizers(oldv);
@@ -709,6 +727,25 @@ impl Registry {
         if let Err(e) = check_stored_size(def, &name, &new) {
             allocated.release(&self.allocators);
             return Err(e);
+        }
+        if !opts.binding {
+            let subresource = if opts.scale {
+                Some("scale")
+            } else {
+                subresource
+            };
+            if let Err(e) = self.admit_pod_security(
+                def,
+                Operation::Update,
+                subresource,
+                opts.requester.as_ref(),
+                &new,
+                Some(oldv),
+                &mut warnings,
+            ) {
+                allocated.release(&self.allocators);
+                return Err(e);
+            }
         }
         if let Some(call) = &call {
             if let Err(e) = self

@@ -174,7 +174,7 @@ impl Registry {
         if def.custom.is_none() {
             // Upstream reads the configuration as the typed object, where `cpu: 1` is
             // the quantity "1": compared as stored, not as a number that conflicts.
-            crate::api::object::normalize_for_decoding(&mut config);
+            crate::api::object::normalize_apply_config(&mut config);
         }
         let shape = self.shapes.of(def);
         let sub = subresource.unwrap_or("");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
-use super::admission::{Policies, Webhooks};
+use super::admission::{PodSecurity, Policies, Webhooks};
 use super::allocator::Allocators;
 use super::heartbeats::Heartbeats;
 use crate::api::defaults;
@@ -142,6 +142,9 @@ pub struct Registry {
     /// The ValidatingAdmissionPolicies evaluated on every client write (kept current by
     /// `Policies::run`; idle until a binding is stored).
     pub policies: Arc<Policies>,
+    /// The built-in PodSecurity admission plugin (upstream's defaults: every namespace
+    /// privileged unless its `pod-security.kubernetes.io/*` labels ask for more).
+    pub pod_security: PodSecurity,
     /// The RBAC policy in memory: the authorizer, and the escalation checks of RBAC
     /// writes (fed by `Rbac::load` and `Rbac::run`).
     pub rbac: Arc<crate::apiserver::rbac::Rbac>,
@@ -183,6 +186,7 @@ impl Registry {
             service_account_tokens: None,
             webhooks: Arc::new(Webhooks::default()),
             policies: Arc::default(),
+            pod_security: PodSecurity::default(),
             rbac: Arc::default(),
             resource_metrics: Arc::default(),
         };

@@ -298,6 +298,13 @@ pub trait Strategy: Sync {
         None
     }
 
+    /// Upstream `ReturnDeletedObject`: whether a delete that removes the object at once
+    /// answers with the object (pods, services, custom resources, …) instead of a
+    /// `Status` of success naming it.
+    fn returns_deleted_object(&self) -> bool {
+        false
+    }
+
     /// Whether the kind's own finalization, besides `metadata.finalizers`, is done:
     /// an object being deleted goes once both are.
     fn finalized(&self, _obj: &Value) -> bool {

@@ -308,11 +308,27 @@ impl PodInfo {
             sum = sum + r;
             nonzero = nonzero + with_nonzero_defaults(r);
         }
+        // Upstream's `PodRequests`: sidecars (restartable init containers) run beside
+        // the app containers and every init container after them; an init container
+        // needs its own requests plus the sidecars started before it.
+        let (mut sidecars, mut sidecars_nonzero) = (Resources::default(), Resources::default());
+        let (mut init, mut init_nonzero) = (Resources::default(), Resources::default());
         for c in spec["initContainers"].as_array().into_iter().flatten() {
             let r = Resources::from_quantities(&c["resources"]["requests"]);
-            sum = sum.max(r);
-            nonzero = nonzero.max(with_nonzero_defaults(r));
+            let (need, need_nonzero) = if c["restartPolicy"] == "Always" {
+                sum = sum + r;
+                nonzero = nonzero + with_nonzero_defaults(r);
+                sidecars = sidecars + r;
+                sidecars_nonzero = sidecars_nonzero + with_nonzero_defaults(r);
+                (sidecars, sidecars_nonzero)
+            } else {
+                (r + sidecars, with_nonzero_defaults(r) + sidecars_nonzero)
+            };
+            init = init.max(need);
+            init_nonzero = init_nonzero.max(need_nonzero);
         }
+        sum = sum.max(init);
+        nonzero = nonzero.max(init_nonzero);
         let overhead = Resources::from_quantities(&spec["overhead"]);
         let mut requests = sum + overhead;
         requests.pods = 1;
@@ -511,6 +527,27 @@ mod tests {
             Resources {
                 milli_cpu: 510,
                 memory: 64 << 20,
+                pods: 1
+            }
+        );
+    }
+
+    #[test]
+    fn sidecars_add_to_the_app_containers_and_to_later_init_containers() {
+        let pod = json!({"spec": {
+            "containers": [{"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}],
+            "initContainers": [
+                {"resources": {"requests": {"cpu": "50m", "memory": "16Mi"}}, "restartPolicy": "Always"},
+                {"resources": {"requests": {"cpu": "500m", "memory": "8Mi"}}},
+            ],
+        }});
+        let info = PodInfo::from_json(&pod);
+        // max(100m + 50m, 500m + 50m) and max(64Mi + 16Mi, 8Mi + 16Mi).
+        assert_eq!(
+            info.requests,
+            Resources {
+                milli_cpu: 550,
+                memory: 80 << 20,
                 pods: 1
             }
         );

@@ -107,7 +107,10 @@ impl PodWorker {
         }
     }
 
-    /// Runs init containers in order; true once all have completed.
+    /// Runs init containers in order; true once all have completed. A sidecar (an init
+    /// container with `restartPolicy: Always`) lets the next one start once it has
+    /// started (its startup probe passed), and is restarted whenever it exits, also
+    /// after initialization.
     pub(super) async fn sync_init_containers(&mut self) -> bool {
         let specs = containers(&self.pod["spec"], "initContainers");
         let policy = match self.policy().as_str() {
@@ -115,8 +118,32 @@ impl PodWorker {
             // Init containers restart on failure under Always and OnFailure.
             _ => "OnFailure",
         };
+        // Once an app container was made, initialization is over for good (upstream):
+        // only the sidecars are kept running.
+        let app_made = self
+            .apps
+            .iter()
+            .any(|r| r.current.is_some() || r.last_termination.is_some());
+        if app_made {
+            for (i, spec) in specs.iter().enumerate() {
+                if status::is_sidecar(spec) && !self.init[i].is_running() && !self.finishing() {
+                    self.advance(Group::Init, i, spec, "Always").await;
+                }
+            }
+            return true;
+        }
         for (i, spec) in specs.iter().enumerate() {
             let record = &self.init[i];
+            if status::is_sidecar(spec) {
+                if record.is_running() {
+                    if record.started {
+                        continue;
+                    }
+                    return false;
+                }
+                self.advance(Group::Init, i, spec, "Always").await;
+                return false;
+            }
             if record.terminated().is_some_and(|t| t.exit_code == 0) {
                 continue;
             }
@@ -127,6 +154,43 @@ impl PodWorker {
             return false;
         }
         true
+    }
+
+    /// Whether the app containers have all ended for good (the pod is done, under
+    /// `restartPolicy` Never or OnFailure): its sidecars are then stopped, not restarted.
+    pub(super) fn finishing(&self) -> bool {
+        let phase = status::pod_phase(&self.apps, &self.policy());
+        phase == "Succeeded" || phase == "Failed"
+    }
+
+    /// Stops the running sidecars of a pod whose app containers have all ended, in the
+    /// reverse of their order (upstream's kubelet).
+    pub(super) async fn stop_sidecars_when_done(&mut self) {
+        if !self.finishing() {
+            return;
+        }
+        let specs = containers(&self.pod["spec"], "initContainers");
+        for i in (0..specs.len()).rev() {
+            if !status::is_sidecar(&specs[i]) || !self.init[i].is_running() {
+                continue;
+            }
+            let name = self.init[i].name.clone();
+            let Some(id) = self.init[i].current.as_ref().map(|c| c.id.clone()) else {
+                continue;
+            };
+            self.event(
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+                Some(&name),
+            )
+            .await;
+            let grace = self.termination_grace();
+            if let Err(e) = self.shared.runtime.stop(&id, SIGTERM, grace).await {
+                warn!(pod = %self.name(), container = %name, error = %e, "stopping the sidecar failed");
+            }
+        }
+        self.poll_containers().await;
     }
 
     pub(super) async fn sync_app_containers(&mut self) {

@@ -377,22 +377,38 @@ impl PodWorker {
                     Some(InstanceState::Created) | None => false,
                 }
         };
-        if !self.init.iter().all(|r| settled(r, init_policy)) {
+        let settled_init = self.init.iter().enumerate().all(|(i, r)| {
+            settled(
+                r,
+                if self.is_sidecar(i) {
+                    "Always"
+                } else {
+                    init_policy
+                },
+            )
+        });
+        if !settled_init {
             return true;
         }
-        let initialized = self
-            .init
-            .iter()
-            .all(|r| r.terminated().is_some_and(|t| t.exit_code == 0));
-        if !initialized {
-            // An init container runs: its exit comes as an event.
-            return false;
+        if !self.initialized() {
+            // An init container runs (its exit comes as an event), or a sidecar waits for
+            // its startup probe.
+            return self
+                .init
+                .iter()
+                .enumerate()
+                .any(|(i, r)| self.is_sidecar(i) && !r.started);
         }
         if !self.apps.iter().all(|r| settled(r, &policy)) {
             return true;
         }
         containers(&self.pod["spec"], "containers")
             .iter()
+            .chain(
+                containers(&self.pod["spec"], "initContainers")
+                    .iter()
+                    .filter(|s| super::status::is_sidecar(s)),
+            )
             .any(|spec| {
                 [
                     ProbeKind::Startup,
@@ -402,6 +418,31 @@ impl PodWorker {
                 .into_iter()
                 .any(|kind| ProbeSpec::of(spec, kind).is_some())
             })
+    }
+
+    /// Whether init container `i` is a sidecar (`restartPolicy: Always`).
+    fn is_sidecar(&self, i: usize) -> bool {
+        super::status::is_sidecar(&self.pod["spec"]["initContainers"][i])
+    }
+
+    /// Whether initialization is done: every init container completed and every sidecar
+    /// started — and for good once an app container was made (a sidecar restarting
+    /// later does not undo it, as upstream).
+    pub(super) fn initialized(&self) -> bool {
+        if self
+            .apps
+            .iter()
+            .any(|r| r.current.is_some() || r.last_termination.is_some())
+        {
+            return true;
+        }
+        self.init.iter().enumerate().all(|(i, r)| {
+            if self.is_sidecar(i) {
+                r.is_running() && r.started
+            } else {
+                r.terminated().is_some_and(|t| t.exit_code == 0)
+            }
+        })
     }
 
     /// Takes the pod as the API has it now (the next sync acts on it).
@@ -455,8 +496,11 @@ impl PodWorker {
                 self.sync_ephemeral_containers().await;
                 if initialized {
                     self.sync_app_containers().await;
-                    self.run_probes().await;
+                    self.stop_sidecars_when_done().await;
                 }
+                // Sidecars' probes run during initialization too (a startup probe lets
+                // the next init container start).
+                self.run_probes().await;
             }
         } else {
             self.poll_containers().await;

@@ -1,22 +1,48 @@
-//! Startup, liveness and readiness probes of running app containers, run when due; a
-//! failed liveness or startup probe restarts the container.
+//! Startup, liveness and readiness probes of running app containers and sidecars, run
+//! when due; a failed liveness or startup probe restarts the container.
 
 use std::collections::BTreeMap;
 
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{containers, PodWorker, Track};
+use super::{containers, Group, PodWorker, Track};
 use crate::agent::kubelet::probes::{run_probe, ProbeError, ProbeKind, ProbeSpec};
 use crate::agent::runtime::SIGTERM;
 
 impl PodWorker {
-    /// Runs the probes that are due for running app containers: startup first, then
-    /// liveness (a failed one restarts the container) and readiness.
+    /// Runs the probes that are due for running app containers and sidecars: startup
+    /// first, then liveness (a failed one restarts the container) and readiness.
     pub(super) async fn run_probes(&mut self) {
-        let specs = containers(&self.pod["spec"], "containers");
-        for (i, spec) in specs.iter().enumerate() {
-            let Some(record) = self.apps.get(i) else {
+        let sidecars = containers(&self.pod["spec"], "initContainers")
+            .into_iter()
+            .enumerate()
+            .filter(|(_, spec)| crate::agent::kubelet::status::is_sidecar(spec))
+            .map(|(i, spec)| (Group::Init, i, spec));
+        let apps = containers(&self.pod["spec"], "containers")
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| (Group::App, i, spec));
+        let probed: Vec<(Group, usize, serde_json::Value)> = sidecars
+            .chain(apps)
+            .filter(|(_, _, spec)| {
+                [
+                    ProbeKind::Startup,
+                    ProbeKind::Liveness,
+                    ProbeKind::Readiness,
+                ]
+                .iter()
+                .any(|&k| ProbeSpec::of(spec, k).is_some())
+            })
+            .collect();
+        for (group, i, spec) in &probed {
+            let (group, i) = (*group, *i);
+            let records = if group == Group::Init {
+                &self.init
+            } else {
+                &self.apps
+            };
+            let Some(record) = records.get(i) else {
                 continue;
             };
             let Some(id) = record
@@ -63,8 +89,10 @@ impl PodWorker {
                     continue;
                 };
                 match (kind, settled) {
-                    (ProbeKind::Readiness, ready) => self.apps[i].probe_ready = Some(ready),
-                    (ProbeKind::Startup, true) => self.apps[i].started = true,
+                    (ProbeKind::Readiness, ready) => {
+                        self.record_mut(group, i).probe_ready = Some(ready)
+                    }
+                    (ProbeKind::Startup, true) => self.record_mut(group, i).started = true,
                     (ProbeKind::Liveness, true) => {}
                     (ProbeKind::Liveness | ProbeKind::Startup, false) => {
                         let text = format!(

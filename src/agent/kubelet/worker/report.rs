@@ -99,10 +99,7 @@ impl EventSeries {
 
 impl PodWorker {
     pub(super) fn facts(&self) -> PodFacts<'_> {
-        let initialized = self
-            .init
-            .iter()
-            .all(|r| r.terminated().is_some_and(|t| t.exit_code == 0));
+        let initialized = self.initialized();
         PodFacts {
             pod: &self.pod,
             pod_ip: self.pod_ip,

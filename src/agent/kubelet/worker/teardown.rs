@@ -157,7 +157,24 @@ impl PodWorker {
                 running.push(entry.clone());
             }
         }
-        self.stop_containers(&running, grace).await;
+        // App containers first; the sidecars after them, last one first, in what is left
+        // of the grace period (upstream's order).
+        let sidecars: Vec<String> = super::containers(&self.pod["spec"], "initContainers")
+            .iter()
+            .filter(|s| crate::agent::kubelet::status::is_sidecar(s))
+            .filter_map(|s| s["name"].as_str().map(str::to_string))
+            .collect();
+        let (mut last, first): (Vec<_>, Vec<_>) = running
+            .into_iter()
+            .partition(|(name, _)| sidecars.contains(name));
+        let begun = std::time::Instant::now();
+        self.stop_containers(&first, grace).await;
+        last.sort_by_key(|(name, _)| std::cmp::Reverse(sidecars.iter().position(|s| s == name)));
+        for sidecar in last {
+            let left = grace.saturating_sub(begun.elapsed());
+            self.stop_containers(std::slice::from_ref(&sidecar), left)
+                .await;
+        }
         for (name, id) in &ids {
             if let Err(e) = runtime.remove(id).await {
                 warn!(%pod, container = %name, error = %e, "removing container failed");

@@ -89,6 +89,10 @@ impl Strategy for CsiNodeStrategy {
 pub struct VolumeAttachmentStrategy;
 
 impl Strategy for VolumeAttachmentStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     /// Upstream resets the status a client sent (`attached` is always written).
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         obj["status"] = Value::Object(Map::from_iter([("attached".into(), json!(false))]));

@@ -34,6 +34,10 @@ fn to_storage_version(def: &ResourceDef, obj: &mut Value) {
 pub struct CustomStrategy;
 
 impl Strategy for CustomStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

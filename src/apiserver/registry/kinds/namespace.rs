@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use crate::api::defaults;
 use crate::api::status::ApiError;
 use crate::api::table::{self, Printer};
-use crate::apiserver::registry::strategy::{Context, Strategy};
+use crate::apiserver::registry::strategy::{keep_unwritten_part, Context, Strategy};
+use crate::controllers::namespace::NAMESPACE_FINALIZER;
 
 /// Namespaces that can never be deleted.
 const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -18,6 +19,10 @@ pub struct NamespaceStrategy;
 const SELECTABLE_FIELDS: &[&str] = &["status.phase", "metadata.name"];
 
 impl Strategy for NamespaceStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Namespace>(
             gen,
@@ -32,9 +37,43 @@ impl Strategy for NamespaceStrategy {
         SELECTABLE_FIELDS
     }
 
+    /// Created Active and with the `kubernetes` finalizer, added to those the body
+    /// names (upstream's `PrepareForCreate`: not a default, since the namespace
+    /// controller removes it).
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Active"});
         defaults::apply_defaults(cx.def.kind, obj);
+        let mut finalizers = obj["spec"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == NAMESPACE_FINALIZER) {
+            finalizers.push(json!(NAMESPACE_FINALIZER));
+        }
+        obj["spec"]["finalizers"] = Value::Array(finalizers);
+    }
+
+    /// `spec.finalizers` change only through the `finalize` subresource; other updates
+    /// keep the stored ones (upstream's `PrepareForUpdate`).
+    fn prepare_for_update(
+        &self,
+        cx: &Context,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) {
+        keep_unwritten_part(cx.def, new, old, subresource);
+        defaults::apply_defaults(cx.def.kind, new);
+        if subresource != Some("finalize") {
+            match old.pointer("/spec/finalizers") {
+                Some(stored) => new["spec"]["finalizers"] = stored.clone(),
+                None => {
+                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+        }
     }
 
     fn check_delete(&self, _cx: &Context, obj: &Value) -> Result<(), ApiError> {

@@ -41,6 +41,10 @@ const SELECTABLE_FIELDS: &[&str] = &[
 ];
 
 impl Strategy for PodStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         crate::apiserver::registry::strategy::schema_of::<k8s_openapi::api::core::v1::Pod>(gen)
     }

@@ -11,6 +11,10 @@ use crate::apiserver::registry::strategy::{schema_of, Context, Strategy};
 pub struct ResourceQuotaStrategy;
 
 impl Strategy for ResourceQuotaStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn openapi_schema(&self, gen: &mut schemars::gen::SchemaGenerator) -> Option<String> {
         schema_of::<k8s_openapi::api::core::v1::ResourceQuota>(gen)
     }

@@ -65,6 +65,10 @@ pub struct PersistentVolumeStrategy;
 const PV_FIELDS: &[&str] = &["metadata.name"];
 
 impl Strategy for PersistentVolumeStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending"});
         stamp_phase_transition(obj, None);
@@ -162,6 +166,10 @@ pub struct PersistentVolumeClaimStrategy;
 const RESIZE_FORBIDDEN: &str = "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize";
 
 impl Strategy for PersistentVolumeClaimStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending"});
         default_field(obj, "spec", "volumeMode", "Filesystem");
@@ -242,6 +250,10 @@ impl Strategy for PersistentVolumeClaimStrategy {
 pub struct StorageClassStrategy;
 
 impl Strategy for StorageClassStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn prepare_for_create(&self, _cx: &Context, obj: &mut Value) {
         default_field(obj, "", "reclaimPolicy", "Delete");
         default_field(obj, "", "volumeBindingMode", "Immediate");

@@ -127,6 +127,44 @@ impl Registry {
         })
     }
 
+    /// Applies a patch to the `Scale` view of the current object and sets the replicas
+    /// it asks for (PATCH on the `scale` subresource). As upstream, the patch is applied
+    /// again to the newer object when another writer got in between, unless the patch
+    /// itself names a resourceVersion.
+    pub async fn patch_scale(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        (patch_type, body): (crate::api::patch::PatchType, &[u8]),
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let opts = &WriteOptions {
+            scale: true,
+            ..opts.clone()
+        };
+        self.modify(def, ns, name, None, opts, &|obj| {
+            let scale = self.scale_of(def, obj);
+            let patched = crate::api::patch::apply_patch("Scale", &scale, body, patch_type)
+                .map_err(|e| {
+                    let code = e.status_code();
+                    ApiError::new(
+                        code,
+                        crate::apiserver::registry::reason_for(code),
+                        e.to_string(),
+                    )
+                })?;
+            if patched["metadata"]["resourceVersion"] != scale["metadata"]["resourceVersion"] {
+                return Err(ApiError::modified(def, name));
+            }
+            let replicas = scale_replicas(def, name, &patched)?;
+            let mut obj = obj.clone();
+            set_path(&mut obj, &scale_paths(def).spec_replicas, json!(replicas));
+            Ok(obj)
+        })
+        .await
+    }
+
     /// Sets `spec.replicas` (a custom resource's `specReplicasPath`) from a `Scale` body
     /// (PUT on the `scale` subresource).
     pub async fn update_scale(
@@ -137,19 +175,7 @@ impl Registry {
         scale: &Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
-        if replicas < 0 {
-            return Err(ApiError::invalid(
-                def,
-                name,
-                &[field_error(
-                    "spec.replicas",
-                    FieldErrorKind::Invalid,
-                    Some(replicas.to_string()),
-                    "must be greater than or equal to 0",
-                )],
-            ));
-        }
+        let replicas = scale_replicas(def, name, scale)?;
         let rv = object::meta_str(scale, "resourceVersion")
             .unwrap_or("")
             .to_string();
@@ -168,6 +194,24 @@ impl Registry {
         })
         .await
     }
+}
+
+/// The replica count a `Scale` body asks for (422 when negative).
+fn scale_replicas(def: &ResourceDef, name: &str, scale: &Value) -> Result<i64, ApiError> {
+    let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            def,
+            name,
+            &[field_error(
+                "spec.replicas",
+                FieldErrorKind::Invalid,
+                Some(replicas.to_string()),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    Ok(replicas)
 }
 
 /// Sets the replica count a `Scale` of `obj` shows (`spec.replicas`, or a custom
