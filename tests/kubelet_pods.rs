@@ -614,37 +614,6 @@ fn runtime_classes_pick_the_runtime_their_handler_names() {
     assert_eq!(runtime_of(&on_crun), Some("crun"));
 }
 
-/// Runs `cmd` with `input` on its stdin; its stdout once it exits (killed after
-/// `deadline`, then whatever it printed).
-fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> String {
-    use std::io::{Read, Write};
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait kubectl").is_none() && started.elapsed() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut out = String::new();
-    let _ = child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out);
-    out
-}
-
 /// A pod whose container has stdin open (and a terminal with `tty`), running
 /// `command` (a YAML list).
 fn stdin_pod(name: &str, tty: bool, command: &str) -> String {

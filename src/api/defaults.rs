@@ -160,7 +160,7 @@ pub fn pod_spec_defaults(spec: &mut Map<String, Value>) {
     default_to(spec, "securityContext", json!({}));
     default_to(spec, "schedulerName", json!(DEFAULT_SCHEDULER_NAME));
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
-    for list in ["initContainers", "containers"] {
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
         for_each_in(spec, list, |c| container_defaults(c, host_network));
     }
     for_each_in(spec, "volumes", volume_defaults);

@@ -156,6 +156,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &[
             "status",
             "binding",
+            "ephemeralcontainers",
             "eviction",
             "log",
             "exec",

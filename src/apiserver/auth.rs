@@ -937,6 +937,21 @@ mod tests {
                 Some("binding"),
             ),
             action("update", "pods", Some("default"), Some("mine"), None),
+            // Only users debug pods: a node may not add containers to its own.
+            action(
+                "patch",
+                "pods",
+                Some("default"),
+                Some("mine"),
+                Some("ephemeralcontainers"),
+            ),
+            action(
+                "update",
+                "pods",
+                Some("default"),
+                Some("mine"),
+                Some("ephemeralcontainers"),
+            ),
         ];
         for a in &denied {
             let err = authorize(&n1, a, &graph(), &Rbac::new()).unwrap_err();

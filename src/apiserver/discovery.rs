@@ -128,7 +128,7 @@ pub fn group(served: &Resources, name: &str) -> Option<Value> {
 fn subresource_info(def: &ResourceDef, sub: &str) -> (Value, Vec<&'static str>) {
     let own = json!({"group": def.group, "version": def.version, "kind": def.kind});
     match sub {
-        "status" => (own, vec!["get", "patch", "update"]),
+        "status" | "ephemeralcontainers" => (own, vec!["get", "patch", "update"]),
         "scale" => (
             json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
             vec!["get", "patch", "update"],

@@ -559,7 +559,7 @@ async fn resource(
     match (verb, r.name.as_deref(), sub) {
         ("list", None, None) => list(ctx, user, def, ns, &query, as_table).await,
         ("watch", None, None) => watch(ctx, user, def, ns, &query, as_table).await,
-        ("get", Some(name), None | Some("status")) => {
+        ("get", Some(name), None | Some("status" | "ephemeralcontainers")) => {
             // A resourceVersion other than 0 asks for data not older than it.
             if let Some(rv) = object::parse_resource_version(query.str("resourceVersion"))
                 .map_err(ApiError::bad_request)?
@@ -667,7 +667,7 @@ async fn resource(
             )?;
             Ok(response::json(201, &answer))
         }
-        ("update", Some(name), None | Some("status")) => {
+        ("update", Some(name), None | Some("status" | "ephemeralcontainers")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
             let obj = request::decode(&content_type, &body).await?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
@@ -700,7 +700,7 @@ async fn resource(
                 &ctx.registry.scale_of(def, &w.kv.value),
             ))
         }
-        ("patch", Some(name), None | Some("status")) => {
+        ("patch", Some(name), None | Some("status" | "ephemeralcontainers")) => {
             let patch_type = patch_type(&content_type)?;
             if def.custom.is_some() && patch_type == PatchType::StrategicMerge {
                 // Custom kinds have no patch strategies: upstream refuses the media type.

@@ -81,7 +81,7 @@ const TUNNEL_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// The container a log or exec request means: the one named, or the pod's only container.
 pub fn log_container(pod: &Value, requested: &str) -> Result<String, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let names: Vec<&str> = ["initContainers", "containers"]
+    let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
         .iter()
         .flat_map(|f| pod["spec"][*f].as_array().into_iter().flatten())
         .filter_map(|c| c["name"].as_str())

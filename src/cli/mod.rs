@@ -66,6 +66,10 @@ pub enum Command {
     /// List the files compiled into orc (systemd units, default manifests), or print one.
     #[command(hide = true)]
     Embedded { name: Option<String> },
+    /// Holds a pod's shared PID namespace as its PID 1, started by the kubelet, not by
+    /// people.
+    #[command(hide = true)]
+    Pause,
     /// Container log writer run by the containerd shim (binary:// log URI), not by people.
     #[command(name = "container-logger", hide = true)]
     ContainerLogger {
@@ -136,6 +140,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::agent::runtime::logger::run(&args)
                 .map_err(|e| anyhow::anyhow!("container logger for {}: {e}", args.path.display()))
         }
+        Command::Pause => crate::agent::kubelet::pidns::hold_pid_namespace()
+            .map_err(|e| anyhow::anyhow!("pause: {}", crate::agent::error_chain(&e))),
         Command::Check(args) => check::run(args),
         Command::SecretsEncrypt(args) => secrets_encrypt::run(args),
         Command::Embedded { name: None } => {

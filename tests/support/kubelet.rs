@@ -353,6 +353,18 @@ impl Drop for World {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .chain(self.uids.borrow().iter().cloned())
             .collect();
+        // The `orc pause` holders of shared PID namespaces outlive the server (as on a
+        // node, where they outlive an agent restart): a failed test leaves them.
+        for entry in std::fs::read_dir(self.data_dir().join("agent/podns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("-pid.holder"))
+        {
+            if let Ok(pid) = std::fs::read_to_string(entry.path()) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+        }
         // Stops tasks and shims, unmounts everything below the directory (rootfs, the
         // pods' network namespaces) and removes it.
         let _ = Command::new(repo_path("scripts/containerd-test-env.sh"))
@@ -675,4 +687,34 @@ impl World {
         addresses.sort();
         Ok((format!("{:?}", reply.metadata.response_code), addresses))
     }
+}
+
+/// Runs `cmd` with `input` on its stdin; its stdout once it exits (killed after
+/// `deadline`, then whatever it printed).
+pub fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait kubectl").is_none() && started.elapsed() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut out = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out);
+    out
 }

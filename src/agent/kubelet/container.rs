@@ -25,7 +25,7 @@ pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
 pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 pub const RESTART_COUNT_LABEL: &str = "io.kubernetes.container.restartCount";
-/// `init` for init containers, `app` otherwise.
+/// `init` for init containers, `ephemeral` for ephemeral ones, `app` otherwise.
 pub const CONTAINER_KIND_LABEL: &str = "io.orc.container.kind";
 /// The image as the pod spec names it (the only container field a pod update may
 /// change): a running container whose spec names another one is restarted.
@@ -475,6 +475,11 @@ pub fn pod_namespaces(pod: &Value, netns: &Path, ipc_uts: Option<(&Path, &Path)>
         } else {
             shared(ipc_uts.map(|(_, uts)| uts))
         },
+        pid: if spec["hostPID"].as_bool() == Some(true) {
+            NamespaceMode::Host
+        } else {
+            NamespaceMode::New
+        },
     }
 }
 
@@ -581,7 +586,7 @@ pub fn container_config(
     ctx: &PodContext<'_>,
     container: &Value,
     restart_count: u32,
-    init: bool,
+    kind: &str,
 ) -> Result<ContainerConfig, String> {
     let meta = &ctx.pod["metadata"];
     let uid = meta["uid"].as_str().unwrap_or("");
@@ -675,7 +680,7 @@ pub fn container_config(
             meta["namespace"].as_str().unwrap_or(""),
         ),
         (CONTAINER_NAME_LABEL, name),
-        (CONTAINER_KIND_LABEL, if init { "init" } else { "app" }),
+        (CONTAINER_KIND_LABEL, kind),
         (CONTAINER_IMAGE_LABEL, image),
     ];
     for (k, v) in labels {
@@ -784,7 +789,7 @@ mod tests {
             "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
         });
         let cfg = with_ctx(&p, &Sources::new(), |ctx| {
-            container_config(ctx, &c, 2, false)
+            container_config(ctx, &c, 2, "app")
         })
         .unwrap();
         assert_eq!(cfg.id, "u1-app-2");
@@ -817,7 +822,7 @@ mod tests {
         let c = json!({"name": "app", "image": "busybox:test",
             "securityContext": {"runAsUser": 1001}});
         let cfg = with_ctx(&p, &Sources::new(), |ctx| {
-            container_config(ctx, &c, 0, false)
+            container_config(ctx, &c, 0, "app")
         })
         .unwrap();
         assert_eq!(
@@ -831,7 +836,7 @@ mod tests {
         );
         let bare = json!({"name": "app", "image": "busybox:test"});
         let cfg = with_ctx(&pod(), &Sources::new(), |ctx| {
-            container_config(ctx, &bare, 0, false)
+            container_config(ctx, &bare, 0, "app")
         });
         assert_eq!(cfg.unwrap().user, UserRequest::default());
     }
@@ -1071,7 +1076,7 @@ mod tests {
             "capabilities": {"add": ["NET_ADMIN"], "drop": ["all"]},
             "allowPrivilegeEscalation": false, "privileged": null}});
         let config = with_ctx(&pod(), &Sources::new(), |ctx| {
-            container_config(ctx, &container, 0, false).unwrap()
+            container_config(ctx, &container, 0, "app").unwrap()
         });
         assert_eq!(config.capabilities.add, vec!["NET_ADMIN".to_string()]);
         assert_eq!(config.capabilities.drop, vec!["all".to_string()]);
@@ -1088,12 +1093,12 @@ mod tests {
         let privileged = json!({"name": "ha", "image": "home-assistant",
             "securityContext": {"privileged": true}});
         let config = with_ctx(&pod(), &Sources::new(), |ctx| {
-            container_config(ctx, &privileged, 0, false).unwrap()
+            container_config(ctx, &privileged, 0, "app").unwrap()
         });
         assert!(config.privileged && !config.no_new_privileges);
         let plain = json!({"name": "web", "image": "nginx"});
         let config = with_ctx(&pod(), &Sources::new(), |ctx| {
-            container_config(ctx, &plain, 0, false).unwrap()
+            container_config(ctx, &plain, 0, "app").unwrap()
         });
         assert!(!config.privileged && !config.no_new_privileges);
         assert_eq!(config.capabilities, CapabilityChanges::default());
@@ -1105,7 +1110,7 @@ mod tests {
         let container =
             json!({"name": "c", "image": "busybox", "command": ["sh"], "resources": resources});
         let config = with_ctx(&pod(), &Sources::new(), |ctx| {
-            container_config(ctx, &container, 0, false).unwrap()
+            container_config(ctx, &container, 0, "app").unwrap()
         });
         let spec =
             crate::agent::runtime::spec::build_spec(&config, None, &Default::default()).unwrap();

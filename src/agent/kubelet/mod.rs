@@ -10,6 +10,7 @@ pub mod evictions;
 pub mod exec;
 pub mod host_privileges;
 pub mod image_gc;
+pub mod pidns;
 pub mod pod_files;
 pub mod podns;
 pub mod portforward;
@@ -102,6 +103,11 @@ impl KubeletConfig {
     /// The pod's IPC and UTS namespace files.
     pub fn pod_namespaces(&self, uid: &str) -> podns::PodNamespaceFiles {
         podns::PodNamespaceFiles::new(&self.agent_dir.join("podns"), uid)
+    }
+
+    /// The pod's shared PID namespace (`shareProcessNamespace`).
+    pub fn pod_pid_namespace(&self, uid: &str) -> pidns::PodPidNamespace {
+        pidns::PodPidNamespace::new(&self.agent_dir.join("podns"), uid)
     }
 }
 

@@ -276,6 +276,26 @@ fn container_status(r: &ContainerRecord, image_for_status: &str, pending: &str) 
     status
 }
 
+/// `status.ephemeralContainerStatuses`: the image the spec names, never ready (they
+/// take no part in the pod's readiness), waiting `ContainerCreating` until started.
+pub fn ephemeral_container_statuses(pod: &Value, records: &[ContainerRecord]) -> Vec<Value> {
+    let specs = pod["spec"]["ephemeralContainers"].as_array();
+    records
+        .iter()
+        .map(|r| {
+            let image = specs
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == r.name.as_str())
+                .and_then(|c| c["image"].as_str())
+                .unwrap_or(&r.image);
+            let mut status = container_status(r, image, "ContainerCreating");
+            status["ready"] = json!(false);
+            status
+        })
+        .collect()
+}
+
 /// The inputs of a pod status besides the container records.
 #[derive(Debug, Clone)]
 pub struct PodFacts<'a> {

@@ -273,6 +273,50 @@ async fn crashing_container_backs_off_exponentially() {
 }
 
 #[tokio::test]
+async fn an_ephemeral_container_starts_once_in_the_targets_pid_namespace_and_is_never_restarted() {
+    let h = harness();
+    let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Always", "sleep 1000"), vec![]);
+    w.sync_once().await;
+    let mut debugged = pod("u1", "Always", "sleep 1000");
+    debugged["spec"]["ephemeralContainers"] = json!([{"name": "debugger",
+        "image": "busybox:test", "imagePullPolicy": "IfNotPresent",
+        "command": ["sh"], "stdin": true, "tty": true, "targetContainerName": "app"}]);
+    w.update(debugged);
+    w.sync_once().await;
+    assert_eq!(creates(&h.rt), vec!["u1-app-0", "u1-debugger-0"]);
+    let cfg = h.rt.container_config("u1-debugger-0").unwrap();
+    assert!(cfg.stdin && cfg.tty);
+    assert_eq!(
+        cfg.labels[super::container::CONTAINER_KIND_LABEL],
+        "ephemeral"
+    );
+    let app_pid = match h.rt.status("u1-app-0").await.unwrap().state {
+        crate::agent::runtime::ContainerState::Running { pid } => pid,
+        other => panic!("app is {other:?}"),
+    };
+    assert_eq!(
+        cfg.namespaces.pid,
+        crate::agent::runtime::NamespaceMode::Path(format!("/proc/{app_pid}/ns/pid").into())
+    );
+    let s = last_status(&h.api);
+    let es = &s["ephemeralContainerStatuses"][0];
+    assert_eq!(es["name"], "debugger");
+    assert!(es["state"]["running"].is_object(), "{es}");
+    assert_eq!(es["ready"], false);
+    assert_eq!(s["conditions"][2]["status"], "True", "the pod stays ready");
+
+    h.rt.exit("u1-debugger-0", 0, false);
+    for _ in 0..3 {
+        w.sync_once().await;
+    }
+    assert_eq!(creates(&h.rt).len(), 2, "never restarted");
+    let es = &last_status(&h.api)["ephemeralContainerStatuses"][0];
+    assert_eq!(es["state"]["terminated"]["reason"], "Completed", "{es}");
+    assert_eq!(es["restartCount"], 0);
+    assert_eq!(last_status(&h.api)["phase"], "Running");
+}
+
+#[tokio::test]
 async fn restart_policy_never_ends_in_failed_and_on_failure_in_succeeded() {
     let h = harness();
     let mut w = PodWorker::new(h.shared.clone(), pod("u1", "Never", "exit 3"), vec![]);

@@ -181,7 +181,7 @@ pub enum NamespaceMode {
     New,
     /// Join the namespace at this path (`/proc/PID/ns/net` of the sandbox, `/run/netns/X`).
     Path(PathBuf),
-    /// Share the host's namespace (hostNetwork, hostIPC).
+    /// Share the host's namespace (hostNetwork, hostIPC, hostPID).
     Host,
 }
 
@@ -190,6 +190,9 @@ pub struct PodNamespaces {
     pub network: NamespaceMode,
     pub ipc: NamespaceMode,
     pub uts: NamespaceMode,
+    /// A container's own PID namespace unless the pod has `hostPID`, or an ephemeral
+    /// container targets another container (it joins that one's).
+    pub pid: NamespaceMode,
 }
 
 /// A bind mount from the host into the container.

@@ -327,7 +327,7 @@ pub fn build_spec(
 
     let ns = &config.namespaces;
     let namespaces: Vec<LinuxNamespace> = [
-        namespace(LinuxNamespaceType::Pid, &NamespaceMode::New),
+        namespace(LinuxNamespaceType::Pid, &ns.pid),
         namespace(LinuxNamespaceType::Mount, &NamespaceMode::New),
         namespace(LinuxNamespaceType::Cgroup, &NamespaceMode::New),
         namespace(LinuxNamespaceType::Network, &ns.network),

@@ -22,6 +22,7 @@ mod names;
 mod network_policy;
 mod node_class;
 mod pod;
+mod pod_ephemeral;
 mod pod_status;
 mod quota;
 mod rbac;
@@ -47,6 +48,7 @@ pub use names::{
 };
 pub use network_policy::POLICY_TYPES;
 pub use pod::{validate_pod_spec, POD_UPDATABLE_FIELDS};
+pub use pod_ephemeral::validate_pod_ephemeral_containers_update;
 pub use pod_status::validate_pod_status_update;
 pub use rbac::{is_path_segment_name, RBAC_GROUP};
 pub use scheduling::{

@@ -13,6 +13,7 @@ use super::names::{
     is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_qualified_name,
     is_valid_label_value, is_valid_port_name, is_valid_port_num, FILE_MODE_ERR, NON_NEGATIVE_ERR,
 };
+use super::pod_ephemeral::validate_ephemeral_containers;
 use super::{
     arr_at, check_enum, field, int_at, obj_at, quantity_text, str_at, validate_resource_quantity,
     Errs,
@@ -64,6 +65,13 @@ pub const POD_UPDATABLE_FIELDS: &str = "`spec.containers[*].image`,`spec.initCon
 pub(super) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     validate_pod_spec(spec, "spec", errs);
+    // Ephemeral containers come only through the `ephemeralcontainers` subresource.
+    if old.is_none() && !arr_at(spec, "ephemeralContainers").is_empty() {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
     if let Some(old) = old {
         validate_pod_spec_update(spec, old.get("spec").unwrap_or(&Value::Null), errs);
     }
@@ -95,6 +103,14 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
             &mut names,
             errs,
         );
+    }
+    validate_ephemeral_containers(spec, path, &volumes, errs);
+    // Every other path is a template's (`spec.template.spec`, `template.spec`).
+    if path != "spec" && !arr_at(spec, "ephemeralContainers").is_empty() {
+        errs.push(FieldError::forbidden(
+            format!("{path}.ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
     }
     validate_container_restart_policies(spec, path, errs);
     check_enum(spec, "restartPolicy", path, &RESTART_POLICIES, errs);
@@ -259,7 +275,7 @@ fn validate_container_restart_policies(spec: &Value, path: &str, errs: &mut Errs
     }
 }
 
-fn validate_container(
+pub(super) fn validate_container(
     c: &Value,
     path: &str,
     volumes: &HashSet<String>,
@@ -631,7 +647,7 @@ fn set_or_remove(m: &mut Map<String, Value>, key: &str, v: Option<&Value>) {
 }
 
 /// A short human description of where two values differ (`- old` / `+ new` per path).
-fn describe_diff(old: &Value, new: &Value, path: &str) -> String {
+pub(super) fn describe_diff(old: &Value, new: &Value, path: &str) -> String {
     let mut lines = Vec::new();
     diff_into(old, new, path, &mut lines);
     lines.join("\n")

@@ -237,7 +237,7 @@ const OK_CREATED: &[(&str, &str)] = &[("200", "OK"), ("201", "Created")];
 const OK_CREATED_ACCEPTED: &[(&str, &str)] =
     &[("200", "OK"), ("201", "Created"), ("202", "Accepted")];
 const OK_ACCEPTED: &[(&str, &str)] = &[("200", "OK"), ("202", "Accepted")];
-const VIEWS: &[&str] = &["status", "scale"];
+const VIEWS: &[&str] = &["status", "scale", "ephemeralcontainers"];
 const CONNECT: &[&str] = &["exec", "attach", "portforward", "proxy"];
 const LIST_DESCRIPTION: &str = "list or watch objects of kind {kind}";
 const WATCH_LIST_DESCRIPTION: &str = "watch individual changes to a list of {kind}. deprecated: use the 'watch' parameter with a list operation instead.";
@@ -357,7 +357,7 @@ const OPERATIONS: &[Operation] = &[
     },
     Operation {
         verb: None,
-        subresources: &["status", "scale", "finalize"],
+        subresources: &["status", "scale", "finalize", "ephemeralcontainers"],
         description: "replace {sub} of the specified {kind}",
         params: WRITE_PARAMS,
         body: Some(Schema::View),

@@ -715,6 +715,8 @@ impl Registry {
             strategy.validate(&cx, &new)
         } else if subresource == Some("status") {
             strategy.validate_status_update(&cx, &new, oldv)
+        } else if let Some(sub) = subresource {
+            strategy.validate_subresource_update(&cx, sub, &new, oldv)
         } else {
             strategy.validate_update(&cx, &new, oldv)
         };

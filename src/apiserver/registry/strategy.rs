@@ -173,6 +173,20 @@ pub trait Strategy: Sync {
         self.validate_update(cx, new, old)
     }
 
+    /// Field errors of a write of another subresource that writes part of the object
+    /// (`pods/ephemeralcontainers`) from `old` to `new`: the whole-object update rules
+    /// unless the kind has that subresource's own (upstream's per-subresource
+    /// strategies' `ValidateUpdate`).
+    fn validate_subresource_update(
+        &self,
+        cx: &Context,
+        _subresource: &str,
+        new: &Value,
+        old: &Value,
+    ) -> Vec<FieldError> {
+        self.validate_update(cx, new, old)
+    }
+
     /// Upstream's admission plugins for this kind (NodeRestriction, EventRateLimit): run
     /// before validation for writes a client asked for (`WriteOptions::requester`), on
     /// the object as it would be stored, with the stored object as `old` on updates

@@ -5,7 +5,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{chrono_ago, exit_reason, PodWorker, UNKNOWN_EXIT_CODE};
+use super::{chrono_ago, exit_reason, Group, PodWorker, UNKNOWN_EXIT_CODE};
 use crate::agent::kubelet::container::{
     CONTAINER_IMAGE_LABEL, CONTAINER_KIND_LABEL, CONTAINER_NAME_LABEL, RESTART_COUNT_LABEL,
 };
@@ -30,11 +30,11 @@ impl PodWorker {
                 .get(CONTAINER_NAME_LABEL)
                 .cloned()
                 .unwrap_or_default();
-            let is_init = c.labels.get(CONTAINER_KIND_LABEL).map(String::as_str) == Some("init");
-            let records = if is_init {
-                &mut self.init
-            } else {
-                &mut self.apps
+            let group = Group::from_label(c.labels.get(CONTAINER_KIND_LABEL).map(String::as_str));
+            let records = match group {
+                Group::Init => &mut self.init,
+                Group::App => &mut self.apps,
+                Group::Ephemeral => &mut self.ephemeral,
             };
             let Some(record) = records.iter_mut().find(|r| r.name == name) else {
                 continue;
@@ -43,10 +43,10 @@ impl PodWorker {
                 continue;
             }
             let container_id = format!("containerd://{}", c.id);
-            let field = if is_init {
-                "initContainerStatuses"
-            } else {
-                "containerStatuses"
+            let field = match group {
+                Group::Init => "initContainerStatuses",
+                Group::App => "containerStatuses",
+                Group::Ephemeral => "ephemeralContainerStatuses",
             };
             let known = previous[field]
                 .as_array()

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::images::PulledImage;
-use super::{containers, error_chain, exit_reason, humantime, PodWorker, UNKNOWN_EXIT_CODE};
+use super::{containers, error_chain, exit_reason, humantime, Group, PodWorker, UNKNOWN_EXIT_CODE};
 use crate::agent::kubelet::container::{self, env_sources, PodContext, Sources};
 use crate::agent::kubelet::host_privileges;
 use crate::agent::kubelet::probes::{ProbeKind, ProbeSpec};
@@ -18,7 +18,9 @@ use crate::agent::kubelet::status::{
     self, backoff_delay, next_step, Instance, InstanceState, Step, Terminated, Waiting,
     BACKOFF_RESET_AFTER,
 };
-use crate::agent::runtime::{ContainerConfig, ContainerState, RuntimeError, SIGTERM};
+use crate::agent::runtime::{
+    ContainerConfig, ContainerState, ContainerStatus, NamespaceMode, RuntimeError, SIGTERM,
+};
 
 impl PodWorker {
     /// Reads the runtime state of every instance that may still change.
@@ -26,7 +28,12 @@ impl PodWorker {
         let runtime = self.shared.runtime.clone();
         let pod = self.name();
         let mut exits = Vec::new();
-        for record in self.init.iter_mut().chain(self.apps.iter_mut()) {
+        for record in self
+            .init
+            .iter_mut()
+            .chain(self.apps.iter_mut())
+            .chain(self.ephemeral.iter_mut())
+        {
             let Some(instance) = record.current.as_mut() else {
                 continue;
             };
@@ -120,7 +127,7 @@ impl PodWorker {
         if app_made {
             for (i, spec) in specs.iter().enumerate() {
                 if status::is_sidecar(spec) && !self.init[i].is_running() && !self.finishing() {
-                    self.advance(true, i, spec, "Always").await;
+                    self.advance(Group::Init, i, spec, "Always").await;
                 }
             }
             return true;
@@ -134,7 +141,7 @@ impl PodWorker {
                     }
                     return false;
                 }
-                self.advance(true, i, spec, "Always").await;
+                self.advance(Group::Init, i, spec, "Always").await;
                 return false;
             }
             if record.terminated().is_some_and(|t| t.exit_code == 0) {
@@ -143,7 +150,7 @@ impl PodWorker {
             if record.is_running() {
                 return false;
             }
-            self.advance(true, i, spec, policy).await;
+            self.advance(Group::Init, i, spec, policy).await;
             return false;
         }
         true
@@ -204,7 +211,47 @@ impl PodWorker {
                     self.track.entry(name).or_default().definition_changed = true;
                 }
             }
-            self.advance(false, i, spec, &policy).await;
+            self.advance(Group::App, i, spec, &policy).await;
+        }
+    }
+
+    /// Starts each ephemeral container that has not run yet, once: whatever way it
+    /// ends, it is never restarted (as upstream). They may start before the init
+    /// containers have completed.
+    pub(super) async fn sync_ephemeral_containers(&mut self) {
+        for spec in containers(&self.pod["spec"], "ephemeralContainers") {
+            let name = spec["name"].as_str().unwrap_or("");
+            let Some(i) = self.ephemeral.iter().position(|r| r.name == name) else {
+                continue;
+            };
+            if self.ephemeral[i].current.is_none() {
+                self.start_instance(Group::Ephemeral, i, &spec, 0).await;
+            }
+        }
+    }
+
+    /// The PID namespace of the running container `target` (an ephemeral container's
+    /// `targetContainerName` joins it, as containerd's CRI does for the `TARGET` mode).
+    async fn target_pid_namespace(&self, target: &str) -> Result<NamespaceMode, String> {
+        let instance = self
+            .init
+            .iter()
+            .chain(self.apps.iter())
+            .find(|r| r.name == target)
+            .and_then(|r| r.current.as_ref())
+            .map(|i| i.id.clone());
+        let not_running = || format!("target container {target:?} is not running");
+        let id = instance.ok_or_else(not_running)?;
+        match self.shared.runtime.status(&id).await {
+            Ok(ContainerStatus {
+                state: ContainerState::Running { pid },
+                ..
+            }) => Ok(NamespaceMode::Path(format!("/proc/{pid}/ns/pid").into())),
+            Ok(_) => Err(not_running()),
+            Err(e) => Err(format!(
+                "failed to find the process of target container {target:?}: {}",
+                error_chain(&e)
+            )),
         }
     }
 
@@ -230,8 +277,8 @@ impl PodWorker {
     }
 
     /// Decides and performs the next step for one container.
-    pub(super) async fn advance(&mut self, init: bool, i: usize, spec: &Value, policy: &str) {
-        let record = if init { &self.init[i] } else { &self.apps[i] };
+    pub(super) async fn advance(&mut self, group: Group, i: usize, spec: &Value, policy: &str) {
+        let record = self.record(group, i);
         let name = record.name.clone();
         let track = self.track.get(&name).cloned().unwrap_or_default();
         let exited_ago = track.exited_at.map(|t| t.elapsed());
@@ -243,7 +290,7 @@ impl PodWorker {
         };
         match step {
             Step::Keep => {
-                let record = self.record_mut(init, i);
+                let record = self.record_mut(group, i);
                 if record.terminated().is_some() || record.is_running() {
                     record.waiting = None;
                 }
@@ -257,7 +304,7 @@ impl PodWorker {
                     self.namespace(),
                     self.uid
                 );
-                self.record_mut(init, i).waiting = Some(Waiting {
+                self.record_mut(group, i).waiting = Some(Waiting {
                     reason: "CrashLoopBackOff".into(),
                     message: message.clone(),
                 });
@@ -274,7 +321,7 @@ impl PodWorker {
                 }
             }
             Step::Start { restart_count } => {
-                self.start_instance(init, i, spec, restart_count).await;
+                self.start_instance(group, i, spec, restart_count).await;
             }
         }
     }
@@ -282,12 +329,12 @@ impl PodWorker {
     /// Starts a new instance of container `i`: pull, config, the previous instance gives
     /// way, create, start, record. A step that fails leaves the container waiting with
     /// the reason and is retried on a later sync.
-    async fn start_instance(&mut self, init: bool, i: usize, spec: &Value, restart_count: u32) {
+    async fn start_instance(&mut self, group: Group, i: usize, spec: &Value, restart_count: u32) {
         let name = spec["name"].as_str().unwrap_or("").to_string();
         let image = spec["image"].as_str().unwrap_or("").to_string();
         let now = Instant::now();
         if self
-            .waiting_out_pull_backoff(init, i, &name, &image, now)
+            .waiting_out_pull_backoff(group, i, &name, &image, now)
             .await
         {
             return;
@@ -295,26 +342,26 @@ impl PodWorker {
         // The image lookup (or pull) and the config (API reads for env sources and
         // service variables) do not depend on each other.
         let (pulled, built) = tokio::join!(
-            self.pull(init, &name, spec, &image),
-            self.build_config(spec, restart_count, init)
+            self.pull(group, &name, spec, &image),
+            self.build_config(spec, restart_count, group)
         );
         let prepared = now.elapsed();
-        let Some(pulled) = self.pull_for_instance(init, i, &name, pulled, now).await else {
+        let Some(pulled) = self.pull_for_instance(group, i, &name, pulled, now).await else {
             return;
         };
         let image_id = pulled.id;
         let built = built.and_then(|config| {
             container::verify_run_as_non_root(&self.pod, spec, &pulled.user).map(|()| config)
         });
-        let Some(config) = self.config_for_instance(init, i, &name, built).await else {
+        let Some(config) = self.config_for_instance(group, i, &name, built).await else {
             return;
         };
         let step = Instant::now();
-        let old = self.retire_previous_instance(init, i, &name).await;
+        let old = self.retire_previous_instance(group, i, &name).await;
         let retired = step.elapsed();
         let step = Instant::now();
         if !self
-            .create_instance(init, i, &name, &config, old.clone())
+            .create_instance(group, i, &name, &config, old.clone())
             .await
         {
             return;
@@ -332,7 +379,7 @@ impl PodWorker {
                 if let Err(e) = runtime.remove(&config.id).await {
                     warn!(pod = %self.name(), container = %name, error = %e, "removing the container of a failed sandbox failed");
                 }
-                self.keep_old_instance(init, i, &name, old);
+                self.keep_old_instance(group, i, &name, old);
                 return;
             }
             if let Err(e) = prepared_start {
@@ -358,7 +405,7 @@ impl PodWorker {
             t.started = Some(Instant::now());
             t.probes.clear();
         }
-        let record = self.record_mut(init, i);
+        let record = self.record_mut(group, i);
         record.image = image;
         record.waiting = None;
         record.started = ProbeSpec::of(spec, ProbeKind::Startup).is_none();
@@ -376,7 +423,7 @@ impl PodWorker {
     /// that failed to pull is then told ImagePullBackOff.
     async fn waiting_out_pull_backoff(
         &mut self,
-        init: bool,
+        group: Group,
         i: usize,
         name: &str,
         image: &str,
@@ -387,7 +434,7 @@ impl PodWorker {
         if !backing_off {
             return false;
         }
-        let record = self.record_mut(init, i);
+        let record = self.record_mut(group, i);
         let failed_pull = record
             .waiting
             .as_ref()
@@ -413,7 +460,7 @@ impl PodWorker {
     /// container left waiting.
     async fn pull_for_instance(
         &mut self,
-        init: bool,
+        group: Group,
         i: usize,
         name: &str,
         pulled: Result<PulledImage, (Waiting, String)>,
@@ -429,7 +476,7 @@ impl PodWorker {
                 t.pull_failures += 1;
                 t.pull_retry_at = Some(now + backoff_delay(t.pull_failures));
                 t.pull_error = Some(error);
-                self.record_mut(init, i).waiting = Some(waiting);
+                self.record_mut(group, i).waiting = Some(waiting);
                 return None;
             }
         };
@@ -444,7 +491,7 @@ impl PodWorker {
     /// CreateContainerConfigError.
     async fn config_for_instance(
         &mut self,
-        init: bool,
+        group: Group,
         i: usize,
         name: &str,
         built: Result<ContainerConfig, String>,
@@ -453,7 +500,7 @@ impl PodWorker {
             Ok(c) => Some(c),
             Err(message) => {
                 // Retried every sync: tell only when the problem changes.
-                let repeated = self.record_mut(init, i).waiting.as_ref().is_some_and(|w| {
+                let repeated = self.record_mut(group, i).waiting.as_ref().is_some_and(|w| {
                     w.reason == "CreateContainerConfigError" && w.message == message
                 });
                 if !repeated {
@@ -465,7 +512,7 @@ impl PodWorker {
                     )
                     .await;
                 }
-                self.record_mut(init, i).waiting = Some(Waiting {
+                self.record_mut(group, i).waiting = Some(Waiting {
                     reason: "CreateContainerConfigError".into(),
                     message,
                 });
@@ -478,14 +525,14 @@ impl PodWorker {
     /// runtime, and its back-off level carries over. Returns it.
     async fn retire_previous_instance(
         &mut self,
-        init: bool,
+        group: Group,
         i: usize,
         name: &str,
     ) -> Option<Instance> {
-        let old = self.record_mut(init, i).current.take();
+        let old = self.record_mut(group, i).current.take();
         if let Some(old) = &old {
             if let InstanceState::Exited(t) = &old.state {
-                self.record_mut(init, i).last_termination = Some(t.clone());
+                self.record_mut(group, i).last_termination = Some(t.clone());
             }
             if let Err(e) = self.shared.runtime.remove(&old.id).await {
                 warn!(pod = %self.name(), container = %name, error = %e, "removing the old instance failed");
@@ -511,7 +558,7 @@ impl PodWorker {
     /// CreateContainerError (keeping `old` as its current instance) and returns false.
     async fn create_instance(
         &mut self,
-        init: bool,
+        group: Group,
         i: usize,
         name: &str,
         config: &ContainerConfig,
@@ -537,18 +584,18 @@ impl PodWorker {
             Some(name),
         )
         .await;
-        self.record_mut(init, i).waiting = Some(Waiting {
+        self.record_mut(group, i).waiting = Some(Waiting {
             reason: "CreateContainerError".into(),
             message,
         });
-        self.keep_old_instance(init, i, name, old);
+        self.keep_old_instance(group, i, name, old);
         false
     }
 
     /// A new instance could not be made: `old`, if any, stays the current (exited)
     /// instance, so restarts keep counting from it.
-    fn keep_old_instance(&mut self, init: bool, i: usize, name: &str, old: Option<Instance>) {
-        let record = self.record_mut(init, i);
+    fn keep_old_instance(&mut self, group: Group, i: usize, name: &str, old: Option<Instance>) {
+        let record = self.record_mut(group, i);
         if let Some(old) = old {
             record.current = Some(Instance {
                 state: InstanceState::Exited(record.last_termination.clone().unwrap_or(
@@ -620,7 +667,7 @@ impl PodWorker {
         &self,
         spec: &Value,
         restart_count: u32,
-        init: bool,
+        group: Group,
     ) -> Result<crate::agent::runtime::ContainerConfig, String> {
         let mut sources = Sources::new();
         for (kind, name) in env_sources(spec) {
@@ -670,7 +717,10 @@ impl PodWorker {
         let shared = cfg
             .shared_ipc_uts
             .then_some((files.ipc.as_path(), files.uts.as_path()));
-        let namespaces = container::pod_namespaces(&self.pod, &self.netns, shared);
+        let mut namespaces = container::pod_namespaces(&self.pod, &self.netns, shared);
+        if self.shares_process_namespace() {
+            namespaces.pid = NamespaceMode::Path(cfg.pod_pid_namespace(&self.uid).file);
+        }
         let ctx = PodContext {
             pod: &self.pod,
             pod_dir: &self.pod_dir,
@@ -683,8 +733,14 @@ impl PodWorker {
             sources: &sources,
             services: &services,
         };
-        let mut config = container::container_config(&ctx, spec, restart_count, init)?;
+        let mut config = container::container_config(&ctx, spec, restart_count, group.label())?;
         config.seccomp = container::seccomp_profile(&self.pod, spec, &cfg.seccomp_root);
+        if let Some(target) = spec["targetContainerName"]
+            .as_str()
+            .filter(|t| group == Group::Ephemeral && !t.is_empty())
+        {
+            config.namespaces.pid = self.target_pid_namespace(target).await?;
+        }
         // Looked up when the sandbox was made; a pod re-adopted after a restart looks
         // it up for its next container.
         config.runtime_handler = match &self.runtime_handler {

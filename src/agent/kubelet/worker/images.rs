@@ -5,7 +5,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{containers, error_chain, humantime, PodWorker};
+use super::{containers, error_chain, humantime, Group, PodWorker};
 use crate::agent::kubelet::container::{self, pull_policy};
 use crate::agent::kubelet::status::Waiting;
 use crate::agent::runtime::PullPolicy;
@@ -32,14 +32,14 @@ impl PodWorker {
     /// on failure.
     pub(super) async fn pull(
         &self,
-        init: bool,
+        group: Group,
         name: &str,
         spec: &Value,
         image: &str,
     ) -> Result<PulledImage, (Waiting, String)> {
         let policy = pull_policy(spec);
         let runtime = &self.shared.runtime;
-        let field = self.field_path(init, name);
+        let field = self.field_path(group, name);
         if policy != PullPolicy::Always {
             if let Ok(info) = runtime.ensure_image(image, PullPolicy::Never, None).await {
                 // Told after the status is written.

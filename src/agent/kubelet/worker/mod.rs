@@ -29,6 +29,9 @@ use super::status::{ContainerRecord, InstanceState};
 use super::Shared;
 use crate::agent::runtime::ContainerSummary;
 
+/// This agent's own binary, which `orc pause` holders run as (what the path names even
+/// after the file was replaced by an upgrade).
+const SELF_EXE: &str = "/proc/self/exe";
 /// Grace period when neither the delete nor the pod names one.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Grace period for containers of pods that vanished while the agent was away.
@@ -84,6 +87,9 @@ pub struct PodWorker {
     volumes: BTreeMap<String, (PathBuf, bool)>,
     init: Vec<ContainerRecord>,
     apps: Vec<ContainerRecord>,
+    /// The ephemeral containers, in the order the pod's spec added them: each runs
+    /// once and is never restarted.
+    ephemeral: Vec<ContainerRecord>,
     track: BTreeMap<String, Track>,
     /// Why the pod cannot start (sandbox or volume failures).
     message: Option<(String, String)>,
@@ -119,6 +125,43 @@ pub struct PodWorker {
     /// The runtime handler its RuntimeClass names, once looked up (`Some(None)`: the
     /// node's default).
     runtime_handler: Option<Option<String>>,
+}
+
+/// Which of the pod's container lists a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Group {
+    Init,
+    App,
+    Ephemeral,
+}
+
+impl Group {
+    /// The list's field in the pod spec.
+    fn field(self) -> &'static str {
+        match self {
+            Group::Init => "initContainers",
+            Group::App => "containers",
+            Group::Ephemeral => "ephemeralContainers",
+        }
+    }
+
+    /// The runtime label value a restarted agent re-adopts the container by.
+    fn label(self) -> &'static str {
+        match self {
+            Group::Init => "init",
+            Group::App => "app",
+            Group::Ephemeral => "ephemeral",
+        }
+    }
+
+    /// The group a runtime label value names (`app` when unset or unknown).
+    fn from_label(label: Option<&str>) -> Group {
+        match label {
+            Some("init") => Group::Init,
+            Some("ephemeral") => Group::Ephemeral,
+            _ => Group::App,
+        }
+    }
 }
 
 /// An event queued until the status is written.
@@ -184,6 +227,7 @@ impl PodWorker {
             volumes: BTreeMap::new(),
             init,
             apps,
+            ephemeral: Vec::new(),
             track: BTreeMap::new(),
             message: None,
             last_posted: None,
@@ -201,8 +245,20 @@ impl PodWorker {
             pending_attach: None,
             runtime_handler: None,
         };
+        worker.add_ephemeral_records();
         worker.adopt(adopted);
         worker
+    }
+
+    /// Adds a record for each ephemeral container the spec names that has none yet
+    /// (they are only ever added, through the `ephemeralcontainers` subresource).
+    fn add_ephemeral_records(&mut self) {
+        for spec in containers(&self.pod["spec"], "ephemeralContainers") {
+            let name = spec["name"].as_str().unwrap_or("");
+            if !self.ephemeral.iter().any(|r| r.name == name) {
+                self.ephemeral.push(record_for(&spec));
+            }
+        }
     }
 
     fn name(&self) -> String {
@@ -301,6 +357,10 @@ impl PodWorker {
         if !self.sandbox_ready || self.message.is_some() {
             return true;
         }
+        if self.ephemeral.iter().any(|r| r.current.is_none()) {
+            // An ephemeral container waits to start (or for its image).
+            return true;
+        }
         let policy = self.policy();
         let init_policy = if policy == "Never" {
             "Never"
@@ -388,6 +448,7 @@ impl PodWorker {
     /// Takes the pod as the API has it now (the next sync acts on it).
     pub fn update(&mut self, pod: Value) {
         self.pod = pod;
+        self.add_ephemeral_records();
     }
 
     /// Whether the pod has ended for good (Succeeded or Failed as last posted or stored).
@@ -432,6 +493,7 @@ impl PodWorker {
             if self.sandbox_ready {
                 self.poll_containers().await;
                 let initialized = self.sync_init_containers().await;
+                self.sync_ephemeral_containers().await;
                 if initialized {
                     self.sync_app_containers().await;
                     self.stop_sidecars_when_done().await;
@@ -463,23 +525,47 @@ impl PodWorker {
         since.elapsed() >= Duration::from_secs(deadline)
     }
 
+    /// Whether the pod's containers share one PID namespace of its own
+    /// (`shareProcessNamespace`; made only where the agent makes the pod's namespaces).
+    fn shares_process_namespace(&self) -> bool {
+        self.shared.config.shared_ipc_uts && self.pod["spec"]["shareProcessNamespace"] == true
+    }
+
     fn termination_grace(&self) -> Duration {
         self.pod["spec"]["terminationGracePeriodSeconds"]
             .as_u64()
             .map_or(DEFAULT_GRACE, Duration::from_secs)
     }
 
-    fn record_mut(&mut self, init: bool, i: usize) -> &mut ContainerRecord {
-        if init {
-            &mut self.init[i]
-        } else {
-            &mut self.apps[i]
+    fn record(&self, group: Group, i: usize) -> &ContainerRecord {
+        match group {
+            Group::Init => &self.init[i],
+            Group::App => &self.apps[i],
+            Group::Ephemeral => &self.ephemeral[i],
         }
     }
 
-    fn field_path(&self, init: bool, name: &str) -> String {
-        let field = if init { "initContainers" } else { "containers" };
-        format!("spec.{field}{{{name}}}")
+    fn record_mut(&mut self, group: Group, i: usize) -> &mut ContainerRecord {
+        match group {
+            Group::Init => &mut self.init[i],
+            Group::App => &mut self.apps[i],
+            Group::Ephemeral => &mut self.ephemeral[i],
+        }
+    }
+
+    fn field_path(&self, group: Group, name: &str) -> String {
+        format!("spec.{}{{{name}}}", group.field())
+    }
+
+    /// The group of the container named `name` (`App` when none has the name).
+    fn group_of(&self, name: &str) -> Group {
+        if self.init.iter().any(|r| r.name == name) {
+            Group::Init
+        } else if self.ephemeral.iter().any(|r| r.name == name) {
+            Group::Ephemeral
+        } else {
+            Group::App
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{containers, PodWorker, Track};
+use super::{containers, Group, PodWorker, Track};
 use crate::agent::kubelet::probes::{run_probe, ProbeError, ProbeKind, ProbeSpec};
 use crate::agent::runtime::SIGTERM;
 
@@ -18,12 +18,12 @@ impl PodWorker {
             .into_iter()
             .enumerate()
             .filter(|(_, spec)| crate::agent::kubelet::status::is_sidecar(spec))
-            .map(|(i, spec)| (true, i, spec));
+            .map(|(i, spec)| (Group::Init, i, spec));
         let apps = containers(&self.pod["spec"], "containers")
             .into_iter()
             .enumerate()
-            .map(|(i, spec)| (false, i, spec));
-        let probed: Vec<(bool, usize, serde_json::Value)> = sidecars
+            .map(|(i, spec)| (Group::App, i, spec));
+        let probed: Vec<(Group, usize, serde_json::Value)> = sidecars
             .chain(apps)
             .filter(|(_, _, spec)| {
                 [
@@ -35,9 +35,13 @@ impl PodWorker {
                 .any(|&k| ProbeSpec::of(spec, k).is_some())
             })
             .collect();
-        for (init, i, spec) in &probed {
-            let (init, i) = (*init, *i);
-            let records = if init { &self.init } else { &self.apps };
+        for (group, i, spec) in &probed {
+            let (group, i) = (*group, *i);
+            let records = if group == Group::Init {
+                &self.init
+            } else {
+                &self.apps
+            };
             let Some(record) = records.get(i) else {
                 continue;
             };
@@ -86,9 +90,9 @@ impl PodWorker {
                 };
                 match (kind, settled) {
                     (ProbeKind::Readiness, ready) => {
-                        self.record_mut(init, i).probe_ready = Some(ready)
+                        self.record_mut(group, i).probe_ready = Some(ready)
                     }
-                    (ProbeKind::Startup, true) => self.record_mut(init, i).started = true,
+                    (ProbeKind::Startup, true) => self.record_mut(group, i).started = true,
                     (ProbeKind::Liveness, true) => {}
                     (ProbeKind::Liveness | ProbeKind::Startup, false) => {
                         let text = format!(

@@ -116,6 +116,12 @@ impl PodWorker {
     /// The status as it would be posted now.
     pub fn status(&self) -> Value {
         let mut status = status::pod_status(&self.facts(), &self.init, &self.apps);
+        if !self.ephemeral.is_empty() {
+            status["ephemeralContainerStatuses"] = json!(status::ephemeral_container_statuses(
+                &self.pod,
+                &self.ephemeral
+            ));
+        }
         if let (Some(at), Some((_, message))) = (self.evicted_at, &self.message) {
             status::add_disruption_target(&mut status, message, at);
         }
@@ -180,10 +186,7 @@ impl PodWorker {
         message: &str,
         container: Option<&str>,
     ) {
-        let field = container.map(|c| {
-            let init = self.init.iter().any(|r| r.name == c);
-            self.field_path(init, c)
-        });
+        let field = container.map(|c| self.field_path(self.group_of(c), c));
         self.event_at_later(kind, reason, message, field.as_deref().unwrap_or(""));
     }
 
@@ -214,10 +217,7 @@ impl PodWorker {
         message: &str,
         container: Option<&str>,
     ) {
-        let field = container.map(|c| {
-            let init = self.init.iter().any(|r| r.name == c);
-            self.field_path(init, c)
-        });
+        let field = container.map(|c| self.field_path(self.group_of(c), c));
         self.event_at(kind, reason, message, field.as_deref().unwrap_or(""))
             .await;
     }

@@ -2,12 +2,13 @@
 //! namespaces, and the /etc/hosts, resolv.conf and hostname files.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use chrono::Utc;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{error_chain, PodWorker};
+use super::{error_chain, PodWorker, SELF_EXE};
 use crate::agent::kubelet::pod_files;
 use crate::agent::net::PodInterface;
 
@@ -138,6 +139,14 @@ impl PodWorker {
         };
         tracing::debug!(pod = %self.name(), netns_ms, volumes_ms, ipc_uts_wait_ms = begun.elapsed().as_millis() as u64, "pod sandbox steps");
         namespaces.map_err(sandbox_err)?;
+        if self.shares_process_namespace() {
+            let pid_ns = self.shared.config.pod_pid_namespace(&self.uid);
+            tokio::task::spawn_blocking(move || pid_ns.create(Path::new(SELF_EXE)))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|made| made.map_err(|e| e.to_string()))
+                .map_err(|e| sandbox_err(format!("create the shared PID namespace: {e}")))?;
+        }
         result
     }
 

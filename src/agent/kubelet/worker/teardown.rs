@@ -30,7 +30,12 @@ impl PodWorker {
             .await;
         let running = self.running_containers();
         self.stop_containers(&running, eviction.grace).await;
-        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
+        for r in self
+            .init
+            .iter_mut()
+            .chain(self.apps.iter_mut())
+            .chain(self.ephemeral.iter_mut())
+        {
             r.waiting = None;
         }
     }
@@ -39,6 +44,7 @@ impl PodWorker {
         self.init
             .iter()
             .chain(self.apps.iter())
+            .chain(self.ephemeral.iter())
             .filter(|r| r.is_running())
             .filter_map(|r| Some((r.name.clone(), r.current.as_ref()?.id.clone())))
             .collect()
@@ -54,7 +60,12 @@ impl PodWorker {
         let running = self.running_containers();
         self.stop_containers(&running, self.termination_grace())
             .await;
-        for r in self.init.iter_mut().chain(self.apps.iter_mut()) {
+        for r in self
+            .init
+            .iter_mut()
+            .chain(self.apps.iter_mut())
+            .chain(self.ephemeral.iter_mut())
+        {
             r.waiting = None;
         }
     }
@@ -111,7 +122,12 @@ impl PodWorker {
         }
         let runtime = self.shared.runtime.clone();
         let mut ids: Vec<(String, String)> = Vec::new();
-        for r in self.init.iter().chain(self.apps.iter()) {
+        for r in self
+            .init
+            .iter()
+            .chain(self.apps.iter())
+            .chain(self.ephemeral.iter())
+        {
             if let Some(i) = &r.current {
                 ids.push((r.name.clone(), i.id.clone()));
             }
@@ -176,6 +192,10 @@ impl PodWorker {
         if self.shared.config.shared_ipc_uts {
             if let Err(e) = self.shared.config.pod_namespaces(&self.uid).delete() {
                 warn!(%pod, error = %e, "deleting IPC/UTS namespaces failed");
+            }
+            // Whether or not the pod (still) shares one: a holder left behind goes.
+            if let Err(e) = self.shared.config.pod_pid_namespace(&self.uid).delete() {
+                warn!(%pod, error = %e, "deleting the shared PID namespace failed");
             }
         }
         // Secret volumes are tmpfs mounts: gone with their contents before the files.

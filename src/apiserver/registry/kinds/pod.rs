@@ -98,11 +98,31 @@ impl Strategy for PodStrategy {
         old: &Value,
         subresource: Option<&str>,
     ) {
+        if subresource == Some(EPHEMERAL_CONTAINERS) {
+            take_only_ephemeral_containers(new, old);
+            defaults::apply_defaults(cx.def.kind, new);
+            return;
+        }
         keep_unwritten_part(cx.def, new, old, subresource);
         if subresource == Some("status") {
             defaults::pod_status_defaults(new);
         } else {
             defaults::apply_defaults(cx.def.kind, new);
+        }
+    }
+
+    /// Upstream's `podEphemeralContainersStrategy.ValidateUpdate`.
+    fn validate_subresource_update(
+        &self,
+        cx: &Context,
+        subresource: &str,
+        new: &Value,
+        old: &Value,
+    ) -> Vec<FieldError> {
+        if subresource == EPHEMERAL_CONTAINERS {
+            validation::validate_pod_ephemeral_containers_update(new, old)
+        } else {
+            self.validate_update(cx, new, old)
         }
     }
 
@@ -152,6 +172,30 @@ impl Strategy for PodStrategy {
                 .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS)
         });
         grace.max(0)
+    }
+}
+
+/// The subresource that adds ephemeral containers to a running pod.
+const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
+
+/// Upstream's `dropNonEphemeralContainerUpdates`: a write of `ephemeralcontainers`
+/// takes only `spec.ephemeralContainers` from `new`; the spec, status and metadata
+/// (apart from the managed fields the write records) are the stored ones.
+fn take_only_ephemeral_containers(new: &mut Value, old: &Value) {
+    let ephemeral = new["spec"]
+        .get("ephemeralContainers")
+        .filter(|v| !v.is_null())
+        .cloned();
+    let managed = new["metadata"].get("managedFields").cloned();
+    *new = old.clone();
+    if let Some(spec) = new["spec"].as_object_mut() {
+        match ephemeral {
+            Some(list) => spec.insert("ephemeralContainers".into(), list),
+            None => spec.remove("ephemeralContainers"),
+        };
+    }
+    if let (Some(meta), Some(managed)) = (new["metadata"].as_object_mut(), managed) {
+        meta.insert("managedFields".into(), managed);
     }
 }
 
@@ -507,6 +551,26 @@ mod tests {
                 assert!(kv.value["spec"]["preemptionPolicy"].is_string(), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn an_ephemeral_containers_write_takes_only_the_ephemeral_containers() {
+        let old = json!({"metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            "status": {"phase": "Running"}});
+        let mut new = json!({"metadata": {"name": "web", "labels": {"app": "other"},
+                "managedFields": [{"manager": "kubectl-debug"}]},
+            "spec": {"activeDeadlineSeconds": 5, "containers": [{"name": "app", "image": "nginx:2"}],
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]},
+            "status": {"phase": "Failed"}});
+        take_only_ephemeral_containers(&mut new, &old);
+        let mut expected = old.clone();
+        expected["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox"}]);
+        expected["metadata"]["managedFields"] = json!([{"manager": "kubectl-debug"}]);
+        assert_eq!(new, expected);
+        let mut emptied = json!({"metadata": {}, "spec": {}});
+        take_only_ephemeral_containers(&mut emptied, &expected);
+        assert!(emptied["spec"].get("ephemeralContainers").is_none());
     }
 
     #[test]
