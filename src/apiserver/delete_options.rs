@@ -128,6 +128,7 @@ pub fn from_typed(
         propagation,
         precondition_uid: preconditions.uid.filter(|u| !u.is_empty()),
         precondition_rv: preconditions.resource_version.filter(|r| !r.is_empty()),
+        orphan_dependents_false: orphan == Some(false),
     })
 }
 
@@ -254,8 +255,10 @@ mod tests {
     fn orphan_dependents_maps_to_a_policy_and_the_body_wins_over_the_query() {
         let o = parse("application/json", br#"{"orphanDependents": true}"#, "").unwrap();
         assert_eq!(o.propagation.as_deref(), Some("Orphan"));
+        assert!(!o.orphan_dependents_false);
         let o = parse("", b"", "orphanDependents=false").unwrap();
         assert_eq!(o.propagation.as_deref(), Some("Background"));
+        assert!(o.orphan_dependents_false, "a pending delete then answers 202");
         let o = parse(
             "application/json",
             br#"{"gracePeriodSeconds": 1}"#,

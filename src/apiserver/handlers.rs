@@ -751,7 +751,13 @@ async fn resource(
                     &w.warnings,
                 ));
             }
-            let code = if w.deleted { 200 } else { 202 };
+            // Upstream answers 202 only for a pending delete asked with
+            // `orphanDependents: false` ("changing it would break existing clients").
+            let code = if !w.deleted && dopts.orphan_dependents_false {
+                202
+            } else {
+                200
+            };
             Ok(written(def, code, w))
         }
         ("deletecollection", None, None) => {

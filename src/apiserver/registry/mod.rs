@@ -90,6 +90,9 @@ pub struct DeleteOptions {
     pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
+    /// The client asked `orphanDependents: false`: a delete that does not remove the
+    /// object at once answers 202 (upstream's only case; otherwise 200).
+    pub orphan_dependents_false: bool,
 }
 
 /// The result of a write: the object as stored (or as it would be, for dry runs).
