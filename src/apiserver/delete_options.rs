@@ -258,7 +258,10 @@ mod tests {
         assert!(!o.orphan_dependents_false);
         let o = parse("", b"", "orphanDependents=false").unwrap();
         assert_eq!(o.propagation.as_deref(), Some("Background"));
-        assert!(o.orphan_dependents_false, "a pending delete then answers 202");
+        assert!(
+            o.orphan_dependents_false,
+            "a pending delete then answers 202"
+        );
         let o = parse(
             "application/json",
             br#"{"gracePeriodSeconds": 1}"#,
