@@ -8,15 +8,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info_span, warn, Instrument};
@@ -146,21 +145,9 @@ pub async fn serve<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut incoming) = ws.split();
-    let (outbound, mut queue) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = queue.recv().await {
-            if sink.send(Message::binary(message)).await.is_err() {
-                return;
-            }
-        }
-        let normal = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        let _ = sink.send(Message::Close(Some(normal))).await;
-        let _ = sink.close().await;
-    });
+    let (sink, mut incoming) = ws.split();
+    let (outbound, queue) = mpsc::channel::<Vec<u8>>(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(super::super::exec::write_client(sink, queue));
     // Each channel opens with its port.
     for (i, port) in ports.iter().enumerate() {
         for channel in [2 * i, 2 * i + 1] {
@@ -257,6 +244,7 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::SinkExt;
 
     #[test]
     fn ports_are_read_as_upstream_reads_them() {
