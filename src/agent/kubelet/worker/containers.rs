@@ -120,11 +120,7 @@ impl PodWorker {
         };
         // Once an app container was made, initialization is over for good (upstream):
         // only the sidecars are kept running.
-        let app_made = self
-            .apps
-            .iter()
-            .any(|r| r.current.is_some() || r.last_termination.is_some());
-        if app_made {
+        if self.app_made() {
             for (i, spec) in specs.iter().enumerate() {
                 if status::is_sidecar(spec) && !self.init[i].is_running() && !self.finishing() {
                     self.advance(Group::Init, i, spec, "Always").await;

@@ -429,11 +429,7 @@ impl PodWorker {
     /// started — and for good once an app container was made (a sidecar restarting
     /// later does not undo it, as upstream).
     pub(super) fn initialized(&self) -> bool {
-        if self
-            .apps
-            .iter()
-            .any(|r| r.current.is_some() || r.last_termination.is_some())
-        {
+        if self.app_made() {
             return true;
         }
         self.init.iter().enumerate().all(|(i, r)| {
@@ -443,6 +439,13 @@ impl PodWorker {
                 r.terminated().is_some_and(|t| t.exit_code == 0)
             }
         })
+    }
+
+    /// Whether an app container was ever made: initialization is then over for good.
+    pub(super) fn app_made(&self) -> bool {
+        self.apps
+            .iter()
+            .any(|r| r.current.is_some() || r.last_termination.is_some())
     }
 
     /// Takes the pod as the API has it now (the next sync acts on it).
