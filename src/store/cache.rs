@@ -204,22 +204,30 @@ impl Cache {
         limit: usize,
         filter: ListFilter<'_>,
     ) -> ListPage {
-        let inner = self.read();
         let start: Bound<&str> = match start_after {
             Some(k) if k >= prefix => Bound::Excluded(k),
             _ => Bound::Included(prefix),
         };
+        // The page's objects at one revision, taken under the lock; the filter runs
+        // after it is released. A filter may read the store itself (the pod GC looks up
+        // each pod's node): a second read lock taken while a write waits would never be
+        // granted, and every thread that touches the store would stop behind it.
+        let (candidates, revision) = {
+            let inner = self.read();
+            // The filter reads a handle of its own: what it parses goes with it (or
+            // with the list's items) instead of staying in the cache.
+            let candidates: Vec<KeyValue> = inner
+                .objects
+                .range::<str, _>((start, Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, kv)| kv.cold())
+                .collect();
+            (candidates, inner.revision)
+        };
         let mut items = Vec::new();
         let mut remaining = 0;
         let mut continue_after = None;
-        for (key, kv) in inner
-            .objects
-            .range::<str, _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            // The filter reads a handle of its own: what it parses goes with it (or
-            // with the list's items) instead of staying in the cache.
-            let item = kv.cold();
+        for item in candidates {
             if !filter(&item) {
                 continue;
             }
@@ -227,17 +235,17 @@ impl Cache {
                 remaining += 1;
                 continue;
             }
-            items.push(item);
-            if limit > 0 && items.len() == limit {
-                continue_after = Some(key.to_string());
+            if limit > 0 && items.len() + 1 == limit {
+                continue_after = Some(item.key.to_string());
             }
+            items.push(item);
         }
         if remaining == 0 {
             continue_after = None;
         }
         ListPage {
             items,
-            revision: inner.revision,
+            revision,
             continue_after,
             remaining,
         }
@@ -554,6 +562,37 @@ mod tests {
     }
 
     /// An event whose object serializes to exactly `size` bytes (key included in the count).
+    /// The pod GC's filter looks up each pod's node: a filter that reads the cache while
+    /// a write waits for it must not stop the list (nor, behind it, every reader).
+    #[test]
+    fn a_list_filter_may_read_the_cache_while_a_write_waits() {
+        let cache = Arc::new(Cache::new(vec![], vec![], 0, 0));
+        cache.apply(vec![added("/n/a", 1), added("/p/1", 2), added("/p/2", 3)]);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let lister = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                let writer_started = std::sync::Once::new();
+                let filter = |kv: &KeyValue| {
+                    writer_started.call_once(|| {
+                        let cache = cache.clone();
+                        std::thread::spawn(move || cache.apply(vec![added("/p/3", 4)]));
+                        // Let the write reach the lock and wait there.
+                        std::thread::sleep(Duration::from_millis(100));
+                    });
+                    kv.key.ends_with('1') && cache.get("/n/a").is_some()
+                };
+                let page = cache.list("/p/", None, 0, &filter);
+                done_tx.send(page.items.len()).unwrap();
+            })
+        };
+        let found = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the list finished");
+        assert_eq!(found, 1);
+        lister.join().unwrap();
+    }
+
     fn sized(key: &str, rev: Revision, size: usize) -> Event {
         let mut e = added(key, rev);
         e.kv.raw = Bytes::from(vec![b' '; size - key.len()]);
