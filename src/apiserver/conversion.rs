@@ -334,13 +334,12 @@ mod tests {
             .convert(objects, "example.com/v2", Some("WidgetList"))
             .await
             .unwrap();
-        let seen = fake.seen.lock().unwrap();
+        let seen = fake.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0]["request"]["objects"].as_array().unwrap().len(), 2);
         assert_eq!(out[0]["spec"], json!({"replicas": 2}));
         assert_eq!(out[1], widget("v2", "b"));
         assert_eq!(out[2]["metadata"]["name"], "c");
-        drop(seen);
         // Nothing to convert: no review at all.
         converter
             .convert(vec![widget("v2", "b")], "example.com/v2", None)
