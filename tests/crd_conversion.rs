@@ -215,6 +215,23 @@ fn a_conversion_webhook_converts_reads_writes_and_watches() {
         s.get_json(&[&in_version("v2"), "a"])["spec"],
         json!({"replicas": 4})
     );
+    // kubectl apply in v1, client-side and server-side, twice each; diff is empty.
+    let e = widget("e", 7);
+    let (ok, text) = run(&s, &["apply", "-f", "-"], Some(&e));
+    assert!(ok && text.contains("widget.conv.example.com/e created"), "{text}");
+    let (ok, text) = run(&s, &["apply", "-f", "-"], Some(&e));
+    assert!(ok && text.contains("widget.conv.example.com/e unchanged"), "{text}");
+    for _ in 0..2 {
+        let (ok, text) = run(&s, &["apply", "--server-side", "-f", "-"], Some(&e));
+        assert!(ok && text.contains("widget.conv.example.com/e serverside-applied"), "{text}");
+    }
+    let (ok, text) = run(&s, &["diff", "-f", "-"], Some(&e));
+    assert!(ok && text.is_empty(), "{text}");
+    assert_eq!(
+        s.get_json(&[&in_version("v2"), "e"])["spec"],
+        json!({"replicas": 7})
+    );
+    s.ok(&["delete", &in_version("v1"), "e"]);
     // A watch in v1 sees v1 objects.
     let events = watch_events(&s, "v1");
     assert_eq!(events.len(), 2, "{events:?}");
