@@ -218,12 +218,21 @@ fn a_conversion_webhook_converts_reads_writes_and_watches() {
     // kubectl apply in v1, client-side and server-side, twice each; diff is empty.
     let e = widget("e", 7);
     let (ok, text) = run(&s, &["apply", "-f", "-"], Some(&e));
-    assert!(ok && text.contains("widget.conv.example.com/e created"), "{text}");
+    assert!(
+        ok && text.contains("widget.conv.example.com/e created"),
+        "{text}"
+    );
     let (ok, text) = run(&s, &["apply", "-f", "-"], Some(&e));
-    assert!(ok && text.contains("widget.conv.example.com/e unchanged"), "{text}");
+    assert!(
+        ok && text.contains("widget.conv.example.com/e unchanged"),
+        "{text}"
+    );
     for _ in 0..2 {
         let (ok, text) = run(&s, &["apply", "--server-side", "-f", "-"], Some(&e));
-        assert!(ok && text.contains("widget.conv.example.com/e serverside-applied"), "{text}");
+        assert!(
+            ok && text.contains("widget.conv.example.com/e serverside-applied"),
+            "{text}"
+        );
     }
     let (ok, text) = run(&s, &["diff", "-f", "-"], Some(&e));
     assert!(ok && text.is_empty(), "{text}");

@@ -87,16 +87,26 @@ impl Webhook {
     }
 
     /// The URL the review is posted to (for a Service, by its DNS name, as upstream
-    /// names it in errors), with upstream's `?timeout=30s`.
+    /// names it in errors; an empty path is `/`), with upstream's `?timeout=30s`.
     pub fn url(&self) -> String {
         let base = match &self.target {
-            Target::Url(url) => url.clone(),
+            Target::Url(url) => {
+                let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                if after_scheme.contains('/') {
+                    url.clone()
+                } else {
+                    format!("{url}/")
+                }
+            }
             Target::Service {
                 namespace,
                 name,
                 path,
                 port,
-            } => format!("https://{name}.{namespace}.svc:{port}{path}"),
+            } => {
+                let path = if path.is_empty() { "/" } else { path };
+                format!("https://{name}.{namespace}.svc:{port}{path}")
+            }
         };
         let sep = if base.contains('?') { '&' } else { '?' };
         format!("{base}{sep}timeout={}s", WEBHOOK_TIMEOUT.as_secs())
@@ -467,6 +477,16 @@ mod tests {
         assert_eq!(w.ca_bundle.as_deref(), Some("PEM"));
         assert_eq!(w.url(), "https://hook.sys.svc:443/convert?timeout=30s");
         assert_eq!(review_version(&w.review_versions), Ok("v1beta1"));
+        let mut bare = w.clone();
+        bare.target = Target::Service {
+            namespace: "sys".into(),
+            name: "hook".into(),
+            path: String::new(),
+            port: 443,
+        };
+        assert_eq!(bare.url(), "https://hook.sys.svc:443/?timeout=30s");
+        bare.target = Target::Url("https://conv.example.com:8443".into());
+        assert_eq!(bare.url(), "https://conv.example.com:8443/?timeout=30s");
         let none = json!({"spec": {"conversion": {"strategy": "None"}}});
         assert_eq!(Webhook::of_crd(&none), None);
     }
