@@ -314,6 +314,23 @@ fn a_conversion_webhook_converts_reads_writes_and_watches() {
     let last = events.last().expect("an event");
     assert_eq!(last["type"], "ERROR", "{events:?}");
     assert_eq!(last["object"]["code"], 500);
+    // A deletecollection in v1 needs the conversion too: refused, nothing deleted.
+    let (ok, text) = run(
+        &s,
+        &[
+            "delete",
+            "--raw",
+            &format!("/apis/{GROUP}/v1/namespaces/default/widgets"),
+        ],
+        None,
+    );
+    assert!(!ok && text.contains("conversion webhook for"), "{text}");
+    assert_eq!(
+        s.get_json(&[&in_version("v2")])["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     // Deleting works without the webhook (the object is removed as stored).
     s.ok(&["delete", &in_version("v2"), "a", "b"]);
     s.ok(&["delete", "crd", &format!("widgets.{GROUP}")]);

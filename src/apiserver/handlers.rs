@@ -1171,9 +1171,15 @@ async fn delete_collection(
     let predicate = predicate_of(def, labels, fields);
     let filter = |kv: &KeyValue| everything || predicate(&kv.value);
     let page = ctx.registry.list(def, ns, None, 0, &filter);
+    // Upstream lists what it deletes in the version asked for: a conversion that fails
+    // deletes nothing.
+    let page_items = ctx
+        .registry
+        .in_served_version(def, page.items, true)
+        .await?;
     let mut out = BytesMut::new();
     let mut first = true;
-    for kv in page.items {
+    for kv in page_items {
         let name = object::name(&kv.value).to_string();
         let ns = object::namespace(&kv.value).map(str::to_string);
         match ctx.registry.delete(def, ns.as_deref(), &name, dopts).await {
@@ -1182,7 +1188,9 @@ async fn delete_collection(
                     out.put_u8(b',');
                 }
                 first = false;
-                out.put_slice(&w.kv.raw);
+                let kv = super::registry::in_version(def, w.kv);
+                let kv = ctx.registry.one_in_served_version(def, kv).await?;
+                out.put_slice(&kv.raw);
             }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
