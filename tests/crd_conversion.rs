@@ -1,8 +1,9 @@
 //! CRD conversion webhooks through the real binary and the real kubectl, against a real
 //! HTTPS conversion webhook run by the test on loopback (moving `spec.size` of v1 to
 //! `spec.replicas` of v2, the storage version): writes in v1 are stored as v2, reads and
-//! watches in either version, by URL and through a Service's Endpoints, and upstream's
-//! errors (500, nothing written) for a webhook that is down or answers wrongly.
+//! watches in either version (answers pruned and defaulted by the target version's
+//! schema), by URL and through a Service's Endpoints, and upstream's errors (500,
+//! nothing written) for a webhook that is down or answers wrongly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +32,11 @@ fn convert(path: &str, review: &Value) -> Vec<u8> {
         .into_iter()
         .map(|mut o| {
             let spec = o["spec"].take();
+            // `extra` is in neither schema: pruned from what the webhook answers.
             o["spec"] = if desired.ends_with("/v2") {
-                json!({"replicas": spec["size"]})
+                json!({"replicas": spec["size"], "extra": "junk"})
             } else {
-                json!({"size": spec["replicas"]})
+                json!({"size": spec["replicas"], "extra": "junk"})
             };
             o["apiVersion"] = json!(desired);
             o
@@ -60,8 +62,13 @@ fn convert(path: &str, review: &Value) -> Vec<u8> {
 
 fn crd(client_config: Value) -> String {
     let schema = |field: &str| {
+        let mut properties = json!({field: {"type": "integer"}});
+        if field == "size" {
+            // v1 only: defaulted when a v2 object is read in v1.
+            properties["color"] = json!({"type": "string", "default": "blue"});
+        }
         json!({"openAPIV3Schema": {"type": "object", "properties": {
-            "spec": {"type": "object", "properties": {field: {"type": "integer"}}}}}})
+            "spec": {"type": "object", "properties": properties}}}})
     };
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -164,13 +171,16 @@ fn a_conversion_webhook_converts_reads_writes_and_watches() {
     let created: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(
         (&created["apiVersion"], &created["spec"]),
-        (&json!("conv.example.com/v1"), &json!({"size": 3}))
+        (
+            &json!("conv.example.com/v1"),
+            &json!({"size": 3, "color": "blue"})
+        )
     );
     let reviews = hooks.reviews_to("/convert");
     assert!(
         reviews.iter().any(
             |r| r["request"]["desiredAPIVersion"] == "conv.example.com/v2"
-                && r["request"]["objects"][0]["spec"] == json!({"size": 3})
+                && r["request"]["objects"][0]["spec"] == json!({"size": 3, "color": "blue"})
         ),
         "{reviews:?}"
     );
@@ -181,7 +191,7 @@ fn a_conversion_webhook_converts_reads_writes_and_watches() {
         (&json!("conv.example.com/v2"), &json!({"replicas": 3}))
     );
     let v1 = s.get_json(&[&in_version("v1"), "a"]);
-    assert_eq!(v1["spec"], json!({"size": 3}));
+    assert_eq!(v1["spec"], json!({"size": 3, "color": "blue"}));
     assert_eq!(v1["metadata"]["uid"], v2["metadata"]["uid"]);
     // Lists: the page's objects in one review.
     s.apply_yaml("create", &widget("b", 5));
@@ -247,7 +257,10 @@ fn a_conversion_webhook_converts_reads_writes_and_watches() {
     assert!(events
         .iter()
         .all(|e| e["type"] == "ADDED" && e["object"]["apiVersion"] == "conv.example.com/v1"));
-    assert_eq!(events[0]["object"]["spec"], json!({"size": 4}));
+    assert_eq!(
+        events[0]["object"]["spec"],
+        json!({"size": 4, "color": "blue"})
+    );
 
     // Through a Service whose Endpoints point at the webhook on loopback.
     s.apply_yaml(

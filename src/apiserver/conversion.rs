@@ -219,15 +219,23 @@ impl Registry {
             .convert(objects, &desired, if as_list { list_kind } else { None })
             .await
             .map_err(|e| api_error(&e))?;
+        let webhook = def.custom.is_some_and(|c| c.conversion.is_some());
+        let schema = def.custom.and_then(|c| c.structural.as_deref());
         Ok(kvs
             .into_iter()
             .zip(converted)
-            .map(|(kv, obj)| {
+            .map(|(kv, mut obj)| {
                 if kv.value["apiVersion"] == obj["apiVersion"] {
-                    kv
-                } else {
-                    kv.with_value(obj)
+                    return kv;
                 }
+                if let (true, Some(schema)) = (webhook, schema) {
+                    // Upstream's schema-coercing converter and read defaulting: what the
+                    // webhook answered, pruned to the served version's schema and
+                    // defaulted by it.
+                    crate::api::crd::prune(schema, &mut obj);
+                    crate::api::crd::apply_defaults(schema, &mut obj);
+                }
+                kv.with_value(obj)
             })
             .collect())
     }
@@ -259,7 +267,19 @@ impl Registry {
             .convert(vec![obj], &desired, None)
             .await
             .map_err(|e| api_error(&e))?;
-        Ok(out.remove(0))
+        let mut obj = out.remove(0);
+        if custom.conversion.is_some() {
+            // Pruned to the storage version's schema (when it is served), as upstream's
+            // schema-coercing converter does with the webhook's answer.
+            let storage =
+                self.catalog
+                    .snapshot()
+                    .by_plural(def.group, &custom.storage_version, def.plural);
+            if let Some(schema) = storage.and_then(|d| d.custom?.structural.as_deref()) {
+                crate::api::crd::prune(schema, &mut obj);
+            }
+        }
+        Ok(obj)
     }
 }
 
