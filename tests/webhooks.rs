@@ -5,32 +5,20 @@
 //! pick objects and namespaces, a Service-backed webhook is reached at its Endpoints,
 //! dry runs reach webhooks without side effects, and the cost of a webhook per create.
 
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 mod support;
+use support::https_webhook::HttpsWebhook;
 use support::server::{stdout, Server};
 use support::wait::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// The name the webhook's certificate holds besides 127.0.0.1 (Service `wh` in default).
 const SERVICE_HOST: &str = "wh.default.svc";
-
-/// The test's webhook server: what it was asked, per path.
-struct WebhookServer {
-    port: u16,
-    ca_pem: String,
-    reviews: Arc<Mutex<Vec<(String, Value)>>>,
-    _runtime: tokio::runtime::Runtime,
-}
 
 /// The answer to a review: `/validate` refuses objects labelled deny=true, `/mutate`
 /// adds the label mutated=yes, `/max-replicas` refuses more than 3 replicas, `/allow`
@@ -77,106 +65,14 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
     .expect("encode review")
 }
 
-impl WebhookServer {
-    fn start() -> WebhookServer {
-        let ca_key = rcgen::KeyPair::generate().expect("ca key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "webhook test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("self-sign ca");
-        let key = rcgen::KeyPair::generate().expect("serving key");
-        let mut params =
-            rcgen::CertificateParams::new(vec![SERVICE_HOST.to_string()]).expect("params");
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().expect("ip")));
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("sign");
-        let certs = rustls_pemfile::certs(&mut cert.pem().as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("certs");
-        let private = rustls_pemfile::private_key(&mut key.serialize_pem().as_bytes())
-            .expect("key")
-            .expect("a key");
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, private)
-        .expect("server config");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind webhook port");
-        let port = listener.local_addr().expect("addr").port();
-        let reviews = Arc::new(Mutex::new(Vec::new()));
-        let seen = reviews.clone();
-        runtime.spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (acceptor, seen) = (acceptor.clone(), seen.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let seen = seen.clone();
-                            async move {
-                                let path = req.uri().path().to_string();
-                                let body: Result<Bytes, _> =
-                                    req.into_body().collect().await.map(|b| b.to_bytes());
-                                let review: Value = body
-                                    .ok()
-                                    .and_then(|b| serde_json::from_slice(&b).ok())
-                                    .unwrap_or(Value::Null);
-                                seen.lock().unwrap().push((path.clone(), review.clone()));
-                                let out = answer(&path, &review).await;
-                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(out))))
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        WebhookServer {
-            port,
-            ca_pem: ca.pem(),
-            reviews,
-            _runtime: runtime,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn ca_bundle(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(&self.ca_pem)
-    }
-
-    /// The reviews sent to `path` so far.
-    fn reviews_to(&self, path: &str) -> Vec<Value> {
-        self.reviews
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, r)| r.clone())
-            .collect()
-    }
+/// The test's webhook server, answering with [`answer`].
+fn start_webhooks() -> HttpsWebhook {
+    HttpsWebhook::start(
+        SERVICE_HOST,
+        Arc::new(|path: String, review: Value| {
+            Box::pin(async move { answer(&path, &review).await })
+        }),
+    )
 }
 
 /// A webhook configuration of `kind` with one webhook per `(name, clientConfig, extra)`,
@@ -227,7 +123,7 @@ fn create(s: &Server, manifest: &str, extra: &[&str]) -> (bool, String) {
 
 #[test]
 fn validating_and_mutating_webhooks_refuse_and_label_pods() {
-    let hooks = WebhookServer::start();
+    let hooks = start_webhooks();
     let s = Server::start();
     let by_url = |path: &str| json!({"url": hooks.url(path), "caBundle": hooks.ca_bundle()});
     s.apply_yaml(
@@ -348,7 +244,7 @@ fn validating_and_mutating_webhooks_refuse_and_label_pods() {
 
 #[test]
 fn failure_policy_decides_for_dead_slow_and_garbage_webhooks() {
-    let hooks = WebhookServer::start();
+    let hooks = start_webhooks();
     let s = Server::start();
     let dead = json!({"url": "https://127.0.0.1:1/dead", "caBundle": hooks.ca_bundle()});
 
@@ -449,7 +345,7 @@ fn rand_suffix() -> String {
 
 #[test]
 fn selectors_pick_the_objects_and_namespaces_a_webhook_sees() {
-    let hooks = WebhookServer::start();
+    let hooks = start_webhooks();
     let s = Server::start();
     s.ok(&["create", "namespace", "watched"]);
     s.ok(&["label", "namespace", "watched", "webhooks=on"]);
@@ -522,7 +418,7 @@ fn selectors_pick_the_objects_and_namespaces_a_webhook_sees() {
 
 #[test]
 fn a_service_backed_webhook_is_reached_at_its_endpoints() {
-    let hooks = WebhookServer::start();
+    let hooks = start_webhooks();
     let s = Server::start();
     s.apply_yaml(
         "create",
@@ -574,7 +470,7 @@ fn a_service_backed_webhook_is_reached_at_its_endpoints() {
 
 #[test]
 fn scale_writes_reach_webhooks_as_scales() {
-    let hooks = WebhookServer::start();
+    let hooks = start_webhooks();
     let s = Server::start();
     s.apply_yaml(
         "create",
@@ -636,7 +532,7 @@ fn scale_writes_reach_webhooks_as_scales() {
 #[test]
 fn webhook_call_overhead_per_create() {
     const CREATES: usize = 200;
-    let hooks = WebhookServer::start();
+    let hooks = start_webhooks();
     let s = Server::start();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = s.client(true);

@@ -38,6 +38,9 @@ pub struct CustomResource {
     pub deprecation_warning: Option<String>,
     /// The CRD is being deleted: its objects are going, and no new ones are created.
     pub terminating: bool,
+    /// `conversion.strategy: Webhook`: objects change version through this webhook
+    /// (`None`: only `apiVersion` changes).
+    pub conversion: Option<Arc<super::crd::conversion::Webhook>>,
 }
 
 /// One `additionalPrinterColumns` entry.
@@ -152,6 +155,7 @@ impl CustomResource {
             scale,
             deprecation_warning,
             terminating: !crd["metadata"]["deletionTimestamp"].is_null(),
+            conversion: super::crd::conversion::Webhook::of_crd(crd).map(Arc::new),
         })
     }
 }

@@ -568,6 +568,7 @@ async fn resource(
                 wait_until_fresh(ctx, rv).await?;
             }
             let kv = ctx.registry.get(def, ns, name)?;
+            let kv = ctx.registry.one_in_served_version(def, kv).await?;
             match as_table {
                 Some(t) => Ok(response::json(200, &t.one(def, &kv.value, true))),
                 None => Ok(response::raw_json(200, kv.raw.clone())),
@@ -575,6 +576,7 @@ async fn resource(
         }
         ("get", Some(name), Some("scale")) => {
             let kv = ctx.registry.get(def, ns, name)?;
+            let kv = ctx.registry.one_in_served_version(def, kv).await?;
             Ok(response::json(200, &ctx.registry.scale_of(def, &kv.value)))
         }
         ("get", Some(name), Some("log")) => {
@@ -626,7 +628,7 @@ async fn resource(
             auth::admit_create(user, def, &obj)?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.create(def, ns, obj, &opts).await?;
-            Ok(written(def, 201, w))
+            written(ctx, def, 201, w).await
         }
         ("create", Some(name), Some("binding")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -672,7 +674,7 @@ async fn resource(
             let obj = request::decode(&content_type, &body).await?;
             opts.duplicate_fields = json_duplicates(&content_type, &body);
             let w = ctx.registry.update(def, ns, name, obj, sub, &opts).await?;
-            Ok(written(def, 200, w))
+            written(ctx, def, 200, w).await
         }
         ("update", Some(name), Some("finalize")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -686,7 +688,7 @@ async fn resource(
                     Ok(cur)
                 })
                 .await?;
-            Ok(written(def, 200, w))
+            written(ctx, def, 200, w).await
         }
         ("update", Some(name), Some("scale")) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -695,10 +697,8 @@ async fn resource(
                 .registry
                 .update_scale(def, ns, name, &scale, &opts)
                 .await?;
-            Ok(response::json(
-                200,
-                &ctx.registry.scale_of(def, &w.kv.value),
-            ))
+            let kv = ctx.registry.one_in_served_version(def, w.kv).await?;
+            Ok(response::json(200, &ctx.registry.scale_of(def, &kv.value)))
         }
         ("patch", Some(name), None | Some("status" | "ephemeralcontainers")) => {
             let patch_type = patch_type(&content_type)?;
@@ -717,7 +717,7 @@ async fn resource(
             let created = patch_type == PatchType::Apply
                 && w.kv.mod_revision != 0
                 && w.kv.create_revision == w.kv.mod_revision;
-            Ok(written(def, if created { 201 } else { 200 }, w))
+            written(ctx, def, if created { 201 } else { 200 }, w).await
         }
         ("patch", Some(name), Some("scale")) => {
             let patch_type = patch_type(&content_type)?;
@@ -726,10 +726,8 @@ async fn resource(
                 .registry
                 .patch_scale(def, ns, name, (patch_type, &body), &opts)
                 .await?;
-            Ok(response::json(
-                200,
-                &ctx.registry.scale_of(def, &w.kv.value),
-            ))
+            let kv = ctx.registry.one_in_served_version(def, w.kv).await?;
+            Ok(response::json(200, &ctx.registry.scale_of(def, &kv.value)))
         }
         ("delete", Some(name), None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -758,7 +756,7 @@ async fn resource(
             } else {
                 200
             };
-            Ok(written(def, code, w))
+            written(ctx, def, code, w).await
         }
         ("deletecollection", None, None) => {
             let body = request::read_body(req.into_body(), content_length).await?;
@@ -816,9 +814,20 @@ fn json_duplicates(content_type: &str, body: &[u8]) -> Vec<String> {
     }
 }
 
-fn written(def: &ResourceDef, code: u16, w: Written) -> Response<Body> {
+/// The answer to a write: the object in the version written (custom objects through
+/// their CRD's converter).
+async fn written(
+    ctx: &ApiContext,
+    def: &ResourceDef,
+    code: u16,
+    w: Written,
+) -> Result<Response<Body>, ApiError> {
     let kv = super::registry::in_version(def, w.kv);
-    response::with_warnings(response::raw_json(code, kv.raw), &w.warnings)
+    let kv = ctx.registry.one_in_served_version(def, kv).await?;
+    Ok(response::with_warnings(
+        response::raw_json(code, kv.raw),
+        &w.warnings,
+    ))
 }
 
 fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
@@ -987,9 +996,14 @@ async fn list(
             )));
         }
     }
-    let page = ctx
+    let mut page = ctx
         .registry
         .list(def, ns, start_after.as_deref(), limit, &filter);
+    // One review for the page's objects not stored in the version asked for.
+    page.items = ctx
+        .registry
+        .in_served_version(def, std::mem::take(&mut page.items), true)
+        .await?;
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(last) = &page.continue_after {
         let token = serde_json::to_vec(&ContinueToken {
@@ -1084,6 +1098,13 @@ async fn watch(
                 })
             }
         },
+        convert: def.custom.is_some_and(|c| c.conversion.is_some()).then(|| {
+            let registry = ctx.registry.clone();
+            Arc::new(move |kv: KeyValue| {
+                let registry = registry.clone();
+                tokio::spawn(async move { registry.one_in_served_version(def, kv).await })
+            }) as watch::Convert
+        }),
         still_authorized,
         bookmarks: query.flag("allowWatchBookmarks"),
         initial_events_end: send_initial,
@@ -1150,9 +1171,15 @@ async fn delete_collection(
     let predicate = predicate_of(def, labels, fields);
     let filter = |kv: &KeyValue| everything || predicate(&kv.value);
     let page = ctx.registry.list(def, ns, None, 0, &filter);
+    // Upstream lists what it deletes in the version asked for: a conversion that fails
+    // deletes nothing.
+    let page_items = ctx
+        .registry
+        .in_served_version(def, page.items, true)
+        .await?;
     let mut out = BytesMut::new();
     let mut first = true;
-    for kv in page.items {
+    for kv in page_items {
         let name = object::name(&kv.value).to_string();
         let ns = object::namespace(&kv.value).map(str::to_string);
         match ctx.registry.delete(def, ns.as_deref(), &name, dopts).await {
@@ -1161,7 +1188,9 @@ async fn delete_collection(
                     out.put_u8(b',');
                 }
                 first = false;
-                out.put_slice(&w.kv.raw);
+                let kv = super::registry::in_version(def, w.kv);
+                let kv = ctx.registry.one_in_served_version(def, kv).await?;
+                out.put_slice(&kv.raw);
             }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 mod authorizer;
 pub mod connections;
+pub mod conversion;
 pub mod crds;
 pub mod delete_options;
 pub mod discovery;

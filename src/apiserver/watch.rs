@@ -47,10 +47,17 @@ pub type Predicate = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
 /// Turns an object into what is sent for it (plain JSON or a Table row).
 pub type Encoder = Arc<dyn Fn(&KeyValue) -> Bytes + Send + Sync>;
 
+/// Brings a stored object into the watcher's version before it is encoded (custom
+/// objects of a CRD with a conversion webhook), as a task of its own (the response body
+/// must be `Sync`, the conversion's future is not); a failure ends the watch.
+pub type Convert =
+    Arc<dyn Fn(KeyValue) -> tokio::task::JoinHandle<Result<KeyValue, ApiError>> + Send + Sync>;
+
 pub struct WatchRequest {
     pub def: &'static ResourceDef,
     pub predicate: Predicate,
     pub encoder: Encoder,
+    pub convert: Option<Convert>,
     /// Checked for every object before it is sent (initial ones too); the first object
     /// that fails ends the watch. Nodes are re-authorized this way: a node's right to
     /// read a Secret or ConfigMap ends with the last of its pods that uses it.
@@ -292,6 +299,8 @@ struct Sender {
     /// The snapshot's revision, for the initial-events-end bookmark.
     start: Revision,
     initial_done: bool,
+    /// A conversion failed: the ERROR event is the last.
+    failed: bool,
     chunks: VecDeque<Bytes>,
 }
 
@@ -316,8 +325,7 @@ impl Sender {
                             if !self.authorized(&kv) {
                                 return None;
                             }
-                            self.chunks
-                                .extend(event_chunks(EventType::Added, (self.req.encoder)(&kv)));
+                            self.push_event(EventType::Added, kv).await;
                         }
                     }
                     None => {
@@ -330,16 +338,42 @@ impl Sender {
                 }
                 continue;
             }
+            if self.failed {
+                return None;
+            }
             match self.outbox.next().await? {
-                Pending::Event { kind, kv } => {
-                    self.chunks
-                        .extend(event_chunks(kind, (self.req.encoder)(&kv)));
-                }
+                Pending::Event { kind, kv } => self.push_event(kind, kv).await,
                 Pending::Bookmark(rev) => {
                     self.chunks.push_back(bookmark(self.req.def, rev, false));
                 }
             }
         }
+    }
+
+    /// Queues the event's chunks; a failed conversion queues an ERROR event instead
+    /// and ends the watch (upstream's watch ends when an object cannot be decoded).
+    async fn push_event(&mut self, kind: EventType, kv: KeyValue) {
+        let kv = match &self.req.convert {
+            None => kv,
+            Some(convert) => match convert(kv)
+                .await
+                .unwrap_or_else(|e| Err(ApiError::internal(e.to_string())))
+            {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::debug!(resource = self.req.def.plural, error = %e.message, "conversion failed; ending watch");
+                    let status = serde_json::to_vec(&e.to_status()).unwrap_or_default();
+                    self.chunks.push_back(frame("ERROR", &status));
+                    self.failed = true;
+                    self.initial_done = true;
+                    self.initial = Vec::new().into_iter();
+                    self.outbox.close();
+                    return;
+                }
+            },
+        };
+        self.chunks
+            .extend(event_chunks(kind, (self.req.encoder)(&kv)));
     }
 
     fn authorized(&self, kv: &KeyValue) -> bool {
@@ -364,6 +398,7 @@ pub fn stream(req: WatchRequest, initial: Vec<KeyValue>, watcher: Watcher) -> Re
         initial: initial.into_iter(),
         start: watcher.last_revision(),
         initial_done: false,
+        failed: false,
         chunks: VecDeque::new(),
     };
     tokio::spawn(produce(req, outbox, watcher));

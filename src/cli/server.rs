@@ -631,6 +631,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     registry.webhooks = Arc::new(apiserver::admission::Webhooks::new(Some(
         pki.ca_cert_pem().to_string(),
     )));
+    registry.conversion_clients = Arc::new(apiserver::admission::Clients::new(Some(
+        pki.ca_cert_pem().to_string(),
+    )));
     let registry = Arc::new(registry);
     registry.webhooks.load(&registry);
     registry.policies.load(&registry);

@@ -6,6 +6,7 @@
 pub mod etcd;
 pub mod host;
 pub mod host_agent;
+pub mod https_webhook;
 pub mod kubelet;
 pub mod multinode;
 pub mod server;

@@ -14,6 +14,7 @@
 //!   it sees (see `cel.rs`), not cel-go's exact accounting.
 
 pub mod cel;
+pub mod conversion;
 mod defaulting;
 mod definition;
 pub(crate) mod formats;

@@ -67,7 +67,7 @@ pub fn validate_labels(labels: Option<&Map<String, Value>>, path: &str, errs: &m
     }
 }
 
-pub(super) fn validate_annotations(ann: Option<&Map<String, Value>>, path: &str, errs: &mut Errs) {
+pub fn validate_annotations(ann: Option<&Map<String, Value>>, path: &str, errs: &mut Errs) {
     let mut total = 0;
     for (k, v) in ann.into_iter().flatten() {
         for m in is_qualified_name(&k.to_lowercase()) {

@@ -40,7 +40,7 @@ pub use disruption::UNHEALTHY_POD_EVICTION_POLICIES;
 pub(crate) use field_error::go_quote;
 pub use field_error::{FieldError, FieldErrorKind};
 pub use ingress::{is_wildcard_dns1123_subdomain, PATH_TYPES};
-pub use meta::validate_labels;
+pub use meta::{validate_annotations, validate_labels};
 pub use names::{
     is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
     is_qualified_name, is_valid_label_value, is_valid_port_name, is_valid_port_num,

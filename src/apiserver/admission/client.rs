@@ -55,8 +55,32 @@ struct Fingerprint {
     resolved: Option<SocketAddr>,
 }
 
-/// Which webhook a client is for: configuration name, webhook name, mutating or not.
+/// Which webhook a client is for: configuration name, webhook name, mutating or not
+/// (for a CRD's conversion webhook: the CRD's name, `"conversion"`, false).
 type HookKey = (String, String, bool);
+
+/// One webhook as the transport sees it: where it listens, whom to trust, how long to
+/// wait, and what its cached client is keyed and fingerprinted by.
+pub struct Destination<'a> {
+    pub key: HookKey,
+    /// Changes when the webhook's configuration does (its client is then rebuilt).
+    pub version: &'a str,
+    pub endpoint: &'a Endpoint,
+    pub ca_bundle: Option<&'a str>,
+    pub timeout: std::time::Duration,
+}
+
+impl Hook {
+    fn destination(&self) -> Destination<'_> {
+        Destination {
+            key: (self.configuration.clone(), self.name.clone(), self.mutating),
+            version: &self.configuration_version,
+            endpoint: &self.endpoint,
+            ca_bundle: self.ca_bundle.as_deref(),
+            timeout: self.timeout,
+        }
+    }
+}
 
 /// The webhook clients, one per webhook.
 pub struct Clients {
@@ -84,8 +108,11 @@ fn error_chain(e: &reqwest::Error) -> String {
 
 /// Where a request for `hook` goes: the URL, and for Services the endpoint address the
 /// URL's host (`NAME.NAMESPACE.svc`, the name the certificate is checked for) resolves to.
-fn target(registry: &Registry, hook: &Hook) -> Result<(String, Option<SocketAddr>), CallError> {
-    match &hook.endpoint {
+fn target(
+    registry: &Registry,
+    endpoint: &Endpoint,
+) -> Result<(String, Option<SocketAddr>), CallError> {
+    match endpoint {
         Endpoint::Url(url) => Ok((url.clone(), None)),
         Endpoint::Service {
             namespace,
@@ -179,13 +206,13 @@ impl Clients {
 
     fn client_for(
         &self,
-        hook: &Hook,
+        hook: &Destination<'_>,
         url: &str,
         resolved: Option<SocketAddr>,
     ) -> Result<reqwest::Client, CallError> {
-        let key = (hook.configuration.clone(), hook.name.clone(), hook.mutating);
+        let key = hook.key.clone();
         let fingerprint = Fingerprint {
-            configuration_version: hook.configuration_version.clone(),
+            configuration_version: hook.version.to_string(),
             resolved,
         };
         if let Ok(cache) = self.cache.lock() {
@@ -197,7 +224,6 @@ impl Clients {
         }
         let ca = hook
             .ca_bundle
-            .as_deref()
             .or(self.cluster_ca_pem.as_deref())
             .ok_or(CallError::NoTrustedCa)?;
         let tls = crate::tls::client_config_pinned(ca, None).map_err(CallError::Trust)?;
@@ -225,7 +251,19 @@ impl Clients {
         review: &Value,
         uid: &str,
     ) -> Result<review::Response, CallError> {
-        let (base, resolved) = target(registry, hook)?;
+        let body = self.post(registry, &hook.destination(), review).await?;
+        Ok(review::parse_response(&body, uid)?)
+    }
+
+    /// Posts `review` to the webhook and returns its (2xx) answer's body, within the
+    /// webhook's timeout.
+    pub async fn post(
+        &self,
+        registry: &Registry,
+        hook: &Destination<'_>,
+        review: &Value,
+    ) -> Result<Vec<u8>, CallError> {
+        let (base, resolved) = target(registry, hook.endpoint)?;
         let client = self.client_for(hook, &base, resolved)?;
         let url = format!("{base}?timeout={}s", hook.timeout.as_secs());
         let exchange = async {
@@ -251,7 +289,7 @@ impl Clients {
                     body: text,
                 });
             }
-            Ok(review::parse_response(&body, uid)?)
+            Ok(body)
         };
         match tokio::time::timeout(hook.timeout, exchange).await {
             Ok(result) => result,

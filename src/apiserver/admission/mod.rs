@@ -13,8 +13,9 @@ mod pod_security;
 mod policy;
 mod review;
 
-pub use client::CallError;
+pub use client::{CallError, Clients, Destination};
 pub use dispatch::{denied, Webhooks};
+pub use matching::Endpoint;
 pub use matching::Operation;
 pub use pod_security::{Attributes as PodSecurityAttributes, Cluster, PodSecurity};
 pub use policy::{Policies, Verdict};

@@ -310,6 +310,19 @@ impl Registry {
         Ok(strategy.fresh_view(&self.context(def), kv))
     }
 
+    /// The stored object in `def`'s version (custom objects through their CRD's
+    /// converter): what a write in that version starts from.
+    async fn get_served(
+        &self,
+        strategy: &dyn Strategy,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
+        let kv = self.get_with(strategy, def, ns, name)?;
+        self.one_in_served_version(def, kv).await
+    }
+
     /// Checks a request body's type and returns its typed form (unknown fields dropped).
     fn decode(
         &self,
@@ -516,7 +529,9 @@ impl Registry {
             self.admit_validating(def, call, Some(&obj), None, &mut warnings)
                 .await?;
         }
-        let mut obj = self.track_update(def, None, obj, None, opts);
+        let obj = self.track_update(def, None, obj, None, opts);
+        // Stored in the CRD's storage version: a failed conversion writes nothing.
+        let mut obj = self.in_storage_version(def, obj).await?;
         check_stored_size(def, &name, &obj)?;
         let key = def.key(ns, &name);
         if self.store.get(&key).is_some() {
@@ -566,7 +581,10 @@ impl Registry {
         // A status write's body is checked against the stored object (when there is
         // one: otherwise a bad body is refused before the object is found missing).
         let stored = match subresource {
-            Some("status") => self.get_with(strategy, def, ns, name).ok(),
+            Some("status") => match self.get_with(strategy, def, ns, name) {
+                Ok(kv) => Some(self.one_in_served_version(def, kv).await?),
+                Err(_) => None,
+            },
             _ => None,
         };
         let new = match &stored {
@@ -594,7 +612,7 @@ impl Registry {
                 .map_err(ApiError::bad_request)?;
         let old = match stored {
             Some(old) => old,
-            None => self.get_with(strategy, def, ns, name)?,
+            None => self.get_served(strategy, def, ns, name).await?,
         };
         if expected.is_some_and(|rv| rv != old.mod_revision) {
             return Err(ApiError::modified(def, name));
@@ -807,6 +825,13 @@ impl Registry {
             ));
         }
         let new = self.track_update(def, Some(oldv), new, subresource, opts);
+        let new = match self.in_storage_version(def, new).await {
+            Ok(new) => new,
+            Err(e) => {
+                allocated.release(&self.allocators);
+                return Err(e);
+            }
+        };
         if let Err(e) = check_stored_size(def, &name, &new) {
             allocated.release(&self.allocators);
             return Err(e);
@@ -881,7 +906,7 @@ impl Registry {
     ) -> Result<Written, ApiError> {
         let mut last_err = None;
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let old = self.get_with(strategy, def, ns, name)?;
+            let old = self.get_served(strategy, def, ns, name).await?;
             let new = mutate(&old.value)?;
             let mut warnings = Vec::new();
             let fv = opts.field_validation;
@@ -925,6 +950,8 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> Result<Written, ApiError> {
         for _ in 0..MAX_CONFLICT_RETRIES {
+            // The delete marks or removes the object as stored; the admission webhooks
+            // see it in the version asked for.
             let old = self.get_with(strategy, def, ns, name)?;
             let mut warnings = Vec::new();
             if let Some(user) = &opts.requester {
@@ -935,7 +962,12 @@ impl Registry {
                     dry_run: opts.dry_run,
                     field_manager: None,
                 };
-                self.admit_delete(def, &call, &old.value, &mut warnings)
+                let seen = if self.webhooks.is_idle() && self.policies.is_idle() {
+                    old.clone()
+                } else {
+                    self.one_in_served_version(def, old.clone()).await?
+                };
+                self.admit_delete(def, &call, &seen.value, &mut warnings)
                     .await?;
             }
             match self

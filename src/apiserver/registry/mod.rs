@@ -142,6 +142,8 @@ pub struct Registry {
     /// The admission webhooks asked about every client write (kept current by
     /// `Webhooks::run`; idle until a configuration is stored).
     pub webhooks: Arc<Webhooks>,
+    /// The clients of the CRDs' conversion webhooks (`apiserver::conversion`).
+    pub conversion_clients: Arc<super::admission::Clients>,
     /// The ValidatingAdmissionPolicies evaluated on every client write (kept current by
     /// `Policies::run`; idle until a binding is stored).
     pub policies: Arc<Policies>,
@@ -188,6 +190,7 @@ impl Registry {
             managed_fields_for_all: false,
             service_account_tokens: None,
             webhooks: Arc::new(Webhooks::default()),
+            conversion_clients: Arc::new(super::admission::Clients::new(None)),
             policies: Arc::default(),
             pod_security: PodSecurity::default(),
             rbac: Arc::default(),

@@ -13,10 +13,14 @@ use crate::store::KeyValue;
 
 /// A custom object as a client of version `def` sees it: stored in the CRD's storage
 /// version, it reads in any served version (conversion `None`: only `apiVersion`
-/// changes, as upstream).
+/// changes, as upstream). Objects of a CRD with a conversion webhook stay as stored:
+/// the callers that answer clients convert them (`Registry::in_served_version`).
 pub fn in_version(def: &ResourceDef, kv: KeyValue) -> KeyValue {
     let wanted = def.api_version();
-    if def.custom.is_none() || kv.value["apiVersion"].as_str() == Some(wanted.as_str()) {
+    let Some(custom) = def.custom else {
+        return kv;
+    };
+    if custom.conversion.is_some() || kv.value["apiVersion"].as_str() == Some(wanted.as_str()) {
         return kv;
     }
     let mut value = (*kv.value).clone();
@@ -24,9 +28,10 @@ pub fn in_version(def: &ResourceDef, kv: KeyValue) -> KeyValue {
     kv.with_value(value)
 }
 
-/// Sets a custom object's `apiVersion` to its CRD's storage version.
+/// Sets a custom object's `apiVersion` to its CRD's storage version (conversion
+/// `None`; a webhook converts it just before it is stored).
 fn to_storage_version(def: &ResourceDef, obj: &mut Value) {
-    if let Some(custom) = def.custom {
+    if let Some(custom) = def.custom.filter(|c| c.conversion.is_none()) {
         obj["apiVersion"] = json!(format!("{}/{}", def.group, custom.storage_version));
     }
 }
