@@ -24,6 +24,8 @@ mod homelab;
 mod operators;
 #[path = "real_manifests/pod_security.rs"]
 mod pod_security;
+#[path = "real_manifests/round4.rs"]
+mod round4;
 
 /// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
 /// then the drain).
