@@ -1,6 +1,6 @@
 //! Round four of real projects (trivy-operator, Traefik's CRDs, Volcano, NGINX Gateway
-//! Fabric, the Keycloak operator, Velero's CRDs), installed the way each documents it,
-//! with their example custom resources.
+//! Fabric, the Keycloak operator, Velero's CRDs, Rook), installed the way each documents
+//! it, with their example custom resources.
 
 use super::*;
 
@@ -294,4 +294,61 @@ fn keycloak_operator_and_velero_crds_serve_their_documented_resources() {
     s.ok(&["delete", "namespace", "velero"]);
     delete_all(&s, &velero, &["velero"]);
     crds_gone(&s, "velero.io");
+}
+
+#[test]
+fn rook_creates_its_operator_and_a_test_cluster_the_quickstart_way() {
+    let s = Server::start();
+    let files: Vec<String> = [
+        "rook-crds",
+        "rook-common",
+        "rook-csi-operator",
+        "rook-operator",
+    ]
+    .iter()
+    .map(|name| manifest(&s, name))
+    .collect();
+    let args: Vec<&str> = files.iter().flat_map(|f| ["-f", f.as_str()]).collect();
+    // The quickstart's `kubectl create` of the four files, in two steps: the last file
+    // creates kinds (ceph-csi's OperatorConfig, Drivers) of CRDs the third one does,
+    // which kubectl maps with the discovery it read when it started (upstream's too:
+    // `ensure CRDs are installed first` in one command, against a fresh cache).
+    let create: Vec<&str> = ["create"].iter().chain(&args[..6]).copied().collect();
+    let out = s.ok(&create);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" created")).count(),
+        117,
+        "{out}"
+    );
+    let out = s.ok(&["create", "-f", &files[3]]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" created")).count(),
+        6,
+        "{out}"
+    );
+    server_side_twice(&s, &args);
+    diff_is_empty_with(&s, &args);
+    deployments_have_pods(&s, "rook-ceph");
+    // Its `cluster-test.yaml`, listed with the CRD's columns.
+    let cluster = manifest(&s, "rook-cluster-test");
+    s.ok(&["create", "-f", &cluster]);
+    assert_eq!(
+        header(&s, &["cephclusters", "-n", "rook-ceph"]),
+        [
+            "NAME",
+            "DATADIRHOSTPATH",
+            "MONCOUNT",
+            "AGE",
+            "PHASE",
+            "MESSAGE",
+            "HEALTH",
+            "EXTERNAL",
+            "FSID"
+        ]
+    );
+    let pool = s.get_json(&["cephblockpool", "-n", "rook-ceph", "builtin-mgr"]);
+    assert_eq!(pool["spec"]["name"], ".mgr");
+    delete_all(&s, &cluster, &[]);
+    delete_all_with(&s, &args, &["rook-ceph"]);
+    crds_gone(&s, "ceph.rook.io");
 }
