@@ -284,8 +284,9 @@ impl CrdServer {
     }
 
     /// Writes the status of the first CRD whose status is not what it should be: true
-    /// when one was written, false when every status is right (or the write failed). One at a time, so that CRDs created meanwhile are served
-    /// before the next write (a burst of big CRDs takes a while to write).
+    /// when one was written, false when every status is right (or the write failed).
+    /// One at a time, so that CRDs created meanwhile are served before the next write
+    /// (a burst of big CRDs takes a while to write).
     async fn write_a_status(&self, registry: &Registry) -> bool {
         let accepted = self.accepted();
         let stale = self.crds.iter().find_map(|(key, stored)| {
