@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// Longest new CRDs may take to reach discovery after the apply that created them
+/// returned (upstream's establishing controller takes milliseconds).
+const DISCOVERED: Duration = Duration::from_secs(2);
+
 /// The header of `kubectl get ARGS`: its column names.
 fn header(s: &Server, args: &[&str]) -> Vec<String> {
     let get: Vec<&str> = ["get"].iter().chain(args).copied().collect();
@@ -179,16 +183,23 @@ fn nginx_gateway_fabric_installs_right_after_its_crds() {
     let crds = manifest(&s, "nginx-gateway-fabric-crds");
     let deploy = manifest(&s, "nginx-gateway-fabric");
     // Its install guide: the Gateway API, its CRDs, then at once its deployment, whose
-    // NginxProxy needs them: every CRD is in discovery as soon as kubectl returns.
+    // NginxProxy needs them: every CRD is in discovery moments after kubectl returns,
+    // before the next kubectl has started (they took seconds, one pass per event).
     s.ok(&["apply", "--server-side", "-f", &gateway_api]);
     s.ok(&["apply", "--server-side", "-f", &crds]);
-    let served = s.ok(&[
-        "api-resources",
-        "--api-group=gateway.nginx.org",
-        "-o",
-        "name",
-    ]);
-    assert_eq!(served.lines().count(), 11, "{served}");
+    wait_until(
+        DISCOVERED,
+        "NGINX Gateway Fabric's CRDs in discovery",
+        || {
+            let served = s.ok(&[
+                "api-resources",
+                "--api-group=gateway.nginx.org",
+                "-o",
+                "name",
+            ]);
+            (served.lines().count() == 11).then_some(())
+        },
+    );
     // The cert-generator Job's template says `annotations: null` (kubectl sends it).
     apply_twice(&s, &deploy, 13, &["job.batch/nginx-gateway-cert-generator"]);
     server_side_twice(&s, &["-f", &crds, "-f", &deploy]);
