@@ -24,6 +24,8 @@ mod homelab;
 mod operators;
 #[path = "real_manifests/pod_security.rs"]
 mod pod_security;
+#[path = "real_manifests/round4.rs"]
+mod round4;
 
 /// Longest a namespace may take to finish terminating (upstream's 5 s grace period,
 /// then the drain).
@@ -320,7 +322,8 @@ fn gatekeeper_installs_reapplies_and_uninstalls() {
     let refused = s.fails(&["create", "namespace", "blocked"]);
     assert!(
         refused.contains("check-ignore-label.gatekeeper.sh")
-            && refused.contains("no ready endpoints"),
+            && refused
+                .contains("no endpoints available for service \"gatekeeper-webhook-service\""),
         "{refused}"
     );
     diff_is_empty(&s, &gatekeeper);
@@ -643,7 +646,8 @@ fn cert_manager_installs_guards_its_resources_and_uninstalls() {
     );
     let err = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert!(
-        err.contains("webhook.cert-manager.io") && err.contains("no ready endpoints"),
+        err.contains("failed calling webhook \"webhook.cert-manager.io\": failed to call webhook: Post \"https://cert-manager-webhook.cert-manager.svc:443/")
+            && err.contains("no endpoints available for service \"cert-manager-webhook\""),
         "{err}"
     );
     // Webhook configurations track their generation; Secrets and Services do not.

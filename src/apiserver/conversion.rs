@@ -154,7 +154,10 @@ fn post_failure(url: &str, e: &CallError) -> String {
             format!("Post \"{url}\": service \"{name}\" not found")
         }
         CallError::ServicePortNotFound { name, port, .. } => {
-            format!("Post \"{url}\": service \"{name}\" has no port {port}")
+            format!("Post \"{url}\": no service port {port} found for service \"{name}\"")
+        }
+        CallError::EndpointsNotFound { name, .. } => {
+            format!("Post \"{url}\": endpoints \"{name}\" not found")
         }
         CallError::NoEndpoints { name, .. } => {
             format!("Post \"{url}\": no endpoints available for service \"{name}\"")

@@ -32,9 +32,32 @@ const CLEANUP_RECHECK: Duration = Duration::from_secs(1);
 /// the size of its definition.
 #[derive(Default)]
 pub struct CrdServer {
-    crds: BTreeMap<String, Value>,
+    crds: BTreeMap<String, Stored>,
     interned: HashMap<String, &'static ResourceDef>,
 }
+
+/// One stored CRD and the digest of what its definitions are made of (uid, spec,
+/// whether it is being deleted), taken once when it is read: a pass over every CRD
+/// then costs no serialization of their (often large) schemas.
+struct Stored {
+    crd: Value,
+    digest: String,
+}
+
+impl Stored {
+    fn new(crd: Value) -> Stored {
+        let mut hasher = Sha256::new();
+        hasher.update(object::uid(&crd).unwrap_or("").as_bytes());
+        hasher.update(serde_json::to_vec(&crd["spec"]).unwrap_or_default());
+        hasher.update([u8::from(object::is_deleting(&crd))]);
+        let digest = hex::encode(hasher.finalize());
+        Stored { crd, digest }
+    }
+}
+
+/// Most watch events taken in one pass: a burst of CRDs is served together, and a
+/// long burst still lets the statuses of the first ones be written.
+const EVENTS_PER_PASS: usize = 256;
 
 fn crd_def() -> &'static ResourceDef {
     resources::by_plural("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("served")
@@ -100,7 +123,8 @@ impl CrdServer {
     pub fn load(&mut self, registry: &Registry) {
         let def = crd_def();
         for kv in registry.list(def, None, None, 0, &|_| true).items {
-            self.crds.insert(kv.key.to_string(), (*kv.value).clone());
+            self.crds
+                .insert(kv.key.to_string(), Stored::new((*kv.value).clone()));
         }
         self.publish(registry);
     }
@@ -108,7 +132,8 @@ impl CrdServer {
     /// Which CRDs' names are accepted: the older of two clashing CRDs keeps its names
     /// (by creation time, then name), the younger one is refused.
     fn accepted(&self) -> BTreeMap<String, Result<(), String>> {
-        let mut order: Vec<(&String, &Value)> = self.crds.iter().collect();
+        let mut order: Vec<(&String, &Value)> =
+            self.crds.iter().map(|(key, s)| (key, &s.crd)).collect();
         order.sort_by_key(|(key, crd)| {
             (
                 crd["metadata"]["creationTimestamp"]
@@ -134,14 +159,14 @@ impl CrdServer {
         out
     }
 
-    /// The resource definitions of one CRD: one per served version.
-    fn definitions(&mut self, crd: &Value) -> Vec<&'static ResourceDef> {
+    /// The resource definitions of one CRD (`digest` from [`Stored`]): one per served
+    /// version.
+    fn definitions(
+        interned: &mut HashMap<String, &'static ResourceDef>,
+        crd: &Value,
+        digest: &str,
+    ) -> Vec<&'static ResourceDef> {
         let spec = &crd["spec"];
-        let mut hasher = Sha256::new();
-        hasher.update(object::uid(crd).unwrap_or("").as_bytes());
-        hasher.update(serde_json::to_vec(spec).unwrap_or_default());
-        hasher.update([u8::from(object::is_deleting(crd))]);
-        let digest = hex::encode(hasher.finalize());
         let mut out = Vec::new();
         for version in spec["versions"].as_array().into_iter().flatten() {
             let Some(name) = version["name"].as_str() else {
@@ -151,7 +176,7 @@ impl CrdServer {
                 continue;
             }
             let key = format!("{digest}/{name}");
-            if let Some(def) = self.interned.get(&key) {
+            if let Some(def) = interned.get(&key) {
                 out.push(*def);
                 continue;
             }
@@ -179,7 +204,7 @@ impl CrdServer {
                 roundtrip: resources::untyped,
                 custom: Some(Box::leak(Box::new(custom))),
             }));
-            self.interned.insert(key, def);
+            interned.insert(key, def);
             out.push(def);
         }
         out
@@ -188,22 +213,23 @@ impl CrdServer {
     /// Serves the custom resources of every CRD whose names are accepted.
     fn publish(&mut self, registry: &Registry) {
         let accepted = self.accepted();
-        let crds: Vec<Value> = self
-            .crds
-            .iter()
-            .filter(|(key, _)| matches!(accepted.get(*key), Some(Ok(()))))
-            .map(|(_, crd)| crd.clone())
-            .collect();
         let mut defs = Vec::new();
-        for crd in &crds {
-            defs.extend(self.definitions(crd));
+        for (key, stored) in &self.crds {
+            if matches!(accepted.get(key), Some(Ok(()))) {
+                defs.extend(CrdServer::definitions(
+                    &mut self.interned,
+                    &stored.crd,
+                    &stored.digest,
+                ));
+            }
         }
         registry.catalog.set_custom(defs);
     }
 
-    /// The status a CRD should have now.
+    /// The status a CRD should have now (only its status is copied: a CRD's schema may
+    /// be megabytes, and every CRD is looked at on every pass).
     fn desired_status(crd: &Value, accepted: &Result<(), String>) -> Value {
-        let mut want = crd.clone();
+        let mut want = json!({ "status": crd["status"].clone() });
         if !want["status"].is_object() {
             want["status"] = json!({});
         }
@@ -254,35 +280,45 @@ impl CrdServer {
             }
         }
         want["status"]["storedVersions"] = json!(stored);
-        want
+        want["status"].take()
     }
 
-    /// Writes the status of every CRD whose status is not what it should be.
-    async fn write_statuses(&self, registry: &Registry) {
+    /// Writes the status of the first CRD whose status is not what it should be: true
+    /// when one was written, false when every status is right (or the write failed).
+    /// One at a time, so that CRDs created meanwhile are served before the next write
+    /// (a burst of big CRDs takes a while to write).
+    async fn write_a_status(&self, registry: &Registry) -> bool {
         let accepted = self.accepted();
-        for (key, crd) in &self.crds {
-            let Some(verdict) = accepted.get(key) else {
-                continue;
-            };
-            let want = CrdServer::desired_status(crd, verdict);
-            if want["status"] == crd["status"] {
-                continue;
-            }
-            let name = object::name(crd).to_string();
-            let result = registry
-                .modify(
-                    crd_def(),
-                    None,
-                    &name,
-                    Some("status"),
-                    &WriteOptions::default(),
-                    &|cur| Ok(CrdServer::desired_status(cur, verdict)),
-                )
-                .await;
-            if let Err(e) = result {
+        let stale = self.crds.iter().find_map(|(key, stored)| {
+            let verdict = accepted.get(key)?;
+            (CrdServer::desired_status(&stored.crd, verdict) != stored.crd["status"])
+                .then_some((object::name(&stored.crd).to_string(), verdict))
+        });
+        let Some((name, verdict)) = stale else {
+            return false;
+        };
+        let result = registry
+            .modify(
+                crd_def(),
+                None,
+                &name,
+                Some("status"),
+                &WriteOptions::default(),
+                &|cur| {
+                    let mut cur = cur.clone();
+                    cur["status"] = CrdServer::desired_status(&cur, verdict);
+                    Ok(cur)
+                },
+            )
+            .await;
+        match result {
+            Ok(_) => true,
+            Err(e) => {
                 if e.code != 404 {
                     tracing::warn!(crd = %name, error = %e, "crd status not written");
                 }
+                // Tried again on the next change rather than at once.
+                false
             }
         }
     }
@@ -292,7 +328,7 @@ impl CrdServer {
     async fn clean_up(&self, registry: &Registry) -> bool {
         let mut pending = false;
         let served = registry.resources();
-        for crd in self.crds.values() {
+        for crd in self.crds.values().map(|s| &s.crd) {
             if !object::is_deleting(crd)
                 || !object::finalizers(crd)
                     .iter()
@@ -361,41 +397,56 @@ impl CrdServer {
     }
 
     /// Follows the stored CRDs for good: serves them, writes their status, cleans up
-    /// after deleted ones.
+    /// after deleted ones. What the watch delivers is served before the next status
+    /// write, so a CRD is in discovery moments after it is stored, however many others
+    /// a manifest creates with it (kubectl applies the next file at once).
     pub async fn run(mut self, registry: Arc<Registry>) {
         let prefix = crd_def().prefix();
         loop {
             let (items, _, mut watcher) = registry.snapshot_and_watch(&prefix);
             self.crds = items
                 .into_iter()
-                .map(|kv| (kv.key.to_string(), (*kv.value).clone()))
+                .map(|kv| (kv.key.to_string(), Stored::new((*kv.value).clone())))
                 .collect();
-            loop {
-                self.publish(&registry);
-                self.write_statuses(&registry).await;
+            self.publish(&registry);
+            'watch: loop {
+                let wrote = self.write_a_status(&registry).await;
                 let pending = self.clean_up(&registry).await;
-                let event = if pending {
+                let first = if wrote {
+                    None
+                } else if pending {
                     tokio::time::timeout(CLEANUP_RECHECK, watcher.next())
                         .await
                         .ok()
                 } else {
                     Some(watcher.next().await)
                 };
-                match event {
-                    None => {}
-                    Some(Ok(event)) => match event.kind {
-                        EventType::Deleted => {
-                            self.crds.remove(&*event.kv.key);
+                let waiting = std::iter::from_fn(|| watcher.try_next());
+                let mut changed = false;
+                for event in first.into_iter().chain(waiting).take(EVENTS_PER_PASS) {
+                    match event {
+                        Ok(event) => {
+                            changed = true;
+                            match event.kind {
+                                EventType::Deleted => {
+                                    self.crds.remove(&*event.kv.key);
+                                }
+                                _ => {
+                                    self.crds.insert(
+                                        event.kv.key.to_string(),
+                                        Stored::new((*event.kv.value).clone()),
+                                    );
+                                }
+                            }
                         }
-                        _ => {
-                            self.crds
-                                .insert(event.kv.key.to_string(), (*event.kv.value).clone());
+                        Err(e) => {
+                            tracing::info!(error = %e, "crd watch ended; relisting");
+                            break 'watch;
                         }
-                    },
-                    Some(Err(e)) => {
-                        tracing::info!(error = %e, "crd watch ended; relisting");
-                        break;
                     }
+                }
+                if changed {
+                    self.publish(&registry);
                 }
             }
         }

@@ -455,6 +455,33 @@ impl Watcher {
         }
     }
 
+    /// The next event if one is already waiting, without waiting for one: what a
+    /// consumer uses to take a burst of changes in one pass.
+    pub fn try_next(&mut self) -> Option<std::result::Result<Arc<Event>, WatchError>> {
+        if let Some(e) = self.backlog.pop_front() {
+            self.last = e.revision();
+            return Some(Ok(e));
+        }
+        loop {
+            match self.live.try_recv() {
+                Ok(e) => {
+                    if e.revision() <= self.last || !e.kv.key.starts_with(&self.prefix) {
+                        continue;
+                    }
+                    self.last = e.revision();
+                    return Some(Ok(e));
+                }
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    return Some(Err(WatchError::Lagged(self.last)))
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    return Some(Err(WatchError::Closed))
+                }
+            }
+        }
+    }
+
     /// The revision of the last event delivered (or the start revision).
     pub fn last_revision(&self) -> Revision {
         self.last
@@ -489,6 +516,21 @@ mod tests {
             .expect("watch deadlocked")
             .unwrap();
         assert_eq!(&*e.kv.key, "/a/3");
+    }
+
+    #[test]
+    fn try_next_takes_what_waits_and_never_waits() {
+        let cache = Cache::new(vec![], vec![], 0, 0);
+        cache.apply(vec![added("/a/1", 1)]);
+        let mut w = cache.watch("/a/", 0).unwrap();
+        assert_eq!(w.try_next().unwrap().unwrap().revision(), 1);
+        assert!(w.try_next().is_none());
+        cache.apply(vec![added("/b/1", 2), added("/a/2", 3), added("/a/3", 4)]);
+        let burst: Vec<Revision> = std::iter::from_fn(|| w.try_next())
+            .map(|e| e.unwrap().revision())
+            .collect();
+        assert_eq!(burst, [3, 4]);
+        assert_eq!(w.last_revision(), 4);
     }
 
     #[tokio::test]

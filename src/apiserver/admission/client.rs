@@ -19,19 +19,25 @@ use crate::apiserver::registry::Registry;
 /// an AdmissionReview answer is small).
 const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
 
-/// Why a webhook could not be asked (upstream `ErrCallingWebhook` reasons).
+/// Why a webhook could not be asked (upstream `ErrCallingWebhook` reasons). A Service
+/// is resolved as upstream's endpoint resolver does it, when dialling the webhook's
+/// URL: its errors read as that POST's, with upstream's words.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("failed to call webhook: service \"{namespace}/{name}\" not found")]
-    ServiceNotFound { namespace: String, name: String },
-    #[error("failed to call webhook: service \"{namespace}/{name}\" has no port {port}")]
+    #[error("failed to call webhook: Post \"{url}\": service \"{name}\" not found")]
+    ServiceNotFound { url: String, name: String },
+    #[error("failed to call webhook: Post \"{url}\": no service port {port} found for service \"{name}\"")]
     ServicePortNotFound {
-        namespace: String,
+        url: String,
         name: String,
         port: u16,
     },
-    #[error("failed to call webhook: service \"{namespace}/{name}\" has no ready endpoints")]
-    NoEndpoints { namespace: String, name: String },
+    #[error("failed to call webhook: Post \"{url}\": endpoints \"{name}\" not found")]
+    EndpointsNotFound { url: String, name: String },
+    #[error(
+        "failed to call webhook: Post \"{url}\": no endpoints available for service \"{name}\""
+    )]
+    NoEndpoints { url: String, name: String },
     #[error("failed to call webhook: no CA to trust: set clientConfig.caBundle")]
     NoTrustedCa,
     #[error("failed to call webhook: clientConfig.caBundle: {0}")]
@@ -106,13 +112,32 @@ fn error_chain(e: &reqwest::Error) -> String {
     }
 }
 
+/// The URL upstream names in its errors: a Service's is `https://NAME.NAMESPACE.svc:PORT`
+/// with the Service's port, whichever endpoint it reaches.
+fn shown_url(hook: &Destination<'_>) -> String {
+    let timeout = hook.timeout.as_secs();
+    match hook.endpoint {
+        Endpoint::Url(url) => format!("{url}?timeout={timeout}s"),
+        Endpoint::Service {
+            namespace,
+            name,
+            path,
+            port,
+        } => {
+            let path = if path.is_empty() { "/" } else { path };
+            format!("https://{name}.{namespace}.svc:{port}{path}?timeout={timeout}s")
+        }
+    }
+}
+
 /// Where a request for `hook` goes: the URL, and for Services the endpoint address the
-/// URL's host (`NAME.NAMESPACE.svc`, the name the certificate is checked for) resolves to.
+/// URL's host (`NAME.NAMESPACE.svc`, the name the certificate is checked for) resolves to
+/// (the URL carries that endpoint's port: the client dials the port of the URL).
 fn target(
     registry: &Registry,
-    endpoint: &Endpoint,
+    hook: &Destination<'_>,
 ) -> Result<(String, Option<SocketAddr>), CallError> {
-    match endpoint {
+    match hook.endpoint {
         Endpoint::Url(url) => Ok((url.clone(), None)),
         Endpoint::Service {
             namespace,
@@ -120,7 +145,7 @@ fn target(
             path,
             port,
         } => {
-            let addr = service_endpoint(registry, namespace, name, *port)?;
+            let addr = service_endpoint(registry, namespace, name, *port, &shown_url(hook))?;
             let host = format!("{name}.{namespace}.svc");
             let path = if path.is_empty() { "/" } else { path };
             Ok((format!("https://{host}:{}{path}", addr.port()), Some(addr)))
@@ -135,9 +160,10 @@ fn service_endpoint(
     namespace: &str,
     name: &str,
     port: u16,
+    url: &str,
 ) -> Result<SocketAddr, CallError> {
     let not_found = || CallError::ServiceNotFound {
-        namespace: namespace.into(),
+        url: url.into(),
         name: name.into(),
     };
     let services = resources::by_plural("", "v1", "services").ok_or_else(not_found)?;
@@ -150,19 +176,22 @@ fn service_endpoint(
         .into_iter()
         .find(|p| p["port"].as_u64() == Some(u64::from(port)))
         .ok_or_else(|| CallError::ServicePortNotFound {
-            namespace: namespace.into(),
+            url: url.into(),
             name: name.into(),
             port,
         })?;
     let port_name = service_port["name"].as_str().unwrap_or("");
     let no_endpoints = || CallError::NoEndpoints {
-        namespace: namespace.into(),
+        url: url.into(),
         name: name.into(),
     };
     let endpoints_def = resources::by_plural("", "v1", "endpoints").ok_or_else(no_endpoints)?;
     let endpoints = registry
         .get(endpoints_def, Some(namespace), name)
-        .map_err(|_| no_endpoints())?;
+        .map_err(|_| CallError::EndpointsNotFound {
+            url: url.into(),
+            name: name.into(),
+        })?;
     let mut candidates = Vec::new();
     for subset in endpoints.value["subsets"].as_array().into_iter().flatten() {
         let ports = subset["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -263,9 +292,10 @@ impl Clients {
         hook: &Destination<'_>,
         review: &Value,
     ) -> Result<Vec<u8>, CallError> {
-        let (base, resolved) = target(registry, hook.endpoint)?;
+        let (base, resolved) = target(registry, hook)?;
         let client = self.client_for(hook, &base, resolved)?;
         let url = format!("{base}?timeout={}s", hook.timeout.as_secs());
+        let shown = shown_url(hook);
         let exchange = async {
             let response =
                 client
@@ -274,12 +304,12 @@ impl Clients {
                     .send()
                     .await
                     .map_err(|e| CallError::Send {
-                        url: url.clone(),
+                        url: shown.clone(),
                         reason: error_chain(&e),
                     })?;
             let status = response.status();
             let body = read_limited(response).await.map_err(|e| CallError::Send {
-                url: url.clone(),
+                url: shown.clone(),
                 reason: error_chain(&e),
             })?;
             if !status.is_success() {
@@ -293,7 +323,7 @@ impl Clients {
         };
         match tokio::time::timeout(hook.timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { url }),
+            Err(_) => Err(CallError::Timeout { url: shown }),
         }
     }
 }

@@ -59,10 +59,16 @@ impl Strategy for CustomStrategy {
 
     fn prepare_for_create(&self, cx: &Context, obj: &mut Value) {
         // Behind a status subresource, a create starts without status (upstream's
-        // PrepareForCreate); the kind's schema defaults apply in `decode_custom`.
+        // PrepareForCreate); the kind's schema defaults applied in `typed`. Upstream
+        // defaults every object it reads from etcd too, so the create's answer and every
+        // read carry the schema's status defaults (Gateway API's `Accepted: Unknown`,
+        // "Waiting for controller"): stored here, they read the same.
         if cx.def.has_status() {
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
+            }
+            if let Some(schema) = cx.def.custom.and_then(|c| c.structural.as_deref()) {
+                crd::apply_defaults(schema, obj);
             }
         }
         to_storage_version(cx.def, obj);
