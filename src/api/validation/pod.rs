@@ -120,6 +120,7 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
         &format!("{path}.nodeSelector"),
         errs,
     );
+    validate_pod_security_context(spec, path, errs);
     for key in ["serviceAccountName", "nodeName"] {
         let v = str_at(spec, key);
         if !v.is_empty() {
@@ -145,6 +146,46 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
     }
     for (name, q) in obj_at(spec, "overhead").into_iter().flatten() {
         validate_resource_quantity(name, q, &format!("{path}.overhead[{name}]"), errs);
+    }
+}
+
+/// Upstream's `validatePodSpecSecurityContext`: user and group IDs in range, and a
+/// process namespace shared among the pod's containers cannot also be the node's.
+/// (Upstream's internal type carries `hostPID` and `shareProcessNamespace` in the
+/// security context, hence the error's path.)
+fn validate_pod_security_context(spec: &Value, path: &str, errs: &mut Errs) {
+    let sc_path = format!("{path}.securityContext");
+    if let Some(sc) = field(spec, "securityContext") {
+        for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+            check_id(int_at(sc, key), format!("{sc_path}.{key}"), errs);
+        }
+        for (i, gid) in arr_at(sc, "supplementalGroups").iter().enumerate() {
+            check_id(
+                gid.as_i64(),
+                format!("{sc_path}.supplementalGroups[{i}]"),
+                errs,
+            );
+        }
+    }
+    if spec["hostPID"] == Value::Bool(true) && spec["shareProcessNamespace"] == Value::Bool(true) {
+        errs.push(FieldError::invalid_rendered(
+            format!("{sc_path}.shareProcessNamespace"),
+            "true".to_string(),
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
+}
+
+/// Upstream's `IsValidUserID` / `IsValidGroupID`: 0 to 2147483647.
+fn check_id(id: Option<i64>, path: String, errs: &mut Errs) {
+    if let Some(id) = id {
+        if !(0..=i64::from(i32::MAX)).contains(&id) {
+            errs.push(FieldError::invalid_rendered(
+                path,
+                id.to_string(),
+                "must be between 0 and 2147483647, inclusive",
+            ));
+        }
     }
 }
 
@@ -694,6 +735,34 @@ mod tests {
     fn valid_pod_passes() {
         assert_eq!(
             messages(&validate("Pod", &pod(good_pod_spec()), None)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn pod_security_context_ids_and_a_shared_process_namespace_with_host_pid() {
+        let mut spec = good_pod_spec();
+        spec["hostPID"] = json!(true);
+        spec["shareProcessNamespace"] = json!(true);
+        spec["securityContext"] = json!({
+            "runAsUser": -1, "runAsGroup": 1000, "fsGroup": 2147483648_i64,
+            "supplementalGroups": [1, -5]
+        });
+        let errs = validate("Pod", &pod(spec), None);
+        assert_eq!(
+            messages(&errs),
+            vec![
+                "spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.fsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.supplementalGroups[1]: Invalid value: -5: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+            ]
+        );
+        let mut template = good_pod_spec();
+        template["hostPID"] = json!(true);
+        template["shareProcessNamespace"] = json!(false);
+        assert_eq!(
+            messages(&validate("Pod", &pod(template), None)),
             Vec::<String>::new()
         );
     }
