@@ -5,6 +5,7 @@ pub mod apply;
 pub mod autoscaling;
 pub mod batch;
 pub mod cel_lib;
+pub mod client_config;
 pub mod crd;
 pub mod cron;
 pub mod custom;

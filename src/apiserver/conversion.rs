@@ -7,9 +7,9 @@
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::admission::{CallError, Clients, Destination, Endpoint};
+use super::admission::{CallError, Clients, Destination};
 use super::registry::Registry;
-use crate::api::crd::conversion::{self, ConversionError, Target, Webhook};
+use crate::api::crd::conversion::{self, ConversionError, Webhook};
 use crate::api::resources::ResourceDef;
 use crate::api::status::ApiError;
 use crate::store::KeyValue;
@@ -118,24 +118,10 @@ pub struct ClientTransport<'a> {
 impl Transport for ClientTransport<'_> {
     fn post<'a>(&'a self, review: &'a Value) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
-            let endpoint = match &self.webhook.target {
-                Target::Url(url) => Endpoint::Url(url.clone()),
-                Target::Service {
-                    namespace,
-                    name,
-                    path,
-                    port,
-                } => Endpoint::Service {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    path: path.clone(),
-                    port: *port,
-                },
-            };
             let destination = Destination {
                 key: (self.webhook.crd_name.clone(), "conversion".into(), false),
                 version: &self.webhook.crd_version,
-                endpoint: &endpoint,
+                endpoint: &self.webhook.target,
                 ca_bundle: self.webhook.ca_bundle.as_deref(),
                 timeout: conversion::WEBHOOK_TIMEOUT,
             };
@@ -289,6 +275,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::client_config::Endpoint;
     use std::sync::Mutex;
 
     /// Answers every review with what `answer` makes of it, recording the reviews.
@@ -309,7 +296,7 @@ mod tests {
         Webhook {
             crd_name: "widgets.example.com".into(),
             crd_version: "1".into(),
-            target: Target::Url("https://127.0.0.1:1/convert".into()),
+            target: Endpoint::Url("https://127.0.0.1:1/convert".into()),
             ca_bundle: None,
             review_versions: vec!["v1".into()],
         }

@@ -5,9 +5,9 @@
 //! messages. Metadata other than labels and annotations is taken from the original
 //! (`restoreObjectMeta`). Sending the review is the caller's.
 
-use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use crate::api::client_config::{self, Endpoint};
 use crate::api::validation::{self, FieldError};
 
 /// How long a conversion webhook has to answer (upstream's webhook client default).
@@ -20,22 +20,10 @@ pub struct Webhook {
     pub crd_name: String,
     /// The CRD's resourceVersion: a client built for an older one is rebuilt.
     pub crd_version: String,
-    pub target: Target,
+    pub target: Endpoint,
     /// The PEM text of `clientConfig.caBundle`, when set.
     pub ca_bundle: Option<String>,
     pub review_versions: Vec<String>,
-}
-
-/// Where a conversion webhook listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Url(String),
-    Service {
-        namespace: String,
-        name: String,
-        path: String,
-        port: u16,
-    },
 }
 
 impl Webhook {
@@ -47,25 +35,8 @@ impl Webhook {
         }
         let webhook = &conversion["webhook"];
         let client = &webhook["clientConfig"];
-        let target = match (client["url"].as_str(), client["service"].as_object()) {
-            (Some(url), _) => Target::Url(url.to_string()),
-            (None, Some(svc)) => Target::Service {
-                namespace: svc.get("namespace")?.as_str()?.to_string(),
-                name: svc.get("name")?.as_str()?.to_string(),
-                path: svc.get("path").and_then(Value::as_str).unwrap_or("").into(),
-                port: svc
-                    .get("port")
-                    .and_then(Value::as_u64)
-                    .and_then(|p| u16::try_from(p).ok())
-                    .unwrap_or(443),
-            },
-            (None, None) => return None,
-        };
-        let ca_bundle = client["caBundle"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .and_then(|b| String::from_utf8(b).ok());
+        let target = Endpoint::of(client)?;
+        let ca_bundle = client_config::ca_bundle(client);
         Some(Webhook {
             crd_name: crd["metadata"]["name"].as_str().unwrap_or("").to_string(),
             crd_version: crd["metadata"]["resourceVersion"]
@@ -90,7 +61,7 @@ impl Webhook {
     /// names it in errors; an empty path is `/`), with upstream's `?timeout=30s`.
     pub fn url(&self) -> String {
         let base = match &self.target {
-            Target::Url(url) => {
+            Endpoint::Url(url) => {
                 let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
                 if after_scheme.contains('/') {
                     url.clone()
@@ -98,7 +69,7 @@ impl Webhook {
                     format!("{url}/")
                 }
             }
-            Target::Service {
+            Endpoint::Service {
                 namespace,
                 name,
                 path,
@@ -448,6 +419,7 @@ pub fn accept_converted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn widget(version: &str, name: &str) -> Value {
         json!({
@@ -478,14 +450,14 @@ mod tests {
         assert_eq!(w.url(), "https://hook.sys.svc:443/convert?timeout=30s");
         assert_eq!(review_version(&w.review_versions), Ok("v1beta1"));
         let mut bare = w.clone();
-        bare.target = Target::Service {
+        bare.target = Endpoint::Service {
             namespace: "sys".into(),
             name: "hook".into(),
             path: String::new(),
             port: 443,
         };
         assert_eq!(bare.url(), "https://hook.sys.svc:443/?timeout=30s");
-        bare.target = Target::Url("https://conv.example.com:8443".into());
+        bare.target = Endpoint::Url("https://conv.example.com:8443".into());
         assert_eq!(bare.url(), "https://conv.example.com:8443/?timeout=30s");
         let none = json!({"spec": {"conversion": {"strategy": "None"}}});
         assert_eq!(Webhook::of_crd(&none), None);

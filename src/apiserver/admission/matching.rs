@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::api::client_config;
+pub use crate::api::client_config::Endpoint;
 use crate::api::object;
 use crate::api::selector::LabelSelector;
 
@@ -54,18 +56,6 @@ impl Operation {
     }
 }
 
-/// Where a webhook is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Url(String),
-    Service {
-        namespace: String,
-        name: String,
-        path: String,
-        port: u16,
-    },
-}
-
 /// One rule of a webhook (`rules[]`, a RuleWithOperations).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rule {
@@ -110,14 +100,6 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The PEM text of a base64 `caBundle`.
-fn pem_of(bundle: &Value) -> Option<String> {
-    use base64::Engine;
-    let b64 = bundle.as_str().filter(|s| !s.is_empty())?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    String::from_utf8(bytes).ok()
-}
-
 /// The webhooks of a stored configuration, in their order. Stored configurations passed
 /// validation, so their selectors parse (one that did not would match everything).
 pub fn parse_configuration(config: &Value, mutating: bool) -> Vec<Hook> {
@@ -132,19 +114,15 @@ pub fn parse_configuration(config: &Value, mutating: bool) -> Vec<Hook> {
     hooks
         .iter()
         .map(|h| {
+            // Neither url nor service (validation refuses it): a nameless Service,
+            // whose calls fail and leave the webhook's failurePolicy to decide.
             let cc = &h["clientConfig"];
-            let endpoint = match cc["url"].as_str() {
-                Some(url) => Endpoint::Url(url.to_string()),
-                None => Endpoint::Service {
-                    namespace: cc["service"]["namespace"].as_str().unwrap_or("").into(),
-                    name: cc["service"]["name"].as_str().unwrap_or("").into(),
-                    path: cc["service"]["path"].as_str().unwrap_or("").into(),
-                    port: cc["service"]["port"]
-                        .as_u64()
-                        .and_then(|p| u16::try_from(p).ok())
-                        .unwrap_or(443),
-                },
-            };
+            let endpoint = Endpoint::of(cc).unwrap_or(Endpoint::Service {
+                namespace: String::new(),
+                name: String::new(),
+                path: String::new(),
+                port: 443,
+            });
             let rules = h["rules"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -167,7 +145,7 @@ pub fn parse_configuration(config: &Value, mutating: bool) -> Vec<Hook> {
                 name: h["name"].as_str().unwrap_or("").to_string(),
                 mutating,
                 endpoint,
-                ca_bundle: pem_of(&cc["caBundle"]),
+                ca_bundle: client_config::ca_bundle(cc),
                 rules,
                 fail_open: h["failurePolicy"] == "Ignore",
                 exact_match: h["matchPolicy"] == "Exact",
